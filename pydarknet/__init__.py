@@ -1,0 +1,1 @@
+"""pydarknet: darknet's cfg and weights files, darknet's numbers, in Python."""
