@@ -1,0 +1,171 @@
+"""Reading darknet's text files: network `.cfg` files and `.data` files.
+
+Both are lines of `key=value` (a `.cfg` groups them under `[section]` headers). Darknet strips every blank
+character from a line, skips lines starting with `#` or `;`, and lets the first occurrence of a key win;
+we do the same, but refuse what darknet would silently misread (a value that is not a number where a number
+is wanted, a line without `=`), naming `file:line`.
+"""
+import re
+import sys
+from pathlib import Path
+
+
+class DarknetError(Exception):
+    """A problem with the user's files or arguments: printed as one line, without a traceback."""
+
+
+class CfgError(DarknetError):
+    pass
+
+
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def warn(message):
+    print(f"Warning: {message}", file=sys.stderr)
+
+
+class Section:
+    """One `[type]` block of a cfg file (or a whole `.data` file): its options with their line numbers."""
+
+    def __init__(self, type, path, line):
+        self.type = type
+        self.path = path
+        self.line = line
+        self.options = {}  # key -> (value, line number)
+        self.used = set()
+
+    def where(self, key=None):
+        line = self.options[key][1] if key in self.options else self.line
+        return f"{self.path}:{line}"
+
+    def error(self, message, key=None):
+        return CfgError(f"{self.where(key)}: {message}")
+
+    def has(self, key):
+        return key in self.options
+
+    def raw(self, key):
+        self.used.add(key)
+        return self.options[key][0] if key in self.options else None
+
+    def str(self, key, default=None):
+        value = self.raw(key)
+        return default if value is None else value
+
+    def _number(self, key, value, parse, kind):
+        try:
+            return parse(value)
+        except ValueError:
+            raise self.error(f"'{key}={value}': expected {kind}", key) from None
+
+    def int(self, key, default=0):
+        value = self.raw(key)
+        return default if value is None else self._number(key, value, _parse_int, "an integer")
+
+    def float(self, key, default=0.0):
+        value = self.raw(key)
+        return default if value is None else self._number(key, value, _parse_float, "a number")
+
+    def ints(self, key, default=None):
+        value = self.raw(key)
+        if value is None:
+            return default
+        return [self._number(key, v, _parse_int, "a list of integers") for v in _split_list(value)]
+
+    def floats(self, key, default=None):
+        value = self.raw(key)
+        if value is None:
+            return default
+        return [self._number(key, v, _parse_float, "a list of numbers") for v in _split_list(value)]
+
+    def unused(self):
+        """Options nobody asked for: (key, value, line), in file order."""
+        return [(k, v, n) for k, (v, n) in self.options.items() if k not in self.used]
+
+    def warn_unused(self):
+        for key, value, line in self.unused():
+            warn(f"{self.path}:{line}: unused field '{key} = {value}' in [{self.type}]")
+
+
+def _split_list(value):
+    # darknet tolerates a trailing comma ("1,2,3,"): atoi of the empty tail is never read for anchors,
+    # and we simply drop empty items.
+    return [v for v in value.split(",") if v != ""]
+
+
+def _parse_int(text):
+    if _INT.fullmatch(text):
+        return int(text)
+    if _FLOAT.fullmatch(text):
+        # darknet's atoi reads the leading integer part: "1.5" -> 1
+        return int(_INT.match(text).group(0)) if _INT.match(text) else 0
+    raise ValueError(text)
+
+
+def _parse_float(text):
+    if _FLOAT.fullmatch(text):
+        return float(text)
+    raise ValueError(text)
+
+
+def _read_lines(path):
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        raise DarknetError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DarknetError(f"{path}: is a directory, not a file") from None
+    except OSError as e:
+        raise DarknetError(f"{path}: cannot read: {e.strerror}") from None
+    for number, line in enumerate(text.splitlines(), 1):
+        line = "".join(line.split())  # darknet's strip(): every blank character goes
+        if line and line[0] not in "#;":
+            yield number, line
+
+
+def _add_option(section, path, number, line):
+    if "=" not in line:
+        raise CfgError(f"{path}:{number}: expected 'key=value', got '{line}'")
+    key, value = line.split("=", 1)
+    if not key or not value:
+        raise CfgError(f"{path}:{number}: expected 'key=value', got '{line}'")
+    if key not in section.options:  # darknet's lookup finds the first occurrence
+        section.options[key] = (value, number)
+
+
+def read_cfg(path):
+    """Parse a network .cfg into a list of Sections (the first one is [net])."""
+    sections = []
+    for number, line in _read_lines(path):
+        if line[0] == "[":
+            if not line.endswith("]") or len(line) < 3:
+                raise CfgError(f"{path}:{number}: malformed section header '{line}'")
+            sections.append(Section(line[1:-1], str(path), number))
+        elif not sections:
+            raise CfgError(f"{path}:{number}: option '{line}' before the first [section]")
+        else:
+            _add_option(sections[-1], path, number, line)
+    if not sections:
+        raise CfgError(f"{path}: no sections: not a darknet .cfg file")
+    if sections[0].type not in ("net", "network"):
+        raise CfgError(f"{sections[0].where()}: first section must be [net] or [network], got [{sections[0].type}]")
+    return sections
+
+
+def read_data_cfg(path):
+    """Parse a darknet .data file (`classes=`, `train=`, `names=`, ...) into a Section."""
+    section = Section("data", str(path), 1)
+    for number, line in _read_lines(path):
+        _add_option(section, path, number, line)
+    return section
+
+
+def read_names(path):
+    """Class names, one per line (darknet's get_labels)."""
+    try:
+        return [line.rstrip("\r\n") for line in Path(path).read_text(errors="replace").splitlines()]
+    except OSError as e:
+        raise DarknetError(f"{path}: cannot read names: {e.strerror}") from None

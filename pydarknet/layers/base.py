@@ -1,0 +1,66 @@
+"""What every layer shares: its place in the network, its shapes, and the default no-op behaviours.
+
+A layer is built from its cfg section and the shape of its input (c, h, w). It computes
+`forward(x, net) -> output` on a batch (n, c, h, w) of float32, keeps that output in `self.output` for the
+layers that read it later (route, shortcut) and for training, and lists its parameters in the order darknet
+stores them in a .weights file (`weight_arrays`).
+"""
+import numpy as np
+
+from ..config import CfgError
+
+
+class Layer:
+    type = "layer"          # darknet's name for the layer type (as `get_layer_string` spells it)
+    reads_layers = ()       # indices of earlier layers whose output this layer reads besides its input
+
+    def __init__(self, section, in_shape, net, index):
+        self.section = section
+        self.index = index
+        self.output = None
+        self.setup(in_shape, net)
+
+    def setup(self, in_shape, net):
+        """Compute shapes from the input shape: at build time and again when the network is resized."""
+        self.in_shape = tuple(in_shape)
+        self.out_shape = self.in_shape
+
+    # -- inference ------------------------------------------------------------------------------------------
+    def forward(self, x, net):
+        return x
+
+    # -- parameters -----------------------------------------------------------------------------------------
+    def weight_arrays(self, transpose=False, loading=False):
+        """Arrays in .weights file order (views: reading into them sets the layer's parameters).
+
+        `transpose`: the file stores connected weights transposed; `loading`: honour `dontloadscales`."""
+        return []
+
+    # -- description ----------------------------------------------------------------------------------------
+    def flops(self):
+        return 0
+
+    def describe(self):
+        """The line darknet prints for this layer at load time (after the index)."""
+        return self.type
+
+    # -- helpers --------------------------------------------------------------------------------------------
+    def error(self, message, key=None):
+        return CfgError(f"{self.section.where(key)}: [{self.section.type}] layer {self.index}: {message}")
+
+    def need_image_input(self):
+        c, h, w = self.in_shape
+        if not (c and h and w):
+            raise self.error("the layer before it must output an image (c x h x w)")
+
+    def layer_index(self, value, net, key):
+        """Resolve a `layers=`/`from=` index as darknet does: negative counts back from this layer."""
+        index = self.index + value if value < 0 else value
+        if not 0 <= index < self.index:
+            raise self.error(f"{key}={value} refers to layer {index}, but only layers 0..{self.index - 1} "
+                             "come before it", key)
+        return index
+
+
+def zeros(*shape):
+    return np.zeros(shape, dtype=np.float32)

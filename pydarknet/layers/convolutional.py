@@ -1,0 +1,101 @@
+"""[convolutional]: filters x (size x size x c/groups) kernels, optional batch-norm, then an activation.
+
+Forward is im2col (Numba) + one sgemm per image and group (numpy's BLAS), then one fused Numba pass for
+batch-norm, bias and activation.
+"""
+import numpy as np
+
+from ..kernels.activations import CODE as ACTIVATIONS
+from ..kernels.conv import im2col, normalize_scale_bias_activate
+from .base import Layer, zeros
+
+
+def parse_activation(layer, default):
+    name = layer.section.str("activation", default)
+    if name not in ACTIVATIONS:
+        raise layer.error(f"unknown activation '{name}' (known: {', '.join(ACTIVATIONS)})", "activation")
+    return name
+
+
+class Convolutional(Layer):
+    type = "convolutional"
+
+    def __init__(self, section, in_shape, net, index):
+        s = section
+        self.section, self.index = section, index
+        self.filters = s.int("filters", 1)
+        self.size = s.int("size", 1)
+        self.stride = s.int("stride", 1)
+        self.groups = s.int("groups", 1)
+        self.pad = self.size // 2 if s.int("pad", 0) else s.int("padding", 0)
+        self.batch_normalize = bool(s.int("batch_normalize", 0))
+        self.activation = parse_activation(self, "logistic")
+        if self.filters < 1 or self.size < 1 or self.stride < 1 or self.groups < 1:
+            raise self.error("filters, size, stride and groups must be positive")
+        c = in_shape[0]
+        if c % self.groups or self.filters % self.groups:
+            raise self.error(f"groups={self.groups} must divide the input channels ({c}) and filters "
+                             f"({self.filters})", "groups")
+        n = self.filters
+        self.biases = zeros(n)
+        self.weights = zeros(n, c // self.groups * self.size * self.size)
+        if self.batch_normalize:
+            self.scales = np.ones(n, np.float32)
+            self.rolling_mean = zeros(n)
+            self.rolling_variance = zeros(n)
+        super().__init__(section, in_shape, net, index)
+
+    def setup(self, in_shape, net):
+        c, h, w = self.in_shape = tuple(in_shape)
+        self.need_image_input()
+        out_h = (h + 2 * self.pad - self.size) // self.stride + 1
+        out_w = (w + 2 * self.pad - self.size) // self.stride + 1
+        if out_h < 1 or out_w < 1:
+            raise self.error(f"a {self.size}x{self.size} kernel does not fit the {w}x{h} input")
+        self.out_shape = (self.filters, out_h, out_w)
+
+    def weight_arrays(self, transpose=False, loading=False):
+        arrays = [self.biases]
+        if self.batch_normalize and not (loading and self.dontloadscales):
+            arrays += [self.scales, self.rolling_mean, self.rolling_variance]
+        return arrays + [self.weights]
+
+    def flops(self):
+        _, out_h, out_w = self.out_shape
+        return 2.0 * self.weights.size * out_h * out_w
+
+    def describe(self):
+        c, h, w = self.in_shape
+        n, out_h, out_w = self.out_shape
+        return (f"conv  {n:5d} {self.size:2d} x{self.size:2d} /{self.stride:2d}  {w:4d} x{h:4d} x{c:4d}   ->  "
+                f"{out_w:4d} x{out_h:4d} x{n:4d}  {self.flops() / 1e9:5.3f} BFLOPs")
+
+    def convolve(self, x):
+        """The raw convolution sums (n, filters, out_h*out_w), before bias and batch-norm."""
+        batch = x.shape[0]
+        c, h, w = self.in_shape
+        n, out_h, out_w = self.out_shape
+        g = self.groups
+        m, cg = n // g, c // g
+        out = np.empty((batch, n, out_h * out_w), np.float32)
+        direct = self.size == 1 and self.stride == 1 and self.pad == 0
+        col = None if direct else np.empty((cg * self.size * self.size, out_h * out_w), np.float32)
+        for b in range(batch):
+            for j in range(g):
+                im = x[b, j * cg:(j + 1) * cg]
+                if direct:
+                    col = im.reshape(cg, h * w)
+                else:
+                    im2col(im, self.size, self.stride, self.pad, col)
+                np.matmul(self.weights[j * m:(j + 1) * m], col, out=out[b, j * m:(j + 1) * m])
+        return out
+
+    def forward(self, x, net):
+        out = self.convolve(x)
+        if self.batch_normalize:
+            normalize_scale_bias_activate(out, self.rolling_mean, self.rolling_variance, self.scales,
+                                          self.biases, ACTIVATIONS[self.activation], True)
+        else:
+            normalize_scale_bias_activate(out, self.biases, self.biases, self.biases, self.biases,
+                                          ACTIVATIONS[self.activation], False)
+        return out.reshape((x.shape[0],) + self.out_shape)

@@ -1,0 +1,147 @@
+"""A network: the [net] options and a list of layers, walked in order.
+
+`Network(cfg)` builds the layers from a .cfg (checking every shape as it goes), `load(weights)` fills
+their parameters, `forward(x)` runs a batch (n, c, h, w) through them and returns the last output.
+"""
+import sys
+
+import numpy as np
+
+from .config import CfgError, DarknetError, read_cfg
+from .layers import LAYER_TYPES
+
+# Refuse networks whose activations alone would need more than this for one image.
+MEMORY_LIMIT = 4 << 30
+
+# Options darknet reads from every layer section, whatever its type.
+COMMON_OPTIONS = {"truth": int, "onlyforward": int, "stopbackward": int, "dontsave": int, "dontload": int,
+                  "numload": int, "dontloadscales": int, "learning_rate": float, "smooth": float}
+
+
+class Network:
+    def __init__(self, cfg_path, quiet_unused=False):
+        self.cfg_path = str(cfg_path)
+        sections = read_cfg(cfg_path)
+        self.options = sections[0]
+        self._parse_net_options(self.options)
+        self.seen = 0
+        self.weights_version = (0, 2, 0)
+        self.layers = []
+        shape = (self.c, self.h, self.w)
+        total = 0
+        for index, section in enumerate(sections[1:]):
+            cls = LAYER_TYPES.get(section.type)
+            if cls is None:
+                raise CfgError(f"{section.where()}: unknown layer type [{section.type}]")
+            layer = cls(section, shape, self, index)
+            for key, kind in COMMON_OPTIONS.items():
+                setattr(layer, key, (section.int if kind is int else section.float)(key, 1 if key == "learning_rate" else 0))
+            self.layers.append(layer)
+            shape = layer.out_shape
+            total += 4 * int(np.prod(shape))
+            if total > MEMORY_LIMIT:
+                raise CfgError(f"{section.where()}: the network's outputs up to layer {index} need "
+                               f"{total / (1 << 30):.1f} GiB per image (limit {MEMORY_LIMIT >> 30} GiB): "
+                               f"check width/height/filters in {self.cfg_path}")
+        if not self.layers:
+            raise CfgError(f"{self.cfg_path}: the network has no layers after [net]")
+        if not quiet_unused:
+            for section in sections:
+                section.warn_unused()
+
+    def _parse_net_options(self, s):
+        self.batch = s.int("batch", 1)
+        self.subdivisions = s.int("subdivisions", 1)
+        self.time_steps = s.int("time_steps", 1)
+        self.learning_rate = s.float("learning_rate", 0.001)
+        self.momentum = s.float("momentum", 0.9)
+        self.decay = s.float("decay", 0.0001)
+        self.adam = s.int("adam", 0)
+        self.B1, self.B2, self.eps = s.float("B1", 0.9), s.float("B2", 0.999), s.float("eps", 1e-7)
+        self.h = s.int("height", 0)
+        self.w = s.int("width", 0)
+        self.c = s.int("channels", 0)
+        self.inputs = s.int("inputs", self.h * self.w * self.c)
+        self.max_crop = s.int("max_crop", self.w * 2)
+        self.min_crop = s.int("min_crop", self.w)
+        self.max_ratio = s.float("max_ratio", self.max_crop / self.w if self.w else 0)
+        self.min_ratio = s.float("min_ratio", self.min_crop / self.w if self.w else 0)
+        self.center = s.int("center", 0)
+        self.clip = s.float("clip", 0)
+        self.angle = s.float("angle", 0)
+        self.aspect = s.float("aspect", 1)
+        self.saturation = s.float("saturation", 1)
+        self.exposure = s.float("exposure", 1)
+        self.hue = s.float("hue", 0)
+        self.random = s.int("random", 0)
+        self.policy = s.str("policy", "constant")
+        self.burn_in = s.int("burn_in", 0)
+        self.power = s.float("power", 4)
+        self.step = s.int("step", 1)
+        self.scale = s.float("scale", 1)
+        self.steps = s.ints("steps", [])
+        self.scales = s.floats("scales", [])
+        self.gamma = s.float("gamma", 1)
+        self.max_batches = s.int("max_batches", 0)
+        self.letter_box = s.int("letter_box", 0)
+        if self.batch < 1 or self.subdivisions < 1:
+            raise s.error("batch and subdivisions must be positive", "batch")
+        if self.h < 0 or self.w < 0 or self.c < 0:
+            raise s.error("width, height and channels must not be negative", "width")
+        if not (self.h and self.w and self.c):
+            if not self.inputs:
+                raise s.error("no input size: give width=, height= and channels= (or inputs=)")
+            self.h, self.w, self.c = 1, 1, self.inputs
+        if 4 * self.h * self.w * self.c > MEMORY_LIMIT:
+            raise s.error(f"input {self.w}x{self.h}x{self.c} alone needs "
+                          f"{4 * self.h * self.w * self.c / (1 << 30):.1f} GiB", "width")
+
+    # -- running ---------------------------------------------------------------------------------------------
+    @property
+    def input_shape(self):
+        return (self.c, self.h, self.w)
+
+    def forward(self, x):
+        """Run a batch (n, c, h, w) (or one image (c, h, w)) through every layer; return the network's output."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim == 3:
+            x = x[None]
+        if x.shape[1:] != self.input_shape:
+            raise DarknetError(f"{self.cfg_path}: input of shape {x.shape[1:]} given, the network takes "
+                               f"{self.input_shape}")
+        for layer in self.layers:
+            x = layer.forward(x, self)
+            layer.output = x
+        return self.output_layer.output
+
+    @property
+    def output_layer(self):
+        """The last layer that is not a [cost] layer, as darknet's get_network_output_layer."""
+        for layer in reversed(self.layers):
+            if layer.type != "cost":
+                return layer
+        return self.layers[-1]
+
+    def resize(self, w, h):
+        """Change the input size of a fully convolutional network (darknet's resize_network)."""
+        if (w, h) == (self.w, self.h):
+            return
+        self.w, self.h = w, h
+        shape = self.input_shape
+        for layer in self.layers:
+            layer.setup(shape, self)
+            shape = layer.out_shape
+
+    # -- loading ---------------------------------------------------------------------------------------------
+    def load(self, weights_path, upto=None):
+        from .weights import load_weights
+        return load_weights(self, weights_path, upto)
+
+    def summary(self):
+        """Darknet's layer table as lines of text."""
+        lines = ["layer     filters    size              input                output"]
+        lines += [f"{layer.index:5d} {layer.describe()}" for layer in self.layers]
+        return lines
+
+    def print_summary(self, file=sys.stderr):
+        print("\n".join(self.summary()), file=file)

@@ -1,0 +1,92 @@
+"""Darknet's .weights files: a small header, then every layer's parameters as raw little-endian float32.
+
+Header: major, minor, revision (int32), then `seen` (images trained on): int64 when major*10+minor >= 2 and
+both are below 1000, else int32. Files whose major or minor exceed 1000 store connected weights transposed.
+"""
+import os
+import struct
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .config import DarknetError, warn
+
+
+class WeightsError(DarknetError):
+    pass
+
+
+def read_header(data, path):
+    if len(data) < 16:
+        raise WeightsError(f"{path}: {len(data)} bytes is too short for a darknet .weights header (16-20 bytes)")
+    major, minor, revision = struct.unpack_from("<3i", data, 0)
+    if major * 10 + minor >= 2 and major < 1000 and minor < 1000:
+        if len(data) < 20:
+            raise WeightsError(f"{path}: header of version {major}.{minor} needs 20 bytes, the file has {len(data)}")
+        (seen,) = struct.unpack_from("<q", data, 12)
+        offset = 20
+    else:
+        (seen,) = struct.unpack_from("<i", data, 12)
+        offset = 16
+    return (major, minor, revision), seen, offset
+
+
+def load_weights(net, path, upto=None):
+    """Read parameters into net's layers (the first `upto` layers only when given, like load_weights_upto)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: no such file") from None
+    except OSError as e:
+        raise WeightsError(f"{path}: cannot read: {e.strerror}") from None
+    version, seen, offset = read_header(data, path)
+    transpose = version[0] > 1000 or version[1] > 1000
+    layers = net.layers if upto is None else net.layers[:upto]
+    for layer in layers:
+        if layer.dontload:
+            continue
+        for array in layer.weight_arrays(transpose=transpose, loading=True):
+            need = array.size * 4
+            if offset + need > len(data):
+                raise WeightsError(
+                    f"{path}: too short for {net.cfg_path}: ran out at layer {layer.index} ({layer.type}), "
+                    f"which needs {need} bytes at offset {offset} but only {len(data) - offset} remain "
+                    f"(file: {len(data)} bytes)")
+            array[...] = np.frombuffer(data, "<f4", array.size, offset).reshape(array.shape)
+            offset += need
+    if upto is None and offset < len(data):
+        warn(f"{path}: {len(data) - offset} bytes left over after the last layer of {net.cfg_path} "
+             f"(read {offset} of {len(data)}): the weights may belong to another cfg")
+    net.seen = seen
+    net.weights_version = version
+    return net
+
+
+def weights_bytes(net, upto=None):
+    """The file darknet's save_weights writes: version 0.2.0, int64 seen, then every saved layer."""
+    parts = [struct.pack("<3iq", 0, 2, 0, int(net.seen))]
+    for layer in net.layers if upto is None else net.layers[:upto]:
+        if layer.dontsave:
+            continue
+        parts += [np.ascontiguousarray(a, "<f4").tobytes() for a in layer.weight_arrays()]
+    return b"".join(parts)
+
+
+def save_weights(net, path, upto=None):
+    """Write atomically: a temporary file beside the target, then a rename, so a crash never leaves half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(weights_bytes(net, upto))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
