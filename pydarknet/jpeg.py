@@ -1,0 +1,1287 @@
+"""A JPEG decoder that reproduces stb_image's pixels bit for bit.
+
+Darknet reads images with stb_image (``stbi_load(path, &w, &h, &c, 3)``).  Other
+decoders (libjpeg-turbo inside OpenCV, PIL) use different IDCT rounding,
+different chroma upsampling and a different YCbCr->RGB approximation, so their
+pixels differ from stb's by a few grey levels here and there -- enough to move
+darknet's detections.  This module decodes the way stb_image v2.19 (the copy in
+pjreddie's darknet, built without SIMD) does:
+
+* Huffman decoding with a 32-bit left-aligned bit buffer that is refilled a byte
+  at a time; once a marker has been met the buffer is filled with zero bits, so
+  an entropy segment that ends early decodes as if padded with zeros.
+* The jpeg-6b style "islow" integer IDCT with 12-bit constants.  stb forms its
+  constants as ``(int)(c * 4096 + 0.5)``, which truncates towards zero, so the
+  negative constants are one smaller in magnitude than libjpeg's.  The column
+  pass keeps two extra bits (``>> 10``), the row pass removes the rest
+  (``>> 17``) with +128 level shift folded into the rounding term.
+* Chroma upsampling: 2x vertical, 2x horizontal and 2x2 "triangle" filters
+  (3/4 near + 1/4 far), nearest neighbour for every other factor.
+* YCbCr->RGB in fixed point with 20 fractional bits where the Cb contribution
+  to green has its low 16 bits cleared.
+* Adobe APP14 transform flag / component ids 'R','G','B' select plain RGB;
+  4-component files are CMYK (transform 0), YCCK (transform 2) or YCbCr with the
+  fourth channel ignored.  EXIF orientation is ignored, like stb.
+
+Where stb's behaviour on a corrupt file is well defined we do the same (zero
+padding after a truncated entropy segment, a scan that stops at a non-restart
+marker, a scan ended by EOI).  Where stb would read uninitialised memory
+(samples of blocks no scan wrote) we use zeros; where stb's behaviour is
+undefined (out-of-range Huffman symbols) we raise :class:`JPEGError`.
+
+Files stb cannot decode (arithmetic coding, 12-bit samples, lossless,
+hierarchical) raise :class:`JPEGError` with a message starting with
+``"unsupported JPEG feature:"`` and ``unsupported=True`` so callers can fall
+back to another decoder.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["JPEGError", "decode_jpeg", "is_jpeg"]
+
+
+class JPEGError(ValueError):
+    """A JPEG file that cannot be decoded.
+
+    ``unsupported`` is True when the file looks valid but uses a coding
+    process stb_image does not implement (the caller may try another decoder).
+    """
+
+    def __init__(self, message: str, unsupported: bool = False):
+        super().__init__(message)
+        self.unsupported = unsupported
+
+
+# ---------------------------------------------------------------------------
+# Tables and constants
+# ---------------------------------------------------------------------------
+
+FAST_BITS = 9
+_MASK32 = 0xFFFFFFFF
+_NO_MARKER = 0xFF  # "no pending marker" (0xFF never is a marker code)
+
+# Zigzag position -> row-major index.  Entries past 63 are there so that a
+# corrupt run length that overshoots the block lands on coefficient 63 instead
+# of outside the array.
+_ZIGZAG = np.array(
+    [0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5,
+     12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21, 28,
+     35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51,
+     58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63]
+    + [63] * 16,
+    dtype=np.int64,
+)
+
+# Low-n-bit masks and the offset that turns an n-bit "receive" value with a
+# leading 0 into its negative JPEG "extend" value: -(2^n - 1).
+_BMASK = np.array([(1 << n) - 1 for n in range(17)], dtype=np.int64)
+_EXT_BIAS = np.array([1 - (1 << n) for n in range(17)], dtype=np.int64)
+
+
+def _fix12(c: float) -> int:
+    """stb's IDCT constant: float32(c) * 4096 + 0.5 truncated towards zero."""
+    return int(float(np.float32(c)) * 4096 + 0.5)
+
+
+def _fix_color(c: float) -> int:
+    """stb's colour constant: computed in float32, truncated, then << 8."""
+    f = np.float32(c) * np.float32(4096.0) + np.float32(0.5)
+    return int(f) << 8
+
+
+# Rotation constants of the islow IDCT (values written out so numba sees
+# compile-time constants).
+_C_0_541 = _fix12(0.5411961)       # 2217
+_C_M1_847 = _fix12(-1.847759065)   # -7567 (libjpeg: -7568)
+_C_0_765 = _fix12(0.765366865)     # 3135
+_C_1_175 = _fix12(1.175875602)     # 4816
+_C_0_298 = _fix12(0.298631336)     # 1223
+_C_2_053 = _fix12(2.053119869)     # 8410
+_C_3_072 = _fix12(3.072711026)     # 12586
+_C_1_501 = _fix12(1.501321110)     # 6149
+_C_M0_899 = _fix12(-0.899976223)   # -3685 (libjpeg: -3686)
+_C_M2_562 = _fix12(-2.562915447)   # -10497 (libjpeg: -10498)
+_C_M1_961 = _fix12(-1.961570560)   # -8034 (libjpeg: -8035)
+_C_M0_390 = _fix12(-0.390180644)   # -1597 (libjpeg: -1598)
+
+_CR_R = _fix_color(1.40200)
+_CR_G = -_fix_color(0.71414)
+_CB_G = -_fix_color(0.34414)
+_CB_B = _fix_color(1.77200)
+
+# Status codes returned by the numba kernels.
+_OK = 0
+_ERR_HUFF = 1
+_ERR_DC_RANGE = 2
+_ERR_MERGE = 3
+_ERR_REFINE = 4
+
+_KERNEL_ERRORS = {
+    _ERR_HUFF: "bad Huffman code",
+    _ERR_DC_RANGE: "DC difference category out of range",
+    _ERR_MERGE: "progressive scan mixes DC and AC coefficients",
+    _ERR_REFINE: "bad Huffman code in AC refinement scan",
+}
+
+# Component table columns (int64 array of shape (4, _NF)).
+_F_H, _F_V, _F_X, _F_Y, _F_W2, _F_H2, _F_HD, _F_HA, _F_TQ, _F_POFF, _F_COFF, _F_CW = range(12)
+_NF = 12
+
+# Output colour modes.
+_MODE_YCC, _MODE_RGB, _MODE_GREY, _MODE_CMYK, _MODE_YCCK = range(5)
+
+
+# ---------------------------------------------------------------------------
+# Huffman table construction
+# ---------------------------------------------------------------------------
+
+@njit(cache=True)
+def _build_huffman(counts, fast, size, maxcode, delta, code):
+    """Canonical Huffman codes for `counts` (16 code-length counts).
+
+    Fills `size` (code length per symbol index, 0-terminated), `maxcode`
+    (one past the last code of each length, left-aligned to 16 bits),
+    `delta` (symbol index minus code for each length) and the 9-bit lookup
+    table `fast` (symbol index, 255 when the code is longer).  Returns the
+    number of symbols, or -1 when the lengths over-subscribe the code space.
+    """
+    k = 0
+    for i in range(16):
+        for _ in range(counts[i]):
+            size[k] = i + 1
+            k += 1
+    size[k] = 0
+    c = 0
+    k = 0
+    for j in range(1, 17):
+        delta[j] = k - c
+        if size[k] == j:
+            while size[k] == j:
+                code[k] = c
+                c += 1
+                k += 1
+            if c - 1 >= (1 << j):
+                return -1
+        maxcode[j] = c << (16 - j)
+        c <<= 1
+    maxcode[17] = 0xFFFFFFFF
+    for i in range(1 << FAST_BITS):
+        fast[i] = 255
+    for i in range(k):
+        s = size[i]
+        if s <= FAST_BITS:
+            first = code[i] << (FAST_BITS - s)
+            for j in range(1 << (FAST_BITS - s)):
+                fast[first + j] = i
+    return k
+
+
+@njit(cache=True)
+def _build_fast_ac(fast_ac, fast, size, values):
+    """Table decoding a short AC code *and* its magnitude bits in one look-up.
+
+    Entry = value * 256 + run * 16 + total bit length, or 0 when the code
+    plus magnitude does not fit in FAST_BITS or the value is outside -128..127.
+    """
+    full = (1 << FAST_BITS) - 1
+    for i in range(1 << FAST_BITS):
+        f = fast[i]
+        fast_ac[i] = 0
+        if f < 255:
+            rs = values[f]
+            run = (rs >> 4) & 15
+            magbits = rs & 15
+            ln = size[f]
+            if magbits != 0 and ln + magbits <= FAST_BITS:
+                v = ((i << ln) & full) >> (FAST_BITS - magbits)
+                if v < (1 << (magbits - 1)):
+                    v += 1 - (1 << magbits)
+                if -128 <= v <= 127:
+                    fast_ac[i] = v * 256 + run * 16 + (ln + magbits)
+
+
+# ---------------------------------------------------------------------------
+# Entropy decoding (numba).  The bit reader state travels as a tuple
+# (pos, buf, bits, nomore, marker): byte position in the file, 32-bit buffer
+# with the next bit in bit 31, number of valid bits, "a marker was met" flag
+# and that marker.
+# ---------------------------------------------------------------------------
+
+@njit(cache=True)
+def _fill(data, pos, buf, bits, nomore, marker):
+    """Append bytes to the bit buffer until it holds more than 24 bits.
+
+    A 0xFF 0x00 pair is a literal 0xFF; 0xFF followed by fill bytes and a
+    non-zero code is a marker, which stops reading: from then on zero bits are
+    appended.  Reading past the end of the file yields zero bytes.
+    """
+    n = data.shape[0]
+    while True:
+        b = 0
+        if nomore == 0:
+            if pos < n:
+                b = np.int64(data[pos])
+                pos += 1
+            if b == 0xFF:
+                c = 0
+                if pos < n:
+                    c = np.int64(data[pos])
+                    pos += 1
+                while c == 0xFF:
+                    c = 0
+                    if pos < n:
+                        c = np.int64(data[pos])
+                        pos += 1
+                if c != 0:
+                    # the marker stays unconsumed by the entropy decoder
+                    return pos, buf, bits, 1, c
+        buf = (buf | (b << (24 - bits))) & _MASK32
+        bits += 8
+        if bits > 24:
+            return pos, buf, bits, nomore, marker
+
+
+@njit(cache=True)
+def _huff_decode(data, pos, buf, bits, nomore, marker, hfast, hsize, hvalues, hmaxcode, hdelta, t):
+    """Decode one Huffman symbol with table t; -1 for an invalid code."""
+    if bits < 16:
+        pos, buf, bits, nomore, marker = _fill(data, pos, buf, bits, nomore, marker)
+    c = (buf >> (32 - FAST_BITS)) & ((1 << FAST_BITS) - 1)
+    k = np.int64(hfast[t, c])
+    if k < 255:
+        s = np.int64(hsize[t, k])
+        if s > bits:
+            return -1, pos, buf, bits, nomore, marker
+        buf = (buf << s) & _MASK32
+        bits -= s
+        return np.int64(hvalues[t, k]), pos, buf, bits, nomore, marker
+    top = buf >> 16
+    k = FAST_BITS + 1
+    while top >= hmaxcode[t, k]:
+        k += 1
+    if k == 17:
+        bits -= 16
+        return -1, pos, buf, bits, nomore, marker
+    if k > bits:
+        return -1, pos, buf, bits, nomore, marker
+    c = ((buf >> (32 - k)) & _BMASK[k]) + hdelta[t, k]
+    bits -= k
+    buf = (buf << k) & _MASK32
+    return np.int64(hvalues[t, c]), pos, buf, bits, nomore, marker
+
+
+@njit(cache=True)
+def _receive_extend(data, pos, buf, bits, nomore, marker, n):
+    """Read n (1..15) magnitude bits and sign-extend them (JPEG EXTEND)."""
+    if bits < n:
+        pos, buf, bits, nomore, marker = _fill(data, pos, buf, bits, nomore, marker)
+    v = buf >> (32 - n)
+    if (buf & 0x80000000) == 0:
+        v += _EXT_BIAS[n]
+    buf = (buf << n) & _MASK32
+    bits -= n
+    return v, pos, buf, bits, nomore, marker
+
+
+@njit(cache=True)
+def _get_bits(data, pos, buf, bits, nomore, marker, n):
+    if bits < n:
+        pos, buf, bits, nomore, marker = _fill(data, pos, buf, bits, nomore, marker)
+    v = buf >> (32 - n)
+    buf = (buf << n) & _MASK32
+    bits -= n
+    return v, pos, buf, bits, nomore, marker
+
+
+@njit(cache=True)
+def _get_bit(data, pos, buf, bits, nomore, marker):
+    if bits < 1:
+        pos, buf, bits, nomore, marker = _fill(data, pos, buf, bits, nomore, marker)
+    v = (buf >> 31) & 1
+    buf = (buf << 1) & _MASK32
+    bits -= 1
+    return v, pos, buf, bits, nomore, marker
+
+
+@njit(cache=True)
+def _wrap32(x):
+    """Two's complement int32 value of x (C int arithmetic wraps)."""
+    return ((x + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+
+
+@njit(cache=True)
+def _idct_block(blk, out, off, stride, tmp):
+    """Integer IDCT of the 64 row-major coefficients in blk into out[off...].
+
+    Column pass first (output scaled by 4), then rows with rounding, +128 and
+    clamping to 0..255.  Arithmetic is 64-bit but wrapped to 32 bits before
+    every shift, which is what the C code's int arithmetic amounts to.
+    """
+    for i in range(8):
+        s0 = np.int64(blk[i])
+        s1 = np.int64(blk[i + 8])
+        s2 = np.int64(blk[i + 16])
+        s3 = np.int64(blk[i + 24])
+        s4 = np.int64(blk[i + 32])
+        s5 = np.int64(blk[i + 40])
+        s6 = np.int64(blk[i + 48])
+        s7 = np.int64(blk[i + 56])
+        if s1 == 0 and s2 == 0 and s3 == 0 and s4 == 0 and s5 == 0 and s6 == 0 and s7 == 0:
+            dc = _wrap32(s0 * 4)
+            for r in range(8):
+                tmp[i + 8 * r] = dc
+            continue
+        # even part
+        p1 = (s2 + s6) * _C_0_541
+        t2 = p1 + s6 * _C_M1_847
+        t3 = p1 + s2 * _C_0_765
+        t0 = (s0 + s4) * 4096
+        t1 = (s0 - s4) * 4096
+        x0 = t0 + t3
+        x3 = t0 - t3
+        x1 = t1 + t2
+        x2 = t1 - t2
+        # odd part
+        q3 = s7 + s3
+        q4 = s5 + s1
+        q1 = s7 + s1
+        q2 = s5 + s3
+        p5 = (q3 + q4) * _C_1_175
+        o0 = s7 * _C_0_298
+        o1 = s5 * _C_2_053
+        o2 = s3 * _C_3_072
+        o3 = s1 * _C_1_501
+        q1 = p5 + q1 * _C_M0_899
+        q2 = p5 + q2 * _C_M2_562
+        q3 = q3 * _C_M1_961
+        q4 = q4 * _C_M0_390
+        o3 += q1 + q4
+        o2 += q2 + q3
+        o1 += q2 + q4
+        o0 += q1 + q3
+        x0 += 512
+        x1 += 512
+        x2 += 512
+        x3 += 512
+        tmp[i] = _wrap32(x0 + o3) >> 10
+        tmp[i + 56] = _wrap32(x0 - o3) >> 10
+        tmp[i + 8] = _wrap32(x1 + o2) >> 10
+        tmp[i + 48] = _wrap32(x1 - o2) >> 10
+        tmp[i + 16] = _wrap32(x2 + o1) >> 10
+        tmp[i + 40] = _wrap32(x2 - o1) >> 10
+        tmp[i + 24] = _wrap32(x3 + o0) >> 10
+        tmp[i + 32] = _wrap32(x3 - o0) >> 10
+
+    bias = 65536 + (128 << 17)
+    for r in range(8):
+        b = 8 * r
+        s0 = tmp[b]
+        s1 = tmp[b + 1]
+        s2 = tmp[b + 2]
+        s3 = tmp[b + 3]
+        s4 = tmp[b + 4]
+        s5 = tmp[b + 5]
+        s6 = tmp[b + 6]
+        s7 = tmp[b + 7]
+        p1 = (s2 + s6) * _C_0_541
+        t2 = p1 + s6 * _C_M1_847
+        t3 = p1 + s2 * _C_0_765
+        t0 = (s0 + s4) * 4096
+        t1 = (s0 - s4) * 4096
+        x0 = t0 + t3 + bias
+        x3 = t0 - t3 + bias
+        x1 = t1 + t2 + bias
+        x2 = t1 - t2 + bias
+        q3 = s7 + s3
+        q4 = s5 + s1
+        q1 = s7 + s1
+        q2 = s5 + s3
+        p5 = (q3 + q4) * _C_1_175
+        o0 = s7 * _C_0_298
+        o1 = s5 * _C_2_053
+        o2 = s3 * _C_3_072
+        o3 = s1 * _C_1_501
+        q1 = p5 + q1 * _C_M0_899
+        q2 = p5 + q2 * _C_M2_562
+        q3 = q3 * _C_M1_961
+        q4 = q4 * _C_M0_390
+        o3 += q1 + q4
+        o2 += q2 + q3
+        o1 += q2 + q4
+        o0 += q1 + q3
+        o = off + r * stride
+        out[o] = _clamp8(_wrap32(x0 + o3) >> 17)
+        out[o + 7] = _clamp8(_wrap32(x0 - o3) >> 17)
+        out[o + 1] = _clamp8(_wrap32(x1 + o2) >> 17)
+        out[o + 6] = _clamp8(_wrap32(x1 - o2) >> 17)
+        out[o + 2] = _clamp8(_wrap32(x2 + o1) >> 17)
+        out[o + 5] = _clamp8(_wrap32(x2 - o1) >> 17)
+        out[o + 3] = _clamp8(_wrap32(x3 + o0) >> 17)
+        out[o + 4] = _clamp8(_wrap32(x3 - o0) >> 17)
+
+
+@njit(cache=True)
+def _clamp8(x):
+    if x < 0:
+        return 0
+    if x > 255:
+        return 255
+    return x
+
+
+@njit(cache=True)
+def _decode_block_baseline(data, pos, buf, bits, nomore, marker, blk, hfast, hsize, hvalues,
+                           hmaxcode, hdelta, fast_ac, td, ta, dq, dc_pred):
+    """Decode one sequential-mode block into blk (dequantised, row-major).
+
+    Returns (status, new DC predictor, reader state...).
+    """
+    if bits < 16:
+        pos, buf, bits, nomore, marker = _fill(data, pos, buf, bits, nomore, marker)
+    t, pos, buf, bits, nomore, marker = _huff_decode(data, pos, buf, bits, nomore, marker,
+                                                     hfast, hsize, hvalues, hmaxcode, hdelta, td)
+    if t < 0:
+        return _ERR_HUFF, dc_pred, pos, buf, bits, nomore, marker
+    if t > 15:
+        return _ERR_DC_RANGE, dc_pred, pos, buf, bits, nomore, marker
+    for i in range(64):
+        blk[i] = 0
+    diff = 0
+    if t != 0:
+        diff, pos, buf, bits, nomore, marker = _receive_extend(data, pos, buf, bits, nomore, marker, t)
+    dc_pred += diff
+    blk[0] = dc_pred * dq[0]  # stored as int16: wraps like the C (short) cast
+    ta4 = ta + 4
+    k = 1
+    while True:
+        if bits < 16:
+            pos, buf, bits, nomore, marker = _fill(data, pos, buf, bits, nomore, marker)
+        c = (buf >> (32 - FAST_BITS)) & ((1 << FAST_BITS) - 1)
+        r = np.int64(fast_ac[ta, c])
+        if r != 0:
+            k += (r >> 4) & 15
+            s = r & 15
+            buf = (buf << s) & _MASK32
+            bits -= s
+            z = _ZIGZAG[k]
+            k += 1
+            blk[z] = (r >> 8) * dq[z]
+        else:
+            rs, pos, buf, bits, nomore, marker = _huff_decode(data, pos, buf, bits, nomore, marker,
+                                                              hfast, hsize, hvalues, hmaxcode,
+                                                              hdelta, ta4)
+            if rs < 0:
+                return _ERR_HUFF, dc_pred, pos, buf, bits, nomore, marker
+            s = rs & 15
+            r = rs >> 4
+            if s == 0:
+                if rs != 0xF0:
+                    break  # end of block
+                k += 16
+            else:
+                k += r
+                z = _ZIGZAG[k]
+                k += 1
+                v, pos, buf, bits, nomore, marker = _receive_extend(data, pos, buf, bits, nomore,
+                                                                    marker, s)
+                blk[z] = v * dq[z]
+        if k >= 64:
+            break
+    return _OK, dc_pred, pos, buf, bits, nomore, marker
+
+
+@njit(cache=True)
+def _decode_block_prog_dc(data, pos, buf, bits, nomore, marker, coeff, co, hfast, hsize,
+                          hvalues, hmaxcode, hdelta, td, dc_pred, spec_end, succ_high, succ_low):
+    """First DC scan (quantised DC << Al) or one DC refinement bit."""
+    if spec_end != 0:
+        return _ERR_MERGE, dc_pred, pos, buf, bits, nomore, marker
+    if bits < 16:
+        pos, buf, bits, nomore, marker = _fill(data, pos, buf, bits, nomore, marker)
+    if succ_high == 0:
+        for i in range(64):
+            coeff[co + i] = 0
+        t, pos, buf, bits, nomore, marker = _huff_decode(data, pos, buf, bits, nomore, marker,
+                                                         hfast, hsize, hvalues, hmaxcode,
+                                                         hdelta, td)
+        # stb does not check t here; an invalid code or a category above 15
+        # would make it read outside its tables, so we stop instead.
+        if t < 0:
+            return _ERR_HUFF, dc_pred, pos, buf, bits, nomore, marker
+        if t > 15:
+            return _ERR_DC_RANGE, dc_pred, pos, buf, bits, nomore, marker
+        diff = 0
+        if t != 0:
+            diff, pos, buf, bits, nomore, marker = _receive_extend(data, pos, buf, bits, nomore,
+                                                                   marker, t)
+        dc_pred += diff
+        coeff[co] = dc_pred << succ_low
+    else:
+        b, pos, buf, bits, nomore, marker = _get_bit(data, pos, buf, bits, nomore, marker)
+        if b != 0:
+            coeff[co] = np.int64(coeff[co]) + (1 << succ_low)
+    return _OK, dc_pred, pos, buf, bits, nomore, marker
+
+
+@njit(cache=True)
+def _refine_nonzero(coeff, idx, bit, data, pos, buf, bits, nomore, marker):
+    """Correction bit for an already non-zero coefficient (away from zero)."""
+    b, pos, buf, bits, nomore, marker = _get_bit(data, pos, buf, bits, nomore, marker)
+    if b != 0:
+        p = np.int64(coeff[idx])
+        if (p & bit) == 0:
+            if p > 0:
+                coeff[idx] = p + bit
+            else:
+                coeff[idx] = p - bit
+    return pos, buf, bits, nomore, marker
+
+
+@njit(cache=True)
+def _decode_block_prog_ac(data, pos, buf, bits, nomore, marker, coeff, co, hfast, hsize,
+                          hvalues, hmaxcode, hdelta, fast_ac, ta, eob_run, spec_start,
+                          spec_end, succ_high, succ_low):
+    """One block of a progressive AC scan (first pass or refinement)."""
+    if spec_start == 0:
+        return _ERR_MERGE, eob_run, pos, buf, bits, nomore, marker
+    ta4 = ta + 4
+    if succ_high == 0:
+        shift = succ_low
+        if eob_run != 0:
+            return _OK, eob_run - 1, pos, buf, bits, nomore, marker
+        k = spec_start
+        while True:
+            if bits < 16:
+                pos, buf, bits, nomore, marker = _fill(data, pos, buf, bits, nomore, marker)
+            c = (buf >> (32 - FAST_BITS)) & ((1 << FAST_BITS) - 1)
+            r = np.int64(fast_ac[ta, c])
+            if r != 0:
+                k += (r >> 4) & 15
+                s = r & 15
+                buf = (buf << s) & _MASK32
+                bits -= s
+                z = _ZIGZAG[k]
+                k += 1
+                coeff[co + z] = (r >> 8) << shift
+            else:
+                rs, pos, buf, bits, nomore, marker = _huff_decode(data, pos, buf, bits, nomore,
+                                                                  marker, hfast, hsize, hvalues,
+                                                                  hmaxcode, hdelta, ta4)
+                if rs < 0:
+                    return _ERR_HUFF, eob_run, pos, buf, bits, nomore, marker
+                s = rs & 15
+                r = rs >> 4
+                if s == 0:
+                    if r < 15:
+                        eob_run = 1 << r
+                        if r != 0:
+                            v, pos, buf, bits, nomore, marker = _get_bits(data, pos, buf, bits,
+                                                                          nomore, marker, r)
+                            eob_run += v
+                        eob_run -= 1
+                        break
+                    k += 16
+                else:
+                    k += r
+                    z = _ZIGZAG[k]
+                    k += 1
+                    v, pos, buf, bits, nomore, marker = _receive_extend(data, pos, buf, bits,
+                                                                        nomore, marker, s)
+                    coeff[co + z] = v << shift
+            if k > spec_end:
+                break
+        return _OK, eob_run, pos, buf, bits, nomore, marker
+
+    # refinement pass
+    bit = np.int64(1) << succ_low
+    if eob_run != 0:
+        eob_run -= 1
+        for k in range(spec_start, spec_end + 1):
+            idx = co + _ZIGZAG[k]
+            if coeff[idx] != 0:
+                pos, buf, bits, nomore, marker = _refine_nonzero(coeff, idx, bit, data, pos, buf,
+                                                                 bits, nomore, marker)
+        return _OK, eob_run, pos, buf, bits, nomore, marker
+    k = spec_start
+    while True:
+        rs, pos, buf, bits, nomore, marker = _huff_decode(data, pos, buf, bits, nomore, marker,
+                                                          hfast, hsize, hvalues, hmaxcode,
+                                                          hdelta, ta4)
+        if rs < 0:
+            return _ERR_HUFF, eob_run, pos, buf, bits, nomore, marker
+        s = rs & 15
+        r = rs >> 4
+        newval = 0
+        if s == 0:
+            if r < 15:
+                eob_run = (1 << r) - 1
+                if r != 0:
+                    v, pos, buf, bits, nomore, marker = _get_bits(data, pos, buf, bits, nomore,
+                                                                  marker, r)
+                    eob_run += v
+                r = 64  # no new coefficient: refine the rest of the band
+            # r == 15, s == 0: skip 16 zero-history coefficients; "placing"
+            # the value 0 on the 16th does exactly that.
+        else:
+            if s != 1:
+                return _ERR_REFINE, eob_run, pos, buf, bits, nomore, marker
+            b, pos, buf, bits, nomore, marker = _get_bit(data, pos, buf, bits, nomore, marker)
+            newval = bit if b != 0 else -bit
+        while k <= spec_end:
+            idx = co + _ZIGZAG[k]
+            k += 1
+            if coeff[idx] != 0:
+                pos, buf, bits, nomore, marker = _refine_nonzero(coeff, idx, bit, data, pos, buf,
+                                                                 bits, nomore, marker)
+            else:
+                if r == 0:
+                    coeff[idx] = newval
+                    break
+                r -= 1
+        if k > spec_end:
+            break
+    return _OK, eob_run, pos, buf, bits, nomore, marker
+
+
+@njit(cache=True)
+def _decode_scan(data, pos, progressive, order, scan_n, comp, mcu_x, mcu_y, restart_interval,
+                 spec_start, spec_end, succ_high, succ_low, hfast, hsize, hvalues, hmaxcode,
+                 hdelta, fast_ac, dequant, planes, coeffs):
+    """Decode one scan starting at byte `pos`.
+
+    Sequential scans write pixels into `planes` straight away; progressive
+    scans accumulate quantised coefficients in `coeffs`.  Returns
+    (status, pos, marker) where marker is the marker the entropy decoder ran
+    into (or _NO_MARKER).
+    """
+    buf = 0
+    bits = 0
+    nomore = 0
+    marker = _NO_MARKER
+    eob_run = 0
+    dc_pred = np.zeros(4, dtype=np.int64)
+    todo = restart_interval if restart_interval != 0 else 0x7FFFFFFF
+    blk = np.zeros(64, dtype=np.int16)
+    tmp = np.zeros(64, dtype=np.int64)
+    status = _OK
+
+    if scan_n == 1:
+        n = order[0]
+        bw = (comp[n, _F_X] + 7) >> 3
+        bh = (comp[n, _F_Y] + 7) >> 3
+        units_x = bw
+        units_y = bh
+    else:
+        units_x = mcu_x
+        units_y = mcu_y
+
+    for j in range(units_y):
+        for i in range(units_x):
+            for kk in range(scan_n):
+                n = order[kk]
+                if scan_n == 1:
+                    nv = 1
+                    nh = 1
+                else:
+                    nv = comp[n, _F_V]
+                    nh = comp[n, _F_H]
+                td = comp[n, _F_HD]
+                ta = comp[n, _F_HA]
+                for y in range(nv):
+                    for x in range(nh):
+                        if scan_n == 1:
+                            bx = i
+                            by = j
+                        else:
+                            bx = i * nh + x
+                            by = j * nv + y
+                        if not progressive:
+                            status, dcp, pos, buf, bits, nomore, marker = _decode_block_baseline(
+                                data, pos, buf, bits, nomore, marker, blk, hfast, hsize, hvalues,
+                                hmaxcode, hdelta, fast_ac, td, ta, dequant[comp[n, _F_TQ]],
+                                dc_pred[n])
+                            dc_pred[n] = dcp
+                            if status != _OK:
+                                return status, pos, marker
+                            w2 = comp[n, _F_W2]
+                            _idct_block(blk, planes, comp[n, _F_POFF] + w2 * by * 8 + bx * 8,
+                                        w2, tmp)
+                        else:
+                            co = comp[n, _F_COFF] + 64 * (bx + by * comp[n, _F_CW])
+                            if scan_n == 1 and spec_start != 0:
+                                status, eob_run, pos, buf, bits, nomore, marker = \
+                                    _decode_block_prog_ac(data, pos, buf, bits, nomore, marker,
+                                                          coeffs, co, hfast, hsize, hvalues,
+                                                          hmaxcode, hdelta, fast_ac, ta, eob_run,
+                                                          spec_start, spec_end, succ_high,
+                                                          succ_low)
+                            else:
+                                status, dcp, pos, buf, bits, nomore, marker = \
+                                    _decode_block_prog_dc(data, pos, buf, bits, nomore, marker,
+                                                          coeffs, co, hfast, hsize, hvalues,
+                                                          hmaxcode, hdelta, td, dc_pred[n],
+                                                          spec_end, succ_high, succ_low)
+                                dc_pred[n] = dcp
+                            if status != _OK:
+                                return status, pos, marker
+            # one MCU (or one block of a non-interleaved scan) done
+            todo -= 1
+            if todo <= 0:
+                if bits < 24:
+                    pos, buf, bits, nomore, marker = _fill(data, pos, buf, bits, nomore, marker)
+                if not (0xD0 <= marker <= 0xD7):
+                    # not a restart marker: stop the scan here, keeping
+                    # whatever was decoded
+                    return _OK, pos, marker
+                buf = 0
+                bits = 0
+                nomore = 0
+                marker = _NO_MARKER
+                eob_run = 0
+                for c in range(4):
+                    dc_pred[c] = 0
+                todo = restart_interval if restart_interval != 0 else 0x7FFFFFFF
+    return _OK, pos, marker
+
+
+@njit(cache=True)
+def _finish_progressive(comp, ncomp, dequant, planes, coeffs):
+    """Dequantise the accumulated coefficients and IDCT every block."""
+    blk = np.zeros(64, dtype=np.int16)
+    tmp = np.zeros(64, dtype=np.int64)
+    for n in range(ncomp):
+        bw = (comp[n, _F_X] + 7) >> 3
+        bh = (comp[n, _F_Y] + 7) >> 3
+        dq = dequant[comp[n, _F_TQ]]
+        w2 = comp[n, _F_W2]
+        for j in range(bh):
+            for i in range(bw):
+                co = comp[n, _F_COFF] + 64 * (i + j * comp[n, _F_CW])
+                for t in range(64):
+                    blk[t] = np.int64(coeffs[co + t]) * dq[t]
+                _idct_block(blk, planes, comp[n, _F_POFF] + w2 * j * 8 + i * 8, w2, tmp)
+
+
+# ---------------------------------------------------------------------------
+# Upsampling and colour conversion (numba)
+# ---------------------------------------------------------------------------
+
+@njit(cache=True)
+def _resample_row(planes, near, far, w, hs, vs, out):
+    """One output row of a component at full resolution into out[0:]."""
+    if hs == 1 and vs == 1:
+        for i in range(w):
+            out[i] = planes[near + i]
+    elif hs == 1 and vs == 2:
+        for i in range(w):
+            out[i] = (3 * np.int64(planes[near + i]) + np.int64(planes[far + i]) + 2) >> 2
+    elif hs == 2 and vs == 1:
+        if w == 1:
+            out[0] = planes[near]
+            out[1] = planes[near]
+            return
+        a = np.int64(planes[near])
+        b = np.int64(planes[near + 1])
+        out[0] = a
+        out[1] = (3 * a + b + 2) >> 2
+        for i in range(1, w - 1):
+            m = 3 * np.int64(planes[near + i]) + 2
+            out[2 * i] = (m + planes[near + i - 1]) >> 2
+            out[2 * i + 1] = (m + planes[near + i + 1]) >> 2
+        last = np.int64(planes[near + w - 1])
+        prev = np.int64(planes[near + w - 2])
+        out[2 * (w - 1)] = (3 * prev + last + 2) >> 2
+        out[2 * (w - 1) + 1] = last
+    elif hs == 2 and vs == 2:
+        t1 = 3 * np.int64(planes[near]) + np.int64(planes[far])
+        if w == 1:
+            v = (t1 + 2) >> 2
+            out[0] = v
+            out[1] = v
+            return
+        out[0] = (t1 + 2) >> 2
+        for i in range(1, w):
+            t0 = t1
+            t1 = 3 * np.int64(planes[near + i]) + np.int64(planes[far + i])
+            out[2 * i - 1] = (3 * t0 + t1 + 8) >> 4
+            out[2 * i] = (3 * t1 + t0 + 8) >> 4
+        out[2 * w - 1] = (t1 + 2) >> 2
+    else:
+        for i in range(w):
+            v = planes[near + i]
+            for j in range(hs):
+                out[i * hs + j] = v
+
+
+@njit(cache=True)
+def _blinn(x, y):
+    """x * y / 255, rounded (stb's fast 8x8 multiply)."""
+    t = x * y + 128
+    return (t + (t >> 8)) >> 8
+
+
+@njit(cache=True)
+def _assemble(planes, comp, ndecode, hmax, vmax, img_x, img_y, mode, out):
+    """Upsample every component row by row and convert to RGB into out."""
+    lines = np.zeros((4, img_x + 8), dtype=np.uint8)
+    hs = np.zeros(4, dtype=np.int64)
+    vs = np.zeros(4, dtype=np.int64)
+    ystep = np.zeros(4, dtype=np.int64)
+    ypos = np.zeros(4, dtype=np.int64)
+    wlo = np.zeros(4, dtype=np.int64)
+    line0 = np.zeros(4, dtype=np.int64)
+    line1 = np.zeros(4, dtype=np.int64)
+    for k in range(ndecode):
+        hs[k] = hmax // comp[k, _F_H]
+        vs[k] = vmax // comp[k, _F_V]
+        ystep[k] = vs[k] >> 1
+        wlo[k] = (img_x + hs[k] - 1) // hs[k]
+        line0[k] = comp[k, _F_POFF]
+        line1[k] = comp[k, _F_POFF]
+    for j in range(img_y):
+        for k in range(ndecode):
+            # the input row nearer to this output row, and the other one
+            if ystep[k] >= (vs[k] >> 1):
+                near = line1[k]
+                far = line0[k]
+            else:
+                near = line0[k]
+                far = line1[k]
+            _resample_row(planes, near, far, wlo[k], hs[k], vs[k], lines[k])
+            ystep[k] += 1
+            if ystep[k] >= vs[k]:
+                ystep[k] = 0
+                line0[k] = line1[k]
+                ypos[k] += 1
+                if ypos[k] < comp[k, _F_Y]:
+                    line1[k] += comp[k, _F_W2]
+        if mode == _MODE_GREY:
+            for i in range(img_x):
+                v = lines[0, i]
+                out[j, i, 0] = v
+                out[j, i, 1] = v
+                out[j, i, 2] = v
+        elif mode == _MODE_RGB:
+            for i in range(img_x):
+                out[j, i, 0] = lines[0, i]
+                out[j, i, 1] = lines[1, i]
+                out[j, i, 2] = lines[2, i]
+        elif mode == _MODE_CMYK:
+            for i in range(img_x):
+                kv = np.int64(lines[3, i])
+                out[j, i, 0] = _blinn(np.int64(lines[0, i]), kv)
+                out[j, i, 1] = _blinn(np.int64(lines[1, i]), kv)
+                out[j, i, 2] = _blinn(np.int64(lines[2, i]), kv)
+        else:
+            for i in range(img_x):
+                yf = (np.int64(lines[0, i]) << 20) + (1 << 19)
+                cb = np.int64(lines[1, i]) - 128
+                cr = np.int64(lines[2, i]) - 128
+                r = (yf + cr * _CR_R) >> 20
+                g = (yf + cr * _CR_G + ((cb * _CB_G) & -65536)) >> 20
+                b = (yf + cb * _CB_B) >> 20
+                r = _clamp8(r)
+                g = _clamp8(g)
+                b = _clamp8(b)
+                if mode == _MODE_YCCK:
+                    kv = np.int64(lines[3, i])
+                    r = _blinn(255 - r, kv)
+                    g = _blinn(255 - g, kv)
+                    b = _blinn(255 - b, kv)
+                out[j, i, 0] = r
+                out[j, i, 1] = g
+                out[j, i, 2] = b
+
+
+# ---------------------------------------------------------------------------
+# Marker parsing (Python)
+# ---------------------------------------------------------------------------
+
+_SOF_NAMES = {
+    0xC3: "lossless (SOF3)",
+    0xC5: "hierarchical differential sequential (SOF5)",
+    0xC6: "hierarchical differential progressive (SOF6)",
+    0xC7: "hierarchical differential lossless (SOF7)",
+    0xC9: "arithmetic coding (SOF9)",
+    0xCA: "arithmetic coding, progressive (SOF10)",
+    0xCB: "arithmetic coding, lossless (SOF11)",
+    0xCD: "arithmetic coding, differential sequential (SOF13)",
+    0xCE: "arithmetic coding, differential progressive (SOF14)",
+    0xCF: "arithmetic coding, differential lossless (SOF15)",
+    0xCC: "arithmetic coding conditioning table (DAC)",
+    0xDE: "hierarchical coding (DHP)",
+    0xDF: "hierarchical coding (EXP)",
+}
+
+
+class _Decoder:
+    """Marker-level state, mirroring the order in which stb reads the file."""
+
+    def __init__(self, data: bytes, name: str):
+        self.raw = data
+        self.arr = np.frombuffer(data, dtype=np.uint8)
+        self.n = len(data)
+        self.pos = 0
+        self.name = name
+        self.marker = _NO_MARKER
+        self.restart_interval = 0
+        self.jfif = False
+        self.app14 = -1
+        self.progressive = False
+        self.hfast = np.full((8, 1 << FAST_BITS), 255, dtype=np.uint8)
+        self.hsize = np.zeros((8, 257), dtype=np.uint8)
+        self.hvalues = np.zeros((8, 256), dtype=np.uint8)
+        self.hmaxcode = np.zeros((8, 18), dtype=np.int64)
+        self.hdelta = np.zeros((8, 17), dtype=np.int64)
+        self.hdefined = [False] * 8
+        self.fast_ac = np.zeros((4, 1 << FAST_BITS), dtype=np.int16)
+        self.dequant = np.zeros((4, 64), dtype=np.int64)
+        self.qdefined = [False] * 4
+
+    # -- errors -----------------------------------------------------------
+    def corrupt(self, why: str) -> JPEGError:
+        return JPEGError(f"{self.name}: corrupt JPEG: {why}")
+
+    def unsupported(self, why: str) -> JPEGError:
+        return JPEGError(f"{self.name}: unsupported JPEG feature: {why}", unsupported=True)
+
+    # -- byte access (reads past the end give 0, like stb) ------------------
+    def get8(self) -> int:
+        if self.pos < self.n:
+            b = self.raw[self.pos]
+            self.pos += 1
+            return b
+        return 0
+
+    def get16(self) -> int:
+        hi = self.get8()
+        return (hi << 8) | self.get8()
+
+    def at_eof(self) -> bool:
+        return self.pos >= self.n
+
+    def get_marker(self) -> int:
+        """A pending marker from the entropy decoder, else 0xFF xx at pos.
+
+        Returns _NO_MARKER (having consumed one byte) when pos is not 0xFF.
+        """
+        if self.marker != _NO_MARKER:
+            m = self.marker
+            self.marker = _NO_MARKER
+            return m
+        x = self.get8()
+        if x != 0xFF:
+            return _NO_MARKER
+        while x == 0xFF:
+            x = self.get8()
+        return x
+
+    def skip_to_ff(self) -> None:
+        """Consume bytes until pos points at 0xFF (or the end of the file)."""
+        p = self.raw.find(b"\xff", self.pos)
+        self.pos = self.n if p < 0 else p
+
+    # -- segments ------------------------------------------------------------
+    def process_marker(self, m: int) -> None:
+        if m == _NO_MARKER:
+            raise self.corrupt("expected a marker")
+        if m == 0xDD:  # DRI
+            if self.get16() != 4:
+                raise self.corrupt("bad DRI length")
+            self.restart_interval = self.get16()
+            return
+        if m == 0xDB:  # DQT
+            length = self.get16() - 2
+            while length > 0:
+                q = self.get8()
+                p, t = q >> 4, q & 15
+                if p not in (0, 1):
+                    raise self.corrupt("bad DQT precision")
+                if t > 3:
+                    raise self.corrupt("bad DQT table id")
+                table = self.dequant[t]
+                for i in range(64):
+                    table[_ZIGZAG[i]] = self.get16() if p else self.get8()
+                self.qdefined[t] = True
+                length -= 129 if p else 65
+            if length != 0:
+                raise self.corrupt("bad DQT length")
+            return
+        if m == 0xC4:  # DHT
+            length = self.get16() - 2
+            while length > 0:
+                q = self.get8()
+                tc, th = q >> 4, q & 15
+                if tc > 1 or th > 3:
+                    raise self.corrupt("bad DHT header")
+                counts = np.array([self.get8() for _ in range(16)], dtype=np.int64)
+                total = int(counts.sum())
+                length -= 17
+                if total > 256:
+                    raise self.corrupt("Huffman table with more than 256 symbols")
+                t = th + 4 * tc
+                code = np.zeros(257, dtype=np.int64)
+                nsym = _build_huffman(counts, self.hfast[t], self.hsize[t], self.hmaxcode[t],
+                                      self.hdelta[t], code)
+                if nsym < 0:
+                    raise self.corrupt("bad Huffman code lengths")
+                end = self.pos + total
+                vals = self.raw[self.pos:end]
+                self.hvalues[t, :len(vals)] = np.frombuffer(vals, dtype=np.uint8)
+                self.hvalues[t, len(vals):total] = 0  # past the end of the file
+                self.pos = end
+                if tc:
+                    _build_fast_ac(self.fast_ac[th], self.hfast[t], self.hsize[t],
+                                   self.hvalues[t])
+                self.hdefined[t] = True
+                length -= total
+            if length != 0:
+                raise self.corrupt("bad DHT length")
+            return
+        if 0xE0 <= m <= 0xEF or m == 0xFE:  # APPn, COM
+            length = self.get16()
+            if length < 2:
+                raise self.corrupt("bad COM length" if m == 0xFE else "bad APP length")
+            length -= 2
+            start = self.pos
+            seg = self.raw[start:start + length]
+            if m == 0xE0 and length >= 5:
+                if seg[:5] == b"JFIF\0":
+                    self.jfif = True
+            elif m == 0xEE and length >= 12:
+                if seg[:6] == b"Adobe\0":
+                    self.app14 = seg[11] if len(seg) > 11 else 0
+            self.pos = start + length
+            return
+        if m in _SOF_NAMES:
+            raise self.unsupported(_SOF_NAMES[m])
+        if m in (0xC0, 0xC1, 0xC2):
+            raise self.corrupt("second frame header")
+        if m == 0xC8 or 0xF0 <= m <= 0xFD:
+            raise self.unsupported(f"JPEG extension marker 0xFF{m:02X}")
+        raise self.corrupt(f"unexpected marker 0xFF{m:02X}")
+
+    def read_frame_header(self, m: int) -> None:
+        lf = self.get16()
+        if lf < 11:
+            raise self.corrupt("bad SOF length")
+        p = self.get8()
+        if p != 8:
+            raise self.unsupported(f"{p}-bit samples (only 8-bit is supported)")
+        self.img_y = self.get16()
+        if self.img_y == 0:
+            raise self.unsupported("height defined by a DNL marker (height 0 in SOF)")
+        self.img_x = self.get16()
+        if self.img_x == 0:
+            raise self.corrupt("width 0")
+        c = self.get8()
+        if c not in (1, 3, 4):
+            raise self.corrupt(f"bad component count {c}")
+        self.img_n = c
+        if lf != 8 + 3 * c:
+            raise self.corrupt("bad SOF length")
+        comp = np.zeros((4, _NF), dtype=np.int64)
+        self.ids = []
+        rgb = 0
+        for i in range(c):
+            cid = self.get8()
+            self.ids.append(cid)
+            if c == 3 and cid == b"RGB"[i]:
+                rgb += 1
+            q = self.get8()
+            h, v = q >> 4, q & 15
+            if not 1 <= h <= 4:
+                raise self.corrupt("bad horizontal sampling factor")
+            if not 1 <= v <= 4:
+                raise self.corrupt("bad vertical sampling factor")
+            tq = self.get8()
+            if tq > 3:
+                raise self.corrupt("bad quantisation table id")
+            comp[i, _F_H] = h
+            comp[i, _F_V] = v
+            comp[i, _F_TQ] = tq
+        self.rgb = rgb
+        if self.img_x * self.img_y * c > 0x7FFFFFFF or self.img_x * self.img_y * 3 + 1 > 0x7FFFFFFF:
+            raise self.corrupt("image too large")
+        self.progressive = m == 0xC2
+        hmax = int(comp[:c, _F_H].max())
+        vmax = int(comp[:c, _F_V].max())
+        self.hmax, self.vmax = hmax, vmax
+        self.mcu_x = (self.img_x + hmax * 8 - 1) // (hmax * 8)
+        self.mcu_y = (self.img_y + vmax * 8 - 1) // (vmax * 8)
+        poff = 0
+        coff = 0
+        for i in range(c):
+            h, v = int(comp[i, _F_H]), int(comp[i, _F_V])
+            comp[i, _F_X] = (self.img_x * h + hmax - 1) // hmax
+            comp[i, _F_Y] = (self.img_y * v + vmax - 1) // vmax
+            w2 = self.mcu_x * h * 8
+            h2 = self.mcu_y * v * 8
+            comp[i, _F_W2] = w2
+            comp[i, _F_H2] = h2
+            comp[i, _F_POFF] = poff
+            comp[i, _F_CW] = w2 // 8
+            comp[i, _F_COFF] = coff
+            poff += w2 * h2
+            if self.progressive:
+                coff += w2 * h2
+        self.comp = comp
+        try:
+            # slack at the end: with non-integer sampling ratios stb reads
+            # rows longer than the component's stride
+            self.planes = np.zeros(poff + 4 * self.img_x + 64, dtype=np.uint8)
+            self.coeffs = np.zeros(max(coff, 64), dtype=np.int16)
+        except MemoryError:
+            raise self.corrupt("image too large for memory") from None
+
+    def read_scan_header(self) -> tuple:
+        ls = self.get16()
+        scan_n = self.get8()
+        if scan_n < 1 or scan_n > 4 or scan_n > self.img_n:
+            raise self.corrupt("bad SOS component count")
+        if ls != 6 + 2 * scan_n:
+            raise self.corrupt("bad SOS length")
+        order = np.zeros(4, dtype=np.int64)
+        for i in range(scan_n):
+            cid = self.get8()
+            q = self.get8()
+            if cid not in self.ids:
+                raise self.corrupt("SOS names an unknown component")
+            which = self.ids.index(cid)
+            if q >> 4 > 3:
+                raise self.corrupt("bad DC Huffman table id")
+            if q & 15 > 3:
+                raise self.corrupt("bad AC Huffman table id")
+            self.comp[which, _F_HD] = q >> 4
+            self.comp[which, _F_HA] = q & 15
+            order[i] = which
+        ss = self.get8()
+        se = self.get8()
+        a = self.get8()
+        ah, al = a >> 4, a & 15
+        if self.progressive:
+            if ss > 63 or se > 63 or ss > se or ah > 13 or al > 13:
+                raise self.corrupt("bad progressive scan parameters")
+        else:
+            if ss != 0 or ah != 0 or al != 0:
+                raise self.corrupt("bad sequential scan parameters")
+            se = 63
+        # tables this scan will use must exist (stb would read garbage)
+        for i in range(scan_n):
+            n = order[i]
+            dc_used = (not self.progressive) or (ss == 0 and ah == 0)
+            ac_used = (not self.progressive) or ss != 0
+            if dc_used and not self.hdefined[self.comp[n, _F_HD]]:
+                raise self.corrupt("scan uses an undefined DC Huffman table")
+            if ac_used and not self.hdefined[4 + self.comp[n, _F_HA]]:
+                raise self.corrupt("scan uses an undefined AC Huffman table")
+            if not self.progressive and not self.qdefined[self.comp[n, _F_TQ]]:
+                raise self.corrupt("scan uses an undefined quantisation table")
+        return order, scan_n, ss, se, ah, al
+
+    # -- whole file ----------------------------------------------------------
+    def decode(self) -> np.ndarray:
+        if self.get_marker() != 0xD8:
+            raise self.corrupt("no SOI marker")
+        m = self.get_marker()
+        while m not in (0xC0, 0xC1, 0xC2):
+            self.process_marker(m)
+            m = self.get_marker()
+            while m == _NO_MARKER:
+                # some files pad between segments: look for the next 0xFF
+                self.skip_to_ff()
+                if self.at_eof():
+                    raise self.corrupt("no SOF marker")
+                m = self.get_marker()
+        self.read_frame_header(m)
+
+        m = self.get_marker()
+        while m != 0xD9:
+            if m == 0xDA:
+                order, scan_n, ss, se, ah, al = self.read_scan_header()
+                status, pos, marker = _decode_scan(
+                    self.arr, self.pos, self.progressive, order, scan_n, self.comp,
+                    self.mcu_x, self.mcu_y, self.restart_interval, ss, se, ah, al,
+                    self.hfast, self.hsize, self.hvalues, self.hmaxcode, self.hdelta,
+                    self.fast_ac, self.dequant, self.planes, self.coeffs)
+                self.pos = int(pos)
+                self.marker = int(marker)
+                if status != _OK:
+                    raise self.corrupt(_KERNEL_ERRORS[status])
+                if self.marker == _NO_MARKER:
+                    # the scan ended before its data did: skip to the next 0xFF
+                    # and take the byte after it as the marker
+                    self.skip_to_ff()
+                    if not self.at_eof():
+                        self.pos += 1
+                        self.marker = self.get8()
+            elif m == 0xDC:  # DNL
+                ld = self.get16()
+                nl = self.get16()
+                if ld != 4:
+                    raise self.corrupt("bad DNL length")
+                if nl != self.img_y:
+                    raise self.corrupt("bad DNL height")
+            else:
+                self.process_marker(m)
+            m = self.get_marker()
+
+        if self.progressive:
+            for i in range(self.img_n):
+                if not self.qdefined[self.comp[i, _F_TQ]]:
+                    raise self.corrupt("undefined quantisation table")
+            _finish_progressive(self.comp, self.img_n, self.dequant, self.planes, self.coeffs)
+        return self.to_rgb()
+
+    def to_rgb(self) -> np.ndarray:
+        n = self.img_n
+        is_rgb = n == 3 and (self.rgb == 3 or (self.app14 == 0 and not self.jfif))
+        if n == 1:
+            mode = _MODE_GREY
+        elif n == 3:
+            mode = _MODE_RGB if is_rgb else _MODE_YCC
+        elif self.app14 == 0:
+            mode = _MODE_CMYK
+        elif self.app14 == 2:
+            mode = _MODE_YCCK
+        else:
+            mode = _MODE_YCC  # YCbCr plus a fourth channel stb ignores
+        try:
+            out = np.empty((self.img_y, self.img_x, 3), dtype=np.uint8)
+        except MemoryError:
+            raise self.corrupt("image too large for memory") from None
+        _assemble(self.planes, self.comp, n, self.hmax, self.vmax, self.img_x, self.img_y,
+                  mode, out)
+        return out
+
+
+# ---------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------
+
+def is_jpeg(data: bytes) -> bool:
+    """True when data starts with a JPEG SOI marker (0xFF fill bytes allowed)."""
+    i = 0
+    n = len(data)
+    if n < 2 or data[0] != 0xFF:
+        return False
+    while i < n and data[i] == 0xFF:
+        i += 1
+    return i < n and data[i] == 0xD8
+
+
+def decode_jpeg(data: bytes, name: str = "<jpeg>") -> np.ndarray:
+    """Decode a JPEG file's bytes to RGB uint8 of shape (h, w, 3), as stb_image does.
+
+    Grey images are replicated to three channels (stbi_load with 3 channels).
+    Raises JPEGError for files stb_image would reject (and for the few inputs
+    on which stb_image's behaviour is undefined).
+    """
+    if isinstance(data, (bytearray, memoryview)):
+        data = bytes(data)
+    if not isinstance(data, bytes):
+        raise TypeError(f"decode_jpeg wants bytes, not {type(data).__name__}")
+    return _Decoder(data, name).decode()
