@@ -25,6 +25,7 @@ class Network:
         self.options = sections[0]
         self._parse_net_options(self.options)
         self.seen = 0
+        self.train = False
         self.weights_version = (0, 2, 0)
         self.layers = []
         shape = (self.c, self.h, self.w)
@@ -113,6 +114,12 @@ class Network:
             x = layer.forward(x, self)
             layer.output = x
         return self.output_layer.output
+
+    def workspace(self, size):
+        """A shared scratch array (im2col's columns), grown on demand and kept, like darknet's net.workspace."""
+        if getattr(self, "_workspace", None) is None or self._workspace.size < size:
+            self._workspace = np.empty(size, np.float32)
+        return self._workspace[:size]
 
     @property
     def output_layer(self):

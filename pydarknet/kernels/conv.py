@@ -4,7 +4,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .activations import activate
+from .activations import activate_row
 
 
 @njit(cache=True, parallel=True)
@@ -17,16 +17,24 @@ def im2col(im, size, stride, pad, col):
         kx = row % size
         ky = (row // size) % size
         ch = row // (size * size)
+        # output columns x whose input column kx + x*stride - pad falls inside [0, w)
+        x0 = min(out_w, max(0, -((kx - pad) // stride)))
+        x1 = max(x0, min(out_w, (w - 1 + pad - kx) // stride + 1))
         for y in range(out_h):
+            dst = col[row, y * out_w:(y + 1) * out_w]
             iy = ky + y * stride - pad
-            base = y * out_w
             if iy < 0 or iy >= h:
-                for x in range(out_w):
-                    col[row, base + x] = 0.0
+                dst[:] = 0.0
                 continue
-            for x in range(out_w):
-                ix = kx + x * stride - pad
-                col[row, base + x] = im[ch, iy, ix] if 0 <= ix < w else 0.0
+            dst[:x0] = 0.0
+            dst[x1:] = 0.0
+            src = im[ch, iy]
+            first = kx + x0 * stride - pad
+            if stride == 1:
+                dst[x0:x1] = src[first:first + x1 - x0]
+            else:
+                for x in range(x0, x1):
+                    dst[x] = src[first + (x - x0) * stride]
 
 
 @njit(cache=True, parallel=True)
@@ -40,36 +48,38 @@ def col2im(col, size, stride, pad, im):
             row = ch * size * size + k
             kx = k % size
             ky = k // size
+            x0 = min(out_w, max(0, -((kx - pad) // stride)))
+            x1 = max(x0, min(out_w, (w - 1 + pad - kx) // stride + 1))
             for y in range(out_h):
                 iy = ky + y * stride - pad
                 if iy < 0 or iy >= h:
                     continue
-                for x in range(out_w):
-                    ix = kx + x * stride - pad
-                    if 0 <= ix < w:
-                        im[ch, iy, ix] += col[row, y * out_w + x]
+                first = kx + x0 * stride - pad
+                for x in range(x0, x1):
+                    im[ch, iy, first + (x - x0) * stride] += col[row, y * out_w + x]
 
 
 @njit(cache=True, parallel=True)
 def normalize_scale_bias_activate(x, mean, variance, scales, biases, activation, normalize):
     """x (n, c, spatial) in place: darknet's batch-norm at inference, then bias, then the activation.
 
-    Each step rounds to float32 exactly where darknet stores to its float arrays, so the result is the
-    one darknet computes from the same convolution sums.
+    Darknet divides by (sqrt(var) + .000001f) in double and rounds to float; multiplying by the double
+    reciprocal rounds to the same float (the double error is far below float's). Scale and bias are
+    applied in float32 as darknet stores them.
     """
     n, c, spatial = x.shape
     for k in prange(n * c):
-        b = k // c
         f = k % c
+        row = x[k // c, f]
+        bias = biases[f]
         if normalize:
-            denom = math.sqrt(np.float64(variance[f])) + np.float64(np.float32(0.000001))
+            inv = 1.0 / (math.sqrt(np.float64(variance[f])) + np.float64(np.float32(0.000001)))
             m = mean[f]
             s = scales[f]
-        bias = biases[f]
-        for i in range(spatial):
-            v = x[b, f, i]
-            if normalize:
-                v = np.float32(np.float64(v - m) / denom)
-                v = np.float32(v * s)
-            v = np.float32(v + bias)
-            x[b, f, i] = activate(v, activation)
+            for i in range(spatial):
+                v = np.float32(np.float64(row[i] - m) * inv)
+                row[i] = np.float32(v * s) + bias
+        else:
+            for i in range(spatial):
+                row[i] += bias
+        activate_row(row, activation)

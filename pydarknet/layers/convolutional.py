@@ -70,16 +70,17 @@ class Convolutional(Layer):
         return (f"conv  {n:5d} {self.size:2d} x{self.size:2d} /{self.stride:2d}  {w:4d} x{h:4d} x{c:4d}   ->  "
                 f"{out_w:4d} x{out_h:4d} x{n:4d}  {self.flops() / 1e9:5.3f} BFLOPs")
 
-    def convolve(self, x):
+    def convolve(self, x, net):
         """The raw convolution sums (n, filters, out_h*out_w), before bias and batch-norm."""
         batch = x.shape[0]
         c, h, w = self.in_shape
         n, out_h, out_w = self.out_shape
         g = self.groups
         m, cg = n // g, c // g
-        out = np.empty((batch, n, out_h * out_w), np.float32)
+        out = self.output_buffer(batch, (n, out_h * out_w))
         direct = self.size == 1 and self.stride == 1 and self.pad == 0
-        col = None if direct else np.empty((cg * self.size * self.size, out_h * out_w), np.float32)
+        k = cg * self.size * self.size
+        col = None if direct else net.workspace(k * out_h * out_w).reshape(k, out_h * out_w)
         for b in range(batch):
             for j in range(g):
                 im = x[b, j * cg:(j + 1) * cg]
@@ -91,7 +92,7 @@ class Convolutional(Layer):
         return out
 
     def forward(self, x, net):
-        out = self.convolve(x)
+        out = self.convolve(x, net)
         if self.batch_normalize:
             normalize_scale_bias_activate(out, self.rolling_mean, self.rolling_variance, self.scales,
                                           self.biases, ACTIVATIONS[self.activation], True)

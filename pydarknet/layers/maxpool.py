@@ -31,7 +31,7 @@ class Maxpool(Layer):
         return f"max          {s} x {s} / {self.stride}  {w:4d} x{h:4d} x{c:4d}   ->  {ow:4d} x{oh:4d} x{c:4d}"
 
     def forward(self, x, net):
-        out = np.empty((x.shape[0],) + self.out_shape, np.float32)
-        self.argmax = np.empty(out.shape, np.int64)
-        maxpool(x, self.size, self.stride, self.padding, out, self.argmax)
+        out = self.output_buffer(x.shape[0])
+        self.argmax = np.empty(out.shape if net.train else (0, 0, 0, 0), np.int64)
+        maxpool(x, self.size, self.stride, self.padding, out, self.argmax, net.train)
         return out

@@ -31,7 +31,7 @@ class Shortcut(Layer):
         return f"res  {self.source:3d}                {w2:4d} x{h2:4d} x{c2:4d}   ->  {w:4d} x{h:4d} x{c:4d}"
 
     def forward(self, x, net):
-        out = np.empty_like(x)
+        out = self.output_buffer(x.shape[0])
         shortcut(x, net.layers[self.source].output, np.float32(self.alpha), np.float32(self.beta),
                  ACTIVATIONS[self.activation], out)
         return out

@@ -33,6 +33,6 @@ class Upsample(Layer):
         return f"{word}         {self.stride:2d}x  {w:4d} x{h:4d} x{c:4d}   ->  {ow:4d} x{oh:4d} x{c:4d}"
 
     def forward(self, x, net):
-        out = np.empty((x.shape[0],) + self.out_shape, np.float32)
+        out = self.output_buffer(x.shape[0])
         (downsample if self.reverse else upsample)(x, self.stride, np.float32(self.scale), out)
         return out
