@@ -1,16 +1,12 @@
-"""One module per darknet layer type; LAYER_TYPES maps every cfg section name darknet accepts to its class."""
-from .convolutional import Convolutional
-from .maxpool import Maxpool
-from .route import Route
-from .shortcut import Shortcut
-from .upsample import Upsample
-from .yolo import Yolo
+"""One module per darknet layer type. Each layer class names the cfg sections it implements in `names`
+(darknet's spellings, e.g. ("convolutional", "conv")); LAYER_TYPES collects them from every module here."""
+import importlib
+import pkgutil
 
-LAYER_TYPES = {
-    "convolutional": Convolutional, "conv": Convolutional,
-    "maxpool": Maxpool, "max": Maxpool,
-    "route": Route,
-    "shortcut": Shortcut,
-    "upsample": Upsample,
-    "yolo": Yolo,
-}
+from .base import Layer
+
+LAYER_TYPES = {}
+for _module in pkgutil.iter_modules(__path__):
+    for _obj in vars(importlib.import_module(f"{__name__}.{_module.name}")).values():
+        if isinstance(_obj, type) and issubclass(_obj, Layer) and _obj.__dict__.get("names"):
+            LAYER_TYPES.update({name: _obj for name in _obj.names})

@@ -19,6 +19,7 @@ def parse_activation(layer, default):
 
 class Convolutional(Layer):
     type = "convolutional"
+    names = ("convolutional", "conv")
 
     def __init__(self, section, in_shape, net, index):
         s = section

@@ -7,6 +7,7 @@ from .base import Layer
 
 class Maxpool(Layer):
     type = "maxpool"
+    names = ("maxpool", "max")
 
     def __init__(self, section, in_shape, net, index):
         self.stride = section.int("stride", 1)

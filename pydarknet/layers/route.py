@@ -6,6 +6,7 @@ from .base import Layer
 
 class Route(Layer):
     type = "route"
+    names = ("route",)
 
     def __init__(self, section, in_shape, net, index):
         self.section, self.index = section, index

@@ -9,6 +9,7 @@ from .convolutional import parse_activation
 
 class Shortcut(Layer):
     type = "shortcut"
+    names = ("shortcut",)
 
     def __init__(self, section, in_shape, net, index):
         self.section, self.index = section, index

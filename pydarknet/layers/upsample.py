@@ -7,6 +7,7 @@ from .base import Layer
 
 class Upsample(Layer):
     type = "upsample"
+    names = ("upsample",)
 
     def __init__(self, section, in_shape, net, index):
         self.section, self.index = section, index

@@ -9,6 +9,7 @@ from .base import Layer, zeros
 
 class Yolo(Layer):
     type = "yolo"
+    names = ("yolo",)
 
     def __init__(self, section, in_shape, net, index):
         s = self.section = section
