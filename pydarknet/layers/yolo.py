@@ -56,8 +56,9 @@ class Yolo(Layer):
                 activate_array(scores, LOGISTIC)
         return out
 
-    def detections(self, output, w, h, netw, neth, thresh, relative=True, letterbox=True):
-        """Darknet's get_yolo_detections for one image's output (c, h, w): boxes with objectness > thresh."""
+    def detections(self, output, w, h, netw, neth, thresh, hier_thresh=0.5, relative=True, letterbox=True):
+        """Darknet's get_yolo_detections for one image's output (c, h, w): boxes with objectness > thresh.
+        (hier_thresh is for [region] layers with a class tree; a [yolo] layer has none.)"""
         _, lh, lw = self.out_shape
         p = output.reshape(self.n, self.classes + 5, lh * lw)
         obj = p[:, 4, :]                                   # (anchor, cell)
