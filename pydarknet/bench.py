@@ -1,0 +1,92 @@
+"""`make bench`: pydarknet against OpenCV's DNN module (which reads darknet files) on the same inputs, in one run.
+
+Times are medians of repeated runs after warm-up; the ratio is pydarknet / OpenCV (lower is better).
+"""
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import pydarknet  # noqa: F401  (sets the thread-pool environment before numpy/numba start threads)
+from pydarknet.image import letterbox_image, load_image, resize_min
+from pydarknet.network import Network
+
+
+def median_time(fn, runs, warmup=2):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def opencv_net(cfg, weights):
+    import cv2
+    if not hasattr(cv2, "dnn") or not hasattr(cv2.dnn, "readNetFromDarknet"):
+        return None
+    net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
+    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    names = net.getUnconnectedOutLayersNames()
+
+    def run(x):
+        net.setInput(x)
+        return net.forward(names)
+    return run
+
+
+def bench_forward(name, cfg, weights, image, prepare, runs):
+    net = Network(cfg, quiet_unused=True)
+    net.load(weights)
+    x = prepare(load_image(image), net)[None]
+    ours = median_time(lambda: net.forward(x), runs)
+    peer = opencv_net(cfg, weights)
+    theirs = median_time(lambda: peer(x), runs) if peer else None
+    report(f"forward {name} {x.shape[3]}x{x.shape[2]}", ours, theirs)
+
+
+def report(what, ours, theirs):
+    line = f"{what:<38} pydarknet {ours * 1000:8.1f} ms"
+    if theirs is not None:
+        line += f"   opencv {theirs * 1000:8.1f} ms   ratio {ours / theirs:5.2f}x"
+    else:
+        line += "   opencv: unavailable (needs opencv-python-headless<5 with the dnn module)"
+    print(line, flush=True)
+
+
+def letterboxed(im, net):
+    return letterbox_image(im, net.w, net.h)
+
+
+def resized_min(im, net):
+    im = resize_min(im, net.w)
+    net.resize(im.shape[2], im.shape[1])
+    return im
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--shared", default=Path(__file__).resolve().parent.parent.parent / "shared", type=Path,
+                        help="the shared reference data (models/, images/)")
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args(argv)
+    models, images = args.shared / "models", args.shared / "images"
+    if not (models / "yolov3-tiny.weights").exists():
+        print(f"bench: needs {models}/yolov3-tiny.weights and tiny.weights (the shared reference data)",
+              file=sys.stderr)
+        return 1
+    cfg = Path(__file__).resolve().parent.parent / "cfg"
+    cfg = cfg if (cfg / "yolov3-tiny.cfg").exists() else args.shared / "cfg"
+    dog = images / "dog.jpg"
+    bench_forward("yolov3-tiny", cfg / "yolov3-tiny.cfg", models / "yolov3-tiny.weights", dog, letterboxed, args.runs)
+    bench_forward("tiny (Tiny Darknet)", cfg / "tiny.cfg", models / "tiny.weights", dog, resized_min, args.runs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
