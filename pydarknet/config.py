@@ -22,8 +22,17 @@ _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
+# Chatter on stderr (warnings, the layer table, progress); `-q` turns it off. Errors are never silenced.
+chatter = {"quiet": False}
+
+
+def note(message):
+    if not chatter["quiet"]:
+        print(message, file=sys.stderr)
+
+
 def warn(message):
-    print(f"Warning: {message}", file=sys.stderr)
+    note(f"Warning: {message}")
 
 
 class Section:

@@ -29,6 +29,8 @@ import cv2
 import numpy as np
 from numba import njit, prange
 
+from .config import DarknetError
+
 __all__ = [
     "ImageError", "load_image", "load_image_color", "make_image", "resize_image", "letterbox_image",
     "resize_min", "resize_max", "crop_image", "center_crop", "center_crop_image", "embed_image", "rgbgr_image",
@@ -39,7 +41,7 @@ __all__ = [
 _F255 = np.float32(255)
 
 
-class ImageError(ValueError):
+class ImageError(DarknetError, ValueError):
     """An image file that cannot be read: missing, unreadable, corrupt or empty."""
 
 
