@@ -1,0 +1,122 @@
+"""Darknet's do_nms_sort as glibc runs it.
+
+The sort is glibc's qsort, which in every released glibc is a top-down merge sort when it can allocate its
+buffer (an introsort replaced it during the 2.39 development cycle and was reverted before that release;
+2.39+ falls back to heapsort, older versions to quicksort, only when the allocation fails): sort the first
+n//2, then the rest, then merge, taking the left element unless the comparator says it comes after. With
+darknet's comparator that is a stable sort by descending probability, except that NaN compares equal to
+everything, which only this exact merge order reproduces.
+"""
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, inline="always")
+def _overlap(x1, w1, x2, w2):
+    two = np.float32(2.0)
+    l1 = x1 - w1 / two
+    l2 = x2 - w2 / two
+    left = l1 if l1 > l2 else l2
+    r1 = x1 + w1 / two
+    r2 = x2 + w2 / two
+    right = r1 if r1 < r2 else r2
+    return right - left
+
+
+@njit(cache=True, error_model="numpy")
+def box_iou(a, b):
+    """Darknet's box_iou on centre-size float32 boxes, step by step as box.c does (its comparisons decide
+    where NaN and inf go; 0/0 is NaN and x/0 inf, as in C)."""
+    w = _overlap(a[0], a[2], b[0], b[2])
+    h = _overlap(a[1], a[3], b[1], b[3])
+    inter = np.float32(0.0) if (w < 0 or h < 0) else w * h
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union
+
+
+@njit(cache=True, inline="always")
+def _after(a, b):
+    """nms_comparator(a, b) > 0: darknet's float difference, NaN counting as equal."""
+    return (a - b) < 0
+
+
+@njit(cache=True, inline="always")
+def _merge(key, order, tmp, lo, n1, n):
+    """Merge the sorted runs order[lo:lo+n1] and order[lo+n1:lo+n] as glibc's msort does."""
+    i, j, t = lo, lo + n1, 0
+    end1, end2 = lo + n1, lo + n
+    while i < end1 and j < end2:
+        if _after(key[order[i]], key[order[j]]):
+            tmp[t] = order[j]
+            j += 1
+        else:
+            tmp[t] = order[i]
+            i += 1
+        t += 1
+    while i < end1:
+        tmp[t] = order[i]
+        i += 1
+        t += 1
+    for k in range(t):
+        order[lo + k] = tmp[k]
+
+
+@njit(cache=True)
+def glibc_sort_desc(key, order):
+    """Reorder `order` (indices into key) in place as glibc's qsort with darknet's nms_comparator would:
+    sort the first n//2, then the rest, then merge; written with an explicit stack (Numba's cache cannot
+    reload recursive functions)."""
+    tmp = np.empty(order.size, np.int64)
+    los = np.empty(130, np.int64)
+    ns = np.empty(130, np.int64)
+    stage = np.empty(130, np.int64)
+    los[0], ns[0], stage[0] = 0, order.size, 0
+    top = 0
+    while top >= 0:
+        lo, n = los[top], ns[top]
+        if n <= 1:
+            top -= 1
+        elif stage[top] == 0:
+            stage[top] = 1
+            top += 1
+            los[top], ns[top], stage[top] = lo, n // 2, 0
+        elif stage[top] == 1:
+            stage[top] = 2
+            top += 1
+            los[top], ns[top], stage[top] = lo + n // 2, n - n // 2, 0
+        else:
+            _merge(key, order, tmp, lo, n // 2, n)
+            top -= 1
+
+
+@njit(cache=True, error_model="numpy")
+def nms_sort(bbox, objectness, prob, thresh):
+    """do_nms_sort: returns the final order of the detections; zeroes suppressed probabilities in place.
+
+    Zero-objectness detections are first swapped to the end (darknet's loop, which also fixes their order)
+    and take no further part. Then for each class in turn the others are sorted by that class's probability
+    (starting from the previous class's order) and each one with a nonzero probability zeroes that class for
+    every later one overlapping it by more than thresh."""
+    n = objectness.size
+    order = np.arange(n)
+    k = n - 1
+    i = 0
+    while i <= k:
+        if objectness[order[i]] == 0:
+            s = order[i]
+            order[i] = order[k]
+            order[k] = s
+            k -= 1
+        else:
+            i += 1
+    total = k + 1
+    live = order[:total]
+    for c in range(prob.shape[1]):
+        glibc_sort_desc(prob[:, c], live)
+        for a in range(total):
+            if prob[live[a], c] == 0:
+                continue
+            for b in range(a + 1, total):
+                if box_iou(bbox[live[a]], bbox[live[b]]) > thresh:
+                    prob[live[b], c] = 0
+    return order
