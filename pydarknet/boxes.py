@@ -1,17 +1,20 @@
-"""Detections: boxes decoded from the output layers, darknet's letterbox correction, and its NMS.
+"""Detections: boxes decoded from the output layers and darknet's letterbox correction (NMS: detect.py).
 
 A Detections holds N candidate boxes as arrays: `bbox` (N, 4) centre x, y, width, height (relative to the
 image unless decoded otherwise), `objectness` (N,), `prob` (N, classes) with sub-threshold entries zeroed.
 """
 import numpy as np
-from numba import njit
+
+from .kernels.nms import box_iou  # noqa: F401  (darknet's box_iou, the one implementation)
 
 
 class Detections:
     def __init__(self, bbox, objectness, prob):
         self.bbox = np.asarray(bbox, np.float32).reshape(-1, 4)
         self.objectness = np.asarray(objectness, np.float32).reshape(-1)
-        self.prob = np.asarray(prob, np.float32).reshape(len(self.objectness), -1)
+        self.prob = np.asarray(prob, np.float32)
+        if self.prob.ndim != 2 or len(self.prob) != len(self.objectness):
+            raise ValueError(f"prob must be (N, classes) for N = {len(self.objectness)} boxes, got {self.prob.shape}")
 
     def __len__(self):
         return len(self.objectness)
@@ -23,6 +26,8 @@ class Detections:
     def concatenate(parts, classes):
         if not parts:
             return Detections(np.zeros((0, 4)), np.zeros(0), np.zeros((0, classes)))
+        if len(parts) == 1:
+            return parts[0]
         return Detections(np.concatenate([p.bbox for p in parts]), np.concatenate([p.objectness for p in parts]),
                           np.concatenate([p.prob for p in parts]))
 
@@ -55,52 +60,3 @@ def correct_boxes(bbox, w, h, netw, neth, relative=True, letterbox=True):
         bbox[:, 0::2] *= np.float32(w)
         bbox[:, 1::2] *= np.float32(h)
     return bbox
-
-
-@njit(cache=True)
-def box_iou(a, b):
-    """IoU of two centre-size boxes, in float32 as darknet's box_iou (x/2 == x*0.5 exactly)."""
-    half = np.float32(0.5)
-    iw = min(a[0] + a[2] * half, b[0] + b[2] * half) - max(a[0] - a[2] * half, b[0] - b[2] * half)
-    ih = min(a[1] + a[3] * half, b[1] + b[3] * half) - max(a[1] - a[3] * half, b[1] - b[3] * half)
-    inter = np.float32(0.0) if (iw < 0 or ih < 0) else iw * ih
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union
-
-
-@njit(cache=True)
-def _suppress(bbox, prob, k, thresh):
-    n = bbox.shape[0]
-    for i in range(n):
-        if prob[i, k] == 0:
-            continue
-        for j in range(i + 1, n):
-            if box_iou(bbox[i], bbox[j]) > thresh:
-                prob[j, k] = 0
-
-
-def do_nms_sort(dets, thresh):
-    """Darknet's do_nms_sort, returning the reordered Detections (probabilities zeroed in place).
-
-    Boxes with zero objectness move to the end (darknet's swap loop, which also decides their order) and
-    take no part; then per class, boxes sorted by that class's probability (stable, like glibc's merge
-    sort) zero the same-class probability of every later box overlapping them by more than `thresh`.
-    """
-    order = list(range(len(dets)))
-    k = len(order) - 1
-    i = 0
-    while i <= k:
-        if dets.objectness[order[i]] == 0:
-            order[i], order[k] = order[k], order[i]
-            k -= 1
-        else:
-            i += 1
-    dets = dets.take(np.array(order, dtype=np.int64))
-    total = k + 1
-    live = dets.take(np.arange(total))
-    for c in range(dets.prob.shape[1]):
-        perm = np.argsort(-live.prob[:, c], kind="stable")
-        live = live.take(perm)
-        _suppress(live.bbox, live.prob, c, np.float32(thresh))
-    rest = dets.take(np.arange(total, len(dets)))
-    return Detections.concatenate([live, rest], dets.prob.shape[1])
