@@ -10,6 +10,9 @@ import numpy as np
 from .config import CfgError, DarknetError, read_cfg
 from .layers import LAYER_TYPES
 
+# Layers darknet gives a cost (their mean is the network's cost in training).
+COST_LAYER_TYPES = frozenset({"yolo", "softmax", "cost", "region", "detection"})
+
 # Refuse networks whose activations alone would need more than this for one image.
 MEMORY_LIMIT = 4 << 30
 
@@ -26,6 +29,14 @@ class Network:
         self._parse_net_options(self.options)
         self.seen = 0
         self.train = False
+        self.t = 0              # updates done (Adam's step counter, darknet's net->t)
+        self.cost = np.float32(0)
+        self.truth = None       # the truth of the batch being trained on (darknet's net.truth)
+        self.input = None       # during backward: the current layer's input and the delta to add its gradient
+        self.delta = None       # to (darknet's net.input / net.delta); delta is None for the first layer
+        self.index = 0          # the layer being run (darknet's net.index)
+        self.quiet = False      # True: output layers print no training statistics
+        self.rng = None         # a numpy Generator for policy=random (Python's `random` when None)
         self.weights_version = (0, 2, 0)
         self.layers = []
         shape = (self.c, self.h, self.w)
@@ -54,6 +65,8 @@ class Network:
         self.batch = s.int("batch", 1)
         self.subdivisions = s.int("subdivisions", 1)
         self.time_steps = s.int("time_steps", 1)
+        # darknet: `batch` images per update, run `subdivisions` chunks at a time; net.batch is one chunk
+        self.cfg_batch = self.batch
         self.learning_rate = s.float("learning_rate", 0.001)
         self.momentum = s.float("momentum", 0.9)
         self.decay = s.float("decay", 0.0001)
@@ -87,6 +100,7 @@ class Network:
         self.letter_box = s.int("letter_box", 0)
         if self.batch < 1 or self.subdivisions < 1:
             raise s.error("batch and subdivisions must be positive", "batch")
+        self.batch = max(1, self.batch // self.subdivisions) * self.time_steps
         if self.h < 0 or self.w < 0 or self.c < 0:
             raise s.error("width, height and channels must not be negative", "width")
         if not (self.h and self.w and self.c):
@@ -114,6 +128,68 @@ class Network:
             x = layer.forward(x, self)
             layer.output = x
         return self.output_layer.output
+
+    # -- training (darknet's train_network; see train.py) -----------------------------------------------------
+    def train_batch(self, x, y):
+        """One darknet `train_network(net, d)` call on x (n, c, h, w), n = batch * subdivisions (any multiple
+        of net.batch), with truths y (n, ...): returns the average cost per image. See pydarknet.train."""
+        from .train import train_network
+        try:
+            return train_network(self, x, y)
+        finally:
+            self.train = False
+
+    def current_rate(self):
+        from .train import get_current_rate
+        return get_current_rate(self)
+
+    def forward_train(self, x, truth):
+        """darknet's forward_network in training mode on one chunk: every delta zeroed, the layers run with
+        net.train set and net.truth = truth, then the network cost (the mean of the output layers' costs)."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        batch = x.shape[0]
+        self.train = True
+        self.truth = np.ascontiguousarray(truth, dtype=np.float32).reshape(batch, -1)
+        self._train_input = x
+        for i, layer in enumerate(self.layers):
+            self.index = i
+            layer.start_training(self)
+            layer.delta_buffer(batch)
+            x = layer.forward(x, self)
+            layer.output = x
+            if layer.truth:
+                self.truth = x.reshape(batch, -1)
+        total, count = np.float32(0), 0
+        for layer in self.layers:
+            if layer.type in COST_LAYER_TYPES:
+                total = np.float32(total + np.float32(getattr(layer, "cost", 0) or 0))
+                count += 1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.cost = np.float32(total / np.float32(count))
+        return self.cost
+
+    def backward(self):
+        """darknet's backward_network: each layer, last to first (stopping at a `stopbackward=1` layer), adds
+        its input gradient to the previous layer's delta (none for the first) and accumulates its updates."""
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[i]
+            if layer.stopbackward:
+                break
+            if i == 0:
+                self.input, self.delta = self._train_input, None
+            else:
+                prev = self.layers[i - 1]
+                self.input, self.delta = prev.output, prev.delta
+            self.index = i
+            layer.backward(self)
+        self.input = self.delta = None
+
+    def update(self):
+        """darknet's update_network: every layer applies its accumulated updates at the current rate."""
+        from .train import update_args
+        args = update_args(self)
+        for layer in self.layers:
+            layer.update(args)
 
     def workspace(self, size):
         """A shared scratch array (im2col's columns), grown on demand and kept, like darknet's net.workspace."""

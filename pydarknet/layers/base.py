@@ -4,10 +4,14 @@ A layer is built from its cfg section and the shape of its input (c, h, w). It c
 `forward(x, net) -> output` on a batch (n, c, h, w) of float32, keeps that output in `self.output` for the
 layers that read it later (route, shortcut) and for training, and lists its parameters in the order darknet
 stores them in a .weights file (`weight_arrays`).
+
+Training (see network.Network.train_batch): forward runs with net.train set and net.truth holding the
+batch's truth; `delta` has the output's shape; `backward(net)` passes the gradient on and accumulates
+parameter updates; `update(args)` applies them.
 """
 import numpy as np
 
-from ..config import CfgError
+from ..config import CfgError, DarknetError
 
 
 class Layer:
@@ -39,6 +43,53 @@ class Layer:
             buffers.clear()
             buffers[key] = np.empty(shape, dtype)
         return buffers[key]
+
+    # -- training -------------------------------------------------------------------------------------------
+    # (parameter, its accumulated update, whether weight decay applies) by attribute name; the update arrays
+    # are darknet's *_updates: the negative gradient summed over the images since the last update.
+    trainable = ()
+    delta = None
+
+    def delta_buffer(self, batch):
+        """This layer's delta (darknet's l.delta: minus the loss gradient with respect to its output), zeroed,
+        reused from call to call like the output."""
+        shape = (batch,) + tuple(self.out_shape)
+        if self.delta is None or self.delta.shape != shape:
+            self.delta = np.zeros(shape, np.float32)
+        else:
+            self.delta.fill(0)
+        return self.delta
+
+    def start_training(self, net):
+        """Allocate the update arrays (zero) the first time, or again after a shape change."""
+        for param, update, _ in self.trainable:
+            value = getattr(self, param, None)
+            if value is None:
+                continue
+            current = getattr(self, update, None)
+            if current is None or current.shape != value.shape:
+                setattr(self, update, np.zeros_like(value))
+
+    def backward(self, net):
+        """Add the gradient of this layer's inputs to net.delta (the previous layer's delta, None for the first
+        layer) or to the layers it reads, and accumulate its parameters' updates. Runs after forward in
+        training mode: self.output and self.delta hold this batch's values."""
+        raise DarknetError(f"layer {self.index}: training through a [{self.type}] layer is not supported")
+
+    def update(self, args):
+        """Apply the accumulated updates to the parameters (darknet's update_*_layer); see train.update_layer."""
+        if self.trainable:
+            from ..train import update_layer
+            update_layer(self, args)
+
+    def prev_delta(self, net):
+        """net.delta viewed with this layer's input shape (None when there is no earlier layer to pass to)."""
+        if net.delta is None:
+            return None
+        return net.delta.reshape((net.delta.shape[0],) + tuple(self.in_shape))
+
+    def prev_input(self, net):
+        return net.input.reshape((net.input.shape[0],) + tuple(self.in_shape))
 
     # -- parameters -----------------------------------------------------------------------------------------
     def weight_arrays(self, transpose=False, loading=False):

@@ -1,13 +1,21 @@
 """[convolutional]: filters x (size x size x c/groups) kernels, optional batch-norm, then an activation.
 
 Forward is im2col (Numba) + one sgemm per image and group (numpy's BLAS), then one fused Numba pass for
-batch-norm, bias and activation.
+batch-norm, bias and activation. In training, batch-norm uses the batch's statistics; backward is per
+image and group two matrix products (weight gradient, input gradient) and a col2im.
 """
 import numpy as np
 
 from ..kernels.activations import CODE as ACTIVATIONS
-from ..kernels.conv import im2col, normalize_scale_bias_activate
+from ..kernels.backward import backward_bias, batchnorm_backward, batchnorm_train_forward, gradient_array32
+from ..kernels.conv import col2im, im2col, normalize_scale_bias_activate
 from .base import Layer, zeros
+
+
+def product(a, b, out):
+    """out = a @ b in float32: every matrix product of the convolution (forward, and both backward products,
+    through transposed views) is made here, so the summation order is decided in one place."""
+    np.matmul(a, b, out=out)
 
 
 def parse_activation(layer, default):
@@ -20,6 +28,8 @@ def parse_activation(layer, default):
 class Convolutional(Layer):
     type = "convolutional"
     names = ("convolutional", "conv")
+    trainable = (("biases", "bias_updates", False), ("scales", "scale_updates", False),
+                 ("weights", "weight_updates", True))
 
     def __init__(self, section, in_shape, net, index):
         s = section
@@ -89,15 +99,72 @@ class Convolutional(Layer):
                     col = im.reshape(cg, h * w)
                 else:
                     im2col(im, self.size, self.stride, self.pad, col)
-                np.matmul(self.weights[j * m:(j + 1) * m], col, out=out[b, j * m:(j + 1) * m])
+                product(self.weights[j * m:(j + 1) * m], col, out[b, j * m:(j + 1) * m])
         return out
 
     def forward(self, x, net):
         out = self.convolve(x, net)
-        if self.batch_normalize:
+        if self.batch_normalize and net.train:
+            n = self.filters
+            shape = out.shape
+            bufs = self.__dict__.get("_bn")
+            if bufs is None or bufs[0].shape != shape:
+                bufs = self._bn = (np.empty(shape, np.float32), np.empty(shape, np.float32))
+            self.bn_x, self.x_norm = bufs
+            self.mean = np.empty(n, np.float32)
+            self.variance = np.empty(n, np.float32)
+            batchnorm_train_forward(out, self.scales, self.biases, self.rolling_mean, self.rolling_variance,
+                                    self.mean, self.variance, self.bn_x, self.x_norm,
+                                    ACTIVATIONS[self.activation])
+        elif self.batch_normalize:
             normalize_scale_bias_activate(out, self.rolling_mean, self.rolling_variance, self.scales,
                                           self.biases, ACTIVATIONS[self.activation], True)
         else:
             normalize_scale_bias_activate(out, self.biases, self.biases, self.biases, self.biases,
                                           ACTIVATIONS[self.activation], False)
         return out.reshape((x.shape[0],) + self.out_shape)
+
+    # -- training ------------------------------------------------------------------------------------------
+    def backward(self, net):
+        """darknet's backward_convolutional_layer, with the input gradient added to net.delta (darknet's own
+        1x1 path overwrites it instead -- the same whenever nothing else has written that delta yet)."""
+        batch = self.delta.shape[0]
+        c, h, w = self.in_shape
+        n, out_h, out_w = self.out_shape
+        spatial = out_h * out_w
+        g = self.groups
+        m, cg = n // g, c // g
+        k = cg * self.size * self.size
+        delta = self.delta.reshape(batch, n, spatial)
+        gradient_array32(self.output.reshape(-1), ACTIVATIONS[self.activation], self.delta.reshape(-1))
+        if self.batch_normalize:
+            batchnorm_backward(delta, self.bn_x, self.x_norm, self.mean, self.variance, self.scales,
+                               self.bias_updates, self.scale_updates)
+        else:
+            backward_bias(self.bias_updates, delta)
+        x = self.prev_input(net)
+        prev = self.prev_delta(net)
+        direct = self.size == 1 and self.stride == 1 and self.pad == 0
+        col = net.workspace(k * spatial).reshape(k, spatial)
+        grad = np.empty((m, k), np.float32)
+        for b in range(batch):
+            for j in range(g):
+                d = delta[b, j * m:(j + 1) * m]                       # (m, spatial)
+                im = x[b, j * cg:(j + 1) * cg]
+                if direct:
+                    cols = im.reshape(cg, h * w)
+                else:
+                    im2col(im, self.size, self.stride, self.pad, col)
+                    cols = col
+                product(d, cols.T, grad)                              # weight gradient of this image
+                self.weight_updates[j * m:(j + 1) * m] += grad
+                if prev is None:
+                    continue
+                wt = self.weights[j * m:(j + 1) * m].T                # (k, m)
+                target = prev[b, j * cg:(j + 1) * cg]
+                if direct:
+                    product(wt, d, col)
+                    target.reshape(cg, h * w)[...] += col
+                else:
+                    product(wt, d, col)
+                    col2im(col, self.size, self.stride, self.pad, target)

@@ -1,6 +1,7 @@
 """[maxpool]: the maximum over size x size windows every `stride` pixels (darknet's padding rule)."""
 import numpy as np
 
+from ..kernels.backward import maxpool_backward
 from ..kernels.pool import maxpool
 from .base import Layer
 
@@ -36,3 +37,9 @@ class Maxpool(Layer):
         self.argmax = np.empty(out.shape if net.train else (0, 0, 0, 0), np.int64)
         maxpool(x, self.size, self.stride, self.padding, out, self.argmax, net.train)
         return out
+
+    def backward(self, net):
+        """Each output's delta goes to the input pixel its maximum came from (added)."""
+        prev = self.prev_delta(net)
+        if prev is not None:
+            maxpool_backward(self.delta, self.argmax, prev)

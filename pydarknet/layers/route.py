@@ -34,3 +34,14 @@ class Route(Layer):
         if len(parts) == 1:
             return parts[0].reshape((batch,) + self.out_shape)
         return np.concatenate(parts, axis=1).reshape((batch,) + self.out_shape)
+
+    def backward(self, net):
+        """Each source layer's slice of the delta, added to that layer's delta."""
+        batch = self.delta.shape[0]
+        flat = self.delta.reshape(batch, -1)
+        offset = 0
+        for i in self.reads_layers:
+            source = net.layers[i]
+            size = int(np.prod(source.out_shape))
+            source.delta.reshape(batch, -1)[...] += flat[:, offset:offset + size]
+            offset += size

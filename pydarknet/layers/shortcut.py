@@ -2,6 +2,7 @@
 import numpy as np
 
 from ..kernels.activations import CODE as ACTIVATIONS
+from ..kernels.backward import axpy, gradient_array32, shortcut_backward
 from ..kernels.resample import shortcut
 from .base import Layer
 from .convolutional import parse_activation
@@ -36,3 +37,15 @@ class Shortcut(Layer):
         shortcut(x, net.layers[self.source].output, np.float32(self.alpha), np.float32(self.beta),
                  ACTIVATIONS[self.activation], out)
         return out
+
+    def backward(self, net):
+        """darknet's backward_shortcut_layer: the activation's gradient, then alpha * delta added to the input's
+        delta (over the whole output, as darknet, though the forward scales only the overlap by alpha) and
+        beta * delta to the `from` layer's delta where the shapes overlap."""
+        gradient_array32(self.output.reshape(-1), ACTIVATIONS[self.activation], self.delta.reshape(-1))
+        prev = self.prev_delta(net)
+        if prev is not None:
+            axpy(np.float32(self.alpha), self.delta.reshape(-1), prev.reshape(-1))
+        source = net.layers[self.source]
+        batch = self.delta.shape[0]
+        shortcut_backward(self.delta, np.float32(self.beta), source.delta.reshape((batch,) + source.out_shape))

@@ -1,6 +1,7 @@
 """[upsample]: nearest-neighbour upsampling by `stride` (a negative stride sums blocks down instead)."""
 import numpy as np
 
+from ..kernels.backward import downsample_backward, upsample_backward
 from ..kernels.resample import downsample, upsample
 from .base import Layer
 
@@ -37,3 +38,14 @@ class Upsample(Layer):
         out = self.output_buffer(x.shape[0])
         (downsample if self.reverse else upsample)(x, self.stride, np.float32(self.scale), out)
         return out
+
+    def backward(self, net):
+        """Upsampling: each input pixel gets scale times the sum of its block's deltas; the block sum (negative
+        stride): every pixel of a block gets scale times the block's delta. Added to the previous delta."""
+        prev = self.prev_delta(net)
+        if prev is None:
+            return
+        if self.reverse:
+            downsample_backward(self.delta, self.stride, np.float32(self.scale), prev)
+        else:
+            upsample_backward(self.delta, self.stride, np.float32(self.scale), prev)

@@ -1,9 +1,15 @@
 """[yolo]: YOLOv3's output layer. Forward squashes x, y, objectness and class scores with the logistic;
-decoding turns each anchor's prediction over the threshold into a box relative to the network input."""
+decoding turns each anchor's prediction over the threshold into a box relative to the network input.
+In training, forward also computes darknet's YOLOv3 loss: the delta and the cost (see `loss`)."""
+import sys
+
 import numpy as np
 
 from ..boxes import Detections, correct_boxes
+from ..config import DarknetError
 from ..kernels.activations import LOGISTIC, activate_array
+from ..kernels.backward import axpy, sum_squares
+from ..kernels.loss import yolo_delta
 from .base import Layer, zeros
 
 
@@ -54,7 +60,55 @@ class Yolo(Layer):
                 scores = grid[b, a, 4:].reshape(-1)
                 activate_array(xy, LOGISTIC)
                 activate_array(scores, LOGISTIC)
+        if net.train:
+            self.loss(out, net)
         return out
+
+    def loss(self, out, net):
+        """darknet's forward_yolo_layer in training mode: fills self.delta and self.cost, prints the statistics.
+
+        Every prediction's objectness is pushed to 0 unless its box overlaps some truth by more than
+        ignore_thresh (then left alone) or truth_thresh (then trained as that truth's). Each truth is assigned to
+        the anchor (of all `num`, not only this layer's mask) whose shape fits it best; if that anchor is in this
+        layer's mask, the prediction at the truth's cell gets box deltas (target - prediction, in the raw
+        x, y, log-w, log-h space, times 2 - w*h), objectness 1 and independent logistic class targets.
+        The deltas of x, y, objectness and classes are minus the gradient of the logistic cross-entropy with
+        respect to the layer's input; those of w, h are minus the gradient of (2 - w*h)/2 * squared error (so
+        the "2 - w*h" scale enters squared-error's gradient once, not the loss). cost = sum of delta^2.
+        """
+        batch = out.shape[0]
+        _, h, w = self.out_shape
+        shape = (batch, self.n, self.classes + 5, h, w)
+        truth = net.truth.reshape(batch, -1)
+        boxes = min(self.max_boxes, truth.shape[1] // 5)
+        truth = np.ascontiguousarray(truth[:, :boxes * 5].reshape(batch, boxes, 5))
+        for b in range(batch):
+            rows = truth[b]
+            end = np.argmax(rows[:, 0] == 0) if np.any(rows[:, 0] == 0) else boxes
+            bad = (rows[:end, 4] < 0) | (rows[:end, 4] >= self.classes)
+            if np.any(bad):
+                raise DarknetError(f"layer {self.index} ([yolo], {self.classes} classes): truth box of class "
+                                   f"{rows[:end, 4][bad][0]:g} in image {b} of the batch")
+        delta = self.delta.reshape(shape)
+        stats = yolo_delta(out.reshape(shape), truth, self.biases, np.asarray(self.mask, np.int64), net.w, net.h,
+                           np.float32(self.ignore_thresh), np.float32(self.truth_thresh), delta)
+        mag = np.float32(np.sqrt(np.float64(sum_squares(self.delta.reshape(-1)))))
+        self.cost = np.float32(np.float64(mag) ** 2)
+        avg_iou, avg_cat, avg_obj, avg_anyobj, recall, recall75, count = stats
+        self.stats = dict(avg_iou=_ratio(avg_iou, count), avg_cat=_ratio(avg_cat, count),
+                          avg_obj=_ratio(avg_obj, count), avg_anyobj=_ratio(avg_anyobj, h * w * self.n * batch),
+                          recall=_ratio(recall, count), recall75=_ratio(recall75, count), count=count)
+        if not getattr(net, "quiet", False):
+            s = self.stats
+            print(f"Region {net.index} Avg IOU: {_c(s['avg_iou'])}, Class: {_c(s['avg_cat'])}, "
+                  f"Obj: {_c(s['avg_obj'])}, No Obj: {_c(s['avg_anyobj'])}, .5R: {_c(s['recall'])}, "
+                  f".75R: {_c(s['recall75'])},  count: {count}", file=sys.stderr)
+
+    def backward(self, net):
+        """The loss's delta is already with respect to this layer's input: added to the previous delta."""
+        prev = self.prev_delta(net)
+        if prev is not None:
+            axpy(np.float32(1), self.delta.reshape(-1), prev.reshape(-1))
 
     def detections(self, output, w, h, netw, neth, thresh, hier_thresh=0.5, relative=True, letterbox=True):
         """Darknet's get_yolo_detections for one image's output (c, h, w): boxes with objectness > thresh.
@@ -76,3 +130,17 @@ class Yolo(Layer):
         prob[prob <= thresh] = 0
         correct_boxes(bbox, w, h, netw, neth, relative, letterbox)
         return Detections(bbox, objectness, prob)
+
+
+def _ratio(total, count):
+    """float32 total / count; 0/0 gives NaN as darknet's float division does."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.float32(np.float32(total) / np.float32(count))
+
+
+def _c(value):
+    """C's printf %f: glibc prints a NaN from 0/0 (sign bit set on x86) as -nan."""
+    value = float(value)
+    if value != value:
+        return "-nan"
+    return f"{value:f}"

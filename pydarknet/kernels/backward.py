@@ -1,0 +1,294 @@
+"""Training kernels: batch-norm with batch statistics, and the backward pass of every layer we train.
+
+The arithmetic follows darknet's CPU code type for type, so that a training step lands on the same floats:
+where darknet computes in float the kernels compute in float32, where C promotes to double (a double
+literal, `sqrt`, `pow`) they do too and round where darknet stores. Sums run in darknet's index order.
+
+Conventions: `delta` is darknet's delta, the *negative* gradient of the loss with respect to a layer's output
+(darknet adds `lr * updates` to the weights, so its updates are negative gradients too). Every backward
+kernel here ADDS what it passes to an earlier layer's delta; none overwrites.
+"""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from .activations import (ELU, HARDTAN, LEAKY, LHTAN, LINEAR, LOGGY, LOGISTIC, PLSE, RAMP, RELIE, RELU, SELU,
+                          STAIR, TANH, activate_row)
+
+F32 = np.float32
+ONE = np.float32(1.0)
+BN_EPS = np.float32(0.00001)      # darknet's `.00001f` in the batch-norm backward
+NORM_EPS = np.float32(0.000001)   # and `.000001f` in normalize_cpu
+
+
+# -- activations ---------------------------------------------------------------------------------------------
+@njit(cache=True, inline="always")
+def gradient32(y, a):
+    """f'(x) from the activation's output y = f(x), as darknet's *_gradient functions: they return float,
+    so double-valued expressions (`.1`, `(x+1.)/2.`) are rounded to float32 before multiplying the delta."""
+    if a == LINEAR:
+        return ONE
+    if a == LEAKY:
+        return ONE if y > 0 else F32(0.1)
+    if a == LOGISTIC:
+        return (ONE - y) * y
+    if a == RELU:
+        return ONE if y > 0 else F32(0.0)
+    if a == RELIE:
+        return ONE if y > 0 else F32(0.01)
+    if a == RAMP:
+        return F32(1.1) if y > 0 else F32(0.1)
+    if a == TANH:
+        return ONE - y * y
+    if a == PLSE:
+        return F32(0.01) if (y < 0 or y > 1) else F32(0.125)
+    if a == ELU:
+        return ONE if y >= 0 else y + ONE
+    if a == LOGGY:
+        t = F32((np.float64(y) + 1.0) / 2.0)
+        return F32(2.0) * (ONE - t) * t
+    if a == STAIR:
+        return F32(0.0) if np.floor(y) == y else ONE
+    if a == HARDTAN:
+        return ONE if (y > -1 and y < 1) else F32(0.0)
+    if a == LHTAN:
+        return ONE if (y > 0 and y < 1) else F32(0.001)
+    if a == SELU:
+        return F32(1.0507) if y >= 0 else F32(np.float64(y) + 1.0507 * 1.6732)
+    return ONE
+
+
+@njit(cache=True, parallel=True)
+def gradient_array32(y, a, delta):
+    """delta *= f'(y) in place (flat float32 arrays), darknet's gradient_array."""
+    if a == LINEAR:
+        return
+    chunk = 1 << 14
+    for c in prange((y.size + chunk - 1) // chunk):
+        for i in range(c * chunk, min(y.size, (c + 1) * chunk)):
+            delta[i] = delta[i] * gradient32(y[i], a)
+
+
+# -- biases and batch-norm -----------------------------------------------------------------------------------
+@njit(cache=True, parallel=True)
+def backward_bias(bias_updates, delta):
+    """bias_updates[f] += sum of delta (n, c, spatial) over the spatial positions, image by image
+    (darknet's backward_bias: one float sum per image and channel, each added on its own)."""
+    n, c, spatial = delta.shape
+    for f in prange(c):
+        acc = bias_updates[f]
+        for b in range(n):
+            s = F32(0.0)
+            row = delta[b, f]
+            for i in range(spatial):
+                s += row[i]
+            acc += s
+        bias_updates[f] = acc
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def batchnorm_train_forward(out, scales, biases, rolling_mean, rolling_variance, mean, variance, x, x_norm,
+                            activation):
+    """Darknet's forward_batchnorm_layer in training mode, then the activation, on out (n, c, spatial) in place.
+
+    x keeps the input, x_norm the normalised values (both for the backward pass); mean and variance get the
+    batch statistics (variance with n-1); the rolling statistics move 1 % towards them.
+    """
+    n, c, spatial = out.shape
+    count = n * spatial
+    inv_count = F32(1.0 / count)
+    inv_count1 = F32(1.0 / (count - 1)) if count > 1 else F32(np.inf)
+    for f in prange(c):
+        m = F32(0.0)
+        for b in range(n):
+            row = out[b, f]
+            x[b, f, :] = row
+            for i in range(spatial):
+                m += row[i]
+        m *= inv_count
+        v = F32(0.0)
+        for b in range(n):
+            row = out[b, f]
+            for i in range(spatial):
+                d = np.float64(row[i] - m)
+                v = F32(np.float64(v) + d * d)
+        v *= inv_count1
+        mean[f] = m
+        variance[f] = v
+        rolling_mean[f] = rolling_mean[f] * F32(0.99) + F32(0.01) * m
+        rolling_variance[f] = rolling_variance[f] * F32(0.99) + F32(0.01) * v
+        denom = math.sqrt(np.float64(v)) + np.float64(NORM_EPS)
+        s = scales[f]
+        bias = biases[f]
+        for b in range(n):
+            row = out[b, f]
+            nrow = x_norm[b, f]
+            for i in range(spatial):
+                xn = F32(np.float64(row[i] - m) / denom)
+                nrow[i] = xn
+                row[i] = xn * s + bias
+            activate_row(row, activation)
+
+
+@njit(cache=True, parallel=True)
+def batchnorm_backward(delta, x, x_norm, mean, variance, scales, bias_updates, scale_updates):
+    """Darknet's backward_batchnorm_layer on delta (n, c, spatial) in place: bias and scale gradients
+    accumulated, then delta turned into the delta of the un-normalised input x.
+
+    Not quite the exact gradient of the forward pass: the forward divides by sqrt(var) + 1e-6 while this
+    uses sqrt(var + 1e-5), as darknet does.
+    """
+    n, c, spatial = delta.shape
+    count = n * spatial
+    fcount = F32(count)
+    for f in prange(c):
+        # bias (backward_bias: a float sum per image, then added)
+        acc = bias_updates[f]
+        for b in range(n):
+            s = F32(0.0)
+            row = delta[b, f]
+            for i in range(spatial):
+                s += row[i]
+            acc += s
+        bias_updates[f] = acc
+        # scale (backward_scale_cpu: one float sum over the batch)
+        s = F32(0.0)
+        for b in range(n):
+            for i in range(spatial):
+                s += delta[b, f, i] * x_norm[b, f, i]
+        scale_updates[f] += s
+        # delta *= scale, and the mean/variance sums
+        sc = scales[f]
+        m = mean[f]
+        md = F32(0.0)
+        vd = F32(0.0)
+        for b in range(n):
+            row = delta[b, f]
+            xrow = x[b, f]
+            for i in range(spatial):
+                d = row[i] * sc
+                row[i] = d
+                md += d
+        for b in range(n):
+            row = delta[b, f]
+            xrow = x[b, f]
+            for i in range(spatial):
+                vd += row[i] * (xrow[i] - m)
+        ve = variance[f] + BN_EPS
+        root = math.sqrt(np.float64(ve))
+        md = F32(np.float64(md) * (-1.0 / root))
+        vd = F32(np.float64(vd) * (-0.5 * math.pow(np.float64(ve), -1.5)))
+        mterm = np.float64(md / fcount)
+        for b in range(n):
+            row = delta[b, f]
+            xrow = x[b, f]
+            for i in range(spatial):
+                row[i] = F32(np.float64(row[i]) / root + np.float64(vd) * 2.0 * np.float64(xrow[i] - m) / count
+                             + mterm)
+
+
+# -- layers without parameters -------------------------------------------------------------------------------
+@njit(cache=True, parallel=True)
+def maxpool_backward(delta, argmax, prev_delta):
+    """prev_delta.flat[argmax] += delta, per image and channel (argmax: flat index within one image; -1 for a
+    window entirely in the padding, which has no input)."""
+    n, c = delta.shape[0], delta.shape[1]
+    for k in prange(n * c):
+        b = k // c
+        ch = k % c
+        d = delta[b, ch].reshape(-1)
+        idx = argmax[b, ch].reshape(-1)
+        target = prev_delta[b].reshape(-1)
+        for i in range(d.size):
+            j = idx[i]
+            if j >= 0:
+                target[j] += d[i]
+
+
+@njit(cache=True, parallel=True)
+def upsample_backward(delta, stride, scale, prev_delta):
+    """The adjoint of nearest-neighbour upsampling: each input pixel gets scale times the sum of its block."""
+    n, c, h, w = prev_delta.shape
+    for k in prange(n * c):
+        b = k // c
+        ch = k % c
+        src = delta[b, ch]
+        dst = prev_delta[b, ch]
+        for y in range(h * stride):
+            for xx in range(w * stride):
+                dst[y // stride, xx // stride] += scale * src[y, xx]
+
+
+@njit(cache=True, parallel=True)
+def downsample_backward(delta, stride, scale, prev_delta):
+    """The adjoint of the block sum (upsample with a negative stride): every pixel of a block gets scale times
+    the block's delta."""
+    n, c, h, w = prev_delta.shape
+    for k in prange(n * c):
+        b = k // c
+        ch = k % c
+        src = delta[b, ch]
+        dst = prev_delta[b, ch]
+        for y in range(src.shape[0] * stride):
+            for xx in range(src.shape[1] * stride):
+                dst[y, xx] += scale * src[y // stride, xx // stride]
+
+
+@njit(cache=True, parallel=True)
+def axpy(alpha, x, y):
+    """y += alpha * x on flat float32 arrays (darknet's axpy_cpu)."""
+    chunk = 1 << 14
+    for c in prange((x.size + chunk - 1) // chunk):
+        for i in range(c * chunk, min(x.size, (c + 1) * chunk)):
+            y[i] += alpha * x[i]
+
+
+@njit(cache=True, parallel=True)
+def shortcut_backward(delta, beta, source_delta):
+    """The source layer's share of a shortcut's delta: the adjoint of the strided/sampled sum in
+    kernels.resample.shortcut (delta: the shortcut's (n, c, h, w), source_delta: the `from` layer's)."""
+    n, c, h, w = delta.shape
+    c1, h1, w1 = source_delta.shape[1], source_delta.shape[2], source_delta.shape[3]
+    stride = max(w1 // w, 1)
+    sample = max(w // w1, 1)
+    minc, minh, minw = min(c, c1), min(h, h1), min(w, w1)
+    for k in prange(n * minc):
+        b = k // minc
+        ch = k % minc
+        for j in range(minh):
+            for i in range(minw):
+                source_delta[b, ch, j * stride, i * stride] += beta * delta[b, ch, j * sample, i * sample]
+
+
+@njit(cache=True, parallel=True)
+def avgpool_backward(delta, prev_delta):
+    """Each pixel gets its channel's delta divided by h*w (float division, as darknet)."""
+    n, c, h, w = prev_delta.shape
+    area = F32(h * w)
+    for k in prange(n * c):
+        b = k // c
+        ch = k % c
+        d = delta[b, ch] / area
+        plane = prev_delta[b, ch]
+        for y in range(h):
+            for x in range(w):
+                plane[y, x] += d
+
+
+# -- sums ----------------------------------------------------------------------------------------------------
+@njit(cache=True)
+def sum_squares(a):
+    """sum of a*a in float32, in index order (darknet's mag_array before its sqrt)."""
+    s = F32(0.0)
+    for i in range(a.size):
+        s += a[i] * a[i]
+    return s
+
+
+@njit(cache=True)
+def sum_array(a):
+    s = F32(0.0)
+    for i in range(a.size):
+        s += a[i]
+    return s
