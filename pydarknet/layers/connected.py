@@ -1,0 +1,68 @@
+"""[connected] (or [conn]): a fully connected layer, outputs = W x + b, optional batch-norm, then an activation.
+
+The input is taken flat, whatever its shape (darknet's `inputs`); the output is flat too, (outputs, 1, 1).
+The product sums in darknet's own order (kernels/dense.py), so outputs match darknet's bit for bit.
+"""
+import numpy as np
+
+from ..kernels.activations import CODE as ACTIVATIONS
+from ..kernels.conv import normalize_scale_bias_activate
+from ..kernels.dense import dense_nt
+from .base import Layer, zeros
+from .convolutional import parse_activation
+
+
+class Connected(Layer):
+    type = "connected"
+    names = ("connected", "conn")
+
+    def __init__(self, section, in_shape, net, index):
+        self.section, self.index = section, index
+        self.outputs = section.int("output", 1)
+        self.activation = parse_activation(self, "logistic")
+        self.batch_normalize = bool(section.int("batch_normalize", 0))
+        if self.outputs < 1:
+            raise self.error(f"output={self.outputs} must be positive", "output")
+        self.inputs = int(np.prod(in_shape))
+        if self.inputs < 1:
+            raise self.error("the layer before it has no outputs")
+        n = self.outputs
+        self.biases = zeros(n)
+        self.weights = zeros(n, self.inputs)  # one row of input weights per output, as darknet stores them
+        if self.batch_normalize:
+            self.scales = np.ones(n, np.float32)
+            self.rolling_mean = zeros(n)
+            self.rolling_variance = zeros(n)
+        super().__init__(section, in_shape, net, index)
+
+    def setup(self, in_shape, net):
+        self.in_shape = tuple(in_shape)
+        inputs = int(np.prod(self.in_shape))
+        if inputs != self.inputs:
+            raise self.error(f"cannot take {inputs} inputs: its weights were made for {self.inputs} "
+                             "(a network with [connected] layers cannot be resized)")
+        self.out_shape = (self.outputs, 1, 1)
+
+    def weight_arrays(self, transpose=False, loading=False):
+        # Files whose version major or minor exceeds 1000 store the matrix as (inputs, outputs).
+        arrays = [self.biases, self.weights.T if transpose else self.weights]
+        if self.batch_normalize and not (loading and self.dontloadscales):
+            arrays += [self.scales, self.rolling_mean, self.rolling_variance]
+        return arrays
+
+    def describe(self):
+        return f"connected                            {self.inputs:4d}  ->  {self.outputs:4d}"
+
+    def forward(self, x, net):
+        batch = x.shape[0]
+        out = self.output_buffer(batch)
+        flat = out.reshape(batch, self.outputs)
+        dense_nt(x.reshape(batch, self.inputs), self.weights, flat)
+        rows = flat.reshape(batch, self.outputs, 1)
+        if self.batch_normalize:
+            normalize_scale_bias_activate(rows, self.rolling_mean, self.rolling_variance, self.scales,
+                                          self.biases, ACTIVATIONS[self.activation], True)
+        else:
+            normalize_scale_bias_activate(rows, self.biases, self.biases, self.biases, self.biases,
+                                          ACTIVATIONS[self.activation], False)
+        return out

@@ -1,0 +1,79 @@
+"""[local]: a locally connected layer, like a convolution whose filters differ at every output location.
+
+Darknet sizes the output as if `pad` were a flag (h - 1 when set, h - size when not), but its im2col pads
+by `pad` pixels; the two agree only when 2*pad + 1 == size or pad == 0, and we refuse the other settings
+(darknet would read columns of the wrong length there). Weights: (locations, filters, c*size*size), biases:
+one per output value (filters, out_h, out_w).
+"""
+import numpy as np
+
+from ..kernels.activations import CODE as ACTIVATIONS, activate_array
+from ..kernels.conv import im2col
+from ..kernels.local import local_forward
+from .base import Layer, zeros
+from .convolutional import parse_activation
+
+
+class Local(Layer):
+    type = "local"
+    names = ("local",)
+
+    def __init__(self, section, in_shape, net, index):
+        self.section, self.index = section, index
+        s = section
+        self.filters = s.int("filters", 1)
+        self.size = s.int("size", 1)
+        self.stride = s.int("stride", 1)
+        self.pad = s.int("pad", 0)
+        self.activation = parse_activation(self, "logistic")
+        if self.filters < 1 or self.size < 1 or self.stride < 1:
+            raise self.error("filters, size and stride must be positive")
+        if self.pad < 0:
+            raise self.error(f"pad={self.pad} must not be negative", "pad")
+        self.setup(in_shape, net)
+        _, out_h, out_w = self.out_shape
+        c = in_shape[0]
+        locations = out_h * out_w
+        self.biases = zeros(self.filters, out_h, out_w)
+        self.weights = zeros(locations, self.filters, c * self.size * self.size)
+        super().__init__(section, in_shape, net, index)
+
+    def setup(self, in_shape, net):
+        c, h, w = self.in_shape = tuple(in_shape)
+        self.need_image_input()
+        out_h = (h - (1 if self.pad else self.size)) // self.stride + 1
+        out_w = (w - (1 if self.pad else self.size)) // self.stride + 1
+        if out_h < 1 or out_w < 1:
+            raise self.error(f"a {self.size}x{self.size} window does not fit the {w}x{h} input")
+        col_h = (h + 2 * self.pad - self.size) // self.stride + 1
+        col_w = (w + 2 * self.pad - self.size) // self.stride + 1
+        if (col_h, col_w) != (out_h, out_w):
+            raise self.error(f"pad={self.pad} with size={self.size}: darknet's output is {out_w}x{out_h} but its "
+                             f"im2col (padding {self.pad} pixels) makes {col_w}x{col_h} windows; use pad=0, or "
+                             f"pad=1 with size=3", "pad")
+        shape = (self.filters, out_h, out_w)
+        if hasattr(self, "weights") and shape != self.biases.shape:
+            raise self.error(f"cannot be resized to a {w}x{h} input: its weights are per output location")
+        self.out_shape = shape
+
+    def weight_arrays(self, transpose=False, loading=False):
+        return [self.biases, self.weights]
+
+    def describe(self):
+        c, h, w = self.in_shape
+        n, out_h, out_w = self.out_shape
+        return f"Local Layer: {h} x {w} x {c} image, {n} filters -> {out_h} x {out_w} x {n} image"
+
+    def forward(self, x, net):
+        batch = x.shape[0]
+        n, out_h, out_w = self.out_shape
+        locations = out_h * out_w
+        k = self.weights.shape[2]
+        out = self.output_buffer(batch)
+        col = net.workspace(k * locations).reshape(k, locations)
+        biases = self.biases.reshape(n, locations)
+        for b in range(batch):
+            im2col(x[b], self.size, self.stride, self.pad, col)
+            local_forward(col, self.weights, biases, out[b].reshape(n, locations))
+        activate_array(out.reshape(-1), ACTIVATIONS[self.activation])
+        return out

@@ -1,0 +1,87 @@
+"""[softmax] (or [soft]): darknet's softmax over `groups` equal slices of the flat input, over the groups of a
+word tree (`tree=`, hierarchical softmax), or over the channels of each pixel (`spatial=1`).
+
+The output is flat, (inputs, 1, 1), like darknet's (which gives the next layer no image shape).
+"""
+from pathlib import Path
+
+import numpy as np
+
+from ..classify import read_tree
+from ..config import DarknetError
+from ..kernels.softmax import run_starts, softmax_runs
+from .base import Layer
+
+
+class Softmax(Layer):
+    type = "softmax"
+    names = ("softmax", "soft")
+
+    def __init__(self, section, in_shape, net, index):
+        self.section, self.index = section, index
+        s = section
+        self.groups = s.int("groups", 1)
+        self.temperature = float(np.float32(s.float("temperature", 1.0)))
+        self.spatial = s.float("spatial", 0.0) != 0
+        self.noloss = s.int("noloss", 0)
+        if self.groups < 1:
+            raise self.error(f"groups={self.groups} must be positive", "groups")
+        if self.temperature == 0:
+            raise self.error("temperature must not be 0", "temperature")
+        self.tree = None
+        if s.has("tree"):
+            self.tree = self._load_tree(s.str("tree"))
+        super().__init__(section, in_shape, net, index)
+
+    def _load_tree(self, name):
+        """Darknet opens the tree file relative to the working directory; we also look beside the cfg and in
+        the folder above it (cfg/x.cfg naming data/x.tree, as darknet's own cfgs do)."""
+        cfg_dir = Path(self.section.path).resolve().parent
+        candidates = [Path(name), cfg_dir / name, cfg_dir.parent / name]
+        for path in candidates:
+            if path.is_file():
+                try:
+                    return read_tree(path)
+                except DarknetError as e:
+                    raise self.error(f"tree={name}: {e}", "tree") from None
+        tried = ", ".join(dict.fromkeys(str(p) for p in candidates))
+        raise self.error(f"tree file '{name}' not found (tried {tried})", "tree")
+
+    def setup(self, in_shape, net):
+        self.in_shape = tuple(in_shape)
+        self.inputs = int(np.prod(self.in_shape))
+        self.out_shape = (self.inputs, 1, 1)
+        if self.tree is not None:
+            if self.tree.n != self.inputs:
+                raise self.error(f"the tree has {self.tree.n} nodes but the layer gets {self.inputs} inputs",
+                                 "tree")
+        elif self.spatial:
+            self.need_image_input()
+        elif self.inputs % self.groups:
+            raise self.error(f"groups={self.groups} must divide the {self.inputs} inputs", "groups")
+
+    def describe(self):
+        return f"softmax                                        {self.inputs:4d}"
+
+    def runs(self, batch):
+        """(starts, sizes, stride, temperature) of every softmax run over the flat batch."""
+        if self.tree is not None:
+            offsets = np.asarray(self.tree.group_offset, np.int64)
+            sizes = np.asarray(self.tree.group_size, np.int64)
+            return run_starts(batch, self.inputs, offsets), np.tile(sizes, batch), 1, self.temperature
+        if self.spatial:
+            # darknet's GPU path (the only one that honours spatial=; its CPU path ignores it): a softmax
+            # across the channels of each pixel, without the temperature
+            c, h, w = self.in_shape
+            starts = run_starts(batch, self.inputs, np.arange(h * w))
+            return starts, np.full(starts.size, c, np.int64), h * w, 1.0
+        n = self.inputs // self.groups
+        starts = run_starts(batch, self.inputs, np.arange(self.groups) * n)
+        return starts, np.full(starts.size, n, np.int64), 1, self.temperature
+
+    def forward(self, x, net):
+        batch = x.shape[0]
+        out = self.output_buffer(batch)
+        starts, sizes, stride, temp = self.runs(batch)
+        softmax_runs(x.reshape(-1), starts, sizes, stride, np.float32(temp), out.reshape(-1))
+        return out
