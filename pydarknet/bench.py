@@ -5,6 +5,7 @@ Times are medians of repeated runs after warm-up; the ratio is pydarknet / OpenC
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,6 +60,55 @@ def report(what, ours, theirs):
     print(line, flush=True)
 
 
+def bench_decode(path, runs):
+    import cv2
+    ours = median_time(lambda: load_image(path), runs)
+    theirs = median_time(lambda: cv2.imread(str(path), cv2.IMREAD_COLOR), runs)
+    h, w = cv2.imread(str(path)).shape[:2]
+    report(f"decode {path.name} {w}x{h}", ours, theirs)
+
+
+def big_jpeg(dog, folder):
+    """A 1352x900 JPEG made from dog.jpg (the size of a typical photo resized for the web)."""
+    import cv2
+    path = Path(folder) / "dog_1352x900.jpg"
+    cv2.imwrite(str(path), cv2.resize(cv2.imread(str(dog)), (1352, 900)), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return path
+
+
+OPENCV_DETECT = """
+import sys, cv2, numpy as np
+cfg, weights, image = sys.argv[1:4]
+net = cv2.dnn.readNetFromDarknet(cfg, weights)
+im = cv2.imread(image)
+h, w = im.shape[:2]
+net.setInput(cv2.dnn.blobFromImage(im, 1 / 255.0, (416, 416), swapRB=True, crop=False))
+boxes, scores, ids = [], [], []
+for out in net.forward(net.getUnconnectedOutLayersNames()):
+    for row in out:
+        cls = int(np.argmax(row[5:])); score = float(row[5 + cls])
+        if score > 0.5:
+            cx, cy, bw, bh = row[:4] * [w, h, w, h]
+            boxes.append([int(cx - bw / 2), int(cy - bh / 2), int(bw), int(bh)]); scores.append(score); ids.append(cls)
+for i in np.array(cv2.dnn.NMSBoxes(boxes, scores, 0.5, 0.45)).reshape(-1):
+    x, y, bw, bh = boxes[i]
+    cv2.rectangle(im, (x, y), (x + bw, y + bh), (0, 0, 255), 2)
+    print(ids[i], round(scores[i] * 100))
+cv2.imwrite("predictions.jpg", im)
+"""
+
+
+def bench_detect_command(cfg, weights, image, runs, folder):
+    """Whole-process wall time of `pydarknet detect` (warm Numba cache) and of the same job in OpenCV DNN."""
+    import subprocess
+    ours_cmd = [sys.executable, "-m", "pydarknet", "detect", str(cfg), str(weights), str(image), "-q"]
+    theirs_cmd = [sys.executable, "-c", OPENCV_DETECT, str(cfg), str(weights), str(image)]
+    run = lambda cmd: subprocess.run(cmd, cwd=folder, check=True, capture_output=True)  # noqa: E731
+    ours = median_time(lambda: run(ours_cmd), runs, warmup=1)
+    theirs = median_time(lambda: run(theirs_cmd), runs, warmup=1)
+    report("command: detect yolov3-tiny dog.jpg", ours, theirs)
+
+
 def letterboxed(im, net):
     return letterbox_image(im, net.w, net.h)
 
@@ -85,6 +135,10 @@ def main(argv=None):
     dog = images / "dog.jpg"
     bench_forward("yolov3-tiny", cfg / "yolov3-tiny.cfg", models / "yolov3-tiny.weights", dog, letterboxed, args.runs)
     bench_forward("tiny (Tiny Darknet)", cfg / "tiny.cfg", models / "tiny.weights", dog, resized_min, args.runs)
+    with tempfile.TemporaryDirectory() as folder:
+        bench_decode(dog, max(args.runs, 30))
+        bench_decode(big_jpeg(dog, folder), max(args.runs, 30))
+        bench_detect_command(cfg / "yolov3-tiny.cfg", models / "yolov3-tiny.weights", dog, 5, folder)
     return 0
 
 

@@ -1,0 +1,307 @@
+"""The `pydarknet` command: darknet's commands and flags, for people and for shell pipelines.
+
+Results go to stdout, chatter (layer table, warnings) to stderr. Errors are one line on stderr and a
+non-zero exit: 1 for bad input files, 2 for usage; a traceback only with --debug.
+"""
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .config import DarknetError, chatter, note, read_data_cfg, read_names, warn
+from .resources import find_file
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+
+
+class Failures:
+    """Counts per-image errors so a batch goes on and the exit status still tells."""
+    count = 0
+
+
+def common(fn):
+    """Options every command takes."""
+    fn = click.option("--debug", is_flag=True, help="Show Python tracebacks on errors.")(fn)
+    fn = click.option("-q", "--quiet", is_flag=True, help="No chatter on stderr (errors still show).",
+                      callback=lambda ctx, param, value: chatter.update(quiet=value))(fn)
+    return fn
+
+
+def image_options(fn):
+    fn = click.option("--json", "as_json", is_flag=True, help="One JSON object per image per line on stdout.")(fn)
+    fn = click.option("--decoder", type=click.Choice(["darknet", "opencv"]), default="darknet", show_default=True,
+                      help="JPEG decoder: darknet's exact pixels, or OpenCV's (faster, not darknet-exact).")(fn)
+    return fn
+
+
+def image_paths(images):
+    """The images named on the command line, else one path per line of stdin."""
+    if images:
+        yield from images
+        return
+    interactive = sys.stdin.isatty()
+    while True:
+        if interactive:
+            print("Enter Image Path: ", end="", file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            return
+        line = line.strip()
+        if line:
+            yield line
+
+
+def load_names(data_file, classes, cfg):
+    """Class names from a .data file (`names=`, else `labels=`), warning when their count is off."""
+    data = read_data_cfg(data_file)
+    name_list = data.str("names") or data.str("labels")
+    if not name_list:
+        raise DarknetError(f"{data_file}: no names= or labels= line")
+    path = find_file(name_list, beside=data_file, what="names file")
+    names = read_names(path)
+    if classes and len(names) != classes:
+        warn(f"{path} has {len(names)} names but {cfg} has {classes} classes")
+    return names, data
+
+
+def default_data(name):
+    """Darknet's shortcuts read cfg/coco.data or cfg/imagenet1k.data from the working directory; we fall back
+    to the copies pydarknet ships."""
+    return str(find_file(f"cfg/{name}", what="data file"))
+
+
+def load_network(cfg, weights):
+    """Build and load a network, showing darknet's layer table on stderr as darknet does at load."""
+    from .network import Network
+    net = Network(cfg)
+    note("\n".join(net.summary()))
+    net.load(weights)
+    return net
+
+
+def report_error(error):
+    print(f"pydarknet: error: {error}", file=sys.stderr)
+    Failures.count += 1
+
+
+def for_each_image(images, run):
+    for path in image_paths(images):
+        try:
+            run(path)
+        except DarknetError as e:
+            report_error(e)
+        sys.stdout.flush()
+
+
+# -- detect ---------------------------------------------------------------------------------------------------
+def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, out, save_labels, resize,
+               as_json, decoder):
+    from .image import draw_detections, load_image, save_image, to_bgr8
+    from .predict import Detector
+
+    net = load_network(cfg, weights)
+    detector = Detector(cfg, weights, letterbox=not resize, decoder=decoder, network=net)
+    detector.names, _ = load_names(data_file, detector.classes, cfg)
+    paths = list(images) if images else None
+    count = [0]
+
+    def one(path):
+        im = load_image(path, decoder)
+        result = detector.detect(im, thresh, hier, nms)
+        result.image = path
+        count[0] += 1
+        if as_json:
+            print(json.dumps(result.as_json()))
+        else:
+            print(f"{path}: Predicted in {result.seconds:f} seconds.")
+            for d in result.detections:
+                line = f"{d.name}: {float(d.prob * 100):.0f}%"
+                if ext_output:
+                    line += ("\t(left_x: {:4.0f}   top_y: {:4.0f}   width: {:4.0f}   height: {:4.0f})"
+                             .format(*d.pixels))
+                print(line)
+        if save_labels:
+            write_labels(path, result)
+        if out is not None or not as_json:
+            base = out or "predictions"
+            if paths is None or len(paths) > 1:
+                base = f"{base}_{count[0]}"
+            canvas = to_bgr8(im)
+            draw_detections(canvas, [b for b, _ in result.boxes], [[c for c, _ in s] for _, s in result.boxes],
+                            detector.names, detector.classes)
+            note(f"saved {save_image(canvas, base)}")
+
+    for_each_image(paths, one)
+
+
+def write_labels(image_path, result):
+    """YOLO-format labels beside the image: the best class of each box, as AlexeyAB's -save_labels."""
+    lines = []
+    for box, scored in result.boxes:
+        best = max(scored, key=lambda s: s[1])[0]  # the first of equal maxima, as darknet's strict '>'
+        lines.append("%d %2.4f %2.4f %2.4f %2.4f\n" % ((best,) + box))
+    Path(image_path).with_suffix(".txt").write_text("".join(lines))
+
+
+def detect_options(fn):
+    fn = click.option("-save_labels", "save_labels", is_flag=True, help="Write YOLO labels (.txt) beside each image.")(fn)
+    fn = click.option("-dont_show", "dont_show", is_flag=True, help="Accepted for AlexeyAB compatibility (no window).")(fn)
+    fn = click.option("-out", "out", default=None, help="Base name of the drawn image [predictions].")(fn)
+    fn = click.option("-ext_output", "ext_output", is_flag=True, help="Print each box in pixels, as AlexeyAB.")(fn)
+    fn = click.option("-letter_box", "-letterbox", "letter_box", is_flag=True, help="Letterbox input (the default).")(fn)
+    fn = click.option("-resize", "resize", is_flag=True, help="Plain resize to the network size (AlexeyAB's default).")(fn)
+    fn = click.option("-nms", "nms", type=float, default=0.45, show_default=True, help="NMS IoU threshold.")(fn)
+    fn = click.option("-hier", "hier", type=float, default=0.5, show_default=True, help="Hierarchical threshold.")(fn)
+    fn = click.option("-thresh", "thresh", type=float, default=0.5, show_default=True, help="Detection threshold.")(fn)
+    return fn
+
+
+@click.group(context_settings=CONTEXT)
+def cli():
+    """darknet's commands, same cfg and weights files, same answers."""
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("cfg")
+@click.argument("weights")
+@click.argument("images", nargs=-1)
+@detect_options
+@image_options
+@common
+def detect(cfg, weights, images, thresh, hier, nms, resize, letter_box, ext_output, out, dont_show, save_labels,
+           as_json, decoder, quiet, debug):
+    """Detect objects (COCO names from cfg/coco.data), like `darknet detect`."""
+    run_detect(default_data("coco.data"), cfg, weights, images, thresh, hier, nms, ext_output, out, save_labels,
+               resize, as_json, decoder)
+
+
+@cli.group(context_settings=CONTEXT)
+def detector():
+    """darknet's `detector` commands."""
+
+
+@detector.command("test", context_settings=CONTEXT)
+@click.argument("data")
+@click.argument("cfg")
+@click.argument("weights")
+@click.argument("images", nargs=-1)
+@detect_options
+@image_options
+@common
+def detector_test(data, cfg, weights, images, thresh, hier, nms, resize, letter_box, ext_output, out, dont_show,
+                  save_labels, as_json, decoder, quiet, debug):
+    """Detect objects with the names of a .data file."""
+    run_detect(data, cfg, weights, images, thresh, hier, nms, ext_output, out, save_labels, resize, as_json,
+               decoder)
+
+
+# -- classify -------------------------------------------------------------------------------------------------
+def run_classify(data_file, cfg, weights, images, top, preprocess, as_json, decoder):
+    from .predict import Classifier
+
+    net = load_network(cfg, weights)
+    outputs = int(net.output_layer.out_shape[0] * net.output_layer.out_shape[1] * net.output_layer.out_shape[2])
+    names, data = load_names(data_file, outputs, cfg)
+    top = top or data.int("top", 1)
+    classifier = Classifier(cfg, weights, names=names, preprocess=preprocess, decoder=decoder, network=net)
+
+    def one(path):
+        result = classifier.classify(path, top)
+        result.image = path
+        if as_json:
+            print(json.dumps(result.as_json()))
+        else:
+            print(f"{path}: Predicted in {result.seconds:f} seconds.")
+            for _, name, prob in result.predictions:
+                print(f"{name}: {prob:f}")
+
+    for_each_image(images, one)
+
+
+def classify_options(fn):
+    fn = click.option("-resize", "resize", is_flag=True, help="Plain resize to the network size.")(fn)
+    fn = click.option("-letter_box", "-letterbox", "letter_box", is_flag=True, help="Letterbox to the network size.")(fn)
+    fn = click.option("-top", "top", type=int, default=0, help="How many classes to print [data file's top=, or 5].")(fn)
+    return fn
+
+
+def preprocess_of(letter_box, resize):
+    if letter_box and resize:
+        raise click.UsageError("-letter_box and -resize exclude each other")
+    return "letterbox" if letter_box else "resize" if resize else "resize_min"
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("cfg")
+@click.argument("weights")
+@click.argument("images", nargs=-1)
+@classify_options
+@image_options
+@common
+def classify(cfg, weights, images, top, letter_box, resize, as_json, decoder, quiet, debug):
+    """Classify images (ImageNet names from cfg/imagenet1k.data), like `darknet classify`: top 5."""
+    run_classify(default_data("imagenet1k.data"), cfg, weights, images, top or 5, preprocess_of(letter_box, resize),
+                 as_json, decoder)
+
+
+@cli.group(context_settings=CONTEXT)
+def classifier():
+    """darknet's `classifier` commands."""
+
+
+@classifier.command("predict", context_settings=CONTEXT)
+@click.argument("data")
+@click.argument("cfg")
+@click.argument("weights")
+@click.argument("images", nargs=-1)
+@classify_options
+@image_options
+@common
+def classifier_predict(data, cfg, weights, images, top, letter_box, resize, as_json, decoder, quiet, debug):
+    """Classify images with the names (and top=) of a .data file."""
+    run_classify(data, cfg, weights, images, top, preprocess_of(letter_box, resize), as_json, decoder)
+
+
+# -- summary --------------------------------------------------------------------------------------------------
+@cli.command(context_settings=CONTEXT)
+@click.argument("cfg")
+@click.argument("weights", required=False)
+@common
+def summary(cfg, weights, quiet, debug):
+    """Print darknet's layer table with BFLOPs and parameter counts (aliases: print, ops)."""
+    from .network import Network
+    net = Network(cfg)
+    if weights:
+        net.load(weights)
+    print("\n".join(net.summary()))
+    flops = sum(layer.flops() for layer in net.layers)
+    params = sum(a.size for layer in net.layers for a in layer.weight_arrays())
+    print(f"Total BFLOPS {flops / 1e9:.3f}")
+    print(f"Parameters {params}")
+
+
+cli.add_command(summary, "print")
+cli.add_command(summary, "ops")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    try:
+        cli.main(args=argv, prog_name="pydarknet", standalone_mode=False)
+    except click.exceptions.Abort:
+        print("pydarknet: aborted", file=sys.stderr)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except (DarknetError, OSError) as e:
+        if debug:
+            raise
+        print(f"pydarknet: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("pydarknet: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(1 if Failures.count else 0)

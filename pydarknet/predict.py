@@ -1,0 +1,160 @@
+"""Load a network once, then detect or classify images: the Python API behind `detect` and `classify`.
+
+    detector = Detector("cfg/yolov3-tiny.cfg", "yolov3-tiny.weights", names=read_names("data/coco.names"))
+    result = detector.detect("dog.jpg")          # result.detections: boxes, classes, probabilities
+
+    classifier = Classifier("cfg/tiny.cfg", "tiny.weights", names=...)
+    result = classifier.classify("dog.jpg", top=5)
+"""
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .classify import top_k
+from .detect import do_nms_sort, network_detections
+from .image import center_crop_image, letterbox_image, load_image, resize_image, resize_min
+from .network import Network
+
+# Layers whose parameters fix the input size: a network with one of these cannot be resized.
+FIXED_SIZE_LAYERS = {"connected", "local", "detection", "crop"}
+
+
+def c_round(v):
+    """C's round(): halves away from zero."""
+    return math.copysign(math.floor(abs(v) + 0.5), v)
+
+
+@dataclass
+class Detection:
+    class_id: int
+    name: str
+    prob: float
+    objectness: float
+    box: tuple          # centre x, y, width, height, relative to the image (0..1)
+    pixels: tuple       # left, top, width, height in pixels, rounded as AlexeyAB's -ext_output prints them
+
+    def as_json(self):
+        x, y, w, h = self.box
+        left, top, width, height = self.pixels
+        return {"class_id": self.class_id, "name": self.name, "prob": self.prob, "objectness": self.objectness,
+                "box": {"x": x, "y": y, "w": w, "h": h},
+                "pixels": {"left": left, "top": top, "width": width, "height": height}}
+
+
+@dataclass
+class DetectionResult:
+    image: str
+    width: int
+    height: int
+    seconds: float
+    detections: list = field(default_factory=list)   # one Detection per (box, class) over the threshold
+    boxes: list = field(default_factory=list)        # per box: (relative box, [(class id, prob)]) in darknet's order
+
+    def as_json(self):
+        return {"image": self.image, "seconds": self.seconds, "width": self.width, "height": self.height,
+                "detections": [d.as_json() for d in self.detections]}
+
+
+@dataclass
+class ClassifyResult:
+    image: str
+    seconds: float
+    predictions: list   # (class_id, name, prob), best first
+
+    def as_json(self):
+        return {"image": self.image, "seconds": self.seconds,
+                "predictions": [{"class_id": i, "name": n, "prob": p} for i, n, p in self.predictions]}
+
+
+def class_name(names, index):
+    return names[index] if names and 0 <= index < len(names) else str(index)
+
+
+def as_image(image, decoder):
+    """(path or None, float32 (3, h, w) image)."""
+    if isinstance(image, np.ndarray):
+        return None, np.asarray(image, np.float32)
+    return str(image), load_image(image, decoder)
+
+
+class Detector:
+    def __init__(self, cfg, weights, names=None, letterbox=True, decoder="darknet", network=None):
+        self.net = network or Network(cfg)
+        if network is None:
+            self.net.load(weights)
+        self.names = names
+        self.letterbox = letterbox
+        self.decoder = decoder
+
+    @property
+    def classes(self):
+        return next((layer.classes for layer in reversed(self.net.layers) if hasattr(layer, "detections")), 0)
+
+    def detect(self, image, thresh=0.5, hier_thresh=0.5, nms=0.45):
+        path, im = as_image(image, self.decoder)
+        net = self.net
+        _, h, w = im.shape
+        sized = letterbox_image(im, net.w, net.h) if self.letterbox else resize_image(im, net.w, net.h)
+        start = time.perf_counter()
+        net.forward(sized[None])
+        seconds = time.perf_counter() - start
+        dets = network_detections(net, w, h, thresh, hier_thresh, relative=True, letterbox=self.letterbox)
+        if nms:
+            dets = do_nms_sort(dets, nms)
+        result = DetectionResult(path or "<array>", w, h, seconds)
+        fw, fh = np.float32(w), np.float32(h)
+        for i in range(len(dets)):
+            classes = [j for j in range(dets.prob.shape[1]) if dets.prob[i, j] > np.float32(thresh)]
+            if not classes:
+                continue
+            bx, by, bw, bh = (np.float32(v) for v in dets.bbox[i])
+            pixels = (int(c_round((bx - bw / 2) * fw)), int(c_round((by - bh / 2) * fh)),
+                      int(c_round(bw * fw)), int(c_round(bh * fh)))
+            box = (float(bx), float(by), float(bw), float(bh))
+            result.boxes.append((box, [(j, float(dets.prob[i, j])) for j in classes]))
+            for j in classes:
+                result.detections.append(Detection(j, class_name(self.names, j), float(dets.prob[i, j]),
+                                                   float(dets.objectness[i]), box, pixels))
+        return result
+
+
+class Classifier:
+    """`preprocess`: "resize_min" (darknet's published results: the short side to the network width, the
+    network resized to the image; a fixed-size network takes a centre crop), "letterbox" or "resize"."""
+
+    def __init__(self, cfg, weights, names=None, preprocess="resize_min", decoder="darknet", network=None):
+        self.net = network or Network(cfg)
+        if network is None:
+            self.net.load(weights)
+        self.names = names
+        self.preprocess = preprocess
+        self.decoder = decoder
+        self.size = (self.net.w, self.net.h)
+        self.resizable = not any(layer.type in FIXED_SIZE_LAYERS for layer in self.net.layers)
+
+    def prepare(self, im):
+        w, h = self.size
+        if self.preprocess == "letterbox":
+            self.net.resize(w, h)
+            return letterbox_image(im, w, h)
+        if self.preprocess == "resize":
+            self.net.resize(w, h)
+            return resize_image(im, w, h)
+        sized = resize_min(im, w)
+        if self.resizable:
+            self.net.resize(sized.shape[2], sized.shape[1])
+            return sized
+        return center_crop_image(sized, w, h)
+
+    def classify(self, image, top=5):
+        path, im = as_image(image, self.decoder)
+        x = self.prepare(im)
+        start = time.perf_counter()
+        output = self.net.forward(x[None])
+        seconds = time.perf_counter() - start
+        probs = output[0].reshape(-1)
+        best = top_k(probs, min(top, probs.size))
+        return ClassifyResult(path or "<array>", seconds,
+                              [(int(i), class_name(self.names, int(i)), float(p)) for i, p in best])

@@ -1,0 +1,198 @@
+"""The command line: darknet's output, clean streams, JSON, stdin pipelines, errors and exit codes."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import ROOT, SHARED, shared_path
+from pydarknet.cli import cli
+
+TINY_LINES = ["malamute: 0.167168", "Eskimo dog: 0.065828", "dogsled: 0.063020",
+              "standard schnauzer: 0.051153", "Siberian husky: 0.037506"]
+# pjreddie's `detect` on dog.jpg (golden yolov3-tiny_dog, thresh .5): det order after do_nms_sort, classes ascending
+DOG_LINES = ["dog: 57%", "car: 52%", "truck: 56%", "car: 62%", "bicycle: 59%"]
+
+
+def run(args, input=None):
+    """Run `python -m pydarknet` as a real process: (exit code, stdout, stderr)."""
+    proc = subprocess.run([sys.executable, "-m", "pydarknet", *args], input=input, capture_output=True, text=True,
+                          cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.fixture
+def models():
+    return shared_path("models")
+
+
+@pytest.fixture
+def images():
+    return shared_path("images")
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def invoke(args, input=None):
+    return CliRunner().invoke(cli, args, input=input)
+
+
+def test_classify_prints_the_published_tiny_darknet_result(models, images, in_tmp):
+    dog = str(images / "dog.jpg")
+    result = invoke(["classify", str(ROOT / "cfg/tiny.cfg"), str(models / "tiny.weights"), dog])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"{dog}: Predicted in ") and lines[0].endswith(" seconds.")
+    assert lines[1:] == TINY_LINES
+
+
+def test_classify_letterbox_and_top(models, images, in_tmp):
+    result = invoke(["classify", str(ROOT / "cfg/tiny.cfg"), str(models / "tiny.weights"), str(images / "dog.jpg"),
+                     "-letter_box", "-top", "2"])
+    lines = result.stdout.splitlines()[1:]
+    assert len(lines) == 2
+    assert lines[0].startswith("malamute: 0.145")  # MODELS.md: letterbox 224x224 gives malamute 14.51 %
+    assert lines[1].startswith("Newfoundland: 0.06")
+
+
+def test_classifier_predict_long_form_reads_top_from_data(models, images, in_tmp):
+    result = invoke(["classifier", "predict", str(ROOT / "cfg/imagenet1k.data"), str(ROOT / "cfg/tiny.cfg"),
+                     str(models / "tiny.weights"), str(images / "dog.jpg")])
+    assert result.stdout.splitlines()[1:] == TINY_LINES  # imagenet1k.data has top=5
+
+
+def test_detect_prints_darknet_lines_and_draws(models, images, in_tmp):
+    result = invoke(["detect", str(ROOT / "cfg/yolov3-tiny.cfg"), str(models / "yolov3-tiny.weights"),
+                     str(images / "dog.jpg")])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"{images / 'dog.jpg'}: Predicted in ")
+    assert lines[1:] == DOG_LINES
+    assert (in_tmp / "predictions.jpg").stat().st_size > 10000
+    assert "layer     filters    size" in result.stderr  # the layer table goes to stderr
+
+
+def test_detect_ext_output_and_out_name(models, images, in_tmp):
+    result = invoke(["detector", "test", str(ROOT / "cfg/coco.data"), str(ROOT / "cfg/yolov3-tiny.cfg"),
+                     str(models / "yolov3-tiny.weights"), str(images / "dog.jpg"), "-ext_output", "-out", "boxes",
+                     "-dont_show"])
+    first = result.stdout.splitlines()[1]
+    # dog box (golden): x .324342 y .611325 w .312303 h .574242 on 768x576
+    assert first == "dog: 57%\t(left_x:  129   top_y:  187   width:  240   height:  331)"
+    assert (in_tmp / "boxes.jpg").exists() and not (in_tmp / "predictions.jpg").exists()
+
+
+def test_detect_json_has_exactly_the_documented_keys(models, images, in_tmp):
+    result = invoke(["detect", str(ROOT / "cfg/yolov3-tiny.cfg"), str(models / "yolov3-tiny.weights"),
+                     str(images / "dog.jpg"), "--json", "-thresh", ".25"])
+    (line,) = result.stdout.splitlines()
+    doc = json.loads(line)
+    assert set(doc) == {"image", "seconds", "width", "height", "detections"}
+    assert (doc["width"], doc["height"]) == (768, 576)
+    det = doc["detections"][0]
+    assert set(det) == {"class_id", "name", "prob", "objectness", "box", "pixels"}
+    assert set(det["box"]) == {"x", "y", "w", "h"} and set(det["pixels"]) == {"left", "top", "width", "height"}
+    assert det["name"] == "dog" and det["class_id"] == 16 and det["prob"] == pytest.approx(0.570732, abs=1e-5)
+    assert not (in_tmp / "predictions.jpg").exists()  # JSON pipelines draw nothing unless -out is given
+
+
+def test_classify_json(models, images, in_tmp):
+    result = invoke(["classify", str(ROOT / "cfg/tiny.cfg"), str(models / "tiny.weights"), str(images / "dog.jpg"),
+                     "--json"])
+    doc = json.loads(result.stdout)
+    assert set(doc) == {"image", "seconds", "predictions"}
+    assert doc["predictions"][0] == {"class_id": 14, "name": "malamute", "prob": pytest.approx(0.167168, abs=1e-6)}
+
+
+def test_save_labels_beside_the_image(models, images, in_tmp):
+    shutil.copy(images / "dog.jpg", in_tmp / "dog.jpg")
+    invoke(["detect", str(ROOT / "cfg/yolov3-tiny.cfg"), str(models / "yolov3-tiny.weights"), "dog.jpg",
+            "-save_labels"])
+    rows = [line.split() for line in (in_tmp / "dog.txt").read_text().splitlines()]
+    assert [r[0] for r in rows] == ["16", "7", "2", "1"]  # best class per box: dog, truck (.56 > car .52), car, bicycle
+    assert rows[0][1:] == ["0.3243", "0.6113", "0.3123", "0.5742"]
+
+
+def test_stdin_paths_and_a_bad_image_among_good_ones(models, images, in_tmp):
+    (in_tmp / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    paths = f"{images / 'dog.jpg'}\nbroken.jpg\n\n{images / 'person.jpg'}\nmissing.jpg\n"
+    code, out, err = run(["detect", str(ROOT / "cfg/yolov3-tiny.cfg"), str(models / "yolov3-tiny.weights"),
+                          "--json", "-q"], input=paths)
+    assert code == 1
+    docs = [json.loads(line) for line in out.splitlines()]
+    assert [d["image"] for d in docs] == [str(images / "dog.jpg"), str(images / "person.jpg")]
+    errors = err.splitlines()
+    assert len(errors) == 2 and "broken.jpg" in errors[0] and "missing.jpg" in errors[1]
+    assert "Traceback" not in err
+
+
+def test_many_image_arguments_number_the_drawings(models, images, in_tmp):
+    invoke(["detect", str(ROOT / "cfg/yolov3-tiny.cfg"), str(models / "yolov3-tiny.weights"),
+            str(images / "dog.jpg"), str(images / "person.jpg"), "-q"])
+    assert (in_tmp / "predictions_1.jpg").exists() and (in_tmp / "predictions_2.jpg").exists()
+
+
+def test_quiet_silences_chatter(models, images, in_tmp):
+    code, out, err = run(["detect", str(ROOT / "cfg/yolov3-tiny.cfg"), str(models / "yolov3-tiny.weights"),
+                          str(images / "dog.jpg"), "-q"])
+    assert code == 0 and err == "" and out.splitlines()[1:] == DOG_LINES
+
+
+def test_missing_files_give_one_line_and_exit_1(in_tmp):
+    code, out, err = run(["detect", "nope.cfg", "nope.weights", "x.jpg"])
+    assert code == 1 and out == ""
+    assert err.strip().splitlines() == ["pydarknet: error: nope.cfg: no such file"]
+
+
+def test_malformed_cfg_names_file_and_line(in_tmp):
+    (in_tmp / "bad.cfg").write_text("[net]\nwidth=32\nheight=32\nchannels=3\n[convolutional]\nfilters=eight\n")
+    code, _, err = run(["summary", "bad.cfg"])
+    assert code == 1 and "bad.cfg:6" in err and "Traceback" not in err
+
+
+def test_short_weights_file_names_the_layer(models, in_tmp):
+    with open(models / "yolov3-tiny.weights", "rb") as f:
+        (in_tmp / "short.weights").write_bytes(f.read(1000000))
+    code, _, err = run(["detect", str(ROOT / "cfg/yolov3-tiny.cfg"), "short.weights", "x.jpg", "-q"])
+    assert code == 1 and "short.weights: too short" in err and "layer 8 (convolutional)" in err
+
+
+def test_debug_shows_the_traceback(in_tmp):
+    code, _, err = run(["summary", "nope.cfg", "--debug"])
+    assert code == 1 and "Traceback" in err
+
+
+def test_usage_errors_exit_2(in_tmp):
+    assert run(["detect"])[0] == 2
+    assert run(["detect", "a.cfg", "b.weights", "-thresh", "high"])[0] == 2
+    assert run(["frobnicate"])[0] == 2
+
+
+def test_names_count_mismatch_warns_naming_both_files(models, images, in_tmp):
+    (in_tmp / "few.names").write_text("a\nb\n")
+    (in_tmp / "few.data").write_text("classes=2\nnames=few.names\n")
+    result = invoke(["detector", "test", "few.data", str(ROOT / "cfg/yolov3-tiny.cfg"),
+                     str(models / "yolov3-tiny.weights"), str(images / "dog.jpg")])
+    assert "few.names has 2 names but" in result.stderr and "yolov3-tiny.cfg has 80 classes" in result.stderr
+
+
+def test_summary_table_and_totals(in_tmp):
+    result = invoke(["summary", str(ROOT / "cfg/yolov3-tiny.cfg")])
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("layer     filters    size")
+    assert lines[1] == "    0 conv     16  3 x 3 / 1   416 x 416 x   3   ->   416 x 416 x  16  0.150 BFLOPs"
+    assert lines[-2] == "Total BFLOPS 5.565"  # the sum of the per-layer figures above
+    assert lines[-1] == "Parameters 8858734"  # yolov3-tiny.weights: (35434956 - 20) / 4 floats
+    assert invoke(["ops", str(ROOT / "cfg/yolov3-tiny.cfg")]).stdout == result.stdout
+
+
+def test_python_dash_m_runs_the_cli():
+    code, out, _ = run(["--help"])
+    assert code == 0 and "classify" in out and "detect" in out
