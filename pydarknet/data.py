@@ -1,0 +1,700 @@
+"""Datasets in darknet's layout: image lists, YOLO label files, and augmented training batches (data.c).
+
+Layout. A `train=` / `valid=` list file names one image per line. Each image's boxes are in a text file
+found as darknet finds it (`label_path`), one box per line: ``class cx cy w h``, the centre and size relative
+to the image (0..1).
+
+Boxes in memory. ``read_labels`` returns float32 rows ``[x, y, w, h, class]`` -- the order of darknet's
+training truth rows (what `fill_truth_detection` writes and the [yolo]/[region] layers read), so a label
+array and a truth array have the same layout.
+
+Batches. ``load_data_detection`` builds a detector batch exactly as pjreddie's data.c does (jitter of the
+aspect ratio, random placement on a 0.5-grey canvas, HSV distortion, random flip, labels shuffled, corrected,
+clamped and truncated to `max_boxes`): x is (n, 3, h, w) float32, y is (n, max_boxes, 5) float32 with rows
+``x y w h class`` and zero rows after the last box. ``load_data_augment`` builds a classifier batch (random
+rotation/scale/aspect crop, flip, HSV distortion; one-hot labels from the image path). Randomness comes from
+a ``numpy.random.Generator`` passed in, never from a global state: the same generator state gives the same
+batch. ``BatchLoader`` prepares batches ahead of time in worker threads (or processes).
+
+Deliberate differences from darknet, each where darknet would silently train on garbage:
+
+* a label line that does not parse, has a class outside 0..classes-1, a non-finite number, a size <= 0 or
+  > 1, or a centre outside 0..1, is skipped with a warning naming ``file:line`` (darknet's fscanf loop stops
+  at the first bad token and misreads the rest of the file). A centre at exactly (0, 0) is skipped too:
+  darknet's correct_boxes takes it as "no box" and writes a 999999-sized truth.
+* a missing label file gives no boxes and a warning (pjreddie's darknet exits).
+* label files are also looked for beside the image when darknet's location does not exist.
+* classifier labels: one class per image, the label found in the path part nearest the file name (darknet
+  sets every entry found anywhere in the path, and only complains); zero or several matches give a warning.
+  Hierarchical (tree) labels are not handled here.
+"""
+import os
+import queue
+import re
+import threading
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from .config import DarknetError, warn
+from .image import center_crop_image, load_image, make_image
+from .kernels import augment as K
+
+__all__ = [
+    "read_list", "label_path", "read_labels", "randomize_boxes", "correct_boxes", "fill_truth_detection",
+    "rand_uniform", "rand_scale", "random_distort_image", "load_detection_image", "load_data_detection",
+    "random_augment_image", "class_truth", "load_classification_image", "load_data_augment",
+    "DetectionDataset", "ClassificationDataset", "BatchLoader",
+]
+
+_F32 = np.float32
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Lists and labels
+# ---------------------------------------------------------------------------------------------------------
+
+def read_list(list_path, where=None):
+    """The image paths listed in a `train=`/`valid=` list file, one per line (blank lines skipped).
+
+    A relative entry is taken relative to the working directory when it exists there (darknet's rule), else
+    relative to the list file's folder when it exists there; the path is returned as it resolved (not made
+    absolute). An entry found in neither place is returned unchanged, and fails when it is loaded.
+    `where` ("file.data:line") is named in the error when the list file itself is missing.
+    """
+    path = Path(list_path)
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as e:
+        reason = "no such file" if isinstance(e, FileNotFoundError) else (e.strerror or str(e))
+        named = f" (named at {where})" if where else ""
+        raise DarknetError(f"{list_path}: cannot read image list: {reason}{named}") from None
+    folder = path.parent
+    paths = []
+    for line in text.splitlines():
+        entry = line.strip()
+        if not entry:
+            continue
+        if not os.path.isabs(entry) and not os.path.exists(entry):
+            beside = folder / entry
+            if beside.exists():
+                entry = str(beside)
+        paths.append(entry)
+    return paths
+
+
+def _first_replace(text, old, new):
+    """darknet's find_replace: the first occurrence only."""
+    return text.replace(old, new, 1)
+
+
+def _darknet_label_path(image_path):
+    """Where pjreddie's fill_truth_detection looks: the first "images", "JPEGImages" and "raw" substrings
+    each become "labels", then the image extension becomes ".txt" (any extension here: darknet only knows
+    .jpg .png .JPG .JPEG and otherwise reads the image itself as a label file)."""
+    p = _first_replace(image_path, "images", "labels")
+    p = _first_replace(p, "JPEGImages", "labels")
+    p = _first_replace(p, "raw", "labels")
+    return _with_txt(p)
+
+
+def _with_txt(path):
+    head, tail = os.path.split(path)
+    stem = tail.rsplit(".", 1)[0] if "." in tail.lstrip(".") else tail
+    return os.path.join(head, stem + ".txt") if head else stem + ".txt"
+
+
+def _component_label_path(image_path):
+    """The same rule on whole folder names only: the last folder named images/JPEGImages becomes labels
+    (avoids darknet's substring accidents, e.g. "drawings" -> "dlabelsings")."""
+    parts = re.split(r"([/\\])", image_path)
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] in ("images", "JPEGImages"):
+            parts[i] = "labels"
+            return _with_txt("".join(parts))
+    return None
+
+
+def label_path(image_path):
+    """The label file of an image: darknet's location if it exists (pjreddie's find_replace chain
+    images/JPEGImages/raw -> labels, extension -> .txt), else the same rule applied to whole folder names,
+    else the ``.txt`` beside the image. When none exists, darknet's location is returned."""
+    image_path = os.fspath(image_path)
+    darknet = _darknet_label_path(image_path)
+    candidates = [darknet, _component_label_path(image_path), _with_txt(image_path)]
+    for candidate in candidates:
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    return darknet
+
+
+_EMPTY = np.zeros((0, 5), np.float32)
+
+
+def read_labels(label_file, classes=None, warned=None):
+    """Read a YOLO label file: float32 array (n, 5), rows ``[x, y, w, h, class]`` (darknet's truth order).
+
+    Bad lines are skipped with ``warn("FILE:LINE: ...")``: not exactly 5 fields, an unparseable or negative
+    class (or >= `classes` when given), a non-finite number, w or h <= 0 or > 1, a centre outside 0..1 or at
+    (0, 0). A box whose edges stick out of the image is kept (training clamps it, as darknet's correct_boxes).
+    A missing or unreadable file gives an empty array and one warning. `warned`, a set, silences repeated
+    warnings about the same file (a loader keeps one per dataset).
+    """
+    label_file = os.fspath(label_file)
+    quiet = warned is not None and label_file in warned
+    complained = []
+
+    def complain(message):
+        if not quiet:
+            warn(message)
+        complained.append(message)
+
+    try:
+        with open(label_file, "rb") as f:
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError as e:
+        reason = "no such file" if isinstance(e, FileNotFoundError) else (e.strerror or str(e))
+        complain(f"{label_file}: cannot read label file ({reason}): no boxes for this image")
+        if warned is not None:
+            warned.add(label_file)
+        return _EMPTY.copy()
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{label_file}:{number}"
+        if len(fields) != 5:
+            complain(f"{where}: expected 'class x y w h', got {len(fields)} fields: '{line.strip()}': line skipped")
+            continue
+        try:
+            cls = int(fields[0])
+        except ValueError:
+            complain(f"{where}: class '{fields[0]}' is not an integer: line skipped")
+            continue
+        try:
+            x, y, w, h = (float(v) for v in fields[1:])
+        except ValueError:
+            complain(f"{where}: cannot read numbers in '{line.strip()}': line skipped")
+            continue
+        if cls < 0 or (classes is not None and cls >= classes):
+            limit = f" (classes={classes})" if classes is not None else ""
+            complain(f"{where}: class {cls} out of range{limit}: line skipped")
+            continue
+        if not all(np.isfinite((x, y, w, h))):
+            complain(f"{where}: non-finite value in '{line.strip()}': line skipped")
+            continue
+        if not (0 < w <= 1 and 0 < h <= 1):
+            complain(f"{where}: box size {w:g} x {h:g} not in (0, 1] (relative to the image): line skipped")
+            continue
+        if not (0 <= x <= 1 and 0 <= y <= 1):
+            complain(f"{where}: box centre ({x:g}, {y:g}) outside the image: line skipped")
+            continue
+        if x == 0 and y == 0:
+            complain(f"{where}: box centre at (0, 0) (darknet reads it as no box): line skipped")
+            continue
+        rows.append((x, y, w, h, cls))
+    if warned is not None and complained:
+        warned.add(label_file)
+    if not rows:
+        return _EMPTY.copy()
+    return np.array(rows, dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# darknet's random helpers on a numpy Generator
+# ---------------------------------------------------------------------------------------------------------
+
+def rand_uniform(rng, low, high):
+    """darknet's rand_uniform in float32: u * (high - low) + low, the bounds swapped when reversed."""
+    low, high = _F32(low), _F32(high)
+    if high < low:
+        low, high = high, low
+    return _F32(_F32(_F32(rng.random()) * _F32(high - low)) + low)
+
+
+def rand_scale(rng, s):
+    """darknet's rand_scale: a factor between 1 and s, or its inverse, with equal chance."""
+    scale = rand_uniform(rng, 1, s)
+    if rng.integers(2):
+        return scale
+    return _F32(1.0 / float(scale))
+
+
+def random_distort_image(im, hue, saturation, exposure, rng):
+    """darknet's random_distort_image, in place: hue shift in [-hue, hue], saturation and exposure scaled by
+    rand_scale. Darknet always runs it (with hue=0, saturation=exposure=1 the HSV round trip still rounds)."""
+    dhue = rand_uniform(rng, -hue, hue)
+    dsat = rand_scale(rng, saturation)
+    dexp = rand_scale(rng, exposure)
+    K.distort_image(im, dhue, dsat, dexp)
+    return im
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Detection batches (pjreddie's load_data_detection)
+# ---------------------------------------------------------------------------------------------------------
+
+def randomize_boxes(boxes, rng):
+    """darknet's randomize_boxes, in place: swap each row i with a random row (not a uniform shuffle)."""
+    n = len(boxes)
+    for i in range(n):
+        j = int(rng.integers(n))
+        boxes[[i, j]] = boxes[[j, i]]
+    return boxes
+
+
+def correct_boxes(boxes, dx, dy, sx, sy, flip):
+    """darknet's correct_boxes on [x, y, w, h, class] rows: edges scaled by (sx, sy) and shifted by
+    (-dx, -dy), mirrored when `flip`, clamped to 0..1, turned back into centre and size (float32)."""
+    b = np.array(boxes, dtype=np.float32, copy=True).reshape(-1, 5)
+    if not len(b):
+        return b
+    dx, dy, sx, sy = _F32(dx), _F32(dy), _F32(sx), _F32(sy)
+    x, y, w, h = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    half_w, half_h = w / _F32(2), h / _F32(2)
+    left = (x - half_w) * sx - dx
+    right = (x + half_w) * sx - dx
+    top = (y - half_h) * sy - dy
+    bottom = (y + half_h) * sy - dy
+    if flip:
+        left, right = _F32(1) - right, _F32(1) - left
+    left, right = np.clip(left, 0, 1), np.clip(right, 0, 1)
+    top, bottom = np.clip(top, 0, 1), np.clip(bottom, 0, 1)
+    b[:, 0] = (left + right) / _F32(2)
+    b[:, 1] = (top + bottom) / _F32(2)
+    b[:, 2] = np.clip(right - left, 0, 1)
+    b[:, 3] = np.clip(bottom - top, 0, 1)
+    return b
+
+
+def fill_truth_detection(labels, max_boxes, flip, dx, dy, sx, sy, rng):
+    """darknet's fill_truth_detection from already-read labels: shuffle (randomize_boxes), correct, keep the
+    first `max_boxes` rows, then drop those thinner than .001 (darknet truncates before dropping).
+    Returns (max_boxes, 5) float32 rows x y w h class, zero rows after the last box."""
+    truth = np.zeros((max_boxes, 5), np.float32)
+    boxes = randomize_boxes(np.array(labels, dtype=np.float32, copy=True).reshape(-1, 5), rng)
+    boxes = correct_boxes(boxes, dx, dy, sx, sy, flip)[:max_boxes]
+    keep = (boxes[:, 2].astype(np.float64) >= .001) & (boxes[:, 3].astype(np.float64) >= .001)
+    boxes = boxes[keep]
+    truth[:len(boxes)] = boxes
+    return truth
+
+
+def _load(path):
+    try:
+        return load_image(path)
+    except DarknetError:
+        raise
+    except Exception as e:  # noqa: BLE001 - name the file whatever went wrong
+        raise DarknetError(f"{path}: cannot load image: {type(e).__name__}: {e}") from e
+
+
+class _naming:
+    """Context manager: an unexpected error while making one training image is re-raised as a DarknetError
+    naming that image."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        if error is None or isinstance(error, DarknetError) or not isinstance(error, Exception):
+            return False
+        raise DarknetError(f"{self.path}: {type(error).__name__}: {error}") from error
+
+
+def load_detection_image(path, w, h, max_boxes, jitter, hue, saturation, exposure, rng, classes=None,
+                         flip=True, warned=None):
+    """One training image and its truths as pjreddie's load_data_detection makes them.
+
+    The aspect ratio is jittered by up to `jitter` of each side, the image is scaled to fit w x h along its
+    longer relative side and placed at a random offset on a 0.5-grey canvas (place_image, which truncates the
+    size and offset to integers while the truths use the exact values, as darknet), HSV-distorted, then
+    flipped with probability 1/2 when `flip`. Returns x (3, h, w) float32, y (max_boxes, 5) float32.
+    """
+    orig = _load(path)
+    _, oh, ow = orig.shape
+    sized = make_image(w, h, 3, 0.5)
+    jitter = _F32(jitter)
+    dw = _F32(jitter * _F32(ow))
+    dh = _F32(jitter * _F32(oh))
+    new_ar = _F32(_F32(_F32(ow) + rand_uniform(rng, -dw, dw)) / _F32(_F32(oh) + rand_uniform(rng, -dh, dh)))
+    scale = _F32(1)
+    if new_ar < 1:
+        nh = _F32(scale * _F32(h))
+        nw = _F32(nh * new_ar)
+    else:
+        nw = _F32(scale * _F32(w))
+        nh = _F32(nw / new_ar)
+    dx = rand_uniform(rng, 0, _F32(_F32(w) - nw))
+    dy = rand_uniform(rng, 0, _F32(_F32(h) - nh))
+    K.place_image(orig, int(nw), int(nh), int(dx), int(dy), sized)
+    random_distort_image(sized, hue, saturation, exposure, rng)
+    flipped = bool(rng.integers(2)) if flip else False
+    if flipped:
+        K.flip_image(sized)
+    labels = read_labels(label_path(path), classes, warned)
+    truth = fill_truth_detection(labels, max_boxes, flipped, _F32(-dx / _F32(w)), _F32(-dy / _F32(h)),
+                                 _F32(nw / _F32(w)), _F32(nh / _F32(h)), rng)
+    return sized, truth
+
+
+def load_data_detection(paths, n, w, h, max_boxes, jitter, hue, saturation, exposure, rng, classes=None,
+                        flip=True, warned=None):
+    """A detector batch (pjreddie's load_data_detection): `n` images drawn at random (with replacement) from
+    `paths`. Returns x (n, 3, h, w) float32 and y (n, max_boxes, 5) float32."""
+    if not paths:
+        raise DarknetError("no training images: the image list is empty")
+    x = np.empty((n, 3, h, w), np.float32)
+    y = np.empty((n, max_boxes, 5), np.float32)
+    picks = rng.integers(len(paths), size=n)
+    for i, k in enumerate(picks):
+        with _naming(paths[k]):
+            x[i], y[i] = load_detection_image(paths[k], w, h, max_boxes, jitter, hue, saturation, exposure, rng,
+                                              classes, flip, warned)
+    return x, y
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Classification batches (pjreddie's load_data_augment)
+# ---------------------------------------------------------------------------------------------------------
+
+def random_augment_image(im, angle, aspect, low, high, w, h, rng):
+    """darknet's random_augment_image: rotate by up to +-angle degrees, scale so the shorter side becomes a
+    random size in [low, high], stretch by rand_scale(aspect), crop w x h at a random offset.
+
+    As in darknet, the vertical offset range is computed with the crop width, and the shorter side is
+    compared after truncation to an integer."""
+    _, ih, iw = im.shape
+    aspect = rand_scale(rng, aspect)
+    r = int(rng.integers(min(low, high), max(low, high) + 1))
+    shorter = ih if ih < _F32(iw * aspect) else int(_F32(iw * aspect))
+    scale = _F32(_F32(r) / _F32(max(shorter, 1)))
+    rad = _F32(float(rand_uniform(rng, -angle, angle)) * 2 * np.pi / 360.0)
+    dx = _F32(float(_F32(_F32(_F32(iw * scale) / aspect) - _F32(w))) / 2.0)
+    dy = _F32(float(_F32(_F32(ih * scale) - _F32(w))) / 2.0)
+    dx = rand_uniform(rng, -dx, dx)
+    dy = rand_uniform(rng, -dy, dy)
+    return K.rotate_crop(im, rad, scale, w, h, dx, dy, aspect)
+
+
+def class_truth(path, labels, warned=None):
+    """One-hot float32 row for an image from its path (darknet's fill_truth matches `labels` by substring
+    anywhere in the path, setting every match).
+
+    Here the path's parts are searched from the file name outward, and the first part containing any label
+    decides: the first label found there that is not part of a longer one found there, so a folder name such as
+    "classification" does not make every image a "cat". No match, or several labels in the deciding part,
+    gives a warning (darknet's "Too many or too few labels")."""
+    truth = np.zeros(len(labels), np.float32)
+    path = os.fspath(path)
+    found = []
+    for part in reversed(re.split(r"[/\\]", path)):
+        found = [i for i, name in enumerate(labels) if name and name in part]
+        if found:
+            break
+    # a label inside a longer one found in the same part ("cat" in "wildcat") does not count
+    found = [i for i in found if not any(labels[i] != labels[j] and labels[i] in labels[j] for j in found)]
+    if found:
+        truth[found[0]] = 1
+    if len(found) != 1 and not (len(labels) == 1 and not found):
+        if warned is None or path not in warned:
+            names = ", ".join(labels[i] for i in found[:5])
+            what = f"{len(found)} class labels in one part of the path ({names})" if found else \
+                "no class label in the path"
+            warn(f"{path}: {what}")
+            if warned is not None:
+                warned.add(path)
+    return truth
+
+
+def load_classification_image(path, size, min_crop, max_crop, angle, aspect, hue, saturation, exposure, rng,
+                              center=False, flip=True):
+    """One classifier training image as darknet's load_image_augment_paths: a centre crop (`center`) or a
+    random_augment_image crop of size x size, a random flip, random HSV distortion."""
+    im = _load(path)
+    if center:
+        crop = center_crop_image(im, size, size)
+    else:
+        crop = random_augment_image(im, angle, aspect, min_crop, max_crop, size, size, rng)
+    if flip and rng.integers(2):
+        K.flip_image(crop)
+    random_distort_image(crop, hue, saturation, exposure, rng)
+    return crop
+
+
+def load_data_augment(paths, n, labels, size, min_crop, max_crop, angle, aspect, hue, saturation, exposure,
+                      rng, center=False, flip=True, warned=None):
+    """A classifier batch (pjreddie's load_data_augment): x (n, 3, size, size), y (n, len(labels)) one-hot."""
+    if not paths:
+        raise DarknetError("no training images: the image list is empty")
+    x = np.empty((n, 3, size, size), np.float32)
+    y = np.empty((n, len(labels)), np.float32)
+    picks = rng.integers(len(paths), size=n)
+    for i, k in enumerate(picks):
+        with _naming(paths[k]):
+            x[i] = load_classification_image(paths[k], size, min_crop, max_crop, angle, aspect, hue, saturation,
+                                             exposure, rng, center, flip)
+            y[i] = class_truth(paths[k], labels, warned)
+    return x, y
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Datasets and the background loader
+# ---------------------------------------------------------------------------------------------------------
+
+def _nonzero(value, default=1.0):
+    """darknet's load_thread turns a saturation/exposure/aspect of 0 into 1."""
+    return default if not value else value
+
+
+class DetectionDataset:
+    """Detector training data: the images of a list and darknet's augmentation settings. Picklable.
+
+    `load_batch(n, rng, size=None)` returns (x, y) as load_data_detection; `size` = (w, h) overrides the
+    network size (darknet's random=1 resizing)."""
+
+    def __init__(self, paths, width, height, max_boxes=90, classes=None, jitter=0.2, hue=0.0, saturation=1.0,
+                 exposure=1.0, flip=True):
+        self.paths = list(paths)
+        self.width, self.height = int(width), int(height)
+        self.max_boxes = int(max_boxes)
+        self.classes = classes
+        self.jitter, self.hue = float(jitter), float(hue)
+        self.saturation, self.exposure = _nonzero(saturation), _nonzero(exposure)
+        self.flip = flip
+        self.warned = set()
+
+    def load_batch(self, n, rng, size=None):
+        w, h = size if size else (self.width, self.height)
+        return load_data_detection(self.paths, n, w, h, self.max_boxes, self.jitter, self.hue, self.saturation,
+                                   self.exposure, rng, self.classes, self.flip, self.warned)
+
+
+class ClassificationDataset:
+    """Classifier training data (darknet's CLASSIFICATION_DATA): images, class names matched in their paths,
+    crop and distortion settings. `load_batch(n, rng, size=None)` returns (x, y) as load_data_augment."""
+
+    def __init__(self, paths, labels, size, min_crop=None, max_crop=None, angle=0.0, aspect=1.0, hue=0.0,
+                 saturation=1.0, exposure=1.0, center=False, flip=True):
+        self.paths = list(paths)
+        self.labels = list(labels)
+        self.size = int(size)
+        self.min_crop = int(min_crop if min_crop is not None else size)
+        self.max_crop = int(max_crop if max_crop is not None else size)
+        self.angle = float(angle)
+        self.aspect = _nonzero(aspect)
+        self.hue, self.saturation, self.exposure = float(hue), _nonzero(saturation), _nonzero(exposure)
+        self.center, self.flip = center, flip
+        self.warned = set()
+
+    def load_batch(self, n, rng, size=None):
+        s = size[0] if size else self.size
+        return load_data_augment(self.paths, n, self.labels, s, self.min_crop, self.max_crop, self.angle,
+                                 self.aspect, self.hue, self.saturation, self.exposure, rng, self.center,
+                                 self.flip, self.warned)
+
+
+def batch_rng(seed, index):
+    """The generator batch `index` is drawn with: a function of (seed, index) only, so batches do not
+    depend on which worker made them or in which order."""
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(index)])
+
+
+def _make_batch(dataset, batch_size, seed, task):
+    index, _, size = task
+    return dataset.load_batch(batch_size, batch_rng(seed, index), size)
+
+
+def _thread_worker(dataset, batch_size, seed, tasks, results, stop):
+    while not stop.is_set():
+        task = tasks.get()
+        if task is None:
+            return
+        try:
+            batch = _make_batch(dataset, batch_size, seed, task)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            results.put((task[0], task[1], None, e))
+        else:
+            results.put((task[0], task[1], batch, None))
+
+
+def _process_worker(dataset, batch_size, seed, tasks, results):  # pragma: no cover - runs in a child
+    while True:
+        task = tasks.get()
+        if task is None:
+            return
+        try:
+            batch = _make_batch(dataset, batch_size, seed, task)
+        except BaseException as e:  # noqa: BLE001
+            text = "".join(traceback.format_exception_only(type(e), e)).strip()
+            try:
+                import pickle
+                pickle.dumps(e)
+                error = e
+            except Exception:  # noqa: BLE001
+                error = None
+            results.put((task[0], task[1], None, (error, text)))
+        else:
+            results.put((task[0], task[1], batch, None))
+
+
+class BatchLoader:
+    """Prepares training batches in the background: ``next(loader)`` -> (x, y).
+
+    `workers` threads (the pixel kernels release the GIL), or processes with ``processes=True``, make batches
+    ahead of use; at most `prefetch` batches are queued or in progress. Batch i is drawn with
+    ``batch_rng(seed, i)`` and batches are handed out in order, so the sequence is the same for a given seed
+    whatever the number of workers. An error in a worker is raised by the next ``next()`` (the message names
+    the image or label file); the loader is then closed. ``close()`` (or leaving a ``with`` block) stops the
+    workers. ``set_size(w, h)`` makes every batch not yet handed out at the new size (darknet's random resize).
+    """
+
+    def __init__(self, dataset, batch_size, seed=0, workers=1, prefetch=None, processes=False, size=None):
+        if batch_size < 1:
+            raise DarknetError(f"batch size must be at least 1, got {batch_size}")
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.workers = max(1, int(workers))
+        self.prefetch = max(self.workers, int(prefetch) if prefetch else self.workers + 1)
+        self.processes = bool(processes)
+        self.size = tuple(size) if size else None
+        self._generation = 0
+        self._next = 0           # the index next() hands out
+        self._submitted = 0      # indices below this have been submitted
+        self._ready = {}
+        self._closed = False
+        self._threads = []
+        self._procs = []
+        if self.processes:
+            import multiprocessing as mp
+            ctx = mp.get_context("spawn")
+            self._tasks = ctx.Queue()
+            self._results = ctx.Queue()
+            for _ in range(self.workers):
+                p = ctx.Process(target=_process_worker, daemon=True,
+                                args=(dataset, self.batch_size, self.seed, self._tasks, self._results))
+                p.start()
+                self._procs.append(p)
+        else:
+            self._tasks = queue.Queue()
+            self._results = queue.Queue()
+            self._stop = threading.Event()
+            for i in range(self.workers):
+                t = threading.Thread(target=_thread_worker, name=f"pydarknet-loader-{i}", daemon=True,
+                                     args=(dataset, self.batch_size, self.seed, self._tasks, self._results,
+                                           self._stop))
+                t.start()
+                self._threads.append(t)
+        while self._submitted < self.prefetch:
+            self._submit(self._submitted)
+            self._submitted += 1
+
+    def _submit(self, index):
+        self._tasks.put((index, self._generation, self.size))
+
+    def set_size(self, width, height):
+        """Batches not yet handed out are (re)made at width x height."""
+        size = (int(width), int(height))
+        if size == self.size:
+            return
+        self.size = size
+        self._generation += 1
+        self._ready.clear()
+        self._drain(self._tasks)
+        for index in range(self._next, self._submitted):
+            self._submit(index)
+
+    def _alive(self):
+        workers = self._procs if self.processes else self._threads
+        return any(w.is_alive() for w in workers)
+
+    def _raise(self, error):
+        self.close()
+        if self.processes:
+            exc, text = error
+            if isinstance(exc, BaseException):
+                raise exc
+            raise DarknetError(f"data loader: {text}")
+        raise error
+
+    def __next__(self):
+        if self._closed:
+            raise DarknetError("the batch loader is closed")
+        while self._next not in self._ready:
+            try:
+                index, generation, batch, error = self._results.get(timeout=0.5)
+            except queue.Empty:
+                if not self._alive():
+                    self.close()
+                    raise DarknetError("data loader: every worker stopped unexpectedly") from None
+                continue
+            if generation != self._generation or index < self._next:
+                continue  # made before a set_size(): its replacement is on the way
+            if error is not None:
+                self._raise(error)
+            self._ready[index] = batch
+        batch = self._ready.pop(self._next)
+        self._next += 1
+        self._submit(self._submitted)
+        self._submitted += 1
+        return batch
+
+    next_batch = __next__
+
+    def __iter__(self):
+        return self
+
+    def close(self):
+        """Stop the workers (a batch in progress is finished and dropped)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._drain(self._tasks)
+        if self.processes:
+            for _ in self._procs:
+                self._tasks.put(None)
+            for p in self._procs:
+                # a child blocked writing a finished batch needs the result queue read to exit
+                for _ in range(100):
+                    p.join(timeout=0.05)
+                    if not p.is_alive():
+                        break
+                    self._drain(self._results)
+                if p.is_alive():
+                    p.terminate()
+                    p.join(timeout=1)
+            self._tasks.close()
+            self._results.close()
+        else:
+            self._stop.set()
+            for _ in self._threads:
+                self._tasks.put(None)
+            for t in self._threads:
+                t.join(timeout=30)
+        self._ready.clear()
+
+    @staticmethod
+    def _drain(q):
+        while True:
+            try:
+                q.get_nowait()
+            except (queue.Empty, OSError, ValueError):
+                return
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
