@@ -285,6 +285,42 @@ cli.add_command(summary, "print")
 cli.add_command(summary, "ops")
 
 
+# -- anchors --------------------------------------------------------------------------------------------------
+def anchors_options(fn):
+    fn = click.option("--cfg", "cfg", default=None, help="Also write <cfg>-anchors.cfg with these anchors, masks "
+                      "and filters, and print the diff.")(fn)
+    fn = click.option("-show", "show", is_flag=True, help="Draw anchors.png (boxes and centroids).")(fn)
+    fn = click.option("-seed", "seed", type=int, default=0, show_default=True, help="Seed of the k-means++ starts.")(fn)
+    fn = click.option("-height", "height", type=int, required=True, help="Network height.")(fn)
+    fn = click.option("-width", "width", type=int, required=True, help="Network width.")(fn)
+    fn = click.option("-num_of_clusters", "clusters", type=int, required=True, help="How many anchors.")(fn)
+    return fn
+
+
+def run_anchors_command(data, clusters, width, height, seed, show, cfg):
+    from .anchors import run_anchors
+    for line in run_anchors(data, clusters, width, height, seed=seed, show=show, cfg=cfg):
+        print(line)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("data")
+@anchors_options
+@common
+def anchors(data, clusters, width, height, seed, show, cfg, quiet, debug):
+    """Anchors for a dataset: IoU k-means over the train= labels (writes anchors.txt)."""
+    run_anchors_command(data, clusters, width, height, seed, show, cfg)
+
+
+@detector.command("calc_anchors", context_settings=CONTEXT)
+@click.argument("data")
+@anchors_options
+@common
+def detector_calc_anchors(data, clusters, width, height, seed, show, cfg, quiet, debug):
+    """AlexeyAB's spelling of `anchors`."""
+    run_anchors_command(data, clusters, width, height, seed, show, cfg)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv

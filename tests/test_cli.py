@@ -196,3 +196,28 @@ def test_summary_table_and_totals(in_tmp):
 def test_python_dash_m_runs_the_cli():
     code, out, _ = run(["--help"])
     assert code == 0 and "classify" in out and "detect" in out
+
+
+def test_anchors_command_and_alexeyab_spelling(in_tmp):
+    data = shared_path("datasets", "shapes", "shapes.data")
+    args = [str(data), "-num_of_clusters", "6", "-width", "160", "-height", "160"]
+    first = invoke(["anchors", *args, "--cfg", str(ROOT / "cfg/yolov3-tiny.cfg"), "-show"])
+    assert first.exit_code == 0, first.output
+    iou = next(line for line in first.stdout.splitlines() if "avg IoU" in line)
+    assert float(iou.split("=")[1].split("%")[0]) >= 74.11  # AlexeyAB's best of five random starts
+    assert (in_tmp / "anchors.txt").exists() and (in_tmp / "anchors.png").exists()
+    assert "+anchors = " in first.stdout and (in_tmp / "yolov3-tiny-anchors.cfg").exists()
+    again = invoke(["detector", "calc_anchors", *args])
+    assert [l for l in again.stdout.splitlines() if "anchors =" in l] == \
+        [l for l in first.stdout.splitlines() if l.startswith("anchors =")]
+    # the rewritten cfg loads
+    assert invoke(["summary", "yolov3-tiny-anchors.cfg"]).exit_code == 0
+
+
+def test_anchors_more_clusters_than_boxes_is_an_error(in_tmp):
+    (in_tmp / "img.jpg").write_bytes(b"")
+    (in_tmp / "img.txt").write_text("0 0.5 0.5 0.2 0.3\n")
+    (in_tmp / "train.txt").write_text("img.jpg\n")
+    (in_tmp / "one.data").write_text("classes=1\ntrain=train.txt\n")
+    code, out, err = run(["anchors", "one.data", "-num_of_clusters", "3", "-width", "64", "-height", "64"])
+    assert code == 1 and "Traceback" not in err and "1" in err and "3" in err
