@@ -5,7 +5,8 @@ decoders (libjpeg-turbo inside OpenCV, PIL) use different IDCT rounding,
 different chroma upsampling and a different YCbCr->RGB approximation, so their
 pixels differ from stb's by a few grey levels here and there -- enough to move
 darknet's detections.  This module decodes the way stb_image v2.19 (the copy in
-pjreddie's darknet, built without SIMD) does:
+pjreddie's darknet) does -- its plain C kernels, which its SSE2 kernels match
+bit for bit:
 
 * Huffman decoding with a 32-bit left-aligned bit buffer that is refilled a byte
   at a time; once a marker has been met the buffer is filled with zero bits, so
@@ -75,11 +76,6 @@ _ZIGZAG = np.array(
     dtype=np.int64,
 )
 
-# Low-n-bit masks and the offset that turns an n-bit "receive" value with a
-# leading 0 into its negative JPEG "extend" value: -(2^n - 1).
-_BMASK = np.array([(1 << n) - 1 for n in range(17)], dtype=np.int64)
-_EXT_BIAS = np.array([1 - (1 << n) for n in range(17)], dtype=np.int64)
-
 
 def _fix12(c: float) -> int:
     """stb's IDCT constant: float32(c) * 4096 + 0.5 truncated towards zero."""
@@ -92,8 +88,8 @@ def _fix_color(c: float) -> int:
     return int(f) << 8
 
 
-# Rotation constants of the islow IDCT (values written out so numba sees
-# compile-time constants).
+# Rotation constants of the islow IDCT (module-level ints: numba compiles them
+# in as constants).
 _C_0_541 = _fix12(0.5411961)       # 2217
 _C_M1_847 = _fix12(-1.847759065)   # -7567 (libjpeg: -7568)
 _C_0_765 = _fix12(0.765366865)     # 3135
@@ -135,88 +131,96 @@ _MODE_YCC, _MODE_RGB, _MODE_GREY, _MODE_CMYK, _MODE_YCCK = range(5)
 
 
 # ---------------------------------------------------------------------------
-# Huffman table construction
+# Huffman tables.  All eight tables (DC 0-3, AC 0-3) live in one int32 array
+# `htab` of shape (8, _HT_LEN), one row per table, laid out as below, so that
+# the numba kernels take a single array instead of a dozen.
 # ---------------------------------------------------------------------------
 
-@njit(cache=True)
-def _build_huffman(counts, fast, size, maxcode, delta, code):
-    """Canonical Huffman codes for `counts` (16 code-length counts).
+_HT_FAST = 0                               # 9-bit look-up: symbol index, 255 = longer code
+_HT_SIZE = _HT_FAST + (1 << FAST_BITS)     # code length of each symbol index (257)
+_HT_VALUES = _HT_SIZE + 257                # symbol values (256)
+_HT_MAXCODE = _HT_VALUES + 256             # one past last code of each length, <<(16-len) (18)
+_HT_DELTA = _HT_MAXCODE + 18               # symbol index - code, per length (17)
+_HT_FASTAC = _HT_DELTA + 17                # AC tables: combined run/size/value look-up (512)
+_HT_LEN = _HT_FASTAC + (1 << FAST_BITS)
 
-    Fills `size` (code length per symbol index, 0-terminated), `maxcode`
-    (one past the last code of each length, left-aligned to 16 bits),
-    `delta` (symbol index minus code for each length) and the 9-bit lookup
-    table `fast` (symbol index, 255 when the code is longer).  Returns the
-    number of symbols, or -1 when the lengths over-subscribe the code space.
+
+@njit(cache=True)
+def _build_huffman(counts, values, ht):
+    """Fill row `ht` of the table array from 16 code-length counts and values.
+
+    Canonical code assignment (T.81 Annex C), then the tables the decoder
+    uses: `maxcode` and `delta` for codes longer than FAST_BITS, the FAST_BITS
+    look-up for the short ones and, for AC tables, the combined look-up that
+    yields run, value and total length of short code+magnitude pairs.
+    Returns the number of symbols, or -1 if the counts over-subscribe a length.
     """
+    code = np.zeros(257, dtype=np.int64)
     k = 0
     for i in range(16):
         for _ in range(counts[i]):
-            size[k] = i + 1
+            ht[_HT_SIZE + k] = i + 1
             k += 1
-    size[k] = 0
+    ht[_HT_SIZE + k] = 0
     c = 0
     k = 0
     for j in range(1, 17):
-        delta[j] = k - c
-        if size[k] == j:
-            while size[k] == j:
+        ht[_HT_DELTA + j] = k - c
+        if ht[_HT_SIZE + k] == j:
+            while ht[_HT_SIZE + k] == j:
                 code[k] = c
                 c += 1
                 k += 1
             if c - 1 >= (1 << j):
                 return -1
-        maxcode[j] = c << (16 - j)
+        ht[_HT_MAXCODE + j] = c << (16 - j)
         c <<= 1
-    maxcode[17] = 0xFFFFFFFF
+    ht[_HT_MAXCODE + 17] = 0x7FFFFFFF  # above any 16-bit window: ends the search
     for i in range(1 << FAST_BITS):
-        fast[i] = 255
+        ht[_HT_FAST + i] = 255
     for i in range(k):
-        s = size[i]
+        s = ht[_HT_SIZE + i]
         if s <= FAST_BITS:
             first = code[i] << (FAST_BITS - s)
             for j in range(1 << (FAST_BITS - s)):
-                fast[first + j] = i
-    return k
-
-
-@njit(cache=True)
-def _build_fast_ac(fast_ac, fast, size, values):
-    """Table decoding a short AC code *and* its magnitude bits in one look-up.
-
-    Entry = value * 256 + run * 16 + total bit length, or 0 when the code
-    plus magnitude does not fit in FAST_BITS or the value is outside -128..127.
-    """
+                ht[_HT_FAST + first + j] = i
+    for i in range(values.shape[0]):
+        ht[_HT_VALUES + i] = values[i]
+    # combined AC look-up: value * 256 + run * 16 + code length + magnitude
+    # length, for entries whose code and magnitude bits fit in FAST_BITS and
+    # whose value fits in -128..127; 0 otherwise
     full = (1 << FAST_BITS) - 1
     for i in range(1 << FAST_BITS):
-        f = fast[i]
-        fast_ac[i] = 0
+        f = ht[_HT_FAST + i]
+        ht[_HT_FASTAC + i] = 0
         if f < 255:
-            rs = values[f]
+            rs = ht[_HT_VALUES + f]
             run = (rs >> 4) & 15
             magbits = rs & 15
-            ln = size[f]
+            ln = ht[_HT_SIZE + f]
             if magbits != 0 and ln + magbits <= FAST_BITS:
                 v = ((i << ln) & full) >> (FAST_BITS - magbits)
                 if v < (1 << (magbits - 1)):
                     v += 1 - (1 << magbits)
                 if -128 <= v <= 127:
-                    fast_ac[i] = v * 256 + run * 16 + (ln + magbits)
+                    ht[_HT_FASTAC + i] = v * 256 + run * 16 + (ln + magbits)
+    return k
 
 
 # ---------------------------------------------------------------------------
-# Entropy decoding (numba).  The bit reader state travels as a tuple
-# (pos, buf, bits, nomore, marker): byte position in the file, 32-bit buffer
-# with the next bit in bit 31, number of valid bits, "a marker was met" flag
-# and that marker.
+# Entropy decoding (numba).  The bit reader is a 32-bit buffer `buf` whose
+# next bit is bit 31, `bits` valid bits in it, the byte position `pos`, a
+# flag `nomore` set once a marker has been met and that `marker`.
 # ---------------------------------------------------------------------------
 
 @njit(cache=True)
 def _fill(data, pos, buf, bits, nomore, marker):
     """Append bytes to the bit buffer until it holds more than 24 bits.
 
-    A 0xFF 0x00 pair is a literal 0xFF; 0xFF followed by fill bytes and a
-    non-zero code is a marker, which stops reading: from then on zero bits are
-    appended.  Reading past the end of the file yields zero bytes.
+    0xFF 0x00 is a literal 0xFF; 0xFF, optional 0xFF fill bytes and a non-zero
+    code is a marker: the fill stops there (possibly leaving fewer bits than
+    asked for) and from then on zero bytes are appended.  Past the end of the
+    file, bytes read as zero.
     """
     n = data.shape[0]
     while True:
@@ -236,7 +240,6 @@ def _fill(data, pos, buf, bits, nomore, marker):
                         c = np.int64(data[pos])
                         pos += 1
                 if c != 0:
-                    # the marker stays unconsumed by the entropy decoder
                     return pos, buf, bits, 1, c
         buf = (buf | (b << (24 - bits))) & _MASK32
         bits += 8
@@ -245,417 +248,55 @@ def _fill(data, pos, buf, bits, nomore, marker):
 
 
 @njit(cache=True)
-def _huff_decode(data, pos, buf, bits, nomore, marker, hfast, hsize, hvalues, hmaxcode, hdelta, t):
-    """Decode one Huffman symbol with table t; -1 for an invalid code."""
-    if bits < 16:
-        pos, buf, bits, nomore, marker = _fill(data, pos, buf, bits, nomore, marker)
+def _huff(htab, t, buf, bits):
+    """Decode one symbol of table t from the buffer (already refilled).
+
+    Returns (symbol or -1 for an invalid code, buf, bits).  A code longer
+    than the bits actually available is invalid, as in stb.
+    """
     c = (buf >> (32 - FAST_BITS)) & ((1 << FAST_BITS) - 1)
-    k = np.int64(hfast[t, c])
+    k = np.int64(htab[t, _HT_FAST + c])
     if k < 255:
-        s = np.int64(hsize[t, k])
+        s = np.int64(htab[t, _HT_SIZE + k])
         if s > bits:
-            return -1, pos, buf, bits, nomore, marker
-        buf = (buf << s) & _MASK32
-        bits -= s
-        return np.int64(hvalues[t, k]), pos, buf, bits, nomore, marker
+            return -1, buf, bits
+        return np.int64(htab[t, _HT_VALUES + k]), (buf << s) & _MASK32, bits - s
     top = buf >> 16
     k = FAST_BITS + 1
-    while top >= hmaxcode[t, k]:
+    while top >= htab[t, _HT_MAXCODE + k]:
         k += 1
     if k == 17:
-        bits -= 16
-        return -1, pos, buf, bits, nomore, marker
+        return -1, buf, bits - 16
     if k > bits:
-        return -1, pos, buf, bits, nomore, marker
-    c = ((buf >> (32 - k)) & _BMASK[k]) + hdelta[t, k]
-    bits -= k
-    buf = (buf << k) & _MASK32
-    return np.int64(hvalues[t, c]), pos, buf, bits, nomore, marker
+        return -1, buf, bits
+    c = ((buf >> (32 - k)) & ((1 << k) - 1)) + htab[t, _HT_DELTA + k]
+    return np.int64(htab[t, _HT_VALUES + c]), (buf << k) & _MASK32, bits - k
 
 
 @njit(cache=True)
-def _receive_extend(data, pos, buf, bits, nomore, marker, n):
-    """Read n (1..15) magnitude bits and sign-extend them (JPEG EXTEND)."""
-    if bits < n:
-        pos, buf, bits, nomore, marker = _fill(data, pos, buf, bits, nomore, marker)
+def _extend(buf, bits, n):
+    """Take n (1..15) magnitude bits and sign-extend them (T.81 EXTEND)."""
     v = buf >> (32 - n)
     if (buf & 0x80000000) == 0:
-        v += _EXT_BIAS[n]
-    buf = (buf << n) & _MASK32
-    bits -= n
-    return v, pos, buf, bits, nomore, marker
+        v += 1 - (1 << n)
+    return v, (buf << n) & _MASK32, bits - n
 
 
 @njit(cache=True)
-def _get_bits(data, pos, buf, bits, nomore, marker, n):
-    if bits < n:
-        pos, buf, bits, nomore, marker = _fill(data, pos, buf, bits, nomore, marker)
-    v = buf >> (32 - n)
-    buf = (buf << n) & _MASK32
-    bits -= n
-    return v, pos, buf, bits, nomore, marker
-
-
-@njit(cache=True)
-def _get_bit(data, pos, buf, bits, nomore, marker):
-    if bits < 1:
-        pos, buf, bits, nomore, marker = _fill(data, pos, buf, bits, nomore, marker)
-    v = (buf >> 31) & 1
-    buf = (buf << 1) & _MASK32
-    bits -= 1
-    return v, pos, buf, bits, nomore, marker
-
-
-@njit(cache=True)
-def _wrap32(x):
-    """Two's complement int32 value of x (C int arithmetic wraps)."""
-    return ((x + 0x80000000) & 0xFFFFFFFF) - 0x80000000
-
-
-@njit(cache=True)
-def _idct_block(blk, out, off, stride, tmp):
-    """Integer IDCT of the 64 row-major coefficients in blk into out[off...].
-
-    Column pass first (output scaled by 4), then rows with rounding, +128 and
-    clamping to 0..255.  Arithmetic is 64-bit but wrapped to 32 bits before
-    every shift, which is what the C code's int arithmetic amounts to.
-    """
-    for i in range(8):
-        s0 = np.int64(blk[i])
-        s1 = np.int64(blk[i + 8])
-        s2 = np.int64(blk[i + 16])
-        s3 = np.int64(blk[i + 24])
-        s4 = np.int64(blk[i + 32])
-        s5 = np.int64(blk[i + 40])
-        s6 = np.int64(blk[i + 48])
-        s7 = np.int64(blk[i + 56])
-        if s1 == 0 and s2 == 0 and s3 == 0 and s4 == 0 and s5 == 0 and s6 == 0 and s7 == 0:
-            dc = _wrap32(s0 * 4)
-            for r in range(8):
-                tmp[i + 8 * r] = dc
-            continue
-        # even part
-        p1 = (s2 + s6) * _C_0_541
-        t2 = p1 + s6 * _C_M1_847
-        t3 = p1 + s2 * _C_0_765
-        t0 = (s0 + s4) * 4096
-        t1 = (s0 - s4) * 4096
-        x0 = t0 + t3
-        x3 = t0 - t3
-        x1 = t1 + t2
-        x2 = t1 - t2
-        # odd part
-        q3 = s7 + s3
-        q4 = s5 + s1
-        q1 = s7 + s1
-        q2 = s5 + s3
-        p5 = (q3 + q4) * _C_1_175
-        o0 = s7 * _C_0_298
-        o1 = s5 * _C_2_053
-        o2 = s3 * _C_3_072
-        o3 = s1 * _C_1_501
-        q1 = p5 + q1 * _C_M0_899
-        q2 = p5 + q2 * _C_M2_562
-        q3 = q3 * _C_M1_961
-        q4 = q4 * _C_M0_390
-        o3 += q1 + q4
-        o2 += q2 + q3
-        o1 += q2 + q4
-        o0 += q1 + q3
-        x0 += 512
-        x1 += 512
-        x2 += 512
-        x3 += 512
-        tmp[i] = _wrap32(x0 + o3) >> 10
-        tmp[i + 56] = _wrap32(x0 - o3) >> 10
-        tmp[i + 8] = _wrap32(x1 + o2) >> 10
-        tmp[i + 48] = _wrap32(x1 - o2) >> 10
-        tmp[i + 16] = _wrap32(x2 + o1) >> 10
-        tmp[i + 40] = _wrap32(x2 - o1) >> 10
-        tmp[i + 24] = _wrap32(x3 + o0) >> 10
-        tmp[i + 32] = _wrap32(x3 - o0) >> 10
-
-    bias = 65536 + (128 << 17)
-    for r in range(8):
-        b = 8 * r
-        s0 = tmp[b]
-        s1 = tmp[b + 1]
-        s2 = tmp[b + 2]
-        s3 = tmp[b + 3]
-        s4 = tmp[b + 4]
-        s5 = tmp[b + 5]
-        s6 = tmp[b + 6]
-        s7 = tmp[b + 7]
-        p1 = (s2 + s6) * _C_0_541
-        t2 = p1 + s6 * _C_M1_847
-        t3 = p1 + s2 * _C_0_765
-        t0 = (s0 + s4) * 4096
-        t1 = (s0 - s4) * 4096
-        x0 = t0 + t3 + bias
-        x3 = t0 - t3 + bias
-        x1 = t1 + t2 + bias
-        x2 = t1 - t2 + bias
-        q3 = s7 + s3
-        q4 = s5 + s1
-        q1 = s7 + s1
-        q2 = s5 + s3
-        p5 = (q3 + q4) * _C_1_175
-        o0 = s7 * _C_0_298
-        o1 = s5 * _C_2_053
-        o2 = s3 * _C_3_072
-        o3 = s1 * _C_1_501
-        q1 = p5 + q1 * _C_M0_899
-        q2 = p5 + q2 * _C_M2_562
-        q3 = q3 * _C_M1_961
-        q4 = q4 * _C_M0_390
-        o3 += q1 + q4
-        o2 += q2 + q3
-        o1 += q2 + q4
-        o0 += q1 + q3
-        o = off + r * stride
-        out[o] = _clamp8(_wrap32(x0 + o3) >> 17)
-        out[o + 7] = _clamp8(_wrap32(x0 - o3) >> 17)
-        out[o + 1] = _clamp8(_wrap32(x1 + o2) >> 17)
-        out[o + 6] = _clamp8(_wrap32(x1 - o2) >> 17)
-        out[o + 2] = _clamp8(_wrap32(x2 + o1) >> 17)
-        out[o + 5] = _clamp8(_wrap32(x2 - o1) >> 17)
-        out[o + 3] = _clamp8(_wrap32(x3 + o0) >> 17)
-        out[o + 4] = _clamp8(_wrap32(x3 - o0) >> 17)
-
-
-@njit(cache=True)
-def _clamp8(x):
-    if x < 0:
-        return 0
-    if x > 255:
-        return 255
-    return x
-
-
-@njit(cache=True)
-def _decode_block_baseline(data, pos, buf, bits, nomore, marker, blk, hfast, hsize, hvalues,
-                           hmaxcode, hdelta, fast_ac, td, ta, dq, dc_pred):
-    """Decode one sequential-mode block into blk (dequantised, row-major).
-
-    Returns (status, new DC predictor, reader state...).
-    """
-    if bits < 16:
-        pos, buf, bits, nomore, marker = _fill(data, pos, buf, bits, nomore, marker)
-    t, pos, buf, bits, nomore, marker = _huff_decode(data, pos, buf, bits, nomore, marker,
-                                                     hfast, hsize, hvalues, hmaxcode, hdelta, td)
-    if t < 0:
-        return _ERR_HUFF, dc_pred, pos, buf, bits, nomore, marker
-    if t > 15:
-        return _ERR_DC_RANGE, dc_pred, pos, buf, bits, nomore, marker
-    for i in range(64):
-        blk[i] = 0
-    diff = 0
-    if t != 0:
-        diff, pos, buf, bits, nomore, marker = _receive_extend(data, pos, buf, bits, nomore, marker, t)
-    dc_pred += diff
-    blk[0] = dc_pred * dq[0]  # stored as int16: wraps like the C (short) cast
-    ta4 = ta + 4
-    k = 1
-    while True:
-        if bits < 16:
-            pos, buf, bits, nomore, marker = _fill(data, pos, buf, bits, nomore, marker)
-        c = (buf >> (32 - FAST_BITS)) & ((1 << FAST_BITS) - 1)
-        r = np.int64(fast_ac[ta, c])
-        if r != 0:
-            k += (r >> 4) & 15
-            s = r & 15
-            buf = (buf << s) & _MASK32
-            bits -= s
-            z = _ZIGZAG[k]
-            k += 1
-            blk[z] = (r >> 8) * dq[z]
-        else:
-            rs, pos, buf, bits, nomore, marker = _huff_decode(data, pos, buf, bits, nomore, marker,
-                                                              hfast, hsize, hvalues, hmaxcode,
-                                                              hdelta, ta4)
-            if rs < 0:
-                return _ERR_HUFF, dc_pred, pos, buf, bits, nomore, marker
-            s = rs & 15
-            r = rs >> 4
-            if s == 0:
-                if rs != 0xF0:
-                    break  # end of block
-                k += 16
-            else:
-                k += r
-                z = _ZIGZAG[k]
-                k += 1
-                v, pos, buf, bits, nomore, marker = _receive_extend(data, pos, buf, bits, nomore,
-                                                                    marker, s)
-                blk[z] = v * dq[z]
-        if k >= 64:
-            break
-    return _OK, dc_pred, pos, buf, bits, nomore, marker
-
-
-@njit(cache=True)
-def _decode_block_prog_dc(data, pos, buf, bits, nomore, marker, coeff, co, hfast, hsize,
-                          hvalues, hmaxcode, hdelta, td, dc_pred, spec_end, succ_high, succ_low):
-    """First DC scan (quantised DC << Al) or one DC refinement bit."""
-    if spec_end != 0:
-        return _ERR_MERGE, dc_pred, pos, buf, bits, nomore, marker
-    if bits < 16:
-        pos, buf, bits, nomore, marker = _fill(data, pos, buf, bits, nomore, marker)
-    if succ_high == 0:
-        for i in range(64):
-            coeff[co + i] = 0
-        t, pos, buf, bits, nomore, marker = _huff_decode(data, pos, buf, bits, nomore, marker,
-                                                         hfast, hsize, hvalues, hmaxcode,
-                                                         hdelta, td)
-        # stb does not check t here; an invalid code or a category above 15
-        # would make it read outside its tables, so we stop instead.
-        if t < 0:
-            return _ERR_HUFF, dc_pred, pos, buf, bits, nomore, marker
-        if t > 15:
-            return _ERR_DC_RANGE, dc_pred, pos, buf, bits, nomore, marker
-        diff = 0
-        if t != 0:
-            diff, pos, buf, bits, nomore, marker = _receive_extend(data, pos, buf, bits, nomore,
-                                                                   marker, t)
-        dc_pred += diff
-        coeff[co] = dc_pred << succ_low
-    else:
-        b, pos, buf, bits, nomore, marker = _get_bit(data, pos, buf, bits, nomore, marker)
-        if b != 0:
-            coeff[co] = np.int64(coeff[co]) + (1 << succ_low)
-    return _OK, dc_pred, pos, buf, bits, nomore, marker
-
-
-@njit(cache=True)
-def _refine_nonzero(coeff, idx, bit, data, pos, buf, bits, nomore, marker):
-    """Correction bit for an already non-zero coefficient (away from zero)."""
-    b, pos, buf, bits, nomore, marker = _get_bit(data, pos, buf, bits, nomore, marker)
-    if b != 0:
-        p = np.int64(coeff[idx])
-        if (p & bit) == 0:
-            if p > 0:
-                coeff[idx] = p + bit
-            else:
-                coeff[idx] = p - bit
-    return pos, buf, bits, nomore, marker
-
-
-@njit(cache=True)
-def _decode_block_prog_ac(data, pos, buf, bits, nomore, marker, coeff, co, hfast, hsize,
-                          hvalues, hmaxcode, hdelta, fast_ac, ta, eob_run, spec_start,
-                          spec_end, succ_high, succ_low):
-    """One block of a progressive AC scan (first pass or refinement)."""
-    if spec_start == 0:
-        return _ERR_MERGE, eob_run, pos, buf, bits, nomore, marker
-    ta4 = ta + 4
-    if succ_high == 0:
-        shift = succ_low
-        if eob_run != 0:
-            return _OK, eob_run - 1, pos, buf, bits, nomore, marker
-        k = spec_start
-        while True:
-            if bits < 16:
-                pos, buf, bits, nomore, marker = _fill(data, pos, buf, bits, nomore, marker)
-            c = (buf >> (32 - FAST_BITS)) & ((1 << FAST_BITS) - 1)
-            r = np.int64(fast_ac[ta, c])
-            if r != 0:
-                k += (r >> 4) & 15
-                s = r & 15
-                buf = (buf << s) & _MASK32
-                bits -= s
-                z = _ZIGZAG[k]
-                k += 1
-                coeff[co + z] = (r >> 8) << shift
-            else:
-                rs, pos, buf, bits, nomore, marker = _huff_decode(data, pos, buf, bits, nomore,
-                                                                  marker, hfast, hsize, hvalues,
-                                                                  hmaxcode, hdelta, ta4)
-                if rs < 0:
-                    return _ERR_HUFF, eob_run, pos, buf, bits, nomore, marker
-                s = rs & 15
-                r = rs >> 4
-                if s == 0:
-                    if r < 15:
-                        eob_run = 1 << r
-                        if r != 0:
-                            v, pos, buf, bits, nomore, marker = _get_bits(data, pos, buf, bits,
-                                                                          nomore, marker, r)
-                            eob_run += v
-                        eob_run -= 1
-                        break
-                    k += 16
-                else:
-                    k += r
-                    z = _ZIGZAG[k]
-                    k += 1
-                    v, pos, buf, bits, nomore, marker = _receive_extend(data, pos, buf, bits,
-                                                                        nomore, marker, s)
-                    coeff[co + z] = v << shift
-            if k > spec_end:
-                break
-        return _OK, eob_run, pos, buf, bits, nomore, marker
-
-    # refinement pass
-    bit = np.int64(1) << succ_low
-    if eob_run != 0:
-        eob_run -= 1
-        for k in range(spec_start, spec_end + 1):
-            idx = co + _ZIGZAG[k]
-            if coeff[idx] != 0:
-                pos, buf, bits, nomore, marker = _refine_nonzero(coeff, idx, bit, data, pos, buf,
-                                                                 bits, nomore, marker)
-        return _OK, eob_run, pos, buf, bits, nomore, marker
-    k = spec_start
-    while True:
-        rs, pos, buf, bits, nomore, marker = _huff_decode(data, pos, buf, bits, nomore, marker,
-                                                          hfast, hsize, hvalues, hmaxcode,
-                                                          hdelta, ta4)
-        if rs < 0:
-            return _ERR_HUFF, eob_run, pos, buf, bits, nomore, marker
-        s = rs & 15
-        r = rs >> 4
-        newval = 0
-        if s == 0:
-            if r < 15:
-                eob_run = (1 << r) - 1
-                if r != 0:
-                    v, pos, buf, bits, nomore, marker = _get_bits(data, pos, buf, bits, nomore,
-                                                                  marker, r)
-                    eob_run += v
-                r = 64  # no new coefficient: refine the rest of the band
-            # r == 15, s == 0: skip 16 zero-history coefficients; "placing"
-            # the value 0 on the 16th does exactly that.
-        else:
-            if s != 1:
-                return _ERR_REFINE, eob_run, pos, buf, bits, nomore, marker
-            b, pos, buf, bits, nomore, marker = _get_bit(data, pos, buf, bits, nomore, marker)
-            newval = bit if b != 0 else -bit
-        while k <= spec_end:
-            idx = co + _ZIGZAG[k]
-            k += 1
-            if coeff[idx] != 0:
-                pos, buf, bits, nomore, marker = _refine_nonzero(coeff, idx, bit, data, pos, buf,
-                                                                 bits, nomore, marker)
-            else:
-                if r == 0:
-                    coeff[idx] = newval
-                    break
-                r -= 1
-        if k > spec_end:
-            break
-    return _OK, eob_run, pos, buf, bits, nomore, marker
+def _take(buf, bits, n):
+    """Take n (1..15) raw bits."""
+    return buf >> (32 - n), (buf << n) & _MASK32, bits - n
 
 
 @njit(cache=True)
 def _decode_scan(data, pos, progressive, order, scan_n, comp, mcu_x, mcu_y, restart_interval,
-                 spec_start, spec_end, succ_high, succ_low, hfast, hsize, hvalues, hmaxcode,
-                 hdelta, fast_ac, dequant, planes, coeffs):
-    """Decode one scan starting at byte `pos`.
+                 spec_start, spec_end, succ_high, succ_low, htab, dequant, coeffs, done):
+    """Decode one scan starting at byte `pos` into `coeffs`.
 
-    Sequential scans write pixels into `planes` straight away; progressive
-    scans accumulate quantised coefficients in `coeffs`.  Returns
-    (status, pos, marker) where marker is the marker the entropy decoder ran
-    into (or _NO_MARKER).
+    Sequential scans store dequantised coefficients and mark their blocks in
+    `done`; progressive scans accumulate quantised coefficients.  Returns
+    (status, pos, marker), marker being the marker that stopped the entropy
+    decoder, or _NO_MARKER.
     """
     buf = 0
     bits = 0
@@ -664,19 +305,15 @@ def _decode_scan(data, pos, progressive, order, scan_n, comp, mcu_x, mcu_y, rest
     eob_run = 0
     dc_pred = np.zeros(4, dtype=np.int64)
     todo = restart_interval if restart_interval != 0 else 0x7FFFFFFF
-    blk = np.zeros(64, dtype=np.int16)
-    tmp = np.zeros(64, dtype=np.int64)
-    status = _OK
 
     if scan_n == 1:
-        n = order[0]
-        bw = (comp[n, _F_X] + 7) >> 3
-        bh = (comp[n, _F_Y] + 7) >> 3
-        units_x = bw
-        units_y = bh
+        n0 = order[0]
+        units_x = (comp[n0, _F_X] + 7) >> 3
+        units_y = (comp[n0, _F_Y] + 7) >> 3
     else:
         units_x = mcu_x
         units_y = mcu_y
+    refine_bit = np.int64(1) << succ_low
 
     for j in range(units_y):
         for i in range(units_x):
@@ -689,7 +326,8 @@ def _decode_scan(data, pos, progressive, order, scan_n, comp, mcu_x, mcu_y, rest
                     nv = comp[n, _F_V]
                     nh = comp[n, _F_H]
                 td = comp[n, _F_HD]
-                ta = comp[n, _F_HA]
+                ta = comp[n, _F_HA] + 4
+                tq = comp[n, _F_TQ]
                 for y in range(nv):
                     for x in range(nh):
                         if scan_n == 1:
@@ -698,71 +336,397 @@ def _decode_scan(data, pos, progressive, order, scan_n, comp, mcu_x, mcu_y, rest
                         else:
                             bx = i * nh + x
                             by = j * nv + y
+                        bi = comp[n, _F_COFF] // 64 + bx + by * comp[n, _F_CW]
+                        cb = coeffs[bi * 64:bi * 64 + 64]
+
                         if not progressive:
-                            status, dcp, pos, buf, bits, nomore, marker = _decode_block_baseline(
-                                data, pos, buf, bits, nomore, marker, blk, hfast, hsize, hvalues,
-                                hmaxcode, hdelta, fast_ac, td, ta, dequant[comp[n, _F_TQ]],
-                                dc_pred[n])
-                            dc_pred[n] = dcp
-                            if status != _OK:
-                                return status, pos, marker
-                            w2 = comp[n, _F_W2]
-                            _idct_block(blk, planes, comp[n, _F_POFF] + w2 * by * 8 + bx * 8,
-                                        w2, tmp)
-                        else:
-                            co = comp[n, _F_COFF] + 64 * (bx + by * comp[n, _F_CW])
-                            if scan_n == 1 and spec_start != 0:
-                                status, eob_run, pos, buf, bits, nomore, marker = \
-                                    _decode_block_prog_ac(data, pos, buf, bits, nomore, marker,
-                                                          coeffs, co, hfast, hsize, hvalues,
-                                                          hmaxcode, hdelta, fast_ac, ta, eob_run,
-                                                          spec_start, spec_end, succ_high,
-                                                          succ_low)
+                            # ---- sequential block: DC difference, then ACs
+                            if bits < 16:
+                                pos, buf, bits, nomore, marker = _fill(data, pos, buf, bits,
+                                                                       nomore, marker)
+                            if bits < 16:
+                                pos, buf, bits, nomore, marker = _fill(data, pos, buf, bits,
+                                                                       nomore, marker)
+                            t, buf, bits = _huff(htab, td, buf, bits)
+                            if t < 0:
+                                return _ERR_HUFF, pos, marker
+                            if t > 15:
+                                return _ERR_DC_RANGE, pos, marker
+                            for q in range(64):
+                                cb[q] = 0
+                            done[bi] = 1
+                            if t != 0:
+                                if bits < t:
+                                    pos, buf, bits, nomore, marker = _fill(data, pos, buf, bits,
+                                                                           nomore, marker)
+                                diff, buf, bits = _extend(buf, bits, t)
+                                dc_pred[n] += diff
+                            cb[0] = dc_pred[n] * dequant[tq, 0]  # int16 store wraps
+                            k = 1
+                            while True:
+                                if bits < 16:
+                                    pos, buf, bits, nomore, marker = _fill(data, pos, buf, bits,
+                                                                           nomore, marker)
+                                c = (buf >> (32 - FAST_BITS)) & ((1 << FAST_BITS) - 1)
+                                r = np.int64(htab[ta, _HT_FASTAC + c])
+                                if r != 0:
+                                    k += (r >> 4) & 15
+                                    s = r & 15
+                                    buf = (buf << s) & _MASK32
+                                    bits -= s
+                                    z = _ZIGZAG[k]
+                                    k += 1
+                                    cb[z] = (r >> 8) * dequant[tq, z]
+                                else:
+                                    if bits < 16:
+                                        pos, buf, bits, nomore, marker = _fill(
+                                            data, pos, buf, bits, nomore, marker)
+                                    rs, buf, bits = _huff(htab, ta, buf, bits)
+                                    if rs < 0:
+                                        return _ERR_HUFF, pos, marker
+                                    s = rs & 15
+                                    if s == 0:
+                                        if rs != 0xF0:
+                                            break  # end of block
+                                        k += 16
+                                    else:
+                                        k += rs >> 4
+                                        z = _ZIGZAG[k]
+                                        k += 1
+                                        if bits < s:
+                                            pos, buf, bits, nomore, marker = _fill(
+                                                data, pos, buf, bits, nomore, marker)
+                                        v, buf, bits = _extend(buf, bits, s)
+                                        cb[z] = v * dequant[tq, z]
+                                if k >= 64:
+                                    break
+
+                        elif scan_n == 1 and spec_start != 0:
+                            # ---- progressive AC band of one block
+                            if succ_high == 0:
+                                if eob_run != 0:
+                                    eob_run -= 1
+                                    continue
+                                k = spec_start
+                                while True:
+                                    if bits < 16:
+                                        pos, buf, bits, nomore, marker = _fill(
+                                            data, pos, buf, bits, nomore, marker)
+                                    c = (buf >> (32 - FAST_BITS)) & ((1 << FAST_BITS) - 1)
+                                    r = np.int64(htab[ta, _HT_FASTAC + c])
+                                    if r != 0:
+                                        k += (r >> 4) & 15
+                                        s = r & 15
+                                        buf = (buf << s) & _MASK32
+                                        bits -= s
+                                        z = _ZIGZAG[k]
+                                        k += 1
+                                        cb[z] = (r >> 8) << succ_low
+                                    else:
+                                        if bits < 16:
+                                            pos, buf, bits, nomore, marker = _fill(
+                                                data, pos, buf, bits, nomore, marker)
+                                        rs, buf, bits = _huff(htab, ta, buf, bits)
+                                        if rs < 0:
+                                            return _ERR_HUFF, pos, marker
+                                        s = rs & 15
+                                        r = rs >> 4
+                                        if s == 0:
+                                            if r < 15:
+                                                eob_run = 1 << r
+                                                if r != 0:
+                                                    if bits < r:
+                                                        pos, buf, bits, nomore, marker = _fill(
+                                                            data, pos, buf, bits, nomore, marker)
+                                                    v, buf, bits = _take(buf, bits, r)
+                                                    eob_run += v
+                                                eob_run -= 1
+                                                break
+                                            k += 16
+                                        else:
+                                            k += r
+                                            z = _ZIGZAG[k]
+                                            k += 1
+                                            if bits < s:
+                                                pos, buf, bits, nomore, marker = _fill(
+                                                    data, pos, buf, bits, nomore, marker)
+                                            v, buf, bits = _extend(buf, bits, s)
+                                            cb[z] = v << succ_low
+                                    if k > spec_end:
+                                        break
                             else:
-                                status, dcp, pos, buf, bits, nomore, marker = \
-                                    _decode_block_prog_dc(data, pos, buf, bits, nomore, marker,
-                                                          coeffs, co, hfast, hsize, hvalues,
-                                                          hmaxcode, hdelta, td, dc_pred[n],
-                                                          spec_end, succ_high, succ_low)
-                                dc_pred[n] = dcp
-                            if status != _OK:
-                                return status, pos, marker
+                                # refinement: one correction bit for each
+                                # already non-zero coefficient, new +-1<<Al
+                                # coefficients placed after runs of zeros
+                                if eob_run != 0:
+                                    eob_run -= 1
+                                    r = 64
+                                    newval = 0
+                                    k = spec_start
+                                else:
+                                    k = spec_start
+                                    r = -1
+                                while True:
+                                    if r != 64:
+                                        if bits < 16:
+                                            pos, buf, bits, nomore, marker = _fill(
+                                                data, pos, buf, bits, nomore, marker)
+                                        rs, buf, bits = _huff(htab, ta, buf, bits)
+                                        if rs < 0:
+                                            return _ERR_HUFF, pos, marker
+                                        s = rs & 15
+                                        r = rs >> 4
+                                        newval = 0
+                                        if s == 0:
+                                            if r < 15:
+                                                eob_run = (1 << r) - 1
+                                                if r != 0:
+                                                    if bits < r:
+                                                        pos, buf, bits, nomore, marker = _fill(
+                                                            data, pos, buf, bits, nomore, marker)
+                                                    v, buf, bits = _take(buf, bits, r)
+                                                    eob_run += v
+                                                r = 64
+                                            # r == 15: sixteen zero-history
+                                            # coefficients are skipped by
+                                            # "placing" 0 on the 16th
+                                        else:
+                                            if s != 1:
+                                                return _ERR_REFINE, pos, marker
+                                            if bits < 1:
+                                                pos, buf, bits, nomore, marker = _fill(
+                                                    data, pos, buf, bits, nomore, marker)
+                                            sb = buf & 0x80000000
+                                            buf = (buf << 1) & _MASK32
+                                            bits -= 1
+                                            newval = refine_bit if sb != 0 else -refine_bit
+                                    while k <= spec_end:
+                                        idx = _ZIGZAG[k]
+                                        k += 1
+                                        p = np.int64(cb[idx])
+                                        if p != 0:
+                                            if bits < 1:
+                                                pos, buf, bits, nomore, marker = _fill(
+                                                    data, pos, buf, bits, nomore, marker)
+                                            sb = buf & 0x80000000
+                                            buf = (buf << 1) & _MASK32
+                                            bits -= 1
+                                            if sb != 0 and (p & refine_bit) == 0:
+                                                if p > 0:
+                                                    cb[idx] = p + refine_bit
+                                                else:
+                                                    cb[idx] = p - refine_bit
+                                        else:
+                                            if r == 0:
+                                                cb[idx] = newval
+                                                break
+                                            r -= 1
+                                    if k > spec_end:
+                                        break
+
+                        else:
+                            # ---- progressive DC: first scan or refinement bit
+                            if spec_end != 0:
+                                return _ERR_MERGE, pos, marker
+                            if bits < 16:
+                                pos, buf, bits, nomore, marker = _fill(data, pos, buf, bits,
+                                                                       nomore, marker)
+                            if succ_high == 0:
+                                for q in range(64):
+                                    cb[q] = 0
+                                if bits < 16:
+                                    pos, buf, bits, nomore, marker = _fill(data, pos, buf, bits,
+                                                                           nomore, marker)
+                                t, buf, bits = _huff(htab, td, buf, bits)
+                                # stb does not check t here; an invalid code or
+                                # a category above 15 would make it read past
+                                # its tables, so we stop instead.
+                                if t < 0:
+                                    return _ERR_HUFF, pos, marker
+                                if t > 15:
+                                    return _ERR_DC_RANGE, pos, marker
+                                if t != 0:
+                                    if bits < t:
+                                        pos, buf, bits, nomore, marker = _fill(
+                                            data, pos, buf, bits, nomore, marker)
+                                    diff, buf, bits = _extend(buf, bits, t)
+                                    dc_pred[n] += diff
+                                cb[0] = dc_pred[n] << succ_low
+                            else:
+                                if bits < 1:
+                                    pos, buf, bits, nomore, marker = _fill(data, pos, buf, bits,
+                                                                           nomore, marker)
+                                sb = buf & 0x80000000
+                                buf = (buf << 1) & _MASK32
+                                bits -= 1
+                                if sb != 0:
+                                    cb[0] = np.int64(cb[0]) + refine_bit
+
             # one MCU (or one block of a non-interleaved scan) done
             todo -= 1
             if todo <= 0:
                 if bits < 24:
                     pos, buf, bits, nomore, marker = _fill(data, pos, buf, bits, nomore, marker)
                 if not (0xD0 <= marker <= 0xD7):
-                    # not a restart marker: stop the scan here, keeping
-                    # whatever was decoded
+                    # not a restart marker: the scan stops here, keeping what
+                    # was decoded so far
                     return _OK, pos, marker
                 buf = 0
                 bits = 0
                 nomore = 0
                 marker = _NO_MARKER
                 eob_run = 0
-                for c in range(4):
-                    dc_pred[c] = 0
+                for q in range(4):
+                    dc_pred[q] = 0
                 todo = restart_interval if restart_interval != 0 else 0x7FFFFFFF
     return _OK, pos, marker
 
 
 @njit(cache=True)
-def _finish_progressive(comp, ncomp, dequant, planes, coeffs):
-    """Dequantise the accumulated coefficients and IDCT every block."""
-    blk = np.zeros(64, dtype=np.int16)
-    tmp = np.zeros(64, dtype=np.int64)
+def _clamp8(x):
+    return min(max(x, 0), 255)
+
+
+@njit(cache=True)
+def _idct_all(comp, ncomp, progressive, dequant, coeffs, done, planes):
+    """Inverse DCT of every decoded block into the component planes.
+
+    Progressive files are dequantised here (with the tables in force at the
+    end of the file) for every block inside the component's area; sequential
+    files had their blocks dequantised while decoding, and only blocks some
+    scan wrote are transformed.
+
+    The IDCT is the jpeg-6b "islow" algorithm with stb's 12-bit constants:
+    a column pass keeping 2 extra fraction bits (+512, >> 10), then a row pass
+    with rounding and the +128 level shift folded into one constant
+    (+65536 + 128 << 17, >> 17) and clamping to 0..255.  The C code computes
+    in int; we compute in int64 and truncate to int32 before each shift,
+    which gives the same numbers even when extreme coefficients overflow.
+    A column (or row) whose AC inputs are all zero skips the arithmetic: the
+    result is the same as the full computation (stb shortcuts columns too).
+    """
+    blk = np.zeros(64, dtype=np.int64)
+    ws = np.zeros(64, dtype=np.int64)
+    bias = 65536 + (128 << 17)
     for n in range(ncomp):
-        bw = (comp[n, _F_X] + 7) >> 3
-        bh = (comp[n, _F_Y] + 7) >> 3
-        dq = dequant[comp[n, _F_TQ]]
         w2 = comp[n, _F_W2]
-        for j in range(bh):
-            for i in range(bw):
-                co = comp[n, _F_COFF] + 64 * (i + j * comp[n, _F_CW])
-                for t in range(64):
-                    blk[t] = np.int64(coeffs[co + t]) * dq[t]
-                _idct_block(blk, planes, comp[n, _F_POFF] + w2 * j * 8 + i * 8, w2, tmp)
+        cw = comp[n, _F_CW]
+        poff = comp[n, _F_POFF]
+        base = comp[n, _F_COFF] // 64
+        dq = dequant[comp[n, _F_TQ]]
+        if progressive:
+            bw = (comp[n, _F_X] + 7) >> 3
+            bh = (comp[n, _F_Y] + 7) >> 3
+        else:
+            bw = cw
+            bh = comp[n, _F_H2] // 8
+        for bj in range(bh):
+            for bi in range(bw):
+                b = base + bi + bj * cw
+                if not progressive and done[b] == 0:
+                    continue
+                cb = coeffs[b * 64:b * 64 + 64]
+                if progressive:
+                    for q in range(64):
+                        # int16 multiply-and-store, wrapping like the C short
+                        blk[q] = np.int16(np.int64(cb[q]) * dq[q])
+                else:
+                    for q in range(64):
+                        blk[q] = cb[q]
+                out0 = poff + bj * 8 * w2 + bi * 8
+                # columns
+                for i in range(8):
+                    s0 = blk[i]
+                    s1 = blk[i + 8]
+                    s2 = blk[i + 16]
+                    s3 = blk[i + 24]
+                    s4 = blk[i + 32]
+                    s5 = blk[i + 40]
+                    s6 = blk[i + 48]
+                    s7 = blk[i + 56]
+                    if (s1 | s2 | s3 | s4 | s5 | s6 | s7) == 0:
+                        dc = s0 * 4
+                        for r in range(8):
+                            ws[i + 8 * r] = dc
+                        continue
+                    p1 = (s2 + s6) * _C_0_541
+                    t2 = p1 + s6 * _C_M1_847
+                    t3 = p1 + s2 * _C_0_765
+                    t0 = (s0 + s4) * 4096
+                    t1 = (s0 - s4) * 4096
+                    x0 = t0 + t3 + 512
+                    x3 = t0 - t3 + 512
+                    x1 = t1 + t2 + 512
+                    x2 = t1 - t2 + 512
+                    q3 = s7 + s3
+                    q4 = s5 + s1
+                    q1 = s7 + s1
+                    q2 = s5 + s3
+                    p5 = (q3 + q4) * _C_1_175
+                    q1 = p5 + q1 * _C_M0_899
+                    q2 = p5 + q2 * _C_M2_562
+                    q3 = q3 * _C_M1_961
+                    q4 = q4 * _C_M0_390
+                    o3 = s1 * _C_1_501 + q1 + q4
+                    o2 = s3 * _C_3_072 + q2 + q3
+                    o1 = s5 * _C_2_053 + q2 + q4
+                    o0 = s7 * _C_0_298 + q1 + q3
+                    ws[i] = np.int32(x0 + o3) >> 10
+                    ws[i + 56] = np.int32(x0 - o3) >> 10
+                    ws[i + 8] = np.int32(x1 + o2) >> 10
+                    ws[i + 48] = np.int32(x1 - o2) >> 10
+                    ws[i + 16] = np.int32(x2 + o1) >> 10
+                    ws[i + 40] = np.int32(x2 - o1) >> 10
+                    ws[i + 24] = np.int32(x3 + o0) >> 10
+                    ws[i + 32] = np.int32(x3 - o0) >> 10
+                # rows
+                for r in range(8):
+                    e = 8 * r
+                    o = out0 + r * w2
+                    row = planes[o:o + 8]
+                    s0 = ws[e]
+                    s1 = ws[e + 1]
+                    s2 = ws[e + 2]
+                    s3 = ws[e + 3]
+                    s4 = ws[e + 4]
+                    s5 = ws[e + 5]
+                    s6 = ws[e + 6]
+                    s7 = ws[e + 7]
+                    if (s1 | s2 | s3 | s4 | s5 | s6 | s7) == 0:
+                        v = _clamp8(np.int32(s0 * 4096 + bias) >> 17)
+                        for q in range(8):
+                            row[q] = v
+                        continue
+                    p1 = (s2 + s6) * _C_0_541
+                    t2 = p1 + s6 * _C_M1_847
+                    t3 = p1 + s2 * _C_0_765
+                    t0 = (s0 + s4) * 4096
+                    t1 = (s0 - s4) * 4096
+                    x0 = t0 + t3 + bias
+                    x3 = t0 - t3 + bias
+                    x1 = t1 + t2 + bias
+                    x2 = t1 - t2 + bias
+                    q3 = s7 + s3
+                    q4 = s5 + s1
+                    q1 = s7 + s1
+                    q2 = s5 + s3
+                    p5 = (q3 + q4) * _C_1_175
+                    q1 = p5 + q1 * _C_M0_899
+                    q2 = p5 + q2 * _C_M2_562
+                    q3 = q3 * _C_M1_961
+                    q4 = q4 * _C_M0_390
+                    o3 = s1 * _C_1_501 + q1 + q4
+                    o2 = s3 * _C_3_072 + q2 + q3
+                    o1 = s5 * _C_2_053 + q2 + q4
+                    o0 = s7 * _C_0_298 + q1 + q3
+                    row[0] = _clamp8(np.int32(x0 + o3) >> 17)
+                    row[7] = _clamp8(np.int32(x0 - o3) >> 17)
+                    row[1] = _clamp8(np.int32(x1 + o2) >> 17)
+                    row[6] = _clamp8(np.int32(x1 - o2) >> 17)
+                    row[2] = _clamp8(np.int32(x2 + o1) >> 17)
+                    row[5] = _clamp8(np.int32(x2 - o1) >> 17)
+                    row[3] = _clamp8(np.int32(x3 + o0) >> 17)
+                    row[4] = _clamp8(np.int32(x3 - o0) >> 17)
 
 
 # ---------------------------------------------------------------------------
@@ -770,63 +734,86 @@ def _finish_progressive(comp, ncomp, dequant, planes, coeffs):
 # ---------------------------------------------------------------------------
 
 @njit(cache=True)
-def _resample_row(planes, near, far, w, hs, vs, out):
-    """One output row of a component at full resolution into out[0:]."""
+def _resample_row(near, far, w, hs, vs, out):
+    """One full-resolution row of a component into out[0:].
+
+    near/far: the nearer and the other input row (w samples used).  1x2, 2x1
+    and 2x2 use stb's triangle filters (weights 3/4 and 1/4 per direction,
+    rounded once per pass); any other factor replicates the nearer row's
+    samples.
+    """
     if hs == 1 and vs == 1:
         for i in range(w):
-            out[i] = planes[near + i]
+            out[i] = near[i]
     elif hs == 1 and vs == 2:
         for i in range(w):
-            out[i] = (3 * np.int64(planes[near + i]) + np.int64(planes[far + i]) + 2) >> 2
+            out[i] = (3 * np.int32(near[i]) + np.int32(far[i]) + 2) >> 2
     elif hs == 2 and vs == 1:
         if w == 1:
-            out[0] = planes[near]
-            out[1] = planes[near]
+            out[0] = near[0]
+            out[1] = near[0]
             return
-        a = np.int64(planes[near])
-        b = np.int64(planes[near + 1])
+        a = np.int64(near[0])
         out[0] = a
-        out[1] = (3 * a + b + 2) >> 2
+        out[1] = (3 * a + np.int64(near[1]) + 2) >> 2
         for i in range(1, w - 1):
-            m = 3 * np.int64(planes[near + i]) + 2
-            out[2 * i] = (m + planes[near + i - 1]) >> 2
-            out[2 * i + 1] = (m + planes[near + i + 1]) >> 2
-        last = np.int64(planes[near + w - 1])
-        prev = np.int64(planes[near + w - 2])
-        out[2 * (w - 1)] = (3 * prev + last + 2) >> 2
-        out[2 * (w - 1) + 1] = last
+            m = 3 * np.int64(near[i]) + 2
+            out[2 * i] = (m + near[i - 1]) >> 2
+            out[2 * i + 1] = (m + near[i + 1]) >> 2
+        last = np.int64(near[w - 1])
+        out[2 * w - 2] = (3 * np.int64(near[w - 2]) + last + 2) >> 2
+        out[2 * w - 1] = last
     elif hs == 2 and vs == 2:
-        t1 = 3 * np.int64(planes[near]) + np.int64(planes[far])
+        t1 = 3 * np.int64(near[0]) + np.int64(far[0])
         if w == 1:
-            v = (t1 + 2) >> 2
-            out[0] = v
-            out[1] = v
+            out[0] = (t1 + 2) >> 2
+            out[1] = (t1 + 2) >> 2
             return
         out[0] = (t1 + 2) >> 2
         for i in range(1, w):
             t0 = t1
-            t1 = 3 * np.int64(planes[near + i]) + np.int64(planes[far + i])
+            t1 = 3 * np.int64(near[i]) + np.int64(far[i])
             out[2 * i - 1] = (3 * t0 + t1 + 8) >> 4
             out[2 * i] = (3 * t1 + t0 + 8) >> 4
         out[2 * w - 1] = (t1 + 2) >> 2
     else:
         for i in range(w):
-            v = planes[near + i]
+            v = near[i]
             for j in range(hs):
                 out[i * hs + j] = v
 
 
 @njit(cache=True)
 def _blinn(x, y):
-    """x * y / 255, rounded (stb's fast 8x8 multiply)."""
+    """x * y / 255 rounded, stb's way."""
     t = x * y + 128
     return (t + (t >> 8)) >> 8
 
 
+# YCbCr -> RGB.  stb computes, with 20 fractional bits,
+#   R = (Y<<20) + 2^19 + Cr'*C_R                   >> 20
+#   G = (Y<<20) + 2^19 + Cr'*C_GR + (Cb'*C_GB & ~0xFFFF) >> 20
+#   B = (Y<<20) + 2^19 + Cb'*C_B                   >> 20
+# (Cb' = Cb - 128, ...).  Y<<20 is a whole multiple of 2^20, so each channel
+# is exactly Y + (chroma part >> 20): tables of those chroma parts give the
+# same numbers with a few additions per pixel.
+_YCC_R = np.array([((1 << 19) + (c - 128) * _CR_R) >> 20 for c in range(256)], dtype=np.int64)
+_YCC_B = np.array([((1 << 19) + (c - 128) * _CB_B) >> 20 for c in range(256)], dtype=np.int64)
+_YCC_GR = np.array([(1 << 19) + (c - 128) * _CR_G for c in range(256)], dtype=np.int64)
+_YCC_GB = np.array([((c - 128) * _CB_G) & -65536 for c in range(256)], dtype=np.int64)
+
+
 @njit(cache=True)
 def _assemble(planes, comp, ndecode, hmax, vmax, img_x, img_y, mode, out):
-    """Upsample every component row by row and convert to RGB into out."""
-    lines = np.zeros((4, img_x + 8), dtype=np.uint8)
+    """Upsample each component row by row and convert to RGB into out.
+
+    out is the flat (img_y * img_x * 3) uint8 result.  Per component, stb
+    keeps two input rows (line0, line1) and a phase counter: an output row
+    blends the nearer input row with the other one, and the rows advance
+    every `vs` output rows until the component's last row.
+    """
+    width = img_x + 8
+    lines = np.zeros(4 * width, dtype=np.uint8)
     hs = np.zeros(4, dtype=np.int64)
     vs = np.zeros(4, dtype=np.int64)
     ystep = np.zeros(4, dtype=np.int64)
@@ -841,16 +828,21 @@ def _assemble(planes, comp, ndecode, hmax, vmax, img_x, img_y, mode, out):
         wlo[k] = (img_x + hs[k] - 1) // hs[k]
         line0[k] = comp[k, _F_POFF]
         line1[k] = comp[k, _F_POFF]
+    l0 = lines[0:width]
+    l1 = lines[width:2 * width]
+    l2 = lines[2 * width:3 * width]
+    l3 = lines[3 * width:4 * width]
     for j in range(img_y):
         for k in range(ndecode):
-            # the input row nearer to this output row, and the other one
             if ystep[k] >= (vs[k] >> 1):
                 near = line1[k]
                 far = line0[k]
             else:
                 near = line0[k]
                 far = line1[k]
-            _resample_row(planes, near, far, wlo[k], hs[k], vs[k], lines[k])
+            w = wlo[k]
+            _resample_row(planes[near:near + w], planes[far:far + w], w, hs[k], vs[k],
+                          lines[k * width:(k + 1) * width])
             ystep[k] += 1
             if ystep[k] >= vs[k]:
                 ystep[k] = 0
@@ -858,42 +850,40 @@ def _assemble(planes, comp, ndecode, hmax, vmax, img_x, img_y, mode, out):
                 ypos[k] += 1
                 if ypos[k] < comp[k, _F_Y]:
                     line1[k] += comp[k, _F_W2]
+        orow = out[j * img_x * 3:(j + 1) * img_x * 3]
         if mode == _MODE_GREY:
             for i in range(img_x):
-                v = lines[0, i]
-                out[j, i, 0] = v
-                out[j, i, 1] = v
-                out[j, i, 2] = v
+                v = l0[i]
+                orow[3 * i] = v
+                orow[3 * i + 1] = v
+                orow[3 * i + 2] = v
         elif mode == _MODE_RGB:
             for i in range(img_x):
-                out[j, i, 0] = lines[0, i]
-                out[j, i, 1] = lines[1, i]
-                out[j, i, 2] = lines[2, i]
+                orow[3 * i] = l0[i]
+                orow[3 * i + 1] = l1[i]
+                orow[3 * i + 2] = l2[i]
         elif mode == _MODE_CMYK:
             for i in range(img_x):
-                kv = np.int64(lines[3, i])
-                out[j, i, 0] = _blinn(np.int64(lines[0, i]), kv)
-                out[j, i, 1] = _blinn(np.int64(lines[1, i]), kv)
-                out[j, i, 2] = _blinn(np.int64(lines[2, i]), kv)
+                kv = np.int64(l3[i])
+                orow[3 * i] = _blinn(np.int64(l0[i]), kv)
+                orow[3 * i + 1] = _blinn(np.int64(l1[i]), kv)
+                orow[3 * i + 2] = _blinn(np.int64(l2[i]), kv)
         else:
             for i in range(img_x):
-                yf = (np.int64(lines[0, i]) << 20) + (1 << 19)
-                cb = np.int64(lines[1, i]) - 128
-                cr = np.int64(lines[2, i]) - 128
-                r = (yf + cr * _CR_R) >> 20
-                g = (yf + cr * _CR_G + ((cb * _CB_G) & -65536)) >> 20
-                b = (yf + cb * _CB_B) >> 20
-                r = _clamp8(r)
-                g = _clamp8(g)
-                b = _clamp8(b)
+                y = np.int64(l0[i])
+                cb = l1[i]
+                cr = l2[i]
+                r = _clamp8(y + _YCC_R[cr])
+                g = _clamp8(y + ((_YCC_GR[cr] + _YCC_GB[cb]) >> 20))
+                b = _clamp8(y + _YCC_B[cb])
                 if mode == _MODE_YCCK:
-                    kv = np.int64(lines[3, i])
+                    kv = np.int64(l3[i])
                     r = _blinn(255 - r, kv)
                     g = _blinn(255 - g, kv)
                     b = _blinn(255 - b, kv)
-                out[j, i, 0] = r
-                out[j, i, 1] = g
-                out[j, i, 2] = b
+                orow[3 * i] = r
+                orow[3 * i + 1] = g
+                orow[3 * i + 2] = b
 
 
 # ---------------------------------------------------------------------------
@@ -931,13 +921,8 @@ class _Decoder:
         self.jfif = False
         self.app14 = -1
         self.progressive = False
-        self.hfast = np.full((8, 1 << FAST_BITS), 255, dtype=np.uint8)
-        self.hsize = np.zeros((8, 257), dtype=np.uint8)
-        self.hvalues = np.zeros((8, 256), dtype=np.uint8)
-        self.hmaxcode = np.zeros((8, 18), dtype=np.int64)
-        self.hdelta = np.zeros((8, 17), dtype=np.int64)
+        self.htab = np.zeros((8, _HT_LEN), dtype=np.int32)
         self.hdefined = [False] * 8
-        self.fast_ac = np.zeros((4, 1 << FAST_BITS), dtype=np.int16)
         self.dequant = np.zeros((4, 64), dtype=np.int64)
         self.qdefined = [False] * 4
 
@@ -1023,19 +1008,13 @@ class _Decoder:
                 if total > 256:
                     raise self.corrupt("Huffman table with more than 256 symbols")
                 t = th + 4 * tc
-                code = np.zeros(257, dtype=np.int64)
-                nsym = _build_huffman(counts, self.hfast[t], self.hsize[t], self.hmaxcode[t],
-                                      self.hdelta[t], code)
-                if nsym < 0:
-                    raise self.corrupt("bad Huffman code lengths")
                 end = self.pos + total
-                vals = self.raw[self.pos:end]
-                self.hvalues[t, :len(vals)] = np.frombuffer(vals, dtype=np.uint8)
-                self.hvalues[t, len(vals):total] = 0  # past the end of the file
+                values = np.zeros(total, dtype=np.int64)  # zeros past the end of the file
+                got = np.frombuffer(self.raw[self.pos:end], dtype=np.uint8)
+                values[:len(got)] = got
                 self.pos = end
-                if tc:
-                    _build_fast_ac(self.fast_ac[th], self.hfast[t], self.hsize[t],
-                                   self.hvalues[t])
+                if _build_huffman(counts, values, self.htab[t]) < 0:
+                    raise self.corrupt("bad Huffman code lengths")
                 self.hdefined[t] = True
                 length -= total
             if length != 0:
@@ -1126,14 +1105,15 @@ class _Decoder:
             comp[i, _F_CW] = w2 // 8
             comp[i, _F_COFF] = coff
             poff += w2 * h2
-            if self.progressive:
-                coff += w2 * h2
+            coff += w2 * h2
         self.comp = comp
         try:
-            # slack at the end: with non-integer sampling ratios stb reads
-            # rows longer than the component's stride
+            # Samples of blocks no scan writes stay 0.  Slack at the end: with
+            # non-integer sampling ratios stb reads rows longer than the
+            # component's stride.
             self.planes = np.zeros(poff + 4 * self.img_x + 64, dtype=np.uint8)
-            self.coeffs = np.zeros(max(coff, 64), dtype=np.int16)
+            self.coeffs = np.zeros(coff, dtype=np.int16)
+            self.done = np.zeros(coff // 64, dtype=np.uint8)
         except MemoryError:
             raise self.corrupt("image too large for memory") from None
 
@@ -1205,8 +1185,7 @@ class _Decoder:
                 status, pos, marker = _decode_scan(
                     self.arr, self.pos, self.progressive, order, scan_n, self.comp,
                     self.mcu_x, self.mcu_y, self.restart_interval, ss, se, ah, al,
-                    self.hfast, self.hsize, self.hvalues, self.hmaxcode, self.hdelta,
-                    self.fast_ac, self.dequant, self.planes, self.coeffs)
+                    self.htab, self.dequant, self.coeffs, self.done)
                 self.pos = int(pos)
                 self.marker = int(marker)
                 if status != _OK:
@@ -1233,7 +1212,8 @@ class _Decoder:
             for i in range(self.img_n):
                 if not self.qdefined[self.comp[i, _F_TQ]]:
                     raise self.corrupt("undefined quantisation table")
-            _finish_progressive(self.comp, self.img_n, self.dequant, self.planes, self.coeffs)
+        _idct_all(self.comp, self.img_n, self.progressive, self.dequant, self.coeffs, self.done,
+                  self.planes)
         return self.to_rgb()
 
     def to_rgb(self) -> np.ndarray:
@@ -1254,7 +1234,7 @@ class _Decoder:
         except MemoryError:
             raise self.corrupt("image too large for memory") from None
         _assemble(self.planes, self.comp, n, self.hmax, self.vmax, self.img_x, self.img_y,
-                  mode, out)
+                  mode, out.reshape(-1))
         return out
 
 
