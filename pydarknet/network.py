@@ -168,15 +168,17 @@ class Network:
             self.cost = np.float32(total / np.float32(count))
         return self.cost
 
-    def backward(self):
+    def backward(self, input_delta=None):
         """darknet's backward_network: each layer, last to first (stopping at a `stopbackward=1` layer), adds
-        its input gradient to the previous layer's delta (none for the first) and accumulates its updates."""
+        its input gradient to the previous layer's delta and accumulates its updates. The first layer passes
+        nothing on (darknet has no delta for the network input) unless `input_delta` is given: an array shaped
+        like the input, which then gets the input's delta added."""
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
             if layer.stopbackward:
                 break
             if i == 0:
-                self.input, self.delta = self._train_input, None
+                self.input, self.delta = self._train_input, input_delta
             else:
                 prev = self.layers[i - 1]
                 self.input, self.delta = prev.output, prev.delta

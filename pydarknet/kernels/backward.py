@@ -263,13 +263,14 @@ def shortcut_backward(delta, beta, source_delta):
 
 @njit(cache=True, parallel=True)
 def avgpool_backward(delta, prev_delta):
-    """Each pixel gets its channel's delta divided by h*w (float division, as darknet)."""
+    """Each pixel gets its channel's delta divided by h*w; darknet's -Ofast build multiplies by the float32
+    reciprocal instead of dividing (as in its forward, see kernels/avgpool.py). delta: (n, c)."""
     n, c, h, w = prev_delta.shape
-    area = F32(h * w)
+    inv = F32(F32(1.0) / F32(h * w))
     for k in prange(n * c):
         b = k // c
         ch = k % c
-        d = delta[b, ch] / area
+        d = delta[b, ch] * inv
         plane = prev_delta[b, ch]
         for y in range(h):
             for x in range(w):
@@ -292,3 +293,13 @@ def sum_array(a):
     for i in range(a.size):
         s += a[i]
     return s
+
+
+@njit(cache=True, parallel=True)
+def dropout_backward(delta, rand, probability, scale, prev_delta):
+    """prev_delta += delta * scale where the input was kept (rand >= probability), nothing where dropped."""
+    chunk = 1 << 14
+    for c in prange((delta.size + chunk - 1) // chunk):
+        for i in range(c * chunk, min(delta.size, (c + 1) * chunk)):
+            if not rand[i] < probability:
+                prev_delta[i] += delta[i] * scale

@@ -168,3 +168,49 @@ def logistic_cross_entropy(pred, truth, delta, loss):
         delta[i] = truth[i] - pred[i]
         total += e
     return total
+
+
+SECRET_NUM = np.float32(-1234)
+
+
+@njit(cache=True)
+def cost_l2(pred, truth, delta, error):
+    """darknet's l2_cpu: delta = truth - pred, error = delta^2; returns the float32 sum of the errors."""
+    total = F32(0.0)
+    for i in range(pred.size):
+        diff = truth[i] - pred[i]
+        error[i] = diff * diff
+        delta[i] = diff
+        total += error[i]
+    return total
+
+
+@njit(cache=True)
+def cost_l1(pred, truth, delta, error):
+    """darknet's l1_cpu: error = |truth - pred|, delta = its sign (-1 at 0)."""
+    total = F32(0.0)
+    for i in range(pred.size):
+        diff = truth[i] - pred[i]
+        error[i] = abs(diff)
+        delta[i] = F32(1.0) if diff > 0 else F32(-1.0)
+        total += error[i]
+    return total
+
+
+@njit(cache=True)
+def cost_smooth_l1(pred, truth, delta, error):
+    """darknet's smooth_l1_cpu, as written: inside |diff| < 1 error = diff^2 and delta = diff; outside
+    error = 2|diff| - 1 but delta = 1 for diff < 0 and -1 for diff > 0 -- the sign opposite to the inside
+    (pjreddie's code pushes large errors the wrong way; reproduced)."""
+    total = F32(0.0)
+    for i in range(pred.size):
+        diff = truth[i] - pred[i]
+        a = abs(diff)
+        if a < 1:
+            error[i] = diff * diff
+            delta[i] = diff
+        else:
+            error[i] = F32(2.0) * a - F32(1.0)
+            delta[i] = F32(1.0) if diff < 0 else F32(-1.0)
+        total += error[i]
+    return total

@@ -1,5 +1,6 @@
 """[avgpool] (or [avg]): the mean of each channel over the whole image, out (c, 1, 1)."""
 from ..kernels.avgpool import global_avgpool
+from ..kernels.backward import avgpool_backward
 from .base import Layer
 
 
@@ -24,3 +25,9 @@ class Avgpool(Layer):
         out = self.output_buffer(x.shape[0])
         global_avgpool(x, out.reshape(x.shape[0], -1))
         return out
+
+    def backward(self, net):
+        """Every pixel of a channel gets the channel's delta / (h*w), added."""
+        prev = self.prev_delta(net)
+        if prev is not None:
+            avgpool_backward(self.delta.reshape(self.delta.shape[0], -1), prev)

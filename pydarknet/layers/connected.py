@@ -6,15 +6,18 @@ The product sums in darknet's own order (kernels/dense.py), so outputs match dar
 import numpy as np
 
 from ..kernels.activations import CODE as ACTIVATIONS
+from ..kernels.backward import backward_bias, gradient_array32
 from ..kernels.conv import normalize_scale_bias_activate
 from ..kernels.dense import dense_nt
 from .base import Layer, zeros
-from .convolutional import parse_activation
+from .convolutional import batchnorm_backward_layer, batchnorm_forward_train, parse_activation, product
 
 
 class Connected(Layer):
     type = "connected"
     names = ("connected", "conn")
+    trainable = (("biases", "bias_updates", False), ("scales", "scale_updates", False),
+                 ("weights", "weight_updates", True))
 
     def __init__(self, section, in_shape, net, index):
         self.section, self.index = section, index
@@ -59,10 +62,32 @@ class Connected(Layer):
         flat = out.reshape(batch, self.outputs)
         dense_nt(x.reshape(batch, self.inputs), self.weights, flat)
         rows = flat.reshape(batch, self.outputs, 1)
-        if self.batch_normalize:
+        if self.batch_normalize and net.train:
+            batchnorm_forward_train(self, rows, self.activation)
+        elif self.batch_normalize:
             normalize_scale_bias_activate(rows, self.rolling_mean, self.rolling_variance, self.scales,
                                           self.biases, ACTIVATIONS[self.activation], True)
         else:
             normalize_scale_bias_activate(rows, self.biases, self.biases, self.biases, self.biases,
                                           ACTIVATIONS[self.activation], False)
         return out
+
+    # -- training ------------------------------------------------------------------------------------------
+    def backward(self, net):
+        """darknet's backward_connected_layer: activation gradient, batch-norm or bias, then
+        weight_updates += delta^T x and (when there is a previous layer) its delta += delta W."""
+        batch = self.delta.shape[0]
+        delta = self.delta.reshape(batch, self.outputs)
+        gradient_array32(self.output.reshape(-1), ACTIVATIONS[self.activation], delta.reshape(-1))
+        if self.batch_normalize:
+            batchnorm_backward_layer(self, delta.reshape(batch, self.outputs, 1))
+        else:
+            backward_bias(self.bias_updates, delta.reshape(batch, self.outputs, 1))
+        x = net.input.reshape(batch, self.inputs)
+        grad = np.empty_like(self.weights)
+        product(delta.T, x, grad)
+        self.weight_updates += grad
+        if net.delta is not None:
+            back = np.empty((batch, self.inputs), np.float32)
+            product(delta, self.weights, back)
+            net.delta.reshape(batch, self.inputs)[...] += back

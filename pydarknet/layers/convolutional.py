@@ -12,6 +12,26 @@ from ..kernels.conv import col2im, im2col, normalize_scale_bias_activate
 from .base import Layer, zeros
 
 
+def batchnorm_forward_train(layer, out, activation):
+    """Batch-norm with the batch's statistics, then `activation`, on out (batch, channels, spatial) in place;
+    keeps what the backward pass needs on the layer: bn_x (the input), x_norm, mean, variance."""
+    shape = out.shape
+    bufs = layer.__dict__.get("_bn")
+    if bufs is None or bufs[0].shape != shape:
+        bufs = layer._bn = (np.empty(shape, np.float32), np.empty(shape, np.float32))
+    layer.bn_x, layer.x_norm = bufs
+    layer.mean = np.empty(shape[1], np.float32)
+    layer.variance = np.empty(shape[1], np.float32)
+    batchnorm_train_forward(out, layer.scales, layer.biases, layer.rolling_mean, layer.rolling_variance,
+                            layer.mean, layer.variance, layer.bn_x, layer.x_norm, ACTIVATIONS[activation])
+
+
+def batchnorm_backward_layer(layer, delta):
+    """darknet's backward_batchnorm_layer on delta (batch, channels, spatial) in place."""
+    batchnorm_backward(delta, layer.bn_x, layer.x_norm, layer.mean, layer.variance, layer.scales,
+                       layer.bias_updates, layer.scale_updates)
+
+
 def product(a, b, out):
     """out = a @ b in float32: every matrix product of the convolution (forward, and both backward products,
     through transposed views) is made here, so the summation order is decided in one place."""
@@ -105,17 +125,7 @@ class Convolutional(Layer):
     def forward(self, x, net):
         out = self.convolve(x, net)
         if self.batch_normalize and net.train:
-            n = self.filters
-            shape = out.shape
-            bufs = self.__dict__.get("_bn")
-            if bufs is None or bufs[0].shape != shape:
-                bufs = self._bn = (np.empty(shape, np.float32), np.empty(shape, np.float32))
-            self.bn_x, self.x_norm = bufs
-            self.mean = np.empty(n, np.float32)
-            self.variance = np.empty(n, np.float32)
-            batchnorm_train_forward(out, self.scales, self.biases, self.rolling_mean, self.rolling_variance,
-                                    self.mean, self.variance, self.bn_x, self.x_norm,
-                                    ACTIVATIONS[self.activation])
+            batchnorm_forward_train(self, out, self.activation)
         elif self.batch_normalize:
             normalize_scale_bias_activate(out, self.rolling_mean, self.rolling_variance, self.scales,
                                           self.biases, ACTIVATIONS[self.activation], True)
@@ -138,8 +148,7 @@ class Convolutional(Layer):
         delta = self.delta.reshape(batch, n, spatial)
         gradient_array32(self.output.reshape(-1), ACTIVATIONS[self.activation], self.delta.reshape(-1))
         if self.batch_normalize:
-            batchnorm_backward(delta, self.bn_x, self.x_norm, self.mean, self.variance, self.scales,
-                               self.bias_updates, self.scale_updates)
+            batchnorm_backward_layer(self, delta)
         else:
             backward_bias(self.bias_updates, delta)
         x = self.prev_input(net)

@@ -4,6 +4,9 @@ At inference darknet's forward returns at once, so this layer's output is never 
 (and the network's output is the layer before it)."""
 import numpy as np
 
+from ..config import DarknetError
+from ..kernels.backward import axpy
+from ..kernels.loss import SECRET_NUM, cost_l1, cost_l2, cost_smooth_l1
 from .base import Layer
 
 COST_TYPES = ("seg", "sse", "masked", "smooth", "L1", "wgan")
@@ -36,5 +39,30 @@ class Cost(Layer):
 
     def forward(self, x, net):
         out = self.output_buffer(x.shape[0])
-        out[...] = 0  # the loss itself (training) is not computed here yet
+        if net.train and net.truth is not None:
+            self.loss_forward(x, out, net)
+            return out
+        out[...] = 0
         return out
+
+    # -- training ------------------------------------------------------------------------------------------
+    def loss_forward(self, x, out, net):
+        """darknet's forward_cost_layer (CPU): the output is the per-value error, delta = truth - input for
+        sse (and seg, masked, wgan: all L2 on the CPU), the sign for L1, darknet's smooth L1; cost = sum of
+        the errors. masked: where the truth is -1234 the input is set to it (in place, as darknet), no error."""
+        batch = x.shape[0]
+        truth = np.ascontiguousarray(net.truth.reshape(batch, -1))
+        if truth.shape[1] != self.inputs:
+            raise DarknetError(f"layer {self.index} ([cost], {self.inputs} inputs): the truth has "
+                               f"{truth.shape[1]} values per image")
+        pred = x.reshape(-1)
+        if self.cost_type == "masked":
+            pred[truth.reshape(-1) == SECRET_NUM] = SECRET_NUM
+        kernel = {"smooth": cost_smooth_l1, "L1": cost_l1}.get(self.cost_type, cost_l2)
+        self.cost = np.float32(kernel(pred, truth.reshape(-1), self.delta.reshape(-1), out.reshape(-1)))
+
+    def backward(self, net):
+        """scale * delta added to the previous layer's delta."""
+        prev = self.prev_delta(net)
+        if prev is not None:
+            axpy(np.float32(self.scale), self.delta.reshape(-1), prev.reshape(-1))

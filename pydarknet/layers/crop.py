@@ -68,3 +68,6 @@ class Crop(Layer):
         out = self.output_buffer(x.shape[0])
         crop(x, dh, dw, flip, np.float32(scale), np.float32(trans), out)
         return out
+
+    def backward(self, net):
+        """No gradient flows through a crop (darknet's backward_crop_layer is empty)."""

@@ -2,6 +2,7 @@
 layer's output array). In training, each input is zeroed with `probability`, the others scaled by 1/(1-p)."""
 import numpy as np
 
+from ..kernels.backward import dropout_backward
 from .base import Layer
 
 
@@ -34,3 +35,11 @@ class Dropout(Layer):
         x *= self.scale
         x[drop] = 0
         return x
+
+    def backward(self, net):
+        """Kept inputs pass their delta on times 1/(1-p), dropped ones nothing (added to the previous delta;
+        darknet's dropout shares the previous layer's delta array and scales it in place)."""
+        if net.delta is None:
+            return
+        dropout_backward(self.delta.reshape(-1), self.rand.reshape(-1), np.float32(self.probability),
+                         self.scale, net.delta.reshape(-1))

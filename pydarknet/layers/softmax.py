@@ -9,6 +9,8 @@ import numpy as np
 
 from ..classify import read_tree
 from ..config import DarknetError
+from ..kernels.backward import axpy
+from ..kernels.loss import softmax_cross_entropy
 from ..kernels.softmax import run_starts, softmax_runs
 from .base import Layer
 
@@ -84,4 +86,25 @@ class Softmax(Layer):
         out = self.output_buffer(batch)
         starts, sizes, stride, temp = self.runs(batch)
         softmax_runs(x.reshape(-1), starts, sizes, stride, np.float32(temp), out.reshape(-1))
+        if net.train and net.truth is not None and not self.noloss:
+            self.loss_forward(out, net)
         return out
+
+    # -- training ------------------------------------------------------------------------------------------
+    def loss_forward(self, out, net):
+        """darknet's softmax_x_ent_cpu against net.truth: delta = truth - p (minus the gradient of the cross-entropy
+        with respect to the softmax's input, for one-hot truths), cost = sum of -log p where truth is nonzero."""
+        batch = out.shape[0]
+        truth = net.truth.reshape(batch, -1)
+        if truth.shape[1] != self.inputs:
+            raise DarknetError(f"layer {self.index} ([softmax], {self.inputs} inputs): the truth has "
+                               f"{truth.shape[1]} values per image")
+        loss = np.empty(out.size, np.float32)
+        self.cost = np.float32(softmax_cross_entropy(out.reshape(-1), np.ascontiguousarray(truth).reshape(-1),
+                                                     self.delta.reshape(-1), loss))
+
+    def backward(self, net):
+        """The delta (already with respect to the input, see loss_forward) added to the previous layer's."""
+        prev = self.prev_delta(net)
+        if prev is not None:
+            axpy(np.float32(1), self.delta.reshape(-1), prev.reshape(-1))
