@@ -1107,6 +1107,12 @@ class _Decoder:
             poff += w2 * h2
             coff += w2 * h2
         self.comp = comp
+        # stb only succeeds on reaching an EOI marker, which it can only see
+        # as the bytes FF D9 somewhere after the frame header (reads past the
+        # end of the file give zeros).  Without them the file is bound to
+        # fail: say so now instead of decoding a truncated file first.
+        if self.raw.find(b"\xff\xd9", self.pos) < 0:
+            raise self.corrupt("truncated file (no EOI marker after the frame header)")
         try:
             # Samples of blocks no scan writes stay 0.  Slack at the end: with
             # non-integer sampling ratios stb reads rows longer than the
