@@ -25,10 +25,17 @@ bit for bit:
   fourth channel ignored.  EXIF orientation is ignored, like stb.
 
 Where stb's behaviour on a corrupt file is well defined we do the same (zero
-padding after a truncated entropy segment, a scan that stops at a non-restart
-marker, a scan ended by EOI).  Where stb would read uninitialised memory
-(samples of blocks no scan wrote) we use zeros; where stb's behaviour is
-undefined (out-of-range Huffman symbols) we raise :class:`JPEGError`.
+padding after an entropy segment cut short by a marker, a scan that stops at a
+non-restart marker, failure whenever no EOI marker is reached -- so every
+truncated file fails).  Where stb would read uninitialised memory (samples of
+blocks no scan wrote) we use zeros; where stb's behaviour is undefined
+(undefined tables, out-of-range Huffman symbols, an invalid code in a
+progressive DC scan, which stb does not check) or where it would hang (see
+``_Decoder.at_eof``) we raise :class:`JPEGError`.
+
+Sequential scans keep their dequantised coefficients and every block is
+transformed once after the last scan; that gives the same pixels as stb's
+transform-while-decoding, also when scans overlap or stop early.
 
 Files stb cannot decode (arithmetic coding, 12-bit samples, lossless,
 hierarchical) raise :class:`JPEGError` with a message starting with
@@ -946,6 +953,10 @@ class _Decoder:
         return (hi << 8) | self.get8()
 
     def at_eof(self) -> bool:
+        # stbi_load_from_memory's test.  (stbi_load on a FILE* relies on
+        # feof(), which the fseek of a segment skip past the end clears: a
+        # file whose last segment claims more bytes than remain then sends
+        # stb scanning for a marker forever.  We fail instead.)
         return self.pos >= self.n
 
     def get_marker(self) -> int:
