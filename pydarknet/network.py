@@ -11,7 +11,7 @@ from .config import CfgError, DarknetError, read_cfg
 from .layers import LAYER_TYPES
 
 # Layers darknet gives a cost (their mean is the network's cost in training).
-COST_LAYER_TYPES = frozenset({"yolo", "softmax", "cost", "region", "detection"})
+COST_LAYER_TYPES = frozenset({"yolo", "softmax", "cost", "region", "detection", "logistic"})
 
 # Refuse networks whose activations alone would need more than this for one image.
 MEMORY_LIMIT = 4 << 30

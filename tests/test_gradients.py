@@ -79,23 +79,24 @@ def numeric(f, array, indices, h):
     return out
 
 
-def check(ana, num, rtol, what):
+def check(ana, num, rtol, what, atol=0.0):
     ana = np.asarray(ana, np.float64)
     err = np.max(np.abs(ana - num))
     scale = max(np.max(np.abs(num)), 1e-6)
-    assert err <= rtol * scale, f"{what}: max |analytic - numerical| = {err:.3g}, max |gradient| = {scale:.3g}"
+    assert err <= rtol * scale + atol, \
+        f"{what}: max |analytic - numerical| = {err:.3g}, max |gradient| = {scale:.3g}"
 
 
 def pick(size, rng, limit=150):
     return np.arange(size) if size <= limit else np.sort(rng.choice(size, limit, replace=False))
 
 
-def check_network(net, x, rng, h=1e-2, rtol=2e-3, params=True):
+def check_network(net, x, rng, h=1e-2, rtol=2e-3, params=True, atol=0.0):
     r = rng.normal(size=(x.shape[0],) + net.layers[-1].out_shape).astype(np.float32)
     gx, updates = analytic(net, x, r)
     f = lambda: objective(net, x, r)  # noqa: E731
     idx = pick(x.size, rng)
-    check(gx.reshape(-1)[idx], numeric(f, x, idx, h), rtol, "input")
+    check(gx.reshape(-1)[idx], numeric(f, x, idx, h), rtol, "input", atol)
     if params:
         for layer in net.layers:
             for param, _, _ in layer.trainable:
@@ -104,7 +105,7 @@ def check_network(net, x, rng, h=1e-2, rtol=2e-3, params=True):
                     continue
                 idx = pick(a.size, rng)
                 check(updates[layer.index][param].reshape(-1)[idx], numeric(f, a, idx, h), rtol,
-                      f"layer {layer.index} {param}")
+                      f"layer {layer.index} {param}", atol)
     return gx, r
 
 
@@ -567,3 +568,63 @@ def test_crop_passes_no_gradient(tmp_path):
     x = rng.uniform(size=(1, 2, 6, 6)).astype(np.float32)
     gx, _ = analytic(net, x, rng.normal(size=(1, 2, 4, 4)).astype(np.float32))
     assert not gx.any()
+
+
+# -- the other layers ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("activation", ["logistic", "tanh", "elu"])
+def test_activation_layer(tmp_path, activation):
+    rng = np.random.default_rng(20)
+    net = make_net(tmp_path, 4, 4, 2, 2, "[convolutional]\nfilters=3\nsize=3\npad=1\nactivation=linear\n"
+                                          f"[activation]\nactivation={activation}\n"
+                                          "[convolutional]\nfilters=2\nsize=1\nactivation=linear\n")
+    randomize(net, rng)
+    check_network(net, rng.normal(size=(2, 2, 4, 4)).astype(np.float32), rng)
+
+
+def test_logistic_cross_entropy_layer(tmp_path):
+    """[logistic]: delta = truth - sigmoid(x), minus the gradient of the binary cross-entropy it reports."""
+    net, rng = loss_case(tmp_path, "[convolutional]\nfilters=2\nsize=3\npad=1\nactivation=linear\n[logistic]\n")
+    x = rng.normal(size=(2, 2, 4, 4)).astype(np.float32)
+    truth = rng.uniform(size=(2, 32)).astype(np.float32)
+    ana, num = loss_gradient(net, x, truth)
+    check(ana, -num, 2e-3, "logistic cross-entropy")
+
+
+def test_batchnorm_layer(tmp_path):
+    """[batchnorm] on its own: the gradient through batch statistics (n = 4 x 6 x 6 = 144 per channel)."""
+    rng = np.random.default_rng(21)
+    net = make_net(tmp_path, 6, 6, 2, 4, "[convolutional]\nfilters=3\nsize=3\npad=1\nactivation=linear\n"
+                                          "[batchnorm]\n[convolutional]\nfilters=2\nsize=1\nactivation=linear\n")
+    randomize(net, rng)
+    net.layers[1].scales[...] = [0.5, 1.5, 1.0]
+    net.layers[1].biases[...] = [0.1, -0.2, 0.3]
+    # (the convolution's biases have no effect through the batch-norm: their gradient is 0 up to float noise)
+    check_network(net, rng.normal(size=(4, 2, 6, 6)).astype(np.float32), rng, rtol=1e-2, atol=5e-4)
+    # darknet never updates this layer's parameters
+    net.seen += net.batch
+    net.update()
+    assert list(net.layers[1].scales) == [0.5, 1.5, 1.0]
+
+
+@pytest.mark.parametrize("size, stride, pad", [(3, 1, 1), (3, 2, 0), (1, 1, 0)])
+def test_local(tmp_path, size, stride, pad):
+    rng = np.random.default_rng(22)
+    net = make_net(tmp_path, 5, 5, 2, 2, f"[local]\nfilters=3\nsize={size}\nstride={stride}\npad={pad}\n"
+                                          "activation=logistic\n")
+    randomize(net, rng)
+    check_network(net, rng.normal(size=(2, 2, 5, 5)).astype(np.float32), rng)
+
+
+def test_lrn_and_l2norm_as_darknet(tmp_path):
+    """Darknet's backward of [normalization] (LRN) is its own approximation, delta * norm^-beta, and [l2norm]
+    passes the delta through unchanged; both are checked as such (not against the true gradient)."""
+    rng = np.random.default_rng(23)
+    net = make_net(tmp_path, 3, 3, 6, 1, "[lrn]\nsize=5\nalpha=0.5\nbeta=0.75\nkappa=2\n")
+    x = rng.normal(size=(1, 6, 3, 3)).astype(np.float32)
+    r = rng.normal(size=(1, 6, 3, 3)).astype(np.float32)
+    gx, _ = analytic(net, x, r)
+    factor = net.layers[0].output / x            # = norm^-beta
+    assert np.allclose(gx, factor * r, rtol=1e-5, atol=1e-6)
+    net = make_net(tmp_path, 3, 3, 4, 1, "[l2norm]\n")
+    gx, _ = analytic(net, x[:, :4], r[:, :4])
+    assert np.array_equal(gx, r[:, :4])

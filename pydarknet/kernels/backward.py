@@ -65,9 +65,18 @@ def gradient_array32(y, a, delta):
     if a == LINEAR:
         return
     chunk = 1 << 14
+    tenth = F32(0.1)
     for c in prange((y.size + chunk - 1) // chunk):
-        for i in range(c * chunk, min(y.size, (c + 1) * chunk)):
-            delta[i] = delta[i] * gradient32(y[i], a)
+        start, stop = c * chunk, min(y.size, (c + 1) * chunk)
+        if a == LEAKY:      # its own loop, which vectorizes
+            for i in range(start, stop):
+                delta[i] = delta[i] * (ONE if y[i] > 0 else tenth)
+        elif a == LOGISTIC:
+            for i in range(start, stop):
+                delta[i] = delta[i] * ((ONE - y[i]) * y[i])
+        else:
+            for i in range(start, stop):
+                delta[i] = delta[i] * gradient32(y[i], a)
 
 
 # -- biases and batch-norm -----------------------------------------------------------------------------------
@@ -303,3 +312,51 @@ def dropout_backward(delta, rand, probability, scale, prev_delta):
         for i in range(c * chunk, min(delta.size, (c + 1) * chunk)):
             if not rand[i] < probability:
                 prev_delta[i] += delta[i] * scale
+
+
+@njit(cache=True, parallel=True)
+def lrn_backward(x, size, alpha, beta, kappa, delta, prev_delta):
+    """darknet's (self-declared approximate) backward_normalization_layer: each input's delta is the output's
+    times norm^-beta, the norm rebuilt exactly as the forward pass builds it (kernels/normalization.py),
+    ignoring how the norm depends on the input. Added to prev_delta (darknet overwrites)."""
+    n, c, h, w = x.shape
+    for k in prange(n * h):
+        b = k // h
+        y = k % h
+        for xx in range(w):
+            norm = F32(kappa)
+            for ch in range(size // 2):
+                if ch < c:
+                    v = x[b, ch, y, xx]
+                    norm = F32(norm + F32(alpha * F32(v * v)))
+            prev_delta[b, 0, y, xx] += F32(math.pow(np.float64(norm), -np.float64(beta))) * delta[b, 0, y, xx]
+            for ch in range(1, c):
+                prev = ch - (size - 1) // 2 - 1
+                nxt = ch + size // 2
+                if prev >= 0:
+                    v = x[b, prev, y, xx]
+                    norm = F32(norm + F32(-alpha * F32(v * v)))
+                if nxt < c:
+                    v = x[b, nxt, y, xx]
+                    norm = F32(norm + F32(alpha * F32(v * v)))
+                prev_delta[b, ch, y, xx] += F32(math.pow(np.float64(norm), -np.float64(beta))) * delta[b, ch, y, xx]
+
+
+@njit(cache=True, parallel=True)
+def local_backward(col, delta, weights, weight_updates, col_delta):
+    """[local] for one image: col (k, L) the input's im2col columns, delta (n, L), weights (L, n, k).
+    weight_updates[j] += outer(delta[:, j], col[:, j]); col_delta[:, j] = weights[j]^T delta[:, j]
+    (col_delta is then folded back onto the image by col2im)."""
+    k, locations = col.shape
+    n = delta.shape[0]
+    for j in prange(locations):
+        for f in range(n):
+            d = delta[f, j]
+            wu = weight_updates[j, f]
+            for i in range(k):
+                wu[i] += d * col[i, j]
+        for i in range(k):
+            s = F32(0.0)
+            for f in range(n):
+                s += weights[j, f, i] * delta[f, j]
+            col_delta[i, j] = s

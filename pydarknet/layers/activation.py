@@ -2,7 +2,10 @@
 (darknet's logistic cross-entropy layer, whose loss only matters in training)."""
 import numpy as np
 
+from ..config import DarknetError
 from ..kernels.activations import CODE as ACTIVATIONS, LOGISTIC, activate_array
+from ..kernels.backward import axpy, gradient_array32
+from ..kernels.loss import logistic_cross_entropy
 from .base import Layer
 from .convolutional import parse_activation
 
@@ -27,7 +30,16 @@ class Activation(Layer):
         out = self.output_buffer(x.shape[0])
         out[...] = x
         activate_array(out.reshape(-1), ACTIVATIONS[self.activation])
+        if isinstance(self, Logistic) and net.train and net.truth is not None:
+            self.loss_forward(out, net)
         return out
+
+    def backward(self, net):
+        """The activation's gradient, then the delta added to the previous layer's (darknet copies it over)."""
+        gradient_array32(self.output.reshape(-1), ACTIVATIONS[self.activation], self.delta.reshape(-1))
+        prev = self.prev_delta(net)
+        if prev is not None:
+            axpy(np.float32(1), self.delta.reshape(-1), prev.reshape(-1))
 
 
 class Logistic(Activation):
@@ -41,3 +53,21 @@ class Logistic(Activation):
 
     def describe(self):
         return f"logistic x entropy                             {self.inputs:4d}"
+
+    def loss_forward(self, out, net):
+        """darknet's logistic_x_ent_cpu against net.truth: delta = truth - p (minus the gradient of the binary
+        cross-entropy with respect to the logistic's input), cost = sum of the cross-entropies."""
+        batch = out.shape[0]
+        truth = np.ascontiguousarray(net.truth.reshape(batch, -1))
+        if truth.shape[1] != self.inputs:
+            raise DarknetError(f"layer {self.index} ([logistic], {self.inputs} inputs): the truth has "
+                               f"{truth.shape[1]} values per image")
+        loss = np.empty(out.size, np.float32)
+        self.cost = np.float32(logistic_cross_entropy(out.reshape(-1), truth.reshape(-1), self.delta.reshape(-1),
+                                                      loss))
+
+    def backward(self, net):
+        """The delta is already with respect to the input: added to the previous layer's."""
+        prev = self.prev_delta(net)
+        if prev is not None:
+            axpy(np.float32(1), self.delta.reshape(-1), prev.reshape(-1))

@@ -6,6 +6,7 @@ saved or loaded (they stay 0 after loading)."""
 import numpy as np
 
 from ..kernels.activations import LINEAR
+from ..kernels.backward import axpy
 from ..kernels.conv import normalize_scale_bias_activate
 from .base import Layer, zeros
 
@@ -41,6 +42,27 @@ class Batchnorm(Layer):
         c, h, w = self.in_shape
         out = self.output_buffer(batch)
         out[...] = x
+        if net.train:
+            from .convolutional import batchnorm_forward_train
+            batchnorm_forward_train(self, out.reshape(batch, c, h * w), "linear")
+            return out
         normalize_scale_bias_activate(out.reshape(batch, c, h * w), self.rolling_mean, self.rolling_variance,
                                       self.scales, self.biases, LINEAR, True)
         return out
+
+    # -- training ------------------------------------------------------------------------------------------
+    # darknet gives this layer a backward pass but no update: its scales and biases never change in training
+    # (the updates are accumulated and left unused), which is reproduced.
+    def start_training(self, net):
+        for name in ("scale_updates", "bias_updates"):
+            if getattr(self, name, None) is None:
+                setattr(self, name, np.zeros_like(self.scales))
+
+    def backward(self, net):
+        from .convolutional import batchnorm_backward_layer
+        batch = self.delta.shape[0]
+        c, h, w = self.in_shape
+        batchnorm_backward_layer(self, self.delta.reshape(batch, c, h * w))
+        prev = self.prev_delta(net)
+        if prev is not None:
+            axpy(np.float32(1), self.delta.reshape(-1), prev.reshape(-1))

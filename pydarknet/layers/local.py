@@ -8,7 +8,8 @@ one per output value (filters, out_h, out_w).
 import numpy as np
 
 from ..kernels.activations import CODE as ACTIVATIONS, activate_array
-from ..kernels.conv import im2col
+from ..kernels.backward import gradient_array32
+from ..kernels.conv import col2im, im2col
 from ..kernels.local import local_forward
 from .base import Layer, zeros
 from .convolutional import parse_activation
@@ -17,6 +18,7 @@ from .convolutional import parse_activation
 class Local(Layer):
     type = "local"
     names = ("local",)
+    trainable = (("biases", "bias_updates", False), ("weights", "weight_updates", True))
 
     def __init__(self, section, in_shape, net, index):
         self.section, self.index = section, index
@@ -77,3 +79,25 @@ class Local(Layer):
             local_forward(col, self.weights, biases, out[b].reshape(n, locations))
         activate_array(out.reshape(-1), ACTIVATIONS[self.activation])
         return out
+
+    # -- training ------------------------------------------------------------------------------------------
+    def backward(self, net):
+        """darknet's backward_local_layer: activation gradient, bias_updates += delta, then per image the
+        per-location weight gradient and (with a previous layer) the input gradient through col2im (added)."""
+        from ..kernels.backward import local_backward
+        batch = self.delta.shape[0]
+        n, out_h, out_w = self.out_shape
+        locations = out_h * out_w
+        k = self.weights.shape[2]
+        gradient_array32(self.output.reshape(-1), ACTIVATIONS[self.activation], self.delta.reshape(-1))
+        for b in range(batch):
+            self.bias_updates += self.delta[b]
+        x = self.prev_input(net)
+        prev = self.prev_delta(net)
+        col = np.empty((k, locations), np.float32)
+        col_delta = np.empty((k, locations), np.float32)
+        for b in range(batch):
+            im2col(x[b], self.size, self.stride, self.pad, col)
+            local_backward(col, self.delta[b].reshape(n, locations), self.weights, self.weight_updates, col_delta)
+            if prev is not None:
+                col2im(col_delta, self.size, self.stride, self.pad, prev[b])

@@ -2,6 +2,7 @@
 vector divided by its L2 norm."""
 import numpy as np
 
+from ..kernels.backward import axpy, lrn_backward
 from ..kernels.normalization import l2_normalize, local_response_norm
 from .base import Layer
 
@@ -35,6 +36,13 @@ class Normalization(Layer):
                             out)
         return out
 
+    def backward(self, net):
+        """darknet's approximation: delta times norm^-beta, as if the norm did not depend on the input."""
+        prev = self.prev_delta(net)
+        if prev is not None:
+            lrn_backward(self.prev_input(net), self.size, np.float32(self.alpha), np.float32(self.beta),
+                         np.float32(self.kappa), self.delta, prev)
+
 
 class L2norm(Layer):
     type = "l2norm"
@@ -58,3 +66,9 @@ class L2norm(Layer):
         self.scales = np.empty_like(out)
         l2_normalize(x.reshape(batch, c, h * w), out.reshape(batch, c, h * w), self.scales.reshape(batch, c, h * w))
         return out
+
+    def backward(self, net):
+        """darknet passes the delta through unchanged (its CPU backward ignores the normalisation)."""
+        prev = self.prev_delta(net)
+        if prev is not None:
+            axpy(np.float32(1), self.delta.reshape(-1), prev.reshape(-1))
