@@ -285,6 +285,83 @@ cli.add_command(summary, "print")
 cli.add_command(summary, "ops")
 
 
+# -- evaluation -----------------------------------------------------------------------------------------------
+def progress_bar(label):
+    """A progress callback drawing a bar on stderr when it is a terminal (and not -q); else None."""
+    if chatter["quiet"] or not sys.stderr.isatty():
+        return None
+
+    def show(i, n):
+        done = int(30 * i / max(n, 1))
+        end = "\n" if i >= n else ""
+        print(f"\r{label} {i}/{n} [{'#' * done}{' ' * (30 - done)}]", end=end, file=sys.stderr, flush=True)
+    return show
+
+
+def print_lines(lines):
+    for line in lines:
+        print(line)
+
+
+@detector.command("map", context_settings=CONTEXT)
+@click.argument("data")
+@click.argument("cfg")
+@click.argument("weights")
+@click.option("-points", "points", type=click.Choice(["0", "11", "101"]), default="0", show_default=True,
+              help="0: area under the curve; 11: VOC2007; 101: COCO.")
+@click.option("-thresh", "thresh", type=float, default=0.25, show_default=True, help="For TP/FP/precision/recall.")
+@click.option("-iou_thresh", "iou_thresh", type=float, default=0.5, show_default=True, help="IoU of a match.")
+@click.option("-letter_box", "-letterbox", "letter_box", is_flag=True, help="Letterbox the images (else as the cfg).")
+@click.option("--json", "as_json", is_flag=True, help="Add a JSON summary line at the end.")
+@common
+def detector_map(data, cfg, weights, points, thresh, iou_thresh, letter_box, as_json, quiet, debug):
+    """mAP over valid= as AlexeyAB's `detector map` prints it."""
+    from .evaluate import run_map
+    lines, summary = run_map(data, cfg, weights, thresh=thresh, iou_thresh=iou_thresh, points=int(points),
+                             letter_box=letter_box, progress=progress_bar("map"))
+    print_lines(lines)
+    if as_json:
+        print(json.dumps(summary))
+
+
+@detector.command("valid", context_settings=CONTEXT)
+@click.argument("data")
+@click.argument("cfg")
+@click.argument("weights")
+@click.option("-out", "out", default=None, help="Results folder [the data file's results=, else results].")
+@common
+def detector_valid(data, cfg, weights, out, quiet, debug):
+    """Write VOC (comp4_det_test_<class>.txt) or COCO (eval=coco) result files for valid=."""
+    from .evaluate import run_valid
+    files, _ = run_valid(data, cfg, weights, out_dir=out, progress=progress_bar("valid"))
+    for path in files:
+        note(f"wrote {path}")
+
+
+@detector.command("recall", context_settings=CONTEXT)
+@click.argument("data")
+@click.argument("cfg")
+@click.argument("weights")
+@common
+def detector_recall(data, cfg, weights, quiet, debug):
+    """pjreddie's running recall and IoU over valid=."""
+    from .evaluate import run_recall
+    run_recall(data, cfg, weights, on_line=lambda line: print(line, flush=True))
+
+
+@classifier.command("valid", context_settings=CONTEXT)
+@click.argument("data")
+@click.argument("cfg")
+@click.argument("weights")
+@click.option("--strict-labels", is_flag=True, help="Every path must contain exactly one label.")
+@common
+def classifier_valid(data, cfg, weights, strict_labels, quiet, debug):
+    """Top-1 and top-k accuracy over valid=, labels from the image paths."""
+    from .evaluate import run_classifier_valid
+    run_classifier_valid(data, cfg, weights, strict_labels=strict_labels, progress=progress_bar("valid"),
+                         on_line=lambda line: print(line, flush=True))
+
+
 # -- anchors --------------------------------------------------------------------------------------------------
 def anchors_options(fn):
     fn = click.option("--cfg", "cfg", default=None, help="Also write <cfg>-anchors.cfg with these anchors, masks "

@@ -221,3 +221,17 @@ def test_anchors_more_clusters_than_boxes_is_an_error(in_tmp):
     (in_tmp / "one.data").write_text("classes=1\ntrain=train.txt\n")
     code, out, err = run(["anchors", "one.data", "-num_of_clusters", "3", "-width", "64", "-height", "64"])
     assert code == 1 and "Traceback" not in err and "1" in err and "3" in err
+
+
+def test_detector_map_prints_alexeyabs_report(monkeypatch):
+    shapes = shared_path("datasets", "shapes")
+    golden = shared_path("golden", "map")
+    monkeypatch.chdir(shapes)  # shapes.data's lists are relative to the dataset folder
+    result = invoke(["detector", "map", "shapes.data", str(golden / "shapes-tiny.cfg"),
+                     str(golden / "shapes-tiny_final.weights"), "-points", "11", "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    *report, summary = result.stdout.splitlines()
+    expected = (golden / "alexeyab_map_points11.txt").read_text().splitlines()
+    start = expected.index(next(l for l in expected if "calculation mAP" in l))
+    assert [l for l in report if l.strip()] == [l for l in expected[start:] if l.strip()]
+    assert json.loads(summary)["map"] == pytest.approx(0.629505, abs=1e-6)
