@@ -4,6 +4,13 @@ The arithmetic follows darknet's CPU code type for type, so that a training step
 where darknet computes in float the kernels compute in float32, where C promotes to double (a double
 literal, `sqrt`, `pow`) they do too and round where darknet stores. Sums run in darknet's index order.
 
+Darknet is built with -Ofast, which lets GCC vectorize sums kept in a local variable (sum_array, mag_array,
+backward_scale_cpu's sum, gemm_nt's dot products) with four float32 lanes: lane l adds the terms i = l, l+4,
+..., the lanes are combined as (l0 + l2) + (l1 + l3) and the terms after the last full group of four follow
+one by one (`sum4`); sums into array elements (mean_cpu, mean_delta_cpu, ...) stay sequential, and a
+division by a loop-invariant float becomes a product with its float reciprocal. Checked bit for bit against
+darknet's own functions built with gcc -Ofast.
+
 Conventions: `delta` is darknet's delta, the *negative* gradient of the loss with respect to a layer's output
 (darknet adds `lr * updates` to the weights, so its updates are negative gradients too). Every backward
 kernel here ADDS what it passes to an earlier layer's delta; none overwrites.
@@ -20,6 +27,59 @@ F32 = np.float32
 ONE = np.float32(1.0)
 BN_EPS = np.float32(0.00001)      # darknet's `.00001f` in the batch-norm backward
 NORM_EPS = np.float32(0.000001)   # and `.000001f` in normalize_cpu
+
+
+# -- sums in darknet's -Ofast order ---------------------------------------------------------------------------
+@njit(cache=True, inline="always")
+def sum4(a, start, stop, init):
+    """init + the float32 sum of a[start:stop] in four lanes (GCC's vectorized reduction)."""
+    n = stop - start
+    m = start + n - n % 4
+    s0 = F32(0.0)
+    s1 = F32(0.0)
+    s2 = F32(0.0)
+    s3 = F32(0.0)
+    for i in range(start, m, 4):
+        s0 += a[i]
+        s1 += a[i + 1]
+        s2 += a[i + 2]
+        s3 += a[i + 3]
+    t = init + ((s0 + s2) + (s1 + s3))
+    for i in range(m, stop):
+        t += a[i]
+    return t
+
+
+@njit(cache=True, inline="always")
+def dot4(a, b, start, stop, init):
+    """init + the float32 sum of a[i]*b[i] (each product rounded) over [start, stop), in four lanes."""
+    n = stop - start
+    m = start + n - n % 4
+    s0 = F32(0.0)
+    s1 = F32(0.0)
+    s2 = F32(0.0)
+    s3 = F32(0.0)
+    for i in range(start, m, 4):
+        s0 += a[i] * b[i]
+        s1 += a[i + 1] * b[i + 1]
+        s2 += a[i + 2] * b[i + 2]
+        s3 += a[i + 3] * b[i + 3]
+    t = init + ((s0 + s2) + (s1 + s3))
+    for i in range(m, stop):
+        t += a[i] * b[i]
+    return t
+
+
+@njit(cache=True)
+def sum_array(a):
+    """darknet's sum_array on a flat float32 array (four lanes, see sum4)."""
+    return sum4(a, 0, a.size, F32(0.0))
+
+
+@njit(cache=True)
+def sum_squares(a):
+    """sum of a*a as darknet's mag_array accumulates it before its sqrt (four lanes)."""
+    return dot4(a, a, 0, a.size, F32(0.0))
 
 
 # -- activations ---------------------------------------------------------------------------------------------
@@ -83,16 +143,12 @@ def gradient_array32(y, a, delta):
 @njit(cache=True, parallel=True)
 def backward_bias(bias_updates, delta):
     """bias_updates[f] += sum of delta (n, c, spatial) over the spatial positions, image by image
-    (darknet's backward_bias: one float sum per image and channel, each added on its own)."""
+    (darknet's backward_bias: one sum_array per image and channel, each added on its own)."""
     n, c, spatial = delta.shape
     for f in prange(c):
         acc = bias_updates[f]
         for b in range(n):
-            s = F32(0.0)
-            row = delta[b, f]
-            for i in range(spatial):
-                s += row[i]
-            acc += s
+            acc += sum4(delta[b, f], 0, spatial, F32(0.0))
         bias_updates[f] = acc
 
 
@@ -150,22 +206,17 @@ def batchnorm_backward(delta, x, x_norm, mean, variance, scales, bias_updates, s
     """
     n, c, spatial = delta.shape
     count = n * spatial
-    fcount = F32(count)
+    inv_count = F32(F32(1.0) / F32(count))     # -Ofast: mean_delta / (spatial*batch) as a product
     for f in prange(c):
-        # bias (backward_bias: a float sum per image, then added)
+        # bias (backward_bias: a sum_array per image, then added)
         acc = bias_updates[f]
         for b in range(n):
-            s = F32(0.0)
-            row = delta[b, f]
-            for i in range(spatial):
-                s += row[i]
-            acc += s
+            acc += sum4(delta[b, f], 0, spatial, F32(0.0))
         bias_updates[f] = acc
-        # scale (backward_scale_cpu: one float sum over the batch)
+        # scale (backward_scale_cpu: one sum over the batch, vectorized over each image's pixels)
         s = F32(0.0)
         for b in range(n):
-            for i in range(spatial):
-                s += delta[b, f, i] * x_norm[b, f, i]
+            s = dot4(delta[b, f], x_norm[b, f], 0, spatial, s)
         scale_updates[f] += s
         # delta *= scale, and the mean/variance sums
         sc = scales[f]
@@ -188,7 +239,7 @@ def batchnorm_backward(delta, x, x_norm, mean, variance, scales, bias_updates, s
         root = math.sqrt(np.float64(ve))
         md = F32(np.float64(md) * (-1.0 / root))
         vd = F32(np.float64(vd) * (-0.5 * math.pow(np.float64(ve), -1.5)))
-        mterm = np.float64(md / fcount)
+        mterm = np.float64(md * inv_count)
         for b in range(n):
             row = delta[b, f]
             xrow = x[b, f]
@@ -286,22 +337,6 @@ def avgpool_backward(delta, prev_delta):
                 plane[y, x] += d
 
 
-# -- sums ----------------------------------------------------------------------------------------------------
-@njit(cache=True)
-def sum_squares(a):
-    """sum of a*a in float32, in index order (darknet's mag_array before its sqrt)."""
-    s = F32(0.0)
-    for i in range(a.size):
-        s += a[i] * a[i]
-    return s
-
-
-@njit(cache=True)
-def sum_array(a):
-    s = F32(0.0)
-    for i in range(a.size):
-        s += a[i]
-    return s
 
 
 @njit(cache=True, parallel=True)

@@ -7,6 +7,8 @@ import math
 import numpy as np
 from numba import njit
 
+from .backward import sum4
+
 F32 = np.float32
 
 
@@ -143,31 +145,25 @@ def yolo_delta(p, truth, biases, mask, netw, neth, ignore_thresh, truth_thresh, 
 @njit(cache=True)
 def softmax_cross_entropy(pred, truth, delta, loss):
     """darknet's softmax_x_ent_cpu on flat arrays: delta = truth - pred, loss = -log(pred) where truth is
-    nonzero (not weighted by it), 0 elsewhere. Returns the float32 sum of the losses in index order."""
-    total = F32(0.0)
+    nonzero (not weighted by it), 0 elsewhere. Returns their sum as darknet's sum_array makes it."""
     for i in range(pred.size):
         t = truth[i]
         q = pred[i]
-        e = F32(-math.log(np.float64(q))) if t != 0 else F32(0.0)
-        loss[i] = e
+        loss[i] = F32(-math.log(np.float64(q))) if t != 0 else F32(0.0)
         delta[i] = t - q
-        total += e
-    return total
+    return sum4(loss, 0, loss.size, F32(0.0))
 
 
 @njit(cache=True)
 def logistic_cross_entropy(pred, truth, delta, loss):
     """darknet's logistic_x_ent_cpu: loss = -t log p - (1-t) log(1-p), delta = t - p; returns the sum."""
-    total = F32(0.0)
     for i in range(pred.size):
         t = truth[i]
         q = pred[i]
-        e = F32(np.float64(-t) * math.log(np.float64(q))
-                - np.float64(F32(1.0) - t) * math.log(np.float64(F32(1.0) - q)))
-        loss[i] = e
+        loss[i] = F32(np.float64(-t) * math.log(np.float64(q))
+                      - np.float64(F32(1.0) - t) * math.log(np.float64(F32(1.0) - q)))
         delta[i] = truth[i] - pred[i]
-        total += e
-    return total
+    return sum4(loss, 0, loss.size, F32(0.0))
 
 
 SECRET_NUM = np.float32(-1234)
@@ -176,25 +172,21 @@ SECRET_NUM = np.float32(-1234)
 @njit(cache=True)
 def cost_l2(pred, truth, delta, error):
     """darknet's l2_cpu: delta = truth - pred, error = delta^2; returns the float32 sum of the errors."""
-    total = F32(0.0)
     for i in range(pred.size):
         diff = truth[i] - pred[i]
         error[i] = diff * diff
         delta[i] = diff
-        total += error[i]
-    return total
+    return sum4(error, 0, error.size, F32(0.0))
 
 
 @njit(cache=True)
 def cost_l1(pred, truth, delta, error):
     """darknet's l1_cpu: error = |truth - pred|, delta = its sign (-1 at 0)."""
-    total = F32(0.0)
     for i in range(pred.size):
         diff = truth[i] - pred[i]
         error[i] = abs(diff)
         delta[i] = F32(1.0) if diff > 0 else F32(-1.0)
-        total += error[i]
-    return total
+    return sum4(error, 0, error.size, F32(0.0))
 
 
 @njit(cache=True)
@@ -202,7 +194,6 @@ def cost_smooth_l1(pred, truth, delta, error):
     """darknet's smooth_l1_cpu, as written: inside |diff| < 1 error = diff^2 and delta = diff; outside
     error = 2|diff| - 1 but delta = 1 for diff < 0 and -1 for diff > 0 -- the sign opposite to the inside
     (pjreddie's code pushes large errors the wrong way; reproduced)."""
-    total = F32(0.0)
     for i in range(pred.size):
         diff = truth[i] - pred[i]
         a = abs(diff)
@@ -212,5 +203,4 @@ def cost_smooth_l1(pred, truth, delta, error):
         else:
             error[i] = F32(2.0) * a - F32(1.0)
             delta[i] = F32(1.0) if diff < 0 else F32(-1.0)
-        total += error[i]
-    return total
+    return sum4(error, 0, error.size, F32(0.0))

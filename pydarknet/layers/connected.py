@@ -10,7 +10,8 @@ from ..kernels.backward import backward_bias, gradient_array32
 from ..kernels.conv import normalize_scale_bias_activate
 from ..kernels.dense import dense_nt
 from .base import Layer, zeros
-from .convolutional import batchnorm_backward_layer, batchnorm_forward_train, parse_activation, product
+from ..kernels.products import gemm_nn, gemm_tn
+from .convolutional import batchnorm_backward_layer, batchnorm_forward_train, parse_activation
 
 
 class Connected(Layer):
@@ -84,10 +85,6 @@ class Connected(Layer):
         else:
             backward_bias(self.bias_updates, delta.reshape(batch, self.outputs, 1))
         x = net.input.reshape(batch, self.inputs)
-        grad = np.empty_like(self.weights)
-        product(delta.T, x, grad)
-        self.weight_updates += grad
+        gemm_tn(delta, x, self.weight_updates, accumulate=True)
         if net.delta is not None:
-            back = np.empty((batch, self.inputs), np.float32)
-            product(delta, self.weights, back)
-            net.delta.reshape(batch, self.inputs)[...] += back
+            gemm_nn(delta, self.weights, net.delta.reshape(batch, self.inputs), accumulate=True)

@@ -1,7 +1,7 @@
 """[convolutional]: filters x (size x size x c/groups) kernels, optional batch-norm, then an activation.
 
-Forward is im2col (Numba) + one sgemm per image and group (numpy's BLAS), then one fused Numba pass for
-batch-norm, bias and activation. In training, batch-norm uses the batch's statistics; backward is per
+Forward is im2col (Numba) + one sgemm per image and group (kernels.products: numpy's BLAS by default), then
+one fused Numba pass for batch-norm, bias and activation. In training, batch-norm uses the batch's statistics; backward is per
 image and group two matrix products (weight gradient, input gradient) and a col2im.
 """
 import numpy as np
@@ -9,6 +9,7 @@ import numpy as np
 from ..kernels.activations import CODE as ACTIVATIONS
 from ..kernels.backward import backward_bias, batchnorm_backward, batchnorm_train_forward, gradient_array32
 from ..kernels.conv import col2im, im2col, normalize_scale_bias_activate
+from ..kernels.products import gemm_nn, gemm_nt, gemm_tn
 from .base import Layer, zeros
 
 
@@ -32,10 +33,6 @@ def batchnorm_backward_layer(layer, delta):
                        layer.bias_updates, layer.scale_updates)
 
 
-def product(a, b, out):
-    """out = a @ b in float32: every matrix product of the convolution (forward, and both backward products,
-    through transposed views) is made here, so the summation order is decided in one place."""
-    np.matmul(a, b, out=out)
 
 
 def parse_activation(layer, default):
@@ -119,7 +116,7 @@ class Convolutional(Layer):
                     col = im.reshape(cg, h * w)
                 else:
                     im2col(im, self.size, self.stride, self.pad, col)
-                product(self.weights[j * m:(j + 1) * m], col, out[b, j * m:(j + 1) * m])
+                gemm_nn(self.weights[j * m:(j + 1) * m], col, out[b, j * m:(j + 1) * m])
         return out
 
     def forward(self, x, net):
@@ -165,15 +162,13 @@ class Convolutional(Layer):
                 else:
                     im2col(im, self.size, self.stride, self.pad, col)
                     cols = col
-                product(d, cols.T, grad)                              # weight gradient of this image
+                gemm_nt(d, cols, grad)                                # weight gradient of this image
                 self.weight_updates[j * m:(j + 1) * m] += grad
                 if prev is None:
                     continue
-                wt = self.weights[j * m:(j + 1) * m].T                # (k, m)
                 target = prev[b, j * cg:(j + 1) * cg]
+                gemm_tn(self.weights[j * m:(j + 1) * m], d, col)      # W^T delta: (k, spatial)
                 if direct:
-                    product(wt, d, col)
                     target.reshape(cg, h * w)[...] += col
                 else:
-                    product(wt, d, col)
                     col2im(col, self.size, self.stride, self.pad, target)
