@@ -39,7 +39,8 @@ def im2col(im, size, stride, pad, col):
 
 @njit(cache=True, parallel=True)
 def col2im(col, size, stride, pad, im):
-    """The adjoint of im2col: add every column entry back onto the pixel it came from (im is accumulated)."""
+    """The adjoint of im2col: add every column entry back onto the pixel it came from (im is accumulated).
+    Each pixel receives its terms in darknet's col2im_cpu order (rows, then output positions)."""
     c, h, w = im.shape
     out_h = (h + 2 * pad - size) // stride + 1
     out_w = (w + 2 * pad - size) // stride + 1
@@ -48,15 +49,26 @@ def col2im(col, size, stride, pad, im):
             row = ch * size * size + k
             kx = k % size
             ky = k // size
+            # output columns x whose input column kx + x*stride - pad falls inside [0, w)
             x0 = min(out_w, max(0, -((kx - pad) // stride)))
             x1 = max(x0, min(out_w, (w - 1 + pad - kx) // stride + 1))
+            n = x1 - x0
+            src_row = col[row]
             for y in range(out_h):
                 iy = ky + y * stride - pad
                 if iy < 0 or iy >= h:
                     continue
+                dst = im[ch, iy]
                 first = kx + x0 * stride - pad
-                for x in range(x0, x1):
-                    im[ch, iy, first + (x - x0) * stride] += col[row, y * out_w + x]
+                s0 = y * out_w + x0
+                if stride == 1:  # contiguous on both sides: a loop that vectorizes
+                    d = dst[first:first + n]
+                    src = src_row[s0:s0 + n]
+                    for x in range(n):
+                        d[x] += src[x]
+                else:
+                    for x in range(n):
+                        dst[first + x * stride] += src_row[s0 + x]
 
 
 @njit(cache=True, parallel=True)
