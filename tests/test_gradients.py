@@ -628,3 +628,13 @@ def test_lrn_and_l2norm_as_darknet(tmp_path):
     net = make_net(tmp_path, 3, 3, 4, 1, "[l2norm]\n")
     gx, _ = analytic(net, x[:, :4], r[:, :4])
     assert np.array_equal(gx, r[:, :4])
+
+
+@pytest.mark.parametrize("options", ["stride=2", "stride=2\nreverse=1", "flatten=1", "flatten=1\nreverse=1",
+                                     "extra=5"])
+def test_reorg(tmp_path, options):
+    rng = np.random.default_rng(24)
+    net = make_net(tmp_path, 4, 4, 8, 2, f"[convolutional]\nfilters=8\nsize=1\nactivation=linear\n"
+                                          f"[reorg]\n{options}\n[connected]\noutput=3\nactivation=linear\n")
+    randomize(net, rng)
+    check_network(net, rng.normal(size=(2, 8, 4, 4)).astype(np.float32), rng)

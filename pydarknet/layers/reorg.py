@@ -8,6 +8,8 @@ YOLOv2 were trained through this mapping, so it is what must be reproduced (the 
 checks it). `reverse=1` runs the forward direction, `flatten=1` only transposes planes to interleaved
 channels (and back with reverse), `extra=N` copies the input and appends N zeros.
 """
+import numpy as np
+
 from ..kernels.reorg import flatten, reorg
 from .base import Layer
 
@@ -77,3 +79,22 @@ class Reorg(Layer):
             # pjreddie: forward=1 when reversed, forward=0 (the gather) when not
             reorg(src, w, h, c, batch, self.stride, 1 if self.reverse else 0, dst)
         return out
+
+    def backward(self, net):
+        """The adjoint of the shuffle (its inverse: every value goes back where it came from), added to the
+        previous layer's delta; extra=: the first inputs' deltas only."""
+        prev = self.prev_delta(net)
+        if prev is None:
+            return
+        batch = self.delta.shape[0]
+        c, h, w = self.in_shape
+        if self.extra:
+            prev.reshape(batch, -1)[...] += self.delta.reshape(batch, -1)[:, :self.inputs]
+            return
+        back = np.empty(prev.size, np.float32)
+        src = self.delta.reshape(-1)
+        if self.flatten:
+            flatten(src, h * w, c, batch, 1 if self.reverse else 0, back)
+        else:
+            reorg(src, w, h, c, batch, self.stride, 0 if self.reverse else 1, back)
+        prev.reshape(-1)[...] += back
