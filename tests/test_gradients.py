@@ -638,3 +638,169 @@ def test_reorg(tmp_path, options):
                                           f"[reorg]\n{options}\n[connected]\noutput=3\nactivation=linear\n")
     randomize(net, rng)
     check_network(net, rng.normal(size=(2, 8, 4, 4)).astype(np.float32), rng)
+
+
+# -- YOLOv2 and YOLOv1 losses --------------------------------------------------------------------------------------
+REGION_ANCHORS = [1.0, 1.5, 2.0, 1.0, 1.2, 2.4]   # three anchors, in grid cells of a 4 x 4 grid
+
+
+def region_terms(z, truth, classes, seen, thresh, softmax):
+    """Plain-Python reading of darknet's forward_region_layer (no class tree, coords = 4): for each element with
+    a delta, (kind, target, weight) of the implied loss. 'sq_logistic': weight/2 * (target - sigmoid(z))^2;
+    'square': weight/2 * (target - z)^2; 'softmax': one term per (b, a, j, i) cell, weight * cross-entropy of
+    the softmax over the classes against a one-hot target; 'logistic': weight * cross-entropy of sigmoid(z)."""
+    batch, n, _, lh, lw = z.shape
+    sig = 1 / (1 + np.exp(-z))
+    terms = {}
+    for b in range(batch):
+        boxes = [t for t in truth[b].reshape(-1, 5)[:30] if t[0] != 0]
+        for j in range(lh):
+            for i in range(lw):
+                for a in range(n):
+                    aw, ah = REGION_ANCHORS[2 * a], REGION_ANCHORS[2 * a + 1]
+                    pred = ((i + sig[b, a, 0, j, i]) / lw, (j + sig[b, a, 1, j, i]) / lh,
+                            np.exp(z[b, a, 2, j, i]) * aw / lw, np.exp(z[b, a, 3, j, i]) * ah / lh)
+                    best = max([iou(pred, t) for t in boxes] + [0])
+                    terms[(b, a, 4, j, i)] = ("sq_logistic", 0.0, 1.0)
+                    if best > thresh:
+                        del terms[(b, a, 4, j, i)]
+                    if seen < 12800:
+                        for row, target in ((0, 0.5), (1, 0.5), (2, 0.0), (3, 0.0)):
+                            terms[(b, a, row, j, i)] = ("sq_logistic" if row < 2 else "square", target, 0.01)
+        for t in boxes:
+            i, j = int(t[0] * lw), int(t[1] * lh)
+            ious = []
+            for a in range(n):
+                pw = np.exp(z[b, a, 2, j, i]) * REGION_ANCHORS[2 * a] / lw
+                ph = np.exp(z[b, a, 3, j, i]) * REGION_ANCHORS[2 * a + 1] / lh
+                ious.append(iou((0, 0, pw, ph), (0, 0, t[2], t[3])))
+            a = int(np.argmax(ious))
+            aw, ah = REGION_ANCHORS[2 * a], REGION_ANCHORS[2 * a + 1]
+            scale = 2 - t[2] * t[3]
+            terms[(b, a, 0, j, i)] = ("sq_logistic", t[0] * lw - i, scale)
+            terms[(b, a, 1, j, i)] = ("sq_logistic", t[1] * lh - j, scale)
+            terms[(b, a, 2, j, i)] = ("square", np.log(t[2] * lw / aw), scale)
+            terms[(b, a, 3, j, i)] = ("square", np.log(t[3] * lh / ah), scale)
+            terms[(b, a, 4, j, i)] = ("sq_logistic", 1.0, 1.0)
+            if softmax:
+                terms[(b, a, "cls", j, i)] = ("softmax", int(t[4]), 1.0)
+            else:
+                for c in range(classes):
+                    terms[(b, a, 5 + c, j, i)] = ("logistic", float(c == int(t[4])), 1.0)
+    return terms
+
+
+def region_case(tmp_path, softmax, seen):
+    classes = 3
+    channels = 3 * (5 + classes)
+    net = make_net(tmp_path, 4, 4, channels, 2,
+                   f"[region]\nanchors={','.join(map(str, REGION_ANCHORS))}\nclasses={classes}\nnum=3\n"
+                   f"coords=4\nsoftmax={softmax}\nthresh=0.6\n")
+    net.seen = seen
+    rng = np.random.default_rng(25)
+    z = rng.normal(0, 1, size=(2, channels, 4, 4)).astype(np.float32)
+    truth = np.zeros((2, 30, 5), np.float32)
+    truth[0, 0] = [0.30, 0.40, 0.30, 0.35, 1]
+    truth[0, 1] = [0.80, 0.70, 0.10, 0.20, 0]
+    truth[1, 0] = [0.55, 0.15, 0.45, 0.25, 2]
+    return net, z, truth, classes
+
+
+@pytest.mark.parametrize("softmax, seen", [(1, 20000), (0, 20000), (1, 0)])
+def test_region_delta_is_minus_gradient_of_implied_loss(tmp_path, softmax, seen):
+    """[region]: after backward (which multiplies the x, y and objectness deltas by the logistic's gradient, as
+    darknet's GPU code does), the input delta is minus the gradient of the implied loss."""
+    net, z, truth, classes = region_case(tmp_path, softmax, seen)
+    net.forward_train(z, truth)
+    layer = net.layers[0]
+    delta_out = layer.delta.copy()
+    assert layer.cost == pytest.approx(float(np.sum(delta_out.astype(np.float64) ** 2)), rel=1e-5)
+    gx = np.zeros_like(z)
+    net.backward(input_delta=gx)
+    shape = (2, 3, 5 + classes, 4, 4)
+    z5 = z.reshape(shape).astype(np.float64)
+    terms = region_terms(z5, truth, classes, seen, 0.6, softmax)
+
+    def loss(zz):
+        total = 0.0
+        for key, (kind, target, weight) in terms.items():
+            if kind == "softmax":
+                b, a, _, j, i = key
+                logits = zz[b, a, 5:, j, i]
+                total += weight * (np.log(np.sum(np.exp(logits - logits.max()))) + logits.max() - logits[target])
+                continue
+            v = zz[key]
+            if kind == "sq_logistic":
+                total += weight / 2 * (target - 1 / (1 + np.exp(-v))) ** 2
+            elif kind == "square":
+                total += weight / 2 * (target - v) ** 2
+            else:
+                p = 1 / (1 + np.exp(-v))
+                total += -weight * (target * np.log(p) + (1 - target) * np.log(1 - p))
+        return total
+    num = np.zeros(z5.size)
+    flat = z5.reshape(-1)
+    h = 1e-6
+    for k in range(flat.size):
+        old = flat[k]
+        flat[k] = old + h
+        fp = loss(z5)
+        flat[k] = old - h
+        fm = loss(z5)
+        flat[k] = old
+        num[k] = -(fp - fm) / (2 * h)
+    assert np.allclose(gx.reshape(-1), num, rtol=1e-4, atol=3e-6), np.max(np.abs(gx.reshape(-1) - num))
+
+
+def test_region_statistics_line(tmp_path, capsys):
+    net, z, truth, classes = region_case(tmp_path, 1, 20000)
+    net.quiet = False
+    net.forward_train(z, truth)
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("Region Avg IOU: ") and err.endswith("Avg Recall: " + err.split("Avg Recall: ")[1])
+    assert err.endswith(",  count: 3")
+
+
+def test_detection_delta(tmp_path):
+    """[detection] (YOLOv1): squared error on the raw outputs, the responsible box chosen by IoU; with
+    softmax=0 the delta is minus the gradient of the implied loss (half the sum of the weighted squares)."""
+    side, n, classes = 3, 2, 2
+    inputs = side * side * (classes + n * 5)
+    net = make_net(tmp_path, inputs, 1, 1, 2, f"[detection]\nclasses={classes}\ncoords=4\nrescore=0\nside={side}\n"
+                                               f"num={n}\nsoftmax=0\nsqrt=1\nobject_scale=1\nnoobject_scale=.5\n"
+                                               "class_scale=1\ncoord_scale=5\n")
+    rng = np.random.default_rng(26)
+    x = rng.uniform(0.1, 0.9, size=(2, 1, 1, inputs)).astype(np.float32)
+    truth = np.zeros((2, side * side, 1 + classes + 4), np.float32)
+    truth[0, 4] = [1, 0, 1, 0.4, 0.6, 0.5, 0.3]
+    truth[1, 0] = [1, 1, 0, 0.2, 0.1, 0.3, 0.6]
+    net.forward_train(x, truth.reshape(2, -1))
+    layer = net.layers[0]
+    gx = np.zeros_like(x)
+    net.backward(input_delta=gx)
+    cells = side * side
+    out = x.reshape(2, -1).astype(np.float64)
+    expect = np.zeros_like(out)
+    for b in range(2):
+        for c in range(cells):
+            conf = cells * classes + c * n
+            expect[b, conf:conf + n] = 0.5 * (0 - out[b, conf:conf + n])
+            if truth[b, c, 0] == 0:
+                continue
+            expect[b, c * classes:(c + 1) * classes] = truth[b, c, 1:1 + classes] - out[b, c * classes:(c + 1) * classes]
+            t = truth[b, c, 1 + classes:].astype(np.float64)
+            tbox = (t[0] / side, t[1] / side, t[2], t[3])
+            best, best_iou = 0, -1
+            for k in range(n):
+                o = out[b, cells * (classes + n) + (c * n + k) * 4:][:4]
+                v = iou((o[0] / side, o[1] / side, o[2] ** 2, o[3] ** 2), tbox)
+                if v > best_iou:
+                    best, best_iou = k, v
+            assert best_iou > 0
+            bi = cells * (classes + n) + (c * n + best) * 4
+            expect[b, conf + best] = 1 - out[b, conf + best]
+            expect[b, bi:bi + 2] = 5 * (t[:2] - out[b, bi:bi + 2])
+            expect[b, bi + 2:bi + 4] = 5 * (np.sqrt(t[2:]) - out[b, bi + 2:bi + 4])
+    assert np.allclose(layer.delta.reshape(2, -1), expect, rtol=1e-5, atol=1e-6)
+    assert np.array_equal(gx.reshape(2, -1), layer.delta.reshape(2, -1))
+    assert layer.cost == pytest.approx(float(np.sum(expect ** 2)), rel=1e-5)

@@ -5,7 +5,7 @@ Float semantics follow darknet's C code (float32 where it computes in float, dou
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from .backward import sum4
 
@@ -204,3 +204,298 @@ def cost_smooth_l1(pred, truth, delta, error):
             error[i] = F32(2.0) * a - F32(1.0)
             delta[i] = F32(1.0) if diff < 0 else F32(-1.0)
     return sum4(error, 0, error.size, F32(0.0))
+
+
+# -- YOLOv2 ([region]) -----------------------------------------------------------------------------------------
+@njit(cache=True, inline="always")
+def _region_box(p, b, a, i, j, anchor_w, anchor_h):
+    """darknet's get_region_box: sizes relative to the grid (anchors are in grid cells)."""
+    lh, lw = p.shape[3], p.shape[4]
+    x = (F32(i) + p[b, a, 0, j, i]) / F32(lw)
+    y = (F32(j) + p[b, a, 1, j, i]) / F32(lh)
+    w = F32(math.exp(np.float64(p[b, a, 2, j, i])) * np.float64(anchor_w) / lw)
+    h = F32(math.exp(np.float64(p[b, a, 3, j, i])) * np.float64(anchor_h) / lh)
+    return x, y, w, h
+
+
+@njit(cache=True, inline="always")
+def _region_delta_box(p, delta, b, a, i, j, tx0, ty0, tw0, th0, anchor_w, anchor_h, scale):
+    """darknet's delta_region_box; returns the IoU of the prediction with the target box."""
+    lh, lw = p.shape[3], p.shape[4]
+    px, py, pw, ph = _region_box(p, b, a, i, j, anchor_w, anchor_h)
+    iou = _iou(px, py, pw, ph, tx0, ty0, tw0, th0)
+    tx = tx0 * F32(lw) - F32(i)
+    ty = ty0 * F32(lh) - F32(j)
+    tw = F32(math.log(np.float64(tw0 * F32(lw) / anchor_w)))
+    th = F32(math.log(np.float64(th0 * F32(lh) / anchor_h)))
+    delta[b, a, 0, j, i] = scale * (tx - p[b, a, 0, j, i])
+    delta[b, a, 1, j, i] = scale * (ty - p[b, a, 1, j, i])
+    delta[b, a, 2, j, i] = scale * (tw - p[b, a, 2, j, i])
+    delta[b, a, 3, j, i] = scale * (th - p[b, a, 3, j, i])
+    return iou
+
+
+@njit(cache=True)
+def _region_delta_class(p, delta, b, a, i, j, first, cls, classes, scale, tag, parent, group, group_offset,
+                        group_size):
+    """darknet's delta_region_class (first: the row of class 0); returns what it adds to avg_cat."""
+    if parent.size > 0:
+        pred = F32(1.0)
+        c = cls
+        while c >= 0:
+            pred *= p[b, a, first + c, j, i]
+            g = group[c]
+            for k in range(group_size[g]):
+                row = first + group_offset[g] + k
+                delta[b, a, row, j, i] = scale * (F32(0.0) - p[b, a, row, j, i])
+            delta[b, a, first + c, j, i] = scale * (F32(1.0) - p[b, a, first + c, j, i])
+            c = parent[c]
+        return pred
+    if delta[b, a, first, j, i] != 0 and tag:
+        delta[b, a, first + cls, j, i] = scale * (F32(1.0) - p[b, a, first + cls, j, i])
+        return F32(0.0)
+    for k in range(classes):
+        delta[b, a, first + k, j, i] = scale * ((F32(1.0) if k == cls else F32(0.0)) - p[b, a, first + k, j, i])
+    return p[b, a, first + cls, j, i]
+
+
+@njit(cache=True)
+def region_delta(p, truth, biases, coords, seen, thresh, bias_match, rescore, background, coord_scale,
+                 object_scale, noobject_scale, mask_scale, class_scale, tag, parent, group, group_offset,
+                 group_size, class_map, delta):
+    """darknet's forward_region_layer in training mode (YOLOv2), after the activations.
+
+    p, delta: (batch, anchors, coords + 1 + classes, h, w); truth: (batch, boxes * (coords + 1)) flat rows of
+    x y w h [mask values] class, ending at the first x == 0 (at most 30 boxes, as darknet reads). The tree
+    arrays are empty without a class tree, class_map empty without a map. Returns (sum IoU, sum class prob,
+    sum obj, sum obj over all predictions, recall count, count, class_count)."""
+    batch, n, entries, lh, lw = p.shape
+    classes = entries - coords - 1
+    per = coords + 1
+    boxes = min(30, truth.shape[1] // per)
+    obj_row = coords
+    first = coords + 1
+    avg_iou = F32(0.0)
+    recall = F32(0.0)
+    avg_cat = F32(0.0)
+    avg_obj = F32(0.0)
+    avg_anyobj = F32(0.0)
+    count = 0
+    class_count = 0
+    for b in range(batch):
+        if parent.size > 0:
+            onlyclass = False
+            for t in range(boxes):
+                tx = truth[b, t * per]
+                if tx == 0:
+                    break
+                cls = int(truth[b, t * per + coords])
+                if tx > 100000 and truth[b, t * per + 1] > 100000:
+                    # a classification-only label: train the class at the most confident prediction
+                    maxp = F32(0.0)
+                    maxa, maxj, maxi = 0, 0, 0
+                    for a in range(n):
+                        for j in range(lh):
+                            for i in range(lw):
+                                scale = p[b, a, obj_row, j, i]
+                                delta[b, a, obj_row, j, i] = noobject_scale * (F32(0.0) - scale)
+                                prob = F32(1.0)
+                                c = cls
+                                while c >= 0:
+                                    prob *= p[b, a, first + c, j, i]
+                                    c = parent[c]
+                                prob = scale * prob
+                                if prob > maxp:
+                                    maxp = prob
+                                    maxa, maxj, maxi = a, j, i
+                    avg_cat += _region_delta_class(p, delta, b, maxa, maxi, maxj, first, cls, classes, class_scale,
+                                                   tag, parent, group, group_offset, group_size)
+                    delta[b, maxa, obj_row, maxj, maxi] = 0
+                    class_count += 1
+                    onlyclass = True
+                    break
+            if onlyclass:
+                continue
+        for j in range(lh):
+            for i in range(lw):
+                for a in range(n):
+                    px, py, pw, ph = _region_box(p, b, a, i, j, biases[2 * a], biases[2 * a + 1])
+                    best_iou = F32(0.0)
+                    for t in range(boxes):
+                        if truth[b, t * per] == 0:
+                            break
+                        iou = _iou(px, py, pw, ph, truth[b, t * per], truth[b, t * per + 1], truth[b, t * per + 2],
+                                   truth[b, t * per + 3])
+                        if iou > best_iou:
+                            best_iou = iou
+                    obj = p[b, a, obj_row, j, i]
+                    avg_anyobj += obj
+                    delta[b, a, obj_row, j, i] = noobject_scale * (F32(0.0) - obj)
+                    if background:
+                        delta[b, a, obj_row, j, i] = noobject_scale * (F32(1.0) - obj)
+                    if best_iou > thresh:
+                        delta[b, a, obj_row, j, i] = 0
+                    if seen < 12800:
+                        # early on, pull every box towards its anchor at the cell centre
+                        _region_delta_box(p, delta, b, a, i, j, F32((i + 0.5) / lw), F32((j + 0.5) / lh),
+                                          biases[2 * a] / F32(lw), biases[2 * a + 1] / F32(lh),
+                                          biases[2 * a], biases[2 * a + 1], F32(0.01))
+        for t in range(boxes):
+            tx, ty = truth[b, t * per], truth[b, t * per + 1]
+            if tx == 0:
+                break
+            tw, th = truth[b, t * per + 2], truth[b, t * per + 3]
+            i = min(int(tx * F32(lw)), lw - 1)
+            j = min(int(ty * F32(lh)), lh - 1)
+            best_iou = F32(0.0)
+            best_n = 0
+            for a in range(n):
+                px, py, pw, ph = _region_box(p, b, a, i, j, biases[2 * a], biases[2 * a + 1])
+                if bias_match:
+                    pw = biases[2 * a] / F32(lw)
+                    ph = biases[2 * a + 1] / F32(lh)
+                iou = _iou(F32(0.0), F32(0.0), pw, ph, F32(0.0), F32(0.0), tw, th)
+                if iou > best_iou:
+                    best_iou = iou
+                    best_n = a
+            a = best_n
+            iou = _region_delta_box(p, delta, b, a, i, j, tx, ty, tw, th, biases[2 * a], biases[2 * a + 1],
+                                    coord_scale * (F32(2.0) - tw * th))
+            if coords > 4:
+                # darknet reads the mask targets from the truth row's 6th value on
+                for k in range(coords - 4):
+                    src = t * per + 5 + k
+                    target = truth[b, src] if src < truth.shape[1] else F32(0.0)
+                    delta[b, a, 4 + k, j, i] = F32(mask_scale) * (target - p[b, a, 4 + k, j, i])
+            if iou > 0.5:
+                recall += 1
+            avg_iou += iou
+            obj = p[b, a, obj_row, j, i]
+            avg_obj += obj
+            delta[b, a, obj_row, j, i] = object_scale * (F32(1.0) - obj)
+            if rescore:
+                delta[b, a, obj_row, j, i] = object_scale * (iou - obj)
+            if background:
+                delta[b, a, obj_row, j, i] = object_scale * (F32(0.0) - obj)
+            cls = int(truth[b, t * per + coords])
+            if class_map.size > 0:
+                cls = class_map[cls]
+            avg_cat += _region_delta_class(p, delta, b, a, i, j, first, cls, classes, class_scale, tag, parent,
+                                           group, group_offset, group_size)
+            count += 1
+            class_count += 1
+    return avg_iou, avg_cat, avg_obj, avg_anyobj, recall, count, class_count
+
+
+@njit(cache=True, parallel=True)
+def region_logistic_gradient(out, delta, coords, background):
+    """The logistic's gradient on the x, y (and, without background, objectness) rows of a [region] delta
+    (darknet's backward_region_layer_gpu). out, delta: (batch, anchors, entries, h, w)."""
+    batch, n = out.shape[0], out.shape[1]
+    for k in prange(batch * n):
+        b = k // n
+        a = k % n
+        for row in range(coords + 1):
+            if row >= 2 and row < coords:
+                continue
+            if row == coords and background:
+                continue
+            o = out[b, a, row].reshape(-1)
+            d = delta[b, a, row].reshape(-1)
+            for i in range(o.size):
+                d[i] = d[i] * ((F32(1.0) - o[i]) * o[i])
+
+
+# -- YOLOv1 ([detection]) ---------------------------------------------------------------------------------------
+@njit(cache=True)
+def detection_delta(out, truth, side, n, classes, coords, sqrt_wh, forced, rescore, coord_scale, object_scale,
+                    noobject_scale, class_scale, random_index, delta):
+    """darknet's forward_detection_layer in training mode (YOLOv1) on flat (batch, inputs) arrays.
+
+    The truth is darknet's grid layout, per cell: is-object, `classes` one-hot values, x y w h (x, y within
+    the cell, w, h relative to the image). random_index (batch, cells) overrides the responsible box when
+    given (darknet's random=1 before 64000 images), else it is empty. Returns (sum IoU, sum class prob of
+    the true classes, sum of all class probs, sum obj, sum obj over all boxes, count)."""
+    batch = out.shape[0]
+    locations = side * side
+    per = 1 + classes + coords
+    avg_iou = F32(0.0)
+    avg_cat = F32(0.0)
+    avg_allcat = F32(0.0)
+    avg_obj = F32(0.0)
+    avg_anyobj = F32(0.0)
+    count = 0
+    fside = F32(side)
+    for b in range(batch):
+        for i in range(locations):
+            t0 = i * per
+            is_obj = int(truth[b, t0])
+            for j in range(n):
+                pi = locations * classes + i * n + j
+                delta[b, pi] = noobject_scale * (F32(0.0) - out[b, pi])
+                avg_anyobj += out[b, pi]
+            if not is_obj:
+                continue
+            ci = i * classes
+            for j in range(classes):
+                delta[b, ci + j] = class_scale * (truth[b, t0 + 1 + j] - out[b, ci + j])
+                if truth[b, t0 + 1 + j] != 0:
+                    avg_cat += out[b, ci + j]
+                avg_allcat += out[b, ci + j]
+            tb = t0 + 1 + classes
+            tx = truth[b, tb] / fside
+            ty = truth[b, tb + 1] / fside
+            tw = truth[b, tb + 2]
+            th = truth[b, tb + 3]
+            best_index = -1
+            best_iou = F32(0.0)
+            best_rmse = F32(20.0)
+            for j in range(n):
+                bi = locations * (classes + n) + (i * n + j) * coords
+                ox = out[b, bi] / fside
+                oy = out[b, bi + 1] / fside
+                ow = out[b, bi + 2]
+                oh = out[b, bi + 3]
+                if sqrt_wh:
+                    ow = ow * ow
+                    oh = oh * oh
+                iou = _iou(ox, oy, ow, oh, tx, ty, tw, th)
+                dx, dy = np.float64(ox - tx), np.float64(oy - ty)
+                dw, dh = np.float64(ow - tw), np.float64(oh - th)
+                rmse = F32(math.sqrt(dx * dx + dy * dy + dw * dw + dh * dh))
+                if best_iou > 0 or iou > 0:
+                    if iou > best_iou:
+                        best_iou = iou
+                        best_index = j
+                else:
+                    if rmse < best_rmse:
+                        best_rmse = rmse
+                        best_index = j
+            if forced:
+                best_index = 1 if tw * th < 0.1 else 0
+            if random_index.size > 0:
+                best_index = random_index[b, i]
+            if best_index < 0:
+                best_index = 0   # darknet would index before the array (a NaN prediction); take the first box
+            bi = locations * (classes + n) + (i * n + best_index) * coords
+            ox = out[b, bi] / fside
+            oy = out[b, bi + 1] / fside
+            ow = out[b, bi + 2]
+            oh = out[b, bi + 3]
+            if sqrt_wh:
+                ow = ow * ow
+                oh = oh * oh
+            iou = _iou(ox, oy, ow, oh, tx, ty, tw, th)
+            pi = locations * classes + i * n + best_index
+            avg_obj += out[b, pi]
+            delta[b, pi] = F32(np.float64(object_scale) * (1.0 - np.float64(out[b, pi])))
+            if rescore:
+                delta[b, pi] = object_scale * (iou - out[b, pi])
+            for k in range(4):
+                delta[b, bi + k] = coord_scale * (truth[b, tb + k] - out[b, bi + k])
+            if sqrt_wh:
+                for k in range(2, 4):
+                    delta[b, bi + k] = coord_scale * (F32(math.sqrt(np.float64(truth[b, tb + k]))) - out[b, bi + k])
+            avg_iou += iou
+            count += 1
+    return avg_iou, avg_cat, avg_allcat, avg_obj, avg_anyobj, count

@@ -4,9 +4,14 @@ For a side x side grid the input holds, in this order: every cell's `classes` cl
 `num` box confidences, every cell's `num` boxes (x, y, w, h). Forward only applies a per-cell softmax to the
 class scores when `softmax=1`; decoding gives num boxes per cell.
 """
+import sys
+
 import numpy as np
 
 from ..boxes import Detections
+from ..config import DarknetError
+from ..kernels.backward import axpy, sum_squares
+from ..kernels.loss import detection_delta
 from ..kernels.region import softmax_groups
 from .base import Layer
 
@@ -72,7 +77,51 @@ class Detection(Layer):
             for b in range(batch):
                 softmax_groups(flat[b * self.inputs:], self.classes, 1, 0, cells, self.classes, 1,
                                np.float32(1.0), flat[b * self.inputs:])
+        if net.train:
+            self.loss(out, net)
         return out
+
+    # -- training ------------------------------------------------------------------------------------------
+    def loss(self, out, net):
+        """darknet's forward_detection_layer in training mode (YOLOv1): squared-error deltas on the raw
+        outputs. Truth: darknet's grid layout, per cell (is-object, classes one-hot, x, y in the cell, w, h),
+        i.e. (batch, side*side*(1 + classes + 4)). Each object cell trains its classes, and the box with the
+        best IoU (or, while no box overlaps, the smallest RMSE; forced=1: by size; random=1 before 64000
+        images: a random one, from numpy's global RNG) towards the truth and objectness 1; every other box's
+        objectness towards 0. cost = sum of delta^2."""
+        batch = out.shape[0]
+        cells = self.side * self.side
+        need = cells * (1 + self.classes + self.coords)
+        truth = np.ascontiguousarray(net.truth.reshape(batch, -1))
+        if truth.shape[1] < need:
+            raise DarknetError(f"layer {self.index} ([detection]): the truth has {truth.shape[1]} values per "
+                               f"image, the {self.side}x{self.side} grid needs {need} (is-object, {self.classes} "
+                               f"classes, x y w h per cell)")
+        random_index = (np.random.randint(self.n, size=(batch, cells)).astype(np.int64)
+                        if self.random and net.seen < 64000 else np.zeros((0, 0), np.int64))
+        f = np.float32
+        stats = detection_delta(out.reshape(batch, -1), truth[:, :need], self.side, self.n, self.classes,
+                                self.coords, bool(self.sqrt), bool(self.forced), bool(self.rescore),
+                                f(self.coord_scale), f(self.object_scale), f(self.noobject_scale),
+                                f(self.class_scale), random_index, self.delta.reshape(batch, -1))
+        mag = np.float32(np.sqrt(np.float64(sum_squares(self.delta.reshape(-1)))))
+        self.cost = np.float32(np.float64(mag) ** 2)
+        avg_iou, avg_cat, avg_allcat, avg_obj, avg_anyobj, count = stats
+        from .yolo import _c, _ratio
+        self.stats = dict(avg_iou=_ratio(avg_iou, count), avg_cat=_ratio(avg_cat, count),
+                          avg_allcat=_ratio(avg_allcat, count * self.classes), avg_obj=_ratio(avg_obj, count),
+                          avg_anyobj=_ratio(avg_anyobj, batch * cells * self.n), count=count)
+        if not getattr(net, "quiet", False):
+            s = self.stats
+            print(f"Detection Avg IOU: {_c(s['avg_iou'])}, Pos Cat: {_c(s['avg_cat'])}, "
+                  f"All Cat: {_c(s['avg_allcat'])}, Pos Obj: {_c(s['avg_obj'])}, Any Obj: {_c(s['avg_anyobj'])}, "
+                  f"count: {count}", file=sys.stderr)
+
+    def backward(self, net):
+        """The delta added to the previous layer's as it is (darknet's)."""
+        prev = self.prev_delta(net)
+        if prev is not None:
+            axpy(np.float32(1), self.delta.reshape(-1), prev.reshape(-1))
 
     def detections(self, output, w, h, netw, neth, thresh, hier_thresh=0.5, relative=True, letterbox=True):
         """Darknet's get_detection_detections for one image's output: num boxes per cell (cell by cell),

@@ -10,12 +10,15 @@ stride and divides by an unset temperature of 0 (all NaN; darknet issues #143 an
 softmax the way darknet's GPU code does (one softmax per group, per anchor and cell, temperature 1),
 which is what YOLO9000's weights expect. Without a tree every step follows the CPU code.
 """
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from ..boxes import Detections, correct_boxes
 from ..config import DarknetError
+from ..kernels.backward import axpy, sum_squares
+from ..kernels.loss import region_delta, region_logistic_gradient
 from ..kernels.region import region_forward, region_tree_probs
 from ..tree import read_map, read_tree
 from .base import Layer
@@ -110,7 +113,72 @@ class Region(Layer):
             offsets = sizes = np.zeros(0, np.int64)
         region_forward(x.reshape(-1), out.reshape(-1), batch * self.n, self.entries, h * w, self.coords,
                        self.classes, self.background, bool(self.softmax), offsets, sizes)
+        if net.train:
+            self.loss(out, net)
         return out
+
+    # -- training ------------------------------------------------------------------------------------------
+    def loss(self, out, net):
+        """darknet's forward_region_layer in training mode: the YOLOv2 deltas and cost (sum of delta^2).
+
+        Every prediction's objectness is pushed to 0 (noobject_scale) unless it overlaps a truth by more than
+        thresh; until 12800 images are seen every box is also pulled (scale .01) to its anchor at the cell
+        centre; each truth (at most 30, rows x y w h [mask] class) goes to the anchor of its cell whose shape
+        fits best, with box deltas times coord_scale*(2 - w*h), objectness 1 (object_scale; the IoU with
+        rescore), and class deltas (a softmax's or the logistics', or along a class tree's path). Deltas of
+        x, y and objectness are taken on the logistic's output; backward multiplies them by its gradient, as
+        darknet's GPU backward does (pjreddie's CPU backward of this layer is empty: it cannot train it)."""
+        batch = out.shape[0]
+        _, h, w = self.out_shape
+        shape = (batch, self.n, self.entries, h, w)
+        truth = np.ascontiguousarray(net.truth.reshape(batch, -1))
+        per = self.coords + 1
+        for b in range(batch):
+            for t in range(min(30, truth.shape[1] // per)):
+                row = truth[b, t * per:(t + 1) * per]
+                if row[0] == 0:
+                    break
+                cls = int(row[self.coords])
+                limit = len(self.map) if self.map is not None else self.classes
+                if not 0 <= cls < limit:
+                    raise DarknetError(f"layer {self.index} ([region], {self.classes} classes): truth box of "
+                                       f"class {row[self.coords]:g} in image {b} of the batch")
+        t = self.tree
+        empty = np.zeros(0, np.int64)
+        parent, group, offsets, sizes = ((t.parent, t.group, t.group_offset, t.group_size) if t is not None
+                                         else (empty, empty, empty, empty))
+        class_map = np.asarray(self.map, np.int64) if self.map is not None else empty
+        delta = self.delta.reshape(shape)
+        f = np.float32
+        stats = region_delta(out.reshape(shape), truth, self.biases, self.coords, int(net.seen), f(self.thresh),
+                             bool(self.bias_match), bool(self.rescore), bool(self.background),
+                             f(self.coord_scale), f(self.object_scale), f(self.noobject_scale),
+                             int(self.mask_scale), f(self.class_scale), not self.softmax, parent, group,
+                             offsets, sizes, class_map, delta)
+        mag = np.float32(np.sqrt(np.float64(sum_squares(self.delta.reshape(-1)))))
+        self.cost = np.float32(np.float64(mag) ** 2)
+        avg_iou, avg_cat, avg_obj, avg_anyobj, recall, count, class_count = stats
+        from .yolo import _c, _ratio
+        self.stats = dict(avg_iou=_ratio(avg_iou, count), avg_cat=_ratio(avg_cat, class_count),
+                          avg_obj=_ratio(avg_obj, count), avg_anyobj=_ratio(avg_anyobj, h * w * self.n * batch),
+                          recall=_ratio(recall, count), count=count)
+        if not getattr(net, "quiet", False):
+            s = self.stats
+            print(f"Region Avg IOU: {_c(s['avg_iou'])}, Class: {_c(s['avg_cat'])}, Obj: {_c(s['avg_obj'])}, "
+                  f"No Obj: {_c(s['avg_anyobj'])}, Avg Recall: {_c(s['recall'])},  count: {count}",
+                  file=sys.stderr)
+
+    def backward(self, net):
+        """The logistic's gradient on the x, y and objectness deltas, then the delta added to the previous
+        layer's (darknet's GPU backward; mask values and classes pass as they are)."""
+        batch = self.delta.shape[0]
+        _, h, w = self.out_shape
+        shape = (batch, self.n, self.entries, h, w)
+        region_logistic_gradient(self.output.reshape(shape), self.delta.reshape(shape), self.coords,
+                                 bool(self.background))
+        prev = self.prev_delta(net)
+        if prev is not None:
+            axpy(np.float32(1), self.delta.reshape(-1), prev.reshape(-1))
 
     def detections(self, output, w, h, netw, neth, thresh, hier_thresh=0.5, relative=True, letterbox=True,
                    map=None):
