@@ -12,9 +12,18 @@ when it parses the [net] section), and for each chunk runs darknet's train_netwo
 forward in training mode with the truth, backward, and an update of every layer once `subdivisions` chunks
 have been accumulated. It returns the average cost per image (float32), as train_network does.
 
-Truth layouts (y): detectors ([yolo], [region], [detection]) take (n, boxes, 5) rows `x y w h class` relative to
-the image, the rows after the last box all zero (darknet reads up to 90); classifiers take one-hot rows
-(n, classes) (any array with n rows: it is flattened per image, as darknet's d.y matrix).
+Truth layouts (y, any array with n rows: it is flattened per image, as darknet's d.y matrix):
+- [yolo]: (n, 90, 5) rows `x y w h class` relative to the image, zero rows after the last box;
+- [region]: the same rows (with coords > 4, `x y w h <mask values> class`), at most 30 read;
+- [detection] (YOLOv1): darknet's grid, per cell `is-object, classes one-hot, x y (within the cell) w h`;
+- [softmax]/[logistic]/[cost]: one value per output, e.g. one-hot rows (n, classes) for a classifier.
+
+Output layers print darknet's statistics line (to stderr) on every chunk unless `net.quiet` is set; the
+last values are kept in `layer.stats`.
+
+Exactness: every operation follows darknet's float arithmetic and -Ofast summation orders except the matrix
+products, which use numpy's BLAS unless `kernels.products.set_backend("darknet")` (or PYDARKNET_PRODUCTS=
+darknet) selects darknet's exact order; with it the golden training runs are reproduced bit for bit.
 
 Parameter updates (darknet's update_*_layer on the CPU), with B = net.batch * net.subdivisions images per
 update and lr = get_current_rate(net) * the layer's `learning_rate=` scale, for every parameter p with its
