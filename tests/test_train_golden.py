@@ -34,7 +34,7 @@ WEIGHT_TOL = 1e-4
 
 # what this implementation measured (max over the 8 steps / over all weights), for the record
 # (max relative loss error over the steps, max scaled weight error) with numpy's BLAS for the products
-MEASURED = {"tiny_train": (8.7e-7, 8.2e-6), "resnet18_train": (8.3e-5, 2.9e-5), "yolov3-tiny_train": (1.1e-5, 1.4e-6)}
+MEASURED = {"tiny_train": (9.7e-7, 8.2e-6), "resnet18_train": (8.4e-5, 2.9e-5), "yolov3-tiny_train": (1.0e-5, 1.7e-6)}
 
 
 def run_golden(case_dir, steps=8):
