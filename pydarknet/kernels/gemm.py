@@ -1,0 +1,539 @@
+"""Darknet's matrix product, bit for bit, at close to BLAS speed.
+
+The contract
+------------
+Darknet's gemm (gemm.c, built -Ofast for plain x86-64: SSE2, no FMA) computes C = A @ B as
+
+    for i: for k = 0 .. K-1: a = A[i, k]; for j: C[i, j] = C[i, j] + a * B[k, j]
+
+in float32, from C = 0 (the convolution zero-fills its output first). Every output element is therefore
+its own chain of float32 operations, c = 0; c = c + (a[k] * b[k]) for k = 0, 1, ..., K-1, in which each
+product is rounded to float32 before it is added: a separate multiply and add, never a fused multiply-add.
+A gemm that evaluates exactly these chains reproduces darknet to the last bit. BLAS does not: it splits
+the k sum into partial sums and uses FMA, and through a deep network the difference grows to 1e-3.
+
+Everything *between* chains is free. Elements may be computed in any order, on any thread, and a chain may
+be paused (its float32 partial sum stored in C) and resumed later; only the k order inside one chain and
+the separate rounding of each product are fixed. The kernel uses exactly that freedom:
+
+* register tiles of 6 (or 4) rows x 16 columns of C, held in twelve (eight) 8-float AVX registers for a
+  whole block of k, updated with one `vmulps` and one `vaddps` per 8 products. On Zen and Haswell these
+  two have the throughput of one FMA, so exactness costs no peak speed. The tile is written in LLVM IR
+  (`_make_micro`) with plain `fmul`/`fadd` and no fast-math flags: LLVM may neither contract them into an
+  FMA nor reassociate. `tests/test_gemm.py` checks this on inputs where an FMA rounds differently;
+* k blocks of at most 256: a 256 x 16 panel of B (16 KiB) then stays in L1 while the tiles of a row block
+  go by. Between blocks the chains wait in C and the next block reloads them, which is exact;
+* B copied into 16-column panels (zero-padded on the right) and each row block of A into the tiles'
+  order, so the tile reads both contiguously; C is only loaded and stored at the tile edges (masked);
+* threads own disjoint tiles of C: row blocks when B is shared by many rows, column panels when M is small.
+
+Variants: `sgemm_darknet` (C = A B), `sgemm_darknet_tn` (C = A^T B, darknet's gemm_tn) and
+`sgemm_darknet_nt` (C = A B^T, darknet's gemm_nt) differ only in the strides used to pack A and B. With
+``accumulate=True`` the chains start from C's current values (darknet's BETA = 1 for gemm_nn and gemm_tn).
+Darknet's gemm_nt instead forms the whole sum from zero and adds it to C once: compute it into a scratch
+array and do `C += scratch` with numpy (one float32 add per element, also exact).
+
+Operands must be float32 and C-contiguous. Denormals are kept as they are (darknet's -Ofast build flushes
+them to zero); the golden networks never produce one.
+"""
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+NR = 16           # columns of B per register tile (two 8-float vectors); rows are 6, or 4 at the bottom
+KC = 256          # longest k block: a KC x NR panel of B fits in L1
+MC_MAX = 240      # rows of A per row block: the packed block (MC_MAX x KC floats) stays in L2
+B_BLOCK = 32768   # floats of B a thread packs per k block when it owns all rows (128 KiB, in L2)
+WIDE_PANELS = 32  # per thread: at least this many panels and at most MC_MAX rows -> threads split columns
+
+_F32 = ir.FloatType()
+_V8 = ir.VectorType(_F32, 8)
+_I64 = ir.IntType(64)
+_I32 = ir.IntType(32)
+_M8 = ir.VectorType(ir.IntType(1), 8)
+_I64x8 = ir.VectorType(_I64, 8)
+_I8P = ir.IntType(8).as_pointer()
+
+
+def _i64(x):
+    return ir.Constant(_I64, x)
+
+
+def _i32(x):
+    return ir.Constant(_I32, x)
+
+
+def _is_f32_array(t):
+    return isinstance(t, types.Array) and t.dtype == types.float32
+
+
+def _data(context, builder, aty, val):
+    return cgutils.create_struct_proxy(aty)(context, builder, value=val).data
+
+
+def _declare(builder, name, ret, params):
+    if name in builder.module.globals:
+        return builder.module.globals[name]
+    return ir.Function(builder.module, ir.FunctionType(ret, params), name=name)
+
+
+def _masked_load(builder):
+    """llvm.masked.load of 8 floats: lanes off in the mask are not read (and come back as `passthru`)."""
+    return _declare(builder, "llvm.masked.load.v8f32.p0", _V8, [_V8.as_pointer(), _I32, _M8, _V8])
+
+
+def _masked_store(builder):
+    return _declare(builder, "llvm.masked.store.v8f32.p0", ir.VoidType(), [_V8, _V8.as_pointer(), _I32, _M8])
+
+
+def _prefetch(builder):
+    return _declare(builder, "llvm.prefetch.p0", ir.VoidType(), [_I8P, _I32, _I32, _I32])
+
+
+def _splat_i64(builder, value):
+    v = builder.insert_element(ir.Constant(_I64x8, ir.Undefined), value, _i32(0))
+    return builder.shuffle_vector(v, ir.Constant(_I64x8, ir.Undefined), ir.Constant(ir.VectorType(_I32, 8), [0] * 8))
+
+
+def _lane_mask(builder, first, limit_splat):
+    """<8 x i1>: lane l is on when first + l < limit."""
+    return builder.icmp_signed("<", ir.Constant(_I64x8, [first + lane for lane in range(8)]), limit_splat)
+
+
+def _vec_ptr(builder, ptr, offset):
+    return builder.bitcast(builder.gep(ptr, [_i64(offset)]), _V8.as_pointer())
+
+
+def _make_micro(mr):
+    """The register tile of `mr` rows as an intrinsic (see `micro`)."""
+    nv = NR // 8
+    n_acc = mr * nv
+
+    @intrinsic
+    def micro(typingctx, ap, a_off, bp, b_off, c, c_off, ldc, h, w, kc, load_c, next_c):
+        """For r < h, j < w, in order k = 0 .. kc-1:
+
+            C[c_off + r*ldc + j] (from 0, or from its value if load_c) += A(r, k) * bp[b_off + k*NR + j]
+
+        Rows r >= h and columns j >= w of C are neither read nor written. A(r, k) is packed by `_pack_a`:
+        from a_off, k = 8g + kk (g < kc // 8) at ap[a_off + 8*mr*g + 8*r + kk], then the last rem = kc % 8
+        steps at ap[a_off + 8*mr*(kc // 8) + rem*r + kk]. If next_c >= 0 the rows of the next tile of C,
+        at next_c, are prefetched: its load would otherwise stall the next call's k loop.
+        """
+        if not (_is_f32_array(ap) and _is_f32_array(bp) and _is_f32_array(c)):
+            return None
+        sig = types.void(ap, types.intp, bp, types.intp, c, types.intp, types.intp, types.intp, types.intp,
+                         types.intp, types.boolean, types.intp)
+
+        def codegen(context, builder, signature, args):
+            ap_v, a_off_v, bp_v, b_off_v, c_v, c_off_v, ldc_v, h_v, w_v, kc_v, load_v, next_v = args
+            a0 = builder.gep(_data(context, builder, signature.args[0], ap_v), [a_off_v])
+            b0 = builder.gep(_data(context, builder, signature.args[2], bp_v), [b_off_v])
+            cdata = _data(context, builder, signature.args[4], c_v)
+            c0 = builder.gep(cdata, [c_off_v])
+            zero = ir.Constant(_V8, [0.0] * 8)
+            undef = ir.Constant(_V8, ir.Undefined)
+            bcast = ir.Constant(ir.VectorType(_I32, 8), [0] * 8)
+
+            with builder.if_then(builder.icmp_signed(">=", next_v, _i64(0))):
+                n0 = builder.gep(cdata, [next_v])
+                for r in range(mr):
+                    row = builder.gep(n0, [builder.mul(ldc_v, _i64(r))])
+                    for x in (0, NR - 1):  # 16 floats may straddle two cache lines
+                        ptr = builder.bitcast(builder.gep(row, [_i64(x)]), _I8P)
+                        builder.call(_prefetch(builder), [ptr, _i32(1), _i32(3), _i32(1)])
+
+            cptrs = []
+            for r in range(mr):
+                row = builder.gep(c0, [builder.mul(ldc_v, _i64(r))])
+                cptrs.extend(_vec_ptr(builder, row, 8 * v) for v in range(nv))
+
+            def edge_masks():
+                """Lanes of the tile inside C (built where used: live across the k loop they would spill)."""
+                w_splat = _splat_i64(builder, w_v)
+                on, off = ir.Constant(_M8, [1] * 8), ir.Constant(_M8, [0] * 8)
+                masks = []
+                for r in range(mr):
+                    row_on = builder.select(builder.icmp_signed("<", _i64(r), h_v), on, off)
+                    masks.extend(builder.and_(_lane_mask(builder, 8 * v, w_splat), row_on) for v in range(nv))
+                return masks
+
+            full = builder.and_(builder.icmp_signed("==", h_v, _i64(mr)), builder.icmp_signed("==", w_v, _i64(NR)))
+
+            # the chains' starting values: zero, or the tile of C (masked at the edges of C)
+            entry = builder.block
+            with builder.if_then(load_v):
+                with builder.if_else(full, likely=True) as (then, otherwise):
+                    with then:
+                        plain = [builder.load(p, align=4) for p in cptrs]
+                        plain_block = builder.block
+                    with otherwise:
+                        edge = [builder.call(_masked_load(builder), [p, _i32(4), m, zero])
+                                for p, m in zip(cptrs, edge_masks())]
+                        edge_block = builder.block
+                loaded = []
+                for n in range(n_acc):
+                    phi = builder.phi(_V8)
+                    phi.add_incoming(plain[n], plain_block)
+                    phi.add_incoming(edge[n], edge_block)
+                    loaded.append(phi)
+                load_block = builder.block
+            init = []
+            for n in range(n_acc):
+                phi = builder.phi(_V8)
+                phi.add_incoming(loaded[n], load_block)
+                phi.add_incoming(zero, entry)
+                init.append(phi)
+
+            def step(acc, bk, a_ptr):
+                """One k: acc[r][v] + a(r) * b[v], a plain fmul then a plain fadd (never an FMA)."""
+                bvec = [builder.load(_vec_ptr(builder, bk, 8 * v), align=4) for v in range(nv)]
+                new = []
+                for r in range(mr):
+                    a = builder.load(a_ptr(r), align=4)
+                    splat = builder.shuffle_vector(builder.insert_element(undef, a, _i32(0)), undef, bcast)
+                    for v in range(nv):
+                        new.append(builder.fadd(acc[r * nv + v], builder.fmul(splat, bvec[v])))
+                return new
+
+            fn = builder.function
+            main = fn.append_basic_block("gemm_k8")
+            mid = fn.append_basic_block("gemm_k8_done")
+            tail = fn.append_basic_block("gemm_ktail")
+            done = fn.append_basic_block("gemm_k_done")
+            ngroups = builder.ashr(kc_v, _i64(3))
+            rem = builder.and_(kc_v, _i64(7))
+            pre = builder.block
+            builder.cbranch(builder.icmp_signed(">", ngroups, _i64(0)), main, mid)
+
+            # k in groups of 8, in order
+            builder.position_at_end(main)
+            g = builder.phi(_I64)
+            g.add_incoming(_i64(0), pre)
+            acc = []
+            for n in range(n_acc):
+                phi = builder.phi(_V8)
+                phi.add_incoming(init[n], pre)
+                acc.append(phi)
+            ag = builder.gep(a0, [builder.mul(g, _i64(8 * mr))])
+            bg = builder.gep(b0, [builder.mul(g, _i64(8 * NR))])
+            cur = acc
+            for kk in range(8):
+                cur = step(cur, builder.gep(bg, [_i64(kk * NR)]),
+                           lambda r, kk=kk: builder.gep(ag, [_i64(8 * r + kk)]))
+            g_next = builder.add(g, _i64(1))
+            g.add_incoming(g_next, main)
+            for n in range(n_acc):
+                acc[n].add_incoming(cur[n], main)
+            builder.cbranch(builder.icmp_signed("<", g_next, ngroups), main, mid)
+
+            builder.position_at_end(mid)
+            acc_mid = []
+            for n in range(n_acc):
+                phi = builder.phi(_V8)
+                phi.add_incoming(init[n], pre)
+                phi.add_incoming(cur[n], main)
+                acc_mid.append(phi)
+            at = builder.gep(a0, [builder.mul(ngroups, _i64(8 * mr))])
+            bt = builder.gep(b0, [builder.mul(ngroups, _i64(8 * NR))])
+            builder.cbranch(builder.icmp_signed(">", rem, _i64(0)), tail, done)
+
+            # the last kc % 8 steps
+            builder.position_at_end(tail)
+            kk = builder.phi(_I64)
+            kk.add_incoming(_i64(0), mid)
+            acc_t = []
+            for n in range(n_acc):
+                phi = builder.phi(_V8)
+                phi.add_incoming(acc_mid[n], mid)
+                acc_t.append(phi)
+            new_t = step(acc_t, builder.gep(bt, [builder.mul(kk, _i64(NR))]),
+                         lambda r: builder.gep(at, [builder.add(builder.mul(rem, _i64(r)), kk)]))
+            kk_next = builder.add(kk, _i64(1))
+            kk.add_incoming(kk_next, tail)
+            for n in range(n_acc):
+                acc_t[n].add_incoming(new_t[n], tail)
+            builder.cbranch(builder.icmp_signed("<", kk_next, rem), tail, done)
+
+            builder.position_at_end(done)
+            out = []
+            for n in range(n_acc):
+                phi = builder.phi(_V8)
+                phi.add_incoming(acc_mid[n], mid)
+                phi.add_incoming(new_t[n], tail)
+                out.append(phi)
+            with builder.if_else(full, likely=True) as (then, otherwise):
+                with then:
+                    for n in range(n_acc):
+                        builder.store(out[n], cptrs[n], align=4)
+                with otherwise:
+                    for n, m in enumerate(edge_masks()):
+                        builder.call(_masked_store(builder), [out[n], cptrs[n], _i32(4), m])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return micro
+
+
+_micro6 = _make_micro(6)
+_micro4 = _make_micro(4)
+
+
+def _make_copy(nv):
+    @intrinsic
+    def copy(typingctx, src, s_off, dst, d_off, w):
+        """dst[d_off : d_off + 8*nv] = src[s_off : s_off + w], then zeros (w <= 8*nv; src past w not read)."""
+        if not (_is_f32_array(src) and _is_f32_array(dst)):
+            return None
+        sig = types.void(src, types.intp, dst, types.intp, types.intp)
+
+        def codegen(context, builder, signature, args):
+            src_v, s_off_v, dst_v, d_off_v, w_v = args
+            s0 = builder.gep(_data(context, builder, signature.args[0], src_v), [s_off_v])
+            d0 = builder.gep(_data(context, builder, signature.args[2], dst_v), [d_off_v])
+            with builder.if_else(builder.icmp_signed("==", w_v, _i64(8 * nv)), likely=True) as (then, otherwise):
+                with then:
+                    for v in range(nv):
+                        builder.store(builder.load(_vec_ptr(builder, s0, 8 * v), align=4),
+                                      _vec_ptr(builder, d0, 8 * v), align=4)
+                with otherwise:
+                    w_splat = _splat_i64(builder, w_v)
+                    zero = ir.Constant(_V8, [0.0] * 8)
+                    for v in range(nv):
+                        m = _lane_mask(builder, 8 * v, w_splat)
+                        x = builder.call(_masked_load(builder), [_vec_ptr(builder, s0, 8 * v), _i32(4), m, zero])
+                        builder.store(x, _vec_ptr(builder, d0, 8 * v), align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return copy
+
+
+_copy8 = _make_copy(1)
+_copy16 = _make_copy(2)
+
+
+@intrinsic
+def _prefetch_span(typingctx, arr, off, n):
+    """Prefetch arr[off : off+n] (part of a row of A the next k block will pack)."""
+    if not _is_f32_array(arr):
+        return None
+    sig = types.void(arr, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        arr_v, off_v, n_v = args
+        base = builder.gep(_data(context, builder, signature.args[0], arr_v), [off_v])
+        with cgutils.for_range_slice(builder, _i64(0), n_v, _i64(16)) as (x, _):
+            ptr = builder.bitcast(builder.gep(base, [x]), _I8P)
+            builder.call(_prefetch(builder), [ptr, _i32(0), _i32(2), _i32(1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=True, inline="always")
+def _tiles(M):
+    """Row tiles covering M rows: n6 tiles of 6 rows, then n4 of 4, wasting at most one row (M >= 4)."""
+    q, r = divmod(M, 6)
+    if r == 0:
+        return q, 0
+    if r <= 2:
+        return (q - 1, 2) if q > 0 else (0, 1)
+    if r <= 4:
+        return q, 1
+    return q + 1, 0
+
+
+@njit(cache=True, inline="always")
+def _tile_row(t, n6):
+    return 6 * t if t <= n6 else 6 * n6 + 4 * (t - n6)
+
+
+@njit(cache=True)
+def _pack_a(Af, a_rs, a_ks, M, k0, kc, t0, t1, n6, dst):
+    """Row tiles t0..t1-1 of A, steps k0..k0+kc-1, in the tiles' layout (see `_make_micro`): tile t starts
+    at dst[(row(t) - row(t0)) * kc]; rows past M are zeros. A[i, k] = Af[i*a_rs + k*a_ks]."""
+    ng = kc // 8
+    rem = kc - 8 * ng
+    row0 = _tile_row(t0, n6)
+    for t in range(t0, t1):
+        mr = 6 if t < n6 else 4
+        row = _tile_row(t, n6)
+        base = (row - row0) * kc
+        for r in range(mr):
+            i = row + r
+            if i >= M:  # rows past M are computed but never stored; zeros keep them harmless
+                for g in range(ng):
+                    for x in range(8):
+                        dst[base + g * 8 * mr + r * 8 + x] = 0.0
+                for x in range(rem):
+                    dst[base + ng * 8 * mr + r * rem + x] = 0.0
+            elif a_ks == 1:
+                src = i * a_rs + k0
+                for g in range(ng):
+                    _copy8(Af, src + 8 * g, dst, base + g * 8 * mr + r * 8, 8)
+                for x in range(rem):
+                    dst[base + ng * 8 * mr + r * rem + x] = Af[src + 8 * ng + x]
+            else:
+                src = i * a_rs + k0 * a_ks
+                for g in range(ng):
+                    for x in range(8):
+                        dst[base + g * 8 * mr + r * 8 + x] = Af[src + (8 * g + x) * a_ks]
+                for x in range(rem):
+                    dst[base + ng * 8 * mr + r * rem + x] = Af[src + (8 * ng + x) * a_ks]
+
+
+@njit(cache=True)
+def _pack_b(Bf, b_ks, b_js, N, k0, kc, p0, p1, dst, dst_off, p_stride):
+    """Panels p0..p1-1 of B (NR columns, zero-padded past N), steps k0..k0+kc-1:
+    dst[dst_off + (p-p0)*p_stride + k*NR + j] = B[k0+k, p*NR+j], with B[k, j] = Bf[k*b_ks + j*b_js]."""
+    if b_js == 1:
+        for kk in range(0, kc, 64):  # 64 rows at a time: reads stay near, writes run along each panel
+            for p in range(p0, p1):
+                w = min(NR, N - p * NR)
+                for k in range(kk, min(kc, kk + 64)):
+                    _copy16(Bf, (k0 + k) * b_ks + p * NR, dst, dst_off + (p - p0) * p_stride + k * NR, w)
+    else:
+        for p in range(p0, p1):
+            base = dst_off + (p - p0) * p_stride
+            w = min(NR, N - p * NR)
+            for j in range(NR):
+                if j < w:
+                    src = (p * NR + j) * b_js + k0 * b_ks
+                    for k in range(kc):
+                        dst[base + k * NR + j] = Bf[src + k * b_ks]
+                else:
+                    for k in range(kc):
+                        dst[base + k * NR + j] = 0.0
+
+
+@njit(cache=True, parallel=True)
+def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth):
+    """Flat operands: A[i, k] = Af[i*a_rs + k*a_ks], B[k, j] = Bf[k*b_ks + j*b_js], C[i, j] = Cf[i*N + j].
+    nth is numba.get_num_threads(), asked by the caller (that call cannot be cached in compiled code)."""
+    if M == 0 or N == 0:
+        return
+    if K == 0:
+        if not accumulate:
+            Cf[:] = 0.0
+        return
+    npan = (N + NR - 1) // NR
+    n6, n4 = _tiles(M)
+    ntile = n6 + n4
+    nkb = (K + KC - 1) // KC
+    kcb = (K + nkb - 1) // nkb          # even k blocks: 288 -> 144 + 144 rather than 256 + 32
+    wide = M <= MC_MAX and npan >= WIDE_PANELS * nth
+    rows = _tile_row(ntile, n6)         # M rounded up to whole tiles
+    if wide:
+        # few rows and many columns: a task owns all rows and a run of panels of B, packed per k block;
+        # A is small and shared by every task: pack all of it here, k block after k block
+        nrb = 1
+        ngr = max(4 * nth, (npan * kcb * NR + B_BLOCK - 1) // B_BLOCK)
+        ngr = min(npan, (ngr + nth - 1) // nth * nth)
+        bbuf = np.empty((nth, (npan + ngr - 1) // ngr * kcb * NR), np.float32)
+        abuf = np.empty((1, rows * K), np.float32)
+        for kb in range(nkb):
+            pc = kb * kcb
+            _pack_a(Af, a_rs, a_ks, M, pc, min(kcb, K - pc), 0, ntile, n6, abuf[0, pc * rows:])
+    else:
+        # B is shared by several row blocks: pack all of it first, panel after panel, whole K
+        nrb = (M + MC_MAX - 1) // MC_MAX
+        nrb = min(ntile, (nrb + nth - 1) // nth * nth)
+        ngr = 1 if nrb >= nth else min(npan, (nth + nrb - 1) // nrb)
+        bbuf = np.empty((1, npan * K * NR), np.float32)
+        nchunk = min(npan, 4 * nth)
+        for q in prange(nchunk):
+            q0 = q * npan // nchunk
+            q1 = (q + 1) * npan // nchunk
+            _pack_b(Bf, b_ks, b_js, N, 0, K, q0, q1, bbuf[0], q0 * K * NR, K * NR)
+        abuf = np.empty((nth, 6 * ((ntile + nrb - 1) // nrb) * kcb), np.float32)
+    for task in prange(nrb * ngr):
+        rb = task // ngr
+        gr = task % ngr
+        t0 = rb * ntile // nrb
+        t1 = (rb + 1) * ntile // nrb
+        p0 = gr * npan // ngr
+        p1 = (gr + 1) * npan // ngr
+        row0 = _tile_row(t0, n6)
+        tid = numba.get_thread_id()
+        ap = abuf[0] if wide else abuf[tid]
+        bp = bbuf[tid] if wide else bbuf[0]
+        for kb in range(nkb):
+            pc = kb * kcb
+            kc = min(kcb, K - pc)
+            load = accumulate or kb > 0
+            if wide:
+                abase = pc * rows
+                _pack_b(Bf, b_ks, b_js, N, pc, kc, p0, p1, bp, 0, kc * NR)
+            else:
+                abase = 0
+                _pack_a(Af, a_rs, a_ks, M, pc, kc, t0, t1, n6, ap)
+            for p in range(p0, p1):
+                jj = p * NR
+                w = min(NR, N - jj)
+                boff = (p - p0) * kc * NR if wide else (p * K + pc) * NR
+                for t in range(t0, t1):
+                    row = _tile_row(t, n6)
+                    h = min(M - row, 6 if t < n6 else 4)
+                    if t + 1 < t1:
+                        nxt = _tile_row(t + 1, n6) * N + jj
+                    elif p + 1 < p1:
+                        nxt = row0 * N + jj + NR
+                    else:
+                        nxt = -1
+                    aoff = abase + (row - row0) * kc
+                    if t < n6:
+                        _micro6(ap, aoff, bp, boff, Cf, row * N + jj, N, h, w, kc, load, nxt)
+                    else:
+                        _micro4(ap, aoff, bp, boff, Cf, row * N + jj, N, h, w, kc, load, nxt)
+                    if p == p1 - 1 and kb + 1 < nkb and a_ks == 1 and not wide:
+                        # while the last panel computes, fetch the rows of A the next k block packs
+                        for i in range(row, row + h):
+                            _prefetch_span(Af, i * a_rs + pc + kcb, min(kcb, K - pc - kcb))
+
+
+def _check(name, C, *operands):
+    for x in (C,) + operands:
+        if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 2 and x.flags.c_contiguous):
+            raise TypeError(f"{name}: operands must be 2-d C-contiguous float32 arrays")
+    if not C.flags.writeable:
+        raise ValueError(f"{name}: C is read-only")
+
+
+def sgemm_darknet(A, B, C, accumulate=False):
+    """C = A @ B for A (M, K), B (K, N), C (M, N), float32 C-contiguous, in darknet's exact order:
+    C[i, j] = (...((0 + A[i,0]*B[0,j]) + A[i,1]*B[1,j]) + ...), each product rounded, no FMA.
+    With accumulate the chains start from C's values instead of 0 (darknet's BETA = 1). Returns C."""
+    _check("sgemm_darknet", C, A, B)
+    (M, K), (K2, N) = A.shape, B.shape
+    if K2 != K or C.shape != (M, N):
+        raise ValueError(f"sgemm_darknet: shapes {A.shape} @ {B.shape} -> {C.shape} do not match")
+    _gemm(A.reshape(-1), K, 1, B.reshape(-1), N, 1, C.reshape(-1), M, N, K, accumulate, numba.get_num_threads())
+    return C
+
+
+def sgemm_darknet_tn(A, B, C, accumulate=False):
+    """C = A.T @ B for A (K, M), B (K, N), C (M, N): darknet's gemm_tn, the same chains as sgemm_darknet.
+    Returns C."""
+    _check("sgemm_darknet_tn", C, A, B)
+    (K, M), (K2, N) = A.shape, B.shape
+    if K2 != K or C.shape != (M, N):
+        raise ValueError(f"sgemm_darknet_tn: shapes {A.shape}.T @ {B.shape} -> {C.shape} do not match")
+    _gemm(A.reshape(-1), 1, M, B.reshape(-1), N, 1, C.reshape(-1), M, N, K, accumulate, numba.get_num_threads())
+    return C
+
+
+def sgemm_darknet_nt(A, B, C):
+    """C = A @ B.T for A (M, K), B (N, K), C (M, N): darknet's gemm_nt sum, from zero in k order.
+    (Darknet adds that sum to C's old value: for its BETA = 1 do `C += result` with numpy.) Returns C."""
+    _check("sgemm_darknet_nt", C, A, B)
+    (M, K), (N, K2) = A.shape, B.shape
+    if K2 != K or C.shape != (M, N):
+        raise ValueError(f"sgemm_darknet_nt: shapes {A.shape} @ {B.shape}.T -> {C.shape} do not match")
+    _gemm(A.reshape(-1), K, 1, B.reshape(-1), 1, K, C.reshape(-1), M, N, K, False, numba.get_num_threads())
+    return C

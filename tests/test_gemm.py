@@ -1,0 +1,125 @@
+"""sgemm_darknet must give darknet's gemm bit for bit: per element, 0 + a0*b0 + a1*b1 + ... in k order,
+each product rounded to float32 before the add, never fused."""
+import numpy as np
+import pytest
+
+import pydarknet  # noqa: F401  (sets the threading layer before Numba starts its threads)
+from pydarknet.kernels.gemm import NR, sgemm_darknet, sgemm_darknet_nt, sgemm_darknet_tn
+
+
+def reference(A, B, C=None):
+    """Darknet's loop, one k at a time: C += outer(A[:, k], B[k]) in float32 (numpy rounds each product,
+    then adds: no FMA, no reordering)."""
+    M, K = A.shape
+    C = np.zeros((M, B.shape[1]), np.float32) if C is None else C.copy()
+    for k in range(K):
+        C += np.multiply.outer(A[:, k], B[k])
+    return C
+
+
+def same_bits(x, y):
+    return x.shape == y.shape and np.array_equal(x.view(np.uint32), y.view(np.uint32))
+
+
+def operands(rng, M, K, N):
+    return rng.standard_normal((M, K), dtype=np.float32), rng.standard_normal((K, N), dtype=np.float32)
+
+
+def run(A, B):
+    C = np.full((A.shape[0], B.shape[1]), np.nan, np.float32)  # every element must be written
+    assert sgemm_darknet(A, B, C) is C
+    return C
+
+
+def test_every_small_shape_edge():
+    """Rows 1..37 (6- and 4-row tiles, partial tiles), columns around the 16-wide panels, k in the
+    8-step groups and the tail."""
+    rng = np.random.default_rng(0)
+    for M in range(1, 38):
+        for K, N in ((1, 1), (7, 17), (9, 16), (16, 33), (37, 5)):
+            A, B = operands(rng, M, K, N)
+            assert same_bits(run(A, B), reference(A, B)), (M, K, N)
+
+
+def test_random_small_shapes():
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        M, K, N = rng.integers(1, 38, size=3)
+        A, B = operands(rng, M, K, N)
+        assert same_bits(run(A, B), reference(A, B)), (M, K, N)
+
+
+@pytest.mark.parametrize("M,K,N", [
+    (37, 300, 41),     # two k blocks: chains paused in C and resumed
+    (7, 513, 17),      # three k blocks of 171 (8-step groups plus a tail of 3)
+    (250, 600, 169),   # two row blocks sharing B packed once
+    (30, 45, 2100),    # few rows, many columns: threads split the panels
+    (128, 256, 169),   # yolov3-tiny
+    (255, 512, 169),   # yolov3-tiny
+    (16, 27, 20000),   # yolov3-tiny's first layer, narrower
+])
+def test_larger_shapes(M, K, N):
+    A, B = operands(np.random.default_rng(M * K + N), M, K, N)
+    assert same_bits(run(A, B), reference(A, B))
+
+
+def test_no_fused_multiply_add():
+    """a*b = 1 + 2^-11 + 2^-24 rounds to 1 + 2^-11, so c + a*b = 0 when rounded first and 2^-24 with an
+    FMA. Put that chain into every element (rows of both tile heights, every column of a panel, k in the
+    8-step loop and in the tail, across two k blocks) and demand exact zeros."""
+    a = np.float32(1 + 2.0 ** -12)
+    c = -np.float32(1 + 2.0 ** -11)
+    assert np.float32(c + a * a) == 0 and np.float32(np.float64(c) + np.float64(a) * np.float64(a)) == 2.0 ** -24
+    for K, k in ((2, 1), (20, 9), (20, 19), (600, 299), (600, 300), (600, 599)):
+        M, N = 23, 37
+        A = np.zeros((M, K), np.float32)
+        B = np.zeros((K, N), np.float32)
+        A[:, k - 1] = 1.0
+        B[k - 1] = c
+        A[:, k] = a
+        B[k] = a
+        C = run(A, B)
+        assert not C.any() and not np.signbit(C).any(), K
+        # what an FMA-based product gives instead (numpy's BLAS may or may not use one)
+        fma = np.float32(np.float64(c) + np.float64(a) * np.float64(a))
+        assert fma != 0
+
+
+def test_transposed_variants_and_accumulate():
+    rng = np.random.default_rng(2)
+    for M, K, N in ((5, 7, 33), (37, 300, 41), (64, 40, 1500)):
+        A, B = operands(rng, M, K, N)
+        want = reference(A, B)
+        C = np.full((M, N), np.nan, np.float32)
+        assert same_bits(sgemm_darknet_tn(np.ascontiguousarray(A.T), B, C), want)
+        C = np.full((M, N), np.nan, np.float32)
+        assert same_bits(sgemm_darknet_nt(A, np.ascontiguousarray(B.T), C), want)
+        C0 = rng.standard_normal((M, N), dtype=np.float32)
+        assert same_bits(sgemm_darknet(A, B, C0.copy(), accumulate=True), reference(A, B, C0))
+        assert same_bits(sgemm_darknet_tn(np.ascontiguousarray(A.T), B, C0.copy(), accumulate=True),
+                         reference(A, B, C0))
+
+
+def test_empty_and_degenerate():
+    A = np.ones((3, 0), np.float32)
+    B = np.ones((0, 4), np.float32)
+    C = np.full((3, 4), 7, np.float32)
+    assert not sgemm_darknet(A, B, C).any()                                  # K = 0: C = 0
+    C[:] = 7
+    assert (sgemm_darknet(A, B, C, accumulate=True) == 7).all()              # ... or left as it is
+    assert sgemm_darknet(np.ones((0, 3), np.float32), np.ones((3, 4), np.float32),
+                         np.empty((0, 4), np.float32)).shape == (0, 4)
+    # the sign of zero: 0 + (-0) is +0, as in darknet's zero-filled C
+    C = run(np.full((2, 1), -0.0, np.float32), np.ones((1, NR + 3), np.float32))
+    assert not np.signbit(C).any()
+
+
+def test_rejects_bad_operands():
+    A = np.ones((4, 5), np.float32)
+    B = np.ones((5, 6), np.float32)
+    with pytest.raises(ValueError):
+        sgemm_darknet(A, B, np.empty((4, 7), np.float32))
+    with pytest.raises(TypeError):
+        sgemm_darknet(A.astype(np.float64), B, np.empty((4, 6), np.float32))
+    with pytest.raises(TypeError):
+        sgemm_darknet(np.ones((5, 4), np.float32).T, B, np.empty((4, 6), np.float32))
