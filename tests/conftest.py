@@ -15,3 +15,12 @@ def shared_path(*parts):
     if not path.exists():
         pytest.skip(f"needs ../shared/{'/'.join(parts)} (the shared reference data is not beside the project)")
     return path
+
+
+@pytest.fixture(autouse=True)
+def chatter_on():
+    """`-q` switches stderr chatter off process-wide; in-process CLI tests must not leak that into others."""
+    from pydarknet.config import chatter
+    chatter["quiet"] = False
+    yield
+    chatter["quiet"] = False
