@@ -362,6 +362,79 @@ def classifier_valid(data, cfg, weights, strict_labels, quiet, debug):
                          on_line=lambda line: print(line, flush=True))
 
 
+# -- training -------------------------------------------------------------------------------------------------
+def train_options(fn):
+    fn = click.option("--chart/--no-chart", default=True, help="Draw chart.png (loss and rate) in the backup folder.")(fn)
+    fn = click.option("--seed", type=int, default=0, show_default=True, help="Seed of the data augmentation.")(fn)
+    fn = click.option("--workers", type=int, default=2, show_default=True, help="Image-loading threads.")(fn)
+    fn = click.option("--max-batches", "max_batches", type=int, default=None,
+                      help="Stop after this many iterations [the cfg's max_batches].")(fn)
+    fn = click.option("--backup", default=None, help="Folder for the weights [the data file's backup=].")(fn)
+    fn = click.option("-dont_show", "dont_show", is_flag=True, help="Accepted (no window is ever shown).")(fn)
+    fn = click.option("-clear", "clear", is_flag=True, help="Start counting from 0 (reset `seen`).")(fn)
+    return fn
+
+
+def run_train(data, cfg, weights, clear, backup, max_batches, workers, seed, chart):
+    from .train import TrainingRun
+    run = TrainingRun(data, cfg, weights, clear=clear, backup=backup, workers=workers, seed=seed, chart=chart,
+                      max_batches=max_batches)
+    if not chatter["quiet"]:
+        note("\n".join(run.net.summary()))
+    run.net.quiet = chatter["quiet"]
+    run.run(progress=progress_bar("train"))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("data")
+@click.argument("cfg")
+@click.argument("weights", required=False)
+@train_options
+@common
+def train(data, cfg, weights, clear, dont_show, backup, max_batches, workers, seed, chart, quiet, debug):
+    """Train a detector or a classifier (by the network's last layer) on DATA's train= list."""
+    run_train(data, cfg, weights, clear, backup, max_batches, workers, seed, chart)
+
+
+@detector.command("train", context_settings=CONTEXT)
+@click.argument("data")
+@click.argument("cfg")
+@click.argument("weights", required=False)
+@train_options
+@common
+def detector_train(data, cfg, weights, clear, dont_show, backup, max_batches, workers, seed, chart, quiet, debug):
+    """Train a detector (as `darknet detector train`)."""
+    run_train(data, cfg, weights, clear, backup, max_batches, workers, seed, chart)
+
+
+@classifier.command("train", context_settings=CONTEXT)
+@click.argument("data")
+@click.argument("cfg")
+@click.argument("weights", required=False)
+@train_options
+@common
+def classifier_train(data, cfg, weights, clear, dont_show, backup, max_batches, workers, seed, chart, quiet, debug):
+    """Train a classifier (as `darknet classifier train`)."""
+    run_train(data, cfg, weights, clear, backup, max_batches, workers, seed, chart)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("cfg")
+@click.argument("weights")
+@click.argument("out")
+@click.argument("layers", type=int)
+@common
+def partial(cfg, weights, out, layers, quiet, debug):
+    """Keep the first LAYERS layers' weights (a pretrained backbone such as darknet53.conv.74), seen reset to 0."""
+    from .network import Network
+    from .weights import save_weights
+    net = Network(cfg)
+    net.load(weights, upto=layers)
+    net.seen = 0
+    save_weights(net, out, upto=layers)
+    note(f"Saving weights to {out}")
+
+
 # -- anchors --------------------------------------------------------------------------------------------------
 def anchors_options(fn):
     fn = click.option("--cfg", "cfg", default=None, help="Also write <cfg>-anchors.cfg with these anchors, masks "

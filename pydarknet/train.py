@@ -37,13 +37,16 @@ accumulated update u (the negative gradient summed over the B images):
            p += lr * (m / (1 - B1^t)) / (sqrt(v / (1 - B2^t)) + eps);  u = 0
 """
 import math
+import os
 import random
 import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from .config import DarknetError
+from .config import DarknetError, note
 
 F32 = np.float32
 
@@ -223,3 +226,181 @@ def train_network(net, x, y):
         part = slice(i * net.batch, (i + 1) * net.batch)
         total = F32(total + F32(train_datum(net, x[part], y[part])))
     return F32(total / F32(chunks * net.batch))
+
+
+# -- the `train` command's loop ------------------------------------------------------------------------------
+OUTPUT_LAYERS = ("yolo", "region", "detection")
+
+
+def is_detector(net):
+    return any(layer.type in OUTPUT_LAYERS for layer in net.layers)
+
+
+def backup_names(cfg_path, iteration):
+    """Which weights files darknet writes after `iteration`: <cfg>_<N> every 100 up to 1000, then every
+    10000; and (ours) <cfg>_last every 100, so a run can always resume from its latest state."""
+    base = Path(cfg_path).stem
+    names = []
+    if iteration % 10000 == 0 or (iteration < 1000 and iteration % 100 == 0):
+        names.append(f"{base}_{iteration}.weights")
+    if iteration % 100 == 0:
+        names.append(f"{base}_last.weights")
+    return names
+
+
+def random_size(net, base_w, base_h, rng):
+    """darknet's random=1: a new input size every 10 batches. pjreddie picks (10..19)*32 for its 416 nets, i.e.
+    0.77-1.46 of the cfg's size; we keep that range relative to the cfg's size, in multiples of 32."""
+    low, high = max(1, round(base_w * 10 / 13 / 32)), max(1, round(base_w * 19 / 13 / 32))
+    w = int(rng.integers(low, high + 1)) * 32
+    return w, max(32, int(round(w * base_h / base_w / 32)) * 32)
+
+
+class Chart:
+    """chart.png: the loss (and its running average) and the learning rate over the iterations, drawn with OpenCV."""
+
+    def __init__(self, path, max_batches):
+        self.path, self.max_batches = path, max(1, max_batches)
+        self.points = []
+
+    def add(self, iteration, loss, avg, rate):
+        self.points.append((iteration, loss, avg, rate))
+
+    def draw(self):
+        import cv2
+        w, h, margin = 800, 500, 50
+        img = np.full((h, w, 3), 255, np.uint8)
+        pts = np.array(self.points, np.float64)
+        top = max(1e-9, float(np.percentile(pts[:, 1], 98)) * 1.1) if len(pts) else 1.0
+        rate_top = max(1e-12, float(pts[:, 3].max())) if len(pts) else 1.0
+
+        def xy(i, v, vmax):
+            x = margin + (w - 2 * margin) * i / self.max_batches
+            y = h - margin - (h - 2 * margin) * min(v, vmax) / vmax
+            return int(x), int(y)
+        cv2.rectangle(img, (margin, margin), (w - margin, h - margin), (0, 0, 0), 1)
+        for column, colour, vmax in ((1, (200, 200, 255), top), (2, (0, 0, 200), top), (3, (200, 0, 0), rate_top)):
+            line = np.array([xy(p[0], p[column], vmax) for p in pts], np.int32)
+            if len(line) > 1:
+                cv2.polylines(img, [line], False, colour, 1, cv2.LINE_AA)
+        cv2.putText(img, f"loss (red: avg), max {top:.3g}; blue: rate, max {rate_top:.3g}", (margin, 30),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(img, f"iteration {int(pts[-1, 0]) if len(pts) else 0} / {self.max_batches}",
+                    (margin, h - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        ok, buf = cv2.imencode(".png", img)
+        if ok:
+            from .weights import atomic_write
+            atomic_write(self.path, buf.tobytes())
+
+
+def make_dataset(net, data, data_file):
+    from .data import ClassificationDataset, DetectionDataset, read_list
+    train = data.str("train")
+    if not train:
+        raise DarknetError(f"{data_file}: no train= list")
+    paths = read_list(resolve_beside(train, data_file), where=data.where("train"))
+    if not paths:
+        raise DarknetError(f"{train}: the training list is empty")
+    classes = data.int("classes", 0) or None
+    if is_detector(net):
+        out = net.layers[-1]
+        return DetectionDataset(paths, net.w, net.h, max_boxes=getattr(out, "max_boxes", 90), classes=classes,
+                                jitter=getattr(out, "jitter", 0.2), hue=net.hue, saturation=net.saturation,
+                                exposure=net.exposure)
+    labels_file = data.str("labels") or data.str("names")
+    if not labels_file:
+        raise DarknetError(f"{data_file}: a classifier needs labels= (or names=)")
+    from .config import read_names
+    labels = read_names(resolve_beside(labels_file, data_file))
+    return ClassificationDataset(paths, labels, net.w, min_crop=net.min_crop, max_crop=net.max_crop,
+                                 angle=net.angle, aspect=net.aspect, hue=net.hue, saturation=net.saturation,
+                                 exposure=net.exposure, center=bool(net.center))
+
+
+def resolve_beside(name, data_file):
+    """A path from a .data file: as given (darknet: the working directory), else beside the .data file."""
+    path = Path(name)
+    if path.exists() or path.is_absolute():
+        return path
+    beside = Path(data_file).parent / path
+    return beside if beside.exists() else path
+
+
+class TrainingRun:
+    """darknet's train_detector / train_classifier loop: batches from background workers, train_batch, the
+    per-iteration line, backups, the chart; Ctrl-C saves <cfg>_last.weights before stopping."""
+
+    def __init__(self, data_file, cfg, weights=None, clear=False, backup=None, workers=2, seed=0, chart=True,
+                 out=None, max_batches=None):
+        from .config import read_data_cfg
+        from .network import Network
+        from .weights import load_weights
+        self.data_file, self.cfg = data_file, cfg
+        data = read_data_cfg(data_file)
+        self.net = Network(cfg)
+        if weights:
+            load_weights(self.net, weights)
+            if clear:
+                self.net.seen = 0
+        self.backup = Path(backup or data.str("backup", "backup/"))
+        self.backup.mkdir(parents=True, exist_ok=True)
+        self.dataset = make_dataset(self.net, data, data_file)
+        self.workers, self.seed, self.out = workers, seed, out
+        self.max_batches = max_batches if max_batches is not None else self.net.max_batches
+        if self.max_batches <= 0:
+            raise DarknetError(f"{cfg}: max_batches= must be set (darknet trains until it)")
+        self.chart = Chart(self.backup / "chart.png", self.max_batches) if chart else None
+
+    def save(self, name):
+        from .weights import save_weights
+        path = self.backup / name
+        save_weights(self.net, path)
+        return path
+
+    def run(self, progress=None):
+        from .data import BatchLoader
+        net = self.net
+        images = net.batch * net.subdivisions
+        rng = np.random.default_rng(self.seed)
+        base_w, base_h = net.w, net.h
+        multiscale = is_detector(net) and getattr(net.layers[-1], "random", 0)
+        avg = -1.0
+        count = 0
+        loader = BatchLoader(self.dataset, images, seed=self.seed + get_current_batch(net), workers=self.workers)
+        try:
+            while get_current_batch(net) < self.max_batches:
+                if multiscale and count % 10 == 0:
+                    w, h = random_size(net, base_w, base_h, rng)
+                    if get_current_batch(net) + 200 > self.max_batches:
+                        w, h = base_w, base_h  # the last batches train at the cfg's own size
+                    loader.set_size(w, h)
+                count += 1
+                start = time.time()
+                x, y = next(loader)
+                if x.shape[2:] != (net.h, net.w):
+                    net.resize(x.shape[3], x.shape[2])
+                loss = float(net.train_batch(x, y))
+                avg = loss if avg < 0 else avg * 0.9 + loss * 0.1
+                i = get_current_batch(net)
+                rate = float(get_current_rate(net))
+                print(f"{i}: {loss:f}, {avg:f} avg, {rate:f} rate, {time.time() - start:f} seconds, "
+                      f"{i * images} images", file=self.out or sys.stdout, flush=True)
+                if progress:
+                    progress(i, self.max_batches)
+                if self.chart:
+                    self.chart.add(i, loss, avg, rate)
+                    if i % 10 == 0:
+                        self.chart.draw()
+                for name in backup_names(self.cfg, i):
+                    note(f"Saving weights to {self.save(name)}")
+            final = self.save(f"{Path(self.cfg).stem}_final.weights")
+            note(f"Saving weights to {final}")
+            return final
+        except KeyboardInterrupt:
+            path = self.save(f"{Path(self.cfg).stem}_last.weights")
+            note(f"\nInterrupted: saved {path}")
+            raise
+        finally:
+            loader.close()
+            if self.chart and self.chart.points:
+                self.chart.draw()

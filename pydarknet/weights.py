@@ -75,12 +75,18 @@ def weights_bytes(net, upto=None):
 
 
 def save_weights(net, path, upto=None):
-    """Write atomically: a temporary file beside the target, then a rename, so a crash never leaves half a file."""
+    """Write darknet's .weights file (the first `upto` layers only when given), atomically."""
+    atomic_write(path, weights_bytes(net, upto))
+
+
+def atomic_write(path, data):
+    """A temporary file beside the target, flushed to disk, then renamed over it: a crash leaves either the
+    old file or the new one, never half a file."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(weights_bytes(net, upto))
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

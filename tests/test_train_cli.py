@@ -1,0 +1,147 @@
+"""The `train` and `partial` commands: darknet's per-iteration line, backups, resume, Ctrl-C, atomic writes."""
+import re
+import struct
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from pydarknet.cli import cli
+from pydarknet.network import Network
+from pydarknet.train import TrainingRun, backup_names
+from pydarknet.weights import load_weights
+
+CFG = """[net]
+batch=4
+subdivisions=2
+width=32
+height=32
+channels=3
+learning_rate=0.01
+burn_in=2
+max_batches=4
+policy=steps
+steps=3
+scales=.1
+momentum=0.9
+decay=0.0005
+
+[convolutional]
+batch_normalize=1
+filters=4
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[maxpool]
+size=2
+stride=2
+
+[convolutional]
+size=1
+stride=1
+pad=1
+filters=14
+activation=linear
+
+[yolo]
+mask=0,1
+anchors=4,4, 8,8
+classes=2
+num=2
+jitter=.1
+ignore_thresh=.5
+random=0
+"""
+LINE = re.compile(r"^(\d+): \d+\.\d{6}, \d+\.\d{6} avg, \d+\.\d{6} rate, \d+\.\d{6} seconds, (\d+) images$")
+
+
+@pytest.fixture
+def dataset(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    (tmp_path / "img").mkdir()
+    names = []
+    for i in range(6):
+        im = (rng.random((40, 48, 3)) * 255).astype(np.uint8)
+        cv2.rectangle(im, (10, 8), (30, 28), (255, 255, 255), -1)
+        cv2.imwrite(str(tmp_path / "img" / f"{i}.png"), im)
+        (tmp_path / "img" / f"{i}.txt").write_text(f"{i % 2} 0.42 0.45 0.42 0.5\n")
+        names.append(f"img/{i}.png")
+    (tmp_path / "train.txt").write_text("\n".join(names) + "\n")
+    (tmp_path / "names.txt").write_text("a\nb\n")
+    (tmp_path / "toy.data").write_text("classes=2\ntrain=train.txt\nnames=names.txt\nbackup=backup\n")
+    (tmp_path / "toy.cfg").write_text(CFG)
+    return tmp_path
+
+
+def invoke(args):
+    return CliRunner().invoke(cli, args)
+
+
+def test_train_prints_darknet_lines_and_saves_final_weights(dataset):
+    result = invoke(["train", "toy.data", "toy.cfg", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line]
+    assert [int(LINE.match(line).group(1)) for line in lines] == [1, 2, 3, 4]
+    assert [int(LINE.match(line).group(2)) for line in lines] == [4, 8, 12, 16]  # batch 4 per iteration
+    assert lines[1].split(", ")[2] == "0.010000 rate" and lines[2].split(", ")[2] == "0.001000 rate"
+    final = dataset / "backup" / "toy_final.weights"
+    net = Network("toy.cfg", quiet_unused=True)
+    load_weights(net, final)
+    assert net.seen == 16
+    assert (dataset / "backup" / "chart.png").stat().st_size > 1000
+    assert not [p for p in (dataset / "backup").iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_resume_continues_from_seen_and_clear_restarts(dataset):
+    invoke(["train", "toy.data", "toy.cfg", "--max-batches", "2", "--workers", "1"])
+    final = "backup/toy_final.weights"
+    resumed = invoke(["train", "toy.data", "toy.cfg", final, "--workers", "1"])
+    assert [line.split(":")[0] for line in resumed.stdout.splitlines()] == ["3", "4"]
+    cleared = invoke(["detector", "train", "toy.data", "toy.cfg", final, "-clear", "--max-batches", "1",
+                      "--workers", "1"])
+    assert cleared.stdout.splitlines()[0].startswith("1: ")
+
+
+def test_ctrl_c_saves_last_weights(dataset, monkeypatch):
+    calls = {"n": 0}
+    original = Network.train_batch
+
+    def interrupted(self, x, y):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self, x, y)
+    monkeypatch.setattr(Network, "train_batch", interrupted)
+    run = TrainingRun("toy.data", "toy.cfg", workers=1)
+    with pytest.raises(KeyboardInterrupt):
+        run.run()
+    last = dataset / "backup" / "toy_last.weights"
+    net = Network("toy.cfg", quiet_unused=True)
+    load_weights(net, last)
+    assert net.seen == 8  # two iterations of 4 images were done
+
+
+def test_backup_schedule():
+    assert backup_names("cfg/x.cfg", 100) == ["x_100.weights", "x_last.weights"]
+    assert backup_names("x.cfg", 150) == []
+    assert backup_names("x.cfg", 1100) == ["x_last.weights"]
+    assert backup_names("x.cfg", 20000) == ["x_20000.weights", "x_last.weights"]
+
+
+def test_missing_train_list_is_one_line_error(dataset):
+    (dataset / "bad.data").write_text("classes=2\ntrain=nope.txt\n")
+    result = invoke(["train", "bad.data", "toy.cfg"])
+    assert result.exit_code != 0 and "nope.txt" in str(result.exception)
+
+
+def test_partial_keeps_the_first_layers(dataset):
+    invoke(["train", "toy.data", "toy.cfg", "--max-batches", "1", "--workers", "1"])
+    result = invoke(["partial", "toy.cfg", "backup/toy_final.weights", "backbone.weights", "1"])
+    assert result.exit_code == 0, result.output
+    data = (dataset / "backbone.weights").read_bytes()
+    assert struct.unpack_from("<3iq", data) == (0, 2, 0, 0)
+    assert len(data) == 20 + 4 * (4 + 3 * 4 + 4 * 27)  # conv 0: biases, scales, mean, variance, weights
