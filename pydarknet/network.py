@@ -193,6 +193,13 @@ class Network:
         for layer in self.layers:
             layer.update(args)
 
+    def initialize(self, seed=0):
+        """Random starting weights, as darknet's make_*_layer sets them, for training from scratch."""
+        rng = np.random.default_rng(seed)
+        for layer in self.layers:
+            layer.initialize(rng)
+        return self
+
     def workspace(self, size):
         """A shared scratch array (im2col's columns), grown on demand and kept, like darknet's net.workspace."""
         if getattr(self, "_workspace", None) is None or self._workspace.size < size:

@@ -342,6 +342,8 @@ class TrainingRun:
             load_weights(self.net, weights)
             if clear:
                 self.net.seen = 0
+        else:
+            self.net.initialize(seed)
         self.backup = Path(backup or data.str("backup", "backup/"))
         self.backup.mkdir(parents=True, exist_ok=True)
         self.dataset = make_dataset(self.net, data, data_file)

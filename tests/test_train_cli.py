@@ -145,3 +145,12 @@ def test_partial_keeps_the_first_layers(dataset):
     data = (dataset / "backbone.weights").read_bytes()
     assert struct.unpack_from("<3iq", data) == (0, 2, 0, 0)
     assert len(data) == 20 + 4 * (4 + 3 * 4 + 4 * 27)  # conv 0: biases, scales, mean, variance, weights
+
+
+def test_training_from_scratch_starts_from_darknets_random_weights(dataset):
+    net = Network("toy.cfg", quiet_unused=True).initialize(seed=1)
+    conv = net.layers[0]
+    assert abs(conv.weights.std() - np.sqrt(2.0 / 27)) < 0.05  # normal, scaled by sqrt(2 / fan-in)
+    assert not conv.biases.any()
+    again = Network("toy.cfg", quiet_unused=True).initialize(seed=1)
+    assert np.array_equal(again.layers[2].weights, net.layers[2].weights)

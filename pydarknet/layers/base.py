@@ -92,6 +92,9 @@ class Layer:
         return net.input.reshape((net.input.shape[0],) + tuple(self.in_shape))
 
     # -- parameters -----------------------------------------------------------------------------------------
+    def initialize(self, rng):
+        """Random starting parameters for training from scratch (layers without parameters have none)."""
+
     def weight_arrays(self, transpose=False, loading=False):
         """Arrays in .weights file order (views: reading into them sets the layer's parameters).
 

@@ -47,6 +47,11 @@ class Connected(Layer):
                              "(a network with [connected] layers cannot be resized)")
         self.out_shape = (self.outputs, 1, 1)
 
+    def initialize(self, rng):
+        """darknet's start: uniform weights in +-sqrt(2 / inputs), zero biases."""
+        scale = np.sqrt(2.0 / self.weights.shape[1])
+        self.weights[...] = scale * rng.uniform(-1, 1, self.weights.shape)
+
     def weight_arrays(self, transpose=False, loading=False):
         # Files whose version major or minor exceeds 1000 store the matrix as (inputs, outputs).
         arrays = [self.biases, self.weights.T if transpose else self.weights]

@@ -82,6 +82,11 @@ class Convolutional(Layer):
             raise self.error(f"a {self.size}x{self.size} kernel does not fit the {w}x{h} input")
         self.out_shape = (self.filters, out_h, out_w)
 
+    def initialize(self, rng):
+        """darknet's start: normal weights scaled by sqrt(2 / fan-in), zero biases."""
+        scale = np.sqrt(2.0 / self.weights.shape[1])
+        self.weights[...] = scale * rng.standard_normal(self.weights.shape)
+
     def weight_arrays(self, transpose=False, loading=False):
         arrays = [self.biases]
         if self.batch_normalize and not (loading and self.dontloadscales):

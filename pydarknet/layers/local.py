@@ -58,6 +58,12 @@ class Local(Layer):
             raise self.error(f"cannot be resized to a {w}x{h} input: its weights are per output location")
         self.out_shape = shape
 
+    def initialize(self, rng):
+        """darknet's start, uniform in +-sqrt(2 / (size*size*c)), but for every location (darknet fills only
+        the first location's share and leaves the rest 0)."""
+        scale = np.sqrt(2.0 / (self.size * self.size * self.in_shape[0]))
+        self.weights[...] = scale * rng.uniform(-1, 1, self.weights.shape)
+
     def weight_arrays(self, transpose=False, loading=False):
         return [self.biases, self.weights]
 
