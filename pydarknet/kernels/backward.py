@@ -251,7 +251,7 @@ def batchnorm_backward(delta, x, x_norm, mean, variance, scales, bias_updates, s
 # -- layers without parameters -------------------------------------------------------------------------------
 @njit(cache=True, parallel=True)
 def maxpool_backward(delta, argmax, prev_delta):
-    """prev_delta.flat[argmax] += delta, per image and channel (argmax: flat index within one image; -1 for a
+    """prev_delta.flat[argmax] += delta, per image and channel (argmax: int32 flat index within one image; -1 for a
     window entirely in the padding, which has no input)."""
     n, c = delta.shape[0], delta.shape[1]
     for k in prange(n * c):

@@ -5,6 +5,8 @@ from ..kernels.backward import maxpool_backward
 from ..kernels.pool import maxpool
 from .base import Layer
 
+NO_ARGMAX = np.empty((0, 0, 0, 0), np.int32)
+
 
 class Maxpool(Layer):
     type = "maxpool"
@@ -34,8 +36,14 @@ class Maxpool(Layer):
 
     def forward(self, x, net):
         out = self.output_buffer(x.shape[0])
-        self.argmax = np.empty(out.shape if net.train else (0, 0, 0, 0), np.int64)
-        maxpool(x, self.size, self.stride, self.padding, out, self.argmax, net.train)
+        if net.train:   # where each maximum came from (int32, reused from call to call like the output)
+            argmax = self.__dict__.get("_argmax")
+            if argmax is None or argmax.shape != out.shape:
+                argmax = self._argmax = np.empty(out.shape, np.int32)
+        else:
+            argmax = NO_ARGMAX
+        self.argmax = argmax
+        maxpool(x, self.size, self.stride, self.padding, out, argmax, net.train)
         return out
 
     def backward(self, net):
