@@ -6,14 +6,14 @@ before.weights with seen = 0. We require per step: the returned loss within 1e-3
 learning rate equal to darknet's, and after the 8 steps every weight (and batch-norm statistic) within
 1e-4 * max(1, |darknet's|).
 
-With the default product backend (numpy's BLAS) the remaining differences come only from the order of
+With numpy's BLAS for the products (PYDARKNET_PRODUCTS=blas; test_golden_training) the remaining differences come only from the order of
 summation in the matrix products: OpenBLAS sums the convolutions' dot products in blocks (with FMA), darknet's
 gemm one term after the other, so the float32 results differ in the last bits and the difference grows over
 the steps; every other operation (batch-norm statistics, deltas, the -Ofast four-lane sums, updates) follows
 darknet's float/double arithmetic in its order. Measured: see MEASURED below (the test tolerances are the
 ones of the task, not loosened).
 
-With darknet's exact-order products (kernels.products.set_backend("darknet"), which needs kernels/gemm.py),
+With darknet's exact-order products (the default backend, kernels/gemm.py),
 tiny_train and yolov3-tiny_train reproduce darknet bit for bit (every loss, every weight after 8 steps), and
 resnet18_train within 1.2e-7 (its losses to all 8 printed digits); test_golden_training_exact checks that.
 """
@@ -51,8 +51,15 @@ def run_golden(case_dir, steps=8):
     return net, losses, rates
 
 
+@pytest.fixture
+def blas_products():
+    previous = products.set_backend("blas")
+    yield
+    products.set_backend(previous)
+
+
 @pytest.mark.parametrize("case", CASES)
-def test_golden_training(case):
+def test_golden_training(case, blas_products):
     case_dir = shared_path("golden", "train", case)
     ref = np.loadtxt(case_dir / "losses.txt", ndmin=2)
     net, losses, rates = run_golden(case_dir, len(ref))
