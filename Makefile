@@ -1,6 +1,6 @@
 PYTHON ?= python3
 
-.PHONY: install test bench
+.PHONY: install test bench demo
 
 install:
 	$(PYTHON) -m pip install -e '.[test]'
@@ -10,3 +10,6 @@ test:
 
 bench:
 	$(PYTHON) -m pydarknet.bench
+
+demo:
+	$(PYTHON) -m pydarknet detector test cfg/shapes.data cfg/shapes-tiny.cfg data/shapes-tiny.weights data/shapes.jpg -thresh .25
