@@ -392,30 +392,13 @@ def run_train(data, cfg, weights, clear, backup, max_batches, workers, seed, cha
 @train_options
 @common
 def train(data, cfg, weights, clear, dont_show, backup, max_batches, workers, seed, chart, quiet, debug):
-    """Train a detector or a classifier (by the network's last layer) on DATA's train= list."""
+    """Train a detector or a classifier (by the network's last layer) on DATA's train= list
+    (also `detector train` and `classifier train`)."""
     run_train(data, cfg, weights, clear, backup, max_batches, workers, seed, chart)
 
 
-@detector.command("train", context_settings=CONTEXT)
-@click.argument("data")
-@click.argument("cfg")
-@click.argument("weights", required=False)
-@train_options
-@common
-def detector_train(data, cfg, weights, clear, dont_show, backup, max_batches, workers, seed, chart, quiet, debug):
-    """Train a detector (as `darknet detector train`)."""
-    run_train(data, cfg, weights, clear, backup, max_batches, workers, seed, chart)
-
-
-@classifier.command("train", context_settings=CONTEXT)
-@click.argument("data")
-@click.argument("cfg")
-@click.argument("weights", required=False)
-@train_options
-@common
-def classifier_train(data, cfg, weights, clear, dont_show, backup, max_batches, workers, seed, chart, quiet, debug):
-    """Train a classifier (as `darknet classifier train`)."""
-    run_train(data, cfg, weights, clear, backup, max_batches, workers, seed, chart)
+detector.add_command(train, "train")
+classifier.add_command(train, "train")
 
 
 @cli.command(context_settings=CONTEXT)
@@ -447,28 +430,18 @@ def anchors_options(fn):
     return fn
 
 
-def run_anchors_command(data, clusters, width, height, seed, show, cfg):
-    from .anchors import run_anchors
-    for line in run_anchors(data, clusters, width, height, seed=seed, show=show, cfg=cfg):
-        print(line)
-
-
 @cli.command(context_settings=CONTEXT)
 @click.argument("data")
 @anchors_options
 @common
 def anchors(data, clusters, width, height, seed, show, cfg, quiet, debug):
-    """Anchors for a dataset: IoU k-means over the train= labels (writes anchors.txt)."""
-    run_anchors_command(data, clusters, width, height, seed, show, cfg)
+    """Anchors for a dataset: IoU k-means over the train= labels, writes anchors.txt
+    (also AlexeyAB's spelling `detector calc_anchors`)."""
+    from .anchors import run_anchors
+    print_lines(run_anchors(data, clusters, width, height, seed=seed, show=show, cfg=cfg))
 
 
-@detector.command("calc_anchors", context_settings=CONTEXT)
-@click.argument("data")
-@anchors_options
-@common
-def detector_calc_anchors(data, clusters, width, height, seed, show, cfg, quiet, debug):
-    """AlexeyAB's spelling of `anchors`."""
-    run_anchors_command(data, clusters, width, height, seed, show, cfg)
+detector.add_command(anchors, "calc_anchors")
 
 
 def main(argv=None):
