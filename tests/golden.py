@@ -3,10 +3,23 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from pydarknet.network import Network
 
 TOLERANCE = 1e-4  # elementwise |diff| <= TOLERANCE * max(1, |ref|)
+
+# Darknet's [crop] in vgg16_slim cuts 224x224 out of a 96x96 input without a bounds check: it read memory outside
+# its input buffer (whatever the golden generator had allocated there), which no re-implementation can
+# reproduce. Every layer after it matches when fed darknet's own crop output (test_vgg16_after_crop).
+UNREPRODUCIBLE = {"vgg16_slim": "darknet's crop read 6208 floats past its 96x96 input (undefined memory)"}
+
+
+def case_param(case_dir):
+    """A pytest parameter for a golden case, expected to fail (strictly) where darknet's answer is unreproducible."""
+    reason = UNREPRODUCIBLE.get(case_dir.name)
+    marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
+    return pytest.param(case_dir, id=case_dir.name, marks=marks)
 
 
 def case_paths(case_dir, shared):
@@ -30,8 +43,9 @@ def run_case(case_dir, shared):
     return net, info
 
 
-def layer_mismatch(net, case_dir):
-    """None when every stored layer output matches, else a message naming the first layer that breaks."""
+def layer_mismatch(net, case_dir, tolerance=TOLERANCE):
+    """None when every stored layer output matches (scaled error <= tolerance; 0: bit for bit), else a message
+    naming the first layer that breaks."""
     for entry in json.loads((case_dir / "layers.json").read_text()):
         if "file" not in entry:
             continue
@@ -41,7 +55,7 @@ def layer_mismatch(net, case_dir):
         err[np.isinf(ref) & (out == ref)] = 0
         err[np.isnan(ref) & np.isnan(out)] = 0
         err[np.isnan(err)] = np.inf
-        if err.size and err.max() > TOLERANCE:
+        if err.size and err.max() > tolerance:
             worst = np.unravel_index(np.argmax(err), err.shape)
             return (f"layer {entry['index']} ({entry['type']}) first breaks: worst element {worst}: "
                     f"ours {out[worst]!r}, darknet {ref[worst]!r}, scaled error {err.max():.3g}")
