@@ -1,42 +1,14 @@
-"""YOLOv1/v2 output layers: darknet's strided softmax, the [region] squashing, and class-tree decoding.
+"""YOLOv2's output layer: the [region] squashing (its softmax is darknet's one softmax, kernels/softmax.py) and
+class-tree decoding.
 
 All arrays are flat float32 unless said otherwise. Arithmetic follows darknet's C: float32 everywhere except
 exp(), which C evaluates in double before the result is stored back to float.
 """
-import math
-
 import numpy as np
 from numba import njit, prange
 
 from .activations import LOGISTIC, activate
-
-FLT_MAX = np.float32(3.4028234663852886e38)
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def softmax(x, start, n, temp, stride, out):
-    """Darknet's softmax over x[start + i*stride], i < n, into out at the same places."""
-    largest = -FLT_MAX
-    for i in range(n):
-        v = x[start + i * stride]
-        if v > largest:
-            largest = v
-    total = np.float32(0.0)
-    for i in range(n):
-        e = np.float32(math.exp(np.float64(x[start + i * stride] / temp - largest / temp)))
-        total += e
-        out[start + i * stride] = e
-    for i in range(n):
-        out[start + i * stride] = out[start + i * stride] / total
-
-
-@njit(cache=True, parallel=True, error_model="numpy")
-def softmax_groups(x, n, batch, batch_offset, groups, group_offset, stride, temp, out):
-    """Darknet's softmax_cpu: `batch` x `groups` independent softmaxes of n values each."""
-    for bg in prange(batch * groups):
-        b = bg // groups
-        g = bg % groups
-        softmax(x, b * batch_offset + g * group_offset, n, temp, stride, out)
+from .softmax import softmax_groups, softmax_run  # noqa: F401  (layers/detection.py imports softmax_groups here)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -58,11 +30,11 @@ def region_forward(x, out, boxes, entries, wh, coords, classes, background, use_
         if tree_sizes.size > 0:
             for s in range(wh):
                 for g in range(tree_sizes.size):
-                    softmax(x, base + (coords + 1 + tree_offsets[g]) * wh + s, tree_sizes[g], temp, wh, out)
+                    softmax_run(x, base + (coords + 1 + tree_offsets[g]) * wh + s, tree_sizes[g], wh, temp, out)
         elif use_softmax:
             first = coords if background else coords + 1
             for s in range(wh):
-                softmax(x, base + first * wh + s, classes + background, temp, wh, out)
+                softmax_run(x, base + first * wh + s, classes + background, wh, temp, out)
         else:
             for i in range((coords + 1) * wh, (coords + 1 + classes) * wh):
                 out[base + i] = activate(out[base + i], LOGISTIC)
