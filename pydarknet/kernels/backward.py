@@ -17,6 +17,7 @@ kernel here ADDS what it passes to an earlier layer's delta; none overwrites.
 """
 import math
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -152,7 +153,22 @@ def backward_bias(bias_updates, delta):
         bias_updates[f] = acc
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+def chain_block(c):
+    """Channels per block for the kernels that run one sequential float32 chain per channel: up to four
+    chains interleaved (each alone is latency-bound: a float add, or a float->double->float round trip, per
+    term; four reach the throughput limit: measured 3.5x faster, eight no faster), but no fewer blocks than
+    threads."""
+    threads = numba.get_num_threads()
+    return 4 if c >= 4 * threads else max(1, c // threads)
+
+
+@njit(cache=True, inline="always")
+def slot(f0, k, per, c):
+    """Channel of chain slot k of the block of `per` channels starting at f0; slots past the block's end
+    repeat its last channel (the extra chains ride along in the latency of the real ones)."""
+    return min(f0 + k, min(c, f0 + per) - 1)
+
+
 def batchnorm_train_forward(out, scales, biases, rolling_mean, rolling_variance, mean, variance, x, x_norm,
                             activation):
     """Darknet's forward_batchnorm_layer in training mode, then the activation, on out (n, c, spatial) in place.
@@ -160,40 +176,115 @@ def batchnorm_train_forward(out, scales, biases, rolling_mean, rolling_variance,
     x keeps the input, x_norm the normalised values (both for the backward pass); mean and variance get the
     batch statistics (variance with n-1); the rolling statistics move 1 % towards them.
     """
+    copy_array(out.reshape(-1), x.reshape(-1))
+    batchnorm_train(x, out, scales, biases, rolling_mean, rolling_variance, mean, variance, x_norm, activation)
+
+
+def batchnorm_train(inp, out, scales, biases, rolling_mean, rolling_variance, mean, variance, x_norm,
+                    activation):
+    """batchnorm_train_forward reading the raw sums from inp (which the backward pass keeps as its x) and
+    writing the activations to out (n, c, spatial), so that nothing needs copying.
+
+    Each channel's mean and variance is one sequential float32 chain over (image, pixel) as in darknet's
+    mean_cpu/variance_cpu (-Ofast leaves sums into array elements sequential); the chains of up to four
+    channels run interleaved, each in its own order.
+    """
+    _batchnorm_train(inp, out, scales, biases, rolling_mean, rolling_variance, mean, variance, x_norm,
+                     activation, chain_block(out.shape[1]))
+
+
+@njit(cache=True, parallel=True)
+def copy_array(src, dst):
+    chunk = 1 << 16
+    for c in prange((src.size + chunk - 1) // chunk):
+        dst[c * chunk:(c + 1) * chunk] = src[c * chunk:(c + 1) * chunk]
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _batchnorm_train(inp, out, scales, biases, rolling_mean, rolling_variance, mean, variance, x_norm,
+                     activation, per):
     n, c, spatial = out.shape
     count = n * spatial
     inv_count = F32(1.0 / count)
     inv_count1 = F32(1.0 / (count - 1)) if count > 1 else F32(np.inf)
-    for f in prange(c):
-        m = F32(0.0)
+    for blk in prange((c + per - 1) // per):
+        f0 = blk * per
+        f1 = min(c, f0 + per)
+        fa = slot(f0, 0, per, c)
+        fb = slot(f0, 1, per, c)
+        fc = slot(f0, 2, per, c)
+        fd = slot(f0, 3, per, c)
+        ma = F32(0.0)
+        mb = F32(0.0)
+        mc = F32(0.0)
+        md = F32(0.0)
         for b in range(n):
-            row = out[b, f]
-            x[b, f, :] = row
+            ra = inp[b, fa]
+            rb = inp[b, fb]
+            rc = inp[b, fc]
+            rd = inp[b, fd]
             for i in range(spatial):
-                m += row[i]
-        m *= inv_count
-        v = F32(0.0)
+                ma += ra[i]
+                mb += rb[i]
+                mc += rc[i]
+                md += rd[i]
+        ma *= inv_count
+        mb *= inv_count
+        mc *= inv_count
+        md *= inv_count
+        va = F32(0.0)
+        vb = F32(0.0)
+        vc = F32(0.0)
+        vd = F32(0.0)
         for b in range(n):
-            row = out[b, f]
+            ra = inp[b, fa]
+            rb = inp[b, fb]
+            rc = inp[b, fc]
+            rd = inp[b, fd]
             for i in range(spatial):
-                d = np.float64(row[i] - m)
-                v = F32(np.float64(v) + d * d)
-        v *= inv_count1
-        mean[f] = m
-        variance[f] = v
-        rolling_mean[f] = rolling_mean[f] * F32(0.99) + F32(0.01) * m
-        rolling_variance[f] = rolling_variance[f] * F32(0.99) + F32(0.01) * v
-        denom = math.sqrt(np.float64(v)) + np.float64(NORM_EPS)
-        s = scales[f]
-        bias = biases[f]
-        for b in range(n):
-            row = out[b, f]
-            nrow = x_norm[b, f]
-            for i in range(spatial):
-                xn = F32(np.float64(row[i] - m) / denom)
-                nrow[i] = xn
-                row[i] = xn * s + bias
-            activate_row(row, activation)
+                da = np.float64(ra[i] - ma)
+                db = np.float64(rb[i] - mb)
+                dc = np.float64(rc[i] - mc)
+                dd = np.float64(rd[i] - md)
+                va = F32(np.float64(va) + da * da)
+                vb = F32(np.float64(vb) + db * db)
+                vc = F32(np.float64(vc) + dc * dc)
+                vd = F32(np.float64(vd) + dd * dd)
+        stats = np.empty((2, 4), np.float32)
+        stats[0, 0] = ma
+        stats[0, 1] = mb
+        stats[0, 2] = mc
+        stats[0, 3] = md
+        stats[1, 0] = va
+        stats[1, 1] = vb
+        stats[1, 2] = vc
+        stats[1, 3] = vd
+        for f in range(f0, f1):
+            m = stats[0, f - f0]
+            v = stats[1, f - f0] * inv_count1
+            mean[f] = m
+            variance[f] = v
+            rolling_mean[f] = rolling_mean[f] * F32(0.99) + F32(0.01) * m
+            rolling_variance[f] = rolling_variance[f] * F32(0.99) + F32(0.01) * v
+            denom = math.sqrt(np.float64(v)) + np.float64(NORM_EPS)
+            s = scales[f]
+            bias = biases[f]
+            for b in range(n):
+                src = inp[b, f]
+                row = out[b, f]
+                nrow = x_norm[b, f]
+                if activation == LEAKY:      # fused (the common case); any other activation: a second pass
+                    for i in range(spatial):
+                        xn = F32(np.float64(src[i] - m) / denom)
+                        nrow[i] = xn
+                        y = xn * s + bias
+                        row[i] = y if y > 0 else 0.1 * np.float64(y)
+                else:
+                    for i in range(spatial):
+                        xn = F32(np.float64(src[i] - m) / denom)
+                        nrow[i] = xn
+                        row[i] = xn * s + bias
+                    activate_row(row, activation)
 
 
 @njit(cache=True, parallel=True)
@@ -208,17 +299,13 @@ def batchnorm_backward(delta, x, x_norm, mean, variance, scales, bias_updates, s
     count = n * spatial
     inv_count = F32(F32(1.0) / F32(count))     # -Ofast: mean_delta / (spatial*batch) as a product
     for f in prange(c):
-        # bias (backward_bias: a sum_array per image, then added)
+        # One pass over each image's row (which then stays in cache) for what darknet does in three passes
+        # over the batch; each sum keeps its own order:
+        # bias (backward_bias: a four-lane sum_array per image, then added), scale (backward_scale_cpu: one sum
+        # over the batch, four lanes over each image's pixels), then delta *= scale with the sequential sums
+        # of mean_delta_cpu and variance_delta_cpu (independent chains, so they can share the loop).
         acc = bias_updates[f]
-        for b in range(n):
-            acc += sum4(delta[b, f], 0, spatial, F32(0.0))
-        bias_updates[f] = acc
-        # scale (backward_scale_cpu: one sum over the batch, vectorized over each image's pixels)
         s = F32(0.0)
-        for b in range(n):
-            s = dot4(delta[b, f], x_norm[b, f], 0, spatial, s)
-        scale_updates[f] += s
-        # delta *= scale, and the mean/variance sums
         sc = scales[f]
         m = mean[f]
         md = F32(0.0)
@@ -226,15 +313,15 @@ def batchnorm_backward(delta, x, x_norm, mean, variance, scales, bias_updates, s
         for b in range(n):
             row = delta[b, f]
             xrow = x[b, f]
+            acc += sum4(row, 0, spatial, F32(0.0))
+            s = dot4(row, x_norm[b, f], 0, spatial, s)
             for i in range(spatial):
                 d = row[i] * sc
                 row[i] = d
                 md += d
-        for b in range(n):
-            row = delta[b, f]
-            xrow = x[b, f]
-            for i in range(spatial):
-                vd += row[i] * (xrow[i] - m)
+                vd += d * (xrow[i] - m)
+        bias_updates[f] = acc
+        scale_updates[f] += s
         ve = variance[f] + BN_EPS
         root = math.sqrt(np.float64(ve))
         md = F32(np.float64(md) * (-1.0 / root))
