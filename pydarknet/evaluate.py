@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit
 
 from .boxes import Detections
-from .classify import hierarchy_predictions, network_hierarchy, top_k
+from .classify import network_hierarchy, top_k
 from .config import DarknetError, read_data_cfg, read_names, warn
 from .data import label_path, read_labels, read_list
 from .detect import do_nms_sort, network_detections
@@ -40,6 +40,7 @@ from .image import center_crop_image, letterbox_image, load_image, resize_image
 from .kernels.nms import box_iou, glibc_sort_desc
 from .network import Network
 from .resources import find_file
+from .tree import hierarchy_predictions, read_map
 
 __all__ = ["run_map", "collect_detections", "compute_map", "MapDetections", "run_valid", "run_recall",
            "run_classifier_valid", "do_nms_obj", "COCO_IDS"]
@@ -492,22 +493,6 @@ def _corners(bbox, w, h, one):
     return left, top, right, bottom
 
 
-def _read_map(path):
-    try:
-        lines = Path(path).read_text(errors="replace").splitlines()
-    except OSError as e:
-        raise DarknetError(f"{path}: cannot read class map: {e.strerror}") from None
-    values = []
-    for line in lines:
-        s = line.strip()
-        digits = s[1:] if s[:1] in "+-" else s
-        n = 0
-        while n < len(digits) and digits[n].isdigit():
-            n += 1
-        values.append(int(s[:len(s) - len(digits) + n]) if n else 0)
-    return values
-
-
 def run_valid(data_file, cfg, weights, out_dir=None, outfile=None, progress=None, network=None):
     """pjreddie's `detector valid`: every image of `valid=` letterboxed into the network, boxes over .005 in
     pixels of the image, do_nms_sort at .45, written under `out_dir` (default: `results=` of the .data file,
@@ -525,7 +510,7 @@ def run_valid(data_file, cfg, weights, out_dir=None, outfile=None, progress=None
     kind = options.str("eval", "voc")
     class_map = None
     if options.has("map"):
-        class_map = _read_map(find_file(options.str("map"), beside=data_file, what="class map file"))
+        class_map = read_map(find_file(options.str("map"), beside=data_file, what="class map file"))
     net = _load_network(cfg, weights, network)
     decoding = _decoding_layers(net)
     if not decoding:

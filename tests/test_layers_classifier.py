@@ -7,9 +7,10 @@ import struct
 import numpy as np
 import pytest
 
-from pydarknet.classify import Tree, hierarchy_predictions, network_hierarchy, read_tree, top_k
+from pydarknet.classify import network_hierarchy, top_k
 from pydarknet.config import CfgError, DarknetError
 from pydarknet.network import Network
+from pydarknet.tree import hierarchy_predictions, read_tree
 from pydarknet.weights import weights_bytes
 
 f32 = np.float32
@@ -292,10 +293,10 @@ def test_tree_structure(tmp_path):
     (tmp_path / "t.tree").write_text(TREE)
     t = read_tree(tmp_path / "t.tree")
     assert t.n == 6 and t.groups == 3
-    assert t.group_offset == [0, 2, 5] and t.group_size == [2, 3, 1]
-    assert t.child == [1, -1, -1, 2, -1, -1]
-    assert t.group == [0, 0, 1, 1, 1, 2]
-    assert t.leaf == [False, True, True, False, True, True]
+    assert t.group_offset.tolist() == [0, 2, 5] and t.group_size.tolist() == [2, 3, 1]
+    assert t.child.tolist() == [1, -1, -1, 2, -1, -1]
+    assert t.group.tolist() == [0, 0, 1, 1, 1, 2]
+    assert t.leaf.tolist() == [False, True, True, False, True, True]
     (tmp_path / "bad.tree").write_text("a -1\nb 7\n")
     with pytest.raises(DarknetError, match=r"bad\.tree:2: parent 7"):
         read_tree(tmp_path / "bad.tree")

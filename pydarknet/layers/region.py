@@ -11,7 +11,6 @@ softmax the way darknet's GPU code does (one softmax per group, per anchor and c
 which is what YOLO9000's weights expect. Without a tree every step follows the CPU code.
 """
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -20,22 +19,8 @@ from ..config import DarknetError
 from ..kernels.backward import axpy, sum_squares
 from ..kernels.loss import region_delta, region_logistic_gradient
 from ..kernels.region import region_forward, region_tree_probs
-from ..tree import read_map, read_tree
+from ..tree import read_map, read_option_file, read_tree
 from .base import Layer
-
-
-def resolve_file(section, key):
-    """A file named by a cfg option: as given (relative to the working directory, like darknet), else
-    relative to the cfg file's folder, else to the folder above it (darknet's cfgs live in cfg/ and name
-    files as data/...)."""
-    path = Path(section.str(key))
-    if path.exists() or path.is_absolute():
-        return path
-    folder = Path(section.path).parent
-    for candidate in (folder / path, folder.parent / path):
-        if candidate.exists():
-            return candidate
-    return path
 
 
 class Region(Layer):
@@ -73,11 +58,11 @@ class Region(Layer):
         self.background = 1 if self.background else 0
         self.tree = None
         if s.has("tree"):
-            self.tree = read_tree(resolve_file(s, "tree"))
+            self.tree = read_option_file(s, "tree", read_tree, self.error)
             if self.tree.n != self.classes:
                 raise self.error(f"the class tree {self.tree.path} has {self.tree.n} classes but "
                                  f"classes={self.classes}", "tree")
-        self.map = read_map(resolve_file(s, "map")) if s.has("map") else None
+        self.map = read_option_file(s, "map", read_map, self.error) if s.has("map") else None
         self.biases = np.full(self.n * 2, 0.5, np.float32)
         anchors = s.floats("anchors")
         if anchors:

@@ -3,15 +3,13 @@ word tree (`tree=`, hierarchical softmax), or over the channels of each pixel (`
 
 The output is flat, (inputs, 1, 1), like darknet's (which gives the next layer no image shape).
 """
-from pathlib import Path
-
 import numpy as np
 
-from ..classify import read_tree
 from ..config import DarknetError
 from ..kernels.backward import axpy
 from ..kernels.loss import softmax_cross_entropy
 from ..kernels.softmax import run_starts, softmax_runs
+from ..tree import read_option_file, read_tree
 from .base import Layer
 
 
@@ -32,22 +30,8 @@ class Softmax(Layer):
             raise self.error("temperature must not be 0", "temperature")
         self.tree = None
         if s.has("tree"):
-            self.tree = self._load_tree(s.str("tree"))
+            self.tree = read_option_file(s, "tree", read_tree, self.error)
         super().__init__(section, in_shape, net, index)
-
-    def _load_tree(self, name):
-        """Darknet opens the tree file relative to the working directory; we also look beside the cfg and in
-        the folder above it (cfg/x.cfg naming data/x.tree, as darknet's own cfgs do)."""
-        cfg_dir = Path(self.section.path).resolve().parent
-        candidates = [Path(name), cfg_dir / name, cfg_dir.parent / name]
-        for path in candidates:
-            if path.is_file():
-                try:
-                    return read_tree(path)
-                except DarknetError as e:
-                    raise self.error(f"tree={name}: {e}", "tree") from None
-        tried = ", ".join(dict.fromkeys(str(p) for p in candidates))
-        raise self.error(f"tree file '{name}' not found (tried {tried})", "tree")
 
     def setup(self, in_shape, net):
         self.in_shape = tuple(in_shape)
@@ -68,9 +52,8 @@ class Softmax(Layer):
     def runs(self, batch):
         """(starts, sizes, stride, temperature) of every softmax run over the flat batch."""
         if self.tree is not None:
-            offsets = np.asarray(self.tree.group_offset, np.int64)
-            sizes = np.asarray(self.tree.group_size, np.int64)
-            return run_starts(batch, self.inputs, offsets), np.tile(sizes, batch), 1, self.temperature
+            t = self.tree
+            return run_starts(batch, self.inputs, t.group_offset), np.tile(t.group_size, batch), 1, self.temperature
         if self.spatial:
             # darknet's GPU path (the only one that honours spatial=; its CPU path ignores it): a softmax
             # across the channels of each pixel, without the temperature
