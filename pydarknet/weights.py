@@ -79,12 +79,19 @@ def save_weights(net, path, upto=None):
     atomic_write(path, weights_bytes(net, upto))
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path, data):
     """A temporary file beside the target, flushed to disk, then renamed over it: a crash leaves either the
     old file or the new one, never half a file."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; a saved file gets the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

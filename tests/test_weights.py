@@ -120,3 +120,12 @@ def test_save_is_atomic_and_round_trips(tmp_path):
     again = small_net(tmp_path, CFG.split("[connected]")[0])
     load_weights(again, target)
     assert again.seen == 640 and np.all(again.layers[0].weights == 2.5)
+
+
+def test_saved_files_get_ordinary_permissions(tmp_path):
+    import os
+    net = small_net(tmp_path, CFG.split("[connected]")[0])
+    save_weights(net, tmp_path / "x.weights")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "x.weights").stat().st_mode & 0o777 == 0o666 & ~mask
