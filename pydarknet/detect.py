@@ -1,15 +1,16 @@
-"""Detections from a whole network: darknet's get_network_boxes and do_nms_sort.
+"""Detections from a whole network: darknet's get_network_boxes, do_nms_sort and do_nms_obj.
 
 After a forward pass, every output layer that can decode boxes ([yolo], [region], [detection]) contributes
 its candidates, in layer order, to one Detections (darknet's get_network_boxes); `do_nms_sort` then sorts
-and suppresses them as darknet does before printing or drawing.
+and suppresses them as darknet does before printing or drawing (`do_nms_obj`, by objectness alone, is what
+`detector recall` uses).
 """
 import inspect
 
 import numpy as np
 
 from .boxes import Detections
-from .kernels.nms import nms_sort
+from .kernels.nms import nms_obj, nms_sort
 
 
 def _accepts(method, name):
@@ -54,3 +55,16 @@ def do_nms_sort(dets, thresh):
     order = nms_sort(np.ascontiguousarray(dets.bbox, np.float32), np.ascontiguousarray(dets.objectness, np.float32),
                      prob, np.float32(thresh))
     return Detections(dets.bbox[order], dets.objectness[order], prob[order])
+
+
+def do_nms_obj(dets, thresh, classes=None):
+    """darknet's do_nms_obj: sorted by objectness, a box overlapping a likelier one by more than `thresh` gets
+    objectness 0 (and its first `classes` probabilities, all by default). Returns new Detections in darknet's
+    final order."""
+    objectness = np.array(dets.objectness, np.float32)
+    prob = np.array(dets.prob, np.float32)
+    cut = prob.shape[1] if classes is None else min(int(classes), prob.shape[1])
+    view = np.ascontiguousarray(prob[:, :cut])
+    order = nms_obj(np.ascontiguousarray(dets.bbox, np.float32), objectness, view, np.float32(thresh))
+    prob[:, :cut] = view
+    return Detections(dets.bbox[order], objectness[order], prob[order])

@@ -35,9 +35,9 @@ from .boxes import Detections
 from .classify import network_hierarchy, top_k
 from .config import DarknetError, read_data_cfg, read_names, warn
 from .data import label_path, read_labels, read_list
-from .detect import do_nms_sort, network_detections
+from .detect import do_nms_obj, do_nms_sort, network_detections
 from .image import center_crop_image, letterbox_image, load_image, resize_image
-from .kernels.nms import box_iou, glibc_sort_desc
+from .kernels.nms import box_iou
 from .network import Network
 from .resources import find_file
 from .tree import hierarchy_predictions, read_map
@@ -593,49 +593,6 @@ def run_valid(data_file, cfg, weights, out_dir=None, outfile=None, progress=None
 RECALL_THRESH = 0.001
 RECALL_IOU = 0.5
 RECALL_NMS = 0.4
-
-
-@njit(cache=True)
-def _nms_obj_order(bbox, objectness, prob, thresh):
-    n = objectness.size
-    order = np.arange(n)
-    k = n - 1
-    i = 0
-    while i <= k:
-        if objectness[order[i]] == 0:
-            s = order[i]
-            order[i] = order[k]
-            order[k] = s
-            k -= 1
-        else:
-            i += 1
-    total = k + 1
-    live = order[:total]
-    glibc_sort_desc(objectness, live)
-    for a in range(total):
-        if objectness[live[a]] == 0:
-            continue
-        for b in range(a + 1, total):
-            if objectness[live[b]] == 0:
-                continue
-            if box_iou(bbox[live[a]], bbox[live[b]]) > thresh:
-                objectness[live[b]] = 0
-                for c in range(prob.shape[1]):
-                    prob[live[b], c] = 0
-    return order
-
-
-def do_nms_obj(dets, thresh, classes=None):
-    """darknet's do_nms_obj: sorted by objectness, a box overlapping a likelier one by more than `thresh` gets
-    objectness 0 (and its first `classes` probabilities, all by default). Returns new Detections in darknet's
-    final order."""
-    objectness = np.array(dets.objectness, np.float32)
-    prob = np.array(dets.prob, np.float32)
-    cut = prob.shape[1] if classes is None else min(int(classes), prob.shape[1])
-    view = np.ascontiguousarray(prob[:, :cut])
-    order = _nms_obj_order(np.ascontiguousarray(dets.bbox, np.float32), objectness, view, _F32(thresh))
-    prob[:, :cut] = view
-    return Detections(dets.bbox[order], objectness[order], prob[order])
 
 
 def run_recall(data_file, cfg, weights, progress=None, network=None, on_line=None):

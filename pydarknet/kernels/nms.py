@@ -1,4 +1,4 @@
-"""Darknet's do_nms_sort as glibc runs it.
+"""Darknet's do_nms_sort and do_nms_obj as glibc runs them.
 
 The sort is glibc's qsort, which in every released glibc is a top-down merge sort when it can allocate its
 buffer (an introsort replaced it during the 2.39 development cycle and was reverted before that release;
@@ -89,14 +89,10 @@ def glibc_sort_desc(key, order):
             top -= 1
 
 
-@njit(cache=True, error_model="numpy")
-def nms_sort(bbox, objectness, prob, thresh):
-    """do_nms_sort: returns the final order of the detections; zeroes suppressed probabilities in place.
-
-    Zero-objectness detections are first swapped to the end (darknet's loop, which also fixes their order)
-    and take no further part. Then for each class in turn the others are sorted by that class's probability
-    (starting from the previous class's order) and each one with a nonzero probability zeroes that class for
-    every later one overlapping it by more than thresh."""
+@njit(cache=True, inline="always")
+def _objectness_first(objectness):
+    """The start of do_nms_sort and do_nms_obj: zero-objectness detections swapped to the end by darknet's loop
+    (which also fixes their order). Returns (order, number of detections before them)."""
     n = objectness.size
     order = np.arange(n)
     k = n - 1
@@ -109,7 +105,18 @@ def nms_sort(bbox, objectness, prob, thresh):
             k -= 1
         else:
             i += 1
-    total = k + 1
+    return order, k + 1
+
+
+@njit(cache=True, error_model="numpy")
+def nms_sort(bbox, objectness, prob, thresh):
+    """do_nms_sort: returns the final order of the detections; zeroes suppressed probabilities in place.
+
+    Zero-objectness detections go to the end (_objectness_first) and take no further part. Then for each class
+    in turn the others are sorted by that class's probability (starting from the previous class's order) and
+    each one with a nonzero probability zeroes that class for every later one overlapping it by more than
+    thresh."""
+    order, total = _objectness_first(objectness)
     live = order[:total]
     for c in range(prob.shape[1]):
         glibc_sort_desc(prob[:, c], live)
@@ -118,5 +125,29 @@ def nms_sort(bbox, objectness, prob, thresh):
                 continue
             for b in range(a + 1, total):
                 if box_iou(bbox[live[a]], bbox[live[b]]) > thresh:
+                    prob[live[b], c] = 0
+    return order
+
+
+@njit(cache=True, error_model="numpy")
+def nms_obj(bbox, objectness, prob, thresh):
+    """do_nms_obj: returns the final order of the detections; zeroes suppressed objectness and probabilities
+    in place.
+
+    Zero-objectness detections go to the end (_objectness_first); the others are sorted by objectness, and
+    each one with a nonzero objectness zeroes the objectness and every probability of each later one (with a
+    nonzero objectness) overlapping it by more than thresh."""
+    order, total = _objectness_first(objectness)
+    live = order[:total]
+    glibc_sort_desc(objectness, live)
+    for a in range(total):
+        if objectness[live[a]] == 0:
+            continue
+        for b in range(a + 1, total):
+            if objectness[live[b]] == 0:
+                continue
+            if box_iou(bbox[live[a]], bbox[live[b]]) > thresh:
+                objectness[live[b]] = 0
+                for c in range(prob.shape[1]):
                     prob[live[b], c] = 0
     return order
