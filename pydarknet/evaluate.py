@@ -109,8 +109,12 @@ def _load_network(cfg, weights, network=None):
     return net
 
 
-def _decoding_layers(net):
-    return [layer for layer in net.layers if hasattr(layer, "detections")]
+def _detector_classes(net, cfg):
+    """The classes of the network's last box-decoding layer ([yolo], [region] or [detection]; error if none)."""
+    decoding = [layer for layer in net.layers if hasattr(layer, "detections")]
+    if not decoding:
+        raise DarknetError(f"{cfg}: the network has no [yolo], [region] or [detection] layer to detect with")
+    return decoding[-1].classes
 
 
 def _tick(progress, done, total):
@@ -152,10 +156,7 @@ def _detection_setup(net, names, cfg, name_list):
     """AlexeyAB's choice of the layer giving the classes: the last [yolo]/[region] (else the last layer)."""
     layers = [(i, ALEXEYAB_LAYER_CODES[layer.type]) for i, layer in enumerate(net.layers)
               if layer.type in ALEXEYAB_LAYER_CODES]
-    decoding = _decoding_layers(net)
-    if not decoding:
-        raise DarknetError(f"{cfg}: the network has no [yolo], [region] or [detection] layer to detect with")
-    classes = decoding[-1].classes
+    classes = _detector_classes(net, cfg)
     if len(names) != classes:
         raise DarknetError(f"{name_list}: {len(names)} names but the network ({cfg}) has classes={classes}")
     return layers, classes
@@ -512,10 +513,7 @@ def run_valid(data_file, cfg, weights, out_dir=None, outfile=None, progress=None
     if options.has("map"):
         class_map = read_map(find_file(options.str("map"), beside=data_file, what="class map file"))
     net = _load_network(cfg, weights, network)
-    decoding = _decoding_layers(net)
-    if not decoding:
-        raise DarknetError(f"{cfg}: the network has no [yolo], [region] or [detection] layer to detect with")
-    classes = decoding[-1].classes
+    classes = _detector_classes(net, cfg)
     if kind == "imagenet":
         classes = min(classes, 200)
     if kind == "coco" and classes > len(COCO_IDS):
@@ -604,8 +602,7 @@ def run_recall(data_file, cfg, weights, progress=None, network=None, on_line=Non
     options = read_data_cfg(data_file)
     paths = _image_list(options, "valid", "data/train.list", data_file)
     net = _load_network(cfg, weights, network)
-    if not _decoding_layers(net):
-        raise DarknetError(f"{cfg}: the network has no [yolo], [region] or [detection] layer to detect with")
+    _detector_classes(net, cfg)  # only the check that the network can detect
     total = correct = proposals = 0
     avg_iou = _F32(0)
     lines = []
