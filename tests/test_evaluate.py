@@ -190,11 +190,16 @@ def make_detection_set(root, names=("a", "b", "c", "d"), prefix="COCO_val2014_00
     return data, paths
 
 
+def loaded(case):
+    """The case's network with its weights."""
+    net = Network(case / "net.cfg")
+    net.load(case / "net.weights")
+    return net
+
+
 @pytest.fixture(scope="module")
 def detector():
-    net = Network(DETECTOR / "net.cfg")
-    net.load(DETECTOR / "net.weights")
-    return net
+    return loaded(DETECTOR)
 
 
 def expected_pixel_detections(net, path):
@@ -361,9 +366,7 @@ def make_classifier_set(root, layout, top=2):
 
 @pytest.fixture(scope="module")
 def classifier():
-    net = Network(CLASSIFIER / "net.cfg")
-    net.load(CLASSIFIER / "net.weights")
-    return net
+    return loaded(CLASSIFIER)
 
 
 def test_classifier_valid_accuracy_lines(tmp_path, classifier):
