@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .classify import top_k
+from .classify import network_hierarchy, top_k
 from .detect import do_nms_sort, network_detections
 from .image import center_crop_image, letterbox_image, load_image, resize_image, resize_min
 from .network import Network
+from .tree import hierarchy_predictions
 
 # Layers whose parameters fix the input size: a network with one of these cannot be resized.
 FIXED_SIZE_LAYERS = {"connected", "local", "detection", "crop"}
@@ -154,7 +155,10 @@ class Classifier:
         start = time.perf_counter()
         output = self.net.forward(x[None])
         seconds = time.perf_counter() - start
-        probs = output[0].reshape(-1)
+        probs = output[0].reshape(-1).copy()
+        tree = network_hierarchy(self.net)
+        if tree is not None:  # a word-tree softmax: absolute probabilities, leaves only, as darknet's classifier
+            hierarchy_predictions(probs, tree, only_leaves=True)
         best = top_k(probs, min(top, probs.size))
         return ClassifyResult(path or "<array>", seconds,
                               [(int(i), class_name(self.names, int(i)), float(p)) for i, p in best])

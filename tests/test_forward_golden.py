@@ -12,16 +12,11 @@ SHARED_CASES = sorted(p for p in (SHARED / "golden" / "forward").glob("*") if p.
 LOCAL_CASES = sorted(p for p in (DATA / "forward").glob("*") if p.is_dir())
 
 
-# With darknet's summation order for the products (the default backend) every stored output is bit-identical,
-# except the [region] layer's softmax in the two YOLOv2 cases, within 3e-8.
-NOT_BIT_EXACT = {"yolov2-tiny_slim", "yolov2_slim"}
-
-
 @pytest.mark.parametrize("case_dir", [case_param(p) for p in SHARED_CASES])
 def test_shared_case_layers(case_dir):
     net, _ = run_case(case_dir, SHARED)
     assert layer_mismatch(net, case_dir) is None, layer_mismatch(net, case_dir)
-    if products.backend() == "darknet" and case_dir.name not in NOT_BIT_EXACT:
+    if products.backend() == "darknet":  # darknet's summation order for the products: bit for bit
         assert layer_mismatch(net, case_dir, tolerance=0) is None, layer_mismatch(net, case_dir, tolerance=0)
 
 
