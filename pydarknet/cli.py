@@ -128,8 +128,9 @@ def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, o
             if paths is None or len(paths) > 1:
                 base = f"{base}_{count[0]}"
             canvas = to_bgr8(im)
+            # darknet's line width is int(h * .006): no outline at all under 167 pixels; we draw at least 1
             draw_detections(canvas, [b for b, _ in result.boxes], [[c for c, _ in s] for _, s in result.boxes],
-                            detector.names, detector.classes)
+                            detector.names, detector.classes, width=max(1, int(result.height * .006)))
             note(f"saved {save_image(canvas, base)}")
 
     for_each_image(paths, one)
