@@ -71,6 +71,137 @@ def col2im(col, size, stride, pad, im):
                         dst[first + x * stride] += src_row[s0 + x]
 
 
+@njit(cache=True, inline="always")
+def _col_range(k, size, stride, pad, w, out_w):
+    """Output columns x whose input column k + x*stride - pad (tap k of the kernel row) is inside [0, w)."""
+    x0 = min(out_w, max(0, -((k - pad) // stride)))
+    x1 = max(x0, min(out_w, (w - 1 + pad - k) // stride + 1))
+    return x0, x1
+
+
+@njit(cache=True, parallel=True)
+def im2col_batch(x, c0, cg, size, stride, pad, col, wide):
+    """im2col of the channels c0..c0+cg-1 of every image of x (n, c, h, w), in one parallel pass.
+
+    wide: col (k, n, L), image b's columns at col[:, b] (one matrix (k, n*L) for a product over the whole
+    batch); otherwise col (n, k, L), one matrix per image. k = cg*size*size, L = out_h*out_w."""
+    n, _, h, w = x.shape
+    out_h = (h + 2 * pad - size) // stride + 1
+    out_w = (w + 2 * pad - size) // stride + 1
+    k = cg * size * size
+    for task in prange(n * k):
+        b = task // k
+        row = task % k
+        kx = row % size
+        ky = (row // size) % size
+        plane = x[b, c0 + row // (size * size)]
+        dst_row = col[row, b] if wide else col[b, row]
+        x0, x1 = _col_range(kx, size, stride, pad, w, out_w)
+        first = kx + x0 * stride - pad
+        for y in range(out_h):
+            dst = dst_row[y * out_w:(y + 1) * out_w]
+            iy = ky + y * stride - pad
+            if iy < 0 or iy >= h:
+                dst[:] = 0.0
+                continue
+            dst[:x0] = 0.0
+            dst[x1:] = 0.0
+            src = plane[iy]
+            if stride == 1:
+                dst[x0:x1] = src[first:first + x1 - x0]
+            else:
+                for xx in range(x0, x1):
+                    dst[xx] = src[first + (xx - x0) * stride]
+
+
+@njit(cache=True, parallel=True)
+def im2col_t(x, c0, cg, size, stride, pad, colT):
+    """The transposed im2col of every image: colT (n, L, k), colT[b] = im2col(x[b, c0:c0+cg]).T, a row per
+    output position (the layout the weight gradient reads), written row after row: for each output pixel,
+    the size x size window of each channel (size consecutive floats per window row)."""
+    n, _, h, w = x.shape
+    out_h = (h + 2 * pad - size) // stride + 1
+    out_w = (w + 2 * pad - size) // stride + 1
+    ss = size * size
+    for task in prange(n * out_h):
+        b = task // out_h
+        y = task % out_h
+        y0 = y * stride - pad
+        ky0 = max(0, -y0)                  # window rows inside the image: ky0 <= ky < ky1
+        ky1 = min(size, h - y0)
+        for xx in range(out_w):
+            dst = colT[b, y * out_w + xx]
+            x0 = xx * stride - pad
+            inside = x0 >= 0 and x0 + size <= w and ky0 == 0 and ky1 == size
+            if inside and size == 3:   # the common window, unrolled (3-5x faster than the loops below)
+                for ch in range(cg):
+                    plane = x[b, c0 + ch]
+                    r0 = plane[y0]
+                    r1 = plane[y0 + 1]
+                    r2 = plane[y0 + 2]
+                    r = ch * 9
+                    dst[r] = r0[x0]
+                    dst[r + 1] = r0[x0 + 1]
+                    dst[r + 2] = r0[x0 + 2]
+                    dst[r + 3] = r1[x0]
+                    dst[r + 4] = r1[x0 + 1]
+                    dst[r + 5] = r1[x0 + 2]
+                    dst[r + 6] = r2[x0]
+                    dst[r + 7] = r2[x0 + 1]
+                    dst[r + 8] = r2[x0 + 2]
+                continue
+            for ch in range(cg):
+                plane = x[b, c0 + ch]
+                r = ch * ss
+                if inside:
+                    for ky in range(size):
+                        src = plane[y0 + ky]
+                        for kx in range(size):
+                            dst[r + ky * size + kx] = src[x0 + kx]
+                else:
+                    for ky in range(size):
+                        iy = y0 + ky
+                        for kx in range(size):
+                            ix = x0 + kx
+                            dst[r + ky * size + kx] = plane[iy, ix] if (ky0 <= ky < ky1 and 0 <= ix < w) else 0.0
+
+
+@njit(cache=True, parallel=True)
+def col2im_batch(col, wide, size, stride, pad, im, c0):
+    """col2im for every image at once: add each image's columns (laid out as im2col_batch's `col`) onto the
+    channels c0.. of im (n, c, h, w); each pixel gets its terms in darknet's col2im_cpu order."""
+    n, _, h, w = im.shape
+    out_h = (h + 2 * pad - size) // stride + 1
+    out_w = (w + 2 * pad - size) // stride + 1
+    cg = (col.shape[0] if wide else col.shape[1]) // (size * size)
+    for task in prange(n * cg):     # a channel's rows only touch that channel: no two tasks write one pixel
+        b = task // cg
+        ch = task % cg
+        plane = im[b, c0 + ch]
+        for kk in range(size * size):
+            row = ch * size * size + kk
+            kx = kk % size
+            ky = kk // size
+            x0, x1 = _col_range(kx, size, stride, pad, w, out_w)
+            cnt = x1 - x0
+            src_row = col[row, b] if wide else col[b, row]
+            first = kx + x0 * stride - pad
+            for y in range(out_h):
+                iy = ky + y * stride - pad
+                if iy < 0 or iy >= h:
+                    continue
+                dst = plane[iy]
+                s0 = y * out_w + x0
+                if stride == 1:  # contiguous on both sides: a loop that vectorizes
+                    d = dst[first:first + cnt]
+                    src = src_row[s0:s0 + cnt]
+                    for xx in range(cnt):
+                        d[xx] += src[xx]
+                else:
+                    for xx in range(cnt):
+                        dst[first + xx * stride] += src_row[s0 + xx]
+
+
 @njit(cache=True, parallel=True)
 def normalize_scale_bias_activate(x, mean, variance, scales, biases, activation, normalize):
     """x (n, c, spatial) in place: darknet's batch-norm at inference, then bias, then the activation.

@@ -1,16 +1,48 @@
 """[convolutional]: filters x (size x size x c/groups) kernels, optional batch-norm, then an activation.
 
-Forward is im2col (Numba) + one sgemm per image and group (kernels.products: numpy's BLAS by default), then
-one fused Numba pass for batch-norm, bias and activation. In training, batch-norm uses the batch's statistics; backward is per
-image and group two matrix products (weight gradient, input gradient) and a col2im.
+Forward is im2col (Numba) + the product with the weights (kernels.products), then one fused Numba pass for
+batch-norm, bias and activation. In training, batch-norm uses the batch's statistics; backward is two
+products (weight gradient, input gradient) and a col2im.
+
+The batch goes through each step in one call, in chunks of images whose columns fit a scratch budget: one
+parallel im2col for the chunk, then one product per image -- or, when an image has few output positions,
+one product for the whole chunk, its columns side by side (each output element is still one chain over k:
+the same floats as image by image). The weight gradient is summed image by image in darknet's order.
 """
 import numpy as np
 
 from ..kernels.activations import CODE as ACTIVATIONS
-from ..kernels.backward import backward_bias, batchnorm_backward, batchnorm_train_forward, gradient_array32
-from ..kernels.conv import col2im, im2col, normalize_scale_bias_activate
-from ..kernels.products import gemm_nn, gemm_nt, gemm_tn
+from ..kernels.backward import (backward_bias, batchnorm_backward, batchnorm_train, batchnorm_train_forward,
+                                gradient_array32)
+from ..kernels.conv import col2im_batch, im2col_batch, im2col_t, normalize_scale_bias_activate
+from ..kernels.products import backend, conv_weight_gradient, gemm_nn, gemm_tn
 from .base import Layer, zeros
+
+CHUNK_FLOATS = 1 << 21  # im2col columns per chunk of images (8 MiB; a single image may take more)
+WIDE_BELOW = 1024       # output positions per image under which a chunk's images share one product
+
+
+def share_products(batch, spatial):
+    """Whether a chunk's images go through one product (their columns side by side): for images with few
+    output positions, and only with darknet's exact products, where it changes no bit. BLAS would round
+    such a product differently from image-by-image ones (its blocking depends on the shape); that is no less
+    accurate, but the BLAS golden-training tolerances were measured image by image, and one of those runs
+    (tiny_train) flips a discrete choice after 3 steps with the other rounding."""
+    return batch > 1 and spatial < WIDE_BELOW and backend() == "darknet"
+
+
+def chunk_images(batch, per_image):
+    """Images per chunk: as many as keep the chunk's columns within CHUNK_FLOATS (at least one)."""
+    return max(1, min(batch, CHUNK_FLOATS // max(1, per_image)))
+
+
+def scratch(net, key, size):
+    """A scratch array of the network's kept between calls (grown on demand, like net.workspace), by name."""
+    buffers = net.__dict__.setdefault("_conv_scratch", {})
+    array = buffers.get(key)
+    if array is None or array.size < size:
+        array = buffers[key] = np.empty(size, np.float32)
+    return array[:size]
 
 
 def batchnorm_forward_train(layer, out, activation):
@@ -25,6 +57,14 @@ def batchnorm_forward_train(layer, out, activation):
     layer.variance = np.empty(shape[1], np.float32)
     batchnorm_train_forward(out, layer.scales, layer.biases, layer.rolling_mean, layer.rolling_variance,
                             layer.mean, layer.variance, layer.bn_x, layer.x_norm, ACTIVATIONS[activation])
+
+
+def batchnorm_buffers(layer, shape):
+    """(bn_x, x_norm) of the given shape, kept on the layer from call to call."""
+    bufs = layer.__dict__.get("_bn")
+    if bufs is None or bufs[0].shape != shape:
+        bufs = layer._bn = (np.empty(shape, np.float32), np.empty(shape, np.float32))
+    return bufs
 
 
 def batchnorm_backward_layer(layer, delta):
@@ -103,32 +143,55 @@ class Convolutional(Layer):
         return (f"conv  {n:5d} {self.size:2d} x{self.size:2d} /{self.stride:2d}  {w:4d} x{h:4d} x{c:4d}   ->  "
                 f"{out_w:4d} x{out_h:4d} x{n:4d}  {self.flops() / 1e9:5.3f} BFLOPs")
 
-    def convolve(self, x, net):
-        """The raw convolution sums (n, filters, out_h*out_w), before bias and batch-norm."""
+    def convolve(self, x, net, out=None):
+        """The raw convolution sums (n, filters, out_h*out_w), before bias and batch-norm (into `out` if
+        given, else into the layer's output buffer)."""
         batch = x.shape[0]
         c, h, w = self.in_shape
         n, out_h, out_w = self.out_shape
+        L = out_h * out_w
         g = self.groups
         m, cg = n // g, c // g
-        out = self.output_buffer(batch, (n, out_h * out_w))
-        direct = self.size == 1 and self.stride == 1 and self.pad == 0
         k = cg * self.size * self.size
-        col = None if direct else net.workspace(k * out_h * out_w).reshape(k, out_h * out_w)
-        for b in range(batch):
+        if out is None:
+            out = self.output_buffer(batch, (n, L))
+        direct = self.size == 1 and self.stride == 1 and self.pad == 0
+        wide = share_products(batch, L)
+        chunk = chunk_images(batch, k * L)
+        col = net.workspace(k * L * chunk)
+        for b0 in range(0, batch, chunk):
+            b1 = min(batch, b0 + chunk)
+            count = b1 - b0
             for j in range(g):
-                im = x[b, j * cg:(j + 1) * cg]
-                if direct:
-                    col = im.reshape(cg, h * w)
-                else:
-                    im2col(im, self.size, self.stride, self.pad, col)
-                gemm_nn(self.weights[j * m:(j + 1) * m], col, out[b, j * m:(j + 1) * m])
+                weights = self.weights[j * m:(j + 1) * m]
+                if wide:   # the chunk's columns side by side: one product, then each image's block to its place
+                    cols = col[:k * count * L].reshape(k, count, L)
+                    im2col_batch(x[b0:b1], j * cg, cg, self.size, self.stride, self.pad, cols, True)
+                    res = scratch(net, "conv_out", m * count * L).reshape(m, count * L)
+                    gemm_nn(weights, cols.reshape(k, count * L), res)
+                    out[b0:b1, j * m:(j + 1) * m] = res.reshape(m, count, L).transpose(1, 0, 2)
+                    continue
+                if not direct:
+                    cols = col[:k * count * L].reshape(count, k, L)
+                    im2col_batch(x[b0:b1], j * cg, cg, self.size, self.stride, self.pad, cols, False)
+                for b in range(b0, b1):
+                    src = x[b, j * cg:(j + 1) * cg].reshape(cg, h * w) if direct else cols[b - b0]
+                    gemm_nn(weights, src, out[b, j * m:(j + 1) * m])
         return out
 
     def forward(self, x, net):
-        out = self.convolve(x, net)
         if self.batch_normalize and net.train:
-            batchnorm_forward_train(self, out, self.activation)
-        elif self.batch_normalize:
+            # the raw sums go to bn_x (which the backward pass keeps), the activations to the output
+            out = self.output_buffer(x.shape[0], (self.out_shape[0], self.out_shape[1] * self.out_shape[2]))
+            self.bn_x, self.x_norm = batchnorm_buffers(self, out.shape)
+            self.convolve(x, net, self.bn_x)
+            self.mean = np.empty(out.shape[1], np.float32)
+            self.variance = np.empty(out.shape[1], np.float32)
+            batchnorm_train(self.bn_x, out, self.scales, self.biases, self.rolling_mean, self.rolling_variance,
+                            self.mean, self.variance, self.x_norm, ACTIVATIONS[self.activation])
+            return out.reshape((x.shape[0],) + self.out_shape)
+        out = self.convolve(x, net)
+        if self.batch_normalize:
             normalize_scale_bias_activate(out, self.rolling_mean, self.rolling_variance, self.scales,
                                           self.biases, ACTIVATIONS[self.activation], True)
         else:
@@ -155,25 +218,27 @@ class Convolutional(Layer):
             backward_bias(self.bias_updates, delta)
         x = self.prev_input(net)
         prev = self.prev_delta(net)
-        direct = self.size == 1 and self.stride == 1 and self.pad == 0
-        col = net.workspace(k * spatial).reshape(k, spatial)
-        grad = np.empty((m, k), np.float32)
-        for b in range(batch):
+        wide = share_products(batch, spatial)
+        chunk = chunk_images(batch, k * spatial)
+        for b0 in range(0, batch, chunk):
+            b1 = min(batch, b0 + chunk)
+            count = b1 - b0
             for j in range(g):
-                d = delta[b, j * m:(j + 1) * m]                       # (m, spatial)
-                im = x[b, j * cg:(j + 1) * cg]
-                if direct:
-                    cols = im.reshape(cg, h * w)
-                else:
-                    im2col(im, self.size, self.stride, self.pad, col)
-                    cols = col
-                gemm_nt(d, cols, grad)                                # weight gradient of this image
-                self.weight_updates[j * m:(j + 1) * m] += grad
+                d = delta[b0:b1, j * m:(j + 1) * m]                  # (count, m, spatial)
+                colT = scratch(net, "conv_colT", count * spatial * k).reshape(count, spatial, k)
+                im2col_t(x[b0:b1], j * cg, cg, self.size, self.stride, self.pad, colT)
+                conv_weight_gradient(d, colT, self.weight_updates[j * m:(j + 1) * m])
                 if prev is None:
                     continue
-                target = prev[b, j * cg:(j + 1) * cg]
-                gemm_tn(self.weights[j * m:(j + 1) * m], d, col)      # W^T delta: (k, spatial)
-                if direct:
-                    target.reshape(cg, h * w)[...] += col
+                weights = self.weights[j * m:(j + 1) * m]
+                col = net.workspace(k * count * spatial)
+                if wide:   # W^T delta for the whole chunk in one product, the images' deltas side by side
+                    dw = scratch(net, "conv_delta", m * count * spatial).reshape(m, count, spatial)
+                    dw[...] = d.transpose(1, 0, 2)
+                    cols = col.reshape(k, count, spatial)
+                    gemm_tn(weights, dw.reshape(m, count * spatial), cols.reshape(k, count * spatial))
                 else:
-                    col2im(col, self.size, self.stride, self.pad, target)
+                    cols = col.reshape(count, k, spatial)
+                    for b in range(count):
+                        gemm_tn(weights, d[b], cols[b])              # W^T delta: (k, spatial)
+                col2im_batch(cols, wide, self.size, self.stride, self.pad, prev[b0:b1], j * cg)
