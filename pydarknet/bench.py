@@ -1,4 +1,5 @@
 """`make bench`: pydarknet against OpenCV's DNN module (which reads darknet files) on the same inputs, in one run.
+`make bench-train` (--train): seconds per training iteration (forward + backward + update) of three networks.
 
 Times are medians of repeated runs after warm-up; the ratio is pydarknet / OpenCV (lower is better).
 """
@@ -119,12 +120,80 @@ def resized_min(im, net):
     return im
 
 
+# -- training ---------------------------------------------------------------------------------------------------
+DARKNET_GOLDEN_TRAIN = 0.226   # s/iteration, darknet (AlexeyAB, CPU) on ../shared/golden/map/shapes-tiny.cfg, 2 cores
+PJREDDIE_GOLDEN_TRAIN = 0.245  # the same with pjreddie's darknet (../shared/README.md)
+
+
+def with_batch(cfg_path, batch, folder):
+    """A copy of the cfg whose [net] says batch=`batch`, subdivisions=1 (training one batch per iteration)."""
+    import re
+    text = Path(cfg_path).read_text()
+    net_end = re.search(r"^\[(?!net\])", text, re.M).start()
+    head, rest = text[:net_end], text[net_end:]
+    head = re.sub(r"^\s*(batch|subdivisions)\s*=.*$", "", head, flags=re.M).replace("[net]", f"[net]\nbatch={batch}\nsubdivisions=1", 1)
+    path = Path(folder) / Path(cfg_path).name
+    path.write_text(head + rest)
+    return path
+
+
+def random_batch(net, seed=0):
+    """Random images and, for detectors, three random boxes per image (classes 0-2) in darknet's truth rows."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((net.batch, net.c, net.h, net.w), dtype=np.float32)
+    y = np.zeros((net.batch, 90, 5), np.float32)
+    for row in y:
+        row[:3, 0:2] = rng.uniform(0.2, 0.8, (3, 2))
+        row[:3, 2:4] = rng.uniform(0.05, 0.4, (3, 2))
+        row[:3, 4] = rng.integers(0, 3, 3)
+    return x, y
+
+
+def bench_train(name, cfg, runs, reference=None):
+    net = Network(cfg, quiet_unused=True)
+    net.initialize(0)
+    net.quiet = True
+    x, y = random_batch(net)
+    seconds = median_time(lambda: net.train_batch(x, y), runs)
+    line = (f"train {name:<34} batch {net.batch:3d}  {seconds:7.3f} s/iteration  "
+            f"{net.batch / seconds:7.1f} images/s")
+    if reference:
+        line += "   " + reference(seconds)
+    print(line, flush=True)
+
+
+def main_train(args):
+    import numba
+    from .kernels import products
+    root = Path(__file__).resolve().parent.parent
+    print(f"training: forward + backward + update of one batch (random images and boxes); products: "
+          f"{products.backend()}; {numba.get_num_threads()} Numba threads; median of {args.runs}", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        bench_train("cfg/shapes-tiny.cfg 160x160", root / "cfg" / "shapes-tiny.cfg", args.runs)
+        cfg = root / "cfg" / "yolov3-tiny.cfg"
+        cfg = cfg if cfg.exists() else args.shared / "cfg" / "yolov3-tiny.cfg"
+        bench_train("yolov3-tiny 416x416", with_batch(cfg, 8, folder), args.runs)
+        golden = args.shared / "golden" / "map" / "shapes-tiny.cfg"
+        if golden.exists():
+            bench_train("golden/map/shapes-tiny.cfg 160x160", golden, args.runs,
+                        lambda s: f"darknet {DARKNET_GOLDEN_TRAIN:.3f} s (pjreddie {PJREDDIE_GOLDEN_TRAIN:.3f}): "
+                                  f"ratio {s / DARKNET_GOLDEN_TRAIN:4.2f}x")
+        else:
+            print(f"bench: {golden} not found (the shared reference data), skipped", file=sys.stderr)
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shared", default=Path(__file__).resolve().parent.parent.parent / "shared", type=Path,
                         help="the shared reference data (models/, images/)")
-    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--runs", type=int, default=None, help="timed runs per case (default 15, training 7)")
+    parser.add_argument("--train", action="store_true", help="time training iterations instead (make bench-train)")
     args = parser.parse_args(argv)
+    if args.train:
+        args.runs = args.runs or 7
+        return main_train(args)
+    args.runs = args.runs or 15
     models, images = args.shared / "models", args.shared / "images"
     if not (models / "yolov3-tiny.weights").exists():
         print(f"bench: needs {models}/yolov3-tiny.weights and tiny.weights (the shared reference data)",
