@@ -15,7 +15,7 @@ from ..kernels.activations import CODE as ACTIVATIONS
 from ..kernels.backward import (backward_bias, batchnorm_backward, batchnorm_train, batchnorm_train_forward,
                                 gradient_array32)
 from ..kernels.conv import col2im_batch, im2col_batch, im2col_t, normalize_scale_bias_activate
-from ..kernels.products import backend, conv_weight_gradient, gemm_nn, gemm_tn
+from ..kernels.products import backend, conv_weight_gradient, gemm_nn, gemm_tn, weight_gradient_transposed
 from .base import Layer, zeros
 
 CHUNK_FLOATS = 1 << 21  # im2col columns per chunk of images (8 MiB; a single image may take more)
@@ -225,9 +225,14 @@ class Convolutional(Layer):
             count = b1 - b0
             for j in range(g):
                 d = delta[b0:b1, j * m:(j + 1) * m]                  # (count, m, spatial)
-                colT = scratch(net, "conv_colT", count * spatial * k).reshape(count, spatial, k)
-                im2col_t(x[b0:b1], j * cg, cg, self.size, self.stride, self.pad, colT)
-                conv_weight_gradient(d, colT, self.weight_updates[j * m:(j + 1) * m])
+                wcols = scratch(net, "conv_wcols", count * spatial * k)
+                if weight_gradient_transposed(m, k, spatial):
+                    wcols = wcols.reshape(count, spatial, k)
+                    im2col_t(x[b0:b1], j * cg, cg, self.size, self.stride, self.pad, wcols)
+                else:
+                    wcols = wcols.reshape(count, k, spatial)
+                    im2col_batch(x[b0:b1], j * cg, cg, self.size, self.stride, self.pad, wcols, False)
+                conv_weight_gradient(d, wcols, self.weight_updates[j * m:(j + 1) * m])
                 if prev is None:
                     continue
                 weights = self.weights[j * m:(j + 1) * m]
