@@ -107,13 +107,15 @@ def weight_gradient_transposed(m, k, L):
 
 def _nt_path(m, k, L):
     """How the darknet backend sums a weight gradient (measured, one thread, batch 16):
-    rows: _nt_lanes_rows, four-lane vectors over pairs of rows of delta and columns (few filters or few
-          weights; best on the first layers, where L is large: 4-6x faster than the others there);
-    tiles: _nt_lanes_batch, lanes kept in cache per block of the result (few output positions);
-    chains: four chain products per image through kernels.gemm (the rest)."""
+    rows: _nt_lanes_rows, the four lanes as vectors, a register tile of 4 rows of delta x 4 of the columns
+          (up to 32 filters, or 64-127 output positions; on the first layers, where L is large, 5-9x faster
+          than the chains: (4, 27, 25600) 20 -> 2.3 ms, (16, 27, 25600) 46 -> 8.3 ms; (32, 144, 6400) 23 -> 17);
+    tiles: _nt_lanes_batch, lanes kept in cache per block of the result (fewer than 64 output positions);
+    chains: four chain products per image through kernels.gemm (the rest: many filters and positions, where
+          the chain kernel's bigger register tile wins: (256, 1152, 676) 43 ms against 58 for rows)."""
     if L < 64:
         return "tiles"
-    if m <= 16 or L < 128:
+    if m <= 32 or L < 128:
         return "rows"
     return "chains"
 
@@ -174,8 +176,9 @@ def conv_weight_gradient(delta, cols, out):
 # -- darknet's gemm_nt lanes as 4-float vectors ---------------------------------------------------------------
 _F32 = ir.FloatType()
 _V4 = ir.VectorType(_F32, 4)
+_V8 = ir.VectorType(_F32, 8)
 _I64 = ir.IntType(64)
-TILE_R, TILE_S = 2, 4   # rows of delta x columns (rows of col) per register tile: 8 accumulators of 4 lanes
+TILE_R, TILE_S = 4, 4   # rows of delta x columns (rows of col) per register tile: 8 registers of 2 x 4 lanes
 
 
 def _i64(x):
@@ -192,12 +195,14 @@ def _make_lane_tile(R, S):
         """For r < R, s < S: the four-lane vector acc[(r*S + s)*4 : +4] (from 0, or from its value if load)
         += a[a_off + r*lda + 4g : +4] * b[b_off + s*ldb + 4g : +4] for g = 0 .. n4-1 in order, a plain fmul
         then a plain fadd per step (never an FMA: no fast-math flags, so LLVM may not contract them).
-        That is lane l of darknet's vectorized dot product, continued over n4 steps. Rows r >= h read row
+        That is lane l of darknet's vectorized dot product, continued over n4 steps. Two columns share an
+        8-float register: [lanes of (r, s) | lanes of (r, s+1)] times [a_r | a_r]. Rows r >= h read row
         h-1, columns s >= w column w-1 (their sums are computed but meaningless)."""
         if not all(isinstance(t, types.Array) and t.dtype == types.float32 for t in (a, b, acc)):
             return None
         sig = types.void(a, types.intp, types.intp, types.intp, b, types.intp, types.intp, types.intp,
                          types.intp, acc, types.boolean)
+        pairs = S // 2
 
         def codegen(context, builder, signature, args):
             a_v, a_off_v, lda_v, h_v, b_v, b_off_v, ldb_v, w_v, n4_v, acc_v, load_v = args
@@ -214,15 +219,16 @@ def _make_lane_tile(R, S):
 
             aptr = rows(ad, R, h_v, lda_v)
             bptr = rows(bd, S, w_v, ldb_v)
-            cptr = [builder.bitcast(builder.gep(cd, [_i64(4 * q)]), _V4.as_pointer()) for q in range(R * S)]
+            n_acc = R * pairs
+            cptr = [builder.bitcast(builder.gep(cd, [_i64(8 * q)]), _V8.as_pointer()) for q in range(n_acc)]
             entry = builder.block
             with builder.if_then(load_v):
                 loaded = [builder.load(p, align=4) for p in cptr]
                 load_block = builder.block
-            zero = ir.Constant(_V4, [0.0] * 4)
+            zero = ir.Constant(_V8, [0.0] * 8)
             init = []
-            for q in range(R * S):
-                phi = builder.phi(_V4)
+            for q in range(n_acc):
+                phi = builder.phi(_V8)
                 phi.add_incoming(loaded[q], load_block)
                 phi.add_incoming(zero, entry)
                 init.append(phi)
@@ -234,30 +240,33 @@ def _make_lane_tile(R, S):
             g = builder.phi(_I64)
             g.add_incoming(_i64(0), pre)
             accs = []
-            for q in range(R * S):
-                phi = builder.phi(_V4)
+            for q in range(n_acc):
+                phi = builder.phi(_V8)
                 phi.add_incoming(init[q], pre)
                 accs.append(phi)
             off = builder.mul(g, _i64(4))
             vec = lambda p: builder.load(builder.bitcast(builder.gep(p, [off]), _V4.as_pointer()), align=4)  # noqa: E731
-            bv = [vec(p) for p in bptr]
+            join = ir.Constant(ir.VectorType(ir.IntType(32), 8), list(range(8)))
+            twice = ir.Constant(ir.VectorType(ir.IntType(32), 8), [0, 1, 2, 3, 0, 1, 2, 3])
+            bv = [builder.shuffle_vector(vec(bptr[2 * p]), vec(bptr[2 * p + 1]), join) for p in range(pairs)]
             new = []
             for r in range(R):
-                av = vec(aptr[r])
-                new.extend(builder.fadd(accs[r * S + s], builder.fmul(av, bv[s])) for s in range(S))
+                a4 = vec(aptr[r])
+                av = builder.shuffle_vector(a4, a4, twice)
+                new.extend(builder.fadd(accs[r * pairs + p], builder.fmul(av, bv[p])) for p in range(pairs))
             g_next = builder.add(g, _i64(1))
             g.add_incoming(g_next, loop)
-            for q in range(R * S):
+            for q in range(n_acc):
                 accs[q].add_incoming(new[q], loop)
             builder.cbranch(builder.icmp_signed("<", g_next, n4_v), loop, done)
             builder.position_at_end(done)
             final = []
-            for q in range(R * S):
-                phi = builder.phi(_V4)
+            for q in range(n_acc):
+                phi = builder.phi(_V8)
                 phi.add_incoming(init[q], pre)
                 phi.add_incoming(new[q], loop)
                 final.append(phi)
-            for q in range(R * S):
+            for q in range(n_acc):
                 builder.store(final[q], cptr[q], align=4)
             return context.get_dummy_value()
 
