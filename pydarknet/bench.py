@@ -4,6 +4,7 @@
 Times are medians of repeated runs after warm-up; the ratio is pydarknet / OpenCV (lower is better).
 """
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -104,7 +105,10 @@ def bench_detect_command(cfg, weights, image, runs, folder):
     import subprocess
     ours_cmd = [sys.executable, "-m", "pydarknet", "detect", str(cfg), str(weights), str(image), "-q"]
     theirs_cmd = [sys.executable, "-c", OPENCV_DETECT, str(cfg), str(weights), str(image)]
-    run = lambda cmd: subprocess.run(cmd, cwd=folder, check=True, capture_output=True)  # noqa: E731
+    # the child must import this very pydarknet, whether installed or run from a checkout
+    root = str(Path(pydarknet.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    run = lambda cmd: subprocess.run(cmd, cwd=folder, check=True, capture_output=True, env=env)  # noqa: E731
     ours = median_time(lambda: run(ours_cmd), runs, warmup=1)
     theirs = median_time(lambda: run(theirs_cmd), runs, warmup=1)
     report("command: detect yolov3-tiny dog.jpg", ours, theirs)
