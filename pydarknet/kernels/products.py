@@ -143,7 +143,11 @@ def conv_weight_gradient(delta, cols, out):
     threads = numba.get_num_threads()
     path = _nt_path(m, k, L)
     if path == "rows":
-        _nt_lanes_rows(delta, cols, out, 4096)
+        rows = min(-(-m // TILE_R) * TILE_R, 32)
+        width = min(-(-k // TILE_S) * TILE_S, 32)
+        while (-(-m // rows)) * (-(-k // width)) < 2 * threads and width > TILE_S:  # enough tasks for the threads
+            width = max(TILE_S, width // 2 // TILE_S * TILE_S)
+        _nt_lanes_rows(delta, cols, out, rows, width, 2048)
         return
     if path == "tiles":
         rows = min(m, 8)
@@ -155,7 +159,6 @@ def conv_weight_gradient(delta, cols, out):
     from .gemm import _gemm
     full = L - L % 4
     parts = np.empty((4, m, k), np.float32)
-    grad = np.empty((m, k), np.float32)
     for b in range(n):
         a = delta[b].reshape(-1)
         bt = cols[b].reshape(-1)
@@ -163,14 +166,34 @@ def conv_weight_gradient(delta, cols, out):
             for lane in range(4):
                 _gemm(a[lane:], L, 4, bt[lane * k:], 4 * k, 1, parts[lane].reshape(-1), m, k, full // 4, False,
                       threads)
-            np.add(parts[0], parts[2], out=parts[0])
-            np.add(parts[1], parts[3], out=parts[1])
-            np.add(parts[0], parts[1], out=grad)
+        _add_lanes(parts, delta[b], cols[b], full, out)
+
+
+@njit(cache=True, parallel=True)
+def _add_lanes(parts, a, bt, full, out):
+    """out[i, j] += ((l0 + l2) + (l1 + l3)) then the terms p >= full of a[i, p] * bt[p, j] in order, with
+    lane l = parts[l] (all zero when full is 0): the end of darknet's gemm_nt sum, in one pass."""
+    m, k = out.shape
+    L = a.shape[1]
+    for i in prange(m):
+        row = out[i]
+        p0 = parts[0, i]
+        p1 = parts[1, i]
+        p2 = parts[2, i]
+        p3 = parts[3, i]
+        total = np.empty(k, np.float32)
+        if full:
+            for j in range(k):
+                total[j] = (p0[j] + p2[j]) + (p1[j] + p3[j])
         else:
-            grad.fill(0)
-        if L > full:   # the last L % 4 terms continue the chain in order
-            _gemm(a[full:], L, 1, bt[full * k:], k, 1, grad.reshape(-1), m, k, L - full, True, threads)
-        out += grad
+            total[:] = 0.0
+        for p in range(full, L):
+            av = a[i, p]
+            src = bt[p]
+            for j in range(k):
+                total[j] += av * src[j]
+        for j in range(k):
+            row[j] += total[j]
 
 
 # -- darknet's gemm_nt lanes as 4-float vectors ---------------------------------------------------------------
@@ -279,40 +302,55 @@ _lane_tile = _make_lane_tile(TILE_R, TILE_S)
 
 
 @njit(cache=True, parallel=True)
-def _nt_lanes_rows(delta, col, out, chunk):
+def _nt_lanes_rows(delta, col, out, rows, cols, chunk):
     """out[i, j] += for each image b in order: darknet's gemm_nt sum of delta[b, i] and col[b, j] (rows of
-    L pixels): the four lanes as one 4-float vector, TILE_R rows of delta by TILE_S rows of col at a time
-    (_lane_tile), in steps of `chunk` pixels (a multiple of 4) so that the rows being read stay in cache;
-    the lanes combine as (l0 + l2) + (l1 + l3), the last L % 4 pixels continue in order, and the sum is added
-    to out. Tasks own groups of TILE_S columns of out."""
+    L pixels): the four lanes as vectors, TILE_R rows of delta by TILE_S rows of col per register tile
+    (_lane_tile), in steps of `chunk` pixels (a multiple of 4); the lanes combine as (l0 + l2) + (l1 + l3),
+    the last L % 4 pixels continue in order, and the sum is added to out.
+
+    Tasks own blocks of `rows` x `cols` of out (multiples of the tile): per image and step, the block's
+    rows of delta and col (rows + cols rows of `chunk` pixels) stay in cache while its tiles go by; the
+    tiles' lane sums wait in `acc` between steps."""
     n, m, L = delta.shape
     k = col.shape[1]
     full = L - L % 4
-    nrow = (m + TILE_R - 1) // TILE_R
-    for jb in prange((k + TILE_S - 1) // TILE_S):
-        j0 = jb * TILE_S
-        w = min(k, j0 + TILE_S) - j0
-        acc = np.empty((nrow, TILE_R * TILE_S * 4), np.float32)
+    nib = (m + rows - 1) // rows
+    njb = (k + cols - 1) // cols
+    tr = (rows + TILE_R - 1) // TILE_R
+    ts = (cols + TILE_S - 1) // TILE_S
+    for task in prange(nib * njb):
+        bi0 = (task % nib) * rows
+        bj0 = (task // nib) * cols
+        bh = min(m, bi0 + rows) - bi0
+        bw = min(k, bj0 + cols) - bj0
+        acc = np.empty((tr * ts, TILE_R * TILE_S * 4), np.float32)
         for b in range(n):
             a = delta[b].reshape(-1)
             c = col[b].reshape(-1)
             for p0 in range(0, full, chunk):
                 steps = (min(full, p0 + chunk) - p0) // 4
-                for ib in range(nrow):
-                    i0 = ib * TILE_R
-                    _lane_tile(a, i0 * L + p0, L, min(m, i0 + TILE_R) - i0, c, j0 * L + p0, L, w, steps, acc[ib],
-                               p0 > 0)
-            for ib in range(nrow):
-                i0 = ib * TILE_R
-                for r in range(min(m, i0 + TILE_R) - i0):
-                    arow = delta[b, i0 + r]
-                    for s in range(w):
-                        q = acc[ib, (r * TILE_S + s) * 4:(r * TILE_S + s + 1) * 4]
-                        t = (q[0] + q[2]) + (q[1] + q[3]) if full else np.float32(0.0)
-                        crow = col[b, j0 + s]
-                        for p in range(full, L):
-                            t += arow[p] * crow[p]
-                        out[i0 + r, j0 + s] += t
+                for tj in range((bw + TILE_S - 1) // TILE_S):
+                    j0 = bj0 + tj * TILE_S
+                    w = min(k, j0 + TILE_S) - j0
+                    for ti in range((bh + TILE_R - 1) // TILE_R):
+                        i0 = bi0 + ti * TILE_R
+                        _lane_tile(a, i0 * L + p0, L, min(m, i0 + TILE_R) - i0, c, j0 * L + p0, L, w, steps,
+                                   acc[ti * ts + tj], p0 > 0)
+            for tj in range((bw + TILE_S - 1) // TILE_S):
+                j0 = bj0 + tj * TILE_S
+                w = min(k, j0 + TILE_S) - j0
+                for ti in range((bh + TILE_R - 1) // TILE_R):
+                    i0 = bi0 + ti * TILE_R
+                    q = acc[ti * ts + tj]
+                    for r in range(min(m, i0 + TILE_R) - i0):
+                        arow = delta[b, i0 + r]
+                        for s in range(w):
+                            e = (r * TILE_S + s) * 4
+                            t = (q[e] + q[e + 2]) + (q[e + 1] + q[e + 3]) if full else np.float32(0.0)
+                            crow = col[b, j0 + s]
+                            for p in range(full, L):
+                                t += arow[p] * crow[p]
+                            out[i0 + r, j0 + s] += t
 
 
 @njit(cache=True, parallel=True)
