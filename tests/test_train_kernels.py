@@ -265,3 +265,24 @@ def test_batchnorm_backward(c, s):
     assert np.array_equal(bu, want_bu)
     assert np.array_equal(su, want_su)
     assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("activation", ["leaky", "logistic", "linear", "tanh"])
+def test_batchnorm_backward_with_activation(activation):
+    """The fused activation gradient + batch-norm backward equals gradient_array32 then batchnorm_backward."""
+    from pydarknet.kernels.backward import batchnorm_backward_activation, gradient_array32
+    rng = np.random.default_rng(7)
+    n, c, s = 3, 5, 13
+    delta = rng.normal(size=(n, c, s)).astype(F32)
+    y = rng.uniform(-1, 1, size=(n, c, s)).astype(F32)
+    x = rng.normal(size=(n, c, s)).astype(F32)
+    xn = rng.normal(size=(n, c, s)).astype(F32)
+    mean = rng.normal(size=c).astype(F32)
+    var = rng.uniform(0.5, 2, c).astype(F32)
+    scales = rng.uniform(0.5, 1.5, c).astype(F32)
+    want, bu1, su1 = delta.copy(), np.zeros(c, F32), np.zeros(c, F32)
+    gradient_array32(y.reshape(-1), CODE[activation], want.reshape(-1))
+    batchnorm_backward(want, x, xn, mean, var, scales, bu1, su1)
+    got, bu2, su2 = delta.copy(), np.zeros(c, F32), np.zeros(c, F32)
+    batchnorm_backward_activation(got, y, CODE[activation], x, xn, mean, var, scales, bu2, su2)
+    assert np.array_equal(got, want) and np.array_equal(bu1, bu2) and np.array_equal(su1, su2)

@@ -287,7 +287,6 @@ def _batchnorm_train(inp, out, scales, biases, rolling_mean, rolling_variance, m
                     activate_row(row, activation)
 
 
-@njit(cache=True, parallel=True)
 def batchnorm_backward(delta, x, x_norm, mean, variance, scales, bias_updates, scale_updates):
     """Darknet's backward_batchnorm_layer on delta (n, c, spatial) in place: bias and scale gradients
     accumulated, then delta turned into the delta of the un-normalised input x.
@@ -295,6 +294,33 @@ def batchnorm_backward(delta, x, x_norm, mean, variance, scales, bias_updates, s
     Not quite the exact gradient of the forward pass: the forward divides by sqrt(var) + 1e-6 while this
     uses sqrt(var + 1e-5), as darknet does.
     """
+    _batchnorm_backward(delta, delta, LINEAR, x, x_norm, mean, variance, scales, bias_updates, scale_updates)
+
+
+def batchnorm_backward_activation(delta, y, activation, x, x_norm, mean, variance, scales, bias_updates,
+                                  scale_updates):
+    """gradient_array32(y, activation, delta) then batchnorm_backward, in one pass over delta (the
+    convolutional layer's backward: y (n, c, spatial) is its output, after the activation)."""
+    _batchnorm_backward(delta, y, activation, x, x_norm, mean, variance, scales, bias_updates, scale_updates)
+
+
+@njit(cache=True, inline="always")
+def gradient_row(row, y, a):
+    """row *= f'(y) element by element (gradient_array32 on one row)."""
+    if a == LEAKY:
+        tenth = F32(0.1)
+        for i in range(row.size):
+            row[i] = row[i] * (ONE if y[i] > 0 else tenth)
+    elif a == LOGISTIC:
+        for i in range(row.size):
+            row[i] = row[i] * ((ONE - y[i]) * y[i])
+    elif a != LINEAR:
+        for i in range(row.size):
+            row[i] = row[i] * gradient32(y[i], a)
+
+
+@njit(cache=True, parallel=True)
+def _batchnorm_backward(delta, y, activation, x, x_norm, mean, variance, scales, bias_updates, scale_updates):
     n, c, spatial = delta.shape
     count = n * spatial
     inv_count = F32(F32(1.0) / F32(count))     # -Ofast: mean_delta / (spatial*batch) as a product
@@ -313,6 +339,7 @@ def batchnorm_backward(delta, x, x_norm, mean, variance, scales, bias_updates, s
         for b in range(n):
             row = delta[b, f]
             xrow = x[b, f]
+            gradient_row(row, y[b, f], activation)
             acc += sum4(row, 0, spatial, F32(0.0))
             s = dot4(row, x_norm[b, f], 0, spatial, s)
             for i in range(spatial):

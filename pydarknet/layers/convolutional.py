@@ -12,8 +12,8 @@ the same floats as image by image). The weight gradient is summed image by image
 import numpy as np
 
 from ..kernels.activations import CODE as ACTIVATIONS
-from ..kernels.backward import (backward_bias, batchnorm_backward, batchnorm_train, batchnorm_train_forward,
-                                gradient_array32)
+from ..kernels.backward import (backward_bias, batchnorm_backward, batchnorm_backward_activation, batchnorm_train,
+                                batchnorm_train_forward, gradient_array32)
 from ..kernels.conv import col2im_batch, im2col_batch, im2col_t, normalize_scale_bias_activate
 from ..kernels.products import backend, conv_weight_gradient, gemm_nn, gemm_tn, weight_gradient_transposed
 from .base import Layer, zeros
@@ -211,10 +211,12 @@ class Convolutional(Layer):
         m, cg = n // g, c // g
         k = cg * self.size * self.size
         delta = self.delta.reshape(batch, n, spatial)
-        gradient_array32(self.output.reshape(-1), ACTIVATIONS[self.activation], self.delta.reshape(-1))
-        if self.batch_normalize:
-            batchnorm_backward_layer(self, delta)
+        if self.batch_normalize:    # the activation's gradient and batch-norm's backward in one pass
+            batchnorm_backward_activation(delta, self.output.reshape(batch, n, spatial), ACTIVATIONS[self.activation],
+                                          self.bn_x, self.x_norm, self.mean, self.variance, self.scales,
+                                          self.bias_updates, self.scale_updates)
         else:
+            gradient_array32(self.output.reshape(-1), ACTIVATIONS[self.activation], self.delta.reshape(-1))
             backward_bias(self.bias_updates, delta)
         x = self.prev_input(net)
         prev = self.prev_delta(net)
