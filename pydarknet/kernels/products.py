@@ -106,16 +106,18 @@ def weight_gradient_transposed(m, k, L):
 
 
 def _nt_path(m, k, L):
-    """How the darknet backend sums a weight gradient (measured, one thread, batch 16):
+    """How the darknet backend sums a weight gradient (measured on this project's 2 cores, batch 8-16):
     rows: _nt_lanes_rows, the four lanes as vectors, a register tile of 4 rows of delta x 4 of the columns
-          (up to 32 filters, or 64-127 output positions; on the first layers, where L is large, 5-9x faster
-          than the chains: (4, 27, 25600) 20 -> 2.3 ms, (16, 27, 25600) 46 -> 8.3 ms; (32, 144, 6400) 23 -> 17);
+          (up to 128 filters, or 64-127 output positions). On the first layers, where L is large, 5-9x
+          faster than the chains ((4, 27, 25600) 20 -> 2.3 ms, (16, 27, 25600) 46 -> 8.3 ms, one thread);
+          up to 128 filters it also wins on two threads, being one parallel region where the chains are
+          eight per image ((64, 288, 1600) 11.8 against 16.6 ms; (128, 576, 400) 11.0 against 13.7);
     tiles: _nt_lanes_batch, lanes kept in cache per block of the result (fewer than 64 output positions);
-    chains: four chain products per image through kernels.gemm (the rest: many filters and positions, where
-          the chain kernel's bigger register tile wins: (256, 1152, 676) 43 ms against 58 for rows)."""
+    chains: four chain products per image through kernels.gemm (many filters, where the chain kernel's
+          bigger register tile wins: (256, 1152, 676) 23 ms against 29 on two threads)."""
     if L < 64:
         return "tiles"
-    if m <= 32 or L < 128:
+    if m <= 128 or L < 128:
         return "rows"
     return "chains"
 
