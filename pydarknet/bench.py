@@ -135,7 +135,8 @@ def with_batch(cfg_path, batch, folder):
     text = Path(cfg_path).read_text()
     net_end = re.search(r"^\[(?!net\])", text, re.M).start()
     head, rest = text[:net_end], text[net_end:]
-    head = re.sub(r"^\s*(batch|subdivisions)\s*=.*$", "", head, flags=re.M).replace("[net]", f"[net]\nbatch={batch}\nsubdivisions=1", 1)
+    head = re.sub(r"^\s*(batch|subdivisions)\s*=.*$", "", head, flags=re.M)
+    head = head.replace("[net]", f"[net]\nbatch={batch}\nsubdivisions=1", 1)
     path = Path(folder) / Path(cfg_path).name
     path.write_text(head + rest)
     return path

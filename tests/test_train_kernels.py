@@ -123,7 +123,8 @@ def maxpool_reference(x, size, stride, pad):
     return out, arg
 
 
-@pytest.mark.parametrize("size, stride, pad", [(2, 2, 1), (2, 2, 0), (2, 1, 1), (3, 2, 2), (3, 1, 2), (2, 2, 3), (5, 3, 4)])
+@pytest.mark.parametrize("size, stride, pad",
+                         [(2, 2, 1), (2, 2, 0), (2, 1, 1), (3, 2, 2), (3, 1, 2), (2, 2, 3), (5, 3, 4)])
 def test_maxpool_training_path(size, stride, pad):
     rng = np.random.default_rng(4)
     n, c, h, w = 2, 3, 7, 8

@@ -270,7 +270,9 @@ def _make_lane_tile(R, S):
                 phi.add_incoming(init[q], pre)
                 accs.append(phi)
             off = builder.mul(g, _i64(4))
-            vec = lambda p: builder.load(builder.bitcast(builder.gep(p, [off]), _V4.as_pointer()), align=4)  # noqa: E731
+            def vec(p):
+                return builder.load(builder.bitcast(builder.gep(p, [off]), _V4.as_pointer()), align=4)
+
             join = ir.Constant(ir.VectorType(ir.IntType(32), 8), list(range(8)))
             twice = ir.Constant(ir.VectorType(ir.IntType(32), 8), [0, 1, 2, 3, 0, 1, 2, 3])
             bv = [builder.shuffle_vector(vec(bptr[2 * p]), vec(bptr[2 * p + 1]), join) for p in range(pairs)]

@@ -7,7 +7,10 @@ products (weight gradient, input gradient) and a col2im.
 The batch goes through each step in one call, in chunks of images whose columns fit a scratch budget: one
 parallel im2col for the chunk, then one product per image -- or, when an image has few output positions,
 one product for the whole chunk, its columns side by side (each output element is still one chain over k:
-the same floats as image by image). The weight gradient is summed image by image in darknet's order.
+the same floats as image by image). The weight gradient is summed image by image in darknet's order
+(kernels.products.conv_weight_gradient, from im2col's columns or their transpose, whichever its path reads).
+The training forward keeps the raw sums in bn_x and writes the activations to the output buffer; the
+backward applies the activation's gradient inside batch-norm's backward pass.
 """
 import numpy as np
 
@@ -49,10 +52,7 @@ def batchnorm_forward_train(layer, out, activation):
     """Batch-norm with the batch's statistics, then `activation`, on out (batch, channels, spatial) in place;
     keeps what the backward pass needs on the layer: bn_x (the input), x_norm, mean, variance."""
     shape = out.shape
-    bufs = layer.__dict__.get("_bn")
-    if bufs is None or bufs[0].shape != shape:
-        bufs = layer._bn = (np.empty(shape, np.float32), np.empty(shape, np.float32))
-    layer.bn_x, layer.x_norm = bufs
+    layer.bn_x, layer.x_norm = batchnorm_buffers(layer, shape)
     layer.mean = np.empty(shape[1], np.float32)
     layer.variance = np.empty(shape[1], np.float32)
     batchnorm_train_forward(out, layer.scales, layer.biases, layer.rolling_mean, layer.rolling_variance,
