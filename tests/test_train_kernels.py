@@ -287,3 +287,29 @@ def test_batchnorm_backward_with_activation(activation):
     got, bu2, su2 = delta.copy(), np.zeros(c, F32), np.zeros(c, F32)
     batchnorm_backward_activation(got, y, CODE[activation], x, xn, mean, var, scales, bu2, su2)
     assert np.array_equal(got, want) and np.array_equal(bu1, bu2) and np.array_equal(su1, su2)
+
+
+@pytest.mark.parametrize("n, m, c, h, w, size, pad", [
+    (2, 5, 3, 7, 8, 3, 1), (3, 16, 2, 12, 16, 3, 1), (2, 9, 2, 6, 12, 1, 0), (2, 6, 3, 9, 4, 5, 2),
+    (1, 33, 4, 5, 8, 3, 1), (2, 7, 3, 3, 6, 3, 2)])
+def test_conv_weight_gradient_from_image(n, m, c, h, w, size, pad, darknet_products):
+    """Reading the columns straight from the padded input gives the same floats as im2col + the rows path."""
+    from pydarknet.kernels.conv import pad_images
+    rng = np.random.default_rng(8)
+    oh, ow = out_size(h, w, size, 1, pad)
+    L, k = oh * ow, c * size * size
+    x = rng.normal(size=(n, c + 1, h, w)).astype(F32)
+    delta = rng.normal(size=(n, m, L)).astype(F32)
+    col = np.empty((n, k, L), F32)
+    im2col_batch(x, 1, c, size, 1, pad, col, False)
+    xpad = np.full((n, c, h + 2 * pad, w + 2 * pad), np.nan, F32)
+    pad_images(x, 1, c, pad, xpad)
+    start = rng.normal(size=(m, k)).astype(F32)
+    want = start.copy()
+    grad = np.empty((m, k), F32)
+    for b in range(n):
+        products._gemm_nt_lanes(delta[b], col[b], grad)
+        want += grad
+    got = start.copy()
+    products.conv_weight_gradient_image(delta, xpad, size, got)
+    assert np.array_equal(got, want)

@@ -167,6 +167,24 @@ def im2col_t(x, c0, cg, size, stride, pad, colT):
 
 
 @njit(cache=True, parallel=True)
+def pad_images(x, c0, cg, pad, xpad):
+    """xpad (n, cg, h + 2 pad, w + 2 pad) = channels c0..c0+cg-1 of x (n, c, h, w) with `pad` zeros around."""
+    n, _, h, w = x.shape
+    for task in prange(n * cg):
+        b = task // cg
+        ch = task % cg
+        dst = xpad[b, ch]
+        src = x[b, c0 + ch]
+        dst[:pad, :] = 0.0
+        dst[pad + h:, :] = 0.0
+        for y in range(h):
+            row = dst[pad + y]
+            row[:pad] = 0.0
+            row[pad:pad + w] = src[y]
+            row[pad + w:] = 0.0
+
+
+@njit(cache=True, parallel=True)
 def col2im_batch(col, wide, size, stride, pad, im, c0):
     """col2im for every image at once: add each image's columns (laid out as im2col_batch's `col`) onto the
     channels c0.. of im (n, c, h, w); each pixel gets its terms in darknet's col2im_cpu order."""

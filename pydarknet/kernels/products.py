@@ -305,6 +305,194 @@ def _make_lane_tile(R, S):
 _lane_tile = _make_lane_tile(TILE_R, TILE_S)
 
 
+def _make_lane_tile_2d(R, S):
+    @intrinsic
+    def lane_tile_2d(typingctx, a, a_off, lda, h, a_step, b, boffs, b_step, n4, nrows, acc, load):
+        """_lane_tile over a 2-d stretch of pixels and with a free offset per column: for r < R, s < S,
+        acc[(r*S + s)*4 : +4] (from 0, or from its value if load) += a[a_off + r*lda + y*a_step + 4g : +4] *
+        b[boffs[s] + y*b_step + 4g : +4] for y = 0 .. nrows-1, then g = 0 .. n4-1, in that order; a plain
+        fmul then a plain fadd per step. The columns can thus be read straight from an image: column s's
+        pixels at row y are a window row of a (padded) input plane. Rows r >= h read row h-1; the caller
+        repeats an offset for columns past the end."""
+        if not all(isinstance(t, types.Array) and t.dtype == types.float32 for t in (a, b, acc)):
+            return None
+        if not (isinstance(boffs, types.Array) and boffs.dtype == types.int64):
+            return None
+        sig = types.void(a, types.intp, types.intp, types.intp, types.intp, b, boffs, types.intp, types.intp,
+                         types.intp, acc, types.boolean)
+        pairs = S // 2
+
+        def codegen(context, builder, signature, args):
+            (a_v, a_off_v, lda_v, h_v, a_step_v, b_v, boffs_v, b_step_v, n4_v, nrows_v, acc_v, load_v) = args
+            ad = builder.gep(_data(context, builder, signature.args[0], a_v), [a_off_v])
+            bdata = _data(context, builder, signature.args[5], b_v)
+            odata = _data(context, builder, signature.args[6], boffs_v)
+            cd = _data(context, builder, signature.args[10], acc_v)
+            aptr = []
+            for r in range(R):
+                rr = builder.select(builder.icmp_signed("<", _i64(r), h_v), _i64(r), builder.sub(h_v, _i64(1)))
+                aptr.append(builder.gep(ad, [builder.mul(rr, lda_v)]))
+            bptr = [builder.gep(bdata, [builder.load(builder.gep(odata, [_i64(s)]))]) for s in range(S)]
+            n_acc = R * pairs
+            cptr = [builder.bitcast(builder.gep(cd, [_i64(8 * q)]), _V8.as_pointer()) for q in range(n_acc)]
+            entry = builder.block
+            with builder.if_then(load_v):
+                loaded = [builder.load(p, align=4) for p in cptr]
+                load_block = builder.block
+            zero = ir.Constant(_V8, [0.0] * 8)
+            init = []
+            for q in range(n_acc):
+                phi = builder.phi(_V8)
+                phi.add_incoming(loaded[q], load_block)
+                phi.add_incoming(zero, entry)
+                init.append(phi)
+            fn = builder.function
+            outer = fn.append_basic_block("lanes_row")
+            inner = fn.append_basic_block("lanes_step")
+            row_end = fn.append_basic_block("lanes_row_end")
+            done = fn.append_basic_block("lanes_done")
+            pre = builder.block
+            go = builder.and_(builder.icmp_signed(">", n4_v, _i64(0)), builder.icmp_signed(">", nrows_v, _i64(0)))
+            builder.cbranch(go, outer, done)
+
+            builder.position_at_end(outer)         # one row of pixels: y
+            y = builder.phi(_I64)
+            y.add_incoming(_i64(0), pre)
+            row_acc = []
+            for q in range(n_acc):
+                phi = builder.phi(_V8)
+                phi.add_incoming(init[q], pre)
+                row_acc.append(phi)
+            a_rows = [builder.gep(p, [builder.mul(y, a_step_v)]) for p in aptr]
+            b_rows = [builder.gep(p, [builder.mul(y, b_step_v)]) for p in bptr]
+            builder.branch(inner)
+
+            builder.position_at_end(inner)         # four pixels per step: g
+            g = builder.phi(_I64)
+            g.add_incoming(_i64(0), outer)
+            accs = []
+            for q in range(n_acc):
+                phi = builder.phi(_V8)
+                phi.add_incoming(row_acc[q], outer)
+                accs.append(phi)
+            off = builder.mul(g, _i64(4))
+
+            def vec(p):
+                return builder.load(builder.bitcast(builder.gep(p, [off]), _V4.as_pointer()), align=4)
+
+            join = ir.Constant(ir.VectorType(ir.IntType(32), 8), list(range(8)))
+            twice = ir.Constant(ir.VectorType(ir.IntType(32), 8), [0, 1, 2, 3, 0, 1, 2, 3])
+            bv = [builder.shuffle_vector(vec(b_rows[2 * p]), vec(b_rows[2 * p + 1]), join) for p in range(pairs)]
+            new = []
+            for r in range(R):
+                a4 = vec(a_rows[r])
+                av = builder.shuffle_vector(a4, a4, twice)
+                new.extend(builder.fadd(accs[r * pairs + p], builder.fmul(av, bv[p])) for p in range(pairs))
+            g_next = builder.add(g, _i64(1))
+            g.add_incoming(g_next, inner)
+            for q in range(n_acc):
+                accs[q].add_incoming(new[q], inner)
+            builder.cbranch(builder.icmp_signed("<", g_next, n4_v), inner, row_end)
+
+            builder.position_at_end(row_end)
+            y_next = builder.add(y, _i64(1))
+            y.add_incoming(y_next, row_end)
+            for q in range(n_acc):
+                row_acc[q].add_incoming(new[q], row_end)
+            builder.cbranch(builder.icmp_signed("<", y_next, nrows_v), outer, done)
+
+            builder.position_at_end(done)
+            final = []
+            for q in range(n_acc):
+                phi = builder.phi(_V8)
+                phi.add_incoming(init[q], pre)
+                phi.add_incoming(new[q], row_end)
+                final.append(phi)
+            for q in range(n_acc):
+                builder.store(final[q], cptr[q], align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return lane_tile_2d
+
+
+_lane_tile_2d = _make_lane_tile_2d(TILE_R, TILE_S)
+
+
+def weight_gradient_from_image(m, k, L, stride, out_w):
+    """Whether conv_weight_gradient_image applies: darknet's products, the lane rows path, stride 1 and
+    output rows of whole groups of four pixels (so that each four-lane step stays within a window row)."""
+    return _BACKEND == "darknet" and stride == 1 and out_w % 4 == 0 and _nt_path(m, k, L) == "rows"
+
+
+def conv_weight_gradient_image(delta, xpad, size, out):
+    """conv_weight_gradient for a stride-1 convolution read straight from its padded input, without im2col:
+    xpad (n, c, h + 2 pad, w + 2 pad) (kernels.conv.pad_images), delta (n, m, out_h*out_w), out (m, c*size*size).
+    The same floats as conv_weight_gradient on im2col's columns (see weight_gradient_from_image)."""
+    import numba
+    n, m, L = delta.shape
+    k = out.shape[1]
+    threads = numba.get_num_threads()
+    rows = min(-(-m // TILE_R) * TILE_R, 32)
+    width = min(-(-k // TILE_S) * TILE_S, 32)
+    while (-(-m // rows)) * (-(-k // width)) < 2 * threads and width > TILE_S:
+        width = max(TILE_S, width // 2 // TILE_S * TILE_S)
+    out_w = xpad.shape[3] - size + 1
+    _nt_lanes_image(delta, xpad, size, out, rows, width, max(1, 2048 // out_w))
+
+
+@njit(cache=True, parallel=True)
+def _nt_lanes_image(delta, xpad, size, out, rows, cols, ychunk):
+    """_nt_lanes_rows with the columns read from the padded input: column j = (channel, ky, kx) at output
+    row y is xpad[b, channel, y + ky, kx : kx + out_w]. out_w is a multiple of 4 (no tail pixels)."""
+    n, m, L = delta.shape
+    _, cg, hp, wp = xpad.shape
+    k = cg * size * size
+    out_w = wp - size + 1
+    out_h = hp - size + 1
+    n4 = out_w // 4
+    nib = (m + rows - 1) // rows
+    njb = (k + cols - 1) // cols
+    tr = (rows + TILE_R - 1) // TILE_R
+    ts = (cols + TILE_S - 1) // TILE_S
+    for task in prange(nib * njb):
+        bi0 = (task % nib) * rows
+        bj0 = (task // nib) * cols
+        bh = min(m, bi0 + rows) - bi0
+        bw = min(k, bj0 + cols) - bj0
+        acc = np.empty((tr * ts, TILE_R * TILE_S * 4), np.float32)
+        offs = np.empty((ts, TILE_S), np.int64)
+        for tj in range((bw + TILE_S - 1) // TILE_S):
+            j0 = bj0 + tj * TILE_S
+            w = min(k, j0 + TILE_S) - j0
+            for s in range(TILE_S):
+                j = j0 + min(s, w - 1)
+                offs[tj, s] = ((j // (size * size)) * hp + (j // size) % size) * wp + j % size
+        for b in range(n):
+            a = delta[b].reshape(-1)
+            xb = xpad[b].reshape(-1)
+            for y0 in range(0, out_h, ychunk):
+                ny = min(out_h, y0 + ychunk) - y0
+                for tj in range((bw + TILE_S - 1) // TILE_S):
+                    o = offs[tj]
+                    shifted = o + y0 * wp
+                    for ti in range((bh + TILE_R - 1) // TILE_R):
+                        i0 = bi0 + ti * TILE_R
+                        _lane_tile_2d(a, i0 * L + y0 * out_w, L, min(m, i0 + TILE_R) - i0, out_w, xb, shifted, wp, n4,
+                                      ny, acc[ti * ts + tj], y0 > 0)
+            for tj in range((bw + TILE_S - 1) // TILE_S):
+                j0 = bj0 + tj * TILE_S
+                w = min(k, j0 + TILE_S) - j0
+                for ti in range((bh + TILE_R - 1) // TILE_R):
+                    i0 = bi0 + ti * TILE_R
+                    q = acc[ti * ts + tj]
+                    for r in range(min(m, i0 + TILE_R) - i0):
+                        for s in range(w):
+                            e = (r * TILE_S + s) * 4
+                            out[i0 + r, j0 + s] += (q[e] + q[e + 2]) + (q[e + 1] + q[e + 3])
+
+
 @njit(cache=True, parallel=True)
 def _nt_lanes_rows(delta, col, out, rows, cols, chunk):
     """out[i, j] += for each image b in order: darknet's gemm_nt sum of delta[b, i] and col[b, j] (rows of

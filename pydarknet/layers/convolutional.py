@@ -17,8 +17,9 @@ import numpy as np
 from ..kernels.activations import CODE as ACTIVATIONS
 from ..kernels.backward import (backward_bias, batchnorm_backward, batchnorm_backward_activation, batchnorm_train,
                                 batchnorm_train_forward, gradient_array32)
-from ..kernels.conv import col2im_batch, im2col_batch, im2col_t, normalize_scale_bias_activate
-from ..kernels.products import backend, conv_weight_gradient, gemm_nn, gemm_tn, weight_gradient_transposed
+from ..kernels.conv import col2im_batch, im2col_batch, im2col_t, normalize_scale_bias_activate, pad_images
+from ..kernels.products import (backend, conv_weight_gradient, conv_weight_gradient_image, gemm_nn, gemm_tn,
+                                weight_gradient_from_image, weight_gradient_transposed)
 from .base import Layer, zeros
 
 CHUNK_FLOATS = 1 << 21  # im2col columns per chunk of images (8 MiB; a single image may take more)
@@ -221,20 +222,29 @@ class Convolutional(Layer):
         x = self.prev_input(net)
         prev = self.prev_delta(net)
         wide = share_products(batch, spatial)
+        from_image = weight_gradient_from_image(m, k, spatial, self.stride, out_w) and \
+            out_h == h + 2 * self.pad - self.size + 1 and out_w == w + 2 * self.pad - self.size + 1
         chunk = chunk_images(batch, k * spatial)
         for b0 in range(0, batch, chunk):
             b1 = min(batch, b0 + chunk)
             count = b1 - b0
             for j in range(g):
                 d = delta[b0:b1, j * m:(j + 1) * m]                  # (count, m, spatial)
-                wcols = scratch(net, "conv_wcols", count * spatial * k)
-                if weight_gradient_transposed(m, k, spatial):
-                    wcols = wcols.reshape(count, spatial, k)
-                    im2col_t(x[b0:b1], j * cg, cg, self.size, self.stride, self.pad, wcols)
+                updates = self.weight_updates[j * m:(j + 1) * m]
+                if from_image:   # read from the padded input: no columns at all
+                    hp, wp = h + 2 * self.pad, w + 2 * self.pad
+                    xpad = scratch(net, "conv_xpad", count * cg * hp * wp).reshape(count, cg, hp, wp)
+                    pad_images(x[b0:b1], j * cg, cg, self.pad, xpad)
+                    conv_weight_gradient_image(d, xpad, self.size, updates)
                 else:
-                    wcols = wcols.reshape(count, k, spatial)
-                    im2col_batch(x[b0:b1], j * cg, cg, self.size, self.stride, self.pad, wcols, False)
-                conv_weight_gradient(d, wcols, self.weight_updates[j * m:(j + 1) * m])
+                    wcols = scratch(net, "conv_wcols", count * spatial * k)
+                    if weight_gradient_transposed(m, k, spatial):
+                        wcols = wcols.reshape(count, spatial, k)
+                        im2col_t(x[b0:b1], j * cg, cg, self.size, self.stride, self.pad, wcols)
+                    else:
+                        wcols = wcols.reshape(count, k, spatial)
+                        im2col_batch(x[b0:b1], j * cg, cg, self.size, self.stride, self.pad, wcols, False)
+                    conv_weight_gradient(d, wcols, updates)
                 if prev is None:
                     continue
                 weights = self.weights[j * m:(j + 1) * m]
