@@ -20,7 +20,6 @@ Things worth knowing about darknet's arithmetic, all reproduced on purpose:
 * Drawn boxes are ``int(im.h * .006)`` pixels wide, so darknet draws *no* box outline on images under
   167 pixels tall; ``draw_detections`` keeps that rule unless a width is passed.
 """
-import importlib
 import math
 import os
 from pathlib import Path
@@ -124,12 +123,7 @@ def _decode_opencv(data, name):
 
 def _decode_stb_jpeg(data, name):
     """Darknet's own JPEG pixels via pydarknet.jpeg, or None when OpenCV should decode instead."""
-    try:
-        jpeg = importlib.import_module("pydarknet.jpeg")
-    except ModuleNotFoundError as e:
-        if e.name == "pydarknet.jpeg":  # not written yet: OpenCV decodes
-            return None
-        raise
+    from pydarknet import jpeg  # its kernels load only when a JPEG is met
     try:
         rgb = jpeg.decode_jpeg(data, name)
     except jpeg.JPEGError as e:

@@ -46,7 +46,7 @@ back to another decoder.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 __all__ = ["JPEGError", "decode_jpeg", "is_jpeg"]
 
@@ -595,15 +595,10 @@ def _clamp8(x):
 
 
 @njit(cache=True)
-def _idct_all(comp, ncomp, progressive, dequant, coeffs, done, planes):
-    """Inverse DCT of every decoded block into the component planes.
+def _idct_block(blk, ws, planes, out0, w2):
+    """Inverse DCT of one dequantised block (blk) into planes at out0, row stride w2; ws is scratch.
 
-    Progressive files are dequantised here (with the tables in force at the
-    end of the file) for every block inside the component's area; sequential
-    files had their blocks dequantised while decoding, and only blocks some
-    scan wrote are transformed.
-
-    The IDCT is the jpeg-6b "islow" algorithm with stb's 12-bit constants:
+    This is the jpeg-6b "islow" algorithm with stb's 12-bit constants:
     a column pass keeping 2 extra fraction bits (+512, >> 10), then a row pass
     with rounding and the +128 level shift folded into one constant
     (+65536 + 128 << 17, >> 17) and clamping to 0..255.  The C code computes
@@ -612,9 +607,112 @@ def _idct_all(comp, ncomp, progressive, dequant, coeffs, done, planes):
     A column (or row) whose AC inputs are all zero skips the arithmetic: the
     result is the same as the full computation (stb shortcuts columns too).
     """
-    blk = np.zeros(64, dtype=np.int64)
-    ws = np.zeros(64, dtype=np.int64)
     bias = 65536 + (128 << 17)
+    # columns
+    for i in range(8):
+        s0 = blk[i]
+        s1 = blk[i + 8]
+        s2 = blk[i + 16]
+        s3 = blk[i + 24]
+        s4 = blk[i + 32]
+        s5 = blk[i + 40]
+        s6 = blk[i + 48]
+        s7 = blk[i + 56]
+        if (s1 | s2 | s3 | s4 | s5 | s6 | s7) == 0:
+            dc = s0 * 4
+            for r in range(8):
+                ws[i + 8 * r] = dc
+            continue
+        p1 = (s2 + s6) * _C_0_541
+        t2 = p1 + s6 * _C_M1_847
+        t3 = p1 + s2 * _C_0_765
+        t0 = (s0 + s4) * 4096
+        t1 = (s0 - s4) * 4096
+        x0 = t0 + t3 + 512
+        x3 = t0 - t3 + 512
+        x1 = t1 + t2 + 512
+        x2 = t1 - t2 + 512
+        q3 = s7 + s3
+        q4 = s5 + s1
+        q1 = s7 + s1
+        q2 = s5 + s3
+        p5 = (q3 + q4) * _C_1_175
+        q1 = p5 + q1 * _C_M0_899
+        q2 = p5 + q2 * _C_M2_562
+        q3 = q3 * _C_M1_961
+        q4 = q4 * _C_M0_390
+        o3 = s1 * _C_1_501 + q1 + q4
+        o2 = s3 * _C_3_072 + q2 + q3
+        o1 = s5 * _C_2_053 + q2 + q4
+        o0 = s7 * _C_0_298 + q1 + q3
+        ws[i] = np.int32(x0 + o3) >> 10
+        ws[i + 56] = np.int32(x0 - o3) >> 10
+        ws[i + 8] = np.int32(x1 + o2) >> 10
+        ws[i + 48] = np.int32(x1 - o2) >> 10
+        ws[i + 16] = np.int32(x2 + o1) >> 10
+        ws[i + 40] = np.int32(x2 - o1) >> 10
+        ws[i + 24] = np.int32(x3 + o0) >> 10
+        ws[i + 32] = np.int32(x3 - o0) >> 10
+    # rows
+    for r in range(8):
+        e = 8 * r
+        o = out0 + r * w2
+        row = planes[o:o + 8]
+        s0 = ws[e]
+        s1 = ws[e + 1]
+        s2 = ws[e + 2]
+        s3 = ws[e + 3]
+        s4 = ws[e + 4]
+        s5 = ws[e + 5]
+        s6 = ws[e + 6]
+        s7 = ws[e + 7]
+        if (s1 | s2 | s3 | s4 | s5 | s6 | s7) == 0:
+            v = _clamp8(np.int32(s0 * 4096 + bias) >> 17)
+            for q in range(8):
+                row[q] = v
+            continue
+        p1 = (s2 + s6) * _C_0_541
+        t2 = p1 + s6 * _C_M1_847
+        t3 = p1 + s2 * _C_0_765
+        t0 = (s0 + s4) * 4096
+        t1 = (s0 - s4) * 4096
+        x0 = t0 + t3 + bias
+        x3 = t0 - t3 + bias
+        x1 = t1 + t2 + bias
+        x2 = t1 - t2 + bias
+        q3 = s7 + s3
+        q4 = s5 + s1
+        q1 = s7 + s1
+        q2 = s5 + s3
+        p5 = (q3 + q4) * _C_1_175
+        q1 = p5 + q1 * _C_M0_899
+        q2 = p5 + q2 * _C_M2_562
+        q3 = q3 * _C_M1_961
+        q4 = q4 * _C_M0_390
+        o3 = s1 * _C_1_501 + q1 + q4
+        o2 = s3 * _C_3_072 + q2 + q3
+        o1 = s5 * _C_2_053 + q2 + q4
+        o0 = s7 * _C_0_298 + q1 + q3
+        row[0] = _clamp8(np.int32(x0 + o3) >> 17)
+        row[7] = _clamp8(np.int32(x0 - o3) >> 17)
+        row[1] = _clamp8(np.int32(x1 + o2) >> 17)
+        row[6] = _clamp8(np.int32(x1 - o2) >> 17)
+        row[2] = _clamp8(np.int32(x2 + o1) >> 17)
+        row[5] = _clamp8(np.int32(x2 - o1) >> 17)
+        row[3] = _clamp8(np.int32(x3 + o0) >> 17)
+        row[4] = _clamp8(np.int32(x3 - o0) >> 17)
+
+
+@njit(cache=True, parallel=True)
+def _idct_all(comp, ncomp, progressive, dequant, coeffs, done, planes):
+    """Inverse DCT of every decoded block into the component planes.
+
+    Progressive files are dequantised here (with the tables in force at the
+    end of the file) for every block inside the component's area; sequential
+    files had their blocks dequantised while decoding, and only blocks some
+    scan wrote are transformed.
+    Block rows are independent and are split over the threads.
+    """
     for n in range(ncomp):
         w2 = comp[n, _F_W2]
         cw = comp[n, _F_CW]
@@ -627,7 +725,9 @@ def _idct_all(comp, ncomp, progressive, dequant, coeffs, done, planes):
         else:
             bw = cw
             bh = comp[n, _F_H2] // 8
-        for bj in range(bh):
+        for bj in prange(bh):
+            blk = np.empty(64, dtype=np.int64)
+            ws = np.empty(64, dtype=np.int64)
             for bi in range(bw):
                 b = base + bi + bj * cw
                 if not progressive and done[b] == 0:
@@ -641,99 +741,7 @@ def _idct_all(comp, ncomp, progressive, dequant, coeffs, done, planes):
                     for q in range(64):
                         blk[q] = cb[q]
                 out0 = poff + bj * 8 * w2 + bi * 8
-                # columns
-                for i in range(8):
-                    s0 = blk[i]
-                    s1 = blk[i + 8]
-                    s2 = blk[i + 16]
-                    s3 = blk[i + 24]
-                    s4 = blk[i + 32]
-                    s5 = blk[i + 40]
-                    s6 = blk[i + 48]
-                    s7 = blk[i + 56]
-                    if (s1 | s2 | s3 | s4 | s5 | s6 | s7) == 0:
-                        dc = s0 * 4
-                        for r in range(8):
-                            ws[i + 8 * r] = dc
-                        continue
-                    p1 = (s2 + s6) * _C_0_541
-                    t2 = p1 + s6 * _C_M1_847
-                    t3 = p1 + s2 * _C_0_765
-                    t0 = (s0 + s4) * 4096
-                    t1 = (s0 - s4) * 4096
-                    x0 = t0 + t3 + 512
-                    x3 = t0 - t3 + 512
-                    x1 = t1 + t2 + 512
-                    x2 = t1 - t2 + 512
-                    q3 = s7 + s3
-                    q4 = s5 + s1
-                    q1 = s7 + s1
-                    q2 = s5 + s3
-                    p5 = (q3 + q4) * _C_1_175
-                    q1 = p5 + q1 * _C_M0_899
-                    q2 = p5 + q2 * _C_M2_562
-                    q3 = q3 * _C_M1_961
-                    q4 = q4 * _C_M0_390
-                    o3 = s1 * _C_1_501 + q1 + q4
-                    o2 = s3 * _C_3_072 + q2 + q3
-                    o1 = s5 * _C_2_053 + q2 + q4
-                    o0 = s7 * _C_0_298 + q1 + q3
-                    ws[i] = np.int32(x0 + o3) >> 10
-                    ws[i + 56] = np.int32(x0 - o3) >> 10
-                    ws[i + 8] = np.int32(x1 + o2) >> 10
-                    ws[i + 48] = np.int32(x1 - o2) >> 10
-                    ws[i + 16] = np.int32(x2 + o1) >> 10
-                    ws[i + 40] = np.int32(x2 - o1) >> 10
-                    ws[i + 24] = np.int32(x3 + o0) >> 10
-                    ws[i + 32] = np.int32(x3 - o0) >> 10
-                # rows
-                for r in range(8):
-                    e = 8 * r
-                    o = out0 + r * w2
-                    row = planes[o:o + 8]
-                    s0 = ws[e]
-                    s1 = ws[e + 1]
-                    s2 = ws[e + 2]
-                    s3 = ws[e + 3]
-                    s4 = ws[e + 4]
-                    s5 = ws[e + 5]
-                    s6 = ws[e + 6]
-                    s7 = ws[e + 7]
-                    if (s1 | s2 | s3 | s4 | s5 | s6 | s7) == 0:
-                        v = _clamp8(np.int32(s0 * 4096 + bias) >> 17)
-                        for q in range(8):
-                            row[q] = v
-                        continue
-                    p1 = (s2 + s6) * _C_0_541
-                    t2 = p1 + s6 * _C_M1_847
-                    t3 = p1 + s2 * _C_0_765
-                    t0 = (s0 + s4) * 4096
-                    t1 = (s0 - s4) * 4096
-                    x0 = t0 + t3 + bias
-                    x3 = t0 - t3 + bias
-                    x1 = t1 + t2 + bias
-                    x2 = t1 - t2 + bias
-                    q3 = s7 + s3
-                    q4 = s5 + s1
-                    q1 = s7 + s1
-                    q2 = s5 + s3
-                    p5 = (q3 + q4) * _C_1_175
-                    q1 = p5 + q1 * _C_M0_899
-                    q2 = p5 + q2 * _C_M2_562
-                    q3 = q3 * _C_M1_961
-                    q4 = q4 * _C_M0_390
-                    o3 = s1 * _C_1_501 + q1 + q4
-                    o2 = s3 * _C_3_072 + q2 + q3
-                    o1 = s5 * _C_2_053 + q2 + q4
-                    o0 = s7 * _C_0_298 + q1 + q3
-                    row[0] = _clamp8(np.int32(x0 + o3) >> 17)
-                    row[7] = _clamp8(np.int32(x0 - o3) >> 17)
-                    row[1] = _clamp8(np.int32(x1 + o2) >> 17)
-                    row[6] = _clamp8(np.int32(x1 - o2) >> 17)
-                    row[2] = _clamp8(np.int32(x2 + o1) >> 17)
-                    row[5] = _clamp8(np.int32(x2 - o1) >> 17)
-                    row[3] = _clamp8(np.int32(x3 + o0) >> 17)
-                    row[4] = _clamp8(np.int32(x3 - o0) >> 17)
+                _idct_block(blk, ws, planes, out0, w2)
 
 
 # ---------------------------------------------------------------------------
@@ -810,53 +818,57 @@ _YCC_GR = np.array([(1 << 19) + (c - 128) * _CR_G for c in range(256)], dtype=np
 _YCC_GB = np.array([((c - 128) * _CB_G) & -65536 for c in range(256)], dtype=np.int64)
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _assemble(planes, comp, ndecode, hmax, vmax, img_x, img_y, mode, out):
     """Upsample each component row by row and convert to RGB into out.
 
     out is the flat (img_y * img_x * 3) uint8 result.  Per component, stb
     keeps two input rows (line0, line1) and a phase counter: an output row
     blends the nearer input row with the other one, and the rows advance
-    every `vs` output rows until the component's last row.
+    every `vs` output rows until the component's last row.  That walk is
+    replayed first, recording each output row's two input rows, so the rows
+    themselves can be made in parallel.
     """
     width = img_x + 8
-    lines = np.zeros(4 * width, dtype=np.uint8)
     hs = np.zeros(4, dtype=np.int64)
     vs = np.zeros(4, dtype=np.int64)
-    ystep = np.zeros(4, dtype=np.int64)
-    ypos = np.zeros(4, dtype=np.int64)
     wlo = np.zeros(4, dtype=np.int64)
-    line0 = np.zeros(4, dtype=np.int64)
-    line1 = np.zeros(4, dtype=np.int64)
+    near_row = np.zeros((img_y, 4), dtype=np.int64)
+    far_row = np.zeros((img_y, 4), dtype=np.int64)
     for k in range(ndecode):
         hs[k] = hmax // comp[k, _F_H]
         vs[k] = vmax // comp[k, _F_V]
-        ystep[k] = vs[k] >> 1
         wlo[k] = (img_x + hs[k] - 1) // hs[k]
-        line0[k] = comp[k, _F_POFF]
-        line1[k] = comp[k, _F_POFF]
-    l0 = lines[0:width]
-    l1 = lines[width:2 * width]
-    l2 = lines[2 * width:3 * width]
-    l3 = lines[3 * width:4 * width]
-    for j in range(img_y):
-        for k in range(ndecode):
-            if ystep[k] >= (vs[k] >> 1):
-                near = line1[k]
-                far = line0[k]
+        ystep = vs[k] >> 1
+        ypos = 0
+        line0 = comp[k, _F_POFF]
+        line1 = line0
+        for j in range(img_y):
+            if ystep >= (vs[k] >> 1):
+                near_row[j, k] = line1
+                far_row[j, k] = line0
             else:
-                near = line0[k]
-                far = line1[k]
+                near_row[j, k] = line0
+                far_row[j, k] = line1
+            ystep += 1
+            if ystep >= vs[k]:
+                ystep = 0
+                line0 = line1
+                ypos += 1
+                if ypos < comp[k, _F_Y]:
+                    line1 += comp[k, _F_W2]
+    for j in prange(img_y):
+        lines = np.empty(4 * width, dtype=np.uint8)
+        l0 = lines[0:width]
+        l1 = lines[width:2 * width]
+        l2 = lines[2 * width:3 * width]
+        l3 = lines[3 * width:4 * width]
+        for k in range(ndecode):
+            near = near_row[j, k]
+            far = far_row[j, k]
             w = wlo[k]
             _resample_row(planes[near:near + w], planes[far:far + w], w, hs[k], vs[k],
                           lines[k * width:(k + 1) * width])
-            ystep[k] += 1
-            if ystep[k] >= vs[k]:
-                ystep[k] = 0
-                line0[k] = line1[k]
-                ypos[k] += 1
-                if ypos[k] < comp[k, _F_Y]:
-                    line1[k] += comp[k, _F_W2]
         orow = out[j * img_x * 3:(j + 1) * img_x * 3]
         if mode == _MODE_GREY:
             for i in range(img_x):
