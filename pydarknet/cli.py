@@ -445,9 +445,27 @@ def anchors(data, clusters, width, height, seed, show, cfg, quiet, debug):
 detector.add_command(anchors, "calc_anchors")
 
 
+def skip_numba_blas_probe():
+    """Answer Numba's BLAS probe without importing scipy.
+
+    When the first cached kernel loads, Numba checks whether its compiled code may call BLAS by importing
+    scipy.linalg, if installed: 0.4 s of every command's start. pydarknet's kernels never call BLAS from
+    compiled code (matrix products go through numpy or kernels/gemm.py), so the command tells Numba there
+    is none; a kernel that did call np.dot would fail to compile, loudly.
+    """
+    import numba.np.linalg
+
+    def no_blas():
+        raise ImportError("pydarknet's kernels do not use BLAS from compiled code")
+
+    numba.np.linalg.ensure_blas = no_blas
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
+    if argv and not {"-h", "--help"} & set(argv):
+        skip_numba_blas_probe()
     try:
         cli.main(args=argv, prog_name="pydarknet", standalone_mode=False)
     except click.exceptions.Abort:

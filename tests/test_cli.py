@@ -198,6 +198,18 @@ def test_python_dash_m_runs_the_cli():
     assert code == 0 and "classify" in out and "detect" in out
 
 
+def test_a_command_does_not_import_scipy(in_tmp):
+    """Numba's BLAS probe imports scipy.linalg when scipy is installed: 0.4 s of every command's start-up."""
+    pytest.importorskip("scipy.linalg", reason="scipy is not installed here: nothing to avoid")
+    args = ["detector", "test", ROOT / "cfg/shapes.data", ROOT / "cfg/shapes-tiny.cfg", ROOT / "data/shapes-tiny.weights",
+            ROOT / "data/shapes.jpg", "-q"]
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "pydarknet", *map(str, args)],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert "numba.np.arraymath" in proc.stderr  # the kernels did load
+    assert "scipy.linalg" not in proc.stderr
+
+
 def test_anchors_command_and_alexeyab_spelling(in_tmp):
     data = shared_path("datasets", "shapes", "shapes.data")
     args = [str(data), "-num_of_clusters", "6", "-width", "160", "-height", "160"]
