@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import DATA, shared_path
+from conftest import DATA, ROOT, shared_path
 from pydarknet.config import DarknetError
 from pydarknet.detect import do_nms_sort, network_detections
 from pydarknet.evaluate import (MapDetections, _coco_image_id, _corners, collect_detections, compute_map,
@@ -63,6 +63,14 @@ def test_map_matches_alexeyab(shapes_detections, points):
     assert (summary["tp"], summary["fp"], summary["fn"]) == (243, 81, 218)
     assert [(c["tp"], c["fp"]) for c in summary["classes"]] == [(81, 30), (62, 31), (100, 20)]
     json.dumps(summary)   # --json ready: plain Python numbers only
+
+
+def test_shipped_demo_weights_reach_80_percent():
+    """data/shapes-tiny.weights, which pydarknet trained from scratch (README), on the shapes valid list."""
+    data = shared_path("datasets", "shapes", "shapes.data")
+    lines, summary = run_map(data, ROOT / "cfg" / "shapes-tiny.cfg", ROOT / "data" / "shapes-tiny.weights")
+    assert summary["map"] >= 0.80
+    assert " mean average precision (mAP@0.50) = 0.805830, or 80.58 % " in lines
 
 
 def test_map_collection_progress(shapes_detections):
