@@ -67,6 +67,18 @@ def _planes_from_u8(pix, order):
 
 
 @njit(cache=True, parallel=True)
+def _unit_planes(planes):
+    """uint8 (3, h, w) planes -> float32 / 255 (darknet's float(byte) / 255.: the same float32 for each byte)."""
+    c, h, w = planes.shape
+    out = np.empty((c, h, w), np.float32)
+    for y in prange(h):
+        for k in range(c):
+            for x in range(w):
+                out[k, y, x] = np.float32(planes[k, y, x]) / np.float32(255)
+    return out
+
+
+@njit(cache=True, parallel=True)
 def _hdr_to_u8(src):
     """stb_image's float -> byte conversion for colour samples: (x ** (1/2.2)) * 255 + 0.5, clamped, truncated."""
     h, w, n = src.shape
@@ -130,11 +142,7 @@ def _decode_stb_jpeg(data, name):
         if str(e).startswith("unsupported JPEG feature"):
             return None
         raise ImageError(f"cannot load image {name}: {e}") from None
-    rgb = np.asarray(rgb, dtype=np.uint8)
-    if rgb.ndim == 2:
-        rgb = rgb[:, :, None]
-    order = np.array([0, 1, 2] if rgb.shape[2] >= 3 else [0, 0, 0], np.int64)
-    return _planes_from_u8(np.ascontiguousarray(rgb), order)
+    return _unit_planes(rgb.transpose(2, 0, 1))  # the decoder's own (3, h, w) planes, no copy
 
 
 def load_image(path, decoder="darknet"):

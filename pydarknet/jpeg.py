@@ -594,6 +594,34 @@ def _clamp8(x):
     return min(max(x, 0), 255)
 
 
+@njit(cache=True, inline="always")
+def _islow_pass(s0, s1, s2, s3, s4, s5, s6, s7, bias):
+    """One 8-point pass of the islow IDCT: its eight outputs, rounding term `bias` added, not yet shifted."""
+    p1 = (s2 + s6) * _C_0_541
+    t2 = p1 + s6 * _C_M1_847
+    t3 = p1 + s2 * _C_0_765
+    t0 = (s0 + s4) * 4096
+    t1 = (s0 - s4) * 4096
+    x0 = t0 + t3 + bias
+    x3 = t0 - t3 + bias
+    x1 = t1 + t2 + bias
+    x2 = t1 - t2 + bias
+    q3 = s7 + s3
+    q4 = s5 + s1
+    q1 = s7 + s1
+    q2 = s5 + s3
+    p5 = (q3 + q4) * _C_1_175
+    q1 = p5 + q1 * _C_M0_899
+    q2 = p5 + q2 * _C_M2_562
+    q3 = q3 * _C_M1_961
+    q4 = q4 * _C_M0_390
+    o3 = s1 * _C_1_501 + q1 + q4
+    o2 = s3 * _C_3_072 + q2 + q3
+    o1 = s5 * _C_2_053 + q2 + q4
+    o0 = s7 * _C_0_298 + q1 + q3
+    return x0 + o3, x1 + o2, x2 + o1, x3 + o0, x3 - o0, x2 - o1, x1 - o2, x0 - o3
+
+
 @njit(cache=True)
 def _idct_block(blk, ws, planes, out0, w2):
     """Inverse DCT of one dequantised block (blk) into planes at out0, row stride w2; ws is scratch.
@@ -608,99 +636,30 @@ def _idct_block(blk, ws, planes, out0, w2):
     result is the same as the full computation (stb shortcuts columns too).
     """
     bias = 65536 + (128 << 17)
-    # columns
-    for i in range(8):
-        s0 = blk[i]
-        s1 = blk[i + 8]
-        s2 = blk[i + 16]
-        s3 = blk[i + 24]
-        s4 = blk[i + 32]
-        s5 = blk[i + 40]
-        s6 = blk[i + 48]
-        s7 = blk[i + 56]
+    for i in range(8):  # columns
+        s1, s2, s3, s4 = blk[i + 8], blk[i + 16], blk[i + 24], blk[i + 32]
+        s5, s6, s7 = blk[i + 40], blk[i + 48], blk[i + 56]
         if (s1 | s2 | s3 | s4 | s5 | s6 | s7) == 0:
-            dc = s0 * 4
+            dc = blk[i] * 4
             for r in range(8):
                 ws[i + 8 * r] = dc
             continue
-        p1 = (s2 + s6) * _C_0_541
-        t2 = p1 + s6 * _C_M1_847
-        t3 = p1 + s2 * _C_0_765
-        t0 = (s0 + s4) * 4096
-        t1 = (s0 - s4) * 4096
-        x0 = t0 + t3 + 512
-        x3 = t0 - t3 + 512
-        x1 = t1 + t2 + 512
-        x2 = t1 - t2 + 512
-        q3 = s7 + s3
-        q4 = s5 + s1
-        q1 = s7 + s1
-        q2 = s5 + s3
-        p5 = (q3 + q4) * _C_1_175
-        q1 = p5 + q1 * _C_M0_899
-        q2 = p5 + q2 * _C_M2_562
-        q3 = q3 * _C_M1_961
-        q4 = q4 * _C_M0_390
-        o3 = s1 * _C_1_501 + q1 + q4
-        o2 = s3 * _C_3_072 + q2 + q3
-        o1 = s5 * _C_2_053 + q2 + q4
-        o0 = s7 * _C_0_298 + q1 + q3
-        ws[i] = np.int32(x0 + o3) >> 10
-        ws[i + 56] = np.int32(x0 - o3) >> 10
-        ws[i + 8] = np.int32(x1 + o2) >> 10
-        ws[i + 48] = np.int32(x1 - o2) >> 10
-        ws[i + 16] = np.int32(x2 + o1) >> 10
-        ws[i + 40] = np.int32(x2 - o1) >> 10
-        ws[i + 24] = np.int32(x3 + o0) >> 10
-        ws[i + 32] = np.int32(x3 - o0) >> 10
-    # rows
-    for r in range(8):
+        y = _islow_pass(blk[i], s1, s2, s3, s4, s5, s6, s7, 512)
+        for r in range(8):
+            ws[i + 8 * r] = np.int32(y[r]) >> 10
+    for r in range(8):  # rows
         e = 8 * r
-        o = out0 + r * w2
-        row = planes[o:o + 8]
-        s0 = ws[e]
-        s1 = ws[e + 1]
-        s2 = ws[e + 2]
-        s3 = ws[e + 3]
-        s4 = ws[e + 4]
-        s5 = ws[e + 5]
-        s6 = ws[e + 6]
-        s7 = ws[e + 7]
+        row = planes[out0 + r * w2:out0 + r * w2 + 8]
+        s1, s2, s3, s4 = ws[e + 1], ws[e + 2], ws[e + 3], ws[e + 4]
+        s5, s6, s7 = ws[e + 5], ws[e + 6], ws[e + 7]
         if (s1 | s2 | s3 | s4 | s5 | s6 | s7) == 0:
-            v = _clamp8(np.int32(s0 * 4096 + bias) >> 17)
+            v = _clamp8(np.int32(ws[e] * 4096 + bias) >> 17)
             for q in range(8):
                 row[q] = v
             continue
-        p1 = (s2 + s6) * _C_0_541
-        t2 = p1 + s6 * _C_M1_847
-        t3 = p1 + s2 * _C_0_765
-        t0 = (s0 + s4) * 4096
-        t1 = (s0 - s4) * 4096
-        x0 = t0 + t3 + bias
-        x3 = t0 - t3 + bias
-        x1 = t1 + t2 + bias
-        x2 = t1 - t2 + bias
-        q3 = s7 + s3
-        q4 = s5 + s1
-        q1 = s7 + s1
-        q2 = s5 + s3
-        p5 = (q3 + q4) * _C_1_175
-        q1 = p5 + q1 * _C_M0_899
-        q2 = p5 + q2 * _C_M2_562
-        q3 = q3 * _C_M1_961
-        q4 = q4 * _C_M0_390
-        o3 = s1 * _C_1_501 + q1 + q4
-        o2 = s3 * _C_3_072 + q2 + q3
-        o1 = s5 * _C_2_053 + q2 + q4
-        o0 = s7 * _C_0_298 + q1 + q3
-        row[0] = _clamp8(np.int32(x0 + o3) >> 17)
-        row[7] = _clamp8(np.int32(x0 - o3) >> 17)
-        row[1] = _clamp8(np.int32(x1 + o2) >> 17)
-        row[6] = _clamp8(np.int32(x1 - o2) >> 17)
-        row[2] = _clamp8(np.int32(x2 + o1) >> 17)
-        row[5] = _clamp8(np.int32(x2 - o1) >> 17)
-        row[3] = _clamp8(np.int32(x3 + o0) >> 17)
-        row[4] = _clamp8(np.int32(x3 - o0) >> 17)
+        y = _islow_pass(ws[e], s1, s2, s3, s4, s5, s6, s7, bias)
+        for q in range(8):
+            row[q] = _clamp8(np.int32(y[q]) >> 17)
 
 
 @njit(cache=True, parallel=True)
@@ -805,24 +764,39 @@ def _blinn(x, y):
     return (t + (t >> 8)) >> 8
 
 
-# YCbCr -> RGB.  stb computes, with 20 fractional bits,
-#   R = (Y<<20) + 2^19 + Cr'*C_R                   >> 20
-#   G = (Y<<20) + 2^19 + Cr'*C_GR + (Cb'*C_GB & ~0xFFFF) >> 20
-#   B = (Y<<20) + 2^19 + Cb'*C_B                   >> 20
-# (Cb' = Cb - 128, ...).  Y<<20 is a whole multiple of 2^20, so each channel
-# is exactly Y + (chroma part >> 20): tables of those chroma parts give the
-# same numbers with a few additions per pixel.
-_YCC_R = np.array([((1 << 19) + (c - 128) * _CR_R) >> 20 for c in range(256)], dtype=np.int64)
-_YCC_B = np.array([((1 << 19) + (c - 128) * _CB_B) >> 20 for c in range(256)], dtype=np.int64)
-_YCC_GR = np.array([(1 << 19) + (c - 128) * _CR_G for c in range(256)], dtype=np.int64)
-_YCC_GB = np.array([((c - 128) * _CB_G) & -65536 for c in range(256)], dtype=np.int64)
+@njit(cache=True)
+def _ycc_row(y_row, cb_row, cr_row, r_row, g_row, b_row, n):
+    """YCbCr -> RGB of n samples, as stb computes it with 20 fractional bits:
+
+        R = (Y<<20) + 2^19 + Cr'*C_R                     >> 20
+        G = (Y<<20) + 2^19 + Cr'*C_GR + (Cb'*C_GB & ~0xFFFF) >> 20
+        B = (Y<<20) + 2^19 + Cb'*C_B                     >> 20
+
+    (Cb' = Cb - 128, ...), clamped to 0..255.  Y<<20 is a whole multiple of 2^20, so each channel is exactly
+    Y + (chroma part >> 20), and every term fits in 32 bits: the loop is written in int32 so LLVM can
+    vectorise it (numba would otherwise widen each step to int64).
+    """
+    half = np.int32(1 << 19)
+    low16 = np.int32(-65536)
+    c_r, c_gr, c_gb, c_b = np.int32(_CR_R), np.int32(_CR_G), np.int32(_CB_G), np.int32(_CB_B)
+    zero, full = np.int32(0), np.int32(255)
+    for i in range(n):
+        y = np.int32(y_row[i])
+        cb = np.int32(np.int32(cb_row[i]) - np.int32(128))
+        cr = np.int32(np.int32(cr_row[i]) - np.int32(128))
+        r = np.int32(y + (np.int32(np.int32(cr * c_r) + half) >> 20))
+        g = np.int32(y + (np.int32(np.int32(cr * c_gr) + half + np.int32(np.int32(cb * c_gb) & low16)) >> 20))
+        b = np.int32(y + (np.int32(np.int32(cb * c_b) + half) >> 20))
+        r_row[i] = min(max(r, zero), full)
+        g_row[i] = min(max(g, zero), full)
+        b_row[i] = min(max(b, zero), full)
 
 
 @njit(cache=True, parallel=True)
 def _assemble(planes, comp, ndecode, hmax, vmax, img_x, img_y, mode, out):
     """Upsample each component row by row and convert to RGB into out.
 
-    out is the flat (img_y * img_x * 3) uint8 result.  Per component, stb
+    out is the uint8 result as planes, (3, img_y, img_x).  Per component, stb
     keeps two input rows (line0, line1) and a phase counter: an output row
     blends the nearer input row with the other one, and the rows advance
     every `vs` output rows until the component's last row.  That walk is
@@ -869,40 +843,30 @@ def _assemble(planes, comp, ndecode, hmax, vmax, img_x, img_y, mode, out):
             w = wlo[k]
             _resample_row(planes[near:near + w], planes[far:far + w], w, hs[k], vs[k],
                           lines[k * width:(k + 1) * width])
-        orow = out[j * img_x * 3:(j + 1) * img_x * 3]
+        r_row, g_row, b_row = out[0, j], out[1, j], out[2, j]
         if mode == _MODE_GREY:
             for i in range(img_x):
-                v = l0[i]
-                orow[3 * i] = v
-                orow[3 * i + 1] = v
-                orow[3 * i + 2] = v
+                r_row[i] = l0[i]
+            g_row[:] = r_row
+            b_row[:] = r_row
         elif mode == _MODE_RGB:
-            for i in range(img_x):
-                orow[3 * i] = l0[i]
-                orow[3 * i + 1] = l1[i]
-                orow[3 * i + 2] = l2[i]
+            r_row[:] = l0[:img_x]
+            g_row[:] = l1[:img_x]
+            b_row[:] = l2[:img_x]
         elif mode == _MODE_CMYK:
             for i in range(img_x):
                 kv = np.int64(l3[i])
-                orow[3 * i] = _blinn(np.int64(l0[i]), kv)
-                orow[3 * i + 1] = _blinn(np.int64(l1[i]), kv)
-                orow[3 * i + 2] = _blinn(np.int64(l2[i]), kv)
+                r_row[i] = _blinn(np.int64(l0[i]), kv)
+                g_row[i] = _blinn(np.int64(l1[i]), kv)
+                b_row[i] = _blinn(np.int64(l2[i]), kv)
         else:
-            for i in range(img_x):
-                y = np.int64(l0[i])
-                cb = l1[i]
-                cr = l2[i]
-                r = _clamp8(y + _YCC_R[cr])
-                g = _clamp8(y + ((_YCC_GR[cr] + _YCC_GB[cb]) >> 20))
-                b = _clamp8(y + _YCC_B[cb])
-                if mode == _MODE_YCCK:
+            _ycc_row(l0, l1, l2, r_row, g_row, b_row, img_x)
+            if mode == _MODE_YCCK:
+                for i in range(img_x):
                     kv = np.int64(l3[i])
-                    r = _blinn(255 - r, kv)
-                    g = _blinn(255 - g, kv)
-                    b = _blinn(255 - b, kv)
-                orow[3 * i] = r
-                orow[3 * i + 1] = g
-                orow[3 * i + 2] = b
+                    r_row[i] = _blinn(255 - np.int64(r_row[i]), kv)
+                    g_row[i] = _blinn(255 - np.int64(g_row[i]), kv)
+                    b_row[i] = _blinn(255 - np.int64(b_row[i]), kv)
 
 
 # ---------------------------------------------------------------------------
@@ -1259,12 +1223,12 @@ class _Decoder:
         else:
             mode = _MODE_YCC  # YCbCr plus a fourth channel stb ignores
         try:
-            out = np.empty((self.img_y, self.img_x, 3), dtype=np.uint8)
+            out = np.empty((3, self.img_y, self.img_x), dtype=np.uint8)
         except MemoryError:
             raise self.corrupt("image too large for memory") from None
         _assemble(self.planes, self.comp, n, self.hmax, self.vmax, self.img_x, self.img_y,
-                  mode, out.reshape(-1))
-        return out
+                  mode, out)
+        return out.transpose(1, 2, 0)
 
 
 # ---------------------------------------------------------------------------
@@ -1285,6 +1249,7 @@ def is_jpeg(data: bytes) -> bool:
 def decode_jpeg(data: bytes, name: str = "<jpeg>") -> np.ndarray:
     """Decode a JPEG file's bytes to RGB uint8 of shape (h, w, 3), as stb_image does.
 
+    The array is a view of (3, h, w) planes (`.transpose(2, 0, 1)` gives them back without a copy).
     Grey images are replicated to three channels (stbi_load with 3 channels).
     Raises JPEGError for files stb_image would reject (and for the few inputs
     on which stb_image's behaviour is undefined).

@@ -177,6 +177,17 @@ def _expand(plane):
 # colour paths
 # ---------------------------------------------------------------------------
 
+def test_ycbcr_kernel_on_every_chroma_pair():
+    """The int32 conversion kernel against the plain formula: every (Cb, Cr) at the luma extremes and middle."""
+    from pydarknet.jpeg import _ycc_row
+    cb, cr = (a.ravel().astype(np.uint8) for a in np.meshgrid(np.arange(256), np.arange(256), indexing="ij"))
+    for luma in (0, 1, 127, 128, 254, 255):
+        y = np.full(cb.size, luma, np.uint8)
+        rgb = np.empty((3, cb.size), np.uint8)
+        _ycc_row(y, cb, cr, rgb[0], rgb[1], rgb[2], cb.size)
+        assert np.array_equal(rgb.T, _ycc_ref(y, cb, cr)), luma
+
+
 def test_ycbcr_conversion_matches_plain_formula():
     # component ids 'R','G','B' make stb skip the colour transform, so the
     # same file decoded both ways gives the upsampled planes and their RGB
