@@ -180,8 +180,9 @@ class Region(Layer):
         bbox = np.empty((self.n, wh, 4), np.float32)
         bbox[..., 0] = ((cell % lw).astype(np.float32) + p[:, 0]) / np.float32(lw)
         bbox[..., 1] = ((cell // lw).astype(np.float32) + p[:, 1]) / np.float32(lh)
-        bbox[..., 2] = np.exp(p[:, 2].astype(np.float64)) * self.biases[0::2, None] / lw
-        bbox[..., 3] = np.exp(p[:, 3].astype(np.float64)) * self.biases[1::2, None] / lh
+        with np.errstate(over="ignore"):  # an untrained net's huge logits give inf boxes, as in darknet
+            bbox[..., 2] = np.exp(p[:, 2].astype(np.float64)) * self.biases[0::2, None] / lw
+            bbox[..., 3] = np.exp(p[:, 3].astype(np.float64)) * self.biases[1::2, None] / lh
         if self.background:
             scale = np.ones((self.n, wh), np.float32)
         else:

@@ -123,8 +123,9 @@ class Yolo(Layer):
         bbox = np.empty((len(cell), 4), np.float32)
         bbox[:, 0] = (col + p[anchor, 0, cell]) / np.float32(lw)
         bbox[:, 1] = (row + p[anchor, 1, cell]) / np.float32(lh)
-        bbox[:, 2] = np.exp(p[anchor, 2, cell].astype(np.float64)) * self.biases[2 * mask] / netw
-        bbox[:, 3] = np.exp(p[anchor, 3, cell].astype(np.float64)) * self.biases[2 * mask + 1] / neth
+        with np.errstate(over="ignore"):  # an untrained net's huge logits give inf boxes, as in darknet
+            bbox[:, 2] = np.exp(p[anchor, 2, cell].astype(np.float64)) * self.biases[2 * mask] / netw
+            bbox[:, 3] = np.exp(p[anchor, 3, cell].astype(np.float64)) * self.biases[2 * mask + 1] / neth
         objectness = obj[anchor, cell]
         prob = objectness[:, None] * p[anchor, 5:, cell]
         prob[prob <= thresh] = 0
