@@ -19,14 +19,23 @@ from pydarknet.network import Network
 
 
 def median_time(fn, runs, warmup=2):
+    return median_times([fn], runs, warmup)[0]
+
+
+def median_times(fns, runs, warmup=2):
+    """Median seconds of each function (None for a missing one), their runs taken in turn so that a busy spell
+    of the machine weighs on all of them alike."""
+    present = [fn for fn in fns if fn is not None]
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in present:
+            fn()
+    times = {fn: [] for fn in present}
     for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn in present:
+            start = time.perf_counter()
+            fn()
+            times[fn].append(time.perf_counter() - start)
+    return [statistics.median(times[fn]) if fn is not None else None for fn in fns]
 
 
 def opencv_net(cfg, weights):
@@ -47,9 +56,8 @@ def bench_forward(name, cfg, weights, image, prepare, runs):
     net = Network(cfg, quiet_unused=True)
     net.load(weights)
     x = prepare(load_image(image), net)[None]
-    ours = median_time(lambda: net.forward(x), runs)
     peer = opencv_net(cfg, weights)
-    theirs = median_time(lambda: peer(x), runs) if peer else None
+    ours, theirs = median_times([lambda: net.forward(x), (lambda: peer(x)) if peer else None], runs)
     report(f"forward {name} {x.shape[3]}x{x.shape[2]}", ours, theirs)
 
 
@@ -64,8 +72,7 @@ def report(what, ours, theirs):
 
 def bench_decode(path, runs):
     import cv2
-    ours = median_time(lambda: load_image(path), runs)
-    theirs = median_time(lambda: cv2.imread(str(path), cv2.IMREAD_COLOR), runs)
+    ours, theirs = median_times([lambda: load_image(path), lambda: cv2.imread(str(path), cv2.IMREAD_COLOR)], runs)
     h, w = cv2.imread(str(path)).shape[:2]
     report(f"decode {path.name} {w}x{h}", ours, theirs)
 
@@ -109,8 +116,7 @@ def bench_detect_command(cfg, weights, image, runs, folder):
     root = str(Path(pydarknet.__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     run = lambda cmd: subprocess.run(cmd, cwd=folder, check=True, capture_output=True, env=env)  # noqa: E731
-    ours = median_time(lambda: run(ours_cmd), runs, warmup=1)
-    theirs = median_time(lambda: run(theirs_cmd), runs, warmup=1)
+    ours, theirs = median_times([lambda: run(ours_cmd), lambda: run(theirs_cmd)], runs, warmup=1)
     report("command: detect yolov3-tiny dog.jpg", ours, theirs)
 
 
