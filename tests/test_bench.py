@@ -1,0 +1,26 @@
+"""pydarknet.bench's timing helper (the benchmark itself runs with `make bench`, never as a test)."""
+from pydarknet import bench
+
+
+def test_median_times_alternates_and_keeps_missing_peers(monkeypatch):
+    clock = [0.0]
+    calls = []
+
+    def taking(name, seconds):
+        def fn():
+            calls.append(name)
+            clock[0] += seconds
+        return fn
+
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    ours, missing, theirs = bench.median_times([taking("a", 2.0), None, taking("b", 0.5)], runs=3, warmup=1)
+    assert (ours, missing, theirs) == (2.0, None, 0.5)
+    assert calls == ["a", "b"] * 4  # one warm-up round, then three timed rounds, in turn
+
+
+def test_report_line(capsys):
+    bench.report("decode x.jpg", 0.012, 0.004)
+    bench.report("forward y", 0.05, None)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "decode x.jpg                           pydarknet     12.0 ms   opencv      4.0 ms   ratio  3.00x"
+    assert out[1].startswith("forward y") and "opencv: unavailable" in out[1]
