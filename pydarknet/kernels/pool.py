@@ -1,4 +1,4 @@
-"""Pooling: darknet's max pool (with its offset padding rule) and global average pool."""
+"""Pooling: darknet's max pool (with its offset padding rule). The global average pool is kernels/avgpool.py."""
 import numpy as np
 from numba import njit, prange
 
@@ -113,17 +113,3 @@ def _maxpool_argmax(x, size, stride, pad, out, argmax):
                             at = np.int32(base + y * w + xx)
                 orow[j] = best
                 arow[j] = at
-
-
-@njit(cache=True, parallel=True)
-def avgpool(x, out):
-    """x (n, c, h, w) -> out (n, c): the mean of each channel, summed in darknet's order, in float32."""
-    n, c, h, w = x.shape
-    for k in prange(n * c):
-        b = k // c
-        ch = k % c
-        total = np.float32(0.0)
-        for y in range(h):
-            for xx in range(w):
-                total += x[b, ch, y, xx]
-        out[b, ch] = total / np.float32(h * w)
