@@ -145,11 +145,7 @@ def conv_weight_gradient(delta, cols, out):
     threads = numba.get_num_threads()
     path = _nt_path(m, k, L)
     if path == "rows":
-        rows = min(-(-m // TILE_R) * TILE_R, 32)
-        width = min(-(-k // TILE_S) * TILE_S, 32)
-        while (-(-m // rows)) * (-(-k // width)) < 2 * threads and width > TILE_S:  # enough tasks for the threads
-            width = max(TILE_S, width // 2 // TILE_S * TILE_S)
-        _nt_lanes_rows(delta, cols, out, rows, width, 2048)
+        _nt_lanes_rows(delta, cols, out, *_lane_blocks(m, k), 2048)
         return
     if path == "tiles":
         rows = min(m, 8)
@@ -169,6 +165,18 @@ def conv_weight_gradient(delta, cols, out):
                 _gemm(a[lane:], L, 4, bt[lane * k:], 4 * k, 1, parts[lane].reshape(-1), m, k, full // 4, False,
                       threads)
         _add_lanes(parts, delta[b], cols[b], full, out)
+
+
+def _lane_blocks(m, k):
+    """Blocks of the result (rows, columns) for the lane tile paths: at most 32 x 32, whole tiles, and narrowed
+    until there are enough tasks for the threads."""
+    import numba
+    threads = numba.get_num_threads()
+    rows = min(-(-m // TILE_R) * TILE_R, 32)
+    width = min(-(-k // TILE_S) * TILE_S, 32)
+    while (-(-m // rows)) * (-(-k // width)) < 2 * threads and width > TILE_S:
+        width = max(TILE_S, width // 2 // TILE_S * TILE_S)
+    return rows, width
 
 
 @njit(cache=True, parallel=True)
@@ -216,104 +224,15 @@ def _data(context, builder, aty, val):
 
 def _make_lane_tile(R, S):
     @intrinsic
-    def lane_tile(typingctx, a, a_off, lda, h, b, b_off, ldb, w, n4, acc, load):
+    def lane_tile(typingctx, a, a_off, lda, h, a_step, b, boffs, b_step, n4, nrows, acc, load):
         """For r < R, s < S: the four-lane vector acc[(r*S + s)*4 : +4] (from 0, or from its value if load)
-        += a[a_off + r*lda + 4g : +4] * b[b_off + s*ldb + 4g : +4] for g = 0 .. n4-1 in order, a plain fmul
-        then a plain fadd per step (never an FMA: no fast-math flags, so LLVM may not contract them).
-        That is lane l of darknet's vectorized dot product, continued over n4 steps. Two columns share an
-        8-float register: [lanes of (r, s) | lanes of (r, s+1)] times [a_r | a_r]. Rows r >= h read row
-        h-1, columns s >= w column w-1 (their sums are computed but meaningless)."""
-        if not all(isinstance(t, types.Array) and t.dtype == types.float32 for t in (a, b, acc)):
-            return None
-        sig = types.void(a, types.intp, types.intp, types.intp, b, types.intp, types.intp, types.intp,
-                         types.intp, acc, types.boolean)
-        pairs = S // 2
-
-        def codegen(context, builder, signature, args):
-            a_v, a_off_v, lda_v, h_v, b_v, b_off_v, ldb_v, w_v, n4_v, acc_v, load_v = args
-            ad = builder.gep(_data(context, builder, signature.args[0], a_v), [a_off_v])
-            bd = builder.gep(_data(context, builder, signature.args[4], b_v), [b_off_v])
-            cd = _data(context, builder, signature.args[9], acc_v)
-
-            def rows(base, count, limit, stride):
-                ptrs = []
-                for r in range(count):
-                    rr = builder.select(builder.icmp_signed("<", _i64(r), limit), _i64(r), builder.sub(limit, _i64(1)))
-                    ptrs.append(builder.gep(base, [builder.mul(rr, stride)]))
-                return ptrs
-
-            aptr = rows(ad, R, h_v, lda_v)
-            bptr = rows(bd, S, w_v, ldb_v)
-            n_acc = R * pairs
-            cptr = [builder.bitcast(builder.gep(cd, [_i64(8 * q)]), _V8.as_pointer()) for q in range(n_acc)]
-            entry = builder.block
-            with builder.if_then(load_v):
-                loaded = [builder.load(p, align=4) for p in cptr]
-                load_block = builder.block
-            zero = ir.Constant(_V8, [0.0] * 8)
-            init = []
-            for q in range(n_acc):
-                phi = builder.phi(_V8)
-                phi.add_incoming(loaded[q], load_block)
-                phi.add_incoming(zero, entry)
-                init.append(phi)
-            loop = builder.function.append_basic_block("lanes_loop")
-            done = builder.function.append_basic_block("lanes_done")
-            pre = builder.block
-            builder.cbranch(builder.icmp_signed(">", n4_v, _i64(0)), loop, done)
-            builder.position_at_end(loop)
-            g = builder.phi(_I64)
-            g.add_incoming(_i64(0), pre)
-            accs = []
-            for q in range(n_acc):
-                phi = builder.phi(_V8)
-                phi.add_incoming(init[q], pre)
-                accs.append(phi)
-            off = builder.mul(g, _i64(4))
-            def vec(p):
-                return builder.load(builder.bitcast(builder.gep(p, [off]), _V4.as_pointer()), align=4)
-
-            join = ir.Constant(ir.VectorType(ir.IntType(32), 8), list(range(8)))
-            twice = ir.Constant(ir.VectorType(ir.IntType(32), 8), [0, 1, 2, 3, 0, 1, 2, 3])
-            bv = [builder.shuffle_vector(vec(bptr[2 * p]), vec(bptr[2 * p + 1]), join) for p in range(pairs)]
-            new = []
-            for r in range(R):
-                a4 = vec(aptr[r])
-                av = builder.shuffle_vector(a4, a4, twice)
-                new.extend(builder.fadd(accs[r * pairs + p], builder.fmul(av, bv[p])) for p in range(pairs))
-            g_next = builder.add(g, _i64(1))
-            g.add_incoming(g_next, loop)
-            for q in range(n_acc):
-                accs[q].add_incoming(new[q], loop)
-            builder.cbranch(builder.icmp_signed("<", g_next, n4_v), loop, done)
-            builder.position_at_end(done)
-            final = []
-            for q in range(n_acc):
-                phi = builder.phi(_V8)
-                phi.add_incoming(init[q], pre)
-                phi.add_incoming(new[q], loop)
-                final.append(phi)
-            for q in range(n_acc):
-                builder.store(final[q], cptr[q], align=4)
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return lane_tile
-
-
-_lane_tile = _make_lane_tile(TILE_R, TILE_S)
-
-
-def _make_lane_tile_2d(R, S):
-    @intrinsic
-    def lane_tile_2d(typingctx, a, a_off, lda, h, a_step, b, boffs, b_step, n4, nrows, acc, load):
-        """_lane_tile over a 2-d stretch of pixels and with a free offset per column: for r < R, s < S,
-        acc[(r*S + s)*4 : +4] (from 0, or from its value if load) += a[a_off + r*lda + y*a_step + 4g : +4] *
-        b[boffs[s] + y*b_step + 4g : +4] for y = 0 .. nrows-1, then g = 0 .. n4-1, in that order; a plain
-        fmul then a plain fadd per step. The columns can thus be read straight from an image: column s's
-        pixels at row y are a window row of a (padded) input plane. Rows r >= h read row h-1; the caller
-        repeats an offset for columns past the end."""
+        += a[a_off + r*lda + y*a_step + 4g : +4] * b[boffs[s] + y*b_step + 4g : +4] for y = 0 .. nrows-1, then
+        g = 0 .. n4-1, in that order; a plain fmul then a plain fadd per step (never an FMA: no fast-math flags,
+        so LLVM may not contract them). That is lane l of darknet's vectorized dot product, continued over the
+        steps. Two columns share an 8-float register: [lanes of (r, s) | lanes of (r, s+1)] times [a_r | a_r].
+        With nrows > 1 the columns can be read straight from an image: column s's pixels at row y are a window
+        row of a (padded) input plane. Rows r >= h read row h-1; the caller repeats an offset for columns past
+        the end (their sums are computed but meaningless)."""
         if not all(isinstance(t, types.Array) and t.dtype == types.float32 for t in (a, b, acc)):
             return None
         if not (isinstance(boffs, types.Array) and boffs.dtype == types.int64):
@@ -414,10 +333,10 @@ def _make_lane_tile_2d(R, S):
 
         return sig, codegen
 
-    return lane_tile_2d
+    return lane_tile
 
 
-_lane_tile_2d = _make_lane_tile_2d(TILE_R, TILE_S)
+_lane_tile = _make_lane_tile(TILE_R, TILE_S)
 
 
 def weight_gradient_from_image(m, k, L, stride, out_w):
@@ -430,14 +349,7 @@ def conv_weight_gradient_image(delta, xpad, size, out):
     """conv_weight_gradient for a stride-1 convolution read straight from its padded input, without im2col:
     xpad (n, c, h + 2 pad, w + 2 pad) (kernels.conv.pad_images), delta (n, m, out_h*out_w), out (m, c*size*size).
     The same floats as conv_weight_gradient on im2col's columns (see weight_gradient_from_image)."""
-    import numba
-    n, m, L = delta.shape
-    k = out.shape[1]
-    threads = numba.get_num_threads()
-    rows = min(-(-m // TILE_R) * TILE_R, 32)
-    width = min(-(-k // TILE_S) * TILE_S, 32)
-    while (-(-m // rows)) * (-(-k // width)) < 2 * threads and width > TILE_S:
-        width = max(TILE_S, width // 2 // TILE_S * TILE_S)
+    rows, width = _lane_blocks(delta.shape[1], out.shape[1])
     out_w = xpad.shape[3] - size + 1
     _nt_lanes_image(delta, xpad, size, out, rows, width, max(1, 2048 // out_w))
 
@@ -479,7 +391,7 @@ def _nt_lanes_image(delta, xpad, size, out, rows, cols, ychunk):
                     shifted = o + y0 * wp
                     for ti in range((bh + TILE_R - 1) // TILE_R):
                         i0 = bi0 + ti * TILE_R
-                        _lane_tile_2d(a, i0 * L + y0 * out_w, L, min(m, i0 + TILE_R) - i0, out_w, xb, shifted, wp, n4,
+                        _lane_tile(a, i0 * L + y0 * out_w, L, min(m, i0 + TILE_R) - i0, out_w, xb, shifted, wp, n4,
                                       ny, acc[ti * ts + tj], y0 > 0)
             for tj in range((bw + TILE_S - 1) // TILE_S):
                 j0 = bj0 + tj * TILE_S
@@ -516,17 +428,22 @@ def _nt_lanes_rows(delta, col, out, rows, cols, chunk):
         bh = min(m, bi0 + rows) - bi0
         bw = min(k, bj0 + cols) - bj0
         acc = np.empty((tr * ts, TILE_R * TILE_S * 4), np.float32)
+        offs = np.empty((ts, TILE_S), np.int64)   # where each tile's rows of col start (the last one repeated)
+        for tj in range((bw + TILE_S - 1) // TILE_S):
+            j0 = bj0 + tj * TILE_S
+            w = min(k, j0 + TILE_S) - j0
+            for s in range(TILE_S):
+                offs[tj, s] = (j0 + min(s, w - 1)) * L
         for b in range(n):
             a = delta[b].reshape(-1)
             c = col[b].reshape(-1)
             for p0 in range(0, full, chunk):
                 steps = (min(full, p0 + chunk) - p0) // 4
                 for tj in range((bw + TILE_S - 1) // TILE_S):
-                    j0 = bj0 + tj * TILE_S
-                    w = min(k, j0 + TILE_S) - j0
+                    shifted = offs[tj] + p0
                     for ti in range((bh + TILE_R - 1) // TILE_R):
                         i0 = bi0 + ti * TILE_R
-                        _lane_tile(a, i0 * L + p0, L, min(m, i0 + TILE_R) - i0, c, j0 * L + p0, L, w, steps,
+                        _lane_tile(a, i0 * L + p0, L, min(m, i0 + TILE_R) - i0, 0, c, shifted, 0, steps, 1,
                                    acc[ti * ts + tj], p0 > 0)
             for tj in range((bw + TILE_S - 1) // TILE_S):
                 j0 = bj0 + tj * TILE_S
