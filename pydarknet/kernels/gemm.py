@@ -74,6 +74,16 @@ def _data(context, builder, aty, val):
     return cgutils.create_struct_proxy(aty)(context, builder, value=val).data
 
 
+def _phis(builder, *sources):
+    """One 8-float phi per accumulator: phi q takes values[q] from block, for each (values, block) in sources
+    (loops add their back edge later with add_incoming)."""
+    phis = [builder.phi(_V8) for _ in sources[0][0]]
+    for values, block in sources:
+        for phi, value in zip(phis, values):
+            phi.add_incoming(value, block)
+    return phis
+
+
 def _declare(builder, name, ret, params):
     if name in builder.module.globals:
         return builder.module.globals[name]
@@ -174,19 +184,9 @@ def _make_micro(mr):
                         edge = [builder.call(_masked_load(builder), [p, _i32(4), m, zero])
                                 for p, m in zip(cptrs, edge_masks())]
                         edge_block = builder.block
-                loaded = []
-                for n in range(n_acc):
-                    phi = builder.phi(_V8)
-                    phi.add_incoming(plain[n], plain_block)
-                    phi.add_incoming(edge[n], edge_block)
-                    loaded.append(phi)
+                loaded = _phis(builder, (plain, plain_block), (edge, edge_block))
                 load_block = builder.block
-            init = []
-            for n in range(n_acc):
-                phi = builder.phi(_V8)
-                phi.add_incoming(loaded[n], load_block)
-                phi.add_incoming(zero, entry)
-                init.append(phi)
+            init = _phis(builder, (loaded, load_block), ([zero] * n_acc, entry))
 
             def step(acc, bk, a_ptr):
                 """One k: acc[r][v] + a(r) * b[v], a plain fmul then a plain fadd (never an FMA)."""
@@ -213,11 +213,7 @@ def _make_micro(mr):
             builder.position_at_end(main)
             g = builder.phi(_I64)
             g.add_incoming(_i64(0), pre)
-            acc = []
-            for n in range(n_acc):
-                phi = builder.phi(_V8)
-                phi.add_incoming(init[n], pre)
-                acc.append(phi)
+            acc = _phis(builder, (init, pre))
             ag = builder.gep(a0, [builder.mul(g, _i64(8 * mr))])
             bg = builder.gep(b0, [builder.mul(g, _i64(8 * NR))])
             cur = acc
@@ -231,12 +227,7 @@ def _make_micro(mr):
             builder.cbranch(builder.icmp_signed("<", g_next, ngroups), main, mid)
 
             builder.position_at_end(mid)
-            acc_mid = []
-            for n in range(n_acc):
-                phi = builder.phi(_V8)
-                phi.add_incoming(init[n], pre)
-                phi.add_incoming(cur[n], main)
-                acc_mid.append(phi)
+            acc_mid = _phis(builder, (init, pre), (cur, main))
             at = builder.gep(a0, [builder.mul(ngroups, _i64(8 * mr))])
             bt = builder.gep(b0, [builder.mul(ngroups, _i64(8 * NR))])
             builder.cbranch(builder.icmp_signed(">", rem, _i64(0)), tail, done)
@@ -245,11 +236,7 @@ def _make_micro(mr):
             builder.position_at_end(tail)
             kk = builder.phi(_I64)
             kk.add_incoming(_i64(0), mid)
-            acc_t = []
-            for n in range(n_acc):
-                phi = builder.phi(_V8)
-                phi.add_incoming(acc_mid[n], mid)
-                acc_t.append(phi)
+            acc_t = _phis(builder, (acc_mid, mid))
             new_t = step(acc_t, builder.gep(bt, [builder.mul(kk, _i64(NR))]),
                          lambda r: builder.gep(at, [builder.add(builder.mul(rem, _i64(r)), kk)]))
             kk_next = builder.add(kk, _i64(1))
@@ -259,12 +246,7 @@ def _make_micro(mr):
             builder.cbranch(builder.icmp_signed("<", kk_next, rem), tail, done)
 
             builder.position_at_end(done)
-            out = []
-            for n in range(n_acc):
-                phi = builder.phi(_V8)
-                phi.add_incoming(acc_mid[n], mid)
-                phi.add_incoming(new_t[n], tail)
-                out.append(phi)
+            out = _phis(builder, (acc_mid, mid), (new_t, tail))
             with builder.if_else(full, likely=True) as (then, otherwise):
                 with then:
                     for n in range(n_acc):

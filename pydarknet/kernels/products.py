@@ -22,8 +22,9 @@ import os
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
-from numba.core import cgutils
 from numba.extending import intrinsic
+
+from .gemm import _F32, _I64, _V8, _data, _gemm, _i64, _phis, sgemm_darknet, sgemm_darknet_tn
 
 _BACKEND = os.environ.get("PYDARKNET_PRODUCTS", "darknet")
 if _BACKEND not in ("blas", "darknet"):
@@ -48,7 +49,6 @@ def backend():
 def gemm_nn(a, b, out, accumulate=False):
     """out = a @ b, or out += a @ b with accumulate (a (m, k), b (k, n), out (m, n), float32)."""
     if _BACKEND == "darknet":
-        from .gemm import sgemm_darknet
         sgemm_darknet(a, b, out, accumulate)
     elif accumulate:
         out += a @ b
@@ -59,7 +59,6 @@ def gemm_nn(a, b, out, accumulate=False):
 def gemm_tn(a, b, out, accumulate=False):
     """out = a.T @ b, or out += a.T @ b with accumulate (a (k, m), b (k, n), out (m, n), float32)."""
     if _BACKEND == "darknet":
-        from .gemm import sgemm_darknet_tn
         sgemm_darknet_tn(a, b, out, accumulate)
     elif accumulate:
         out += a.T @ b
@@ -79,7 +78,6 @@ def _gemm_nt_lanes(a, b, out):
     """darknet's -Ofast gemm_nt order with the chain kernel: lane l of every dot product is the chain over
     k = l, l+4, ... (< the last multiple of 4), i.e. an ordinary product of the columns l::4; the lanes are
     combined as (l0 + l2) + (l1 + l3) and the last k % 4 terms continue that chain in order."""
-    from .gemm import sgemm_darknet
     m, k = a.shape
     n = b.shape[0]
     full = k - k % 4
@@ -154,7 +152,6 @@ def conv_weight_gradient(delta, cols, out):
             width = max(8, (width + 1) // 2)
         _nt_lanes_batch(delta, cols, out, rows, width)
         return
-    from .gemm import _gemm
     full = L - L % 4
     parts = np.empty((4, m, k), np.float32)
     for b in range(n):
@@ -207,19 +204,8 @@ def _add_lanes(parts, a, bt, full, out):
 
 
 # -- darknet's gemm_nt lanes as 4-float vectors ---------------------------------------------------------------
-_F32 = ir.FloatType()
 _V4 = ir.VectorType(_F32, 4)
-_V8 = ir.VectorType(_F32, 8)
-_I64 = ir.IntType(64)
 TILE_R, TILE_S = 4, 4   # rows of delta x columns (rows of col) per register tile: 8 registers of 2 x 4 lanes
-
-
-def _i64(x):
-    return ir.Constant(_I64, x)
-
-
-def _data(context, builder, aty, val):
-    return cgutils.create_struct_proxy(aty)(context, builder, value=val).data
 
 
 def _make_lane_tile(R, S):
@@ -259,12 +245,7 @@ def _make_lane_tile(R, S):
                 loaded = [builder.load(p, align=4) for p in cptr]
                 load_block = builder.block
             zero = ir.Constant(_V8, [0.0] * 8)
-            init = []
-            for q in range(n_acc):
-                phi = builder.phi(_V8)
-                phi.add_incoming(loaded[q], load_block)
-                phi.add_incoming(zero, entry)
-                init.append(phi)
+            init = _phis(builder, (loaded, load_block), ([zero] * n_acc, entry))
             fn = builder.function
             outer = fn.append_basic_block("lanes_row")
             inner = fn.append_basic_block("lanes_step")
@@ -277,11 +258,7 @@ def _make_lane_tile(R, S):
             builder.position_at_end(outer)         # one row of pixels: y
             y = builder.phi(_I64)
             y.add_incoming(_i64(0), pre)
-            row_acc = []
-            for q in range(n_acc):
-                phi = builder.phi(_V8)
-                phi.add_incoming(init[q], pre)
-                row_acc.append(phi)
+            row_acc = _phis(builder, (init, pre))
             a_rows = [builder.gep(p, [builder.mul(y, a_step_v)]) for p in aptr]
             b_rows = [builder.gep(p, [builder.mul(y, b_step_v)]) for p in bptr]
             builder.branch(inner)
@@ -289,11 +266,7 @@ def _make_lane_tile(R, S):
             builder.position_at_end(inner)         # four pixels per step: g
             g = builder.phi(_I64)
             g.add_incoming(_i64(0), outer)
-            accs = []
-            for q in range(n_acc):
-                phi = builder.phi(_V8)
-                phi.add_incoming(row_acc[q], outer)
-                accs.append(phi)
+            accs = _phis(builder, (row_acc, outer))
             off = builder.mul(g, _i64(4))
 
             def vec(p):
@@ -321,12 +294,7 @@ def _make_lane_tile(R, S):
             builder.cbranch(builder.icmp_signed("<", y_next, nrows_v), outer, done)
 
             builder.position_at_end(done)
-            final = []
-            for q in range(n_acc):
-                phi = builder.phi(_V8)
-                phi.add_incoming(init[q], pre)
-                phi.add_incoming(new[q], row_end)
-                final.append(phi)
+            final = _phis(builder, (init, pre), (new, row_end))
             for q in range(n_acc):
                 builder.store(final[q], cptr[q], align=4)
             return context.get_dummy_value()
