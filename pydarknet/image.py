@@ -54,27 +54,16 @@ def make_image(w, h, c=3, fill=0.0):
 # ---------------------------------------------------------------------------------------------------------
 
 @njit(cache=True, parallel=True)
-def _planes_from_u8(pix, order):
-    """uint8 (h, w, n) -> float32 (3, h, w); output plane k takes input channel order[k], then / 255."""
-    h, w = pix.shape[0], pix.shape[1]
+def _unit_planes(planes, order):
+    """uint8 planes (n, h, w), any strides -> float32 (3, h, w): output plane k is planes[order[k]] / 255
+    (darknet's float(byte) / 255.: the same float32 for each byte)."""
+    h, w = planes.shape[1], planes.shape[2]
     out = np.empty((3, h, w), np.float32)
     for y in prange(h):
         for k in range(3):
-            ch = order[k]
+            src = planes[order[k], y]
             for x in range(w):
-                out[k, y, x] = np.float32(pix[y, x, ch]) / np.float32(255)
-    return out
-
-
-@njit(cache=True, parallel=True)
-def _unit_planes(planes):
-    """uint8 (3, h, w) planes -> float32 / 255 (darknet's float(byte) / 255.: the same float32 for each byte)."""
-    c, h, w = planes.shape
-    out = np.empty((c, h, w), np.float32)
-    for y in prange(h):
-        for k in range(c):
-            for x in range(w):
-                out[k, y, x] = np.float32(planes[k, y, x]) / np.float32(255)
+                out[k, y, x] = np.float32(src[x]) / np.float32(255)
     return out
 
 
@@ -118,7 +107,7 @@ def _bytes_to_image(pix, name):
         order = np.array([2, 1, 0], np.int64)  # BGR(A) -> RGB, alpha dropped
     else:
         order = np.zeros(3, np.int64)  # grey (and grey+alpha): replicate the grey channel
-    return _planes_from_u8(np.ascontiguousarray(pix), order)
+    return _unit_planes(np.ascontiguousarray(pix).transpose(2, 0, 1), order)
 
 
 def _decode_opencv(data, name):
@@ -142,7 +131,7 @@ def _decode_stb_jpeg(data, name):
         if str(e).startswith("unsupported JPEG feature"):
             return None
         raise ImageError(f"cannot load image {name}: {e}") from None
-    return _unit_planes(rgb.transpose(2, 0, 1))  # the decoder's own (3, h, w) planes, no copy
+    return _unit_planes(rgb.transpose(2, 0, 1), np.arange(3))  # the decoder's own (3, h, w) planes, no copy
 
 
 def load_image(path, decoder="darknet"):
