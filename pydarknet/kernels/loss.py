@@ -23,6 +23,17 @@ def _iou(ax, ay, aw, ah, bx, by, bw, bh):
 
 
 @njit(cache=True, inline="always")
+def _detection_box(out, bi, fside, sqrt_wh):
+    """A [detection] layer's box at bi as the loss compares it: centre in image units, size squared if sqrt."""
+    ow = out[bi + 2]
+    oh = out[bi + 3]
+    if sqrt_wh:
+        ow = ow * ow
+        oh = oh * oh
+    return out[bi] / fside, out[bi + 1] / fside, ow, oh
+
+
+@njit(cache=True, inline="always")
 def _pred_box(p, b, a, i, j, anchor, biases, netw, neth):
     """darknet's get_yolo_box for cell (i, j) of anchor slot a, with the size of anchor `anchor`."""
     lh, lw = p.shape[3], p.shape[4]
@@ -452,13 +463,7 @@ def detection_delta(out, truth, side, n, classes, coords, sqrt_wh, forced, resco
             best_rmse = F32(20.0)
             for j in range(n):
                 bi = locations * (classes + n) + (i * n + j) * coords
-                ox = out[b, bi] / fside
-                oy = out[b, bi + 1] / fside
-                ow = out[b, bi + 2]
-                oh = out[b, bi + 3]
-                if sqrt_wh:
-                    ow = ow * ow
-                    oh = oh * oh
+                ox, oy, ow, oh = _detection_box(out[b], bi, fside, sqrt_wh)
                 iou = _iou(ox, oy, ow, oh, tx, ty, tw, th)
                 dx, dy = np.float64(ox - tx), np.float64(oy - ty)
                 dw, dh = np.float64(ow - tw), np.float64(oh - th)
@@ -478,13 +483,7 @@ def detection_delta(out, truth, side, n, classes, coords, sqrt_wh, forced, resco
             if best_index < 0:
                 best_index = 0   # darknet would index before the array (a NaN prediction); take the first box
             bi = locations * (classes + n) + (i * n + best_index) * coords
-            ox = out[b, bi] / fside
-            oy = out[b, bi + 1] / fside
-            ow = out[b, bi + 2]
-            oh = out[b, bi + 3]
-            if sqrt_wh:
-                ow = ow * ow
-                oh = oh * oh
+            ox, oy, ow, oh = _detection_box(out[b], bi, fside, sqrt_wh)
             iou = _iou(ox, oy, ow, oh, tx, ty, tw, th)
             pi = locations * classes + i * n + best_index
             avg_obj += out[b, pi]
