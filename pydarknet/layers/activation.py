@@ -3,8 +3,8 @@
 import numpy as np
 
 from ..config import DarknetError
-from ..kernels.activations import CODE as ACTIVATIONS, LOGISTIC, activate_array
-from ..kernels.backward import axpy, gradient_array32
+from ..kernels.activations import CODE as ACTIVATIONS, activate_array
+from ..kernels.backward import gradient_array32
 from ..kernels.loss import logistic_cross_entropy
 from .base import Layer
 from .convolutional import parse_activation
@@ -37,9 +37,7 @@ class Activation(Layer):
     def backward(self, net):
         """The activation's gradient, then the delta added to the previous layer's (darknet copies it over)."""
         gradient_array32(self.output.reshape(-1), ACTIVATIONS[self.activation], self.delta.reshape(-1))
-        prev = self.prev_delta(net)
-        if prev is not None:
-            axpy(np.float32(1), self.delta.reshape(-1), prev.reshape(-1))
+        self.add_delta_to_previous(net)
 
 
 class Logistic(Activation):
@@ -68,6 +66,4 @@ class Logistic(Activation):
 
     def backward(self, net):
         """The delta is already with respect to the input: added to the previous layer's."""
-        prev = self.prev_delta(net)
-        if prev is not None:
-            axpy(np.float32(1), self.delta.reshape(-1), prev.reshape(-1))
+        self.add_delta_to_previous(net)

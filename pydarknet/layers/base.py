@@ -12,6 +12,7 @@ parameter updates; `update(args)` applies them.
 import numpy as np
 
 from ..config import CfgError, DarknetError
+from ..kernels.backward import axpy, sum_squares
 
 
 class Layer:
@@ -88,6 +89,12 @@ class Layer:
             return None
         return net.delta.reshape((net.delta.shape[0],) + tuple(self.in_shape))
 
+    def add_delta_to_previous(self, net):
+        """Add this layer's delta, as it is, to the previous layer's (darknet's axpy of l.delta into net.delta)."""
+        prev = self.prev_delta(net)
+        if prev is not None:
+            axpy(np.float32(1), self.delta.reshape(-1), prev.reshape(-1))
+
     def prev_input(self, net):
         return net.input.reshape((net.input.shape[0],) + tuple(self.in_shape))
 
@@ -129,3 +136,24 @@ class Layer:
 
 def zeros(*shape):
     return np.zeros(shape, dtype=np.float32)
+
+
+# -- what the loss layers ([yolo], [region], [detection]) report -----------------------------------------------
+def delta_cost(delta):
+    """darknet's cost of a loss layer: the squared magnitude of its delta (the magnitude kept in float32)."""
+    magnitude = np.float32(np.sqrt(np.float64(sum_squares(delta.reshape(-1)))))
+    return np.float32(np.float64(magnitude) ** 2)
+
+
+def ratio(total, count):
+    """float32 total / count; 0/0 gives NaN as darknet's float division does."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.float32(np.float32(total) / np.float32(count))
+
+
+def printf_f(value):
+    """C's printf %f: glibc prints a NaN from 0/0 (sign bit set on x86) as -nan."""
+    value = float(value)
+    if value != value:
+        return "-nan"
+    return f"{value:f}"

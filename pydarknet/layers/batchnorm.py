@@ -6,7 +6,6 @@ saved or loaded (they stay 0 after loading)."""
 import numpy as np
 
 from ..kernels.activations import LINEAR
-from ..kernels.backward import axpy
 from ..kernels.conv import normalize_scale_bias_activate
 from .base import Layer, zeros
 
@@ -63,6 +62,4 @@ class Batchnorm(Layer):
         batch = self.delta.shape[0]
         c, h, w = self.in_shape
         batchnorm_backward_layer(self, self.delta.reshape(batch, c, h * w))
-        prev = self.prev_delta(net)
-        if prev is not None:
-            axpy(np.float32(1), self.delta.reshape(-1), prev.reshape(-1))
+        self.add_delta_to_previous(net)

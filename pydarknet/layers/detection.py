@@ -10,10 +10,9 @@ import numpy as np
 
 from ..boxes import Detections
 from ..config import DarknetError
-from ..kernels.backward import axpy, sum_squares
 from ..kernels.loss import detection_delta
 from ..kernels.region import softmax_groups
-from .base import Layer
+from .base import Layer, delta_cost, printf_f, ratio
 
 
 class Detection(Layer):
@@ -104,24 +103,20 @@ class Detection(Layer):
                                 self.coords, bool(self.sqrt), bool(self.forced), bool(self.rescore),
                                 f(self.coord_scale), f(self.object_scale), f(self.noobject_scale),
                                 f(self.class_scale), random_index, self.delta.reshape(batch, -1))
-        mag = np.float32(np.sqrt(np.float64(sum_squares(self.delta.reshape(-1)))))
-        self.cost = np.float32(np.float64(mag) ** 2)
+        self.cost = delta_cost(self.delta)
         avg_iou, avg_cat, avg_allcat, avg_obj, avg_anyobj, count = stats
-        from .yolo import _c, _ratio
-        self.stats = dict(avg_iou=_ratio(avg_iou, count), avg_cat=_ratio(avg_cat, count),
-                          avg_allcat=_ratio(avg_allcat, count * self.classes), avg_obj=_ratio(avg_obj, count),
-                          avg_anyobj=_ratio(avg_anyobj, batch * cells * self.n), count=count)
+        self.stats = dict(avg_iou=ratio(avg_iou, count), avg_cat=ratio(avg_cat, count),
+                          avg_allcat=ratio(avg_allcat, count * self.classes), avg_obj=ratio(avg_obj, count),
+                          avg_anyobj=ratio(avg_anyobj, batch * cells * self.n), count=count)
         if not getattr(net, "quiet", False):
             s = self.stats
-            print(f"Detection Avg IOU: {_c(s['avg_iou'])}, Pos Cat: {_c(s['avg_cat'])}, "
-                  f"All Cat: {_c(s['avg_allcat'])}, Pos Obj: {_c(s['avg_obj'])}, Any Obj: {_c(s['avg_anyobj'])}, "
-                  f"count: {count}", file=sys.stderr)
+            print(f"Detection Avg IOU: {printf_f(s['avg_iou'])}, Pos Cat: {printf_f(s['avg_cat'])}, "
+                  f"All Cat: {printf_f(s['avg_allcat'])}, Pos Obj: {printf_f(s['avg_obj'])}, "
+                  f"Any Obj: {printf_f(s['avg_anyobj'])}, count: {count}", file=sys.stderr)
 
     def backward(self, net):
         """The delta added to the previous layer's as it is (darknet's)."""
-        prev = self.prev_delta(net)
-        if prev is not None:
-            axpy(np.float32(1), self.delta.reshape(-1), prev.reshape(-1))
+        self.add_delta_to_previous(net)
 
     def detections(self, output, w, h, netw, neth, thresh, hier_thresh=0.5, relative=True, letterbox=True):
         """Darknet's get_detection_detections for one image's output: num boxes per cell (cell by cell),

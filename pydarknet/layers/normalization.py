@@ -2,7 +2,7 @@
 vector divided by its L2 norm."""
 import numpy as np
 
-from ..kernels.backward import axpy, lrn_backward
+from ..kernels.backward import lrn_backward
 from ..kernels.normalization import l2_normalize, local_response_norm
 from .base import Layer
 
@@ -69,6 +69,4 @@ class L2norm(Layer):
 
     def backward(self, net):
         """darknet passes the delta through unchanged (its CPU backward ignores the normalisation)."""
-        prev = self.prev_delta(net)
-        if prev is not None:
-            axpy(np.float32(1), self.delta.reshape(-1), prev.reshape(-1))
+        self.add_delta_to_previous(net)

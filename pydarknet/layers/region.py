@@ -16,11 +16,10 @@ import numpy as np
 
 from ..boxes import Detections, correct_boxes
 from ..config import DarknetError
-from ..kernels.backward import axpy, sum_squares
 from ..kernels.loss import region_delta, region_logistic_gradient
 from ..kernels.region import region_forward, region_tree_probs
 from ..tree import read_map, read_option_file, read_tree
-from .base import Layer
+from .base import Layer, delta_cost, printf_f, ratio
 
 
 class Region(Layer):
@@ -140,18 +139,16 @@ class Region(Layer):
                              f(self.coord_scale), f(self.object_scale), f(self.noobject_scale),
                              int(self.mask_scale), f(self.class_scale), not self.softmax, parent, group,
                              offsets, sizes, class_map, delta)
-        mag = np.float32(np.sqrt(np.float64(sum_squares(self.delta.reshape(-1)))))
-        self.cost = np.float32(np.float64(mag) ** 2)
+        self.cost = delta_cost(self.delta)
         avg_iou, avg_cat, avg_obj, avg_anyobj, recall, count, class_count = stats
-        from .yolo import _c, _ratio
-        self.stats = dict(avg_iou=_ratio(avg_iou, count), avg_cat=_ratio(avg_cat, class_count),
-                          avg_obj=_ratio(avg_obj, count), avg_anyobj=_ratio(avg_anyobj, h * w * self.n * batch),
-                          recall=_ratio(recall, count), count=count)
+        self.stats = dict(avg_iou=ratio(avg_iou, count), avg_cat=ratio(avg_cat, class_count),
+                          avg_obj=ratio(avg_obj, count), avg_anyobj=ratio(avg_anyobj, h * w * self.n * batch),
+                          recall=ratio(recall, count), count=count)
         if not getattr(net, "quiet", False):
             s = self.stats
-            print(f"Region Avg IOU: {_c(s['avg_iou'])}, Class: {_c(s['avg_cat'])}, Obj: {_c(s['avg_obj'])}, "
-                  f"No Obj: {_c(s['avg_anyobj'])}, Avg Recall: {_c(s['recall'])},  count: {count}",
-                  file=sys.stderr)
+            print(f"Region Avg IOU: {printf_f(s['avg_iou'])}, Class: {printf_f(s['avg_cat'])}, "
+                  f"Obj: {printf_f(s['avg_obj'])}, No Obj: {printf_f(s['avg_anyobj'])}, "
+                  f"Avg Recall: {printf_f(s['recall'])},  count: {count}", file=sys.stderr)
 
     def backward(self, net):
         """The logistic's gradient on the x, y and objectness deltas, then the delta added to the previous
@@ -161,9 +158,7 @@ class Region(Layer):
         shape = (batch, self.n, self.entries, h, w)
         region_logistic_gradient(self.output.reshape(shape), self.delta.reshape(shape), self.coords,
                                  bool(self.background))
-        prev = self.prev_delta(net)
-        if prev is not None:
-            axpy(np.float32(1), self.delta.reshape(-1), prev.reshape(-1))
+        self.add_delta_to_previous(net)
 
     def detections(self, output, w, h, netw, neth, thresh, hier_thresh=0.5, relative=True, letterbox=True,
                    map=None):

@@ -6,7 +6,6 @@ The output is flat, (inputs, 1, 1), like darknet's (which gives the next layer n
 import numpy as np
 
 from ..config import DarknetError
-from ..kernels.backward import axpy
 from ..kernels.loss import softmax_cross_entropy
 from ..kernels.softmax import run_starts, softmax_runs
 from ..tree import read_option_file, read_tree
@@ -88,6 +87,4 @@ class Softmax(Layer):
 
     def backward(self, net):
         """The delta (already with respect to the input, see loss_forward) added to the previous layer's."""
-        prev = self.prev_delta(net)
-        if prev is not None:
-            axpy(np.float32(1), self.delta.reshape(-1), prev.reshape(-1))
+        self.add_delta_to_previous(net)

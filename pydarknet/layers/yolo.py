@@ -8,9 +8,8 @@ import numpy as np
 from ..boxes import Detections, correct_boxes
 from ..config import DarknetError
 from ..kernels.activations import LOGISTIC, activate_array
-from ..kernels.backward import axpy, sum_squares
 from ..kernels.loss import yolo_delta
-from .base import Layer, zeros
+from .base import Layer, delta_cost, printf_f, ratio
 
 
 class Yolo(Layer):
@@ -92,23 +91,20 @@ class Yolo(Layer):
         delta = self.delta.reshape(shape)
         stats = yolo_delta(out.reshape(shape), truth, self.biases, np.asarray(self.mask, np.int64), net.w, net.h,
                            np.float32(self.ignore_thresh), np.float32(self.truth_thresh), delta)
-        mag = np.float32(np.sqrt(np.float64(sum_squares(self.delta.reshape(-1)))))
-        self.cost = np.float32(np.float64(mag) ** 2)
+        self.cost = delta_cost(self.delta)
         avg_iou, avg_cat, avg_obj, avg_anyobj, recall, recall75, count = stats
-        self.stats = dict(avg_iou=_ratio(avg_iou, count), avg_cat=_ratio(avg_cat, count),
-                          avg_obj=_ratio(avg_obj, count), avg_anyobj=_ratio(avg_anyobj, h * w * self.n * batch),
-                          recall=_ratio(recall, count), recall75=_ratio(recall75, count), count=count)
+        self.stats = dict(avg_iou=ratio(avg_iou, count), avg_cat=ratio(avg_cat, count),
+                          avg_obj=ratio(avg_obj, count), avg_anyobj=ratio(avg_anyobj, h * w * self.n * batch),
+                          recall=ratio(recall, count), recall75=ratio(recall75, count), count=count)
         if not getattr(net, "quiet", False):
             s = self.stats
-            print(f"Region {net.index} Avg IOU: {_c(s['avg_iou'])}, Class: {_c(s['avg_cat'])}, "
-                  f"Obj: {_c(s['avg_obj'])}, No Obj: {_c(s['avg_anyobj'])}, .5R: {_c(s['recall'])}, "
-                  f".75R: {_c(s['recall75'])},  count: {count}", file=sys.stderr)
+            print(f"Region {net.index} Avg IOU: {printf_f(s['avg_iou'])}, Class: {printf_f(s['avg_cat'])}, "
+                  f"Obj: {printf_f(s['avg_obj'])}, No Obj: {printf_f(s['avg_anyobj'])}, .5R: {printf_f(s['recall'])}, "
+                  f".75R: {printf_f(s['recall75'])},  count: {count}", file=sys.stderr)
 
     def backward(self, net):
         """The loss's delta is already with respect to this layer's input: added to the previous delta."""
-        prev = self.prev_delta(net)
-        if prev is not None:
-            axpy(np.float32(1), self.delta.reshape(-1), prev.reshape(-1))
+        self.add_delta_to_previous(net)
 
     def detections(self, output, w, h, netw, neth, thresh, hier_thresh=0.5, relative=True, letterbox=True):
         """Darknet's get_yolo_detections for one image's output (c, h, w): boxes with objectness > thresh.
@@ -131,17 +127,3 @@ class Yolo(Layer):
         prob[prob <= thresh] = 0
         correct_boxes(bbox, w, h, netw, neth, relative, letterbox)
         return Detections(bbox, objectness, prob)
-
-
-def _ratio(total, count):
-    """float32 total / count; 0/0 gives NaN as darknet's float division does."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.float32(np.float32(total) / np.float32(count))
-
-
-def _c(value):
-    """C's printf %f: glibc prints a NaN from 0/0 (sign bit set on x86) as -nan."""
-    value = float(value)
-    if value != value:
-        return "-nan"
-    return f"{value:f}"
