@@ -9,7 +9,7 @@ import pytest
 from pydarknet.kernels import products
 from pydarknet.kernels.activations import CODE
 from pydarknet.kernels.backward import batchnorm_backward, batchnorm_train, batchnorm_train_forward, maxpool_backward
-from pydarknet.kernels.conv import col2im, col2im_batch, im2col, im2col_batch, im2col_t
+from pydarknet.kernels.conv import col2im_batch, im2col_batch, im2col_t
 from pydarknet.kernels.pool import maxpool
 
 F32 = np.float32
@@ -22,6 +22,37 @@ GEOMETRIES = [(3, 1, 1), (3, 2, 1), (1, 1, 0), (1, 2, 0), (7, 2, 3), (2, 1, 0), 
 
 def out_size(h, w, size, stride, pad):
     return (h + 2 * pad - size) // stride + 1, (w + 2 * pad - size) // stride + 1
+
+
+def window_pixels(c, h, w, size, stride, pad):
+    """darknet's im2col_cpu/col2im_cpu loops: (row of col, output position, channel, y, x of the pixel or
+    None when it falls in the padding), rows then positions in order."""
+    oh, ow = out_size(h, w, size, stride, pad)
+    for row in range(c * size * size):
+        kx, ky, ch = row % size, (row // size) % size, row // (size * size)
+        for y in range(oh):
+            for x in range(ow):
+                iy, ix = ky + y * stride - pad, kx + x * stride - pad
+                inside = 0 <= iy < h and 0 <= ix < w
+                yield row, y * ow + x, ch, (iy, ix) if inside else None
+
+
+def reference_im2col(im, size, stride, pad):
+    c, h, w = im.shape
+    oh, ow = out_size(h, w, size, stride, pad)
+    col = np.zeros((c * size * size, oh * ow), F32)
+    for row, pos, ch, pixel in window_pixels(c, h, w, size, stride, pad):
+        if pixel:
+            col[row, pos] = im[ch, pixel[0], pixel[1]]
+    return col
+
+
+def reference_col2im(col, size, stride, pad, im):
+    """Adds in place, each term in darknet's order (float32 additions one by one)."""
+    c, h, w = im.shape
+    for row, pos, ch, pixel in window_pixels(c, h, w, size, stride, pad):
+        if pixel:
+            im[ch, pixel[0], pixel[1]] = F32(im[ch, pixel[0], pixel[1]] + col[row, pos])
 
 
 @pytest.mark.parametrize("size, stride, pad", GEOMETRIES)
@@ -39,8 +70,7 @@ def test_im2col_batched_and_transposed(size, stride, pad):
     im2col_batch(x, c0, cg, size, stride, pad, wide, True)
     im2col_t(x, c0, cg, size, stride, pad, transposed)
     for b in range(n):
-        ref = np.empty((k, L), F32)
-        im2col(np.ascontiguousarray(x[b, c0:c0 + cg]), size, stride, pad, ref)
+        ref = reference_im2col(x[b, c0:c0 + cg], size, stride, pad)
         assert np.array_equal(per_image[b], ref)
         assert np.array_equal(wide[:, b], ref)
         assert np.array_equal(transposed[b], ref.T)
@@ -61,7 +91,7 @@ def test_col2im_batch(size, stride, pad, wide):
     want = start.copy()
     for b in range(n):
         target = np.ascontiguousarray(want[b, c0:c0 + cg])
-        col2im(np.ascontiguousarray(cols[:, b] if wide else cols[b]), size, stride, pad, target)
+        reference_col2im(cols[:, b] if wide else cols[b], size, stride, pad, target)
         want[b, c0:c0 + cg] = target
     assert np.array_equal(got, want)
 

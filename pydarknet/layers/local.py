@@ -9,7 +9,7 @@ import numpy as np
 
 from ..kernels.activations import CODE as ACTIVATIONS, activate_array
 from ..kernels.backward import gradient_array32
-from ..kernels.conv import col2im, im2col
+from ..kernels.conv import col2im_batch, im2col_batch
 from ..kernels.local import local_forward
 from .base import Layer, zeros
 from .convolutional import parse_activation
@@ -81,7 +81,7 @@ class Local(Layer):
         col = net.workspace(k * locations).reshape(k, locations)
         biases = self.biases.reshape(n, locations)
         for b in range(batch):
-            im2col(x[b], self.size, self.stride, self.pad, col)
+            im2col_batch(x[b:b + 1], 0, x.shape[1], self.size, self.stride, self.pad, col[None], False)
             local_forward(col, self.weights, biases, out[b].reshape(n, locations))
         activate_array(out.reshape(-1), ACTIVATIONS[self.activation])
         return out
@@ -103,7 +103,7 @@ class Local(Layer):
         col = np.empty((k, locations), np.float32)
         col_delta = np.empty((k, locations), np.float32)
         for b in range(batch):
-            im2col(x[b], self.size, self.stride, self.pad, col)
+            im2col_batch(x[b:b + 1], 0, x.shape[1], self.size, self.stride, self.pad, col[None], False)
             local_backward(col, self.delta[b].reshape(n, locations), self.weights, self.weight_updates, col_delta)
             if prev is not None:
-                col2im(col_delta, self.size, self.stride, self.pad, prev[b])
+                col2im_batch(col_delta[None], False, self.size, self.stride, self.pad, prev[b:b + 1], 0)
