@@ -280,6 +280,7 @@ def summary(cfg, weights, quiet, debug):
     params = sum(a.size for layer in net.layers for a in layer.weight_arrays())
     print(f"Total BFLOPS {flops / 1e9:.3f}")
     print(f"Parameters {params}")
+    print(net.darknet_line())
 
 
 cli.add_command(summary, "print")

@@ -16,15 +16,63 @@ COST_LAYER_TYPES = frozenset({"yolo", "softmax", "cost", "region", "detection", 
 # Refuse networks whose activations alone would need more than this for one image.
 MEMORY_LIMIT = 4 << 30
 
+# What only the AlexeyAB fork's cfgs use: a section of one of these types, or one of these options in a section
+# of that type (an activation name counts as an option value), makes a network the fork's (see `darknet_of`).
+AB_SECTIONS = frozenset({"sam", "scale_channels", "reorg3d", "local_avgpool", "gaussian_yolo", "implicit_add",
+                         "implicit_mul", "conv_lstm", "contrastive", "empty", "silence"})
+AB_OPTIONS = {
+    "net": {"letter_box", "mosaic", "cutmix", "mixup", "blur", "gaussian_noise", "ema_alpha", "flip",
+            "track", "adversarial_lr", "label_smooth_eps", "max_chart_loss", "sequential_subdivisions"},
+    "route": {"groups", "group_id"},
+    "shortcut": {"weights_type", "weights_normalization"},
+    "convolutional": {"dilation", "antialiasing", "stride_x", "stride_y", "share_index", "deform", "cbn"},
+    "maxpool": {"stride_x", "stride_y", "maxpool_depth", "out_channels", "antialiasing", "maxpool_zero_nonmax"},
+    "yolo": {"scale_x_y", "new_coords", "nms_kind", "beta_nms", "iou_loss", "iou_normalizer", "cls_normalizer",
+             "obj_normalizer", "max_delta", "iou_thresh", "objectness_smooth", "label_smooth_eps", "resize",
+             "focal_loss", "uc_normalizer", "track_history_size"},
+}
+AB_ACTIVATIONS = frozenset({"mish", "hard_mish", "swish", "relu6", "gelu", "revleaky", "normalize_channels",
+                            "normalize_channels_softmax", "normalize_channels_softmax_maxval"})
+DARKNETS = ("ab", "pjreddie")
+
+
+def darknet_of(sections):
+    """"ab" when the cfg uses anything only the AlexeyAB fork has, else "pjreddie"; with the option (or
+    section) that decided it, for the summary."""
+    aliases = {"conv": "convolutional", "max": "maxpool", "network": "net"}
+    for section in sections:
+        kind = aliases.get(section.type, section.type)
+        if kind in AB_SECTIONS:
+            return "ab", f"[{section.type}]"
+        for key in section.options:
+            if key in AB_OPTIONS.get(kind, ()):
+                return "ab", f"[{section.type}] {key}"
+        if section.options.get("activation", ("",))[0] in AB_ACTIVATIONS:
+            return "ab", f"activation={section.options['activation'][0]}"
+        if kind == "shortcut" and "," in section.options.get("from", ("",))[0]:
+            return "ab", "[shortcut] from= with several layers"
+    return "pjreddie", None
+
+
 # Options darknet reads from every layer section, whatever its type.
 COMMON_OPTIONS = {"truth": int, "onlyforward": int, "stopbackward": int, "dontsave": int, "dontload": int,
                   "numload": int, "dontloadscales": int, "learning_rate": float, "smooth": float}
 
 
 class Network:
-    def __init__(self, cfg_path, quiet_unused=False):
+    """`darknet`: whose arithmetic and defaults to follow, "ab" (the AlexeyAB fork: batch-norm over
+    sqrt(var + .00001), fused into the convolutions for inference; its detect defaults) or "pjreddie";
+    None chooses from the cfg (`darknet_of`) and, at load, from the weights (the fork writes revision 5)."""
+
+    def __init__(self, cfg_path, quiet_unused=False, darknet=None):
         self.cfg_path = str(cfg_path)
         sections = read_cfg(cfg_path)
+        if darknet not in (None,) + DARKNETS:
+            raise DarknetError(f"darknet must be one of {', '.join(DARKNETS)}, not {darknet!r}")
+        self.darknet_forced = darknet is not None
+        self.darknet, self.darknet_reason = (darknet, "forced") if darknet else darknet_of(sections)
+        self.fuse_batchnorm = True   # the fork's inference folds batch-norm into the convolution weights
+        self.params_version = 0      # bumped whenever parameters change (load, update): derived caches check it
         self.options = sections[0]
         self._parse_net_options(self.options)
         self.seen = 0
@@ -192,6 +240,7 @@ class Network:
         args = update_args(self)
         for layer in self.layers:
             layer.update(args)
+        self.params_version += 1
 
     def initialize(self, seed=0):
         """Random starting weights, as darknet's make_*_layer sets them, for training from scratch."""
@@ -227,13 +276,22 @@ class Network:
     # -- loading ---------------------------------------------------------------------------------------------
     def load(self, weights_path, upto=None):
         from .weights import load_weights
-        return load_weights(self, weights_path, upto)
+        load_weights(self, weights_path, upto)
+        self.params_version += 1
+        if not self.darknet_forced and self.weights_version[2] == 5 and self.darknet != "ab":
+            self.darknet, self.darknet_reason = "ab", "weights revision 5"
+        return self
 
     def summary(self):
         """Darknet's layer table as lines of text."""
         lines = ["layer     filters    size              input                output"]
         lines += [f"{layer.index:5d} {layer.describe()}" for layer in self.layers]
         return lines
+
+    def darknet_line(self):
+        """Which darknet's arithmetic this network follows, and why."""
+        name = "AlexeyAB" if self.darknet == "ab" else "pjreddie"
+        return f"darknet: {name} ({self.darknet_reason or 'no AlexeyAB-only option in the cfg'})"
 
     def print_summary(self, file=sys.stderr):
         print("\n".join(self.summary()), file=file)
