@@ -188,8 +188,9 @@ def test_summary_table_and_totals(in_tmp):
     lines = result.stdout.splitlines()
     assert lines[0].startswith("layer     filters    size")
     assert lines[1] == "    0 conv     16  3 x 3 / 1   416 x 416 x   3   ->   416 x 416 x  16  0.150 BFLOPs"
-    assert lines[-2] == "Total BFLOPS 5.565"  # the sum of the per-layer figures above
-    assert lines[-1] == "Parameters 8858734"  # yolov3-tiny.weights: (35434956 - 20) / 4 floats
+    assert lines[-3] == "Total BFLOPS 5.565"  # the sum of the per-layer figures above
+    assert lines[-2] == "Parameters 8858734"  # yolov3-tiny.weights: (35434956 - 20) / 4 floats
+    assert lines[-1] == "darknet: pjreddie (no AlexeyAB-only option in the cfg)"
     assert invoke(["ops", str(ROOT / "cfg/yolov3-tiny.cfg")]).stdout == result.stdout
 
 
