@@ -35,6 +35,12 @@ def image_options(fn):
     return fn
 
 
+def darknet_option(fn):
+    return click.option("--darknet", type=click.Choice(["ab", "pjreddie"]), default=None,
+                        help="Follow this darknet's arithmetic and defaults: the AlexeyAB fork's or pjreddie's "
+                             "[chosen from the cfg's options and the weights' revision].")(fn)
+
+
 def image_paths(images):
     """The images named on the command line, else one path per line of stdin."""
     if images:
@@ -71,12 +77,15 @@ def default_data(name):
     return str(find_file(f"cfg/{name}", what="data file"))
 
 
-def load_network(cfg, weights):
+def load_network(cfg, weights, darknet=None, table=True):
     """Build and load a network, showing darknet's layer table on stderr as darknet does at load."""
     from .network import Network
-    net = Network(cfg)
-    note("\n".join(net.summary()))
+    net = Network(cfg, darknet=darknet)
+    if table:
+        note("\n".join(net.summary()))
     net.load(weights)
+    if table:
+        note(net.darknet_line())
     return net
 
 
@@ -96,11 +105,11 @@ def for_each_image(images, run):
 
 # -- detect ---------------------------------------------------------------------------------------------------
 def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, out, save_labels, resize,
-               as_json, decoder):
+               as_json, decoder, darknet=None):
     from .image import draw_detections, load_image, save_image, to_bgr8
     from .predict import Detector
 
-    net = load_network(cfg, weights)
+    net = load_network(cfg, weights, darknet)
     detector = Detector(cfg, weights, letterbox=not resize, decoder=decoder, network=net)
     detector.names, _ = load_names(data_file, detector.classes, cfg)
     paths = list(images) if images else None
@@ -169,12 +178,13 @@ def cli():
 @click.argument("images", nargs=-1)
 @detect_options
 @image_options
+@darknet_option
 @common
 def detect(cfg, weights, images, thresh, hier, nms, resize, letter_box, ext_output, out, dont_show, save_labels,
-           as_json, decoder, quiet, debug):
+           as_json, decoder, darknet, quiet, debug):
     """Detect objects (COCO names from cfg/coco.data), like `darknet detect`."""
     run_detect(default_data("coco.data"), cfg, weights, images, thresh, hier, nms, ext_output, out, save_labels,
-               resize, as_json, decoder)
+               resize, as_json, decoder, darknet)
 
 
 @cli.group(context_settings=CONTEXT)
@@ -189,19 +199,20 @@ def detector():
 @click.argument("images", nargs=-1)
 @detect_options
 @image_options
+@darknet_option
 @common
 def detector_test(data, cfg, weights, images, thresh, hier, nms, resize, letter_box, ext_output, out, dont_show,
-                  save_labels, as_json, decoder, quiet, debug):
+                  save_labels, as_json, decoder, darknet, quiet, debug):
     """Detect objects with the names of a .data file."""
     run_detect(data, cfg, weights, images, thresh, hier, nms, ext_output, out, save_labels, resize, as_json,
-               decoder)
+               decoder, darknet)
 
 
 # -- classify -------------------------------------------------------------------------------------------------
-def run_classify(data_file, cfg, weights, images, top, preprocess, as_json, decoder):
+def run_classify(data_file, cfg, weights, images, top, preprocess, as_json, decoder, darknet=None):
     from .predict import Classifier
 
-    net = load_network(cfg, weights)
+    net = load_network(cfg, weights, darknet)
     outputs = int(net.output_layer.out_shape[0] * net.output_layer.out_shape[1] * net.output_layer.out_shape[2])
     names, data = load_names(data_file, outputs, cfg)
     top = top or data.int("top", 1)
@@ -239,11 +250,12 @@ def preprocess_of(letter_box, resize):
 @click.argument("images", nargs=-1)
 @classify_options
 @image_options
+@darknet_option
 @common
-def classify(cfg, weights, images, top, letter_box, resize, as_json, decoder, quiet, debug):
+def classify(cfg, weights, images, top, letter_box, resize, as_json, decoder, darknet, quiet, debug):
     """Classify images (ImageNet names from cfg/imagenet1k.data), like `darknet classify`: top 5."""
     run_classify(default_data("imagenet1k.data"), cfg, weights, images, top or 5, preprocess_of(letter_box, resize),
-                 as_json, decoder)
+                 as_json, decoder, darknet)
 
 
 @cli.group(context_settings=CONTEXT)
@@ -258,21 +270,23 @@ def classifier():
 @click.argument("images", nargs=-1)
 @classify_options
 @image_options
+@darknet_option
 @common
-def classifier_predict(data, cfg, weights, images, top, letter_box, resize, as_json, decoder, quiet, debug):
+def classifier_predict(data, cfg, weights, images, top, letter_box, resize, as_json, decoder, darknet, quiet, debug):
     """Classify images with the names (and top=) of a .data file."""
-    run_classify(data, cfg, weights, images, top, preprocess_of(letter_box, resize), as_json, decoder)
+    run_classify(data, cfg, weights, images, top, preprocess_of(letter_box, resize), as_json, decoder, darknet)
 
 
 # -- summary --------------------------------------------------------------------------------------------------
 @cli.command(context_settings=CONTEXT)
 @click.argument("cfg")
 @click.argument("weights", required=False)
+@darknet_option
 @common
-def summary(cfg, weights, quiet, debug):
+def summary(cfg, weights, darknet, quiet, debug):
     """Print darknet's layer table with BFLOPs and parameter counts (aliases: print, ops)."""
     from .network import Network
-    net = Network(cfg)
+    net = Network(cfg, darknet=darknet)
     if weights:
         net.load(weights)
     print("\n".join(net.summary()))
@@ -315,12 +329,14 @@ def print_lines(lines):
 @click.option("-iou_thresh", "iou_thresh", type=float, default=0.5, show_default=True, help="IoU of a match.")
 @click.option("-letter_box", "-letterbox", "letter_box", is_flag=True, help="Letterbox the images (else as the cfg).")
 @click.option("--json", "as_json", is_flag=True, help="Add a JSON summary line at the end.")
+@darknet_option
 @common
-def detector_map(data, cfg, weights, points, thresh, iou_thresh, letter_box, as_json, quiet, debug):
+def detector_map(data, cfg, weights, points, thresh, iou_thresh, letter_box, as_json, darknet, quiet, debug):
     """mAP over valid= as AlexeyAB's `detector map` prints it."""
     from .evaluate import run_map
     lines, summary = run_map(data, cfg, weights, thresh=thresh, iou_thresh=iou_thresh, points=int(points),
-                             letter_box=letter_box, progress=progress_bar("map"))
+                             letter_box=letter_box, progress=progress_bar("map"),
+                             network=load_network(cfg, weights, darknet, table=False))
     print_lines(lines)
     if as_json:
         print(json.dumps(summary))
@@ -331,11 +347,13 @@ def detector_map(data, cfg, weights, points, thresh, iou_thresh, letter_box, as_
 @click.argument("cfg")
 @click.argument("weights")
 @click.option("-out", "out", default=None, help="Results folder [the data file's results=, else results].")
+@darknet_option
 @common
-def detector_valid(data, cfg, weights, out, quiet, debug):
+def detector_valid(data, cfg, weights, out, darknet, quiet, debug):
     """Write VOC (comp4_det_test_<class>.txt) or COCO (eval=coco) result files for valid=."""
     from .evaluate import run_valid
-    files, _ = run_valid(data, cfg, weights, out_dir=out, progress=progress_bar("valid"))
+    files, _ = run_valid(data, cfg, weights, out_dir=out, progress=progress_bar("valid"),
+                         network=load_network(cfg, weights, darknet, table=False))
     for path in files:
         note(f"wrote {path}")
 
@@ -344,11 +362,13 @@ def detector_valid(data, cfg, weights, out, quiet, debug):
 @click.argument("data")
 @click.argument("cfg")
 @click.argument("weights")
+@darknet_option
 @common
-def detector_recall(data, cfg, weights, quiet, debug):
+def detector_recall(data, cfg, weights, darknet, quiet, debug):
     """pjreddie's running recall and IoU over valid=."""
     from .evaluate import run_recall
-    run_recall(data, cfg, weights, on_line=lambda line: print(line, flush=True))
+    run_recall(data, cfg, weights, on_line=lambda line: print(line, flush=True),
+               network=load_network(cfg, weights, darknet, table=False))
 
 
 @classifier.command("valid", context_settings=CONTEXT)
@@ -356,12 +376,14 @@ def detector_recall(data, cfg, weights, quiet, debug):
 @click.argument("cfg")
 @click.argument("weights")
 @click.option("--strict-labels", is_flag=True, help="Every path must contain exactly one label.")
+@darknet_option
 @common
-def classifier_valid(data, cfg, weights, strict_labels, quiet, debug):
+def classifier_valid(data, cfg, weights, strict_labels, darknet, quiet, debug):
     """Top-1 and top-k accuracy over valid=, labels from the image paths."""
     from .evaluate import run_classifier_valid
     run_classifier_valid(data, cfg, weights, strict_labels=strict_labels, progress=progress_bar("valid"),
-                         on_line=lambda line: print(line, flush=True))
+                         on_line=lambda line: print(line, flush=True),
+                         network=load_network(cfg, weights, darknet, table=False))
 
 
 # -- training -------------------------------------------------------------------------------------------------

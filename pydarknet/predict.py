@@ -81,8 +81,10 @@ def as_image(image, decoder):
 
 
 class Detector:
-    def __init__(self, cfg, weights, names=None, letterbox=True, decoder="darknet", network=None):
-        self.net = network or Network(cfg)
+    """`darknet`: "ab" or "pjreddie" forces whose arithmetic and defaults to follow (None: from the files)."""
+
+    def __init__(self, cfg, weights, names=None, letterbox=True, decoder="darknet", network=None, darknet=None):
+        self.net = network or Network(cfg, darknet=darknet)
         if network is None:
             self.net.load(weights)
         self.names = names
@@ -122,11 +124,12 @@ class Detector:
 
 
 class Classifier:
-    """`preprocess`: "resize_min" (darknet's published results: the short side to the network width, the
+    """`darknet` as for Detector. `preprocess`: "resize_min" (darknet's published results: the short side to the network width, the
     network resized to the image; a fixed-size network takes a centre crop), "letterbox" or "resize"."""
 
-    def __init__(self, cfg, weights, names=None, preprocess="resize_min", decoder="darknet", network=None):
-        self.net = network or Network(cfg)
+    def __init__(self, cfg, weights, names=None, preprocess="resize_min", decoder="darknet", network=None,
+                 darknet=None):
+        self.net = network or Network(cfg, darknet=darknet)
         if network is None:
             self.net.load(weights)
         self.names = names
