@@ -27,6 +27,8 @@ class Yolo(Layer):
         self.ignore_thresh = s.float("ignore_thresh", 0.5)
         self.truth_thresh = s.float("truth_thresh", 1.0)
         self.random = s.int("random", 0)
+        self.scale_x_y = np.float32(s.float("scale_x_y", 1))
+        self.new_coords = s.int("new_coords", 0)
         self.biases = np.full(self.total * 2, 0.5, np.float32)
         anchors = s.floats("anchors")
         if anchors:
@@ -51,14 +53,20 @@ class Yolo(Layer):
         return "yolo"
 
     def forward(self, x, net):
+        """The logistic on x, y, objectness and class scores (none at all with new_coords=1: the convolution
+        before already applied it), then x, y stretched by scale_x_y about the cell's centre: s*x - (s-1)/2."""
         out = x.copy()
         grid = out.reshape(x.shape[0], self.n, self.classes + 5, -1)
+        shift = np.float32(-0.5 * np.float64(self.scale_x_y - np.float32(1)))
         for b in range(x.shape[0]):
             for a in range(self.n):
                 xy = grid[b, a, 0:2].reshape(-1)
-                scores = grid[b, a, 4:].reshape(-1)
-                activate_array(xy, LOGISTIC)
-                activate_array(scores, LOGISTIC)
+                if not self.new_coords:
+                    activate_array(xy, LOGISTIC)
+                    activate_array(grid[b, a, 4:].reshape(-1), LOGISTIC)
+                if self.scale_x_y != 1:
+                    xy *= self.scale_x_y
+                    xy += shift
         if net.train:
             self.loss(out, net)
         return out
