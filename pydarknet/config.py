@@ -9,13 +9,8 @@ import re
 import sys
 from pathlib import Path
 
-
-class DarknetError(Exception):
-    """A problem with the user's files or arguments: printed as one line, without a traceback."""
-
-
-class CfgError(DarknetError):
-    pass
+from .errors import CfgError, DarknetError  # noqa: F401  (imported from here throughout pydarknet)
+from .resources import find_argument
 
 
 _INT = re.compile(r"[+-]?\d+")
@@ -120,7 +115,7 @@ def _parse_float(text):
 
 
 def _read_lines(path):
-    path = Path(path)
+    path = Path(find_argument(path))
     try:
         text = path.read_bytes().decode("utf-8", errors="replace")
     except FileNotFoundError:

@@ -29,6 +29,7 @@ import numpy as np
 from numba import njit, prange
 
 from .config import DarknetError
+from .resources import find_argument
 
 __all__ = [
     "ImageError", "load_image", "load_image_color", "make_image", "resize_image", "letterbox_image",
@@ -147,7 +148,7 @@ def load_image(path, decoder="darknet"):
         raise ValueError(f"unknown image decoder {decoder!r} (expected 'darknet' or 'opencv')")
     name = os.fspath(path)
     try:
-        data = Path(name).read_bytes()
+        data = Path(find_argument(name)).read_bytes()
     except FileNotFoundError:
         raise ImageError(f"cannot load image {name}: no such file") from None
     except IsADirectoryError:

@@ -66,7 +66,7 @@ class Network:
 
     def __init__(self, cfg_path, quiet_unused=False, darknet=None):
         self.cfg_path = str(cfg_path)
-        sections = read_cfg(cfg_path)
+        sections = read_cfg(self.cfg_path)
         if darknet not in (None,) + DARKNETS:
             raise DarknetError(f"darknet must be one of {', '.join(DARKNETS)}, not {darknet!r}")
         self.darknet_forced = darknet is not None

@@ -1,11 +1,29 @@
 """Finding the files a command names: as darknet does (relative to the working directory), then beside the
-file that named them, then among the cfg/ and data/ files pydarknet ships."""
+file that named them, then among the cfg/ and data/ files pydarknet ships.
+
+The repository's top-level cfg/ and data/ are the one source of truth. A wheel carries them as package data
+(pyproject.toml maps them to pydarknet/_files/cfg and pydarknet/_files/data), found with importlib.resources;
+a checkout (or an editable install) has no _files folder and uses the top-level folders themselves.
+"""
+from importlib import resources
 from pathlib import Path
 
-from .config import DarknetError
+from .errors import DarknetError
 
-ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = (ROOT, ROOT / "cfg", ROOT / "data")
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def shipped_root():
+    """The folder holding pydarknet's cfg/ and data/: the installed package data, else the checkout's top."""
+    packaged = resources.files(__package__) / "_files"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return CHECKOUT
+
+
+def shipped_roots():
+    root = shipped_root()
+    return root, root / "cfg", root / "data"
 
 
 def find_file(name, beside=None, what="file"):
@@ -15,8 +33,20 @@ def find_file(name, beside=None, what="file"):
     if not path.is_absolute():
         if beside is not None:
             candidates.append(Path(beside).parent / path)
-        candidates += [root / path for root in SHIPPED] + [root / path.name for root in SHIPPED]
+        roots = shipped_roots()
+        candidates += [root / path for root in roots] + [root / path.name for root in roots]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
     raise DarknetError(f"{name}: no such {what}" + (f" (named in {beside})" if beside else ""))
+
+
+def find_argument(name):
+    """A path given on the command line: as it is, unless it does not exist and names one of the shipped files
+    the way darknet's own tree does (`cfg/yolov3.cfg`, `data/dog.jpg`), which is then used. Anything else is
+    returned unchanged, so that its reader reports the missing file."""
+    path = Path(name)
+    if path.exists() or path.is_absolute() or path.parts[:1] not in (("cfg",), ("data",)):
+        return name
+    shipped = shipped_root() / path
+    return str(shipped) if shipped.is_file() else name

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import DarknetError, warn
+from .resources import find_argument
 
 
 class WeightsError(DarknetError):
@@ -34,7 +35,7 @@ def read_header(data, path):
 
 def load_weights(net, path, upto=None):
     """Read parameters into net's layers (the first `upto` layers only when given, like load_weights_upto)."""
-    path = Path(path)
+    path = Path(find_argument(path))
     try:
         data = path.read_bytes()
     except FileNotFoundError:
