@@ -1,0 +1,83 @@
+"""Installed the ordinary way (a wheel, not a checkout): the commands find the cfg/ and data/ files pydarknet
+ships, from an empty directory."""
+import os
+import subprocess
+import sys
+import venv
+
+import pytest
+
+from conftest import ROOT, SHARED
+
+TINY_TOP5 = ["malamute: 0.167168", "Eskimo dog: 0.065828", "dogsled: 0.063020",
+             "standard schnauzer: 0.051153", "Siberian husky: 0.037506"]
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """A fresh virtual environment (seeing this interpreter's numpy, numba, opencv and click) with the wheel
+    built from this checkout installed in it: (its bin folder, an empty working directory, environment)."""
+    base = tmp_path_factory.mktemp("install")
+    wheels = base / "wheels"
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    wheel = next(wheels.glob("pydarknet-*.whl"))
+    env_dir = base / "venv"
+    venv.create(env_dir, system_site_packages=True, with_pip=False)
+    python = env_dir / "bin" / "python"
+    install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
+                              str(wheel)], capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr
+    empty = base / "empty"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env["NUMBA_CACHE_DIR"] = str(base / "numba-cache")  # the commands below share one compile of each kernel
+    return env_dir / "bin", empty, env
+
+
+def run(installed, *args):
+    bin_dir, cwd, env = installed
+    proc = subprocess.run([str(bin_dir / "pydarknet"), *args], cwd=cwd, env=env, capture_output=True, text=True)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_the_wheel_is_what_runs(installed):
+    bin_dir, cwd, env = installed
+    out = subprocess.run([str(bin_dir / "python"), "-c", "import pydarknet.resources as r; "
+                          "print(r.__file__); print(r.shipped_root())"],
+                         cwd=cwd, env=env, capture_output=True, text=True, check=True).stdout.split()
+    venv_dir = str(bin_dir.parent)
+    assert out[0].startswith(venv_dir) and out[1].startswith(venv_dir) and out[1].endswith("_files")
+
+
+def test_detector_test_and_detect_on_the_demo(installed):
+    code, out, err = run(installed, "detector", "test", "cfg/shapes.data", "cfg/shapes-tiny.cfg",
+                         "data/shapes-tiny.weights", "data/shapes.jpg", "-thresh", ".25", "-dont_show")
+    assert code == 0, err
+    assert out.startswith("data/shapes.jpg: Predicted in") and "triangle: 90%" in out.splitlines()
+    code, out, err = run(installed, "detect", "cfg/shapes-tiny.cfg", "data/shapes-tiny.weights", "data/shapes.jpg",
+                         "--json")
+    assert code == 0, err
+    assert '"image": "data/shapes.jpg"' in out   # detect reads cfg/coco.data (and data/coco.names) shipped
+
+
+def test_classify(installed, tmp_path):
+    weights = SHARED / "models" / "tiny.weights"
+    if not weights.is_file():   # without the real model: random weights, five lines all the same
+        from pydarknet.network import Network
+        from pydarknet.weights import save_weights
+        weights = tmp_path / "random-tiny.weights"
+        save_weights(Network(ROOT / "cfg" / "tiny.cfg").initialize(seed=1), weights)
+    code, out, err = run(installed, "classify", "cfg/tiny.cfg", str(weights), "data/dog.jpg")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("data/dog.jpg: Predicted in") and len(lines) == 6
+    if weights.name == "tiny.weights":
+        assert lines[1:] == TINY_TOP5
+
+
+def test_summary_from_an_empty_directory(installed):
+    code, out, err = run(installed, "summary", "cfg/yolov3.cfg")
+    assert code == 0, err
+    assert "Total BFLOPS 140.692" in out.splitlines()
