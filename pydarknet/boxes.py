@@ -44,8 +44,9 @@ def letterbox_size(w, h, netw, neth):
     return (w * neth) // h, neth
 
 
-def correct_boxes(bbox, w, h, netw, neth, relative=True, letterbox=True):
-    """Map boxes from network coordinates back onto the w x h image (darknet's correct_*_boxes), in place."""
+def correct_boxes(bbox, w, h, netw, neth, relative=True, letterbox=True, darknet="pjreddie"):
+    """Map boxes from network coordinates back onto the w x h image (darknet's correct_*_boxes), in place.
+    The fork scales widths by 1 / (new_w / netw), pjreddie by netw / new_w: an ulp apart at times."""
     if letterbox:
         new_w, new_h = letterbox_size(w, h, netw, neth)
     else:
@@ -54,8 +55,12 @@ def correct_boxes(bbox, w, h, netw, neth, relative=True, letterbox=True):
     sy = np.float64(np.float32(new_h) / np.float32(neth))
     bbox[:, 0] = ((bbox[:, 0].astype(np.float64) - (netw - new_w) / 2.0 / netw) / sx).astype(np.float32)
     bbox[:, 1] = ((bbox[:, 1].astype(np.float64) - (neth - new_h) / 2.0 / neth) / sy).astype(np.float32)
-    bbox[:, 2] *= np.float32(netw) / np.float32(new_w)
-    bbox[:, 3] *= np.float32(neth) / np.float32(new_h)
+    if darknet == "ab":
+        bbox[:, 2] *= np.float32(1) / (np.float32(new_w) / np.float32(netw))
+        bbox[:, 3] *= np.float32(1) / (np.float32(new_h) / np.float32(neth))
+    else:
+        bbox[:, 2] *= np.float32(netw) / np.float32(new_w)
+        bbox[:, 3] *= np.float32(neth) / np.float32(new_h)
     if not relative:
         bbox[:, 0::2] *= np.float32(w)
         bbox[:, 1::2] *= np.float32(h)

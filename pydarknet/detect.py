@@ -1,16 +1,18 @@
-"""Detections from a whole network: darknet's get_network_boxes, do_nms_sort and do_nms_obj.
+"""Detections from a whole network: darknet's get_network_boxes, do_nms_sort and do_nms_obj, and the
+AlexeyAB fork's NMS kinds (diounms_sort).
 
 After a forward pass, every output layer that can decode boxes ([yolo], [region], [detection]) contributes
 its candidates, in layer order, to one Detections (darknet's get_network_boxes); `do_nms_sort` then sorts
 and suppresses them as darknet does before printing or drawing (`do_nms_obj`, by objectness alone, is what
-`detector recall` uses).
+`detector recall` uses). `network_nms` applies the NMS a network's darknet uses: pjreddie's do_nms_sort, or
+the fork's, chosen by the nms_kind of the last output layer as the fork's detector does.
 """
 import inspect
 
 import numpy as np
 
 from .boxes import Detections
-from .kernels.nms import nms_obj, nms_sort
+from .kernels.nms import FORK_DIOU, FORK_IOU, PJREDDIE_IOU, nms_obj, nms_sort
 
 
 def _accepts(method, name):
@@ -35,6 +37,8 @@ def network_detections(net, w, h, thresh, hier_thresh=0.5, relative=True, letter
         if layer.output is None:
             raise ValueError(f"layer {layer.index} ({layer.type}) has no output: run net.forward first")
         kwargs = {"relative": relative, "letterbox": letterbox}
+        if _accepts(decode, "darknet"):
+            kwargs["darknet"] = net.darknet
         if _accepts(decode, "hier_thresh"):
             kwargs["hier_thresh"] = hier_thresh
         if map is not None and _accepts(decode, "map"):
@@ -44,17 +48,55 @@ def network_detections(net, w, h, thresh, hier_thresh=0.5, relative=True, letter
     return Detections.concatenate(parts, classes)
 
 
-def do_nms_sort(dets, thresh):
+def _nms_sort(dets, thresh, measure, beta=0.6):
+    prob = np.array(dets.prob, np.float32, order="C")
+    order = nms_sort(np.ascontiguousarray(dets.bbox, np.float32), np.ascontiguousarray(dets.objectness, np.float32),
+                     prob, np.float32(thresh), measure, np.float32(beta))
+    return Detections(dets.bbox[order], dets.objectness[order], prob[order])
+
+
+def do_nms_sort(dets, thresh, darknet="pjreddie"):
     """Darknet's do_nms_sort: the detections reordered as darknet leaves them, with the probability of each
     box that a likelier box of the same class overlaps by more than `thresh` (IoU) set to 0.
 
-    The order matters because darknet prints and draws in it. Zero-objectness boxes go to the end by
+    The order matters because darknet prints and draws in it. Zero-objectness detections go to the end by
     darknet's swap loop; the others end up sorted by the last class's probability, ties (and NaN) broken
-    exactly as glibc's merge-sort qsort breaks them."""
-    prob = np.array(dets.prob, np.float32, order="C")
-    order = nms_sort(np.ascontiguousarray(dets.bbox, np.float32), np.ascontiguousarray(dets.objectness, np.float32),
-                     prob, np.float32(thresh))
-    return Detections(dets.bbox[order], dets.objectness[order], prob[order])
+    exactly as glibc's merge-sort qsort breaks them. `darknet="ab"`: the fork's, whose IoU is 0 when the
+    union is 0 (pjreddie's gives inf or NaN there)."""
+    return _nms_sort(dets, thresh, FORK_IOU if darknet == "ab" else PJREDDIE_IOU)
+
+
+def diounms_sort(dets, thresh, kind, beta_nms=0.6):
+    """The fork's diounms_sort: do_nms_sort's loop, a box suppressed when its DIoU with a likelier one is over
+    `thresh`: IoU - (d^2/c^2)^beta, d the distance of the centres, c the diagonal of the smallest box holding
+    both; beta .6 for kind "greedynms", beta_nms for "diounms". Kind "cornersnms" suppresses by IoU."""
+    if kind == "greedynms":
+        return _nms_sort(dets, thresh, FORK_DIOU, 0.6)
+    if kind == "diounms":
+        return _nms_sort(dets, thresh, FORK_DIOU, beta_nms)
+    if kind == "cornersnms":
+        return _nms_sort(dets, thresh, FORK_IOU)
+    raise ValueError(f"unknown NMS kind {kind!r}: greedynms, diounms or cornersnms")
+
+
+def nms_kind_of(net):
+    """(nms_kind, beta_nms) of the network's last [yolo] or [region] layer, which the fork's detector uses."""
+    last = None
+    for layer in net.layers:
+        if layer.type in ("yolo", "region"):
+            last = layer
+    return getattr(last, "nms_kind", "default"), getattr(last, "beta_nms", 0.6)
+
+
+def network_nms(net, dets, thresh):
+    """The NMS `net`'s darknet runs in its detector: pjreddie's do_nms_sort, or the fork's NMS of the kind
+    its last [yolo] names (do_nms_sort for the default kind, diounms_sort otherwise)."""
+    if net.darknet != "ab":
+        return do_nms_sort(dets, thresh)
+    kind, beta_nms = nms_kind_of(net)
+    if kind == "default":
+        return do_nms_sort(dets, thresh, darknet="ab")
+    return diounms_sort(dets, thresh, kind, beta_nms)
 
 
 def do_nms_obj(dets, thresh, classes=None):

@@ -1,4 +1,5 @@
-"""Darknet's do_nms_sort and do_nms_obj as glibc runs them.
+"""Darknet's do_nms_sort and do_nms_obj as glibc runs them, and the AlexeyAB fork's do_nms_sort and
+diounms_sort (same loop, other overlap measures: see `nms_sort`).
 
 The sort is glibc's qsort, which in every released glibc is a top-down merge sort when it can allocate its
 buffer (an introsort replaced it during the 2.39 development cycle and was reverted before that release;
@@ -7,6 +8,8 @@ n//2, then the rest, then merge, taking the left element unless the comparator s
 darknet's comparator that is a stable sort by descending probability, except that NaN compares equal to
 everything, which only this exact merge order reproduces.
 """
+import math
+
 import numpy as np
 from numba import njit
 
@@ -32,6 +35,70 @@ def box_iou(a, b):
     inter = np.float32(0.0) if (w < 0 or h < 0) else w * h
     union = a[2] * a[3] + b[2] * b[3] - inter
     return inter / union
+
+
+# How nms_sort measures the overlap of two boxes: pjreddie's box_iou; the fork's box_iou (0 when the
+# intersection or the union is 0); the fork's DIoU, IoU - (centre distance^2 / enclosing diagonal^2)^beta.
+PJREDDIE_IOU, FORK_IOU, FORK_DIOU = range(3)
+
+
+@njit(cache=True, inline="always")
+def _fmin(a, b):
+    """C's fmin: the other argument when one is NaN."""
+    if a != a:
+        return b
+    if b != b:
+        return a
+    return a if a < b else b
+
+
+@njit(cache=True, inline="always")
+def _fmax(a, b):
+    if a != a:
+        return b
+    if b != b:
+        return a
+    return a if a > b else b
+
+
+@njit(cache=True, error_model="numpy")
+def fork_box_iou(a, b):
+    """The fork's box_iou: as pjreddie's, but 0 when the intersection or the union is 0."""
+    w = _overlap(a[0], a[2], b[0], b[2])
+    h = _overlap(a[1], a[3], b[1], b[3])
+    inter = np.float32(0.0) if (w < 0 or h < 0) else w * h
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    if inter == 0 or union == 0:
+        return np.float32(0.0)
+    return inter / union
+
+
+@njit(cache=True, error_model="numpy")
+def fork_box_diou(a, b, beta):
+    """The fork's box_diounms (box_diou is the same with beta .6), in its float32 steps; pow in double."""
+    two = np.float32(2.0)
+    top = _fmin(a[1] - a[3] / two, b[1] - b[3] / two)
+    bottom = _fmax(a[1] + a[3] / two, b[1] + b[3] / two)
+    left = _fmin(a[0] - a[2] / two, b[0] - b[2] / two)
+    right = _fmax(a[0] + a[2] / two, b[0] + b[2] / two)
+    w = right - left
+    h = bottom - top
+    diagonal = w * w + h * h
+    iou = fork_box_iou(a, b)
+    if diagonal == 0:
+        return iou
+    distance = (a[0] - b[0]) * (a[0] - b[0]) + (a[1] - b[1]) * (a[1] - b[1])
+    penalty = np.float32(math.pow(np.float64(distance / diagonal), np.float64(beta)))
+    return iou - penalty
+
+
+@njit(cache=True, inline="always")
+def _overlap_measure(a, b, measure, beta):
+    if measure == PJREDDIE_IOU:
+        return box_iou(a, b)
+    if measure == FORK_IOU:
+        return fork_box_iou(a, b)
+    return fork_box_diou(a, b, beta)
 
 
 @njit(cache=True, inline="always")
@@ -109,12 +176,15 @@ def _objectness_first(objectness):
 
 
 @njit(cache=True, error_model="numpy")
-def nms_sort(bbox, objectness, prob, thresh):
-    """do_nms_sort: returns the final order of the detections; zeroes suppressed probabilities in place.
+def nms_sort(bbox, objectness, prob, thresh, measure, beta):
+    """do_nms_sort (and the fork's diounms_sort): returns the final order of the detections; zeroes suppressed
+    probabilities in place. `measure`: PJREDDIE_IOU (pjreddie's do_nms_sort), FORK_IOU (the fork's
+    do_nms_sort, and its diounms_sort with CORNERS_NMS) or FORK_DIOU (diounms_sort with GREEDY_NMS, beta .6,
+    or DIOU_NMS, beta = beta_nms).
 
     Zero-objectness detections go to the end (_objectness_first) and take no further part. Then for each class
     in turn the others are sorted by that class's probability (starting from the previous class's order) and
-    each one with a nonzero probability zeroes that class for every later one overlapping it by more than
+    each one with a nonzero probability zeroes that class for every later one whose overlap with it is over
     thresh."""
     order, total = _objectness_first(objectness)
     live = order[:total]
@@ -124,7 +194,7 @@ def nms_sort(bbox, objectness, prob, thresh):
             if prob[live[a], c] == 0:
                 continue
             for b in range(a + 1, total):
-                if box_iou(bbox[live[a]], bbox[live[b]]) > thresh:
+                if _overlap_measure(bbox[live[a]], bbox[live[b]], measure, beta) > thresh:
                     prob[live[b], c] = 0
     return order
 

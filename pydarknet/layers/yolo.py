@@ -11,6 +11,10 @@ from ..kernels.activations import LOGISTIC, activate_array
 from ..kernels.loss import yolo_delta
 from .base import Layer, delta_cost, printf_f, ratio
 
+# The fork's spellings. NMS: greedynms suppresses by DIoU (exponent .6), diounms by DIoU with exponent beta_nms.
+NMS_KINDS = ("default", "greedynms", "diounms", "cornersnms")
+IOU_KINDS = ("mse", "iou", "giou", "diou", "ciou")
+
 
 class Yolo(Layer):
     type = "yolo"
@@ -22,13 +26,12 @@ class Yolo(Layer):
         self.classes = s.int("classes", 20)
         self.total = s.int("num", 1)
         self.mask = s.ints("mask") or list(range(self.total))
-        self.max_boxes = s.int("max", 90)
+        self.max_boxes = s.int("max", 200 if net.darknet == "ab" else 90)
         self.jitter = s.float("jitter", 0.2)
         self.ignore_thresh = s.float("ignore_thresh", 0.5)
         self.truth_thresh = s.float("truth_thresh", 1.0)
         self.random = s.int("random", 0)
-        self.scale_x_y = np.float32(s.float("scale_x_y", 1))
-        self.new_coords = s.int("new_coords", 0)
+        self._parse_fork_options(s)
         self.biases = np.full(self.total * 2, 0.5, np.float32)
         anchors = s.floats("anchors")
         if anchors:
@@ -40,6 +43,44 @@ class Yolo(Layer):
             raise self.error(f"mask={s.raw('mask')} must index anchors 0..{self.total - 1}", "mask")
         self.n = len(self.mask)
         super().__init__(section, in_shape, net, index)
+
+    def _parse_fork_options(self, s):
+        """The AlexeyAB fork's [yolo] options, with its defaults. Inference uses scale_x_y, new_coords (forward,
+        decoding) and nms_kind, beta_nms (the detector's NMS); the rest shape the fork's training loss."""
+        self.scale_x_y = np.float32(s.float("scale_x_y", 1))
+        self.new_coords = s.int("new_coords", 0)
+        kind = s.str("nms_kind", "default")
+        if kind not in NMS_KINDS:
+            raise self.error(f"nms_kind={kind}: expected one of {', '.join(NMS_KINDS)}", "nms_kind")
+        # The fork's [yolo] reads cornersnms as the default kind (only [Gaussian_yolo] keeps it apart); both
+        # suppress by plain IoU.
+        self.nms_kind = "default" if kind == "cornersnms" else kind
+        self.beta_nms = np.float32(s.float("beta_nms", 0.6))
+        self.iou_loss = self._iou_kind(s, "iou_loss", "mse")
+        self.iou_thresh_kind = self._iou_kind(s, "iou_thresh_kind", "iou")
+        self.iou_normalizer = s.float("iou_normalizer", 0.75)
+        self.obj_normalizer = s.float("obj_normalizer", 1)
+        self.cls_normalizer = s.float("cls_normalizer", 1)
+        self.delta_normalizer = s.float("delta_normalizer", 1)
+        self.uc_normalizer = s.float("uc_normalizer", 1)   # [Gaussian_yolo]'s; the fork's yolov4-sam cfg sets it
+        self.max_delta = s.float("max_delta", float(np.finfo(np.float32).max))
+        self.iou_thresh = s.float("iou_thresh", 1)
+        self.objectness_smooth = s.int("objectness_smooth", 0)
+        self.label_smooth_eps = s.float("label_smooth_eps", 0)
+        self.focal_loss = s.int("focal_loss", 0)
+        self.resize = s.float("resize", 1)
+        self.show_details = s.int("show_details", 1)
+        counts = s.ints("counters_per_class")
+        if counts is not None and len(counts) != self.classes:
+            raise self.error(f"{len(counts)} counters_per_class for {self.classes} classes", "counters_per_class")
+        self.counters_per_class = counts
+        s.raw("beta1")  # in the fork's yolov4-sam cfg, read by no darknet
+
+    def _iou_kind(self, s, key, default):
+        kind = s.str(key, default)
+        if kind not in IOU_KINDS:
+            raise self.error(f"{key}={kind}: expected one of {', '.join(IOU_KINDS)}", key)
+        return kind
 
     def setup(self, in_shape, net):
         c, h, w = self.in_shape = tuple(in_shape)
@@ -114,8 +155,10 @@ class Yolo(Layer):
         """The loss's delta is already with respect to this layer's input: added to the previous delta."""
         self.add_delta_to_previous(net)
 
-    def detections(self, output, w, h, netw, neth, thresh, hier_thresh=0.5, relative=True, letterbox=True):
+    def detections(self, output, w, h, netw, neth, thresh, hier_thresh=0.5, relative=True, letterbox=True,
+                   darknet="pjreddie"):
         """Darknet's get_yolo_detections for one image's output (c, h, w): boxes with objectness > thresh.
+        With new_coords=1 (the fork) width and height are (2 t)^2 times the anchor instead of exp(t) times it.
         (hier_thresh is for [region] layers with a class tree; a [yolo] layer has none.)"""
         _, lh, lw = self.out_shape
         p = output.reshape(self.n, self.classes + 5, lh * lw)
@@ -127,11 +170,16 @@ class Yolo(Layer):
         bbox = np.empty((len(cell), 4), np.float32)
         bbox[:, 0] = (col + p[anchor, 0, cell]) / np.float32(lw)
         bbox[:, 1] = (row + p[anchor, 1, cell]) / np.float32(lh)
-        with np.errstate(over="ignore"):  # an untrained net's huge logits give inf boxes, as in darknet
-            bbox[:, 2] = np.exp(p[anchor, 2, cell].astype(np.float64)) * self.biases[2 * mask] / netw
-            bbox[:, 3] = np.exp(p[anchor, 3, cell].astype(np.float64)) * self.biases[2 * mask + 1] / neth
+        if self.new_coords:
+            tw, th = p[anchor, 2, cell], p[anchor, 3, cell]
+            bbox[:, 2] = tw * tw * np.float32(4) * self.biases[2 * mask] / np.float32(netw)
+            bbox[:, 3] = th * th * np.float32(4) * self.biases[2 * mask + 1] / np.float32(neth)
+        else:
+            with np.errstate(over="ignore"):  # an untrained net's huge logits give inf boxes, as in darknet
+                bbox[:, 2] = np.exp(p[anchor, 2, cell].astype(np.float64)) * self.biases[2 * mask] / netw
+                bbox[:, 3] = np.exp(p[anchor, 3, cell].astype(np.float64)) * self.biases[2 * mask + 1] / neth
         objectness = obj[anchor, cell]
         prob = objectness[:, None] * p[anchor, 5:, cell]
-        prob[prob <= thresh] = 0
-        correct_boxes(bbox, w, h, netw, neth, relative, letterbox)
+        prob[~(prob > thresh)] = 0                         # NaN too, as darknet's (prob > thresh) ? prob : 0
+        correct_boxes(bbox, w, h, netw, neth, relative, letterbox, darknet)
         return Detections(bbox, objectness, prob)
