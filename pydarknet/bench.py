@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 import pydarknet  # noqa: F401  (sets the thread-pool environment before numpy/numba start threads)
-from pydarknet.image import letterbox_image, load_image, resize_min
+from pydarknet.image import letterbox_image, load_image, resize_image, resize_min
 from pydarknet.network import Network
 
 
@@ -120,6 +120,27 @@ def bench_detect_command(cfg, weights, image, runs, folder):
     report("command: detect yolov3-tiny dog.jpg", ours, theirs)
 
 
+def cpu_line():
+    """The CPU the figures were measured on: its model name, LLVM's name for it (what Numba compiles for) and the
+    widest vector instructions it has."""
+    import llvmlite.binding as llvm
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    features = llvm.get_host_cpu_features()
+    widest = next((name for name in ("avx512f", "avx2", "avx", "sse4.2") if features.get(name)), "sse2")
+    return f"cpu: {model} (llvm {llvm.get_host_cpu_name()}, {widest}), {os.cpu_count()} cores"
+
+
+def plain_resized(im, net):
+    return resize_image(im, net.w, net.h)
+
+
 def letterboxed(im, net):
     return letterbox_image(im, net.w, net.h)
 
@@ -213,8 +234,12 @@ def main(argv=None):
     cfg = Path(__file__).resolve().parent.parent / "cfg"
     cfg = cfg if (cfg / "yolov3-tiny.cfg").exists() else args.shared / "cfg"
     dog = images / "dog.jpg"
+    print(cpu_line(), flush=True)
     bench_forward("yolov3-tiny", cfg / "yolov3-tiny.cfg", models / "yolov3-tiny.weights", dog, letterboxed, args.runs)
     bench_forward("tiny (Tiny Darknet)", cfg / "tiny.cfg", models / "tiny.weights", dog, resized_min, args.runs)
+    if (models / "yolov4-tiny.weights").exists():   # the AlexeyAB fork's detect: plain resize
+        bench_forward("yolov4-tiny", cfg / "yolov4-tiny.cfg", models / "yolov4-tiny.weights", dog, plain_resized,
+                      args.runs)
     with tempfile.TemporaryDirectory() as folder:
         bench_decode(dog, max(args.runs, 30))
         bench_decode(big_jpeg(dog, folder), max(args.runs, 30))

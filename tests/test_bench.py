@@ -24,3 +24,10 @@ def test_report_line(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "decode x.jpg                           pydarknet     12.0 ms   opencv      4.0 ms   ratio  3.00x"
     assert out[1].startswith("forward y") and "opencv: unavailable" in out[1]
+
+
+def test_cpu_line_names_the_machine():
+    import os
+    line = bench.cpu_line()
+    assert line.startswith("cpu: ") and line.endswith(f"{os.cpu_count()} cores")
+    assert "(llvm " in line and any(w in line for w in ("avx512f", "avx2", "avx,", "sse4.2", "sse2"))
