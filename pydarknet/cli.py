@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 from .config import DarknetError, chatter, note, read_data_cfg, read_names, warn
 from .resources import find_file
@@ -104,14 +105,46 @@ def for_each_image(images, run):
 
 
 # -- detect ---------------------------------------------------------------------------------------------------
-def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, out, save_labels, resize,
+def detection_line(d, ext_output):
+    """One printed detection, as both darknets print it (the percentage of darknet's float32 prob * 100)."""
+    line = f"{d.name}: {float(np.float32(d.prob) * np.float32(100)):.0f}%"
+    if ext_output:
+        line += "\t(left_x: {:4.0f}   top_y: {:4.0f}   width: {:4.0f}   height: {:4.0f})".format(*d.pixels)
+    return line
+
+
+# The fork's detection_to_json keeps every class over this (the boxes were already cut at the threshold).
+FORK_JSON_THRESH = np.float32(0.005)
+
+
+def fork_json_frame(frame_id, path, result):
+    """One image's entry of the fork's `-out` JSON file, spaced as its detection_to_json writes it."""
+    objects = []
+    for d in result.detections:
+        if np.float32(d.prob) > FORK_JSON_THRESH and not d.name.startswith("dont_show"):
+            x, y, w, h = d.box
+            objects.append(f'  {{"class_id":{d.class_id}, "name":{json.dumps(d.name)}, "relative_coordinates":'
+                           f'{{"center_x":{x:f}, "center_y":{y:f}, "width":{w:f}, "height":{h:f}}}, '
+                           f'"confidence":{d.prob:f}}}')
+    return (f'{{\n "frame_id":{frame_id}, \n "filename":{json.dumps(path)}, \n "objects": [ \n'
+            + ", \n".join(objects) + "\n ] \n}")
+
+
+def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, out, save_labels, letterbox,
                as_json, decoder, darknet=None):
+    """darknet's `detect` and `detector test`. A network of the fork's prints as the fork does (milliseconds,
+    detections by left edge); pjreddie's as pjreddie does. `thresh`, `letterbox`: None for the darknet's
+    default. `out`: a name ending in .json gets the fork's JSON file of the whole run; any other names the
+    drawn image."""
     from .image import draw_detections, load_image, save_image, to_bgr8
     from .predict import Detector
 
     net = load_network(cfg, weights, darknet)
-    detector = Detector(cfg, weights, letterbox=not resize, decoder=decoder, network=net)
+    detector = Detector(cfg, weights, letterbox=letterbox, decoder=decoder, network=net)
     detector.names, _ = load_names(data_file, detector.classes, cfg)
+    fork = net.darknet == "ab"
+    json_out = out if out is not None and out.lower().endswith(".json") else None
+    image_base = None if json_out else out
     paths = list(images) if images else None
     count = [0]
 
@@ -122,18 +155,21 @@ def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, o
         count[0] += 1
         if as_json:
             print(json.dumps(result.as_json()))
+        elif fork:
+            print(f"{path}: Predicted in {result.seconds * 1000:f} milli-seconds.")
+            for d in result.fork_order():
+                print(detection_line(d, ext_output))
         else:
             print(f"{path}: Predicted in {result.seconds:f} seconds.")
             for d in result.detections:
-                line = f"{d.name}: {float(d.prob * 100):.0f}%"
-                if ext_output:
-                    line += ("\t(left_x: {:4.0f}   top_y: {:4.0f}   width: {:4.0f}   height: {:4.0f})"
-                             .format(*d.pixels))
-                print(line)
+                print(detection_line(d, ext_output))
+        if json_file is not None:
+            json_file.write(("" if count[0] == 1 else ", \n") + fork_json_frame(count[0], path, result))
+            json_file.flush()
         if save_labels:
             write_labels(path, result)
-        if out is not None or not as_json:
-            base = out or "predictions"
+        if image_base is not None or not as_json:
+            base = image_base or "predictions"
             if paths is None or len(paths) > 1:
                 base = f"{base}_{count[0]}"
             canvas = to_bgr8(im)
@@ -142,7 +178,16 @@ def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, o
                             detector.names, detector.classes, width=max(1, int(result.height * .006)))
             note(f"saved {save_image(canvas, base)}")
 
-    for_each_image(paths, one)
+    json_file = open(json_out, "w") if json_out else None
+    try:
+        if json_file is not None:
+            json_file.write("[\n")
+        for_each_image(paths, one)
+    finally:
+        if json_file is not None:
+            json_file.write("\n]")
+            json_file.close()
+            note(f"saved {json_out}")
 
 
 def write_labels(image_path, result):
@@ -157,14 +202,25 @@ def write_labels(image_path, result):
 def detect_options(fn):
     fn = click.option("-save_labels", "save_labels", is_flag=True, help="Write YOLO labels (.txt) beside each image.")(fn)
     fn = click.option("-dont_show", "dont_show", is_flag=True, help="Accepted for AlexeyAB compatibility (no window).")(fn)
-    fn = click.option("-out", "out", default=None, help="Base name of the drawn image [predictions].")(fn)
+    fn = click.option("-out", "out", default=None,
+                      help="Base name of the drawn image [predictions]; a name ending in .json: AlexeyAB's JSON "
+                           "file of all the detections instead.")(fn)
     fn = click.option("-ext_output", "ext_output", is_flag=True, help="Print each box in pixels, as AlexeyAB.")(fn)
-    fn = click.option("-letter_box", "-letterbox", "letter_box", is_flag=True, help="Letterbox input (the default).")(fn)
-    fn = click.option("-resize", "resize", is_flag=True, help="Plain resize to the network size (AlexeyAB's default).")(fn)
+    fn = click.option("-letter_box", "-letterbox", "letter_box", is_flag=True,
+                      help="Letterbox the input [pjreddie's networks; AlexeyAB's when the cfg says letter_box=1].")(fn)
+    fn = click.option("-resize", "resize", is_flag=True, help="Plain resize to the network size [AlexeyAB's networks].")(fn)
     fn = click.option("-nms", "nms", type=float, default=0.45, show_default=True, help="NMS IoU threshold.")(fn)
     fn = click.option("-hier", "hier", type=float, default=0.5, show_default=True, help="Hierarchical threshold.")(fn)
-    fn = click.option("-thresh", "thresh", type=float, default=0.5, show_default=True, help="Detection threshold.")(fn)
+    fn = click.option("-thresh", "thresh", type=float, default=None,
+                      help="Detection threshold [.25 for AlexeyAB's networks, .5 for pjreddie's].")(fn)
     return fn
+
+
+def letterbox_of(letter_box, resize):
+    """-letter_box / -resize as Detector's letterbox: None (neither) for the network's darknet's default."""
+    if letter_box and resize:
+        raise click.UsageError("-letter_box and -resize exclude each other")
+    return True if letter_box else False if resize else None
 
 
 @click.group(context_settings=CONTEXT)
@@ -184,7 +240,7 @@ def detect(cfg, weights, images, thresh, hier, nms, resize, letter_box, ext_outp
            as_json, decoder, darknet, quiet, debug):
     """Detect objects (COCO names from cfg/coco.data), like `darknet detect`."""
     run_detect(default_data("coco.data"), cfg, weights, images, thresh, hier, nms, ext_output, out, save_labels,
-               resize, as_json, decoder, darknet)
+               letterbox_of(letter_box, resize), as_json, decoder, darknet)
 
 
 @cli.group(context_settings=CONTEXT)
@@ -204,8 +260,8 @@ def detector():
 def detector_test(data, cfg, weights, images, thresh, hier, nms, resize, letter_box, ext_output, out, dont_show,
                   save_labels, as_json, decoder, darknet, quiet, debug):
     """Detect objects with the names of a .data file."""
-    run_detect(data, cfg, weights, images, thresh, hier, nms, ext_output, out, save_labels, resize, as_json,
-               decoder, darknet)
+    run_detect(data, cfg, weights, images, thresh, hier, nms, ext_output, out, save_labels,
+               letterbox_of(letter_box, resize), as_json, decoder, darknet)
 
 
 # -- classify -------------------------------------------------------------------------------------------------

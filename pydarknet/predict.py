@@ -13,13 +13,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .classify import network_hierarchy, top_k
-from .detect import do_nms_sort, network_detections
+from .detect import network_detections, network_nms
 from .image import center_crop_image, letterbox_image, load_image, resize_image, resize_min
 from .network import Network
 from .tree import hierarchy_predictions
 
 # Layers whose parameters fix the input size: a network with one of these cannot be resized.
 FIXED_SIZE_LAYERS = {"connected", "local", "detection", "crop"}
+
+# Each darknet's detection threshold when none is given: the fork's `detector test` and pjreddie's `detect`.
+DEFAULT_THRESH = {"ab": 0.25, "pjreddie": 0.5}
 
 
 def c_round(v):
@@ -53,6 +56,25 @@ class DetectionResult:
     detections: list = field(default_factory=list)   # one Detection per (box, class) over the threshold
     boxes: list = field(default_factory=list)        # per box: (relative box, [(class id, prob)]) in darknet's order
 
+    def fork_order(self):
+        """The detections in the order the fork's draw_detections_v3 prints them: the boxes that have a best
+        class (the likeliest, first of equals, whose name does not start with "dont_show"), by left edge (a
+        stable sort); for each, its best class, then its other classes in class order."""
+        grouped, start = [], 0
+        for _, scored in self.boxes:          # self.detections holds each box's classes in a row
+            grouped.append(self.detections[start:start + len(scored)])
+            start += len(scored)
+        shown = []
+        for dets in grouped:
+            best = None
+            for d in dets:
+                if not d.name.startswith("dont_show") and (best is None or d.prob > best.prob):
+                    best = d
+            if best is not None:
+                shown.append([best] + [d for d in dets if d is not best])
+        shown.sort(key=lambda dets: left_edge(dets[0].box))
+        return [d for dets in shown for d in dets]
+
     def as_json(self):
         return {"image": self.image, "seconds": self.seconds, "width": self.width, "height": self.height,
                 "detections": [d.as_json() for d in self.detections]}
@@ -80,22 +102,40 @@ def as_image(image, decoder):
     return str(image), load_image(image, decoder)
 
 
-class Detector:
-    """`darknet`: "ab" or "pjreddie" forces whose arithmetic and defaults to follow (None: from the files)."""
+def left_edge(box):
+    """x - w/2 in float32, the key of the fork's compare_by_lefts."""
+    x, _, w, _ = box
+    return np.float32(x) - np.float32(w) / np.float32(2)
 
-    def __init__(self, cfg, weights, names=None, letterbox=True, decoder="darknet", network=None, darknet=None):
+
+class Detector:
+    """`darknet`: "ab" or "pjreddie" forces whose arithmetic and defaults to follow (None: from the files).
+    `letterbox`: None for the network's darknet's default: pjreddie letterboxes, the fork resizes unless the
+    cfg's [net] has letter_box=1."""
+
+    def __init__(self, cfg, weights, names=None, letterbox=None, decoder="darknet", network=None, darknet=None):
         self.net = network or Network(cfg, darknet=darknet)
         if network is None:
             self.net.load(weights)
         self.names = names
+        if letterbox is None:
+            letterbox = bool(self.net.letter_box) if self.net.darknet == "ab" else True
         self.letterbox = letterbox
         self.decoder = decoder
+
+    @property
+    def default_thresh(self):
+        return DEFAULT_THRESH[self.net.darknet]
 
     @property
     def classes(self):
         return next((layer.classes for layer in reversed(self.net.layers) if hasattr(layer, "detections")), 0)
 
-    def detect(self, image, thresh=0.5, hier_thresh=0.5, nms=0.45):
+    def detect(self, image, thresh=None, hier_thresh=0.5, nms=0.45):
+        """Boxes over `thresh` (None: the darknet's default, see DEFAULT_THRESH) after the NMS of the
+        network's darknet (and, for the fork, of its last [yolo]'s nms_kind) at IoU `nms` (0: none)."""
+        if thresh is None:
+            thresh = self.default_thresh
         path, im = as_image(image, self.decoder)
         net = self.net
         _, h, w = im.shape
@@ -105,7 +145,7 @@ class Detector:
         seconds = time.perf_counter() - start
         dets = network_detections(net, w, h, thresh, hier_thresh, relative=True, letterbox=self.letterbox)
         if nms:
-            dets = do_nms_sort(dets, nms)
+            dets = network_nms(net, dets, nms)
         result = DetectionResult(path or "<array>", w, h, seconds)
         fw, fh = np.float32(w), np.float32(h)
         for i in range(len(dets)):
