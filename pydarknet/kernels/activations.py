@@ -3,17 +3,50 @@
 Darknet evaluates these in C with double constants (`.1*x`, `exp(-x)`), rounding to float only when it
 stores the result; Numba's typing does the same here, which keeps outputs bit-identical.
 The gradient takes the activation's *output*, as darknet's does.
+
+The AlexeyAB fork's activations come after pjreddie's (their codes are appended, not the fork's enum order).
+It evaluates them in float (expf, .1f); mish, hard_mish and swish are written in float32 here as it does.
+Their gradients need the activation's input (kernels.backward.gradient_from_input), and normalize_channels*
+are not element by element: they normalise each pixel across channels (activate_channels).
 """
 import math
 
 import numpy as np
 from numba import njit, prange
 
-# Names as a cfg spells them, in darknet's ACTIVATION enum order.
+# Names as a cfg spells them: pjreddie's in darknet's ACTIVATION enum order, then the AlexeyAB fork's.
 NAMES = ("logistic", "relu", "relie", "linear", "ramp", "tanh", "plse", "leaky", "elu", "loggy",
-         "stair", "hardtan", "lhtan", "selu")
+         "stair", "hardtan", "lhtan", "selu",
+         "relu6", "gelu", "revleaky", "swish", "mish", "hard_mish",
+         "normalize_channels", "normalize_channels_softmax", "normalize_channels_softmax_maxval")
 CODE = {name: i for i, name in enumerate(NAMES)}
 LOGISTIC, RELU, RELIE, LINEAR, RAMP, TANH, PLSE, LEAKY, ELU, LOGGY, STAIR, HARDTAN, LHTAN, SELU = range(14)
+RELU6, GELU, REVLEAKY, SWISH, MISH, HARD_MISH, NORM_CHAN, NORM_CHAN_SOFTMAX, NORM_CHAN_SOFTMAX_MAXVAL = range(14, 23)
+NEEDS_INPUT = frozenset({SWISH, MISH, HARD_MISH})      # their gradient is a function of the input, not the output
+ACROSS_CHANNELS = frozenset({NORM_CHAN, NORM_CHAN_SOFTMAX, NORM_CHAN_SOFTMAX_MAXVAL})
+F32 = np.float32
+MISH_THRESHOLD = F32(20.0)   # softplus(x) is x above it and exp(x) below minus it, as in the fork
+
+
+@njit(cache=True, inline="always")
+def logistic32(x):
+    """The fork's logistic_activate in float: 1/(1 + expf(-x))."""
+    return F32(1.0) / (F32(1.0) + math.exp(-x))
+
+
+@njit(cache=True, inline="always")
+def softplus32(x):
+    if x > MISH_THRESHOLD:
+        return x
+    if x < -MISH_THRESHOLD:
+        return math.exp(x)
+    return math.log(math.exp(x) + F32(1.0))
+
+
+@njit(cache=True, inline="always")
+def tanh32(x):
+    """The fork's tanh_activate: 2/(1 + expf(-2x)) - 1 in float."""
+    return F32(2.0) / (F32(1.0) + math.exp(F32(-2.0) * x)) - F32(1.0)
 
 
 @njit(cache=True, inline="always")
@@ -59,6 +92,20 @@ def activate(x32, a):
         return x
     if a == SELU:
         return 1.0507 * x if x >= 0 else 1.0507 * 1.6732 * (math.exp(x) - 1.0)
+    if a == RELU6:
+        return min(max(x, 0.0), 6.0)
+    if a == REVLEAKY:    # the fork computes it as leaky
+        return x if x > 0 else 0.1 * x
+    if a == GELU:
+        return 0.5 * x * (1.0 + math.tanh(0.797885 * x + 0.035677 * x * x * x))
+    if a == SWISH:
+        return x32 * logistic32(x32)
+    if a == MISH:
+        return x32 * tanh32(softplus32(x32))
+    if a == HARD_MISH:
+        if x32 > 0:
+            return x32
+        return x32 * x32 / F32(2.0) + x32 if x32 > -2 else F32(0.0)
     return x
 
 
@@ -130,3 +177,34 @@ def gradient_array(y, a, delta):
         return
     for i in prange(y.size):
         delta[i] *= gradient(y[i], a)
+
+
+@njit(cache=True, parallel=True)
+def activate_channels(x, a, out):
+    """normalize_channels(_softmax(_maxval)) on x (n, c, spatial) into out (may be x): each pixel's values
+    across the channels become weights summing to 1 (less the fork's .0001 in the denominator): positive
+    parts over their sum, or exponentials over theirs (less the pixel's maximum first with _maxval)."""
+    n, c, spatial = x.shape
+    eps = F32(0.0001)
+    for task in prange(n * spatial):
+        b = task // spatial
+        i = task % spatial
+        total = eps
+        if a == NORM_CHAN:
+            for k in range(c):
+                v = x[b, k, i]
+                if v > 0:
+                    total += v
+            for k in range(c):
+                v = x[b, k, i]
+                out[b, k, i] = v / total if v > 0 else F32(0.0)
+            continue
+        top = F32(0.0)
+        if a == NORM_CHAN_SOFTMAX_MAXVAL:
+            top = x[b, 0, i]
+            for k in range(1, c):
+                top = max(top, x[b, k, i])
+        for k in range(c):
+            total += math.exp(x[b, k, i] - top)
+        for k in range(c):
+            out[b, k, i] = math.exp(x[b, k, i] - top) / total

@@ -21,8 +21,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .activations import (ELU, HARDTAN, LEAKY, LHTAN, LINEAR, LOGGY, LOGISTIC, PLSE, RAMP, RELIE, RELU, SELU,
-                          STAIR, TANH, activate_row)
+from .activations import (ELU, GELU, HARD_MISH, HARDTAN, LEAKY, LHTAN, LINEAR, LOGGY, LOGISTIC, MISH,
+                          NORM_CHAN, PLSE, RAMP, RELIE, RELU, RELU6, REVLEAKY, SELU, STAIR, SWISH, TANH,
+                          activate_row, logistic32, softplus32)
 
 F32 = np.float32
 ONE = np.float32(1.0)
@@ -117,6 +118,15 @@ def gradient32(y, a):
         return ONE if (y > 0 and y < 1) else F32(0.001)
     if a == SELU:
         return F32(1.0507) if y >= 0 else F32(np.float64(y) + 1.0507 * 1.6732)
+    if a == RELU6:
+        return ONE if (y > 0 and y < 6) else F32(0.0)
+    if a == REVLEAKY:
+        return ONE if y > 0 else F32(0.1)
+    if a == GELU:   # the fork evaluates gelu's derivative at the layer's output, not its input
+        y3 = y * y * y
+        t = np.float64(math.tanh(np.float64(y3) * 0.0356774 + 0.797885 * y))
+        sech = 2.0 / (math.exp(y) + math.exp(-y))
+        return F32(0.5 * t + (0.0535161 * y3 + 0.398942 * y) * sech * sech + 0.5)
     return ONE
 
 
@@ -138,6 +148,41 @@ def gradient_array32(y, a, delta):
         else:
             for i in range(start, stop):
                 delta[i] = delta[i] * gradient32(y[i], a)
+
+
+@njit(cache=True, parallel=True)
+def gradient_from_input(x, y, a, delta):
+    """delta *= f'(x) for the activations whose derivative needs the input x (swish, mish, hard_mish; y is
+    the output), as the fork's gradient_array_swish/_mish/_hard_mish (flat float32 arrays)."""
+    for i in prange(x.size):
+        v = x[i]
+        if a == SWISH:
+            g = y[i] + logistic32(v) * (ONE - y[i])
+        elif a == MISH:
+            sp = softplus32(v)
+            tsp = F32(math.tanh(sp))
+            g = v * ((ONE - tsp * tsp) * F32(ONE - math.exp(-sp))) + tsp
+        elif a == HARD_MISH:
+            g = ONE if v > 0 else (v + ONE if v > -2 else F32(0.0))
+        else:
+            g = ONE
+        delta[i] = delta[i] * g
+
+
+@njit(cache=True, parallel=True)
+def gradient_channels(y, a, delta):
+    """The fork's gradient of normalize_channels(_softmax) on (n, c, spatial) from the output y: each pixel's
+    delta times the pixel's sum over channels of y * delta (normalize_channels: only where y > 0)."""
+    n, c, spatial = y.shape
+    for task in prange(n * spatial):
+        b = task // spatial
+        i = task % spatial
+        total = F32(0.0)
+        for k in range(c):
+            total += y[b, k, i] * delta[b, k, i]
+        for k in range(c):
+            if a != NORM_CHAN or y[b, k, i] > 0:
+                delta[b, k, i] = delta[b, k, i] * total
 
 
 # -- biases and batch-norm -----------------------------------------------------------------------------------
@@ -170,18 +215,19 @@ def slot(f0, k, per, c):
 
 
 def batchnorm_train_forward(out, scales, biases, rolling_mean, rolling_variance, mean, variance, x, x_norm,
-                            activation):
+                            activation, ab=False):
     """Darknet's forward_batchnorm_layer in training mode, then the activation, on out (n, c, spatial) in place.
 
     x keeps the input, x_norm the normalised values (both for the backward pass); mean and variance get the
-    batch statistics (variance with n-1); the rolling statistics move 1 % towards them.
+    batch statistics (variance with n-1); the rolling statistics move 1 % towards them. `ab`: divide by
+    sqrt(var + .00001) as the AlexeyAB fork does, instead of pjreddie's sqrt(var) + .000001.
     """
     copy_array(out.reshape(-1), x.reshape(-1))
-    batchnorm_train(x, out, scales, biases, rolling_mean, rolling_variance, mean, variance, x_norm, activation)
+    batchnorm_train(x, out, scales, biases, rolling_mean, rolling_variance, mean, variance, x_norm, activation, ab)
 
 
 def batchnorm_train(inp, out, scales, biases, rolling_mean, rolling_variance, mean, variance, x_norm,
-                    activation):
+                    activation, ab=False):
     """batchnorm_train_forward reading the raw sums from inp (which the backward pass keeps as its x) and
     writing the activations to out (n, c, spatial), so that nothing needs copying.
 
@@ -190,7 +236,7 @@ def batchnorm_train(inp, out, scales, biases, rolling_mean, rolling_variance, me
     channels run interleaved, each in its own order.
     """
     _batchnorm_train(inp, out, scales, biases, rolling_mean, rolling_variance, mean, variance, x_norm,
-                     activation, chain_block(out.shape[1]))
+                     activation, chain_block(out.shape[1]), ab)
 
 
 @njit(cache=True, parallel=True)
@@ -202,7 +248,7 @@ def copy_array(src, dst):
 
 @njit(cache=True, parallel=True, error_model="numpy")
 def _batchnorm_train(inp, out, scales, biases, rolling_mean, rolling_variance, mean, variance, x_norm,
-                     activation, per):
+                     activation, per, ab):
     n, c, spatial = out.shape
     count = n * spatial
     inv_count = F32(1.0 / count)
@@ -266,7 +312,7 @@ def _batchnorm_train(inp, out, scales, biases, rolling_mean, rolling_variance, m
             variance[f] = v
             rolling_mean[f] = rolling_mean[f] * F32(0.99) + F32(0.01) * m
             rolling_variance[f] = rolling_variance[f] * F32(0.99) + F32(0.01) * v
-            denom = math.sqrt(np.float64(v)) + np.float64(NORM_EPS)
+            denom = math.sqrt(np.float64(v + BN_EPS)) if ab else math.sqrt(np.float64(v)) + np.float64(NORM_EPS)
             s = scales[f]
             bias = biases[f]
             for b in range(n):
@@ -407,6 +453,29 @@ def downsample_backward(delta, stride, scale, prev_delta):
         for y in range(src.shape[0] * stride):
             for xx in range(src.shape[1] * stride):
                 dst[y, xx] += scale * src[y // stride, xx // stride]
+
+
+@njit(cache=True, parallel=True)
+def local_avgpool_backward(delta, size, stride_y, stride_x, pad, prev_delta):
+    """The fork's backward_local_avgpool_layer: each output's delta / (size*size) to every pixel of its window
+    inside the image (size*size even where the forward averaged fewer pixels, as the fork does)."""
+    n, c, h, w = prev_delta.shape
+    oh, ow = delta.shape[2], delta.shape[3]
+    offset = -(pad // 2)
+    area = F32(size * size)
+    for k in prange(n * c):
+        b = k // c
+        ch = k % c
+        dst = prev_delta[b, ch]
+        for i in range(oh):
+            for j in range(ow):
+                share = delta[b, ch, i, j] / area
+                for dy in range(size):
+                    y = offset + i * stride_y + dy
+                    for dx in range(size):
+                        xx = offset + j * stride_x + dx
+                        if 0 <= y < h and 0 <= xx < w:
+                            dst[y, xx] += share
 
 
 @njit(cache=True, parallel=True)

@@ -8,31 +8,35 @@ from .activations import activate_row
 
 
 @njit(cache=True, inline="always")
-def _col_range(k, size, stride, pad, w, out_w):
-    """Output columns x whose input column k + x*stride - pad (tap k of the kernel row) is inside [0, w)."""
+def _col_range(k, stride, pad, w, out_w):
+    """Output columns x whose input column k + x*stride - pad (k: the tap's offset in the kernel row) is
+    inside [0, w)."""
     x0 = min(out_w, max(0, -((k - pad) // stride)))
     x1 = max(x0, min(out_w, (w - 1 + pad - k) // stride + 1))
     return x0, x1
 
 
 @njit(cache=True, parallel=True)
-def im2col_batch(x, c0, cg, size, stride, pad, col, wide):
+def im2col_batch(x, c0, cg, size, stride, pad, col, wide, dilation=1):
     """im2col of the channels c0..c0+cg-1 of every image of x (n, c, h, w), in one parallel pass.
 
     wide: col (k, n, L), image b's columns at col[:, b] (one matrix (k, n*L) for a product over the whole
-    batch); otherwise col (n, k, L), one matrix per image. k = cg*size*size, L = out_h*out_w."""
+    batch); otherwise col (n, k, L), one matrix per image. k = cg*size*size, L = out_h*out_w.
+    dilation: the kernel's taps are that many pixels apart (the fork's im2col_cpu_ext; `pad` is then the
+    padding in pixels, the layer's pad times the dilation)."""
     n, _, h, w = x.shape
-    out_h = (h + 2 * pad - size) // stride + 1
-    out_w = (w + 2 * pad - size) // stride + 1
+    span = dilation * (size - 1) + 1
+    out_h = (h + 2 * pad - span) // stride + 1
+    out_w = (w + 2 * pad - span) // stride + 1
     k = cg * size * size
     for task in prange(n * k):
         b = task // k
         row = task % k
-        kx = row % size
-        ky = (row // size) % size
+        kx = row % size * dilation
+        ky = (row // size) % size * dilation
         plane = x[b, c0 + row // (size * size)]
         dst_row = col[row, b] if wide else col[b, row]
-        x0, x1 = _col_range(kx, size, stride, pad, w, out_w)
+        x0, x1 = _col_range(kx, stride, pad, w, out_w)
         first = kx + x0 * stride - pad
         for y in range(out_h):
             dst = dst_row[y * out_w:(y + 1) * out_w]
@@ -51,25 +55,24 @@ def im2col_batch(x, c0, cg, size, stride, pad, col, wide):
 
 
 @njit(cache=True, parallel=True)
-def im2col_t(x, c0, cg, size, stride, pad, colT):
+def im2col_t(x, c0, cg, size, stride, pad, colT, dilation=1):
     """The transposed im2col of every image: colT (n, L, k), colT[b] = im2col(x[b, c0:c0+cg]).T, a row per
     output position (the layout the weight gradient reads), written row after row: for each output pixel,
-    the size x size window of each channel (size consecutive floats per window row)."""
+    the size x size window of each channel (size consecutive floats per window row; taps `dilation` apart)."""
     n, _, h, w = x.shape
-    out_h = (h + 2 * pad - size) // stride + 1
-    out_w = (w + 2 * pad - size) // stride + 1
+    span = dilation * (size - 1) + 1
+    out_h = (h + 2 * pad - span) // stride + 1
+    out_w = (w + 2 * pad - span) // stride + 1
     ss = size * size
     for task in prange(n * out_h):
         b = task // out_h
         y = task % out_h
         y0 = y * stride - pad
-        ky0 = max(0, -y0)                  # window rows inside the image: ky0 <= ky < ky1
-        ky1 = min(size, h - y0)
         for xx in range(out_w):
             dst = colT[b, y * out_w + xx]
             x0 = xx * stride - pad
-            inside = x0 >= 0 and x0 + size <= w and ky0 == 0 and ky1 == size
-            if inside and size == 3:   # the common window, unrolled (3-5x faster than the loops below)
+            inside = x0 >= 0 and x0 + span <= w and y0 >= 0 and y0 + span <= h
+            if inside and size == 3 and dilation == 1:   # the common window, unrolled (3-5x faster than the loops below)
                 for ch in range(cg):
                     plane = x[b, c0 + ch]
                     r0 = plane[y0]
@@ -91,15 +94,15 @@ def im2col_t(x, c0, cg, size, stride, pad, colT):
                 r = ch * ss
                 if inside:
                     for ky in range(size):
-                        src = plane[y0 + ky]
+                        src = plane[y0 + ky * dilation]
                         for kx in range(size):
-                            dst[r + ky * size + kx] = src[x0 + kx]
+                            dst[r + ky * size + kx] = src[x0 + kx * dilation]
                 else:
                     for ky in range(size):
-                        iy = y0 + ky
+                        iy = y0 + ky * dilation
                         for kx in range(size):
-                            ix = x0 + kx
-                            dst[r + ky * size + kx] = plane[iy, ix] if (ky0 <= ky < ky1 and 0 <= ix < w) else 0.0
+                            ix = x0 + kx * dilation
+                            dst[r + ky * size + kx] = plane[iy, ix] if (0 <= iy < h and 0 <= ix < w) else 0.0
 
 
 @njit(cache=True, parallel=True)
@@ -121,12 +124,13 @@ def pad_images(x, c0, cg, pad, xpad):
 
 
 @njit(cache=True, parallel=True)
-def col2im_batch(col, wide, size, stride, pad, im, c0):
+def col2im_batch(col, wide, size, stride, pad, im, c0, dilation=1):
     """col2im for every image at once: add each image's columns (laid out as im2col_batch's `col`) onto the
     channels c0.. of im (n, c, h, w); each pixel gets its terms in darknet's col2im_cpu order."""
     n, _, h, w = im.shape
-    out_h = (h + 2 * pad - size) // stride + 1
-    out_w = (w + 2 * pad - size) // stride + 1
+    span = dilation * (size - 1) + 1
+    out_h = (h + 2 * pad - span) // stride + 1
+    out_w = (w + 2 * pad - span) // stride + 1
     cg = (col.shape[0] if wide else col.shape[1]) // (size * size)
     for task in prange(n * cg):     # a channel's rows only touch that channel: no two tasks write one pixel
         b = task // cg
@@ -134,9 +138,9 @@ def col2im_batch(col, wide, size, stride, pad, im, c0):
         plane = im[b, c0 + ch]
         for kk in range(size * size):
             row = ch * size * size + kk
-            kx = kk % size
-            ky = kk // size
-            x0, x1 = _col_range(kx, size, stride, pad, w, out_w)
+            kx = kk % size * dilation
+            ky = kk // size * dilation
+            x0, x1 = _col_range(kx, stride, pad, w, out_w)
             cnt = x1 - x0
             src_row = col[row, b] if wide else col[b, row]
             first = kx + x0 * stride - pad
@@ -157,12 +161,12 @@ def col2im_batch(col, wide, size, stride, pad, im, c0):
 
 
 @njit(cache=True, parallel=True)
-def normalize_scale_bias_activate(x, mean, variance, scales, biases, activation, normalize):
+def normalize_scale_bias_activate(x, mean, variance, scales, biases, activation, normalize, ab=False):
     """x (n, c, spatial) in place: darknet's batch-norm at inference, then bias, then the activation.
 
-    Darknet divides by (sqrt(var) + .000001f) in double and rounds to float; multiplying by the double
-    reciprocal rounds to the same float (the double error is far below float's). Scale and bias are
-    applied in float32 as darknet stores them.
+    Darknet divides by (sqrt(var) + .000001f) in double and rounds to float (`ab`: the AlexeyAB fork's
+    sqrt(var + .00001f)); multiplying by the double reciprocal rounds to the same float (the double error
+    is far below float's). Scale and bias are applied in float32 as darknet stores them.
     """
     n, c, spatial = x.shape
     for k in prange(n * c):
@@ -170,7 +174,10 @@ def normalize_scale_bias_activate(x, mean, variance, scales, biases, activation,
         row = x[k // c, f]
         bias = biases[f]
         if normalize:
-            inv = 1.0 / (math.sqrt(np.float64(variance[f])) + np.float64(np.float32(0.000001)))
+            if ab:
+                inv = 1.0 / math.sqrt(np.float64(variance[f] + np.float32(0.00001)))
+            else:
+                inv = 1.0 / (math.sqrt(np.float64(variance[f])) + np.float64(np.float32(0.000001)))
             m = mean[f]
             s = scales[f]
             for i in range(spatial):

@@ -1,5 +1,5 @@
 """[batchnorm]: batch normalisation on its own (no activation): (x - mean) / (sqrt(var) + .000001), times
-scales, plus biases, with the rolling statistics at inference.
+scales, plus biases, with the rolling statistics at inference (the AlexeyAB fork: / sqrt(var + .00001)).
 
 Darknet's .weights hold only scales, rolling_mean and rolling_variance for this layer: its biases are never
 saved or loaded (they stay 0 after loading)."""
@@ -43,10 +43,10 @@ class Batchnorm(Layer):
         out[...] = x
         if net.train:
             from .convolutional import batchnorm_forward_train
-            batchnorm_forward_train(self, out.reshape(batch, c, h * w), "linear")
+            batchnorm_forward_train(self, out.reshape(batch, c, h * w), "linear", net)
             return out
         normalize_scale_bias_activate(out.reshape(batch, c, h * w), self.rolling_mean, self.rolling_variance,
-                                      self.scales, self.biases, LINEAR, True)
+                                      self.scales, self.biases, LINEAR, True, net.darknet == "ab")
         return out
 
     # -- training ------------------------------------------------------------------------------------------

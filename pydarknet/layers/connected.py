@@ -69,10 +69,10 @@ class Connected(Layer):
         dense_nt(x.reshape(batch, self.inputs), self.weights, flat)
         rows = flat.reshape(batch, self.outputs, 1)
         if self.batch_normalize and net.train:
-            batchnorm_forward_train(self, rows, self.activation)
+            batchnorm_forward_train(self, rows, self.activation, net)
         elif self.batch_normalize:
             normalize_scale_bias_activate(rows, self.rolling_mean, self.rolling_variance, self.scales,
-                                          self.biases, ACTIVATIONS[self.activation], True)
+                                          self.biases, ACTIVATIONS[self.activation], True, net.darknet == "ab")
         else:
             normalize_scale_bias_activate(rows, self.biases, self.biases, self.biases, self.biases,
                                           ACTIVATIONS[self.activation], False)

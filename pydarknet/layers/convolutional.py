@@ -11,12 +11,17 @@ the same floats as image by image). The weight gradient is summed image by image
 (kernels.products.conv_weight_gradient, from im2col's columns or their transpose, whichever its path reads).
 The training forward keeps the raw sums in bn_x and writes the activations to the output buffer; the
 backward applies the activation's gradient inside batch-norm's backward pass.
+
+The AlexeyAB fork's options: `dilation` (taps that many pixels apart, the padding scaled with them) and its
+batch-norm arithmetic when net.darknet is "ab": sqrt(var + .00001) and, at inference with
+net.fuse_batchnorm, the batch-norm folded into the weights and biases as its fuse_conv_batchnorm does.
 """
 import numpy as np
 
-from ..kernels.activations import CODE as ACTIVATIONS
+from ..kernels.activations import (ACROSS_CHANNELS, CODE as ACTIVATIONS, LINEAR, NEEDS_INPUT, activate_array,
+                                   activate_channels)
 from ..kernels.backward import (backward_bias, batchnorm_backward, batchnorm_backward_activation, batchnorm_train,
-                                batchnorm_train_forward, gradient_array32)
+                                batchnorm_train_forward, gradient_array32, gradient_channels, gradient_from_input)
 from ..kernels.conv import col2im_batch, im2col_batch, im2col_t, normalize_scale_bias_activate, pad_images
 from ..kernels.products import (backend, conv_weight_gradient, conv_weight_gradient_image, gemm_nn, gemm_tn,
                                 weight_gradient_from_image, weight_gradient_transposed)
@@ -49,7 +54,7 @@ def scratch(net, key, size):
     return array[:size]
 
 
-def batchnorm_forward_train(layer, out, activation):
+def batchnorm_forward_train(layer, out, activation, net):
     """Batch-norm with the batch's statistics, then `activation`, on out (batch, channels, spatial) in place;
     keeps what the backward pass needs on the layer: bn_x (the input), x_norm, mean, variance."""
     shape = out.shape
@@ -57,7 +62,8 @@ def batchnorm_forward_train(layer, out, activation):
     layer.mean = np.empty(shape[1], np.float32)
     layer.variance = np.empty(shape[1], np.float32)
     batchnorm_train_forward(out, layer.scales, layer.biases, layer.rolling_mean, layer.rolling_variance,
-                            layer.mean, layer.variance, layer.bn_x, layer.x_norm, ACTIVATIONS[activation])
+                            layer.mean, layer.variance, layer.bn_x, layer.x_norm, ACTIVATIONS[activation],
+                            net.darknet == "ab")
 
 
 def batchnorm_buffers(layer, shape):
@@ -74,13 +80,56 @@ def batchnorm_backward_layer(layer, delta):
                        layer.bias_updates, layer.scale_updates)
 
 
-
-
-def parse_activation(layer, default):
+def parse_activation(layer, default, allowed=()):
+    """The section's activation name. Those computed from the input (swish, mish, hard_mish) or across
+    channels (normalize_channels*) only where a layer has them in `allowed` (the fork computes them only in
+    some layers, and 0 for them elsewhere)."""
     name = layer.section.str("activation", default)
     if name not in ACTIVATIONS:
         raise layer.error(f"unknown activation '{name}' (known: {', '.join(ACTIVATIONS)})", "activation")
+    code = ACTIVATIONS[name]
+    if (code in NEEDS_INPUT or code in ACROSS_CHANNELS) and name not in allowed:
+        raise layer.error(f"activation={name} is not available in [{layer.section.type}]", "activation")
     return name
+
+
+def inline_activation(code, train):
+    """The activation an element-wise pass may apply as it writes the output: LINEAR for those applied after
+    it by finish_activation (across channels; in training, those whose gradient needs their input)."""
+    if code in ACROSS_CHANNELS or (train and code in NEEDS_INPUT):
+        return LINEAR
+    return code
+
+
+def finish_activation(layer, out, code, train):
+    """Complete the activation on out (batch, channels, spatial) in place where inline_activation left it
+    to this: keeps the input on the layer (activation_input) for the gradients that need it."""
+    if code in ACROSS_CHANNELS:
+        activate_channels(out, code, out)
+    elif train and code in NEEDS_INPUT:
+        kept = layer.__dict__.get("activation_input")
+        if kept is None or kept.shape != out.shape:
+            kept = layer.activation_input = np.empty_like(out)
+        kept[...] = out
+        activate_array(out.reshape(-1), code)
+
+
+def activation_gradient(layer, delta, code):
+    """Multiply delta (batch, channels, spatial) by the gradient of the activations the element-wise gradient
+    kernels cannot do (from the input, or across channels); returns the activation left for those kernels
+    (LINEAR when done here)."""
+    if code in NEEDS_INPUT:
+        gradient_from_input(layer.activation_input.reshape(-1), layer.output.reshape(-1), code, delta.reshape(-1))
+        return LINEAR
+    if code in ACROSS_CHANNELS:
+        gradient_channels(layer.output.reshape(delta.shape), code, delta)
+        return LINEAR
+    return code
+
+
+# Options of the fork's [convolutional] that pydarknet does not compute: refused when set, not ignored.
+UNSUPPORTED_OPTIONS = ("antialiasing", "sway", "rotate", "stretch", "stretch_sway", "binary", "xnor", "bin_output",
+                       "assisted_excitation", "cbn", "coordconv", "grad_centr")
 
 
 class Convolutional(Layer):
@@ -95,12 +144,23 @@ class Convolutional(Layer):
         self.filters = s.int("filters", 1)
         self.size = s.int("size", 1)
         self.stride = s.int("stride", 1)
+        for key in ("stride_x", "stride_y"):
+            if s.has(key) and s.int(key) != self.stride:
+                raise self.error(f"{key}= different from stride={self.stride} is not supported", key)
+        for key in UNSUPPORTED_OPTIONS:
+            if s.float(key, 0):
+                raise self.error(f"{key}= is not supported", key)
+        if s.has("share_index"):
+            raise self.error("share_index= (weights shared with another layer) is not supported", "share_index")
+        for key in ("stream", "wait_stream"):   # the fork's GPU scheduling: nothing to do on the CPU
+            s.int(key, 0)
         self.groups = s.int("groups", 1)
+        self.dilation = 1 if self.size == 1 else s.int("dilation", 1)
         self.pad = self.size // 2 if s.int("pad", 0) else s.int("padding", 0)
         self.batch_normalize = bool(s.int("batch_normalize", 0))
-        self.activation = parse_activation(self, "logistic")
-        if self.filters < 1 or self.size < 1 or self.stride < 1 or self.groups < 1:
-            raise self.error("filters, size, stride and groups must be positive")
+        self.activation = parse_activation(self, "logistic", ACTIVATIONS)
+        if self.filters < 1 or self.size < 1 or self.stride < 1 or self.groups < 1 or self.dilation < 1:
+            raise self.error("filters, size, stride, groups and dilation must be positive")
         c = in_shape[0]
         if c % self.groups or self.filters % self.groups:
             raise self.error(f"groups={self.groups} must divide the input channels ({c}) and filters "
@@ -121,6 +181,12 @@ class Convolutional(Layer):
         out_w = (w + 2 * self.pad - self.size) // self.stride + 1
         if out_h < 1 or out_w < 1:
             raise self.error(f"a {self.size}x{self.size} kernel does not fit the {w}x{h} input")
+        span = self.dilation * (self.size - 1) + 1   # the fork sizes the output without the dilation, its
+        taps = ((h + 2 * self.pad * self.dilation - span) // self.stride + 1,   # im2col with it: both must agree
+                (w + 2 * self.pad * self.dilation - span) // self.stride + 1)
+        if taps != (out_h, out_w):
+            raise self.error(f"dilation={self.dilation} with size={self.size} and padding {self.pad}: the dilated "
+                             f"kernel gives {taps[1]}x{taps[0]} outputs, the layer {out_w}x{out_h}", "dilation")
         self.out_shape = (self.filters, out_h, out_w)
 
     def initialize(self, rng):
@@ -141,12 +207,32 @@ class Convolutional(Layer):
     def describe(self):
         c, h, w = self.in_shape
         n, out_h, out_w = self.out_shape
-        return (f"conv  {n:5d} {self.size:2d} x{self.size:2d} /{self.stride:2d}  {w:4d} x{h:4d} x{c:4d}   ->  "
-                f"{out_w:4d} x{out_h:4d} x{n:4d}  {self.flops() / 1e9:5.3f} BFLOPs")
+        s = self.size
+        if self.groups == 1 and self.dilation == 1:
+            return (f"conv  {n:5d} {s:2d} x{s:2d} /{self.stride:2d}  {w:4d} x{h:4d} x{c:4d}   ->  "
+                    f"{out_w:4d} x{out_h:4d} x{n:4d}  {self.flops() / 1e9:5.3f} BFLOPs")
+        # the fork's line for its options: filters/groups, and the dilation in brackets
+        filters = f"{n:5d}/{self.groups:4d}" if self.groups > 1 else f"{n:5d}     "
+        kernel = f"{s:2d} x{s:2d}/{self.stride:2d}" + (f"({self.dilation:1d})" if self.dilation > 1 else "   ")
+        return (f"conv  {filters} {kernel}{w:4d} x{h:4d} x{c:4d} -> {out_w:4d} x{out_h:4d} x{n:4d} "
+                f"{self.flops() / 1e9:5.3f} BF")
 
-    def convolve(self, x, net, out=None):
+    def fused_parameters(self, net):
+        """(weights, biases) with the batch-norm folded in, as the fork's fuse_conv_batchnorm computes them
+        (in double, rounded to float): kept on the layer until net.params_version changes. The layer's own
+        parameters stay as loaded, so saving writes the originals."""
+        cached = self.__dict__.get("_fused")
+        if cached is None or cached[0] != net.params_version:
+            root = np.sqrt(self.rolling_variance.astype(np.float64) + .00001)
+            scales = self.scales.astype(np.float64)
+            biases = (self.biases - scales * self.rolling_mean / root).astype(np.float32)
+            weights = (self.weights * (scales / root)[:, None]).astype(np.float32)
+            cached = self._fused = (net.params_version, weights, biases)
+        return cached[1], cached[2]
+
+    def convolve(self, x, net, out=None, weights=None):
         """The raw convolution sums (n, filters, out_h*out_w), before bias and batch-norm (into `out` if
-        given, else into the layer's output buffer)."""
+        given, else into the layer's output buffer), with the layer's weights or the given ones."""
         batch = x.shape[0]
         c, h, w = self.in_shape
         n, out_h, out_w = self.out_shape
@@ -156,6 +242,10 @@ class Convolutional(Layer):
         k = cg * self.size * self.size
         if out is None:
             out = self.output_buffer(batch, (n, L))
+        if weights is None:
+            weights = self.weights
+        d = self.dilation
+        pad = self.pad * d
         direct = self.size == 1 and self.stride == 1 and self.pad == 0
         wide = share_products(batch, L)
         chunk = chunk_images(batch, k * L)
@@ -164,23 +254,26 @@ class Convolutional(Layer):
             b1 = min(batch, b0 + chunk)
             count = b1 - b0
             for j in range(g):
-                weights = self.weights[j * m:(j + 1) * m]
+                group = weights[j * m:(j + 1) * m]
                 if wide:   # the chunk's columns side by side: one product, then each image's block to its place
                     cols = col[:k * count * L].reshape(k, count, L)
-                    im2col_batch(x[b0:b1], j * cg, cg, self.size, self.stride, self.pad, cols, True)
+                    im2col_batch(x[b0:b1], j * cg, cg, self.size, self.stride, pad, cols, True, d)
                     res = scratch(net, "conv_out", m * count * L).reshape(m, count * L)
-                    gemm_nn(weights, cols.reshape(k, count * L), res)
+                    gemm_nn(group, cols.reshape(k, count * L), res)
                     out[b0:b1, j * m:(j + 1) * m] = res.reshape(m, count, L).transpose(1, 0, 2)
                     continue
                 if not direct:
                     cols = col[:k * count * L].reshape(count, k, L)
-                    im2col_batch(x[b0:b1], j * cg, cg, self.size, self.stride, self.pad, cols, False)
+                    im2col_batch(x[b0:b1], j * cg, cg, self.size, self.stride, pad, cols, False, d)
                 for b in range(b0, b1):
                     src = x[b, j * cg:(j + 1) * cg].reshape(cg, h * w) if direct else cols[b - b0]
-                    gemm_nn(weights, src, out[b, j * m:(j + 1) * m])
+                    gemm_nn(group, src, out[b, j * m:(j + 1) * m])
         return out
 
     def forward(self, x, net):
+        code = ACTIVATIONS[self.activation]
+        inline = inline_activation(code, net.train)
+        ab = net.darknet == "ab"
         if self.batch_normalize and net.train:
             # the raw sums go to bn_x (which the backward pass keeps), the activations to the output
             out = self.output_buffer(x.shape[0], (self.out_shape[0], self.out_shape[1] * self.out_shape[2]))
@@ -189,15 +282,19 @@ class Convolutional(Layer):
             self.mean = np.empty(out.shape[1], np.float32)
             self.variance = np.empty(out.shape[1], np.float32)
             batchnorm_train(self.bn_x, out, self.scales, self.biases, self.rolling_mean, self.rolling_variance,
-                            self.mean, self.variance, self.x_norm, ACTIVATIONS[self.activation])
-            return out.reshape((x.shape[0],) + self.out_shape)
-        out = self.convolve(x, net)
-        if self.batch_normalize:
+                            self.mean, self.variance, self.x_norm, inline, ab)
+        elif self.batch_normalize and ab and net.fuse_batchnorm:
+            weights, biases = self.fused_parameters(net)
+            out = self.convolve(x, net, weights=weights)
+            normalize_scale_bias_activate(out, biases, biases, biases, biases, inline, False)
+        elif self.batch_normalize:
+            out = self.convolve(x, net)
             normalize_scale_bias_activate(out, self.rolling_mean, self.rolling_variance, self.scales,
-                                          self.biases, ACTIVATIONS[self.activation], True)
+                                          self.biases, inline, True, ab)
         else:
-            normalize_scale_bias_activate(out, self.biases, self.biases, self.biases, self.biases,
-                                          ACTIVATIONS[self.activation], False)
+            out = self.convolve(x, net)
+            normalize_scale_bias_activate(out, self.biases, self.biases, self.biases, self.biases, inline, False)
+        finish_activation(self, out, code, net.train)
         return out.reshape((x.shape[0],) + self.out_shape)
 
     # -- training ------------------------------------------------------------------------------------------
@@ -212,17 +309,20 @@ class Convolutional(Layer):
         m, cg = n // g, c // g
         k = cg * self.size * self.size
         delta = self.delta.reshape(batch, n, spatial)
+        activation = activation_gradient(self, delta, ACTIVATIONS[self.activation])
         if self.batch_normalize:    # the activation's gradient and batch-norm's backward in one pass
-            batchnorm_backward_activation(delta, self.output.reshape(batch, n, spatial), ACTIVATIONS[self.activation],
+            batchnorm_backward_activation(delta, self.output.reshape(batch, n, spatial), activation,
                                           self.bn_x, self.x_norm, self.mean, self.variance, self.scales,
                                           self.bias_updates, self.scale_updates)
         else:
-            gradient_array32(self.output.reshape(-1), ACTIVATIONS[self.activation], self.delta.reshape(-1))
+            gradient_array32(self.output.reshape(-1), activation, self.delta.reshape(-1))
             backward_bias(self.bias_updates, delta)
         x = self.prev_input(net)
         prev = self.prev_delta(net)
         wide = share_products(batch, spatial)
-        from_image = weight_gradient_from_image(m, k, spatial, self.stride, out_w) and \
+        dilation = self.dilation
+        pad = self.pad * dilation
+        from_image = weight_gradient_from_image(m, k, spatial, self.stride, out_w) and dilation == 1 and \
             out_h == h + 2 * self.pad - self.size + 1 and out_w == w + 2 * self.pad - self.size + 1
         chunk = chunk_images(batch, k * spatial)
         for b0 in range(0, batch, chunk):
@@ -240,10 +340,10 @@ class Convolutional(Layer):
                     wcols = scratch(net, "conv_wcols", count * spatial * k)
                     if weight_gradient_transposed(m, k, spatial):
                         wcols = wcols.reshape(count, spatial, k)
-                        im2col_t(x[b0:b1], j * cg, cg, self.size, self.stride, self.pad, wcols)
+                        im2col_t(x[b0:b1], j * cg, cg, self.size, self.stride, pad, wcols, dilation)
                     else:
                         wcols = wcols.reshape(count, k, spatial)
-                        im2col_batch(x[b0:b1], j * cg, cg, self.size, self.stride, self.pad, wcols, False)
+                        im2col_batch(x[b0:b1], j * cg, cg, self.size, self.stride, pad, wcols, False, dilation)
                     conv_weight_gradient(d, wcols, updates)
                 if prev is None:
                     continue
@@ -258,4 +358,4 @@ class Convolutional(Layer):
                     cols = col.reshape(count, k, spatial)
                     for b in range(count):
                         gemm_tn(weights, d[b], cols[b])              # W^T delta: (k, spatial)
-                col2im_batch(cols, wide, self.size, self.stride, self.pad, prev[b0:b1], j * cg)
+                col2im_batch(cols, wide, self.size, self.stride, pad, prev[b0:b1], j * cg, dilation)
