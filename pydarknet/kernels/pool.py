@@ -1,4 +1,5 @@
-"""Pooling: darknet's max pool (with its offset padding rule). The global average pool is kernels/avgpool.py."""
+"""Pooling: darknet's max pool (with its offset padding rule), the AlexeyAB fork's max pool across channels
+(maxpool_depth) and its local average pool. The global average pool is kernels/avgpool.py."""
 import numpy as np
 from numba import njit, prange
 
@@ -6,16 +7,16 @@ FLT_MAX = np.float32(3.4028234663852886e38)
 
 
 @njit(cache=True, parallel=True)
-def maxpool(x, size, stride, pad, out, argmax, keep_argmax):
+def maxpool(x, size, stride_y, stride_x, pad, out, argmax, keep_argmax):
     """x (n, c, h, w) -> out (n, c, oh, ow); with keep_argmax, argmax (int32, out's shape) gets the flat index
     (within x[b]) each maximum came from (training needs it, inference does not).
 
-    The window starts pad//2 pixels up and left of the stride grid; pixels outside count as -FLT_MAX,
-    so a window entirely outside gives -FLT_MAX (and argmax -1), as in darknet. Ties keep the first maximum
-    in darknet's window order (row by row).
+    The window starts pad//2 pixels up and left of the stride grid (rows stride_y apart, columns stride_x);
+    pixels outside count as -FLT_MAX, so a window entirely outside gives -FLT_MAX (and argmax -1), as in
+    darknet. Ties keep the first maximum in darknet's window order (row by row).
     """
     if keep_argmax:
-        _maxpool_argmax(x, size, stride, pad, out, argmax)
+        _maxpool_argmax(x, size, stride_y, stride_x, pad, out, argmax)
         return
     n, c, h, w = x.shape
     oh, ow = out.shape[2], out.shape[3]
@@ -26,7 +27,7 @@ def maxpool(x, size, stride, pad, out, argmax, keep_argmax):
         plane = x[b, ch]
         for i in range(oh):
             orow = out[b, ch, i]
-            y0 = offset + i * stride
+            y0 = offset + i * stride_y
             orow[:] = -FLT_MAX
             for dy in range(size):
                 y = y0 + dy
@@ -35,16 +36,16 @@ def maxpool(x, size, stride, pad, out, argmax, keep_argmax):
                 irow = plane[y]
                 for dx in range(size):
                     # output columns j whose input column offset + j*stride + dx is inside [0, w)
-                    j0 = min(ow, max(0, -((offset + dx) // stride)))
-                    j1 = max(j0, min(ow, (w - 1 - offset - dx) // stride + 1))
+                    j0 = min(ow, max(0, -((offset + dx) // stride_x)))
+                    j1 = max(j0, min(ow, (w - 1 - offset - dx) // stride_x + 1))
                     first = offset + dx
                     for j in range(j0, j1):
-                        v = irow[first + j * stride]
+                        v = irow[first + j * stride_x]
                         orow[j] = v if v > orow[j] else orow[j]
 
 
 @njit(cache=True, parallel=True)
-def _maxpool_argmax(x, size, stride, pad, out, argmax):
+def _maxpool_argmax(x, size, stride_y, stride_x, pad, out, argmax):
     """The training path: one output window at a time, the window's loops innermost (darknet's order);
     2x2 windows at stride 2 that lie inside the image take a branch-free path."""
     n, c, h, w = x.shape
@@ -58,11 +59,11 @@ def _maxpool_argmax(x, size, stride, pad, out, argmax):
         for i in range(oh):
             orow = out[b, ch, i]
             arow = argmax[b, ch, i]
-            y0 = offset + i * stride
+            y0 = offset + i * stride_y
             # output columns whose whole window is inside the image: j0 <= j < j1
-            j0 = min(ow, (stride - 1 - offset) // stride)
-            j1 = max(j0, min(ow, (w - size - offset) // stride + 1))
-            if size == 2 and stride == 2 and y0 >= 0 and y0 + 1 < h:
+            j0 = min(ow, (stride_x - 1 - offset) // stride_x)
+            j1 = max(j0, min(ow, (w - size - offset) // stride_x + 1))
+            if size == 2 and stride_x == 2 and y0 >= 0 and y0 + 1 < h:
                 r0 = plane[y0]
                 r1 = plane[y0 + 1]
                 i0 = base + y0 * w + offset
@@ -95,7 +96,7 @@ def _maxpool_argmax(x, size, stride, pad, out, argmax):
             for j in range(ow):
                 if lo <= j < hi:
                     continue
-                xs = offset + j * stride
+                xs = offset + j * stride_x
                 best = -FLT_MAX
                 at = np.int32(-1)
                 for dy in range(size):
@@ -113,3 +114,51 @@ def _maxpool_argmax(x, size, stride, pad, out, argmax):
                             at = np.int32(base + y * w + xx)
                 orow[j] = best
                 arow[j] = at
+
+
+@njit(cache=True, parallel=True)
+def maxpool_depth(x, out, argmax, keep_argmax):
+    """The fork's maxpool_depth: out (n, g, h, w), channel k of out the maximum over the input channels k,
+    k + g, k + 2g, ... at each pixel (first maximum on ties); argmax as maxpool's."""
+    n, c, h, w = x.shape
+    g = out.shape[1]
+    for task in prange(n * h):
+        b = task // h
+        y = task % h
+        for k in range(g):
+            for xx in range(w):
+                best = -FLT_MAX
+                at = np.int32(-1)
+                for ch in range(k, c, g):
+                    v = x[b, ch, y, xx]
+                    if v > best:
+                        best = v
+                        at = np.int32((ch * h + y) * w + xx)
+                out[b, k, y, xx] = best
+                if keep_argmax:
+                    argmax[b, k, y, xx] = at
+
+
+@njit(cache=True, parallel=True)
+def local_avgpool(x, size, stride_y, stride_x, pad, out):
+    """The fork's [local_avgpool]: the mean over each size x size window (placed as maxpool's) of the pixels
+    inside the image, in float as it sums them."""
+    n, c, h, w = x.shape
+    oh, ow = out.shape[2], out.shape[3]
+    offset = -(pad // 2)
+    for k in prange(n * c):
+        b = k // c
+        ch = k % c
+        plane = x[b, ch]
+        for i in range(oh):
+            for j in range(ow):
+                total = np.float32(0.0)
+                count = 0
+                for dy in range(size):
+                    y = offset + i * stride_y + dy
+                    for dx in range(size):
+                        xx = offset + j * stride_x + dx
+                        if 0 <= y < h and 0 <= xx < w:
+                            total += plane[y, xx]
+                            count += 1
+                out[b, ch, i, j] = total / np.float32(count)

@@ -12,7 +12,12 @@ class Dropout(Layer):
 
     def __init__(self, section, in_shape, net, index):
         self.section, self.index = section, index
-        self.probability = float(np.float32(section.float("probability", 0.5)))
+        # the AlexeyAB fork's default is .2, pjreddie's .5
+        default = 0.2 if net.darknet == "ab" else 0.5
+        self.probability = float(np.float32(section.float("probability", default)))
+        for key in ("dropblock", "dropblock_size_rel", "dropblock_size_abs"):   # the fork's DropBlock
+            if section.float(key, 0):
+                raise self.error(f"{key}= (DropBlock) is not supported", key)
         if not 0 <= self.probability < 1:
             raise self.error(f"probability={self.probability} must be in [0, 1)", "probability")
         self.scale = np.float32(1.0 / (1.0 - self.probability))
