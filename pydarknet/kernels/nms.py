@@ -26,14 +26,19 @@ def _overlap(x1, w1, x2, w2):
     return right - left
 
 
+@njit(cache=True, inline="always")
+def _intersection_union(a, b):
+    w = _overlap(a[0], a[2], b[0], b[2])
+    h = _overlap(a[1], a[3], b[1], b[3])
+    inter = np.float32(0.0) if (w < 0 or h < 0) else w * h
+    return inter, a[2] * a[3] + b[2] * b[3] - inter
+
+
 @njit(cache=True, error_model="numpy")
 def box_iou(a, b):
     """Darknet's box_iou on centre-size float32 boxes, step by step as box.c does (its comparisons decide
     where NaN and inf go; 0/0 is NaN and x/0 inf, as in C)."""
-    w = _overlap(a[0], a[2], b[0], b[2])
-    h = _overlap(a[1], a[3], b[1], b[3])
-    inter = np.float32(0.0) if (w < 0 or h < 0) else w * h
-    union = a[2] * a[3] + b[2] * b[3] - inter
+    inter, union = _intersection_union(a, b)
     return inter / union
 
 
@@ -61,19 +66,16 @@ def _fmax(a, b):
     return a if a > b else b
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def fork_box_iou(a, b):
     """The fork's box_iou: as pjreddie's, but 0 when the intersection or the union is 0."""
-    w = _overlap(a[0], a[2], b[0], b[2])
-    h = _overlap(a[1], a[3], b[1], b[3])
-    inter = np.float32(0.0) if (w < 0 or h < 0) else w * h
-    union = a[2] * a[3] + b[2] * b[3] - inter
+    inter, union = _intersection_union(a, b)
     if inter == 0 or union == 0:
         return np.float32(0.0)
     return inter / union
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def fork_box_diou(a, b, beta):
     """The fork's box_diounms (box_diou is the same with beta .6), in its float32 steps; pow in double."""
     two = np.float32(2.0)
@@ -93,12 +95,15 @@ def fork_box_diou(a, b, beta):
 
 
 @njit(cache=True, inline="always")
-def _overlap_measure(a, b, measure, beta):
+def _suppresses(a, b, measure, beta, thresh):
+    """Whether a kept box `a` suppresses `b`: their overlap by `measure` is over thresh. DIoU is never above
+    IoU (its penalty is >= 0), so the costly DIoU is only worked out for pairs whose IoU is over thresh."""
     if measure == PJREDDIE_IOU:
-        return box_iou(a, b)
-    if measure == FORK_IOU:
-        return fork_box_iou(a, b)
-    return fork_box_diou(a, b, beta)
+        return box_iou(a, b) > thresh
+    iou = fork_box_iou(a, b)
+    if measure == FORK_IOU or not iou > thresh:
+        return iou > thresh
+    return fork_box_diou(a, b, beta) > thresh
 
 
 @njit(cache=True, inline="always")
@@ -194,7 +199,7 @@ def nms_sort(bbox, objectness, prob, thresh, measure, beta):
             if prob[live[a], c] == 0:
                 continue
             for b in range(a + 1, total):
-                if _overlap_measure(bbox[live[a]], bbox[live[b]], measure, beta) > thresh:
+                if _suppresses(bbox[live[a]], bbox[live[b]], measure, beta, thresh):
                     prob[live[b], c] = 0
     return order
 
