@@ -18,6 +18,10 @@ tiny_train and yolov3-tiny_train reproduce darknet bit for bit (every loss, ever
 resnet18_train within 1.2e-7 (its losses to all 8 printed digits); test_golden_training_exact checks that.
 """
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,9 +36,19 @@ CASES = ["tiny_train", "resnet18_train", "yolov3-tiny_train"]
 LOSS_RTOL = 1e-3
 WEIGHT_TOL = 1e-4
 
-# what this implementation measured (max over the 8 steps / over all weights), for the record
-# (max relative loss error over the steps, max scaled weight error) with numpy's BLAS for the products
-MEASURED = {"tiny_train": (9.7e-7, 8.2e-6), "resnet18_train": (8.4e-5, 2.9e-5), "yolov3-tiny_train": (1.0e-5, 1.7e-6)}
+# With numpy's BLAS for the products the result depends on which of OpenBLAS's kernel families runs (chosen from
+# the CPU, or by OPENBLAS_CORETYPE): each sums the products' blocks in its own order. Measured (max relative loss
+# error over the 8 steps, max scaled weight error after them):
+MEASURED = {
+    "Haswell (also Zen)": {"tiny_train": (9.7e-7, 8.2e-6), "resnet18_train": (8.4e-5, 2.9e-5),
+                           "yolov3-tiny_train": (1.0e-5, 1.7e-6)},
+    "SkylakeX (also Cooperlake, SapphireRapids)": {"tiny_train": (2.3e-4, 2.1e-3), "resnet18_train": (8.4e-5, 2.9e-5),
+                                                    "yolov3-tiny_train": (1.5e-5, 1.7e-6)},
+}
+# tiny_train on the SkylakeX kernels: its rounding moves one discrete choice in the third step (the case is
+# bit-identical with darknet's own order, test_golden_training_exact), after which a few biases of layer 0 drift
+# by 2.1e-3. Its BLAS weight tolerance is that measured figure with a 2.4x margin; every other case keeps 1e-4.
+BLAS_WEIGHT_TOL = {"tiny_train": 5e-3}
 
 
 def run_golden(case_dir, steps=8):
@@ -75,14 +89,32 @@ def test_golden_training(case, blas_products):
     ours = np.frombuffer(weights_bytes(net), "<f4", offset=20)
     assert ours.size == theirs.size
     err = np.abs(ours.astype(np.float64) - theirs) / np.maximum(1.0, np.abs(theirs))
-    if err.max() > WEIGHT_TOL:
+    tolerance = BLAS_WEIGHT_TOL.get(case, WEIGHT_TOL)
+    if err.max() > tolerance:
         where, start = None, 0
         for layer in net.layers:
             for array in layer.weight_arrays():
-                if where is None and err[start:start + array.size].max() > WEIGHT_TOL:
+                if where is None and err[start:start + array.size].max() > tolerance:
                     where = f"layer {layer.index} ({layer.type}), array of shape {array.shape}"
                 start += array.size
         pytest.fail(f"weights after {len(ref)} steps: max scaled error {err.max():.3g} first in {where}")
+
+
+@pytest.mark.parametrize("family", ["Haswell", "SkylakeX"])
+def test_golden_training_on_each_openblas_kernel_family(family):
+    """The BLAS variant above, in a subprocess with OpenBLAS forced to each kernel family the CPU can run, so that
+    the suite's tolerances hold on any x86-64 CPU, not only on the one it runs on."""
+    import llvmlite.binding as llvm
+    shared_path("golden", "train")
+    features = llvm.get_host_cpu_features()
+    if not features.get("avx2") or (family == "SkylakeX" and not features.get("avx512f")):
+        pytest.skip(f"this CPU cannot run OpenBLAS's {family} kernels")
+    env = {**os.environ, "OPENBLAS_CORETYPE": family, "OPENBLAS_VERBOSE": "2"}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", __file__, "-k",
+                           "test_golden_training and not exact and not family"],
+                          cwd=Path(__file__).parent, env=env, capture_output=True, text=True)
+    assert f"Core: {family}" in proc.stdout + proc.stderr, "OpenBLAS did not take OPENBLAS_CORETYPE"
+    assert proc.returncode == 0, proc.stdout[-3000:]
 
 
 # with darknet's exact-order products: max scaled weight error after the 8 steps
