@@ -35,7 +35,8 @@ def downsample(x, stride, scale, out):
 @njit(cache=True, parallel=True)
 def shortcut(x, add, alpha, beta, activation, out):
     """out = act(alpha*x + beta*add) where the shapes overlap, act(x) elsewhere; `add` may be a multiple
-    or a fraction of x's size (darknet samples or strides over it)."""
+    or a fraction of x's size (darknet samples or strides over it). `activation`: any element-wise one
+    (the fork's swish and mish too: Numba's cache keys on this file, so it must change when activate does)."""
     n, c, h, w = x.shape
     c1, h1, w1 = add.shape[1], add.shape[2], add.shape[3]
     stride = max(w1 // w, 1)

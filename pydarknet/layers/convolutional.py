@@ -330,6 +330,8 @@ class Convolutional(Layer):
             count = b1 - b0
             for j in range(g):
                 d = delta[b0:b1, j * m:(j + 1) * m]                  # (count, m, spatial)
+                if g > 1:   # the weight-gradient kernels take C-contiguous arrays
+                    d = np.ascontiguousarray(d)
                 updates = self.weight_updates[j * m:(j + 1) * m]
                 if from_image:   # read from the padded input: no columns at all
                     hp, wp = h + 2 * self.pad, w + 2 * self.pad
