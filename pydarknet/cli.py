@@ -4,6 +4,7 @@ Results go to stdout, chatter (layer table, warnings) to stderr. Errors are one 
 non-zero exit: 1 for bad input files, 2 for usage; a traceback only with --debug.
 """
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from .config import DarknetError, chatter, note, read_data_cfg, read_names, warn
 from .resources import find_file
+from .stream import batched, prefetch
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -95,13 +97,58 @@ def report_error(error):
     Failures.count += 1
 
 
-def for_each_image(images, run):
-    for path in image_paths(images):
+def for_each_batch(images, prepare, run_batch, show, batch=1):
+    """The images named (or read from stdin), `batch` at a time through the network: prepare(path) loads one
+    and makes the network's input, in a background thread a batch ahead; run_batch(prepared list) gives their
+    results; show(path, prepared, result) prints one. Results come in input order; an image that cannot be
+    used is reported and the others go on. Paths typed at a terminal go one at a time, as they come."""
+    interactive = not images and sys.stdin.isatty()
+    batch = 1 if interactive else batch
+
+    def prepared():
+        for path in image_paths(images):
+            try:
+                yield path, prepare(path)
+            except DarknetError as e:
+                yield path, e
+
+    for group in batched(prefetch(prepared(), 0 if interactive else batch), batch):
+        ready = [item for _, item in group if not isinstance(item, DarknetError)]
         try:
-            run(path)
+            results = iter(run_batch(ready))
         except DarknetError as e:
             report_error(e)
-        sys.stdout.flush()
+            continue
+        for path, item in group:
+            try:
+                if isinstance(item, DarknetError):
+                    raise item
+                show(path, item, next(results))
+            except DarknetError as e:
+                report_error(e)
+            sys.stdout.flush()
+
+
+def batch_option(fn):
+    return click.option("-batch", "batch", type=click.IntRange(min=1), default=1, show_default=True,
+                        help="Images per forward pass (the results are the same at any batch size).")(fn)
+
+
+def c_float(value, spec="f"):
+    """`value` as C's printf prints it with %<spec>: Python's formatting, except that inf and NaN come out as
+    glibc writes them: inf, -inf, nan, -nan (a NaN's sign bit shows)."""
+    value = float(value)
+    if math.isfinite(value):
+        return format(value, spec)
+    text = ("-" if math.copysign(1, value) < 0 else "") + ("nan" if value != value else "inf")
+    width = spec.split(".")[0].rstrip("f")
+    return text.rjust(int(width)) if width else text
+
+
+def json_line(doc):
+    """One line of strict JSON: inf and NaN written as null."""
+    from .predict import strict_json
+    return json.dumps(strict_json(doc), allow_nan=False)
 
 
 # -- detect ---------------------------------------------------------------------------------------------------
@@ -109,7 +156,8 @@ def detection_line(d, ext_output):
     """One printed detection, as both darknets print it (the percentage of darknet's float32 prob * 100)."""
     line = f"{d.name}: {float(np.float32(d.prob) * np.float32(100)):.0f}%"
     if ext_output:
-        line += "\t(left_x: {:4.0f}   top_y: {:4.0f}   width: {:4.0f}   height: {:4.0f})".format(*d.pixels)
+        left, top, width, height = (c_float(v, "4.0f") for v in d.pixels)
+        line += f"\t(left_x: {left}   top_y: {top}   width: {width}   height: {height})"
     return line
 
 
@@ -118,25 +166,29 @@ FORK_JSON_THRESH = np.float32(0.005)
 
 
 def fork_json_frame(frame_id, path, result):
-    """One image's entry of the fork's `-out` JSON file, spaced as its detection_to_json writes it."""
+    """One image's entry of the fork's `-out` JSON file, spaced as its detection_to_json writes it (but with null
+    where the fork writes inf or nan, which are not JSON)."""
+    def number(v):
+        return f"{v:f}" if math.isfinite(v) else "null"
+
     objects = []
     for d in result.detections:
         if np.float32(d.prob) > FORK_JSON_THRESH and not d.name.startswith("dont_show"):
-            x, y, w, h = d.box
+            x, y, w, h = (number(v) for v in d.box)
             objects.append(f'  {{"class_id":{d.class_id}, "name":{json.dumps(d.name)}, "relative_coordinates":'
-                           f'{{"center_x":{x:f}, "center_y":{y:f}, "width":{w:f}, "height":{h:f}}}, '
+                           f'{{"center_x":{x}, "center_y":{y}, "width":{w}, "height":{h}}}, '
                            f'"confidence":{d.prob:f}}}')
     return (f'{{\n "frame_id":{frame_id}, \n "filename":{json.dumps(path)}, \n "objects": [ \n'
             + ", \n".join(objects) + "\n ] \n}")
 
 
 def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, out, save_labels, letterbox,
-               as_json, decoder, darknet=None):
+               as_json, decoder, darknet=None, batch=1):
     """darknet's `detect` and `detector test`. A network of the fork's prints as the fork does (milliseconds,
     detections by left edge); pjreddie's as pjreddie does. `thresh`, `letterbox`: None for the darknet's
     default. `out`: a name ending in .json gets the fork's JSON file of the whole run; any other names the
-    drawn image."""
-    from .image import draw_detections, load_image, save_image, to_bgr8
+    drawn image. `batch`: images per forward pass."""
+    from .image import load_image, save_image, to_bgr8
     from .predict import Detector
 
     net = load_network(cfg, weights, darknet)
@@ -146,15 +198,19 @@ def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, o
     json_out = out if out is not None and out.lower().endswith(".json") else None
     image_base = None if json_out else out
     paths = list(images) if images else None
+    drawing = image_base is not None or not as_json
     count = [0]
 
-    def one(path):
+    def prepare(path):
         im = load_image(path, decoder)
-        result = detector.detect(im, thresh, hier, nms)
+        return im, detector.prepare(im)
+
+    def show(path, loaded, result):
+        im, _ = loaded
         result.image = path
         count[0] += 1
         if as_json:
-            print(json.dumps(result.as_json()))
+            print(json_line(result.as_json()))
         elif fork:
             print(f"{path}: Predicted in {result.seconds * 1000:f} milli-seconds.")
             for d in result.fork_order():
@@ -166,23 +222,25 @@ def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, o
         if json_file is not None:
             json_file.write(("" if count[0] == 1 else ", \n") + fork_json_frame(count[0], path, result))
             json_file.flush()
+        if (drawing or save_labels) and len(result.finite_boxes()) < len(result.boxes):
+            warn(f"{path}: {len(result.boxes) - len(result.finite_boxes())} boxes with an inf or NaN coordinate "
+                 f"are not {' or '.join(w for w, on in (('drawn', drawing), ('labelled', save_labels)) if on)}")
         if save_labels:
             write_labels(path, result)
-        if image_base is not None or not as_json:
+        if drawing:
             base = image_base or "predictions"
             if paths is None or len(paths) > 1:
                 base = f"{base}_{count[0]}"
-            canvas = to_bgr8(im)
-            # darknet's line width is int(h * .006): no outline at all under 167 pixels; we draw at least 1
-            draw_detections(canvas, [b for b, _ in result.boxes], [[c for c, _ in s] for _, s in result.boxes],
-                            detector.names, detector.classes, width=max(1, int(result.height * .006)))
-            note(f"saved {save_image(canvas, base)}")
+            note(f"saved {save_image(detector.draw(to_bgr8(im), result), base)}")
+
+    def run_batch(loaded):
+        return detector.detect_batch([prepared for _, prepared in loaded], thresh, hier, nms)
 
     json_file = open(json_out, "w") if json_out else None
     try:
         if json_file is not None:
             json_file.write("[\n")
-        for_each_image(paths, one)
+        for_each_batch(paths, prepare, run_batch, show, batch)
     finally:
         if json_file is not None:
             json_file.write("\n]")
@@ -191,15 +249,17 @@ def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, o
 
 
 def write_labels(image_path, result):
-    """YOLO-format labels beside the image: the best class of each box, as AlexeyAB's -save_labels."""
+    """YOLO-format labels beside the image: the best class of each box, as AlexeyAB's -save_labels (boxes with an
+    inf or NaN coordinate left out)."""
     lines = []
-    for box, scored in result.boxes:
+    for box, scored in result.finite_boxes():
         best = max(scored, key=lambda s: s[1])[0]  # the first of equal maxima, as darknet's strict '>'
         lines.append("%d %2.4f %2.4f %2.4f %2.4f\n" % ((best,) + box))
     Path(image_path).with_suffix(".txt").write_text("".join(lines))
 
 
 def detect_options(fn):
+    fn = batch_option(fn)
     fn = click.option("-save_labels", "save_labels", is_flag=True, help="Write YOLO labels (.txt) beside each image.")(fn)
     fn = click.option("-dont_show", "dont_show", is_flag=True, help="Accepted for AlexeyAB compatibility (no window).")(fn)
     fn = click.option("-out", "out", default=None,
@@ -237,10 +297,10 @@ def cli():
 @darknet_option
 @common
 def detect(cfg, weights, images, thresh, hier, nms, resize, letter_box, ext_output, out, dont_show, save_labels,
-           as_json, decoder, darknet, quiet, debug):
+           batch, as_json, decoder, darknet, quiet, debug):
     """Detect objects (COCO names from cfg/coco.data), like `darknet detect`."""
     run_detect(default_data("coco.data"), cfg, weights, images, thresh, hier, nms, ext_output, out, save_labels,
-               letterbox_of(letter_box, resize), as_json, decoder, darknet)
+               letterbox_of(letter_box, resize), as_json, decoder, darknet, batch)
 
 
 @cli.group(context_settings=CONTEXT)
@@ -258,14 +318,16 @@ def detector():
 @darknet_option
 @common
 def detector_test(data, cfg, weights, images, thresh, hier, nms, resize, letter_box, ext_output, out, dont_show,
-                  save_labels, as_json, decoder, darknet, quiet, debug):
+                  save_labels, batch, as_json, decoder, darknet, quiet, debug):
     """Detect objects with the names of a .data file."""
     run_detect(data, cfg, weights, images, thresh, hier, nms, ext_output, out, save_labels,
-               letterbox_of(letter_box, resize), as_json, decoder, darknet)
+               letterbox_of(letter_box, resize), as_json, decoder, darknet, batch)
 
 
 # -- classify -------------------------------------------------------------------------------------------------
-def run_classify(data_file, cfg, weights, images, top, preprocess, as_json, decoder, darknet=None):
+def run_classify(data_file, cfg, weights, images, top, preprocess, as_json, decoder, darknet=None, batch=1):
+    """darknet's `classify` and `classifier predict`. `batch`: images per forward pass; with the default
+    resize_min preprocessing the images of a batch share a pass only when they have the same shape."""
     from .predict import Classifier
 
     net = load_network(cfg, weights, darknet)
@@ -274,20 +336,21 @@ def run_classify(data_file, cfg, weights, images, top, preprocess, as_json, deco
     top = top or data.int("top", 1)
     classifier = Classifier(cfg, weights, names=names, preprocess=preprocess, decoder=decoder, network=net)
 
-    def one(path):
-        result = classifier.classify(path, top)
+    def show(path, _, result):
         result.image = path
         if as_json:
-            print(json.dumps(result.as_json()))
+            print(json_line(result.as_json()))
         else:
             print(f"{path}: Predicted in {result.seconds:f} seconds.")
             for _, name, prob in result.predictions:
-                print(f"{name}: {prob:f}")
+                print(f"{name}: {c_float(prob)}")
 
-    for_each_image(images, one)
+    for_each_batch(images, classifier.prepare, lambda prepared: classifier.classify_batch(prepared, top), show,
+                   batch)
 
 
 def classify_options(fn):
+    fn = batch_option(fn)
     fn = click.option("-resize", "resize", is_flag=True, help="Plain resize to the network size.")(fn)
     fn = click.option("-letter_box", "-letterbox", "letter_box", is_flag=True, help="Letterbox to the network size.")(fn)
     fn = click.option("-top", "top", type=int, default=0, help="How many classes to print [data file's top=, or 5].")(fn)
@@ -308,10 +371,10 @@ def preprocess_of(letter_box, resize):
 @image_options
 @darknet_option
 @common
-def classify(cfg, weights, images, top, letter_box, resize, as_json, decoder, darknet, quiet, debug):
+def classify(cfg, weights, images, top, letter_box, resize, batch, as_json, decoder, darknet, quiet, debug):
     """Classify images (ImageNet names from cfg/imagenet1k.data), like `darknet classify`: top 5."""
     run_classify(default_data("imagenet1k.data"), cfg, weights, images, top or 5, preprocess_of(letter_box, resize),
-                 as_json, decoder, darknet)
+                 as_json, decoder, darknet, batch)
 
 
 @cli.group(context_settings=CONTEXT)
@@ -328,9 +391,11 @@ def classifier():
 @image_options
 @darknet_option
 @common
-def classifier_predict(data, cfg, weights, images, top, letter_box, resize, as_json, decoder, darknet, quiet, debug):
+def classifier_predict(data, cfg, weights, images, top, letter_box, resize, batch, as_json, decoder, darknet, quiet,
+                       debug):
     """Classify images with the names (and top=) of a .data file."""
-    run_classify(data, cfg, weights, images, top, preprocess_of(letter_box, resize), as_json, decoder, darknet)
+    run_classify(data, cfg, weights, images, top, preprocess_of(letter_box, resize), as_json, decoder, darknet,
+                 batch)
 
 
 # -- summary --------------------------------------------------------------------------------------------------
@@ -395,7 +460,7 @@ def detector_map(data, cfg, weights, points, thresh, iou_thresh, letter_box, as_
                              network=load_network(cfg, weights, darknet, table=False))
     print_lines(lines)
     if as_json:
-        print(json.dumps(summary))
+        print(json_line(summary))
 
 
 @detector.command("valid", context_settings=CONTEXT)

@@ -5,6 +5,11 @@
 
     classifier = Classifier("cfg/tiny.cfg", "tiny.weights", names=...)
     result = classifier.classify("dog.jpg", top=5)
+
+`detect_batch` and `classify_batch` run several images through the network in one forward pass, with the
+same results as one at a time (`detect` and `classify` are their batch of one). `prepare` does an image's
+part before the network (loading, resizing): a caller may run it ahead, in another thread, and pass the
+prepared images on.
 """
 import math
 import time
@@ -14,7 +19,7 @@ import numpy as np
 
 from .classify import network_hierarchy, top_k
 from .detect import network_detections, network_nms
-from .image import center_crop_image, letterbox_image, load_image, resize_image, resize_min
+from .image import center_crop_image, draw_detections, letterbox_image, load_image, resize_image, resize_min
 from .network import Network
 from .tree import hierarchy_predictions
 
@@ -30,6 +35,23 @@ def c_round(v):
     return math.copysign(math.floor(abs(v) + 0.5), v)
 
 
+def pixel(v):
+    """A pixel coordinate rounded as C's round(), an int; inf or NaN (an untrained network's box) stays a float."""
+    return int(c_round(v)) if math.isfinite(v) else float(v)
+
+
+def strict_json(value):
+    """`value` (dicts, lists, numbers, strings) with every inf or NaN replaced by None, so that json.dumps writes
+    strict JSON (no Infinity or NaN tokens)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict_json(v) for key, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
 @dataclass
 class Detection:
     class_id: int
@@ -40,11 +62,12 @@ class Detection:
     pixels: tuple       # left, top, width, height in pixels, rounded as AlexeyAB's -ext_output prints them
 
     def as_json(self):
+        """A dict for JSON; a coordinate that is not finite is None."""
         x, y, w, h = self.box
         left, top, width, height = self.pixels
-        return {"class_id": self.class_id, "name": self.name, "prob": self.prob, "objectness": self.objectness,
-                "box": {"x": x, "y": y, "w": w, "h": h},
-                "pixels": {"left": left, "top": top, "width": width, "height": height}}
+        return strict_json({"class_id": self.class_id, "name": self.name, "prob": self.prob,
+                            "objectness": self.objectness, "box": {"x": x, "y": y, "w": w, "h": h},
+                            "pixels": {"left": left, "top": top, "width": width, "height": height}})
 
 
 @dataclass
@@ -52,9 +75,14 @@ class DetectionResult:
     image: str
     width: int
     height: int
-    seconds: float
+    seconds: float                                   # the image's share of its batch's forward pass
     detections: list = field(default_factory=list)   # one Detection per (box, class) over the threshold
     boxes: list = field(default_factory=list)        # per box: (relative box, [(class id, prob)]) in darknet's order
+
+    def finite_boxes(self):
+        """`boxes` without those having an inf or NaN coordinate (an untrained network's), which cannot be drawn
+        or written as labels."""
+        return [(box, scored) for box, scored in self.boxes if all(math.isfinite(v) for v in box)]
 
     def fork_order(self):
         """The detections in the order the fork's draw_detections_v3 prints them: the boxes that have a best
@@ -83,12 +111,21 @@ class DetectionResult:
 @dataclass
 class ClassifyResult:
     image: str
-    seconds: float
+    seconds: float      # the image's share of its forward pass
     predictions: list   # (class_id, name, prob), best first
 
     def as_json(self):
-        return {"image": self.image, "seconds": self.seconds,
-                "predictions": [{"class_id": i, "name": n, "prob": p} for i, n, p in self.predictions]}
+        return strict_json({"image": self.image, "seconds": self.seconds,
+                            "predictions": [{"class_id": i, "name": n, "prob": p} for i, n, p in self.predictions]})
+
+
+@dataclass
+class PreparedImage:
+    """An image made ready for the network: its name, its size and the network's input made from it."""
+    image: str
+    width: int
+    height: int
+    input: np.ndarray   # float32 (c, h, w)
 
 
 def class_name(names, index):
@@ -96,10 +133,18 @@ def class_name(names, index):
 
 
 def as_image(image, decoder):
-    """(path or None, float32 (3, h, w) image)."""
+    """(name, float32 (3, h, w) image) of a path or of an image array ("<array>")."""
     if isinstance(image, np.ndarray):
-        return None, np.asarray(image, np.float32)
+        return "<array>", np.asarray(image, np.float32)
     return str(image), load_image(image, decoder)
+
+
+def timed_forward(net, prepared):
+    """The network's output for a list of PreparedImages of one size, and each one's share of the seconds."""
+    batch = np.stack([p.input for p in prepared])
+    start = time.perf_counter()
+    output = net.forward(batch)
+    return output, (time.perf_counter() - start) / len(prepared)
 
 
 def left_edge(box):
@@ -131,36 +176,64 @@ class Detector:
     def classes(self):
         return next((layer.classes for layer in reversed(self.net.layers) if hasattr(layer, "detections")), 0)
 
+    def prepare(self, image):
+        """A path or a float (3, h, w) image, resized or letterboxed to the network: a PreparedImage (which is
+        returned as it is)."""
+        if isinstance(image, PreparedImage):
+            return image
+        name, im = as_image(image, self.decoder)
+        _, h, w = im.shape
+        net = self.net
+        sized = letterbox_image(im, net.w, net.h) if self.letterbox else resize_image(im, net.w, net.h)
+        return PreparedImage(name, w, h, sized)
+
     def detect(self, image, thresh=None, hier_thresh=0.5, nms=0.45):
         """Boxes over `thresh` (None: the darknet's default, see DEFAULT_THRESH) after the NMS of the
         network's darknet (and, for the fork, of its last [yolo]'s nms_kind) at IoU `nms` (0: none)."""
+        return self.detect_batch([image], thresh, hier_thresh, nms)[0]
+
+    def detect_batch(self, images, thresh=None, hier_thresh=0.5, nms=0.45):
+        """`detect` for a list of images (paths, arrays or PreparedImages) in one forward pass: their
+        DetectionResults, in order, the same as one at a time."""
+        if not images:
+            return []
         if thresh is None:
             thresh = self.default_thresh
-        path, im = as_image(image, self.decoder)
-        net = self.net
-        _, h, w = im.shape
-        sized = letterbox_image(im, net.w, net.h) if self.letterbox else resize_image(im, net.w, net.h)
-        start = time.perf_counter()
-        net.forward(sized[None])
-        seconds = time.perf_counter() - start
-        dets = network_detections(net, w, h, thresh, hier_thresh, relative=True, letterbox=self.letterbox)
+        prepared = [self.prepare(image) for image in images]
+        _, seconds = timed_forward(self.net, prepared)
+        return [self._result(p, index, seconds, thresh, hier_thresh, nms) for index, p in enumerate(prepared)]
+
+    def _result(self, prepared, index, seconds, thresh, hier_thresh, nms):
+        """The detections of image `index` of the last forward pass."""
+        net, w, h = self.net, prepared.width, prepared.height
+        dets = network_detections(net, w, h, thresh, hier_thresh, relative=True, letterbox=self.letterbox,
+                                  batch_index=index)
         if nms:
             dets = network_nms(net, dets, nms)
-        result = DetectionResult(path or "<array>", w, h, seconds)
+        result = DetectionResult(prepared.image, w, h, seconds)
         fw, fh = np.float32(w), np.float32(h)
         for i in range(len(dets)):
             classes = [j for j in range(dets.prob.shape[1]) if dets.prob[i, j] > np.float32(thresh)]
             if not classes:
                 continue
             bx, by, bw, bh = (np.float32(v) for v in dets.bbox[i])
-            pixels = (int(c_round((bx - bw / 2) * fw)), int(c_round((by - bh / 2) * fh)),
-                      int(c_round(bw * fw)), int(c_round(bh * fh)))
+            with np.errstate(over="ignore", invalid="ignore"):   # inf and NaN boxes come out as darknet's
+                pixels = (pixel((bx - bw / 2) * fw), pixel((by - bh / 2) * fh), pixel(bw * fw), pixel(bh * fh))
             box = (float(bx), float(by), float(bw), float(bh))
             result.boxes.append((box, [(j, float(dets.prob[i, j])) for j in classes]))
             for j in classes:
                 result.detections.append(Detection(j, class_name(self.names, j), float(dets.prob[i, j]),
                                                    float(dets.objectness[i]), box, pixels))
         return result
+
+    def draw(self, canvas, result):
+        """Draw `result`'s boxes and labels on `canvas`, a uint8 BGR (h, w, 3) image of the detected image's
+        size, as darknet's detect draws them; boxes with an inf or NaN coordinate are left out. Returns
+        `canvas`."""
+        boxes = result.finite_boxes()
+        # darknet's line width is int(h * .006): no outline at all under 167 pixels; we draw at least 1
+        return draw_detections(canvas, [box for box, _ in boxes], [[c for c, _ in s] for _, s in boxes],
+                               self.names, self.classes, width=max(1, int(result.height * .006)))
 
 
 class Classifier:
@@ -178,30 +251,46 @@ class Classifier:
         self.size = (self.net.w, self.net.h)
         self.resizable = not any(layer.type in FIXED_SIZE_LAYERS for layer in self.net.layers)
 
-    def prepare(self, im):
+    def prepare(self, image):
+        """A path or a float (3, h, w) image made ready for the network as `preprocess` says: a PreparedImage
+        (which is returned as it is). With "resize_min" its input has the image's own proportions."""
+        if isinstance(image, PreparedImage):
+            return image
+        name, im = as_image(image, self.decoder)
         w, h = self.size
         if self.preprocess == "letterbox":
-            self.net.resize(w, h)
-            return letterbox_image(im, w, h)
-        if self.preprocess == "resize":
-            self.net.resize(w, h)
-            return resize_image(im, w, h)
-        sized = resize_min(im, w)
-        if self.resizable:
-            self.net.resize(sized.shape[2], sized.shape[1])
-            return sized
-        return center_crop_image(sized, w, h)
+            sized = letterbox_image(im, w, h)
+        elif self.preprocess == "resize":
+            sized = resize_image(im, w, h)
+        else:
+            sized = resize_min(im, w)
+            if not self.resizable:
+                sized = center_crop_image(sized, w, h)
+        return PreparedImage(name, im.shape[2], im.shape[1], sized)
 
     def classify(self, image, top=5):
-        path, im = as_image(image, self.decoder)
-        x = self.prepare(im)
-        start = time.perf_counter()
-        output = self.net.forward(x[None])
-        seconds = time.perf_counter() - start
-        probs = output[0].reshape(-1).copy()
+        return self.classify_batch([image], top)[0]
+
+    def classify_batch(self, images, top=5):
+        """`classify` for a list of images (paths, arrays or PreparedImages): their ClassifyResults in order,
+        the same as one at a time. The images whose inputs have one size share a forward pass, the network
+        resized to that size (with "resize_min" that is one pass per distinct image shape)."""
+        prepared = [self.prepare(image) for image in images]
+        by_size = {}
+        for index, p in enumerate(prepared):
+            by_size.setdefault(p.input.shape, []).append(index)
+        results = [None] * len(prepared)
+        for (_, h, w), indices in by_size.items():
+            self.net.resize(w, h)
+            output, seconds = timed_forward(self.net, [prepared[i] for i in indices])
+            for row, i in enumerate(indices):
+                results[i] = self._result(prepared[i].image, output[row], seconds, top)
+        return results
+
+    def _result(self, name, output, seconds, top):
+        probs = output.reshape(-1).copy()
         tree = network_hierarchy(self.net)
         if tree is not None:  # a word-tree softmax: absolute probabilities, leaves only, as darknet's classifier
             hierarchy_predictions(probs, tree, only_leaves=True)
         best = top_k(probs, min(top, probs.size))
-        return ClassifyResult(path or "<array>", seconds,
-                              [(int(i), class_name(self.names, int(i)), float(p)) for i, p in best])
+        return ClassifyResult(name, seconds, [(int(i), class_name(self.names, int(i)), float(p)) for i, p in best])

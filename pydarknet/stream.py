@@ -1,0 +1,87 @@
+"""Streams of images through a network: `batched` groups them, `prefetch` prepares the next ones in a background
+thread while the network runs.
+
+The overlap comes from whatever releases the GIL in the background thread (OpenCV's decoding and video reading,
+numpy) and in the main thread (the matrix products). Numba's parallel kernels may run from both threads at
+once only under a thread-safe threading layer (OpenMP or TBB, which pydarknet asks for first); under Numba's
+workqueue layer `prefetch` stays in the calling thread.
+"""
+import queue
+import threading
+from itertools import islice
+
+_END = object()
+
+
+def batched(items, size):
+    """Lists of `size` consecutive items (the last one shorter)."""
+    items = iter(items)
+    while True:
+        group = list(islice(items, size))
+        if not group:
+            return
+        yield group
+
+
+def parallel_kernels_thread_safe():
+    """Whether Numba's parallel kernels may run from two threads at once. Asked after one has run (the layer is
+    chosen then); False when none has, or under the workqueue layer."""
+    import numba
+    try:
+        return numba.threading_layer() in ("omp", "tbb")
+    except ValueError:
+        return False
+
+
+def prefetch(items, ahead):
+    """The items of the iterable `items`, in order, produced up to `ahead` items in advance by a background
+    thread. An exception raised by `items` is raised here, where its item would have come. The first item is
+    produced in the calling thread (it settles Numba's threading layer); `ahead` 0 keeps them all there.
+    When the consumer stops early, a generator `items` is closed by the thread that runs it."""
+    items = iter(items)
+    first = next(items, _END)
+    if first is _END:
+        return
+    yield first
+    if ahead < 1 or not parallel_kernels_thread_safe():
+        yield from items
+        return
+    ready = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def offer(entry):
+        """Put `entry` in the queue unless the consumer has gone; False when it has."""
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def produce():
+        try:
+            for item in items:
+                if not offer((item, None)):
+                    return
+        except BaseException as error:  # handed to the consumer, raised there
+            offer((None, error))
+            return
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:   # a generator's cleanup (a released video capture) runs in this thread
+                close()
+        offer((_END, None))
+
+    worker = threading.Thread(target=produce, name="pydarknet-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = ready.get()
+            if error is not None:
+                raise error
+            if item is _END:
+                return
+            yield item
+    finally:
+        stop.set()
