@@ -35,7 +35,7 @@ from .boxes import Detections
 from .classify import network_hierarchy, top_k
 from .config import DarknetError, read_data_cfg, read_names, warn
 from .data import label_path, read_labels, read_list
-from .detect import do_nms_obj, do_nms_sort, network_detections
+from .detect import do_nms_obj, do_nms_sort, network_detections, network_nms
 from .image import center_crop_image, letterbox_image, load_image, resize_image
 from .kernels.nms import box_iou
 from .network import Network
@@ -126,7 +126,7 @@ def _tick(progress, done, total):
 # detector map (AlexeyAB's validate_detector_map)
 # ---------------------------------------------------------------------------------------------------------
 
-# AlexeyAB's fixed settings for map: detections kept over .005, per-class NMS (do_nms_sort) at .45, no
+# AlexeyAB's fixed settings for map: detections kept over .005, per-class NMS (the cfg's kind) at .45, no
 # hierarchy threshold.
 MAP_DETECTION_THRESH = 0.005
 MAP_NMS = 0.45
@@ -162,42 +162,34 @@ def _detection_setup(net, names, cfg, name_list):
     return layers, classes
 
 
-class _FusedBatchnorm:
-    """AlexeyAB's fuse_conv_batchnorm for the duration of a `with` block: each [convolutional] layer's batch
-    normalisation folded into its weights and biases (in double, stored as float, as AlexeyAB does before
-    running map), restored afterwards. The folded network gives slightly different floats -- enough to move
-    AlexeyAB's mAP in its sixth decimal."""
+class _AsTheFork:
+    """`detector map` is the AlexeyAB fork's command: for the duration of a `with` block the network follows the
+    fork's arithmetic (batch-norm folded into the convolutions when `fuse_batchnorm`, as the fork does before
+    running map; its box correction and NMS), unless the user forced a darknet with --darknet. The folded network
+    gives slightly different floats -- enough to move the fork's mAP in its sixth decimal."""
 
-    def __init__(self, net, enabled=True):
-        self.layers = [layer for layer in net.layers if enabled and layer.type == "convolutional"
-                       and getattr(layer, "batch_normalize", False)]
-        self.saved = []
+    def __init__(self, net, fuse_batchnorm=True):
+        self.net, self.fuse_batchnorm = net, fuse_batchnorm
 
     def __enter__(self):
-        for layer in self.layers:
-            self.saved.append((layer.weights.copy(), layer.biases.copy()))
-            sd = np.sqrt(layer.rolling_variance.astype(np.float64) + .00001)
-            layer.biases[:] = layer.biases - layer.scales.astype(np.float64) * layer.rolling_mean / sd
-            factor = layer.scales / sd
-            layer.weights[:] = layer.weights.reshape(len(factor), -1) * factor[:, None]
-            layer.batch_normalize = False
+        net = self.net
+        self.saved = net.darknet, net.fuse_batchnorm
+        if not net.darknet_forced:
+            net.darknet = "ab"
+        net.fuse_batchnorm = self.fuse_batchnorm
         return self
 
     def __exit__(self, *exc):
-        for layer, (weights, biases) in zip(self.layers, self.saved):
-            layer.weights[:] = weights
-            layer.biases[:] = biases
-            layer.batch_normalize = True
-        self.saved = []
+        self.net.darknet, self.net.fuse_batchnorm = self.saved
         return False
 
 
 def collect_detections(data_file, cfg, weights, letter_box=False, progress=None, network=None,
                        decoder="darknet", fuse_batchnorm=True):
     """Run the network over the `valid=` list of `data_file` as AlexeyAB's map does (each image resized -- or
-    letterboxed -- to the network, boxes over .005, do_nms_sort at .45) and read the truths. `network`: an
+    letterboxed -- to the network, boxes over .005, the NMS of the cfg's kind at .45) and read the truths. `network`: an
     already loaded Network to use instead of building one from cfg/weights (left as it was afterwards).
-    `fuse_batchnorm`: fold batch normalisation into the convolutions first, as AlexeyAB does."""
+    `fuse_batchnorm`: fold batch normalisation into the convolutions first, as the fork does."""
     options = read_data_cfg(data_file)
     paths = _image_list(options, "valid", "data/train.txt", data_file)
     difficult_paths = None
@@ -212,7 +204,7 @@ def collect_detections(data_file, cfg, weights, letter_box=False, progress=None,
     layers, classes = _detection_setup(net, names, cfg, name_list)
     letter = bool(letter_box or net.letter_box)
 
-    with _FusedBatchnorm(net, fuse_batchnorm):
+    with _AsTheFork(net, fuse_batchnorm):
         parts = _run_map_images(net, paths, difficult_paths, classes, letter, decoder, progress)
     bboxes, probs, truths, difficult, det_off, truth_off, dif_off = parts
 
@@ -243,7 +235,7 @@ def _run_map_images(net, paths, difficult_paths, classes, letter, decoder, progr
             # AlexeyAB asks for boxes on a 1 x 1 image: relative coordinates from every layer type.
             dets = network_detections(net, 1, 1, MAP_DETECTION_THRESH, MAP_HIER_THRESH, relative=True,
                                       letterbox=False)
-        dets = do_nms_sort(dets, MAP_NMS)
+        dets = network_nms(net, dets, MAP_NMS)
         prob = dets.prob[:, :classes]
         keep = np.any(prob > 0, axis=1)
         bboxes.append(dets.bbox[keep])
