@@ -118,6 +118,30 @@ def test_dilation(tmp_path, size, stride, dilation, groups):
     check_network(net, x, rng)
 
 
+@pytest.mark.parametrize("size, stride, pad, dilation", [(3, 1, 1, 1), (3, 2, 1, 1), (5, 1, 2, 1), (3, 1, 1, 2),
+                                                       (3, 2, 0, 1)])
+def test_depthwise_is_the_product_path_bit_for_bit(size, stride, pad, dilation):
+    """Depthwise layers skip im2col; with darknet's exact products each output is still the same float chain."""
+    from pydarknet.kernels.conv import depthwise_conv, im2col_batch
+    from pydarknet.kernels.products import backend, gemm_nn
+    if backend() != "darknet":
+        pytest.skip("bit identity holds against darknet's exact product order")
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(2, 6, 13, 11)).astype(np.float32)
+    weights = rng.normal(size=(6, size * size)).astype(np.float32)
+    span = dilation * (size - 1) + 1
+    oh, ow = (13 + 2 * pad * dilation - span) // stride + 1, (11 + 2 * pad * dilation - span) // stride + 1
+    out = np.empty((2, 6, oh * ow), np.float32)
+    depthwise_conv(x, weights, size, stride, pad * dilation, dilation, out)
+    cols = np.empty((2, size * size, oh * ow), np.float32)
+    for ch in range(6):
+        im2col_batch(x, ch, 1, size, stride, pad * dilation, cols, False, dilation)
+        for b in range(2):
+            want = np.empty((1, oh * ow), np.float32)
+            gemm_nn(weights[ch:ch + 1], cols[b], want)
+            assert np.array_equal(out[b, ch], want[0]), (b, ch)
+
+
 def test_dilation_must_fit(tmp_path):
     with pytest.raises(CfgError, match=r"net.cfg:\d+: .*dilation=2"):
         make_net(tmp_path, 8, 8, 1, 1, "[convolutional]\nfilters=1\nsize=3\npadding=0\ndilation=2\n")

@@ -161,6 +161,40 @@ def col2im_batch(col, wide, size, stride, pad, im, c0, dilation=1):
 
 
 @njit(cache=True, parallel=True)
+def depthwise_conv(x, weights, size, stride, pad, dilation, out):
+    """Depthwise convolution (groups = channels = filters): out (n, c, out_h*out_w) = each channel of x
+    (n, c, h, w) convolved with its own size x size kernel (weights (c, size*size)), `pad` pixels of padding.
+
+    The same floats as darknet's im2col + gemm for a one-filter group: every output is a float32 chain over the
+    taps in kernel order, each product rounded. Taps that fall on the padding are left out: their products are
+    zeros, and adding a zero never changes a float32 chain that starts at +0. Walking tap by tap over whole
+    output rows keeps that order while the row loop vectorises."""
+    n, c, h, w = x.shape
+    out_h = (h + 2 * pad - dilation * (size - 1) - 1) // stride + 1
+    out_w = (w + 2 * pad - dilation * (size - 1) - 1) // stride + 1
+    for task in prange(n * c):
+        b = task // c
+        ch = task % c
+        plane = x[b, ch]
+        dst = out[b, ch]
+        dst[:] = 0.0
+        for tap in range(size * size):
+            weight = weights[ch, tap]
+            kx = tap % size * dilation
+            ky = tap // size * dilation
+            x0, x1 = _col_range(kx, stride, pad, w, out_w)
+            first = kx + x0 * stride - pad
+            for y in range(out_h):
+                iy = ky + y * stride - pad
+                if iy < 0 or iy >= h:
+                    continue
+                src = plane[iy]
+                row = dst[y * out_w:(y + 1) * out_w]
+                for xx in range(x0, x1):
+                    row[xx] += weight * src[first + (xx - x0) * stride]
+
+
+@njit(cache=True, parallel=True)
 def normalize_scale_bias_activate(x, mean, variance, scales, biases, activation, normalize, ab=False):
     """x (n, c, spatial) in place: darknet's batch-norm at inference, then bias, then the activation.
 

@@ -22,7 +22,8 @@ from ..kernels.activations import (ACROSS_CHANNELS, CODE as ACTIVATIONS, LINEAR,
                                    activate_channels)
 from ..kernels.backward import (backward_bias, batchnorm_backward, batchnorm_backward_activation, batchnorm_train,
                                 batchnorm_train_forward, gradient_array32, gradient_channels, gradient_from_input)
-from ..kernels.conv import col2im_batch, im2col_batch, im2col_t, normalize_scale_bias_activate, pad_images
+from ..kernels.conv import (col2im_batch, depthwise_conv, im2col_batch, im2col_t, normalize_scale_bias_activate,
+                            pad_images)
 from ..kernels.products import (backend, conv_weight_gradient, conv_weight_gradient_image, gemm_nn, gemm_tn,
                                 weight_gradient_from_image, weight_gradient_transposed)
 from .base import Layer, zeros
@@ -246,6 +247,9 @@ class Convolutional(Layer):
             weights = self.weights
         d = self.dilation
         pad = self.pad * d
+        if g == c == n:   # depthwise: one chain per output straight from the image, no columns
+            depthwise_conv(x, weights, self.size, self.stride, pad, d, out.reshape(batch, n, L))
+            return out
         direct = self.size == 1 and self.stride == 1 and self.pad == 0
         wide = share_products(batch, L)
         chunk = chunk_images(batch, k * L)
