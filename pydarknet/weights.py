@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import DarknetError, warn
+from .config import DarknetError, note, warn
+from .download import cached_file, missing_weights_message
 from .resources import find_argument
 
 
@@ -33,9 +34,23 @@ def read_header(data, path):
     return (major, minor, revision), seen, offset
 
 
+def find_weights(name):
+    """A weights argument: as any other file argument, else (a bare file name that exists nowhere else, such
+    as `tiny.weights`) the file `pydarknet download` put in its cache."""
+    name = str(name)
+    path = Path(find_argument(name))
+    if path.exists():
+        return path
+    cached = cached_file(name) if Path(name).name == name else None
+    if cached is None:
+        raise WeightsError(missing_weights_message(name))
+    note(f"{name}: not in the working directory; using the downloaded {cached}")
+    return cached
+
+
 def load_weights(net, path, upto=None):
     """Read parameters into net's layers (the first `upto` layers only when given, like load_weights_upto)."""
-    path = Path(find_argument(path))
+    path = find_weights(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
