@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 import pydarknet  # noqa: F401  (sets the thread-pool environment before numpy/numba start threads)
+from pydarknet.about import cpu_line
 from pydarknet.image import letterbox_image, load_image, resize_image, resize_min
 from pydarknet.network import Network
 
@@ -118,23 +119,6 @@ def bench_detect_command(cfg, weights, image, runs, folder):
     run = lambda cmd: subprocess.run(cmd, cwd=folder, check=True, capture_output=True, env=env)  # noqa: E731
     ours, theirs = median_times([lambda: run(ours_cmd), lambda: run(theirs_cmd)], runs, warmup=1)
     report("command: detect yolov3-tiny dog.jpg", ours, theirs)
-
-
-def cpu_line():
-    """The CPU the figures were measured on: its model name, LLVM's name for it (what Numba compiles for) and the
-    widest vector instructions it has."""
-    import llvmlite.binding as llvm
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    features = llvm.get_host_cpu_features()
-    widest = next((name for name in ("avx512f", "avx2", "avx", "sse4.2") if features.get(name)), "sse2")
-    return f"cpu: {model} (llvm {llvm.get_host_cpu_name()}, {widest}), {os.cpu_count()} cores"
 
 
 def plain_resized(im, net):
