@@ -196,9 +196,10 @@ def calc_anchors(boxes_wh, k, seed=0, restarts=10, refine=True):
 TrainingLabels = namedtuple("TrainingLabels", "images labels classes")
 
 
-def read_training_labels(data_file):
+def read_training_labels(data_file, progress=None):
     """Every label of the `train=` list of a .data file, found as training finds them:
-    TrainingLabels(number of images, (n, 5) float32 [x y w h class] rows, classes from the .data file)."""
+    TrainingLabels(number of images, (n, 5) float32 [x y w h class] rows, classes from the .data file).
+    `progress(done, total)` is called after each image's labels."""
     options = read_data_cfg(data_file)
     train = options.str("train", "data/train.list")
     where = options.where("train")
@@ -209,7 +210,11 @@ def read_training_labels(data_file):
             list_path = str(beside)
     classes = options.int("classes", 0) if options.has("classes") else None
     paths = read_list(list_path, where)
-    rows = [read_labels(label_path(p), classes) for p in paths]
+    rows = []
+    for done, path in enumerate(paths, 1):
+        rows.append(read_labels(label_path(path), classes))
+        if progress is not None:
+            progress(done, len(paths))
     labels = np.concatenate(rows) if rows else np.zeros((0, 5), np.float32)
     return TrainingLabels(len(paths), labels, classes)
 
@@ -444,8 +449,9 @@ def cfg_with_anchors(cfg_text, anchors, width=None, name="cfg", new_name=None):
 # The `anchors` command
 # ---------------------------------------------------------------------------------------------------------
 
-def run_anchors(data_file, k, width, height, seed=0, show=False, cfg=None, out_dir=".", restarts=10):
-    """Everything `pydarknet anchors` does; returns the lines to print (prints nothing).
+def run_anchors(data_file, k, width, height, seed=0, show=False, cfg=None, out_dir=".", restarts=10, progress=None):
+    """Everything `pydarknet anchors` does; returns the lines to print (prints nothing); `progress` as in
+    read_training_labels.
 
     Reads the training labels of `data_file`, clusters them into `k` anchors for a width x height network,
     writes out_dir/anchors.txt, out_dir/anchors.png when `show`, and when `cfg` is given
@@ -457,7 +463,7 @@ def run_anchors(data_file, k, width, height, seed=0, show=False, cfg=None, out_d
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DarknetError(f"{out}: cannot create the output folder: {e.strerror or e}") from None
-    data = read_training_labels(data_file)
+    data = read_training_labels(data_file, progress)
     boxes = _scaled(data.labels, width, height)
     if not len(boxes):
         raise DarknetError(f"{data_file}: no boxes in the labels of the training images")
