@@ -1,0 +1,253 @@
+"""The first run: Numba compiles pydarknet's kernels the first time they run on a CPU (for each pydarknet and
+Numba version), which takes minutes, then loads them from its cache in milliseconds.
+
+`announce_compiling()` says so on stderr when it happens; `compile_kernels()` (`pydarknet compile`) does it
+ahead of time by running small networks of every layer type through detection, classification and a training
+step, so that every kernel is compiled with the argument types the commands give it. The cache is where
+Numba puts it: beside the kernels' source, else (a read-only install) Numba's user-wide cache, or
+NUMBA_CACHE_DIR when set.
+"""
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .config import chatter, note
+from .resources import find_file
+
+NOTICE = ("Compiling pydarknet's kernels for this CPU ({cpu}): Numba turns them into machine code the first "
+          "time they run, once per CPU and pydarknet or Numba version, and caches them in {cache}. This takes "
+          "about {minutes} minutes (later runs start in seconds); `pydarknet compile` does it ahead of time.")
+MINUTES = "1-3"
+
+# Networks that between them have every layer type pydarknet knows, each with both darknets' arithmetic.
+FORWARD_CFGS = ["shapes-tiny", "yolov3-tiny", "yolov3-tiny-prn", "yolov2-tiny", "yolov1-tiny", "tiny", "darknet53",
+                "yolov4-tiny", "yolo-fastest-1.1", "enet-coco", "yolov4-sam-mish-csp-reorg-bfm", "yolov4-csp",
+                "yolov7-tiny"]
+TRAIN_CFGS = ["shapes-tiny", "yolov2-tiny", "tiny", "yolov4-tiny", "yolo-fastest-1.1", "enet-coco",
+              "yolov4-sam-mish-csp-reorg-bfm"]
+# The layers and options no shipped cfg has.
+OTHER_LAYERS = """[net]
+batch=2
+width=20
+height=20
+channels=3
+[crop]
+crop_width=16
+crop_height=16
+[convolutional]
+filters=8
+size=3
+pad=1
+activation=normalize_channels
+[batchnorm]
+[activation]
+activation=logistic
+[normalization]
+size=5
+alpha=0.5
+beta=0.75
+kappa=2
+[maxpool]
+maxpool_depth=1
+out_channels=4
+[local_avgpool]
+size=2
+stride=2
+[local]
+filters=4
+size=3
+stride=2
+pad=1
+activation=leaky
+[l2norm]
+[connected]
+output=10
+activation=relu
+[logistic]
+[cost]
+type=sse
+"""
+SMALL = 64   # pixels: the size the resizable networks run at (kernels compile for types, not sizes)
+
+
+def kernel_dispatchers():
+    """Every Numba kernel pydarknet defines (their modules imported), except the ones always inlined into
+    others, which Numba never compiles on their own."""
+    import importlib
+    import pkgutil
+
+    from numba.core.registry import CPUDispatcher
+
+    dispatchers = []
+    for package in ("pydarknet", "pydarknet.kernels", "pydarknet.layers"):
+        for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
+            if info.name in ("__main__", "bench"):
+                continue
+            module = importlib.import_module(f"{package}.{info.name}")
+            dispatchers += [obj for obj in vars(module).values() if isinstance(obj, CPUDispatcher)
+                            and obj.__module__ == module.__name__ and obj.targetoptions.get("inline") != "always"]
+    return dispatchers
+
+
+def cached_for_this_cpu(dispatcher):
+    """Whether Numba's cache holds machine code of this kernel for this CPU (for the current source, Numba and
+    Python versions: older entries do not count, as Numba ignores them)."""
+    cache = dispatcher._cache
+    cpu = dispatcher.targetctx.codegen().magic_tuple()
+    return any(key[1] == cpu for key in cache._cache_file._load_index())
+
+
+def first_run():
+    """True when no pydarknet kernel has been compiled for this CPU yet: the next command compiles the lot."""
+    return not any(cached_for_this_cpu(d) for d in kernel_dispatchers())
+
+
+def cache_folder():
+    """Where Numba caches the kernels (the folder holding one folder per source folder when it is its
+    user-wide cache or NUMBA_CACHE_DIR)."""
+    from .kernels import activations
+    return Path(activations.activate_array._cache.cache_path)
+
+
+def announce_compiling():
+    """From now on in this process, the first time Numba starts compiling one of pydarknet's kernels, print
+    NOTICE on stderr (unless -q)."""
+    from numba.core import event
+
+    class Announcer(event.Listener):
+        said = False
+
+        def on_start(self, ev):
+            dispatcher = ev.data["dispatcher"]
+            if self.said or not dispatcher.__module__.startswith("pydarknet") or chatter["quiet"]:
+                return
+            self.said = True
+            import llvmlite.binding as llvm
+            note(NOTICE.format(cpu=llvm.get_host_cpu_name(), cache=cache_folder(), minutes=MINUTES))
+
+        def on_end(self, ev):
+            pass
+
+    event.register("numba:compile", Announcer())
+
+
+# -- the work of `pydarknet compile` ------------------------------------------------------------------------
+def shipped_cfg(name):
+    return find_file(f"cfg/{name}.cfg", what="cfg file")
+
+
+def small_network(cfg, darknet=None, batch=None):
+    """The cfg's network at SMALL x SMALL when it can be resized (the fixed-size ones as they are), with
+    `batch` images per training chunk when given."""
+    from .network import Network
+    from .predict import FIXED_SIZE_LAYERS
+    net = Network(cfg, quiet_unused=True, darknet=darknet)
+    if batch is not None:
+        net.batch, net.subdivisions = batch, 1
+    if not any(layer.type in FIXED_SIZE_LAYERS for layer in net.layers):
+        net.resize(SMALL, SMALL)
+    net.quiet = True
+    return net
+
+
+def predict_with(cfg, darknet, image):
+    """What `detect` or `classify` does with the network: the pre-processing, the forward pass, the boxes
+    (every one: threshold 0) and their NMS, or the top classes."""
+    from .predict import Classifier, Detector
+    from .train import is_detector
+    from .detect import do_nms_obj, network_detections
+    net = small_network(cfg, darknet)
+    if is_detector(net):
+        for letterbox in (True, False):
+            Detector(cfg, None, letterbox=letterbox, network=net).detect(image, thresh=0.0)
+        do_nms_obj(network_detections(net, net.w, net.h, 0.0), 0.4, classes=1)   # `detector recall`'s
+    else:
+        for preprocess in ("resize_min", "letterbox", "resize"):
+            Classifier(cfg, None, preprocess=preprocess, network=net).classify(image)
+
+
+def train_step(cfg, folder):
+    """One training iteration on a batch of two augmented images, as `train` makes them."""
+    from .data import ClassificationDataset, DetectionDataset
+    from .train import is_detector
+    net = small_network(cfg, batch=2).initialize(0)
+    rng = np.random.default_rng(0)
+    image = str(folder / "dog.jpg")
+    if is_detector(net):
+        out = net.layers[-1]
+        data = DetectionDataset([image], net.w, net.h, max_boxes=getattr(out, "max_boxes", 90), hue=0.1,
+                                saturation=1.5, exposure=1.5)
+    else:
+        labels = ["dog"] + [f"class {i}" for i in range(1, int(np.prod(net.output_layer.out_shape)))]
+        data = ClassificationDataset([image], labels, net.w, angle=7, aspect=1.15, hue=0.1, saturation=1.5,
+                                     exposure=1.5)
+    net.train_batch(*data.load_batch(net.batch, rng))
+
+
+def decode_images(folder):
+    """The sample image through both decoders, as baseline and progressive JPEG and as PNG; drawn on."""
+    import cv2
+
+    from .image import draw_detections, load_image, to_bgr8
+    dog = folder / "dog.jpg"
+    pixels = cv2.imread(str(dog))
+    cv2.imwrite(str(folder / "dog-progressive.jpg"), pixels, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+    cv2.imwrite(str(folder / "dog.png"), pixels)
+    for name in ("dog.jpg", "dog-progressive.jpg", "dog.png"):
+        for decoder in ("darknet", "opencv"):
+            im = load_image(folder / name, decoder)
+    draw_detections(to_bgr8(im), [(0.5, 0.5, 0.2, 0.3)], [[0]], ["dog"], 1, width=2)
+    return im
+
+
+def evaluate(folder):
+    """`detector map`, `valid` and `recall` on the sample image with shapes-tiny, `classifier valid` with tiny."""
+    from .evaluate import run_classifier_valid, run_map, run_recall, run_valid
+    (folder / "valid.txt").write_text(f"{folder / 'dog.jpg'}\n")
+    (folder / "shapes.names").write_text("circle\nsquare\ntriangle\n")
+    (folder / "shapes.data").write_text(f"classes=3\nvalid={folder / 'valid.txt'}\nnames={folder / 'shapes.names'}\n")
+    detector = shipped_cfg("shapes-tiny")
+    for letter_box in (False, True):
+        run_map(folder / "shapes.data", detector, None, letter_box=letter_box, network=small_network(detector))
+    run_valid(folder / "shapes.data", detector, None, out_dir=folder / "results", network=small_network(detector))
+    run_recall(folder / "shapes.data", detector, None, network=small_network(detector))
+    classifier = small_network(shipped_cfg("tiny"))
+    (folder / "labels.txt").write_text("".join(f"{label}\n" for label in
+                                               ["dog"] + [f"class {i}" for i in range(1, 1000)]))
+    (folder / "tiny.data").write_text(f"classes=1000\nvalid={folder / 'valid.txt'}\nlabels={folder / 'labels.txt'}\n"
+                                      "top=5\n")
+    run_classifier_valid(folder / "tiny.data", shipped_cfg("tiny"), None, network=classifier)
+
+
+def compile_jobs(folder, training=True):
+    """(what, function) pairs that between them compile every kernel the commands use."""
+    jobs = [("images", lambda: decode_images(folder))]
+    for name in FORWARD_CFGS:
+        for darknet in ("pjreddie", "ab"):
+            jobs.append((f"{name} ({darknet})", lambda n=name, d=darknet: predict_with(
+                shipped_cfg(n), d, str(folder / "dog.jpg"))))
+    jobs.append(("evaluation", lambda: evaluate(folder)))
+    other = folder / "other-layers.cfg"
+    jobs.append(("other layers", lambda: small_network(other).forward(np.zeros((1, 3, 20, 20), np.float32))))
+    if training:
+        for name in TRAIN_CFGS:
+            jobs.append((f"train {name}", lambda n=name: train_step(shipped_cfg(n), folder)))
+        jobs.append(("train other layers", lambda: small_network(other).initialize(0).train_batch(
+            np.ones((2, 3, 20, 20), np.float32), np.ones((2, 10), np.float32))))
+    return jobs
+
+
+def compile_kernels(training=True, progress=None):
+    """Run every compile job (training ones too when `training`), reporting progress(done, total)."""
+    import shutil
+    with tempfile.TemporaryDirectory(prefix="pydarknet-compile-") as tmp:
+        folder = Path(tmp)
+        shutil.copy(find_file("data/dog.jpg", what="image"), folder / "dog.jpg")
+        (folder / "dog.txt").write_text("0 0.5 0.5 0.4 0.6\n1 0.3 0.3 0.2 0.2\n")
+        (folder / "other-layers.cfg").write_text(OTHER_LAYERS)
+        jobs = compile_jobs(folder, training)
+        for done, (_, job) in enumerate(jobs, 1):
+            job()
+            if progress is not None:
+                progress(done, len(jobs))
