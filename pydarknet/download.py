@@ -108,8 +108,8 @@ def download(model, mirror=None, progress=None):
     fetch(url, partial, model.size, progress)
     size = partial.stat().st_size
     if size < model.size:
-        raise DarknetError(f"{url}: the server sent {size} of {model.size} bytes; run the command again to "
-                           f"download the rest")
+        raise DarknetError(f"{url}: the connection ended after {size} of {model.size} bytes; run the command "
+                           f"again to resume")
     digest = sha256_of(partial)
     if size != model.size or digest != model.sha256:
         partial.unlink()
