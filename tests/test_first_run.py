@@ -1,0 +1,71 @@
+"""A new user's first minutes: `--version`, a cheap `import pydarknet`, the notice while the kernels compile
+(once) with the compile kept out of the printed seconds, and progress bars on a terminal only."""
+import os
+import re
+import subprocess
+import sys
+
+import click._termui_impl
+import pytest
+
+from conftest import ROOT, shared_path
+from pydarknet import cli
+
+
+def python(*args, env=None, cwd=None):
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout, proc.stderr
+
+
+def test_version_names_the_libraries_and_the_vector_width():
+    out, _ = python("-m", "pydarknet", "--version")
+    lines = out.splitlines()
+    assert lines[0].startswith("pydarknet ") and [line.split()[0] for line in lines[1:5]] == \
+        ["python", "numba", "numpy", "opencv"]
+    assert re.fullmatch(r"vectors: (512|256|128)-bit \(\S+\)", lines[-1])
+    assert python("-m", "pydarknet", "version")[0] == out
+
+
+def test_import_pydarknet_is_cheap_and_the_api_is_at_the_top():
+    out, _ = python("-c", "import sys, pydarknet; print('numba' in sys.modules)")
+    assert out == "False\n"
+    out, _ = python("-c", "from pydarknet import Detector, Classifier, Network; print(Detector.__module__, "
+                          "Classifier.__module__, Network.__module__)")
+    assert out.split() == ["pydarknet.predict", "pydarknet.predict", "pydarknet.network"]
+
+
+def test_the_first_run_says_it_compiles_once_and_keeps_it_out_of_the_seconds(tmp_path):
+    """With an empty Numba cache, `detector test` compiles every forward kernel before it starts (about a
+    minute on 2 cores): the notice shows once, `Predicted in` is the forward pass alone; the next run is
+    silent."""
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+    args = ["-m", "pydarknet", "detector", "test", "cfg/shapes.data", "cfg/shapes-tiny.cfg",
+            "data/shapes-tiny.weights", "data/shapes.jpg", "-dont_show"]
+    notice = "Compiling pydarknet's kernels for this CPU"
+    out, err = python(*args, env=env, cwd=tmp_path)
+    assert err.count(notice) == 1
+    seconds = float(re.match(r"data/shapes.jpg: Predicted in (\S+) seconds.", out).group(1))
+    assert seconds < 1.0
+    out, err = python(*args, env=env, cwd=tmp_path)
+    assert notice not in err and "triangle: 90%" in out.splitlines()
+
+
+def test_anchors_progress_on_a_terminal_only(tmp_path, monkeypatch, capsys):
+    data = shared_path("datasets", "shapes", "shapes.data")
+    monkeypatch.chdir(tmp_path)
+    args = ["anchors", str(data), "-num_of_clusters", "6", "-width", "160", "-height", "160"]
+
+    def run():
+        cli.Failures.count = 0
+        with pytest.raises(SystemExit):
+            cli.main(args)
+        return capsys.readouterr()
+
+    plain = run()
+    monkeypatch.setattr(cli, "stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(click._termui_impl, "isatty", lambda stream: True)
+    shown = run()
+    assert plain.err == "" and re.search(r"labels  \[#+\]  \d+/\d+", shown.err)
+    assert shown.out == plain.out
