@@ -49,7 +49,8 @@ def version_lines():
     name, bits = vector_width()
     return [f"pydarknet {version_of('pydarknet')}",
             f"python {platform.python_version()}",
-            f"numba {numba.__version__} (llvmlite {version_of('llvmlite')}), {numba.config.NUMBA_NUM_THREADS} threads",
+            f"numba {numba.__version__} (llvmlite {version_of('llvmlite')}), "
+            f"{numba.config.NUMBA_NUM_THREADS} threads",
             f"numpy {numpy.__version__}",
             f"opencv {cv2.__version__}",
             cpu_line(),

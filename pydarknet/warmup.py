@@ -7,6 +7,7 @@ step, so that every kernel is compiled with the argument types the commands give
 Numba puts it: beside the kernels' source, else (a read-only install) Numba's user-wide cache, or
 NUMBA_CACHE_DIR when set.
 """
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -104,8 +105,7 @@ def first_run():
 
 
 def cache_folder():
-    """Where Numba caches the kernels (the folder holding one folder per source folder when it is its
-    user-wide cache or NUMBA_CACHE_DIR)."""
+    """The folder where Numba caches the kernels of pydarknet/kernels (those of pydarknet/ go beside it)."""
     from .kernels import activations
     return Path(activations.activate_array._cache.cache_path)
 
@@ -154,9 +154,9 @@ def small_network(cfg, darknet=None, batch=None):
 def predict_with(cfg, darknet, image):
     """What `detect` or `classify` does with the network: the pre-processing, the forward pass, the boxes
     (every one: threshold 0) and their NMS, or the top classes."""
+    from .detect import do_nms_obj, network_detections
     from .predict import Classifier, Detector
     from .train import is_detector
-    from .detect import do_nms_obj, network_detections
     net = small_network(cfg, darknet)
     if is_detector(net):
         for letterbox in (True, False):
@@ -179,10 +179,15 @@ def train_step(cfg, folder):
         data = DetectionDataset([image], net.w, net.h, max_boxes=getattr(out, "max_boxes", 90), hue=0.1,
                                 saturation=1.5, exposure=1.5)
     else:
-        labels = ["dog"] + [f"class {i}" for i in range(1, int(np.prod(net.output_layer.out_shape)))]
+        labels = labels_with_dog(int(np.prod(net.output_layer.out_shape)))
         data = ClassificationDataset([image], labels, net.w, angle=7, aspect=1.15, hue=0.1, saturation=1.5,
                                      exposure=1.5)
     net.train_batch(*data.load_batch(net.batch, rng))
+
+
+def labels_with_dog(count):
+    """A classifier's `count` labels, the first matching the sample image's path."""
+    return ["dog"] + [f"class {i}" for i in range(1, count)]
 
 
 def decode_images(folder):
@@ -198,7 +203,6 @@ def decode_images(folder):
         for decoder in ("darknet", "opencv"):
             im = load_image(folder / name, decoder)
     draw_detections(to_bgr8(im), [(0.5, 0.5, 0.2, 0.3)], [[0]], ["dog"], 1, width=2)
-    return im
 
 
 def evaluate(folder):
@@ -206,48 +210,46 @@ def evaluate(folder):
     from .evaluate import run_classifier_valid, run_map, run_recall, run_valid
     (folder / "valid.txt").write_text(f"{folder / 'dog.jpg'}\n")
     (folder / "shapes.names").write_text("circle\nsquare\ntriangle\n")
-    (folder / "shapes.data").write_text(f"classes=3\nvalid={folder / 'valid.txt'}\nnames={folder / 'shapes.names'}\n")
+    (folder / "shapes.data").write_text(f"classes=3\nvalid={folder / 'valid.txt'}\n"
+                                        f"names={folder / 'shapes.names'}\n")
     detector = shipped_cfg("shapes-tiny")
     for letter_box in (False, True):
         run_map(folder / "shapes.data", detector, None, letter_box=letter_box, network=small_network(detector))
     run_valid(folder / "shapes.data", detector, None, out_dir=folder / "results", network=small_network(detector))
     run_recall(folder / "shapes.data", detector, None, network=small_network(detector))
-    classifier = small_network(shipped_cfg("tiny"))
-    (folder / "labels.txt").write_text("".join(f"{label}\n" for label in
-                                               ["dog"] + [f"class {i}" for i in range(1, 1000)]))
-    (folder / "tiny.data").write_text(f"classes=1000\nvalid={folder / 'valid.txt'}\nlabels={folder / 'labels.txt'}\n"
-                                      "top=5\n")
-    run_classifier_valid(folder / "tiny.data", shipped_cfg("tiny"), None, network=classifier)
+    (folder / "labels.txt").write_text("".join(f"{label}\n" for label in labels_with_dog(1000)))
+    (folder / "tiny.data").write_text(f"classes=1000\nvalid={folder / 'valid.txt'}\n"
+                                      f"labels={folder / 'labels.txt'}\ntop=5\n")
+    classifier = shipped_cfg("tiny")
+    run_classifier_valid(folder / "tiny.data", classifier, None, network=small_network(classifier))
 
 
 def compile_jobs(folder, training=True):
-    """(what, function) pairs that between them compile every kernel the commands use."""
-    jobs = [("images", lambda: decode_images(folder))]
-    for name in FORWARD_CFGS:
-        for darknet in ("pjreddie", "ab"):
-            jobs.append((f"{name} ({darknet})", lambda n=name, d=darknet: predict_with(
-                shipped_cfg(n), d, str(folder / "dog.jpg"))))
-    jobs.append(("evaluation", lambda: evaluate(folder)))
+    """Functions that between them compile every kernel the commands use."""
+    image = str(folder / "dog.jpg")
     other = folder / "other-layers.cfg"
-    jobs.append(("other layers", lambda: small_network(other).forward(np.zeros((1, 3, 20, 20), np.float32))))
+    jobs = [lambda: decode_images(folder)]
+    jobs += [lambda n=name, d=darknet: predict_with(shipped_cfg(n), d, image)
+             for name in FORWARD_CFGS for darknet in ("pjreddie", "ab")]
+    jobs += [lambda: evaluate(folder), lambda: small_network(other).forward(np.zeros((1, 3, 20, 20), np.float32))]
     if training:
-        for name in TRAIN_CFGS:
-            jobs.append((f"train {name}", lambda n=name: train_step(shipped_cfg(n), folder)))
-        jobs.append(("train other layers", lambda: small_network(other).initialize(0).train_batch(
-            np.ones((2, 3, 20, 20), np.float32), np.ones((2, 10), np.float32))))
+        jobs += [lambda n=name: train_step(shipped_cfg(n), folder) for name in TRAIN_CFGS]
+        jobs.append(lambda: small_network(other).initialize(0).train_batch(np.ones((2, 3, 20, 20), np.float32),
+                                                                           np.ones((2, 10), np.float32)))
     return jobs
 
 
 def compile_kernels(training=True, progress=None):
     """Run every compile job (training ones too when `training`), reporting progress(done, total)."""
-    import shutil
     with tempfile.TemporaryDirectory(prefix="pydarknet-compile-") as tmp:
         folder = Path(tmp)
         shutil.copy(find_file("data/dog.jpg", what="image"), folder / "dog.jpg")
         (folder / "dog.txt").write_text("0 0.5 0.5 0.4 0.6\n1 0.3 0.3 0.2 0.2\n")
         (folder / "other-layers.cfg").write_text(OTHER_LAYERS)
         jobs = compile_jobs(folder, training)
-        for done, (_, job) in enumerate(jobs, 1):
+        if progress is not None:
+            progress(0, len(jobs))
+        for done, job in enumerate(jobs, 1):
             job()
             if progress is not None:
                 progress(done, len(jobs))
