@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import pydarknet  # noqa: F401  (sets the threading layer before Numba starts its threads)
-from pydarknet.kernels.gemm import NR, sgemm_darknet, sgemm_darknet_nt, sgemm_darknet_tn
+from pydarknet.kernels.gemm import host_panel_width, sgemm_darknet, sgemm_darknet_nt, sgemm_darknet_tn
 
 
 def reference(A, B, C=None):
@@ -110,7 +110,7 @@ def test_empty_and_degenerate():
     assert sgemm_darknet(np.ones((0, 3), np.float32), np.ones((3, 4), np.float32),
                          np.empty((0, 4), np.float32)).shape == (0, 4)
     # the sign of zero: 0 + (-0) is +0, as in darknet's zero-filled C
-    C = run(np.full((2, 1), -0.0, np.float32), np.ones((1, NR + 3), np.float32))
+    C = run(np.full((2, 1), -0.0, np.float32), np.ones((1, host_panel_width() + 3), np.float32))
     assert not np.signbit(C).any()
 
 
@@ -123,3 +123,52 @@ def test_rejects_bad_operands():
         sgemm_darknet(A.astype(np.float64), B, np.empty((4, 6), np.float32))
     with pytest.raises(TypeError):
         sgemm_darknet(np.ones((5, 4), np.float32).T, B, np.empty((4, 6), np.float32))
+
+
+def test_vector_width_from_features():
+    from pydarknet.kernels.gemm import lanes_for
+    assert lanes_for("+avx,+avx2,+avx512f,+fma") == 16
+    assert lanes_for("+avx,+avx2,-avx512f") == 8
+    assert lanes_for("+avx,-avx2") == 8
+    assert lanes_for("+sse4.2,-avx") == 4
+    assert lanes_for("") == 4
+    assert lanes_for("+neon") == 4
+
+
+CHECK_TARGET = """
+import numpy as np
+import pydarknet
+from pydarknet.kernels.gemm import host_panel_width, sgemm_darknet
+import tests.test_gemm as t
+assert host_panel_width() == {nr}, host_panel_width()
+t.test_every_small_shape_edge()
+t.test_no_fused_multiply_add()
+t.test_transposed_variants_and_accumulate()
+for shape in ((37, 300, 41), (30, 45, 2100), (250, 600, 169)):
+    t.test_larger_shapes(*shape)
+"""
+
+# Targets other than this CPU's widest, compiled through Numba's own CPU override: each is a separate entry of
+# Numba's cache (keyed by CPU name and features), so these runs also check that a cache written for one CPU is
+# not used for another. Only instruction sets this machine has can run.
+TARGETS = {"portable": ({"NUMBA_CPU_NAME": "generic"}, 8, None),
+           "avx2": ({"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "+64bit,+sse,+sse2,+sse3,+ssse3,+sse4.1,"
+                     "+sse4.2,+popcnt,+avx,+avx2,+fma,+f16c,+bmi,+bmi2,+lzcnt,+movbe,-avx512f"}, 16, "avx2")}
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_other_vector_widths(target):
+    """The 8-float (AVX2) and 4-float (portable) tiles, compiled for those CPUs in a subprocess: the same bits."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import llvmlite.binding as llvm
+    env, nr, needs = TARGETS[target]
+    if needs and not llvm.get_host_cpu_features().get(needs):
+        pytest.skip(f"this CPU has no {needs}")
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, "-c", CHECK_TARGET.format(nr=nr)], cwd=root, capture_output=True,
+                            text=True, env={**os.environ, **env, "PYTHONPATH": str(root)}, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]

@@ -16,14 +16,20 @@ Everything *between* chains is free. Elements may be computed in any order, on a
 be paused (its float32 partial sum stored in C) and resumed later; only the k order inside one chain and
 the separate rounding of each product are fixed. The kernel uses exactly that freedom:
 
-* register tiles of 6 (or 4) rows x 16 columns of C, held in twelve (eight) 8-float AVX registers for a
-  whole block of k, updated with one `vmulps` and one `vaddps` per 8 products. On Zen and Haswell these
-  two have the throughput of one FMA, so exactness costs no peak speed. The tile is written in LLVM IR
+* register tiles of 6 (or 4) rows x NR columns of C, NR being two vector registers of the CPU the kernel is
+  compiled for: 32 floats with AVX-512F (twelve 16-float accumulators), 16 with AVX (8-float), 8 elsewhere
+  (SSE, NEON: LLVM maps the 4-float vectors onto whatever the target has). A last panel of B at most one
+  vector wide gets a one-vector tile. The tile holds its chains for a whole block of k, updated with one
+  `vmulps` and one `vaddps` per vector of products. Zen's separate multiply and add pipes run the two at the
+  throughput of one FMA, so exactness costs no peak speed there. The tile is written in LLVM IR
   (`_make_micro`) with plain `fmul`/`fadd` and no fast-math flags: LLVM may neither contract them into an
-  FMA nor reassociate. `tests/test_gemm.py` checks this on inputs where an FMA rounds differently;
-* k blocks of at most 256: a 256 x 16 panel of B (16 KiB) then stays in L1 while the tiles of a row block
-  go by. Between blocks the chains wait in C and the next block reloads them, which is exact;
-* B copied into 16-column panels (zero-padded on the right) and each row block of A into the tiles'
+  FMA nor reassociate. `tests/test_gemm.py` checks this on inputs where an FMA rounds differently, for every
+  width (the narrower ones compiled for older CPUs through Numba's NUMBA_CPU_NAME/NUMBA_CPU_FEATURES).
+  The width is read from Numba's code generator while the kernel compiles (`_lanes`), not from the running
+  machine, so that a kernel in Numba's cache (keyed by CPU name and features) always carries its own width;
+* k blocks of at most 256: a 256 x NR panel of B (32 KiB at NR = 32) then stays in L1 while the tiles of a
+  row block go by. Between blocks the chains wait in C and the next block reloads them, which is exact;
+* B copied into NR-column panels (zero-padded on the right) and each row block of A into the tiles'
   order, so the tile reads both contiguously; C is only loaded and stored at the tile edges (masked);
 * threads own disjoint tiles of C: row blocks when B is shared by many rows, column panels when M is small.
 
@@ -43,19 +49,44 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-NR = 16           # columns of B per register tile (two 8-float vectors); rows are 6, or 4 at the bottom
-KC = 256          # longest k block: a KC x NR panel of B fits in L1
+KC = 256          # longest k block: a KC x NR panel of B stays in L1 (32 KiB at NR = 32)
 MC_MAX = 240      # rows of A per row block: the packed block (MC_MAX x KC floats) stays in L2
 B_BLOCK = 32768   # floats of B a thread packs per k block when it owns all rows (128 KiB, in L2)
-WIDE_PANELS = 32  # per thread: at least this many panels and at most MC_MAX rows -> threads split columns
+WIDE_COLUMNS = 512  # per thread: at least this many columns and at most MC_MAX rows -> threads split columns
 
 _F32 = ir.FloatType()
 _V8 = ir.VectorType(_F32, 8)
 _I64 = ir.IntType(64)
 _I32 = ir.IntType(32)
-_M8 = ir.VectorType(ir.IntType(1), 8)
-_I64x8 = ir.VectorType(_I64, 8)
 _I8P = ir.IntType(8).as_pointer()
+
+
+def lanes_for(features):
+    """Floats per vector register for an LLVM feature string ("+avx2,-avx512f,..."): 16 with AVX-512F, 8 with
+    AVX (its 256-bit float multiply and add are all the tile uses), else 4 (SSE, NEON: the portable path)."""
+    on = {f[1:] for f in features.split(",") if f.startswith("+")}
+    return 16 if "avx512f" in on else 8 if "avx" in on else 4
+
+
+def _lanes(context):
+    """The vector width of the CPU this code is being compiled for. Read from the code generator at compile
+    time, not from the running machine at import: Numba's cache is keyed by the same CPU name and features
+    (codegen.magic_tuple()), so a cached kernel and the width it was built for can never disagree."""
+    return lanes_for(context.codegen().magic_tuple()[2])
+
+
+def host_panel_width():
+    """NR, the columns of B per register tile (two vectors) on the CPU this process compiles for."""
+    from numba.core.registry import cpu_target
+    return 2 * lanes_for(cpu_target.target_context.codegen().magic_tuple()[2])
+
+
+@intrinsic
+def _panel_width(typingctx):
+    """NR = two vectors of the target CPU, a compile-time constant of the kernels that use it."""
+    def codegen(context, builder, signature, args):
+        return _i64(2 * _lanes(context))
+    return types.intp(), codegen
 
 
 def _i64(x):
@@ -75,9 +106,9 @@ def _data(context, builder, aty, val):
 
 
 def _phis(builder, *sources):
-    """One 8-float phi per accumulator: phi q takes values[q] from block, for each (values, block) in sources
+    """One phi per accumulator: phi q takes values[q] from block, for each (values, block) in sources
     (loops add their back edge later with add_incoming)."""
-    phis = [builder.phi(_V8) for _ in sources[0][0]]
+    phis = [builder.phi(v.type) for v in sources[0][0]]
     for values, block in sources:
         for phi, value in zip(phis, values):
             phi.add_incoming(value, block)
@@ -90,37 +121,44 @@ def _declare(builder, name, ret, params):
     return ir.Function(builder.module, ir.FunctionType(ret, params), name=name)
 
 
-def _masked_load(builder):
-    """llvm.masked.load of 8 floats: lanes off in the mask are not read (and come back as `passthru`)."""
-    return _declare(builder, "llvm.masked.load.v8f32.p0", _V8, [_V8.as_pointer(), _I32, _M8, _V8])
+def _mask_type(vec):
+    return ir.VectorType(ir.IntType(1), vec.count)
 
 
-def _masked_store(builder):
-    return _declare(builder, "llvm.masked.store.v8f32.p0", ir.VoidType(), [_V8, _V8.as_pointer(), _I32, _M8])
+def _masked_load(builder, vec):
+    """llvm.masked.load of one vector: lanes off in the mask are not read (and come back as `passthru`)."""
+    return _declare(builder, f"llvm.masked.load.v{vec.count}f32.p0", vec,
+                    [vec.as_pointer(), _I32, _mask_type(vec), vec])
+
+
+def _masked_store(builder, vec):
+    return _declare(builder, f"llvm.masked.store.v{vec.count}f32.p0", ir.VoidType(),
+                    [vec, vec.as_pointer(), _I32, _mask_type(vec)])
 
 
 def _prefetch(builder):
     return _declare(builder, "llvm.prefetch.p0", ir.VoidType(), [_I8P, _I32, _I32, _I32])
 
 
-def _splat_i64(builder, value):
-    v = builder.insert_element(ir.Constant(_I64x8, ir.Undefined), value, _i32(0))
-    return builder.shuffle_vector(v, ir.Constant(_I64x8, ir.Undefined), ir.Constant(ir.VectorType(_I32, 8), [0] * 8))
+def _splat_i64(builder, value, n):
+    vec = ir.VectorType(_I64, n)
+    v = builder.insert_element(ir.Constant(vec, ir.Undefined), value, _i32(0))
+    return builder.shuffle_vector(v, ir.Constant(vec, ir.Undefined), ir.Constant(ir.VectorType(_I32, n), [0] * n))
 
 
 def _lane_mask(builder, first, limit_splat):
-    """<8 x i1>: lane l is on when first + l < limit."""
-    return builder.icmp_signed("<", ir.Constant(_I64x8, [first + lane for lane in range(8)]), limit_splat)
+    """<n x i1>: lane l is on when first + l < limit (limit_splat: n copies of limit)."""
+    n = limit_splat.type.count
+    return builder.icmp_signed("<", ir.Constant(limit_splat.type, [first + lane for lane in range(n)]), limit_splat)
 
 
-def _vec_ptr(builder, ptr, offset):
-    return builder.bitcast(builder.gep(ptr, [_i64(offset)]), _V8.as_pointer())
+def _vec_ptr(builder, ptr, offset, vec):
+    return builder.bitcast(builder.gep(ptr, [_i64(offset)]), vec.as_pointer())
 
 
-def _make_micro(mr):
-    """The register tile of `mr` rows as an intrinsic (see `micro`)."""
-    nv = NR // 8
-    n_acc = mr * nv
+def _make_micro(mr, nv):
+    """The register tile of `mr` rows x `nv` vectors of C as an intrinsic (see `micro`): nv = 2 for a whole
+    panel of B, 1 for a last panel at most one vector wide (half the work of a mostly empty tile)."""
 
     @intrinsic
     def micro(typingctx, ap, a_off, bp, b_off, c, c_off, ldc, h, w, kc, load_c, next_c):
@@ -128,10 +166,10 @@ def _make_micro(mr):
 
             C[c_off + r*ldc + j] (from 0, or from its value if load_c) += A(r, k) * bp[b_off + k*NR + j]
 
-        Rows r >= h and columns j >= w of C are neither read nor written. A(r, k) is packed by `_pack_a`:
-        from a_off, k = 8g + kk (g < kc // 8) at ap[a_off + 8*mr*g + 8*r + kk], then the last rem = kc % 8
-        steps at ap[a_off + 8*mr*(kc // 8) + rem*r + kk]. If next_c >= 0 the rows of the next tile of C,
-        at next_c, are prefetched: its load would otherwise stall the next call's k loop.
+        Rows r >= h and columns j >= w of C are neither read nor written (w <= nv vectors). A(r, k) is packed
+        by `_pack_a`: from a_off, k = 8g + kk (g < kc // 8) at ap[a_off + 8*mr*g + 8*r + kk], then the last
+        rem = kc % 8 steps at ap[a_off + 8*mr*(kc // 8) + rem*r + kk]. If next_c >= 0 the rows of the next
+        tile of C, at next_c, are prefetched: its load would otherwise stall the next call's k loop.
         """
         if not (_is_f32_array(ap) and _is_f32_array(bp) and _is_f32_array(c)):
             return None
@@ -139,39 +177,44 @@ def _make_micro(mr):
                          types.intp, types.boolean, types.intp)
 
         def codegen(context, builder, signature, args):
+            lanes = _lanes(context)
+            vec = ir.VectorType(_F32, lanes)
+            nr = 2 * lanes
+            n_acc = mr * nv
             ap_v, a_off_v, bp_v, b_off_v, c_v, c_off_v, ldc_v, h_v, w_v, kc_v, load_v, next_v = args
             a0 = builder.gep(_data(context, builder, signature.args[0], ap_v), [a_off_v])
             b0 = builder.gep(_data(context, builder, signature.args[2], bp_v), [b_off_v])
             cdata = _data(context, builder, signature.args[4], c_v)
             c0 = builder.gep(cdata, [c_off_v])
-            zero = ir.Constant(_V8, [0.0] * 8)
-            undef = ir.Constant(_V8, ir.Undefined)
-            bcast = ir.Constant(ir.VectorType(_I32, 8), [0] * 8)
+            zero = ir.Constant(vec, [0.0] * lanes)
+            undef = ir.Constant(vec, ir.Undefined)
+            bcast = ir.Constant(ir.VectorType(_I32, lanes), [0] * lanes)
 
             with builder.if_then(builder.icmp_signed(">=", next_v, _i64(0))):
                 n0 = builder.gep(cdata, [next_v])
                 for r in range(mr):
                     row = builder.gep(n0, [builder.mul(ldc_v, _i64(r))])
-                    for x in (0, NR - 1):  # 16 floats may straddle two cache lines
+                    for x in sorted({*range(0, nv * lanes, 16), nv * lanes - 1}):  # every cache line it may touch
                         ptr = builder.bitcast(builder.gep(row, [_i64(x)]), _I8P)
                         builder.call(_prefetch(builder), [ptr, _i32(1), _i32(3), _i32(1)])
 
             cptrs = []
             for r in range(mr):
                 row = builder.gep(c0, [builder.mul(ldc_v, _i64(r))])
-                cptrs.extend(_vec_ptr(builder, row, 8 * v) for v in range(nv))
+                cptrs.extend(_vec_ptr(builder, row, lanes * v, vec) for v in range(nv))
 
             def edge_masks():
                 """Lanes of the tile inside C (built where used: live across the k loop they would spill)."""
-                w_splat = _splat_i64(builder, w_v)
-                on, off = ir.Constant(_M8, [1] * 8), ir.Constant(_M8, [0] * 8)
+                w_splat = _splat_i64(builder, w_v, lanes)
+                on, off = ir.Constant(_mask_type(vec), [1] * lanes), ir.Constant(_mask_type(vec), [0] * lanes)
                 masks = []
                 for r in range(mr):
                     row_on = builder.select(builder.icmp_signed("<", _i64(r), h_v), on, off)
-                    masks.extend(builder.and_(_lane_mask(builder, 8 * v, w_splat), row_on) for v in range(nv))
+                    masks.extend(builder.and_(_lane_mask(builder, lanes * v, w_splat), row_on) for v in range(nv))
                 return masks
 
-            full = builder.and_(builder.icmp_signed("==", h_v, _i64(mr)), builder.icmp_signed("==", w_v, _i64(NR)))
+            full = builder.and_(builder.icmp_signed("==", h_v, _i64(mr)),
+                                builder.icmp_signed("==", w_v, _i64(nv * lanes)))
 
             # the chains' starting values: zero, or the tile of C (masked at the edges of C)
             entry = builder.block
@@ -181,7 +224,7 @@ def _make_micro(mr):
                         plain = [builder.load(p, align=4) for p in cptrs]
                         plain_block = builder.block
                     with otherwise:
-                        edge = [builder.call(_masked_load(builder), [p, _i32(4), m, zero])
+                        edge = [builder.call(_masked_load(builder, vec), [p, _i32(4), m, zero])
                                 for p, m in zip(cptrs, edge_masks())]
                         edge_block = builder.block
                 loaded = _phis(builder, (plain, plain_block), (edge, edge_block))
@@ -190,7 +233,7 @@ def _make_micro(mr):
 
             def step(acc, bk, a_ptr):
                 """One k: acc[r][v] + a(r) * b[v], a plain fmul then a plain fadd (never an FMA)."""
-                bvec = [builder.load(_vec_ptr(builder, bk, 8 * v), align=4) for v in range(nv)]
+                bvec = [builder.load(_vec_ptr(builder, bk, lanes * v, vec), align=4) for v in range(nv)]
                 new = []
                 for r in range(mr):
                     a = builder.load(a_ptr(r), align=4)
@@ -215,10 +258,10 @@ def _make_micro(mr):
             g.add_incoming(_i64(0), pre)
             acc = _phis(builder, (init, pre))
             ag = builder.gep(a0, [builder.mul(g, _i64(8 * mr))])
-            bg = builder.gep(b0, [builder.mul(g, _i64(8 * NR))])
+            bg = builder.gep(b0, [builder.mul(g, _i64(8 * nr))])
             cur = acc
             for kk in range(8):
-                cur = step(cur, builder.gep(bg, [_i64(kk * NR)]),
+                cur = step(cur, builder.gep(bg, [_i64(kk * nr)]),
                            lambda r, kk=kk: builder.gep(ag, [_i64(8 * r + kk)]))
             g_next = builder.add(g, _i64(1))
             g.add_incoming(g_next, main)
@@ -229,7 +272,7 @@ def _make_micro(mr):
             builder.position_at_end(mid)
             acc_mid = _phis(builder, (init, pre), (cur, main))
             at = builder.gep(a0, [builder.mul(ngroups, _i64(8 * mr))])
-            bt = builder.gep(b0, [builder.mul(ngroups, _i64(8 * NR))])
+            bt = builder.gep(b0, [builder.mul(ngroups, _i64(8 * nr))])
             builder.cbranch(builder.icmp_signed(">", rem, _i64(0)), tail, done)
 
             # the last kc % 8 steps
@@ -237,7 +280,7 @@ def _make_micro(mr):
             kk = builder.phi(_I64)
             kk.add_incoming(_i64(0), mid)
             acc_t = _phis(builder, (acc_mid, mid))
-            new_t = step(acc_t, builder.gep(bt, [builder.mul(kk, _i64(NR))]),
+            new_t = step(acc_t, builder.gep(bt, [builder.mul(kk, _i64(nr))]),
                          lambda r: builder.gep(at, [builder.add(builder.mul(rem, _i64(r)), kk)]))
             kk_next = builder.add(kk, _i64(1))
             kk.add_incoming(kk_next, tail)
@@ -253,7 +296,7 @@ def _make_micro(mr):
                         builder.store(out[n], cptrs[n], align=4)
                 with otherwise:
                     for n, m in enumerate(edge_masks()):
-                        builder.call(_masked_store(builder), [out[n], cptrs[n], _i32(4), m])
+                        builder.call(_masked_store(builder, vec), [out[n], cptrs[n], _i32(4), m])
             return context.get_dummy_value()
 
         return sig, codegen
@@ -261,34 +304,35 @@ def _make_micro(mr):
     return micro
 
 
-_micro6 = _make_micro(6)
-_micro4 = _make_micro(4)
+_micro6 = _make_micro(6, 2)
+_micro4 = _make_micro(4, 2)
+_micro6_half = _make_micro(6, 1)
+_micro4_half = _make_micro(4, 1)
 
 
-def _make_copy(nv):
+def _make_copy(width):
     @intrinsic
     def copy(typingctx, src, s_off, dst, d_off, w):
-        """dst[d_off : d_off + 8*nv] = src[s_off : s_off + w], then zeros (w <= 8*nv; src past w not read)."""
+        """dst[d_off : d_off + n] = src[s_off : s_off + w], then zeros (w <= n; src past w not read), where
+        n = `width` floats, or NR (a row of a panel of B) when width is None."""
         if not (_is_f32_array(src) and _is_f32_array(dst)):
             return None
         sig = types.void(src, types.intp, dst, types.intp, types.intp)
 
         def codegen(context, builder, signature, args):
+            vec = ir.VectorType(_F32, width or 2 * _lanes(context))
             src_v, s_off_v, dst_v, d_off_v, w_v = args
             s0 = builder.gep(_data(context, builder, signature.args[0], src_v), [s_off_v])
             d0 = builder.gep(_data(context, builder, signature.args[2], dst_v), [d_off_v])
-            with builder.if_else(builder.icmp_signed("==", w_v, _i64(8 * nv)), likely=True) as (then, otherwise):
+            with builder.if_else(builder.icmp_signed("==", w_v, _i64(vec.count)), likely=True) as (then, otherwise):
                 with then:
-                    for v in range(nv):
-                        builder.store(builder.load(_vec_ptr(builder, s0, 8 * v), align=4),
-                                      _vec_ptr(builder, d0, 8 * v), align=4)
+                    builder.store(builder.load(_vec_ptr(builder, s0, 0, vec), align=4), _vec_ptr(builder, d0, 0, vec),
+                                  align=4)
                 with otherwise:
-                    w_splat = _splat_i64(builder, w_v)
-                    zero = ir.Constant(_V8, [0.0] * 8)
-                    for v in range(nv):
-                        m = _lane_mask(builder, 8 * v, w_splat)
-                        x = builder.call(_masked_load(builder), [_vec_ptr(builder, s0, 8 * v), _i32(4), m, zero])
-                        builder.store(x, _vec_ptr(builder, d0, 8 * v), align=4)
+                    m = _lane_mask(builder, 0, _splat_i64(builder, w_v, vec.count))
+                    zero = ir.Constant(vec, [0.0] * vec.count)
+                    x = builder.call(_masked_load(builder, vec), [_vec_ptr(builder, s0, 0, vec), _i32(4), m, zero])
+                    builder.store(x, _vec_ptr(builder, d0, 0, vec), align=4)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -296,8 +340,8 @@ def _make_copy(nv):
     return copy
 
 
-_copy8 = _make_copy(1)
-_copy16 = _make_copy(2)
+_copy8 = _make_copy(8)
+_copy_panel_row = _make_copy(None)
 
 
 @intrinsic
@@ -374,12 +418,13 @@ def _pack_a(Af, a_rs, a_ks, M, k0, kc, t0, t1, n6, dst):
 def _pack_b(Bf, b_ks, b_js, N, k0, kc, p0, p1, dst, dst_off, p_stride):
     """Panels p0..p1-1 of B (NR columns, zero-padded past N), steps k0..k0+kc-1:
     dst[dst_off + (p-p0)*p_stride + k*NR + j] = B[k0+k, p*NR+j], with B[k, j] = Bf[k*b_ks + j*b_js]."""
+    NR = _panel_width()
     if b_js == 1:
         for kk in range(0, kc, 64):  # 64 rows at a time: reads stay near, writes run along each panel
             for p in range(p0, p1):
                 w = min(NR, N - p * NR)
                 for k in range(kk, min(kc, kk + 64)):
-                    _copy16(Bf, (k0 + k) * b_ks + p * NR, dst, dst_off + (p - p0) * p_stride + k * NR, w)
+                    _copy_panel_row(Bf, (k0 + k) * b_ks + p * NR, dst, dst_off + (p - p0) * p_stride + k * NR, w)
     else:
         for p in range(p0, p1):
             base = dst_off + (p - p0) * p_stride
@@ -404,12 +449,14 @@ def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth):
         if not accumulate:
             Cf[:] = 0.0
         return
+    NR = _panel_width()
+    lanes = NR // 2
     npan = (N + NR - 1) // NR
     n6, n4 = _tiles(M)
     ntile = n6 + n4
     nkb = (K + KC - 1) // KC
     kcb = (K + nkb - 1) // nkb          # even k blocks: 288 -> 144 + 144 rather than 256 + 32
-    wide = M <= MC_MAX and npan >= WIDE_PANELS * nth
+    wide = M <= MC_MAX and N >= WIDE_COLUMNS * nth
     rows = _tile_row(ntile, n6)         # M rounded up to whole tiles
     if wide:
         # few rows and many columns: a task owns all rows and a run of panels of B, packed per k block;
@@ -469,10 +516,14 @@ def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth):
                     else:
                         nxt = -1
                     aoff = abase + (row - row0) * kc
-                    if t < n6:
+                    if t < n6 and w > lanes:
                         _micro6(ap, aoff, bp, boff, Cf, row * N + jj, N, h, w, kc, load, nxt)
-                    else:
+                    elif t < n6:
+                        _micro6_half(ap, aoff, bp, boff, Cf, row * N + jj, N, h, w, kc, load, nxt)
+                    elif w > lanes:
                         _micro4(ap, aoff, bp, boff, Cf, row * N + jj, N, h, w, kc, load, nxt)
+                    else:
+                        _micro4_half(ap, aoff, bp, boff, Cf, row * N + jj, N, h, w, kc, load, nxt)
                     if p == p1 - 1 and kb + 1 < nkb and a_ks == 1 and not wide:
                         # while the last panel computes, fetch the rows of A the next k block packs
                         for i in range(row, row + h):

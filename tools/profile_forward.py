@@ -1,0 +1,127 @@
+"""Where a forward pass's time goes, and how the exact products compare with OpenBLAS on the same shapes.
+
+    python3 tools/profile_forward.py [yolov3-tiny|yolov4-tiny|tiny ...] [--runs N]
+
+Part 1: every convolution's product (filters x k by k x output positions), pydarknet's exact kernel and numpy's
+matmul (OpenBLAS) alternating, medians and their ratio. Part 2: each layer's forward time (median), split
+into the product and the rest for convolutions, and the forward's total outside the products.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+if "--threads" in sys.argv:   # before numpy and Numba start their pools: both products get the same cores
+    THREADS = sys.argv[sys.argv.index("--threads") + 1]
+    os.environ["OPENBLAS_NUM_THREADS"] = os.environ["NUMBA_NUM_THREADS"] = THREADS
+
+import numpy as np
+
+import pydarknet  # noqa: F401  (thread-pool environment first)
+from pydarknet.about import cpu_line
+from pydarknet.kernels import products
+from pydarknet.kernels.gemm import sgemm_darknet
+from pydarknet.network import Network
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+NETS = {"yolov3-tiny": 416, "yolov4-tiny": 416, "tiny": 224}
+
+
+def medians(fns, runs):
+    for fn in fns:
+        fn()
+    times = [[] for _ in fns]
+    for _ in range(runs):
+        for t, fn in zip(times, fns):
+            start = time.perf_counter()
+            fn()
+            t.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
+def product_table(net, runs):
+    print(f"{'layer':>5} {'M':>5} {'K':>5} {'N':>6} {'GFLOP':>6} {'exact ms':>9} {'blas ms':>8} {'ratio':>6}")
+    total = [0.0, 0.0]
+    rng = np.random.default_rng(0)
+    for i, layer in enumerate(net.layers):
+        if layer.type != "convolutional" or layer.groups != 1:
+            continue
+        n, out_h, out_w = layer.out_shape
+        M, K, N = n, layer.weights.shape[1], out_h * out_w
+        a = rng.standard_normal((M, K), dtype=np.float32)
+        b = rng.standard_normal((K, N), dtype=np.float32)
+        c = np.empty((M, N), np.float32)
+        ours, blas = medians([lambda: sgemm_darknet(a, b, c), lambda: np.matmul(a, b, out=c)], runs)
+        total[0] += ours
+        total[1] += blas
+        print(f"{i:5d} {M:5d} {K:5d} {N:6d} {2e-9 * M * K * N:6.3f} {ours * 1e3:9.2f} {blas * 1e3:8.2f} "
+              f"{ours / blas:6.2f}")
+    print(f"{'all':>5} {'':>26} {total[0] * 1e3:9.2f} {total[1] * 1e3:8.2f} {total[0] / total[1]:6.2f}")
+
+
+def layer_table(net, x, runs):
+    """Per layer: median forward time, and for convolutions the time of its products (gemm_nn patched)."""
+    spent = {}
+    inner = products.gemm_nn
+
+    def timed(a, b, out, accumulate=False):
+        start = time.perf_counter()
+        inner(a, b, out, accumulate)
+        spent[current[0]] = spent.get(current[0], 0.0) + time.perf_counter() - start
+
+    current = [None]
+    per_layer = [[] for _ in net.layers]
+    per_product = [[] for _ in net.layers]
+    import pydarknet.layers.convolutional as conv
+    conv.gemm_nn = timed
+    try:
+        for run in range(runs + 1):
+            h = x
+            for i, layer in enumerate(net.layers):
+                current[0] = i
+                spent.pop(i, None)
+                start = time.perf_counter()
+                h = layer.forward(h, net)
+                layer.output = h
+                if run:
+                    per_layer[i].append(time.perf_counter() - start)
+                    per_product[i].append(spent.get(i, 0.0))
+    finally:
+        conv.gemm_nn = inner
+    total = prod = 0.0
+    print(f"{'layer':>5} {'type':<14} {'ms':>7} {'product':>8} {'rest':>7}")
+    for i, layer in enumerate(net.layers):
+        t, p = statistics.median(per_layer[i]), statistics.median(per_product[i])
+        total += t
+        prod += p
+        print(f"{i:5d} {layer.type:<14} {t * 1e3:7.2f} {p * 1e3:8.2f} {(t - p) * 1e3:7.2f}")
+    print(f"total {total * 1e3:.1f} ms, products {prod * 1e3:.1f} ms, outside the products {(total - prod) * 1e3:.1f} ms "
+          f"({(total - prod) / total:.0%})")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("nets", nargs="*", default=["yolov3-tiny", "yolov4-tiny"])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--threads", type=int, help="threads of both pools (a loaded machine: 1 compares per core)")
+    parser.add_argument("--layers", action="store_true", help="only the per-layer forward table")
+    parser.add_argument("--products", action="store_true", help="only the product table")
+    args = parser.parse_args()
+    import numba
+    print(cpu_line(), f"products: {products.backend()}, {numba.get_num_threads()} threads")
+    for name in args.nets:
+        net = Network(ROOT / "cfg" / f"{name}.cfg", quiet_unused=True)
+        net.load(SHARED / "models" / f"{name}.weights")
+        print(f"== {name}")
+        if not args.layers:
+            product_table(net, args.runs)
+        if not args.products:
+            x = np.random.default_rng(1).random((1,) + net.input_shape, dtype=np.float32)
+            layer_table(net, x, args.runs)
+
+
+if __name__ == "__main__":
+    main()
