@@ -1,7 +1,8 @@
 """`make bench`: pydarknet against OpenCV's DNN module (which reads darknet files) on the same inputs, in one run.
 `make bench-train` (--train): seconds per training iteration (forward + backward + update) of three networks.
 
-Times are medians of repeated runs after warm-up; the ratio is pydarknet / OpenCV (lower is better).
+Times are medians of repeated runs after warm-up; the ratio is pydarknet / OpenCV (lower is better); a stream's
+figures are images per second over the run's median.
 """
 import argparse
 import os
@@ -121,6 +122,48 @@ def bench_detect_command(cfg, weights, image, runs, folder):
     report("command: detect yolov3-tiny dog.jpg", ours, theirs)
 
 
+STREAM_IMAGES = 64
+
+
+def bench_stream(name, cfg, weights, images, runs):
+    """Images per second through a detector over a 64-image stream (the sample images repeated), at batch 1 and 8:
+    pydarknet's Detector as `detect -batch N --json` runs it (decoding, letterbox or resize, forward, boxes, NMS;
+    the next batch prepared in a background thread); OpenCV DNN's loop over the same files (imread,
+    blobFromImages at the network size, forward)."""
+    from itertools import cycle, islice
+
+    from pydarknet.predict import Detector
+    from pydarknet.stream import batched, prefetch
+    paths = [str(p) for p in islice(cycle(images), STREAM_IMAGES)]
+    detector = Detector(cfg, weights)
+
+    def ours(batch):
+        def run():
+            for group in batched(prefetch((detector.prepare(p) for p in paths), batch), batch):
+                detector.detect_batch(group)
+        return run
+
+    peer = opencv_net(cfg, weights)
+
+    def theirs(batch):
+        import cv2
+
+        def run():
+            for group in batched(paths, batch):
+                peer(cv2.dnn.blobFromImages([cv2.imread(p) for p in group], 1 / 255, (detector.net.w, detector.net.h),
+                                            swapRB=True, crop=False))
+        return run if peer else None
+
+    batches = (1, 8)
+    times = median_times([f(batch) for batch in batches for f in (ours, theirs)], runs, warmup=1)
+    for batch, (mine, peers) in zip(batches, zip(times[::2], times[1::2])):
+        line = f"stream {name} {STREAM_IMAGES} images, batch {batch}"
+        line = f"{line:<38} pydarknet {STREAM_IMAGES / mine:6.1f} images/s"
+        if peers is not None:
+            line += f"   opencv {STREAM_IMAGES / peers:6.1f} images/s   ratio {mine / peers:5.2f}x"
+        print(line, flush=True)
+
+
 def plain_resized(im, net):
     return resize_image(im, net.w, net.h)
 
@@ -224,6 +267,8 @@ def main(argv=None):
     if (models / "yolov4-tiny.weights").exists():   # the AlexeyAB fork's detect: plain resize
         bench_forward("yolov4-tiny", cfg / "yolov4-tiny.cfg", models / "yolov4-tiny.weights", dog, plain_resized,
                       args.runs)
+    samples = [images / name for name in ("dog.jpg", "person.jpg", "eagle.jpg")]
+    bench_stream("yolov3-tiny", cfg / "yolov3-tiny.cfg", models / "yolov3-tiny.weights", samples, min(args.runs, 5))
     with tempfile.TemporaryDirectory() as folder:
         bench_decode(dog, max(args.runs, 30))
         bench_decode(big_jpeg(dog, folder), max(args.runs, 30))
