@@ -35,7 +35,7 @@ __all__ = [
     "ImageError", "load_image", "load_image_color", "make_image", "resize_image", "letterbox_image",
     "resize_min", "resize_max", "crop_image", "center_crop", "center_crop_image", "embed_image", "rgbgr_image",
     "get_color", "class_color", "draw_box", "draw_box_width", "draw_detections", "labels_from_probs",
-    "to_bgr8", "save_image",
+    "to_bgr8", "from_bgr8", "save_image",
 ]
 
 _F255 = np.float32(255)
@@ -505,6 +505,12 @@ def to_bgr8(im):
     if im.shape[0] == 1:
         im = np.repeat(im, 3, axis=0)
     return _to_bgr8(np.ascontiguousarray(im[:3]))
+
+
+def from_bgr8(bgr):
+    """An OpenCV uint8 BGR (h, w, 3) image (a video frame) -> darknet's float32 (3, h, w) RGB image, converted as
+    load_image converts OpenCV's pixels (byte / 255)."""
+    return _bytes_to_image(np.asarray(bgr), "<frame>")
 
 
 @njit(cache=True, parallel=True)

@@ -37,17 +37,11 @@ def prefetch(items, ahead):
     """The items of the iterable `items`, in order, produced up to `ahead` items in advance by a background
     thread. An exception raised by `items` is raised here, where its item would have come. The first item is
     produced in the calling thread (it settles Numba's threading layer); `ahead` 0 keeps them all there.
-    When the consumer stops early, a generator `items` is closed by the thread that runs it."""
+    When this generator is closed early, a generator `items` is closed too, by the thread that runs it."""
     items = iter(items)
-    first = next(items, _END)
-    if first is _END:
-        return
-    yield first
-    if ahead < 1 or not parallel_kernels_thread_safe():
-        yield from items
-        return
-    ready = queue.Queue(maxsize=ahead)
+    ready = queue.Queue(maxsize=max(ahead, 1))
     stop = threading.Event()
+    worker = None
 
     def offer(entry):
         """Put `entry` in the queue unless the consumer has gone; False when it has."""
@@ -64,18 +58,22 @@ def prefetch(items, ahead):
             for item in items:
                 if not offer((item, None)):
                     return
+            offer((_END, None))
         except BaseException as error:  # handed to the consumer, raised there
             offer((None, error))
-            return
         finally:
-            close = getattr(items, "close", None)
-            if close is not None:   # a generator's cleanup (a released video capture) runs in this thread
-                close()
-        offer((_END, None))
+            close(items)
 
-    worker = threading.Thread(target=produce, name="pydarknet-prefetch", daemon=True)
-    worker.start()
     try:
+        first = next(items, _END)
+        if first is _END:
+            return
+        yield first
+        if ahead < 1 or not parallel_kernels_thread_safe():
+            yield from items
+            return
+        worker = threading.Thread(target=produce, name="pydarknet-prefetch", daemon=True)
+        worker.start()
         while True:
             item, error = ready.get()
             if error is not None:
@@ -85,3 +83,11 @@ def prefetch(items, ahead):
             yield item
     finally:
         stop.set()
+        if worker is None:
+            close(items)
+
+
+def close(items):
+    """Close a generator (its cleanup runs now, in this thread); other iterators need nothing."""
+    if hasattr(items, "close"):
+        items.close()
