@@ -172,3 +172,17 @@ def test_other_vector_widths(target):
     result = subprocess.run([sys.executable, "-c", CHECK_TARGET.format(nr=nr)], cwd=root, capture_output=True,
                             text=True, env={**os.environ, **env, "PYTHONPATH": str(root)}, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_fused_variant():
+    """fused=True (the fast backend) rounds each step once: the FMA case above gives 2^-24, not 0; elsewhere
+    it stays within float32 accumulation error of the exact chains."""
+    a = np.float32(1 + 2.0 ** -12)
+    A = np.array([[1.0, a]], np.float32)
+    B = np.array([[-np.float32(1 + 2.0 ** -11)], [a]], np.float32)
+    assert sgemm_darknet(A, B, np.empty((1, 1), np.float32), fused=True)[0, 0] == np.float32(2.0 ** -24)
+    rng = np.random.default_rng(3)
+    for M, K, N in ((37, 300, 41), (7, 513, 17), (30, 45, 2100)):
+        A, B = operands(rng, M, K, N)
+        C = sgemm_darknet(A, B, np.empty((M, N), np.float32), fused=True)
+        np.testing.assert_allclose(C, A.astype(np.float64) @ B, rtol=0, atol=1e-5 * np.sqrt(K))

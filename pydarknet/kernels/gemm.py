@@ -136,6 +136,10 @@ def _masked_store(builder, vec):
                     [vec, vec.as_pointer(), _I32, _mask_type(vec)])
 
 
+def _fma(builder, vec):
+    return _declare(builder, f"llvm.fma.v{vec.count}f32", vec, [vec, vec, vec])
+
+
 def _prefetch(builder):
     return _declare(builder, "llvm.prefetch.p0", ir.VoidType(), [_I8P, _I32, _I32, _I32])
 
@@ -161,7 +165,7 @@ def _make_micro(mr, nv):
     panel of B, 1 for a last panel at most one vector wide (half the work of a mostly empty tile)."""
 
     @intrinsic
-    def micro(typingctx, ap, a_off, bp, b_off, c, c_off, ldc, h, w, kc, load_c, next_c):
+    def micro(typingctx, ap, a_off, bp, b_off, c, c_off, ldc, h, w, kc, load_c, next_c, fused):
         """For r < h, j < w, in order k = 0 .. kc-1:
 
             C[c_off + r*ldc + j] (from 0, or from its value if load_c) += A(r, k) * bp[b_off + k*NR + j]
@@ -170,18 +174,19 @@ def _make_micro(mr, nv):
         by `_pack_a`: from a_off, k = 8g + kk (g < kc // 8) at ap[a_off + 8*mr*g + 8*r + kk], then the last
         rem = kc % 8 steps at ap[a_off + 8*mr*(kc // 8) + rem*r + kk]. If next_c >= 0 the rows of the next
         tile of C, at next_c, are prefetched: its load would otherwise stall the next call's k loop.
+        With `fused` each step is one fused multiply-add instead (the fast products, not darknet's bits).
         """
         if not (_is_f32_array(ap) and _is_f32_array(bp) and _is_f32_array(c)):
             return None
         sig = types.void(ap, types.intp, bp, types.intp, c, types.intp, types.intp, types.intp, types.intp,
-                         types.intp, types.boolean, types.intp)
+                         types.intp, types.boolean, types.intp, types.boolean)
 
         def codegen(context, builder, signature, args):
             lanes = _lanes(context)
             vec = ir.VectorType(_F32, lanes)
             nr = 2 * lanes
             n_acc = mr * nv
-            ap_v, a_off_v, bp_v, b_off_v, c_v, c_off_v, ldc_v, h_v, w_v, kc_v, load_v, next_v = args
+            ap_v, a_off_v, bp_v, b_off_v, c_v, c_off_v, ldc_v, h_v, w_v, kc_v, load_v, next_v, fused_v = args
             a0 = builder.gep(_data(context, builder, signature.args[0], ap_v), [a_off_v])
             b0 = builder.gep(_data(context, builder, signature.args[2], bp_v), [b_off_v])
             cdata = _data(context, builder, signature.args[4], c_v)
@@ -231,65 +236,78 @@ def _make_micro(mr, nv):
                 load_block = builder.block
             init = _phis(builder, (loaded, load_block), ([zero] * n_acc, entry))
 
-            def step(acc, bk, a_ptr):
-                """One k: acc[r][v] + a(r) * b[v], a plain fmul then a plain fadd (never an FMA)."""
-                bvec = [builder.load(_vec_ptr(builder, bk, lanes * v, vec), align=4) for v in range(nv)]
-                new = []
-                for r in range(mr):
-                    a = builder.load(a_ptr(r), align=4)
-                    splat = builder.shuffle_vector(builder.insert_element(undef, a, _i32(0)), undef, bcast)
-                    for v in range(nv):
-                        new.append(builder.fadd(acc[r * nv + v], builder.fmul(splat, bvec[v])))
-                return new
+            def k_loops(fma):
+                """The chains from init through k = 0 .. kc-1; returns their values at the end."""
+                def step(acc, bk, a_ptr):
+                    """One k: acc[r][v] + a(r) * b[v], a plain fmul then a plain fadd (or one FMA if fma)."""
+                    bvec = [builder.load(_vec_ptr(builder, bk, lanes * v, vec), align=4) for v in range(nv)]
+                    new = []
+                    for r in range(mr):
+                        a = builder.load(a_ptr(r), align=4)
+                        splat = builder.shuffle_vector(builder.insert_element(undef, a, _i32(0)), undef, bcast)
+                        for v in range(nv):
+                            q = acc[r * nv + v]
+                            new.append(builder.call(_fma(builder, vec), [splat, bvec[v], q]) if fma else
+                                       builder.fadd(q, builder.fmul(splat, bvec[v])))
+                    return new
 
-            fn = builder.function
-            main = fn.append_basic_block("gemm_k8")
-            mid = fn.append_basic_block("gemm_k8_done")
-            tail = fn.append_basic_block("gemm_ktail")
-            done = fn.append_basic_block("gemm_k_done")
-            ngroups = builder.ashr(kc_v, _i64(3))
-            rem = builder.and_(kc_v, _i64(7))
-            pre = builder.block
-            builder.cbranch(builder.icmp_signed(">", ngroups, _i64(0)), main, mid)
+                fn = builder.function
+                main = fn.append_basic_block("gemm_k8")
+                mid = fn.append_basic_block("gemm_k8_done")
+                tail = fn.append_basic_block("gemm_ktail")
+                done = fn.append_basic_block("gemm_k_done")
+                ngroups = builder.ashr(kc_v, _i64(3))
+                rem = builder.and_(kc_v, _i64(7))
+                pre = builder.block
+                builder.cbranch(builder.icmp_signed(">", ngroups, _i64(0)), main, mid)
 
-            # k in groups of 8, in order
-            builder.position_at_end(main)
-            g = builder.phi(_I64)
-            g.add_incoming(_i64(0), pre)
-            acc = _phis(builder, (init, pre))
-            ag = builder.gep(a0, [builder.mul(g, _i64(8 * mr))])
-            bg = builder.gep(b0, [builder.mul(g, _i64(8 * nr))])
-            cur = acc
-            for kk in range(8):
-                cur = step(cur, builder.gep(bg, [_i64(kk * nr)]),
-                           lambda r, kk=kk: builder.gep(ag, [_i64(8 * r + kk)]))
-            g_next = builder.add(g, _i64(1))
-            g.add_incoming(g_next, main)
-            for n in range(n_acc):
-                acc[n].add_incoming(cur[n], main)
-            builder.cbranch(builder.icmp_signed("<", g_next, ngroups), main, mid)
+                # k in groups of 8, in order
+                builder.position_at_end(main)
+                g = builder.phi(_I64)
+                g.add_incoming(_i64(0), pre)
+                acc = _phis(builder, (init, pre))
+                ag = builder.gep(a0, [builder.mul(g, _i64(8 * mr))])
+                bg = builder.gep(b0, [builder.mul(g, _i64(8 * nr))])
+                cur = acc
+                for kk in range(8):
+                    cur = step(cur, builder.gep(bg, [_i64(kk * nr)]),
+                               lambda r, kk=kk: builder.gep(ag, [_i64(8 * r + kk)]))
+                g_next = builder.add(g, _i64(1))
+                g.add_incoming(g_next, main)
+                for n in range(n_acc):
+                    acc[n].add_incoming(cur[n], main)
+                builder.cbranch(builder.icmp_signed("<", g_next, ngroups), main, mid)
 
-            builder.position_at_end(mid)
-            acc_mid = _phis(builder, (init, pre), (cur, main))
-            at = builder.gep(a0, [builder.mul(ngroups, _i64(8 * mr))])
-            bt = builder.gep(b0, [builder.mul(ngroups, _i64(8 * nr))])
-            builder.cbranch(builder.icmp_signed(">", rem, _i64(0)), tail, done)
+                builder.position_at_end(mid)
+                acc_mid = _phis(builder, (init, pre), (cur, main))
+                at = builder.gep(a0, [builder.mul(ngroups, _i64(8 * mr))])
+                bt = builder.gep(b0, [builder.mul(ngroups, _i64(8 * nr))])
+                builder.cbranch(builder.icmp_signed(">", rem, _i64(0)), tail, done)
 
-            # the last kc % 8 steps
-            builder.position_at_end(tail)
-            kk = builder.phi(_I64)
-            kk.add_incoming(_i64(0), mid)
-            acc_t = _phis(builder, (acc_mid, mid))
-            new_t = step(acc_t, builder.gep(bt, [builder.mul(kk, _i64(nr))]),
-                         lambda r: builder.gep(at, [builder.add(builder.mul(rem, _i64(r)), kk)]))
-            kk_next = builder.add(kk, _i64(1))
-            kk.add_incoming(kk_next, tail)
-            for n in range(n_acc):
-                acc_t[n].add_incoming(new_t[n], tail)
-            builder.cbranch(builder.icmp_signed("<", kk_next, rem), tail, done)
+                # the last kc % 8 steps
+                builder.position_at_end(tail)
+                kk = builder.phi(_I64)
+                kk.add_incoming(_i64(0), mid)
+                acc_t = _phis(builder, (acc_mid, mid))
+                new_t = step(acc_t, builder.gep(bt, [builder.mul(kk, _i64(nr))]),
+                             lambda r: builder.gep(at, [builder.add(builder.mul(rem, _i64(r)), kk)]))
+                kk_next = builder.add(kk, _i64(1))
+                kk.add_incoming(kk_next, tail)
+                for n in range(n_acc):
+                    acc_t[n].add_incoming(new_t[n], tail)
+                builder.cbranch(builder.icmp_signed("<", kk_next, rem), tail, done)
 
-            builder.position_at_end(done)
-            out = _phis(builder, (acc_mid, mid), (new_t, tail))
+                builder.position_at_end(done)
+                return _phis(builder, (acc_mid, mid), (new_t, tail))
+
+            with builder.if_else(fused_v) as (then, otherwise):
+                with then:
+                    out_fused = k_loops(True)
+                    fused_block = builder.block
+                with otherwise:
+                    out_exact = k_loops(False)
+                    exact_block = builder.block
+            out = _phis(builder, (out_fused, fused_block), (out_exact, exact_block))
             with builder.if_else(full, likely=True) as (then, otherwise):
                 with then:
                     for n in range(n_acc):
@@ -440,9 +458,10 @@ def _pack_b(Bf, b_ks, b_js, N, k0, kc, p0, p1, dst, dst_off, p_stride):
 
 
 @njit(cache=True, parallel=True)
-def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth):
+def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused=False):
     """Flat operands: A[i, k] = Af[i*a_rs + k*a_ks], B[k, j] = Bf[k*b_ks + j*b_js], C[i, j] = Cf[i*N + j].
-    nth is numba.get_num_threads(), asked by the caller (that call cannot be cached in compiled code)."""
+    nth is numba.get_num_threads(), asked by the caller (that call cannot be cached in compiled code).
+    fused: fused multiply-adds (faster where the CPU multiplies and adds on the same units; not darknet's bits)."""
     if M == 0 or N == 0:
         return
     if K == 0:
@@ -517,13 +536,13 @@ def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth):
                         nxt = -1
                     aoff = abase + (row - row0) * kc
                     if t < n6 and w > lanes:
-                        _micro6(ap, aoff, bp, boff, Cf, row * N + jj, N, h, w, kc, load, nxt)
+                        _micro6(ap, aoff, bp, boff, Cf, row * N + jj, N, h, w, kc, load, nxt, fused)
                     elif t < n6:
-                        _micro6_half(ap, aoff, bp, boff, Cf, row * N + jj, N, h, w, kc, load, nxt)
+                        _micro6_half(ap, aoff, bp, boff, Cf, row * N + jj, N, h, w, kc, load, nxt, fused)
                     elif w > lanes:
-                        _micro4(ap, aoff, bp, boff, Cf, row * N + jj, N, h, w, kc, load, nxt)
+                        _micro4(ap, aoff, bp, boff, Cf, row * N + jj, N, h, w, kc, load, nxt, fused)
                     else:
-                        _micro4_half(ap, aoff, bp, boff, Cf, row * N + jj, N, h, w, kc, load, nxt)
+                        _micro4_half(ap, aoff, bp, boff, Cf, row * N + jj, N, h, w, kc, load, nxt, fused)
                     if p == p1 - 1 and kb + 1 < nkb and a_ks == 1 and not wide:
                         # while the last panel computes, fetch the rows of A the next k block packs
                         for i in range(row, row + h):
@@ -538,15 +557,17 @@ def _check(name, C, *operands):
         raise ValueError(f"{name}: C is read-only")
 
 
-def sgemm_darknet(A, B, C, accumulate=False):
+def sgemm_darknet(A, B, C, accumulate=False, fused=False):
     """C = A @ B for A (M, K), B (K, N), C (M, N), float32 C-contiguous, in darknet's exact order:
     C[i, j] = (...((0 + A[i,0]*B[0,j]) + A[i,1]*B[1,j]) + ...), each product rounded, no FMA.
-    With accumulate the chains start from C's values instead of 0 (darknet's BETA = 1). Returns C."""
+    With accumulate the chains start from C's values instead of 0 (darknet's BETA = 1). With fused, the same
+    chains with a fused multiply-add per step (products.py's "fast" backend: not darknet's bits). Returns C."""
     _check("sgemm_darknet", C, A, B)
     (M, K), (K2, N) = A.shape, B.shape
     if K2 != K or C.shape != (M, N):
         raise ValueError(f"sgemm_darknet: shapes {A.shape} @ {B.shape} -> {C.shape} do not match")
-    _gemm(A.reshape(-1), K, 1, B.reshape(-1), N, 1, C.reshape(-1), M, N, K, accumulate, numba.get_num_threads())
+    _gemm(A.reshape(-1), K, 1, B.reshape(-1), N, 1, C.reshape(-1), M, N, K, accumulate, numba.get_num_threads(),
+          fused)
     return C
 
 

@@ -6,16 +6,21 @@ Darknet's gemm comes in three shapes, each with its own summation order (gemm.c 
 - gemm_nt, C += A B^T: each element's dot product is summed in four float32 lanes (GCC vectorizes that
   reduction) from 0, then added to C.
 
-Two backends:
+Three backends:
 - "darknet" (the default): darknet's exact orders (kernels.gemm's chain kernel; for nt, one chain product per
   lane): bit-exact products, so every golden layer output matches darknet to the last bit, at BLAS speed for
-  inference (yolov3-tiny forward: 156 ms against 180 ms for BLAS in the same loaded run);
+  inference (on an AVX-512 EPYC, one thread each: yolov3-tiny's products 45 ms against OpenBLAS's 78);
 - "blas": numpy's matmul (OpenBLAS). It sums in blocks, with FMA, so the results differ from darknet's in the
   last bits (a relative 1e-7 per product, growing with depth: up to 1e-3 on deep random-weight networks,
-  and Tiny Darknet prints malamute 0.167167 instead of darknet's 0.167168).
+  and Tiny Darknet prints malamute 0.167167 instead of darknet's 0.167168);
+- "fast" (`--fast`): inference products through the chain kernel with a fused multiply-add per step (one
+  rounding instead of two: as accurate, not darknet's bits; faster wherever multiply and add share the
+  FMA units, as on Intel cores); training's products as "blas". Golden outputs stay within 1e-3 (scaled) of
+  the exact ones (tests/test_fast_products.py).
 
-`set_backend(name)` switches for the whole process; the environment variable PYDARKNET_PRODUCTS (darknet or
-blas) sets the starting choice.
+`set_backend(name)` switches for the whole process (`set_backend("fast")` is what --fast and
+Detector(..., fast=True) call); the environment variable PYDARKNET_PRODUCTS (darknet, blas or fast) sets the
+starting choice.
 """
 import os
 
@@ -26,18 +31,17 @@ from numba.extending import intrinsic
 
 from .gemm import _F32, _I64, _V8, _data, _gemm, _i64, _phis, sgemm_darknet, sgemm_darknet_tn
 
+BACKENDS = ("darknet", "blas", "fast")
 _BACKEND = os.environ.get("PYDARKNET_PRODUCTS", "darknet")
-if _BACKEND not in ("blas", "darknet"):
-    raise ValueError(f"PYDARKNET_PRODUCTS={_BACKEND!r}: expected blas or darknet")
+if _BACKEND not in BACKENDS:
+    raise ValueError(f"PYDARKNET_PRODUCTS={_BACKEND!r}: expected {', '.join(BACKENDS)}")
 
 
 def set_backend(name):
-    """Choose "blas" or "darknet" for every layer's products; returns the previous choice."""
+    """Choose "darknet", "blas" or "fast" for every layer's products; returns the previous choice."""
     global _BACKEND
-    if name not in ("blas", "darknet"):
-        raise ValueError(f"unknown product backend {name!r} (blas or darknet)")
-    if name == "darknet":
-        from . import gemm  # noqa: F401  (fails early when the exact-order gemm is not there)
+    if name not in BACKENDS:
+        raise ValueError(f"unknown product backend {name!r} ({', '.join(BACKENDS)})")
     previous, _BACKEND = _BACKEND, name
     return previous
 
@@ -48,8 +52,8 @@ def backend():
 
 def gemm_nn(a, b, out, accumulate=False):
     """out = a @ b, or out += a @ b with accumulate (a (m, k), b (k, n), out (m, n), float32)."""
-    if _BACKEND == "darknet":
-        sgemm_darknet(a, b, out, accumulate)
+    if _BACKEND != "blas":
+        sgemm_darknet(a, b, out, accumulate, fused=_BACKEND == "fast")
     elif accumulate:
         out += a @ b
     else:

@@ -34,11 +34,11 @@ WIDE_BELOW = 1024       # output positions per image under which a chunk's image
 
 def share_products(batch, spatial):
     """Whether a chunk's images go through one product (their columns side by side): for images with few
-    output positions, and only with darknet's exact products, where it changes no bit. BLAS would round
+    output positions, and only with the chain kernel (exact or fast), where it changes no bit. BLAS would round
     such a product differently from image-by-image ones (its blocking depends on the shape); that is no less
     accurate, but the BLAS golden-training tolerances were measured image by image, and one of those runs
     (tiny_train) flips a discrete choice after 3 steps with the other rounding."""
-    return batch > 1 and spatial < WIDE_BELOW and backend() == "darknet"
+    return batch > 1 and spatial < WIDE_BELOW and backend() != "blas"
 
 
 def chunk_images(batch, per_image):
