@@ -258,13 +258,10 @@ def write_labels(image_path, result):
     Path(image_path).with_suffix(".txt").write_text("".join(lines))
 
 
-def detect_options(fn):
+def detection_options(fn):
+    """The options of every command that detects: `detect`, `detector test` and the demos."""
     fn = batch_option(fn)
-    fn = click.option("-save_labels", "save_labels", is_flag=True, help="Write YOLO labels (.txt) beside each image.")(fn)
     fn = click.option("-dont_show", "dont_show", is_flag=True, help="Accepted for AlexeyAB compatibility (no window).")(fn)
-    fn = click.option("-out", "out", default=None,
-                      help="Base name of the drawn image [predictions]; a name ending in .json: AlexeyAB's JSON "
-                           "file of all the detections instead.")(fn)
     fn = click.option("-ext_output", "ext_output", is_flag=True, help="Print each box in pixels, as AlexeyAB.")(fn)
     fn = click.option("-letter_box", "-letterbox", "letter_box", is_flag=True,
                       help="Letterbox the input [pjreddie's networks; AlexeyAB's when the cfg says letter_box=1].")(fn)
@@ -274,6 +271,14 @@ def detect_options(fn):
     fn = click.option("-thresh", "thresh", type=float, default=None,
                       help="Detection threshold [.25 for AlexeyAB's networks, .5 for pjreddie's].")(fn)
     return fn
+
+
+def detect_options(fn):
+    fn = click.option("-save_labels", "save_labels", is_flag=True, help="Write YOLO labels (.txt) beside each image.")(fn)
+    fn = click.option("-out", "out", default=None,
+                      help="Base name of the drawn image [predictions]; a name ending in .json: AlexeyAB's JSON "
+                           "file of all the detections instead.")(fn)
+    return detection_options(fn)
 
 
 def letterbox_of(letter_box, resize):
@@ -322,6 +327,82 @@ def detector_test(data, cfg, weights, images, thresh, hier, nms, resize, letter_
     """Detect objects with the names of a .data file."""
     run_detect(data, cfg, weights, images, thresh, hier, nms, ext_output, out, save_labels,
                letterbox_of(letter_box, resize), as_json, decoder, darknet, batch)
+
+
+# -- demo -----------------------------------------------------------------------------------------------------
+def run_demo(data_file, cfg, weights, source, camera, thresh, hier, nms, letterbox, ext_output, out_filename, prefix,
+             frame_skip, time_limit, batch, as_json, darknet=None):
+    """The fork's `detector demo`: detection on each frame of a video, image sequence, stream or camera."""
+    from .predict import Detector
+    from .video import Video, frame_json, objects_lines, run_demo as detect_video
+
+    if source is not None and camera is not None:
+        raise click.UsageError("give a SOURCE or -c CAMERA, not both")
+    video = Video(source, camera)
+    net = load_network(cfg, weights, darknet)
+    detector = Detector(cfg, weights, letterbox=letterbox, network=net)
+    detector.names, _ = load_names(data_file, detector.classes, cfg)
+    note(f"video: {video.name}, {video.fps:g} fps" + (f", {video.frame_count} frames" if video.frame_count else ""))
+
+    def show(frame, result, rate):
+        if as_json:
+            print(json_line(frame_json(frame, result)))
+        else:
+            print("\n".join(["Objects:", "", *objects_lines(result, detector.names, ext_output), "",
+                             f"FPS:{rate.fps:.1f} \t AVG_FPS:{rate.avg_fps:.1f}"]))
+        sys.stdout.flush()
+
+    progress = progress_bar("demo") if video.frame_count else None
+    detected = detect_video(detector, video, show, thresh, hier, nms, batch=batch, frame_skip=frame_skip,
+                            out_filename=out_filename, prefix=prefix, time_limit=time_limit, progress=progress)
+    note(f"{detected} frames detected; input video stream closed")
+
+
+def demo_options(fn):
+    fn = click.option("-time_limit_sec", "time_limit", type=click.FloatRange(min=0), default=0,
+                      help="Stop after this many seconds [no limit].")(fn)
+    fn = click.option("-frame_skip", "-s", "frame_skip", type=click.IntRange(min=0), default=0, show_default=True,
+                      help="Detect one frame, then skip N (written to -out_filename with the boxes found last).")(fn)
+    fn = click.option("-prefix", "prefix", default=None, help="Write each annotated frame as PREFIX_%08d.jpg "
+                      "(numbered from the source's first frame, 1).")(fn)
+    fn = click.option("-out_filename", "out_filename", default=None,
+                      help="Write the annotated video: .mp4 (mp4v), .avi (MJPG) or .mkv (mp4v), the source's size "
+                           "and frame rate.")(fn)
+    fn = click.option("-c", "camera", type=click.IntRange(min=0), default=None, help="Camera number (no SOURCE).")(fn)
+    fn = click.option("--json", "as_json", is_flag=True,
+                      help='One JSON object per frame per line on stdout: "frame" (from 1), "time" (seconds into '
+                           'the video), then as detect\'s.')(fn)
+    return detection_options(fn)
+
+
+@detector.command("demo", context_settings=CONTEXT)
+@click.argument("data")
+@click.argument("cfg")
+@click.argument("weights")
+@click.argument("source", required=False)
+@demo_options
+@darknet_option
+@common
+def detector_demo(data, cfg, weights, source, thresh, hier, nms, resize, letter_box, ext_output, dont_show, batch,
+                  as_json, camera, out_filename, prefix, frame_skip, time_limit, darknet, quiet, debug):
+    """Detect objects in a video file, image sequence (frame_%04d.png), stream URL or camera (-c N [0])."""
+    run_demo(data, cfg, weights, source, camera, thresh, hier, nms, letterbox_of(letter_box, resize), ext_output,
+             out_filename, prefix, frame_skip, time_limit, batch, as_json, darknet)
+
+
+@cli.command("demo", context_settings=CONTEXT)
+@click.argument("cfg")
+@click.argument("weights")
+@click.argument("source", required=False)
+@demo_options
+@darknet_option
+@common
+def demo(cfg, weights, source, thresh, hier, nms, resize, letter_box, ext_output, dont_show, batch, as_json, camera,
+         out_filename, prefix, frame_skip, time_limit, darknet, quiet, debug):
+    """`detector demo` with the COCO names of cfg/coco.data."""
+    run_demo(default_data("coco.data"), cfg, weights, source, camera, thresh, hier, nms,
+             letterbox_of(letter_box, resize), ext_output, out_filename, prefix, frame_skip, time_limit, batch,
+             as_json, darknet)
 
 
 # -- classify -------------------------------------------------------------------------------------------------
