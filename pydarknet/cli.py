@@ -503,19 +503,34 @@ cli.add_command(summary, "print")
 cli.add_command(summary, "ops")
 
 
-# -- evaluation -----------------------------------------------------------------------------------------------
-def progress_bar(label):
-    """A progress callback drawing a bar on stderr when it is a terminal (and not -q); else None."""
-    if chatter["quiet"] or not sys.stderr.isatty():
-        return None
+# -- progress -------------------------------------------------------------------------------------------------
+def stderr_is_terminal():
+    return sys.stderr.isatty()
 
-    def show(i, n):
-        done = int(30 * i / max(n, 1))
-        end = "\n" if i >= n else ""
-        print(f"\r{label} {i}/{n} [{'#' * done}{' ' * (30 - done)}]", end=end, file=sys.stderr, flush=True)
+
+def progress_bar(label, lines_on_stdout=False, describe=None):
+    """A progress callback, progress(done, total), drawing click's bar (with the time left) on stderr when
+    stderr is a terminal and not -q; else None. `lines_on_stdout`: the command prints a line per item, which
+    is progress enough when stdout is a terminal too. `describe(done, total)`: the text after the bar
+    [done/total]."""
+    if chatter["quiet"] or not stderr_is_terminal() or (lines_on_stdout and sys.stdout.isatty()):
+        return None
+    bar = None
+
+    def show(done, total):
+        nonlocal bar
+        if bar is None:
+            shown = None if describe is None else lambda item: item and describe(*item)
+            bar = click.progressbar(length=total, label=label, file=sys.stderr, show_pos=describe is None,
+                                    item_show_func=shown)
+        bar.update(done - bar.pos, (done, total))
+        if done >= total:
+            bar.render_finish()
+            bar = None
     return show
 
 
+# -- evaluation -----------------------------------------------------------------------------------------------
 def print_lines(lines):
     for line in lines:
         print(line)
@@ -570,6 +585,7 @@ def detector_recall(data, cfg, weights, darknet, quiet, debug):
     """pjreddie's running recall and IoU over valid=."""
     from .evaluate import run_recall
     run_recall(data, cfg, weights, on_line=lambda line: print(line, flush=True),
+               progress=progress_bar("recall", lines_on_stdout=True),
                network=load_network(cfg, weights, darknet, table=False))
 
 
@@ -583,7 +599,8 @@ def detector_recall(data, cfg, weights, darknet, quiet, debug):
 def classifier_valid(data, cfg, weights, strict_labels, darknet, quiet, debug):
     """Top-1 and top-k accuracy over valid=, labels from the image paths."""
     from .evaluate import run_classifier_valid
-    run_classifier_valid(data, cfg, weights, strict_labels=strict_labels, progress=progress_bar("valid"),
+    run_classifier_valid(data, cfg, weights, strict_labels=strict_labels,
+                         progress=progress_bar("valid", lines_on_stdout=True),
                          on_line=lambda line: print(line, flush=True),
                          network=load_network(cfg, weights, darknet, table=False))
 
@@ -608,7 +625,7 @@ def run_train(data, cfg, weights, clear, backup, max_batches, workers, seed, cha
     if not chatter["quiet"]:
         note("\n".join(run.net.summary()))
     run.net.quiet = chatter["quiet"]
-    run.run(progress=progress_bar("train"))
+    run.run(progress=progress_bar("train", lines_on_stdout=True))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -664,10 +681,74 @@ def anchors(data, clusters, width, height, seed, show, cfg, quiet, debug):
     """Anchors for a dataset: IoU k-means over the train= labels, writes anchors.txt
     (also AlexeyAB's spelling `detector calc_anchors`)."""
     from .anchors import run_anchors
-    print_lines(run_anchors(data, clusters, width, height, seed=seed, show=show, cfg=cfg))
+    print_lines(run_anchors(data, clusters, width, height, seed=seed, show=show, cfg=cfg,
+                            progress=progress_bar("labels")))
 
 
 detector.add_command(anchors, "calc_anchors")
+
+
+# -- first steps: download, version, compile -------------------------------------------------------------------
+@cli.command("download", context_settings=CONTEXT)
+@click.argument("names", nargs=-1)
+@click.option("--mirror", metavar="BASE_URL", default=None,
+              help="Fetch BASE_URL/<file name> instead of the official address (an offline mirror).")
+@common
+def download_command(names, mirror, quiet, debug):
+    """Fetch official weights (tiny, yolov3-tiny, ...) into the user cache, SHA-256 checked; a cut download
+    resumes. Without NAME: list them. A WEIGHTS argument naming a downloaded file (`tiny.weights`) finds it."""
+    from .download import download, listing, megabytes, model_named
+    if not names:
+        print_lines(listing())
+        return
+    for name in names:
+        try:
+            model = model_named(name)
+            path, fetched = download(model, mirror, progress_bar(
+                model.file_name, describe=lambda done, total: f"{megabytes(done)} of {megabytes(total)}"))
+        except DarknetError as e:
+            report_error(e)
+            continue
+        note(f"{model.name}: {'downloaded' if fetched else 'already downloaded'}; use it as {model.file_name} "
+             f"with {model.cfg}")
+        print(path)
+
+
+@cli.command(context_settings=CONTEXT)
+def version():
+    """pydarknet's version, its libraries' and the CPU Numba compiles for (also `pydarknet --version`)."""
+    from .about import version_lines
+    print_lines(version_lines())
+
+
+@cli.command("compile", context_settings=CONTEXT)
+@click.option("--no-training", "no_training", is_flag=True, help="Only what detection and classification use.")
+@common
+def compile_command(no_training, quiet, debug):
+    """Compile every kernel for this CPU into Numba's cache now (once per CPU and version; for container
+    images and shared installs), instead of during the first command that needs it."""
+    from .warmup import cache_folder, compile_kernels
+    compile_kernels(training=not no_training, progress=progress_bar("compiling"))
+    note(f"kernels compiled and cached in {cache_folder()}")
+
+
+# The commands that print how long the network took (whether they train): on the first run they compile the
+# kernels beforehand, so that the figures are the network's. Those listed as running no kernel get no notice.
+TIMED_COMMANDS = {("detect",): False, ("detector", "test"): False, ("demo",): False, ("detector", "demo"): False,
+                  ("classify",): False, ("classifier", "predict"): False, ("train",): True,
+                  ("detector", "train"): True, ("classifier", "train"): True}
+KERNEL_FREE_COMMANDS = {"download", "version", "summary", "print", "ops", "partial"}
+
+
+def compile_on_first_run(argv):
+    """Say when kernels compile; before a timed command's first run, compile them up front."""
+    from .warmup import announce_compiling, compile_kernels, first_run
+    if argv[0] in KERNEL_FREE_COMMANDS:
+        return
+    announce_compiling()
+    words = next((w for w in (tuple(argv[:2]), tuple(argv[:1])) if w in TIMED_COMMANDS), None)
+    if words is not None and first_run():
+        compile_kernels(training=TIMED_COMMANDS[words], progress=progress_bar("compiling"))
 
 
 def skip_numba_blas_probe():
@@ -689,9 +770,14 @@ def skip_numba_blas_probe():
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
+    if argv[:1] == ["--version"]:
+        argv = ["version"]
     if argv and not {"-h", "--help"} & set(argv):
         skip_numba_blas_probe()
     try:
+        if argv and not {"-h", "--help"} & set(argv):
+            chatter.update(quiet="-q" in argv or "--quiet" in argv)   # before click reads -q: for the notice
+            compile_on_first_run(argv)
         cli.main(args=argv, prog_name="pydarknet", standalone_mode=False)
     except click.exceptions.Abort:
         print("pydarknet: aborted", file=sys.stderr)
