@@ -62,14 +62,15 @@ def image_paths(images):
 
 
 def load_names(data_file, classes, cfg):
-    """Class names from a .data file (`names=`, else `labels=`), warning when their count is off."""
+    """Class names from a .data file (`names=`, else `labels=`), warning when there are too few. More names
+    than classes is darknet's own imagenet1k.data: the 21842-name list whose first 1000 are the classes."""
     data = read_data_cfg(data_file)
     name_list = data.str("names") or data.str("labels")
     if not name_list:
         raise DarknetError(f"{data_file}: no names= or labels= line")
     path = find_file(name_list, beside=data_file, what="names file")
     names = read_names(path)
-    if classes and len(names) != classes:
+    if classes and len(names) < classes:
         warn(f"{path} has {len(names)} names but {cfg} has {classes} classes")
     return names, data
 
