@@ -6,6 +6,7 @@ non-zero exit: 1 for bad input files, 2 for usage; a traceback only with --debug
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -353,7 +354,13 @@ def run_demo(data_file, cfg, weights, source, camera, thresh, hier, nms, letterb
                              f"FPS:{rate.fps:.1f} \t AVG_FPS:{rate.avg_fps:.1f}"]))
         sys.stdout.flush()
 
-    progress = progress_bar("demo") if video.frame_count else None
+    started = time.perf_counter()
+
+    def frames_and_rate(done, total):
+        return f"{done}/{total} frames, {done / max(time.perf_counter() - started, 1e-9):.1f} fps"
+
+    # the bar (with click's time left) on a file of known length; the Objects lines tell progress on a terminal
+    progress = progress_bar("demo", lines_on_stdout=True, describe=frames_and_rate) if video.frame_count else None
     detected = detect_video(detector, video, show, thresh, hier, nms, batch=batch, frame_skip=frame_skip,
                             out_filename=out_filename, prefix=prefix, time_limit=time_limit, progress=progress)
     note(f"{detected} frames detected; input video stream closed")

@@ -170,3 +170,17 @@ def test_interrupted_run_leaves_a_playable_video(video, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run_demo(detector, Video(path), show, out_filename=str(tmp_path / "cut.mp4"))
     assert len(read_frames(tmp_path / "cut.mp4")) == 3
+
+
+def test_progress_on_a_terminal_counts_frames(video, tmp_path, monkeypatch):
+    import click._termui_impl
+
+    from pydarknet import cli as cli_module
+    path, _ = video
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli_module, "stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(click._termui_impl, "isatty", lambda stream: True)
+    result = CliRunner().invoke(cli, ["detector", "demo", *SHAPES, path, "--json", "-batch", "2"])
+    assert result.exit_code == 0, result.output
+    assert "demo  [####" in result.stderr and "6/6 frames, " in result.stderr and " fps" in result.stderr
+    assert len(json_lines(result.stdout)) == 6   # the bar never reaches stdout
