@@ -1,10 +1,13 @@
 """sgemm_darknet must give darknet's gemm bit for bit: per element, 0 + a0*b0 + a1*b1 + ... in k order,
 each product rounded to float32 before the add, never fused."""
+import numba
 import numpy as np
 import pytest
 
 import pydarknet  # noqa: F401  (sets the threading layer before Numba starts its threads)
-from pydarknet.kernels.gemm import host_panel_width, sgemm_darknet, sgemm_darknet_nt, sgemm_darknet_tn
+from pydarknet.kernels.conv import im2col_batch
+from pydarknet.kernels.gemm import (copy_run, host_panel_width, sgemm_darknet, sgemm_darknet_nt, sgemm_darknet_tn,
+                                    sgemm_image)
 
 
 def reference(A, B, C=None):
@@ -125,6 +128,47 @@ def test_rejects_bad_operands():
         sgemm_darknet(np.ones((5, 4), np.float32).T, B, np.empty((4, 6), np.float32))
 
 
+@pytest.mark.parametrize("c,h,w,filters,size,stride,pad,dilation", [
+    (3, 64, 70, 16, 3, 1, 1, 1),     # a first layer: few rows of B, many columns (threads split the panels)
+    (5, 13, 17, 7, 3, 1, 1, 1),      # rows of the output not a multiple of the panel width
+    (4, 20, 9, 250, 3, 2, 1, 1),     # stride 2; many filters (B packed whole first)
+    (3, 23, 23, 5, 3, 3, 0, 1),      # stride 3 (the copy's plain loop)
+    (6, 11, 12, 9, 1, 1, 0, 1),      # 1x1
+    (3, 15, 15, 4, 3, 1, 2, 2),      # dilation 2
+    (5, 9, 7, 6, 2, 2, 0, 1),        # even kernel, no padding
+    (30, 6, 40, 8, 3, 1, 1, 1),      # k = 270: two k blocks
+])
+def test_product_from_image(c, h, w, filters, size, stride, pad, dilation):
+    """sgemm_image: the same bits as im2col then sgemm_darknet (channels 1.. of the image, not 0..)."""
+    rng = np.random.default_rng(c * h + w)
+    x = rng.standard_normal((1, c + 2, h, w), dtype=np.float32)
+    span = dilation * (size - 1) + 1
+    out_h, out_w = (h + 2 * pad - span) // stride + 1, (w + 2 * pad - span) // stride + 1
+    k, L = c * size * size, out_h * out_w
+    cols = np.empty((1, k, L), np.float32)
+    im2col_batch(x, 1, c, size, stride, pad, cols, False, dilation)
+    A = rng.standard_normal((filters, k), dtype=np.float32)
+    C = np.full((filters, L), np.nan, np.float32)
+    assert same_bits(sgemm_image(A, x[0], 1, size, stride, pad, dilation, out_h, out_w, C), run(A, cols[0]))
+
+
+@numba.njit
+def copy(src, s_off, step, dst, d_off, n):
+    copy_run(src, s_off, step, dst, d_off, n)
+
+
+def test_copy_run():
+    """The vector copy of im2col: every length around the vector widths, strides 1 and 2, nothing written past n."""
+    src = np.arange(100, dtype=np.float32)
+    for step in (1, 2):
+        for n in range(0, 40):
+            dst = np.full(45, -1, np.float32)
+            copy(src, 3, step, dst, 2, n)
+            want = np.full(45, -1, np.float32)
+            want[2:2 + n] = src[3:3 + step * n:step]
+            assert np.array_equal(dst, want), (step, n)
+
+
 def test_vector_width_from_features():
     from pydarknet.kernels.gemm import lanes_for
     assert lanes_for("+avx,+avx2,+avx512f,+fma") == 16
@@ -146,6 +190,9 @@ t.test_no_fused_multiply_add()
 t.test_transposed_variants_and_accumulate()
 for shape in ((37, 300, 41), (30, 45, 2100), (250, 600, 169)):
     t.test_larger_shapes(*shape)
+t.test_copy_run()
+for case in ((3, 64, 70, 16, 3, 1, 1, 1), (4, 20, 9, 250, 3, 2, 1, 1), (30, 6, 40, 8, 3, 1, 1, 1)):
+    t.test_product_from_image(*case)
 """
 
 # Targets other than this CPU's widest, compiled through Numba's own CPU override: each is a separate entry of

@@ -63,20 +63,22 @@ def product_table(net, runs):
 
 
 def layer_table(net, x, runs):
-    """Per layer: median forward time, and for convolutions the time of its products (gemm_nn patched)."""
+    """Per layer: median forward time, and for convolutions the time of its products (gemm_nn and conv_image
+    patched; conv_image's time includes packing the columns from the image, im2col's job otherwise)."""
     spent = {}
-    inner = products.gemm_nn
+    import pydarknet.layers.convolutional as conv
 
-    def timed(a, b, out, accumulate=False):
-        start = time.perf_counter()
-        inner(a, b, out, accumulate)
-        spent[current[0]] = spent.get(current[0], 0.0) + time.perf_counter() - start
+    def timing(inner):
+        def timed(*args):
+            start = time.perf_counter()
+            inner(*args)
+            spent[current[0]] = spent.get(current[0], 0.0) + time.perf_counter() - start
+        return timed
 
     current = [None]
     per_layer = [[] for _ in net.layers]
     per_product = [[] for _ in net.layers]
-    import pydarknet.layers.convolutional as conv
-    conv.gemm_nn = timed
+    conv.gemm_nn, conv.conv_image = timing(products.gemm_nn), timing(products.conv_image)
     try:
         for run in range(runs + 1):
             h = x
@@ -90,7 +92,7 @@ def layer_table(net, x, runs):
                     per_layer[i].append(time.perf_counter() - start)
                     per_product[i].append(spent.get(i, 0.0))
     finally:
-        conv.gemm_nn = inner
+        conv.gemm_nn, conv.conv_image = products.gemm_nn, products.conv_image
     total = prod = 0.0
     print(f"{'layer':>5} {'type':<14} {'ms':>7} {'product':>8} {'rest':>7}")
     for i, layer in enumerate(net.layers):

@@ -5,15 +5,7 @@ import numpy as np
 from numba import njit, prange
 
 from .activations import activate_row
-
-
-@njit(cache=True, inline="always")
-def _col_range(k, stride, pad, w, out_w):
-    """Output columns x whose input column k + x*stride - pad (k: the tap's offset in the kernel row) is
-    inside [0, w)."""
-    x0 = min(out_w, max(0, -((k - pad) // stride)))
-    x1 = max(x0, min(out_w, (w - 1 + pad - k) // stride + 1))
-    return x0, x1
+from .gemm import col_range, copy_run
 
 
 @njit(cache=True, parallel=True)
@@ -36,7 +28,7 @@ def im2col_batch(x, c0, cg, size, stride, pad, col, wide, dilation=1):
         ky = (row // size) % size * dilation
         plane = x[b, c0 + row // (size * size)]
         dst_row = col[row, b] if wide else col[b, row]
-        x0, x1 = _col_range(kx, stride, pad, w, out_w)
+        x0, x1 = col_range(kx, stride, pad, w, out_w)
         first = kx + x0 * stride - pad
         for y in range(out_h):
             dst = dst_row[y * out_w:(y + 1) * out_w]
@@ -47,8 +39,8 @@ def im2col_batch(x, c0, cg, size, stride, pad, col, wide, dilation=1):
             dst[:x0] = 0.0
             dst[x1:] = 0.0
             src = plane[iy]
-            if stride == 1:
-                dst[x0:x1] = src[first:first + x1 - x0]
+            if stride <= 2:
+                copy_run(src, first, stride, dst, x0, x1 - x0)
             else:
                 for xx in range(x0, x1):
                     dst[xx] = src[first + (xx - x0) * stride]
@@ -140,7 +132,7 @@ def col2im_batch(col, wide, size, stride, pad, im, c0, dilation=1):
             row = ch * size * size + kk
             kx = kk % size * dilation
             ky = kk // size * dilation
-            x0, x1 = _col_range(kx, stride, pad, w, out_w)
+            x0, x1 = col_range(kx, stride, pad, w, out_w)
             cnt = x1 - x0
             src_row = col[row, b] if wide else col[b, row]
             first = kx + x0 * stride - pad
@@ -182,7 +174,7 @@ def depthwise_conv(x, weights, size, stride, pad, dilation, out):
             weight = weights[ch, tap]
             kx = tap % size * dilation
             ky = tap // size * dilation
-            x0, x1 = _col_range(kx, stride, pad, w, out_w)
+            x0, x1 = col_range(kx, stride, pad, w, out_w)
             first = kx + x0 * stride - pad
             for y in range(out_h):
                 iy = ky + y * stride - pad

@@ -49,6 +49,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+
 KC = 256          # longest k block: a KC x NR panel of B stays in L1 (32 KiB at NR = 32)
 MC_MAX = 240      # rows of A per row block: the packed block (MC_MAX x KC floats) stays in L2
 B_BLOCK = 32768   # floats of B a thread packs per k block when it owns all rows (128 KiB, in L2)
@@ -363,6 +364,50 @@ _copy_panel_row = _make_copy(None)
 
 
 @intrinsic
+def copy_run(typingctx, src, s_off, s_step, dst, d_off, n):
+    """dst[d_off + t] = src[s_off + t*s_step] for t < n (not overlapping; s_step 1 or 2), a vector at a time,
+    the last one masked: the copies of im2col and of the packing from an image. (A loop over numpy indices
+    checks each index for wraparound, which keeps LLVM from vectorizing it; at stride 2 that loop ran at
+    about one float per ns.) Stride 2 loads twice the floats and keeps the even ones."""
+    if not (_is_f32_array(src) and _is_f32_array(dst)):
+        return None
+    sig = types.void(src, types.intp, types.intp, dst, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        lanes = _lanes(context)
+        vec = ir.VectorType(_F32, lanes)
+        pair = ir.VectorType(_F32, 2 * lanes)
+        src_v, s_off_v, s_step_v, dst_v, d_off_v, n_v = args
+        s0 = builder.gep(_data(context, builder, signature.args[0], src_v), [s_off_v])
+        d0 = builder.gep(_data(context, builder, signature.args[3], dst_v), [d_off_v])
+        evens = ir.Constant(ir.VectorType(_I32, lanes), list(range(0, 2 * lanes, 2)))
+        with cgutils.for_range_slice(builder, _i64(0), n_v, _i64(lanes)) as (i, _):
+            left = builder.sub(n_v, i)
+            m = _lane_mask(builder, 0, _splat_i64(builder, left, lanes))
+            with builder.if_else(builder.icmp_signed("==", s_step_v, _i64(1)), likely=True) as (one, two):
+                with one:
+                    sp = builder.bitcast(builder.gep(s0, [i]), vec.as_pointer())
+                    x1 = builder.call(_masked_load(builder, vec), [sp, _i32(4), m, ir.Constant(vec, [0.0] * lanes)])
+                    block1 = builder.block
+                with two:   # floats 2t for t < left: the first 2*left - 1 of the pair
+                    sp = builder.bitcast(builder.gep(s0, [builder.mul(i, _i64(2))]), pair.as_pointer())
+                    m2 = _lane_mask(builder, 0, _splat_i64(builder, builder.sub(builder.mul(left, _i64(2)), _i64(1)),
+                                                           2 * lanes))
+                    both = builder.call(_masked_load(builder, pair), [sp, _i32(4), m2,
+                                                                       ir.Constant(pair, [0.0] * 2 * lanes)])
+                    x2 = builder.shuffle_vector(both, both, evens)
+                    block2 = builder.block
+            x = builder.phi(vec)
+            x.add_incoming(x1, block1)
+            x.add_incoming(x2, block2)
+            dp = builder.bitcast(builder.gep(d0, [i]), vec.as_pointer())
+            builder.call(_masked_store(builder, vec), [x, dp, _i32(4), m])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
 def _prefetch_span(typingctx, arr, off, n):
     """Prefetch arr[off : off+n] (part of a row of A the next k block will pack)."""
     if not _is_f32_array(arr):
@@ -378,6 +423,15 @@ def _prefetch_span(typingctx, arr, off, n):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@njit(cache=True, inline="always")
+def col_range(k, stride, pad, w, out_w):
+    """Output columns x whose input column k + x*stride - pad (k: the tap's offset in the kernel row) is
+    inside [0, w)."""
+    x0 = min(out_w, max(0, -((k - pad) // stride)))
+    x1 = max(x0, min(out_w, (w - 1 + pad - k) // stride + 1))
+    return x0, x1
 
 
 @njit(cache=True, inline="always")
@@ -457,11 +511,61 @@ def _pack_b(Bf, b_ks, b_js, N, k0, kc, p0, p1, dst, dst_off, p_stride):
                         dst[base + k * NR + j] = 0.0
 
 
+@njit(cache=True)
+def _pack_b_image(img, conv, N, k0, kc, p0, p1, dst, dst_off, p_stride):
+    """`_pack_b` for B = im2col of an image (the implicit im2col: the panels are packed straight from the
+    image, no column matrix in between). img (c, h, w); conv = (c0, size, stride, pad, dilation, out_w):
+    row r = (channel c0 + r // size^2, ky, kx) of B, column j = (y, x) of the output with x < out_w;
+    pixels outside the image are zeros, as in im2col. Each output row's part of a row of B is gathered
+    into a small buffer (in L1), then copied to the panels in runs of at most NR."""
+    NR = _panel_width()
+    c0, size, stride, pad, dilation, out_w = conv
+    h, w = img.shape[1], img.shape[2]
+    j0 = p0 * NR
+    j1 = min(N, p1 * NR)
+    row = np.empty(out_w, np.float32)
+    for k in range(kc):
+        r = k0 + k
+        plane = img[c0 + r // (size * size)]
+        kx = r % size * dilation
+        ky = (r // size) % size * dilation
+        x0, x1 = col_range(kx, stride, pad, w, out_w)   # output columns whose input column is inside
+        for y in range(j0 // out_w, (j1 - 1) // out_w + 1):
+            xa = max(j0 - y * out_w, 0)                  # this output row's columns in the panels
+            xb = min(j1 - y * out_w, out_w)
+            iy = ky + y * stride - pad
+            lo = min(max(x0, xa), xb) if 0 <= iy < h else xb
+            hi = max(lo, min(x1, xb)) if 0 <= iy < h else xb
+            for x in range(xa, lo):
+                row[x] = 0.0
+            for x in range(hi, xb):
+                row[x] = 0.0
+            if hi > lo:
+                src = plane[iy]
+                first = kx - pad                          # the input column of output column 0
+                if stride <= 2:
+                    copy_run(src, first + lo * stride, stride, row, lo, hi - lo)
+                else:
+                    for x in range(lo, hi):
+                        row[x] = src[first + x * stride]
+            j = y * out_w + xa
+            while j < y * out_w + xb:
+                p = j // NR
+                jj = j - p * NR
+                n = min(NR - jj, y * out_w + xb - j)
+                copy_run(row, j - y * out_w, 1, dst, dst_off + (p - p0) * p_stride + k * NR + jj, n)
+                j += n
+        d = dst_off + (p1 - 1 - p0) * p_stride + k * NR
+        for t in range(j1 - (p1 - 1) * NR, NR):   # the last panel's columns past N
+            dst[d + t] = 0.0
+
+
 @njit(cache=True, parallel=True)
-def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused=False):
+def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused=False, img=None, conv=None):
     """Flat operands: A[i, k] = Af[i*a_rs + k*a_ks], B[k, j] = Bf[k*b_ks + j*b_js], C[i, j] = Cf[i*N + j].
     nth is numba.get_num_threads(), asked by the caller (that call cannot be cached in compiled code).
-    fused: fused multiply-adds (faster where the CPU multiplies and adds on the same units; not darknet's bits)."""
+    fused: fused multiply-adds (faster where the CPU multiplies and adds on the same units; not darknet's bits).
+    img, conv: B is im2col of the image img instead (see `_pack_b_image`); Bf, b_ks and b_js are unused."""
     if M == 0 or N == 0:
         return
     if K == 0:
@@ -498,7 +602,10 @@ def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused=Fa
         for q in prange(nchunk):
             q0 = q * npan // nchunk
             q1 = (q + 1) * npan // nchunk
-            _pack_b(Bf, b_ks, b_js, N, 0, K, q0, q1, bbuf[0], q0 * K * NR, K * NR)
+            if img is None:
+                _pack_b(Bf, b_ks, b_js, N, 0, K, q0, q1, bbuf[0], q0 * K * NR, K * NR)
+            else:
+                _pack_b_image(img, conv, N, 0, K, q0, q1, bbuf[0], q0 * K * NR, K * NR)
         abuf = np.empty((nth, 6 * ((ntile + nrb - 1) // nrb) * kcb), np.float32)
     for task in prange(nrb * ngr):
         rb = task // ngr
@@ -517,7 +624,10 @@ def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused=Fa
             load = accumulate or kb > 0
             if wide:
                 abase = pc * rows
-                _pack_b(Bf, b_ks, b_js, N, pc, kc, p0, p1, bp, 0, kc * NR)
+                if img is None:
+                    _pack_b(Bf, b_ks, b_js, N, pc, kc, p0, p1, bp, 0, kc * NR)
+                else:
+                    _pack_b_image(img, conv, N, pc, kc, p0, p1, bp, 0, kc * NR)
             else:
                 abase = 0
                 _pack_a(Af, a_rs, a_ks, M, pc, kc, t0, t1, n6, ap)
@@ -568,6 +678,20 @@ def sgemm_darknet(A, B, C, accumulate=False, fused=False):
         raise ValueError(f"sgemm_darknet: shapes {A.shape} @ {B.shape} -> {C.shape} do not match")
     _gemm(A.reshape(-1), K, 1, B.reshape(-1), N, 1, C.reshape(-1), M, N, K, accumulate, numba.get_num_threads(),
           fused)
+    return C
+
+
+def sgemm_image(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=False):
+    """C = A @ im2col(x[c0 : c0 + K/size^2]) for one image x (c, h, w), A (M, K), C (M, out_h*out_w): the same
+    chains as sgemm_darknet on im2col's columns, packed straight from the image. Returns C."""
+    _check("sgemm_image", C, A)
+    (M, K), (M2, N) = A.shape, C.shape
+    if M2 != M or N != out_h * out_w or K % (size * size) or c0 + K // (size * size) > x.shape[0]:
+        raise ValueError(f"sgemm_image: A {A.shape}, C {C.shape} and image {x.shape} do not match")
+    if not (x.dtype == np.float32 and x.ndim == 3 and x.flags.c_contiguous):
+        raise TypeError("sgemm_image: the image must be a C-contiguous float32 (c, h, w) array")
+    _gemm(A.reshape(-1), K, 1, A.reshape(-1), 0, 0, C.reshape(-1), M, N, K, False, numba.get_num_threads(), fused,
+          x, (c0, size, stride, pad, dilation, out_w))
     return C
 
 

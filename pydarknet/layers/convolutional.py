@@ -1,7 +1,8 @@
 """[convolutional]: filters x (size x size x c/groups) kernels, optional batch-norm, then an activation.
 
-Forward is im2col (Numba) + the product with the weights (kernels.products), then one fused Numba pass for
-batch-norm, bias and activation. In training, batch-norm uses the batch's statistics; backward is two
+Forward is the product of the weights with the image's columns (kernels.products; with the chain kernel the
+columns go straight from the image into the product's packed panels, otherwise through im2col), then one fused
+Numba pass for batch-norm, bias and activation. In training, batch-norm uses the batch's statistics; backward is two
 products (weight gradient, input gradient) and a col2im.
 
 The batch goes through each step in one call, in chunks of images whose columns fit a scratch budget: one
@@ -24,8 +25,9 @@ from ..kernels.backward import (backward_bias, batchnorm_backward, batchnorm_bac
                                 batchnorm_train_forward, gradient_array32, gradient_channels, gradient_from_input)
 from ..kernels.conv import (col2im_batch, depthwise_conv, im2col_batch, im2col_t, normalize_scale_bias_activate,
                             pad_images)
-from ..kernels.products import (backend, conv_weight_gradient, conv_weight_gradient_image, gemm_nn, gemm_tn,
-                                weight_gradient_from_image, weight_gradient_transposed)
+from ..kernels.products import (backend, conv_image, conv_weight_gradient, conv_weight_gradient_image, gemm_nn,
+                                gemm_tn, packs_images, weight_gradient_from_image,
+                                weight_gradient_transposed)
 from .base import Layer, zeros
 
 CHUNK_FLOATS = 1 << 21  # im2col columns per chunk of images (8 MiB; a single image may take more)
@@ -252,8 +254,9 @@ class Convolutional(Layer):
             return out
         direct = self.size == 1 and self.stride == 1 and self.pad == 0
         wide = share_products(batch, L)
+        packed = not wide and packs_images(k)
         chunk = chunk_images(batch, k * L)
-        col = net.workspace(k * L * chunk)
+        col = None if packed else net.workspace(k * L * chunk)
         for b0 in range(0, batch, chunk):
             b1 = min(batch, b0 + chunk)
             count = b1 - b0
@@ -265,6 +268,11 @@ class Convolutional(Layer):
                     res = scratch(net, "conv_out", m * count * L).reshape(m, count * L)
                     gemm_nn(group, cols.reshape(k, count * L), res)
                     out[b0:b1, j * m:(j + 1) * m] = res.reshape(m, count, L).transpose(1, 0, 2)
+                    continue
+                if not direct and packed:   # each image's columns straight into the product's panels
+                    for b in range(b0, b1):
+                        conv_image(group, x[b], j * cg, self.size, self.stride, pad, d, out_h, out_w,
+                                   out[b, j * m:(j + 1) * m])
                     continue
                 if not direct:
                     cols = col[:k * count * L].reshape(count, k, L)
