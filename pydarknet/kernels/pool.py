@@ -3,6 +3,8 @@
 import numpy as np
 from numba import njit, prange
 
+from .gemm import copy_run
+
 FLT_MAX = np.float32(3.4028234663852886e38)
 
 
@@ -25,6 +27,7 @@ def maxpool(x, size, stride_y, stride_x, pad, out, argmax, keep_argmax):
         b = k // c
         ch = k % c
         plane = x[b, ch]
+        taps = np.empty(ow, np.float32)   # one tap of every window of an output row, side by side
         for i in range(oh):
             orow = out[b, ch, i]
             y0 = offset + i * stride_y
@@ -38,10 +41,16 @@ def maxpool(x, size, stride_y, stride_x, pad, out, argmax, keep_argmax):
                     # output columns j whose input column offset + j*stride + dx is inside [0, w)
                     j0 = min(ow, max(0, -((offset + dx) // stride_x)))
                     j1 = max(j0, min(ow, (w - 1 - offset - dx) // stride_x + 1))
-                    first = offset + dx
-                    for j in range(j0, j1):
-                        v = irow[first + j * stride_x]
-                        orow[j] = v if v > orow[j] else orow[j]
+                    first = offset + dx + j0 * stride_x
+                    if stride_x <= 2:   # a vector copy (see copy_run), then a loop from 0 that vectorizes
+                        copy_run(irow, first, stride_x, taps, 0, j1 - j0)
+                    else:
+                        for j in range(j1 - j0):
+                            taps[j] = irow[first + j * stride_x]
+                    dst = orow[j0:j1]
+                    for j in range(j1 - j0):
+                        v = taps[j]
+                        dst[j] = v if v > dst[j] else dst[j]
 
 
 @njit(cache=True, parallel=True)
