@@ -740,23 +740,16 @@ def compile_command(no_training, quiet, debug):
     note(f"kernels compiled and cached in {cache_folder()}")
 
 
-# The commands that print how long the network took (whether they train): on the first run they compile the
-# kernels beforehand, so that the figures are the network's. Those listed as running no kernel get no notice.
-TIMED_COMMANDS = {("detect",): False, ("detector", "test"): False, ("demo",): False, ("detector", "demo"): False,
-                  ("classify",): False, ("classifier", "predict"): False, ("train",): True,
-                  ("detector", "train"): True, ("classifier", "train"): True}
+# Commands that run no kernel: no compile listener for them.
 KERNEL_FREE_COMMANDS = {"download", "version", "summary", "print", "ops", "partial"}
 
 
-def compile_on_first_run(argv):
-    """Say when kernels compile; before a timed command's first run, compile them up front."""
-    from .warmup import announce_compiling, compile_kernels, first_run
-    if argv[0] in KERNEL_FREE_COMMANDS:
-        return
-    announce_compiling()
-    words = next((w for w in (tuple(argv[:2]), tuple(argv[:1])) if w in TIMED_COMMANDS), None)
-    if words is not None and first_run():
-        compile_kernels(training=TIMED_COMMANDS[words], progress=progress_bar("compiling"))
+def announce_first_compile(argv):
+    """Say on stderr when Numba compiles pydarknet's kernels (a first run on this CPU): the command is slow once.
+    The timed figures leave the compile out (predict.timed_forward)."""
+    if argv[0] not in KERNEL_FREE_COMMANDS:
+        from .warmup import announce_compiling
+        announce_compiling()
 
 
 def skip_numba_blas_probe():
@@ -785,7 +778,7 @@ def main(argv=None):
     try:
         if argv and not {"-h", "--help"} & set(argv):
             chatter.update(quiet="-q" in argv or "--quiet" in argv)   # before click reads -q: for the notice
-            compile_on_first_run(argv)
+            announce_first_compile(argv)
         cli.main(args=argv, prog_name="pydarknet", standalone_mode=False)
     except click.exceptions.Abort:
         print("pydarknet: aborted", file=sys.stderr)

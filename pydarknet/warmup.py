@@ -72,38 +72,6 @@ type=sse
 SMALL = 64   # pixels: the size the resizable networks run at (kernels compile for types, not sizes)
 
 
-def kernel_dispatchers():
-    """Every Numba kernel pydarknet defines (their modules imported), except the ones always inlined into
-    others, which Numba never compiles on their own."""
-    import importlib
-    import pkgutil
-
-    from numba.core.registry import CPUDispatcher
-
-    dispatchers = []
-    for package in ("pydarknet", "pydarknet.kernels", "pydarknet.layers"):
-        for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
-            if info.name in ("__main__", "bench"):
-                continue
-            module = importlib.import_module(f"{package}.{info.name}")
-            dispatchers += [obj for obj in vars(module).values() if isinstance(obj, CPUDispatcher)
-                            and obj.__module__ == module.__name__ and obj.targetoptions.get("inline") != "always"]
-    return dispatchers
-
-
-def cached_for_this_cpu(dispatcher):
-    """Whether Numba's cache holds machine code of this kernel for this CPU (for the current source, Numba and
-    Python versions: older entries do not count, as Numba ignores them)."""
-    cache = dispatcher._cache
-    cpu = dispatcher.targetctx.codegen().magic_tuple()
-    return any(key[1] == cpu for key in cache._cache_file._load_index())
-
-
-def first_run():
-    """True when no pydarknet kernel has been compiled for this CPU yet: the next command compiles the lot."""
-    return not any(cached_for_this_cpu(d) for d in kernel_dispatchers())
-
-
 def cache_folder():
     """The folder where Numba caches the kernels of pydarknet/kernels (those of pydarknet/ go beside it)."""
     from .kernels import activations

@@ -37,9 +37,8 @@ def test_import_pydarknet_is_cheap_and_the_api_is_at_the_top():
 
 
 def test_the_first_run_says_it_compiles_once_and_keeps_it_out_of_the_seconds(tmp_path):
-    """With an empty Numba cache, `detector test` compiles every forward kernel before it starts (about a
-    minute on 2 cores): the notice shows once, `Predicted in` is the forward pass alone; the next run is
-    silent."""
+    """With an empty Numba cache, `detector test` compiles the kernels it runs (about half a minute on 2
+    cores): the notice shows once, `Predicted in` is a warm forward pass alone; the next run is silent."""
     env = {"NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
     args = ["-m", "pydarknet", "detector", "test", "cfg/shapes.data", "cfg/shapes-tiny.cfg",
             "data/shapes-tiny.weights", "data/shapes.jpg", "-dont_show"]
