@@ -170,6 +170,6 @@ def read_data_cfg(path):
 def read_names(path):
     """Class names, one per line (darknet's get_labels)."""
     try:
-        return [line.rstrip("\r\n") for line in Path(path).read_text(errors="replace").splitlines()]
+        return [line.rstrip("\r\n") for line in Path(find_argument(path)).read_text(errors="replace").splitlines()]
     except OSError as e:
         raise DarknetError(f"{path}: cannot read names: {e.strerror}") from None
