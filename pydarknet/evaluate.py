@@ -75,6 +75,13 @@ def _json_number(value):
     return None if math.isnan(value) or math.isinf(value) else value
 
 
+def _coco_number(value):
+    """A number of coco_results.json as darknet prints it (%f), or null where darknet would write nan or inf
+    (an untrained network's boxes), which would not be JSON."""
+    value = _json_number(value)
+    return "null" if value is None else f"{value:f}"
+
+
 def _data_file_path(options, key, default, data_file, what):
     """A file named by a .data option: as darknet (relative to the working directory), else beside the
     .data file. Returns (path, "file.data:line" of the option)."""
@@ -548,9 +555,9 @@ def run_valid(data_file, cfg, weights, out_dir=None, outfile=None, progress=None
                 left, top, right, bottom = _corners(dets.bbox, w, h, 0)
                 bw, bh = right - left, bottom - top
                 for i, j in zip(*np.nonzero(prob[:, :classes])):
+                    box = ", ".join(_coco_number(v) for v in (left[i], top[i], bw[i], bh[i]))
                     coco_entries.append(f'{{"image_id":{image_id}, "category_id":{COCO_IDS[j]}, "bbox":'
-                                        f'[{float(left[i]):f}, {float(top[i]):f}, {float(bw[i]):f}, '
-                                        f'{float(bh[i]):f}], "score":{float(prob[i, j]):f}}}')
+                                        f'[{box}], "score":{_coco_number(prob[i, j])}}}')
                     written += 1
             elif kind == "imagenet":
                 left, top, right, bottom = _corners(dets.bbox, w, h, 0)

@@ -73,3 +73,17 @@ def test_c_float_writes_glibcs_inf_and_nan():
     assert c_float(float("inf"), "4.0f") == " inf" and c_float(float("-inf"), "4.0f") == "-inf"
     assert c_float(float("nan")) == "nan" and c_float(-float("nan")) == "-nan"
     assert c_float(-float("nan"), "6.0f") == "  -nan" and c_float(0.5) == "0.500000" and c_float(2.5, "4.0f") == "   2"
+
+
+def test_coco_results_stay_strict_json(overflowing, tmp_path):
+    from pydarknet.evaluate import run_valid
+    image = tmp_path / "000000000042.jpg"
+    image.write_bytes((ROOT / "data/shapes.jpg").read_bytes())
+    (tmp_path / "valid.txt").write_text(f"{image}\n")
+    data = tmp_path / "shapes.data"
+    data.write_text(f"classes=3\nvalid={tmp_path / 'valid.txt'}\nnames={ROOT / 'data/shapes.names'}\n"
+                    f"eval=coco\nresults={tmp_path / 'results'}\n")
+    (tmp_path / "results").mkdir()
+    files, _ = run_valid(data, SHAPES[1], overflowing)
+    entries = json.loads(open(files[0]).read(), parse_constant=refuse)
+    assert entries and any(None in e["bbox"] for e in entries)
