@@ -37,7 +37,9 @@ Variants: `sgemm_darknet` (C = A B), `sgemm_darknet_tn` (C = A^T B, darknet's ge
 `sgemm_darknet_nt` (C = A B^T, darknet's gemm_nt) differ only in the strides used to pack A and B. With
 ``accumulate=True`` the chains start from C's current values (darknet's BETA = 1 for gemm_nn and gemm_tn).
 Darknet's gemm_nt instead forms the whole sum from zero and adds it to C once: compute it into a scratch
-array and do `C += scratch` with numpy (one float32 add per element, also exact).
+array and do `C += scratch` with numpy (one float32 add per element, also exact). `sgemm_image` is
+sgemm_darknet on im2col's columns packed straight from the image (`_pack_b_image`, the implicit im2col).
+With ``fused=True`` each step is one fused multiply-add instead: the "fast" products, not darknet's bits.
 
 Operands must be float32 and C-contiguous. Denormals are kept as they are (darknet's -Ofast build flushes
 them to zero); the golden networks never produce one.
@@ -49,14 +51,12 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-
 KC = 256          # longest k block: a KC x NR panel of B stays in L1 (32 KiB at NR = 32)
 MC_MAX = 240      # rows of A per row block: the packed block (MC_MAX x KC floats) stays in L2
 B_BLOCK = 32768   # floats of B a thread packs per k block when it owns all rows (128 KiB, in L2)
 WIDE_COLUMNS = 512  # per thread: at least this many columns and at most MC_MAX rows -> threads split columns
 
 _F32 = ir.FloatType()
-_V8 = ir.VectorType(_F32, 8)
 _I64 = ir.IntType(64)
 _I32 = ir.IntType(32)
 _I8P = ir.IntType(8).as_pointer()

@@ -29,7 +29,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from .gemm import _F32, _I64, _V8, _data, _gemm, _i64, _phis, sgemm_darknet, sgemm_darknet_tn, sgemm_image
+from .gemm import _F32, _I64, _data, _gemm, _i64, _phis, sgemm_darknet, sgemm_darknet_tn, sgemm_image
 
 BACKENDS = ("darknet", "blas", "fast")
 _BACKEND = os.environ.get("PYDARKNET_PRODUCTS", "darknet")
@@ -228,6 +228,7 @@ def _add_lanes(parts, a, bt, full, out):
 
 # -- darknet's gemm_nt lanes as 4-float vectors ---------------------------------------------------------------
 _V4 = ir.VectorType(_F32, 4)
+_V8 = ir.VectorType(_F32, 8)
 TILE_R, TILE_S = 4, 4   # rows of delta x columns (rows of col) per register tile: 8 registers of 2 x 4 lanes
 
 
