@@ -125,6 +125,14 @@ class Layer:
         if not (c and h and w):
             raise self.error("the layer before it must output an image (c x h x w)")
 
+    def from_layer(self, net):
+        """The one earlier layer `from=` names (required), which this layer then reads besides its input."""
+        if not self.section.has("from"):
+            raise self.error("needs from=", "from")
+        index = self.layer_index(self.section.int("from"), net, "from")
+        self.reads_layers = [index]
+        return index
+
     def layer_index(self, value, net, key):
         """Resolve a `layers=`/`from=` index as darknet does: negative counts back from this layer."""
         index = self.index + value if value < 0 else value

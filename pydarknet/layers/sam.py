@@ -14,10 +14,7 @@ class Sam(Layer):
 
     def __init__(self, section, in_shape, net, index):
         self.section, self.index = section, index
-        if not section.has("from"):
-            raise self.error("needs from=", "from")
-        self.source = self.layer_index(section.int("from"), net, "from")
-        self.reads_layers = [self.source]
+        self.source = self.from_layer(net)
         self.activation = parse_activation(self, "linear")
         super().__init__(section, in_shape, net, index)
 
