@@ -514,50 +514,57 @@ def _pack_b(Bf, b_ks, b_js, N, k0, kc, p0, p1, dst, dst_off, p_stride):
 @njit(cache=True)
 def _pack_b_image(img, conv, N, k0, kc, p0, p1, dst, dst_off, p_stride):
     """`_pack_b` for B = im2col of an image (the implicit im2col: the panels are packed straight from the
-    image, no column matrix in between). img (c, h, w); conv = (c0, size, stride, pad, dilation, out_w):
-    row r = (channel c0 + r // size^2, ky, kx) of B, column j = (y, x) of the output with x < out_w;
-    pixels outside the image are zeros, as in im2col. Each output row's part of a row of B is gathered
-    into a small buffer (in L1), then copied to the panels in runs of at most NR."""
+    image, no column matrix in between). img (c, h, w), C-contiguous; conv = (c0, size, stride, pad, dilation,
+    out_w): row r = (channel c0 + r // size^2, ky, kx) of B, column j = (y, x) of the output with x < out_w;
+    pixels outside the image are zeros, as in im2col.
+
+    The panels' columns fall into runs within one output row and one panel, the same runs for every row of
+    B: they are worked out once, then each row of B copies its pixels run by run (a vector copy each)."""
     NR = _panel_width()
     c0, size, stride, pad, dilation, out_w = conv
     h, w = img.shape[1], img.shape[2]
+    flat = img.reshape(-1)
     j0 = p0 * NR
     j1 = min(N, p1 * NR)
-    row = np.empty(out_w, np.float32)
+    runs = np.empty((p1 - p0 + (j1 - 1) // out_w - j0 // out_w + 1, 4), np.int64)   # (y, x, offset, length)
+    nrun = 0
+    j = j0
+    while j < j1:
+        y = j // out_w
+        x = j - y * out_w
+        p = j // NR
+        n = min(NR - (j - p * NR), out_w - x, j1 - j)
+        runs[nrun, 0] = y
+        runs[nrun, 1] = x
+        runs[nrun, 2] = (p - p0) * p_stride + j - p * NR
+        runs[nrun, 3] = n
+        nrun += 1
+        j += n
+    tail = (p1 - 1 - p0) * p_stride + j1 - (p1 - 1) * NR   # the last panel's columns past N: zeros
     for k in range(kc):
         r = k0 + k
-        plane = img[c0 + r // (size * size)]
+        plane = (c0 + r // (size * size)) * h * w
         kx = r % size * dilation
         ky = (r // size) % size * dilation
         x0, x1 = col_range(kx, stride, pad, w, out_w)   # output columns whose input column is inside
-        for y in range(j0 // out_w, (j1 - 1) // out_w + 1):
-            xa = max(j0 - y * out_w, 0)                  # this output row's columns in the panels
-            xb = min(j1 - y * out_w, out_w)
+        row = dst_off + k * NR
+        for q in range(nrun):
+            y, x, d, n = runs[q, 0], runs[q, 1], row + runs[q, 2], runs[q, 3]
             iy = ky + y * stride - pad
-            lo = min(max(x0, xa), xb) if 0 <= iy < h else xb
-            hi = max(lo, min(x1, xb)) if 0 <= iy < h else xb
-            for x in range(xa, lo):
-                row[x] = 0.0
-            for x in range(hi, xb):
-                row[x] = 0.0
-            if hi > lo:
-                src = plane[iy]
-                first = kx - pad                          # the input column of output column 0
-                if stride <= 2:
-                    copy_run(src, first + lo * stride, stride, row, lo, hi - lo)
-                else:
-                    for x in range(lo, hi):
-                        row[x] = src[first + x * stride]
-            j = y * out_w + xa
-            while j < y * out_w + xb:
-                p = j // NR
-                jj = j - p * NR
-                n = min(NR - jj, y * out_w + xb - j)
-                copy_run(row, j - y * out_w, 1, dst, dst_off + (p - p0) * p_stride + k * NR + jj, n)
-                j += n
-        d = dst_off + (p1 - 1 - p0) * p_stride + k * NR
-        for t in range(j1 - (p1 - 1) * NR, NR):   # the last panel's columns past N
-            dst[d + t] = 0.0
+            lo = min(max(x0 - x, 0), n) if 0 <= iy < h else n
+            hi = max(lo, min(x1 - x, n)) if 0 <= iy < h else n
+            for t in range(lo):
+                dst[d + t] = 0.0
+            first = plane + iy * w + kx - pad + (x + lo) * stride
+            if stride <= 2:
+                copy_run(flat, first, stride, dst, d + lo, hi - lo)
+            else:
+                for t in range(hi - lo):
+                    dst[d + lo + t] = flat[first + t * stride]
+            for t in range(hi, n):
+                dst[d + t] = 0.0
+        for t in range(tail, (p1 - 1 - p0) * p_stride + NR):
+            dst[row + t] = 0.0
 
 
 @njit(cache=True, parallel=True)

@@ -60,16 +60,12 @@ def gemm_nn(a, b, out, accumulate=False):
         np.matmul(a, b, out=out)
 
 
-IMAGE_ROWS_MAX = 256   # rows of B (weights per filter) up to which conv_image packs from the image
-
-
-def packs_images(k):
-    """Whether a convolution with k weights per filter goes through conv_image: with the chain kernel (BLAS
-    needs im2col's columns) and few rows, where packing from the image saves most (a whole output row is
-    gathered per row of B). Measured on an AVX-512 EPYC, im2col + product against conv_image: k = 27 at 416x416
-    1.54 -> 0.99 ms, k = 144 at 208x208 2.53 -> 1.93 ms; from k = 288 on, no gain (1.51 against 1.52 ms at
-    104x104; 1.95 against 2.07 at stride 2)."""
-    return _BACKEND != "blas" and k <= IMAGE_ROWS_MAX
+def packs_images():
+    """Whether convolutions go through conv_image: with the chain kernel (BLAS needs im2col's columns).
+    Measured on an AVX-512 EPYC, 2 threads, im2col + product against conv_image: (3x416x416, 16 filters) 3.41
+    -> 2.14 ms, (64x104x104, 64) 7.41 -> 6.36, (128x52x52, 128) 5.91 -> 5.21, (32x208x208, 64, stride 2)
+    4.16 -> 3.98; no difference at 26x26 and 13x13."""
+    return _BACKEND != "blas"
 
 
 def conv_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out):

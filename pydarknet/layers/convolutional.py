@@ -254,7 +254,7 @@ class Convolutional(Layer):
             return out
         direct = self.size == 1 and self.stride == 1 and self.pad == 0
         wide = share_products(batch, L)
-        packed = not wide and packs_images(k)
+        packed = not wide and packs_images()
         chunk = chunk_images(batch, k * L)
         col = None if packed else net.workspace(k * L * chunk)
         for b0 in range(0, batch, chunk):
