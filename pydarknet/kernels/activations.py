@@ -208,3 +208,13 @@ def activate_channels(x, a, out):
             total += math.exp(x[b, k, i] - top)
         for k in range(c):
             out[b, k, i] = math.exp(x[b, k, i] - top) / total
+
+
+@njit(cache=True, parallel=True)
+def logistic_array32(x):
+    """In place on a flat float32 array: the fork's logistic_activate, 1.f/(1.f + expf(-x)) in float (its
+    [yolo] layer; pjreddie's activate_array computes it in double)."""
+    chunk = 1 << 16
+    for c in prange((x.size + chunk - 1) // chunk):
+        for i in range(c * chunk, min(x.size, (c + 1) * chunk)):
+            x[i] = logistic32(x[i])

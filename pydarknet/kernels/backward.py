@@ -333,21 +333,23 @@ def _batchnorm_train(inp, out, scales, biases, rolling_mean, rolling_variance, m
                     activate_row(row, activation)
 
 
-def batchnorm_backward(delta, x, x_norm, mean, variance, scales, bias_updates, scale_updates):
+def batchnorm_backward(delta, x, x_norm, mean, variance, scales, bias_updates, scale_updates, ab=False):
     """Darknet's backward_batchnorm_layer on delta (n, c, spatial) in place: bias and scale gradients
     accumulated, then delta turned into the delta of the un-normalised input x.
 
     Not quite the exact gradient of the forward pass: the forward divides by sqrt(var) + 1e-6 while this
-    uses sqrt(var + 1e-5), as darknet does.
+    uses sqrt(var + 1e-5), as darknet does. `ab`: the AlexeyAB fork's normalize_delta_cpu, which divides the
+    delta itself by sqrt(var) + 1e-5 instead (its forward: sqrt(var + 1e-5); its mean and variance terms
+    keep sqrt(var + 1e-5)).
     """
-    _batchnorm_backward(delta, delta, LINEAR, x, x_norm, mean, variance, scales, bias_updates, scale_updates)
+    _batchnorm_backward(delta, delta, LINEAR, x, x_norm, mean, variance, scales, bias_updates, scale_updates, ab)
 
 
 def batchnorm_backward_activation(delta, y, activation, x, x_norm, mean, variance, scales, bias_updates,
-                                  scale_updates):
+                                  scale_updates, ab=False):
     """gradient_array32(y, activation, delta) then batchnorm_backward, in one pass over delta (the
     convolutional layer's backward: y (n, c, spatial) is its output, after the activation)."""
-    _batchnorm_backward(delta, y, activation, x, x_norm, mean, variance, scales, bias_updates, scale_updates)
+    _batchnorm_backward(delta, y, activation, x, x_norm, mean, variance, scales, bias_updates, scale_updates, ab)
 
 
 @njit(cache=True, inline="always")
@@ -366,7 +368,8 @@ def gradient_row(row, y, a):
 
 
 @njit(cache=True, parallel=True)
-def _batchnorm_backward(delta, y, activation, x, x_norm, mean, variance, scales, bias_updates, scale_updates):
+def _batchnorm_backward(delta, y, activation, x, x_norm, mean, variance, scales, bias_updates, scale_updates,
+                        ab):
     n, c, spatial = delta.shape
     count = n * spatial
     inv_count = F32(F32(1.0) / F32(count))     # -Ofast: mean_delta / (spatial*batch) as a product
@@ -400,6 +403,8 @@ def _batchnorm_backward(delta, y, activation, x, x_norm, mean, variance, scales,
         md = F32(np.float64(md) * (-1.0 / root))
         vd = F32(np.float64(vd) * (-0.5 * math.pow(np.float64(ve), -1.5)))
         mterm = np.float64(md * inv_count)
+        if ab:
+            root = math.sqrt(np.float64(variance[f])) + np.float64(BN_EPS)
         for b in range(n):
             row = delta[b, f]
             xrow = x[b, f]

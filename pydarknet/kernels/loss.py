@@ -153,6 +153,414 @@ def yolo_delta(p, truth, biases, mask, netw, neth, ignore_thresh, truth_thresh, 
     return avg_iou, avg_cat, avg_obj, avg_anyobj, recall, recall75, count
 
 
+# -- the AlexeyAB fork's [yolo] ---------------------------------------------------------------------------------
+# Its iou_loss kinds, in layers/yolo.py's IOU_KINDS order.
+MSE, IOU, GIOU, DIOU, CIOU = range(5)
+PI = math.pi   # glibc's M_PI: the fork's box.c takes its own 3.141592 only where math.h has none
+
+
+@njit(cache=True, inline="always")
+def _fork_box(p, b, a, i, j, anchor, biases, netw, neth, new_coords):
+    """The fork's get_yolo_box: new_coords=1 sizes are (2 t)^2 times the anchor, in float."""
+    if not new_coords:
+        return _pred_box(p, b, a, i, j, anchor, biases, netw, neth)
+    lh, lw = p.shape[3], p.shape[4]
+    tw = p[b, a, 2, j, i]
+    th = p[b, a, 3, j, i]
+    x = (F32(i) + p[b, a, 0, j, i]) / F32(lw)
+    y = (F32(j) + p[b, a, 1, j, i]) / F32(lh)
+    return x, y, tw * tw * F32(4.0) * biases[2 * anchor] / F32(netw), th * th * F32(4.0) * biases[2 * anchor + 1] / F32(neth)
+
+
+@njit(cache=True, inline="always")
+def _fork_iou(ax, ay, aw, ah, bx, by, bw, bh):
+    """The fork's box_iou: 0 (not NaN) when the intersection or the union is 0."""
+    half = F32(0.5)
+    iw = min(ax + aw * half, bx + bw * half) - max(ax - aw * half, bx - bw * half)
+    ih = min(ay + ah * half, by + bh * half) - max(ay - ah * half, by - bh * half)
+    inter = F32(0.0) if (iw < 0 or ih < 0) else iw * ih
+    union = aw * ah + bw * bh - inter
+    if inter == 0 or union == 0:
+        return F32(0.0)
+    return inter / union
+
+
+@njit(cache=True, inline="always")
+def _enclosing(ax, ay, aw, ah, bx, by, bw, bh):
+    """Width and height of the smallest box holding both (the fork's box_c)."""
+    half = F32(0.5)
+    w = max(ax + aw * half, bx + bw * half) - min(ax - aw * half, bx - bw * half)
+    h = max(ay + ah * half, by + bh * half) - min(ay - ah * half, by - bh * half)
+    return w, h
+
+
+@njit(cache=True, inline="always")
+def _aspect_term(aw, ah, bw, bh):
+    """CIoU's aspect-ratio distance 4/pi^2 (atan(b) - atan(a))^2 (in double, stored in float), and the
+    difference of the arctangents it squares."""
+    diff = math.atan(np.float64(bw / bh)) - math.atan(np.float64(aw / ah))
+    return F32(4.0 / (PI * PI) * diff * diff), diff
+
+
+@njit(cache=True, inline="always")
+def _fork_iou_kind(ax, ay, aw, ah, bx, by, bw, bh, kind):
+    """The fork's box_iou_kind: IoU, GIoU, DIoU (distance term to the power .6) or CIoU of a against truth b."""
+    iou = _fork_iou(ax, ay, aw, ah, bx, by, bw, bh)
+    if kind == GIOU:
+        cw, ch = _enclosing(ax, ay, aw, ah, bx, by, bw, bh)
+        c = cw * ch
+        if c == 0:
+            return iou
+        half = F32(0.5)
+        iw = min(ax + aw * half, bx + bw * half) - max(ax - aw * half, bx - bw * half)
+        ih = min(ay + ah * half, by + bh * half) - max(ay - ah * half, by - bh * half)
+        inter = F32(0.0) if (iw < 0 or ih < 0) else iw * ih
+        union = aw * ah + bw * bh - inter
+        return iou - (c - union) / c
+    if kind == DIOU or kind == CIOU:
+        cw, ch = _enclosing(ax, ay, aw, ah, bx, by, bw, bh)
+        c = cw * cw + ch * ch
+        if c == 0:
+            return iou
+        d = (ax - bx) * (ax - bx) + (ay - by) * (ay - by)
+        if kind == DIOU:
+            return iou - F32(math.pow(np.float64(d / c), 0.6))
+        ar, _ = _aspect_term(aw, ah, bw, bh)
+        alpha = F32(np.float64(ar) / (np.float64(F32(1.0) - iou + ar) + 0.000001))
+        return iou - (d / c + alpha * ar)
+    return iou
+
+
+@njit(cache=True, inline="always")
+def _dx_box_iou(px, py, pw, ph, tx, ty, tw, th, kind):
+    """The fork's dx_box_iou: the gradient of IoU (GIoU, DIoU, CIoU) with respect to the predicted box's
+    x, y, w, h, in float32 as its box.c computes it (its w, h terms not halved; where the boxes do not
+    overlap, only the distance terms). -Ofast turns its four divisions by the same square into products with
+    one reciprocal."""
+    half = F32(0.5)
+    zero = F32(0.0)
+    top, bot = py - ph * half, py + ph * half
+    left, right = px - pw * half, px + pw * half
+    pt, pb = min(top, bot), max(top, bot)
+    pl, pr = min(left, right), max(left, right)
+    tt, tb = ty - th * half, ty + th * half
+    tl, tr = tx - tw * half, tx + tw * half
+    area = (pb - pt) * (pr - pl)
+    area_truth = (tb - tt) * (tr - tl)
+    ih = min(pb, tb) - max(pt, tt)
+    iw = min(pr, tr) - max(pl, tl)
+    inter = iw * ih
+    union = area + area_truth - inter
+    dist = (px - tx) * (px - tx) + (py - ty) * (py - ty)
+    gw = max(pr, tr) - min(pl, tl)
+    gh = max(pb, tb) - min(pt, tt)
+    gc = gw * gh
+    # d(area)/d(edge), d(intersection)/d(edge), d(enclosing area)/d(edge) for the edges t, b, l, r
+    dx_t, dx_b, dx_l, dx_r = -(pr - pl), pr - pl, -(pb - pt), pb - pt
+    di_t = -iw if pt > tt else zero
+    di_b = iw if pb < tb else zero
+    di_l = -ih if pl > tl else zero
+    di_r = ih if pr < tr else zero
+    du_t, du_b, du_l, du_r = dx_t - di_t, dx_b - di_b, dx_l - di_l, dx_r - di_r
+    dc_t = -gw if pt < tt else zero
+    dc_b = gw if pb > tb else zero
+    dc_l = -gh if pl < tl else zero
+    dc_r = gh if pr > tr else zero
+    g_t = g_b = g_l = g_r = zero
+    if union > 0:
+        r = F32(1.0) / (union * union)
+        g_t = (union * di_t - inter * du_t) * r
+        g_b = (union * di_b - inter * du_b) * r
+        g_l = (union * di_l - inter * du_l) * r
+        g_r = (union * di_r - inter * du_r) * r
+    if not top < bot:
+        g_t = g_b
+    if not left < right:
+        g_l = g_r
+    if kind == GIOU:
+        if gc > 0 or iw <= 0 or ih <= 0:
+            r = F32(1.0) / (gc * gc)
+            e_t = (gc * du_t - union * dc_t) * r
+            e_b = (gc * du_b - union * dc_b) * r
+            e_l = (gc * du_l - union * dc_l) * r
+            e_r = (gc * du_r - union * dc_r) * r
+            if iw <= 0 or ih <= 0:
+                g_t, g_b, g_l, g_r = e_t, e_b, e_l, e_r
+            else:
+                g_t, g_b, g_l, g_r = g_t + e_t, g_b + e_b, g_l + e_l, g_r + e_r
+    dx = g_l + g_r
+    dy = g_t + g_b
+    dw = g_r - g_l
+    dh = g_b - g_t
+    if kind == DIOU or kind == CIOU:
+        # the distance term: the enclosing box's corners from the unsorted edges
+        cl = min(left, tl)
+        cr = max(right, tr)
+        ct = min(top, tt)
+        cb = max(bot, tb)
+        cw = cr - cl
+        ch = cb - ct
+        c = cw * cw + ch * ch
+        dcw_dx = (F32(1.0) if pr > tr else zero) - (F32(1.0) if pl < tl else zero)
+        dcw_dw = (half if pr > tr else zero) - (-half if pl < tl else zero)
+        dch_dy = (F32(1.0) if pb > tb else zero) - (F32(1.0) if pt < tt else zero)
+        dch_dh = (half if pb > tb else zero) - (-half if pt < tt else zero)
+        aw_ = zero
+        ah_ = zero
+        if kind == CIOU:
+            ar, diff = _aspect_term(pw, ph, tw, th)
+            alpha = F32(np.float64(ar) / (np.float64(F32(1.0) - inter / union + ar) + 0.000001))
+            aw_ = alpha * F32(8.0 / (PI * PI) * diff * np.float64(ph))
+            ah_ = alpha * F32(-8.0 / (PI * PI) * diff * np.float64(pw))
+        if c > 0 or iw <= 0 or ih <= 0:
+            r = F32(1.0) / (c * c)
+            ex = (F32(2.0) * (tx - px) * c - F32(2.0) * cw * dcw_dx * dist) * r
+            ey = (F32(2.0) * (ty - py) * c - F32(2.0) * ch * dch_dy * dist) * r
+            ew = F32(2.0) * cw * dcw_dw * dist * r + aw_
+            eh = F32(2.0) * ch * dch_dh * dist * r + ah_
+            if iw <= 0 or ih <= 0:
+                dx, dy, dw, dh = ex, ey, ew, eh
+            else:
+                dx, dy, dw, dh = dx + ex, dy + ey, dw + ew, dh + eh
+    return dx, dy, dw, dh
+
+
+@njit(cache=True, inline="always")
+def _clip(v, limit):
+    """The fork's fix_nan_inf, then its clip_value to [-limit, limit]."""
+    if math.isnan(v) or math.isinf(v):
+        return F32(0.0)
+    return max(-limit, min(limit, v))
+
+
+@njit(cache=True, inline="always")
+def _fork_delta_box(p, delta, b, a, i, j, anchor, truth, biases, netw, neth, normalizer, kind, max_delta,
+                    new_coords):
+    """The fork's delta_yolo_box (accumulating, as all its callers ask): MSE adds (target - prediction) times
+    (2 - w*h) and the normalizer in the raw space; the IoU kinds add the normalised IoU gradient (w, h times
+    exp(t) without new_coords), cleared of NaN/inf and clipped to max_delta.
+    Returns (IoU, GIoU, whether the cell already had a box delta)."""
+    lh, lw = p.shape[3], p.shape[4]
+    rewritten = delta[b, a, 0, j, i] != 0 or delta[b, a, 1, j, i] != 0 or delta[b, a, 2, j, i] != 0 or \
+        delta[b, a, 3, j, i] != 0
+    tx0, ty0, tw0, th0 = truth[0], truth[1], truth[2], truth[3]
+    px, py, pw, ph = _fork_box(p, b, a, i, j, anchor, biases, netw, neth, new_coords)
+    iou = _fork_iou(px, py, pw, ph, tx0, ty0, tw0, th0)
+    giou = _fork_iou_kind(px, py, pw, ph, tx0, ty0, tw0, th0, GIOU)
+    if kind == MSE:
+        scale = F32(2.0) - tw0 * th0
+        tx = tx0 * F32(lw) - F32(i)
+        ty = ty0 * F32(lh) - F32(j)
+        if new_coords:
+            tw = F32(math.sqrt(np.float64(tw0 * F32(netw) / (F32(4.0) * biases[2 * anchor]))))
+            th = F32(math.sqrt(np.float64(th0 * F32(neth) / (F32(4.0) * biases[2 * anchor + 1]))))
+        else:
+            tw = F32(math.log(np.float64(tw0 * F32(netw) / biases[2 * anchor])))
+            th = F32(math.log(np.float64(th0 * F32(neth) / biases[2 * anchor + 1])))
+        delta[b, a, 0, j, i] += scale * (tx - p[b, a, 0, j, i]) * normalizer
+        delta[b, a, 1, j, i] += scale * (ty - p[b, a, 1, j, i]) * normalizer
+        delta[b, a, 2, j, i] += scale * (tw - p[b, a, 2, j, i]) * normalizer
+        delta[b, a, 3, j, i] += scale * (th - p[b, a, 3, j, i]) * normalizer
+        return iou, giou, rewritten
+    if pw == 0:
+        pw = F32(1.0)
+    if ph == 0:
+        ph = F32(1.0)
+    dx, dy, dw, dh = _dx_box_iou(px, py, pw, ph, tx0, ty0, tw0, th0, kind)
+    if not new_coords:
+        dw = F32(np.float64(dw) * math.exp(np.float64(p[b, a, 2, j, i])))
+        dh = F32(np.float64(dh) * math.exp(np.float64(p[b, a, 3, j, i])))
+    delta[b, a, 0, j, i] += _clip(dx * normalizer, max_delta)
+    delta[b, a, 1, j, i] += _clip(dy * normalizer, max_delta)
+    delta[b, a, 2, j, i] += _clip(dw * normalizer, max_delta)
+    delta[b, a, 3, j, i] += _clip(dh * normalizer, max_delta)
+    return iou, giou, rewritten
+
+
+@njit(cache=True, inline="always")
+def _smoothed(target, eps):
+    """A class target with the fork's label_smooth_eps: t (1 - eps) + eps/2 (in double, stored in float)."""
+    if eps == 0:
+        return target
+    return F32(np.float64(target * (F32(1.0) - eps)) + 0.5 * np.float64(eps))
+
+
+@njit(cache=True, inline="always")
+def _fork_delta_class(p, delta, b, a, i, j, cls, classes, focal_loss, eps, multipliers, cls_normalizer):
+    """The fork's delta_yolo_class: logistic targets (smoothed by eps), the true class's delta times its
+    counters_per_class multiplier and cls_normalizer (both only with counters_per_class); when the cell already
+    trains this class (another truth) only that entry is set, times the multiplier alone. focal_loss: the
+    deltas times .5 * the focal gradient at the true class. Returns the true class's probability."""
+    prob = p[b, a, 5 + cls, j, i]
+    if delta[b, a, 5 + cls, j, i] != 0:
+        d = _smoothed(F32(1.0), eps) - prob
+        if not (math.isnan(d) or math.isinf(d)):
+            delta[b, a, 5 + cls, j, i] = d
+        if multipliers.size > 0:
+            delta[b, a, 5 + cls, j, i] *= multipliers[cls]
+        return prob
+    if focal_loss:
+        pt = prob + F32(0.000000000000001)
+        grad = -(F32(1.0) - pt) * (F32(2.0) * pt * F32(math.log(pt)) + pt - F32(1.0))
+        for k in range(classes):
+            target = F32(1.0) if k == cls else F32(0.0)
+            delta[b, a, 5 + k, j, i] = (target - p[b, a, 5 + k, j, i]) * (F32(0.5) * grad)
+        return prob
+    for k in range(classes):
+        d = _smoothed(F32(1.0) if k == cls else F32(0.0), eps) - p[b, a, 5 + k, j, i]
+        if not (math.isnan(d) or math.isinf(d)):
+            delta[b, a, 5 + k, j, i] = d
+        if k == cls and multipliers.size > 0:
+            delta[b, a, 5 + k, j, i] *= multipliers[cls] * cls_normalizer
+    return prob
+
+
+@njit(cache=True)
+def yolo_delta_fork(p, truth, biases, mask, netw, neth, ignore_thresh, truth_thresh, iou_loss, iou_normalizer,
+                    obj_normalizer, cls_normalizer, max_delta, iou_thresh, iou_thresh_kind, new_coords,
+                    objectness_smooth, label_smooth_eps, focal_loss, multipliers, delta):
+    """The AlexeyAB fork's forward_yolo_layer in training mode (its process_batch, image by image), after the
+    activations. Arrays as yolo_delta's; multipliers: counters_per_class's per-class weights, empty without.
+
+    As pjreddie's, with: objectness deltas times obj_normalizer (an ignored prediction may instead be pulled to
+    its best IoU with objectness_smooth); the truth's anchor chosen by the fork's IoU, and with iou_thresh < 1
+    every other anchor of this layer whose shape matches the truth by more than iou_thresh (iou_thresh_kind)
+    trained on it too, its box deltas then averaged over the classes it trains; box deltas by iou_loss
+    (MSE or the IoU gradients) accumulated, not overwritten.
+    Returns (sum IoU, sum 1 - IoU, sum 1 - GIoU, count, boxes trained, boxes whose cell already had a box
+    delta); the sums per image first, then over the images, as the fork's
+    threads add them."""
+    batch, n, _, lh, lw = p.shape
+    classes = p.shape[2] - 5
+    total = biases.size // 2
+    tot_iou = F32(0.0)
+    tot_iou_loss = F32(0.0)
+    tot_giou_loss = F32(0.0)
+    count = 0
+    bboxes = 0
+    rewritten = 0
+    for b in range(batch):
+        img_iou = F32(0.0)
+        img_iou_loss = F32(0.0)
+        img_giou_loss = F32(0.0)
+        for j in range(lh):
+            for i in range(lw):
+                for a in range(n):
+                    px, py, pw, ph = _fork_box(p, b, a, i, j, mask[a], biases, netw, neth, new_coords)
+                    confident = False      # the fork's compare_yolo_class: any class over .25 here
+                    for k in range(classes):
+                        if p[b, a, 5 + k, j, i] > F32(0.25):
+                            confident = True
+                            break
+                    best_match_iou = F32(0.0)
+                    best_iou = F32(0.0)
+                    best_t = 0
+                    for t in range(truth.shape[1]):
+                        if truth[b, t, 0] == 0:
+                            break
+                        cls = int(truth[b, t, 4])
+                        if cls < 0 or cls >= classes:
+                            continue
+                        iou = _fork_iou(px, py, pw, ph, truth[b, t, 0], truth[b, t, 1], truth[b, t, 2],
+                                        truth[b, t, 3])
+                        if iou > best_match_iou and confident:
+                            best_match_iou = iou
+                        if iou > best_iou:
+                            best_iou = iou
+                            best_t = t
+                    obj = p[b, a, 4, j, i]
+                    delta[b, a, 4, j, i] = obj_normalizer * (F32(0.0) - obj)
+                    if best_match_iou > ignore_thresh:
+                        if objectness_smooth:
+                            pulled = obj_normalizer * (best_match_iou - obj)
+                            if pulled > delta[b, a, 4, j, i]:
+                                delta[b, a, 4, j, i] = pulled
+                        else:
+                            delta[b, a, 4, j, i] = 0
+                    if best_iou > truth_thresh:
+                        scale = best_iou * best_iou
+                        target = scale if objectness_smooth else F32(1.0)
+                        delta[b, a, 4, j, i] = obj_normalizer * (target - obj)
+                        cls = int(truth[b, best_t, 4])
+                        _fork_delta_class(p, delta, b, a, i, j, cls, classes, focal_loss, label_smooth_eps,
+                                          multipliers, cls_normalizer)
+                        multiplier = multipliers[cls] if multipliers.size > 0 else F32(1.0)
+                        if objectness_smooth:
+                            delta[b, a, 5 + cls, j, i] = multiplier * (scale - p[b, a, 5 + cls, j, i])
+                        _, _, again = _fork_delta_box(p, delta, b, a, i, j, mask[a], truth[b, best_t], biases,
+                                                      netw, neth, iou_normalizer * multiplier, iou_loss,
+                                                      max_delta, new_coords)
+                        bboxes += 1
+                        rewritten += again
+        for t in range(truth.shape[1]):
+            if truth[b, t, 0] == 0:
+                break
+            cls = int(truth[b, t, 4])
+            if cls < 0 or cls >= classes:
+                continue
+            tw, th = truth[b, t, 2], truth[b, t, 3]
+            i = min(int(truth[b, t, 0] * F32(lw)), lw - 1)
+            j = min(int(truth[b, t, 1] * F32(lh)), lh - 1)
+            best_iou = F32(0.0)
+            best_n = 0
+            for k in range(total):
+                iou = _fork_iou(F32(0.0), F32(0.0), biases[2 * k] / F32(netw), biases[2 * k + 1] / F32(neth),
+                                F32(0.0), F32(0.0), tw, th)
+                if iou > best_iou:
+                    best_iou = iou
+                    best_n = k
+            multiplier = multipliers[cls] if multipliers.size > 0 else F32(1.0)
+            # the best anchor, then (iou_thresh < 1) every other anchor of this layer matching well enough
+            for k in range(-1, total):
+                anchor = best_n if k < 0 else k
+                if k >= 0:
+                    if iou_thresh >= 1 or k == best_n:
+                        continue
+                    aw, ah = biases[2 * k] / F32(netw), biases[2 * k + 1] / F32(neth)
+                    if not _fork_iou_kind(F32(0.0), F32(0.0), aw, ah, F32(0.0), F32(0.0), tw, th,
+                                          iou_thresh_kind) > iou_thresh:
+                        continue
+                a = -1
+                for m in range(n):
+                    if mask[m] == anchor:
+                        a = m
+                        break
+                if a < 0:
+                    continue
+                iou, giou, again = _fork_delta_box(p, delta, b, a, i, j, anchor, truth[b, t], biases, netw, neth,
+                                                   iou_normalizer * multiplier, iou_loss, max_delta, new_coords)
+                bboxes += 1
+                rewritten += again
+                img_iou += iou
+                img_iou_loss += F32(1.0) - iou
+                img_giou_loss += F32(1.0) - giou
+                obj = p[b, a, 4, j, i]
+                pushed = multiplier * obj_normalizer * (F32(1.0) - obj)
+                if not objectness_smooth or delta[b, a, 4, j, i] == 0:
+                    delta[b, a, 4, j, i] = pushed
+                _fork_delta_class(p, delta, b, a, i, j, cls, classes, focal_loss, label_smooth_eps, multipliers,
+                                  cls_normalizer)
+                count += 1
+        if iou_thresh < 1:
+            # a cell trained on several truths: its box deltas averaged over the classes it trains
+            for j in range(lh):
+                for i in range(lw):
+                    for a in range(n):
+                        if delta[b, a, 4, j, i] == 0:
+                            continue
+                        trained = 0
+                        for k in range(classes):
+                            if delta[b, a, 5 + k, j, i] > 0:
+                                trained += 1
+                        if trained > 0:
+                            for row in range(4):
+                                delta[b, a, row, j, i] /= F32(trained)
+        tot_iou += img_iou
+        tot_iou_loss += img_iou_loss
+        tot_giou_loss += img_giou_loss
+    return tot_iou, tot_iou_loss, tot_giou_loss, count, bboxes, rewritten
+
+
 @njit(cache=True)
 def softmax_cross_entropy(pred, truth, delta, loss):
     """darknet's softmax_x_ent_cpu on flat arrays: delta = truth - pred, loss = -log(pred) where truth is

@@ -77,10 +77,10 @@ def batchnorm_buffers(layer, shape):
     return bufs
 
 
-def batchnorm_backward_layer(layer, delta):
-    """darknet's backward_batchnorm_layer on delta (batch, channels, spatial) in place."""
+def batchnorm_backward_layer(layer, delta, ab=False):
+    """darknet's backward_batchnorm_layer on delta (batch, channels, spatial) in place (`ab`: the fork's)."""
     batchnorm_backward(delta, layer.bn_x, layer.x_norm, layer.mean, layer.variance, layer.scales,
-                       layer.bias_updates, layer.scale_updates)
+                       layer.bias_updates, layer.scale_updates, ab)
 
 
 def parse_activation(layer, default, allowed=()):
@@ -325,7 +325,7 @@ class Convolutional(Layer):
         if self.batch_normalize:    # the activation's gradient and batch-norm's backward in one pass
             batchnorm_backward_activation(delta, self.output.reshape(batch, n, spatial), activation,
                                           self.bn_x, self.x_norm, self.mean, self.variance, self.scales,
-                                          self.bias_updates, self.scale_updates)
+                                          self.bias_updates, self.scale_updates, net.darknet == "ab")
         else:
             gradient_array32(self.output.reshape(-1), activation, self.delta.reshape(-1))
             backward_bias(self.bias_updates, delta)

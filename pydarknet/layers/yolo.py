@@ -7,8 +7,9 @@ import numpy as np
 
 from ..boxes import Detections, correct_boxes
 from ..config import DarknetError
-from ..kernels.activations import LOGISTIC, activate_array
-from ..kernels.loss import yolo_delta
+from ..kernels.activations import LOGISTIC, activate_array, logistic_array32
+from ..kernels.backward import axpy
+from ..kernels.loss import yolo_delta, yolo_delta_fork
 from .base import Layer, delta_cost, printf_f, ratio
 
 # The fork's spellings. NMS: greedynms suppresses by DIoU (exponent .6), diounms by DIoU with exponent beta_nms.
@@ -99,12 +100,16 @@ class Yolo(Layer):
         out = x.copy()
         grid = out.reshape(x.shape[0], self.n, self.classes + 5, -1)
         shift = np.float32(-0.5 * np.float64(self.scale_x_y - np.float32(1)))
+        fork = net.darknet == "ab"
         for b in range(x.shape[0]):
             for a in range(self.n):
                 xy = grid[b, a, 0:2].reshape(-1)
                 if not self.new_coords:
-                    activate_array(xy, LOGISTIC)
-                    activate_array(grid[b, a, 4:].reshape(-1), LOGISTIC)
+                    for rows in (xy, grid[b, a, 4:].reshape(-1)):
+                        if fork:
+                            logistic_array32(rows)
+                        else:
+                            activate_array(rows, LOGISTIC)
                 if self.scale_x_y != 1:
                     xy *= self.scale_x_y
                     xy += shift
@@ -113,9 +118,10 @@ class Yolo(Layer):
         return out
 
     def loss(self, out, net):
-        """darknet's forward_yolo_layer in training mode: fills self.delta and self.cost, prints the statistics.
+        """darknet's forward_yolo_layer in training mode: fills self.delta and self.cost, prints the statistics
+        (pjreddie's loss, or the fork's for net.darknet == "ab": see fork_loss).
 
-        Every prediction's objectness is pushed to 0 unless its box overlaps some truth by more than
+        pjreddie's: every prediction's objectness is pushed to 0 unless its box overlaps some truth by more than
         ignore_thresh (then left alone) or truth_thresh (then trained as that truth's). Each truth is assigned to
         the anchor (of all `num`, not only this layer's mask) whose shape fits it best; if that anchor is in this
         layer's mask, the prediction at the truth's cell gets box deltas (target - prediction, in the raw
@@ -127,17 +133,11 @@ class Yolo(Layer):
         batch = out.shape[0]
         _, h, w = self.out_shape
         shape = (batch, self.n, self.classes + 5, h, w)
-        truth = net.truth.reshape(batch, -1)
-        boxes = min(self.max_boxes, truth.shape[1] // 5)
-        truth = np.ascontiguousarray(truth[:, :boxes * 5].reshape(batch, boxes, 5))
-        for b in range(batch):
-            rows = truth[b]
-            end = np.argmax(rows[:, 0] == 0) if np.any(rows[:, 0] == 0) else boxes
-            bad = (rows[:end, 4] < 0) | (rows[:end, 4] >= self.classes)
-            if np.any(bad):
-                raise DarknetError(f"layer {self.index} ([yolo], {self.classes} classes): truth box of class "
-                                   f"{rows[:end, 4][bad][0]:g} in image {b} of the batch")
+        truth = self.truth_rows(net, batch)
         delta = self.delta.reshape(shape)
+        if net.darknet == "ab":
+            self.fork_loss(out.reshape(shape), truth, delta, net)
+            return
         stats = yolo_delta(out.reshape(shape), truth, self.biases, np.asarray(self.mask, np.int64), net.w, net.h,
                            np.float32(self.ignore_thresh), np.float32(self.truth_thresh), delta)
         self.cost = delta_cost(self.delta)
@@ -151,8 +151,74 @@ class Yolo(Layer):
                   f"Obj: {printf_f(s['avg_obj'])}, No Obj: {printf_f(s['avg_anyobj'])}, .5R: {printf_f(s['recall'])}, "
                   f".75R: {printf_f(s['recall75'])},  count: {count}", file=sys.stderr)
 
+    def truth_rows(self, net, batch):
+        """net.truth as (batch, boxes, 5) rows x y w h class (at most max_boxes), checking the classes."""
+        truth = net.truth.reshape(batch, -1)
+        boxes = min(self.max_boxes, truth.shape[1] // 5)
+        truth = np.ascontiguousarray(truth[:, :boxes * 5].reshape(batch, boxes, 5))
+        for b in range(batch):
+            rows = truth[b]
+            end = np.argmax(rows[:, 0] == 0) if np.any(rows[:, 0] == 0) else boxes
+            bad = (rows[:end, 4] < 0) | (rows[:end, 4] >= self.classes)
+            if np.any(bad):
+                raise DarknetError(f"layer {self.index} ([yolo], {self.classes} classes): truth box of class "
+                                   f"{rows[:end, 4][bad][0]:g} in image {b} of the batch")
+        return truth
+
+    def fork_loss(self, p, truth, delta, net):
+        """The AlexeyAB fork's [yolo] loss (kernels.loss.yolo_delta_fork: iou_loss, the normalizers, max_delta,
+        iou_thresh, objectness_smooth, label_smooth_eps, focal_loss, counters_per_class) and its cost: with
+        iou_loss=mse the squared delta; otherwise obj_normalizer x the squared deltas of all but the box rows
+        plus iou_normalizer x the mean 1 - IoU (1 - GIoU for giou) of the trained boxes. Prints the fork's
+        statistics line; the boxes trained count towards the network's total_bbox line."""
+        f32 = np.float32
+        stats = yolo_delta_fork(
+            p, truth, self.biases, np.asarray(self.mask, np.int64), net.w, net.h, f32(self.ignore_thresh),
+            f32(self.truth_thresh), IOU_KINDS.index(self.iou_loss), f32(self.iou_normalizer),
+            f32(self.obj_normalizer), f32(self.cls_normalizer), f32(self.max_delta), f32(self.iou_thresh),
+            IOU_KINDS.index(self.iou_thresh_kind), bool(self.new_coords), bool(self.objectness_smooth),
+            f32(self.label_smooth_eps), bool(self.focal_loss), self.class_multipliers(), delta)
+        tot_iou, tot_iou_loss, tot_giou_loss, count, bboxes, rewritten = stats
+        net.total_bbox = getattr(net, "total_bbox", 0) + bboxes
+        net.rewritten_bbox = getattr(net, "rewritten_bbox", 0) + rewritten
+        count = max(count, 1)
+        loss = delta_cost(delta)
+        boxless = delta.copy()
+        boxless[:, :, :4] = 0
+        classification = f32(np.float64(f32(self.obj_normalizer)) * np.float64(delta_cost(boxless)))
+        if self.iou_loss == "mse":
+            self.cost = loss
+        else:
+            mean_loss = tot_giou_loss if self.iou_loss == "giou" else tot_iou_loss
+            self.cost = f32(f32(self.iou_normalizer) * f32(f32(mean_loss) / f32(count)) + classification)
+        batch = f32(p.shape[0])
+        self.stats = dict(avg_iou=f32(f32(tot_iou) / f32(count)), count=int(stats[3]),
+                          class_loss=f32(classification / batch), iou_loss=f32(f32(loss - classification) / batch),
+                          total_loss=f32(loss / batch))
+        if not getattr(net, "quiet", False):
+            s = self.stats
+            kind = self.iou_loss if self.iou_loss in ("mse", "giou") else "iou"
+            print(f"v3 ({kind} loss, Normalizer: (iou: {self.iou_normalizer:.2f}, obj: {self.obj_normalizer:.2f}, "
+                  f"cls: {self.cls_normalizer:.2f}) Region {net.index} Avg (IOU: {printf_f(s['avg_iou'])}), count: "
+                  f"{count}, class_loss = {printf_f(s['class_loss'])}, iou_loss = {printf_f(s['iou_loss'])}, "
+                  f"total_loss = {printf_f(s['total_loss'])} ", file=sys.stderr)
+
+    def class_multipliers(self):
+        """The fork's counters_per_class weights: the largest count over each class's (counts under 1 taken as
+        1), capped at max_delta; empty without counters_per_class."""
+        if self.counters_per_class is None:
+            return np.zeros(0, np.float32)
+        counts = np.maximum(np.asarray(self.counters_per_class, np.float32), 1)
+        return np.minimum(counts.max() / counts, np.float32(self.max_delta)).astype(np.float32)
+
     def backward(self, net):
-        """The loss's delta is already with respect to this layer's input: added to the previous delta."""
+        """The loss's delta is already with respect to this layer's input: added to the previous delta (the
+        fork's GPU backward scales it by delta_normalizer)."""
+        if net.darknet == "ab" and self.delta_normalizer != 1:
+            prev = self.prev_delta(net)
+            if prev is not None:
+                axpy(np.float32(self.delta_normalizer), self.delta.reshape(-1), prev.reshape(-1))
+            return
         self.add_delta_to_previous(net)
 
     def detections(self, output, w, h, netw, neth, thresh, hier_thresh=0.5, relative=True, letterbox=True,
