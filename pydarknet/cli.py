@@ -740,6 +740,50 @@ def compile_command(no_training, quiet, debug):
     note(f"kernels compiled and cached in {cache_folder()}")
 
 
+# -- export ---------------------------------------------------------------------------------------------------
+def batch_size(ctx, param, value):
+    """--batch: a positive number, or `dynamic` (None: the graph takes any batch size)."""
+    if value == "dynamic":
+        return None
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    raise click.BadParameter(f"{value!r}: a positive number or 'dynamic'")
+
+
+@cli.group(context_settings=CONTEXT)
+def export():
+    """Write a network for other runtimes."""
+
+
+@export.command("onnx", context_settings=CONTEXT)
+@click.argument("cfg")
+@click.argument("weights")
+@click.argument("out")
+@click.option("--opset", type=click.IntRange(min=13), default=17, show_default=True, help="ONNX opset version.")
+@click.option("--batch", default="1", show_default=True, callback=batch_size,
+              help="Batch size of the graph: N, or dynamic.")
+@click.option("--decode", is_flag=True,
+              help="Outputs boxes (relative to the image) and scores instead of the raw output layers: only NMS "
+                   "is left (pydarknet.onnx.postprocess). Letterboxing networks then also take image_size.")
+@click.option("--fp16", is_flag=True, help="float16 weights and arithmetic (float32 inputs and outputs).")
+@click.option("--data", default=None, help="A .data file whose names= go into the model's metadata.")
+@darknet_option
+@common
+def export_onnx(cfg, weights, out, opset, batch, decode, fp16, data, darknet, quiet, debug):
+    """Export CFG + WEIGHTS as one ONNX graph in OUT (needs the onnx package: pip install pydarknet[onnx])."""
+    try:
+        from .onnx import export as export_graph
+    except ImportError as e:
+        raise DarknetError(f"export onnx needs the onnx package (pip install 'pydarknet[onnx]'): {e}")
+    net = load_network(cfg, weights, darknet, table=False)
+    names = load_names(data, 0, cfg)[0] if data else None
+    model = export_graph(net, out, opset=opset, batch=batch, decode=decode, fp16=fp16, names=names)
+    for value in list(model.graph.input) + list(model.graph.output):
+        dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+        note(f"{value.name}: {' x '.join(map(str, dims))}")
+    note(f"saved {out}")
+
+
 # Commands that run no kernel: no compile listener for them.
 KERNEL_FREE_COMMANDS = {"download", "version", "summary", "print", "ops", "partial"}
 
