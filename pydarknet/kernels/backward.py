@@ -158,10 +158,10 @@ def gradient_from_input(x, y, a, delta):
         v = x[i]
         if a == SWISH:
             g = y[i] + logistic32(v) * (ONE - y[i])
-        elif a == MISH:
+        elif a == MISH:   # the fork's exp and tanh here are the double ones (its softplus is in float)
             sp = softplus32(v)
-            tsp = F32(math.tanh(sp))
-            g = v * ((ONE - tsp * tsp) * F32(ONE - math.exp(-sp))) + tsp
+            tsp = F32(math.tanh(np.float64(sp)))
+            g = v * ((ONE - tsp * tsp) * F32(1.0 - math.exp(-np.float64(sp)))) + tsp
         elif a == HARD_MISH:
             g = ONE if v > 0 else (v + ONE if v > -2 else F32(0.0))
         else:
