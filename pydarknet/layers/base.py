@@ -13,6 +13,7 @@ import numpy as np
 
 from ..config import CfgError, DarknetError
 from ..kernels.backward import axpy, sum_squares
+from .update import update_layer
 
 
 class Layer:
@@ -78,9 +79,8 @@ class Layer:
         raise DarknetError(f"layer {self.index}: training through a [{self.type}] layer is not supported")
 
     def update(self, args):
-        """Apply the accumulated updates to the parameters (darknet's update_*_layer); see train.update_layer."""
+        """Apply the accumulated updates to the parameters (darknet's update_*_layer; layers/update.py)."""
         if self.trainable:
-            from ..train import update_layer
             update_layer(self, args)
 
     def prev_delta(self, net):
