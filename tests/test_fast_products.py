@@ -93,3 +93,23 @@ def test_trained_detector(name, prepare):
 
 def test_cases_present():
     assert len(CASES) >= 22 and len(AB_CASES) >= 11
+
+
+@pytest.mark.parametrize("channels,h,w,filters,pad", [(64, 13, 13, 70, 1), (80, 10, 7, 33, 1), (64, 9, 12, 5, 0),
+                                                      (96, 26, 26, 40, 2)])
+def test_winograd(channels, h, w, filters, pad):
+    """F(2x2, 3x3) against the exact product on odd and even output sizes and paddings 0-2: within float32
+    rounding of the sums (relative to the largest output)."""
+    from pydarknet.kernels.gemm import sgemm_image
+    from pydarknet.kernels.winograd import transform_weights
+    rng = np.random.default_rng(channels + h)
+    x = rng.standard_normal((channels, h, w), dtype=np.float32)
+    weights = rng.standard_normal((filters, channels * 9), dtype=np.float32)
+    out_h, out_w = h + 2 * pad - 2, w + 2 * pad - 2
+    assert products.winograd_applies(channels, 3, 1, 1, 1)
+    exact = sgemm_image(weights, x, 0, 3, 1, pad, 1, out_h, out_w, np.empty((filters, out_h * out_w), np.float32))
+    fast = np.full_like(exact, np.nan)
+    scratch = {}
+    products.conv_winograd(transform_weights(weights, channels), x, pad, out_h, out_w, fast,
+                           lambda name, size: scratch.setdefault(name, np.empty(size, np.float32)))
+    assert np.abs(fast - exact).max() <= 1e-5 * np.abs(exact).max()

@@ -25,9 +25,10 @@ from ..kernels.backward import (backward_bias, batchnorm_backward, batchnorm_bac
                                 batchnorm_train_forward, gradient_array32, gradient_channels, gradient_from_input)
 from ..kernels.conv import (col2im_batch, depthwise_conv, im2col_batch, im2col_t, normalize_scale_bias_activate,
                             pad_images)
-from ..kernels.products import (backend, conv_image, conv_weight_gradient, conv_weight_gradient_image, gemm_nn,
-                                gemm_tn, packs_images, weight_gradient_from_image,
-                                weight_gradient_transposed)
+from ..kernels.products import (backend, conv_image, conv_weight_gradient, conv_weight_gradient_image,
+                                conv_winograd, gemm_nn, gemm_tn, packs_images, weight_gradient_from_image,
+                                weight_gradient_transposed, winograd_applies)
+from ..kernels.winograd import transform_weights
 from .base import Layer, zeros
 
 CHUNK_FLOATS = 1 << 21  # im2col columns per chunk of images (8 MiB; a single image may take more)
@@ -233,6 +234,14 @@ class Convolutional(Layer):
             cached = self._fused = (net.params_version, weights, biases)
         return cached[1], cached[2]
 
+    def winograd_weights(self, weights, net):
+        """The Winograd transform of `weights` (the layer's or its fused ones), kept until the parameters change."""
+        cached = self.__dict__.get("_winograd")
+        key = (net.params_version, id(weights))
+        if cached is None or cached[0] != key:
+            cached = self._winograd = (key, transform_weights(weights, weights.shape[1] // 9))
+        return cached[1]
+
     def convolve(self, x, net, out=None, weights=None):
         """The raw convolution sums (n, filters, out_h*out_w), before bias and batch-norm (into `out` if
         given, else into the layer's output buffer), with the layer's weights or the given ones."""
@@ -251,6 +260,11 @@ class Convolutional(Layer):
         pad = self.pad * d
         if g == c == n:   # depthwise: one chain per output straight from the image, no columns
             depthwise_conv(x, weights, self.size, self.stride, pad, d, out.reshape(batch, n, L))
+            return out
+        if winograd_applies(cg, self.size, self.stride, d, g):   # the fast products' Winograd F(2x2, 3x3)
+            u = self.winograd_weights(weights, net)
+            for b in range(batch):
+                conv_winograd(u, x[b], pad, out_h, out_w, out[b], lambda name, size: scratch(net, name, size))
             return out
         direct = self.size == 1 and self.stride == 1 and self.pad == 0
         wide = share_products(batch, L)
