@@ -16,6 +16,7 @@ the original images), to map the boxes back onto the images as darknet does.
 
 `onnx` is imported only when exporting (the `onnx` extra): the core install does not need it.
 """
+import copy
 import json
 
 import numpy as np
@@ -74,6 +75,14 @@ class Graph:
             node.output[list(node.output).index(tensor)] = self.prefix
         node.name = self.prefix
         return self.prefix
+
+    def rename(self, old, new):
+        """Rename a tensor wherever nodes make or read it."""
+        for node in self.nodes:
+            for names in (node.input, node.output):
+                for i, name in enumerate(names):
+                    if name == old:
+                        names[i] = new
 
     # -- shorthands -------------------------------------------------------------------------------------------
     def add(self, x, y):
@@ -309,7 +318,7 @@ def residual(g, layer, x, net):
         add = g.mul(add, np.float32(layer.beta))
     if sample > 1:   # zeros between the added pixels: (.., minh, 1, minw, 1) padded to (.., minh, sample, minw, sample)
         add = g.op("Reshape", add, g.const([-1, minc, minh, 1, minw, 1]))
-        add = g.op("Pad", add, g.const([0] * 12 + [0, 0, 0, sample - 1, 0, sample - 1]))
+        add = g.op("Pad", add, g.const([0] * 6 + [0, 0, 0, sample - 1, 0, sample - 1]))
         add = g.reshape(add, (minc, minh * sample, minw * sample))
     add = g.slice(g.slice(add, 2, 0, h), 3, 0, w)
     span_h, span_w = min(h, minh * sample), min(w, minw * sample)
@@ -350,7 +359,9 @@ def export_reorg(g, layer, x, net):
         return g.reshape(y, layer.out_shape)
     if layer.inputs >= 1 << 24:
         raise layer.error("reverse=/flatten= on more than 2^24 values per image cannot be exported")
-    order = layer.forward(np.arange(layer.inputs, dtype=np.float32).reshape((1,) + layer.in_shape), net)
+    probe = copy.copy(layer)
+    probe._buffers = {}   # its own output buffer: the layer's keeps its last output
+    order = probe.forward(np.arange(layer.inputs, dtype=np.float32).reshape((1,) + layer.in_shape), net)
     return g.reshape(g.op("Gather", g.op("Flatten", x, axis=1), g.const(order.reshape(-1).astype(np.int64)),
                           axis=1), layer.out_shape)
 
@@ -451,8 +462,18 @@ def export_activation(g, layer, x, net):
 
 
 def export_normalization(g, layer, x, net):
-    """Darknet's window of channels is ONNX's, for odd and even sizes; ONNX divides alpha by the size."""
-    return g.op("LRN", x, size=layer.size, alpha=layer.alpha * layer.size, beta=layer.beta, bias=layer.kappa)
+    """x * (kappa + alpha * the sum of squares over channels c - (size-1)//2 .. c + size//2)^-beta, the window sum
+    as a convolution along the channels (ONNX Runtime's LRN takes odd sizes only). Darknet's running sum starts
+    from channels 0 .. size/2 - 1 and never adds channel size/2, so every channel's sum lacks that one's square."""
+    c, h, w = layer.in_shape
+    size = layer.size
+    squares = g.reshape(g.op("Mul", x, x), (1, c, h * w))
+    window = g.op("Conv", squares, g.const(np.ones((1, 1, size, 1), np.float32)), kernel_shape=[size, 1],
+                  pads=[(size - 1) // 2, 0, size // 2, 0])
+    if size // 2 < c:
+        window = g.op("Sub", window, g.slice(squares, 2, size // 2, size // 2 + 1))
+    norm = g.add(g.mul(window, np.float32(layer.alpha)), np.float32(layer.kappa))
+    return g.op("Mul", x, g.reshape(g.op("Pow", norm, g.const(np.float32(-layer.beta))), (c, h, w)))
 
 
 def export_l2norm(g, layer, x, net):
@@ -512,15 +533,20 @@ EXPORTERS = {
 # -- decoding (--decode) ---------------------------------------------------------------------------------------
 def grid_boxes(g, p, cells, width, height, size, anchors):
     """Boxes (batch, candidates, 4) relative to the network input from predictions p (batch, candidates, entries):
-    x = (column + p0) / width, y = (row + p1) / height, w and h = size(p2), size(p3) times the anchor's width and
-    height (given relative to the input, one row per candidate)."""
+    x = (column + p0) / width, y = (row + p1) / height, w and h = size(p2, anchor width), size(p3, anchor height),
+    the anchors (candidates, 2) relative to the input."""
     column = (cells % width).astype(np.float32)[:, None]
     row = (cells // width).astype(np.float32)[:, None]
     x = g.op("Div", g.add(g.slice(p, 2, 0, 1), column), g.const(np.float32(width)))
     y = g.op("Div", g.add(g.slice(p, 2, 1, 2), row), g.const(np.float32(height)))
-    w = g.mul(size(g.slice(p, 2, 2, 3)), anchors[:, :1])
-    h = g.mul(size(g.slice(p, 2, 3, 4)), anchors[:, 1:])
+    w = size(g.slice(p, 2, 2, 3), anchors[:, :1])
+    h = size(g.slice(p, 2, 3, 4), anchors[:, 1:])
     return g.op("Concat", x, y, w, h, axis=2)
+
+
+def exp_times(g, t, anchor):
+    """exp(t) * anchor as exp(t + log(anchor)): infinite only where darknet's (exp in double) is."""
+    return g.op("Exp", g.add(t, np.log(anchor.astype(np.float64))))
 
 
 def decode_yolo(g, layer, y, net):
@@ -532,7 +558,10 @@ def decode_yolo(g, layer, y, net):
     p = g.reshape(p, (h * w * layer.n, entries))
     mask = np.tile(layer.mask, h * w)
     anchors = np.stack([layer.biases[2 * mask] / net.w, layer.biases[2 * mask + 1] / net.h], 1)
-    size = (lambda t: g.mul(g.op("Mul", t, t), np.float32(4))) if layer.new_coords else (lambda t: g.op("Exp", t))
+    if layer.new_coords:
+        size = lambda t, anchor: g.mul(g.op("Mul", t, t), 4 * anchor)   # noqa: E731
+    else:
+        size = lambda t, anchor: exp_times(g, t, anchor)   # noqa: E731
     boxes = grid_boxes(g, p, np.repeat(np.arange(h * w), layer.n), w, h, size, anchors)
     return boxes, g.op("Mul", g.slice(p, 2, 4, 5), g.slice(p, 2, 5, entries))
 
@@ -547,7 +576,8 @@ def decode_region(g, layer, y, net):
     p = g.reshape(g.op("Transpose", g.reshape(y, (layer.n, e, h * w)), perm=[0, 1, 3, 2]), (layer.n * h * w, e))
     anchor = np.repeat(np.arange(layer.n), h * w)
     anchors = np.stack([layer.biases[2 * anchor] / w, layer.biases[2 * anchor + 1] / h], 1)
-    boxes = grid_boxes(g, p, np.tile(np.arange(h * w), layer.n), w, h, lambda t: g.op("Exp", t), anchors)
+    boxes = grid_boxes(g, p, np.tile(np.arange(h * w), layer.n), w, h, lambda t, anchor: exp_times(g, t, anchor),
+                       anchors)
     scores = g.slice(p, 2, coords + 1, e)
     if not layer.background:
         scores = g.op("Mul", g.slice(p, 2, coords, coords + 1), scores)
@@ -562,9 +592,8 @@ def decode_detection(g, layer, y, net):
     cls = g.op("Reshape", g.slice(flat, 1, 0, cells * classes), g.const([-1, cells, 1, classes]))
     conf = g.op("Reshape", g.slice(flat, 1, cells * classes, cells * (classes + n)), g.const([-1, cells, n, 1]))
     p = g.op("Reshape", g.slice(flat, 1, cells * (classes + n), cells * (classes + 5 * n)), g.const([-1, cells * n, 4]))
-    size = (lambda t: g.op("Mul", t, t)) if layer.sqrt else (lambda t: t)
-    boxes = grid_boxes(g, p, np.repeat(np.arange(cells), n), layer.side, layer.side, size,
-                       np.ones((cells * n, 2), np.float32))
+    size = (lambda t, _: g.op("Mul", t, t)) if layer.sqrt else (lambda t, _: t)
+    boxes = grid_boxes(g, p, np.repeat(np.arange(cells), n), layer.side, layer.side, size, np.ones((cells * n, 2)))
     return boxes, g.op("Reshape", g.op("Mul", conf, cls), g.const([-1, cells * n, classes]))
 
 
@@ -595,6 +624,11 @@ def letterbox_correction(g, boxes, net):
 
 
 # -- the whole network -----------------------------------------------------------------------------------------
+def layer_name(layer):
+    """The name of a layer's nodes and output tensor."""
+    return f"layer_{layer.index}_{layer.type}"
+
+
 def output_layers(net):
     """The layers whose outputs the graph gives: every [yolo], [region] and [detection], else the network's
     output layer (a classifier's softmax)."""
@@ -618,22 +652,18 @@ def metadata(net, outputs, decode, names):
         "outputs": ([{"name": "boxes", "what": "(batch, candidates, 4): centre x, y, width, height relative to the "
                       "image"}, {"name": "scores", "what": "(batch, candidates, classes): objectness x class "
                                  "probability; NMS left to do (pydarknet.onnx.postprocess)"}] if decode else
-                    [{"name": output_name(layer), "layer": layer.index, "type": layer.type,
+                    [{"name": layer_name(layer), "layer": layer.index, "type": layer.type,
                       "shape": ["batch", *layer.out_shape]} for layer in outputs]),
         "classes": getattr(last, "classes", None) if last else int(np.prod(net.output_layer.out_shape)),
-        "anchors": {output_name(layer): layer.biases.reshape(-1, 2).tolist() for layer in heads
+        "anchors": {layer_name(layer): layer.biases.reshape(-1, 2).tolist() for layer in heads
                     if layer.type != "detection"},
-        "masks": {output_name(layer): list(layer.mask) for layer in heads if layer.type == "yolo"},
+        "masks": {layer_name(layer): list(layer.mask) for layer in heads if layer.type == "yolo"},
         "nms_kind": getattr(last, "nms_kind", "default"),
         "beta_nms": round(float(getattr(last, "beta_nms", 0.6)), 6),
     }
     if names is not None:
         meta["names"] = list(names)
     return {key: value if isinstance(value, str) else json.dumps(value) for key, value in meta.items()}
-
-
-def output_name(layer):
-    return f"{layer.type}_{layer.index}"
 
 
 def export(net, path=None, opset=DEFAULT_OPSET, batch=1, decode=False, fp16=False, names=None, layers=None):
@@ -657,20 +687,21 @@ def export(net, path=None, opset=DEFAULT_OPSET, batch=1, decode=False, fp16=Fals
         exporter = EXPORTERS.get(layer.type)
         if exporter is None:
             raise layer.error(f"[{layer.type}] layers cannot be exported to ONNX")
-        g.prefix, g.count = f"layer_{layer.index}_{layer.type}", 0
+        g.prefix, g.count = layer_name(layer), 0
         x = g.tensors[layer.index] = g.finish_layer(exporter(g, layer, x, net))
     outputs = output_layers(net) if layers is None else [net.layers[i] for i in layers]
-    g.prefix, g.count = "output", 0
-    results = {output_name(layer): g.op("Cast", g.tensors[layer.index], to=TensorProto.FLOAT) if fp16
-               else g.tensors[layer.index] for layer in outputs}
-    shapes = {output_name(layer): dims + list(layer.out_shape) for layer in outputs}
+    if fp16:   # the float32 outputs keep the layers' names, their float16 tensors get another
+        for layer in outputs:
+            name = g.tensors[layer.index]
+            g.rename(name, name + "/float16")
+            g.nodes.append(helper.make_node("Cast", [name + "/float16"], [name], name=name + "/float32",
+                                            to=TensorProto.FLOAT))
+    shapes = {g.tensors[layer.index]: dims + list(layer.out_shape) for layer in outputs}
     if decode:
-        results, shapes = decoded(g, net, outputs, results, inputs, dims)
-    for name, tensor in results.items():
-        g.nodes.append(helper.make_node("Identity", [tensor], [name], name=name))
+        shapes = decoded(g, net, outputs, inputs, dims)
     graph = helper.make_graph(g.nodes, "darknet", inputs,
-                              [helper.make_tensor_value_info(name, TensorProto.FLOAT, shapes[name]) for name in results],
-                              g.initializers)
+                              [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+                               for name, shape in shapes.items()], g.initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="pydarknet",
                               doc_string=f"{net.cfg_path}, exported by pydarknet")
     helper.set_model_props(model, metadata(net, outputs, decode, names))
@@ -680,9 +711,9 @@ def export(net, path=None, opset=DEFAULT_OPSET, batch=1, decode=False, fp16=Fals
     return model
 
 
-def decoded(g, net, outputs, results, inputs, dims):
-    """The decoding nodes after the raw outputs, in float32: {"boxes": .., "scores": ..} and their shapes; adds
-    the image_size input when the network letterboxes."""
+def decoded(g, net, outputs, inputs, dims):
+    """The decoding nodes after the raw outputs, in float32, making "boxes" and "scores": their shapes. Adds the
+    image_size input when the network letterboxes."""
     from onnx import TensorProto, helper
     if not any(layer.type in DECODERS for layer in outputs):
         raise DarknetError(f"{net.cfg_path}: --decode needs a [yolo], [region] or [detection] layer")
@@ -696,13 +727,14 @@ def decoded(g, net, outputs, results, inputs, dims):
         inputs.append(helper.make_tensor_value_info("image_size", TensorProto.FLOAT, dims + [2]))
     boxes, scores, count = [], [], 0
     for layer in outputs:
-        b, s = DECODERS[layer.type](g, layer, results[output_name(layer)], net)
+        b, s = DECODERS[layer.type](g, layer, g.tensors[layer.index], net)
         boxes.append(letterbox_correction(g, b, net) if correct and layer.type != "detection" else b)
         scores.append(s)
         _, h, w = layer.out_shape
         count += layer.n * (layer.side ** 2 if layer.type == "detection" else h * w)
-    results = {"boxes": g.op("Concat", *boxes, axis=1), "scores": g.op("Concat", *scores, axis=1)}
-    return results, {"boxes": dims + [count, 4], "scores": dims + [count, classes.pop()]}
+    g.rename(g.op("Concat", *boxes, axis=1), "boxes")
+    g.rename(g.op("Concat", *scores, axis=1), "scores")
+    return {"boxes": dims + [count, 4], "scores": dims + [count, classes.pop()]}
 
 
 # -- after the graph: NMS --------------------------------------------------------------------------------------

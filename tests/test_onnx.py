@@ -1,0 +1,470 @@
+"""pydarknet.onnx: every golden forward case (pjreddie's and the fork's), the real models and hand-written networks
+of every layer type exported, checked with onnx.checker, run in ONNX Runtime on pydarknet's input and compared
+output by output with pydarknet's forward; --decode's boxes against pydarknet's decoded boxes; yolov3-tiny's
+dog.jpg detections through ONNX Runtime and postprocess."""
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+import onnx  # noqa: E402
+import onnxruntime  # noqa: E402
+
+from conftest import ROOT, SHARED, shared_path  # noqa: E402
+from golden import case_paths  # noqa: E402
+from pydarknet.cli import main  # noqa: E402
+from pydarknet.config import DarknetError  # noqa: E402
+from pydarknet.detect import network_detections  # noqa: E402
+from pydarknet.image import letterbox_image, load_image, resize_image  # noqa: E402
+from pydarknet.network import Network  # noqa: E402
+from pydarknet.onnx import EXPORTERS, export, letterboxes, postprocess  # noqa: E402
+
+TOLERANCE = 1e-4        # |onnx - pydarknet| <= TOLERANCE * max(1, |pydarknet|), element by element
+FP16_TOLERANCE = 1e-2
+# Deep random-weight networks (75+ convolutions, activations up to 2e3) accumulate float32 rounding in any other
+# summation order: ONNX Runtime's products leave them 3.1e-4 (yolov3-spp_slim) and 2.2e-4 (yolov3_slim) from
+# pydarknet's, whose own BLAS backend is 1.2e-3 from darknet on them. In float16 their random weights reach 0.15,
+# and yolov3-tiny's real outputs 1.1e-2 (its first layer's folded batch-norm cancels terms of 40 into 0.5).
+LOOSER = {"yolov3_slim": 1e-3, "yolov3-spp_slim": 1e-3}
+LOOSER_FP16 = {"yolov3_slim": 0.2, "yolov3-spp_slim": 0.2, "yolov3-tiny_dog": 2e-2, "yolov3-tiny_eagle": 2e-2,
+               "yolov3-tiny_person": 2e-2}
+
+GOLDEN = [pytest.param(p, "pjreddie", id=p.name) for p in sorted((SHARED / "golden" / "forward").glob("*/"))] + \
+    [pytest.param(p, "ab", id=p.name) for p in sorted((SHARED / "golden" / "forward_ab").glob("*/"))]
+
+
+def scaled_error(ours, ref):
+    """The largest |ours - ref| / max(1, |ref|); equal infinities and NaN against NaN count as equal."""
+    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+    with np.errstate(invalid="ignore"):
+        err = np.abs(ours - ref) / np.maximum(1.0, np.abs(ref))
+    err[(ours == ref) | (np.isnan(ours) & np.isnan(ref))] = 0
+    err[np.isnan(err)] = np.inf
+    return float(err.max()) if err.size else 0.0
+
+
+def run(model, x, image_size=None):
+    """{output name: array} of the model in ONNX Runtime."""
+    onnx.checker.check_model(model)
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feed = {"input": np.asarray(x, np.float32)}
+    if image_size is not None:
+        feed["image_size"] = np.asarray(image_size, np.float32)
+    return dict(zip([o.name for o in session.get_outputs()], session.run(None, feed)))
+
+
+def worst_output(net, outputs):
+    """(scaled error, name) of the output furthest from pydarknet's: outputs are named layer_<index>_<type>."""
+    errors = [(scaled_error(value, net.layers[int(name.split("_")[1])].output), name)
+              for name, value in outputs.items()]
+    return max(errors)
+
+
+def golden_net(case_dir, darknet):
+    """The case's network after pydarknet's forward on its input; (net, input, image (w, h))."""
+    info, cfg, weights = case_paths(case_dir, SHARED)
+    net = Network(cfg, quiet_unused=True)
+    net.load(weights)
+    if darknet == "ab":   # the fork's cases store no input: it is made from the image, as the fork's detector does
+        net.fuse_batchnorm = bool(info["fuse_batchnorm"])
+        im = load_image(SHARED / info["image"])
+        x = (letterbox_image if info["preprocess"] == "letterbox" else resize_image)(im, net.w, net.h)
+    else:
+        im = load_image(SHARED / info["image"])
+        x = np.load(case_dir / "input.npy")
+        if x.shape != net.input_shape:   # resize_min cases: darknet resized the network to the image
+            net.resize(x.shape[2], x.shape[1])
+    net.forward(x[None])
+    return net, x[None], (im.shape[2], im.shape[1])
+
+
+@pytest.mark.parametrize("case_dir,darknet", GOLDEN)
+def test_golden_case_exports_and_matches(case_dir, darknet):
+    """float32 within 1e-4, float16 within 1e-2 (see LOOSER*), and decoded boxes and scores equal to pydarknet's
+    decoding before NMS (network_detections at a threshold that keeps every candidate)."""
+    net, x, (w, h) = golden_net(case_dir, darknet)
+    error, name = worst_output(net, run(export(net), x))
+    assert error <= LOOSER.get(case_dir.name, TOLERANCE), f"{name}: scaled error {error:.3g}"
+    error, name = worst_output(net, run(export(net, fp16=True), x))
+    assert error <= LOOSER_FP16.get(case_dir.name, FP16_TOLERANCE), f"float16 {name}: scaled error {error:.3g}"
+    if not any(layer.type in ("yolo", "region", "detection") for layer in net.layers):
+        return
+    model = export(net, decode=True)
+    needs_size = len(model.graph.input) == 2   # the graph corrects the boxes for a letterbox as the detector would
+    assert needs_size == (letterboxes(net) and net.layers[-1].type != "detection")
+    outputs = run(model, x, [[w, h]] if needs_size else None)
+    with np.errstate(over="ignore"):   # the random-weight yolov3-spp_slim's infinite boxes
+        dets = network_detections(net, w, h, -1, relative=True, letterbox=needs_size)
+    if net.layers[-1].type == "detection":   # darknet's YOLOv1 boxes are in pixels whatever `relative` says
+        dets.bbox /= np.float32([w, h, w, h])
+    assert outputs["boxes"].shape == (1,) + dets.bbox.shape
+    assert scaled_error(outputs["boxes"][0], dets.bbox) <= LOOSER.get(case_dir.name, TOLERANCE)
+    assert scaled_error(outputs["scores"][0], dets.prob) <= LOOSER.get(case_dir.name, TOLERANCE)
+
+
+def test_golden_cases_present():
+    shared_path("golden", "forward_ab")
+    assert len(GOLDEN) >= 34
+
+
+@pytest.mark.parametrize("cfg,weights,prepare", [
+    ("yolov3-tiny.cfg", "yolov3-tiny.weights", letterbox_image), ("yolov4-tiny.cfg", "yolov4-tiny.weights", resize_image),
+    ("yolo-fastest-1.1.cfg", "yolo-fastest-1.1.weights", resize_image), ("tiny.cfg", "tiny.weights", resize_image)])
+def test_real_model_matches(cfg, weights, prepare):
+    net = Network(shared_path("cfg", cfg), quiet_unused=True)
+    net.load(shared_path("models", weights))
+    x = prepare(load_image(SHARED / "images" / "dog.jpg"), net.w, net.h)[None]
+    net.forward(x)
+    error, name = worst_output(net, run(export(net), x))
+    assert error <= TOLERANCE, f"{name}: scaled error {error:.3g}"
+
+
+def test_dynamic_and_fixed_batch():
+    """Two different images in one run, through a dynamic-batch graph and a batch-2 graph."""
+    net = Network(shared_path("cfg", "yolov4-tiny.cfg"), quiet_unused=True)
+    net.load(shared_path("models", "yolov4-tiny.weights"))
+    x = np.stack([resize_image(load_image(SHARED / "images" / name), net.w, net.h) for name in ("dog.jpg", "person.jpg")])
+    net.forward(x)
+    for batch in (None, 2):
+        model = export(net, batch=batch)
+        assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == ("batch" if batch is None else "")
+        error, name = worst_output(net, run(model, x))
+        assert error <= TOLERANCE, f"batch {batch}: {name}: scaled error {error:.3g}"
+
+
+def test_yolov3_tiny_dog_detections_through_onnx_runtime():
+    """The exported yolov3-tiny plus postprocess gives pjreddie's `detect` result on dog.jpg: dog 57%, car 52%,
+    truck 56%, car 62%, bicycle 59% at thresh .5."""
+    net = Network(shared_path("cfg", "yolov3-tiny.cfg"), quiet_unused=True)
+    net.load(shared_path("models", "yolov3-tiny.weights"))
+    im = load_image(SHARED / "images" / "dog.jpg")
+    outputs = run(export(net, decode=True), letterbox_image(im, net.w, net.h)[None], [[im.shape[2], im.shape[1]]])
+    found = postprocess(outputs["boxes"], outputs["scores"], thresh=0.5, nms=0.45)[0]
+    names = (ROOT / "data" / "coco.names").read_text().split("\n")
+    printed = sorted((names[c], round(score * 100)) for c, score, _ in found)
+    assert printed == sorted([("dog", 57), ("car", 52), ("truck", 56), ("car", 62), ("bicycle", 59)])
+    dog = next(box for c, _, box in found if names[c] == "dog")
+    assert 0.2 < dog[0] < 0.4 and 0.5 < dog[1] < 0.8     # lower left, relative to the image
+
+
+def test_postprocess_nms_and_diou():
+    boxes = np.array([[[0.5, 0.5, 0.2, 0.2], [0.52, 0.5, 0.2, 0.2], [0.1, 0.1, 0.1, 0.1]]], np.float32)
+    scores = np.array([[[0.9, 0.0], [0.8, 0.7], [0.6, 0.1]]], np.float32)
+    assert [(c, round(s, 2)) for c, s, _ in postprocess(boxes, scores, 0.5, 0.45)[0]] == [(0, 0.9), (1, 0.7), (0, 0.6)]
+    assert len(postprocess(boxes, scores, 0.5, 0)[0]) == 4                     # nms 0: none
+    assert len(postprocess(boxes, scores, 0.5, 0.9, beta_nms=0.6)[0]) == 4     # DIoU .82 is under .9
+
+
+# -- hand-written networks: every layer type and option the exporter handles ----------------------------------
+EVERY_LAYER = """
+[net]
+width=32
+height=32
+channels=3
+letter_box=1
+
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[batchnorm]
+
+[maxpool]
+size=3
+stride=1
+
+[local_avgpool]
+size=3
+stride=2
+
+[maxpool]
+maxpool_depth=1
+out_channels=6
+
+[route]
+layers=-2
+groups=2
+group_id=1
+
+[convolutional]
+filters=16
+size=3
+pad=1
+groups=4
+dilation=2
+activation=mish
+
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+pad=1
+groups=16
+activation=swish
+
+[shortcut]
+from=-3
+activation=linear
+
+[shortcut]
+from=-4,-2
+weights_type=per_channel
+weights_normalization=softmax
+activation=swish
+
+[shortcut]
+from=0
+alpha=0.5
+beta=2
+activation=leaky
+
+[avgpool]
+
+[convolutional]
+filters=16
+size=1
+activation=logistic
+
+[scale_channels]
+from=-3
+
+[convolutional]
+filters=1
+size=1
+activation=logistic
+
+[scale_channels]
+from=-2
+scale_wh=1
+
+[sam]
+from=-3
+
+[upsample]
+stride=2
+scale=0.5
+
+[upsample]
+stride=-2
+
+[reorg3d]
+stride=2
+
+[reorg]
+stride=2
+
+[reorg]
+stride=2
+reverse=1
+
+[reorg]
+flatten=1
+
+[normalization]
+size=4
+alpha=0.01
+beta=0.75
+kappa=2
+
+[l2norm]
+
+[activation]
+activation=selu
+
+[logistic]
+
+[dropout]
+
+[shortcut]
+from=20
+activation=relu6
+
+[shortcut]
+from=-1,-8
+weights_type=per_feature
+weights_normalization=relu
+
+[route]
+layers=-1,20
+
+[reorg]
+extra=5
+
+[route]
+layers=18
+
+[convolutional]
+filters=27
+size=1
+activation=linear
+
+[yolo]
+mask=0,1,2
+anchors=4,5, 8,9, 12,16, 20,22, 26,30, 31,31
+classes=4
+num=6
+scale_x_y=1.1
+
+[route]
+layers=-3
+
+[convolutional]
+filters=18
+size=1
+activation=linear
+
+[region]
+anchors=1,1, 2,3
+classes=4
+coords=4
+num=2
+softmax=1
+
+[route]
+layers=-3
+
+[convolutional]
+filters=18
+size=1
+activation=logistic
+
+[yolo]
+mask=3,4
+anchors=4,5, 8,9, 12,16, 20,22, 26,30, 31,31
+classes=4
+num=6
+new_coords=1
+scale_x_y=2
+"""
+
+# Every activation (one 1x1 convolution each), a crop, a locally connected layer, softmaxes of every kind, the
+# connected layer with batch-norm, YOLOv1's detection layer and a cost layer.
+ACTIVATIONS = ["logistic", "relu", "relie", "linear", "ramp", "tanh", "plse", "leaky", "elu", "loggy", "stair",
+               "hardtan", "lhtan", "selu", "relu6", "gelu", "revleaky", "swish", "mish", "hard_mish",
+               "normalize_channels", "normalize_channels_softmax", "normalize_channels_softmax_maxval"]
+CLASSIFIER = "[net]\nwidth=14\nheight=14\nchannels=3\n\n[crop]\ncrop_width=12\ncrop_height=12\n\n" \
+    "[local]\nfilters=6\nsize=3\nstride=1\npad=1\nactivation=leaky\n\n" + "".join(
+        f"[convolutional]\nfilters=6\nsize=1\nactivation={a}\n\n" for a in ACTIVATIONS) + """
+[maxpool]
+size=2
+stride=2
+
+[softmax]
+spatial=1
+
+[connected]
+output=52
+batch_normalize=1
+activation=linear
+
+[detection]
+classes=3
+coords=4
+num=2
+side=2
+softmax=1
+sqrt=1
+
+[softmax]
+groups=4
+temperature=2
+
+[softmax]
+tree=tree.txt
+
+[cost]
+"""
+TREE = "".join(f"n{i} -1\n" for i in range(4)) + "".join(f"m{i} {i // 12}\n" for i in range(48))
+
+
+def random_network(path, text, seed=0):
+    """A network from cfg text with random weights, batch-norm statistics and biases (the fork's shortcut
+    weights too), so that every parameter shows in the outputs."""
+    path.write_text(text)
+    net = Network(path, quiet_unused=True)
+    rng = np.random.default_rng(seed)
+    for layer in net.layers:
+        for array in layer.weight_arrays():
+            array[...] = rng.uniform(0.5, 1.5, array.shape) if array is getattr(layer, "rolling_variance", None) \
+                else rng.normal(0, 0.5, array.shape)
+    return net, rng.random((1,) + net.input_shape, dtype=np.float32)
+
+
+@pytest.mark.parametrize("darknet", ["ab", "pjreddie"])
+def test_every_layer_type(tmp_path, darknet):
+    """Each layer's output, every one of them a graph output, at both opsets' Reduce* forms; and --decode."""
+    (tmp_path / "tree.txt").write_text(TREE)
+    nets = [random_network(tmp_path / "every.cfg", EVERY_LAYER), random_network(tmp_path / "classifier.cfg", CLASSIFIER)]
+    covered = set()
+    for net, x in nets:
+        net.darknet = darknet
+        net.forward(x)
+        covered |= {layer.type for layer in net.layers}
+        for opset in (13, 18):
+            outputs = run(export(net, opset=opset, layers=range(len(net.layers))), x)
+            error, name = worst_output(net, outputs)
+            assert error <= TOLERANCE, f"opset {opset}: {name} first of the worst: scaled error {error:.3g}"
+        model = export(net, decode=True)
+        size = [[40, 30]] if len(model.graph.input) == 2 else None
+        outputs = run(model, x, size)
+        dets = network_detections(net, 40, 30, -1, relative=True, letterbox=size is not None)
+        if net.layers[-1].type == "cost":   # the detection layer's boxes are in pixels
+            dets.bbox /= np.float32([40, 30, 40, 30])
+        assert scaled_error(outputs["boxes"][0], dets.bbox) <= TOLERANCE
+        assert scaled_error(outputs["scores"][0], dets.prob) <= TOLERANCE
+    assert covered == set(EXPORTERS)
+
+
+def test_metadata_and_node_names(tmp_path):
+    net, _ = random_network(tmp_path / "every.cfg", EVERY_LAYER)
+    meta = {p.key: p.value for p in export(net, names=["a", "b", "c", "d"]).metadata_props}
+    assert json.loads(meta["classes"]) == 4 and json.loads(meta["names"]) == ["a", "b", "c", "d"]
+    assert json.loads(meta["masks"]) == {"layer_34_yolo": [0, 1, 2], "layer_40_yolo": [3, 4]}
+    assert json.loads(meta["anchors"])["layer_37_region"] == [[1, 1], [2, 3]]
+    assert [o["name"] for o in json.loads(meta["outputs"])] == ["layer_34_yolo", "layer_37_region", "layer_40_yolo"]
+    nodes = {node.name for node in export(net).graph.node}
+    assert {f"layer_{layer.index}_{layer.type}" for layer in net.layers} <= nodes
+
+
+def test_unsupported_layers_and_options_name_the_cfg_line(tmp_path, monkeypatch):
+    (tmp_path / "tree.txt").write_text(TREE)
+    net, _ = random_network(tmp_path / "classifier.cfg", CLASSIFIER.replace("crop_width=12\ncrop_height=12",
+                                                                             "crop_width=16\ncrop_height=16"))
+    with pytest.raises(DarknetError, match=r"classifier.cfg:\d+: \[crop\] layer 0: .*fixed --batch"):
+        export(net, batch=None)
+    export(net, batch=2)   # a fixed batch can read past the input as darknet does
+    tree_region = "[net]\nwidth=8\nheight=8\nchannels=3\n\n[convolutional]\nfilters=114\nsize=1\n" \
+        "activation=linear\n\n[region]\nclasses=52\nnum=2\nsoftmax=1\ntree=tree.txt\n"
+    net, _ = random_network(tmp_path / "tree.cfg", tree_region)
+    with pytest.raises(DarknetError, match=r"tree.cfg:\d+: \[region\] layer 1: --decode of a class tree"):
+        export(net, decode=True)
+    export(net)   # without --decode: one softmax per group of the tree
+    net, _ = random_network(tmp_path / "every.cfg", EVERY_LAYER)
+    monkeypatch.delitem(EXPORTERS, "sam")
+    with pytest.raises(DarknetError, match=r"every.cfg:\d+: \[sam\] layer 16: \[sam\] layers cannot be exported"):
+        export(net)
+
+
+def test_export_command(tmp_path, capsys):
+    cfg, weights = shared_path("cfg", "yolov4-tiny.cfg"), shared_path("models", "yolov4-tiny.weights")
+    out = tmp_path / "yolov4-tiny.onnx"
+    with pytest.raises(SystemExit) as exit_:
+        main(["export", "onnx", str(cfg), str(weights), str(out), "--decode", "--fp16", "--batch", "dynamic",
+              "--opset", "18", "--data", str(ROOT / "cfg" / "coco.data")])
+    assert exit_.value.code == 0
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model)
+    assert model.opset_import[0].version == 18
+    assert [o.name for o in model.graph.output] == ["boxes", "scores"]
+    assert json.loads({p.key: p.value for p in model.metadata_props}["names"])[16] == "dog"
+    assert "boxes: batch x 2535 x 4" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["export", "onnx", str(cfg), str(weights), str(out), "--batch", "0"])
+    assert exit_.value.code == 2
