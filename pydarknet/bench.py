@@ -1,4 +1,5 @@
-"""`make bench`: pydarknet against OpenCV's DNN module (which reads darknet files) on the same inputs, in one run.
+"""`make bench`: pydarknet against OpenCV's DNN module (which reads darknet files) on the same inputs, in one run;
+the exported ONNX graphs in ONNX Runtime against pydarknet --fast and OpenCV (the `onnx` lines).
 `make bench-train` (--train): seconds per training iteration (forward + backward + update) of three networks.
 
 Times are medians of repeated runs after warm-up; the ratio is pydarknet / OpenCV (lower is better); a stream's
@@ -70,6 +71,32 @@ def report(what, ours, theirs):
     else:
         line += "   opencv: unavailable (needs opencv-python-headless<5 with the dnn module)"
     print(line, flush=True)
+
+
+def bench_onnx(name, cfg, weights, image, prepare, runs):
+    """The graph `pydarknet export onnx` writes, in ONNX Runtime, against pydarknet --fast and OpenCV DNN on the
+    same input."""
+    try:
+        import onnxruntime
+        from .onnx import export
+    except ImportError:
+        print(f"onnx {name}: needs onnx and onnxruntime (pip install 'pydarknet[onnx]')", flush=True)
+        return
+    from .kernels import products
+    net = Network(cfg, quiet_unused=True)
+    net.load(weights)
+    x = prepare(load_image(image), net)[None]
+    session = onnxruntime.InferenceSession(export(net).SerializeToString(), providers=["CPUExecutionProvider"])
+    peer = opencv_net(cfg, weights)
+    previous = products.set_backend("fast")
+    try:
+        runtime, fast, theirs = median_times([lambda: session.run(None, {"input": x}), lambda: net.forward(x),
+                                              (lambda: peer(x)) if peer else None], runs)
+    finally:
+        products.set_backend(previous)
+    line = f"onnx {name} {x.shape[3]}x{x.shape[2]}"
+    line = f"{line:<38} onnxruntime {runtime * 1000:8.1f} ms   pydarknet --fast {fast * 1000:8.1f} ms"
+    print(line + (f"   opencv {theirs * 1000:8.1f} ms" if theirs is not None else "   opencv: unavailable"), flush=True)
 
 
 def bench_decode(path, runs):
@@ -267,6 +294,10 @@ def main(argv=None):
     if (models / "yolov4-tiny.weights").exists():   # the AlexeyAB fork's detect: plain resize
         bench_forward("yolov4-tiny", cfg / "yolov4-tiny.cfg", models / "yolov4-tiny.weights", dog, plain_resized,
                       args.runs)
+    bench_onnx("yolov3-tiny", cfg / "yolov3-tiny.cfg", models / "yolov3-tiny.weights", dog, letterboxed, args.runs)
+    if (models / "yolov4-tiny.weights").exists():
+        bench_onnx("yolov4-tiny", cfg / "yolov4-tiny.cfg", models / "yolov4-tiny.weights", dog, plain_resized,
+                   args.runs)
     samples = [images / name for name in ("dog.jpg", "person.jpg", "eagle.jpg")]
     bench_stream("yolov3-tiny", cfg / "yolov3-tiny.cfg", models / "yolov3-tiny.weights", samples, min(args.runs, 5))
     with tempfile.TemporaryDirectory() as folder:
