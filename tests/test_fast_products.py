@@ -95,8 +95,8 @@ def test_cases_present():
     assert len(CASES) >= 22 and len(AB_CASES) >= 11
 
 
-@pytest.mark.parametrize("channels,h,w,filters,pad", [(64, 13, 13, 70, 1), (80, 10, 7, 33, 1), (64, 9, 12, 5, 0),
-                                                      (96, 26, 26, 40, 2)])
+@pytest.mark.parametrize("channels,h,w,filters,pad", [(128, 13, 13, 70, 1), (130, 10, 7, 33, 1), (128, 9, 12, 5, 0),
+                                                      (160, 26, 26, 40, 2)])
 def test_winograd(channels, h, w, filters, pad):
     """F(2x2, 3x3) against the exact product on odd and even output sizes and paddings 0-2: within float32
     rounding of the sums (relative to the largest output)."""

@@ -15,7 +15,7 @@ Three backends:
   and Tiny Darknet prints malamute 0.167167 instead of darknet's 0.167168);
 - "fast" (`--fast`): inference products through the chain kernel with a fused multiply-add per step (one
   rounding instead of two: as accurate, not darknet's bits; faster wherever multiply and add share the
-  FMA units, as on Intel cores), and stride-1 3x3 convolutions over 64 channels or more by Winograd's
+  FMA units, as on Intel cores), and stride-1 3x3 convolutions over 128 channels or more by Winograd's
   F(2x2, 3x3) (kernels/winograd.py: 2.25x fewer multiplications); training's products as "blas". Golden
   outputs stay within 1e-3 (scaled) of the exact ones (tests/test_fast_products.py).
 
@@ -76,13 +76,17 @@ def conv_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out):
     sgemm_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, fused=_BACKEND == "fast")
 
 
+WINOGRAD_CHANNELS = 128   # input channels from which conv_winograd is used (see winograd_applies)
+
+
 def winograd_applies(channels, size, stride, dilation, groups):
     """Whether a convolution goes through conv_winograd: with the fast products, for stride-1 3x3 kernels over
-    64 channels or more. Measured on an AVX-512 EPYC, 2 threads, exact product from the image against Winograd:
-    (384 channels, 26x26, 256 filters) 8.94 -> 4.57 ms, (512, 13x13, 1024) 9.85 -> 7.75, (128, 26x26, 256)
-    2.71 -> 1.91, (64, 52x52, 128) 2.52 -> 2.33; with fewer channels the transforms cost more than the
-    products save ((32, 104x104, 64) 3.19 -> 4.16, (16, 208x208, 32) 4.35 -> 12.59)."""
-    return _BACKEND == "fast" and size == 3 and stride == 1 and dilation == 1 and groups == 1 and channels >= 64
+    WINOGRAD_CHANNELS or more. Below that, the products' short sums over channels and the 16 parallel calls
+    cost more than the multiplications saved. Whole forwards, alternating in one run on an AVX-512 EPYC,
+    2 threads (threshold 64 / 128 / 256 / none): yolov3-tiny 38.4 / 37.3 / 38.8 / 43.9 ms, yolov4-tiny 52.4 /
+    47.2 / 49.1 / 55.6, Tiny Darknet 12.3 / 11.3 / 11.4 / 11.4."""
+    return _BACKEND == "fast" and size == 3 and stride == 1 and dilation == 1 and groups == 1 and \
+        channels >= WINOGRAD_CHANNELS
 
 
 def conv_winograd(u, x, pad, out_h, out_w, out, scratch):
