@@ -558,10 +558,10 @@ def decode_yolo(g, layer, y, net):
     p = g.reshape(p, (h * w * layer.n, entries))
     mask = np.tile(layer.mask, h * w)
     anchors = np.stack([layer.biases[2 * mask] / net.w, layer.biases[2 * mask + 1] / net.h], 1)
-    if layer.new_coords:
-        size = lambda t, anchor: g.mul(g.op("Mul", t, t), 4 * anchor)   # noqa: E731
-    else:
-        size = lambda t, anchor: exp_times(g, t, anchor)   # noqa: E731
+
+    def size(t, anchor):
+        return g.mul(g.op("Mul", t, t), 4 * anchor) if layer.new_coords else exp_times(g, t, anchor)
+
     boxes = grid_boxes(g, p, np.repeat(np.arange(h * w), layer.n), w, h, size, anchors)
     return boxes, g.op("Mul", g.slice(p, 2, 4, 5), g.slice(p, 2, 5, entries))
 

@@ -111,7 +111,8 @@ def test_golden_cases_present():
 
 
 @pytest.mark.parametrize("cfg,weights,prepare", [
-    ("yolov3-tiny.cfg", "yolov3-tiny.weights", letterbox_image), ("yolov4-tiny.cfg", "yolov4-tiny.weights", resize_image),
+    ("yolov3-tiny.cfg", "yolov3-tiny.weights", letterbox_image),
+    ("yolov4-tiny.cfg", "yolov4-tiny.weights", resize_image),
     ("yolo-fastest-1.1.cfg", "yolo-fastest-1.1.weights", resize_image), ("tiny.cfg", "tiny.weights", resize_image)])
 def test_real_model_matches(cfg, weights, prepare):
     net = Network(shared_path("cfg", cfg), quiet_unused=True)
@@ -126,7 +127,8 @@ def test_dynamic_and_fixed_batch():
     """Two different images in one run, through a dynamic-batch graph and a batch-2 graph."""
     net = Network(shared_path("cfg", "yolov4-tiny.cfg"), quiet_unused=True)
     net.load(shared_path("models", "yolov4-tiny.weights"))
-    x = np.stack([resize_image(load_image(SHARED / "images" / name), net.w, net.h) for name in ("dog.jpg", "person.jpg")])
+    images = [load_image(SHARED / "images" / name) for name in ("dog.jpg", "person.jpg")]
+    x = np.stack([resize_image(im, net.w, net.h) for im in images])
     net.forward(x)
     for batch in (None, 2):
         model = export(net, batch=batch)
@@ -401,7 +403,8 @@ def random_network(path, text, seed=0):
 def test_every_layer_type(tmp_path, darknet):
     """Each layer's output, every one of them a graph output, at both opsets' Reduce* forms; and --decode."""
     (tmp_path / "tree.txt").write_text(TREE)
-    nets = [random_network(tmp_path / "every.cfg", EVERY_LAYER), random_network(tmp_path / "classifier.cfg", CLASSIFIER)]
+    nets = [random_network(tmp_path / "every.cfg", EVERY_LAYER),
+            random_network(tmp_path / "classifier.cfg", CLASSIFIER)]
     covered = set()
     for net, x in nets:
         net.darknet = darknet
