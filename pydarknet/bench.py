@@ -86,7 +86,10 @@ def bench_onnx(name, cfg, weights, image, prepare, runs):
     net = Network(cfg, quiet_unused=True)
     net.load(weights)
     x = prepare(load_image(image), net)[None]
-    session = onnxruntime.InferenceSession(export(net).SerializeToString(), providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")   # idle threads would slow the others
+    session = onnxruntime.InferenceSession(export(net).SerializeToString(), options,
+                                           providers=["CPUExecutionProvider"])
     peer = opencv_net(cfg, weights)
     previous = products.set_backend("fast")
     try:
