@@ -14,7 +14,7 @@ import numpy as np
 
 from .config import DarknetError, chatter, note, read_data_cfg, read_names, warn
 from .resources import find_file
-from .stream import batched, prefetch
+from .stream import batch_results
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -106,29 +106,20 @@ def for_each_batch(images, prepare, run_batch, show, batch=1):
     used is reported and the others go on. Paths typed at a terminal go one at a time, as they come."""
     interactive = not images and sys.stdin.isatty()
     batch = 1 if interactive else batch
+    show_each(batch_results(image_paths(images), prepare, run_batch, batch, 0 if interactive else batch), show)
 
-    def prepared():
-        for path in image_paths(images):
-            try:
-                yield path, prepare(path)
-            except DarknetError as e:
-                yield path, e
 
-    for group in batched(prefetch(prepared(), 0 if interactive else batch), batch):
-        ready = [item for _, item in group if not isinstance(item, DarknetError)]
+def show_each(outcomes, show):
+    """show(path, prepared, result) for each (path, prepared, result) of `outcomes` (stream.batch_results' or a
+    cluster's), a DarknetError in place of the result reported as one line instead."""
+    for path, prepared, outcome in outcomes:
         try:
-            results = iter(run_batch(ready))
+            if isinstance(outcome, DarknetError):
+                raise outcome
+            show(path, prepared, outcome)
         except DarknetError as e:
             report_error(e)
-            continue
-        for path, item in group:
-            try:
-                if isinstance(item, DarknetError):
-                    raise item
-                show(path, item, next(results))
-            except DarknetError as e:
-                report_error(e)
-            sys.stdout.flush()
+        sys.stdout.flush()
 
 
 def batch_option(fn):

@@ -10,6 +10,8 @@ import queue
 import threading
 from itertools import islice
 
+from .errors import DarknetError
+
 _END = object()
 
 
@@ -21,6 +23,29 @@ def batched(items, size):
         if not group:
             return
         yield group
+
+
+def batch_results(items, prepare, run_batch, batch=1, ahead=None):
+    """(item, prepared, result) for each of `items` in order: prepare(item) runs in a background thread `ahead`
+    items in advance [a batch], run_batch(list of prepared) gives a batch's results. An item that prepare fails
+    with a DarknetError gives (item, None, error) and the others go on; a batch whose run fails gives its error
+    once, as (None, None, error). The single-process commands and the Dask workers both run their images
+    through this."""
+    def prepared():
+        for item in items:
+            try:
+                yield item, prepare(item)
+            except DarknetError as e:
+                yield item, e
+
+    for group in batched(prefetch(prepared(), batch if ahead is None else ahead), batch):
+        try:
+            results = iter(run_batch([p for _, p in group if not isinstance(p, DarknetError)]))
+        except DarknetError as e:
+            yield None, None, e
+            continue
+        for item, p in group:
+            yield (item, None, p) if isinstance(p, DarknetError) else (item, p, next(results))
 
 
 def parallel_kernels_thread_safe():
