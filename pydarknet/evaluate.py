@@ -10,7 +10,11 @@
 * `run_classifier_valid`: pjreddie's `classifier valid` -- running top-1 and top-k accuracy.
 
 None of them prints: they return the report's lines (and a summary dict for --json); `progress(done, total)`
-is called after each image when given. Differences from darknet, each deliberate:
+is called after each image when given. Each one's work on an image is one function (`map_image`, `valid_image`,
+`recall_image`, `classify_image`: the network's part and the image's labels, returning the image's small
+contribution), mapped over the list by `images(work, items)`: here, in this process, unless a caller passes the
+runner of a Dask cluster (pydarknet.distributed.evaluation), whose workers run the same functions.
+Differences from darknet, each deliberate:
 
 * `map` letterboxes when the cfg's [net] says letter_box=1 *or* `letter_box=True` is passed (AlexeyAB takes the
   cfg's setting and ignores its command-line flag).
@@ -26,6 +30,7 @@ import math
 import os
 import re
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -129,6 +134,15 @@ def _tick(progress, done, total):
         progress(done, total)
 
 
+def local_images(net):
+    """The runner of the per-image work in this process: images(work, items) yields work(net, item) for each
+    item, in order."""
+    def images(work, items):
+        for item in items:
+            yield work(net, item)
+    return images
+
+
 # ---------------------------------------------------------------------------------------------------------
 # detector map (AlexeyAB's validate_detector_map)
 # ---------------------------------------------------------------------------------------------------------
@@ -192,11 +206,12 @@ class _AsTheFork:
 
 
 def collect_detections(data_file, cfg, weights, letter_box=False, progress=None, network=None,
-                       decoder="darknet", fuse_batchnorm=True):
+                       decoder="darknet", fuse_batchnorm=True, images=None):
     """Run the network over the `valid=` list of `data_file` as AlexeyAB's map does (each image resized -- or
     letterboxed -- to the network, boxes over .005, the NMS of the cfg's kind at .45) and read the truths. `network`: an
     already loaded Network to use instead of building one from cfg/weights (left as it was afterwards).
-    `fuse_batchnorm`: fold batch normalisation into the convolutions first, as the fork does."""
+    `fuse_batchnorm`: fold batch normalisation into the convolutions first, as the fork does. `images`: the
+    runner of map_image over the list [this process, on `network`]."""
     options = read_data_cfg(data_file)
     paths = _image_list(options, "valid", "data/train.txt", data_file)
     difficult_paths = None
@@ -211,54 +226,45 @@ def collect_detections(data_file, cfg, weights, letter_box=False, progress=None,
     layers, classes = _detection_setup(net, names, cfg, name_list)
     letter = bool(letter_box or net.letter_box)
 
-    with _AsTheFork(net, fuse_batchnorm):
-        parts = _run_map_images(net, paths, difficult_paths, classes, letter, decoder, progress)
-    bboxes, probs, truths, difficult, det_off, truth_off, dif_off = parts
+    work = partial(map_image, classes=classes, letter=letter, decoder=decoder, fuse_batchnorm=fuse_batchnorm,
+                   warned=set())
+    items = zip(paths, difficult_paths or [None] * len(paths))
+    bboxes, probs, truths, difficult = [], [], [], []
+    for index, parts in enumerate((images or local_images(net))(work, items)):
+        for part, kept in zip(parts, (bboxes, probs, truths, difficult)):
+            kept.append(part)
+        _tick(progress, index + 1, len(paths))
+
+    def offsets(parts):
+        return np.cumsum([0] + [len(part) for part in parts], dtype=np.int64)
 
     def stack(parts, width):
         return np.ascontiguousarray(np.concatenate(parts), np.float32) if parts else np.zeros((0, width), _F32)
 
     return MapDetections(names=list(names), classes=classes, layers=layers, paths=list(paths),
                          bbox=stack(bboxes, 4), prob=stack(probs, classes).reshape(-1, classes),
-                         det_offsets=np.array(det_off, np.int64),
-                         truth=stack(truths, 5), truth_offsets=np.array(truth_off, np.int64),
-                         difficult=stack(difficult, 5), difficult_offsets=np.array(dif_off, np.int64),
-                         letter_box=letter)
+                         det_offsets=offsets(bboxes), truth=stack(truths, 5), truth_offsets=offsets(truths),
+                         difficult=stack(difficult, 5), difficult_offsets=offsets(difficult), letter_box=letter)
 
 
-def _run_map_images(net, paths, difficult_paths, classes, letter, decoder, progress):
-    bboxes, probs, truths, difficult = [], [], [], []
-    det_off, truth_off, dif_off = [0], [0], [0]
-    warned = set()
-    for index, path in enumerate(paths):
-        im = load_image(path, decoder)
-        _, h, w = im.shape
-        sized = letterbox_image(im, net.w, net.h) if letter else resize_image(im, net.w, net.h)
-        net.forward(sized[None])
-        if letter:
-            dets = network_detections(net, w, h, MAP_DETECTION_THRESH, MAP_HIER_THRESH, relative=True,
-                                      letterbox=True)
-        else:
-            # AlexeyAB asks for boxes on a 1 x 1 image: relative coordinates from every layer type.
-            dets = network_detections(net, 1, 1, MAP_DETECTION_THRESH, MAP_HIER_THRESH, relative=True,
-                                      letterbox=False)
+def map_image(net, item, classes, letter, decoder, fuse_batchnorm, warned=None):
+    """One image's part of `detector map`, item (path, difficult path or None): its boxes after NMS that have
+    some nonzero probability (bbox, prob), its truths and its difficult truths."""
+    path, difficult_path = item
+    im = load_image(path, decoder)
+    _, h, w = im.shape
+    with _AsTheFork(net, fuse_batchnorm):
+        net.forward((letterbox_image(im, net.w, net.h) if letter else resize_image(im, net.w, net.h))[None])
+        # AlexeyAB asks for boxes on a 1 x 1 image unless letterboxed: relative coordinates from every layer type
+        size = (w, h) if letter else (1, 1)
+        dets = network_detections(net, *size, MAP_DETECTION_THRESH, MAP_HIER_THRESH, relative=True,
+                                  letterbox=letter)
         dets = network_nms(net, dets, MAP_NMS)
-        prob = dets.prob[:, :classes]
-        keep = np.any(prob > 0, axis=1)
-        bboxes.append(dets.bbox[keep])
-        probs.append(prob[keep])
-        det_off.append(det_off[-1] + int(keep.sum()))
-        labels = read_labels(label_path(path), classes, warned)
-        truths.append(labels)
-        truth_off.append(truth_off[-1] + len(labels))
-        if difficult_paths is not None:
-            hard = read_labels(label_path(difficult_paths[index]), classes, warned)
-            difficult.append(hard)
-            dif_off.append(dif_off[-1] + len(hard))
-        else:
-            dif_off.append(dif_off[-1])
-        _tick(progress, index + 1, len(paths))
-    return bboxes, probs, truths, difficult, det_off, truth_off, dif_off
+    prob = dets.prob[:, :classes]
+    keep = np.any(prob > 0, axis=1)
+    truth = read_labels(label_path(path), classes, warned)
+    hard = read_labels(label_path(difficult_path), classes, warned) if difficult_path else np.zeros((0, 5), _F32)
+    return dets.bbox[keep], prob[keep], truth, hard
 
 
 @njit(cache=True)
@@ -435,7 +441,7 @@ def compute_map(collected, thresh=0.25, iou_thresh=0.5, points=0):
 
 
 def run_map(data_file, cfg, weights, thresh=0.25, iou_thresh=0.5, points=0, letter_box=False, progress=None,
-            network=None, fuse_batchnorm=True):
+            network=None, fuse_batchnorm=True, images=None):
     """AlexeyAB's `detector map`: (lines of its report without the progress lines, summary dict).
 
     Each image of `valid=` is resized (letterboxed when the cfg's [net] has letter_box=1 or `letter_box` is
@@ -448,9 +454,10 @@ def run_map(data_file, cfg, weights, thresh=0.25, iou_thresh=0.5, points=0, lett
     summary: map and per-class ap as fractions (0..1), points, iou_thresh, thresh, precision, recall, f1, tp,
     fp, fn, average_iou, detections_count, unique_truth_count, and per class ap/tp/fp/truths/average_iou.
     `fuse_batchnorm` (default, as AlexeyAB): run with batch normalisation folded into the convolutions, which
-    reproduces AlexeyAB's figures to the last printed digit; `network`: a loaded Network to use (restored)."""
+    reproduces AlexeyAB's figures to the last printed digit; `network`: a loaded Network to use (restored);
+    `images`: the runner of the per-image work (see collect_detections)."""
     collected = collect_detections(data_file, cfg, weights, letter_box=letter_box, progress=progress,
-                                   network=network, fuse_batchnorm=fuse_batchnorm)
+                                   network=network, fuse_batchnorm=fuse_batchnorm, images=images)
     return compute_map(collected, thresh=thresh, iou_thresh=iou_thresh, points=points)
 
 
@@ -493,7 +500,35 @@ def _corners(bbox, w, h, one):
     return left, top, right, bottom
 
 
-def run_valid(data_file, cfg, weights, out_dir=None, outfile=None, progress=None, network=None):
+def valid_image(net, item, classes, class_map, kind):
+    """One image's lines of `detector valid`, item (index in the list, path): (file, text) pairs, file the index
+    of the class's file (eval=voc), else 0; for eval=coco the text is an entry of the JSON list."""
+    index, path = item
+    im = load_image(path)
+    _, h, w = im.shape
+    net.forward(letterbox_image(im, net.w, net.h)[None])
+    dets = network_detections(net, w, h, VALID_THRESH, 0.5, relative=False, letterbox=True, map=class_map)
+    dets = do_nms_sort(Detections(dets.bbox, dets.objectness, dets.prob[:, :classes]), VALID_NMS)
+    prob = dets.prob
+    found = list(zip(*np.nonzero(prob[:, :classes])))
+    if kind == "coco":
+        image_id = _coco_image_id(path)
+        left, top, right, bottom = _corners(dets.bbox, w, h, 0)
+        bw, bh = right - left, bottom - top
+        return [(0, f'{{"image_id":{image_id}, "category_id":{COCO_IDS[j]}, "bbox":'
+                    f'[{", ".join(_coco_number(v) for v in (left[i], top[i], bw[i], bh[i]))}], '
+                    f'"score":{_coco_number(prob[i, j])}}}') for i, j in found]
+    if kind == "imagenet":
+        left, top, right, bottom = _corners(dets.bbox, w, h, 0)
+        return [(0, f"{index + 1} {j + 1} {float(prob[i, j]):f} {float(left[i]):f} {float(top[i]):f} "
+                    f"{float(right[i]):f} {float(bottom[i]):f}\n") for i, j in found]
+    image_id = _basecfg(path)
+    left, top, right, bottom = _corners(dets.bbox, w, h, 1)
+    return [(j, f"{image_id} {float(prob[i, j]):f} {float(left[i]):f} {float(top[i]):f} "
+                f"{float(right[i]):f} {float(bottom[i]):f}\n") for i, j in found]
+
+
+def run_valid(data_file, cfg, weights, out_dir=None, outfile=None, progress=None, network=None, images=None):
     """pjreddie's `detector valid`: every image of `valid=` letterboxed into the network, boxes over .005 in
     pixels of the image, do_nms_sort at .45, written under `out_dir` (default: `results=` of the .data file,
     else "results"; created when missing) as
@@ -502,7 +537,8 @@ def run_valid(data_file, cfg, weights, out_dir=None, outfile=None, progress=None
       eval=coco: `coco_results.json`, one object per line with image_id (the number after the file name's last
         '_'), category_id (COCO's id for each of the 80 classes), bbox [x, y, w, h] and score;
       eval=imagenet: `imagenet-detection.txt`, lines `image_number class+1 prob left top right bottom`.
-    `outfile` replaces the file name stem (darknet's -out). Returns (list of files written, summary dict)."""
+    `outfile` replaces the file name stem (darknet's -out); `images`: the runner of valid_image over the list
+    [this process]. Returns (list of files written, summary dict)."""
     options = read_data_cfg(data_file)
     paths = _image_list(options, "valid", "data/train.list", data_file)
     names = _names(options, "names", "data/names.list", data_file)
@@ -542,37 +578,15 @@ def run_valid(data_file, cfg, weights, out_dir=None, outfile=None, progress=None
 
     written = 0
     coco_entries = []
+    work = partial(valid_image, classes=classes, class_map=class_map, kind=kind)
     try:
-        for index, path in enumerate(paths):
-            im = load_image(path)
-            _, h, w = im.shape
-            net.forward(letterbox_image(im, net.w, net.h)[None])
-            dets = network_detections(net, w, h, VALID_THRESH, 0.5, relative=False, letterbox=True, map=class_map)
-            dets = do_nms_sort(Detections(dets.bbox, dets.objectness, dets.prob[:, :classes]), VALID_NMS)
-            prob = dets.prob
-            if kind == "coco":
-                image_id = _coco_image_id(path)
-                left, top, right, bottom = _corners(dets.bbox, w, h, 0)
-                bw, bh = right - left, bottom - top
-                for i, j in zip(*np.nonzero(prob[:, :classes])):
-                    box = ", ".join(_coco_number(v) for v in (left[i], top[i], bw[i], bh[i]))
-                    coco_entries.append(f'{{"image_id":{image_id}, "category_id":{COCO_IDS[j]}, "bbox":'
-                                        f'[{box}], "score":{_coco_number(prob[i, j])}}}')
-                    written += 1
-            elif kind == "imagenet":
-                left, top, right, bottom = _corners(dets.bbox, w, h, 0)
-                out = handles[0]
-                for i, j in zip(*np.nonzero(prob[:, :classes])):
-                    out.write(f"{index + 1} {j + 1} {float(prob[i, j]):f} {float(left[i]):f} {float(top[i]):f} "
-                              f"{float(right[i]):f} {float(bottom[i]):f}\n")
-                    written += 1
-            else:
-                image_id = _basecfg(path)
-                left, top, right, bottom = _corners(dets.bbox, w, h, 1)
-                for i, j in zip(*np.nonzero(prob[:, :classes])):
-                    handles[j].write(f"{image_id} {float(prob[i, j]):f} {float(left[i]):f} {float(top[i]):f} "
-                                     f"{float(right[i]):f} {float(bottom[i]):f}\n")
-                    written += 1
+        for index, lines in enumerate((images or local_images(net))(work, enumerate(paths))):
+            for file, text in lines:
+                if kind == "coco":
+                    coco_entries.append(text)
+                else:
+                    handles[file].write(text)
+            written += len(lines)
             _tick(progress, index + 1, len(paths))
         if kind == "coco":
             handles[0].write("[\n" + ",\n".join(coco_entries) + ("\n" if coco_entries else "") + "]\n")
@@ -592,12 +606,32 @@ RECALL_IOU = 0.5
 RECALL_NMS = 0.4
 
 
-def run_recall(data_file, cfg, weights, progress=None, network=None, on_line=None):
+def recall_image(net, path, warned=None):
+    """One image's part of `detector recall`: how many proposals it has, and for each of its truths the best
+    IoU of a proposal with it (float32)."""
+    im = load_image(path)
+    net.forward(resize_image(im, net.w, net.h)[None])
+    dets = network_detections(net, net.w, net.h, RECALL_THRESH, 0.5, relative=True, letterbox=False)
+    dets = do_nms_obj(dets, RECALL_NMS, classes=1)
+    live = dets.objectness > _F32(RECALL_THRESH)
+    boxes = dets.bbox[live]
+    best_ious = []
+    for t in read_labels(label_path(path), None, warned):
+        best = _F32(0)
+        for b in boxes:
+            iou = box_iou(b, t[:4])
+            if iou > best:
+                best = iou
+        best_ious.append(best)
+    return int(live.sum()), best_ious
+
+
+def run_recall(data_file, cfg, weights, progress=None, network=None, on_line=None, images=None):
     """pjreddie's `detector recall` over `valid=`: each image resized to the network, boxes with objectness over
     .001 after do_nms_obj at .4 are proposals; a truth is recalled when some proposal overlaps it by IoU > .5.
     Returns (one running line per image, `%5d %5d %5d\\tRPs/Img: %.2f\\tIOU: %.2f%%\\tRecall:%.2f%%` -- image index,
     recalled, truths, proposals per image, average best IoU, recall -- and a summary dict). `on_line(line)` is
-    called with each line as it is made."""
+    called with each line as it is made; `images`: the runner of recall_image over the list [this process]."""
     options = read_data_cfg(data_file)
     paths = _image_list(options, "valid", "data/train.list", data_file)
     net = _load_network(cfg, weights, network)
@@ -605,23 +639,11 @@ def run_recall(data_file, cfg, weights, progress=None, network=None, on_line=Non
     total = correct = proposals = 0
     avg_iou = _F32(0)
     lines = []
-    warned = set()
-    thresh = _F32(RECALL_THRESH)
-    for i, path in enumerate(paths):
-        im = load_image(path)
-        net.forward(resize_image(im, net.w, net.h)[None])
-        dets = network_detections(net, net.w, net.h, RECALL_THRESH, 0.5, relative=True, letterbox=False)
-        dets = do_nms_obj(dets, RECALL_NMS, classes=1)
-        live = dets.objectness > thresh
-        proposals += int(live.sum())
-        boxes = dets.bbox[live]
-        for t in read_labels(label_path(path), None, warned):
+    work = partial(recall_image, warned=set())
+    for i, (found, best_ious) in enumerate((images or local_images(net))(work, paths)):
+        proposals += found
+        for best in best_ious:
             total += 1
-            best = _F32(0)
-            for b in boxes:
-                iou = box_iou(b, t[:4])
-                if iou > best:
-                    best = iou
             avg_iou = _F32(avg_iou + best)
             if best > _F32(RECALL_IOU):
                 correct += 1
@@ -651,14 +673,27 @@ def _path_classes(path, labels):
     return [j for j, label in enumerate(labels) if label and label in path]
 
 
+def classify_image(net, path, classes, topk, cfg, data_file):
+    """One image's part of `classifier valid`: its top `topk` classes (indices) among the first `classes`."""
+    im = load_image(path)
+    crop = center_crop_image(im, net.w, net.h)
+    pred = np.array(net.forward(crop[None])[0], np.float32).reshape(-1)
+    tree = network_hierarchy(net)
+    if tree is not None:
+        hierarchy_predictions(pred, tree, only_leaves=True)
+    if pred.size < classes:
+        raise DarknetError(f"{cfg}: the network gives {pred.size} outputs but classes={classes} in {data_file}")
+    return [j for j, _ in top_k(pred[:classes], topk)]
+
+
 def run_classifier_valid(data_file, cfg, weights, strict_labels=False, progress=None, network=None,
-                         on_line=None):
+                         on_line=None, images=None):
     """pjreddie's `classifier valid`: each image of `valid=` centre-cropped to a square and resized to the network
     (center_crop_image), the network's output (made hierarchical with a tree softmax) ranked with top_k over the
     first `classes=` entries; running accuracy lines `%d: top 1: %f, top %d: %f` (k from `top=`, default 1).
     The true class is the first `labels=` entry contained in the image path (none: counted wrong). With
-    `strict_labels`, every path must contain exactly one label, else DarknetError naming the images.
-    Returns (lines, summary dict)."""
+    `strict_labels`, every path must contain exactly one label, else DarknetError naming the images. `images`:
+    the runner of classify_image over the list [this process]. Returns (lines, summary dict)."""
     options = read_data_cfg(data_file)
     label_list = options.str("labels", "data/labels.list")
     labels = read_names(find_file(label_list, beside=data_file, what="labels file"))
@@ -698,19 +733,11 @@ def run_classifier_valid(data_file, cfg, weights, strict_labels=False, progress=
         warn(f"{unlabelled} of {len(paths)} images have no class label in their path: counted as wrong")
 
     net = _load_network(cfg, weights, network)
-    tree = network_hierarchy(net)
     avg_acc = _F32(0)
     avg_topk = _F32(0)
     lines = []
-    for i, path in enumerate(paths):
-        im = load_image(path)
-        crop = center_crop_image(im, net.w, net.h)
-        pred = np.array(net.forward(crop[None])[0], np.float32).reshape(-1)
-        if tree is not None:
-            hierarchy_predictions(pred, tree, only_leaves=True)
-        if pred.size < classes:
-            raise DarknetError(f"{cfg}: the network gives {pred.size} outputs but classes={classes} in {data_file}")
-        best = [j for j, _ in top_k(pred[:classes], topk)]
+    work = partial(classify_image, classes=classes, topk=topk, cfg=cfg, data_file=data_file)
+    for i, best in enumerate((images or local_images(net))(work, paths)):
         if best and best[0] == truth[i]:
             avg_acc = _F32(avg_acc + _F32(1))
         if truth[i] in best:
