@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit, prange
 
 from .config import DarknetError
-from .resources import find_argument
+from .resources import find_argument, is_url, read_url
 
 __all__ = [
     "ImageError", "load_image", "load_image_color", "make_image", "resize_image", "letterbox_image",
@@ -148,7 +148,7 @@ def load_image(path, decoder="darknet"):
         raise ValueError(f"unknown image decoder {decoder!r} (expected 'darknet' or 'opencv')")
     name = os.fspath(path)
     try:
-        data = Path(find_argument(name)).read_bytes()
+        data = read_url(name) if is_url(name) else Path(find_argument(name)).read_bytes()
     except FileNotFoundError:
         raise ImageError(f"cannot load image {name}: no such file") from None
     except IsADirectoryError:

@@ -5,12 +5,31 @@ The repository's top-level cfg/ and data/ are the one source of truth. A wheel c
 (pyproject.toml maps them to pydarknet/_files/cfg and pydarknet/_files/data), found with importlib.resources;
 a checkout (or an editable install) has no _files folder and uses the top-level folders themselves.
 """
+import re
 from importlib import resources
 from pathlib import Path
 
 from .errors import DarknetError
 
 CHECKOUT = Path(__file__).resolve().parent.parent
+
+# A path with a URL scheme (s3://, gs://, http://, file://, ...): read through fsspec, not the file system.
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+
+
+def is_url(name):
+    return bool(URL.match(str(name)))
+
+
+def read_url(url):
+    """The bytes at `url`, through fsspec (a dependency of Dask), so that the workers of a cluster without a
+    shared file system can read their images, cfg and weights. Raises OSError (FileNotFoundError when missing)."""
+    try:
+        import fsspec
+    except ImportError:
+        raise DarknetError(f"{url}: reading URLs needs fsspec (pip install 'pydarknet[dask]')") from None
+    with fsspec.open(url, "rb") as f:
+        return f.read()
 
 
 def shipped_root():
