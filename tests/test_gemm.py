@@ -6,8 +6,8 @@ import pytest
 
 import pydarknet  # noqa: F401  (sets the threading layer before Numba starts its threads)
 from pydarknet.kernels.conv import im2col_batch
-from pydarknet.kernels.gemm import (copy_run, host_panel_width, sgemm_darknet, sgemm_darknet_nt, sgemm_darknet_tn,
-                                    sgemm_image)
+from pydarknet.kernels.gemm import (copy_run, host_panel_width, sgemm_batch, sgemm_darknet, sgemm_darknet_nt,
+                                    sgemm_darknet_tn, sgemm_image)
 
 
 def reference(A, B, C=None):
@@ -233,3 +233,14 @@ def test_fused_variant():
         A, B = operands(rng, M, K, N)
         C = sgemm_darknet(A, B, np.empty((M, N), np.float32), fused=True)
         np.testing.assert_allclose(C, A.astype(np.float64) @ B, rtol=0, atol=1e-5 * np.sqrt(K))
+
+
+def test_batch_of_products():
+    """sgemm_batch: each product the same bits as on its own (row blocks, panels and tails of each)."""
+    rng = np.random.default_rng(4)
+    for count, M, K, N in ((16, 37, 300, 41), (3, 250, 45, 70), (2, 5, 7, 1)):
+        A = rng.standard_normal((count, M, K), dtype=np.float32)
+        B = rng.standard_normal((count, K, N), dtype=np.float32)
+        C = sgemm_batch(A, B, np.full((count, M, N), np.nan, np.float32))
+        for q in range(count):
+            assert same_bits(C[q], reference(A[q], B[q])), (count, M, K, N, q)

@@ -568,11 +568,13 @@ def _pack_b_image(img, conv, N, k0, kc, p0, p1, dst, dst_off, p_stride):
 
 
 @njit(cache=True, parallel=True)
-def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused=False, img=None, conv=None):
+def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused=False, img=None, conv=None, count=1):
     """Flat operands: A[i, k] = Af[i*a_rs + k*a_ks], B[k, j] = Bf[k*b_ks + j*b_js], C[i, j] = Cf[i*N + j].
     nth is numba.get_num_threads(), asked by the caller (that call cannot be cached in compiled code).
     fused: fused multiply-adds (faster where the CPU multiplies and adds on the same units; not darknet's bits).
-    img, conv: B is im2col of the image img instead (see `_pack_b_image`); Bf, b_ks and b_js are unused."""
+    img, conv: B is im2col of the image img instead (see `_pack_b_image`); Bf, b_ks and b_js are unused.
+    count: that many products at once (in one parallel region), A, B and C row-major and stacked: product q
+    reads Af[q*M*K:], Bf[q*K*N:] and writes Cf[q*M*N:]."""
     if M == 0 or N == 0:
         return
     if K == 0:
@@ -586,7 +588,7 @@ def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused=Fa
     ntile = n6 + n4
     nkb = (K + KC - 1) // KC
     kcb = (K + nkb - 1) // nkb          # even k blocks: 288 -> 144 + 144 rather than 256 + 32
-    wide = M <= MC_MAX and N >= WIDE_COLUMNS * nth
+    wide = count == 1 and M <= MC_MAX and N >= WIDE_COLUMNS * nth
     rows = _tile_row(ntile, n6)         # M rounded up to whole tiles
     if wide:
         # few rows and many columns: a task owns all rows and a run of panels of B, packed per k block;
@@ -604,19 +606,23 @@ def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused=Fa
         nrb = (M + MC_MAX - 1) // MC_MAX
         nrb = min(ntile, (nrb + nth - 1) // nth * nth)
         ngr = 1 if nrb >= nth else min(npan, (nth + nrb - 1) // nrb)
-        bbuf = np.empty((1, npan * K * NR), np.float32)
+        bbuf = np.empty((1, count * npan * K * NR), np.float32)
         nchunk = min(npan, 4 * nth)
-        for q in prange(nchunk):
-            q0 = q * npan // nchunk
-            q1 = (q + 1) * npan // nchunk
+        for q in prange(count * nchunk):
+            item = q // nchunk
+            q0 = q % nchunk * npan // nchunk
+            q1 = (q % nchunk + 1) * npan // nchunk
             if img is None:
-                _pack_b(Bf, b_ks, b_js, N, 0, K, q0, q1, bbuf[0], q0 * K * NR, K * NR)
+                _pack_b(Bf[item * K * N:], b_ks, b_js, N, 0, K, q0, q1, bbuf[0], (item * npan + q0) * K * NR, K * NR)
             else:
                 _pack_b_image(img, conv, N, 0, K, q0, q1, bbuf[0], q0 * K * NR, K * NR)
         abuf = np.empty((nth, 6 * ((ntile + nrb - 1) // nrb) * kcb), np.float32)
-    for task in prange(nrb * ngr):
-        rb = task // ngr
+    for task in prange(count * nrb * ngr):
+        item = task // (nrb * ngr)
+        rb = task % (nrb * ngr) // ngr
         gr = task % ngr
+        Aq = Af[item * M * K:]
+        Cq = Cf[item * M * N:]
         t0 = rb * ntile // nrb
         t1 = (rb + 1) * ntile // nrb
         p0 = gr * npan // ngr
@@ -637,11 +643,11 @@ def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused=Fa
                     _pack_b_image(img, conv, N, pc, kc, p0, p1, bp, 0, kc * NR)
             else:
                 abase = 0
-                _pack_a(Af, a_rs, a_ks, M, pc, kc, t0, t1, n6, ap)
+                _pack_a(Aq, a_rs, a_ks, M, pc, kc, t0, t1, n6, ap)
             for p in range(p0, p1):
                 jj = p * NR
                 w = min(NR, N - jj)
-                boff = (p - p0) * kc * NR if wide else (p * K + pc) * NR
+                boff = (p - p0) * kc * NR if wide else ((item * npan + p) * K + pc) * NR
                 for t in range(t0, t1):
                     row = _tile_row(t, n6)
                     h = min(M - row, 6 if t < n6 else 4)
@@ -653,17 +659,17 @@ def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused=Fa
                         nxt = -1
                     aoff = abase + (row - row0) * kc
                     if t < n6 and w > lanes:
-                        _micro6(ap, aoff, bp, boff, Cf, row * N + jj, N, h, w, kc, load, nxt, fused)
+                        _micro6(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused)
                     elif t < n6:
-                        _micro6_half(ap, aoff, bp, boff, Cf, row * N + jj, N, h, w, kc, load, nxt, fused)
+                        _micro6_half(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused)
                     elif w > lanes:
-                        _micro4(ap, aoff, bp, boff, Cf, row * N + jj, N, h, w, kc, load, nxt, fused)
+                        _micro4(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused)
                     else:
-                        _micro4_half(ap, aoff, bp, boff, Cf, row * N + jj, N, h, w, kc, load, nxt, fused)
+                        _micro4_half(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused)
                     if p == p1 - 1 and kb + 1 < nkb and a_ks == 1 and not wide:
                         # while the last panel computes, fetch the rows of A the next k block packs
                         for i in range(row, row + h):
-                            _prefetch_span(Af, i * a_rs + pc + kcb, min(kcb, K - pc - kcb))
+                            _prefetch_span(Aq, i * a_rs + pc + kcb, min(kcb, K - pc - kcb))
 
 
 def _check(name, C, *operands):
@@ -699,6 +705,20 @@ def sgemm_image(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=Fa
         raise TypeError("sgemm_image: the image must be a C-contiguous float32 (c, h, w) array")
     _gemm(A.reshape(-1), K, 1, A.reshape(-1), 0, 0, C.reshape(-1), M, N, K, False, numba.get_num_threads(), fused,
           x, (c0, size, stride, pad, dilation, out_w))
+    return C
+
+
+def sgemm_batch(A, B, C, fused=False):
+    """C[q] = A[q] @ B[q] for every q, A (count, M, K), B (count, K, N), C (count, M, N) float32 C-contiguous:
+    sgemm_darknet's chains, all the products in one parallel region (for many small products). Returns C."""
+    for x in (A, B, C):
+        if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 3 and x.flags.c_contiguous):
+            raise TypeError("sgemm_batch: operands must be 3-d C-contiguous float32 arrays")
+    (count, M, K), (count2, K2, N) = A.shape, B.shape
+    if count2 != count or K2 != K or C.shape != (count, M, N):
+        raise ValueError(f"sgemm_batch: shapes {A.shape} @ {B.shape} -> {C.shape} do not match")
+    _gemm(A.reshape(-1), K, 1, B.reshape(-1), N, 1, C.reshape(-1), M, N, K, False, numba.get_num_threads(), fused,
+          None, None, count)
     return C
 
 

@@ -30,7 +30,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from .gemm import _F32, _I64, _data, _gemm, _i64, _phis, sgemm_darknet, sgemm_darknet_tn, sgemm_image
+from .gemm import _F32, _I64, _data, _gemm, _i64, _phis, sgemm_batch, sgemm_darknet, sgemm_darknet_tn, sgemm_image
 
 BACKENDS = ("darknet", "blas", "fast")
 _BACKEND = os.environ.get("PYDARKNET_PRODUCTS", "darknet")
@@ -92,7 +92,7 @@ def winograd_applies(channels, size, stride, dilation, groups):
 def conv_winograd(u, x, pad, out_h, out_w, out, scratch):
     """out (filters, out_h*out_w) = the 3x3 stride-1 convolution of image x (c, h, w) whose Winograd weights
     are u (kernels.winograd.transform_weights), by F(2x2, 3x3): 16 products through the chain kernel with
-    fused multiply-adds. scratch(name, floats) gives kept scratch arrays."""
+    fused multiply-adds, in one call. scratch(name, floats) gives kept scratch arrays."""
     from .winograd import transform_input, transform_output
     _, filters, channels = u.shape
     tiles_w = (out_w + 1) // 2
@@ -100,8 +100,7 @@ def conv_winograd(u, x, pad, out_h, out_w, out, scratch):
     V = scratch("winograd_v", 16 * channels * tiles).reshape(16, channels, tiles)
     M = scratch("winograd_m", 16 * filters * tiles).reshape(16, filters, tiles)
     transform_input(x, 0, pad, tiles_w, V)
-    for p in range(16):
-        sgemm_darknet(u[p], V[p], M[p], fused=True)
+    sgemm_batch(u, V, M, fused=True)
     transform_output(M, tiles_w, out_h, out_w, out)
 
 
