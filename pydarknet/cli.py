@@ -7,13 +7,14 @@ import json
 import math
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 import numpy as np
 
 from .config import DarknetError, chatter, note, read_data_cfg, read_names, warn
-from .resources import find_file
+from .resources import find_file, local_copy
 from .stream import batch_results
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
@@ -83,12 +84,13 @@ def default_data(name):
 
 
 def load_network(cfg, weights, darknet=None, table=True):
-    """Build and load a network, showing darknet's layer table on stderr as darknet does at load."""
+    """Build and load a network, showing darknet's layer table on stderr as darknet does at load. A cfg or
+    weights given as a URL is read through fsspec."""
     from .network import Network
-    net = Network(cfg, darknet=darknet)
+    net = Network(local_copy(cfg), darknet=darknet)
     if table:
         note("\n".join(net.summary()))
-    net.load(weights)
+    net.load(local_copy(weights))
     if table:
         note(net.darknet_line())
     return net
@@ -109,6 +111,29 @@ def for_each_batch(images, prepare, run_batch, show, batch=1):
     show_each(batch_results(image_paths(images), prepare, run_batch, batch, 0 if interactive else batch), show)
 
 
+def on_cluster(address, predict, images, show, *args, **options):
+    """The images named (or read from stdin) through pydarknet.distributed's `predict` (detect or classify) on
+    the Dask cluster at `address`, each result shown as for_each_batch shows it (show(path, None, result)), in
+    input order unless options say ordered=False."""
+    from . import distributed
+    if not images and sys.stdin.isatty():
+        options.update(chunk=1, window=1)   # paths typed at a terminal go one at a time, as they come
+    with distributed.connect(address) as client:
+        results = getattr(distributed, predict)(image_paths(images), *args, client=client, **options)
+        show_each(((path, None, result) for path, result in results), show)
+
+
+@contextmanager
+def evaluation_images(address, cfg, weights, darknet):
+    """evaluate.py's runner of the per-image work: None (this process), or the Dask cluster's at `address`."""
+    if address is None:
+        yield None
+        return
+    from . import distributed
+    with distributed.connect(address) as client, distributed.evaluation(client, cfg, weights, darknet) as images:
+        yield images
+
+
 def show_each(outcomes, show):
     """show(path, prepared, result) for each (path, prepared, result) of `outcomes` (stream.batch_results' or a
     cluster's), a DarknetError in place of the result reported as one line instead."""
@@ -120,6 +145,19 @@ def show_each(outcomes, show):
         except DarknetError as e:
             report_error(e)
         sys.stdout.flush()
+
+
+def dask_option(fn):
+    return click.option("--dask", "dask", metavar="ADDRESS", default=None,
+                        help="Run on a Dask cluster: a scheduler's address (tcp://host:8786), or local:N for N worker "
+                             "processes on this machine (pip install 'pydarknet[dask]').")(fn)
+
+
+def cluster_options(fn):
+    """--dask and --unordered: the commands that print a result per image."""
+    fn = click.option("--unordered", is_flag=True,
+                      help="With --dask: print each image's result as soon as it is ready, not in input order.")(fn)
+    return dask_option(fn)
 
 
 def batch_option(fn):
@@ -176,11 +214,12 @@ def fork_json_frame(frame_id, path, result):
 
 
 def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, out, save_labels, letterbox,
-               as_json, decoder, darknet=None, batch=1):
+               as_json, decoder, darknet=None, batch=1, dask=None, unordered=False):
     """darknet's `detect` and `detector test`. A network of the fork's prints as the fork does (milliseconds,
     detections by left edge); pjreddie's as pjreddie does. `thresh`, `letterbox`: None for the darknet's
     default. `out`: a name ending in .json gets the fork's JSON file of the whole run; any other names the
-    drawn image. `batch`: images per forward pass."""
+    drawn image. `batch`: images per forward pass. `dask`: the address of a Dask cluster to detect on (this
+    process then only prints, draws and labels; `unordered`: in the order results come)."""
     from .image import load_image, save_image, to_bgr8
     from .predict import Detector
 
@@ -199,7 +238,6 @@ def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, o
         return im, detector.prepare(im)
 
     def show(path, loaded, result):
-        im, _ = loaded
         result.image = path
         count[0] += 1
         if as_json:
@@ -221,6 +259,7 @@ def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, o
         if save_labels:
             write_labels(path, result)
         if drawing:
+            im = loaded[0] if loaded else load_image(path, decoder)   # a cluster's results come without pixels
             base = image_base or "predictions"
             if paths is None or len(paths) > 1:
                 base = f"{base}_{count[0]}"
@@ -233,7 +272,12 @@ def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, o
     try:
         if json_file is not None:
             json_file.write("[\n")
-        for_each_batch(paths, prepare, run_batch, show, batch)
+        if dask is None:
+            for_each_batch(paths, prepare, run_batch, show, batch)
+        else:
+            on_cluster(dask, "detect", paths, show, cfg, weights, names=detector.names, thresh=thresh,
+                       hier_thresh=hier, nms=nms, letterbox=letterbox, decoder=decoder, darknet=darknet, batch=batch,
+                       ordered=not unordered)
     finally:
         if json_file is not None:
             json_file.write("\n]")
@@ -267,6 +311,7 @@ def detection_options(fn):
 
 
 def detect_options(fn):
+    fn = cluster_options(fn)
     fn = click.option("-save_labels", "save_labels", is_flag=True, help="Write YOLO labels (.txt) beside each image.")(fn)
     fn = click.option("-out", "out", default=None,
                       help="Base name of the drawn image [predictions]; a name ending in .json: AlexeyAB's JSON "
@@ -295,10 +340,10 @@ def cli():
 @darknet_option
 @common
 def detect(cfg, weights, images, thresh, hier, nms, resize, letter_box, ext_output, out, dont_show, save_labels,
-           batch, as_json, decoder, darknet, quiet, debug):
+           batch, dask, unordered, as_json, decoder, darknet, quiet, debug):
     """Detect objects (COCO names from cfg/coco.data), like `darknet detect`."""
     run_detect(default_data("coco.data"), cfg, weights, images, thresh, hier, nms, ext_output, out, save_labels,
-               letterbox_of(letter_box, resize), as_json, decoder, darknet, batch)
+               letterbox_of(letter_box, resize), as_json, decoder, darknet, batch, dask, unordered)
 
 
 @cli.group(context_settings=CONTEXT)
@@ -316,10 +361,10 @@ def detector():
 @darknet_option
 @common
 def detector_test(data, cfg, weights, images, thresh, hier, nms, resize, letter_box, ext_output, out, dont_show,
-                  save_labels, batch, as_json, decoder, darknet, quiet, debug):
+                  save_labels, batch, dask, unordered, as_json, decoder, darknet, quiet, debug):
     """Detect objects with the names of a .data file."""
     run_detect(data, cfg, weights, images, thresh, hier, nms, ext_output, out, save_labels,
-               letterbox_of(letter_box, resize), as_json, decoder, darknet, batch)
+               letterbox_of(letter_box, resize), as_json, decoder, darknet, batch, dask, unordered)
 
 
 # -- demo -----------------------------------------------------------------------------------------------------
@@ -405,9 +450,11 @@ def demo(cfg, weights, source, thresh, hier, nms, resize, letter_box, ext_output
 
 
 # -- classify -------------------------------------------------------------------------------------------------
-def run_classify(data_file, cfg, weights, images, top, preprocess, as_json, decoder, darknet=None, batch=1):
+def run_classify(data_file, cfg, weights, images, top, preprocess, as_json, decoder, darknet=None, batch=1, dask=None,
+                 unordered=False):
     """darknet's `classify` and `classifier predict`. `batch`: images per forward pass; with the default
-    resize_min preprocessing the images of a batch share a pass only when they have the same shape."""
+    resize_min preprocessing the images of a batch share a pass only when they have the same shape. `dask`,
+    `unordered`: as run_detect's."""
     from .predict import Classifier
 
     net = load_network(cfg, weights, darknet)
@@ -425,11 +472,16 @@ def run_classify(data_file, cfg, weights, images, top, preprocess, as_json, deco
             for _, name, prob in result.predictions:
                 print(f"{name}: {c_float(prob)}")
 
-    for_each_batch(images, classifier.prepare, lambda prepared: classifier.classify_batch(prepared, top), show,
-                   batch)
+    if dask is None:
+        for_each_batch(images, classifier.prepare, lambda prepared: classifier.classify_batch(prepared, top), show,
+                       batch)
+    else:
+        on_cluster(dask, "classify", images, show, cfg, weights, names=names, top=top, preprocess=preprocess,
+                   decoder=decoder, darknet=darknet, batch=batch, ordered=not unordered)
 
 
 def classify_options(fn):
+    fn = cluster_options(fn)
     fn = batch_option(fn)
     fn = click.option("-resize", "resize", is_flag=True, help="Plain resize to the network size.")(fn)
     fn = click.option("-letter_box", "-letterbox", "letter_box", is_flag=True, help="Letterbox to the network size.")(fn)
@@ -451,10 +503,11 @@ def preprocess_of(letter_box, resize):
 @image_options
 @darknet_option
 @common
-def classify(cfg, weights, images, top, letter_box, resize, batch, as_json, decoder, darknet, quiet, debug):
+def classify(cfg, weights, images, top, letter_box, resize, batch, dask, unordered, as_json, decoder, darknet, quiet,
+             debug):
     """Classify images (ImageNet names from cfg/imagenet1k.data), like `darknet classify`: top 5."""
     run_classify(default_data("imagenet1k.data"), cfg, weights, images, top or 5, preprocess_of(letter_box, resize),
-                 as_json, decoder, darknet, batch)
+                 as_json, decoder, darknet, batch, dask, unordered)
 
 
 @cli.group(context_settings=CONTEXT)
@@ -471,11 +524,11 @@ def classifier():
 @image_options
 @darknet_option
 @common
-def classifier_predict(data, cfg, weights, images, top, letter_box, resize, batch, as_json, decoder, darknet, quiet,
-                       debug):
+def classifier_predict(data, cfg, weights, images, top, letter_box, resize, batch, dask, unordered, as_json, decoder,
+                       darknet, quiet, debug):
     """Classify images with the names (and top=) of a .data file."""
     run_classify(data, cfg, weights, images, top, preprocess_of(letter_box, resize), as_json, decoder, darknet,
-                 batch)
+                 batch, dask, unordered)
 
 
 # -- summary --------------------------------------------------------------------------------------------------
@@ -545,14 +598,16 @@ def print_lines(lines):
 @click.option("-iou_thresh", "iou_thresh", type=float, default=0.5, show_default=True, help="IoU of a match.")
 @click.option("-letter_box", "-letterbox", "letter_box", is_flag=True, help="Letterbox the images (else as the cfg).")
 @click.option("--json", "as_json", is_flag=True, help="Add a JSON summary line at the end.")
+@dask_option
 @darknet_option
 @common
-def detector_map(data, cfg, weights, points, thresh, iou_thresh, letter_box, as_json, darknet, quiet, debug):
+def detector_map(data, cfg, weights, points, thresh, iou_thresh, letter_box, as_json, dask, darknet, quiet, debug):
     """mAP over valid= as AlexeyAB's `detector map` prints it."""
     from .evaluate import run_map
-    lines, summary = run_map(data, cfg, weights, thresh=thresh, iou_thresh=iou_thresh, points=int(points),
-                             letter_box=letter_box, progress=progress_bar("map"),
-                             network=load_network(cfg, weights, darknet, table=False))
+    net = load_network(cfg, weights, darknet, table=False)
+    with evaluation_images(dask, cfg, weights, darknet) as images:
+        lines, summary = run_map(data, cfg, weights, thresh=thresh, iou_thresh=iou_thresh, points=int(points),
+                                 letter_box=letter_box, progress=progress_bar("map"), network=net, images=images)
     print_lines(lines)
     if as_json:
         print(json_line(summary))
@@ -563,13 +618,16 @@ def detector_map(data, cfg, weights, points, thresh, iou_thresh, letter_box, as_
 @click.argument("cfg")
 @click.argument("weights")
 @click.option("-out", "out", default=None, help="Results folder [the data file's results=, else results].")
+@dask_option
 @darknet_option
 @common
-def detector_valid(data, cfg, weights, out, darknet, quiet, debug):
+def detector_valid(data, cfg, weights, out, dask, darknet, quiet, debug):
     """Write VOC (comp4_det_test_<class>.txt) or COCO (eval=coco) result files for valid=."""
     from .evaluate import run_valid
-    files, _ = run_valid(data, cfg, weights, out_dir=out, progress=progress_bar("valid"),
-                         network=load_network(cfg, weights, darknet, table=False))
+    net = load_network(cfg, weights, darknet, table=False)
+    with evaluation_images(dask, cfg, weights, darknet) as images:
+        files, _ = run_valid(data, cfg, weights, out_dir=out, progress=progress_bar("valid"), network=net,
+                             images=images)
     for path in files:
         note(f"wrote {path}")
 
@@ -578,14 +636,16 @@ def detector_valid(data, cfg, weights, out, darknet, quiet, debug):
 @click.argument("data")
 @click.argument("cfg")
 @click.argument("weights")
+@dask_option
 @darknet_option
 @common
-def detector_recall(data, cfg, weights, darknet, quiet, debug):
+def detector_recall(data, cfg, weights, dask, darknet, quiet, debug):
     """pjreddie's running recall and IoU over valid=."""
     from .evaluate import run_recall
-    run_recall(data, cfg, weights, on_line=lambda line: print(line, flush=True),
-               progress=progress_bar("recall", lines_on_stdout=True),
-               network=load_network(cfg, weights, darknet, table=False))
+    net = load_network(cfg, weights, darknet, table=False)
+    with evaluation_images(dask, cfg, weights, darknet) as images:
+        run_recall(data, cfg, weights, on_line=lambda line: print(line, flush=True),
+                   progress=progress_bar("recall", lines_on_stdout=True), network=net, images=images)
 
 
 @classifier.command("valid", context_settings=CONTEXT)
@@ -593,15 +653,17 @@ def detector_recall(data, cfg, weights, darknet, quiet, debug):
 @click.argument("cfg")
 @click.argument("weights")
 @click.option("--strict-labels", is_flag=True, help="Every path must contain exactly one label.")
+@dask_option
 @darknet_option
 @common
-def classifier_valid(data, cfg, weights, strict_labels, darknet, quiet, debug):
+def classifier_valid(data, cfg, weights, strict_labels, dask, darknet, quiet, debug):
     """Top-1 and top-k accuracy over valid=, labels from the image paths."""
     from .evaluate import run_classifier_valid
-    run_classifier_valid(data, cfg, weights, strict_labels=strict_labels,
-                         progress=progress_bar("valid", lines_on_stdout=True),
-                         on_line=lambda line: print(line, flush=True),
-                         network=load_network(cfg, weights, darknet, table=False))
+    net = load_network(cfg, weights, darknet, table=False)
+    with evaluation_images(dask, cfg, weights, darknet) as images:
+        run_classifier_valid(data, cfg, weights, strict_labels=strict_labels,
+                             progress=progress_bar("valid", lines_on_stdout=True),
+                             on_line=lambda line: print(line, flush=True), network=net, images=images)
 
 
 # -- training -------------------------------------------------------------------------------------------------

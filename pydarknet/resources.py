@@ -5,7 +5,9 @@ The repository's top-level cfg/ and data/ are the one source of truth. A wheel c
 (pyproject.toml maps them to pydarknet/_files/cfg and pydarknet/_files/data), found with importlib.resources;
 a checkout (or an editable install) has no _files folder and uses the top-level folders themselves.
 """
+import hashlib
 import re
+import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -30,6 +32,25 @@ def read_url(url):
         raise DarknetError(f"{url}: reading URLs needs fsspec (pip install 'pydarknet[dask]')") from None
     with fsspec.open(url, "rb") as f:
         return f.read()
+
+
+_copies = None   # the temporary folder of local_copy, removed when the process exits
+
+
+def local_copy(name):
+    """`name`, or for a URL a copy of what it names in a temporary folder: for the readers that need a file
+    (a cfg, weights)."""
+    global _copies
+    if not is_url(name):
+        return name
+    if _copies is None:
+        _copies = tempfile.TemporaryDirectory(prefix="pydarknet-")
+    folder = Path(_copies.name) / hashlib.sha256(name.encode()).hexdigest()[:16]
+    folder.mkdir(exist_ok=True)
+    path = folder / Path(name).name
+    if not path.exists():
+        path.write_bytes(read_url(name))
+    return str(path)
 
 
 def shipped_root():
