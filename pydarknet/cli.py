@@ -25,8 +25,17 @@ class Failures:
     count = 0
 
 
+def use_fast_products(ctx, param, fast):
+    if fast:
+        from .predict import use_fast
+        use_fast(fast)
+
+
 def common(fn):
     """Options every command takes."""
+    fn = click.option("--fast", is_flag=True, expose_value=False, callback=use_fast_products,
+                      help="Faster products (fused multiply-add, Winograd): not darknet's bit-exact numbers, "
+                           "within 1e-3 of them.")(fn)
     fn = click.option("--debug", is_flag=True, help="Show Python tracebacks on errors.")(fn)
     fn = click.option("-q", "--quiet", is_flag=True, help="No chatter on stderr (errors still show).",
                       callback=lambda ctx, param, value: chatter.update(quiet=value))(fn)

@@ -163,12 +163,23 @@ def left_edge(box):
     return np.float32(x) - np.float32(w) / np.float32(2)
 
 
+def use_fast(fast):
+    """`fast=True`: the fast products (fused multiply-add, Winograd; within 1e-3 of darknet's numbers, not bit-exact)
+    for every network of the process, as PYDARKNET_PRODUCTS=fast or the CLI's --fast."""
+    if fast:
+        from .kernels.products import set_backend
+        set_backend("fast")
+
+
 class Detector:
     """`darknet`: "ab" or "pjreddie" forces whose arithmetic and defaults to follow (None: from the files).
+    `fast`: see use_fast.
     `letterbox`: None for the network's darknet's default: pjreddie letterboxes, the fork resizes unless the
     cfg's [net] has letter_box=1."""
 
-    def __init__(self, cfg, weights, names=None, letterbox=None, decoder="darknet", network=None, darknet=None):
+    def __init__(self, cfg, weights, names=None, letterbox=None, decoder="darknet", network=None, darknet=None,
+                 fast=False):
+        use_fast(fast)
         self.net = network or Network(cfg, darknet=darknet)
         if network is None:
             self.net.load(weights)
@@ -247,11 +258,13 @@ class Detector:
 
 
 class Classifier:
-    """`darknet` as for Detector. `preprocess`: "resize_min" (darknet's published results: the short side to the network width, the
-    network resized to the image; a fixed-size network takes a centre crop), "letterbox" or "resize"."""
+    """`darknet` and `fast` as for Detector. `preprocess`: "resize_min" (darknet's published results: the short
+    side to the network width, the network resized to the image; a fixed-size network takes a centre crop),
+    "letterbox" or "resize"."""
 
     def __init__(self, cfg, weights, names=None, preprocess="resize_min", decoder="darknet", network=None,
-                 darknet=None):
+                 darknet=None, fast=False):
+        use_fast(fast)
         self.net = network or Network(cfg, darknet=darknet)
         if network is None:
             self.net.load(weights)

@@ -113,3 +113,25 @@ def test_winograd(channels, h, w, filters, pad):
     products.conv_winograd(transform_weights(weights, channels), x, pad, out_h, out_w, fast,
                            lambda name, size: scratch.setdefault(name, np.empty(size, np.float32)))
     assert np.abs(fast - exact).max() <= 1e-5 * np.abs(exact).max()
+
+
+def test_the_fast_flag_and_the_api_switch_to_fast_products(tmp_path, monkeypatch):
+    """`--fast` on the command line and Detector(..., fast=True) choose the fast products (process-wide)."""
+    from click.testing import CliRunner
+
+    from conftest import ROOT
+    from pydarknet.cli import cli
+    from pydarknet.predict import Detector
+    products.set_backend("darknet")
+    monkeypatch.chdir(tmp_path)
+    args = ["detector", "test", str(ROOT / "cfg/shapes.data"), str(ROOT / "cfg/shapes-tiny.cfg"),
+            str(ROOT / "data/shapes-tiny.weights"), str(ROOT / "data/shapes.jpg"), "-q"]
+    exact = CliRunner().invoke(cli, args)
+    assert products.backend() == "darknet"
+    fast = CliRunner().invoke(cli, args + ["--fast"])
+    assert products.backend() == "fast"
+    assert fast.exit_code == exact.exit_code == 0
+    assert fast.stdout.splitlines()[1:] == exact.stdout.splitlines()[1:]   # the same detections
+    products.set_backend("darknet")
+    Detector(ROOT / "cfg/shapes-tiny.cfg", ROOT / "data/shapes-tiny.weights", fast=True)
+    assert products.backend() == "fast"
