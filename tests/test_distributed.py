@@ -39,7 +39,7 @@ def start(args, cwd):
 @pytest.fixture(scope="module")
 def cluster():
     """A LocalCluster of 2 worker processes, one thread each; its scheduler's address."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
                                   env={"NUMBA_NUM_THREADS": "1"}) as local, distributed.Client(local) as client:
         yield client
 
