@@ -194,6 +194,39 @@ def bench_stream(name, cfg, weights, images, runs):
         print(line, flush=True)
 
 
+def bench_dask(name, cfg, weights, images, runs):
+    """Images per second over the same 64-image stream through one process (as bench_stream's batch 1) and
+    through `--dask local:1` and `local:2` (pydarknet.distributed.detect on a started cluster: each run sends the
+    weights to the workers, which build the network, then the chunks of images; the cluster's start is shown
+    apart)."""
+    from itertools import cycle, islice
+
+    from pydarknet.predict import Detector
+    from pydarknet.stream import batched, prefetch
+    try:
+        from pydarknet import distributed
+        distributed.require_dask()
+    except Exception as e:   # the optional extra
+        print(f"dask: unavailable ({e})", flush=True)
+        return
+    paths = [str(p) for p in islice(cycle(images), STREAM_IMAGES)]
+    detector = Detector(cfg, weights)
+
+    def alone():
+        for group in batched(prefetch((detector.prepare(p) for p in paths), 1), 1):
+            detector.detect_batch(group)
+
+    label = f"dask {name} {STREAM_IMAGES} images"
+    print(f"{label + ', 1 process':<38} {STREAM_IMAGES / median_time(alone, runs, warmup=1):6.1f} images/s", flush=True)
+    for workers in (1, 2):
+        started = time.perf_counter()
+        with distributed.connect(f"local:{workers}") as client:
+            start = time.perf_counter() - started
+            seconds = median_time(lambda: all(distributed.detect(paths, cfg, weights, client=client)), runs, warmup=1)
+        print(f"{label + f', --dask local:{workers}':<38} {STREAM_IMAGES / seconds:6.1f} images/s   "
+              f"(cluster start {start:.1f} s)", flush=True)
+
+
 def plain_resized(im, net):
     return resize_image(im, net.w, net.h)
 
@@ -303,6 +336,7 @@ def main(argv=None):
                    args.runs)
     samples = [images / name for name in ("dog.jpg", "person.jpg", "eagle.jpg")]
     bench_stream("yolov3-tiny", cfg / "yolov3-tiny.cfg", models / "yolov3-tiny.weights", samples, min(args.runs, 5))
+    bench_dask("yolov3-tiny", cfg / "yolov3-tiny.cfg", models / "yolov3-tiny.weights", samples, min(args.runs, 5))
     with tempfile.TemporaryDirectory() as folder:
         bench_decode(dog, max(args.runs, 30))
         bench_decode(big_jpeg(dog, folder), max(args.runs, 30))
