@@ -203,10 +203,11 @@ def bench_dask(name, cfg, weights, images, runs):
 
     from pydarknet.predict import Detector
     from pydarknet.stream import batched, prefetch
+    from pydarknet import distributed
+    from pydarknet.errors import DarknetError
     try:
-        from pydarknet import distributed
         distributed.require_dask()
-    except Exception as e:   # the optional extra
+    except DarknetError as e:   # the optional extra
         print(f"dask: unavailable ({e})", flush=True)
         return
     paths = [str(p) for p in islice(cycle(images), STREAM_IMAGES)]

@@ -137,10 +137,12 @@ _LOCK = threading.Lock()
 
 @dataclass(frozen=True)
 class Model:
-    """What the tasks of a run name: the plugin holding the files, and build(cfg, weights, names, **options)."""
+    """What the tasks of a run name: the plugin holding the files, build(cfg, weights, names, **options), and the
+    client's products backend (--fast or not: process-wide there, so the workers follow it task by task)."""
     files: str
     build: object
     options: tuple
+    products: str
 
 
 def network(cfg, weights, names=None, darknet=None):
@@ -162,10 +164,15 @@ def built(model):
 
 
 def run_chunk(model, work, chunk):
-    """A task: work(the worker's network, chunk of items)."""
+    """A task: work(the worker's network, chunk of items), with the client's products."""
+    from .kernels.products import set_backend
     net, lock = built(model)
     with lock:
-        return work(net, chunk)
+        previous = set_backend(model.products)
+        try:
+            return work(net, chunk)
+        finally:
+            set_backend(previous)
 
 
 def predict_chunk(method, call, batch, model, paths):
@@ -184,10 +191,11 @@ def each_item(work, net, items):
 @contextmanager
 def registered(client, build, cfg, weights, names=None, **options):
     """The Model of a run: its files registered as a worker plugin until the run ends."""
+    from .kernels.products import backend
     files = NetworkFiles(cfg, weights, names)
     client.register_plugin(files, name=files.name)
     try:
-        yield Model(files.name, build, tuple(sorted(options.items())))
+        yield Model(files.name, build, tuple(sorted(options.items())), backend())
     finally:
         with suppress(Exception):   # a cluster gone (or going, after Ctrl-C) has nothing left to unregister
             client.unregister_worker_plugin(files.name)

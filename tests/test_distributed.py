@@ -98,7 +98,7 @@ def same_on_cluster(args, cwd, address, input=None):
     return code, out, on_cluster[2]
 
 
-@pytest.mark.parametrize("form", [["-ext_output"], ["--json"], ["--darknet", "ab", "-batch", "3"]])
+@pytest.mark.parametrize("form", [["-ext_output"], ["--json", "--fast"], ["--darknet", "ab", "-batch", "3"]])
 def test_detect_prints_what_one_process_prints_and_a_bad_image_once(images, cluster, tmp_path, form):
     code, out, err = same_on_cluster(["detector", "test", *SHAPES, *images, "-thresh", ".2", *form], tmp_path,
                                      cluster.scheduler.address)
