@@ -250,8 +250,8 @@ def detect(paths, cfg, weights, client=None, names=None, thresh=None, hier_thres
     """(path, DetectionResult) for each of `paths` (an iterable: read as chunks are sent), detected on the
     workers of `client` [Dask's default client] as predict.Detector(cfg, weights, names, letterbox, decoder,
     darknet).detect_batch(..., thresh, hier_thresh, nms) would, `batch` images per forward pass. An image that
-    cannot be used gives its DarknetError in place of the result; the others go on. `ordered` False: results as
-    they complete."""
+    cannot be used gives its DarknetError in place of the result, and a batch whose forward pass fails gives its
+    error once as (None, error); the others go on. `ordered` False: results as they complete."""
     from .predict import Detector
     yield from predictions(Detector, "detect_batch", dict(thresh=thresh, hier_thresh=hier_thresh, nms=nms), paths,
                            cfg, weights, default_client(client), names,

@@ -130,6 +130,16 @@ def test_evaluation_reports_what_one_process_reports(cluster, command):
     assert code == 0 and len(out.splitlines()) > 10
 
 
+def test_classifier_valid_reports_what_one_process_reports(images, small_classifier, cluster, tmp_path):
+    _, cfg, weights = small_classifier
+    (tmp_path / "labels.txt").write_text("image0\nimage1\nimage2\n")   # the label is the first one in the path
+    (tmp_path / "valid.txt").write_text("\n".join(p for p in images if "image3" not in p) + "\n")
+    (tmp_path / "small.data").write_text("classes=3\nlabels=labels.txt\nvalid=valid.txt\ntop=2\n")
+    code, out, _ = same_on_cluster(["classifier", "valid", "small.data", cfg, weights], tmp_path,
+                                   cluster.scheduler.address)
+    assert code == 0 and len(out.splitlines()) == len(images) - 1
+
+
 def test_detector_valid_writes_the_same_files(cluster, tmp_path):
     shared_path("datasets", "shapes", "valid.txt")
     assert run(["detector", "valid", *SHAPES, "-out", tmp_path / "one"], ROOT)[0] == 0
