@@ -18,6 +18,7 @@ import numpy as np
 import pydarknet  # noqa: F401  (sets the thread-pool environment before numpy/numba start threads)
 from pydarknet.about import cpu_line
 from pydarknet.image import letterbox_image, load_image, resize_image, resize_min
+from pydarknet.kernels import products
 from pydarknet.network import Network
 
 
@@ -55,13 +56,28 @@ def opencv_net(cfg, weights):
     return run
 
 
+def with_products(backend, fn):
+    """fn run with the given products backend (darknet's exact order, or fast), the previous one restored."""
+    def run():
+        previous = products.set_backend(backend)
+        try:
+            fn()
+        finally:
+            products.set_backend(previous)
+    return run
+
+
 def bench_forward(name, cfg, weights, image, prepare, runs):
+    """The forward pass with the exact and the fast products, against OpenCV DNN, all three in turn."""
     net = Network(cfg, quiet_unused=True)
     net.load(weights)
     x = prepare(load_image(image), net)[None]
     peer = opencv_net(cfg, weights)
-    ours, theirs = median_times([lambda: net.forward(x), (lambda: peer(x)) if peer else None], runs)
-    report(f"forward {name} {x.shape[3]}x{x.shape[2]}", ours, theirs)
+    forward = lambda: net.forward(x)  # noqa: E731
+    exact, fast, theirs = median_times([with_products("darknet", forward), with_products("fast", forward),
+                                        (lambda: peer(x)) if peer else None], runs)
+    report(f"forward {name} {x.shape[3]}x{x.shape[2]}", exact, theirs)
+    report(f"forward {name} --fast", fast, theirs)
 
 
 def report(what, ours, theirs):
@@ -82,7 +98,6 @@ def bench_onnx(name, cfg, weights, image, prepare, runs):
     except ImportError:
         print(f"onnx {name}: needs onnx and onnxruntime (pip install 'pydarknet[onnx]')", flush=True)
         return
-    from .kernels import products
     net = Network(cfg, quiet_unused=True)
     net.load(weights)
     x = prepare(load_image(image), net)[None]
@@ -91,12 +106,9 @@ def bench_onnx(name, cfg, weights, image, prepare, runs):
     session = onnxruntime.InferenceSession(export(net).SerializeToString(), options,
                                            providers=["CPUExecutionProvider"])
     peer = opencv_net(cfg, weights)
-    previous = products.set_backend("fast")
-    try:
-        runtime, fast, theirs = median_times([lambda: session.run(None, {"input": x}), lambda: net.forward(x),
-                                              (lambda: peer(x)) if peer else None], runs)
-    finally:
-        products.set_backend(previous)
+    runtime, fast, theirs = median_times([lambda: session.run(None, {"input": x}),
+                                          with_products("fast", lambda: net.forward(x)),
+                                          (lambda: peer(x)) if peer else None], runs)
     line = f"onnx {name} {x.shape[3]}x{x.shape[2]}"
     line = f"{line:<38} onnxruntime {runtime * 1000:8.1f} ms   pydarknet --fast {fast * 1000:8.1f} ms"
     print(line + (f"   opencv {theirs * 1000:8.1f} ms" if theirs is not None else "   opencv: unavailable"), flush=True)
