@@ -13,13 +13,21 @@ F32 = np.float32
 
 
 @njit(cache=True, inline="always")
-def _iou(ax, ay, aw, ah, bx, by, bw, bh):
-    """darknet's box_iou on centre-size boxes, in float32 (w/2 is w*0.5 exactly)."""
+def _intersection_union(ax, ay, aw, ah, bx, by, bw, bh):
+    """Intersection and union of two centre-size boxes as darknet computes them, in float32 (w/2 is w*0.5
+    exactly)."""
     half = F32(0.5)
     iw = min(ax + aw * half, bx + bw * half) - max(ax - aw * half, bx - bw * half)
     ih = min(ay + ah * half, by + bh * half) - max(ay - ah * half, by - bh * half)
     inter = F32(0.0) if (iw < 0 or ih < 0) else iw * ih
-    return inter / (aw * ah + bw * bh - inter)
+    return inter, aw * ah + bw * bh - inter
+
+
+@njit(cache=True, inline="always")
+def _iou(ax, ay, aw, ah, bx, by, bw, bh):
+    """darknet's box_iou on centre-size boxes."""
+    inter, union = _intersection_union(ax, ay, aw, ah, bx, by, bw, bh)
+    return inter / union
 
 
 @njit(cache=True, inline="always")
@@ -175,11 +183,7 @@ def _fork_box(p, b, a, i, j, anchor, biases, netw, neth, new_coords):
 @njit(cache=True, inline="always")
 def _fork_iou(ax, ay, aw, ah, bx, by, bw, bh):
     """The fork's box_iou: 0 (not NaN) when the intersection or the union is 0."""
-    half = F32(0.5)
-    iw = min(ax + aw * half, bx + bw * half) - max(ax - aw * half, bx - bw * half)
-    ih = min(ay + ah * half, by + bh * half) - max(ay - ah * half, by - bh * half)
-    inter = F32(0.0) if (iw < 0 or ih < 0) else iw * ih
-    union = aw * ah + bw * bh - inter
+    inter, union = _intersection_union(ax, ay, aw, ah, bx, by, bw, bh)
     if inter == 0 or union == 0:
         return F32(0.0)
     return inter / union
