@@ -54,7 +54,7 @@ def make_image(w, h, c=3, fill=0.0):
 # Loading
 # ---------------------------------------------------------------------------------------------------------
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _unit_planes(planes, order):
     """uint8 planes (n, h, w), any strides -> float32 (3, h, w): output plane k is planes[order[k]] / 255
     (darknet's float(byte) / 255.: the same float32 for each byte)."""
@@ -68,7 +68,7 @@ def _unit_planes(planes, order):
     return out
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _hdr_to_u8(src):
     """stb_image's float -> byte conversion for colour samples: (x ** (1/2.2)) * 255 + 0.5, clamped, truncated."""
     h, w, n = src.shape
@@ -185,7 +185,7 @@ def _as_image(im):
     return np.ascontiguousarray(im, dtype=np.float32)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _resize(src, w, h):
     nc, sh, sw = src.shape
     one = np.float32(1)

@@ -152,7 +152,7 @@ _HT_FASTAC = _HT_DELTA + 17                # AC tables: combined run/size/value 
 _HT_LEN = _HT_FASTAC + (1 << FAST_BITS)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _build_huffman(counts, values, ht):
     """Fill row `ht` of the table array from 16 code-length counts and values.
 
@@ -220,7 +220,7 @@ def _build_huffman(counts, values, ht):
 # flag `nomore` set once a marker has been met and that `marker`.
 # ---------------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _fill(data, pos, buf, bits, nomore, marker):
     """Append bytes to the bit buffer until it holds more than 24 bits.
 
@@ -254,7 +254,7 @@ def _fill(data, pos, buf, bits, nomore, marker):
             return pos, buf, bits, nomore, marker
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _huff(htab, t, buf, bits):
     """Decode one symbol of table t from the buffer (already refilled).
 
@@ -280,7 +280,7 @@ def _huff(htab, t, buf, bits):
     return np.int64(htab[t, _HT_VALUES + c]), (buf << k) & _MASK32, bits - k
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _extend(buf, bits, n):
     """Take n (1..15) magnitude bits and sign-extend them (T.81 EXTEND)."""
     v = buf >> (32 - n)
@@ -289,13 +289,13 @@ def _extend(buf, bits, n):
     return v, (buf << n) & _MASK32, bits - n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _take(buf, bits, n):
     """Take n (1..15) raw bits."""
     return buf >> (32 - n), (buf << n) & _MASK32, bits - n
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _decode_scan(data, pos, progressive, order, scan_n, comp, mcu_x, mcu_y, restart_interval,
                  spec_start, spec_end, succ_high, succ_low, htab, dequant, coeffs, done):
     """Decode one scan starting at byte `pos` into `coeffs`.
@@ -589,12 +589,12 @@ def _decode_scan(data, pos, progressive, order, scan_n, comp, mcu_x, mcu_y, rest
     return _OK, pos, marker
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _clamp8(x):
     return min(max(x, 0), 255)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _islow_pass(s0, s1, s2, s3, s4, s5, s6, s7, bias):
     """One 8-point pass of the islow IDCT: its eight outputs, rounding term `bias` added, not yet shifted."""
     p1 = (s2 + s6) * _C_0_541
@@ -622,7 +622,7 @@ def _islow_pass(s0, s1, s2, s3, s4, s5, s6, s7, bias):
     return x0 + o3, x1 + o2, x2 + o1, x3 + o0, x3 - o0, x2 - o1, x1 - o2, x0 - o3
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _idct_block(blk, ws, planes, out0, w2):
     """Inverse DCT of one dequantised block (blk) into planes at out0, row stride w2; ws is scratch.
 
@@ -662,7 +662,7 @@ def _idct_block(blk, ws, planes, out0, w2):
             row[q] = _clamp8(np.int32(y[q]) >> 17)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _idct_all(comp, ncomp, progressive, dequant, coeffs, done, planes):
     """Inverse DCT of every decoded block into the component planes.
 
@@ -707,7 +707,7 @@ def _idct_all(comp, ncomp, progressive, dequant, coeffs, done, planes):
 # Upsampling and colour conversion (numba)
 # ---------------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _resample_row(near, far, w, hs, vs, out):
     """One full-resolution row of a component into out[0:].
 
@@ -757,14 +757,14 @@ def _resample_row(near, far, w, hs, vs, out):
                 out[i * hs + j] = v
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _blinn(x, y):
     """x * y / 255 rounded, stb's way."""
     t = x * y + 128
     return (t + (t >> 8)) >> 8
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _ycc_row(y_row, cb_row, cr_row, r_row, g_row, b_row, n):
     """YCbCr -> RGB of n samples, as stb computes it with 20 fractional bits:
 
@@ -792,7 +792,7 @@ def _ycc_row(y_row, cb_row, cr_row, r_row, g_row, b_row, n):
         b_row[i] = min(max(b, zero), full)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _assemble(planes, comp, ndecode, hmax, vmax, img_x, img_y, mode, out):
     """Upsample each component row by row and convert to RGB into out.
 
