@@ -546,8 +546,10 @@ def _process_worker(dataset, batch_size, seed, tasks, results):  # pragma: no co
 class BatchLoader:
     """Prepares training batches in the background: ``next(loader)`` -> (x, y).
 
-    `workers` threads (the pixel kernels release the GIL), or processes with ``processes=True``, make batches
-    ahead of use; at most `prefetch` batches are queued or in progress. Batch i is drawn with
+    `workers` threads (the decode and augmentation kernels release the GIL, so a batch is made while the
+    training step runs, as darknet's load thread does), or processes with ``processes=True``, make batches
+    ahead of use; at most `prefetch` batches are queued or in progress. ``workers=0`` makes each batch in
+    ``next()`` itself, in series (the reference the threads are tested against). Batch i is drawn with
     ``batch_rng(seed, i)`` and batches are handed out in order, so the sequence is the same for a given seed
     whatever the number of workers. An error in a worker is raised by the next ``next()`` (the message names
     the image or label file); the loader is then closed. ``close()`` (or leaving a ``with`` block) stops the
@@ -560,8 +562,9 @@ class BatchLoader:
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.seed = int(seed)
-        self.workers = max(1, int(workers))
-        self.prefetch = max(self.workers, int(prefetch) if prefetch else self.workers + 1)
+        self.workers = max(0, int(workers))
+        self.serial = self.workers == 0
+        self.prefetch = 0 if self.serial else max(self.workers, int(prefetch) if prefetch else self.workers + 1)
         self.processes = bool(processes)
         self.size = tuple(size) if size else None
         self._generation = 0
@@ -571,7 +574,10 @@ class BatchLoader:
         self._closed = False
         self._threads = []
         self._procs = []
-        if self.processes:
+        if self.serial:
+            self.processes = False
+            self._tasks, self._results, self._stop = queue.Queue(), queue.Queue(), threading.Event()
+        elif self.processes:
             import multiprocessing as mp
             ctx = mp.get_context("spawn")
             self._tasks = ctx.Queue()
@@ -596,7 +602,8 @@ class BatchLoader:
             self._submitted += 1
 
     def _submit(self, index):
-        self._tasks.put((index, self._generation, self.size))
+        if not self.serial:
+            self._tasks.put((index, self._generation, self.size))
 
     def set_size(self, width, height):
         """Batches not yet handed out are (re)made at width x height."""
@@ -626,6 +633,10 @@ class BatchLoader:
     def __next__(self):
         if self._closed:
             raise DarknetError("the batch loader is closed")
+        if self.serial:
+            batch = _make_batch(self.dataset, self.batch_size, self.seed, (self._next, self._generation, self.size))
+            self._next += 1
+            return batch
         while self._next not in self._ready:
             try:
                 index, generation, batch, error = self._results.get(timeout=0.5)
@@ -655,6 +666,8 @@ class BatchLoader:
         if self._closed:
             return
         self._closed = True
+        if self.serial:
+            return
         self._drain(self._tasks)
         if self.processes:
             for _ in self._procs:

@@ -275,7 +275,11 @@ def resolve_beside(name, data_file):
 
 class TrainingRun:
     """darknet's train_detector / train_classifier loop: batches from background workers, train_batch, the
-    per-iteration line, backups, the chart; Ctrl-C saves <cfg>_last.weights before stopping."""
+    per-iteration line, backups, the chart; Ctrl-C saves <cfg>_last.weights before stopping.
+
+    `workers` loader threads make the next batches while the step runs (their decode and augmentation
+    kernels release the GIL); the printed seconds include any wait for a batch, as darknet's. ``workers=0``
+    loads each batch in series before its step: the same batches and losses, only slower."""
 
     def __init__(self, data_file, cfg, weights=None, clear=False, backup=None, workers=2, seed=0, chart=True,
                  out=None, max_batches=None):
