@@ -4,15 +4,20 @@ exact-order products.
 
 Required (issue 15): per-step loss within 1e-3 relative and every weight within 1e-4 * max(1, |theirs|) after 8
 steps. The fork's -Ofast build takes the vectorised reciprocals of logistic/swish/mish from the CPU's approximate
-rcpps plus a Newton step, whose last bit differs between Intel (where the goldens were made) and this AMD machine,
-and its vector expf (libmvec) is not glibc's scalar one; neither can be reproduced here. The CIoU/mish cases turn
+rcpps plus a Newton step, whose last bit differs between Intel (where the goldens were made) and this AMD machine.
+pydarknet computes those loops as the fork's -Ofast build does (libmvec's vector expf/logf/tanhf/exp, rcpps and the
+Newton step, four lanes at a time; bit for bit with the fork's activations.c built here with gcc 12 -Ofast), so what
+is left is the reciprocal's last bit, which cannot be reproduced on AMD. The CIoU/mish cases turn
 such last-bit differences into percent-level drift within a few steps (the README measured 5-35 % for an AVX build
 of the same source). So, per case, MEASURED below (max relative loss error per step, max scaled weight error):
 
-- ab_ops_train: losses within 2.2e-5 (required 1e-3: met); weights 1.01e-4 (required 1e-4: 1 % over).
-- yolov4-tiny_train: steps 0-1 within 1e-7, then drift to 2.9e-2 by step 7; weights 1.8e-2.
-- yolov7-tiny_train: steps 0-1 bit for bit (2.7e-11), then drift to 3.1e-2; weights 0.13.
-- yolov4_train: step 0 within 8.9e-7, step 1 2.0e-2 (the README's AVX build: 3e-3 at step 1, 0.1 at step 2).
+- ab_ops_train: losses within 2.1e-4 (required 1e-3: met); weights 5.8e-5 (required 1e-4: met).
+- yolov4-tiny_train: steps 0-2 within 1.3e-6 (0-1: 1.4e-10), then drift to 1.8e-2 by step 7; weights 1.4e-2
+  (with scalar expf and exact division in the [yolo] logistic: steps 0-1 9e-8, step 7 2.9e-2).
+- yolov7-tiny_train: steps 0-1 bit for bit (2.8e-11), then drift to 3.1e-2; weights 0.13 (no logistic, swish
+  or mish in a vector loop: unchanged by the above).
+- yolov4_train: step 0 within 9.7e-7, step 1 3.8e-3 (with scalar mish: 2.0e-2; the README's AVX build: 3e-3 at
+  step 1, 0.1 at step 2).
 
 For every case that does not meet the required tolerances the test holds what the issue asks for drifting cases:
 step 0 (the forward of the loaded weights) within 1e-5 and, where the first update is still below the chaotic
@@ -35,7 +40,7 @@ WEIGHT_TOL = 1e-4
 DRIFT_LOSS_RTOL = 1e-2
 FIRST_STEPS_RTOL = 1e-5
 # case: (steps held within FIRST_STEPS_RTOL, whether every loss is within DRIFT_LOSS_RTOL)
-DRIFTING = {"ab_ops_train": (2, True), "yolov4-tiny_train": (2, False), "yolov7-tiny_train": (2, False),
+DRIFTING = {"ab_ops_train": (2, True), "yolov4-tiny_train": (3, False), "yolov7-tiny_train": (2, False),
             "yolov4_train": (1, False)}
 CASES = list(DRIFTING)
 
@@ -102,7 +107,7 @@ def nudge_outputs(monkeypatch, seed):
 def test_drift_is_last_bit(case, darknet_products, monkeypatch):
     """Where a case drifts from the golden losses, one-ulp perturbations of the [yolo] outputs move our own
     losses as far: at every step the golden loss lies within twice the spread of three perturbed runs around
-    ours (plus the first-steps tolerance). Not shown for yolov4_train: its step-1 drift (2 %) comes from its 72
+    ours (plus the first-steps tolerance). Not shown for yolov4_train: its step-1 drift (0.4 %) comes from its 72
     mish layers' reciprocals, which perturbing the [yolo] outputs does not reach (the spread at step 1 is 0)."""
     case_dir = shared_path("golden", "train_ab", case)
     ref = np.loadtxt(case_dir / "losses.txt", ndmin=2)[:, 1]

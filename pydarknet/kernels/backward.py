@@ -23,7 +23,8 @@ from numba import njit, prange
 
 from .activations import (ELU, GELU, HARD_MISH, HARDTAN, LEAKY, LHTAN, LINEAR, LOGGY, LOGISTIC, MISH,
                           NORM_CHAN, PLSE, RAMP, RELIE, RELU, RELU6, REVLEAKY, SELU, STAIR, SWISH, TANH,
-                          activate_row, logistic32, softplus32)
+                          _exp2, _tanhf4, activate_row, logistic32, logistic4,
+                          softplus32, softplus4)
 
 F32 = np.float32
 ONE = np.float32(1.0)
@@ -150,23 +151,59 @@ def gradient_array32(y, a, delta):
                 delta[i] = delta[i] * gradient32(y[i], a)
 
 
+@njit(cache=True, inline="always")
+def _mish_gradient(x, sp, tsp, grad_sp):
+    """The fork's gradient_array_mish as -Ofast reassociates it: (x * grad_sp) * (1 - tsp^2) + tsp."""
+    return (x * grad_sp) * (ONE - tsp * tsp) + tsp
+
+
+@njit(cache=True, inline="always")
+def _gradient_lanes(x, y, a, delta, i):
+    """delta[i:i+4] *= f'(x[i:i+4]) as the fork's four-lane loops compute it (swish: the sigmoid its forward
+    kept, which is the vector logistic of the input; mish: libmvec's softplus, tanhf and double exp)."""
+    if a == SWISH:
+        s = logistic4(x[i], x[i + 1], x[i + 2], x[i + 3])
+        for k in range(4):
+            delta[i + k] = ((ONE - y[i + k]) * s[k] + y[i + k]) * delta[i + k]
+    elif a == MISH:
+        sp = softplus4(x[i], x[i + 1], x[i + 2], x[i + 3])
+        ea, eb = _exp2((-np.float64(sp[0]), -np.float64(sp[1])))
+        ec, ed = _exp2((-np.float64(sp[2]), -np.float64(sp[3])))
+        t = _tanhf4(sp)
+        g = (F32(1.0 - ea), F32(1.0 - eb), F32(1.0 - ec), F32(1.0 - ed))
+        for k in range(4):
+            delta[i + k] = _mish_gradient(x[i + k], sp[k], t[k], g[k]) * delta[i + k]
+    else:
+        for k in range(4):
+            delta[i + k] = _gradient_one(x[i + k], y[i + k], a) * delta[i + k]
+
+
+@njit(cache=True, inline="always")
+def _gradient_one(v, y, a):
+    """f'(v) as the fork's scalar code computes it (the loops' last x.size % 4 elements)."""
+    if a == SWISH:
+        return (ONE - y) * logistic32(v) + y
+    if a == MISH:   # the fork's exp is the double one; its tanh, on a float, becomes tanhf under -Ofast
+        sp = softplus32(v)
+        return _mish_gradient(v, sp, math.tanh(sp), F32(1.0 - math.exp(-np.float64(sp))))
+    if a == HARD_MISH:
+        return ONE if v > 0 else (v + ONE if v > -2 else F32(0.0))
+    return ONE
+
+
 @njit(cache=True, parallel=True)
 def gradient_from_input(x, y, a, delta):
     """delta *= f'(x) for the activations whose derivative needs the input x (swish, mish, hard_mish; y is
-    the output), as the fork's gradient_array_swish/_mish/_hard_mish (flat float32 arrays)."""
-    for i in prange(x.size):
-        v = x[i]
-        if a == SWISH:
-            g = y[i] + logistic32(v) * (ONE - y[i])
-        elif a == MISH:   # the fork's exp and tanh here are the double ones (its softplus is in float)
-            sp = softplus32(v)
-            tsp = F32(math.tanh(np.float64(sp)))
-            g = v * ((ONE - tsp * tsp) * F32(1.0 - math.exp(-np.float64(sp)))) + tsp
-        elif a == HARD_MISH:
-            g = ONE if v > 0 else (v + ONE if v > -2 else F32(0.0))
-        else:
-            g = ONE
-        delta[i] = delta[i] * g
+    the output), as the fork's gradient_array_swish/_mish/_hard_mish (flat float32 arrays): four lanes at a
+    time as its -Ofast loops compute them (kernels.activations.activate_fork4), the last x.size % 4 elements
+    as its scalar code."""
+    m = x.size - x.size % 4
+    chunk = 1 << 14
+    for c in prange((m + chunk - 1) // chunk):
+        for i in range(c * chunk, min(m, (c + 1) * chunk), 4):
+            _gradient_lanes(x, y, a, delta, i)
+    for i in range(m, x.size):
+        delta[i] = _gradient_one(x[i], y[i], a) * delta[i]
 
 
 @njit(cache=True, parallel=True)
