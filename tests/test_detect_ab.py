@@ -149,21 +149,24 @@ def detect(args, tmp_path, monkeypatch):
     return result.stdout.splitlines()
 
 
-def test_fork_prints_by_left_edge_in_milliseconds(tmp_path, image, monkeypatch):
+def test_fork_prints_by_left_edge_in_milliseconds(tmp_path, monkeypatch):
     cfg, weights, data = write_network(tmp_path, FORK_YOLO)
+    image = tmp_path / "tall.png"
+    save_image(np.full((3, 24, 40), 0.5, np.float32), image)
     lines = detect([data, cfg, weights, image, "-ext_output"], tmp_path, monkeypatch)
     assert lines[0].startswith(f"{image}: Predicted in ") and lines[0].endswith(" milli-seconds.")
-    # lefts .125, .625, .125, .625: the stable sort by left edge takes cells 0, 2, 1, 3; 40x20 pixels, so a box
-    # is 10x5 and top .125 * 20 = 2.5 rounds away from zero
+    # lefts .125, .625, .125, .625: the stable sort by left edge takes cells 0, 2, 1, 3; 40x24 pixels, so a box
+    # is 10x6 and its top .125 * 24 = 3 (the image's height keeps the tops off a rounding tie: the fork's
+    # logistic, rcpps and one Newton step, gives a hair under .5 for 0)
     assert lines[1:] == [
-        "circle: 64%\t(left_x:    5   top_y:    3   width:   10   height:    5)",
-        "square: 35%\t(left_x:    5   top_y:    3   width:   10   height:    5)",
-        "circle: 64%\t(left_x:    5   top_y:   13   width:   10   height:    5)",
-        "square: 35%\t(left_x:    5   top_y:   13   width:   10   height:    5)",
-        "circle: 64%\t(left_x:   25   top_y:    3   width:   10   height:    5)",
-        "square: 35%\t(left_x:   25   top_y:    3   width:   10   height:    5)",
-        "circle: 64%\t(left_x:   25   top_y:   13   width:   10   height:    5)",
-        "square: 35%\t(left_x:   25   top_y:   13   width:   10   height:    5)"]
+        "circle: 64%\t(left_x:    5   top_y:    3   width:   10   height:    6)",
+        "square: 35%\t(left_x:    5   top_y:    3   width:   10   height:    6)",
+        "circle: 64%\t(left_x:    5   top_y:   15   width:   10   height:    6)",
+        "square: 35%\t(left_x:    5   top_y:   15   width:   10   height:    6)",
+        "circle: 64%\t(left_x:   25   top_y:    3   width:   10   height:    6)",
+        "square: 35%\t(left_x:   25   top_y:    3   width:   10   height:    6)",
+        "circle: 64%\t(left_x:   25   top_y:   15   width:   10   height:    6)",
+        "square: 35%\t(left_x:   25   top_y:   15   width:   10   height:    6)"]
 
 
 def test_pjreddie_prints_in_nms_order_at_half(tmp_path, image, monkeypatch):
