@@ -31,6 +31,25 @@ def _iou(ax, ay, aw, ah, bx, by, bw, bh):
 
 
 @njit(cache=True, inline="always")
+def _best_anchor(biases, total, netw, neth, tw, th, fork):
+    """The anchor (of all `total`) whose shape fits a truth of size tw x th best: the largest IoU of the two
+    boxes centred together (the first of equal ones), with the fork's IoU or darknet's."""
+    best_iou = F32(0.0)
+    best_n = 0
+    for k in range(total):
+        aw = biases[2 * k] / F32(netw)
+        ah = biases[2 * k + 1] / F32(neth)
+        if fork:
+            iou = _fork_iou(F32(0.0), F32(0.0), aw, ah, F32(0.0), F32(0.0), tw, th)
+        else:
+            iou = _iou(F32(0.0), F32(0.0), aw, ah, F32(0.0), F32(0.0), tw, th)
+        if iou > best_iou:
+            best_iou = iou
+            best_n = k
+    return best_n
+
+
+@njit(cache=True, inline="always")
 def _detection_box(out, bi, fside, sqrt_wh):
     """A [detection] layer's box at bi as the loss compares it: centre in image units, size squared if sqrt."""
     ow = out[bi + 2]
@@ -132,15 +151,7 @@ def yolo_delta(p, truth, biases, mask, netw, neth, ignore_thresh, truth_thresh, 
             tw, th = truth[b, t, 2], truth[b, t, 3]
             i = min(int(truth[b, t, 0] * F32(lw)), lw - 1)
             j = min(int(truth[b, t, 1] * F32(lh)), lh - 1)
-            best_iou = F32(0.0)
-            best_n = 0
-            for k in range(total):
-                aw = biases[2 * k] / F32(netw)
-                ah = biases[2 * k + 1] / F32(neth)
-                iou = _iou(F32(0.0), F32(0.0), aw, ah, F32(0.0), F32(0.0), tw, th)
-                if iou > best_iou:
-                    best_iou = iou
-                    best_n = k
+            best_n = _best_anchor(biases, total, netw, neth, tw, th, False)
             a = -1
             for k in range(n):
                 if mask[k] == best_n:
@@ -505,14 +516,7 @@ def yolo_delta_fork(p, truth, biases, mask, netw, neth, ignore_thresh, truth_thr
             tw, th = truth[b, t, 2], truth[b, t, 3]
             i = min(int(truth[b, t, 0] * F32(lw)), lw - 1)
             j = min(int(truth[b, t, 1] * F32(lh)), lh - 1)
-            best_iou = F32(0.0)
-            best_n = 0
-            for k in range(total):
-                iou = _fork_iou(F32(0.0), F32(0.0), biases[2 * k] / F32(netw), biases[2 * k + 1] / F32(neth),
-                                F32(0.0), F32(0.0), tw, th)
-                if iou > best_iou:
-                    best_iou = iou
-                    best_n = k
+            best_n = _best_anchor(biases, total, netw, neth, tw, th, True)
             multiplier = multipliers[cls] if multipliers.size > 0 else F32(1.0)
             # the best anchor, then (iou_thresh < 1) every other anchor of this layer matching well enough
             for k in range(-1, total):
