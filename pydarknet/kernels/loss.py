@@ -31,6 +31,15 @@ def _iou(ax, ay, aw, ah, bx, by, bw, bh):
 
 
 @njit(cache=True, inline="always")
+def _mask_slot(mask, anchor):
+    """Which of this layer's anchors (its mask) is `anchor` of the whole list, or -1 when it is not one."""
+    for slot in range(mask.size):
+        if mask[slot] == anchor:
+            return slot
+    return -1
+
+
+@njit(cache=True, inline="always")
 def _best_anchor(biases, total, netw, neth, tw, th, fork):
     """The anchor (of all `total`) whose shape fits a truth of size tw x th best: the largest IoU of the two
     boxes centred together (the first of equal ones), with the fork's IoU or darknet's."""
@@ -152,11 +161,7 @@ def yolo_delta(p, truth, biases, mask, netw, neth, ignore_thresh, truth_thresh, 
             i = min(int(truth[b, t, 0] * F32(lw)), lw - 1)
             j = min(int(truth[b, t, 1] * F32(lh)), lh - 1)
             best_n = _best_anchor(biases, total, netw, neth, tw, th, False)
-            a = -1
-            for k in range(n):
-                if mask[k] == best_n:
-                    a = k
-                    break
+            a = _mask_slot(mask, best_n)
             if a < 0:
                 continue
             iou = _delta_box(p, delta, b, a, i, j, best_n, truth[b, t], biases, netw, neth)
@@ -226,11 +231,7 @@ def _fork_iou_kind(ax, ay, aw, ah, bx, by, bw, bh, kind):
         c = cw * ch
         if c == 0:
             return iou
-        half = F32(0.5)
-        iw = min(ax + aw * half, bx + bw * half) - max(ax - aw * half, bx - bw * half)
-        ih = min(ay + ah * half, by + bh * half) - max(ay - ah * half, by - bh * half)
-        inter = F32(0.0) if (iw < 0 or ih < 0) else iw * ih
-        union = aw * ah + bw * bh - inter
+        union = _intersection_union(ax, ay, aw, ah, bx, by, bw, bh)[1]
         return iou - (c - union) / c
     if kind == DIOU or kind == CIOU:
         cw, ch = _enclosing(ax, ay, aw, ah, bx, by, bw, bh)
@@ -528,11 +529,7 @@ def yolo_delta_fork(p, truth, biases, mask, netw, neth, ignore_thresh, truth_thr
                     if not _fork_iou_kind(F32(0.0), F32(0.0), aw, ah, F32(0.0), F32(0.0), tw, th,
                                           iou_thresh_kind) > iou_thresh:
                         continue
-                a = -1
-                for m in range(n):
-                    if mask[m] == anchor:
-                        a = m
-                        break
+                a = _mask_slot(mask, anchor)
                 if a < 0:
                     continue
                 iou, giou, again = _fork_delta_box(p, delta, b, a, i, j, anchor, truth[b, t], biases, netw, neth,
