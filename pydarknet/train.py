@@ -37,7 +37,6 @@ accumulated update u (the negative gradient summed over the B images):
            p += lr * (m / (1 - B1^t)) / (sqrt(v / (1 - B2^t)) + eps);  u = 0
 """
 import math
-import os
 import random
 import sys
 import time

@@ -12,7 +12,7 @@ from conftest import ROOT, shared_path
 from pydarknet.boxes import Detections
 from pydarknet.cli import cli
 from pydarknet.config import CfgError
-from pydarknet.detect import diounms_sort, do_nms_sort, network_nms
+from pydarknet.detect import diounms_sort, do_nms_sort
 from pydarknet.image import save_image
 from pydarknet.network import Network
 from pydarknet.predict import Detection, DetectionResult, Detector

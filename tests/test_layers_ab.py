@@ -6,7 +6,6 @@ import pytest
 from pydarknet.config import CfgError
 from pydarknet.kernels.activations import CODE, activate, activate_channels
 from pydarknet.kernels.backward import gradient_channels, gradient_from_input
-from pydarknet.network import Network
 from pydarknet.weights import save_weights
 from test_gradients import check_network, make_net, randomize
 

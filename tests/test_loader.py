@@ -5,19 +5,17 @@ load thread does) must change nothing but the time: the same x and y arrays as `
 in ``next()`` itself, in series) and the same printed losses for a short training run.
 """
 import re
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from conftest import shared_path
 from pydarknet import data as D
 from pydarknet import image, jpeg
 from pydarknet.kernels import augment
 from pydarknet.train import TrainingRun
 
-SHAPES = Path("/work/shared/datasets/shapes/shapes.data")
-GOLDEN_CFG = Path("/work/shared/golden/map/shapes-tiny.cfg")
 
 CFG = """[net]
 batch=4
@@ -174,8 +172,9 @@ def test_training_prints_the_same_losses_serial_and_background(jpeg_set):
         assert _losses(jpeg_set / "toy.data", jpeg_set / "toy.cfg", jpeg_set / f"b{workers}", workers) == serial
 
 
-@pytest.mark.skipif(not (SHAPES.exists() and GOLDEN_CFG.exists()), reason="the shared shapes data set is absent")
 def test_golden_job_prints_the_same_losses_serial_and_background(tmp_path):
-    serial = _losses(SHAPES, GOLDEN_CFG, tmp_path / "s", workers=0, max_batches=3, seed=2)
-    background = _losses(SHAPES, GOLDEN_CFG, tmp_path / "t", workers=2, max_batches=3, seed=2)
+    shapes = shared_path("datasets", "shapes", "shapes.data")
+    golden_cfg = shared_path("golden", "map", "shapes-tiny.cfg")
+    serial = _losses(shapes, golden_cfg, tmp_path / "s", workers=0, max_batches=3, seed=2)
+    background = _losses(shapes, golden_cfg, tmp_path / "t", workers=2, max_batches=3, seed=2)
     assert len(serial) == 3 and background == serial
