@@ -6,10 +6,7 @@ the whole file's SHA-256 is checked before it is renamed into place, so the cach
 published bytes. Only the standard library speaks HTTP here.
 """
 import hashlib
-import http.client
 import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,6 +122,8 @@ def fetch(url, partial, size, progress):
     have = partial.stat().st_size if partial.exists() else 0
     if have >= size:
         return   # complete already: the checksum decides
+    import urllib.error   # here, not at the top: every command that loads weights imports this module
+    import urllib.request
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
         response = urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS)
@@ -145,6 +144,7 @@ def fetch(url, partial, size, progress):
 
 
 def read_chunk(response, url, done, size):
+    import http.client
     try:
         return response.read(CHUNK)
     except (OSError, http.client.HTTPException) as e:
