@@ -171,6 +171,14 @@ def use_fast(fast):
         set_backend("fast")
 
 
+def loaded_network(cfg, weights, network, darknet, fast):
+    """The network a Detector or Classifier runs: `network` as given, else built from cfg and weights."""
+    use_fast(fast)
+    if network is not None:
+        return network
+    return Network(cfg, darknet=darknet).load(weights)
+
+
 class Detector:
     """`darknet`: "ab" or "pjreddie" forces whose arithmetic and defaults to follow (None: from the files).
     `fast`: see use_fast.
@@ -179,10 +187,7 @@ class Detector:
 
     def __init__(self, cfg, weights, names=None, letterbox=None, decoder="darknet", network=None, darknet=None,
                  fast=False):
-        use_fast(fast)
-        self.net = network or Network(cfg, darknet=darknet)
-        if network is None:
-            self.net.load(weights)
+        self.net = loaded_network(cfg, weights, network, darknet, fast)
         self.names = names
         if letterbox is None:
             letterbox = bool(self.net.letter_box) if self.net.darknet == "ab" else True
@@ -264,10 +269,7 @@ class Classifier:
 
     def __init__(self, cfg, weights, names=None, preprocess="resize_min", decoder="darknet", network=None,
                  darknet=None, fast=False):
-        use_fast(fast)
-        self.net = network or Network(cfg, darknet=darknet)
-        if network is None:
-            self.net.load(weights)
+        self.net = loaded_network(cfg, weights, network, darknet, fast)
         self.names = names
         self.preprocess = preprocess
         self.decoder = decoder
