@@ -14,7 +14,9 @@ clamped and truncated to `max_boxes`): x is (n, 3, h, w) float32, y is (n, max_b
 ``x y w h class`` and zero rows after the last box. ``load_data_augment`` builds a classifier batch (random
 rotation/scale/aspect crop, flip, HSV distortion; one-hot labels from the image path). Randomness comes from
 a ``numpy.random.Generator`` passed in, never from a global state: the same generator state gives the same
-batch. ``BatchLoader`` prepares batches ahead of time in worker threads (or processes).
+batch. ``BatchLoader`` prepares batches ahead of time in worker threads (or processes). AlexeyAB networks train
+on the fork's pipeline instead (data_ab.py: crop and stretch, mosaic, blur, noise); ``detection_dataset(net, ...)``
+chooses.
 
 Deliberate differences from darknet, each where darknet would silently train on garbage:
 
@@ -45,7 +47,7 @@ __all__ = [
     "read_list", "label_path", "read_labels", "randomize_boxes", "correct_boxes", "fill_truth_detection",
     "rand_uniform", "rand_scale", "random_distort_image", "load_detection_image", "load_data_detection",
     "random_augment_image", "class_truth", "load_classification_image", "load_data_augment",
-    "DetectionDataset", "ClassificationDataset", "BatchLoader",
+    "DetectionDataset", "detection_dataset", "ClassificationDataset", "BatchLoader",
 ]
 
 _F32 = np.float32
@@ -473,6 +475,19 @@ class DetectionDataset:
         w, h = size if size else (self.width, self.height)
         return load_data_detection(self.paths, n, w, h, self.max_boxes, self.jitter, self.hue, self.saturation,
                                    self.exposure, rng, self.classes, self.flip, self.warned)
+
+
+def detection_dataset(net, paths, classes=None):
+    """The training data of detector `net` as darknet's train_detector makes it: the AlexeyAB fork's pipeline
+    (data_ab.DetectionDatasetAB) for its networks, pjreddie's (DetectionDataset) otherwise, with the last
+    layer's max boxes and jitter and the [net] augmentation options."""
+    if net.darknet == "ab":
+        from .data_ab import DetectionDatasetAB
+        return DetectionDatasetAB.for_network(net, paths, classes)
+    out = net.layers[-1]
+    return DetectionDataset(paths, net.w, net.h, max_boxes=getattr(out, "max_boxes", 90), classes=classes,
+                            jitter=getattr(out, "jitter", 0.2), hue=net.hue, saturation=net.saturation,
+                            exposure=net.exposure)
 
 
 class ClassificationDataset:

@@ -146,6 +146,16 @@ class Network:
         self.gamma = s.float("gamma", 1)
         self.max_batches = s.int("max_batches", 0)
         self.letter_box = s.int("letter_box", 0)
+        # the AlexeyAB fork's training options (its data pipeline: data_ab.py; its training loop: ema_alpha)
+        self.flip = s.int("flip", 1)
+        self.blur = s.int("blur", 0)
+        self.gaussian_noise = s.int("gaussian_noise", 0)
+        self.mosaic = s.int("mosaic", 0)
+        self.mosaic_bound = s.int("mosaic_bound", 0)
+        self.cutmix = s.int("cutmix", 0)    # read so that training can refuse them (data_ab.DetectionDatasetAB)
+        self.mixup = s.int("mixup", 0)
+        self.track = s.int("track", 0)
+        self.ema_alpha = s.float("ema_alpha", 0)
         if self.batch < 1 or self.subdivisions < 1:
             raise s.error("batch and subdivisions must be positive", "batch")
         self.batch = max(1, self.batch // self.subdivisions) * self.time_steps

@@ -3,6 +3,9 @@
 Images are float32 (c, h, w) planes. Every kernel follows pjreddie's arithmetic in float32 (double where the C
 code promotes to double), and releases the GIL (`nogil=True`) so loader threads can run them side by side.
 `error_model="numpy"`: darknet's HSV conversion divides 0 by 0 for grey pixels (the NaN hue is never used).
+
+The AlexeyAB fork augments with OpenCV on 8-bit images; its kernels (after pjreddie's below) take and give
+uint8 (c, h, w) planes and round to the nearest level where OpenCV's 8-bit operations do.
 """
 import math
 
@@ -175,4 +178,183 @@ def distort_image(im, hue, sat, val):
             im[0, y, x] = zero if r < zero else (one if r > one else r)
             im[1, y, x] = zero if g < zero else (one if g > one else g)
             im[2, y, x] = zero if b < zero else (one if b > one else b)
+    return im
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The AlexeyAB fork's augmentation (OpenCV on 8-bit images: its image_data_augmentation)
+# ---------------------------------------------------------------------------------------------------------
+
+@njit(cache=True, nogil=True, inline="always")
+def _level(v):
+    """A float to the nearest 8-bit level, ties to even, saturated to 0..255 (OpenCV's saturate_cast<uchar>:
+    the fork's `hsv[1] *= dsat` meets ties whenever dsat is a multiple of 1/2)."""
+    if v <= 0.0:
+        return np.uint8(0)
+    if v >= 255.0:
+        return np.uint8(255)
+    r = math.floor(v + 0.5)
+    if r - v == 0.5 and r % 2 == 1:
+        r -= 1
+    return np.uint8(r)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _linear_taps(d, dst_size, src_size):
+    """cv::resize INTER_LINEAR along one axis: the two source indices and the weight of the second for
+    destination index d (pixel centres aligned, the edge pixels repeated outside the source)."""
+    f = np.float32(np.float32(np.float32(d) + np.float32(0.5)) * np.float32(src_size) / np.float32(dst_size)
+                   - np.float32(0.5))
+    i0 = int(math.floor(f))
+    frac = np.float32(f - np.float32(i0))
+    i1 = i0 + 1
+    i0 = min(max(i0, 0), src_size - 1)
+    i1 = min(max(i1, 0), src_size - 1)
+    return i0, i1, frac
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _crop_pixel(src, c, x, y, fill):
+    """Pixel (x, y) of the crop whose corner is (0, 0) of `src` shifted by the caller: `fill` outside `src`."""
+    if x < 0 or y < 0 or x >= src.shape[2] or y >= src.shape[1]:
+        return np.float32(fill[c])
+    return np.float32(src[c, y, x])
+
+
+@njit(cache=True, nogil=True)
+def crop_stretch(src, pleft, ptop, swidth, sheight, w, h, fill):
+    """The fork's crop then resize: the swidth x sheight window of `src` (uint8) with its corner at
+    (pleft, ptop) -- `fill` (one level per channel: the image mean) where the window leaves the image -- stretched
+    to w x h by bilinear interpolation with OpenCV's pixel-centre alignment. Returns uint8 (c, h, w)."""
+    c_n = src.shape[0]
+    out = np.empty((c_n, h, w), np.uint8)
+    one = np.float32(1.0)
+    for y in range(h):
+        y0, y1, fy = _linear_taps(y, h, sheight)
+        for x in range(w):
+            x0, x1, fx = _linear_taps(x, w, swidth)
+            for c in range(c_n):
+                a = _crop_pixel(src, c, x0 + pleft, y0 + ptop, fill)
+                b = _crop_pixel(src, c, x1 + pleft, y0 + ptop, fill)
+                d = _crop_pixel(src, c, x0 + pleft, y1 + ptop, fill)
+                e = _crop_pixel(src, c, x1 + pleft, y1 + ptop, fill)
+                top = np.float32(a * np.float32(one - fx) + b * fx)
+                bottom = np.float32(d * np.float32(one - fx) + e * fx)
+                out[c, y, x] = _level(np.float32(top * np.float32(one - fy) + bottom * fy))
+    return out
+
+
+@njit(cache=True, nogil=True)
+def distort_hsv_u8(im, dhue, dsat, dexp):
+    """The fork's HSV distortion, in place on an 8-bit RGB image, as OpenCV computes it: RGB to 8-bit HSV (hue in
+    0..179, OpenCV's fixed-point rounding), hue += 179 * dhue, saturation *= dsat and value *= dexp each rounded
+    and saturated to 0..255 (so a hue pushed below 0 stays 0 and one above 179 wraps around when converted back),
+    then back to RGB."""
+    _, h, w = im.shape
+    dhue = np.float32(dhue)
+    dsat = np.float32(dsat)
+    dexp = np.float32(dexp)
+    for y in range(h):
+        for x in range(w):
+            r = np.int64(im[0, y, x])   # int() of a uint8 is unsigned in Numba: g - b would wrap
+            g = np.int64(im[1, y, x])
+            b = np.int64(im[2, y, x])
+            v = max(r, g, b)
+            diff = v - min(r, g, b)
+            # OpenCV's RGB2HSV_b: 255/v and 30/diff as rounded multiples of 2^-12 (no ties occur at 8 bits)
+            s = 0
+            if v > 0:
+                s = (diff * int(math.floor(1044480.0 / v + 0.5)) + (1 << 11)) >> 12
+            hue = 0
+            if diff > 0:
+                if v == r:
+                    hue = g - b
+                elif v == g:
+                    hue = b - r + 2 * diff
+                else:
+                    hue = r - g + 4 * diff
+                hue = (hue * int(math.floor(122880.0 / diff + 0.5)) + (1 << 11)) >> 12
+                if hue < 0:
+                    hue += 180
+            hh = np.float32(_level(np.float32(np.float32(hue) + np.float32(np.float32(179.0) * dhue))))
+            ss = np.float32(_level(np.float32(np.float32(s) * dsat))) / np.float32(255.0)
+            vv = np.float32(_level(np.float32(np.float32(v) * dexp))) / np.float32(255.0)
+            # OpenCV's HSV2RGB for 8-bit input: hue in 180ths of a turn, wrapped into 0..6 sectors
+            if ss == 0:
+                rf = vv
+                gf = vv
+                bf = vv
+            else:
+                h6 = np.float32(hh * np.float32(6.0 / 180.0))
+                if h6 >= np.float32(6.0):   # hue 180..255 (at most 8.5 sectors): once round is enough
+                    h6 = np.float32(h6 - np.float32(6.0))
+                sector = int(math.floor(h6))
+                f = np.float32(h6 - np.float32(sector))
+                p = np.float32(vv * np.float32(_F1 - ss))
+                q = np.float32(vv * np.float32(_F1 - np.float32(ss * f)))
+                t = np.float32(vv * np.float32(_F1 - np.float32(ss * np.float32(_F1 - f))))
+                if sector == 0:
+                    rf, gf, bf = vv, t, p
+                elif sector == 1:
+                    rf, gf, bf = q, vv, p
+                elif sector == 2:
+                    rf, gf, bf = p, vv, t
+                elif sector == 3:
+                    rf, gf, bf = p, q, vv
+                elif sector == 4:
+                    rf, gf, bf = t, p, vv
+                else:
+                    rf, gf, bf = vv, p, q
+            im[0, y, x] = _level(np.float32(rf * np.float32(255.0)))
+            im[1, y, x] = _level(np.float32(gf * np.float32(255.0)))
+            im[2, y, x] = _level(np.float32(bf * np.float32(255.0)))
+    return im
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _reflect101(i, n):
+    """OpenCV's default border for filters (BORDER_REFLECT_101): ...2 1 | 0 1 2 ... n-1 | n-2 ..."""
+    if n == 1:
+        return 0
+    while i < 0 or i >= n:
+        if i < 0:
+            i = -i
+        if i >= n:
+            i = 2 * (n - 1) - i
+    return i
+
+
+@njit(cache=True, nogil=True)
+def gaussian_blur_u8(im, taps):
+    """cv::GaussianBlur of an 8-bit image with the separable kernel `taps` (odd length, float32, sums to 1):
+    rows then columns in float32, borders reflected (BORDER_REFLECT_101), rounded to levels. Returns a new image."""
+    c_n, h, w = im.shape
+    r = taps.shape[0] // 2
+    rows = np.empty((h, w), np.float32)
+    out = np.empty_like(im)
+    for c in range(c_n):
+        for y in range(h):
+            for x in range(w):
+                acc = np.float32(0.0)
+                for k in range(-r, r + 1):
+                    acc += taps[k + r] * np.float32(im[c, y, _reflect101(x + k, w)])
+                rows[y, x] = acc
+        for y in range(h):
+            for x in range(w):
+                acc = np.float32(0.0)
+                for k in range(-r, r + 1):
+                    acc += taps[k + r] * rows[_reflect101(y + k, h), x]
+                out[c, y, x] = _level(acc)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def add_noise_u8(im, noise):
+    """The fork's gaussian_noise, in place: cv::randn into an 8-bit image rounds each normal sample and saturates
+    it to 0..255 (negative samples become 0, so the noise only brightens), then the sum saturates at 255."""
+    c_n, h, w = im.shape
+    for c in range(c_n):
+        for y in range(h):
+            for x in range(w):
+                im[c, y, x] = _level(np.float32(np.float32(im[c, y, x]) + np.float32(_level(noise[c, y, x]))))
     return im
