@@ -231,8 +231,8 @@ def _levels(path):
 
 
 def load_piece(path, w, h, opt, rng, classes=None, warned=None, mosaic_piece=None):
-    """One augmented image: (uint8 (3, h, w), truth (max_boxes, 5), crop sides (pleft, pright, ptop, pbot) as
-    the mosaic needs them: swapped left/right when flipped, the image then being mirrored).
+    """One augmented image: (uint8 (3, h, w), truth (max_boxes, 5), sides (pleft, pright, ptop, pbot, ow, oh):
+    the crop's sides and the image size as the mosaic needs them, left and right swapped when flipped).
 
     `mosaic_piece` (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right) makes it a mosaic quarter: with
     chance 1/2 its crop moves to the corner (`_move_to_corner`)."""
