@@ -205,13 +205,28 @@ def _keep_boxes_sharp(blurred, sharp, truth):
     return blurred
 
 
+def _crop(src, pleft, ptop, swidth, sheight):
+    """The swidth x sheight window of `src` with its corner at (pleft, ptop), filled with the image's mean
+    colour (rounded to levels) where it leaves the image."""
+    c, oh, ow = src.shape
+    if (pleft, ptop, swidth, sheight) == (0, 0, ow, oh):
+        return src
+    mean = np.rint(src.reshape(c, -1).mean(axis=1)).astype(np.uint8)
+    window = np.empty((c, sheight, swidth), np.uint8)
+    window[:] = mean[:, None, None]
+    left, top = max(pleft, 0), max(ptop, 0)
+    right, bottom = min(pleft + swidth, ow), min(ptop + sheight, oh)
+    if right > left and bottom > top:
+        window[:, top - ptop:bottom - ptop, left - pleft:right - pleft] = src[:, top:bottom, left:right]
+    return window
+
+
 def augment_image(src, w, h, pleft, ptop, swidth, sheight, aug, blur, truth, rng):
     """The fork's image_data_augmentation on an 8-bit (3, oh, ow) image: crop (padded with the image's mean) and
     stretch to w x h, flip, HSV distortion (only when it changes something), blur (1: a 17x17 Gaussian on the
     background, the truth boxes kept sharp; n > 1: a (n/2*2+1)-wide Gaussian on everything), noise. Returns uint8
     (3, h, w)."""
-    fill = np.rint(src.reshape(src.shape[0], -1).mean(axis=1)).astype(np.uint8)
-    sized = K.crop_stretch(src, pleft, ptop, swidth, sheight, w, h, fill)
+    sized = K.resize_linear_u8(_crop(src, pleft, ptop, swidth, sheight), w, h)
     if aug.flip:
         K.flip_image(sized)
     if aug.dsat != 1 or aug.dexp != 1 or aug.dhue != 0:

@@ -193,54 +193,48 @@ def _level(v):
         return np.uint8(0)
     if v >= 255.0:
         return np.uint8(255)
-    r = math.floor(v + 0.5)
-    if r - v == 0.5 and r % 2 == 1:
+    r = int(v + 0.5)
+    if r - v == 0.5 and r & 1:
         r -= 1
     return np.uint8(r)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _linear_taps(d, dst_size, src_size):
-    """cv::resize INTER_LINEAR along one axis: the two source indices and the weight of the second for
-    destination index d (pixel centres aligned, the edge pixels repeated outside the source)."""
-    f = np.float32(np.float32(np.float32(d) + np.float32(0.5)) * np.float32(src_size) / np.float32(dst_size)
-                   - np.float32(0.5))
-    i0 = int(math.floor(f))
-    frac = np.float32(f - np.float32(i0))
-    i1 = i0 + 1
-    i0 = min(max(i0, 0), src_size - 1)
-    i1 = min(max(i1, 0), src_size - 1)
-    return i0, i1, frac
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _crop_pixel(src, c, x, y, fill):
-    """Pixel (x, y) of the crop whose corner is (0, 0) of `src` shifted by the caller: `fill` outside `src`."""
-    if x < 0 or y < 0 or x >= src.shape[2] or y >= src.shape[1]:
-        return np.float32(fill[c])
-    return np.float32(src[c, y, x])
+@njit(cache=True, nogil=True)
+def _linear_taps(dst_size, src_size):
+    """cv::resize INTER_LINEAR along one axis: for each destination index, the two source indices and the
+    weight of the second (pixel centres aligned, the edge pixels repeated outside the source)."""
+    first = np.empty(dst_size, np.int64)
+    second = np.empty(dst_size, np.int64)
+    weight = np.empty(dst_size, np.float32)
+    scale = np.float32(np.float32(src_size) / np.float32(dst_size))
+    for d in range(dst_size):
+        f = np.float32(np.float32(np.float32(d) + np.float32(0.5)) * scale - np.float32(0.5))
+        i = int(math.floor(f))
+        weight[d] = np.float32(f - np.float32(i))
+        first[d] = min(max(i, 0), src_size - 1)
+        second[d] = min(max(i + 1, 0), src_size - 1)
+    return first, second, weight
 
 
 @njit(cache=True, nogil=True)
-def crop_stretch(src, pleft, ptop, swidth, sheight, w, h, fill):
-    """The fork's crop then resize: the swidth x sheight window of `src` (uint8) with its corner at
-    (pleft, ptop) -- `fill` (one level per channel: the image mean) where the window leaves the image -- stretched
-    to w x h by bilinear interpolation with OpenCV's pixel-centre alignment. Returns uint8 (c, h, w)."""
-    c_n = src.shape[0]
+def resize_linear_u8(src, w, h):
+    """cv::resize(INTER_LINEAR) of an 8-bit (c, h, w) image to w x h: bilinear with OpenCV's pixel-centre
+    alignment, in float32, rounded to levels (OpenCV's fixed-point arithmetic can differ by one level)."""
+    c_n, sh, sw = src.shape
     out = np.empty((c_n, h, w), np.uint8)
+    x0, x1, fx = _linear_taps(w, sw)
+    y0, y1, fy = _linear_taps(h, sh)
     one = np.float32(1.0)
-    for y in range(h):
-        y0, y1, fy = _linear_taps(y, h, sheight)
-        for x in range(w):
-            x0, x1, fx = _linear_taps(x, w, swidth)
-            for c in range(c_n):
-                a = _crop_pixel(src, c, x0 + pleft, y0 + ptop, fill)
-                b = _crop_pixel(src, c, x1 + pleft, y0 + ptop, fill)
-                d = _crop_pixel(src, c, x0 + pleft, y1 + ptop, fill)
-                e = _crop_pixel(src, c, x1 + pleft, y1 + ptop, fill)
-                top = np.float32(a * np.float32(one - fx) + b * fx)
-                bottom = np.float32(d * np.float32(one - fx) + e * fx)
-                out[c, y, x] = _level(np.float32(top * np.float32(one - fy) + bottom * fy))
+    for c in range(c_n):
+        for y in range(h):
+            upper = src[c, y0[y]]
+            lower = src[c, y1[y]]
+            wy = fy[y]
+            for x in range(w):
+                wx = fx[x]
+                top = np.float32(np.float32(upper[x0[x]]) * np.float32(one - wx) + np.float32(upper[x1[x]]) * wx)
+                bottom = np.float32(np.float32(lower[x0[x]]) * np.float32(one - wx) + np.float32(lower[x1[x]]) * wx)
+                out[c, y, x] = _level(np.float32(top * np.float32(one - wy) + bottom * wy))
     return out
 
 
@@ -311,17 +305,17 @@ def distort_hsv_u8(im, dhue, dsat, dexp):
     return im
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _reflect101(i, n):
-    """OpenCV's default border for filters (BORDER_REFLECT_101): ...2 1 | 0 1 2 ... n-1 | n-2 ..."""
-    if n == 1:
-        return 0
-    while i < 0 or i >= n:
-        if i < 0:
-            i = -i
-        if i >= n:
-            i = 2 * (n - 1) - i
-    return i
+@njit(cache=True, nogil=True)
+def _reflect101(n, r):
+    """Source index of positions -r .. n-1+r under OpenCV's default filter border (BORDER_REFLECT_101:
+    ... 2 1 | 0 1 2 ... n-1 | n-2 ...), position p at entry p + r."""
+    index = np.empty(n + 2 * r, np.int64)
+    for p in range(-r, n + r):
+        i = p
+        while n > 1 and (i < 0 or i >= n):
+            i = -i if i < 0 else 2 * (n - 1) - i
+        index[p + r] = i if n > 1 else 0
+    return index
 
 
 @njit(cache=True, nogil=True)
@@ -330,20 +324,22 @@ def gaussian_blur_u8(im, taps):
     rows then columns in float32, borders reflected (BORDER_REFLECT_101), rounded to levels. Returns a new image."""
     c_n, h, w = im.shape
     r = taps.shape[0] // 2
+    across = _reflect101(w, r)
+    down = _reflect101(h, r)
     rows = np.empty((h, w), np.float32)
     out = np.empty_like(im)
     for c in range(c_n):
         for y in range(h):
             for x in range(w):
                 acc = np.float32(0.0)
-                for k in range(-r, r + 1):
-                    acc += taps[k + r] * np.float32(im[c, y, _reflect101(x + k, w)])
+                for k in range(2 * r + 1):
+                    acc += taps[k] * np.float32(im[c, y, across[x + k]])
                 rows[y, x] = acc
         for y in range(h):
             for x in range(w):
                 acc = np.float32(0.0)
-                for k in range(-r, r + 1):
-                    acc += taps[k + r] * rows[_reflect101(y + k, h), x]
+                for k in range(2 * r + 1):
+                    acc += taps[k] * rows[down[y + k], x]
                 out[c, y, x] = _level(acc)
     return out
 
