@@ -134,6 +134,16 @@ def test_crop_outside_the_image_is_padded_with_its_mean(scene):
     assert_boxes_on_their_colours(image, truth, tol_px=0.6)
 
 
+def test_yolo_resize_widens_the_crop_range():
+    # [yolo] resize=1.5 on a 200x120 image: each side moves between -1/4 of the size (the crop grows 1.5x) and
+    # +(1 - 1/1.5)/2 of it (it shrinks 1.5x); resize=.5 only grows it, up to 2x
+    sides = {(resize, u): A.crop_sides(200, 120, 100, 60, plain_options(jitter=0.0, resize=resize),
+                                       A.draw_augmentation(FixedRng(u), plain_options()))
+             for resize in (1.5, 0.5) for u in (0.0, 1.0)}
+    assert sides[1.5, 0.0] == (-50, -50, -30, -30) and sides[1.5, 1.0] == (33, 33, 19, 19)
+    assert sides[0.5, 0.0] == (-100, -100, -60, -60) and sides[0.5, 1.0] == (0, 0, 0, 0)
+
+
 def test_flip_mirrors_pixels_and_boxes(scene):
     plain, truth, _ = A.load_piece(scene, 100, 60, plain_options(), FixedRng(0.75, k=0))
     flipped, flipped_truth, sides = A.load_piece(scene, 100, 60, plain_options(flip=True), FixedRng(0.75, k=1))
