@@ -685,13 +685,22 @@ def train_options(fn):
     fn = click.option("--backup", default=None, help="Folder for the weights [the data file's backup=].")(fn)
     fn = click.option("-dont_show", "dont_show", is_flag=True, help="Accepted (no window is ever shown).")(fn)
     fn = click.option("-clear", "clear", is_flag=True, help="Start counting from 0 (reset `seen`).")(fn)
+    fn = click.option("-show_imgs", "show_imgs", is_flag=True,
+                      help="Write every augmented training image, its truth boxes drawn, as "
+                           "<backup>/aug_<iteration>_<i>.png (the fork shows them).")(fn)
+    fn = click.option("-mAP_epochs", "map_epochs", type=int, default=4, show_default=True,
+                      help="With -map: evaluate every this many epochs (at least every 100 iterations).")(fn)
+    fn = click.option("-map", "calc_map", is_flag=True,
+                      help="Evaluate mAP@0.5 on the data file's valid= list during training (after burn_in, "
+                           "every -mAP_epochs epochs, and at the end); keep the best as <cfg>_best.weights.")(fn)
     return fn
 
 
-def run_train(data, cfg, weights, clear, backup, max_batches, workers, seed, chart):
+def run_train(data, cfg, weights, clear, backup, max_batches, workers, seed, chart, calc_map, map_epochs,
+              show_imgs):
     from .train import TrainingRun
     run = TrainingRun(data, cfg, weights, clear=clear, backup=backup, workers=workers, seed=seed, chart=chart,
-                      max_batches=max_batches)
+                      max_batches=max_batches, calc_map=calc_map, map_epochs=map_epochs, show_imgs=show_imgs)
     if not chatter["quiet"]:
         note("\n".join(run.net.summary()))
     run.net.quiet = chatter["quiet"]
@@ -704,10 +713,12 @@ def run_train(data, cfg, weights, clear, backup, max_batches, workers, seed, cha
 @click.argument("weights", required=False)
 @train_options
 @common
-def train(data, cfg, weights, clear, dont_show, backup, max_batches, workers, seed, chart, quiet, debug):
+def train(data, cfg, weights, clear, calc_map, map_epochs, show_imgs, dont_show, backup, max_batches, workers, seed,
+          chart, quiet, debug):
     """Train a detector or a classifier (by the network's last layer) on DATA's train= list
     (also `detector train` and `classifier train`)."""
-    run_train(data, cfg, weights, clear, backup, max_batches, workers, seed, chart)
+    run_train(data, cfg, weights, clear, backup, max_batches, workers, seed, chart, calc_map=calc_map,
+              map_epochs=map_epochs, show_imgs=show_imgs)
 
 
 detector.add_command(train, "train")

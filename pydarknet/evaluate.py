@@ -47,7 +47,7 @@ from .network import Network
 from .resources import find_file
 from .tree import hierarchy_predictions, read_map
 
-__all__ = ["run_map", "collect_detections", "compute_map", "MapDetections", "run_valid", "run_recall",
+__all__ = ["run_map", "valid_list", "collect_detections", "compute_map", "MapDetections", "run_valid", "run_recall",
            "run_classifier_valid", "do_nms_obj", "COCO_IDS"]
 
 # pjreddie's category ids of the 80 COCO classes, in the order of coco.names.
@@ -206,14 +206,16 @@ class _AsTheFork:
 
 
 def collect_detections(data_file, cfg, weights, letter_box=False, progress=None, network=None,
-                       decoder="darknet", fuse_batchnorm=True, images=None):
+                       decoder="darknet", fuse_batchnorm=True, images=None, paths=None):
     """Run the network over the `valid=` list of `data_file` as AlexeyAB's map does (each image resized -- or
     letterboxed -- to the network, boxes over .005, the NMS of the cfg's kind at .45) and read the truths. `network`: an
     already loaded Network to use instead of building one from cfg/weights (left as it was afterwards).
     `fuse_batchnorm`: fold batch normalisation into the convolutions first, as the fork does. `images`: the
-    runner of map_image over the list [this process, on `network`]."""
+    runner of map_image over the list [this process, on `network`]. `paths`: the images to evaluate instead
+    of the `valid=` list (training's -map falls back to `train=`, see valid_list)."""
     options = read_data_cfg(data_file)
-    paths = _image_list(options, "valid", "data/train.txt", data_file)
+    if paths is None:
+        paths = _image_list(options, "valid", "data/train.txt", data_file)
     difficult_paths = None
     if options.has("difficult"):
         difficult_paths = _image_list(options, "difficult", None, data_file)
@@ -245,6 +247,14 @@ def collect_detections(data_file, cfg, weights, letter_box=False, progress=None,
                          bbox=stack(bboxes, 4), prob=stack(probs, classes).reshape(-1, classes),
                          det_offsets=offsets(bboxes), truth=stack(truths, 5), truth_offsets=offsets(truths),
                          difficult=stack(difficult, 5), difficult_offsets=offsets(difficult), letter_box=letter)
+
+
+def valid_list(data_file):
+    """The images training's -map evaluates: `valid=` of the .data file, else its `train=` list (as the fork's
+    train_detector); a missing list is an error before training starts, as in the fork."""
+    options = read_data_cfg(data_file)
+    key = "valid" if options.has("valid") else "train"
+    return _image_list(options, key, "data/train.txt", data_file)
 
 
 def map_image(net, item, classes, letter, decoder, fuse_batchnorm, warned=None):
@@ -441,7 +451,7 @@ def compute_map(collected, thresh=0.25, iou_thresh=0.5, points=0):
 
 
 def run_map(data_file, cfg, weights, thresh=0.25, iou_thresh=0.5, points=0, letter_box=False, progress=None,
-            network=None, fuse_batchnorm=True, images=None):
+            network=None, fuse_batchnorm=True, images=None, paths=None):
     """AlexeyAB's `detector map`: (lines of its report without the progress lines, summary dict).
 
     Each image of `valid=` is resized (letterboxed when the cfg's [net] has letter_box=1 or `letter_box` is
@@ -455,9 +465,12 @@ def run_map(data_file, cfg, weights, thresh=0.25, iou_thresh=0.5, points=0, lett
     fp, fn, average_iou, detections_count, unique_truth_count, and per class ap/tp/fp/truths/average_iou.
     `fuse_batchnorm` (default, as AlexeyAB): run with batch normalisation folded into the convolutions, which
     reproduces AlexeyAB's figures to the last printed digit; `network`: a loaded Network to use (restored);
-    `images`: the runner of the per-image work (see collect_detections)."""
+    `images`: the runner of the per-image work and `paths` the images [valid=] (see collect_detections).
+
+    Training's -map (pydarknet.train) calls it too, on the network being trained (`network`, not fused: the
+    fork's training evaluates its unfused network) and the list valid_list gives."""
     collected = collect_detections(data_file, cfg, weights, letter_box=letter_box, progress=progress,
-                                   network=network, fuse_batchnorm=fuse_batchnorm, images=images)
+                                   network=network, fuse_batchnorm=fuse_batchnorm, images=images, paths=paths)
     return compute_map(collected, thresh=thresh, iou_thresh=iou_thresh, points=points)
 
 

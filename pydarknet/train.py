@@ -40,6 +40,7 @@ import math
 import random
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,8 @@ from .config import DarknetError, note
 from .layers.update import UpdateArgs
 
 F32 = np.float32
+
+MAP_COLOUR = (0, 160, 0)   # BGR: chart.png's mAP line
 
 POLICIES = ("constant", "step", "steps", "exp", "poly", "sigmoid", "random")
 
@@ -202,15 +205,114 @@ def random_size(net, base_w, base_h, rng):
     return w, max(32, int(round(w * base_h / base_w / 32)) * 32)
 
 
+def fork_random_size(init_w, init_h, coef, step, rng, largest=False):
+    """The fork's random=1 (AlexeyAB networks): a scale s uniform in [1, coef] (coef: random= itself when it is
+    not 1, else 1.4), used as s or 1/s with even odds; each side round(s * side / step + 1) * step (the fork's
+    +1: a scale of 1 gives one step more than the cfg), but a shrinking scale that still lands above the cfg's
+    size keeps the cfg's size. `largest` (the first batch of a run, to fail early on memory, and the last 100
+    iterations, where the fork settles the batch-norm statistics at its largest size): round(coef * side / step
+    + 1) * step. Never below one step. `step` is the [net]'s resize_step (32)."""
+    def side(scale, size):
+        return int(math.floor(scale * size / step + 1 + 0.5)) * step   # C's roundl of a positive value
+
+    if largest:
+        w, h = side(coef, init_w), side(coef, init_h)
+    else:
+        scale = float(rng.uniform(1.0, coef))
+        if rng.integers(2) == 0:
+            scale = 1.0 / scale
+        w, h = side(scale, init_w), side(scale, init_h)
+        if scale < 1 and (w > init_w or h > init_h):
+            w, h = init_w, init_h
+    return max(w, step), max(h, step)
+
+
+def next_map_iteration(last_map, map_epochs, train_images, images_per_iteration, burn_in):
+    """When the fork's -map evaluates next: `map_epochs` passes over the training list after the last
+    evaluation (at least 100 iterations), and not before burn_in ends. (Also always at the last iteration.)"""
+    every = max(map_epochs * train_images // images_per_iteration, 100)
+    return max(last_map + every, burn_in)
+
+
+class Ema:
+    """The fork's ema_alpha= ([net]): an exponential moving average of every convolution's weights, biases and
+    batch-norm scales. From iteration max_batches/2 on it is started as a copy of the parameters, then after
+    each update  ema = alpha * ema + (1 - alpha) * parameter  (float32) until iteration max_batches - 1000, where
+    the averages replace the parameters (training goes on from them; the fork does not redo the batch-norm
+    statistics). It is saved as <cfg>_ema.weights beside each _last.weights; -map evaluates the trained
+    parameters, as the fork's copy_weights_net does."""
+
+    def __init__(self, net, alpha):
+        self.net, self.alpha = net, F32(alpha)
+        self.parameters = [(layer, name) for layer in net.layers if layer.type == "convolutional"
+                           for name in ("weights", "biases", "scales")
+                           if name != "scales" or layer.batch_normalize]
+        self.averages = None
+
+    def step(self, iteration, max_batches):
+        """What the fork's train_network does after the update of `iteration` (1-based)."""
+        start, apply_at = max_batches // 2, max_batches - 1000
+        if iteration < start:
+            return
+        if self.averages is None:
+            self.averages = [getattr(layer, name).copy() for layer, name in self.parameters]
+            note(" EMA initialization ")
+        if iteration == apply_at:
+            for (layer, name), average in zip(self.parameters, self.averages):
+                getattr(layer, name)[...] = average
+            self.net.params_version += 1
+            note(" ema_apply() ")
+        elif iteration < apply_at:
+            keep, take = self.alpha, F32(1) - self.alpha
+            for (layer, name), average in zip(self.parameters, self.averages):
+                average[...] = keep * average + take * getattr(layer, name)
+            note(f" ema_update(), ema_alpha = {float(self.alpha):f} ")
+
+    @contextmanager
+    def in_place(self):
+        """The averages stand in for the parameters (to save them), the parameters are back afterwards."""
+        trained = [getattr(layer, name) for layer, name in self.parameters]
+        try:
+            for (layer, name), average in zip(self.parameters, self.averages):
+                setattr(layer, name, average)
+            yield
+        finally:
+            for (layer, name), array in zip(self.parameters, trained):
+                setattr(layer, name, array)
+
+
+def save_augmented(folder, iteration, x, y, boxes, classes):
+    """The fork's -show_imgs, written instead of shown: each image of the batch as `aug_<iteration>_<i>.png`,
+    with its truth boxes (the rows `x y w h class` up to the first with x = 0, as the fork reads them) drawn
+    one pixel wide in the class's colour when `boxes`."""
+    from .image import class_color, draw_box_width, save_image
+    for i, planes in enumerate(x):
+        im = np.repeat(planes, 3, axis=0) if planes.shape[0] == 1 else planes[:3].copy()
+        _, h, w = im.shape
+        rows = y[i].reshape(-1, 5).tolist() if boxes else ()   # Python floats: the fork's corners are doubles
+        for bx, by, bw, bh, cls in rows:
+            if not bx:
+                break
+            left, right = int((bx - bw / 2.0) * w), int((bx + bw / 2.0) * w)
+            top, bottom = int((by - bh / 2.0) * h), int((by + bh / 2.0) * h)
+            draw_box_width(im, left, top, right, bottom, 1, *class_color(int(cls), max(1, classes)))
+        save_image(im, Path(folder) / f"aug_{iteration}_{i}.png")
+
+
 class Chart:
-    """chart.png: the loss (and its running average) and the learning rate over the iterations, drawn with OpenCV."""
+    """chart.png: the loss (and its running average), the learning rate and the -map results over the
+    iterations, drawn with OpenCV."""
 
     def __init__(self, path, max_batches):
         self.path, self.max_batches = path, max(1, max_batches)
         self.points = []
+        self.maps = []
 
     def add(self, iteration, loss, avg, rate):
         self.points.append((iteration, loss, avg, rate))
+
+    def add_map(self, iteration, mean_ap):
+        self.maps.append((iteration, mean_ap))
 
     def draw(self):
         import cv2
@@ -229,7 +331,15 @@ class Chart:
             line = np.array([xy(p[0], p[column], vmax) for p in pts], np.int32)
             if len(line) > 1:
                 cv2.polylines(img, [line], False, colour, 1, cv2.LINE_AA)
-        cv2.putText(img, f"loss (red: avg), max {top:.3g}; blue: rate, max {rate_top:.3g}", (margin, 30),
+        if self.maps:   # the fork's mAP curve: a point per evaluation, from 0 to 100 %
+            line = np.array([xy(i, v, 1.0) for i, v in self.maps], np.int32)
+            cv2.polylines(img, [line], False, MAP_COLOUR, 2, cv2.LINE_AA)
+            for point, (_, v) in zip(line, self.maps):
+                cv2.circle(img, (int(point[0]), int(point[1])), 3, MAP_COLOUR, -1)
+                cv2.putText(img, f"{v * 100:.1f}%", (int(point[0]) + 3, int(point[1]) - 4), cv2.FONT_HERSHEY_SIMPLEX,
+                            0.4, MAP_COLOUR, 1, cv2.LINE_AA)
+        cv2.putText(img, f"loss (red: avg), max {top:.3g}; blue: rate, max {rate_top:.3g}"
+                    + ("; green: mAP@0.5, 0-100 %" if self.maps else ""), (margin, 30),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
         cv2.putText(img, f"iteration {int(pts[-1, 0]) if len(pts) else 0} / {self.max_batches}",
                     (margin, h - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
@@ -278,10 +388,17 @@ class TrainingRun:
 
     `workers` loader threads make the next batches while the step runs (their decode and augmentation
     kernels release the GIL); the printed seconds include any wait for a batch, as darknet's. ``workers=0``
-    loads each batch in series before its step: the same batches and losses, only slower."""
+    loads each batch in series before its step: the same batches and losses, only slower.
+
+    The fork's extras: `calc_map` (-map) evaluates the mAP@0.5 on valid_list's images every `map_epochs`
+    epochs (see next_map_iteration) and at the last iteration, printing the fork's report and lines, saving
+    <cfg>_best.weights whenever it is at least the best so far, and drawing it on chart.png; `show_imgs`
+    writes every training image as the network gets it (save_augmented) into the backup folder; the [net]'s
+    ema_alpha keeps an Ema. random=1 of AlexeyAB networks follows fork_random_size (pjreddie's: random_size).
+    -clear sets `seen` to 0, which is also the fork's iteration count (derived from it here)."""
 
     def __init__(self, data_file, cfg, weights=None, clear=False, backup=None, workers=2, seed=0, chart=True,
-                 out=None, max_batches=None):
+                 out=None, max_batches=None, calc_map=False, map_epochs=4, show_imgs=False):
         from .config import read_data_cfg
         from .network import Network
         from .weights import load_weights
@@ -302,6 +419,16 @@ class TrainingRun:
         if self.max_batches <= 0:
             raise DarknetError(f"{cfg}: max_batches= must be set (darknet trains until it)")
         self.chart = Chart(self.backup / "chart.png", self.max_batches) if chart else None
+        self.valid_paths = None
+        if calc_map:
+            if not is_detector(self.net):
+                raise DarknetError(f"{cfg}: -map needs a detector ([yolo], [region] or [detection] layer)")
+            from .evaluate import valid_list
+            self.valid_paths = valid_list(data_file)
+        self.map_epochs, self.show_imgs = map_epochs, show_imgs
+        alpha = getattr(self.net, "ema_alpha", 0.0)
+        self.ema = Ema(self.net, alpha) if alpha else None
+        self.best_map = self.last_map = -1.0
 
     def save(self, name):
         from .weights import save_weights
@@ -309,42 +436,104 @@ class TrainingRun:
         save_weights(self.net, path)
         return path
 
+    def print(self, text):
+        print(text, file=self.out or sys.stdout, flush=True)
+
+    def evaluate(self, iteration):
+        """The fork's mAP during training: its report, the mAP line, and <cfg>_best.weights when it is at least
+        the best so far (the fork's >=)."""
+        from .evaluate import run_map
+        lines, summary = run_map(self.data_file, self.cfg, None, network=self.net, fuse_batchnorm=False,
+                                 paths=self.valid_paths)
+        self.last_map = summary["map"]
+        self.print("\n".join(lines))
+        self.print(f"\n mean_average_precision (mAP@0.50) = {self.last_map:f} ")
+        if self.last_map >= self.best_map:
+            self.best_map = self.last_map
+            self.print("New best mAP!")
+            note(f"Saving weights to {self.save(f'{Path(self.cfg).stem}_best.weights')}")
+        if self.chart:
+            self.chart.add_map(iteration, self.last_map)
+
+    def multiscale_size(self, count, base_w, base_h, rng):
+        """The input size for the next 10 iterations under random=1 (None: the network has no random=)."""
+        net = self.net
+        if net.darknet == "ab":
+            outputs = [layer for layer in net.layers if layer.type in ("yolo", "region")]
+            coef = float(getattr(outputs[-1], "random", 0)) if outputs else 0.0
+            if not coef:
+                return None
+            coef = 1.4 if coef == 1 else coef
+            largest = count == 0 or get_current_batch(net) > self.max_batches - 100
+            w, h = fork_random_size(base_w, base_h, coef, getattr(net, "resize_step", 32), rng, largest)
+            note(f"Resizing, random_coef = {coef:.2f} \n\n {w} x {h} ")
+            return w, h
+        if not (is_detector(net) and getattr(net.layers[-1], "random", 0)):
+            return None
+        if get_current_batch(net) + 200 > self.max_batches:
+            return base_w, base_h  # the last batches train at the cfg's own size
+        return random_size(net, base_w, base_h, rng)
+
     def run(self, progress=None):
         from .data import BatchLoader
         net = self.net
         images = net.batch * net.subdivisions
         rng = np.random.default_rng(self.seed)
         base_w, base_h = net.w, net.h
-        multiscale = is_detector(net) and getattr(net.layers[-1], "random", 0)
         avg = -1.0
         count = 0
+        last_map_at = get_current_batch(net)
         loader = BatchLoader(self.dataset, images, seed=self.seed + get_current_batch(net), workers=self.workers)
+        if self.show_imgs:
+            note(f"-show_imgs: every training image is written to {self.backup}/aug_<iteration>_<i>.png")
         try:
             while get_current_batch(net) < self.max_batches:
-                if multiscale and count % 10 == 0:
-                    w, h = random_size(net, base_w, base_h, rng)
-                    if get_current_batch(net) + 200 > self.max_batches:
-                        w, h = base_w, base_h  # the last batches train at the cfg's own size
-                    loader.set_size(w, h)
+                if count % 10 == 0:
+                    size = self.multiscale_size(count, base_w, base_h, rng)
+                    if size:
+                        loader.set_size(*size)
                 count += 1
                 start = time.time()
                 x, y = next(loader)
+                if self.show_imgs:
+                    out = net.layers[-1]
+                    save_augmented(self.backup, get_current_batch(net) + 1, x, y, out.type in ("yolo", "region"),
+                                   getattr(out, "classes", 1))
                 if x.shape[2:] != (net.h, net.w):
                     net.resize(x.shape[3], x.shape[2])
                 loss = float(net.train_batch(x, y))
-                avg = loss if avg < 0 else avg * 0.9 + loss * 0.1
                 i = get_current_batch(net)
+                if self.ema:
+                    self.ema.step(i, self.max_batches)
+                avg = loss if avg < 0 else avg * 0.9 + loss * 0.1
                 rate = float(get_current_rate(net))
-                print(f"{i}: {loss:f}, {avg:f} avg, {rate:f} rate, {time.time() - start:f} seconds, "
-                      f"{i * images} images", file=self.out or sys.stdout, flush=True)
+                next_map = next_map_iteration(last_map_at, self.map_epochs, len(self.dataset.paths), images,
+                                              net.burn_in)
+                if self.valid_paths is not None:
+                    self.print(f"\n (next mAP calculation at {next_map} iterations) ")
+                    if self.last_map > 0:
+                        self.print(f" Last accuracy mAP@0.50 = {self.last_map * 100:2.2f} %, "
+                                   f"best = {self.best_map * 100:2.2f} % ")
+                self.print(f"{i}: {loss:f}, {avg:f} avg, {rate:f} rate, {time.time() - start:f} seconds, "
+                           f"{i * images} images")
                 if progress:
                     progress(i, self.max_batches)
                 if self.chart:
                     self.chart.add(i, loss, avg, rate)
-                    if i % 10 == 0:
-                        self.chart.draw()
+                if self.valid_paths is not None and (i >= next_map or i == self.max_batches):
+                    if (net.w, net.h) != (base_w, base_h):   # the fork evaluates at the cfg's size
+                        net.resize(base_w, base_h)
+                        loader.set_size(base_w, base_h)
+                    last_map_at = i
+                    self.evaluate(i)
+                if self.chart and (i % 10 == 0 or last_map_at == i):
+                    self.chart.draw()
                 for name in backup_names(self.cfg, i):
                     note(f"Saving weights to {self.save(name)}")
+                    if name.endswith("_last.weights") and self.ema and self.ema.averages is not None:
+                        with self.ema.in_place():
+                            note(f" EMA weights are saved to the file: "
+                                 f"{self.save(f'{Path(self.cfg).stem}_ema.weights')} ")
             final = self.save(f"{Path(self.cfg).stem}_final.weights")
             note(f"Saving weights to {final}")
             return final

@@ -61,6 +61,11 @@ LINE = re.compile(r"^(\d+): \d+\.\d{6}, \d+\.\d{6} avg, \d+\.\d{6} rate, \d+\.\d
 @pytest.fixture
 def dataset(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    return toy_dataset(tmp_path)
+
+
+def toy_dataset(tmp_path):
+    """Six noisy 48x40 images with a white box each (classes 0 and 1), toy.data and toy.cfg in tmp_path."""
     rng = np.random.default_rng(0)
     (tmp_path / "img").mkdir()
     names = []
