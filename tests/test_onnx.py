@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from numpy.lib.stride_tricks import sliding_window_view
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -24,13 +25,16 @@ from pydarknet.onnx import EXPORTERS, export, letterboxes, postprocess  # noqa: 
 
 TOLERANCE = 1e-4        # |onnx - pydarknet| <= TOLERANCE * max(1, |pydarknet|), element by element
 FP16_TOLERANCE = 1e-2
-# Deep random-weight networks (75+ convolutions, activations up to 2e3) accumulate float32 rounding in any other
-# summation order: ONNX Runtime's products leave them 3.1e-4 (yolov3-spp_slim) and 2.2e-4 (yolov3_slim) from
-# pydarknet's, whose own BLAS backend is 1.2e-3 from darknet on them. In float16 their random weights reach 0.15,
-# and yolov3-tiny's real outputs 1.1e-2 (its first layer's folded batch-norm cancels terms of 40 into 0.5).
-LOOSER = {"yolov3_slim": 1e-3, "yolov3-spp_slim": 1e-3}
-LOOSER_FP16 = {"yolov3_slim": 0.2, "yolov3-spp_slim": 0.2, "yolov3-tiny_dog": 2e-2, "yolov3-tiny_eagle": 2e-2,
-               "yolov3-tiny_person": 2e-2}
+# Two golden cases are deep random-weight networks (75 convolutions, activations up to 2e3) whose outputs carry
+# more than 1e-4 of float32 rounding in any summation order: darknet's own leaves them 2.8e-4 (yolov3_slim) and
+# 3.2e-4 (yolov3-spp_slim) from their float64 value, ONNX Runtime's 0.6e-4 and 1.2e-4, pydarknet's BLAS products
+# 1.2e-4 / 1.6e-4 and its --fast ones 1.3e-4 / 2.5e-4. So ONNX Runtime is 2.2e-4 / 3.1e-4 from pydarknet (BLAS
+# 1.6e-4 / 3.6e-4, --fast 1.8e-4 / 2.5e-4; ONNX Runtime without its graph fusions, or with batch-norm as separate
+# ops in darknet's order: 1.3e-4 to 4.0e-4). In float16, rounding their weights alone moves pydarknet's outputs by
+# 0.15 and 0.28 (the float16 graph, which also rounds activations: 0.17). They are held to the issue's tolerances
+# on top of those floors (float16: twice the weights'), measured each run by deep_random_floors, which also checks
+# that ONNX Runtime is no further than pydarknet from the float64 value.
+DEEP_RANDOM = ("yolov3_slim", "yolov3-spp_slim")
 
 GOLDEN = [pytest.param(p, "pjreddie", id=p.name) for p in sorted((SHARED / "golden" / "forward").glob("*/"))] + \
     [pytest.param(p, "ab", id=p.name) for p in sorted((SHARED / "golden" / "forward_ab").glob("*/"))]
@@ -63,11 +67,16 @@ def worst_output(net, outputs):
     return max(errors)
 
 
-def golden_net(case_dir, darknet):
-    """The case's network after pydarknet's forward on its input; (net, input, image (w, h))."""
+def golden_net(case_dir, darknet, float16_weights=False):
+    """The case's network after pydarknet's forward on its input (with its parameters rounded to float16 if
+    asked); (net, input, image (w, h))."""
     info, cfg, weights = case_paths(case_dir, SHARED)
     net = Network(cfg, quiet_unused=True)
     net.load(weights)
+    if float16_weights:
+        for layer in net.layers:
+            for array in layer.weight_arrays():
+                array[...] = array.astype(np.float16)
     if darknet == "ab":   # the fork's cases store no input: it is made from the image, as the fork's detector does
         net.fuse_batchnorm = bool(info["fuse_batchnorm"])
         im = load_image(SHARED / info["image"])
@@ -81,28 +90,96 @@ def golden_net(case_dir, darknet):
     return net, x[None], (im.shape[2], im.shape[1])
 
 
+def forward_float64(net, x):
+    """Each layer's output, computed in float64 from the same input and parameters, for pjreddie's YOLOv3-like
+    networks (convolution with batch-norm, leaky or linear; shortcut, route, upsample, stride-1 maxpool, yolo):
+    the value that every float32 summation order approximates."""
+    outputs = []
+    for layer in net.layers:
+        x = outputs[-1] if outputs else x[0].astype(np.float64)
+        kind = layer.type
+        if kind == "convolutional":
+            assert layer.groups == layer.dilation == 1 and layer.activation in ("leaky", "linear")
+            p, s, k = layer.pad, layer.stride, layer.size
+            windows = sliding_window_view(np.pad(x, ((0, 0), (p, p), (p, p))), (k, k), (1, 2))[:, ::s, ::s]
+            y = np.einsum("chwij,fcij->fhw", windows, layer.weights.reshape(layer.filters, -1, k, k).astype(float))
+            if layer.batch_normalize:
+                root = np.sqrt(layer.rolling_variance.astype(float)) + .000001
+                y = (y - layer.rolling_mean[:, None, None]) / root[:, None, None] * layer.scales[:, None, None]
+            y = y + layer.biases[:, None, None]
+            y = np.where(y > 0, y, .1 * y) if layer.activation == "leaky" else y
+        elif kind == "shortcut":
+            assert layer.alpha == layer.beta == 1 and layer.activation == "linear"
+            y = x + outputs[layer.source]
+        elif kind == "route":
+            y = np.concatenate([outputs[i] for i in layer.reads_layers])
+        elif kind == "upsample":
+            y = x.repeat(layer.stride, 1).repeat(layer.stride, 2)
+        elif kind == "maxpool":   # darknet's size - 1 padding around, odd sizes: the same on every side
+            assert layer.stride_x == layer.stride_y == 1 and layer.size % 2 == 1 and layer.padding == layer.size - 1
+            p = layer.size // 2
+            padded = np.pad(x, ((0, 0), (p, p), (p, p)), constant_values=-np.inf)
+            y = sliding_window_view(padded, (layer.size, layer.size), (1, 2)).max((3, 4))
+        else:
+            assert kind == "yolo"
+            y = x.reshape(layer.n, layer.classes + 5, -1).copy()
+            logistic = [0, 1] + list(range(4, layer.classes + 5))
+            with np.errstate(over="ignore"):
+                y[:, logistic] = 1 / (1 + np.exp(-y[:, logistic]))
+            y = y.reshape(x.shape)
+        outputs.append(y)
+    return outputs
+
+
+def deep_random_floors(case_dir, net, x, onnx_outputs):
+    """(float32, float16) distances of a deep random net's outputs that no other computation of them can be
+    expected to beat: pydarknet's from their float64 value (checking that ONNX Runtime's are no further from
+    it), and pydarknet's own outputs with its parameters rounded to float16 from its float32 ones."""
+    exact = forward_float64(net, x)
+    layers = {name: int(name.split("_")[1]) for name in onnx_outputs}
+    ours = max(scaled_error(net.layers[i].output[0], exact[i]) for i in layers.values())
+    theirs = max(scaled_error(onnx_outputs[name][0], exact[i]) for name, i in layers.items())
+    assert ours > TOLERANCE, f"darknet's order is {ours:.3g} from the float64 value: hold the case to {TOLERANCE}"
+    assert theirs <= ours, f"ONNX Runtime is {theirs:.3g} from the float64 value, pydarknet {ours:.3g}"
+    rounded, _, _ = golden_net(case_dir, "pjreddie", float16_weights=True)
+    float16 = max(scaled_error(rounded.layers[i].output, net.layers[i].output) for i in layers.values())
+    assert float16 > FP16_TOLERANCE, f"float16 weights move the outputs by {float16:.3g} only"
+    return ours, float16
+
+
 @pytest.mark.parametrize("case_dir,darknet", GOLDEN)
 def test_golden_case_exports_and_matches(case_dir, darknet):
-    """float32 within 1e-4, float16 within 1e-2 (see LOOSER*), and decoded boxes and scores equal to pydarknet's
-    decoding before NMS (network_detections at a threshold that keeps every candidate)."""
+    """float32 within 1e-4, float16 within 1e-2 (deep random nets: on top of their floors, see DEEP_RANDOM), and
+    decoded boxes and scores equal to pydarknet's decoding before NMS (network_detections at a threshold that
+    keeps every candidate). A deep random net's boxes are decoded by pydarknet from ONNX Runtime's raw outputs:
+    exp(t) amplifies the raw outputs' floor (pydarknet's boxes are 5.3e-4 and 5.8e-4 from those decoded from the
+    float64 outputs), and the decoding itself is what is checked here (3.5e-6 from pydarknet's)."""
     net, x, (w, h) = golden_net(case_dir, darknet)
-    error, name = worst_output(net, run(export(net), x))
-    assert error <= LOOSER.get(case_dir.name, TOLERANCE), f"{name}: scaled error {error:.3g}"
+    outputs = run(export(net), x)
+    tolerance, fp16_tolerance = TOLERANCE, FP16_TOLERANCE
+    if case_dir.name in DEEP_RANDOM:
+        floor, fp16_floor = deep_random_floors(case_dir, net, x, outputs)
+        tolerance, fp16_tolerance = TOLERANCE + floor, FP16_TOLERANCE + 2 * fp16_floor
+    error, name = worst_output(net, outputs)
+    assert error <= tolerance, f"{name}: scaled error {error:.3g}"
     error, name = worst_output(net, run(export(net, fp16=True), x))
-    assert error <= LOOSER_FP16.get(case_dir.name, FP16_TOLERANCE), f"float16 {name}: scaled error {error:.3g}"
+    assert error <= fp16_tolerance, f"float16 {name}: scaled error {error:.3g}"
     if not any(layer.type in ("yolo", "region", "detection") for layer in net.layers):
         return
     model = export(net, decode=True)
     needs_size = len(model.graph.input) == 2   # the graph corrects the boxes for a letterbox as the detector would
     assert needs_size == (letterboxes(net) and net.layers[-1].type != "detection")
+    if case_dir.name in DEEP_RANDOM:
+        for name, value in outputs.items():
+            net.layers[int(name.split("_")[1])].output = value
     outputs = run(model, x, [[w, h]] if needs_size else None)
     with np.errstate(over="ignore"):   # the random-weight yolov3-spp_slim's infinite boxes
         dets = network_detections(net, w, h, -1, relative=True, letterbox=needs_size)
     if net.layers[-1].type == "detection":   # darknet's YOLOv1 boxes are in pixels whatever `relative` says
         dets.bbox /= np.float32([w, h, w, h])
     assert outputs["boxes"].shape == (1,) + dets.bbox.shape
-    assert scaled_error(outputs["boxes"][0], dets.bbox) <= LOOSER.get(case_dir.name, TOLERANCE)
-    assert scaled_error(outputs["scores"][0], dets.prob) <= LOOSER.get(case_dir.name, TOLERANCE)
+    assert scaled_error(outputs["boxes"][0], dets.bbox) <= TOLERANCE
+    assert scaled_error(outputs["scores"][0], dets.prob) <= TOLERANCE
 
 
 def test_golden_cases_present():
@@ -121,6 +198,8 @@ def test_real_model_matches(cfg, weights, prepare):
     net.forward(x)
     error, name = worst_output(net, run(export(net), x))
     assert error <= TOLERANCE, f"{name}: scaled error {error:.3g}"
+    error, name = worst_output(net, run(export(net, fp16=True), x))
+    assert error <= FP16_TOLERANCE, f"float16 {name}: scaled error {error:.3g}"
 
 
 def test_dynamic_and_fixed_batch():
@@ -468,6 +547,9 @@ def test_export_command(tmp_path, capsys):
     assert [o.name for o in model.graph.output] == ["boxes", "scores"]
     assert json.loads({p.key: p.value for p in model.metadata_props}["names"])[16] == "dog"
     assert "boxes: batch x 2535 x 4" in capsys.readouterr().err
+    types = {tensor.name: tensor.data_type for tensor in model.graph.initializer}
+    convolutions = [node for node in model.graph.node if node.op_type == "Conv"]
+    assert [types[node.input[1]] for node in convolutions[:2]] == [onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16]
     with pytest.raises(SystemExit) as exit_:
         main(["export", "onnx", str(cfg), str(weights), str(out), "--batch", "0"])
     assert exit_.value.code == 2
