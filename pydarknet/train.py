@@ -426,8 +426,7 @@ class TrainingRun:
             from .evaluate import valid_list
             self.valid_paths = valid_list(data_file)
         self.map_epochs, self.show_imgs = map_epochs, show_imgs
-        alpha = getattr(self.net, "ema_alpha", 0.0)
-        self.ema = Ema(self.net, alpha) if alpha else None
+        self.ema = Ema(self.net, self.net.ema_alpha) if self.net.ema_alpha else None
         self.best_map = self.last_map = -1.0
 
     def save(self, name):

@@ -65,6 +65,26 @@ def test_map_schedule_follows_the_fork():
     assert next_map_iteration(0, 4, 6000, 64, 1000) == 1000  # not before burn_in ends
 
 
+def test_map_runs_on_schedule_in_the_loop(dataset):
+    result = invoke(["train", "toy.data", "toy.cfg", "--max-batches", "101", "--workers", "0", "-map",
+                     "--no-chart"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    evaluated, iteration = [], None
+    for line in lines:
+        iteration = int(line.split(":")[0]) if line[:1].isdigit() else iteration
+        if line.startswith(" calculation mAP"):
+            evaluated.append(iteration)
+    # no valid= in toy.data: the train= list; 4 epochs of 6 images are 6 iterations, so every 100; and the last
+    assert evaluated == [100, 101]
+    assert lines.count(" (next mAP calculation at 100 iterations) ") == 100
+    assert lines.count(" (next mAP calculation at 200 iterations) ") == 1
+    assert result.stdout.count("New best mAP!") == 2   # the fork keeps a mAP equal to the best (>=)
+    result = invoke(["train", "toy.data", "toy.cfg", "backup/toy_final.weights", "-clear", "--max-batches", "1",
+                     "-map", "-mAP_epochs", "100", "--no-chart"])
+    assert "\n (next mAP calculation at 150 iterations) \n1: " in result.stdout   # 100 epochs of 6 images / 4
+
+
 def test_map_needs_a_valid_or_train_list(dataset):
     (dataset / "novalid.data").write_text("classes=2\ntrain=train.txt\nnames=names.txt\nvalid=missing.txt\n")
     result = invoke(["train", "novalid.data", "toy.cfg", "-map"])
@@ -94,8 +114,8 @@ def test_ema_follows_the_forks_formula_and_schedule(dataset):
     assert conv.weights[1, 2] == ema.averages[0][1, 2]
 
 
-def test_ema_weights_are_saved_beside_last(dataset, monkeypatch):
-    monkeypatch.setattr(Network, "ema_alpha", 0.5, raising=False)   # until network.py reads [net] ema_alpha
+def test_ema_weights_are_saved_beside_last(dataset):
+    (dataset / "toy.cfg").write_text(CFG.replace("[net]", "[net]\nema_alpha=0.5"))
     invoke(["train", "toy.data", "toy.cfg", "--max-batches", "1", "--workers", "0"])
     start = bytearray((dataset / "backup" / "toy_final.weights").read_bytes())
     struct.pack_into("<q", start, 12, 98 * 4)   # resume at iteration 98
