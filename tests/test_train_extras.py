@@ -105,6 +105,16 @@ def test_ema_follows_the_forks_formula_and_schedule(dataset):
     ema.step(1501, 3000)
     assert ema.averages[0][1, 2] == np.float32(np.float32(0.9) * before + np.float32(0.100000024) * w1)
     assert ema.averages[0][1, 2] != w1
+    # by hand: a parameter at 1 when the average starts, then 0 for two updates: 1 -> .9 -> .81 (in float32:
+    # .9f = 0.89999998 and 1 - .9f = 0.10000002, so the start 0.89999998 + 0.10000002 = 1 exactly)
+    by_hand = Ema(net, 0.9)
+    conv.biases[0] = 1
+    by_hand.step(1500, 3000)
+    conv.biases[0] = 0
+    by_hand.step(1501, 3000)
+    assert by_hand.averages[1][0] == np.float32(0.89999998)
+    by_hand.step(1502, 3000)
+    assert by_hand.averages[1][0] == np.float32(0.80999994)
     names = [(layer.index, name) for layer, name in ema.parameters]
     assert names == [(0, "weights"), (0, "biases"), (0, "scales"), (2, "weights"), (2, "biases")]
     version = net.params_version
