@@ -6,6 +6,7 @@ from numba import njit, prange
 
 from .activations import activate_row
 from .gemm import col_range, copy_run
+from .pool import maxpool_plane
 
 
 @njit(cache=True, parallel=True)
@@ -196,20 +197,38 @@ def normalize_scale_bias_activate(x, mean, variance, scales, biases, activation,
     """
     n, c, spatial = x.shape
     for k in prange(n * c):
-        f = k % c
-        row = x[k // c, f]
-        bias = biases[f]
-        if normalize:
-            if ab:
-                inv = 1.0 / math.sqrt(np.float64(variance[f] + np.float32(0.00001)))
-            else:
-                inv = 1.0 / (math.sqrt(np.float64(variance[f])) + np.float64(np.float32(0.000001)))
-            m = mean[f]
-            s = scales[f]
-            for i in range(spatial):
-                v = np.float32(np.float64(row[i] - m) * inv)
-                row[i] = np.float32(v * s) + bias
+        _normalize_activate_row(x[k // c, k % c], k % c, mean, variance, scales, biases, activation, normalize, ab)
+
+
+@njit(cache=True, parallel=True)
+def normalize_activate_maxpool(x, mean, variance, scales, biases, activation, normalize, ab, width,
+                               size, stride_y, stride_x, pad, pooled):
+    """normalize_scale_bias_activate, then the [maxpool] that follows the layer (kernels.pool.maxpool's
+    arithmetic) of each channel into pooled (n, c, oh, ow) while that channel is still in the cache: the
+    pool's read of the whole output from memory is saved. x's rows are images `width` pixels wide."""
+    n, c, spatial = x.shape
+    for k in prange(n * c):
+        row = x[k // c, k % c]
+        _normalize_activate_row(row, k % c, mean, variance, scales, biases, activation, normalize, ab)
+        taps = np.empty(pooled.shape[3], np.float32)
+        maxpool_plane(row.reshape(spatial // width, width), size, stride_y, stride_x, pad, pooled[k // c, k % c],
+                      taps)
+
+
+@njit(cache=True, inline="always")
+def _normalize_activate_row(row, f, mean, variance, scales, biases, activation, normalize, ab):
+    bias = biases[f]
+    if normalize:
+        if ab:
+            inv = 1.0 / math.sqrt(np.float64(variance[f] + np.float32(0.00001)))
         else:
-            for i in range(spatial):
-                row[i] += bias
-        activate_row(row, activation)
+            inv = 1.0 / (math.sqrt(np.float64(variance[f])) + np.float64(np.float32(0.000001)))
+        m = mean[f]
+        s = scales[f]
+        for i in range(row.size):
+            v = np.float32(np.float64(row[i] - m) * inv)
+            row[i] = np.float32(v * s) + bias
+    else:
+        for i in range(row.size):
+            row[i] += bias
+    activate_row(row, activation)

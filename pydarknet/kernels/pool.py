@@ -20,37 +20,42 @@ def maxpool(x, size, stride_y, stride_x, pad, out, argmax, keep_argmax):
     if keep_argmax:
         _maxpool_argmax(x, size, stride_y, stride_x, pad, out, argmax)
         return
-    n, c, h, w = x.shape
-    oh, ow = out.shape[2], out.shape[3]
-    offset = -(pad // 2)
+    n, c = x.shape[0], x.shape[1]
     for k in prange(n * c):
-        b = k // c
-        ch = k % c
-        plane = x[b, ch]
-        taps = np.empty(ow, np.float32)   # one tap of every window of an output row, side by side
-        for i in range(oh):
-            orow = out[b, ch, i]
-            y0 = offset + i * stride_y
-            orow[:] = -FLT_MAX
-            for dy in range(size):
-                y = y0 + dy
-                if y < 0 or y >= h:
-                    continue
-                irow = plane[y]
-                for dx in range(size):
-                    # output columns j whose input column offset + j*stride + dx is inside [0, w)
-                    j0 = min(ow, max(0, -((offset + dx) // stride_x)))
-                    j1 = max(j0, min(ow, (w - 1 - offset - dx) // stride_x + 1))
-                    first = offset + dx + j0 * stride_x
-                    if stride_x <= 2:   # a vector copy (see copy_run), then a loop from 0 that vectorizes
-                        copy_run(irow, first, stride_x, taps, 0, j1 - j0)
-                    else:
-                        for j in range(j1 - j0):
-                            taps[j] = irow[first + j * stride_x]
-                    dst = orow[j0:j1]
+        taps = np.empty(out.shape[3], np.float32)
+        maxpool_plane(x[k // c, k % c], size, stride_y, stride_x, pad, out[k // c, k % c], taps)
+
+
+@njit(cache=True)
+def maxpool_plane(plane, size, stride_y, stride_x, pad, out, taps):
+    """One channel of maxpool: plane (h, w) -> out (oh, ow). taps: scratch of ow floats, one tap of every window
+    of an output row side by side."""
+    h, w = plane.shape
+    oh, ow = out.shape
+    offset = -(pad // 2)
+    for i in range(oh):
+        orow = out[i]
+        y0 = offset + i * stride_y
+        orow[:] = -FLT_MAX
+        for dy in range(size):
+            y = y0 + dy
+            if y < 0 or y >= h:
+                continue
+            irow = plane[y]
+            for dx in range(size):
+                # output columns j whose input column offset + j*stride + dx is inside [0, w)
+                j0 = min(ow, max(0, -((offset + dx) // stride_x)))
+                j1 = max(j0, min(ow, (w - 1 - offset - dx) // stride_x + 1))
+                first = offset + dx + j0 * stride_x
+                if stride_x <= 2:   # a vector copy (see copy_run), then a loop from 0 that vectorizes
+                    copy_run(irow, first, stride_x, taps, 0, j1 - j0)
+                else:
                     for j in range(j1 - j0):
-                        v = taps[j]
-                        dst[j] = v if v > dst[j] else dst[j]
+                        taps[j] = irow[first + j * stride_x]
+                dst = orow[j0:j1]
+                for j in range(j1 - j0):
+                    v = taps[j]
+                    dst[j] = v if v > dst[j] else dst[j]
 
 
 @njit(cache=True, parallel=True)

@@ -35,6 +35,10 @@ class Layer:
     def forward(self, x, net):
         return x
 
+    def pools_in_place(self, net):
+        """Whether the convolution before this layer may compute its output for it (a max pool: see Maxpool)."""
+        return False
+
     def output_buffer(self, batch, shape=None, dtype=np.float32):
         """This layer's output array, reused from call to call as darknet reuses l.output: fresh memory
         costs a page fault per 4 KiB on first touch, which made big layers 2x slower."""

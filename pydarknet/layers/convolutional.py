@@ -23,8 +23,8 @@ from ..kernels.activations import (ACROSS_CHANNELS, CODE as ACTIVATIONS, LINEAR,
                                    activate_channels)
 from ..kernels.backward import (backward_bias, batchnorm_backward, batchnorm_backward_activation, batchnorm_train,
                                 batchnorm_train_forward, gradient_array32, gradient_channels, gradient_from_input)
-from ..kernels.conv import (col2im_batch, depthwise_conv, im2col_batch, im2col_t, normalize_scale_bias_activate,
-                            pad_images)
+from ..kernels.conv import (col2im_batch, depthwise_conv, im2col_batch, im2col_t, normalize_activate_maxpool,
+                            normalize_scale_bias_activate, pad_images)
 from ..kernels.products import (backend, conv_image, conv_weight_gradient, conv_weight_gradient_image,
                                 conv_winograd, gemm_nn, gemm_tn, packs_images, weight_gradient_from_image,
                                 weight_gradient_transposed, winograd_applies)
@@ -312,16 +312,31 @@ class Convolutional(Layer):
         elif self.batch_normalize and ab and net.fuse_batchnorm:
             weights, biases = self.fused_parameters(net)
             out = self.convolve(x, net, weights=weights)
-            normalize_scale_bias_activate(out, biases, biases, biases, biases, inline, False)
+            self.normalize_activate(out, biases, biases, biases, biases, inline, False, net, code)
         elif self.batch_normalize:
             out = self.convolve(x, net)
-            normalize_scale_bias_activate(out, self.rolling_mean, self.rolling_variance, self.scales,
-                                          self.biases, inline, True, ab)
+            self.normalize_activate(out, self.rolling_mean, self.rolling_variance, self.scales, self.biases, inline,
+                                    True, net, code)
         else:
             out = self.convolve(x, net)
-            normalize_scale_bias_activate(out, self.biases, self.biases, self.biases, self.biases, inline, False)
+            self.normalize_activate(out, self.biases, self.biases, self.biases, self.biases, inline, False, net, code)
         finish_activation(self, out, code, net.train)
         return out.reshape((x.shape[0],) + self.out_shape)
+
+    def normalize_activate(self, out, mean, variance, scales, biases, inline, normalize, net, code):
+        """The inference pass after the product (batch-norm, bias, activation). When the next layer is a max
+        pool that can take it (Maxpool.pools_in_place), each channel is pooled in the same pass, while it is
+        still in the cache, and that layer's forward only hands its output on."""
+        ab = net.darknet == "ab"
+        index = self.index + 1
+        pool = net.layers[index] if index < len(net.layers) and net.layers[self.index] is self else None
+        if pool is None or code in ACROSS_CHANNELS or not pool.pools_in_place(net):   # (see finish_activation)
+            normalize_scale_bias_activate(out, mean, variance, scales, biases, inline, normalize, ab)
+            return
+        pooled = pool.output_buffer(out.shape[0])
+        normalize_activate_maxpool(out, mean, variance, scales, biases, inline, normalize, ab, self.out_shape[2],
+                                   pool.size, pool.stride_y, pool.stride_x, pool.padding, pooled)
+        pool.pooled_from = out
 
     # -- training ------------------------------------------------------------------------------------------
     def backward(self, net):

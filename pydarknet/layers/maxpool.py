@@ -58,8 +58,18 @@ class Maxpool(Layer):
         flops = s * s * c * oh * ow / 1e9
         return f"{name:<17s}{s:2d}x{s:2d}/{strides} {w:4d} x{h:4d} x{c:4d} -> {ow:4d} x{oh:4d} x{oc:4d} {flops:5.3f} BF"
 
+    pooled_from = None   # the convolution output that layer already pooled into ours (see pools_in_place)
+
+    def pools_in_place(self, net):
+        """Whether the convolution before may pool into this layer's output in its own last pass (inference,
+        a plain max pool); forward then only checks that it is handed that very output."""
+        return not net.train and self.type == "maxpool" and not self.depth
+
     def forward(self, x, net):
         out = self.output_buffer(x.shape[0])
+        done, self.pooled_from = self.pooled_from, None
+        if done is not None and x.base is done and not net.train:
+            return out
         if net.train:   # where each maximum came from (int32, reused from call to call like the output)
             argmax = self.__dict__.get("_argmax")
             if argmax is None or argmax.shape != out.shape:
