@@ -22,7 +22,7 @@ AB_SECTIONS = frozenset({"sam", "scale_channels", "reorg3d", "local_avgpool", "g
                          "implicit_mul", "conv_lstm", "contrastive", "empty", "silence"})
 AB_OPTIONS = {
     "net": {"letter_box", "mosaic", "cutmix", "mixup", "blur", "gaussian_noise", "ema_alpha", "flip",
-            "track", "adversarial_lr", "label_smooth_eps", "max_chart_loss", "sequential_subdivisions"},
+            "track", "resize_step", "adversarial_lr", "label_smooth_eps", "max_chart_loss", "sequential_subdivisions"},
     "route": {"groups", "group_id"},
     "shortcut": {"weights_type", "weights_normalization"},
     "convolutional": {"dilation", "antialiasing", "stride_x", "stride_y", "share_index", "deform", "cbn"},
@@ -156,6 +156,7 @@ class Network:
         self.mixup = s.int("mixup", 0)
         self.track = s.int("track", 0)
         self.ema_alpha = s.float("ema_alpha", 0)
+        self.resize_step = s.int("resize_step", 32)   # the fork's random=1 sizes are multiples of this
         if self.batch < 1 or self.subdivisions < 1:
             raise s.error("batch and subdivisions must be positive", "batch")
         self.batch = max(1, self.batch // self.subdivisions) * self.time_steps

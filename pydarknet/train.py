@@ -350,7 +350,7 @@ class Chart:
 
 
 def make_dataset(net, data, data_file):
-    from .data import ClassificationDataset, DetectionDataset, read_list
+    from .data import ClassificationDataset, detection_dataset, read_list
     train = data.str("train")
     if not train:
         raise DarknetError(f"{data_file}: no train= list")
@@ -358,11 +358,8 @@ def make_dataset(net, data, data_file):
     if not paths:
         raise DarknetError(f"{train}: the training list is empty")
     classes = data.int("classes", 0) or None
-    if is_detector(net):
-        out = net.layers[-1]
-        return DetectionDataset(paths, net.w, net.h, max_boxes=getattr(out, "max_boxes", 90), classes=classes,
-                                jitter=getattr(out, "jitter", 0.2), hue=net.hue, saturation=net.saturation,
-                                exposure=net.exposure)
+    if is_detector(net):   # pjreddie's augmentation, or the AlexeyAB fork's (data_ab) for its networks
+        return detection_dataset(net, paths, classes)
     labels_file = data.str("labels") or data.str("names")
     if not labels_file:
         raise DarknetError(f"{data_file}: a classifier needs labels= (or names=)")
@@ -464,7 +461,7 @@ class TrainingRun:
                 return None
             coef = 1.4 if coef == 1 else coef
             largest = count == 0 or get_current_batch(net) > self.max_batches - 100
-            w, h = fork_random_size(base_w, base_h, coef, getattr(net, "resize_step", 32), rng, largest)
+            w, h = fork_random_size(base_w, base_h, coef, net.resize_step, rng, largest)
             note(f"Resizing, random_coef = {coef:.2f} \n\n {w} x {h} ")
             return w, h
         if not (is_detector(net) and getattr(net.layers[-1], "random", 0)):
