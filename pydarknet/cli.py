@@ -838,7 +838,7 @@ def export():
 @click.option("--decode", is_flag=True,
               help="Outputs boxes (relative to the image) and scores instead of the raw output layers: only NMS "
                    "is left (pydarknet.onnx.postprocess). Letterboxing networks then also take image_size.")
-@click.option("--fp16", is_flag=True, help="float16 weights and arithmetic (float32 inputs and outputs).")
+@click.option("--fp16", is_flag=True, help="float16 weights and arithmetic after the first layer (float32 input, first layer and outputs).")
 @click.option("--data", default=None, help="A .data file whose names= go into the model's metadata.")
 @darknet_option
 @common
