@@ -1,6 +1,6 @@
 PYTHON ?= python3
 
-.PHONY: install test bench demo bench-train
+.PHONY: install test bench bench-avx2 demo bench-train
 
 install:
 	$(PYTHON) -m pip install -e '.[test]'
@@ -10,6 +10,15 @@ test:
 
 bench:
 	$(PYTHON) -m pydarknet.bench
+
+# The same bench with the kernels, OpenCV and OpenBLAS all limited to AVX2 (what an AVX2-only CPU runs), on a CPU
+# that has AVX-512: Numba compiles for Haswell (its own cache entries: the first run compiles for minutes).
+AVX2 = NUMBA_CPU_NAME=haswell \
+       NUMBA_CPU_FEATURES=+64bit,+sse,+sse2,+sse3,+ssse3,+sse4.1,+sse4.2,+popcnt,+avx,+avx2,+fma,+f16c,+bmi,+bmi2,+lzcnt,+movbe,-avx512f \
+       OPENCV_CPU_DISABLE=AVX512F,AVX512-SKX OPENBLAS_CORETYPE=Haswell
+
+bench-avx2:
+	$(AVX2) $(PYTHON) -m pydarknet.bench
 
 demo:
 	$(PYTHON) -m pydarknet detector test cfg/shapes.data cfg/shapes-tiny.cfg data/shapes-tiny.weights data/shapes.jpg -thresh .25

@@ -26,19 +26,28 @@ def cpu_model():
     return platform.processor() or "unknown CPU"
 
 
+def compile_target():
+    """(LLVM CPU name, feature string) the kernels are compiled for: this CPU's, or the older CPU that Numba's
+    NUMBA_CPU_NAME / NUMBA_CPU_FEATURES name (how another CPU class's kernels are built, tested and timed)."""
+    from numba.core.registry import cpu_target
+    _, name, features = cpu_target.target_context.codegen().magic_tuple()
+    return name, features
+
+
 def vector_width():
-    """(instruction set, bits) of the widest vectors Numba's LLVM compiles for on this CPU."""
-    import llvmlite.binding as llvm
-    features = llvm.get_host_cpu_features()
-    return next(((name, bits) for name, bits in VECTOR_WIDTHS if features.get(name)), ("sse2", 128))
+    """(instruction set, bits) of the widest vectors in the kernels Numba compiles (see compile_target)."""
+    on = {f[1:] for f in compile_target()[1].split(",") if f.startswith("+")}
+    return next(((name, bits) for name, bits in VECTOR_WIDTHS if name in on), ("sse2", 128))
 
 
 def cpu_line():
-    """The CPU: its model name, LLVM's name for it (what Numba compiles for) and the widest vector instructions
-    it has."""
+    """The CPU: its model name, LLVM's name for what Numba compiles for (marked when NUMBA_CPU_NAME overrides
+    this CPU's) and the widest vector instructions the kernels use."""
     import llvmlite.binding as llvm
-    name, _ = vector_width()
-    return f"cpu: {cpu_model()} (llvm {llvm.get_host_cpu_name()}, {name}), {os.cpu_count()} cores"
+    name, _ = compile_target()
+    host = llvm.get_host_cpu_name()
+    target = name if name == host else f"{name} by NUMBA_CPU_NAME on a {host}"
+    return f"cpu: {cpu_model()} (llvm {target}, {vector_width()[0]}), {os.cpu_count()} cores"
 
 
 def version_lines():
