@@ -568,11 +568,12 @@ def _pack_b_image(img, conv, N, k0, kc, p0, p1, dst, dst_off, p_stride):
 
 
 @njit(cache=True, parallel=True)
-def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused=False, img=None, conv=None, count=1):
+def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused, img, conv, count):
     """Flat operands: A[i, k] = Af[i*a_rs + k*a_ks], B[k, j] = Bf[k*b_ks + j*b_js], C[i, j] = Cf[i*N + j].
     nth is numba.get_num_threads(), asked by the caller (that call cannot be cached in compiled code).
     fused: fused multiply-adds (faster where the CPU multiplies and adds on the same units; not darknet's bits).
-    img, conv: B is im2col of the image img instead (see `_pack_b_image`); Bf, b_ks and b_js are unused.
+    img, conv: B is im2col of the image img instead (see `_pack_b_image`; Bf, b_ks and b_js unused), unless img
+    is empty (NO_IMAGE).
     count: that many products at once (in one parallel region), A, B and C row-major and stacked: product q
     reads Af[q*M*K:], Bf[q*K*N:] and writes Cf[q*M*N:]."""
     if M == 0 or N == 0:
@@ -612,7 +613,7 @@ def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused=Fa
             item = q // nchunk
             q0 = q % nchunk * npan // nchunk
             q1 = (q % nchunk + 1) * npan // nchunk
-            if img is None:
+            if img.size == 0:
                 _pack_b(Bf[item * K * N:], b_ks, b_js, N, 0, K, q0, q1, bbuf[0], (item * npan + q0) * K * NR, K * NR)
             else:
                 _pack_b_image(img, conv, N, 0, K, q0, q1, bbuf[0], q0 * K * NR, K * NR)
@@ -637,7 +638,7 @@ def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused=Fa
             load = accumulate or kb > 0
             if wide:
                 abase = pc * rows
-                if img is None:
+                if img.size == 0:
                     _pack_b(Bf, b_ks, b_js, N, pc, kc, p0, p1, bp, 0, kc * NR)
                 else:
                     _pack_b_image(img, conv, N, pc, kc, p0, p1, bp, 0, kc * NR)
@@ -672,6 +673,19 @@ def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused=Fa
                             _prefetch_span(Aq, i * a_rs + pc + kcb, min(kcb, K - pc - kcb))
 
 
+NO_IMAGE = np.empty((0, 0, 0), np.float32)   # gemm_flat's B is the flat operand, not an image's im2col
+NO_CONV = (0, 0, 0, 0, 0, 0)
+
+
+def gemm_flat(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate=False, nth=None, fused=False, img=None,
+              conv=None, count=1):
+    """_gemm (see there) with every argument passed, of one type each: every product then runs the same
+    compiled kernel, one load from Numba's cache per process instead of one per combination of defaults."""
+    _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, bool(accumulate),
+          numba.get_num_threads() if nth is None else nth, bool(fused), NO_IMAGE if img is None else img,
+          NO_CONV if conv is None else conv, count)
+
+
 def _check(name, C, *operands):
     for x in (C,) + operands:
         if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 2 and x.flags.c_contiguous):
@@ -689,8 +703,7 @@ def sgemm_darknet(A, B, C, accumulate=False, fused=False):
     (M, K), (K2, N) = A.shape, B.shape
     if K2 != K or C.shape != (M, N):
         raise ValueError(f"sgemm_darknet: shapes {A.shape} @ {B.shape} -> {C.shape} do not match")
-    _gemm(A.reshape(-1), K, 1, B.reshape(-1), N, 1, C.reshape(-1), M, N, K, accumulate, numba.get_num_threads(),
-          fused)
+    gemm_flat(A.reshape(-1), K, 1, B.reshape(-1), N, 1, C.reshape(-1), M, N, K, accumulate, fused=fused)
     return C
 
 
@@ -703,8 +716,8 @@ def sgemm_image(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=Fa
         raise ValueError(f"sgemm_image: A {A.shape}, C {C.shape} and image {x.shape} do not match")
     if not (x.dtype == np.float32 and x.ndim == 3 and x.flags.c_contiguous):
         raise TypeError("sgemm_image: the image must be a C-contiguous float32 (c, h, w) array")
-    _gemm(A.reshape(-1), K, 1, A.reshape(-1), 0, 0, C.reshape(-1), M, N, K, False, numba.get_num_threads(), fused,
-          x, (c0, size, stride, pad, dilation, out_w))
+    gemm_flat(A.reshape(-1), K, 1, A.reshape(-1), 0, 0, C.reshape(-1), M, N, K, fused=fused, img=x,
+              conv=(c0, size, stride, pad, dilation, out_w))
     return C
 
 
@@ -717,8 +730,7 @@ def sgemm_batch(A, B, C, fused=False):
     (count, M, K), (count2, K2, N) = A.shape, B.shape
     if count2 != count or K2 != K or C.shape != (count, M, N):
         raise ValueError(f"sgemm_batch: shapes {A.shape} @ {B.shape} -> {C.shape} do not match")
-    _gemm(A.reshape(-1), K, 1, B.reshape(-1), N, 1, C.reshape(-1), M, N, K, False, numba.get_num_threads(), fused,
-          None, None, count)
+    gemm_flat(A.reshape(-1), K, 1, B.reshape(-1), N, 1, C.reshape(-1), M, N, K, fused=fused, count=count)
     return C
 
 
@@ -729,7 +741,7 @@ def sgemm_darknet_tn(A, B, C, accumulate=False):
     (K, M), (K2, N) = A.shape, B.shape
     if K2 != K or C.shape != (M, N):
         raise ValueError(f"sgemm_darknet_tn: shapes {A.shape}.T @ {B.shape} -> {C.shape} do not match")
-    _gemm(A.reshape(-1), 1, M, B.reshape(-1), N, 1, C.reshape(-1), M, N, K, accumulate, numba.get_num_threads())
+    gemm_flat(A.reshape(-1), 1, M, B.reshape(-1), N, 1, C.reshape(-1), M, N, K, accumulate)
     return C
 
 
@@ -740,5 +752,5 @@ def sgemm_darknet_nt(A, B, C):
     (M, K), (N, K2) = A.shape, B.shape
     if K2 != K or C.shape != (M, N):
         raise ValueError(f"sgemm_darknet_nt: shapes {A.shape} @ {B.shape}.T -> {C.shape} do not match")
-    _gemm(A.reshape(-1), K, 1, B.reshape(-1), 1, K, C.reshape(-1), M, N, K, False, numba.get_num_threads())
+    gemm_flat(A.reshape(-1), K, 1, B.reshape(-1), 1, K, C.reshape(-1), M, N, K)
     return C

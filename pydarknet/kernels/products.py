@@ -30,7 +30,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from .gemm import _F32, _I64, _data, _gemm, _i64, _phis, sgemm_batch, sgemm_darknet, sgemm_darknet_tn, sgemm_image
+from .gemm import _F32, _I64, _data, _i64, _phis, gemm_flat, sgemm_batch, sgemm_darknet, sgemm_darknet_tn, sgemm_image
 
 BACKENDS = ("darknet", "blas", "fast")
 _BACKEND = os.environ.get("PYDARKNET_PRODUCTS", "darknet")
@@ -207,8 +207,8 @@ def conv_weight_gradient(delta, cols, out):
         bt = cols[b].reshape(-1)
         if full:
             for lane in range(4):
-                _gemm(a[lane:], L, 4, bt[lane * k:], 4 * k, 1, parts[lane].reshape(-1), m, k, full // 4, False,
-                      threads)
+                gemm_flat(a[lane:], L, 4, bt[lane * k:], 4 * k, 1, parts[lane].reshape(-1), m, k, full // 4,
+                          nth=threads)
         _add_lanes(parts, delta[b], cols[b], full, out)
 
 
