@@ -137,15 +137,16 @@ def predict_with(cfg, darknet, image):
 
 def train_step(cfg, folder):
     """One training iteration on a batch of two augmented images, as `train` makes them."""
-    from .data import ClassificationDataset, DetectionDataset
+    from .data import ClassificationDataset, detection_dataset
     from .train import is_detector
     net = small_network(cfg, batch=2).initialize(0)
     rng = np.random.default_rng(0)
     image = str(folder / "dog.jpg")
-    if is_detector(net):
-        out = net.layers[-1]
-        data = DetectionDataset([image], net.w, net.h, max_boxes=getattr(out, "max_boxes", 90), hue=0.1,
-                                saturation=1.5, exposure=1.5)
+    if is_detector(net):   # every augmentation on, whatever the cfg asks, so that all its kernels compile
+        net.hue, net.saturation, net.exposure = 0.1, 1.5, 1.5
+        if net.darknet == "ab":   # the fork's pipeline
+            net.blur, net.gaussian_noise, net.mosaic, net.letter_box = 1, 50, 1, 0
+        data = detection_dataset(net, [image])
     else:
         labels = labels_with_dog(int(np.prod(net.output_layer.out_shape)))
         data = ClassificationDataset([image], labels, net.w, angle=7, aspect=1.15, hue=0.1, saturation=1.5,
