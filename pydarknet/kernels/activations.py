@@ -61,8 +61,8 @@ def tanh32(x):
 # double exp, two lanes) become glibc's vector functions (libmvec, whose results differ from the scalar ones in
 # about half the elements by an ulp), and a float division becomes the CPU's approximate reciprocal (rcpps) with
 # one Newton step, r' = (r + r) - (d * r) * r. Only the last n % 4 elements of each loop go through the scalar
-# functions and a true division. These helpers compute four lanes the same way (the same libmvec functions, the
-# same reciprocal on the same CPU); without libmvec they fall back to the scalar functions lane by lane.
+# functions and a true division. These helpers compute four lanes the same way (the same libmvec functions, and
+# rcpps as Intel CPUs compute it: rcp_intel); without libmvec they fall back to the scalar functions lane by lane.
 _X86 = platform.machine().lower() in ("x86_64", "amd64")
 _MVEC = ctypes.util.find_library("mvec") if _X86 else None
 if _MVEC:
@@ -78,7 +78,7 @@ _SCALAR = {"expf": ("llvm.exp.f32", ir.FloatType()), "logf": ("llvm.log.f32", ir
 
 def _lanes(name, width):
     """An intrinsic taking `width` scalars (float32, or float64 for width 2) and returning them through the
-    vector function `name` of libmvec (or rcpps for "rcp")."""
+    vector function `name` of libmvec."""
     scalar = types.float64 if width == 2 else types.float32
 
     @intrinsic
@@ -89,17 +89,14 @@ def _lanes(name, width):
             values = cgutils.unpack_tuple(builder, args[0])
             idx = [ir.Constant(ir.IntType(32), i) for i in range(width)]
             vec_type = _V2 if width == 2 else _V4
-            if name == "rcp" and not _X86:
-                one = ir.Constant(ir.FloatType(), 1.0)
-                return context.make_tuple(builder, signature.return_type, [builder.fdiv(one, v) for v in values])
-            if name != "rcp" and not _MVEC:
+            if not _MVEC:
                 fname, ftype = _SCALAR[name]
                 fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ftype, [ftype]), fname)
                 return context.make_tuple(builder, signature.return_type, [builder.call(fn, [v]) for v in values])
             vec = ir.Constant(vec_type, ir.Undefined)
             for i, v in enumerate(values):
                 vec = builder.insert_element(vec, v, idx[i])
-            symbol = "llvm.x86.sse.rcp.ps" if name == "rcp" else f"_ZGVbN{width}v_{name}"
+            symbol = f"_ZGVbN{width}v_{name}"
             fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec_type, [vec_type]), symbol)
             out = builder.call(fn, [vec])
             return context.make_tuple(builder, signature.return_type,
@@ -111,16 +108,49 @@ def _lanes(name, width):
 _expf4 = _lanes("expf", 4)
 _logf4 = _lanes("logf", 4)
 _tanhf4 = _lanes("tanhf", 4)
-_rcp4 = _lanes("rcp", 4)
 _exp2 = _lanes("exp", 2)
+
+
+def _rcp_significands():
+    """Intel's rcpps table: for each value of the 11 leading fraction bits of x (an interval of significands
+    [1 + i/2048, 1 + (i+1)/2048)), 1 over the interval's midpoint 1 + (2i+1)/4096, scaled into [1, 2) and
+    rounded to 12 fraction bits; stored less 1. (AMD's CPUs compute other last bits, so the host's own
+    instruction would make the fork's Intel-made goldens depend on the machine.)"""
+    i = np.arange(2048, dtype=np.float64)
+    return np.rint((2.0 / (1.0 + (2.0 * i + 1.0) / 4096.0) - 1.0) * 4096.0) / 4096.0
+
+
+RCP_SIGNIFICANDS = _rcp_significands()
+TWO_126 = 2.0 ** 126
+
+
+@njit(cache=True, inline="always")
+def rcp_intel(x):
+    """The approximate 1/x of x86's rcpss/rcpps as Intel CPUs compute it (12 significant bits): the table's
+    significand with the exponent of 1/x; zero and denormals give infinity, |x| >= 2^126 (and infinity) 0."""
+    if math.isnan(x):
+        return x
+    a = np.float64(abs(x))
+    if a < 1.0 / TWO_126:
+        return F32(math.copysign(math.inf, x))
+    if a >= TWO_126:
+        return F32(math.copysign(0.0, x))
+    m, e = math.frexp(a)      # a = m 2^e, m in [.5, 1): its significand is 2m
+    r = math.ldexp(1.0 + RCP_SIGNIFICANDS[int((m * 2.0 - 1.0) * 2048.0)], -e)
+    return F32(math.copysign(r, x))
+
+
+@njit(cache=True, inline="always")
+def recip_newton(d):
+    """1/d as -Ofast computes a vector division: rcpps, then one Newton step."""
+    r = rcp_intel(d)
+    return (r + r) - (d * r) * r
 
 
 @njit(cache=True, inline="always")
 def _recip4(a, b, c, d):
-    """1/x in four lanes as -Ofast computes a vector division: rcpps, then one Newton step."""
-    ra, rb, rc, rd = _rcp4((a, b, c, d))
-    return ((ra + ra) - (a * ra) * ra, (rb + rb) - (b * rb) * rb, (rc + rc) - (c * rc) * rc,
-            (rd + rd) - (d * rd) * rd)
+    """recip_newton in four lanes."""
+    return recip_newton(a), recip_newton(b), recip_newton(c), recip_newton(d)
 
 
 @njit(cache=True, inline="always")
@@ -188,8 +218,52 @@ def activate_fork4(x, a):
             x[i] = logistic32(v)
 
 
+# The fork's scalar activate() (what its convolution applies element by element) computes these in float,
+# with expf and float constants, where pjreddie's compute in double: activate() takes code + FORK_FLOAT for them.
+FORK_FLOAT = 64
+FLOAT_IN_FORK = frozenset({LOGISTIC, LOGGY, TANH, ELU, SELU, RELIE, RAMP, PLSE, LHTAN})
+
+
+def fork_scalar(code):
+    """The code under which activate() computes `code` as the fork's scalar activate() does."""
+    return code + FORK_FLOAT if code in FLOAT_IN_FORK else code
+
+
+@njit(cache=True, inline="always")
+def activate_fork(x, a):
+    """The fork's float activate() for the codes of FLOAT_IN_FORK."""
+    one = F32(1.0)
+    if a == LOGISTIC:
+        return logistic32(x)
+    if a == LOGGY:
+        return F32(2.0) / (one + math.exp(-x)) - one
+    if a == TANH:
+        return tanh32(x)
+    if a == ELU:
+        return F32(x >= 0) * x + F32(x < 0) * (math.exp(x) - one)
+    if a == SELU:
+        return F32(x >= 0) * F32(1.0507) * x + F32(x < 0) * F32(1.0507) * F32(1.6732) * (math.exp(x) - one)
+    if a == RELIE:
+        return x if x > 0 else F32(0.01) * x
+    if a == RAMP:    # x*(x > 0) + .1f*x, which -Ofast folds to 1.1f*x for x > 0
+        return F32(1.1) * x if x > 0 else F32(0.1) * x
+    if a == PLSE:
+        if x < -4:
+            return F32(0.01) * (x + F32(4.0))
+        if x > 4:
+            return F32(0.01) * (x - F32(4.0)) + one
+        return F32(0.125) * x + F32(0.5)
+    if x < 0:    # LHTAN
+        return F32(0.001) * x
+    if x > 1:
+        return F32(0.001) * (x - one) + one
+    return x
+
+
 @njit(cache=True, inline="always")
 def activate(x32, a):
+    if a >= FORK_FLOAT:
+        return activate_fork(x32, a - FORK_FLOAT)
     x = np.float64(x32)  # C promotes to double for exp() and the double constants
     if a == LINEAR:
         return x

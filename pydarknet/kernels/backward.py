@@ -143,9 +143,9 @@ def gradient_array32(y, a, delta):
         if a == LEAKY:      # its own loop, which vectorizes
             for i in range(start, stop):
                 delta[i] = delta[i] * (ONE if y[i] > 0 else tenth)
-        elif a == LOGISTIC:
+        elif a == LOGISTIC:     # -Ofast multiplies in the order (delta * y) * (1 - y)
             for i in range(start, stop):
-                delta[i] = delta[i] * ((ONE - y[i]) * y[i])
+                delta[i] = (delta[i] * y[i]) * (ONE - y[i])
         else:
             for i in range(start, stop):
                 delta[i] = delta[i] * gradient32(y[i], a)
@@ -398,7 +398,7 @@ def gradient_row(row, y, a):
             row[i] = row[i] * (ONE if y[i] > 0 else tenth)
     elif a == LOGISTIC:
         for i in range(row.size):
-            row[i] = row[i] * ((ONE - y[i]) * y[i])
+            row[i] = (row[i] * y[i]) * (ONE - y[i])
     elif a != LINEAR:
         for i in range(row.size):
             row[i] = row[i] * gradient32(y[i], a)

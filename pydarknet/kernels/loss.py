@@ -219,7 +219,7 @@ def _aspect_term(aw, ah, bw, bh):
     """CIoU's aspect-ratio distance 4/pi^2 (atan(b) - atan(a))^2 (in double, stored in float), and the
     difference of the arctangents it squares."""
     diff = math.atan(np.float64(bw / bh)) - math.atan(np.float64(aw / ah))
-    return F32(4.0 / (PI * PI) * diff * diff), diff
+    return F32(diff * diff * (4.0 / (PI * PI))), diff
 
 
 @njit(cache=True, inline="always")
@@ -231,8 +231,8 @@ def _fork_iou_kind(ax, ay, aw, ah, bx, by, bw, bh, kind):
         c = cw * ch
         if c == 0:
             return iou
-        union = _intersection_union(ax, ay, aw, ah, bx, by, bw, bh)[1]
-        return iou - (c - union) / c
+        inter = _intersection_union(ax, ay, aw, ah, bx, by, bw, bh)[0]
+        return iou - ((inter + c) - (aw * ah + bw * bh)) / c    # c - union, as -Ofast regroups it
     if kind == DIOU or kind == CIOU:
         cw, ch = _enclosing(ax, ay, aw, ah, bx, by, bw, bh)
         c = cw * cw + ch * ch
@@ -243,7 +243,7 @@ def _fork_iou_kind(ax, ay, aw, ah, bx, by, bw, bh, kind):
             return iou - F32(math.pow(np.float64(d / c), 0.6))
         ar, _ = _aspect_term(aw, ah, bw, bh)
         alpha = F32(np.float64(ar) / (np.float64(F32(1.0) - iou + ar) + 0.000001))
-        return iou - (d / c + alpha * ar)
+        return (iou - d / c) - alpha * ar
     return iou
 
 
@@ -251,8 +251,10 @@ def _fork_iou_kind(ax, ay, aw, ah, bx, by, bw, bh, kind):
 def _dx_box_iou(px, py, pw, ph, tx, ty, tw, th, kind):
     """The fork's dx_box_iou: the gradient of IoU (GIoU, DIoU, CIoU) with respect to the predicted box's
     x, y, w, h, in float32 as its box.c computes it (its w, h terms not halved; where the boxes do not
-    overlap, only the distance terms). -Ofast turns its four divisions by the same square into products with
-    one reciprocal."""
+    overlap, only the distance terms), in the order GCC's -Ofast build evaluates it: the truth's area as
+    tw * th, each group of four divisions by the same square as products with one reciprocal (for the IoU
+    term (1/U)^2, for CIoU's distance term 1/C^2), CIoU's w, h as (IoU term + distance term) + aspect term.
+    Exact for IoU and CIoU; the fork's GIoU and DIoU terms take 1/C^2 from rcpps (not modelled here)."""
     half = F32(0.5)
     zero = F32(0.0)
     top, bot = py - ph * half, py + ph * half
@@ -262,7 +264,7 @@ def _dx_box_iou(px, py, pw, ph, tx, ty, tw, th, kind):
     tt, tb = ty - th * half, ty + th * half
     tl, tr = tx - tw * half, tx + tw * half
     area = (pb - pt) * (pr - pl)
-    area_truth = (tb - tt) * (tr - tl)
+    area_truth = tw * th      # -Ofast simplifies (ty + th/2) - (ty - th/2) to th
     ih = min(pb, tb) - max(pt, tt)
     iw = min(pr, tr) - max(pl, tl)
     inter = iw * ih
@@ -284,7 +286,8 @@ def _dx_box_iou(px, py, pw, ph, tx, ty, tw, th, kind):
     dc_r = gh if pr > tr else zero
     g_t = g_b = g_l = g_r = zero
     if union > 0:
-        r = F32(1.0) / (union * union)
+        r = F32(1.0) / union      # -Ofast: 1/U squared, not 1/U^2
+        r = r * r
         g_t = (union * di_t - inter * du_t) * r
         g_b = (union * di_b - inter * du_b) * r
         g_l = (union * di_l - inter * du_l) * r
@@ -326,18 +329,18 @@ def _dx_box_iou(px, py, pw, ph, tx, ty, tw, th, kind):
         if kind == CIOU:
             ar, diff = _aspect_term(pw, ph, tw, th)
             alpha = F32(np.float64(ar) / (np.float64(F32(1.0) - inter / union + ar) + 0.000001))
-            aw_ = alpha * F32(8.0 / (PI * PI) * diff * np.float64(ph))
-            ah_ = alpha * F32(-8.0 / (PI * PI) * diff * np.float64(pw))
+            aw_ = alpha * F32(np.float64(ph) * (8.0 / (PI * PI)) * diff)
+            ah_ = alpha * F32(np.float64(pw) * (-8.0 / (PI * PI)) * diff)
         if c > 0 or iw <= 0 or ih <= 0:
             r = F32(1.0) / (c * c)
             ex = (F32(2.0) * (tx - px) * c - F32(2.0) * cw * dcw_dx * dist) * r
             ey = (F32(2.0) * (ty - py) * c - F32(2.0) * ch * dch_dy * dist) * r
-            ew = F32(2.0) * cw * dcw_dw * dist * r + aw_
-            eh = F32(2.0) * ch * dch_dh * dist * r + ah_
+            ew = F32(2.0) * cw * dcw_dw * dist * r
+            eh = F32(2.0) * ch * dch_dh * dist * r
             if iw <= 0 or ih <= 0:
-                dx, dy, dw, dh = ex, ey, ew, eh
-            else:
-                dx, dy, dw, dh = dx + ex, dy + ey, dw + ew, dh + eh
+                dx, dy, dw, dh = ex, ey, ew + aw_, eh + ah_
+            else:   # -Ofast adds the distance term to the IoU term first, then the aspect term
+                dx, dy, dw, dh = dx + ex, dy + ey, (dw + ew) + aw_, (dh + eh) + ah_
     return dx, dy, dw, dh
 
 

@@ -20,7 +20,7 @@ net.fuse_batchnorm, the batch-norm folded into the weights and biases as its fus
 import numpy as np
 
 from ..kernels.activations import (ACROSS_CHANNELS, CODE as ACTIVATIONS, LINEAR, NEEDS_INPUT, activate_array,
-                                   activate_channels)
+                                   activate_channels, fork_scalar)
 from ..kernels.backward import (backward_bias, batchnorm_backward, batchnorm_backward_activation, batchnorm_train,
                                 batchnorm_train_forward, gradient_array32, gradient_channels, gradient_from_input)
 from ..kernels.conv import (col2im_batch, depthwise_conv, im2col_batch, im2col_t, normalize_activate_maxpool,
@@ -298,8 +298,10 @@ class Convolutional(Layer):
 
     def forward(self, x, net):
         code = ACTIVATIONS[self.activation]
-        inline = inline_activation(code, net.train)
         ab = net.darknet == "ab"
+        inline = inline_activation(code, net.train)
+        if ab:   # the fork's convolution activates element by element with its float activate()
+            inline = fork_scalar(inline)
         if self.batch_normalize and net.train:
             # the raw sums go to bn_x (which the backward pass keeps), the activations to the output
             out = self.output_buffer(x.shape[0], (self.out_shape[0], self.out_shape[1] * self.out_shape[2]))
