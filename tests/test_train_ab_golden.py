@@ -5,13 +5,15 @@ exact-order products.
 Required (issue 15): per-step loss within 1e-3 relative and every weight within 1e-4 * max(1, |theirs|) after 8
 steps. The CIoU and mish cases turn a single differing last bit into percent-level drift within a few steps, so
 meeting these needs the fork's -Ofast arithmetic exactly: its float activate() in the convolution (logistic in
-float, not pjreddie's double), dx_box_iou and box_ciou/box_giou as GCC regroups them, the logistic gradient's
-product order, and the vectorised reciprocals of logistic/swish/mish as Intel CPUs compute rcpps (the goldens
-come from an Intel Xeon; AMD's rcpps differs in the last bits, and the fork built here on AMD drifts from them
-exactly as far as pydarknet did when it used the host's instruction).
+float, not pjreddie's double), dx_box_iou, box_ciou/box_giou and the MSE box delta as GCC regroups them, the
+logistic gradient's product order, and the vectorised reciprocals of logistic/swish/mish as Intel CPUs compute
+rcpps (the goldens come from an Intel Xeon; AMD's rcpps differs in the last bits, and the fork built here on AMD
+drifts from them exactly as far as pydarknet did when it used the host's instruction).
 
 Measured here: yolov4-tiny_train, yolov7-tiny_train and yolov4_train bit for bit (every loss as printed,
-after.weights identical); ab_ops_train losses within 1.7e-5, weights within 5.7e-5 scaled.
+after.weights identical); ab_ops_train losses within 1.1e-5, weights within 5.7e-5 scaled (what is left there is
+the weighted shortcut: the fork's -Ofast forward takes glibc's expf and adds (input * (1/sum)) * weight, and its
+backward has its own order).
 """
 import math
 

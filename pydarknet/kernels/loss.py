@@ -7,6 +7,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .activations import recip_newton
 from .backward import sum4
 
 F32 = np.float32
@@ -254,7 +255,7 @@ def _dx_box_iou(px, py, pw, ph, tx, ty, tw, th, kind):
     overlap, only the distance terms), in the order GCC's -Ofast build evaluates it: the truth's area as
     tw * th, each group of four divisions by the same square as products with one reciprocal (for the IoU
     term (1/U)^2, for CIoU's distance term 1/C^2), CIoU's w, h as (IoU term + distance term) + aspect term.
-    Exact for IoU and CIoU; the fork's GIoU and DIoU terms take 1/C^2 from rcpps (not modelled here)."""
+    GIoU's and DIoU's 1/C^2 come from rcpps and a Newton step (a vector division), CIoU's from a division."""
     half = F32(0.5)
     zero = F32(0.0)
     top, bot = py - ph * half, py + ph * half
@@ -298,7 +299,7 @@ def _dx_box_iou(px, py, pw, ph, tx, ty, tw, th, kind):
         g_l = g_r
     if kind == GIOU:
         if gc > 0 or iw <= 0 or ih <= 0:
-            r = F32(1.0) / (gc * gc)
+            r = recip_newton(gc * gc)
             e_t = (gc * du_t - union * dc_t) * r
             e_b = (gc * du_b - union * dc_b) * r
             e_l = (gc * du_l - union * dc_l) * r
@@ -332,7 +333,7 @@ def _dx_box_iou(px, py, pw, ph, tx, ty, tw, th, kind):
             aw_ = alpha * F32(np.float64(ph) * (8.0 / (PI * PI)) * diff)
             ah_ = alpha * F32(np.float64(pw) * (-8.0 / (PI * PI)) * diff)
         if c > 0 or iw <= 0 or ih <= 0:
-            r = F32(1.0) / (c * c)
+            r = recip_newton(c * c) if kind == DIOU else F32(1.0) / (c * c)
             ex = (F32(2.0) * (tx - px) * c - F32(2.0) * cw * dcw_dx * dist) * r
             ey = (F32(2.0) * (ty - py) * c - F32(2.0) * ch * dch_dy * dist) * r
             ew = F32(2.0) * cw * dcw_dw * dist * r
@@ -367,19 +368,20 @@ def _fork_delta_box(p, delta, b, a, i, j, anchor, truth, biases, netw, neth, nor
     iou = _fork_iou(px, py, pw, ph, tx0, ty0, tw0, th0)
     giou = _fork_iou_kind(px, py, pw, ph, tx0, ty0, tw0, th0, GIOU)
     if kind == MSE:
-        scale = F32(2.0) - tw0 * th0
+        # -Ofast: log() of a float stored to a float is logf, and scale * d * normalizer is d * (scale*normalizer)
+        weight = (F32(2.0) - tw0 * th0) * normalizer
         tx = tx0 * F32(lw) - F32(i)
         ty = ty0 * F32(lh) - F32(j)
         if new_coords:
             tw = F32(math.sqrt(np.float64(tw0 * F32(netw) / (F32(4.0) * biases[2 * anchor]))))
             th = F32(math.sqrt(np.float64(th0 * F32(neth) / (F32(4.0) * biases[2 * anchor + 1]))))
         else:
-            tw = F32(math.log(np.float64(tw0 * F32(netw) / biases[2 * anchor])))
-            th = F32(math.log(np.float64(th0 * F32(neth) / biases[2 * anchor + 1])))
-        delta[b, a, 0, j, i] += scale * (tx - p[b, a, 0, j, i]) * normalizer
-        delta[b, a, 1, j, i] += scale * (ty - p[b, a, 1, j, i]) * normalizer
-        delta[b, a, 2, j, i] += scale * (tw - p[b, a, 2, j, i]) * normalizer
-        delta[b, a, 3, j, i] += scale * (th - p[b, a, 3, j, i]) * normalizer
+            tw = math.log(tw0 * F32(netw) / biases[2 * anchor])
+            th = math.log(th0 * F32(neth) / biases[2 * anchor + 1])
+        delta[b, a, 0, j, i] += (tx - p[b, a, 0, j, i]) * weight
+        delta[b, a, 1, j, i] += (ty - p[b, a, 1, j, i]) * weight
+        delta[b, a, 2, j, i] += (tw - p[b, a, 2, j, i]) * weight
+        delta[b, a, 3, j, i] += (th - p[b, a, 3, j, i]) * weight
         return iou, giou, rewritten
     if pw == 0:
         pw = F32(1.0)
