@@ -116,9 +116,6 @@ def fork_gelu_gradient(y):
     return 0.5 * np.tanh(u) + (0.0535161 * y ** 3 + 0.398942 * y) / np.cosh(u) ** 2 + 0.5
 
 
-@pytest.mark.xfail(strict=True, reason="kernels/backward.py gradient32, GELU: sech is taken of the output y, "
-                                       "the fork's gelu_gradient takes sech of u = 0.0356774 y^3 + 0.797885 y "
-                                       "(the tanh's argument)")
 @pytest.mark.parametrize("layer_kind", ["convolutional", "activation"])
 def test_gelu_is_the_forks_gradient(tmp_path, layer_kind):
     """What the fork computes instead: the delta of the pre-activation is R * gelu_gradient(output)."""

@@ -124,10 +124,11 @@ def gradient32(y, a):
     if a == REVLEAKY:
         return ONE if y > 0 else F32(0.1)
     if a == GELU:   # the fork evaluates gelu's derivative at the layer's output, not its input
-        y3 = y * y * y
-        t = np.float64(math.tanh(np.float64(y3) * 0.0356774 + 0.797885 * y))
-        sech = 2.0 / (math.exp(y) + math.exp(-y))
-        return F32(0.5 * t + (0.0535161 * y3 + 0.398942 * y) * sech * sech + 0.5)
+        y3 = F32(np.float64(y) ** 3)                                  # powf(y, 3)
+        u = F32(0.0356774 * np.float64(y3) + 0.797885 * np.float64(y))   # tanh's argument, a float
+        sech = F32(2.0) / (math.exp(u) + math.exp(-u))                 # in float (expf)
+        return F32(0.5 * np.float64(math.tanh(u)) + (0.0535161 * np.float64(y3) + 0.398942 * np.float64(y))
+                   * np.float64(sech * sech) + 0.5)
     return ONE
 
 
