@@ -500,25 +500,28 @@ def downsample_backward(delta, stride, scale, prev_delta):
 
 @njit(cache=True, parallel=True)
 def local_avgpool_backward(delta, size, stride_y, stride_x, pad, prev_delta):
-    """The fork's backward_local_avgpool_layer: each output's delta / (size*size) to every pixel of its window
-    inside the image (size*size even where the forward averaged fewer pixels, as the fork does)."""
+    """The gradient of [local_avgpool]: each output's delta divided among the pixels of its window inside the
+    image, as many as its forward averaged. (Neither of the fork's builds does quite this: its CPU build divides
+    by size*size also where a window reaches off the edge, its GPU kernel gives each pixel the mean of the
+    deltas of the outputs around it, size*size times too much for 2x2 windows at stride 2. No golden case
+    has this layer in training: pydarknet follows the derivative of the forward both builds compute.)"""
     n, c, h, w = prev_delta.shape
     oh, ow = delta.shape[2], delta.shape[3]
     offset = -(pad // 2)
-    area = F32(size * size)
     for k in prange(n * c):
         b = k // c
         ch = k % c
         dst = prev_delta[b, ch]
         for i in range(oh):
+            y0, y1 = max(0, offset + i * stride_y), min(h, offset + i * stride_y + size)
             for j in range(ow):
-                share = delta[b, ch, i, j] / area
-                for dy in range(size):
-                    y = offset + i * stride_y + dy
-                    for dx in range(size):
-                        xx = offset + j * stride_x + dx
-                        if 0 <= y < h and 0 <= xx < w:
-                            dst[y, xx] += share
+                x0, x1 = max(0, offset + j * stride_x), min(w, offset + j * stride_x + size)
+                if y1 <= y0 or x1 <= x0:
+                    continue
+                share = delta[b, ch, i, j] / F32((y1 - y0) * (x1 - x0))
+                for y in range(y0, y1):
+                    for xx in range(x0, x1):
+                        dst[y, xx] += share
 
 
 @njit(cache=True, parallel=True)
