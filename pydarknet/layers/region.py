@@ -47,7 +47,7 @@ class Region(Layer):
         self.thresh = s.float("thresh", 0.5)
         self.classfix = s.int("classfix", 0)
         self.absolute = s.int("absolute", 0)
-        self.random = s.int("random", 0)
+        self.random = s.float("random", 0) if net.darknet == "ab" else s.int("random", 0)   # the fork: 1.2 = x1.2
         self.coord_scale = s.float("coord_scale", 1)
         self.object_scale = s.float("object_scale", 1)
         self.noobject_scale = s.float("noobject_scale", 1)

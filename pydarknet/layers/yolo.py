@@ -31,7 +31,7 @@ class Yolo(Layer):
         self.jitter = s.float("jitter", 0.2)
         self.ignore_thresh = s.float("ignore_thresh", 0.5)
         self.truth_thresh = s.float("truth_thresh", 1.0)
-        self.random = s.int("random", 0)
+        self.random = s.float("random", 0) if net.darknet == "ab" else s.int("random", 0)   # the fork: 1.2 = x1.2
         self._parse_fork_options(s)
         self.biases = np.full(self.total * 2, 0.5, np.float32)
         anchors = s.floats("anchors")
