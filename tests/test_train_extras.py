@@ -203,3 +203,11 @@ def test_fork_random_resizes_training_of_an_alexeyab_network(dataset):
     # a resized network trains as one made at that size (and without the fork's CPU NaN)
     assert losses(resized) == losses(native) and len(losses(native)) == 11
     assert "nan" not in resized.stdout
+
+
+def test_random_is_a_float_for_alexeyab_networks_an_int_for_pjreddies(tmp_path):
+    """The fork reads [yolo] random= as a float (random=1.2: sizes within x1.2), pjreddie as an int."""
+    path = tmp_path / "r.cfg"
+    path.write_text(CFG.replace("random=0", "random=1.2"))
+    assert Network(path, darknet="pjreddie").layers[-1].random == 1
+    assert Network(path, darknet="ab").layers[-1].random == pytest.approx(1.2)
