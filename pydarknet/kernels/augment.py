@@ -16,6 +16,28 @@ _F0 = np.float32(0.0)
 _F1 = np.float32(1.0)
 
 
+@njit(cache=True, inline="always")
+def _sector_rgb(h6, s, v):
+    """(r, g, b) in float32 of hue h6 (sixths of a turn, 0 <= h6 < 6), saturation s > 0 and value v: the sector
+    formula that darknet's hsv_to_rgb and OpenCV's HSV2RGB both use."""
+    sector = int(math.floor(h6))
+    f = np.float32(h6 - np.float32(sector))
+    p = np.float32(v * np.float32(_F1 - s))
+    q = np.float32(v * np.float32(_F1 - np.float32(s * f)))
+    t = np.float32(v * np.float32(_F1 - np.float32(s * np.float32(_F1 - f))))
+    if sector == 0:
+        return v, t, p
+    if sector == 1:
+        return q, v, p
+    if sector == 2:
+        return p, v, t
+    if sector == 3:
+        return p, q, v
+    if sector == 4:
+        return t, p, v
+    return v, p, q
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _pixel_or_zero(im, x, y, c):
     """darknet's get_pixel_extend: 0 outside the image."""
@@ -157,23 +179,7 @@ def distort_image(im, hue, sat, val):
                 g = v
                 b = v
             else:
-                index = int(math.floor(h6))
-                f = np.float32(h6 - np.float32(index))
-                p = np.float32(v * np.float32(one - s))
-                q = np.float32(v * np.float32(one - np.float32(s * f)))
-                t = np.float32(v * np.float32(one - np.float32(s * np.float32(one - f))))
-                if index == 0:
-                    r, g, b = v, t, p
-                elif index == 1:
-                    r, g, b = q, v, p
-                elif index == 2:
-                    r, g, b = p, v, t
-                elif index == 3:
-                    r, g, b = p, q, v
-                elif index == 4:
-                    r, g, b = t, p, v
-                else:
-                    r, g, b = v, p, q
+                r, g, b = _sector_rgb(h6, s, v)
             # constrain_image
             im[0, y, x] = zero if r < zero else (one if r > one else r)
             im[1, y, x] = zero if g < zero else (one if g > one else g)
@@ -282,23 +288,7 @@ def distort_hsv_u8(im, dhue, dsat, dexp):
                 h6 = np.float32(hh * np.float32(6.0 / 180.0))
                 if h6 >= np.float32(6.0):   # hue 180..255 (at most 8.5 sectors): once round is enough
                     h6 = np.float32(h6 - np.float32(6.0))
-                sector = int(math.floor(h6))
-                f = np.float32(h6 - np.float32(sector))
-                p = np.float32(vv * np.float32(_F1 - ss))
-                q = np.float32(vv * np.float32(_F1 - np.float32(ss * f)))
-                t = np.float32(vv * np.float32(_F1 - np.float32(ss * np.float32(_F1 - f))))
-                if sector == 0:
-                    rf, gf, bf = vv, t, p
-                elif sector == 1:
-                    rf, gf, bf = q, vv, p
-                elif sector == 2:
-                    rf, gf, bf = p, vv, t
-                elif sector == 3:
-                    rf, gf, bf = p, q, vv
-                elif sector == 4:
-                    rf, gf, bf = t, p, vv
-                else:
-                    rf, gf, bf = vv, p, q
+                rf, gf, bf = _sector_rgb(h6, ss, vv)
             im[0, y, x] = _level(np.float32(rf * np.float32(255.0)))
             im[1, y, x] = _level(np.float32(gf * np.float32(255.0)))
             im[2, y, x] = _level(np.float32(bf * np.float32(255.0)))
