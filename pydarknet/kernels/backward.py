@@ -624,3 +624,28 @@ def local_backward(col, delta, weights, weight_updates, col_delta):
             for f in range(n):
                 s += weights[j, f, i] * delta[f, j]
             col_delta[i, j] = s
+
+
+@njit(cache=True, parallel=True)
+def scale_channels_backward(delta, scaled, factors, factors_delta, scaled_delta, per_pixel):
+    """The fork's backward_scale_channels_layer on (n, c, spatial) arrays: each factor's delta gathers delta times
+    the value it scaled, one product after the other in the fork's loop order (over the pixels of its channel,
+    or with per_pixel over the channels at its pixel), added to what it holds; the scaled layer's delta gets
+    delta times its factor. factors / factors_delta: (n, c, 1), or (n, 1, spatial) with per_pixel."""
+    n, c, spatial = delta.shape
+    factors_per_image = factors.shape[1] * factors.shape[2]
+    for task in prange(n * factors_per_image):
+        b = task // factors_per_image
+        k = task % factors_per_image
+        if per_pixel:
+            acc = factors_delta[b, 0, k]
+            for ch in range(c):
+                acc += delta[b, ch, k] * scaled[b, ch, k]
+                scaled_delta[b, ch, k] += factors[b, 0, k] * delta[b, ch, k]
+            factors_delta[b, 0, k] = acc
+        else:
+            acc = factors_delta[b, k, 0]
+            for i in range(spatial):
+                acc += delta[b, k, i] * scaled[b, k, i]
+                scaled_delta[b, k, i] += factors[b, k, 0] * delta[b, k, i]
+            factors_delta[b, k, 0] = acc

@@ -4,7 +4,7 @@ channel multiplied by the input's value for that channel (the input is c x 1 x 1
 import numpy as np
 
 from ..kernels.activations import CODE as ACTIVATIONS, activate_array
-from ..kernels.backward import gradient_array32
+from ..kernels.backward import gradient_array32, scale_channels_backward
 from .base import Layer
 from .convolutional import parse_activation
 
@@ -45,9 +45,11 @@ class ScaleChannels(Layer):
         its factor (both added)."""
         gradient_array32(self.output.reshape(-1), ACTIVATIONS[self.activation], self.delta.reshape(-1))
         source = net.layers[self.source]
-        x = self.prev_input(net)
+        n, c, h, w = self.delta.shape
+        factors = self.prev_input(net).reshape(n, -1, 1) if not self.scale_wh else \
+            self.prev_input(net).reshape(n, 1, h * w)
         prev = self.prev_delta(net)
-        if prev is not None:
-            axes = 1 if self.scale_wh else (2, 3)
-            prev += (self.delta * source.output).sum(axis=axes, keepdims=True, dtype=np.float32)
-        source.delta.reshape(self.delta.shape)[...] += x * self.delta
+        # without a previous delta (the first layer), the factors' sums go to scratch
+        factors_delta = np.zeros_like(factors) if prev is None else prev.reshape(factors.shape)
+        scale_channels_backward(self.delta.reshape(n, c, h * w), source.output.reshape(n, c, h * w), factors,
+                                factors_delta, source.delta.reshape(n, c, h * w), self.scale_wh)
