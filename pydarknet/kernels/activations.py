@@ -377,6 +377,17 @@ def activate_row(x, a):
             x[i] = activate(x[i], a)
 
 
+@njit(cache=True)
+def expf_array(x):
+    """glibc's expf of every element of a contiguous float32 array, as the fork's scalar loops call it (numpy's
+    exp differs from it in the last bit of a third of the values); a new array."""
+    out = np.empty_like(x)
+    src, dst = x.reshape(-1), out.reshape(-1)
+    for i in range(src.size):
+        dst[i] = math.exp(src[i])
+    return out
+
+
 # Elements per parallel task of the element-wise passes: a [yolo] layer's anchor (85 x 13 x 13 = 14365 values of
 # yolov3-tiny's first head) still splits among the threads.
 ACTIVATION_CHUNK = 1 << 12

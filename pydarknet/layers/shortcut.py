@@ -10,7 +10,7 @@ with .0001 added to the sum).
 """
 import numpy as np
 
-from ..kernels.activations import CODE as ACTIVATIONS, activate_array
+from ..kernels.activations import CODE as ACTIVATIONS, activate_array, expf_array, fork_scalar
 from ..kernels.backward import axpy, gradient_array32, shortcut_backward
 from ..kernels.resample import shortcut
 from .base import Layer
@@ -22,18 +22,25 @@ NORMALIZATIONS = {"none": "none", "relu": "relu", "avg_relu": "relu", "softmax":
 EPS = np.float32(0.0001)
 
 
-def normalized_weights(weights, normalization, floor):
-    """The weights (inputs, step) normalised over the inputs in float32 as the fork computes them; relu
-    floors them at `floor` (0 in the fork's CPU forward, .001 in its GPU code and its fuse_conv_batchnorm)."""
-    if normalization == "none":
-        return weights
+def normalization_terms(weights, normalization, floor):
+    """The fork's normalisation of the weights (inputs, step) over the inputs, as (terms, total) in float32:
+    relu's terms max(w, floor) (floor 0 in the fork's CPU forward, .001 in its GPU code and its
+    fuse_conv_batchnorm), softmax's expf(w - max); their sum from .0001, input after input."""
     if normalization == "relu":
         terms = np.where(weights > floor, weights, np.float32(floor)).astype(np.float32)
     else:
-        terms = np.exp(weights - weights.max(axis=0))
+        terms = expf_array(np.ascontiguousarray(weights - weights.max(axis=0)))
     total = np.full(weights.shape[1], EPS, np.float32)
     for row in terms:    # the fork's sum, input after input
         total += row
+    return terms, total
+
+
+def normalized_weights(weights, normalization, floor):
+    """The weights (inputs, step) normalised over the inputs in float32 as the fork computes them."""
+    if normalization == "none":
+        return weights
+    terms, total = normalization_terms(weights, normalization, floor)
     return (terms / total).astype(np.float32)
 
 
@@ -105,27 +112,48 @@ class Shortcut(Layer):
         at .001 (fuse_conv_batchnorm normalises these weights too)."""
         if self.weights is None:
             return None
-        fused = net.darknet == "ab" and net.fuse_batchnorm
-        floor = 0.001 if (net.train or fused) else 0.0
-        return normalized_weights(self.weights, self.normalization, floor)
+        return normalized_weights(self.weights, self.normalization, self.relu_floor(net))
+
+    def relu_floor(self, net):
+        return 0.001 if (net.train or (net.darknet == "ab" and net.fuse_batchnorm)) else 0.0
+
+    def add_sources(self, out, net):
+        """out += each source's output times its weight, in the order the fork's -Ofast build multiplies them:
+        with a normalisation the weight is term * (1/total), softmax's applied as (source * (1/total)) * term,
+        relu's as (source * term) * (1/total)."""
+        per_channel = self.weights_type == "per_channel"
+        if self.weights is not None and self.normalization != "none":
+            terms, total = normalization_terms(self.weights, self.normalization, self.relu_floor(net))
+            inverse = np.float32(1.0) / total
+        for i, index in enumerate(self.sources):
+            source = net.layers[index].output
+            common = min(out.shape[1], source.shape[1])
+
+            def scale(values):   # a source's weights broadcast over its channels (per_channel) or one number
+                return values[:common, None, None] if per_channel else values[0]
+            add = source[:, :common]
+            if self.weights is None:
+                pass
+            elif self.normalization == "softmax":
+                add = (add * scale(inverse)) * scale(terms[i + 1])
+            elif self.normalization == "relu":
+                add = (add * scale(terms[i + 1])) * scale(inverse)
+            else:
+                add = add * scale(self.weights[i + 1])
+            out[:, :common] += add
 
     def forward(self, x, net):
         out = self.output_buffer(x.shape[0])
         code = ACTIVATIONS[self.activation]
         inline = inline_activation(code, net.train)
+        if net.darknet == "ab":   # the fork activates element by element with its float activate()
+            inline = fork_scalar(inline)
         if not self.multilayer:
             shortcut(x, net.layers[self.source].output, np.float32(self.alpha), np.float32(self.beta), inline, out)
         else:
             self.normalized = weights = self.current_weights(net)
-            per_channel = self.weights_type == "per_channel"
             out[...] = x if weights is None else x * weights[0][:, None, None]
-            for i, index in enumerate(self.sources):
-                source = net.layers[index].output
-                common = min(out.shape[1], source.shape[1])
-                add = source[:, :common]
-                if weights is not None:
-                    add = add * (weights[i + 1][:common, None, None] if per_channel else weights[i + 1][0])
-                out[:, :common] += add
+            self.add_sources(out, net)
             activate_array(out.reshape(-1), inline)
         batch, c, h, w = out.shape
         finish_activation(self, out.reshape(batch, c, h * w), code, net.train)
