@@ -11,9 +11,8 @@ rcpps (the goldens come from an Intel Xeon; AMD's rcpps differs in the last bits
 drifts from them exactly as far as pydarknet did when it used the host's instruction).
 
 Measured here: yolov4-tiny_train, yolov7-tiny_train and yolov4_train bit for bit (every loss as printed,
-after.weights identical); ab_ops_train losses within 6.5e-6, weights within 8.4e-6 scaled (what is left there is
-the weighted shortcut: the fork's -Ofast forward takes glibc's expf and adds (input * (1/sum)) * weight, and its
-backward has its own order).
+after.weights identical); ab_ops_train's first loss bit for bit, the others within 3.4e-6, weights within 9.1e-6
+scaled (what is left there is the weighted shortcut's backward, whose -Ofast order is not pinned).
 """
 import math
 
