@@ -1,6 +1,6 @@
 PYTHON ?= python3
 
-.PHONY: install test bench bench-avx2 demo bench-train
+.PHONY: install test bench bench-avx2 demo demo-v4tiny bench-train
 
 install:
 	$(PYTHON) -m pip install -e '.[test]'
@@ -22,6 +22,9 @@ bench-avx2:
 
 demo:
 	$(PYTHON) -m pydarknet detector test cfg/shapes.data cfg/shapes-tiny.cfg data/shapes-tiny.weights data/shapes.jpg -thresh .25
+
+demo-v4tiny:   # the second demo: the AlexeyAB fork's yolov4-tiny shape (CIoU, mosaic), trained by pydarknet
+	$(PYTHON) -m pydarknet detector test cfg/shapes.data cfg/shapes-v4tiny.cfg data/shapes-v4tiny.weights data/shapes.jpg
 
 bench-train:
 	$(PYTHON) -m pydarknet.bench --train
