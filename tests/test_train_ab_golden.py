@@ -104,3 +104,14 @@ def test_rcp_intel_values():
     assert rcp_intel(f32(1e-40)) == math.inf              # denormal: as zero
     assert rcp_intel(f32(math.inf)) == 0 and rcp_intel(f32(2.0 ** 126)) == 0 and rcp_intel(f32(2.0 ** 125)) > 0
     assert math.isnan(rcp_intel(f32(math.nan)))
+
+
+def test_fork_logistic_of_very_negative_inputs_is_zero_not_nan():
+    """expf(-x) overflows for x < -88.7: the Newton step after rcpps would make (inf * 0) * 0 = NaN (the fork's
+    CPU build does; a cfg at learning_rate .01 trained into NaN from iteration 10 through its [yolo] logistic);
+    a true division, as its GPU build, gives 0."""
+    from pydarknet.kernels.activations import logistic_array32
+    x = np.array([-98.0, -89.0, 0.0, 3.0, -98.0, -89.0], np.float32)   # four lanes, then a scalar tail of two
+    logistic_array32(x)
+    # the lanes' rcpps and Newton step leave 1/2 a bit short, as the fork's -Ofast build does
+    assert x.tolist() == [0.0, 0.0, np.float32(0.49999997), np.float32(0.95257413), 0.0, 0.0]

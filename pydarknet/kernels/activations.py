@@ -142,8 +142,12 @@ def rcp_intel(x):
 
 @njit(cache=True, inline="always")
 def recip_newton(d):
-    """1/d as -Ofast computes a vector division: rcpps, then one Newton step."""
+    """1/d as -Ofast computes a vector division: rcpps, then one Newton step. An infinite d (the logistic of
+    x < -88.7, whose expf(-x) overflows) gives 0, as a true division and the fork's GPU build do: the CPU
+    build's Newton step makes it NaN, (inf * 0) * 0, and a network trained through it diverges."""
     r = rcp_intel(d)
+    if math.isinf(d):
+        return r
     return (r + r) - (d * r) * r
 
 
