@@ -120,24 +120,41 @@ def _rcp_significands():
     return np.rint((2.0 / (1.0 + (2.0 * i + 1.0) / 4096.0) - 1.0) * 4096.0) / 4096.0
 
 
-RCP_SIGNIFICANDS = _rcp_significands()
-TWO_126 = 2.0 ** 126
+RCP_FRACTIONS = (_rcp_significands() * (1 << 23)).astype(np.uint32)   # the table as float32 fraction fields
+
+
+@intrinsic
+def _float_bits(typingctx, x):
+    """A float32's bits as a uint32."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+    return types.uint32(types.float32), codegen
+
+
+@intrinsic
+def _bits_float(typingctx, bits):
+    """The float32 whose bits are the uint32 `bits`."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(types.uint32), codegen
 
 
 @njit(cache=True, inline="always")
 def rcp_intel(x):
     """The approximate 1/x of x86's rcpss/rcpps as Intel CPUs compute it (12 significant bits): the table's
-    significand with the exponent of 1/x; zero and denormals give infinity, |x| >= 2^126 (and infinity) 0."""
+    significand with the exponent of 1/x; zero and denormals give infinity, |x| >= 2^126 (and infinity) 0.
+    In the bits: x = 2^(E-127) * 1.f gives 2^(253-E-127) * (1 + table[top 11 bits of f])."""
     if math.isnan(x):
         return x
-    a = np.float64(abs(x))
-    if a < 1.0 / TWO_126:
-        return F32(math.copysign(math.inf, x))
-    if a >= TWO_126:
-        return F32(math.copysign(0.0, x))
-    m, e = math.frexp(a)      # a = m 2^e, m in [.5, 1): its significand is 2m
-    r = math.ldexp(1.0 + RCP_SIGNIFICANDS[int((m * 2.0 - 1.0) * 2048.0)], -e)
-    return F32(math.copysign(r, x))
+    bits = _float_bits(F32(x))
+    sign = bits & np.uint32(0x80000000)
+    exponent = (bits >> np.uint32(23)) & np.uint32(0xFF)
+    if exponent == 0:
+        return _bits_float(sign | np.uint32(0x7F800000))
+    if exponent >= 253:
+        return _bits_float(sign)
+    fraction = RCP_FRACTIONS[(bits >> np.uint32(12)) & np.uint32(0x7FF)]
+    return _bits_float(sign | ((np.uint32(253) - exponent) << np.uint32(23)) + fraction)
 
 
 @njit(cache=True, inline="always")
