@@ -1,7 +1,5 @@
-import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,3 +22,12 @@ def chatter_on():
     chatter["quiet"] = False
     yield
     chatter["quiet"] = False
+
+
+@pytest.fixture
+def darknet_products():
+    """darknet's exact-order matrix products for the test (the golden training cases are bit-exact with them)."""
+    from pydarknet.kernels import products
+    previous = products.set_backend("darknet")
+    yield
+    products.set_backend(previous)

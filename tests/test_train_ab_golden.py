@@ -20,21 +20,13 @@ import numpy as np
 import pytest
 
 from conftest import shared_path
-from pydarknet.kernels import products
 from pydarknet.kernels.activations import rcp_intel
 from pydarknet.network import Network
-from pydarknet.weights import read_header, weights_bytes
+from test_train_golden import weight_errors
 
 LOSS_RTOL = 1e-3
 WEIGHT_TOL = 1e-4
 CASES = ["ab_ops_train", "yolov4-tiny_train", "yolov7-tiny_train", "yolov4_train"]
-
-
-@pytest.fixture
-def darknet_products():
-    previous = products.set_backend("darknet")
-    yield
-    products.set_backend(previous)
 
 
 def run_case(case_dir, steps=8):
@@ -47,16 +39,6 @@ def run_case(case_dir, steps=8):
     return net, [float(net.train_batch(x, y)) for _ in range(steps)]
 
 
-def weight_error(net, case_dir):
-    data = (case_dir / "after.weights").read_bytes()
-    _, seen, offset = read_header(data, case_dir / "after.weights")
-    assert seen == net.seen
-    theirs = np.frombuffer(data, "<f4", offset=offset)
-    ours = np.frombuffer(weights_bytes(net), "<f4", offset=20)
-    assert ours.size == theirs.size
-    return float((np.abs(ours.astype(np.float64) - theirs) / np.maximum(1.0, np.abs(theirs))).max())
-
-
 @pytest.mark.parametrize("case", CASES)
 def test_golden_training_ab(case, darknet_products):
     case_dir = shared_path("golden", "train_ab", case)
@@ -64,7 +46,7 @@ def test_golden_training_ab(case, darknet_products):
     net, losses = run_case(case_dir, len(ref))
     err = [abs(a - b) / abs(b) for a, b in zip(losses, ref[:, 1])]
     assert max(err) <= LOSS_RTOL, "relative loss errors " + ", ".join(f"{e:.2g}" for e in err)
-    assert weight_error(net, case_dir) <= WEIGHT_TOL
+    assert weight_errors(net, case_dir).max() <= WEIGHT_TOL
 
 
 def test_ab_stats_line(darknet_products, capsys):

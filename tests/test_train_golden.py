@@ -65,6 +65,18 @@ def run_golden(case_dir, steps=8):
     return net, losses, rates
 
 
+def weight_errors(net, case_dir):
+    """Every weight's scaled error |ours - darknet's| / max(1, |darknet's|) against the case's after.weights, in
+    the file's order; the images seen, in its header, must match too."""
+    data = (case_dir / "after.weights").read_bytes()
+    _, seen, offset = read_header(data, case_dir / "after.weights")
+    assert seen == net.seen
+    theirs = np.frombuffer(data, "<f4", offset=offset)
+    ours = np.frombuffer(weights_bytes(net), "<f4", offset=20)
+    assert ours.size == theirs.size
+    return np.abs(ours.astype(np.float64) - theirs) / np.maximum(1.0, np.abs(theirs))
+
+
 @pytest.fixture
 def blas_products():
     previous = products.set_backend("blas")
@@ -82,13 +94,7 @@ def test_golden_training(case, blas_products):
     for step, (rate, want) in enumerate(zip(rates, ref[:, 2])):
         assert rate == pytest.approx(want, rel=1e-6), f"step {step}: rate {rate} vs darknet {want}"
 
-    data = (case_dir / "after.weights").read_bytes()
-    _, seen, offset = read_header(data, case_dir / "after.weights")
-    assert seen == net.seen
-    theirs = np.frombuffer(data, "<f4", offset=offset)
-    ours = np.frombuffer(weights_bytes(net), "<f4", offset=20)
-    assert ours.size == theirs.size
-    err = np.abs(ours.astype(np.float64) - theirs) / np.maximum(1.0, np.abs(theirs))
+    err = weight_errors(net, case_dir)
     tolerance = BLAS_WEIGHT_TOL.get(case, WEIGHT_TOL)
     if err.max() > tolerance:
         where, start = None, 0
@@ -121,16 +127,6 @@ def test_golden_training_on_each_openblas_kernel_family(family):
 EXACT_WEIGHT_TOL = {"tiny_train": 0.0, "resnet18_train": 1e-6, "yolov3-tiny_train": 0.0}
 
 
-@pytest.fixture
-def darknet_products():
-    try:
-        previous = products.set_backend("darknet")
-    except ImportError:
-        pytest.skip("needs pydarknet/kernels/gemm.py (darknet's exact-order gemm)")
-    yield
-    products.set_backend(previous)
-
-
 @pytest.mark.parametrize("case", CASES)
 def test_golden_training_exact(case, darknet_products):
     case_dir = shared_path("golden", "train", case)
@@ -138,11 +134,7 @@ def test_golden_training_exact(case, darknet_products):
     net, losses, _ = run_golden(case_dir, len(ref))
     for step, (loss, want) in enumerate(zip(losses, ref[:, 1])):
         assert abs(loss - want) <= 2e-7 * abs(want) + 5e-9, f"step {step}: loss {loss!r}, darknet printed {want}"
-    data = (case_dir / "after.weights").read_bytes()
-    _, _, offset = read_header(data, case_dir / "after.weights")
-    theirs = np.frombuffer(data, "<f4", offset=offset)
-    ours = np.frombuffer(weights_bytes(net), "<f4", offset=20)
-    err = np.abs(ours.astype(np.float64) - theirs) / np.maximum(1.0, np.abs(theirs))
+    err = weight_errors(net, case_dir)
     assert err.max() <= EXACT_WEIGHT_TOL[case], f"max scaled weight error {err.max():.3g}"
 
 

@@ -97,16 +97,6 @@ def test_col2im_batch(size, stride, pad, wide):
 
 
 # -- the weight gradient ----------------------------------------------------------------------------------------
-@pytest.fixture
-def darknet_products():
-    try:
-        previous = products.set_backend("darknet")
-    except ImportError:
-        pytest.skip("needs pydarknet/kernels/gemm.py (darknet's exact-order gemm)")
-    yield
-    products.set_backend(previous)
-
-
 @pytest.mark.parametrize("n, m, k, L, path", [
     (3, 5, 27, 130, "rows"), (2, 16, 9, 4097, "rows"), (2, 3, 7, 66, "rows"), (2, 40, 30, 70, "rows"),
     (3, 33, 50, 25, "tiles"), (2, 7, 13, 3, "tiles"), (2, 4, 5, 1, "tiles"), (1, 9, 600, 12, "tiles"),
