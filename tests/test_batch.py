@@ -9,9 +9,7 @@ from click.testing import CliRunner
 
 from conftest import ROOT, shared_path
 from pydarknet.cli import cli
-from pydarknet.network import Network
 from pydarknet.predict import Classifier, Detector
-from pydarknet.weights import save_weights
 
 SHAPES = [str(ROOT / "cfg/shapes.data"), str(ROOT / "cfg/shapes-tiny.cfg"), str(ROOT / "data/shapes-tiny.weights")]
 TIMING = re.compile(r"Predicted in [0-9.]+ (milli-)?seconds|\"seconds\": [0-9.e-]+")
@@ -81,22 +79,6 @@ def test_detect_batch_api_equals_detect(images):
         a.seconds = b.seconds = 0
     assert together == alone and sum(len(r.detections) for r in alone) > 10
     assert detector.detect_batch([]) == []
-
-
-@pytest.fixture(scope="module")
-def small_classifier(tmp_path_factory):
-    """A random fully convolutional classifier (no batch-norm), 3 classes."""
-    folder = tmp_path_factory.mktemp("classifier")
-    cfg = folder / "small.cfg"
-    cfg.write_text("[net]\nwidth=64\nheight=64\nchannels=3\n\n"
-                   "[convolutional]\nfilters=8\nsize=3\nstride=2\npad=1\nactivation=leaky\n\n"
-                   "[convolutional]\nfilters=3\nsize=1\nstride=1\nactivation=linear\n\n"
-                   "[avgpool]\n\n[softmax]\n")
-    net = Network(cfg, quiet_unused=True).initialize(3)
-    save_weights(net, folder / "small.weights")
-    (folder / "small.names").write_text("a\nb\nc\n")
-    (folder / "small.data").write_text(f"classes=3\nnames={folder / 'small.names'}\ntop=3\n")
-    return [str(folder / name) for name in ("small.data", "small.cfg", "small.weights")]
 
 
 @pytest.mark.parametrize("preprocess", [[], ["-resize"], ["-letter_box"]])

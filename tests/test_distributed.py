@@ -13,8 +13,6 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, shared_path
-from pydarknet.network import Network
-from pydarknet.weights import save_weights
 
 distributed = pytest.importorskip("distributed")
 psutil = pytest.importorskip("psutil")
@@ -73,20 +71,6 @@ def many_images(tmp_path_factory):
         paths.append(folder / f"photo{i:03d}.jpg")
         paths[-1].write_bytes(photos[i % 3])
     return [str(p) for p in paths]
-
-
-@pytest.fixture(scope="module")
-def small_classifier(tmp_path_factory):
-    """A random fully convolutional classifier, 3 classes."""
-    folder = tmp_path_factory.mktemp("classifier")
-    cfg = folder / "small.cfg"
-    cfg.write_text("[net]\nwidth=64\nheight=64\nchannels=3\n\n"
-                   "[convolutional]\nfilters=8\nsize=3\nstride=2\npad=1\nactivation=leaky\n\n"
-                   "[convolutional]\nfilters=3\nsize=1\nstride=1\nactivation=linear\n\n[avgpool]\n\n[softmax]\n")
-    save_weights(Network(cfg, quiet_unused=True).initialize(3), folder / "small.weights")
-    (folder / "small.names").write_text("a\nb\nc\n")
-    (folder / "small.data").write_text(f"classes=3\nnames={folder / 'small.names'}\ntop=3\n")
-    return [str(folder / name) for name in ("small.data", "small.cfg", "small.weights")]
 
 
 def same_on_cluster(args, cwd, address, input=None):
