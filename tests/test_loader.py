@@ -11,58 +11,16 @@ import numpy as np
 import pytest
 
 from conftest import shared_path
+from test_train_cli import CFG as TRAIN_CFG
 from pydarknet import data as D
 from pydarknet import image, jpeg
 from pydarknet.kernels import augment
 from pydarknet.train import TrainingRun
 
 
-CFG = """[net]
-batch=4
-subdivisions=2
-width=32
-height=32
-channels=3
-learning_rate=0.01
-burn_in=2
-max_batches=4
-policy=steps
-steps=3
-scales=.1
-momentum=0.9
-decay=0.0005
-hue=.1
-saturation=1.5
-exposure=1.5
-
-[convolutional]
-batch_normalize=1
-filters=4
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-size=1
-stride=1
-pad=1
-filters=14
-activation=linear
-
-[yolo]
-mask=0,1
-anchors=4,4, 8,8
-classes=2
-num=2
-jitter=.2
-ignore_thresh=.5
-random=0
-"""
+# test_train_cli's toy detector, with pjreddie's colour augmentation on and more jitter
+CFG = TRAIN_CFG.replace("decay=0.0005\n", "decay=0.0005\nhue=.1\nsaturation=1.5\nexposure=1.5\n").replace(
+    "jitter=.1", "jitter=.2")
 
 
 @pytest.fixture
