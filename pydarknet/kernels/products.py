@@ -15,8 +15,8 @@ Three backends:
   and Tiny Darknet prints malamute 0.167167 instead of darknet's 0.167168);
 - "fast" (`--fast`): inference products through the chain kernel with a fused multiply-add per step (one
   rounding instead of two: as accurate, not darknet's bits; faster wherever multiply and add share the
-  FMA units, as on Intel cores), and stride-1 3x3 convolutions over 128 channels or more by Winograd's
-  F(2x2, 3x3) (kernels/winograd.py: 2.25x fewer multiplications); training's products as "blas". Golden
+  FMA units, as on Intel cores), and stride-1 3x3 convolutions by Winograd's F(4x4, 3x3) or F(2x2, 3x3)
+  (kernels/winograd.py: 4x or 2.25x fewer multiplications; see winograd_tile); training's products as "blas". Golden
   outputs stay within 1e-3 (scaled) of the exact ones (tests/test_fast_products.py).
 
 `set_backend(name)` switches for the whole process (`set_backend("fast")` is what --fast and
@@ -76,32 +76,38 @@ def conv_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out):
     sgemm_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, fused=_BACKEND == "fast")
 
 
-WINOGRAD_CHANNELS = 128   # input channels from which conv_winograd is used (see winograd_applies)
-
-
-def winograd_applies(channels, size, stride, dilation, groups):
-    """Whether a convolution goes through conv_winograd: with the fast products, for stride-1 3x3 kernels over
-    WINOGRAD_CHANNELS or more. Below that, the products' short sums over channels and the 16 parallel calls
-    cost more than the multiplications saved. Whole forwards, alternating in one run on an AVX-512 EPYC,
-    2 threads (threshold 64 / 128 / 256 / none): yolov3-tiny 38.4 / 37.3 / 38.8 / 43.9 ms, yolov4-tiny 52.4 /
-    47.2 / 49.1 / 55.6, Tiny Darknet 12.3 / 11.3 / 11.4 / 11.4."""
-    return _BACKEND == "fast" and size == 3 and stride == 1 and dilation == 1 and groups == 1 and \
-        channels >= WINOGRAD_CHANNELS
+def winograd_tile(channels, size, stride, dilation, groups, out_h, out_w):
+    """The output tile (m x m) of the Winograd transform a convolution goes through, or 0 for the products: with
+    the fast products, for stride-1 3x3 kernels, F(4x4, 3x3) over 64 channels or more on outputs of 40 x 40 or
+    more, F(2x2, 3x3) over 128 channels or more on smaller ones. Elsewhere the transforms' passes over memory
+    cost more than the multiplications saved: F(4x4)'s scratch (36 positions x channels x tiles) leaves the
+    cache on large outputs of few channels, its 13 x 13 tiles would be a third padding, and short sums over few
+    channels are cheap as products anyway. Measured in yolov3-tiny and yolov4-tiny's forwards (2 threads of an
+    AVX-512 EPYC, im2col product / F(2x2) / F(4x4), each layer alternating): 64x104x104 -> 64 3.25 / - / 2.72 ms,
+    64x52x52 -> 128 1.42 / - / 1.15, 128x52x52 -> 128 - / 2.01 / 1.89, 32x104x104 -> 64 1.68 / - / 1.90,
+    128x26x26 -> 128 - / 0.83 / 0.92, 384x26x26 -> 256 - / 2.32 / 2.49, 512x13x13 -> 1024 - / 3.91 / 4.99."""
+    if _BACKEND != "fast" or size != 3 or stride != 1 or dilation != 1 or groups != 1:
+        return 0
+    if channels >= 64 and min(out_h, out_w) >= 40:
+        return 4
+    return 2 if channels >= 128 else 0
 
 
 def conv_winograd(u, x, pad, out_h, out_w, out, scratch):
     """out (filters, out_h*out_w) = the 3x3 stride-1 convolution of image x (c, h, w) whose Winograd weights
-    are u (kernels.winograd.transform_weights), by F(2x2, 3x3): 16 products through the chain kernel with
-    fused multiply-adds, in one call. scratch(name, floats) gives kept scratch arrays."""
-    from .winograd import transform_input, transform_output
-    _, filters, channels = u.shape
-    tiles_w = (out_w + 1) // 2
-    tiles = (out_h + 1) // 2 * tiles_w
-    V = scratch("winograd_v", 16 * channels * tiles).reshape(16, channels, tiles)
-    M = scratch("winograd_m", 16 * filters * tiles).reshape(16, filters, tiles)
-    transform_input(x, 0, pad, tiles_w, V)
+    are u (kernels.winograd.transform_weights, for tiles of m x m: u has (m + 2)^2 rows), by F(m x m, 3x3):
+    (m + 2)^2 products through the chain kernel with fused multiply-adds, in one call. scratch(name, floats)
+    gives kept scratch arrays."""
+    from .winograd import transform_input2, transform_input4, transform_output2, transform_output4
+    positions, filters, channels = u.shape
+    m = 2 if positions == 16 else 4
+    tiles_w = (out_w + m - 1) // m
+    tiles = (out_h + m - 1) // m * tiles_w
+    V = scratch("winograd_v", positions * channels * tiles).reshape(positions, channels, tiles)
+    M = scratch("winograd_m", positions * filters * tiles).reshape(positions, filters, tiles)
+    (transform_input2 if m == 2 else transform_input4)(x, pad, tiles_w, V)
     sgemm_batch(u, V, M, fused=True)
-    transform_output(M, tiles_w, out_h, out_w, out)
+    (transform_output2 if m == 2 else transform_output4)(M, tiles_w, out_h, out_w, out)
 
 
 def gemm_tn(a, b, out, accumulate=False):

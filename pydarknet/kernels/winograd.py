@@ -1,81 +1,205 @@
-"""Winograd's F(2x2, 3x3) for the fast products: a stride-1 3x3 convolution in 16 matrix products of a quarter
-of the size, 2.25x fewer multiplications than im2col's product. Not darknet's bits (the transforms add and
-subtract before the products): only for products.py's "fast" backend.
+"""Winograd's F(2x2, 3x3) and F(4x4, 3x3) for the fast products: a stride-1 3x3 convolution in n*n matrix
+products over the channels (n = m + 2 for output tiles of m x m), 2.25x (m = 2) or 4x (m = 4) fewer
+multiplications than im2col's product. Not darknet's bits (the transforms add and subtract before the
+products): only for products.py's "fast" backend.
 
-Every 2x2 block of outputs (a tile) comes from the 4x4 input patch around it:
+Every m x m block of outputs (a tile) comes from the n x n input patch around it:
 
-    Y = A^T [ (G g G^T) * (B^T d B) ] A       (* elementwise over the 16 positions)
+    Y = A^T [ (G g G^T) * (B^T d B) ] A       (* elementwise over the n*n positions)
 
-with g the 3x3 kernel, d the patch and the standard matrices B^T (4x4), G (4x3), A^T (2x4) below. For each of
-the 16 positions the sum over input channels is a matrix product: M[p] (filters x tiles) = U[p] (filters x
-channels) @ V[p] (channels x tiles), done by the chain kernel with fused multiply-adds.
+with g the 3x3 kernel, d the patch and the standard matrices of Lavin and Gray (points 0, +-1, +-2 for m = 4):
+B^T (n x n), G (n x 3), A^T (m x n), applied below as the one-dimensional transforms _bt2/_at2 and _bt4/_at4
+along columns, then rows. For each of the n*n positions the sum over input channels is a matrix product:
+M[p] (filters x tiles) = U[p] (filters x channels) @ V[p] (channels x tiles), done by the chain kernel with
+fused multiply-adds.
 """
 import numpy as np
 from numba import njit, prange
 
-G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
+_2, _4, _5, _8 = np.float32(2), np.float32(4), np.float32(5), np.float32(8)
+G = {2: np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]]),
+     4: np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
+                  [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])}
 
 
-def transform_weights(weights, channels):
-    """U (16, filters, channels) = G g G^T for each filter's 3x3 kernels (weights (filters, channels*9)), computed
-    in double and rounded once."""
+def transform_weights(weights, channels, m):
+    """U (n*n, filters, channels) = G g G^T for each filter's 3x3 kernels (weights (filters, channels*9)), for
+    output tiles of m x m (n = m + 2), computed in double and rounded once."""
     g = weights.reshape(weights.shape[0], channels, 3, 3).astype(np.float64)
-    u = np.einsum("ik,fckl,jl->ijfc", G, g, G)
-    return np.ascontiguousarray(u.reshape(16, weights.shape[0], channels), dtype=np.float32)
+    u = np.einsum("ik,fckl,jl->ijfc", G[m], g, G[m])
+    return np.ascontiguousarray(u.reshape((m + 2) ** 2, weights.shape[0], channels), dtype=np.float32)
+
+
+@njit(cache=True, inline="always")
+def _bt2(d0, d1, d2, d3):
+    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
+
+
+@njit(cache=True, inline="always")
+def _at2(m0, m1, m2, m3):
+    return m0 + m1 + m2, m1 - m2 - m3
+
+
+@njit(cache=True, inline="always")
+def _bt4(d0, d1, d2, d3, d4, d5):
+    a = d4 - _4 * d2
+    b = d3 - _4 * d1
+    c = d4 - d2
+    e = _2 * (d3 - d1)
+    return _4 * d0 - _5 * d2 + d4, a + b, a - b, c + e, c - e, _4 * d1 - _5 * d3 + d5
+
+
+@njit(cache=True, inline="always")
+def _at4(m0, m1, m2, m3, m4, m5):
+    a = m1 + m2
+    b = m1 - m2
+    c = m3 + m4
+    e = m3 - m4
+    return m0 + a + c, b + _2 * e, a + _4 * c, b + _8 * e + m5
+
+
+@njit(cache=True, inline="always")
+def _chunks(count):
+    """Tasks of a transform: runs of channels or filters, so that each task's scratch rows are made once."""
+    return min(count, 16)
+
+
+@njit(cache=True, inline="always")
+def _padded_plane(plane, pad, buf):
+    """buf (zeros outside) = the image plane at offset (pad, pad), cut to buf's size: every tile's patch is
+    then inside buf, and the transforms need no edge cases."""
+    h, w = plane.shape
+    hp, wp = buf.shape
+    for y in range(pad, min(hp, h + pad)):
+        src = plane[y - pad]
+        dst = buf[y]
+        for x in range(pad, min(wp, w + pad)):
+            dst[x] = src[x - pad]
 
 
 @njit(cache=True, parallel=True)
-def transform_input(x, c0, pad, tiles_w, V):
-    """V (16, channels, tiles) = B^T d B for the 4x4 patch d of every tile of channels c0.. of x (c, h, w),
-    zeros outside the image; tile t = (ty, tx) starts at input pixel (2 ty - pad, 2 tx - pad)."""
-    h, w = x.shape[1], x.shape[2]
+def transform_input2(x, pad, tiles_w, V):
+    """V (16, channels, tiles) = B^T d B for the 4x4 patch d of every tile of x (channels, h, w), zeros outside
+    the image; tile t = (ty, tx) starts at input pixel (2 ty - pad, 2 tx - pad). B^T runs down each column of
+    a row of patches at once (rows of the padded plane, in vectors), then B along each patch's rows."""
     channels, tiles = V.shape[1], V.shape[2]
-    for c in prange(channels):
-        plane = x[c0 + c]
-        d = np.empty((4, 4), np.float32)
-        for t in range(tiles):
-            y0 = 2 * (t // tiles_w) - pad
-            x0 = 2 * (t % tiles_w) - pad
-            if 0 <= y0 and y0 + 4 <= h and 0 <= x0 and x0 + 4 <= w:
+    tiles_h = tiles // tiles_w
+    hp, wp = 2 * tiles_h + 2, 2 * tiles_w + 2
+    nchunk = _chunks(channels)
+    for q in prange(nchunk):
+        buf = np.zeros((hp, wp), np.float32)
+        col = np.empty((4, wp), np.float32)
+        for c in range(q * channels // nchunk, (q + 1) * channels // nchunk):
+            _padded_plane(x[c], pad, buf)
+            for ty in range(tiles_h):
+                r0, r1, r2, r3 = buf[2 * ty], buf[2 * ty + 1], buf[2 * ty + 2], buf[2 * ty + 3]
+                c0, c1, c2, c3 = col[0], col[1], col[2], col[3]
+                for i in range(wp):
+                    c0[i], c1[i], c2[i], c3[i] = _bt2(r0[i], r1[i], r2[i], r3[i])
+                base = ty * tiles_w
                 for i in range(4):
-                    for j in range(4):
-                        d[i, j] = plane[y0 + i, x0 + j]
-            else:
-                for i in range(4):
-                    for j in range(4):
-                        inside = 0 <= y0 + i < h and 0 <= x0 + j < w
-                        d[i, j] = plane[y0 + i, x0 + j] if inside else 0.0
-            for j in range(4):   # B^T d, column by column
-                a, b, e, f = d[0, j], d[1, j], d[2, j], d[3, j]
-                d[0, j] = a - e
-                d[1, j] = b + e
-                d[2, j] = e - b
-                d[3, j] = b - f
-            for i in range(4):   # (B^T d) B, row by row
-                a, b, e, f = d[i, 0], d[i, 1], d[i, 2], d[i, 3]
-                V[4 * i, c, t] = a - e
-                V[4 * i + 1, c, t] = b + e
-                V[4 * i + 2, c, t] = e - b
-                V[4 * i + 3, c, t] = b - f
+                    ci = col[i]
+                    v0, v1, v2, v3 = V[4 * i, c], V[4 * i + 1, c], V[4 * i + 2, c], V[4 * i + 3, c]
+                    for tx in range(tiles_w):
+                        x0 = 2 * tx
+                        t = base + tx
+                        v0[t], v1[t], v2[t], v3[t] = _bt2(ci[x0], ci[x0 + 1], ci[x0 + 2], ci[x0 + 3])
 
 
 @njit(cache=True, parallel=True)
-def transform_output(M, tiles_w, out_h, out_w, out):
-    """out (filters, out_h*out_w) = A^T m A for every tile's 4x4 m of M (16, filters, tiles): its 2x2 outputs,
-    those inside the output."""
+def transform_input4(x, pad, tiles_w, V):
+    """transform_input2 for F(4x4, 3x3): V (36, channels, tiles) from the 6x6 patches starting at
+    (4 ty - pad, 4 tx - pad)."""
+    channels, tiles = V.shape[1], V.shape[2]
+    tiles_h = tiles // tiles_w
+    hp, wp = 4 * tiles_h + 2, 4 * tiles_w + 2
+    nchunk = _chunks(channels)
+    for q in prange(nchunk):
+        buf = np.zeros((hp, wp), np.float32)
+        col = np.empty((6, wp), np.float32)
+        for c in range(q * channels // nchunk, (q + 1) * channels // nchunk):
+            _padded_plane(x[c], pad, buf)
+            for ty in range(tiles_h):
+                r0, r1, r2, r3, r4, r5 = (buf[4 * ty], buf[4 * ty + 1], buf[4 * ty + 2], buf[4 * ty + 3],
+                                          buf[4 * ty + 4], buf[4 * ty + 5])
+                c0, c1, c2, c3, c4, c5 = col[0], col[1], col[2], col[3], col[4], col[5]
+                for i in range(wp):
+                    c0[i], c1[i], c2[i], c3[i], c4[i], c5[i] = _bt4(r0[i], r1[i], r2[i], r3[i], r4[i], r5[i])
+                base = ty * tiles_w
+                for i in range(6):
+                    ci = col[i]
+                    v0, v1, v2, v3, v4, v5 = (V[6 * i, c], V[6 * i + 1, c], V[6 * i + 2, c], V[6 * i + 3, c],
+                                              V[6 * i + 4, c], V[6 * i + 5, c])
+                    for tx in range(tiles_w):
+                        x0 = 4 * tx
+                        t = base + tx
+                        v0[t], v1[t], v2[t], v3[t], v4[t], v5[t] = _bt4(ci[x0], ci[x0 + 1], ci[x0 + 2], ci[x0 + 3],
+                                                                        ci[x0 + 4], ci[x0 + 5])
+
+
+@njit(cache=True, parallel=True)
+def transform_output2(M, tiles_w, out_h, out_w, out):
+    """out (filters, out_h*out_w) = A^T m A for every tile's 4x4 m of M (16, filters, tiles): its 2x2
+    outputs, those inside the output. A^T runs over a row of tiles at once, then A along each tile's rows."""
     filters, tiles = M.shape[1], M.shape[2]
-    for f in prange(filters):
-        row = out[f]
-        s = np.empty((2, 4), np.float32)
-        for t in range(tiles):
-            y0 = 2 * (t // tiles_w)
-            x0 = 2 * (t % tiles_w)
-            for j in range(4):   # A^T m
-                s[0, j] = M[j, f, t] + M[4 + j, f, t] + M[8 + j, f, t]
-                s[1, j] = M[4 + j, f, t] - M[8 + j, f, t] - M[12 + j, f, t]
-            for i in range(2):   # (A^T m) A
-                y = y0 + i
-                if y < out_h:
-                    row[y * out_w + x0] = s[i, 0] + s[i, 1] + s[i, 2]
-                    if x0 + 1 < out_w:
-                        row[y * out_w + x0 + 1] = s[i, 1] - s[i, 2] - s[i, 3]
+    tiles_h = tiles // tiles_w
+    nchunk = _chunks(filters)
+    for q in prange(nchunk):
+        s = np.empty((2, 4, tiles_w), np.float32)
+        rows = np.empty((2, 2 * tiles_w), np.float32)
+        for f in range(q * filters // nchunk, (q + 1) * filters // nchunk):
+            dst = out[f]
+            for ty in range(tiles_h):
+                base = ty * tiles_w
+                for j in range(4):
+                    m0, m1, m2, m3 = M[j, f], M[4 + j, f], M[8 + j, f], M[12 + j, f]
+                    s0, s1 = s[0, j], s[1, j]
+                    for tx in range(tiles_w):
+                        t = base + tx
+                        s0[tx], s1[tx] = _at2(m0[t], m1[t], m2[t], m3[t])
+                for i in range(2):
+                    a0, a1, a2, a3 = s[i, 0], s[i, 1], s[i, 2], s[i, 3]
+                    row = rows[i]
+                    for tx in range(tiles_w):
+                        row[2 * tx], row[2 * tx + 1] = _at2(a0[tx], a1[tx], a2[tx], a3[tx])
+                _store_rows(rows, 2 * ty, out_h, out_w, dst)
+
+
+@njit(cache=True, parallel=True)
+def transform_output4(M, tiles_w, out_h, out_w, out):
+    """transform_output2 for F(4x4, 3x3): M (36, filters, tiles), 4x4 outputs per tile."""
+    filters, tiles = M.shape[1], M.shape[2]
+    tiles_h = tiles // tiles_w
+    nchunk = _chunks(filters)
+    for q in prange(nchunk):
+        s = np.empty((4, 6, tiles_w), np.float32)
+        rows = np.empty((4, 4 * tiles_w), np.float32)
+        for f in range(q * filters // nchunk, (q + 1) * filters // nchunk):
+            dst = out[f]
+            for ty in range(tiles_h):
+                base = ty * tiles_w
+                for j in range(6):
+                    m0, m1, m2, m3, m4, m5 = M[j, f], M[6 + j, f], M[12 + j, f], M[18 + j, f], M[24 + j, f], M[30 + j, f]
+                    s0, s1, s2, s3 = s[0, j], s[1, j], s[2, j], s[3, j]
+                    for tx in range(tiles_w):
+                        t = base + tx
+                        s0[tx], s1[tx], s2[tx], s3[tx] = _at4(m0[t], m1[t], m2[t], m3[t], m4[t], m5[t])
+                for i in range(4):
+                    a0, a1, a2, a3, a4, a5 = s[i, 0], s[i, 1], s[i, 2], s[i, 3], s[i, 4], s[i, 5]
+                    row = rows[i]
+                    for tx in range(tiles_w):
+                        x0 = 4 * tx
+                        row[x0], row[x0 + 1], row[x0 + 2], row[x0 + 3] = _at4(a0[tx], a1[tx], a2[tx], a3[tx], a4[tx],
+                                                                              a5[tx])
+                _store_rows(rows, 4 * ty, out_h, out_w, dst)
+
+
+@njit(cache=True, inline="always")
+def _store_rows(rows, y0, out_h, out_w, dst):
+    """The output rows y0.. of a row of tiles (rows: one per tile row, tiles side by side) into dst (out_h*out_w),
+    those inside the output."""
+    for i in range(min(rows.shape[0], out_h - y0)):
+        row = rows[i]
+        o = (y0 + i) * out_w
+        for x in range(out_w):
+            dst[o + x] = row[x]

@@ -27,7 +27,7 @@ from ..kernels.conv import (col2im_batch, depthwise_conv, im2col_batch, im2col_t
                             normalize_scale_bias_activate, pad_images)
 from ..kernels.products import (backend, conv_image, conv_weight_gradient, conv_weight_gradient_image,
                                 conv_winograd, gemm_nn, gemm_tn, packs_images, weight_gradient_from_image,
-                                weight_gradient_transposed, winograd_applies)
+                                weight_gradient_transposed, winograd_tile)
 from ..kernels.winograd import transform_weights
 from .base import Layer, zeros
 
@@ -234,12 +234,13 @@ class Convolutional(Layer):
             cached = self._fused = (net.params_version, weights, biases)
         return cached[1], cached[2]
 
-    def winograd_weights(self, weights, net):
-        """The Winograd transform of `weights` (the layer's or its fused ones), kept until the parameters change."""
+    def winograd_weights(self, weights, tile, net):
+        """The Winograd transform of `weights` (the layer's or its fused ones) for output tiles of tile x tile,
+        kept until the parameters change."""
         cached = self.__dict__.get("_winograd")
-        key = (net.params_version, id(weights))
+        key = (net.params_version, id(weights), tile)
         if cached is None or cached[0] != key:
-            cached = self._winograd = (key, transform_weights(weights, weights.shape[1] // 9))
+            cached = self._winograd = (key, transform_weights(weights, weights.shape[1] // 9, tile))
         return cached[1]
 
     def convolve(self, x, net, out=None, weights=None):
@@ -261,8 +262,9 @@ class Convolutional(Layer):
         if g == c == n:   # depthwise: one chain per output straight from the image, no columns
             depthwise_conv(x, weights, self.size, self.stride, pad, d, out.reshape(batch, n, L))
             return out
-        if winograd_applies(cg, self.size, self.stride, d, g):   # the fast products' Winograd F(2x2, 3x3)
-            u = self.winograd_weights(weights, net)
+        tile = winograd_tile(cg, self.size, self.stride, d, g, out_h, out_w)
+        if tile:   # the fast products' Winograd F(tile x tile, 3x3)
+            u = self.winograd_weights(weights, tile, net)
             for b in range(batch):
                 conv_winograd(u, x[b], pad, out_h, out_w, out[b], lambda name, size: scratch(net, name, size))
             return out
