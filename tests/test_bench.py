@@ -21,9 +21,27 @@ def test_median_times_alternates_and_keeps_missing_peers(monkeypatch):
 def test_report_line(capsys):
     bench.report("decode x.jpg", 0.012, 0.004)
     bench.report("forward y", 0.05, None)
+    bench.report("forward z", 0.03, 0.025, 0.06)
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "decode x.jpg                           pydarknet     12.0 ms   opencv      4.0 ms   ratio  3.00x"
     assert out[1].startswith("forward y") and "opencv: unavailable" in out[1]
+    assert out[2].endswith("ratio  1.20x   (opencv without Winograd 60.0 ms: 0.50x)")
+
+
+def test_opencv_without_winograd_is_another_forward():
+    """The like-for-like peer of the exact products: OpenCV with its Winograd off computes the same network."""
+    import numpy as np
+    import pytest
+    from conftest import ROOT
+    cv2 = pytest.importorskip("cv2")
+    if not hasattr(cv2, "dnn") or not hasattr(cv2.dnn.Net, "enableWinograd"):
+        pytest.skip("needs OpenCV's dnn module with enableWinograd (4.7 on)")
+    cfg, weights = ROOT / "cfg/shapes-tiny.cfg", ROOT / "data/shapes-tiny.weights"
+    x = np.random.default_rng(0).random((1, 3, 160, 160), dtype=np.float32)   # the cfg's size
+    with_winograd = bench.opencv_net(cfg, weights)(x)
+    without = bench.opencv_net(cfg, weights, winograd=False)(x)
+    for a, b in zip(with_winograd, without):
+        assert a.shape == b.shape and np.allclose(a, b, atol=1e-3)
 
 
 def test_cpu_line_names_the_machine():
