@@ -179,7 +179,8 @@ def transform_output4(M, tiles_w, out_h, out_w, out):
             for ty in range(tiles_h):
                 base = ty * tiles_w
                 for j in range(6):
-                    m0, m1, m2, m3, m4, m5 = M[j, f], M[6 + j, f], M[12 + j, f], M[18 + j, f], M[24 + j, f], M[30 + j, f]
+                    m0, m1, m2, m3, m4, m5 = (M[j, f], M[6 + j, f], M[12 + j, f], M[18 + j, f], M[24 + j, f],
+                                              M[30 + j, f])
                     s0, s1, s2, s3 = s[0, j], s[1, j], s[2, j], s[3, j]
                     for tx in range(tiles_w):
                         t = base + tx
