@@ -171,6 +171,8 @@ def bench_detect_command(cfg, weights, image, runs, folder):
     # the child must import this very pydarknet, whether installed or run from a checkout
     root = str(Path(pydarknet.__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    # with its bytecode cached, as pip leaves an installed package (the warm-up run writes it in a checkout)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     run = lambda cmd: subprocess.run(cmd, cwd=folder, check=True, capture_output=True, env=env)  # noqa: E731
     ours, theirs = median_times([lambda: run(ours_cmd), lambda: run(theirs_cmd)], runs, warmup=1)
     report("command: detect yolov3-tiny dog.jpg", ours, theirs)
