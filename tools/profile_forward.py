@@ -3,7 +3,7 @@
     python3 tools/profile_forward.py [yolov3-tiny|yolov4-tiny|tiny ...] [--runs N]
 
 Part 1: every convolution's product (filters x k by k x output positions), pydarknet's exact kernel and numpy's
-matmul (OpenBLAS) alternating, medians and their ratio. Part 2: each layer's forward time (median), split
+matmul (OpenBLAS) in turn, medians and their ratio. Part 2: each layer's forward time (median), split
 into the product and the rest for convolutions, and the forward's total outside the products.
 """
 import argparse
@@ -17,9 +17,8 @@ if "--threads" in sys.argv:   # before numpy and Numba start their pools: both p
     THREADS = sys.argv[sys.argv.index("--threads") + 1]
     os.environ["OPENBLAS_NUM_THREADS"] = os.environ["NUMBA_NUM_THREADS"] = THREADS
 
+import pydarknet  # noqa: F401,I001  (the thread pools' environment, before numpy starts OpenBLAS's)
 import numpy as np
-
-import pydarknet  # noqa: F401  (thread-pool environment first)
 from pydarknet.about import cpu_line
 from pydarknet.kernels import products
 from pydarknet.kernels.gemm import sgemm_darknet
@@ -42,6 +41,24 @@ def medians(fns, runs):
     return [statistics.median(t) for t in times]
 
 
+def block_medians(fns, runs, rounds=3):
+    """Medians of fns timed in blocks of consecutive runs, blocks in turn, each after a pause and two untimed
+    runs: each pool's idle threads spin about 0.1 ms after its call (pydarknet/__init__.py) and would take
+    the cores from the other's next call (a small product is that short), so calls in turn would time that
+    fight, not the kernels."""
+    times = [[] for _ in fns]
+    for _ in range(rounds):
+        for t, fn in zip(times, fns):
+            time.sleep(0.01)
+            fn()
+            fn()
+            for _ in range(max(1, runs // rounds)):
+                start = time.perf_counter()
+                fn()
+                t.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
 def product_table(net, runs):
     print(f"{'layer':>5} {'M':>5} {'K':>5} {'N':>6} {'GFLOP':>6} {'exact ms':>9} {'blas ms':>8} {'ratio':>6}")
     total = [0.0, 0.0]
@@ -54,7 +71,7 @@ def product_table(net, runs):
         a = rng.standard_normal((M, K), dtype=np.float32)
         b = rng.standard_normal((K, N), dtype=np.float32)
         c = np.empty((M, N), np.float32)
-        ours, blas = medians([lambda: sgemm_darknet(a, b, c), lambda: np.matmul(a, b, out=c)], runs)
+        ours, blas = block_medians([lambda: sgemm_darknet(a, b, c), lambda: np.matmul(a, b, out=c)], runs)
         total[0] += ours
         total[1] += blas
         print(f"{i:5d} {M:5d} {K:5d} {N:6d} {2e-9 * M * K * N:6.3f} {ours * 1e3:9.2f} {blas * 1e3:8.2f} "
