@@ -29,19 +29,7 @@ SHARED = ROOT.parent / "shared"
 NETS = {"yolov3-tiny": 416, "yolov4-tiny": 416, "tiny": 224}
 
 
-def medians(fns, runs):
-    for fn in fns:
-        fn()
-    times = [[] for _ in fns]
-    for _ in range(runs):
-        for t, fn in zip(times, fns):
-            start = time.perf_counter()
-            fn()
-            t.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
-
-
-def block_medians(fns, runs, rounds=3):
+def medians(fns, runs, rounds=3):
     """Medians of fns timed in blocks of consecutive runs, blocks in turn, each after a pause and two untimed
     runs: each pool's idle threads spin about 0.1 ms after its call (pydarknet/__init__.py) and would take
     the cores from the other's next call (a small product is that short), so calls in turn would time that
@@ -71,7 +59,7 @@ def product_table(net, runs):
         a = rng.standard_normal((M, K), dtype=np.float32)
         b = rng.standard_normal((K, N), dtype=np.float32)
         c = np.empty((M, N), np.float32)
-        ours, blas = block_medians([lambda: sgemm_darknet(a, b, c), lambda: np.matmul(a, b, out=c)], runs)
+        ours, blas = medians([lambda: sgemm_darknet(a, b, c), lambda: np.matmul(a, b, out=c)], runs)
         total[0] += ours
         total[1] += blas
         print(f"{i:5d} {M:5d} {K:5d} {N:6d} {2e-9 * M * K * N:6.3f} {ours * 1e3:9.2f} {blas * 1e3:8.2f} "
