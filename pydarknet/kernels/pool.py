@@ -33,6 +33,9 @@ def maxpool_plane(plane, size, stride_y, stride_x, pad, out, taps):
     h, w = plane.shape
     oh, ow = out.shape
     offset = -(pad // 2)
+    if size == 2 and stride_y == 2 and stride_x == 2 and offset == 0 and h == 2 * oh and w == 2 * ow:
+        _maxpool_2x2(plane, out)
+        return
     for i in range(oh):
         orow = out[i]
         y0 = offset + i * stride_y
@@ -56,6 +59,25 @@ def maxpool_plane(plane, size, stride_y, stride_x, pad, out, taps):
                 for j in range(j1 - j0):
                     v = taps[j]
                     dst[j] = v if v > dst[j] else dst[j]
+
+
+@njit(cache=True, inline="always")
+def _larger(v, m):
+    """darknet's running maximum: v replaces m only if greater (a NaN never does)."""
+    return v if v > m else m
+
+
+@njit(cache=True)
+def _maxpool_2x2(plane, out):
+    """maxpool_plane's 2x2 windows at stride 2 tiling the plane exactly (yolov3-tiny's and yolov4-tiny's
+    pools): two input rows per output row, no padding to skip, a loop the compiler vectorizes."""
+    for i in range(out.shape[0]):
+        r0, r1, orow = plane[2 * i], plane[2 * i + 1], out[i]
+        for j in range(out.shape[1]):
+            m = _larger(r0[2 * j], -FLT_MAX)
+            m = _larger(r0[2 * j + 1], m)
+            m = _larger(r1[2 * j], m)
+            orow[j] = _larger(r1[2 * j + 1], m)
 
 
 @njit(cache=True, parallel=True)
