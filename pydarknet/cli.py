@@ -16,7 +16,7 @@ import numpy as np
 
 from .config import DarknetError, chatter, note, read_data_cfg, read_names, warn
 from .resources import find_file, local_copy
-from .stream import batch_results
+from .stream import FirstAhead, batch_results
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -233,18 +233,19 @@ def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, o
     from .image import load_image, save_image, to_bgr8
     from .predict import Detector
 
+    paths = list(images) if images else None
+    load = FirstAhead(lambda path: load_image(path, decoder), paths if dask is None else None)
     net = load_network(cfg, weights, darknet)
     detector = Detector(cfg, weights, letterbox=letterbox, decoder=decoder, network=net)
     detector.names, _ = load_names(data_file, detector.classes, cfg)
     fork = net.darknet == "ab"
     json_out = out if out is not None and out.lower().endswith(".json") else None
     image_base = None if json_out else out
-    paths = list(images) if images else None
     drawing = image_base is not None or not as_json
     count = [0]
 
     def prepare(path):
-        im = load_image(path, decoder)
+        im = load(path)
         return im, detector.prepare(im)
 
     def show(path, loaded, result):
@@ -465,8 +466,10 @@ def run_classify(data_file, cfg, weights, images, top, preprocess, as_json, deco
     """darknet's `classify` and `classifier predict`. `batch`: images per forward pass; with the default
     resize_min preprocessing the images of a batch share a pass only when they have the same shape. `dask`,
     `unordered`: as run_detect's."""
+    from .image import load_image
     from .predict import Classifier
 
+    load = FirstAhead(lambda path: load_image(path, decoder), list(images) if images and dask is None else None)
     net = load_network(cfg, weights, darknet)
     outputs = int(net.output_layer.out_shape[0] * net.output_layer.out_shape[1] * net.output_layer.out_shape[2])
     names, data = load_names(data_file, outputs, cfg)
@@ -483,8 +486,8 @@ def run_classify(data_file, cfg, weights, images, top, preprocess, as_json, deco
                 print(f"{name}: {c_float(prob)}")
 
     if dask is None:
-        for_each_batch(images, classifier.prepare, lambda prepared: classifier.classify_batch(prepared, top), show,
-                       batch)
+        for_each_batch(images, lambda path: classifier.prepare(load(path)),
+                       lambda prepared: classifier.classify_batch(prepared, top), show, batch)
     else:
         on_cluster(dask, "classify", images, show, cfg, weights, names=names, top=top, preprocess=preprocess,
                    decoder=decoder, darknet=darknet, batch=batch, ordered=not unordered)
@@ -870,13 +873,15 @@ def announce_first_compile(argv):
         announce_compiling()
 
 
-def skip_numba_blas_probe():
-    """Answer Numba's BLAS probe without importing scipy.
+def skip_numba_probes():
+    """Answer Numba's probes for BLAS and cffi without importing scipy and cffi.
 
     When the first cached kernel loads, Numba checks whether its compiled code may call BLAS by importing
     scipy.linalg, if installed: 0.4 s of every command's start. pydarknet's kernels never call BLAS from
     compiled code (matrix products go through numpy or kernels/gemm.py), so the command tells Numba there
-    is none; a kernel that did call np.dot would fail to compile, loudly.
+    is none; a kernel that did call np.dot would fail to compile, loudly. Numba's typing also makes a
+    cffi.FFI(), if cffi is installed, which parses C declarations (13 ms): pydarknet's kernels take no cffi
+    function, so Numba's cffi support is set up as if cffi were absent (the process may import cffi later).
     """
     import numba.np.linalg
 
@@ -884,6 +889,12 @@ def skip_numba_blas_probe():
         raise ImportError("pydarknet's kernels do not use BLAS from compiled code")
 
     numba.np.linalg.ensure_blas = no_blas
+    if "cffi" not in sys.modules:
+        sys.modules["cffi"] = None   # an import of cffi raises ImportError while this is set
+        try:
+            import numba.core.typing.cffi_utils  # noqa: F401
+        finally:
+            del sys.modules["cffi"]
 
 
 def main(argv=None):
@@ -906,7 +917,7 @@ def run_command(argv):
     if argv[:1] == ["--version"]:
         argv = ["version"]
     if argv and not {"-h", "--help"} & set(argv):
-        skip_numba_blas_probe()
+        skip_numba_probes()
     try:
         if argv and not {"-h", "--help"} & set(argv):
             chatter.update(quiet="-q" in argv or "--quiet" in argv)   # before click reads -q: for the notice

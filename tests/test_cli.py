@@ -199,16 +199,29 @@ def test_python_dash_m_runs_the_cli():
     assert code == 0 and "classify" in out and "detect" in out
 
 
-def test_a_command_does_not_import_scipy(in_tmp):
-    """Numba's BLAS probe imports scipy.linalg when scipy is installed: 0.4 s of every command's start-up."""
-    pytest.importorskip("scipy.linalg", reason="scipy is not installed here: nothing to avoid")
+@pytest.mark.parametrize("module, probe", [("scipy.linalg", "BLAS"), ("cffi", "cffi")])
+def test_a_command_skips_numbas_probes(in_tmp, module, probe):
+    """Numba's BLAS probe imports scipy.linalg when scipy is installed (0.4 s of every command's start-up), its
+    cffi support makes a cffi.FFI() (13 ms, its C parser's tables): a command skips both."""
+    pytest.importorskip(module, reason=f"{module} is not installed here: nothing to avoid")
     args = ["detector", "test", ROOT / "cfg/shapes.data", ROOT / "cfg/shapes-tiny.cfg", ROOT / "data/shapes-tiny.weights",
             ROOT / "data/shapes.jpg", "-q"]
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "pydarknet", *map(str, args)],
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr[-500:]
     assert "numba.np.arraymath" in proc.stderr  # the kernels did load
-    assert "scipy.linalg" not in proc.stderr
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert {"scipy.linalg", "cffi.api", "pycparser"}.isdisjoint(imported), probe
+
+
+def test_cffi_stays_importable_after_the_probe_is_skipped():
+    pytest.importorskip("cffi", reason="cffi is not installed here")
+    code = ("from pydarknet.cli import skip_numba_probes; skip_numba_probes(); "
+            "import numba.core.typing.cffi_utils as support; import cffi; "
+            "print(support.SUPPORTED, cffi.FFI() is not None)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout.split() == ["False", "True"], proc.stderr[-500:]
 
 
 def test_anchors_command_and_alexeyab_spelling(in_tmp):
