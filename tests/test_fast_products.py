@@ -95,6 +95,18 @@ def test_cases_present():
     assert len(CASES) >= 22 and len(AB_CASES) >= 11
 
 
+@pytest.mark.parametrize("panel, channels, out, tile", [
+    (32, 64, 104, 4), (32, 32, 104, 0), (32, 128, 26, 2), (32, 512, 13, 2), (32, 64, 26, 0),
+    (16, 64, 104, 4), (16, 32, 104, 4), (16, 16, 208, 4), (16, 8, 208, 0), (16, 128, 26, 2), (16, 64, 26, 0),
+    (8, 16, 52, 4), (8, 32, 39, 0)])
+def test_winograd_tile_by_vector_width(monkeypatch, panel, channels, out, tile):
+    """F(4x4) from 64 channels with AVX-512's 32-float panels, from 16 with narrower ones (AVX2's 16, SSE's 8)."""
+    monkeypatch.setattr(products, "host_panel_width", lambda: panel)
+    assert products.winograd_tile(channels, 3, 1, 1, 1, out, out) == tile
+    assert products.winograd_tile(channels, 3, 2, 1, 1, out, out) == 0
+    assert products.winograd_tile(channels, 1, 1, 1, 1, out, out) == 0
+
+
 @pytest.mark.parametrize("channels,h,w,filters,pad,tile", [
     (128, 13, 13, 70, 1, 2), (130, 10, 7, 33, 1, 2), (128, 9, 12, 5, 0, 2), (160, 26, 26, 40, 2, 2),
     (64, 42, 41, 7, 1, 4), (96, 43, 50, 16, 0, 4), (64, 40, 38, 33, 2, 4)])

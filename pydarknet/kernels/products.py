@@ -30,7 +30,8 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from .gemm import _F32, _I64, _data, _i64, _phis, gemm_flat, sgemm_batch, sgemm_darknet, sgemm_darknet_tn, sgemm_image
+from .gemm import (_F32, _I64, _data, _i64, _phis, gemm_flat, host_panel_width, sgemm_batch, sgemm_darknet,
+                   sgemm_darknet_tn, sgemm_image)
 
 BACKENDS = ("darknet", "blas", "fast")
 _BACKEND = os.environ.get("PYDARKNET_PRODUCTS", "darknet")
@@ -78,17 +79,21 @@ def conv_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out):
 
 def winograd_tile(channels, size, stride, dilation, groups, out_h, out_w):
     """The output tile (m x m) of the Winograd transform a convolution goes through, or 0 for the products: with
-    the fast products, for stride-1 3x3 kernels, F(4x4, 3x3) over 64 channels or more on outputs of 40 x 40 or
-    more, F(2x2, 3x3) over 128 channels or more on smaller ones. Elsewhere the transforms' passes over memory
-    cost more than the multiplications saved: F(4x4)'s scratch (36 positions x channels x tiles) leaves the
-    cache on large outputs of few channels, its 13 x 13 tiles would be a third padding, and short sums over few
-    channels are cheap as products anyway. Measured in yolov3-tiny and yolov4-tiny's forwards (2 threads of an
-    AVX-512 EPYC, im2col product / F(2x2) / F(4x4), each layer alternating): 64x104x104 -> 64 3.25 / - / 2.72 ms,
-    64x52x52 -> 128 1.42 / - / 1.15, 128x52x52 -> 128 - / 2.01 / 1.89, 32x104x104 -> 64 1.68 / - / 1.90,
-    128x26x26 -> 128 - / 0.83 / 0.92, 384x26x26 -> 256 - / 2.32 / 2.49, 512x13x13 -> 1024 - / 3.91 / 4.99."""
+    the fast products, for stride-1 3x3 kernels, F(4x4, 3x3) on outputs of 40 x 40 or more over 64 channels or
+    more (16 or more where the vectors are narrower than AVX-512's: see below), F(2x2, 3x3) over 128 channels or
+    more on smaller outputs. Elsewhere the transforms' passes over memory cost more than the multiplications
+    saved: F(4x4)'s scratch (36 positions x channels x tiles) leaves the cache on large outputs of few channels,
+    its 13 x 13 tiles would be a third padding, and short sums over few channels are cheap as products anyway.
+    Measured in yolov3-tiny and yolov4-tiny's forwards (2 threads of an AVX-512 EPYC, im2col product / F(2x2) /
+    F(4x4), each layer alternating): 64x104x104 -> 64 3.25 / - / 2.72 ms, 64x52x52 -> 128 1.42 / - / 1.15,
+    128x52x52 -> 128 - / 2.01 / 1.89, 32x104x104 -> 64 1.68 / - / 1.90, 128x26x26 -> 128 - / 0.83 / 0.92,
+    384x26x26 -> 256 - / 2.32 / 2.49, 512x13x13 -> 1024 - / 3.91 / 4.99.
+    With AVX2's 8-float vectors (or narrower) the products run at half the width while the transforms' passes
+    cost the same, so F(4x4) pays from 16 channels: 32x104x104 -> 64 2.48 -> 1.79 ms, 16x208x208 -> 32 3.36 ->
+    2.83; forwards 0.97x (yolov4-tiny) and 0.98x (yolov3-tiny). With AVX-512 that rule was 1.02x and 1.05x."""
     if _BACKEND != "fast" or size != 3 or stride != 1 or dilation != 1 or groups != 1:
         return 0
-    if channels >= 64 and min(out_h, out_w) >= 40:
+    if min(out_h, out_w) >= 40 and channels >= (64 if host_panel_width() >= 32 else 16):
         return 4
     return 2 if channels >= 128 else 0
 
