@@ -397,8 +397,12 @@ class TrainingRun:
     def __init__(self, data_file, cfg, weights=None, clear=False, backup=None, workers=2, seed=0, chart=True,
                  out=None, max_batches=None, calc_map=False, map_epochs=4, show_imgs=False):
         from .config import read_data_cfg
+        from .kernels.products import backend
         from .network import Network
+        from .threads import spin_briefly
         from .weights import load_weights
+        if backend() != "darknet":   # the backward products are OpenBLAS's: its threads need the cores
+            spin_briefly()
         self.data_file, self.cfg = data_file, cfg
         data = read_data_cfg(data_file)
         self.net = Network(cfg)

@@ -1,4 +1,5 @@
 """The `train` and `partial` commands: darknet's per-iteration line, backups, resume, Ctrl-C, atomic writes."""
+import os
 import re
 import struct
 
@@ -128,6 +129,22 @@ def test_ctrl_c_saves_last_weights(dataset, monkeypatch):
     net = Network("toy.cfg", quiet_unused=True)
     load_weights(net, last)
     assert net.seen == 8  # two iterations of 4 images were done
+
+
+@pytest.mark.parametrize("backend, spin", [("darknet", "300000"), ("fast", "3000")])
+def test_training_with_openblas_products_keeps_the_short_thread_spin(dataset, monkeypatch, backend, spin):
+    """The fast products train with OpenBLAS's backward products: OpenMP's idle threads then spin briefly
+    (pydarknet/threads.py), so that OpenBLAS's threads get the cores."""
+    from pydarknet import threads
+    from pydarknet.kernels import products
+    monkeypatch.setattr(threads, "_OWN_SPIN", True)
+    monkeypatch.setenv("GOMP_SPINCOUNT", threads.SPIN)
+    previous = products.set_backend(backend)
+    try:
+        TrainingRun("toy.data", "toy.cfg", workers=1)
+    finally:
+        products.set_backend(previous)
+    assert os.environ["GOMP_SPINCOUNT"] == spin
 
 
 def test_backup_schedule():

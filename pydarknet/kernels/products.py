@@ -30,6 +30,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
+from ..threads import spin_briefly
 from .gemm import (_F32, _I64, _data, _i64, _phis, gemm_flat, host_panel_width, sgemm_batch, sgemm_darknet,
                    sgemm_darknet_tn, sgemm_image)
 
@@ -44,6 +45,8 @@ def set_backend(name):
     global _BACKEND
     if name not in BACKENDS:
         raise ValueError(f"unknown product backend {name!r} ({', '.join(BACKENDS)})")
+    if name == "blas":
+        spin_briefly()
     previous, _BACKEND = _BACKEND, name
     return previous
 
