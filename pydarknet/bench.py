@@ -26,9 +26,13 @@ def median_time(fn, runs, warmup=2):
     return median_times([fn], runs, warmup)[0]
 
 
+QUIET = 0.02   # seconds between runs: longer than the spin of any idle pool (pydarknet's OpenMP threads: 5 ms)
+
+
 def median_times(fns, runs, warmup=2):
     """Median seconds of each function (None for a missing one), their runs taken in turn so that a busy spell
-    of the machine weighs on all of them alike."""
+    of the machine weighs on all of them alike. Each run starts after QUIET seconds, when the threads of the run
+    before have stopped spinning and left the cores."""
     present = [fn for fn in fns if fn is not None]
     for _ in range(warmup):
         for fn in present:
@@ -36,6 +40,7 @@ def median_times(fns, runs, warmup=2):
     times = {fn: [] for fn in present}
     for _ in range(runs):
         for fn in present:
+            time.sleep(QUIET)
             start = time.perf_counter()
             fn()
             times[fn].append(time.perf_counter() - start)

@@ -13,9 +13,11 @@ def test_median_times_alternates_and_keeps_missing_peers(monkeypatch):
         return fn
 
     monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(bench.time, "sleep", lambda seconds: calls.append(f"quiet {seconds}"))
     ours, missing, theirs = bench.median_times([taking("a", 2.0), None, taking("b", 0.5)], runs=3, warmup=1)
     assert (ours, missing, theirs) == (2.0, None, 0.5)
-    assert calls == ["a", "b"] * 4  # one warm-up round, then three timed rounds, in turn
+    # one warm-up round, then three timed rounds in turn, each run after the pools' spin has ended
+    assert calls == ["a", "b"] + ["quiet 0.02", "a", "quiet 0.02", "b"] * 3
 
 
 def test_report_line(capsys):
