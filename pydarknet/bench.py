@@ -29,10 +29,10 @@ def median_time(fn, runs, warmup=2):
 QUIET = 0.02   # seconds between runs: longer than the spin of any idle pool (pydarknet's OpenMP threads: 5 ms)
 
 
-def median_times(fns, runs, warmup=2):
+def median_times(fns, runs, warmup=2, quiet=QUIET):
     """Median seconds of each function (None for a missing one), their runs taken in turn so that a busy spell
-    of the machine weighs on all of them alike. Each run starts after QUIET seconds, when the threads of the run
-    before have stopped spinning and left the cores."""
+    of the machine weighs on all of them alike. Each run starts `quiet` seconds after the one before, when the
+    threads it left spinning have left the cores to the next (whose own threads have then gone to sleep)."""
     present = [fn for fn in fns if fn is not None]
     for _ in range(warmup):
         for fn in present:
@@ -40,7 +40,7 @@ def median_times(fns, runs, warmup=2):
     times = {fn: [] for fn in present}
     for _ in range(runs):
         for fn in present:
-            time.sleep(QUIET)
+            time.sleep(quiet)
             start = time.perf_counter()
             fn()
             times[fn].append(time.perf_counter() - start)
@@ -133,7 +133,9 @@ def bench_onnx(name, cfg, weights, image, prepare, runs):
 
 def bench_decode(path, runs):
     import cv2
-    ours, theirs = median_times([lambda: load_image(path), lambda: cv2.imread(str(path), cv2.IMREAD_COLOR)], runs)
+    # in turn without a pause: OpenCV decodes in the calling thread, which pydarknet's spinning threads leave alone
+    ours, theirs = median_times([lambda: load_image(path), lambda: cv2.imread(str(path), cv2.IMREAD_COLOR)], runs,
+                                quiet=0)
     h, w = cv2.imread(str(path)).shape[:2]
     report(f"decode {path.name} {w}x{h}", ours, theirs)
 
