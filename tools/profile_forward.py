@@ -31,9 +31,11 @@ NETS = {"yolov3-tiny": 416, "yolov4-tiny": 416, "tiny": 224}
 
 def medians(fns, runs, rounds=3):
     """Medians of fns timed in blocks of consecutive runs, blocks in turn, each after a pause and two untimed
-    runs: each pool's idle threads spin about 0.1 ms after its call (pydarknet/__init__.py) and would take
-    the cores from the other's next call (a small product is that short), so calls in turn would time that
-    fight, not the kernels."""
+    runs: each pool's idle threads spin after its call (pydarknet/threads.py: OpenMP's about 5 ms, OpenBLAS's
+    0.1 ms) and would take the cores from the other's next call, so calls in turn would time that fight, not
+    the kernels; the untimed runs wake the threads that slept during the pause. OpenBLAS's threads can still
+    slow the products timed after them for a few ms: a small product then reads high (128x256x169 0.43 ms
+    instead of 0.05)."""
     times = [[] for _ in fns]
     for _ in range(rounds):
         for t, fn in zip(times, fns):
