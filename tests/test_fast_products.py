@@ -97,10 +97,11 @@ def test_cases_present():
 
 @pytest.mark.parametrize("panel, channels, out, tile", [
     (32, 64, 104, 4), (32, 32, 104, 0), (32, 128, 26, 2), (32, 512, 13, 2), (32, 64, 26, 0),
-    (16, 64, 104, 4), (16, 32, 104, 4), (16, 16, 208, 4), (16, 8, 208, 0), (16, 128, 26, 2), (16, 64, 26, 0),
-    (8, 16, 52, 4), (8, 32, 39, 0)])
+    (16, 64, 104, 4), (16, 32, 104, 4), (16, 16, 208, 4), (16, 8, 208, 0), (16, 128, 26, 2), (16, 32, 26, 2),
+    (16, 16, 26, 0), (8, 16, 52, 4), (8, 32, 39, 2), (8, 31, 39, 0)])
 def test_winograd_tile_by_vector_width(monkeypatch, panel, channels, out, tile):
-    """F(4x4) from 64 channels with AVX-512's 32-float panels, from 16 with narrower ones (AVX2's 16, SSE's 8)."""
+    """F(4x4) from 64 channels and F(2x2) from 128 with AVX-512's 32-float panels, from 16 and 32 with narrower
+    ones (AVX2's 16, SSE's 8)."""
     monkeypatch.setattr(products, "host_panel_width", lambda: panel)
     assert products.winograd_tile(channels, 3, 1, 1, 1, out, out) == tile
     assert products.winograd_tile(channels, 3, 2, 1, 1, out, out) == 0

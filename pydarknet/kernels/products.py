@@ -83,8 +83,8 @@ def conv_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out):
 def winograd_tile(channels, size, stride, dilation, groups, out_h, out_w):
     """The output tile (m x m) of the Winograd transform a convolution goes through, or 0 for the products: with
     the fast products, for stride-1 3x3 kernels, F(4x4, 3x3) on outputs of 40 x 40 or more over 64 channels or
-    more (16 or more where the vectors are narrower than AVX-512's: see below), F(2x2, 3x3) over 128 channels or
-    more on smaller outputs. Elsewhere the transforms' passes over memory cost more than the multiplications
+    more, F(2x2, 3x3) over 128 channels or more on smaller outputs (a quarter of those channel counts where the
+    vectors are narrower than AVX-512's: see below). Elsewhere the transforms' passes over memory cost more than the multiplications
     saved: F(4x4)'s scratch (36 positions x channels x tiles) leaves the cache on large outputs of few channels,
     its 13 x 13 tiles would be a third padding, and short sums over few channels are cheap as products anyway.
     Measured in yolov3-tiny and yolov4-tiny's forwards (2 threads of an AVX-512 EPYC, im2col product / F(2x2) /
@@ -92,13 +92,16 @@ def winograd_tile(channels, size, stride, dilation, groups, out_h, out_w):
     128x52x52 -> 128 - / 2.01 / 1.89, 32x104x104 -> 64 1.68 / - / 1.90, 128x26x26 -> 128 - / 0.83 / 0.92,
     384x26x26 -> 256 - / 2.32 / 2.49, 512x13x13 -> 1024 - / 3.91 / 4.99.
     With AVX2's 8-float vectors (or narrower) the products run at half the width while the transforms' passes
-    cost the same, so F(4x4) pays from 16 channels: 32x104x104 -> 64 2.48 -> 1.79 ms, 16x208x208 -> 32 3.36 ->
-    2.83; forwards 0.97x (yolov4-tiny) and 0.98x (yolov3-tiny). With AVX-512 that rule was 1.02x and 1.05x."""
+    cost the same, so F(4x4) pays from 16 channels and F(2x2) from 32: 32x104x104 -> 64 2.48 -> 1.79 ms,
+    16x208x208 -> 32 3.36 -> 2.83, 32x28x28 -> 256 0.63 -> 0.51, 64x14x14 -> 512 0.63 -> 0.50; forwards 0.97x
+    (yolov4-tiny), 0.98x (yolov3-tiny), 0.91-0.94x (Tiny Darknet). With AVX-512 the F(4x4) rule was 1.02x and
+    1.05x, the F(2x2) one no faster."""
     if _BACKEND != "fast" or size != 3 or stride != 1 or dilation != 1 or groups != 1:
         return 0
-    if min(out_h, out_w) >= 40 and channels >= (64 if host_panel_width() >= 32 else 16):
+    fewest = 64 if host_panel_width() >= 32 else 16
+    if min(out_h, out_w) >= 40 and channels >= fewest:
         return 4
-    return 2 if channels >= 128 else 0
+    return 2 if channels >= 2 * fewest else 0
 
 
 def conv_winograd(u, x, pad, out_h, out_w, out, scratch):
