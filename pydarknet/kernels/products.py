@@ -84,9 +84,10 @@ def winograd_tile(channels, size, stride, dilation, groups, out_h, out_w):
     """The output tile (m x m) of the Winograd transform a convolution goes through, or 0 for the products: with
     the fast products, for stride-1 3x3 kernels, F(4x4, 3x3) on outputs of 40 x 40 or more over 64 channels or
     more, F(2x2, 3x3) over 128 channels or more on smaller outputs (a quarter of those channel counts where the
-    vectors are narrower than AVX-512's: see below). Elsewhere the transforms' passes over memory cost more than the multiplications
-    saved: F(4x4)'s scratch (36 positions x channels x tiles) leaves the cache on large outputs of few channels,
-    its 13 x 13 tiles would be a third padding, and short sums over few channels are cheap as products anyway.
+    vectors are narrower than AVX-512's: see below). Elsewhere the transforms' passes over memory cost more than
+    the multiplications saved: F(4x4)'s scratch (36 positions x channels x tiles) leaves the cache on large
+    outputs of few channels, its 13 x 13 tiles would be a third padding, and short sums over few channels are
+    cheap as products anyway.
     Measured in yolov3-tiny and yolov4-tiny's forwards (2 threads of an AVX-512 EPYC, im2col product / F(2x2) /
     F(4x4), each layer alternating): 64x104x104 -> 64 3.25 / - / 2.72 ms, 64x52x52 -> 128 1.42 / - / 1.15,
     128x52x52 -> 128 - / 2.01 / 1.89, 32x104x104 -> 64 1.68 / - / 1.90, 128x26x26 -> 128 - / 0.83 / 0.92,
