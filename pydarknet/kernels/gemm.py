@@ -44,6 +44,8 @@ With ``fused=True`` each step is one fused multiply-add instead: the "fast" prod
 Operands must be float32 and C-contiguous. Denormals are kept as they are (darknet's -Ofast build flushes
 them to zero); the golden networks never produce one.
 """
+import functools
+
 import numba
 import numpy as np
 from llvmlite import ir
@@ -76,6 +78,7 @@ def _lanes(context):
     return lanes_for(context.codegen().magic_tuple()[2])
 
 
+@functools.cache   # asking Numba's code generator takes 70 us, and a forward pass asks once per layer
 def host_panel_width():
     """NR, the columns of B per register tile (two vectors) on the CPU this process compiles for."""
     from numba.core.registry import cpu_target
