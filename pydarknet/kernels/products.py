@@ -83,11 +83,11 @@ def conv_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out):
 def winograd_tile(channels, size, stride, dilation, groups, out_h, out_w):
     """The output tile (m x m) of the Winograd transform a convolution goes through, or 0 for the products: with
     the fast products, for stride-1 3x3 kernels, F(4x4, 3x3) on outputs of 40 x 40 or more over 64 channels or
-    more, F(2x2, 3x3) over 128 channels or more on smaller outputs (a quarter of those channel counts where the
-    vectors are narrower than AVX-512's: see below). Elsewhere the transforms' passes over memory cost more than
-    the multiplications saved: F(4x4)'s scratch (36 positions x channels x tiles) leaves the cache on large
-    outputs of few channels, its 13 x 13 tiles would be a third padding, and short sums over few channels are
-    cheap as products anyway.
+    more, F(2x2, 3x3) over 128 channels or more on smaller outputs (where the vectors are narrower than
+    AVX-512's, a quarter of those channel counts and F(4x4) from 20 x 20: see below). Elsewhere the transforms'
+    passes over memory cost more than the multiplications saved: F(4x4)'s scratch (36 positions x channels x
+    tiles) leaves the cache on large outputs of few channels, its 13 x 13 tiles would be a third padding, and
+    short sums over few channels are cheap as products anyway.
     Measured in yolov3-tiny and yolov4-tiny's forwards (2 threads of an AVX-512 EPYC, im2col product / F(2x2) /
     F(4x4), each layer alternating): 64x104x104 -> 64 3.25 / - / 2.72 ms, 64x52x52 -> 128 1.42 / - / 1.15,
     128x52x52 -> 128 - / 2.01 / 1.89, 32x104x104 -> 64 1.68 / - / 1.90, 128x26x26 -> 128 - / 0.83 / 0.92,
@@ -95,12 +95,15 @@ def winograd_tile(channels, size, stride, dilation, groups, out_h, out_w):
     With AVX2's 8-float vectors (or narrower) the products run at half the width while the transforms' passes
     cost the same, so F(4x4) pays from 16 channels and F(2x2) from 32: 32x104x104 -> 64 2.48 -> 1.79 ms,
     16x208x208 -> 32 3.36 -> 2.83, 32x28x28 -> 256 0.63 -> 0.51, 64x14x14 -> 512 0.63 -> 0.50; forwards 0.97x
-    (yolov4-tiny), 0.98x (yolov3-tiny), 0.91-0.94x (Tiny Darknet). With AVX-512 the F(4x4) rule was 1.02x and
-    1.05x, the F(2x2) one no faster."""
+    (yolov4-tiny), 0.98x (yolov3-tiny), 0.91-0.94x (Tiny Darknet). There F(4x4) also beats F(2x2) on 26 x 26
+    and 28 x 28 outputs (7 x 7 tiles, an eighth padding): 256x26x26 -> 256 2.03 -> 1.62 ms, 384x26x26 -> 256
+    3.14 -> 2.73; forwards 1.3 % (yolov4-tiny), 1.6 % (yolov3-tiny) and 2.8 % (Tiny Darknet) faster than an
+    A/A run's order bias. With AVX-512 the F(4x4) rule was 1.02x and 1.05x, the F(2x2) one no faster."""
     if _BACKEND != "fast" or size != 3 or stride != 1 or dilation != 1 or groups != 1:
         return 0
-    fewest = 64 if host_panel_width() >= 32 else 16
-    if min(out_h, out_w) >= 40 and channels >= fewest:
+    wide = host_panel_width() >= 32
+    fewest = 64 if wide else 16
+    if min(out_h, out_w) >= (40 if wide else 20) and channels >= fewest:
         return 4
     return 2 if channels >= 2 * fewest else 0
 
