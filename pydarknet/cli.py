@@ -882,8 +882,24 @@ def skip_numba_probes():
     is none; a kernel that did call np.dot would fail to compile, loudly. Numba's typing also makes a
     cffi.FFI(), if cffi is installed, which parses C declarations (13 ms): pydarknet's kernels take no cffi
     function, so Numba's cffi support is set up as if cffi were absent (the process may import cffi later).
+    And Numba proves its cache folder writable by creating a temporary file in it for every cached kernel, as
+    the kernel modules are imported (a command imports about 170): once per folder is enough.
     """
     import numba.np.linalg
+    from numba.core.caching import _CacheLocator
+
+    check = _CacheLocator.ensure_cache_path
+    if not getattr(check, "once_per_folder", False):
+        writable = set()
+
+        def ensure_cache_path(locator):
+            path = locator.get_cache_path()
+            if path not in writable:
+                check(locator)
+                writable.add(path)
+
+        ensure_cache_path.once_per_folder = True
+        _CacheLocator.ensure_cache_path = ensure_cache_path
 
     def no_blas():
         raise ImportError("pydarknet's kernels do not use BLAS from compiled code")

@@ -224,6 +224,19 @@ def test_cffi_stays_importable_after_the_probe_is_skipped():
     assert proc.stdout.split() == ["False", "True"], proc.stderr[-500:]
 
 
+def test_numba_checks_each_cache_folder_once():
+    """skip_numba_probes: Numba's check that a cache folder is writable runs once per folder, not per kernel."""
+    code = ("import tempfile; from unittest import mock; from pydarknet.cli import skip_numba_probes; "
+            "skip_numba_probes(); skip_numba_probes(); "
+            "made = mock.patch('tempfile.TemporaryFile', wraps=tempfile.TemporaryFile); files = made.start(); "
+            "import pydarknet.kernels.nms, pydarknet.kernels.loss; "
+            "from numba.core.caching import _CacheLocator as L; "
+            "print(files.call_count, L.ensure_cache_path.once_per_folder)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout.split() == ["1", "True"], proc.stderr[-500:]
+
+
 def test_anchors_command_and_alexeyab_spelling(in_tmp):
     data = shared_path("datasets", "shapes", "shapes.data")
     args = [str(data), "-num_of_clusters", "6", "-width", "160", "-height", "160"]
