@@ -26,6 +26,12 @@ def maxpool(x, size, stride_y, stride_x, pad, out, argmax, keep_argmax):
         maxpool_plane(x[k // c, k % c], size, stride_y, stride_x, pad, out[k // c, k % c], taps)
 
 
+@njit(cache=True, inline="always")
+def _larger(v, m):
+    """darknet's running maximum: v replaces m only if greater (a NaN never does)."""
+    return v if v > m else m
+
+
 @njit(cache=True)
 def maxpool_plane(plane, size, stride_y, stride_x, pad, out, taps):
     """One channel of maxpool: plane (h, w) -> out (oh, ow). taps: scratch of ow floats, one tap of every window
@@ -57,14 +63,7 @@ def maxpool_plane(plane, size, stride_y, stride_x, pad, out, taps):
                         taps[j] = irow[first + j * stride_x]
                 dst = orow[j0:j1]
                 for j in range(j1 - j0):
-                    v = taps[j]
-                    dst[j] = v if v > dst[j] else dst[j]
-
-
-@njit(cache=True, inline="always")
-def _larger(v, m):
-    """darknet's running maximum: v replaces m only if greater (a NaN never does)."""
-    return v if v > m else m
+                    dst[j] = _larger(taps[j], dst[j])
 
 
 @njit(cache=True)
