@@ -229,12 +229,29 @@ def test_numba_checks_each_cache_folder_once():
     code = ("import tempfile; from unittest import mock; from pydarknet.cli import skip_numba_probes; "
             "skip_numba_probes(); skip_numba_probes(); "
             "made = mock.patch('tempfile.TemporaryFile', wraps=tempfile.TemporaryFile); files = made.start(); "
-            "import pydarknet.kernels.nms, pydarknet.kernels.loss; "
+            "import pydarknet.kernels.nms, pydarknet.kernels.region; "
             "from numba.core.caching import _CacheLocator as L; "
             "print(files.call_count, L.ensure_cache_path.once_per_folder)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.stdout.split() == ["1", "True"], proc.stderr[-500:]
+
+
+def test_inference_leaves_the_training_kernels_unloaded():
+    """kernels.backward and kernels.loss (about 60 cached kernels) load when a layer first trains, not for an
+    inference command: a forward pass of yolov4-tiny (convolutions, route groups, max-pools, [yolo]) leaves both
+    unexecuted; the first training kernel called loads its module."""
+    code = ("import sys; import numpy as np; from pydarknet.network import Network; "
+            "net = Network(sys.argv[1], quiet_unused=True); net.initialize(); "
+            "net.forward(np.zeros((1,) + net.input_shape, np.float32)); "
+            "loaded = lambda name: 'axpy' in object.__getattribute__(sys.modules[name], '__dict__') "
+            "or 'cost_l2' in object.__getattribute__(sys.modules[name], '__dict__'); "
+            "before = [loaded('pydarknet.kernels.backward'), loaded('pydarknet.kernels.loss')]; "
+            "from pydarknet.kernels import backward; x = np.ones(3, np.float32); backward.axpy(np.float32(2), x, x); "
+            "print(*before, loaded('pydarknet.kernels.backward'), x[0])")
+    proc = subprocess.run([sys.executable, "-c", code, str(ROOT / "cfg/yolov4-tiny.cfg")], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout.split() == ["False", "False", "True", "3.0"], proc.stderr[-500:]
 
 
 def test_anchors_command_and_alexeyab_spelling(in_tmp):

@@ -1,1 +1,24 @@
-"""Numba kernels: every loop over pixels, boxes or weights lives here, compiled once and cached."""
+"""Numba kernels: every loop over pixels, boxes or weights lives here, compiled once and cached.
+
+The training kernels (`backward`, `loss`: about 60 of them) are imported on first use, when a layer first trains:
+loading their cached compilations cost every inference command 6 ms of start-up. The layers import these two
+modules and call `backward.axpy(...)`, so naming a function does not load it."""
+import importlib.util
+import sys
+
+
+def _on_first_use(name):
+    """The module pydarknet.kernels.<name>, executed when one of its attributes is first read."""
+    full = f"{__name__}.{name}"
+    if full in sys.modules:
+        return sys.modules[full]
+    spec = importlib.util.find_spec(full)
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[full] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+backward = _on_first_use("backward")
+loss = _on_first_use("loss")

@@ -8,5 +8,6 @@ from .base import Layer
 LAYER_TYPES = {}
 for _module in pkgutil.iter_modules(__path__):
     for _obj in vars(importlib.import_module(f"{__name__}.{_module.name}")).values():
-        if isinstance(_obj, type) and issubclass(_obj, Layer) and _obj.__dict__.get("names"):
+        # type(), not isinstance(): that asks the training kernels' lazy modules for __class__, which loads them
+        if issubclass(type(_obj), type) and issubclass(_obj, Layer) and _obj.__dict__.get("names"):
             LAYER_TYPES.update({name: _obj for name in _obj.names})

@@ -3,9 +3,8 @@
 import numpy as np
 
 from ..config import DarknetError
+from ..kernels import backward, loss
 from ..kernels.activations import CODE as ACTIVATIONS, activate_array
-from ..kernels.backward import gradient_array32
-from ..kernels.loss import logistic_cross_entropy
 from .base import Layer
 from .convolutional import parse_activation
 
@@ -36,7 +35,7 @@ class Activation(Layer):
 
     def backward(self, net):
         """The activation's gradient, then the delta added to the previous layer's (darknet copies it over)."""
-        gradient_array32(self.output.reshape(-1), ACTIVATIONS[self.activation], self.delta.reshape(-1))
+        backward.gradient_array32(self.output.reshape(-1), ACTIVATIONS[self.activation], self.delta.reshape(-1))
         self.add_delta_to_previous(net)
 
 
@@ -60,9 +59,9 @@ class Logistic(Activation):
         if truth.shape[1] != self.inputs:
             raise DarknetError(f"layer {self.index} ([logistic], {self.inputs} inputs): the truth has "
                                f"{truth.shape[1]} values per image")
-        loss = np.empty(out.size, np.float32)
-        self.cost = np.float32(logistic_cross_entropy(out.reshape(-1), truth.reshape(-1), self.delta.reshape(-1),
-                                                      loss))
+        errors = np.empty(out.size, np.float32)
+        self.cost = np.float32(loss.logistic_cross_entropy(out.reshape(-1), truth.reshape(-1), self.delta.reshape(-1),
+                                                           errors))
 
     def backward(self, net):
         """The delta is already with respect to the input: added to the previous layer's."""

@@ -1,6 +1,6 @@
 """[avgpool] (or [avg]): the mean of each channel over the whole image, out (c, 1, 1)."""
+from ..kernels import backward
 from ..kernels.avgpool import global_avgpool
-from ..kernels.backward import avgpool_backward
 from .base import Layer
 
 
@@ -30,4 +30,4 @@ class Avgpool(Layer):
         """Every pixel of a channel gets the channel's delta / (h*w), added."""
         prev = self.prev_delta(net)
         if prev is not None:
-            avgpool_backward(self.delta.reshape(self.delta.shape[0], -1), prev)
+            backward.avgpool_backward(self.delta.reshape(self.delta.shape[0], -1), prev)

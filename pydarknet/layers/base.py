@@ -12,7 +12,7 @@ parameter updates; `update(args)` applies them.
 import numpy as np
 
 from ..config import CfgError, DarknetError
-from ..kernels.backward import axpy, sum_squares
+from ..kernels import backward
 from .update import update_layer
 
 
@@ -97,7 +97,7 @@ class Layer:
         """Add this layer's delta, as it is, to the previous layer's (darknet's axpy of l.delta into net.delta)."""
         prev = self.prev_delta(net)
         if prev is not None:
-            axpy(np.float32(1), self.delta.reshape(-1), prev.reshape(-1))
+            backward.axpy(np.float32(1), self.delta.reshape(-1), prev.reshape(-1))
 
     def prev_input(self, net):
         return net.input.reshape((net.input.shape[0],) + tuple(self.in_shape))
@@ -153,7 +153,7 @@ def zeros(*shape):
 # -- what the loss layers ([yolo], [region], [detection]) report -----------------------------------------------
 def delta_cost(delta):
     """darknet's cost of a loss layer: the squared magnitude of its delta (the magnitude kept in float32)."""
-    magnitude = np.float32(np.sqrt(np.float64(sum_squares(delta.reshape(-1)))))
+    magnitude = np.float32(np.sqrt(np.float64(backward.sum_squares(delta.reshape(-1)))))
     return np.float32(np.float64(magnitude) ** 2)
 
 

@@ -5,8 +5,8 @@ The product sums in darknet's own order (kernels/dense.py), so outputs match dar
 """
 import numpy as np
 
+from ..kernels import backward
 from ..kernels.activations import CODE as ACTIVATIONS
-from ..kernels.backward import backward_bias, gradient_array32
 from ..kernels.conv import normalize_scale_bias_activate
 from ..kernels.dense import dense_nt
 from .base import Layer, zeros
@@ -84,11 +84,11 @@ class Connected(Layer):
         weight_updates += delta^T x and (when there is a previous layer) its delta += delta W."""
         batch = self.delta.shape[0]
         delta = self.delta.reshape(batch, self.outputs)
-        gradient_array32(self.output.reshape(-1), ACTIVATIONS[self.activation], delta.reshape(-1))
+        backward.gradient_array32(self.output.reshape(-1), ACTIVATIONS[self.activation], delta.reshape(-1))
         if self.batch_normalize:
             batchnorm_backward_layer(self, delta.reshape(batch, self.outputs, 1))
         else:
-            backward_bias(self.bias_updates, delta.reshape(batch, self.outputs, 1))
+            backward.backward_bias(self.bias_updates, delta.reshape(batch, self.outputs, 1))
         x = net.input.reshape(batch, self.inputs)
         gemm_tn(delta, x, self.weight_updates, accumulate=True)
         if net.delta is not None:

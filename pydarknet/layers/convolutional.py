@@ -19,10 +19,9 @@ net.fuse_batchnorm, the batch-norm folded into the weights and biases as its fus
 """
 import numpy as np
 
+from ..kernels import backward
 from ..kernels.activations import (ACROSS_CHANNELS, CODE as ACTIVATIONS, LINEAR, NEEDS_INPUT, activate_array,
                                    activate_channels, fork_scalar)
-from ..kernels.backward import (backward_bias, batchnorm_backward, batchnorm_backward_activation, batchnorm_train,
-                                batchnorm_train_forward, gradient_array32, gradient_channels, gradient_from_input)
 from ..kernels.conv import (col2im_batch, depthwise_conv, im2col_batch, im2col_t, normalize_activate_maxpool,
                             normalize_scale_bias_activate, pad_images)
 from ..kernels.products import (backend, conv_image, conv_weight_gradient, conv_weight_gradient_image,
@@ -65,9 +64,9 @@ def batchnorm_forward_train(layer, out, activation, net):
     layer.bn_x, layer.x_norm = batchnorm_buffers(layer, shape)
     layer.mean = np.empty(shape[1], np.float32)
     layer.variance = np.empty(shape[1], np.float32)
-    batchnorm_train_forward(out, layer.scales, layer.biases, layer.rolling_mean, layer.rolling_variance,
-                            layer.mean, layer.variance, layer.bn_x, layer.x_norm, ACTIVATIONS[activation],
-                            net.darknet == "ab")
+    backward.batchnorm_train_forward(out, layer.scales, layer.biases, layer.rolling_mean, layer.rolling_variance,
+                                     layer.mean, layer.variance, layer.bn_x, layer.x_norm, ACTIVATIONS[activation],
+                                     net.darknet == "ab")
 
 
 def batchnorm_buffers(layer, shape):
@@ -80,8 +79,8 @@ def batchnorm_buffers(layer, shape):
 
 def batchnorm_backward_layer(layer, delta, ab=False):
     """darknet's backward_batchnorm_layer on delta (batch, channels, spatial) in place (`ab`: the fork's)."""
-    batchnorm_backward(delta, layer.bn_x, layer.x_norm, layer.mean, layer.variance, layer.scales,
-                       layer.bias_updates, layer.scale_updates, ab)
+    backward.batchnorm_backward(delta, layer.bn_x, layer.x_norm, layer.mean, layer.variance, layer.scales,
+                                layer.bias_updates, layer.scale_updates, ab)
 
 
 def parse_activation(layer, default, allowed=()):
@@ -123,10 +122,11 @@ def activation_gradient(layer, delta, code):
     kernels cannot do (from the input, or across channels); returns the activation left for those kernels
     (LINEAR when done here)."""
     if code in NEEDS_INPUT:
-        gradient_from_input(layer.activation_input.reshape(-1), layer.output.reshape(-1), code, delta.reshape(-1))
+        backward.gradient_from_input(layer.activation_input.reshape(-1), layer.output.reshape(-1), code,
+                                     delta.reshape(-1))
         return LINEAR
     if code in ACROSS_CHANNELS:
-        gradient_channels(layer.output.reshape(delta.shape), code, delta)
+        backward.gradient_channels(layer.output.reshape(delta.shape), code, delta)
         return LINEAR
     return code
 
@@ -311,8 +311,8 @@ class Convolutional(Layer):
             self.convolve(x, net, self.bn_x)
             self.mean = np.empty(out.shape[1], np.float32)
             self.variance = np.empty(out.shape[1], np.float32)
-            batchnorm_train(self.bn_x, out, self.scales, self.biases, self.rolling_mean, self.rolling_variance,
-                            self.mean, self.variance, self.x_norm, inline, ab)
+            backward.batchnorm_train(self.bn_x, out, self.scales, self.biases, self.rolling_mean, self.rolling_variance,
+                                     self.mean, self.variance, self.x_norm, inline, ab)
         elif self.batch_normalize and ab and net.fuse_batchnorm:
             weights, biases = self.fused_parameters(net)
             out = self.convolve(x, net, weights=weights)
@@ -356,12 +356,12 @@ class Convolutional(Layer):
         delta = self.delta.reshape(batch, n, spatial)
         activation = activation_gradient(self, delta, ACTIVATIONS[self.activation])
         if self.batch_normalize:    # the activation's gradient and batch-norm's backward in one pass
-            batchnorm_backward_activation(delta, self.output.reshape(batch, n, spatial), activation,
-                                          self.bn_x, self.x_norm, self.mean, self.variance, self.scales,
-                                          self.bias_updates, self.scale_updates, net.darknet == "ab")
+            backward.batchnorm_backward_activation(delta, self.output.reshape(batch, n, spatial), activation,
+                                                   self.bn_x, self.x_norm, self.mean, self.variance, self.scales,
+                                                   self.bias_updates, self.scale_updates, net.darknet == "ab")
         else:
-            gradient_array32(self.output.reshape(-1), activation, self.delta.reshape(-1))
-            backward_bias(self.bias_updates, delta)
+            backward.gradient_array32(self.output.reshape(-1), activation, self.delta.reshape(-1))
+            backward.backward_bias(self.bias_updates, delta)
         x = self.prev_input(net)
         prev = self.prev_delta(net)
         wide = share_products(batch, spatial)

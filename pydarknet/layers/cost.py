@@ -5,8 +5,7 @@ At inference darknet's forward returns at once, so this layer's output is never 
 import numpy as np
 
 from ..config import DarknetError
-from ..kernels.backward import axpy
-from ..kernels.loss import SECRET_NUM, cost_l1, cost_l2, cost_smooth_l1
+from ..kernels import backward, loss
 from .base import Layer
 
 COST_TYPES = ("seg", "sse", "masked", "smooth", "L1", "wgan")
@@ -57,12 +56,12 @@ class Cost(Layer):
                                f"{truth.shape[1]} values per image")
         pred = x.reshape(-1)
         if self.cost_type == "masked":
-            pred[truth.reshape(-1) == SECRET_NUM] = SECRET_NUM
-        kernel = {"smooth": cost_smooth_l1, "L1": cost_l1}.get(self.cost_type, cost_l2)
+            pred[truth.reshape(-1) == loss.SECRET_NUM] = loss.SECRET_NUM
+        kernel = {"smooth": loss.cost_smooth_l1, "L1": loss.cost_l1}.get(self.cost_type, loss.cost_l2)
         self.cost = np.float32(kernel(pred, truth.reshape(-1), self.delta.reshape(-1), out.reshape(-1)))
 
     def backward(self, net):
         """scale * delta added to the previous layer's delta."""
         prev = self.prev_delta(net)
         if prev is not None:
-            axpy(np.float32(self.scale), self.delta.reshape(-1), prev.reshape(-1))
+            backward.axpy(np.float32(self.scale), self.delta.reshape(-1), prev.reshape(-1))

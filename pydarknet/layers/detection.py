@@ -10,7 +10,7 @@ import numpy as np
 
 from ..boxes import Detections
 from ..config import DarknetError
-from ..kernels.loss import detection_delta
+from ..kernels import loss
 from ..kernels.region import softmax_groups
 from .base import Layer, delta_cost, printf_f, ratio
 
@@ -99,10 +99,10 @@ class Detection(Layer):
         random_index = (np.random.randint(self.n, size=(batch, cells)).astype(np.int64)
                         if self.random and net.seen < 64000 else np.zeros((0, 0), np.int64))
         f = np.float32
-        stats = detection_delta(out.reshape(batch, -1), truth[:, :need], self.side, self.n, self.classes,
-                                self.coords, bool(self.sqrt), bool(self.forced), bool(self.rescore),
-                                f(self.coord_scale), f(self.object_scale), f(self.noobject_scale),
-                                f(self.class_scale), random_index, self.delta.reshape(batch, -1))
+        stats = loss.detection_delta(out.reshape(batch, -1), truth[:, :need], self.side, self.n, self.classes,
+                                     self.coords, bool(self.sqrt), bool(self.forced), bool(self.rescore),
+                                     f(self.coord_scale), f(self.object_scale), f(self.noobject_scale),
+                                     f(self.class_scale), random_index, self.delta.reshape(batch, -1))
         self.cost = delta_cost(self.delta)
         avg_iou, avg_cat, avg_allcat, avg_obj, avg_anyobj, count = stats
         self.stats = dict(avg_iou=ratio(avg_iou, count), avg_cat=ratio(avg_cat, count),

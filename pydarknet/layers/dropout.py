@@ -1,8 +1,7 @@
 """[dropout]: at inference, the input passed on untouched (darknet makes this layer's output the previous
 layer's output array). In training, each input is zeroed with `probability`, the others scaled by 1/(1-p)."""
 import numpy as np
-
-from ..kernels.backward import dropout_backward
+from ..kernels import backward
 from .base import Layer
 
 
@@ -46,5 +45,5 @@ class Dropout(Layer):
         darknet's dropout shares the previous layer's delta array and scales it in place)."""
         if net.delta is None:
             return
-        dropout_backward(self.delta.reshape(-1), self.rand.reshape(-1), np.float32(self.probability),
-                         self.scale, net.delta.reshape(-1))
+        backward.dropout_backward(self.delta.reshape(-1), self.rand.reshape(-1), np.float32(self.probability),
+                                  self.scale, net.delta.reshape(-1))

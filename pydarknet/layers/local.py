@@ -7,8 +7,8 @@ one per output value (filters, out_h, out_w).
 """
 import numpy as np
 
+from ..kernels import backward
 from ..kernels.activations import CODE as ACTIVATIONS, activate_array
-from ..kernels.backward import gradient_array32
 from ..kernels.conv import col2im_batch, im2col_batch
 from ..kernels.local import local_forward
 from .base import Layer, zeros
@@ -90,12 +90,11 @@ class Local(Layer):
     def backward(self, net):
         """darknet's backward_local_layer: activation gradient, bias_updates += delta, then per image the
         per-location weight gradient and (with a previous layer) the input gradient through col2im (added)."""
-        from ..kernels.backward import local_backward
         batch = self.delta.shape[0]
         n, out_h, out_w = self.out_shape
         locations = out_h * out_w
         k = self.weights.shape[2]
-        gradient_array32(self.output.reshape(-1), ACTIVATIONS[self.activation], self.delta.reshape(-1))
+        backward.gradient_array32(self.output.reshape(-1), ACTIVATIONS[self.activation], self.delta.reshape(-1))
         for b in range(batch):
             self.bias_updates += self.delta[b]
         x = self.prev_input(net)
@@ -104,6 +103,7 @@ class Local(Layer):
         col_delta = np.empty((k, locations), np.float32)
         for b in range(batch):
             im2col_batch(x[b:b + 1], 0, x.shape[1], self.size, self.stride, self.pad, col[None], False)
-            local_backward(col, self.delta[b].reshape(n, locations), self.weights, self.weight_updates, col_delta)
+            backward.local_backward(col, self.delta[b].reshape(n, locations), self.weights, self.weight_updates,
+                                    col_delta)
             if prev is not None:
                 col2im_batch(col_delta[None], False, self.size, self.stride, self.pad, prev[b:b + 1], 0)

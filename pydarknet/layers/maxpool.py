@@ -4,8 +4,7 @@ The AlexeyAB fork adds `stride_x`/`stride_y` (default: stride), `maxpool_depth=1
 channels instead: `out_channels` groups of every out_channels-th channel, size and stride unused), and
 [local_avgpool]: the same windows averaged (over the pixels inside the image)."""
 import numpy as np
-
-from ..kernels.backward import local_avgpool_backward, maxpool_backward
+from ..kernels import backward
 from ..kernels.pool import local_avgpool, maxpool, maxpool_depth
 from .base import Layer
 
@@ -87,7 +86,7 @@ class Maxpool(Layer):
         """Each output's delta goes to the input pixel its maximum came from (added)."""
         prev = self.prev_delta(net)
         if prev is not None:
-            maxpool_backward(self.delta, self.argmax, prev)
+            backward.maxpool_backward(self.delta, self.argmax, prev)
 
 
 class LocalAvgpool(Maxpool):
@@ -102,4 +101,4 @@ class LocalAvgpool(Maxpool):
     def backward(self, net):
         prev = self.prev_delta(net)
         if prev is not None:
-            local_avgpool_backward(self.delta, self.size, self.stride_y, self.stride_x, self.padding, prev)
+            backward.local_avgpool_backward(self.delta, self.size, self.stride_y, self.stride_x, self.padding, prev)

@@ -1,8 +1,7 @@
 """[normalization] (or [lrn]): local response normalisation across channels; [l2norm]: each pixel's channel
 vector divided by its L2 norm."""
 import numpy as np
-
-from ..kernels.backward import lrn_backward
+from ..kernels import backward
 from ..kernels.normalization import l2_normalize, local_response_norm
 from .base import Layer
 
@@ -40,8 +39,8 @@ class Normalization(Layer):
         """darknet's approximation: delta times norm^-beta, as if the norm did not depend on the input."""
         prev = self.prev_delta(net)
         if prev is not None:
-            lrn_backward(self.prev_input(net), self.size, np.float32(self.alpha), np.float32(self.beta),
-                         np.float32(self.kappa), self.delta, prev)
+            backward.lrn_backward(self.prev_input(net), self.size, np.float32(self.alpha), np.float32(self.beta),
+                                  np.float32(self.kappa), self.delta, prev)
 
 
 class L2norm(Layer):

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..boxes import Detections, correct_boxes
 from ..config import DarknetError
-from ..kernels.loss import region_delta, region_logistic_gradient
+from ..kernels import loss
 from ..kernels.region import region_forward, region_tree_probs
 from ..tree import read_map, read_option_file, read_tree
 from .base import Layer, delta_cost, printf_f, ratio
@@ -134,11 +134,11 @@ class Region(Layer):
         class_map = np.asarray(self.map, np.int64) if self.map is not None else empty
         delta = self.delta.reshape(shape)
         f = np.float32
-        stats = region_delta(out.reshape(shape), truth, self.biases, self.coords, int(net.seen), f(self.thresh),
-                             bool(self.bias_match), bool(self.rescore), bool(self.background),
-                             f(self.coord_scale), f(self.object_scale), f(self.noobject_scale),
-                             int(self.mask_scale), f(self.class_scale), not self.softmax, parent, group,
-                             offsets, sizes, class_map, delta)
+        stats = loss.region_delta(out.reshape(shape), truth, self.biases, self.coords, int(net.seen), f(self.thresh),
+                                  bool(self.bias_match), bool(self.rescore), bool(self.background),
+                                  f(self.coord_scale), f(self.object_scale), f(self.noobject_scale),
+                                  int(self.mask_scale), f(self.class_scale), not self.softmax, parent, group,
+                                  offsets, sizes, class_map, delta)
         self.cost = delta_cost(self.delta)
         avg_iou, avg_cat, avg_obj, avg_anyobj, recall, count, class_count = stats
         self.stats = dict(avg_iou=ratio(avg_iou, count), avg_cat=ratio(avg_cat, class_count),
@@ -156,8 +156,8 @@ class Region(Layer):
         batch = self.delta.shape[0]
         _, h, w = self.out_shape
         shape = (batch, self.n, self.entries, h, w)
-        region_logistic_gradient(self.output.reshape(shape), self.delta.reshape(shape), self.coords,
-                                 bool(self.background))
+        loss.region_logistic_gradient(self.output.reshape(shape), self.delta.reshape(shape), self.coords,
+                                      bool(self.background))
         self.add_delta_to_previous(net)
 
     def detections(self, output, w, h, netw, neth, thresh, hier_thresh=0.5, relative=True, letterbox=True,

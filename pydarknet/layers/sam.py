@@ -2,8 +2,8 @@
 output, element by element (both the same shape), then an activation."""
 import numpy as np
 
+from ..kernels import backward
 from ..kernels.activations import CODE as ACTIVATIONS, activate_array
-from ..kernels.backward import gradient_array32
 from .base import Layer
 from .convolutional import parse_activation
 
@@ -38,7 +38,7 @@ class Sam(Layer):
 
     def backward(self, net):
         """delta * the other factor to each factor's delta (added to both, as the fork's GPU code)."""
-        gradient_array32(self.output.reshape(-1), ACTIVATIONS[self.activation], self.delta.reshape(-1))
+        backward.gradient_array32(self.output.reshape(-1), ACTIVATIONS[self.activation], self.delta.reshape(-1))
         source = net.layers[self.source]
         prev = self.prev_delta(net)
         if prev is not None:

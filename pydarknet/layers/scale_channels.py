@@ -3,8 +3,8 @@ channel multiplied by the input's value for that channel (the input is c x 1 x 1
 `scale_wh=1` scales each pixel instead: the input is 1 x h x w, one factor per pixel for every channel."""
 import numpy as np
 
+from ..kernels import backward
 from ..kernels.activations import CODE as ACTIVATIONS, activate_array
-from ..kernels.backward import gradient_array32, scale_channels_backward
 from .base import Layer
 from .convolutional import parse_activation
 
@@ -43,7 +43,7 @@ class ScaleChannels(Layer):
     def backward(self, net):
         """Each factor's delta gathers delta * the value it scaled; the scaled layer's delta gets delta times
         its factor (both added)."""
-        gradient_array32(self.output.reshape(-1), ACTIVATIONS[self.activation], self.delta.reshape(-1))
+        backward.gradient_array32(self.output.reshape(-1), ACTIVATIONS[self.activation], self.delta.reshape(-1))
         source = net.layers[self.source]
         n, c, h, w = self.delta.shape
         factors = self.prev_input(net).reshape(n, -1, 1) if not self.scale_wh else \
@@ -51,5 +51,5 @@ class ScaleChannels(Layer):
         prev = self.prev_delta(net)
         # without a previous delta (the first layer), the factors' sums go to scratch
         factors_delta = np.zeros_like(factors) if prev is None else prev.reshape(factors.shape)
-        scale_channels_backward(self.delta.reshape(n, c, h * w), source.output.reshape(n, c, h * w), factors,
-                                factors_delta, source.delta.reshape(n, c, h * w), self.scale_wh)
+        backward.scale_channels_backward(self.delta.reshape(n, c, h * w), source.output.reshape(n, c, h * w), factors,
+                                         factors_delta, source.delta.reshape(n, c, h * w), self.scale_wh)

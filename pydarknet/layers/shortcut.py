@@ -10,8 +10,8 @@ with .0001 added to the sum).
 """
 import numpy as np
 
+from ..kernels import backward
 from ..kernels.activations import CODE as ACTIVATIONS, activate_array, expf_array, fork_scalar
-from ..kernels.backward import axpy, gradient_array32, shortcut_backward
 from ..kernels.resample import shortcut
 from .base import Layer
 from .convolutional import activation_gradient, finish_activation, inline_activation, parse_activation
@@ -167,13 +167,14 @@ class Shortcut(Layer):
         1 without normalisation), as the fork's GPU code (which the AlexeyAB training goldens follow)."""
         batch, c, h, w = self.delta.shape
         activation = activation_gradient(self, self.delta.reshape(batch, c, h * w), ACTIVATIONS[self.activation])
-        gradient_array32(self.output.reshape(-1), activation, self.delta.reshape(-1))
+        backward.gradient_array32(self.output.reshape(-1), activation, self.delta.reshape(-1))
         prev = self.prev_delta(net)
         if not self.multilayer:
             if prev is not None:
-                axpy(np.float32(self.alpha), self.delta.reshape(-1), prev.reshape(-1))
+                backward.axpy(np.float32(self.alpha), self.delta.reshape(-1), prev.reshape(-1))
             source = net.layers[self.source]
-            shortcut_backward(self.delta, np.float32(self.beta), source.delta.reshape((batch,) + source.out_shape))
+            backward.shortcut_backward(self.delta, np.float32(self.beta),
+                                       source.delta.reshape((batch,) + source.out_shape))
             return
         inputs = [self.prev_input(net)] + [net.layers[i].output for i in self.sources]
         deltas = [prev] + [net.layers[i].delta.reshape((batch,) + net.layers[i].out_shape) for i in self.sources]

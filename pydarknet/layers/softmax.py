@@ -6,7 +6,7 @@ The output is flat, (inputs, 1, 1), like darknet's (which gives the next layer n
 import numpy as np
 
 from ..config import DarknetError
-from ..kernels.loss import softmax_cross_entropy
+from ..kernels import loss
 from ..kernels.softmax import run_starts, softmax_runs
 from ..tree import read_option_file, read_tree
 from .base import Layer
@@ -81,9 +81,9 @@ class Softmax(Layer):
         if truth.shape[1] != self.inputs:
             raise DarknetError(f"layer {self.index} ([softmax], {self.inputs} inputs): the truth has "
                                f"{truth.shape[1]} values per image")
-        loss = np.empty(out.size, np.float32)
-        self.cost = np.float32(softmax_cross_entropy(out.reshape(-1), np.ascontiguousarray(truth).reshape(-1),
-                                                     self.delta.reshape(-1), loss))
+        errors = np.empty(out.size, np.float32)
+        self.cost = np.float32(loss.softmax_cross_entropy(out.reshape(-1), np.ascontiguousarray(truth).reshape(-1),
+                                                          self.delta.reshape(-1), errors))
 
     def backward(self, net):
         """The delta (already with respect to the input, see loss_forward) added to the previous layer's."""

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..kernels.backward import axpy
+from ..kernels import backward
 
 F32 = np.float32
 
@@ -38,8 +38,8 @@ def update_layer(layer, args):
             _adam(layer, param, pf, uf, decay, rate, args)
             continue
         if decayed:
-            axpy(decay, pf, uf)
-        axpy(F32(rate / F32(batch)), uf, pf)
+            backward.axpy(decay, pf, uf)
+        backward.axpy(F32(rate / F32(batch)), uf, pf)
         uf *= F32(args.momentum)
 
 

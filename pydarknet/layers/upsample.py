@@ -1,7 +1,7 @@
 """[upsample]: nearest-neighbour upsampling by `stride` (a negative stride sums blocks down instead)."""
 import numpy as np
 
-from ..kernels.backward import downsample_backward, upsample_backward
+from ..kernels import backward
 from ..kernels.resample import downsample, upsample
 from .base import Layer
 
@@ -46,6 +46,6 @@ class Upsample(Layer):
         if prev is None:
             return
         if self.reverse:
-            downsample_backward(self.delta, self.stride, np.float32(self.scale), prev)
+            backward.downsample_backward(self.delta, self.stride, np.float32(self.scale), prev)
         else:
-            upsample_backward(self.delta, self.stride, np.float32(self.scale), prev)
+            backward.upsample_backward(self.delta, self.stride, np.float32(self.scale), prev)

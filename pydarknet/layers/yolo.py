@@ -7,9 +7,8 @@ import numpy as np
 
 from ..boxes import Detections, correct_boxes
 from ..config import DarknetError
+from ..kernels import backward, loss
 from ..kernels.activations import LOGISTIC, activate_array, logistic_array32
-from ..kernels.backward import axpy
-from ..kernels.loss import yolo_delta, yolo_delta_fork
 from .base import Layer, delta_cost, printf_f, ratio
 
 # The fork's spellings. NMS: greedynms suppresses by DIoU (exponent .6), diounms by DIoU with exponent beta_nms.
@@ -138,8 +137,8 @@ class Yolo(Layer):
         if net.darknet == "ab":
             self.fork_loss(out.reshape(shape), truth, delta, net)
             return
-        stats = yolo_delta(out.reshape(shape), truth, self.biases, np.asarray(self.mask, np.int64), net.w, net.h,
-                           np.float32(self.ignore_thresh), np.float32(self.truth_thresh), delta)
+        stats = loss.yolo_delta(out.reshape(shape), truth, self.biases, np.asarray(self.mask, np.int64), net.w, net.h,
+                                np.float32(self.ignore_thresh), np.float32(self.truth_thresh), delta)
         self.cost = delta_cost(self.delta)
         avg_iou, avg_cat, avg_obj, avg_anyobj, recall, recall75, count = stats
         self.stats = dict(avg_iou=ratio(avg_iou, count), avg_cat=ratio(avg_cat, count),
@@ -172,7 +171,7 @@ class Yolo(Layer):
         plus iou_normalizer x the mean 1 - IoU (1 - GIoU for giou) of the trained boxes. Prints the fork's
         statistics line; the boxes trained count towards the network's total_bbox line."""
         f32 = np.float32
-        stats = yolo_delta_fork(
+        stats = loss.yolo_delta_fork(
             p, truth, self.biases, np.asarray(self.mask, np.int64), net.w, net.h, f32(self.ignore_thresh),
             f32(self.truth_thresh), IOU_KINDS.index(self.iou_loss), f32(self.iou_normalizer),
             f32(self.obj_normalizer), f32(self.cls_normalizer), f32(self.max_delta), f32(self.iou_thresh),
@@ -182,19 +181,19 @@ class Yolo(Layer):
         net.total_bbox = getattr(net, "total_bbox", 0) + bboxes
         net.rewritten_bbox = getattr(net, "rewritten_bbox", 0) + rewritten
         count = max(count, 1)
-        loss = delta_cost(delta)
+        total = delta_cost(delta)
         boxless = delta.copy()
         boxless[:, :, :4] = 0
         classification = f32(np.float64(f32(self.obj_normalizer)) * np.float64(delta_cost(boxless)))
         if self.iou_loss == "mse":
-            self.cost = loss
+            self.cost = total
         else:
             mean_loss = tot_giou_loss if self.iou_loss == "giou" else tot_iou_loss
             self.cost = f32(f32(self.iou_normalizer) * f32(f32(mean_loss) / f32(count)) + classification)
         batch = f32(p.shape[0])
         self.stats = dict(avg_iou=f32(f32(tot_iou) / f32(count)), count=int(stats[3]),
-                          class_loss=f32(classification / batch), iou_loss=f32(f32(loss - classification) / batch),
-                          total_loss=f32(loss / batch))
+                          class_loss=f32(classification / batch), iou_loss=f32(f32(total - classification) / batch),
+                          total_loss=f32(total / batch))
         if not getattr(net, "quiet", False):
             s = self.stats
             kind = self.iou_loss if self.iou_loss in ("mse", "giou") else "iou"
@@ -217,7 +216,7 @@ class Yolo(Layer):
         if net.darknet == "ab" and self.delta_normalizer != 1:
             prev = self.prev_delta(net)
             if prev is not None:
-                axpy(np.float32(self.delta_normalizer), self.delta.reshape(-1), prev.reshape(-1))
+                backward.axpy(np.float32(self.delta_normalizer), self.delta.reshape(-1), prev.reshape(-1))
             return
         self.add_delta_to_previous(net)
 
