@@ -169,10 +169,13 @@ def _make_micro(mr, nv):
     panel of B, 1 for a last panel at most one vector wide (half the work of a mostly empty tile)."""
 
     @intrinsic
-    def micro(typingctx, ap, a_off, bp, b_off, c, c_off, ldc, h, w, kc, load_c, next_c, fused):
+    def micro(typingctx, ap, a_off, bp, b_off, c, c_off, ldc, h, w, kc, load_c, next_c, fused, ldb):
         """For r < h, j < w, in order k = 0 .. kc-1:
 
-            C[c_off + r*ldc + j] (from 0, or from its value if load_c) += A(r, k) * bp[b_off + k*NR + j]
+            C[c_off + r*ldc + j] (from 0, or from its value if load_c) += A(r, k) * bp[b_off + k*ldb + j]
+
+        ldb is NR for B packed in panels (`_pack_b`), or a row's length for B read in place: whole vectors are
+        read, columns past w too, so bp must hold nv vectors from the last step's b_off + k*ldb.
 
         Rows r >= h and columns j >= w of C are neither read nor written (w <= nv vectors). A(r, k) is packed
         by `_pack_a`: from a_off, k = 8g + kk (g < kc // 8) at ap[a_off + 8*mr*g + 8*r + kk], then the last
@@ -183,14 +186,13 @@ def _make_micro(mr, nv):
         if not (_is_f32_array(ap) and _is_f32_array(bp) and _is_f32_array(c)):
             return None
         sig = types.void(ap, types.intp, bp, types.intp, c, types.intp, types.intp, types.intp, types.intp,
-                         types.intp, types.boolean, types.intp, types.boolean)
+                         types.intp, types.boolean, types.intp, types.boolean, types.intp)
 
         def codegen(context, builder, signature, args):
             lanes = _lanes(context)
             vec = ir.VectorType(_F32, lanes)
-            nr = 2 * lanes
             n_acc = mr * nv
-            ap_v, a_off_v, bp_v, b_off_v, c_v, c_off_v, ldc_v, h_v, w_v, kc_v, load_v, next_v, fused_v = args
+            ap_v, a_off_v, bp_v, b_off_v, c_v, c_off_v, ldc_v, h_v, w_v, kc_v, load_v, next_v, fused_v, nr = args
             a0 = builder.gep(_data(context, builder, signature.args[0], ap_v), [a_off_v])
             b0 = builder.gep(_data(context, builder, signature.args[2], bp_v), [b_off_v])
             cdata = _data(context, builder, signature.args[4], c_v)
@@ -271,10 +273,10 @@ def _make_micro(mr, nv):
                 g.add_incoming(_i64(0), pre)
                 acc = _phis(builder, (init, pre))
                 ag = builder.gep(a0, [builder.mul(g, _i64(8 * mr))])
-                bg = builder.gep(b0, [builder.mul(g, _i64(8 * nr))])
+                bg = builder.gep(b0, [builder.mul(g, builder.mul(nr, _i64(8)))])
                 cur = acc
                 for kk in range(8):
-                    cur = step(cur, builder.gep(bg, [_i64(kk * nr)]),
+                    cur = step(cur, builder.gep(bg, [builder.mul(nr, _i64(kk))]),
                                lambda r, kk=kk: builder.gep(ag, [_i64(8 * r + kk)]))
                 g_next = builder.add(g, _i64(1))
                 g.add_incoming(g_next, main)
@@ -285,7 +287,7 @@ def _make_micro(mr, nv):
                 builder.position_at_end(mid)
                 acc_mid = _phis(builder, (init, pre), (cur, main))
                 at = builder.gep(a0, [builder.mul(ngroups, _i64(8 * mr))])
-                bt = builder.gep(b0, [builder.mul(ngroups, _i64(8 * nr))])
+                bt = builder.gep(b0, [builder.mul(ngroups, builder.mul(nr, _i64(8)))])
                 builder.cbranch(builder.icmp_signed(">", rem, _i64(0)), tail, done)
 
                 # the last kc % 8 steps
@@ -293,7 +295,7 @@ def _make_micro(mr, nv):
                 kk = builder.phi(_I64)
                 kk.add_incoming(_i64(0), mid)
                 acc_t = _phis(builder, (acc_mid, mid))
-                new_t = step(acc_t, builder.gep(bt, [builder.mul(kk, _i64(nr))]),
+                new_t = step(acc_t, builder.gep(bt, [builder.mul(kk, nr)]),
                              lambda r: builder.gep(at, [builder.add(builder.mul(rem, _i64(r)), kk)]))
                 kk_next = builder.add(kk, _i64(1))
                 kk.add_incoming(kk_next, tail)
@@ -489,6 +491,72 @@ def _pack_a(Af, a_rs, a_ks, M, k0, kc, t0, t1, n6, dst):
                     dst[base + ng * 8 * mr + r * rem + x] = Af[src + (8 * ng + x) * a_ks]
 
 
+@njit(cache=True, inline="always")
+def _k_blocks(K):
+    """(number, length) of the k blocks: even blocks of at most KC (288 -> 144 + 144 rather than 256 + 32)."""
+    nkb = (K + KC - 1) // KC
+    return nkb, (K + nkb - 1) // nkb
+
+
+@njit(cache=True)
+def _pack_a_whole(Af, a_rs, a_ks, M, K, dst):
+    """All of A in the tiles' layout, k block after k block: block kb (from step pc) at dst[pc * rows], rows
+    being M rounded up to whole tiles (`packed_a_size`)."""
+    n6, n4 = _tiles(M)
+    rows = _tile_row(n6 + n4, n6)
+    nkb, kcb = _k_blocks(K)
+    for kb in range(nkb):
+        pc = kb * kcb
+        _pack_a(Af, a_rs, a_ks, M, pc, min(kcb, K - pc), 0, n6 + n4, n6, dst[pc * rows:])
+
+
+@njit(cache=True, parallel=True)
+def pack_a_batch(A, dst):
+    """dst[q] = A[q] (count, M, K) in `_pack_a_whole`'s layout, for `packed_product`: weights packed once for
+    many products."""
+    count, M, K = A.shape
+    for q in prange(count):
+        _pack_a_whole(A[q].reshape(-1), K, 1, M, K, dst[q])
+
+
+def packed_a_size(M, K):
+    """Floats of one packed A (pack_a_batch): M rounded up to whole 6- and 4-row tiles, times K."""
+    n6, n4 = _tiles.py_func(M)
+    return (6 * n6 + 4 * n4) * K
+
+
+@njit(cache=True)
+def packed_product(ap, bp, b_off, ldb, Cf, c_off, ldc, M, N, K, fused):
+    """C = A @ B on one thread, A (M, K) packed by `_pack_a_whole` in ap, B (K, N) read in place: B[k, j] at
+    bp[b_off + k * ldb + j], whole vectors at a time (so bp holds NR floats past its last row's start), C[i, j]
+    at Cf[c_off + i * ldc + j]. The same chains as `_gemm`'s (one FMA per step if fused). For B already in
+    the cache: a packed copy would cost more than it saves."""
+    NR = _panel_width()
+    lanes = NR // 2
+    n6, n4 = _tiles(M)
+    rows = _tile_row(n6 + n4, n6)
+    nkb, kcb = _k_blocks(K)
+    for kb in range(nkb):
+        pc = kb * kcb
+        kc = min(kcb, K - pc)
+        for p in range((N + NR - 1) // NR):
+            w = min(NR, N - p * NR)
+            boff = b_off + pc * ldb + p * NR
+            for t in range(n6 + n4):
+                row = _tile_row(t, n6)
+                h = min(M - row, 6 if t < n6 else 4)
+                aoff = pc * rows + row * kc
+                coff = c_off + row * ldc + p * NR
+                if t < n6 and w > lanes:
+                    _micro6(ap, aoff, bp, boff, Cf, coff, ldc, h, w, kc, kb > 0, -1, fused, ldb)
+                elif t < n6:
+                    _micro6_half(ap, aoff, bp, boff, Cf, coff, ldc, h, w, kc, kb > 0, -1, fused, ldb)
+                elif w > lanes:
+                    _micro4(ap, aoff, bp, boff, Cf, coff, ldc, h, w, kc, kb > 0, -1, fused, ldb)
+                else:
+                    _micro4_half(ap, aoff, bp, boff, Cf, coff, ldc, h, w, kc, kb > 0, -1, fused, ldb)
+
+
 @njit(cache=True)
 def _pack_b(Bf, b_ks, b_js, N, k0, kc, p0, p1, dst, dst_off, p_stride):
     """Panels p0..p1-1 of B (NR columns, zero-padded past N), steps k0..k0+kc-1:
@@ -590,8 +658,7 @@ def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused, i
     npan = (N + NR - 1) // NR
     n6, n4 = _tiles(M)
     ntile = n6 + n4
-    nkb = (K + KC - 1) // KC
-    kcb = (K + nkb - 1) // nkb          # even k blocks: 288 -> 144 + 144 rather than 256 + 32
+    nkb, kcb = _k_blocks(K)
     wide = count == 1 and M <= MC_MAX and N >= WIDE_COLUMNS * nth
     rows = _tile_row(ntile, n6)         # M rounded up to whole tiles
     if wide:
@@ -602,9 +669,7 @@ def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused, i
         ngr = min(npan, (ngr + nth - 1) // nth * nth)
         bbuf = np.empty((nth, (npan + ngr - 1) // ngr * kcb * NR), np.float32)
         abuf = np.empty((1, rows * K), np.float32)
-        for kb in range(nkb):
-            pc = kb * kcb
-            _pack_a(Af, a_rs, a_ks, M, pc, min(kcb, K - pc), 0, ntile, n6, abuf[0, pc * rows:])
+        _pack_a_whole(Af, a_rs, a_ks, M, K, abuf[0])
     else:
         # B is shared by several row blocks: pack all of it first, panel after panel, whole K
         nrb = (M + MC_MAX - 1) // MC_MAX
@@ -663,13 +728,13 @@ def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused, i
                         nxt = -1
                     aoff = abase + (row - row0) * kc
                     if t < n6 and w > lanes:
-                        _micro6(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused)
+                        _micro6(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused, NR)
                     elif t < n6:
-                        _micro6_half(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused)
+                        _micro6_half(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused, NR)
                     elif w > lanes:
-                        _micro4(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused)
+                        _micro4(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused, NR)
                     else:
-                        _micro4_half(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused)
+                        _micro4_half(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused, NR)
                     if p == p1 - 1 and kb + 1 < nkb and a_ks == 1 and not wide:
                         # while the last panel computes, fetch the rows of A the next k block packs
                         for i in range(row, row + h):
