@@ -5,6 +5,7 @@ yolov3-tiny / yolov4-tiny on dog.jpg. The fork's golden cases have random weight
 down to .05 whose NMS flips with any rounding: their layer outputs are compared, not their detections."""
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 
@@ -127,10 +128,47 @@ def test_winograd(monkeypatch, channels, h, w, filters, pad, tile):
     exact = sgemm_image(weights, x, 0, 3, 1, pad, 1, out_h, out_w, np.empty((filters, out_h * out_w), np.float32))
     fast = np.full_like(exact, np.nan)
     scratch = {}
-    products.conv_winograd(transform_weights(weights, channels, tile), x, pad, out_h, out_w, fast,
+    products.conv_winograd(transform_weights(weights, channels, tile), None, x, pad, out_h, out_w, fast,
                            lambda name, size: scratch.setdefault(name, np.empty(size, np.float32)))
     error = np.abs(fast - exact).max() / np.abs(exact).max()
     assert error <= (1e-5 if tile == 2 else 5e-5), error
+
+
+@pytest.mark.parametrize("channels,h,w,filters,pad", [(16, 82, 85, 24, 1), (40, 90, 80, 33, 0), (8, 81, 97, 5, 2)])
+@pytest.mark.parametrize("rows", [1, 2, 3, 7])
+def test_winograd_bands_match_the_three_passes(channels, h, w, filters, pad, rows):
+    """F(4x4) in bands of `rows` tile rows (each band from input to output on one thread, V and M in its
+    cache) computes the three passes' sums bit for bit: the same transforms and product chains, on cut tiles,
+    a short last band and paddings 0-2."""
+    from pydarknet.kernels.winograd import conv_bands4, padded_image, transform_weights
+    rng = np.random.default_rng(channels + rows)
+    x = rng.standard_normal((channels, h, w), dtype=np.float32)
+    u = transform_weights(rng.standard_normal((filters, channels * 9), dtype=np.float32), channels, 4)
+    out_h, out_w = h + 2 * pad - 2, w + 2 * pad - 2
+    tiles_h, tiles_w = (out_h + 3) // 4, (out_w + 3) // 4
+    scratch = {}
+    three = np.full((filters, out_h * out_w), np.nan, np.float32)
+    products.conv_winograd(u, None, x, pad, out_h, out_w, three,
+                           lambda name, size: scratch.setdefault(name, np.empty(size, np.float32)))
+    xp = np.full((channels, 4 * tiles_h + 2, 4 * tiles_w + 2), np.nan, np.float32)   # padded_image fills it all
+    padded_image(x, pad, xp)
+    work = np.full((numba.get_num_threads(), 36 * (channels + filters) * rows * tiles_w + 64), np.nan, np.float32)
+    banded = np.full_like(three, np.nan)
+    conv_bands4(xp, products.pack_winograd(u), filters, out_h, out_w, rows, work, banded)
+    assert np.array_equal(banded, three)
+
+
+@pytest.mark.parametrize("filters, channels, out, rows", [(64, 64, 104, 1), (32, 32, 104, 2), (32, 16, 208, 2),
+                                                          (64, 64, 79, 2), (64, 64, 76, 0), (64, 64, 52, 0),
+                                                          (128, 128, 104, 0)])
+def test_winograd_bands_rule(monkeypatch, filters, channels, out, rows):
+    """With AVX2's 8-float vectors and 2 threads: bands on images 20 tiles wide or more (79 outputs, not 76)
+    whose U is at most 1 MiB (not 128 x 128's 2.25 MiB); the rows that fit 768 KiB of V and M and waste the
+    fewest vector columns: 64 + 64 channels fit one row of 26 tiles; 32 + 32 fit two (52 tiles: 56 columns,
+    7 % wasted, against 6 of 32 for one row); two rows of 20 tiles fill five vectors exactly."""
+    monkeypatch.setattr(products, "host_panel_width", lambda: 16)
+    monkeypatch.setattr(products.numba, "get_num_threads", lambda: 2)
+    assert products.winograd_bands(filters, channels, out, out) == rows
 
 
 def test_the_fast_flag_and_the_api_switch_to_fast_products(tmp_path, monkeypatch):

@@ -25,14 +25,15 @@ starting choice.
 """
 import os
 
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from ..threads import spin_briefly
-from .gemm import (_F32, _I64, _data, _i64, _phis, gemm_flat, host_panel_width, sgemm_batch, sgemm_darknet,
-                   sgemm_darknet_tn, sgemm_image)
+from .gemm import (_F32, _I64, _data, _i64, _phis, gemm_flat, host_panel_width, pack_a_batch, packed_a_size,
+                   sgemm_batch, sgemm_darknet, sgemm_darknet_tn, sgemm_image)
 
 BACKENDS = ("darknet", "blas", "fast")
 _BACKEND = os.environ.get("PYDARKNET_PRODUCTS", "darknet")
@@ -108,18 +109,72 @@ def winograd_tile(channels, size, stride, dilation, groups, out_h, out_w):
     return 2 if channels >= 2 * fewest else 0
 
 
-def conv_winograd(u, x, pad, out_h, out_w, out, scratch):
+BAND_U_BYTES = 1 << 20      # F(4x4)'s U read by every band: at most this much
+BAND_BYTES = 768 << 10      # a band's V and M: within a core's L2 (1 MiB on the machines measured)
+
+
+def winograd_bands(filters, channels, out_h, out_w):
+    """Tile rows per band of F(4x4)'s banded kernel (kernels.winograd.conv_bands4), or 0 for its three passes
+    over the whole image. The bands pay on images 20 tiles (80 outputs) wide or more, where the three passes'
+    V and M (36 positions x (channels + filters) x tiles) go to memory and back, and only with a U of at most
+    BAND_U_BYTES, which every band reads. Measured in the forwards (2 threads, alternating): with AVX2 64x104x104
+    -> 64 2.88 -> 1.96 ms, 32x104x104 -> 32 1.07 -> 0.79, 16x208x208 -> 32 2.94 -> 2.25, 32x104x104 -> 64 2.20
+    -> 1.50 (yolov4-tiny 0.97x, yolov3-tiny 0.95x); with AVX-512 64x104x104 -> 64 2.52 -> 2.26. On 52 x 52
+    outputs (13 tiles a row) they lost: 64x52x52 -> 64 0.57 -> 0.67.
+    The rows: as many as fit BAND_BYTES, those that waste the fewest vector columns of the products (a band's
+    tiles are its product's columns) and share them most evenly among the threads."""
+    tiles_w, tiles_h = (out_w + 3) // 4, (out_h + 3) // 4
+    if tiles_w < 20 or 36 * filters * channels * 4 > BAND_U_BYTES:
+        return 0
+    lanes = host_panel_width() // 2
+    threads = numba.get_num_threads()
+    best, best_rows = np.inf, 1
+    for rows in range(1, tiles_h + 1):
+        if rows > 1 and 36 * (channels + filters) * rows * tiles_w * 4 > BAND_BYTES:
+            break
+        bands = -(-tiles_h // rows)
+        columns = [-(-min(rows, tiles_h - b * rows) * tiles_w // lanes) * lanes for b in range(bands)]
+        per = -(-bands // threads)      # prange gives each thread a run of bands
+        cost = max(sum(columns[i:i + per]) for i in range(0, bands, per)) * threads / (tiles_h * tiles_w)
+        if cost < best - 0.01:
+            best, best_rows = cost, rows
+    return best_rows
+
+
+def pack_winograd(u):
+    """F(4x4)'s U (36, filters, channels) packed for conv_bands4's products (gemm.pack_a_batch), or None where
+    no image takes the bands (see winograd_bands)."""
+    positions, filters, channels = u.shape
+    if positions != 36 or u.nbytes > BAND_U_BYTES:
+        return None
+    up = np.empty((positions, packed_a_size(filters, channels)), np.float32)
+    pack_a_batch(u, up)
+    return up
+
+
+def conv_winograd(u, up, x, pad, out_h, out_w, out, scratch):
     """out (filters, out_h*out_w) = the 3x3 stride-1 convolution of image x (c, h, w) whose Winograd weights
     are u (kernels.winograd.transform_weights, for tiles of m x m: u has (m + 2)^2 rows), by F(m x m, 3x3):
-    (m + 2)^2 products through the chain kernel with fused multiply-adds, in one call. scratch(name, floats)
-    gives kept scratch arrays."""
-    from .winograd import transform_input2, transform_input4, transform_output2, transform_output4
+    (m + 2)^2 products through the chain kernel with fused multiply-adds, in three passes over the image or in
+    bands of it (winograd_bands; up: u packed by pack_winograd). scratch(name, floats) gives kept scratch
+    arrays."""
+    from .winograd import (conv_bands4, padded_image, transform_input2, transform_input4, transform_output2,
+                           transform_output4)
     positions, filters, channels = u.shape
     m = 2 if positions == 16 else 4
     tiles_w = (out_w + m - 1) // m
-    tiles = (out_h + m - 1) // m * tiles_w
-    V = scratch("winograd_v", positions * channels * tiles).reshape(positions, channels, tiles)
-    M = scratch("winograd_m", positions * filters * tiles).reshape(positions, filters, tiles)
+    tiles_h = (out_h + m - 1) // m
+    rows = winograd_bands(filters, channels, out_h, out_w) if up is not None else 0
+    if rows:
+        xp = scratch("winograd_x", channels * (4 * tiles_h + 2) * (4 * tiles_w + 2))
+        xp = xp.reshape(channels, 4 * tiles_h + 2, 4 * tiles_w + 2)
+        padded_image(x, pad, xp)
+        per_thread = 36 * (channels + filters) * rows * tiles_w + host_panel_width()
+        work = scratch("winograd_work", numba.get_num_threads() * per_thread).reshape(-1, per_thread)
+        conv_bands4(xp, up, filters, out_h, out_w, rows, work, out)
+        return
+    V = scratch("winograd_v", positions * channels * tiles_h * tiles_w).reshape(positions, channels, -1)
+    M = scratch("winograd_m", positions * filters * tiles_h * tiles_w).reshape(positions, filters, -1)
     (transform_input2 if m == 2 else transform_input4)(x, pad, tiles_w, V)
     sgemm_batch(u, V, M, fused=True)
     (transform_output2 if m == 2 else transform_output4)(M, tiles_w, out_h, out_w, out)

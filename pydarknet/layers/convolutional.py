@@ -25,8 +25,8 @@ from ..kernels.activations import (ACROSS_CHANNELS, CODE as ACTIVATIONS, LINEAR,
 from ..kernels.conv import (col2im_batch, depthwise_conv, im2col_batch, im2col_t, normalize_activate_maxpool,
                             normalize_scale_bias_activate, pad_images)
 from ..kernels.products import (backend, conv_image, conv_weight_gradient, conv_weight_gradient_image,
-                                conv_winograd, gemm_nn, gemm_tn, packs_images, weight_gradient_from_image,
-                                weight_gradient_transposed, winograd_tile)
+                                conv_winograd, gemm_nn, gemm_tn, pack_winograd, packs_images,
+                                weight_gradient_from_image, weight_gradient_transposed, winograd_tile)
 from ..kernels.winograd import transform_weights
 from .base import Layer, zeros
 
@@ -236,12 +236,13 @@ class Convolutional(Layer):
 
     def winograd_weights(self, weights, tile, net):
         """The Winograd transform of `weights` (the layer's or its fused ones) for output tiles of tile x tile,
-        kept until the parameters change."""
+        and its packing for the banded kernel (products.pack_winograd), kept until the parameters change."""
         cached = self.__dict__.get("_winograd")
         key = (net.params_version, id(weights), tile)
         if cached is None or cached[0] != key:
-            cached = self._winograd = (key, transform_weights(weights, weights.shape[1] // 9, tile))
-        return cached[1]
+            u = transform_weights(weights, weights.shape[1] // 9, tile)
+            cached = self._winograd = (key, u, pack_winograd(u))
+        return cached[1:]
 
     def convolve(self, x, net, out=None, weights=None):
         """The raw convolution sums (n, filters, out_h*out_w), before bias and batch-norm (into `out` if
@@ -264,9 +265,9 @@ class Convolutional(Layer):
             return out
         tile = winograd_tile(cg, self.size, self.stride, d, g, out_h, out_w)
         if tile:   # the fast products' Winograd F(tile x tile, 3x3)
-            u = self.winograd_weights(weights, tile, net)
+            u, up = self.winograd_weights(weights, tile, net)
             for b in range(batch):
-                conv_winograd(u, x[b], pad, out_h, out_w, out[b], lambda name, size: scratch(net, name, size))
+                conv_winograd(u, up, x[b], pad, out_h, out_w, out[b], lambda name, size: scratch(net, name, size))
             return out
         direct = self.size == 1 and self.stride == 1 and self.pad == 0
         wide = share_products(batch, L)
