@@ -164,18 +164,169 @@ def _vec_ptr(builder, ptr, offset, vec):
     return builder.bitcast(builder.gep(ptr, [_i64(offset)]), vec.as_pointer())
 
 
-def _make_micro(mr, nv):
+def _make_micro(mr, nv, strided=False):
     """The register tile of `mr` rows x `nv` vectors of C as an intrinsic (see `micro`): nv = 2 for a whole
-    panel of B, 1 for a last panel at most one vector wide (half the work of a mostly empty tile)."""
+    panel of B, 1 for a last panel at most one vector wide (half the work of a mostly empty tile). `strided`:
+    one more argument after fused, ldb, and B's steps ldb floats apart instead of a packed panel's NR (B read
+    in place: whole vectors, columns past w too, so bp holds nv vectors from the last step's b_off + k*ldb).
+    Packed panels keep NR a constant in the code."""
+
+    def signature_of(ap, bp, c):
+        if not (_is_f32_array(ap) and _is_f32_array(bp) and _is_f32_array(c)):
+            return None
+        return types.void(ap, types.intp, bp, types.intp, c, types.intp, types.intp, types.intp, types.intp,
+                          types.intp, types.boolean, types.intp, types.boolean, *[types.intp] * strided)
+
+    def codegen(context, builder, signature, args):
+        lanes = _lanes(context)
+        vec = ir.VectorType(_F32, lanes)
+        n_acc = mr * nv
+        ap_v, a_off_v, bp_v, b_off_v, c_v, c_off_v, ldc_v, h_v, w_v, kc_v, load_v, next_v, fused_v = args[:13]
+        nr = args[13] if strided else _i64(2 * lanes)     # B's step
+        a0 = builder.gep(_data(context, builder, signature.args[0], ap_v), [a_off_v])
+        b0 = builder.gep(_data(context, builder, signature.args[2], bp_v), [b_off_v])
+        cdata = _data(context, builder, signature.args[4], c_v)
+        c0 = builder.gep(cdata, [c_off_v])
+        zero = ir.Constant(vec, [0.0] * lanes)
+        undef = ir.Constant(vec, ir.Undefined)
+        bcast = ir.Constant(ir.VectorType(_I32, lanes), [0] * lanes)
+
+        with builder.if_then(builder.icmp_signed(">=", next_v, _i64(0))):
+            n0 = builder.gep(cdata, [next_v])
+            for r in range(mr):
+                row = builder.gep(n0, [builder.mul(ldc_v, _i64(r))])
+                for x in sorted({*range(0, nv * lanes, 16), nv * lanes - 1}):  # every cache line it may touch
+                    ptr = builder.bitcast(builder.gep(row, [_i64(x)]), _I8P)
+                    builder.call(_prefetch(builder), [ptr, _i32(1), _i32(3), _i32(1)])
+
+        cptrs = []
+        for r in range(mr):
+            row = builder.gep(c0, [builder.mul(ldc_v, _i64(r))])
+            cptrs.extend(_vec_ptr(builder, row, lanes * v, vec) for v in range(nv))
+
+        def edge_masks():
+            """Lanes of the tile inside C (built where used: live across the k loop they would spill)."""
+            w_splat = _splat_i64(builder, w_v, lanes)
+            on, off = ir.Constant(_mask_type(vec), [1] * lanes), ir.Constant(_mask_type(vec), [0] * lanes)
+            masks = []
+            for r in range(mr):
+                row_on = builder.select(builder.icmp_signed("<", _i64(r), h_v), on, off)
+                masks.extend(builder.and_(_lane_mask(builder, lanes * v, w_splat), row_on) for v in range(nv))
+            return masks
+
+        full = builder.and_(builder.icmp_signed("==", h_v, _i64(mr)),
+                            builder.icmp_signed("==", w_v, _i64(nv * lanes)))
+
+        # the chains' starting values: zero, or the tile of C (masked at the edges of C)
+        entry = builder.block
+        with builder.if_then(load_v):
+            with builder.if_else(full, likely=True) as (then, otherwise):
+                with then:
+                    plain = [builder.load(p, align=4) for p in cptrs]
+                    plain_block = builder.block
+                with otherwise:
+                    edge = [builder.call(_masked_load(builder, vec), [p, _i32(4), m, zero])
+                            for p, m in zip(cptrs, edge_masks())]
+                    edge_block = builder.block
+            loaded = _phis(builder, (plain, plain_block), (edge, edge_block))
+            load_block = builder.block
+        init = _phis(builder, (loaded, load_block), ([zero] * n_acc, entry))
+
+        def k_loops(fma):
+            """The chains from init through k = 0 .. kc-1; returns their values at the end."""
+            def step(acc, bk, a_ptr):
+                """One k: acc[r][v] + a(r) * b[v], a plain fmul then a plain fadd (or one FMA if fma)."""
+                bvec = [builder.load(_vec_ptr(builder, bk, lanes * v, vec), align=4) for v in range(nv)]
+                new = []
+                for r in range(mr):
+                    a = builder.load(a_ptr(r), align=4)
+                    splat = builder.shuffle_vector(builder.insert_element(undef, a, _i32(0)), undef, bcast)
+                    for v in range(nv):
+                        q = acc[r * nv + v]
+                        new.append(builder.call(_fma(builder, vec), [splat, bvec[v], q]) if fma else
+                                   builder.fadd(q, builder.fmul(splat, bvec[v])))
+                return new
+
+            fn = builder.function
+            main = fn.append_basic_block("gemm_k8")
+            mid = fn.append_basic_block("gemm_k8_done")
+            tail = fn.append_basic_block("gemm_ktail")
+            done = fn.append_basic_block("gemm_k_done")
+            ngroups = builder.ashr(kc_v, _i64(3))
+            rem = builder.and_(kc_v, _i64(7))
+            pre = builder.block
+            builder.cbranch(builder.icmp_signed(">", ngroups, _i64(0)), main, mid)
+
+            # k in groups of 8, in order
+            builder.position_at_end(main)
+            g = builder.phi(_I64)
+            g.add_incoming(_i64(0), pre)
+            acc = _phis(builder, (init, pre))
+            ag = builder.gep(a0, [builder.mul(g, _i64(8 * mr))])
+            bg = builder.gep(b0, [builder.mul(g, builder.mul(nr, _i64(8)))])
+            cur = acc
+            for kk in range(8):
+                cur = step(cur, builder.gep(bg, [builder.mul(nr, _i64(kk))]),
+                           lambda r, kk=kk: builder.gep(ag, [_i64(8 * r + kk)]))
+            g_next = builder.add(g, _i64(1))
+            g.add_incoming(g_next, main)
+            for n in range(n_acc):
+                acc[n].add_incoming(cur[n], main)
+            builder.cbranch(builder.icmp_signed("<", g_next, ngroups), main, mid)
+
+            builder.position_at_end(mid)
+            acc_mid = _phis(builder, (init, pre), (cur, main))
+            at = builder.gep(a0, [builder.mul(ngroups, _i64(8 * mr))])
+            bt = builder.gep(b0, [builder.mul(ngroups, builder.mul(nr, _i64(8)))])
+            builder.cbranch(builder.icmp_signed(">", rem, _i64(0)), tail, done)
+
+            # the last kc % 8 steps
+            builder.position_at_end(tail)
+            kk = builder.phi(_I64)
+            kk.add_incoming(_i64(0), mid)
+            acc_t = _phis(builder, (acc_mid, mid))
+            new_t = step(acc_t, builder.gep(bt, [builder.mul(kk, nr)]),
+                         lambda r: builder.gep(at, [builder.add(builder.mul(rem, _i64(r)), kk)]))
+            kk_next = builder.add(kk, _i64(1))
+            kk.add_incoming(kk_next, tail)
+            for n in range(n_acc):
+                acc_t[n].add_incoming(new_t[n], tail)
+            builder.cbranch(builder.icmp_signed("<", kk_next, rem), tail, done)
+
+            builder.position_at_end(done)
+            return _phis(builder, (acc_mid, mid), (new_t, tail))
+
+        with builder.if_else(fused_v) as (then, otherwise):
+            with then:
+                out_fused = k_loops(True)
+                fused_block = builder.block
+            with otherwise:
+                out_exact = k_loops(False)
+                exact_block = builder.block
+        out = _phis(builder, (out_fused, fused_block), (out_exact, exact_block))
+        with builder.if_else(full, likely=True) as (then, otherwise):
+            with then:
+                for n in range(n_acc):
+                    builder.store(out[n], cptrs[n], align=4)
+            with otherwise:
+                for n, m in enumerate(edge_masks()):
+                    builder.call(_masked_store(builder, vec), [out[n], cptrs[n], _i32(4), m])
+        return context.get_dummy_value()
+
+
+    if strided:
+        @intrinsic
+        def micro_strided(typingctx, ap, a_off, bp, b_off, c, c_off, ldc, h, w, kc, load_c, next_c, fused, ldb):
+            sig = signature_of(ap, bp, c)
+            return None if sig is None else (sig, codegen)
+
+        return micro_strided
 
     @intrinsic
-    def micro(typingctx, ap, a_off, bp, b_off, c, c_off, ldc, h, w, kc, load_c, next_c, fused, ldb):
+    def micro(typingctx, ap, a_off, bp, b_off, c, c_off, ldc, h, w, kc, load_c, next_c, fused):
         """For r < h, j < w, in order k = 0 .. kc-1:
 
-            C[c_off + r*ldc + j] (from 0, or from its value if load_c) += A(r, k) * bp[b_off + k*ldb + j]
-
-        ldb is NR for B packed in panels (`_pack_b`), or a row's length for B read in place: whole vectors are
-        read, columns past w too, so bp must hold nv vectors from the last step's b_off + k*ldb.
+            C[c_off + r*ldc + j] (from 0, or from its value if load_c) += A(r, k) * bp[b_off + k*NR + j]
 
         Rows r >= h and columns j >= w of C are neither read nor written (w <= nv vectors). A(r, k) is packed
         by `_pack_a`: from a_off, k = 8g + kk (g < kc // 8) at ap[a_off + 8*mr*g + 8*r + kk], then the last
@@ -183,147 +334,8 @@ def _make_micro(mr, nv):
         tile of C, at next_c, are prefetched: its load would otherwise stall the next call's k loop.
         With `fused` each step is one fused multiply-add instead (the fast products, not darknet's bits).
         """
-        if not (_is_f32_array(ap) and _is_f32_array(bp) and _is_f32_array(c)):
-            return None
-        sig = types.void(ap, types.intp, bp, types.intp, c, types.intp, types.intp, types.intp, types.intp,
-                         types.intp, types.boolean, types.intp, types.boolean, types.intp)
-
-        def codegen(context, builder, signature, args):
-            lanes = _lanes(context)
-            vec = ir.VectorType(_F32, lanes)
-            n_acc = mr * nv
-            ap_v, a_off_v, bp_v, b_off_v, c_v, c_off_v, ldc_v, h_v, w_v, kc_v, load_v, next_v, fused_v, nr = args
-            a0 = builder.gep(_data(context, builder, signature.args[0], ap_v), [a_off_v])
-            b0 = builder.gep(_data(context, builder, signature.args[2], bp_v), [b_off_v])
-            cdata = _data(context, builder, signature.args[4], c_v)
-            c0 = builder.gep(cdata, [c_off_v])
-            zero = ir.Constant(vec, [0.0] * lanes)
-            undef = ir.Constant(vec, ir.Undefined)
-            bcast = ir.Constant(ir.VectorType(_I32, lanes), [0] * lanes)
-
-            with builder.if_then(builder.icmp_signed(">=", next_v, _i64(0))):
-                n0 = builder.gep(cdata, [next_v])
-                for r in range(mr):
-                    row = builder.gep(n0, [builder.mul(ldc_v, _i64(r))])
-                    for x in sorted({*range(0, nv * lanes, 16), nv * lanes - 1}):  # every cache line it may touch
-                        ptr = builder.bitcast(builder.gep(row, [_i64(x)]), _I8P)
-                        builder.call(_prefetch(builder), [ptr, _i32(1), _i32(3), _i32(1)])
-
-            cptrs = []
-            for r in range(mr):
-                row = builder.gep(c0, [builder.mul(ldc_v, _i64(r))])
-                cptrs.extend(_vec_ptr(builder, row, lanes * v, vec) for v in range(nv))
-
-            def edge_masks():
-                """Lanes of the tile inside C (built where used: live across the k loop they would spill)."""
-                w_splat = _splat_i64(builder, w_v, lanes)
-                on, off = ir.Constant(_mask_type(vec), [1] * lanes), ir.Constant(_mask_type(vec), [0] * lanes)
-                masks = []
-                for r in range(mr):
-                    row_on = builder.select(builder.icmp_signed("<", _i64(r), h_v), on, off)
-                    masks.extend(builder.and_(_lane_mask(builder, lanes * v, w_splat), row_on) for v in range(nv))
-                return masks
-
-            full = builder.and_(builder.icmp_signed("==", h_v, _i64(mr)),
-                                builder.icmp_signed("==", w_v, _i64(nv * lanes)))
-
-            # the chains' starting values: zero, or the tile of C (masked at the edges of C)
-            entry = builder.block
-            with builder.if_then(load_v):
-                with builder.if_else(full, likely=True) as (then, otherwise):
-                    with then:
-                        plain = [builder.load(p, align=4) for p in cptrs]
-                        plain_block = builder.block
-                    with otherwise:
-                        edge = [builder.call(_masked_load(builder, vec), [p, _i32(4), m, zero])
-                                for p, m in zip(cptrs, edge_masks())]
-                        edge_block = builder.block
-                loaded = _phis(builder, (plain, plain_block), (edge, edge_block))
-                load_block = builder.block
-            init = _phis(builder, (loaded, load_block), ([zero] * n_acc, entry))
-
-            def k_loops(fma):
-                """The chains from init through k = 0 .. kc-1; returns their values at the end."""
-                def step(acc, bk, a_ptr):
-                    """One k: acc[r][v] + a(r) * b[v], a plain fmul then a plain fadd (or one FMA if fma)."""
-                    bvec = [builder.load(_vec_ptr(builder, bk, lanes * v, vec), align=4) for v in range(nv)]
-                    new = []
-                    for r in range(mr):
-                        a = builder.load(a_ptr(r), align=4)
-                        splat = builder.shuffle_vector(builder.insert_element(undef, a, _i32(0)), undef, bcast)
-                        for v in range(nv):
-                            q = acc[r * nv + v]
-                            new.append(builder.call(_fma(builder, vec), [splat, bvec[v], q]) if fma else
-                                       builder.fadd(q, builder.fmul(splat, bvec[v])))
-                    return new
-
-                fn = builder.function
-                main = fn.append_basic_block("gemm_k8")
-                mid = fn.append_basic_block("gemm_k8_done")
-                tail = fn.append_basic_block("gemm_ktail")
-                done = fn.append_basic_block("gemm_k_done")
-                ngroups = builder.ashr(kc_v, _i64(3))
-                rem = builder.and_(kc_v, _i64(7))
-                pre = builder.block
-                builder.cbranch(builder.icmp_signed(">", ngroups, _i64(0)), main, mid)
-
-                # k in groups of 8, in order
-                builder.position_at_end(main)
-                g = builder.phi(_I64)
-                g.add_incoming(_i64(0), pre)
-                acc = _phis(builder, (init, pre))
-                ag = builder.gep(a0, [builder.mul(g, _i64(8 * mr))])
-                bg = builder.gep(b0, [builder.mul(g, builder.mul(nr, _i64(8)))])
-                cur = acc
-                for kk in range(8):
-                    cur = step(cur, builder.gep(bg, [builder.mul(nr, _i64(kk))]),
-                               lambda r, kk=kk: builder.gep(ag, [_i64(8 * r + kk)]))
-                g_next = builder.add(g, _i64(1))
-                g.add_incoming(g_next, main)
-                for n in range(n_acc):
-                    acc[n].add_incoming(cur[n], main)
-                builder.cbranch(builder.icmp_signed("<", g_next, ngroups), main, mid)
-
-                builder.position_at_end(mid)
-                acc_mid = _phis(builder, (init, pre), (cur, main))
-                at = builder.gep(a0, [builder.mul(ngroups, _i64(8 * mr))])
-                bt = builder.gep(b0, [builder.mul(ngroups, builder.mul(nr, _i64(8)))])
-                builder.cbranch(builder.icmp_signed(">", rem, _i64(0)), tail, done)
-
-                # the last kc % 8 steps
-                builder.position_at_end(tail)
-                kk = builder.phi(_I64)
-                kk.add_incoming(_i64(0), mid)
-                acc_t = _phis(builder, (acc_mid, mid))
-                new_t = step(acc_t, builder.gep(bt, [builder.mul(kk, nr)]),
-                             lambda r: builder.gep(at, [builder.add(builder.mul(rem, _i64(r)), kk)]))
-                kk_next = builder.add(kk, _i64(1))
-                kk.add_incoming(kk_next, tail)
-                for n in range(n_acc):
-                    acc_t[n].add_incoming(new_t[n], tail)
-                builder.cbranch(builder.icmp_signed("<", kk_next, rem), tail, done)
-
-                builder.position_at_end(done)
-                return _phis(builder, (acc_mid, mid), (new_t, tail))
-
-            with builder.if_else(fused_v) as (then, otherwise):
-                with then:
-                    out_fused = k_loops(True)
-                    fused_block = builder.block
-                with otherwise:
-                    out_exact = k_loops(False)
-                    exact_block = builder.block
-            out = _phis(builder, (out_fused, fused_block), (out_exact, exact_block))
-            with builder.if_else(full, likely=True) as (then, otherwise):
-                with then:
-                    for n in range(n_acc):
-                        builder.store(out[n], cptrs[n], align=4)
-                with otherwise:
-                    for n, m in enumerate(edge_masks()):
-                        builder.call(_masked_store(builder, vec), [out[n], cptrs[n], _i32(4), m])
-            return context.get_dummy_value()
-
-        return sig, codegen
+        sig = signature_of(ap, bp, c)
+        return None if sig is None else (sig, codegen)
 
     return micro
 
@@ -332,6 +344,10 @@ _micro6 = _make_micro(6, 2)
 _micro4 = _make_micro(4, 2)
 _micro6_half = _make_micro(6, 1)
 _micro4_half = _make_micro(4, 1)
+_micro6_strided = _make_micro(6, 2, True)
+_micro4_strided = _make_micro(4, 2, True)
+_micro6_half_strided = _make_micro(6, 1, True)
+_micro4_half_strided = _make_micro(4, 1, True)
 
 
 def _make_copy(width):
@@ -548,13 +564,13 @@ def packed_product(ap, bp, b_off, ldb, Cf, c_off, ldc, M, N, K, fused):
                 aoff = pc * rows + row * kc
                 coff = c_off + row * ldc + p * NR
                 if t < n6 and w > lanes:
-                    _micro6(ap, aoff, bp, boff, Cf, coff, ldc, h, w, kc, kb > 0, -1, fused, ldb)
+                    _micro6_strided(ap, aoff, bp, boff, Cf, coff, ldc, h, w, kc, kb > 0, -1, fused, ldb)
                 elif t < n6:
-                    _micro6_half(ap, aoff, bp, boff, Cf, coff, ldc, h, w, kc, kb > 0, -1, fused, ldb)
+                    _micro6_half_strided(ap, aoff, bp, boff, Cf, coff, ldc, h, w, kc, kb > 0, -1, fused, ldb)
                 elif w > lanes:
-                    _micro4(ap, aoff, bp, boff, Cf, coff, ldc, h, w, kc, kb > 0, -1, fused, ldb)
+                    _micro4_strided(ap, aoff, bp, boff, Cf, coff, ldc, h, w, kc, kb > 0, -1, fused, ldb)
                 else:
-                    _micro4_half(ap, aoff, bp, boff, Cf, coff, ldc, h, w, kc, kb > 0, -1, fused, ldb)
+                    _micro4_half_strided(ap, aoff, bp, boff, Cf, coff, ldc, h, w, kc, kb > 0, -1, fused, ldb)
 
 
 @njit(cache=True)
@@ -728,13 +744,13 @@ def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused, i
                         nxt = -1
                     aoff = abase + (row - row0) * kc
                     if t < n6 and w > lanes:
-                        _micro6(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused, NR)
+                        _micro6(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused)
                     elif t < n6:
-                        _micro6_half(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused, NR)
+                        _micro6_half(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused)
                     elif w > lanes:
-                        _micro4(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused, NR)
+                        _micro4(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused)
                     else:
-                        _micro4_half(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused, NR)
+                        _micro4_half(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused)
                     if p == p1 - 1 and kb + 1 < nkb and a_ks == 1 and not wide:
                         # while the last panel computes, fetch the rows of A the next k block packs
                         for i in range(row, row + h):
