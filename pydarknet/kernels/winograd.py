@@ -72,15 +72,19 @@ def _chunks(count):
 
 @njit(cache=True, inline="always")
 def _padded_plane(plane, pad, buf):
-    """buf (zeros outside) = the image plane at offset (pad, pad), cut to buf's size: every tile's patch is
+    """buf = the image plane at offset (pad, pad), zeros around it, cut to buf's size: every tile's patch is
     then inside buf, and the transforms need no edge cases."""
     h, w = plane.shape
     hp, wp = buf.shape
-    for y in range(pad, min(hp, h + pad)):
-        src = plane[y - pad]
+    lo, hi = min(wp, pad), min(wp, w + pad)
+    for y in range(hp):
         dst = buf[y]
-        for x in range(pad, min(wp, w + pad)):
-            dst[x] = src[x - pad]
+        if y < pad or y >= h + pad:
+            dst[:] = 0.0
+        else:
+            dst[:lo] = 0.0
+            dst[lo:hi] = plane[y - pad, :hi - lo]
+            dst[hi:] = 0.0
 
 
 @njit(cache=True, parallel=True)
@@ -93,7 +97,7 @@ def transform_input2(x, pad, tiles_w, V):
     hp, wp = 2 * tiles_h + 2, 2 * tiles_w + 2
     nchunk = _chunks(channels)
     for q in prange(nchunk):
-        buf = np.zeros((hp, wp), np.float32)
+        buf = np.empty((hp, wp), np.float32)
         col = np.empty((4, wp), np.float32)
         for c in range(q * channels // nchunk, (q + 1) * channels // nchunk):
             _padded_plane(x[c], pad, buf)
@@ -121,7 +125,7 @@ def transform_input4(x, pad, tiles_w, V):
     hp, wp = 4 * tiles_h + 2, 4 * tiles_w + 2
     nchunk = _chunks(channels)
     for q in prange(nchunk):
-        buf = np.zeros((hp, wp), np.float32)
+        buf = np.empty((hp, wp), np.float32)
         col = np.empty((6, wp), np.float32)
         for c in range(q * channels // nchunk, (q + 1) * channels // nchunk):
             _padded_plane(x[c], pad, buf)
@@ -228,18 +232,8 @@ def _store_rows(rows, y0, out_h, out_w, dst):
 @njit(cache=True, parallel=True)
 def padded_image(x, pad, xp):
     """xp (channels, hp, wp) = x (channels, h, w) at offset (pad, pad), zeros around it, cut to xp's size."""
-    h, w = x.shape[1], x.shape[2]
-    hp, wp = xp.shape[1], xp.shape[2]
-    lo, hi = min(wp, pad), min(wp, w + pad)
     for c in prange(x.shape[0]):
-        for y in range(hp):
-            row = xp[c, y]
-            if y < pad or y >= h + pad:
-                row[:] = 0.0
-            else:
-                row[:lo] = 0.0
-                row[lo:hi] = x[c, y - pad, :hi - lo]
-                row[hi:] = 0.0
+        _padded_plane(x[c], pad, xp[c])
 
 
 @njit(cache=True, parallel=True)
