@@ -10,8 +10,6 @@ import sys
 def _on_first_use(name):
     """The module pydarknet.kernels.<name>, executed when one of its attributes is first read."""
     full = f"{__name__}.{name}"
-    if full in sys.modules:
-        return sys.modules[full]
     spec = importlib.util.find_spec(full)
     spec.loader = importlib.util.LazyLoader(spec.loader)
     module = importlib.util.module_from_spec(spec)

@@ -23,6 +23,7 @@ Three backends:
 Detector(..., fast=True) call); the environment variable PYDARKNET_PRODUCTS (darknet, blas or fast) sets the
 starting choice.
 """
+import functools
 import os
 
 import numba
@@ -123,11 +124,14 @@ def winograd_bands(filters, channels, out_h, out_w):
     outputs (13 tiles a row) they lost: 64x52x52 -> 64 0.57 -> 0.67.
     The rows: as many as fit BAND_BYTES, those that waste the fewest vector columns of the products (a band's
     tiles are its product's columns) and share them most evenly among the threads."""
+    return _band_rows(filters, channels, out_h, out_w, host_panel_width() // 2, numba.get_num_threads())
+
+
+@functools.cache    # asked for every image through every such layer
+def _band_rows(filters, channels, out_h, out_w, lanes, threads):
     tiles_w, tiles_h = (out_w + 3) // 4, (out_h + 3) // 4
     if tiles_w < 20 or 36 * filters * channels * 4 > BAND_U_BYTES:
         return 0
-    lanes = host_panel_width() // 2
-    threads = numba.get_num_threads()
     best, best_rows = np.inf, 1
     for rows in range(1, tiles_h + 1):
         if rows > 1 and 36 * (channels + filters) * rows * tiles_w * 4 > BAND_BYTES:
