@@ -105,7 +105,7 @@ def _lanes(name, width):
     return lanes
 
 
-_expf4 = _lanes("expf", 4)
+expf4 = _lanes("expf", 4)   # also kernels/softmax.py's vectorised build
 _logf4 = _lanes("logf", 4)
 _tanhf4 = _lanes("tanhf", 4)
 _exp2 = _lanes("exp", 2)
@@ -178,7 +178,7 @@ def _recip4(a, b, c, d):
 def logistic4(a, b, c, d):
     """The fork's logistic in its vector loop: 1/(1 + expf(-x)), libmvec's expf and the reciprocal above."""
     one = F32(1.0)
-    ea, eb, ec, ed = _expf4((-a, -b, -c, -d))
+    ea, eb, ec, ed = expf4((-a, -b, -c, -d))
     return _recip4(ea + one, eb + one, ec + one, ed + one)
 
 
@@ -195,7 +195,7 @@ def _softplus_lane(x, e, log1p_e):
 def softplus4(a, b, c, d):
     """The fork's softplus in mish's vector loops (libmvec's expf and logf)."""
     one = F32(1.0)
-    ea, eb, ec, ed = _expf4((a, b, c, d))
+    ea, eb, ec, ed = expf4((a, b, c, d))
     la, lb, lc, ld = _logf4((ea + one, eb + one, ec + one, ed + one))
     return (_softplus_lane(a, ea, la), _softplus_lane(b, eb, lb), _softplus_lane(c, ec, lc),
             _softplus_lane(d, ed, ld))
@@ -208,7 +208,7 @@ def mish4(a, b, c, d):
     two = F32(2.0)
     m2 = F32(-2.0)
     sa, sb, sc, sd = softplus4(a, b, c, d)
-    ea, eb, ec, ed = _expf4((sa * m2, sb * m2, sc * m2, sd * m2))
+    ea, eb, ec, ed = expf4((sa * m2, sb * m2, sc * m2, sd * m2))
     ra, rb, rc, rd = _recip4(ea + one, eb + one, ec + one, ed + one)
     return ((ra * two - one) * a, (rb * two - one) * b, (rc * two - one) * c, (rd * two - one) * d)
 

@@ -67,7 +67,7 @@ class Softmax(Layer):
         batch = x.shape[0]
         out = self.output_buffer(batch)
         starts, sizes, stride, temp = self.runs(batch)
-        softmax_runs(x.reshape(-1), starts, sizes, stride, np.float32(temp), out.reshape(-1))
+        softmax_runs(x.reshape(-1), starts, sizes, stride, np.float32(temp), out.reshape(-1), net.softmax_lanes)
         if net.train and net.truth is not None and not self.noloss:
             self.loss_forward(out, net)
         return out
