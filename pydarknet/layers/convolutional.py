@@ -314,12 +314,17 @@ class Convolutional(Layer):
             self.variance = np.empty(out.shape[1], np.float32)
             backward.batchnorm_train(self.bn_x, out, self.scales, self.biases, self.rolling_mean, self.rolling_variance,
                                      self.mean, self.variance, self.x_norm, inline, ab)
-        elif self.batch_normalize and ab and net.fuse_batchnorm:
+        elif self.batch_normalize and ab and net.fuse_batchnorm and not net.keep_for_backward:
             weights, biases = self.fused_parameters(net)
             out = self.convolve(x, net, weights=weights)
             self.normalize_activate(out, biases, biases, biases, biases, inline, False, net, code)
         elif self.batch_normalize:
             out = self.convolve(x, net)
+            if net.keep_for_backward:   # darknet keeps the raw sums; its backward then uses the rolling statistics
+                self.bn_x, self.x_norm = batchnorm_buffers(self, out.shape)
+                self.bn_x[...] = out
+                self.x_norm.fill(0)
+                self.mean, self.variance = self.rolling_mean, self.rolling_variance
             self.normalize_activate(out, self.rolling_mean, self.rolling_variance, self.scales, self.biases, inline,
                                     True, net, code)
         else:

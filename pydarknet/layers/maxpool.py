@@ -62,14 +62,14 @@ class Maxpool(Layer):
     def pools_in_place(self, net):
         """Whether the convolution before may pool into this layer's output in its own last pass (inference,
         a plain max pool); forward then only checks that it is handed that very output."""
-        return not net.train and self.type == "maxpool" and not self.depth
+        return not (net.train or net.keep_for_backward) and self.type == "maxpool" and not self.depth
 
     def forward(self, x, net):
         out = self.output_buffer(x.shape[0])
         done, self.pooled_from = self.pooled_from, None
         if done is not None and x.base is done and not net.train:
             return out
-        if net.train:   # where each maximum came from (int32, reused from call to call like the output)
+        if net.train or net.keep_for_backward:   # where each maximum came from (int32, reused like the output)
             argmax = self.__dict__.get("_argmax")
             if argmax is None or argmax.shape != out.shape:
                 argmax = self._argmax = np.empty(out.shape, np.int32)
@@ -77,9 +77,9 @@ class Maxpool(Layer):
             argmax = NO_ARGMAX
         self.argmax = argmax
         if self.depth:
-            maxpool_depth(x, out, argmax, net.train)
+            maxpool_depth(x, out, argmax, argmax is not NO_ARGMAX)
         else:
-            maxpool(x, self.size, self.stride_y, self.stride_x, self.padding, out, argmax, net.train)
+            maxpool(x, self.size, self.stride_y, self.stride_x, self.padding, out, argmax, argmax is not NO_ARGMAX)
         return out
 
     def backward(self, net):
