@@ -1,0 +1,312 @@
+"""The GPU engine (pydarknet.cuda) against the CPU engine, on tiny networks: on a real GPU where there is one,
+else in Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1, set here before numba.cuda is first imported; the
+simulator runs each GPU thread as a Python thread, hence the tiny shapes)."""
+import ctypes.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+if "numba.cuda" not in sys.modules and not ctypes.util.find_library("cuda"):
+    import numba
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+    numba.core.config.reload_config()
+
+from conftest import SHARED  # noqa: E402
+from golden import UNREPRODUCIBLE, case_paths, layer_mismatch  # noqa: E402
+from pydarknet.config import DarknetError  # noqa: E402
+from pydarknet.cuda import gpu_list, parse_device, simulated  # noqa: E402
+from pydarknet.network import Network  # noqa: E402
+from pydarknet.train.step import train_network  # noqa: E402
+
+try:
+    from pydarknet.cuda.backend import device_count
+    HAVE_DEVICE = device_count() > 0
+except DarknetError:
+    HAVE_DEVICE = False
+needs_device = pytest.mark.skipif(not HAVE_DEVICE, reason="no CUDA GPU, and numba.cuda was imported before this "
+                                                          "module could turn on its simulator")
+TOLERANCE = 1e-4   # scaled, as the golden forward tests
+ROOT = Path(__file__).resolve().parent.parent
+
+NET = """[net]
+batch={batch}
+subdivisions={subdivisions}
+width=6
+height=6
+channels=3
+learning_rate=0.01
+momentum=0.9
+decay=0.0005
+"""
+CONV = "[convolutional]\nbatch_normalize={bn}\nfilters={filters}\nsize={size}\nstride=1\npad={pad}\nactivation={act}\n"
+YOLO = "[yolo]\nmask=0,1,2\nanchors=2,3, 4,5, 6,7\nclasses=2\nnum=3\n"
+
+
+def tiny_network(tmp_path, body, batch, seed=1, subdivisions=1):
+    """A network from `body` with random parameters (batch-norm statistics spread so that nothing saturates)."""
+    cfg = tmp_path / "tiny.cfg"
+    cfg.write_text(NET.format(batch=batch, subdivisions=subdivisions) + body)
+    net = Network(cfg, quiet_unused=True).initialize(0)
+    rng = np.random.default_rng(seed)
+    for layer in net.layers:
+        if getattr(layer, "batch_normalize", False):
+            layer.rolling_mean[:] = rng.normal(0, .1, layer.rolling_mean.shape)
+            layer.rolling_variance[:] = rng.uniform(.5, 2, layer.rolling_variance.shape)
+            layer.scales[:] = rng.uniform(.5, 1.5, layer.scales.shape)
+        if getattr(layer, "biases", None) is not None and layer.type in ("convolutional", "connected"):
+            layer.biases[:] = rng.normal(0, .1, layer.biases.shape)
+    return net
+
+
+def scaled_error(ours, ref):
+    ref = np.asarray(ref, np.float64)
+    return float((np.abs(np.asarray(ours, np.float64).reshape(ref.shape) - ref) / np.maximum(1, np.abs(ref))).max())
+
+
+def forward_both(net, x):
+    """Every layer's output on the CPU and on the device: (cpu outputs, device outputs)."""
+    net.to("cpu")
+    net.forward(x)
+    cpu = [layer.output.copy() for layer in net.layers]
+    net.to("cuda:0")
+    net.engine.forward(x, every_layer=True)
+    return cpu, [layer.output for layer in net.layers]
+
+
+def test_device_names():
+    assert parse_device("cpu") is None and parse_device(None) is None
+    assert parse_device("cuda") == 0 and parse_device("cuda:1") == 1 and parse_device(2) == 2
+    assert gpu_list("0,1") == [0, 1] and gpu_list("") == [] and gpu_list(None) == []
+    with pytest.raises(DarknetError, match="cuda:N"):
+        parse_device("tpu")
+    with pytest.raises(DarknetError, match="-gpus"):
+        gpu_list("0,x")
+
+
+def test_no_gpu_is_one_clear_error(tmp_path):
+    """A GPU index past the last one names what there is."""
+    if not HAVE_DEVICE:
+        pytest.skip("no CUDA device or simulator here to count")
+    net = tiny_network(tmp_path, CONV.format(bn=0, filters=2, size=1, pad=0, act="linear"), 1)
+    with pytest.raises(DarknetError, match="no CUDA GPU found: GPU 7 asked for"):
+        net.to("cuda:7")
+
+
+@needs_device
+@pytest.mark.parametrize("darknet", ["pjreddie", "ab"])
+def test_detector_forward_matches_cpu(tmp_path, darknet):
+    """Convolutions (batch-norm at inference, pjreddie's and the fork's fused form; leaky, mish, logistic,
+    linear), maxpool, shortcut, route of two layers, upsample, yolo: every layer's output."""
+    body = "\n".join([CONV.format(bn=1, filters=4, size=3, pad=1, act="leaky"),
+                      "[maxpool]\nsize=2\nstride=2\n",
+                      CONV.format(bn=1, filters=4, size=3, pad=1, act="mish"),
+                      "[shortcut]\nfrom=-2\nactivation=linear\n",
+                      CONV.format(bn=0, filters=2, size=1, pad=0, act="logistic"),
+                      "[route]\nlayers=-1,-3\n",
+                      "[upsample]\nstride=2\n",
+                      CONV.format(bn=0, filters=21, size=1, pad=0, act="linear"),
+                      YOLO])
+    net = tiny_network(tmp_path, body, 1)
+    net.darknet = darknet
+    x = np.random.default_rng(2).random((1, 3, 6, 6), dtype=np.float32)
+    cpu, device = forward_both(net, x)
+    for layer, ours, ref in zip(net.layers, device, cpu):
+        assert scaled_error(ours, ref) <= TOLERANCE, (layer.index, layer.type)
+    assert np.abs(cpu[-1]).max() > 0.1   # not a run of zeros
+
+
+@needs_device
+def test_classifier_forward_matches_cpu(tmp_path):
+    """Grouped convolution, connected with batch-norm, dropout, global avgpool, softmax."""
+    body = "\n".join([CONV.format(bn=0, filters=4, size=3, pad=1, act="relu"),
+                      "[convolutional]\nfilters=4\nsize=3\nstride=2\npad=1\ngroups=2\nactivation=leaky\n",
+                      "[dropout]\nprobability=.5\n",
+                      "[avgpool]\n",
+                      "[connected]\noutput=5\nbatch_normalize=1\nactivation=tanh\n",
+                      "[softmax]\ngroups=1\n"])
+    net = tiny_network(tmp_path, body, 2)
+    x = np.random.default_rng(3).random((2, 3, 6, 6), dtype=np.float32)
+    cpu, device = forward_both(net, x)
+    for layer, ours, ref in zip(net.layers, device, cpu):
+        assert scaled_error(ours, ref) <= TOLERANCE, (layer.index, layer.type)
+
+
+@needs_device
+def test_training_step_matches_cpu(tmp_path):
+    """An SGD step of a tiny yolo network, batch 2: convolution with batch-norm (the batch's statistics) and
+    without, maxpool, upsample and shortcut backward on the device (mish and swish: gradients from the kept
+    input), [yolo]'s loss on the host. The cost, every parameter (the rolling statistics too) and the updates
+    momentum carries into the next step agree with the CPU's."""
+    from pydarknet.cuda.replicas import updates
+    body = "\n".join([CONV.format(bn=1, filters=4, size=3, pad=1, act="mish"),
+                      "[maxpool]\nsize=2\nstride=2\n",
+                      "[upsample]\nstride=2\n",
+                      "[shortcut]\nfrom=-3\nactivation=swish\n",
+                      CONV.format(bn=0, filters=21, size=1, pad=0, act="linear"),
+                      YOLO])
+    cpu, gpu = tiny_network(tmp_path, body, 2), tiny_network(tmp_path, body, 2)
+    cpu.quiet = gpu.quiet = True
+    gpu.to("cuda:0")
+    x = np.random.default_rng(4).random((2, 3, 6, 6), dtype=np.float32)
+    truth = np.zeros((2, 90, 5), np.float32)
+    truth[0, 0] = [.3, .4, .2, .3, 1]
+    truth[1, 0] = [.6, .5, .4, .2, 0]
+    expected = train_network(cpu, x, truth.reshape(2, -1))
+    assert abs(train_network(gpu, x, truth.reshape(2, -1)) - expected) <= TOLERANCE * max(1, abs(expected))
+    for a, b in zip(cpu.layers, gpu.layers):
+        for ref, ours in zip(a.weight_arrays(), b.weight_arrays()):
+            assert scaled_error(ours, ref) <= TOLERANCE, (a.index, a.type, ref.shape)
+        if a.trainable:
+            carried = updates(gpu, b)
+            for name, ref in updates(cpu, a).items():
+                assert scaled_error(carried[name], ref) <= TOLERANCE, (a.index, name)
+    moved = np.abs(gpu.layers[0].weights - tiny_network(tmp_path, body, 2).layers[0].weights).max()
+    assert moved > 1e-4   # the step changed the weights
+
+
+@needs_device
+def test_classifier_training_step_matches_cpu(tmp_path):
+    """An SGD step of a tiny classifier: convolution, global avgpool and connected backward on the device,
+    [softmax]'s loss on the host: the cost and every parameter as on the CPU."""
+    body = "\n".join([CONV.format(bn=1, filters=4, size=3, pad=1, act="leaky"),
+                      "[avgpool]\n",
+                      "[connected]\noutput=3\nactivation=linear\n",
+                      "[softmax]\ngroups=1\n"])
+    cpu, gpu = tiny_network(tmp_path, body, 2), tiny_network(tmp_path, body, 2)
+    gpu.to("cuda:0")
+    x = np.random.default_rng(7).random((2, 3, 6, 6), dtype=np.float32)
+    truth = np.array([[0, 1, 0], [1, 0, 0]], np.float32)
+    expected = train_network(cpu, x, truth)
+    assert abs(train_network(gpu, x, truth) - expected) <= TOLERANCE * max(1, abs(expected))
+    for a, b in zip(cpu.layers, gpu.layers):
+        for ref, ours in zip(a.weight_arrays(), b.weight_arrays()):
+            assert scaled_error(ours, ref) <= TOLERANCE, (a.index, a.type, ref.shape)
+    assert gpu.engine.on_device(gpu.layers[2])   # the connected layer trained on the device
+
+
+def test_kernels_compile_for_a_real_gpu():
+    """Every kernel compiles to PTX for sm_80 (tools/cuda_ptx.py: needs numba-cuda with NVIDIA's NVVM, not a
+    GPU): the simulator runs the kernels as Python, so this is what checks their typing for the real target."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    run = subprocess.run([sys.executable, str(ROOT / "tools" / "cuda_ptx.py")], capture_output=True, text=True,
+                         env=env)
+    if run.returncode == 77:
+        pytest.skip(run.stdout.strip() or "no NVVM")
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+REPLICA_BODY = "\n".join([CONV.format(bn=1, filters=4, size=3, pad=1, act="leaky"),
+                          "[maxpool]\nsize=2\nstride=2\n",
+                          CONV.format(bn=0, filters=21, size=1, pad=0, act="linear"),
+                          "[upsample]\nstride=2\n",
+                          YOLO])
+
+
+def replicas_against_one(tmp_path, devices, steps):
+    """Replicas on `devices`, a batch of one image each, against one CPU network whose batch of len(devices) is
+    split into as many subdivisions (the same chunks, hence the same batch-norm statistics; the update divides
+    by batch x subdivisions where the replicas' average divides by their number): the costs and the trained
+    parameters (not the rolling statistics, which darknet's subdivisions fold in one after the other)."""
+    from pydarknet.cuda.replicas import Replicas
+    count = len(devices)
+    single_dir, replica_dir = tmp_path / "single", tmp_path / "replica"
+    single_dir.mkdir()
+    replica_dir.mkdir()
+    single = tiny_network(single_dir, REPLICA_BODY, count, subdivisions=count)
+    replicas = Replicas(tiny_network(replica_dir, REPLICA_BODY, 1), devices)
+    single.quiet = replicas.lead.quiet = True
+    x = np.random.default_rng(5).random((count, 3, 6, 6), dtype=np.float32)
+    truth = np.zeros((count, 90, 5), np.float32)
+    truth[:, 0] = [.3, .4, .2, .3, 1]
+    truth[-1, 0] = [.6, .5, .4, .2, 0]
+    for _ in range(steps):
+        expected = train_network(single, x, truth.reshape(count, -1))
+        assert abs(replicas.train_batch(x, truth.reshape(count, -1)) - expected) <= TOLERANCE * max(1, abs(expected))
+    for net in replicas.nets:
+        for a, b in zip(single.layers, net.layers):
+            for name in ("weights", "biases", "scales"):
+                if getattr(a, name, None) is not None and a.trainable:
+                    assert scaled_error(getattr(b, name), getattr(a, name)) <= TOLERANCE, (a.index, name)
+
+
+def test_replicas_average_like_subdivisions(tmp_path):
+    """-gpus 0,1's scheme with CPU replicas standing in for GPUs: two steps of two replicas."""
+    replicas_against_one(tmp_path, ["cpu", "cpu"], 2)
+
+
+@needs_device
+def test_replicas_on_the_device(tmp_path):
+    """The same with a GPU replica (its updates leave and reach the device) beside a CPU one: one step."""
+    replicas_against_one(tmp_path, ["cuda:0", "cpu"], 1)
+
+
+@needs_device
+def test_detector_on_the_device(tmp_path):
+    """Detector(..., device="cuda:0"): the same boxes and probabilities as on the CPU (a tiny untrained network
+    with a low threshold, so that there are some)."""
+    from pydarknet.predict import Detector
+    body = "\n".join([CONV.format(bn=1, filters=4, size=3, pad=1, act="leaky"),
+                      CONV.format(bn=0, filters=21, size=1, pad=0, act="linear"), YOLO])
+    image = np.random.default_rng(6).random((3, 9, 12), dtype=np.float32)
+    cpu = Detector(None, None, network=tiny_network(tmp_path, body, 1)).detect(image, thresh=0.05)
+    gpu = Detector(None, None, network=tiny_network(tmp_path, body, 1), device="cuda:0").detect(image, thresh=0.05)
+    assert len(cpu.boxes) > 0 and len(gpu.boxes) == len(cpu.boxes)
+    for (box_a, scored_a), (box_b, scored_b) in zip(cpu.boxes, gpu.boxes):
+        assert np.allclose(box_a, box_b, atol=1e-4) and [c for c, _ in scored_a] == [c for c, _ in scored_b]
+        assert np.allclose([p for _, p in scored_a], [p for _, p in scored_b], atol=1e-4)
+
+
+GOLDEN_FORWARD = sorted(p for p in (SHARED / "golden" / "forward").glob("*") if (p / "input.npy").is_file())
+
+
+@pytest.mark.parametrize("case_dir", GOLDEN_FORWARD, ids=lambda p: p.name)
+def test_golden_forward_on_the_gpu(case_dir):
+    """Every golden forward case on a real GPU: each stored layer output within the CPU's tolerance (1e-4 scaled).
+    The simulator would take hours over these networks: the tiny ones above check the same kernels there."""
+    if simulated() or not HAVE_DEVICE:
+        pytest.skip("needs a real CUDA GPU (the simulator is too slow for the golden networks)")
+    if case_dir.name in UNREPRODUCIBLE:
+        pytest.skip(UNREPRODUCIBLE[case_dir.name])
+    _, cfg, weights = case_paths(case_dir, SHARED)
+    net = Network(cfg, quiet_unused=True).load(weights)
+    x = np.load(case_dir / "input.npy")
+    if x.shape != net.input_shape:
+        net.resize(x.shape[2], x.shape[1])
+    net.to("cuda:0").engine.forward(x[None], every_layer=True)
+    assert layer_mismatch(net, case_dir) is None, layer_mismatch(net, case_dir)
+
+
+def test_gpus_without_a_gpu_is_one_line():
+    """`-gpus 0` on a machine without a GPU (nor the simulator): one error line, exit 1, nothing read."""
+    if ctypes.util.find_library("cuda"):
+        pytest.skip("this machine has a CUDA driver")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    run = subprocess.run([sys.executable, "-m", "pydarknet", "detect", "missing.cfg", "missing.weights", "x.jpg",
+                          "-gpus", "0"], capture_output=True, text=True, env=env)
+    errors = [line for line in run.stderr.splitlines() if line.startswith("pydarknet: error:")]
+    assert run.returncode == 1 and "Traceback" not in run.stderr   # (a first run may also say it compiles)
+    assert len(errors) == 1 and errors[0].startswith("pydarknet: error: no CUDA GPU found: ")
+
+
+@pytest.mark.parametrize("case", ["ab_ops_train", "yolov4-tiny_train", "yolov7-tiny_train", "yolov4_train"])
+def test_golden_training_ab_on_the_gpu(case):
+    """The AlexeyAB training goldens (8 steps on one batch) on a real GPU, with test_train_ab_golden's tolerances:
+    each loss within 1e-3 relative, every weight within 1e-4 scaled after the 8 steps."""
+    if simulated() or not HAVE_DEVICE:
+        pytest.skip("needs a real CUDA GPU (the simulator is too slow for these networks)")
+    from test_train_golden import weight_errors
+    case_dir = SHARED / "golden" / "train_ab" / case
+    if not case_dir.is_dir():
+        pytest.skip(f"needs ../shared/golden/train_ab/{case}")
+    net = Network(case_dir / "net.cfg", quiet_unused=True).load(case_dir / "before.weights").to("cuda:0")
+    net.seen, net.quiet = 0, True
+    x, y = np.load(case_dir / "x.npy"), np.load(case_dir / "y.npy")
+    ref = np.loadtxt(case_dir / "losses.txt", ndmin=2)
+    losses = [float(train_network(net, x, y)) for _ in range(len(ref))]
+    errors = [abs(a - b) / abs(b) for a, b in zip(losses, ref[:, 1])]
+    assert max(errors) <= 1e-3, "relative loss errors " + ", ".join(f"{e:.2g}" for e in errors)
+    assert weight_errors(net, case_dir).max() <= 1e-4
