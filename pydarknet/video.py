@@ -10,6 +10,7 @@ Frames are read and prepared in a background thread while the network runs, `bat
 PREFIX_%08d.jpg; the video is closed properly however the run ends (Ctrl-C, a broken stream).
 """
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from itertools import islice
@@ -26,6 +27,10 @@ from .stream import batched, prefetch
 CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 # The frame rate written when the source does not tell (a camera, an image sequence without one).
 DEFAULT_FPS = 25.0
+
+# FFmpeg's own lines (`[mpeg4 @ 0x...] header damaged`, per frame) are not shown: a source that gives no frame
+# is one error line, a read that breaks one warning (OpenCV's FFmpeg reads this at its first capture).
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
 class VideoError(DarknetError):
@@ -54,26 +59,43 @@ class Video:
             self.capture = cv2.VideoCapture(self.name)
         if not self.capture.isOpened():
             self.capture.release()
-            what = "a video file, image sequence or stream" if source is not None else "a camera"
-            raise VideoError(f"cannot open {self.name}: not {what} OpenCV can read")
+            if source is None:
+                raise VideoError(f"cannot open camera {camera or 0}: no such camera, or it is in use (-c N picks "
+                                 f"another)")
+            raise VideoError(f"cannot open {self.name}: not a video file, image sequence or stream OpenCV can read")
         fps = self.capture.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 0 < fps < 1000 else 0.0
         self.frame_count = max(0, int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+        try:
+            self.first = self.read()   # now, before a network is loaded for a source that gives nothing
+        except cv2.error as e:
+            self.first = None
+            why = str(e).strip().splitlines()[-1]
+        else:
+            why = "a damaged video, or a format this OpenCV cannot decode"
+        if self.first is None:
+            self.capture.release()
+            raise VideoError(f"{self.name}: no frame could be read: {why}")
+
+    def read(self):
+        """The next frame's pixels and time in seconds; None at the end."""
+        ok, bgr = self.capture.read()
+        return (bgr, self.capture.get(cv2.CAP_PROP_POS_MSEC) / 1000) if ok else None
 
     def frames(self):
         """Frame after frame until the source ends or breaks; the capture is released when this generator ends
         (or is closed)."""
         try:
-            number = 0
+            number, pending, self.first = 0, self.first, None
             while True:
                 try:
-                    ok, bgr = self.capture.read()
+                    read, pending = pending or self.read(), None
                 except cv2.error as e:
                     warn(f"{self.name}: stopped reading at frame {number + 1}: {str(e).strip().splitlines()[-1]}")
                     return
-                if not ok:
+                if read is None:
                     return
-                seconds = self.capture.get(cv2.CAP_PROP_POS_MSEC) / 1000
+                bgr, seconds = read
                 if number and seconds <= 0:   # a source without timestamps
                     seconds = number / (self.fps or DEFAULT_FPS)
                 number += 1
@@ -144,9 +166,11 @@ def fork_pixels(box, width, height):
 
 def objects_lines(result, names, ext_output):
     """The fork's demo's lines for one frame's boxes, in NMS order: each box's classes over the threshold (not
-    those named dont_show*) as "name: NN% " joined by ", ", then its pixels with -ext_output."""
+    those named dont_show*) as "name: NN% " joined by ", ", then its pixels with -ext_output, then its track id
+    when tracked ("\t(track_id: N)")."""
     lines = []
-    for box, scored in result.boxes:
+    track_ids = result.track_ids or [None] * len(result.boxes)
+    for (box, scored), track_id in zip(result.boxes, track_ids):
         shown = [(c, p) for c, p in scored if not names[c].startswith("dont_show")]
         if not shown:
             continue
@@ -154,23 +178,45 @@ def objects_lines(result, names, ext_output):
         if ext_output:
             line += "\t(left_x: {:4.0f}   top_y: {:4.0f}   width: {:4.0f}   height: {:4.0f})".format(
                 *fork_pixels(box, result.width, result.height))
+        if track_id is not None:
+            line += f"\t(track_id: {track_id})"
         lines.append(line)
     return lines
 
 
-def frame_json(frame, result):
-    """One frame's --json document: detect's, with the frame's number and time instead of an image name."""
+def frame_json(frame, result, counting=None):
+    """One frame's --json document: detect's, with the frame's number and time instead of an image name, and
+    `counting`, the line counts so far (track.LineCounter.as_json), when given."""
     doc = result.as_json()
     del doc["image"]
-    return {"frame": frame.number, "time": frame.time, **doc}
+    doc = {"frame": frame.number, "time": frame.time, **doc}
+    if counting is not None:
+        doc["counting"] = counting
+    return doc
+
+
+def draw_frame(detector, frame, result, tracker):
+    """Draw `result`, and the tracker's count line, on the frame and on the frames skipped after it."""
+    if len(result.finite_boxes()) < len(result.boxes):
+        warn(f"frame {frame.number}: {len(result.boxes) - len(result.finite_boxes())} boxes with an inf or NaN "
+             f"coordinate are not drawn")
+    for shown in [frame, *frame.skipped]:
+        detector.draw(shown.bgr, result)
+        if tracker is not None and tracker.counter is not None:
+            tracker.counter.draw(shown.bgr, detector.names)
 
 
 def run_demo(detector, video, show, thresh=None, hier=0.5, nms=0.45, batch=1, frame_skip=0, out_filename=None,
-             prefix=None, time_limit=0, progress=None):
+             prefix=None, time_limit=0, progress=None, tracker=None, listeners=()):
     """Detect the frames of `video` (a Video) with `detector`, `batch` at a time: show(frame, result, rate) for
     each detected frame, then its drawing into `out_filename` and `prefix` files; progress(frames read, frame
-    count), if given, after each batch. Returns the number of frames detected."""
-    drawing = out_filename is not None or prefix is not None
+    count), if given, after each batch. Returns the number of frames detected.
+
+    `tracker`: a track.Tracker that gives each detected frame's boxes their track ids before `show` (and whose
+    count line is drawn). `listeners`: what else each detected frame goes to (live.LiveOutput), objects with
+    `drawing` (true: they get the frame drawn on), `frame(frame, result, rate)`, called after the drawing, and
+    `close()`, called once when the run ends, however it ends."""
+    drawing = out_filename is not None or prefix is not None or any(listener.drawing for listener in listeners)
     if out_filename is not None:
         codec_for(out_filename)   # a bad name fails now, not after the first batch
     frames = prefetch(detected_frames(video, detector.prepare, frame_skip, keep_skipped=out_filename is not None),
@@ -184,23 +230,22 @@ def run_demo(detector, video, show, thresh=None, hier=0.5, nms=0.45, batch=1, fr
             rate.tick(len(group))
             for frame, result in zip(group, results):
                 detected += 1
+                if tracker is not None:
+                    tracker.update(result)
                 show(frame, result, rate)
-                if not drawing:
-                    continue
-                if len(result.finite_boxes()) < len(result.boxes):
-                    warn(f"frame {frame.number}: {len(result.boxes) - len(result.finite_boxes())} boxes with an "
-                         f"inf or NaN coordinate are not drawn")
-                for shown in [frame, *frame.skipped]:
-                    detector.draw(shown.bgr, result)
-                if prefix is not None:
-                    save_image(frame.bgr, f"{prefix}_{frame.number:08d}.jpg")
-                if out_filename is not None:
-                    if writer is None:
-                        height, width = frame.bgr.shape[:2]
-                        writer = open_writer(out_filename, video.fps or DEFAULT_FPS, width, height)
-                    for shown in [frame, *frame.skipped]:
-                        writer.write(shown.bgr)
-                        written += 1
+                if drawing:
+                    draw_frame(detector, frame, result, tracker)
+                    if prefix is not None:
+                        save_image(frame.bgr, f"{prefix}_{frame.number:08d}.jpg")
+                    if out_filename is not None:
+                        if writer is None:
+                            height, width = frame.bgr.shape[:2]
+                            writer = open_writer(out_filename, video.fps or DEFAULT_FPS, width, height)
+                        for shown in [frame, *frame.skipped]:
+                            writer.write(shown.bgr)
+                            written += 1
+                for listener in listeners:
+                    listener.frame(frame, result, rate)
             if progress is not None:
                 progress(group[-1].through, video.frame_count)
             if time_limit and time.perf_counter() - start > time_limit:
@@ -208,6 +253,8 @@ def run_demo(detector, video, show, thresh=None, hier=0.5, nms=0.45, batch=1, fr
                 break
     finally:
         frames.close()
+        for listener in listeners:
+            listener.close()
         if writer is not None:
             writer.release()
             note(f"saved {out_filename} ({written} frames)")
