@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from .config import DarknetError, read_data_cfg, warn
-from .data import label_path, read_labels, read_list
+from .labels import label_path, read_labels, read_list
+from .resources import find_argument
 
 __all__ = [
     "iou_wh", "kmeans_anchors", "calc_anchors", "read_training_boxes", "format_anchors", "format_anchors_report",
@@ -480,7 +481,7 @@ def run_anchors(data_file, k, width, height, seed=0, show=False, cfg=None, out_d
         anchors_plot(boxes, result.anchors, png, width, height)
         lines.append(f"Saving the anchors plot to the file: {png} ")
     if cfg is not None:
-        cfg = Path(cfg)
+        cfg = Path(find_argument(cfg))   # cfg/shapes-tiny.cfg: pydarknet's copy when the directory has none
         try:
             cfg_text = cfg.read_bytes().decode("utf-8", errors="replace")
         except OSError as e:

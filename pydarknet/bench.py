@@ -17,6 +17,7 @@ import numpy as np
 
 import pydarknet  # noqa: F401  (sets the thread-pool environment before numpy/numba start threads)
 from pydarknet.about import cpu_line
+from pydarknet.errors import install_hint
 from pydarknet.image import letterbox_image, load_image, resize_image, resize_min
 from pydarknet.kernels import products
 from pydarknet.network import Network
@@ -113,7 +114,7 @@ def bench_onnx(name, cfg, weights, image, prepare, runs):
         import onnxruntime
         from .onnx import export
     except ImportError:
-        print(f"onnx {name}: needs onnx and onnxruntime (pip install 'pydarknet[onnx]')", flush=True)
+        print(f"onnx {name}: needs onnx and onnxruntime ({install_hint('onnx')})", flush=True)
         return
     net = Network(cfg, quiet_unused=True)
     net.load(weights)
@@ -306,11 +307,12 @@ def random_batch(net, seed=0):
 
 
 def bench_train(name, cfg, runs, reference=None):
+    from .train.step import train_network
     net = Network(cfg, quiet_unused=True)
     net.initialize(0)
     net.quiet = True
     x, y = random_batch(net)
-    seconds = median_time(lambda: net.train_batch(x, y), runs)
+    seconds = median_time(lambda: train_network(net, x, y), runs)
     line = (f"train {name:<34} batch {net.batch:3d}  {seconds:7.3f} s/iteration  "
             f"{net.batch / seconds:7.1f} images/s")
     if reference:

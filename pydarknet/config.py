@@ -5,8 +5,10 @@ character from a line, skips lines starting with `#` or `;`, and lets the first 
 we do the same, but refuse what darknet would silently misread (a value that is not a number where a number
 is wanted, a line without `=`), naming `file:line`.
 """
+import os
 import re
 import sys
+import warnings
 from pathlib import Path
 
 from .errors import CfgError, DarknetError  # noqa: F401  (imported from here throughout pydarknet)
@@ -19,6 +21,14 @@ _FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 # Chatter on stderr (warnings, the layer table, progress); `-q` turns it off. Errors are never silenced.
 chatter = {"quiet": False}
+
+
+def set_quiet(quiet):
+    """-q: no chatter, and none from the libraries either (OpenCV's log lines, numpy's RuntimeWarnings)."""
+    chatter["quiet"] = quiet
+    if quiet:
+        os.environ["OPENCV_LOG_LEVEL"] = "SILENT"   # OpenCV reads it at its first log line
+        warnings.simplefilter("ignore")
 
 
 def note(message):
@@ -114,10 +124,27 @@ def _parse_float(text):
     raise ValueError(text)
 
 
-def _read_lines(path):
+# What a file given where a text file belongs may be instead, by its first bytes.
+MAGIC = ((b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG", "a PNG image"), (b"GIF8", "a GIF image"),
+         (b"BM", "a BMP image"))
+DATA_KEYS = {"classes", "train", "valid", "names", "labels", "backup", "results", "eval", "top", "map"}
+ORDER = "the arguments are CFG WEIGHTS IMAGE (detector test, map, train: DATA CFG ...)"
+
+
+def _not_text(data):
+    """What binary `data` is ("a JPEG image", ...), or None for text."""
+    kind = next((kind for magic, kind in MAGIC if data.startswith(magic)), None)
+    return kind or ("binary data" if b"\0" in data[:4096] else None)
+
+
+def _read_lines(path, what):
     path = Path(find_argument(path))
     try:
-        text = path.read_bytes().decode("utf-8", errors="replace")
+        data = path.read_bytes()
+        kind = _not_text(data)
+        if kind:
+            raise DarknetError(f"{path}: {kind}, not a {what}: {ORDER}")
+        text = data.decode("utf-8", errors="replace")
     except FileNotFoundError:
         raise DarknetError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -143,11 +170,14 @@ def _add_option(section, path, number, line):
 def read_cfg(path):
     """Parse a network .cfg into a list of Sections (the first one is [net])."""
     sections = []
-    for number, line in _read_lines(path):
+    for number, line in _read_lines(path, "network .cfg file"):
         if line[0] == "[":
             if not line.endswith("]") or len(line) < 3:
                 raise CfgError(f"{path}:{number}: malformed section header '{line}'")
             sections.append(Section(line[1:-1], str(path), number))
+        elif not sections and line.split("=")[0] in DATA_KEYS:
+            raise CfgError(f"{path}: a .data file ({line}), not a network cfg: use `pydarknet detector test {path} "
+                           f"CFG WEIGHTS IMAGE` (DATA CFG WEIGHTS)")
         elif not sections:
             raise CfgError(f"{path}:{number}: option '{line}' before the first [section]")
         else:
@@ -162,7 +192,7 @@ def read_cfg(path):
 def read_data_cfg(path):
     """Parse a darknet .data file (`classes=`, `train=`, `names=`, ...) into a Section."""
     section = Section("data", str(path), 1)
-    for number, line in _read_lines(path):
+    for number, line in _read_lines(path, ".data file"):
         _add_option(section, path, number, line)
     return section
 
@@ -173,3 +203,11 @@ def read_names(path):
         return [line.rstrip("\r\n") for line in Path(find_argument(path)).read_text(errors="replace").splitlines()]
     except OSError as e:
         raise DarknetError(f"{path}: cannot read names: {e.strerror}") from None
+
+
+def check_fractions(**options):
+    """Thresholds and IoUs (`thresh=.25, nms=.45`, ...) are fractions: a value outside [0, 1] (or NaN) is one
+    line naming the option as the command line spells it."""
+    for name, value in options.items():
+        if value is not None and not 0 <= value <= 1:
+            raise DarknetError(f"-{name} {value:g}: give a fraction from 0 to 1 (.25 for 25 %)")

@@ -1,4 +1,4 @@
-"""Detection, classification and evaluation on a Dask cluster (`--dask ADDRESS`; pip install 'pydarknet[dask]').
+"""Detection, classification and evaluation on a Dask cluster (`--dask ADDRESS`; the dask extra).
 
     from distributed import Client
     from pydarknet import distributed
@@ -26,7 +26,7 @@ from functools import partial
 from itertools import islice
 from pathlib import Path
 
-from .errors import DarknetError
+from .errors import DarknetError, install_hint
 from .resources import find_argument, is_url, read_url
 from .stream import batch_results, batched
 
@@ -35,7 +35,7 @@ try:
 except ImportError:          # without the extra, only `connect` is reached, and it says what to install
     WorkerPlugin = object
 
-EXTRA = "pip install 'pydarknet[dask]'"
+EXTRA = install_hint("dask")
 
 # Images per task: enough that a task's overhead (a few milliseconds) is small beside its images' work.
 CHUNK = 16

@@ -130,7 +130,8 @@ def fetch(url, partial, size, progress):
     except urllib.error.HTTPError as e:
         raise DarknetError(f"{url}: HTTP {e.code} {e.reason}") from None
     except (urllib.error.URLError, OSError) as e:
-        raise DarknetError(f"{url}: {getattr(e, 'reason', e)}") from None
+        raise DarknetError(f"{url}: {getattr(e, 'reason', e)}; without a network, `--mirror BASE_URL` fetches the "
+                           f"file from a server you name, or copy {partial.name[:-5]} into {partial.parent}") from None
     with response:
         if have and response.status != 206:
             have = 0

@@ -5,5 +5,15 @@ class DarknetError(Exception):
     """A problem with the user's files or arguments: printed as one line, without a traceback."""
 
 
+def install_hint(extra):
+    """How to install one of pydarknet's extras (it is not on the package index: from a checkout or a wheel)."""
+    return (f"install pydarknet's {extra} extra: pip install -e '.[{extra}]' in a checkout, or "
+            f"pip install 'dist/pydarknet-<version>-py3-none-any.whl[{extra}]' with the wheel")
+
+
 class CfgError(DarknetError):
     pass
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, handled: what was saved has been said on stderr (the command exits 130 without another line)."""

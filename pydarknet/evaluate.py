@@ -38,8 +38,8 @@ from numba import njit
 
 from .boxes import Detections
 from .classify import network_hierarchy, top_k
-from .config import DarknetError, read_data_cfg, read_names, warn
-from .data import label_path, read_labels, read_list
+from .config import DarknetError, check_fractions, read_data_cfg, read_names, warn
+from .labels import label_path, read_labels, read_list
 from .detect import do_nms_obj, do_nms_sort, network_detections, network_nms
 from .image import center_crop_image, letterbox_image, load_image, resize_image
 from .kernels.nms import box_iou
@@ -469,6 +469,7 @@ def run_map(data_file, cfg, weights, thresh=0.25, iou_thresh=0.5, points=0, lett
 
     Training's -map (pydarknet.train) calls it too, on the network being trained (`network`, not fused: the
     fork's training evaluates its unfused network) and the list valid_list gives."""
+    check_fractions(thresh=thresh, iou_thresh=iou_thresh)
     collected = collect_detections(data_file, cfg, weights, letter_box=letter_box, progress=progress,
                                    network=network, fuse_batchnorm=fuse_batchnorm, images=images, paths=paths)
     return compute_map(collected, thresh=thresh, iou_thresh=iou_thresh, points=points)

@@ -441,7 +441,7 @@ def box_pixels(box, im_w, im_h):
     return left, right, top, bot
 
 
-def draw_detections(img, boxes, labels, names, classes, width=None, draw_labels=True):
+def draw_detections(img, boxes, labels, names, classes, width=None, draw_labels=True, tags=None):
     """Draw detections the way darknet's ``detect`` does, in place on a uint8 BGR (h, w, 3) image.
 
     boxes: (n, 4) centre x, centre y, width, height relative to the image (0..1).
@@ -449,6 +449,7 @@ def draw_detections(img, boxes, labels, names, classes, width=None, draw_labels=
     picks the colour, all are named, joined by ", "); boxes with an empty sequence are skipped.
     names: class names; classes: the number of classes (darknet's colour spread uses it).
     width: line width; default darknet's int(h * .006), which is 0 (no outline) under 167 pixels.
+    tags: per box, text written after its names (a track id), or None.
     The label tag is a filled box in the class colour with black text, above the box (or inside it when there
     is no room), as darknet places it; the text is OpenCV's Hershey font instead of darknet's bitmap font.
     Returns ``img``.
@@ -459,7 +460,8 @@ def draw_detections(img, boxes, labels, names, classes, width=None, draw_labels=
     if width is None:
         width = int(im_h * .006)
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    for box, lab in zip(boxes, labels):
+    tags = [""] * len(boxes) if tags is None else tags
+    for box, lab, tag in zip(boxes, labels, tags):
         ids = [int(lab)] if np.ndim(lab) == 0 else [int(v) for v in lab]
         if not ids:
             continue
@@ -468,7 +470,7 @@ def draw_detections(img, boxes, labels, names, classes, width=None, draw_labels=
         left, right, top, bot = box_pixels(box, im_w, im_h)
         draw_box_width(img, left, top, right, bot, width, r, g, b)
         if draw_labels:
-            text = ", ".join(str(names[i]) for i in ids)
+            text = ", ".join(str(names[i]) for i in ids) + (f" {tag}" if tag else "")
             _draw_label(img, top + width, left, text, (_byte(b), _byte(g), _byte(r)))
     return img
 
@@ -556,3 +558,15 @@ def save_image(im, path, quality=80):
         raise ImageError(f"cannot write image {name}: encoding failed")
     Path(name).write_bytes(buf.tobytes())
     return name
+
+
+def save_image_darknet(im, name, quality=80):
+    """darknet's save_image byte for byte: `name`.jpg from the bytes (unsigned char)(255 * v) through darknet's
+    own JPEG encoder (pydarknet.jpeg_write, stb_image_write's; slower than save_image's OpenCV, and without its
+    colour subsampling), written atomically. Returns the path written."""
+    from .jpeg_write import encode_jpeg
+    from .weights import atomic_write
+    path = f"{os.fspath(name)}.jpg"
+    rgb = np.ascontiguousarray(to_bgr8(im)[:, :, ::-1])
+    atomic_write(path, encode_jpeg(rgb, quality))
+    return path

@@ -8,10 +8,8 @@ import sys
 import numpy as np
 
 from .config import CfgError, DarknetError, read_cfg
-from .layers import LAYER_TYPES
-
-# Layers darknet gives a cost (their mean is the network's cost in training).
-COST_LAYER_TYPES = frozenset({"yolo", "softmax", "cost", "region", "detection", "logistic"})
+from .cuda import default_device
+from .layers import COST_LAYER_TYPES, LAYER_TYPES
 
 # Refuse networks whose activations alone would need more than this for one image.
 MEMORY_LIMIT = 4 << 30
@@ -72,11 +70,15 @@ class Network:
         self.darknet_forced = darknet is not None
         self.darknet, self.darknet_reason = (darknet, "forced") if darknet else darknet_of(sections)
         self.fuse_batchnorm = True   # the fork's inference folds batch-norm into the convolution weights
+        # [softmax] as gcc 12's -Ofast build of pjreddie's darknet vectorises it (kernels/softmax.py; the build of
+        # the recurrent golden cases and of `rnn generate`'s); False: the scalar loop of golden/forward's build
+        self.softmax_lanes = False
         self.params_version = 0      # bumped whenever parameters change (load, update): derived caches check it
         self.options = sections[0]
         self._parse_net_options(self.options)
         self.seen = 0
         self.train = False
+        self.keep_for_backward = False   # inference arithmetic, but keep what backward needs (see input_gradient)
         self.t = 0              # updates done (Adam's step counter, darknet's net->t)
         self.cost = np.float32(0)
         self.truth = None       # the truth of the batch being trained on (darknet's net.truth)
@@ -86,6 +88,7 @@ class Network:
         self.quiet = False      # True: output layers print no training statistics
         self.rng = None         # a numpy Generator for policy=random (Python's `random` when None)
         self.weights_version = (0, 2, 0)
+        self.engine = None      # the GPU engine when the network runs on a GPU (see `to`)
         self.layers = []
         shape = (self.c, self.h, self.w)
         total = 0
@@ -108,6 +111,8 @@ class Network:
         if not quiet_unused:
             for section in sections:
                 section.warn_unused()
+        if default_device() is not None:   # -gpus on the command line
+            self.to(default_device())
 
     def _parse_net_options(self, s):
         self.batch = s.int("batch", 1)
@@ -146,7 +151,7 @@ class Network:
         self.gamma = s.float("gamma", 1)
         self.max_batches = s.int("max_batches", 0)
         self.letter_box = s.int("letter_box", 0)
-        # the AlexeyAB fork's training options (its data pipeline: data_ab.py; its training loop: ema_alpha)
+        # the AlexeyAB fork's training options (its data pipeline: train/data_ab.py; its training loop: ema_alpha)
         self.flip = s.int("flip", 1)
         self.blur = s.int("blur", 0)
         self.gaussian_noise = s.int("gaussian_noise", 0)
@@ -159,6 +164,8 @@ class Network:
         self.resize_step = s.int("resize_step", 32)   # the fork's random=1 sizes are multiples of this
         if self.batch < 1 or self.subdivisions < 1:
             raise s.error("batch and subdivisions must be positive", "batch")
+        if self.time_steps < 1:
+            raise s.error(f"time_steps={self.time_steps} must be positive", "time_steps")
         self.batch = max(1, self.batch // self.subdivisions) * self.time_steps
         if self.h < 0 or self.w < 0 or self.c < 0:
             raise s.error("width, height and channels must not be negative", "width")
@@ -175,6 +182,23 @@ class Network:
     def input_shape(self):
         return (self.c, self.h, self.w)
 
+    def to(self, device):
+        """Run on `device` from now on: "cpu", or "cuda:N" (the GPU engine, pydarknet.cuda; DarknetError "no
+        CUDA GPU found: ..." without one). Returns the network."""
+        from .cuda import engine_for, parse_device
+        index = parse_device(device)
+        self.engine = None if index is None else engine_for(self, index)
+        return self
+
+    def sync_parameters(self):
+        """Bring the parameters the GPU changed (training) back into the layers' arrays (nothing on the CPU)."""
+        if self.engine is not None:
+            self.engine.sync_to_host()
+
+    @property
+    def device(self):
+        return "cpu" if self.engine is None else f"cuda:{self.engine.be.index}"
+
     def forward(self, x):
         """Run a batch (n, c, h, w) (or one image (c, h, w)) through every layer; return the network's output."""
         x = np.ascontiguousarray(x, dtype=np.float32)
@@ -183,29 +207,20 @@ class Network:
         if x.shape[1:] != self.input_shape:
             raise DarknetError(f"{self.cfg_path}: input of shape {x.shape[1:]} given, the network takes "
                                f"{self.input_shape}")
+        if self.engine is not None:
+            return self.engine.forward(x)
         for layer in self.layers:
             x = layer.forward(x, self)
             layer.output = x
         return self.output_layer.output
 
-    # -- training (darknet's train_network; see train.py) -----------------------------------------------------
-    def train_batch(self, x, y):
-        """One darknet `train_network(net, d)` call on x (n, c, h, w), n = batch * subdivisions (any multiple
-        of net.batch), with truths y (n, ...): returns the average cost per image. See pydarknet.train."""
-        from .train import train_network
-        try:
-            return train_network(self, x, y)
-        finally:
-            self.train = False
-
-    def current_rate(self):
-        from .train import get_current_rate
-        return get_current_rate(self)
-
+    # -- training's passes (pydarknet.train runs them: step.train_network) --------------------------------------
     def forward_train(self, x, truth):
         """darknet's forward_network in training mode on one chunk: every delta zeroed, the layers run with
         net.train set and net.truth = truth, then the network cost (the mean of the output layers' costs)."""
         x = np.ascontiguousarray(x, dtype=np.float32)
+        if self.engine is not None:
+            return self.engine.forward_train(x, truth)
         batch = x.shape[0]
         self.train = True
         self.truth = np.ascontiguousarray(truth, dtype=np.float32).reshape(batch, -1)
@@ -227,11 +242,38 @@ class Network:
             self.cost = np.float32(total / np.float32(count))
         return self.cost
 
+    def input_gradient(self, x, seed_delta):
+        """darknet's forward_network with net->train = 0, then backward_network into a zeroed delta for the input
+        (what `nightmare` does): the inference arithmetic (batch-norm with the rolling statistics, which its
+        backward then uses in the batch formula, as darknet's does), every delta zeroed, and what the backward
+        needs kept, as darknet's CPU layers always keep it. seed_delta(last layer) fills the last layer's delta.
+        Returns the input's delta."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        self.train, self.keep_for_backward, self.truth = False, True, None
+        self._train_input = x
+        try:
+            for i, layer in enumerate(self.layers):
+                self.index = i
+                layer.start_training(self)
+                layer.delta_buffer(x.shape[0])
+                x = layer.forward(x, self)
+                layer.output = x
+            seed_delta(self.layers[-1])
+            delta = np.zeros_like(self._train_input)
+            self.backward(delta)
+        finally:
+            self.keep_for_backward = False
+        return delta
+
     def backward(self, input_delta=None):
         """darknet's backward_network: each layer, last to first (stopping at a `stopbackward=1` layer), adds
         its input gradient to the previous layer's delta and accumulates its updates. The first layer passes
         nothing on (darknet has no delta for the network input) unless `input_delta` is given: an array shaped
         like the input, which then gets the input's delta added."""
+        if self.engine is not None:
+            if input_delta is not None:
+                raise DarknetError("the input's delta is not available on the GPU: run this on the CPU")
+            return self.engine.backward()
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
             if layer.stopbackward:
@@ -244,14 +286,6 @@ class Network:
             self.index = i
             layer.backward(self)
         self.input = self.delta = None
-
-    def update(self):
-        """darknet's update_network: every layer applies its accumulated updates at the current rate."""
-        from .train import update_args
-        args = update_args(self)
-        for layer in self.layers:
-            layer.update(args)
-        self.params_version += 1
 
     def initialize(self, seed=0):
         """Random starting weights, as darknet's make_*_layer sets them, for training from scratch."""
@@ -285,6 +319,11 @@ class Network:
             shape = layer.out_shape
 
     # -- loading ---------------------------------------------------------------------------------------------
+    def save(self, weights_path, upto=None):
+        """darknet's save_weights (the first `upto` layers' when given), written atomically."""
+        from .weights import save_weights
+        save_weights(self, weights_path, upto)
+
     def load(self, weights_path, upto=None):
         from .weights import load_weights
         load_weights(self, weights_path, upto)
@@ -293,10 +332,15 @@ class Network:
             self.darknet, self.darknet_reason = "ab", "weights revision 5"
         return self
 
-    def summary(self):
-        """Darknet's layer table as lines of text."""
+    def summary(self, totals=False):
+        """Darknet's layer table as lines of text; `totals`: then the BFLOPs, the parameter count and the darknet
+        followed (the `summary` command)."""
         lines = ["layer     filters    size              input                output"]
         lines += [f"{layer.index:5d} {layer.describe()}" for layer in self.layers]
+        if totals:
+            lines += [f"Total BFLOPS {sum(layer.flops() for layer in self.layers) / 1e9:.3f}",
+                      f"Parameters {sum(a.size for layer in self.layers for a in layer.weight_arrays())}",
+                      self.darknet_line()]
         return lines
 
     def darknet_line(self):

@@ -22,6 +22,7 @@ import json
 import numpy as np
 
 from .config import DarknetError
+from .errors import install_hint
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13      # Softmax over one axis, ReduceSum's axes as an input, Split's sizes as an input
@@ -670,6 +671,15 @@ def metadata(net, outputs, decode, names):
     return {key: value if isinstance(value, str) else json.dumps(value) for key, value in meta.items()}
 
 
+def onnx_package():
+    """The onnx package, or one line saying how to install it (checked before any weights are read)."""
+    try:
+        import onnx
+    except ImportError:
+        raise DarknetError(f"export onnx needs the onnx package: {install_hint('onnx')}") from None
+    return onnx
+
+
 def export(net, path=None, opset=DEFAULT_OPSET, batch=1, decode=False, fp16=False, names=None, layers=None):
     """The ONNX model (onnx.ModelProto) of a loaded network, checked, and saved to `path` if given.
 
@@ -678,7 +688,7 @@ def export(net, path=None, opset=DEFAULT_OPSET, batch=1, decode=False, fp16=Fals
     (the inputs, the first layer and the outputs stay float32). names: class names for the metadata. layers:
     indices of the layers whose outputs to give instead of the network's outputs (to check a graph layer by
     layer)."""
-    import onnx
+    onnx = onnx_package()
     from onnx import TensorProto, helper
     if not MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
         raise DarknetError(f"opset {opset}: the export needs {MIN_OPSET} to {onnx.defs.onnx_opset_version()}")

@@ -18,9 +18,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .classify import network_hierarchy, top_k
+from .config import DarknetError, check_fractions
 from .detect import network_detections, network_nms
 from .image import center_crop_image, draw_detections, letterbox_image, load_image, resize_image, resize_min
 from .network import Network
+from .output import strict_json
+from .track import Tracker
 from .tree import hierarchy_predictions
 
 # Layers whose parameters fix the input size: a network with one of these cannot be resized.
@@ -40,16 +43,6 @@ def pixel(v):
     return int(c_round(v)) if math.isfinite(v) else float(v)
 
 
-def strict_json(value):
-    """`value` (dicts, lists, numbers, strings) with every inf or NaN replaced by None, so that json.dumps writes
-    strict JSON (no Infinity or NaN tokens)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: strict_json(v) for key, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict_json(v) for v in value]
-    return value
 
 
 @dataclass
@@ -60,14 +53,18 @@ class Detection:
     objectness: float
     box: tuple          # centre x, y, width, height, relative to the image (0..1)
     pixels: tuple       # left, top, width, height in pixels, rounded as AlexeyAB's -ext_output prints them
+    track_id: int = None   # the object's id across frames (track.Tracker), None when not tracked
 
     def as_json(self):
-        """A dict for JSON; a coordinate that is not finite is None."""
+        """A dict for JSON; a coordinate that is not finite is None; "track_id" only when tracked."""
         x, y, w, h = self.box
         left, top, width, height = self.pixels
-        return strict_json({"class_id": self.class_id, "name": self.name, "prob": self.prob,
-                            "objectness": self.objectness, "box": {"x": x, "y": y, "w": w, "h": h},
-                            "pixels": {"left": left, "top": top, "width": width, "height": height}})
+        doc = {"class_id": self.class_id, "name": self.name, "prob": self.prob, "objectness": self.objectness,
+               "box": {"x": x, "y": y, "w": w, "h": h},
+               "pixels": {"left": left, "top": top, "width": width, "height": height}}
+        if self.track_id is not None:
+            doc["track_id"] = self.track_id
+        return strict_json(doc)
 
 
 @dataclass
@@ -78,6 +75,7 @@ class DetectionResult:
     seconds: float                                   # the image's share of its batch's forward pass
     detections: list = field(default_factory=list)   # one Detection per (box, class) over the threshold
     boxes: list = field(default_factory=list)        # per box: (relative box, [(class id, prob)]) in darknet's order
+    track_ids: list = None                           # per box: its track's id or None (track.Tracker); None: untracked
 
     def finite_boxes(self):
         """`boxes` without those having an inf or NaN coordinate (an untrained network's), which cannot be drawn
@@ -171,23 +169,42 @@ def use_fast(fast):
         set_backend("fast")
 
 
-def loaded_network(cfg, weights, network, darknet, fast):
-    """The network a Detector or Classifier runs: `network` as given, else built from cfg and weights."""
+DETECTION_LAYERS = ("yolo", "region", "detection")
+
+
+def check_role(net, role):
+    """Refuse a classifier given to a detector's command and a detector given to a classifier's (before the
+    weights are read): one line naming the cfg and the command it needs."""
+    found = next((layer.type for layer in net.layers if layer.type in DETECTION_LAYERS), None)
+    if role == "detector" and found is None:
+        raise DarknetError(f"{net.cfg_path}: a classifier (no [yolo], [region] or [detection] layer), not a detector: "
+                           f"use `pydarknet classify {net.cfg_path} WEIGHTS IMAGE`")
+    if role == "classifier" and found is not None:
+        raise DarknetError(f"{net.cfg_path}: a detector (its [{found}] layer), not a classifier: use "
+                           f"`pydarknet detect {net.cfg_path} WEIGHTS IMAGE`")
+
+
+def loaded_network(cfg, weights, network, darknet, fast, role, device=None):
+    """The network a Detector or Classifier (`role`) runs: `network` as given, else built from cfg and weights;
+    moved to `device` ("cuda:0"; None: where it is) when given."""
     use_fast(fast)
-    if network is not None:
-        return network
-    return Network(cfg, darknet=darknet).load(weights)
+    if network is None:
+        network = Network(cfg, darknet=darknet)
+        check_role(network, role)
+        network.load(weights)
+    check_role(network, role)
+    return network if device is None else network.to(device)
 
 
 class Detector:
     """`darknet`: "ab" or "pjreddie" forces whose arithmetic and defaults to follow (None: from the files).
-    `fast`: see use_fast.
+    `fast`: see use_fast. `device`: "cuda:0" runs the network on that GPU (pydarknet.cuda), None where it is.
     `letterbox`: None for the network's darknet's default: pjreddie letterboxes, the fork resizes unless the
     cfg's [net] has letter_box=1."""
 
     def __init__(self, cfg, weights, names=None, letterbox=None, decoder="darknet", network=None, darknet=None,
-                 fast=False):
-        self.net = loaded_network(cfg, weights, network, darknet, fast)
+                 fast=False, device=None):
+        self.net = loaded_network(cfg, weights, network, darknet, fast, "detector", device)
         self.names = names
         if letterbox is None:
             letterbox = bool(self.net.letter_box) if self.net.darknet == "ab" else True
@@ -221,6 +238,7 @@ class Detector:
     def detect_batch(self, images, thresh=None, hier_thresh=0.5, nms=0.45):
         """`detect` for a list of images (paths, arrays or PreparedImages) in one forward pass: their
         DetectionResults, in order, the same as one at a time."""
+        check_fractions(thresh=thresh, hier=hier_thresh, nms=nms)
         if not images:
             return []
         if thresh is None:
@@ -256,20 +274,31 @@ class Detector:
         """Draw `result`'s boxes and labels on `canvas`, a uint8 BGR (h, w, 3) image of the detected image's
         size, as darknet's detect draws them; boxes with an inf or NaN coordinate are left out. Returns
         `canvas`."""
-        boxes = result.finite_boxes()
+        ids = result.track_ids or [None] * len(result.boxes)
+        drawn = [(box, scored, track_id) for (box, scored), track_id in zip(result.boxes, ids)
+                 if all(math.isfinite(v) for v in box)]
         # darknet's line width is int(h * .006): no outline at all under 167 pixels; we draw at least 1
-        return draw_detections(canvas, [box for box, _ in boxes], [[c for c, _ in s] for _, s in boxes],
-                               self.names, self.classes, width=max(1, int(result.height * .006)))
+        return draw_detections(canvas, [box for box, _, _ in drawn], [[c for c, _ in s] for _, s, _ in drawn],
+                               self.names, self.classes, width=max(1, int(result.height * .006)),
+                               tags=[f"#{t}" if t is not None else "" for _, _, t in drawn])
+
+    def track(self, frames, tracker=None, thresh=None, hier_thresh=0.5, nms=0.45):
+        """`detect` each of `frames` (paths, arrays or PreparedImages, in the video's order) and follow the objects
+        from frame to frame with `tracker` (a track.Tracker [a new one with its defaults]): their DetectionResults,
+        one at a time, with track ids (DetectionResult.track_ids, Detection.track_id)."""
+        tracker = Tracker() if tracker is None else tracker
+        for frame in frames:
+            yield tracker.update(self.detect(frame, thresh, hier_thresh, nms))
 
 
 class Classifier:
-    """`darknet` and `fast` as for Detector. `preprocess`: "resize_min" (darknet's published results: the short
+    """`darknet`, `fast` and `device` as for Detector. `preprocess`: "resize_min" (darknet's published results: the short
     side to the network width, the network resized to the image; a fixed-size network takes a centre crop),
     "letterbox" or "resize"."""
 
     def __init__(self, cfg, weights, names=None, preprocess="resize_min", decoder="darknet", network=None,
-                 darknet=None, fast=False):
-        self.net = loaded_network(cfg, weights, network, darknet, fast)
+                 darknet=None, fast=False, device=None):
+        self.net = loaded_network(cfg, weights, network, darknet, fast, "classifier", device)
         self.names = names
         self.preprocess = preprocess
         self.decoder = decoder

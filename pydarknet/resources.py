@@ -11,7 +11,7 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from .errors import DarknetError
+from .errors import DarknetError, install_hint
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 
@@ -29,7 +29,7 @@ def read_url(url):
     try:
         import fsspec
     except ImportError:
-        raise DarknetError(f"{url}: reading URLs needs fsspec (pip install 'pydarknet[dask]')") from None
+        raise DarknetError(f"{url}: reading URLs needs fsspec ({install_hint('dask')})") from None
     with fsspec.open(url, "rb") as f:
         return f.read()
 

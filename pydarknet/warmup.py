@@ -1,14 +1,17 @@
 """The first run: Numba compiles pydarknet's kernels the first time they run on a CPU (for each pydarknet and
 Numba version), which takes minutes, then loads them from its cache in milliseconds.
 
-`announce_compiling()` says so on stderr when it happens; `compile_kernels()` (`pydarknet compile`) does it
+`announce_compiling()` says so on stderr when a command compiles for seconds; `compile_kernels()` (`pydarknet compile`) does it
 ahead of time by running small networks of every layer type through detection, classification and a training
 step, so that every kernel is compiled with the argument types the commands give it. The cache is where
 Numba puts it: beside the kernels' source, else (a read-only install) Numba's user-wide cache, or
 NUMBA_CACHE_DIR when set.
 """
+import atexit
+import json
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +20,13 @@ from .config import chatter, note
 from .resources import find_file
 
 NOTICE = ("Compiling pydarknet's kernels for this CPU ({cpu}): Numba turns them into machine code the first "
-          "time they run, once per CPU and pydarknet or Numba version, and caches them in {cache}. This takes "
-          "about {minutes} minutes (later runs start in seconds); `pydarknet compile` does it ahead of time.")
-MINUTES = "1-3"
+          "time they run, once per CPU and pydarknet or Numba version, and caches them in {cache}.{measured} "
+          "Later runs start in seconds; `pydarknet compile` does it ahead of time.")
+MEASURED = " `{command}` compiled for {seconds:.0f} s the last time it did on this machine."
+# Seconds of compiling before the notice shows: a kernel or two (a new argument type) compile in less.
+NOTICE_AFTER = 2.0
+# What a command's compiling took on this machine, by command, beside the cached kernels: the notice's figure.
+TIMES_FILE = "compile-seconds.json"
 
 # Networks that between them have every layer type pydarknet knows, each with both darknets' arithmetic.
 FORWARD_CFGS = ["shapes-tiny", "yolov3-tiny", "yolov3-tiny-prn", "yolov2-tiny", "yolov1-tiny", "tiny", "darknet53",
@@ -78,26 +85,78 @@ def cache_folder():
     return Path(activations.activate_array._cache.cache_path)
 
 
-def announce_compiling():
-    """From now on in this process, the first time Numba starts compiling one of pydarknet's kernels, print
-    NOTICE on stderr (unless -q)."""
-    from numba.core import event
+def compile_times():
+    """{command: seconds} its last compiling run took on this machine (empty when never measured)."""
+    try:
+        return json.loads((cache_folder() / TIMES_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
 
-    class Announcer(event.Listener):
-        said = False
 
-        def on_start(self, ev):
-            dispatcher = ev.data["dispatcher"]
-            if self.said or not dispatcher.__module__.startswith("pydarknet") or chatter["quiet"]:
-                return
-            self.said = True
+def record_compile_time(command, seconds):
+    from .weights import atomic_write
+    try:
+        atomic_write(cache_folder() / TIMES_FILE, json.dumps({**compile_times(), command: round(seconds, 1)}).encode())
+    except OSError:
+        pass   # a read-only cache: the next notice has no figure
+
+
+class CompileWatch:
+    """Numba's compile events for pydarknet's kernels in this process: the time spent compiling (nested compiles
+    counted once), NOTICE on stderr once it passes NOTICE_AFTER seconds (once, unless -q), and, at exit, that
+    time recorded for `command` when it passed it."""
+
+    def __init__(self, command, clock=time.perf_counter):
+        self.command, self.clock = command, clock
+        self.depth, self.started, self.total, self.said = 0, 0.0, 0.0, False
+
+    def seconds(self):
+        return self.total + (self.clock() - self.started if self.depth else 0.0)
+
+    def start(self):
+        if self.depth == 0:
+            self.started = self.clock()
+        self.depth += 1
+        self.tell()
+
+    def end(self):
+        self.depth -= 1
+        if self.depth == 0:
+            self.total += self.clock() - self.started
+        self.tell()
+
+    def tell(self):
+        if self.said or self.seconds() < NOTICE_AFTER:
+            return
+        self.said = True
+        if not chatter["quiet"]:
             import llvmlite.binding as llvm
-            note(NOTICE.format(cpu=llvm.get_host_cpu_name(), cache=cache_folder(), minutes=MINUTES))
+            seconds = compile_times().get(self.command)
+            measured = MEASURED.format(command=self.command, seconds=seconds) if seconds else ""
+            note(NOTICE.format(cpu=llvm.get_host_cpu_name(), cache=cache_folder(), measured=measured))
+
+    def record(self):
+        if self.said:
+            record_compile_time(self.command, self.seconds())
+
+
+def announce_compiling(command):
+    """From now on in this process, watch Numba compile pydarknet's kernels (CompileWatch) for `command`."""
+    from numba.core import event
+    watch = CompileWatch(command)
+
+    class Listener(event.Listener):
+        def on_start(self, ev):
+            if ev.data["dispatcher"].__module__.startswith("pydarknet"):
+                watch.start()
 
         def on_end(self, ev):
-            pass
+            if ev.data["dispatcher"].__module__.startswith("pydarknet"):
+                watch.end()
 
-    event.register("numba:compile", Announcer())
+    event.register("numba:compile", Listener())
+    atexit.register(watch.record)
+    return watch
 
 
 # -- the work of `pydarknet compile` ------------------------------------------------------------------------
@@ -124,7 +183,7 @@ def predict_with(cfg, darknet, image):
     (every one: threshold 0) and their NMS, or the top classes."""
     from .detect import do_nms_obj, network_detections
     from .predict import Classifier, Detector
-    from .train import is_detector
+    from .train.run import is_detector
     net = small_network(cfg, darknet)
     if is_detector(net):
         for letterbox in (True, False):
@@ -137,8 +196,9 @@ def predict_with(cfg, darknet, image):
 
 def train_step(cfg, folder):
     """One training iteration on a batch of two augmented images, as `train` makes them."""
-    from .data import ClassificationDataset, detection_dataset
-    from .train import is_detector
+    from .train.data import ClassificationDataset
+    from .train.run import detection_dataset, is_detector
+    from .train.step import train_network
     net = small_network(cfg, batch=2).initialize(0)
     rng = np.random.default_rng(0)
     image = str(folder / "dog.jpg")
@@ -151,7 +211,7 @@ def train_step(cfg, folder):
         labels = labels_with_dog(int(np.prod(net.output_layer.out_shape)))
         data = ClassificationDataset([image], labels, net.w, angle=7, aspect=1.15, hue=0.1, saturation=1.5,
                                      exposure=1.5)
-    net.train_batch(*data.load_batch(net.batch, rng))
+    train_network(net, *data.load_batch(net.batch, rng))
 
 
 def labels_with_dog(count):
@@ -193,6 +253,17 @@ def evaluate(folder):
     run_classifier_valid(folder / "tiny.data", classifier, None, network=small_network(classifier))
 
 
+def track_two_frames():
+    """`demo -track`: a box continued from one frame to the next (the tracker's matching kernel)."""
+    from .predict import Detection, DetectionResult
+    from .track import Tracker
+    tracker = Tracker()
+    for x in (0.5, 0.51):
+        frame = DetectionResult("frame", 100, 100, 0.0, boxes=[((x, 0.5, 0.2, 0.2), [(0, 0.9)])])
+        frame.detections = [Detection(0, "dog", 0.9, 0.9, (x, 0.5, 0.2, 0.2), (0, 0, 0, 0))]
+        tracker.update(frame)
+
+
 def compile_jobs(folder, training=True):
     """Functions that between them compile every kernel the commands use."""
     image = str(folder / "dog.jpg")
@@ -200,11 +271,13 @@ def compile_jobs(folder, training=True):
     jobs = [lambda: decode_images(folder)]
     jobs += [lambda n=name, d=darknet: predict_with(shipped_cfg(n), d, image)
              for name in FORWARD_CFGS for darknet in ("pjreddie", "ab")]
-    jobs += [lambda: evaluate(folder), lambda: small_network(other).forward(np.zeros((1, 3, 20, 20), np.float32))]
+    jobs += [lambda: evaluate(folder), lambda: small_network(other).forward(np.zeros((1, 3, 20, 20), np.float32)),
+             track_two_frames]
     if training:
+        from .train.step import train_network
         jobs += [lambda n=name: train_step(shipped_cfg(n), folder) for name in TRAIN_CFGS]
-        jobs.append(lambda: small_network(other).initialize(0).train_batch(np.ones((2, 3, 20, 20), np.float32),
-                                                                           np.ones((2, 10), np.float32)))
+        jobs.append(lambda: train_network(small_network(other).initialize(0), np.ones((2, 3, 20, 20), np.float32),
+                                          np.ones((2, 10), np.float32)))
     return jobs
 
 

@@ -59,22 +59,25 @@ def load_weights(net, path, upto=None):
         raise WeightsError(f"{path}: cannot read: {e.strerror}") from None
     version, seen, offset = read_header(data, path)
     transpose = version[0] > 1000 or version[1] > 1000
-    layers = net.layers if upto is None else net.layers[:upto]
+    layers = [layer for layer in (net.layers if upto is None else net.layers[:upto]) if not layer.dontload]
+    need = offset + 4 * sum(a.size for layer in layers for a in layer.weight_arrays(transpose=transpose, loading=True))
+    sizes = f"the file has {len(data)} bytes, {net.cfg_path} needs {need}"
     for layer in layers:
-        if layer.dontload:
-            continue
         for array in layer.weight_arrays(transpose=transpose, loading=True):
-            need = array.size * 4
-            if offset + need > len(data):
-                raise WeightsError(
-                    f"{path}: too short for {net.cfg_path}: ran out at layer {layer.index} ({layer.type}), "
-                    f"which needs {need} bytes at offset {offset} but only {len(data) - offset} remain "
-                    f"(file: {len(data)} bytes)")
+            if offset + array.size * 4 > len(data):
+                raise WeightsError(f"{path}: too short for {net.cfg_path}: ran out at layer {layer.index} "
+                                   f"({layer.type}), which needs {array.size * 4} bytes at offset {offset} but only "
+                                   f"{len(data) - offset} remain ({sizes}): weights of a smaller or another network?")
             array[...] = np.frombuffer(data, "<f4", array.size, offset).reshape(array.shape)
-            offset += need
+            offset += array.size * 4
+        variance = getattr(layer, "rolling_variance", None)
+        if variance is not None and (variance < 0).any():   # a variance read from where another layer's data is
+            raise WeightsError(f"{path}: does not match {net.cfg_path} from layer {layer.index} ({layer.type}) on: "
+                               f"its batch-norm variances read as negative numbers ({sizes}): weights of "
+                               f"another network?")
     if upto is None and offset < len(data):
         warn(f"{path}: {len(data) - offset} bytes left over after the last layer of {net.cfg_path} "
-             f"(read {offset} of {len(data)}): the weights may belong to another cfg")
+             f"({sizes}): the weights may belong to another cfg")
     net.seen = seen
     net.weights_version = version
     return net

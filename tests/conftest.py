@@ -16,10 +16,12 @@ def shared_path(*parts):
 
 
 @pytest.fixture(autouse=True)
-def chatter_on():
-    """`-q` switches stderr chatter off process-wide; in-process CLI tests must not leak that into others."""
+def chatter_on(monkeypatch):
+    """`-q` switches stderr chatter (and OpenCV's log) off process-wide; in-process CLI tests must not leak that
+    into others."""
     from pydarknet.config import chatter
     chatter["quiet"] = False
+    monkeypatch.delenv("OPENCV_LOG_LEVEL", raising=False)   # restored after the test
     yield
     chatter["quiet"] = False
 

@@ -175,12 +175,13 @@ def test_usage_errors_exit_2(in_tmp):
     assert run(["frobnicate"])[0] == 2
 
 
-def test_names_count_mismatch_warns_naming_both_files(models, images, in_tmp):
+def test_names_count_mismatch_is_an_error_naming_both_files(models, images, in_tmp):
     (in_tmp / "few.names").write_text("a\nb\n")
     (in_tmp / "few.data").write_text("classes=2\nnames=few.names\n")
     result = invoke(["detector", "test", "few.data", str(ROOT / "cfg/yolov3-tiny.cfg"),
                      str(models / "yolov3-tiny.weights"), str(images / "dog.jpg")])
-    assert "few.names has 2 names but" in result.stderr and "yolov3-tiny.cfg has 80 classes" in result.stderr
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "few.names has 2 names but" in str(result.exception) and "yolov3-tiny.cfg has 80 classes" in str(result.exception)
 
 
 def test_summary_table_and_totals(in_tmp):
@@ -222,7 +223,7 @@ def run_python(code, *args):
 
 def test_cffi_stays_importable_after_the_probe_is_skipped():
     pytest.importorskip("cffi", reason="cffi is not installed here")
-    code = ("from pydarknet.cli import skip_numba_probes; skip_numba_probes(); "
+    code = ("from pydarknet.cli.startup import skip_numba_probes; skip_numba_probes(); "
             "import numba.core.typing.cffi_utils as support; import cffi; "
             "print(support.SUPPORTED, cffi.FFI() is not None)")
     proc = run_python(code)
@@ -231,7 +232,7 @@ def test_cffi_stays_importable_after_the_probe_is_skipped():
 
 def test_numba_checks_each_cache_folder_once():
     """skip_numba_probes: Numba's check that a cache folder is writable runs once per folder, not per kernel."""
-    code = ("import tempfile; from unittest import mock; from pydarknet.cli import skip_numba_probes; "
+    code = ("import tempfile; from unittest import mock; from pydarknet.cli.startup import skip_numba_probes; "
             "skip_numba_probes(); skip_numba_probes(); "
             "made = mock.patch('tempfile.TemporaryFile', wraps=tempfile.TemporaryFile); files = made.start(); "
             "import pydarknet.kernels.nms, pydarknet.kernels.region; "
@@ -239,6 +240,29 @@ def test_numba_checks_each_cache_folder_once():
             "print(files.call_count, L.ensure_cache_path.once_per_folder)")
     proc = run_python(code)
     assert proc.stdout.split() == ["1", "True"], proc.stderr[-500:]
+
+
+def test_numba_shortcuts_skip_what_numba_lacks():
+    """Each start-up shortcut into Numba's internals checks that the internal exists: with one missing (a Numba
+    release that renamed it) that shortcut is skipped and the others still taken."""
+    code = ("import numba.np.linalg, numba.core.caching as caching; del numba.np.linalg.ensure_blas; "
+            "del caching._CacheLocator.ensure_cache_path; "
+            "from pydarknet.cli.startup import skip_numba_probes; print(skip_numba_probes())")
+    proc = run_python(code)
+    assert proc.stdout.strip() == "['cffi']", proc.stderr[-500:]
+
+
+def test_a_command_runs_with_every_numba_shortcut_disabled(tmp_path):
+    """PYDARKNET_NUMBA_SHORTCUTS=0: Numba's own probes, the same detections."""
+    args = ["-m", "pydarknet", "detector", "test", "cfg/shapes.data", "cfg/shapes-tiny.cfg",
+            "data/shapes-tiny.weights", "data/shapes.jpg", "-thresh", ".25", "--json", "-q"]
+    outputs = []
+    for shortcuts in ("0", "1"):
+        proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT), "PYDARKNET_NUMBA_SHORTCUTS": shortcuts})
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-500:]
+        outputs.append(json.loads(proc.stdout)["detections"])
+    assert outputs[0] == outputs[1] and len(outputs[0]) >= 3
 
 
 def test_inference_leaves_the_training_kernels_unloaded():

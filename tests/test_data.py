@@ -1,4 +1,4 @@
-"""pydarknet.data: darknet's dataset layout (lists, label locations, label files) and training batches."""
+"""pydarknet.labels and pydarknet.train.data: darknet's dataset layout (lists, label locations, label files) and training batches."""
 import os
 import threading
 from pathlib import Path
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import shared_path
-from pydarknet import data as D
+from pydarknet import labels as L
+from pydarknet.train import data as D
 from pydarknet.config import DarknetError, chatter
 from pydarknet.kernels import augment as K
 
@@ -56,40 +57,40 @@ def test_label_path_darknet_rules(tmp_path):
                          ("c/images/train/c.png", "c/labels/train/c.txt"),
                          ("e/raw/e.JPG", "e/labels/e.txt")]:
         touch(tmp_path / label)
-        assert D.label_path(str(tmp_path / image)) == str(tmp_path / label)
+        assert L.label_path(str(tmp_path / image)) == str(tmp_path / label)
 
 
 def test_label_path_falls_back_beside_the_image(tmp_path):
     image = tmp_path / "set" / "images" / "x.jpeg"
     touch(tmp_path / "set" / "images" / "x.txt")
-    assert D.label_path(str(image)) == str(tmp_path / "set" / "images" / "x.txt")
+    assert L.label_path(str(image)) == str(tmp_path / "set" / "images" / "x.txt")
     for ext in (".bmp", ".png", ".JPG"):
         touch(tmp_path / "flat" / "y.txt")
-        assert D.label_path(str(tmp_path / "flat" / f"y{ext}")) == str(tmp_path / "flat" / "y.txt")
+        assert L.label_path(str(tmp_path / "flat" / f"y{ext}")) == str(tmp_path / "flat" / "y.txt")
 
 
 def test_label_path_prefers_darknets_location(tmp_path):
     touch(tmp_path / "images" / "z.txt")
     touch(tmp_path / "labels" / "z.txt")
-    assert D.label_path(str(tmp_path / "images" / "z.jpg")) == str(tmp_path / "labels" / "z.txt")
+    assert L.label_path(str(tmp_path / "images" / "z.jpg")) == str(tmp_path / "labels" / "z.txt")
 
 
 def test_label_path_whole_folder_names(tmp_path):
     # darknet's substring replacement turns "drawings" into "dlabelsings"; whole folder names still work
     touch(tmp_path / "drawings" / "labels" / "q.txt")
-    assert D.label_path(str(tmp_path / "drawings" / "images" / "q.jpg")) == \
+    assert L.label_path(str(tmp_path / "drawings" / "images" / "q.jpg")) == \
         str(tmp_path / "drawings" / "labels" / "q.txt")
 
 
 def test_label_path_missing_everywhere_gives_darknets_location():
-    assert D.label_path("/nowhere/images/k.jpg") == "/nowhere/labels/k.txt"
+    assert L.label_path("/nowhere/images/k.jpg") == "/nowhere/labels/k.txt"
 
 
 def test_shapes_labels_sit_beside_the_images():
     shapes = shared_path("datasets", "shapes")
-    paths = D.read_list(shapes / "train.txt")
+    paths = L.read_list(shapes / "train.txt")
     assert len(paths) == 600
-    assert D.label_path(paths[0]) == str(shapes / "images" / "train_0000.txt")
+    assert L.label_path(paths[0]) == str(shapes / "images" / "train_0000.txt")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -98,7 +99,7 @@ def test_shapes_labels_sit_beside_the_images():
 
 def test_read_labels_order_and_values(tmp_path):
     f = touch(tmp_path / "a.txt", "2 0.5 0.25 0.2 0.1\n\n0 0.1 0.9 0.05 0.3\n")
-    labels = D.read_labels(f, classes=3)
+    labels = L.read_labels(f, classes=3)
     assert labels.dtype == np.float32 and labels.shape == (2, 5)
     np.testing.assert_array_equal(labels, np.array([[.5, .25, .2, .1, 2], [.1, .9, .05, .3, 0]], np.float32))
 
@@ -120,7 +121,7 @@ def test_read_labels_skips_bad_lines_naming_file_and_line(tmp_path, capsys):
         "1 0.5 0.5 0.2 0.2 7",      # 13 extra field
     ]
     f = touch(tmp_path / "bad.txt", "\n".join(lines) + "\n")
-    labels = D.read_labels(f, classes=3)
+    labels = L.read_labels(f, classes=3)
     np.testing.assert_array_equal(labels[:, 4], [0, 2])
     warnings = warnings_in(capsys)
     assert len(warnings) == 11
@@ -131,11 +132,11 @@ def test_read_labels_skips_bad_lines_naming_file_and_line(tmp_path, capsys):
 
 def test_read_labels_without_classes_accepts_any_class(tmp_path):
     f = touch(tmp_path / "a.txt", "17 0.5 0.5 0.2 0.2\n")
-    assert D.read_labels(f)[0, 4] == 17
+    assert L.read_labels(f)[0, 4] == 17
 
 
 def test_missing_label_file_is_empty_with_one_warning(tmp_path, capsys):
-    labels = D.read_labels(tmp_path / "none.txt", classes=2)
+    labels = L.read_labels(tmp_path / "none.txt", classes=2)
     assert labels.shape == (0, 5) and labels.dtype == np.float32
     warnings = warnings_in(capsys)
     assert len(warnings) == 1 and str(tmp_path / "none.txt") in warnings[0]
@@ -145,8 +146,8 @@ def test_warned_set_silences_repeats(tmp_path, capsys):
     warned = set()
     f = touch(tmp_path / "a.txt", "9 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.2 0.2\n")
     for _ in range(3):
-        assert len(D.read_labels(f, 2, warned)) == 1
-        D.read_labels(tmp_path / "missing.txt", 2, warned)
+        assert len(L.read_labels(f, 2, warned)) == 1
+        L.read_labels(tmp_path / "missing.txt", 2, warned)
     assert len(warnings_in(capsys)) == 2
 
 
@@ -162,13 +163,13 @@ def test_read_list_resolution(tmp_path, monkeypatch):
     touch(cwd / "images" / "b.jpg")                    # b exists relative to the working directory too
     touch(data / "list.txt", "images/a.jpg\r\n\n  images/b.jpg  \n/abs/c.jpg\nimages/missing.jpg\n")
     monkeypatch.chdir(cwd)
-    paths = D.read_list(data / "list.txt")
+    paths = L.read_list(data / "list.txt")
     assert paths == [str(data / "images" / "a.jpg"), "images/b.jpg", "/abs/c.jpg", "images/missing.jpg"]
 
 
 def test_read_list_missing_names_file_and_data_line(tmp_path):
     with pytest.raises(DarknetError) as e:
-        D.read_list(tmp_path / "nope.txt", where="x.data:2")
+        L.read_list(tmp_path / "nope.txt", where="x.data:2")
     assert str(tmp_path / "nope.txt") in str(e.value) and "x.data:2" in str(e.value)
 
 
@@ -253,7 +254,7 @@ def test_detection_image_placement_exact(tiny_set):
 
 def test_detection_batch_deterministic_and_bounded(tiny_set):
     root, _, _ = tiny_set
-    paths = D.read_list(root / "train.txt")
+    paths = L.read_list(root / "train.txt")
     ds = D.DetectionDataset(paths, 48, 40, max_boxes=4, classes=3, jitter=0.3, hue=0.1, saturation=1.5,
                             exposure=1.5)
     x1, y1 = ds.load_batch(6, np.random.default_rng(7))
@@ -276,7 +277,7 @@ def test_detection_batch_deterministic_and_bounded(tiny_set):
 def test_shapes_batch_has_darknets_truth_layout():
     shapes = shared_path("datasets", "shapes")
     golden = np.load(shared_path("golden", "train", "yolov3-tiny_train", "y.npy"))
-    ds = D.DetectionDataset(D.read_list(shapes / "train.txt"), 160, 160, max_boxes=golden.shape[1], classes=3,
+    ds = D.DetectionDataset(L.read_list(shapes / "train.txt"), 160, 160, max_boxes=golden.shape[1], classes=3,
                             jitter=0.3, hue=0.1, saturation=1.5, exposure=1.5)
     x, y = ds.load_batch(4, np.random.default_rng(0))
     assert x.shape == (4, 3, 160, 160) and y.shape[1:] == golden.shape[1:] and y.dtype == golden.dtype
@@ -342,7 +343,7 @@ def test_classification_batch(tmp_path, capsys):
 
 def test_loader_is_deterministic_for_a_seed(tiny_set):
     root, _, _ = tiny_set
-    ds = D.DetectionDataset(D.read_list(root / "train.txt"), 32, 32, max_boxes=3, jitter=.2, hue=.1)
+    ds = D.DetectionDataset(L.read_list(root / "train.txt"), 32, 32, max_boxes=3, jitter=.2, hue=.1)
     with D.BatchLoader(ds, 2, seed=11, workers=1) as a:
         first = [next(a) for _ in range(4)]
     with D.BatchLoader(ds, 2, seed=11, workers=2, prefetch=3) as b:
@@ -356,7 +357,7 @@ def test_loader_is_deterministic_for_a_seed(tiny_set):
 
 def test_loader_shuts_down_cleanly(tiny_set):
     root, _, _ = tiny_set
-    ds = D.DetectionDataset(D.read_list(root / "train.txt"), 32, 32)
+    ds = D.DetectionDataset(L.read_list(root / "train.txt"), 32, 32)
     before = threading.active_count()
     loader = D.BatchLoader(ds, 2, workers=2, prefetch=4)
     next(loader)
@@ -370,7 +371,7 @@ def test_loader_shuts_down_cleanly(tiny_set):
 
 def test_loader_set_size(tiny_set):
     root, _, _ = tiny_set
-    ds = D.DetectionDataset(D.read_list(root / "train.txt"), 32, 32)
+    ds = D.DetectionDataset(L.read_list(root / "train.txt"), 32, 32)
     with D.BatchLoader(ds, 2, prefetch=3) as loader:
         assert next(loader)[0].shape == (2, 3, 32, 32)
         loader.set_size(48, 40)
@@ -394,7 +395,7 @@ def test_loader_propagates_errors_with_the_file_name(tmp_path):
 @pytest.mark.skipif(os.environ.get("PYDARKNET_FAST_TESTS") == "1", reason="spawns worker processes")
 def test_loader_in_processes(tiny_set, tmp_path):
     root, _, _ = tiny_set
-    ds = D.DetectionDataset(D.read_list(root / "train.txt"), 32, 32, max_boxes=3)
+    ds = D.DetectionDataset(L.read_list(root / "train.txt"), 32, 32, max_boxes=3)
     with D.BatchLoader(ds, 2, seed=5) as threads:
         expected = next(threads)
     with D.BatchLoader(ds, 2, seed=5, processes=True) as procs:

@@ -1,4 +1,4 @@
-"""pydarknet.data_ab: the AlexeyAB fork's detector batches. The geometry is pinned on synthetic images whose
+"""pydarknet.train.data_ab: the AlexeyAB fork's detector batches. The geometry is pinned on synthetic images whose
 objects are flat coloured rectangles: after crop/stretch, flip, letter_box and mosaic every truth box must sit
 exactly where that colour went, no visible rectangle may lose its box and none may get two."""
 import cv2
@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from conftest import shared_path
-from pydarknet import data as D
-from pydarknet import data_ab as A
+from pydarknet import labels as L
+from pydarknet.train import data as D
+from pydarknet.train.run import detection_dataset
+from pydarknet.train import data_ab as A
 from pydarknet.config import DarknetError
 from pydarknet.kernels import augment as K
 from pydarknet.network import Network
@@ -361,7 +363,7 @@ def network(tmp_path, extra="", yolo_extra="", classes=8, size="width=64\nheight
 
 def test_fork_batches_are_reproducible_and_in_range(tmp_path, four_scenes):
     net = network(tmp_path, "mosaic=1\nblur=1\ngaussian_noise=10\nflip=1", "resize=1.5")
-    ds = D.detection_dataset(net, four_scenes, 8)
+    ds = detection_dataset(net, four_scenes, 8)
     assert isinstance(ds, A.DetectionDatasetAB) and ds.options.mosaic and ds.options.resize == 1.5
     x, y = ds.load_batch(6, D.batch_rng(5, 3))
     x2, y2 = ds.load_batch(6, D.batch_rng(5, 3))
@@ -389,7 +391,7 @@ def test_fork_batches_are_reproducible_and_in_range(tmp_path, four_scenes):
 def test_pjreddie_networks_keep_pjreddies_pipeline(tmp_path, four_scenes):
     net = network(tmp_path)
     assert net.darknet == "pjreddie"
-    ds = D.detection_dataset(net, four_scenes, 8)
+    ds = detection_dataset(net, four_scenes, 8)
     assert type(ds) is D.DetectionDataset
     x, y = ds.load_batch(3, np.random.default_rng(4))
     # what train.make_dataset built before the fork's pipeline existed
@@ -407,7 +409,7 @@ def test_pjreddie_networks_keep_pjreddies_pipeline(tmp_path, four_scenes):
 def test_unsupported_fork_options_are_refused_in_one_line(tmp_path, extra, option):
     net = network(tmp_path, extra)
     with pytest.raises(DarknetError) as e:
-        D.detection_dataset(net, ["x.jpg"], 8)
+        detection_dataset(net, ["x.jpg"], 8)
     message = str(e.value)
     assert "\n" not in message and f"[net] {option}" in message and f"{tmp_path / 'net.cfg'}:" in message
 
@@ -423,7 +425,7 @@ def test_shapes_batch_with_yolov4_tiny_options(tmp_path):
     shapes = shared_path("datasets", "shapes")
     net = network(tmp_path, "mosaic=1\nblur=1\ngaussian_noise=10", "resize=1.5", classes=3,
                   size="width=160\nheight=160")
-    ds = D.detection_dataset(net, D.read_list(shapes / "train.txt"), 3)
+    ds = detection_dataset(net, L.read_list(shapes / "train.txt"), 3)
     x, y = ds.load_batch(4, np.random.default_rng(0))
     assert x.shape == (4, 3, 160, 160) and y.shape == (4, 200, 5)
     assert 0 <= x.min() and x.max() <= 1 and x.std() > 0.05

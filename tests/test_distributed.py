@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, shared_path
+from pydarknet.errors import install_hint
 
 distributed = pytest.importorskip("distributed")
 psutil = pytest.importorskip("psutil")
@@ -188,4 +189,4 @@ def test_without_dask_the_option_names_the_extra(monkeypatch, capsys, tmp_path):
         main(["detector", "test", *SHAPES, str(ROOT / "data/shapes.jpg"), "--dask", "local:2", "-q"])
     assert exit.value.code == 1
     assert capsys.readouterr().err == ("pydarknet: error: --dask needs Dask's distributed scheduler: "
-                                       "pip install 'pydarknet[dask]'\n")
+                                       f"{install_hint('dask')}\n")

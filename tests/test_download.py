@@ -144,11 +144,18 @@ def test_an_unknown_name_and_a_missing_file_are_one_line_errors(server, cache, r
     assert code == 1 and "HTTP 404" in err and len(err.splitlines()) == 1
 
 
+def test_no_network_names_the_mirror_option(cache, run):
+    code, _, err = run("download", "fake", "--mirror", "http://127.0.0.1:9")   # the discard port: refused
+    assert code == 1 and len(err.splitlines()) == 1
+    assert err.startswith("pydarknet: error: http://127.0.0.1:9/fake.weights: ") and "`--mirror BASE_URL`" in err
+    assert f"copy fake.weights into {cache}" in err
+
+
 def test_progress_shows_on_a_terminal_only(server, cache, monkeypatch, run):
     _, _, err = run("download", "fake", "--mirror", server.url)
     assert "[" not in err                       # not a terminal: no bar
     (cache / "fake.weights").unlink()
-    monkeypatch.setattr(cli, "stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(cli.progress, "stderr_is_terminal", lambda: True)
     monkeypatch.setattr(click._termui_impl, "isatty", lambda stream: True)
     _, out, err = run("download", "fake", "--mirror", server.url)
     assert "fake.weights  [####" in err and "0.3 MB of 0.3 MB" in err

@@ -35,6 +35,7 @@ instead:
 import numpy as np
 import pytest
 
+from pydarknet.train.step import update_network
 from test_gradients import analytic, check, check_network, make_net, randomize
 
 
@@ -306,7 +307,7 @@ def test_shortcut_weights_update_step(tmp_path):
     updates = shortcut.weight_updates.copy()
     assert (np.abs(updates) > 1).any() and ((np.abs(updates) < 1) & (updates != 0)).any()   # clipped and not
     weights, conv_weights, conv_updates = shortcut.weights.copy(), conv.weights.copy(), conv.weight_updates.copy()
-    net.update()
+    update_network(net)
     f32 = np.float32
     batch = f32(2 * 3)
     step = f32(f32(f32(0.1) * f32(0.5)) / batch)

@@ -12,10 +12,11 @@ import pytest
 
 from conftest import shared_path
 from test_train_cli import CFG as TRAIN_CFG
-from pydarknet import data as D
+from pydarknet import labels as L
+from pydarknet.train import data as D
 from pydarknet import image, jpeg
 from pydarknet.kernels import augment
-from pydarknet.train import TrainingRun
+from pydarknet.train.run import TrainingRun
 
 
 # test_train_cli's toy detector, with pjreddie's colour augmentation on and more jitter
@@ -45,7 +46,7 @@ def jpeg_set(tmp_path):
 
 
 def _dataset(root):
-    return D.DetectionDataset(D.read_list(root / "train.txt"), 32, 32, max_boxes=4, classes=2, jitter=.2, hue=.1,
+    return D.DetectionDataset(L.read_list(root / "train.txt"), 32, 32, max_boxes=4, classes=2, jitter=.2, hue=.1,
                               saturation=1.5, exposure=1.5)
 
 

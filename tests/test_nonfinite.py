@@ -7,7 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import ROOT
-from pydarknet.cli import c_float, cli
+from pydarknet.cli import cli
+from pydarknet.output import c_float
 from pydarknet.network import Network
 from pydarknet.weights import save_weights
 

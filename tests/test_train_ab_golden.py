@@ -22,6 +22,7 @@ import pytest
 from conftest import shared_path
 from pydarknet.kernels.activations import rcp_intel
 from pydarknet.network import Network
+from pydarknet.train.step import train_network
 from test_train_golden import weight_errors
 
 LOSS_RTOL = 1e-3
@@ -36,7 +37,7 @@ def run_case(case_dir, steps=8):
     net.quiet = True
     assert net.darknet == "ab"
     x, y = np.load(case_dir / "x.npy"), np.load(case_dir / "y.npy")
-    return net, [float(net.train_batch(x, y)) for _ in range(steps)]
+    return net, [float(train_network(net, x, y)) for _ in range(steps)]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -55,7 +56,7 @@ def test_ab_stats_line(darknet_products, capsys):
     case_dir = shared_path("golden", "train_ab", "yolov4-tiny_train")
     net = Network(case_dir / "net.cfg", quiet_unused=True)
     net.load(case_dir / "before.weights")
-    net.train_batch(np.load(case_dir / "x.npy"), np.load(case_dir / "y.npy"))
+    train_network(net, np.load(case_dir / "x.npy"), np.load(case_dir / "y.npy"))
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("v3 ")]
     theirs = [line for line in (case_dir / "darknet_stderr.txt").read_text().splitlines()
               if line.startswith("v3 ")][:2]

@@ -10,7 +10,8 @@ from click.testing import CliRunner
 
 from pydarknet.cli import cli
 from pydarknet.network import Network
-from pydarknet.train import TrainingRun, backup_names
+from pydarknet.train import run as training
+from pydarknet.train.run import TrainingRun, backup_names
 from pydarknet.weights import load_weights
 
 CFG = """[net]
@@ -114,14 +115,14 @@ def test_resume_continues_from_seen_and_clear_restarts(dataset):
 
 def test_ctrl_c_saves_last_weights(dataset, monkeypatch):
     calls = {"n": 0}
-    original = Network.train_batch
+    original = training.train_network
 
-    def interrupted(self, x, y):
+    def interrupted(net, x, y):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return original(self, x, y)
-    monkeypatch.setattr(Network, "train_batch", interrupted)
+        return original(net, x, y)
+    monkeypatch.setattr(training, "train_network", interrupted)
     run = TrainingRun("toy.data", "toy.cfg", workers=1)
     with pytest.raises(KeyboardInterrupt):
         run.run()
@@ -129,6 +130,70 @@ def test_ctrl_c_saves_last_weights(dataset, monkeypatch):
     net = Network("toy.cfg", quiet_unused=True)
     load_weights(net, last)
     assert net.seen == 8  # two iterations of 4 images were done
+
+
+def losses(text):
+    """{iteration: the printed loss} of a run's stdout."""
+    return {int(m.group(1)): line.split(", ")[0].split(": ")[1]
+            for line in text.splitlines() if (m := LINE.match(line))}
+
+
+@pytest.mark.parametrize("momentum", ["0.9", "0"])
+def test_resume_after_ctrl_c_in_an_iteration_goes_on_as_the_uninterrupted_run(dataset, monkeypatch, momentum):
+    """Ctrl-C in iteration 3's second chunk (seen already counts it, nothing updated): _last.weights holds the 2
+    iterations done, with seen 8; the run from it trains 3 and 4 on the batches the uninterrupted run had, so
+    the loss of 3 is the same, and with momentum 0 (no state outside the weights file) everything after too."""
+    (dataset / "toy.cfg").write_text(CFG.replace("momentum=0.9", f"momentum={momentum}"))
+    whole = invoke(["train", "toy.data", "toy.cfg", "--workers", "1", "--backup", "whole"])
+    assert sorted(losses(whole.stdout)) == [1, 2, 3, 4]
+    calls = {"n": 0}
+    original = Network.forward_train
+
+    def interrupted(self, x, y):
+        calls["n"] += 1
+        if calls["n"] == 6:   # 2 chunks per iteration: iteration 3's second
+            raise KeyboardInterrupt
+        return original(self, x, y)
+    with monkeypatch.context() as patch:
+        patch.setattr(Network, "forward_train", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            TrainingRun("toy.data", "toy.cfg", workers=1, backup="cut", out=open(os.devnull, "w")).run()
+    last = dataset / "cut" / "toy_last.weights"
+    net = Network("toy.cfg", quiet_unused=True)
+    load_weights(net, last)
+    assert net.seen == 8
+    resumed = invoke(["train", "toy.data", "toy.cfg", str(last), "--workers", "1", "--backup", "cut"])
+    assert sorted(losses(resumed.stdout)) == [3, 4]
+    assert losses(resumed.stdout)[3] == losses(whole.stdout)[3]
+    if momentum == "0":
+        assert losses(resumed.stdout)[4] == losses(whole.stdout)[4]
+        assert (dataset / "cut/toy_final.weights").read_bytes() == (dataset / "whole/toy_final.weights").read_bytes()
+
+
+def test_ctrl_c_during_the_update_lets_it_finish(dataset, monkeypatch):
+    """SIGINT while the layers update: the update completes, then the run stops; the iteration counts."""
+    import signal
+    whole = TrainingRun("toy.data", "toy.cfg", workers=1, backup="whole", max_batches=3, out=open(os.devnull, "w"))
+    whole.run()
+    run = TrainingRun("toy.data", "toy.cfg", workers=1, backup="cut", out=open(os.devnull, "w"))
+    first = run.net.layers[0]
+    original, updates = first.update, {"n": 0}
+
+    def update(args):
+        updates["n"] += 1
+        if updates["n"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(args)
+    monkeypatch.setattr(first, "update", update)
+    with pytest.raises(KeyboardInterrupt):
+        run.run()
+    assert (dataset / "cut/toy_last.weights").read_bytes() == (dataset / "whole/toy_final.weights").read_bytes()
+
+
+def test_a_train_that_fails_leaves_no_backup_folder(dataset):
+    (dataset / "bad.data").write_text("classes=2\ntrain=nope.txt\nbackup=never\n")
+    result = invoke(["train", "bad.data", "toy.cfg"])
+    assert result.exit_code != 0 and not (dataset / "never").exists()
 
 
 @pytest.mark.parametrize("backend, spin", [("darknet", "300000"), ("fast", "3000")])
@@ -176,3 +241,20 @@ def test_training_from_scratch_starts_from_darknets_random_weights(dataset):
     assert not conv.biases.any()
     again = Network("toy.cfg", quiet_unused=True).initialize(seed=1)
     assert np.array_equal(again.layers[2].weights, net.layers[2].weights)
+
+
+def test_ctrl_c_in_train_ends_on_the_saved_line(dataset, monkeypatch, capsys):
+    """'Interrupted: saved ...' is the last line (no 'pydarknet: aborted' after it), exit 130."""
+    from pydarknet.cli import main
+    original = training.train_network
+
+    def interrupted(net, x, y):
+        if net.seen >= 4:
+            raise KeyboardInterrupt
+        return original(net, x, y)
+    monkeypatch.setattr(training, "train_network", interrupted)
+    with pytest.raises(SystemExit) as end:
+        main(["train", "toy.data", "toy.cfg", "--workers", "1"])
+    err = capsys.readouterr().err
+    assert end.value.code == 130
+    assert err.strip().splitlines()[-1] == "Interrupted: saved backup/toy_last.weights after 1 iterations"

@@ -10,7 +10,7 @@ from test_train_cli import CFG, invoke, toy_dataset
 
 from pydarknet.image import class_color
 from pydarknet.network import Network
-from pydarknet.train import MAP_COLOUR, Ema, fork_random_size, next_map_iteration, save_augmented
+from pydarknet.train.run import MAP_COLOUR, Ema, fork_random_size, next_map_iteration, save_augmented
 from pydarknet.weights import load_weights
 
 MAP_LINE = re.compile(r"^ mean_average_precision \(mAP@0\.50\) = (\d\.\d{6}) $", re.M)

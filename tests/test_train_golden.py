@@ -29,7 +29,7 @@ import pytest
 from conftest import SHARED, shared_path
 from pydarknet.kernels import products
 from pydarknet.network import Network
-from pydarknet.train import get_current_rate
+from pydarknet.train.step import get_current_rate, train_network, update_network
 from pydarknet.weights import read_header, weights_bytes
 
 CASES = ["tiny_train", "resnet18_train", "yolov3-tiny_train"]
@@ -60,7 +60,7 @@ def run_golden(case_dir, steps=8):
     y = np.load(case_dir / "y.npy")
     losses, rates = [], []
     for _ in range(steps):
-        losses.append(float(net.train_batch(x, y)))
+        losses.append(float(train_network(net, x, y)))
         rates.append(float(get_current_rate(net)))
     return net, losses, rates
 
@@ -196,7 +196,7 @@ def test_update_after_subdivisions(tmp_path):
     layer.delta[...] = 1
     net.backward()
     assert np.allclose(layer.weight_updates, 2 * grad_w, rtol=1e-6)
-    net.update()
+    update_network(net)
     B = 4
     lr = np.float32(0.1)
     u = 2 * grad_w.astype(np.float64) - 0.01 * B * w0
@@ -217,7 +217,7 @@ def test_train_batch_returns_cost_per_image(tmp_path):
     x = rng.normal(size=(4, 8, 4, 4)).astype(np.float32)
     y = np.zeros((4, 90, 5), np.float32)
     y[:, 0] = [0.5, 0.5, 0.3, 0.3, 1]
-    loss = net.train_batch(x, y)
+    loss = train_network(net, x, y)
     costs = []
     for i in range(2):
         net.forward_train(x[2 * i:2 * i + 2], y[2 * i:2 * i + 2])
@@ -225,7 +225,7 @@ def test_train_batch_returns_cost_per_image(tmp_path):
     assert loss == pytest.approx(sum(costs) / 4, rel=1e-6)
     assert net.seen == 4 and net.t == 1
     with pytest.raises(Exception, match="chunks of batch=2"):
-        net.train_batch(x[:3], y[:3])
+        train_network(net, x[:3], y[:3])
 
 
 def test_adam_update(tmp_path):
@@ -240,7 +240,7 @@ def test_adam_update(tmp_path):
     layer.delta[...] = 1
     net.backward()
     d = layer.weight_updates.astype(np.float64) - 0.01 * 2 * w0
-    net.update()
+    update_network(net)
     m, v = 0.1 * d, 0.01 * d * d
     expect = w0 + 0.1 * (m / (1 - 0.9)) / (np.sqrt(v / (1 - 0.99)) + 0.001)
     assert np.allclose(layer.weights, expect, rtol=1e-4, atol=1e-5)

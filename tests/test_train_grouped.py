@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from pydarknet.network import Network
+from pydarknet.train.step import train_network
 from test_gradients import check_network, make_net, randomize
 
 BODY = ("[convolutional]\nbatch_normalize=1\nfilters=8\nsize=3\npad=1\nactivation=leaky\n\n"
@@ -24,7 +25,7 @@ def test_grouped_network_trains(tmp_path):
     x = rng.normal(size=(4, 3, 12, 12)).astype(np.float32)
     y = rng.normal(size=(4, 4 * 6 * 6)).astype(np.float32)
     before = [layer.weights.copy() for layer in net.layers[:4]]
-    losses = [float(net.train_batch(x, y)) for _ in range(6)]
+    losses = [float(train_network(net, x, y)) for _ in range(6)]
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
     for layer, w in zip(net.layers[:4], before):
         assert not np.array_equal(layer.weights, w), f"layer {layer.index} did not train"

@@ -178,7 +178,7 @@ def test_progress_on_a_terminal_counts_frames(video, tmp_path, monkeypatch):
     from pydarknet import cli as cli_module
     path, _ = video
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli_module, "stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(cli_module.progress, "stderr_is_terminal", lambda: True)
     monkeypatch.setattr(click._termui_impl, "isatty", lambda stream: True)
     result = CliRunner().invoke(cli, ["detector", "demo", *SHAPES, path, "--json", "-batch", "2"])
     assert result.exit_code == 0, result.output

@@ -5,6 +5,9 @@ import pkgutil
 
 from .base import Layer
 
+# Layers darknet gives a cost (their mean is the network's cost in training).
+COST_LAYER_TYPES = frozenset({"yolo", "softmax", "cost", "region", "detection", "logistic"})
+
 LAYER_TYPES = {}
 for _module in pkgutil.iter_modules(__path__):
     for _obj in vars(importlib.import_module(f"{__name__}.{_module.name}")).values():

@@ -5,7 +5,7 @@ A layer is built from its cfg section and the shape of its input (c, h, w). It c
 layers that read it later (route, shortcut) and for training, and lists its parameters in the order darknet
 stores them in a .weights file (`weight_arrays`).
 
-Training (see network.Network.train_batch): forward runs with net.train set and net.truth holding the
+Training (see train/step.py's train_network): forward runs with net.train set and net.truth holding the
 batch's truth; `delta` has the output's shape; `backward(net)` passes the gradient on and accumulates
 parameter updates; `update(args)` applies them.
 """

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import DarknetError
-from .data import _load, _naming, _nonzero, correct_boxes, label_path, randomize_boxes, rand_uniform, \
-    rand_scale, read_labels
-from .kernels import augment as K
+from ..config import DarknetError
+from ..kernels import augment as K
+from ..labels import label_path, read_labels
+from .data import _load, _naming, _nonzero, correct_boxes, randomize_boxes, rand_uniform, rand_scale
 
 __all__ = ["AbOptions", "Augmentation", "draw_augmentation", "crop_sides", "fill_truth_detection_ab",
            "augment_image", "load_piece", "mosaic_shifts", "paste_mosaic_piece", "blend_truth_mosaic",

@@ -1,12 +1,6 @@
-"""Datasets in darknet's layout: image lists, YOLO label files, and augmented training batches (data.c).
+"""Training batches as pjreddie's data.c makes them: detector and classifier augmentation, the loader threads.
 
-Layout. A `train=` / `valid=` list file names one image per line. Each image's boxes are in a text file
-found as darknet finds it (`label_path`), one box per line: ``class cx cy w h``, the centre and size relative
-to the image (0..1).
-
-Boxes in memory. ``read_labels`` returns float32 rows ``[x, y, w, h, class]`` -- the order of darknet's
-training truth rows (what `fill_truth_detection` writes and the [yolo]/[region] layers read), so a label
-array and a truth array have the same layout.
+Image lists and label files: pydarknet/labels.py.
 
 Batches. ``load_data_detection`` builds a detector batch exactly as pjreddie's data.c does (jitter of the
 aspect ratio, random placement on a 0.5-grey canvas, HSV distortion, random flip, labels shuffled, corrected,
@@ -15,7 +9,7 @@ clamped and truncated to `max_boxes`): x is (n, 3, h, w) float32, y is (n, max_b
 rotation/scale/aspect crop, flip, HSV distortion; one-hot labels from the image path). Randomness comes from
 a ``numpy.random.Generator`` passed in, never from a global state: the same generator state gives the same
 batch. ``BatchLoader`` prepares batches ahead of time in worker threads (or processes). AlexeyAB networks train
-on the fork's pipeline instead (data_ab.py: crop and stretch, mosaic, blur, noise); ``detection_dataset(net, ...)``
+on the fork's pipeline instead (data_ab.py: crop and stretch, mosaic, blur, noise); run.detection_dataset
 chooses.
 
 Deliberate differences from darknet, each where darknet would silently train on garbage:
@@ -35,173 +29,22 @@ import queue
 import re
 import threading
 import traceback
-from pathlib import Path
 
 import numpy as np
 
-from .config import DarknetError, warn
-from .image import center_crop_image, load_image, make_image
-from .kernels import augment as K
+from ..config import DarknetError, warn
+from ..image import center_crop_image, load_image, make_image
+from ..kernels import augment as K
+from ..labels import label_path, read_labels
 
 __all__ = [
-    "read_list", "label_path", "read_labels", "randomize_boxes", "correct_boxes", "fill_truth_detection",
+    "randomize_boxes", "correct_boxes", "fill_truth_detection",
     "rand_uniform", "rand_scale", "random_distort_image", "load_detection_image", "load_data_detection",
     "random_augment_image", "class_truth", "load_classification_image", "load_data_augment",
-    "DetectionDataset", "detection_dataset", "ClassificationDataset", "BatchLoader",
+    "DetectionDataset", "ClassificationDataset", "BatchLoader",
 ]
 
 _F32 = np.float32
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Lists and labels
-# ---------------------------------------------------------------------------------------------------------
-
-def read_list(list_path, where=None):
-    """The image paths listed in a `train=`/`valid=` list file, one per line (blank lines skipped).
-
-    A relative entry is taken relative to the working directory when it exists there (darknet's rule), else
-    relative to the list file's folder when it exists there; the path is returned as it resolved (not made
-    absolute). An entry found in neither place is returned unchanged, and fails when it is loaded.
-    `where` ("file.data:line") is named in the error when the list file itself is missing.
-    """
-    path = Path(list_path)
-    try:
-        text = path.read_bytes().decode("utf-8", errors="replace")
-    except OSError as e:
-        reason = "no such file" if isinstance(e, FileNotFoundError) else (e.strerror or str(e))
-        named = f" (named at {where})" if where else ""
-        raise DarknetError(f"{list_path}: cannot read image list: {reason}{named}") from None
-    folder = path.parent
-    paths = []
-    for line in text.splitlines():
-        entry = line.strip()
-        if not entry:
-            continue
-        if not os.path.isabs(entry) and not os.path.exists(entry):
-            beside = folder / entry
-            if beside.exists():
-                entry = str(beside)
-        paths.append(entry)
-    return paths
-
-
-def _first_replace(text, old, new):
-    """darknet's find_replace: the first occurrence only."""
-    return text.replace(old, new, 1)
-
-
-def _darknet_label_path(image_path):
-    """Where pjreddie's fill_truth_detection looks: the first "images", "JPEGImages" and "raw" substrings
-    each become "labels", then the image extension becomes ".txt" (any extension here: darknet only knows
-    .jpg .png .JPG .JPEG and otherwise reads the image itself as a label file)."""
-    p = _first_replace(image_path, "images", "labels")
-    p = _first_replace(p, "JPEGImages", "labels")
-    p = _first_replace(p, "raw", "labels")
-    return _with_txt(p)
-
-
-def _with_txt(path):
-    head, tail = os.path.split(path)
-    stem = tail.rsplit(".", 1)[0] if "." in tail.lstrip(".") else tail
-    return os.path.join(head, stem + ".txt") if head else stem + ".txt"
-
-
-def _component_label_path(image_path):
-    """The same rule on whole folder names only: the last folder named images/JPEGImages becomes labels
-    (avoids darknet's substring accidents, e.g. "drawings" -> "dlabelsings")."""
-    parts = re.split(r"([/\\])", image_path)
-    for i in range(len(parts) - 2, -1, -1):
-        if parts[i] in ("images", "JPEGImages"):
-            parts[i] = "labels"
-            return _with_txt("".join(parts))
-    return None
-
-
-def label_path(image_path):
-    """The label file of an image: darknet's location if it exists (pjreddie's find_replace chain
-    images/JPEGImages/raw -> labels, extension -> .txt), else the same rule applied to whole folder names,
-    else the ``.txt`` beside the image. When none exists, darknet's location is returned."""
-    image_path = os.fspath(image_path)
-    darknet = _darknet_label_path(image_path)
-    candidates = [darknet, _component_label_path(image_path), _with_txt(image_path)]
-    for candidate in candidates:
-        if candidate and os.path.isfile(candidate):
-            return candidate
-    return darknet
-
-
-_EMPTY = np.zeros((0, 5), np.float32)
-
-
-def read_labels(label_file, classes=None, warned=None):
-    """Read a YOLO label file: float32 array (n, 5), rows ``[x, y, w, h, class]`` (darknet's truth order).
-
-    Bad lines are skipped with ``warn("FILE:LINE: ...")``: not exactly 5 fields, an unparseable or negative
-    class (or >= `classes` when given), a non-finite number, w or h <= 0 or > 1, a centre outside 0..1 or at
-    (0, 0). A box whose edges stick out of the image is kept (training clamps it, as darknet's correct_boxes).
-    A missing or unreadable file gives an empty array and one warning. `warned`, a set, silences repeated
-    warnings about the same file (a loader keeps one per dataset).
-    """
-    label_file = os.fspath(label_file)
-    quiet = warned is not None and label_file in warned
-    complained = []
-
-    def complain(message):
-        if not quiet:
-            warn(message)
-        complained.append(message)
-
-    try:
-        with open(label_file, "rb") as f:
-            text = f.read().decode("utf-8", errors="replace")
-    except OSError as e:
-        reason = "no such file" if isinstance(e, FileNotFoundError) else (e.strerror or str(e))
-        complain(f"{label_file}: cannot read label file ({reason}): no boxes for this image")
-        if warned is not None:
-            warned.add(label_file)
-        return _EMPTY.copy()
-    rows = []
-    for number, line in enumerate(text.splitlines(), 1):
-        fields = line.split()
-        if not fields:
-            continue
-        where = f"{label_file}:{number}"
-        if len(fields) != 5:
-            complain(f"{where}: expected 'class x y w h', got {len(fields)} fields: '{line.strip()}': line skipped")
-            continue
-        try:
-            cls = int(fields[0])
-        except ValueError:
-            complain(f"{where}: class '{fields[0]}' is not an integer: line skipped")
-            continue
-        try:
-            x, y, w, h = (float(v) for v in fields[1:])
-        except ValueError:
-            complain(f"{where}: cannot read numbers in '{line.strip()}': line skipped")
-            continue
-        if cls < 0 or (classes is not None and cls >= classes):
-            limit = f" (classes={classes})" if classes is not None else ""
-            complain(f"{where}: class {cls} out of range{limit}: line skipped")
-            continue
-        if not all(np.isfinite((x, y, w, h))):
-            complain(f"{where}: non-finite value in '{line.strip()}': line skipped")
-            continue
-        if not (0 < w <= 1 and 0 < h <= 1):
-            complain(f"{where}: box size {w:g} x {h:g} not in (0, 1] (relative to the image): line skipped")
-            continue
-        if not (0 <= x <= 1 and 0 <= y <= 1):
-            complain(f"{where}: box centre ({x:g}, {y:g}) outside the image: line skipped")
-            continue
-        if x == 0 and y == 0:
-            complain(f"{where}: box centre at (0, 0) (darknet reads it as no box): line skipped")
-            continue
-        rows.append((x, y, w, h, cls))
-    if warned is not None and complained:
-        warned.add(label_file)
-    if not rows:
-        return _EMPTY.copy()
-    return np.array(rows, dtype=np.float32)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -477,19 +320,6 @@ class DetectionDataset:
                                    self.exposure, rng, self.classes, self.flip, self.warned)
 
 
-def detection_dataset(net, paths, classes=None):
-    """The training data of detector `net` as darknet's train_detector makes it: the AlexeyAB fork's pipeline
-    (data_ab.DetectionDatasetAB) for its networks, pjreddie's (DetectionDataset) otherwise, with the last
-    layer's max boxes and jitter and the [net] augmentation options."""
-    if net.darknet == "ab":
-        from .data_ab import DetectionDatasetAB
-        return DetectionDatasetAB.for_network(net, paths, classes)
-    out = net.layers[-1]
-    return DetectionDataset(paths, net.w, net.h, max_boxes=getattr(out, "max_boxes", 90), classes=classes,
-                            jitter=getattr(out, "jitter", 0.2), hue=net.hue, saturation=net.saturation,
-                            exposure=net.exposure)
-
-
 class ClassificationDataset:
     """Classifier training data (darknet's CLASSIFICATION_DATA): images, class names matched in their paths,
     crop and distortion settings. `load_batch(n, rng, size=None)` returns (x, y) as load_data_augment."""
@@ -569,9 +399,10 @@ class BatchLoader:
     whatever the number of workers. An error in a worker is raised by the next ``next()`` (the message names
     the image or label file); the loader is then closed. ``close()`` (or leaving a ``with`` block) stops the
     workers. ``set_size(w, h)`` makes every batch not yet handed out at the new size (darknet's random resize).
+    `start`: the index of the first batch (a resumed training run goes on with the batches it would have had).
     """
 
-    def __init__(self, dataset, batch_size, seed=0, workers=1, prefetch=None, processes=False, size=None):
+    def __init__(self, dataset, batch_size, seed=0, workers=1, prefetch=None, processes=False, size=None, start=0):
         if batch_size < 1:
             raise DarknetError(f"batch size must be at least 1, got {batch_size}")
         self.dataset = dataset
@@ -583,8 +414,8 @@ class BatchLoader:
         self.processes = bool(processes)
         self.size = tuple(size) if size else None
         self._generation = 0
-        self._next = 0           # the index next() hands out
-        self._submitted = 0      # indices below this have been submitted
+        self._next = int(start)       # the index next() hands out
+        self._submitted = self._next  # indices below this have been submitted
         self._ready = {}
         self._closed = False
         self._threads = []
@@ -612,7 +443,7 @@ class BatchLoader:
                                            self._stop))
                 t.start()
                 self._threads.append(t)
-        while self._submitted < self.prefetch:
+        while self._submitted < self._next + self.prefetch:
             self._submit(self._submitted)
             self._submitted += 1
 

@@ -1,43 +1,7 @@
-"""Training, darknet's way: the learning-rate schedule, the parameter updates and one training call.
-
-A training loop (the `train` command) does, per iteration:
-
-    x, y = <a batch of net.batch * net.subdivisions images and their truths>
-    loss = net.train_batch(x, y)            # = darknet's train_network(net, d)
-    rate = get_current_rate(net)            # what darknet prints after the step
-    ... print, save net (weights.save_weights) every so often, stop at net.max_batches
-
-`train_batch` splits x into chunks of `net.batch` images (darknet divides the cfg's batch by its subdivisions
-when it parses the [net] section), and for each chunk runs darknet's train_network_datum: `seen += batch`,
-forward in training mode with the truth, backward, and an update of every layer once `subdivisions` chunks
-have been accumulated. It returns the average cost per image (float32), as train_network does.
-
-Truth layouts (y, any array with n rows: it is flattened per image, as darknet's d.y matrix):
-- [yolo]: (n, 90, 5) rows `x y w h class` relative to the image, zero rows after the last box;
-- [region]: the same rows (with coords > 4, `x y w h <mask values> class`), at most 30 read;
-- [detection] (YOLOv1): darknet's grid, per cell `is-object, classes one-hot, x y (within the cell) w h`;
-- [softmax]/[logistic]/[cost]: one value per output, e.g. one-hot rows (n, classes) for a classifier.
-
-Output layers print darknet's statistics line (to stderr) on every chunk unless `net.quiet` is set; the
-last values are kept in `layer.stats`.
-
-Exactness: every operation follows darknet's float arithmetic and -Ofast summation orders except the matrix
-products, which use numpy's BLAS unless `kernels.products.set_backend("darknet")` (or PYDARKNET_PRODUCTS=
-darknet) selects darknet's exact order; with it the golden training runs are reproduced bit for bit.
-
-Parameter updates (darknet's update_*_layer on the CPU), with B = net.batch * net.subdivisions images per
-update and lr = get_current_rate(net) * the layer's `learning_rate=` scale, for every parameter p with its
-accumulated update u (the negative gradient summed over the B images):
-
-    SGD:   u += -decay*B * p     (weights only: not biases nor batch-norm scales)
-           p += lr/B * u
-           u *= momentum
-    Adam:  (net.adam; darknet trains with it only on the GPU: its adam_update_gpu)
-           m = B1*m + (1-B1)*(u - decay*B*p);  v = B2*v + (1-B2)*(u - decay*B*p)^2   (every parameter decays)
-           p += lr * (m / (1 - B1^t)) / (sqrt(v / (1 - B2^t)) + eps);  u = 0
+"""The `train` command's loop (darknet's train_detector and train_classifier): batches from background loader
+threads, one train_network call each, the per-iteration line, backups, the chart, -map and the fork's EMA.
 """
 import math
-import random
 import sys
 import time
 from contextlib import contextmanager
@@ -45,139 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import DarknetError, note
-from .layers.update import UpdateArgs
+from ..config import DarknetError, note
+from ..errors import Interrupted
+from .step import check_policy, get_current_batch, get_current_rate, train_network
 
 F32 = np.float32
 
 MAP_COLOUR = (0, 160, 0)   # BGR: chart.png's mAP line
 
-POLICIES = ("constant", "step", "steps", "exp", "poly", "sigmoid", "random")
 
-
-def get_current_batch(net):
-    """Updates done so far: seen / (batch * subdivisions), as darknet counts them."""
-    return int(net.seen) // (net.batch * net.subdivisions)
-
-
-def get_current_rate(net):
-    """The learning rate for the current batch number, exactly as pjreddie's get_current_rate (float32).
-
-    burn_in: lr * (batch_num / burn_in)^power while batch_num < burn_in, whatever the policy. Then
-    constant: lr; step: lr * scale^(batch_num / step) (integer division); steps: lr times every
-    scales[i] whose steps[i] <= batch_num; exp: lr * gamma^batch_num; poly: lr * (1 - batch_num /
-    max_batches)^power; random: lr * u^power with u uniform in [0, 1) (from `net.rng` when set, else Python's
-    `random`); sigmoid: lr / (1 + exp(gamma * (batch_num - step))), where darknet subtracts in unsigned
-    (size_t) arithmetic: before `step` the difference wraps to about 1.8e19, so with gamma > 0 the rate is
-    0 until batch `step` (then lr/2, falling) -- reproduced here. An unknown policy name gives lr, as darknet
-    (which says "Couldn't find policy" at parse time).
-    """
-    batch_num = get_current_batch(net)
-    lr = F32(net.learning_rate)
-    power = F32(net.power)
-    if batch_num < net.burn_in:
-        ratio = F32(F32(batch_num) / F32(net.burn_in))
-        return F32(np.float64(lr) * math.pow(np.float64(ratio), np.float64(power)))
-    policy = net.policy
-    if policy == "constant":
-        return lr
-    if policy == "step":
-        return F32(np.float64(lr) * math.pow(np.float64(F32(net.scale)), batch_num // net.step))
-    if policy == "steps":
-        rate = lr
-        for step, scale in zip(net.steps, net.scales):
-            if step > batch_num:
-                return rate
-            rate = F32(rate * F32(scale))
-        return rate
-    if policy == "exp":
-        return F32(np.float64(lr) * _pow(np.float64(F32(net.gamma)), batch_num))
-    if policy == "poly":
-        base = F32(F32(1.0) - F32(F32(batch_num) / F32(net.max_batches)))
-        return F32(np.float64(lr) * _pow(np.float64(base), np.float64(power)))
-    if policy == "random":
-        rng = getattr(net, "rng", None)
-        u = F32(rng.random() if rng is not None else random.random())
-        return F32(np.float64(lr) * _pow(np.float64(u), np.float64(power)))
-    if policy == "sigmoid":
-        diff = (batch_num - net.step) % (1 << 64)          # size_t subtraction
-        z = np.float64(F32(net.gamma) * F32(diff))
-        return F32(np.float64(lr) * (1.0 / (1.0 + _exp(z))))
-    return lr
-
-
-def _pow(x, y):
-    try:
-        return math.pow(x, y)
-    except (OverflowError, ValueError):
-        return float(np.power(np.float64(x), np.float64(y)))
-
-
-def _exp(z):
-    try:
-        return math.exp(z)
-    except OverflowError:
-        return math.inf
-
-
-def check_policy(net):
-    """Refuse schedules darknet would crash on or misread (call before training)."""
-    if net.policy not in POLICIES:
-        print(f"Couldn't find policy {net.policy}, going with constant", file=sys.stderr)
-    if net.policy == "steps":
-        if not net.steps or not net.scales:
-            raise DarknetError(f"{net.cfg_path}: STEPS policy must have steps and scales in cfg file")
-        if len(net.scales) < len(net.steps):
-            raise DarknetError(f"{net.cfg_path}: policy=steps has {len(net.steps)} steps but "
-                               f"{len(net.scales)} scales")
-    if net.policy == "poly" and net.max_batches <= 0:
-        raise DarknetError(f"{net.cfg_path}: policy=poly needs max_batches > 0")
-    if net.policy == "step" and net.step <= 0:
-        raise DarknetError(f"{net.cfg_path}: policy=step needs step > 0")
-
-
-def update_args(net):
-    """darknet's update_network preamble: the arguments every layer's update gets (advances net.t)."""
-    net.t += 1
-    return UpdateArgs(batch=net.batch * net.subdivisions, learning_rate=get_current_rate(net),
-                      momentum=F32(net.momentum), decay=F32(net.decay), adam=bool(net.adam),
-                      B1=F32(net.B1), B2=F32(net.B2), eps=F32(net.eps), t=net.t)
-
-
-# -- the training calls -----------------------------------------------------------------------------------------
-def train_datum(net, x, y):
-    """darknet's train_network_datum on one chunk of net.batch images: returns the network cost (float32)."""
-    net.seen += net.batch
-    cost = net.forward_train(x, y)
-    net.backward()
-    if (net.seen // net.batch) % net.subdivisions == 0:
-        net.update()
-    return cost
-
-
-def train_network(net, x, y):
-    """darknet's train_network(net, d): x (n, c, h, w) with n a multiple of net.batch, y its truths (n, ...).
-    Returns the summed chunk costs divided by the number of images, in float32."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if x.ndim != 4 or x.shape[1:] != net.input_shape:
-        raise DarknetError(f"{net.cfg_path}: training input of shape {x.shape} given, the network takes "
-                           f"(n, {', '.join(map(str, net.input_shape))})")
-    y = np.ascontiguousarray(y, dtype=np.float32)
-    if y.shape[0] != x.shape[0]:
-        raise DarknetError(f"{x.shape[0]} images but {y.shape[0]} truths")
-    n = x.shape[0]
-    if n % net.batch:
-        raise DarknetError(f"{n} images do not split into chunks of batch={net.batch} (the cfg's batch divided "
-                           "by subdivisions)")
-    chunks = n // net.batch
-    total = F32(0.0)
-    for i in range(chunks):
-        part = slice(i * net.batch, (i + 1) * net.batch)
-        total = F32(total + F32(train_datum(net, x[part], y[part])))
-    return F32(total / F32(chunks * net.batch))
-
-
-# -- the `train` command's loop ------------------------------------------------------------------------------
 OUTPUT_LAYERS = ("yolo", "region", "detection")
 
 
@@ -285,7 +125,8 @@ def save_augmented(folder, iteration, x, y, boxes, classes):
     """The fork's -show_imgs, written instead of shown: each image of the batch as `aug_<iteration>_<i>.png`,
     with its truth boxes (the rows `x y w h class` up to the first with x = 0, as the fork reads them) drawn
     one pixel wide in the class's colour when `boxes`."""
-    from .image import class_color, draw_box_width, save_image
+    from ..image import class_color, draw_box_width, save_image
+    Path(folder).mkdir(parents=True, exist_ok=True)
     for i, planes in enumerate(x):
         im = np.repeat(planes, 3, axis=0) if planes.shape[0] == 1 else planes[:3].copy()
         _, h, w = im.shape
@@ -345,12 +186,28 @@ class Chart:
                     (margin, h - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
         ok, buf = cv2.imencode(".png", img)
         if ok:
-            from .weights import atomic_write
+            from ..weights import atomic_write
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             atomic_write(self.path, buf.tobytes())
 
 
+def detection_dataset(net, paths, classes=None):
+    """The training data of detector `net` as darknet's train_detector makes it: the AlexeyAB fork's pipeline
+    (data_ab.DetectionDatasetAB) for its networks, pjreddie's (DetectionDataset) otherwise, with the last
+    layer's max boxes and jitter and the [net] augmentation options."""
+    if net.darknet == "ab":
+        from .data_ab import DetectionDatasetAB
+        return DetectionDatasetAB.for_network(net, paths, classes)
+    from .data import DetectionDataset
+    out = net.layers[-1]
+    return DetectionDataset(paths, net.w, net.h, max_boxes=getattr(out, "max_boxes", 90), classes=classes,
+                            jitter=getattr(out, "jitter", 0.2), hue=net.hue, saturation=net.saturation,
+                            exposure=net.exposure)
+
+
 def make_dataset(net, data, data_file):
-    from .data import ClassificationDataset, detection_dataset, read_list
+    from ..labels import read_list
+    from .data import ClassificationDataset
     train = data.str("train")
     if not train:
         raise DarknetError(f"{data_file}: no train= list")
@@ -363,7 +220,7 @@ def make_dataset(net, data, data_file):
     labels_file = data.str("labels") or data.str("names")
     if not labels_file:
         raise DarknetError(f"{data_file}: a classifier needs labels= (or names=)")
-    from .config import read_names
+    from ..config import read_names
     labels = read_names(resolve_beside(labels_file, data_file))
     return ClassificationDataset(paths, labels, net.w, min_crop=net.min_crop, max_crop=net.max_crop,
                                  angle=net.angle, aspect=net.aspect, hue=net.hue, saturation=net.saturation,
@@ -379,8 +236,14 @@ def resolve_beside(name, data_file):
     return beside if beside.exists() else path
 
 
+def running_statistics(net):
+    """The saved arrays a training forward changes before the update: batch-norm's rolling mean and variance."""
+    return [array for layer in net.layers for name in ("rolling_mean", "rolling_variance")
+            if (array := getattr(layer, name, None)) is not None]
+
+
 class TrainingRun:
-    """darknet's train_detector / train_classifier loop: batches from background workers, train_batch, the
+    """darknet's train_detector / train_classifier loop: batches from background workers, train_network, the
     per-iteration line, backups, the chart; Ctrl-C saves <cfg>_last.weights before stopping.
 
     `workers` loader threads make the next batches while the step runs (their decode and augmentation
@@ -392,28 +255,42 @@ class TrainingRun:
     <cfg>_best.weights whenever it is at least the best so far, and drawing it on chart.png; `show_imgs`
     writes every training image as the network gets it (save_augmented) into the backup folder; the [net]'s
     ema_alpha keeps an Ema. random=1 of AlexeyAB networks follows fork_random_size (pjreddie's: random_size).
-    -clear sets `seen` to 0, which is also the fork's iteration count (derived from it here)."""
+    -clear sets `seen` to 0, which is also the fork's iteration count (derived from it here).
+
+    Resuming is exact: Ctrl-C during iteration N saves the parameters of the N-1 iterations done with the `seen`
+    of those (an update is never cut in half: interrupts_held), and a run from that file trains iteration N on
+    the batch the first run would have had (batch i is a function of the seed and i). Like darknet's weights
+    files, _last.weights holds no momentum (nor Adam's moments): the resumed run starts them at zero, so its
+    losses match the first run's at N, and after N where the cfg's momentum is 0. random= sizes follow each
+    run's start, as darknet's."""
 
     def __init__(self, data_file, cfg, weights=None, clear=False, backup=None, workers=2, seed=0, chart=True,
                  out=None, max_batches=None, calc_map=False, map_epochs=4, show_imgs=False):
-        from .config import read_data_cfg
-        from .kernels.products import backend
-        from .network import Network
-        from .threads import spin_briefly
-        from .weights import load_weights
+        from ..config import read_data_cfg
+        from ..cuda import default_devices
+        from ..kernels.products import backend
+        from ..network import Network
+        from ..threads import spin_briefly
+        from ..weights import load_weights
         if backend() != "darknet":   # the backward products are OpenBLAS's: its threads need the cores
             spin_briefly()
         self.data_file, self.cfg = data_file, cfg
         data = read_data_cfg(data_file)
         self.net = Network(cfg)
+        check_policy(self.net)
         if weights:
             load_weights(self.net, weights)
             if clear:
                 self.net.seen = 0
         else:
             self.net.initialize(seed)
-        self.backup = Path(backup or data.str("backup", "backup/"))
-        self.backup.mkdir(parents=True, exist_ok=True)
+        # one train_network call per iteration; with -gpus 0,1: a replica of the network per GPU, each its share
+        self.nets, self.train_step = [self.net], lambda x, y: train_network(self.net, x, y)
+        if len(default_devices()) > 1:
+            from ..cuda.replicas import Replicas
+            replicas = Replicas(self.net, default_devices())
+            self.nets, self.train_step = replicas.nets, replicas.train_batch
+        self.backup = Path(backup or data.str("backup", "backup/"))   # made at the first file written into it
         self.dataset = make_dataset(self.net, data, data_file)
         self.workers, self.seed, self.out = workers, seed, out
         self.max_batches = max_batches if max_batches is not None else self.net.max_batches
@@ -424,15 +301,16 @@ class TrainingRun:
         if calc_map:
             if not is_detector(self.net):
                 raise DarknetError(f"{cfg}: -map needs a detector ([yolo], [region] or [detection] layer)")
-            from .evaluate import valid_list
+            from ..evaluate import valid_list
             self.valid_paths = valid_list(data_file)
         self.map_epochs, self.show_imgs = map_epochs, show_imgs
         self.ema = Ema(self.net, self.net.ema_alpha) if self.net.ema_alpha else None
         self.best_map = self.last_map = -1.0
 
     def save(self, name):
-        from .weights import save_weights
+        from ..weights import save_weights
         path = self.backup / name
+        self.backup.mkdir(parents=True, exist_ok=True)
         save_weights(self.net, path)
         return path
 
@@ -442,7 +320,7 @@ class TrainingRun:
     def evaluate(self, iteration):
         """The fork's mAP during training: its report, the mAP line, and <cfg>_best.weights when it is at least
         the best so far (the fork's >=)."""
-        from .evaluate import run_map
+        from ..evaluate import run_map
         lines, summary = run_map(self.data_file, self.cfg, None, network=self.net, fuse_batchnorm=False,
                                  paths=self.valid_paths)
         self.last_map = summary["map"]
@@ -477,17 +355,20 @@ class TrainingRun:
     def run(self, progress=None):
         from .data import BatchLoader
         net = self.net
-        images = net.batch * net.subdivisions
+        images = net.batch * net.subdivisions * len(self.nets)
         rng = np.random.default_rng(self.seed)
         base_w, base_h = net.w, net.h
         avg = -1.0
         count = 0
         last_map_at = get_current_batch(net)
-        loader = BatchLoader(self.dataset, images, seed=self.seed + get_current_batch(net), workers=self.workers)
+        seen_before, version_before, statistics = net.seen, net.params_version, []
+        loader = BatchLoader(self.dataset, images, seed=self.seed, workers=self.workers, start=get_current_batch(net))
         if self.show_imgs:
             note(f"-show_imgs: every training image is written to {self.backup}/aug_<iteration>_<i>.png")
         try:
             while get_current_batch(net) < self.max_batches:
+                seen_before, version_before = net.seen, net.params_version
+                statistics = [array.copy() for array in running_statistics(net)]
                 if count % 10 == 0:
                     size = self.multiscale_size(count, base_w, base_h, rng)
                     if size:
@@ -500,8 +381,9 @@ class TrainingRun:
                     save_augmented(self.backup, get_current_batch(net) + 1, x, y, out.type in ("yolo", "region"),
                                    getattr(out, "classes", 1))
                 if x.shape[2:] != (net.h, net.w):
-                    net.resize(x.shape[3], x.shape[2])
-                loss = float(net.train_batch(x, y))
+                    for replica in self.nets:
+                        replica.resize(x.shape[3], x.shape[2])
+                loss = float(self.train_step(x, y))
                 i = get_current_batch(net)
                 if self.ema:
                     self.ema.step(i, self.max_batches)
@@ -537,10 +419,14 @@ class TrainingRun:
             final = self.save(f"{Path(self.cfg).stem}_final.weights")
             note(f"Saving weights to {final}")
             return final
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
+            if net.params_version == version_before:   # the iteration under way had not updated: undo its forwards
+                net.seen = seen_before
+                for array, before in zip(running_statistics(net), statistics):
+                    array[...] = before
             path = self.save(f"{Path(self.cfg).stem}_last.weights")
-            note(f"\nInterrupted: saved {path}")
-            raise
+            note(f"\nInterrupted: saved {path} after {get_current_batch(net)} iterations")
+            raise Interrupted(f"saved {path}") from interrupt
         finally:
             loader.close()
             if self.chart and self.chart.points:

@@ -1,0 +1,103 @@
+"""The `pydarknet` command: darknet's commands and flags, for people and for shell pipelines.
+
+Results go to stdout, chatter (layer table, warnings) to stderr. Errors are one line on stderr and a
+non-zero exit: 1 for bad input files, 2 for usage; a traceback only with --debug.
+
+Each module here is click options and one call into the module that does the work (pydarknet/programs/,
+evaluate.py, train/run.py, ...); this one assembles darknet's command tree and runs it.
+"""
+import sys
+
+import click
+
+from ..config import DarknetError, set_quiet
+from ..errors import Interrupted
+from ..programs.images import Failures
+from . import classify, datasets, detect, evaluate, export, programs, startup, tools, train
+from .options import CONTEXT
+
+
+def show_version(ctx, param, value):
+    if value:
+        ctx.invoke(tools.version)
+        ctx.exit()
+
+
+@click.group(context_settings=CONTEXT)
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=show_version,
+              help="Show the versions (as `pydarknet version`) and exit.")
+def cli():
+    """darknet's commands, same cfg and weights files, same answers."""
+
+
+@cli.group(context_settings=CONTEXT)
+def detector():
+    """darknet's `detector` commands."""
+
+
+@cli.group(context_settings=CONTEXT)
+def classifier():
+    """darknet's `classifier` commands."""
+
+
+@cli.group("export", context_settings=CONTEXT)
+def export_group():
+    """Write a network for other runtimes."""
+
+
+for command, names in [
+        (detect.detect, ["detect"]), (detect.demo, ["demo"]), (classify.classify, ["classify"]),
+        (tools.summary, ["summary", "print", "ops"]), (train.train, ["train"]), (tools.partial, ["partial"]),
+        (tools.anchors, ["anchors"]), (tools.download, ["download"]), (tools.version, ["version"]),
+        (tools.compile_kernels, ["compile"]), (programs.rnn, ["rnn"]), (programs.nightmare, ["nightmare"]),
+        (datasets.datasets, ["datasets"])]:
+    for name in names:
+        cli.add_command(command, name)
+for command, name in [(detect.detector_test, "test"), (detect.detector_demo, "demo"), (train.train, "train"),
+                      (evaluate.detector_map, "map"), (evaluate.detector_valid, "valid"),
+                      (evaluate.detector_recall, "recall"), (tools.anchors, "calc_anchors")]:
+    detector.add_command(command, name)
+for command, name in [(classify.classifier_predict, "predict"), (train.train, "train"),
+                      (evaluate.classifier_valid, "valid")]:
+    classifier.add_command(command, name)
+export_group.add_command(export.export_onnx, "onnx")
+
+
+def main(argv=None):
+    """The command line: argv, or the process's own arguments (then the process ends with the command)."""
+    if argv is not None:
+        return run_command(list(argv))
+    try:
+        run_command(sys.argv[1:])
+    finally:
+        startup.end()
+
+
+def run_command(argv):
+    debug = "--debug" in argv
+    runs = argv and not {"-h", "--help"} & set(argv)
+    if runs:
+        startup.start(argv)
+    try:
+        if runs:
+            set_quiet("-q" in argv or "--quiet" in argv)   # before click reads -q: for the notice
+            startup.announce_first_compile(argv)
+        cli.main(args=argv, prog_name="pydarknet", standalone_mode=False)
+    except click.exceptions.Abort as e:
+        if not isinstance(e.__context__, Interrupted):   # an Interrupted has said what it saved
+            print("pydarknet: aborted", file=sys.stderr)
+        sys.exit(130)
+    except click.ClickException as e:   # one line, as every other error, with where to read the usage
+        ctx = getattr(e, "ctx", None)
+        usage = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        print(f"pydarknet: error: {e.format_message()}{usage}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except (DarknetError, OSError) as e:
+        if debug:
+            raise
+        print(f"pydarknet: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("pydarknet: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(1 if Failures.count else 0)

@@ -1,0 +1,172 @@
+"""The option stacks the commands share, so that one flag means one thing on every command that takes it."""
+import click
+
+from ..config import set_quiet
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+
+
+def use_fast_products(ctx, param, fast):
+    if fast:
+        from ..predict import use_fast
+        use_fast(fast)
+
+
+def quiet_debug(fn):
+    """-q and --debug: every command."""
+    fn = click.option("--debug", is_flag=True, help="Show Python tracebacks on errors.")(fn)
+    fn = click.option("-q", "--quiet", is_flag=True, help="No chatter on stderr (errors still show).",
+                      callback=lambda ctx, param, value: set_quiet(value))(fn)
+    return fn
+
+
+def use_gpus(ctx, param, value):
+    if value:
+        from ..cuda import use_gpus as choose
+        choose("0" if value is True else value)
+
+
+def common(fn):
+    """-q, --debug, --fast and the GPU (-gpus/-i/--gpu): every command that runs a network."""
+    fn = click.option("--gpu", is_flag=True, expose_value=False, callback=use_gpus,
+                      help="Run on the first CUDA GPU (the same as -gpus 0).")(fn)
+    fn = click.option("-gpus", "-i", "gpus", metavar="N", default=None, expose_value=False, callback=use_gpus,
+                      help="Run on CUDA GPU N, as darknet's -gpus/-i (needs the cuda extra) [the CPU].")(fn)
+    fn = click.option("--fast", is_flag=True, expose_value=False, callback=use_fast_products,
+                      help="Faster products (fused multiply-add, Winograd): not darknet's bit-exact numbers, "
+                           "within 1e-3 of them.")(fn)
+    return quiet_debug(fn)
+
+
+def image_options(fn):
+    fn = click.option("--json", "as_json", is_flag=True, help="One JSON object per image per line on stdout.")(fn)
+    fn = click.option("--decoder", type=click.Choice(["darknet", "opencv"]), default="darknet", show_default=True,
+                      help="JPEG decoder: darknet's exact pixels, or OpenCV's (faster, not darknet-exact).")(fn)
+    return fn
+
+
+def darknet_option(fn):
+    return click.option("--darknet", type=click.Choice(["ab", "pjreddie"]), default=None,
+                        help="Follow this darknet's arithmetic and defaults: the AlexeyAB fork's or pjreddie's "
+                             "[chosen from the cfg's options and the weights' revision].")(fn)
+
+
+def dask_option(fn):
+    return click.option("--dask", "dask", metavar="ADDRESS", default=None,
+                        help="Run on a Dask cluster: a scheduler's address (tcp://host:8786), or local:N for N worker "
+                             "processes on this machine (the dask extra).")(fn)
+
+
+def cluster_options(fn):
+    """--dask and --unordered: the commands that print a result per image."""
+    fn = click.option("--unordered", is_flag=True,
+                      help="With --dask: print each image's result as soon as it is ready, not in input order.")(fn)
+    return dask_option(fn)
+
+
+def batch_option(fn):
+    return click.option("-batch", "batch", type=click.IntRange(min=1), default=1, show_default=True,
+                        help="Images per forward pass (the results are the same at any batch size).")(fn)
+
+
+def detection_options(fn):
+    """The options of every command that detects: `detect`, `detector test` and the demos."""
+    fn = batch_option(fn)
+    fn = click.option("-dont_show", "dont_show", is_flag=True, help="Accepted for AlexeyAB compatibility (no window).")(fn)
+    fn = click.option("-ext_output", "ext_output", is_flag=True, help="Print each box in pixels, as AlexeyAB.")(fn)
+    fn = click.option("-letter_box", "-letterbox", "letter_box", is_flag=True,
+                      help="Letterbox the input [pjreddie's networks; AlexeyAB's when the cfg says letter_box=1].")(fn)
+    fn = click.option("-resize", "resize", is_flag=True, help="Plain resize to the network size [AlexeyAB's networks].")(fn)
+    fn = click.option("-nms", "nms", type=float, default=0.45, show_default=True, help="NMS IoU threshold.")(fn)
+    fn = click.option("-hier", "hier", type=float, default=0.5, show_default=True, help="Hierarchical threshold.")(fn)
+    fn = click.option("-thresh", "thresh", type=float, default=None,
+                      help="Detection threshold [.25 for AlexeyAB's networks, .5 for pjreddie's].")(fn)
+    return fn
+
+
+def detect_options(fn):
+    fn = cluster_options(fn)
+    fn = click.option("-save_labels", "save_labels", is_flag=True, help="Write YOLO labels (.txt) beside each image.")(fn)
+    fn = click.option("-out", "out", default=None,
+                      help="Base name of the drawn image [predictions]; a name ending in .json: AlexeyAB's JSON "
+                           "file of all the detections instead.")(fn)
+    return detection_options(fn)
+
+
+def demo_options(fn):
+    fn = click.option("-time_limit_sec", "time_limit", type=click.FloatRange(min=0), default=0,
+                      help="Stop after this many seconds [no limit].")(fn)
+    fn = click.option("-frame_skip", "-s", "frame_skip", type=click.IntRange(min=0), default=0, show_default=True,
+                      help="Detect one frame, then skip N (written to -out_filename with the boxes found last).")(fn)
+    fn = click.option("-prefix", "prefix", default=None, help="Write each annotated frame as PREFIX_%08d.jpg "
+                      "(numbered from the source's first frame, 1).")(fn)
+    fn = click.option("-out_filename", "out_filename", default=None,
+                      help="Write the annotated video: .mp4 (mp4v), .avi (MJPG) or .mkv (mp4v), the source's size "
+                           "and frame rate.")(fn)
+    fn = click.option("-c", "camera", type=click.IntRange(min=0), default=None, help="Camera number (no SOURCE).")(fn)
+    fn = click.option("--json", "as_json", is_flag=True,
+                      help='One JSON object per frame per line on stdout: "frame" (from 1), "time" (seconds into '
+                           'the video), then as detect\'s.')(fn)
+    return detection_options(live_options(fn))
+
+
+def count_line(ctx, param, value):
+    """-count_line x1,y1,x2,y2 as four numbers."""
+    if value is None:
+        return None
+    ends = value.split(",")
+    try:
+        if len(ends) != 4:
+            raise ValueError
+        return tuple(float(v) for v in ends)
+    except ValueError:
+        raise click.BadParameter(f"{value}: give the line's two ends in pixels as x1,y1,x2,y2 (e.g. 320,0,320,479)")
+
+
+def live_options(fn):
+    """The demos' live output (pydarknet/live) and tracking (pydarknet/track.py)."""
+    fn = click.option("-count_line", "count_line", metavar="X1,Y1,X2,Y2", callback=count_line, default=None,
+                      help="Count the tracks that cross this line (pixels), per class and direction: in the JSON, "
+                           "the drawing and the page (implies -track).")(fn)
+    fn = click.option("-track", "track", is_flag=True,
+                      help="Give each object a track id that stays with it across frames and short misses: in the "
+                           "text, the JSON, the drawing and the streams.")(fn)
+    fn = click.option("--host", "host", default="127.0.0.1", show_default=True,
+                      help="Address the live ports listen on; 0.0.0.0 serves every network (see the README before "
+                           "exposing them).")(fn)
+    fn = click.option("-http_post_host", "post_url", metavar="URL", default=None,
+                      help="POST each frame's JSON (the fork's, as -json_port sends it) to this URL; a bounded queue "
+                           "and a 3 s timeout, so a dead endpoint never stalls the video.")(fn)
+    fn = click.option("-mjpeg_quality", "mjpeg_quality", type=click.IntRange(1, 100), default=40, show_default=True,
+                      help="JPEG quality of the MJPEG stream.")(fn)
+    fn = click.option("-json_port", "json_port", type=click.IntRange(1, 65535), default=None,
+                      help="Stream each frame's detections on this port as the AlexeyAB fork does (/: its JSON "
+                           "array) and as Server-Sent Events (/events).")(fn)
+    fn = click.option("-mjpeg_port", "mjpeg_port", type=click.IntRange(1, 65535), default=None,
+                      help="Stream the annotated frames on this port as MJPEG (/stream; / for players), with a page "
+                           "to watch them in a browser (/).")(fn)
+    return fn
+
+
+def classify_options(fn):
+    fn = cluster_options(fn)
+    fn = batch_option(fn)
+    fn = click.option("-resize", "resize", is_flag=True, help="Plain resize to the network size.")(fn)
+    fn = click.option("-letter_box", "-letterbox", "letter_box", is_flag=True, help="Letterbox to the network size.")(fn)
+    fn = click.option("-top", "top", type=click.IntRange(min=0), default=0,
+                      help="How many classes to print [data file's top=, or 5].")(fn)
+    return fn
+
+
+def letterbox_of(letter_box, resize):
+    """-letter_box / -resize as Detector's letterbox: None (neither) for the network's darknet's default."""
+    if letter_box and resize:
+        raise click.UsageError("-letter_box and -resize exclude each other")
+    return True if letter_box else False if resize else None
+
+
+def preprocess_of(letter_box, resize):
+    """-letter_box / -resize as Classifier's preprocess: darknet's resize_min when neither."""
+    if letter_box and resize:
+        raise click.UsageError("-letter_box and -resize exclude each other")
+    return "letterbox" if letter_box else "resize" if resize else "resize_min"

@@ -1,0 +1,103 @@
+"""A command's process start-up: what the first kernel's load and the process's end would otherwise cost.
+
+Three shortcuts reach into Numba's internals (pyproject.toml bounds Numba to the versions they were tested on).
+Each is checked at run time and skipped, leaving Numba's own slower path, when the internal is not there;
+PYDARKNET_NUMBA_SHORTCUTS=0 skips them all.
+"""
+import gc
+import os
+import sys
+
+# The commands whose first word names a family (`detector map`).
+GROUPS = {"detector", "classifier", "export", "datasets"}
+# Commands that run no kernel: no compile listener for them.
+KERNEL_FREE_COMMANDS = {"--version", "download", "version", "summary", "print", "ops", "partial", "datasets"}
+
+
+def start(argv):
+    """Everything a command's process does before click parses `argv`."""
+    # A command's start creates Numba's hundred thousand long-lived objects: with Python's default threshold
+    # (700) the collector walks them all twice on the way (85 ms); every 50000 new objects it runs 3 times.
+    gc.set_threshold(50_000)
+    if os.environ.get("PYDARKNET_NUMBA_SHORTCUTS", "1") != "0":
+        skip_numba_probes()
+
+
+def end():
+    """The process ends here: skip the garbage collection of Python's shutdown, which walks Numba's and
+    LLVM's objects for 0.25 s after a command that ran kernels (the operating system frees the memory)."""
+    gc.freeze()
+
+
+def announce_first_compile(argv):
+    """Say on stderr when Numba compiles pydarknet's kernels (a first run on this CPU): the command is slow once.
+    The timed figures leave the compile out (predict.timed_forward)."""
+    if argv[0] not in KERNEL_FREE_COMMANDS:
+        from ..warmup import announce_compiling
+        announce_compiling(" ".join(argv[:2] if argv[0] in GROUPS else argv[:1]))
+
+
+def skip_numba_probes():
+    """Answer Numba's probes for BLAS, cffi and its cache folder without their costs; each one that finds its
+    Numba internal missing is skipped. Returns the names of the shortcuts taken."""
+    return [name for name, shortcut in SHORTCUTS.items() if shortcut()]
+
+
+def cache_check_once_per_folder():
+    """Numba proves its cache folder writable by creating a temporary file in it for every cached kernel, as
+    the kernel modules are imported (a command imports about 170): once per folder is enough."""
+    try:
+        from numba.core.caching import _CacheLocator
+        check = _CacheLocator.ensure_cache_path
+    except (ImportError, AttributeError):
+        return False
+    if not getattr(check, "once_per_folder", False):
+        writable = set()
+
+        def ensure_cache_path(locator):
+            path = locator.get_cache_path()
+            if path not in writable:
+                check(locator)
+                writable.add(path)
+
+        ensure_cache_path.once_per_folder = True
+        _CacheLocator.ensure_cache_path = ensure_cache_path
+    return True
+
+
+def no_blas_probe():
+    """When the first cached kernel loads, Numba checks whether its compiled code may call BLAS by importing
+    scipy.linalg, if installed: 0.4 s of every command's start. pydarknet's kernels never call BLAS from
+    compiled code (matrix products go through numpy or kernels/gemm.py), so the command tells Numba there
+    is none; a kernel that did call np.dot would fail to compile, loudly."""
+    try:
+        import numba.np.linalg as linalg
+    except ImportError:
+        return False
+    if not hasattr(linalg, "ensure_blas"):
+        return False
+
+    def no_blas():
+        raise ImportError("pydarknet's kernels do not use BLAS from compiled code")
+
+    linalg.ensure_blas = no_blas
+    return True
+
+
+def no_cffi_typing():
+    """Numba's typing makes a cffi.FFI(), if cffi is installed, which parses C declarations (13 ms):
+    pydarknet's kernels take no cffi function, so Numba's cffi support is set up as if cffi were absent (the
+    process may import cffi later)."""
+    if "cffi" in sys.modules or "numba.core.typing.cffi_utils" in sys.modules:
+        return False
+    sys.modules["cffi"] = None   # an import of cffi raises ImportError while this is set
+    try:
+        import numba.core.typing.cffi_utils  # noqa: F401
+    except ImportError:
+        return False
+    finally:
+        del sys.modules["cffi"]
+    return True
+
+
+SHORTCUTS = {"cache folder": cache_check_once_per_folder, "blas": no_blas_probe, "cffi": no_cffi_typing}

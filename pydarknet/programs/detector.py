@@ -1,0 +1,136 @@
+"""darknet's detector programs: `detect` / `detector test` over images, and `detector demo` over a video."""
+import sys
+import time
+
+from ..config import check_fractions, note, warn
+from ..output import detection_lines, fork_json_frame, json_line, write_labels
+from ..stream import FirstAhead
+from .images import for_each_batch, load_names, load_network, on_cluster, piped_paths
+
+
+def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, out, save_labels, letterbox,
+               as_json, decoder, darknet=None, batch=1, dask=None, unordered=False):
+    """darknet's `detect` and `detector test`. A network of the fork's prints as the fork does (milliseconds,
+    detections by left edge); pjreddie's as pjreddie does. `thresh`, `letterbox`: None for the darknet's
+    default. `out`: a name ending in .json gets the fork's JSON file of the whole run; any other names the
+    drawn image. `batch`: images per forward pass. `dask`: the address of a Dask cluster to detect on (this
+    process then only prints, draws and labels; `unordered`: in the order results come)."""
+    from ..image import load_image, save_image, to_bgr8
+    from ..predict import Detector
+
+    check_fractions(thresh=thresh, hier=hier, nms=nms)
+    paths = list(images) if images else None
+    stdin = None if paths else piped_paths()
+    load = FirstAhead(lambda path: load_image(path, decoder), paths if dask is None else None)
+    net = load_network(cfg, weights, darknet, role="detector")
+    detector = Detector(cfg, weights, letterbox=letterbox, decoder=decoder, network=net)
+    detector.names, _ = load_names(data_file, detector.classes, cfg)
+    fork = net.darknet == "ab"
+    json_out = out if out is not None and out.lower().endswith(".json") else None
+    image_base = None if json_out else out
+    drawing = image_base is not None or not as_json
+    count = [0]
+
+    def prepare(path):
+        im = load(path)
+        return im, detector.prepare(im)
+
+    def show(path, loaded, result):
+        result.image = path
+        count[0] += 1
+        if as_json:
+            print(json_line(result.as_json()))
+        else:
+            print("\n".join(detection_lines(path, result, fork, ext_output)))
+        if json_file is not None:
+            json_file.write(("" if count[0] == 1 else ", \n") + fork_json_frame(count[0], path, result))
+            json_file.flush()
+        if (drawing or save_labels) and len(result.finite_boxes()) < len(result.boxes):
+            warn(f"{path}: {len(result.boxes) - len(result.finite_boxes())} boxes with an inf or NaN coordinate "
+                 f"are not {' or '.join(w for w, on in (('drawn', drawing), ('labelled', save_labels)) if on)}")
+        if save_labels:
+            write_labels(path, result)
+        if drawing:
+            im = loaded[0] if loaded else load_image(path, decoder)   # a cluster's results come without pixels
+            base = image_base or "predictions"
+            if paths is None or len(paths) > 1:
+                base = f"{base}_{count[0]}"
+            note(f"saved {save_image(detector.draw(to_bgr8(im), result), base)}")
+
+    def run_batch(loaded):
+        return detector.detect_batch([prepared for _, prepared in loaded], thresh, hier, nms)
+
+    json_file = open(json_out, "w") if json_out else None
+    try:
+        if json_file is not None:
+            json_file.write("[\n")
+        if dask is None:
+            for_each_batch(paths or stdin, prepare, run_batch, show, batch)
+        else:
+            on_cluster(dask, "detect", paths or stdin, show, cfg, weights, names=detector.names, thresh=thresh,
+                       hier_thresh=hier, nms=nms, letterbox=letterbox, decoder=decoder, darknet=darknet, batch=batch,
+                       ordered=not unordered)
+    finally:
+        if json_file is not None:
+            json_file.write("\n]")
+            json_file.close()
+            note(f"saved {json_out}")
+
+
+def run_demo(data_file, cfg, weights, source, camera, thresh, hier, nms, letterbox, ext_output, out_filename, prefix,
+             frame_skip, time_limit, batch, as_json, darknet=None, progress_bar=None, track=False, count_line=None,
+             mjpeg_port=None, json_port=None, mjpeg_quality=40, post_url=None, host="127.0.0.1"):
+    """The fork's `detector demo`: detection on each frame of a video, image sequence, stream or camera.
+    `progress_bar(label, lines_on_stdout, describe)`, if given, makes the progress callback for a video of known
+    length (the CLI's bar on a terminal). `track`: track ids (track.Tracker); `count_line`: (x1, y1, x2, y2), count
+    the tracks crossing it (implies `track`). `mjpeg_port`, `json_port`, `post_url`: the live output
+    (live.LiveOutput), served on `host`."""
+    from ..predict import Detector
+    from ..track import Tracker
+    from ..video import Video, frame_json, objects_lines, run_demo as detect_video
+
+    check_fractions(thresh=thresh, hier=hier, nms=nms)
+    video = Video(source, camera)
+    listeners = []
+    if mjpeg_port is not None or json_port is not None or post_url is not None:
+        from ..live.output import LiveOutput
+        listeners.append(LiveOutput(video.name, mjpeg_port, json_port, post_url, host, mjpeg_quality))
+    try:
+        net = load_network(cfg, weights, darknet, role="detector")
+        detector = Detector(cfg, weights, letterbox=letterbox, network=net)
+        detector.names, _ = load_names(data_file, detector.classes, cfg)
+    except BaseException:
+        for listener in listeners:
+            listener.close()
+        raise
+    tracker = Tracker(count_line=count_line) if track or count_line is not None else None
+    for listener in listeners:
+        listener.tracker, listener.names = tracker, detector.names
+        for line in listener.addresses(host):
+            note(line)
+    note(f"video: {video.name}, {video.fps:g} fps" + (f", {video.frame_count} frames" if video.frame_count else ""))
+
+    def counting():
+        return tracker.counter.as_json(detector.names) if tracker is not None and tracker.counter else None
+
+    def show(frame, result, rate):
+        if as_json:
+            print(json_line(frame_json(frame, result, counting())))
+        else:
+            print("\n".join(["Objects:", "", *objects_lines(result, detector.names, ext_output), "",
+                             f"FPS:{rate.fps:.1f} \t AVG_FPS:{rate.avg_fps:.1f}"]))
+        sys.stdout.flush()
+
+    started = time.perf_counter()
+
+    def frames_and_rate(done, total):
+        return f"{done}/{total} frames, {done / max(time.perf_counter() - started, 1e-9):.1f} fps"
+
+    # the bar (with click's time left) on a file of known length; the Objects lines tell progress on a terminal
+    progress = None
+    if progress_bar is not None and video.frame_count:
+        progress = progress_bar("demo", lines_on_stdout=True, describe=frames_and_rate)
+    detected = detect_video(detector, video, show, thresh, hier, nms, batch=batch, frame_skip=frame_skip,
+                            out_filename=out_filename, prefix=prefix, time_limit=time_limit, progress=progress,
+                            tracker=tracker, listeners=listeners)
+    note(f"{detected} frames detected; input video stream closed")

@@ -1,0 +1,166 @@
+"""Misuse of the command line: each is one `pydarknet: error:` line naming the file and the likely fix (or one
+warning line where darknet only warns), and a non-zero exit where nothing useful was done."""
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from pydarknet.cli import main
+from pydarknet.errors import install_hint
+
+SHAPES_CFG, SHAPES_WEIGHTS = str(ROOT / "cfg/shapes-tiny.cfg"), str(ROOT / "data/shapes-tiny.weights")
+
+
+def run(capsys, *argv):
+    """(exit code, stdout, stderr) of the command in this process."""
+    with pytest.raises(SystemExit) as end:
+        main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return end.value.code, out, err
+
+
+def test_export_onnx_without_onnx_says_how_to_install_it_before_reading_weights(capsys, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "onnx", None)   # as if not installed
+    code, out, err = run(capsys, "export", "onnx", SHAPES_CFG, tmp_path / "missing.weights", tmp_path / "x.onnx")
+    assert (code, out) == (1, "")
+    assert err == f"pydarknet: error: export onnx needs the onnx package: {install_hint('onnx')}\n"
+
+
+def command(*argv, stdin=""):
+    """(exit code, stdout, stderr) of the command in a new process (OpenCV's and FFmpeg's own lines included)."""
+    proc = subprocess.run([sys.executable, "-m", "pydarknet", *map(str, argv)], input=stdin, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_a_classifier_given_to_detect_names_classify(capsys):
+    tiny = ROOT / "cfg/tiny.cfg"
+    code, out, err = run(capsys, "detect", tiny, "never-read.weights", ROOT / "data/dog.jpg", "-q")
+    assert (code, out) == (1, "")
+    assert err == (f"pydarknet: error: {tiny}: a classifier (no [yolo], [region] or [detection] layer), not a "
+                   f"detector: use `pydarknet classify {tiny} WEIGHTS IMAGE`\n")
+
+
+def test_a_detector_given_to_classify_names_detect(capsys):
+    code, out, err = run(capsys, "classify", SHAPES_CFG, "never-read.weights", ROOT / "data/dog.jpg")
+    assert (code, out) == (1, "")
+    assert err == (f"pydarknet: error: {SHAPES_CFG}: a detector (its [yolo] layer), not a classifier: use "
+                   f"`pydarknet detect {SHAPES_CFG} WEIGHTS IMAGE`\n")
+
+
+def test_an_image_given_as_the_cfg_tells_the_order_of_the_arguments(capsys):
+    dog = ROOT / "data/dog.jpg"
+    code, out, err = run(capsys, "classify", dog, ROOT / "cfg/tiny.cfg", "x.weights")
+    assert (code, out) == (1, "")
+    assert err == (f"pydarknet: error: {dog}: a JPEG image, not a network .cfg file: the arguments are CFG WEIGHTS "
+                   "IMAGE (detector test, map, train: DATA CFG ...)\n")
+    code, _, err = run(capsys, "summary", SHAPES_WEIGHTS)
+    assert code == 1 and err.startswith(f"pydarknet: error: {SHAPES_WEIGHTS}: binary data, not a network .cfg")
+
+
+def test_a_data_file_given_as_the_cfg_names_detector_test(capsys):
+    coco = ROOT / "cfg/coco.data"
+    code, out, err = run(capsys, "detect", coco, ROOT / "cfg/yolov3-tiny.cfg", "x.weights", ROOT / "data/dog.jpg")
+    assert (code, out) == (1, "")
+    assert err == (f"pydarknet: error: {coco}: a .data file (classes=80), not a network cfg: use `pydarknet "
+                   f"detector test {coco} CFG WEIGHTS IMAGE` (DATA CFG WEIGHTS)\n")
+
+
+@pytest.mark.parametrize("option, value", [("-thresh", "2"), ("-nms", "-0.1"), ("-hier", "nan")])
+def test_thresholds_are_fractions(capsys, option, value):
+    code, out, err = run(capsys, "detect", SHAPES_CFG, "never-read.weights", ROOT / "data/shapes.jpg", option, value)
+    assert (code, out) == (1, "")
+    assert err == f"pydarknet: error: {option} {float(value):g}: give a fraction from 0 to 1 (.25 for 25 %)\n"
+
+
+def test_map_thresholds_are_fractions(capsys):
+    code, _, err = run(capsys, "detector", "map", ROOT / "cfg/shapes.data", SHAPES_CFG, "x.weights", "-iou_thresh", "50")
+    assert code == 1 and err == "pydarknet: error: -iou_thresh 50: give a fraction from 0 to 1 (.25 for 25 %)\n"
+
+
+def test_fewer_names_than_classes_is_an_error_before_drawing(capsys, tmp_path):
+    (tmp_path / "few.names").write_text("circle\nsquare\n")
+    (tmp_path / "few.data").write_text("classes=3\nnames=few.names\n")
+    code, out, err = run(capsys, "detector", "test", tmp_path / "few.data", SHAPES_CFG, SHAPES_WEIGHTS,
+                         ROOT / "data/shapes.jpg", "-q")
+    assert (code, out) == (1, "")
+    assert err == (f"pydarknet: error: {tmp_path / 'few.names'} has 2 names but {SHAPES_CFG} has 3 classes: one "
+                   f"name per line, a line for each class (is {tmp_path / 'few.data'} the .data file of this "
+                   "network?)\n")
+
+
+def test_save_labels_for_pydarknets_own_image_says_to_copy_it(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)   # no data/ folder here: data/shapes.jpg is the shipped copy
+    code, out, err = run(capsys, "detector", "test", ROOT / "cfg/shapes.data", SHAPES_CFG, SHAPES_WEIGHTS,
+                         "data/shapes.jpg", "-save_labels", "-q")
+    assert code == 1 and out.startswith("data/shapes.jpg: Predicted in ")
+    assert err == ("pydarknet: error: data/shapes.txt: cannot write the labels: No such file or directory "
+                   "(data/shapes.jpg is pydarknet's own copy: copy the image into a folder of yours to label it)\n")
+
+
+def test_weights_of_another_network_name_the_layer_where_they_stop_matching(capsys, tmp_path):
+    other = ROOT / "data/shapes-v4tiny.weights"
+    code, out, err = run(capsys, "detector", "test", ROOT / "cfg/shapes.data", SHAPES_CFG, other,
+                         ROOT / "data/shapes.jpg")
+    assert (code, out) == (1, "")
+    assert err.splitlines()[-1] == (
+        f"pydarknet: error: {other}: does not match {SHAPES_CFG} from layer 0 (convolutional) on: its batch-norm "
+        f"variances read as negative numbers (the file has 1495220 bytes, {SHAPES_CFG} needs 1860756): weights "
+        "of another network?")
+    cut = tmp_path / "cut.weights"
+    cut.write_bytes(Path(SHAPES_WEIGHTS).read_bytes()[:1000000])
+    code, _, err = run(capsys, "detect", SHAPES_CFG, cut, ROOT / "data/shapes.jpg", "-q")
+    assert code == 1 and err.startswith(f"pydarknet: error: {cut}: too short for {SHAPES_CFG}: ran out at layer 10 ")
+    assert err.endswith(f"(the file has 1000000 bytes, {SHAPES_CFG} needs 1860756): weights of a smaller or "
+                        "another network?\n")
+
+
+def test_empty_stdin_is_one_line_before_any_network_loads(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n"))
+    code, out, err = run(capsys, "detect", SHAPES_CFG, "never-read.weights")
+    assert (code, out) == (1, "")
+    assert err == ("pydarknet: error: no image: stdin is empty; give IMAGE paths as arguments, or pipe their paths "
+                   "in, one per line\n")
+
+
+def test_a_video_without_a_decodable_frame_is_one_line(tmp_path):
+    """An mp4 whose frames are damaged (its index intact): FFmpeg's per-frame lines are not shown."""
+    good = tmp_path / "good.mp4"
+    writer = cv2.VideoWriter(str(good), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        writer.write(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    writer.release()
+    data = bytearray(good.read_bytes())
+    start, end = data.find(b"mdat") + 12, data.find(b"moov") - 4
+    data[start:end] = rng.integers(0, 256, end - start, dtype=np.uint8).tobytes()
+    (tmp_path / "damaged.mp4").write_bytes(bytes(data))
+    code, out, err = command("demo", SHAPES_CFG, SHAPES_WEIGHTS, tmp_path / "damaged.mp4")
+    assert (code, out) == (1, "")
+    assert err == (f"pydarknet: error: {tmp_path / 'damaged.mp4'}: no frame could be read: a damaged video, or a "
+                   "format this OpenCV cannot decode\n")
+
+
+def test_a_missing_camera_is_one_line_under_q():
+    code, out, err = command("demo", SHAPES_CFG, SHAPES_WEIGHTS, "-c", "97", "-q")
+    assert (code, out) == (1, "")
+    assert err == "pydarknet: error: cannot open camera 97: no such camera, or it is in use (-c N picks another)\n"
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["detect", "a.cfg", "b.weights", "-thresh", "high"],
+     "Invalid value for '-thresh': 'high' is not a valid float. (see `pydarknet detect --help`)"),
+    (["frobnicate"], "No such command 'frobnicate'. (see `pydarknet --help`)"),
+    (["anchors", "x.data", "-num_of_clusters", "0", "-width", "160", "-height", "160"],
+     "Invalid value for '-num_of_clusters': 0 is not in the range x>=1. (see `pydarknet anchors --help`)"),
+    (["train", "x.data", "x.cfg", "--max-batches", "-2"],
+     "Invalid value for '--max-batches': -2 is not in the range x>=1. (see `pydarknet train --help`)")])
+def test_a_usage_error_is_one_line_and_exit_2(capsys, argv, line):
+    code, out, err = run(capsys, *argv)
+    assert (code, out, err) == (2, "", f"pydarknet: error: {line}\n")

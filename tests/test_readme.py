@@ -1,0 +1,147 @@
+"""The README's Quick start, Training and Pipelines examples, run as written (made short: fewer images, two
+training iterations) by a shell in an empty directory, `pydarknet` being this checkout's command."""
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, shared_path
+
+README = (ROOT / "README.md").read_text()
+SECTIONS = ("Quick start", "Training", "Pipelines")
+# Made short to run in seconds: the same commands on a smaller set, and two iterations of training.
+DATASET = "pydarknet datasets shapes shapes"
+
+
+def section(title):
+    """The README's text from the heading `title` to the next heading (## or deeper: a single # starts the
+    comment lines of the examples)."""
+    start = re.search(rf"^##+ {re.escape(title)}$", README, re.M)
+    end = re.compile(r"^##+ ", re.M).search(README, start.end())
+    return README[start.end():end.start() if end else len(README)]
+
+
+def examples(title):
+    """The commands of a section's ```sh blocks, with the lines of their comments that show output."""
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", section(title), re.S):
+        for line in block.splitlines():
+            if line.startswith("# ") and commands:
+                commands[-1][1].append(line[2:])
+            elif line.strip():
+                commands.append([line, []])
+    return commands
+
+
+def runnable(line):
+    """The shell line to run: `make demo` as its comment says, comments cut, made short."""
+    if line.startswith("make demo"):
+        line = line.split("# ", 1)[1]
+    line = line.split("  #")[0].strip()
+    line = line.replace(DATASET, f"{DATASET} --train 24 --valid 6")
+    if line.startswith("pydarknet train "):
+        line += " --max-batches 2"
+    return line
+
+
+@pytest.fixture
+def shell(tmp_path, monkeypatch):
+    """run(line) -> CompletedProcess of `bash -c line` in an empty folder, `pydarknet` on the PATH."""
+    bin_dir, work = tmp_path / "bin", tmp_path / "work"
+    bin_dir.mkdir()
+    work.mkdir()
+    command = bin_dir / "pydarknet"
+    command.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m pydarknet "$@"\n')
+    command.chmod(command.stat().st_mode | stat.S_IXUSR)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(ROOT),
+           "PYDARKNET_HOME": str(tmp_path / "cache")}
+
+    def run(line):
+        return subprocess.run(["bash", "-c", line], cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    run.work, run.cache = work, tmp_path / "cache"
+    return run
+
+
+def succeeds(shell, line):
+    proc = shell(runnable(line))
+    assert proc.returncode == 0, f"{runnable(line)}\n{proc.stderr[-2000:]}"
+    return proc
+
+
+def test_quick_start_runs_as_written(shell):
+    """`make demo` and, with the official weights of ../shared in the download cache, the examples that use them;
+    the lines printed are the README's."""
+    models = shared_path("models")
+    shell.cache.mkdir()
+    for name in ("tiny.weights", "yolov3-tiny.weights"):
+        os.symlink(models / name, shell.cache / name)
+    lines = examples("Quick start")
+    assert [line for line, _ in lines][:2] == ["make demo      # pydarknet detector test cfg/shapes.data "
+                                               "cfg/shapes-tiny.cfg data/shapes-tiny.weights data/shapes.jpg -thresh .25",
+                                               "pydarknet download tiny yolov3-tiny"]
+    for line, shown in lines:
+        proc = succeeds(shell, line)
+        if shown:   # the output in the README's comments, timings aside
+            printed = proc.stdout.splitlines()
+            assert len(printed) == len(shown)
+            for got, want in zip(printed, shown):
+                assert got == want or "Predicted in" in want and got.split(" in ")[0] == want.split(" in ")[0]
+    assert (shell.work / "predictions.jpg").stat().st_size > 10000
+
+
+def test_training_runs_as_written(shell):
+    lines = [line for line, _ in examples("Training")]
+    assert lines[0].startswith("pydarknet datasets shapes shapes") and lines[2].startswith("pydarknet train ")
+    for line in lines:
+        succeeds(shell, line)
+    assert (shell.work / "shapes/backup/shapes-tiny_final.weights").stat().st_size == 1860756
+    assert (shell.work / "shapes-tiny-anchors.cfg").exists()
+
+
+def test_pipelines_run_as_written(shell):
+    """find | detect --json, and the map of the Dask example on a local cluster (the example naming a running
+    scheduler is left out)."""
+    models = shared_path("models")
+    (shell.work / "photos").mkdir()
+    for name in ("dog.jpg", "eagle.jpg"):
+        shutil.copy(ROOT / "data" / name, shell.work / "photos" / name)
+    shell.cache.mkdir()
+    os.symlink(models / "yolov3-tiny.weights", shell.cache / "yolov3-tiny.weights")
+    lines = [line for line, _ in examples("Pipelines") + examples("On a cluster (Dask)")
+             if "tcp://scheduler" not in line]
+    assert len(lines) == 2 and "--dask local:2" in lines[1]
+    succeeds(shell, lines[0])
+    jsonl = (shell.work / "dets.jsonl").read_text().splitlines()
+    assert sorted(line.split('"')[3] for line in jsonl) == ["photos/dog.jpg", "photos/eagle.jpg"]
+    assert "mean average precision (mAP@0.50)" in succeeds(shell, lines[1]).stdout
+
+
+def test_the_table_of_options_is_what_each_command_takes():
+    """Each row of the README's table of shared options against the options the commands really have."""
+    import click
+
+    from pydarknet.cli import cli
+    header = ("| command | `-q` `--debug` | `--json` | `--decoder` | `--darknet` | `--fast` | `--dask` | `-batch` | "
+              "`-gpus` |")
+    rows = README.split(header)[1].split("\n\n")[0].strip().splitlines()[1:]
+    flags = ["-q", "--json", "--decoder", "--darknet", "--fast", "--dask", "-batch", "-gpus"]
+    checked = set()
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        for name in re.findall(r"`([a-z_ -]+)`", cells[0]):
+            if name.startswith("-"):
+                continue
+            command = cli
+            for word in name.split():
+                command = command.commands[word]
+            taken = {opt for param in command.params if isinstance(param, click.Option) for opt in param.opts}
+            assert [flag in taken for flag in flags] == [cell == "yes" for cell in cells[1:]], name
+            checked.add(name)
+    every = {f"{group} {name}" if group else name for group, commands in
+             [("", cli.commands)] + [(g, c.commands) for g, c in cli.commands.items() if isinstance(c, click.Group)]
+             for name, c in commands.items() if not isinstance(c, click.Group)}
+    assert checked == every
