@@ -318,3 +318,16 @@ def test_detector_map_prints_alexeyabs_report(monkeypatch):
     start = expected.index(next(l for l in expected if "calculation mAP" in l))
     assert [l for l in report if l.strip()] == [l for l in expected[start:] if l.strip()]
     assert json.loads(summary)["map"] == pytest.approx(0.629505, abs=1e-6)
+
+
+def test_each_main_call_exits_by_its_own_images(models, images, in_tmp, capsys):
+    """main() in one process (as the tests and Python callers use it): an image that failed in one call does not
+    make the next, successful call exit 1."""
+    from pydarknet.cli import main
+    args = ["classify", str(shared_path("cfg", "tiny.cfg")), str(models / "tiny.weights")]
+    with pytest.raises(SystemExit) as failed:
+        main([*args, str(in_tmp / "missing.jpg"), "-q"])
+    with pytest.raises(SystemExit) as succeeded:
+        main([*args, str(images / "dog.jpg"), "-q"])
+    assert (failed.value.code, succeeded.value.code) == (1, 0)
+    assert "malamute: 0.167168" in capsys.readouterr().out

@@ -83,7 +83,6 @@ def cache(tmp_path, monkeypatch):
 def run(capsys):
     """pydarknet's main() in this process: (exit code, stdout, stderr)."""
     def run(*args):
-        cli.Failures.count = 0
         with pytest.raises(SystemExit) as end:
             cli.main(args)
         out, err = capsys.readouterr()

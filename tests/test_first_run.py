@@ -119,7 +119,6 @@ def test_anchors_progress_on_a_terminal_only(tmp_path, monkeypatch, capsys):
     args = ["anchors", str(data), "-num_of_clusters", "6", "-width", "160", "-height", "160"]
 
     def run():
-        cli.Failures.count = 0
         with pytest.raises(SystemExit):
             cli.main(args)
         return capsys.readouterr()

@@ -76,6 +76,7 @@ def main(argv=None):
 def run_command(argv):
     debug = "--debug" in argv
     runs = argv and not {"-h", "--help"} & set(argv)
+    Failures.count = 0   # the exit status tells of this command's images, not an earlier main() call's
     if runs:
         startup.start(argv)
     try:
