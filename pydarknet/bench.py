@@ -1,5 +1,6 @@
 """`make bench`: pydarknet against OpenCV's DNN module (which reads darknet files) on the same inputs, in one run;
-the exported ONNX graphs in ONNX Runtime against pydarknet --fast and OpenCV (the `onnx` lines).
+pydarknet --fast and --bf16 against the exported ONNX graphs in ONNX Runtime and OpenVINO (the `peers` lines,
+with each row's GFLOP/s and numpy's float32 matrix product on the same threads as the practical limit).
 `make bench-train` (--train): seconds per training iteration (forward + backward + update) of three networks.
 
 Times are medians of repeated runs after warm-up; the ratio is pydarknet / OpenCV (lower is better); a stream's
@@ -107,29 +108,79 @@ def report(what, ours, theirs, theirs_direct=None):
     print(line, flush=True)
 
 
-def bench_onnx(name, cfg, weights, image, prepare, runs):
-    """The graph `pydarknet export onnx` writes, in ONNX Runtime, against pydarknet --fast and OpenCV DNN on the
-    same input."""
+def session_runners(net, x, threads):
+    """{name: run} for the peers that run `pydarknet export onnx`'s graph of `net`, where installed (the bench
+    extra): ONNX Runtime (float32, its only CPU precision) and OpenVINO in float32 and in its default precision
+    on this CPU (bf16 where the CPU has AMX or avx512_bf16), each on `threads` threads; and why a peer is
+    missing, as {name: reason}."""
+    from .onnx import export
+    runners, missing = {}, {}
+    graph = export(net).SerializeToString()
     try:
         import onnxruntime
-        from .onnx import export
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")   # idle threads slow the others
+        session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        runners["onnxruntime f32"] = lambda: session.run(None, {"input": x})
     except ImportError:
-        print(f"onnx {name}: needs onnx and onnxruntime ({install_hint('onnx')})", flush=True)
-        return
+        missing["onnxruntime"] = install_hint("bench")
+    try:
+        import openvino
+        core = openvino.Core()
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "net.onnx"
+            path.write_bytes(graph)
+            model = core.read_model(str(path))
+        default = core.get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+        for label, precision in (("f32", {"INFERENCE_PRECISION_HINT": "f32"}), (f"default ({default})", {})):
+            compiled = core.compile_model(model, "CPU", {**precision, "INFERENCE_NUM_THREADS": threads,
+                                                         "PERFORMANCE_HINT": "LATENCY"})
+            request = compiled.create_infer_request()
+            runners[f"openvino {label}"] = lambda request=request: request.infer({0: x})
+    except ImportError:
+        missing["openvino"] = install_hint("bench")
+    return runners, missing
+
+
+def matmul_limit(runs):
+    """numpy's float32 matrix product (its BLAS, on every core as the kernels' threads) on 2048 x 2048 matrices:
+    GFLOP/s, the machine's practical limit for float32 products."""
+    a = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
+    return 2 * 2048 ** 3 / median_time(lambda: a @ a, runs) / 1e9
+
+
+def bench_peers(name, cfg, weights, image, prepare, runs):
+    """pydarknet --fast and --bf16 against the exported graph in ONNX Runtime and OpenVINO, in turn on the same
+    input and threads: milliseconds, GFLOP/s of the network's multiply-adds, and the ratios the speed targets
+    are about (--fast to the faster float32 peer, --bf16 to OpenVINO's default precision)."""
+    import numba
+
+    from .kernels.amx import unavailable
     net = Network(cfg, quiet_unused=True)
     net.load(weights)
     x = prepare(load_image(image), net)[None]
-    options = onnxruntime.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")   # idle threads would slow the others
-    session = onnxruntime.InferenceSession(export(net).SerializeToString(), options,
-                                           providers=["CPUExecutionProvider"])
-    peer = opencv_net(cfg, weights)
-    runtime, fast, theirs = median_times([lambda: session.run(None, {"input": x}),
-                                          with_products("fast", lambda: net.forward(x)),
-                                          (lambda: peer(x)) if peer else None], runs)
-    line = f"onnx {name} {x.shape[3]}x{x.shape[2]}"
-    line = f"{line:<38} onnxruntime {runtime * 1000:8.1f} ms   pydarknet --fast {fast * 1000:8.1f} ms"
-    print(line + (f"   opencv {theirs * 1000:8.1f} ms" if theirs is not None else "   opencv: unavailable"), flush=True)
+    flops = sum(layer.flops() for layer in net.layers)
+    threads = numba.get_num_threads()
+    runners, missing = session_runners(net, x, threads)
+    ours = {"pydarknet --fast": with_products("fast", lambda: net.forward(x))}
+    if unavailable() is None:
+        ours["pydarknet --bf16"] = with_products("bf16", lambda: net.forward(x))
+    else:
+        missing["pydarknet --bf16"] = unavailable()
+    times = dict(zip([*ours, *runners], median_times([*ours.values(), *runners.values()], runs)))
+    print(f"peers {name} {x.shape[3]}x{x.shape[2]}, {flops / 1e9:.2f} GFLOP, {threads} threads", flush=True)
+    f32_peers = [t for label, t in times.items() if label.endswith("f32")]
+    default = next((t for label, t in times.items() if "default" in label), None)
+    for label, seconds in times.items():
+        line = f"  {label:<28} {seconds * 1000:8.1f} ms {flops / seconds / 1e9:7.0f} GFLOP/s"
+        if label == "pydarknet --fast" and f32_peers:
+            line += f"   {seconds / min(f32_peers):.2f}x the faster float32 peer"
+        if label == "pydarknet --bf16" and default is not None:
+            line += f"   {seconds / default:.2f}x openvino's default"
+        print(line, flush=True)
+    for label, reason in missing.items():
+        print(f"  {label:<28} unavailable: {reason}", flush=True)
 
 
 def bench_decode(path, runs):
@@ -366,10 +417,12 @@ def main(argv=None):
     if (models / "yolov4-tiny.weights").exists():   # the AlexeyAB fork's detect: plain resize
         bench_forward("yolov4-tiny", cfg / "yolov4-tiny.cfg", models / "yolov4-tiny.weights", dog, plain_resized,
                       args.runs)
-    bench_onnx("yolov3-tiny", cfg / "yolov3-tiny.cfg", models / "yolov3-tiny.weights", dog, letterboxed, args.runs)
+    bench_peers("yolov3-tiny", cfg / "yolov3-tiny.cfg", models / "yolov3-tiny.weights", dog, letterboxed, args.runs)
+    bench_peers("tiny (Tiny Darknet)", cfg / "tiny.cfg", models / "tiny.weights", dog, resized_min, args.runs)
     if (models / "yolov4-tiny.weights").exists():
-        bench_onnx("yolov4-tiny", cfg / "yolov4-tiny.cfg", models / "yolov4-tiny.weights", dog, plain_resized,
-                   args.runs)
+        bench_peers("yolov4-tiny", cfg / "yolov4-tiny.cfg", models / "yolov4-tiny.weights", dog, plain_resized,
+                    args.runs)
+    print(f"numpy float32 matmul 2048^3: {matmul_limit(args.runs):.0f} GFLOP/s", flush=True)
     samples = [images / name for name in ("dog.jpg", "person.jpg", "eagle.jpg")]
     bench_stream("yolov3-tiny", cfg / "yolov3-tiny.cfg", models / "yolov3-tiny.weights", samples, min(args.runs, 5))
     bench_dask("yolov3-tiny", cfg / "yolov3-tiny.cfg", models / "yolov3-tiny.weights", samples, min(args.runs, 5))

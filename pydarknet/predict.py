@@ -163,10 +163,11 @@ def left_edge(box):
 
 def use_fast(fast):
     """`fast=True`: the fast products (fused multiply-add, Winograd; within 1e-3 of darknet's numbers, not bit-exact)
-    for every network of the process, as PYDARKNET_PRODUCTS=fast or the CLI's --fast."""
+    for every network of the process, as PYDARKNET_PRODUCTS=fast or the CLI's --fast; `fast="bf16"`: those with
+    the convolutions in bfloat16 on the CPU's AMX tiles (--bf16; the fast products where the CPU has none)."""
     if fast:
         from .kernels.products import set_backend
-        set_backend("fast")
+        set_backend("bf16" if fast == "bf16" else "fast")
 
 
 DETECTION_LAYERS = ("yolo", "region", "detection")

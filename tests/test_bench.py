@@ -33,11 +33,9 @@ def test_report_line(capsys):
 def test_opencv_without_winograd_is_another_forward():
     """The like-for-like peer of the exact products: OpenCV with its Winograd off computes the same network."""
     import numpy as np
-    import pytest
     from conftest import ROOT
-    cv2 = pytest.importorskip("cv2")
-    if not hasattr(cv2, "dnn") or not hasattr(cv2.dnn.Net, "enableWinograd"):
-        pytest.skip("needs OpenCV's dnn module with enableWinograd (4.7 on)")
+    import cv2
+    assert hasattr(cv2.dnn.Net, "enableWinograd")   # OpenCV 4.7 on: pyproject.toml asks for 4.8 or later
     cfg, weights = ROOT / "cfg/shapes-tiny.cfg", ROOT / "data/shapes-tiny.weights"
     x = np.random.default_rng(0).random((1, 3, 160, 160), dtype=np.float32)   # the cfg's size
     with_winograd = bench.opencv_net(cfg, weights)(x)
@@ -51,3 +49,28 @@ def test_cpu_line_names_the_machine():
     line = bench.cpu_line()
     assert line.startswith("cpu: ") and line.endswith(f"{os.cpu_count()} cores")
     assert "(llvm " in line and any(w in line for w in ("avx512f", "avx2", "avx,", "sse4.2", "sse2"))
+
+
+
+def test_peers_lines_name_each_runtime_with_its_speed(capsys):
+    """`make bench`'s peers block on the demo model: pydarknet --fast (and --bf16 where the CPU has AMX) against
+    ONNX Runtime on the exported graph (the test extra has it), each row's milliseconds and GFLOP/s, and the ratio
+    the --fast target is about; a runtime that is not installed is a line saying how to get it."""
+    import re
+
+    import numba
+    from conftest import ROOT
+    from pydarknet.kernels.amx import unavailable
+    from pydarknet.network import Network
+    cfg = ROOT / "cfg/shapes-tiny.cfg"
+    bench.bench_peers("shapes-tiny", cfg, ROOT / "data/shapes-tiny.weights", ROOT / "data/shapes.jpg",
+                      bench.letterboxed, runs=1)
+    out = capsys.readouterr().out.splitlines()
+    gflop = sum(layer.flops() for layer in Network(cfg, quiet_unused=True).layers) / 1e9
+    assert out[0] == f"peers shapes-tiny 160x160, {gflop:.2f} GFLOP, {numba.get_num_threads()} threads"
+    rows = {line[2:30].strip(): line[30:] for line in out[1:]}
+    assert {"pydarknet --fast", "pydarknet --bf16", "onnxruntime f32"} <= set(rows)
+    for label, rest in rows.items():
+        assert re.fullmatch(r" +\d+\.\d ms +\d+ GFLOP/s.*| unavailable: .+", rest), (label, rest)
+    assert re.search(r"GFLOP/s   \d\.\d\dx the faster float32 peer$", rows["pydarknet --fast"])
+    assert ("unavailable" in rows["pydarknet --bf16"]) == (unavailable() is not None)

@@ -18,10 +18,15 @@ Three backends:
   FMA units, as on Intel cores), and stride-1 3x3 convolutions by Winograd's F(4x4, 3x3) or F(2x2, 3x3)
   (kernels/winograd.py: 4x or 2.25x fewer multiplications; see winograd_tile); training's products as "blas". Golden
   outputs stay within 1e-3 (scaled) of the exact ones (tests/test_fast_products.py).
+- "bf16" (`--bf16`): "fast", except that convolutions over 32 channels or more (every layer but the first few
+  of a detector) multiply in bfloat16 with float32 sums on the CPU's AMX tiles (kernels/amx.py): the weights
+  and each layer's input rounded to 8 bits of mantissa, so outputs move by about 1e-2 of their scale
+  (tests/test_bf16.py holds the detections to the exact path's). Where the CPU or the operating system does not
+  allow the tiles, set_backend says why and takes "fast".
 
 `set_backend(name)` switches for the whole process (`set_backend("fast")` is what --fast and
-Detector(..., fast=True) call); the environment variable PYDARKNET_PRODUCTS (darknet, blas or fast) sets the
-starting choice.
+Detector(..., fast=True) call); the environment variable PYDARKNET_PRODUCTS (darknet, blas, fast or bf16) sets
+the starting choice.
 """
 import functools
 import os
@@ -36,21 +41,33 @@ from ..threads import spin_briefly
 from .gemm import (_F32, _I64, _data, _i64, _phis, gemm_flat, host_panel_width, pack_a_batch, packed_a_size,
                    sgemm_batch, sgemm_darknet, sgemm_darknet_tn, sgemm_image)
 
-BACKENDS = ("darknet", "blas", "fast")
-_BACKEND = os.environ.get("PYDARKNET_PRODUCTS", "darknet")
-if _BACKEND not in BACKENDS:
-    raise ValueError(f"PYDARKNET_PRODUCTS={_BACKEND!r}: expected {', '.join(BACKENDS)}")
+BACKENDS = ("darknet", "blas", "fast", "bf16")
+FUSED = ("fast", "bf16")   # the backends whose chain products fuse multiply and add
+BF16_MIN_CHANNELS = 32     # fewer: the tiles' k would be mostly padding (3 channels: a 16 ms layer, not 2)
 
 
 def set_backend(name):
-    """Choose "darknet", "blas" or "fast" for every layer's products; returns the previous choice."""
+    """Choose "darknet", "blas", "fast" or "bf16" for every layer's products; returns the previous choice.
+    "bf16" where the CPU or the system refuses the AMX tiles: a warning saying why, and "fast"."""
     global _BACKEND
     if name not in BACKENDS:
         raise ValueError(f"unknown product backend {name!r} ({', '.join(BACKENDS)})")
+    if name == "bf16":
+        from ..config import warn
+        from .amx import unavailable
+        if unavailable():
+            warn(f"--bf16: {unavailable()}; using the --fast products")
+            name = "fast"
     if name == "blas":
         spin_briefly()
     previous, _BACKEND = _BACKEND, name
     return previous
+
+
+_BACKEND = "darknet"
+if os.environ.get("PYDARKNET_PRODUCTS", "darknet") not in BACKENDS:
+    raise ValueError(f"PYDARKNET_PRODUCTS={os.environ['PYDARKNET_PRODUCTS']!r}: expected {', '.join(BACKENDS)}")
+set_backend(os.environ.get("PYDARKNET_PRODUCTS", "darknet"))
 
 
 def backend():
@@ -60,7 +77,7 @@ def backend():
 def gemm_nn(a, b, out, accumulate=False):
     """out = a @ b, or out += a @ b with accumulate (a (m, k), b (k, n), out (m, n), float32)."""
     if _BACKEND != "blas":
-        sgemm_darknet(a, b, out, accumulate, fused=_BACKEND == "fast")
+        sgemm_darknet(a, b, out, accumulate, fused=_BACKEND in FUSED)
     elif accumulate:
         out += a @ b
     else:
@@ -79,7 +96,7 @@ def conv_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out):
     """out (m, out_h*out_w) = a (m, k) @ im2col(x[c0 : c0 + k/size^2]) for one image x (c, h, w), the columns
     packed straight from the image into the chain kernel's panels (see packs_images): the same floats as
     im2col then gemm_nn, without writing and reading back the column matrix."""
-    sgemm_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, fused=_BACKEND == "fast")
+    sgemm_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, fused=_BACKEND in FUSED)
 
 
 def winograd_tile(channels, size, stride, dilation, groups, out_h, out_w):
@@ -101,7 +118,9 @@ def winograd_tile(channels, size, stride, dilation, groups, out_h, out_w):
     and 28 x 28 outputs (7 x 7 tiles, an eighth padding): 256x26x26 -> 256 2.03 -> 1.62 ms, 384x26x26 -> 256
     3.14 -> 2.73; forwards 1.3 % (yolov4-tiny), 1.6 % (yolov3-tiny) and 2.8 % (Tiny Darknet) faster than an
     A/A run's order bias. With AVX-512 the F(4x4) rule was 1.02x and 1.05x, the F(2x2) one no faster."""
-    if _BACKEND != "fast" or size != 3 or stride != 1 or dilation != 1 or groups != 1:
+    if _BACKEND not in FUSED or size != 3 or stride != 1 or dilation != 1 or groups != 1:
+        return 0
+    if bf16_kernel(channels, stride, dilation, groups):
         return 0
     wide = host_panel_width() >= 32
     fewest = 64 if wide else 16
@@ -182,6 +201,44 @@ def conv_winograd(u, up, x, pad, out_h, out_w, out, scratch):
     (transform_input2 if m == 2 else transform_input4)(x, pad, tiles_w, V)
     sgemm_batch(u, V, M, fused=True)
     (transform_output2 if m == 2 else transform_output4)(M, tiles_w, out_h, out_w, out)
+
+
+def bf16_kernel(channels, stride, dilation, groups):
+    """The AMX kernel a convolution takes with the bf16 products: "shifted" (stride 1: B read in place from
+    shifted copies of the image), "packed" (strided or dilated: im2col's columns packed per block), or None
+    (the fast products: another backend, groups, or fewer than BF16_MIN_CHANNELS channels)."""
+    if _BACKEND != "bf16" or groups != 1 or channels < BF16_MIN_CHANNELS:
+        return None
+    return "shifted" if stride == 1 and dilation == 1 else "packed"
+
+
+def pack_bf16(weights, channels, size, kernel):
+    """A convolution's weights (filters, channels*size*size) for its bf16 kernel (see bf16_kernel)."""
+    from . import amx
+    if kernel == "shifted":
+        return amx.pack_weights_shifted(weights, channels, size)
+    return amx.pack_weights(weights)
+
+
+def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, out, scratch):
+    """out (filters, out_h*out_w) = the convolution of image x (c, h, w) by a (pack_bf16) on the AMX tiles.
+    scratch(name, shape, dtype) gives kept arrays aligned to 64 bytes."""
+    from . import amx
+    c, h, w = x.shape
+    threads = numba.get_num_threads()
+    config = scratch("amx_config", (64,), np.uint8)
+    config[:] = amx.tile_config()
+    c_work = scratch("amx_c", (threads, 1024), np.float32)
+    if kernel == "shifted":
+        shape, row = amx.shifted_layout(c, size, pad, w, out_h)
+        xs = scratch("amx_shifted", shape, np.uint16)
+        amx.to_bf16_shifted(x, pad, row, xs)
+        amx.conv_shifted(a, filters, size, xs, row, out_h, out_w, out, config, c_work)
+        return
+    xp = scratch("amx_padded", (c + 1, h + 2 * pad, w + 2 * pad), np.uint16)
+    amx.to_bf16_padded(x, pad, xp)
+    b_work = scratch("amx_b", (threads, a.shape[1] * 32), np.uint16)
+    amx.conv_image(a, filters, xp, c, size, stride, dilation, out_h, out_w, out, config, b_work, c_work)
 
 
 def gemm_tn(a, b, out, accumulate=False):

@@ -24,8 +24,9 @@ from ..kernels.activations import (ACROSS_CHANNELS, CODE as ACTIVATIONS, LINEAR,
                                    activate_channels, fork_scalar)
 from ..kernels.conv import (col2im_batch, depthwise_conv, im2col_batch, im2col_t, normalize_activate_maxpool,
                             normalize_scale_bias_activate, pad_images)
-from ..kernels.products import (backend, conv_image, conv_weight_gradient, conv_weight_gradient_image,
-                                conv_winograd, gemm_nn, gemm_tn, pack_winograd, packs_images,
+from ..kernels.products import (backend, bf16_kernel, conv_bf16, conv_image, conv_weight_gradient,
+                                conv_weight_gradient_image, conv_winograd, gemm_nn, gemm_tn, pack_bf16, pack_winograd,
+                                packs_images,
                                 weight_gradient_from_image, weight_gradient_transposed, winograd_tile)
 from ..kernels.winograd import transform_weights
 from .base import Layer, zeros
@@ -55,6 +56,18 @@ def scratch(net, key, size):
     if array is None or array.size < size:
         array = buffers[key] = np.empty(size, np.float32)
     return array[:size]
+
+
+def aligned_scratch(net, key, shape, dtype):
+    """A scratch array of the network's as `scratch`, of any dtype and at an address that is a multiple of 64
+    (the AMX tiles' rows load at a third of the speed across cache lines)."""
+    from ..kernels.amx import aligned_zeros
+    buffers = net.__dict__.setdefault("_aligned_scratch", {})
+    size = int(np.prod(shape))
+    array = buffers.get((key, dtype))
+    if array is None or array.size < size:
+        array = buffers[(key, dtype)] = aligned_zeros((size,), dtype)
+    return array[:size].reshape(shape)
 
 
 def batchnorm_forward_train(layer, out, activation, net):
@@ -244,6 +257,15 @@ class Convolutional(Layer):
             cached = self._winograd = (key, u, pack_winograd(u))
         return cached[1:]
 
+    def bf16_weights(self, weights, kernel, net):
+        """`weights` packed for the bf16 products' AMX kernel (products.pack_bf16), kept until the parameters
+        change."""
+        cached = self.__dict__.get("_bf16")
+        key = (net.params_version, id(weights), kernel)
+        if cached is None or cached[0] != key:
+            cached = self._bf16 = (key, pack_bf16(weights, self.in_shape[0], self.size, kernel))
+        return cached[1]
+
     def convolve(self, x, net, out=None, weights=None):
         """The raw convolution sums (n, filters, out_h*out_w), before bias and batch-norm (into `out` if
         given, else into the layer's output buffer), with the layer's weights or the given ones."""
@@ -262,6 +284,13 @@ class Convolutional(Layer):
         pad = self.pad * d
         if g == c == n:   # depthwise: one chain per output straight from the image, no columns
             depthwise_conv(x, weights, self.size, self.stride, pad, d, out.reshape(batch, n, L))
+            return out
+        kernel = bf16_kernel(cg, self.stride, d, g)
+        if kernel:   # the bf16 products on the AMX tiles
+            a = self.bf16_weights(weights, kernel, net)
+            for b in range(batch):
+                conv_bf16(a, kernel, n, x[b], self.size, self.stride, pad, d, out_h, out_w, out[b],
+                          lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype))
             return out
         tile = winograd_tile(cg, self.size, self.stride, d, g, out_h, out_w)
         if tile:   # the fast products' Winograd F(tile x tile, 3x3)

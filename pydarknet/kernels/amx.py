@@ -1,0 +1,363 @@
+"""Convolutions as bfloat16 products with float32 sums on Intel's AMX tiles: the `--bf16` products.
+
+An AMX tile register holds 16 rows of 64 bytes; `tdpbf16ps` multiplies a 16 x 32 bf16 tile of A by a 32 x 16
+bf16 tile of B (stored as 16 rows of k-pairs, "VNNI" order: B[k, j] and B[k + 1, j] side by side) into a
+16 x 16 float32 tile of C: 8192 multiply-adds in one instruction, 16 times an AVX-512 FMA's. The kernel keeps
+2 x 2 C tiles (32 filters x 32 output pixels) in tmm0-3, and for each 32-long step of k loads two A tiles
+(tmm4-5) and two B tiles (tmm6-7) and multiplies all four pairs.
+
+- A, the weights (filters, k), are rounded to bf16 once per parameters, padded with zeros to multiples of 32
+  rows and columns (`pack_weights`; for stride 1 with k ordered kernel position first, `pack_weights_shifted`).
+- Stride 1 (`conv_shifted`, most layers): the image is rounded to bf16 once per layer in B's order, channel
+  pairs side by side, in padded rows of a multiple of 16 pixels, one copy per kernel column offset
+  (`to_bf16_shifted`). Output pixels are then computed at their padded positions and B, for each kernel
+  position, is read in place: its tiles start at whole 64-byte groups, so nothing is packed per block.
+- Other strides and dilations (`conv_image`): the image is rounded to bf16 with its border
+  (`to_bf16_padded`); each thread packs the im2col columns of its block of 32 output pixels into B's order
+  and runs every row block of A over them while they are in its cache.
+- C's tiles go to the output through a 32 x 32 scratch (straight to it where conv_image's block is whole).
+Rounding is to nearest, ties to even, as the CPU's own conversions. The sums are float32 in the tiles' order,
+not darknet's: this is the reduced-precision mode, within the tolerances the README states.
+
+The tiles need the CPU's amx-tile and amx-bf16, the kernel's permission for the process (Linux 5.16 on:
+arch_prctl(ARCH_REQ_XCOMP_PERM)) and Numba compiling for a CPU that has them (not under NUMBA_CPU_NAME or
+NUMBA_CPU_FEATURES naming an older one): `unavailable()` checks all three before anything here is compiled,
+since LLVM cannot compile the tile intrinsics for a CPU without them.
+"""
+import ctypes
+import functools
+import platform
+import sys
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+_I8 = ir.IntType(8)
+_I8P = _I8.as_pointer()
+_I64 = ir.IntType(64)
+
+ARCH_REQ_XCOMP_PERM = 0x1023
+XFEATURE_XTILEDATA = 18
+SYS_ARCH_PRCTL = 158   # x86-64
+
+
+@functools.cache
+def unavailable():
+    """None when this process can run the AMX kernels, else why not (one line)."""
+    from numba.core.registry import cpu_target
+    if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
+        return f"AMX tiles are used on x86-64 Linux only (this is {sys.platform} {platform.machine()})"
+    features = cpu_target.target_context.codegen().magic_tuple()[2].split(",")
+    missing = [f for f in ("amx-tile", "amx-bf16") if f"+{f}" not in features]
+    if missing:
+        return f"this CPU (as Numba compiles for it) lacks {' and '.join(missing)}"
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(SYS_ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0:
+        return f"the kernel does not let this process use the AMX tiles (arch_prctl: errno {ctypes.get_errno()})"
+    return None
+
+
+def _declare(builder, name, args):
+    try:
+        return builder.module.get_global(name)
+    except KeyError:
+        return ir.Function(builder.module, ir.FunctionType(ir.VoidType(), args), name)
+
+
+def _at(context, builder, aty, array, offset):
+    """The address of element `offset` of a contiguous array, as a byte pointer."""
+    data = cgutils.create_struct_proxy(aty)(context, builder, value=array).data
+    return builder.bitcast(builder.gep(data, [offset]), _I8P)
+
+
+def _tile(n):
+    return ir.Constant(_I8, n)
+
+
+@intrinsic
+def _tile_config(typingctx, config):
+    """Load the tile shapes (`tile_config()`'s 64 bytes) for this thread."""
+    def codegen(context, builder, signature, args):
+        at = _at(context, builder, signature.args[0], args[0], ir.Constant(_I64, 0))
+        builder.call(_declare(builder, "llvm.x86.ldtilecfg", [_I8P]), [at])
+        return context.get_dummy_value()
+    return types.void(config), codegen
+
+
+@intrinsic
+def _zero_c(typingctx):
+    """C's four tiles to zero."""
+    def codegen(context, builder, signature, args):
+        zero = _declare(builder, "llvm.x86.tilezero", [_I8])
+        for t in range(4):
+            builder.call(zero, [_tile(t)])
+        return context.get_dummy_value()
+    return types.void(), codegen
+
+
+@intrinsic
+def _step(typingctx, a, a_at, lda, b, b_at, b_next, ldb):
+    """C += A . B for one 32-long step of k: A's two tiles are rows a_at.. and 16 rows below (rows lda elements
+    apart), B's two tiles (columns 0-15 and 16-31, in VNNI order: 16 k-pair rows of 16 x 2 bf16, ldb elements
+    apart) at b_at and b_at + b_next."""
+    def codegen(context, builder, signature, args):
+        a_, a_at_, lda_, b_, b_at_, b_next_, ldb_ = args
+        load = _declare(builder, "llvm.x86.tileloadd64", [_I8, _I8P, _I64])
+        dot = _declare(builder, "llvm.x86.tdpbf16ps", [_I8, _I8, _I8])
+        two = ir.Constant(_I64, 2)
+        below = builder.add(a_at_, builder.mul(lda_, ir.Constant(_I64, 16)))
+        builder.call(load, [_tile(4), _at(context, builder, signature.args[0], a_, a_at_), builder.mul(lda_, two)])
+        builder.call(load, [_tile(5), _at(context, builder, signature.args[0], a_, below), builder.mul(lda_, two)])
+        for t, offset in ((6, ir.Constant(_I64, 0)), (7, b_next_)):
+            at = _at(context, builder, signature.args[3], b_, builder.add(b_at_, offset))
+            builder.call(load, [_tile(t), at, builder.mul(ldb_, two)])
+        for c, (ta, tb) in enumerate(((4, 6), (4, 7), (5, 6), (5, 7))):
+            builder.call(dot, [_tile(c), _tile(ta), _tile(tb)])
+        return context.get_dummy_value()
+    return types.void(a, types.intp, types.intp, b, types.intp, types.intp, types.intp), codegen
+
+
+@intrinsic
+def _store_c(typingctx, c, c_at, ldc):
+    """C's 32 x 32 floats into c from element c_at, rows ldc elements apart."""
+    def codegen(context, builder, signature, args):
+        c_, c_at_, ldc_ = args
+        store = _declare(builder, "llvm.x86.tilestored64", [_I8, _I8P, _I64])
+        row_bytes = builder.mul(ldc_, ir.Constant(_I64, 4))
+        below = builder.mul(ldc_, ir.Constant(_I64, 16))
+        for t, offset in enumerate((ir.Constant(_I64, 0), ir.Constant(_I64, 16), below,
+                                    builder.add(below, ir.Constant(_I64, 16)))):
+            at = _at(context, builder, signature.args[0], c_, builder.add(c_at_, offset))
+            builder.call(store, [_tile(t), at, row_bytes])
+        return context.get_dummy_value()
+    return types.void(c, types.intp, types.intp), codegen
+
+
+def tile_config():
+    """The 64-byte tile configuration: palette 1, tiles 0-7 of 16 rows x 64 bytes."""
+    config = np.zeros(64, np.uint8)
+    config[0] = 1
+    config[16:32:2] = 64     # bytes per row, tiles 0-7 (16-bit fields)
+    config[48:56] = 16       # rows, tiles 0-7
+    return config
+
+
+@njit(cache=True, inline="always")
+def _bf16(bits):
+    """float32 bits -> bf16 bits, to nearest, ties to even."""
+    return np.uint16((bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
+
+
+@njit(cache=True)
+def _pack_weights(w, a):
+    bits = w.view(np.uint32)
+    for i in range(w.shape[0]):
+        for k in range(w.shape[1]):
+            a[i, k] = _bf16(bits[i, k])
+
+
+def aligned_zeros(shape, dtype):
+    """Zeros at an address that is a multiple of 64: a tile row that straddles two cache lines loads at a third
+    of the speed (measured: 90 against 33 ns per 32-long step of k)."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.zeros(size + 64, np.uint8)
+    start = -raw.ctypes.data % 64
+    return raw[start:start + size].view(dtype).reshape(shape)
+
+
+def pack_weights(w):
+    """The weights (filters, k) as bf16, zero-padded to multiples of 32 rows and columns."""
+    m, k = w.shape
+    a = aligned_zeros((-(-m // 32) * 32, -(-k // 32) * 32), np.uint16)
+    _pack_weights(np.ascontiguousarray(w, dtype=np.float32), a)
+    return a
+
+
+@njit(cache=True, parallel=True)
+def to_bf16_padded(x, pad, out):
+    """out (c + 1, h + 2 pad, w + 2 pad) = image x (c, h, w) as bf16 within a zero border, and a zero plane
+    after (conv_image reads it for k's padding)."""
+    c, h, w = x.shape
+    bits = x.view(np.uint32)
+    out[c] = 0
+    for ch in prange(c):
+        out[ch, :pad, :] = 0
+        out[ch, pad + h:, :] = 0
+        for y in range(h):
+            row = out[ch, pad + y]
+            row[:pad] = 0
+            row[pad + w:] = 0
+            for i in range(w):
+                row[pad + i] = _bf16(bits[ch, y, i])
+
+
+@njit(cache=True, parallel=True)
+def conv_image(a, m, xp, channels, size, stride, dilation, out_h, out_w, out, config, b_work, c_work):
+    """out (m, out_h*out_w) = the convolution of the padded bf16 image xp (to_bf16_padded) by the packed weights
+    a (pack_weights: m filters x channels*size*size), for any stride and dilation. Each thread packs the im2col
+    columns of its blocks of 32 output pixels into b_work[t] (k padded * 32 bf16, in B's order) and runs every
+    row block of A over them; c_work (threads, 1024) float32 holds C at the edges."""
+    rows_a, kp = a.shape
+    k = channels * size * size
+    L = out_h * out_w
+    blocks = (L + 31) // 32
+    threads = b_work.shape[0]
+    per = (blocks + threads - 1) // threads
+    a_flat = a.reshape(-1)
+    out_flat = out.reshape(-1)
+    where = np.empty((kp, 3), np.intp)   # each position of k: its channel, row and column offsets in xp
+    for kk in range(kp):
+        if kk < k:
+            ch = kk // (size * size)
+            r = kk - ch * size * size
+            where[kk, 0], where[kk, 1], where[kk, 2] = ch, (r // size) * dilation, (r % size) * dilation
+        else:             # k's padding reads xp's last plane, zero (A is zero there too, but garbage could be NaN)
+            where[kk, 0], where[kk, 1], where[kk, 2] = xp.shape[0] - 1, 0, 0
+    for t in prange(threads):
+        _tile_config(config)
+        b = b_work[t]
+        c = c_work[t]
+        runs_j = np.empty(32, np.intp)
+        runs_y = np.empty(32, np.intp)
+        runs_x = np.empty(32, np.intp)
+        runs_n = np.empty(32, np.intp)
+        for block in range(t * per, min(blocks, (t + 1) * per)):
+            p0 = block * 32
+            cols = min(32, L - p0)
+            runs, j = 0, 0
+            while j < cols:   # the block's pixels as runs along output rows
+                oy = (p0 + j) // out_w
+                ox = p0 + j - oy * out_w
+                runs_j[runs], runs_y[runs], runs_x[runs] = j, oy * stride, ox * stride
+                runs_n[runs] = min(cols - j, out_w - ox)
+                j += runs_n[runs]
+                runs += 1
+            for pair in range(kp // 2):   # two positions of k at a time: B's rows are k-pairs
+                ca, ya, xa = where[2 * pair]
+                cb, yb, xb = where[2 * pair + 1]
+                for r in range(runs):
+                    dst = pair * 64 + 2 * runs_j[r]
+                    row_a = xp[ca, runs_y[r] + ya]
+                    row_b = xp[cb, runs_y[r] + yb]
+                    xa0, xb0 = runs_x[r] + xa, runs_x[r] + xb
+                    if stride == 1:   # contiguous reads: LLVM interleaves them with vector shuffles
+                        for q in range(runs_n[r]):
+                            b[dst + 2 * q] = row_a[xa0 + q]
+                            b[dst + 2 * q + 1] = row_b[xb0 + q]
+                    else:
+                        for q in range(runs_n[r]):
+                            b[dst + 2 * q] = row_a[xa0 + q * stride]
+                            b[dst + 2 * q + 1] = row_b[xb0 + q * stride]
+            for r0 in range(0, rows_a, 32):
+                _zero_c()
+                for s in range(kp // 32):
+                    _step(a_flat, r0 * kp + s * 32, kp, b, s * 1024, 32, 64)
+                if r0 + 32 <= m and cols == 32:
+                    _store_c(out_flat, r0 * L + p0, L)
+                else:
+                    _store_c(c, 0, 32)
+                    for i in range(min(32, m - r0)):
+                        for j in range(cols):
+                            out[r0 + i, p0 + j] = c[i * 32 + j]
+
+
+def shifted_layout(channels, size, pad, w, out_h):
+    """The shape of to_bf16_shifted's output for an image of `channels` x ? x w and a stride-1 size x size
+    kernel, (size copies, groups of 16 positions, channel pairs, 16, 2), and its row width: the padded row
+    (w + 2 pad) rounded up to 16 pixels, so that a kernel row's reads start at a group."""
+    row = -(-(w + 2 * pad) // 16) * 16
+    blocks = -(-(out_h * row) // 32)
+    return (size, 2 * blocks + (size - 1) * row // 16, -(-channels // 32) * 16, 16, 2), row
+
+
+@njit(cache=True, parallel=True)
+def to_bf16_shifted(x, pad, row, out):
+    """out[kx, g, pair, i, parity] = the bf16 of channel 2 pair + parity of image x (c, h, w), zero-padded by pad
+    on every side and laid out in rows of `row` pixels, at flat position 16 g + i + kx: one copy per column
+    offset kx of the kernel, in groups of 16 positions whose channel pairs follow each other, so that a B tile
+    (16 pairs x 16 positions) is 1 KiB in one piece (see conv_shifted)."""
+    c, h, w = x.shape
+    copies, groups, pairs = out.shape[:3]
+    bits = x.reshape(-1).view(np.uint32)
+    words = out.reshape(-1).view(np.uint32)   # a channel pair's two bf16 as one word: low half the even channel
+    per_row = row // 16
+    rows = -(-groups // per_row)
+    for job in prange(copies * rows):   # flat offsets throughout: a view per 16 words cost more than the words
+        kx, y = job // rows, job % rows
+        g0, g1 = y * per_row, min(groups, (y + 1) * per_row)
+        iy = y - pad
+        for g in range(g0, g1):
+            first = (g - g0) * 16 + kx - pad           # the image column of the group's first position
+            lo, hi = (max(0, -first), min(16, w - first)) if 0 <= iy < h else (16, 16)
+            for pair in range(pairs):
+                at = ((kx * groups + g) * pairs + pair) * 16
+                even = (2 * pair * h + iy) * w + first
+                if 2 * pair + 1 < c and lo < hi:
+                    for j in range(lo, hi):
+                        words[at + j] = np.uint32(_bf16(bits[even + j])) | (
+                            np.uint32(_bf16(bits[even + h * w + j])) << np.uint32(16))
+                elif 2 * pair < c and lo < hi:
+                    for j in range(lo, hi):
+                        words[at + j] = np.uint32(_bf16(bits[even + j]))
+                else:
+                    lo = hi = 16
+                for j in range(lo):
+                    words[at + j] = 0
+                for j in range(max(lo, hi), 16):
+                    words[at + j] = 0
+
+
+def pack_weights_shifted(w, channels, size):
+    """The weights (filters, channels*size*size, darknet's order) for conv_shifted: k ordered kernel position
+    first, then channel, the channels padded to 32 per position; filters padded to 32; bf16."""
+    m = w.shape[0]
+    padded = -(-channels // 32) * 32
+    by_position = np.zeros((m, size * size, padded), np.float32)
+    by_position[:, :, :channels] = w.reshape(m, channels, size * size).transpose(0, 2, 1)
+    return pack_weights(by_position.reshape(m, -1))
+
+
+@njit(cache=True, parallel=True)
+def conv_shifted(a, m, size, xs, row, out_h, out_w, out, config, c_work):
+    """out (m, out_h*out_w) = the stride-1 size x size convolution of the image in xs (to_bf16_shifted, rows of
+    `row` pixels) by a (pack_weights_shifted). Output pixels are computed at their padded positions q = y row
+    + x, 32 at a time: for kernel position (ky, kx), B is the two groups of copy kx from q + ky row, read in
+    place (no columns packed); the columns past out_w are dropped."""
+    rows_a, kp = a.shape
+    groups, pairs = xs.shape[1], xs.shape[2]
+    steps = pairs // 16
+    blocks = -(-(out_h * row) // 32)
+    threads = c_work.shape[0]
+    per = (blocks + threads - 1) // threads
+    a_flat = a.reshape(-1)
+    xs_flat = xs.reshape(-1)
+    group = pairs * 32   # elements per group of 16 positions
+    for t in prange(threads):
+        _tile_config(config)
+        c = c_work[t]
+        src = np.empty(32, np.intp)   # the block's columns that are output pixels, and where they go
+        dst = np.empty(32, np.intp)
+        for block in range(t * per, min(blocks, (t + 1) * per)):
+            q0 = block * 32
+            count = 0
+            for j in range(32):
+                y = (q0 + j) // row
+                x = q0 + j - y * row
+                if x < out_w and y < out_h:
+                    src[count], dst[count] = j, y * out_w + x
+                    count += 1
+            for r0 in range(0, rows_a, 32):
+                _zero_c()
+                for ky in range(size):
+                    for kx in range(size):
+                        a_at = r0 * kp + (ky * size + kx) * steps * 32
+                        b_at = (kx * groups + (q0 + ky * row) // 16) * group
+                        for s in range(steps):
+                            _step(a_flat, a_at + s * 32, kp, xs_flat, b_at + s * 512, group, 32)
+                _store_c(c, 0, 32)
+                for i in range(min(32, m - r0)):
+                    for j in range(count):
+                        out[r0 + i, dst[j]] = c[i * 32 + src[j]]
