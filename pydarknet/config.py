@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 from .errors import CfgError, DarknetError  # noqa: F401  (imported from here throughout pydarknet)
-from .resources import find_argument
+from .resources import find_argument, find_file
 
 
 _INT = re.compile(r"[+-]?\d+")
@@ -197,12 +197,58 @@ def read_data_cfg(path):
     return section
 
 
+def read_data_or_names(path):
+    """A .data file's options (read_data_cfg), or, for a `.names` file, those of a .data file whose one line is
+    names=PATH: detecting needs no .data file (as in the Hank.ai fork)."""
+    if Path(str(path)).suffix.lower() == ".names":
+        section = Section("data", str(path), 1)
+        section.options["names"] = (str(path), 1)
+        return section
+    return read_data_cfg(path)
+
+
 def read_names(path):
     """Class names, one per line (darknet's get_labels)."""
     try:
         return [line.rstrip("\r\n") for line in Path(find_argument(path)).read_text(errors="replace").splitlines()]
     except OSError as e:
         raise DarknetError(f"{path}: cannot read names: {e.strerror}") from None
+
+
+def load_names(data_file, classes, cfg):
+    """Class names from a .data file (`names=`, else `labels=`) or a .names file, an error when there are too few
+    (darknet reads past its list). More names than classes is darknet's own imagenet1k.data: the 21842-name list
+    whose first 1000 are the classes."""
+    data = read_data_or_names(data_file)
+    name_list = data.str("names") or data.str("labels")
+    if not name_list:
+        raise DarknetError(f"{data_file}: no names= or labels= line")
+    path = find_file(name_list, beside=data_file, what="names file")
+    names = read_names(path)
+    if classes and len(names) < classes:
+        raise DarknetError(f"{path} has {len(names)} names but {cfg} has {classes} classes: one name per line, a "
+                           f"line for each class (is {data_file} the .data file of this network?)")
+    return names, data
+
+
+def default_data(name):
+    """Darknet's shortcuts read cfg/coco.data or cfg/imagenet1k.data from the working directory; we fall back
+    to the copies pydarknet ships."""
+    return str(find_file(f"cfg/{name}", what="data file"))
+
+
+def class_numbers(value):
+    """The class numbers of a list as the Hank.ai fork's -skipclasses takes it, numbers and ranges ("2,5-8"), as a
+    frozenset; None for None. A list that is not: one line naming it."""
+    if value is None:
+        return None
+    numbers = set()
+    for part in value.split(","):
+        ends = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if ends is None or int(ends[2] or ends[1]) < int(ends[1]):
+            raise DarknetError(f"-skipclasses {value}: give class numbers and ranges, e.g. 2,5-8")
+        numbers.update(range(int(ends[1]), int(ends[2] or ends[1]) + 1))
+    return frozenset(numbers)
 
 
 def check_fractions(**options):

@@ -38,7 +38,7 @@ from numba import njit
 
 from .boxes import Detections
 from .classify import network_hierarchy, top_k
-from .config import DarknetError, check_fractions, read_data_cfg, read_names, warn
+from .config import DarknetError, check_fractions, read_data_cfg, read_data_or_names, read_names, warn
 from .labels import label_path, read_labels, read_list
 from .detect import do_nms_obj, do_nms_sort, network_detections, network_nms
 from .image import center_crop_image, letterbox_image, load_image, resize_image
@@ -206,14 +206,20 @@ class _AsTheFork:
 
 
 def collect_detections(data_file, cfg, weights, letter_box=False, progress=None, network=None,
-                       decoder="darknet", fuse_batchnorm=True, images=None, paths=None):
+                       decoder="darknet", fuse_batchnorm=True, images=None, paths=None, image_list=None):
     """Run the network over the `valid=` list of `data_file` as AlexeyAB's map does (each image resized -- or
     letterboxed -- to the network, boxes over .005, the NMS of the cfg's kind at .45) and read the truths. `network`: an
     already loaded Network to use instead of building one from cfg/weights (left as it was afterwards).
     `fuse_batchnorm`: fold batch normalisation into the convolutions first, as the fork does. `images`: the
     runner of map_image over the list [this process, on `network`]. `paths`: the images to evaluate instead
-    of the `valid=` list (training's -map falls back to `train=`, see valid_list)."""
-    options = read_data_cfg(data_file)
+    of the `valid=` list (training's -map falls back to `train=`, see valid_list); `image_list`: a file of them,
+    one per line. `data_file` may be a .names file, which has no valid= list."""
+    options = read_data_or_names(data_file)
+    if paths is None and image_list is not None:
+        paths = read_list(image_list)
+    if paths is None and Path(str(data_file)).suffix.lower() == ".names":
+        raise DarknetError(f"{data_file}: a names file lists no images to evaluate: give their list after WEIGHTS "
+                           f"(a file of image paths, one per line, as a .data file's valid=)")
     if paths is None:
         paths = _image_list(options, "valid", "data/train.txt", data_file)
     difficult_paths = None
@@ -451,7 +457,7 @@ def compute_map(collected, thresh=0.25, iou_thresh=0.5, points=0):
 
 
 def run_map(data_file, cfg, weights, thresh=0.25, iou_thresh=0.5, points=0, letter_box=False, progress=None,
-            network=None, fuse_batchnorm=True, images=None, paths=None):
+            network=None, fuse_batchnorm=True, images=None, paths=None, image_list=None):
     """AlexeyAB's `detector map`: (lines of its report without the progress lines, summary dict).
 
     Each image of `valid=` is resized (letterboxed when the cfg's [net] has letter_box=1 or `letter_box` is
@@ -465,13 +471,15 @@ def run_map(data_file, cfg, weights, thresh=0.25, iou_thresh=0.5, points=0, lett
     fp, fn, average_iou, detections_count, unique_truth_count, and per class ap/tp/fp/truths/average_iou.
     `fuse_batchnorm` (default, as AlexeyAB): run with batch normalisation folded into the convolutions, which
     reproduces AlexeyAB's figures to the last printed digit; `network`: a loaded Network to use (restored);
-    `images`: the runner of the per-image work and `paths` the images [valid=] (see collect_detections).
+    `images`: the runner of the per-image work and `paths` (or `image_list`, a file of them) the images [valid=]
+    (see collect_detections).
 
     Training's -map (pydarknet.train) calls it too, on the network being trained (`network`, not fused: the
     fork's training evaluates its unfused network) and the list valid_list gives."""
     check_fractions(thresh=thresh, iou_thresh=iou_thresh)
     collected = collect_detections(data_file, cfg, weights, letter_box=letter_box, progress=progress,
-                                   network=network, fuse_batchnorm=fuse_batchnorm, images=images, paths=paths)
+                                   network=network, fuse_batchnorm=fuse_batchnorm, images=images, paths=paths,
+                                   image_list=image_list)
     return compute_map(collected, thresh=thresh, iou_thresh=iou_thresh, points=points)
 
 

@@ -509,10 +509,15 @@ def to_bgr8(im):
     return _to_bgr8(np.ascontiguousarray(im[:3]))
 
 
-def from_bgr8(bgr):
-    """An OpenCV uint8 BGR (h, w, 3) image (a video frame) -> darknet's float32 (3, h, w) RGB image, converted as
-    load_image converts OpenCV's pixels (byte / 255)."""
-    return _bytes_to_image(np.asarray(bgr), "<frame>")
+def from_bgr8(bgr, rgb=False):
+    """An OpenCV uint8 BGR (h, w, 3) image (cv2.imread's, a video frame's) -> darknet's float32 (3, h, w) RGB
+    image, converted as load_image converts OpenCV's pixels (byte / 255): the same decoded pixels give the same
+    floats, bit for bit. `rgb`: the array's channels are in RGB order (PIL's, imageio's) instead."""
+    pixels = np.asarray(bgr)
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ImageError(f"expected a uint8 (h, w, 3) {'RGB' if rgb else 'BGR'} image, got a {pixels.dtype} array "
+                         f"of shape {pixels.shape}")
+    return _bytes_to_image(pixels[:, :, ::-1] if rgb else pixels, "<frame>")
 
 
 @njit(cache=True, parallel=True)

@@ -4,6 +4,7 @@ Everything here formats; nothing runs a network. Numbers are printed as C's prin
 """
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,31 @@ def fork_json(frame_id, objects, filename=None, counting=None):
 def fork_json_frame(frame_id, path, result):
     """One image's entry of the fork's `-out` JSON file."""
     return fork_json(frame_id, fork_objects(result), path)
+
+
+def file_label(name):
+    """A class name as a part of a file name: each run of characters other than letters, digits, '.' and '-' as
+    one '_' ("traffic light": traffic_light)."""
+    return re.sub(r"[^\w.-]+", "_", name)
+
+
+def write_crops(folder, image_path, bgr, result):
+    """Each detection of `result` cut out of `bgr` (the detected image, uint8 (h, w, 3)) at its pixels, clipped to
+    the image, as folder/<image>_<n>_<class>.jpg (<image> the image's name without extension, n from 1 in the order
+    of result.detections, <class> its name); each written path becomes its detection's `crop` (in --json). A box
+    with an inf or NaN coordinate, or wholly outside the image, is not written."""
+    from .image import save_image   # OpenCV loads only when needed (and after -q has silenced it)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    h, w = bgr.shape[:2]
+    for n, d in enumerate(result.detections, 1):
+        if not all(math.isfinite(v) for v in d.pixels):
+            continue
+        left, top, width, height = d.pixels
+        x0, y0, x1, y1 = max(left, 0), max(top, 0), min(left + width, w), min(top + height, h)
+        if x1 > x0 and y1 > y0:
+            name = f"{Path(image_path).stem}_{n}_{file_label(d.name)}.jpg"
+            d.crop = save_image(np.ascontiguousarray(bgr[y0:y1, x0:x1]), folder / name)
 
 
 def write_labels(image_path, result):

@@ -1,11 +1,14 @@
 """Load a network once, then detect or classify images: the Python API behind `detect` and `classify`.
 
-    detector = Detector("cfg/yolov3-tiny.cfg", "yolov3-tiny.weights", names=read_names("data/coco.names"))
+    detector = Detector("cfg/yolov3-tiny.cfg", "yolov3-tiny.weights")   # names: `detect`'s (COCO)
     result = detector.detect("dog.jpg")          # result.detections: boxes, classes, probabilities
+    result = detector.detect(cv2.imread("dog.jpg"))   # a frame: the same pixels give the same numbers
 
-    classifier = Classifier("cfg/tiny.cfg", "tiny.weights", names=...)
+    classifier = Classifier("cfg/tiny.cfg", "tiny.weights")             # names: `classify`'s (ImageNet)
     result = classifier.classify("dog.jpg", top=5)
 
+An image is a path, a uint8 (h, w, 3) array in OpenCV's BGR order (cv2.imread's, VideoCapture.read's; RGB when
+the Detector or Classifier is made with rgb=True), or darknet's float32 (3, h, w) RGB image, values 0..1.
 `detect_batch` and `classify_batch` run several images through the network in one forward pass, with the
 same results as one at a time (`detect` and `classify` are their batch of one). `prepare` does an image's
 part before the network (loading, resizing): a caller may run it ahead, in another thread, and pass the
@@ -17,12 +20,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .boxes import Detections
 from .classify import network_hierarchy, top_k
-from .config import DarknetError, check_fractions
+from .config import DarknetError, check_fractions, class_numbers, default_data, load_names
 from .detect import network_detections, network_nms
-from .image import center_crop_image, draw_detections, letterbox_image, load_image, resize_image, resize_min
+from .image import (center_crop_image, draw_detections, from_bgr8, letterbox_image, load_image, resize_image,
+                    resize_min)
 from .network import Network
 from .output import strict_json
+from .heatmap import HEAT_THRESH, heat_map
+from .tiles import Tiles, cut, detect_tiles
 from .track import Tracker
 from .tree import hierarchy_predictions
 
@@ -54,9 +61,11 @@ class Detection:
     box: tuple          # centre x, y, width, height, relative to the image (0..1)
     pixels: tuple       # left, top, width, height in pixels, rounded as AlexeyAB's -ext_output prints them
     track_id: int = None   # the object's id across frames (track.Tracker), None when not tracked
+    crop: str = None       # the file it was cut out into (output.write_crops), None when not
 
     def as_json(self):
-        """A dict for JSON; a coordinate that is not finite is None; "track_id" only when tracked."""
+        """A dict for JSON; a coordinate that is not finite is None; "track_id" only when tracked, "crop" only
+        when cut out."""
         x, y, w, h = self.box
         left, top, width, height = self.pixels
         doc = {"class_id": self.class_id, "name": self.name, "prob": self.prob, "objectness": self.objectness,
@@ -64,6 +73,8 @@ class Detection:
                "pixels": {"left": left, "top": top, "width": width, "height": height}}
         if self.track_id is not None:
             doc["track_id"] = self.track_id
+        if self.crop is not None:
+            doc["crop"] = self.crop
         return strict_json(doc)
 
 
@@ -76,6 +87,14 @@ class DetectionResult:
     detections: list = field(default_factory=list)   # one Detection per (box, class) over the threshold
     boxes: list = field(default_factory=list)        # per box: (relative box, [(class id, prob)]) in darknet's order
     track_ids: list = None                           # per box: its track's id or None (track.Tracker); None: untracked
+    heat: object = None                              # Detector(heatmaps=True): the candidates of the heat maps
+
+    def heatmap(self, class_id=None):
+        """float32 (height, width): the heat map of class `class_id` (None: all classes) over the image (see
+        pydarknet.heatmap); the result of a Detector made with heatmaps=True."""
+        if self.heat is None:
+            raise DarknetError("no heat map: detect with Detector(..., heatmaps=True)")
+        return heat_map(self.heat, self.width, self.height, class_id)
 
     def finite_boxes(self):
         """`boxes` without those having an inf or NaN coordinate (an untrained network's), which cannot be drawn
@@ -123,18 +142,40 @@ class PreparedImage:
     image: str
     width: int
     height: int
-    input: np.ndarray   # float32 (c, h, w)
+    input: np.ndarray   # float32 (c, h, w); None when cut into tiles
+    tiles: list = None  # Detector(tiles=...): the tiles.Tile parts of the image, each with its input
+
+
+def skipped_classes(value, classes):
+    """Detector's skip_classes as a frozenset: class numbers, or a string as -skipclasses takes it ("2,5-8"); each
+    must be one of the network's `classes`."""
+    numbers = class_numbers(value) if isinstance(value, str) else frozenset(int(c) for c in value or ())
+    outside = sorted(c for c in numbers if not 0 <= c < classes)
+    if outside:
+        raise DarknetError(f"-skipclasses: class {outside[0]} is not one of the network's {classes} classes (0 to "
+                           f"{classes - 1})")
+    return numbers
 
 
 def class_name(names, index):
     return names[index] if names and 0 <= index < len(names) else str(index)
 
 
-def as_image(image, decoder):
-    """(name, float32 (3, h, w) image) of a path or of an image array ("<array>")."""
+def as_image(image, decoder, rgb=False):
+    """(name, float32 (3, h, w) image) of a path, or of an array ("<array>"): a uint8 (h, w, 3) image, BGR as
+    cv2.imread and VideoCapture.read give it (RGB when `rgb`), or darknet's float32 (3, h, w) image."""
     if isinstance(image, np.ndarray):
+        if image.dtype == np.uint8:
+            return "<array>", from_bgr8(image, rgb)
         return "<array>", np.asarray(image, np.float32)
     return str(image), load_image(image, decoder)
+
+
+def default_names(data_name, classes):
+    """The class names the commands use when given no .data file (`detect`: cfg/coco.data's, `classify`:
+    cfg/imagenet1k.data's); None (class numbers) for a network with more classes than that list names."""
+    names, _ = load_names(default_data(data_name), 0, None)
+    return names if len(names) >= classes else None
 
 
 def timed_forward(net, prepared):
@@ -201,16 +242,25 @@ class Detector:
     """`darknet`: "ab" or "pjreddie" forces whose arithmetic and defaults to follow (None: from the files).
     `fast`: see use_fast. `device`: "cuda:0" runs the network on that GPU (pydarknet.cuda), None where it is.
     `letterbox`: None for the network's darknet's default: pjreddie letterboxes, the fork resizes unless the
-    cfg's [net] has letter_box=1."""
+    cfg's [net] has letter_box=1. `names`: None for those `detect` prints (cfg/coco.data's; class numbers for a
+    network of more classes). `rgb`: uint8 images given as arrays are RGB, not OpenCV's BGR.
+    `tiles`: True or a tiles.Tiles: an image larger than the network is detected tile by tile (pydarknet.tiles).
+    `skip_classes`: class numbers (or a string as -skipclasses takes it, "2,5-8") never reported: not in the
+    results, so neither drawn, tracked nor counted. `heatmaps`: each result keeps the candidates of its heat maps
+    (DetectionResult.heatmap, pydarknet.heatmap)."""
 
     def __init__(self, cfg, weights, names=None, letterbox=None, decoder="darknet", network=None, darknet=None,
-                 fast=False, device=None):
+                 fast=False, device=None, rgb=False, tiles=None, skip_classes=(), heatmaps=False):
         self.net = loaded_network(cfg, weights, network, darknet, fast, "detector", device)
-        self.names = names
+        self.names = default_names("coco.data", self.classes) if names is None else names
         if letterbox is None:
             letterbox = bool(self.net.letter_box) if self.net.darknet == "ab" else True
         self.letterbox = letterbox
         self.decoder = decoder
+        self.rgb = rgb
+        self.tiles = Tiles() if tiles is True else tiles or None
+        self.skip_classes = skipped_classes(skip_classes, self.classes)
+        self.heatmaps = heatmaps
 
     @property
     def default_thresh(self):
@@ -221,15 +271,20 @@ class Detector:
         return next((layer.classes for layer in reversed(self.net.layers) if hasattr(layer, "detections")), 0)
 
     def prepare(self, image):
-        """A path or a float (3, h, w) image, resized or letterboxed to the network: a PreparedImage (which is
-        returned as it is)."""
+        """An image (see as_image: a path, a uint8 (h, w, 3) BGR array [RGB with `rgb`], a float (3, h, w) one),
+        resized or letterboxed to the network: a PreparedImage (which is returned as it is)."""
         if isinstance(image, PreparedImage):
             return image
-        name, im = as_image(image, self.decoder)
+        name, im = as_image(image, self.decoder, self.rgb)
         _, h, w = im.shape
+        if self.tiles is not None:
+            return PreparedImage(name, w, h, None, cut(im, self.net.w, self.net.h, self.tiles, self.sized))
+        return PreparedImage(name, w, h, self.sized(im))
+
+    def sized(self, im):
+        """A float (3, h, w) image letterboxed or resized to the network, as the Detector's `letterbox` says."""
         net = self.net
-        sized = letterbox_image(im, net.w, net.h) if self.letterbox else resize_image(im, net.w, net.h)
-        return PreparedImage(name, w, h, sized)
+        return letterbox_image(im, net.w, net.h) if self.letterbox else resize_image(im, net.w, net.h)
 
     def detect(self, image, thresh=None, hier_thresh=0.5, nms=0.45):
         """Boxes over `thresh` (None: the darknet's default, see DEFAULT_THRESH) after the NMS of the
@@ -245,20 +300,46 @@ class Detector:
         if thresh is None:
             thresh = self.default_thresh
         prepared = [self.prepare(image) for image in images]
+        if self.tiles is not None:
+            return [self._tiled_result(p, thresh, hier_thresh, nms) for p in prepared]
         _, seconds = timed_forward(self.net, prepared)
-        return [self._result(p, index, seconds, thresh, hier_thresh, nms) for index, p in enumerate(prepared)]
+        return [self._result(p, *self._found(p.width, p.height, index, thresh, hier_thresh, nms), seconds, thresh)
+                for index, p in enumerate(prepared)]
 
-    def _result(self, prepared, index, seconds, thresh, hier_thresh, nms):
-        """The detections of image `index` of the last forward pass."""
-        net, w, h = self.net, prepared.width, prepared.height
+    def _found(self, w, h, index, thresh, hier_thresh, nms):
+        """(boxes after NMS, heat map candidates or None) of image `index` (w x h pixels) of the last forward
+        pass, relative to it."""
+        net = self.net
         dets = network_detections(net, w, h, thresh, hier_thresh, relative=True, letterbox=self.letterbox,
                                   batch_index=index)
-        if nms:
-            dets = network_nms(net, dets, nms)
+        heat = None
+        if self.heatmaps:
+            heat = network_detections(net, w, h, HEAT_THRESH, hier_thresh, relative=True, letterbox=self.letterbox,
+                                      batch_index=index)
+        return (network_nms(net, dets, nms) if nms else dets), heat
+
+    def _tiled_result(self, prepared, thresh, hier_thresh, nms):
+        """The detections of an image cut into tiles (pydarknet.tiles), TILE_BATCH tiles per forward pass."""
+        def run(tiles):
+            _, seconds = timed_forward(self.net, tiles)
+            found = [self._found(t.w, t.h, index, thresh, hier_thresh, nms) for index, t in enumerate(tiles)]
+            return found, seconds * len(tiles)
+        dets, heat, seconds = detect_tiles(prepared.tiles, run, prepared.width, prepared.height, self.net, nms)
+        return self._result(prepared, dets, heat, seconds, thresh)
+
+    def _result(self, prepared, dets, heat, seconds, thresh):
+        """The DetectionResult of `prepared`'s boxes `dets` (after NMS) and heat map candidates `heat` (or None),
+        both relative to the image: each box's classes over `thresh`, but the skipped classes."""
+        w, h = prepared.width, prepared.height
         result = DetectionResult(prepared.image, w, h, seconds)
+        if heat is not None:
+            prob = heat.prob.copy()
+            prob[:, sorted(self.skip_classes)] = 0
+            result.heat = Detections(heat.bbox, heat.objectness, prob)
         fw, fh = np.float32(w), np.float32(h)
         for i in range(len(dets)):
-            classes = [j for j in range(dets.prob.shape[1]) if dets.prob[i, j] > np.float32(thresh)]
+            classes = [j for j in range(dets.prob.shape[1])
+                       if dets.prob[i, j] > np.float32(thresh) and j not in self.skip_classes]
             if not classes:
                 continue
             bx, by, bw, bh = (np.float32(v) for v in dets.bbox[i])
@@ -295,23 +376,26 @@ class Detector:
 class Classifier:
     """`darknet`, `fast` and `device` as for Detector. `preprocess`: "resize_min" (darknet's published results: the short
     side to the network width, the network resized to the image; a fixed-size network takes a centre crop),
-    "letterbox" or "resize"."""
+    "letterbox" or "resize". `names`: None for those `classify` prints (cfg/imagenet1k.data's; class numbers for a
+    network of more outputs). `rgb` as for Detector."""
 
     def __init__(self, cfg, weights, names=None, preprocess="resize_min", decoder="darknet", network=None,
-                 darknet=None, fast=False, device=None):
+                 darknet=None, fast=False, device=None, rgb=False):
         self.net = loaded_network(cfg, weights, network, darknet, fast, "classifier", device)
-        self.names = names
+        outputs = int(np.prod(self.net.output_layer.out_shape))
+        self.names = default_names("imagenet1k.data", outputs) if names is None else names
         self.preprocess = preprocess
         self.decoder = decoder
+        self.rgb = rgb
         self.size = (self.net.w, self.net.h)
         self.resizable = not any(layer.type in FIXED_SIZE_LAYERS for layer in self.net.layers)
 
     def prepare(self, image):
-        """A path or a float (3, h, w) image made ready for the network as `preprocess` says: a PreparedImage
-        (which is returned as it is). With "resize_min" its input has the image's own proportions."""
+        """An image (as Detector.prepare takes it) made ready for the network as `preprocess` says: a
+        PreparedImage (which is returned as it is). With "resize_min" its input has the image's own proportions."""
         if isinstance(image, PreparedImage):
             return image
-        name, im = as_image(image, self.decoder)
+        name, im = as_image(image, self.decoder, self.rgb)
         w, h = self.size
         if self.preprocess == "letterbox":
             sized = letterbox_image(im, w, h)

@@ -264,6 +264,16 @@ def track_two_frames():
         tracker.update(frame)
 
 
+def tiles_and_heatmaps():
+    """-tiles' join of the boxes cut by tile edges and -heatmaps' painting (their kernels)."""
+    from .kernels.heatmap import paint_boxes
+    from .kernels.tiles import join_cut_boxes
+    boxes = np.float32([[0, 0, 10, 10], [8, 0, 20, 10]])
+    join_cut_boxes(boxes, np.full((2, 4), np.nan, np.float32), np.ones((2, 2), np.float32), np.int32([0, 1]),
+                   np.int32([0, 0]))
+    paint_boxes(np.zeros((10, 20), np.float32), boxes.astype(np.int32), np.ones(2, np.float32))
+
+
 def compile_jobs(folder, training=True):
     """Functions that between them compile every kernel the commands use."""
     image = str(folder / "dog.jpg")
@@ -272,7 +282,7 @@ def compile_jobs(folder, training=True):
     jobs += [lambda n=name, d=darknet: predict_with(shipped_cfg(n), d, image)
              for name in FORWARD_CFGS for darknet in ("pjreddie", "ab")]
     jobs += [lambda: evaluate(folder), lambda: small_network(other).forward(np.zeros((1, 3, 20, 20), np.float32)),
-             track_two_frames]
+             track_two_frames, tiles_and_heatmaps]
     if training:
         from .train.step import train_network
         jobs += [lambda n=name: train_step(shipped_cfg(n), folder) for name in TRAIN_CFGS]

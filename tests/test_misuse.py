@@ -64,12 +64,13 @@ def test_an_image_given_as_the_cfg_tells_the_order_of_the_arguments(capsys):
     assert code == 1 and err.startswith(f"pydarknet: error: {SHAPES_WEIGHTS}: binary data, not a network .cfg")
 
 
-def test_a_data_file_given_as_the_cfg_names_detector_test(capsys):
-    coco = ROOT / "cfg/coco.data"
-    code, out, err = run(capsys, "detect", coco, ROOT / "cfg/yolov3-tiny.cfg", "x.weights", ROOT / "data/dog.jpg")
+def test_a_data_file_given_as_the_cfg_names_detector_test(capsys, tmp_path):
+    data = tmp_path / "shapes-data.txt"   # a .data file told apart by its extension is taken for the names
+    data.write_text("classes=3\nnames=data/shapes.names\n")
+    code, out, err = run(capsys, "detect", data, SHAPES_WEIGHTS, ROOT / "data/dog.jpg")
     assert (code, out) == (1, "")
-    assert err == (f"pydarknet: error: {coco}: a .data file (classes=80), not a network cfg: use `pydarknet "
-                   f"detector test {coco} CFG WEIGHTS IMAGE` (DATA CFG WEIGHTS)\n")
+    assert err == (f"pydarknet: error: {data}: a .data file (classes=3), not a network cfg: use `pydarknet "
+                   f"detector test {data} CFG WEIGHTS IMAGE` (DATA CFG WEIGHTS)\n")
 
 
 @pytest.mark.parametrize("option, value", [("-thresh", "2"), ("-nms", "-0.1"), ("-hier", "nan")])

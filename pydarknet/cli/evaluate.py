@@ -4,34 +4,36 @@ import click
 from ..config import check_fractions, note
 from ..output import json_line, print_lines
 from ..programs.images import over_valid_list
-from .options import CONTEXT, common, darknet_option, dask_option
+from .options import CONTEXT, common, darknet_option, dask_option, network_files
 from .progress import progress_bar
 
 
-def evaluation_command(name):
-    """A command over a data file's valid= list: DATA CFG WEIGHTS, a Dask cluster, a darknet to follow."""
+def evaluation_command(name, *arguments):
+    """A command over a data file's valid= list: DATA CFG WEIGHTS (or `arguments`), a Dask cluster, a darknet to
+    follow."""
     def wrap(fn):
-        for decorate in (common, darknet_option, dask_option, click.argument("weights"), click.argument("cfg"),
-                         click.argument("data")):
+        for decorate in (common, darknet_option, dask_option) + (arguments or (
+                click.argument("weights"), click.argument("cfg"), click.argument("data"))):
             fn = decorate(fn)
         return click.command(name, context_settings=CONTEXT)(fn)
     return wrap
 
 
-@evaluation_command("map")
+@evaluation_command("map", network_files("names", "cfg", "weights", rest="LIST", most=1))
 @click.option("-points", "points", type=click.Choice(["0", "11", "101"]), default="0", show_default=True,
               help="0: area under the curve; 11: VOC2007; 101: COCO.")
 @click.option("-thresh", "thresh", type=float, default=0.25, show_default=True, help="For TP/FP/precision/recall.")
 @click.option("-iou_thresh", "iou_thresh", type=float, default=0.5, show_default=True, help="IoU of a match.")
 @click.option("-letter_box", "-letterbox", "letter_box", is_flag=True, help="Letterbox the images (else as the cfg).")
 @click.option("--json", "as_json", is_flag=True, help="Add a JSON summary line at the end.")
-def detector_map(data, cfg, weights, points, thresh, iou_thresh, letter_box, as_json, dask, darknet, quiet, debug):
-    """mAP over valid= as AlexeyAB's `detector map` prints it."""
+def detector_map(files, points, thresh, iou_thresh, letter_box, as_json, dask, darknet, quiet, debug):
+    """mAP over valid= (or LIST, a file of image paths) as AlexeyAB's `detector map` prints it; DATA may be a
+    .names file when LIST is given."""
     from ..evaluate import run_map
     check_fractions(thresh=thresh, iou_thresh=iou_thresh)
-    lines, summary = over_valid_list(run_map, data, cfg, weights, dask, darknet, thresh=thresh,
+    lines, summary = over_valid_list(run_map, files.names, files.cfg, files.weights, dask, darknet, thresh=thresh,
                                      iou_thresh=iou_thresh, points=int(points), letter_box=letter_box,
-                                     progress=progress_bar("map"))
+                                     progress=progress_bar("map"), image_list=files.rest[0] if files.rest else None)
     print_lines(lines)
     if as_json:
         print(json_line(summary))

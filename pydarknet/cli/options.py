@@ -1,7 +1,8 @@
 """The option stacks the commands share, so that one flag means one thing on every command that takes it."""
 import click
 
-from ..config import set_quiet
+from ..config import class_numbers, set_quiet
+from ..programs.files import METAVARS, ArgumentsError, sort_files
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -80,6 +81,10 @@ def batch_option(fn):
 
 def detection_options(fn):
     """The options of every command that detects: `detect`, `detector test` and the demos."""
+    fn = click.option("-skipclasses", "skip_classes", metavar="LIST", default=None,
+                      callback=lambda ctx, param, value: class_numbers(value),
+                      help="Never report, draw, track or count these classes: numbers and ranges, as the Hank.ai "
+                           "fork (2,5-8).")(fn)
     fn = batch_option(fn)
     fn = click.option("-dont_show", "dont_show", is_flag=True, help="Accepted for AlexeyAB compatibility (no window).")(fn)
     fn = click.option("-ext_output", "ext_output", is_flag=True, help="Print each box in pixels, as AlexeyAB.")(fn)
@@ -93,8 +98,33 @@ def detection_options(fn):
     return fn
 
 
+def network_files(*slots, rest="IMAGE", most=None):
+    """The positional arguments of a command that loads a detector, as a programs.files.NetworkFiles: darknet's
+    order (`slots`, e.g. "names", "cfg", "weights"), or any order told apart by extension; then `rest` (at most
+    `most`)."""
+    def sort(ctx, param, value):
+        try:
+            return sort_files(value, slots, most)
+        except ArgumentsError as e:
+            raise click.UsageError(str(e), ctx) from None
+    tail = f"[{rest}]..." if most is None else f"[{rest}]"
+    return click.argument("files", nargs=-1, callback=sort, metavar=" ".join(METAVARS[s] for s in slots) + " " + tail)
+
+
 def detect_options(fn):
     fn = cluster_options(fn)
+    fn = click.option("-heatmaps", "heatmaps", is_flag=True,
+                      help="Write each class's heatmap (the [yolo]/[region] layers' probabilities over the image) "
+                           "beside the drawing: NAME_heatmap_CLASS.jpg, NAME_heatmap.jpg for all classes.")(fn)
+    fn = click.option("-crop", "crop", metavar="DIR", default=None,
+                      help="Write each detection as an image DIR/<image>_<n>_<class>.jpg (named in --json).")(fn)
+    fn = click.option("-tile_whole", "tile_whole", is_flag=True,
+                      help="With -tiles: detect the whole image too, for objects larger than a tile.")(fn)
+    fn = click.option("-tile_overlap", "tile_overlap", type=click.FloatRange(0, 0.75), default=None,
+                      help="With -tiles: the share of a tile's side its neighbours cover too, at least [.25].")(fn)
+    fn = click.option("-tiles", "tiles", is_flag=True,
+                      help="Cut an image larger than the network into network-sized tiles, detect each, and join "
+                           "the boxes (those cut by a tile's edge into one).")(fn)
     fn = click.option("-save_labels", "save_labels", is_flag=True, help="Write YOLO labels (.txt) beside each image.")(fn)
     fn = click.option("-out", "out", default=None,
                       help="Base name of the drawn image [predictions]; a name ending in .json: AlexeyAB's JSON "
@@ -165,6 +195,16 @@ def classify_options(fn):
     fn = click.option("-top", "top", type=click.IntRange(min=0), default=0,
                       help="How many classes to print [data file's top=, or 5].")(fn)
     return fn
+
+
+def tiles_of(tiles, overlap, whole):
+    """-tiles, -tile_overlap, -tile_whole as Detector's tiles: None (no tiles) or a tiles.Tiles."""
+    if not tiles and (overlap is not None or whole):
+        raise click.UsageError("-tile_overlap and -tile_whole go with -tiles")
+    if not tiles:
+        return None
+    from ..tiles import Tiles
+    return Tiles(whole=whole) if overlap is None else Tiles(overlap, whole)
 
 
 def letterbox_of(letter_box, resize):

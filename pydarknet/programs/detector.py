@@ -2,28 +2,35 @@
 import sys
 import time
 
-from ..config import check_fractions, note, warn
-from ..output import detection_lines, fork_json_frame, json_line, write_labels
+from ..config import DarknetError, check_fractions, note, warn
+from ..output import detection_lines, fork_json_frame, json_line, write_crops, write_labels
 from ..stream import FirstAhead
 from .images import for_each_batch, load_names, load_network, on_cluster, piped_paths
 
 
 def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, out, save_labels, letterbox,
-               as_json, decoder, darknet=None, batch=1, dask=None, unordered=False):
+               as_json, decoder, darknet=None, batch=1, dask=None, unordered=False, tiles=None, crop=None,
+               heatmaps=False, skip_classes=None):
     """darknet's `detect` and `detector test`. A network of the fork's prints as the fork does (milliseconds,
     detections by left edge); pjreddie's as pjreddie does. `thresh`, `letterbox`: None for the darknet's
     default. `out`: a name ending in .json gets the fork's JSON file of the whole run; any other names the
     drawn image. `batch`: images per forward pass. `dask`: the address of a Dask cluster to detect on (this
-    process then only prints, draws and labels; `unordered`: in the order results come)."""
+    process then only prints, draws and labels; `unordered`: in the order results come). `tiles` (a
+    tiles.Tiles), `skip_classes` (a set, or a string as -skipclasses takes it), `heatmaps`: as Detector's;
+    `crop`: a folder to cut each detection out into (output.write_crops)."""
+    from ..heatmap import save_heatmaps
     from ..image import load_image, save_image, to_bgr8
     from ..predict import Detector
 
     check_fractions(thresh=thresh, hier=hier, nms=nms)
+    if heatmaps and dask is not None:
+        raise DarknetError("-heatmaps reads the network's layers in this process: run it without --dask")
     paths = list(images) if images else None
     stdin = None if paths else piped_paths()
     load = FirstAhead(lambda path: load_image(path, decoder), paths if dask is None else None)
     net = load_network(cfg, weights, darknet, role="detector")
-    detector = Detector(cfg, weights, letterbox=letterbox, decoder=decoder, network=net)
+    detector = Detector(cfg, weights, letterbox=letterbox, decoder=decoder, network=net, tiles=tiles,
+                        skip_classes=skip_classes, heatmaps=heatmaps)
     detector.names, _ = load_names(data_file, detector.classes, cfg)
     fork = net.darknet == "ab"
     json_out = out if out is not None and out.lower().endswith(".json") else None
@@ -38,6 +45,17 @@ def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, o
     def show(path, loaded, result):
         result.image = path
         count[0] += 1
+        base = image_base or "predictions"
+        if paths is None or len(paths) > 1:
+            base = f"{base}_{count[0]}"
+        bgr = None
+        if drawing or crop is not None:   # a cluster's results come without pixels
+            bgr = to_bgr8(loaded[0] if loaded else load_image(path, decoder))
+        if crop is not None:
+            write_crops(crop, path, bgr, result)
+        if heatmaps:
+            for written in save_heatmaps(result, detector.names, base, detector.skip_classes):
+                note(f"saved {written}")
         if as_json:
             print(json_line(result.as_json()))
         else:
@@ -51,11 +69,7 @@ def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, o
         if save_labels:
             write_labels(path, result)
         if drawing:
-            im = loaded[0] if loaded else load_image(path, decoder)   # a cluster's results come without pixels
-            base = image_base or "predictions"
-            if paths is None or len(paths) > 1:
-                base = f"{base}_{count[0]}"
-            note(f"saved {save_image(detector.draw(to_bgr8(im), result), base)}")
+            note(f"saved {save_image(detector.draw(bgr, result), base)}")
 
     def run_batch(loaded):
         return detector.detect_batch([prepared for _, prepared in loaded], thresh, hier, nms)
@@ -69,7 +83,7 @@ def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, o
         else:
             on_cluster(dask, "detect", paths or stdin, show, cfg, weights, names=detector.names, thresh=thresh,
                        hier_thresh=hier, nms=nms, letterbox=letterbox, decoder=decoder, darknet=darknet, batch=batch,
-                       ordered=not unordered)
+                       ordered=not unordered, tiles=tiles, skip_classes=tuple(sorted(detector.skip_classes)))
     finally:
         if json_file is not None:
             json_file.write("\n]")
@@ -79,12 +93,13 @@ def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, o
 
 def run_demo(data_file, cfg, weights, source, camera, thresh, hier, nms, letterbox, ext_output, out_filename, prefix,
              frame_skip, time_limit, batch, as_json, darknet=None, progress_bar=None, track=False, count_line=None,
-             mjpeg_port=None, json_port=None, mjpeg_quality=40, post_url=None, host="127.0.0.1"):
+             mjpeg_port=None, json_port=None, mjpeg_quality=40, post_url=None, host="127.0.0.1", skip_classes=None):
     """The fork's `detector demo`: detection on each frame of a video, image sequence, stream or camera.
     `progress_bar(label, lines_on_stdout, describe)`, if given, makes the progress callback for a video of known
     length (the CLI's bar on a terminal). `track`: track ids (track.Tracker); `count_line`: (x1, y1, x2, y2), count
     the tracks crossing it (implies `track`). `mjpeg_port`, `json_port`, `post_url`: the live output
-    (live.LiveOutput), served on `host`."""
+    (live.LiveOutput), served on `host`. `skip_classes`: as Detector's (never shown, streamed, tracked or
+    counted)."""
     from ..predict import Detector
     from ..track import Tracker
     from ..video import Video, frame_json, objects_lines, run_demo as detect_video
@@ -97,7 +112,7 @@ def run_demo(data_file, cfg, weights, source, camera, thresh, hier, nms, letterb
         listeners.append(LiveOutput(video.name, mjpeg_port, json_port, post_url, host, mjpeg_quality))
     try:
         net = load_network(cfg, weights, darknet, role="detector")
-        detector = Detector(cfg, weights, letterbox=letterbox, network=net)
+        detector = Detector(cfg, weights, letterbox=letterbox, network=net, skip_classes=skip_classes)
         detector.names, _ = load_names(data_file, detector.classes, cfg)
     except BaseException:
         for listener in listeners:

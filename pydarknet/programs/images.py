@@ -5,8 +5,9 @@ import itertools
 import sys
 from contextlib import contextmanager
 
-from ..config import DarknetError, note, read_data_cfg, read_names
-from ..resources import find_file, local_copy
+from ..config import DarknetError, note
+from ..config import default_data, load_names  # noqa: F401  (the commands import them from here)
+from ..resources import local_copy
 from ..stream import batch_results
 
 
@@ -48,28 +49,6 @@ def piped_paths():
         raise DarknetError("no image: stdin is empty; give IMAGE paths as arguments, or pipe their paths in, one "
                            "per line")
     return itertools.chain([first], paths)
-
-
-def load_names(data_file, classes, cfg):
-    """Class names from a .data file (`names=`, else `labels=`), an error when there are too few (darknet reads
-    past its list). More names than classes is darknet's own imagenet1k.data: the 21842-name list whose first
-    1000 are the classes."""
-    data = read_data_cfg(data_file)
-    name_list = data.str("names") or data.str("labels")
-    if not name_list:
-        raise DarknetError(f"{data_file}: no names= or labels= line")
-    path = find_file(name_list, beside=data_file, what="names file")
-    names = read_names(path)
-    if classes and len(names) < classes:
-        raise DarknetError(f"{path} has {len(names)} names but {cfg} has {classes} classes: one name per line, a "
-                           f"line for each class (is {data_file} the .data file of this network?)")
-    return names, data
-
-
-def default_data(name):
-    """Darknet's shortcuts read cfg/coco.data or cfg/imagenet1k.data from the working directory; we fall back
-    to the copies pydarknet ships."""
-    return str(find_file(f"cfg/{name}", what="data file"))
 
 
 def load_network(cfg, weights, darknet=None, table=True, role=None):
