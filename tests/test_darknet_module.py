@@ -196,11 +196,10 @@ def test_images_script_prints_what_detector_test_prints(model, loaded, network_s
         same_objects(mine, theirs)
 
 
+@pytest.mark.parametrize("model", ["yolov4-tiny"], indirect=True)
 def test_yolov4_tiny_on_the_sample_photos(model, loaded, network_sized, tmp_path, monkeypatch, capsys):
     """What the script prints on dog.jpg scaled to 416x416, and on the photos themselves (OpenCV's decoder and
     resize, not darknet's: the same objects as `detector test` on the files, other confidences)."""
-    if model is SHAPES:
-        pytest.skip("yolov4-tiny's numbers")
     found = images_script(network_sized[:1], loaded, ext_output=True)
     assert [(label, confidence) for label, confidence, _ in found[0]] == \
            [("car", "42.96"), ("bicycle", "61.2"), ("truck", "80.78"), ("dog", "87.8")]   # by the string
