@@ -334,6 +334,7 @@ def conv_shifted(a, m, size, xs, row, out_h, out_w, out, config, c_work):
     per = (blocks + threads - 1) // threads
     a_flat = a.reshape(-1)
     xs_flat = xs.reshape(-1)
+    out_flat = out.reshape(-1)
     group = pairs * 32   # elements per group of 16 positions
     for t in prange(threads):
         _tile_config(config)
@@ -357,6 +358,9 @@ def conv_shifted(a, m, size, xs, row, out_h, out_w, out, config, c_work):
                         b_at = (kx * groups + (q0 + ky * row) // 16) * group
                         for s in range(steps):
                             _step(a_flat, a_at + s * 32, kp, xs_flat, b_at + s * 512, group, 32)
+                if count == 32 and dst[31] - dst[0] == 31 and r0 + 32 <= m:   # 32 outputs of one row
+                    _store_c(out_flat, r0 * out_h * out_w + dst[0], out_h * out_w)
+                    continue
                 _store_c(c, 0, 32)
                 for i in range(min(32, m - r0)):
                     for j in range(count):

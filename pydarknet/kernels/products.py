@@ -43,7 +43,6 @@ from .gemm import (_F32, _I64, _data, _i64, _phis, gemm_flat, host_panel_width, 
 
 BACKENDS = ("darknet", "blas", "fast", "bf16")
 FUSED = ("fast", "bf16")   # the backends whose chain products fuse multiply and add
-BF16_MIN_CHANNELS = 32     # fewer: the tiles' k would be mostly padding (3 channels: a 16 ms layer, not 2)
 
 
 def set_backend(name):
@@ -205,11 +204,20 @@ def conv_winograd(u, up, x, pad, out_h, out_w, out, scratch):
 
 def bf16_kernel(channels, stride, dilation, groups):
     """The AMX kernel a convolution takes with the bf16 products: "shifted" (stride 1: B read in place from
-    shifted copies of the image), "packed" (strided or dilated: im2col's columns packed per block), or None
-    (the fast products: another backend, groups, or fewer than BF16_MIN_CHANNELS channels)."""
-    if _BACKEND != "bf16" or groups != 1 or channels < BF16_MIN_CHANNELS:
+    shifted copies of the image) from 32 channels, "packed" (strided or dilated: im2col's columns packed per
+    block) from 64, else None: the fast products (also for groups and every other backend). Where the tiles'
+    k is mostly padding, or the columns' packing outweighs the products, the fast ones won; from 16 channels
+    the tiles still won (0.82x below) but Yolo-Fastest's 16- and 24-channel layers then moved a probability by
+    .022, past the .02 the README promises. Measured per layer
+    on one core of a Xeon with AMX, bf16 against fast (best of 25): stride 1, 3 channels at 416x416 7.1x,
+    16x208x208 -> 32 0.82x, 32x104x104 -> 64 0.39x, 64x104x104 -> 128 0.74x, 256x13x13 -> 512 0.32x, 1x1
+    64x104x104 -> 64 0.93x, 512x13x13 -> 256 0.33x; stride 2, 16x416x416 -> 32 2.1x, 32x208x208 -> 64 1.17x,
+    64x104x104 -> 128 0.83x, 256x26x26 -> 512 0.34x."""
+    if _BACKEND != "bf16" or groups != 1:
         return None
-    return "shifted" if stride == 1 and dilation == 1 else "packed"
+    if stride == 1 and dilation == 1:
+        return "shifted" if channels >= 32 else None
+    return "packed" if channels >= 64 else None
 
 
 def pack_bf16(weights, channels, size, kernel):
@@ -224,12 +232,16 @@ def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, 
     """out (filters, out_h*out_w) = the convolution of image x (c, h, w) by a (pack_bf16) on the AMX tiles.
     scratch(name, shape, dtype) gives kept arrays aligned to 64 bytes."""
     from . import amx
+    if amx.unavailable():   # also what asks the system for the tiles: without that, the first tile load faults
+        raise RuntimeError(f"the bf16 products: {amx.unavailable()}")
     c, h, w = x.shape
     threads = numba.get_num_threads()
     config = scratch("amx_config", (64,), np.uint8)
     config[:] = amx.tile_config()
     c_work = scratch("amx_c", (threads, 1024), np.float32)
     if kernel == "shifted":
+        if size == 1 and pad == 0:   # a 1 x 1 convolution: the image as one row, so its blocks span image rows
+            x, h, w, out_h, out_w = x.reshape(c, 1, h * w), 1, h * w, 1, h * w
         shape, row = amx.shifted_layout(c, size, pad, w, out_h)
         xs = scratch("amx_shifted", shape, np.uint16)
         amx.to_bf16_shifted(x, pad, row, xs)
