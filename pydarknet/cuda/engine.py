@@ -177,16 +177,15 @@ class Engine:
                 prev.copy_to_device(np.ascontiguousarray(net.delta.reshape(prev.shape)))
             net.input = net.delta = None
 
-    def update(self):
+    def update(self, args):
         with self.be.active():
-            self._update()
+            self._update(args)
 
-    def _update(self):
-        """net.update: SGD on the device for the layers trained there, the CPU's update (SGD or Adam) for the
-        others; then every parameter the device holds is copied back into the layer's arrays."""
-        from ..train.step import update_args
+    def _update(self, args):
+        """net.update with training's UpdateArgs: SGD on the device for the layers trained there, the CPU's
+        update (SGD or Adam) for the others; then every parameter the device holds is copied back into the
+        layer's arrays."""
         net = self.net
-        args = update_args(net)
         on_device = [layer for layer in net.layers if layer.trainable and self.on_device(layer) and not args.adam]
         for layer in on_device:
             rate = np.float32(np.float32(args.learning_rate) * np.float32(layer.learning_rate))

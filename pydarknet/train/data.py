@@ -1,6 +1,7 @@
 """Training batches as pjreddie's data.c makes them: detector and classifier augmentation, the loader threads.
 
-Image lists and label files: pydarknet/labels.py.
+Image lists and label files: pydarknet/labels.py. What both pipelines share (darknet's random draws, the
+boxes' shuffle and correction, image loading): augment.py.
 
 Batches. ``load_data_detection`` builds a detector batch exactly as pjreddie's data.c does (jitter of the
 aspect ratio, random placement on a 0.5-grey canvas, HSV distortion, random flip, labels shuffled, corrected,
@@ -33,9 +34,11 @@ import traceback
 import numpy as np
 
 from ..config import DarknetError, warn
-from ..image import center_crop_image, load_image, make_image
+from ..image import center_crop_image, make_image
 from ..kernels import augment as K
 from ..labels import label_path, read_labels
+from .augment import (correct_boxes, load_training_image, naming, nonzero, rand_scale, rand_uniform,
+                      randomize_boxes)
 
 __all__ = [
     "randomize_boxes", "correct_boxes", "fill_truth_detection",
@@ -45,26 +48,6 @@ __all__ = [
 ]
 
 _F32 = np.float32
-
-
-# ---------------------------------------------------------------------------------------------------------
-# darknet's random helpers on a numpy Generator
-# ---------------------------------------------------------------------------------------------------------
-
-def rand_uniform(rng, low, high):
-    """darknet's rand_uniform in float32: u * (high - low) + low, the bounds swapped when reversed."""
-    low, high = _F32(low), _F32(high)
-    if high < low:
-        low, high = high, low
-    return _F32(_F32(_F32(rng.random()) * _F32(high - low)) + low)
-
-
-def rand_scale(rng, s):
-    """darknet's rand_scale: a factor between 1 and s, or its inverse, with equal chance."""
-    scale = rand_uniform(rng, 1, s)
-    if rng.integers(2):
-        return scale
-    return _F32(1.0 / float(scale))
 
 
 def random_distort_image(im, hue, saturation, exposure, rng):
@@ -81,39 +64,6 @@ def random_distort_image(im, hue, saturation, exposure, rng):
 # Detection batches (pjreddie's load_data_detection)
 # ---------------------------------------------------------------------------------------------------------
 
-def randomize_boxes(boxes, rng):
-    """darknet's randomize_boxes, in place: swap each row i with a random row (not a uniform shuffle)."""
-    n = len(boxes)
-    for i in range(n):
-        j = int(rng.integers(n))
-        boxes[[i, j]] = boxes[[j, i]]
-    return boxes
-
-
-def correct_boxes(boxes, dx, dy, sx, sy, flip):
-    """darknet's correct_boxes on [x, y, w, h, class] rows: edges scaled by (sx, sy) and shifted by
-    (-dx, -dy), mirrored when `flip`, clamped to 0..1, turned back into centre and size (float32)."""
-    b = np.array(boxes, dtype=np.float32, copy=True).reshape(-1, 5)
-    if not len(b):
-        return b
-    dx, dy, sx, sy = _F32(dx), _F32(dy), _F32(sx), _F32(sy)
-    x, y, w, h = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
-    half_w, half_h = w / _F32(2), h / _F32(2)
-    left = (x - half_w) * sx - dx
-    right = (x + half_w) * sx - dx
-    top = (y - half_h) * sy - dy
-    bottom = (y + half_h) * sy - dy
-    if flip:
-        left, right = _F32(1) - right, _F32(1) - left
-    left, right = np.clip(left, 0, 1), np.clip(right, 0, 1)
-    top, bottom = np.clip(top, 0, 1), np.clip(bottom, 0, 1)
-    b[:, 0] = (left + right) / _F32(2)
-    b[:, 1] = (top + bottom) / _F32(2)
-    b[:, 2] = np.clip(right - left, 0, 1)
-    b[:, 3] = np.clip(bottom - top, 0, 1)
-    return b
-
-
 def fill_truth_detection(labels, max_boxes, flip, dx, dy, sx, sy, rng):
     """darknet's fill_truth_detection from already-read labels: shuffle (randomize_boxes), correct, keep the
     first `max_boxes` rows, then drop those thinner than .001 (darknet truncates before dropping).
@@ -127,31 +77,6 @@ def fill_truth_detection(labels, max_boxes, flip, dx, dy, sx, sy, rng):
     return truth
 
 
-def _load(path):
-    try:
-        return load_image(path)
-    except DarknetError:
-        raise
-    except Exception as e:  # noqa: BLE001 - name the file whatever went wrong
-        raise DarknetError(f"{path}: cannot load image: {type(e).__name__}: {e}") from e
-
-
-class _naming:
-    """Context manager: an unexpected error while making one training image is re-raised as a DarknetError
-    naming that image."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, error, tb):
-        if error is None or isinstance(error, DarknetError) or not isinstance(error, Exception):
-            return False
-        raise DarknetError(f"{self.path}: {type(error).__name__}: {error}") from error
-
-
 def load_detection_image(path, w, h, max_boxes, jitter, hue, saturation, exposure, rng, classes=None,
                          flip=True, warned=None):
     """One training image and its truths as pjreddie's load_data_detection makes them.
@@ -161,7 +86,7 @@ def load_detection_image(path, w, h, max_boxes, jitter, hue, saturation, exposur
     size and offset to integers while the truths use the exact values, as darknet), HSV-distorted, then
     flipped with probability 1/2 when `flip`. Returns x (3, h, w) float32, y (max_boxes, 5) float32.
     """
-    orig = _load(path)
+    orig = load_training_image(path)
     _, oh, ow = orig.shape
     sized = make_image(w, h, 3, 0.5)
     jitter = _F32(jitter)
@@ -198,7 +123,7 @@ def load_data_detection(paths, n, w, h, max_boxes, jitter, hue, saturation, expo
     y = np.empty((n, max_boxes, 5), np.float32)
     picks = rng.integers(len(paths), size=n)
     for i, k in enumerate(picks):
-        with _naming(paths[k]):
+        with naming(paths[k]):
             x[i], y[i] = load_detection_image(paths[k], w, h, max_boxes, jitter, hue, saturation, exposure, rng,
                                               classes, flip, warned)
     return x, y
@@ -261,7 +186,7 @@ def load_classification_image(path, size, min_crop, max_crop, angle, aspect, hue
                               center=False, flip=True):
     """One classifier training image as darknet's load_image_augment_paths: a centre crop (`center`) or a
     random_augment_image crop of size x size, a random flip, random HSV distortion."""
-    im = _load(path)
+    im = load_training_image(path)
     if center:
         crop = center_crop_image(im, size, size)
     else:
@@ -281,7 +206,7 @@ def load_data_augment(paths, n, labels, size, min_crop, max_crop, angle, aspect,
     y = np.empty((n, len(labels)), np.float32)
     picks = rng.integers(len(paths), size=n)
     for i, k in enumerate(picks):
-        with _naming(paths[k]):
+        with naming(paths[k]):
             x[i] = load_classification_image(paths[k], size, min_crop, max_crop, angle, aspect, hue, saturation,
                                              exposure, rng, center, flip)
             y[i] = class_truth(paths[k], labels, warned)
@@ -291,11 +216,6 @@ def load_data_augment(paths, n, labels, size, min_crop, max_crop, angle, aspect,
 # ---------------------------------------------------------------------------------------------------------
 # Datasets and the background loader
 # ---------------------------------------------------------------------------------------------------------
-
-def _nonzero(value, default=1.0):
-    """darknet's load_thread turns a saturation/exposure/aspect of 0 into 1."""
-    return default if not value else value
-
 
 class DetectionDataset:
     """Detector training data: the images of a list and darknet's augmentation settings. Picklable.
@@ -310,7 +230,7 @@ class DetectionDataset:
         self.max_boxes = int(max_boxes)
         self.classes = classes
         self.jitter, self.hue = float(jitter), float(hue)
-        self.saturation, self.exposure = _nonzero(saturation), _nonzero(exposure)
+        self.saturation, self.exposure = nonzero(saturation), nonzero(exposure)
         self.flip = flip
         self.warned = set()
 
@@ -332,8 +252,8 @@ class ClassificationDataset:
         self.min_crop = int(min_crop if min_crop is not None else size)
         self.max_crop = int(max_crop if max_crop is not None else size)
         self.angle = float(angle)
-        self.aspect = _nonzero(aspect)
-        self.hue, self.saturation, self.exposure = float(hue), _nonzero(saturation), _nonzero(exposure)
+        self.aspect = nonzero(aspect)
+        self.hue, self.saturation, self.exposure = float(hue), nonzero(saturation), nonzero(exposure)
         self.center, self.flip = center, flip
         self.warned = set()
 

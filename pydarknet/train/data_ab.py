@@ -26,7 +26,8 @@ import numpy as np
 from ..config import DarknetError
 from ..kernels import augment as K
 from ..labels import label_path, read_labels
-from .data import _load, _naming, _nonzero, correct_boxes, randomize_boxes, rand_uniform, rand_scale
+from .augment import (correct_boxes, load_training_image, naming, nonzero, rand_scale, rand_uniform,
+                      randomize_boxes)
 
 __all__ = ["AbOptions", "Augmentation", "draw_augmentation", "crop_sides", "fill_truth_detection_ab",
            "augment_image", "load_piece", "mosaic_shifts", "paste_mosaic_piece", "blend_truth_mosaic",
@@ -242,7 +243,7 @@ def augment_image(src, w, h, pleft, ptop, swidth, sheight, aug, blur, truth, rng
 
 def _levels(path):
     """An image file as 8-bit levels (3, h, w), as the fork's OpenCV load gives it."""
-    return np.rint(_load(path) * _F32(255)).astype(np.uint8)
+    return np.rint(load_training_image(path) * _F32(255)).astype(np.uint8)
 
 
 def load_piece(path, w, h, opt, rng, classes=None, warned=None, mosaic_piece=None):
@@ -370,7 +371,7 @@ def load_mosaic_image(paths, w, h, opt, rng, classes=None, warned=None):
     canvas = np.zeros((3, h, w), np.uint8)
     truth = np.zeros((opt.max_boxes, 5), np.float32)
     for piece, path in enumerate(paths):
-        with _naming(path):
+        with naming(path):
             image, piece_truth, sides = load_piece(path, w, h, opt, rng, classes, warned, mosaic_piece=piece)
             shifts = mosaic_shifts(sides, w, h, cut_x, cut_y)
             paste_mosaic_piece(canvas, image, piece, cut_x, cut_y, shifts)
@@ -391,7 +392,7 @@ def load_data_detection_ab(paths, n, w, h, opt, rng, classes=None, warned=None):
             image, y[i] = load_mosaic_image([paths[k] for k in picks], w, h, opt, rng, classes, warned)
         else:
             path = paths[int(rng.integers(len(paths)))]
-            with _naming(path):
+            with naming(path):
                 image, y[i], _ = load_piece(path, w, h, opt, rng, classes, warned)
         x[i] = image
         x[i] /= _F32(255)
@@ -431,8 +432,8 @@ class DetectionDatasetAB:
         out = net.layers[-1]
         options = AbOptions(
             max_boxes=getattr(out, "max_boxes", 200), jitter=getattr(out, "jitter", 0.2),
-            resize=getattr(out, "resize", 1.0), hue=net.hue, saturation=_nonzero(net.saturation),
-            exposure=_nonzero(net.exposure), flip=bool(net.flip), blur=net.blur, gaussian_noise=net.gaussian_noise,
+            resize=getattr(out, "resize", 1.0), hue=net.hue, saturation=nonzero(net.saturation),
+            exposure=nonzero(net.exposure), flip=bool(net.flip), blur=net.blur, gaussian_noise=net.gaussian_noise,
             mosaic=bool(net.mosaic), mosaic_bound=bool(net.mosaic_bound), letter_box=bool(net.letter_box))
         return cls(paths, net.w, net.h, options, classes)
 

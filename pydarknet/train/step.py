@@ -157,10 +157,10 @@ def update_network(net):
     """darknet's update_network: every layer applies its accumulated updates at the current rate (on the GPU
     when the network runs there: pydarknet.cuda's engine)."""
     with interrupts_held():   # Ctrl-C never leaves some layers updated and others not
-        if net.engine is not None:
-            net.engine.update()
-            return
         args = update_args(net)
+        if net.engine is not None:
+            net.engine.update(args)
+            return
         for layer in net.layers:
             layer.update(args)
         net.params_version += 1
