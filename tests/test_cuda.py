@@ -141,7 +141,7 @@ def test_training_step_matches_cpu(tmp_path):
     without, maxpool, upsample and shortcut backward on the device (mish and swish: gradients from the kept
     input), [yolo]'s loss on the host. The cost, every parameter (the rolling statistics too) and the updates
     momentum carries into the next step agree with the CPU's."""
-    from pydarknet.cuda.replicas import updates
+    from pydarknet.train.replicas import updates
     body = "\n".join([CONV.format(bn=1, filters=4, size=3, pad=1, act="mish"),
                       "[maxpool]\nsize=2\nstride=2\n",
                       "[upsample]\nstride=2\n",
@@ -211,7 +211,7 @@ def replicas_against_one(tmp_path, devices, steps):
     split into as many subdivisions (the same chunks, hence the same batch-norm statistics; the update divides
     by batch x subdivisions where the replicas' average divides by their number): the costs and the trained
     parameters (not the rolling statistics, which darknet's subdivisions fold in one after the other)."""
-    from pydarknet.cuda.replicas import Replicas
+    from pydarknet.train.replicas import Replicas
     count = len(devices)
     single_dir, replica_dir = tmp_path / "single", tmp_path / "replica"
     single_dir.mkdir()

@@ -98,12 +98,12 @@ def test_a_lazy_import_is_an_import():
         {"pydarknet.train.step"}
 
 
-# The commands and the tasks (the README's architecture map), and the GPU's training-side modules.
+# The commands and the tasks (the README's architecture map), and the GPU's benchmark (`make bench-gpu`).
 ABOVE = ("pydarknet.cli", "pydarknet.programs", "pydarknet.train", "pydarknet.evaluate", "pydarknet.predict",
          "pydarknet.anchors", "pydarknet.onnx", "pydarknet.distributed", "pydarknet.warmup", "pydarknet.darknet",
          "pydarknet._darknet", "pydarknet.output", "pydarknet.tiles", "pydarknet.heatmap", "pydarknet.video",
          "pydarknet.track", "pydarknet.live", "pydarknet.stream", "pydarknet.datasets", "pydarknet.bench",
-         "pydarknet.cuda.replicas", "pydarknet.cuda.bench")
+         "pydarknet.cuda.bench")
 BELOW = ("pydarknet.network", "pydarknet.layers", "pydarknet.kernels", "pydarknet.config", "pydarknet.weights",
          "pydarknet.labels", "pydarknet.image", "pydarknet.jpeg", "pydarknet.boxes", "pydarknet.tree",
          "pydarknet.resources", "pydarknet.download", "pydarknet.crand", "pydarknet.errors", "pydarknet.threads",

@@ -22,7 +22,7 @@ simulator: that is how the tests check them (tests/test_cuda.py).
 
 The command line's -gpus/-i/--gpu (cli.options.common) call `use_gpus`, which checks the devices and makes the
 first the default: every Network built afterwards in the process goes to it (Network.__init__ asks
-`default_device`). Training with several (`-gpus 0,1`) trains one replica per GPU (replicas.py: each
+`default_device`). Training with several (`-gpus 0,1`) trains one replica per GPU (train/replicas.py: each
 iteration's images shared out, their updates averaged); the other commands run on the first, as darknet's.
 """
 import os

@@ -287,7 +287,7 @@ class TrainingRun:
         # one train_network call per iteration; with -gpus 0,1: a replica of the network per GPU, each its share
         self.nets, self.train_step = [self.net], lambda x, y: train_network(self.net, x, y)
         if len(default_devices()) > 1:
-            from ..cuda.replicas import Replicas
+            from .replicas import Replicas
             replicas = Replicas(self.net, default_devices())
             self.nets, self.train_step = replicas.nets, replicas.train_batch
         self.backup = Path(backup or data.str("backup", "backup/"))   # made at the first file written into it

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..config import DarknetError
 from ..network import Network
-from ..train.step import update_network
+from .step import update_network
 
 F32 = np.float32
 AVERAGED = ("rolling_mean", "rolling_variance")   # what each replica's forward changes on its own
