@@ -84,8 +84,10 @@ def load_weights(net, path, upto=None):
 
 
 def weights_bytes(net, upto=None):
-    """The file darknet's save_weights writes: version 0.2.0, int64 seen, then every saved layer."""
-    parts = [struct.pack("<3iq", 0, 2, 0, int(net.seen))]
+    """The file darknet's save_weights writes: version 0.2.0 (the AlexeyAB fork's 0.2.5 for a network that follows
+    the fork: the revision that tells a fork network whose cfg has no fork-only option), int64 seen, then every
+    saved layer."""
+    parts = [struct.pack("<3iq", 0, 2, 5 if getattr(net, "darknet", None) == "ab" else 0, int(net.seen))]
     for layer in net.layers if upto is None else net.layers[:upto]:
         if layer.dontsave:
             continue

@@ -1,5 +1,4 @@
 """pydarknet.labels and pydarknet.train.data: darknet's dataset layout (lists, label locations, label files) and training batches."""
-import os
 import threading
 from pathlib import Path
 
@@ -392,7 +391,6 @@ def test_loader_propagates_errors_with_the_file_name(tmp_path):
     assert not any(t.is_alive() for t in loader._threads)
 
 
-@pytest.mark.skipif(os.environ.get("PYDARKNET_FAST_TESTS") == "1", reason="spawns worker processes")
 def test_loader_in_processes(tiny_set, tmp_path):
     root, _, _ = tiny_set
     ds = D.DetectionDataset(L.read_list(root / "train.txt"), 32, 32, max_boxes=3)

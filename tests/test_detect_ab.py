@@ -294,3 +294,60 @@ def test_yolov4_tiny_prints_the_forks_four_lines(tmp_path, monkeypatch):
                          "dog: 84%\t(left_x:  137   top_y:  206   width:  180   height:  332)",
                          "truck: 78%\t(left_x:  464   top_y:   80   width:  241   height:   91)",
                          "car: 46%\t(left_x:  473   top_y:   82   width:  224   height:   92)"]
+
+
+# -- Yolo-Fastest 1.1: the README's lines, and why OpenCV prints others ------------------------------------------
+def readme_output(command):
+    """The output lines the README shows under `command` (its `# ` comment lines), the timing line left out."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(command))
+    shown = []
+    for line in lines[start + 1:]:
+        if not line.startswith("# "):
+            break
+        shown.append(line[2:])
+    return shown[1:]
+
+
+def test_yolo_fastest_prints_the_readmes_lines(tmp_path, monkeypatch):
+    """`detect` with Yolo-Fastest 1.1 on dog.jpg prints the README's lines: the fork's `detector test` path
+    (stb_image's pixels, resize_image in float, batch-norm folded, the fork's [yolo] and NMS: what the forward_ab
+    goldens hold pydarknet to). A regression pin: no darknet output of this model is stored in ../shared."""
+    weights = shared_path("models", "yolo-fastest-1.1.weights")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["detect", str(ROOT / "cfg/yolo-fastest-1.1.cfg"), str(weights),
+                                      str(ROOT / "data/dog.jpg"), "-q"])
+    assert result.exit_code == 0, result.output
+    shown = readme_output("pydarknet detect cfg/yolo-fastest-1.1.cfg")
+    assert len(shown) == 8 and result.stdout.splitlines()[1:] == shown
+
+
+def test_yolo_fastest_with_opencvs_preprocessing_gives_opencvs_figures():
+    """../shared/models/MODELS.md lists OpenCV DNN's car 90 %, bicycle 53 %, person 31 % where the README (darknet's
+    path) has 88 %, 55 %, 33 %: the difference is OpenCV's input, not the network. blobFromImage resizes the 8-bit
+    image (cv::resize, rounded back to 8 bits, libjpeg's pixels); fed that blob, pydarknet's network gives
+    OpenCV's figures, and fed darknet's float resize_image of stb_image's pixels, the README's."""
+    import cv2
+
+    from pydarknet.config import read_names
+    from pydarknet.detect import network_detections, network_nms
+    from pydarknet.image import load_image, resize_image
+    net = Network(ROOT / "cfg/yolo-fastest-1.1.cfg", quiet_unused=True).load(shared_path("models",
+                                                                                        "yolo-fastest-1.1.weights"))
+    names = read_names(ROOT / "data/coco.names")
+
+    def best(x, w, h):
+        net.forward(x[None])
+        dets = network_nms(net, network_detections(net, w, h, .25, letterbox=False), .45)
+        found = {}
+        for _, j, p in dets.listing(.25):
+            found[names[j]] = max(found.get(names[j], 0), round(100 * float(p)))
+        return {name: found[name] for name in ("car", "bicycle", "person", "dog")}
+
+    dog = ROOT / "data/dog.jpg"
+    im = load_image(dog)
+    assert best(resize_image(im, net.w, net.h), im.shape[2], im.shape[1]) == \
+        {"car": 88, "bicycle": 55, "person": 33, "dog": 65}
+    bgr = cv2.imread(str(dog))
+    blob = cv2.dnn.blobFromImage(bgr, 1 / 255.0, (net.w, net.h), swapRB=True, crop=False)[0]
+    assert best(blob, bgr.shape[1], bgr.shape[0]) == {"car": 90, "bicycle": 53, "person": 31, "dog": 65}

@@ -6,17 +6,19 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+from contextlib import suppress
+from pathlib import Path
 
 import cv2
+import distributed
 import numpy as np
+import psutil   # a dependency of distributed
 import pytest
 
 from conftest import ROOT, shared_path
 from pydarknet.errors import install_hint
-
-distributed = pytest.importorskip("distributed")
-psutil = pytest.importorskip("psutil")
 
 SHAPES = [str(ROOT / "cfg/shapes.data"), str(ROOT / "cfg/shapes-tiny.cfg"), str(ROOT / "data/shapes-tiny.weights")]
 TIMING = re.compile(r"Predicted in [0-9.]+ (milli-)?seconds|\"seconds\": [0-9.e-]+")
@@ -134,37 +136,81 @@ def test_detector_valid_writes_the_same_files(cluster, tmp_path):
     assert one == {p.name: p.read_text() for p in (tmp_path / "two").iterdir()} and len(one) == 3
 
 
+def serve_fifo(fifo, data):
+    """A thread that opens `fifo` for writing (which waits for a reader), writes `data` and closes it: one
+    reader's worth of the image."""
+    def serve():
+        with open(fifo, "wb") as f:
+            f.write(data)
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+def fifo_reader(fifo, pids):
+    """The one of `pids` that holds `fifo` open (its /proc fd links name it), else None."""
+    for pid in pids:
+        with suppress(OSError):
+            if any(os.readlink(fd) == str(fifo) for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                return pid
+    return None
+
+
 def test_a_worker_killed_mid_run_loses_nothing(many_images, cluster, tmp_path):
-    args = ["detector", "test", *SHAPES, *many_images, "--json"]
+    """One image is a named pipe: the worker whose chunk holds it waits on it, so that worker is killed with
+    that chunk in flight, deterministically (the pipe is fed only after the kill). The chunk reruns on the
+    other worker, and the output is the single process's: each image once, in order, the pipe's included."""
+    fifo = tmp_path / "photo_pipe.jpg"
+    os.mkfifo(fifo)
+    data = (ROOT / "data" / "dog.jpg").read_bytes()
+    args = ["detector", "test", *SHAPES, *many_images[:40], fifo, *many_images[40:], "--json"]
+    feeding = serve_fifo(fifo, data)
     _, expected, _ = run(args, tmp_path)
+    feeding.join()
+    assert expected.count('"image"') == len(many_images) + 1 and str(fifo) in expected
     workers = list(cluster.run(os.getpid).values())
     proc = start([*args, "--dask", cluster.scheduler.address], tmp_path)
-    lines = [proc.stdout.readline()]
-    os.kill(workers[0], signal.SIGKILL)
-    lines += list(proc.stdout)   # (read through the same buffer as the first line)
-    assert proc.wait(timeout=120) == 0, proc.stderr.read()
-    assert not psutil.pid_exists(workers[0]) or psutil.Process(workers[0]).status() == psutil.STATUS_ZOMBIE
-    assert len(lines) - 1 > 16   # chunks were still running when the worker died
-    assert TIMING.sub("<time>", "".join(lines)) == expected   # each image once, in order
+    writer = None
+    while writer is None:   # a worker opens the pipe for reading: opening it for writing then succeeds
+        assert proc.poll() is None, proc.stderr.read()
+        with suppress(OSError):   # ENXIO: no reader yet
+            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        time.sleep(0.02)
+    while (holder := fifo_reader(fifo, workers)) is None:   # its open() returns now that a writer is there
+        time.sleep(0.01)
+    os.kill(holder, signal.SIGKILL)   # blocked reading the pipe, which holds no byte yet
+    with suppress(psutil.NoSuchProcess):
+        psutil.Process(holder).wait(timeout=60)
+    os.close(writer)
+    feeding = serve_fifo(fifo, data)   # for the rerun of the killed worker's chunk
+    out = proc.stdout.read()
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    feeding.join(timeout=60)
+    assert not feeding.is_alive()   # the rerun read the pipe
+    assert TIMING.sub("<time>", out) == expected   # each image once, in order
     cluster.wait_for_workers(2, timeout=60)
 
 
 @pytest.mark.parametrize("interrupt", [False, True])
 def test_local_cluster_leaves_no_process_behind(many_images, tmp_path, interrupt):
+    """The command closes its local cluster before it exits, joining the worker processes: none is left
+    running the moment it has exited (multiprocessing's resource tracker, which is no worker, ends by itself
+    when the command's end closes its pipe)."""
     proc = start(["detector", "test", *SHAPES, *many_images, "--json", "--dask", "local:2"], tmp_path)
     proc.stdout.readline()
     children = psutil.Process(proc.pid).children(recursive=True)
-    assert len(children) >= 2   # the workers (and whatever else the cluster runs)
+    workers = [c for c in children if "resource_tracker" not in " ".join(c.cmdline())]
+    assert len(workers) >= 2
     if interrupt:
         proc.send_signal(signal.SIGINT)   # Ctrl-C
     rest = proc.stdout.read()
     assert proc.wait(timeout=120) == (130 if interrupt else 0)
     if not interrupt:
         assert len(rest.splitlines()) == len(many_images) - 1
-    deadline = time.monotonic() + 10
-    while any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children):
-        assert time.monotonic() < deadline, [c.cmdline() for c in children if c.is_running()]
-        time.sleep(0.1)
+    assert not [c.cmdline() for c in workers if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    trackers = [c for c in children if c not in workers]
+    _, alive = psutil.wait_procs(trackers, timeout=60)
+    assert not alive
 
 
 def test_python_api_equals_detect_batch_and_reads_urls(images, cluster):

@@ -10,7 +10,7 @@ import threading
 import click._termui_impl
 import pytest
 
-from conftest import ROOT, SHARED
+from conftest import ROOT, SHARED, shared_path
 from pydarknet import cli, download
 
 TINY_TOP5 = ["malamute: 0.167168", "Eskimo dog: 0.065828", "dogsled: 0.063020",
@@ -171,10 +171,22 @@ def test_a_missing_weights_file_names_the_download_command(tmp_path, monkeypatch
     assert err.startswith("pydarknet: error: tiny.weights: no such file; `pydarknet download tiny` fetches it")
 
 
+@pytest.mark.parametrize("name", sorted(download.MODELS))
+def test_the_download_table_is_the_original_files(name):
+    """Each model's size and SHA-256 in the download table are those of the original file in ../shared/models,
+    whose md5 ../shared/models/MODELS.md lists (the published weights, byte for byte)."""
+    model = download.MODELS[name]
+    data = shared_path("models", model.file_name).read_bytes()
+    assert len(data) == model.size and hashlib.sha256(data).hexdigest() == model.sha256
+    row = next(line for line in (SHARED / "models" / "MODELS.md").read_text().splitlines()
+               if line.startswith(f"| `{model.file_name}`"))
+    size, md5 = [cell.strip() for cell in row.split("|")[2:4]]
+    assert (int(size), md5) == (model.size, hashlib.md5(data).hexdigest())
+    assert (ROOT / model.cfg).is_file()
+
+
 def test_classify_finds_the_downloaded_weights_from_an_empty_directory(tmp_path):
-    weights = SHARED / "models" / "tiny.weights"
-    if not weights.is_file():
-        pytest.skip("needs ../shared/models/tiny.weights (the shared reference data is not beside the project)")
+    weights = shared_path("models", "tiny.weights")
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "tiny.weights").symlink_to(weights)

@@ -1,13 +1,14 @@
 """From the image file to darknet's final answer, for every golden forward case: our JPEG decoder and
 preprocessing give darknet's input.npy bit for bit, and the network then gives dets.txt / the top 10 to float
-tolerance (the layer-by-layer and decoding tests run from that same input)."""
+tolerance: the printing's (golden.PRINTED) for a classifier's top 10, golden.DETECTIONS for the boxes (the
+layer-by-layer and decoding tests run from that same input)."""
 import json
 
 import numpy as np
 import pytest
 
 from conftest import SHARED
-from golden import TOLERANCE, case_param, close, read_dets, run_case
+from golden import DETECTIONS, PRINTED, case_param, close, read_dets, run_case
 from pydarknet.classify import top_k
 from pydarknet.detect import do_nms_sort, network_detections
 from pydarknet.image import letterbox_image, load_image, resize_image, resize_min
@@ -20,7 +21,7 @@ PREPARE = {"letterbox": lambda im, w, h: letterbox_image(im, w, h),
 
 
 @pytest.mark.parametrize("case_dir", [case_param(p) for p in CASES])
-def test_image_file_to_darknets_answer(case_dir):
+def test_image_file_to_darknets_answer(case_dir, darknet_products):
     info = json.loads((case_dir / "case.json").read_text())
     expected_input = np.load(case_dir / "input.npy")
     net, _ = run_case(case_dir, SHARED)  # loads the network (resized for resize_min cases)
@@ -35,7 +36,7 @@ def test_image_file_to_darknets_answer(case_dir):
     if len(rows[0]) == 2:  # classifier: top 10 (index, probability)
         ours = top_k(output[0].reshape(-1), len(rows))
         assert [i for i, _ in ours] == [int(r[0]) for r in rows]
-        assert close([p for _, p in ours], [r[1] for r in rows], TOLERANCE)
+        assert close([p for _, p in ours], [r[1] for r in rows], PRINTED)
         return
     imw, imh = (int(v) for v in (case_dir / "dets.txt").read_text().split()[2:5:2])
     dets = network_detections(net, imw, imh, info["thresh"], info["hier_thresh"],
@@ -45,4 +46,4 @@ def test_image_file_to_darknets_answer(case_dir):
     assert len(listing) == len(rows)
     for (i, j, p), row in zip(listing, rows):
         assert j == int(row[5])
-        assert close(list(dets.bbox[i]) + [dets.objectness[i], p], row[:5] + [row[6]], TOLERANCE)
+        assert close(list(dets.bbox[i]) + [dets.objectness[i], p], row[:5] + [row[6]], DETECTIONS)

@@ -70,6 +70,7 @@ def test_shipped_demo_weights_reach_80_percent():
     data = shared_path("datasets", "shapes", "shapes.data")
     lines, summary = run_map(data, ROOT / "cfg" / "shapes-tiny.cfg", ROOT / "data" / "shapes-tiny.weights")
     assert summary["map"] >= 0.80
+    # a regression pin, not a darknet figure: pydarknet's own report for the weights it trained (README's 80.58 %)
     assert " mean average precision (mAP@0.50) = 0.805830, or 80.58 % " in lines
 
 
@@ -407,9 +408,12 @@ def test_classifier_valid_labels_from_paths(tmp_path, classifier):
     data = make_classifier_set(tmp_path, layout, top=3)
     lines, summary = run_classifier_valid(data, None, None, network=classifier)
     assert summary["unlabelled"] == 1
-    # with all 3 classes in the top 3, an image with a label is always right and one without always wrong
-    assert lines == ["0: top 1: " + lines[0].split("top 1: ")[1].split(",")[0] + ", top 3: 1.000000",
-                     "1: top 1: " + lines[1].split("top 1: ")[1].split(",")[0] + ", top 3: 0.500000"]
+    # zebra_1 is a zebra (zebra comes before okapi in labels.txt): top 1 is right when the network ranks class 0
+    # first; with all 3 classes in the top 3, an image with a label is always right and one without always wrong
+    crop = center_crop_image(load_image(tmp_path / layout[0]), classifier.w, classifier.h)
+    pred = classifier.forward(crop[None])[0].reshape(-1)[:3]
+    right = float(sorted(range(3), key=lambda j: (-pred[j], j))[0] == LABELS.index("zebra"))
+    assert lines == [f"0: top 1: {right:f}, top 3: 1.000000", f"1: top 1: {right / 2:f}, top 3: 0.500000"]
     with pytest.raises(DarknetError) as error:
         run_classifier_valid(data, None, None, network=classifier, strict_labels=True)
     message = str(error.value)

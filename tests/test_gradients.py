@@ -756,13 +756,40 @@ def test_region_delta_is_minus_gradient_of_implied_loss(tmp_path, softmax, seen)
     assert np.allclose(gx.reshape(-1), num, rtol=1e-4, atol=3e-6), np.max(np.abs(gx.reshape(-1) - num))
 
 
+def region_statistics(z, truth):
+    """darknet's forward_region_layer statistics (softmax classes, no tree), read independently in float64: the
+    mean over truths of the responsible prediction's IoU, true-class probability and objectness; the mean
+    objectness of every prediction; the share of truths with IoU > .5; the count."""
+    batch, n, _, lh, lw = z.shape
+    sig = 1 / (1 + np.exp(-z))
+    ious, cats, objs = [], [], []
+    for b in range(batch):
+        for t in (t for t in truth[b].reshape(-1, 5)[:30] if t[0] != 0):
+            i, j = int(t[0] * lw), int(t[1] * lh)
+            shapes = [(np.exp(z[b, a, 2, j, i]) * REGION_ANCHORS[2 * a] / lw,
+                       np.exp(z[b, a, 3, j, i]) * REGION_ANCHORS[2 * a + 1] / lh) for a in range(n)]
+            a = int(np.argmax([iou((0, 0, pw, ph), (0, 0, t[2], t[3])) for pw, ph in shapes]))
+            ious.append(iou(((i + sig[b, a, 0, j, i]) / lw, (j + sig[b, a, 1, j, i]) / lh) + shapes[a], t))
+            objs.append(sig[b, a, 4, j, i])
+            logits = z[b, a, 5:, j, i]
+            cats.append(np.exp(logits[int(t[4])]) / np.exp(logits).sum())
+    return [np.mean(ious), np.mean(cats), np.mean(objs), sig[:, :, 4].mean(), np.mean(np.array(ious) > .5)], len(ious)
+
+
 def test_region_statistics_line(tmp_path, capsys):
+    """darknet's `Region Avg IOU: ..., Class: ..., Obj: ..., No Obj: ..., Avg Recall: ...,  count: N` line, each
+    figure the one darknet's loop computes (to its six printed decimals)."""
     net, z, truth, classes = region_case(tmp_path, 1, 20000)
     net.quiet = False
     net.forward_train(z, truth)
     err = capsys.readouterr().err.strip()
-    assert err.startswith("Region Avg IOU: ") and err.endswith("Avg Recall: " + err.split("Avg Recall: ")[1])
-    assert err.endswith(",  count: 3")
+    figures, count = region_statistics(z.reshape(2, 3, 5 + classes, 4, 4).astype(np.float64), truth)
+    names = ["Region Avg IOU", "Class", "Obj", "No Obj", "Avg Recall"]
+    printed = dict(part.split(": ") for part in err.split(", ")[:5])
+    assert list(printed) == names and err.endswith(f",  count: {count}") and count == 3
+    assert 0 < figures[4] < 1    # some truths are recalled, some not: the recall is a real figure here
+    for name, want in zip(names, figures):
+        assert abs(float(printed[name]) - want) <= 5e-7 + 1e-6 * want, (name, printed[name], want)
 
 
 def test_detection_delta(tmp_path):

@@ -360,10 +360,6 @@ def test_load_jpeg_like_darknet(name):
     assert cv.shape == stb.shape
     # OpenCV's libjpeg is close to stb_image but not identical
     assert np.abs(cv * 255 - stb).max() <= 20
-    try:
-        import pydarknet.jpeg  # noqa: F401
-    except ModuleNotFoundError:
-        pytest.skip("pydarknet.jpeg not written yet: decoder='darknet' falls back to OpenCV")
     assert np.array_equal(I.load_image(jpg), stb_image(stb))
 
 

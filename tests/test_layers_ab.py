@@ -119,12 +119,10 @@ def test_dilation(tmp_path, size, stride, dilation, groups):
 
 @pytest.mark.parametrize("size, stride, pad, dilation", [(3, 1, 1, 1), (3, 2, 1, 1), (5, 1, 2, 1), (3, 1, 1, 2),
                                                        (3, 2, 0, 1)])
-def test_depthwise_is_the_product_path_bit_for_bit(size, stride, pad, dilation):
+def test_depthwise_is_the_product_path_bit_for_bit(size, stride, pad, dilation, darknet_products):
     """Depthwise layers skip im2col; with darknet's exact products each output is still the same float chain."""
     from pydarknet.kernels.conv import depthwise_conv, im2col_batch
-    from pydarknet.kernels.products import backend, gemm_nn
-    if backend() != "darknet":
-        pytest.skip("bit identity holds against darknet's exact product order")
+    from pydarknet.kernels.products import gemm_nn
     rng = np.random.default_rng(7)
     x = rng.normal(size=(2, 6, 13, 11)).astype(np.float32)
     weights = rng.normal(size=(6, size * size)).astype(np.float32)

@@ -5,19 +5,15 @@ dog.jpg detections through ONNX Runtime and postprocess."""
 import json
 
 import numpy as np
+import onnx   # the onnx extra, which the test extra installs
+import onnxruntime
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
-
-import onnx  # noqa: E402
-import onnxruntime  # noqa: E402
-
-from conftest import ROOT, SHARED, shared_path  # noqa: E402
-from golden import case_paths  # noqa: E402
-from pydarknet.cli import main  # noqa: E402
-from pydarknet.config import DarknetError  # noqa: E402
+from conftest import ROOT, SHARED, shared_path
+from golden import case_paths
+from pydarknet.cli import main
+from pydarknet.config import DarknetError
 from pydarknet.detect import network_detections  # noqa: E402
 from pydarknet.image import letterbox_image, load_image, resize_image  # noqa: E402
 from pydarknet.network import Network  # noqa: E402

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from conftest import ROOT
 from moving_shapes import COUNT_LINE, HEIGHT, WIDTH, write_clip
 from pydarknet.cli import cli
-from pydarknet.image import from_bgr8
+from pydarknet.image import from_bgr8, to_bgr8
 from pydarknet.predict import Detection, DetectionResult, Detector
 from pydarknet.track import LineCounter, Tracker
 from pydarknet.video import Video
@@ -127,3 +127,52 @@ def test_count_line_needs_four_numbers(clip, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli, ["detector", "demo", *SHAPES, str(clip[0]), "-count_line", "1,2,3", "-q"])
     assert result.exit_code == 2 and "x1,y1,x2,y2" in result.output
+
+
+def test_a_tracked_frame_is_drawn_with_each_track_id(clip, monkeypatch):
+    """Detector.draw on a tracked frame writes "<name> #<id>" on each box's tag: drawn box by box on black, the
+    tag's filled top row is wider than the untracked drawing's by exactly cv2.getTextSize's width difference for
+    the text with and without " #<id>" (the font, scale and thickness draw_detections passes to putText), and the
+    whole drawing on the frame is pixel for pixel the untracked drawing of a class renamed "<name> #<id>"."""
+    import cv2
+    import pydarknet.image as image_module
+    path, _ = clip
+    detector = Detector(SHAPES[1], SHAPES[2], names=NAMES)
+    frames = [from_bgr8(frame.bgr) for frame, _ in zip(Video(path).frames(), range(13))]
+    result = list(detector.track(frames, Tracker(), thresh=0.25))[-1]   # the 13th frame: every tag fits
+    assert sorted(result.track_ids) == [1, 2, 3]
+    written = []
+    put_text = cv2.putText
+    monkeypatch.setattr(image_module.cv2, "putText", lambda img, text, org, font, scale, colour, thick, *rest:
+                        written.append((text, font, scale, thick)) or put_text(img, text, org, font, scale, colour,
+                                                                                thick, *rest))
+
+    def alone(box, track_id):
+        one = DetectionResult("frame", result.width, result.height, 0.0, boxes=[box],
+                              track_ids=None if track_id is None else [track_id])
+        written.clear()
+        canvas = detector.draw(np.zeros((HEIGHT, WIDTH, 3), np.uint8), one)
+        (text, font, scale, thick), = written
+        top_row = canvas[np.flatnonzero(canvas.any(axis=(1, 2)))[0]]   # the tag's border, above the box
+        columns = np.flatnonzero(top_row.any(axis=1))
+        assert columns[-1] < WIDTH - 1 and len(columns) == columns[-1] - columns[0] + 1   # whole, not clipped
+        return text, len(columns), cv2.getTextSize(text, font, scale, thick)[0][0]
+
+    for box, track_id in zip(result.boxes, result.track_ids):
+        name = ", ".join(NAMES[c] for c, _ in box[1])
+        plain, plain_width, plain_text_width = alone(box, None)
+        tagged, tagged_width, tagged_text_width = alone(box, track_id)
+        assert (plain, tagged) == (name, f"{name} #{track_id}")
+        assert tagged_width - plain_width == tagged_text_width - plain_text_width > 0, (tagged, plain)
+
+    monkeypatch.setattr(image_module.cv2, "putText", put_text)
+    frame = to_bgr8(frames[-1])
+    drawn = detector.draw(frame.copy(), result)
+    assert np.abs(drawn.astype(int) - frame).max() > 100
+    for box, track_id in zip(result.boxes, result.track_ids):
+        renamed = Detector(SHAPES[1], SHAPES[2], names=list(NAMES))
+        renamed.names[box[1][-1][0]] += f" #{track_id}"
+        untracked = DetectionResult("frame", result.width, result.height, 0.0, boxes=[box])
+        tagged = DetectionResult("frame", result.width, result.height, 0.0, boxes=[box], track_ids=[track_id])
+        assert np.array_equal(detector.draw(frame.copy(), tagged), renamed.draw(frame.copy(), untracked))
+        assert not np.array_equal(detector.draw(frame.copy(), tagged), detector.draw(frame.copy(), untracked))

@@ -88,6 +88,19 @@ def invoke(args):
     return CliRunner().invoke(cli, args)
 
 
+def error_line(args, capsys):
+    """pydarknet's entry point on `args` must exit 1 with one line on stderr, `pydarknet: error: ...` (README,
+    Exit codes); returns that line."""
+    from pydarknet.cli import main
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit:
+        main(args)
+    out, err = capsys.readouterr()
+    assert exit.value.code == 1 and out == "" and len(err.splitlines()) == 1, (exit.value.code, out, err)
+    assert err.startswith("pydarknet: error: ")
+    return err.strip()
+
+
 def test_train_prints_darknet_lines_and_saves_final_weights(dataset):
     result = invoke(["train", "toy.data", "toy.cfg", "--workers", "1"])
     assert result.exit_code == 0, result.output
@@ -190,10 +203,10 @@ def test_ctrl_c_during_the_update_lets_it_finish(dataset, monkeypatch):
     assert (dataset / "cut/toy_last.weights").read_bytes() == (dataset / "whole/toy_final.weights").read_bytes()
 
 
-def test_a_train_that_fails_leaves_no_backup_folder(dataset):
+def test_a_train_that_fails_leaves_no_backup_folder(dataset, capsys):
     (dataset / "bad.data").write_text("classes=2\ntrain=nope.txt\nbackup=never\n")
-    result = invoke(["train", "bad.data", "toy.cfg"])
-    assert result.exit_code != 0 and not (dataset / "never").exists()
+    assert "nope.txt" in error_line(["train", "bad.data", "toy.cfg"], capsys)
+    assert not (dataset / "never").exists()
 
 
 @pytest.mark.parametrize("backend, spin", [("darknet", "300000"), ("fast", "3000")])
@@ -219,10 +232,10 @@ def test_backup_schedule():
     assert backup_names("x.cfg", 20000) == ["x_20000.weights", "x_last.weights"]
 
 
-def test_missing_train_list_is_one_line_error(dataset):
+def test_missing_train_list_is_one_line_error(dataset, capsys):
     (dataset / "bad.data").write_text("classes=2\ntrain=nope.txt\n")
-    result = invoke(["train", "bad.data", "toy.cfg"])
-    assert result.exit_code != 0 and "nope.txt" in str(result.exception)
+    assert error_line(["train", "bad.data", "toy.cfg"], capsys) == (
+        "pydarknet: error: nope.txt: cannot read image list: no such file (named at bad.data:2)")
 
 
 def test_partial_keeps_the_first_layers(dataset):

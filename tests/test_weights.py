@@ -38,7 +38,6 @@ def golden_weight_files():
 
 
 def test_order_of_a_conv_layer_with_batch_norm(tmp_path):
-    pytest.importorskip("pydarknet.layers.connected")
     net = small_net(tmp_path)
     values = np.arange(floats_needed(net), dtype=np.float32)
     load_weights(net, write_file(tmp_path / "w", struct.pack("<3iq", 0, 2, 0, 1234), values))
@@ -59,7 +58,6 @@ def test_old_header_with_int32_seen(tmp_path):
 
 
 def test_transposed_connected_weights(tmp_path):
-    pytest.importorskip("pydarknet.layers.connected")
     cfg = "[net]\nwidth=1\nheight=1\nchannels=3\n[connected]\noutput=2\nactivation=linear\n"
     plain, flipped = small_net(tmp_path, cfg), small_net(tmp_path, cfg)
     w = np.arange(6, dtype=np.float32)
@@ -120,6 +118,88 @@ def test_save_is_atomic_and_round_trips(tmp_path):
     again = small_net(tmp_path, CFG.split("[connected]")[0])
     load_weights(again, target)
     assert again.seen == 640 and np.all(again.layers[0].weights == 2.5)
+
+
+# A process killed (SIGKILL: no clean-up runs) halfway through writing a save's bytes.
+KILLED_MID_SAVE = """
+import os, signal, sys
+from pydarknet.network import Network
+from pydarknet.weights import save_weights
+real_fdopen = os.fdopen
+
+class HalfThenKilled:
+    def __init__(self, f):
+        self.f = f
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc):
+        return False
+    def write(self, data):
+        self.f.write(data[:len(data) // 2])
+        self.f.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+os.fdopen = lambda fd, mode: HalfThenKilled(real_fdopen(fd, mode))
+net = Network(sys.argv[1], quiet_unused=True).initialize(7)
+save_weights(net, sys.argv[2])
+"""
+
+
+def test_a_crash_mid_save_leaves_the_old_file_whole(tmp_path):
+    """README: every file is written atomically, so a crash never leaves half a file. The saving process is
+    killed with half of the new file written: the old file is still there, byte for byte, and loads; the half
+    is only in the hidden temporary file beside it."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    net = small_net(tmp_path, CFG.split("[connected]")[0])
+    net.layers[0].weights[:] = 2.5
+    target = tmp_path / "x.weights"
+    save_weights(net, target)
+    old = target.read_bytes()
+    proc = subprocess.run([sys.executable, "-c", KILLED_MID_SAVE, tmp_path / "small.cfg", target],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert target.read_bytes() == old
+    [half] = [p for p in tmp_path.iterdir() if p.name.startswith(".x.weights.") and p.name.endswith(".tmp")]
+    assert half.stat().st_size == len(old) // 2
+    again = small_net(tmp_path, CFG.split("[connected]")[0])
+    load_weights(again, target)
+    assert np.all(again.layers[0].weights == 2.5)
+
+
+def test_a_failed_save_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    """A save that fails (a full disk: the write raises) keeps the old file, removes its temporary file and
+    says why."""
+    import os
+    net = small_net(tmp_path, CFG.split("[connected]")[0])
+    target = tmp_path / "x.weights"
+    save_weights(net, target)
+    old = target.read_bytes()
+    real_fdopen = os.fdopen
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[:100])
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: Full(real_fdopen(fd, mode)))
+    net.layers[0].weights[:] = 1.0
+    with pytest.raises(OSError, match="No space left"):
+        save_weights(net, target)
+    assert target.read_bytes() == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.cfg", "x.weights"]
 
 
 def test_saved_files_get_ordinary_permissions(tmp_path):
