@@ -223,7 +223,8 @@ cv2.imwrite("predictions.jpg", im)
 
 
 def bench_detect_command(cfg, weights, image, runs, folder):
-    """Whole-process wall time of `pydarknet detect` (warm Numba cache) and of the same job in OpenCV DNN."""
+    """Whole-process wall time of `pydarknet detect` (warm Numba cache) and of the same job in OpenCV DNN; and of
+    darknet C's `detector test` when DARKNET_BIN names a build (run in its own folder, for its data/labels)."""
     import subprocess
     ours_cmd = [sys.executable, "-m", "pydarknet", "detect", str(cfg), str(weights), str(image), "-q"]
     theirs_cmd = [sys.executable, "-c", OPENCV_DETECT, str(cfg), str(weights), str(image)]
@@ -232,9 +233,17 @@ def bench_detect_command(cfg, weights, image, runs, folder):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     # with its bytecode cached, as pip leaves an installed package (the warm-up run writes it in a checkout)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    run = lambda cmd: subprocess.run(cmd, cwd=folder, check=True, capture_output=True, env=env)  # noqa: E731
-    ours, theirs = median_times([lambda: run(ours_cmd), lambda: run(theirs_cmd)], runs, warmup=1)
+    run = lambda cmd, cwd=folder: subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, env=env)  # noqa: E731
+    darknet = os.environ.get("DARKNET_BIN")
+    darknet_cmd = [darknet, "detector", "test", str(Path(cfg).parent / "coco.data"), str(cfg), str(weights),
+                   str(image), "-dont_show"] if darknet else None
+    ours, theirs, c = median_times([lambda: run(ours_cmd), lambda: run(theirs_cmd),
+                                    (lambda: run(darknet_cmd, Path(darknet).resolve().parent)) if darknet else None],
+                                   runs, warmup=1)
     report("command: detect yolov3-tiny dog.jpg", ours, theirs)
+    if c is not None:
+        print(f"{'command: darknet C detector test':<38} darknet   {c * 1000:8.1f} ms   pydarknet / darknet "
+              f"{ours / c:5.2f}x", flush=True)
 
 
 STREAM_IMAGES = 64
