@@ -1,8 +1,8 @@
 """The demo's live output (pydarknet/live): the JSON and MJPEG ports read by HTTP clients frame by frame against
 `demo --json`, the routes and limits of a port, the ends of a run (video end, broken video, Ctrl-C, a port in use),
 -http_post_host against receivers that answer and one that never does, 20 clients that do not slow detection, the
-page in a headless Chromium, and a demo reading another's stream as its http:// source. Everything listens on
-127.0.0.1 and every wait has a deadline."""
+page in a headless Chromium, a demo reading another's stream as its http:// source, and an image sequence
+(frame_%04d.png) as the source of the JSON port. Everything listens on 127.0.0.1 and every wait has a deadline."""
 import json
 import os
 import shutil
@@ -461,3 +461,41 @@ def test_an_http_stream_is_a_source_and_its_end_closes_the_streams(clip, detecto
     frames = json.loads(fork.result()[1])
     assert 1 <= detected <= FRAMES and [f["frame_id"] for f in frames] == list(range(1, detected + 1))
     assert {o["name"] for f in frames for o in f["objects"]} <= set(NAMES) and frames[-1]["objects"]
+
+
+def test_an_image_sequence_is_a_source_of_the_json_port(clip, reference, tmp_path):
+    """`demo` on frame_%04d.png (the clip's frames as OpenCV decodes them, written losslessly) with -json_port:
+    the fork's JSON array and the event stream carry every frame of the sequence as `demo --json` on the same
+    sequence prints it, tracked and counted, and those are the video's own results."""
+    capture, written = cv2.VideoCapture(str(clip)), 0
+    while (read := capture.read())[0]:
+        cv2.imwrite(str(tmp_path / f"frame_{written:04d}.png"), read[1])
+        written += 1
+    capture.release()
+    assert written == FRAMES
+    pattern = str(tmp_path / "frame_%04d.png")
+    printed = CliRunner().invoke(cli, ["detector", "demo", *SHAPES, pattern, "--json", "-thresh", ".25",
+                                       "-count_line", LINE, "-q"])
+    assert printed.exit_code == 0, printed.output
+    docs = [json.loads(line) for line in printed.stdout.splitlines()]
+    assert len(docs) == FRAMES
+
+    json_port = free_port()
+    demo = start_demo(pattern, tmp_path, "-json_port", json_port)
+    fork = Reader(request(json_port, "/"))
+    json_events = Reader(request(json_port, "/events", "text/event-stream"))
+    assert demo.wait(DEADLINE) == 0, demo.stderr.read()
+    frames = json.loads(fork.result()[1])
+    assert [f["frame_id"] for f in frames] == list(range(1, FRAMES + 1))
+    for frame, doc, from_video in zip(frames, docs, reference):
+        assert_as_demo_json(frame["objects"], doc)
+        assert frame["counting"] == doc["counting"]
+        assert doc["detections"] == from_video["detections"] and doc["counting"] == from_video["counting"]
+    assert frames[-1]["counting"]["counts"]["square"] == {"right_to_left": 0, "left_to_right": 1}
+    streamed = events(*json_events.result())
+    assert [d["frame_id"] for d in streamed] == list(range(1, FRAMES + 1))
+    assert streamed[0]["source"] == pattern and (streamed[0]["width"], streamed[0]["height"]) == (WIDTH, HEIGHT)
+    for doc, frame, printed_doc in zip(streamed, frames, docs):
+        assert_as_demo_json(doc["objects"], printed_doc)
+        assert doc["counting"] == frame["counting"]
+    assert port_is_free(json_port)

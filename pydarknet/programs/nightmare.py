@@ -59,7 +59,8 @@ def flip(im):
 
 def rotate(im, rad):
     """darknet's rotate_image: each pixel sampled bilinearly at its position turned by `rad` about the centre,
-    zero outside."""
+    zero outside. `rad` is darknet's float parameter: rounded to float32 before its (double) cos and sin."""
+    rad = float(F32(rad))
     c, h, w = im.shape
     cx, cy = F32(w / 2.0), F32(h / 2.0)
     y, x = np.mgrid[0:h, 0:w]
@@ -149,7 +150,7 @@ def nightmare(cfg, weights, image, layer, rounds=1, iters=10, octaves=4, zoom=1.
             name = f"{prefix}/{name}"
         print(f"{e} {name}", file=out)
         written.append(save_image_darknet(im, name))
-        if rotate_by:
+        if F32(rotate_by):   # darknet's float -rotate
             im = rotate(im, rotate_by)
         _, h, w = im.shape
         zoom32 = F32(zoom)
