@@ -15,5 +15,13 @@ class CfgError(DarknetError):
     pass
 
 
+class WriteError(DarknetError):
+    """A file that could not be written (weights.atomic_write): the file asked for and the system's reason."""
+
+    def __init__(self, path, strerror):
+        super().__init__(f"cannot write {path}: {strerror}")
+        self.path, self.strerror = path, strerror
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C, handled: what was saved has been said on stderr (the command exits 130 without another line)."""

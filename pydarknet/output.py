@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DarknetError
+from .errors import DarknetError, WriteError
 from .resources import find_argument
 from .weights import atomic_write
 
@@ -156,7 +156,7 @@ def write_labels(image_path, result):
     label = Path(image_path).with_suffix(".txt")
     try:
         atomic_write(label, "".join(lines).encode())
-    except OSError as e:
+    except WriteError as e:
         shipped = find_argument(image_path) != image_path
         raise DarknetError(f"{label}: cannot write the labels: {e.strerror}" + (
             f" ({image_path} is pydarknet's own copy: copy the image into a folder of yours to label it)"

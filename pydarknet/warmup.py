@@ -94,10 +94,11 @@ def compile_times():
 
 
 def record_compile_time(command, seconds):
+    from .errors import WriteError
     from .weights import atomic_write
     try:
         atomic_write(cache_folder() / TIMES_FILE, json.dumps({**compile_times(), command: round(seconds, 1)}).encode())
-    except OSError:
+    except WriteError:
         pass   # a read-only cache: the next notice has no figure
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import DarknetError, note, warn
+from .errors import WriteError
 from .download import cached_file, missing_weights_message
 from .resources import find_argument
 
@@ -110,7 +111,10 @@ def atomic_write(path, data):
     """A temporary file beside the target, flushed to disk, then renamed over it: a crash leaves either the
     old file or the new one, never half a file."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:   # a missing or read-only folder: name the file asked for, not the temporary one
+        raise WriteError(path, e.strerror) from None
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; a saved file gets the usual permissions
         with os.fdopen(fd, "wb") as f:
@@ -118,9 +122,11 @@ def atomic_write(path, data):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError):   # a full disk, say
+            raise WriteError(path, e.strerror) from None
         raise

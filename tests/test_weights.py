@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import DATA, SHARED, shared_path
+from pydarknet.config import DarknetError
 from pydarknet.network import Network
 from pydarknet.weights import WeightsError, load_weights, weights_bytes, save_weights
 
@@ -196,10 +197,17 @@ def test_a_failed_save_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatc
 
     monkeypatch.setattr(os, "fdopen", lambda fd, mode: Full(real_fdopen(fd, mode)))
     net.layers[0].weights[:] = 1.0
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(DarknetError, match=f"^cannot write {target}: No space left on device$"):
         save_weights(net, target)
     assert target.read_bytes() == old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.cfg", "x.weights"]
+
+
+def test_a_save_into_a_missing_folder_names_the_file(tmp_path):
+    """One line naming the file asked for (not the temporary file beside it) and why."""
+    net = small_net(tmp_path, CFG.split("[connected]")[0])
+    with pytest.raises(DarknetError, match=f"^cannot write {tmp_path}/no/x.weights: No such file or directory$"):
+        save_weights(net, tmp_path / "no" / "x.weights")
 
 
 def test_saved_files_get_ordinary_permissions(tmp_path):
