@@ -1,3 +1,9 @@
+import os
+import shutil
+import site
+import subprocess
+import sys
+import venv
 from pathlib import Path
 
 import pytest
@@ -49,3 +55,47 @@ def small_classifier(tmp_path_factory):
     (folder / "small.names").write_text("a\nb\nc\n")
     (folder / "small.data").write_text(f"classes=3\nnames={folder / 'small.names'}\ntop=3\n")
     return [str(folder / name) for name in ("small.data", "small.cfg", "small.weights")]
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory):
+    """A fresh virtual environment (seeing the packages of the interpreter running the tests: numpy, numba,
+    opencv, click) with the wheel built from this checkout installed in it, as a user installs pydarknet: (its bin
+    folder, an empty working directory, environment). Built once for the tests that run the installed command
+    (test_install.py, test_readme.py)."""
+    base = tmp_path_factory.mktemp("install")
+    wheels = base / "wheels"
+    # with this environment's setuptools (pyproject.toml's build requirement), not an isolated one fetched from
+    # the package index: the suite needs no network. From a copy of the checkout: built in place, setuptools would
+    # leave its build/ folder there, whose stale files later wheels would pick up.
+    source = base / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__", "tests",
+                                                               "*.nbi", "*.nbc"))
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                            "--no-index", "-w", str(wheels), str(source)], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    wheel = next(wheels.glob("pydarknet-*.whl"))
+    env_dir = base / "venv"
+    venv.create(env_dir, with_pip=False)
+    python = env_dir / "bin" / "python"
+    see_packages_of_this_interpreter(python)
+    install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
+                              str(wheel)], capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr
+    empty = base / "empty"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env["NUMBA_CACHE_DIR"] = str(base / "numba-cache")  # the commands below share one compile of each kernel
+    return env_dir / "bin", empty, env
+
+
+def see_packages_of_this_interpreter(python):
+    """Put the site folders of the interpreter running the tests after the new environment's own, whatever it is:
+    a venv, a conda env, a --user install or the system's. (A venv's system_site_packages would show its *base*
+    interpreter's instead: inside a venv, numba would be missing.) As plain path lines: the .pth files in those
+    folders, an editable install of pydarknet among them, are not run, so the wheel is what imports."""
+    folders = site.getsitepackages() + ([site.getusersitepackages()] if site.ENABLE_USER_SITE else [])
+    target = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    with open(os.path.join(target, "_tests_see_the_running_interpreter.pth"), "w") as pth:
+        pth.write("".join(f"{folder}\n" for folder in folders if os.path.isdir(folder)))

@@ -1,11 +1,10 @@
 """The README's Quick start, Training and Pipelines examples, run as written (made short: fewer images, two
-training iterations) by a shell in an empty directory, `pydarknet` being this checkout's command."""
+training iterations) by a shell in an empty directory, `pydarknet` being the command of the wheel built from this
+checkout and installed in a fresh environment (conftest.installed): what a user who installed it has."""
 import os
 import re
 import shutil
-import stat
 import subprocess
-import sys
 
 import pytest
 
@@ -49,20 +48,18 @@ def runnable(line):
 
 
 @pytest.fixture
-def shell(tmp_path, monkeypatch):
-    """run(line) -> CompletedProcess of `bash -c line` in an empty folder, `pydarknet` on the PATH."""
-    bin_dir, work = tmp_path / "bin", tmp_path / "work"
-    bin_dir.mkdir()
+def shell(tmp_path, installed):
+    """run(line) -> CompletedProcess of `bash -c line` in an empty folder, the installed wheel's `pydarknet` first
+    on the PATH."""
+    bin_dir, _, installed_env = installed
+    work = tmp_path / "work"
     work.mkdir()
-    command = bin_dir / "pydarknet"
-    command.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m pydarknet "$@"\n')
-    command.chmod(command.stat().st_mode | stat.S_IXUSR)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(ROOT),
+    env = {**installed_env, "PATH": f"{bin_dir}{os.pathsep}{installed_env['PATH']}",
            "PYDARKNET_HOME": str(tmp_path / "cache")}
 
     def run(line):
         return subprocess.run(["bash", "-c", line], cwd=work, env=env, capture_output=True, text=True, timeout=600)
-    run.work, run.cache = work, tmp_path / "cache"
+    run.work, run.cache, run.command = work, tmp_path / "cache", bin_dir / "pydarknet"
     return run
 
 
@@ -75,6 +72,7 @@ def succeeds(shell, line):
 def test_quick_start_runs_as_written(shell):
     """`make demo` and, with the official weights of ../shared in the download cache, the examples that use them;
     the lines printed are the README's."""
+    assert shell("command -v pydarknet").stdout.strip() == str(shell.command)   # the wheel's, not this checkout
     models = shared_path("models")
     shell.cache.mkdir()
     for name in ("tiny.weights", "yolov3-tiny.weights"):
