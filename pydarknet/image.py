@@ -157,6 +157,13 @@ def load_image(path, decoder="darknet"):
         raise ImageError(f"cannot load image {name}: {e.strerror or e}") from None
     if not data:
         raise ImageError(f"cannot load image {name}: empty file")
+    try:
+        return _decode(data, name, decoder)
+    except MemoryError:   # a header can claim 20000 x 20000 pixels in a few bytes
+        raise ImageError(f"cannot load image {name}: its pixels do not fit in memory") from None
+
+
+def _decode(data, name, decoder):
     if decoder == "darknet" and data[:2] == b"\xff\xd8":
         im = _decode_stb_jpeg(data, name)
         if im is not None:

@@ -3,6 +3,7 @@
 `Network(cfg)` builds the layers from a .cfg (checking every shape as it goes), `load(weights)` fills
 their parameters, `forward(x)` runs a batch (n, c, h, w) through them and returns the last output.
 """
+import math
 import sys
 
 import numpy as np
@@ -96,12 +97,16 @@ class Network:
             cls = LAYER_TYPES.get(section.type)
             if cls is None:
                 raise CfgError(f"{section.where()}: unknown layer type [{section.type}]")
-            layer = cls(section, shape, self, index)
+            try:
+                layer = cls(section, shape, self, index)
+            except MemoryError as e:   # layers.base.zeros' limit, or this machine's memory
+                raise CfgError(f"{section.where()}: [{section.type}] layer {index}: its parameters do not fit "
+                               f"in memory ({e}): check the layer's sizes in {self.cfg_path}") from None
             for key, kind in COMMON_OPTIONS.items():
                 setattr(layer, key, (section.int if kind is int else section.float)(key, 1 if key == "learning_rate" else 0))
             self.layers.append(layer)
             shape = layer.out_shape
-            total += 4 * int(np.prod(shape))
+            total += 4 * math.prod(shape)   # Python ints: a huge shape must not wrap around
             if total > MEMORY_LIMIT:
                 raise CfgError(f"{section.where()}: the network's outputs up to layer {index} need "
                                f"{total / (1 << 30):.1f} GiB per image (limit {MEMORY_LIMIT >> 30} GiB): "

@@ -9,6 +9,8 @@ Training (see train/step.py's train_network): forward runs with net.train set an
 batch's truth; `delta` has the output's shape; `backward(net)` passes the gradient on and accumulates
 parameter updates; `update(args)` applies them.
 """
+import math
+
 import numpy as np
 
 from ..config import CfgError, DarknetError
@@ -146,8 +148,28 @@ class Layer:
         return index
 
 
+# One parameter array past this is a cfg's typo (size=33333), not a network: darknet's largest, VGG-16's first
+# [connected], holds 0.4 GiB. Refused before numpy is asked, whose allocation could succeed (the kernel overcommits)
+# and the loading of the weights then run out of memory.
+PARAMETERS_LIMIT = 4 << 30
+
+
+def _parameter_shape(shape):
+    size = 4 * math.prod(shape)
+    if size > PARAMETERS_LIMIT:
+        raise MemoryError(f"a parameter array of {size / (1 << 30):.3g} GiB (limit {PARAMETERS_LIMIT >> 30} GiB)")
+    return shape
+
+
 def zeros(*shape):
-    return np.zeros(shape, dtype=np.float32)
+    """A float32 array of zeros (a layer's parameters or state); a MemoryError past PARAMETERS_LIMIT, which Network
+    reports as the cfg's layer whose parameters do not fit."""
+    return np.zeros(_parameter_shape(shape), dtype=np.float32)
+
+
+def full(value, *shape):
+    """A float32 parameter array filled with `value`, as zeros checked."""
+    return np.full(_parameter_shape(shape), value, dtype=np.float32)
 
 
 # -- what the loss layers ([yolo], [region], [detection]) report -----------------------------------------------

@@ -19,7 +19,7 @@ from ..config import DarknetError
 from ..kernels import loss
 from ..kernels.region import region_forward, region_tree_probs
 from ..tree import read_map, read_option_file, read_tree
-from .base import Layer, delta_cost, printf_f, ratio
+from .base import Layer, delta_cost, full, printf_f, ratio
 
 
 class Region(Layer):
@@ -62,7 +62,7 @@ class Region(Layer):
                 raise self.error(f"the class tree {self.tree.path} has {self.tree.n} classes but "
                                  f"classes={self.classes}", "tree")
         self.map = read_option_file(s, "map", read_map, self.error) if s.has("map") else None
-        self.biases = np.full(self.n * 2, 0.5, np.float32)
+        self.biases = full(0.5, self.n * 2)
         anchors = s.floats("anchors")
         if anchors:
             if len(anchors) > 2 * self.n:

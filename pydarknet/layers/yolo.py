@@ -9,7 +9,7 @@ from ..boxes import Detections, correct_boxes
 from ..config import DarknetError
 from ..kernels import backward, loss
 from ..kernels.activations import LOGISTIC, activate_array, logistic_array32
-from .base import Layer, delta_cost, printf_f, ratio
+from .base import Layer, delta_cost, full, printf_f, ratio
 
 # The fork's spellings. NMS: greedynms suppresses by DIoU (exponent .6), diounms by DIoU with exponent beta_nms.
 NMS_KINDS = ("default", "greedynms", "diounms", "cornersnms")
@@ -32,7 +32,9 @@ class Yolo(Layer):
         self.truth_thresh = s.float("truth_thresh", 1.0)
         self.random = s.float("random", 0) if net.darknet == "ab" else s.int("random", 0)   # the fork: 1.2 = x1.2
         self._parse_fork_options(s)
-        self.biases = np.full(self.total * 2, 0.5, np.float32)
+        if self.total < 1:
+            raise self.error(f"num={self.total} must be at least 1", "num")
+        self.biases = full(0.5, self.total * 2)
         anchors = s.floats("anchors")
         if anchors:
             if len(anchors) > 2 * self.total:
