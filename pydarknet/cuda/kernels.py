@@ -155,17 +155,24 @@ def gradient(x, y, a):
     return float32(1.0)
 
 
+@cuda.jit(device=True, inline=True)
+def thread_element(shape):
+    """This thread's element (image, row, position) of an (n, rows, spatial) array, the elements numbered row by
+    row; b = -1 for the threads past its end."""
+    i = cuda.grid(1)
+    n, rows, spatial = shape
+    if i >= n * rows * spatial:
+        return -1, 0, 0
+    return i // (spatial * rows), (i // spatial) % rows, i % spatial
+
+
 # -- convolution: columns, product, bias/batch-norm/activation ---------------------------------------------------
 @cuda.jit(cache=True)
 def im2col(x, c0, size, stride, pad, dilation, out_w, col):
     """col (n, cg*size*size, out_h*out_w) from channels c0.. of x (n, c, h, w); taps outside the image are 0."""
-    i = cuda.grid(1)
-    n, k, spatial = col.shape
-    if i >= n * k * spatial:
+    b, row, p = thread_element(col.shape)
+    if b < 0:
         return
-    p = i % spatial
-    row = (i // spatial) % k
-    b = i // (spatial * k)
     kx = row % size
     ky = (row // size) % size
     ch = c0 + row // (size * size)
@@ -245,13 +252,9 @@ def gemm(trans_a, trans_b, alpha, a, b, beta, c):
 def normalize_activate(x, mean, variance, scales, biases, mode, activation):
     """x (n, c, spatial) in place: batch-norm (mode NORM_PJREDDIE: (x - mean)/(sqrt(var) + .000001), NORM_AB:
     /sqrt(var + .00001)), times scale, plus bias (mode BIAS: the bias alone), then the activation."""
-    i = cuda.grid(1)
-    n, c, spatial = x.shape
-    if i >= n * c * spatial:
+    b, f, p = thread_element(x.shape)
+    if b < 0:
         return
-    p = i % spatial
-    f = (i // spatial) % c
-    b = i // (spatial * c)
     v = x[b, f, p]
     if mode == NORM_PJREDDIE:
         v = (v - mean[f]) / (math.sqrt(variance[f]) + NORM_EPS) * scales[f]
@@ -326,13 +329,9 @@ def batchnorm_statistics(squares, count, mean, variance, rolling_mean, rolling_v
 def batchnorm_train(x, mean, variance, scales, biases, x_norm, out, ab, activation):
     """Training batch-norm, element by element: x_norm = (x - mean)/sqrt(var + .00001) (pjreddie's CPU build:
     sqrt(var) + .000001, kept when not `ab` so that both engines train alike), out = act(x_norm*scale + bias)."""
-    i = cuda.grid(1)
-    n, c, spatial = x.shape
-    if i >= n * c * spatial:
+    b, f, p = thread_element(x.shape)
+    if b < 0:
         return
-    p = i % spatial
-    f = (i // spatial) % c
-    b = i // (spatial * c)
     if ab:
         v = (x[b, f, p] - mean[f]) / math.sqrt(variance[f] + BN_EPS)
     else:
@@ -344,11 +343,9 @@ def batchnorm_train(x, mean, variance, scales, biases, x_norm, out, ab, activati
 @cuda.jit(cache=True)
 def scale_channels(delta, scales):
     """delta (n, c, spatial) *= scales[c]."""
-    i = cuda.grid(1)
-    n, c, spatial = delta.shape
-    if i < n * c * spatial:
-        f = (i // spatial) % c
-        delta[i // (spatial * c), f, i % spatial] *= scales[f]
+    b, f, p = thread_element(delta.shape)
+    if b >= 0:
+        delta[b, f, p] *= scales[f]
 
 
 @cuda.jit(cache=True)
@@ -356,14 +353,10 @@ def batchnorm_delta(delta, x, mean, variance, mean_delta, variance_delta, ab):
     """darknet's normalize_delta: the delta of the un-normalised input x, from the (scaled) delta and the two
     statistics' sums (mean_delta: sum of delta, variance_delta: sum of delta * (x - mean)), which this scales
     as darknet's mean_delta/variance_delta do. The fork divides the delta by sqrt(var) + .00001."""
-    i = cuda.grid(1)
-    n, c, spatial = delta.shape
-    if i >= n * c * spatial:
+    b, f, p = thread_element(delta.shape)
+    if b < 0:
         return
-    p = i % spatial
-    f = (i // spatial) % c
-    b = i // (spatial * c)
-    count = float32(n * spatial)
+    count = float32(delta.shape[0] * delta.shape[2])
     ve = variance[f] + BN_EPS
     md = mean_delta[f] * (float32(-1.0) / math.sqrt(ve))
     vd = variance_delta[f] * float32(-0.5) * math.pow(ve, float32(-1.5))
@@ -551,13 +544,9 @@ def softmax(x, size, groups, stride, temperature, out):
 def yolo_activate(x, entries, logistic_on, scale, shift, out):
     """[yolo]'s forward on x (n, anchors*entries, spatial): the logistic on x, y, objectness and the classes
     (entries 0, 1 and 4 on; not with new_coords), then x, y times scale plus shift (scale_x_y)."""
-    i = cuda.grid(1)
-    n, rows, spatial = x.shape
-    if i >= n * rows * spatial:
+    b, row, p = thread_element(x.shape)
+    if b < 0:
         return
-    p = i % spatial
-    row = (i // spatial) % rows
-    b = i // (spatial * rows)
     entry = row % entries
     v = x[b, row, p]
     if logistic_on and entry != 2 and entry != 3:

@@ -114,6 +114,13 @@ class Layer:
         `transpose`: the file stores connected weights transposed; `loading`: honour `dontloadscales`."""
         return []
 
+    def batchnorm_arrays(self, loading):
+        """A batch-normalised layer's scales and rolling statistics in file order (none when it has no batch-norm,
+        or when loading with `dontloadscales=1`)."""
+        if self.batch_normalize and not (loading and self.dontloadscales):
+            return [self.scales, self.rolling_mean, self.rolling_variance]
+        return []
+
     # -- description ----------------------------------------------------------------------------------------
     def flops(self):
         return 0

@@ -54,10 +54,7 @@ class Connected(Layer):
 
     def weight_arrays(self, transpose=False, loading=False):
         # Files whose version major or minor exceeds 1000 store the matrix as (inputs, outputs).
-        arrays = [self.biases, self.weights.T if transpose else self.weights]
-        if self.batch_normalize and not (loading and self.dontloadscales):
-            arrays += [self.scales, self.rolling_mean, self.rolling_variance]
-        return arrays
+        return [self.biases, self.weights.T if transpose else self.weights] + self.batchnorm_arrays(loading)
 
     def describe(self):
         return f"connected                            {self.inputs:4d}  ->  {self.outputs:4d}"

@@ -212,10 +212,7 @@ class Convolutional(Layer):
         self.weights[...] = scale * rng.standard_normal(self.weights.shape)
 
     def weight_arrays(self, transpose=False, loading=False):
-        arrays = [self.biases]
-        if self.batch_normalize and not (loading and self.dontloadscales):
-            arrays += [self.scales, self.rolling_mean, self.rolling_variance]
-        return arrays + [self.weights]
+        return [self.biases] + self.batchnorm_arrays(loading) + [self.weights]
 
     def flops(self):
         _, out_h, out_w = self.out_shape

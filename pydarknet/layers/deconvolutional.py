@@ -66,10 +66,7 @@ class Deconvolutional(Layer):
         self.weights[...] = 0.02 * rng.standard_normal(self.weights.shape) * (out_h * out_w / (h * w))
 
     def weight_arrays(self, transpose=False, loading=False):
-        arrays = [self.biases]
-        if self.batch_normalize and not (loading and self.dontloadscales):
-            arrays += [self.scales, self.rolling_mean, self.rolling_variance]
-        return arrays + [self.weights]
+        return [self.biases] + self.batchnorm_arrays(loading) + [self.weights]
 
     def flops(self):
         _, h, w = self.in_shape

@@ -41,13 +41,6 @@ class GRU(Recurrent):
         self.state = None
         super().__init__(section, in_shape, net, index)
 
-    def setup(self, in_shape, net):
-        super().setup(in_shape, net)
-        self.out_shape = (self.outputs, 1, 1)
-
-    def describe(self):
-        return f"GRU Layer: {self.inputs} inputs, {self.outputs} outputs"
-
     def forward(self, x, net):
         batch = step_rows(self, x)
         x = x.reshape(self.steps, batch, self.inputs)

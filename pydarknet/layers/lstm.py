@@ -50,13 +50,6 @@ class LSTM(Recurrent):
         self.h = self.c = None
         super().__init__(section, in_shape, net, index)
 
-    def setup(self, in_shape, net):
-        super().setup(in_shape, net)
-        self.out_shape = (self.outputs, 1, 1)
-
-    def describe(self):
-        return f"LSTM Layer: {self.inputs} inputs, {self.outputs} outputs"
-
     def forward(self, x, net):
         batch = step_rows(self, x)
         x = x.reshape(self.steps, batch, self.inputs)

@@ -75,6 +75,10 @@ class Recurrent(Layer):
             raise self.error(f"cannot take {int(np.prod(in_shape))} inputs: it was made for {self.inputs} "
                              "(a network with recurrent layers cannot be resized)")
         self.in_shape = tuple(in_shape)
+        self.out_shape = (self.outputs, 1, 1)
+
+    def describe(self):
+        return f"{type(self).__name__} Layer: {self.inputs} inputs, {self.outputs} outputs"
 
     def weight_arrays(self, transpose=False, loading=False):
         return [a for gate in self.gates for a in gate.weight_arrays(transpose, loading)]

@@ -50,9 +50,6 @@ class RNN(Recurrent):
         super().setup(in_shape, net)
         self.out_shape = self.output_layer.out_shape
 
-    def describe(self):
-        return f"RNN Layer: {self.inputs} inputs, {self.outputs} outputs"
-
     def forward(self, x, net):
         batch = step_rows(self, x)
         x = x.reshape((self.steps, batch) + tuple(self.in_shape))
