@@ -58,8 +58,7 @@ def test_amx_convolution_is_the_product_of_the_rounded_operands(bf16_products, c
     weights = rng.standard_normal((filters, channels * size * size), dtype=np.float32)
     out_h = (h + 2 * pad - dilation * (size - 1) - 1) // stride + 1
     out_w = (w + 2 * pad - dilation * (size - 1) - 1) // stride + 1
-    kernel = products.bf16_kernel(channels, stride, dilation, 1)
-    assert kernel == ("shifted" if stride == 1 and dilation == 1 else "packed")
+    kernel = "shifted" if stride == 1 and dilation == 1 else "packed"   # each kernel, whatever the layer rule
     out = np.full((filters, out_h * out_w), np.nan, np.float32)
     kept = {}
     products.conv_bf16(products.pack_bf16(weights, channels, size, kernel), kernel, filters, x, size, stride, pad,
@@ -71,15 +70,16 @@ def test_amx_convolution_is_the_product_of_the_rounded_operands(bf16_products, c
 
 def test_few_channels_and_groups_keep_the_fast_products(bf16_products):
     """The first layers (3 to 31 channels: the tiles' k would be mostly padding, and Yolo-Fastest's small layers
-    lose too much precision), strided ones under 64 channels (their
+    lose too much precision), 1 x 1 ones under 128 channels, strided ones under 64 channels (their
     columns' packing outweighs the products) and grouped convolutions are not tiled; with any other backend
     nothing is."""
     if products.backend() == "bf16":
-        assert [products.bf16_kernel(c, 1, 1, 1) for c in (3, 31, 32)] == [None, None, "shifted"]
-        assert [products.bf16_kernel(c, 2, 1, 1) for c in (32, 63, 64)] == [None, None, "packed"]
-        assert products.bf16_kernel(64, 1, 1, 2) is None
+        assert [products.bf16_kernel(c, 3, 1, 1, 1) for c in (3, 31, 32)] == [None, None, "shifted"]
+        assert [products.bf16_kernel(c, 1, 1, 1, 1) for c in (64, 127, 128)] == [None, None, "shifted"]
+        assert [products.bf16_kernel(c, 3, 2, 1, 1) for c in (32, 63, 64)] == [None, None, "packed"]
+        assert products.bf16_kernel(64, 3, 1, 1, 2) is None
     products.set_backend("fast")
-    assert products.bf16_kernel(64, 1, 1, 1) is None
+    assert products.bf16_kernel(64, 3, 1, 1, 1) is None
 
 
 def test_without_amx_bf16_warns_and_takes_the_fast_products(monkeypatch, capsys):
@@ -174,7 +174,7 @@ def test_shipped_demo_models_keep_their_detections(bf16_products, name):
     im = load_image(ROOT / "data" / "shapes.jpg")
     letterbox = net.darknet != "ab" or bool(net.letter_box)
     x = (letterbox_image if letterbox else resize_image)(im, net.w, net.h)[None]
-    assert any(products.bf16_kernel(layer.in_shape[0], layer.stride, layer.dilation, layer.groups)
+    assert any(products.bf16_kernel(layer.in_shape[0], layer.size, layer.stride, layer.dilation, layer.groups)
                for layer in net.layers if layer.type == "convolutional")
     assert len(compare_paths(net, x, im, letterbox, .25)) >= 3
 

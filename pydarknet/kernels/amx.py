@@ -284,30 +284,27 @@ def to_bf16_shifted(x, pad, row, out):
     bits = x.reshape(-1).view(np.uint32)
     words = out.reshape(-1).view(np.uint32)   # a channel pair's two bf16 as one word: low half the even channel
     per_row = row // 16
-    rows = -(-groups // per_row)
-    for job in prange(copies * rows):   # flat offsets throughout: a view per 16 words cost more than the words
-        kx, y = job // rows, job % rows
-        g0, g1 = y * per_row, min(groups, (y + 1) * per_row)
-        iy = y - pad
-        for g in range(g0, g1):
-            first = (g - g0) * 16 + kx - pad           # the image column of the group's first position
-            lo, hi = (max(0, -first), min(16, w - first)) if 0 <= iy < h else (16, 16)
-            for pair in range(pairs):
-                at = ((kx * groups + g) * pairs + pair) * 16
-                even = (2 * pair * h + iy) * w + first
-                if 2 * pair + 1 < c and lo < hi:
-                    for j in range(lo, hi):
-                        words[at + j] = np.uint32(_bf16(bits[even + j])) | (
-                            np.uint32(_bf16(bits[even + h * w + j])) << np.uint32(16))
-                elif 2 * pair < c and lo < hi:
-                    for j in range(lo, hi):
-                        words[at + j] = np.uint32(_bf16(bits[even + j]))
-                else:
-                    lo = hi = 16
-                for j in range(lo):
-                    words[at + j] = 0
-                for j in range(max(lo, hi), 16):
-                    words[at + j] = 0
+    for job in prange(copies * groups):   # flat offsets throughout: a view per 16 words cost more than the words
+        kx, g = job // groups, job % groups
+        iy = g // per_row - pad
+        first = (g % per_row) * 16 + kx - pad          # the image column of the group's first position
+        lo, hi = (max(0, -first), min(16, w - first)) if 0 <= iy < h else (16, 16)
+        for pair in range(pairs):
+            at = ((kx * groups + g) * pairs + pair) * 16
+            even = (2 * pair * h + iy) * w + first
+            if 2 * pair + 1 < c and lo < hi:
+                for j in range(lo, hi):
+                    words[at + j] = np.uint32(_bf16(bits[even + j])) | (
+                        np.uint32(_bf16(bits[even + h * w + j])) << np.uint32(16))
+            elif 2 * pair < c and lo < hi:
+                for j in range(lo, hi):
+                    words[at + j] = np.uint32(_bf16(bits[even + j]))
+            else:
+                lo = hi = 16
+            for j in range(lo):
+                words[at + j] = 0
+            for j in range(max(lo, hi), 16):
+                words[at + j] = 0
 
 
 def pack_weights_shifted(w, channels, size):
@@ -321,17 +318,22 @@ def pack_weights_shifted(w, channels, size):
 
 
 @njit(cache=True, parallel=True)
-def conv_shifted(a, m, size, xs, row, out_h, out_w, out, config, c_work):
+def conv_shifted(a, m, size, xs, row, out_h, out_w, out, config, c_work, weights_outer):
     """out (m, out_h*out_w) = the stride-1 size x size convolution of the image in xs (to_bf16_shifted, rows of
     `row` pixels) by a (pack_weights_shifted). Output pixels are computed at their padded positions q = y row
     + x, 32 at a time: for kernel position (ky, kx), B is the two groups of copy kx from q + ky row, read in
-    place (no columns packed); the columns past out_w are dropped."""
+    place (no columns packed); the columns past out_w are dropped. The work is 32 filters x 32 pixels at a
+    time, shared out in runs: block of pixels by block (each block's B stays in the core's cache while every
+    filter goes by), or with `weights_outer`, filter block by filter block (for weights larger than the cache:
+    each block of A is then read from memory once, not once per block of pixels)."""
     rows_a, kp = a.shape
     groups, pairs = xs.shape[1], xs.shape[2]
     steps = pairs // 16
     blocks = -(-(out_h * row) // 32)
+    filter_blocks = rows_a // 32
+    items = blocks * filter_blocks
     threads = c_work.shape[0]
-    per = (blocks + threads - 1) // threads
+    per = (items + threads - 1) // threads
     a_flat = a.reshape(-1)
     xs_flat = xs.reshape(-1)
     out_flat = out.reshape(-1)
@@ -341,27 +343,32 @@ def conv_shifted(a, m, size, xs, row, out_h, out_w, out, config, c_work):
         c = c_work[t]
         src = np.empty(32, np.intp)   # the block's columns that are output pixels, and where they go
         dst = np.empty(32, np.intp)
-        for block in range(t * per, min(blocks, (t + 1) * per)):
+        count, last = 0, -1
+        for item in range(t * per, min(items, (t + 1) * per)):
+            if weights_outer:
+                r0, block = item // blocks * 32, item % blocks
+            else:
+                block, r0 = item // filter_blocks, item % filter_blocks * 32
             q0 = block * 32
-            count = 0
-            for j in range(32):
-                y = (q0 + j) // row
-                x = q0 + j - y * row
-                if x < out_w and y < out_h:
-                    src[count], dst[count] = j, y * out_w + x
-                    count += 1
-            for r0 in range(0, rows_a, 32):
-                _zero_c()
-                for ky in range(size):
-                    for kx in range(size):
-                        a_at = r0 * kp + (ky * size + kx) * steps * 32
-                        b_at = (kx * groups + (q0 + ky * row) // 16) * group
-                        for s in range(steps):
-                            _step(a_flat, a_at + s * 32, kp, xs_flat, b_at + s * 512, group, 32)
-                if count == 32 and dst[31] - dst[0] == 31 and r0 + 32 <= m:   # 32 outputs of one row
-                    _store_c(out_flat, r0 * out_h * out_w + dst[0], out_h * out_w)
-                    continue
-                _store_c(c, 0, 32)
-                for i in range(min(32, m - r0)):
-                    for j in range(count):
-                        out[r0 + i, dst[j]] = c[i * 32 + src[j]]
+            if block != last:
+                count, last = 0, block
+                for j in range(32):
+                    y = (q0 + j) // row
+                    x = q0 + j - y * row
+                    if x < out_w and y < out_h:
+                        src[count], dst[count] = j, y * out_w + x
+                        count += 1
+            _zero_c()
+            for ky in range(size):
+                for kx in range(size):
+                    a_at = r0 * kp + (ky * size + kx) * steps * 32
+                    b_at = (kx * groups + (q0 + ky * row) // 16) * group
+                    for s in range(steps):
+                        _step(a_flat, a_at + s * 32, kp, xs_flat, b_at + s * 512, group, 32)
+            if count == 32 and dst[31] - dst[0] == 31 and r0 + 32 <= m:   # 32 outputs of one row
+                _store_c(out_flat, r0 * out_h * out_w + dst[0], out_h * out_w)
+                continue
+            _store_c(c, 0, 32)
+            for i in range(min(32, m - r0)):
+                for j in range(count):
+                    out[r0 + i, dst[j]] = c[i * 32 + src[j]]

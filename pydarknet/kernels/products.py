@@ -119,7 +119,7 @@ def winograd_tile(channels, size, stride, dilation, groups, out_h, out_w):
     A/A run's order bias. With AVX-512 the F(4x4) rule was 1.02x and 1.05x, the F(2x2) one no faster."""
     if _BACKEND not in FUSED or size != 3 or stride != 1 or dilation != 1 or groups != 1:
         return 0
-    if bf16_kernel(channels, stride, dilation, groups):
+    if bf16_kernel(channels, size, stride, dilation, groups):
         return 0
     wide = host_panel_width() >= 32
     fewest = 64 if wide else 16
@@ -202,9 +202,9 @@ def conv_winograd(u, up, x, pad, out_h, out_w, out, scratch):
     (transform_output2 if m == 2 else transform_output4)(M, tiles_w, out_h, out_w, out)
 
 
-def bf16_kernel(channels, stride, dilation, groups):
+def bf16_kernel(channels, size, stride, dilation, groups):
     """The AMX kernel a convolution takes with the bf16 products: "shifted" (stride 1: B read in place from
-    shifted copies of the image) from 32 channels, "packed" (strided or dilated: im2col's columns packed per
+    shifted copies of the image) from 32 channels (1 x 1 kernels from 128), "packed" (strided or dilated: im2col's columns packed per
     block) from 64, else None: the fast products (also for groups and every other backend). Where the tiles'
     k is mostly padding, or the columns' packing outweighs the products, the fast ones won; from 16 channels
     the tiles still won (0.82x below) but Yolo-Fastest's 16- and 24-channel layers then moved a probability by
@@ -212,12 +212,18 @@ def bf16_kernel(channels, stride, dilation, groups):
     on one core of a Xeon with AMX, bf16 against fast (best of 25): stride 1, 3 channels at 416x416 7.1x,
     16x208x208 -> 32 0.82x, 32x104x104 -> 64 0.39x, 64x104x104 -> 128 0.74x, 256x13x13 -> 512 0.32x, 1x1
     64x104x104 -> 64 0.93x, 512x13x13 -> 256 0.33x; stride 2, 16x416x416 -> 32 2.1x, 32x208x208 -> 64 1.17x,
-    64x104x104 -> 128 0.83x, 256x26x26 -> 512 0.34x."""
+    64x104x104 -> 128 0.83x, 256x26x26 -> 512 0.34x. On two threads a 1 x 1 kernel over 64 channels took 1.97x
+    (64x104x104 -> 64: its products are too short to pay for rounding the image), over 128 0.85x (128x52x52)."""
     if _BACKEND != "bf16" or groups != 1:
         return None
     if stride == 1 and dilation == 1:
-        return "shifted" if channels >= 32 else None
+        return "shifted" if channels >= (128 if size == 1 else 32) else None
     return "packed" if channels >= 64 else None
+
+
+# Packed bf16 weights larger than this are run filter block by filter block (amx.conv_shifted's weights_outer): a
+# core's L2 (2 MiB on the Xeons with AMX) holds them with a block of pixels beside.
+AMX_WEIGHTS_CACHED = 1 << 20
 
 
 def pack_bf16(weights, channels, size, kernel):
@@ -245,7 +251,7 @@ def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, 
         shape, row = amx.shifted_layout(c, size, pad, w, out_h)
         xs = scratch("amx_shifted", shape, np.uint16)
         amx.to_bf16_shifted(x, pad, row, xs)
-        amx.conv_shifted(a, filters, size, xs, row, out_h, out_w, out, config, c_work)
+        amx.conv_shifted(a, filters, size, xs, row, out_h, out_w, out, config, c_work, a.nbytes > AMX_WEIGHTS_CACHED)
         return
     xp = scratch("amx_padded", (c + 1, h + 2 * pad, w + 2 * pad), np.uint16)
     amx.to_bf16_padded(x, pad, xp)

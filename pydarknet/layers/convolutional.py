@@ -282,7 +282,7 @@ class Convolutional(Layer):
         if g == c == n:   # depthwise: one chain per output straight from the image, no columns
             depthwise_conv(x, weights, self.size, self.stride, pad, d, out.reshape(batch, n, L))
             return out
-        kernel = bf16_kernel(cg, self.stride, d, g)
+        kernel = bf16_kernel(cg, self.size, self.stride, d, g)
         if kernel:   # the bf16 products on the AMX tiles
             a = self.bf16_weights(weights, kernel, net)
             for b in range(batch):
