@@ -166,6 +166,14 @@ def thread_element(shape):
     return i // (spatial * rows), (i // spatial) % rows, i % spatial
 
 
+@cuda.jit(device=True, inline=True)
+def thread_pixel(shape):
+    """This thread's pixel (image, channel, y, x) of an (n, c, h, w) array; b = -1 past its end."""
+    n, c, h, w = shape
+    b, ch, p = thread_element((n, c, h * w))
+    return b, ch, p // w, p % w
+
+
 # -- convolution: columns, product, bias/batch-norm/activation ---------------------------------------------------
 @cuda.jit(cache=True)
 def im2col(x, c0, size, stride, pad, dilation, out_w, col):
@@ -186,16 +194,11 @@ def im2col(x, c0, size, stride, pad, dilation, out_w, col):
 def col2im(col, size, stride, pad, dilation, out_w, im, c0):
     """im[:, c0:c0+cg] += the columns summed back onto the pixels they were taken from: each thread gathers
     its pixel's taps (no atomics, so a fixed order)."""
-    i = cuda.grid(1)
     n, k, spatial = col.shape
     cg = k // (size * size)
-    h, w = im.shape[2], im.shape[3]
-    if i >= n * cg * h * w:
+    b, ch, y, xx = thread_pixel((n, cg, im.shape[2], im.shape[3]))
+    if b < 0:
         return
-    xx = i % w
-    y = (i // w) % h
-    ch = (i // (w * h)) % cg
-    b = i // (w * h * cg)
     out_h = spatial // out_w
     total = float32(0.0)
     for ky in range(size):
@@ -369,14 +372,9 @@ def batchnorm_delta(delta, x, mean, variance, mean_delta, variance_delta, ab):
 def maxpool(x, size, stride_y, stride_x, pad, out, argmax, keep_argmax):
     """darknet's maxpool: windows from pad//2 up and left of the stride grid, pixels outside count as -FLT_MAX;
     with keep_argmax, argmax (out's shape) gets the flat index within x[b] of each maximum (-1: none)."""
-    i = cuda.grid(1)
-    n, c, oh, ow = out.shape
-    if i >= n * c * oh * ow:
+    b, ch, oy, ox = thread_pixel(out.shape)
+    if b < 0:
         return
-    ox = i % ow
-    oy = (i // ow) % oh
-    ch = (i // (ow * oh)) % c
-    b = i // (ow * oh * c)
     h, w = x.shape[2], x.shape[3]
     best = float32(-3.4028234663852886e38)
     where = -1
@@ -410,22 +408,13 @@ def maxpool_backward(delta, argmax, prev):
 def upsample(x, stride, scale, out, backward):
     """Nearest neighbour: out (n, c, h*stride, w*stride) = scale * x; backward: x += scale * out's block sums
     (one thread per output element forward, per input element backward)."""
-    i = cuda.grid(1)
     if not backward:
-        n, c, oh, ow = out.shape
-        if i < n * c * oh * ow:
-            xx = i % ow
-            y = (i // ow) % oh
-            ch = (i // (ow * oh)) % c
-            b = i // (ow * oh * c)
+        b, ch, y, xx = thread_pixel(out.shape)
+        if b >= 0:
             out[b, ch, y, xx] = scale * x[b, ch, y // stride, xx // stride]
         return
-    n, c, h, w = x.shape
-    if i < n * c * h * w:
-        xx = i % w
-        y = (i // w) % h
-        ch = (i // (w * h)) % c
-        b = i // (w * h * c)
+    b, ch, y, xx = thread_pixel(x.shape)
+    if b >= 0:
         total = float32(0.0)
         for dy in range(stride):
             for dx in range(stride):
@@ -437,14 +426,10 @@ def upsample(x, stride, scale, out, backward):
 def shortcut(x, add, alpha, beta, activation, out):
     """pjreddie's shortcut: out = act(alpha*x + beta*add) where the shapes overlap (add sampled or strided
     when its size differs), act(x) elsewhere."""
-    i = cuda.grid(1)
-    n, c, h, w = x.shape
-    if i >= n * c * h * w:
+    b, ch, y, xx = thread_pixel(x.shape)
+    if b < 0:
         return
-    xx = i % w
-    y = (i // w) % h
-    ch = (i // (w * h)) % c
-    b = i // (w * h * c)
+    c, h, w = x.shape[1], x.shape[2], x.shape[3]
     c1, h1, w1 = add.shape[1], add.shape[2], add.shape[3]
     stride = max(w1 // w, 1)
     sample = max(w // w1, 1)
@@ -458,15 +443,11 @@ def shortcut(x, add, alpha, beta, activation, out):
 @cuda.jit(cache=True)
 def shortcut_backward(delta, beta, add_delta):
     """The source's delta += beta * delta where the shapes overlap (one thread per source element)."""
-    i = cuda.grid(1)
-    n, c1, h1, w1 = add_delta.shape
-    c, h, w = delta.shape[1], delta.shape[2], delta.shape[3]
-    if i >= n * c1 * h1 * w1:
+    b, ch, ys, xs = thread_pixel(add_delta.shape)
+    if b < 0:
         return
-    xs = i % w1
-    ys = (i // w1) % h1
-    ch = (i // (w1 * h1)) % c1
-    b = i // (w1 * h1 * c1)
+    c1, h1, w1 = add_delta.shape[1], add_delta.shape[2], add_delta.shape[3]
+    c, h, w = delta.shape[1], delta.shape[2], delta.shape[3]
     stride = max(w1 // w, 1)
     sample = max(w // w1, 1)
     if ch >= min(c, c1) or xs % stride != 0 or ys % stride != 0:
