@@ -13,7 +13,7 @@ import numpy as np
 
 from ..kernels.activations import LOGISTIC, TANH, activate_array
 from .base import zeros
-from .recurrent import Recurrent, make_gate, start_steps, step_forward, step_rows
+from .recurrent import Recurrent, start_steps, step_forward, step_rows
 
 ONE = np.float32(1)
 
@@ -24,19 +24,8 @@ class GRU(Recurrent):
 
     def __init__(self, section, in_shape, net, index):
         self.section, self.index = section, index
-        self.outputs = section.int("output", 1)
-        self.batch_normalize = section.int("batch_normalize", 0)
         self.tanh = bool(section.int("tanh", 0))
-        if self.outputs < 1:
-            raise self.error(f"output={self.outputs} must be positive", "output")
-        self.steps = net.time_steps
-        self.inputs = int(np.prod(in_shape))
-        if self.inputs < 1:
-            raise self.error("the layer before it has no outputs")
-        options = dict(output=self.outputs, activation="linear", batch_normalize=self.batch_normalize)
-        state = (self.outputs, 1, 1)
-        self.uz, self.ur, self.uh = (make_gate(self, "connected", in_shape, net, 1.0, **options) for _ in range(3))
-        self.wz, self.wr, self.wh = (make_gate(self, "connected", state, net, 1.0, **options) for _ in range(3))
+        (self.uz, self.ur, self.uh), (self.wz, self.wr, self.wh) = self.linear_gates(in_shape, net, 3)
         self.gates = (self.wz, self.wr, self.wh, self.uz, self.ur, self.uh)   # darknet's file order
         self.state = None
         super().__init__(section, in_shape, net, index)

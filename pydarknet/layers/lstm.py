@@ -11,12 +11,11 @@ as written, which is what the golden training case does: at step 0 it takes step
 the "previous" ones (step 1's previous, left in its buffers), its running cell gradient starts each call
 with what the previous call left, and it leaves h and c at step 0's values, where the next call starts.
 """
-import numpy as np
 
 from ..kernels.activations import LOGISTIC, TANH, activate_array
 from ..kernels import backward
 from .base import zeros
-from .recurrent import Recurrent, make_gate, start_steps, step_backward, step_forward, step_rows
+from .recurrent import Recurrent, start_steps, step_backward, step_forward, step_rows
 
 
 def activated(a, b, code):
@@ -32,20 +31,7 @@ class LSTM(Recurrent):
 
     def __init__(self, section, in_shape, net, index):
         self.section, self.index = section, index
-        self.outputs = section.int("output", 1)
-        self.batch_normalize = section.int("batch_normalize", 0)
-        if self.outputs < 1:
-            raise self.error(f"output={self.outputs} must be positive", "output")
-        self.steps = net.time_steps
-        self.inputs = int(np.prod(in_shape))
-        if self.inputs < 1:
-            raise self.error("the layer before it has no outputs")
-        options = dict(output=self.outputs, activation="linear", batch_normalize=self.batch_normalize)
-        state = (self.outputs, 1, 1)
-        self.uf, self.ui, self.ug, self.uo = (make_gate(self, "connected", in_shape, net, 1.0, **options)
-                                              for _ in range(4))
-        self.wf, self.wi, self.wg, self.wo = (make_gate(self, "connected", state, net, 1.0, **options)
-                                              for _ in range(4))
+        (self.uf, self.ui, self.ug, self.uo), (self.wf, self.wi, self.wg, self.wo) = self.linear_gates(in_shape, net, 4)
         self.gates = (self.wi, self.wf, self.wo, self.wg, self.ui, self.uf, self.uo, self.ug)  # darknet's file order
         self.h = self.c = None
         super().__init__(section, in_shape, net, index)

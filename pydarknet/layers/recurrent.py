@@ -70,6 +70,23 @@ class Recurrent(Layer):
     """A layer made of gates (`gates`, in the order darknet saves them)."""
     gates = ()
 
+    def linear_gates(self, in_shape, net, count):
+        """`count` [connected] gates on the input, then `count` on the state, each of output= units, linear,
+        batch-normalised as the layer is: what darknet's gru and lstm make (in that order: the rand() draws of
+        their starting weights follow it). Reads output=, batch_normalize= and the sizes first."""
+        self.outputs = self.section.int("output", 1)
+        self.batch_normalize = self.section.int("batch_normalize", 0)
+        if self.outputs < 1:
+            raise self.error(f"output={self.outputs} must be positive", "output")
+        self.steps = net.time_steps
+        self.inputs = int(np.prod(in_shape))
+        if self.inputs < 1:
+            raise self.error("the layer before it has no outputs")
+        options = dict(output=self.outputs, activation="linear", batch_normalize=self.batch_normalize)
+        on_input = tuple(make_gate(self, "connected", in_shape, net, 1.0, **options) for _ in range(count))
+        on_state = tuple(make_gate(self, "connected", (self.outputs, 1, 1), net, 1.0, **options) for _ in range(count))
+        return on_input, on_state
+
     def setup(self, in_shape, net):
         if int(np.prod(in_shape)) != self.inputs:
             raise self.error(f"cannot take {int(np.prod(in_shape))} inputs: it was made for {self.inputs} "
