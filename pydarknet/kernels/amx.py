@@ -79,7 +79,7 @@ def _tile(n):
 
 @intrinsic
 def _tile_config(typingctx, config):
-    """Load the tile shapes (`tile_config()`'s 64 bytes) for this thread."""
+    """Load the tile shapes (TILE_CONFIG's 64 bytes) for this thread."""
     def codegen(context, builder, signature, args):
         at = _at(context, builder, signature.args[0], args[0], ir.Constant(_I64, 0))
         builder.call(_declare(builder, "llvm.x86.ldtilecfg", [_I8P]), [at])
@@ -143,6 +143,9 @@ def tile_config():
     config[16:32:2] = 64     # bytes per row, tiles 0-7 (16-bit fields)
     config[48:56] = 16       # rows, tiles 0-7
     return config
+
+
+TILE_CONFIG = tile_config()
 
 
 @njit(cache=True, inline="always")

@@ -242,8 +242,7 @@ def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, 
         raise RuntimeError(f"the bf16 products: {amx.unavailable()}")
     c, h, w = x.shape
     threads = numba.get_num_threads()
-    config = scratch("amx_config", (64,), np.uint8)
-    config[:] = amx.tile_config()
+    config = amx.TILE_CONFIG
     c_work = scratch("amx_c", (threads, 1024), np.float32)
     if kernel == "shifted":
         if size == 1 and pad == 0:   # a 1 x 1 convolution: the image as one row, so its blocks span image rows
