@@ -6,8 +6,8 @@ import pytest
 
 import pydarknet  # noqa: F401  (sets the threading layer before Numba starts its threads)
 from pydarknet.kernels.conv import im2col_batch
-from pydarknet.kernels.gemm import (copy_run, host_panel_width, sgemm_batch, sgemm_darknet, sgemm_darknet_nt,
-                                    sgemm_darknet_tn, sgemm_image)
+from pydarknet.kernels.gemm import (conv_direct, copy_run, host_panel_width, sgemm_batch, sgemm_darknet,
+                                    sgemm_darknet_nt, sgemm_darknet_tn, sgemm_image)
 
 
 def reference(A, B, C=None):
@@ -138,9 +138,12 @@ def test_rejects_bad_operands():
     (3, 15, 15, 4, 3, 1, 2, 2),      # dilation 2
     (5, 9, 7, 6, 2, 2, 0, 1),        # even kernel, no padding
     (30, 6, 40, 8, 3, 1, 1, 1),      # k = 270: two k blocks
+    (2, 9, 70, 13, 3, 2, 1, 1),      # stride 2 over several panels, the last one part-filled
+    (3, 12, 14, 6, 5, 3, 2, 1),      # stride 3: three column phases
 ])
 def test_product_from_image(c, h, w, filters, size, stride, pad, dilation):
-    """sgemm_image: the same bits as im2col then sgemm_darknet (channels 1.. of the image, not 0..)."""
+    """sgemm_image and conv_direct: the same bits as im2col then sgemm_darknet (channels 1.. of the image, not
+    0..), and the same as each other with fused multiply-adds."""
     rng = np.random.default_rng(c * h + w)
     x = rng.standard_normal((1, c + 2, h, w), dtype=np.float32)
     span = dilation * (size - 1) + 1
@@ -151,6 +154,12 @@ def test_product_from_image(c, h, w, filters, size, stride, pad, dilation):
     A = rng.standard_normal((filters, k), dtype=np.float32)
     C = np.full((filters, L), np.nan, np.float32)
     assert same_bits(sgemm_image(A, x[0], 1, size, stride, pad, dilation, out_h, out_w, C), run(A, cols[0]))
+    direct = np.full((filters, L), np.nan, np.float32)
+    assert same_bits(conv_direct(A, x[0], 1, size, stride, pad, dilation, out_h, out_w, direct), C)
+    fused = [np.full((filters, L), np.nan, np.float32) for _ in range(2)]
+    sgemm_image(A, x[0], 1, size, stride, pad, dilation, out_h, out_w, fused[0], fused=True)
+    conv_direct(A, x[0], 1, size, stride, pad, dilation, out_h, out_w, fused[1], fused=True)
+    assert same_bits(*fused)
 
 
 @numba.njit

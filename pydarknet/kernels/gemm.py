@@ -164,27 +164,41 @@ def _vec_ptr(builder, ptr, offset, vec):
     return builder.bitcast(builder.gep(ptr, [_i64(offset)]), vec.as_pointer())
 
 
-def _make_micro(mr, nv, strided=False):
+def _make_micro(mr, nv, rows="packed"):
     """The register tile of `mr` rows x `nv` vectors of C as an intrinsic (see `micro`): nv = 2 for a whole
-    panel of B, 1 for a last panel at most one vector wide (half the work of a mostly empty tile). `strided`:
-    one more argument after fused, ldb, and B's steps ldb floats apart instead of a packed panel's NR (B read
-    in place: whole vectors, columns past w too, so bp holds nv vectors from the last step's b_off + k*ldb).
-    Packed panels keep NR a constant in the code."""
+    panel of B, 1 for a last panel at most one vector wide (half the work of a mostly empty tile). Where B's
+    steps k lie (`rows`): "packed", NR floats apart in a packed panel (NR a constant in the code); "strided",
+    one more argument after fused, ldb, and the steps ldb floats apart; "offsets", two more, an int64 array
+    offs and o_off, and step k at b_off + offs[o_off + k] (a convolution's taps in a padded image: see
+    `conv_direct`). Unpacked B is read in place a whole vector at a time, columns past w too, so bp holds nv
+    vectors from every step's start."""
 
-    def signature_of(ap, bp, c):
+    def signature_of(ap, bp, c, offs=None):
         if not (_is_f32_array(ap) and _is_f32_array(bp) and _is_f32_array(c)):
             return None
+        extra = {"packed": [], "strided": [types.intp], "offsets": [offs, types.intp]}[rows]
+        if rows == "offsets" and not (isinstance(offs, types.Array) and offs.dtype == types.int64):
+            return None
         return types.void(ap, types.intp, bp, types.intp, c, types.intp, types.intp, types.intp, types.intp,
-                          types.intp, types.boolean, types.intp, types.boolean, *[types.intp] * strided)
+                          types.intp, types.boolean, types.intp, types.boolean, *extra)
 
     def codegen(context, builder, signature, args):
         lanes = _lanes(context)
         vec = ir.VectorType(_F32, lanes)
         n_acc = mr * nv
         ap_v, a_off_v, bp_v, b_off_v, c_v, c_off_v, ldc_v, h_v, w_v, kc_v, load_v, next_v, fused_v = args[:13]
-        nr = args[13] if strided else _i64(2 * lanes)     # B's step
         a0 = builder.gep(_data(context, builder, signature.args[0], ap_v), [a_off_v])
         b0 = builder.gep(_data(context, builder, signature.args[2], bp_v), [b_off_v])
+        if rows == "offsets":
+            o0 = builder.gep(_data(context, builder, signature.args[13], args[13]), [args[14]])
+
+            def b_step(k):
+                return builder.gep(b0, [builder.load(builder.gep(o0, [k]), align=8)])
+        else:
+            nr = args[13] if rows == "strided" else _i64(2 * lanes)     # B's step
+
+            def b_step(k):
+                return builder.gep(b0, [builder.mul(k, nr)])
         cdata = _data(context, builder, signature.args[4], c_v)
         c0 = builder.gep(cdata, [c_off_v])
         zero = ir.Constant(vec, [0.0] * lanes)
@@ -263,10 +277,9 @@ def _make_micro(mr, nv, strided=False):
             g.add_incoming(_i64(0), pre)
             acc = _phis(builder, (init, pre))
             ag = builder.gep(a0, [builder.mul(g, _i64(8 * mr))])
-            bg = builder.gep(b0, [builder.mul(g, builder.mul(nr, _i64(8)))])
             cur = acc
             for kk in range(8):
-                cur = step(cur, builder.gep(bg, [builder.mul(nr, _i64(kk))]),
+                cur = step(cur, b_step(builder.add(builder.mul(g, _i64(8)), _i64(kk))),
                            lambda r, kk=kk: builder.gep(ag, [_i64(8 * r + kk)]))
             g_next = builder.add(g, _i64(1))
             g.add_incoming(g_next, main)
@@ -277,7 +290,6 @@ def _make_micro(mr, nv, strided=False):
             builder.position_at_end(mid)
             acc_mid = _phis(builder, (init, pre), (cur, main))
             at = builder.gep(a0, [builder.mul(ngroups, _i64(8 * mr))])
-            bt = builder.gep(b0, [builder.mul(ngroups, builder.mul(nr, _i64(8)))])
             builder.cbranch(builder.icmp_signed(">", rem, _i64(0)), tail, done)
 
             # the last kc % 8 steps
@@ -285,7 +297,7 @@ def _make_micro(mr, nv, strided=False):
             kk = builder.phi(_I64)
             kk.add_incoming(_i64(0), mid)
             acc_t = _phis(builder, (acc_mid, mid))
-            new_t = step(acc_t, builder.gep(bt, [builder.mul(kk, nr)]),
+            new_t = step(acc_t, b_step(builder.add(builder.mul(ngroups, _i64(8)), kk)),
                          lambda r: builder.gep(at, [builder.add(builder.mul(rem, _i64(r)), kk)]))
             kk_next = builder.add(kk, _i64(1))
             kk.add_incoming(kk_next, tail)
@@ -314,13 +326,21 @@ def _make_micro(mr, nv, strided=False):
         return context.get_dummy_value()
 
 
-    if strided:
+    if rows == "strided":
         @intrinsic
         def micro_strided(typingctx, ap, a_off, bp, b_off, c, c_off, ldc, h, w, kc, load_c, next_c, fused, ldb):
             sig = signature_of(ap, bp, c)
             return None if sig is None else (sig, codegen)
 
         return micro_strided
+    if rows == "offsets":
+        @intrinsic
+        def micro_offsets(typingctx, ap, a_off, bp, b_off, c, c_off, ldc, h, w, kc, load_c, next_c, fused, offs,
+                          o_off):
+            sig = signature_of(ap, bp, c, offs)
+            return None if sig is None else (sig, codegen)
+
+        return micro_offsets
 
     @intrinsic
     def micro(typingctx, ap, a_off, bp, b_off, c, c_off, ldc, h, w, kc, load_c, next_c, fused):
@@ -344,10 +364,14 @@ _micro6 = _make_micro(6, 2)
 _micro4 = _make_micro(4, 2)
 _micro6_half = _make_micro(6, 1)
 _micro4_half = _make_micro(4, 1)
-_micro6_strided = _make_micro(6, 2, True)
-_micro4_strided = _make_micro(4, 2, True)
-_micro6_half_strided = _make_micro(6, 1, True)
-_micro4_half_strided = _make_micro(4, 1, True)
+_micro6_strided = _make_micro(6, 2, "strided")
+_micro4_strided = _make_micro(4, 2, "strided")
+_micro6_half_strided = _make_micro(6, 1, "strided")
+_micro4_half_strided = _make_micro(4, 1, "strided")
+_micro6_offsets = _make_micro(6, 2, "offsets")
+_micro4_offsets = _make_micro(4, 2, "offsets")
+_micro6_half_offsets = _make_micro(6, 1, "offsets")
+_micro4_half_offsets = _make_micro(4, 1, "offsets")
 
 
 def _make_copy(width):
@@ -757,6 +781,73 @@ def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused, i
                             _prefetch_span(Aq, i * a_rs + pc + kcb, min(kcb, K - pc - kcb))
 
 
+@njit(cache=True, parallel=True)
+def _phase_planes(img, c0, pad, stride, hp, wq, planes):
+    """The input of a direct convolution: planes[c, ph, yp, xq] = img[c0 + c, yp - pad, xq*stride + ph - pad]
+    (planes (cg, stride, hp, wq), flat), zero outside the image. Each phase ph holds every stride-th column, so
+    that a tap's inputs for consecutive output columns lie side by side."""
+    h, w = img.shape[1], img.shape[2]
+    flat = img.reshape(-1)
+    for task in prange(planes.size // wq):   # row yp of plane q
+        q = task // hp
+        yp = task - q * hp
+        c = q // stride
+        ph = q - c * stride
+        row = task * wq
+        iy = yp - pad
+        x0, x1 = col_range(ph, stride, pad, w, wq)
+        if iy < 0 or iy >= h:
+            x0, x1 = wq, wq
+        for t in range(x0):
+            planes[row + t] = 0.0
+        first = ((c0 + c) * h + iy) * w + ph + x0 * stride - pad
+        if stride <= 2:
+            copy_run(flat, first, stride, planes, row + x0, x1 - x0)
+        else:
+            for t in range(x1 - x0):
+                planes[row + x0 + t] = flat[first + t * stride]
+        for t in range(x1, wq):
+            planes[row + t] = 0.0
+
+
+@njit(cache=True, parallel=True)
+def _conv_direct(ap, M, K, planes, offs, stride, wq, out_h, out_w, Cf, fused):
+    """C (M, out_h*out_w) = A @ im2col, A packed by `_pack_a_whole`, B's step k for output (y, x) read in
+    place at planes[y*stride*wq + x + offs[k]]: the chains of `_gemm`, with no columns packed at all. Each
+    thread takes whole output rows; a panel of B (one k block of its taps) stays in L1 while every row tile
+    of A goes by."""
+    NR = _panel_width()
+    lanes = NR // 2
+    n6, n4 = _tiles(M)
+    ntile = n6 + n4
+    rows = _tile_row(ntile, n6)
+    nkb, kcb = _k_blocks(K)
+    npan = (out_w + NR - 1) // NR
+    N = out_h * out_w
+    for y in prange(out_h):
+        for p in range(npan):
+            w = min(NR, out_w - p * NR)
+            boff = y * stride * wq + p * NR
+            for kb in range(nkb):
+                pc = kb * kcb
+                kc = min(kcb, K - pc)
+                for t in range(ntile):
+                    row = _tile_row(t, n6)
+                    h = min(M - row, 6 if t < n6 else 4)
+                    aoff = pc * rows + row * kc
+                    coff = row * N + y * out_w + p * NR
+                    if t < n6 and w > lanes:
+                        _micro6_offsets(ap, aoff, planes, boff, Cf, coff, N, h, w, kc, kb > 0, -1, fused, offs, pc)
+                    elif t < n6:
+                        _micro6_half_offsets(ap, aoff, planes, boff, Cf, coff, N, h, w, kc, kb > 0, -1, fused, offs,
+                                             pc)
+                    elif w > lanes:
+                        _micro4_offsets(ap, aoff, planes, boff, Cf, coff, N, h, w, kc, kb > 0, -1, fused, offs, pc)
+                    else:
+                        _micro4_half_offsets(ap, aoff, planes, boff, Cf, coff, N, h, w, kc, kb > 0, -1, fused, offs,
+                                             pc)
+
+
 NO_IMAGE = np.empty((0, 0, 0), np.float32)   # gemm_flat's B is the flat operand, not an image's im2col
 NO_CONV = (0, 0, 0, 0, 0, 0)
 
@@ -802,6 +893,30 @@ def sgemm_image(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=Fa
         raise TypeError("sgemm_image: the image must be a C-contiguous float32 (c, h, w) array")
     gemm_flat(A.reshape(-1), K, 1, A.reshape(-1), 0, 0, C.reshape(-1), M, N, K, fused=fused, img=x,
               conv=(c0, size, stride, pad, dilation, out_w))
+    return C
+
+
+def conv_direct(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=False):
+    """sgemm_image's product (the same chains, bit for bit) as a direct convolution: the image is copied once
+    into zero-padded planes split by column phase (`_phase_planes`), and the register tiles read each tap's
+    inputs from there (`_conv_direct`) instead of packing im2col's K x N columns. Returns C."""
+    _check("conv_direct", C, A)
+    (M, K), (M2, N) = A.shape, C.shape
+    cg = K // (size * size)
+    if M2 != M or N != out_h * out_w or K % (size * size) or c0 + cg > x.shape[0]:
+        raise ValueError(f"conv_direct: A {A.shape}, C {C.shape} and image {x.shape} do not match")
+    if not (x.dtype == np.float32 and x.ndim == 3 and x.flags.c_contiguous):
+        raise TypeError("conv_direct: the image must be a C-contiguous float32 (c, h, w) array")
+    reach = (size - 1) * dilation + 1
+    hp = max(x.shape[1] + 2 * pad, (out_h - 1) * stride + reach)
+    wq = -(-max(x.shape[2] + 2 * pad, (out_w - 1) * stride + reach) // stride)
+    planes = np.empty(cg * stride * hp * wq + 2 * host_panel_width(), np.float32)   # whole vectors past the end
+    _phase_planes(x, c0, pad, stride, hp, wq, planes[:cg * stride * hp * wq])
+    c, ky, kx = np.divmod(np.arange(K), size * size)[0], np.arange(K) // size % size, np.arange(K) % size
+    offs = ((c * stride + kx * dilation % stride) * hp + ky * dilation) * wq + kx * dilation // stride
+    ap = np.empty(packed_a_size(M, K), np.float32)
+    _pack_a_whole(A.reshape(-1), K, 1, M, K, ap)
+    _conv_direct(ap, M, K, planes, offs.astype(np.int64), stride, wq, out_h, out_w, C.reshape(-1), bool(fused))
     return C
 
 
