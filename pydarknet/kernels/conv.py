@@ -6,7 +6,9 @@ from numba import njit, prange
 
 from .activations import activate_row
 from .gemm import col_range, copy_run
-from .pool import maxpool_plane
+from .pool import maxpool_2x2, maxpool_plane, tiles_2x2
+
+POOL_BAND = 16   # rows normalized then pooled at a time (even: whole 2x2 windows); 416 wide, 26 KiB, in L1
 
 
 @njit(cache=True, parallel=True)
@@ -207,12 +209,21 @@ def normalize_activate_maxpool(x, mean, variance, scales, biases, activation, no
     arithmetic) of each channel into pooled (n, c, oh, ow) while that channel is still in the cache: the
     pool's read of the whole output from memory is saved. x's rows are images `width` pixels wide."""
     n, c, spatial = x.shape
+    height = spatial // width
+    banded = tiles_2x2(height, width, pooled.shape[2], pooled.shape[3], size, stride_y, stride_x, pad)
     for k in prange(n * c):
         row = x[k // c, k % c]
+        plane = row.reshape(height, width)
+        if banded:   # POOL_BAND rows at a time: a first layer's channel (416 x 416) would not stay in L2
+            for r0 in range(0, height, POOL_BAND):
+                r1 = min(height, r0 + POOL_BAND)
+                _normalize_activate_row(row[r0 * width:r1 * width], k % c, mean, variance, scales, biases,
+                                        activation, normalize, ab)
+                maxpool_2x2(plane[r0:r1], pooled[k // c, k % c, r0 // 2:r1 // 2])
+            continue
         _normalize_activate_row(row, k % c, mean, variance, scales, biases, activation, normalize, ab)
         taps = np.empty(pooled.shape[3], np.float32)
-        maxpool_plane(row.reshape(spatial // width, width), size, stride_y, stride_x, pad, pooled[k // c, k % c],
-                      taps)
+        maxpool_plane(plane, size, stride_y, stride_x, pad, pooled[k // c, k % c], taps)
 
 
 @njit(cache=True, inline="always")

@@ -39,8 +39,8 @@ def maxpool_plane(plane, size, stride_y, stride_x, pad, out, taps):
     h, w = plane.shape
     oh, ow = out.shape
     offset = -(pad // 2)
-    if size == 2 and stride_y == 2 and stride_x == 2 and offset == 0 and h == 2 * oh and w == 2 * ow:
-        _maxpool_2x2(plane, out)
+    if tiles_2x2(h, w, oh, ow, size, stride_y, stride_x, pad):
+        maxpool_2x2(plane, out)
         return
     for i in range(oh):
         orow = out[i]
@@ -66,10 +66,17 @@ def maxpool_plane(plane, size, stride_y, stride_x, pad, out, taps):
                     dst[j] = _larger(taps[j], dst[j])
 
 
+@njit(cache=True, inline="always")
+def tiles_2x2(h, w, oh, ow, size, stride_y, stride_x, pad):
+    """Whether the pool's windows are 2x2 at stride 2 tiling the (h, w) plane exactly (yolov3-tiny's and
+    yolov4-tiny's pools): each output row then reads two input rows of its own."""
+    return size == 2 and stride_y == 2 and stride_x == 2 and pad // 2 == 0 and h == 2 * oh and w == 2 * ow
+
+
 @njit(cache=True)
-def _maxpool_2x2(plane, out):
-    """maxpool_plane's 2x2 windows at stride 2 tiling the plane exactly (yolov3-tiny's and yolov4-tiny's
-    pools): two input rows per output row, no padding to skip, a loop the compiler vectorizes."""
+def maxpool_2x2(plane, out):
+    """maxpool_plane where tiles_2x2: two input rows per output row, no padding to skip, a loop the compiler
+    vectorizes."""
     for i in range(out.shape[0]):
         r0, r1, orow = plane[2 * i], plane[2 * i + 1], out[i]
         for j in range(out.shape[1]):
