@@ -2,6 +2,7 @@
 (once) with the compile kept out of the printed seconds, and progress bars on a terminal only."""
 import json
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -71,6 +72,23 @@ def test_the_first_run_says_it_compiles_once(tmp_path):
     assert notice not in err and out.splitlines()[1:] == first.splitlines()[1:]
     # a regression pin: pydarknet's own detection with its own demo weights (README, Quick start)
     assert "triangle: 90%" in out.splitlines()
+    # the kernels the runs used are recorded by network, and the next load of that network loads them before
+    # its first pass, which then loads none (pydarknet.preload)
+    [record] = (tmp_path / "numba-cache").rglob("kernels-used.pickle")
+    check = """if True:
+        import numpy as np
+        from pydarknet import preload
+        from pydarknet.programs.images import load_network
+        net = load_network("cfg/shapes-tiny.cfg", "data/shapes-tiny.weights", table=False)
+        loaded = {(module, name): len(signatures) for module, name, signatures in preload.used()}
+        net.forward(np.zeros((1,) + net.input_shape, np.float32))
+        after = {(module, name): len(signatures) for module, name, signatures in preload.used()}
+        print(sorted(name for _, name in loaded), after == loaded)
+    """
+    out, _ = python("-c", check, env=env, cwd=tmp_path)
+    names, same = out.rsplit(" ", 1)
+    assert same == "True\n" and "'normalize_activate_maxpool'" in names and "'_gemm'" in names
+    assert "shapes-tiny.cfg darknet" in pickle.loads(record.read_bytes())
 
 
 class Clock:

@@ -4,7 +4,9 @@ cannot be used reported as one line while the others go on."""
 import itertools
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 
+from .. import preload
 from ..config import DarknetError, note
 from ..config import default_data, load_names  # noqa: F401  (the commands import them from here)
 from ..resources import local_copy
@@ -55,6 +57,7 @@ def load_network(cfg, weights, darknet=None, table=True, role=None):
     """Build and load a network, showing darknet's layer table on stderr as darknet does at load. A cfg or
     weights given as a URL is read through fsspec. `role`: "detector" or "classifier", checked before the
     weights are read (predict.check_role)."""
+    from ..kernels.products import backend
     from ..network import Network
     from ..predict import check_role
     net = Network(local_copy(cfg), darknet=darknet)
@@ -62,6 +65,7 @@ def load_network(cfg, weights, darknet=None, table=True, role=None):
     if table:
         note("\n".join(net.summary()))
     net.load(local_copy(weights))
+    preload.load_recorded(f"{Path(cfg).name} {backend()}")   # before the first pass is timed
     if table:
         note(net.darknet_line())
     return net
