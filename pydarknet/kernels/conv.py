@@ -4,7 +4,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .activations import activate_row
+from .activations import LEAKY, LINEAR, RELU, activate_row
 from .gemm import col_range, copy_run
 from .pool import maxpool_2x2, maxpool_plane, tiles_2x2
 
@@ -190,20 +190,23 @@ def depthwise_conv(x, weights, size, stride, pad, dilation, out):
 
 
 @njit(cache=True, parallel=True)
-def normalize_scale_bias_activate(x, mean, variance, scales, biases, activation, normalize, ab=False):
+def normalize_scale_bias_activate(x, mean, variance, scales, biases, activation, normalize, ab=False, fast=False):
     """x (n, c, spatial) in place: darknet's batch-norm at inference, then bias, then the activation.
 
     Darknet divides by (sqrt(var) + .000001f) in double and rounds to float (`ab`: the AlexeyAB fork's
     sqrt(var + .00001f)); multiplying by the double reciprocal rounds to the same float (the double error
-    is far below float's). Scale and bias are applied in float32 as darknet stores them.
+    is far below float's). Scale and bias are applied in float32 as darknet stores them. `fast` (the fast
+    products): for linear, leaky and relu, one float32 multiply-add per element and the activation in float32
+    (_affine_activate_row), not darknet's bits.
     """
     n, c, spatial = x.shape
     for k in prange(n * c):
-        _normalize_activate_row(x[k // c, k % c], k % c, mean, variance, scales, biases, activation, normalize, ab)
+        _normalize_activate_row(x[k // c, k % c], k % c, mean, variance, scales, biases, activation, normalize, ab,
+                                fast)
 
 
 @njit(cache=True, parallel=True)
-def normalize_activate_maxpool(x, mean, variance, scales, biases, activation, normalize, ab, width,
+def normalize_activate_maxpool(x, mean, variance, scales, biases, activation, normalize, ab, fast, width,
                                size, stride_y, stride_x, pad, pooled):
     """normalize_scale_bias_activate, then the [maxpool] that follows the layer (kernels.pool.maxpool's
     arithmetic) of each channel into pooled (n, c, oh, ow) while that channel is still in the cache: the
@@ -218,22 +221,29 @@ def normalize_activate_maxpool(x, mean, variance, scales, biases, activation, no
             for r0 in range(0, height, POOL_BAND):
                 r1 = min(height, r0 + POOL_BAND)
                 _normalize_activate_row(row[r0 * width:r1 * width], k % c, mean, variance, scales, biases,
-                                        activation, normalize, ab)
+                                        activation, normalize, ab, fast)
                 maxpool_2x2(plane[r0:r1], pooled[k // c, k % c, r0 // 2:r1 // 2])
             continue
-        _normalize_activate_row(row, k % c, mean, variance, scales, biases, activation, normalize, ab)
+        _normalize_activate_row(row, k % c, mean, variance, scales, biases, activation, normalize, ab, fast)
         taps = np.empty(pooled.shape[3], np.float32)
         maxpool_plane(plane, size, stride_y, stride_x, pad, pooled[k // c, k % c], taps)
 
 
 @njit(cache=True, inline="always")
-def _normalize_activate_row(row, f, mean, variance, scales, biases, activation, normalize, ab):
+def _normalize_activate_row(row, f, mean, variance, scales, biases, activation, normalize, ab, fast):
     bias = biases[f]
     if normalize:
         if ab:
             inv = 1.0 / math.sqrt(np.float64(variance[f] + np.float32(0.00001)))
         else:
             inv = 1.0 / (math.sqrt(np.float64(variance[f])) + np.float64(np.float32(0.000001)))
+    if fast and (activation == LINEAR or activation == LEAKY or activation == RELU):
+        if normalize:   # (x - mean) then one multiply-add: mean folded into the shift would cancel
+            _affine_activate_row(row, mean[f], np.float32(scales[f] * inv), bias, activation)
+        else:
+            _affine_activate_row(row, np.float32(0.0), np.float32(1.0), bias, activation)
+        return
+    if normalize:
         m = mean[f]
         s = scales[f]
         for i in range(row.size):
@@ -243,3 +253,23 @@ def _normalize_activate_row(row, f, mean, variance, scales, biases, activation, 
         for i in range(row.size):
             row[i] += bias
     activate_row(row, activation)
+
+
+@njit(cache=True, fastmath={"contract"}, inline="always")
+def _affine_activate_row(row, center, scale, shift, activation):
+    """The fast products' pass: (row - center) * scale + shift (a subtraction and a fused multiply-add), then
+    leaky's 0.1 x or relu in float32. Darknet multiplies leaky's 0.1 in double and normalizes in double: those conversions made the
+    exact pass 7x slower (128 x 4200 outputs: 0.34 -> 0.05 ms on a Zen 3 EPYC, 2 threads)."""
+    tenth = np.float32(0.1)
+    zero = np.float32(0.0)
+    if activation == LEAKY:
+        for i in range(row.size):
+            v = (row[i] - center) * scale + shift
+            row[i] = v if v > zero else tenth * v
+    elif activation == RELU:
+        for i in range(row.size):
+            v = (row[i] - center) * scale + shift
+            row[i] = v if v > zero else zero
+    else:
+        for i in range(row.size):
+            row[i] = (row[i] - center) * scale + shift

@@ -24,7 +24,7 @@ from ..kernels.activations import (ACROSS_CHANNELS, CODE as ACTIVATIONS, LINEAR,
                                    activate_channels, fork_scalar)
 from ..kernels.conv import (col2im_batch, depthwise_conv, im2col_batch, im2col_t, normalize_activate_maxpool,
                             normalize_scale_bias_activate, pad_images)
-from ..kernels.products import (backend, bf16_kernel, conv_bf16, conv_image, conv_weight_gradient,
+from ..kernels.products import (FUSED, backend, bf16_kernel, conv_bf16, conv_image, conv_weight_gradient,
                                 conv_weight_gradient_image, conv_winograd, gemm_nn, gemm_tn, pack_bf16, pack_winograd,
                                 packs_images,
                                 weight_gradient_from_image, weight_gradient_transposed, winograd_tile)
@@ -364,13 +364,14 @@ class Convolutional(Layer):
         pool that can take it (Maxpool.pools_in_place), each channel is pooled in the same pass, while it is
         still in the cache, and that layer's forward only hands its output on."""
         ab = net.darknet == "ab"
+        fast = backend() in FUSED and not net.train and not net.keep_for_backward
         index = self.index + 1
         pool = net.layers[index] if index < len(net.layers) and net.layers[self.index] is self else None
         if pool is None or code in ACROSS_CHANNELS or not pool.pools_in_place(net):   # (see finish_activation)
-            normalize_scale_bias_activate(out, mean, variance, scales, biases, inline, normalize, ab)
+            normalize_scale_bias_activate(out, mean, variance, scales, biases, inline, normalize, ab, fast)
             return
         pooled = pool.output_buffer(out.shape[0])
-        normalize_activate_maxpool(out, mean, variance, scales, biases, inline, normalize, ab, self.out_shape[2],
+        normalize_activate_maxpool(out, mean, variance, scales, biases, inline, normalize, ab, fast, self.out_shape[2],
                                    pool.size, pool.stride_y, pool.stride_x, pool.padding, pooled)
         pool.pooled_from = out
 
