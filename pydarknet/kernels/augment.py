@@ -25,6 +25,24 @@ def _sector_rgb(h6, s, v):
     p = np.float32(v * np.float32(_F1 - s))
     q = np.float32(v * np.float32(_F1 - np.float32(s * f)))
     t = np.float32(v * np.float32(_F1 - np.float32(s * np.float32(_F1 - f))))
+    return _by_sector(sector, v, p, q, t)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sector_rgb_fused(h6, s, v):
+    """_sector_rgb with 1 - s*f and 1 - s*(1 - f) each one fused multiply-add, as OpenCV's vector HSV to RGB
+    computes them (GCC contracts its multiply and subtract)."""
+    sector = int(math.floor(h6))
+    f = np.float32(h6 - np.float32(sector))
+    p = np.float32(v * np.float32(_F1 - s))
+    q = np.float32(v * _fma32(-s, f, _F1))
+    t = np.float32(v * _fma32(-s, np.float32(_F1 - f), _F1))
+    return _by_sector(sector, v, p, q, t)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _by_sector(sector, v, p, q, t):
+    """(r, g, b) of a hue's sector from the formula's four values."""
     if sector == 0:
         return v, t, p
     if sector == 1:
@@ -36,6 +54,13 @@ def _sector_rgb(h6, s, v):
     if sector == 4:
         return t, p, v
     return v, p, q
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _fma32(a, b, c):
+    """a * b + c with one rounding to float32: the double product of two floats is exact, and c (1, or a
+    whole sector) added to it in double is exact too at these magnitudes."""
+    return np.float32(np.float64(a) * np.float64(b) + np.float64(c))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -245,12 +270,15 @@ def resize_linear_u8(src, w, h):
 
 
 @njit(cache=True, nogil=True)
-def distort_hsv_u8(im, dhue, dsat, dexp):
+def distort_hsv_u8(im, dhue, dsat, dexp, truncated_block=0):
     """The fork's HSV distortion, in place on an 8-bit RGB image, as OpenCV computes it: RGB to 8-bit HSV (hue in
     0..179, OpenCV's fixed-point rounding), hue += 179 * dhue, saturation *= dsat and value *= dexp each rounded
     and saturated to 0..255 (so a hue pushed below 0 stays 0 and one above 179 wraps around when converted back),
-    then back to RGB."""
+    then back to RGB. OpenCV's conversion back to 8 bits depends on the CPU it runs on: its vector loop
+    truncates each row's pixels in whole blocks of its vector's byte count (`truncated_block`: 32 with AVX2, 64
+    with AVX-512), and the rest of the row is rounded (0: every pixel; see train.data_ab.opencv_hsv_block)."""
     _, h, w = im.shape
+    blocked = w - w % truncated_block if truncated_block else 0
     dhue = np.float32(dhue)
     dsat = np.float32(dsat)
     dexp = np.float32(dexp)
@@ -277,8 +305,10 @@ def distort_hsv_u8(im, dhue, dsat, dexp):
                 if hue < 0:
                     hue += 180
             hh = np.float32(_level(np.float32(np.float32(hue) + np.float32(np.float32(179.0) * dhue))))
-            ss = np.float32(_level(np.float32(np.float32(s) * dsat))) / np.float32(255.0)
-            vv = np.float32(_level(np.float32(np.float32(v) * dexp))) / np.float32(255.0)
+            # OpenCV multiplies by 1/255 (as float), not divides: the two differ in the last bit, which its
+            # truncating vector loop shows
+            ss = np.float32(np.float32(_level(np.float32(np.float32(s) * dsat))) * np.float32(1.0 / 255.0))
+            vv = np.float32(np.float32(_level(np.float32(np.float32(v) * dexp))) * np.float32(1.0 / 255.0))
             # OpenCV's HSV2RGB for 8-bit input: hue in 180ths of a turn, wrapped into 0..6 sectors
             if ss == 0:
                 rf = vv
@@ -288,11 +318,20 @@ def distort_hsv_u8(im, dhue, dsat, dexp):
                 h6 = np.float32(hh * np.float32(6.0 / 180.0))
                 if h6 >= np.float32(6.0):   # hue 180..255 (at most 8.5 sectors): once round is enough
                     h6 = np.float32(h6 - np.float32(6.0))
-                rf, gf, bf = _sector_rgb(h6, ss, vv)
-            im[0, y, x] = _level(np.float32(rf * np.float32(255.0)))
-            im[1, y, x] = _level(np.float32(gf * np.float32(255.0)))
-            im[2, y, x] = _level(np.float32(bf * np.float32(255.0)))
+                if x < blocked:   # OpenCV's vector loop
+                    rf, gf, bf = _sector_rgb_fused(h6, ss, vv)
+                else:
+                    rf, gf, bf = _sector_rgb(h6, ss, vv)
+            for c, level in enumerate((rf, gf, bf)):
+                v = np.float32(level * np.float32(255.0))
+                im[c, y, x] = _level_down(v) if x < blocked else _level(v)
     return im
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _level_down(v):
+    """A float to the 8-bit level below it, saturated to 0..255 (OpenCV's v_trunc then v_pack_u)."""
+    return np.uint8(0) if v <= 0.0 else np.uint8(255) if v >= 255.0 else np.uint8(int(v))
 
 
 @njit(cache=True, nogil=True)

@@ -480,6 +480,21 @@ def col_range(k, stride, pad, w, out_w):
 
 
 @njit(cache=True, inline="always")
+def padded_run(src, first, step, dst, d, lo, hi, n):
+    """dst[d : d + n]: zeros, then src[first + t*step] for t < hi - lo from dst[d + lo], then zeros from
+    dst[d + hi] (a row of im2col's or of a padded image: the pixels inside and the padding around them)."""
+    for t in range(lo):
+        dst[d + t] = 0.0
+    if step <= 2:
+        copy_run(src, first, step, dst, d + lo, hi - lo)
+    else:
+        for t in range(hi - lo):
+            dst[d + lo + t] = src[first + t * step]
+    for t in range(hi, n):
+        dst[d + t] = 0.0
+
+
+@njit(cache=True, inline="always")
 def _tiles(M):
     """Row tiles covering M rows: n6 tiles of 6 rows, then n4 of 4, wasting at most one row (M >= 4)."""
     q, r = divmod(M, 6)
@@ -664,16 +679,7 @@ def _pack_b_image(img, conv, N, k0, kc, p0, p1, dst, dst_off, p_stride):
             iy = ky + y * stride - pad
             lo = min(max(x0 - x, 0), n) if 0 <= iy < h else n
             hi = max(lo, min(x1 - x, n)) if 0 <= iy < h else n
-            for t in range(lo):
-                dst[d + t] = 0.0
-            first = plane + iy * w + kx - pad + (x + lo) * stride
-            if stride <= 2:
-                copy_run(flat, first, stride, dst, d + lo, hi - lo)
-            else:
-                for t in range(hi - lo):
-                    dst[d + lo + t] = flat[first + t * stride]
-            for t in range(hi, n):
-                dst[d + t] = 0.0
+            padded_run(flat, plane + iy * w + kx - pad + (x + lo) * stride, stride, dst, d, lo, hi, n)
         for t in range(tail, (p1 - 1 - p0) * p_stride + NR):
             dst[row + t] = 0.0
 
@@ -798,16 +804,7 @@ def _phase_planes(img, c0, pad, stride, hp, wq, planes):
         x0, x1 = col_range(ph, stride, pad, w, wq)
         if iy < 0 or iy >= h:
             x0, x1 = wq, wq
-        for t in range(x0):
-            planes[row + t] = 0.0
-        first = ((c0 + c) * h + iy) * w + ph + x0 * stride - pad
-        if stride <= 2:
-            copy_run(flat, first, stride, planes, row + x0, x1 - x0)
-        else:
-            for t in range(x1 - x0):
-                planes[row + x0 + t] = flat[first + t * stride]
-        for t in range(x1, wq):
-            planes[row + t] = 0.0
+        padded_run(flat, ((c0 + c) * h + iy) * w + ph + x0 * stride - pad, stride, planes, row, x0, x1, wq)
 
 
 @njit(cache=True, parallel=True)

@@ -19,6 +19,7 @@ Randomness comes from the numpy Generator passed in (not the fork's rand() strea
 the generator's state. The fork decides "mosaic or not" once per loading thread's share of a batch; here once
 per image, with the same probability 1/2.
 """
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -222,6 +223,22 @@ def _crop(src, pleft, ptop, swidth, sheight):
     return window
 
 
+@functools.cache
+def opencv_hsv_block():
+    """The pixels per block that this CPU's OpenCV truncates in cvtColor's 8-bit HSV to RGB (its vector loop's
+    width: 32 with AVX2, 64 with AVX-512; 0 if it rounds every pixel), which the fork's HSV distortion runs
+    through: a probe image converted both ways, against the kernel's readings of it."""
+    import cv2
+    rgb = np.random.default_rng(0).integers(0, 256, (4, 120, 3), dtype=np.uint8)   # 64, 96 or 112 in blocks
+    expected = cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV), cv2.COLOR_HSV2RGB)
+    planes = np.ascontiguousarray(rgb.transpose(2, 0, 1))
+    for block in (64, 32, 16, 8, 0):
+        if np.array_equal(K.distort_hsv_u8(planes.copy(), _F32(0), _F32(1), _F32(1), block).transpose(1, 2, 0),
+                          expected):
+            return block
+    return 0   # an OpenCV that converts otherwise: the rounding every pixel gets on the widest vectors' tails
+
+
 def augment_image(src, w, h, pleft, ptop, swidth, sheight, aug, blur, truth, rng):
     """The fork's image_data_augmentation on an 8-bit (3, oh, ow) image: crop (padded with the image's mean) and
     stretch to w x h, flip, HSV distortion (only when it changes something), blur (1: a 17x17 Gaussian on the
@@ -231,7 +248,7 @@ def augment_image(src, w, h, pleft, ptop, swidth, sheight, aug, blur, truth, rng
     if aug.flip:
         K.flip_image(sized)
     if aug.dsat != 1 or aug.dexp != 1 or aug.dhue != 0:
-        K.distort_hsv_u8(sized, aug.dhue, aug.dsat, aug.dexp)
+        K.distort_hsv_u8(sized, aug.dhue, aug.dsat, aug.dexp, opencv_hsv_block())
     if blur:
         blurred = K.gaussian_blur_u8(sized, _gaussian_taps(17 if blur == 1 else blur // 2 * 2 + 1))
         sized = _keep_boxes_sharp(blurred, sized, truth) if blur == 1 else blurred
