@@ -144,10 +144,12 @@ def maxpool_reference(x, size, stride, pad):
 
 
 @pytest.mark.parametrize("size, stride, pad, h, w",
-                         [(2, 2, 1, 7, 8), (2, 2, 1, 8, 10), (2, 2, 0, 7, 8), (2, 1, 1, 7, 8), (3, 2, 2, 7, 8),
+                         [(2, 2, 1, 7, 8), (2, 2, 1, 8, 10), (2, 2, 1, 9, 7), (2, 2, 0, 7, 8), (2, 1, 1, 7, 8),
+                          (3, 2, 2, 7, 8),
                           (3, 1, 2, 7, 8), (2, 2, 3, 7, 8), (5, 3, 4, 7, 8)])
 def test_maxpool_training_path(size, stride, pad, h, w):
-    """(2, 2, 1) on an even plane is the inference's 2x2 path (kernels/pool.py maxpool_2x2)."""
+    """(2, 2, 1) is the inference's 2x2 path (kernels/pool.py maxpool_2x2), on odd sizes too: the windows past
+    the last row or column."""
     rng = np.random.default_rng(4)
     n, c = 2, 3
     x = rng.integers(0, 4, size=(n, c, h, w)).astype(F32)   # many ties: the first maximum must win

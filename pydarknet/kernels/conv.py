@@ -222,7 +222,7 @@ def normalize_activate_maxpool(x, mean, variance, scales, biases, activation, no
                 r1 = min(height, r0 + POOL_BAND)
                 _normalize_activate_row(row[r0 * width:r1 * width], k % c, mean, variance, scales, biases,
                                         activation, normalize, ab, fast)
-                maxpool_2x2(plane[r0:r1], pooled[k // c, k % c, r0 // 2:r1 // 2])
+                maxpool_2x2(plane[r0:r1], pooled[k // c, k % c, r0 // 2:(r1 + 1) // 2])
             continue
         _normalize_activate_row(row, k % c, mean, variance, scales, biases, activation, normalize, ab, fast)
         taps = np.empty(pooled.shape[3], np.float32)

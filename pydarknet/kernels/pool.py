@@ -68,22 +68,30 @@ def maxpool_plane(plane, size, stride_y, stride_x, pad, out, taps):
 
 @njit(cache=True, inline="always")
 def tiles_2x2(h, w, oh, ow, size, stride_y, stride_x, pad):
-    """Whether the pool's windows are 2x2 at stride 2 tiling the (h, w) plane exactly (yolov3-tiny's and
-    yolov4-tiny's pools): each output row then reads two input rows of its own."""
-    return size == 2 and stride_y == 2 and stride_x == 2 and pad // 2 == 0 and h == 2 * oh and w == 2 * ow
+    """Whether the pool's windows are 2x2 at stride 2 from the plane's corner, covering it (yolov3-tiny's and
+    yolov4-tiny's pools; Tiny Darknet's on odd sizes, 75 -> 38, whose last windows hang one pixel over the edge):
+    each output row then reads two input rows of its own."""
+    return (size == 2 and stride_y == 2 and stride_x == 2 and pad // 2 == 0 and 0 <= 2 * oh - h <= 1
+            and 0 <= 2 * ow - w <= 1)
 
 
 @njit(cache=True)
 def maxpool_2x2(plane, out):
-    """maxpool_plane where tiles_2x2: two input rows per output row, no padding to skip, a loop the compiler
-    vectorizes."""
+    """maxpool_plane where tiles_2x2: two input rows per output row, no padding to skip but a last row or column
+    past an odd edge, a loop the compiler vectorizes. A window's missing row is its first row again, and its
+    missing column is left out: the same maximum, as darknet's -FLT_MAX outside the image gives."""
+    h, w = plane.shape
+    inside = w // 2   # windows with both columns inside
     for i in range(out.shape[0]):
-        r0, r1, orow = plane[2 * i], plane[2 * i + 1], out[i]
-        for j in range(out.shape[1]):
+        r0, orow = plane[2 * i], out[i]
+        r1 = plane[2 * i + 1] if 2 * i + 1 < h else r0
+        for j in range(inside):
             m = _larger(r0[2 * j], -FLT_MAX)
             m = _larger(r0[2 * j + 1], m)
             m = _larger(r1[2 * j], m)
             orow[j] = _larger(r1[2 * j + 1], m)
+        if inside < out.shape[1]:
+            orow[inside] = _larger(r1[w - 1], _larger(r0[w - 1], -FLT_MAX))
 
 
 @njit(cache=True, parallel=True)
