@@ -3,9 +3,9 @@
 Numba loads a cached kernel the first time it is called: 5 to 25 ms each (unpickling it, parsing its bitcode,
 linking its machine code), and the process's first load also sets up Numba's typing and lowering registries.
 A detector's first forward pass paid all that inside darknet's "Predicted in" (yolov3-tiny on a Zen 3 EPYC:
-213 ms against 70 ms warm). At exit a command records the kernels its process ran, by network
-(KERNELS_FILE beside the cached kernels); the next command on that network loads them once its weights are
-read (`load_recorded`), while its first image decodes in the other thread, so that the timed pass finds them
+213 ms against 70 ms warm). As a command's process ends it records the kernels it ran, by network (KERNELS_FILE
+beside the cached kernels, replaced by each run); the next command on that network loads them once its weights
+are read (`load_recorded`), while its first image decodes in the other thread, so that the timed pass finds them
 ready: 97 ms there, the process's wall time unchanged (901 against 913 ms, best of 10). Loading them in a
 background thread from the start of the command instead made the command 30 ms slower: the loading is Python
 and holds the interpreter's lock, which the command's own start-up needs. A kernel not in the cache (pydarknet
@@ -15,7 +15,6 @@ Loading from the cache without compiling reaches into Numba's dispatcher (the st
 cache branch); where those internals are missing the kernels load as they are called.
 PYDARKNET_NUMBA_SHORTCUTS=0 turns it off with the other shortcuts (cli/startup.py).
 """
-import atexit
 import os
 import pickle
 import sys
@@ -24,13 +23,24 @@ KERNELS_FILE = "kernels-used.pickle"
 NETWORKS_KEPT = 32   # networks whose kernels the file keeps (the most recently recorded)
 
 
+_command_key = []   # the key of the network this process's command loaded (record_command records under it)
+
+
 def load_recorded(key):
-    """Load the kernels recorded under `key` (a network and its products), and record this process's kernels
-    under it at exit. Returns how many were loaded."""
+    """Load the kernels recorded under `key` (a network and its products); a command's process records its
+    own under it as it ends (record_command). Returns how many were loaded."""
     if os.environ.get("PYDARKNET_NUMBA_SHORTCUTS", "1") == "0":
         return 0
-    atexit.register(record, key)
+    _command_key[:] = [key]
     return load(recorded().get(key, []))
+
+
+def record_command():
+    """The end of a command's process (cli.startup.end): record the kernels it ran under its network's key.
+    Only a command's process ends there: a test session or a script that runs commands in-process, whose
+    kernels are not one network's, records nothing."""
+    if _command_key:
+        record(_command_key[0])
 
 
 def dispatchers():
@@ -96,22 +106,16 @@ def recorded():
 
 
 def record(key):
-    """Merge this process's kernels into the record under `key` (the union: a command that stopped early
-    drops nothing), written atomically; a read-only cache is left alone."""
+    """This process's kernels, under `key` in place of what was there, written atomically when they differ; a
+    read-only cache is left alone."""
     from .errors import WriteError
     from .weights import atomic_write
     table = recorded()
-    merged = {(module, name): list(signatures) for module, name, signatures in table.pop(key, [])}
-    changed = False
-    for module, name, signatures in used():
-        known = merged.setdefault((module, name), [])
-        for signature in signatures:
-            if signature not in known:
-                known.append(signature)
-                changed = True
-    if not changed:
+    entries = used()
+    if table.get(key) == entries:
         return
-    table[key] = [(module, name, signatures) for (module, name), signatures in merged.items()]
+    table.pop(key, None)
+    table[key] = entries
     table = dict(list(table.items())[-NETWORKS_KEPT:])
     try:
         atomic_write(path(), pickle.dumps(table))

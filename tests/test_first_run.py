@@ -192,3 +192,19 @@ def test_compile_runs_every_inference_job_and_says_where(tmp_path):
     assert out == "" and folder == str(cache_folder())
     cached = {p.name.split(".")[0] for p in cache_folder().glob("*.nbi")}
     assert {"gemm", "conv", "nms", "pool", "activations"} <= cached, sorted(cached)
+
+
+def test_the_kernel_record_is_a_commands_and_replaced_by_its_next_run(tmp_path, monkeypatch):
+    """preload: loading a network records nothing by itself; the end of a command's process records what it ran
+    under the network's key, in place of the last run's (a run that stopped early cannot leave a stale union)."""
+    from pydarknet import preload
+    monkeypatch.setattr(preload, "path", lambda: tmp_path / "kernels-used.pickle")
+    monkeypatch.setattr(preload, "_command_key", [])
+    preload.record_command()   # no network loaded: nothing to record
+    assert preload.load_recorded("net.cfg darknet") == 0 and not (tmp_path / "kernels-used.pickle").exists()
+    monkeypatch.setattr(preload, "used", lambda: [("pydarknet.x", "kernel", ["one"])])
+    preload.record_command()
+    assert preload.recorded() == {"net.cfg darknet": [("pydarknet.x", "kernel", ["one"])]}
+    monkeypatch.setattr(preload, "used", lambda: [("pydarknet.x", "other", ["two"])])
+    preload.record_command()
+    assert preload.recorded() == {"net.cfg darknet": [("pydarknet.x", "other", ["two"])]}

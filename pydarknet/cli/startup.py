@@ -25,7 +25,11 @@ def start(argv):
 
 def end():
     """The process ends here: skip the garbage collection of Python's shutdown, which walks Numba's and
-    LLVM's objects for 0.25 s after a command that ran kernels (the operating system frees the memory)."""
+    LLVM's objects for 0.25 s after a command that ran kernels (the operating system frees the memory). A
+    command that loaded a network records the kernels it ran, for the next one to load ahead (preload)."""
+    preload = sys.modules.get("pydarknet.preload")
+    if preload is not None:
+        preload.record_command()
     gc.freeze()
 
 
