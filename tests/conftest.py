@@ -13,6 +13,15 @@ SHARED = ROOT.parent / "shared"
 DATA = Path(__file__).resolve().parent / "data"
 
 
+def run_command(capsys, *argv):
+    """(exit code, stdout, stderr) of a pydarknet command run in this process (the CLI's main with an argv)."""
+    from pydarknet.cli import main
+    with pytest.raises(SystemExit) as end:
+        main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return end.value.code, out, err
+
+
 def shared_path(*parts):
     """A path under ../shared, or skip the test saying what is missing."""
     path = SHARED.joinpath(*parts)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import ROOT
+from conftest import ROOT, run_command as run
 from moving_shapes import COUNT_LINE, write_clip
-from pydarknet.cli import cli, main
+from pydarknet.cli import cli
 from pydarknet.datasets import write_shapes
 from pydarknet.predict import Detector
 
@@ -17,14 +17,6 @@ CFG, WEIGHTS = str(ROOT / "cfg/shapes-tiny.cfg"), str(ROOT / "data/shapes-tiny.w
 DATA, NAMES = str(ROOT / "cfg/shapes.data"), str(ROOT / "data/shapes.names")
 V4_CFG, V4_WEIGHTS = str(ROOT / "cfg/shapes-v4tiny.cfg"), str(ROOT / "data/shapes-v4tiny.weights")
 IMAGE = str(ROOT / "data/shapes.jpg")
-
-
-def run(capsys, *argv):
-    """(exit code, stdout, stderr) of the command in this process."""
-    with pytest.raises(SystemExit) as end:
-        main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return end.value.code, out, err
 
 
 def results(out):

@@ -26,8 +26,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import DATA, ROOT
-from pydarknet.cli import main
+from conftest import DATA, ROOT, run_command as run
 from pydarknet.config import DarknetError, load_names, read_cfg, read_data_cfg, read_names
 from pydarknet.image import load_image
 from pydarknet.jpeg import JPEGError, decode_jpeg
@@ -411,13 +410,6 @@ def test_found_images_too_large_for_memory_are_an_image_error(path):
                           env={**os.environ, "NUMBA_NUM_THREADS": "1"}, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith(f"cannot load image {path}: ") and proc.stdout.endswith(" memory\n")
-
-
-def run(capsys, *argv):
-    with pytest.raises(SystemExit) as end:
-        main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return end.value.code, out, err
 
 
 def _one_error_line(err):

@@ -10,19 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT
-from pydarknet.cli import main
+from conftest import ROOT, run_command as run
 from pydarknet.errors import install_hint
 
 SHAPES_CFG, SHAPES_WEIGHTS = str(ROOT / "cfg/shapes-tiny.cfg"), str(ROOT / "data/shapes-tiny.weights")
-
-
-def run(capsys, *argv):
-    """(exit code, stdout, stderr) of the command in this process."""
-    with pytest.raises(SystemExit) as end:
-        main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return end.value.code, out, err
 
 
 def test_export_onnx_without_onnx_says_how_to_install_it_before_reading_weights(capsys, monkeypatch, tmp_path):

@@ -3,8 +3,7 @@ a box cut by a tile's edge joined into one, the whole-image pass for an object l
 import numpy as np
 import pytest
 
-from conftest import ROOT
-from pydarknet.cli import main
+from conftest import ROOT, run_command as run
 from pydarknet.config import read_names
 from pydarknet.datasets import NOISE, distinct_colour, draw_shape
 from pydarknet.predict import Detector
@@ -81,13 +80,6 @@ def test_tiles_spread_from_edge_to_edge_with_the_overlap():
     assert starts[0] == 0 and starts[-1] == 800 and len(starts) == 8
     assert min(a + 160 - b for a, b in zip(starts, starts[1:])) >= 40
     assert origins(100, 160, .25) == [0] and origins(320, 160, 0) == [0, 160]
-
-
-def run(capsys, *argv):
-    with pytest.raises(SystemExit) as end:
-        main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return end.value.code, out, err
 
 
 def test_the_tiles_flag_on_the_command_line(capsys, tmp_path):
