@@ -151,12 +151,12 @@ def matmul_limit(runs):
 
 
 def bench_peers(name, cfg, weights, image, prepare, runs):
-    """pydarknet --fast and --bf16 against the exported graph in ONNX Runtime and OpenVINO, in turn on the same
-    input and threads: milliseconds, GFLOP/s of the network's multiply-adds, and the ratios the speed targets
-    are about (--fast to the faster float32 peer, --bf16 to OpenVINO's default precision)."""
+    """pydarknet --fast, --int16 and --bf16 against the exported graph in ONNX Runtime and OpenVINO, in turn on
+    the same input and threads: milliseconds, GFLOP/s of the network's multiply-adds, and the ratios the speed
+    targets are about (--fast to the faster float32 peer, --int16 and --bf16 to OpenVINO's default precision)."""
     import numba
 
-    from .kernels.amx import unavailable
+    from .kernels import amx, int16
     net = Network(cfg, quiet_unused=True)
     net.load(weights)
     x = prepare(load_image(image), net)[None]
@@ -164,10 +164,11 @@ def bench_peers(name, cfg, weights, image, prepare, runs):
     threads = numba.get_num_threads()
     runners, missing = session_runners(net, x, threads)
     ours = {"pydarknet --fast": with_products("fast", lambda: net.forward(x))}
-    if unavailable() is None:
-        ours["pydarknet --bf16"] = with_products("bf16", lambda: net.forward(x))
-    else:
-        missing["pydarknet --bf16"] = unavailable()
+    for precision, unavailable in (("int16", int16.unavailable), ("bf16", amx.unavailable)):
+        if unavailable() is None:
+            ours[f"pydarknet --{precision}"] = with_products(precision, lambda: net.forward(x))
+        else:
+            missing[f"pydarknet --{precision}"] = unavailable()
     times = dict(zip([*ours, *runners], median_times([*ours.values(), *runners.values()], runs)))
     print(f"peers {name} {x.shape[3]}x{x.shape[2]}, {flops / 1e9:.2f} GFLOP, {threads} threads", flush=True)
     f32_peers = [t for label, t in times.items() if label.endswith("f32")]
@@ -176,7 +177,7 @@ def bench_peers(name, cfg, weights, image, prepare, runs):
         line = f"  {label:<28} {seconds * 1000:8.1f} ms {flops / seconds / 1e9:7.0f} GFLOP/s"
         if label == "pydarknet --fast" and f32_peers:
             line += f"   {seconds / min(f32_peers):.2f}x the faster float32 peer"
-        if label == "pydarknet --bf16" and default is not None:
+        if label in ("pydarknet --int16", "pydarknet --bf16") and default is not None:
             line += f"   {seconds / default:.2f}x openvino's default"
         print(line, flush=True)
     for label, reason in missing.items():

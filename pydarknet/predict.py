@@ -205,10 +205,11 @@ def left_edge(box):
 def use_fast(fast):
     """`fast=True`: the fast products (fused multiply-add, Winograd; within 1e-3 of darknet's numbers, not bit-exact)
     for every network of the process, as PYDARKNET_PRODUCTS=fast or the CLI's --fast; `fast="bf16"`: those with
-    the convolutions in bfloat16 on the CPU's AMX tiles (--bf16; the fast products where the CPU has none)."""
+    the convolutions in bfloat16 on the CPU's AMX tiles (--bf16), `fast="int16"`: in 12-bit integers with VNNI
+    (--int16); the fast products where the CPU has neither."""
     if fast:
         from .kernels.products import set_backend
-        set_backend("bf16" if fast == "bf16" else "fast")
+        set_backend(fast if fast in ("bf16", "int16") else "fast")
 
 
 DETECTION_LAYERS = ("yolo", "region", "detection")

@@ -275,14 +275,16 @@ def tiles_and_heatmaps():
     paint_boxes(np.zeros((10, 20), np.float32), boxes.astype(np.int32), np.ones(2, np.float32))
 
 
-def fast_and_bf16_products():
-    """--fast's Winograd kernels and --bf16's tile kernels (where the CPU has the tiles), which only layers of a
-    network at its full size take: yolov3-tiny and yolov4-tiny at 416 (F(4x4) in bands and in three passes,
-    F(2x2), the tiles in place), darknet53 at 256 (strided layers of 64 channels and more: the packed tiles)."""
-    from .kernels import products
-    from .kernels.amx import unavailable
+def fast_and_reduced_products():
+    """--fast's Winograd kernels, and --int16's and --bf16's (where the CPU has VNNI, the AMX tiles), which only
+    layers of a network at its full size take: yolov3-tiny and yolov4-tiny at 416 (F(4x4) in bands and in three
+    passes, F(2x2), the tiles in place), darknet53 at 256 (strided layers of 64 channels and more: the packed
+    tiles)."""
+    from .kernels import amx, int16, products
     from .network import Network
-    for backend in ["fast"] + (["bf16"] if unavailable() is None else []):
+    reduced = [name for name, unavailable in (("int16", int16.unavailable), ("bf16", amx.unavailable))
+               if unavailable() is None]
+    for backend in ["fast"] + reduced:
         previous = products.set_backend(backend)
         try:
             for name in ("yolov3-tiny", "yolov4-tiny", "darknet53"):
@@ -300,7 +302,7 @@ def compile_jobs(folder, training=True):
     jobs += [lambda n=name, d=darknet: predict_with(shipped_cfg(n), d, image)
              for name in FORWARD_CFGS for darknet in ("pjreddie", "ab")]
     jobs += [lambda: evaluate(folder), lambda: small_network(other).forward(np.zeros((1, 3, 20, 20), np.float32)),
-             track_two_frames, tiles_and_heatmaps, fast_and_bf16_products]
+             track_two_frames, tiles_and_heatmaps, fast_and_reduced_products]
     if training:
         from .train.step import train_network
         jobs += [lambda n=name: train_step(shipped_cfg(n), folder) for name in TRAIN_CFGS]

@@ -53,14 +53,15 @@ def test_cpu_line_names_the_machine():
 
 
 def test_peers_lines_name_each_runtime_with_its_speed(capsys):
-    """`make bench`'s peers block on the demo model: pydarknet --fast (and --bf16 where the CPU has AMX) against
-    ONNX Runtime on the exported graph (the test extra has it), each row's milliseconds and GFLOP/s, and the ratio
-    the --fast target is about; a runtime that is not installed is a line saying how to get it."""
+    """`make bench`'s peers block on the demo model: pydarknet --fast (--int16 where the CPU has VNNI, --bf16 where
+    it has AMX) against ONNX Runtime on the exported graph (the test extra has it), each row's milliseconds and
+    GFLOP/s, and the ratio the --fast target is about; a runtime that is not installed, or a precision this CPU
+    lacks, is a line saying why."""
     import re
 
     import numba
     from conftest import ROOT
-    from pydarknet.kernels.amx import unavailable
+    from pydarknet.kernels import amx, int16
     from pydarknet.network import Network
     cfg = ROOT / "cfg/shapes-tiny.cfg"
     bench.bench_peers("shapes-tiny", cfg, ROOT / "data/shapes-tiny.weights", ROOT / "data/shapes.jpg",
@@ -69,8 +70,9 @@ def test_peers_lines_name_each_runtime_with_its_speed(capsys):
     gflop = sum(layer.flops() for layer in Network(cfg, quiet_unused=True).layers) / 1e9
     assert out[0] == f"peers shapes-tiny 160x160, {gflop:.2f} GFLOP, {numba.get_num_threads()} threads"
     rows = {line[2:30].strip(): line[30:] for line in out[1:]}
-    assert {"pydarknet --fast", "pydarknet --bf16", "onnxruntime f32"} <= set(rows)
+    assert {"pydarknet --fast", "pydarknet --int16", "pydarknet --bf16", "onnxruntime f32"} <= set(rows)
     for label, rest in rows.items():
         assert re.fullmatch(r" +\d+\.\d ms +\d+ GFLOP/s.*| unavailable: .+", rest), (label, rest)
     assert re.search(r"GFLOP/s   \d\.\d\dx the faster float32 peer$", rows["pydarknet --fast"])
-    assert ("unavailable" in rows["pydarknet --bf16"]) == (unavailable() is not None)
+    assert ("unavailable" in rows["pydarknet --bf16"]) == (amx.unavailable() is not None)
+    assert ("unavailable" in rows["pydarknet --int16"]) == (int16.unavailable() is not None)

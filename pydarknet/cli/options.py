@@ -13,10 +13,11 @@ def use_fast_products(ctx, param, fast):
         use_fast(fast)
 
 
-def use_bf16_products(ctx, param, bf16):
-    if bf16:
+def use_reduced_products(ctx, param, chosen):
+    """--bf16 and --int16: the fast products with the convolutions in that precision."""
+    if chosen:
         from ..predict import use_fast
-        use_fast("bf16")
+        use_fast(param.name)
 
 
 def quiet_debug(fn):
@@ -34,7 +35,7 @@ def use_gpus(ctx, param, value):
 
 
 def common(fn):
-    """-q, --debug, --fast, --bf16 and the GPU (-gpus/-i/--gpu): every command that runs a network."""
+    """-q, --debug, --fast, --bf16, --int16 and the GPU (-gpus/-i/--gpu): every command that runs a network."""
     fn = click.option("--gpu", is_flag=True, expose_value=False, callback=use_gpus,
                       help="Run on the first CUDA GPU (the same as -gpus 0).")(fn)
     fn = click.option("-gpus", "-i", "gpus", metavar="N", default=None, expose_value=False, callback=use_gpus,
@@ -42,9 +43,12 @@ def common(fn):
     fn = click.option("--fast", is_flag=True, expose_value=False, callback=use_fast_products,
                       help="Faster products (fused multiply-add, Winograd): not darknet's bit-exact numbers, "
                            "within 1e-3 of them.")(fn)
-    fn = click.option("--bf16", is_flag=True, expose_value=False, callback=use_bf16_products,
+    fn = click.option("--bf16", is_flag=True, expose_value=False, callback=use_reduced_products,
                       help="--fast, with the convolutions in bfloat16 on the CPU's AMX tiles where it has them: "
                            "faster again, the same detections (probabilities within .02).")(fn)
+    fn = click.option("--int16", is_flag=True, expose_value=False, callback=use_reduced_products,
+                      help="--fast, with the convolutions in 12-bit integers on a CPU with VNNI: the same "
+                           "detections (probabilities within .02).")(fn)
     return quiet_debug(fn)
 
 

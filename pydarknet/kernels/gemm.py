@@ -40,6 +40,9 @@ Darknet's gemm_nt instead forms the whole sum from zero and adds it to C once: c
 array and do `C += scratch` with numpy (one float32 add per element, also exact). `sgemm_image` is
 sgemm_darknet on im2col's columns packed straight from the image (`_pack_b_image`, the implicit im2col).
 With ``fused=True`` each step is one fused multiply-add instead: the "fast" products, not darknet's bits.
+Given int32 arrays for A and B instead (kernels/int16.py's words, each two int16), the same drivers and packing
+run the --int16 products: each step multiplies a word pair's halves and adds both products to an int32 lane
+(pmaddwd; vpdpwssd with VNNI), and a k block's int32 sums are added to C's float32 values at its end.
 
 Operands must be float32 and C-contiguous. Denormals are kept as they are (darknet's -Ofast build flushes
 them to zero); the golden networks never produce one.
@@ -105,6 +108,11 @@ def _is_f32_array(t):
     return isinstance(t, types.Array) and t.dtype == types.float32
 
 
+def _is_word_array(t):
+    """float32, or int32 words each holding two int16 (the int16 products' operands: see `_make_micro`)."""
+    return isinstance(t, types.Array) and t.dtype in (types.float32, types.int32)
+
+
 def _data(context, builder, aty, val):
     return cgutils.create_struct_proxy(aty)(context, builder, value=val).data
 
@@ -129,19 +137,42 @@ def _mask_type(vec):
     return ir.VectorType(ir.IntType(1), vec.count)
 
 
+def _vec_name(vec):
+    return f"v{vec.count}{'f32' if vec.element == _F32 else 'i32'}"
+
+
 def _masked_load(builder, vec):
     """llvm.masked.load of one vector: lanes off in the mask are not read (and come back as `passthru`)."""
-    return _declare(builder, f"llvm.masked.load.v{vec.count}f32.p0", vec,
+    return _declare(builder, f"llvm.masked.load.{_vec_name(vec)}.p0", vec,
                     [vec.as_pointer(), _I32, _mask_type(vec), vec])
 
 
 def _masked_store(builder, vec):
-    return _declare(builder, f"llvm.masked.store.v{vec.count}f32.p0", ir.VoidType(),
+    return _declare(builder, f"llvm.masked.store.{_vec_name(vec)}.p0", ir.VoidType(),
                     [vec, vec.as_pointer(), _I32, _mask_type(vec)])
+
+
+def _element(aty):
+    """The LLVM type of a float32 or int32 array's elements."""
+    return _F32 if aty.dtype == types.float32 else _I32
 
 
 def _fma(builder, vec):
     return _declare(builder, f"llvm.fma.v{vec.count}f32", vec, [vec, vec, vec])
+
+
+def _pmaddwd(builder, lanes):
+    """lanes int32 = the sums of adjacent int16 products of two vectors of 2*lanes int16."""
+    name = {4: "llvm.x86.sse2.pmadd.wd", 8: "llvm.x86.avx2.pmadd.wd", 16: "llvm.x86.avx512.pmaddw.d.512"}[lanes]
+    halves = ir.VectorType(ir.IntType(16), 2 * lanes)
+    return _declare(builder, name, ir.VectorType(_I32, lanes), [halves, halves])
+
+
+def _dpwssd(builder, lanes):
+    """vpdpwssd (AVX-VNNI, AVX512-VNNI): lanes int32 sums + the sums of adjacent int16 products, in one."""
+    halves = ir.VectorType(ir.IntType(16), 2 * lanes)
+    words = ir.VectorType(_I32, lanes)
+    return _declare(builder, f"llvm.x86.avx512.vpdpwssd.{32 * lanes}", words, [words, halves, halves])
 
 
 def _prefetch(builder):
@@ -171,10 +202,11 @@ def _make_micro(mr, nv, rows="packed"):
     one more argument after fused, ldb, and the steps ldb floats apart; "offsets", two more, an int64 array
     offs and o_off, and step k at b_off + offs[o_off + k] (a convolution's taps in a padded image: see
     `conv_direct`). Unpacked B is read in place a whole vector at a time, columns past w too, so bp holds nv
-    vectors from every step's start."""
+    vectors from every step's start. With int32 ap and bp (int16 pairs: kernels/int16.py) the chains are int32
+    over the block, then converted and added to C's float32 values; `fused` is then ignored."""
 
     def signature_of(ap, bp, c, offs=None):
-        if not (_is_f32_array(ap) and _is_f32_array(bp) and _is_f32_array(c)):
+        if not (_is_word_array(ap) and _is_word_array(bp) and ap.dtype == bp.dtype and _is_f32_array(c)):
             return None
         extra = {"packed": [], "strided": [types.intp], "offsets": [offs, types.intp]}[rows]
         if rows == "offsets" and not (isinstance(offs, types.Array) and offs.dtype == types.int64):
@@ -185,6 +217,10 @@ def _make_micro(mr, nv, rows="packed"):
     def codegen(context, builder, signature, args):
         lanes = _lanes(context)
         vec = ir.VectorType(_F32, lanes)
+        pairs = signature.args[0].dtype == types.int32
+        vnni = f"+{'avx512vnni' if lanes == 16 else 'avxvnni'}" in context.codegen().magic_tuple()[2].split(",")
+        words = ir.VectorType(_I32, lanes)
+        halves = ir.VectorType(ir.IntType(16), 2 * lanes)
         n_acc = mr * nv
         ap_v, a_off_v, bp_v, b_off_v, c_v, c_off_v, ldc_v, h_v, w_v, kc_v, load_v, next_v, fused_v = args[:13]
         a0 = builder.gep(_data(context, builder, signature.args[0], ap_v), [a_off_v])
@@ -246,9 +282,9 @@ def _make_micro(mr, nv, rows="packed"):
             load_block = builder.block
         init = _phis(builder, (loaded, load_block), ([zero] * n_acc, entry))
 
-        def k_loops(fma):
+        def k_loops(fma, init):
             """The chains from init through k = 0 .. kc-1; returns their values at the end."""
-            def step(acc, bk, a_ptr):
+            def step_floats(acc, bk, a_ptr):
                 """One k: acc[r][v] + a(r) * b[v], a plain fmul then a plain fadd (or one FMA if fma)."""
                 bvec = [builder.load(_vec_ptr(builder, bk, lanes * v, vec), align=4) for v in range(nv)]
                 new = []
@@ -260,6 +296,30 @@ def _make_micro(mr, nv, rows="packed"):
                         new.append(builder.call(_fma(builder, vec), [splat, bvec[v], q]) if fma else
                                    builder.fadd(q, builder.fmul(splat, bvec[v])))
                 return new
+
+            def step_pairs(acc, bk, a_ptr):
+                """One k of word pairs: acc[r][v] (int32 lanes) + a(r).lo * b[v].lo + a(r).hi * b[v].hi, the
+                halves int16: pmaddwd then an add, or one vpdpwssd where the CPU has VNNI."""
+                bvec = [builder.bitcast(builder.load(_vec_ptr(builder, bk, lanes * v, words), align=4), halves)
+                        for v in range(nv)]
+                new = []
+                for r in range(mr):
+                    a = builder.load(a_ptr(r), align=4)
+                    splat = builder.shuffle_vector(builder.insert_element(ir.Constant(words, ir.Undefined), a,
+                                                                          _i32(0)),
+                                                   ir.Constant(words, ir.Undefined), bcast)
+                    splat = builder.bitcast(splat, halves)
+                    for v in range(nv):
+                        if vnni:   # the multiply and the add in one instruction, into the sum's register
+                            new.append(builder.call(_dpwssd(builder, lanes), [acc[r * nv + v], splat, bvec[v]]))
+                            continue
+                        total = builder.add(acc[r * nv + v], builder.call(_pmaddwd(builder, lanes), [splat, bvec[v]]))
+                        # an empty asm holding each sum: integer adds may be regrouped, and LLVM's pairing of two
+                        # steps' products first needs more registers than the 16 vectors the tile leaves
+                        new.append(builder.asm(ir.FunctionType(words, [words]), "", "=x,0", [total], False))
+                return new
+
+            step = step_pairs if pairs else step_floats
 
             fn = builder.function
             main = fn.append_basic_block("gemm_k8")
@@ -308,14 +368,18 @@ def _make_micro(mr, nv, rows="packed"):
             builder.position_at_end(done)
             return _phis(builder, (acc_mid, mid), (new_t, tail))
 
-        with builder.if_else(fused_v) as (then, otherwise):
-            with then:
-                out_fused = k_loops(True)
-                fused_block = builder.block
-            with otherwise:
-                out_exact = k_loops(False)
-                exact_block = builder.block
-        out = _phis(builder, (out_fused, fused_block), (out_exact, exact_block))
+        if pairs:   # int32 sums over this k block, then added to the float32 chains
+            sums = k_loops(False, [ir.Constant(words, None)] * n_acc)
+            out = [builder.fadd(c, builder.sitofp(q, vec)) for c, q in zip(init, sums)]
+        else:
+            with builder.if_else(fused_v) as (then, otherwise):
+                with then:
+                    out_fused = k_loops(True, init)
+                    fused_block = builder.block
+                with otherwise:
+                    out_exact = k_loops(False, init)
+                    exact_block = builder.block
+            out = _phis(builder, (out_fused, fused_block), (out_exact, exact_block))
         with builder.if_else(full, likely=True) as (then, otherwise):
             with then:
                 for n in range(n_acc):
@@ -379,12 +443,12 @@ def _make_copy(width):
     def copy(typingctx, src, s_off, dst, d_off, w):
         """dst[d_off : d_off + n] = src[s_off : s_off + w], then zeros (w <= n; src past w not read), where
         n = `width` floats, or NR (a row of a panel of B) when width is None."""
-        if not (_is_f32_array(src) and _is_f32_array(dst)):
+        if not (_is_word_array(src) and _is_word_array(dst) and src.dtype == dst.dtype):
             return None
         sig = types.void(src, types.intp, dst, types.intp, types.intp)
 
         def codegen(context, builder, signature, args):
-            vec = ir.VectorType(_F32, width or 2 * _lanes(context))
+            vec = ir.VectorType(_element(src), width or 2 * _lanes(context))
             src_v, s_off_v, dst_v, d_off_v, w_v = args
             s0 = builder.gep(_data(context, builder, signature.args[0], src_v), [s_off_v])
             d0 = builder.gep(_data(context, builder, signature.args[2], dst_v), [d_off_v])
@@ -394,8 +458,8 @@ def _make_copy(width):
                                   align=4)
                 with otherwise:
                     m = _lane_mask(builder, 0, _splat_i64(builder, w_v, vec.count))
-                    zero = ir.Constant(vec, [0.0] * vec.count)
-                    x = builder.call(_masked_load(builder, vec), [_vec_ptr(builder, s0, 0, vec), _i32(4), m, zero])
+                    x = builder.call(_masked_load(builder, vec), [_vec_ptr(builder, s0, 0, vec), _i32(4), m,
+                                                                  ir.Constant(vec, None)])
                     builder.store(x, _vec_ptr(builder, d0, 0, vec), align=4)
             return context.get_dummy_value()
 
@@ -414,14 +478,14 @@ def copy_run(typingctx, src, s_off, s_step, dst, d_off, n):
     the last one masked: the copies of im2col and of the packing from an image. (A loop over numpy indices
     checks each index for wraparound, which keeps LLVM from vectorizing it; at stride 2 that loop ran at
     about one float per ns.) Stride 2 loads twice the floats and keeps the even ones."""
-    if not (_is_f32_array(src) and _is_f32_array(dst)):
+    if not (_is_word_array(src) and _is_word_array(dst) and src.dtype == dst.dtype):
         return None
     sig = types.void(src, types.intp, types.intp, dst, types.intp, types.intp)
 
     def codegen(context, builder, signature, args):
         lanes = _lanes(context)
-        vec = ir.VectorType(_F32, lanes)
-        pair = ir.VectorType(_F32, 2 * lanes)
+        vec = ir.VectorType(_element(src), lanes)
+        pair = ir.VectorType(_element(src), 2 * lanes)
         src_v, s_off_v, s_step_v, dst_v, d_off_v, n_v = args
         s0 = builder.gep(_data(context, builder, signature.args[0], src_v), [s_off_v])
         d0 = builder.gep(_data(context, builder, signature.args[3], dst_v), [d_off_v])
@@ -432,14 +496,13 @@ def copy_run(typingctx, src, s_off, s_step, dst, d_off, n):
             with builder.if_else(builder.icmp_signed("==", s_step_v, _i64(1)), likely=True) as (one, two):
                 with one:
                     sp = builder.bitcast(builder.gep(s0, [i]), vec.as_pointer())
-                    x1 = builder.call(_masked_load(builder, vec), [sp, _i32(4), m, ir.Constant(vec, [0.0] * lanes)])
+                    x1 = builder.call(_masked_load(builder, vec), [sp, _i32(4), m, ir.Constant(vec, None)])
                     block1 = builder.block
                 with two:   # floats 2t for t < left: the first 2*left - 1 of the pair
                     sp = builder.bitcast(builder.gep(s0, [builder.mul(i, _i64(2))]), pair.as_pointer())
                     m2 = _lane_mask(builder, 0, _splat_i64(builder, builder.sub(builder.mul(left, _i64(2)), _i64(1)),
                                                            2 * lanes))
-                    both = builder.call(_masked_load(builder, pair), [sp, _i32(4), m2,
-                                                                       ir.Constant(pair, [0.0] * 2 * lanes)])
+                    both = builder.call(_masked_load(builder, pair), [sp, _i32(4), m2, ir.Constant(pair, None)])
                     x2 = builder.shuffle_vector(both, both, evens)
                     block2 = builder.block
             x = builder.phi(vec)
@@ -455,7 +518,7 @@ def copy_run(typingctx, src, s_off, s_step, dst, d_off, n):
 @intrinsic
 def _prefetch_span(typingctx, arr, off, n):
     """Prefetch arr[off : off+n] (part of a row of A the next k block will pack)."""
-    if not _is_f32_array(arr):
+    if not _is_word_array(arr):
         return None
     sig = types.void(arr, types.intp, types.intp)
 
@@ -713,15 +776,15 @@ def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused, i
         nrb = 1
         ngr = max(4 * nth, (npan * kcb * NR + B_BLOCK - 1) // B_BLOCK)
         ngr = min(npan, (ngr + nth - 1) // nth * nth)
-        bbuf = np.empty((nth, (npan + ngr - 1) // ngr * kcb * NR), np.float32)
-        abuf = np.empty((1, rows * K), np.float32)
+        bbuf = np.empty((nth, (npan + ngr - 1) // ngr * kcb * NR), Af.dtype)
+        abuf = np.empty((1, rows * K), Af.dtype)
         _pack_a_whole(Af, a_rs, a_ks, M, K, abuf[0])
     else:
         # B is shared by several row blocks: pack all of it first, panel after panel, whole K
         nrb = (M + MC_MAX - 1) // MC_MAX
         nrb = min(ntile, (nrb + nth - 1) // nth * nth)
         ngr = 1 if nrb >= nth else min(npan, (nth + nrb - 1) // nrb)
-        bbuf = np.empty((1, count * npan * K * NR), np.float32)
+        bbuf = np.empty((1, count * npan * K * NR), Af.dtype)
         nchunk = min(npan, 4 * nth)
         for q in prange(count * nchunk):
             item = q // nchunk
@@ -731,7 +794,7 @@ def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused, i
                 _pack_b(Bf[item * K * N:], b_ks, b_js, N, 0, K, q0, q1, bbuf[0], (item * npan + q0) * K * NR, K * NR)
             else:
                 _pack_b_image(img, conv, N, 0, K, q0, q1, bbuf[0], q0 * K * NR, K * NR)
-        abuf = np.empty((nth, 6 * ((ntile + nrb - 1) // nrb) * kcb), np.float32)
+        abuf = np.empty((nth, 6 * ((ntile + nrb - 1) // nrb) * kcb), Af.dtype)
     for task in prange(count * nrb * ngr):
         item = task // (nrb * ngr)
         rb = task % (nrb * ngr) // ngr
@@ -845,7 +908,7 @@ def _conv_direct(ap, M, K, planes, offs, stride, wq, out_h, out_w, Cf, fused):
                                              pc)
 
 
-NO_IMAGE = np.empty((0, 0, 0), np.float32)   # gemm_flat's B is the flat operand, not an image's im2col
+NO_IMAGE = {np.dtype(t): np.empty((0, 0, 0), t) for t in (np.float32, np.int32)}   # B is the flat operand
 NO_CONV = (0, 0, 0, 0, 0, 0)
 
 
@@ -854,7 +917,7 @@ def gemm_flat(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate=False, nth
     """_gemm (see there) with every argument passed, of one type each: every product then runs the same
     compiled kernel, one load from Numba's cache per process instead of one per combination of defaults."""
     _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, bool(accumulate),
-          numba.get_num_threads() if nth is None else nth, bool(fused), NO_IMAGE if img is None else img,
+          numba.get_num_threads() if nth is None else nth, bool(fused), NO_IMAGE[Af.dtype] if img is None else img,
           NO_CONV if conv is None else conv, count)
 
 
@@ -864,6 +927,17 @@ def _check(name, C, *operands):
             raise TypeError(f"{name}: operands must be 2-d C-contiguous float32 arrays")
     if not C.flags.writeable:
         raise ValueError(f"{name}: C is read-only")
+
+
+def _check_image(name, C, A, x):
+    """C float32; A and the image x (c, h, w) both float32, or both int32 words of int16 pairs (kernels.int16)."""
+    _check(name, C)
+    for operand in (A, x):
+        if not (isinstance(operand, np.ndarray) and operand.dtype in (np.float32, np.int32)
+                and operand.dtype == A.dtype and operand.flags.c_contiguous):
+            raise TypeError(f"{name}: A and the image must be C-contiguous, both float32 or both int32 words")
+    if A.ndim != 2 or x.ndim != 3:
+        raise TypeError(f"{name}: A must be 2-d and the image (c, h, w)")
 
 
 def sgemm_darknet(A, B, C, accumulate=False, fused=False):
@@ -881,13 +955,12 @@ def sgemm_darknet(A, B, C, accumulate=False, fused=False):
 
 def sgemm_image(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=False):
     """C = A @ im2col(x[c0 : c0 + K/size^2]) for one image x (c, h, w), A (M, K), C (M, out_h*out_w): the same
-    chains as sgemm_darknet on im2col's columns, packed straight from the image. Returns C."""
-    _check("sgemm_image", C, A)
+    chains as sgemm_darknet on im2col's columns, packed straight from the image. A and x may instead be int32
+    words (kernels.int16: int16 pairs, whose products the tiles sum in int32). Returns C."""
+    _check_image("sgemm_image", C, A, x)
     (M, K), (M2, N) = A.shape, C.shape
     if M2 != M or N != out_h * out_w or K % (size * size) or c0 + K // (size * size) > x.shape[0]:
         raise ValueError(f"sgemm_image: A {A.shape}, C {C.shape} and image {x.shape} do not match")
-    if not (x.dtype == np.float32 and x.ndim == 3 and x.flags.c_contiguous):
-        raise TypeError("sgemm_image: the image must be a C-contiguous float32 (c, h, w) array")
     gemm_flat(A.reshape(-1), K, 1, A.reshape(-1), 0, 0, C.reshape(-1), M, N, K, fused=fused, img=x,
               conv=(c0, size, stride, pad, dilation, out_w))
     return C
@@ -896,22 +969,21 @@ def sgemm_image(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=Fa
 def conv_direct(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=False):
     """sgemm_image's product (the same chains, bit for bit) as a direct convolution: the image is copied once
     into zero-padded planes split by column phase (`_phase_planes`), and the register tiles read each tap's
-    inputs from there (`_conv_direct`) instead of packing im2col's K x N columns. Returns C."""
-    _check("conv_direct", C, A)
+    inputs from there (`_conv_direct`) instead of packing im2col's K x N columns. A and x may be int32 words,
+    as for sgemm_image. Returns C."""
+    _check_image("conv_direct", C, A, x)
     (M, K), (M2, N) = A.shape, C.shape
     cg = K // (size * size)
     if M2 != M or N != out_h * out_w or K % (size * size) or c0 + cg > x.shape[0]:
         raise ValueError(f"conv_direct: A {A.shape}, C {C.shape} and image {x.shape} do not match")
-    if not (x.dtype == np.float32 and x.ndim == 3 and x.flags.c_contiguous):
-        raise TypeError("conv_direct: the image must be a C-contiguous float32 (c, h, w) array")
     reach = (size - 1) * dilation + 1
     hp = max(x.shape[1] + 2 * pad, (out_h - 1) * stride + reach)
     wq = -(-max(x.shape[2] + 2 * pad, (out_w - 1) * stride + reach) // stride)
-    planes = np.empty(cg * stride * hp * wq + 2 * host_panel_width(), np.float32)   # whole vectors past the end
+    planes = np.empty(cg * stride * hp * wq + 2 * host_panel_width(), A.dtype)   # whole vectors past the end
     _phase_planes(x, c0, pad, stride, hp, wq, planes[:cg * stride * hp * wq])
     c, ky, kx = np.divmod(np.arange(K), size * size)[0], np.arange(K) // size % size, np.arange(K) % size
     offs = ((c * stride + kx * dilation % stride) * hp + ky * dilation) * wq + kx * dilation // stride
-    ap = np.empty(packed_a_size(M, K), np.float32)
+    ap = np.empty(packed_a_size(M, K), A.dtype)
     _pack_a_whole(A.reshape(-1), K, 1, M, K, ap)
     _conv_direct(ap, M, K, planes, offs.astype(np.int64), stride, wq, out_h, out_w, C.reshape(-1), bool(fused))
     return C

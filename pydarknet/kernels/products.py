@@ -18,15 +18,19 @@ Three backends:
   FMA units, as on Intel cores), and stride-1 3x3 convolutions by Winograd's F(4x4, 3x3) or F(2x2, 3x3)
   (kernels/winograd.py: 4x or 2.25x fewer multiplications; see winograd_tile); training's products as "blas". Golden
   outputs stay within 1e-3 (scaled) of the exact ones (tests/test_fast_products.py).
+- "int16" (`--int16`): "fast", except that convolutions over 16 channels or more multiply 12-bit integers (the
+  weights per output channel, each layer's input per image) in int16 pairs with int32 sums (kernels/int16.py:
+  twice a float32 FMA's multiply-adds per instruction); tests/test_reduced_precision.py holds the detections to
+  the exact path's.
 - "bf16" (`--bf16`): "fast", except that convolutions over 32 channels or more (every layer but the first few
   of a detector) multiply in bfloat16 with float32 sums on the CPU's AMX tiles (kernels/amx.py): the weights
   and each layer's input rounded to 8 bits of mantissa, so outputs move by about 1e-2 of their scale
-  (tests/test_bf16.py holds the detections to the exact path's). Where the CPU or the operating system does not
-  allow the tiles, set_backend says why and takes "fast".
+  (tests/test_reduced_precision.py holds the detections to the exact path's). Where the CPU or the operating
+  system does not allow the tiles, set_backend says why and takes "fast"; so for "int16" without VNNI.
 
 `set_backend(name)` switches for the whole process (`set_backend("fast")` is what --fast and
-Detector(..., fast=True) call); the environment variable PYDARKNET_PRODUCTS (darknet, blas, fast or bf16) sets
-the starting choice.
+Detector(..., fast=True) call); the environment variable PYDARKNET_PRODUCTS (darknet, blas, fast, int16 or bf16)
+sets the starting choice.
 """
 import functools
 import os
@@ -41,21 +45,24 @@ from ..threads import spin_briefly
 from .gemm import (_F32, _I64, _data, _i64, _phis, conv_direct, gemm_flat, host_panel_width, pack_a_batch, packed_a_size,
                    sgemm_batch, sgemm_darknet, sgemm_darknet_tn, sgemm_image)
 
-BACKENDS = ("darknet", "blas", "fast", "bf16")
-FUSED = ("fast", "bf16")   # the backends whose chain products fuse multiply and add
+BACKENDS = ("darknet", "blas", "fast", "int16", "bf16")
+FUSED = ("fast", "int16", "bf16")   # the backends whose float32 chain products fuse multiply and add
 
 
 def set_backend(name):
-    """Choose "darknet", "blas", "fast" or "bf16" for every layer's products; returns the previous choice.
-    "bf16" where the CPU or the system refuses the AMX tiles: a warning saying why, and "fast"."""
+    """Choose "darknet", "blas", "fast", "int16" or "bf16" for every layer's products; returns the previous
+    choice. "int16" or "bf16" where the CPU (or the system) lacks their instructions: a warning saying why, and
+    "fast"."""
     global _BACKEND
     if name not in BACKENDS:
         raise ValueError(f"unknown product backend {name!r} ({', '.join(BACKENDS)})")
-    if name == "bf16":
+    if name in ("int16", "bf16"):
         from ..config import warn
-        from .amx import unavailable
-        if unavailable():
-            warn(f"--bf16: {unavailable()}; using the --fast products")
+        from .amx import unavailable as bf16_unavailable
+        from .int16 import unavailable as int16_unavailable
+        why = (int16_unavailable if name == "int16" else bf16_unavailable)()
+        if why:
+            warn(f"--{name}: {why}; using the --fast products")
             name = "fast"
     if name == "blas":
         spin_briefly()
@@ -131,7 +138,7 @@ def winograd_tile(channels, size, stride, dilation, groups, out_h, out_w):
     A/A run's order bias. With AVX-512 the F(4x4) rule was 1.02x and 1.05x, the F(2x2) one no faster."""
     if _BACKEND not in FUSED or size != 3 or stride != 1 or dilation != 1 or groups != 1:
         return 0
-    if bf16_kernel(channels, size, stride, dilation, groups):
+    if bf16_kernel(channels, size, stride, dilation, groups) or int16_kernel(channels, groups):
         return 0
     wide = host_panel_width() >= 32
     fewest = 64 if wide else 16
@@ -212,6 +219,22 @@ def conv_winograd(u, up, x, pad, out_h, out_w, out, scratch):
     (transform_input2 if m == 2 else transform_input4)(x, pad, tiles_w, V)
     sgemm_batch(u, V, M, fused=True)
     (transform_output2 if m == 2 else transform_output4)(M, tiles_w, out_h, out_w, out)
+
+
+INT16_CHANNELS = 16
+
+
+def int16_kernel(channels, groups):
+    """Whether a convolution multiplies in integers with the int16 products: ungrouped, from INT16_CHANNELS input
+    channels. The first layer's 3 channels would be a pair and a half: its float products are as fast."""
+    return _BACKEND == "int16" and groups == 1 and channels >= INT16_CHANNELS
+
+
+def conv_int16(a, units, x, size, stride, pad, dilation, out_h, out_w, out, scratch):
+    """out (filters, out_h*out_w) = the convolution of image x (c, h, w) by the 12-bit weights a, units
+    (int16.quantize_weights), in units of the returned (filters,) float32 (kernels/int16.py)."""
+    from .int16 import conv_int16 as convolve
+    return convolve(a, units, x, size, stride, pad, dilation, out_h, out_w, out, scratch, conv_image)
 
 
 def bf16_kernel(channels, size, stride, dilation, groups):

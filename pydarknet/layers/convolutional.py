@@ -24,10 +24,11 @@ from ..kernels.activations import (ACROSS_CHANNELS, CODE as ACTIVATIONS, LINEAR,
                                    activate_channels, fork_scalar)
 from ..kernels.conv import (col2im_batch, depthwise_conv, im2col_batch, im2col_t, normalize_activate_maxpool,
                             normalize_scale_bias_activate, pad_images)
-from ..kernels.products import (FUSED, backend, bf16_kernel, conv_bf16, conv_image, conv_weight_gradient,
-                                conv_weight_gradient_image, conv_winograd, gemm_nn, gemm_tn, pack_bf16, pack_winograd,
-                                packs_images,
-                                weight_gradient_from_image, weight_gradient_transposed, winograd_tile)
+from ..kernels.int16 import quantize_weights
+from ..kernels.products import (FUSED, backend, bf16_kernel, conv_bf16, conv_image, conv_int16, conv_weight_gradient,
+                                conv_weight_gradient_image, conv_winograd, gemm_nn, gemm_tn, int16_kernel, pack_bf16,
+                                pack_winograd, packs_images, weight_gradient_from_image, weight_gradient_transposed,
+                                winograd_tile)
 from ..kernels.winograd import transform_weights
 from .base import Layer, zeros
 
@@ -244,24 +245,23 @@ class Convolutional(Layer):
             cached = self._fused = (net.params_version, weights, biases)
         return cached[1], cached[2]
 
-    def winograd_weights(self, weights, tile, net):
-        """The Winograd transform of `weights` (the layer's or its fused ones) for output tiles of tile x tile,
-        and its packing for the banded kernel (products.pack_winograd), kept until the parameters change."""
-        cached = self.__dict__.get("_winograd")
-        key = (net.params_version, id(weights), tile)
+    def kept_weights(self, name, weights, form, net, make):
+        """make(): `weights` (the layer's or its fused ones) in another form (a Winograd transform, a kernel's
+        packing), kept on the layer under `name` until the parameters or the form change."""
+        cached = self.__dict__.get(name)
+        key = (net.params_version, id(weights), form)
         if cached is None or cached[0] != key:
-            u = transform_weights(weights, weights.shape[1] // 9, tile)
-            cached = self._winograd = (key, u, pack_winograd(u))
-        return cached[1:]
-
-    def bf16_weights(self, weights, kernel, net):
-        """`weights` packed for the bf16 products' AMX kernel (products.pack_bf16), kept until the parameters
-        change."""
-        cached = self.__dict__.get("_bf16")
-        key = (net.params_version, id(weights), kernel)
-        if cached is None or cached[0] != key:
-            cached = self._bf16 = (key, pack_bf16(weights, self.in_shape[0], self.size, kernel))
+            cached = (key, make())
+            self.__dict__[name] = cached
         return cached[1]
+
+    def winograd_weights(self, weights, tile, net):
+        """The Winograd transform of `weights` for output tiles of tile x tile, and its packing for the banded
+        kernel (products.pack_winograd)."""
+        def transform():
+            u = transform_weights(weights, weights.shape[1] // 9, tile)
+            return u, pack_winograd(u)
+        return self.kept_weights("_winograd", weights, tile, net, transform)
 
     def convolve(self, x, net, out=None, weights=None):
         """The raw convolution sums (n, filters, out_h*out_w), before bias and batch-norm (into `out` if
@@ -284,10 +284,19 @@ class Convolutional(Layer):
             return out
         kernel = bf16_kernel(cg, self.size, self.stride, d, g)
         if kernel:   # the bf16 products on the AMX tiles
-            a = self.bf16_weights(weights, kernel, net)
+            a = self.kept_weights("_bf16", weights, kernel, net,
+                                  lambda: pack_bf16(weights, self.in_shape[0], self.size, kernel))
             for b in range(batch):
                 conv_bf16(a, kernel, n, x[b], self.size, self.stride, pad, d, out_h, out_w, out[b],
                           lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype))
+            return out
+        if int16_kernel(cg, g):   # the int16 products: integer sums, each filter's row then scaled to floats
+            a, units = self.kept_weights("_int16", weights, "int16", net,
+                                         lambda: quantize_weights(weights, c, self.size))
+            for b in range(batch):
+                scale = conv_int16(a, units, x[b], self.size, self.stride, pad, d, out_h, out_w, out[b],
+                                  lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype))
+                out[b] *= scale[:, None]
             return out
         tile = winograd_tile(cg, self.size, self.stride, d, g, out_h, out_w)
         if tile:   # the fast products' Winograd F(tile x tile, 3x3)

@@ -1,0 +1,143 @@
+"""Convolutions in integers: the `--int16` products.
+
+- The weights are rounded to 12-bit integers once per parameters, per output channel: a filter's unit is its
+  largest |weight| / 2047 (`quantize_weights`).
+- Each layer's input is rounded to 12-bit integers per image: its unit is the image's largest |value| / 2047
+  (`image_words`).
+- The products are summed in int32 by the chain kernel's register tiles (gemm._make_micro on int32 arrays):
+  each 32-bit word holds two int16, adjacent channels, and one instruction multiplies the halves of two words
+  and adds both products to a 32-bit lane (pmaddwd with AVX2 or AVX-512BW; LLVM fuses it with the sum's add
+  into one vpdpwssd on a CPU with AVX-VNNI or AVX512-VNNI): twice a float32 FMA's multiply-adds per lane.
+- The sums of a k block (at most gemm.KC words, 2 KC products) cannot overflow int32: 2 x 256 x 2047 x 2047
+  < 2^31. Blocks are added in float32; the caller multiplies each filter's sums by its unit times the image's
+  (returned by `conv_int16`).
+
+Why 12 bits and not int8: the instruction costs the same for any value that fits 16 bits, and int8 weights
+(per output channel, the image in 16 bits) moved yolov3-tiny's, yolov4-tiny's and Yolo-Fastest's probabilities
+by up to .095 and their boxes by .039 on the sample images, past the .02 and .01 the README promises; 12 and 12
+bits moved them by at most .008 and .002 (1023 x 4095 and 4095 x 1023 by .010 and .007).
+
+Word layout: weights (filters, channel pairs, ky, kx) and the image (channel pairs, h, w), the even channel in
+the low half, an odd channel count padded with a zero channel. im2col of the word image is then the B that the
+tiles read, so gemm's drivers (the packed columns, conv_direct, the flat 1 x 1 product) run unchanged on words.
+"""
+import functools
+import platform
+
+import numpy as np
+from numba import njit, prange
+
+from .gemm import KC, gemm_flat, lanes_for
+
+WEIGHT_LEVELS = 2047     # 12 bits
+IMAGE_LEVELS = 2047
+assert 2 * KC * WEIGHT_LEVELS * IMAGE_LEVELS < 2 ** 31   # a k block's int32 sums cannot overflow
+
+
+def _features():
+    from numba.core.registry import cpu_target
+    features = cpu_target.target_context.codegen().magic_tuple()[2]
+    return lanes_for(features), {f[1:] for f in features.split(",") if f.startswith("+")}
+
+
+@functools.cache
+def uncompilable():
+    """None where the int16 kernels compile: x86-64 with pmaddwd at the width of Numba's float vectors (SSE2,
+    AVX2, AVX-512BW), else why not (one line)."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return f"the int16 products are written for x86-64 (this is {platform.machine()})"
+    lanes, on = _features()
+    needed = {16: "avx512bw", 8: "avx2", 4: "sse2"}[lanes]
+    return None if needed in on else f"this CPU (as Numba compiles for it) lacks {needed}"
+
+
+@functools.cache
+def unavailable():
+    """None where the int16 products pay: their kernels compile and the CPU has VNNI as Numba compiles for it
+    (AVX512-VNNI where its vectors are AVX-512's, AVX-VNNI where they are AVX2's), else why not (one line).
+    Without VNNI, pmaddwd and the add are two instructions: on a Zen 3 EPYC (AVX2) the int16 products ran 1.4x
+    the float32 kernel's multiply-adds per second, and --fast's Winograd beat them (yolov3-tiny's convolutions
+    35.6 against 31.6 ms, 2 threads); with VNNI the pair's one vpdpwssd does twice an FMA's multiply-adds."""
+    if uncompilable():
+        return uncompilable()
+    lanes, on = _features()
+    vnni = "avx512vnni" if lanes == 16 else "avxvnni"
+    if vnni not in on:
+        return (f"this CPU (as Numba compiles for it) lacks {vnni}, without which the int16 products are no "
+                f"faster than --fast's")
+    return None
+
+
+def quantize_weights(weights, channels, size):
+    """A convolution's weights (filters, channels*size*size) as 12-bit values in the kernel's words (filters,
+    pairs*size*size) int32, and each filter's unit (filters,) float32."""
+    filters = weights.shape[0]
+    w = weights.reshape(filters, channels, size, size).astype(np.float64)
+    peak = np.abs(w).reshape(filters, -1).max(axis=1)
+    units = np.where(peak > 0, peak / WEIGHT_LEVELS, 1.0)
+    q = np.rint(w / units[:, None, None, None]).astype(np.int16)
+    if channels % 2:
+        q = np.concatenate([q, np.zeros((filters, 1, size, size), np.int16)], axis=1)
+    words = np.ascontiguousarray(q.reshape(filters, -1, 2, size, size).transpose(0, 1, 3, 4, 2)).view(np.int32)
+    return words.reshape(filters, -1), units.astype(np.float32)
+
+
+@njit(cache=True, parallel=True)
+def _peak(flat, parts):
+    """The largest |value| of flat, found in len(parts) runs at once."""
+    n = flat.size
+    for p in prange(parts.size):
+        top = np.float32(0.0)
+        for i in range(p * n // parts.size, (p + 1) * n // parts.size):
+            top = max(top, abs(flat[i]))
+        parts[p] = top
+    return parts.max()
+
+
+@njit(cache=True, parallel=True)
+def _round_pairs(x, scale, halves):
+    """halves (pairs, h, w, 2) int16 = x (c, h, w) / the unit, rounded to nearest; a missing last channel 0."""
+    c, h, w = x.shape
+    for task in prange(halves.shape[0] * h):
+        p = task // h
+        y = task - p * h
+        for half in range(2):
+            ch = 2 * p + half
+            if ch < c:
+                for i in range(w):
+                    halves[p, y, i, half] = np.int16(np.rint(x[ch, y, i] * scale))
+            else:
+                for i in range(w):
+                    halves[p, y, i, half] = 0
+
+
+def image_words(x, words):
+    """words (pairs, h, w) int32 = image x (c, h, w) in 12-bit halves (see the module's layout); returns the
+    image's unit (float). A non-finite value makes every word 0 and the unit NaN: the sums come out NaN, as the
+    float products' would."""
+    c, h, w = x.shape
+    peak = float(_peak(x.reshape(-1), np.empty(64, np.float32)))
+    if not np.isfinite(peak):
+        words[...] = 0
+        return float("nan")
+    unit = peak / IMAGE_LEVELS if peak > 0 else 1.0
+    _round_pairs(x, np.float32(1.0 / unit), words.view(np.int16).reshape(words.shape + (2,)))
+    return unit
+
+
+def conv_int16(a, units, x, size, stride, pad, dilation, out_h, out_w, out, scratch, conv_image):
+    """out (filters, out_h*out_w) = the convolution of image x (c, h, w) by the words a (quantize_weights), as
+    int32 sums per k block added in float32, in units of `units` times the image's: returns those units (filters,)
+    float32, by which the caller multiplies each filter's row. conv_image: the product of the weights and the
+    image's im2col (products.conv_image, which picks between gemm's drivers); scratch(name, shape, dtype) gives
+    kept arrays."""
+    c, h, w = x.shape
+    words = scratch("int16_image", ((c + 1) // 2, h, w), np.int32)
+    unit = image_words(x, words)
+    filters, k = a.shape
+    if size == 1 and stride == 1 and pad == 0:
+        gemm_flat(a.reshape(-1), k, 1, words.reshape(-1), h * w, 1, out.reshape(-1), filters, h * w, k)
+    else:
+        conv_image(a, words, 0, size, stride, pad, dilation, out_h, out_w, out)
+    return units * np.float32(unit)
+

@@ -1,0 +1,360 @@
+"""The reduced-precision products: --bf16 (convolutions on the AMX tiles in bfloat16 with float32 sums) and --int16
+(in 12-bit integers with int32 sums, two int16 products per instruction). Their kernels must compute exactly the
+products of the rounded operands (within float32 summation); the detectors must keep their answers: every
+detection of the exact path found again with the same class, its probability within .02 and its box within .01
+(relative coordinates), and the demo models' mAP within half a point, as the README promises.
+
+--int16 is tested on every x86-64 CPU with AVX2: without VNNI its kernels multiply with pmaddwd and add apart,
+where VNNI's vpdpwssd does both, with the same integer sums."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SHARED, shared_path
+from golden import read_dets, run_case
+from pydarknet.detect import network_detections, network_nms
+from pydarknet.image import letterbox_image, load_image, resize_image
+from pydarknet.kernels import amx, int16, products
+from pydarknet.kernels.conv import im2col_batch
+from pydarknet.network import Network
+from test_detect_golden import image_size
+
+ROOT = Path(__file__).resolve().parent.parent
+needs_amx = pytest.mark.skipif(amx.unavailable() is not None, reason=f"no AMX here: {amx.unavailable()}")
+needs_pmaddwd = pytest.mark.skipif(int16.uncompilable() is not None, reason=f"{int16.uncompilable()}")
+PROB, BOX = .02, .01   # the README's promise for --bf16 and --int16 against the exact path
+PRECISIONS = [pytest.param("int16", marks=needs_pmaddwd), pytest.param("bf16", marks=needs_amx)]
+
+
+@pytest.fixture
+def reduced(request, monkeypatch):
+    """The products of request.param ("int16" or "bf16") for the test; int16's kernels where the CPU has no VNNI
+    too (see the module's docstring)."""
+    if request.param == "int16":
+        monkeypatch.setattr(int16, "unavailable", lambda: None)
+    previous = products.set_backend(request.param)
+    yield request.param
+    products.set_backend(previous)
+
+
+@pytest.fixture
+def bf16_products():
+    previous = products.set_backend("bf16")
+    yield
+    products.set_backend(previous)
+
+
+def bf16_round(a):
+    """float32 -> the nearest bf16 (ties to even), as float32: what the kernels multiply."""
+    bits = np.ascontiguousarray(a, np.float32).view(np.uint32).astype(np.uint64)
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16
+    return bits.astype(np.uint32).view(np.float32)
+
+
+def reference(weights, x, size, stride, pad, dilation, out_h, out_w):
+    """The convolution of the bf16-rounded operands, summed in float64."""
+    c = x.shape[0]
+    cols = np.empty((1, c * size * size, out_h * out_w), np.float32)
+    im2col_batch(bf16_round(x)[None], 0, c, size, stride, pad, cols, False, dilation)
+    return bf16_round(weights).astype(np.float64) @ cols[0].astype(np.float64)
+
+
+@needs_amx
+@pytest.mark.parametrize("channels,h,w,filters,size,stride,pad,dilation", [
+    (64, 26, 26, 128, 3, 1, 1, 1), (33, 13, 17, 40, 3, 1, 1, 1), (32, 9, 7, 5, 1, 1, 0, 1),
+    (128, 5, 40, 255, 1, 1, 0, 1), (64, 19, 21, 64, 3, 2, 1, 1), (65, 52, 52, 40, 3, 2, 1, 1),
+    (64, 16, 16, 24, 3, 1, 2, 2), (32, 11, 11, 16, 5, 1, 2, 1), (96, 20, 20, 31, 2, 1, 0, 1)])
+def test_amx_convolution_is_the_product_of_the_rounded_operands(bf16_products, channels, h, w, filters, size,
+                                                               stride, pad, dilation):
+    """Both kernels (stride 1: in place from shifted copies; strided or dilated: packed columns), on whole and
+    cut tiles of filters and pixels, odd channel counts and paddings: within float32 summation of the exact
+    products of the rounded operands (relative to the largest output)."""
+    rng = np.random.default_rng(channels * h + filters)
+    x = rng.standard_normal((channels, h, w), dtype=np.float32)
+    weights = rng.standard_normal((filters, channels * size * size), dtype=np.float32)
+    out_h = (h + 2 * pad - dilation * (size - 1) - 1) // stride + 1
+    out_w = (w + 2 * pad - dilation * (size - 1) - 1) // stride + 1
+    kernel = "shifted" if stride == 1 and dilation == 1 else "packed"   # each kernel, whatever the layer rule
+    out = np.full((filters, out_h * out_w), np.nan, np.float32)
+    kept = {}
+    products.conv_bf16(products.pack_bf16(weights, channels, size, kernel), kernel, filters, x, size, stride, pad,
+                       dilation, out_h, out_w, out,
+                       lambda name, shape, dtype: kept.setdefault(name, amx.aligned_zeros(shape, dtype)))
+    expected = reference(weights, x, size, stride, pad, dilation, out_h, out_w)
+    assert np.abs(out - expected).max() <= 2e-6 * np.abs(expected).max()
+
+
+def test_few_channels_and_groups_keep_the_fast_products(bf16_products):
+    """The first layers (3 to 31 channels: the tiles' k would be mostly padding, and Yolo-Fastest's small layers
+    lose too much precision), 1 x 1 ones under 128 channels, strided ones under 64 channels (their
+    columns' packing outweighs the products) and grouped convolutions are not tiled; with any other backend
+    nothing is."""
+    if products.backend() == "bf16":
+        assert [products.bf16_kernel(c, 3, 1, 1, 1) for c in (3, 31, 32)] == [None, None, "shifted"]
+        assert [products.bf16_kernel(c, 1, 1, 1, 1) for c in (64, 127, 128)] == [None, None, "shifted"]
+        assert [products.bf16_kernel(c, 3, 2, 1, 1) for c in (32, 63, 64)] == [None, None, "packed"]
+        assert products.bf16_kernel(64, 3, 1, 1, 2) is None
+    products.set_backend("fast")
+    assert products.bf16_kernel(64, 3, 1, 1, 1) is None
+
+
+@pytest.mark.parametrize("name,why", [
+    ("bf16", "this CPU (as Numba compiles for it) lacks amx-tile"),
+    ("int16", "this CPU (as Numba compiles for it) lacks avxvnni, without which the int16 products are no faster "
+              "than --fast's")])
+def test_without_their_instructions_reduced_precisions_warn_and_take_the_fast_products(monkeypatch, capsys, name,
+                                                                                     why):
+    monkeypatch.setattr({"bf16": amx, "int16": int16}[name], "unavailable", lambda: why)
+    previous = products.set_backend(name)
+    try:
+        assert products.backend() == "fast"
+    finally:
+        products.set_backend(previous)
+    assert capsys.readouterr().err.strip() == f"Warning: --{name}: {why}; using the --fast products"
+
+
+def twelve_bits(a, axis_units):
+    """a (float32) -> (integers of at most 2047 in magnitude, the units): int16's rounding, written out apart from
+    kernels/int16.py. axis_units: per row (weights) or one for the whole array (an image)."""
+    if axis_units:
+        units = np.abs(a).reshape(len(a), -1).max(axis=1).astype(np.float64) / 2047
+        return np.rint(a / units.reshape((-1,) + (1,) * (a.ndim - 1))).astype(np.int64), units
+    unit = float(np.abs(a).max()) / 2047
+    return np.rint(a * np.float32(1 / unit)).astype(np.int64), unit
+
+
+@needs_pmaddwd
+@pytest.mark.parametrize("reduced", ["int16"], indirect=True)
+@pytest.mark.parametrize("channels,h,w,filters,size,stride,pad,dilation", [
+    (64, 26, 26, 128, 3, 1, 1, 1), (33, 13, 17, 40, 3, 1, 1, 1), (16, 30, 50, 16, 3, 1, 1, 1),
+    (32, 9, 7, 5, 1, 1, 0, 1), (128, 5, 40, 255, 1, 1, 0, 1), (64, 19, 21, 64, 3, 2, 1, 1),
+    (65, 52, 52, 40, 3, 2, 1, 1), (64, 16, 16, 24, 3, 1, 2, 2), (32, 11, 11, 16, 5, 1, 2, 1),
+    (600, 13, 13, 64, 3, 1, 1, 1)])
+def test_int16_convolution_is_the_product_of_the_rounded_operands(reduced, channels, h, w, filters, size, stride,
+                                                                 pad, dilation):
+    """The weights per filter and the image as a whole rounded to 12 bits, the products summed exactly (int32 per
+    k block, blocks in float32): through the direct kernel (small weights), the packed columns (large ones, 600
+    channels: several k blocks), the flat 1 x 1 product, odd channel counts, strides, dilations."""
+    rng = np.random.default_rng(channels * h + filters)
+    x = rng.standard_normal((channels, h, w), dtype=np.float32)
+    weights = rng.standard_normal((filters, channels * size * size), dtype=np.float32)
+    out_h = (h + 2 * pad - dilation * (size - 1) - 1) // stride + 1
+    out_w = (w + 2 * pad - dilation * (size - 1) - 1) // stride + 1
+    a, units = int16.quantize_weights(weights, channels, size)
+    qw, w_units = twelve_bits(weights, True)
+    halves = a.view(np.int16).reshape(filters, -1, size, size, 2)   # (filters, pair, ky, kx, parity)
+    assert np.array_equal(halves.transpose(0, 1, 4, 2, 3).reshape(filters, -1)[:, :channels * size * size], qw)
+    assert np.allclose(units, w_units, rtol=1e-7, atol=0)
+    out = np.full((filters, out_h * out_w), np.nan, np.float32)
+    kept = {}
+    scale = products.conv_int16(a, units, x, size, stride, pad, dilation, out_h, out_w, out,
+                                lambda name, shape, dtype: kept.setdefault(name, np.zeros(shape, dtype)))
+    qx, x_unit = twelve_bits(x, False)
+    cols = np.empty((1, channels * size * size, out_h * out_w), np.float32)
+    im2col_batch(qx.astype(np.float32)[None], 0, channels, size, stride, pad, cols, False, dilation)
+    sums = qw @ cols[0].astype(np.int64)
+    assert np.abs(out - sums).max() <= 1e-6 * np.abs(sums).max()
+    assert np.allclose(scale, w_units * x_unit, rtol=1e-6, atol=0)
+
+
+def test_int16_takes_ungrouped_convolutions_from_16_channels(monkeypatch):
+    monkeypatch.setattr(int16, "unavailable", lambda: None)
+    previous = products.set_backend("int16")
+    try:
+        assert [products.int16_kernel(c, 1) for c in (3, 15, 16, 1024)] == [False, False, True, True]
+        assert products.int16_kernel(64, 2) is False
+        assert products.winograd_tile(64, 3, 1, 1, 1, 52, 52) == 0   # its layers take no Winograd
+    finally:
+        products.set_backend("fast")
+    assert products.int16_kernel(64, 1) is False
+    products.set_backend(previous)
+
+
+@pytest.mark.parametrize("flag", ["--int16", "--bf16"])
+def test_reduced_precision_flags_detect_as_fast_does_without_their_instructions(capsys, tmp_path, monkeypatch, flag):
+    """`detect --int16` / `--bf16` on the demo model: where the CPU lacks the instructions, one warning naming what
+    is missing and then --fast's output line for line; where it has them, the same classes as --fast's."""
+    from conftest import run_command
+    monkeypatch.chdir(tmp_path)
+    args = ["detect", ROOT / "cfg/shapes-tiny.cfg", ROOT / "data/shapes-tiny.weights", ROOT / "data/shapes.jpg",
+            "-dont_show"]
+    previous = products.backend()
+    try:
+        code, fast_out, _ = run_command(capsys, *args, "--fast")
+        assert code == 0
+        code, out, err = run_command(capsys, *args, flag)
+        reduced = products.backend()
+    finally:
+        products.set_backend(previous)
+    why = (int16 if flag == "--int16" else amx).unavailable()
+    assert code == 0
+    if why:
+        assert reduced == "fast"
+        assert f"Warning: {flag}: {why}; using the --fast products" in err
+        assert out.split("\n", 1)[1] == fast_out.split("\n", 1)[1]   # all but the "Predicted in" line
+    else:
+        assert reduced == flag[2:] and "Warning" not in err
+        names = [sorted(line.split(":")[0] for line in text.splitlines()[1:]) for text in (out, fast_out)]
+        assert names[0] == names[1]
+
+
+VNNI_TARGETS = {   # Numba's target for a CPU with AVX512-VNNI (Zen 4), and one with AVX-VNNI and AVX2's vectors
+    "zmm": ("znver4", "+64bit,+sse,+sse2,+sse3,+ssse3,+sse4.1,+sse4.2,+popcnt,+avx,+avx2,+fma,+f16c,+bmi,+bmi2,"
+                      "+lzcnt,+movbe,+avx512f,+avx512bw,+avx512vl,+avx512dq,+avx512cd,+avx512vnni"),
+    "ymm": ("alderlake", "+64bit,+sse,+sse2,+sse3,+ssse3,+sse4.1,+sse4.2,+popcnt,+avx,+avx2,+fma,+f16c,+bmi,+bmi2,"
+                         "+lzcnt,+movbe,+avxvnni,-avx512f"),
+}
+TILE_ASM = """
+import numba, numpy as np
+from pydarknet.kernels import gemm, int16
+@numba.njit
+def tile(ap, bp, c):
+    gemm._micro6(ap, 0, bp, 0, c, 0, 32, 6, 32, 64, False, -1, False)
+print(int16.unavailable())
+tile.compile((numba.int32[::1], numba.int32[::1], numba.float32[::1]))
+print(tile.inspect_asm(tile.signatures[0]))
+"""
+
+
+@needs_pmaddwd
+@pytest.mark.parametrize("vectors", sorted(VNNI_TARGETS))
+def test_int16_tile_is_vpdpwssd_where_the_cpu_has_vnni(vectors, tmp_path):
+    """Compiled for a CPU with VNNI (not run: this one may have none), int16.unavailable() lets the products run
+    there, and the register tile's 8 steps of k are 96 multiply-adds of pairs at the CPU's width: vpdpwssd, the
+    pair's multiply and the sum's add in one. (For Intel's cores LLVM's machine model splits those of a chain
+    back into vpmaddwd and vpaddd, where it finds the chain's latency longer than the two's throughput; for
+    AMD's Zen 4 it keeps all of them.)"""
+    import os
+    import subprocess
+    import sys
+    name, features = VNNI_TARGETS[vectors]
+    env = {**os.environ, "NUMBA_CPU_NAME": name, "NUMBA_CPU_FEATURES": features, "NUMBA_CACHE_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", TILE_ASM], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    verdict, asm = proc.stdout.split("\n", 1)
+    assert verdict == "None"
+    steps = [line.split() for line in asm.splitlines() if "vpdpwssd" in line or "vpmaddwd" in line]
+    assert len(steps) == 12 * 8 and all(step[-1].startswith(f"%{vectors}") for step in steps)
+    if name == "znver4":
+        assert all("vpdpwssd" in step for step in steps)
+    else:
+        assert any("vpdpwssd" in step for step in steps)
+
+
+def candidates(net, width, height, letterbox, thresh):
+    """{(box index, class): (prob, box)} over `thresh` before NMS, from the network's last forward on an image of
+    that size. Every box is listed (threshold 0 for darknet's objectness filter), so the same index is the same
+    cell and anchor in both paths."""
+    dets = network_detections(net, width, height, 0, letterbox=letterbox)
+    return {(i, j): (p, np.array(dets.bbox[i], np.float64)) for i, j, p in dets.listing(thresh)}, dets
+
+
+def assert_same_candidates(reduced, exact, thresh):
+    """Each exact candidate is the reduced-precision one of its cell, anchor and class within PROB and BOX, and
+    the other way round; one within PROB of the threshold may be missing on the other side (it may have crossed
+    it)."""
+    for ours, theirs, side in ((exact, reduced, "reduced-precision"), (reduced, exact, "exact")):
+        for key, (p, box) in ours.items():
+            if key in theirs:
+                q, other = theirs[key]
+                assert abs(q - p) <= PROB and np.abs(other - box).max() <= BOX, \
+                    f"{key}: {p:.4f} at {box.round(4)}, {side} path {q:.4f} at {other.round(4)}"
+            else:
+                assert p < thresh + PROB, f"{key}: {p:.4f} at {box.round(4)}, not over {thresh} in the {side} path"
+
+
+def compare_paths(net, x, im, letterbox, thresh, precision):
+    """The exact path's candidates against the reduced-precision path's, and after NMS the same number of
+    detections per class (NMS may keep another of two overlapping candidates whose probabilities are within PROB:
+    the box it keeps can then move, as it does between any two summation orders). Returns the exact path's
+    detections."""
+    found = []
+    for backend in ("darknet", precision):
+        products.set_backend(backend)
+        net.forward(x)
+        found.append(candidates(net, im.shape[2], im.shape[1], letterbox, thresh))
+    (exact, exact_dets), (reduced, reduced_dets) = found
+    assert_same_candidates(reduced, exact, thresh)
+    kept = [network_nms(net, dets, .45).listing(thresh) for dets in (exact_dets, reduced_dets)]
+    near = {j for (_, j), (p, _) in {**exact, **reduced}.items() if p < thresh + PROB}   # classes that may differ
+    counts = [{j: [k for _, k, _ in listing].count(j) for j in {k for _, k, _ in listing} - near}
+              for listing in kept]
+    assert counts[0] == counts[1]
+    return kept[0]
+
+
+@pytest.mark.parametrize("reduced", PRECISIONS, indirect=True)
+@pytest.mark.parametrize("name,letterbox,image", [
+    ("yolov3-tiny", True, "dog.jpg"), ("yolov3-tiny", True, "person.jpg"), ("yolov3-tiny", True, "eagle.jpg"),
+    ("yolov4-tiny", False, "dog.jpg"), ("yolov4-tiny", False, "person.jpg"), ("yolov4-tiny", False, "eagle.jpg"),
+    ("yolo-fastest-1.1", False, "dog.jpg"), ("yolo-fastest-1.1", False, "person.jpg"),
+    ("yolo-fastest-1.1", False, "eagle.jpg")])
+def test_trained_detectors_keep_their_detections(reduced, name, letterbox, image):
+    cfg = shared_path("cfg", f"{name}.cfg")
+    weights = {"yolo-fastest-1.1": "yolo-fastest-1.1.weights"}.get(name, f"{name}.weights")
+    net = Network(cfg, quiet_unused=True)
+    net.load(shared_path("models", weights))
+    im = load_image(shared_path("images", image))
+    x = (letterbox_image if letterbox else resize_image)(im, net.w, net.h)[None]
+    assert len(compare_paths(net, x, im, letterbox, .25, reduced)) >= 1
+
+
+@pytest.mark.parametrize("reduced", PRECISIONS, indirect=True)
+@pytest.mark.parametrize("case", ["yolov3-tiny_dog", "yolov3-tiny_eagle", "yolov3-tiny_person"])
+def test_golden_detection_cases_keep_their_detections(reduced, case):
+    """darknet's own printed detections of the golden cases (their thresholds) are found by the reduced-precision
+    path."""
+    case_dir = shared_path("golden", "forward", case)
+    net, info = run_case(case_dir, SHARED)   # the reduced-precision products: the fixture set them
+    thresh = info["thresh"]
+    dets = network_nms(net, network_detections(net, *image_size(case_dir), thresh, info["hier_thresh"],
+                                               letterbox=info["preprocess"] == "letterbox"), info["nms"])
+    ours = [(j, p, np.array(dets.bbox[i], np.float64)) for i, j, p in dets.listing(thresh)]
+    darknet = [(int(r[5]), r[6], np.array(r[:4], np.float64)) for r in read_dets(case_dir)]
+    assert len(darknet) >= 1
+    for mine, theirs, side in ((darknet, ours, reduced), (ours, darknet, "darknet's")):
+        for j, p, box in mine:
+            assert p < thresh + PROB or any(k == j and abs(q - p) <= PROB and np.abs(b - box).max() <= BOX
+                                            for k, q, b in theirs), f"class {j} {p:.4f} {box}: none in {side}"
+
+
+def takes_reduced_products(layer):
+    if layer.type != "convolutional":
+        return False
+    channels = layer.in_shape[0] // layer.groups
+    return bool(products.bf16_kernel(channels, layer.size, layer.stride, layer.dilation, layer.groups)
+                or products.int16_kernel(channels, layer.groups))
+
+
+@pytest.mark.parametrize("reduced", PRECISIONS, indirect=True)
+@pytest.mark.parametrize("name", ["shapes-tiny", "shapes-v4tiny"])
+def test_shipped_demo_models_keep_their_detections(reduced, name):
+    """The demo models (several layers over 32 channels) on the demo image."""
+    net = Network(ROOT / "cfg" / f"{name}.cfg", quiet_unused=True)
+    net.load(ROOT / "data" / f"{name}.weights")
+    im = load_image(ROOT / "data" / "shapes.jpg")
+    letterbox = net.darknet != "ab" or bool(net.letter_box)
+    x = (letterbox_image if letterbox else resize_image)(im, net.w, net.h)[None]
+    assert any(takes_reduced_products(layer) for layer in net.layers)
+    assert len(compare_paths(net, x, im, letterbox, .25, reduced)) >= 3
+
+
+@pytest.fixture(scope="module")
+def shapes_set(tmp_path_factory):
+    from pydarknet.datasets import write_shapes
+    return write_shapes(tmp_path_factory.mktemp("shapes"))   # the default set: its valid images follow the train
+
+
+@pytest.mark.parametrize("reduced", PRECISIONS, indirect=True)
+@pytest.mark.parametrize("name", ["shapes-tiny", "shapes-v4tiny"])
+def test_shipped_demo_models_keep_their_map(reduced, shapes_set, name):
+    """mAP@0.50 of the demo models on the 150 validation images `datasets shapes` makes: within half a point of
+    the exact path's (the README's 84.02 % and 91.43 %)."""
+    from pydarknet.evaluate import run_map
+    found = {}
+    for backend in ("darknet", reduced):
+        products.set_backend(backend)
+        found[backend] = run_map(shapes_set, ROOT / "cfg" / f"{name}.cfg", ROOT / "data" / f"{name}.weights")[1]
+    assert round(found["darknet"]["map"], 4) == {"shapes-tiny": .8402, "shapes-v4tiny": .9143}[name]
+    assert abs(found[reduced]["map"] - found["darknet"]["map"]) <= .005
