@@ -158,6 +158,21 @@ def test_int16_convolution_is_the_product_of_the_rounded_operands(reduced, chann
     assert np.allclose(scale, w_units * x_unit, rtol=1e-6, atol=0)
 
 
+@needs_pmaddwd
+@pytest.mark.parametrize("reduced", ["int16"], indirect=True)
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_int16_non_finite_input_makes_non_finite_sums(reduced, bad):
+    """A NaN or infinity in a layer's input has no 12-bit value: every sum comes out NaN, as the float products
+    would spread it, instead of a finite result from an arbitrary integer."""
+    x = np.ones((32, 9, 9), np.float32)
+    x[5, 4, 4] = bad
+    weights = np.ones((8, 32 * 9), np.float32)
+    a, units = int16.quantize_weights(weights, 32, 3)
+    out = np.zeros((8, 81), np.float32)
+    scale = products.conv_int16(a, units, x, 3, 1, 1, 1, 9, 9, out, lambda name, shape, dtype: np.zeros(shape, dtype))
+    assert np.isnan(out * scale[:, None]).all()
+
+
 def test_int16_takes_ungrouped_convolutions_from_16_channels(monkeypatch):
     monkeypatch.setattr(int16, "unavailable", lambda: None)
     previous = products.set_backend("int16")

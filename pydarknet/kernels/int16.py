@@ -83,15 +83,17 @@ def quantize_weights(weights, channels, size):
 
 
 @njit(cache=True, parallel=True)
-def _peak(flat, parts):
-    """The largest |value| of flat, found in len(parts) runs at once."""
+def _peaks(flat, parts):
+    """parts[p] = the largest |value| of the p-th of len(parts) runs of flat, NaN where the run holds a NaN."""
     n = flat.size
     for p in prange(parts.size):
         top = np.float32(0.0)
+        poison = np.float32(0.0)   # NaN once a NaN (or an infinity) goes by: max() would skip a NaN
         for i in range(p * n // parts.size, (p + 1) * n // parts.size):
-            top = max(top, abs(flat[i]))
-        parts[p] = top
-    return parts.max()
+            v = abs(flat[i])
+            top = max(top, v)
+            poison += v * np.float32(0.0)
+        parts[p] = top + poison
 
 
 @njit(cache=True, parallel=True)
@@ -116,7 +118,9 @@ def image_words(x, words):
     image's unit (float). A non-finite value makes every word 0 and the unit NaN: the sums come out NaN, as the
     float products' would."""
     c, h, w = x.shape
-    peak = float(_peak(x.reshape(-1), np.empty(64, np.float32)))
+    parts = np.empty(64, np.float32)
+    _peaks(x.reshape(-1), parts)
+    peak = float(parts.max())
     if not np.isfinite(peak):
         words[...] = 0
         return float("nan")
