@@ -229,7 +229,7 @@ def normalize_activate_maxpool(x, mean, variance, scales, biases, activation, no
         maxpool_plane(plane, size, stride_y, stride_x, pad, pooled[k // c, k % c], taps)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _normalize_activate_row(row, f, mean, variance, scales, biases, activation, normalize, ab, fast):
     bias = biases[f]
     if normalize:
