@@ -57,7 +57,8 @@ class Route(Layer):
     def forward(self, x, net):
         batch = x.shape[0]
         parts = self.source_parts(net, batch, "output")
-        if len(parts) == 1 and self.groups == 1:
+        if len(parts) == 1 and (self.groups == 1 or parts[0].flags.c_contiguous):
+            # one source (or one image's group of its channels, which lie side by side): a view, not a copy
             return parts[0].reshape((batch,) + self.out_shape)
         out = self.output_buffer(batch)
         np.concatenate(parts, axis=1, out=out.reshape(batch, -1))
