@@ -227,6 +227,21 @@ def test_route_groups(tmp_path):
     check_network(net, x, rng)
 
 
+@pytest.mark.parametrize("batch", [1, 2])
+def test_route_of_one_layers_group_is_a_view_of_one_image(tmp_path, batch):
+    """yolov4-tiny's CSP split (one layer, groups=2 group_id=1): for one image its channels lie in one run of
+    the layer's output, and the route hands that on without a copy; for a batch it copies (a view would not be
+    contiguous). The values are the group either way."""
+    rng = np.random.default_rng(8)
+    net = make_net(tmp_path, 3, 2, 4, batch, "[convolutional]\nfilters=6\nsize=1\nactivation=linear\n"
+                                             "[route]\nlayers=-1\ngroups=2\ngroup_id=1\n")
+    randomize(net, rng)
+    net.forward(rng.normal(size=(batch, 4, 2, 3)).astype(np.float32))
+    conv, route = net.layers
+    assert route.output.flags.c_contiguous and np.array_equal(route.output, conv.output[:, 3:])
+    assert np.shares_memory(route.output, conv.output) == (batch == 1)
+
+
 # -- [shortcut] ------------------------------------------------------------------------------------------------
 def shortcut_reference(x, sources, weights, normalization):
     """The fork's shortcut_multilayer_cpu: w0 * x + sum_i w_i * from_i over their common channels."""

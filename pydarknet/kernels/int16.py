@@ -6,8 +6,9 @@
   (`image_words`).
 - The products are summed in int32 by the chain kernel's register tiles (gemm._make_micro on int32 arrays):
   each 32-bit word holds two int16, adjacent channels, and one instruction multiplies the halves of two words
-  and adds both products to a 32-bit lane (pmaddwd with AVX2 or AVX-512BW; LLVM fuses it with the sum's add
-  into one vpdpwssd on a CPU with AVX-VNNI or AVX512-VNNI): twice a float32 FMA's multiply-adds per lane.
+  and adds both products to a 32-bit lane: with AVX-VNNI or AVX512-VNNI one vpdpwssd, the sum's add included,
+  twice a float32 FMA's multiply-adds per lane (LLVM's machine model for Intel's cores splits some of a chain's
+  back into the two below); elsewhere pmaddwd (AVX2, AVX-512BW) and an add.
 - The sums of a k block (at most gemm.KC words, 2 KC products) cannot overflow int32: 2 x 256 x 2047 x 2047
   < 2^31. Blocks are added in float32; the caller multiplies each filter's sums by its unit times the image's
   (returned by `conv_int16`).
@@ -117,7 +118,6 @@ def image_words(x, words):
     """words (pairs, h, w) int32 = image x (c, h, w) in 12-bit halves (see the module's layout); returns the
     image's unit (float). A non-finite value makes every word 0 and the unit NaN: the sums come out NaN, as the
     float products' would."""
-    c, h, w = x.shape
     parts = np.empty(64, np.float32)
     _peaks(x.reshape(-1), parts)
     peak = float(parts.max())
