@@ -353,7 +353,7 @@ def _clip(v, limit):
     return max(-limit, min(limit, v))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)   # called, not inlined: yolo_delta_fork calls each twice (compile time)
 def _fork_delta_box(p, delta, b, a, i, j, anchor, truth, biases, netw, neth, normalizer, kind, max_delta,
                     new_coords):
     """The fork's delta_yolo_box (accumulating, as all its callers ask): MSE adds (target - prediction) times
@@ -406,7 +406,7 @@ def _smoothed(target, eps):
     return F32(np.float64(target * (F32(1.0) - eps)) + 0.5 * np.float64(eps))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)   # called, not inlined: yolo_delta_fork calls each twice (compile time)
 def _fork_delta_class(p, delta, b, a, i, j, cls, classes, focal_loss, eps, multipliers, cls_normalizer):
     """The fork's delta_yolo_class: logistic targets (smoothed by eps), the true class's delta times its
     counters_per_class multiplier and cls_normalizer (both only with counters_per_class); when the cell already
