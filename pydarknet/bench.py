@@ -156,7 +156,6 @@ def bench_peers(name, cfg, weights, image, prepare, runs):
     targets are about (--fast to the faster float32 peer, --int16 and --bf16 to OpenVINO's default precision)."""
     import numba
 
-    from .kernels import amx, int16
     net = Network(cfg, quiet_unused=True)
     net.load(weights)
     x = prepare(load_image(image), net)[None]
@@ -164,11 +163,12 @@ def bench_peers(name, cfg, weights, image, prepare, runs):
     threads = numba.get_num_threads()
     runners, missing = session_runners(net, x, threads)
     ours = {"pydarknet --fast": with_products("fast", lambda: net.forward(x))}
-    for precision, unavailable in (("int16", int16.unavailable), ("bf16", amx.unavailable)):
-        if unavailable() is None:
+    for precision in products.REDUCED:
+        why = products.reduced_unavailable(precision)
+        if why is None:
             ours[f"pydarknet --{precision}"] = with_products(precision, lambda: net.forward(x))
         else:
-            missing[f"pydarknet --{precision}"] = unavailable()
+            missing[f"pydarknet --{precision}"] = why
     times = dict(zip([*ours, *runners], median_times([*ours.values(), *runners.values()], runs)))
     print(f"peers {name} {x.shape[3]}x{x.shape[2]}, {flops / 1e9:.2f} GFLOP, {threads} threads", flush=True)
     f32_peers = [t for label, t in times.items() if label.endswith("f32")]
@@ -177,7 +177,7 @@ def bench_peers(name, cfg, weights, image, prepare, runs):
         line = f"  {label:<28} {seconds * 1000:8.1f} ms {flops / seconds / 1e9:7.0f} GFLOP/s"
         if label == "pydarknet --fast" and f32_peers:
             line += f"   {seconds / min(f32_peers):.2f}x the faster float32 peer"
-        if label in ("pydarknet --int16", "pydarknet --bf16") and default is not None:
+        if label.removeprefix("pydarknet --") in products.REDUCED and default is not None:
             line += f"   {seconds / default:.2f}x openvino's default"
         print(line, flush=True)
     for label, reason in missing.items():

@@ -208,8 +208,8 @@ def use_fast(fast):
     the convolutions in bfloat16 on the CPU's AMX tiles (--bf16), `fast="int16"`: in 12-bit integers with VNNI
     (--int16); the fast products where the CPU has neither."""
     if fast:
-        from .kernels.products import set_backend
-        set_backend(fast if fast in ("bf16", "int16") else "fast")
+        from .kernels.products import REDUCED, set_backend
+        set_backend(fast if fast in REDUCED else "fast")
 
 
 DETECTION_LAYERS = ("yolo", "region", "detection")

@@ -280,11 +280,9 @@ def fast_and_reduced_products():
     layers of a network at its full size take: yolov3-tiny and yolov4-tiny at 416 (F(4x4) in bands and in three
     passes, F(2x2), the tiles in place), darknet53 at 256 (strided layers of 64 channels and more: the packed
     tiles)."""
-    from .kernels import amx, int16, products
+    from .kernels import products
     from .network import Network
-    reduced = [name for name, unavailable in (("int16", int16.unavailable), ("bf16", amx.unavailable))
-               if unavailable() is None]
-    for backend in ["fast"] + reduced:
+    for backend in ["fast"] + [name for name in products.REDUCED if products.reduced_unavailable(name) is None]:
         previous = products.set_backend(backend)
         try:
             for name in ("yolov3-tiny", "yolov4-tiny", "darknet53"):

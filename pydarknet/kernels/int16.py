@@ -59,8 +59,9 @@ def unavailable():
     Without VNNI, pmaddwd and the add are two instructions: on a Zen 3 EPYC (AVX2) the int16 products ran 1.4x
     the float32 kernel's multiply-adds per second, and --fast's Winograd beat them (yolov3-tiny's convolutions
     35.6 against 31.6 ms, 2 threads); with VNNI the pair's one vpdpwssd does twice an FMA's multiply-adds."""
-    if uncompilable():
-        return uncompilable()
+    why = uncompilable()
+    if why:
+        return why
     lanes, on = _features()
     vnni = "avx512vnni" if lanes == 16 else "avxvnni"
     if vnni not in on:

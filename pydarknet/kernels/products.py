@@ -47,6 +47,13 @@ from .gemm import (_F32, _I64, _data, _i64, _phis, conv_direct, gemm_flat, host_
 
 BACKENDS = ("darknet", "blas", "fast", "int16", "bf16")
 FUSED = ("fast", "int16", "bf16")   # the backends whose float32 chain products fuse multiply and add
+REDUCED = ("int16", "bf16")   # the reduced-precision backends: each needs its instructions (reduced_unavailable)
+
+
+def reduced_unavailable(name):
+    """None where this CPU and system run the reduced-precision backend `name`, else why not (one line)."""
+    from . import amx, int16
+    return (int16 if name == "int16" else amx).unavailable()
 
 
 def set_backend(name):
@@ -56,14 +63,11 @@ def set_backend(name):
     global _BACKEND
     if name not in BACKENDS:
         raise ValueError(f"unknown product backend {name!r} ({', '.join(BACKENDS)})")
-    if name in ("int16", "bf16"):
+    why = reduced_unavailable(name) if name in REDUCED else None
+    if why:
         from ..config import warn
-        from .amx import unavailable as bf16_unavailable
-        from .int16 import unavailable as int16_unavailable
-        why = (int16_unavailable if name == "int16" else bf16_unavailable)()
-        if why:
-            warn(f"--{name}: {why}; using the --fast products")
-            name = "fast"
+        warn(f"--{name}: {why}; using the --fast products")
+        name = "fast"
     if name == "blas":
         spin_briefly()
     previous, _BACKEND = _BACKEND, name
