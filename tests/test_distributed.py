@@ -204,7 +204,8 @@ def test_local_cluster_leaves_no_process_behind(many_images, tmp_path, interrupt
     if interrupt:
         proc.send_signal(signal.SIGINT)   # Ctrl-C
     rest = proc.stdout.read()
-    assert proc.wait(timeout=120) == (130 if interrupt else 0)
+    code, err = proc.wait(timeout=120), proc.stderr.read()
+    assert code == (130 if interrupt else 0), err
     if not interrupt:
         assert len(rest.splitlines()) == len(many_images) - 1
     assert not [c.cmdline() for c in workers if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
