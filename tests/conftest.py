@@ -1,5 +1,6 @@
 import os
 import shutil
+import signal
 import site
 import subprocess
 import sys
@@ -28,6 +29,13 @@ def shared_path(*parts):
     if not path.exists():
         pytest.skip(f"needs ../shared/{'/'.join(parts)} (the shared reference data is not beside the project)")
     return path
+
+
+def takes_ctrl_c():
+    """preexec_fn of a command a test interrupts: SIGINT as a terminal's foreground command has it. A test run
+    started as a background job of a non-interactive shell ignores SIGINT, and its commands would inherit that
+    (Python keeps an ignored SIGINT ignored) and run to their end through the test's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ import numpy as np
 import psutil   # a dependency of distributed
 import pytest
 
-from conftest import ROOT, shared_path
+from conftest import ROOT, shared_path, takes_ctrl_c
 from pydarknet.errors import install_hint
 
 SHAPES = [str(ROOT / "cfg/shapes.data"), str(ROOT / "cfg/shapes-tiny.cfg"), str(ROOT / "data/shapes-tiny.weights")]
@@ -31,9 +31,9 @@ def run(args, cwd, input=None):
     return proc.returncode, TIMING.sub("<time>", proc.stdout), proc.stderr
 
 
-def start(args, cwd):
+def start(args, cwd, stdin=subprocess.DEVNULL):
     return subprocess.Popen([sys.executable, "-m", "pydarknet", *map(str, args), "-q"], cwd=cwd, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=stdin, preexec_fn=takes_ctrl_c,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
@@ -195,14 +195,21 @@ def test_a_worker_killed_mid_run_loses_nothing(many_images, cluster, tmp_path):
 def test_local_cluster_leaves_no_process_behind(many_images, tmp_path, interrupt):
     """The command closes its local cluster before it exits, joining the worker processes: none is left
     running the moment it has exited (multiprocessing's resource tracker, which is no worker, ends by itself
-    when the command's end closes its pipe)."""
-    proc = start(["detector", "test", *SHAPES, *many_images, "--json", "--dask", "local:2"], tmp_path)
+    when the command's end closes its pipe). The interrupted command reads its paths from a pipe left open, so
+    that it cannot have finished before the Ctrl-C comes, however slow the machine."""
+    if interrupt:
+        proc = start(["detector", "test", *SHAPES, "--json", "--dask", "local:2"], tmp_path, stdin=subprocess.PIPE)
+        proc.stdin.write("".join(f"{path}\n" for path in many_images))
+        proc.stdin.flush()
+    else:
+        proc = start(["detector", "test", *SHAPES, *many_images, "--json", "--dask", "local:2"], tmp_path)
     proc.stdout.readline()
     children = psutil.Process(proc.pid).children(recursive=True)
     workers = [c for c in children if "resource_tracker" not in " ".join(c.cmdline())]
     assert len(workers) >= 2
     if interrupt:
         proc.send_signal(signal.SIGINT)   # Ctrl-C
+        proc.stdin.close()                # (then a Ctrl-C ignored fails the test, it does not hang it)
     rest = proc.stdout.read()
     code, err = proc.wait(timeout=120), proc.stderr.read()
     assert code == (130 if interrupt else 0), err

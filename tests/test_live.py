@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import ROOT
+from conftest import ROOT, takes_ctrl_c
 from moving_shapes import COUNT_LINE, HEIGHT, WIDTH, write_clip
 from pydarknet.cli import cli
 from pydarknet.config import DarknetError
@@ -155,7 +155,7 @@ def start_demo(clip, folder, *options):
     return subprocess.Popen([sys.executable, "-m", "pydarknet", "detector", "demo", *SHAPES, str(clip), "-thresh",
                              ".25", "-count_line", LINE, "-dont_show", "-q", *map(str, options)],
                             cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            preexec_fn=takes_ctrl_c, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 def test_streams_carry_each_frame_as_demo_json_prints_it(clip, reference, tmp_path):
