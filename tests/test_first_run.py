@@ -57,7 +57,7 @@ def test_import_pydarknet_first_sets_the_thread_spins_and_keeps_the_users_own():
 
 
 def test_the_first_run_says_it_compiles_once(tmp_path):
-    """With an empty Numba cache, `detector test` compiles the kernels it runs (about half a minute on 2
+    """With an empty Numba cache, `detector test` compiles the kernels it runs (a minute or two on 2
     cores): the notice shows once, the time it took is kept for the next notice; the next run is silent and
     prints the same. (That `Predicted in` leaves the compile out: test_predicted_in_is_a_warm_pass_alone.)"""
     env = {"NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
