@@ -242,6 +242,49 @@ def test_route_of_one_layers_group_is_a_view_of_one_image(tmp_path, batch):
     assert np.shares_memory(route.output, conv.output) == (batch == 1)
 
 
+CONCATENATIONS = ("[convolutional]\nfilters=4\nsize=1\nactivation=linear\n"              # 0
+                  "[convolutional]\nfilters=3\nsize=3\npad=1\nactivation=leaky\n"         # 1
+                  "[route]\nlayers=-1,-2\n"                                                 # 2: 1, 0
+                  "[convolutional]\nfilters=2\nsize=1\nactivation=linear\n"              # 3
+                  "[route]\nlayers=-1,0\n")                                                 # 4: 3, 0
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("training", [False, True])
+def test_concatenated_layers_write_into_the_route_for_one_image(tmp_path, batch, training):
+    """yolov4-tiny's concatenations: for one image each source writes its output in its part of the route's
+    output and the route copies nothing; a layer in two concatenations is in place in the first and copied by
+    the second. A batch, and training (where a layer may change its input in place), copy every source. The
+    values are those of a network that copies everything (two of the image: its first)."""
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(1, 4, 3, 5)).astype(np.float32)
+    copying = make_net(tmp_path, 5, 3, 4, 2, CONCATENATIONS)
+    randomize(copying, np.random.default_rng(10))
+    copying.forward(np.concatenate([x, x]))
+    net = make_net(tmp_path, 5, 3, 4, batch, CONCATENATIONS)
+    randomize(net, np.random.default_rng(10))
+    net.train = training
+    net.forward(np.concatenate([x] * batch))
+    for layer, reference in zip(net.layers, copying.layers):
+        assert np.array_equal(layer.output[0], reference.output[0]), layer.index
+    first, second, route, third, last = net.layers
+    in_place = batch == 1 and not training
+    assert [np.shares_memory(layer.output, route.output) for layer in (first, second)] == [in_place] * 2
+    assert np.shares_memory(third.output, last.output) == in_place
+    assert not np.shares_memory(first.output, last.output)
+
+
+def test_a_resize_gives_the_concatenated_layers_their_new_places(tmp_path):
+    net = make_net(tmp_path, 5, 3, 4, 1, CONCATENATIONS)
+    randomize(net, np.random.default_rng(10))
+    net.resize(7, 4)
+    x = np.random.default_rng(11).normal(size=(1, 4, 4, 7)).astype(np.float32)
+    net.forward(x)
+    first, second, route = net.layers[:3]
+    assert np.array_equal(route.output, np.concatenate([second.output, first.output], axis=1))
+    assert np.shares_memory(first.output, route.output) and np.shares_memory(second.output, route.output)
+
+
 # -- [shortcut] ------------------------------------------------------------------------------------------------
 def shortcut_reference(x, sources, weights, normalization):
     """The fork's shortcut_multilayer_cpu: w0 * x + sum_i w_i * from_i over their common channels."""

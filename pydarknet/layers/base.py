@@ -21,6 +21,7 @@ from .update import update_layer
 class Layer:
     type = "layer"          # darknet's name for the layer type (as `get_layer_string` spells it)
     reads_layers = ()       # indices of earlier layers whose output this layer reads besides its input
+    slot = None             # its part of a concatenating route's output, where it writes (route.Slot)
 
     def __init__(self, section, in_shape, net, index):
         self.section = section
@@ -43,8 +44,13 @@ class Layer:
 
     def output_buffer(self, batch, shape=None, dtype=np.float32):
         """This layer's output array, reused from call to call as darknet reuses l.output: fresh memory
-        costs a page fault per 4 KiB on first touch, which made big layers 2x slower."""
+        costs a page fault per 4 KiB on first touch, which made big layers 2x slower. For one image, a layer
+        that a concatenating route hosts writes in its part of the route's output instead (route.Slot)."""
         shape = (batch,) + tuple(self.out_shape if shape is None else shape)
+        if batch == 1 and self.slot is not None:
+            hosted = self.slot.array(shape, dtype)
+            if hosted is not None:
+                return hosted
         buffers = self.__dict__.setdefault("_buffers", {})
         key = (shape, np.dtype(dtype).str)
         if key not in buffers:
