@@ -235,6 +235,7 @@ def loaded_network(cfg, weights, network, darknet, fast, role, device=None):
         network = Network(cfg, darknet=darknet)
         check_role(network, role)
         network.load(weights)
+        network.prepare()
     check_role(network, role)
     return network if device is None else network.to(device)
 

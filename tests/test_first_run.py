@@ -130,6 +130,30 @@ def test_predicted_in_is_a_warm_pass_alone(monkeypatch):
     assert seconds == 0.125 and net.passes == 3 and np.all(output == 3)
 
 
+def test_a_commands_network_folds_its_batch_norm_before_the_first_pass(monkeypatch):
+    """The fork's inference folds each convolution's batch-norm into its weights once per parameters: a command
+    (load_network) does that before its first, timed, pass, which then only reads what was folded; the same
+    outputs as a network that folds on the way."""
+    import numpy as np
+
+    from pydarknet.layers.convolutional import Convolutional
+    from pydarknet.network import Network
+    from pydarknet.programs.images import load_network
+    cfg, weights = ROOT / "cfg/shapes-v4tiny.cfg", ROOT / "data/shapes-v4tiny.weights"
+    net = load_network(cfg, weights, table=False)
+    folding = [layer for layer in net.layers if isinstance(layer, Convolutional) and layer.batch_normalize]
+    assert net.darknet == "ab" and len(folding) == 19
+    x = np.random.default_rng(3).random((1, *net.input_shape), dtype=np.float32)
+    monkeypatch.setattr(np, "sqrt", None)   # folding from now on would fail
+    folded = [layer.fused_parameters(net) for layer in folding]
+    output = net.forward(x).copy()
+    monkeypatch.undo()
+    assert all(a is b for layer, pair in zip(folding, folded) for a, b in zip(layer.fused_parameters(net), pair))
+    on_the_way = Network(cfg, quiet_unused=True)
+    on_the_way.load(weights)
+    assert np.array_equal(on_the_way.forward(x), output)
+
+
 def test_the_compile_notice_waits_for_seconds_of_compiling_and_names_the_last_measure(tmp_path, monkeypatch,
                                                                                      capsys):
     """A kernel or two (1.5 s, nested compiles counted once) say nothing; past 2 s the notice shows once, with

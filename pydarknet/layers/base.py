@@ -38,6 +38,9 @@ class Layer:
     def forward(self, x, net):
         return x
 
+    def prepare(self, net):
+        """Once per parameters, what the first inference pass would otherwise do on the way (Network.prepare)."""
+
     def pools_in_place(self, net):
         """Whether the convolution before this layer may compute its output for it (a max pool: see Maxpool)."""
         return False

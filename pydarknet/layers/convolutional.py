@@ -232,6 +232,14 @@ class Convolutional(Layer):
         return (f"conv  {filters} {kernel}{w:4d} x{h:4d} x{c:4d} -> {out_w:4d} x{out_h:4d} x{n:4d} "
                 f"{self.flops() / 1e9:5.3f} BF")
 
+    def folds_batchnorm(self, net):
+        """Whether inference folds the batch-norm into the weights (the fork's fuse_conv_batchnorm)."""
+        return self.batch_normalize and net.darknet == "ab" and net.fuse_batchnorm and not net.keep_for_backward
+
+    def prepare(self, net):
+        if self.folds_batchnorm(net):
+            self.fused_parameters(net)
+
     def fused_parameters(self, net):
         """(weights, biases) with the batch-norm folded in, as the fork's fuse_conv_batchnorm computes them
         (in double, rounded to float): kept on the layer until net.params_version changes. The layer's own
@@ -349,7 +357,7 @@ class Convolutional(Layer):
             self.variance = np.empty(out.shape[1], np.float32)
             backward.batchnorm_train(self.bn_x, out, self.scales, self.biases, self.rolling_mean, self.rolling_variance,
                                      self.mean, self.variance, self.x_norm, inline, ab)
-        elif self.batch_normalize and ab and net.fuse_batchnorm and not net.keep_for_backward:
+        elif self.folds_batchnorm(net):
             weights, biases = self.fused_parameters(net)
             out = self.convolve(x, net, weights=weights)
             self.normalize_activate(out, biases, biases, biases, biases, inline, False, net, code)

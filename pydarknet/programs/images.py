@@ -66,6 +66,7 @@ def load_network(cfg, weights, darknet=None, table=True, role=None):
         note("\n".join(net.summary()))
     net.load(local_copy(weights))
     preload.load_recorded(f"{Path(cfg).name} {backend()}")   # before the first pass is timed
+    net.prepare()
     if table:
         note(net.darknet_line())
     return net
