@@ -235,9 +235,11 @@ def loaded_network(cfg, weights, network, darknet, fast, role, device=None):
         network = Network(cfg, darknet=darknet)
         check_role(network, role)
         network.load(weights)
-        network.prepare()
     check_role(network, role)
-    return network if device is None else network.to(device)
+    if device is not None:
+        network = network.to(device)
+    network.prepare()   # before the first pass is timed
+    return network
 
 
 class Detector:

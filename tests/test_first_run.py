@@ -130,28 +130,38 @@ def test_predicted_in_is_a_warm_pass_alone(monkeypatch):
     assert seconds == 0.125 and net.passes == 3 and np.all(output == 3)
 
 
-def test_a_commands_network_folds_its_batch_norm_before_the_first_pass(monkeypatch):
-    """The fork's inference folds each convolution's batch-norm into its weights once per parameters: a command
-    (load_network) does that before its first, timed, pass, which then only reads what was folded; the same
-    outputs as a network that folds on the way."""
+@pytest.mark.parametrize("products", ["darknet", "fast"])
+def test_a_commands_network_prepares_its_weights_before_the_first_pass(monkeypatch, products):
+    """What a first inference pass does once per parameters, a command (load_network) does before that pass,
+    which it times: the fork's batch-norm folded into each convolution's weights and, for --fast, their
+    Winograd transforms (340 ms of yolov4-tiny's first pass). The first pass then only reads them; the same
+    outputs as a network that prepares on the way."""
     import numpy as np
 
+    from pydarknet.kernels import winograd
+    from pydarknet.kernels.products import set_backend
     from pydarknet.layers.convolutional import Convolutional
     from pydarknet.network import Network
     from pydarknet.programs.images import load_network
-    cfg, weights = ROOT / "cfg/shapes-v4tiny.cfg", ROOT / "data/shapes-v4tiny.weights"
-    net = load_network(cfg, weights, table=False)
-    folding = [layer for layer in net.layers if isinstance(layer, Convolutional) and layer.batch_normalize]
-    assert net.darknet == "ab" and len(folding) == 19
-    x = np.random.default_rng(3).random((1, *net.input_shape), dtype=np.float32)
-    monkeypatch.setattr(np, "sqrt", None)   # folding from now on would fail
-    folded = [layer.fused_parameters(net) for layer in folding]
-    output = net.forward(x).copy()
-    monkeypatch.undo()
-    assert all(a is b for layer, pair in zip(folding, folded) for a, b in zip(layer.fused_parameters(net), pair))
-    on_the_way = Network(cfg, quiet_unused=True)
-    on_the_way.load(weights)
-    assert np.array_equal(on_the_way.forward(x), output)
+    previous = set_backend(products)
+    try:
+        cfg, weights = ROOT / "cfg/shapes-v4tiny.cfg", ROOT / "data/shapes-v4tiny.weights"
+        net = load_network(cfg, weights, table=False)
+        convolutions = [layer for layer in net.layers if isinstance(layer, Convolutional)]
+        assert net.darknet == "ab" and sum(layer.batch_normalize for layer in convolutions) == 19
+        x = np.random.default_rng(3).random((1, *net.input_shape), dtype=np.float32)
+        with monkeypatch.context() as patch:   # folding or transforming from now on would fail
+            patch.setattr(np, "sqrt", None)
+            patch.setattr(winograd, "transform_weights", None)
+            forms = [layer.product_form(layer.fused_parameters(net)[0] if layer.batch_normalize else layer.weights,
+                                        net) for layer in convolutions]
+            output = net.forward(x).copy()
+        assert ("winograd" in [form for form, _ in forms]) == (products == "fast")
+        on_the_way = Network(cfg, quiet_unused=True)
+        on_the_way.load(weights)
+        assert np.array_equal(on_the_way.forward(x), output)
+    finally:
+        set_backend(previous)
 
 
 def test_the_compile_notice_waits_for_seconds_of_compiling_and_names_the_last_measure(tmp_path, monkeypatch,

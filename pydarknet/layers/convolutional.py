@@ -237,7 +237,11 @@ class Convolutional(Layer):
         return self.batch_normalize and net.darknet == "ab" and net.fuse_batchnorm and not net.keep_for_backward
 
     def prepare(self, net):
-        if self.folds_batchnorm(net):
+        """The folded batch-norm, and the weights in the form the products take (a Winograd transform took
+        340 ms of yolov4-tiny's first --fast pass)."""
+        if net.engine is None:
+            self.product_form(self.fused_parameters(net)[0] if self.folds_batchnorm(net) else self.weights, net)
+        elif self.folds_batchnorm(net):
             self.fused_parameters(net)
 
     def fused_parameters(self, net):
@@ -263,13 +267,31 @@ class Convolutional(Layer):
             self.__dict__[name] = cached
         return cached[1]
 
-    def winograd_weights(self, weights, tile, net):
-        """The Winograd transform of `weights` for output tiles of tile x tile, and its packing for the banded
-        kernel (products.pack_winograd)."""
-        def transform():
-            u = transform_weights(weights, weights.shape[1] // 9, tile)
-            return u, pack_winograd(u)
-        return self.kept_weights("_winograd", weights, tile, net, transform)
+    def product_form(self, weights, net):
+        """Which products this layer's convolution runs, and `weights` in the form they take, kept on the layer
+        until the parameters or the form change: ("bf16", (packed, kernel)) on the AMX tiles, ("int16",
+        (quantized, units)), ("winograd", (u, packed u)) for F(tile x tile, 3x3) of the fast products,
+        ("depthwise", None), or (None, None) for the products that read the weights as they are (gemm,
+        conv_direct)."""
+        c = self.in_shape[0]
+        g, d = self.groups, self.dilation
+        cg = c // g
+        if g == c == self.out_shape[0]:
+            return "depthwise", None
+        kernel = bf16_kernel(cg, self.size, self.stride, d, g)
+        if kernel:
+            return "bf16", (self.kept_weights("_bf16", weights, kernel, net,
+                                              lambda: pack_bf16(weights, c, self.size, kernel)), kernel)
+        if int16_kernel(cg, g):
+            return "int16", self.kept_weights("_int16", weights, "int16", net,
+                                              lambda: quantize_weights(weights, c, self.size))
+        tile = winograd_tile(cg, self.size, self.stride, d, g, *self.out_shape[1:])
+        if tile:
+            def transform():
+                u = transform_weights(weights, cg, tile)
+                return u, pack_winograd(u)
+            return "winograd", self.kept_weights("_winograd", weights, tile, net, transform)
+        return None, None
 
     def convolve(self, x, net, out=None, weights=None):
         """The raw convolution sums (n, filters, out_h*out_w), before bias and batch-norm (into `out` if
@@ -287,28 +309,25 @@ class Convolutional(Layer):
             weights = self.weights
         d = self.dilation
         pad = self.pad * d
-        if g == c == n:   # depthwise: one chain per output straight from the image, no columns
+        form, kept = self.product_form(weights, net)
+        if form == "depthwise":   # one chain per output straight from the image, no columns
             depthwise_conv(x, weights, self.size, self.stride, pad, d, out.reshape(batch, n, L))
             return out
-        kernel = bf16_kernel(cg, self.size, self.stride, d, g)
-        if kernel:   # the bf16 products on the AMX tiles
-            a = self.kept_weights("_bf16", weights, kernel, net,
-                                  lambda: pack_bf16(weights, self.in_shape[0], self.size, kernel))
+        if form == "bf16":   # the bf16 products on the AMX tiles
+            a, kernel = kept
             for b in range(batch):
                 conv_bf16(a, kernel, n, x[b], self.size, self.stride, pad, d, out_h, out_w, out[b],
                           lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype))
             return out
-        if int16_kernel(cg, g):   # the int16 products: integer sums, each filter's row then scaled to floats
-            a, units = self.kept_weights("_int16", weights, "int16", net,
-                                         lambda: quantize_weights(weights, c, self.size))
+        if form == "int16":   # the int16 products: integer sums, each filter's row then scaled to floats
+            a, units = kept
             for b in range(batch):
                 scale = conv_int16(a, units, x[b], self.size, self.stride, pad, d, out_h, out_w, out[b],
                                   lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype))
                 out[b] *= scale[:, None]
             return out
-        tile = winograd_tile(cg, self.size, self.stride, d, g, out_h, out_w)
-        if tile:   # the fast products' Winograd F(tile x tile, 3x3)
-            u, up = self.winograd_weights(weights, tile, net)
+        if form == "winograd":   # the fast products' Winograd F(tile x tile, 3x3)
+            u, up = kept
             for b in range(batch):
                 conv_winograd(u, up, x[b], pad, out_h, out_w, out[b], lambda name, size: scratch(net, name, size))
             return out
