@@ -300,8 +300,9 @@ class Network:
         return self
 
     def prepare(self):
-        """Do now what the first inference pass would do once on the way (the fork's batch-norm folded into each
-        convolution's weights: 20 ms of yolov4-tiny's), so that a timed pass times the pass alone."""
+        """Do now what the first inference pass would do once per weights on the way (the fork's batch-norm
+        folded into each convolution's weights, the weights in the form the products take), so that a timed
+        pass times the pass alone."""
         for layer in self.layers:
             layer.prepare(self)
 

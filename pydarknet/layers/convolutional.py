@@ -239,10 +239,9 @@ class Convolutional(Layer):
     def prepare(self, net):
         """The folded batch-norm, and the weights in the form the products take (a Winograd transform took
         340 ms of yolov4-tiny's first --fast pass)."""
-        if net.engine is None:
-            self.product_form(self.fused_parameters(net)[0] if self.folds_batchnorm(net) else self.weights, net)
-        elif self.folds_batchnorm(net):
-            self.fused_parameters(net)
+        weights = self.fused_parameters(net)[0] if self.folds_batchnorm(net) else self.weights
+        if net.engine is None:   # (the GPU engine keeps its own forms of the weights)
+            self.product_form(weights, net)
 
     def fused_parameters(self, net):
         """(weights, biases) with the batch-norm folded in, as the fork's fuse_conv_batchnorm computes them
