@@ -1,7 +1,8 @@
 """The kernels a network ran the last time, loaded from Numba's cache before its first forward pass is timed.
 
 Numba loads a cached kernel the first time it is called: 5 to 25 ms each (unpickling it, parsing its bitcode,
-linking its machine code), and the process's first load also sets up Numba's typing and lowering registries.
+linking its machine code); Numba's own first load also set up its typing and lowering registries, which a
+command now leaves to a compile (cli/startup.py).
 A detector's first forward pass paid all that inside darknet's "Predicted in" (yolov3-tiny on a Zen 3 EPYC:
 213 ms against 70 ms warm). As a command's process ends it records the kernels it ran, by network (KERNELS_FILE
 beside the cached kernels, replaced by each run); the next command on that network loads them once its weights

@@ -1,6 +1,6 @@
 """A command's process start-up: what the first kernel's load and the process's end would otherwise cost.
 
-Three shortcuts reach into Numba's internals (pyproject.toml bounds Numba to the versions they were tested on).
+Four shortcuts reach into Numba's internals (pyproject.toml bounds Numba to the versions they were tested on).
 Each is checked at run time and skipped, leaving Numba's own slower path, when the internal is not there;
 PYDARKNET_NUMBA_SHORTCUTS=0 skips them all.
 """
@@ -70,21 +70,59 @@ def cache_check_once_per_folder():
 
 
 def no_blas_probe():
-    """When the first cached kernel loads, Numba checks whether its compiled code may call BLAS by importing
-    scipy.linalg, if installed: 0.4 s of every command's start. pydarknet's kernels never call BLAS from
-    compiled code (matrix products go through numpy or kernels/gemm.py), so the command tells Numba there
-    is none; a kernel that did call np.dot would fail to compile, loudly."""
+    """Numba's lowering of numpy (numba.np.arraymath, imported when a compile first sets up the registries) checks
+    whether compiled code may call BLAS by importing scipy.linalg, if installed: 0.4 s. pydarknet's kernels never
+    call BLAS from compiled code (matrix products go through numpy or kernels/gemm.py), so Numba is told there
+    is none as it sets up its registries; a kernel that did call np.dot would fail to compile, loudly."""
     try:
-        import numba.np.linalg as linalg
+        from numba.core.cpu import CPUContext
     except ImportError:
         return False
-    if not hasattr(linalg, "ensure_blas"):
-        return False
+    load_registries = CPUContext.load_additional_registries
+    if getattr(load_registries, "without_blas", False):
+        return True
 
     def no_blas():
         raise ImportError("pydarknet's kernels do not use BLAS from compiled code")
 
-    linalg.ensure_blas = no_blas
+    def load_additional_registries(context):
+        import numba.np.linalg as linalg
+        if hasattr(linalg, "ensure_blas"):
+            linalg.ensure_blas = no_blas
+        load_registries(context)
+
+    load_additional_registries.without_blas = True
+    CPUContext.load_additional_registries = load_additional_registries
+    return True
+
+
+def cached_loads_without_registries():
+    """Before loading a cached kernel Numba refreshes its target context: it imports and installs every typing
+    and lowering registry (numpy's, the typed containers', np.random's, ...), 100-160 ms of the first load on a
+    Zen 3 EPYC, which only a compile uses. A cached kernel needs only Numba's runtime (NRT) set up; a compile
+    still refreshes the context itself (numba's CompilerBase). Another target's context loads as Numba does."""
+    try:
+        from numba.core.caching import Cache
+        from numba.core.cpu import CPUContext
+        from numba.core.runtime.nrt import rtsys
+    except ImportError:
+        return False
+    if not all(hasattr(Cache, name) for name in ("_load_overload", "_guard_against_spurious_io_errors")) or \
+            not hasattr(rtsys, "initialize"):
+        return False
+    load_refreshed = Cache.load_overload
+    if getattr(load_refreshed, "without_registries", False):
+        return True
+
+    def load_overload(cache, signature, target_context):
+        if not isinstance(target_context, CPUContext):
+            return load_refreshed(cache, signature, target_context)
+        rtsys.initialize(target_context)
+        with cache._guard_against_spurious_io_errors():
+            return cache._load_overload(signature, target_context)
+
+    load_overload.without_registries = True
+    Cache.load_overload = load_overload
     return True
 
 
@@ -104,4 +142,5 @@ def no_cffi_typing():
     return True
 
 
-SHORTCUTS = {"cache folder": cache_check_once_per_folder, "blas": no_blas_probe, "cffi": no_cffi_typing}
+SHORTCUTS = {"cache folder": cache_check_once_per_folder, "blas": no_blas_probe, "cffi": no_cffi_typing,
+             "registries": cached_loads_without_registries}
