@@ -78,6 +78,16 @@ def test_short_file_names_layer_and_bytes(tmp_path):
     assert "layer 1 (convolutional)" in message and "needs 24 bytes" in message and "20 remain" in message
 
 
+def test_a_file_that_shrinks_while_read_is_one_error(tmp_path):
+    """The arrays are read straight from the file: one that ends before its measured size (cut while being
+    read) is an error naming it, not arrays left half read."""
+    from pydarknet.weights import read_weights
+    net = small_net(tmp_path)
+    path = write_file(tmp_path / "w", struct.pack("<3iq", 0, 2, 0, 0), np.ones(floats_needed(net) - 1))
+    with open(path, "rb") as f, pytest.raises(WeightsError, match="ended while being read"):
+        read_weights(f, path.stat().st_size + 4, net, path, None)
+
+
 def test_long_file_warns_with_extra_bytes(tmp_path, capsys):
     net = small_net(tmp_path, CFG.split("[connected]")[0])
     path = write_file(tmp_path / "w", struct.pack("<3iq", 0, 2, 0, 0), np.ones(floats_needed(net) + 5))
