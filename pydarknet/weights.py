@@ -3,7 +3,9 @@
 Header: major, minor, revision (int32), then `seen` (images trained on): int64 when major*10+minor >= 2 and
 both are below 1000, else int32. Files whose major or minor exceed 1000 store connected weights transposed.
 """
+import io
 import os
+import stat
 import struct
 import tempfile
 from pathlib import Path
@@ -57,7 +59,11 @@ def load_weights(net, path, upto=None):
     path = find_weights(path)
     try:
         with open(path, "rb") as f:
-            return read_weights(f, os.fstat(f.fileno()).st_size, net, path, upto)
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):   # a pipe (`<(zcat net.weights.gz)`): its length is known once read
+                data = f.read()
+                return read_weights(io.BytesIO(data), len(data), net, path, upto)
+            return read_weights(f, info.st_size, net, path, upto)
     except FileNotFoundError:
         raise WeightsError(f"{path}: no such file") from None
     except OSError as e:

@@ -88,6 +88,22 @@ def test_a_file_that_shrinks_while_read_is_one_error(tmp_path):
         read_weights(f, path.stat().st_size + 4, net, path, None)
 
 
+def test_weights_through_a_pipe(tmp_path):
+    """A shell's `<(zcat net.weights.gz)` names a pipe, whose length is known only once it is read."""
+    import os
+    import threading
+    net = small_net(tmp_path)
+    values = np.arange(floats_needed(net), dtype="<f4") / 64
+    fifo = tmp_path / "weights.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(struct.pack("<3iq", 0, 2, 0, 7) + values.tobytes()))
+    writer.start()
+    load_weights(net, fifo)
+    writer.join()
+    loaded = np.concatenate([a.ravel() for layer in net.layers for a in layer.weight_arrays()])
+    assert net.seen == 7 and np.array_equal(loaded, values)
+
+
 def test_long_file_warns_with_extra_bytes(tmp_path, capsys):
     net = small_net(tmp_path, CFG.split("[connected]")[0])
     path = write_file(tmp_path / "w", struct.pack("<3iq", 0, 2, 0, 0), np.ones(floats_needed(net) + 5))
