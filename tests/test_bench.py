@@ -73,6 +73,6 @@ def test_peers_lines_name_each_runtime_with_its_speed(capsys):
     assert {"pydarknet --fast", "pydarknet --int16", "pydarknet --bf16", "onnxruntime f32"} <= set(rows)
     for label, rest in rows.items():
         assert re.fullmatch(r" +\d+\.\d ms +\d+ GFLOP/s.*| unavailable: .+", rest), (label, rest)
-    assert re.search(r"GFLOP/s   \d\.\d\dx the faster float32 peer$", rows["pydarknet --fast"])
+    assert re.search(r"GFLOP/s +\d+\.\d\dx the faster float32 peer$", rows["pydarknet --fast"])
     assert ("unavailable" in rows["pydarknet --bf16"]) == (amx.unavailable() is not None)
     assert ("unavailable" in rows["pydarknet --int16"]) == (int16.unavailable() is not None)
