@@ -22,6 +22,7 @@ class Layer:
     type = "layer"          # darknet's name for the layer type (as `get_layer_string` spells it)
     reads_layers = ()       # indices of earlier layers whose output this layer reads besides its input
     slot = None             # its part of a concatenating route's output, where it writes (route.Slot)
+    keeps_output = True     # its forward writes one image's output to output_buffer(1), not a view or copy of its input
 
     def __init__(self, section, in_shape, net, index):
         self.section = section

@@ -303,7 +303,7 @@ class Convolutional(Layer):
         m, cg = n // g, c // g
         k = cg * self.size * self.size
         if out is None:
-            out = self.output_buffer(batch, (n, L))
+            out = self.output_buffer(batch).reshape(batch, n, L)
         if weights is None:
             weights = self.weights
         d = self.dilation
@@ -368,7 +368,7 @@ class Convolutional(Layer):
             inline = fork_scalar(inline)
         if self.batch_normalize and net.train:
             # the raw sums go to bn_x (which the backward pass keeps), the activations to the output
-            out = self.output_buffer(x.shape[0], (self.out_shape[0], self.out_shape[1] * self.out_shape[2]))
+            out = self.output_buffer(x.shape[0]).reshape(x.shape[0], self.out_shape[0], -1)
             self.bn_x, self.x_norm = batchnorm_buffers(self, out.shape)
             self.convolve(x, net, self.bn_x)
             self.mean = np.empty(out.shape[1], np.float32)

@@ -8,6 +8,7 @@ from .base import Layer
 class Dropout(Layer):
     type = "dropout"
     names = ("dropout",)
+    keeps_output = False   # hands its input on (changed in place while training)
 
     def __init__(self, section, in_shape, net, index):
         self.section, self.index = section, index

@@ -69,6 +69,7 @@ def step_backward(gate, t, x, prev_delta, net):
 class Recurrent(Layer):
     """A layer made of gates (`gates`, in the order darknet saves them)."""
     gates = ()
+    keeps_output = False   # its output holds every time step: its size depends on the steps run
 
     def linear_gates(self, in_shape, net, count):
         """`count` [connected] gates on the input, then `count` on the state, each of output= units, linear,

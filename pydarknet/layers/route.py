@@ -62,6 +62,11 @@ class Route(Layer):
                 source.slot = Slot(self, start, size, net)
             start += size
 
+    @property
+    def keeps_output(self):
+        """One source (or one image's group of its channels) is handed on as a view (forward)."""
+        return len(self.reads_layers) > 1
+
     def describe(self):
         layers = "route " + "".join(f" {i}" for i in self.reads_layers)
         if self.groups == 1:
