@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -279,7 +280,29 @@ def test_numba_shortcuts_skip_what_numba_lacks():
             "del caching._CacheLocator.ensure_cache_path; "
             "from pydarknet.cli.startup import skip_numba_probes; print(skip_numba_probes())")
     proc = run_python(code)
-    assert proc.stdout.strip() == "['blas', 'cffi']", proc.stderr[-500:]
+    assert proc.stdout.strip() == "['blas', 'cffi', 'runtime']", proc.stderr[-500:]
+
+
+def test_numbas_runtime_is_compiled_once_and_then_loaded():
+    """skip_numba_probes: the LLVM half of Numba's runtime (35-40 ms to compile) is kept beside the cached
+    kernels and loaded by the next command; with compiling it made impossible, a process still runs a kernel
+    that allocates and compiles a new one that links the runtime. A damaged copy is compiled again and replaced."""
+    kernel = ("from pydarknet.cli.startup import skip_numba_probes, runtime_file; skip_numba_probes(); "
+              "from numba.core.registry import cpu_target; import numba, numpy as np; "
+              "kept = runtime_file(cpu_target.target_context.codegen()); "
+              "from pydarknet.kernels.activations import expf_array as k; print(k(np.zeros(3, np.float32)).sum()); "
+              "print(numba.njit(lambda n: np.ones(n).sum())(4)); print(kept)")
+    first = run_python(kernel)
+    assert first.stdout.split()[:2] == ["3.0", "4.0"], first.stderr[-500:]
+    kept = Path(first.stdout.split()[2])
+    runtime = kept.read_bytes()
+    assert kept.is_file() and len(runtime) > 1000
+    no_compiling = "from numba.core.runtime import nrtdynmod; nrtdynmod.create_nrt_module = None; " + kernel
+    loaded = run_python(no_compiling)
+    assert loaded.stdout.split()[:2] == ["3.0", "4.0"], loaded.stderr[-500:]
+    kept.write_bytes(b"damaged")
+    assert run_python(kernel).stdout.split()[:2] == ["3.0", "4.0"]
+    assert kept.read_bytes() == runtime
 
 
 def test_a_cached_kernel_loads_without_numbas_registries_and_a_compile_still_sets_them_up():

@@ -1,11 +1,13 @@
 """A command's process start-up: what the first kernel's load and the process's end would otherwise cost.
 
-Four shortcuts reach into Numba's internals (pyproject.toml bounds Numba to the versions they were tested on).
+Five shortcuts reach into Numba's internals (pyproject.toml bounds Numba to the versions they were tested on).
 Each is checked at run time and skipped, leaving Numba's own slower path, when the internal is not there;
 PYDARKNET_NUMBA_SHORTCUTS=0 skips them all.
 """
 import gc
+import hashlib
 import os
+import pickle
 import sys
 
 # The commands whose first word names a family (`detector map`).
@@ -126,6 +128,62 @@ def cached_loads_without_registries():
     return True
 
 
+def runtime_from_cache():
+    """Numba compiles the LLVM half of its runtime (reference counts, access to a meminfo's data) as a process
+    loads its first kernel: 35-40 ms of every command on a Zen 3 EPYC. A command keeps that machine code beside
+    the cached kernels, under Numba's and llvmlite's versions and the code generator's CPU and features, and
+    loads it as Numba loads a cached kernel (4 ms); an unreadable copy is compiled again, as Numba would."""
+    try:
+        from numba.core.runtime import nrtdynmod
+    except ImportError:
+        return False
+    compile_runtime = getattr(nrtdynmod, "compile_nrt_functions", None)
+    if compile_runtime is None or not hasattr(nrtdynmod, "create_nrt_module"):
+        return False
+    if getattr(compile_runtime, "from_cache", False):
+        return True
+
+    def compile_nrt_functions(context):
+        codegen = context.codegen()
+        if not all(hasattr(codegen, name) for name in ("magic_tuple", "unserialize_library")):
+            return compile_runtime(context)
+        path = runtime_file(codegen)
+        try:
+            return codegen.unserialize_library(pickle.loads(path.read_bytes()))
+        except Exception:   # not kept yet, or unreadable: compiled as Numba does, and kept
+            pass
+        module, library = nrtdynmod.create_nrt_module(context)
+        library.enable_object_caching()
+        library.add_ir_module(module)
+        library.finalize()
+        keep_runtime(path, library)
+        return library
+
+    compile_nrt_functions.from_cache = True
+    nrtdynmod.compile_nrt_functions = compile_nrt_functions
+    return True
+
+
+def runtime_file(codegen):
+    """Where runtime_from_cache keeps the runtime's machine code for this Numba, llvmlite and CPU."""
+    import llvmlite
+    import numba
+
+    from ..warmup import cache_folder
+    key = repr((numba.__version__, llvmlite.__version__, codegen.magic_tuple()))
+    return cache_folder() / f"numba-runtime-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pickle"
+
+
+def keep_runtime(path, library):
+    """Write the runtime's machine code atomically; a read-only cache keeps nothing."""
+    from ..errors import WriteError
+    from ..weights import atomic_write
+    try:
+        atomic_write(path, pickle.dumps(library.serialize_using_object_code()))
+    except (WriteError, OSError, pickle.PicklingError, ValueError):
+        pass
+
+
 def no_cffi_typing():
     """Numba's typing makes a cffi.FFI(), if cffi is installed, which parses C declarations (13 ms):
     pydarknet's kernels take no cffi function, so Numba's cffi support is set up as if cffi were absent (the
@@ -143,4 +201,4 @@ def no_cffi_typing():
 
 
 SHORTCUTS = {"cache folder": cache_check_once_per_folder, "blas": no_blas_probe, "cffi": no_cffi_typing,
-             "registries": cached_loads_without_registries}
+             "registries": cached_loads_without_registries, "runtime": runtime_from_cache}
