@@ -169,10 +169,13 @@ def test_the_first_pass_writes_into_outputs_the_command_touched_before_it(monkey
     """Network.prepare (in load_network) gives every layer that keeps an output of its own its buffer for one
     image, written once: the operating system's first touch of fresh memory took 10-20 ms of yolov3-tiny's
     first pass. The timed first pass then allocates no output (here, a route's concatenations and max pools
-    fused into the convolutions before them included), and answers as before."""
+    fused into the convolutions before them included), pools in the convolutions' pass as before, and answers
+    as before."""
     import numpy as np
 
+    from pydarknet.kernels import pool as kernels
     from pydarknet.layers import base
+    from pydarknet.layers import maxpool as maxpool_layer
     from pydarknet.network import Network
     from pydarknet.programs.images import load_network
 
@@ -189,11 +192,15 @@ def test_the_first_pass_writes_into_outputs_the_command_touched_before_it(monkey
     cfg, weights = ROOT / f"cfg/{name}.cfg", ROOT / f"data/{name}.weights"
     net = load_network(cfg, weights, table=False)
     x = np.random.default_rng(5).random((1, *net.input_shape), dtype=np.float32)
-    counting = CountingNumpy()
+    counting, pooled_alone = CountingNumpy(), []
     with monkeypatch.context() as patch:
         patch.setattr(base, "np", counting)
+        patch.setattr(maxpool_layer, "maxpool", lambda *args: pooled_alone.append(args) or kernels.maxpool(*args))
         output = net.forward(x).copy()
     assert counting.made == 0
+    # a max pool after a convolution is still done in the convolution's last pass
+    assert len(pooled_alone) == sum(layer.type == "maxpool" and net.layers[layer.index - 1].type != "convolutional"
+                                    for layer in net.layers)
     unprepared = Network(cfg, quiet_unused=True)
     unprepared.load(weights)
     with monkeypatch.context() as patch:

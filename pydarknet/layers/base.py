@@ -208,3 +208,13 @@ def printf_f(value):
     if value != value:
         return "-nan"
     return f"{value:f}"
+
+
+def same_memory(a, b):
+    """Whether arrays a and b (of one shape) are the same elements of memory."""
+    return a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and steps(a) == steps(b)
+
+
+def steps(array):
+    """The array's steps in bytes along its axes of more than one element (a step along the others is none)."""
+    return [step for size, step in zip(array.shape, array.strides) if size > 1]

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .base import Layer
+from .base import Layer, same_memory
 
 
 class Route(Layer):
@@ -121,13 +121,3 @@ class Slot:
         if self.net.train or np.dtype(dtype) != np.float32 or math.prod(shape) != self.size:
             return None
         return self.route.output_buffer(1).reshape(-1)[self.start:self.start + self.size].reshape(shape)
-
-
-def same_memory(a, b):
-    """Whether arrays a and b (of one shape) are the same elements of memory."""
-    return a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and steps(a) == steps(b)
-
-
-def steps(array):
-    """The array's steps in bytes along its axes of more than one element (a step along the others is none)."""
-    return [step for size, step in zip(array.shape, array.strides) if size > 1]
