@@ -375,18 +375,19 @@ def frame_intervals(detector, clip, clients):
 
 
 def test_twenty_clients_keep_the_detection_rate(clip, detector):
-    """20 clients on the three streams for the whole clip, against none: six runs of each, alternating. A run's
-    rate is that of its quicker frames (the 10th percentile of the time between two frames), and each condition
-    is judged by its best run: on a shared machine another process's work only ever adds time, to a frame or to a
-    whole run (a run is a third of a second), while a cost of serving the clients would add to every frame of
-    every run."""
-    alone, watched = [], []
-    for _ in range(6):
-        alone.append(1 / np.percentile(frame_intervals(detector, clip, 0)[0], 10))
+    """20 clients on the three streams for the whole clip, against none: eight pairs of runs, one of each, back to
+    back. A run's rate is that of its quicker frames (the 10th percentile of the time between two frames); a pair's
+    ratio is the watched run's rate over the lone run's, and the median pair must keep 90 %. Pairing and the median
+    are for a shared machine: its quiet or busy spells (a run is a third of a second) move both runs of a pair, and
+    one pair's lucky spell moves the median of eight no more than one place, while a cost of serving the clients
+    lowers every pair."""
+    ratios = []
+    for _ in range(8):
+        alone = 1 / np.percentile(frame_intervals(detector, clip, 0)[0], 10)
         intervals, least, connected = frame_intervals(detector, clip, 20)
-        watched.append(1 / np.percentile(intervals, 10))
+        ratios.append(1 / np.percentile(intervals, 10) / alone)
         assert connected == 20 and least > 1000   # every client read the streams to their end
-    assert max(watched) >= 0.9 * max(alone), (alone, watched)
+    assert np.median(ratios) >= 0.9, ratios
 
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
