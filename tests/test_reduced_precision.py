@@ -173,16 +173,25 @@ def test_int16_non_finite_input_makes_non_finite_sums(reduced, bad):
     assert np.isnan(out * scale[:, None]).all()
 
 
-def test_int16_takes_ungrouped_convolutions_from_16_channels(monkeypatch):
+def test_int16_takes_ungrouped_convolutions_over_1x1_from_16_channels_where_winograd_is_slower(monkeypatch):
     monkeypatch.setattr(int16, "unavailable", lambda: None)
+    monkeypatch.setattr(products, "host_panel_width", lambda: 32)   # AVX-512's Winograd rule (winograd_tile)
     previous = products.set_backend("int16")
     try:
-        assert [products.int16_kernel(c, 1) for c in (3, 15, 16, 1024)] == [False, False, True, True]
-        assert products.int16_kernel(64, 2) is False
-        assert products.winograd_tile(64, 3, 1, 1, 1, 52, 52) == 0   # its layers take no Winograd
+        def takes(channels, size=3, stride=1, groups=1, out=26):
+            return products.int16_kernel(channels, size, stride, 1, groups, out, out)
+        assert [takes(c, out=104) for c in (3, 15, 16, 32)] == [False, False, True, True]
+        assert takes(64, groups=2) is False
+        assert takes(256, size=1) is False                 # 1 x 1: rounding the image costs more than it saves
+        assert takes(64, out=104) is False                 # F(4x4) is faster
+        assert takes(128, out=26) is False                 # F(2x2) on 26 x 26 too
+        assert takes(512, out=13) is True                  # but not on 13 x 13: 7 x 7 tiles
+        assert takes(64, stride=2, out=104) is True        # no Winograd for strides
+        assert products.winograd_tile(512, 3, 1, 1, 1, 13, 13) == 0   # its layers take no Winograd
+        assert products.winograd_tile(64, 3, 1, 1, 1, 104, 104) == 4  # the others keep the fast products'
     finally:
         products.set_backend("fast")
-    assert products.int16_kernel(64, 1) is False
+    assert products.int16_kernel(64, 3, 1, 1, 1, 13, 13) is False
     products.set_backend(previous)
 
 
@@ -339,7 +348,8 @@ def takes_reduced_products(layer):
         return False
     channels = layer.in_shape[0] // layer.groups
     return bool(products.bf16_kernel(channels, layer.size, layer.stride, layer.dilation, layer.groups)
-                or products.int16_kernel(channels, layer.groups))
+                or products.int16_kernel(channels, layer.size, layer.stride, layer.dilation, layer.groups,
+                                         *layer.out_shape[1:]))
 
 
 @pytest.mark.parametrize("reduced", PRECISIONS, indirect=True)

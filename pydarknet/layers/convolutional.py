@@ -281,7 +281,7 @@ class Convolutional(Layer):
         if kernel:
             return "bf16", (self.kept_weights("_bf16", weights, kernel, net,
                                               lambda: pack_bf16(weights, c, self.size, kernel)), kernel)
-        if int16_kernel(cg, g):
+        if int16_kernel(cg, self.size, self.stride, d, g, *self.out_shape[1:]):
             return "int16", self.kept_weights("_int16", weights, "int16", net,
                                               lambda: quantize_weights(weights, c, self.size))
         tile = winograd_tile(cg, self.size, self.stride, d, g, *self.out_shape[1:])
