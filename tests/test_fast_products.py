@@ -192,3 +192,43 @@ def test_the_fast_flag_and_the_api_switch_to_fast_products(tmp_path, monkeypatch
     products.set_backend("darknet")
     Detector(ROOT / "cfg/shapes-tiny.cfg", ROOT / "data/shapes-tiny.weights", fast=True)
     assert products.backend() == "fast"
+
+
+def test_the_fast_logistic_is_within_two_float32_steps_of_the_exact_one():
+    from pydarknet.kernels.activations import logistic_fast
+    x = np.linspace(-87, 87, 1_000_001, dtype=np.float32)
+    y = x.copy()
+    logistic_fast(y)
+    exact = 1 / (1 + np.exp(-x.astype(np.float64)))
+    assert (np.abs(y - exact) <= 2 * np.finfo(np.float32).eps * exact).all()
+    extremes = np.array([np.nan, np.inf, -np.inf, 1e30, -1e30, 0], np.float32)
+    logistic_fast(extremes)
+    assert np.isnan(extremes[0]) and list(extremes[[1, 3, 5]]) == [1, 1, .5]
+    assert 0 < extremes[2] < 1e-38 and 0 < extremes[4] < 1e-38
+
+
+@pytest.mark.parametrize("name", ["shapes-tiny", "shapes-v4tiny"])
+def test_yolo_layers_take_the_fast_logistic_with_the_fast_products_only(name):
+    """pjreddie's and the fork's [yolo] layers (their exact logistics are the golden tests')."""
+    from conftest import ROOT
+    from pydarknet.kernels.activations import logistic_fast
+    net = Network(ROOT / "cfg" / f"{name}.cfg", quiet_unused=True)
+    net.load(ROOT / "data" / f"{name}.weights")
+    x = resize_image(load_image(ROOT / "data" / "shapes.jpg"), net.w, net.h)[None]
+    yolos = [i for i, layer in enumerate(net.layers) if layer.type == "yolo"]
+    assert yolos
+    net.forward(x)
+    for i in yolos:
+        layer, raw = net.layers[i], net.layers[i - 1].output
+        expected = raw.copy().reshape(layer.n, layer.classes + 5, -1)
+        for rows in (expected[:, 0:2], expected[:, 4:]):
+            flat = np.ascontiguousarray(rows).reshape(-1)
+            logistic_fast(flat)
+            rows[...] = flat.reshape(rows.shape)
+        if layer.scale_x_y != 1:   # x, y stretched about the cell's centre, as the layer does
+            expected[:, 0:2] *= np.float32(layer.scale_x_y)
+            expected[:, 0:2] += np.float32(-.5 * np.float64(np.float32(layer.scale_x_y) - np.float32(1)))
+        assert np.array_equal(layer.forward(raw, net).reshape(expected.shape), expected)
+        products.set_backend("darknet")
+        assert not np.array_equal(layer.forward(raw, net).reshape(expected.shape), expected)
+        products.set_backend("fast")

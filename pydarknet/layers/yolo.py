@@ -8,7 +8,8 @@ import numpy as np
 from ..boxes import Detections, correct_boxes
 from ..config import DarknetError
 from ..kernels import backward, loss
-from ..kernels.activations import LOGISTIC, activate_array, logistic_array32
+from ..kernels.activations import LOGISTIC, activate_array, logistic_array32, logistic_fast
+from ..kernels.products import FUSED, backend
 from .base import Layer, delta_cost, full, printf_f, ratio
 
 # The fork's spellings. NMS: greedynms suppresses by DIoU (exponent .6), diounms by DIoU with exponent beta_nms.
@@ -98,20 +99,24 @@ class Yolo(Layer):
 
     def forward(self, x, net):
         """The logistic on x, y, objectness and class scores (none at all with new_coords=1: the convolution
-        before already applied it), then x, y stretched by scale_x_y about the cell's centre: s*x - (s-1)/2."""
+        before already applied it), then x, y stretched by scale_x_y about the cell's centre: s*x - (s-1)/2.
+        With the fast products (not training) a vectorised logistic (kernels.activations.logistic_fast)."""
         out = x.copy()
         grid = out.reshape(x.shape[0], self.n, self.classes + 5, -1)
         shift = np.float32(-0.5 * np.float64(self.scale_x_y - np.float32(1)))
-        fork = net.darknet == "ab"
+        if backend() in FUSED and not net.train and not net.keep_for_backward:
+            logistic = logistic_fast
+        elif net.darknet == "ab":
+            logistic = logistic_array32
+        else:
+            def logistic(rows):
+                activate_array(rows, LOGISTIC)
         for b in range(x.shape[0]):
             for a in range(self.n):
                 xy = grid[b, a, 0:2].reshape(-1)
                 if not self.new_coords:
-                    for rows in (xy, grid[b, a, 4:].reshape(-1)):
-                        if fork:
-                            logistic_array32(rows)
-                        else:
-                            activate_array(rows, LOGISTIC)
+                    logistic(xy)
+                    logistic(grid[b, a, 4:].reshape(-1))
                 if self.scale_x_y != 1:
                     xy *= self.scale_x_y
                     xy += shift
