@@ -173,25 +173,66 @@ def test_int16_non_finite_input_makes_non_finite_sums(reduced, bad):
     assert np.isnan(out * scale[:, None]).all()
 
 
-def test_int16_takes_ungrouped_convolutions_over_1x1_from_16_channels_where_winograd_is_slower(monkeypatch):
+@needs_pmaddwd
+@pytest.mark.parametrize("reduced", ["int16"], indirect=True)
+@pytest.mark.parametrize("channels,h,w,filters", [(64, 26, 26, 128), (33, 13, 17, 40), (128, 13, 13, 255)])
+def test_int16_winograd_is_f2x2_on_the_rounded_transforms(reduced, channels, h, w, filters):
+    """F(2x2, 3x3) in integers: U rounded per position and filter, V per position, their integer products
+    scaled back exactly, then the output transform; within 1 % of the float convolution."""
+    from pydarknet.kernels.winograd import transform_input2, transform_output2, transform_weights
+    rng = np.random.default_rng(channels)
+    x = rng.standard_normal((channels, h, w), dtype=np.float32)
+    weights = rng.standard_normal((filters, channels * 9), dtype=np.float32)
+    a, units = int16.quantize_winograd_weights(weights, channels)
+    out = np.full((filters, h * w), np.nan, np.float32)
+    int16.conv_int16_winograd(a, units, x, 1, h, w, out, lambda name, shape, dtype: np.zeros(shape, dtype))
+    tiles_w = (w + 1) // 2
+    u = transform_weights(weights, channels, 2)
+    v = np.zeros((16, channels, tiles_w * ((h + 1) // 2)), np.float32)
+    transform_input2(x, 1, tiles_w, v)
+    m = np.empty((16, filters, v.shape[2]), np.float32)
+    for p in range(16):
+        (qu, u_units), (qv, v_unit) = twelve_bits(u[p], True), twelve_bits(v[p], False)
+        m[p] = (qu @ qv) * (u_units[:, None].astype(np.float32) * np.float32(v_unit))
+    expected = np.empty_like(out)
+    transform_output2(m, tiles_w, h, w, expected)
+    assert np.abs(out - expected).max() <= 1e-6 * np.abs(expected).max()
+    floats = np.empty_like(out)
+    transform_output2(np.einsum("pfc,pct->pft", u, v), tiles_w, h, w, floats)
+    assert np.abs(out - floats).max() <= 1e-2 * np.abs(floats).max()
+    assert a.shape == (16, filters, (channels + 1) // 2)
+
+
+@needs_pmaddwd
+@pytest.mark.parametrize("reduced", ["int16"], indirect=True)
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_int16_winograd_non_finite_input_makes_non_finite_outputs(reduced, bad):
+    x = np.ones((32, 13, 13), np.float32)
+    x[5, 6, 6] = bad
+    a, units = int16.quantize_winograd_weights(np.ones((8, 32 * 9), np.float32), 32)
+    out = np.zeros((8, 169), np.float32)
+    int16.conv_int16_winograd(a, units, x, 1, 13, 13, out, lambda name, shape, dtype: np.zeros(shape, dtype))
+    assert not np.isfinite(out).any()
+
+
+def test_int16_takes_ungrouped_convolutions_over_1x1_from_16_channels_and_f2x2_but_not_f4x4(monkeypatch):
     monkeypatch.setattr(int16, "unavailable", lambda: None)
     monkeypatch.setattr(products, "host_panel_width", lambda: 32)   # AVX-512's Winograd rule (winograd_tile)
     previous = products.set_backend("int16")
     try:
         def takes(channels, size=3, stride=1, groups=1, out=26):
             return products.int16_kernel(channels, size, stride, 1, groups, out, out)
-        assert [takes(c, out=104) for c in (3, 15, 16, 32)] == [False, False, True, True]
-        assert takes(64, groups=2) is False
-        assert takes(256, size=1) is False                 # 1 x 1: rounding the image costs more than it saves
-        assert takes(64, out=104) is False                 # F(4x4) is faster
-        assert takes(128, out=26) is False                 # F(2x2) on 26 x 26 too
-        assert takes(512, out=13) is True                  # but not on 13 x 13: 7 x 7 tiles
-        assert takes(64, stride=2, out=104) is True        # no Winograd for strides
-        assert products.winograd_tile(512, 3, 1, 1, 1, 13, 13) == 0   # its layers take no Winograd
-        assert products.winograd_tile(64, 3, 1, 1, 1, 104, 104) == 4  # the others keep the fast products'
+        assert [takes(c, out=104) for c in (3, 15, 16, 32)] == [None, None, "direct", "direct"]
+        assert takes(64, groups=2) is None
+        assert takes(256, size=1) is None             # 1 x 1: rounding the image costs more than it saves
+        assert takes(64, out=104) is None             # F(4x4): the fast products'
+        assert takes(128, out=26) == takes(512, out=13) == "winograd"   # F(2x2), in integers
+        assert takes(64, stride=2, out=104) == "direct"                 # no Winograd for strides
+        assert products.winograd_tile(512, 3, 1, 1, 1, 13, 13) == 0     # the int16 layers take no float Winograd
+        assert products.winograd_tile(64, 3, 1, 1, 1, 104, 104) == 4    # the others keep the fast products'
     finally:
         products.set_backend("fast")
-    assert products.int16_kernel(64, 3, 1, 1, 1, 13, 13) is False
+    assert products.int16_kernel(64, 3, 1, 1, 1, 13, 13) is None
     products.set_backend(previous)
 
 

@@ -18,6 +18,12 @@ Why 12 bits and not int8: the instruction costs the same for any value that fits
 by up to .095 and their boxes by .039 on the sample images, past the .02 and .01 the README promises; 12 and 12
 bits moved them by at most .008 and .002 (1023 x 4095 and 4095 x 1023 by .010 and .007).
 
+Winograd's F(2x2, 3x3) in integers (`conv_int16_winograd`, for the layers where the fast products take it): U
+and V (kernels/winograd.py) are computed in float32 as the fast products do, then rounded to 12 bits, U per
+position and filter, V per position (its 16 positions differ in scale); each position's product is the integer
+one above, scaled back before the output transform. F(2x2)'s transforms only add and subtract (and halve the
+weights), so they add little to the rounding's error; F(4x4)'s, with coefficients up to 8, would.
+
 Word layout: weights (filters, channel pairs, ky, kx) and the image (channel pairs, h, w), the even channel in
 the low half, an odd channel count padded with a zero channel. im2col of the word image is then the B that the
 tiles read, so gemm's drivers (the packed columns, conv_direct, the flat 1 x 1 product) run unchanged on words.
@@ -29,6 +35,7 @@ import numpy as np
 from numba import njit, prange
 
 from .gemm import KC, gemm_flat, lanes_for
+from .winograd import transform_input2, transform_output2, transform_weights
 
 WEIGHT_LEVELS = 2047     # 12 bits
 IMAGE_LEVELS = 2047
@@ -84,35 +91,45 @@ def quantize_weights(weights, channels, size):
     return words.reshape(filters, -1), units.astype(np.float32)
 
 
+@njit(cache=True, inline="always")
+def _peak(values):
+    """The largest |value| of a contiguous float32 array, an infinity or a NaN where it holds one: the largest
+    of the values' bits without their sign, an integer maximum, which vectorises (a float one waits on each
+    comparison and skips NaNs) and puts the infinities and NaNs above every finite value."""
+    bits = values.view(np.int32)
+    top = np.int32(0)
+    for i in range(bits.size):
+        top = max(top, bits[i] & np.int32(0x7FFFFFFF))
+    return np.array([top], np.int32).view(np.float32)[0]
+
+
+@njit(cache=True, inline="always")
+def _round_words(low, high, keep_high, scale, words):
+    """words = low and high (float32 rows) times scale, rounded to nearest: low in each word's low 16 bits, high
+    in its high ones, or 0 there where keep_high is 0 (an odd channel count's missing last channel)."""
+    for i in range(words.size):
+        lo = np.int32(np.rint(low[i] * scale))
+        hi = np.int32(np.rint(high[i] * scale)) & keep_high
+        words[i] = (lo & np.int32(0xFFFF)) | (hi << np.int32(16))
+
+
 @njit(cache=True, parallel=True)
 def _peaks(flat, parts):
-    """parts[p] = the largest |value| of the p-th of len(parts) runs of flat, NaN where the run holds a NaN."""
+    """parts[p] = the largest |value| of the p-th of len(parts) runs of flat (see _peak)."""
     n = flat.size
     for p in prange(parts.size):
-        top = np.float32(0.0)
-        poison = np.float32(0.0)   # NaN once a NaN (or an infinity) goes by: max() would skip a NaN
-        for i in range(p * n // parts.size, (p + 1) * n // parts.size):
-            v = abs(flat[i])
-            top = max(top, v)
-            poison += v * np.float32(0.0)
-        parts[p] = top + poison
+        parts[p] = _peak(flat[p * n // parts.size:(p + 1) * n // parts.size])
 
 
 @njit(cache=True, parallel=True)
-def _round_pairs(x, scale, halves):
-    """halves (pairs, h, w, 2) int16 = x (c, h, w) / the unit, rounded to nearest; a missing last channel 0."""
+def _round_pairs(x, scale, words):
+    """words (pairs, h, w) int32 = x (c, h, w) / the unit, rounded to nearest, channel pairs (see _round_words)."""
     c, h, w = x.shape
-    for task in prange(halves.shape[0] * h):
+    for task in prange(words.shape[0] * h):
         p = task // h
         y = task - p * h
-        for half in range(2):
-            ch = 2 * p + half
-            if ch < c:
-                for i in range(w):
-                    halves[p, y, i, half] = np.int16(np.rint(x[ch, y, i] * scale))
-            else:
-                for i in range(w):
-                    halves[p, y, i, half] = 0
+        _round_words(x[2 * p, y], x[min(2 * p + 1, c - 1), y], np.int32(-1) if 2 * p + 1 < c else np.int32(0),
+                     scale, words[p, y])
 
 
 def image_words(x, words):
@@ -126,7 +143,7 @@ def image_words(x, words):
         words[...] = 0
         return float("nan")
     unit = peak / IMAGE_LEVELS if peak > 0 else 1.0
-    _round_pairs(x, np.float32(1.0 / unit), words.view(np.int16).reshape(words.shape + (2,)))
+    _round_pairs(x, np.float32(1.0 / unit), words)
     return unit
 
 
@@ -146,3 +163,65 @@ def conv_int16(a, units, x, size, stride, pad, dilation, out_h, out_w, out, scra
         conv_image(a, words, 0, size, stride, pad, dilation, out_h, out_w, out)
     return units * np.float32(unit)
 
+
+
+def quantize_winograd_weights(weights, channels):
+    """A 3x3 convolution's weights (filters, channels*9) as F(2x2)'s U (kernels.winograd.transform_weights)
+    in 12-bit values: words (16, filters, pairs) int32 and units (16, filters) float32, per position and filter."""
+    u = transform_weights(weights, channels, 2)
+    words, units = zip(*(quantize_weights(np.ascontiguousarray(u[p]), channels, 1) for p in range(len(u))))
+    return np.ascontiguousarray(np.stack(words)), np.stack(units)
+
+
+@njit(cache=True, parallel=True)
+def _round_positions(V, units, words):
+    """words (positions, pairs, tiles) int32 = V (positions, channels, tiles) in units of each position's
+    largest |value| / IMAGE_LEVELS, channel 2q in word q's low half and 2q + 1 in its high half (a missing
+    last channel 0); the units go to units (positions,). A position holding a NaN or an infinity gets words 0
+    and the unit NaN: its sums come out NaN, as the float products' would."""
+    positions, c, tiles = V.shape
+    for p in prange(positions):
+        peak = _peak(V[p].ravel())
+        if not np.isfinite(peak):
+            units[p] = np.float32(np.nan)
+            words[p] = 0
+            continue
+        unit = np.float64(peak) / IMAGE_LEVELS if peak > 0 else 1.0   # as image_words's
+        units[p] = unit
+        scale = np.float32(1.0 / unit)
+        for q in range(words.shape[1]):
+            _round_words(V[p, 2 * q], V[p, min(2 * q + 1, c - 1)],
+                         np.int32(-1) if 2 * q + 1 < c else np.int32(0), scale, words[p, q])
+
+
+@njit(cache=True, parallel=True)
+def _scale_positions(M, units, image_units):
+    """M[p, f] *= units[p, f] * image_units[p]: the integer products' sums back to the float32 M."""
+    positions, filters, tiles = M.shape
+    for task in prange(positions * filters):
+        p = task // filters
+        f = task - p * filters
+        scale = units[p, f] * image_units[p]
+        for t in range(tiles):
+            M[p, f, t] *= scale
+
+
+def conv_int16_winograd(a, units, x, pad, out_h, out_w, out, scratch):
+    """out (filters, out_h*out_w) = the 3x3 stride-1 convolution of image x (c, h, w) by F(2x2, 3x3) with the
+    12-bit U of `quantize_winograd_weights` (a, units): V in float32, rounded per position, 16 integer products
+    in one parallel region, each position's sums scaled back, then the output transform. scratch(name, shape,
+    dtype) gives kept arrays."""
+    c = x.shape[0]
+    positions, filters, pairs = a.shape
+    tiles_w, tiles_h = (out_w + 1) // 2, (out_h + 1) // 2
+    tiles = tiles_w * tiles_h
+    V = scratch("winograd_v", (positions, c, tiles), np.float32)
+    transform_input2(x, pad, tiles_w, V)
+    words = scratch("int16_winograd_v", (positions, pairs, tiles), np.int32)
+    image_units = np.empty(positions, np.float32)
+    _round_positions(V, image_units, words)
+    M = scratch("winograd_m", (positions, filters, tiles), np.float32)
+    gemm_flat(a.reshape(-1), pairs, 1, words.reshape(-1), tiles, 1, M.reshape(-1), filters, tiles, pairs,
+              count=positions)
+    _scale_positions(M, units, image_units)
+    transform_output2(M, tiles_w, out_h, out_w, out)

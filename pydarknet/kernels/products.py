@@ -235,21 +235,21 @@ INT16_CHANNELS = 16
 
 
 def int16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
-    """Whether a convolution multiplies in integers with the int16 products: ungrouped, from INT16_CHANNELS input
-    channels (the first layer's 3 channels would be a pair and a half: its float products are as fast), kernels
-    over 1 x 1, and not where the fast products' Winograd is faster: F(4x4), and F(2x2) on outputs 20 wide or
-    more. With VNNI the integer products do twice an FMA's multiply-adds, but rounding each image to 12 bits is
-    a pass of its own, and Winograd does 2.25x (F(2x2)) to 4x (F(4x4)) fewer of them. Measured in the forwards on
-    a Zen 5 EPYC (AVX-512 with VNNI, 2 threads; fast / int16): 1 x 1 128x56x75 -> 16 0.08 / 0.31 ms,
-    512x13x13 -> 255 0.14 / 0.15; F(4x4) 64x104x104 -> 64 1.31 / 1.38, 128x52x52 -> 128 1.18 / 1.35; F(2x2)
-    384x26x26 -> 256 1.71 / 1.96, 256x26x26 -> 256 1.09 / 1.26, but on 13 x 13 (7 x 7 tiles, 49 product
-    columns in two 32-wide panels) 512x13x13 -> 1024 3.08 / 2.22, 256x13x13 -> 512 1.01 / 0.82; no Winograd
-    (3x3 under 64 channels) 32x104x104 -> 64 1.02 / 0.78, 16x56x75 -> 128 0.41 / 0.35, 64x14x19 -> 512
-    0.44 / 0.29."""
+    """How a convolution multiplies in integers with the int16 products: "winograd" (F(2x2, 3x3) on 12-bit U
+    and V, kernels/int16.py's conv_int16_winograd) where the fast products take F(2x2), "direct" (the integer
+    products on the image's words) for the other ungrouped kernels over 1 x 1 from INT16_CHANNELS input channels,
+    else None: the fast products, for grouped convolutions, the first layer's 3 channels (a pair and a half:
+    its float products are as fast), 1 x 1 kernels and the layers the fast products put through F(4x4).
+    With VNNI the integer products do twice an FMA's multiply-adds, but rounding an image to 12 bits is a pass
+    of its own, F(4x4) does 4x fewer multiply-adds than the direct products (F(2x2) 2.25x) and its transforms'
+    coefficients (up to 8) would multiply the rounding's error. Measured in the forwards on a Zen 5 EPYC
+    (AVX-512 with VNNI, 2 threads; fast / int16): 1 x 1 128x56x75 -> 16 0.08 / 0.31 ms, 512x13x13 -> 255
+    0.14 / 0.15; F(4x4) 64x104x104 -> 64 1.31 / 1.38, 128x52x52 -> 128 1.18 / 1.35; no Winograd (3x3 under 64
+    channels) 32x104x104 -> 64 1.02 / 0.78, 16x56x75 -> 128 0.41 / 0.35, 64x14x19 -> 512 0.44 / 0.29."""
     if _BACKEND != "int16" or groups != 1 or channels < INT16_CHANNELS or size == 1:
-        return False
+        return None
     tile = _fast_tile(channels, out_h, out_w) if size == 3 and stride == 1 and dilation == 1 else 0
-    return tile == 0 or (tile == 2 and min(out_h, out_w) < 20)
+    return {0: "direct", 2: "winograd"}.get(tile)
 
 
 def conv_int16(a, units, x, size, stride, pad, dilation, out_h, out_w, out, scratch):

@@ -24,7 +24,7 @@ from ..kernels.activations import (ACROSS_CHANNELS, CODE as ACTIVATIONS, LINEAR,
                                    activate_channels, fork_scalar)
 from ..kernels.conv import (col2im_batch, depthwise_conv, im2col_batch, im2col_t, normalize_activate_maxpool,
                             normalize_scale_bias_activate, pad_images)
-from ..kernels.int16 import quantize_weights
+from ..kernels.int16 import conv_int16_winograd, quantize_weights, quantize_winograd_weights
 from ..kernels.products import (FUSED, backend, bf16_kernel, conv_bf16, conv_image, conv_int16, conv_weight_gradient,
                                 conv_weight_gradient_image, conv_winograd, gemm_nn, gemm_tn, int16_kernel, pack_bf16,
                                 pack_winograd, packs_images, weight_gradient_from_image, weight_gradient_transposed,
@@ -281,9 +281,13 @@ class Convolutional(Layer):
         if kernel:
             return "bf16", (self.kept_weights("_bf16", weights, kernel, net,
                                               lambda: pack_bf16(weights, c, self.size, kernel)), kernel)
-        if int16_kernel(cg, self.size, self.stride, d, g, *self.out_shape[1:]):
-            return "int16", self.kept_weights("_int16", weights, "int16", net,
+        int16 = int16_kernel(cg, self.size, self.stride, d, g, *self.out_shape[1:])
+        if int16 == "direct":
+            return "int16", self.kept_weights("_int16", weights, int16, net,
                                               lambda: quantize_weights(weights, c, self.size))
+        if int16 == "winograd":
+            return "int16_winograd", self.kept_weights("_int16", weights, int16, net,
+                                                       lambda: quantize_winograd_weights(weights, c))
         tile = winograd_tile(cg, self.size, self.stride, d, g, *self.out_shape[1:])
         if tile:
             def transform():
@@ -324,6 +328,12 @@ class Convolutional(Layer):
                 scale = conv_int16(a, units, x[b], self.size, self.stride, pad, d, out_h, out_w, out[b],
                                   lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype))
                 out[b] *= scale[:, None]
+            return out
+        if form == "int16_winograd":   # F(2x2, 3x3) with the int16 products
+            a, units = kept
+            for b in range(batch):
+                conv_int16_winograd(a, units, x[b], pad, out_h, out_w, out[b],
+                                    lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype))
             return out
         if form == "winograd":   # the fast products' Winograd F(tile x tile, 3x3)
             u, up = kept
