@@ -241,8 +241,10 @@ def int16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
     else None: the fast products, for grouped convolutions, the first layer's 3 channels (a pair and a half:
     its float products are as fast), 1 x 1 kernels and the layers the fast products put through F(4x4).
     With VNNI the integer products do twice an FMA's multiply-adds, but rounding an image to 12 bits is a pass
-    of its own, F(4x4) does 4x fewer multiply-adds than the direct products (F(2x2) 2.25x) and its transforms'
-    coefficients (up to 8) would multiply the rounding's error. Measured in the forwards on a Zen 5 EPYC
+    of its own, and F(4x4) does 4x fewer multiply-adds than the direct products (F(2x2) 2.25x). F(4x4) in
+    integers was tried: it beat the float one on 52 x 52 outputs (128x52x52 -> 128 1.29 -> 1.03 ms), lost to
+    its bands on 104 x 104 (64x104x104 -> 64 1.53 -> 1.89), and its transforms' larger coefficients doubled
+    the largest move of a probability on the sample photos (.0057 -> .0112). Measured in the forwards on a Zen 5 EPYC
     (AVX-512 with VNNI, 2 threads; fast / int16): 1 x 1 128x56x75 -> 16 0.08 / 0.31 ms, 512x13x13 -> 255
     0.14 / 0.15; F(4x4) 64x104x104 -> 64 1.31 / 1.38, 128x52x52 -> 128 1.18 / 1.35; no Winograd (3x3 under 64
     channels) 32x104x104 -> 64 1.02 / 0.78, 16x56x75 -> 128 0.41 / 0.35, 64x14x19 -> 512 0.44 / 0.29."""
