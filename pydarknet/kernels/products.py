@@ -244,9 +244,10 @@ def int16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
     of its own, and F(4x4) does 4x fewer multiply-adds than the direct products (F(2x2) 2.25x). F(4x4) in
     integers was tried: it beat the float one on 52 x 52 outputs (128x52x52 -> 128 1.29 -> 1.03 ms), lost to
     its bands on 104 x 104 (64x104x104 -> 64 1.53 -> 1.89), and its transforms' larger coefficients doubled
-    the largest move of a probability on the sample photos (.0057 -> .0112). Measured in the forwards on a Zen 5 EPYC
-    (AVX-512 with VNNI, 2 threads; fast / int16): 1 x 1 128x56x75 -> 16 0.08 / 0.31 ms, 512x13x13 -> 255
-    0.14 / 0.15; F(4x4) 64x104x104 -> 64 1.31 / 1.38, 128x52x52 -> 128 1.18 / 1.35; no Winograd (3x3 under 64
+    the largest move of a probability on the sample photos (.0057 -> .0112). Measured in the forwards on a
+    Zen 5 EPYC (AVX-512 with VNNI, 2 threads; fast / int16 direct): 1 x 1 128x56x75 -> 16 0.08 / 0.11 ms,
+    128x52x52 -> 128 0.24 / 0.29, 1024x13x13 -> 256 0.30 / 0.25 (the 1 x 1 layers of a network together within
+    the noise); F(4x4) 64x104x104 -> 64 1.31 / 1.38, 128x52x52 -> 128 1.18 / 1.35; no Winograd (3x3 under 64
     channels) 32x104x104 -> 64 1.02 / 0.78, 16x56x75 -> 128 0.41 / 0.35, 64x14x19 -> 512 0.44 / 0.29."""
     if _BACKEND != "int16" or groups != 1 or channels < INT16_CHANNELS or size == 1:
         return None
