@@ -195,15 +195,14 @@ def _round_positions(V, units, words):
 
 
 @njit(cache=True, parallel=True)
-def _scale_positions(M, units, image_units):
-    """M[p, f] *= units[p, f] * image_units[p]: the integer products' sums back to the float32 M."""
-    positions, filters, tiles = M.shape
-    for task in prange(positions * filters):
-        p = task // filters
-        f = task - p * filters
-        scale = units[p, f] * image_units[p]
-        for t in range(tiles):
-            M[p, f, t] *= scale
+def scale_rows(rows, factors):
+    """rows (n, length) float32 *= factors (n,), in place: integer sums back to floats, a row per thread at a
+    time (numpy's in-place product runs on one thread: 512 x 266 sums 0.018 -> 0.004 ms on 2 threads)."""
+    for r in prange(rows.shape[0]):
+        factor = factors[r]
+        row = rows[r]
+        for i in range(row.size):
+            row[i] *= factor
 
 
 def conv_int16_winograd(a, units, x, pad, out_h, out_w, out, scratch):
@@ -223,5 +222,5 @@ def conv_int16_winograd(a, units, x, pad, out_h, out_w, out, scratch):
     M = scratch("winograd_m", (positions, filters, tiles), np.float32)
     gemm_flat(a.reshape(-1), pairs, 1, words.reshape(-1), tiles, 1, M.reshape(-1), filters, tiles, pairs,
               count=positions)
-    _scale_positions(M, units, image_units)
+    scale_rows(M.reshape(positions * filters, tiles), (units * image_units[:, None]).reshape(-1))
     transform_output2(M, tiles_w, out_h, out_w, out)

@@ -24,7 +24,7 @@ from ..kernels.activations import (ACROSS_CHANNELS, CODE as ACTIVATIONS, LINEAR,
                                    activate_channels, fork_scalar)
 from ..kernels.conv import (col2im_batch, depthwise_conv, im2col_batch, im2col_t, normalize_activate_maxpool,
                             normalize_scale_bias_activate, pad_images)
-from ..kernels.int16 import conv_int16_winograd, quantize_weights, quantize_winograd_weights
+from ..kernels.int16 import conv_int16_winograd, quantize_weights, quantize_winograd_weights, scale_rows
 from ..kernels.products import (FUSED, backend, bf16_kernel, conv_bf16, conv_image, conv_int16, conv_weight_gradient,
                                 conv_weight_gradient_image, conv_winograd, gemm_nn, gemm_tn, int16_kernel, pack_bf16,
                                 pack_winograd, packs_images, weight_gradient_from_image, weight_gradient_transposed,
@@ -327,7 +327,7 @@ class Convolutional(Layer):
             for b in range(batch):
                 scale = conv_int16(a, units, x[b], self.size, self.stride, pad, d, out_h, out_w, out[b],
                                   lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype))
-                out[b] *= scale[:, None]
+                scale_rows(out[b], scale)
             return out
         if form == "int16_winograd":   # F(2x2, 3x3) with the int16 products
             a, units = kept
