@@ -104,9 +104,13 @@ def _peak(values):
 
 
 @njit(cache=True, inline="always")
-def _round_words(low, high, keep_high, scale, words):
-    """words = low and high (float32 rows) times scale, rounded to nearest: low in each word's low 16 bits, high
-    in its high ones, or 0 there where keep_high is 0 (an odd channel count's missing last channel)."""
+def _round_pair(channels, q, start, scale, words):
+    """words = channel rows 2q and 2q + 1 of channels (c, n), from `start` on, times scale, rounded to nearest:
+    the even channel in each word's low 16 bits, the odd one in its high ones (0 where an odd count leaves it
+    missing)."""
+    c = channels.shape[0]
+    low, high = channels[2 * q, start:], channels[min(2 * q + 1, c - 1), start:]
+    keep_high = np.int32(-1) if 2 * q + 1 < c else np.int32(0)
     for i in range(words.size):
         lo = np.int32(np.rint(low[i] * scale))
         hi = np.int32(np.rint(high[i] * scale)) & keep_high
@@ -123,13 +127,13 @@ def _peaks(flat, parts):
 
 @njit(cache=True, parallel=True)
 def _round_pairs(x, scale, words):
-    """words (pairs, h, w) int32 = x (c, h, w) / the unit, rounded to nearest, channel pairs (see _round_words)."""
+    """words (pairs, h, w) int32 = x (c, h, w) / the unit, rounded to nearest, channel pairs (see _round_pair)."""
     c, h, w = x.shape
+    planes = x.reshape(c, h * w)
     for task in prange(words.shape[0] * h):
         p = task // h
         y = task - p * h
-        _round_words(x[2 * p, y], x[min(2 * p + 1, c - 1), y], np.int32(-1) if 2 * p + 1 < c else np.int32(0),
-                     scale, words[p, y])
+        _round_pair(planes, p, y * w, scale, words[p, y])
 
 
 def image_words(x, words):
@@ -164,7 +168,6 @@ def conv_int16(a, units, x, size, stride, pad, dilation, out_h, out_w, out, scra
     return units * np.float32(unit)
 
 
-
 def quantize_winograd_weights(weights, channels):
     """A 3x3 convolution's weights (filters, channels*9) as F(2x2)'s U (kernels.winograd.transform_weights)
     in 12-bit values: words (16, filters, pairs) int32 and units (16, filters) float32, per position and filter."""
@@ -179,8 +182,7 @@ def _round_positions(V, units, words):
     largest |value| / IMAGE_LEVELS, channel 2q in word q's low half and 2q + 1 in its high half (a missing
     last channel 0); the units go to units (positions,). A position holding a NaN or an infinity gets words 0
     and the unit NaN: its sums come out NaN, as the float products' would."""
-    positions, c, tiles = V.shape
-    for p in prange(positions):
+    for p in prange(V.shape[0]):
         peak = _peak(V[p].ravel())
         if not np.isfinite(peak):
             units[p] = np.float32(np.nan)
@@ -190,8 +192,7 @@ def _round_positions(V, units, words):
         units[p] = unit
         scale = np.float32(1.0 / unit)
         for q in range(words.shape[1]):
-            _round_words(V[p, 2 * q], V[p, min(2 * q + 1, c - 1)],
-                         np.int32(-1) if 2 * q + 1 < c else np.int32(0), scale, words[p, q])
+            _round_pair(V[p], q, 0, scale, words[p, q])
 
 
 @njit(cache=True, parallel=True)

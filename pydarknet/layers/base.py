@@ -15,6 +15,7 @@ import numpy as np
 
 from ..config import CfgError, DarknetError
 from ..kernels import backward
+from ..kernels.products import FUSED, backend
 from .update import update_layer
 
 
@@ -169,6 +170,12 @@ class Layer:
 # [connected], holds 0.4 GiB. Refused before numpy is asked, whose allocation could succeed (the kernel overcommits)
 # and the loading of the weights then run out of memory.
 PARAMETERS_LIMIT = 4 << 30
+
+
+def fast_inference(net):
+    """Whether the layers run the fast products' inference arithmetic (--fast, --int16, --bf16): not in training,
+    and not where darknet's own arithmetic is kept for a backward pass (net.keep_for_backward: nightmare)."""
+    return backend() in FUSED and not net.train and not net.keep_for_backward
 
 
 def _parameter_shape(shape):

@@ -25,12 +25,12 @@ from ..kernels.activations import (ACROSS_CHANNELS, CODE as ACTIVATIONS, LINEAR,
 from ..kernels.conv import (col2im_batch, depthwise_conv, im2col_batch, im2col_t, normalize_activate_maxpool,
                             normalize_scale_bias_activate, pad_images)
 from ..kernels.int16 import conv_int16_winograd, quantize_weights, quantize_winograd_weights, scale_rows
-from ..kernels.products import (FUSED, backend, bf16_kernel, conv_bf16, conv_image, conv_int16, conv_weight_gradient,
+from ..kernels.products import (backend, bf16_kernel, conv_bf16, conv_image, conv_int16, conv_weight_gradient,
                                 conv_weight_gradient_image, conv_winograd, gemm_nn, gemm_tn, int16_kernel, pack_bf16,
                                 pack_winograd, packs_images, weight_gradient_from_image, weight_gradient_transposed,
                                 winograd_tile)
 from ..kernels.winograd import transform_weights
-from .base import Layer, zeros
+from .base import Layer, fast_inference, zeros
 
 CHUNK_FLOATS = 1 << 21  # im2col columns per chunk of images (8 MiB; a single image may take more)
 WIDE_BELOW = 1024       # output positions per image under which a chunk's images share one product
@@ -409,7 +409,7 @@ class Convolutional(Layer):
         pool that can take it (Maxpool.pools_in_place), each channel is pooled in the same pass, while it is
         still in the cache, and that layer's forward only hands its output on."""
         ab = net.darknet == "ab"
-        fast = backend() in FUSED and not net.train and not net.keep_for_backward
+        fast = fast_inference(net)
         index = self.index + 1
         pool = net.layers[index] if index < len(net.layers) and net.layers[self.index] is self else None
         if pool is None or code in ACROSS_CHANNELS or not pool.pools_in_place(net):   # (see finish_activation)

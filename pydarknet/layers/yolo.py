@@ -9,8 +9,7 @@ from ..boxes import Detections, correct_boxes
 from ..config import DarknetError
 from ..kernels import backward, loss
 from ..kernels.activations import LOGISTIC, activate_array, logistic_array32, logistic_fast
-from ..kernels.products import FUSED, backend
-from .base import Layer, delta_cost, full, printf_f, ratio
+from .base import Layer, delta_cost, fast_inference, full, printf_f, ratio
 
 # The fork's spellings. NMS: greedynms suppresses by DIoU (exponent .6), diounms by DIoU with exponent beta_nms.
 NMS_KINDS = ("default", "greedynms", "diounms", "cornersnms")
@@ -104,7 +103,7 @@ class Yolo(Layer):
         out = x.copy()
         grid = out.reshape(x.shape[0], self.n, self.classes + 5, -1)
         shift = np.float32(-0.5 * np.float64(self.scale_x_y - np.float32(1)))
-        if backend() in FUSED and not net.train and not net.keep_for_backward:
+        if fast_inference(net):
             logistic = logistic_fast
         elif net.darknet == "ab":
             logistic = logistic_array32
