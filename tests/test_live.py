@@ -405,10 +405,15 @@ PICTURE_SUM = """() => {
 def test_the_page_plays_the_stream_and_updates_the_detections(clip, detector):
     """The page in Debian's Chromium (headless, driven by Playwright; .ci/run installs it): the stream plays in
     its <img> and the detections table follows the frames; the page says when the video ended."""
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        # CI sets PYDARKNET_REQUIRE_BROWSER=1 (.ci/run installs Chromium), so there the browser test is never lost
+        reason = "no Chromium to open the live page in: apt-get install chromium to run this test"
+        if os.environ.get("PYDARKNET_REQUIRE_BROWSER", "0") not in ("", "0"):
+            pytest.fail(reason + " (PYDARKNET_REQUIRE_BROWSER is set)")
+        pytest.skip(reason)
     from playwright.sync_api import sync_playwright
 
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    assert Path(chromium).exists(), "this test drives Debian's Chromium: apt-get install chromium (.ci/run does)"
     tracker = Tracker(count_line=COUNT_LINE)
     live = LiveOutput(str(clip), mjpeg_port=free_port(), tracker=tracker, names=NAMES)
     port = live.server.ports["-mjpeg_port"]
