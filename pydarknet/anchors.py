@@ -27,6 +27,7 @@ import numpy as np
 from .config import DarknetError, read_data_cfg, warn
 from .labels import label_path, read_labels, read_list
 from .resources import find_argument
+from .weights import atomic_write
 
 __all__ = [
     "iou_wh", "kmeans_anchors", "calc_anchors", "read_training_boxes", "format_anchors", "format_anchors_report",
@@ -263,10 +264,7 @@ def format_anchors_report(k, width, height, images, iterations, counters, avg_io
 
 def write_anchors_file(path, anchors, width=None):
     """anchors.txt as AlexeyAB writes it: the anchors text, no newline."""
-    try:
-        Path(path).write_text(format_anchors(anchors, width))
-    except OSError as e:
-        raise DarknetError(f"{path}: cannot write anchors: {e.strerror or e}") from None
+    atomic_write(path, format_anchors(anchors, width).encode())
 
 
 def anchors_plot(boxes, anchors, path, width=None, height=None, size=640):
@@ -312,8 +310,10 @@ def anchors_plot(boxes, anchors, path, width=None, height=None, size=640):
         where = (point(w, h)[0] + 8, point(w, h)[1] - 6)
         cv2.putText(canvas, f"{w:.0f}x{h:.0f}", where, cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 3)
         cv2.putText(canvas, f"{w:.0f}x{h:.0f}", where, cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
-    if not cv2.imwrite(os.fspath(path), canvas):
-        raise DarknetError(f"{path}: cannot write the anchors plot")
+    ok, png = cv2.imencode(".png", canvas)
+    if not ok:
+        raise DarknetError(f"{path}: cannot encode the anchors plot")
+    atomic_write(path, png.tobytes())
     return canvas
 
 
@@ -488,10 +488,7 @@ def run_anchors(data_file, k, width, height, seed=0, show=False, cfg=None, out_d
             raise DarknetError(f"{cfg}: cannot read cfg: {e.strerror or e}") from None
         target = out / f"{cfg.stem}-anchors.cfg"
         new_text, diff = cfg_with_anchors(cfg_text, result.anchors, width, str(cfg), str(target))
-        try:
-            target.write_bytes(new_text.encode("utf-8"))
-        except OSError as e:
-            raise DarknetError(f"{target}: cannot write cfg: {e.strerror or e}") from None
+        atomic_write(target, new_text.encode("utf-8"))
         lines.append(f"Saving the cfg with these anchors to the file: {target} ")
         lines.extend(diff.splitlines())
     return lines
