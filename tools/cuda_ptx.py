@@ -1,6 +1,6 @@
 """Compile every GPU kernel (pydarknet/cuda/kernels.py) to PTX for sm_80 without a GPU: the check that the
 kernels type for the real target (the simulator runs them as Python). Needs numba-cuda and NVIDIA's NVVM
-(pip install 'numba-cuda[cu12]'). Prints one line per kernel; exit 0 all compiled, 1 some failed, 77 no NVVM.
+(pip install 'numba-cuda[cu12]'). Prints one line per kernel; exit 0 all compiled, 1 some failed, 77 no NVVM or NVRTC.
 
     python3 tools/cuda_ptx.py
 """
@@ -48,11 +48,14 @@ def main():
         import numba.cuda.dispatcher as dispatcher
         from numba.cuda.cudadrv import nvvm
         nvvm.NVVM()
+        # device functions ask the driver for the compute capability; without a GPU, name the target here
+        dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=(8, 0))
+        # a system CUDA can give NVVM without NVRTC, which numba-cuda also loads: try the whole toolchain once
+        cuda.compile_ptx(lambda a: None, "void(float32[::1])", cc=(8, 0))
     except Exception as e:
-        print(f"needs numba-cuda and NVVM (pip install 'numba-cuda[cu12]'): {type(e).__name__}: {str(e)[:200]}")
+        print(f"needs numba-cuda with NVIDIA's NVVM and NVRTC (pip install 'numba-cuda[cu12]'): "
+              f"{type(e).__name__}: {str(e)[:200]}")
         return 77
-    # device functions ask the driver for the compute capability; without a GPU, name the target here
-    dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=(8, 0))
     from pydarknet.cuda import kernels
     failures = 0
     for name, signature in SIGNATURES.items():
