@@ -5,6 +5,7 @@ character from a line, skips lines starting with `#` or `;`, and lets the first 
 we do the same, but refuse what darknet would silently misread (a value that is not a number where a number
 is wanted, a line without `=`), naming `file:line`.
 """
+import difflib
 import os
 import re
 import sys
@@ -40,13 +41,28 @@ def warn(message):
     note(f"Warning: {message}")
 
 
+# --strict: a cfg option that no layer reads (a misspelt key) is an error instead of darknet's warning.
+cfg_checks = {"strict": False}
+
+
+def set_strict(strict):
+    cfg_checks["strict"] = strict
+
+
+class UnusedOptionError(CfgError):
+    """A cfg option no layer reads, under --strict: the user asked for the cfg to be checked, so it is a usage
+    error (exit 2), as an unknown flag is."""
+    exit_code = 2
+
+
 class Section:
     """One `[type]` block of a cfg file (or a whole `.data` file): its options with their line numbers."""
 
-    def __init__(self, type, path, line):
+    def __init__(self, type, path, line, layer=None):
         self.type = type
         self.path = path
         self.line = line
+        self.layer = layer  # its layer's index (darknet's layer table numbers), None for [net] and .data files
         self.options = {}  # key -> (value, line number)
         self.used = set()
 
@@ -99,8 +115,18 @@ class Section:
         return [(k, v, n) for k, (v, n) in self.options.items() if k not in self.used]
 
     def warn_unused(self):
+        """Darknet's "Unused field" warning for each option nobody asked for, with the key it most likely misspells
+        (the closest of the keys this section's layer read and was not given); under --strict, an error (the
+        first such option). Call it once the layer is built: which keys a layer reads is what it asked for."""
         for key, value, line in self.unused():
-            warn(f"{self.path}:{line}: unused field '{key} = {value}' in [{self.type}]")
+            layer = "" if self.layer is None else f" layer {self.layer}"
+            message = f"{self.path}:{line}: unused field '{key} = {value}' in [{self.type}]{layer}"
+            close = difflib.get_close_matches(key, sorted(self.used - self.options.keys()), n=1)
+            hint = f": did you mean {close[0]}?" if close else ""
+            if cfg_checks["strict"]:
+                raise UnusedOptionError(f"{message}{hint or ': no layer reads it'} (--strict: correct or remove the "
+                                        f"line)")
+            warn(f"{message}, ignored{hint}")
 
 
 def _split_list(value):
@@ -174,7 +200,7 @@ def read_cfg(path):
         if line[0] == "[":
             if not line.endswith("]") or len(line) < 3:
                 raise CfgError(f"{path}:{number}: malformed section header '{line}'")
-            sections.append(Section(line[1:-1], str(path), number))
+            sections.append(Section(line[1:-1], str(path), number, layer=len(sections) - 1 if sections else None))
         elif not sections and line.split("=")[0] in DATA_KEYS:
             raise CfgError(f"{path}: a .data file ({line}), not a network cfg: use `pydarknet detector test {path} "
                            f"CFG WEIGHTS IMAGE` (DATA CFG WEIGHTS)")

@@ -1,4 +1,7 @@
 """Parsing .cfg and .data files: darknet's syntax, its defaults, and errors that name file:line."""
+import subprocess
+import sys
+
 import pytest
 
 from pydarknet.config import CfgError, DarknetError, read_cfg, read_data_cfg
@@ -67,11 +70,59 @@ def test_absurd_size_reports_the_figure(tmp_path):
         Network(path)
 
 
-def test_unused_option_warns_with_file_line(tmp_path, capsys):
-    path = write(tmp_path, NET + "[maxpool]\nstride=2\nsparkle=1\n")
-    Network(path)
-    assert f"{path}:7: unused field 'sparkle = 1'" in capsys.readouterr().err
+MISSPELT = NET + "[convolutional]\nfilters=8\nsize=3\nactivaton=leaky\n[maxpool]\nstride=2\n"
 
+
+@pytest.mark.parametrize("text, warning", [
+    (MISSPELT, ":8: unused field 'activaton = leaky' in [convolutional] layer 0, ignored: did you mean activation?"),
+    (NET + "momentm=.8\n[maxpool]\n", ":5: unused field 'momentm = .8' in [net], ignored: did you mean momentum?\n"),
+    (NET + "[maxpool]\nstride=2\nsparkle=1\n", ":7: unused field 'sparkle = 1' in [maxpool] layer 0, ignored\n"),
+])
+def test_unused_option_warns_with_line_section_and_closest_key(tmp_path, capsys, text, warning):
+    """The closest key is one the layer read and was not given (difflib's), and none when nothing is close; the
+    network still loads, the layer with its default as darknet's."""
+    path = write(tmp_path, text)
+    net = Network(path)
+    assert f"Warning: {path}{warning}" in capsys.readouterr().err
+    assert len(net.layers) == 1 + text.count("[convolutional]")
+    if text == MISSPELT:
+        assert net.layers[0].activation == "logistic"   # what the misspelling costs: darknet's default
+
+
+def test_strict_makes_an_unused_option_an_error_exit_2(tmp_path):
+    """--strict (on every command that loads a cfg), through the CLI as a user runs it: one error line, exit 2,
+    nothing on stdout, even under -q; without it, the same cfg loads."""
+    path = write(tmp_path, MISSPELT)
+    strict = subprocess.run([sys.executable, "-m", "pydarknet", "summary", str(path), "--strict", "-q"],
+                            capture_output=True, text=True, timeout=300)
+    assert (strict.returncode, strict.stdout) == (2, "")
+    assert strict.stderr == (f"pydarknet: error: {path}:8: unused field 'activaton = leaky' in [convolutional] layer "
+                             f"0: did you mean activation? (--strict: correct or remove the line)\n")
+    plain = subprocess.run([sys.executable, "-m", "pydarknet", "summary", str(path)], capture_output=True, text=True,
+                           timeout=300)
+    assert plain.returncode == 0 and "Parameters 224" in plain.stdout
+    assert "did you mean activation?" in plain.stderr
+
+
+def test_strict_is_on_exactly_the_commands_that_load_a_cfg():
+    import click
+    from pydarknet.cli import cli
+
+    def leaves(group, path=()):
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                yield from leaves(command, path + (name,))
+            else:
+                yield " ".join(path + (name,)), command
+
+    def loads_cfg(command):   # a CFG argument, alone or among darknet's files (network_files' metavar)
+        return any(isinstance(p, click.Argument) and (p.name == "cfg" or "CFG" in (p.metavar or ""))
+                   for p in command.params)
+
+    commands = dict(leaves(cli))
+    assert len([name for name, command in commands.items() if loads_cfg(command)]) == 22
+    for name, command in commands.items():
+        assert loads_cfg(command) == any("--strict" in p.opts for p in command.params), name
 
 def test_missing_file_is_a_darknet_error(tmp_path):
     with pytest.raises(DarknetError, match="no such file"):

@@ -97,7 +97,7 @@ def run_command(argv):
         if debug:
             raise
         print(f"pydarknet: error: {e}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(getattr(e, "exit_code", 1))   # 2 where the error is one of usage (config.UnusedOptionError)
     except KeyboardInterrupt:
         print("pydarknet: interrupted", file=sys.stderr)
         sys.exit(130)

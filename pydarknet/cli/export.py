@@ -3,7 +3,7 @@ import click
 
 from ..config import note
 from ..programs.images import load_names, load_network
-from .options import CONTEXT, darknet_option, quiet_debug
+from .options import CONTEXT, cfg_options, darknet_option
 
 
 def batch_size(ctx, param, value):
@@ -28,7 +28,7 @@ def batch_size(ctx, param, value):
 @click.option("--fp16", is_flag=True, help="float16 weights and arithmetic after the first layer (float32 input, first layer and outputs).")
 @click.option("--data", default=None, help="A .data file whose names= go into the model's metadata.")
 @darknet_option
-@quiet_debug
+@cfg_options
 def export_onnx(cfg, weights, out, opset, batch, decode, fp16, data, darknet, quiet, debug):
     """Export CFG + WEIGHTS as one ONNX graph in OUT (needs the onnx extra)."""
     from ..onnx import export as export_graph, onnx_package

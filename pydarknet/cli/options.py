@@ -1,7 +1,7 @@
 """The option stacks the commands share, so that one flag means one thing on every command that takes it."""
 import click
 
-from ..config import class_numbers, set_quiet
+from ..config import class_numbers, set_quiet, set_strict
 from ..programs.files import METAVARS, ArgumentsError, sort_files
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
@@ -28,6 +28,15 @@ def quiet_debug(fn):
     return fn
 
 
+def cfg_options(fn):
+    """--strict, -q and --debug: every command that loads a network's cfg."""
+    fn = click.option("--strict", is_flag=True, expose_value=False,
+                      callback=lambda ctx, param, value: set_strict(value),
+                      help="A cfg option that no layer reads (a misspelt key) is an error (exit 2) instead of a "
+                           "warning.")(fn)
+    return quiet_debug(fn)
+
+
 def use_gpus(ctx, param, value):
     if value:
         from ..cuda import use_gpus as choose
@@ -35,7 +44,8 @@ def use_gpus(ctx, param, value):
 
 
 def common(fn):
-    """-q, --debug, --fast, --bf16, --int16 and the GPU (-gpus/-i/--gpu): every command that runs a network."""
+    """--strict, -q, --debug, --fast, --bf16, --int16 and the GPU (-gpus/-i/--gpu): every command that runs a
+    network."""
     fn = click.option("--gpu", is_flag=True, expose_value=False, callback=use_gpus,
                       help="Run on the first CUDA GPU (the same as -gpus 0).")(fn)
     fn = click.option("-gpus", "-i", "gpus", metavar="N", default=None, expose_value=False, callback=use_gpus,
@@ -49,7 +59,7 @@ def common(fn):
     fn = click.option("--int16", is_flag=True, expose_value=False, callback=use_reduced_products,
                       help="--fast, with the convolutions in 12-bit integers on a CPU with VNNI: the same "
                            "detections (probabilities within .02).")(fn)
-    return quiet_debug(fn)
+    return cfg_options(fn)
 
 
 def image_options(fn):

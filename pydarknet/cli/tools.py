@@ -4,7 +4,7 @@ import click
 from ..config import DarknetError, note
 from ..output import print_lines
 from ..programs.images import report_error
-from .options import CONTEXT, darknet_option, quiet_debug
+from .options import CONTEXT, cfg_options, darknet_option, quiet_debug
 from .progress import progress_bar
 
 
@@ -12,7 +12,7 @@ from .progress import progress_bar
 @click.argument("cfg")
 @click.argument("weights", required=False)
 @darknet_option
-@quiet_debug
+@cfg_options
 def summary(cfg, weights, darknet, quiet, debug):
     """Print darknet's layer table with BFLOPs and parameter counts (aliases: print, ops)."""
     from ..network import Network
@@ -27,7 +27,7 @@ def summary(cfg, weights, darknet, quiet, debug):
 @click.argument("weights")
 @click.argument("out")
 @click.argument("layers", type=int)
-@quiet_debug
+@cfg_options
 def partial(cfg, weights, out, layers, quiet, debug):
     """Keep the first LAYERS layers' weights (a pretrained backbone such as darknet53.conv.74), seen reset to 0."""
     from ..network import Network
