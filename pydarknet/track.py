@@ -20,6 +20,10 @@ import numpy as np
 from .config import DarknetError
 from .kernels.track import match_boxes
 
+# LineCounter's hysteresis, as a fraction of the box: past detectors' frame-to-frame jitter of a box's centre (a few
+# percent of its size), well short of an object's way across the line.
+COUNT_BAND = 0.25
+
 
 @dataclass
 class Track:
@@ -44,12 +48,13 @@ class Track:
 
 class Tracker:
     """`update(result)` gives each box of a frame's DetectionResult its track id (see the module's docstring).
-    `count_line`: (x1, y1, x2, y2) in the frame's pixels, or None: see LineCounter."""
+    `count_line`: (x1, y1, x2, y2) in the frame's pixels, or None; `count_band`: its hysteresis, see LineCounter."""
 
-    def __init__(self, high_thresh=0.5, match_iou=0.2, low_match_iou=0.5, max_misses=30, count_line=None):
+    def __init__(self, high_thresh=0.5, match_iou=0.2, low_match_iou=0.5, max_misses=30, count_line=None,
+                 count_band=COUNT_BAND):
         self.high_thresh, self.match_iou, self.low_match_iou = high_thresh, match_iou, low_match_iou
         self.max_misses = max_misses
-        self.counter = LineCounter(*count_line) if count_line is not None else None
+        self.counter = LineCounter(*count_line, band=count_band) if count_line is not None else None
         self.tracks = []
         self.next_id = 1
         self.frames = 0
@@ -92,8 +97,9 @@ class Tracker:
         if self.counter is not None:
             for track in self.tracks:
                 if track.id is not None and track.misses == 0:
-                    x, y = track.seen[:2]
-                    self.counter.update(track.id, track.class_id, (x * result.width, y * result.height))
+                    x, y, w, h = track.seen
+                    self.counter.update(track.id, track.class_id, (x * result.width, y * result.height),
+                                        (w * result.width, h * result.height))
         return result
 
     def _match(self, tracks, candidates, min_iou, owner):
@@ -124,37 +130,50 @@ class LineCounter:
     """Counts the tracks whose centre crosses the segment from (x1, y1) to (x2, y2), in pixels, per class and
     direction. A direction is named by the side the track moves to, along the side of the line's normal that is
     nearer an image axis: "left_to_right" and "right_to_left" for a line nearer vertical, "top_to_bottom" and
-    "bottom_to_top" for one nearer horizontal. A track that crosses back is counted again, the other way."""
+    "bottom_to_top" for one nearer horizontal.
 
-    def __init__(self, x1, y1, x2, y2):
+    With hysteresis, since a detector's boxes wobble from frame to frame and a track on the line would otherwise
+    cross it at every wobble: a track is on a side only once its centre is more than `band` times its box's extent
+    across the line (the box's width for an upright line, its height for a level one) past the line, and a crossing
+    counts when a track last on one side is next on the other, having passed the line within the segment. Frames in
+    the band count nothing, nor does where a track is first seen; a track that comes back counts again, the other
+    way, once past the band on the side it came from. band=0 counts every change of side."""
+
+    def __init__(self, x1, y1, x2, y2, band=COUNT_BAND):
         if (x1, y1) == (x2, y2):
             raise DarknetError(f"-count_line {x1},{y1},{x2},{y2}: the line's two ends are the same point; give "
                                "two points x1,y1,x2,y2")
+        if not band >= 0:
+            raise DarknetError(f"count band {band}: give a fraction of the box's size, 0 or more (e.g. .25)")
         self.start, self.direction = np.array([x1, y1], float), np.array([x2 - x1, y2 - y1], float)
-        normal = (-self.direction[1], self.direction[0])   # the side where side_of > 0
-        if abs(normal[0]) >= abs(normal[1]):
+        normal = np.array([-self.direction[1], self.direction[0]]) / np.hypot(*self.direction)
+        if abs(normal[0]) >= abs(normal[1]):   # the way towards the normal's side first
             self.names = ("left_to_right", "right_to_left") if normal[0] > 0 else ("right_to_left", "left_to_right")
         else:
             self.names = ("top_to_bottom", "bottom_to_top") if normal[1] > 0 else ("bottom_to_top", "top_to_bottom")
-        self.last = {}     # track id -> its centre when last off the line
+        self.normal = normal
+        self.band = band
+        self.sides = {}    # track id -> (its side, 1 or -1, its centre when last past the band)
         self.counts = {}   # class id -> {direction: tracks}
 
-    def side_of(self, point):
-        d, p = self.direction, np.asarray(point, float) - self.start
-        return d[0] * p[1] - d[1] * p[0]
+    def distance(self, point):
+        """How far `point` is from the line, in pixels: positive on the normal's side."""
+        return float(self.normal @ (np.asarray(point, float) - self.start))
 
-    def update(self, track_id, class_id, centre):
-        side = self.side_of(centre)
-        if side == 0:
+    def update(self, track_id, class_id, centre, size):
+        """A track's box in this frame: its centre (x, y) and size (width, height), in pixels."""
+        distance = self.distance(centre)
+        if abs(distance) <= self.band * (abs(self.normal[0]) * size[0] + abs(self.normal[1]) * size[1]):
+            return   # in the band (or on the line): still on the side it was
+        side = 1 if distance > 0 else -1
+        before = self.sides.get(track_id)
+        self.sides[track_id] = (side, centre)
+        if before is None or before[0] == side:
             return
-        before = self.last.get(track_id)
-        self.last[track_id] = centre
-        if before is None or (self.side_of(before) > 0) == (side > 0):
-            return
-        motion = np.asarray(centre, float) - before
-        across = self.direction[0] * motion[1] - self.direction[1] * motion[0]
-        offset = np.asarray(before, float) - self.start
-        along = (offset[0] * motion[1] - offset[1] * motion[0]) / across   # where on the segment (0..1) it crossed
+        # where the way from its last centre past the band to this one meets the line, as a fraction of the segment
+        last = np.asarray(before[1], float)
+        passed = last + (np.asarray(centre, float) - last) * self.distance(last) / (self.distance(last) - distance)
+        along = (passed - self.start) @ self.direction / (self.direction @ self.direction)
         if 0 <= along <= 1:
             direction = self.names[0] if side > 0 else self.names[1]
             counted = self.counts.setdefault(class_id, dict.fromkeys(self.names, 0))

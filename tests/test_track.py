@@ -57,16 +57,45 @@ def test_a_track_moves_on_with_its_velocity_and_keeps_its_class():
 
 
 def test_line_counter_counts_each_crossing_by_class_and_direction():
-    counter = LineCounter(50, 0, 50, 100)
+    counter = LineCounter(50, 0, 50, 100, band=0)
     path = [(40, 50), (49, 50), (50, 50), (55, 50), (45, 50)]   # on the line counts once it is off it
     for centre in path:
-        counter.update(7, 2, centre)
-    counter.update(8, 0, (60, 120))
-    counter.update(8, 0, (40, 120))                             # below the segment's end: not a crossing
+        counter.update(7, 2, centre, (10, 10))
+    counter.update(8, 0, (60, 120), (10, 10))
+    counter.update(8, 0, (40, 120), (10, 10))                   # below the segment's end: not a crossing
     assert counter.as_json(NAMES) == {"line": [50.0, 0.0, 50.0, 100.0],
                                       "counts": {"triangle": {"right_to_left": 1, "left_to_right": 1}}}
     assert LineCounter(0, 10, 100, 10).names == ("top_to_bottom", "bottom_to_top")
     assert LineCounter(100, 10, 0, 10).names == ("bottom_to_top", "top_to_bottom")
+
+
+def test_the_band_is_the_box_extent_across_the_line():
+    """A level line's band is a share of the box's height: a box 10 wide, 40 tall is on a side 10 pixels (.25 x 40)
+    past it. Measured on the width (2.5 pixels), this path would count three crossings."""
+    counter = LineCounter(0, 50, 100, 50)
+    for y in (30, 58, 42, 58, 61):
+        counter.update(1, 0, (50, y), (10, 40))
+    assert counter.as_json(NAMES)["counts"] == {"circle": {"top_to_bottom": 1, "bottom_to_top": 0}}
+
+
+def wobbling_path():
+    """A box's centre x (relative) frame by frame: in from the left, slowing down, 40 frames wobbling across the line
+    x = .5 by 1.5-4 % of the frame (less than the band: a quarter of the box's .2 width, 5 %), over the line to the
+    right and slowly back to it, 40 more frames wobbling on it, away to the left."""
+    wobble = [0.5 + (-1) ** k * (0.015 + 0.025 * abs(np.sin(k))) for k in range(40)]
+    return ([0.2, 0.25, 0.3, 0.35, 0.4, 0.44, 0.47] + wobble + [0.55, 0.6, 0.65, 0.7, 0.75, 0.8]
+            + [0.75, 0.7, 0.65, 0.6, 0.56, 0.53] + wobble + [0.45, 0.4, 0.35, 0.3, 0.25, 0.2])
+
+
+@pytest.mark.parametrize("band, counts", [(None, 1), (0, 40)])
+def test_a_box_wobbling_on_the_line_counts_once_each_way(band, counts):
+    """Through the tracker, as the demos count: one track whose box wobbles across the line for 40 frames, then
+    crosses, wobbles 40 more and comes back, counts one crossing each way, not one per wobble (band=0, no
+    hysteresis, as counting was: 40 each way, the jitter the issue saw counted)."""
+    tracker = Tracker(count_line=(50, 0, 50, 100), **({} if band is None else {"count_band": band}))
+    for k, x in enumerate(wobbling_path()):
+        assert tracker.update(frame_of((1, 0.9, x, 0.5 + 0.01 * np.cos(k), 0.2))).track_ids == [1]
+    assert tracker.counter.as_json(NAMES)["counts"]["square"] == {"left_to_right": counts, "right_to_left": counts}
 
 
 @pytest.fixture(scope="module")
