@@ -32,9 +32,9 @@ from .config import DarknetError
 from .resources import find_argument, is_url, read_url
 
 __all__ = [
-    "ImageError", "load_image", "load_image_color", "make_image", "resize_image", "letterbox_image",
-    "resize_min", "resize_max", "crop_image", "center_crop", "center_crop_image", "embed_image", "rgbgr_image",
-    "get_color", "class_color", "draw_box", "draw_box_width", "draw_detections", "labels_from_probs",
+    "ImageError", "load_image", "decode_image", "load_image_color", "make_image", "resize_image",
+    "letterbox_image", "resize_min", "resize_max", "crop_image", "center_crop", "center_crop_image", "embed_image",
+    "rgbgr_image", "get_color", "class_color", "draw_box", "draw_box_width", "draw_detections", "labels_from_probs",
     "to_bgr8", "from_bgr8", "save_image",
 ]
 
@@ -144,9 +144,8 @@ def load_image(path, decoder="darknet"):
     no EXIF rotation, grey replicated to 3 channels, alpha dropped, 16-bit samples keep their high byte.
     Raises ImageError (a ValueError) naming the file when it is missing, unreadable, corrupt or empty.
     """
-    if decoder not in ("darknet", "opencv"):
-        raise ValueError(f"unknown image decoder {decoder!r} (expected 'darknet' or 'opencv')")
     name = os.fspath(path)
+    check_decoder(decoder)
     try:
         data = read_url(name) if is_url(name) else Path(find_argument(name)).read_bytes()
     except FileNotFoundError:
@@ -155,12 +154,23 @@ def load_image(path, decoder="darknet"):
         raise ImageError(f"cannot load image {name}: is a directory") from None
     except OSError as e:
         raise ImageError(f"cannot load image {name}: {e.strerror or e}") from None
+    return decode_image(data, name, decoder)
+
+
+def decode_image(data, name, decoder="darknet"):
+    """load_image of a file's bytes `data` (an image piped on stdin), `name` naming it in errors."""
+    check_decoder(decoder)
     if not data:
         raise ImageError(f"cannot load image {name}: empty file")
     try:
         return _decode(data, name, decoder)
     except MemoryError:   # a header can claim 20000 x 20000 pixels in a few bytes
         raise ImageError(f"cannot load image {name}: its pixels do not fit in memory") from None
+
+
+def check_decoder(decoder):
+    if decoder not in ("darknet", "opencv"):
+        raise ValueError(f"unknown image decoder {decoder!r} (expected 'darknet' or 'opencv')")
 
 
 def _decode(data, name, decoder):

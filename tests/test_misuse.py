@@ -47,7 +47,7 @@ def test_a_detector_given_to_classify_names_detect(capsys):
 
 def test_an_image_given_as_the_cfg_tells_the_order_of_the_arguments(capsys):
     dog = ROOT / "data/dog.jpg"
-    code, out, err = run(capsys, "classify", dog, ROOT / "cfg/tiny.cfg", "x.weights")
+    code, out, err = run(capsys, "summary", dog, "x.weights")
     assert (code, out) == (1, "")
     assert err == (f"pydarknet: error: {dog}: a JPEG image, not a network .cfg file: the arguments are CFG WEIGHTS "
                    "IMAGE (detector test, map, train: DATA CFG ...)\n")
@@ -113,12 +113,12 @@ def test_weights_of_another_network_name_the_layer_where_they_stop_matching(caps
                         "another network?\n")
 
 
-def test_empty_stdin_is_one_line_before_any_network_loads(capsys, monkeypatch):
+def test_empty_stdin_is_one_usage_line_before_any_network_loads(capsys, monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.StringIO("\n"))
     code, out, err = run(capsys, "detect", SHAPES_CFG, "never-read.weights")
-    assert (code, out) == (1, "")
-    assert err == ("pydarknet: error: no image: stdin is empty; give IMAGE paths as arguments, or pipe their paths "
-                   "in, one per line\n")
+    assert (code, out) == (2, "")
+    assert err == ("pydarknet: error: no image: stdin is empty; give IMAGE paths as arguments, or pipe in their "
+                   "paths (one per line) or a JPEG or PNG image\n")
 
 
 def test_a_video_without_a_decodable_frame_is_one_line(tmp_path):
@@ -156,3 +156,34 @@ def test_a_missing_camera_is_one_line_under_q():
 def test_a_usage_error_is_one_line_and_exit_2(capsys, argv, line):
     code, out, err = run(capsys, *argv)
     assert (code, out, err) == (2, "", f"pydarknet: error: {line}\n")
+
+
+# -- the network's files: in any order told by extension, the download cache, swapped files named --------------------
+def test_classify_finds_cached_weights_given_first(capsys, small_classifier, tmp_path, monkeypatch):
+    """`classify tiny.weights cfg/tiny.cfg IMAGE` (swapped, the weights a name in the download cache): as detect
+    does, the extensions tell the files apart and the cache gives the weights."""
+    _, cfg, weights = small_classifier
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "small.weights").write_bytes(Path(weights).read_bytes())
+    monkeypatch.setenv("PYDARKNET_HOME", str(cache))
+    monkeypatch.chdir(tmp_path)
+    dog = str(ROOT / "data/dog.jpg")
+    code, out, err = run(capsys, "classify", "small.weights", cfg, dog, "-q")
+    assert code == 0 and out.startswith(f"{dog}: Predicted in ")
+    assert out.splitlines()[1:] == run(capsys, "classify", cfg, weights, dog, "-q")[1].splitlines()[1:]
+    assert len(out.splitlines()) == 4   # the small classifier's 3 classes
+
+
+@pytest.mark.parametrize("argv", [["classify"], ["detect"], ["detector", "test", ROOT / "cfg/shapes.data"],
+                                  ["classifier", "predict", ROOT / "cfg/shapes.data"]])
+def test_swapped_files_without_extensions_are_named_both(capsys, tmp_path, argv):
+    """A weights file where the CFG goes and a cfg where the WEIGHTS go (names that do not tell them): one usage
+    line naming both, the same for every command that loads a network."""
+    weights, cfg = tmp_path / "net-w", tmp_path / "net-c"
+    weights.write_bytes(Path(SHAPES_WEIGHTS).read_bytes())
+    cfg.write_text(Path(SHAPES_CFG).read_text())
+    code, out, err = run(capsys, *argv, weights, cfg, ROOT / "data/shapes.jpg")
+    assert (code, out) == (2, "")
+    assert err == (f"pydarknet: error: {weights} and {cfg} are swapped: {weights} is binary (weights) where the CFG "
+                   f"goes, {cfg} a cfg where the WEIGHTS go: give the CFG first, then the WEIGHTS\n")

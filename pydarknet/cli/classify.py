@@ -3,35 +3,28 @@ import click
 
 from ..programs.classifier import run_classify
 from ..programs.images import default_data
-from .options import CONTEXT, classify_options, common, darknet_option, image_options, preprocess_of
+from .options import (CONTEXT, STDIN_IMAGES, classify_options, common, darknet_option, image_options, network_files,
+                      preprocess_of)
 
 
-@click.command(context_settings=CONTEXT)
-@click.argument("cfg")
-@click.argument("weights")
-@click.argument("images", nargs=-1)
-@classify_options
-@image_options
-@darknet_option
-@common
-def classify(cfg, weights, images, top, letter_box, resize, batch, dask, unordered, as_json, decoder, darknet, quiet,
-             debug):
-    """Classify images (ImageNet names from cfg/imagenet1k.data), like `darknet classify`: top 5."""
-    run_classify(default_data("imagenet1k.data"), cfg, weights, images, top or 5, preprocess_of(letter_box, resize),
-                 as_json, decoder, darknet, batch, dask, unordered)
+def classify_command(name, slots, doc):
+    """`classify` (CFG WEIGHTS, ImageNet's names) or `classifier predict` (DATA CFG WEIGHTS): the files in darknet's
+    order or told apart by extension, as detect's, then the images."""
+    @click.command(name, context_settings=CONTEXT, help=f"{doc} {STDIN_IMAGES}")
+    @network_files(*slots)
+    @classify_options
+    @image_options
+    @darknet_option
+    @common
+    def command(files, top, letter_box, resize, batch, dask, unordered, as_json, decoder, darknet, quiet, debug):
+        run_classify(files.names or default_data("imagenet1k.data"), files.cfg, files.weights, files.rest,
+                     top or (5 if files.names is None else 0), preprocess_of(letter_box, resize), as_json, decoder,
+                     darknet, batch, dask, unordered)
+    return command
 
 
-@click.command("predict", context_settings=CONTEXT)
-@click.argument("data")
-@click.argument("cfg")
-@click.argument("weights")
-@click.argument("images", nargs=-1)
-@classify_options
-@image_options
-@darknet_option
-@common
-def classifier_predict(data, cfg, weights, images, top, letter_box, resize, batch, dask, unordered, as_json, decoder,
-                       darknet, quiet, debug):
-    """Classify images with the names (and top=) of a .data file."""
-    run_classify(data, cfg, weights, images, top, preprocess_of(letter_box, resize), as_json, decoder, darknet,
-                 batch, dask, unordered)
+classify = classify_command("classify", ("cfg", "weights"),
+                            "Classify images (ImageNet names from cfg/imagenet1k.data, or a .names/.data file given "
+                            "in any place), like `darknet classify`: top 5 (a .data file's top=).")
+classifier_predict = classify_command("predict", ("names", "cfg", "weights"),
+                                      "Classify images with the names (and top=) of a .data file.")

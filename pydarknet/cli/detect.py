@@ -3,15 +3,15 @@ import click
 
 from ..programs.detector import run_demo, run_detect
 from ..programs.images import default_data
-from .options import (CONTEXT, common, darknet_option, demo_options, detect_options, image_options, letterbox_of,
-                      network_files, tiles_of)
+from .options import (CONTEXT, STDIN_IMAGES, common, darknet_option, demo_options, detect_options, image_options,
+                      letterbox_of, network_files, tiles_of)
 from .progress import progress_bar
 
 
 def detect_command(name, slots, doc):
     """`detect` (CFG WEIGHTS, COCO's names) or `detector test` (DATA CFG WEIGHTS): the files in darknet's order or
     told apart by extension (a .names file for the DATA), then the images."""
-    @click.command(name, context_settings=CONTEXT, help=doc)
+    @click.command(name, context_settings=CONTEXT, help=f"{doc} {STDIN_IMAGES}")
     @network_files(*slots)
     @detect_options
     @image_options

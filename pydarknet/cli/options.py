@@ -6,6 +6,10 @@ from ..programs.files import METAVARS, ArgumentsError, sort_files
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
+# The end of the help of the commands that take images (programs.images.command_images reads stdin so).
+STDIN_IMAGES = ("With no IMAGE, stdin gives them: image paths, one per line, as darknet reads them, or the bytes of "
+                "one JPEG or PNG image (`cat dog.jpg |`), told by its first bytes and named stdin in the results.")
+
 
 def use_fast_products(ctx, param, fast):
     if fast:

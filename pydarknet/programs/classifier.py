@@ -1,7 +1,7 @@
 """darknet's classifier programs: `classify` and `classifier predict`."""
 from ..output import classification_lines, json_line
 from ..stream import FirstAhead
-from .images import for_each_batch, load_names, load_network, on_cluster, piped_paths
+from .images import command_images, for_each_batch, load_names, load_network, on_cluster
 
 
 def run_classify(data_file, cfg, weights, images, top, preprocess, as_json, decoder, darknet=None, batch=1, dask=None,
@@ -9,12 +9,10 @@ def run_classify(data_file, cfg, weights, images, top, preprocess, as_json, deco
     """darknet's `classify` and `classifier predict`. `top`: how many classes [the data file's top=, else 1];
     `batch`: images per forward pass; with the default resize_min preprocessing the images of a batch share a
     pass only when they have the same shape. `dask`, `unordered`: as run_detect's."""
-    from ..image import load_image
     from ..predict import Classifier
 
-    paths = list(images)
-    images = paths or piped_paths()
-    load = FirstAhead(lambda path: load_image(path, decoder), paths if paths and dask is None else None)
+    given = command_images(images, cluster=dask is not None)
+    load = FirstAhead(given.loader(decoder), given.listed if dask is None else None)
     net = load_network(cfg, weights, darknet, role="classifier")
     outputs = int(net.output_layer.out_shape[0] * net.output_layer.out_shape[1] * net.output_layer.out_shape[2])
     names, data = load_names(data_file, outputs, cfg)
@@ -26,8 +24,8 @@ def run_classify(data_file, cfg, weights, images, top, preprocess, as_json, deco
         print(json_line(result.as_json()) if as_json else "\n".join(classification_lines(path, result)))
 
     if dask is None:
-        for_each_batch(images, lambda path: classifier.prepare(load(path)),
+        for_each_batch(given.names, lambda path: classifier.prepare(load(path)),
                        lambda prepared: classifier.classify_batch(prepared, top), show, batch)
     else:
-        on_cluster(dask, "classify", images, show, cfg, weights, names=names, top=top, preprocess=preprocess,
+        on_cluster(dask, "classify", given.names, show, cfg, weights, names=names, top=top, preprocess=preprocess,
                    decoder=decoder, darknet=darknet, batch=batch, ordered=not unordered)

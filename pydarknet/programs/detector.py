@@ -5,7 +5,8 @@ import time
 from ..config import DarknetError, check_fractions, note, warn
 from ..output import detection_lines, fork_json_frame, json_line, write_crops, write_labels
 from ..stream import FirstAhead
-from .images import for_each_batch, load_names, load_network, on_cluster, piped_paths
+from .files import ArgumentsError
+from .images import command_images, for_each_batch, load_names, load_network, on_cluster
 
 
 def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, out, save_labels, letterbox,
@@ -19,15 +20,16 @@ def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, o
     tiles.Tiles), `skip_classes` (a set, or a string as -skipclasses takes it), `heatmaps`: as Detector's;
     `crop`: a folder to cut each detection out into (output.write_crops)."""
     from ..heatmap import save_heatmaps
-    from ..image import load_image, save_image, to_bgr8
+    from ..image import save_image, to_bgr8
     from ..predict import Detector
 
     check_fractions(thresh=thresh, hier=hier, nms=nms)
     if heatmaps and dask is not None:
         raise DarknetError("-heatmaps reads the network's layers in this process: run it without --dask")
-    paths = list(images) if images else None
-    stdin = None if paths else piped_paths()
-    load = FirstAhead(lambda path: load_image(path, decoder), paths if dask is None else None)
+    given = command_images(images, cluster=dask is not None)
+    if save_labels and given.piped is not None:
+        raise ArgumentsError("-save_labels writes the labels beside the image: pipe the image's path, not its bytes")
+    load = FirstAhead(given.loader(decoder), given.listed if dask is None else None)
     net = load_network(cfg, weights, darknet, role="detector")
     detector = Detector(cfg, weights, letterbox=letterbox, decoder=decoder, network=net, tiles=tiles,
                         skip_classes=skip_classes, heatmaps=heatmaps)
@@ -46,11 +48,11 @@ def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, o
         result.image = path
         count[0] += 1
         base = image_base or "predictions"
-        if paths is None or len(paths) > 1:
+        if given.listed is None or len(given.listed) > 1:
             base = f"{base}_{count[0]}"
         bgr = None
         if drawing or crop is not None:   # a cluster's results come without pixels
-            bgr = to_bgr8(loaded[0] if loaded else load_image(path, decoder))
+            bgr = to_bgr8(loaded[0] if loaded else load(path))
         if crop is not None:
             write_crops(crop, path, bgr, result)
         if heatmaps:
@@ -79,9 +81,9 @@ def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, o
         if json_file is not None:
             json_file.write("[\n")
         if dask is None:
-            for_each_batch(paths or stdin, prepare, run_batch, show, batch)
+            for_each_batch(given.names, prepare, run_batch, show, batch)
         else:
-            on_cluster(dask, "detect", paths or stdin, show, cfg, weights, names=detector.names, thresh=thresh,
+            on_cluster(dask, "detect", given.names, show, cfg, weights, names=detector.names, thresh=thresh,
                        hier_thresh=hier, nms=nms, letterbox=letterbox, decoder=decoder, darknet=darknet, batch=batch,
                        ordered=not unordered, tiles=tiles, skip_classes=tuple(sorted(detector.skip_classes)))
     finally:

@@ -1,6 +1,6 @@
-"""Images through a network as the commands take them: named on the command line or one path per line of
-stdin, `batch` at a time, in this process or on a Dask cluster; each result shown in input order, an image that
-cannot be used reported as one line while the others go on."""
+"""Images through a network as the commands take them: named on the command line, one path per line of stdin or
+one image piped on stdin, `batch` at a time, in this process or on a Dask cluster; each result shown in input
+order, an image that cannot be used reported as one line while the others go on."""
 import itertools
 import sys
 from contextlib import contextmanager
@@ -11,6 +11,7 @@ from ..config import DarknetError, note
 from ..config import default_data, load_names  # noqa: F401  (the commands import them from here)
 from ..resources import local_copy
 from ..stream import batch_results
+from .files import ArgumentsError, check_order
 
 
 class Failures:
@@ -40,17 +41,64 @@ def image_paths(images):
             yield line
 
 
-def piped_paths():
-    """The image paths of a piped (or redirected) stdin, its first one read now, so that an empty stdin is one
-    line before any network loads; None at a terminal (image_paths asks for paths as they are typed)."""
+# An image piped on stdin (`cat dog.jpg | pydarknet detect CFG WEIGHTS`) is told from piped paths by its first
+# bytes (no path starts with a JPEG's or a PNG's signature); it goes by PIPED in the results and -crop's names.
+SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
+PIPED = "stdin"
+
+
+class Images:
+    """A command's images: `listed` (named on the command line, or [PIPED] for an image piped on stdin, whose
+    bytes are `piped`), else `lines` (the paths on a piped stdin's lines), else neither (a terminal: image_paths
+    asks for paths as they are typed)."""
+
+    def __init__(self, listed=None, lines=None, piped=None):
+        self.listed, self.lines, self.piped = listed, lines, piped
+
+    @property
+    def names(self):
+        """What for_each_batch and on_cluster take: the listed names, else the piped lines (None at a terminal)."""
+        return self.listed or self.lines
+
+    def loader(self, decoder):
+        """load(name): image.load_image's image of the file `name`, or of the piped bytes."""
+        from ..image import decode_image, load_image
+        if self.piped is not None:
+            return lambda name: decode_image(self.piped, name, decoder)
+        return lambda name: load_image(name, decoder)
+
+
+def command_images(images, cluster=False):
+    """The Images of a command given `images` (its IMAGE arguments): those, else what a piped (or redirected)
+    stdin holds: a JPEG or PNG image (its bytes start with the signature), or image paths, one per line, the first
+    read now so that an empty stdin is one line before any network loads. `cluster`: the images go to a Dask
+    cluster's workers, which read files, not this process's stdin. Raises ArgumentsError (a usage error)."""
+    if images:
+        return Images(listed=list(images))
     if sys.stdin.isatty():
-        return None
+        return Images()
+    start = stdin_start()   # all of a signature, or as much as has come
+    if start and any(start.startswith(signature) or signature.startswith(start) for signature in SIGNATURES):
+        if cluster:
+            raise ArgumentsError("an image piped on stdin stays in this process: pipe its path instead, or run "
+                                 "without --dask")
+        return Images(listed=[PIPED], piped=sys.stdin.buffer.read())
+    if b"\0" in start:
+        raise ArgumentsError("stdin holds binary data, neither a JPEG nor a PNG image: pipe one of those, or image "
+                             "paths, one per line")
     paths = image_paths(None)
     first = next(paths, None)
     if first is None:
-        raise DarknetError("no image: stdin is empty; give IMAGE paths as arguments, or pipe their paths in, one "
-                           "per line")
-    return itertools.chain([first], paths)
+        raise ArgumentsError("no image: stdin is empty; give IMAGE paths as arguments, or pipe in their paths (one "
+                             "per line) or a JPEG or PNG image")
+    return Images(lines=itertools.chain([first], paths))
+
+
+def stdin_start():
+    """stdin's first bytes (up to a signature's length; fewer when fewer have come), left in place for the reads
+    that follow; b"" at its end, or for a stdin of text only (a test's StringIO)."""
+    peek = getattr(getattr(sys.stdin, "buffer", None), "peek", None)
+    return peek(len(SIGNATURES[1]))[:len(SIGNATURES[1])] if peek is not None else b""
 
 
 def load_network(cfg, weights, darknet=None, table=True, role=None):
@@ -60,6 +108,7 @@ def load_network(cfg, weights, darknet=None, table=True, role=None):
     from ..kernels.products import backend
     from ..network import Network
     from ..predict import check_role
+    check_order(cfg, weights)
     net = Network(local_copy(cfg), darknet=darknet)
     check_role(net, role)
     if table:
