@@ -22,7 +22,7 @@ import numpy as np
 from .config import DarknetError, load_names, read_data_cfg
 from .detect import network_detections
 from .image import letterbox_image as letterbox_array
-from .image import from_bgr8, load_image_color, resize_image
+from .image import check_given, from_bgr8, load_image_color, resize_image
 from .kernels.nms import FORK_IOU, nms_obj, nms_sort
 from .programs.images import load_network as load_pydarknet_network
 
@@ -86,7 +86,7 @@ def image_struct(planes):
 
 def image_planes(image):
     """The float32 (c, h, w) view of an IMAGE's pixels."""
-    if not image.data:
+    if not check_given(image).data:
         raise DarknetError("the image has no data (freed with free_image, or never made): use make_image or "
                            "load_image")
     if min(image.w, image.h, image.c) < 1:
@@ -103,7 +103,7 @@ def copy_image_from_bytes(image, data):
     tobytes()), each byte / 255 into its channel's plane: 3 channels stay in their order."""
     planes = image_planes(image)
     size = image.w * image.h * image.c
-    if len(data) < size:
+    if len(check_given(data, "data")) < size:
         raise DarknetError(f"{len(data)} bytes for a {image.w}x{image.h}x{image.c} image of {size}: resize the "
                            f"pixels to the image's size first")
     planes[:] = from_bgr8(np.frombuffer(data, np.uint8, size).reshape(image.h, image.w, image.c), rgb=True)
@@ -111,14 +111,14 @@ def copy_image_from_bytes(image, data):
 
 def free_image(image):
     """Releases the image's pixels: reading them afterwards is an error, not a crash."""
-    image.data = None
+    check_given(image).data = None
     image.planes = None
 
 
 def load_image(filename, w, h):
     """darknet's load_image_color: the file's pixels (decoded as darknet's stb_image does), resized to w x h
     unless either is 0."""
-    return image_struct(load_image_color(os.fsdecode(filename), w, h))
+    return image_struct(load_image_color(os.fsdecode(check_given(filename, "filename")), w, h))
 
 
 def letterbox_image(image, w, h):
@@ -253,7 +253,7 @@ def free_detections(dets, num):
 def network_predict_batch(net, image, batch_size, w, h, thresh, hier_thresh, map, relative, letter):  # noqa: A002
     """The network on `batch_size` network-sized images stored one after the other at image.data (image.c
     channels), then each one's get_network_boxes for a w x h image: an array of DETNUMPAIR (num, dets)."""
-    if not image.data:
+    if not check_given(image).data:
         raise DarknetError("the batch image has no data")
     net.forward(np.ctypeslib.as_array(image.data, (batch_size, image.c, net.h, net.w)))
     pairs = (DETNUMPAIR * batch_size)()
@@ -303,6 +303,7 @@ def print_detections(detections, coordinates=False):
 def draw_boxes(detections, image, colors):
     """Each detection's rectangle and "label [confidence]" drawn on `image` (a uint8 array) in its class colour, as
     the fork draws them."""
+    check_given(image)
     for label, confidence, bbox in detections:
         left, top, right, bottom = bbox2points(bbox)
         cv2.rectangle(image, (left, top), (right, bottom), colors[label], 1)

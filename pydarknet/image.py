@@ -32,7 +32,7 @@ from .config import DarknetError
 from .resources import find_argument, is_url, read_url
 
 __all__ = [
-    "ImageError", "load_image", "decode_image", "load_image_color", "make_image", "resize_image",
+    "ImageError", "check_given", "load_image", "decode_image", "load_image_color", "make_image", "resize_image",
     "letterbox_image", "resize_min", "resize_max", "crop_image", "center_crop", "center_crop_image", "embed_image",
     "rgbgr_image", "get_color", "class_color", "draw_box", "draw_box_width", "draw_detections", "labels_from_probs",
     "to_bgr8", "from_bgr8", "save_image",
@@ -135,6 +135,15 @@ def _decode_stb_jpeg(data, name):
     return _unit_planes(rgb.transpose(2, 0, 1), np.arange(3))  # the decoder's own (3, h, w) planes, no copy
 
 
+def check_given(image, what="image"):
+    """`image`, unless it is None: then a ValueError (an ImageError) saying why that usually happens. Every
+    entry of the Python API that takes an image calls it, so that a failed cv2.imread is one plain sentence."""
+    if image is None:
+        raise ImageError(f"{what} is None: cv2.imread returns None for a file it cannot read (a missing file, a "
+                         "path relative to another working directory, no permission): check the path")
+    return image
+
+
 def load_image(path, decoder="darknet"):
     """Load an image file as darknet's 3-channel float32 (3, h, w) RGB image, values 0..1 (load_image_color).
 
@@ -144,7 +153,7 @@ def load_image(path, decoder="darknet"):
     no EXIF rotation, grey replicated to 3 channels, alpha dropped, 16-bit samples keep their high byte.
     Raises ImageError (a ValueError) naming the file when it is missing, unreadable, corrupt or empty.
     """
-    name = os.fspath(path)
+    name = os.fspath(check_given(path))
     check_decoder(decoder)
     try:
         data = read_url(name) if is_url(name) else Path(find_argument(name)).read_bytes()
@@ -196,7 +205,7 @@ def load_image_color(path, w=0, h=0, decoder="darknet"):
 # ---------------------------------------------------------------------------------------------------------
 
 def _as_image(im):
-    im = np.asarray(im)
+    im = np.asarray(check_given(im))
     if im.ndim != 3:
         raise ValueError(f"expected a (c, h, w) image, got shape {im.shape}")
     return np.ascontiguousarray(im, dtype=np.float32)

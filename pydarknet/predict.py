@@ -24,8 +24,8 @@ from .boxes import Detections
 from .classify import network_hierarchy, top_k
 from .config import DarknetError, check_fractions, class_numbers, default_data, load_names
 from .detect import network_detections, network_nms
-from .image import (center_crop_image, draw_detections, from_bgr8, letterbox_image, load_image, resize_image,
-                    resize_min)
+from .image import (center_crop_image, check_given, draw_detections, from_bgr8, letterbox_image, load_image,
+                    resize_image, resize_min)
 from .network import Network
 from .output import strict_json
 from .heatmap import HEAT_THRESH, heat_map
@@ -163,8 +163,9 @@ def class_name(names, index):
 
 def as_image(image, decoder, rgb=False):
     """(name, float32 (3, h, w) image) of a path, or of an array ("<array>"): a uint8 (h, w, 3) image, BGR as
-    cv2.imread and VideoCapture.read give it (RGB when `rgb`), or darknet's float32 (3, h, w) image."""
-    if isinstance(image, np.ndarray):
+    cv2.imread and VideoCapture.read give it (RGB when `rgb`), or darknet's float32 (3, h, w) image. None (a failed
+    cv2.imread) is a ValueError saying so."""
+    if isinstance(check_given(image), np.ndarray):
         if image.dtype == np.uint8:
             return "<array>", from_bgr8(image, rgb)
         return "<array>", np.asarray(image, np.float32)
@@ -299,7 +300,7 @@ class Detector:
         """`detect` for a list of images (paths, arrays or PreparedImages) in one forward pass: their
         DetectionResults, in order, the same as one at a time."""
         check_fractions(thresh=thresh, hier=hier_thresh, nms=nms)
-        if not images:
+        if not check_given(images, "images"):
             return []
         if thresh is None:
             thresh = self.default_thresh
@@ -360,6 +361,7 @@ class Detector:
         """Draw `result`'s boxes and labels on `canvas`, a uint8 BGR (h, w, 3) image of the detected image's
         size, as darknet's detect draws them; boxes with an inf or NaN coordinate are left out. Returns
         `canvas`."""
+        check_given(canvas, "canvas")
         ids = result.track_ids or [None] * len(result.boxes)
         drawn = [(box, scored, track_id) for (box, scored), track_id in zip(result.boxes, ids)
                  if all(math.isfinite(v) for v in box)]
@@ -373,7 +375,7 @@ class Detector:
         from frame to frame with `tracker` (a track.Tracker [a new one with its defaults]): their DetectionResults,
         one at a time, with track ids (DetectionResult.track_ids, Detection.track_id)."""
         tracker = Tracker() if tracker is None else tracker
-        for frame in frames:
+        for frame in check_given(frames, "frames"):
             yield tracker.update(self.detect(frame, thresh, hier_thresh, nms))
 
 
@@ -418,7 +420,7 @@ class Classifier:
         """`classify` for a list of images (paths, arrays or PreparedImages): their ClassifyResults in order,
         the same as one at a time. The images whose inputs have one size share a forward pass, the network
         resized to that size (with "resize_min" that is one pass per distinct image shape)."""
-        prepared = [self.prepare(image) for image in images]
+        prepared = [self.prepare(image) for image in check_given(images, "images")]
         by_size = {}
         for index, p in enumerate(prepared):
             by_size.setdefault(p.input.shape, []).append(index)

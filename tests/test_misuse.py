@@ -158,6 +158,50 @@ def test_a_usage_error_is_one_line_and_exit_2(capsys, argv, line):
     assert (code, out, err) == (2, "", f"pydarknet: error: {line}\n")
 
 
+# -- the Python API: None where an image goes (a failed cv2.imread) -----------------------------------------------
+NONE_IMAGE = ("is None: cv2.imread returns None for a file it cannot read (a missing file, a path relative to another "
+              "working directory, no permission): check the path")
+
+
+def test_none_for_an_image_says_why_that_happens(small_classifier):
+    """Every entry of the Python API that takes an image: a ValueError naming the None, not a TypeError deep in
+    os.fspath."""
+    from pydarknet import Classifier, Detector
+    from pydarknet.image import letterbox_image, load_image, resize_image
+    detector, classifier = Detector(SHAPES_CFG, SHAPES_WEIGHTS), Classifier(*small_classifier[1:])
+    calls = {"image": [lambda: detector.detect(None), lambda: detector.detect_batch([None]),
+                       lambda: detector.prepare(None), lambda: list(detector.track([cv2.imread("no-such.jpg")])),
+                       lambda: classifier.classify(None), lambda: classifier.classify_batch([None]),
+                       lambda: classifier.prepare(None), lambda: load_image(None),
+                       lambda: resize_image(None, 8, 8), lambda: letterbox_image(None, 8, 8)],
+             "images": [lambda: detector.detect_batch(None), lambda: classifier.classify_batch(None)],
+             "frames": [lambda: list(detector.track(None))],
+             "canvas": [lambda: detector.draw(None, detector.detect(str(ROOT / "data/shapes.jpg")))]}
+    for what, entries in calls.items():
+        for call in entries:
+            with pytest.raises(ValueError) as error:
+                call()
+            assert str(error.value) == f"{what} {NONE_IMAGE}"
+
+
+def test_none_for_an_image_in_the_darknet_module():
+    import darknet
+    network, names, colors = darknet.load_network(SHAPES_CFG, str(ROOT / "cfg/shapes.data"), SHAPES_WEIGHTS)
+    calls = {"image": [lambda: darknet.detect_image(network, names, None), lambda: darknet.predict_image(network, None),
+                       lambda: darknet.predict_image_letterbox(network, None),
+                       lambda: darknet.letterbox_image(None, 8, 8), lambda: darknet.free_image(None),
+                       lambda: darknet.copy_image_from_bytes(None, bytes(3)),
+                       lambda: darknet.network_predict_batch(network, None, 1, 8, 8, .5, .5, None, 0, 0),
+                       lambda: darknet.draw_boxes([], None, colors)],
+             "filename": [lambda: darknet.load_image(None, 0, 0)],
+             "data": [lambda: darknet.copy_image_from_bytes(darknet.make_image(8, 8, 3), None)]}
+    for what, entries in calls.items():
+        for call in entries:
+            with pytest.raises(ValueError) as error:
+                call()
+            assert str(error.value) == f"{what} {NONE_IMAGE}"
+
+
 # -- the network's files: in any order told by extension, the download cache, swapped files named --------------------
 def test_classify_finds_cached_weights_given_first(capsys, small_classifier, tmp_path, monkeypatch):
     """`classify tiny.weights cfg/tiny.cfg IMAGE` (swapped, the weights a name in the download cache): as detect
