@@ -231,3 +231,40 @@ def test_swapped_files_without_extensions_are_named_both(capsys, tmp_path, argv)
     assert (code, out) == (2, "")
     assert err == (f"pydarknet: error: {weights} and {cfg} are swapped: {weights} is binary (weights) where the CFG "
                    f"goes, {cfg} a cfg where the WEIGHTS go: give the CFG first, then the WEIGHTS\n")
+
+
+# -- misspelt darknet options ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("argv, line", [
+    (["detect", "a.cfg", "b.weights", "-threshold", "0.3"], "no such option: -threshold (did you mean -thresh?)"),
+    (["detector", "test", "a.data", "a.cfg", "b.weights", "-threshold=.3"],
+     "no such option: -threshold (did you mean -thresh?)"),
+    (["detector", "map", "a.data", "a.cfg", "b.weights", "-iou_threshold", ".5"],   # click: -i (-gpus) ou_threshold
+     "no such option: -iou_threshold (did you mean -iou_thresh?)"),
+    (["classify", "a.cfg", "b.weights", "-topk", "3"], "no such option: -topk (did you mean -top?)"),
+    (["train", "a.data", "a.cfg", "-clearr"], "no such option: -clearr (did you mean -clear?)"),
+    (["rnn", "generate", "a.cfg", "b.weights", "-tempp", "1"], "no such option: -tempp (did you mean -temp?)"),
+    (["detector", "demo", "a.data", "a.cfg", "b.weights", "-count_lines", "1,2,3,4"],
+     "no such option: -count_lines (did you mean -count_line?)"),
+    (["detect", "a.cfg", "b.weights", "-zzzzz"], "no such option: -zzzzz (`pydarknet detect --help` lists the options)"),
+    (["detector", "-threshold"], "no such option: -threshold (`pydarknet detector --help` lists the options)")])
+def test_a_misspelt_single_dash_option_is_named_whole(capsys, argv, line):
+    """darknet's options are single-dash long ones, which click reads as a short option and its value (-t hreshold):
+    the whole option is named, with the command's closest, on every command; exit 2, nothing done."""
+    assert run(capsys, *argv) == (2, "", f"pydarknet: error: {line}\n")
+
+
+def test_every_group_checks_its_commands_options():
+    """The check is the groups' (cli.Group): a group made another way would let its commands' misspellings through."""
+    import click
+
+    from pydarknet.cli import Group, cli
+    groups, waiting = [], [cli]
+    while waiting:
+        groups.append(waiting.pop())
+        waiting += [c for c in groups[-1].commands.values() if isinstance(c, click.Group)]
+    assert len(groups) == 6 and all(type(group) is Group for group in groups)
+
+
+def test_an_options_value_and_a_negative_number_are_not_misspelt_options(capsys):
+    code, _, err = run(capsys, "detect", SHAPES_CFG, "never-read.weights", "-out", "-thresholded", "-nms", "-0.25")
+    assert code == 1 and err == "pydarknet: error: -nms -0.25: give a fraction from 0 to 1 (.25 for 25 %)\n"

@@ -6,6 +6,7 @@ non-zero exit: 1 for bad input files, 2 for usage; a traceback only with --debug
 Each module here is click options and one call into the module that does the work (pydarknet/programs/,
 evaluate.py, train/run.py, ...); this one assembles darknet's command tree and runs it.
 """
+import difflib
 import sys
 
 import click
@@ -17,13 +18,60 @@ from . import classify, datasets, detect, evaluate, export, programs, startup, t
 from .options import CONTEXT
 
 
+class Group(click.Group):
+    """click's group, whose commands (and itself) report a misspelt single-dash long option whole, with the closest
+    of theirs: `-threshold 0.3` is `no such option: -threshold (did you mean -thresh?)`, where click alone reads it
+    as -t and its value hreshold (No such option '-t'), or worse, as a short option that exists (-iou_threshold:
+    -i ou_threshold)."""
+    group_class = type   # its groups (`detector`, `classifier`, ...) are Groups too
+
+    def parse_args(self, ctx, args):
+        check_long_options(self, ctx.command_path, ctx, args)
+        return super().parse_args(ctx, args)
+
+    def resolve_command(self, ctx, args):
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None and not isinstance(command, click.Group):   # a group checks its own
+            check_long_options(command, f"{ctx.command_path} {name}", ctx, rest)
+        return name, command, rest
+
+
+def check_long_options(command, path, ctx, args):
+    """A UsageError for the first of `args` that looks like a single-dash long option (-x...) and is none of
+    `command`'s options, nor an option's value, nor a number: naming the closest of them (difflib), else where they
+    are listed (`path`: the command's words, `pydarknet detect`). A group's own options end at its command's name."""
+    options = {name: param for param in command.get_params(ctx) if isinstance(param, click.Option)
+               for name in param.opts + param.secondary_opts}
+    values = 0   # how many of the next arguments are the last option's value
+    for arg in args:
+        name = arg.split("=", 1)[0]
+        if values:
+            values -= 1
+        elif arg == "--" or (isinstance(command, click.Group) and not arg.startswith("-")):
+            return
+        elif name in options:
+            values = 0 if options[name].is_flag or options[name].count or "=" in arg else options[name].nargs
+        elif arg.startswith("-") and not arg.startswith("--") and len(name) > 2 and not is_number(arg):
+            close = difflib.get_close_matches(name, list(options), n=1)
+            raise click.UsageError(f"no such option: {name} (" + (
+                f"did you mean {close[0]}?)" if close else f"`{path} --help` lists the options)"))
+
+
+def is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def show_version(ctx, param, value):
     if value:
         ctx.invoke(tools.version)
         ctx.exit()
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(cls=Group, context_settings=CONTEXT)
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=show_version,
               help="Show the versions (as `pydarknet version`) and exit.")
 def cli():
@@ -45,12 +93,21 @@ def export_group():
     """Write a network for other runtimes."""
 
 
+@cli.group(context_settings=CONTEXT)
+def rnn():
+    """darknet's `rnn` commands on character models."""
+
+
+@cli.group("datasets", context_settings=CONTEXT)
+def datasets_group():
+    """Write a data set to train on, in darknet's layout."""
+
+
 for command, names in [
         (detect.detect, ["detect"]), (detect.demo, ["demo"]), (classify.classify, ["classify"]),
         (tools.summary, ["summary", "print", "ops"]), (train.train, ["train"]), (tools.partial, ["partial"]),
         (tools.anchors, ["anchors"]), (tools.download, ["download"]), (tools.version, ["version"]),
-        (tools.compile_kernels, ["compile"]), (programs.rnn, ["rnn"]), (programs.nightmare, ["nightmare"]),
-        (datasets.datasets, ["datasets"])]:
+        (tools.compile_kernels, ["compile"]), (programs.nightmare, ["nightmare"])]:
     for name in names:
         cli.add_command(command, name)
 for command, name in [(detect.detector_test, "test"), (detect.detector_demo, "demo"), (train.train, "train"),
@@ -61,6 +118,9 @@ for command, name in [(classify.classifier_predict, "predict"), (train.train, "t
                       (evaluate.classifier_valid, "valid")]:
     classifier.add_command(command, name)
 export_group.add_command(export.export_onnx, "onnx")
+for command in (programs.generate, programs.valid, programs.train):
+    rnn.add_command(command)
+datasets_group.add_command(datasets.shapes)
 
 
 def main(argv=None):

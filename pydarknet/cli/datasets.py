@@ -5,12 +5,7 @@ from ..config import note
 from .options import CONTEXT, quiet_debug
 
 
-@click.group(context_settings=CONTEXT)
-def datasets():
-    """Write a data set to train on, in darknet's layout."""
-
-
-@datasets.command(context_settings=CONTEXT)
+@click.command(context_settings=CONTEXT)
 @click.argument("folder")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the generator: the same seed, the same files.")

@@ -1,12 +1,8 @@
-"""rnn generate / train / valid, nightmare: darknet's char-RNN and deep-dream programs."""
+"""rnn generate / train / valid (the `rnn` group is in the tree's assembly), nightmare: darknet's char-RNN and
+deep-dream programs."""
 import click
 
 from .options import CONTEXT, common
-
-
-@click.group(context_settings=CONTEXT)
-def rnn():
-    """darknet's `rnn` commands on character models."""
 
 
 def char_options(fn):
@@ -17,7 +13,7 @@ def char_options(fn):
     return fn
 
 
-@rnn.command(context_settings=CONTEXT)
+@click.command(context_settings=CONTEXT)
 @click.argument("cfg")
 @click.argument("weights")
 @char_options
@@ -32,7 +28,7 @@ def generate(cfg, weights, seed, tokens, length, temperature, srand, quiet, debu
     run(cfg, weights, length, seed, temperature, srand, tokens)
 
 
-@rnn.command(context_settings=CONTEXT)
+@click.command(context_settings=CONTEXT)
 @click.argument("cfg")
 @click.argument("weights")
 @click.option("-seed", "seed", default="\n\n", help="Text fed to the network first [two newlines].")
@@ -43,7 +39,7 @@ def valid(cfg, weights, seed, quiet, debug):
     run(cfg, weights, seed)
 
 
-@rnn.command(context_settings=CONTEXT)
+@click.command(context_settings=CONTEXT)
 @click.argument("cfg")
 @click.argument("weights", required=False)
 @click.option("-file", "text_file", default="data/shakespeare.txt", show_default=True, help="The text to learn.")
