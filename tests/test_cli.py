@@ -377,13 +377,30 @@ def test_detector_map_prints_alexeyabs_report(monkeypatch):
     golden = shared_path("golden", "map")
     monkeypatch.chdir(shapes)  # shapes.data's lists are relative to the dataset folder
     result = invoke(["detector", "map", "shapes.data", str(golden / "shapes-tiny.cfg"),
-                     str(golden / "shapes-tiny_final.weights"), "-points", "11", "--json", "-q"])
+                     str(golden / "shapes-tiny_final.weights"), "-points", "11", "-q"])
     assert result.exit_code == 0, result.output
-    *report, summary = result.stdout.splitlines()
     expected = (golden / "alexeyab_map_points11.txt").read_text().splitlines()
     start = expected.index(next(l for l in expected if "calculation mAP" in l))
-    assert [l for l in report if l.strip()] == [l for l in expected[start:] if l.strip()]
-    assert json.loads(summary)["map"] == pytest.approx(0.629505, abs=1e-6)
+    assert [l for l in result.stdout.splitlines() if l.strip()] == [l for l in expected[start:] if l.strip()]
+    result = invoke(["detector", "map", "shapes.data", str(golden / "shapes-tiny.cfg"),
+                     str(golden / "shapes-tiny_final.weights"), "-points", "11", "--json", "-q"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["map"] == pytest.approx(0.629505, abs=1e-6)
+
+
+def test_detector_map_json_is_the_whole_stdout(tmp_path):
+    """With --json, stdout is one JSON document (json.loads of all of it); the report goes to stderr with the rest
+    of the chatter, in view at a terminal, and -q leaves it out."""
+    from pydarknet.datasets import write_shapes
+    data = write_shapes(tmp_path / "shapes", train=1, valid=4)
+    argv = ["detector", "map", str(data), str(ROOT / "cfg/shapes-tiny.cfg"), str(ROOT / "data/shapes-tiny.weights")]
+    code, out, err = run([*argv, "--json"])
+    summary = json.loads(out)
+    assert code == 0 and set(summary) >= {"map", "classes", "precision", "recall"}
+    assert f"mean average precision (mAP@0.50) = {summary['map']:.6f}" in err
+    assert [line for line in err.splitlines() if "average precision" in line] == \
+           [line for line in run(argv)[1].splitlines() if "average precision" in line]
+    code, out, err = run([*argv, "--json", "-q"])
+    assert (code, json.loads(out), err) == (0, summary, "")
 
 
 def test_each_main_call_exits_by_its_own_images(models, images, in_tmp, capsys):

@@ -25,7 +25,8 @@ def evaluation_command(name, *arguments):
 @click.option("-thresh", "thresh", type=float, default=0.25, show_default=True, help="For TP/FP/precision/recall.")
 @click.option("-iou_thresh", "iou_thresh", type=float, default=0.5, show_default=True, help="IoU of a match.")
 @click.option("-letter_box", "-letterbox", "letter_box", is_flag=True, help="Letterbox the images (else as the cfg).")
-@click.option("--json", "as_json", is_flag=True, help="Add a JSON summary line at the end.")
+@click.option("--json", "as_json", is_flag=True,
+              help="stdout is one JSON document, the summary; the report goes to stderr (as chatter: not under -q).")
 def detector_map(files, points, thresh, iou_thresh, letter_box, as_json, dask, darknet, quiet, debug):
     """mAP over valid= (or LIST, a file of image paths) as AlexeyAB's `detector map` prints it; DATA may be a
     .names file when LIST is given."""
@@ -34,9 +35,11 @@ def detector_map(files, points, thresh, iou_thresh, letter_box, as_json, dask, d
     lines, summary = over_valid_list(run_map, files.names, files.cfg, files.weights, dask, darknet, thresh=thresh,
                                      iou_thresh=iou_thresh, points=int(points), letter_box=letter_box,
                                      progress=progress_bar("map"), image_list=files.rest[0] if files.rest else None)
-    print_lines(lines)
-    if as_json:
+    if as_json:   # a pipeline reads the JSON; the report stays in view at a terminal
+        note("\n".join(lines))
         print(json_line(summary))
+    else:
+        print_lines(lines)
 
 
 @evaluation_command("valid")
