@@ -1,6 +1,6 @@
 PYTHON ?= python3
 
-.PHONY: install test bench bench-avx2 demo demo-v4tiny bench-train bench-gpu
+.PHONY: install test bench bench-avx2 demo demo-tiny bench-train bench-gpu
 
 install:
 	$(PYTHON) -m pip install -e '.[test]'
@@ -20,11 +20,11 @@ AVX2 = NUMBA_CPU_NAME=haswell \
 bench-avx2:
 	$(AVX2) $(PYTHON) -m pydarknet.bench
 
-demo:
-	$(PYTHON) -m pydarknet detector test cfg/shapes.data cfg/shapes-tiny.cfg data/shapes-tiny.weights data/shapes.jpg -thresh .25
-
-demo-v4tiny:   # the second demo: the AlexeyAB fork's yolov4-tiny shape (CIoU, mosaic), trained by pydarknet
+demo:          # the AlexeyAB fork's yolov4-tiny shape (CIoU, mosaic), trained by pydarknet: finds the four shapes
 	$(PYTHON) -m pydarknet detector test cfg/shapes.data cfg/shapes-v4tiny.cfg data/shapes-v4tiny.weights data/shapes.jpg
+
+demo-tiny:     # the first demo model, yolov3-tiny's shape: it misses the square of data/shapes.jpg
+	$(PYTHON) -m pydarknet detector test cfg/shapes.data cfg/shapes-tiny.cfg data/shapes-tiny.weights data/shapes.jpg -thresh .25
 
 bench-train:
 	$(PYTHON) -m pydarknet.bench --train

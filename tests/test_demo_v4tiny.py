@@ -1,6 +1,7 @@
-"""The second demo: data/shapes-v4tiny.weights (cfg/shapes-v4tiny.cfg, yolov4-tiny slimmed, CIoU and mosaic), which
-`pydarknet train` trained from scratch on the shapes set (README, Training)."""
+"""The demo (`make demo`): data/shapes-v4tiny.weights (cfg/shapes-v4tiny.cfg, yolov4-tiny slimmed, CIoU and mosaic),
+which `pydarknet train` trained from scratch on the shapes set (README, Training)."""
 import re
+import shlex
 
 import numpy as np
 from click.testing import CliRunner
@@ -29,10 +30,20 @@ def test_shipped_v4tiny_weights_beat_the_first_demo():
     assert MAP_LINE in lines
 
 
-def test_detector_test_finds_the_shapes(tmp_path, monkeypatch):
+def make_command(target):
+    """The arguments after `$(PYTHON) -m pydarknet` of the Makefile's one-line recipe for `target`."""
+    recipe = re.search(rf"^{target}:.*\n\t(.*)$", (ROOT / "Makefile").read_text(), re.M)[1]
+    words = shlex.split(recipe)
+    assert words[:3] == ["$(PYTHON)", "-m", "pydarknet"], recipe
+    return words[3:]
+
+
+def test_the_demo_finds_the_four_shapes(tmp_path, monkeypatch):
+    """`make demo`'s command, its boxes printed (-ext_output), run where its relative cfg/ and data/ paths are
+    found among the shipped files: the circle, both triangles and the square of data/shapes.jpg, each at its
+    place. (cfg/shapes.names has three classes: the fourth shape is the second triangle.)"""
     monkeypatch.chdir(tmp_path)   # predictions.jpg lands here
-    result = CliRunner().invoke(cli, ["detector", "test", str(ROOT / "cfg" / "shapes.data"), str(CFG), str(WEIGHTS),
-                                      str(ROOT / "data" / "shapes.jpg"), "-ext_output", "-dont_show", "-q"])
+    result = CliRunner().invoke(cli, make_command("demo") + ["-ext_output", "-dont_show", "-q"])
     assert result.exit_code == 0, result.output
     found = [(m[1], (int(m[3]), int(m[4]), int(m[5]), int(m[6]))) for m in DETECTION.finditer(result.stdout)]
     assert len(found) == len(SHAPES_JPG), result.stdout

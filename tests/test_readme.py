@@ -79,7 +79,7 @@ def test_quick_start_runs_as_written(shell):
         os.symlink(models / name, shell.cache / name)
     lines = examples("Quick start")
     assert [line for line, _ in lines][:2] == ["make demo      # pydarknet detector test cfg/shapes.data "
-                                               "cfg/shapes-tiny.cfg data/shapes-tiny.weights data/shapes.jpg -thresh .25",
+                                               "cfg/shapes-v4tiny.cfg data/shapes-v4tiny.weights data/shapes.jpg",
                                                "pydarknet download tiny yolov3-tiny"]
     for line, shown in lines:
         proc = succeeds(shell, line)
