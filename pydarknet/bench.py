@@ -1,10 +1,12 @@
 """`make bench`: pydarknet against OpenCV's DNN module (which reads darknet files) on the same inputs, in one run;
-pydarknet --fast and --bf16 against the exported ONNX graphs in ONNX Runtime and OpenVINO (the `peers` lines,
-with each row's GFLOP/s and numpy's float32 matrix product on the same threads as the practical limit).
+pydarknet's modes against OpenCV and the exported ONNX graphs in ONNX Runtime and OpenVINO (the `peers` lines,
+with each row's GFLOP/s and numpy's float32 matrix product on the same threads as the practical limit); it ends
+with a summary of the peers lines: per network, pydarknet's fastest mode on this CPU and its ratio to each peer.
 `make bench-train` (--train): seconds per training iteration (forward + backward + update) of three networks.
 
 Times are medians of repeated runs after warm-up; the ratio is pydarknet / OpenCV (lower is better); a stream's
-figures are images per second over the run's median.
+figures are images per second over the run's median. The official weights come from ../shared/models where that
+reference data is beside the checkout, else from `pydarknet download`'s cache, fetched into it on first use.
 """
 import argparse
 import os
@@ -17,11 +19,15 @@ from pathlib import Path
 import numpy as np
 
 import pydarknet  # noqa: F401  (sets the thread-pool environment before numpy/numba start threads)
-from pydarknet.about import cpu_line
-from pydarknet.errors import install_hint
+from pydarknet import download
+from pydarknet.about import cpu_line, cpu_model
+from pydarknet.errors import DarknetError, install_hint
 from pydarknet.image import letterbox_image, load_image, resize_image, resize_min
 from pydarknet.kernels import products
 from pydarknet.network import Network
+from pydarknet.resources import CHECKOUT, shipped_root
+
+SHARED = CHECKOUT.parent / "shared"   # the reference data, beside a checkout
 
 
 def median_time(fn, runs, warmup=2):
@@ -151,9 +157,11 @@ def matmul_limit(runs):
 
 
 def bench_peers(name, cfg, weights, image, prepare, runs):
-    """pydarknet --fast, --int16 and --bf16 against the exported graph in ONNX Runtime and OpenVINO, in turn on
-    the same input and threads: milliseconds, GFLOP/s of the network's multiply-adds, and the ratios the speed
-    targets are about (--fast to the faster float32 peer, --int16 and --bf16 to OpenVINO's default precision)."""
+    """pydarknet's modes (the exact products, --fast, --int16, --bf16) against OpenCV DNN on the darknet files and
+    the exported graph in ONNX Runtime and OpenVINO, all in turn on the same input and threads: milliseconds,
+    GFLOP/s of the network's multiply-adds, and the ratios the speed targets are about (--fast to the faster
+    float32 peer on the export, --int16 and --bf16 to OpenVINO's default precision). Returns the medians,
+    {label: seconds}, pydarknet's as "pydarknet <mode>": the summary's figures, all from one block of turns."""
     import numba
 
     net = Network(cfg, quiet_unused=True)
@@ -162,7 +170,13 @@ def bench_peers(name, cfg, weights, image, prepare, runs):
     flops = sum(layer.flops() for layer in net.layers)
     threads = numba.get_num_threads()
     runners, missing = session_runners(net, x, threads)
-    ours = {"pydarknet --fast": with_products("fast", lambda: net.forward(x))}
+    opencv = opencv_net(cfg, weights)
+    if opencv is not None:
+        runners = {"opencv dnn": lambda: opencv(x), **runners}
+    else:
+        missing["opencv dnn"] = "needs opencv-python-headless<5 with the dnn module"
+    ours = {"pydarknet exact": with_products("darknet", lambda: net.forward(x)),
+            "pydarknet --fast": with_products("fast", lambda: net.forward(x))}
     for precision in products.REDUCED:
         why = products.reduced_unavailable(precision)
         if why is None:
@@ -182,6 +196,7 @@ def bench_peers(name, cfg, weights, image, prepare, runs):
         print(line, flush=True)
     for label, reason in missing.items():
         print(f"  {label:<28} unavailable: {reason}", flush=True)
+    return times
 
 
 def bench_decode(path, runs):
@@ -337,6 +352,53 @@ def resized_min(im, net):
     return im
 
 
+# The networks timed, by their names in the download table: the row's name and how each prepares an image (as
+# its darknet's detect or classify does: pjreddie's letterbox, the fork's plain resize, the classifier's
+# shorter side).
+NETWORKS = (("yolov3-tiny", "yolov3-tiny", letterboxed), ("tiny", "tiny (Tiny Darknet)", resized_min),
+            ("yolov4-tiny", "yolov4-tiny", plain_resized))
+
+
+def weights_file(name, shared=SHARED, mirror=None):
+    """The official weights called `name` in the download table: ../shared/models' copy where the reference data
+    is there, else the file in `pydarknet download`'s cache, fetched into it first when missing (its progress
+    on stderr, its SHA-256 checked; `mirror`: a base URL serving the file instead). Raises DarknetError when it
+    cannot be fetched."""
+    model = download.model_named(name)
+    copy = Path(shared) / "models" / model.file_name
+    if copy.is_file():
+        return copy
+    if download.cached_file(model.file_name) is None:
+        print(f"downloading {model.file_name} ({download.megabytes(model.size)}) into {download.cache_dir()}",
+              file=sys.stderr, flush=True)
+    return download.download(model, mirror, progress=tenths_shown())[0]
+
+
+def tenths_shown():
+    """A download's progress(done, total): a line on stderr at each tenth of the file."""
+    shown = [0]
+
+    def progress(done, total):
+        if done * 10 // total > shown[0]:
+            shown[0] = done * 10 // total
+            print(f"  {download.megabytes(done)} of {download.megabytes(total)}", file=sys.stderr, flush=True)
+    return progress
+
+
+def fastest_lines(cpu, medians):
+    """The summary that ends `make bench`: per network, pydarknet's fastest mode of those measured and its median
+    time divided by each peer's (below 1: pydarknet is the faster). `medians`: {network: {label: seconds}},
+    pydarknet's modes labelled "pydarknet <mode>", the peers by their own names."""
+    lines = [f"fastest pydarknet mode on {cpu} (the peers rows: its median / each peer's; lower is better):"]
+    for network, times in medians.items():
+        ours = {label.removeprefix("pydarknet "): s for label, s in times.items() if label.startswith("pydarknet ")}
+        mode = min(ours, key=ours.get)
+        peers = [f"{ours[mode] / seconds:.2f}x {label}" for label, seconds in times.items()
+                 if not label.startswith("pydarknet ")]
+        lines.append(f"  {network:<20} {mode:<8} {ours[mode] * 1000:7.1f} ms   {', '.join(peers) or 'no peer ran'}")
+    return lines
+
+
 # -- training ---------------------------------------------------------------------------------------------------
 DARKNET_GOLDEN_TRAIN = 0.226   # s/iteration, darknet (AlexeyAB, CPU) on ../shared/golden/map/shapes-tiny.cfg, 2 cores
 PJREDDIE_GOLDEN_TRAIN = 0.245  # the same with pjreddie's darknet (../shared/README.md)
@@ -403,9 +465,12 @@ def main_train(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--shared", default=Path(__file__).resolve().parent.parent.parent / "shared", type=Path,
-                        help="the shared reference data (models/, images/)")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", default=SHARED, type=Path,
+                        help="the shared reference data, used where present: its models/ (else the download "
+                             "cache's) and golden/map/shapes-tiny.cfg (darknet's training figure)")
+    parser.add_argument("--mirror", metavar="BASE_URL", default=None,
+                        help="fetch missing weights from BASE_URL/<file name> (as `pydarknet download --mirror`)")
     parser.add_argument("--runs", type=int, default=None, help="timed runs per case (default 15, training 7)")
     parser.add_argument("--train", action="store_true", help="time training iterations instead (make bench-train)")
     args = parser.parse_args(argv)
@@ -413,33 +478,28 @@ def main(argv=None):
         args.runs = args.runs or 7
         return main_train(args)
     args.runs = args.runs or 15
-    models, images = args.shared / "models", args.shared / "images"
-    if not (models / "yolov3-tiny.weights").exists():
-        print(f"bench: needs {models}/yolov3-tiny.weights and tiny.weights (the shared reference data)",
-              file=sys.stderr)
+    try:
+        weights = {name: weights_file(name, args.shared, args.mirror) for name, _, _ in NETWORKS}
+    except DarknetError as e:
+        print(f"pydarknet: error: {e}", file=sys.stderr)
         return 1
-    cfg = Path(__file__).resolve().parent.parent / "cfg"
-    cfg = cfg if (cfg / "yolov3-tiny.cfg").exists() else args.shared / "cfg"
+    cfg, images = shipped_root() / "cfg", shipped_root() / "data"
     dog = images / "dog.jpg"
     print(cpu_line(), flush=True)
-    bench_forward("yolov3-tiny", cfg / "yolov3-tiny.cfg", models / "yolov3-tiny.weights", dog, letterboxed, args.runs)
-    bench_forward("tiny (Tiny Darknet)", cfg / "tiny.cfg", models / "tiny.weights", dog, resized_min, args.runs)
-    if (models / "yolov4-tiny.weights").exists():   # the AlexeyAB fork's detect: plain resize
-        bench_forward("yolov4-tiny", cfg / "yolov4-tiny.cfg", models / "yolov4-tiny.weights", dog, plain_resized,
-                      args.runs)
-    bench_peers("yolov3-tiny", cfg / "yolov3-tiny.cfg", models / "yolov3-tiny.weights", dog, letterboxed, args.runs)
-    bench_peers("tiny (Tiny Darknet)", cfg / "tiny.cfg", models / "tiny.weights", dog, resized_min, args.runs)
-    if (models / "yolov4-tiny.weights").exists():
-        bench_peers("yolov4-tiny", cfg / "yolov4-tiny.cfg", models / "yolov4-tiny.weights", dog, plain_resized,
-                    args.runs)
+    for name, label, prepare in NETWORKS:
+        bench_forward(label, cfg / f"{name}.cfg", weights[name], dog, prepare, args.runs)
+    medians = {label: bench_peers(label, cfg / f"{name}.cfg", weights[name], dog, prepare, args.runs)
+               for name, label, prepare in NETWORKS}
     print(f"numpy float32 matmul 2048^3: {matmul_limit(args.runs):.0f} GFLOP/s", flush=True)
+    yolo = cfg / "yolov3-tiny.cfg", weights["yolov3-tiny"]
     samples = [images / name for name in ("dog.jpg", "person.jpg", "eagle.jpg")]
-    bench_stream("yolov3-tiny", cfg / "yolov3-tiny.cfg", models / "yolov3-tiny.weights", samples, min(args.runs, 5))
-    bench_dask("yolov3-tiny", cfg / "yolov3-tiny.cfg", models / "yolov3-tiny.weights", samples, min(args.runs, 5))
+    bench_stream("yolov3-tiny", *yolo, samples, min(args.runs, 5))
+    bench_dask("yolov3-tiny", *yolo, samples, min(args.runs, 5))
     with tempfile.TemporaryDirectory() as folder:
         bench_decode(dog, max(args.runs, 30))
         bench_decode(big_jpeg(dog, folder), max(args.runs, 30))
-        bench_detect_command(cfg / "yolov3-tiny.cfg", models / "yolov3-tiny.weights", dog, 5, folder)
+        bench_detect_command(*yolo, dog, 5, folder)
+    print("\n".join(fastest_lines(cpu_model(), medians)), flush=True)
     return 0
 
 

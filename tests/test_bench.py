@@ -70,9 +70,115 @@ def test_peers_lines_name_each_runtime_with_its_speed(capsys):
     gflop = sum(layer.flops() for layer in Network(cfg, quiet_unused=True).layers) / 1e9
     assert out[0] == f"peers shapes-tiny 160x160, {gflop:.2f} GFLOP, {numba.get_num_threads()} threads"
     rows = {line[2:30].strip(): line[30:] for line in out[1:]}
-    assert {"pydarknet --fast", "pydarknet --int16", "pydarknet --bf16", "onnxruntime f32"} <= set(rows)
+    assert {"pydarknet exact", "pydarknet --fast", "pydarknet --int16", "pydarknet --bf16", "opencv dnn",
+            "onnxruntime f32"} <= set(rows)
     for label, rest in rows.items():
         assert re.fullmatch(r" +\d+\.\d ms +\d+ GFLOP/s.*| unavailable: .+", rest), (label, rest)
     assert re.search(r"GFLOP/s +\d+\.\d\dx the faster float32 peer$", rows["pydarknet --fast"])
     assert ("unavailable" in rows["pydarknet --bf16"]) == (amx.unavailable() is not None)
     assert ("unavailable" in rows["pydarknet --int16"]) == (int16.unavailable() is not None)
+
+
+# -- the official weights, from a fresh clone (no ../shared) ----------------------------------------------------
+def saved_weights(cfg, path):
+    """Weights of the cfg's shape (random, seed 0) written to `path`: a stand-in for the official file."""
+    from pydarknet.network import Network
+    from pydarknet.weights import save_weights
+    net = Network(cfg, quiet_unused=True)
+    net.initialize(0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_weights(net, path)
+    return path
+
+
+def test_weights_come_from_the_download_cache_without_shared(tmp_path, monkeypatch):
+    """No ../shared: the file `pydarknet download` put in its cache; with ../shared: its models/ copy, as before."""
+    monkeypatch.setenv("PYDARKNET_HOME", str(tmp_path / "cache"))
+    cached = tmp_path / "cache" / "yolov3-tiny.weights"
+    cached.parent.mkdir()
+    cached.write_bytes(b"cached")
+    assert bench.weights_file("yolov3-tiny", shared=tmp_path / "no-shared") == cached
+    shared = tmp_path / "shared"
+    (shared / "models").mkdir(parents=True)
+    (shared / "models" / "yolov3-tiny.weights").write_bytes(b"shared")
+    assert bench.weights_file("yolov3-tiny", shared=shared) == shared / "models" / "yolov3-tiny.weights"
+
+
+def test_missing_weights_are_downloaded_with_progress_and_checksum(tmp_path, monkeypatch, capsys):
+    """The first use fetches the file into the cache (here from a local server, as `--mirror`), showing its
+    progress, and keeps it only when its SHA-256 is the published one."""
+    import functools
+    import http.server
+    import threading
+
+    from conftest import shared_path
+    from pydarknet import download
+    models = shared_path("models", "tiny.weights").parent
+    monkeypatch.setenv("PYDARKNET_HOME", str(tmp_path / "cache"))
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):   # no request lines on stderr
+            pass
+    handler = functools.partial(Quiet, directory=str(models))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            path = bench.weights_file("tiny", shared=tmp_path / "no-shared",
+                                      mirror=f"http://127.0.0.1:{server.server_address[1]}")
+        finally:
+            server.shutdown()
+    assert path == tmp_path / "cache" / "tiny.weights"
+    assert download.sha256_of(path) == download.MODELS["tiny"].sha256
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"downloading tiny.weights (4.2 MB) into {tmp_path / 'cache'}"
+    assert len(err) == 11 and err[-1] == "  4.2 MB of 4.2 MB"   # a line at each tenth
+
+
+def run_without_shared(tmp_path, *argv):
+    """A tool run in a process with an empty download cache, no ../shared, and a mirror that refuses connections
+    (port 9 on the loopback: no network)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    env = {**__import__("os").environ, "PYDARKNET_HOME": str(tmp_path / "cache")}
+    return subprocess.run([sys.executable, *map(str, argv), "--shared", tmp_path / "no-shared", "--mirror",
+                           "http://127.0.0.1:9"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_bench_without_weights_nor_network_is_one_error_line(tmp_path):
+    proc = run_without_shared(tmp_path, "-m", "pydarknet.bench")
+    assert proc.returncode == 1 and proc.stdout == ""
+    announce, error = proc.stderr.splitlines()
+    assert announce.startswith("downloading yolov3-tiny.weights (35.4 MB) into ")
+    assert error.startswith("pydarknet: error: http://127.0.0.1:9/yolov3-tiny.weights: ")
+    assert "--mirror BASE_URL" in error and f"copy yolov3-tiny.weights into {tmp_path / 'cache'}" in error
+
+
+def test_profile_forward_without_weights_nor_network_is_one_error_line(tmp_path):
+    proc = run_without_shared(tmp_path, "tools/profile_forward.py", "tiny")
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.splitlines()[-1].startswith("pydarknet: error: http://127.0.0.1:9/tiny.weights: ")
+    assert "Traceback" not in proc.stderr
+
+
+def test_profile_forward_finds_the_cached_weights_without_shared(tmp_path):
+    """The per-layer table of Tiny Darknet, its weights in the download cache only."""
+    from conftest import ROOT
+    saved_weights(ROOT / "cfg" / "tiny.cfg", tmp_path / "cache" / "tiny.weights")
+    proc = run_without_shared(tmp_path, "tools/profile_forward.py", "tiny", "--layers", "--runs", "1")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[1] == "== tiny" and lines[-1].startswith("total ") and "Traceback" not in proc.stderr
+
+
+# -- the summary: pydarknet's fastest mode against each peer -----------------------------------------------------
+def test_fastest_lines_name_the_fastest_mode_and_its_ratio_to_each_peer():
+    medians = {"yolov3-tiny": {"pydarknet exact": 0.020, "pydarknet --fast": 0.015, "opencv dnn": 0.024,
+                               "pydarknet --int16": 0.012, "pydarknet --bf16": 0.010, "onnxruntime f32": 0.016,
+                               "openvino f32": 0.020, "openvino default (bf16)": 0.008},
+               "tiny (Tiny Darknet)": {"pydarknet exact": 0.007, "pydarknet --fast": 0.006}}
+    assert bench.fastest_lines("Some CPU", medians) == [
+        "fastest pydarknet mode on Some CPU (the peers rows: its median / each peer's; lower is better):",
+        "  yolov3-tiny          --bf16      10.0 ms   0.42x opencv dnn, 0.62x onnxruntime f32, 0.50x openvino f32, "
+        "1.25x openvino default (bf16)",
+        "  tiny (Tiny Darknet)  --fast       6.0 ms   no peer ran"]

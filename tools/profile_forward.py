@@ -2,6 +2,9 @@
 
     python3 tools/profile_forward.py [yolov3-tiny|yolov4-tiny|tiny ...] [--runs N]
 
+The weights come from ../shared/models where the reference data is beside the checkout, else from `pydarknet
+download`'s cache, fetched into it on first use (as `make bench`'s).
+
 Part 1: every convolution's product (filters x k by k x output positions), pydarknet's exact kernel and numpy's
 matmul (OpenBLAS) in turn, medians and their ratio. Part 2: each layer's forward time (median), split
 into the product and the rest for convolutions, and the forward's total outside the products.
@@ -20,13 +23,13 @@ if "--threads" in sys.argv:   # before numpy and Numba start their pools: both p
 import pydarknet  # noqa: F401,I001  (the thread pools' environment, before numpy starts OpenBLAS's)
 import numpy as np
 from pydarknet.about import cpu_line
+from pydarknet.bench import SHARED, weights_file
+from pydarknet.errors import DarknetError
 from pydarknet.kernels import products
 from pydarknet.kernels.gemm import sgemm_darknet
 from pydarknet.network import Network
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-NETS = {"yolov3-tiny": 416, "yolov4-tiny": 416, "tiny": 224}
 
 
 def medians(fns, runs, rounds=3):
@@ -118,19 +121,27 @@ def main():
     parser.add_argument("--threads", type=int, help="threads of both pools (a loaded machine: 1 compares per core)")
     parser.add_argument("--layers", action="store_true", help="only the per-layer forward table")
     parser.add_argument("--products", action="store_true", help="only the product table")
+    parser.add_argument("--shared", type=Path, default=SHARED, help="the shared reference data, used where present")
+    parser.add_argument("--mirror", metavar="BASE_URL", help="fetch missing weights from BASE_URL/<file name>")
     args = parser.parse_args()
+    try:
+        weights = {name: weights_file(name, args.shared, args.mirror) for name in args.nets}
+    except DarknetError as e:
+        print(f"pydarknet: error: {e}", file=sys.stderr)
+        return 1
     import numba
     print(cpu_line(), f"products: {products.backend()}, {numba.get_num_threads()} threads")
     for name in args.nets:
         net = Network(ROOT / "cfg" / f"{name}.cfg", quiet_unused=True)
-        net.load(SHARED / "models" / f"{name}.weights")
+        net.load(weights[name])
         print(f"== {name}")
         if not args.layers:
             product_table(net, args.runs)
         if not args.products:
             x = np.random.default_rng(1).random((1,) + net.input_shape, dtype=np.float32)
             layer_table(net, x, args.runs)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
