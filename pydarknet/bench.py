@@ -2,14 +2,16 @@
 pydarknet's modes against OpenCV and the exported ONNX graphs in ONNX Runtime and OpenVINO (the `peers` lines,
 with each row's GFLOP/s and numpy's float32 matrix product on the same threads as the practical limit); it ends
 with a summary of the peers lines: per network, pydarknet's fastest mode on this CPU and its ratio to each peer.
-`make bench-train` (--train): seconds per training iteration (forward + backward + update) of three networks.
+`make bench-train` (--train): seconds per training iteration as `pydarknet train` prints them, of three networks.
 
 Times are medians of repeated runs after warm-up; the ratio is pydarknet / OpenCV (lower is better); a stream's
 figures are images per second over the run's median. The official weights come from ../shared/models where that
 reference data is beside the checkout, else from `pydarknet download`'s cache, fetched into it on first use.
 """
 import argparse
+import io
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -400,44 +402,56 @@ def fastest_lines(cpu, medians):
 
 
 # -- training ---------------------------------------------------------------------------------------------------
-DARKNET_GOLDEN_TRAIN = 0.226   # s/iteration, darknet (AlexeyAB, CPU) on ../shared/golden/map/shapes-tiny.cfg, 2 cores
+DARKNET_GOLDEN_TRAIN = 0.226   # s/iteration as darknet (AlexeyAB, CPU) printed it, golden/map/shapes-tiny.cfg, 2 cores
 PJREDDIE_GOLDEN_TRAIN = 0.245  # the same with pjreddie's darknet (../shared/README.md)
+TRAIN_IMAGES = 64              # the set `pydarknet datasets shapes` makes for the runs, shorter than its default
+# Iterations left out before the timed ones: a cold cache compiles the kernels in the first (a minute) and the
+# fourth (a second), and the loader's threads fill their queue.
+SETTLE = 5
+ITERATION_LINE = re.compile(r"^\d+: .*, ([\d.]+) seconds, \d+ images$")   # what `train` prints per iteration
 
 
-def with_batch(cfg_path, batch, folder):
-    """A copy of the cfg whose [net] says batch=`batch`, subdivisions=1 (training one batch per iteration)."""
-    import re
+def fixed_copy(cfg_path, batch, folder):
+    """A copy of the cfg whose [net] says batch=`batch`, subdivisions=1 (one batch per iteration), and with
+    random=0 (trained at the cfg's size throughout, the size the row names)."""
     text = Path(cfg_path).read_text()
     net_end = re.search(r"^\[(?!net\])", text, re.M).start()
     head, rest = text[:net_end], text[net_end:]
     head = re.sub(r"^\s*(batch|subdivisions)\s*=.*$", "", head, flags=re.M)
     head = head.replace("[net]", f"[net]\nbatch={batch}\nsubdivisions=1", 1)
+    rest = re.sub(r"^\s*random\s*=.*$", "random=0", rest, flags=re.M)
     path = Path(folder) / Path(cfg_path).name
     path.write_text(head + rest)
     return path
 
 
-def random_batch(net, seed=0):
-    """Random images and, for detectors, three random boxes per image (classes 0-2) in darknet's truth rows."""
-    rng = np.random.default_rng(seed)
-    x = rng.random((net.batch, net.c, net.h, net.w), dtype=np.float32)
-    y = np.zeros((net.batch, 90, 5), np.float32)
-    for row in y:
-        row[:3, 0:2] = rng.uniform(0.2, 0.8, (3, 2))
-        row[:3, 2:4] = rng.uniform(0.05, 0.4, (3, 2))
-        row[:3, 4] = rng.integers(0, 3, 3)
-    return x, y
+def train_run(data, cfg, iterations, folder):
+    """Run `pydarknet train`'s loop (train.run.TrainingRun: its loader threads, its step, its printed line) for
+    `iterations`: the seconds each iteration's line printed, the seconds of each one's step (forward, backward,
+    update) alone, and the network."""
+    from .train.run import TrainingRun
+    printed = io.StringIO()
+    run = TrainingRun(data, cfg, backup=Path(folder) / "backup", chart=False, out=printed, max_batches=iterations)
+    run.net.quiet = True
+    step, steps = run.train_step, []
+
+    def timed_step(x, y):
+        start = time.perf_counter()
+        loss = step(x, y)
+        steps.append(time.perf_counter() - start)
+        return loss
+    run.train_step = timed_step
+    run.run()
+    lines = [float(m[1]) for m in map(ITERATION_LINE.match, printed.getvalue().splitlines()) if m]
+    return lines, steps, run.net
 
 
-def bench_train(name, cfg, runs, reference=None):
-    from .train.step import train_network
-    net = Network(cfg, quiet_unused=True)
-    net.initialize(0)
-    net.quiet = True
-    x, y = random_batch(net)
-    seconds = median_time(lambda: train_network(net, x, y), runs)
-    line = (f"train {name:<34} batch {net.batch:3d}  {seconds:7.3f} s/iteration  "
-            f"{net.batch / seconds:7.1f} images/s")
+def bench_train(name, data, cfg, runs, folder, reference=None):
+    """The median of what `train` prints per iteration, and of the steps alone, after the first SETTLE."""
+    printed, steps, net = train_run(data, cfg, SETTLE + runs, folder)
+    seconds, step = statistics.median(printed[SETTLE:]), statistics.median(steps[SETTLE:])
+    line = (f"train {name:<34} batch {net.batch:3d}  {seconds:6.3f} s/iteration (step {step:.3f})  "
+            f"{net.batch / seconds:6.1f} images/s")
     if reference:
         line += "   " + reference(seconds)
     print(line, flush=True)
@@ -445,22 +459,28 @@ def bench_train(name, cfg, runs, reference=None):
 
 def main_train(args):
     import numba
-    from .kernels import products
-    root = Path(__file__).resolve().parent.parent
-    print(f"training: forward + backward + update of one batch (random images and boxes); products: "
-          f"{products.backend()}; {numba.get_num_threads()} Numba threads; median of {args.runs}", flush=True)
+
+    from .config import chatter
+    from .datasets import write_shapes
+    print(f"training: seconds per iteration as `pydarknet train` prints them (the wait for its loader's next batch, "
+          f"forward, backward, update), median of iterations {SETTLE + 1}-{SETTLE + args.runs} (the first {SETTLE} "
+          f"compile and fill the loader)\n  step: forward + backward + update alone in the same iterations; "
+          f"{TRAIN_IMAGES} images of `pydarknet datasets shapes`; products: {products.backend()}; "
+          f"{numba.get_num_threads()} Numba threads", flush=True)
+    chatter["quiet"] = True   # the runs' notes (the weights saved at the end) are not the bench's
     with tempfile.TemporaryDirectory() as folder:
-        bench_train("cfg/shapes-tiny.cfg 160x160", root / "cfg" / "shapes-tiny.cfg", args.runs)
-        cfg = root / "cfg" / "yolov3-tiny.cfg"
-        cfg = cfg if cfg.exists() else args.shared / "cfg" / "yolov3-tiny.cfg"
-        bench_train("yolov3-tiny 416x416", with_batch(cfg, 8, folder), args.runs)
+        data = write_shapes(Path(folder) / "shapes", train=TRAIN_IMAGES, valid=0)
+        cfg = shipped_root() / "cfg"
+        bench_train("cfg/shapes-tiny.cfg 160x160", data, cfg / "shapes-tiny.cfg", args.runs, folder)
+        bench_train("yolov3-tiny 416x416", data, fixed_copy(cfg / "yolov3-tiny.cfg", 8, folder), args.runs, folder)
         golden = args.shared / "golden" / "map" / "shapes-tiny.cfg"
         if golden.exists():
-            bench_train("golden/map/shapes-tiny.cfg 160x160", golden, args.runs,
+            bench_train("golden/map/shapes-tiny.cfg 160x160", data, golden, args.runs, folder,
                         lambda s: f"darknet {DARKNET_GOLDEN_TRAIN:.3f} s (pjreddie {PJREDDIE_GOLDEN_TRAIN:.3f}): "
                                   f"ratio {s / DARKNET_GOLDEN_TRAIN:4.2f}x")
         else:
-            print(f"bench: {golden} not found (the shared reference data), skipped", file=sys.stderr)
+            print(f"bench: {golden} not found (the shared reference data: darknet's figure is for that cfg), skipped",
+                  file=sys.stderr)
     return 0
 
 
@@ -471,11 +491,11 @@ def main(argv=None):
                              "cache's) and golden/map/shapes-tiny.cfg (darknet's training figure)")
     parser.add_argument("--mirror", metavar="BASE_URL", default=None,
                         help="fetch missing weights from BASE_URL/<file name> (as `pydarknet download --mirror`)")
-    parser.add_argument("--runs", type=int, default=None, help="timed runs per case (default 15, training 7)")
+    parser.add_argument("--runs", type=int, default=None, help="timed runs per case (default 15, training 10)")
     parser.add_argument("--train", action="store_true", help="time training iterations instead (make bench-train)")
     args = parser.parse_args(argv)
     if args.train:
-        args.runs = args.runs or 7
+        args.runs = args.runs or 10
         return main_train(args)
     args.runs = args.runs or 15
     try:

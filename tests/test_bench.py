@@ -182,3 +182,23 @@ def test_fastest_lines_name_the_fastest_mode_and_its_ratio_to_each_peer():
         "  yolov3-tiny          --bf16      10.0 ms   0.42x opencv dnn, 0.62x onnxruntime f32, 0.50x openvino f32, "
         "1.25x openvino default (bf16)",
         "  tiny (Tiny Darknet)  --fast       6.0 ms   no peer ran"]
+
+
+# -- training: what `pydarknet train` prints ------------------------------------------------------------------------
+def test_the_training_figure_is_what_train_prints(tmp_path):
+    """train_run runs `train`'s loop and reads the seconds of its printed lines, each of which includes the
+    iteration's step (timed alone beside it)."""
+    from conftest import ROOT
+    from pydarknet.datasets import write_shapes
+    data = write_shapes(tmp_path / "shapes", train=16, valid=0)
+    printed, steps, net = bench.train_run(data, ROOT / "cfg" / "shapes-tiny.cfg", 3, tmp_path)
+    assert len(printed) == len(steps) == 3 and net.batch == 16
+    assert all(0 < step <= line + 1e-3 for step, line in zip(steps, printed))   # the line: time.time(), 6 decimals
+
+
+def test_fixed_copy_trains_one_batch_at_the_cfg_size(tmp_path):
+    from conftest import ROOT
+    from pydarknet.network import Network
+    net = Network(bench.fixed_copy(ROOT / "cfg" / "yolov3-tiny.cfg", 8, tmp_path), quiet_unused=True)
+    assert (net.batch, net.subdivisions, net.w, net.h) == (8, 1, 416, 416)
+    assert [layer.random for layer in net.layers if layer.type == "yolo"] == [0, 0]
