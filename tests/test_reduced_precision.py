@@ -1,11 +1,14 @@
-"""The reduced-precision products: --bf16 (convolutions on the AMX tiles in bfloat16 with float32 sums) and --int16
-(in 12-bit integers with int32 sums, two int16 products per instruction). Their kernels must compute exactly the
-products of the rounded operands (within float32 summation); the detectors must keep their answers: every
-detection of the exact path found again with the same class, its probability within .02 and its box within .01
-(relative coordinates), and the demo models' mAP within half a point, as the README promises.
+"""The reduced-precision products: --bf16 (convolutions in bfloat16 with float32 sums, on the AMX tiles or, where
+there are none, with AVX-512's vdpbf16ps) and --int16 (in 12-bit integers with int32 sums, two int16 products per
+instruction). Their kernels must compute exactly the products of the rounded operands (within float32 summation);
+the detectors must keep their answers: every detection of the exact path found again with the same class, its
+probability within .02 and its box within .01 (relative coordinates), and the demo models' mAP within half a
+point, as the README promises.
 
 --int16 is tested on every x86-64 CPU with AVX2: without VNNI its kernels multiply with pmaddwd and add apart,
-where VNNI's vpdpwssd does both, with the same integer sums."""
+where VNNI's vpdpwssd does both, with the same integer sums. The vdpbf16ps path ("dpbf16ps" below: --bf16 with the
+tiles left unused, as PYDARKNET_AMX=off does) runs where the CPU has avx512_bf16, with or without AMX; its words'
+rounding and layout are checked on every CPU, in numpy against an emulation of the instruction."""
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +18,7 @@ from conftest import SHARED, shared_path
 from golden import read_dets, run_case
 from pydarknet.detect import network_detections, network_nms
 from pydarknet.image import letterbox_image, load_image, resize_image
-from pydarknet.kernels import amx, int16, products
+from pydarknet.kernels import amx, bf16, int16, products
 from pydarknet.kernels.conv import im2col_batch
 from pydarknet.network import Network
 from test_detect_golden import image_size
@@ -23,18 +26,29 @@ from test_detect_golden import image_size
 ROOT = Path(__file__).resolve().parent.parent
 needs_amx = pytest.mark.skipif(amx.unavailable() is not None, reason=f"no AMX here: {amx.unavailable()}")
 needs_pmaddwd = pytest.mark.skipif(int16.uncompilable() is not None, reason=f"{int16.uncompilable()}")
+needs_dpbf16ps = pytest.mark.skipif(bf16.unavailable() is not None, reason=f"no vdpbf16ps: {bf16.unavailable()}")
 PROB, BOX = .02, .01   # the README's promise for --bf16 and --int16 against the exact path
-PRECISIONS = [pytest.param("int16", marks=needs_pmaddwd), pytest.param("bf16", marks=needs_amx)]
+PRECISIONS = [pytest.param("int16", marks=needs_pmaddwd), pytest.param("bf16", marks=needs_amx),
+              pytest.param("dpbf16ps", marks=needs_dpbf16ps)]
+AMX_UNAVAILABLE = amx.unavailable
+
+
+def use_products(name, monkeypatch):
+    """Set the products "darknet", "int16", "bf16" (on the AMX tiles where they run) or "dpbf16ps" (--bf16 with the
+    tiles left unused, as PYDARKNET_AMX=off); returns the backend's name."""
+    monkeypatch.setattr(amx, "unavailable", (lambda: "PYDARKNET_AMX=off") if name == "dpbf16ps" else AMX_UNAVAILABLE)
+    products.set_backend("bf16" if name == "dpbf16ps" else name)
+    return products.backend()
 
 
 @pytest.fixture
 def reduced(request, monkeypatch):
-    """The products of request.param ("int16" or "bf16") for the test; int16's kernels where the CPU has no VNNI
-    too (see the module's docstring)."""
+    """The products of request.param ("int16", "bf16" or "dpbf16ps") for the test; int16's kernels where the CPU
+    has no VNNI too (see the module's docstring). Yields the backend's name ("int16" or "bf16")."""
     if request.param == "int16":
         monkeypatch.setattr(int16, "unavailable", lambda: None)
-    previous = products.set_backend(request.param)
-    yield request.param
+    previous = products.backend()
+    yield use_products(request.param, monkeypatch)
     products.set_backend(previous)
 
 
@@ -85,33 +99,248 @@ def test_amx_convolution_is_the_product_of_the_rounded_operands(bf16_products, c
     assert np.abs(out - expected).max() <= 2e-6 * np.abs(expected).max()
 
 
-def test_few_channels_and_groups_keep_the_fast_products(bf16_products):
-    """The first layers (3 to 31 channels: the tiles' k would be mostly padding, and Yolo-Fastest's small layers
-    lose too much precision), 1 x 1 ones under 128 channels, strided ones under 64 channels (their
+def bf16_halves(words):
+    """uint32 words of two bf16 -> (..., 2) float32: [..., 0] the low half (the even channel), [..., 1] the high."""
+    halves = np.ascontiguousarray(words, np.uint32).view(np.uint16).reshape(words.shape + (2,))   # little-endian
+    return (halves.astype(np.uint32) << 16).view(np.float32)
+
+
+def paired(a):
+    """a (count, c, n) float32 rounded to bf16 and paired as the words hold them: (count, pairs, n, 2), a zero
+    channel after an odd count."""
+    count, c, n = a.shape
+    rounded = np.zeros((count, c + c % 2, n), np.float32)
+    rounded[:, :c] = bf16_round(a)
+    return rounded.reshape(count, -1, 2, n).transpose(0, 1, 3, 2)
+
+
+def dpbf16ps_emulated(a, b):
+    """Intel's definition of the chains that gemm's register tiles run with vdpbf16ps: out[i, j] from 0, for each
+    word k in order, + a[i, k].odd * b[k, j].odd then + a[i, k].even * b[k, j].even, each sum rounded to float32
+    (to nearest-even), bf16 denormals read as zero and denormal sums written as zero (DAZ and FTZ, whatever MXCSR
+    says). a (m, K) and b (K, n) uint32 words."""
+    tiny = np.finfo(np.float32).tiny
+    A, B = (np.where(np.abs(h) < tiny, np.float32(0), h) for h in (bf16_halves(a), bf16_halves(b)))
+    out = np.zeros((a.shape[0], b.shape[1]), np.float32)
+    for k in range(a.shape[1]):
+        for parity in (1, 0):
+            out += np.outer(A[:, k, parity], B[k, :, parity])   # a product of two bf16 is exact in float32
+            out[np.abs(out) < tiny] = 0
+    return out
+
+
+def word_columns(words, size, stride, pad, dilation, out_h, out_w):
+    """im2col of a word image (pairs, h, w): the B of gemm's tiles, (pairs*size*size, out_h*out_w) uint32 (im2col
+    only copies, so its float32 kernel moves the words' bits unchanged; its padding is 0, two bf16 zeros)."""
+    pairs = words.shape[0]
+    cols = np.empty((1, pairs * size * size, out_h * out_w), np.float32)
+    im2col_batch(words.view(np.float32)[None], 0, pairs, size, stride, pad, cols, False, dilation)
+    return cols[0].view(np.uint32)
+
+
+@pytest.mark.parametrize("channels,size", [(32, 3), (33, 3), (64, 1), (7, 5)])
+def test_bf16_words_are_pairs_of_rounded_channels(channels, size):
+    """kernels/bf16.py's rounding and layout against numpy's, on every CPU: the weights (filters, channel pairs, ky,
+    kx) and the image (channel pairs, h, w), the even channel in the low half, to nearest bf16 (ties to even:
+    the same rounding as the AMX kernels'); the emulated products of the words are those of the rounded operands."""
+    rng = np.random.default_rng(channels)
+    filters, h, w = 9, 11, 13
+    weights = rng.standard_normal((filters, channels * size * size), dtype=np.float32)
+    weights[0, :4] = [1 + 2 ** -8, 1 + 3 * 2 ** -8, -(1 + 2 ** -8), 1 + 2 ** -9]   # ties go to the even mantissa
+    a = bf16.pack_weights(weights, channels, size)
+    expected = paired(weights.reshape(filters, channels, size * size)).reshape(filters, -1, size * size, 2)
+    assert a.dtype == np.uint32 and a.shape == (filters, (channels + 1) // 2 * size * size)
+    assert np.array_equal(bf16_halves(a).reshape(expected.shape), expected)
+    assert np.array_equal(bf16_round(weights[0, :4]), [1, 1 + 2 ** -6, -1, 1])
+    x = rng.standard_normal((channels, h, w), dtype=np.float32)
+    words = np.full(((channels + 1) // 2, h, w), 0xFFFFFFFF, np.uint32)
+    bf16.image_words(x, words)
+    assert np.array_equal(bf16_halves(words), paired(x.reshape(1, channels, h * w))[0].reshape(-1, h, w, 2))
+    stride, pad = 2, size // 2
+    out_h, out_w = (h + 2 * pad - size) // stride + 1, (w + 2 * pad - size) // stride + 1
+    products_of_words = dpbf16ps_emulated(a, word_columns(words, size, stride, pad, 1, out_h, out_w))
+    expected = reference(weights, x, size, stride, pad, 1, out_h, out_w)
+    assert np.abs(products_of_words - expected).max() <= 1e-5 * np.abs(expected).max()
+
+
+def test_bf16_winograd_words_are_the_rounded_transforms():
+    """F(2x2)'s U per position in the weights' words, and V's words by round_pairs over every position at once."""
+    from pydarknet.kernels.winograd import transform_weights
+    rng = np.random.default_rng(5)
+    weights = rng.standard_normal((6, 33 * 9), dtype=np.float32)
+    a = bf16.pack_winograd_weights(weights, 33)
+    u = transform_weights(weights, 33, 2)
+    assert a.shape == (16, 6, 17)
+    assert np.array_equal(bf16_halves(a), paired(u.transpose(0, 2, 1)).transpose(0, 2, 1, 3))   # (16, 6, 17, 2)
+    v = rng.standard_normal((16, 33, 50), dtype=np.float32)
+    words = np.empty((16, 17, 50), np.uint32)
+    bf16.round_pairs(v, words)
+    assert np.array_equal(bf16_halves(words), paired(v))
+
+
+# The kernel against the emulation: within 1e-6 of the largest output. On the Sapphire Rapids Xeon here they agree
+# bit for bit: Intel defines each step as two float32 sums, the odd pair's product first, and the chains run over k
+# in order. AMD's manuals do not spell out the order within a pair; another order or one rounding of the pair's sum
+# moves each step by at most half a float32 step of the running sum.
+DPBF16PS_TOLERANCE = 1e-6
+
+
+@needs_dpbf16ps
+@pytest.mark.parametrize("channels,h,w,filters,size,stride,pad,dilation", [
+    (64, 26, 26, 128, 3, 1, 1, 1), (33, 13, 17, 40, 3, 1, 1, 1), (32, 9, 7, 5, 1, 1, 0, 1),
+    (128, 5, 40, 255, 1, 1, 0, 1), (64, 19, 21, 64, 3, 2, 1, 1), (65, 52, 52, 40, 3, 2, 1, 1),
+    (64, 16, 16, 24, 3, 1, 2, 2), (32, 11, 11, 16, 5, 1, 2, 1), (600, 13, 13, 64, 3, 1, 1, 1)])
+def test_dpbf16ps_convolution_is_the_emulated_instruction(channels, h, w, filters, size, stride, pad, dilation):
+    """The direct products on bf16 words through gemm's drivers (conv_direct for small weights, the packed columns
+    with several k blocks for 600 channels, the flat 1 x 1 product; odd channel counts, strides, dilations, cut
+    tiles) against dpbf16ps_emulated (see DPBF16PS_TOLERANCE), and within float32 summation of the float64 product
+    of the rounded operands."""
+    rng = np.random.default_rng(channels * h + filters)
+    x = rng.standard_normal((channels, h, w), dtype=np.float32)
+    weights = rng.standard_normal((filters, channels * size * size), dtype=np.float32)
+    out_h = (h + 2 * pad - dilation * (size - 1) - 1) // stride + 1
+    out_w = (w + 2 * pad - dilation * (size - 1) - 1) // stride + 1
+    a = products.pack_bf16(weights, channels, size, "direct")
+    out = np.full((filters, out_h * out_w), np.nan, np.float32)
+    kept = {}
+    products.conv_bf16(a, "direct", filters, x, size, stride, pad, dilation, out_h, out_w, out,
+                       lambda name, shape, dtype: kept.setdefault(name, amx.aligned_zeros(shape, dtype)))
+    emulated = dpbf16ps_emulated(a, word_columns(kept["bf16_image"], size, stride, pad, dilation, out_h, out_w))
+    assert np.abs(out - emulated).max() <= DPBF16PS_TOLERANCE * np.abs(emulated).max()
+    expected = reference(weights, x, size, stride, pad, dilation, out_h, out_w)
+    assert np.abs(out - expected).max() <= 1e-5 * np.abs(expected).max()   # float32 chains of up to 2700 words
+
+
+@needs_dpbf16ps
+def test_dpbf16ps_reads_and_writes_denormals_as_zero():
+    """A bf16 denormal (below 2^-126) multiplies as zero, and a sum below 2^-126 is written as zero, as the emulation
+    has it: 1e-39 x 1e15 (1e-24 if the denormal were read) and 1e-20 x 1e-20 (1e-40 if the sum were kept) give 0."""
+    a = bf16.pack_weights(np.float32([[1e-39, 0], [0, 1e-20]]), 2, 1)   # two filters of two channels
+    b = bf16.pack_weights(np.float32([[1e15, 0], [0, 1e-20]]), 2, 1).T.copy()   # two pixels
+    out = np.full((2, 2), np.nan, np.float32)
+    products.gemm_flat(a.reshape(-1), 1, 1, b.reshape(-1), 2, 1, out.reshape(-1), 2, 2, 1)
+    assert np.array_equal(out, np.zeros((2, 2))) and np.array_equal(dpbf16ps_emulated(a, b), out)
+    exact = np.einsum("fkp,kjp->fj", bf16_halves(a).astype(np.float64), bf16_halves(b).astype(np.float64))
+    assert exact[0, 0] > 1e-25 and exact[1, 1] > 1e-41
+
+
+@needs_dpbf16ps
+@pytest.mark.parametrize("channels,h,w,filters", [(64, 26, 26, 128), (33, 13, 17, 40), (128, 13, 13, 255)])
+def test_dpbf16ps_winograd_is_f2x2_on_the_rounded_transforms(channels, h, w, filters):
+    """F(2x2, 3x3) on bf16 words: U and V rounded, the emulated products, the output transform; within 1 % of the
+    float convolution."""
+    from pydarknet.kernels.winograd import transform_input2, transform_output2, transform_weights
+    rng = np.random.default_rng(channels)
+    x = rng.standard_normal((channels, h, w), dtype=np.float32)
+    weights = rng.standard_normal((filters, channels * 9), dtype=np.float32)
+    a = products.pack_bf16(weights, channels, 3, "winograd")
+    out = np.full((filters, h * w), np.nan, np.float32)
+    kept = {}
+    products.conv_bf16(a, "winograd", filters, x, 3, 1, 1, 1, h, w, out,
+                       lambda name, shape, dtype: kept.setdefault(name, np.zeros(shape, dtype)))
+    tiles_w = (w + 1) // 2
+    v = np.zeros((16, channels, tiles_w * ((h + 1) // 2)), np.float32)
+    transform_input2(x, 1, tiles_w, v)
+    assert np.array_equal(bf16_halves(kept["bf16_winograd_v"]), paired(v))
+    m = np.stack([dpbf16ps_emulated(a[p], kept["bf16_winograd_v"][p]) for p in range(16)])
+    expected = np.empty_like(out)
+    transform_output2(m, tiles_w, h, w, expected)
+    assert np.abs(out - expected).max() <= DPBF16PS_TOLERANCE * np.abs(expected).max() * 4
+    floats = np.empty_like(out)
+    transform_output2(np.einsum("pfc,pct->pft", transform_weights(weights, channels, 2), v), tiles_w, h, w, floats)
+    assert np.abs(out - floats).max() <= 1e-2 * np.abs(floats).max()
+
+
+def takes_bf16(channels, size=3, stride=1, groups=1, out=26):
+    return products.bf16_kernel(channels, size, stride, 1, groups, out, out)
+
+
+def test_few_channels_and_groups_keep_the_fast_products(monkeypatch):
+    """On the tiles: the first layers (3 to 31 channels: the tiles' k would be mostly padding, and Yolo-Fastest's
+    small layers lose too much precision), 1 x 1 ones under 128 channels, strided ones under 64 channels (their
     columns' packing outweighs the products) and grouped convolutions are not tiled; with any other backend
     nothing is."""
-    if products.backend() == "bf16":
-        assert [products.bf16_kernel(c, 3, 1, 1, 1) for c in (3, 31, 32)] == [None, None, "shifted"]
-        assert [products.bf16_kernel(c, 1, 1, 1, 1) for c in (64, 127, 128)] == [None, None, "shifted"]
-        assert [products.bf16_kernel(c, 3, 2, 1, 1) for c in (32, 63, 64)] == [None, None, "packed"]
-        assert products.bf16_kernel(64, 3, 1, 1, 2) is None
-    products.set_backend("fast")
-    assert products.bf16_kernel(64, 3, 1, 1, 1) is None
+    monkeypatch.setattr(amx, "unavailable", lambda: None)   # the rule, wherever the tiles are
+    previous = products.set_backend("bf16")
+    try:
+        assert products.bf16_engine() == "amx"
+        assert [takes_bf16(c) for c in (3, 31, 32)] == [None, None, "shifted"]
+        assert [takes_bf16(c, size=1) for c in (64, 127, 128)] == [None, None, "shifted"]
+        assert [takes_bf16(c, stride=2) for c in (32, 63, 64)] == [None, None, "packed"]
+        assert takes_bf16(64, groups=2) is None
+        products.set_backend("fast")
+        assert takes_bf16(64) is None
+    finally:
+        products.set_backend(previous)
+
+
+def test_dpbf16ps_takes_int16s_layers_from_32_channels(monkeypatch):
+    """Without the tiles, vdpbf16ps (VNNI's work per instruction, in bf16) takes --int16's layers from 32 channels:
+    F(2x2) on bf16 transforms where the fast products take F(2x2), the direct products for the other kernels over
+    1 x 1 (strided too), none for 1 x 1 kernels, groups and the fast products' F(4x4) layers; and the layers it
+    takes get no float Winograd."""
+    monkeypatch.setattr(amx, "unavailable", lambda: "PYDARKNET_AMX=off")
+    monkeypatch.setattr(bf16, "unavailable", lambda: None)
+    monkeypatch.setattr(products, "host_panel_width", lambda: 32)   # AVX-512's Winograd rule (winograd_tile)
+    previous = products.set_backend("bf16")
+    try:
+        assert products.backend() == "bf16" and products.bf16_engine() == "dpbf16ps"
+        assert [takes_bf16(c, out=104) for c in (3, 16, 31, 32)] == [None, None, None, "direct"]
+        assert takes_bf16(64, groups=2) is None
+        assert takes_bf16(256, size=1) is None
+        assert takes_bf16(64, out=104) is None                          # F(4x4): the fast products'
+        assert takes_bf16(128, out=26) == takes_bf16(512, out=13) == "winograd"
+        assert takes_bf16(64, stride=2, out=104) == "direct"
+        assert products.winograd_tile(512, 3, 1, 1, 1, 13, 13) == 0
+        assert products.winograd_tile(64, 3, 1, 1, 1, 104, 104) == 4
+    finally:
+        products.set_backend(previous)
+
+
+LACKING = "this CPU (as Numba compiles for it) lacks "
 
 
 @pytest.mark.parametrize("name,why", [
-    ("bf16", "this CPU (as Numba compiles for it) lacks amx-tile"),
-    ("int16", "this CPU (as Numba compiles for it) lacks avxvnni, without which the int16 products are no faster "
-              "than --fast's")])
+    ("bf16", f"{LACKING}amx-tile and amx-bf16 (AMX) and avx512bf16 (vdpbf16ps)"),
+    ("int16", f"{LACKING}avxvnni, without which the int16 products are no faster than --fast's")])
 def test_without_their_instructions_reduced_precisions_warn_and_take_the_fast_products(monkeypatch, capsys, name,
                                                                                      why):
-    monkeypatch.setattr({"bf16": amx, "int16": int16}[name], "unavailable", lambda: why)
+    """One warning line naming what is missing (for --bf16: both engines' instructions), then the fast products."""
+    monkeypatch.setattr(int16, "unavailable", lambda: why)
+    monkeypatch.setattr(amx, "unavailable", lambda: f"{LACKING}amx-tile and amx-bf16")
+    monkeypatch.setattr(bf16, "unavailable", lambda: f"{LACKING}avx512bf16")
     previous = products.set_backend(name)
     try:
         assert products.backend() == "fast"
     finally:
         products.set_backend(previous)
     assert capsys.readouterr().err.strip() == f"Warning: --{name}: {why}; using the --fast products"
+
+
+@pytest.mark.parametrize("tiles,dot,engine", [(None, None, "amx"), (None, "no", "amx"),
+                                              ("PYDARKNET_AMX=off", None, "dpbf16ps"),
+                                              ("the kernel does not let this process use the AMX tiles", None,
+                                               "dpbf16ps")])
+def test_bf16_runs_on_the_tiles_else_on_vdpbf16ps(monkeypatch, capsys, tiles, dot, engine):
+    monkeypatch.setattr(amx, "unavailable", lambda: tiles)
+    monkeypatch.setattr(bf16, "unavailable", lambda: dot)
+    previous = products.set_backend("bf16")
+    try:
+        assert products.backend() == "bf16" and products.bf16_engine() == engine
+        assert products.bf16_kernel(64, 3, 2, 1, 1, 52, 52) == {"amx": "packed", "dpbf16ps": "direct"}[engine]
+    finally:
+        products.set_backend(previous)
+    assert "Warning" not in capsys.readouterr().err
+
+
+def test_pydarknet_amx_off_leaves_the_tiles_unused(monkeypatch):
+    monkeypatch.setenv("PYDARKNET_AMX", "off")
+    amx.unavailable.cache_clear()
+    try:
+        assert amx.unavailable() == "PYDARKNET_AMX=off"
+    finally:
+        monkeypatch.delenv("PYDARKNET_AMX")
+        amx.unavailable.cache_clear()
 
 
 def twelve_bits(a, axis_units):
@@ -252,7 +481,7 @@ def test_reduced_precision_flags_detect_as_fast_does_without_their_instructions(
         reduced = products.backend()
     finally:
         products.set_backend(previous)
-    why = (int16 if flag == "--int16" else amx).unavailable()
+    why = products.reduced_unavailable(flag[2:])
     assert code == 0
     if why:
         assert reduced == "fast"
@@ -329,14 +558,15 @@ def assert_same_candidates(reduced, exact, thresh):
                 assert p < thresh + PROB, f"{key}: {p:.4f} at {box.round(4)}, not over {thresh} in the {side} path"
 
 
-def compare_paths(net, x, im, letterbox, thresh, precision):
-    """The exact path's candidates against the reduced-precision path's, and after NMS the same number of
+def compare_paths(net, x, im, letterbox, thresh, precision, reference="darknet"):
+    """The exact path's candidates (or those of the reference products) against those of the reduced-precision
+    products (each a backend's name, or a function that sets the products), and after NMS the same number of
     detections per class (NMS may keep another of two overlapping candidates whose probabilities are within PROB:
-    the box it keeps can then move, as it does between any two summation orders). Returns the exact path's
+    the box it keeps can then move, as it does between any two summation orders). Returns the reference path's
     detections."""
     found = []
-    for backend in ("darknet", precision):
-        products.set_backend(backend)
+    for products_of in (reference, precision):
+        products_of() if callable(products_of) else products.set_backend(products_of)
         net.forward(x)
         found.append(candidates(net, im.shape[2], im.shape[1], letterbox, thresh))
     (exact, exact_dets), (reduced, reduced_dets) = found
@@ -365,6 +595,34 @@ def test_trained_detectors_keep_their_detections(reduced, name, letterbox, image
     assert len(compare_paths(net, x, im, letterbox, .25, reduced)) >= 1
 
 
+@needs_amx
+@needs_dpbf16ps
+@pytest.mark.parametrize("name,letterbox,image", [
+    ("yolov3-tiny", True, "dog.jpg"), ("yolov3-tiny", True, "person.jpg"), ("yolov3-tiny", True, "eagle.jpg"),
+    ("yolov4-tiny", False, "dog.jpg"), ("yolov4-tiny", False, "person.jpg"), ("yolov4-tiny", False, "eagle.jpg")])
+def test_bf16_on_the_tiles_and_on_vdpbf16ps_find_the_same_detections(monkeypatch, name, letterbox, image):
+    """--bf16's two engines on one CPU: every candidate of one within PROB and BOX of the other's, the same number
+    of detections per class after NMS (the engines round the same operands but for the F(2x2) layers, which
+    vdpbf16ps takes through bf16 transforms, and sum in different orders)."""
+    net = Network(shared_path("cfg", f"{name}.cfg"), quiet_unused=True)
+    net.load(shared_path("models", f"{name}.weights"))
+    im = load_image(shared_path("images", image))
+    x = (letterbox_image if letterbox else resize_image)(im, net.w, net.h)[None]
+    previous = products.backend()
+    try:
+        engines = []
+
+        def engine(name):
+            def use():
+                use_products(name, monkeypatch)
+                engines.append(products.bf16_engine())
+            return use
+        assert len(compare_paths(net, x, im, letterbox, .25, engine("dpbf16ps"), reference=engine("bf16"))) >= 1
+        assert engines == ["amx", "dpbf16ps"]
+    finally:
+        products.set_backend(previous)
+
+
 @pytest.mark.parametrize("reduced", PRECISIONS, indirect=True)
 @pytest.mark.parametrize("case", ["yolov3-tiny_dog", "yolov3-tiny_eagle", "yolov3-tiny_person"])
 def test_golden_detection_cases_keep_their_detections(reduced, case):
@@ -388,7 +646,8 @@ def takes_reduced_products(layer):
     if layer.type != "convolutional":
         return False
     channels = layer.in_shape[0] // layer.groups
-    return bool(products.bf16_kernel(channels, layer.size, layer.stride, layer.dilation, layer.groups)
+    return bool(products.bf16_kernel(channels, layer.size, layer.stride, layer.dilation, layer.groups,
+                                      *layer.out_shape[1:])
                 or products.int16_kernel(channels, layer.size, layer.stride, layer.dilation, layer.groups,
                                          *layer.out_shape[1:]))
 

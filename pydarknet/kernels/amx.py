@@ -16,16 +16,20 @@ bf16 tile of B (stored as 16 rows of k-pairs, "VNNI" order: B[k, j] and B[k + 1,
   (`to_bf16_padded`); each thread packs the im2col columns of its block of 32 output pixels into B's order
   and runs every row block of A over them while they are in its cache.
 - C's tiles go to the output through a 32 x 32 scratch (straight to it where conv_image's block is whole).
-Rounding is to nearest, ties to even, as the CPU's own conversions. The sums are float32 in the tiles' order,
-not darknet's: this is the reduced-precision mode, within the tolerances the README states.
+Rounding is to nearest, ties to even, as the CPU's own conversions (bf16.to_bf16, shared with the vdpbf16ps
+products). The sums are float32 in the tiles' order, not darknet's: this is the reduced-precision mode, within
+the tolerances the README states.
 
 The tiles need the CPU's amx-tile and amx-bf16, the kernel's permission for the process (Linux 5.16 on:
 arch_prctl(ARCH_REQ_XCOMP_PERM)) and Numba compiling for a CPU that has them (not under NUMBA_CPU_NAME or
 NUMBA_CPU_FEATURES naming an older one): `unavailable()` checks all three before anything here is compiled,
-since LLVM cannot compile the tile intrinsics for a CPU without them.
+since LLVM cannot compile the tile intrinsics for a CPU without them. PYDARKNET_AMX=off leaves the tiles unused (the
+--bf16 products then run on vdpbf16ps where the CPU has avx512_bf16: kernels/bf16.py), to test and time that path
+on a CPU with both.
 """
 import ctypes
 import functools
+import os
 import platform
 import sys
 
@@ -34,6 +38,8 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from .bf16 import to_bf16
 
 _I8 = ir.IntType(8)
 _I8P = _I8.as_pointer()
@@ -48,6 +54,8 @@ SYS_ARCH_PRCTL = 158   # x86-64
 def unavailable():
     """None when this process can run the AMX kernels, else why not (one line)."""
     from numba.core.registry import cpu_target
+    if os.environ.get("PYDARKNET_AMX", "on") == "off":
+        return "PYDARKNET_AMX=off"
     if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
         return f"AMX tiles are used on x86-64 Linux only (this is {sys.platform} {platform.machine()})"
     features = cpu_target.target_context.codegen().magic_tuple()[2].split(",")
@@ -148,18 +156,12 @@ def tile_config():
 TILE_CONFIG = tile_config()
 
 
-@njit(cache=True, inline="always")
-def _bf16(bits):
-    """float32 bits -> bf16 bits, to nearest, ties to even."""
-    return np.uint16((bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
-
-
 @njit(cache=True)
 def _pack_weights(w, a):
     bits = w.view(np.uint32)
     for i in range(w.shape[0]):
         for k in range(w.shape[1]):
-            a[i, k] = _bf16(bits[i, k])
+            a[i, k] = to_bf16(bits[i, k])
 
 
 def aligned_zeros(shape, dtype):
@@ -194,7 +196,7 @@ def to_bf16_padded(x, pad, out):
             row[:pad] = 0
             row[pad + w:] = 0
             for i in range(w):
-                row[pad + i] = _bf16(bits[ch, y, i])
+                row[pad + i] = to_bf16(bits[ch, y, i])
 
 
 @njit(cache=True, parallel=True)
@@ -297,11 +299,11 @@ def to_bf16_shifted(x, pad, row, out):
             even = (2 * pair * h + iy) * w + first
             if 2 * pair + 1 < c and lo < hi:
                 for j in range(lo, hi):
-                    words[at + j] = np.uint32(_bf16(bits[even + j])) | (
-                        np.uint32(_bf16(bits[even + h * w + j])) << np.uint32(16))
+                    words[at + j] = np.uint32(to_bf16(bits[even + j])) | (
+                        np.uint32(to_bf16(bits[even + h * w + j])) << np.uint32(16))
             elif 2 * pair < c and lo < hi:
                 for j in range(lo, hi):
-                    words[at + j] = np.uint32(_bf16(bits[even + j]))
+                    words[at + j] = np.uint32(to_bf16(bits[even + j]))
             else:
                 lo = hi = 16
             for j in range(lo):

@@ -43,6 +43,8 @@ With ``fused=True`` each step is one fused multiply-add instead: the "fast" prod
 Given int32 arrays for A and B instead (kernels/int16.py's words, each two int16), the same drivers and packing
 run the --int16 products: each step multiplies a word pair's halves and adds both products to an int32 lane
 (pmaddwd; vpdpwssd with VNNI), and a k block's int32 sums are added to C's float32 values at its end.
+Given uint32 arrays (kernels/bf16.py's words, each two bfloat16), the --bf16 products without AMX: each step is
+one vdpbf16ps (avx512_bf16), a word pair's two bf16 products added to C's float32 chain.
 
 Operands must be float32 and C-contiguous. Denormals are kept as they are (darknet's -Ofast build flushes
 them to zero); the golden networks never produce one.
@@ -109,8 +111,9 @@ def _is_f32_array(t):
 
 
 def _is_word_array(t):
-    """float32, or int32 words each holding two int16 (the int16 products' operands: see `_make_micro`)."""
-    return isinstance(t, types.Array) and t.dtype in (types.float32, types.int32)
+    """float32, int32 words each holding two int16 (the int16 products' operands) or uint32 words each holding
+    two bfloat16 (the vdpbf16ps products' operands): see `_make_micro`."""
+    return isinstance(t, types.Array) and t.dtype in (types.float32, types.int32, types.uint32)
 
 
 def _data(context, builder, aty, val):
@@ -153,7 +156,7 @@ def _masked_store(builder, vec):
 
 
 def _element(aty):
-    """The LLVM type of a float32 or int32 array's elements."""
+    """The LLVM type of a float32 or (u)int32 array's elements."""
     return _F32 if aty.dtype == types.float32 else _I32
 
 
@@ -173,6 +176,28 @@ def _dpwssd(builder, lanes):
     halves = ir.VectorType(ir.IntType(16), 2 * lanes)
     words = ir.VectorType(_I32, lanes)
     return _declare(builder, f"llvm.x86.avx512.vpdpwssd.{32 * lanes}", words, [words, halves, halves])
+
+
+class _BFloat(ir.Type):
+    """LLVM's bfloat, which llvmlite's ir does not name: the operand type of the avx512_bf16 intrinsics."""
+
+    def _to_string(self):
+        return "bfloat"
+
+    def __eq__(self, other):
+        return isinstance(other, _BFloat)
+
+    def __hash__(self):
+        return hash(_BFloat)
+
+
+def _dpbf16ps(builder, lanes):
+    """vdpbf16ps (avx512_bf16): lanes float32 sums + the sums of adjacent bf16 products of two vectors of
+    2*lanes bf16 (the odd pair's product added first, then the even one's, each rounded to float32 to
+    nearest-even, denormal inputs and results taken as zero: Intel's definition)."""
+    floats = ir.VectorType(_F32, lanes)
+    halves = ir.VectorType(_BFloat(), 2 * lanes)
+    return _declare(builder, f"llvm.x86.avx512bf16.dpbf16ps.{32 * lanes}", floats, [floats, halves, halves])
 
 
 def _prefetch(builder):
@@ -203,7 +228,8 @@ def _make_micro(mr, nv, rows="packed"):
     offs and o_off, and step k at b_off + offs[o_off + k] (a convolution's taps in a padded image: see
     `conv_direct`). Unpacked B is read in place a whole vector at a time, columns past w too, so bp holds nv
     vectors from every step's start. With int32 ap and bp (int16 pairs: kernels/int16.py) the chains are int32
-    over the block, then converted and added to C's float32 values; `fused` is then ignored."""
+    over the block, then converted and added to C's float32 values; with uint32 ones (bf16 pairs: kernels/bf16.py)
+    each step is a vdpbf16ps on C's float32 chains; `fused` is then ignored."""
 
     def signature_of(ap, bp, c, offs=None):
         if not (_is_word_array(ap) and _is_word_array(bp) and ap.dtype == bp.dtype and _is_f32_array(c)):
@@ -218,6 +244,7 @@ def _make_micro(mr, nv, rows="packed"):
         lanes = _lanes(context)
         vec = ir.VectorType(_F32, lanes)
         pairs = signature.args[0].dtype == types.int32
+        bf16_pairs = signature.args[0].dtype == types.uint32
         vnni = f"+{'avx512vnni' if lanes == 16 else 'avxvnni'}" in context.codegen().magic_tuple()[2].split(",")
         words = ir.VectorType(_I32, lanes)
         halves = ir.VectorType(ir.IntType(16), 2 * lanes)
@@ -319,7 +346,24 @@ def _make_micro(mr, nv, rows="packed"):
                         new.append(builder.asm(ir.FunctionType(words, [words]), "", "=x,0", [total], False))
                 return new
 
-            step = step_pairs if pairs else step_floats
+            def step_bf16(acc, bk, a_ptr):
+                """One k of bf16 pairs: acc[r][v] (float32 lanes) + a(r).lo * b[v].lo + a(r).hi * b[v].hi, one
+                vdpbf16ps."""
+                bf16 = ir.VectorType(_BFloat(), 2 * lanes)
+                bvec = [builder.bitcast(builder.load(_vec_ptr(builder, bk, lanes * v, words), align=4), bf16)
+                        for v in range(nv)]
+                new = []
+                for r in range(mr):
+                    a = builder.load(a_ptr(r), align=4)
+                    splat = builder.shuffle_vector(builder.insert_element(ir.Constant(words, ir.Undefined), a,
+                                                                          _i32(0)),
+                                                   ir.Constant(words, ir.Undefined), bcast)
+                    splat = builder.bitcast(splat, bf16)
+                    new.extend(builder.call(_dpbf16ps(builder, lanes), [acc[r * nv + v], splat, bvec[v]])
+                               for v in range(nv))
+                return new
+
+            step = step_pairs if pairs else step_bf16 if bf16_pairs else step_floats
 
             fn = builder.function
             main = fn.append_basic_block("gemm_k8")
@@ -371,6 +415,8 @@ def _make_micro(mr, nv, rows="packed"):
         if pairs:   # int32 sums over this k block, then added to the float32 chains
             sums = k_loops(False, [ir.Constant(words, None)] * n_acc)
             out = [builder.fadd(c, builder.sitofp(q, vec)) for c, q in zip(init, sums)]
+        elif bf16_pairs:
+            out = k_loops(False, init)
         else:
             with builder.if_else(fused_v) as (then, otherwise):
                 with then:
@@ -908,7 +954,7 @@ def _conv_direct(ap, M, K, planes, offs, stride, wq, out_h, out_w, Cf, fused):
                                              pc)
 
 
-NO_IMAGE = {np.dtype(t): np.empty((0, 0, 0), t) for t in (np.float32, np.int32)}   # B is the flat operand
+NO_IMAGE = {np.dtype(t): np.empty((0, 0, 0), t) for t in (np.float32, np.int32, np.uint32)}   # B is the flat operand
 NO_CONV = (0, 0, 0, 0, 0, 0)
 
 
@@ -930,12 +976,13 @@ def _check(name, C, *operands):
 
 
 def _check_image(name, C, A, x):
-    """C float32; A and the image x (c, h, w) both float32, or both int32 words of int16 pairs (kernels.int16)."""
+    """C float32; A and the image x (c, h, w) both float32, both int32 words of int16 pairs (kernels.int16) or
+    both uint32 words of bf16 pairs (kernels.bf16)."""
     _check(name, C)
     for operand in (A, x):
-        if not (isinstance(operand, np.ndarray) and operand.dtype in (np.float32, np.int32)
+        if not (isinstance(operand, np.ndarray) and operand.dtype in (np.float32, np.int32, np.uint32)
                 and operand.dtype == A.dtype and operand.flags.c_contiguous):
-            raise TypeError(f"{name}: A and the image must be C-contiguous, both float32 or both int32 words")
+            raise TypeError(f"{name}: A and the image must be C-contiguous, both float32, int32 or uint32 words")
     if A.ndim != 2 or x.ndim != 3:
         raise TypeError(f"{name}: A must be 2-d and the image (c, h, w)")
 
@@ -956,7 +1003,8 @@ def sgemm_darknet(A, B, C, accumulate=False, fused=False):
 def sgemm_image(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=False):
     """C = A @ im2col(x[c0 : c0 + K/size^2]) for one image x (c, h, w), A (M, K), C (M, out_h*out_w): the same
     chains as sgemm_darknet on im2col's columns, packed straight from the image. A and x may instead be int32
-    words (kernels.int16: int16 pairs, whose products the tiles sum in int32). Returns C."""
+    words (kernels.int16: int16 pairs, whose products the tiles sum in int32) or uint32 words (kernels.bf16: bf16
+    pairs, vdpbf16ps's operands). Returns C."""
     _check_image("sgemm_image", C, A, x)
     (M, K), (M2, N) = A.shape, C.shape
     if M2 != M or N != out_h * out_w or K % (size * size) or c0 + K // (size * size) > x.shape[0]:
@@ -970,7 +1018,7 @@ def conv_direct(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=Fa
     """sgemm_image's product (the same chains, bit for bit) as a direct convolution: the image is copied once
     into zero-padded planes split by column phase (`_phase_planes`), and the register tiles read each tap's
     inputs from there (`_conv_direct`) instead of packing im2col's K x N columns. A and x may be int32 words,
-    as for sgemm_image. Returns C."""
+    or uint32 words, as for sgemm_image. Returns C."""
     _check_image("conv_direct", C, A, x)
     (M, K), (M2, N) = A.shape, C.shape
     cg = K // (size * size)

@@ -84,11 +84,19 @@ def quantize_weights(weights, channels, size):
     w = weights.reshape(filters, channels, size, size).astype(np.float64)
     peak = np.abs(w).reshape(filters, -1).max(axis=1)
     units = np.where(peak > 0, peak / WEIGHT_LEVELS, 1.0)
-    q = np.rint(w / units[:, None, None, None]).astype(np.int16)
+    return pair_words(np.rint(w / units[:, None, None, None]).astype(np.int16)), units.astype(np.float32)
+
+
+def pair_words(halves):
+    """16-bit values (filters, channels, size, size), int16 or bf16's uint16 bits, as the kernels' 32-bit words
+    (filters, pairs*size*size), int32 or uint32: channels 2q and 2q + 1 of tap (ky, kx) in word (q, ky, kx), the
+    even one in the low half; an odd channel count padded with a zero channel."""
+    filters, channels, size = halves.shape[:3]
     if channels % 2:
-        q = np.concatenate([q, np.zeros((filters, 1, size, size), np.int16)], axis=1)
-    words = np.ascontiguousarray(q.reshape(filters, -1, 2, size, size).transpose(0, 1, 3, 4, 2)).view(np.int32)
-    return words.reshape(filters, -1), units.astype(np.float32)
+        halves = np.concatenate([halves, np.zeros((filters, 1, size, size), halves.dtype)], axis=1)
+    pairs = halves.reshape(filters, -1, 2, size, size).transpose(0, 1, 3, 4, 2)
+    words = np.ascontiguousarray(pairs).view(np.int32 if halves.dtype == np.int16 else np.uint32)
+    return words.reshape(filters, -1)
 
 
 @njit(cache=True, inline="always")
@@ -151,20 +159,16 @@ def image_words(x, words):
     return unit
 
 
-def conv_int16(a, units, x, size, stride, pad, dilation, out_h, out_w, out, scratch, conv_image):
+def conv_int16(a, units, x, size, stride, pad, dilation, out_h, out_w, out, scratch, conv_words):
     """out (filters, out_h*out_w) = the convolution of image x (c, h, w) by the words a (quantize_weights), as
     int32 sums per k block added in float32, in units of `units` times the image's: returns those units (filters,)
-    float32, by which the caller multiplies each filter's row. conv_image: the product of the weights and the
-    image's im2col (products.conv_image, which picks between gemm's drivers); scratch(name, shape, dtype) gives
-    kept arrays."""
+    float32, by which the caller multiplies each filter's row. conv_words: the product of word weights and a word
+    image (products.conv_words, which picks between gemm's drivers); scratch(name, shape, dtype) gives kept
+    arrays."""
     c, h, w = x.shape
     words = scratch("int16_image", ((c + 1) // 2, h, w), np.int32)
     unit = image_words(x, words)
-    filters, k = a.shape
-    if size == 1 and stride == 1 and pad == 0:
-        gemm_flat(a.reshape(-1), k, 1, words.reshape(-1), h * w, 1, out.reshape(-1), filters, h * w, k)
-    else:
-        conv_image(a, words, 0, size, stride, pad, dilation, out_h, out_w, out)
+    conv_words(a, words, size, stride, pad, dilation, out_h, out_w, out)
     return units * np.float32(unit)
 
 

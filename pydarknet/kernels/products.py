@@ -23,10 +23,12 @@ Three backends:
   twice a float32 FMA's multiply-adds per instruction); tests/test_reduced_precision.py holds the detections to
   the exact path's.
 - "bf16" (`--bf16`): "fast", except that convolutions over 32 channels or more (every layer but the first few
-  of a detector) multiply in bfloat16 with float32 sums on the CPU's AMX tiles (kernels/amx.py): the weights
-  and each layer's input rounded to 8 bits of mantissa, so outputs move by about 1e-2 of their scale
-  (tests/test_reduced_precision.py holds the detections to the exact path's). Where the CPU or the operating
-  system does not allow the tiles, set_backend says why and takes "fast"; so for "int16" without VNNI.
+  of a detector) multiply in bfloat16 with float32 sums: on the CPU's AMX tiles (kernels/amx.py), or where the
+  CPU or the operating system does not allow the tiles (or PYDARKNET_AMX=off), with AVX-512's vdpbf16ps
+  (kernels/bf16.py) where the CPU has avx512_bf16: the weights and each layer's input rounded to 8 bits of
+  mantissa, so outputs move by about 1e-2 of their scale (tests/test_reduced_precision.py holds the detections to
+  the exact path's). Where the CPU has neither, set_backend says what is missing and takes "fast"; so for
+  "int16" without VNNI.
 
 `set_backend(name)` switches for the whole process (`set_backend("fast")` is what --fast and
 Detector(..., fast=True) call); the environment variable PYDARKNET_PRODUCTS (darknet, blas, fast, int16 or bf16)
@@ -50,17 +52,33 @@ FUSED = ("fast", "int16", "bf16")   # the backends whose float32 chain products 
 REDUCED = ("int16", "bf16")   # the reduced-precision backends: each needs its instructions (reduced_unavailable)
 
 
+LACKS = "this CPU (as Numba compiles for it) lacks "
+
+
+def bf16_engine():
+    """What the bf16 products run on here: "amx" (the tiles), else "dpbf16ps" (AVX-512's vdpbf16ps), else None."""
+    from . import amx, bf16
+    return "amx" if amx.unavailable() is None else "dpbf16ps" if bf16.unavailable() is None else None
+
+
 def reduced_unavailable(name):
     """None where this CPU and system run the reduced-precision backend `name`, else why not (one line)."""
-    from . import amx, int16
-    return (int16 if name == "int16" else amx).unavailable()
+    from . import amx, bf16, int16
+    if name == "int16":
+        return int16.unavailable()
+    if bf16_engine():
+        return None
+    tiles, dot = amx.unavailable(), bf16.unavailable()
+    if tiles.startswith(LACKS) and dot.startswith(LACKS):   # one list of what is missing
+        return f"{tiles} (AMX) and {dot[len(LACKS):]} (vdpbf16ps)"
+    return f"{tiles} (AMX), and {dot} (vdpbf16ps)"
 
 
 def set_backend(name):
     """Choose "darknet", "blas", "fast", "int16" or "bf16" for every layer's products; returns the previous
     choice. "int16" or "bf16" where the CPU (or the system) lacks their instructions: a warning saying why, and
-    "fast"."""
-    global _BACKEND
+    "fast". "bf16" runs on the engine bf16_engine() finds, asked here once."""
+    global _BACKEND, _BF16_ENGINE
     if name not in BACKENDS:
         raise ValueError(f"unknown product backend {name!r} ({', '.join(BACKENDS)})")
     why = reduced_unavailable(name) if name in REDUCED else None
@@ -70,11 +88,14 @@ def set_backend(name):
         name = "fast"
     if name == "blas":
         spin_briefly()
+    if name == "bf16":
+        _BF16_ENGINE = bf16_engine()
     previous, _BACKEND = _BACKEND, name
     return previous
 
 
 _BACKEND = "darknet"
+_BF16_ENGINE = None
 if os.environ.get("PYDARKNET_PRODUCTS", "darknet") not in BACKENDS:
     raise ValueError(f"PYDARKNET_PRODUCTS={os.environ['PYDARKNET_PRODUCTS']!r}: expected {', '.join(BACKENDS)}")
 set_backend(os.environ.get("PYDARKNET_PRODUCTS", "darknet"))
@@ -142,7 +163,7 @@ def winograd_tile(channels, size, stride, dilation, groups, out_h, out_w):
     A/A run's order bias. With AVX-512 the F(4x4) rule was 1.02x and 1.05x, the F(2x2) one no faster."""
     if _BACKEND not in FUSED or size != 3 or stride != 1 or dilation != 1 or groups != 1:
         return 0
-    if bf16_kernel(channels, size, stride, dilation, groups) or \
+    if bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w) or \
             int16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
         return 0
     return _fast_tile(channels, out_h, out_w)
@@ -255,27 +276,54 @@ def int16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
     return {0: "direct", 2: "winograd"}.get(tile)
 
 
+def conv_words(a, words, size, stride, pad, dilation, out_h, out_w, out):
+    """out (filters, out_h*out_w) = the product of weights a (filters, pairs*size*size) and the im2col of an image
+    (pairs, h, w), both in words of two channels (kernels/int16.py's int16 pairs, kernels/bf16.py's bf16 pairs):
+    gemm's flat product for 1 x 1 kernels, else conv_image's."""
+    filters, k = a.shape
+    if size == 1 and stride == 1 and pad == 0:
+        L = words.shape[1] * words.shape[2]
+        gemm_flat(a.reshape(-1), k, 1, words.reshape(-1), L, 1, out.reshape(-1), filters, L, k)
+    else:
+        conv_image(a, words, 0, size, stride, pad, dilation, out_h, out_w, out)
+
+
 def conv_int16(a, units, x, size, stride, pad, dilation, out_h, out_w, out, scratch):
     """out (filters, out_h*out_w) = the convolution of image x (c, h, w) by the 12-bit weights a, units
     (int16.quantize_weights), in units of the returned (filters,) float32 (kernels/int16.py)."""
     from .int16 import conv_int16 as convolve
-    return convolve(a, units, x, size, stride, pad, dilation, out_h, out_w, out, scratch, conv_image)
+    return convolve(a, units, x, size, stride, pad, dilation, out_h, out_w, out, scratch, conv_words)
 
 
-def bf16_kernel(channels, size, stride, dilation, groups):
-    """The AMX kernel a convolution takes with the bf16 products: "shifted" (stride 1: B read in place from
-    shifted copies of the image) from 32 channels (1 x 1 kernels from 128), "packed" (strided or dilated: im2col's columns packed per
-    block) from 64, else None: the fast products (also for groups and every other backend). Where the tiles'
-    k is mostly padding, or the columns' packing outweighs the products, the fast ones won; from 16 channels
-    the tiles still won (0.82x below) but Yolo-Fastest's 16- and 24-channel layers then moved a probability by
-    .022, past the .02 the README promises. Measured per layer
+BF16_CHANNELS = 32
+
+
+def bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
+    """The kernel a convolution takes with the bf16 products, or None for the fast products (also for groups and
+    every other backend). None under BF16_CHANNELS channels on either engine: from 16 channels the tiles still won
+    (0.82x below) but Yolo-Fastest's 16- and 24-channel layers then moved a probability by .022, past the .02 the
+    README promises.
+    With vdpbf16ps (bf16_engine() "dpbf16ps", kernels/bf16.py), int16_kernel's rule, since the instruction does
+    VNNI's vpdpwssd's work (twice an FMA's multiply-adds per instruction where it runs at an FMA's rate): "winograd"
+    (F(2x2, 3x3) on bf16 U and V) where the fast products take F(2x2), "direct" (bf16 words through gemm's drivers)
+    for the other kernels over 1 x 1; 1 x 1 kernels and the layers the fast products put through F(4x4) keep
+    them. (On this project's Sapphire Rapids Xeon vdpbf16ps ran at half an FMA's rate, 1 per 2 cycles against 2
+    per cycle: 60 against 122 G multiply-adds/s on one core; there AMX is the engine anyway.)
+    With the AMX tiles: "shifted" (stride 1: B read in place from shifted copies of the image; 1 x 1 kernels
+    from 128 channels), "packed" (strided or dilated: im2col's columns packed per block) from 64. Where the
+    tiles' k is mostly padding, or the columns' packing outweighs the products, the fast ones won. Measured per layer
     on one core of a Xeon with AMX, bf16 against fast (best of 25): stride 1, 3 channels at 416x416 7.1x,
     16x208x208 -> 32 0.82x, 32x104x104 -> 64 0.39x, 64x104x104 -> 128 0.74x, 256x13x13 -> 512 0.32x, 1x1
     64x104x104 -> 64 0.93x, 512x13x13 -> 256 0.33x; stride 2, 16x416x416 -> 32 2.1x, 32x208x208 -> 64 1.17x,
     64x104x104 -> 128 0.83x, 256x26x26 -> 512 0.34x. On two threads a 1 x 1 kernel over 64 channels took 1.97x
     (64x104x104 -> 64: its products are too short to pay for rounding the image), over 128 0.85x (128x52x52)."""
-    if _BACKEND != "bf16" or groups != 1:
+    if _BACKEND != "bf16" or groups != 1 or channels < BF16_CHANNELS:
         return None
+    if _BF16_ENGINE == "dpbf16ps":
+        if size == 1:
+            return None
+        tile = _fast_tile(channels, out_h, out_w) if size == 3 and stride == 1 and dilation == 1 else 0
+        return {0: "direct", 2: "winograd"}.get(tile)
     if stride == 1 and dilation == 1:
         return "shifted" if channels >= (128 if size == 1 else 32) else None
     return "packed" if channels >= 64 else None
@@ -288,16 +336,30 @@ AMX_WEIGHTS_CACHED = 1 << 20
 
 def pack_bf16(weights, channels, size, kernel):
     """A convolution's weights (filters, channels*size*size) for its bf16 kernel (see bf16_kernel)."""
-    from . import amx
+    from . import amx, bf16
     if kernel == "shifted":
         return amx.pack_weights_shifted(weights, channels, size)
-    return amx.pack_weights(weights)
+    if kernel == "packed":
+        return amx.pack_weights(weights)
+    if kernel == "winograd":
+        return bf16.pack_winograd_weights(weights, channels)
+    return bf16.pack_weights(weights, channels, size)
 
 
 def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, out, scratch):
-    """out (filters, out_h*out_w) = the convolution of image x (c, h, w) by a (pack_bf16) on the AMX tiles.
-    scratch(name, shape, dtype) gives kept arrays aligned to 64 bytes."""
-    from . import amx
+    """out (filters, out_h*out_w) = the convolution of image x (c, h, w) by a (pack_bf16) with its kernel: on the
+    AMX tiles ("shifted", "packed") or with vdpbf16ps ("direct", "winograd"). scratch(name, shape, dtype) gives
+    kept arrays aligned to 64 bytes."""
+    from . import amx, bf16
+    if kernel == "winograd":
+        bf16.conv_winograd(a, x, pad, out_h, out_w, out, scratch)
+        return
+    if kernel == "direct":
+        c, h, w = x.shape
+        words = scratch("bf16_image", ((c + 1) // 2, h, w), np.uint32)
+        bf16.image_words(x, words)
+        conv_words(a, words, size, stride, pad, dilation, out_h, out_w, out)
+        return
     if amx.unavailable():   # also what asks the system for the tiles: without that, the first tile load faults
         raise RuntimeError(f"the bf16 products: {amx.unavailable()}")
     c, h, w = x.shape

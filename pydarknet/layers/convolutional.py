@@ -268,8 +268,8 @@ class Convolutional(Layer):
 
     def product_form(self, weights, net):
         """Which products this layer's convolution runs, and `weights` in the form they take, kept on the layer
-        until the parameters or the form change: ("bf16", (packed, kernel)) on the AMX tiles, ("int16",
-        (quantized, units)), ("winograd", (u, packed u)) for F(tile x tile, 3x3) of the fast products,
+        until the parameters or the form change: ("bf16", (packed, kernel)) on the AMX tiles or vdpbf16ps,
+        ("int16", (quantized, units)), ("winograd", (u, packed u)) for F(tile x tile, 3x3) of the fast products,
         ("depthwise", None), or (None, None) for the products that read the weights as they are (gemm,
         conv_direct)."""
         c = self.in_shape[0]
@@ -277,7 +277,7 @@ class Convolutional(Layer):
         cg = c // g
         if g == c == self.out_shape[0]:
             return "depthwise", None
-        kernel = bf16_kernel(cg, self.size, self.stride, d, g)
+        kernel = bf16_kernel(cg, self.size, self.stride, d, g, *self.out_shape[1:])
         if kernel:
             return "bf16", (self.kept_weights("_bf16", weights, kernel, net,
                                               lambda: pack_bf16(weights, c, self.size, kernel)), kernel)
@@ -316,7 +316,7 @@ class Convolutional(Layer):
         if form == "depthwise":   # one chain per output straight from the image, no columns
             depthwise_conv(x, weights, self.size, self.stride, pad, d, out.reshape(batch, n, L))
             return out
-        if form == "bf16":   # the bf16 products on the AMX tiles
+        if form == "bf16":   # the bf16 products (the AMX tiles or vdpbf16ps)
             a, kernel = kept
             for b in range(batch):
                 conv_bf16(a, kernel, n, x[b], self.size, self.stride, pad, d, out_h, out_w, out[b],

@@ -1,0 +1,121 @@
+"""Convolutions as bfloat16 products with float32 sums on AVX-512's vdpbf16ps: the `--bf16` products where the CPU
+has avx512_bf16 but no AMX tiles it can use (kernels/amx.py has the tiles' kernels).
+
+vdpbf16ps multiplies the 32 bf16 of one vector by the 32 of another and adds each adjacent pair's two products to
+one of 16 float32 lanes. Its operands are words of two bf16, the layout of kernels/int16.py's int16 pairs: the
+weights (filters, channel pairs, ky, kx) and the image (channel pairs, h, w), the even channel in each word's low
+half, an odd channel count padded with a zero channel. im2col of the word image is then the B that gemm's register
+tiles read, so its drivers (the packed columns, conv_direct, the flat product) run unchanged on uint32 words,
+one vdpbf16ps per step (gemm._make_micro): each output's sum is one float32 chain over the channel pairs in order.
+
+- The weights are rounded to bf16 once per parameters (`pack_weights`), each layer's input once per image
+  (`round_pairs`), both by `to_bf16`, the rounding the AMX kernels use: the two paths multiply the same operands.
+- Where the fast products take Winograd's F(2x2, 3x3), so does this path (`conv_winograd`): U and V in float32
+  (kernels/winograd.py), rounded to bf16, the 16 products on words, the output transform in float32.
+
+Intel defines the instruction as: the odd pair's product added to the lane, then the even one's, each sum rounded
+to float32 to nearest-even, with bf16 denormals read as zero and denormal sums written as zero, whatever MXCSR
+says (tests/test_reduced_precision.py emulates that).
+"""
+import functools
+import platform
+
+import numpy as np
+from numba import njit, prange
+
+from .gemm import gemm_flat
+from .int16 import pair_words
+from .winograd import transform_input2, transform_output2, transform_weights
+
+
+@functools.cache
+def unavailable():
+    """None where vdpbf16ps compiles and runs: x86-64 with Numba compiling for AVX-512 with avx512_bf16 (not under
+    NUMBA_CPU_NAME or NUMBA_CPU_FEATURES naming an older CPU), else why not (one line)."""
+    from numba.core.registry import cpu_target
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return f"vdpbf16ps is x86-64's (this is {platform.machine()})"
+    features = cpu_target.target_context.codegen().magic_tuple()[2].split(",")
+    missing = [f for f in ("avx512f", "avx512bf16") if f"+{f}" not in features]
+    if missing:
+        return f"this CPU (as Numba compiles for it) lacks {' and '.join(missing)}"
+    return None
+
+
+@njit(cache=True, inline="always")
+def to_bf16(bits):
+    """float32 bits -> bf16 bits, to nearest, ties to even."""
+    return np.uint16((bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
+
+
+@njit(cache=True, parallel=True)
+def _round(x, out):
+    """out = to_bf16 of every float32 of x (both contiguous, of one size)."""
+    bits = x.reshape(-1).view(np.uint32)
+    flat = out.reshape(-1)
+    for i in prange(bits.size):
+        flat[i] = to_bf16(bits[i])
+
+
+def pack_weights(weights, channels, size):
+    """A convolution's weights (filters, channels*size*size) as bf16 words (filters, pairs*size*size) uint32."""
+    w = np.ascontiguousarray(weights, np.float32)
+    halves = np.empty(w.shape, np.uint16)
+    _round(w, halves)
+    return pair_words(halves.reshape(len(w), channels, size, size))
+
+
+ROUND_RUN = 4096    # words per task of round_pairs: runs long enough to vectorise, enough of them for the threads
+
+
+@njit(cache=True, parallel=True)
+def round_pairs(x, words):
+    """words (count, pairs, n) uint32 = x (count, c, n) float32 as bf16 (to_bf16), channel 2q in word q's low half
+    and 2q + 1 in its high half (0 where an odd count leaves it missing)."""
+    count, c, n = x.shape
+    pairs = words.shape[1]
+    bits = x.view(np.uint32)
+    runs = (n + ROUND_RUN - 1) // ROUND_RUN
+    for task in prange(count * pairs * runs):
+        item, rest = task // (pairs * runs), task % (pairs * runs)
+        q, start = rest // runs, rest % runs * ROUND_RUN
+        end = min(n, start + ROUND_RUN)
+        low, dst = bits[item, 2 * q], words[item, q]
+        if 2 * q + 1 < c:
+            high = bits[item, 2 * q + 1]
+            for i in range(start, end):
+                dst[i] = np.uint32(to_bf16(low[i])) | (np.uint32(to_bf16(high[i])) << np.uint32(16))
+        else:
+            for i in range(start, end):
+                dst[i] = np.uint32(to_bf16(low[i]))
+
+
+def image_words(x, words):
+    """words (pairs, h, w) uint32 = image x (c, h, w) in bf16 pairs (see round_pairs)."""
+    c, h, w = x.shape
+    round_pairs(x.reshape(1, c, h * w), words.reshape(1, -1, h * w))
+
+
+def pack_winograd_weights(weights, channels):
+    """A 3x3 convolution's weights (filters, channels*9) as F(2x2)'s U (kernels.winograd.transform_weights) in bf16
+    words (16, filters, pairs) uint32."""
+    u = transform_weights(weights, channels, 2)
+    return np.stack([pack_weights(u[p], channels, 1) for p in range(len(u))])
+
+
+def conv_winograd(a, x, pad, out_h, out_w, out, scratch):
+    """out (filters, out_h*out_w) = the 3x3 stride-1 convolution of image x (c, h, w) by F(2x2, 3x3) with the bf16
+    U of `pack_winograd_weights`: V in float32 rounded to bf16, the 16 products in one parallel region, then the
+    output transform. scratch(name, shape, dtype) gives kept arrays."""
+    c = x.shape[0]
+    positions, filters, pairs = a.shape
+    tiles_w = (out_w + 1) // 2
+    tiles = tiles_w * ((out_h + 1) // 2)
+    V = scratch("winograd_v", (positions, c, tiles), np.float32)
+    transform_input2(x, pad, tiles_w, V)
+    words = scratch("bf16_winograd_v", (positions, pairs, tiles), np.uint32)
+    round_pairs(V, words)
+    M = scratch("winograd_m", (positions, filters, tiles), np.float32)
+    gemm_flat(a.reshape(-1), pairs, 1, words.reshape(-1), tiles, 1, M.reshape(-1), filters, tiles, pairs,
+              count=positions)
+    transform_output2(M, tiles_w, out_h, out_w, out)
