@@ -53,7 +53,8 @@ def common(fn):
     fn = click.option("--gpu", is_flag=True, expose_value=False, callback=use_gpus,
                       help="Run on the first CUDA GPU (the same as -gpus 0).")(fn)
     fn = click.option("-gpus", "-i", "gpus", metavar="N", default=None, expose_value=False, callback=use_gpus,
-                      help="Run on CUDA GPU N, as darknet's -gpus/-i (needs the cuda extra) [the CPU].")(fn)
+                      help="Run on CUDA GPU N, as darknet's -gpus/-i (needs the cuda extra) [the CPU]; train: one "
+                           "replica a device, e.g. 0,1 or cpu,cpu.")(fn)
     fn = click.option("--fast", is_flag=True, expose_value=False, callback=use_fast_products,
                       help="Faster products (fused multiply-add, Winograd): not darknet's bit-exact numbers, "
                            "within 1e-3 of them.")(fn)

@@ -1,14 +1,17 @@
-"""train (also `detector train` and `classifier train`)."""
+"""train (also `detector train` and `classifier train`); under mpiexec (mpirun, srun), one rank of a job."""
 import click
 
-from ..config import chatter, note
 from .options import CONTEXT, common
 from .progress import progress_bar
 
 
 def train_options(fn):
+    fn = click.option("--rank-timeout", "rank_timeout", type=click.FloatRange(min=1), default=60, show_default=True,
+                      help="Under mpiexec: a rank from which nothing at all comes for this many seconds (stopped, "
+                           "frozen or cut off) ends the job; a slow one is waited for.")(fn)
     fn = click.option("--chart/--no-chart", default=True, help="Draw chart.png (loss and rate) in the backup folder.")(fn)
-    fn = click.option("--seed", type=int, default=0, show_default=True, help="Seed of the data augmentation.")(fn)
+    fn = click.option("--seed", type=int, default=0, show_default=True,
+                      help="Seed of the data augmentation (replica r, over every MPI rank: seed + r).")(fn)
     fn = click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
                       help="Image-loading threads.")(fn)
     fn = click.option("--max-batches", "max_batches", type=click.IntRange(min=1), default=None,
@@ -34,13 +37,11 @@ def train_options(fn):
 @train_options
 @common
 def train(data, cfg, weights, clear, calc_map, map_epochs, show_imgs, dont_show, backup, max_batches, workers, seed,
-          chart, quiet, debug):
+          chart, rank_timeout, quiet, debug):
     """Train a detector or a classifier (by the network's last layer) on DATA's train= list
-    (also `detector train` and `classifier train`)."""
-    from ..train.run import TrainingRun
-    run = TrainingRun(data, cfg, weights, clear=clear, backup=backup, workers=workers, seed=seed, chart=chart,
-                      max_batches=max_batches, calc_map=calc_map, map_epochs=map_epochs, show_imgs=show_imgs)
-    if not chatter["quiet"]:
-        note("\n".join(run.net.summary()))
-    run.net.quiet = chatter["quiet"]
-    run.run(progress=progress_bar("train", lines_on_stdout=True))
+    (also `detector train` and `classifier train`). With -gpus 0,1 (or cpu,cpu) one replica a device; started by
+    mpiexec (mpirun, srun), one rank of a job: see the README's Training section."""
+    from ..train.run import train as run
+    run(data, cfg, weights, progress=progress_bar("train", lines_on_stdout=True), rank_timeout=rank_timeout,
+        debug=debug, clear=clear, backup=backup, workers=workers, seed=seed, chart=chart, max_batches=max_batches,
+        calc_map=calc_map, map_epochs=map_epochs, show_imgs=show_imgs)

@@ -77,13 +77,16 @@ _default = {"devices": []}
 
 
 def use_gpus(value):
-    """darknet's -gpus/-i value ("0" or "0,1"; None or "": the CPU): checks that the GPUs are there (DarknetError
-    "no CUDA GPU found: ..." otherwise) and makes them the devices networks built from now on run on."""
-    gpus = gpu_list(value)
-    from .backend import Backend
-    for index in gpus:
-        Backend(index)   # raises the clear error now, before any file is read
-    _default["devices"] = [f"cuda:{index}" for index in gpus]
+    """darknet's -gpus/-i value ("0" or "0,1"; None or "": the CPU; "cpu" entries: replicas on the CPU, as in
+    training's -gpus cpu,cpu): checks that the GPUs are there (DarknetError "no CUDA GPU found: ..." otherwise)
+    and makes them the devices networks built from now on run on."""
+    entries = [entry.strip().lower() for entry in str(value or "").split(",") if entry.strip()]
+    gpus = gpu_list(",".join(entry for entry in entries if entry != "cpu"))
+    if gpus:
+        from .backend import Backend
+        for index in gpus:
+            Backend(index)   # raises the clear error now, before any file is read
+    _default["devices"] = ["cpu" if entry == "cpu" else f"cuda:{int(entry)}" for entry in entries]
     return _default["devices"]
 
 

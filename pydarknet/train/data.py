@@ -270,31 +270,38 @@ def batch_rng(seed, index):
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(index)])
 
 
-def _make_batch(dataset, batch_size, seed, task):
+def _make_batch(dataset, batch_size, seeds, task):
+    """Batch `index`: one share of the images for each seed, drawn with its own generator, joined in order (one
+    share per replica when several train: each replica's images depend on its seed only, not on how many train
+    beside it or in which process)."""
     index, _, size = task
-    return dataset.load_batch(batch_size, batch_rng(seed, index), size)
+    share = batch_size // len(seeds)
+    parts = [dataset.load_batch(share, batch_rng(seed, index), size) for seed in seeds]
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(np.concatenate(arrays) for arrays in zip(*parts))
 
 
-def _thread_worker(dataset, batch_size, seed, tasks, results, stop):
+def _thread_worker(dataset, batch_size, seeds, tasks, results, stop):
     while not stop.is_set():
         task = tasks.get()
         if task is None:
             return
         try:
-            batch = _make_batch(dataset, batch_size, seed, task)
+            batch = _make_batch(dataset, batch_size, seeds, task)
         except BaseException as e:  # noqa: BLE001 - handed to the consumer
             results.put((task[0], task[1], None, e))
         else:
             results.put((task[0], task[1], batch, None))
 
 
-def _process_worker(dataset, batch_size, seed, tasks, results):  # pragma: no cover - runs in a child
+def _process_worker(dataset, batch_size, seeds, tasks, results):  # pragma: no cover - runs in a child
     while True:
         task = tasks.get()
         if task is None:
             return
         try:
-            batch = _make_batch(dataset, batch_size, seed, task)
+            batch = _make_batch(dataset, batch_size, seeds, task)
         except BaseException as e:  # noqa: BLE001
             text = "".join(traceback.format_exception_only(type(e), e)).strip()
             try:
@@ -320,6 +327,7 @@ class BatchLoader:
     the image or label file); the loader is then closed. ``close()`` (or leaving a ``with`` block) stops the
     workers. ``set_size(w, h)`` makes every batch not yet handed out at the new size (darknet's random resize).
     `start`: the index of the first batch (a resumed training run goes on with the batches it would have had).
+    `seed` may be a list: one seed per equal share of each batch (the replicas', see _make_batch).
     """
 
     def __init__(self, dataset, batch_size, seed=0, workers=1, prefetch=None, processes=False, size=None, start=0):
@@ -327,7 +335,9 @@ class BatchLoader:
             raise DarknetError(f"batch size must be at least 1, got {batch_size}")
         self.dataset = dataset
         self.batch_size = int(batch_size)
-        self.seed = int(seed)
+        self.seeds = tuple(int(s) for s in seed) if isinstance(seed, (list, tuple)) else (int(seed),)
+        if self.batch_size % len(self.seeds):
+            raise DarknetError(f"a batch of {batch_size} images does not split into {len(self.seeds)} equal shares")
         self.workers = max(0, int(workers))
         self.serial = self.workers == 0
         self.prefetch = 0 if self.serial else max(self.workers, int(prefetch) if prefetch else self.workers + 1)
@@ -350,7 +360,7 @@ class BatchLoader:
             self._results = ctx.Queue()
             for _ in range(self.workers):
                 p = ctx.Process(target=_process_worker, daemon=True,
-                                args=(dataset, self.batch_size, self.seed, self._tasks, self._results))
+                                args=(dataset, self.batch_size, self.seeds, self._tasks, self._results))
                 p.start()
                 self._procs.append(p)
         else:
@@ -359,7 +369,7 @@ class BatchLoader:
             self._stop = threading.Event()
             for i in range(self.workers):
                 t = threading.Thread(target=_thread_worker, name=f"pydarknet-loader-{i}", daemon=True,
-                                     args=(dataset, self.batch_size, self.seed, self._tasks, self._results,
+                                     args=(dataset, self.batch_size, self.seeds, self._tasks, self._results,
                                            self._stop))
                 t.start()
                 self._threads.append(t)
@@ -400,7 +410,7 @@ class BatchLoader:
         if self._closed:
             raise DarknetError("the batch loader is closed")
         if self.serial:
-            batch = _make_batch(self.dataset, self.batch_size, self.seed, (self._next, self._generation, self.size))
+            batch = _make_batch(self.dataset, self.batch_size, self.seeds, (self._next, self._generation, self.size))
             self._next += 1
             return batch
         while self._next not in self._ready:

@@ -1,5 +1,5 @@
-"""Training on several GPUs (`-gpus 0,1`): one copy of the network per device, each given its own share of the
-images, their updates averaged into one step.
+"""Training on several devices (`-gpus 0,1`, `-gpus cpu,cpu`) and processes (`mpiexec`, train/mpi.py): one copy
+of the network per device, each given its own share of the images, their updates averaged into one step.
 
 darknet's train_networks gives each GPU a whole batch of its own and, every few iterations, averages the
 networks' weights. Here every iteration: each replica runs forward and backward over its share (its own
@@ -7,6 +7,12 @@ batch x subdivisions images, chunk by chunk as train_network does), the replicas
 summed and divided by their number on the first replica, which applies the step; its parameters, with the
 batch-norm rolling statistics averaged over the replicas, then go to the others. So each step follows the
 average gradient of all the replicas' images, and the replicas never drift apart.
+
+Across processes (a `group`), each process does the same with its own replicas, the sums of their updates and
+statistics are added over the processes (MPI's Allreduce), and every process applies the same step to its own
+first replica: the copies stay equal without sending parameters. The replicas are numbered over all the
+processes in rank order; only replica 0 carries momentum into its sum, as the first replica does in one process,
+so one process with replicas 0..n-1 and n processes with one each add the same numbers.
 
 The replicas may be any devices, the CPU included ("cpu", "cuda:0", "cuda:0" twice): one GPU can stand in for two.
 """
@@ -36,11 +42,13 @@ def set_updates(net, layer, values):
 
 
 class Replicas:
-    """`net` (the first replica, kept) and a copy of it on each further device of `devices`."""
+    """`net` (the first replica, kept) and a copy of it on each further device of `devices`; with `group` (an
+    mpi.Group), this process's part of the replicas of every process of an MPI job."""
 
-    def __init__(self, net, devices):
+    def __init__(self, net, devices, group=None):
         if len(devices) < 1:
             raise DarknetError("no device to train on")
+        self.group = group
         self.nets = [net.to(devices[0])]
         for device in devices[1:]:
             copy = Network(net.cfg_path, quiet_unused=True, darknet=net.darknet)
@@ -51,6 +59,16 @@ class Replicas:
     @property
     def lead(self):
         return self.nets[0]
+
+    @property
+    def first(self):
+        """The number of this process's first replica among all (0 without a group)."""
+        return self.group.first if self.group else 0
+
+    @property
+    def total(self):
+        """How many replicas train, over every process."""
+        return self.group.total if self.group else len(self.nets)
 
     def broadcast(self):
         """The first replica's parameters (and training state) into every other."""
@@ -64,7 +82,8 @@ class Replicas:
 
     def train_batch(self, x, y):
         """darknet's train_networks step on x (n, c, h, w): n must split into one share per replica of whole
-        iterations (batch x subdivisions images each). Returns the average cost per image, as train_network."""
+        iterations (batch x subdivisions images each). Returns the average cost per image over every replica's
+        images (every process's, with a group), as train_network."""
         lead, count = self.lead, len(self.nets)
         iteration = lead.batch * lead.subdivisions
         if x.shape[0] % (iteration * count):
@@ -73,13 +92,17 @@ class Replicas:
         total = F32(0)
         for start in range(0, x.shape[0], iteration * count):
             carried = self._carried()
-            for r, net in enumerate(self.nets):
-                share = slice(start + r * iteration, start + (r + 1) * iteration)
-                total = F32(total + self._accumulate(net, x[share], y[share]))
+            costs = [self._accumulate(net, x[start + r * iteration:start + (r + 1) * iteration],
+                                      y[start + r * iteration:start + (r + 1) * iteration])
+                     for r, net in enumerate(self.nets)]
+            if self.group:
+                costs = self.group.check_in(costs)   # every replica's, in their order: or the job stops here
+            for cost in costs:
+                total = F32(total + cost)
             self._average_into_lead(carried)
             update_network(lead)
             self.broadcast()
-        return F32(total / F32(x.shape[0]))
+        return F32(total / F32(x.shape[0] // count * self.total))
 
     @staticmethod
     def _accumulate(net, x, y):
@@ -96,28 +119,56 @@ class Replicas:
         return total
 
     def _carried(self):
-        """The first replica's updates before an iteration: what momentum carried over from the last step."""
-        return {i: {name: np.array(value) for name, value in updates(self.lead, layer).items()}
-                for i, layer in enumerate(self.lead.layers) if layer.trainable}
+        """The first replica's updates before an iteration: what momentum carried over from the last step. The
+        first replica of a process other than the job's first starts its sum from 0, as every replica but
+        the first does in one process."""
+        carried = {i: {name: np.array(value) for name, value in updates(self.lead, layer).items()}
+                   for i, layer in enumerate(self.lead.layers) if layer.trainable}
+        if self.first:
+            for i, layer in enumerate(self.lead.layers):
+                if layer.trainable:
+                    set_updates(self.lead, layer, {name: np.zeros_like(value) for name, value in carried[i].items()})
+        return carried
 
     def _average_into_lead(self, carried):
-        """The replicas' new updates (the first's less what it carried) averaged, plus the carried momentum, into
-        the first's updates (the others start again from 0); the rolling statistics averaged likewise."""
-        lead, count = self.lead, F32(len(self.nets))
+        """The replicas' new updates (the job's first replica's less what it carried) averaged, plus the carried
+        momentum, into the first's updates (the others start again from 0); the rolling statistics averaged
+        likewise. With a group, this process's sums are added to the other processes' first."""
+        lead, count = self.lead, F32(self.total)
         for net in self.nets:
             net.sync_parameters()
+        sums, statistics = {}, {}
         for i, layer in enumerate(lead.layers):
             if not layer.trainable:
                 continue
-            summed = {name: value - carried[i].get(name, 0) for name, value in updates(lead, layer).items()}
+            mine = updates(lead, layer)
+            summed = {name: value - carried[i].get(name, 0) if self.first == 0 else np.array(value)
+                      for name, value in mine.items()}
             for net in self.nets[1:]:
                 theirs = updates(net, net.layers[i])
                 for name, value in theirs.items():
                     summed[name] = summed[name] + value
                 set_updates(net, net.layers[i], {name: np.zeros_like(value) for name, value in theirs.items()})
+            sums[i] = summed
+            statistics[i] = {name: np.sum([getattr(net.layers[i], name) for net in self.nets], axis=0, dtype=F32)
+                             for name in AVERAGED if getattr(layer, name, None) is not None}
+        if self.group:
+            self._add_over_processes(sums, statistics)
+        for i, summed in sums.items():
+            layer = lead.layers[i]
             set_updates(lead, layer, {name: carried[i].get(name, 0) + value / count for name, value in summed.items()})
-            for name in AVERAGED:
-                if getattr(layer, name, None) is not None:
-                    values = [getattr(net.layers[i], name) for net in self.nets]
-                    getattr(layer, name)[...] = np.sum(values, axis=0, dtype=F32) / count
+            for name, value in statistics[i].items():
+                getattr(layer, name)[...] = value / count
         lead.params_version += 1
+
+    def _add_over_processes(self, sums, statistics):
+        """Every process's sums added into each (in place), in one message: the arrays laid end to end."""
+        arrays = [a for i in sums for a in (*sums[i].values(), *statistics[i].values())]
+        flat = np.concatenate([np.asarray(a, F32).ravel() for a in arrays])
+        self.group.sum(flat)
+        offset = 0
+        for i in sums:
+            for table in (sums[i], statistics[i]):
+                for name, value in table.items():
+                    table[name] = flat[offset:offset + value.size].reshape(value.shape)
+                    offset += value.size

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import DarknetError, note
+from ..config import DarknetError, chatter, note
 from ..errors import Interrupted
+from .mpi import Stopped, describe
 from .step import check_policy, get_current_batch, get_current_rate, train_network
 
 F32 = np.float32
@@ -242,6 +243,20 @@ def running_statistics(net):
             if (array := getattr(layer, name, None)) is not None]
 
 
+def train(data_file, cfg, weights=None, progress=None, rank_timeout=60.0, debug=False, **options):
+    """The `train` command: this process alone, or, started by an MPI launcher, one rank of a job (mpi.py).
+    `options`: TrainingRun's."""
+    from .mpi import launched, train_ranks
+    if launched():
+        return train_ranks(lambda group: TrainingRun(data_file, cfg, weights, group=group, **options), progress,
+                           rank_timeout, debug)
+    run = TrainingRun(data_file, cfg, weights, **options)
+    if not chatter["quiet"]:
+        note("\n".join(run.net.summary()))
+    run.net.quiet = chatter["quiet"]
+    return run.run(progress=progress)
+
+
 class TrainingRun:
     """darknet's train_detector / train_classifier loop: batches from background workers, train_network, the
     per-iteration line, backups, the chart; Ctrl-C saves <cfg>_last.weights before stopping.
@@ -262,10 +277,15 @@ class TrainingRun:
     the batch the first run would have had (batch i is a function of the seed and i). Like darknet's weights
     files, _last.weights holds no momentum (nor Adam's moments): the resumed run starts them at zero, so its
     losses match the first run's at N, and after N where the cfg's momentum is 0. random= sizes follow each
-    run's start, as darknet's."""
+    run's start, as darknet's.
+
+    Several replicas (-gpus 0,1 or cpu,cpu; with `group`, an mpi.Group, the replicas of every rank of an MPI job)
+    each train on their own share of every iteration's images, drawn with the seed plus the replica's number
+    (replica 0's are a lone run's); their updates are averaged each step (replicas.py). Only rank 0 of a job
+    prints, draws and writes files."""
 
     def __init__(self, data_file, cfg, weights=None, clear=False, backup=None, workers=2, seed=0, chart=True,
-                 out=None, max_batches=None, calc_map=False, map_epochs=4, show_imgs=False):
+                 out=None, max_batches=None, calc_map=False, map_epochs=4, show_imgs=False, group=None):
         from ..config import read_data_cfg
         from ..cuda import default_devices
         from ..kernels.products import backend
@@ -285,18 +305,22 @@ class TrainingRun:
         else:
             self.net.initialize(seed)
         # one train_network call per iteration; with -gpus 0,1: a replica of the network per GPU, each its share
+        self.group, self.writer = group, group is None or group.rank == 0
         self.nets, self.train_step = [self.net], lambda x, y: train_network(self.net, x, y)
-        if len(default_devices()) > 1:
+        if len(default_devices()) > 1 or group:
             from .replicas import Replicas
-            replicas = Replicas(self.net, default_devices())
+            replicas = Replicas(self.net, default_devices() or [self.net.device], group)
             self.nets, self.train_step = replicas.nets, replicas.train_batch
+        self.started_at = get_current_batch(self.net)
+        if group and weights:
+            group.resume = f"resume from {weights} (iteration {self.started_at})"
         self.backup = Path(backup or data.str("backup", "backup/"))   # made at the first file written into it
         self.dataset = make_dataset(self.net, data, data_file)
         self.workers, self.seed, self.out = workers, seed, out
         self.max_batches = max_batches if max_batches is not None else self.net.max_batches
         if self.max_batches <= 0:
             raise DarknetError(f"{cfg}: max_batches= must be set (darknet trains until it)")
-        self.chart = Chart(self.backup / "chart.png", self.max_batches) if chart else None
+        self.chart = Chart(self.backup / "chart.png", self.max_batches) if chart and self.writer else None
         self.valid_paths = None
         if calc_map:
             if not is_detector(self.net):
@@ -354,21 +378,27 @@ class TrainingRun:
 
     def run(self, progress=None):
         from .data import BatchLoader
-        net = self.net
-        images = net.batch * net.subdivisions * len(self.nets)
-        rng = np.random.default_rng(self.seed)
+        net, group = self.net, self.group
+        images = net.batch * net.subdivisions * len(self.nets)   # this process's
+        replicas = group.total if group else len(self.nets)
+        everyone = images // len(self.nets) * replicas             # the iteration's, over every process
+        first = group.first if group else 0
+        seeds = [self.seed + first + r for r in range(len(self.nets))] if replicas > 1 else self.seed
+        rng = np.random.default_rng(self.seed)   # random= sizes: the same on every replica
         base_w, base_h = net.w, net.h
         avg = -1.0
         count = 0
         last_map_at = get_current_batch(net)
         seen_before, version_before, statistics = net.seen, net.params_version, []
-        loader = BatchLoader(self.dataset, images, seed=self.seed, workers=self.workers, start=get_current_batch(net))
-        if self.show_imgs:
+        loader = BatchLoader(self.dataset, images, seed=seeds, workers=self.workers, start=get_current_batch(net))
+        if self.show_imgs and self.writer:
             note(f"-show_imgs: every training image is written to {self.backup}/aug_<iteration>_<i>.png")
         try:
             while get_current_batch(net) < self.max_batches:
                 seen_before, version_before = net.seen, net.params_version
                 statistics = [array.copy() for array in running_statistics(net)]
+                if group:
+                    group.begin(get_current_batch(net) + 1)
                 if count % 10 == 0:
                     size = self.multiscale_size(count, base_w, base_h, rng)
                     if size:
@@ -376,7 +406,7 @@ class TrainingRun:
                 count += 1
                 start = time.time()
                 x, y = next(loader)
-                if self.show_imgs:
+                if self.show_imgs and self.writer:
                     out = net.layers[-1]
                     save_augmented(self.backup, get_current_batch(net) + 1, x, y, out.type in ("yolo", "region"),
                                    getattr(out, "classes", 1))
@@ -389,15 +419,16 @@ class TrainingRun:
                     self.ema.step(i, self.max_batches)
                 avg = loss if avg < 0 else avg * 0.9 + loss * 0.1
                 rate = float(get_current_rate(net))
-                next_map = next_map_iteration(last_map_at, self.map_epochs, len(self.dataset.paths), images,
+                next_map = next_map_iteration(last_map_at, self.map_epochs, len(self.dataset.paths), everyone,
                                               net.burn_in)
-                if self.valid_paths is not None:
+                if self.valid_paths is not None and self.writer:
                     self.print(f"\n (next mAP calculation at {next_map} iterations) ")
                     if self.last_map > 0:
                         self.print(f" Last accuracy mAP@0.50 = {self.last_map * 100:2.2f} %, "
                                    f"best = {self.best_map * 100:2.2f} % ")
-                self.print(f"{i}: {loss:f}, {avg:f} avg, {rate:f} rate, {time.time() - start:f} seconds, "
-                           f"{i * images} images")
+                if self.writer:
+                    self.print(f"{i}: {loss:f}, {avg:f} avg, {rate:f} rate, {time.time() - start:f} seconds, "
+                               f"{i * everyone} images")
                 if progress:
                     progress(i, self.max_batches)
                 if self.chart:
@@ -407,27 +438,57 @@ class TrainingRun:
                         net.resize(base_w, base_h)
                         loader.set_size(base_w, base_h)
                     last_map_at = i
-                    self.evaluate(i)
+                    if self.writer:
+                        self.evaluate(i)
                 if self.chart and (i % 10 == 0 or last_map_at == i):
                     self.chart.draw()
-                for name in backup_names(self.cfg, i):
-                    note(f"Saving weights to {self.save(name)}")
-                    if name.endswith("_last.weights") and self.ema and self.ema.averages is not None:
-                        with self.ema.in_place():
-                            note(f" EMA weights are saved to the file: "
-                                 f"{self.save(f'{Path(self.cfg).stem}_ema.weights')} ")
+                self.backups(i)
+            if not self.writer:
+                return None
             final = self.save(f"{Path(self.cfg).stem}_final.weights")
             note(f"Saving weights to {final}")
             return final
-        except KeyboardInterrupt as interrupt:
-            if net.params_version == version_before:   # the iteration under way had not updated: undo its forwards
-                net.seen = seen_before
-                for array, before in zip(running_statistics(net), statistics):
-                    array[...] = before
-            path = self.save(f"{Path(self.cfg).stem}_last.weights")
+        except KeyboardInterrupt as interrupt:   # one process's Ctrl-C (an MPI job's ranks stop together: Stopped)
+            path = self.save_last(seen_before, version_before, statistics)
             note(f"\nInterrupted: saved {path} after {get_current_batch(net)} iterations")
             raise Interrupted(f"saved {path}") from interrupt
+        except Exception as error:
+            if group is None:
+                raise
+            stop = group.stopped(error)
+            if self.writer and (stop.status == 130 or get_current_batch(net) > self.started_at):
+                try:
+                    path = self.save_last(seen_before, version_before, statistics)
+                except Exception as failure:   # noqa: BLE001 - a full disk, say: the others wait in the end
+                    group.abort(group.stop_line(Stopped(f"{stop.cause}; then rank 0: {describe(failure)}")))
+                group.resume = f"resume from {path} (iteration {get_current_batch(net)})"
+                if stop.status == 130:
+                    note(f"\nInterrupted: saved {path} after {get_current_batch(net)} iterations")
+            group.end(stop)
         finally:
             loader.close()
             if self.chart and self.chart.points:
                 self.chart.draw()
+
+    def backups(self, iteration):
+        """darknet's backups after `iteration` (rank 0 of an MPI job writes, the others wait for _last)."""
+        names = backup_names(self.cfg, iteration)
+        if self.writer:
+            for name in names:
+                note(f"Saving weights to {self.save(name)}")
+                if name.endswith("_last.weights") and self.ema and self.ema.averages is not None:
+                    with self.ema.in_place():
+                        note(f" EMA weights are saved to the file: "
+                             f"{self.save(f'{Path(self.cfg).stem}_ema.weights')} ")
+        if self.group and any(name.endswith("_last.weights") for name in names):
+            self.group.saved(self.backup / f"{Path(self.cfg).stem}_last.weights", iteration)
+
+    def save_last(self, seen_before, version_before, statistics):
+        """Save <cfg>_last.weights on a stop: the iterations done (the forwards of one under way, which had not
+        updated, undone: an iteration is all or nothing). Returns its path."""
+        net = self.net
+        if net.params_version == version_before:
+            net.seen = seen_before
+            for array, before in zip(running_statistics(net), statistics):
+                array[...] = before
+        return self.save(f"{Path(self.cfg).stem}_last.weights")

@@ -169,8 +169,11 @@ def update_network(net):
 @contextmanager
 def interrupts_held():
     """Ctrl-C waits until the block is done (a network's update: the parameters are then all updated or none
-    is), then raises KeyboardInterrupt as usual. Only the main thread receives signals; elsewhere a no-op."""
-    if threading.current_thread() is not threading.main_thread():
+    is), then raises KeyboardInterrupt as usual. Only the main thread receives signals; elsewhere a no-op, and
+    where Ctrl-C's handler never raises (marked `holds_nothing`: a rank of an MPI job, train/mpi.py, which stops
+    the job at its ranks' next meeting)."""
+    if (threading.current_thread() is not threading.main_thread()
+            or getattr(signal.getsignal(signal.SIGINT), "holds_nothing", False)):
         yield
         return
     pending = []

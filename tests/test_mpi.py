@@ -1,0 +1,295 @@
+"""`mpiexec -n 2 pydarknet train`: real MPI processes on this machine (the mpi extra's mpich and mpi4py), a tiny
+network on the synthetic shapes, a few iterations; every run bounded in time."""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import takes_ctrl_c
+
+from pydarknet.datasets import write_shapes
+from pydarknet.network import Network
+from pydarknet.train.mpi import launched, local_device
+from pydarknet.weights import load_weights
+
+pytest.importorskip("mpi4py", reason="needs the mpi extra (pip install -e '.[mpi]'): mpi4py")
+MPIEXEC = shutil.which("mpiexec")
+pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="needs the mpi extra's mpiexec (the mpich wheel)")
+
+CFG = """[net]
+batch=4
+subdivisions=2
+width=32
+height=32
+channels=3
+learning_rate=0.01
+burn_in=2
+max_batches=400
+policy=steps
+steps=3
+scales=.1
+momentum=0.9
+decay=0.0005
+
+[convolutional]
+batch_normalize=1
+filters=4
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[maxpool]
+size=2
+stride=2
+
+[convolutional]
+size=1
+stride=1
+pad=1
+filters=16
+activation=linear
+
+[yolo]
+mask=0,1
+anchors=4,4, 8,8
+classes=3
+num=2
+jitter=.1
+ignore_thresh=.5
+random=0
+"""
+LINE = re.compile(r"^(\d+): (\d+\.\d{6}), \d+\.\d{6} avg, \d+\.\d{6} rate, \d+\.\d{6} seconds, (\d+) images$")
+# one thread a rank: two ranks share this machine's cores with other work
+ENV = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    """The shapes set (16 training images) and the tiny detector's cfg: (data, cfg)."""
+    folder = tmp_path_factory.mktemp("mpi")
+    data = write_shapes(folder / "shapes", train=16, valid=4)
+    cfg = folder / "tiny.cfg"
+    cfg.write_text(CFG)
+    return data, cfg
+
+
+def train_args(data, cfg, backup, *more):
+    return ["-m", "pydarknet", "detector", "train", str(data), str(cfg), "--backup", str(backup), "--workers", "1",
+            *map(str, more)]
+
+
+def mpiexec(*ranks, timeout=300):
+    """`mpiexec -n 1 python ARGS : -n 1 python ARGS ...`, one argument list a rank: its (exit status, stdout,
+    stderr)."""
+    command = [MPIEXEC]
+    for i, args in enumerate(ranks):
+        command += ([":"] if i else []) + ["-n", "1", sys.executable, *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=ENV)
+    return done.returncode, done.stdout, done.stderr
+
+
+def alone(args, timeout=300):
+    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=ENV)
+    return done.returncode, done.stdout, done.stderr
+
+
+def lines(stdout):
+    """{iteration: (loss, images)} of darknet's per-iteration lines."""
+    return {int(m.group(1)): (m.group(2), int(m.group(3))) for line in stdout.splitlines() if (m := LINE.match(line))}
+
+
+def iterations_in(weights, cfg):
+    net = Network(cfg, quiet_unused=True)
+    load_weights(net, weights)
+    return net.seen // (net.batch * net.subdivisions)
+
+
+def errors(stderr):
+    return [line for line in stderr.splitlines() if line.startswith("pydarknet: error:")]
+
+
+class Job:
+    """A `mpiexec -n 2` training run in the background, its output in files, for the tests that stop it."""
+
+    def __init__(self, folder, data, cfg, *more):
+        self.folder, self.backup = folder, folder / "backup"
+        self.out, self.err = open(folder / "out.txt", "w+"), open(folder / "err.txt", "w+")
+        self.process = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, *train_args(data, cfg, self.backup, *more)],
+                                        stdout=self.out, stderr=self.err, env=ENV, preexec_fn=takes_ctrl_c)
+
+    def reached(self, iteration, timeout=240):
+        """Wait until rank 0 has printed `iteration`'s line."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if max(lines((self.folder / "out.txt").read_text()), default=0) >= iteration:
+                return
+            assert self.process.poll() is None, (self.folder / "err.txt").read_text()
+            time.sleep(0.1)
+        raise AssertionError(f"iteration {iteration} not reached in {timeout} s")
+
+    def worker(self, rank):
+        """The process training as MPI rank `rank`: the supervisor's child (both have the launcher's PMI_RANK)."""
+        def environment(pid):
+            try:
+                return dict(v.split(b"=", 1) for v in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in v)
+            except OSError:
+                return {}
+
+        def parent(pid):
+            return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                mine = str(self.backup).encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+                if mine and environment(pid).get(b"PMI_RANK") == str(rank).encode() and \
+                        environment(parent(pid)).get(b"PMI_RANK") == str(rank).encode():
+                    return int(pid)
+            except OSError:
+                continue
+        raise AssertionError(f"no process trains as rank {rank}")
+
+    def wait(self, timeout):
+        """(exit status, stdout, stderr, seconds waited)."""
+        start = time.monotonic()
+        try:
+            status = self.process.wait(timeout)
+        finally:
+            self.process.poll() is None and self.process.kill()
+        self.out.seek(0)
+        self.err.seek(0)
+        return status, self.out.read(), self.err.read(), time.monotonic() - start
+
+
+def test_launchers_are_told_by_their_environment(monkeypatch):
+    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS"):
+        monkeypatch.delenv(name, raising=False)
+    assert not launched()
+    monkeypatch.setenv("PMI_SIZE", "1")   # one process: plain training
+    assert not launched()
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "4")
+    assert launched()
+
+
+def test_a_rank_takes_the_gpu_of_its_place_on_its_machine():
+    assert [local_device(rank, 2) for rank in range(4)] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]
+    assert local_device(1, 1) == "cuda:0"   # the launcher gave each rank its own GPU (CUDA_VISIBLE_DEVICES)
+    assert local_device(1, 0) == "cpu"
+    # the place itself: MPI's shared-memory split, here two ranks on one machine
+    probe = ("from pydarknet.train.mpi import Group; g = Group(); places = g.comm.gather((g.rank, g.local_rank)); "
+             "g.rank or print(places); g.close()")
+    status, out, err = mpiexec(["-c", probe], ["-c", probe], timeout=120)
+    assert status == 0, err
+    assert out == "[(0, 0), (1, 1)]\n"
+
+
+def test_two_ranks_train_as_two_replicas_in_one_process_and_rank_0_alone_writes(shapes, tmp_path):
+    """The same losses and, bit for bit, the same weights as `-gpus cpu,cpu`; rank 1 (given a backup folder of its
+    own) writes nothing and prints nothing."""
+    data, cfg = shapes
+    status, out, err = mpiexec(train_args(data, cfg, tmp_path / "mpi", "--max-batches", 4),
+                               train_args(data, cfg, tmp_path / "rank1", "--max-batches", 4))
+    assert status == 0, err
+    status, reference, _ = alone(train_args(data, cfg, tmp_path / "one", "--max-batches", 4, "-gpus", "cpu,cpu"))
+    assert status == 0
+    assert lines(out) == lines(reference) and sorted(lines(out)) == [1, 2, 3, 4]
+    assert [images for _, images in lines(out).values()] == [8, 16, 24, 32]   # 2 replicas x 4 images
+    assert (tmp_path / "mpi/tiny_final.weights").read_bytes() == (tmp_path / "one/tiny_final.weights").read_bytes()
+    assert sorted(p.name for p in (tmp_path / "mpi").iterdir()) == ["chart.png", "tiny_final.weights"]
+    assert not (tmp_path / "rank1").exists()
+    assert err.count("layer     filters") == 1 and err.count("Region 3 Avg IOU") == 4 * 2   # rank 0's chatter only
+
+
+def test_a_data_list_one_rank_cannot_read_is_one_error_before_the_first_step(shapes, tmp_path):
+    data, cfg = shapes
+    (tmp_path / "elsewhere.data").write_text(Path(data).read_text().replace("train.txt", "missing.txt"))
+    status, out, err = mpiexec(train_args(data, cfg, tmp_path / "b"),
+                               train_args(tmp_path / "elsewhere.data", cfg, tmp_path / "b"), timeout=120)
+    assert status == 1 and not lines(out)
+    assert errors(err) == [line for line in err.splitlines() if line.strip()]   # nothing but the error
+    assert len(errors(err)) == 1
+    assert re.fullmatch(r"pydarknet: error: rank 1: \S*missing\.txt: cannot read image list: no such file .*: "
+                        r"the job stops before its first iteration", errors(err)[0])
+    assert not (tmp_path / "b").exists()
+
+
+def test_an_unreadable_image_stops_the_job_with_one_line_and_the_iterations_saved(shapes, tmp_path):
+    data, cfg = shapes
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff" + b"\0" * 64)
+    listed = tmp_path / "train.txt"   # the good images 20 times over: the broken one comes up some iterations in
+    listed.write_text(Path(data).with_name("train.txt").read_text() * 20 + f"{broken}\n")
+    (tmp_path / "broken.data").write_text(Path(data).read_text().replace(str(Path(data).with_name("train.txt")),
+                                                                        str(listed)))
+    args = train_args(tmp_path / "broken.data", cfg, tmp_path / "b", "-q")
+    status, out, err = mpiexec(args, args)
+    assert status == 1
+    reached = max(lines(out))
+    line, = errors(err)
+    assert re.fullmatch(rf"pydarknet: error: rank [01]: cannot load image {broken}: .*: the job stops in iteration "
+                        rf"{reached + 1}; resume from {tmp_path}/b/tiny_last\.weights \(iteration {reached}\)", line)
+    assert iterations_in(tmp_path / "b/tiny_last.weights", cfg) == reached
+
+
+def test_a_killed_rank_stops_the_job_with_one_line_and_a_whole_last_weights(shapes, tmp_path):
+    data, cfg = shapes
+    job = Job(tmp_path, data, cfg, "-q")
+    job.reached(110)
+    os.kill(job.worker(1), signal.SIGKILL)
+    status, out, err, waited = job.wait(60)
+    assert status != 0 and waited < 30
+    line, = errors(err)
+    assert re.fullmatch(rf"pydarknet: error: rank 1 was killed by SIGKILL \(kill -9, or out of memory\) in iteration "
+                        rf"\d+: the job stops; resume from {job.backup}/tiny_last\.weights \(iteration 100\)", line)
+    assert int(re.search(r"in iteration (\d+)", line).group(1)) >= 110
+    assert iterations_in(job.backup / "tiny_last.weights", cfg) == 100
+
+
+def test_a_silent_rank_stops_the_job_in_bounded_time(shapes, tmp_path):
+    """A rank stopped (SIGSTOP: as frozen as a process gets) is given up on after --rank-timeout seconds without a
+    word: rank 0 saves the iterations done and names it."""
+    data, cfg = shapes
+    job = Job(tmp_path, data, cfg, "-q", "--rank-timeout", 3)
+    job.reached(20)
+    stopped = job.worker(1)
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        status, out, err, waited = job.wait(60)
+    finally:
+        try:
+            os.kill(stopped, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert status == 1 and waited < 20
+    line, = errors(err)
+    done = max(lines(out))
+    assert re.fullmatch(rf"pydarknet: error: rank 1 sent nothing for 3 s \(stopped, frozen or cut off\) while rank 0 "
+                        rf"waited for .*: the job stops in iteration {done + 1}; resume from "
+                        rf"{job.backup}/tiny_last\.weights \(iteration {done}\)", line)
+    assert iterations_in(job.backup / "tiny_last.weights", cfg) == done
+
+
+def test_ctrl_c_saves_last_once_every_rank_exits_130_and_another_rank_count_resumes(shapes, tmp_path):
+    data, cfg = shapes
+    job = Job(tmp_path, data, cfg)
+    job.reached(5)
+    job.process.send_signal(signal.SIGINT)
+    status, out, err, _ = job.wait(60)
+    assert status == 130 and not errors(err)
+    saved = re.findall(r"Interrupted: saved (\S+) after (\d+) iterations", err)
+    assert len(saved) == 1 and saved[0][0] == f"{job.backup}/tiny_last.weights"
+    done = int(saved[0][1])
+    assert done >= 5 and iterations_in(job.backup / "tiny_last.weights", cfg) == done
+    # one process goes on from there (and from its weights, two ranks: the next test's run)
+    status, out, err = alone(train_args(data, cfg, tmp_path / "one", "--max-batches", done + 2, "-q",
+                                        job.backup / "tiny_last.weights"))
+    assert status == 0, err
+    assert sorted(lines(out)) == [done + 1, done + 2]
+    status, out, err = mpiexec(*[train_args(data, cfg, tmp_path / "two", "--max-batches", done + 4, "-q",
+                                            tmp_path / "one/tiny_final.weights")] * 2)
+    assert status == 0, err
+    assert sorted(lines(out)) == [done + 3, done + 4]
