@@ -1,6 +1,6 @@
 PYTHON ?= python3
 
-.PHONY: install test bench bench-avx2 demo demo-tiny bench-train bench-gpu
+.PHONY: install test bench bench-avx2 demo demo-tiny bench-train bench-gpu bench-mpi
 
 install:
 	$(PYTHON) -m pip install -e '.[test]'
@@ -31,3 +31,6 @@ bench-train:
 
 bench-gpu:     # the GPU engine (pydarknet[cuda]): yolov4-tiny 416 forward at batch 1 and 32, training images/s
 	$(PYTHON) -m pydarknet.cuda.bench
+
+bench-mpi:     # the mpi extra: a training iteration on 1 and 2 MPI ranks here, each rank's bytes a step
+	$(PYTHON) -m pydarknet.train.mpi_bench

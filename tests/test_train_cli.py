@@ -288,3 +288,40 @@ def test_cpu_replicas_each_train_on_their_own_share(dataset, monkeypatch):
     for share, seed in ((slice(0, 4), 3), (slice(4, 8), 4)):
         alone_x, alone_y = next(BatchLoader(images, 4, seed=seed, workers=0))
         assert np.array_equal(x[share], alone_x) and np.array_equal(y[share], alone_y)
+
+
+class AloneInAGroup:
+    """An MPI job of one rank, for Replicas: every sum is its own buffer (kept, to be measured)."""
+    first, total = 0, 1
+
+    def check_in(self, costs):
+        return costs
+
+    def sum(self, buffer):
+        self.buffer = buffer.copy()
+
+
+def test_a_replica_in_a_job_of_one_trains_as_train_network_and_sends_its_parameters_and_statistics(dataset):
+    """Replicas' arithmetic across processes, without MPI: with nothing to add, a step is train_network's (within
+    float32's rounding: the replica scheme takes the carried momentum out of the sum and puts it back); the buffer a step adds over the ranks holds an update per parameter and the rolling statistics (what make
+    bench-mpi counts: yolov4-tiny's and yolov4's are the trainable and non-trainable parameter counts their Keras
+    ports report, 6,056,606 + 6,208 and 64,363,101 + 66,304)."""
+    from pydarknet.resources import shipped_root
+    from pydarknet.train.mpi_bench import buffer_bytes
+    from pydarknet.train.replicas import Replicas
+    from pydarknet.train.step import train_network
+    alone, together = (Network("toy.cfg", quiet_unused=True).initialize(1) for _ in range(2))
+    alone.quiet = together.quiet = True
+    group = AloneInAGroup()
+    replicas = Replicas(together, ["cpu"], group)
+    x = np.random.default_rng(0).random((4, 3, 32, 32), np.float32)
+    y = np.zeros((4, 90 * 5), np.float32)
+    y[:, :5] = [0.5, 0.5, 0.3, 0.3, 1]
+    for _ in range(3):
+        assert np.isclose(replicas.train_batch(x, y), train_network(alone, x, y), rtol=1e-6)
+    for mine, theirs in zip(together.layers, alone.layers):
+        for a, b in zip(mine.weight_arrays(), theirs.weight_arrays()):
+            assert np.allclose(a, b, rtol=1e-6, atol=1e-7) and (a != 0).any()
+    assert group.buffer.nbytes == buffer_bytes("toy.cfg") == 4 * (4 + 4 + 4 * 27 + 2 * 4 + 14 + 14 * 4)
+    assert buffer_bytes(shipped_root() / "cfg/yolov4-tiny.cfg") == 4 * (6056606 + 6208)
+    assert buffer_bytes(shipped_root() / "cfg/yolov4.cfg") == 4 * (64363101 + 66304)
