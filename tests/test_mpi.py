@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import takes_ctrl_c
 
@@ -293,3 +294,29 @@ def test_ctrl_c_saves_last_once_every_rank_exits_130_and_another_rank_count_resu
                                             tmp_path / "one/tiny_final.weights")] * 2)
     assert status == 0, err
     assert sorted(lines(out)) == [done + 3, done + 4]
+
+
+def test_on_the_simulated_gpu_a_rank_takes_its_local_gpu_and_the_sums_go_through_host_memory(shapes, tmp_path):
+    """Numba's CUDA simulator (one GPU; 8x8 images, one a replica: it runs the kernels a thread at a time): without
+    -gpus each rank trains on the GPU of its place (cuda:0 for both here), its updates read from the device,
+    summed over the ranks and written back: the CPU replicas' losses and weights within the engine's tolerance."""
+    data, cfg = shapes
+    small = tmp_path / "small.cfg"
+    small.write_text(CFG.replace("batch=4", "batch=1").replace("subdivisions=2", "subdivisions=1")
+                     .replace("width=32", "width=8").replace("height=32", "height=8"))
+    done = subprocess.run([MPIEXEC, "-n", "2", sys.executable, *train_args(data, small, tmp_path / "gpu",
+                                                                           "--max-batches", 2)],
+                          capture_output=True, text=True, timeout=600, env={**ENV, "NUMBA_ENABLE_CUDASIM": "1"})
+    assert done.returncode == 0, done.stderr
+    assert "MPI: 2 ranks, 2 replicas (rank 0's on cuda:0)" in done.stderr
+    status, reference, _ = alone(train_args(data, small, tmp_path / "cpu", "--max-batches", 2, "-gpus", "cpu,cpu"))
+    assert status == 0
+    on_gpu, on_cpu = lines(done.stdout), lines(reference)
+    assert sorted(on_gpu) == sorted(on_cpu) == [1, 2]
+    assert all(abs(float(on_gpu[i][0]) - float(on_cpu[i][0])) <= 1e-4 * float(on_cpu[i][0]) for i in (1, 2))
+    trained = [Network(small, quiet_unused=True) for _ in range(2)]
+    load_weights(trained[0], tmp_path / "gpu/small_final.weights")
+    load_weights(trained[1], tmp_path / "cpu/small_final.weights")
+    for a, b in zip(trained[0].layers, trained[1].layers):
+        for x, y in zip(a.weight_arrays(), b.weight_arrays()):
+            assert np.allclose(x, y, rtol=1e-4, atol=1e-5)

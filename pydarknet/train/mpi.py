@@ -359,8 +359,8 @@ def train_ranks(make_run, progress=None, timeout=60.0, debug=False):
         group.end(stop)
     if not chatter["quiet"]:   # rank 0's (the others are quiet)
         note("\n".join(run.net.summary()))
-        note(f"MPI: {group.size} ranks, {group.total} replicas: {group.total} x "
-             f"{run.net.batch * run.net.subdivisions} images an iteration")
+        note(f"MPI: {group.size} ranks, {group.total} replicas (rank 0's on {', '.join(n.device for n in run.nets)}): "
+             f"{group.total} x {run.net.batch * run.net.subdivisions} images an iteration")
     run.net.quiet = chatter["quiet"]
     try:
         final = run.run(progress=progress if group.rank == 0 else None)

@@ -99,8 +99,9 @@ class Replicas:
                 costs = self.group.check_in(costs)   # every replica's, in their order: or the job stops here
             for cost in costs:
                 total = F32(total + cost)
-            self._average_into_lead(carried)
+            statistics = self._average_into_lead(carried)
             update_network(lead)
+            self._set_statistics(statistics)
             self.broadcast()
         return F32(total / F32(x.shape[0] // count * self.total))
 
@@ -132,8 +133,8 @@ class Replicas:
 
     def _average_into_lead(self, carried):
         """The replicas' new updates (the job's first replica's less what it carried) averaged, plus the carried
-        momentum, into the first's updates (the others start again from 0); the rolling statistics averaged
-        likewise. With a group, this process's sums are added to the other processes' first."""
+        momentum, into the first's updates (the others start again from 0). With a group, this process's sums are
+        added to the other processes' first. Returns the rolling statistics' averages ({layer: {name: array}})."""
         lead, count = self.lead, F32(self.total)
         for net in self.nets:
             net.sync_parameters()
@@ -155,11 +156,18 @@ class Replicas:
         if self.group:
             self._add_over_processes(sums, statistics)
         for i, summed in sums.items():
-            layer = lead.layers[i]
-            set_updates(lead, layer, {name: carried[i].get(name, 0) + value / count for name, value in summed.items()})
-            for name, value in statistics[i].items():
-                getattr(layer, name)[...] = value / count
-        lead.params_version += 1
+            set_updates(lead, lead.layers[i],
+                        {name: carried[i].get(name, 0) + value / count for name, value in summed.items()})
+        return {i: {name: value / count for name, value in table.items()} for i, table in statistics.items()}
+
+    def _set_statistics(self, statistics):
+        """The averaged rolling statistics into the first replica, after its update: a GPU replica's update takes
+        every parameter back from the device, its own statistics included, which would undo them before it."""
+        lead = self.lead
+        for i, table in statistics.items():
+            for name, value in table.items():
+                getattr(lead.layers[i], name)[...] = value
+        lead.params_version += 1   # the device's copies are now older than these
 
     def _add_over_processes(self, sums, statistics):
         """Every process's sums added into each (in place), in one message: the arrays laid end to end."""
