@@ -325,3 +325,16 @@ def test_a_replica_in_a_job_of_one_trains_as_train_network_and_sends_its_paramet
     assert group.buffer.nbytes == buffer_bytes("toy.cfg") == 4 * (4 + 4 + 4 * 27 + 2 * 4 + 14 + 14 * 4)
     assert buffer_bytes(shipped_root() / "cfg/yolov4-tiny.cfg") == 4 * (6056606 + 6208)
     assert buffer_bytes(shipped_root() / "cfg/yolov4.cfg") == 4 * (64363101 + 66304)
+
+
+def test_training_without_a_launcher_never_loads_mpi(dataset):
+    """Only an MPI launcher's environment makes `train` load mpi4py (train/mpi.py): plain training pays nothing."""
+    import subprocess
+    import sys
+    probe = ("import sys\nfrom pydarknet.cli import main\ntry:\n    main(['train', 'toy.data', 'toy.cfg', '--max-batches',"
+             " '1', '-q'])\nfinally:\n    print(sorted(m for m in sys.modules if m.startswith('mpi4py')))")
+    env = {k: v for k, v in os.environ.items() if k not in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE",
+                                                            "SLURM_STEP_NUM_TASKS")}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300)
+    assert done.stdout.splitlines()[-1] == "[]", done.stderr
+    assert (dataset / "backup/toy_final.weights").exists()
