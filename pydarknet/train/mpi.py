@@ -11,7 +11,8 @@ numbers its replicas in one process). Each iteration, after the replicas' forwar
    applies the same averaged step to its own copy (replicas.py): the copies stay equal without sending
    parameters. Bits: with two ranks each element is one float32 addition, the same as in one process; with
    more, MPI's reduction order is its own, so the sum may differ in the last bit from `-gpus cpu,cpu,...`
-   (about 1e-7 relative per step). The same algorithm gives every rank the same sum, so the copies never part.
+   (6e-8 after 5 iterations, 2 ranks of 2 replicas against 4 in one process). MPI's Allreduce gives every rank
+   the same sum (MPICH's algorithms do, as the standard advises), so the copies never part.
 Rank 0 alone prints, draws and writes files; the other ranks print only errors, each naming its rank.
 
 Faults end the whole job in bounded time, with one line naming the rank, the cause, and the weights file to
