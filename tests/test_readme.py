@@ -1,6 +1,7 @@
 """The README's Quick start, Training and Pipelines examples, run as written (made short: fewer images, two
 training iterations) by a shell in an empty directory, `pydarknet` being the command of the wheel built from this
 checkout and installed in a fresh environment (conftest.installed): what a user who installed it has."""
+import json
 import os
 import re
 import shutil
@@ -111,11 +112,14 @@ def test_pipelines_run_as_written(shell):
     os.symlink(models / "yolov3-tiny.weights", shell.cache / "yolov3-tiny.weights")
     lines = [line for line, _ in examples("Pipelines") + examples("On a cluster (Dask)")
              if "tcp://scheduler" not in line]
-    assert len(lines) == 2 and "--dask local:2" in lines[1]
+    assert len(lines) == 3 and lines[1].startswith("cat photos/dog.jpg |") and "--dask local:2" in lines[2]
     succeeds(shell, lines[0])
-    jsonl = (shell.work / "dets.jsonl").read_text().splitlines()
-    assert sorted(line.split('"')[3] for line in jsonl) == ["photos/dog.jpg", "photos/eagle.jpg"]
-    assert "mean average precision (mAP@0.50)" in succeeds(shell, lines[1]).stdout
+    jsonl = [json.loads(line) for line in (shell.work / "dets.jsonl").read_text().splitlines()]
+    assert sorted(result["image"] for result in jsonl) == ["photos/dog.jpg", "photos/eagle.jpg"]
+    piped = json.loads(succeeds(shell, lines[1]).stdout)   # the image's bytes on stdin: the file's detections
+    dog = next(result for result in jsonl if result["image"] == "photos/dog.jpg")
+    assert piped["image"] == "stdin" and piped["detections"] == dog["detections"] and len(dog["detections"]) >= 3
+    assert "mean average precision (mAP@0.50)" in succeeds(shell, lines[2]).stdout
 
 
 def test_the_table_of_options_is_what_each_command_takes():
