@@ -180,10 +180,10 @@ class LineCounter:
             counted[direction] += 1
 
     def as_json(self, names):
-        """{"line": [x1, y1, x2, y2], "counts": {class name: {direction: tracks}}}."""
+        """{"line": [x1, y1, x2, y2], "band": band, "counts": {class name: {direction: tracks}}}."""
         x1, y1 = self.start
         x2, y2 = self.start + self.direction
-        return {"line": [x1, y1, x2, y2],
+        return {"line": [x1, y1, x2, y2], "band": self.band,
                 "counts": {names[c]: dict(counted) for c, counted in sorted(self.counts.items())}}
 
     def draw(self, bgr, names):

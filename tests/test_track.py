@@ -63,7 +63,7 @@ def test_line_counter_counts_each_crossing_by_class_and_direction():
         counter.update(7, 2, centre, (10, 10))
     counter.update(8, 0, (60, 120), (10, 10))
     counter.update(8, 0, (40, 120), (10, 10))                   # below the segment's end: not a crossing
-    assert counter.as_json(NAMES) == {"line": [50.0, 0.0, 50.0, 100.0],
+    assert counter.as_json(NAMES) == {"line": [50.0, 0.0, 50.0, 100.0], "band": 0,
                                       "counts": {"triangle": {"right_to_left": 1, "left_to_right": 1}}}
     assert LineCounter(0, 10, 100, 10).names == ("top_to_bottom", "bottom_to_top")
     assert LineCounter(100, 10, 0, 10).names == ("bottom_to_top", "top_to_bottom")
@@ -142,14 +142,14 @@ def test_demo_track_shows_ids_in_text_and_json(clip, tmp_path, monkeypatch):
     line = ",".join(map(str, COUNT_LINE))
     text = CliRunner().invoke(cli, ["detector", "demo", *SHAPES, str(path), "-thresh", ".25", "-track", "-q"])
     docs = CliRunner().invoke(cli, ["detector", "demo", *SHAPES, str(path), "-thresh", ".25", "-count_line", line,
-                                    "--json", "-q"])
+                                    "-count_band", ".3", "--json", "-q"])
     assert text.exit_code == 0 and docs.exit_code == 0, text.output + docs.output
     first = text.stdout.split("Objects:\n\n")[1].splitlines()
     assert first[:3] == ["triangle: 95% \t(track_id: 1)", "square: 74% \t(track_id: 2)", "circle: 97% \t(track_id: 3)"]
     frames = [json.loads(line) for line in docs.stdout.splitlines()]
     assert [d["track_id"] for d in frames[0]["detections"]] == [1, 2, 3]
     assert frames[-1]["counting"]["counts"]["square"] == {"right_to_left": 0, "left_to_right": 1}
-    assert frames[0]["counting"] == {"line": [112.0, 0.0, 112.0, 143.0], "counts": {}}
+    assert frames[0]["counting"] == {"line": [112.0, 0.0, 112.0, 143.0], "band": .3, "counts": {}}
 
 
 def test_count_line_needs_four_numbers(clip, tmp_path, monkeypatch):

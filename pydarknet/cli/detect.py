@@ -44,15 +44,15 @@ def demo_command(name, slots, doc):
     @common
     def command(files, thresh, hier, nms, resize, letter_box, ext_output, dont_show, batch, skip_classes, as_json,
                 camera, out_filename, prefix, frame_skip, time_limit, mjpeg_port, json_port, mjpeg_quality, post_url,
-                host, track, count_line, darknet, quiet, debug):
+                host, track, count_line, count_band, darknet, quiet, debug):
         source = files.rest[0] if files.rest else None
         if source is not None and camera is not None:
             raise click.UsageError("give a SOURCE or -c CAMERA, not both")
         run_demo(files.names or default_data("coco.data"), files.cfg, files.weights, source, camera, thresh, hier,
                  nms, letterbox_of(letter_box, resize), ext_output, out_filename, prefix, frame_skip, time_limit, batch,
-                 as_json, darknet, progress_bar, track=track, count_line=count_line, mjpeg_port=mjpeg_port,
-                 json_port=json_port, mjpeg_quality=mjpeg_quality, post_url=post_url, host=host,
-                 skip_classes=skip_classes)
+                 as_json, darknet, progress_bar, track=track, count_line=count_line, count_band=count_band,
+                 mjpeg_port=mjpeg_port, json_port=json_port, mjpeg_quality=mjpeg_quality, post_url=post_url,
+                 host=host, skip_classes=skip_classes)
     return command
 
 

@@ -183,6 +183,10 @@ def count_line(ctx, param, value):
 
 def live_options(fn):
     """The demos' live output (pydarknet/live) and tracking (pydarknet/track.py)."""
+    fn = click.option("-count_band", "count_band", type=click.FloatRange(min=0), default=None, metavar="FRACTION",
+                      help="-count_line's hysteresis: a track is on a side once its centre is this fraction of its "
+                           "box's size past the line, so a box wobbling on the line counts once (default .25; 0: "
+                           "every change of side).")(fn)
     fn = click.option("-count_line", "count_line", metavar="X1,Y1,X2,Y2", callback=count_line, default=None,
                       help="Count the tracks that cross this line (pixels), per class and direction: in the JSON, "
                            "the drawing and the page (implies -track).")(fn)

@@ -95,13 +95,14 @@ def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, o
 
 def run_demo(data_file, cfg, weights, source, camera, thresh, hier, nms, letterbox, ext_output, out_filename, prefix,
              frame_skip, time_limit, batch, as_json, darknet=None, progress_bar=None, track=False, count_line=None,
-             mjpeg_port=None, json_port=None, mjpeg_quality=40, post_url=None, host="127.0.0.1", skip_classes=None):
+             count_band=None, mjpeg_port=None, json_port=None, mjpeg_quality=40, post_url=None, host="127.0.0.1",
+             skip_classes=None):
     """The fork's `detector demo`: detection on each frame of a video, image sequence, stream or camera.
     `progress_bar(label, lines_on_stdout, describe)`, if given, makes the progress callback for a video of known
     length (the CLI's bar on a terminal). `track`: track ids (track.Tracker); `count_line`: (x1, y1, x2, y2), count
-    the tracks crossing it (implies `track`). `mjpeg_port`, `json_port`, `post_url`: the live output
-    (live.LiveOutput), served on `host`. `skip_classes`: as Detector's (never shown, streamed, tracked or
-    counted)."""
+    the tracks crossing it (implies `track`), with `count_band`'s hysteresis (None: the Tracker's default).
+    `mjpeg_port`, `json_port`, `post_url`: the live output (live.LiveOutput), served on `host`. `skip_classes`: as
+    Detector's (never shown, streamed, tracked or counted)."""
     from ..predict import Detector
     from ..track import Tracker
     from ..video import Video, frame_json, objects_lines, run_demo as detect_video
@@ -120,7 +121,8 @@ def run_demo(data_file, cfg, weights, source, camera, thresh, hier, nms, letterb
         for listener in listeners:
             listener.close()
         raise
-    tracker = Tracker(count_line=count_line) if track or count_line is not None else None
+    band = {} if count_band is None else {"count_band": count_band}
+    tracker = Tracker(count_line=count_line, **band) if track or count_line is not None else None
     for listener in listeners:
         listener.tracker, listener.names = tracker, detector.names
         for line in listener.addresses(host):
