@@ -1,8 +1,9 @@
-"""A command's process start-up: what the first kernel's load and the process's end would otherwise cost.
+"""A command's process start-up: what Numba's import, its first kernel's load and the process's end would cost.
 
-Five shortcuts reach into Numba's internals (pyproject.toml bounds Numba to the versions they were tested on).
-Each is checked at run time and skipped, leaving Numba's own slower path, when the internal is not there;
-PYDARKNET_NUMBA_SHORTCUTS=0 skips them all.
+Five shortcuts reach into Numba's internals, as does preload.load_cached: NUMBA_TESTED names the Numba versions
+they were tested on, pyproject.toml bounds Numba to them, and tests/test_startup.py fails on a Numba outside them
+or one whose internals moved. At run time each shortcut checks that its internal is there and is skipped, leaving
+Numba's own slower path, when it is not; PYDARKNET_NUMBA_SHORTCUTS=0 skips them all.
 """
 import gc
 import hashlib
@@ -10,6 +11,8 @@ import os
 import pickle
 import sys
 
+# The first and the last Numba minor release that the shortcuts into its internals were tested on.
+NUMBA_TESTED = ((0, 58), (0, 68))
 # The commands whose first word names a family (`detector map`).
 GROUPS = {"detector", "classifier", "export", "datasets"}
 # Commands that run no kernel: no compile listener for them.
@@ -44,9 +47,29 @@ def announce_first_compile(argv):
 
 
 def skip_numba_probes():
-    """Answer Numba's probes for BLAS, cffi and its cache folder without their costs; each one that finds its
-    Numba internal missing is skipped. Returns the names of the shortcuts taken."""
+    """Import Numba without SciPy and PyYAML, and answer its probes for BLAS, cffi and its cache folder without
+    their costs; each one that finds its Numba internal missing is skipped. Returns the names of the shortcuts
+    taken."""
     return [name for name, shortcut in SHORTCUTS.items() if shortcut()]
+
+
+def numba_without_unused_imports():
+    """Numba's import imports two optional packages that a command never uses, when installed: SciPy, only to
+    check its version (its BLAS is left out: no_blas_probe), and PyYAML, to read a .numba_config.yaml in the
+    current folder (where there is one, it is imported as usual): together 13 ms on a Sapphire Rapids Xeon. Numba
+    is imported here with each import of them raising ImportError; the process may import them later."""
+    if "numba" in sys.modules:
+        return False
+    unused = [name for name in ("scipy", "yaml") if name not in sys.modules]
+    if os.path.isfile(".numba_config.yaml") and "yaml" in unused:
+        unused.remove("yaml")
+    sys.modules.update(dict.fromkeys(unused))   # None: an import raises ImportError while this is set
+    try:
+        import numba  # noqa: F401
+    finally:
+        for name in unused:
+            del sys.modules[name]
+    return True
 
 
 def cache_check_once_per_folder():
@@ -200,5 +223,6 @@ def no_cffi_typing():
     return True
 
 
-SHORTCUTS = {"cache folder": cache_check_once_per_folder, "blas": no_blas_probe, "cffi": no_cffi_typing,
-             "registries": cached_loads_without_registries, "runtime": runtime_from_cache}
+SHORTCUTS = {"imports": numba_without_unused_imports, "cache folder": cache_check_once_per_folder,
+             "blas": no_blas_probe, "cffi": no_cffi_typing, "registries": cached_loads_without_registries,
+             "runtime": runtime_from_cache}

@@ -1,0 +1,107 @@
+"""A command's start-up (cli/startup.py, preload.py): the Numba versions and internals its shortcuts rely on,
+pinned so that a Numba upgrade fails here rather than quietly slowing every command; Numba imported without
+the packages a command never uses."""
+import importlib
+import inspect
+import os
+import re
+import subprocess
+import sys
+import tomllib
+
+import numba
+import pytest
+
+from conftest import ROOT
+from pydarknet import preload
+from pydarknet.cli import startup
+
+# What the shortcuts (cli/startup.py) and preload.load_cached reach in Numba: (module, attribute, its parameters).
+NUMBA_INTERNALS = [
+    ("numba.core.caching", "_CacheLocator.ensure_cache_path", ["self"]),
+    ("numba.core.caching", "_CacheLocator.get_cache_path", ["self"]),
+    ("numba.core.cpu", "CPUContext.load_additional_registries", ["self"]),
+    ("numba.np.linalg", "ensure_blas", []),
+    ("numba.core.caching", "Cache.load_overload", ["self", "sig", "target_context"]),
+    ("numba.core.caching", "Cache._load_overload", ["self", "sig", "target_context"]),
+    ("numba.core.caching", "Cache._guard_against_spurious_io_errors", ["self"]),
+    ("numba.core.runtime.nrt", "rtsys.initialize", ["ctx"]),
+    ("numba.core.runtime.nrtdynmod", "compile_nrt_functions", ["ctx"]),
+    ("numba.core.runtime.nrtdynmod", "create_nrt_module", ["ctx"]),
+    ("numba.core.codegen", "JITCPUCodegen.magic_tuple", ["self"]),
+    ("numba.core.codegen", "JITCPUCodegen.unserialize_library", ["self", "serialized"]),
+    ("numba.core.codegen", "JITCodeLibrary.enable_object_caching", ["self"]),
+    ("numba.core.codegen", "JITCodeLibrary.add_ir_module", ["self", "ir_module"]),
+    ("numba.core.codegen", "JITCodeLibrary.finalize", ["self"]),
+    ("numba.core.codegen", "JITCodeLibrary.serialize_using_object_code", ["self"]),
+    ("numba.core.cpu", "CPUContext.insert_user_function", ["self", "func", "fndesc", "libs"]),
+    ("numba.core.dispatcher", "Dispatcher.add_overload", ["self", "cres"]),
+]
+
+
+def version(text):
+    return tuple(int(part) for part in text.split(".")[:2])
+
+
+def test_numba_is_a_version_the_shortcuts_were_tested_on_and_pyproject_asks_for_those():
+    """NUMBA_TESTED (cli/startup.py) is the range pyproject.toml allows, and the installed Numba is in it: a
+    Numba outside it fails here first (then test the shortcuts on it and move both)."""
+    first, last = startup.NUMBA_TESTED
+    assert first <= version(numba.__version__) <= last, (numba.__version__, startup.NUMBA_TESTED)
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    [pin] = [d for d in dependencies if re.match(r"numba\b", d)]
+    assert pin.replace(" ", "") == f"numba>={first[0]}.{first[1]},<{last[0]}.{last[1] + 1}"
+
+
+@pytest.mark.parametrize("module, attribute, parameters", NUMBA_INTERNALS, ids=[a for _, a, _ in NUMBA_INTERNALS])
+def test_the_numba_internals_the_shortcuts_reach_are_there(module, attribute, parameters):
+    found = importlib.import_module(module)
+    for name in attribute.split("."):
+        found = getattr(found, name)
+    assert list(inspect.signature(found).parameters) == parameters
+
+
+def test_preload_loads_a_cached_kernel_by_numbas_cache_branch():
+    """preload.load_cached takes Dispatcher.compile's cache branch (the dispatcher's cache, its hit counts, its
+    target context, the compile result's entry point, description, library and mode): in a new process the
+    kernel is loaded from the cache, counted as a hit, and runs without another load."""
+    import numpy as np
+
+    from numba.core.compiler import CR_FIELDS
+
+    from pydarknet.kernels.activations import expf_array
+    expf_array(np.zeros(3, np.float32))   # in the cache
+    assert {"objectmode", "entry_point", "fndesc", "library"} <= set(CR_FIELDS)
+    code = ("import numpy as np; from numba import typeof; from pydarknet import preload; "
+            "from pydarknet.kernels.activations import expf_array as k; x = np.zeros(3, np.float32); "
+            "sig = (typeof(x),); print(preload.load_cached(k, sig), k._cache_hits[sig], sig in k.overloads, "
+            "k(x).sum(), k._cache_hits[sig])")
+    proc = run_python(code)
+    assert proc.stdout.split() == ["True", "1", "True", "3.0", "1"], proc.stderr[-500:]
+
+
+def run_python(code, cwd=None):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_every_shortcut_is_taken_on_this_numba():
+    """Each shortcut skips itself where its internal is missing (test_cli's test_numba_shortcuts_skip_what_numba_lacks):
+    on a tested Numba every one of them is taken."""
+    proc = run_python("from pydarknet.cli.startup import skip_numba_probes; print(skip_numba_probes())")
+    assert proc.stdout.strip() == str(list(startup.SHORTCUTS)), proc.stderr[-500:]
+
+
+def test_numba_is_imported_without_scipy_and_pyyaml_which_stay_importable(tmp_path):
+    """Numba imports SciPy only to check its version and PyYAML only to read a .numba_config.yaml: a command's
+    start leaves both out (13 ms), and imports PyYAML where that file is, whose settings Numba then takes."""
+    pytest.importorskip("scipy")
+    pytest.importorskip("yaml")
+    code = ("import sys; from pydarknet.cli.startup import skip_numba_probes; skip_numba_probes(); "
+            "import numba; left_out = [name in sys.modules for name in ('scipy', 'yaml')]; "
+            "import scipy, yaml; print(*left_out, numba.config.BOUNDSCHECK)")
+    proc = run_python(code, cwd=tmp_path)
+    assert proc.stdout.split() == ["False", "False", "None"], proc.stderr[-500:]
+    (tmp_path / ".numba_config.yaml").write_text("boundscheck: 1\n")
+    proc = run_python(code, cwd=tmp_path)
+    assert proc.stdout.split() == ["False", "True", "1"], proc.stderr[-500:]
