@@ -12,6 +12,11 @@ background thread from the start of the command instead made the command 30 ms s
 and holds the interpreter's lock, which the command's own start-up needs. A kernel not in the cache (pydarknet
 or Numba changed) is left for its first call to compile: nothing compiles ahead.
 
+Only a process that compiled nothing records: compiling a kernel compiles (or loads) every kernel it calls,
+which a kernel loaded from the cache has built in, so a compiling process's kernels are more than the next
+one needs. The record of yolov3-tiny's `detect` was 39 kernels from a compiling run, which every later run loaded
+again and recorded again; those its Python code calls are 17 (the command 0.92-0.94x its wall time).
+
 Loading from the cache without compiling reaches into Numba's dispatcher (the steps of Dispatcher.compile's
 cache branch); where those internals are missing the kernels load as they are called.
 PYDARKNET_NUMBA_SHORTCUTS=0 turns it off with the other shortcuts (cli/startup.py).
@@ -19,8 +24,9 @@ PYDARKNET_NUMBA_SHORTCUTS=0 turns it off with the other shortcuts (cli/startup.p
 import os
 import pickle
 import sys
+import types
 
-KERNELS_FILE = "kernels-used.pickle"
+KERNELS_FILE = "kernels-called.pickle"   # "kernels-used" held the callees too
 NETWORKS_KEPT = 32   # networks whose kernels the file keeps (the most recently recorded)
 
 
@@ -37,21 +43,25 @@ def load_recorded(key):
 
 
 def record_command():
-    """The end of a command's process (cli.startup.end): record the kernels it ran under its network's key.
-    Only a command's process ends there: a test session or a script that runs commands in-process, whose
-    kernels are not one network's, records nothing."""
+    """The end of a command's process (cli.startup.end): record the kernels it ran under its network's key, or,
+    where it compiled some, forget them (the next run records what it calls). Only a command's process ends
+    there: a test session or a script that runs commands in-process, whose kernels are not one network's,
+    records nothing."""
+    from .warmup import compiled_here
     if _command_key:
-        record(_command_key[0])
+        record(_command_key[0], [] if compiled_here() else used())
 
 
 def dispatchers():
-    """{(module, name): dispatcher} of the Numba kernels defined in pydarknet's imported modules."""
+    """{(module, name): dispatcher} of the Numba kernels defined in pydarknet's imported modules, those imported
+    on first use (kernels/__init__.py) left out until used: reading their names would load them."""
     from numba.core.registry import CPUDispatcher
     found = {}
     for module_name, module in list(sys.modules.items()):
-        if module_name.startswith("pydarknet") and module is not None:
+        if module_name.startswith("pydarknet") and type(module) is types.ModuleType:
             for name, value in list(vars(module).items()):
-                if isinstance(value, CPUDispatcher) and value.py_func.__module__ == module_name:
+                # type(), not isinstance(): Numba's dispatchers are abstract classes, whose check is slow
+                if type(value) is CPUDispatcher and value.py_func.__module__ == module_name:
                     found[module_name, name] = value
     return found
 
@@ -106,17 +116,17 @@ def recorded():
         return {}
 
 
-def record(key):
-    """This process's kernels, under `key` in place of what was there, written atomically when they differ; a
-    read-only cache is left alone."""
+def record(key, entries):
+    """`entries` under `key` in place of what was there (none: the key forgotten), written atomically when they
+    differ; a read-only cache is left alone."""
     from .errors import WriteError
     from .weights import atomic_write
     table = recorded()
-    entries = used()
-    if table.get(key) == entries:
+    if table.get(key, []) == entries:
         return
     table.pop(key, None)
-    table[key] = entries
+    if entries:
+        table[key] = entries
     table = dict(list(table.items())[-NETWORKS_KEPT:])
     try:
         atomic_write(path(), pickle.dumps(table))

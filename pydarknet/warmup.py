@@ -141,10 +141,19 @@ class CompileWatch:
             record_compile_time(self.command, self.seconds())
 
 
+_watches = []   # this process's CompileWatch (announce_compiling)
+
+
+def compiled_here():
+    """Whether this process compiled any of pydarknet's kernels; None where nothing watched (announce_compiling)."""
+    return any(watch.seconds() > 0 for watch in _watches) if _watches else None
+
+
 def announce_compiling(command):
     """From now on in this process, watch Numba compile pydarknet's kernels (CompileWatch) for `command`."""
     from numba.core import event
     watch = CompileWatch(command)
+    _watches.append(watch)
 
     class Listener(event.Listener):
         def on_start(self, ev):

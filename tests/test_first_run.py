@@ -11,7 +11,7 @@ import click._termui_impl
 import pytest
 
 from conftest import ROOT, shared_path
-from pydarknet import cli
+from pydarknet import cli, preload
 
 
 def python(*args, env=None, cwd=None):
@@ -72,9 +72,9 @@ def test_the_first_run_says_it_compiles_once(tmp_path):
     assert notice not in err and out.splitlines()[1:] == first.splitlines()[1:]
     # a regression pin: pydarknet's own detection with its own demo weights (README, Quick start)
     assert "triangle: 90%" in out.splitlines()
-    # the kernels the runs used are recorded by network, and the next load of that network loads them before
-    # its first pass, which then loads none (pydarknet.preload)
-    [record] = (tmp_path / "numba-cache").rglob("kernels-used.pickle")
+    # the kernels the runs called are recorded by network (by the second: the first compiled), and the next load
+    # of that network loads them before its first pass, which then loads none (pydarknet.preload)
+    [record] = (tmp_path / "numba-cache").rglob(preload.KERNELS_FILE)
     check = """if True:
         import numpy as np
         from pydarknet import preload
@@ -88,7 +88,8 @@ def test_the_first_run_says_it_compiles_once(tmp_path):
     out, _ = python("-c", check, env=env, cwd=tmp_path)
     names, same = out.rsplit(" ", 1)
     assert same == "True\n" and "'normalize_activate_maxpool'" in names and "'_gemm'" in names
-    assert "shapes-tiny.cfg darknet" in pickle.loads(record.read_bytes())
+    kernels = {name for _, name, _ in pickle.loads(record.read_bytes())["shapes-tiny.cfg darknet"]}
+    assert {"_decode_scan", "_idct_all"} <= kernels and "_idct_block" not in kernels   # _idct_all's callee
 
 
 class Clock:
@@ -276,11 +277,12 @@ def test_compile_runs_every_inference_job_and_says_where(tmp_path):
 def test_the_kernel_record_is_a_commands_and_replaced_by_its_next_run(tmp_path, monkeypatch):
     """preload: loading a network records nothing by itself; the end of a command's process records what it ran
     under the network's key, in place of the last run's (a run that stopped early cannot leave a stale union)."""
-    from pydarknet import preload
-    monkeypatch.setattr(preload, "path", lambda: tmp_path / "kernels-used.pickle")
+    from pydarknet import preload, warmup
+    monkeypatch.setattr(preload, "path", lambda: tmp_path / preload.KERNELS_FILE)
     monkeypatch.setattr(preload, "_command_key", [])
+    monkeypatch.setattr(warmup, "_watches", [])   # no compile seen (test_startup: a compiling process forgets)
     preload.record_command()   # no network loaded: nothing to record
-    assert preload.load_recorded("net.cfg darknet") == 0 and not (tmp_path / "kernels-used.pickle").exists()
+    assert preload.load_recorded("net.cfg darknet") == 0 and not (tmp_path / preload.KERNELS_FILE).exists()
     monkeypatch.setattr(preload, "used", lambda: [("pydarknet.x", "kernel", ["one"])])
     preload.record_command()
     assert preload.recorded() == {"net.cfg darknet": [("pydarknet.x", "kernel", ["one"])]}

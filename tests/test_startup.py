@@ -1,6 +1,6 @@
 """A command's start-up (cli/startup.py, preload.py): the Numba versions and internals its shortcuts rely on,
 pinned so that a Numba upgrade fails here rather than quietly slowing every command; Numba imported without
-the packages a command never uses."""
+the packages a command never uses; the kernels recorded for the next run."""
 import importlib
 import inspect
 import os
@@ -13,7 +13,7 @@ import numba
 import pytest
 
 from conftest import ROOT
-from pydarknet import preload
+from pydarknet import preload, warmup
 from pydarknet.cli import startup
 
 # What the shortcuts (cli/startup.py) and preload.load_cached reach in Numba: (module, attribute, its parameters).
@@ -105,3 +105,44 @@ def test_numba_is_imported_without_scipy_and_pyyaml_which_stay_importable(tmp_pa
     (tmp_path / ".numba_config.yaml").write_text("boundscheck: 1\n")
     proc = run_python(code, cwd=tmp_path)
     assert proc.stdout.split() == ["False", "True", "1"], proc.stderr[-500:]
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_process_that_compiled_forgets_its_networks_record(tmp_path, monkeypatch):
+    """Compiling a kernel compiles or loads the kernels it calls, which a kernel loaded from the cache has built
+    in: a process that compiled records nothing for its network (and forgets the last record), so that the
+    next one, loading from the cache, records only the kernels that the command calls."""
+    monkeypatch.setattr(preload, "path", lambda: tmp_path / preload.KERNELS_FILE)
+    monkeypatch.setattr(preload, "_command_key", ["net.cfg darknet"])
+    monkeypatch.setattr(preload, "used", lambda: [("pydarknet.x", "kernel", ["one"])])
+    clock = Clock()
+    watch = warmup.CompileWatch("detect", clock)
+    monkeypatch.setattr(warmup, "_watches", [watch])
+    preload.record_command()
+    assert preload.recorded() == {"net.cfg darknet": [("pydarknet.x", "kernel", ["one"])]}
+    watch.start()
+    clock.now += 0.5
+    watch.end()
+    preload.record_command()
+    assert warmup.compiled_here() and preload.recorded() == {}
+
+
+def test_a_detect_command_leaves_the_training_kernels_unloaded(tmp_path):
+    """preload looks for a network's kernels among pydarknet's modules without loading the training kernels'
+    (kernels/__init__.py imports them on first use: 16 ms of loading where a command ran no training kernel)."""
+    code = ("import sys; from pydarknet.cli import main\n"
+            "try:\n"
+            f"    main(['detector', 'test', {str(ROOT / 'cfg/shapes.data')!r}, {str(ROOT / 'cfg/shapes-tiny.cfg')!r}, "
+            f"{str(ROOT / 'data/shapes-tiny.weights')!r}, {str(ROOT / 'data/shapes.jpg')!r}, '-q', '-dont_show'])\n"
+            "except SystemExit:\n"
+            "    pass\n"
+            "print(*[type(sys.modules[f'pydarknet.kernels.{name}']).__name__ for name in ('backward', 'loss')])")
+    for _ in range(2):   # the second with the first's record loaded ahead
+        proc = run_python(code, cwd=tmp_path)
+        assert proc.stdout.split()[-2:] == ["_LazyModule", "_LazyModule"], proc.stderr[-500:]
