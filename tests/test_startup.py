@@ -1,6 +1,6 @@
-"""A command's start-up (cli/startup.py, preload.py): the Numba versions and internals its shortcuts rely on,
-pinned so that a Numba upgrade fails here rather than quietly slowing every command; Numba imported without
-the packages a command never uses; the kernels recorded for the next run."""
+"""A command's start-up and end (cli/startup.py, preload.py): the Numba versions and internals its shortcuts rely
+on, pinned so that a Numba upgrade fails here rather than quietly slowing every command; Numba imported without
+the packages a command never uses; the kernels recorded for the next run; an inference command's quick exit."""
 import importlib
 import inspect
 import os
@@ -146,3 +146,41 @@ def test_a_detect_command_leaves_the_training_kernels_unloaded(tmp_path):
     for _ in range(2):   # the second with the first's record loaded ahead
         proc = run_python(code, cwd=tmp_path)
         assert proc.stdout.split()[-2:] == ["_LazyModule", "_LazyModule"], proc.stderr[-500:]
+
+
+def test_pythons_exit_handlers_run_once_when_run_ahead():
+    """startup.end's quick exit runs the exit handlers itself with CPython's atexit._run_exitfuncs, which empties
+    the list: handlers run once, whichever way the process then ends."""
+    for end in ("os._exit(0)", "pass"):
+        proc = run_python(f"import atexit, os; atexit.register(print, 'handler'); atexit._run_exitfuncs(); {end}")
+        assert proc.stdout == "handler\n", proc.stderr[-500:]
+
+
+# The exit handler runs in both ends: Python's own has by then stopped the main thread (threading's shutdown).
+END_PROBE = """import atexit, sys, threading, time
+atexit.register(lambda: print('handler, main thread running:', threading.main_thread().is_alive()))
+if sys.argv[1] == 'thread':
+    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+sys.argv = ['pydarknet', *sys.argv[2:]]
+from pydarknet.cli import main
+main()
+"""
+DETECT = ["cfg/shapes-tiny.cfg", "data/shapes-tiny.weights", "data/shapes.jpg"]
+
+
+@pytest.mark.parametrize("thread, args, status, quick", [
+    ("", ["detector", "test", "cfg/shapes.data", *DETECT, "missing.jpg", "-dont_show"], 1, True),
+    ("thread", ["detector", "test", "cfg/shapes.data", *DETECT, "-dont_show"], 0, False),
+    ("", ["summary", "cfg/shapes-tiny.cfg"], 0, False)])
+def test_an_inference_command_ends_its_process_after_the_exit_handlers(thread, args, status, quick):
+    """startup.end: `detector test` (QUICK_EXIT_COMMANDS) ends its process once Python's exit handlers have run and
+    its output is flushed, with the command's exit status (1: an image it could not read) and all its lines,
+    skipping the rest of Python's end (35 ms after yolov3-tiny's detect). With another thread running, or for
+    another command, the process ends as Python ends it."""
+    proc = subprocess.run([sys.executable, "-c", END_PROBE, thread or "-", *args], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == status, proc.stderr[-500:]
+    lines = proc.stdout.splitlines()
+    assert lines[-1] == f"handler, main thread running: {quick}"
+    if args[0] != "summary":
+        assert any(line.startswith("triangle: ") for line in lines) and ("missing.jpg" in proc.stderr) == bool(status)

@@ -130,7 +130,7 @@ def main(argv=None):
     try:
         run_command(sys.argv[1:])
     finally:
-        startup.end()
+        startup.end(sys.argv[1:], sys.exc_info()[1])
 
 
 def run_command(argv):
