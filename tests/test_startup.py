@@ -165,20 +165,21 @@ sys.argv = ['pydarknet', *sys.argv[2:]]
 from pydarknet.cli import main
 main()
 """
-DETECT = ["cfg/shapes-tiny.cfg", "data/shapes-tiny.weights", "data/shapes.jpg"]
+DETECT = [str(ROOT / name) for name in ("cfg/shapes.data", "cfg/shapes-tiny.cfg", "data/shapes-tiny.weights",
+                                        "data/shapes.jpg")]
 
 
 @pytest.mark.parametrize("thread, args, status, quick", [
-    ("", ["detector", "test", "cfg/shapes.data", *DETECT, "missing.jpg", "-dont_show"], 1, True),
-    ("thread", ["detector", "test", "cfg/shapes.data", *DETECT, "-dont_show"], 0, False),
-    ("", ["summary", "cfg/shapes-tiny.cfg"], 0, False)])
-def test_an_inference_command_ends_its_process_after_the_exit_handlers(thread, args, status, quick):
+    ("", ["detector", "test", *DETECT, "missing.jpg", "-dont_show"], 1, True),
+    ("thread", ["detector", "test", *DETECT, "-dont_show"], 0, False),
+    ("", ["summary", str(ROOT / "cfg/shapes-tiny.cfg")], 0, False)])
+def test_an_inference_command_ends_its_process_after_the_exit_handlers(thread, args, status, quick, tmp_path):
     """startup.end: `detector test` (QUICK_EXIT_COMMANDS) ends its process once Python's exit handlers have run and
     its output is flushed, with the command's exit status (1: an image it could not read) and all its lines,
     skipping the rest of Python's end (35 ms after yolov3-tiny's detect). With another thread running, or for
     another command, the process ends as Python ends it."""
     proc = subprocess.run([sys.executable, "-c", END_PROBE, thread or "-", *args], capture_output=True, text=True,
-                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == status, proc.stderr[-500:]
     lines = proc.stdout.splitlines()
     assert lines[-1] == f"handler, main thread running: {quick}"
