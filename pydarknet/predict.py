@@ -206,8 +206,8 @@ def left_edge(box):
 def use_fast(fast):
     """`fast=True`: the fast products (fused multiply-add, Winograd; within 1e-3 of darknet's numbers, not bit-exact)
     for every network of the process, as PYDARKNET_PRODUCTS=fast or the CLI's --fast; `fast="bf16"`: those with
-    the convolutions in bfloat16 on the CPU's AMX tiles (--bf16), `fast="int16"`: in 12-bit integers with VNNI
-    (--int16); the fast products where the CPU has neither."""
+    the convolutions in bfloat16 (--bf16: kernels.products.bf16_engine), `fast="int16"`: in 12-bit integers with
+    VNNI (--int16); the fast products, with a warning, where the CPU's instructions would not pay."""
     if fast:
         from .kernels.products import REDUCED, set_backend
         set_backend(fast if fast in REDUCED else "fast")

@@ -9,6 +9,7 @@ point, as the README promises.
 where VNNI's vpdpwssd does both, with the same integer sums. The vdpbf16ps path ("dpbf16ps" below: --bf16 with the
 tiles left unused, as PYDARKNET_AMX=off does) runs where the CPU has avx512_bf16, with or without AMX; its words'
 rounding and layout are checked on every CPU, in numpy against an emulation of the instruction."""
+import re
 from pathlib import Path
 
 import numpy as np
@@ -317,13 +318,17 @@ def test_without_their_instructions_reduced_precisions_warn_and_take_the_fast_pr
     assert capsys.readouterr().err.strip() == f"Warning: --{name}: {why}; using the --fast products"
 
 
-@pytest.mark.parametrize("tiles,dot,engine", [(None, None, "amx"), (None, "no", "amx"),
-                                              ("PYDARKNET_AMX=off", None, "dpbf16ps"),
-                                              ("the kernel does not let this process use the AMX tiles", None,
-                                               "dpbf16ps")])
-def test_bf16_runs_on_the_tiles_else_on_vdpbf16ps(monkeypatch, capsys, tiles, dot, engine):
+NO_TILES = "the kernel does not let this process use the AMX tiles"
+
+
+@pytest.mark.parametrize("tiles,dot,intel,engine", [(None, None, True, "amx"), (None, "no", False, "amx"),
+                                                    ("PYDARKNET_AMX=off", None, True, "dpbf16ps"),
+                                                    ("PYDARKNET_AMX=off", None, False, "dpbf16ps"),
+                                                    (NO_TILES, None, False, "dpbf16ps")])
+def test_bf16_runs_on_the_tiles_else_on_vdpbf16ps(monkeypatch, capsys, tiles, dot, intel, engine):
     monkeypatch.setattr(amx, "unavailable", lambda: tiles)
     monkeypatch.setattr(bf16, "unavailable", lambda: dot)
+    monkeypatch.setattr(bf16, "slower_than_fma", lambda: intel)
     previous = products.set_backend("bf16")
     try:
         assert products.backend() == "bf16" and products.bf16_engine() == engine
@@ -331,6 +336,29 @@ def test_bf16_runs_on_the_tiles_else_on_vdpbf16ps(monkeypatch, capsys, tiles, do
     finally:
         products.set_backend(previous)
     assert "Warning" not in capsys.readouterr().err
+
+
+def test_on_intels_cores_bf16_without_the_tiles_is_the_fast_products(monkeypatch, capsys):
+    """vdpbf16ps at half an FMA's rate (Sapphire Rapids) would make --bf16 slower than --fast: one warning saying
+    so and how to run it anyway, then the fast products."""
+    monkeypatch.setattr(amx, "unavailable", lambda: NO_TILES)
+    monkeypatch.setattr(bf16, "unavailable", lambda: None)
+    monkeypatch.setattr(bf16, "slower_than_fma", lambda: True)
+    previous = products.set_backend("bf16")
+    try:
+        assert products.backend() == "fast" and products.bf16_engine() is None
+    finally:
+        products.set_backend(previous)
+    assert capsys.readouterr().err.strip() == (
+        f"Warning: --bf16: {NO_TILES} (AMX), and Intel's cores run vdpbf16ps at half an FMA's rate, slower than the "
+        "--fast products (PYDARKNET_AMX=off runs it anyway); using the --fast products")
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="no /proc/cpuinfo to read the CPU's vendor from")
+def test_the_cpus_vendor_decides_whether_vdpbf16ps_pays():
+    vendor = re.search(r"^vendor_id\s*:\s*(\S+)", Path("/proc/cpuinfo").read_text(), re.M)
+    bf16.slower_than_fma.cache_clear()
+    assert bf16.slower_than_fma() == (vendor is not None and vendor[1] == "GenuineIntel")
 
 
 def test_pydarknet_amx_off_leaves_the_tiles_unused(monkeypatch):

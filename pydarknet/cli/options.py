@@ -59,8 +59,9 @@ def common(fn):
                       help="Faster products (fused multiply-add, Winograd): not darknet's bit-exact numbers, "
                            "within 1e-3 of them.")(fn)
     fn = click.option("--bf16", is_flag=True, expose_value=False, callback=use_reduced_products,
-                      help="--fast, with the convolutions in bfloat16 on the CPU's AMX tiles where it has them: "
-                           "faster again, the same detections (probabilities within .02).")(fn)
+                      help="--fast, with the convolutions in bfloat16 on the CPU's AMX tiles, or on AMD's "
+                           "avx512_bf16 (vdpbf16ps) without them: faster again, the same detections (probabilities "
+                           "within .02). Elsewhere a warning says why, and it is --fast (--int16 may pay there).")(fn)
     fn = click.option("--int16", is_flag=True, expose_value=False, callback=use_reduced_products,
                       help="--fast, with the convolutions in 12-bit integers on a CPU with VNNI: the same "
                            "detections (probabilities within .02).")(fn)

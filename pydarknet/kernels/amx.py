@@ -48,6 +48,7 @@ _I64 = ir.IntType(64)
 ARCH_REQ_XCOMP_PERM = 0x1023
 XFEATURE_XTILEDATA = 18
 SYS_ARCH_PRCTL = 158   # x86-64
+TURNED_OFF = "PYDARKNET_AMX=off"   # unavailable()'s answer when the tiles are left unused on purpose
 
 
 @functools.cache
@@ -55,7 +56,7 @@ def unavailable():
     """None when this process can run the AMX kernels, else why not (one line)."""
     from numba.core.registry import cpu_target
     if os.environ.get("PYDARKNET_AMX", "on") == "off":
-        return "PYDARKNET_AMX=off"
+        return TURNED_OFF
     if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
         return f"AMX tiles are used on x86-64 Linux only (this is {sys.platform} {platform.machine()})"
     features = cpu_target.target_context.codegen().magic_tuple()[2].split(",")

@@ -25,7 +25,8 @@ Three backends:
 - "bf16" (`--bf16`): "fast", except that convolutions over 32 channels or more (every layer but the first few
   of a detector) multiply in bfloat16 with float32 sums: on the CPU's AMX tiles (kernels/amx.py), or where the
   CPU or the operating system does not allow the tiles (or PYDARKNET_AMX=off), with AVX-512's vdpbf16ps
-  (kernels/bf16.py) where the CPU has avx512_bf16: the weights and each layer's input rounded to 8 bits of
+  (kernels/bf16.py) where the CPU has avx512_bf16 and runs it faster than two FMAs (AMD's; Intel's cores do
+  not, bf16.slower_than_fma, so there only PYDARKNET_AMX=off takes it): the weights and each layer's input rounded to 8 bits of
   mantissa, so outputs move by about 1e-2 of their scale (tests/test_reduced_precision.py holds the detections to
   the exact path's). Where the CPU has neither, set_backend says what is missing and takes "fast"; so for
   "int16" without VNNI.
@@ -56,9 +57,15 @@ LACKS = "this CPU (as Numba compiles for it) lacks "
 
 
 def bf16_engine():
-    """What the bf16 products run on here: "amx" (the tiles), else "dpbf16ps" (AVX-512's vdpbf16ps), else None."""
+    """What the bf16 products run on here: "amx" (the tiles), else "dpbf16ps" (AVX-512's vdpbf16ps) where it beats
+    the fast products or PYDARKNET_AMX=off asks for it, else None."""
     from . import amx, bf16
-    return "amx" if amx.unavailable() is None else "dpbf16ps" if bf16.unavailable() is None else None
+    tiles = amx.unavailable()
+    if tiles is None:
+        return "amx"
+    if bf16.unavailable() is None and (tiles == amx.TURNED_OFF or not bf16.slower_than_fma()):
+        return "dpbf16ps"
+    return None
 
 
 def reduced_unavailable(name):
@@ -69,6 +76,9 @@ def reduced_unavailable(name):
     if bf16_engine():
         return None
     tiles, dot = amx.unavailable(), bf16.unavailable()
+    if dot is None:
+        return (f"{tiles} (AMX), and Intel's cores run vdpbf16ps at half an FMA's rate, slower than the --fast "
+                f"products ({amx.TURNED_OFF} runs it anyway)")
     if tiles.startswith(LACKS) and dot.startswith(LACKS):   # one list of what is missing
         return f"{tiles} (AMX) and {dot[len(LACKS):]} (vdpbf16ps)"
     return f"{tiles} (AMX), and {dot} (vdpbf16ps)"
