@@ -1,11 +1,13 @@
 """pydarknet: darknet's cfg and weights files, darknet's numbers, in Python."""
-from . import threads
+from .kernels import threads
 
 threads.configure()   # the thread pools' environment (threads.py says why), before Numba and numpy start them
 
 # The Python API from the top (`from pydarknet import Detector`), imported on first use: `import pydarknet`
 # stays cheap (no Numba) for the command line and for scripts that only read files.
-API = {"Detector": "predict", "Classifier": "predict", "Network": "network"}
+API = {"Detector": "tasks.predict", "Classifier": "tasks.predict", "Network": "network.network",
+       "Tracker": "results.track", "load_image": "files.image", "letterbox_image": "files.image",
+       "resize_image": "files.image"}
 __all__ = list(API)
 
 

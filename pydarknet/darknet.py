@@ -19,12 +19,12 @@ from ctypes import POINTER, c_char_p, c_float, c_int, pointer
 import cv2
 import numpy as np
 
-from .config import DarknetError, load_names, read_data_cfg
-from .detect import network_detections
-from .image import letterbox_image as letterbox_array
-from .image import check_given, from_bgr8, load_image_color, resize_image
+from .files.config import DarknetError, load_names, read_data_cfg
+from .files.image import letterbox_image as letterbox_array
+from .files.image import check_given, from_bgr8, load_image_color, resize_image
 from .kernels.nms import FORK_IOU, nms_obj, nms_sort
 from .programs.images import load_network as load_pydarknet_network
+from .results.detections import network_detections
 
 __all__ = [
     "BOX", "DETECTION", "DETNUMPAIR", "IMAGE", "METADATA", "FloatPtr", "IntPtr", "DETECTIONPtr", "DETNUMPAIRPtr",

@@ -42,7 +42,7 @@ def takes_ctrl_c():
 def chatter_on(monkeypatch):
     """`-q` switches stderr chatter (and OpenCV's log) off process-wide; in-process CLI tests must not leak that
     into others."""
-    from pydarknet.config import chatter
+    from pydarknet.files.config import chatter
     chatter["quiet"] = False
     monkeypatch.delenv("OPENCV_LOG_LEVEL", raising=False)   # restored after the test
     yield
@@ -61,8 +61,8 @@ def darknet_products():
 @pytest.fixture(scope="module")
 def small_classifier(tmp_path_factory):
     """A random fully convolutional classifier (no batch-norm), 3 classes: its .data, .cfg and .weights."""
-    from pydarknet.network import Network
-    from pydarknet.weights import save_weights
+    from pydarknet.files.weights import save_weights
+    from pydarknet.network.network import Network
     folder = tmp_path_factory.mktemp("classifier")
     cfg = folder / "small.cfg"
     cfg.write_text("[net]\nwidth=64\nheight=64\nchannels=3\n\n"

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pydarknet.network import Network
+from pydarknet.network.network import Network
 
 # Tolerances: elementwise |ours - darknet's| <= tolerance * max(1, |darknet's|).
 EXACT = 0   # pjreddie's layer outputs, with darknet's summation order for the products: bit for bit

@@ -1,13 +1,13 @@
-"""pydarknet.anchors: IoU k-means anchors, AlexeyAB's calc_anchors report, and cfg rewriting."""
+"""pydarknet.tasks.anchors: IoU k-means anchors, AlexeyAB's calc_anchors report, and cfg rewriting."""
 import re
 
 import numpy as np
 import pytest
 
 from conftest import ROOT, shared_path
-from pydarknet import anchors as A
-from pydarknet.config import DarknetError, read_cfg
-from pydarknet.network import Network
+from pydarknet.files.config import DarknetError, read_cfg
+from pydarknet.network.network import Network
+from pydarknet.tasks import anchors as A
 
 YOLOV3_TINY = ROOT / "cfg" / "yolov3-tiny.cfg"
 

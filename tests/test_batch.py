@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from conftest import ROOT, shared_path
 from pydarknet.cli import cli
-from pydarknet.predict import Classifier, Detector
+from pydarknet.tasks.predict import Classifier, Detector
 
 SHAPES = [str(ROOT / "cfg/shapes.data"), str(ROOT / "cfg/shapes-tiny.cfg"), str(ROOT / "data/shapes-tiny.weights")]
 TIMING = re.compile(r"Predicted in [0-9.]+ (milli-)?seconds|\"seconds\": [0-9.e-]+")

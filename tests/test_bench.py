@@ -1,5 +1,5 @@
-"""pydarknet.bench's timing helper (the benchmark itself runs with `make bench`, never as a test)."""
-from pydarknet import bench
+"""pydarknet.tasks.bench's timing helper (the benchmark itself runs with `make bench`, never as a test)."""
+from pydarknet.tasks import bench
 
 
 def test_median_times_alternates_and_keeps_missing_peers(monkeypatch):
@@ -62,7 +62,7 @@ def test_peers_lines_name_each_runtime_with_its_speed(capsys):
     import numba
     from conftest import ROOT
     from pydarknet.kernels import amx, int16
-    from pydarknet.network import Network
+    from pydarknet.network.network import Network
     cfg = ROOT / "cfg/shapes-tiny.cfg"
     bench.bench_peers("shapes-tiny", cfg, ROOT / "data/shapes-tiny.weights", ROOT / "data/shapes.jpg",
                       bench.letterboxed, runs=1)
@@ -82,8 +82,8 @@ def test_peers_lines_name_each_runtime_with_its_speed(capsys):
 # -- the official weights, from a fresh clone (no ../shared) ----------------------------------------------------
 def saved_weights(cfg, path):
     """Weights of the cfg's shape (random, seed 0) written to `path`: a stand-in for the official file."""
-    from pydarknet.network import Network
-    from pydarknet.weights import save_weights
+    from pydarknet.files.weights import save_weights
+    from pydarknet.network.network import Network
     net = Network(cfg, quiet_unused=True)
     net.initialize(0)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,7 +112,7 @@ def test_missing_weights_are_downloaded_with_progress_and_checksum(tmp_path, mon
     import threading
 
     from conftest import shared_path
-    from pydarknet import download
+    from pydarknet.files import download
     models = shared_path("models", "tiny.weights").parent
     monkeypatch.setenv("PYDARKNET_HOME", str(tmp_path / "cache"))
     class Quiet(http.server.SimpleHTTPRequestHandler):
@@ -146,7 +146,7 @@ def run_without_shared(tmp_path, *argv):
 
 
 def test_bench_without_weights_nor_network_is_one_error_line(tmp_path):
-    proc = run_without_shared(tmp_path, "-m", "pydarknet.bench")
+    proc = run_without_shared(tmp_path, "-m", "pydarknet.tasks.bench")
     assert proc.returncode == 1 and proc.stdout == ""
     announce, error = proc.stderr.splitlines()
     assert announce.startswith("downloading yolov3-tiny.weights (35.4 MB) into ")
@@ -189,7 +189,7 @@ def test_the_training_figure_is_what_train_prints(tmp_path):
     """train_run runs `train`'s loop and reads the seconds of its printed lines, each of which includes the
     iteration's step (timed alone beside it)."""
     from conftest import ROOT
-    from pydarknet.datasets import write_shapes
+    from pydarknet.files.datasets import write_shapes
     data = write_shapes(tmp_path / "shapes", train=16, valid=0)
     printed, steps, net = bench.train_run(data, ROOT / "cfg" / "shapes-tiny.cfg", 3, tmp_path)
     assert len(printed) == len(steps) == 3 and net.batch == 16
@@ -198,7 +198,7 @@ def test_the_training_figure_is_what_train_prints(tmp_path):
 
 def test_fixed_copy_trains_one_batch_at_the_cfg_size(tmp_path):
     from conftest import ROOT
-    from pydarknet.network import Network
+    from pydarknet.network.network import Network
     net = Network(bench.fixed_copy(ROOT / "cfg" / "yolov3-tiny.cfg", 8, tmp_path), quiet_unused=True)
     assert (net.batch, net.subdivisions, net.w, net.h) == (8, 1, 416, 416)
     assert [layer.random for layer in net.layers if layer.type == "yolo"] == [0, 0]

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import DATA, SHARED
 from golden import EXACT, PRINTED, read_dets, run_case
-from pydarknet.classify import top_k
+from pydarknet.results.classifications import top_k
 
 
 

@@ -336,7 +336,7 @@ def test_inference_leaves_the_training_kernels_unloaded():
     inference command: a forward pass of yolov4-tiny (convolutions, route groups, max-pools, [yolo]) leaves both
     unexecuted (a module's code, once run, leaves __builtins__ in its namespace); the first training kernel called
     loads its module."""
-    code = ("import sys; import numpy as np; from pydarknet.network import Network; "
+    code = ("import sys; import numpy as np; from pydarknet.network.network import Network; "
             "net = Network(sys.argv[1], quiet_unused=True); net.initialize(); "
             "net.forward(np.zeros((1,) + net.input_shape, np.float32)); "
             "loaded = lambda name: '__builtins__' in object.__getattribute__(sys.modules[name], '__dict__'); "
@@ -390,7 +390,7 @@ def test_detector_map_prints_alexeyabs_report(monkeypatch):
 def test_detector_map_json_is_the_whole_stdout(tmp_path):
     """With --json, stdout is one JSON document (json.loads of all of it); the report goes to stderr with the rest
     of the chatter, in view at a terminal, and -q leaves it out."""
-    from pydarknet.datasets import write_shapes
+    from pydarknet.files.datasets import write_shapes
     data = write_shapes(tmp_path / "shapes", train=1, valid=4)
     argv = ["detector", "map", str(data), str(ROOT / "cfg/shapes-tiny.cfg"), str(ROOT / "data/shapes-tiny.weights")]
     code, out, err = run([*argv, "--json"])

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from pydarknet.config import CfgError, DarknetError, read_cfg, read_data_cfg
-from pydarknet.network import Network
+from pydarknet.files.config import CfgError, DarknetError, read_cfg, read_data_cfg
+from pydarknet.network.network import Network
 
 
 def write(tmp_path, text, name="net.cfg"):

@@ -1,4 +1,4 @@
-"""The GPU engine (pydarknet.cuda) against the CPU engine, on tiny networks: on a real GPU where there is one,
+"""The GPU engine (pydarknet.network.cuda) against the CPU engine, on tiny networks: on a real GPU where there is one,
 else in Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1, set here before numba.cuda is first imported; the
 simulator runs each GPU thread as a Python thread, hence the tiny shapes)."""
 import ctypes.util
@@ -17,13 +17,13 @@ if "numba.cuda" not in sys.modules and not ctypes.util.find_library("cuda"):
 
 from conftest import SHARED  # noqa: E402
 from golden import UNREPRODUCIBLE, case_paths, layer_mismatch  # noqa: E402
-from pydarknet.config import DarknetError  # noqa: E402
-from pydarknet.cuda import gpu_list, parse_device, simulated  # noqa: E402
-from pydarknet.network import Network  # noqa: E402
-from pydarknet.train.step import train_network  # noqa: E402
+from pydarknet.files.config import DarknetError  # noqa: E402
+from pydarknet.network.cuda import gpu_list, parse_device, simulated  # noqa: E402
+from pydarknet.network.network import Network  # noqa: E402
+from pydarknet.tasks.train.step import train_network  # noqa: E402
 
 try:
-    from pydarknet.cuda.backend import device_count
+    from pydarknet.network.cuda.backend import device_count
     HAVE_DEVICE = device_count() > 0
 except DarknetError:
     HAVE_DEVICE = False
@@ -141,7 +141,7 @@ def test_training_step_matches_cpu(tmp_path):
     without, maxpool, upsample and shortcut backward on the device (mish and swish: gradients from the kept
     input), [yolo]'s loss on the host. The cost, every parameter (the rolling statistics too) and the updates
     momentum carries into the next step agree with the CPU's."""
-    from pydarknet.train.replicas import updates
+    from pydarknet.tasks.train.replicas import updates
     body = "\n".join([CONV.format(bn=1, filters=4, size=3, pad=1, act="mish"),
                       "[maxpool]\nsize=2\nstride=2\n",
                       "[upsample]\nstride=2\n",
@@ -211,7 +211,7 @@ def replicas_against_one(tmp_path, devices, steps):
     split into as many subdivisions (the same chunks, hence the same batch-norm statistics; the update divides
     by batch x subdivisions where the replicas' average divides by their number): the costs and the trained
     parameters (not the rolling statistics, which darknet's subdivisions fold in one after the other)."""
-    from pydarknet.train.replicas import Replicas
+    from pydarknet.tasks.train.replicas import Replicas
     count = len(devices)
     single_dir, replica_dir = tmp_path / "single", tmp_path / "replica"
     single_dir.mkdir()
@@ -248,7 +248,7 @@ def test_replicas_on_the_device(tmp_path):
 def test_detector_on_the_device(tmp_path):
     """Detector(..., device="cuda:0"): the same boxes and probabilities as on the CPU (a tiny untrained network
     with a low threshold, so that there are some)."""
-    from pydarknet.predict import Detector
+    from pydarknet.tasks.predict import Detector
     body = "\n".join([CONV.format(bn=1, filters=4, size=3, pad=1, act="leaky"),
                       CONV.format(bn=0, filters=21, size=1, pad=0, act="linear"), YOLO])
     image = np.random.default_rng(6).random((3, 9, 12), dtype=np.float32)

@@ -20,8 +20,8 @@ from click.testing import CliRunner
 
 from conftest import ROOT, shared_path
 from pydarknet.cli import cli
-from pydarknet.config import DarknetError, read_names
-from pydarknet.predict import Classifier, Detector
+from pydarknet.files.config import DarknetError, read_names
+from pydarknet.tasks.predict import Classifier, Detector
 
 Model = namedtuple("Model", "cfg data weights photos")
 SHAPES = Model(str(ROOT / "cfg/shapes-tiny.cfg"), str(ROOT / "cfg/shapes.data"), str(ROOT / "data/shapes-tiny.weights"),

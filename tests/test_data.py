@@ -1,4 +1,4 @@
-"""pydarknet.labels and pydarknet.train.data: darknet's dataset layout (lists, label locations, label files) and training batches."""
+"""pydarknet.files.labels and pydarknet.tasks.train.data: darknet's dataset layout (lists, label locations, label files) and training batches."""
 import threading
 from pathlib import Path
 
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import shared_path
-from pydarknet import labels as L
-from pydarknet.train import data as D
-from pydarknet.config import DarknetError, chatter
+from pydarknet.files import labels as L
+from pydarknet.tasks.train import data as D
+from pydarknet.files.config import DarknetError, chatter
 from pydarknet.kernels import augment as K
 
 

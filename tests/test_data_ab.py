@@ -1,4 +1,4 @@
-"""pydarknet.train.data_ab: the AlexeyAB fork's detector batches. The geometry is pinned on synthetic images whose
+"""pydarknet.tasks.train.data_ab: the AlexeyAB fork's detector batches. The geometry is pinned on synthetic images whose
 objects are flat coloured rectangles: after crop/stretch, flip, letter_box and mosaic every truth box must sit
 exactly where that colour went, no visible rectangle may lose its box and none may get two."""
 import cv2
@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from conftest import shared_path
-from pydarknet import labels as L
-from pydarknet.train import data as D
-from pydarknet.train.run import detection_dataset
-from pydarknet.train import data_ab as A
-from pydarknet.config import DarknetError
+from pydarknet.files import labels as L
+from pydarknet.tasks.train import data as D
+from pydarknet.tasks.train.run import detection_dataset
+from pydarknet.tasks.train import data_ab as A
+from pydarknet.files.config import DarknetError
 from pydarknet.kernels import augment as K
-from pydarknet.network import Network
+from pydarknet.network.network import Network
 
 BACKGROUND = (128, 128, 128)
 COLOURS = [(230, 20, 20), (20, 200, 20), (20, 20, 230), (230, 230, 20), (230, 20, 230), (20, 230, 230),
@@ -291,7 +291,7 @@ def test_hsv_distortion_is_opencvs_8bit_hsv():
     the rest (train.data_ab.opencv_hsv_block tells the width). The image is 50 pixels wide: truncated up to 32
     (AVX2), or rounded throughout (AVX-512's 64). Measured on a Zen 3 EPYC (AVX2): 1 value in 6000 off by one,
     where the vector loop's compiled arithmetic differs from the kernel's in a last bit."""
-    from pydarknet.train.data_ab import opencv_hsv_block
+    from pydarknet.tasks.train.data_ab import opencv_hsv_block
     block = opencv_hsv_block()
     rgb = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
     rgb[0, :6] = [[0, 0, 0], [255, 255, 255], [7, 7, 7], [255, 0, 0], [0, 255, 0], [0, 0, 255]]

@@ -1,10 +1,10 @@
 """`pydarknet datasets shapes`: the synthetic shapes set in darknet's layout, the same for the same seed."""
 import numpy as np
 
-from pydarknet.config import read_data_cfg, read_names
-from pydarknet.labels import read_labels, read_list
-from pydarknet.datasets import write_shapes
-from pydarknet.image import load_image
+from pydarknet.files.config import read_data_cfg, read_names
+from pydarknet.files.labels import read_labels, read_list
+from pydarknet.files.datasets import write_shapes
+from pydarknet.files.image import load_image
 
 
 def test_shapes_set_is_darknets_layout_with_absolute_paths(tmp_path, monkeypatch):

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 
 from conftest import ROOT, shared_path
 from pydarknet.cli import cli
-from pydarknet.evaluate import run_map
 from pydarknet.kernels.nms import box_iou
+from pydarknet.tasks.evaluate import run_map
 
 CFG = ROOT / "cfg" / "shapes-v4tiny.cfg"
 WEIGHTS = ROOT / "data" / "shapes-v4tiny.weights"

@@ -9,14 +9,14 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import ROOT, shared_path
-from pydarknet.boxes import Detections
 from pydarknet.cli import cli
-from pydarknet.config import CfgError
-from pydarknet.detect import diounms_sort, do_nms_sort
-from pydarknet.image import save_image
-from pydarknet.network import Network
-from pydarknet.predict import Detection, DetectionResult, Detector
-from pydarknet.weights import save_weights
+from pydarknet.files.config import CfgError
+from pydarknet.files.image import save_image
+from pydarknet.files.weights import save_weights
+from pydarknet.network.network import Network
+from pydarknet.results.boxes import Detections
+from pydarknet.results.detections import diounms_sort, do_nms_sort
+from pydarknet.tasks.predict import Detection, DetectionResult, Detector
 
 
 # -- NMS kinds against a plain-Python reference ---------------------------------------------------------------
@@ -270,8 +270,8 @@ def test_bad_yolo_option_names_its_line(tmp_path, option):
 def test_forks_real_cfgs_leave_no_yolo_option_unused(tmp_path):
     from types import SimpleNamespace
 
-    from pydarknet.config import read_cfg
-    from pydarknet.layers.yolo import Yolo
+    from pydarknet.files.config import read_cfg
+    from pydarknet.network.layers.yolo import Yolo
     cfgs = sorted(shared_path("cfg").glob("*.cfg"))
     yolos = 0
     for cfg in cfgs:
@@ -329,9 +329,9 @@ def test_yolo_fastest_with_opencvs_preprocessing_gives_opencvs_figures():
     OpenCV's figures, and fed darknet's float resize_image of stb_image's pixels, the README's."""
     import cv2
 
-    from pydarknet.config import read_names
-    from pydarknet.detect import network_detections, network_nms
-    from pydarknet.image import load_image, resize_image
+    from pydarknet.files.config import read_names
+    from pydarknet.files.image import load_image, resize_image
+    from pydarknet.results.detections import network_detections, network_nms
     net = Network(ROOT / "cfg/yolo-fastest-1.1.cfg", quiet_unused=True).load(shared_path("models",
                                                                                         "yolo-fastest-1.1.weights"))
     names = read_names(ROOT / "data/coco.names")

@@ -9,9 +9,9 @@ import pytest
 
 from conftest import SHARED
 from golden import case_paths, read_dets
-from pydarknet.detect import network_detections, network_nms
-from pydarknet.config import read_cfg
-from pydarknet.layers.yolo import Yolo
+from pydarknet.results.detections import network_detections, network_nms
+from pydarknet.files.config import read_cfg
+from pydarknet.network.layers.yolo import Yolo
 from test_detect_golden import compare, image_size
 
 CASES = sorted(p.name for p in (SHARED / "golden" / "forward_ab").glob("*") if (p / "dets.txt").exists())

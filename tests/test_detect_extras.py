@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from conftest import ROOT, run_command as run
 from moving_shapes import COUNT_LINE, write_clip
 from pydarknet.cli import cli
-from pydarknet.datasets import write_shapes
-from pydarknet.predict import Detector
+from pydarknet.files.datasets import write_shapes
+from pydarknet.tasks.predict import Detector
 
 CFG, WEIGHTS = str(ROOT / "cfg/shapes-tiny.cfg"), str(ROOT / "data/shapes-tiny.weights")
 DATA, NAMES = str(ROOT / "cfg/shapes.data"), str(ROOT / "data/shapes.names")

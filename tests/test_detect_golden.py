@@ -8,7 +8,7 @@ import pytest
 
 from conftest import DATA, SHARED, shared_path
 from golden import DETECTIONS, close, read_dets, run_case
-from pydarknet.detect import do_nms_sort, network_detections
+from pydarknet.results.detections import do_nms_sort, network_detections
 
 DETECTOR_CASES = ["yolov1-tiny_slim", "yolov2-tiny_slim", "yolov2_slim", "yolov3_slim", "yolov3-spp_slim",
                   "yolov3-tiny_dog", "yolov3-tiny_eagle", "yolov3-tiny_person"]

@@ -18,7 +18,7 @@ import psutil   # a dependency of distributed
 import pytest
 
 from conftest import ROOT, shared_path, takes_ctrl_c
-from pydarknet.errors import install_hint
+from pydarknet.files.errors import install_hint
 
 SHAPES = [str(ROOT / "cfg/shapes.data"), str(ROOT / "cfg/shapes-tiny.cfg"), str(ROOT / "data/shapes-tiny.weights")]
 TIMING = re.compile(r"Predicted in [0-9.]+ (milli-)?seconds|\"seconds\": [0-9.e-]+")
@@ -222,8 +222,8 @@ def test_local_cluster_leaves_no_process_behind(many_images, tmp_path, interrupt
 
 
 def test_python_api_equals_detect_batch_and_reads_urls(images, cluster):
-    from pydarknet import distributed as on_dask
-    from pydarknet.predict import Detector
+    from pydarknet.tasks import distributed as on_dask
+    from pydarknet.tasks.predict import Detector
     good = [p for p in images if "image3" not in p]
     paths = [f"file://{p}" if i % 2 else p for i, p in enumerate(good)]
     results = list(on_dask.detect(paths, SHAPES[1], SHAPES[2], client=cluster, thresh=0.2, batch=2, chunk=3))

@@ -11,7 +11,8 @@ import click._termui_impl
 import pytest
 
 from conftest import ROOT, SHARED, shared_path
-from pydarknet import cli, download
+from pydarknet import cli
+from pydarknet.files import download
 
 TINY_TOP5 = ["malamute: 0.167168", "Eskimo dog: 0.065828", "dogsled: 0.063020",
              "standard schnauzer: 0.051153", "Siberian husky: 0.037506"]

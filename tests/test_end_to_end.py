@@ -9,9 +9,9 @@ import pytest
 
 from conftest import SHARED
 from golden import DETECTIONS, PRINTED, case_param, close, read_dets, run_case
-from pydarknet.classify import top_k
-from pydarknet.detect import do_nms_sort, network_detections
-from pydarknet.image import letterbox_image, load_image, resize_image, resize_min
+from pydarknet.files.image import letterbox_image, load_image, resize_image, resize_min
+from pydarknet.results.classifications import top_k
+from pydarknet.results.detections import do_nms_sort, network_detections
 
 FORWARD = SHARED / "golden" / "forward"
 CASES = sorted(p for p in FORWARD.glob("*") if p.is_dir()) if FORWARD.is_dir() else []

@@ -1,4 +1,4 @@
-"""detector map / valid / recall and classifier valid (pydarknet.evaluate).
+"""detector map / valid / recall and classifier valid (pydarknet.tasks.evaluate).
 
 map is checked line by line against what AlexeyAB's darknet printed on the shapes dataset (one network run shared
 by the three `points` settings); the others run on a few generated images with the small local networks."""
@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from conftest import DATA, ROOT, shared_path
-from pydarknet.config import DarknetError
-from pydarknet.detect import do_nms_sort, network_detections
-from pydarknet.evaluate import (MapDetections, _coco_image_id, _corners, collect_detections, compute_map,
-                                do_nms_obj, run_classifier_valid, run_map, run_recall, run_valid)
-from pydarknet.image import center_crop_image, letterbox_image, load_image, resize_image
-from pydarknet.network import Network
+from pydarknet.files.config import DarknetError
+from pydarknet.files.image import center_crop_image, letterbox_image, load_image, resize_image
+from pydarknet.network.network import Network
+from pydarknet.results.detections import do_nms_sort, network_detections
+from pydarknet.tasks.evaluate import (MapDetections, _coco_image_id, _corners, collect_detections, compute_map,
+                                      do_nms_obj, run_classifier_valid, run_map, run_recall, run_valid)
 
 DETECTOR = DATA / "forward" / "yolov2-tiny_slim"      # [region], 4 classes, 128 x 128
 CLASSIFIER = DATA / "forward" / "tiny_slim"           # 96 x 96 classifier
@@ -320,7 +320,7 @@ def test_recall_lines(tmp_path, detector):
 
 
 def test_do_nms_obj():
-    from pydarknet.boxes import Detections
+    from pydarknet.results.boxes import Detections
     dets = Detections([[0.5, 0.5, 0.2, 0.2], [0.51, 0.5, 0.2, 0.2], [0.1, 0.1, 0.1, 0.1], [0.3, 0.3, 0.1, 0.1]],
                       [0.6, 0.9, 0.7, 0.0], [[0.6, 0.1], [0.9, 0.8], [0.7, 0.2], [0, 0]])
     out = do_nms_obj(dets, 0.4, classes=1)

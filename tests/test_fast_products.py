@@ -11,10 +11,10 @@ import pytest
 
 from conftest import SHARED, shared_path
 from golden import layer_mismatch, read_dets, run_case
-from pydarknet.detect import network_detections, network_nms
-from pydarknet.image import letterbox_image, load_image, resize_image
+from pydarknet.files.image import letterbox_image, load_image, resize_image
 from pydarknet.kernels import products
-from pydarknet.network import Network
+from pydarknet.network.network import Network
+from pydarknet.results.detections import network_detections, network_nms
 from test_detect_golden import DETECTOR_CASES, decoded_rows
 from test_forward_ab_golden import CASES as AB_CASES, run_ab_case
 from test_forward_golden import SHARED_CASES
@@ -178,7 +178,7 @@ def test_the_fast_flag_and_the_api_switch_to_fast_products(tmp_path, monkeypatch
 
     from conftest import ROOT
     from pydarknet.cli import cli
-    from pydarknet.predict import Detector
+    from pydarknet.tasks.predict import Detector
     products.set_backend("darknet")
     monkeypatch.chdir(tmp_path)
     args = ["detector", "test", str(ROOT / "cfg/shapes.data"), str(ROOT / "cfg/shapes-tiny.cfg"),

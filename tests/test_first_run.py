@@ -11,7 +11,8 @@ import click._termui_impl
 import pytest
 
 from conftest import ROOT, shared_path
-from pydarknet import cli, preload
+from pydarknet import cli
+from pydarknet.tasks import preload
 
 
 def python(*args, env=None, cwd=None):
@@ -35,12 +36,12 @@ def test_import_pydarknet_is_cheap_and_the_api_is_at_the_top():
     assert out == "False\n"
     out, _ = python("-c", "from pydarknet import Detector, Classifier, Network; print(Detector.__module__, "
                           "Classifier.__module__, Network.__module__)")
-    assert out.split() == ["pydarknet.predict", "pydarknet.predict", "pydarknet.network"]
+    assert out.split() == ["pydarknet.tasks.predict", "pydarknet.tasks.predict", "pydarknet.network.network"]
 
 
 def test_import_pydarknet_first_sets_the_thread_spins_and_keeps_the_users_own():
     """OpenMP threads spin about 5 ms when idle (about 0.1 ms when OpenBLAS runs products between the kernels),
-    OpenBLAS's about 0.1 ms, then sleep (pydarknet/threads.py says why); a value the user set wins."""
+    OpenBLAS's about 0.1 ms, then sleep (pydarknet/kernels/threads.py says why); a value the user set wins."""
     names = ["NUMBA_THREADING_LAYER_PRIORITY", "GOMP_SPINCOUNT", "OPENBLAS_THREAD_TIMEOUT"]
     code = (f"import os, pydarknet; print([os.environ[n] for n in {names}]); "
             "from pydarknet.kernels.products import set_backend; set_backend('blas'); "
@@ -73,11 +74,11 @@ def test_the_first_run_says_it_compiles_once(tmp_path):
     # a regression pin: pydarknet's own detection with its own demo weights (README, Quick start)
     assert "triangle: 90%" in out.splitlines()
     # the kernels the runs called are recorded by network (by the second: the first compiled), and the next load
-    # of that network loads them before its first pass, which then loads none (pydarknet.preload)
+    # of that network loads them before its first pass, which then loads none (pydarknet.tasks.preload)
     [record] = (tmp_path / "numba-cache").rglob(preload.KERNELS_FILE)
     check = """if True:
         import numpy as np
-        from pydarknet import preload
+        from pydarknet.tasks import preload
         from pydarknet.programs.images import load_network
         net = load_network("cfg/shapes-tiny.cfg", "data/shapes-tiny.weights", table=False)
         loaded = {(module, name): len(signatures) for module, name, signatures in preload.used()}
@@ -107,7 +108,7 @@ def test_predicted_in_is_a_warm_pass_alone(monkeypatch):
     import numpy as np
     from numba.core import event
 
-    from pydarknet import predict
+    from pydarknet.tasks import predict
     clock = Clock()
     monkeypatch.setattr(predict.time, "perf_counter", clock)
 
@@ -141,8 +142,8 @@ def test_a_commands_network_prepares_its_weights_before_the_first_pass(monkeypat
 
     from pydarknet.kernels import winograd
     from pydarknet.kernels.products import set_backend
-    from pydarknet.layers.convolutional import Convolutional
-    from pydarknet.network import Network
+    from pydarknet.network.layers.convolutional import Convolutional
+    from pydarknet.network.network import Network
     from pydarknet.programs.images import load_network
     previous = set_backend(products)
     try:
@@ -175,9 +176,9 @@ def test_the_first_pass_writes_into_outputs_the_command_touched_before_it(monkey
     import numpy as np
 
     from pydarknet.kernels import pool as kernels
-    from pydarknet.layers import base
-    from pydarknet.layers import maxpool as maxpool_layer
-    from pydarknet.network import Network
+    from pydarknet.network.layers import base
+    from pydarknet.network.layers import maxpool as maxpool_layer
+    from pydarknet.network.network import Network
     from pydarknet.programs.images import load_network
 
     class CountingNumpy:
@@ -214,7 +215,7 @@ def test_the_compile_notice_waits_for_seconds_of_compiling_and_names_the_last_me
                                                                                      capsys):
     """A kernel or two (1.5 s, nested compiles counted once) say nothing; past 2 s the notice shows once, with
     what this command's compiling took here last time, and the time is recorded for the next one."""
-    from pydarknet import warmup
+    from pydarknet.tasks import warmup
     monkeypatch.setattr(warmup, "cache_folder", lambda: tmp_path)
     (tmp_path / warmup.TIMES_FILE).write_text('{"detect": 71.0}')
     clock = Clock()
@@ -268,7 +269,7 @@ def test_compile_runs_every_inference_job_and_says_where(tmp_path):
     kernel module the commands load is then in it (here on the suite's warm cache: a cold one takes minutes)."""
     out, err = python("-m", "pydarknet", "compile", "--no-training", cwd=tmp_path)
     folder = err.strip().splitlines()[-1].removeprefix("kernels compiled and cached in ")
-    from pydarknet.warmup import cache_folder
+    from pydarknet.tasks.warmup import cache_folder
     assert out == "" and folder == str(cache_folder())
     cached = {p.name.split(".")[0] for p in cache_folder().glob("*.nbi")}
     assert {"gemm", "conv", "nms", "pool", "activations"} <= cached, sorted(cached)
@@ -277,7 +278,7 @@ def test_compile_runs_every_inference_job_and_says_where(tmp_path):
 def test_the_kernel_record_is_a_commands_and_replaced_by_its_next_run(tmp_path, monkeypatch):
     """preload: loading a network records nothing by itself; the end of a command's process records what it ran
     under the network's key, in place of the last run's (a run that stopped early cannot leave a stale union)."""
-    from pydarknet import preload, warmup
+    from pydarknet.tasks import preload, warmup
     monkeypatch.setattr(preload, "path", lambda: tmp_path / preload.KERNELS_FILE)
     monkeypatch.setattr(preload, "_command_key", [])
     monkeypatch.setattr(warmup, "_watches", [])   # no compile seen (test_startup: a compiling process forgets)

@@ -5,8 +5,8 @@ import pytest
 
 from conftest import SHARED, shared_path
 from golden import FORK, case_paths, layer_mismatch
-from pydarknet.image import letterbox_image, load_image, resize_image
-from pydarknet.network import Network
+from pydarknet.files.image import letterbox_image, load_image, resize_image
+from pydarknet.network.network import Network
 
 CASES = sorted(p for p in (SHARED / "golden" / "forward_ab").glob("*") if p.is_dir()) \
     if (SHARED / "golden" / "forward_ab").is_dir() else []

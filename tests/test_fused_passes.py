@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from pydarknet.kernels import pool as pool_kernels
-from pydarknet.layers import maxpool as maxpool_layer
-from pydarknet.layers.maxpool import Maxpool
-from pydarknet.network import Network
+from pydarknet.network.layers import maxpool as maxpool_layer
+from pydarknet.network.layers.maxpool import Maxpool
+from pydarknet.network.network import Network
 
 CFG = """[net]
 width=37

@@ -27,10 +27,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import DATA, ROOT, run_command as run
-from pydarknet.config import DarknetError, load_names, read_cfg, read_data_cfg, read_names
-from pydarknet.image import load_image
-from pydarknet.jpeg import JPEGError, decode_jpeg
-from pydarknet.network import Network
+from pydarknet.files.config import DarknetError, load_names, read_cfg, read_data_cfg, read_names
+from pydarknet.files.image import load_image
+from pydarknet.files.jpeg import JPEGError, decode_jpeg
+from pydarknet.network.network import Network
 
 EXAMPLES = int(os.environ.get("PYDARKNET_FUZZ_EXAMPLES", "0"))
 FOUND = DATA / "fuzz"
@@ -394,7 +394,7 @@ def test_found_inputs_stay_small():
 
 LOAD_UNDER_2_5_GIB = """import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (5 << 29, 5 << 29))
-from pydarknet.image import ImageError, load_image
+from pydarknet.files.image import ImageError, load_image
 try:
     load_image(sys.argv[1])
 except ImageError as e:

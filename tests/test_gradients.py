@@ -22,8 +22,8 @@ import pytest
 
 from pydarknet.kernels.activations import ACROSS_CHANNELS, NAMES, NEEDS_INPUT, activate, CODE
 from pydarknet.kernels.backward import gradient32
-from pydarknet.network import Network
-from pydarknet.train.step import update_network
+from pydarknet.network.network import Network
+from pydarknet.tasks.train.step import update_network
 
 
 def make_net(tmp_path, w, h, c, batch, body):

@@ -35,7 +35,7 @@ instead:
 import numpy as np
 import pytest
 
-from pydarknet.train.step import update_network
+from pydarknet.tasks.train.step import update_network
 from test_gradients import analytic, check, check_network, make_net, randomize
 
 

@@ -1,4 +1,4 @@
-"""pydarknet.image against darknet: network inputs built from darknet's own decoded pixels must equal the
+"""pydarknet.files.image against darknet: network inputs built from darknet's own decoded pixels must equal the
 input.npy darknet wrote, bit for bit; loading, drawing and saving follow darknet's rules."""
 import json
 import re
@@ -14,7 +14,7 @@ import pytest
 
 import pydarknet
 from conftest import DATA, SHARED, shared_path
-from pydarknet import image as I
+from pydarknet.files import image as I
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -317,7 +317,7 @@ def test_load_errors(tmp_path):
 
 
 def _fake_jpeg_module(message):
-    mod = types.ModuleType("pydarknet.jpeg")
+    mod = types.ModuleType("pydarknet.files.jpeg")
 
     class JPEGError(ValueError):
         pass
@@ -337,7 +337,7 @@ def _small_jpeg(tmp_path, rgb):
 
 def test_unsupported_jpeg_falls_back_to_opencv(tmp_path, rgb, monkeypatch):
     fake = _fake_jpeg_module("unsupported JPEG feature: arithmetic coding")
-    monkeypatch.setitem(sys.modules, "pydarknet.jpeg", fake)
+    monkeypatch.setitem(sys.modules, "pydarknet.files.jpeg", fake)
     monkeypatch.setattr(pydarknet, "jpeg", fake, raising=False)
     path = _small_jpeg(tmp_path, rgb)
     assert np.array_equal(I.load_image(path), I.load_image(path, decoder="opencv"))
@@ -345,7 +345,7 @@ def test_unsupported_jpeg_falls_back_to_opencv(tmp_path, rgb, monkeypatch):
 
 def test_corrupt_jpeg_error_becomes_image_error(tmp_path, rgb, monkeypatch):
     fake = _fake_jpeg_module("bad Huffman code")
-    monkeypatch.setitem(sys.modules, "pydarknet.jpeg", fake)
+    monkeypatch.setitem(sys.modules, "pydarknet.files.jpeg", fake)
     monkeypatch.setattr(pydarknet, "jpeg", fake, raising=False)
     path = _small_jpeg(tmp_path, rgb)
     with pytest.raises(I.ImageError, match=r"small\.jpg.*bad Huffman code"):

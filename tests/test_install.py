@@ -17,7 +17,7 @@ def run(installed, *args):
 
 def test_the_wheel_is_what_runs(installed):
     bin_dir, cwd, env = installed
-    out = subprocess.run([str(bin_dir / "python"), "-c", "import pydarknet.resources as r; "
+    out = subprocess.run([str(bin_dir / "python"), "-c", "import pydarknet.files.resources as r; "
                           "print(r.__file__); print(r.shipped_root())"],
                          cwd=cwd, env=env, capture_output=True, text=True, check=True).stdout.split()
     venv_dir = str(bin_dir.parent)
@@ -39,8 +39,8 @@ def test_detector_test_and_detect_on_the_demo(installed):
 def test_classify(installed, tmp_path):
     weights = SHARED / "models" / "tiny.weights"
     if not weights.is_file():   # without the real model: random weights, five lines all the same
-        from pydarknet.network import Network
-        from pydarknet.weights import save_weights
+        from pydarknet.files.weights import save_weights
+        from pydarknet.network.network import Network
         weights = tmp_path / "random-tiny.weights"
         save_weights(Network(ROOT / "cfg" / "tiny.cfg").initialize(seed=1), weights)
     code, out, err = run(installed, "classify", "cfg/tiny.cfg", str(weights), "data/dog.jpg")

@@ -1,4 +1,4 @@
-"""pydarknet.jpeg: stb_image's pixels, bit for bit, and clean failures.
+"""pydarknet.files.jpeg: stb_image's pixels, bit for bit, and clean failures.
 
 The golden cases under ../shared/golden/decode hold stb_image's own output
 (stbi_load(..., 3), stored as (3, h, w) planes).  Three of the small ones are
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED, shared_path
-from pydarknet.jpeg import JPEGError, decode_jpeg, is_jpeg
+from pydarknet.files.jpeg import JPEGError, decode_jpeg, is_jpeg
 
 LOCAL = Path(__file__).resolve().parent / "data" / "decode"
 LOCAL_CASES = sorted(p.stem for p in LOCAL.glob("*.jpg"))
@@ -179,7 +179,7 @@ def _expand(plane):
 
 def test_ycbcr_kernel_on_every_chroma_pair():
     """The int32 conversion kernel against the plain formula: every (Cb, Cr) at the luma extremes and middle."""
-    from pydarknet.jpeg import _ycc_row
+    from pydarknet.files.jpeg import _ycc_row
     cb, cr = (a.ravel().astype(np.uint8) for a in np.meshgrid(np.arange(256), np.arange(256), indexing="ij"))
     for luma in (0, 1, 127, 128, 254, 255):
         y = np.full(cb.size, luma, np.uint8)

@@ -3,10 +3,10 @@ formula, and their backward passes against finite differences (test_gradients' h
 import numpy as np
 import pytest
 
-from pydarknet.config import CfgError
+from pydarknet.files.config import CfgError
+from pydarknet.files.weights import save_weights
 from pydarknet.kernels.activations import CODE, activate, activate_channels
 from pydarknet.kernels.backward import gradient_channels, gradient_from_input
-from pydarknet.weights import save_weights
 from test_gradients import check_network, make_net, randomize
 
 

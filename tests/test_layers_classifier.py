@@ -7,11 +7,11 @@ import struct
 import numpy as np
 import pytest
 
-from pydarknet.classify import network_hierarchy, top_k
-from pydarknet.config import CfgError, DarknetError
-from pydarknet.network import Network
-from pydarknet.tree import hierarchy_predictions, read_tree
-from pydarknet.weights import weights_bytes
+from pydarknet.files.config import CfgError, DarknetError
+from pydarknet.files.weights import weights_bytes
+from pydarknet.network.network import Network
+from pydarknet.results.classifications import network_hierarchy, top_k
+from pydarknet.results.tree import hierarchy_predictions, read_tree
 
 f32 = np.float32
 

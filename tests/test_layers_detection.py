@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from conftest import DATA, shared_path
-from pydarknet.boxes import Detections
-from pydarknet.config import CfgError, DarknetError
-from pydarknet.detect import do_nms_sort, network_detections
+from pydarknet.files.config import CfgError, DarknetError
 from pydarknet.kernels.nms import glibc_sort_desc
 from pydarknet.kernels.region import hierarchy_predictions, hierarchy_top_prediction
-from pydarknet.network import Network
-from pydarknet.tree import read_tree
+from pydarknet.network.network import Network
+from pydarknet.results.boxes import Detections
+from pydarknet.results.detections import do_nms_sort, network_detections
+from pydarknet.results.tree import read_tree
 
 
 def build(tmp_path, text, name="net.cfg"):

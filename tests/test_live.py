@@ -1,4 +1,4 @@
-"""The demo's live output (pydarknet/live): the JSON and MJPEG ports read by HTTP clients frame by frame against
+"""The demo's live output (pydarknet/tasks/live): the JSON and MJPEG ports read by HTTP clients frame by frame against
 `demo --json`, the routes and limits of a port, the ends of a run (video end, broken video, Ctrl-C, a port in use),
 -http_post_host against receivers that answer and one that never does, 20 clients that do not slow detection, the
 page in a headless Chromium, a demo reading another's stream as its http:// source, and an image sequence
@@ -23,12 +23,12 @@ from click.testing import CliRunner
 from conftest import ROOT, takes_ctrl_c
 from moving_shapes import COUNT_LINE, HEIGHT, WIDTH, write_clip
 from pydarknet.cli import cli
-from pydarknet.config import DarknetError
-from pydarknet.live import server as server_module
-from pydarknet.live.output import LiveOutput
-from pydarknet.predict import Detector
-from pydarknet.track import Tracker
-from pydarknet.video import Video, run_demo
+from pydarknet.files.config import DarknetError
+from pydarknet.results.track import Tracker
+from pydarknet.tasks.live import server as server_module
+from pydarknet.tasks.live.output import LiveOutput
+from pydarknet.tasks.predict import Detector
+from pydarknet.tasks.video import Video, run_demo
 
 SHAPES = [str(ROOT / "cfg/shapes.data"), str(ROOT / "cfg/shapes-tiny.cfg"), str(ROOT / "data/shapes-tiny.weights")]
 NAMES = ["circle", "square", "triangle"]
@@ -207,7 +207,7 @@ def test_routes_and_limits_of_a_port(monkeypatch):
         assert b'<img id="stream" src="/stream"' in body and b"<script src=\"/live.js\">" in body
         assert b"EventSource(\"/events\")" in get(page_port, "/live.js")[1]
         assert get(page_port, "/live.css")[0].startswith("HTTP/1.0 200 OK")
-        for path in ["/etc/passwd", "/../pydarknet/live/page/index.html", "/page/index.html", "/favicon.ico"]:
+        for path in ["/etc/passwd", "/../pydarknet/tasks/live/page/index.html", "/page/index.html", "/favicon.ico"]:
             assert get(page_port, path)[0].startswith("HTTP/1.0 404")
         assert get(json_port, "/live.js")[0].startswith("HTTP/1.0 404")           # the page is the MJPEG port's
         assert get(page_port, "/", method="POST")[0].startswith("HTTP/1.0 405")

@@ -12,11 +12,11 @@ import pytest
 
 from conftest import shared_path
 from test_train_cli import CFG as TRAIN_CFG
-from pydarknet import labels as L
-from pydarknet.train import data as D
-from pydarknet import image, jpeg
+from pydarknet.files import labels as L
+from pydarknet.tasks.train import data as D
+from pydarknet.files import image, jpeg
 from pydarknet.kernels import augment
-from pydarknet.train.run import TrainingRun
+from pydarknet.tasks.train.run import TrainingRun
 
 
 # test_train_cli's toy detector, with pjreddie's colour augmentation on and more jitter
@@ -26,7 +26,7 @@ CFG = TRAIN_CFG.replace("decay=0.0005\n", "decay=0.0005\nhue=.1\nsaturation=1.5\
 
 @pytest.fixture
 def jpeg_set(tmp_path):
-    """Six JPEGs (decoded by pydarknet.jpeg, the nogil decoder) of different sizes, with labels."""
+    """Six JPEGs (decoded by pydarknet.files.jpeg, the nogil decoder) of different sizes, with labels."""
     rng = np.random.default_rng(0)
     (tmp_path / "images").mkdir()
     (tmp_path / "labels").mkdir()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, run_command as run
-from pydarknet.errors import install_hint
+from pydarknet.files.errors import install_hint
 
 SHAPES_CFG, SHAPES_WEIGHTS = str(ROOT / "cfg/shapes-tiny.cfg"), str(ROOT / "data/shapes-tiny.weights")
 
@@ -167,7 +167,7 @@ def test_none_for_an_image_says_why_that_happens(small_classifier):
     """Every entry of the Python API that takes an image: a ValueError naming the None, not a TypeError deep in
     os.fspath."""
     from pydarknet import Classifier, Detector
-    from pydarknet.image import letterbox_image, load_image, resize_image
+    from pydarknet.files.image import letterbox_image, load_image, resize_image
     detector, classifier = Detector(SHAPES_CFG, SHAPES_WEIGHTS), Classifier(*small_classifier[1:])
     calls = {"image": [lambda: detector.detect(None), lambda: detector.detect_batch([None]),
                        lambda: detector.prepare(None), lambda: list(detector.track([cv2.imread("no-such.jpg")])),

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from conftest import takes_ctrl_c
 
-from pydarknet.datasets import write_shapes
-from pydarknet.network import Network
-from pydarknet.train.mpi import launched, local_device
-from pydarknet.weights import load_weights
+from pydarknet.files.datasets import write_shapes
+from pydarknet.files.weights import load_weights
+from pydarknet.network.network import Network
+from pydarknet.tasks.train.mpi import launched, local_device
 
 pytest.importorskip("mpi4py", reason="needs the mpi extra (pip install -e '.[mpi]'): mpi4py")
 MPIEXEC = shutil.which("mpiexec")
@@ -181,7 +181,7 @@ def test_a_rank_takes_the_gpu_of_its_place_on_its_machine():
     assert local_device(1, 1) == "cuda:0"   # the launcher gave each rank its own GPU (CUDA_VISIBLE_DEVICES)
     assert local_device(1, 0) == "cpu"
     # the place itself: MPI's shared-memory split, here two ranks on one machine
-    probe = ("from pydarknet.train.mpi import Group; g = Group(); places = g.comm.gather((g.rank, g.local_rank)); "
+    probe = ("from pydarknet.tasks.train.mpi import Group; g = Group(); places = g.comm.gather((g.rank, g.local_rank)); "
              "g.rank or print(places); g.close()")
     status, out, err = mpiexec(["-c", probe], ["-c", probe], timeout=120)
     assert status == 0, err

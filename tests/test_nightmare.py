@@ -1,7 +1,7 @@
 """`nightmare` (pydarknet.programs.nightmare) against ../shared/golden/programs/nightmare: darknet's stdout, the
 network-input gradient of every iteration, the float image it saved after each round and the JPEG file itself,
 bit for bit (darknet's exact-order products), for the plain, batch-norm and multi-octave/multi-layer/flip/two-round
-runs; darknet's JPEG encoder (pydarknet.jpeg_write) on its own; and -zoom, -rotate and -prefix (no golden run has
+runs; darknet's JPEG encoder (pydarknet.files.jpeg_write) on its own; and -zoom, -rotate and -prefix (no golden run has
 them) against darknet's nightmare.c and image.c arithmetic, written out in this file."""
 import io
 import math
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from conftest import shared_path
-from pydarknet.config import DarknetError
-from pydarknet.image import load_image
-from pydarknet.jpeg_write import encode_jpeg
+from pydarknet.files.config import DarknetError
+from pydarknet.files.image import load_image
+from pydarknet.files.jpeg_write import encode_jpeg
 from pydarknet.programs import nightmare as program
 
 RUNS = {
@@ -238,7 +238,7 @@ def test_rotate_is_radians_rounded_to_float():
 def test_rounds_with_iterations_start_from_the_zoomed_turned_image(tmp_path, monkeypatch):
     """With iterations, round 1 is darknet's optimize_picture run from between_rounds(round 0's image), the rand()
     stream going on from where round 0 left it (parse, then 2 + 3 draws per iteration)."""
-    from pydarknet.crand import CRand, parse_draws
+    from pydarknet.programs.crand import CRand, parse_draws
     saved, _, _, case = run_rounds(tmp_path, monkeypatch, iters=1, rounds=2, zoom=1.2, rotate_by=0.25)
     net = program.load_network(case / "jnet-conv_slim.cfg", case / "jnet-conv_slim.weights", "pjreddie")
     layers = list(net.layers)

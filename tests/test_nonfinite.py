@@ -8,9 +8,9 @@ from click.testing import CliRunner
 
 from conftest import ROOT
 from pydarknet.cli import cli
-from pydarknet.output import c_float
-from pydarknet.network import Network
-from pydarknet.weights import save_weights
+from pydarknet.results.output import c_float
+from pydarknet.network.network import Network
+from pydarknet.files.weights import save_weights
 
 SHAPES = [str(ROOT / "cfg/shapes.data"), str(ROOT / "cfg/shapes-tiny.cfg")]
 
@@ -79,7 +79,7 @@ def test_c_float_writes_glibcs_inf_and_nan():
 
 
 def test_coco_results_stay_strict_json(overflowing, tmp_path):
-    from pydarknet.evaluate import run_valid
+    from pydarknet.tasks.evaluate import run_valid
     image = tmp_path / "000000000042.jpg"
     image.write_bytes((ROOT / "data/shapes.jpg").read_bytes())
     (tmp_path / "valid.txt").write_text(f"{image}\n")
@@ -90,5 +90,5 @@ def test_coco_results_stay_strict_json(overflowing, tmp_path):
     files, _ = run_valid(data, SHAPES[1], overflowing)
     entries = json.loads(open(files[0]).read(), parse_constant=refuse)
     assert entries and any(e["bbox"][2] == 224.0 for e in entries)   # the infinitely wide boxes, clamped
-    from pydarknet.evaluate import _coco_number
+    from pydarknet.tasks.evaluate import _coco_number
     assert [_coco_number(v) for v in (float("nan"), float("inf"), 1.5)] == ["null", "null", "1.500000"]

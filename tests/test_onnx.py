@@ -1,4 +1,4 @@
-"""pydarknet.onnx: every golden forward case (pjreddie's and the fork's), the real models and hand-written networks
+"""pydarknet.tasks.onnx: every golden forward case (pjreddie's and the fork's), the real models and hand-written networks
 of every layer type exported, checked with onnx.checker, run in ONNX Runtime on pydarknet's input and compared
 output by output with pydarknet's forward; --decode's boxes against pydarknet's decoded boxes; yolov3-tiny's
 dog.jpg detections through ONNX Runtime and postprocess."""
@@ -13,11 +13,11 @@ from numpy.lib.stride_tricks import sliding_window_view
 from conftest import ROOT, SHARED, shared_path
 from golden import case_paths
 from pydarknet.cli import main
-from pydarknet.config import DarknetError
-from pydarknet.detect import network_detections  # noqa: E402
-from pydarknet.image import letterbox_image, load_image, resize_image  # noqa: E402
-from pydarknet.network import Network  # noqa: E402
-from pydarknet.onnx import EXPORTERS, export, letterboxes, postprocess  # noqa: E402
+from pydarknet.files.config import DarknetError
+from pydarknet.files.image import letterbox_image, load_image, resize_image  # noqa: E402
+from pydarknet.network.network import Network  # noqa: E402
+from pydarknet.results.detections import network_detections  # noqa: E402
+from pydarknet.tasks.onnx import EXPORTERS, export, letterboxes, postprocess  # noqa: E402
 
 TOLERANCE = 1e-4        # |onnx - pydarknet| <= TOLERANCE * max(1, |pydarknet|), element by element
 FP16_TOLERANCE = 1e-2

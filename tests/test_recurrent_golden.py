@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import SHARED, shared_path
-from pydarknet.config import CfgError
-from pydarknet.network import Network
+from pydarknet.files.config import CfgError
+from pydarknet.network.network import Network
 
 CASES = ["rnn_slim", "gru_slim", "lstm_slim", "crnn_slim", "deconv_slim"]
 

@@ -17,11 +17,11 @@ import pytest
 
 from conftest import SHARED, shared_path
 from golden import read_dets, run_case
-from pydarknet.detect import network_detections, network_nms
-from pydarknet.image import letterbox_image, load_image, resize_image
+from pydarknet.files.image import letterbox_image, load_image, resize_image
 from pydarknet.kernels import amx, bf16, int16, products
 from pydarknet.kernels.conv import im2col_batch
-from pydarknet.network import Network
+from pydarknet.network.network import Network
+from pydarknet.results.detections import network_detections, network_nms
 from test_detect_golden import image_size
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -695,7 +695,7 @@ def test_shipped_demo_models_keep_their_detections(reduced, name):
 
 @pytest.fixture(scope="module")
 def shapes_set(tmp_path_factory):
-    from pydarknet.datasets import write_shapes
+    from pydarknet.files.datasets import write_shapes
     return write_shapes(tmp_path_factory.mktemp("shapes"))   # the default set: its valid images follow the train
 
 
@@ -704,7 +704,7 @@ def shapes_set(tmp_path_factory):
 def test_shipped_demo_models_keep_their_map(reduced, shapes_set, name):
     """mAP@0.50 of the demo models on the 150 validation images `datasets shapes` makes: within half a point of
     the exact path's (the README's 84.02 % and 91.43 %)."""
-    from pydarknet.evaluate import run_map
+    from pydarknet.tasks.evaluate import run_map
     found = {}
     for backend in ("darknet", reduced):
         products.set_backend(backend)

@@ -1,4 +1,4 @@
-"""`rnn generate`, `rnn valid`, `rnn train` (pydarknet.programs.rnn) and C's rand() (pydarknet.crand), against
+"""`rnn generate`, `rnn valid`, `rnn train` (pydarknet.programs.rnn) and C's rand() (pydarknet.programs.crand), against
 ../shared/golden/programs/rnn_generate: darknet's stdout byte for byte for -srand 0 at temperatures 0.7 and 0.5."""
 import ctypes
 import ctypes.util
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from conftest import shared_path
-from pydarknet.config import DarknetError
-from pydarknet.crand import CRand, parse_draws
-from pydarknet.network import Network
+from pydarknet.files.config import DarknetError
+from pydarknet.network.network import Network
 from pydarknet.programs import rnn
+from pydarknet.programs.crand import CRand, parse_draws
 
 
 @pytest.mark.parametrize("temp", ["0.7", "0.5"])
@@ -62,7 +62,7 @@ def test_generate_refuses_a_multi_step_cfg(tmp_path):
     cfg = tmp_path / "steps.cfg"
     cfg.write_text("[net]\ninputs=8\ntime_steps=4\n\n[rnn]\noutput=4\n\n[connected]\noutput=8\n\n[softmax]\n")
     weights = tmp_path / "steps.weights"
-    from pydarknet.weights import save_weights
+    from pydarknet.files.weights import save_weights
     save_weights(Network(cfg, quiet_unused=True), weights)
     with pytest.raises(DarknetError, match="batch=1 and time_steps=1"):
         rnn.generate(cfg, weights, length=3, srand=0, out=io.BytesIO())

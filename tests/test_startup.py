@@ -13,8 +13,8 @@ import numba
 import pytest
 
 from conftest import ROOT
-from pydarknet import preload, warmup
 from pydarknet.cli import startup
+from pydarknet.tasks import preload, warmup
 
 # What the shortcuts (cli/startup.py) and preload.load_cached reach in Numba: (module, attribute, its parameters).
 NUMBA_INTERNALS = [
@@ -72,7 +72,7 @@ def test_preload_loads_a_cached_kernel_by_numbas_cache_branch():
     from pydarknet.kernels.activations import expf_array
     expf_array(np.zeros(3, np.float32))   # in the cache
     assert {"objectmode", "entry_point", "fndesc", "library"} <= set(CR_FIELDS)
-    code = ("import numpy as np; from numba import typeof; from pydarknet import preload; "
+    code = ("import numpy as np; from numba import typeof; from pydarknet.tasks import preload; "
             "from pydarknet.kernels.activations import expf_array as k; x = np.zeros(3, np.float32); "
             "sig = (typeof(x),); print(preload.load_cached(k, sig), k._cache_hits[sig], sig in k.overloads, "
             "k(x).sum(), k._cache_hits[sig])")

@@ -3,8 +3,8 @@ import threading
 
 import pytest
 
-from pydarknet.config import DarknetError
-from pydarknet.stream import FirstAhead
+from pydarknet.files.config import DarknetError
+from pydarknet.tasks.stream import FirstAhead
 
 
 def recording(fail_on=()):

@@ -1,12 +1,17 @@
-"""The package's shape: imports flow one way (no cycle among pydarknet's modules, function-level imports
-included), the network and what it loads know nothing of training or the commands, the command modules hold no
-work of their own, and the README's architecture map names every module."""
+"""The package's shape: the top of pydarknet/ is a few packages in a declared order, highest first, and imports
+flow down it: a module never imports one of a package above its own (function-level imports included), there is
+no cycle among the modules, the command modules hold no work of their own, every package's docstring says what
+lives there and what it may import, and the README's Architecture section is the folder tree."""
 import ast
 import re
 
 from conftest import ROOT
 
 PACKAGE = ROOT / "pydarknet"
+
+# The top of pydarknet/, highest first: an entry may import the entries after it, never one before it.
+ORDER = ("__init__", "__main__", "cli", "_darknet", "darknet", "programs", "tasks", "network", "results", "kernels",
+         "files")
 
 
 def module_name(path):
@@ -48,17 +53,6 @@ def import_graph():
     return {name: imports_of(name, path.read_text()) for name, path in MODULES.items()}
 
 
-def reachable(graph, starts):
-    """Every module that importing `starts` may load, at any depth."""
-    seen, todo = set(), list(starts)
-    while todo:
-        module = todo.pop()
-        if module not in seen:
-            seen.add(module)
-            todo.extend(graph[module])
-    return seen
-
-
 def find_cycle(graph):
     """One import cycle as a list of modules, or None (a depth-first search for a back edge)."""
     state, stack = {}, []
@@ -85,6 +79,19 @@ def find_cycle(graph):
     return None
 
 
+def top_of(module):
+    """The entry of ORDER that holds a module: `pydarknet.tasks.train.run` -> "tasks", `pydarknet` -> "__init__"."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def upward_imports(graph, order=ORDER):
+    """Every import (module, imported module) that goes up the order."""
+    rank = {entry: i for i, entry in enumerate(order)}
+    return sorted((module, target) for module, targets in graph.items() for target in targets
+                  if rank[top_of(target)] < rank[top_of(module)])
+
+
 def test_no_import_cycle():
     assert find_cycle(import_graph()) is None
 
@@ -94,33 +101,25 @@ def test_the_cycle_finder_finds_one():
 
 
 def test_a_lazy_import_is_an_import():
-    assert imports_of("pydarknet.cuda.engine", "def update():\n    from ..train.step import update_args\n") == \
-        {"pydarknet.train.step"}
+    source = "def update():\n    from ...tasks.train.step import update_args\n"
+    assert imports_of("pydarknet.network.cuda.engine", source) == {"pydarknet.tasks.train.step"}
 
 
-# The commands and the tasks (the README's architecture map), and the GPU's benchmark (`make bench-gpu`).
-ABOVE = ("pydarknet.cli", "pydarknet.programs", "pydarknet.train", "pydarknet.evaluate", "pydarknet.predict",
-         "pydarknet.anchors", "pydarknet.onnx", "pydarknet.distributed", "pydarknet.warmup", "pydarknet.darknet",
-         "pydarknet._darknet", "pydarknet.output", "pydarknet.tiles", "pydarknet.heatmap", "pydarknet.video",
-         "pydarknet.track", "pydarknet.live", "pydarknet.stream", "pydarknet.datasets", "pydarknet.bench",
-         "pydarknet.cuda.bench")
-BELOW = ("pydarknet.network", "pydarknet.layers", "pydarknet.kernels", "pydarknet.config", "pydarknet.weights",
-         "pydarknet.labels", "pydarknet.image", "pydarknet.jpeg", "pydarknet.boxes", "pydarknet.tree",
-         "pydarknet.resources", "pydarknet.download", "pydarknet.crand", "pydarknet.errors", "pydarknet.threads",
-         "pydarknet.about")
+def test_the_top_of_the_package_is_the_declared_order():
+    top = {p.stem for p in PACKAGE.iterdir() if p.name != "__pycache__"}
+    assert top == set(ORDER)
 
 
-def test_layers_and_network_know_nothing_above_them():
-    """Nothing the network, the layers, the kernels or the modules below them load, however indirectly and
-    however lazily (the network's GPU engine included), is a task or a command."""
-    graph = import_graph()
-    loaded = reachable(graph, [m for m in graph if m.startswith(BELOW)])
-    assert not sorted(m for m in loaded if m.startswith(ABOVE))
+def test_no_module_imports_a_package_above_its_own():
+    """However lazily: the network, its layers and kernels know nothing of the tasks, the tasks nothing of the
+    commands, the files nothing of anything."""
+    assert upward_imports(import_graph()) == []
 
 
-def test_the_reach_is_followed_through_lazy_imports():
-    graph = {"network": {"cuda"}, "cuda": {"engine"}, "engine": {"train"}, "train": set(), "cli": {"network"}}
-    assert reachable(graph, ["network"]) == {"network", "cuda", "engine", "train"}
+def test_the_order_check_finds_an_upward_import():
+    graph = {"pydarknet.network.layers.yolo": {"pydarknet.tasks.train.step", "pydarknet.kernels.loss"},
+             "pydarknet.cli.options": {"pydarknet.tasks.predict"}, "pydarknet": {"pydarknet.kernels.threads"}}
+    assert upward_imports(graph) == [("pydarknet.network.layers.yolo", "pydarknet.tasks.train.step")]
 
 
 def test_command_modules_only_parse_options_and_call():
@@ -134,17 +133,40 @@ def test_command_modules_only_parse_options_and_call():
         assert not work, (path.name, work)
 
 
-def test_the_readme_architecture_map_names_every_module():
-    """Every top-level module and subpackage is in the map (as `name.py` or `name/`), and every file or folder
-    the map names exists (a module of a subpackage may be named by its file name alone)."""
-    paragraph = re.search(r"^### Architecture$(.*?)(?=^#|\Z)", (ROOT / "README.md").read_text(), re.M | re.S)[1]
-    named = {name.removeprefix("pydarknet/") for name in re.findall(r"`([\w/]+(?:\.py|/))`", paragraph)}
-    tree = {p.name for p in PACKAGE.glob("*.py") if p.name not in ("__init__.py", "__main__.py")}
-    tree |= {p.name + "/" for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
-    missing = sorted(tree - named)
-    assert not missing, f"not in the map: {missing}"
-    everything = {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")}
-    everything |= {str(p.relative_to(PACKAGE)) + "/" for p in PACKAGE.rglob("*") if (p / "__init__.py").exists()}
-    gone = sorted(name for name in named if not (ROOT / name).exists()   # the repository's own files
-                  and not any(e == name or e.endswith("/" + name) for e in everything))
-    assert not gone, f"in the map, not in the package: {gone}"
+def docstring_lines(package):
+    return (ast.get_docstring(ast.parse((package / "__init__.py").read_text()), clean=False) or "").splitlines()
+
+
+def test_every_package_says_what_lives_there_and_what_it_may_import():
+    """Two lines first: what lives there, then `May import: ...`, naming only entries below its own."""
+    for init in PACKAGE.rglob("__init__.py"):
+        package = init.parent
+        if package == PACKAGE:
+            continue
+        lines = docstring_lines(package)
+        assert len(lines) >= 2 and lines[0].strip() and lines[1].startswith("May import:"), package
+        top = package.relative_to(PACKAGE).parts[0]
+        named = set(re.findall(r"\w+", lines[1])) & set(ORDER)
+        above = set(ORDER[:ORDER.index(top)])
+        assert not named & above, (package, sorted(named & above))
+
+
+def test_the_readme_architecture_is_the_folder_tree():
+    """The section's tree: `ls pydarknet/` in the declared order, each package's subpackages under it, one line
+    each."""
+    section = re.search(r"^### Architecture$(.*?)(?=^#|\Z)", (ROOT / "README.md").read_text(), re.M | re.S)[1]
+    tree = re.search(r"^```\npydarknet/\n(.*?)^```", section, re.M | re.S)[1].splitlines()
+    top = [re.match(r"[├└]── (\S+)", line)[1] for line in tree if line[0] in "├└"]
+    listed = {p.name + ("/" if p.is_dir() else "") for p in PACKAGE.iterdir() if p.name != "__pycache__"}
+    assert sorted(top) == sorted(listed)
+    assert [name.removesuffix("/").removesuffix(".py") for name in top] == list(ORDER)
+    nested, parent = {}, None
+    for line in tree:
+        if line[0] in "├└":
+            parent = line[4:].split()[0]
+        else:
+            nested.setdefault(parent, []).append(re.match(r"[│ ]   [├└]── (\S+)", line)[1])
+    for name in top:
+        if name.endswith("/"):
+            subpackages = sorted(p.name + "/" for p in (PACKAGE / name).iterdir() if (p / "__init__.py").exists())
+            assert sorted(nested.get(name, [])) == subpackages, name

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, run_command as run
-from pydarknet.config import read_names
-from pydarknet.datasets import NOISE, distinct_colour, draw_shape
-from pydarknet.predict import Detector
-from pydarknet.tiles import Tiles, origins
+from pydarknet.files.config import read_names
+from pydarknet.files.datasets import NOISE, distinct_colour, draw_shape
+from pydarknet.results.tiles import Tiles, origins
+from pydarknet.tasks.predict import Detector
 from tiled_shapes import recall, tiled_scene
 
 CFG, WEIGHTS = str(ROOT / "cfg/shapes-tiny.cfg"), str(ROOT / "data/shapes-tiny.weights")

@@ -1,4 +1,4 @@
-"""Tracking and counting (pydarknet/track.py): ids that stay with their objects, measured with py-motmetrics on a
+"""Tracking and counting (pydarknet/results/track.py): ids that stay with their objects, measured with py-motmetrics on a
 clip with known tracks (tests/moving_shapes.py), the line counts, and the ids on the drawn frames."""
 import json
 
@@ -10,10 +10,10 @@ from click.testing import CliRunner
 from conftest import ROOT
 from moving_shapes import COUNT_LINE, HEIGHT, WIDTH, write_clip
 from pydarknet.cli import cli
-from pydarknet.image import from_bgr8, to_bgr8
-from pydarknet.predict import Detection, DetectionResult, Detector
-from pydarknet.track import LineCounter, Tracker
-from pydarknet.video import Video
+from pydarknet.files.image import from_bgr8, to_bgr8
+from pydarknet.results.track import LineCounter, Tracker
+from pydarknet.tasks.predict import Detection, DetectionResult, Detector
+from pydarknet.tasks.video import Video
 
 SHAPES = [str(ROOT / "cfg/shapes.data"), str(ROOT / "cfg/shapes-tiny.cfg"), str(ROOT / "data/shapes-tiny.weights")]
 NAMES = ["circle", "square", "triangle"]
@@ -164,7 +164,7 @@ def test_a_tracked_frame_is_drawn_with_each_track_id(clip, monkeypatch):
     the text with and without " #<id>" (the font, scale and thickness draw_detections passes to putText), and the
     whole drawing on the frame is pixel for pixel the untracked drawing of a class renamed "<name> #<id>"."""
     import cv2
-    import pydarknet.image as image_module
+    import pydarknet.files.image as image_module
     path, _ = clip
     detector = Detector(SHAPES[1], SHAPES[2], names=NAMES)
     frames = [from_bgr8(frame.bgr) for frame, _ in zip(Video(path).frames(), range(13))]

@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 
 from conftest import shared_path
+from pydarknet.files.weights import weights_bytes
 from pydarknet.kernels.activations import rcp_intel
-from pydarknet.network import Network
-from pydarknet.train.step import train_network
-from pydarknet.weights import weights_bytes
+from pydarknet.network.network import Network
+from pydarknet.tasks.train.step import train_network
 from test_train_golden import printed_losses, weight_errors
 
 CASES = ["ab_ops_train", "yolov4-tiny_train", "yolov7-tiny_train", "yolov4_train"]

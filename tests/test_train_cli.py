@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from pydarknet.cli import cli
-from pydarknet.network import Network
-from pydarknet.train import run as training
-from pydarknet.train.run import TrainingRun, backup_names
-from pydarknet.weights import load_weights
+from pydarknet.files.weights import load_weights
+from pydarknet.network.network import Network
+from pydarknet.tasks.train import run as training
+from pydarknet.tasks.train.run import TrainingRun, backup_names
 
 CFG = """[net]
 batch=4
@@ -212,8 +212,8 @@ def test_a_train_that_fails_leaves_no_backup_folder(dataset, capsys):
 @pytest.mark.parametrize("backend, spin", [("darknet", "300000"), ("fast", "3000")])
 def test_training_with_openblas_products_keeps_the_short_thread_spin(dataset, monkeypatch, backend, spin):
     """The fast products train with OpenBLAS's backward products: OpenMP's idle threads then spin briefly
-    (pydarknet/threads.py), so that OpenBLAS's threads get the cores."""
-    from pydarknet import threads
+    (pydarknet/kernels/threads.py), so that OpenBLAS's threads get the cores."""
+    from pydarknet.kernels import threads
     from pydarknet.kernels import products
     monkeypatch.setattr(threads, "_OWN_SPIN", True)
     monkeypatch.setenv("GOMP_SPINCOUNT", threads.SPIN)
@@ -276,8 +276,8 @@ def test_ctrl_c_in_train_ends_on_the_saved_line(dataset, monkeypatch, capsys):
 def test_cpu_replicas_each_train_on_their_own_share(dataset, monkeypatch):
     """-gpus cpu,cpu: two replicas on the CPU, each iteration's images twice a lone run's; replica r's share is drawn
     with the seed plus r alone, so replica 0's images are a lone run's (an MPI job's rank r draws the same)."""
-    from pydarknet import cuda
-    from pydarknet.train.data import BatchLoader
+    from pydarknet.network import cuda
+    from pydarknet.tasks.train.data import BatchLoader
     monkeypatch.setitem(cuda._default, "devices", [])   # -gpus chooses for the process: not for the next tests
     result = invoke(["train", "toy.data", "toy.cfg", "--max-batches", "2", "--workers", "1", "-gpus", "cpu,cpu"])
     assert result.exit_code == 0, result.output
@@ -306,10 +306,10 @@ def test_a_replica_in_a_job_of_one_trains_as_train_network_and_sends_its_paramet
     float32's rounding: the replica scheme takes the carried momentum out of the sum and puts it back); the buffer a step adds over the ranks holds an update per parameter and the rolling statistics (what make
     bench-mpi counts: yolov4-tiny's and yolov4's are the trainable and non-trainable parameter counts their Keras
     ports report, 6,056,606 + 6,208 and 64,363,101 + 66,304)."""
-    from pydarknet.resources import shipped_root
-    from pydarknet.train.mpi_bench import buffer_bytes
-    from pydarknet.train.replicas import Replicas
-    from pydarknet.train.step import train_network
+    from pydarknet.files.resources import shipped_root
+    from pydarknet.tasks.train.mpi_bench import buffer_bytes
+    from pydarknet.tasks.train.replicas import Replicas
+    from pydarknet.tasks.train.step import train_network
     alone, together = (Network("toy.cfg", quiet_unused=True).initialize(1) for _ in range(2))
     alone.quiet = together.quiet = True
     group = AloneInAGroup()

@@ -8,10 +8,10 @@ import pytest
 from conftest import ROOT, shared_path
 from test_train_cli import CFG, error_line, invoke, toy_dataset
 
-from pydarknet.image import class_color
-from pydarknet.network import Network
-from pydarknet.train.run import MAP_COLOUR, Ema, fork_random_size, next_map_iteration, save_augmented
-from pydarknet.weights import load_weights
+from pydarknet.files.image import class_color
+from pydarknet.files.weights import load_weights
+from pydarknet.network.network import Network
+from pydarknet.tasks.train.run import MAP_COLOUR, Ema, fork_random_size, next_map_iteration, save_augmented
 
 MAP_LINE = re.compile(r"^ mean_average_precision \(mAP@0\.50\) = (\d\.\d{6}) $", re.M)
 
@@ -192,7 +192,7 @@ def test_pjreddie_random_sizes_are_its_range_scaled_to_the_cfg():
     160 x 160 cfg, the height following the cfg's aspect."""
     from types import SimpleNamespace
 
-    from pydarknet.train.run import random_size
+    from pydarknet.tasks.train.run import random_size
     rng = np.random.default_rng(0)
     net = SimpleNamespace()
     sizes = {random_size(net, 416, 416, rng) for _ in range(500)}

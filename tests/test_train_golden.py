@@ -29,10 +29,10 @@ import numpy as np
 import pytest
 
 from conftest import SHARED, shared_path
+from pydarknet.files.weights import read_header, weights_bytes
 from pydarknet.kernels import products
-from pydarknet.network import Network
-from pydarknet.train.step import get_current_rate, train_network, update_network
-from pydarknet.weights import read_header, weights_bytes
+from pydarknet.network.network import Network
+from pydarknet.tasks.train.step import get_current_rate, train_network, update_network
 
 CASES = ["tiny_train", "resnet18_train", "yolov3-tiny_train"]
 LOSS_RTOL = 1e-3

@@ -5,8 +5,8 @@ products.conv_weight_gradient). A ResNeXt-style block (groups=4 with batch-norm)
 import numpy as np
 import pytest
 
-from pydarknet.network import Network
-from pydarknet.train.step import train_network
+from pydarknet.network.network import Network
+from pydarknet.tasks.train.step import train_network
 from test_gradients import check_network, make_net, randomize
 
 BODY = ("[convolutional]\nbatch_normalize=1\nfilters=8\nsize=3\npad=1\nactivation=leaky\n\n"

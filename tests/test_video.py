@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from conftest import ROOT
 from pydarknet.cli import cli
-from pydarknet.predict import Detector
-from pydarknet.video import Video, run_demo
+from pydarknet.tasks.predict import Detector
+from pydarknet.tasks.video import Video, run_demo
 
 SHAPES = [str(ROOT / "cfg/shapes.data"), str(ROOT / "cfg/shapes-tiny.cfg"), str(ROOT / "data/shapes-tiny.weights")]
 FPS = 5

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from conftest import DATA, SHARED, shared_path
-from pydarknet.config import DarknetError
-from pydarknet.network import Network
-from pydarknet.weights import WeightsError, load_weights, weights_bytes, save_weights
+from pydarknet.files.config import DarknetError
+from pydarknet.files.weights import WeightsError, load_weights, weights_bytes, save_weights
+from pydarknet.network.network import Network
 
 CFG = "[net]\nwidth=8\nheight=8\nchannels=2\n" \
       "[convolutional]\nbatch_normalize=1\nfilters=3\nsize=3\npad=1\nactivation=leaky\n" \
@@ -81,7 +81,7 @@ def test_short_file_names_layer_and_bytes(tmp_path):
 def test_a_file_that_shrinks_while_read_is_one_error(tmp_path):
     """The arrays are read straight from the file: one that ends before its measured size (cut while being
     read) is an error naming it, not arrays left half read."""
-    from pydarknet.weights import read_weights
+    from pydarknet.files.weights import read_weights
     net = small_net(tmp_path)
     path = write_file(tmp_path / "w", struct.pack("<3iq", 0, 2, 0, 0), np.ones(floats_needed(net) - 1))
     with open(path, "rb") as f, pytest.raises(WeightsError, match="ended while being read"):
@@ -150,8 +150,8 @@ def test_save_is_atomic_and_round_trips(tmp_path):
 # A process killed (SIGKILL: no clean-up runs) halfway through writing a save's bytes.
 KILLED_MID_SAVE = """
 import os, signal, sys
-from pydarknet.network import Network
-from pydarknet.weights import save_weights
+from pydarknet.network.network import Network
+from pydarknet.files.weights import save_weights
 real_fdopen = os.fdopen
 
 class HalfThenKilled:

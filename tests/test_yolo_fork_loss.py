@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pydarknet.kernels.loss import GIOU, IOU, _dx_box_iou, _fork_delta_box, _fork_iou_kind
-from pydarknet.layers.yolo import IOU_KINDS
+from pydarknet.network.layers.yolo import IOU_KINDS
 
 F = np.float32
 

@@ -1,10 +1,10 @@
 """A large image with small shapes at known places, for the tiles tests: shapes drawn as the shapes set draws them
-(pydarknet.datasets.draw_shape, each in a patch of PATCH pixels then pasted on the canvas) on the set's noisy
+(pydarknet.files.datasets.draw_shape, each in a patch of PATCH pixels then pasted on the canvas) on the set's noisy
 background, a grid of them with some across the 160-pixel tiles' edges. data/shapes-tiny.weights (160 x 160) sees
 them at their own size in tiles, and shrunk about six times when the whole image is resized to the network."""
 import numpy as np
 
-from pydarknet.datasets import NOISE, distinct_colour, draw_shape
+from pydarknet.files.datasets import NOISE, distinct_colour, draw_shape
 
 WIDTH, HEIGHT = 960, 640
 PATCH = 110      # shapes of 13 to 50 pixels (the set's 0.12 to 0.45 of it)

@@ -1,4 +1,4 @@
-"""Compile every GPU kernel (pydarknet/cuda/kernels.py) to PTX for sm_80 without a GPU: the check that the
+"""Compile every GPU kernel (pydarknet/network/cuda/kernels.py) to PTX for sm_80 without a GPU: the check that the
 kernels type for the real target (the simulator runs them as Python). Needs numba-cuda and NVIDIA's NVVM
 (pip install 'numba-cuda[cu12]'). Prints one line per kernel; exit 0 all compiled, 1 some failed, 77 no NVVM or NVRTC.
 
@@ -56,7 +56,7 @@ def main():
         print(f"needs numba-cuda with NVIDIA's NVVM and NVRTC (pip install 'numba-cuda[cu12]'): "
               f"{type(e).__name__}: {str(e)[:200]}")
         return 77
-    from pydarknet.cuda import kernels
+    from pydarknet.network.cuda import kernels
     failures = 0
     for name, signature in SIGNATURES.items():
         try:

@@ -22,19 +22,19 @@ if "--threads" in sys.argv:   # before numpy and Numba start their pools: both p
 
 import pydarknet  # noqa: F401,I001  (the thread pools' environment, before numpy starts OpenBLAS's)
 import numpy as np
-from pydarknet.about import cpu_line
-from pydarknet.bench import SHARED, weights_file
-from pydarknet.errors import DarknetError
+from pydarknet.files.errors import DarknetError
 from pydarknet.kernels import products
 from pydarknet.kernels.gemm import sgemm_darknet
-from pydarknet.network import Network
+from pydarknet.network.network import Network
+from pydarknet.tasks.about import cpu_line
+from pydarknet.tasks.bench import SHARED, weights_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def medians(fns, runs, rounds=3):
     """Medians of fns timed in blocks of consecutive runs, blocks in turn, each after a pause and two untimed
-    runs: each pool's idle threads spin after its call (pydarknet/threads.py: OpenMP's about 5 ms, OpenBLAS's
+    runs: each pool's idle threads spin after its call (pydarknet/kernels/threads.py: OpenMP's about 5 ms, OpenBLAS's
     0.1 ms) and would take the cores from the other's next call, so calls in turn would time that fight, not
     the kernels; the untimed runs wake the threads that slept during the pause. OpenBLAS's threads can still
     slow the products timed after them for a few ms: a small product then reads high (128x256x169 0.43 ms
@@ -76,7 +76,7 @@ def layer_table(net, x, runs):
     """Per layer: median forward time, and for convolutions the time of its products (gemm_nn and conv_image
     patched; conv_image's time includes packing the columns from the image, im2col's job otherwise)."""
     spent = {}
-    import pydarknet.layers.convolutional as conv
+    import pydarknet.network.layers.convolutional as conv
 
     def timing(inner):
         def timed(*args):

@@ -1,4 +1,4 @@
-"""The top-level module `darknet` (pyproject.toml installs this folder under that name): the AlexeyAB fork's
-darknet.py API, which pydarknet.darknet implements, for the scripts written against it (`import darknet`)."""
+"""`import darknet`: the AlexeyAB fork's darknet.py API under its own name (pyproject installs it).
+May import: pydarknet.darknet alone."""
 from pydarknet.darknet import *  # noqa: F401,F403
 from pydarknet.darknet import __all__  # noqa: F401

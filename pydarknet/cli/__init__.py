@@ -1,4 +1,5 @@
-"""The `pydarknet` command: darknet's commands and flags, for people and for shell pipelines.
+"""The commands: darknet's command line, each click options and one call into programs/ or tasks/.
+May import: programs, tasks, network, results, kernels, files.
 
 Results go to stdout, chatter (layer table, warnings) to stderr. Errors are one line on stderr and a
 non-zero exit: 1 for bad input files, 2 for usage; a traceback only with --debug.
@@ -11,10 +12,11 @@ import sys
 
 import click
 
-from ..config import DarknetError, set_quiet
-from ..errors import Interrupted
+from ..files.config import DarknetError, set_quiet
+from ..files.errors import Interrupted
 from ..programs.images import Failures
-from . import classify, datasets, detect, evaluate, export, programs, startup, tools, train
+from . import (classify_commands, dataset_commands, detect_commands, evaluate_commands, export_commands,
+               program_commands, startup, tool_commands, train_commands)
 from .options import CONTEXT
 
 
@@ -67,7 +69,7 @@ def is_number(text):
 
 def show_version(ctx, param, value):
     if value:
-        ctx.invoke(tools.version)
+        ctx.invoke(tool_commands.version)
         ctx.exit()
 
 
@@ -104,23 +106,27 @@ def datasets_group():
 
 
 for command, names in [
-        (detect.detect, ["detect"]), (detect.demo, ["demo"]), (classify.classify, ["classify"]),
-        (tools.summary, ["summary", "print", "ops"]), (train.train, ["train"]), (tools.partial, ["partial"]),
-        (tools.anchors, ["anchors"]), (tools.download, ["download"]), (tools.version, ["version"]),
-        (tools.compile_kernels, ["compile"]), (programs.nightmare, ["nightmare"])]:
+        (detect_commands.detect, ["detect"]), (detect_commands.demo, ["demo"]),
+        (classify_commands.classify, ["classify"]),
+        (tool_commands.summary, ["summary", "print", "ops"]), (train_commands.train, ["train"]),
+        (tool_commands.partial, ["partial"]),
+        (tool_commands.anchors, ["anchors"]), (tool_commands.download, ["download"]),
+        (tool_commands.version, ["version"]),
+        (tool_commands.compile_kernels, ["compile"]), (program_commands.nightmare, ["nightmare"])]:
     for name in names:
         cli.add_command(command, name)
-for command, name in [(detect.detector_test, "test"), (detect.detector_demo, "demo"), (train.train, "train"),
-                      (evaluate.detector_map, "map"), (evaluate.detector_valid, "valid"),
-                      (evaluate.detector_recall, "recall"), (tools.anchors, "calc_anchors")]:
+for command, name in [(detect_commands.detector_test, "test"), (detect_commands.detector_demo, "demo"),
+                      (train_commands.train, "train"),
+                      (evaluate_commands.detector_map, "map"), (evaluate_commands.detector_valid, "valid"),
+                      (evaluate_commands.detector_recall, "recall"), (tool_commands.anchors, "calc_anchors")]:
     detector.add_command(command, name)
-for command, name in [(classify.classifier_predict, "predict"), (train.train, "train"),
-                      (evaluate.classifier_valid, "valid")]:
+for command, name in [(classify_commands.classifier_predict, "predict"), (train_commands.train, "train"),
+                      (evaluate_commands.classifier_valid, "valid")]:
     classifier.add_command(command, name)
-export_group.add_command(export.export_onnx, "onnx")
-for command in (programs.generate, programs.valid, programs.train):
+export_group.add_command(export_commands.export_onnx, "onnx")
+for command in (program_commands.generate, program_commands.valid, program_commands.train):
     rnn.add_command(command)
-datasets_group.add_command(datasets.shapes)
+datasets_group.add_command(dataset_commands.shapes)
 
 
 def main(argv=None):

@@ -1,8 +1,8 @@
 """The option stacks the commands share, so that one flag means one thing on every command that takes it."""
 import click
 
-from ..config import class_numbers, set_quiet, set_strict
-from ..programs.files import METAVARS, ArgumentsError, sort_files
+from ..files.config import class_numbers, set_quiet, set_strict
+from ..programs.file_arguments import METAVARS, ArgumentsError, sort_files
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -13,14 +13,14 @@ STDIN_IMAGES = ("With no IMAGE, stdin gives them: image paths, one per line, as 
 
 def use_fast_products(ctx, param, fast):
     if fast:
-        from ..predict import use_fast
+        from ..tasks.predict import use_fast
         use_fast(fast)
 
 
 def use_reduced_products(ctx, param, chosen):
     """--bf16 and --int16: the fast products with the convolutions in that precision."""
     if chosen:
-        from ..predict import use_fast
+        from ..tasks.predict import use_fast
         use_fast(param.name)
 
 
@@ -43,7 +43,7 @@ def cfg_options(fn):
 
 def use_gpus(ctx, param, value):
     if value:
-        from ..cuda import use_gpus as choose
+        from ..network.cuda import use_gpus as choose
         choose("0" if value is True else value)
 
 
@@ -183,7 +183,7 @@ def count_line(ctx, param, value):
 
 
 def live_options(fn):
-    """The demos' live output (pydarknet/live) and tracking (pydarknet/track.py)."""
+    """The demos' live output (pydarknet/tasks/live) and tracking (pydarknet/results/track.py)."""
     fn = click.option("-count_band", "count_band", type=click.FloatRange(min=0), default=None, metavar="FRACTION",
                       help="-count_line's hysteresis: a track is on a side once its centre is this fraction of its "
                            "box's size past the line, so a box wobbling on the line counts once (default .25; 0: "
@@ -227,7 +227,7 @@ def tiles_of(tiles, overlap, whole):
         raise click.UsageError("-tile_overlap and -tile_whole go with -tiles")
     if not tiles:
         return None
-    from ..tiles import Tiles
+    from ..results.tiles import Tiles
     return Tiles(whole=whole) if overlap is None else Tiles(overlap, whole)
 
 

@@ -3,7 +3,7 @@ import sys
 
 import click
 
-from ..config import chatter
+from ..files.config import chatter
 
 
 def stderr_is_terminal():

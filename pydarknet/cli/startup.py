@@ -39,7 +39,7 @@ def end(argv=(), ending=None):
     that exits, no other thread running, ends the process once the exit handlers have run and its output is
     flushed: Python's end would go on to free every module's objects and LLVM's (35 ms after yolov3-tiny's
     `detect` on a Sapphire Rapids Xeon)."""
-    preload = sys.modules.get("pydarknet.preload")
+    preload = sys.modules.get("pydarknet.tasks.preload")
     if preload is not None:
         preload.record_command()
     gc.freeze()
@@ -64,7 +64,7 @@ def announce_first_compile(argv):
     """Say on stderr when Numba compiles pydarknet's kernels (a first run on this CPU): the command is slow once.
     The timed figures leave the compile out (predict.timed_forward)."""
     if argv[0] not in KERNEL_FREE_COMMANDS:
-        from ..warmup import announce_compiling
+        from ..tasks.warmup import announce_compiling
         announce_compiling(command(argv))
 
 
@@ -214,15 +214,15 @@ def runtime_file(codegen):
     import llvmlite
     import numba
 
-    from ..warmup import cache_folder
+    from ..tasks.warmup import cache_folder
     key = repr((numba.__version__, llvmlite.__version__, codegen.magic_tuple()))
     return cache_folder() / f"numba-runtime-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pickle"
 
 
 def keep_runtime(path, library):
     """Write the runtime's machine code atomically; a read-only cache keeps nothing."""
-    from ..errors import WriteError
-    from ..weights import atomic_write
+    from ..files.errors import WriteError
+    from ..files.weights import atomic_write
     try:
         atomic_write(path, pickle.dumps(library.serialize_using_object_code()))
     except (WriteError, OSError, pickle.PicklingError, ValueError):

@@ -1,4 +1,5 @@
-"""Numba kernels: every loop over pixels, boxes or weights lives here, compiled once and cached.
+"""The Numba kernels: every loop over pixels, boxes or weights; threads.py, the thread pools.
+May import: files.
 
 The training kernels (`backward`, `loss`: about 60 of them) are imported on first use, when a layer first trains:
 loading their cached compilations cost every inference command 6 ms of start-up. The layers import these two

@@ -44,9 +44,9 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from ..threads import spin_briefly
 from .gemm import (_F32, _I64, _data, _i64, _phis, conv_direct, gemm_flat, host_panel_width, pack_a_batch, packed_a_size,
                    sgemm_batch, sgemm_darknet, sgemm_darknet_tn, sgemm_image)
+from .threads import spin_briefly
 
 BACKENDS = ("darknet", "blas", "fast", "int16", "bf16")
 FUSED = ("fast", "int16", "bf16")   # the backends whose float32 chain products fuse multiply and add
@@ -93,7 +93,7 @@ def set_backend(name):
         raise ValueError(f"unknown product backend {name!r} ({', '.join(BACKENDS)})")
     why = reduced_unavailable(name) if name in REDUCED else None
     if why:
-        from ..config import warn
+        from ..files.config import warn
         warn(f"--{name}: {why}; using the --fast products")
         name = "fast"
     if name == "blas":

@@ -1,4 +1,4 @@
-"""Tiles' join: which boxes of neighbouring tiles are one object cut by a tile's edge (pydarknet/tiles.py)."""
+"""Tiles' join: which boxes of neighbouring tiles are one object cut by a tile's edge (pydarknet/results/tiles.py)."""
 import numpy as np
 from numba import njit
 

@@ -1,4 +1,4 @@
-"""Tracking's association: which box of this frame continues which track (pydarknet/track.py)."""
+"""Tracking's association: which box of this frame continues which track (pydarknet/results/track.py)."""
 import numpy as np
 from numba import njit
 

@@ -1,5 +1,5 @@
-"""The work behind darknet's programs (darknet's examples/: detector.c, classifier.c, ...): each command of the
-CLI is click options and one call into here, and the same calls work from Python without click.
+"""Darknet's programs (its examples/: detector, classifier, rnn, nightmare), callable without click.
+May import: tasks, network, results, kernels, files.
 
 - images.py: image paths (arguments or stdin), batches through a network, a Dask cluster, the network's loading
 - detector.py: `detect`, `detector test`, `demo`

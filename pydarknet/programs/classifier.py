@@ -1,6 +1,6 @@
 """darknet's classifier programs: `classify` and `classifier predict`."""
-from ..output import classification_lines, json_line
-from ..stream import FirstAhead
+from ..results.output import classification_lines, json_line
+from ..tasks.stream import FirstAhead
 from .images import command_images, for_each_batch, load_names, load_network, on_cluster
 
 
@@ -9,7 +9,7 @@ def run_classify(data_file, cfg, weights, images, top, preprocess, as_json, deco
     """darknet's `classify` and `classifier predict`. `top`: how many classes [the data file's top=, else 1];
     `batch`: images per forward pass; with the default resize_min preprocessing the images of a batch share a
     pass only when they have the same shape. `dask`, `unordered`: as run_detect's."""
-    from ..predict import Classifier
+    from ..tasks.predict import Classifier
 
     given = command_images(images, cluster=dask is not None)
     load = FirstAhead(given.loader(decoder), given.listed if dask is None else None)

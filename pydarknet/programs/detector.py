@@ -2,10 +2,10 @@
 import sys
 import time
 
-from ..config import DarknetError, check_fractions, note, warn
-from ..output import detection_lines, fork_json_frame, json_line, write_crops, write_labels
-from ..stream import FirstAhead
-from .files import ArgumentsError
+from ..files.config import DarknetError, check_fractions, note, warn
+from ..results.output import detection_lines, fork_json_frame, json_line, write_crops, write_labels
+from ..tasks.stream import FirstAhead
+from .file_arguments import ArgumentsError
 from .images import command_images, for_each_batch, load_names, load_network, on_cluster
 
 
@@ -19,9 +19,9 @@ def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, o
     process then only prints, draws and labels; `unordered`: in the order results come). `tiles` (a
     tiles.Tiles), `skip_classes` (a set, or a string as -skipclasses takes it), `heatmaps`: as Detector's;
     `crop`: a folder to cut each detection out into (output.write_crops)."""
-    from ..heatmap import save_heatmaps
-    from ..image import save_image, to_bgr8
-    from ..predict import Detector
+    from ..files.image import save_image, to_bgr8
+    from ..results.heatmap import save_heatmaps
+    from ..tasks.predict import Detector
 
     check_fractions(thresh=thresh, hier=hier, nms=nms)
     if heatmaps and dask is not None:
@@ -103,15 +103,15 @@ def run_demo(data_file, cfg, weights, source, camera, thresh, hier, nms, letterb
     the tracks crossing it (implies `track`), with `count_band`'s hysteresis (None: the Tracker's default).
     `mjpeg_port`, `json_port`, `post_url`: the live output (live.LiveOutput), served on `host`. `skip_classes`: as
     Detector's (never shown, streamed, tracked or counted)."""
-    from ..predict import Detector
-    from ..track import Tracker
-    from ..video import Video, frame_json, objects_lines, run_demo as detect_video
+    from ..results.track import Tracker
+    from ..tasks.predict import Detector
+    from ..tasks.video import Video, frame_json, objects_lines, run_demo as detect_video
 
     check_fractions(thresh=thresh, hier=hier, nms=nms)
     video = Video(source, camera)
     listeners = []
     if mjpeg_port is not None or json_port is not None or post_url is not None:
-        from ..live.output import LiveOutput
+        from ..tasks.live.output import LiveOutput
         listeners.append(LiveOutput(video.name, mjpeg_port, json_port, post_url, host, mjpeg_quality))
     try:
         net = load_network(cfg, weights, darknet, role="detector")

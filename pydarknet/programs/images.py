@@ -6,12 +6,12 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from .. import preload
-from ..config import DarknetError, note
-from ..config import default_data, load_names  # noqa: F401  (the commands import them from here)
-from ..resources import local_copy
-from ..stream import batch_results
-from .files import ArgumentsError, check_order
+from ..files.config import DarknetError, note
+from ..files.config import default_data, load_names  # noqa: F401  (the commands import them from here)
+from ..files.resources import local_copy
+from ..tasks import preload
+from ..tasks.stream import batch_results
+from .file_arguments import ArgumentsError, check_order
 
 
 class Failures:
@@ -62,7 +62,7 @@ class Images:
 
     def loader(self, decoder):
         """load(name): image.load_image's image of the file `name`, or of the piped bytes."""
-        from ..image import decode_image, load_image
+        from ..files.image import decode_image, load_image
         if self.piped is not None:
             return lambda name: decode_image(self.piped, name, decoder)
         return lambda name: load_image(name, decoder)
@@ -106,8 +106,8 @@ def load_network(cfg, weights, darknet=None, table=True, role=None):
     weights given as a URL is read through fsspec. `role`: "detector" or "classifier", checked before the
     weights are read (predict.check_role)."""
     from ..kernels.products import backend
-    from ..network import Network
-    from ..predict import check_role
+    from ..network.network import Network
+    from ..tasks.predict import check_role
     check_order(cfg, weights)
     net = Network(local_copy(cfg), darknet=darknet)
     check_role(net, role)
@@ -132,10 +132,10 @@ def for_each_batch(images, prepare, run_batch, show, batch=1):
 
 
 def on_cluster(address, predict, images, show, *args, **options):
-    """The images named (or read from stdin) through pydarknet.distributed's `predict` (detect or classify) on
+    """The images named (or read from stdin) through pydarknet.tasks.distributed's `predict` (detect or classify) on
     the Dask cluster at `address`, each result shown as for_each_batch shows it (show(path, None, result)), in
     input order unless options say ordered=False."""
-    from .. import distributed
+    from ..tasks import distributed
     if not images and sys.stdin.isatty():
         options.update(chunk=1, window=1)   # paths typed at a terminal go one at a time, as they come
     with distributed.connect(address) as client:
@@ -157,7 +157,7 @@ def evaluation_images(address, cfg, weights, darknet):
     if address is None:
         yield None
         return
-    from .. import distributed
+    from ..tasks import distributed
     with distributed.connect(address) as client, distributed.evaluation(client, cfg, weights, darknet) as images:
         yield images
 

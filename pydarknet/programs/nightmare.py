@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import DarknetError, note
-from ..crand import CRand, parse_draws
-from ..image import crop_image, load_image_color, resize_image, save_image_darknet
+from ..files.config import DarknetError, note
+from ..files.image import crop_image, load_image_color, resize_image, save_image_darknet
 from ..kernels import backward
+from .crand import CRand, parse_draws
 from .images import load_network
 
 F32 = np.float32

@@ -6,7 +6,7 @@ feed one character per network call (the recurrent state carries from call to ca
 batch=1 and time_steps=1, as darknet's cfg/rnn.cfg. `train` cuts the text into `batch / time_steps` streams
 starting at random offsets, each call going on where the last one stopped.
 
-Randomness is C's rand() (pydarknet.crand), spent as darknet spends it: srand(seed), the draws of darknet's
+Randomness is C's rand() (pydarknet.programs.crand), spent as darknet spends it: srand(seed), the draws of darknet's
 network parsing, then one per sampled character (generate), or per stream offset and reset (train). Darknet
 seeds with time(0) unless -srand is given. These programs compute [softmax] as the gcc 12 -Ofast build of
 darknet does (net.softmax_lanes), the build behind the golden text.
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import DarknetError, note
-from ..crand import CRand, parse_draws
+from ..files.config import DarknetError, note
+from ..files.weights import save_weights
 from ..kernels import backward
-from ..weights import save_weights
+from .crand import CRand, parse_draws
 from .images import load_network
 
 F32 = np.float32
@@ -185,8 +185,8 @@ def train(cfg, weights=None, text_file="data/shakespeare.txt", clear=False, toke
     iteration to `err` (stderr), saving <backup>/<cfg>.backup every 100 iterations, <cfg>_<i>.weights every
     10000 and <cfg>_final.weights at the end (darknet writes to its author's /home/pjreddie/backup/).
     Returns the network."""
-    from ..network import Network
-    from ..train.step import get_current_batch, get_current_rate, train_datum
+    from ..network.network import Network
+    from ..tasks.train.step import get_current_batch, get_current_rate, train_datum
 
     err = err or sys.stderr
     rng = CRand(int(time.time()) if srand is None else srand)

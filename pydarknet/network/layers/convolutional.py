@@ -1,0 +1,486 @@
+"""[convolutional]: filters x (size x size x c/groups) kernels, optional batch-norm, then an activation.
+
+Forward is the product of the weights with the image's columns (kernels.products; with the chain kernel the
+columns go straight from the image into the product's packed panels, otherwise through im2col), then one fused
+Numba pass for batch-norm, bias and activation. In training, batch-norm uses the batch's statistics; backward is two
+products (weight gradient, input gradient) and a col2im.
+
+The batch goes through each step in one call, in chunks of images whose columns fit a scratch budget: one
+parallel im2col for the chunk, then one product per image -- or, when an image has few output positions,
+one product for the whole chunk, its columns side by side (each output element is still one chain over k:
+the same floats as image by image). The weight gradient is summed image by image in darknet's order
+(kernels.products.conv_weight_gradient, from im2col's columns or their transpose, whichever its path reads).
+The training forward keeps the raw sums in bn_x and writes the activations to the output buffer; the
+backward applies the activation's gradient inside batch-norm's backward pass.
+
+The AlexeyAB fork's options: `dilation` (taps that many pixels apart, the padding scaled with them) and its
+batch-norm arithmetic when net.darknet is "ab": sqrt(var + .00001) and, at inference with
+net.fuse_batchnorm, the batch-norm folded into the weights and biases as its fuse_conv_batchnorm does.
+"""
+import numpy as np
+
+from ...kernels import backward
+from ...kernels.activations import (ACROSS_CHANNELS, CODE as ACTIVATIONS, LINEAR, NEEDS_INPUT, activate_array,
+                                    activate_channels, fork_scalar)
+from ...kernels.conv import (col2im_batch, depthwise_conv, im2col_batch, im2col_t, normalize_activate_maxpool,
+                             normalize_scale_bias_activate, pad_images)
+from ...kernels.int16 import conv_int16_winograd, quantize_weights, quantize_winograd_weights, scale_rows
+from ...kernels.products import (backend, bf16_kernel, conv_bf16, conv_image, conv_int16, conv_weight_gradient,
+                                 conv_weight_gradient_image, conv_winograd, gemm_nn, gemm_tn, int16_kernel, pack_bf16,
+                                 pack_winograd, packs_images, weight_gradient_from_image, weight_gradient_transposed,
+                                 winograd_tile)
+from ...kernels.winograd import transform_weights
+from .base import Layer, fast_inference, zeros
+
+CHUNK_FLOATS = 1 << 21  # im2col columns per chunk of images (8 MiB; a single image may take more)
+WIDE_BELOW = 1024       # output positions per image under which a chunk's images share one product
+
+
+def share_products(batch, spatial):
+    """Whether a chunk's images go through one product (their columns side by side): for images with few
+    output positions, and only with the chain kernel (exact or fast), where it changes no bit. BLAS would round
+    such a product differently from image-by-image ones (its blocking depends on the shape); that is no less
+    accurate, but the BLAS golden-training tolerances were measured image by image, and one of those runs
+    (tiny_train) flips a discrete choice after 3 steps with the other rounding."""
+    return batch > 1 and spatial < WIDE_BELOW and backend() != "blas"
+
+
+def chunk_images(batch, per_image):
+    """Images per chunk: as many as keep the chunk's columns within CHUNK_FLOATS (at least one)."""
+    return max(1, min(batch, CHUNK_FLOATS // max(1, per_image)))
+
+
+def scratch(net, key, size):
+    """A scratch array of the network's kept between calls (grown on demand, like net.workspace), by name."""
+    buffers = net.__dict__.setdefault("_conv_scratch", {})
+    array = buffers.get(key)
+    if array is None or array.size < size:
+        array = buffers[key] = np.empty(size, np.float32)
+    return array[:size]
+
+
+def aligned_scratch(net, key, shape, dtype):
+    """A scratch array of the network's as `scratch`, of any dtype and at an address that is a multiple of 64
+    (the AMX tiles' rows load at a third of the speed across cache lines)."""
+    from ...kernels.amx import aligned_zeros
+    buffers = net.__dict__.setdefault("_aligned_scratch", {})
+    size = int(np.prod(shape))
+    array = buffers.get((key, dtype))
+    if array is None or array.size < size:
+        array = buffers[(key, dtype)] = aligned_zeros((size,), dtype)
+    return array[:size].reshape(shape)
+
+
+def batchnorm_forward_train(layer, out, activation, net):
+    """Batch-norm with the batch's statistics, then `activation`, on out (batch, channels, spatial) in place;
+    keeps what the backward pass needs on the layer: bn_x (the input), x_norm, mean, variance."""
+    shape = out.shape
+    layer.bn_x, layer.x_norm = batchnorm_buffers(layer, shape)
+    layer.mean = np.empty(shape[1], np.float32)
+    layer.variance = np.empty(shape[1], np.float32)
+    backward.batchnorm_train_forward(out, layer.scales, layer.biases, layer.rolling_mean, layer.rolling_variance,
+                                     layer.mean, layer.variance, layer.bn_x, layer.x_norm, ACTIVATIONS[activation],
+                                     net.darknet == "ab")
+
+
+def batchnorm_buffers(layer, shape):
+    """(bn_x, x_norm) of the given shape, kept on the layer from call to call."""
+    bufs = layer.__dict__.get("_bn")
+    if bufs is None or bufs[0].shape != shape:
+        bufs = layer._bn = (np.empty(shape, np.float32), np.empty(shape, np.float32))
+    return bufs
+
+
+def batchnorm_backward_layer(layer, delta, ab=False):
+    """darknet's backward_batchnorm_layer on delta (batch, channels, spatial) in place (`ab`: the fork's)."""
+    backward.batchnorm_backward(delta, layer.bn_x, layer.x_norm, layer.mean, layer.variance, layer.scales,
+                                layer.bias_updates, layer.scale_updates, ab)
+
+
+def parse_activation(layer, default, allowed=()):
+    """The section's activation name. Those computed from the input (swish, mish, hard_mish) or across
+    channels (normalize_channels*) only where a layer has them in `allowed` (the fork computes them only in
+    some layers, and 0 for them elsewhere)."""
+    name = layer.section.str("activation", default)
+    if name not in ACTIVATIONS:
+        raise layer.error(f"unknown activation '{name}' (known: {', '.join(ACTIVATIONS)})", "activation")
+    code = ACTIVATIONS[name]
+    if (code in NEEDS_INPUT or code in ACROSS_CHANNELS) and name not in allowed:
+        raise layer.error(f"activation={name} is not available in [{layer.section.type}]", "activation")
+    return name
+
+
+def inline_activation(code, train):
+    """The activation an element-wise pass may apply as it writes the output: LINEAR for those applied after
+    it by finish_activation (across channels; in training, those whose gradient needs their input)."""
+    if code in ACROSS_CHANNELS or (train and code in NEEDS_INPUT):
+        return LINEAR
+    return code
+
+
+def finish_activation(layer, out, code, train):
+    """Complete the activation on out (batch, channels, spatial) in place where inline_activation left it
+    to this: keeps the input on the layer (activation_input) for the gradients that need it."""
+    if code in ACROSS_CHANNELS:
+        activate_channels(out, code, out)
+    elif train and code in NEEDS_INPUT:
+        kept = layer.__dict__.get("activation_input")
+        if kept is None or kept.shape != out.shape:
+            kept = layer.activation_input = np.empty_like(out)
+        kept[...] = out
+        activate_array(out.reshape(-1), code)
+
+
+def activation_gradient(layer, delta, code):
+    """Multiply delta (batch, channels, spatial) by the gradient of the activations the element-wise gradient
+    kernels cannot do (from the input, or across channels); returns the activation left for those kernels
+    (LINEAR when done here)."""
+    if code in NEEDS_INPUT:
+        backward.gradient_from_input(layer.activation_input.reshape(-1), layer.output.reshape(-1), code,
+                                     delta.reshape(-1))
+        return LINEAR
+    if code in ACROSS_CHANNELS:
+        backward.gradient_channels(layer.output.reshape(delta.shape), code, delta)
+        return LINEAR
+    return code
+
+
+# Options of the fork's [convolutional] that pydarknet does not compute: refused when set, not ignored.
+UNSUPPORTED_OPTIONS = ("antialiasing", "sway", "rotate", "stretch", "stretch_sway", "binary", "xnor", "bin_output",
+                       "assisted_excitation", "cbn", "coordconv", "grad_centr")
+
+
+class Convolutional(Layer):
+    type = "convolutional"
+    names = ("convolutional", "conv")
+    trainable = (("biases", "bias_updates", False), ("scales", "scale_updates", False),
+                 ("weights", "weight_updates", True))
+
+    def __init__(self, section, in_shape, net, index):
+        s = section
+        self.section, self.index = section, index
+        self.filters = s.int("filters", 1)
+        self.size = s.int("size", 1)
+        self.stride = s.int("stride", 1)
+        for key in ("stride_x", "stride_y"):
+            if s.has(key) and s.int(key) != self.stride:
+                raise self.error(f"{key}= different from stride={self.stride} is not supported", key)
+        for key in UNSUPPORTED_OPTIONS:
+            if s.float(key, 0):
+                raise self.error(f"{key}= is not supported", key)
+        if s.has("share_index"):
+            raise self.error("share_index= (weights shared with another layer) is not supported", "share_index")
+        for key in ("stream", "wait_stream"):   # the fork's GPU scheduling: nothing to do on the CPU
+            s.int(key, 0)
+        self.groups = s.int("groups", 1)
+        self.dilation = 1 if self.size == 1 else s.int("dilation", 1)
+        self.pad = self.size // 2 if s.int("pad", 0) else s.int("padding", 0)
+        self.batch_normalize = bool(s.int("batch_normalize", 0))
+        self.activation = parse_activation(self, "logistic", ACTIVATIONS)
+        if self.filters < 1 or self.size < 1 or self.stride < 1 or self.groups < 1 or self.dilation < 1:
+            raise self.error("filters, size, stride, groups and dilation must be positive")
+        c = in_shape[0]
+        if c % self.groups or self.filters % self.groups:
+            raise self.error(f"groups={self.groups} must divide the input channels ({c}) and filters "
+                             f"({self.filters})", "groups")
+        n = self.filters
+        self.biases = zeros(n)
+        self.weights = zeros(n, c // self.groups * self.size * self.size)
+        if self.batch_normalize:
+            self.scales = np.ones(n, np.float32)
+            self.rolling_mean = zeros(n)
+            self.rolling_variance = zeros(n)
+        super().__init__(section, in_shape, net, index)
+
+    def setup(self, in_shape, net):
+        c, h, w = self.in_shape = tuple(in_shape)
+        self.need_image_input()
+        out_h = (h + 2 * self.pad - self.size) // self.stride + 1
+        out_w = (w + 2 * self.pad - self.size) // self.stride + 1
+        if out_h < 1 or out_w < 1:
+            raise self.error(f"a {self.size}x{self.size} kernel does not fit the {w}x{h} input")
+        span = self.dilation * (self.size - 1) + 1   # the fork sizes the output without the dilation, its
+        taps = ((h + 2 * self.pad * self.dilation - span) // self.stride + 1,   # im2col with it: both must agree
+                (w + 2 * self.pad * self.dilation - span) // self.stride + 1)
+        if taps != (out_h, out_w):
+            raise self.error(f"dilation={self.dilation} with size={self.size} and padding {self.pad}: the dilated "
+                             f"kernel gives {taps[1]}x{taps[0]} outputs, the layer {out_w}x{out_h}", "dilation")
+        self.out_shape = (self.filters, out_h, out_w)
+
+    def initialize(self, rng):
+        """darknet's start: normal weights scaled by sqrt(2 / fan-in), zero biases."""
+        scale = np.sqrt(2.0 / self.weights.shape[1])
+        self.weights[...] = scale * rng.standard_normal(self.weights.shape)
+
+    def weight_arrays(self, transpose=False, loading=False):
+        return [self.biases] + self.batchnorm_arrays(loading) + [self.weights]
+
+    def flops(self):
+        _, out_h, out_w = self.out_shape
+        return 2.0 * self.weights.size * out_h * out_w
+
+    def describe(self):
+        c, h, w = self.in_shape
+        n, out_h, out_w = self.out_shape
+        s = self.size
+        if self.groups == 1 and self.dilation == 1:
+            return (f"conv  {n:5d} {s:2d} x{s:2d} /{self.stride:2d}  {w:4d} x{h:4d} x{c:4d}   ->  "
+                    f"{out_w:4d} x{out_h:4d} x{n:4d}  {self.flops() / 1e9:5.3f} BFLOPs")
+        # the fork's line for its options: filters/groups, and the dilation in brackets
+        filters = f"{n:5d}/{self.groups:4d}" if self.groups > 1 else f"{n:5d}     "
+        kernel = f"{s:2d} x{s:2d}/{self.stride:2d}" + (f"({self.dilation:1d})" if self.dilation > 1 else "   ")
+        return (f"conv  {filters} {kernel}{w:4d} x{h:4d} x{c:4d} -> {out_w:4d} x{out_h:4d} x{n:4d} "
+                f"{self.flops() / 1e9:5.3f} BF")
+
+    def folds_batchnorm(self, net):
+        """Whether inference folds the batch-norm into the weights (the fork's fuse_conv_batchnorm)."""
+        return self.batch_normalize and net.darknet == "ab" and net.fuse_batchnorm and not net.keep_for_backward
+
+    def prepare(self, net):
+        """The folded batch-norm, and the weights in the form the products take (a Winograd transform took
+        340 ms of yolov4-tiny's first --fast pass)."""
+        weights = self.fused_parameters(net)[0] if self.folds_batchnorm(net) else self.weights
+        if net.engine is None:   # (the GPU engine keeps its own forms of the weights)
+            self.product_form(weights, net)
+
+    def fused_parameters(self, net):
+        """(weights, biases) with the batch-norm folded in, as the fork's fuse_conv_batchnorm computes them
+        (in double, rounded to float): kept on the layer until net.params_version changes. The layer's own
+        parameters stay as loaded, so saving writes the originals."""
+        cached = self.__dict__.get("_fused")
+        if cached is None or cached[0] != net.params_version:
+            root = np.sqrt(self.rolling_variance.astype(np.float64) + .00001)
+            scales = self.scales.astype(np.float64)
+            biases = (self.biases - scales * self.rolling_mean / root).astype(np.float32)
+            weights = (self.weights * (scales / root)[:, None]).astype(np.float32)
+            cached = self._fused = (net.params_version, weights, biases)
+        return cached[1], cached[2]
+
+    def kept_weights(self, name, weights, form, net, make):
+        """make(): `weights` (the layer's or its fused ones) in another form (a Winograd transform, a kernel's
+        packing), kept on the layer under `name` until the parameters or the form change."""
+        cached = self.__dict__.get(name)
+        key = (net.params_version, id(weights), form)
+        if cached is None or cached[0] != key:
+            cached = (key, make())
+            self.__dict__[name] = cached
+        return cached[1]
+
+    def product_form(self, weights, net):
+        """Which products this layer's convolution runs, and `weights` in the form they take, kept on the layer
+        until the parameters or the form change: ("bf16", (packed, kernel)) on the AMX tiles or vdpbf16ps,
+        ("int16", (quantized, units)), ("winograd", (u, packed u)) for F(tile x tile, 3x3) of the fast products,
+        ("depthwise", None), or (None, None) for the products that read the weights as they are (gemm,
+        conv_direct)."""
+        c = self.in_shape[0]
+        g, d = self.groups, self.dilation
+        cg = c // g
+        if g == c == self.out_shape[0]:
+            return "depthwise", None
+        kernel = bf16_kernel(cg, self.size, self.stride, d, g, *self.out_shape[1:])
+        if kernel:
+            return "bf16", (self.kept_weights("_bf16", weights, kernel, net,
+                                              lambda: pack_bf16(weights, c, self.size, kernel)), kernel)
+        int16 = int16_kernel(cg, self.size, self.stride, d, g, *self.out_shape[1:])
+        if int16 == "direct":
+            return "int16", self.kept_weights("_int16", weights, int16, net,
+                                              lambda: quantize_weights(weights, c, self.size))
+        if int16 == "winograd":
+            return "int16_winograd", self.kept_weights("_int16", weights, int16, net,
+                                                       lambda: quantize_winograd_weights(weights, c))
+        tile = winograd_tile(cg, self.size, self.stride, d, g, *self.out_shape[1:])
+        if tile:
+            def transform():
+                u = transform_weights(weights, cg, tile)
+                return u, pack_winograd(u)
+            return "winograd", self.kept_weights("_winograd", weights, tile, net, transform)
+        return None, None
+
+    def convolve(self, x, net, out=None, weights=None):
+        """The raw convolution sums (n, filters, out_h*out_w), before bias and batch-norm (into `out` if
+        given, else into the layer's output buffer), with the layer's weights or the given ones."""
+        batch = x.shape[0]
+        c, h, w = self.in_shape
+        n, out_h, out_w = self.out_shape
+        L = out_h * out_w
+        g = self.groups
+        m, cg = n // g, c // g
+        k = cg * self.size * self.size
+        if out is None:
+            out = self.output_buffer(batch).reshape(batch, n, L)
+        if weights is None:
+            weights = self.weights
+        d = self.dilation
+        pad = self.pad * d
+        form, kept = self.product_form(weights, net)
+        if form == "depthwise":   # one chain per output straight from the image, no columns
+            depthwise_conv(x, weights, self.size, self.stride, pad, d, out.reshape(batch, n, L))
+            return out
+        if form == "bf16":   # the bf16 products (the AMX tiles or vdpbf16ps)
+            a, kernel = kept
+            for b in range(batch):
+                conv_bf16(a, kernel, n, x[b], self.size, self.stride, pad, d, out_h, out_w, out[b],
+                          lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype))
+            return out
+        if form == "int16":   # the int16 products: integer sums, each filter's row then scaled to floats
+            a, units = kept
+            for b in range(batch):
+                scale = conv_int16(a, units, x[b], self.size, self.stride, pad, d, out_h, out_w, out[b],
+                                  lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype))
+                scale_rows(out[b], scale)
+            return out
+        if form == "int16_winograd":   # F(2x2, 3x3) with the int16 products
+            a, units = kept
+            for b in range(batch):
+                conv_int16_winograd(a, units, x[b], pad, out_h, out_w, out[b],
+                                    lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype))
+            return out
+        if form == "winograd":   # the fast products' Winograd F(tile x tile, 3x3)
+            u, up = kept
+            for b in range(batch):
+                conv_winograd(u, up, x[b], pad, out_h, out_w, out[b], lambda name, size: scratch(net, name, size))
+            return out
+        direct = self.size == 1 and self.stride == 1 and self.pad == 0
+        wide = share_products(batch, L)
+        packed = not wide and packs_images()
+        chunk = chunk_images(batch, k * L)
+        col = None if packed else net.workspace(k * L * chunk)
+        for b0 in range(0, batch, chunk):
+            b1 = min(batch, b0 + chunk)
+            count = b1 - b0
+            for j in range(g):
+                group = weights[j * m:(j + 1) * m]
+                if wide:   # the chunk's columns side by side: one product, then each image's block to its place
+                    cols = col[:k * count * L].reshape(k, count, L)
+                    im2col_batch(x[b0:b1], j * cg, cg, self.size, self.stride, pad, cols, True, d)
+                    res = scratch(net, "conv_out", m * count * L).reshape(m, count * L)
+                    gemm_nn(group, cols.reshape(k, count * L), res)
+                    out[b0:b1, j * m:(j + 1) * m] = res.reshape(m, count, L).transpose(1, 0, 2)
+                    continue
+                if not direct and packed:   # each image's columns straight into the product's panels
+                    for b in range(b0, b1):
+                        conv_image(group, x[b], j * cg, self.size, self.stride, pad, d, out_h, out_w,
+                                   out[b, j * m:(j + 1) * m])
+                    continue
+                if not direct:
+                    cols = col[:k * count * L].reshape(count, k, L)
+                    im2col_batch(x[b0:b1], j * cg, cg, self.size, self.stride, pad, cols, False, d)
+                for b in range(b0, b1):
+                    src = x[b, j * cg:(j + 1) * cg].reshape(cg, h * w) if direct else cols[b - b0]
+                    gemm_nn(group, src, out[b, j * m:(j + 1) * m])
+        return out
+
+    def forward(self, x, net):
+        code = ACTIVATIONS[self.activation]
+        ab = net.darknet == "ab"
+        inline = inline_activation(code, net.train)
+        if ab:   # the fork's convolution activates element by element with its float activate()
+            inline = fork_scalar(inline)
+        if self.batch_normalize and net.train:
+            # the raw sums go to bn_x (which the backward pass keeps), the activations to the output
+            out = self.output_buffer(x.shape[0]).reshape(x.shape[0], self.out_shape[0], -1)
+            self.bn_x, self.x_norm = batchnorm_buffers(self, out.shape)
+            self.convolve(x, net, self.bn_x)
+            self.mean = np.empty(out.shape[1], np.float32)
+            self.variance = np.empty(out.shape[1], np.float32)
+            backward.batchnorm_train(self.bn_x, out, self.scales, self.biases, self.rolling_mean, self.rolling_variance,
+                                     self.mean, self.variance, self.x_norm, inline, ab)
+        elif self.folds_batchnorm(net):
+            weights, biases = self.fused_parameters(net)
+            out = self.convolve(x, net, weights=weights)
+            self.normalize_activate(out, biases, biases, biases, biases, inline, False, net, code)
+        elif self.batch_normalize:
+            out = self.convolve(x, net)
+            if net.keep_for_backward:   # darknet keeps the raw sums; its backward then uses the rolling statistics
+                self.bn_x, self.x_norm = batchnorm_buffers(self, out.shape)
+                self.bn_x[...] = out
+                self.x_norm.fill(0)
+                self.mean, self.variance = self.rolling_mean, self.rolling_variance
+            self.normalize_activate(out, self.rolling_mean, self.rolling_variance, self.scales, self.biases, inline,
+                                    True, net, code)
+        else:
+            out = self.convolve(x, net)
+            self.normalize_activate(out, self.biases, self.biases, self.biases, self.biases, inline, False, net, code)
+        finish_activation(self, out, code, net.train)
+        return out.reshape((x.shape[0],) + self.out_shape)
+
+    def normalize_activate(self, out, mean, variance, scales, biases, inline, normalize, net, code):
+        """The inference pass after the product (batch-norm, bias, activation). When the next layer is a max
+        pool that can take it (Maxpool.pools_in_place), each channel is pooled in the same pass, while it is
+        still in the cache, and that layer's forward only hands its output on."""
+        ab = net.darknet == "ab"
+        fast = fast_inference(net)
+        index = self.index + 1
+        pool = net.layers[index] if index < len(net.layers) and net.layers[self.index] is self else None
+        if pool is None or code in ACROSS_CHANNELS or not pool.pools_in_place(net):   # (see finish_activation)
+            normalize_scale_bias_activate(out, mean, variance, scales, biases, inline, normalize, ab, fast)
+            return
+        pooled = pool.output_buffer(out.shape[0])
+        normalize_activate_maxpool(out, mean, variance, scales, biases, inline, normalize, ab, fast, self.out_shape[2],
+                                   pool.size, pool.stride_y, pool.stride_x, pool.padding, pooled)
+        pool.pooled_from = out
+
+    # -- training ------------------------------------------------------------------------------------------
+    def backward(self, net):
+        """darknet's backward_convolutional_layer, with the input gradient added to net.delta (darknet's own
+        1x1 path overwrites it instead -- the same whenever nothing else has written that delta yet)."""
+        batch = self.delta.shape[0]
+        c, h, w = self.in_shape
+        n, out_h, out_w = self.out_shape
+        spatial = out_h * out_w
+        g = self.groups
+        m, cg = n // g, c // g
+        k = cg * self.size * self.size
+        delta = self.delta.reshape(batch, n, spatial)
+        activation = activation_gradient(self, delta, ACTIVATIONS[self.activation])
+        if self.batch_normalize:    # the activation's gradient and batch-norm's backward in one pass
+            backward.batchnorm_backward_activation(delta, self.output.reshape(batch, n, spatial), activation,
+                                                   self.bn_x, self.x_norm, self.mean, self.variance, self.scales,
+                                                   self.bias_updates, self.scale_updates, net.darknet == "ab")
+        else:
+            backward.gradient_array32(self.output.reshape(-1), activation, self.delta.reshape(-1))
+            backward.backward_bias(self.bias_updates, delta)
+        x = self.prev_input(net)
+        prev = self.prev_delta(net)
+        wide = share_products(batch, spatial)
+        dilation = self.dilation
+        pad = self.pad * dilation
+        from_image = weight_gradient_from_image(m, k, spatial, self.stride, out_w) and dilation == 1 and \
+            out_h == h + 2 * self.pad - self.size + 1 and out_w == w + 2 * self.pad - self.size + 1
+        chunk = chunk_images(batch, k * spatial)
+        for b0 in range(0, batch, chunk):
+            b1 = min(batch, b0 + chunk)
+            count = b1 - b0
+            for j in range(g):
+                d = delta[b0:b1, j * m:(j + 1) * m]                  # (count, m, spatial)
+                if g > 1:   # the weight-gradient kernels take C-contiguous arrays
+                    d = np.ascontiguousarray(d)
+                updates = self.weight_updates[j * m:(j + 1) * m]
+                if from_image:   # read from the padded input: no columns at all
+                    hp, wp = h + 2 * self.pad, w + 2 * self.pad
+                    xpad = scratch(net, "conv_xpad", count * cg * hp * wp).reshape(count, cg, hp, wp)
+                    pad_images(x[b0:b1], j * cg, cg, self.pad, xpad)
+                    conv_weight_gradient_image(d, xpad, self.size, updates)
+                else:
+                    wcols = scratch(net, "conv_wcols", count * spatial * k)
+                    if weight_gradient_transposed(m, k, spatial):
+                        wcols = wcols.reshape(count, spatial, k)
+                        im2col_t(x[b0:b1], j * cg, cg, self.size, self.stride, pad, wcols, dilation)
+                    else:
+                        wcols = wcols.reshape(count, k, spatial)
+                        im2col_batch(x[b0:b1], j * cg, cg, self.size, self.stride, pad, wcols, False, dilation)
+                    conv_weight_gradient(d, wcols, updates)
+                if prev is None:
+                    continue
+                weights = self.weights[j * m:(j + 1) * m]
+                col = net.workspace(k * count * spatial)
+                if wide:   # W^T delta for the whole chunk in one product, the images' deltas side by side
+                    dw = scratch(net, "conv_delta", m * count * spatial).reshape(m, count, spatial)
+                    dw[...] = d.transpose(1, 0, 2)
+                    cols = col.reshape(k, count, spatial)
+                    gemm_tn(weights, dw.reshape(m, count * spatial), cols.reshape(k, count * spatial))
+                else:
+                    cols = col.reshape(count, k, spatial)
+                    for b in range(count):
+                        gemm_tn(weights, d[b], cols[b])              # W^T delta: (k, spatial)
+                col2im_batch(cols, wide, self.size, self.stride, pad, prev[b0:b1], j * cg, dilation)

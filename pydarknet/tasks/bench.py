@@ -1,0 +1,527 @@
+"""`make bench`: pydarknet against OpenCV's DNN module (which reads darknet files) on the same inputs, in one run;
+pydarknet's modes against OpenCV and the exported ONNX graphs in ONNX Runtime and OpenVINO (the `peers` lines,
+with each row's GFLOP/s and numpy's float32 matrix product on the same threads as the practical limit); it ends
+with a summary of the peers lines: per network, pydarknet's fastest mode on this CPU and its ratio to each peer.
+`make bench-train` (--train): seconds per training iteration as `pydarknet train` prints them, of three networks.
+
+Times are medians of repeated runs after warm-up; the ratio is pydarknet / OpenCV (lower is better); a stream's
+figures are images per second over the run's median. The official weights come from ../shared/models where that
+reference data is beside the checkout, else from `pydarknet download`'s cache, fetched into it on first use.
+"""
+import argparse
+import io
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import pydarknet  # noqa: F401  (sets the thread-pool environment before numpy/numba start threads)
+from pydarknet.files import download
+from pydarknet.files.errors import DarknetError, install_hint
+from pydarknet.files.image import letterbox_image, load_image, resize_image, resize_min
+from pydarknet.files.resources import CHECKOUT, shipped_root
+from pydarknet.kernels import products
+from pydarknet.network.network import Network
+from pydarknet.tasks.about import cpu_line, cpu_model
+
+SHARED = CHECKOUT.parent / "shared"   # the reference data, beside a checkout
+
+
+def median_time(fn, runs, warmup=2):
+    return median_times([fn], runs, warmup)[0]
+
+
+QUIET = 0.02   # seconds between runs: longer than the spin of any idle pool (pydarknet's OpenMP threads: 5 ms)
+
+
+def median_times(fns, runs, warmup=2, quiet=QUIET):
+    """Median seconds of each function (None for a missing one), their runs taken in turn so that a busy spell
+    of the machine weighs on all of them alike. Each run starts `quiet` seconds after the one before, when the
+    threads it left spinning have left the cores to the next (whose own threads have then gone to sleep)."""
+    present = [fn for fn in fns if fn is not None]
+    for _ in range(warmup):
+        for fn in present:
+            fn()
+    times = {fn: [] for fn in present}
+    for _ in range(runs):
+        for fn in present:
+            time.sleep(quiet)
+            start = time.perf_counter()
+            fn()
+            times[fn].append(time.perf_counter() - start)
+    return [statistics.median(times[fn]) if fn is not None else None for fn in fns]
+
+
+def opencv_net(cfg, weights, winograd=True):
+    """OpenCV DNN's forward of a darknet network, or None without the dnn module; winograd=False (where OpenCV
+    has the switch, 4.7 on) turns off its Winograd F(6x6, 3x3), leaving every multiplication of the
+    convolutions to be done, as the exact products do."""
+    import cv2
+    if not hasattr(cv2, "dnn") or not hasattr(cv2.dnn, "readNetFromDarknet"):
+        return None
+    net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
+    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    if not winograd:
+        if not hasattr(net, "enableWinograd"):
+            return None
+        net.enableWinograd(False)
+    names = net.getUnconnectedOutLayersNames()
+
+    def run(x):
+        net.setInput(x)
+        return net.forward(names)
+    return run
+
+
+def with_products(backend, fn):
+    """fn run with the given products backend (darknet's exact order, or fast), the previous one restored."""
+    def run():
+        previous = products.set_backend(backend)
+        try:
+            fn()
+        finally:
+            products.set_backend(previous)
+    return run
+
+
+def bench_forward(name, cfg, weights, image, prepare, runs):
+    """The forward pass with the exact and the fast products, against OpenCV DNN, all in turn. OpenCV's own
+    figure uses its Winograd transform for 3x3 layers (a fifth of the multiplications, not darknet's sums):
+    the exact line also names OpenCV with it off, the like-for-like peer of products that keep darknet's order."""
+    net = Network(cfg, quiet_unused=True)
+    net.load(weights)
+    x = prepare(load_image(image), net)[None]
+    peer, direct = opencv_net(cfg, weights), opencv_net(cfg, weights, winograd=False)
+    forward = lambda: net.forward(x)  # noqa: E731
+    exact, fast, theirs, theirs_direct = median_times(
+        [with_products("darknet", forward), with_products("fast", forward), (lambda: peer(x)) if peer else None,
+         (lambda: direct(x)) if direct else None], runs)
+    report(f"forward {name} {x.shape[3]}x{x.shape[2]}", exact, theirs, theirs_direct)
+    report(f"forward {name} --fast", fast, theirs)
+
+
+def report(what, ours, theirs, theirs_direct=None):
+    line = f"{what:<38} pydarknet {ours * 1000:8.1f} ms"
+    if theirs is not None:
+        line += f"   opencv {theirs * 1000:8.1f} ms   ratio {ours / theirs:5.2f}x"
+    else:
+        line += "   opencv: unavailable (needs opencv-python-headless<5 with the dnn module)"
+    if theirs_direct is not None:
+        line += f"   (opencv without Winograd {theirs_direct * 1000:.1f} ms: {ours / theirs_direct:.2f}x)"
+    print(line, flush=True)
+
+
+def session_runners(net, x, threads):
+    """{name: run} for the peers that run `pydarknet export onnx`'s graph of `net`, where installed (the bench
+    extra): ONNX Runtime (float32, its only CPU precision) and OpenVINO in float32 and in its default precision
+    on this CPU (bf16 where the CPU has AMX or avx512_bf16), each on `threads` threads; and why a peer is
+    missing, as {name: reason}."""
+    from .onnx import export
+    runners, missing = {}, {}
+    graph = export(net).SerializeToString()
+    try:
+        import onnxruntime
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")   # idle threads slow the others
+        session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        runners["onnxruntime f32"] = lambda: session.run(None, {"input": x})
+    except ImportError:
+        missing["onnxruntime"] = install_hint("bench")
+    try:
+        import openvino
+        core = openvino.Core()
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "net.onnx"
+            path.write_bytes(graph)
+            model = core.read_model(str(path))
+        default = core.get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+        for label, precision in (("f32", {"INFERENCE_PRECISION_HINT": "f32"}), (f"default ({default})", {})):
+            compiled = core.compile_model(model, "CPU", {**precision, "INFERENCE_NUM_THREADS": threads,
+                                                         "PERFORMANCE_HINT": "LATENCY"})
+            request = compiled.create_infer_request()
+            runners[f"openvino {label}"] = lambda request=request: request.infer({0: x})
+    except ImportError:
+        missing["openvino"] = install_hint("bench")
+    return runners, missing
+
+
+def matmul_limit(runs):
+    """numpy's float32 matrix product (its BLAS, on every core as the kernels' threads) on 2048 x 2048 matrices:
+    GFLOP/s, the machine's practical limit for float32 products."""
+    a = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
+    return 2 * 2048 ** 3 / median_time(lambda: a @ a, runs) / 1e9
+
+
+def bench_peers(name, cfg, weights, image, prepare, runs):
+    """pydarknet's modes (the exact products, --fast, --int16, --bf16) against OpenCV DNN on the darknet files and
+    the exported graph in ONNX Runtime and OpenVINO, all in turn on the same input and threads: milliseconds,
+    GFLOP/s of the network's multiply-adds, and the ratios the speed targets are about (--fast to the faster
+    float32 peer on the export, --int16 and --bf16 to OpenVINO's default precision). Returns the medians,
+    {label: seconds}, pydarknet's as "pydarknet <mode>": the summary's figures, all from one block of turns."""
+    import numba
+
+    net = Network(cfg, quiet_unused=True)
+    net.load(weights)
+    x = prepare(load_image(image), net)[None]
+    flops = sum(layer.flops() for layer in net.layers)
+    threads = numba.get_num_threads()
+    runners, missing = session_runners(net, x, threads)
+    opencv = opencv_net(cfg, weights)
+    if opencv is not None:
+        runners = {"opencv dnn": lambda: opencv(x), **runners}
+    else:
+        missing["opencv dnn"] = "needs opencv-python-headless<5 with the dnn module"
+    ours = {"pydarknet exact": with_products("darknet", lambda: net.forward(x)),
+            "pydarknet --fast": with_products("fast", lambda: net.forward(x))}
+    for precision in products.REDUCED:
+        why = products.reduced_unavailable(precision)
+        if why is None:
+            ours[f"pydarknet --{precision}"] = with_products(precision, lambda: net.forward(x))
+        else:
+            missing[f"pydarknet --{precision}"] = why
+    times = dict(zip([*ours, *runners], median_times([*ours.values(), *runners.values()], runs)))
+    print(f"peers {name} {x.shape[3]}x{x.shape[2]}, {flops / 1e9:.2f} GFLOP, {threads} threads", flush=True)
+    f32_peers = [t for label, t in times.items() if label.endswith("f32")]
+    default = next((t for label, t in times.items() if "default" in label), None)
+    for label, seconds in times.items():
+        line = f"  {label:<28} {seconds * 1000:8.1f} ms {flops / seconds / 1e9:7.0f} GFLOP/s"
+        if label == "pydarknet --fast" and f32_peers:
+            line += f"   {seconds / min(f32_peers):.2f}x the faster float32 peer"
+        if label.removeprefix("pydarknet --") in products.REDUCED and default is not None:
+            line += f"   {seconds / default:.2f}x openvino's default"
+        print(line, flush=True)
+    for label, reason in missing.items():
+        print(f"  {label:<28} unavailable: {reason}", flush=True)
+    return times
+
+
+def bench_decode(path, runs):
+    import cv2
+    # in turn without a pause: OpenCV decodes in the calling thread, which pydarknet's spinning threads leave alone
+    ours, theirs = median_times([lambda: load_image(path), lambda: cv2.imread(str(path), cv2.IMREAD_COLOR)], runs,
+                                quiet=0)
+    h, w = cv2.imread(str(path)).shape[:2]
+    report(f"decode {path.name} {w}x{h}", ours, theirs)
+
+
+def big_jpeg(dog, folder):
+    """A 1352x900 JPEG made from dog.jpg (the size of a typical photo resized for the web)."""
+    import cv2
+    path = Path(folder) / "dog_1352x900.jpg"
+    cv2.imwrite(str(path), cv2.resize(cv2.imread(str(dog)), (1352, 900)), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return path
+
+
+OPENCV_DETECT = """
+import sys, cv2, numpy as np
+cfg, weights, image = sys.argv[1:4]
+net = cv2.dnn.readNetFromDarknet(cfg, weights)
+im = cv2.imread(image)
+h, w = im.shape[:2]
+net.setInput(cv2.dnn.blobFromImage(im, 1 / 255.0, (416, 416), swapRB=True, crop=False))
+boxes, scores, ids = [], [], []
+for out in net.forward(net.getUnconnectedOutLayersNames()):
+    for row in out:
+        cls = int(np.argmax(row[5:])); score = float(row[5 + cls])
+        if score > 0.5:
+            cx, cy, bw, bh = row[:4] * [w, h, w, h]
+            boxes.append([int(cx - bw / 2), int(cy - bh / 2), int(bw), int(bh)]); scores.append(score); ids.append(cls)
+for i in np.array(cv2.dnn.NMSBoxes(boxes, scores, 0.5, 0.45)).reshape(-1):
+    x, y, bw, bh = boxes[i]
+    cv2.rectangle(im, (x, y), (x + bw, y + bh), (0, 0, 255), 2)
+    print(ids[i], round(scores[i] * 100))
+cv2.imwrite("predictions.jpg", im)
+"""
+
+
+def bench_detect_command(cfg, weights, image, runs, folder):
+    """Whole-process wall time of `pydarknet detect` (warm Numba cache) and of the same job in OpenCV DNN; and of
+    darknet C's `detector test` when DARKNET_BIN names a build (run in its own folder, for its data/labels)."""
+    import subprocess
+    ours_cmd = [sys.executable, "-m", "pydarknet", "detect", str(cfg), str(weights), str(image), "-q"]
+    theirs_cmd = [sys.executable, "-c", OPENCV_DETECT, str(cfg), str(weights), str(image)]
+    # the child must import this very pydarknet, whether installed or run from a checkout
+    root = str(Path(pydarknet.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    # with its bytecode cached, as pip leaves an installed package (the warm-up run writes it in a checkout)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    run = lambda cmd, cwd=folder: subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, env=env)  # noqa: E731
+    darknet = os.environ.get("DARKNET_BIN")
+    darknet_cmd = [darknet, "detector", "test", str(Path(cfg).parent / "coco.data"), str(cfg), str(weights),
+                   str(image), "-dont_show"] if darknet else None
+    ours, theirs, c = median_times([lambda: run(ours_cmd), lambda: run(theirs_cmd),
+                                    (lambda: run(darknet_cmd, Path(darknet).resolve().parent)) if darknet else None],
+                                   runs, warmup=1)
+    report("command: detect yolov3-tiny dog.jpg", ours, theirs)
+    if c is not None:
+        print(f"{'command: darknet C detector test':<38} darknet   {c * 1000:8.1f} ms   pydarknet / darknet "
+              f"{ours / c:5.2f}x", flush=True)
+
+
+STREAM_IMAGES = 64
+
+
+def bench_stream(name, cfg, weights, images, runs):
+    """Images per second through a detector over a 64-image stream (the sample images repeated), at batch 1 and 8:
+    pydarknet's Detector as `detect -batch N --json` runs it (decoding, letterbox or resize, forward, boxes, NMS;
+    the next batch prepared in a background thread); OpenCV DNN's loop over the same files (imread,
+    blobFromImages at the network size, forward)."""
+    from itertools import cycle, islice
+
+    from pydarknet.tasks.predict import Detector
+    from pydarknet.tasks.stream import batched, prefetch
+    paths = [str(p) for p in islice(cycle(images), STREAM_IMAGES)]
+    detector = Detector(cfg, weights)
+
+    def ours(batch):
+        def run():
+            for group in batched(prefetch((detector.prepare(p) for p in paths), batch), batch):
+                detector.detect_batch(group)
+        return run
+
+    peer = opencv_net(cfg, weights)
+
+    def theirs(batch):
+        import cv2
+
+        def run():
+            for group in batched(paths, batch):
+                peer(cv2.dnn.blobFromImages([cv2.imread(p) for p in group], 1 / 255, (detector.net.w, detector.net.h),
+                                            swapRB=True, crop=False))
+        return run if peer else None
+
+    batches = (1, 8)
+    times = median_times([f(batch) for batch in batches for f in (ours, theirs)], runs, warmup=1)
+    for batch, (mine, peers) in zip(batches, zip(times[::2], times[1::2])):
+        line = f"stream {name} {STREAM_IMAGES} images, batch {batch}"
+        line = f"{line:<38} pydarknet {STREAM_IMAGES / mine:6.1f} images/s"
+        if peers is not None:
+            line += f"   opencv {STREAM_IMAGES / peers:6.1f} images/s   ratio {mine / peers:5.2f}x"
+        print(line, flush=True)
+
+
+def bench_dask(name, cfg, weights, images, runs):
+    """Images per second over the same 64-image stream through one process (as bench_stream's batch 1) and
+    through `--dask local:1` and `local:2` (pydarknet.tasks.distributed.detect on a started cluster: each run sends the
+    weights to the workers, which build the network, then the chunks of images; the cluster's start is shown
+    apart)."""
+    from itertools import cycle, islice
+
+    from pydarknet.tasks.predict import Detector
+    from pydarknet.tasks.stream import batched, prefetch
+    from pydarknet.tasks import distributed
+    from pydarknet.files.errors import DarknetError
+    try:
+        distributed.require_dask()
+    except DarknetError as e:   # the optional extra
+        print(f"dask: unavailable ({e})", flush=True)
+        return
+    paths = [str(p) for p in islice(cycle(images), STREAM_IMAGES)]
+    detector = Detector(cfg, weights)
+
+    def alone():
+        for group in batched(prefetch((detector.prepare(p) for p in paths), 1), 1):
+            detector.detect_batch(group)
+
+    label = f"dask {name} {STREAM_IMAGES} images"
+    print(f"{label + ', 1 process':<38} {STREAM_IMAGES / median_time(alone, runs, warmup=1):6.1f} images/s", flush=True)
+    for workers in (1, 2):
+        started = time.perf_counter()
+        with distributed.connect(f"local:{workers}") as client:
+            start = time.perf_counter() - started
+            seconds = median_time(lambda: all(distributed.detect(paths, cfg, weights, client=client)), runs, warmup=1)
+        print(f"{label + f', --dask local:{workers}':<38} {STREAM_IMAGES / seconds:6.1f} images/s   "
+              f"(cluster start {start:.1f} s)", flush=True)
+
+
+def plain_resized(im, net):
+    return resize_image(im, net.w, net.h)
+
+
+def letterboxed(im, net):
+    return letterbox_image(im, net.w, net.h)
+
+
+def resized_min(im, net):
+    im = resize_min(im, net.w)
+    net.resize(im.shape[2], im.shape[1])
+    return im
+
+
+# The networks timed, by their names in the download table: the row's name and how each prepares an image (as
+# its darknet's detect or classify does: pjreddie's letterbox, the fork's plain resize, the classifier's
+# shorter side).
+NETWORKS = (("yolov3-tiny", "yolov3-tiny", letterboxed), ("tiny", "tiny (Tiny Darknet)", resized_min),
+            ("yolov4-tiny", "yolov4-tiny", plain_resized))
+
+
+def weights_file(name, shared=SHARED, mirror=None):
+    """The official weights called `name` in the download table: ../shared/models' copy where the reference data
+    is there, else the file in `pydarknet download`'s cache, fetched into it first when missing (its progress
+    on stderr, its SHA-256 checked; `mirror`: a base URL serving the file instead). Raises DarknetError when it
+    cannot be fetched."""
+    model = download.model_named(name)
+    copy = Path(shared) / "models" / model.file_name
+    if copy.is_file():
+        return copy
+    if download.cached_file(model.file_name) is None:
+        print(f"downloading {model.file_name} ({download.megabytes(model.size)}) into {download.cache_dir()}",
+              file=sys.stderr, flush=True)
+    return download.download(model, mirror, progress=tenths_shown())[0]
+
+
+def tenths_shown():
+    """A download's progress(done, total): a line on stderr at each tenth of the file."""
+    shown = [0]
+
+    def progress(done, total):
+        if done * 10 // total > shown[0]:
+            shown[0] = done * 10 // total
+            print(f"  {download.megabytes(done)} of {download.megabytes(total)}", file=sys.stderr, flush=True)
+    return progress
+
+
+def fastest_lines(cpu, medians):
+    """The summary that ends `make bench`: per network, pydarknet's fastest mode of those measured and its median
+    time divided by each peer's (below 1: pydarknet is the faster). `medians`: {network: {label: seconds}},
+    pydarknet's modes labelled "pydarknet <mode>", the peers by their own names."""
+    lines = [f"fastest pydarknet mode on {cpu} (the peers rows: its median / each peer's; lower is better):"]
+    for network, times in medians.items():
+        ours = {label.removeprefix("pydarknet "): s for label, s in times.items() if label.startswith("pydarknet ")}
+        mode = min(ours, key=ours.get)
+        peers = [f"{ours[mode] / seconds:.2f}x {label}" for label, seconds in times.items()
+                 if not label.startswith("pydarknet ")]
+        lines.append(f"  {network:<20} {mode:<8} {ours[mode] * 1000:7.1f} ms   {', '.join(peers) or 'no peer ran'}")
+    return lines
+
+
+# -- training ---------------------------------------------------------------------------------------------------
+DARKNET_GOLDEN_TRAIN = 0.226   # s/iteration as darknet (AlexeyAB, CPU) printed it, golden/map/shapes-tiny.cfg, 2 cores
+PJREDDIE_GOLDEN_TRAIN = 0.245  # the same with pjreddie's darknet (../shared/README.md)
+TRAIN_IMAGES = 64              # the set `pydarknet datasets shapes` makes for the runs, shorter than its default
+# Iterations left out before the timed ones: a cold cache compiles the kernels in the first (a minute) and the
+# fourth (a second), and the loader's threads fill their queue.
+SETTLE = 5
+ITERATION_LINE = re.compile(r"^\d+: .*, ([\d.]+) seconds, \d+ images$")   # what `train` prints per iteration
+
+
+def fixed_copy(cfg_path, batch, folder):
+    """A copy of the cfg whose [net] says batch=`batch`, subdivisions=1 (one batch per iteration), and with
+    random=0 (trained at the cfg's size throughout, the size the row names)."""
+    text = Path(cfg_path).read_text()
+    net_end = re.search(r"^\[(?!net\])", text, re.M).start()
+    head, rest = text[:net_end], text[net_end:]
+    head = re.sub(r"^\s*(batch|subdivisions)\s*=.*$", "", head, flags=re.M)
+    head = head.replace("[net]", f"[net]\nbatch={batch}\nsubdivisions=1", 1)
+    rest = re.sub(r"^\s*random\s*=.*$", "random=0", rest, flags=re.M)
+    path = Path(folder) / Path(cfg_path).name
+    path.write_text(head + rest)
+    return path
+
+
+def train_run(data, cfg, iterations, folder):
+    """Run `pydarknet train`'s loop (train.run.TrainingRun: its loader threads, its step, its printed line) for
+    `iterations`: the seconds each iteration's line printed, the seconds of each one's step (forward, backward,
+    update) alone, and the network."""
+    from .train.run import TrainingRun
+    printed = io.StringIO()
+    run = TrainingRun(data, cfg, backup=Path(folder) / "backup", chart=False, out=printed, max_batches=iterations)
+    run.net.quiet = True
+    step, steps = run.train_step, []
+
+    def timed_step(x, y):
+        start = time.perf_counter()
+        loss = step(x, y)
+        steps.append(time.perf_counter() - start)
+        return loss
+    run.train_step = timed_step
+    run.run()
+    lines = [float(m[1]) for m in map(ITERATION_LINE.match, printed.getvalue().splitlines()) if m]
+    return lines, steps, run.net
+
+
+def bench_train(name, data, cfg, runs, folder, reference=None):
+    """The median of what `train` prints per iteration, and of the steps alone, after the first SETTLE."""
+    printed, steps, net = train_run(data, cfg, SETTLE + runs, folder)
+    seconds, step = statistics.median(printed[SETTLE:]), statistics.median(steps[SETTLE:])
+    line = (f"train {name:<34} batch {net.batch:3d}  {seconds:6.3f} s/iteration (step {step:.3f})  "
+            f"{net.batch / seconds:6.1f} images/s")
+    if reference:
+        line += "   " + reference(seconds)
+    print(line, flush=True)
+
+
+def main_train(args):
+    import numba
+
+    from ..files.config import chatter
+    from ..files.datasets import write_shapes
+    print(f"training: seconds per iteration as `pydarknet train` prints them (the wait for its loader's next batch, "
+          f"forward, backward, update), median of iterations {SETTLE + 1}-{SETTLE + args.runs} (the first {SETTLE} "
+          f"compile and fill the loader)\n  step: forward + backward + update alone in the same iterations; "
+          f"{TRAIN_IMAGES} images of `pydarknet datasets shapes`; products: {products.backend()}; "
+          f"{numba.get_num_threads()} Numba threads", flush=True)
+    chatter["quiet"] = True   # the runs' notes (the weights saved at the end) are not the bench's
+    with tempfile.TemporaryDirectory() as folder:
+        data = write_shapes(Path(folder) / "shapes", train=TRAIN_IMAGES, valid=0)
+        cfg = shipped_root() / "cfg"
+        bench_train("cfg/shapes-tiny.cfg 160x160", data, cfg / "shapes-tiny.cfg", args.runs, folder)
+        bench_train("yolov3-tiny 416x416", data, fixed_copy(cfg / "yolov3-tiny.cfg", 8, folder), args.runs, folder)
+        golden = args.shared / "golden" / "map" / "shapes-tiny.cfg"
+        if golden.exists():
+            bench_train("golden/map/shapes-tiny.cfg 160x160", data, golden, args.runs, folder,
+                        lambda s: f"darknet {DARKNET_GOLDEN_TRAIN:.3f} s (pjreddie {PJREDDIE_GOLDEN_TRAIN:.3f}): "
+                                  f"ratio {s / DARKNET_GOLDEN_TRAIN:4.2f}x")
+        else:
+            print(f"bench: {golden} not found (the shared reference data: darknet's figure is for that cfg), skipped",
+                  file=sys.stderr)
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", default=SHARED, type=Path,
+                        help="the shared reference data, used where present: its models/ (else the download "
+                             "cache's) and golden/map/shapes-tiny.cfg (darknet's training figure)")
+    parser.add_argument("--mirror", metavar="BASE_URL", default=None,
+                        help="fetch missing weights from BASE_URL/<file name> (as `pydarknet download --mirror`)")
+    parser.add_argument("--runs", type=int, default=None, help="timed runs per case (default 15, training 10)")
+    parser.add_argument("--train", action="store_true", help="time training iterations instead (make bench-train)")
+    args = parser.parse_args(argv)
+    if args.train:
+        args.runs = args.runs or 10
+        return main_train(args)
+    args.runs = args.runs or 15
+    try:
+        weights = {name: weights_file(name, args.shared, args.mirror) for name, _, _ in NETWORKS}
+    except DarknetError as e:
+        print(f"pydarknet: error: {e}", file=sys.stderr)
+        return 1
+    cfg, images = shipped_root() / "cfg", shipped_root() / "data"
+    dog = images / "dog.jpg"
+    print(cpu_line(), flush=True)
+    for name, label, prepare in NETWORKS:
+        bench_forward(label, cfg / f"{name}.cfg", weights[name], dog, prepare, args.runs)
+    medians = {label: bench_peers(label, cfg / f"{name}.cfg", weights[name], dog, prepare, args.runs)
+               for name, label, prepare in NETWORKS}
+    print(f"numpy float32 matmul 2048^3: {matmul_limit(args.runs):.0f} GFLOP/s", flush=True)
+    yolo = cfg / "yolov3-tiny.cfg", weights["yolov3-tiny"]
+    samples = [images / name for name in ("dog.jpg", "person.jpg", "eagle.jpg")]
+    bench_stream("yolov3-tiny", *yolo, samples, min(args.runs, 5))
+    bench_dask("yolov3-tiny", *yolo, samples, min(args.runs, 5))
+    with tempfile.TemporaryDirectory() as folder:
+        bench_decode(dog, max(args.runs, 30))
+        bench_decode(big_jpeg(dog, folder), max(args.runs, 30))
+        bench_detect_command(*yolo, dog, 5, folder)
+    print("\n".join(fastest_lines(cpu_model(), medians)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,441 @@
+"""Load a network once, then detect or classify images: the Python API behind `detect` and `classify`.
+
+    detector = Detector("cfg/yolov3-tiny.cfg", "yolov3-tiny.weights")   # names: `detect`'s (COCO)
+    result = detector.detect("dog.jpg")          # result.detections: boxes, classes, probabilities
+    result = detector.detect(cv2.imread("dog.jpg"))   # a frame: the same pixels give the same numbers
+
+    classifier = Classifier("cfg/tiny.cfg", "tiny.weights")             # names: `classify`'s (ImageNet)
+    result = classifier.classify("dog.jpg", top=5)
+
+An image is a path, a uint8 (h, w, 3) array in OpenCV's BGR order (cv2.imread's, VideoCapture.read's; RGB when
+the Detector or Classifier is made with rgb=True), or darknet's float32 (3, h, w) RGB image, values 0..1.
+`detect_batch` and `classify_batch` run several images through the network in one forward pass, with the
+same results as one at a time (`detect` and `classify` are their batch of one). `prepare` does an image's
+part before the network (loading, resizing): a caller may run it ahead, in another thread, and pass the
+prepared images on.
+"""
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..results.boxes import Detections
+from ..results.classifications import network_hierarchy, top_k
+from ..files.config import DarknetError, check_fractions, class_numbers, default_data, load_names
+from ..results.detections import network_detections, network_nms
+from ..files.image import (center_crop_image, check_given, draw_detections, from_bgr8, letterbox_image, load_image,
+                           resize_image, resize_min)
+from ..network.network import Network
+from ..results.output import strict_json
+from ..results.heatmap import HEAT_THRESH, heat_map
+from ..results.tiles import Tiles, cut, detect_tiles
+from ..results.track import Tracker
+from ..results.tree import hierarchy_predictions
+
+# Layers whose parameters fix the input size: a network with one of these cannot be resized.
+FIXED_SIZE_LAYERS = {"connected", "local", "detection", "crop"}
+
+# Each darknet's detection threshold when none is given: the fork's `detector test` and pjreddie's `detect`.
+DEFAULT_THRESH = {"ab": 0.25, "pjreddie": 0.5}
+
+
+def c_round(v):
+    """C's round(): halves away from zero."""
+    return math.copysign(math.floor(abs(v) + 0.5), v)
+
+
+def pixel(v):
+    """A pixel coordinate rounded as C's round(), an int; inf or NaN (an untrained network's box) stays a float."""
+    return int(c_round(v)) if math.isfinite(v) else float(v)
+
+
+
+
+@dataclass
+class Detection:
+    class_id: int
+    name: str
+    prob: float
+    objectness: float
+    box: tuple          # centre x, y, width, height, relative to the image (0..1)
+    pixels: tuple       # left, top, width, height in pixels, rounded as AlexeyAB's -ext_output prints them
+    track_id: int = None   # the object's id across frames (track.Tracker), None when not tracked
+    crop: str = None       # the file it was cut out into (output.write_crops), None when not
+
+    def as_json(self):
+        """A dict for JSON; a coordinate that is not finite is None; "track_id" only when tracked, "crop" only
+        when cut out."""
+        x, y, w, h = self.box
+        left, top, width, height = self.pixels
+        doc = {"class_id": self.class_id, "name": self.name, "prob": self.prob, "objectness": self.objectness,
+               "box": {"x": x, "y": y, "w": w, "h": h},
+               "pixels": {"left": left, "top": top, "width": width, "height": height}}
+        if self.track_id is not None:
+            doc["track_id"] = self.track_id
+        if self.crop is not None:
+            doc["crop"] = self.crop
+        return strict_json(doc)
+
+
+@dataclass
+class DetectionResult:
+    image: str
+    width: int
+    height: int
+    seconds: float                                   # the image's share of its batch's forward pass
+    detections: list = field(default_factory=list)   # one Detection per (box, class) over the threshold
+    boxes: list = field(default_factory=list)        # per box: (relative box, [(class id, prob)]) in darknet's order
+    track_ids: list = None                           # per box: its track's id or None (track.Tracker); None: untracked
+    heat: object = None                              # Detector(heatmaps=True): the candidates of the heat maps
+
+    def heatmap(self, class_id=None):
+        """float32 (height, width): the heat map of class `class_id` (None: all classes) over the image (see
+        pydarknet.results.heatmap); the result of a Detector made with heatmaps=True."""
+        if self.heat is None:
+            raise DarknetError("no heat map: detect with Detector(..., heatmaps=True)")
+        return heat_map(self.heat, self.width, self.height, class_id)
+
+    def finite_boxes(self):
+        """`boxes` without those having an inf or NaN coordinate (an untrained network's), which cannot be drawn
+        or written as labels."""
+        return [(box, scored) for box, scored in self.boxes if all(math.isfinite(v) for v in box)]
+
+    def fork_order(self):
+        """The detections in the order the fork's draw_detections_v3 prints them: the boxes that have a best
+        class (the likeliest, first of equals, whose name does not start with "dont_show"), by left edge (a
+        stable sort); for each, its best class, then its other classes in class order."""
+        grouped, start = [], 0
+        for _, scored in self.boxes:          # self.detections holds each box's classes in a row
+            grouped.append(self.detections[start:start + len(scored)])
+            start += len(scored)
+        shown = []
+        for dets in grouped:
+            best = None
+            for d in dets:
+                if not d.name.startswith("dont_show") and (best is None or d.prob > best.prob):
+                    best = d
+            if best is not None:
+                shown.append([best] + [d for d in dets if d is not best])
+        shown.sort(key=lambda dets: left_edge(dets[0].box))
+        return [d for dets in shown for d in dets]
+
+    def as_json(self):
+        return {"image": self.image, "seconds": self.seconds, "width": self.width, "height": self.height,
+                "detections": [d.as_json() for d in self.detections]}
+
+
+@dataclass
+class ClassifyResult:
+    image: str
+    seconds: float      # the image's share of its forward pass
+    predictions: list   # (class_id, name, prob), best first
+
+    def as_json(self):
+        return strict_json({"image": self.image, "seconds": self.seconds,
+                            "predictions": [{"class_id": i, "name": n, "prob": p} for i, n, p in self.predictions]})
+
+
+@dataclass
+class PreparedImage:
+    """An image made ready for the network: its name, its size and the network's input made from it."""
+    image: str
+    width: int
+    height: int
+    input: np.ndarray   # float32 (c, h, w); None when cut into tiles
+    tiles: list = None  # Detector(tiles=...): the tiles.Tile parts of the image, each with its input
+
+
+def skipped_classes(value, classes):
+    """Detector's skip_classes as a frozenset: class numbers, or a string as -skipclasses takes it ("2,5-8"); each
+    must be one of the network's `classes`."""
+    numbers = class_numbers(value) if isinstance(value, str) else frozenset(int(c) for c in value or ())
+    outside = sorted(c for c in numbers if not 0 <= c < classes)
+    if outside:
+        raise DarknetError(f"-skipclasses: class {outside[0]} is not one of the network's {classes} classes (0 to "
+                           f"{classes - 1})")
+    return numbers
+
+
+def class_name(names, index):
+    return names[index] if names and 0 <= index < len(names) else str(index)
+
+
+def as_image(image, decoder, rgb=False):
+    """(name, float32 (3, h, w) image) of a path, or of an array ("<array>"): a uint8 (h, w, 3) image, BGR as
+    cv2.imread and VideoCapture.read give it (RGB when `rgb`), or darknet's float32 (3, h, w) image. None (a failed
+    cv2.imread) is a ValueError saying so."""
+    if isinstance(check_given(image), np.ndarray):
+        if image.dtype == np.uint8:
+            return "<array>", from_bgr8(image, rgb)
+        return "<array>", np.asarray(image, np.float32)
+    return str(image), load_image(image, decoder)
+
+
+def default_names(data_name, classes):
+    """The class names the commands use when given no .data file (`detect`: cfg/coco.data's, `classify`:
+    cfg/imagenet1k.data's); None (class numbers) for a network with more classes than that list names."""
+    names, _ = load_names(default_data(data_name), 0, None)
+    return names if len(names) >= classes else None
+
+
+def timed_forward(net, prepared):
+    """The network's output for a list of PreparedImages of one size, and each one's share of the seconds.
+
+    A pass during which Numba compiled kernels (the first run on a CPU) is not the network's time: it is then
+    run again, warm, and that second pass is timed."""
+    from numba.core import event
+    batch = np.stack([p.input for p in prepared])
+    with event.install_recorder("numba:compile") as compiles:
+        start = time.perf_counter()
+        output = net.forward(batch)
+        seconds = time.perf_counter() - start
+    if compiles.buffer:
+        start = time.perf_counter()
+        output = net.forward(batch)
+        seconds = time.perf_counter() - start
+    return output, seconds / len(prepared)
+
+
+def left_edge(box):
+    """x - w/2 in float32, the key of the fork's compare_by_lefts."""
+    x, _, w, _ = box
+    return np.float32(x) - np.float32(w) / np.float32(2)
+
+
+def use_fast(fast):
+    """`fast=True`: the fast products (fused multiply-add, Winograd; within 1e-3 of darknet's numbers, not bit-exact)
+    for every network of the process, as PYDARKNET_PRODUCTS=fast or the CLI's --fast; `fast="bf16"`: those with
+    the convolutions in bfloat16 (--bf16: kernels.products.bf16_engine), `fast="int16"`: in 12-bit integers with
+    VNNI (--int16); the fast products, with a warning, where the CPU's instructions would not pay."""
+    if fast:
+        from ..kernels.products import REDUCED, set_backend
+        set_backend(fast if fast in REDUCED else "fast")
+
+
+DETECTION_LAYERS = ("yolo", "region", "detection")
+
+
+def check_role(net, role):
+    """Refuse a classifier given to a detector's command and a detector given to a classifier's (before the
+    weights are read): one line naming the cfg and the command it needs."""
+    found = next((layer.type for layer in net.layers if layer.type in DETECTION_LAYERS), None)
+    if role == "detector" and found is None:
+        raise DarknetError(f"{net.cfg_path}: a classifier (no [yolo], [region] or [detection] layer), not a detector: "
+                           f"use `pydarknet classify {net.cfg_path} WEIGHTS IMAGE`")
+    if role == "classifier" and found is not None:
+        raise DarknetError(f"{net.cfg_path}: a detector (its [{found}] layer), not a classifier: use "
+                           f"`pydarknet detect {net.cfg_path} WEIGHTS IMAGE`")
+
+
+def loaded_network(cfg, weights, network, darknet, fast, role, device=None):
+    """The network a Detector or Classifier (`role`) runs: `network` as given, else built from cfg and weights;
+    moved to `device` ("cuda:0"; None: where it is) when given."""
+    use_fast(fast)
+    if network is None:
+        network = Network(cfg, darknet=darknet)
+        check_role(network, role)
+        network.load(weights)
+    check_role(network, role)
+    if device is not None:
+        network = network.to(device)
+    network.prepare()   # before the first pass is timed
+    return network
+
+
+class Detector:
+    """`darknet`: "ab" or "pjreddie" forces whose arithmetic and defaults to follow (None: from the files).
+    `fast`: see use_fast. `device`: "cuda:0" runs the network on that GPU (pydarknet.network.cuda), None where it is.
+    `letterbox`: None for the network's darknet's default: pjreddie letterboxes, the fork resizes unless the
+    cfg's [net] has letter_box=1. `names`: None for those `detect` prints (cfg/coco.data's; class numbers for a
+    network of more classes). `rgb`: uint8 images given as arrays are RGB, not OpenCV's BGR.
+    `tiles`: True or a tiles.Tiles: an image larger than the network is detected tile by tile (pydarknet.results.tiles).
+    `skip_classes`: class numbers (or a string as -skipclasses takes it, "2,5-8") never reported: not in the
+    results, so neither drawn, tracked nor counted. `heatmaps`: each result keeps the candidates of its heat maps
+    (DetectionResult.heatmap, pydarknet.results.heatmap)."""
+
+    def __init__(self, cfg, weights, names=None, letterbox=None, decoder="darknet", network=None, darknet=None,
+                 fast=False, device=None, rgb=False, tiles=None, skip_classes=(), heatmaps=False):
+        self.net = loaded_network(cfg, weights, network, darknet, fast, "detector", device)
+        self.names = default_names("coco.data", self.classes) if names is None else names
+        if letterbox is None:
+            letterbox = bool(self.net.letter_box) if self.net.darknet == "ab" else True
+        self.letterbox = letterbox
+        self.decoder = decoder
+        self.rgb = rgb
+        self.tiles = Tiles() if tiles is True else tiles or None
+        self.skip_classes = skipped_classes(skip_classes, self.classes)
+        self.heatmaps = heatmaps
+
+    @property
+    def default_thresh(self):
+        return DEFAULT_THRESH[self.net.darknet]
+
+    @property
+    def classes(self):
+        return next((layer.classes for layer in reversed(self.net.layers) if hasattr(layer, "detections")), 0)
+
+    def prepare(self, image):
+        """An image (see as_image: a path, a uint8 (h, w, 3) BGR array [RGB with `rgb`], a float (3, h, w) one),
+        resized or letterboxed to the network: a PreparedImage (which is returned as it is)."""
+        if isinstance(image, PreparedImage):
+            return image
+        name, im = as_image(image, self.decoder, self.rgb)
+        _, h, w = im.shape
+        if self.tiles is not None:
+            return PreparedImage(name, w, h, None, cut(im, self.net.w, self.net.h, self.tiles, self.sized))
+        return PreparedImage(name, w, h, self.sized(im))
+
+    def sized(self, im):
+        """A float (3, h, w) image letterboxed or resized to the network, as the Detector's `letterbox` says."""
+        net = self.net
+        return letterbox_image(im, net.w, net.h) if self.letterbox else resize_image(im, net.w, net.h)
+
+    def detect(self, image, thresh=None, hier_thresh=0.5, nms=0.45):
+        """Boxes over `thresh` (None: the darknet's default, see DEFAULT_THRESH) after the NMS of the
+        network's darknet (and, for the fork, of its last [yolo]'s nms_kind) at IoU `nms` (0: none)."""
+        return self.detect_batch([image], thresh, hier_thresh, nms)[0]
+
+    def detect_batch(self, images, thresh=None, hier_thresh=0.5, nms=0.45):
+        """`detect` for a list of images (paths, arrays or PreparedImages) in one forward pass: their
+        DetectionResults, in order, the same as one at a time."""
+        check_fractions(thresh=thresh, hier=hier_thresh, nms=nms)
+        if not check_given(images, "images"):
+            return []
+        if thresh is None:
+            thresh = self.default_thresh
+        prepared = [self.prepare(image) for image in images]
+        if self.tiles is not None:
+            return [self._tiled_result(p, thresh, hier_thresh, nms) for p in prepared]
+        _, seconds = timed_forward(self.net, prepared)
+        return [self._result(p, *self._found(p.width, p.height, index, thresh, hier_thresh, nms), seconds, thresh)
+                for index, p in enumerate(prepared)]
+
+    def _found(self, w, h, index, thresh, hier_thresh, nms):
+        """(boxes after NMS, heat map candidates or None) of image `index` (w x h pixels) of the last forward
+        pass, relative to it."""
+        net = self.net
+        dets = network_detections(net, w, h, thresh, hier_thresh, relative=True, letterbox=self.letterbox,
+                                  batch_index=index)
+        heat = None
+        if self.heatmaps:
+            heat = network_detections(net, w, h, HEAT_THRESH, hier_thresh, relative=True, letterbox=self.letterbox,
+                                      batch_index=index)
+        return (network_nms(net, dets, nms) if nms else dets), heat
+
+    def _tiled_result(self, prepared, thresh, hier_thresh, nms):
+        """The detections of an image cut into tiles (pydarknet.results.tiles), TILE_BATCH tiles per forward pass."""
+        def run(tiles):
+            _, seconds = timed_forward(self.net, tiles)
+            found = [self._found(t.w, t.h, index, thresh, hier_thresh, nms) for index, t in enumerate(tiles)]
+            return found, seconds * len(tiles)
+        dets, heat, seconds = detect_tiles(prepared.tiles, run, prepared.width, prepared.height, self.net, nms)
+        return self._result(prepared, dets, heat, seconds, thresh)
+
+    def _result(self, prepared, dets, heat, seconds, thresh):
+        """The DetectionResult of `prepared`'s boxes `dets` (after NMS) and heat map candidates `heat` (or None),
+        both relative to the image: each box's classes over `thresh`, but the skipped classes."""
+        w, h = prepared.width, prepared.height
+        result = DetectionResult(prepared.image, w, h, seconds)
+        if heat is not None:
+            prob = heat.prob.copy()
+            prob[:, sorted(self.skip_classes)] = 0
+            result.heat = Detections(heat.bbox, heat.objectness, prob)
+        fw, fh = np.float32(w), np.float32(h)
+        for i in range(len(dets)):
+            classes = [j for j in range(dets.prob.shape[1])
+                       if dets.prob[i, j] > np.float32(thresh) and j not in self.skip_classes]
+            if not classes:
+                continue
+            bx, by, bw, bh = (np.float32(v) for v in dets.bbox[i])
+            with np.errstate(over="ignore", invalid="ignore"):   # inf and NaN boxes come out as darknet's
+                pixels = (pixel((bx - bw / 2) * fw), pixel((by - bh / 2) * fh), pixel(bw * fw), pixel(bh * fh))
+            box = (float(bx), float(by), float(bw), float(bh))
+            result.boxes.append((box, [(j, float(dets.prob[i, j])) for j in classes]))
+            for j in classes:
+                result.detections.append(Detection(j, class_name(self.names, j), float(dets.prob[i, j]),
+                                                   float(dets.objectness[i]), box, pixels))
+        return result
+
+    def draw(self, canvas, result):
+        """Draw `result`'s boxes and labels on `canvas`, a uint8 BGR (h, w, 3) image of the detected image's
+        size, as darknet's detect draws them; boxes with an inf or NaN coordinate are left out. Returns
+        `canvas`."""
+        check_given(canvas, "canvas")
+        ids = result.track_ids or [None] * len(result.boxes)
+        drawn = [(box, scored, track_id) for (box, scored), track_id in zip(result.boxes, ids)
+                 if all(math.isfinite(v) for v in box)]
+        # darknet's line width is int(h * .006): no outline at all under 167 pixels; we draw at least 1
+        return draw_detections(canvas, [box for box, _, _ in drawn], [[c for c, _ in s] for _, s, _ in drawn],
+                               self.names, self.classes, width=max(1, int(result.height * .006)),
+                               tags=[f"#{t}" if t is not None else "" for _, _, t in drawn])
+
+    def track(self, frames, tracker=None, thresh=None, hier_thresh=0.5, nms=0.45):
+        """`detect` each of `frames` (paths, arrays or PreparedImages, in the video's order) and follow the objects
+        from frame to frame with `tracker` (a track.Tracker [a new one with its defaults]): their DetectionResults,
+        one at a time, with track ids (DetectionResult.track_ids, Detection.track_id)."""
+        tracker = Tracker() if tracker is None else tracker
+        for frame in check_given(frames, "frames"):
+            yield tracker.update(self.detect(frame, thresh, hier_thresh, nms))
+
+
+class Classifier:
+    """`darknet`, `fast` and `device` as for Detector. `preprocess`: "resize_min" (darknet's published results: the short
+    side to the network width, the network resized to the image; a fixed-size network takes a centre crop),
+    "letterbox" or "resize". `names`: None for those `classify` prints (cfg/imagenet1k.data's; class numbers for a
+    network of more outputs). `rgb` as for Detector."""
+
+    def __init__(self, cfg, weights, names=None, preprocess="resize_min", decoder="darknet", network=None,
+                 darknet=None, fast=False, device=None, rgb=False):
+        self.net = loaded_network(cfg, weights, network, darknet, fast, "classifier", device)
+        outputs = int(np.prod(self.net.output_layer.out_shape))
+        self.names = default_names("imagenet1k.data", outputs) if names is None else names
+        self.preprocess = preprocess
+        self.decoder = decoder
+        self.rgb = rgb
+        self.size = (self.net.w, self.net.h)
+        self.resizable = not any(layer.type in FIXED_SIZE_LAYERS for layer in self.net.layers)
+
+    def prepare(self, image):
+        """An image (as Detector.prepare takes it) made ready for the network as `preprocess` says: a
+        PreparedImage (which is returned as it is). With "resize_min" its input has the image's own proportions."""
+        if isinstance(image, PreparedImage):
+            return image
+        name, im = as_image(image, self.decoder, self.rgb)
+        w, h = self.size
+        if self.preprocess == "letterbox":
+            sized = letterbox_image(im, w, h)
+        elif self.preprocess == "resize":
+            sized = resize_image(im, w, h)
+        else:
+            sized = resize_min(im, w)
+            if not self.resizable:
+                sized = center_crop_image(sized, w, h)
+        return PreparedImage(name, im.shape[2], im.shape[1], sized)
+
+    def classify(self, image, top=5):
+        return self.classify_batch([image], top)[0]
+
+    def classify_batch(self, images, top=5):
+        """`classify` for a list of images (paths, arrays or PreparedImages): their ClassifyResults in order,
+        the same as one at a time. The images whose inputs have one size share a forward pass, the network
+        resized to that size (with "resize_min" that is one pass per distinct image shape)."""
+        prepared = [self.prepare(image) for image in check_given(images, "images")]
+        by_size = {}
+        for index, p in enumerate(prepared):
+            by_size.setdefault(p.input.shape, []).append(index)
+        results = [None] * len(prepared)
+        for (_, h, w), indices in by_size.items():
+            self.net.resize(w, h)
+            output, seconds = timed_forward(self.net, [prepared[i] for i in indices])
+            for row, i in enumerate(indices):
+                results[i] = self._result(prepared[i].image, output[row], seconds, top)
+        return results
+
+    def _result(self, name, output, seconds, top):
+        probs = output.reshape(-1).copy()
+        tree = network_hierarchy(self.net)
+        if tree is not None:  # a word-tree softmax: absolute probabilities, leaves only, as darknet's classifier
+            hierarchy_predictions(probs, tree, only_leaves=True)
+        best = top_k(probs, min(top, probs.size))
+        return ClassifyResult(name, seconds, [(int(i), class_name(self.names, int(i)), float(p)) for i, p in best])
