@@ -1,0 +1,32 @@
+"""A network's parameters: random starting weights, darknet's .weights file loaded and saved (the format is
+pydarknet.files.weights'), and the GPU's copy brought back."""
+import numpy as np
+
+
+class Parameters:
+    """The parameters of Network (network.py)."""
+
+    def initialize(self, seed=0):
+        """Random starting weights, as darknet's make_*_layer sets them, for training from scratch."""
+        rng = np.random.default_rng(seed)
+        for layer in self.layers:
+            layer.initialize(rng)
+        return self
+
+    def save(self, weights_path, upto=None):
+        """darknet's save_weights (the first `upto` layers' when given), written atomically."""
+        from ..files.weights import save_weights
+        save_weights(self, weights_path, upto)
+
+    def load(self, weights_path, upto=None):
+        from ..files.weights import load_weights
+        load_weights(self, weights_path, upto)
+        self.params_version += 1
+        if not self.darknet_forced and self.weights_version[2] == 5 and self.darknet != "ab":
+            self.darknet, self.darknet_reason = "ab", "weights revision 5"
+        return self
+
+    def sync_parameters(self):
+        """Bring the parameters the GPU changed (training) back into the layers' arrays (nothing on the CPU)."""
+        if self.engine is not None:
+            self.engine.sync_to_host()

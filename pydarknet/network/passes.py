@@ -1,0 +1,112 @@
+"""Running a network: the inference pass, and training's passes (forward_train, backward; input_gradient for
+`nightmare`), on the CPU layer by layer or handed to the GPU engine (pydarknet.network.cuda)."""
+import numpy as np
+
+from ..files.config import DarknetError
+from .layers import COST_LAYER_TYPES
+
+
+class Passes:
+    """The passes of Network (network.py) through its layers."""
+
+    def forward(self, x):
+        """Run a batch (n, c, h, w) (or one image (c, h, w)) through every layer; return the network's output."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim == 3:
+            x = x[None]
+        if x.shape[1:] != self.input_shape:
+            raise DarknetError(f"{self.cfg_path}: input of shape {x.shape[1:]} given, the network takes "
+                               f"{self.input_shape}")
+        if self.engine is not None:
+            return self.engine.forward(x)
+        for layer in self.layers:
+            x = layer.forward(x, self)
+            layer.output = x
+        return self.output_layer.output
+
+    # training's passes (pydarknet.tasks.train runs them: step.train_network)
+    def forward_train(self, x, truth):
+        """darknet's forward_network in training mode on one chunk: every delta zeroed, the layers run with
+        net.train set and net.truth = truth, then the network cost (the mean of the output layers' costs)."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if self.engine is not None:
+            return self.engine.forward_train(x, truth)
+        batch = x.shape[0]
+        self.train = True
+        self.truth = np.ascontiguousarray(truth, dtype=np.float32).reshape(batch, -1)
+        self._train_input = x
+        for i, layer in enumerate(self.layers):
+            self.index = i
+            layer.start_training(self)
+            layer.delta_buffer(batch)
+            x = layer.forward(x, self)
+            layer.output = x
+            if layer.truth:
+                self.truth = x.reshape(batch, -1)
+        total, count = np.float32(0), 0
+        for layer in self.layers:
+            if layer.type in COST_LAYER_TYPES:
+                total = np.float32(total + np.float32(getattr(layer, "cost", 0) or 0))
+                count += 1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.cost = np.float32(total / np.float32(count))
+        return self.cost
+
+    def input_gradient(self, x, seed_delta):
+        """darknet's forward_network with net->train = 0, then backward_network into a zeroed delta for the input
+        (what `nightmare` does): the inference arithmetic (batch-norm with the rolling statistics, which its
+        backward then uses in the batch formula, as darknet's does), every delta zeroed, and what the backward
+        needs kept, as darknet's CPU layers always keep it. seed_delta(last layer) fills the last layer's delta.
+        Returns the input's delta."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        self.train, self.keep_for_backward, self.truth = False, True, None
+        self._train_input = x
+        try:
+            for i, layer in enumerate(self.layers):
+                self.index = i
+                layer.start_training(self)
+                layer.delta_buffer(x.shape[0])
+                x = layer.forward(x, self)
+                layer.output = x
+            seed_delta(self.layers[-1])
+            delta = np.zeros_like(self._train_input)
+            self.backward(delta)
+        finally:
+            self.keep_for_backward = False
+        return delta
+
+    def backward(self, input_delta=None):
+        """darknet's backward_network: each layer, last to first (stopping at a `stopbackward=1` layer), adds
+        its input gradient to the previous layer's delta and accumulates its updates. The first layer passes
+        nothing on (darknet has no delta for the network input) unless `input_delta` is given: an array shaped
+        like the input, which then gets the input's delta added."""
+        if self.engine is not None:
+            if input_delta is not None:
+                raise DarknetError("the input's delta is not available on the GPU: run this on the CPU")
+            return self.engine.backward()
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[i]
+            if layer.stopbackward:
+                break
+            if i == 0:
+                self.input, self.delta = self._train_input, input_delta
+            else:
+                prev = self.layers[i - 1]
+                self.input, self.delta = prev.output, prev.delta
+            self.index = i
+            layer.backward(self)
+        self.input = self.delta = None
+
+    def workspace(self, size):
+        """A shared scratch array (im2col's columns), grown on demand and kept, like darknet's net.workspace."""
+        if getattr(self, "_workspace", None) is None or self._workspace.size < size:
+            self._workspace = np.empty(size, np.float32)
+        return self._workspace[:size]
+
+    @property
+    def output_layer(self):
+        """The last layer that is not a [cost] layer, as darknet's get_network_output_layer."""
+        for layer in reversed(self.layers):
+            if layer.type != "cost":
+                return layer
+        return self.layers[-1]
