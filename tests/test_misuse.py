@@ -166,8 +166,7 @@ NONE_IMAGE = ("is None: cv2.imread returns None for a file it cannot read (a mis
 def test_none_for_an_image_says_why_that_happens(small_classifier):
     """Every entry of the Python API that takes an image: a ValueError naming the None, not a TypeError deep in
     os.fspath."""
-    from pydarknet import Classifier, Detector
-    from pydarknet.files.image import letterbox_image, load_image, resize_image
+    from pydarknet import Classifier, Detector, letterbox_image, load_image, resize_image
     detector, classifier = Detector(SHAPES_CFG, SHAPES_WEIGHTS), Classifier(*small_classifier[1:])
     calls = {"image": [lambda: detector.detect(None), lambda: detector.detect_batch([None]),
                        lambda: detector.prepare(None), lambda: list(detector.track([cv2.imread("no-such.jpg")])),
@@ -176,6 +175,7 @@ def test_none_for_an_image_says_why_that_happens(small_classifier):
                        lambda: resize_image(None, 8, 8), lambda: letterbox_image(None, 8, 8)],
              "images": [lambda: detector.detect_batch(None), lambda: classifier.classify_batch(None)],
              "frames": [lambda: list(detector.track(None))],
+             "input": [lambda: detector.net.forward(None)],
              "canvas": [lambda: detector.draw(None, detector.detect(str(ROOT / "data/shapes.jpg")))]}
     for what, entries in calls.items():
         for call in entries:

@@ -3,6 +3,7 @@
 import numpy as np
 
 from ..files.config import DarknetError
+from ..files.image import check_given
 from .layers import COST_LAYER_TYPES
 
 
@@ -11,7 +12,7 @@ class Passes:
 
     def forward(self, x):
         """Run a batch (n, c, h, w) (or one image (c, h, w)) through every layer; return the network's output."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        x = np.ascontiguousarray(check_given(x, "input"), dtype=np.float32)
         if x.ndim == 3:
             x = x[None]
         if x.shape[1:] != self.input_shape:
