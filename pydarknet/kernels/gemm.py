@@ -324,18 +324,25 @@ def _make_micro(mr, nv, rows="packed"):
                                    builder.fadd(q, builder.fmul(splat, bvec[v])))
                 return new
 
+            def b_words(bk, pair_type):
+                """B's nv vectors of word pairs at this k, as `pair_type` (two halves a word)."""
+                return [builder.bitcast(builder.load(_vec_ptr(builder, bk, lanes * v, words), align=4), pair_type)
+                        for v in range(nv)]
+
+            def a_word(a_ptr, r, pair_type):
+                """Row r's word pair of A at this k in every lane, as `pair_type`."""
+                a = builder.load(a_ptr(r), align=4)
+                splat = builder.shuffle_vector(builder.insert_element(ir.Constant(words, ir.Undefined), a, _i32(0)),
+                                               ir.Constant(words, ir.Undefined), bcast)
+                return builder.bitcast(splat, pair_type)
+
             def step_pairs(acc, bk, a_ptr):
                 """One k of word pairs: acc[r][v] (int32 lanes) + a(r).lo * b[v].lo + a(r).hi * b[v].hi, the
                 halves int16: pmaddwd then an add, or one vpdpwssd where the CPU has VNNI."""
-                bvec = [builder.bitcast(builder.load(_vec_ptr(builder, bk, lanes * v, words), align=4), halves)
-                        for v in range(nv)]
+                bvec = b_words(bk, halves)
                 new = []
                 for r in range(mr):
-                    a = builder.load(a_ptr(r), align=4)
-                    splat = builder.shuffle_vector(builder.insert_element(ir.Constant(words, ir.Undefined), a,
-                                                                          _i32(0)),
-                                                   ir.Constant(words, ir.Undefined), bcast)
-                    splat = builder.bitcast(splat, halves)
+                    splat = a_word(a_ptr, r, halves)
                     for v in range(nv):
                         if vnni:   # the multiply and the add in one instruction, into the sum's register
                             new.append(builder.call(_dpwssd(builder, lanes), [acc[r * nv + v], splat, bvec[v]]))
@@ -350,15 +357,10 @@ def _make_micro(mr, nv, rows="packed"):
                 """One k of bf16 pairs: acc[r][v] (float32 lanes) + a(r).lo * b[v].lo + a(r).hi * b[v].hi, one
                 vdpbf16ps."""
                 bf16 = ir.VectorType(_BFloat(), 2 * lanes)
-                bvec = [builder.bitcast(builder.load(_vec_ptr(builder, bk, lanes * v, words), align=4), bf16)
-                        for v in range(nv)]
+                bvec = b_words(bk, bf16)
                 new = []
                 for r in range(mr):
-                    a = builder.load(a_ptr(r), align=4)
-                    splat = builder.shuffle_vector(builder.insert_element(ir.Constant(words, ir.Undefined), a,
-                                                                          _i32(0)),
-                                                   ir.Constant(words, ir.Undefined), bcast)
-                    splat = builder.bitcast(splat, bf16)
+                    splat = a_word(a_ptr, r, bf16)
                     new.extend(builder.call(_dpbf16ps(builder, lanes), [acc[r * nv + v], splat, bvec[v]])
                                for v in range(nv))
                 return new
