@@ -14,6 +14,54 @@ SHARED = ROOT.parent / "shared"
 DATA = Path(__file__).resolve().parent / "data"
 
 
+def toy_detector_cfg(classes, max_batches):
+    """A [yolo] detector of 32 x 32 images small enough to train for a few iterations in seconds (batch 4 in two
+    subdivisions, the learning rate's burn-in and one step inside the first iterations)."""
+    return f"""[net]
+batch=4
+subdivisions=2
+width=32
+height=32
+channels=3
+learning_rate=0.01
+burn_in=2
+max_batches={max_batches}
+policy=steps
+steps=3
+scales=.1
+momentum=0.9
+decay=0.0005
+
+[convolutional]
+batch_normalize=1
+filters=4
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[maxpool]
+size=2
+stride=2
+
+[convolutional]
+size=1
+stride=1
+pad=1
+filters={2 * (classes + 5)}
+activation=linear
+
+[yolo]
+mask=0,1
+anchors=4,4, 8,8
+classes={classes}
+num=2
+jitter=.1
+ignore_thresh=.5
+random=0
+"""
+
+
 def run_command(capsys, *argv):
     """(exit code, stdout, stderr) of a pydarknet command run in this process (the CLI's main with an argv)."""
     from pydarknet.cli import main

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import takes_ctrl_c
+from conftest import takes_ctrl_c, toy_detector_cfg
 
 from pydarknet.files.datasets import write_shapes
 from pydarknet.files.weights import load_weights
@@ -22,49 +22,7 @@ pytest.importorskip("mpi4py", reason="needs the mpi extra (pip install -e '.[mpi
 MPIEXEC = shutil.which("mpiexec")
 pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="needs the mpi extra's mpiexec (the mpich wheel)")
 
-CFG = """[net]
-batch=4
-subdivisions=2
-width=32
-height=32
-channels=3
-learning_rate=0.01
-burn_in=2
-max_batches=400
-policy=steps
-steps=3
-scales=.1
-momentum=0.9
-decay=0.0005
-
-[convolutional]
-batch_normalize=1
-filters=4
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-size=1
-stride=1
-pad=1
-filters=16
-activation=linear
-
-[yolo]
-mask=0,1
-anchors=4,4, 8,8
-classes=3
-num=2
-jitter=.1
-ignore_thresh=.5
-random=0
-"""
+CFG = toy_detector_cfg(classes=3, max_batches=400)
 LINE = re.compile(r"^(\d+): (\d+\.\d{6}), \d+\.\d{6} avg, \d+\.\d{6} rate, \d+\.\d{6} seconds, (\d+) images$")
 # one thread a rank: two ranks share this machine's cores with other work
 ENV = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
@@ -85,14 +43,29 @@ def train_args(data, cfg, backup, *more):
             *map(str, more)]
 
 
-def mpiexec(*ranks, timeout=300):
+def end_group(process):
+    """Kill a launched job's whole process group (mpiexec, its proxy, the ranks and their supervisors) where it is
+    still running: a test that fails or times out must not leave ranks training on."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+def mpiexec(*ranks, timeout=300, env=ENV):
     """`mpiexec -n 1 python ARGS : -n 1 python ARGS ...`, one argument list a rank: its (exit status, stdout,
     stderr)."""
     command = [MPIEXEC]
     for i, args in enumerate(ranks):
         command += ([":"] if i else []) + ["-n", "1", sys.executable, *args]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=ENV)
-    return done.returncode, done.stdout, done.stderr
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    finally:
+        end_group(process)
+    return process.returncode, out, err
 
 
 def alone(args, timeout=300):
@@ -115,6 +88,16 @@ def errors(stderr):
     return [line for line in stderr.splitlines() if line.startswith("pydarknet: error:")]
 
 
+JOBS = []   # the tests' background jobs, ended after each test whatever its outcome (end_jobs)
+
+
+@pytest.fixture(autouse=True)
+def end_jobs():
+    yield
+    while JOBS:
+        end_group(JOBS.pop().process)
+
+
 class Job:
     """A `mpiexec -n 2` training run in the background, its output in files, for the tests that stop it."""
 
@@ -122,7 +105,9 @@ class Job:
         self.folder, self.backup = folder, folder / "backup"
         self.out, self.err = open(folder / "out.txt", "w+"), open(folder / "err.txt", "w+")
         self.process = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, *train_args(data, cfg, self.backup, *more)],
-                                        stdout=self.out, stderr=self.err, env=ENV, preexec_fn=takes_ctrl_c)
+                                        stdout=self.out, stderr=self.err, env=ENV, preexec_fn=takes_ctrl_c,
+                                        start_new_session=True)
+        JOBS.append(self)
 
     def reached(self, iteration, timeout=240):
         """Wait until rank 0 has printed `iteration`'s line."""
@@ -160,7 +145,7 @@ class Job:
         try:
             status = self.process.wait(timeout)
         finally:
-            self.process.poll() is None and self.process.kill()
+            end_group(self.process)
         self.out.seek(0)
         self.err.seek(0)
         return status, self.out.read(), self.err.read(), time.monotonic() - start
@@ -304,14 +289,13 @@ def test_on_the_simulated_gpu_a_rank_takes_its_local_gpu_and_the_sums_go_through
     small = tmp_path / "small.cfg"
     small.write_text(CFG.replace("batch=4", "batch=1").replace("subdivisions=2", "subdivisions=1")
                      .replace("width=32", "width=8").replace("height=32", "height=8"))
-    done = subprocess.run([MPIEXEC, "-n", "2", sys.executable, *train_args(data, small, tmp_path / "gpu",
-                                                                           "--max-batches", 2)],
-                          capture_output=True, text=True, timeout=600, env={**ENV, "NUMBA_ENABLE_CUDASIM": "1"})
-    assert done.returncode == 0, done.stderr
-    assert "MPI: 2 ranks, 2 replicas (rank 0's on cuda:0)" in done.stderr
+    status, out, err = mpiexec(*[train_args(data, small, tmp_path / "gpu", "--max-batches", 2)] * 2, timeout=600,
+                               env={**ENV, "NUMBA_ENABLE_CUDASIM": "1"})
+    assert status == 0, err
+    assert "MPI: 2 ranks, 2 replicas (rank 0's on cuda:0)" in err
     status, reference, _ = alone(train_args(data, small, tmp_path / "cpu", "--max-batches", 2, "-gpus", "cpu,cpu"))
     assert status == 0
-    on_gpu, on_cpu = lines(done.stdout), lines(reference)
+    on_gpu, on_cpu = lines(out), lines(reference)
     assert sorted(on_gpu) == sorted(on_cpu) == [1, 2]
     assert all(abs(float(on_gpu[i][0]) - float(on_cpu[i][0])) <= 1e-4 * float(on_cpu[i][0]) for i in (1, 2))
     trained = [Network(small, quiet_unused=True) for _ in range(2)]

@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import toy_detector_cfg
 
 from pydarknet.cli import cli
 from pydarknet.files.weights import load_weights
@@ -14,49 +15,7 @@ from pydarknet.network.network import Network
 from pydarknet.tasks.train import run as training
 from pydarknet.tasks.train.run import TrainingRun, backup_names
 
-CFG = """[net]
-batch=4
-subdivisions=2
-width=32
-height=32
-channels=3
-learning_rate=0.01
-burn_in=2
-max_batches=4
-policy=steps
-steps=3
-scales=.1
-momentum=0.9
-decay=0.0005
-
-[convolutional]
-batch_normalize=1
-filters=4
-size=3
-stride=1
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-size=1
-stride=1
-pad=1
-filters=14
-activation=linear
-
-[yolo]
-mask=0,1
-anchors=4,4, 8,8
-classes=2
-num=2
-jitter=.1
-ignore_thresh=.5
-random=0
-"""
+CFG = toy_detector_cfg(classes=2, max_batches=4)
 LINE = re.compile(r"^(\d+): \d+\.\d{6}, \d+\.\d{6} avg, \d+\.\d{6} rate, \d+\.\d{6} seconds, (\d+) images$")
 
 
