@@ -1,6 +1,7 @@
 """--dask: the commands on a real Dask cluster of worker processes (2 workers, the shapes demo and a small random
 classifier) print what the single-process commands print, lose nothing when a worker dies, report a bad image
 once, and leave no process behind."""
+import json
 import os
 import re
 import signal
@@ -114,7 +115,11 @@ def test_paths_from_stdin_and_unordered_give_every_result(images, cluster, tmp_p
 def test_evaluation_reports_what_one_process_reports(cluster, command):
     shared_path("datasets", "shapes", "valid.txt")   # cfg/shapes.data's valid= list
     code, out, _ = same_on_cluster([*command[:2], *SHAPES, *command[2:]], ROOT, cluster.scheduler.address)
-    assert code == 0 and len(out.splitlines()) > 10
+    assert code == 0
+    if "--json" in command:   # stdout is the summary, one JSON document (the report goes to stderr)
+        assert json.loads(out)["images"] == 150
+    else:
+        assert len(out.splitlines()) > 10
 
 
 def test_classifier_valid_reports_what_one_process_reports(images, small_classifier, cluster, tmp_path):

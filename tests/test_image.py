@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-import pydarknet
+import pydarknet.files
 from conftest import DATA, SHARED, shared_path
 from pydarknet.files import image as I
 
@@ -338,7 +338,7 @@ def _small_jpeg(tmp_path, rgb):
 def test_unsupported_jpeg_falls_back_to_opencv(tmp_path, rgb, monkeypatch):
     fake = _fake_jpeg_module("unsupported JPEG feature: arithmetic coding")
     monkeypatch.setitem(sys.modules, "pydarknet.files.jpeg", fake)
-    monkeypatch.setattr(pydarknet, "jpeg", fake, raising=False)
+    monkeypatch.setattr(pydarknet.files, "jpeg", fake, raising=False)
     path = _small_jpeg(tmp_path, rgb)
     assert np.array_equal(I.load_image(path), I.load_image(path, decoder="opencv"))
 
@@ -346,7 +346,7 @@ def test_unsupported_jpeg_falls_back_to_opencv(tmp_path, rgb, monkeypatch):
 def test_corrupt_jpeg_error_becomes_image_error(tmp_path, rgb, monkeypatch):
     fake = _fake_jpeg_module("bad Huffman code")
     monkeypatch.setitem(sys.modules, "pydarknet.files.jpeg", fake)
-    monkeypatch.setattr(pydarknet, "jpeg", fake, raising=False)
+    monkeypatch.setattr(pydarknet.files, "jpeg", fake, raising=False)
     path = _small_jpeg(tmp_path, rgb)
     with pytest.raises(I.ImageError, match=r"small\.jpg.*bad Huffman code"):
         I.load_image(path)
