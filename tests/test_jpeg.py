@@ -179,7 +179,7 @@ def _expand(plane):
 
 def test_ycbcr_kernel_on_every_chroma_pair():
     """The int32 conversion kernel against the plain formula: every (Cb, Cr) at the luma extremes and middle."""
-    from pydarknet.files.jpeg import _ycc_row
+    from pydarknet.files.jpeg.color import _ycc_row
     cb, cr = (a.ravel().astype(np.uint8) for a in np.meshgrid(np.arange(256), np.arange(256), indexing="ij"))
     for luma in (0, 1, 127, 128, 254, 255):
         y = np.full(cb.size, luma, np.uint8)

@@ -14,7 +14,8 @@ from conftest import shared_path
 from test_train_cli import CFG as TRAIN_CFG
 from pydarknet.files import labels as L
 from pydarknet.tasks.train import data as D
-from pydarknet.files import image, jpeg
+from pydarknet.files import image
+from pydarknet.files.jpeg import baseline, color, huffman, idct, progressive
 from pydarknet.kernels import augment
 from pydarknet.tasks.train.run import TrainingRun
 
@@ -52,7 +53,9 @@ def _dataset(root):
 
 def test_loading_kernels_release_the_gil():
     """The decode and augmentation kernels run beside the training step only if they drop the GIL."""
-    kernels = [jpeg._build_huffman, jpeg._fill, jpeg._decode_scan, jpeg._idct_all, jpeg._assemble,
+    kernels = [huffman._build_huffman, huffman._fill, baseline._decode_baseline_scan, progressive._decode_dc_first_scan,
+               progressive._decode_dc_refine_scan, progressive._decode_ac_first_scan,
+               progressive._decode_ac_refine_scan, idct._idct_all, color._assemble,
                image._unit_planes, image._resize, augment.place_image, augment.distort_image, augment.flip_image,
                augment.rotate_crop]
     held = [k.__name__ for k in kernels if not k.targetoptions.get("nogil")]
