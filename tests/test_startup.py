@@ -3,6 +3,7 @@ on, pinned so that a Numba upgrade fails here rather than quietly slowing every 
 the packages a command never uses; the kernels recorded for the next run; an inference command's quick exit."""
 import importlib
 import inspect
+import json
 import os
 import re
 import subprocess
@@ -53,12 +54,27 @@ def test_numba_is_a_version_the_shortcuts_were_tested_on_and_pyproject_asks_for_
     assert pin.replace(" ", "") == f"numba>={first[0]}.{first[1]},<{last[0]}.{last[1] + 1}"
 
 
-@pytest.mark.parametrize("module, attribute, parameters", NUMBA_INTERNALS, ids=[a for _, a, _ in NUMBA_INTERNALS])
-def test_the_numba_internals_the_shortcuts_reach_are_there(module, attribute, parameters):
+def parameters_of(module, attribute):
     found = importlib.import_module(module)
     for name in attribute.split("."):
         found = getattr(found, name)
-    assert list(inspect.signature(found).parameters) == parameters
+    return list(inspect.signature(found).parameters)
+
+
+@pytest.fixture(scope="module")
+def numbas_own():
+    """{attribute: its parameters} read in a new process: in this one a command run in-process may have put
+    startup's shortcuts in their place."""
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); from test_startup import NUMBA_INTERNALS, "
+            "parameters_of; print(json.dumps({a: parameters_of(m, a) for m, a, _ in NUMBA_INTERNALS}))")
+    done = subprocess.run([sys.executable, "-c", code, str(ROOT / "tests")], capture_output=True, text=True,
+                          cwd=ROOT / "tests", check=True)
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("module, attribute, parameters", NUMBA_INTERNALS, ids=[a for _, a, _ in NUMBA_INTERNALS])
+def test_the_numba_internals_the_shortcuts_reach_are_there(numbas_own, module, attribute, parameters):
+    assert numbas_own[attribute] == parameters
 
 
 def test_preload_loads_a_cached_kernel_by_numbas_cache_branch():
