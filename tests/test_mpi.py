@@ -30,11 +30,15 @@ ENV = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
-    """The shapes set (16 training images) and the tiny detector's cfg: (data, cfg)."""
+    """The shapes set (16 training images) and the tiny detector's cfg: (data, cfg). Trained two iterations in one
+    process first, so that on a cold cache the ranks load the training kernels instead of both compiling them at
+    once (minutes on 2 cores, within the tests' time bounds)."""
     folder = tmp_path_factory.mktemp("mpi")
     data = write_shapes(folder / "shapes", train=16, valid=4)
     cfg = folder / "tiny.cfg"
     cfg.write_text(CFG)
+    status, _, err = alone(train_args(data, cfg, folder / "warm", "--max-batches", 2, "-q"), timeout=1200)
+    assert status == 0, err
     return data, cfg
 
 
