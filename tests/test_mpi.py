@@ -19,7 +19,8 @@ from pydarknet.network.network import Network
 from pydarknet.tasks.train.mpi import launched, local_device
 
 pytest.importorskip("mpi4py", reason="needs the mpi extra (pip install -e '.[mpi]'): mpi4py")
-MPIEXEC = shutil.which("mpiexec")
+# the mpich wheel's mpiexec beside this interpreter first (a venv used without activating it), then the PATH's
+MPIEXEC = shutil.which("mpiexec", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
 pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="needs the mpi extra's mpiexec (the mpich wheel)")
 
 CFG = toy_detector_cfg(classes=3, max_batches=400)
