@@ -25,8 +25,11 @@ pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="needs the mpi extra's m
 
 CFG = toy_detector_cfg(classes=3, max_batches=400)
 LINE = re.compile(r"^(\d+): (\d+\.\d{6}), \d+\.\d{6} avg, \d+\.\d{6} rate, \d+\.\d{6} seconds, (\d+) images$")
-# one thread a rank: two ranks share this machine's cores with other work
-ENV = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+# one thread a rank: two ranks share this machine's cores with other work; and the CPU, never the CUDA simulator
+# that tests/test_cuda.py turns on for the whole suite's process (with it a rank takes the simulated GPU as its
+# local one and trains a thread at a time: minutes an iteration)
+ENV = dict({k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"},
+           NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
 
 
 @pytest.fixture(scope="module")
