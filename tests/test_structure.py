@@ -170,3 +170,12 @@ def test_the_readme_architecture_is_the_folder_tree():
         if name.endswith("/"):
             subpackages = sorted(p.name + "/" for p in (PACKAGE / name).iterdir() if (p / "__init__.py").exists())
             assert sorted(nested.get(name, [])) == subpackages, name
+
+
+def test_the_wheel_ships_every_package():
+    """pyproject's package list names every package under pydarknet/ (the fork's `darknet` is pydarknet/_darknet,
+    mapped there): a package left out is missing from an installed pydarknet."""
+    import tomllib
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {module_name(init) for init in PACKAGE.rglob("__init__.py")} - {"pydarknet._darknet"}
+    assert found <= listed, sorted(found - listed)
