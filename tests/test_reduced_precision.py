@@ -100,6 +100,28 @@ def test_amx_convolution_is_the_product_of_the_rounded_operands(bf16_products, c
     assert np.abs(out - expected).max() <= 2e-6 * np.abs(expected).max()
 
 
+@pytest.mark.parametrize("channels,h,w,size,pad", [
+    (64, 20, 19, 3, 1), (33, 7, 30, 3, 1), (31, 9, 8, 2, 0), (7, 5, 9, 5, 2), (128, 1, 96, 1, 0)])
+def test_amx_shifted_copies_are_the_rounded_padded_image(channels, h, w, size, pad):
+    """amx.to_bf16_shifted's layout against numpy's, on every CPU: copy kx, group g, channel pair, position i holds
+    the padded image's row g // (row / 16), column 16 (g % (row / 16)) + i + kx (zero past the row), both
+    channels of the pair rounded to bf16, the even one first; zero for a missing odd channel and the pairs
+    that pad the channels to 32."""
+    rng = np.random.default_rng(channels + w)
+    x = rng.standard_normal((channels, h, w), dtype=np.float32)
+    out_h = h + 2 * pad - size + 1
+    shape, row = amx.shifted_layout(channels, size, pad, w, out_h)
+    copies, groups, pairs = shape[:3]
+    rows = -(-groups // (row // 16))
+    padded = np.zeros((2 * pairs, rows, row + size), np.float32)   # the row, then zeros past its end
+    padded[:channels, pad:pad + h, pad:pad + w] = bf16_round(x)
+    expected = np.stack([padded[:, :, kx:kx + row].reshape(pairs, 2, -1)[:, :, :groups * 16]
+                         .reshape(pairs, 2, groups, 16).transpose(2, 0, 3, 1) for kx in range(copies)])
+    out = np.full(shape, 0xFFFF, np.uint16)
+    amx.to_bf16_shifted(x, pad, row, out)
+    assert np.array_equal((out.astype(np.uint32) << 16).view(np.float32), expected)
+
+
 def bf16_halves(words):
     """uint32 words of two bf16 -> (..., 2) float32: [..., 0] the low half (the even channel), [..., 1] the high."""
     halves = np.ascontiguousarray(words, np.uint32).view(np.uint16).reshape(words.shape + (2,))   # little-endian

@@ -279,38 +279,45 @@ def shifted_layout(channels, size, pad, w, out_h):
     return (size, 2 * blocks + (size - 1) * row // 16, -(-channels // 32) * 16, 16, 2), row
 
 
+SHIFTED_ROWS = 8   # padded rows per task of to_bf16_shifted: enough tasks for the threads, each a channel pair's run
+
+
 @njit(cache=True, parallel=True)
 def to_bf16_shifted(x, pad, row, out):
     """out[kx, g, pair, i, parity] = the bf16 of channel 2 pair + parity of image x (c, h, w), zero-padded by pad
-    on every side and laid out in rows of `row` pixels, at flat position 16 g + i + kx: one copy per column
-    offset kx of the kernel, in groups of 16 positions whose channel pairs follow each other, so that a B tile
-    (16 pairs x 16 positions) is 1 KiB in one piece (see conv_shifted)."""
+    on every side and laid out in rows of `row` pixels, at row position 16 (g % (row / 16)) + i + kx of row
+    g // (row / 16) (zero past the row's end): one copy per column offset kx of the kernel, in groups of 16
+    positions whose channel pairs follow each other, so that a B tile (16 pairs x 16 positions) is 1 KiB in one
+    piece (see conv_shifted). Each task rounds a padded row of a channel pair once into `line` and copies the
+    copies' 16-word pieces from it: rounding per copy cost twice as much."""
     c, h, w = x.shape
     copies, groups, pairs = out.shape[:3]
-    bits = x.reshape(-1).view(np.uint32)
+    bits = x.view(np.uint32)
     words = out.reshape(-1).view(np.uint32)   # a channel pair's two bf16 as one word: low half the even channel
     per_row = row // 16
-    for job in prange(copies * groups):   # flat offsets throughout: a view per 16 words cost more than the words
-        kx, g = job // groups, job % groups
-        iy = g // per_row - pad
-        first = (g % per_row) * 16 + kx - pad          # the image column of the group's first position
-        lo, hi = (max(0, -first), min(16, w - first)) if 0 <= iy < h else (16, 16)
-        for pair in range(pairs):
-            at = ((kx * groups + g) * pairs + pair) * 16
-            even = (2 * pair * h + iy) * w + first
-            if 2 * pair + 1 < c and lo < hi:
-                for j in range(lo, hi):
-                    words[at + j] = np.uint32(to_bf16(bits[even + j])) | (
-                        np.uint32(to_bf16(bits[even + h * w + j])) << np.uint32(16))
-            elif 2 * pair < c and lo < hi:
-                for j in range(lo, hi):
-                    words[at + j] = np.uint32(to_bf16(bits[even + j]))
+    rows = -(-groups // per_row)
+    runs = -(-rows // SHIFTED_ROWS)
+    for task in prange(pairs * runs):
+        pair, first = task // runs, task % runs * SHIFTED_ROWS
+        line = np.zeros(row + 16, np.uint32)   # a padded row, and zeros past its end for the copies' last group
+        for py in range(first, min(rows, first + SHIFTED_ROWS)):
+            iy = py - pad
+            if 0 <= iy < h and 2 * pair + 1 < c:
+                low, high = bits[2 * pair, iy], bits[2 * pair + 1, iy]
+                for i in range(w):
+                    line[pad + i] = np.uint32(to_bf16(low[i])) | (np.uint32(to_bf16(high[i])) << np.uint32(16))
+            elif 0 <= iy < h and 2 * pair < c:
+                low = bits[2 * pair, iy]
+                for i in range(w):
+                    line[pad + i] = np.uint32(to_bf16(low[i]))
             else:
-                lo = hi = 16
-            for j in range(lo):
-                words[at + j] = 0
-            for j in range(max(lo, hi), 16):
-                words[at + j] = 0
+                line[pad:pad + w] = 0
+            for kx in range(copies):
+                for g in range(py * per_row, min(groups, (py + 1) * per_row)):
+                    at = ((kx * groups + g) * pairs + pair) * 16
+                    src = (g - py * per_row) * 16 + kx
+                    for j in range(16):
+                        words[at + j] = line[src + j]
 
 
 def pack_weights_shifted(w, channels, size):
