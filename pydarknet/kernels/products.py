@@ -386,7 +386,7 @@ def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, 
         return
     xp = scratch("amx_padded", (c + 1, h + 2 * pad, w + 2 * pad), np.uint16)
     amx.to_bf16_padded(x, pad, xp)
-    b_work = scratch("amx_b", (threads, a.shape[1] * 32), np.uint16)
+    b_work = scratch("amx_b", (threads, a.shape[1] * 1024), np.uint16)
     amx.conv_image(a, filters, xp, c, size, stride, dilation, out_h, out_w, out, config, b_work, c_work)
 
 
