@@ -79,18 +79,20 @@ def reference(weights, x, size, stride, pad, dilation, out_h, out_w):
 @pytest.mark.parametrize("channels,h,w,filters,size,stride,pad,dilation", [
     (64, 26, 26, 128, 3, 1, 1, 1), (33, 13, 17, 40, 3, 1, 1, 1), (32, 9, 7, 5, 1, 1, 0, 1),
     (128, 5, 40, 255, 1, 1, 0, 1), (64, 19, 21, 64, 3, 2, 1, 1), (65, 52, 52, 40, 3, 2, 1, 1),
-    (64, 16, 16, 24, 3, 1, 2, 2), (32, 11, 11, 16, 5, 1, 2, 1), (96, 20, 20, 31, 2, 1, 0, 1)])
+    (64, 16, 16, 24, 3, 1, 2, 2), (32, 11, 11, 16, 5, 1, 2, 1), (96, 20, 20, 31, 2, 1, 0, 1),
+    (64, 19, 21, 64, 3, 3, 1, 1), (32, 15, 18, 33, 4, 2, 1, 1)])
 def test_amx_convolution_is_the_product_of_the_rounded_operands(bf16_products, channels, h, w, filters, size,
                                                                stride, pad, dilation):
-    """Both kernels (stride 1: in place from shifted copies; strided or dilated: packed columns), on whole and
-    cut tiles of filters and pixels, odd channel counts and paddings: within float32 summation of the exact
-    products of the rounded operands (relative to the largest output)."""
+    """Every kernel (stride 1: in place from shifted copies; stride 2: the same over the image's phases; other
+    strides and dilations: packed columns), on whole and cut tiles of filters and pixels, odd channel counts and
+    paddings: within float32 summation of the exact products of the rounded operands (relative to the largest
+    output)."""
     rng = np.random.default_rng(channels * h + filters)
     x = rng.standard_normal((channels, h, w), dtype=np.float32)
     weights = rng.standard_normal((filters, channels * size * size), dtype=np.float32)
     out_h = (h + 2 * pad - dilation * (size - 1) - 1) // stride + 1
     out_w = (w + 2 * pad - dilation * (size - 1) - 1) // stride + 1
-    kernel = "shifted" if stride == 1 and dilation == 1 else "packed"   # each kernel, whatever the layer rule
+    kernel = "packed" if dilation > 1 or stride > 2 else ("shifted", "phases")[stride - 1]   # whatever the rule
     out = np.full((filters, out_h * out_w), np.nan, np.float32)
     kept = {}
     products.conv_bf16(products.pack_bf16(weights, channels, size, kernel), kernel, filters, x, size, stride, pad,
@@ -100,26 +102,56 @@ def test_amx_convolution_is_the_product_of_the_rounded_operands(bf16_products, c
     assert np.abs(out - expected).max() <= 2e-6 * np.abs(expected).max()
 
 
-@pytest.mark.parametrize("channels,h,w,size,pad", [
-    (64, 20, 19, 3, 1), (33, 7, 30, 3, 1), (31, 9, 8, 2, 0), (7, 5, 9, 5, 2), (128, 1, 96, 1, 0)])
-def test_amx_shifted_copies_are_the_rounded_padded_image(channels, h, w, size, pad):
+@pytest.mark.parametrize("channels,h,w,size,pad,stride", [
+    (64, 20, 19, 3, 1, 1), (33, 7, 30, 3, 1, 1), (31, 9, 8, 2, 0, 1), (7, 5, 9, 5, 2, 1), (128, 1, 96, 1, 0, 1),
+    (32, 12, 14, 3, 1, 2), (9, 11, 9, 3, 1, 2), (16, 10, 13, 4, 1, 2)])
+def test_amx_shifted_copies_are_the_rounded_padded_image(channels, h, w, size, pad, stride):
     """amx.to_bf16_shifted's layout against numpy's, on every CPU: copy kx, group g, channel pair, position i holds
     the padded image's row g // (row / 16), column 16 (g % (row / 16)) + i + kx (zero past the row), both
     channels of the pair rounded to bf16, the even one first; zero for a missing odd channel and the pairs
-    that pad the channels to 32."""
+    that pad the channels to 32. With stride 2, the channels are the padded image's four phases (phase (py, px)
+    of channel ch: its rows 2 i + py, columns 2 j + px), a stride-2 convolution's input for conv_shifted."""
     rng = np.random.default_rng(channels + w)
     x = rng.standard_normal((channels, h, w), dtype=np.float32)
-    out_h = h + 2 * pad - size + 1
-    shape, row = amx.shifted_layout(channels, size, pad, w, out_h)
+    out_h, out_w = (h + 2 * pad - size) // stride + 1, (w + 2 * pad - size) // stride + 1
+    padded = np.zeros((channels, (h + 2 * pad) // 2 * 2 + 64, (w + 2 * pad) // 2 * 2 + 64), np.float32)   # even
+    padded[:, pad:pad + h, pad:pad + w] = bf16_round(x)
+    if stride == 1:
+        image, width, kernel = padded, w + 2 * pad, size
+        shape, row = amx.shifted_layout(channels, size, pad, w, out_h)
+    else:
+        kernel = amx.phase_size(size)
+        width = out_w + kernel - 1
+        image = np.concatenate([padded[:, py::2, px::2] for py in range(2) for px in range(2)])
+        shape, row = amx.shifted_layout(4 * channels, kernel, 0, width, out_h)
     copies, groups, pairs = shape[:3]
     rows = -(-groups // (row // 16))
-    padded = np.zeros((2 * pairs, rows, row + size), np.float32)   # the row, then zeros past its end
-    padded[:channels, pad:pad + h, pad:pad + w] = bf16_round(x)
-    expected = np.stack([padded[:, :, kx:kx + row].reshape(pairs, 2, -1)[:, :, :groups * 16]
+    planes = np.zeros((2 * pairs, rows, row + kernel), np.float32)   # V's rows, then zeros past their end
+    planes[:len(image), :, :width] = image[:, :rows, :width]
+    expected = np.stack([planes[:, :, kx:kx + row].reshape(pairs, 2, -1)[:, :, :groups * 16]
                          .reshape(pairs, 2, groups, 16).transpose(2, 0, 3, 1) for kx in range(copies)])
     out = np.full(shape, 0xFFFF, np.uint16)
-    amx.to_bf16_shifted(x, pad, row, out)
+    amx.to_bf16_shifted(x, pad, stride, row if stride == 1 else width, row, out)
     assert np.array_equal((out.astype(np.uint32) << 16).view(np.float32), expected)
+
+
+def test_stride_2_weights_over_the_phases_make_the_same_convolution():
+    """amx.phase_weights, on every CPU: the stride-1 convolution of the padded image's four phases by them is the
+    stride-2 convolution of the image (3x3 and 4x4 kernels, in float64)."""
+    rng = np.random.default_rng(5)
+    for channels, h, w, filters, size, pad in [(5, 9, 11, 3, 3, 1), (3, 6, 7, 2, 4, 1)]:
+        x = rng.standard_normal((channels, h, w))
+        weights = rng.standard_normal((filters, channels * size * size))
+        out_h, out_w = (h + 2 * pad - size) // 2 + 1, (w + 2 * pad - size) // 2 + 1
+        padded = np.zeros((channels, (h + 2 * pad) // 2 * 2 + 8, (w + 2 * pad) // 2 * 2 + 8))
+        padded[:, pad:pad + h, pad:pad + w] = x
+        k = amx.phase_size(size)
+        phases = np.concatenate([padded[:, py::2, px::2] for py in range(2) for px in range(2)])
+        over_phases = amx.phase_weights(weights, channels, size).reshape(filters, 4 * channels, k, k)
+        for y, x_ in [(0, 0), (out_h - 1, out_w - 1), (1, out_w // 2)]:
+            direct = np.einsum("mcij,cij->m", weights.reshape(filters, channels, size, size),
+                               padded[:, 2 * y:2 * y + size, 2 * x_:2 * x_ + size])
+            assert np.allclose(np.einsum("mcij,cij->m", over_phases, phases[:, y:y + k, x_:x_ + k]), direct)
 
 
 def bf16_halves(words):
@@ -280,16 +312,18 @@ def takes_bf16(channels, size=3, stride=1, groups=1, out=26):
 
 def test_few_channels_and_groups_keep_the_fast_products(monkeypatch):
     """On the tiles: the first layers (3 to 31 channels: the tiles' k would be mostly padding, and Yolo-Fastest's
-    small layers lose too much precision), 1 x 1 ones under 128 channels, strided ones under 64 channels (their
-    columns' packing outweighs the products) and grouped convolutions are not tiled; with any other backend
-    nothing is."""
+    small layers lose too much precision), 1 x 1 ones under 128 channels, strides over 2 under 64 channels (their
+    columns' packing outweighs the products) and grouped convolutions are not tiled; stride 2 runs over the
+    image's phases under 512 channels, on packed columns from there; with any other backend nothing is."""
     monkeypatch.setattr(amx, "unavailable", lambda: None)   # the rule, wherever the tiles are
     previous = products.set_backend("bf16")
     try:
         assert products.bf16_engine() == "amx"
         assert [takes_bf16(c) for c in (3, 31, 32)] == [None, None, "shifted"]
         assert [takes_bf16(c, size=1) for c in (64, 127, 128)] == [None, None, "shifted"]
-        assert [takes_bf16(c, stride=2) for c in (32, 63, 64)] == [None, None, "packed"]
+        assert [takes_bf16(c, stride=2) for c in (31, 32, 511, 512)] == [None, "phases", "phases", "packed"]
+        assert [takes_bf16(c, stride=3) for c in (63, 64)] == [None, "packed"]
+        assert takes_bf16(64, size=1, stride=2) == "packed"
         assert takes_bf16(64, groups=2) is None
         products.set_backend("fast")
         assert takes_bf16(64) is None
@@ -354,7 +388,7 @@ def test_bf16_runs_on_the_tiles_else_on_vdpbf16ps(monkeypatch, capsys, tiles, do
     previous = products.set_backend("bf16")
     try:
         assert products.backend() == "bf16" and products.bf16_engine() == engine
-        assert products.bf16_kernel(64, 3, 2, 1, 1, 52, 52) == {"amx": "packed", "dpbf16ps": "direct"}[engine]
+        assert products.bf16_kernel(64, 3, 2, 1, 1, 52, 52) == {"amx": "phases", "dpbf16ps": "direct"}[engine]
     finally:
         products.set_backend(previous)
     assert "Warning" not in capsys.readouterr().err

@@ -287,41 +287,61 @@ SHIFTED_ROWS = 8   # padded rows per task of to_bf16_shifted: enough tasks for t
 
 
 @njit(cache=True, parallel=True)
-def to_bf16_shifted(x, pad, row, out):
-    """out[kx, g, pair, i, parity] = the bf16 of channel 2 pair + parity of image x (c, h, w), zero-padded by pad
-    on every side and laid out in rows of `row` pixels, at row position 16 (g % (row / 16)) + i + kx of row
-    g // (row / 16) (zero past the row's end): one copy per column offset kx of the kernel, in groups of 16
-    positions whose channel pairs follow each other, so that a B tile (16 pairs x 16 positions) is 1 KiB in one
-    piece (see conv_shifted). Each task rounds a padded row of a channel pair once into `line` and copies the
-    copies' 16-word pieces from it: rounding per copy cost twice as much."""
+def to_bf16_shifted(x, pad, stride, width, row, out):
+    """out[kx, g, pair, i, parity] = the bf16 of plane 2 pair + parity of the image V at row position
+    16 (g % (row / 16)) + i + kx of row g // (row / 16): one copy per column offset kx of the kernel, in groups
+    of 16 positions whose channel pairs follow each other, so that a B tile (16 pairs x 16 positions) is 1 KiB in
+    one piece (see conv_shifted). V is image x (c, h, w) zero-padded by pad, in rows of `row` positions of which
+    the first `width` are its columns (zero past them), for stride 1; for stride 2, the padded image's four
+    phases, unpadded: plane (2 py + px) c + ch is row 2 i + py, column 2 j + px of channel ch (a stride-2
+    convolution is a stride-1 one of them, by phase_weights' kernel).
+    Each task rounds a row of a pair of planes once into `line` and copies the copies' 16-word pieces from it:
+    rounding per copy cost twice as much."""
     c, h, w = x.shape
     copies, groups, pairs = out.shape[:3]
+    planes = c * stride * stride
     bits = x.view(np.uint32)
-    words = out.reshape(-1).view(np.uint32)   # a channel pair's two bf16 as one word: low half the even channel
+    words = out.reshape(-1).view(np.uint32)   # a pair of planes' two bf16 as one word: low half the even plane
     per_row = row // 16
     rows = -(-groups // per_row)
     runs = -(-rows // SHIFTED_ROWS)
     for task in prange(pairs * runs):
         pair, first = task // runs, task % runs * SHIFTED_ROWS
-        line = np.zeros(row + 16, np.uint32)   # a padded row, and zeros past its end for the copies' last group
+        line = np.zeros(row + 16, np.uint32)   # a row of V, and zeros past its end for the copies' last group
+        phase, ch = 2 * pair // c, 2 * pair % c   # the even plane's (both planes' row: 2 c planes a pair of phases)
+        dx = phase % stride - pad   # V's column j is x's column stride j + dx: columns j0 to j1 are in x
+        j0, j1 = max(0, -(dx // stride)), max(0, min(width, (w - dx + stride - 1) // stride))
+        x0 = stride * j0 + dx
         for py in range(first, min(rows, first + SHIFTED_ROWS)):
-            iy = py - pad
-            if 0 <= iy < h and 2 * pair + 1 < c:
-                low, high = bits[2 * pair, iy], bits[2 * pair + 1, iy]
-                for i in range(w):
-                    line[pad + i] = np.uint32(to_bf16(low[i])) | (np.uint32(to_bf16(high[i])) << np.uint32(16))
-            elif 0 <= iy < h and 2 * pair < c:
-                low = bits[2 * pair, iy]
-                for i in range(w):
-                    line[pad + i] = np.uint32(to_bf16(low[i]))
-            else:
-                line[pad:pad + w] = 0
+            iy = stride * py + phase // stride - pad
+            if 2 * pair >= planes or iy < 0 or iy >= h:   # (a padding row: few)
+                line[:width] = 0
+            elif ch + 1 < c:   # both planes of one phase (c even: always)
+                low, high = bits[ch, iy], bits[ch + 1, iy]
+                if stride == 1:   # contiguous: vectorised
+                    for j in range(j1 - j0):
+                        line[j0 + j] = (np.uint32(to_bf16(low[x0 + j]))
+                                        | (np.uint32(to_bf16(high[x0 + j])) << np.uint32(16)))
+                else:
+                    for j in range(j1 - j0):
+                        line[j0 + j] = (np.uint32(to_bf16(low[x0 + 2 * j]))
+                                        | (np.uint32(to_bf16(high[x0 + 2 * j])) << np.uint32(16)))
+            else:   # an odd c: a phase's last channel beside the next phase's first, or beside a zero plane
+                line[:width] = 0
+                for parity in range(2):
+                    plane = 2 * pair + parity
+                    other, och = plane // c, plane % c
+                    odx = other % stride - pad
+                    if plane < planes:
+                        src = bits[och, iy]
+                        for j in range(max(0, -(odx // stride)), min(width, (w - odx + stride - 1) // stride)):
+                            line[j] |= np.uint32(to_bf16(src[stride * j + odx])) << np.uint32(16 * parity)
             for kx in range(copies):
                 for g in range(py * per_row, min(groups, (py + 1) * per_row)):
                     at = ((kx * groups + g) * pairs + pair) * 16
-                    src = (g - py * per_row) * 16 + kx
+                    src_at = (g - py * per_row) * 16 + kx
                     for j in range(16):
-                        words[at + j] = line[src + j]
+                        words[at + j] = line[src_at + j]
 
 
 def pack_weights_shifted(w, channels, size):
@@ -332,6 +352,26 @@ def pack_weights_shifted(w, channels, size):
     by_position = np.zeros((m, size * size, padded), np.float32)
     by_position[:, :, :channels] = w.reshape(m, channels, size * size).transpose(0, 2, 1)
     return pack_weights(by_position.reshape(m, -1))
+
+
+def phase_size(size):
+    """The kernel size of a stride-2 size x size convolution rewritten over the image's four phases."""
+    return (size + 1) // 2
+
+
+def phase_weights(w, channels, size):
+    """The weights (filters, channels*size*size) of a stride-2 convolution as those of the stride-1 convolution
+    of its input's four phases (to_bf16_shifted with stride 2: plane (2 py + px) c + ch is row 2 i + py, column
+    2 j + px of the padded channel ch): (filters, 4 channels * k * k), k = phase_size(size); tap (a, b) of plane
+    (2 py + px) c + ch is tap (2 a + py, 2 b + px) of channel ch, zero past the kernel."""
+    m, k = len(w), phase_size(size)
+    full = np.asarray(w, np.float32).reshape(m, channels, size, size)
+    taps = np.zeros((m, 2, 2, channels, k, k), np.float32)
+    for py in range(2):
+        for px in range(2):
+            part = full[:, :, py::2, px::2]
+            taps[:, py, px, :, :part.shape[2], :part.shape[3]] = part
+    return taps.reshape(m, 4 * channels * k * k)
 
 
 @njit(cache=True, parallel=True)

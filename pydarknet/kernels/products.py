@@ -320,7 +320,11 @@ def bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
     them. (On this project's Sapphire Rapids Xeon vdpbf16ps ran at half an FMA's rate, 1 per 2 cycles against 2
     per cycle: 60 against 122 G multiply-adds/s on one core; there AMX is the engine anyway.)
     With the AMX tiles: "shifted" (stride 1: B read in place from shifted copies of the image; 1 x 1 kernels
-    from 128 channels), "packed" (strided or dilated: im2col's columns packed per block) from 64. Where the
+    from 128 channels), "phases" (stride 2 under 512 channels: "shifted" over the image's four phases, with a
+    kernel of half the size), "packed" (other strides and dilations, and stride 2 from 512 channels: im2col's
+    columns packed per block) from 64. Stride 2, 3x3, one image, 2 threads, packed against phases (ms): 32x208x208
+    -> 64 2.75/1.34, 64x104x104 -> 128 1.31/0.93, 128x52x52 -> 256 0.70/0.63, 256x26x26 -> 512 0.59/0.51,
+    512x26x26 -> 1024 1.68/2.00 (the phases' weights, 16/9 as many, no longer stay in the cache). Where the
     tiles' k is mostly padding, or the columns' packing outweighs the products, the fast ones won. Measured per layer
     on one core of a Xeon with AMX, bf16 against fast (best of 25): stride 1, 3 channels at 416x416 7.1x,
     16x208x208 -> 32 0.82x, 32x104x104 -> 64 0.39x, 64x104x104 -> 128 0.74x, 256x13x13 -> 512 0.32x, 1x1
@@ -336,6 +340,8 @@ def bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
         return {0: "direct", 2: "winograd"}.get(tile)
     if stride == 1 and dilation == 1:
         return "shifted" if channels >= (128 if size == 1 else 32) else None
+    if stride == 2 and dilation == 1 and size > 1 and channels < 512:
+        return "phases"
     return "packed" if channels >= 64 else None
 
 
@@ -349,6 +355,8 @@ def pack_bf16(weights, channels, size, kernel):
     from . import amx, bf16
     if kernel == "shifted":
         return amx.pack_weights_shifted(weights, channels, size)
+    if kernel == "phases":
+        return amx.pack_weights_shifted(amx.phase_weights(weights, channels, size), 4 * channels, amx.phase_size(size))
     if kernel == "packed":
         return amx.pack_weights(weights)
     if kernel == "winograd":
@@ -376,12 +384,18 @@ def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, 
     threads = numba.get_num_threads()
     config = amx.TILE_CONFIG
     c_work = scratch("amx_c", (threads, 1024), np.float32)
-    if kernel == "shifted":
+    if kernel in ("shifted", "phases"):
         if size == 1 and pad == 0:   # a 1 x 1 convolution: the image as one row, so its blocks span image rows
             x, h, w, out_h, out_w = x.reshape(c, 1, h * w), 1, h * w, 1, h * w
-        shape, row = amx.shifted_layout(c, size, pad, w, out_h)
+        if kernel == "phases":   # stride 2 as stride 1 over the image's four phases (unpadded: pad is theirs)
+            k = amx.phase_size(size)
+            shape, row = amx.shifted_layout(4 * c, k, 0, out_w + k - 1, out_h)
+            width, stride, size = out_w + k - 1, 2, k
+        else:
+            shape, row = amx.shifted_layout(c, size, pad, w, out_h)
+            width = row
         xs = scratch("amx_shifted", shape, np.uint16)
-        amx.to_bf16_shifted(x, pad, row, xs)
+        amx.to_bf16_shifted(x, pad, stride, width, row, xs)
         amx.conv_shifted(a, filters, size, xs, row, out_h, out_w, out, config, c_work, a.nbytes > AMX_WEIGHTS_CACHED)
         return
     xp = scratch("amx_padded", (c + 1, h + 2 * pad, w + 2 * pad), np.uint16)
