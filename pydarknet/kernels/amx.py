@@ -13,6 +13,9 @@ bf16 tile of B (stored as 16 rows of k-pairs, "VNNI" order: B[k, j] and B[k + 1,
   pairs side by side, in padded rows of a multiple of 16 pixels, one copy per kernel column offset
   (`to_bf16_shifted`). Output pixels are then computed at their padded positions and B, for each kernel
   position, is read in place: its tiles start at whole 64-byte groups, so nothing is packed per block.
+- Stride 2 (the same kernel): the stride-1 convolution of the padded image's four phases (every other row and
+  column from each of the four starts) by a kernel of half the size (`phase_weights`), which
+  `to_bf16_shifted` reads straight from the image.
 - Other strides and dilations (`conv_image`): the image is rounded to bf16 with its border
   (`to_bf16_padded`); each thread packs the im2col columns of its block of 32 output pixels into B's order
   and runs every row block of A over them while they are in its cache.
