@@ -166,9 +166,11 @@ def test_a_detect_command_leaves_the_training_kernels_unloaded(tmp_path):
 
 def test_pythons_exit_handlers_run_once_when_run_ahead():
     """startup.end's quick exit runs the exit handlers itself with CPython's atexit._run_exitfuncs, which empties
-    the list: handlers run once, whichever way the process then ends."""
-    for end in ("os._exit(0)", "pass"):
-        proc = run_python(f"import atexit, os; atexit.register(print, 'handler'); atexit._run_exitfuncs(); {end}")
+    the list: handlers run once, whichever way the process then ends. (stdout flushed before os._exit, as
+    startup.end does: without PYTHONUNBUFFERED a pipe's buffer would lose the line.)"""
+    for end in ("sys.stdout.flush(); os._exit(0)", "pass"):
+        proc = run_python("import atexit, os, sys; atexit.register(print, 'handler'); atexit._run_exitfuncs(); "
+                          + end)
         assert proc.stdout == "handler\n", proc.stderr[-500:]
 
 
