@@ -171,6 +171,19 @@ def test_profile_forward_finds_the_cached_weights_without_shared(tmp_path):
     assert lines[1] == "== tiny" and lines[-1].startswith("total ") and "Traceback" not in proc.stderr
 
 
+def test_profile_forward_times_every_kind_of_product(tmp_path, monkeypatch):
+    """With the fast products, each of yolov3-tiny's convolutions has its product timed, Winograd's (most of its
+    3 x 3 layers) as well as the packed columns and the 1 x 1 products: the table used to time gemm_nn and
+    conv_image only, and counted the other products (Winograd's, --bf16's, --int16's) as time outside them."""
+    from conftest import ROOT
+    saved_weights(ROOT / "cfg" / "yolov3-tiny.cfg", tmp_path / "cache" / "yolov3-tiny.weights")
+    monkeypatch.setenv("PYDARKNET_PRODUCTS", "fast")
+    proc = run_without_shared(tmp_path, "tools/profile_forward.py", "yolov3-tiny", "--layers", "--runs", "1")
+    assert proc.returncode == 0, proc.stderr
+    convolutions = [line.split() for line in proc.stdout.splitlines() if " convolutional " in line]
+    assert len(convolutions) == 13 and all(float(row[3]) > 0 for row in convolutions), proc.stdout
+
+
 # -- the summary: pydarknet's fastest mode against each peer -----------------------------------------------------
 def test_fastest_lines_name_the_fastest_mode_and_its_ratio_to_each_peer():
     medians = {"yolov3-tiny": {"pydarknet exact": 0.020, "pydarknet --fast": 0.015, "opencv dnn": 0.024,

@@ -72,9 +72,15 @@ def product_table(net, runs):
     print(f"{'all':>5} {'':>26} {total[0] * 1e3:9.2f} {total[1] * 1e3:8.2f} {total[0] / total[1]:6.2f}")
 
 
+# The convolutional layer's product entry points, one per kind of products (each timed whole: conv_image's time
+# includes packing the columns from the image, im2col's job otherwise; conv_bf16's and the int16 ones' rounding the
+# image; the Winograd ones' transforms).
+PRODUCTS = ("gemm_nn", "conv_image", "conv_winograd", "conv_bf16", "conv_int16", "conv_int16_winograd",
+            "depthwise_conv")
+
+
 def layer_table(net, x, runs):
-    """Per layer: median forward time, and for convolutions the time of its products (gemm_nn and conv_image
-    patched; conv_image's time includes packing the columns from the image, im2col's job otherwise)."""
+    """Per layer: median forward time, and for convolutions the time of its products (PRODUCTS patched)."""
     spent = {}
     import pydarknet.network.layers.convolutional as conv
 
@@ -88,7 +94,9 @@ def layer_table(net, x, runs):
     current = [None]
     per_layer = [[] for _ in net.layers]
     per_product = [[] for _ in net.layers]
-    conv.gemm_nn, conv.conv_image = timing(products.gemm_nn), timing(products.conv_image)
+    originals = {name: getattr(conv, name) for name in PRODUCTS}
+    for name, product in originals.items():
+        setattr(conv, name, timing(product))
     try:
         for run in range(runs + 1):
             h = x
@@ -102,7 +110,8 @@ def layer_table(net, x, runs):
                     per_layer[i].append(time.perf_counter() - start)
                     per_product[i].append(spent.get(i, 0.0))
     finally:
-        conv.gemm_nn, conv.conv_image = products.gemm_nn, products.conv_image
+        for name, product in originals.items():
+            setattr(conv, name, product)
     total = prod = 0.0
     print(f"{'layer':>5} {'type':<14} {'ms':>7} {'product':>8} {'rest':>7}")
     for i, layer in enumerate(net.layers):
