@@ -102,6 +102,12 @@ def test_amx_convolution_is_the_product_of_the_rounded_operands(bf16_products, c
     assert np.abs(out - expected).max() <= 2e-6 * np.abs(expected).max()
 
 
+def four_phases(padded):
+    """A padded image's four phases, as to_bf16_shifted's stride 2 reads them: plane (2 py + px) c + ch is rows
+    2 i + py, columns 2 j + px of channel ch."""
+    return np.concatenate([padded[:, py::2, px::2] for py in range(2) for px in range(2)])
+
+
 @pytest.mark.parametrize("channels,h,w,size,pad,stride", [
     (64, 20, 19, 3, 1, 1), (33, 7, 30, 3, 1, 1), (31, 9, 8, 2, 0, 1), (7, 5, 9, 5, 2, 1), (128, 1, 96, 1, 0, 1),
     (32, 12, 14, 3, 1, 2), (9, 11, 9, 3, 1, 2), (16, 10, 13, 4, 1, 2)])
@@ -122,7 +128,7 @@ def test_amx_shifted_copies_are_the_rounded_padded_image(channels, h, w, size, p
     else:
         kernel = amx.phase_size(size)
         width = out_w + kernel - 1
-        image = np.concatenate([padded[:, py::2, px::2] for py in range(2) for px in range(2)])
+        image = four_phases(padded)
         shape, row = amx.shifted_layout(4 * channels, kernel, 0, width, out_h)
     copies, groups, pairs = shape[:3]
     rows = -(-groups // (row // 16))
@@ -146,7 +152,7 @@ def test_stride_2_weights_over_the_phases_make_the_same_convolution():
         padded = np.zeros((channels, (h + 2 * pad) // 2 * 2 + 8, (w + 2 * pad) // 2 * 2 + 8))
         padded[:, pad:pad + h, pad:pad + w] = x
         k = amx.phase_size(size)
-        phases = np.concatenate([padded[:, py::2, px::2] for py in range(2) for px in range(2)])
+        phases = four_phases(padded)
         over_phases = amx.phase_weights(weights, channels, size).reshape(filters, 4 * channels, k, k)
         for y, x_ in [(0, 0), (out_h - 1, out_w - 1), (1, out_w // 2)]:
             direct = np.einsum("mcij,cij->m", weights.reshape(filters, channels, size, size),

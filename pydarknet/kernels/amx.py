@@ -289,6 +289,13 @@ def shifted_layout(channels, size, pad, w, out_h):
 SHIFTED_ROWS = 8   # padded rows per task of to_bf16_shifted: enough tasks for the threads, each a channel pair's run
 
 
+@njit(cache=True)
+def _columns_in_image(dx, stride, w, width):
+    """The columns j0 to j1 (of `width`) of a row of to_bf16_shifted's V whose image column stride j + dx is in
+    0 to w."""
+    return max(0, -(dx // stride)), max(0, min(width, (w - dx + stride - 1) // stride))
+
+
 @njit(cache=True, parallel=True)
 def to_bf16_shifted(x, pad, stride, width, row, out):
     """out[kx, g, pair, i, parity] = the bf16 of plane 2 pair + parity of the image V at row position
@@ -313,7 +320,7 @@ def to_bf16_shifted(x, pad, stride, width, row, out):
         line = np.zeros(row + 16, np.uint32)   # a row of V, and zeros past its end for the copies' last group
         phase, ch = 2 * pair // c, 2 * pair % c   # the even plane's (both planes' row: 2 c planes a pair of phases)
         dx = phase % stride - pad   # V's column j is x's column stride j + dx: columns j0 to j1 are in x
-        j0, j1 = max(0, -(dx // stride)), max(0, min(width, (w - dx + stride - 1) // stride))
+        j0, j1 = _columns_in_image(dx, stride, w, width)
         x0 = stride * j0 + dx
         for py in range(first, min(rows, first + SHIFTED_ROWS)):
             iy = stride * py + phase // stride - pad
@@ -337,7 +344,8 @@ def to_bf16_shifted(x, pad, stride, width, row, out):
                     odx = other % stride - pad
                     if plane < planes:
                         src = bits[och, iy]
-                        for j in range(max(0, -(odx // stride)), min(width, (w - odx + stride - 1) // stride)):
+                        oj0, oj1 = _columns_in_image(odx, stride, w, width)
+                        for j in range(oj0, oj1):
                             line[j] |= np.uint32(to_bf16(src[stride * j + odx])) << np.uint32(16 * parity)
             for kx in range(copies):
                 for g in range(py * per_row, min(groups, (py + 1) * per_row)):
