@@ -211,27 +211,26 @@ def _as_image(im):
     return np.ascontiguousarray(im, dtype=np.float32)
 
 
+@njit(cache=True, nogil=True)
+def _source_positions(n, source_n):
+    """Where each of n destination columns (or rows) falls among source_n: the source index before it and the
+    fraction past that index, as darknet computes them (float32 throughout)."""
+    scale = np.float32(source_n - 1) / np.float32(n - 1) if n > 1 else np.float32(0)
+    index = np.empty(n, np.int64)
+    fraction = np.empty(n, np.float32)
+    for i in range(n):
+        s = np.float32(i) * scale
+        index[i] = int(s)
+        fraction[i] = s - np.float32(index[i])
+    return index, fraction
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def _resize(src, w, h):
     nc, sh, sw = src.shape
     one = np.float32(1)
-    # Source positions of the destination columns and rows, as darknet computes them (float32 throughout).
-    w_scale = np.float32(sw - 1) / np.float32(w - 1) if w > 1 else np.float32(0)
-    h_scale = np.float32(sh - 1) / np.float32(h - 1) if h > 1 else np.float32(0)
-    col_i = np.empty(w, np.int64)
-    col_d = np.empty(w, np.float32)
-    for c in range(w):
-        sx = np.float32(c) * w_scale
-        ix = int(sx)
-        col_i[c] = ix
-        col_d[c] = sx - np.float32(ix)
-    row_i = np.empty(h, np.int64)
-    row_d = np.empty(h, np.float32)
-    for r in range(h):
-        sy = np.float32(r) * h_scale
-        iy = int(sy)
-        row_i[r] = iy
-        row_d[r] = sy - np.float32(iy)
+    col_i, col_d = _source_positions(w, sw)
+    row_i, row_d = _source_positions(h, sh)
 
     # Pass 1: along each source row into a (c, sh, w) intermediate.
     part = np.empty((nc, sh, w), np.float32)
