@@ -27,6 +27,15 @@ TOLERANCE = 1e-4   # outputs not computed in darknet's order: the GPU engine (RE
 UNREPRODUCIBLE = {"vgg16_slim": "darknet's crop read 6208 floats past its 96x96 input (undefined memory)"}
 
 
+def or_skip(params, where, names=1):
+    """params, or where they are none (../shared/<where> absent), one parameter of `names` values skipped with a
+    reason naming what is missing: pytest's own for an empty list says only "got empty parameter set"."""
+    if params:
+        return params
+    reason = f"needs ../shared/{where} (the shared reference data is not beside the project)"
+    return [pytest.param(*[None] * names, id="no-shared", marks=pytest.mark.skip(reason=reason))]
+
+
 def case_param(case_dir):
     """A pytest parameter for a golden case, expected to fail (strictly) where darknet's answer is unreproducible."""
     reason = UNREPRODUCIBLE.get(case_dir.name)

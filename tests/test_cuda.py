@@ -16,7 +16,7 @@ if "numba.cuda" not in sys.modules and not ctypes.util.find_library("cuda"):
     numba.core.config.reload_config()
 
 from conftest import SHARED  # noqa: E402
-from golden import UNREPRODUCIBLE, case_paths, layer_mismatch  # noqa: E402
+from golden import UNREPRODUCIBLE, case_paths, layer_mismatch, or_skip  # noqa: E402
 from pydarknet.files.config import DarknetError  # noqa: E402
 from pydarknet.network.cuda import gpu_list, parse_device, simulated  # noqa: E402
 from pydarknet.network.network import Network  # noqa: E402
@@ -263,7 +263,7 @@ def test_detector_on_the_device(tmp_path):
 GOLDEN_FORWARD = sorted(p for p in (SHARED / "golden" / "forward").glob("*") if (p / "input.npy").is_file())
 
 
-@pytest.mark.parametrize("case_dir", GOLDEN_FORWARD, ids=lambda p: p.name)
+@pytest.mark.parametrize("case_dir", or_skip(GOLDEN_FORWARD, "golden/forward"), ids=lambda p: p.name)
 def test_golden_forward_on_the_gpu(case_dir):
     """Every golden forward case on a real GPU: each stored layer output within the CPU's tolerance (1e-4 scaled).
     The simulator would take hours over these networks: the tiny ones above check the same kernels there."""

@@ -11,7 +11,7 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 from conftest import ROOT, SHARED, shared_path
-from golden import case_paths
+from golden import case_paths, or_skip
 from pydarknet.cli import main
 from pydarknet.files.config import DarknetError
 from pydarknet.files.image import letterbox_image, load_image, resize_image  # noqa: E402
@@ -148,7 +148,7 @@ def deep_random_floors(case_dir, net, x, onnx_outputs):
     return ours, float16
 
 
-@pytest.mark.parametrize("case_dir,darknet", GOLDEN)
+@pytest.mark.parametrize("case_dir,darknet", or_skip(GOLDEN, "golden/forward and golden/forward_ab", names=2))
 def test_golden_case_exports_and_matches(case_dir, darknet):
     """float32 within 1e-4, float16 within 1e-2 (deep random nets: on top of their floors, see DEEP_RANDOM), and
     decoded boxes and scores equal to pydarknet's decoding before NMS (network_detections at a threshold that
