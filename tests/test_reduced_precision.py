@@ -80,7 +80,8 @@ def reference(weights, x, size, stride, pad, dilation, out_h, out_w):
     (64, 26, 26, 128, 3, 1, 1, 1), (33, 13, 17, 40, 3, 1, 1, 1), (32, 9, 7, 5, 1, 1, 0, 1),
     (128, 5, 40, 255, 1, 1, 0, 1), (64, 19, 21, 64, 3, 2, 1, 1), (65, 52, 52, 40, 3, 2, 1, 1),
     (64, 16, 16, 24, 3, 1, 2, 2), (32, 11, 11, 16, 5, 1, 2, 1), (96, 20, 20, 31, 2, 1, 0, 1),
-    (64, 19, 21, 64, 3, 3, 1, 1), (32, 15, 18, 33, 4, 2, 1, 1)])
+    (64, 19, 21, 64, 3, 3, 1, 1), (32, 15, 18, 33, 4, 2, 1, 1), (16, 30, 21, 32, 3, 1, 1, 1),
+    (13, 12, 9, 20, 5, 1, 2, 1)])
 def test_amx_convolution_is_the_product_of_the_rounded_operands(bf16_products, channels, h, w, filters, size,
                                                                stride, pad, dilation):
     """Every kernel (stride 1: in place from shifted copies; stride 2: the same over the image's phases; other
@@ -110,7 +111,7 @@ def four_phases(padded):
 
 @pytest.mark.parametrize("channels,h,w,size,pad,stride", [
     (64, 20, 19, 3, 1, 1), (33, 7, 30, 3, 1, 1), (31, 9, 8, 2, 0, 1), (7, 5, 9, 5, 2, 1), (128, 1, 96, 1, 0, 1),
-    (32, 12, 14, 3, 1, 2), (9, 11, 9, 3, 1, 2), (16, 10, 13, 4, 1, 2)])
+    (16, 9, 20, 3, 1, 1), (32, 12, 14, 3, 1, 2), (9, 11, 9, 3, 1, 2), (16, 10, 13, 4, 1, 2), (3, 8, 10, 3, 1, 2)])
 def test_amx_shifted_copies_are_the_rounded_padded_image(channels, h, w, size, pad, stride):
     """amx.to_bf16_shifted's layout against numpy's, on every CPU: copy kx, group g, channel pair, position i holds
     the padded image's row g // (row / 16), column 16 (g % (row / 16)) + i + kx (zero past the row), both
@@ -131,13 +132,18 @@ def test_amx_shifted_copies_are_the_rounded_padded_image(channels, h, w, size, p
         image = four_phases(padded)
         shape, row = amx.shifted_layout(4 * channels, kernel, 0, width, out_h)
     copies, groups, pairs = shape[:3]
+    slots = 2 if len(image) <= 16 else 1   # kernel columns per copy: two where 16 channels or fewer fill half of k
+    assert copies == -(-kernel // slots)
+    slot_pairs = pairs // slots
     rows = -(-groups // (row // 16))
-    planes = np.zeros((2 * pairs, rows, row + kernel), np.float32)   # V's rows, then zeros past their end
+    planes = np.zeros((2 * slot_pairs, rows, row + kernel), np.float32)   # V's rows, then zeros past their end
     planes[:len(image), :, :width] = image[:, :rows, :width]
-    expected = np.stack([planes[:, :, kx:kx + row].reshape(pairs, 2, -1)[:, :, :groups * 16]
-                         .reshape(pairs, 2, groups, 16).transpose(2, 0, 3, 1) for kx in range(copies)])
+    columns = [planes[:, :, kx:kx + row].reshape(slot_pairs, 2, -1)[:, :, :groups * 16]
+               .reshape(slot_pairs, 2, groups, 16).transpose(2, 0, 3, 1) if kx < kernel
+               else np.zeros((groups, slot_pairs, 16, 2), np.float32) for kx in range(copies * slots)]
+    expected = np.stack([np.concatenate(columns[c * slots:(c + 1) * slots], axis=1) for c in range(copies)])
     out = np.full(shape, 0xFFFF, np.uint16)
-    amx.to_bf16_shifted(x, pad, stride, row if stride == 1 else width, row, out)
+    amx.to_bf16_shifted(x, pad, stride, kernel, row if stride == 1 else width, row, out)
     assert np.array_equal((out.astype(np.uint32) << 16).view(np.float32), expected)
 
 
@@ -318,14 +324,16 @@ def takes_bf16(channels, size=3, stride=1, groups=1, out=26):
 
 def test_few_channels_and_groups_keep_the_fast_products(monkeypatch):
     """On the tiles: the first layers (3 to 31 channels: the tiles' k would be mostly padding, and Yolo-Fastest's
-    small layers lose too much precision), 1 x 1 ones under 128 channels, strides over 2 under 64 channels (their
+    small layers lose too much precision) but for stride-1 kernels over 1 x 1 of exactly 16 channels (two kernel
+    columns to a step of k), 1 x 1 ones under 128 channels, strides over 2 under 64 channels (their
     columns' packing outweighs the products) and grouped convolutions are not tiled; stride 2 runs over the
     image's phases under 512 channels, on packed columns from there; with any other backend nothing is."""
     monkeypatch.setattr(amx, "unavailable", lambda: None)   # the rule, wherever the tiles are
     previous = products.set_backend("bf16")
     try:
         assert products.bf16_engine() == "amx"
-        assert [takes_bf16(c) for c in (3, 31, 32)] == [None, None, "shifted"]
+        assert [takes_bf16(c) for c in (3, 15, 16, 17, 31, 32)] == [None, None, "shifted", None, None, "shifted"]
+        assert [takes_bf16(16, size=1), takes_bf16(16, size=5), takes_bf16(16, stride=2)] == [None, "shifted", None]
         assert [takes_bf16(c, size=1) for c in (64, 127, 128)] == [None, None, "shifted"]
         assert [takes_bf16(c, stride=2) for c in (31, 32, 511, 512)] == [None, "phases", "phases", "packed"]
         assert [takes_bf16(c, stride=3) for c in (63, 64)] == [None, "packed"]

@@ -12,7 +12,8 @@ bf16 tile of B (stored as 16 rows of k-pairs, "VNNI" order: B[k, j] and B[k + 1,
 - Stride 1 (`conv_shifted`, most layers): the image is rounded to bf16 once per layer in B's order, channel
   pairs side by side, in padded rows of a multiple of 16 pixels, one copy per kernel column offset
   (`to_bf16_shifted`). Output pixels are then computed at their padded positions and B, for each kernel
-  position, is read in place: its tiles start at whole 64-byte groups, so nothing is packed per block.
+  position, is read in place: its tiles start at whole 64-byte groups, so nothing is packed per block. An image
+  of 16 channels or fewer has two kernel columns in a copy, so that a 32-long step of k is not half padding.
 - Stride 2 (the same kernel): the stride-1 convolution of the padded image's four phases (every other row and
   column from each of the four starts) by a kernel of half the size (`phase_weights`), which
   `to_bf16_shifted` reads straight from the image.
@@ -277,13 +278,23 @@ def conv_image(a, m, xp, channels, size, stride, dilation, out_h, out_w, out, co
                             out[r0 + i, p0 + j] = c[i * 32 + j]
 
 
+@njit(cache=True)
+def shifted_slots(channels):
+    """Kernel columns side by side in a group's 16 channel pairs of to_bf16_shifted's layout: two for an image of
+    16 channels or fewer (column kx in pairs 8 (kx % 2) on of copy kx // 2, so that a step of the tiles' k, 32
+    long, is two columns' channels rather than one column's padded to 32), else one."""
+    return 2 if channels <= 16 else 1
+
+
 def shifted_layout(channels, size, pad, w, out_h):
     """The shape of to_bf16_shifted's output for an image of `channels` x ? x w and a stride-1 size x size
-    kernel, (size copies, groups of 16 positions, channel pairs, 16, 2), and its row width: the padded row
-    (w + 2 pad) rounded up to 16 pixels, so that a kernel row's reads start at a group."""
+    kernel, (copies, groups of 16 positions, channel pairs, 16, 2), and its row width: the padded row
+    (w + 2 pad) rounded up to 16 pixels, so that a kernel row's reads start at a group. A copy holds
+    shifted_slots(channels) kernel columns."""
     row = -(-(w + 2 * pad) // 16) * 16
     blocks = -(-(out_h * row) // 32)
-    return (size, 2 * blocks + (size - 1) * row // 16, -(-channels // 32) * 16, 16, 2), row
+    copies = -(-size // shifted_slots(channels))
+    return (copies, 2 * blocks + (size - 1) * row // 16, -(-channels // 32) * 16, 16, 2), row
 
 
 SHIFTED_ROWS = 8   # padded rows per task of to_bf16_shifted: enough tasks for the threads, each a channel pair's run
@@ -297,9 +308,11 @@ def _columns_in_image(dx, stride, w, width):
 
 
 @njit(cache=True, parallel=True)
-def to_bf16_shifted(x, pad, stride, width, row, out):
+def to_bf16_shifted(x, pad, stride, size, width, row, out):
     """out[kx, g, pair, i, parity] = the bf16 of plane 2 pair + parity of the image V at row position
-    16 (g % (row / 16)) + i + kx of row g // (row / 16): one copy per column offset kx of the kernel, in groups
+    16 (g % (row / 16)) + i + kx of row g // (row / 16), for the kernel's `size` columns kx (with two columns to a
+    copy, shifted_slots: column kx is out[kx // 2, g, 8 (kx % 2) + pair], a missing last column zeros): one
+    copy per column offset kx of the kernel, in groups
     of 16 positions whose channel pairs follow each other, so that a B tile (16 pairs x 16 positions) is 1 KiB in
     one piece (see conv_shifted). V is image x (c, h, w) zero-padded by pad, in rows of `row` positions of which
     the first `width` are its columns (zero past them), for stride 1; for stride 2, the padded image's four
@@ -310,12 +323,14 @@ def to_bf16_shifted(x, pad, stride, width, row, out):
     c, h, w = x.shape
     copies, groups, pairs = out.shape[:3]
     planes = c * stride * stride
+    slots = shifted_slots(planes)
+    slot_pairs = pairs // slots   # the image's pairs, padded, in each column's slot
     bits = x.view(np.uint32)
     words = out.reshape(-1).view(np.uint32)   # a pair of planes' two bf16 as one word: low half the even plane
     per_row = row // 16
     rows = -(-groups // per_row)
     runs = -(-rows // SHIFTED_ROWS)
-    for task in prange(pairs * runs):
+    for task in prange(slot_pairs * runs):
         pair, first = task // runs, task % runs * SHIFTED_ROWS
         line = np.zeros(row + 16, np.uint32)   # a row of V, and zeros past its end for the copies' last group
         phase, ch = 2 * pair // c, 2 * pair % c   # the even plane's (both planes' row: 2 c planes a pair of phases)
@@ -347,21 +362,26 @@ def to_bf16_shifted(x, pad, stride, width, row, out):
                         oj0, oj1 = _columns_in_image(odx, stride, w, width)
                         for j in range(oj0, oj1):
                             line[j] |= np.uint32(to_bf16(src[stride * j + odx])) << np.uint32(16 * parity)
-            for kx in range(copies):
+            for kx in range(copies * slots):
                 for g in range(py * per_row, min(groups, (py + 1) * per_row)):
-                    at = ((kx * groups + g) * pairs + pair) * 16
+                    at = ((kx // slots * groups + g) * pairs + kx % slots * slot_pairs + pair) * 16
+                    if kx >= size:   # the zero column that completes the last copy
+                        words[at:at + 16] = 0
+                        continue
                     src_at = (g - py * per_row) * 16 + kx
                     for j in range(16):
                         words[at + j] = line[src_at + j]
 
 
 def pack_weights_shifted(w, channels, size):
-    """The weights (filters, channels*size*size, darknet's order) for conv_shifted: k ordered kernel position
-    first, then channel, the channels padded to 32 per position; filters padded to 32; bf16."""
+    """The weights (filters, channels*size*size, darknet's order) for conv_shifted: k ordered kernel row, then
+    column, then channel, the channels padded to 32 per column (to 16 where two columns share a copy,
+    shifted_slots, and a zero column completing the last copy); filters padded to 32; bf16."""
     m = w.shape[0]
-    padded = -(-channels // 32) * 32
-    by_position = np.zeros((m, size * size, padded), np.float32)
-    by_position[:, :, :channels] = w.reshape(m, channels, size * size).transpose(0, 2, 1)
+    slots = shifted_slots(channels)
+    padded = -(-channels // 32) * 32 // slots
+    by_position = np.zeros((m, size, -(-size // slots) * slots, padded), np.float32)
+    by_position[:, :, :size, :channels] = w.reshape(m, channels, size, size).transpose(0, 2, 3, 1)
     return pack_weights(by_position.reshape(m, -1))
 
 
@@ -395,7 +415,7 @@ def conv_shifted(a, m, size, xs, row, out_h, out_w, out, config, c_work, weights
     filter goes by), or with `weights_outer`, filter block by filter block (for weights larger than the cache:
     each block of A is then read from memory once, not once per block of pixels)."""
     rows_a, kp = a.shape[0] * 32, a.shape[1] * 32
-    groups, pairs = xs.shape[1], xs.shape[2]
+    copies, groups, pairs = xs.shape[:3]   # (a copy: one kernel column, or two, shifted_slots)
     steps = pairs // 16
     blocks = -(-(out_h * row) // 32)
     filter_blocks = rows_a // 32
@@ -432,8 +452,8 @@ def conv_shifted(a, m, size, xs, row, out_h, out_w, out, config, c_work, weights
                     j += n
             _zero_c()
             for ky in range(size):
-                for kx in range(size):
-                    a_at = (r0 // 32 * (kp // 32) + (ky * size + kx) * steps) * 1024
+                for kx in range(copies):
+                    a_at = (r0 // 32 * (kp // 32) + (ky * copies + kx) * steps) * 1024
                     b_at = (kx * groups + (q0 + ky * row) // 16) * group
                     for s in range(steps):
                         _step(a_flat, a_at + s * 1024, 32, xs_flat, b_at + s * 512, group, 32)
