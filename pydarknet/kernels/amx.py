@@ -150,6 +150,28 @@ def _store_c(typingctx, c, c_at, ldc):
     return types.void(c, types.intp, types.intp), codegen
 
 
+@intrinsic
+def _store_tile(typingctx, c, c_at, ldc, tile):
+    """C's tile `tile` (0-3: filters 16 (tile // 2) on, pixels 16 (tile % 2) on) into c from element c_at, its 16
+    rows ldc elements apart."""
+    def codegen(context, builder, signature, args):
+        c_, c_at_, ldc_, tile_ = args
+        store = _declare(builder, "llvm.x86.tilestored64", [_I8, _I8P, _I64])
+        at = _at(context, builder, signature.args[0], c_, c_at_)
+        row_bytes = builder.mul(ldc_, ir.Constant(_I64, 4))
+        done = builder.append_basic_block("tile_stored")
+        switch = builder.switch(tile_, done)
+        for t in range(4):   # the tile is an immediate of the instruction
+            block = builder.append_basic_block(f"store_tile{t}")
+            switch.add_case(ir.Constant(tile_.type, t), block)
+            with builder.goto_block(block):
+                builder.call(store, [_tile(t), at, row_bytes])
+                builder.branch(done)
+        builder.position_at_end(done)
+        return context.get_dummy_value()
+    return types.void(c, types.intp, types.intp, types.intp), codegen
+
+
 def tile_config():
     """The 64-byte tile configuration: palette 1, tiles 0-7 of 16 rows x 64 bytes."""
     config = np.zeros(64, np.uint8)
@@ -410,10 +432,12 @@ def conv_shifted(a, m, size, xs, row, out_h, out_w, out, config, c_work, weights
     """out (m, out_h*out_w) = the stride-1 size x size convolution of the image in xs (to_bf16_shifted, rows of
     `row` pixels) by a (pack_weights_shifted). Output pixels are computed at their padded positions q = y row
     + x, 32 at a time: for kernel position (ky, kx), B is the two groups of copy kx from q + ky row, read in
-    place (no columns packed); the columns past out_w are dropped. The work is 32 filters x 32 pixels at a
-    time, shared out in runs: block of pixels by block (each block's B stays in the core's cache while every
-    filter goes by), or with `weights_outer`, filter block by filter block (for weights larger than the cache:
-    each block of A is then read from memory once, not once per block of pixels)."""
+    place (no columns packed). Each of C's four 16 x 16 tiles lies within one padded row (row is a multiple of
+    16): stored straight into out where its 16 pixels and 16 filters are all outputs, else through c_work (the
+    last group of a row, the last filters), the columns past out_w dropped. The work is 32 filters x 32 pixels
+    at a time, shared out in runs: block of pixels by block (each block's B stays in the core's cache while
+    every filter goes by), or with `weights_outer`, filter block by filter block (for weights larger than the
+    cache: each block of A is then read from memory once, not once per block of pixels)."""
     rows_a, kp = a.shape[0] * 32, a.shape[1] * 32
     copies, groups, pairs = xs.shape[:3]   # (a copy: one kernel column, or two, shifted_slots)
     steps = pairs // 16
@@ -422,6 +446,7 @@ def conv_shifted(a, m, size, xs, row, out_h, out_w, out, config, c_work, weights
     items = blocks * filter_blocks
     threads = c_work.shape[0]
     per = (items + threads - 1) // threads
+    L = out_h * out_w
     a_flat = a.reshape(-1)
     xs_flat = xs.reshape(-1)
     out_flat = out.reshape(-1)
@@ -429,27 +454,12 @@ def conv_shifted(a, m, size, xs, row, out_h, out_w, out, config, c_work, weights
     for t in prange(threads):
         _tile_config(config)
         c = c_work[t]
-        src = np.empty(32, np.intp)   # the block's runs of columns that are output pixels: first column, where
-        dst = np.empty(32, np.intp)   # it goes, length
-        run = np.empty(32, np.intp)
-        runs, last = 0, -1
         for item in range(t * per, min(items, (t + 1) * per)):
             if weights_outer:
                 r0, block = item // blocks * 32, item % blocks
             else:
                 block, r0 = item // filter_blocks, item % filter_blocks * 32
             q0 = block * 32
-            if block != last:
-                runs, last = 0, block
-                j = 0
-                while j < 32:   # along each padded row of the block, the output row's part
-                    y = (q0 + j) // row
-                    x = q0 + j - y * row
-                    n = min(32 - j, row - x)
-                    if x < out_w and y < out_h:
-                        src[runs], dst[runs], run[runs] = j, y * out_w + x, min(n, out_w - x)
-                        runs += 1
-                    j += n
             _zero_c()
             for ky in range(size):
                 for kx in range(copies):
@@ -457,10 +467,18 @@ def conv_shifted(a, m, size, xs, row, out_h, out_w, out, config, c_work, weights
                     b_at = (kx * groups + (q0 + ky * row) // 16) * group
                     for s in range(steps):
                         _step(a_flat, a_at + s * 1024, 32, xs_flat, b_at + s * 512, group, 32)
-            if runs == 1 and run[0] == 32 and r0 + 32 <= m:   # 32 outputs of one row
-                _store_c(out_flat, r0 * out_h * out_w + dst[0], out_h * out_w)
-                continue
-            _store_c(c, 0, 32)
-            for i in range(min(32, m - r0)):
-                for r in range(runs):
-                    out[r0 + i, dst[r]:dst[r] + run[r]] = c[i * 32 + src[r]:i * 32 + src[r] + run[r]]
+            for tile in range(4):
+                f, q = r0 + 16 * (tile // 2), q0 + 16 * (tile % 2)
+                y = q // row
+                x = q - y * row
+                filters, cols = min(16, m - f), min(16, out_w - x)
+                if y >= out_h or filters <= 0 or cols <= 0:
+                    continue
+                at = f * L + y * out_w + x
+                if filters == 16 and cols == 16:
+                    _store_tile(out_flat, at, L, tile)
+                    continue
+                _store_tile(c, 0, 16, tile)
+                for i in range(filters):
+                    for j in range(cols):
+                        out_flat[at + i * L + j] = c[i * 16 + j]
