@@ -391,8 +391,9 @@ def to_bf16_shifted(x, pad, stride, size, width, row, out):
                         words[at:at + 16] = 0
                         continue
                     src_at = (g - py * per_row) * 16 + kx
+                    piece, source = words[at:at + 16], line[src_at:src_at + 16]
                     for j in range(16):
-                        words[at + j] = line[src_at + j]
+                        piece[j] = source[j]
 
 
 def pack_weights_shifted(w, channels, size):
