@@ -481,5 +481,6 @@ def conv_shifted(a, m, size, xs, row, out_h, out_w, out, config, c_work, weights
                     continue
                 _store_tile(c, 0, 16, tile)
                 for i in range(filters):
+                    dst, src = out_flat[at + i * L:at + i * L + cols], c[i * 16:i * 16 + cols]
                     for j in range(cols):
-                        out_flat[at + i * L + j] = c[i * 16 + j]
+                        dst[j] = src[j]
