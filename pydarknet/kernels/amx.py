@@ -20,7 +20,8 @@ bf16 tile of B (stored as 16 rows of k-pairs, "VNNI" order: B[k, j] and B[k + 1,
 - Other strides and dilations (`conv_image`): the image is rounded to bf16 with its border
   (`to_bf16_padded`); each thread packs the im2col columns of its block of 32 output pixels into B's order
   and runs every row block of A over them while they are in its cache.
-- C's tiles go to the output through a 32 x 32 scratch (straight to it where conv_image's block is whole).
+- C's tiles go straight to the output where all their pixels and filters are outputs (conv_shifted: tile by
+  tile, each within one padded row; conv_image: a whole block), else through a thread's scratch.
 Rounding is to nearest, ties to even, as the CPU's own conversions (bf16.to_bf16, shared with the vdpbf16ps
 products). The sums are float32 in the tiles' order, not darknet's: this is the reduced-precision mode, within
 the tolerances the README states.
