@@ -54,14 +54,14 @@ def test_cpu_line_names_the_machine():
 
 def test_peers_lines_name_each_runtime_with_its_speed(capsys):
     """`make bench`'s peers block on the demo model: pydarknet --fast (--int16 where the CPU has VNNI, --bf16 where
-    it has AMX) against ONNX Runtime on the exported graph (the test extra has it), each row's milliseconds and
+    it has AMX or an AMD core's avx512_bf16) against ONNX Runtime on the exported graph (the test extra has it), each row's milliseconds and
     GFLOP/s, and the ratio the --fast target is about; a runtime that is not installed, or a precision this CPU
     lacks, is a line saying why."""
     import re
 
     import numba
     from conftest import ROOT
-    from pydarknet.kernels import amx, int16
+    from pydarknet.kernels import int16, products
     from pydarknet.network.network import Network
     cfg = ROOT / "cfg/shapes-tiny.cfg"
     bench.bench_peers("shapes-tiny", cfg, ROOT / "data/shapes-tiny.weights", ROOT / "data/shapes.jpg",
@@ -75,7 +75,7 @@ def test_peers_lines_name_each_runtime_with_its_speed(capsys):
     for label, rest in rows.items():
         assert re.fullmatch(r" +\d+\.\d ms +\d+ GFLOP/s.*| unavailable: .+", rest), (label, rest)
     assert re.search(r"GFLOP/s +\d+\.\d\dx the faster float32 peer$", rows["pydarknet --fast"])
-    assert ("unavailable" in rows["pydarknet --bf16"]) == (amx.unavailable() is not None)
+    assert ("unavailable" in rows["pydarknet --bf16"]) == (products.bf16_engine() is None)
     assert ("unavailable" in rows["pydarknet --int16"]) == (int16.unavailable() is not None)
 
 
