@@ -223,6 +223,11 @@ def test_bf16_words_are_pairs_of_rounded_channels(channels, size):
     words = np.full(((channels + 1) // 2, h, w), 0xFFFFFFFF, np.uint32)
     bf16.image_words(x, words)
     assert np.array_equal(bf16_halves(words), paired(x.reshape(1, channels, h * w))[0].reshape(-1, h, w, 2))
+    wide = rng.standard_normal((channels, 1, 2 * bf16.ROUND_RUN + 5), dtype=np.float32)   # a short last run
+    wide_words = np.zeros(((channels + 1) // 2, 1, wide.shape[2]), np.uint32)
+    bf16.image_words(wide, wide_words)
+    expected_words = paired(wide.reshape(1, channels, -1))[0].reshape(-1, 1, wide.shape[2], 2)
+    assert np.array_equal(bf16_halves(wide_words), expected_words)
     stride, pad = 2, size // 2
     out_h, out_w = (h + 2 * pad - size) // stride + 1, (w + 2 * pad - size) // stride + 1
     products_of_words = dpbf16ps_emulated(a, word_columns(words, size, stride, pad, 1, out_h, out_w))
