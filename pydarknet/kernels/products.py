@@ -306,6 +306,7 @@ def conv_int16(a, units, x, size, stride, pad, dilation, out_h, out_w, out, scra
 
 
 BF16_CHANNELS = 32
+BF16_POINTWISE_CHANNELS = 128   # 1 x 1 kernels take the bf16 products from this many channels
 
 
 def bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
@@ -321,8 +322,11 @@ def bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
     With vdpbf16ps (bf16_engine() "dpbf16ps", kernels/bf16.py), int16_kernel's rule, since the instruction does
     VNNI's vpdpwssd's work (twice an FMA's multiply-adds per instruction where it runs at an FMA's rate): "winograd"
     (F(2x2, 3x3) on bf16 U and V) where the fast products take F(2x2), "direct" (bf16 words through gemm's drivers)
-    for the other kernels over 1 x 1; 1 x 1 kernels and the layers the fast products put through F(4x4) keep
-    them. (On this project's Sapphire Rapids Xeon vdpbf16ps ran at half an FMA's rate, 1 per 2 cycles against 2
+    for the other kernels over 1 x 1; the layers the fast products put through F(4x4) keep them. And, as on the
+    tiles, "direct" for 1 x 1 kernels from BF16_POINTWISE_CHANNELS (rounding the image to bf16 is a cheaper pass
+    than int16's, which finds its peak first): in yolov4-tiny's forwards on a Zen 4 EPYC (2 threads, alternating;
+    fast / bf16) 128x52x52 -> 128 0.55 / 0.45 ms, 256x26x26 -> 256 0.58 / 0.39, 512x13x13 -> 256 0.36 / 0.27,
+    256x26x26 -> 255 0.62 / 0.44, but 64x104x104 -> 64 0.65 / 0.65. (On this project's Sapphire Rapids Xeon vdpbf16ps ran at half an FMA's rate, 1 per 2 cycles against 2
     per cycle: 60 against 122 G multiply-adds/s on one core; there AMX is the engine anyway.)
     With the AMX tiles: "shifted" (stride 1: B read in place from shifted copies of the image; 1 x 1 kernels
     from 128 channels), "phases" (stride 2 under 512 channels: "shifted" over the image's four phases, with a
@@ -344,11 +348,11 @@ def bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
         return None
     if _BF16_ENGINE == "dpbf16ps":
         if size == 1:
-            return None
+            return "direct" if channels >= BF16_POINTWISE_CHANNELS else None
         tile = _fast_tile(channels, out_h, out_w) if size == 3 and stride == 1 and dilation == 1 else 0
         return {0: "direct", 2: "winograd"}.get(tile)
     if stride == 1 and dilation == 1:
-        return "shifted" if channels >= (128 if size == 1 else 32) else None
+        return "shifted" if channels >= (BF16_POINTWISE_CHANNELS if size == 1 else 32) else None
     if stride == 2 and dilation == 1 and size > 1 and channels < 512:
         return "phases"
     return "packed" if channels >= 64 else None
