@@ -350,8 +350,8 @@ def test_few_channels_and_groups_keep_the_fast_products(monkeypatch):
         products.set_backend(previous)
 
 
-def test_dpbf16ps_takes_int16s_layers_from_32_channels(monkeypatch):
-    """Without the tiles, vdpbf16ps (VNNI's work per instruction, in bf16) takes --int16's layers from 32 channels:
+def test_dpbf16ps_takes_int16s_layers_and_1x1_ones_from_128_channels(monkeypatch):
+    """Without the tiles, vdpbf16ps (VNNI's work per instruction, in bf16) takes --int16's layers (from 16 channels):
     F(2x2) on bf16 transforms where the fast products take F(2x2), the direct products for the other kernels over
     1 x 1 (strided too) and for 1 x 1 kernels from 128 channels, none for groups, narrower 1 x 1 kernels and the
     fast products' F(4x4) layers; and the layers it takes get no float Winograd."""
@@ -361,7 +361,7 @@ def test_dpbf16ps_takes_int16s_layers_from_32_channels(monkeypatch):
     previous = products.set_backend("bf16")
     try:
         assert products.backend() == "bf16" and products.bf16_engine() == "dpbf16ps"
-        assert [takes_bf16(c, out=104) for c in (3, 16, 31, 32)] == [None, None, None, "direct"]
+        assert [takes_bf16(c, out=104) for c in (3, 15, 16, 31, 32)] == [None, None, "direct", "direct", "direct"]
         assert takes_bf16(64, groups=2) is None
         assert [takes_bf16(c, size=1) for c in (64, 127, 128, 512)] == [None, None, "direct", "direct"]
         assert takes_bf16(64, out=104) is None                          # F(4x4): the fast products'

@@ -280,7 +280,14 @@ def int16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
     128x52x52 -> 128 0.24 / 0.29, 1024x13x13 -> 256 0.30 / 0.25 (the 1 x 1 layers of a network together within
     the noise); F(4x4) 64x104x104 -> 64 1.31 / 1.38, 128x52x52 -> 128 1.18 / 1.35; no Winograd (3x3 under 64
     channels) 32x104x104 -> 64 1.02 / 0.78, 16x56x75 -> 128 0.41 / 0.35, 64x14x19 -> 512 0.44 / 0.29."""
-    if _BACKEND != "int16" or groups != 1 or channels < INT16_CHANNELS or size == 1:
+    if _BACKEND != "int16" or groups != 1 or size == 1:
+        return None
+    return _words_kernel(channels, size, stride, dilation, out_h, out_w)
+
+
+def _words_kernel(channels, size, stride, dilation, out_h, out_w):
+    """int16_kernel's rule for an ungrouped kernel over 1 x 1, which vdpbf16ps's words follow too (bf16_kernel)."""
+    if channels < INT16_CHANNELS:
         return None
     tile = _fast_tile(channels, out_h, out_w) if size == 3 and stride == 1 and dilation == 1 else 0
     return {0: "direct", 2: "winograd"}.get(tile)
@@ -311,22 +318,24 @@ BF16_POINTWISE_CHANNELS = 128   # 1 x 1 kernels take the bf16 products from this
 
 def bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
     """The kernel a convolution takes with the bf16 products, or None for the fast products (also for groups and
-    every other backend). None under BF16_CHANNELS channels on either engine: from 16 channels the tiles still won
-    (0.82x below) but Yolo-Fastest's 16- and 24-channel layers then moved a probability by .022, past the .02 the
-    README promises. Except on the tiles, for stride-1 kernels over 1 x 1 of exactly 16 channels (none in
+    every other backend). On the tiles, None under BF16_CHANNELS channels: from 16 channels the tiles still won
+    (0.82x below) but Yolo-Fastest's 16- and 24-channel layers (all 1 x 1) then moved a probability by .022, past
+    the .02 the README promises. Except for stride-1 kernels over 1 x 1 of exactly 16 channels (none in
     Yolo-Fastest): two kernel columns' channels fill a step of k (amx.shifted_slots) where one column's padded to
     32 made the forwards no faster; so, alternating in one process on the Sapphire Rapids Xeon (2 threads),
     yolov3-tiny's 16x208x208 -> 32 took yolov3-tiny from 8.56 to 8.13 ms (8.07 to 7.64 in another run) and Tiny
     Darknet's three from 3.77 to 3.40 ms, and moved yolov3-tiny's probabilities on the sample photos by .007 at
     most (.005 before).
-    With vdpbf16ps (bf16_engine() "dpbf16ps", kernels/bf16.py), int16_kernel's rule, since the instruction does
-    VNNI's vpdpwssd's work (twice an FMA's multiply-adds per instruction where it runs at an FMA's rate): "winograd"
-    (F(2x2, 3x3) on bf16 U and V) where the fast products take F(2x2), "direct" (bf16 words through gemm's drivers)
-    for the other kernels over 1 x 1; the layers the fast products put through F(4x4) keep them. And, as on the
-    tiles, "direct" for 1 x 1 kernels from BF16_POINTWISE_CHANNELS (rounding the image to bf16 is a cheaper pass
-    than int16's, which finds its peak first): in yolov4-tiny's forwards on a Zen 4 EPYC (2 threads, alternating;
-    fast / bf16) 128x52x52 -> 128 0.55 / 0.45 ms, 256x26x26 -> 256 0.58 / 0.39, 512x13x13 -> 256 0.36 / 0.27,
-    256x26x26 -> 255 0.62 / 0.44, but 64x104x104 -> 64 0.65 / 0.65. (On this project's Sapphire Rapids Xeon
+    With vdpbf16ps (bf16_engine() "dpbf16ps", kernels/bf16.py), int16_kernel's rule for kernels over 1 x 1 (from
+    16 channels: yolov3-tiny's 16x208x208 -> 32 2.41 -> 1.58 ms, its forward 16.72 -> 15.69, alternating in one
+    process on a Zen 4 EPYC, 2 threads), since the instruction does VNNI's vpdpwssd's work (twice an FMA's
+    multiply-adds per instruction where it runs at an FMA's rate): "winograd" (F(2x2, 3x3) on bf16 U and V)
+    where the fast products take F(2x2), "direct" (bf16 words through gemm's drivers) for the others but the
+    layers the fast products put through F(4x4). And, as on the tiles, "direct" for 1 x 1 kernels from
+    BF16_POINTWISE_CHANNELS (rounding the image to bf16 is a cheaper pass than int16's, which finds its peak
+    first): in yolov4-tiny's forwards on the Zen 4 EPYC (fast / bf16) 128x52x52 -> 128 0.55 / 0.45 ms, 256x26x26
+    -> 256 0.58 / 0.39, 512x13x13 -> 256 0.36 / 0.27, 256x26x26 -> 255 0.62 / 0.44, but 64x104x104 -> 64 0.65 /
+    0.65. (On this project's Sapphire Rapids Xeon
     vdpbf16ps ran at half an FMA's rate, 1 per 2 cycles against 2 per cycle: 60 against 122 G multiply-adds/s on
     one core; there AMX is the engine anyway.)
     With the AMX tiles: "shifted" (stride 1: B read in place from shifted copies of the image; 1 x 1 kernels
@@ -345,13 +354,12 @@ def bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
         return None
     if _BF16_ENGINE == "amx" and channels == 16 and stride == 1 and dilation == 1 and size > 1:
         return "shifted"   # two kernel columns' 16 channels fill a step of the tiles' k (amx.shifted_slots)
-    if channels < BF16_CHANNELS:
-        return None
     if _BF16_ENGINE == "dpbf16ps":
         if size == 1:
             return "direct" if channels >= BF16_POINTWISE_CHANNELS else None
-        tile = _fast_tile(channels, out_h, out_w) if size == 3 and stride == 1 and dilation == 1 else 0
-        return {0: "direct", 2: "winograd"}.get(tile)
+        return _words_kernel(channels, size, stride, dilation, out_h, out_w)
+    if channels < BF16_CHANNELS:
+        return None
     if stride == 1 and dilation == 1:
         return "shifted" if channels >= (BF16_POINTWISE_CHANNELS if size == 1 else 32) else None
     if stride == 2 and dilation == 1 and size > 1 and channels < 512:
