@@ -60,11 +60,12 @@ def common(fn):
                            "within 1e-3 of them.")(fn)
     fn = click.option("--bf16", is_flag=True, expose_value=False, callback=use_reduced_products,
                       help="--fast, with the convolutions in bfloat16 on the CPU's AMX tiles, or on AMD's "
-                           "avx512_bf16 (vdpbf16ps) without them: faster again, the same detections (probabilities "
-                           "within .02). Elsewhere a warning says why, and it is --fast (--int16 may pay there).")(fn)
+                           "avx512_bf16 (vdpbf16ps) without them: the fastest mode there, the same detections "
+                           "(probabilities within .02). Elsewhere a warning says why, and it is --fast (--int16 "
+                           "may pay there).")(fn)
     fn = click.option("--int16", is_flag=True, expose_value=False, callback=use_reduced_products,
-                      help="--fast, with the convolutions in 12-bit integers on a CPU with VNNI: the same "
-                           "detections (probabilities within .02).")(fn)
+                      help="--fast, with the convolutions in 12-bit integers on a CPU with VNNI (the fastest mode "
+                           "where --bf16 falls back to --fast): the same detections (probabilities within .02).")(fn)
     return cfg_options(fn)
 
 
