@@ -22,13 +22,13 @@ Three backends:
   weights per output channel, each layer's input per image) in int16 pairs with int32 sums (kernels/int16.py:
   twice a float32 FMA's multiply-adds per instruction); tests/test_reduced_precision.py holds the detections to
   the exact path's.
-- "bf16" (`--bf16`): "fast", except that convolutions over 32 channels or more (every layer but the first few
-  of a detector) multiply in bfloat16 with float32 sums: on the CPU's AMX tiles (kernels/amx.py), or where the
-  CPU or the operating system does not allow the tiles (or PYDARKNET_AMX=off), with AVX-512's vdpbf16ps
-  (kernels/bf16.py) where the CPU has avx512_bf16 and runs it faster than two FMAs (AMD's; Intel's cores do
-  not, bf16.slower_than_fma, so there only PYDARKNET_AMX=off takes it): the weights and each layer's input rounded to 8 bits of
-  mantissa, so outputs move by about 1e-2 of their scale (tests/test_reduced_precision.py holds the detections to
-  the exact path's). Where the CPU has neither, set_backend says what is missing and takes "fast"; so for
+- "bf16" (`--bf16`): "fast", except that most convolutions over 32 channels or more (16 on vdpbf16ps: every
+  layer but the first few of a detector; see bf16_kernel) multiply in bfloat16 with float32 sums: on the CPU's
+  AMX tiles (kernels/amx.py), or where the CPU or the operating system does not allow the tiles (or
+  PYDARKNET_AMX=off), with AVX-512's vdpbf16ps (kernels/bf16.py) where the CPU has avx512_bf16 and runs it
+  faster than two FMAs (AMD's; Intel's cores do not, bf16.slower_than_fma, so there only PYDARKNET_AMX=off
+  takes it): the weights and each layer's input rounded to 8 bits of mantissa, so outputs move by about 1e-2
+  of their scale (tests/test_reduced_precision.py holds the detections to the exact path's). Where the CPU has neither, set_backend says what is missing and takes "fast"; so for
   "int16" without VNNI.
 
 `set_backend(name)` switches for the whole process (`set_backend("fast")` is what --fast and
