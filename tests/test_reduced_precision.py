@@ -353,8 +353,8 @@ def test_few_channels_and_groups_keep_the_fast_products(monkeypatch):
 def test_dpbf16ps_takes_int16s_layers_and_1x1_ones_from_128_channels(monkeypatch):
     """Without the tiles, vdpbf16ps (VNNI's work per instruction, in bf16) takes --int16's layers (from 16 channels):
     F(2x2) on bf16 transforms where the fast products take F(2x2), the direct products for the other kernels over
-    1 x 1 (strided too) and for 1 x 1 kernels from 128 channels, none for groups, narrower 1 x 1 kernels and the
-    fast products' F(4x4) layers; and the layers it takes get no float Winograd."""
+    1 x 1 (strided too, and the fast products' F(4x4) layers, which --int16 leaves to them) and for 1 x 1 kernels
+    from 128 channels, none for groups and narrower 1 x 1 kernels; and the layers it takes get no float Winograd."""
     monkeypatch.setattr(amx, "unavailable", lambda: "PYDARKNET_AMX=off")
     monkeypatch.setattr(bf16, "unavailable", lambda: None)
     monkeypatch.setattr(products, "host_panel_width", lambda: 32)   # AVX-512's Winograd rule (winograd_tile)
@@ -364,11 +364,11 @@ def test_dpbf16ps_takes_int16s_layers_and_1x1_ones_from_128_channels(monkeypatch
         assert [takes_bf16(c, out=104) for c in (3, 15, 16, 31, 32)] == [None, None, "direct", "direct", "direct"]
         assert takes_bf16(64, groups=2) is None
         assert [takes_bf16(c, size=1) for c in (64, 127, 128, 512)] == [None, None, "direct", "direct"]
-        assert takes_bf16(64, out=104) is None                          # F(4x4): the fast products'
+        assert takes_bf16(64, out=104) == "direct"                      # F(4x4) in the fast products
         assert takes_bf16(128, out=26) == takes_bf16(512, out=13) == "winograd"
         assert takes_bf16(64, stride=2, out=104) == "direct"
         assert products.winograd_tile(512, 3, 1, 1, 1, 13, 13) == 0
-        assert products.winograd_tile(64, 3, 1, 1, 1, 104, 104) == 4
+        assert products.winograd_tile(64, 3, 1, 1, 1, 104, 104) == 0
     finally:
         products.set_backend(previous)
 

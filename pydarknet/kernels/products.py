@@ -282,15 +282,17 @@ def int16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
     channels) 32x104x104 -> 64 1.02 / 0.78, 16x56x75 -> 128 0.41 / 0.35, 64x14x19 -> 512 0.44 / 0.29."""
     if _BACKEND != "int16" or groups != 1 or size == 1:
         return None
-    return _words_kernel(channels, size, stride, dilation, out_h, out_w)
+    return _words_kernel(channels, size, stride, dilation, out_h, out_w, None)
 
 
-def _words_kernel(channels, size, stride, dilation, out_h, out_w):
-    """int16_kernel's rule for an ungrouped kernel over 1 x 1, which vdpbf16ps's words follow too (bf16_kernel)."""
+def _words_kernel(channels, size, stride, dilation, out_h, out_w, over_f4):
+    """int16_kernel's rule for an ungrouped kernel over 1 x 1, which vdpbf16ps's words follow too (bf16_kernel),
+    but for the layers the fast products take through F(4x4): they take `over_f4` ("direct", or None for the fast
+    products)."""
     if channels < INT16_CHANNELS:
         return None
     tile = _fast_tile(channels, out_h, out_w) if size == 3 and stride == 1 and dilation == 1 else 0
-    return {0: "direct", 2: "winograd"}.get(tile)
+    return {0: "direct", 2: "winograd", 4: over_f4}.get(tile)
 
 
 def conv_words(a, words, size, stride, pad, dilation, out_h, out_w, out):
@@ -330,8 +332,11 @@ def bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
     16 channels: yolov3-tiny's 16x208x208 -> 32 2.41 -> 1.58 ms, its forward 16.72 -> 15.69, alternating in one
     process on a Zen 4 EPYC, 2 threads), since the instruction does VNNI's vpdpwssd's work (twice an FMA's
     multiply-adds per instruction where it runs at an FMA's rate): "winograd" (F(2x2, 3x3) on bf16 U and V)
-    where the fast products take F(2x2), "direct" (bf16 words through gemm's drivers) for the others but the
-    layers the fast products put through F(4x4). And, as on the tiles, "direct" for 1 x 1 kernels from
+    where the fast products take F(2x2), "direct" (bf16 words through gemm's drivers) for the others, the layers
+    the fast products put through F(4x4) included: as fast as those on a quick spell of the Zen 4 EPYC
+    (yolov4-tiny's forwards 19.90 and 19.89 ms, alternating), faster on a slow one, when F(4x4)'s passes over
+    its scratch slow down more than the products (25.45 -> 24.28 ms; 64x104x104 -> 64 3.14 -> 2.68, 128x52x52
+    -> 128 2.93 -> 2.81; yolov3-tiny 20.57 -> 20.37). And, as on the tiles, "direct" for 1 x 1 kernels from
     BF16_POINTWISE_CHANNELS (rounding the image to bf16 is a cheaper pass than int16's, which finds its peak
     first): in yolov4-tiny's forwards on the Zen 4 EPYC (fast / bf16) 128x52x52 -> 128 0.55 / 0.45 ms, 256x26x26
     -> 256 0.58 / 0.39, 512x13x13 -> 256 0.36 / 0.27, 256x26x26 -> 255 0.62 / 0.44, but 64x104x104 -> 64 0.65 /
@@ -357,7 +362,7 @@ def bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
     if _BF16_ENGINE == "dpbf16ps":
         if size == 1:
             return "direct" if channels >= BF16_POINTWISE_CHANNELS else None
-        return _words_kernel(channels, size, stride, dilation, out_h, out_w)
+        return _words_kernel(channels, size, stride, dilation, out_h, out_w, "direct")
     if channels < BF16_CHANNELS:
         return None
     if stride == 1 and dilation == 1:
