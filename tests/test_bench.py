@@ -54,9 +54,9 @@ def test_cpu_line_names_the_machine():
 
 def test_peers_lines_name_each_runtime_with_its_speed(capsys):
     """`make bench`'s peers block on the demo model: pydarknet --fast (--int16 where the CPU has VNNI, --bf16 where
-    it has AMX or an AMD core's avx512_bf16) against ONNX Runtime on the exported graph (the test extra has it), each row's milliseconds and
-    GFLOP/s, and the ratio the --fast target is about; a runtime that is not installed, or a precision this CPU
-    lacks, is a line saying why."""
+    it has AMX or an AMD core's avx512_bf16) against ONNX Runtime on the exported graph (the test extra has it),
+    each row's milliseconds and GFLOP/s, and the ratio the --fast target is about; a runtime that is not
+    installed, or a precision this CPU lacks, is a line saying why."""
     import re
 
     import numba

@@ -94,7 +94,7 @@ def round_pairs(x, words):
         q, start = rest // runs, rest % runs * ROUND_RUN
         end = min(n, start + ROUND_RUN)
         # views from 0: an index start + i keeps Numba's negative-index check in the loop, which LLVM then does
-        # not vectorise (5-7x slower)
+        # not vectorise (5-11x slower)
         low, dst = bits[item, 2 * q, start:end], words[item, q, start:end]
         if 2 * q + 1 < c:
             high = bits[item, 2 * q + 1, start:end]

@@ -28,8 +28,8 @@ Three backends:
   PYDARKNET_AMX=off), with AVX-512's vdpbf16ps (kernels/bf16.py) where the CPU has avx512_bf16 and runs it
   faster than two FMAs (AMD's; Intel's cores do not, bf16.slower_than_fma, so there only PYDARKNET_AMX=off
   takes it): the weights and each layer's input rounded to 8 bits of mantissa, so outputs move by about 1e-2
-  of their scale (tests/test_reduced_precision.py holds the detections to the exact path's). Where the CPU has neither, set_backend says what is missing and takes "fast"; so for
-  "int16" without VNNI.
+  of their scale (tests/test_reduced_precision.py holds the detections to the exact path's). Where the CPU has
+  neither, set_backend says what is missing and takes "fast"; so for "int16" without VNNI.
 
 `set_backend(name)` switches for the whole process (`set_backend("fast")` is what --fast and
 Detector(..., fast=True) call); the environment variable PYDARKNET_PRODUCTS (darknet, blas, fast, int16 or bf16)
@@ -340,9 +340,8 @@ def bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
     BF16_POINTWISE_CHANNELS (rounding the image to bf16 is a cheaper pass than int16's, which finds its peak
     first): in yolov4-tiny's forwards on the Zen 4 EPYC (fast / bf16) 128x52x52 -> 128 0.55 / 0.45 ms, 256x26x26
     -> 256 0.58 / 0.39, 512x13x13 -> 256 0.36 / 0.27, 256x26x26 -> 255 0.62 / 0.44, but 64x104x104 -> 64 0.65 /
-    0.65. (On this project's Sapphire Rapids Xeon
-    vdpbf16ps ran at half an FMA's rate, 1 per 2 cycles against 2 per cycle: 60 against 122 G multiply-adds/s on
-    one core; there AMX is the engine anyway.)
+    0.65. (On this project's Sapphire Rapids Xeon vdpbf16ps ran at half an FMA's rate, 1 per 2 cycles against 2
+    per cycle: 60 against 122 G multiply-adds/s on one core; there AMX is the engine anyway.)
     With the AMX tiles: "shifted" (stride 1: B read in place from shifted copies of the image; 1 x 1 kernels
     from 128 channels), "phases" (stride 2 under 512 channels: "shifted" over the image's four phases, with a
     kernel of half the size), "packed" (other strides and dilations, and stride 2 from 512 channels: im2col's
