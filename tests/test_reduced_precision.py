@@ -8,14 +8,21 @@ point, as the README promises.
 --int16 is tested on every x86-64 CPU with AVX2: without VNNI its kernels multiply with pmaddwd and add apart,
 where VNNI's vpdpwssd does both, with the same integer sums. The vdpbf16ps path ("dpbf16ps" below: --bf16 with the
 tiles left unused, as PYDARKNET_AMX=off does) runs where the CPU has avx512_bf16, with or without AMX; its words'
-rounding and layout are checked on every CPU, in numpy against an emulation of the instruction."""
+rounding and layout are checked on every CPU, in numpy against an emulation of the instruction.
+
+So that a change which breaks a path on a CPU the developer lacks fails on the developer's own: "emulated-amx",
+"emulated-dpbf16ps" and "emulated-int16" run every detector test below on every CPU, each path's own choice of
+layers and rounding with numpy's products (tests/emulated_products.py), held to the promise less ORDER_MARGIN, how
+far the emulation's order of the float32 sums may put it from the hardware's."""
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 
 from conftest import SHARED, shared_path
+from emulated_products import ORDER_MARGIN, bf16_round, emulate
 from golden import read_dets, run_case
 from pydarknet.files.image import letterbox_image, load_image, resize_image
 from pydarknet.kernels import amx, bf16, int16, products
@@ -30,8 +37,16 @@ needs_pmaddwd = pytest.mark.skipif(int16.uncompilable() is not None, reason=f"{i
 needs_dpbf16ps = pytest.mark.skipif(bf16.unavailable() is not None, reason=f"no vdpbf16ps: {bf16.unavailable()}")
 PROB, BOX = .02, .01   # the README's promise for --bf16 and --int16 against the exact path
 PRECISIONS = [pytest.param("int16", marks=needs_pmaddwd), pytest.param("bf16", marks=needs_amx),
-              pytest.param("dpbf16ps", marks=needs_dpbf16ps)]
+              pytest.param("dpbf16ps", marks=needs_dpbf16ps), "emulated-amx", "emulated-dpbf16ps", "emulated-int16"]
 AMX_UNAVAILABLE = amx.unavailable
+
+
+class Precision(NamedTuple):
+    """The products a test runs (a backend's name, for products.set_backend) and how far its detections may move
+    from the exact path's."""
+    backend: str
+    prob: float = PROB
+    box: float = BOX
 
 
 def use_products(name, monkeypatch):
@@ -44,12 +59,16 @@ def use_products(name, monkeypatch):
 
 @pytest.fixture
 def reduced(request, monkeypatch):
-    """The products of request.param ("int16", "bf16" or "dpbf16ps") for the test; int16's kernels where the CPU
-    has no VNNI too (see the module's docstring). Yields the backend's name ("int16" or "bf16")."""
-    if request.param == "int16":
-        monkeypatch.setattr(int16, "unavailable", lambda: None)
+    """The products of request.param ("int16", "bf16", "dpbf16ps", or "emulated-" one of those engines) for the
+    test; int16's kernels where the CPU has no VNNI too (see the module's docstring). Yields its Precision."""
     previous = products.backend()
-    yield use_products(request.param, monkeypatch)
+    if request.param.startswith("emulated-"):
+        emulate(request.param.removeprefix("emulated-"), monkeypatch)
+        yield Precision(products.backend(), PROB - ORDER_MARGIN, BOX - ORDER_MARGIN)
+    else:
+        if request.param == "int16":
+            monkeypatch.setattr(int16, "unavailable", lambda: None)
+        yield Precision(use_products(request.param, monkeypatch))
     products.set_backend(previous)
 
 
@@ -58,13 +77,6 @@ def bf16_products():
     previous = products.set_backend("bf16")
     yield
     products.set_backend(previous)
-
-
-def bf16_round(a):
-    """float32 -> the nearest bf16 (ties to even), as float32: what the kernels multiply."""
-    bits = np.ascontiguousarray(a, np.float32).view(np.uint32).astype(np.uint64)
-    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16
-    return bits.astype(np.uint32).view(np.float32)
 
 
 def reference(weights, x, size, stride, pad, dilation, out_h, out_w):
@@ -235,21 +247,6 @@ def test_bf16_words_are_pairs_of_rounded_channels(channels, size):
     assert np.abs(products_of_words - expected).max() <= 1e-5 * np.abs(expected).max()
 
 
-def test_bf16_winograd_words_are_the_rounded_transforms():
-    """F(2x2)'s U per position in the weights' words, and V's words by round_pairs over every position at once."""
-    from pydarknet.kernels.winograd import transform_weights
-    rng = np.random.default_rng(5)
-    weights = rng.standard_normal((6, 33 * 9), dtype=np.float32)
-    a = bf16.pack_winograd_weights(weights, 33)
-    u = transform_weights(weights, 33, 2)
-    assert a.shape == (16, 6, 17)
-    assert np.array_equal(bf16_halves(a), paired(u.transpose(0, 2, 1)).transpose(0, 2, 1, 3))   # (16, 6, 17, 2)
-    v = rng.standard_normal((16, 33, 50), dtype=np.float32)
-    words = np.empty((16, 17, 50), np.uint32)
-    bf16.round_pairs(v, words)
-    assert np.array_equal(bf16_halves(words), paired(v))
-
-
 # The kernel against the emulation: within 1e-6 of the largest output. On the Sapphire Rapids Xeon here they agree
 # bit for bit: Intel defines each step as two float32 sums, the odd pair's product first, and the chains run over k
 # in order. AMD's manuals do not spell out the order within a pair; another order or one rounding of the pair's sum
@@ -296,33 +293,6 @@ def test_dpbf16ps_reads_and_writes_denormals_as_zero():
     assert exact[0, 0] > 1e-25 and exact[1, 1] > 1e-41
 
 
-@needs_dpbf16ps
-@pytest.mark.parametrize("channels,h,w,filters", [(64, 26, 26, 128), (33, 13, 17, 40), (128, 13, 13, 255)])
-def test_dpbf16ps_winograd_is_f2x2_on_the_rounded_transforms(channels, h, w, filters):
-    """F(2x2, 3x3) on bf16 words: U and V rounded, the emulated products, the output transform; within 1 % of the
-    float convolution."""
-    from pydarknet.kernels.winograd import transform_input2, transform_output2, transform_weights
-    rng = np.random.default_rng(channels)
-    x = rng.standard_normal((channels, h, w), dtype=np.float32)
-    weights = rng.standard_normal((filters, channels * 9), dtype=np.float32)
-    a = products.pack_bf16(weights, channels, 3, "winograd")
-    out = np.full((filters, h * w), np.nan, np.float32)
-    kept = {}
-    products.conv_bf16(a, "winograd", filters, x, 3, 1, 1, 1, h, w, out,
-                       lambda name, shape, dtype: kept.setdefault(name, np.zeros(shape, dtype)))
-    tiles_w = (w + 1) // 2
-    v = np.zeros((16, channels, tiles_w * ((h + 1) // 2)), np.float32)
-    transform_input2(x, 1, tiles_w, v)
-    assert np.array_equal(bf16_halves(kept["bf16_winograd_v"]), paired(v))
-    m = np.stack([dpbf16ps_emulated(a[p], kept["bf16_winograd_v"][p]) for p in range(16)])
-    expected = np.empty_like(out)
-    transform_output2(m, tiles_w, h, w, expected)
-    assert np.abs(out - expected).max() <= DPBF16PS_TOLERANCE * np.abs(expected).max() * 4
-    floats = np.empty_like(out)
-    transform_output2(np.einsum("pfc,pct->pft", transform_weights(weights, channels, 2), v), tiles_w, h, w, floats)
-    assert np.abs(out - floats).max() <= 1e-2 * np.abs(floats).max()
-
-
 def takes_bf16(channels, size=3, stride=1, groups=1, out=26):
     return products.bf16_kernel(channels, size, stride, 1, groups, out, out)
 
@@ -352,9 +322,10 @@ def test_few_channels_and_groups_keep_the_fast_products(monkeypatch):
 
 def test_dpbf16ps_takes_int16s_layers_and_1x1_ones_from_128_channels(monkeypatch):
     """Without the tiles, vdpbf16ps (VNNI's work per instruction, in bf16) takes --int16's layers (from 16 channels):
-    F(2x2) on bf16 transforms where the fast products take F(2x2), the direct products for the other kernels over
-    1 x 1 (strided too, and the fast products' F(4x4) layers, which --int16 leaves to them) and for 1 x 1 kernels
-    from 128 channels, none for groups and narrower 1 x 1 kernels; and the layers it takes get no float Winograd."""
+    --int16's F(2x2) in 12-bit integers where the fast products take F(2x2) (not bf16 transforms: see
+    products.bf16_kernel), the direct products for the other kernels over 1 x 1 (strided too, and the fast
+    products' F(4x4) layers, which --int16 leaves to them) and for 1 x 1 kernels from 128 channels, none for groups
+    and narrower 1 x 1 kernels; and the layers it takes get no float Winograd."""
     monkeypatch.setattr(amx, "unavailable", lambda: "PYDARKNET_AMX=off")
     monkeypatch.setattr(bf16, "unavailable", lambda: None)
     monkeypatch.setattr(products, "host_panel_width", lambda: 32)   # AVX-512's Winograd rule (winograd_tile)
@@ -365,7 +336,11 @@ def test_dpbf16ps_takes_int16s_layers_and_1x1_ones_from_128_channels(monkeypatch
         assert takes_bf16(64, groups=2) is None
         assert [takes_bf16(c, size=1) for c in (64, 127, 128, 512)] == [None, None, "direct", "direct"]
         assert takes_bf16(64, out=104) == "direct"                      # F(4x4) in the fast products
-        assert takes_bf16(128, out=26) == takes_bf16(512, out=13) == "winograd"
+        assert takes_bf16(128, out=26) is takes_bf16(512, out=13) is None
+        assert products.int16_kernel(128, 3, 1, 1, 1, 26, 26) == products.int16_kernel(512, 3, 1, 1, 1, 13, 13) \
+            == "winograd"
+        assert [products.int16_kernel(64, 3, 1, 1, 1, 104, 104), products.int16_kernel(64, 3, 2, 1, 1, 52, 52),
+                products.int16_kernel(256, 1, 1, 1, 1, 13, 13)] == [None, None, None]   # bf16's own
         assert takes_bf16(64, stride=2, out=104) == "direct"
         assert products.winograd_tile(512, 3, 1, 1, 1, 13, 13) == 0
         assert products.winograd_tile(64, 3, 1, 1, 1, 104, 104) == 0
@@ -647,15 +622,15 @@ def candidates(net, width, height, letterbox, thresh):
     return {(i, j): (p, np.array(dets.bbox[i], np.float64)) for i, j, p in dets.listing(thresh)}, dets
 
 
-def assert_same_candidates(reduced, exact, thresh):
-    """Each exact candidate is the reduced-precision one of its cell, anchor and class within PROB and BOX, and
-    the other way round; one within PROB of the threshold may be missing on the other side (it may have crossed
-    it)."""
+def assert_same_candidates(reduced, exact, thresh, prob=PROB, box_tolerance=BOX):
+    """Each exact candidate is the reduced-precision one of its cell, anchor and class within `prob` and
+    `box_tolerance`, and the other way round; one within PROB of the threshold may be missing on the other side
+    (it may have crossed it)."""
     for ours, theirs, side in ((exact, reduced, "reduced-precision"), (reduced, exact, "exact")):
         for key, (p, box) in ours.items():
             if key in theirs:
                 q, other = theirs[key]
-                assert abs(q - p) <= PROB and np.abs(other - box).max() <= BOX, \
+                assert abs(q - p) <= prob and np.abs(other - box).max() <= box_tolerance, \
                     f"{key}: {p:.4f} at {box.round(4)}, {side} path {q:.4f} at {other.round(4)}"
             else:
                 assert p < thresh + PROB, f"{key}: {p:.4f} at {box.round(4)}, not over {thresh} in the {side} path"
@@ -663,17 +638,21 @@ def assert_same_candidates(reduced, exact, thresh):
 
 def compare_paths(net, x, im, letterbox, thresh, precision, reference="darknet"):
     """The exact path's candidates (or those of the reference products) against those of the reduced-precision
-    products (each a backend's name, or a function that sets the products), and after NMS the same number of
-    detections per class (NMS may keep another of two overlapping candidates whose probabilities are within PROB:
-    the box it keeps can then move, as it does between any two summation orders). Returns the reference path's
-    detections."""
-    found = []
+    products (a Precision, or a function that sets the products and returns one), within its tolerances, and after
+    NMS the same number of detections per class (NMS may keep another of two overlapping candidates whose
+    probabilities are within PROB: the box it keeps can then move, as it does between any two summation orders).
+    Returns the reference path's detections."""
+    found, used = [], []
     for products_of in (reference, precision):
-        products_of() if callable(products_of) else products.set_backend(products_of)
+        if callable(products_of):
+            used.append(products_of())
+        else:
+            used.append(products_of if isinstance(products_of, Precision) else Precision(products_of))
+            products.set_backend(used[-1].backend)
         net.forward(x)
         found.append(candidates(net, im.shape[2], im.shape[1], letterbox, thresh))
     (exact, exact_dets), (reduced, reduced_dets) = found
-    assert_same_candidates(reduced, exact, thresh)
+    assert_same_candidates(reduced, exact, thresh, used[1].prob, used[1].box)
     kept = [network_nms(net, dets, .45).listing(thresh) for dets in (exact_dets, reduced_dets)]
     near = {j for (_, j), (p, _) in {**exact, **reduced}.items() if p < thresh + PROB}   # classes that may differ
     counts = [{j: [k for _, k, _ in listing].count(j) for j in {k for _, k, _ in listing} - near}
@@ -698,15 +677,41 @@ def test_trained_detectors_keep_their_detections(reduced, name, letterbox, image
     assert len(compare_paths(net, x, im, letterbox, .25, reduced)) >= 1
 
 
-@needs_amx
-@needs_dpbf16ps
+@needs_pmaddwd
+def test_the_int16_emulation_is_the_int16_products_bit_for_bit(monkeypatch):
+    """The emulation's rounding and scaling, checked against real kernels where they run: yolov4-tiny's every layer
+    output with --int16 (direct and F(2x2) layers) equals the emulated one to the bit, since integer sums are the
+    same in any order."""
+    im = load_image(shared_path("images", "dog.jpg"))
+    outputs = []
+    previous = products.backend()
+    try:
+        for run in (lambda: use_products("int16", monkeypatch), lambda: emulate("int16", monkeypatch)):
+            monkeypatch.setattr(int16, "unavailable", lambda: None)
+            run()
+            net = Network(shared_path("cfg", "yolov4-tiny.cfg"), quiet_unused=True)
+            net.load(shared_path("models", "yolov4-tiny.weights"))
+            net.forward(resize_image(im, net.w, net.h)[None])
+            assert {layer.product_form(layer.weights, net)[0] for layer in net.layers
+                    if layer.type == "convolutional"} >= {"int16", "int16_winograd"}
+            outputs.append([np.array(layer.output, copy=True) for layer in net.layers])
+    finally:
+        products.set_backend(previous)
+    for index, (real, emulated) in enumerate(zip(*outputs)):
+        assert np.array_equal(real, emulated), f"layer {index}"
+
+
+@pytest.mark.parametrize("emulated", [pytest.param(False, id="hardware", marks=[needs_amx, needs_dpbf16ps]),
+                                      pytest.param(True, id="emulated")])
 @pytest.mark.parametrize("name,letterbox,image", [
     ("yolov3-tiny", True, "dog.jpg"), ("yolov3-tiny", True, "person.jpg"), ("yolov3-tiny", True, "eagle.jpg"),
     ("yolov4-tiny", False, "dog.jpg"), ("yolov4-tiny", False, "person.jpg"), ("yolov4-tiny", False, "eagle.jpg")])
-def test_bf16_on_the_tiles_and_on_vdpbf16ps_find_the_same_detections(monkeypatch, name, letterbox, image):
-    """--bf16's two engines on one CPU: every candidate of one within PROB and BOX of the other's, the same number
-    of detections per class after NMS (the engines round the same operands but for the F(2x2) layers, which
-    vdpbf16ps takes through bf16 transforms, and sum in different orders)."""
+def test_bf16_on_the_tiles_and_on_vdpbf16ps_find_the_same_detections(monkeypatch, emulated, name, letterbox, image):
+    """--bf16's two engines on one CPU (on the hardware where it has both, emulated on every CPU): every candidate
+    of one within PROB and BOX of the other's (less ORDER_MARGIN emulated), the same number of detections per class
+    after NMS. The engines round the same operands but for the F(2x2) layers, which vdpbf16ps takes in 12-bit
+    integers, and sum in different orders; when it took them on bf16 transforms, yolov4-tiny's dog was .0202 apart
+    on a Sapphire Rapids Xeon (.0200 emulated)."""
     net = Network(shared_path("cfg", f"{name}.cfg"), quiet_unused=True)
     net.load(shared_path("models", f"{name}.weights"))
     im = load_image(shared_path("images", image))
@@ -717,10 +722,14 @@ def test_bf16_on_the_tiles_and_on_vdpbf16ps_find_the_same_detections(monkeypatch
 
         def engine(name):
             def use():
-                use_products(name, monkeypatch)
+                if emulated:
+                    emulate(name, monkeypatch)
+                else:
+                    use_products("bf16" if name == "amx" else name, monkeypatch)
                 engines.append(products.bf16_engine())
+                return Precision("bf16", PROB - ORDER_MARGIN, BOX - ORDER_MARGIN) if emulated else Precision("bf16")
             return use
-        assert len(compare_paths(net, x, im, letterbox, .25, engine("dpbf16ps"), reference=engine("bf16"))) >= 1
+        assert len(compare_paths(net, x, im, letterbox, .25, engine("dpbf16ps"), reference=engine("amx"))) >= 1
         assert engines == ["amx", "dpbf16ps"]
     finally:
         products.set_backend(previous)
@@ -730,7 +739,7 @@ def test_bf16_on_the_tiles_and_on_vdpbf16ps_find_the_same_detections(monkeypatch
 @pytest.mark.parametrize("case", ["yolov3-tiny_dog", "yolov3-tiny_eagle", "yolov3-tiny_person"])
 def test_golden_detection_cases_keep_their_detections(reduced, case):
     """darknet's own printed detections of the golden cases (their thresholds) are found by the reduced-precision
-    path."""
+    path, within its Precision."""
     case_dir = shared_path("golden", "forward", case)
     net, info = run_case(case_dir, SHARED)   # the reduced-precision products: the fixture set them
     thresh = info["thresh"]
@@ -739,9 +748,10 @@ def test_golden_detection_cases_keep_their_detections(reduced, case):
     ours = [(j, p, np.array(dets.bbox[i], np.float64)) for i, j, p in dets.listing(thresh)]
     darknet = [(int(r[5]), r[6], np.array(r[:4], np.float64)) for r in read_dets(case_dir)]
     assert len(darknet) >= 1
-    for mine, theirs, side in ((darknet, ours, reduced), (ours, darknet, "darknet's")):
+    for mine, theirs, side in ((darknet, ours, reduced.backend), (ours, darknet, "darknet's")):
         for j, p, box in mine:
-            assert p < thresh + PROB or any(k == j and abs(q - p) <= PROB and np.abs(b - box).max() <= BOX
+            assert p < thresh + PROB or any(k == j and abs(q - p) <= reduced.prob
+                                            and np.abs(b - box).max() <= reduced.box
                                             for k, q, b in theirs), f"class {j} {p:.4f} {box}: none in {side}"
 
 
@@ -781,8 +791,8 @@ def test_shipped_demo_models_keep_their_map(reduced, shapes_set, name):
     the exact path's (the README's 84.02 % and 91.43 %)."""
     from pydarknet.tasks.evaluate import run_map
     found = {}
-    for backend in ("darknet", reduced):
+    for backend in ("darknet", reduced.backend):
         products.set_backend(backend)
         found[backend] = run_map(shapes_set, ROOT / "cfg" / f"{name}.cfg", ROOT / "data" / f"{name}.weights")[1]
     assert round(found["darknet"]["map"], 4) == {"shapes-tiny": .8402, "shapes-v4tiny": .9143}[name]
-    assert abs(found[reduced]["map"] - found["darknet"]["map"]) <= .005
+    assert abs(found[reduced.backend]["map"] - found["darknet"]["map"]) <= .005

@@ -10,8 +10,9 @@ one vdpbf16ps per step (gemm._make_micro): each output's sum is one float32 chai
 
 - The weights are rounded to bf16 once per parameters (`pack_weights`), each layer's input once per image
   (`round_pairs`), both by `to_bf16`, the rounding the AMX kernels use: the two paths multiply the same operands.
-- Where the fast products take Winograd's F(2x2, 3x3), so does this path (`conv_winograd`): U and V in float32
-  (kernels/winograd.py), rounded to bf16, the 16 products on words, the output transform in float32.
+- Where the fast products take Winograd's F(2x2, 3x3), --bf16 on vdpbf16ps takes --int16's F(2x2) in 12-bit
+  integers (kernels/int16.py): bf16's 8 bits on F(2x2)'s transforms moved the detections further than on the
+  weights and image (products.bf16_kernel says how far).
 
 Intel defines the instruction as: the odd pair's product added to the lane, then the even one's, each sum rounded
 to float32 to nearest-even, with bf16 denormals read as zero and denormal sums written as zero, whatever MXCSR
@@ -23,9 +24,7 @@ import platform
 import numpy as np
 from numba import njit, prange
 
-from .gemm import gemm_flat
 from .int16 import pair_words
-from .winograd import transform_input2, transform_output2, transform_weights
 
 
 @functools.cache
@@ -109,28 +108,3 @@ def image_words(x, words):
     """words (pairs, h, w) uint32 = image x (c, h, w) in bf16 pairs (see round_pairs)."""
     c, h, w = x.shape
     round_pairs(x.reshape(1, c, h * w), words.reshape(1, -1, h * w))
-
-
-def pack_winograd_weights(weights, channels):
-    """A 3x3 convolution's weights (filters, channels*9) as F(2x2)'s U (kernels.winograd.transform_weights) in bf16
-    words (16, filters, pairs) uint32."""
-    u = transform_weights(weights, channels, 2)
-    return np.stack([pack_weights(u[p], channels, 1) for p in range(len(u))])
-
-
-def conv_winograd(a, x, pad, out_h, out_w, out, scratch):
-    """out (filters, out_h*out_w) = the 3x3 stride-1 convolution of image x (c, h, w) by F(2x2, 3x3) with the bf16
-    U of `pack_winograd_weights`: V in float32 rounded to bf16, the 16 products in one parallel region, then the
-    output transform. scratch(name, shape, dtype) gives kept arrays."""
-    c = x.shape[0]
-    positions, filters, pairs = a.shape
-    tiles_w = (out_w + 1) // 2
-    tiles = tiles_w * ((out_h + 1) // 2)
-    V = scratch("winograd_v", (positions, c, tiles), np.float32)
-    transform_input2(x, pad, tiles_w, V)
-    words = scratch("bf16_winograd_v", (positions, pairs, tiles), np.uint32)
-    round_pairs(V, words)
-    M = scratch("winograd_m", (positions, filters, tiles), np.float32)
-    gemm_flat(a.reshape(-1), pairs, 1, words.reshape(-1), tiles, 1, M.reshape(-1), filters, tiles, pairs,
-              count=positions)
-    transform_output2(M, tiles_w, out_h, out_w, out)

@@ -279,10 +279,15 @@ def int16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
     Zen 5 EPYC (AVX-512 with VNNI, 2 threads; fast / int16 direct): 1 x 1 128x56x75 -> 16 0.08 / 0.11 ms,
     128x52x52 -> 128 0.24 / 0.29, 1024x13x13 -> 256 0.30 / 0.25 (the 1 x 1 layers of a network together within
     the noise); F(4x4) 64x104x104 -> 64 1.31 / 1.38, 128x52x52 -> 128 1.18 / 1.35; no Winograd (3x3 under 64
-    channels) 32x104x104 -> 64 1.02 / 0.78, 16x56x75 -> 128 0.41 / 0.35, 64x14x19 -> 512 0.44 / 0.29."""
-    if _BACKEND != "int16" or groups != 1 or size == 1:
+    channels) 32x104x104 -> 64 1.02 / 0.78, 16x56x75 -> 128 0.41 / 0.35, 64x14x19 -> 512 0.44 / 0.29.
+    --bf16 on vdpbf16ps takes the same "winograd" layers (see bf16_kernel)."""
+    if groups != 1 or size == 1:
         return None
-    return _words_kernel(channels, size, stride, dilation, out_h, out_w, None)
+    if _BACKEND == "int16":
+        return _words_kernel(channels, size, stride, dilation, out_h, out_w, None)
+    if _BACKEND == "bf16" and _BF16_ENGINE == "dpbf16ps":
+        return "winograd" if _words_kernel(channels, size, stride, dilation, out_h, out_w, None) == "winograd" else None
+    return None
 
 
 def _words_kernel(channels, size, stride, dilation, out_h, out_w, over_f4):
@@ -331,10 +336,16 @@ def bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
     With vdpbf16ps (bf16_engine() "dpbf16ps", kernels/bf16.py), int16_kernel's rule for kernels over 1 x 1 (from
     16 channels: yolov3-tiny's 16x208x208 -> 32 2.41 -> 1.58 ms, its forward 16.72 -> 15.69, alternating in one
     process on a Zen 4 EPYC, 2 threads), since the instruction does VNNI's vpdpwssd's work (twice an FMA's
-    multiply-adds per instruction where it runs at an FMA's rate): "winograd" (F(2x2, 3x3) on bf16 U and V)
-    where the fast products take F(2x2), "direct" (bf16 words through gemm's drivers) for the others, the layers
-    the fast products put through F(4x4) included: as fast as those on a quick spell of the Zen 4 EPYC
-    (yolov4-tiny's forwards 19.90 and 19.89 ms, alternating), faster on a slow one, when F(4x4)'s passes over
+    multiply-adds per instruction where it runs at an FMA's rate): "direct" (bf16 words through gemm's drivers)
+    but where the fast products take F(2x2): those take int16_kernel's "winograd", F(2x2) on 12-bit U and V with
+    vpdpwssd (108 G multiply-adds/s a core of the Zen 4 EPYC against vdpbf16ps's 107). F(2x2) on bf16 U and V
+    moved the detections half as much again as bf16 weights and images do (emulated on the six yolov3-tiny and
+    yolov4-tiny cases of tests/test_reduced_precision.py, the root mean square move of a probability .0041 against
+    .0026, the largest .0153 against .0080) and put yolov4-tiny's dog .0200 away from the tiles' answer (.0126 of
+    it from its five F(2x2) layers, where the tiles round the weights and the image); in 12 bits, .0035 and
+    .0096. "direct" takes the layers the fast products put through F(4x4) too: as fast as those on a quick spell
+    of the Zen 4 EPYC (yolov4-tiny's forwards 19.90 and 19.89 ms, alternating), faster on a slow one, when F(4x4)'s
+    passes over
     its scratch slow down more than the products (25.45 -> 24.28 ms; 64x104x104 -> 64 3.14 -> 2.68, 128x52x52
     -> 128 2.93 -> 2.81; yolov3-tiny 20.57 -> 20.37). And, as on the tiles, "direct" for 1 x 1 kernels from
     BF16_POINTWISE_CHANNELS (rounding the image to bf16 is a cheaper pass than int16's, which finds its peak
@@ -361,7 +372,8 @@ def bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
     if _BF16_ENGINE == "dpbf16ps":
         if size == 1:
             return "direct" if channels >= BF16_POINTWISE_CHANNELS else None
-        return _words_kernel(channels, size, stride, dilation, out_h, out_w, "direct")
+        kernel = _words_kernel(channels, size, stride, dilation, out_h, out_w, "direct")
+        return None if kernel == "winograd" else kernel   # int16_kernel's
     if channels < BF16_CHANNELS:
         return None
     if stride == 1 and dilation == 1:
@@ -385,19 +397,14 @@ def pack_bf16(weights, channels, size, kernel):
         return amx.pack_weights_shifted(amx.phase_weights(weights, channels, size), 4 * channels, amx.phase_size(size))
     if kernel == "packed":
         return amx.pack_weights(weights)
-    if kernel == "winograd":
-        return bf16.pack_winograd_weights(weights, channels)
     return bf16.pack_weights(weights, channels, size)
 
 
 def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, out, scratch):
     """out (filters, out_h*out_w) = the convolution of image x (c, h, w) by a (pack_bf16) with its kernel: on the
-    AMX tiles ("shifted", "packed") or with vdpbf16ps ("direct", "winograd"). scratch(name, shape, dtype) gives
+    AMX tiles ("shifted", "phases", "packed") or with vdpbf16ps ("direct"). scratch(name, shape, dtype) gives
     kept arrays aligned to 64 bytes."""
     from . import amx, bf16
-    if kernel == "winograd":
-        bf16.conv_winograd(a, x, pad, out_h, out_w, out, scratch)
-        return
     if kernel == "direct":
         c, h, w = x.shape
         words = scratch("bf16_image", ((c + 1) // 2, h, w), np.uint32)
