@@ -262,7 +262,7 @@ def test_ctrl_c_closes_every_stream_and_frees_the_ports(tmp_path):
     demo.send_signal(signal.SIGINT)
     rest = Reader(fork_sock)
     _, err = demo.communicate(timeout=DEADLINE)
-    assert demo.returncode == 130 and "Traceback" not in err, err   # click reports Ctrl-C as "pydarknet: aborted"
+    assert demo.returncode == 130 and "Traceback" not in err, err   # its last line "pydarknet: interrupted"
     rest.join(DEADLINE)
     frames = json.loads((seen + rest.data).split(b"\r\n\r\n", 1)[1])   # the array is closed
     assert 3 <= len(frames) < 300 and [f["frame_id"] for f in frames] == list(range(1, len(frames) + 1))

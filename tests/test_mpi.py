@@ -267,18 +267,39 @@ def test_a_silent_rank_stops_the_job_in_bounded_time(shapes, tmp_path):
     assert iterations_in(job.backup / "tiny_last.weights", cfg) == done
 
 
-def test_ctrl_c_saves_last_once_every_rank_exits_130_and_another_rank_count_resumes(shapes, tmp_path):
+def job_processes(job):
+    """Every process of the job's ranks (their supervisors and the ranks they forked), as Slurm's signal reaches a
+    step's tasks."""
+    return [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+            if str(job.backup).encode() in read_or_empty(f"/proc/{pid}/cmdline")]
+
+
+def read_or_empty(path):
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return b""
+
+
+@pytest.mark.parametrize("number,to", [(signal.SIGINT, "mpiexec"), (signal.SIGTERM, "mpiexec"),
+                                       (signal.SIGTERM, "every rank")], ids=["ctrl-c", "sigterm", "sigterm-every-rank"])
+def test_a_stop_signal_saves_last_once_every_rank_exits_with_it_and_another_rank_count_resumes(shapes, tmp_path,
+                                                                                            number, to):
+    """Ctrl-C, or SIGTERM (a scheduler's stop), sent to the launcher, which passes both on; or SIGTERM to every
+    process of the ranks at once, as Slurm's scancel and time limit do (a rank then has it twice, directly and
+    through its supervisor, and takes it once): one _last from rank 0, every rank exits 128 + the signal's number,
+    and one process goes on from _last at the next iteration, two ranks from that one's weights."""
     data, cfg = shapes
     job = Job(tmp_path, data, cfg)
     job.reached(5)
-    job.process.send_signal(signal.SIGINT)
+    for pid in [job.process.pid] if to == "mpiexec" else job_processes(job):
+        os.kill(pid, number)
     status, out, err, _ = job.wait(60)
-    assert status == 130 and not errors(err)
+    assert status == 128 + number and not errors(err), err
     saved = re.findall(r"Interrupted: saved (\S+) after (\d+) iterations", err)
     assert len(saved) == 1 and saved[0][0] == f"{job.backup}/tiny_last.weights"
     done = int(saved[0][1])
     assert done >= 5 and iterations_in(job.backup / "tiny_last.weights", cfg) == done
-    # one process goes on from there (and from its weights, two ranks: the next test's run)
     status, out, err = alone(train_args(data, cfg, tmp_path / "one", "--max-batches", done + 2, "-q",
                                         job.backup / "tiny_last.weights"))
     assert status == 0, err

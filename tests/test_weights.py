@@ -221,7 +221,10 @@ def test_a_failed_save_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatc
             self.f.write(data[:100])
             raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "fdopen", lambda fd, mode: Full(real_fdopen(fd, mode)))
+        def close(self):
+            self.f.close()
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode, **kw: Full(real_fdopen(fd, mode, **kw)))
     net.layers[0].weights[:] = 1.0
     with pytest.raises(DarknetError, match=f"^cannot write {target}: No space left on device$"):
         save_weights(net, target)

@@ -15,6 +15,7 @@ import click
 from ..files.config import DarknetError, set_quiet
 from ..files.errors import Interrupted
 from ..programs.images import Failures
+from ..tasks import stops
 from . import (classify_commands, dataset_commands, detect_commands, evaluate_commands, export_commands,
                program_commands, startup, tool_commands, train_commands)
 from .options import CONTEXT
@@ -133,6 +134,7 @@ def main(argv=None):
     """The command line: argv, or the process's own arguments (then the process ends with the command)."""
     if argv is not None:
         return run_command(list(argv))
+    stops.stop_on_signals()   # SIGTERM and SIGHUP as Ctrl-C: the process is the command's
     try:
         run_command(sys.argv[1:])
     finally:
@@ -151,9 +153,11 @@ def run_command(argv):
             startup.announce_first_compile(argv)
         cli.main(args=argv, prog_name="pydarknet", standalone_mode=False)
     except click.exceptions.Abort as e:
-        if not isinstance(e.__context__, Interrupted):   # an Interrupted has said what it saved
+        if not isinstance(e.__context__, KeyboardInterrupt):
             print("pydarknet: aborted", file=sys.stderr)
-        sys.exit(130)
+        elif not isinstance(e.__context__, Interrupted):   # an Interrupted has said what it saved
+            print(stops.stopped_line(), file=sys.stderr)
+        sys.exit(getattr(e.__context__, "status", None) or stops.exit_status())
     except click.ClickException as e:   # one line, as every other error, with where to read the usage
         ctx = getattr(e, "ctx", None)
         usage = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
@@ -164,7 +168,8 @@ def run_command(argv):
             raise
         print(f"pydarknet: error: {e}", file=sys.stderr)
         sys.exit(getattr(e, "exit_code", 1))   # 2 where the error is one of usage (config.UnusedOptionError)
-    except KeyboardInterrupt:
-        print("pydarknet: interrupted", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as e:
+        if not isinstance(e, Interrupted):
+            print(stops.stopped_line(), file=sys.stderr)
+        sys.exit(getattr(e, "status", None) or stops.exit_status())
     sys.exit(1 if Failures.count else 0)

@@ -24,4 +24,9 @@ class WriteError(DarknetError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C, handled: what was saved has been said on stderr (the command exits 130 without another line)."""
+    """A stop signal (Ctrl-C, SIGTERM, SIGHUP), handled: what was saved has been said on stderr (the command exits
+    without another line, with `status` where it is given, else 128 + the signal's number)."""
+
+    def __init__(self, message, status=None):
+        super().__init__(message)
+        self.status = status

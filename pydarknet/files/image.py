@@ -568,8 +568,8 @@ def save_image(im, path, quality=80):
     """Write ``im`` (a darknet float (c, h, w) image, or a uint8 BGR (h, w, 3) one) to ``path``.
 
     Like darknet's save_image, a path without an image extension gets ".jpg" appended and JPEGs use
-    quality 80. PNG/BMP/JPEG are written by OpenCV; TGA is refused (OpenCV cannot write it). Returns the path
-    written."""
+    quality 80. PNG/BMP/JPEG are encoded by OpenCV and written atomically; TGA is refused (OpenCV cannot write it).
+    Returns the path written."""
     name = os.fspath(path)
     ext = os.path.splitext(name)[1].lower()
     if ext not in _WRITE_EXTS:
@@ -586,7 +586,8 @@ def save_image(im, path, quality=80):
     ok, buf = cv2.imencode(ext, arr, params)
     if not ok:
         raise ImageError(f"cannot write image {name}: encoding failed")
-    Path(name).write_bytes(buf.tobytes())
+    from .weights import atomic_write
+    atomic_write(name, buf.tobytes())   # whole or not at all: demo's -prefix frames when a signal stops it
     return name
 
 

@@ -137,25 +137,66 @@ def _umask():
 
 
 def atomic_write(path, data):
-    """A temporary file beside the target, flushed to disk, then renamed over it: a crash leaves either the
-    old file or the new one, never half a file."""
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:   # a missing or read-only folder: name the file asked for, not the temporary one
-        raise WriteError(path, e.strerror) from None
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; a saved file gets the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
+    """`data` (bytes) to `path` through an AtomicFile: a crash leaves either the old file or the new one, never
+    half a file."""
+    with AtomicFile(path, "wb") as f:
+        f.write(data)
+
+
+class AtomicFile:
+    """A file written as it goes under a temporary name beside `path`, flushed to disk and renamed over it when the
+    `with` block ends without an exception (or by commit()): a stop (Ctrl-C, SIGTERM), an error or a crash before
+    then leaves the old file or none, never half a new one. Text with "\n" line ends, or bytes with mode "wb". An
+    OSError (a full disk, a read-only folder) is a WriteError naming `path`."""
+
+    def __init__(self, path, mode="w"):
+        self.path = Path(path)
         try:
-            os.unlink(tmp)
+            fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        except OSError as e:   # a missing or read-only folder: name the file asked for, not the temporary one
+            raise WriteError(self.path, e.strerror) from None
+        try:
+            os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; a saved one gets the usual mode
+            self.file = os.fdopen(fd, mode, **({} if "b" in mode else {"newline": "\n"}))
+        except BaseException as e:
+            os.close(fd)
+            self._discard(e)
+
+    def write(self, data):
+        try:
+            return self.file.write(data)
+        except OSError as e:
+            self._discard(e)
+
+    def __enter__(self):
+        return self
+
+    def commit(self):
+        """The file is whole: flushed to disk and renamed into place (what the block's end does)."""
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            os.replace(self.tmp, self.path)
+        except BaseException as e:
+            self._discard(e)
+
+    def __exit__(self, kind, error, traceback):
+        if kind is not None:
+            self._discard(error)
+        self.commit()
+
+    def _discard(self, error):
+        """Close and remove the temporary file, then raise `error` (an OSError as a WriteError)."""
+        try:
+            if hasattr(self, "file"):
+                self.file.close()
         except OSError:
             pass
-        if isinstance(e, OSError):   # a full disk, say
-            raise WriteError(path, e.strerror) from None
-        raise
+        try:
+            os.unlink(self.tmp)
+        except OSError:
+            pass
+        if isinstance(error, OSError):
+            raise WriteError(self.path, error.strerror) from None
+        raise error

@@ -3,6 +3,7 @@ import sys
 import time
 
 from ..files.config import DarknetError, check_fractions, note, warn
+from ..files.weights import AtomicFile
 from ..results.output import detection_lines, fork_json_frame, json_line, write_crops, write_labels
 from ..tasks.stream import FirstAhead
 from .file_arguments import ArgumentsError
@@ -64,7 +65,6 @@ def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, o
             print("\n".join(detection_lines(path, result, fork, ext_output)))
         if json_file is not None:
             json_file.write(("" if count[0] == 1 else ", \n") + fork_json_frame(count[0], path, result))
-            json_file.flush()
         if (drawing or save_labels) and len(result.finite_boxes()) < len(result.boxes):
             warn(f"{path}: {len(result.boxes) - len(result.finite_boxes())} boxes with an inf or NaN coordinate "
                  f"are not {' or '.join(w for w, on in (('drawn', drawing), ('labelled', save_labels)) if on)}")
@@ -76,7 +76,7 @@ def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, o
     def run_batch(loaded):
         return detector.detect_batch([prepared for _, prepared in loaded], thresh, hier, nms)
 
-    json_file = open(json_out, "w") if json_out else None
+    json_file = AtomicFile(json_out) if json_out else None   # whole, with the images done, however the run ends
     try:
         if json_file is not None:
             json_file.write("[\n")
@@ -89,7 +89,7 @@ def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, o
     finally:
         if json_file is not None:
             json_file.write("\n]")
-            json_file.close()
+            json_file.commit()
             note(f"saved {json_out}")
 
 

@@ -29,6 +29,7 @@ Differences from darknet, each deliberate:
 import math
 import os
 import re
+from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -45,6 +46,7 @@ from ..files.image import center_crop_image, letterbox_image, load_image, resize
 from ..kernels.nms import box_iou
 from ..network.network import Network
 from ..files.resources import find_file
+from ..files.weights import AtomicFile
 from ..results.tree import hierarchy_predictions, read_map
 
 __all__ = ["run_map", "valid_list", "collect_detections", "compute_map", "MapDetections", "run_valid", "run_recall",
@@ -589,19 +591,11 @@ def run_valid(data_file, cfg, weights, out_dir=None, outfile=None, progress=None
         files = [prefix / f"{outfile or 'imagenet-detection'}.txt"]
     else:
         files = [prefix / f"{outfile or 'comp4_det_test_'}{names[j]}.txt" for j in range(classes)]
-    handles = []
-    try:
-        for f in files:
-            handles.append(open(f, "w", newline="\n"))
-    except OSError as e:
-        for handle in handles:
-            handle.close()
-        raise DarknetError(f"{e.filename}: cannot write: {e.strerror}") from None
-
     written = 0
     coco_entries = []
     work = partial(valid_image, classes=classes, class_map=class_map, kind=kind)
-    try:
+    with ExitStack() as stack:   # every file renamed into place at the end, or none (a stop, an error)
+        handles = [stack.enter_context(AtomicFile(f)) for f in files]
         for index, lines in enumerate((images or local_images(net))(work, enumerate(paths))):
             for file, text in lines:
                 if kind == "coco":
@@ -612,9 +606,6 @@ def run_valid(data_file, cfg, weights, out_dir=None, outfile=None, progress=None
             _tick(progress, index + 1, len(paths))
         if kind == "coco":
             handles[0].write("[\n" + ",\n".join(coco_entries) + ("\n" if coco_entries else "") + "]\n")
-    finally:
-        for handle in handles:
-            handle.close()
     summary = {"eval": kind, "images": len(paths), "detections": written, "files": [str(f) for f in files]}
     return [str(f) for f in files], summary
 

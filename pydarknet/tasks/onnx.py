@@ -23,6 +23,7 @@ import numpy as np
 
 from ..files.config import DarknetError
 from ..files.errors import install_hint
+from ..files.weights import atomic_write
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13      # Softmax over one axis, ReduceSum's axes as an input, Split's sizes as an input
@@ -729,8 +730,8 @@ def export(net, path=None, opset=DEFAULT_OPSET, batch=1, decode=False, fp16=Fals
                               doc_string=f"{net.cfg_path}, exported by pydarknet")
     helper.set_model_props(model, metadata(net, outputs, decode, names))
     onnx.checker.check_model(model)
-    if path is not None:
-        onnx.save(model, str(path))
+    if path is not None:   # whole or not at all, as every file a command writes
+        atomic_write(path, model.SerializeToString())
     return model
 
 

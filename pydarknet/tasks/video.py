@@ -21,6 +21,7 @@ import numpy as np
 
 from ..files.config import DarknetError, note, warn
 from ..files.image import from_bgr8, save_image
+from .stops import held
 from .stream import batched, prefetch
 
 # The codec written in each container: ones opencv-python-headless's FFmpeg can write without extra libraries.
@@ -229,23 +230,24 @@ def run_demo(detector, video, show, thresh=None, hier=0.5, nms=0.45, batch=1, fr
             results = detector.detect_batch([frame.prepared for frame in group], thresh, hier, nms)
             rate.tick(len(group))
             for frame, result in zip(group, results):
-                detected += 1
-                if tracker is not None:
-                    tracker.update(result)
-                show(frame, result, rate)
-                if drawing:
-                    draw_frame(detector, frame, result, tracker)
-                    if prefix is not None:
-                        save_image(frame.bgr, f"{prefix}_{frame.number:08d}.jpg")
-                    if out_filename is not None:
-                        if writer is None:
-                            height, width = frame.bgr.shape[:2]
-                            writer = open_writer(out_filename, video.fps or DEFAULT_FPS, width, height)
-                        for shown in [frame, *frame.skipped]:
-                            writer.write(shown.bgr)
-                            written += 1
-                for listener in listeners:
-                    listener.frame(frame, result, rate)
+                with held():   # a stop signal comes between frames: each is in every output, or in none
+                    detected += 1
+                    if tracker is not None:
+                        tracker.update(result)
+                    show(frame, result, rate)
+                    if drawing:
+                        draw_frame(detector, frame, result, tracker)
+                        if prefix is not None:
+                            save_image(frame.bgr, f"{prefix}_{frame.number:08d}.jpg")
+                        if out_filename is not None:
+                            if writer is None:
+                                height, width = frame.bgr.shape[:2]
+                                writer = open_writer(out_filename, video.fps or DEFAULT_FPS, width, height)
+                            for shown in [frame, *frame.skipped]:
+                                writer.write(shown.bgr)
+                                written += 1
+                    for listener in listeners:
+                        listener.frame(frame, result, rate)
             if progress is not None:
                 progress(group[-1].through, video.frame_count)
             if time_limit and time.perf_counter() - start > time_limit:

@@ -4,7 +4,8 @@ alike), one replica a process, or several with -gpus; every message goes through
 Every rank builds the network from the same files and seed and trains its replicas on their own share of each
 iteration's images (loader seed: the run's seed plus the replica's number over all ranks, as `-gpus cpu,cpu`
 numbers its replicas in one process). Each iteration, after the replicas' forward and backward:
-1. check in: each rank sends rank 0 its state (ok, failed with the error's text, or interrupted by Ctrl-C) and
+1. check in: each rank sends rank 0 its state (ok, failed with the error's text, or interrupted by Ctrl-C,
+   SIGTERM or SIGHUP: tasks/stops.py; a launcher passes Ctrl-C and SIGTERM on to every rank, Slurm signals them) and
    its replicas' costs; rank 0 answers each with one verdict: go on (with every replica's cost), or stop (why,
    and the file to resume from). Every rank so learns of a stop at the same point of the same iteration.
 2. one Allreduce adds every rank's updates and rolling statistics (a single float32 buffer), and every rank
@@ -37,6 +38,7 @@ import numpy as np
 
 from ...files.config import DarknetError, chatter, note, set_quiet
 from ...files.errors import Interrupted, install_hint
+from ..stops import STOPS, handled, stop_at_once
 
 # Set by MPI launchers in the processes they start: only a hint, read to decide whether to load MPI at all (plain
 # training never pays for it); the rank and size are MPI's own. MPICH's and Intel MPI's hydra, Slurm's PMI
@@ -45,6 +47,8 @@ SIZE_HINTS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "SLURM_
 STATUS, VERDICT, SAVED, BEAT = 1, 2, 3, 4    # message tags
 WAITED_FOR = {STATUS: "its state", VERDICT: "rank 0's verdict", SAVED: "rank 0's _last.weights"}
 STAGGER = 2.0   # seconds between the ranks that watch rank 0: the first to give up speaks, MPI_Abort ends the rest
+SAME_STOP = 1.0   # a stop signal that reaches a rank again within this many seconds (from the launcher and through
+                  # its supervisor) is the same stop; a later one ends the rank at once
 
 
 def launched():
@@ -83,16 +87,18 @@ def supervise():
         return
     os.close(write)
     # a launcher that signals this process alone (not its group) still reaches the rank; the rank takes two as one
-    signal.signal(signal.SIGINT, lambda number, frame: os.kill(child, signal.SIGINT))
+    for number in STOPS:
+        if handled(number):
+            signal.signal(number, lambda number, frame: os.kill(child, number))
     last = b""
     with os.fdopen(reports, "rb") as lines:
         for line in lines:
             last = line
     _, status = os.waitpid(child, 0)
-    if os.WIFSIGNALED(status) and os.WTERMSIG(status) != signal.SIGINT:
+    if os.WIFSIGNALED(status) and os.WTERMSIG(status) not in STOPS:
         print(killed_line(last.decode(errors="replace"), os.WTERMSIG(status), child), file=sys.stderr, flush=True)
         os._exit(1)
-    os._exit(130 if os.WIFSIGNALED(status) else os.waitstatus_to_exitcode(status))
+    os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.waitstatus_to_exitcode(status))
 
 
 def report(rank, iteration, resume):
@@ -120,6 +126,11 @@ class Stopped(Exception):
         super().__init__(cause)
         self.cause, self.status, self.abort = cause, status, abort
 
+    @property
+    def interrupted(self):
+        """Whether a stop signal on a rank stops the job (the status is then 128 + its number)."""
+        return self.status - 128 in STOPS
+
 
 def describe(error):
     """An error as its user reads it: pydarknet's own as they are, any other with its type."""
@@ -142,7 +153,7 @@ class Group:
         self.first, self.total = 0, 1
         self.resume = "no weights saved yet: start again"
         self.iteration = 0
-        self.interrupted = False
+        self.interrupted, self.interrupted_at = 0, 0.0   # the first stop signal's number, and when it came
         self.checked_in = False   # between this iteration's check-in and its sum: a failure can no longer be told
         self.errors = sys.stderr  # where this rank's errors go (other ranks' Python output is muted: mute)
         self._lock = threading.Lock()   # one MPI call at a time (MPI_THREAD_SERIALIZED is all this needs)
@@ -151,9 +162,15 @@ class Group:
         self._empty = np.empty(0, np.uint8)
 
         def interrupt(number, frame):
-            self.interrupted = True
-        interrupt.holds_nothing = True   # step.interrupts_held: this handler never raises
-        signal.signal(signal.SIGINT, interrupt)
+            now = time.monotonic()
+            if not self.interrupted:
+                self.interrupted, self.interrupted_at = number, now
+            elif now - self.interrupted_at > SAME_STOP:   # another stop, during the job's: at once, as a command's
+                stop_at_once(number)
+        interrupt.holds_nothing = True   # stops.held: this handler never raises
+        for number in STOPS:
+            if handled(number):
+                signal.signal(number, interrupt)
         self._beats = threading.Thread(target=self._beat, name="pydarknet-mpi-beats", daemon=True)
         self._beats.start()
 
@@ -171,7 +188,7 @@ class Group:
         if error is not None:
             state = ("failed", describe(error))
         else:
-            state = ("interrupted",) if self.interrupted else ("ok",)
+            state = ("interrupted", self.interrupted) if self.interrupted else ("ok",)
         mine = (state, list(payload))
         if self.rank == 0:
             told = [mine] + [self._receive(source, STATUS) for source in range(1, self.size)]
@@ -189,12 +206,12 @@ class Group:
 
     def _judge(self, told):
         """Rank 0's verdict on what every rank told it: the first failure stops the job (exit status 1), else
-        a Ctrl-C on any rank (130)."""
+        a stop signal on any rank (128 + the first's number, as tasks/stops.py's commands)."""
         failed = [(rank, state[1]) for rank, (state, _) in enumerate(told) if state[0] == "failed"]
         if failed:
             stop = (f"rank {failed[0][0]}: {failed[0][1]}", 1)
         elif any(state[0] == "interrupted" for state, _ in told):
-            stop = ("interrupted", 130)
+            stop = ("interrupted", 128 + next(state[1] for state, _ in told if state[0] == "interrupted"))
         else:
             stop = None
         return stop, [values for _, values in told], self.resume
@@ -252,13 +269,13 @@ class Group:
     def end(self, stop):
         """Stop as `stop` says: its line from rank 0 (or from the rank that gave up on a silent one), then every
         rank exits with its status."""
-        if stop.status != 130 and (self.rank == 0 or stop.abort):
+        if not stop.interrupted and (self.rank == 0 or stop.abort):
             print(self.stop_line(stop), file=self.errors, flush=True)
         if stop.abort:
             self.abort(None)
         self.close()
-        if stop.status == 130:
-            raise Interrupted(stop.cause)
+        if stop.interrupted:
+            raise Interrupted(stop.cause, stop.status)
         raise SystemExit(stop.status)
 
     def abort(self, line):

@@ -273,7 +273,7 @@ class TrainingRun:
     -clear sets `seen` to 0, which is also the fork's iteration count (derived from it here).
 
     Resuming is exact: Ctrl-C during iteration N saves the parameters of the N-1 iterations done with the `seen`
-    of those (an update is never cut in half: interrupts_held), and a run from that file trains iteration N on
+    of those (an update is never cut in half: stops.held), and a run from that file trains iteration N on
     the batch the first run would have had (batch i is a function of the seed and i). Like darknet's weights
     files, _last.weights holds no momentum (nor Adam's moments): the resumed run starts them at zero, so its
     losses match the first run's at N, and after N where the cfg's momentum is 0. random= sizes follow each
@@ -456,13 +456,13 @@ class TrainingRun:
             if group is None:
                 raise
             stop = group.stopped(error)
-            if self.writer and (stop.status == 130 or get_current_batch(net) > self.started_at):
+            if self.writer and (stop.interrupted or get_current_batch(net) > self.started_at):
                 try:
                     path = self.save_last(seen_before, version_before, statistics)
                 except Exception as failure:   # noqa: BLE001 - a full disk, say: the others wait in the end
                     group.abort(group.stop_line(Stopped(f"{stop.cause}; then rank 0: {describe(failure)}")))
                 group.resume = f"resume from {path} (iteration {get_current_batch(net)})"
-                if stop.status == 130:
+                if stop.interrupted:
                     note(f"\nInterrupted: saved {path} after {get_current_batch(net)} iterations")
             group.end(stop)
         finally:

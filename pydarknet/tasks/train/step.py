@@ -38,15 +38,13 @@ accumulated update u (the negative gradient summed over the B images):
 """
 import math
 import random
-import signal
 import sys
-import threading
-from contextlib import contextmanager
 
 import numpy as np
 
 from ...files.config import DarknetError
 from ...network.layers.update import UpdateArgs
+from ..stops import held as stops_held
 
 F32 = np.float32
 
@@ -156,7 +154,7 @@ def train_datum(net, x, y):
 def update_network(net):
     """darknet's update_network: every layer applies its accumulated updates at the current rate (on the GPU
     when the network runs there: pydarknet.network.cuda's engine)."""
-    with interrupts_held():   # Ctrl-C never leaves some layers updated and others not
+    with stops_held():   # a stop signal never leaves some layers updated and others not
         args = update_args(net)
         if net.engine is not None:
             net.engine.update(args)
@@ -164,26 +162,6 @@ def update_network(net):
         for layer in net.layers:
             layer.update(args)
         net.params_version += 1
-
-
-@contextmanager
-def interrupts_held():
-    """Ctrl-C waits until the block is done (a network's update: the parameters are then all updated or none
-    is), then raises KeyboardInterrupt as usual. Only the main thread receives signals; elsewhere a no-op, and
-    where Ctrl-C's handler never raises (marked `holds_nothing`: a rank of an MPI job, train/mpi.py, which stops
-    the job at its ranks' next meeting)."""
-    if (threading.current_thread() is not threading.main_thread()
-            or getattr(signal.getsignal(signal.SIGINT), "holds_nothing", False)):
-        yield
-        return
-    pending = []
-    previous = signal.signal(signal.SIGINT, lambda number, frame: pending.append(number))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if pending:
-        raise KeyboardInterrupt
 
 
 def train_network(net, x, y):
