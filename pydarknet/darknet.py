@@ -151,8 +151,9 @@ def network_height(net):
 
 def output_floats(net):
     """The first image's output of the last forward pass as network_predict returns it: floats read by index
-    (here a ctypes array over the output, so that an index past its end is an IndexError)."""
-    output = np.ascontiguousarray(net.output_layer.output[0], np.float32).reshape(-1)
+    (here a ctypes array over a copy of the output, so that an index past its end is an IndexError, and another
+    thread's forward leaves it as it was)."""
+    output = np.array(net.output_layer.output[0], np.float32).reshape(-1)
     return (ct.c_float * output.size).from_buffer(output)
 
 
@@ -161,8 +162,9 @@ def predict_image(net, image):
     planes = image_planes(image)
     if (image.w, image.h) != (net.w, net.h):
         planes = resize_image(planes, net.w, net.h)
-    net.forward(planes)
-    return output_floats(net)
+    with net.lock:
+        net.forward(planes)
+        return output_floats(net)
 
 
 def predict_image_letterbox(net, image):
@@ -170,8 +172,9 @@ def predict_image_letterbox(net, image):
     planes = image_planes(image)
     if (image.w, image.h) != (net.w, net.h):
         planes = letterbox_array(planes, net.w, net.h)
-    net.forward(planes)
-    return output_floats(net)
+    with net.lock:
+        net.forward(planes)
+        return output_floats(net)
 
 
 # -- detections ------------------------------------------------------------------------------------------------
@@ -255,12 +258,13 @@ def network_predict_batch(net, image, batch_size, w, h, thresh, hier_thresh, map
     channels), then each one's get_network_boxes for a w x h image: an array of DETNUMPAIR (num, dets)."""
     if not check_given(image).data:
         raise DarknetError("the batch image has no data")
-    net.forward(np.ctypeslib.as_array(image.data, (batch_size, image.c, net.h, net.w)))
     pairs = (DETNUMPAIR * batch_size)()
-    for index in range(batch_size):
-        dets = network_detections(net, w, h, thresh, hier_thresh, relative=bool(relative), letterbox=bool(letter),
-                                  batch_index=index, map=map_argument(map))
-        pairs[index] = DETNUMPAIR(len(dets), detection_array(dets))
+    with net.lock:   # threads take turns through the network and its outputs
+        net.forward(np.ctypeslib.as_array(image.data, (batch_size, image.c, net.h, net.w)))
+        for index in range(batch_size):
+            dets = network_detections(net, w, h, thresh, hier_thresh, relative=bool(relative),
+                                      letterbox=bool(letter), batch_index=index, map=map_argument(map))
+            pairs[index] = DETNUMPAIR(len(dets), detection_array(dets))
     return pairs
 
 
@@ -345,8 +349,9 @@ def detect_image(network, class_names, image, thresh=.5, hier_thresh=.5, nms=.45
     every (box, class) over 0 as (name, confidence string, (x, y, w, h)), sorted by that string (as the fork
     sorts them: "9.5" after "84.01")."""
     num = ct.pointer(ct.c_int(0))
-    predict_image(network, image)
-    detections = get_network_boxes(network, image.w, image.h, thresh, hier_thresh, None, 0, num, 0)
+    with network.lock:   # the forward and the boxes of that forward, whatever other threads do
+        predict_image(network, image)
+        detections = get_network_boxes(network, image.w, image.h, thresh, hier_thresh, None, 0, num, 0)
     if nms:
         do_nms_sort(detections, num[0], len(class_names), nms)
     found = decode_detection(remove_negatives(detections, class_names, num[0]))

@@ -223,3 +223,16 @@ def test_a_stop_signal_in_detect_leaves_its_json_whole_with_the_images_done(tmp_
     frames = json.loads((tmp_path / "result.json").read_text())
     assert [frame["filename"] for frame in frames] == [str(image)] * 3
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_the_python_api_leaves_the_callers_signals_alone(tmp_path, monkeypatch):
+    """Only the command line installs the handler: a Detector made and run, and main(argv) run in-process, leave
+    SIGTERM and SIGHUP as the caller had them."""
+    from pydarknet.cli import main
+    monkeypatch.chdir(tmp_path)   # detect's predictions.jpg
+    from pydarknet.tasks.predict import Detector
+    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    Detector(*SHAPES[1:], names=["circle", "square", "triangle"]).detect(str(ROOT / "data" / "shapes.jpg"))
+    with pytest.raises(SystemExit):
+        main(["detector", "test", *SHAPES, str(ROOT / "data" / "shapes.jpg"), "-dont_show", "-q"])
+    assert {number: signal.getsignal(number) for number in before} == before

@@ -31,6 +31,11 @@ def configure():
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "18")
 
 
+def cores():
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def spin_briefly():
     """OpenBLAS will run products between the kernels: idle OpenMP threads spin SHORT_SPIN rounds. OpenMP reads
     the setting when Numba starts its threads (the first parallel kernel): later calls change nothing."""

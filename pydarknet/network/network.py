@@ -3,8 +3,16 @@
 `Network(cfg)` builds the layers from a .cfg (build.py, checking every shape as it goes), `load(weights)` fills
 their parameters (parameters.py), `forward(x)` runs a batch (n, c, h, w) through them and returns the last output
 (passes.py, with training's passes).
+
+A Network serves one thread at a time: its layers keep their outputs and scratch between calls, so a forward and
+the reading of its outputs must not overlap another's. Whoever shares one across threads holds `lock` around both
+(darknet.py does), or gives each thread a `replica` (Detector and Classifier do); a forward begun while another
+thread's runs raises a DarknetError rather than compute garbage. Two Networks share no state but a replica's
+parameters.
 """
+import copy
 import sys
+import threading
 
 import numpy as np
 
@@ -47,6 +55,7 @@ class Network(Passes, Parameters):
         self.rng = None         # a numpy Generator for policy=random (Python's `random` when None)
         self.weights_version = (0, 2, 0)
         self.engine = None      # the GPU engine when the network runs on a GPU (see `to`)
+        self.lock = threading.RLock()   # held around a forward and the reading of its outputs (the docstring)
         build_layers(self, sections[1:])
         if not quiet_unused:
             for section in sections:
@@ -80,6 +89,18 @@ class Network(Passes, Parameters):
             layer.prepare(self)
             if self.engine is None and layer.keeps_output:
                 layer.output_buffer(1).fill(0)
+
+    def replica(self):
+        """A Network of the same layers and parameters (the same arrays, not copies) with buffers of its own, for
+        another thread to run inference on beside this one (tasks.predict.NetworkPool). For parameters that no
+        longer change (a replica keeps what it derived from them, as the fused batch-norm). Not for a network on
+        a GPU."""
+        if self.engine is not None:
+            raise DarknetError(f"{self.cfg_path}: a network on a GPU has no replica: share it under its lock")
+        with self.lock:   # not in the middle of another thread's forward
+            shared = {id(array): array for layer in self.layers for array in layer.weight_arrays()}
+            shared[id(self.lock)] = threading.RLock()
+            return copy.deepcopy(self, shared)
 
     def resize(self, w, h):
         """Change the input size of a fully convolutional network (darknet's resize_network)."""

@@ -11,7 +11,19 @@ class Passes:
     """The passes of Network (network.py) through its layers."""
 
     def forward(self, x):
-        """Run a batch (n, c, h, w) (or one image (c, h, w)) through every layer; return the network's output."""
+        """Run a batch (n, c, h, w) (or one image (c, h, w)) through every layer; return the network's output (the
+        output layer's buffer, rewritten by the next forward). A DarknetError if another thread's forward is
+        running (see network.py: hold `lock` to share a network between threads)."""
+        if not self.lock.acquire(blocking=False):
+            raise DarknetError(f"{self.cfg_path}: a forward pass of this network is already running in another "
+                               f"thread: share it between threads by holding its lock around each forward and the "
+                               f"reading of its outputs (Detector and Classifier do)")
+        try:
+            return self._forward(x)
+        finally:
+            self.lock.release()
+
+    def _forward(self, x):
         x = np.ascontiguousarray(check_given(x, "input"), dtype=np.float32)
         if x.ndim == 3:
             x = x[None]

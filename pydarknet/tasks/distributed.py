@@ -26,6 +26,7 @@ from functools import partial
 from itertools import islice
 from pathlib import Path
 
+from ..kernels.threads import cores
 from ..files.errors import DarknetError, install_hint
 from ..files.resources import find_argument, is_url, read_url
 from .stream import batch_results, batched
@@ -50,10 +51,6 @@ def require_dask():
     except ImportError:
         raise DarknetError(f"--dask needs Dask's distributed scheduler: {EXTRA}") from None
     return distributed
-
-
-def cores():
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @contextmanager
