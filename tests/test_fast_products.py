@@ -173,7 +173,8 @@ def test_winograd_bands_rule(monkeypatch, filters, channels, out, rows):
 
 
 def test_the_fast_flag_and_the_api_switch_to_fast_products(tmp_path, monkeypatch):
-    """`--fast` on the command line and Detector(..., fast=True) choose the fast products (process-wide)."""
+    """`--fast` on the command line chooses the fast products for the process; Detector(..., fast=True) for its own
+    network alone."""
     from click.testing import CliRunner
 
     from conftest import ROOT
@@ -190,8 +191,8 @@ def test_the_fast_flag_and_the_api_switch_to_fast_products(tmp_path, monkeypatch
     assert fast.exit_code == exact.exit_code == 0
     assert fast.stdout.splitlines()[1:] == exact.stdout.splitlines()[1:]   # the same detections
     products.set_backend("darknet")
-    Detector(ROOT / "cfg/shapes-tiny.cfg", ROOT / "data/shapes-tiny.weights", fast=True)
-    assert products.backend() == "fast"
+    detector = Detector(ROOT / "cfg/shapes-tiny.cfg", ROOT / "data/shapes-tiny.weights", fast=True)
+    assert detector.net.products.name == "fast" and products.backend() == "darknet"
 
 
 def test_the_fast_logistic_is_within_two_float32_steps_of_the_exact_one():

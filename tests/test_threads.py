@@ -36,16 +36,8 @@ def timeless(result):
     return result
 
 
-@pytest.fixture
-def restore_products():
-    from pydarknet.kernels import products
-    previous = products.backend()
-    yield
-    products.set_backend(previous)
-
-
 @pytest.mark.parametrize("name,fast", [("shapes-v4tiny", False), ("shapes-tiny", True)])
-def test_one_detector_called_from_threads_answers_each_call_as_alone(restore_products, name, fast):
+def test_one_detector_called_from_threads_answers_each_call_as_alone(name, fast):
     from pydarknet.tasks.predict import Detector
     detector = Detector(ROOT / "cfg" / f"{name}.cfg", ROOT / "data" / f"{name}.weights",
                         names=["circle", "square", "triangle"], fast=fast)
@@ -65,6 +57,29 @@ def test_two_detectors_called_from_threads_at_once_answer_each_call_as_alone():
     found = from_threads(lambda call: timeless(detectors[call[0]].detect(call[1], thresh=.01)), calls)
     for call, answers in found.items():
         assert all(answer == alone[call] for answer in answers), call
+
+
+def test_two_modes_of_one_model_live_side_by_side_in_turn_and_from_threads():
+    """An exact Detector keeps darknet's numbers after a --fast one of the same model is made and used, alone and
+    with both called from threads at once; the fast one keeps its own (which differ from the exact ones in the
+    last bits), and the process's products are as they were."""
+    from pydarknet.kernels import products
+    from pydarknet.tasks.predict import Detector
+
+    def made(fast):
+        return Detector(ROOT / "cfg/shapes-v4tiny.cfg", ROOT / "data/shapes-v4tiny.weights",
+                        names=["circle", "square", "triangle"], fast=fast)
+    process = products.backend()
+    exact = made(False)
+    alone = {image: timeless(exact.detect(image, thresh=.01)) for image in IMAGES}
+    fast = made(True)
+    fast_alone = {image: timeless(fast.detect(image, thresh=.01)) for image in IMAGES}
+    assert {image: timeless(exact.detect(image, thresh=.01)) for image in IMAGES} == alone
+    assert fast_alone != alone and products.backend() == process
+    calls = [(detector, image) for detector in (exact, fast) for image in IMAGES]
+    found = from_threads(lambda call: timeless(call[0].detect(call[1], thresh=.01)), calls)
+    for (detector, image), answers in found.items():
+        assert all(answer == (alone if detector is exact else fast_alone)[image] for answer in answers), image
 
 
 def test_one_classifier_called_from_threads_answers_each_call_as_alone(small_classifier):

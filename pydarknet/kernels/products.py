@@ -31,12 +31,15 @@ Three backends:
   of their scale (tests/test_reduced_precision.py holds the detections to the exact path's). Where the CPU has
   neither, set_backend says what is missing and takes "fast"; so for "int16" without VNNI.
 
-`set_backend(name)` switches for the whole process (`set_backend("fast")` is what --fast and
-Detector(..., fast=True) call); the environment variable PYDARKNET_PRODUCTS (darknet, blas, fast, int16 or bf16)
-sets the starting choice.
+A network may have its own (Network.products, a Products: Detector(..., fast=True) sets it), which `using` puts in
+force in the thread running its passes; the others use the process's: `set_backend(name)` (what --fast calls),
+starting from the environment variable PYDARKNET_PRODUCTS (darknet, blas, fast, int16 or bf16).
 """
 import functools
 import os
+import threading
+from contextlib import contextmanager
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -84,11 +87,16 @@ def reduced_unavailable(name):
     return f"{tiles} (AMX), and {dot} (vdpbf16ps)"
 
 
-def set_backend(name):
-    """Choose "darknet", "blas", "fast", "int16" or "bf16" for every layer's products; returns the previous
-    choice. "int16" or "bf16" where the CPU (or the system) lacks their instructions: a warning saying why, and
-    "fast". "bf16" runs on the engine bf16_engine() finds, asked here once."""
-    global _BACKEND, _BF16_ENGINE
+class Products(NamedTuple):
+    """A choice of products: the backend's name, and for "bf16" the engine it runs on (bf16_engine's)."""
+    name: str
+    bf16_engine: str = None
+
+
+def products_for(name):
+    """The Products of "darknet", "blas", "fast", "int16" or "bf16" on this CPU: "int16" or "bf16" where the CPU (or
+    the system) lacks their instructions is a warning saying why, and "fast". "bf16" runs on the engine
+    bf16_engine() finds, asked here once."""
     if name not in BACKENDS:
         raise ValueError(f"unknown product backend {name!r} ({', '.join(BACKENDS)})")
     why = reduced_unavailable(name) if name in REDUCED else None
@@ -96,29 +104,57 @@ def set_backend(name):
         from ..files.config import warn
         warn(f"--{name}: {why}; using the --fast products")
         name = "fast"
-    if name == "blas":
+    return Products(name, bf16_engine() if name == "bf16" else None)
+
+
+def set_backend(name):
+    """Choose "darknet", "blas", "fast", "int16" or "bf16" (products_for) for the process: for every network that
+    has no products of its own (Network.products, which `using` puts in force around its passes); returns the
+    previous choice's name."""
+    global _PROCESS
+    chosen = products_for(name)
+    if chosen.name == "blas":
         spin_briefly()
-    if name == "bf16":
-        _BF16_ENGINE = bf16_engine()
-    previous, _BACKEND = _BACKEND, name
-    return previous
+    previous, _PROCESS = _PROCESS, chosen
+    return previous.name
 
 
-_BACKEND = "darknet"
-_BF16_ENGINE = None
+class _InThisThread(threading.local):
+    chosen = None   # the Products of the network whose pass this thread runs (using), None for the process's
+
+
+_PROCESS = Products("darknet")
+_in_this_thread = _InThisThread()
 if os.environ.get("PYDARKNET_PRODUCTS", "darknet") not in BACKENDS:
     raise ValueError(f"PYDARKNET_PRODUCTS={os.environ['PYDARKNET_PRODUCTS']!r}: expected {', '.join(BACKENDS)}")
 set_backend(os.environ.get("PYDARKNET_PRODUCTS", "darknet"))
 
 
+@contextmanager
+def using(chosen):
+    """`chosen` (Products, or None for the process's) for the products this thread runs until the block ends: a
+    network's own choice around its passes, so that networks of two choices live side by side, in one thread or
+    in several."""
+    previous, _in_this_thread.chosen = _in_this_thread.chosen, chosen
+    try:
+        yield
+    finally:
+        _in_this_thread.chosen = previous
+
+
+def _chosen():
+    return _in_this_thread.chosen or _PROCESS
+
+
 def backend():
-    return _BACKEND
+    """The name of the products in force in this thread (using's, else the process's)."""
+    return _chosen().name
 
 
 def gemm_nn(a, b, out, accumulate=False):
     """out = a @ b, or out += a @ b with accumulate (a (m, k), b (k, n), out (m, n), float32)."""
-    if _BACKEND != "blas":
-        sgemm_darknet(a, b, out, accumulate, fused=_BACKEND in FUSED)
+    if backend() != "blas":
+        sgemm_darknet(a, b, out, accumulate, fused=backend() in FUSED)
     elif accumulate:
         out += a @ b
     else:
@@ -130,7 +166,7 @@ def packs_images():
     Measured on an AVX-512 EPYC, 2 threads, im2col + product against conv_image: (3x416x416, 16 filters) 3.41
     -> 2.14 ms, (64x104x104, 64) 7.41 -> 6.36, (128x52x52, 128) 5.91 -> 5.21, (32x208x208, 64, stride 2)
     4.16 -> 3.98; no difference at 26x26 and 13x13."""
-    return _BACKEND != "blas"
+    return backend() != "blas"
 
 
 DIRECT_WEIGHTS_BYTES = 192 << 10   # conv_direct's every output row reads all of A: it must stay in L2
@@ -147,9 +183,9 @@ def conv_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out):
     (32x208x208, 64, stride 2) 5.21 -> 4.54; A of 288 KiB (64x52x52, 128) 3.52 -> 3.56, of 1152 KiB (128x26x26,
     256) 4.16 -> 5.56."""
     if size > 1 and a.size * 4 <= DIRECT_WEIGHTS_BYTES:
-        conv_direct(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, fused=_BACKEND in FUSED)
+        conv_direct(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, fused=backend() in FUSED)
     else:
-        sgemm_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, fused=_BACKEND in FUSED)
+        sgemm_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, fused=backend() in FUSED)
 
 
 def winograd_tile(channels, size, stride, dilation, groups, out_h, out_w):
@@ -171,7 +207,7 @@ def winograd_tile(channels, size, stride, dilation, groups, out_h, out_w):
     and 28 x 28 outputs (7 x 7 tiles, an eighth padding): 256x26x26 -> 256 2.03 -> 1.62 ms, 384x26x26 -> 256
     3.14 -> 2.73; forwards 1.3 % (yolov4-tiny), 1.6 % (yolov3-tiny) and 2.8 % (Tiny Darknet) faster than an
     A/A run's order bias. With AVX-512 the F(4x4) rule was 1.02x and 1.05x, the F(2x2) one no faster."""
-    if _BACKEND not in FUSED or size != 3 or stride != 1 or dilation != 1 or groups != 1:
+    if backend() not in FUSED or size != 3 or stride != 1 or dilation != 1 or groups != 1:
         return 0
     if bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w) or \
             int16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
@@ -283,9 +319,9 @@ def int16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
     --bf16 on vdpbf16ps takes the same "winograd" layers (see bf16_kernel)."""
     if groups != 1 or size == 1:
         return None
-    if _BACKEND == "int16":
+    if backend() == "int16":
         return _words_kernel(channels, size, stride, dilation, out_h, out_w, None)
-    if _BACKEND == "bf16" and _BF16_ENGINE == "dpbf16ps":
+    if backend() == "bf16" and _chosen().bf16_engine == "dpbf16ps":
         return "winograd" if _words_kernel(channels, size, stride, dilation, out_h, out_w, None) == "winograd" else None
     return None
 
@@ -365,11 +401,11 @@ def bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
     64x104x104 -> 64 0.93x, 512x13x13 -> 256 0.33x; stride 2, 16x416x416 -> 32 2.1x, 32x208x208 -> 64 1.17x,
     64x104x104 -> 128 0.83x, 256x26x26 -> 512 0.34x. On two threads a 1 x 1 kernel over 64 channels took 1.97x
     (64x104x104 -> 64: its products are too short to pay for rounding the image), over 128 0.85x (128x52x52)."""
-    if _BACKEND != "bf16" or groups != 1:
+    if backend() != "bf16" or groups != 1:
         return None
-    if _BF16_ENGINE == "amx" and channels == 16 and stride == 1 and dilation == 1 and size > 1:
+    if _chosen().bf16_engine == "amx" and channels == 16 and stride == 1 and dilation == 1 and size > 1:
         return "shifted"   # two kernel columns' 16 channels fill a step of the tiles' k (amx.shifted_slots)
-    if _BF16_ENGINE == "dpbf16ps":
+    if _chosen().bf16_engine == "dpbf16ps":
         if size == 1:
             return "direct" if channels >= BF16_POINTWISE_CHANNELS else None
         kernel = _words_kernel(channels, size, stride, dilation, out_h, out_w, "direct")
@@ -439,7 +475,7 @@ def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, 
 
 def gemm_tn(a, b, out, accumulate=False):
     """out = a.T @ b, or out += a.T @ b with accumulate (a (k, m), b (k, n), out (m, n), float32)."""
-    if _BACKEND == "darknet":
+    if backend() == "darknet":
         sgemm_darknet_tn(a, b, out, accumulate)
     elif accumulate:
         out += a.T @ b
@@ -449,7 +485,7 @@ def gemm_tn(a, b, out, accumulate=False):
 
 def gemm_nt(a, b, out):
     """out = a @ b.T (a (m, k), b (n, k), out (m, n), float32); darknet adds this to its C afterwards."""
-    if _BACKEND == "darknet":
+    if backend() == "darknet":
         _gemm_nt_lanes(a, b, out)
     else:
         np.matmul(a, b.T, out=out)
@@ -481,7 +517,7 @@ def weight_gradient_transposed(m, k, L):
     """Which columns conv_weight_gradient wants for a layer with m filters (per group), k weights per filter and
     L output positions: True for the transposed columns (L, k) per image (kernels.conv.im2col_t), False for
     im2col's (k, L)."""
-    return _BACKEND == "darknet" and _nt_path(m, k, L) != "rows"
+    return backend() == "darknet" and _nt_path(m, k, L) != "rows"
 
 
 def _nt_path(m, k, L):
@@ -513,7 +549,7 @@ def conv_weight_gradient(delta, cols, out):
     l; lane l of col.T is every fourth row of colT from l, rows that the product packs contiguously).
     delta[b], cols[b] and out must be C-contiguous float32."""
     n, m, L = delta.shape
-    if _BACKEND != "darknet":
+    if backend() != "darknet":
         grad = np.empty(out.shape, np.float32)
         for b in range(n):
             np.matmul(delta[b], cols[b].T, out=grad)
@@ -692,7 +728,7 @@ _lane_tile = _make_lane_tile(TILE_R, TILE_S)
 def weight_gradient_from_image(m, k, L, stride, out_w):
     """Whether conv_weight_gradient_image applies: darknet's products, the lane rows path, stride 1 and
     output rows of whole groups of four pixels (so that each four-lane step stays within a window row)."""
-    return _BACKEND == "darknet" and stride == 1 and out_w % 4 == 0 and _nt_path(m, k, L) == "rows"
+    return backend() == "darknet" and stride == 1 and out_w % 4 == 0 and _nt_path(m, k, L) == "rows"
 
 
 def conv_weight_gradient_image(delta, xpad, size, out):

@@ -17,6 +17,7 @@ import threading
 import numpy as np
 
 from ..files.config import DarknetError, read_cfg
+from ..kernels.products import using
 from .build import DARKNETS, build_layers, darknet_of, net_options
 from .cuda import default_device
 from .parameters import Parameters
@@ -56,6 +57,7 @@ class Network(Passes, Parameters):
         self.weights_version = (0, 2, 0)
         self.engine = None      # the GPU engine when the network runs on a GPU (see `to`)
         self.lock = threading.RLock()   # held around a forward and the reading of its outputs (the docstring)
+        self.products = None    # its own kernels.products.Products for inference (None: the process's)
         build_layers(self, sections[1:])
         if not quiet_unused:
             for section in sections:
@@ -85,10 +87,11 @@ class Network(Passes, Parameters):
         convolution's weights, the weights in the form the products take, the layers' outputs for one image
         first touched), so that a timed pass times the pass alone. The operating system's first touch of fresh
         memory took 10-20 ms of yolov3-tiny's first pass (33 MB of outputs) on a Zen 3 EPYC."""
-        for layer in self.layers:
-            layer.prepare(self)
-            if self.engine is None and layer.keeps_output:
-                layer.output_buffer(1).fill(0)
+        with using(self.products):
+            for layer in self.layers:
+                layer.prepare(self)
+                if self.engine is None and layer.keeps_output:
+                    layer.output_buffer(1).fill(0)
 
     def replica(self):
         """A Network of the same layers and parameters (the same arrays, not copies) with buffers of its own, for

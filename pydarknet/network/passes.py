@@ -4,6 +4,7 @@ import numpy as np
 
 from ..files.config import DarknetError
 from ..files.image import check_given
+from ..kernels.products import using
 from .layers import COST_LAYER_TYPES
 
 
@@ -19,7 +20,8 @@ class Passes:
                                f"thread: share it between threads by holding its lock around each forward and the "
                                f"reading of its outputs (Detector and Classifier do)")
         try:
-            return self._forward(x)
+            with using(self.products):   # the network's own products, else the process's
+                return self._forward(x)
         finally:
             self.lock.release()
 

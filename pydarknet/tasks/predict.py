@@ -245,14 +245,21 @@ def left_edge(box):
     return np.float32(x) - np.float32(w) / np.float32(2)
 
 
+def products_named(fast):
+    """The products that `fast` names: False darknet's exact ones, True the fast products (fused multiply-add,
+    Winograd; within 1e-3 of darknet's numbers, not bit-exact), "bf16" those with the convolutions in bfloat16
+    (--bf16: kernels.products.bf16_engine), "int16" in 12-bit integers with VNNI (--int16); the fast products, with
+    a warning, where the CPU's instructions would not pay. A kernels.products.Products."""
+    from ..kernels.products import REDUCED, products_for
+    return products_for("darknet" if not fast else fast if fast in REDUCED else "fast")
+
+
 def use_fast(fast):
-    """`fast=True`: the fast products (fused multiply-add, Winograd; within 1e-3 of darknet's numbers, not bit-exact)
-    for every network of the process, as PYDARKNET_PRODUCTS=fast or the CLI's --fast; `fast="bf16"`: those with
-    the convolutions in bfloat16 (--bf16: kernels.products.bf16_engine), `fast="int16"`: in 12-bit integers with
-    VNNI (--int16); the fast products, with a warning, where the CPU's instructions would not pay."""
+    """The process's products (every network without its own: a command's --fast, --bf16, --int16, as
+    PYDARKNET_PRODUCTS), as products_named names them; nothing for a false `fast`."""
     if fast:
-        from ..kernels.products import REDUCED, set_backend
-        set_backend(fast if fast in REDUCED else "fast")
+        from ..kernels.products import set_backend
+        set_backend(products_named(fast).name)
 
 
 DETECTION_LAYERS = ("yolo", "region", "detection")
@@ -272,13 +279,15 @@ def check_role(net, role):
 
 def loaded_network(cfg, weights, network, darknet, fast, role, device=None):
     """The network a Detector or Classifier (`role`) runs: `network` as given, else built from cfg and weights;
-    moved to `device` ("cuda:0"; None: where it is) when given."""
-    use_fast(fast)
+    with the products `fast` names (products_named) as its own, unless `fast` is None; moved to `device`
+    ("cuda:0"; None: where it is) when given."""
     if network is None:
         network = Network(cfg, darknet=darknet)
         check_role(network, role)
         network.load(weights)
     check_role(network, role)
+    if fast is not None:
+        network.products = products_named(fast)
     if device is not None:
         network = network.to(device)
     network.prepare()   # before the first pass is timed
@@ -287,7 +296,9 @@ def loaded_network(cfg, weights, network, darknet, fast, role, device=None):
 
 class Detector:
     """`darknet`: "ab" or "pjreddie" forces whose arithmetic and defaults to follow (None: from the files).
-    `fast`: see use_fast. `device`: "cuda:0" runs the network on that GPU (pydarknet.network.cuda), None where it is.
+    `fast`: the products of this Detector's network alone (products_named: False exact, True --fast's, "bf16",
+    "int16"; None: the process's, PYDARKNET_PRODUCTS or a command's flag): Detectors of two modes live side by side.
+    `device`: "cuda:0" runs the network on that GPU (pydarknet.network.cuda), None where it is.
     `letterbox`: None for the network's darknet's default: pjreddie letterboxes, the fork resizes unless the
     cfg's [net] has letter_box=1. `names`: None for those `detect` prints (cfg/coco.data's; class numbers for a
     network of more classes). `rgb`: uint8 images given as arrays are RGB, not OpenCV's BGR.
@@ -297,7 +308,7 @@ class Detector:
     (DetectionResult.heatmap, pydarknet.results.heatmap)."""
 
     def __init__(self, cfg, weights, names=None, letterbox=None, decoder="darknet", network=None, darknet=None,
-                 fast=False, device=None, rgb=False, tiles=None, skip_classes=(), heatmaps=False):
+                 fast=None, device=None, rgb=False, tiles=None, skip_classes=(), heatmaps=False):
         self.net = loaded_network(cfg, weights, network, darknet, fast, "detector", device)
         self.networks = NetworkPool(self.net)   # for threads calling at once: each call its own network
         self.names = default_names("coco.data", self.classes) if names is None else names
@@ -431,7 +442,7 @@ class Classifier:
     network of more outputs). `rgb` as for Detector."""
 
     def __init__(self, cfg, weights, names=None, preprocess="resize_min", decoder="darknet", network=None,
-                 darknet=None, fast=False, device=None, rgb=False):
+                 darknet=None, fast=None, device=None, rgb=False):
         self.net = loaded_network(cfg, weights, network, darknet, fast, "classifier", device)
         self.networks = NetworkPool(self.net)   # for threads calling at once: each call its own network (and size)
         outputs = int(np.prod(self.net.output_layer.out_shape))
