@@ -11,12 +11,11 @@ products with numpy instead of the instructions:
 Everything else (the fast products' layers, F(2x2)'s transforms, bias, activations) runs pydarknet's own code.
 
 What the emulation cannot follow is the hardware's order of the float32 sums (the tiles' is unpublished, and
-numpy's BLAS sums in blocks); `sums="float64"` or `"reversed"` sums in other orders. The order matters more than
-it would in float32 alone: a value that moves by one ulp may cross a bf16 rounding boundary in the next layer's
-input, a jump of 2^-9 of it, so the bf16 paths' detections move with the order by several thousandths (see
-ORDER_MARGIN), where the products' own rounding moves them by up to a hundredth. The int16 sums are integers: there
-the order changes nothing but the float32 rounding of the scaled sum.
-"""
+numpy's BLAS sums in blocks). The order matters more than it would in float32 alone: a value that moves by one ulp
+may cross a bf16 rounding boundary in the next layer's input, a jump of 2^-9 of it, so the bf16 paths' detections
+move with the order by several thousandths (see ORDER_MARGIN), where the products' own rounding moves them by up to
+a hundredth. The int16 sums are integers: there the order changes nothing but the float32 rounding of the scaled
+sum."""
 import numpy as np
 
 from pydarknet.kernels import amx, bf16, int16, products
@@ -26,15 +25,14 @@ from pydarknet.network.layers import convolutional
 
 ENGINES = ("amx", "dpbf16ps", "int16")
 BF16_KERNELS = ("shifted", "phases", "packed", "direct")   # products.bf16_kernel's: one product, four layouts
-SUMS = ("float32", "float64", "reversed")
 # How far the emulation may be from the hardware, taken off the promise. Against the hardware: the float32 order
 # (numpy's) gave 0.4327 and 0.4527 for the yolov4-tiny candidate that the tiles and vdpbf16ps (F(2x2) then on bf16
 # transforms) put at 0.4325 and 0.4527 on a Sapphire Rapids Xeon (issue 50), and the int16 emulation is the
-# kernels' outputs bit for bit. Between the three SUMS, the largest move of a probability on the nine detector
-# cases of tests/test_reduced_precision.py differs by up to .0061 (the tiles) and .0085 (vdpbf16ps), one
-# candidate's by as much; the float32 order is the one that tracked the hardware. The largest moves emulated in
-# float32: .0077 (tiles), .0096 (vdpbf16ps), .0057 (int16) in probability, .0029 in box (in all three orders .0096
-# and .0033).
+# kernels' outputs bit for bit. Summed in two other orders (float64; float32 over k reversed), the largest move
+# of a probability on the nine detector cases of tests/test_reduced_precision.py differed by up to .0061 (the
+# tiles) and .0085 (vdpbf16ps), one candidate's by as much; numpy's float32 order is the one that tracked the
+# hardware. The largest moves emulated: .0077 (tiles), .0096 (vdpbf16ps), .0057 (int16) in probability, .0029 in
+# box (in the three orders .0096 and .0033).
 ORDER_MARGIN = .005
 
 
@@ -58,16 +56,9 @@ def twelve_bits(a, axes, divide=False):
 class Emulated:
     """Stands in for the kernels that convolutional.py calls for the reduced-precision products."""
 
-    def __init__(self, sums):
-        assert sums in SUMS
-        self.sums = sums
-
-    def product(self, a, b):
-        """a (m, k) @ b (k, n) -> float32, summed in self.sums's order (the operands hold exact products)."""
-        if self.sums == "float64":
-            return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.float32)
-        if self.sums == "reversed":
-            a, b = a[..., ::-1], b[..., ::-1, :]
+    @staticmethod
+    def product(a, b):
+        """a (m, k) @ b (k, n) in float32 sums (numpy's order; the operands' products are exact in float32)."""
         return np.matmul(np.ascontiguousarray(a, np.float32), np.ascontiguousarray(b, np.float32))
 
     @staticmethod
@@ -109,14 +100,14 @@ class Emulated:
         transform_output2(M, tiles_w, out_h, out_w, out)
 
 
-def emulate(engine, monkeypatch, sums="float32"):
+def emulate(engine, monkeypatch):
     """Choose the products as a CPU with `engine` ("amx", "dpbf16ps" or "int16") would, and compute its layers with
     the emulation (see the module's docstring). Undone with monkeypatch; the caller resets products.set_backend."""
     assert engine in ENGINES
     monkeypatch.setattr(amx, "unavailable", lambda: None if engine == "amx" else amx.TURNED_OFF)
     monkeypatch.setattr(bf16, "unavailable", lambda: None)
     monkeypatch.setattr(int16, "unavailable", lambda: None)
-    emulated = Emulated(sums)
+    emulated = Emulated()
     for name in ("pack_bf16", "conv_bf16", "quantize_weights", "conv_int16", "quantize_winograd_weights",
                  "conv_int16_winograd"):
         monkeypatch.setattr(convolutional, name, getattr(emulated, name))

@@ -21,11 +21,7 @@ _received = []   # the stop signals that came through stop_on_signals's handler,
 
 
 class StopSignal(KeyboardInterrupt):
-    """A stop signal, raised as Ctrl-C's KeyboardInterrupt is."""
-
-    def __init__(self, number):
-        super().__init__(signal.Signals(number).name)
-        self.number = number
+    """A stop signal, raised as Ctrl-C's KeyboardInterrupt is; its text is the signal's name."""
 
 
 def handled(number):
@@ -45,7 +41,7 @@ def _stop(number, frame):
     for other in STOPS:
         if handled(other):
             signal.signal(other, lambda number, frame: stop_at_once(number))
-    raise StopSignal(number)
+    raise StopSignal(signal.Signals(number).name)
 
 
 def stop_at_once(number):
