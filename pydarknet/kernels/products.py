@@ -153,8 +153,9 @@ def backend():
 
 def gemm_nn(a, b, out, accumulate=False):
     """out = a @ b, or out += a @ b with accumulate (a (m, k), b (k, n), out (m, n), float32)."""
-    if backend() != "blas":
-        sgemm_darknet(a, b, out, accumulate, fused=backend() in FUSED)
+    name = backend()
+    if name != "blas":
+        sgemm_darknet(a, b, out, accumulate, fused=name in FUSED)
     elif accumulate:
         out += a @ b
     else:
@@ -381,9 +382,8 @@ def bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
     it from its five F(2x2) layers, where the tiles round the weights and the image); in 12 bits, .0035 and
     .0096. "direct" takes the layers the fast products put through F(4x4) too: as fast as those on a quick spell
     of the Zen 4 EPYC (yolov4-tiny's forwards 19.90 and 19.89 ms, alternating), faster on a slow one, when F(4x4)'s
-    passes over
-    its scratch slow down more than the products (25.45 -> 24.28 ms; 64x104x104 -> 64 3.14 -> 2.68, 128x52x52
-    -> 128 2.93 -> 2.81; yolov3-tiny 20.57 -> 20.37). And, as on the tiles, "direct" for 1 x 1 kernels from
+    passes over its scratch slow down more than the products (25.45 -> 24.28 ms; 64x104x104 -> 64 3.14 -> 2.68,
+    128x52x52 -> 128 2.93 -> 2.81; yolov3-tiny 20.57 -> 20.37). And, as on the tiles, "direct" for 1 x 1 kernels from
     BF16_POINTWISE_CHANNELS (rounding the image to bf16 is a cheaper pass than int16's, which finds its peak
     first): in yolov4-tiny's forwards on the Zen 4 EPYC (fast / bf16) 128x52x52 -> 128 0.55 / 0.45 ms, 256x26x26
     -> 256 0.58 / 0.39, 512x13x13 -> 256 0.36 / 0.27, 256x26x26 -> 255 0.62 / 0.44, but 64x104x104 -> 64 0.65 /

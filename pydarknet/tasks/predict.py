@@ -245,21 +245,22 @@ def left_edge(box):
     return np.float32(x) - np.float32(w) / np.float32(2)
 
 
-def products_named(fast):
-    """The products that `fast` names: False darknet's exact ones, True the fast products (fused multiply-add,
+def products_name(fast):
+    """The backend that `fast` names: False darknet's exact products, True the fast ones (fused multiply-add,
     Winograd; within 1e-3 of darknet's numbers, not bit-exact), "bf16" those with the convolutions in bfloat16
-    (--bf16: kernels.products.bf16_engine), "int16" in 12-bit integers with VNNI (--int16); the fast products, with
-    a warning, where the CPU's instructions would not pay. A kernels.products.Products."""
-    from ..kernels.products import REDUCED, products_for
-    return products_for("darknet" if not fast else fast if fast in REDUCED else "fast")
+    (--bf16: kernels.products.bf16_engine), "int16" in 12-bit integers with VNNI (--int16). kernels.products'
+    products_for and set_backend make the fast products of the last two, with a warning, where the CPU's
+    instructions would not pay."""
+    from ..kernels.products import REDUCED
+    return "darknet" if not fast else fast if fast in REDUCED else "fast"
 
 
 def use_fast(fast):
     """The process's products (every network without its own: a command's --fast, --bf16, --int16, as
-    PYDARKNET_PRODUCTS), as products_named names them; nothing for a false `fast`."""
+    PYDARKNET_PRODUCTS), as products_name names them; nothing for a false `fast`."""
     if fast:
         from ..kernels.products import set_backend
-        set_backend(products_named(fast).name)
+        set_backend(products_name(fast))
 
 
 DETECTION_LAYERS = ("yolo", "region", "detection")
@@ -279,7 +280,7 @@ def check_role(net, role):
 
 def loaded_network(cfg, weights, network, darknet, fast, role, device=None):
     """The network a Detector or Classifier (`role`) runs: `network` as given, else built from cfg and weights;
-    with the products `fast` names (products_named) as its own, unless `fast` is None; moved to `device`
+    with the products `fast` names (products_name) as its own, unless `fast` is None; moved to `device`
     ("cuda:0"; None: where it is) when given."""
     if network is None:
         network = Network(cfg, darknet=darknet)
@@ -287,7 +288,8 @@ def loaded_network(cfg, weights, network, darknet, fast, role, device=None):
         network.load(weights)
     check_role(network, role)
     if fast is not None:
-        network.products = products_named(fast)
+        from ..kernels.products import products_for
+        network.products = products_for(products_name(fast))
     if device is not None:
         network = network.to(device)
     network.prepare()   # before the first pass is timed
@@ -296,7 +298,7 @@ def loaded_network(cfg, weights, network, darknet, fast, role, device=None):
 
 class Detector:
     """`darknet`: "ab" or "pjreddie" forces whose arithmetic and defaults to follow (None: from the files).
-    `fast`: the products of this Detector's network alone (products_named: False exact, True --fast's, "bf16",
+    `fast`: the products of this Detector's network alone (products_name: False exact, True --fast's, "bf16",
     "int16"; None: the process's, PYDARKNET_PRODUCTS or a command's flag): Detectors of two modes live side by side.
     `device`: "cuda:0" runs the network on that GPU (pydarknet.network.cuda), None where it is.
     `letterbox`: None for the network's darknet's default: pjreddie letterboxes, the fork resizes unless the
