@@ -5,6 +5,7 @@ import time
 from ..files.config import DarknetError, check_fractions, note, warn
 from ..files.weights import AtomicFile
 from ..results.output import detection_lines, fork_json_frame, json_line, write_crops, write_labels
+from ..tasks.stops import held
 from ..tasks.stream import FirstAhead
 from .file_arguments import ArgumentsError
 from .images import command_images, for_each_batch, load_names, load_network, on_cluster
@@ -46,32 +47,33 @@ def run_detect(data_file, cfg, weights, images, thresh, hier, nms, ext_output, o
         return im, detector.prepare(im)
 
     def show(path, loaded, result):
-        result.image = path
-        count[0] += 1
-        base = image_base or "predictions"
-        if given.listed is None or len(given.listed) > 1:
-            base = f"{base}_{count[0]}"
-        bgr = None
-        if drawing or crop is not None:   # a cluster's results come without pixels
-            bgr = to_bgr8(loaded[0] if loaded else load(path))
-        if crop is not None:
-            write_crops(crop, path, bgr, result)
-        if heatmaps:
-            for written in save_heatmaps(result, detector.names, base, detector.skip_classes):
-                note(f"saved {written}")
-        if as_json:
-            print(json_line(result.as_json()))
-        else:
-            print("\n".join(detection_lines(path, result, fork, ext_output)))
-        if json_file is not None:
-            json_file.write(("" if count[0] == 1 else ", \n") + fork_json_frame(count[0], path, result))
-        if (drawing or save_labels) and len(result.finite_boxes()) < len(result.boxes):
-            warn(f"{path}: {len(result.boxes) - len(result.finite_boxes())} boxes with an inf or NaN coordinate "
-                 f"are not {' or '.join(w for w, on in (('drawn', drawing), ('labelled', save_labels)) if on)}")
-        if save_labels:
-            write_labels(path, result)
-        if drawing:
-            note(f"saved {save_image(detector.draw(bgr, result), base)}")
+        with held():   # a stop signal comes between images: each is in every output, or in none
+            result.image = path
+            count[0] += 1
+            base = image_base or "predictions"
+            if given.listed is None or len(given.listed) > 1:
+                base = f"{base}_{count[0]}"
+            bgr = None
+            if drawing or crop is not None:   # a cluster's results come without pixels
+                bgr = to_bgr8(loaded[0] if loaded else load(path))
+            if crop is not None:
+                write_crops(crop, path, bgr, result)
+            if heatmaps:
+                for written in save_heatmaps(result, detector.names, base, detector.skip_classes):
+                    note(f"saved {written}")
+            if as_json:
+                print(json_line(result.as_json()))
+            else:
+                print("\n".join(detection_lines(path, result, fork, ext_output)))
+            if json_file is not None:
+                json_file.write(("" if count[0] == 1 else ", \n") + fork_json_frame(count[0], path, result))
+            if (drawing or save_labels) and len(result.finite_boxes()) < len(result.boxes):
+                warn(f"{path}: {len(result.boxes) - len(result.finite_boxes())} boxes with an inf or NaN coordinate "
+                     f"are not {' or '.join(w for w, on in (('drawn', drawing), ('labelled', save_labels)) if on)}")
+            if save_labels:
+                write_labels(path, result)
+            if drawing:
+                note(f"saved {save_image(detector.draw(bgr, result), base)}")
 
     def run_batch(loaded):
         return detector.detect_batch([prepared for _, prepared in loaded], thresh, hier, nms)
