@@ -17,7 +17,7 @@ from ..files.errors import Interrupted
 from ..programs.images import Failures
 from ..tasks import stops
 from . import (classify_commands, dataset_commands, detect_commands, evaluate_commands, export_commands,
-               program_commands, startup, tool_commands, train_commands)
+               program_commands, serve_commands, startup, tool_commands, train_commands)
 from .options import CONTEXT
 
 
@@ -113,7 +113,8 @@ for command, names in [
         (tool_commands.partial, ["partial"]),
         (tool_commands.anchors, ["anchors"]), (tool_commands.download, ["download"]),
         (tool_commands.version, ["version"]),
-        (tool_commands.compile_kernels, ["compile"]), (program_commands.nightmare, ["nightmare"])]:
+        (tool_commands.compile_kernels, ["compile"]), (program_commands.nightmare, ["nightmare"]),
+        (serve_commands.serve, ["serve"])]:
     for name in names:
         cli.add_command(command, name)
 for command, name in [(detect_commands.detector_test, "test"), (detect_commands.detector_demo, "demo"),

@@ -133,6 +133,7 @@ class ClassifyResult:
     image: str
     seconds: float      # the image's share of its forward pass
     predictions: list   # (class_id, name, prob), best first
+    probabilities: np.ndarray = None   # float32: every class's probability, in class order (the network's output)
 
     def as_json(self):
         return strict_json({"image": self.image, "seconds": self.seconds,
@@ -498,4 +499,5 @@ class Classifier:
         if tree is not None:  # a word-tree softmax: absolute probabilities, leaves only, as darknet's classifier
             hierarchy_predictions(probs, tree, only_leaves=True)
         best = top_k(probs, min(top, probs.size))
-        return ClassifyResult(name, seconds, [(int(i), class_name(self.names, int(i)), float(p)) for i, p in best])
+        return ClassifyResult(name, seconds, [(int(i), class_name(self.names, int(i)), float(p)) for i, p in best],
+                              probs)
