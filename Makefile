@@ -1,6 +1,6 @@
 PYTHON ?= python3
 
-.PHONY: install test bench bench-avx2 demo demo-tiny bench-train bench-gpu bench-mpi
+.PHONY: install test bench bench-avx2 demo demo-tiny bench-train bench-gpu bench-mpi bench-serve
 
 install:
 	$(PYTHON) -m pip install -e '.[test]'
@@ -34,3 +34,6 @@ bench-gpu:     # the GPU engine (pydarknet[cuda]): yolov4-tiny 416 forward at ba
 
 bench-mpi:     # the mpi extra: a training iteration on 1 and 2 MPI ranks here, each rank's bytes a step
 	$(PYTHON) -m pydarknet.tasks.train.mpi_bench
+
+bench-serve:   # the serve extra: `pydarknet serve` under 1, 4 and 16 clients beside detect_batch's offline rate
+	$(PYTHON) -m pydarknet.tasks.serve.bench

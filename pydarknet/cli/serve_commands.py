@@ -1,6 +1,7 @@
 """serve."""
 import click
 
+from ..files.config import chatter
 from ..programs.serve import run_serve
 from ..tasks.serve.settings import ServeSettings, byte_size
 from .options import CONTEXT, common, darknet_option
@@ -41,4 +42,4 @@ def serve(files, models, host, port, max_batch, max_delay_ms, max_queue, timeout
     run_serve(files, models, ServeSettings.given(host=host, port=port, max_batch=max_batch,
                                                  max_delay_ms=max_delay_ms, max_queue=max_queue, timeout=timeout,
                                                  exit_timeout=exit_timeout, max_body=max_body, max_pixels=max_pixels,
-                                                 api_key=api_key, log_requests=not quiet), darknet, debug)
+                                                 api_key=api_key, log_requests=not chatter["quiet"]), darknet, debug)

@@ -1,4 +1,4 @@
-"""The server's process: warm every model, listen, say so in one line, serve until a stop signal, then drain.
+"""The server's process: listen, warm every model, say it is ready in one line, serve until a stop signal, drain.
 
 uvicorn runs in a thread of its own, so that the main thread keeps the commands' stop handling (tasks/stops.py):
 the first SIGTERM, SIGINT or SIGHUP turns readiness false and new requests away (503), answers the requests in
@@ -30,15 +30,15 @@ def serve(models, settings, debug=False, announce=print):
     sock = listening_socket(settings.host, settings.port)
     server = Server(models, settings, debug)
     try:
-        for model in models.values():
-            started = time.perf_counter()
-            model.warm(settings.max_batch)
-            note(f"{model.name}: a {model.kind}, warm in {time.perf_counter() - started:.1f} s")
         config = uvicorn.Config(server.app, lifespan="off", access_log=False, log_config=None,
                                 log_level="critical" if not debug else "info", timeout_graceful_shutdown=1)
         web = uvicorn.Server(config)
         thread = threading.Thread(target=web.run, kwargs={"sockets": [sock]}, name="serve-http", daemon=True)
-        thread.start()
+        thread.start()   # live at once, ready once warm: a probe meanwhile gets 503, not a hang
+        for model in models.values():
+            started = time.perf_counter()
+            model.warm(settings.max_batch)
+            note(f"{model.name}: a {model.kind}, warm in {time.perf_counter() - started:.1f} s")
         while not web.started and thread.is_alive():
             time.sleep(0.01)
         if not web.started:

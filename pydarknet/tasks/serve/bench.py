@@ -1,0 +1,116 @@
+"""`make bench-serve`: `pydarknet serve` under 1, 4 and 16 concurrent clients on the loopback, beside the offline
+throughput of `Detector.detect_batch` on the same images, same machine, same run.
+
+The server is a real `pydarknet serve` process (yolov4-tiny, darknet's exact products, the default settings); each
+client is a thread with its own keep-alive connection posting the four sample photos in turn to /detect, for a
+bounded time and count. Offline: detect_batch over the same images, --max-batch at a time, and one image's detect
+alone (the latency the server's one-client p50 is measured against). Goals (issue 51): at 8 or more clients at
+least 0.9x the offline images per second; at one client, p50 within 5 ms of one image's own detect time.
+"""
+import argparse
+import http.client
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+from ...files.resources import find_file
+from ..about import cpu_line
+from ..bench import weights_file
+from .settings import ServeSettings
+
+IMAGES = ("dog.jpg", "eagle.jpg", "person.jpg", "shapes.jpg")
+CLIENTS = (1, 4, 16)
+
+
+def offline(cfg, weights, paths, batch, seconds):
+    """(images per second of detect_batch, `batch` images a call; seconds of one image's detect), medians."""
+    from ..predict import Detector
+    detector = Detector(str(cfg), str(weights))
+    detector.detect_batch(paths[:batch])   # compiled, buffers sized
+    batches = [(paths * batch)[i:i + batch] for i in range(0, len(paths) * batch, batch)]
+    rates, ends = [], time.perf_counter() + seconds
+    while time.perf_counter() < ends or len(rates) < 3:
+        for chosen in batches:
+            started = time.perf_counter()
+            detector.detect_batch(chosen)
+            rates.append(len(chosen) / (time.perf_counter() - started))
+    alone = []
+    for _ in range(3):
+        for path in paths:
+            started = time.perf_counter()
+            detector.detect(path)
+            alone.append(time.perf_counter() - started)
+    return statistics.median(rates), statistics.median(alone)
+
+
+def clients(address, bodies, count, seconds):
+    """`count` clients posting `bodies` in turn for `seconds`: (images per second, each request's seconds)."""
+    host, port = address
+    latencies, lock = [], threading.Lock()
+    ends = time.perf_counter() + seconds
+
+    def client(first):
+        connection = http.client.HTTPConnection(host, port, timeout=60)
+        turn = first
+        while time.perf_counter() < ends:
+            started = time.perf_counter()
+            connection.request("POST", "/detect", bodies[turn % len(bodies)])
+            answer = connection.getresponse()
+            answer.read()
+            if answer.status != 200:
+                raise RuntimeError(f"the server answered {answer.status}")
+            with lock:
+                latencies.append(time.perf_counter() - started)
+            turn += 1
+        connection.close()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(count)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return len(latencies) / (time.perf_counter() - started), latencies
+
+
+def percentile(values, share):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10, help="seconds of each load level [10]")
+    args = parser.parse_args(argv)
+    cfg, weights = find_file("cfg/yolov4-tiny.cfg"), weights_file("yolov4-tiny")
+    paths = [str(find_file(f"data/{name}")) for name in IMAGES]
+    bodies = [open(path, "rb").read() for path in paths]
+    batch = ServeSettings().max_batch
+    print(cpu_line())
+    rate, alone = offline(cfg, weights, paths, batch, args.seconds)
+    print(f"offline yolov4-tiny: detect_batch of {batch}: {rate:.1f} images/s; one image's detect "
+          f"{alone * 1000:.1f} ms")
+    server = subprocess.Popen([sys.executable, "-m", "pydarknet", "serve", str(cfg), str(weights), "--port", "0",
+                               "-q"], stdout=subprocess.PIPE, text=True)
+    try:
+        ready = re.match(r"pydarknet serve: ready on http://([\d.]+):(\d+)", server.stdout.readline())
+        if ready is None:
+            raise SystemExit("the server did not start")
+        address = ready.group(1), int(ready.group(2))
+        clients(address, bodies, 1, 1)   # the connections' and the server's first requests
+        print(f"{'clients':>8} {'images/s':>9} {'x offline':>9} {'p50 ms':>8} {'p99 ms':>8}")
+        for count in CLIENTS:
+            served, latencies = clients(address, bodies, count, args.seconds)
+            p50 = percentile(latencies, .5) * 1000
+            print(f"{count:>8} {served:>9.1f} {served / rate:>9.2f} {p50:>8.1f} "
+                  f"{percentile(latencies, .99) * 1000:>8.1f}" + (f"   (p50 - one detect: {p50 - alone * 1000:+.1f} ms)"
+                                                                   if count == 1 else ""), flush=True)
+    finally:
+        server.terminate()
+        server.wait(60)
+
+
+if __name__ == "__main__":
+    main()
