@@ -27,6 +27,7 @@ from pydarknet.files.config import DarknetError
 from pydarknet.results.track import Tracker
 from pydarknet.tasks.live import server as server_module
 from pydarknet.tasks.live.output import LiveOutput
+from pydarknet.tasks.options import Thresholds
 from pydarknet.tasks.predict import Detector
 from pydarknet.tasks.video import Video, run_demo
 
@@ -278,7 +279,8 @@ def test_a_broken_video_closes_the_streams(clip, tmp_path, detector):
     give_up = time.monotonic() + DEADLINE
     while live.server.watching("json") < 1 and time.monotonic() < give_up:
         time.sleep(0.01)
-    detected = run_demo(detector, Video(tmp_path / "cut.avi"), lambda *shown: None, thresh=0.25, listeners=[live])
+    detected = run_demo(detector, Video(tmp_path / "cut.avi"), lambda *shown: None, thresholds=Thresholds(0.25),
+                        listeners=[live])
     frames = json.loads(fork.result()[1])
     assert 1 <= detected < FRAMES and [f["frame_id"] for f in frames] == list(range(1, detected + 1))
 
@@ -299,7 +301,7 @@ def test_http_post_sends_each_frame_as_the_json_port_does(clip, reference, detec
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     live = LiveOutput(str(clip), post_url=f"127.0.0.1:{receiver.server_port}/frames")   # the fork's form
     try:
-        run_demo(detector, Video(clip), lambda *shown: None, thresh=0.25, listeners=[live],
+        run_demo(detector, Video(clip), lambda *shown: None, thresholds=Thresholds(0.25), listeners=[live],
                  tracker=Tracker(count_line=COUNT_LINE))
     finally:
         receiver.shutdown()
@@ -324,7 +326,7 @@ def test_an_endpoint_that_never_answers_does_not_stall_the_video(clip, detector)
         give_up = time.monotonic() + DEADLINE
         while live.server.watching("json") < 1 and time.monotonic() < give_up:
             time.sleep(0.01)
-        detected = run_demo(detector, Video(clip), lambda *shown: None, thresh=0.25, listeners=[live])
+        detected = run_demo(detector, Video(clip), lambda *shown: None, thresholds=Thresholds(0.25), listeners=[live])
     poster = live.poster
     assert detected == FRAMES and len(json.loads(fork.result()[1])) == FRAMES
     assert poster.sent == 0 and poster.failed >= 1 and poster.failed + poster.dropped == FRAMES
@@ -368,7 +370,7 @@ def frame_intervals(detector, clip, clients):
         assert time.monotonic() < give_up
         time.sleep(0.01)
     times = []
-    run_demo(detector, Video(clip), lambda *shown: times.append(time.perf_counter()), thresh=0.25,
+    run_demo(detector, Video(clip), lambda *shown: times.append(time.perf_counter()), thresholds=Thresholds(0.25),
              listeners=[live], tracker=Tracker())
     least, connected = map(int, readers.communicate(timeout=DEADLINE)[0].split()) if clients else (0, 0)
     return list(np.diff(times)), least, connected
@@ -430,7 +432,7 @@ def test_the_page_plays_the_stream_and_updates_the_detections(clip, detector):
                 time.sleep(0.01)
             # a camera's pace, 10 frames a second, so that the page is seen while the video plays
             video = threading.Thread(target=run_demo, args=(detector, Video(clip), lambda *shown: time.sleep(0.1)),
-                                     kwargs={"thresh": 0.25, "tracker": tracker, "listeners": [live]})
+                                     kwargs={"thresholds": Thresholds(0.25), "tracker": tracker, "listeners": [live]})
             video.start()
             page.wait_for_function("Number(document.getElementById('frame').textContent) >= 5")
             first_frame, first_picture = int(page.inner_text("#frame")), page.evaluate(PICTURE_SUM)
@@ -455,14 +457,14 @@ def test_an_http_stream_is_a_source_and_its_end_closes_the_streams(clip, detecto
     upstream = LiveOutput(str(clip), mjpeg_port=free_port())
     url = f"http://127.0.0.1:{upstream.server.ports['-mjpeg_port']}/"
     playing = threading.Thread(target=run_demo, args=(detector, Video(clip), lambda *shown: time.sleep(0.05)),
-                               kwargs={"thresh": 0.25, "listeners": [upstream]})
+                               kwargs={"thresholds": Thresholds(0.25), "listeners": [upstream]})
     playing.start()
     downstream = LiveOutput(url, json_port=free_port())
     fork = Reader(request(downstream.server.ports["-json_port"], "/"))
     give_up = time.monotonic() + DEADLINE
     while downstream.server.watching("json") < 1 and time.monotonic() < give_up:
         time.sleep(0.01)
-    detected = run_demo(detector, Video(url), lambda *shown: None, thresh=0.25, listeners=[downstream])
+    detected = run_demo(detector, Video(url), lambda *shown: None, thresholds=Thresholds(0.25), listeners=[downstream])
     playing.join(DEADLINE)
     frames = json.loads(fork.result()[1])
     assert 1 <= detected <= FRAMES and [f["frame_id"] for f in frames] == list(range(1, detected + 1))

@@ -62,7 +62,13 @@ def test_two_detectors_called_from_threads_at_once_answer_each_call_as_alone():
 def test_two_modes_of_one_model_live_side_by_side_in_turn_and_from_threads():
     """An exact Detector keeps darknet's numbers after a --fast one of the same model is made and used, alone and
     with both called from threads at once; the fast one keeps its own (which differ from the exact ones in the
-    last bits), and the process's products are as they were."""
+    last bits), and the process's products are as they were. Darknet's numbers: those `detect --json` prints in a
+    process of its own."""
+    import json
+    import os
+    import subprocess
+    import sys
+
     from pydarknet.kernels import products
     from pydarknet.tasks.predict import Detector
 
@@ -76,6 +82,14 @@ def test_two_modes_of_one_model_live_side_by_side_in_turn_and_from_threads():
     fast_alone = {image: timeless(fast.detect(image, thresh=.01)) for image in IMAGES}
     assert {image: timeless(exact.detect(image, thresh=.01)) for image in IMAGES} == alone
     assert fast_alone != alone and products.backend() == process
+    printed = subprocess.run([sys.executable, "-m", "pydarknet", "detect", ROOT / "cfg/shapes-v4tiny.cfg",
+                              ROOT / "data/shapes-v4tiny.weights", *IMAGES, "-thresh", ".01", "--json", "-q"],
+                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    command = [json.loads(line)["detections"] for line in printed.stdout.splitlines()]
+    assert len(command) == len(IMAGES) and sum(map(len, command)) > len(IMAGES), printed.stderr
+    for image, detections in zip(IMAGES, command):
+        mine = [{**d, "name": None} for d in exact.detect(image, thresh=.01).as_json()["detections"]]
+        assert mine == [{**d, "name": None} for d in detections], image
     calls = [(detector, image) for detector in (exact, fast) for image in IMAGES]
     found = from_threads(lambda call: timeless(call[0].detect(call[1], thresh=.01)), calls)
     for (detector, image), answers in found.items():

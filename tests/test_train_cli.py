@@ -232,16 +232,13 @@ def test_ctrl_c_in_train_ends_on_the_saved_line(dataset, monkeypatch, capsys):
     assert err.strip().splitlines()[-1] == "Interrupted: saved backup/toy_last.weights after 1 iterations"
 
 
-def test_cpu_replicas_each_train_on_their_own_share(dataset, monkeypatch):
+def test_cpu_replicas_each_train_on_their_own_share(dataset):
     """-gpus cpu,cpu: two replicas on the CPU, each iteration's images twice a lone run's; replica r's share is drawn
     with the seed plus r alone, so replica 0's images are a lone run's (an MPI job's rank r draws the same)."""
-    from pydarknet.network import cuda
     from pydarknet.tasks.train.data import BatchLoader
-    monkeypatch.setitem(cuda._default, "devices", [])   # -gpus chooses for the process: not for the next tests
     result = invoke(["train", "toy.data", "toy.cfg", "--max-batches", "2", "--workers", "1", "-gpus", "cpu,cpu"])
     assert result.exit_code == 0, result.output
     assert [int(LINE.match(line).group(2)) for line in result.stdout.splitlines() if line] == [8, 16]
-    assert cuda.default_devices() == ["cpu", "cpu"]
     images = TrainingRun("toy.data", "toy.cfg", workers=0).dataset
     x, y = next(BatchLoader(images, 8, seed=[3, 4], workers=0))
     for share, seed in ((slice(0, 4), 3), (slice(4, 8), 4)):

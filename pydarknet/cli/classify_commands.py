@@ -3,8 +3,9 @@ import click
 
 from ..programs.classifier import run_classify
 from ..programs.images import default_data
-from .options import (CONTEXT, STDIN_IMAGES, classify_options, common, darknet_option, image_options, network_files,
-                      preprocess_of)
+from ..tasks.options import Preprocessing
+from .options import (CONTEXT, STDIN_IMAGES, classify_options, common, darknet_option, image_options, letterbox_of,
+                      network_files)
 
 
 def classify_command(name, slots, doc):
@@ -16,10 +17,11 @@ def classify_command(name, slots, doc):
     @image_options
     @darknet_option
     @common
-    def command(files, top, letter_box, resize, batch, dask, unordered, as_json, decoder, darknet, quiet, debug):
+    def command(files, top, letter_box, resize, batch, dask, unordered, as_json, decoder, darknet, network_options,
+                quiet, debug):
         run_classify(files.names or default_data("imagenet1k.data"), files.cfg, files.weights, files.rest,
-                     top or (5 if files.names is None else 0), preprocess_of(letter_box, resize), as_json, decoder,
-                     darknet, batch, dask, unordered)
+                     top or (5 if files.names is None else 0), Preprocessing(letterbox_of(letter_box, resize), decoder),
+                     as_json, darknet, batch, dask, unordered, network_options)
     return command
 
 

@@ -3,6 +3,7 @@ import click
 
 from ..programs.detector import run_demo, run_detect
 from ..programs.images import default_data
+from ..tasks.options import ImageOutputs, Live, Preprocessing, Thresholds, Tracking, VideoOutputs
 from .options import (CONTEXT, STDIN_IMAGES, common, darknet_option, demo_options, detect_options, image_options,
                       letterbox_of, network_files, tiles_of)
 from .progress import progress_bar
@@ -19,11 +20,13 @@ def detect_command(name, slots, doc):
     @common
     def command(files, thresh, hier, nms, resize, letter_box, ext_output, out, dont_show, save_labels, batch,
                 skip_classes, tiles, tile_overlap, tile_whole, crop, heatmaps, dask, unordered, as_json, decoder,
-                darknet, quiet, debug):
-        run_detect(files.names or default_data("coco.data"), files.cfg, files.weights, files.rest, thresh, hier, nms,
-                   ext_output, out, save_labels, letterbox_of(letter_box, resize), as_json, decoder, darknet, batch,
-                   dask, unordered, tiles=tiles_of(tiles, tile_overlap, tile_whole), crop=crop, heatmaps=heatmaps,
-                   skip_classes=skip_classes)
+                darknet, network_options, quiet, debug):
+        thresholds = Thresholds(thresh, hier, nms)
+        preprocessing = Preprocessing(letterbox_of(letter_box, resize), decoder,
+                                      tiles=tiles_of(tiles, tile_overlap, tile_whole))
+        outputs = ImageOutputs(as_json, ext_output, skip_classes, out, save_labels, crop, heatmaps)
+        run_detect(files.names or default_data("coco.data"), files.cfg, files.weights, files.rest, thresholds,
+                   preprocessing, outputs, darknet, batch, dask, unordered, network_options)
     return command
 
 
@@ -44,15 +47,17 @@ def demo_command(name, slots, doc):
     @common
     def command(files, thresh, hier, nms, resize, letter_box, ext_output, dont_show, batch, skip_classes, as_json,
                 camera, out_filename, prefix, frame_skip, time_limit, mjpeg_port, json_port, mjpeg_quality, post_url,
-                host, track, count_line, count_band, darknet, quiet, debug):
+                host, track, count_line, count_band, darknet, network_options, quiet, debug):
         source = files.rest[0] if files.rest else None
         if source is not None and camera is not None:
             raise click.UsageError("give a SOURCE or -c CAMERA, not both")
-        run_demo(files.names or default_data("coco.data"), files.cfg, files.weights, source, camera, thresh, hier,
-                 nms, letterbox_of(letter_box, resize), ext_output, out_filename, prefix, frame_skip, time_limit, batch,
-                 as_json, darknet, progress_bar, track=track, count_line=count_line, count_band=count_band,
-                 mjpeg_port=mjpeg_port, json_port=json_port, mjpeg_quality=mjpeg_quality, post_url=post_url,
-                 host=host, skip_classes=skip_classes)
+        thresholds = Thresholds(thresh, hier, nms)
+        outputs = VideoOutputs(as_json, ext_output, skip_classes, out_filename, prefix, frame_skip, time_limit)
+        run_demo(files.names or default_data("coco.data"), files.cfg, files.weights, source, camera, thresholds,
+                 Preprocessing(letterbox_of(letter_box, resize)), outputs,
+                 Tracking(track, count_line, count_band),
+                 Live(mjpeg_port, json_port, mjpeg_quality, post_url, host), darknet, batch, network_options,
+                 progress_bar)
     return command
 
 

@@ -3,6 +3,7 @@ import click
 
 from ..files.config import note
 from ..programs.images import load_names, load_network
+from ..tasks.options import NetworkOptions
 from .options import CONTEXT, cfg_options, darknet_option
 
 
@@ -29,11 +30,11 @@ def batch_size(ctx, param, value):
 @click.option("--data", default=None, help="A .data file whose names= go into the model's metadata.")
 @darknet_option
 @cfg_options
-def export_onnx(cfg, weights, out, opset, batch, decode, fp16, data, darknet, quiet, debug):
+def export_onnx(cfg, weights, out, opset, batch, decode, fp16, data, darknet, strict, quiet, debug):
     """Export CFG + WEIGHTS as one ONNX graph in OUT (needs the onnx extra)."""
     from ..tasks.onnx import export as export_graph, onnx_package
     onnx_package()
-    net = load_network(cfg, weights, darknet, table=False)
+    net = load_network(cfg, weights, darknet, table=False, network_options=NetworkOptions(strict=strict))
     names = load_names(data, 0, cfg)[0] if data else None
     model = export_graph(net, out, opset=opset, batch=batch, decode=decode, fp16=fp16, names=names)
     for value in list(model.graph.input) + list(model.graph.output):

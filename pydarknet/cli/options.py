@@ -1,8 +1,12 @@
 """The option stacks the commands share, so that one flag means one thing on every command that takes it."""
+import functools
+
 import click
 
-from ..files.config import class_numbers, set_quiet, set_strict
+from ..files.config import set_quiet
+from ..network.cuda import devices
 from ..programs.file_arguments import METAVARS, ArgumentsError, sort_files
+from ..tasks.options import DECODERS, Live, NetworkOptions, Preprocessing, Thresholds, VideoOutputs
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -33,26 +37,30 @@ def quiet_debug(fn):
 
 
 def cfg_options(fn):
-    """--strict, -q and --debug: every command that loads a network's cfg."""
-    fn = click.option("--strict", is_flag=True, expose_value=False,
-                      callback=lambda ctx, param, value: set_strict(value),
+    """--strict (the command's `strict`, passed to the Network it builds), -q and --debug: every command that loads
+    a network's cfg."""
+    fn = click.option("--strict", is_flag=True,
                       help="A cfg option that no layer reads (a misspelt key) is an error (exit 2) instead of a "
                            "warning.")(fn)
     return quiet_debug(fn)
 
 
-def use_gpus(ctx, param, value):
-    if value:
-        from ..network.cuda import use_gpus as choose
-        choose("0" if value is True else value)
+def network_options(fn):
+    """The command `fn` given its -gpus/-i/--gpu and --strict as one `network_options` argument (a NetworkOptions)
+    to hand down to the network it builds; the GPUs are checked first, before any file is read."""
+    @functools.wraps(fn)
+    def command(*args, gpus, gpu, strict, **kwargs):
+        chosen = devices(gpus if gpus is not None else "0" if gpu else None)
+        return fn(*args, network_options=NetworkOptions(tuple(chosen), strict), **kwargs)
+    return command
 
 
 def common(fn):
     """--strict, -q, --debug, --fast, --bf16, --int16 and the GPU (-gpus/-i/--gpu): every command that runs a
-    network."""
-    fn = click.option("--gpu", is_flag=True, expose_value=False, callback=use_gpus,
-                      help="Run on the first CUDA GPU (the same as -gpus 0).")(fn)
-    fn = click.option("-gpus", "-i", "gpus", metavar="N", default=None, expose_value=False, callback=use_gpus,
+    network; it takes `network_options` (see network_options) in place of the GPU and --strict."""
+    fn = network_options(fn)
+    fn = click.option("--gpu", "gpu", is_flag=True, help="Run on the first CUDA GPU (the same as -gpus 0).")(fn)
+    fn = click.option("-gpus", "-i", "gpus", metavar="N", default=None,
                       help="Run on CUDA GPU N, as darknet's -gpus/-i (needs the cuda extra) [the CPU]; train: one "
                            "replica a device, e.g. 0,1 or cpu,cpu.")(fn)
     fn = click.option("--fast", is_flag=True, expose_value=False, callback=use_fast_products,
@@ -71,7 +79,7 @@ def common(fn):
 
 def image_options(fn):
     fn = click.option("--json", "as_json", is_flag=True, help="One JSON object per image per line on stdout.")(fn)
-    fn = click.option("--decoder", type=click.Choice(["darknet", "opencv"]), default="darknet", show_default=True,
+    fn = click.option("--decoder", type=click.Choice(DECODERS), default=Preprocessing.decoder, show_default=True,
                       help="JPEG decoder: darknet's exact pixels, or OpenCV's (faster, not darknet-exact).")(fn)
     return fn
 
@@ -103,7 +111,6 @@ def batch_option(fn):
 def detection_options(fn):
     """The options of every command that detects: `detect`, `detector test` and the demos."""
     fn = click.option("-skipclasses", "skip_classes", metavar="LIST", default=None,
-                      callback=lambda ctx, param, value: class_numbers(value),
                       help="Never report, draw, track or count these classes: numbers and ranges, as the Hank.ai "
                            "fork (2,5-8).")(fn)
     fn = batch_option(fn)
@@ -112,8 +119,10 @@ def detection_options(fn):
     fn = click.option("-letter_box", "-letterbox", "letter_box", is_flag=True,
                       help="Letterbox the input [pjreddie's networks; AlexeyAB's when the cfg says letter_box=1].")(fn)
     fn = click.option("-resize", "resize", is_flag=True, help="Plain resize to the network size [AlexeyAB's networks].")(fn)
-    fn = click.option("-nms", "nms", type=float, default=0.45, show_default=True, help="NMS IoU threshold.")(fn)
-    fn = click.option("-hier", "hier", type=float, default=0.5, show_default=True, help="Hierarchical threshold.")(fn)
+    fn = click.option("-nms", "nms", type=float, default=Thresholds.nms, show_default=True,
+                      help="NMS IoU threshold.")(fn)
+    fn = click.option("-hier", "hier", type=float, default=Thresholds.hier_thresh, show_default=True,
+                      help="Hierarchical threshold.")(fn)
     fn = click.option("-thresh", "thresh", type=float, default=None,
                       help="Detection threshold [.25 for AlexeyAB's networks, .5 for pjreddie's].")(fn)
     return fn
@@ -154,10 +163,11 @@ def detect_options(fn):
 
 
 def demo_options(fn):
-    fn = click.option("-time_limit_sec", "time_limit", type=click.FloatRange(min=0), default=0,
+    fn = click.option("-time_limit_sec", "time_limit", type=click.FloatRange(min=0), default=VideoOutputs.time_limit,
                       help="Stop after this many seconds [no limit].")(fn)
-    fn = click.option("-frame_skip", "-s", "frame_skip", type=click.IntRange(min=0), default=0, show_default=True,
-                      help="Detect one frame, then skip N (written to -out_filename with the boxes found last).")(fn)
+    fn = click.option("-frame_skip", "-s", "frame_skip", type=click.IntRange(min=0), default=VideoOutputs.frame_skip,
+                      show_default=True, help="Detect one frame, then skip N (written to -out_filename with the "
+                      "boxes found last).")(fn)
     fn = click.option("-prefix", "prefix", default=None, help="Write each annotated frame as PREFIX_%08d.jpg "
                       "(numbered from the source's first frame, 1).")(fn)
     fn = click.option("-out_filename", "out_filename", default=None,
@@ -195,13 +205,14 @@ def live_options(fn):
     fn = click.option("-track", "track", is_flag=True,
                       help="Give each object a track id that stays with it across frames and short misses: in the "
                            "text, the JSON, the drawing and the streams.")(fn)
-    fn = click.option("--host", "host", default="127.0.0.1", show_default=True,
+    fn = click.option("--host", "host", default=Live.host, show_default=True,
                       help="Address the live ports listen on; 0.0.0.0 serves every network (see the README before "
                            "exposing them).")(fn)
     fn = click.option("-http_post_host", "post_url", metavar="URL", default=None,
                       help="POST each frame's JSON (the fork's, as -json_port sends it) to this URL; a bounded queue "
                            "and a 3 s timeout, so a dead endpoint never stalls the video.")(fn)
-    fn = click.option("-mjpeg_quality", "mjpeg_quality", type=click.IntRange(1, 100), default=40, show_default=True,
+    fn = click.option("-mjpeg_quality", "mjpeg_quality", type=click.IntRange(1, 100), default=Live.mjpeg_quality,
+                      show_default=True,
                       help="JPEG quality of the MJPEG stream.")(fn)
     fn = click.option("-json_port", "json_port", type=click.IntRange(1, 65535), default=None,
                       help="Stream each frame's detections on this port as the AlexeyAB fork does (/: its JSON "
@@ -233,14 +244,7 @@ def tiles_of(tiles, overlap, whole):
 
 
 def letterbox_of(letter_box, resize):
-    """-letter_box / -resize as Detector's letterbox: None (neither) for the network's darknet's default."""
+    """-letter_box / -resize as options.Preprocessing's letterbox (None, neither: the network's darknet's way)."""
     if letter_box and resize:
         raise click.UsageError("-letter_box and -resize exclude each other")
     return True if letter_box else False if resize else None
-
-
-def preprocess_of(letter_box, resize):
-    """-letter_box / -resize as Classifier's preprocess: darknet's resize_min when neither."""
-    if letter_box and resize:
-        raise click.UsageError("-letter_box and -resize exclude each other")
-    return "letterbox" if letter_box else "resize" if resize else "resize_min"

@@ -22,10 +22,10 @@ def char_options(fn):
 @click.option("-temp", "temperature", type=float, default=0.7, show_default=True, help="Softmax temperature.")
 @click.option("-srand", "srand", type=int, default=None, help="C's srand() seed [the time, as darknet].")
 @common
-def generate(cfg, weights, seed, tokens, length, temperature, srand, quiet, debug):
+def generate(cfg, weights, seed, tokens, length, temperature, srand, network_options, quiet, debug):
     """Print SEED then LEN characters sampled from a char model (darknet's text for the same -srand)."""
     from ..programs.rnn import generate as run
-    run(cfg, weights, length, seed, temperature, srand, tokens)
+    run(cfg, weights, length, seed, temperature, srand, tokens, network_options=network_options)
 
 
 @click.command(context_settings=CONTEXT)
@@ -33,10 +33,10 @@ def generate(cfg, weights, seed, tokens, length, temperature, srand, quiet, debu
 @click.argument("weights")
 @click.option("-seed", "seed", default="\n\n", help="Text fed to the network first [two newlines].")
 @common
-def valid(cfg, weights, seed, quiet, debug):
+def valid(cfg, weights, seed, network_options, quiet, debug):
     """Bits per character of the text on stdin, character by character."""
     from ..programs.rnn import valid as run
-    run(cfg, weights, seed)
+    run(cfg, weights, seed, network_options=network_options)
 
 
 @click.command(context_settings=CONTEXT)
@@ -50,11 +50,11 @@ def valid(cfg, weights, seed, quiet, debug):
 @click.option("--max-batches", "max_batches", type=int, default=None, help="Stop after this many iterations "
               "[the cfg's max_batches].")
 @common
-def train(cfg, weights, text_file, clear, tokenized, srand, backup, max_batches, quiet, debug):
+def train(cfg, weights, text_file, clear, tokenized, srand, backup, max_batches, network_options, quiet, debug):
     """Train a char model on a text: batch/time_steps streams from random offsets, darknet's progress line per
     iteration, <cfg>.backup every 100 iterations, <cfg>_final.weights at the end."""
     from ..programs.rnn import train as run
-    run(cfg, weights, text_file, clear, tokenized, backup, srand, max_batches)
+    run(cfg, weights, text_file, clear, tokenized, backup, srand, max_batches, network_options=network_options)
 
 
 @click.command(context_settings=CONTEXT)
@@ -80,7 +80,8 @@ def train(cfg, weights, text_file, clear, tokenized, srand, backup, max_batches,
 @click.option("-prefix", "prefix", default=None, help="Folder for the images.")
 @common
 def nightmare(cfg, weights, image, layer, rounds, iters, octaves, layers_range, rate, thresh, norm, zoom, rotate,
-              prefix, quiet, debug):
+              prefix, network_options, quiet, debug):
     """Deep-dream IMAGE on LAYER's strongest activations; writes <image>_<cfg>_<LAYER>_<round>.jpg."""
     from ..programs.nightmare import nightmare as run
-    run(cfg, weights, image, layer, rounds, iters, octaves, zoom, rate, thresh, rotate, layers_range, norm, prefix)
+    run(cfg, weights, image, layer, rounds, iters, octaves, zoom, rate, thresh, rotate, layers_range, norm, prefix,
+        network_options=network_options)

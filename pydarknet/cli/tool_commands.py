@@ -13,10 +13,10 @@ from .progress import progress_bar
 @click.argument("weights", required=False)
 @darknet_option
 @cfg_options
-def summary(cfg, weights, darknet, quiet, debug):
+def summary(cfg, weights, darknet, strict, quiet, debug):
     """Print darknet's layer table with BFLOPs and parameter counts (aliases: print, ops)."""
     from ..network.network import Network
-    net = Network(cfg, darknet=darknet)
+    net = Network(cfg, darknet=darknet, strict=strict)
     if weights:
         net.load(weights)
     print_lines(net.summary(totals=True))
@@ -28,10 +28,10 @@ def summary(cfg, weights, darknet, quiet, debug):
 @click.argument("out")
 @click.argument("layers", type=int)
 @cfg_options
-def partial(cfg, weights, out, layers, quiet, debug):
+def partial(cfg, weights, out, layers, strict, quiet, debug):
     """Keep the first LAYERS layers' weights (a pretrained backbone such as darknet53.conv.74), seen reset to 0."""
     from ..network.network import Network
-    net = Network(cfg).load(weights, upto=layers)
+    net = Network(cfg, strict=strict).load(weights, upto=layers)
     net.seen = 0
     net.save(out, upto=layers)
     note(f"Saving weights to {out}")

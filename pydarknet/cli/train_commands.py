@@ -37,11 +37,12 @@ def train_options(fn):
 @train_options
 @common
 def train(data, cfg, weights, clear, calc_map, map_epochs, show_imgs, dont_show, backup, max_batches, workers, seed,
-          chart, rank_timeout, quiet, debug):
+          chart, rank_timeout, network_options, quiet, debug):
     """Train a detector or a classifier (by the network's last layer) on DATA's train= list
     (also `detector train` and `classifier train`). With -gpus 0,1 (or cpu,cpu) one replica a device; started by
     mpiexec (mpirun, srun), one rank of a job: see the README's Training section."""
     from ..tasks.train.run import train as run
     run(data, cfg, weights, progress=progress_bar("train", lines_on_stdout=True), rank_timeout=rank_timeout,
         debug=debug, clear=clear, backup=backup, workers=workers, seed=seed, chart=chart, max_batches=max_batches,
-        calc_map=calc_map, map_epochs=map_epochs, show_imgs=show_imgs)
+        calc_map=calc_map, map_epochs=map_epochs, show_imgs=show_imgs, devices=network_options.devices,
+        strict=network_options.strict)

@@ -6,6 +6,7 @@ we do the same, but refuse what darknet would silently misread (a value that is 
 is wanted, a line without `=`), naming `file:line`.
 """
 import difflib
+import numbers
 import os
 import re
 import sys
@@ -20,7 +21,9 @@ _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
-# Chatter on stderr (warnings, the layer table, progress); `-q` turns it off. Errors are never silenced.
+# Chatter on stderr (warnings, the layer table, progress); `-q` turns it off. Errors are never silenced. The
+# process's output choice: the command line sets it (-q, and an MPI job's ranks but the first); nothing in the
+# Python API (Detector, Classifier, Network) changes it.
 chatter = {"quiet": False}
 
 
@@ -39,14 +42,6 @@ def note(message):
 
 def warn(message):
     note(f"Warning: {message}")
-
-
-# --strict: a cfg option that no layer reads (a misspelt key) is an error instead of darknet's warning.
-cfg_checks = {"strict": False}
-
-
-def set_strict(strict):
-    cfg_checks["strict"] = strict
 
 
 class UnusedOptionError(CfgError):
@@ -114,16 +109,16 @@ class Section:
         """Options nobody asked for: (key, value, line), in file order."""
         return [(k, v, n) for k, (v, n) in self.options.items() if k not in self.used]
 
-    def warn_unused(self):
+    def warn_unused(self, strict=False):
         """Darknet's "Unused field" warning for each option nobody asked for, with the key it most likely misspells
-        (the closest of the keys this section's layer read and was not given); under --strict, an error (the
+        (the closest of the keys this section's layer read and was not given); `strict` (--strict): an error (the
         first such option). Call it once the layer is built: which keys a layer reads is what it asked for."""
         for key, value, line in self.unused():
             layer = "" if self.layer is None else f" layer {self.layer}"
             message = f"{self.path}:{line}: unused field '{key} = {value}' in [{self.type}]{layer}"
             close = difflib.get_close_matches(key, sorted(self.used - self.options.keys()), n=1)
             hint = f": did you mean {close[0]}?" if close else ""
-            if cfg_checks["strict"]:
+            if strict:
                 raise UnusedOptionError(f"{message}{hint or ': no layer reads it'} (--strict: correct or remove the "
                                         f"line)")
             warn(f"{message}, ignored{hint}")
@@ -279,7 +274,11 @@ def class_numbers(value):
 
 def check_fractions(**options):
     """Thresholds and IoUs (`thresh=.25, nms=.45`, ...) are fractions: a value outside [0, 1] (or NaN) is one
-    line naming the option as the command line spells it."""
+    line naming the option as the command line spells it; so is a value that is not a number."""
     for name, value in options.items():
-        if value is not None and not 0 <= value <= 1:
-            raise DarknetError(f"-{name} {value:g}: give a fraction from 0 to 1 (.25 for 25 %)")
+        if value is None:
+            continue
+        number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if not number or not 0 <= value <= 1:
+            raise DarknetError(f"-{name} {f'{value:g}' if number else repr(value)}: give a fraction from 0 to 1 "
+                               f"(.25 for 25 %)")

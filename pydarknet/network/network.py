@@ -19,7 +19,6 @@ import numpy as np
 from ..files.config import DarknetError, read_cfg
 from ..kernels.products import using
 from .build import DARKNETS, build_layers, darknet_of, net_options
-from .cuda import default_device
 from .parameters import Parameters
 from .passes import Passes
 
@@ -27,9 +26,12 @@ from .passes import Passes
 class Network(Passes, Parameters):
     """`darknet`: whose arithmetic and defaults to follow, "ab" (the AlexeyAB fork: batch-norm over
     sqrt(var + .00001), fused into the convolutions for inference; its detect defaults) or "pjreddie";
-    None chooses from the cfg (`darknet_of`) and, at load, from the weights (the fork writes revision 5)."""
+    None chooses from the cfg (`darknet_of`) and, at load, from the weights (the fork writes revision 5).
+    `quiet_unused`: no warning for a cfg option no layer reads; `strict` (--strict): such an option is an error
+    (config.UnusedOptionError). `device`: where it runs (see `to`; None: the CPU). These are the network's own:
+    building one never changes how another is built or runs."""
 
-    def __init__(self, cfg_path, quiet_unused=False, darknet=None):
+    def __init__(self, cfg_path, quiet_unused=False, darknet=None, strict=False, device=None):
         self.cfg_path = str(cfg_path)
         sections = read_cfg(self.cfg_path)
         if darknet not in (None,) + DARKNETS:
@@ -61,9 +63,9 @@ class Network(Passes, Parameters):
         build_layers(self, sections[1:])
         if not quiet_unused:
             for section in sections:
-                section.warn_unused()
-        if default_device() is not None:   # -gpus on the command line
-            self.to(default_device())
+                section.warn_unused(strict)
+        if device is not None:
+            self.to(device)
 
     # -- where it runs, its shape, its table ---------------------------------------------------------------------------
     @property

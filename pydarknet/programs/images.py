@@ -10,6 +10,7 @@ from ..files.config import DarknetError, note
 from ..files.config import default_data, load_names  # noqa: F401  (the commands import them from here)
 from ..files.resources import local_copy
 from ..tasks import preload
+from ..tasks.options import NetworkOptions
 from ..tasks.stream import batch_results
 from .file_arguments import ArgumentsError, check_order
 
@@ -101,15 +102,17 @@ def stdin_start():
     return peek(len(SIGNATURES[1]))[:len(SIGNATURES[1])] if peek is not None else b""
 
 
-def load_network(cfg, weights, darknet=None, table=True, role=None):
+def load_network(cfg, weights, darknet=None, table=True, role=None, network_options=None):
     """Build and load a network, showing darknet's layer table on stderr as darknet does at load. A cfg or
     weights given as a URL is read through fsspec. `role`: "detector" or "classifier", checked before the
-    weights are read (predict.check_role)."""
+    weights are read (predict.check_role). `network_options`: the command's tasks.options.NetworkOptions (its
+    device and --strict; None: the CPU, not strict)."""
     from ..kernels.products import backend
     from ..network.network import Network
     from ..tasks.predict import check_role
     check_order(cfg, weights)
-    net = Network(local_copy(cfg), darknet=darknet)
+    chosen = network_options or NetworkOptions()
+    net = Network(local_copy(cfg), darknet=darknet, strict=chosen.strict, device=chosen.device)
     check_role(net, role)
     if table:
         note("\n".join(net.summary()))
@@ -143,10 +146,11 @@ def on_cluster(address, predict, images, show, *args, **options):
         show_each(((path, None, result) for path, result in results), show)
 
 
-def over_valid_list(evaluation, data_file, cfg, weights, dask=None, darknet=None, **options):
+def over_valid_list(evaluation, data_file, cfg, weights, dask=None, darknet=None, network_options=None, **options):
     """evaluate.py's `evaluation` (run_map, run_valid, ...) over the data file's valid= list, the network loaded
-    here (no layer table) and the per-image work done in this process or on the Dask cluster at `dask`."""
-    net = load_network(cfg, weights, darknet, table=False)
+    here (no layer table; `network_options` as load_network's) and the per-image work done in this process or on
+    the Dask cluster at `dask`."""
+    net = load_network(cfg, weights, darknet, table=False, network_options=network_options)
     with evaluation_images(dask, cfg, weights, darknet) as images:
         return evaluation(data_file, cfg, weights, network=net, images=images, **options)
 

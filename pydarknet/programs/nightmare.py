@@ -121,16 +121,17 @@ def optimize_picture(net, layers, im, layer, scale, rate, thresh, norm, rng, out
 
 
 def nightmare(cfg, weights, image, layer, rounds=1, iters=10, octaves=4, zoom=1.0, rate=0.04, thresh=1.0,
-              rotate_by=0.0, layers_range=1, norm=1, prefix=None, out=None, deltas=None):
+              rotate_by=0.0, layers_range=1, norm=1, prefix=None, out=None, deltas=None, network_options=None):
     """darknet's `nightmare CFG WEIGHTS IMAGE LAYER` with its options (-rounds, -iters, -octaves, -zoom, -rate,
     -thresh, -rotate, -range, -norm, -prefix). Prints darknet's lines to `out` (stdout) and the iteration counter
-    to stderr; returns the paths written. `deltas`: a list that receives each iteration's input gradient."""
+    to stderr; returns the paths written. `deltas`: a list that receives each iteration's input gradient;
+    `network_options`: as load_network's."""
     out = out or sys.stdout
     for name, value in (("octaves", octaves), ("range", layers_range)):
         if value < 1:
             raise DarknetError(f"nightmare: -{name} {value}: must be at least 1 (darknet draws rand() % {name})")
     rng = CRand(0)
-    net = load_network(cfg, weights, "pjreddie")
+    net = load_network(cfg, weights, "pjreddie", network_options=network_options)
     rng.skip(parse_draws(net))
     layers = list(net.layers)
     im = load_image_color(image)

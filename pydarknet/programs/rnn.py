@@ -22,6 +22,7 @@ from ..files.config import DarknetError, note
 from ..files.weights import save_weights
 from ..kernels import backward
 from .crand import CRand, parse_draws
+from ..tasks.options import NetworkOptions
 from .images import load_network
 
 F32 = np.float32
@@ -37,10 +38,11 @@ def read_tokens(path):
     return ["\n" if line == "<NEWLINE>" else line for line in lines]
 
 
-def char_network(cfg, weights, temperature=None):
-    """Load a character net for one-character calls (see the module's docstring)."""
+def char_network(cfg, weights, temperature=None, network_options=None):
+    """Load a character net for one-character calls (see the module's docstring; `network_options`: as
+    load_network's)."""
     note(Path(cfg).stem)
-    net = load_network(cfg, weights, "pjreddie")
+    net = load_network(cfg, weights, "pjreddie", network_options=network_options)
     if net.batch != 1:
         raise DarknetError(f"{cfg}: rnn generate and valid feed one character per call, but the net takes "
                            f"{net.batch} rows (batch x time_steps): use batch=1 and time_steps=1")
@@ -73,13 +75,14 @@ def sample(probabilities, rng):
 
 
 def generate(cfg, weights, length=1000, seed_text="\n\n", temperature=0.7, srand=None, tokens=None,
-             out=None):
+             out=None, network_options=None):
     """darknet's `rnn generate`: print the seed, then `length` sampled symbols, then a newline, to `out` (bytes;
-    stdout by default). `srand`: C's seed [time(0)]; `tokens`: a -tokens file (symbols printed with a space)."""
+    stdout by default). `srand`: C's seed [time(0)]; `tokens`: a -tokens file (symbols printed with a space);
+    `network_options`: as load_network's."""
     out = out or sys.stdout.buffer
     symbols = read_tokens(tokens) if tokens else None
     rng = CRand(int(time.time()) if srand is None else srand)
-    net = char_network(cfg, weights, temperature)
+    net = char_network(cfg, weights, temperature, network_options)
     rng.skip(parse_draws(net))
     seed = seed_text.encode("latin-1") if isinstance(seed_text, str) else bytes(seed_text)
     inputs = int(np.prod(net.input_shape))
@@ -110,12 +113,13 @@ def check_symbol(c, inputs, cfg):
         raise DarknetError(f"{cfg}: character {c} is beyond the net's {inputs} inputs")
 
 
-def valid(cfg, weights, seed_text="\n\n", text=None, out=None):
+def valid(cfg, weights, seed_text="\n\n", text=None, out=None, network_options=None):
     """darknet's `rnn valid`: feed the seed, then each character of `text` (bytes; stdin by default), printing
-    after each the running bits per character, perplexity and word perplexity (words: spaces, tabs, newlines)."""
+    after each the running bits per character, perplexity and word perplexity (words: spaces, tabs, newlines);
+    `network_options`: as load_network's."""
     out = out or sys.stdout
     text = sys.stdin.buffer.read() if text is None else text
-    net = char_network(cfg, weights)
+    net = char_network(cfg, weights, network_options=network_options)
     inputs = int(np.prod(net.input_shape))
     seed = seed_text.encode("latin-1") if isinstance(seed_text, str) else bytes(seed_text)
     for c in seed:
@@ -180,11 +184,11 @@ def char_batch(symbols, offsets, inputs, steps):
 
 
 def train(cfg, weights=None, text_file="data/shakespeare.txt", clear=False, tokenized=False, backup="backup",
-          srand=None, max_batches=None, err=None):
+          srand=None, max_batches=None, err=None, network_options=None):
     """darknet's `rnn train`: train on `text_file` until max_batches, printing darknet's progress line per
     iteration to `err` (stderr), saving <backup>/<cfg>.backup every 100 iterations, <cfg>_<i>.weights every
-    10000 and <cfg>_final.weights at the end (darknet writes to its author's /home/pjreddie/backup/).
-    Returns the network."""
+    10000 and <cfg>_final.weights at the end (darknet writes to its author's /home/pjreddie/backup/), on
+    `network_options`' device (a tasks.options.NetworkOptions; None: the CPU). Returns the network."""
     from ..network.network import Network
     from ..tasks.train.step import get_current_batch, get_current_rate, train_datum
 
@@ -195,7 +199,8 @@ def train(cfg, weights=None, text_file="data/shakespeare.txt", clear=False, toke
         raise DarknetError(f"{text_file}: too short to train on")
     base = Path(cfg).stem
     print(base, file=err)
-    net = Network(cfg)
+    chosen = network_options or NetworkOptions()
+    net = Network(cfg, strict=chosen.strict, device=chosen.device)
     rng.skip(parse_draws(net))
     if weights:
         net.load(weights)

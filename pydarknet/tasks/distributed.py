@@ -29,6 +29,7 @@ from pathlib import Path
 from ..kernels.threads import cores
 from ..files.errors import DarknetError, install_hint
 from ..files.resources import find_argument, is_url, read_url
+from .options import Preprocessing, Thresholds, given
 from .stream import batch_results, batched
 
 try:
@@ -244,20 +245,23 @@ def predictions(build, method, call, paths, cfg, weights, client, names, options
             yield from results
 
 
-def detect(paths, cfg, weights, client=None, names=None, thresh=None, hier_thresh=0.5, nms=0.45, letterbox=None,
-           decoder="darknet", darknet=None, batch=1, chunk=CHUNK, window=None, ordered=True, tiles=None,
-           skip_classes=()):
+def detect(paths, cfg, weights, client=None, names=None, thresh=None, hier_thresh=None, nms=None, letterbox=None,
+           decoder=None, darknet=None, batch=1, chunk=CHUNK, window=None, ordered=True, tiles=None,
+           skip_classes=(), thresholds=None, preprocessing=None):
     """(path, DetectionResult) for each of `paths` (an iterable: read as chunks are sent), detected on the
     workers of `client` [Dask's default client] as predict.Detector(cfg, weights, names, letterbox, decoder,
-    darknet, tiles=tiles, skip_classes=skip_classes).detect_batch(..., thresh, hier_thresh, nms) would, `batch`
-    images per forward pass. An image that
-    cannot be used gives its DarknetError in place of the result, and a batch whose forward pass fails gives its
-    error once as (None, error); the others go on. `ordered` False: results as they complete."""
+    darknet=darknet, tiles=tiles, skip_classes=skip_classes, preprocessing=preprocessing).detect_batch(...,
+    thresh, hier_thresh, nms, thresholds) would (options.Thresholds and options.Preprocessing, the arguments given
+    in their place; None: the defaults), `batch` images per forward pass. An image that cannot be used gives its
+    DarknetError in place of the result, and a batch whose forward pass fails gives its error once as (None,
+    error); the others go on. `ordered` False: results as they complete."""
     from .predict import Detector
-    yield from predictions(Detector, "detect_batch", dict(thresh=thresh, hier_thresh=hier_thresh, nms=nms), paths,
-                           cfg, weights, default_client(client), names,
-                           dict(letterbox=letterbox, decoder=decoder, darknet=darknet, tiles=tiles,
-                                skip_classes=tuple(sorted(skip_classes))), batch, chunk, window, ordered)
+    chosen = given(Thresholds, thresholds, thresh=thresh, hier_thresh=hier_thresh, nms=nms)
+    sizing = given(Preprocessing, preprocessing, letterbox=letterbox, decoder=decoder, tiles=tiles)
+    yield from predictions(Detector, "detect_batch", dict(thresholds=chosen), paths, cfg, weights,
+                           default_client(client), names,
+                           dict(darknet=darknet, preprocessing=sizing, skip_classes=tuple(sorted(skip_classes))),
+                           batch, chunk, window, ordered)
 
 
 def classify(paths, cfg, weights, client=None, names=None, top=5, preprocess="resize_min", decoder="darknet",

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..results.boxes import Detections
 from ..results.classifications import network_hierarchy, top_k
-from ..files.config import DarknetError, check_fractions, class_numbers, default_data, load_names
+from ..files.config import DarknetError, default_data, load_names
 from ..results.detections import network_detections, network_nms
 from ..files.image import (center_crop_image, check_given, draw_detections, from_bgr8, letterbox_image, load_image,
                            resize_image, resize_min)
@@ -32,9 +32,10 @@ from ..kernels.threads import cores
 from ..network.network import Network
 from ..results.output import strict_json
 from ..results.heatmap import HEAT_THRESH, heat_map
-from ..results.tiles import Tiles, cut, detect_tiles
+from ..results.tiles import cut, detect_tiles
 from ..results.track import Tracker
 from ..results.tree import hierarchy_predictions
+from .options import Preprocessing, Thresholds, class_set, given
 
 # Layers whose parameters fix the input size: a network with one of these cannot be resized.
 FIXED_SIZE_LAYERS = {"connected", "local", "detection", "crop"}
@@ -153,7 +154,7 @@ class PreparedImage:
 def skipped_classes(value, classes):
     """Detector's skip_classes as a frozenset: class numbers, or a string as -skipclasses takes it ("2,5-8"); each
     must be one of the network's `classes`."""
-    numbers = class_numbers(value) if isinstance(value, str) else frozenset(int(c) for c in value or ())
+    numbers = class_set(value)
     outside = sorted(c for c in numbers if not 0 <= c < classes)
     if outside:
         raise DarknetError(f"-skipclasses: class {outside[0]} is not one of the network's {classes} classes (0 to "
@@ -279,12 +280,12 @@ def check_role(net, role):
                            f"`pydarknet detect {net.cfg_path} WEIGHTS IMAGE`")
 
 
-def loaded_network(cfg, weights, network, darknet, fast, role, device=None):
-    """The network a Detector or Classifier (`role`) runs: `network` as given, else built from cfg and weights;
-    with the products `fast` names (products_name) as its own, unless `fast` is None; moved to `device`
-    ("cuda:0"; None: where it is) when given."""
+def loaded_network(cfg, weights, network, darknet, fast, role, device=None, strict=False):
+    """The network a Detector or Classifier (`role`) runs: `network` as given, else built from cfg (`strict`: see
+    Network) and weights; with the products `fast` names (products_name) as its own, unless `fast` is None; moved to
+    `device` ("cuda:0"; None: where it is) when given."""
     if network is None:
-        network = Network(cfg, darknet=darknet)
+        network = Network(cfg, darknet=darknet, strict=strict)
         check_role(network, role)
         network.load(weights)
     check_role(network, role)
@@ -301,28 +302,45 @@ class Detector:
     """`darknet`: "ab" or "pjreddie" forces whose arithmetic and defaults to follow (None: from the files).
     `fast`: the products of this Detector's network alone (products_name: False exact, True --fast's, "bf16",
     "int16"; None: the process's, PYDARKNET_PRODUCTS or a command's flag): Detectors of two modes live side by side.
-    `device`: "cuda:0" runs the network on that GPU (pydarknet.network.cuda), None where it is.
-    `letterbox`: None for the network's darknet's default: pjreddie letterboxes, the fork resizes unless the
-    cfg's [net] has letter_box=1. `names`: None for those `detect` prints (cfg/coco.data's; class numbers for a
-    network of more classes). `rgb`: uint8 images given as arrays are RGB, not OpenCV's BGR.
-    `tiles`: True or a tiles.Tiles: an image larger than the network is detected tile by tile (pydarknet.results.tiles).
-    `skip_classes`: class numbers (or a string as -skipclasses takes it, "2,5-8") never reported: not in the
-    results, so neither drawn, tracked nor counted. `heatmaps`: each result keeps the candidates of its heat maps
-    (DetectionResult.heatmap, pydarknet.results.heatmap)."""
+    `device`: "cuda:0" runs the network on that GPU (pydarknet.network.cuda), None where it is. `strict`: a cfg
+    option no layer reads is an error (Network's). Neither changes any other Detector or Network.
+    `preprocessing`: an options.Preprocessing (letterbox, decoder, rgb, tiles; None: its defaults); `letterbox`,
+    `decoder`, `rgb`, `tiles` given (not None) take the place of its. `letterbox` None is the network's darknet's
+    default: pjreddie letterboxes, the fork resizes unless the cfg's [net] has letter_box=1 (the `letterbox`
+    attribute holds the choice made). `names`: None for those `detect` prints (cfg/coco.data's; class numbers for a
+    network of more classes). `skip_classes`: class numbers (or a string as -skipclasses takes it, "2,5-8") never
+    reported: not in the results, so neither drawn, tracked nor counted. `heatmaps`: each result keeps the
+    candidates of its heat maps (DetectionResult.heatmap, pydarknet.results.heatmap)."""
 
-    def __init__(self, cfg, weights, names=None, letterbox=None, decoder="darknet", network=None, darknet=None,
-                 fast=None, device=None, rgb=False, tiles=None, skip_classes=(), heatmaps=False):
-        self.net = loaded_network(cfg, weights, network, darknet, fast, "detector", device)
+    def __init__(self, cfg, weights, names=None, letterbox=None, decoder=None, network=None, darknet=None,
+                 fast=None, device=None, rgb=None, tiles=None, skip_classes=(), heatmaps=False, preprocessing=None,
+                 strict=False):
+        self.net = loaded_network(cfg, weights, network, darknet, fast, "detector", device, strict)
         self.networks = NetworkPool(self.net)   # for threads calling at once: each call its own network
         self.names = default_names("coco.data", self.classes) if names is None else names
-        if letterbox is None:
-            letterbox = bool(self.net.letter_box) if self.net.darknet == "ab" else True
-        self.letterbox = letterbox
-        self.decoder = decoder
-        self.rgb = rgb
-        self.tiles = Tiles() if tiles is True else tiles or None
+        chosen = given(Preprocessing, preprocessing, letterbox=letterbox, decoder=decoder, rgb=rgb, tiles=tiles)
+        if chosen.letterbox is None:
+            chosen = given(Preprocessing, chosen, letterbox=bool(self.net.letter_box) if self.net.darknet == "ab"
+                           else True)
+        self.preprocessing = chosen
         self.skip_classes = skipped_classes(skip_classes, self.classes)
         self.heatmaps = heatmaps
+
+    @property
+    def letterbox(self):
+        return self.preprocessing.letterbox
+
+    @property
+    def decoder(self):
+        return self.preprocessing.decoder
+
+    @property
+    def rgb(self):
+        return self.preprocessing.rgb
+
+    @property
+    def tiles(self):
+        return self.preprocessing.tiles
 
     @property
     def default_thresh(self):
@@ -348,19 +366,21 @@ class Detector:
         net = self.net
         return letterbox_image(im, net.w, net.h) if self.letterbox else resize_image(im, net.w, net.h)
 
-    def detect(self, image, thresh=None, hier_thresh=0.5, nms=0.45):
+    def detect(self, image, thresh=None, hier_thresh=None, nms=None, thresholds=None):
         """Boxes over `thresh` (None: the darknet's default, see DEFAULT_THRESH) after the NMS of the
-        network's darknet (and, for the fork, of its last [yolo]'s nms_kind) at IoU `nms` (0: none)."""
-        return self.detect_batch([image], thresh, hier_thresh, nms)[0]
+        network's darknet (and, for the fork, of its last [yolo]'s nms_kind) at IoU `nms` (0: none).
+        `thresholds`: an options.Thresholds (None: its defaults, thresh None, hier_thresh .5, nms .45), whose
+        values `thresh`, `hier_thresh`, `nms` take the place of when given (not None). A DarknetError for a
+        value outside [0, 1]."""
+        return self.detect_batch([image], thresh, hier_thresh, nms, thresholds)[0]
 
-    def detect_batch(self, images, thresh=None, hier_thresh=0.5, nms=0.45):
+    def detect_batch(self, images, thresh=None, hier_thresh=None, nms=None, thresholds=None):
         """`detect` for a list of images (paths, arrays or PreparedImages) in one forward pass: their
         DetectionResults, in order, the same as one at a time."""
-        check_fractions(thresh=thresh, hier=hier_thresh, nms=nms)
+        chosen = given(Thresholds, thresholds, thresh=thresh, hier_thresh=hier_thresh, nms=nms)
         if not check_given(images, "images"):
             return []
-        if thresh is None:
-            thresh = self.default_thresh
+        thresh, hier_thresh, nms = chosen.threshold(self.default_thresh), chosen.hier_thresh, chosen.nms
         prepared = [self.prepare(image) for image in images]   # decoded and sized in the caller's thread
         if self.tiles is not None:
             return [self._tiled_result(p, thresh, hier_thresh, nms) for p in prepared]
@@ -429,24 +449,27 @@ class Detector:
                                self.names, self.classes, width=max(1, int(result.height * .006)),
                                tags=[f"#{t}" if t is not None else "" for _, _, t in drawn])
 
-    def track(self, frames, tracker=None, thresh=None, hier_thresh=0.5, nms=0.45):
-        """`detect` each of `frames` (paths, arrays or PreparedImages, in the video's order) and follow the objects
-        from frame to frame with `tracker` (a track.Tracker [a new one with its defaults]): their DetectionResults,
-        one at a time, with track ids (DetectionResult.track_ids, Detection.track_id)."""
+    def track(self, frames, tracker=None, thresh=None, hier_thresh=None, nms=None, thresholds=None):
+        """`detect` each of `frames` (paths, arrays or PreparedImages, in the video's order; the thresholds as
+        detect's) and follow the objects from frame to frame with `tracker` (a track.Tracker [a new one with its
+        defaults]): their DetectionResults, one at a time, with track ids (DetectionResult.track_ids,
+        Detection.track_id)."""
         tracker = Tracker() if tracker is None else tracker
+        chosen = given(Thresholds, thresholds, thresh=thresh, hier_thresh=hier_thresh, nms=nms)
         for frame in check_given(frames, "frames"):
-            yield tracker.update(self.detect(frame, thresh, hier_thresh, nms))
+            yield tracker.update(self.detect(frame, thresholds=chosen))
 
 
 class Classifier:
-    """`darknet`, `fast` and `device` as for Detector. `preprocess`: "resize_min" (darknet's published results: the short
-    side to the network width, the network resized to the image; a fixed-size network takes a centre crop),
-    "letterbox" or "resize". `names`: None for those `classify` prints (cfg/imagenet1k.data's; class numbers for a
-    network of more outputs). `rgb` as for Detector."""
+    """`darknet`, `fast`, `device` and `strict` as for Detector. `preprocess`: "resize_min" (darknet's published
+    results: the short side to the network width, the network resized to the image; a fixed-size network takes a
+    centre crop), "letterbox" or "resize" (options.Preprocessing.classifier_resize names them). `names`: None for
+    those `classify` prints (cfg/imagenet1k.data's; class numbers for a network of more outputs). `rgb` as for
+    Detector."""
 
     def __init__(self, cfg, weights, names=None, preprocess="resize_min", decoder="darknet", network=None,
-                 darknet=None, fast=None, device=None, rgb=False):
-        self.net = loaded_network(cfg, weights, network, darknet, fast, "classifier", device)
+                 darknet=None, fast=None, device=None, rgb=False, strict=False):
+        self.net = loaded_network(cfg, weights, network, darknet, fast, "classifier", device, strict)
         self.networks = NetworkPool(self.net)   # for threads calling at once: each call its own network (and size)
         outputs = int(np.prod(self.net.output_layer.out_shape))
         self.names = default_names("imagenet1k.data", outputs) if names is None else names

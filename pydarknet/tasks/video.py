@@ -207,11 +207,12 @@ def draw_frame(detector, frame, result, tracker):
             tracker.counter.draw(shown.bgr, detector.names)
 
 
-def run_demo(detector, video, show, thresh=None, hier=0.5, nms=0.45, batch=1, frame_skip=0, out_filename=None,
-             prefix=None, time_limit=0, progress=None, tracker=None, listeners=()):
-    """Detect the frames of `video` (a Video) with `detector`, `batch` at a time: show(frame, result, rate) for
-    each detected frame, then its drawing into `out_filename` and `prefix` files; progress(frames read, frame
-    count), if given, after each batch. Returns the number of frames detected.
+def run_demo(detector, video, show, thresholds=None, batch=1, frame_skip=0, out_filename=None, prefix=None,
+             time_limit=0, progress=None, tracker=None, listeners=()):
+    """Detect the frames of `video` (a Video) with `detector` at `thresholds` (an options.Thresholds; None: its
+    defaults), `batch` at a time: show(frame, result, rate) for each detected frame, then its drawing into
+    `out_filename` and `prefix` files; progress(frames read, frame count), if given, after each batch. Returns the
+    number of frames detected.
 
     `tracker`: a track.Tracker that gives each detected frame's boxes their track ids before `show` (and whose
     count line is drawn). `listeners`: what else each detected frame goes to (live.LiveOutput), objects with
@@ -227,7 +228,7 @@ def run_demo(detector, video, show, thresh=None, hier=0.5, nms=0.45, batch=1, fr
     writer, written, detected = None, 0, 0
     try:
         for group in batched(frames, batch):
-            results = detector.detect_batch([frame.prepared for frame in group], thresh, hier, nms)
+            results = detector.detect_batch([frame.prepared for frame in group], thresholds=thresholds)
             rate.tick(len(group))
             for frame, result in zip(group, results):
                 with held():   # a stop signal comes between frames: each is in every output, or in none

@@ -21,10 +21,10 @@ it on the CPU), so forward outputs match the CPU's exact path within the golden 
 bit for bit (other summation orders). Without a GPU, NUMBA_ENABLE_CUDASIM=1 runs the same kernels in Numba's
 simulator: that is how the tests check them (tests/test_cuda.py).
 
-The command line's -gpus/-i/--gpu (cli.options.common) call `use_gpus`, which checks the devices and makes the
-first the default: every Network built afterwards in the process goes to it (Network.__init__ asks
-`default_device`). Training with several (`-gpus 0,1`) trains one replica per GPU (train/replicas.py: each
-iteration's images shared out, their updates averaged); the other commands run on the first, as darknet's.
+The command line's -gpus/-i/--gpu (cli.options.common) check their devices with `devices` and hand them down to
+the network the command builds (Network(..., device=...)): a device is a network's own, never the process's.
+Training with several (`-gpus 0,1`) trains one replica per GPU (train/replicas.py: each iteration's images
+shared out, their updates averaged); the other commands run on the first, as darknet's.
 """
 import os
 
@@ -74,28 +74,14 @@ def engine_for(net, index):
     return Engine(net, Backend(index))
 
 
-_default = {"devices": []}
-
-
-def use_gpus(value):
+def devices(value):
     """darknet's -gpus/-i value ("0" or "0,1"; None or "": the CPU; "cpu" entries: replicas on the CPU, as in
-    training's -gpus cpu,cpu): checks that the GPUs are there (DarknetError "no CUDA GPU found: ..." otherwise)
-    and makes them the devices networks built from now on run on."""
+    training's -gpus cpu,cpu) as a list of devices ("cuda:0", "cpu"; []: the CPU), once it has checked that the
+    GPUs are there (DarknetError "no CUDA GPU found: ..." otherwise)."""
     entries = [entry.strip().lower() for entry in str(value or "").split(",") if entry.strip()]
     gpus = gpu_list(",".join(entry for entry in entries if entry != "cpu"))
     if gpus:
         from .backend import Backend
         for index in gpus:
             Backend(index)   # raises the clear error now, before any file is read
-    _default["devices"] = ["cpu" if entry == "cpu" else f"cuda:{int(entry)}" for entry in entries]
-    return _default["devices"]
-
-
-def default_device():
-    """The first device use_gpus chose (None: the CPU)."""
-    return _default["devices"][0] if _default["devices"] else None
-
-
-def default_devices():
-    """Every device use_gpus chose ([]: the CPU)."""
-    return list(_default["devices"])
+    return ["cpu" if entry == "cpu" else f"cuda:{int(entry)}" for entry in entries]

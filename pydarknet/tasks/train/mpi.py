@@ -353,8 +353,9 @@ class Group:
 
 
 # -- the command --------------------------------------------------------------------------------------------------
-def train_ranks(make_run, progress=None, timeout=60.0, debug=False):
-    """One rank of `mpiexec -n N pydarknet train ...`: `make_run(group)` builds this rank's TrainingRun."""
+def train_ranks(make_run, progress=None, timeout=60.0, debug=False, devices=()):
+    """One rank of `mpiexec -n N pydarknet train ...`: `make_run(group, devices)` builds this rank's TrainingRun on
+    `devices` (-gpus's; none given: local_device's GPU, else the CPU)."""
     if importlib.util.find_spec("mpi4py") is None:
         raise DarknetError(f"started by an MPI launcher, but mpi4py is missing: {install_hint('mpi')}")
     supervise()
@@ -362,14 +363,12 @@ def train_ranks(make_run, progress=None, timeout=60.0, debug=False):
     if group.rank:
         group.mute()
     try:
-        from ...network.cuda import default_devices, use_gpus
         try:
-            if not default_devices():   # -gpus not given: the GPU of this rank's place on its machine, or the CPU
+            if not devices:   # -gpus not given: the GPU of this rank's place on its machine, or the CPU
                 from ...network.cuda.backend import device_count
                 device = local_device(group.local_rank, device_count())
-                if device != "cpu":
-                    use_gpus(device.split(":")[1])
-            run = make_run(group)
+                devices = [] if device == "cpu" else [device]
+            run = make_run(group, devices)
         except Exception as error:   # noqa: BLE001 - every rank learns of it at the check-in
             raise group.stopped(error) from None
         group.start(len(run.nets))

@@ -245,11 +245,12 @@ def running_statistics(net):
 
 def train(data_file, cfg, weights=None, progress=None, rank_timeout=60.0, debug=False, **options):
     """The `train` command: this process alone, or, started by an MPI launcher, one rank of a job (mpi.py).
-    `options`: TrainingRun's."""
+    `options`: TrainingRun's (an MPI rank given no `devices` trains on mpi.local_device's)."""
     from .mpi import launched, train_ranks
     if launched():
-        return train_ranks(lambda group: TrainingRun(data_file, cfg, weights, group=group, **options), progress,
-                           rank_timeout, debug)
+        devices = options.pop("devices", ())
+        return train_ranks(lambda group, chosen: TrainingRun(data_file, cfg, weights, group=group, devices=chosen,
+                                                             **options), progress, rank_timeout, debug, devices)
     run = TrainingRun(data_file, cfg, weights, **options)
     if not chatter["quiet"]:
         note("\n".join(run.net.summary()))
@@ -279,24 +280,25 @@ class TrainingRun:
     losses match the first run's at N, and after N where the cfg's momentum is 0. random= sizes follow each
     run's start, as darknet's.
 
+    `devices`: where it trains (("cuda:0",); (): the CPU); `strict`: a cfg option no layer reads is an error.
     Several replicas (-gpus 0,1 or cpu,cpu; with `group`, an mpi.Group, the replicas of every rank of an MPI job)
     each train on their own share of every iteration's images, drawn with the seed plus the replica's number
     (replica 0's are a lone run's); their updates are averaged each step (replicas.py). Only rank 0 of a job
     prints, draws and writes files."""
 
     def __init__(self, data_file, cfg, weights=None, clear=False, backup=None, workers=2, seed=0, chart=True,
-                 out=None, max_batches=None, calc_map=False, map_epochs=4, show_imgs=False, group=None):
+                 out=None, max_batches=None, calc_map=False, map_epochs=4, show_imgs=False, group=None, devices=(),
+                 strict=False):
         from ...files.config import read_data_cfg
         from ...files.weights import load_weights
         from ...kernels.products import backend
         from ...kernels.threads import spin_briefly
-        from ...network.cuda import default_devices
         from ...network.network import Network
         if backend() != "darknet":   # the backward products are OpenBLAS's: its threads need the cores
             spin_briefly()
         self.data_file, self.cfg = data_file, cfg
         data = read_data_cfg(data_file)
-        self.net = Network(cfg)
+        self.net = Network(cfg, strict=strict, device=devices[0] if devices else None)
         check_policy(self.net)
         if weights:
             load_weights(self.net, weights)
@@ -307,9 +309,9 @@ class TrainingRun:
         # one train_network call per iteration; with -gpus 0,1: a replica of the network per GPU, each its share
         self.group, self.writer = group, group is None or group.rank == 0
         self.nets, self.train_step = [self.net], lambda x, y: train_network(self.net, x, y)
-        if len(default_devices()) > 1 or group:
+        if len(devices) > 1 or group:
             from .replicas import Replicas
-            replicas = Replicas(self.net, default_devices() or [self.net.device], group)
+            replicas = Replicas(self.net, list(devices) or [self.net.device], group)
             self.nets, self.train_step = replicas.nets, replicas.train_batch
         self.started_at = get_current_batch(self.net)
         if group and weights:
