@@ -52,23 +52,27 @@ def case_paths(case_dir, shared):
     return info, resolve(info["cfg"]), resolve(info["weights"])
 
 
-def run_case(case_dir, shared):
-    """Load the case's network, feed input.npy, return (net, info)."""
+def run_case(case_dir, shared, engine=None):
+    """Load the case's network, feed input.npy, return (net, info). `engine`: run the forward on that runtime in
+    float32 (tasks.engines.RuntimeEngine; its graphs cached in the test session's folder)."""
     info, cfg, weights = case_paths(case_dir, shared)
     net = Network(cfg, quiet_unused=True)
     net.load(weights)
     x = np.load(case_dir / "input.npy")
     if x.shape != net.input_shape:  # resize_min cases: darknet resized the network to the image
         net.resize(x.shape[2], x.shape[1])
+    if engine is not None:
+        from pydarknet.tasks.engines import RuntimeEngine
+        net.engine = RuntimeEngine(net, engine, fast=True)
     net.forward(x[None])
     return net, info
 
 
-def layer_mismatch(net, case_dir, tolerance=TOLERANCE):
+def layer_mismatch(net, case_dir, tolerance=TOLERANCE, only=None):
     """None when every stored layer output matches (scaled error <= tolerance; 0: bit for bit), else a message
-    naming the first layer that breaks."""
+    naming the first layer that breaks. `only`: the indices of the layers compared (None: all)."""
     for entry in json.loads((case_dir / "layers.json").read_text()):
-        if "file" not in entry:
+        if "file" not in entry or (only is not None and entry["index"] not in only):
             continue
         ref = np.load(case_dir / entry["file"])
         out = net.layers[entry["index"]].output[0].reshape(ref.shape)

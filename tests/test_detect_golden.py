@@ -23,8 +23,8 @@ def image_size(case_dir):
     raise AssertionError(f"{case_dir}/dets.txt: no '# imw .. imh ..' header")
 
 
-def decoded_rows(case_dir, root):
-    net, info = run_case(case_dir, root)
+def decoded_rows(case_dir, root, engine=None):
+    net, info = run_case(case_dir, root, engine)
     imw, imh = image_size(case_dir)
     dets = network_detections(net, imw, imh, info["thresh"], info["hier_thresh"], relative=True,
                               letterbox=info["preprocess"] == "letterbox")

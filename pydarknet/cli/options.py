@@ -6,6 +6,7 @@ import click
 from ..files.config import set_quiet
 from ..network.cuda import devices
 from ..programs.file_arguments import METAVARS, ArgumentsError, sort_files
+from ..tasks.engines import ENGINES
 from ..tasks.options import DECODERS, Live, NetworkOptions, Preprocessing, Thresholds, VideoOutputs
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
@@ -49,16 +50,20 @@ def network_options(fn):
     """The command `fn` given its -gpus/-i/--gpu and --strict as one `network_options` argument (a NetworkOptions)
     to hand down to the network it builds; the GPUs are checked first, before any file is read."""
     @functools.wraps(fn)
-    def command(*args, gpus, gpu, strict, **kwargs):
+    def command(*args, gpus, gpu, strict, engine, **kwargs):
         chosen = devices(gpus if gpus is not None else "0" if gpu else None)
-        return fn(*args, network_options=NetworkOptions(tuple(chosen), strict), **kwargs)
+        return fn(*args, network_options=NetworkOptions(tuple(chosen), strict, engine), **kwargs)
     return command
 
 
 def common(fn):
-    """--strict, -q, --debug, --fast, --bf16, --int16 and the GPU (-gpus/-i/--gpu): every command that runs a
-    network; it takes `network_options` (see network_options) in place of the GPU and --strict."""
+    """--strict, -q, --debug, --fast, --bf16, --int16, --engine and the GPU (-gpus/-i/--gpu): every command that runs
+    a network; it takes `network_options` (see network_options) in place of the GPU, --engine and --strict."""
     fn = network_options(fn)
+    fn = click.option("--engine", type=click.Choice(ENGINES), default=NetworkOptions.engine, show_default=True,
+                      help="What runs the network: pydarknet's own kernels (numba; the only one that trains), or its "
+                           "ONNX graph in ONNX Runtime or OpenVINO (the onnx and openvino extras), with pydarknet's "
+                           "pre- and post-processing; --fast and --bf16 choose OpenVINO's precision.")(fn)
     fn = click.option("--gpu", "gpu", is_flag=True, help="Run on the first CUDA GPU (the same as -gpus 0).")(fn)
     fn = click.option("-gpus", "-i", "gpus", metavar="N", default=None,
                       help="Run on CUDA GPU N, as darknet's -gpus/-i (needs the cuda extra) [the CPU]; train: one "

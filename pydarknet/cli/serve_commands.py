@@ -35,11 +35,12 @@ DEFAULTS = ServeSettings()
 @darknet_option
 @common
 def serve(files, models, host, port, max_batch, max_delay_ms, max_queue, timeout, exit_timeout, max_body, max_pixels,
-          api_key, darknet, quiet, debug):
+          api_key, darknet, network_options, quiet, debug):
     """Serve detectors and classifiers over HTTP: KServe v2 (Triton's clients), POST /detect and /classify
     (curl --data-binary @dog.jpg localhost:8080/detect), /metrics. Until SIGTERM or Ctrl-C, which answer the
     requests in flight first."""
     run_serve(files, models, ServeSettings.given(host=host, port=port, max_batch=max_batch,
                                                  max_delay_ms=max_delay_ms, max_queue=max_queue, timeout=timeout,
                                                  exit_timeout=exit_timeout, max_body=max_body, max_pixels=max_pixels,
-                                                 api_key=api_key, log_requests=not chatter["quiet"]), darknet, debug)
+                                                 api_key=api_key, log_requests=not chatter["quiet"]),
+              darknet, network_options, debug)

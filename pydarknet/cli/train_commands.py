@@ -44,5 +44,5 @@ def train(data, cfg, weights, clear, calc_map, map_epochs, show_imgs, dont_show,
     from ..tasks.train.run import train as run
     run(data, cfg, weights, progress=progress_bar("train", lines_on_stdout=True), rank_timeout=rank_timeout,
         debug=debug, clear=clear, backup=backup, workers=workers, seed=seed, chart=chart, max_batches=max_batches,
-        calc_map=calc_map, map_epochs=map_epochs, show_imgs=show_imgs, devices=network_options.devices,
+        calc_map=calc_map, map_epochs=map_epochs, show_imgs=show_imgs, devices=network_options.trains().devices,
         strict=network_options.strict)

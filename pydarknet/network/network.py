@@ -57,7 +57,7 @@ class Network(Passes, Parameters):
         self.quiet = False      # True: output layers print no training statistics
         self.rng = None         # a numpy Generator for policy=random (Python's `random` when None)
         self.weights_version = (0, 2, 0)
-        self.engine = None      # the GPU engine when the network runs on a GPU (see `to`)
+        self.engine = None      # the GPU engine (see `to`), or a runtime's (tasks.engines): what runs its forward
         self.lock = threading.RLock()   # held around a forward and the reading of its outputs (the docstring)
         self.products = None    # its own kernels.products.Products for inference (None: the process's)
         build_layers(self, sections[1:])
@@ -82,7 +82,7 @@ class Network(Passes, Parameters):
 
     @property
     def device(self):
-        return "cpu" if self.engine is None else f"cuda:{self.engine.be.index}"
+        return "cpu" if self.engine is None else self.engine.device
 
     def prepare(self):
         """Do now what the first inference pass would do once on the way (the fork's batch-norm folded into each

@@ -10,6 +10,7 @@ from ..files.config import DarknetError, note
 from ..files.config import default_data, load_names  # noqa: F401  (the commands import them from here)
 from ..files.resources import local_copy
 from ..tasks import preload
+from ..tasks.engines import use_engine
 from ..tasks.options import NetworkOptions
 from ..tasks.stream import batch_results
 from .file_arguments import ArgumentsError, check_order
@@ -106,19 +107,23 @@ def load_network(cfg, weights, darknet=None, table=True, role=None, network_opti
     """Build and load a network, showing darknet's layer table on stderr as darknet does at load. A cfg or
     weights given as a URL is read through fsspec. `role`: "detector" or "classifier", checked before the
     weights are read (predict.check_role). `network_options`: the command's tasks.options.NetworkOptions (its
-    device and --strict; None: the CPU, not strict)."""
+    device, --strict and --engine; None: the CPU, not strict, pydarknet's own kernels)."""
     from ..kernels.products import backend
     from ..network.network import Network
     from ..tasks.predict import check_role
     check_order(cfg, weights)
     chosen = network_options or NetworkOptions()
-    net = Network(local_copy(cfg), darknet=darknet, strict=chosen.strict, device=chosen.device)
+    own = chosen.engine == "numba"
+    net = Network(local_copy(cfg), darknet=darknet, strict=chosen.strict, device=chosen.device if own else None)
     check_role(net, role)
     if table:
         note("\n".join(net.summary()))
     net.load(local_copy(weights))
-    preload.load_recorded(f"{Path(cfg).name} {backend()}")   # before the first pass is timed
-    net.prepare()
+    if own:
+        preload.load_recorded(f"{Path(cfg).name} {backend()}")   # before the first pass is timed
+        net.prepare()
+    else:
+        use_engine(net, chosen.engine, None, chosen.device)
     if table:
         note(net.darknet_line())
     return net

@@ -199,7 +199,7 @@ def train(cfg, weights=None, text_file="data/shakespeare.txt", clear=False, toke
         raise DarknetError(f"{text_file}: too short to train on")
     base = Path(cfg).stem
     print(base, file=err)
-    chosen = network_options or NetworkOptions()
+    chosen = (network_options or NetworkOptions()).trains()
     net = Network(cfg, strict=chosen.strict, device=chosen.device)
     rng.skip(parse_draws(net))
     if weights:

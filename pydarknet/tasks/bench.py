@@ -119,34 +119,21 @@ def report(what, ours, theirs, theirs_direct=None):
 def session_runners(net, x, threads):
     """{name: run} for the peers that run `pydarknet export onnx`'s graph of `net`, where installed (the bench
     extra): ONNX Runtime (float32, its only CPU precision) and OpenVINO in float32 and in its default precision
-    on this CPU (bf16 where the CPU has AMX or avx512_bf16), each on `threads` threads; and why a peer is
-    missing, as {name: reason}."""
-    from .onnx import export
+    on this CPU (bf16 where the CPU has AMX or avx512_bf16), each on `threads` threads, as the engines run them
+    (tasks/engines.py); and why a peer is missing, as {name: reason}."""
+    from . import engines
     runners, missing = {}, {}
-    graph = export(net).SerializeToString()
-    try:
-        import onnxruntime
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")   # idle threads slow the others
-        session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-        runners["onnxruntime f32"] = lambda: session.run(None, {"input": x})
-    except ImportError:
+    path = engines.graph_file(net)
+    if engines.installed("onnxruntime"):
+        session = engines.onnxruntime_runner(str(path), threads)
+        runners["onnxruntime f32"] = lambda: session(x)
+    else:
         missing["onnxruntime"] = install_hint("bench")
-    try:
-        import openvino
-        core = openvino.Core()
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "net.onnx"
-            path.write_bytes(graph)
-            model = core.read_model(str(path))
-        default = core.get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
-        for label, precision in (("f32", {"INFERENCE_PRECISION_HINT": "f32"}), (f"default ({default})", {})):
-            compiled = core.compile_model(model, "CPU", {**precision, "INFERENCE_NUM_THREADS": threads,
-                                                         "PERFORMANCE_HINT": "LATENCY"})
-            request = compiled.create_infer_request()
-            runners[f"openvino {label}"] = lambda request=request: request.infer({0: x})
-    except ImportError:
+    if engines.installed("openvino"):
+        default = engines.openvino_default_precision()
+        for label, precision in (("f32", "f32"), (f"default ({default})", None)):
+            runners[f"openvino {label}"] = lambda run=engines.openvino_runner(path, threads, precision): run(x)
+    else:
         missing["openvino"] = install_hint("bench")
     return runners, missing
 

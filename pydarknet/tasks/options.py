@@ -155,15 +155,25 @@ class Live:
 @dataclass(frozen=True)
 class NetworkOptions:
     """How a command builds its network: on `devices` (("cuda:0",), or several for training's replicas: ("cuda:0",
-    "cuda:1"), ("cpu", "cpu"); (): the CPU), `strict` (a cfg option no layer reads is an error, not a warning)."""
+    "cuda:1"), ("cpu", "cpu"); (): the CPU), `strict` (a cfg option no layer reads is an error, not a warning),
+    run by `engine` (tasks.engines: "numba", pydarknet's own, or "onnxruntime", "openvino" for inference)."""
     devices: tuple = ()
     strict: bool = False
+    engine: str = "numba"
 
     def __post_init__(self):
         from ..network.cuda import parse_device
+        from .engines import check_engine
         for device in self.devices:
             parse_device(device)   # a DarknetError naming the forms it takes
         object.__setattr__(self, "devices", tuple(self.devices))
+        check_engine(self.engine)
+
+    def trains(self):
+        """These options, for a command that trains: a DarknetError when the engine cannot."""
+        if self.engine != "numba":
+            raise DarknetError(f"--engine {self.engine} runs inference only: only --engine numba trains")
+        return self
 
     @property
     def device(self):

@@ -35,6 +35,7 @@ from ..results.heatmap import HEAT_THRESH, heat_map
 from ..results.tiles import cut, detect_tiles
 from ..results.track import Tracker
 from ..results.tree import hierarchy_predictions
+from .engines import engine_name, use_engine
 from .options import Preprocessing, Thresholds, class_set, given
 
 # Layers whose parameters fix the input size: a network with one of these cannot be resized.
@@ -134,7 +135,7 @@ class ClassifyResult:
     image: str
     seconds: float      # the image's share of its forward pass
     predictions: list   # (class_id, name, prob), best first
-    probabilities: np.ndarray = None   # float32: every class's probability, in class order (the network's output)
+    probabilities: np.ndarray = field(default=None, compare=False, repr=False)   # float32: every class's, in order
 
     def as_json(self):
         return strict_json({"image": self.image, "seconds": self.seconds,
@@ -280,10 +281,10 @@ def check_role(net, role):
                            f"`pydarknet detect {net.cfg_path} WEIGHTS IMAGE`")
 
 
-def loaded_network(cfg, weights, network, darknet, fast, role, device=None, strict=False):
+def loaded_network(cfg, weights, network, darknet, fast, role, device=None, strict=False, engine=None):
     """The network a Detector or Classifier (`role`) runs: `network` as given, else built from cfg (`strict`: see
     Network) and weights; with the products `fast` names (products_name) as its own, unless `fast` is None; moved to
-    `device` ("cuda:0"; None: where it is) when given."""
+    `device` ("cuda:0"; None: where it is) when given; run by `engine` (tasks.engines.use_engine; None: as it is)."""
     if network is None:
         network = Network(cfg, darknet=darknet, strict=strict)
         check_role(network, role)
@@ -292,6 +293,10 @@ def loaded_network(cfg, weights, network, darknet, fast, role, device=None, stri
     if fast is not None:
         from ..kernels.products import products_for
         network.products = products_for(products_name(fast))
+    if engine not in (None, "numba"):
+        return use_engine(network, engine, fast, device)
+    if engine_name(network) != "numba":
+        return network   # (loaded on its engine already: programs.images.load_network)
     if device is not None:
         network = network.to(device)
     network.prepare()   # before the first pass is timed
@@ -303,7 +308,9 @@ class Detector:
     `fast`: the products of this Detector's network alone (products_name: False exact, True --fast's, "bf16",
     "int16"; None: the process's, PYDARKNET_PRODUCTS or a command's flag): Detectors of two modes live side by side.
     `device`: "cuda:0" runs the network on that GPU (pydarknet.network.cuda), None where it is. `strict`: a cfg
-    option no layer reads is an error (Network's). Neither changes any other Detector or Network.
+    option no layer reads is an error (Network's). `engine`: "onnxruntime" or "openvino" runs the network's ONNX
+    graph in that runtime (tasks.engines; `fast` then picks OpenVINO's precision), None or "numba" pydarknet's
+    kernels. None of these changes any other Detector or Network.
     `preprocessing`: an options.Preprocessing (letterbox, decoder, rgb, tiles; None: its defaults); `letterbox`,
     `decoder`, `rgb`, `tiles` given (not None) take the place of its. `letterbox` None is the network's darknet's
     default: pjreddie letterboxes, the fork resizes unless the cfg's [net] has letter_box=1 (the `letterbox`
@@ -314,8 +321,8 @@ class Detector:
 
     def __init__(self, cfg, weights, names=None, letterbox=None, decoder=None, network=None, darknet=None,
                  fast=None, device=None, rgb=None, tiles=None, skip_classes=(), heatmaps=False, preprocessing=None,
-                 strict=False):
-        self.net = loaded_network(cfg, weights, network, darknet, fast, "detector", device, strict)
+                 strict=False, engine=None):
+        self.net = loaded_network(cfg, weights, network, darknet, fast, "detector", device, strict, engine)
         self.networks = NetworkPool(self.net)   # for threads calling at once: each call its own network
         self.names = default_names("coco.data", self.classes) if names is None else names
         chosen = given(Preprocessing, preprocessing, letterbox=letterbox, decoder=decoder, rgb=rgb, tiles=tiles)
@@ -325,6 +332,10 @@ class Detector:
         self.preprocessing = chosen
         self.skip_classes = skipped_classes(skip_classes, self.classes)
         self.heatmaps = heatmaps
+
+    @property
+    def engine(self):
+        return engine_name(self.net)
 
     @property
     def letterbox(self):
@@ -461,15 +472,15 @@ class Detector:
 
 
 class Classifier:
-    """`darknet`, `fast`, `device` and `strict` as for Detector. `preprocess`: "resize_min" (darknet's published
-    results: the short side to the network width, the network resized to the image; a fixed-size network takes a
-    centre crop), "letterbox" or "resize" (options.Preprocessing.classifier_resize names them). `names`: None for
-    those `classify` prints (cfg/imagenet1k.data's; class numbers for a network of more outputs). `rgb` as for
-    Detector."""
+    """`darknet`, `fast`, `device`, `strict` and `engine` as for Detector. `preprocess`: "resize_min" (darknet's
+    published results: the short side to the network width, the network resized to the image; a fixed-size network
+    takes a centre crop), "letterbox" or "resize" (options.Preprocessing.classifier_resize names them). `names`:
+    None for those `classify` prints (cfg/imagenet1k.data's; class numbers for a network of more outputs). `rgb` as
+    for Detector."""
 
     def __init__(self, cfg, weights, names=None, preprocess="resize_min", decoder="darknet", network=None,
-                 darknet=None, fast=None, device=None, rgb=False, strict=False):
-        self.net = loaded_network(cfg, weights, network, darknet, fast, "classifier", device, strict)
+                 darknet=None, fast=None, device=None, rgb=False, strict=False, engine=None):
+        self.net = loaded_network(cfg, weights, network, darknet, fast, "classifier", device, strict, engine)
         self.networks = NetworkPool(self.net)   # for threads calling at once: each call its own network (and size)
         outputs = int(np.prod(self.net.output_layer.out_shape))
         self.names = default_names("imagenet1k.data", outputs) if names is None else names
@@ -478,6 +489,10 @@ class Classifier:
         self.rgb = rgb
         self.size = (self.net.w, self.net.h)
         self.resizable = not any(layer.type in FIXED_SIZE_LAYERS for layer in self.net.layers)
+
+    @property
+    def engine(self):
+        return engine_name(self.net)
 
     def prepare(self, image):
         """An image (as Detector.prepare takes it) made ready for the network as `preprocess` says: a

@@ -32,6 +32,10 @@ class Engine:
         self._params = {}      # (layer index, name) -> (params_version, device array)
         self._scratch = {}     # name -> device array shared by the layers (im2col's columns)
 
+    @property
+    def device(self):
+        return f"cuda:{self.be.index}"
+
     # -- device memory ---------------------------------------------------------------------------------------
     def buffer(self, layer, name, shape, dtype=np.float32):
         """A device array of this layer's, kept from call to call (reallocated when the shape changes)."""

@@ -10,7 +10,7 @@ import numpy as np
 from ...files.config import DarknetError
 from ...files.image import decode_image
 from ...results.output import strict_json
-from ..options import Thresholds
+from ..options import Preprocessing, Thresholds, given
 from ..predict import DETECTION_LAYERS, Classifier, Detector
 
 
@@ -96,8 +96,9 @@ class ServedModel:
         with self._making:
             if letterbox not in self._letterboxed:
                 p = self.predictor
-                self._letterboxed[letterbox] = Detector(None, None, names=p.names, letterbox=letterbox,
-                                                        decoder=p.decoder, network=p.net, skip_classes=p.skip_classes)
+                self._letterboxed[letterbox] = Detector(
+                    None, None, names=p.names, network=p.net, skip_classes=p.skip_classes,
+                    preprocessing=given(Preprocessing, p.preprocessing, letterbox=letterbox))
             return self._letterboxed[letterbox]
 
     def prepare(self, data, name, options):
@@ -118,8 +119,7 @@ class ServedModel:
         for each, indices in groups.items():
             images = [prepared[i] for i in indices]
             if self.kind == "detector":
-                t = each.thresholds
-                found = self._detector(each.letterbox).detect_batch(images, t.thresh, t.hier_thresh, t.nms)
+                found = self._detector(each.letterbox).detect_batch(images, thresholds=each.thresholds)
             else:
                 found = self.predictor.classify_batch(images, each.top or self.default_top)
             for i, result in zip(indices, found):
