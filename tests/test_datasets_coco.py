@@ -14,7 +14,7 @@ from pydarknet.files.labels import read_list
 from pydarknet.tasks.coco import FIGURES
 from pydarknet.tasks.evaluate import collect_detections
 
-pycocotools = pytest.importorskip("pycocotools", reason="the coco extra (pycocotools) is not installed")
+pytest.importorskip("pycocotools", reason="the coco extra (pycocotools) is not installed")
 from pycocotools.coco import COCO  # noqa: E402
 from pycocotools.cocoeval import COCOeval  # noqa: E402
 

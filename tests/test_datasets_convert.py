@@ -183,3 +183,9 @@ def test_nothing_usable_is_one_error_line(tmp_path, capsys):
     code, _, err = run_command(capsys, "datasets", "convert", "coco", tmp_path / "bad.json", tmp_path / "out",
                                "--images", tmp_path)
     assert code == 1 and f"{tmp_path / 'bad.json'}:2: not JSON" in err and "Traceback" not in err
+    (tmp_path / "odd.json").write_text('{"images": [{"id": 1}], "annotations": [], "categories": []}')
+    code, _, err = run_command(capsys, "datasets", "convert", "coco", tmp_path / "odd.json", tmp_path / "out",
+                               "--images", tmp_path)
+    assert code == 1 and err == (f"pydarknet: error: {tmp_path / 'odd.json'}: not a COCO instances file (KeyError: "
+                                 f"'file_name'): give COCO's instances_*.json, its images with id and file_name, its "
+                                 f"categories with id and name\n")

@@ -181,6 +181,15 @@ def read_coco(json_path, images):
         raise DarknetError(f"{json_path}{line}: not JSON ({e}): give COCO's instances_*.json") from None
     if not isinstance(coco, dict) or not {"images", "annotations", "categories"} <= coco.keys():
         raise DarknetError(f"{json_path}: not a COCO instances file (it needs images, annotations and categories)")
+    try:
+        return _coco_annotations(coco, json_path, images)
+    except (KeyError, TypeError, ValueError) as e:
+        raise DarknetError(f"{json_path}: not a COCO instances file ({type(e).__name__}: {e}): give COCO's "
+                           f"instances_*.json, its images with id and file_name, its categories with id and "
+                           f"name") from None
+
+
+def _coco_annotations(coco, json_path, images):
     categories = sorted(coco["categories"], key=lambda c: c["id"])
     anns = Annotations(names=[c["name"] for c in categories], categories=[c["id"] for c in categories])
     index = {c["id"]: i for i, c in enumerate(categories)}
