@@ -4,7 +4,8 @@ scores, beside darknet's table (`detector map ... --coco`).
 The truths are the set's label files and the detections every (box, class) with a nonzero probability that map
 ranks, both in pixels of the image (its size from its header). COCOeval then does what the COCO server does:
 AP averaged over IoU .50:.05:.95, at .50 and .75, by area (small < 32², medium < 96², large, the area of the
-truth's box, as the labels hold no masks), and AR at 1, 10 and 100 detections an image (the 100 best a picture).
+truth's box, as the labels hold no masks), and AR at 1, 10 and 100 detections an image (the 100 best a picture);
+-1 where the set has no truth of that size, pycocotools' mark for a figure it cannot make.
 """
 import contextlib
 import io
