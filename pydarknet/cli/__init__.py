@@ -103,7 +103,7 @@ def rnn():
 
 @cli.group("datasets", context_settings=CONTEXT)
 def datasets_group():
-    """Write a data set to train on, in darknet's layout."""
+    """Data sets to train on, in darknet's layout: made, converted from a labelling tool's export, checked, shown."""
 
 
 for command, names in [
@@ -128,7 +128,8 @@ for command, name in [(classify_commands.classifier_predict, "predict"), (train_
 export_group.add_command(export_commands.export_onnx, "onnx")
 for command in (program_commands.generate, program_commands.valid, program_commands.train):
     rnn.add_command(command)
-datasets_group.add_command(dataset_commands.shapes)
+for command in (dataset_commands.shapes, dataset_commands.convert, dataset_commands.check, dataset_commands.show):
+    datasets_group.add_command(command)
 
 
 def main(argv=None):

@@ -27,14 +27,18 @@ def evaluation_command(name, *arguments):
 @click.option("-letter_box", "-letterbox", "letter_box", is_flag=True, help="Letterbox the images (else as the cfg).")
 @click.option("--json", "as_json", is_flag=True,
               help="stdout is one JSON document, the summary; the report goes to stderr (as chatter: not under -q).")
-def detector_map(files, points, thresh, iou_thresh, letter_box, as_json, dask, darknet, network_options, quiet, debug):
+@click.option("--coco", is_flag=True, help="COCO's twelve figures too (AP@[.50:.95], AP50, AP75, by area, the ARs), "
+              "by pycocotools on the same detections (the coco extra).")
+def detector_map(files, points, thresh, iou_thresh, letter_box, as_json, coco, dask, darknet, network_options, quiet,
+                 debug):
     """mAP over valid= (or LIST, a file of image paths) as AlexeyAB's `detector map` prints it; DATA may be a
     .names file when LIST is given."""
     from ..tasks.evaluate import run_map
     check_fractions(thresh=thresh, iou_thresh=iou_thresh)
     lines, summary = over_valid_list(run_map, files.names, files.cfg, files.weights, dask, darknet, network_options,
                                      thresh=thresh, iou_thresh=iou_thresh, points=int(points), letter_box=letter_box,
-                                     progress=progress_bar("map"), image_list=files.rest[0] if files.rest else None)
+                                     progress=progress_bar("map"), image_list=files.rest[0] if files.rest else None,
+                                     coco=coco)
     if as_json:   # a pipeline reads the JSON; the report stays in view at a terminal
         note("\n".join(lines))
         print(json_line(summary))

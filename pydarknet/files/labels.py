@@ -94,6 +94,34 @@ def label_path(image_path):
 _EMPTY = np.zeros((0, 5), np.float32)
 
 
+def parse_label_line(line, classes=None):
+    """One line of a label file: ((x, y, w, h, class), None), or (None, the problem) when it is not five numbers,
+    its class is not an integer in [0, classes) (classes None: any >= 0), a number is not finite, w or h is not
+    in (0, 1], the centre is outside 0..1 or at (0, 0) (darknet reads that as no box)."""
+    fields = line.split()
+    if len(fields) != 5:
+        return None, f"expected 'class x y w h', got {len(fields)} fields: '{line.strip()}'"
+    try:
+        cls = int(fields[0])
+    except ValueError:
+        return None, f"class '{fields[0]}' is not an integer"
+    try:
+        x, y, w, h = (float(v) for v in fields[1:])
+    except ValueError:
+        return None, f"cannot read numbers in '{line.strip()}'"
+    if cls < 0 or (classes is not None and cls >= classes):
+        return None, f"class {cls} out of range" + (f" (classes={classes})" if classes is not None else "")
+    if not all(np.isfinite((x, y, w, h))):
+        return None, f"non-finite value in '{line.strip()}'"
+    if not (0 < w <= 1 and 0 < h <= 1):
+        return None, f"box size {w:g} x {h:g} not in (0, 1] (relative to the image)"
+    if not (0 <= x <= 1 and 0 <= y <= 1):
+        return None, f"box centre ({x:g}, {y:g}) outside the image"
+    if x == 0 and y == 0:
+        return None, "box centre at (0, 0) (darknet reads it as no box)"
+    return (x, y, w, h, cls), None
+
+
 def read_labels(label_file, classes=None, warned=None):
     """Read a YOLO label file: float32 array (n, 5), rows ``[x, y, w, h, class]`` (darknet's truth order).
 
@@ -123,40 +151,13 @@ def read_labels(label_file, classes=None, warned=None):
         return _EMPTY.copy()
     rows = []
     for number, line in enumerate(text.splitlines(), 1):
-        fields = line.split()
-        if not fields:
+        if not line.split():
             continue
-        where = f"{label_file}:{number}"
-        if len(fields) != 5:
-            complain(f"{where}: expected 'class x y w h', got {len(fields)} fields: '{line.strip()}': line skipped")
-            continue
-        try:
-            cls = int(fields[0])
-        except ValueError:
-            complain(f"{where}: class '{fields[0]}' is not an integer: line skipped")
-            continue
-        try:
-            x, y, w, h = (float(v) for v in fields[1:])
-        except ValueError:
-            complain(f"{where}: cannot read numbers in '{line.strip()}': line skipped")
-            continue
-        if cls < 0 or (classes is not None and cls >= classes):
-            limit = f" (classes={classes})" if classes is not None else ""
-            complain(f"{where}: class {cls} out of range{limit}: line skipped")
-            continue
-        if not all(np.isfinite((x, y, w, h))):
-            complain(f"{where}: non-finite value in '{line.strip()}': line skipped")
-            continue
-        if not (0 < w <= 1 and 0 < h <= 1):
-            complain(f"{where}: box size {w:g} x {h:g} not in (0, 1] (relative to the image): line skipped")
-            continue
-        if not (0 <= x <= 1 and 0 <= y <= 1):
-            complain(f"{where}: box centre ({x:g}, {y:g}) outside the image: line skipped")
-            continue
-        if x == 0 and y == 0:
-            complain(f"{where}: box centre at (0, 0) (darknet reads it as no box): line skipped")
-            continue
-        rows.append((x, y, w, h, cls))
+        row, problem = parse_label_line(line, classes)
+        if problem:
+            complain(f"{label_file}:{number}: {problem}: line skipped")
+        else:
+            rows.append(row)
     if warned is not None and complained:
         warned.add(label_file)
     if not rows:

@@ -459,7 +459,7 @@ def compute_map(collected, thresh=0.25, iou_thresh=0.5, points=0):
 
 
 def run_map(data_file, cfg, weights, thresh=0.25, iou_thresh=0.5, points=0, letter_box=False, progress=None,
-            network=None, fuse_batchnorm=True, images=None, paths=None, image_list=None):
+            network=None, fuse_batchnorm=True, images=None, paths=None, image_list=None, coco=False):
     """AlexeyAB's `detector map`: (lines of its report without the progress lines, summary dict).
 
     Each image of `valid=` is resized (letterboxed when the cfg's [net] has letter_box=1 or `letter_box` is
@@ -476,13 +476,21 @@ def run_map(data_file, cfg, weights, thresh=0.25, iou_thresh=0.5, points=0, lett
     `images`: the runner of the per-image work and `paths` (or `image_list`, a file of them) the images [valid=]
     (see collect_detections).
 
+    `coco`: COCO's twelve figures too, by pycocotools on the same detections (pydarknet.tasks.coco): their lines
+    after the report, and summary["coco"].
+
     Training's -map (pydarknet.tasks.train) calls it too, on the network being trained (`network`, not fused: the
     fork's training evaluates its unfused network) and the list valid_list gives."""
     check_fractions(thresh=thresh, iou_thresh=iou_thresh)
     collected = collect_detections(data_file, cfg, weights, letter_box=letter_box, progress=progress,
                                    network=network, fuse_batchnorm=fuse_batchnorm, images=images, paths=paths,
                                    image_list=image_list)
-    return compute_map(collected, thresh=thresh, iou_thresh=iou_thresh, points=points)
+    lines, summary = compute_map(collected, thresh=thresh, iou_thresh=iou_thresh, points=points)
+    if coco:
+        from .coco import coco_figures
+        more, summary["coco"] = coco_figures(collected)
+        lines += more
+    return lines, summary
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -524,9 +532,10 @@ def _corners(bbox, w, h, one):
     return left, top, right, bottom
 
 
-def valid_image(net, item, classes, class_map, kind):
+def valid_image(net, item, classes, class_map, kind, categories=COCO_IDS):
     """One image's lines of `detector valid`, item (index in the list, path): (file, text) pairs, file the index
-    of the class's file (eval=voc), else 0; for eval=coco the text is an entry of the JSON list."""
+    of the class's file (eval=voc), else 0; for eval=coco the text is an entry of the JSON list, its
+    category_id the class's of `categories`."""
     index, path = item
     im = load_image(path)
     _, h, w = im.shape
@@ -539,7 +548,7 @@ def valid_image(net, item, classes, class_map, kind):
         image_id = _coco_image_id(path)
         left, top, right, bottom = _corners(dets.bbox, w, h, 0)
         bw, bh = right - left, bottom - top
-        return [(0, f'{{"image_id":{image_id}, "category_id":{COCO_IDS[j]}, "bbox":'
+        return [(0, f'{{"image_id":{image_id}, "category_id":{categories[j]}, "bbox":'
                     f'[{", ".join(_coco_number(v) for v in (left[i], top[i], bw[i], bh[i]))}], '
                     f'"score":{_coco_number(prob[i, j])}}}') for i, j in found]
     if kind == "imagenet":
@@ -552,6 +561,17 @@ def valid_image(net, item, classes, class_map, kind):
                 f"{float(right[i]):f} {float(bottom[i]):f}\n") for i, j in found]
 
 
+def _category_ids(path):
+    """The COCO category id of each class, one a line (`datasets convert coco` writes them)."""
+    ids = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        try:
+            ids.append(int(line))
+        except ValueError:
+            raise DarknetError(f"{path}:{number}: '{line}' is not a category id (one integer a line)") from None
+    return ids
+
+
 def run_valid(data_file, cfg, weights, out_dir=None, outfile=None, progress=None, network=None, images=None):
     """pjreddie's `detector valid`: every image of `valid=` letterboxed into the network, boxes over .005 in
     pixels of the image, do_nms_sort at .45, written under `out_dir` (default: `results=` of the .data file,
@@ -559,7 +579,8 @@ def run_valid(data_file, cfg, weights, out_dir=None, outfile=None, progress=None
       eval=voc (default): one `comp4_det_test_<name>.txt` per class, lines `image_id prob left top right bottom`
         (1-based pixel corners clamped to [1, w] x [1, h]; image_id: the file name up to its first '.');
       eval=coco: `coco_results.json`, one object per line with image_id (the number after the file name's last
-        '_'), category_id (COCO's id for each of the 80 classes), bbox [x, y, w, h] and score;
+        '_'), category_id (COCO's id for each of the 80 classes, or the ids of the data file's `categories=` file,
+        one a class, as `datasets convert coco` writes it), bbox [x, y, w, h] and score;
       eval=imagenet: `imagenet-detection.txt`, lines `image_number class+1 prob left top right bottom`.
     `outfile` replaces the file name stem (darknet's -out); `images`: the runner of valid_image over the list
     [this process]. Returns (list of files written, summary dict)."""
@@ -568,6 +589,9 @@ def run_valid(data_file, cfg, weights, out_dir=None, outfile=None, progress=None
     names = _names(options, "names", "data/names.list", data_file)
     prefix = Path(out_dir) if out_dir is not None else Path(options.str("results", "results"))
     kind = options.str("eval", "voc")
+    categories = COCO_IDS
+    if options.has("categories"):   # a set converted from COCO: its own category ids, one a class
+        categories = _category_ids(find_file(options.str("categories"), beside=data_file, what="categories file"))
     class_map = None
     if options.has("map"):
         class_map = read_map(find_file(options.str("map"), beside=data_file, what="class map file"))
@@ -575,9 +599,9 @@ def run_valid(data_file, cfg, weights, out_dir=None, outfile=None, progress=None
     classes = _detector_classes(net, cfg)
     if kind == "imagenet":
         classes = min(classes, 200)
-    if kind == "coco" and classes > len(COCO_IDS):
-        raise DarknetError(f"{options.where('eval')}: eval=coco maps at most {len(COCO_IDS)} classes to COCO "
-                           f"category ids, the network has {classes}")
+    if kind == "coco" and classes > len(categories):
+        where = options.where("categories" if options.has("categories") else "eval")
+        raise DarknetError(f"{where}: {len(categories)} COCO category ids for the network's {classes} classes")
     if kind not in ("coco", "imagenet") and len(names) < classes:
         raise DarknetError(f"{data_file}: {len(names)} names for the network's {classes} classes")
     try:
@@ -593,7 +617,7 @@ def run_valid(data_file, cfg, weights, out_dir=None, outfile=None, progress=None
         files = [prefix / f"{outfile or 'comp4_det_test_'}{names[j]}.txt" for j in range(classes)]
     written = 0
     coco_entries = []
-    work = partial(valid_image, classes=classes, class_map=class_map, kind=kind)
+    work = partial(valid_image, classes=classes, class_map=class_map, kind=kind, categories=categories)
     with ExitStack() as stack:   # every file renamed into place at the end, or none (a stop, an error)
         handles = [stack.enter_context(AtomicFile(f)) for f in files]
         for index, lines in enumerate((images or local_images(net))(work, enumerate(paths))):

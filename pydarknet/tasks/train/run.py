@@ -217,6 +217,8 @@ def make_dataset(net, data, data_file):
         raise DarknetError(f"{train}: the training list is empty")
     classes = data.int("classes", 0) or None
     if is_detector(net):   # pjreddie's augmentation, or the AlexeyAB fork's (data_ab) for its networks
+        from ..datasets.check import refuse_broken
+        refuse_broken(paths, classes, data_file)   # darknet's "Wrong annotation", before the run, not hours into it
         return detection_dataset(net, paths, classes)
     labels_file = data.str("labels") or data.str("names")
     if not labels_file:
