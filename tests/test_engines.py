@@ -188,3 +188,14 @@ def test_openvino_leaves_the_threads_signal_stack_as_it_was():
     before = signal_stack()
     Detector(*map(str, SHAPES), engine="openvino").detect(str(PHOTOS[0]))
     assert signal_stack() == before
+
+
+def test_a_dask_cluster_runs_the_commands_engine():
+    """`--dask` with `--engine`: the workers build their networks on that engine (the same detections as here)."""
+    pytest.importorskip("distributed", reason="needs the dask extra")
+    data = ROOT / "cfg/shapes.data"
+    here = run("detector", "test", data, *SHAPES, PHOTOS[0], "--json", "-q", "-dont_show", "--engine", "onnxruntime")
+    there = run("detector", "test", data, *SHAPES, PHOTOS[0], "--json", "-q", "-dont_show", "--engine", "onnxruntime",
+                "--dask", "local:1")
+    assert there.returncode == 0, there.stderr
+    assert json.loads(there.stdout)["detections"] == json.loads(here.stdout)["detections"]

@@ -32,4 +32,4 @@ def run_classify(data_file, cfg, weights, images, top, preprocessing=Preprocessi
                        lambda prepared: classifier.classify_batch(prepared, top), show, batch)
     else:
         on_cluster(dask, "classify", given.names, show, cfg, weights, names=names, top=top, preprocess=preprocess,
-                   decoder=decoder, darknet=darknet, batch=batch, ordered=not unordered)
+                   decoder=decoder, darknet=darknet, batch=batch, ordered=not unordered, engine=classifier.engine)

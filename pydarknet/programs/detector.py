@@ -86,7 +86,7 @@ def run_detect(data_file, cfg, weights, images, thresholds=Thresholds(), preproc
         else:
             on_cluster(dask, "detect", given.names, show, cfg, weights, names=detector.names, thresholds=thresholds,
                        preprocessing=preprocessing, darknet=darknet, batch=batch, ordered=not unordered,
-                       skip_classes=detector.skip_classes)
+                       skip_classes=detector.skip_classes, engine=detector.engine)
     finally:
         if json_file is not None:
             json_file.write("\n]")

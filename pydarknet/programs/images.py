@@ -10,7 +10,7 @@ from ..files.config import DarknetError, note
 from ..files.config import default_data, load_names  # noqa: F401  (the commands import them from here)
 from ..files.resources import local_copy
 from ..tasks import preload
-from ..tasks.engines import use_engine
+from ..tasks.engines import engine_name, use_engine
 from ..tasks.options import NetworkOptions
 from ..tasks.stream import batch_results
 from .file_arguments import ArgumentsError, check_order
@@ -156,18 +156,20 @@ def over_valid_list(evaluation, data_file, cfg, weights, dask=None, darknet=None
     here (no layer table; `network_options` as load_network's) and the per-image work done in this process or on
     the Dask cluster at `dask`."""
     net = load_network(cfg, weights, darknet, table=False, network_options=network_options)
-    with evaluation_images(dask, cfg, weights, darknet) as images:
+    with evaluation_images(dask, cfg, weights, darknet, engine_name(net)) as images:
         return evaluation(data_file, cfg, weights, network=net, images=images, **options)
 
 
 @contextmanager
-def evaluation_images(address, cfg, weights, darknet):
-    """evaluate.py's runner of the per-image work: None (this process), or the Dask cluster's at `address`."""
+def evaluation_images(address, cfg, weights, darknet, engine="numba"):
+    """evaluate.py's runner of the per-image work: None (this process), or the Dask cluster's at `address` (its
+    workers' networks run by `engine`)."""
     if address is None:
         yield None
         return
     from ..tasks import distributed
-    with distributed.connect(address) as client, distributed.evaluation(client, cfg, weights, darknet) as images:
+    with distributed.connect(address) as client, \
+            distributed.evaluation(client, cfg, weights, darknet, engine=engine) as images:
         yield images
 
 

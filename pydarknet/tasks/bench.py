@@ -27,6 +27,7 @@ from pydarknet.files.image import letterbox_image, load_image, resize_image, res
 from pydarknet.files.resources import CHECKOUT, shipped_root
 from pydarknet.kernels import products
 from pydarknet.network.network import Network
+from pydarknet.tasks import engines
 from pydarknet.tasks.about import cpu_line, cpu_model
 
 SHARED = CHECKOUT.parent / "shared"   # the reference data, beside a checkout
@@ -121,7 +122,6 @@ def session_runners(net, x, threads):
     extra): ONNX Runtime (float32, its only CPU precision) and OpenVINO in float32 and in its default precision
     on this CPU (bf16 where the CPU has AMX or avx512_bf16), each on `threads` threads, as the engines run them
     (tasks/engines.py); and why a peer is missing, as {name: reason}."""
-    from . import engines
     runners, missing = {}, {}
     path = engines.graph_file(net)
     if engines.installed("onnxruntime"):
@@ -172,16 +172,26 @@ def bench_peers(name, cfg, weights, image, prepare, runs):
             ours[f"pydarknet --{precision}"] = with_products(precision, lambda: net.forward(x))
         else:
             missing[f"pydarknet --{precision}"] = why
+    for engine in ("onnxruntime", "openvino"):   # the runtimes behind pydarknet's forward (tasks/engines.py)
+        if engines.installed(engine):
+            on_engine = Network(cfg, quiet_unused=True)
+            on_engine.load(weights)
+            engines.use_engine(on_engine, engine)
+            ours[f"pydarknet --engine {engine}"] = lambda on_engine=on_engine: on_engine.forward(x)
     times = dict(zip([*ours, *runners], median_times([*ours.values(), *runners.values()], runs)))
     print(f"peers {name} {x.shape[3]}x{x.shape[2]}, {flops / 1e9:.2f} GFLOP, {threads} threads", flush=True)
     f32_peers = [t for label, t in times.items() if label.endswith("f32")]
-    default = next((t for label, t in times.items() if "default" in label), None)
+    default_label = next((label for label in times if "default" in label), None)
+    default = times.get(default_label)
     for label, seconds in times.items():
         line = f"  {label:<28} {seconds * 1000:8.1f} ms {flops / seconds / 1e9:7.0f} GFLOP/s"
         if label == "pydarknet --fast" and f32_peers:
             line += f"   {seconds / min(f32_peers):.2f}x the faster float32 peer"
         if label.removeprefix("pydarknet --") in products.REDUCED and default is not None:
             line += f"   {seconds / default:.2f}x openvino's default"
+        alone = {"pydarknet --engine onnxruntime": "onnxruntime f32", "pydarknet --engine openvino": default_label}
+        if alone.get(label) in times:
+            line += f"   {seconds / times[alone[label]]:.2f}x {alone[label]} alone"
         print(line, flush=True)
     for label, reason in missing.items():
         print(f"  {label:<28} unavailable: {reason}", flush=True)

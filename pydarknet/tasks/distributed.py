@@ -145,9 +145,10 @@ class Model:
     products: str
 
 
-def network(cfg, weights, names=None, darknet=None):
+def network(cfg, weights, names=None, darknet=None, engine="numba"):
     from ..network.network import Network
-    return Network(cfg, darknet=darknet).load(weights)
+    from .engines import use_engine
+    return use_engine(Network(cfg, darknet=darknet).load(weights), engine)
 
 
 def built(model):
@@ -247,10 +248,11 @@ def predictions(build, method, call, paths, cfg, weights, client, names, options
 
 def detect(paths, cfg, weights, client=None, names=None, thresh=None, hier_thresh=None, nms=None, letterbox=None,
            decoder=None, darknet=None, batch=1, chunk=CHUNK, window=None, ordered=True, tiles=None,
-           skip_classes=(), thresholds=None, preprocessing=None):
+           skip_classes=(), thresholds=None, preprocessing=None, engine=None):
     """(path, DetectionResult) for each of `paths` (an iterable: read as chunks are sent), detected on the
     workers of `client` [Dask's default client] as predict.Detector(cfg, weights, names, letterbox, decoder,
-    darknet=darknet, tiles=tiles, skip_classes=skip_classes, preprocessing=preprocessing).detect_batch(...,
+    darknet=darknet, tiles=tiles, skip_classes=skip_classes, preprocessing=preprocessing, engine=engine)
+    .detect_batch(...,
     thresh, hier_thresh, nms, thresholds) would (options.Thresholds and options.Preprocessing, the arguments given
     in their place; None: the defaults), `batch` images per forward pass. An image that cannot be used gives its
     DarknetError in place of the result, and a batch whose forward pass fails gives its error once as (None,
@@ -260,24 +262,26 @@ def detect(paths, cfg, weights, client=None, names=None, thresh=None, hier_thres
     sizing = given(Preprocessing, preprocessing, letterbox=letterbox, decoder=decoder, tiles=tiles)
     yield from predictions(Detector, "detect_batch", dict(thresholds=chosen), paths, cfg, weights,
                            default_client(client), names,
-                           dict(darknet=darknet, preprocessing=sizing, skip_classes=tuple(sorted(skip_classes))),
+                           dict(darknet=darknet, preprocessing=sizing, skip_classes=tuple(sorted(skip_classes)),
+                                engine=engine),
                            batch, chunk, window, ordered)
 
 
 def classify(paths, cfg, weights, client=None, names=None, top=5, preprocess="resize_min", decoder="darknet",
-             darknet=None, batch=1, chunk=CHUNK, window=None, ordered=True):
+             darknet=None, batch=1, chunk=CHUNK, window=None, ordered=True, engine=None):
     """(path, ClassifyResult) for each of `paths`, as `detect` but with predict.Classifier's classify_batch."""
     from .predict import Classifier
     yield from predictions(Classifier, "classify_batch", dict(top=top), paths, cfg, weights,
-                           default_client(client), names, dict(preprocess=preprocess, decoder=decoder, darknet=darknet),
+                           default_client(client), names,
+                           dict(preprocess=preprocess, decoder=decoder, darknet=darknet, engine=engine),
                            batch, chunk, window, ordered)
 
 
 @contextmanager
-def evaluation(client, cfg, weights, darknet=None, chunk=CHUNK):
+def evaluation(client, cfg, weights, darknet=None, chunk=CHUNK, engine="numba"):
     """The runner that evaluate.py's run_map, run_valid, run_recall and run_classifier_valid take as `images`:
     images(work, items) yields work(network, item) for each item, in order, computed on the workers."""
-    with registered(client, network, cfg, weights, darknet=darknet) as model:
+    with registered(client, network, cfg, weights, darknet=darknet, engine=engine) as model:
         def images(work, items):
             for results in map_chunks(client, model, partial(each_item, work), items, chunk):
                 yield from results
