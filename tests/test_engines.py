@@ -199,3 +199,25 @@ def test_a_dask_cluster_runs_the_commands_engine():
                 "--dask", "local:1")
     assert there.returncode == 0, there.stderr
     assert json.loads(there.stdout)["detections"] == json.loads(here.stdout)["detections"]
+
+
+def test_onnxruntime_on_a_gpu_or_the_line_that_says_what_is_missing():
+    """-gpus 0 with --engine onnxruntime: ONNX Runtime's CUDA provider, the same detections within the --fast
+    promise; without onnxruntime-gpu, one line naming it (--engine openvino: CPU only)."""
+    import onnxruntime
+    from pydarknet.tasks.predict import Detector
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        with pytest.raises(DarknetError, match="needs onnxruntime-gpu"):
+            Detector(*map(str, SHAPES), engine="onnxruntime", device="cuda:0")
+        pytest.skip("the GPU half needs onnxruntime-gpu and an NVIDIA GPU")
+    on_gpu = Detector(*map(str, SHAPES), engine="onnxruntime", device="cuda:0")
+    assert on_gpu.net.device == "cuda:0"
+    assert_close(on_gpu.detect(str(PHOTOS[0])), Detector(*map(str, SHAPES)).detect(str(PHOTOS[0])),
+                 FAST_TOLERANCE, FAST_TOLERANCE)
+
+
+def test_openvino_takes_no_gpu():
+    pytest.importorskip("openvino", reason="needs OpenVINO")
+    from pydarknet.tasks.predict import Detector
+    with pytest.raises(DarknetError, match="--engine openvino runs on the CPU"):
+        Detector(*map(str, SHAPES), engine="openvino", device="cuda:0")

@@ -57,6 +57,13 @@ def runtime(engine):
         raise DarknetError(f"--engine {engine} needs {engine}: {install_hint(EXTRAS[engine])}") from None
 
 
+def check_cuda_provider():
+    """A DarknetError unless ONNX Runtime has its CUDA execution provider (onnxruntime-gpu)."""
+    if "CUDAExecutionProvider" not in runtime("onnxruntime").get_available_providers():
+        raise DarknetError("--engine onnxruntime on a GPU needs onnxruntime-gpu (pip install onnxruntime-gpu) with "
+                           "NVIDIA's CUDA libraries: its CUDA execution provider is missing")
+
+
 def onnxruntime_runner(graph, threads, gpu=None):
     """run(x) -> the outputs, {name: array}, of `graph` (an ONNX model's bytes or file) in ONNX Runtime on `threads`
     threads; on GPU `gpu` (its index) through the CUDA execution provider (onnxruntime-gpu)."""
@@ -66,9 +73,7 @@ def onnxruntime_runner(graph, threads, gpu=None):
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")   # idle threads slow the others
     providers = ["CPUExecutionProvider"]
     if gpu is not None:
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise DarknetError("--engine onnxruntime on a GPU needs onnxruntime-gpu (pip install onnxruntime-gpu) "
-                               "with NVIDIA's CUDA libraries: its CUDA execution provider is missing")
+        check_cuda_provider()
         providers = [("CUDAExecutionProvider", {"device_id": gpu})]
     session = ort.InferenceSession(graph, options, providers=providers)
     names = [output.name for output in session.get_outputs()]
@@ -183,6 +188,8 @@ class RuntimeEngine:
         runtime(engine)   # the missing-extra error now, before any export
         if gpu is not None and engine != "onnxruntime":
             raise DarknetError(f"--engine {engine} runs on the CPU: GPUs run --engine onnxruntime or numba")
+        if gpu is not None:
+            check_cuda_provider()
         self.net, self.name, self.fast, self.gpu = net, engine, fast, gpu
         self.runners = {}
         from .onnx import layer_name, output_layers
