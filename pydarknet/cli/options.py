@@ -6,8 +6,7 @@ import click
 from ..files.config import set_quiet
 from ..network.cuda import devices
 from ..programs.file_arguments import METAVARS, ArgumentsError, sort_files
-from ..tasks.engines import ENGINES
-from ..tasks.options import DECODERS, Live, NetworkOptions, Preprocessing, Thresholds, VideoOutputs
+from ..tasks.options import DECODERS, ENGINES, Live, NetworkOptions, Preprocessing, Thresholds, VideoOutputs
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -61,9 +60,8 @@ def common(fn):
     a network; it takes `network_options` (see network_options) in place of the GPU, --engine and --strict."""
     fn = network_options(fn)
     fn = click.option("--engine", type=click.Choice(ENGINES), default=NetworkOptions.engine, show_default=True,
-                      help="What runs the network: pydarknet's own kernels (numba; the only one that trains), or its "
-                           "ONNX graph in ONNX Runtime or OpenVINO (the onnx and openvino extras), with pydarknet's "
-                           "pre- and post-processing; --fast and --bf16 choose OpenVINO's precision.")(fn)
+                      help="What runs the network: pydarknet's kernels (the only engine that trains), or its ONNX "
+                           "graph in ONNX Runtime or OpenVINO (their extras; --fast, --bf16: OpenVINO's precision).")(fn)
     fn = click.option("--gpu", "gpu", is_flag=True, help="Run on the first CUDA GPU (the same as -gpus 0).")(fn)
     fn = click.option("-gpus", "-i", "gpus", metavar="N", default=None,
                       help="Run on CUDA GPU N, as darknet's -gpus/-i (needs the cuda extra) [the CPU]; train: one "
@@ -72,10 +70,8 @@ def common(fn):
                       help="Faster products (fused multiply-add, Winograd): not darknet's bit-exact numbers, "
                            "within 1e-3 of them.")(fn)
     fn = click.option("--bf16", is_flag=True, expose_value=False, callback=use_reduced_products,
-                      help="--fast, with the convolutions in bfloat16 on the CPU's AMX tiles, or on AMD's "
-                           "avx512_bf16 (vdpbf16ps) without them: the fastest mode there, the same detections "
-                           "(probabilities within .02). Elsewhere a warning says why, and it is --fast (--int16 "
-                           "may pay there).")(fn)
+                      help="--fast with the convolutions in bfloat16 where the CPU has AMX or avx512_bf16 (else a "
+                           "warning, and --fast): the fastest mode there, detections within .02.")(fn)
     fn = click.option("--int16", is_flag=True, expose_value=False, callback=use_reduced_products,
                       help="--fast, with the convolutions in 12-bit integers on a CPU with VNNI (the fastest mode "
                            "where --bf16 falls back to --fast): the same detections (probabilities within .02).")(fn)
@@ -217,8 +213,7 @@ def live_options(fn):
                       help="POST each frame's JSON (the fork's, as -json_port sends it) to this URL; a bounded queue "
                            "and a 3 s timeout, so a dead endpoint never stalls the video.")(fn)
     fn = click.option("-mjpeg_quality", "mjpeg_quality", type=click.IntRange(1, 100), default=Live.mjpeg_quality,
-                      show_default=True,
-                      help="JPEG quality of the MJPEG stream.")(fn)
+                      show_default=True, help="JPEG quality of the MJPEG stream.")(fn)
     fn = click.option("-json_port", "json_port", type=click.IntRange(1, 65535), default=None,
                       help="Stream each frame's detections on this port as the AlexeyAB fork does (/: its JSON "
                            "array) and as Server-Sent Events (/events).")(fn)

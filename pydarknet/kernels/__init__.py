@@ -21,3 +21,12 @@ def _on_first_use(name):
 
 backward = _on_first_use("backward")
 loss = _on_first_use("loss")
+
+
+def cache_folder():
+    """The folder where Numba caches the kernels of pydarknet/kernels (those of pydarknet/ go beside it), and
+    where what is derived from them is kept (the tasks' compile times, kernel records, exported graphs)."""
+    from pathlib import Path
+
+    from . import activations
+    return Path(activations.activate_array._cache.cache_path)

@@ -24,8 +24,8 @@ from ..files.config import DarknetError
 from ..files.errors import install_hint
 from ..files.weights import atomic_write
 from ..kernels.threads import cores
+from .options import engine_named
 
-ENGINES = ("numba", "onnxruntime", "openvino")
 EXTRAS = {"onnxruntime": "onnx", "openvino": "openvino"}
 # OpenVINO's INFERENCE_PRECISION_HINT by pydarknet's mode (predict.products_name's values; None: the runtime's own).
 OPENVINO_PRECISIONS = {None: None, False: None, True: "f32", "bf16": "bf16"}
@@ -33,9 +33,8 @@ GRAPH_VERSION = 1   # bumped when the exporter's graph of a network changes: old
 
 
 def check_engine(engine, fast=None):
-    """`engine`, if one of ENGINES that can run with the products `fast` names; a DarknetError saying why not."""
-    if engine not in ENGINES:
-        raise DarknetError(f"--engine {engine}: give {', '.join(ENGINES)}")
+    """`engine`, if one of options.ENGINES that can run with the products `fast` names; a DarknetError saying why not."""
+    engine_named(engine)
     if engine == "onnxruntime" and fast in ("bf16", "int16"):
         raise DarknetError(f"--{fast} is not ONNX Runtime's: it runs float32 (--engine openvino runs bf16, "
                            f"--engine numba --{fast})")
@@ -139,7 +138,7 @@ def graph_key(net):
 
 def graphs_folder():
     """Where the exported graphs are cached: "engines" beside the kernel cache."""
-    from .warmup import cache_folder
+    from ..kernels import cache_folder
     return cache_folder() / "engines"
 
 

@@ -14,6 +14,14 @@ from dataclasses import dataclass
 from ..files.config import DarknetError, check_fractions, class_numbers
 
 DECODERS = ("darknet", "opencv")
+ENGINES = ("numba", "onnxruntime", "openvino")   # what runs a network's forward (tasks/engines.py)
+
+
+def engine_named(engine):
+    """`engine`, if one of ENGINES; a DarknetError naming them otherwise."""
+    if engine not in ENGINES:
+        raise DarknetError(f"--engine {engine}: give {', '.join(ENGINES)}")
+    return engine
 
 
 def given(cls, base=None, **values):
@@ -163,11 +171,10 @@ class NetworkOptions:
 
     def __post_init__(self):
         from ..network.cuda import parse_device
-        from .engines import check_engine
         for device in self.devices:
             parse_device(device)   # a DarknetError naming the forms it takes
         object.__setattr__(self, "devices", tuple(self.devices))
-        check_engine(self.engine)
+        engine_named(self.engine)
 
     def trains(self):
         """These options, for a command that trains: a DarknetError when the engine cannot."""

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..files.config import chatter, note
 from ..files.resources import find_file
+from ..kernels import cache_folder
 
 NOTICE = ("Compiling pydarknet's kernels for this CPU ({cpu}): Numba turns them into machine code the first "
           "time they run, once per CPU and pydarknet or Numba version, and caches them in {cache}.{measured} "
@@ -77,12 +78,6 @@ activation=relu
 type=sse
 """
 SMALL = 64   # pixels: the size the resizable networks run at (kernels compile for types, not sizes)
-
-
-def cache_folder():
-    """The folder where Numba caches the kernels of pydarknet/kernels (those of pydarknet/ go beside it)."""
-    from ..kernels import activations
-    return Path(activations.activate_array._cache.cache_path)
 
 
 def compile_times():
