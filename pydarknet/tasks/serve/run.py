@@ -17,7 +17,9 @@ def listening_socket(host, port):
     """A socket bound to (host, port) and listening; a DarknetError naming the address when it cannot be."""
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        return socket.create_server((host, port), family=family, backlog=2048)
+        sock = socket.create_server((host, port), family=family, backlog=2048)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
     except OSError as e:
         raise DarknetError(f"cannot listen on {host}:{port}: {e.strerror or e} (choose another --port or "
                            "--host)") from None
