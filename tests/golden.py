@@ -1,6 +1,5 @@
 """Running a golden forward case (see ../shared/README.md) and comparing with what darknet stored."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

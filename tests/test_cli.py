@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import ROOT, SHARED, shared_path
+from conftest import ROOT, shared_path
 from pydarknet.cli import cli
 
 TINY_LINES = ["malamute: 0.167168", "Eskimo dog: 0.065828", "dogsled: 0.063020",
@@ -235,8 +235,8 @@ def test_a_command_skips_numbas_probes(in_tmp, probe_stubs, shortcuts, probed):
     cffi support makes a cffi.FFI() (13 ms, its C parser's tables): a command skips both; with the shortcuts off
     (PYDARKNET_NUMBA_SHORTCUTS=0) the same command reaches both, so the stubs do stand where Numba looks."""
     stubs, log = probe_stubs
-    args = ["detector", "test", ROOT / "cfg/shapes.data", ROOT / "cfg/shapes-tiny.cfg", ROOT / "data/shapes-tiny.weights",
-            ROOT / "data/shapes.jpg", "-q"]
+    args = ["detector", "test", ROOT / "cfg/shapes.data", ROOT / "cfg/shapes-tiny.cfg",
+            ROOT / "data/shapes-tiny.weights", ROOT / "data/shapes.jpg", "-q"]
     proc = subprocess.run([sys.executable, "-m", "pydarknet", *map(str, args)], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": f"{stubs}{os.pathsep}{ROOT}",
                                "PYDARKNET_NUMBA_SHORTCUTS": shortcuts})

@@ -244,7 +244,8 @@ def test_video_script_prints_what_the_images_script_prints(loaded, network_sized
     from_video = capsys.readouterr().out
     images_script(network_sized, loaded)
     assert from_video == capsys.readouterr().out and "%" in from_video
-    assert len(drawn) == len(frames) and all((d != f).any() for d, f in zip(drawn, map(cv2.imread, map(str, network_sized))))
+    originals = map(cv2.imread, map(str, network_sized))
+    assert len(drawn) == len(frames) and all((d != f).any() for d, f in zip(drawn, originals))
 
 
 def test_batch_is_each_image_alone(loaded, network_sized):
@@ -296,7 +297,8 @@ def test_a_frame_is_its_file_bit_for_bit(decoder, suffix, tmp_path):
     from_file, from_frame = detector.prepare(str(path)), detector.prepare(frame)
     assert from_frame.input.tobytes() == from_file.input.tobytes()
     assert (from_frame.width, from_frame.height) == (from_file.width, from_file.height) == (224, 144)
-    rgb = Detector(SHAPES.cfg, SHAPES.weights, decoder=decoder, rgb=True).prepare(np.ascontiguousarray(frame[:, :, ::-1]))
+    rgb_detector = Detector(SHAPES.cfg, SHAPES.weights, decoder=decoder, rgb=True)
+    rgb = rgb_detector.prepare(np.ascontiguousarray(frame[:, :, ::-1]))
     assert rgb.input.tobytes() == from_file.input.tobytes()
     by_file, by_frame = detector.detect(str(path)), detector.detect(frame)
     assert by_frame.detections and [(d.name, d.prob, d.box) for d in by_frame.detections] == \
@@ -361,13 +363,14 @@ def test_misuse_is_a_darknet_error(tmp_path):
         darknet.copy_image_from_bytes(darknet.make_image(160, 160, 3), bytes(100))
 
 
-# -- the README's examples ----------------------------------------------------------------------------------------
+# -- the examples of README.md and docs/python.md ---------------------------------------------------------------
 def readme_python_examples():
-    """The ```python blocks of the README's Python section: (code, the output its full-line comments show)."""
+    """The ```python blocks of the README's Python section and of docs/python.md: (code, the output its full-line
+    comments show)."""
     readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("\n## Python\n"):readme.index("\n## Development\n")]
+    text = readme[readme.index("\n## Python\n"):readme.index("\n## Speed\n")] + (ROOT / "docs/python.md").read_text()
     return [(block, [line[2:] for line in block.splitlines() if line.startswith("# ") or line == "#"])
-            for block in re.findall(r"```python\n(.*?)```", section, re.S)]
+            for block in re.findall(r"```python\n(.*?)```", text, re.S)]
 
 
 def test_the_readme_python_examples_print_what_they_say(tmp_path):
@@ -378,7 +381,7 @@ def test_the_readme_python_examples_print_what_they_say(tmp_path):
     (tmp_path / "data").symlink_to(ROOT / "data")
     env = {**os.environ, "PYDARKNET_HOME": str(cache)}
     examples = readme_python_examples()
-    assert len(examples) == 2 and all(shown for _, shown in examples)
+    assert len(examples) == 3 and all(shown for _, shown in examples)
     for code, shown in examples:
         proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                               timeout=600)

@@ -1,4 +1,5 @@
-"""pydarknet.files.labels and pydarknet.tasks.train.data: darknet's dataset layout (lists, label locations, label files) and training batches."""
+"""pydarknet.files.labels and pydarknet.tasks.train.data: darknet's dataset layout (lists, label locations, label
+files) and training batches."""
 import threading
 from pathlib import Path
 

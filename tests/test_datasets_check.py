@@ -76,6 +76,6 @@ def test_show_draws_the_boxes_and_counts_them(tmp_path, capsys):
     # and its legend of three names, and that panel
     h, w = cv2.imread(str(tmp_path / "shapes" / "images" / "train_0000.jpg")).shape[:2]
     scale = TILE / max(w, h)
-    for x, y, bw, bh, cls in boxes:   # the middle of each box's left edge: a class's colour (a box may overlap it)
+    for x, y, bw, _bh, _cls in boxes:   # the middle of each box's left edge: a class's colour (a box may overlap it)
         left, middle = round((x - bw / 2) * w * scale), round(y * h * scale)
         assert min(np.abs(drawn[middle, left].astype(int) - colour(k, 3)).max() for k in range(3)) <= 2

@@ -296,10 +296,11 @@ def test_yolov4_tiny_prints_the_forks_four_lines(tmp_path, monkeypatch):
                          "car: 46%\t(left_x:  473   top_y:   82   width:  224   height:   92)"]
 
 
-# -- Yolo-Fastest 1.1: the README's lines, and why OpenCV prints others ------------------------------------------
+# -- Yolo-Fastest 1.1: the guide's lines, and why OpenCV prints others -------------------------------------------
 def readme_output(command):
-    """The output lines the README shows under `command` (its `# ` comment lines), the timing line left out."""
-    lines = (ROOT / "README.md").read_text().splitlines()
+    """The output lines docs/alexeyab-networks.md shows under `command` (its `# ` comment lines), the timing line
+    left out."""
+    lines = (ROOT / "docs/alexeyab-networks.md").read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(command))
     shown = []
     for line in lines[start + 1:]:

@@ -4,7 +4,6 @@ import json
 
 import cv2
 import numpy as np
-import pytest
 from click.testing import CliRunner
 
 from conftest import ROOT, run_command as run

@@ -1,9 +1,7 @@
 """End-to-end detector decoding: darknet's get_network_boxes + do_nms_sort on each golden detector case,
 compared row by row (same rows, same order) with the dets.txt darknet printed: within golden.DETECTIONS (the
 printing and darknet's -Ofast box arithmetic), from bit-exact layer outputs."""
-import json
 
-import numpy as np
 import pytest
 
 from conftest import DATA, SHARED, shared_path

@@ -241,7 +241,7 @@ def test_valid_voc_files(tmp_path, detector):
     assert per_class == expected
     total = sum(len(v) for v in per_class.values())
     assert total == summary["detections"] > 0
-    for c, lines in per_class.items():
+    for lines in per_class.values():
         for line in lines:
             m = LINE.match(line)
             assert m, line

@@ -15,7 +15,6 @@ is instead:
 - [shortcut] with alpha != 1 between layers of different shapes: darknet scales the whole delta by alpha,
   though its forward scales only the overlap (tested with alpha = 1 there; alpha != 1 with equal shapes).
 """
-import math
 
 import numpy as np
 import pytest
@@ -818,7 +817,8 @@ def test_detection_delta(tmp_path):
             expect[b, conf:conf + n] = 0.5 * (0 - out[b, conf:conf + n])
             if truth[b, c, 0] == 0:
                 continue
-            expect[b, c * classes:(c + 1) * classes] = truth[b, c, 1:1 + classes] - out[b, c * classes:(c + 1) * classes]
+            span = slice(c * classes, (c + 1) * classes)
+            expect[b, span] = truth[b, c, 1:1 + classes] - out[b, span]
             t = truth[b, c, 1 + classes:].astype(np.float64)
             tbox = (t[0] / side, t[1] / side, t[2], t[3])
             best, best_iou = 0, -1

@@ -66,7 +66,8 @@ def test_import_darknet(installed):
               "print(darknet.__file__)\n"
               "net, names, colors = darknet.load_network('cfg/shapes-tiny.cfg', 'cfg/shapes.data', "
               "'data/shapes-tiny.weights')\n"
-              "image = darknet.load_image(b'data/shapes.jpg', darknet.network_width(net), darknet.network_height(net))\n"
+              "image = darknet.load_image(b'data/shapes.jpg', darknet.network_width(net), "
+              "darknet.network_height(net))\n"
               "darknet.print_detections(darknet.detect_image(net, names, image, thresh=.25))\n")
     proc = subprocess.run([str(bin_dir / "python"), "-c", script], cwd=cwd, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

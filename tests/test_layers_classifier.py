@@ -208,7 +208,8 @@ def test_crop_larger_than_input_reads_like_darknet(tmp_path, capsys):
     out = run(net, x)[0]
     # dh = dw = (2 - 3) / 2 = 0 (C truncates): flat index col + 2*(row + 2*channel), no bounds check;
     # indices past the whole input read as 0
-    flat = lambda i: x[i] if i < x.size else 0
+    def flat(i):
+        return x[i] if i < x.size else 0
     for c in range(2):
         for i in range(3):
             for j in range(3):

@@ -180,8 +180,8 @@ def test_hierarchy_top_prediction(tmp_path):
     p = np.array([.7, .3, .4, .6, .2, .3, .5], np.float32)
     hierarchy_predictions(p, 0, 7, t.parent, t.leaf, False, 1)
     assert np.allclose(p, [.7, .3, .28, .42, .06, .09, .15])
-    top = lambda thresh: hierarchy_top_prediction(p, 0, t.parent, t.child, t.group_size, t.group_offset,
-                                                  np.float32(thresh), 1)
+    def top(thresh):
+        return hierarchy_top_prediction(p, 0, t.parent, t.child, t.group_size, t.group_offset, np.float32(thresh), 1)
     # darknet multiplies the running product (.7) by the already absolute .42: .294
     assert top(0.5) == 0          # .294 is not over .5: stop at a
     assert top(0.25) == 3         # .294 > .25: a2, a leaf

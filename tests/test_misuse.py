@@ -72,7 +72,8 @@ def test_thresholds_are_fractions(capsys, option, value):
 
 
 def test_map_thresholds_are_fractions(capsys):
-    code, _, err = run(capsys, "detector", "map", ROOT / "cfg/shapes.data", SHAPES_CFG, "x.weights", "-iou_thresh", "50")
+    code, _, err = run(capsys, "detector", "map", ROOT / "cfg/shapes.data", SHAPES_CFG, "x.weights",
+                       "-iou_thresh", "50")
     assert code == 1 and err == "pydarknet: error: -iou_thresh 50: give a fraction from 0 to 1 (.25 for 25 %)\n"
 
 
@@ -245,7 +246,8 @@ def test_swapped_files_without_extensions_are_named_both(capsys, tmp_path, argv)
     (["rnn", "generate", "a.cfg", "b.weights", "-tempp", "1"], "no such option: -tempp (did you mean -temp?)"),
     (["detector", "demo", "a.data", "a.cfg", "b.weights", "-count_lines", "1,2,3,4"],
      "no such option: -count_lines (did you mean -count_line?)"),
-    (["detect", "a.cfg", "b.weights", "-zzzzz"], "no such option: -zzzzz (`pydarknet detect --help` lists the options)"),
+    (["detect", "a.cfg", "b.weights", "-zzzzz"],
+     "no such option: -zzzzz (`pydarknet detect --help` lists the options)"),
     (["detector", "-threshold"], "no such option: -threshold (`pydarknet detector --help` lists the options)")])
 def test_a_misspelt_single_dash_option_is_named_whole(capsys, argv, line):
     """darknet's options are single-dash long ones, which click reads as a short option and its value (-t hreshold):

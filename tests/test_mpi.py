@@ -112,7 +112,8 @@ class Job:
     def __init__(self, folder, data, cfg, *more):
         self.folder, self.backup = folder, folder / "backup"
         self.out, self.err = open(folder / "out.txt", "w+"), open(folder / "err.txt", "w+")
-        self.process = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, *train_args(data, cfg, self.backup, *more)],
+        command = [MPIEXEC, "-n", "2", sys.executable, *train_args(data, cfg, self.backup, *more)]
+        self.process = subprocess.Popen(command,
                                         stdout=self.out, stderr=self.err, env=ENV, preexec_fn=takes_ctrl_c,
                                         start_new_session=True)
         JOBS.append(self)
@@ -131,7 +132,8 @@ class Job:
         """The process training as MPI rank `rank`: the supervisor's child (both have the launcher's PMI_RANK)."""
         def environment(pid):
             try:
-                return dict(v.split(b"=", 1) for v in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in v)
+                pairs = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                return dict(v.split(b"=", 1) for v in pairs if b"=" in v)
             except OSError:
                 return {}
 
@@ -174,8 +176,8 @@ def test_a_rank_takes_the_gpu_of_its_place_on_its_machine():
     assert local_device(1, 1) == "cuda:0"   # the launcher gave each rank its own GPU (CUDA_VISIBLE_DEVICES)
     assert local_device(1, 0) == "cpu"
     # the place itself: MPI's shared-memory split, here two ranks on one machine
-    probe = ("from pydarknet.tasks.train.mpi import Group; g = Group(); places = g.comm.gather((g.rank, g.local_rank)); "
-             "g.rank or print(places); g.close()")
+    probe = ("from pydarknet.tasks.train.mpi import Group; g = Group(); "
+             "places = g.comm.gather((g.rank, g.local_rank)); g.rank or print(places); g.close()")
     status, out, err = mpiexec(["-c", probe], ["-c", probe], timeout=120)
     assert status == 0, err
     assert out == "[(0, 0), (1, 1)]\n"

@@ -78,6 +78,18 @@ def test_c_float_writes_glibcs_inf_and_nan():
     assert c_float(-float("nan"), "6.0f") == "  -nan" and c_float(0.5) == "0.500000" and c_float(2.5, "4.0f") == "   2"
 
 
+def test_map_and_recall_print_with_the_same_formatter():
+    """One formatter for C's floats: `detector map`'s and `detector recall`'s lines use c_float, whose 0/0 (a set
+    with no truths) is the -nan that darknet's x86 build prints."""
+    import numpy as np
+
+    from pydarknet.tasks import evaluate
+    assert evaluate.c_float is c_float and not hasattr(evaluate, "_c_float")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        assert c_float(np.float32(0) / np.float32(0), "1.2f") == "-nan"
+        assert c_float(np.float64(100.0) * 0 / np.float64(0), ".2f") == "-nan"
+
+
 def test_coco_results_stay_strict_json(overflowing, tmp_path):
     from pydarknet.tasks.evaluate import run_valid
     image = tmp_path / "000000000042.jpg"

@@ -1,5 +1,5 @@
-"""pydarknet.tasks.onnx: every golden forward case (pjreddie's and the fork's), the real models and hand-written networks
-of every layer type exported, checked with onnx.checker, run in ONNX Runtime on pydarknet's input and compared
+"""pydarknet.tasks.onnx: every golden forward case (pjreddie's and the fork's), the real models and hand-written
+networks of every layer type exported, checked with onnx.checker, run in ONNX Runtime on pydarknet's input and compared
 output by output with pydarknet's forward; --decode's boxes against pydarknet's decoded boxes; yolov3-tiny's
 dog.jpg detections through ONNX Runtime and postprocess."""
 import json

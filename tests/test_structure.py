@@ -106,7 +106,7 @@ def test_a_lazy_import_is_an_import():
 
 
 def test_the_top_of_the_package_is_the_declared_order():
-    top = {p.stem for p in PACKAGE.iterdir() if p.name != "__pycache__"}
+    top = {p.stem for p in PACKAGE.iterdir() if p.name not in ("__pycache__", "py.typed")}
     assert top == set(ORDER)
 
 
@@ -151,13 +151,14 @@ def test_every_package_says_what_lives_there_and_what_it_may_import():
         assert not named & above, (package, sorted(named & above))
 
 
-def test_the_readme_architecture_is_the_folder_tree():
-    """The section's tree: `ls pydarknet/` in the declared order, each package's subpackages under it, one line
-    each."""
-    section = re.search(r"^### Architecture$(.*?)(?=^#|\Z)", (ROOT / "README.md").read_text(), re.M | re.S)[1]
+def test_the_architecture_page_is_the_folder_tree():
+    """docs/architecture.md's tree: `ls pydarknet/` in the declared order, each package's subpackages under it, one
+    line each."""
+    section = re.search(r"^## The folders$(.*?)(?=^#|\Z)", (ROOT / "docs/architecture.md").read_text(), re.M | re.S)[1]
     tree = re.search(r"^```\npydarknet/\n(.*?)^```", section, re.M | re.S)[1].splitlines()
     top = [re.match(r"[├└]── (\S+)", line)[1] for line in tree if line[0] in "├└"]
-    listed = {p.name + ("/" if p.is_dir() else "") for p in PACKAGE.iterdir() if p.name != "__pycache__"}
+    listed = {p.name + ("/" if p.is_dir() else "") for p in PACKAGE.iterdir()
+              if p.name not in ("__pycache__", "py.typed")}   # py.typed: a marker for type checkers, no module
     assert sorted(top) == sorted(listed)
     assert [name.removesuffix("/").removesuffix(".py") for name in top] == list(ORDER)
     nested, parent = {}, None
@@ -179,3 +180,10 @@ def test_the_wheel_ships_every_package():
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {module_name(init) for init in PACKAGE.rglob("__init__.py")} - {"pydarknet._darknet"}
     assert found <= listed, sorted(found - listed)
+
+
+def test_the_wheel_ships_the_type_marker():
+    """pydarknet/py.typed (PEP 561) is in the package data, so that type checkers read the API's hints."""
+    import tomllib
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "py.typed" in data["pydarknet"] and (PACKAGE / "py.typed").is_file()

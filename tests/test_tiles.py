@@ -1,7 +1,6 @@
 """-tiles and Detector(..., tiles=...): small objects on a large image (tests/tiled_shapes.py) found tile by tile,
 a box cut by a tile's edge joined into one, the whole-image pass for an object larger than a tile."""
 import numpy as np
-import pytest
 
 from conftest import ROOT, run_command as run
 from pydarknet.files.config import read_names

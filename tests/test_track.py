@@ -1,5 +1,5 @@
-"""Tracking and counting (pydarknet/results/track.py): ids that stay with their objects, measured with py-motmetrics on a
-clip with known tracks (tests/moving_shapes.py), the line counts, and the ids on the drawn frames."""
+"""Tracking and counting (pydarknet/results/track.py): ids that stay with their objects, measured with py-motmetrics
+on a clip with known tracks (tests/moving_shapes.py), the line counts, and the ids on the drawn frames."""
 import json
 
 import motmetrics

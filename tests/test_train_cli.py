@@ -259,9 +259,10 @@ class AloneInAGroup:
 
 def test_a_replica_in_a_job_of_one_trains_as_train_network_and_sends_its_parameters_and_statistics(dataset):
     """Replicas' arithmetic across processes, without MPI: with nothing to add, a step is train_network's (within
-    float32's rounding: the replica scheme takes the carried momentum out of the sum and puts it back); the buffer a step adds over the ranks holds an update per parameter and the rolling statistics (what make
-    bench-mpi counts: yolov4-tiny's and yolov4's are the trainable and non-trainable parameter counts their Keras
-    ports report, 6,056,606 + 6,208 and 64,363,101 + 66,304)."""
+    float32's rounding: the replica scheme takes the carried momentum out of the sum and puts it back); the buffer
+    a step adds over the ranks holds an update per parameter and the rolling statistics (what make bench-mpi counts:
+    yolov4-tiny's and yolov4's are the trainable and non-trainable parameter counts their Keras ports report,
+    6,056,606 + 6,208 and 64,363,101 + 66,304)."""
     from pydarknet.files.resources import shipped_root
     from pydarknet.tasks.train.mpi_bench import buffer_bytes
     from pydarknet.tasks.train.replicas import Replicas
@@ -287,8 +288,9 @@ def test_training_without_a_launcher_never_loads_mpi(dataset):
     """Only an MPI launcher's environment makes `train` load mpi4py (train/mpi.py): plain training pays nothing."""
     import subprocess
     import sys
-    probe = ("import sys\nfrom pydarknet.cli import main\ntry:\n    main(['train', 'toy.data', 'toy.cfg', '--max-batches',"
-             " '1', '-q'])\nfinally:\n    print(sorted(m for m in sys.modules if m.startswith('mpi4py')))")
+    probe = ("import sys\nfrom pydarknet.cli import main\ntry:\n"
+             "    main(['train', 'toy.data', 'toy.cfg', '--max-batches', '1', '-q'])\nfinally:\n"
+             "    print(sorted(m for m in sys.modules if m.startswith('mpi4py')))")
     env = {k: v for k, v in os.environ.items() if k not in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE",
                                                             "SLURM_STEP_NUM_TASKS")}
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300)

@@ -6,12 +6,12 @@ before.weights with seen = 0. We require per step: the returned loss within 1e-3
 learning rate equal to darknet's, and after the 8 steps every weight (and batch-norm statistic) within
 1e-4 * max(1, |darknet's|).
 
-With numpy's BLAS for the products (PYDARKNET_PRODUCTS=blas; test_golden_training) the remaining differences come only from the order of
-summation in the matrix products: OpenBLAS sums the convolutions' dot products in blocks (with FMA), darknet's
-gemm one term after the other, so the float32 results differ in the last bits and the difference grows over
-the steps; every other operation (batch-norm statistics, deltas, the -Ofast four-lane sums, updates) follows
-darknet's float/double arithmetic in its order. Measured: see MEASURED below (the test tolerances are the
-ones of the task, not loosened).
+With numpy's BLAS for the products (PYDARKNET_PRODUCTS=blas; test_golden_training) the remaining differences come
+only from the order of summation in the matrix products: OpenBLAS sums the convolutions' dot products in blocks
+(with FMA), darknet's gemm one term after the other, so the float32 results differ in the last bits and the
+difference grows over the steps; every other operation (batch-norm statistics, deltas, the -Ofast four-lane sums,
+updates) follows darknet's float/double arithmetic in its order. Measured: see MEASURED below (the test tolerances
+are the ones of the task, not loosened).
 
 With darknet's exact-order products (the default backend, kernels/gemm.py),
 tiny_train and yolov3-tiny_train reproduce darknet bit for bit (every loss as printed, after.weights byte for byte),

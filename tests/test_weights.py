@@ -4,7 +4,7 @@ import struct
 import numpy as np
 import pytest
 
-from conftest import DATA, SHARED, shared_path
+from conftest import DATA, SHARED
 from pydarknet.files.config import DarknetError
 from pydarknet.files.weights import WeightsError, load_weights, weights_bytes, save_weights
 from pydarknet.network.network import Network

@@ -26,7 +26,8 @@ def batch_size(ctx, param, value):
 @click.option("--decode", is_flag=True,
               help="Outputs boxes (relative to the image) and scores instead of the raw output layers: only NMS "
                    "is left (pydarknet.tasks.onnx.postprocess). Letterboxing networks then also take image_size.")
-@click.option("--fp16", is_flag=True, help="float16 weights and arithmetic after the first layer (float32 input, first layer and outputs).")
+@click.option("--fp16", is_flag=True,
+              help="float16 weights and arithmetic after the first layer (float32 input, first layer and outputs).")
 @click.option("--data", default=None, help="A .data file whose names= go into the model's metadata.")
 @darknet_option
 @cfg_options

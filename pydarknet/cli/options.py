@@ -67,14 +67,14 @@ def common(fn):
                       help="Run on CUDA GPU N, as darknet's -gpus/-i (needs the cuda extra) [the CPU]; train: one "
                            "replica a device, e.g. 0,1 or cpu,cpu.")(fn)
     fn = click.option("--fast", is_flag=True, expose_value=False, callback=use_fast_products,
-                      help="Faster products (fused multiply-add, Winograd): not darknet's bit-exact numbers, "
-                           "within 1e-3 of them.")(fn)
+                      help="Faster: not darknet's bit-exact numbers but within 1e-3 of them, the same detections.")(fn)
     fn = click.option("--bf16", is_flag=True, expose_value=False, callback=use_reduced_products,
-                      help="--fast with the convolutions in bfloat16 where the CPU has AMX or avx512_bf16 (else a "
-                           "warning, and --fast): the fastest mode there, detections within .02.")(fn)
+                      help="--fast with the convolutions in bfloat16, on a CPU that multiplies it natively (Intel's "
+                           "AMX, AMD Zen 4 and later): the fastest mode there, the same detections (probabilities "
+                           "within .02). Elsewhere it runs as --fast, and a warning says why.")(fn)
     fn = click.option("--int16", is_flag=True, expose_value=False, callback=use_reduced_products,
-                      help="--fast, with the convolutions in 12-bit integers on a CPU with VNNI (the fastest mode "
-                           "where --bf16 falls back to --fast): the same detections (probabilities within .02).")(fn)
+                      help="--fast with the convolutions in 12-bit integers, on a CPU with VNNI: faster there, the "
+                           "same detections (within .02); elsewhere it runs as --fast, and a warning says why.")(fn)
     return cfg_options(fn)
 
 
@@ -115,11 +115,11 @@ def detection_options(fn):
                       help="Never report, draw, track or count these classes: numbers and ranges, as the Hank.ai "
                            "fork (2,5-8).")(fn)
     fn = batch_option(fn)
-    fn = click.option("-dont_show", "dont_show", is_flag=True, help="Accepted for AlexeyAB compatibility (no window).")(fn)
+    fn = click.option("-dont_show", "dont_show", is_flag=True, help="Accepted, as AlexeyAB's (no window).")(fn)
     fn = click.option("-ext_output", "ext_output", is_flag=True, help="Print each box in pixels, as AlexeyAB.")(fn)
     fn = click.option("-letter_box", "-letterbox", "letter_box", is_flag=True,
                       help="Letterbox the input [pjreddie's networks; AlexeyAB's when the cfg says letter_box=1].")(fn)
-    fn = click.option("-resize", "resize", is_flag=True, help="Plain resize to the network size [AlexeyAB's networks].")(fn)
+    fn = click.option("-resize", "resize", is_flag=True, help="Plain resize to the network size [AlexeyAB's].")(fn)
     fn = click.option("-nms", "nms", type=float, default=Thresholds.nms, show_default=True,
                       help="NMS IoU threshold.")(fn)
     fn = click.option("-hier", "hier", type=float, default=Thresholds.hier_thresh, show_default=True,
@@ -156,7 +156,7 @@ def detect_options(fn):
     fn = click.option("-tiles", "tiles", is_flag=True,
                       help="Cut an image larger than the network into network-sized tiles, detect each, and join "
                            "the boxes (those cut by a tile's edge into one).")(fn)
-    fn = click.option("-save_labels", "save_labels", is_flag=True, help="Write YOLO labels (.txt) beside each image.")(fn)
+    fn = click.option("-save_labels", "save_labels", is_flag=True, help="Write YOLO labels beside each image.")(fn)
     fn = click.option("-out", "out", default=None,
                       help="Base name of the drawn image [predictions]; a name ending in .json: AlexeyAB's JSON "
                            "file of all the detections instead.")(fn)
@@ -172,8 +172,7 @@ def demo_options(fn):
     fn = click.option("-prefix", "prefix", default=None, help="Write each annotated frame as PREFIX_%08d.jpg "
                       "(numbered from the source's first frame, 1).")(fn)
     fn = click.option("-out_filename", "out_filename", default=None,
-                      help="Write the annotated video: .mp4 (mp4v), .avi (MJPG) or .mkv (mp4v), the source's size "
-                           "and frame rate.")(fn)
+                      help="Write the annotated video (.mp4, .avi or .mkv) at the source's size and frame rate.")(fn)
     fn = click.option("-c", "camera", type=click.IntRange(min=0), default=None, help="Camera number (no SOURCE).")(fn)
     fn = click.option("--json", "as_json", is_flag=True,
                       help='One JSON object per frame per line on stdout: "frame" (from 1), "time" (seconds into '
@@ -185,13 +184,12 @@ def count_line(ctx, param, value):
     """-count_line x1,y1,x2,y2 as four numbers."""
     if value is None:
         return None
-    ends = value.split(",")
     try:
-        if len(ends) != 4:
-            raise ValueError
-        return tuple(float(v) for v in ends)
+        x1, y1, x2, y2 = (float(v) for v in value.split(","))   # ValueError too for a count other than 4
     except ValueError:
-        raise click.BadParameter(f"{value}: give the line's two ends in pixels as x1,y1,x2,y2 (e.g. 320,0,320,479)")
+        message = f"{value}: give the line's two ends in pixels as x1,y1,x2,y2 (e.g. 320,0,320,479)"
+        raise click.BadParameter(message) from None
+    return x1, y1, x2, y2
 
 
 def live_options(fn):
@@ -207,8 +205,8 @@ def live_options(fn):
                       help="Give each object a track id that stays with it across frames and short misses: in the "
                            "text, the JSON, the drawing and the streams.")(fn)
     fn = click.option("--host", "host", default=Live.host, show_default=True,
-                      help="Address the live ports listen on; 0.0.0.0 serves every network (see the README before "
-                           "exposing them).")(fn)
+                      help="Address the live ports listen on; 0.0.0.0 serves every network: no authentication, no "
+                           "TLS (docs/video-and-live.md, Security).")(fn)
     fn = click.option("-http_post_host", "post_url", metavar="URL", default=None,
                       help="POST each frame's JSON (the fork's, as -json_port sends it) to this URL; a bounded queue "
                            "and a 3 s timeout, so a dead endpoint never stalls the video.")(fn)
@@ -227,7 +225,7 @@ def classify_options(fn):
     fn = cluster_options(fn)
     fn = batch_option(fn)
     fn = click.option("-resize", "resize", is_flag=True, help="Plain resize to the network size.")(fn)
-    fn = click.option("-letter_box", "-letterbox", "letter_box", is_flag=True, help="Letterbox to the network size.")(fn)
+    fn = click.option("-letter_box", "-letterbox", "letter_box", is_flag=True, help="Letterbox to the network.")(fn)
     fn = click.option("-top", "top", type=click.IntRange(min=0), default=0,
                       help="How many classes to print [data file's top=, or 5].")(fn)
     return fn

@@ -9,7 +9,8 @@ def train_options(fn):
     fn = click.option("--rank-timeout", "rank_timeout", type=click.FloatRange(min=1), default=60, show_default=True,
                       help="Under mpiexec: a rank from which nothing at all comes for this many seconds (stopped, "
                            "frozen or cut off) ends the job; a slow one is waited for.")(fn)
-    fn = click.option("--chart/--no-chart", default=True, help="Draw chart.png (loss and rate) in the backup folder.")(fn)
+    fn = click.option("--chart/--no-chart", default=True,
+                      help="Draw chart.png (loss and rate) in the backup folder.")(fn)
     fn = click.option("--seed", type=int, default=0, show_default=True,
                       help="Seed of the data augmentation (replica r, over every MPI rank: seed + r).")(fn)
     fn = click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
@@ -40,7 +41,7 @@ def train(data, cfg, weights, clear, calc_map, map_epochs, show_imgs, dont_show,
           chart, rank_timeout, network_options, quiet, debug):
     """Train a detector or a classifier (by the network's last layer) on DATA's train= list
     (also `detector train` and `classifier train`). With -gpus 0,1 (or cpu,cpu) one replica a device; started by
-    mpiexec (mpirun, srun), one rank of a job: see the README's Training section."""
+    mpiexec (mpirun, srun), one rank of a job: see docs/training.md."""
     from ..tasks.train.run import train as run
     run(data, cfg, weights, progress=progress_bar("train", lines_on_stdout=True), rank_timeout=rank_timeout,
         debug=debug, clear=clear, backup=backup, workers=workers, seed=seed, chart=chart, max_batches=max_batches,

@@ -39,7 +39,7 @@ AAN = [1.0, 1.387039845, 1.306562965, 1.175875602, 1.0, 0.785694958, 0.541196100
 
 def zigzag_order():
     """The natural index of each zigzag position: the anti-diagonals in turn, alternately up and down."""
-    cells = sorted(((r + c, r if (r + c) % 2 else c, r * 8 + c) for r in range(8) for c in range(8)))
+    cells = sorted((r + c, r if (r + c) % 2 else c, r * 8 + c) for r in range(8) for c in range(8))
     return np.array([index for _, _, index in cells], np.int64)
 
 

@@ -24,7 +24,7 @@ bf16 tile of B (stored as 16 rows of k-pairs, "VNNI" order: B[k, j] and B[k + 1,
   tile, each within one padded row; conv_image: a whole block), else through a thread's scratch.
 Rounding is to nearest, ties to even, as the CPU's own conversions (bf16.to_bf16, shared with the vdpbf16ps
 products). The sums are float32 in the tiles' order, not darknet's: this is the reduced-precision mode, within
-the tolerances the README states.
+the tolerances docs/fidelity.md states.
 
 The tiles need the CPU's amx-tile and amx-bf16, the kernel's permission for the process (Linux 5.16 on:
 arch_prctl(ARCH_REQ_XCOMP_PERM)) and Numba compiling for a CPU that has them (not under NUMBA_CPU_NAME or

@@ -1,5 +1,4 @@
 """Heatmaps: boxes' probabilities summed over the pixels they cover (pydarknet/results/heatmap.py)."""
-import numpy as np
 from numba import njit
 
 

@@ -15,7 +15,7 @@
 
 Why 12 bits and not int8: the instruction costs the same for any value that fits 16 bits, and int8 weights
 (per output channel, the image in 16 bits) moved yolov3-tiny's, yolov4-tiny's and Yolo-Fastest's probabilities
-by up to .095 and their boxes by .039 on the sample images, past the .02 and .01 the README promises; 12 and 12
+by up to .095 and their boxes by .039 on the sample images, past the .02 and .01 docs/fidelity.md promises; 12 and 12
 bits moved them by at most .008 and .002 (1023 x 4095 and 4095 x 1023 by .010 and .007).
 
 Winograd's F(2x2, 3x3) in integers (`conv_int16_winograd`, for the layers where the fast products take it): U

@@ -194,7 +194,8 @@ def _fork_box(p, b, a, i, j, anchor, biases, netw, neth, new_coords):
     th = p[b, a, 3, j, i]
     x = (F32(i) + p[b, a, 0, j, i]) / F32(lw)
     y = (F32(j) + p[b, a, 1, j, i]) / F32(lh)
-    return x, y, tw * tw * F32(4.0) * biases[2 * anchor] / F32(netw), th * th * F32(4.0) * biases[2 * anchor + 1] / F32(neth)
+    return (x, y, tw * tw * F32(4.0) * biases[2 * anchor] / F32(netw),
+            th * th * F32(4.0) * biases[2 * anchor + 1] / F32(neth))
 
 
 @njit(cache=True, inline="always")

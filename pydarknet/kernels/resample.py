@@ -1,5 +1,4 @@
 """Moving pixels between shapes: upsample/downsample, shortcut's strided sum, reorg."""
-import numpy as np
 from numba import njit, prange
 
 from .activations import activate

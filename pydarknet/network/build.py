@@ -131,7 +131,8 @@ def build_layers(net, sections):
             raise CfgError(f"{section.where()}: [{section.type}] layer {index}: its parameters do not fit "
                            f"in memory ({e}): check the layer's sizes in {net.cfg_path}") from None
         for key, kind in COMMON_OPTIONS.items():
-            setattr(layer, key, (section.int if kind is int else section.float)(key, 1 if key == "learning_rate" else 0))
+            read = section.int if kind is int else section.float
+            setattr(layer, key, read(key, 1 if key == "learning_rate" else 0))
         net.layers.append(layer)
         shape = layer.out_shape
         total += 4 * math.prod(shape)   # Python ints: a huge shape must not wrap around

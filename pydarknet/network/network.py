@@ -10,9 +10,13 @@ the reading of its outputs must not overlap another's. Whoever shares one across
 thread's runs raises a DarknetError rather than compute garbage. Two Networks share no state but a replica's
 parameters.
 """
+from __future__ import annotations
+
 import copy
+import os
 import sys
 import threading
+from typing import TextIO
 
 import numpy as np
 
@@ -31,7 +35,8 @@ class Network(Passes, Parameters):
     (config.UnusedOptionError). `device`: where it runs (see `to`; None: the CPU). These are the network's own:
     building one never changes how another is built or runs."""
 
-    def __init__(self, cfg_path, quiet_unused=False, darknet=None, strict=False, device=None):
+    def __init__(self, cfg_path: str | os.PathLike, quiet_unused: bool = False, darknet: str | None = None,
+                 strict: bool = False, device: str | None = None):
         self.cfg_path = str(cfg_path)
         sections = read_cfg(self.cfg_path)
         if darknet not in (None,) + DARKNETS:
@@ -69,10 +74,10 @@ class Network(Passes, Parameters):
 
     # -- where it runs, its shape, its table ---------------------------------------------------------------------------
     @property
-    def input_shape(self):
+    def input_shape(self) -> tuple[int, int, int]:
         return (self.c, self.h, self.w)
 
-    def to(self, device):
+    def to(self, device: str | None) -> Network:
         """Run on `device` from now on: "cpu", or "cuda:N" (the GPU engine, pydarknet.network.cuda; DarknetError "no
         CUDA GPU found: ..." without one). Returns the network."""
         from .cuda import engine_for, parse_device
@@ -81,10 +86,10 @@ class Network(Passes, Parameters):
         return self
 
     @property
-    def device(self):
+    def device(self) -> str:
         return "cpu" if self.engine is None else self.engine.device
 
-    def prepare(self):
+    def prepare(self) -> None:
         """Do now what the first inference pass would do once on the way (the fork's batch-norm folded into each
         convolution's weights, the weights in the form the products take, the layers' outputs for one image
         first touched), so that a timed pass times the pass alone. The operating system's first touch of fresh
@@ -95,7 +100,7 @@ class Network(Passes, Parameters):
                 if self.engine is None and layer.keeps_output:
                     layer.output_buffer(1).fill(0)
 
-    def replica(self):
+    def replica(self) -> Network:
         """A Network of the same layers and parameters (the same arrays, not copies) with buffers of its own, for
         another thread to run inference on beside this one (tasks.predict.NetworkPool). For parameters that no
         longer change (a replica keeps what it derived from them, as the fused batch-norm). Not for a network on
@@ -107,7 +112,7 @@ class Network(Passes, Parameters):
             shared[id(self.lock)] = threading.RLock()
             return copy.deepcopy(self, shared)
 
-    def resize(self, w, h):
+    def resize(self, w: int, h: int) -> None:
         """Change the input size of a fully convolutional network (darknet's resize_network)."""
         if (w, h) == (self.w, self.h):
             return
@@ -117,7 +122,7 @@ class Network(Passes, Parameters):
             layer.setup(shape, self)
             shape = layer.out_shape
 
-    def summary(self, totals=False):
+    def summary(self, totals: bool = False) -> list[str]:
         """Darknet's layer table as lines of text; `totals`: then the BFLOPs, the parameter count and the darknet
         followed (the `summary` command)."""
         lines = ["layer     filters    size              input                output"]
@@ -128,10 +133,10 @@ class Network(Passes, Parameters):
                       self.darknet_line()]
         return lines
 
-    def darknet_line(self):
+    def darknet_line(self) -> str:
         """Which darknet's arithmetic this network follows, and why."""
         name = "AlexeyAB" if self.darknet == "ab" else "pjreddie"
         return f"darknet: {name} ({self.darknet_reason or 'no AlexeyAB-only option in the cfg'})"
 
-    def print_summary(self, file=sys.stderr):
+    def print_summary(self, file: TextIO = sys.stderr) -> None:
         print("\n".join(self.summary()), file=file)

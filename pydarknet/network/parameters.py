@@ -1,24 +1,31 @@
 """A network's parameters: random starting weights, darknet's .weights file loaded and saved (the format is
 pydarknet.files.weights'), and the GPU's copy brought back."""
+from __future__ import annotations
+
+import os
+from typing import TypeVar
+
 import numpy as np
+
+P = TypeVar("P", bound="Parameters")   # the Network whose method it is
 
 
 class Parameters:
     """The parameters of Network (network.py)."""
 
-    def initialize(self, seed=0):
+    def initialize(self: P, seed: int = 0) -> P:
         """Random starting weights, as darknet's make_*_layer sets them, for training from scratch."""
         rng = np.random.default_rng(seed)
         for layer in self.layers:
             layer.initialize(rng)
         return self
 
-    def save(self, weights_path, upto=None):
+    def save(self, weights_path: str | os.PathLike, upto: int | None = None) -> None:
         """darknet's save_weights (the first `upto` layers' when given), written atomically."""
         from ..files.weights import save_weights
         save_weights(self, weights_path, upto)
 
-    def load(self, weights_path, upto=None):
+    def load(self: P, weights_path: str | os.PathLike, upto: int | None = None) -> P:
         from ..files.weights import load_weights
         load_weights(self, weights_path, upto)
         self.params_version += 1

@@ -1,5 +1,7 @@
 """Running a network: the inference pass, and training's passes (forward_train, backward; input_gradient for
 `nightmare`), on the CPU layer by layer or handed to the GPU engine (pydarknet.network.cuda)."""
+from __future__ import annotations
+
 import numpy as np
 
 from ..files.config import DarknetError
@@ -11,7 +13,7 @@ from .layers import COST_LAYER_TYPES
 class Passes:
     """The passes of Network (network.py) through its layers."""
 
-    def forward(self, x):
+    def forward(self, x: np.ndarray) -> np.ndarray:
         """Run a batch (n, c, h, w) (or one image (c, h, w)) through every layer; return the network's output (the
         output layer's buffer, rewritten by the next forward). A DarknetError if another thread's forward is
         running (see network.py: hold `lock` to share a network between threads)."""

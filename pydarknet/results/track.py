@@ -11,14 +11,19 @@ is the one with the highest summed probability over its boxes, so one misclassif
 track continues only with a box that has its class among those over the threshold, so two objects of different
 classes that pass close by do not swap ids.
 """
+from __future__ import annotations
+
 import math
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import cv2
 import numpy as np
 
 from ..files.config import DarknetError
 from ..kernels.track import match_boxes
+
+R = TypeVar("R")   # a tasks.predict.DetectionResult (results/ may not import tasks/)
 
 # LineCounter's hysteresis, as a fraction of the box: past detectors' frame-to-frame jitter of a box's centre (a few
 # percent of its size), well short of an object's way across the line.
@@ -31,7 +36,7 @@ class Track:
     seen: np.ndarray         # the box it was last matched to
     velocity: np.ndarray     # of the centre, per frame
     votes: dict = field(default_factory=dict)   # class id -> summed probability
-    id: int = None           # None until a second box continues it
+    id: int | None = None    # None until a second box continues it
     misses: int = 0          # frames since it was last matched
     hits: int = 1            # boxes matched to it
 
@@ -50,8 +55,9 @@ class Tracker:
     """`update(result)` gives each box of a frame's DetectionResult its track id (see the module's docstring).
     `count_line`: (x1, y1, x2, y2) in the frame's pixels, or None; `count_band`: its hysteresis, see LineCounter."""
 
-    def __init__(self, high_thresh=0.5, match_iou=0.2, low_match_iou=0.5, max_misses=30, count_line=None,
-                 count_band=COUNT_BAND):
+    def __init__(self, high_thresh: float = 0.5, match_iou: float = 0.2, low_match_iou: float = 0.5,
+                 max_misses: int = 30, count_line: tuple[float, float, float, float] | None = None,
+                 count_band: float = COUNT_BAND):
         self.high_thresh, self.match_iou, self.low_match_iou = high_thresh, match_iou, low_match_iou
         self.max_misses = max_misses
         self.counter = LineCounter(*count_line, band=count_band) if count_line is not None else None
@@ -59,7 +65,7 @@ class Tracker:
         self.next_id = 1
         self.frames = 0
 
-    def update(self, result):
+    def update(self, result: R) -> R:
         """Set `result.track_ids` (per box of result.boxes: its track's id, or None) and each detection's
         `track_id`; count the crossings. Returns `result`."""
         candidates = []   # (box index, box, best class, its probability, all its classes)

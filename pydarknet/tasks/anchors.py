@@ -306,7 +306,7 @@ def anchors_plot(boxes, anchors, path, width=None, height=None, size=640):
         cv2.rectangle(canvas, origin, point(w, h), colour(j), 1)
         cv2.circle(canvas, point(w, h), 6, colour(j), -1)
         cv2.circle(canvas, point(w, h), 6, (0, 0, 0), 1)
-    for j, (w, h) in enumerate(anchors):  # labels last, on a white outline, so points do not hide them
+    for w, h in anchors:  # labels last, on a white outline, so points do not hide them
         where = (point(w, h)[0] + 8, point(w, h)[1] - 6)
         cv2.putText(canvas, f"{w:.0f}x{h:.0f}", where, cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 3)
         cv2.putText(canvas, f"{w:.0f}x{h:.0f}", where, cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)

@@ -47,8 +47,8 @@ def main(argv=None):
         def forward():
             net.forward(x)
             be.synchronize()
-        print(f"{cfg} {net.w}x{net.h} forward, batch {batch:2d}: {images_per_second(forward, batch, args.seconds):8.1f} "
-              "images/s")
+        rate = images_per_second(forward, batch, args.seconds)
+        print(f"{cfg} {net.w}x{net.h} forward, batch {batch:2d}: {rate:8.1f} images/s")
     train = Network(cfg, quiet_unused=True).initialize(0).to(f"cuda:{args.gpu}")
     train.quiet = True
     n = train.batch * train.subdivisions

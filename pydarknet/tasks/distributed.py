@@ -16,7 +16,6 @@ it does images given as URLs.
 """
 import hashlib
 import logging
-import os
 import threading
 import uuid
 from collections import deque

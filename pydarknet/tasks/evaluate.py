@@ -48,6 +48,7 @@ from ..network.network import Network
 from ..files.resources import find_file
 from ..files.weights import AtomicFile
 from ..results.tree import hierarchy_predictions, read_map
+from ..results.output import c_float
 
 __all__ = ["run_map", "valid_list", "collect_detections", "compute_map", "MapDetections", "run_valid", "run_recall",
            "run_classifier_valid", "do_nms_obj", "COCO_IDS"]
@@ -66,16 +67,6 @@ _F32 = np.float32
 # ---------------------------------------------------------------------------------------------------------
 # Shared helpers
 # ---------------------------------------------------------------------------------------------------------
-
-def _c_float(value, spec):
-    """A number as C's printf formats it with `spec` (e.g. ".2f"); glibc prints the NaN of 0/0 as -nan."""
-    value = float(value)
-    if math.isnan(value):
-        return "-nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return format(value, spec)
-
 
 def _json_number(value):
     value = float(value)
@@ -437,10 +428,10 @@ def compute_map(collected, thresh=0.25, iou_thresh=0.5, points=0):
     avg_iou = iou_sum / _F32(tp_all + fp_all) if tp_all + fp_all > 0 else iou_sum
     th = float(thresh32)
     lines += ["",
-              f" for conf_thresh = {th:1.2f}, precision = {_c_float(precision, '1.2f')}, "
-              f"recall = {_c_float(recall, '1.2f')}, F1-score = {_c_float(f1, '1.2f')} ",
+              f" for conf_thresh = {th:1.2f}, precision = {c_float(precision, '1.2f')}, "
+              f"recall = {c_float(recall, '1.2f')}, F1-score = {c_float(f1, '1.2f')} ",
               f" for conf_thresh = {th:0.2f}, TP = {tp_all}, FP = {fp_all}, FN = {fn_all}, "
-              f"average IoU = {_c_float(avg_iou * _F32(100), '2.2f')} % ",
+              f"average IoU = {c_float(avg_iou * _F32(100), '2.2f')} % ",
               "",
               f" IoU threshold = {float(iou32 * _F32(100)):2.0f} %, "
               + (f"used {points} Recall-points " if points else "used Area-Under-Curve for each unique Recall "),
@@ -687,9 +678,9 @@ def run_recall(data_file, cfg, weights, progress=None, network=None, on_line=Non
         with np.errstate(invalid="ignore", divide="ignore"):
             rps = _F32(proposals) / _F32(i + 1)
             iou_pct = avg_iou * _F32(100) / _F32(total)
-            recall = np.float64(100.0) * correct / np.float64(total) if total else np.float64("nan")
-        line = (f"{i:5d} {correct:5d} {total:5d}\tRPs/Img: {_c_float(rps, '.2f')}\t"
-                f"IOU: {_c_float(iou_pct, '.2f')}%\tRecall:{_c_float(recall, '.2f')}%")
+            recall = np.float64(100.0) * correct / np.float64(total)   # 0/0: -nan, as C prints it
+        line = (f"{i:5d} {correct:5d} {total:5d}\tRPs/Img: {c_float(rps, '.2f')}\t"
+                f"IOU: {c_float(iou_pct, '.2f')}%\tRecall:{c_float(recall, '.2f')}%")
         lines.append(line)
         if on_line is not None:
             on_line(line)

@@ -8,10 +8,16 @@ A bad value is a DarknetError of one line when the value is made (Thresholds(nms
 pass. The values are frozen: `dataclasses.replace` or `given` make a changed one. `given(Thresholds, nms=None)`
 leaves out what was not given (None), so an option left unset keeps the default it has here.
 """
+from __future__ import annotations
+
 import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..files.config import DarknetError, check_fractions, class_numbers
+
+if TYPE_CHECKING:   # for the annotations alone: results.tiles loads the kernels
+    from ..results.tiles import Tiles
 
 DECODERS = ("darknet", "opencv")
 ENGINES = ("numba", "onnxruntime", "openvino")   # what runs a network's forward (tasks/engines.py)
@@ -41,14 +47,14 @@ class Thresholds:
     """What a Detector reports of a forward pass: the boxes whose class probability is over `thresh` (None: the
     network's darknet's default, predict.DEFAULT_THRESH: .25 for the fork's, .5 for pjreddie's), of classes over
     `hier_thresh` in a word tree, after darknet's NMS at IoU `nms` (0: none). Each a fraction from 0 to 1."""
-    thresh: float = None
+    thresh: float | None = None
     hier_thresh: float = 0.5
     nms: float = 0.45
 
     def __post_init__(self):
         check_fractions(thresh=self.thresh, hier=self.hier_thresh, nms=self.nms)   # as the command line spells them
 
-    def threshold(self, default):
+    def threshold(self, default: float) -> float:
         """`thresh`, or `default` (the network's darknet's) when it is None."""
         return default if self.thresh is None else self.thresh
 
@@ -60,10 +66,10 @@ class Preprocessing:
     says letter_box=1; a classifier: darknet's resize_min). `decoder`: "darknet" (its exact pixels) or "opencv".
     `rgb`: uint8 arrays are RGB, not OpenCV's BGR. `tiles` (detectors): True or a tiles.Tiles cuts an image larger
     than the network into tiles (pydarknet.results.tiles); None, False: no tiles (a True is kept as Tiles())."""
-    letterbox: bool = None
+    letterbox: bool | None = None
     decoder: str = "darknet"
     rgb: bool = False
-    tiles: object = None
+    tiles: bool | Tiles | None = None
 
     def __post_init__(self):
         if self.letterbox not in (None, True, False):
@@ -93,7 +99,7 @@ class Outputs:
     by the Detector)."""
     as_json: bool = False
     ext_output: bool = False
-    skip_classes: frozenset = frozenset()
+    skip_classes: frozenset[int] = frozenset()
 
     def __post_init__(self):
         object.__setattr__(self, "skip_classes", class_set(self.skip_classes))
@@ -104,9 +110,9 @@ class ImageOutputs(Outputs):
     """`detect`'s outputs: as Outputs, and `out` (a name ending in .json: the fork's JSON file of the whole run; any
     other: the drawn image's base name [predictions]), `save_labels` (YOLO labels beside each image), `crop` (a
     folder to cut each detection out into), `heatmaps` (each class's heat map beside the drawing)."""
-    out: str = None
+    out: str | None = None
     save_labels: bool = False
-    crop: str = None
+    crop: str | None = None
     heatmaps: bool = False
 
     @property
@@ -119,8 +125,8 @@ class ImageOutputs(Outputs):
 class VideoOutputs(Outputs):
     """The demo's outputs: as Outputs, and `out_filename` (the annotated video), `prefix` (each annotated frame as
     PREFIX_%08d.jpg), `frame_skip` (detect one frame, then skip that many), `time_limit` (seconds; 0: none)."""
-    out_filename: str = None
-    prefix: str = None
+    out_filename: str | None = None
+    prefix: str | None = None
     frame_skip: int = 0
     time_limit: float = 0
 
@@ -132,8 +138,8 @@ class Tracking:
     ((x1, y1, x2, y2) in pixels) counts the tracks crossing it (and implies `track`), with `count_band`'s
     hysteresis (None: the Tracker's, results.track.COUNT_BAND)."""
     track: bool = False
-    count_line: tuple = None
-    count_band: float = None
+    count_line: tuple[float, float, float, float] | None = None
+    count_band: float | None = None
 
     def tracker(self):
         """A new results.track.Tracker for these options, or None when nothing is tracked."""
@@ -149,10 +155,10 @@ class Live:
     """The demo's live outputs (tasks.live.LiveOutput): the annotated frames as MJPEG on `mjpeg_port` (JPEG
     quality `mjpeg_quality`), the detections on `json_port`, each frame's JSON POSTed to `post_url`; the ports on
     `host` (127.0.0.1: this machine only)."""
-    mjpeg_port: int = None
-    json_port: int = None
+    mjpeg_port: int | None = None
+    json_port: int | None = None
     mjpeg_quality: int = 40
-    post_url: str = None
+    post_url: str | None = None
     host: str = "127.0.0.1"
 
     @property
@@ -165,7 +171,7 @@ class NetworkOptions:
     """How a command builds its network: on `devices` (("cuda:0",), or several for training's replicas: ("cuda:0",
     "cuda:1"), ("cpu", "cpu"); (): the CPU), `strict` (a cfg option no layer reads is an error, not a warning),
     run by `engine` (tasks.engines: "numba", pydarknet's own, or "onnxruntime", "openvino" for inference)."""
-    devices: tuple = ()
+    devices: tuple[str, ...] = ()
     strict: bool = False
     engine: str = "numba"
 

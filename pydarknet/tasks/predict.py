@@ -14,9 +14,13 @@ same results as one at a time (`detect` and `classify` are their batch of one). 
 part before the network (loading, resizing): a caller may run it ahead, in another thread, and pass the
 prepared images on.
 """
+from __future__ import annotations
+
 import math
+import os
 import threading
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -32,11 +36,14 @@ from ..kernels.threads import cores
 from ..network.network import Network
 from ..results.output import strict_json
 from ..results.heatmap import HEAT_THRESH, heat_map
-from ..results.tiles import cut, detect_tiles
+from ..results.tiles import Tiles, cut, detect_tiles
 from ..results.track import Tracker
 from ..results.tree import hierarchy_predictions
 from .engines import engine_name, use_engine
 from .options import Preprocessing, Thresholds, class_set, given
+
+# What the API takes as an image: a path, a uint8 (h, w, 3) BGR (or RGB) array, darknet's float32 (3, h, w) image.
+Image = str | os.PathLike | np.ndarray
 
 # Layers whose parameters fix the input size: a network with one of these cannot be resized.
 FIXED_SIZE_LAYERS = {"connected", "local", "detection", "crop"}
@@ -63,12 +70,12 @@ class Detection:
     name: str
     prob: float
     objectness: float
-    box: tuple          # centre x, y, width, height, relative to the image (0..1)
-    pixels: tuple       # left, top, width, height in pixels, rounded as AlexeyAB's -ext_output prints them
-    track_id: int = None   # the object's id across frames (track.Tracker), None when not tracked
-    crop: str = None       # the file it was cut out into (output.write_crops), None when not
+    box: tuple[float, float, float, float]   # centre x, y, width, height, relative to the image (0..1)
+    pixels: tuple   # left, top, width, height in pixels (ints; inf or NaN floats), as AlexeyAB's -ext_output prints
+    track_id: int | None = None   # the object's id across frames (track.Tracker), None when not tracked
+    crop: str | None = None       # the file it was cut out into (output.write_crops), None when not
 
-    def as_json(self):
+    def as_json(self) -> dict:
         """A dict for JSON; a coordinate that is not finite is None; "track_id" only when tracked, "crop" only
         when cut out."""
         x, y, w, h = self.box
@@ -89,24 +96,24 @@ class DetectionResult:
     width: int
     height: int
     seconds: float                                   # the image's share of its batch's forward pass
-    detections: list = field(default_factory=list)   # one Detection per (box, class) over the threshold
+    detections: list[Detection] = field(default_factory=list)   # one per (box, class) over the threshold
     boxes: list = field(default_factory=list)        # per box: (relative box, [(class id, prob)]) in darknet's order
-    track_ids: list = None                           # per box: its track's id or None (track.Tracker); None: untracked
+    track_ids: list | None = None                    # per box: its track's id or None (track.Tracker); None: untracked
     heat: object = None                              # Detector(heatmaps=True): the candidates of the heat maps
 
-    def heatmap(self, class_id=None):
+    def heatmap(self, class_id: int | None = None) -> np.ndarray:
         """float32 (height, width): the heat map of class `class_id` (None: all classes) over the image (see
         pydarknet.results.heatmap); the result of a Detector made with heatmaps=True."""
         if self.heat is None:
             raise DarknetError("no heat map: detect with Detector(..., heatmaps=True)")
         return heat_map(self.heat, self.width, self.height, class_id)
 
-    def finite_boxes(self):
+    def finite_boxes(self) -> list:
         """`boxes` without those having an inf or NaN coordinate (an untrained network's), which cannot be drawn
         or written as labels."""
         return [(box, scored) for box, scored in self.boxes if all(math.isfinite(v) for v in box)]
 
-    def fork_order(self):
+    def fork_order(self) -> list[Detection]:
         """The detections in the order the fork's draw_detections_v3 prints them: the boxes that have a best
         class (the likeliest, first of equals, whose name does not start with "dont_show"), by left edge (a
         stable sort); for each, its best class, then its other classes in class order."""
@@ -125,7 +132,7 @@ class DetectionResult:
         shown.sort(key=lambda dets: left_edge(dets[0].box))
         return [d for dets in shown for d in dets]
 
-    def as_json(self):
+    def as_json(self) -> dict:
         return {"image": self.image, "seconds": self.seconds, "width": self.width, "height": self.height,
                 "detections": [d.as_json() for d in self.detections]}
 
@@ -134,8 +141,8 @@ class DetectionResult:
 class ClassifyResult:
     image: str
     seconds: float      # the image's share of its forward pass
-    predictions: list   # (class_id, name, prob), best first
-    probabilities: np.ndarray = field(default=None, compare=False, repr=False)   # float32: every class's, in order
+    predictions: list[tuple[int, str, float]]   # (class_id, name, prob), best first
+    probabilities: np.ndarray | None = field(default=None, compare=False, repr=False)   # float32: every class's
 
     def as_json(self):
         return strict_json({"image": self.image, "seconds": self.seconds,
@@ -319,9 +326,12 @@ class Detector:
     reported: not in the results, so neither drawn, tracked nor counted. `heatmaps`: each result keeps the
     candidates of its heat maps (DetectionResult.heatmap, pydarknet.results.heatmap)."""
 
-    def __init__(self, cfg, weights, names=None, letterbox=None, decoder=None, network=None, darknet=None,
-                 fast=None, device=None, rgb=None, tiles=None, skip_classes=(), heatmaps=False, preprocessing=None,
-                 strict=False, engine=None):
+    def __init__(self, cfg: str | os.PathLike, weights: str | os.PathLike, names: Sequence[str] | None = None,
+                 letterbox: bool | None = None, decoder: str | None = None, network: Network | None = None,
+                 darknet: str | None = None, fast: bool | str | None = None, device: str | None = None,
+                 rgb: bool | None = None, tiles: bool | Tiles | None = None, skip_classes: str | Iterable[int] = (),
+                 heatmaps: bool = False, preprocessing: Preprocessing | None = None, strict: bool = False,
+                 engine: str | None = None):
         self.net = loaded_network(cfg, weights, network, darknet, fast, "detector", device, strict, engine)
         self.networks = NetworkPool(self.net)   # for threads calling at once: each call its own network
         self.names = default_names("coco.data", self.classes) if names is None else names
@@ -377,7 +387,8 @@ class Detector:
         net = self.net
         return letterbox_image(im, net.w, net.h) if self.letterbox else resize_image(im, net.w, net.h)
 
-    def detect(self, image, thresh=None, hier_thresh=None, nms=None, thresholds=None):
+    def detect(self, image: Image, thresh: float | None = None, hier_thresh: float | None = None,
+               nms: float | None = None, thresholds: Thresholds | None = None) -> DetectionResult:
         """Boxes over `thresh` (None: the darknet's default, see DEFAULT_THRESH) after the NMS of the
         network's darknet (and, for the fork, of its last [yolo]'s nms_kind) at IoU `nms` (0: none).
         `thresholds`: an options.Thresholds (None: its defaults, thresh None, hier_thresh .5, nms .45), whose
@@ -385,7 +396,8 @@ class Detector:
         value outside [0, 1]."""
         return self.detect_batch([image], thresh, hier_thresh, nms, thresholds)[0]
 
-    def detect_batch(self, images, thresh=None, hier_thresh=None, nms=None, thresholds=None):
+    def detect_batch(self, images: Iterable[Image], thresh: float | None = None, hier_thresh: float | None = None,
+                     nms: float | None = None, thresholds: Thresholds | None = None) -> list[DetectionResult]:
         """`detect` for a list of images (paths, arrays or PreparedImages) in one forward pass: their
         DetectionResults, in order, the same as one at a time."""
         chosen = given(Thresholds, thresholds, thresh=thresh, hier_thresh=hier_thresh, nms=nms)
@@ -447,7 +459,7 @@ class Detector:
                                                    float(dets.objectness[i]), box, pixels))
         return result
 
-    def draw(self, canvas, result):
+    def draw(self, canvas: np.ndarray, result: DetectionResult) -> np.ndarray:
         """Draw `result`'s boxes and labels on `canvas`, a uint8 BGR (h, w, 3) image of the detected image's
         size, as darknet's detect draws them; boxes with an inf or NaN coordinate are left out. Returns
         `canvas`."""
@@ -460,7 +472,9 @@ class Detector:
                                self.names, self.classes, width=max(1, int(result.height * .006)),
                                tags=[f"#{t}" if t is not None else "" for _, _, t in drawn])
 
-    def track(self, frames, tracker=None, thresh=None, hier_thresh=None, nms=None, thresholds=None):
+    def track(self, frames: Iterable[Image], tracker: Tracker | None = None, thresh: float | None = None,
+              hier_thresh: float | None = None, nms: float | None = None,
+              thresholds: Thresholds | None = None) -> Iterator[DetectionResult]:
         """`detect` each of `frames` (paths, arrays or PreparedImages, in the video's order; the thresholds as
         detect's) and follow the objects from frame to frame with `tracker` (a track.Tracker [a new one with its
         defaults]): their DetectionResults, one at a time, with track ids (DetectionResult.track_ids,
@@ -478,8 +492,10 @@ class Classifier:
     None for those `classify` prints (cfg/imagenet1k.data's; class numbers for a network of more outputs). `rgb` as
     for Detector."""
 
-    def __init__(self, cfg, weights, names=None, preprocess="resize_min", decoder="darknet", network=None,
-                 darknet=None, fast=None, device=None, rgb=False, strict=False, engine=None):
+    def __init__(self, cfg: str | os.PathLike, weights: str | os.PathLike, names: Sequence[str] | None = None,
+                 preprocess: str = "resize_min", decoder: str = "darknet", network: Network | None = None,
+                 darknet: str | None = None, fast: bool | str | None = None, device: str | None = None,
+                 rgb: bool = False, strict: bool = False, engine: str | None = None):
         self.net = loaded_network(cfg, weights, network, darknet, fast, "classifier", device, strict, engine)
         self.networks = NetworkPool(self.net)   # for threads calling at once: each call its own network (and size)
         outputs = int(np.prod(self.net.output_layer.out_shape))
@@ -511,10 +527,10 @@ class Classifier:
                 sized = center_crop_image(sized, w, h)
         return PreparedImage(name, im.shape[2], im.shape[1], sized)
 
-    def classify(self, image, top=5):
+    def classify(self, image: Image, top: int = 5) -> ClassifyResult:
         return self.classify_batch([image], top)[0]
 
-    def classify_batch(self, images, top=5):
+    def classify_batch(self, images: Iterable[Image], top: int = 5) -> list[ClassifyResult]:
         """`classify` for a list of images (paths, arrays or PreparedImages): their ClassifyResults in order,
         the same as one at a time. The images whose inputs have one size share a forward pass, the network
         resized to that size (with "resize_min" that is one pass per distinct image shape)."""

@@ -1,21 +1,18 @@
 """The kernels a network ran the last time, loaded from Numba's cache before its first forward pass is timed.
 
-Numba loads a cached kernel the first time it is called: 5 to 25 ms each (unpickling it, parsing its bitcode,
-linking its machine code); Numba's own first load also set up its typing and lowering registries, which a
-command now leaves to a compile (cli/startup.py).
-A detector's first forward pass paid all that inside darknet's "Predicted in" (yolov3-tiny on a Zen 3 EPYC:
-213 ms against 70 ms warm). As a command's process ends it records the kernels it ran, by network (KERNELS_FILE
-beside the cached kernels, replaced by each run); the next command on that network loads them once its weights
-are read (`load_recorded`), while its first image decodes in the other thread, so that the timed pass finds them
-ready: 97 ms there, the process's wall time unchanged (901 against 913 ms, best of 10). Loading them in a
-background thread from the start of the command instead made the command 30 ms slower: the loading is Python
-and holds the interpreter's lock, which the command's own start-up needs. A kernel not in the cache (pydarknet
-or Numba changed) is left for its first call to compile: nothing compiles ahead.
+Numba loads a cached kernel the first time it is called (5 to 25 ms each: unpickling it, parsing its bitcode,
+linking its machine code), which would otherwise fall inside darknet's "Predicted in"; Numba's own first load also
+set up its typing and lowering registries, which a command leaves to a compile (cli/startup.py).
+As a command's process ends it records the kernels it ran, by network (KERNELS_FILE beside the cached kernels,
+replaced by each run); the next command on that network loads them once its weights are read (`load_recorded`),
+while its first image decodes in the other thread, so that the timed pass finds them ready and the process's wall
+time is unchanged. Not in a background thread from the start of the command: the loading is Python and holds the
+interpreter's lock, which the command's own start-up needs. A kernel not in the cache (pydarknet or Numba changed)
+is left for its first call to compile: nothing compiles ahead.
 
 Only a process that compiled nothing records: compiling a kernel compiles (or loads) every kernel it calls,
 which a kernel loaded from the cache has built in, so a compiling process's kernels are more than the next
-one needs. The record of yolov3-tiny's `detect` was 39 kernels from a compiling run, which every later run loaded
-again and recorded again; those its Python code calls are 17 (the command 0.92-0.94x its wall time).
+one needs (and every later run would load them all again).
 
 Loading from the cache without compiling reaches into Numba's dispatcher (the steps of Dispatcher.compile's
 cache branch); where those internals are missing the kernels load as they are called.

@@ -1,9 +1,9 @@
 """The first run: Numba compiles pydarknet's kernels the first time they run on a CPU (for each pydarknet and
 Numba version), which takes minutes, then loads them from its cache in milliseconds.
 
-`announce_compiling()` says so on stderr when a command compiles for seconds; `compile_kernels()` (`pydarknet compile`) does it
-ahead of time by running small networks of every layer type through detection, classification and a training
-step, so that every kernel is compiled with the argument types the commands give it. The cache is where
+`announce_compiling()` says so on stderr when a command compiles for seconds; `compile_kernels()` (`pydarknet
+compile`) does it ahead of time by running small networks of every layer type through detection, classification
+and a training step, so that every kernel is compiled with the argument types the commands give it. The cache is where
 Numba puts it: beside the kernels' source, else (a read-only install) Numba's user-wide cache, or
 NUMBA_CACHE_DIR when set.
 """

@@ -1,6 +1,6 @@
 """The device kernels: Numba CUDA (cached on disk like the CPU kernels), float32 like darknet's CUDA build, one
-thread per output element unless a kernel says otherwise. Launch them through Backend.launch (which sizes the grid); under
-NUMBA_ENABLE_CUDASIM=1 the same kernels run in Numba's simulator, which is how CI tests them.
+thread per output element unless a kernel says otherwise. Launch them through Backend.launch (which sizes the
+grid); under NUMBA_ENABLE_CUDASIM=1 the same kernels run in Numba's simulator, which is how CI tests them.
 
 Activations follow darknet's activation_kernels.cu: float arithmetic (expf, .1f). Sums over a channel
 (biases, batch-norm statistics) are one block per channel, its threads striding over (image, pixel) and

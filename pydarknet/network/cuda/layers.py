@@ -180,8 +180,8 @@ class Connected(DeviceLayer):
     def forward(self, layer, x, e):
         batch = x.shape[0]
         out = e.buffer(layer, "output", (batch, layer.outputs, 1))
-        e.be.matmul(x.reshape(1, batch, layer.inputs), e.param(layer, "weights").reshape(1, layer.outputs, layer.inputs),
-                    out.reshape(1, batch, layer.outputs), trans_b=True)
+        weights = e.param(layer, "weights").reshape(1, layer.outputs, layer.inputs)
+        e.be.matmul(x.reshape(1, batch, layer.inputs), weights, out.reshape(1, batch, layer.outputs), trans_b=True)
         biases = e.param(layer, "biases")
         if layer.batch_normalize:
             mode = k.NORM_AB if e.net.darknet == "ab" else k.NORM_PJREDDIE

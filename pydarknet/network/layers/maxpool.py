@@ -53,7 +53,8 @@ class Maxpool(Layer):
             return f"max          {s} x {s} / {self.stride}  {w:4d} x{h:4d} x{c:4d}   ->  {ow:4d} x{oh:4d} x{c:4d}"
         # the fork's line
         name = "max-depth" if self.depth else ("max" if self.type == "maxpool" else "avg")
-        strides = f"{self.stride_x:2d}   " if self.stride_x == self.stride_y else f"{self.stride_x:2d}x{self.stride_y:2d}"
+        square = self.stride_x == self.stride_y
+        strides = f"{self.stride_x:2d}   " if square else f"{self.stride_x:2d}x{self.stride_y:2d}"
         flops = s * s * c * oh * ow / 1e9
         return f"{name:<17s}{s:2d}x{s:2d}/{strides} {w:4d} x{h:4d} x{c:4d} -> {ow:4d} x{oh:4d} x{oc:4d} {flops:5.3f} BF"
 

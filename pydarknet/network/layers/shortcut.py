@@ -129,7 +129,7 @@ class Shortcut(Layer):
             source = net.layers[index].output
             common = min(out.shape[1], source.shape[1])
 
-            def scale(values):   # a source's weights broadcast over its channels (per_channel) or one number
+            def scale(values, common=common):   # a source's weights over its channels (per_channel), or one number
                 return values[:common, None, None] if per_channel else values[0]
             add = source[:, :common]
             if self.weights is None:

@@ -56,7 +56,7 @@ def sizes_panel(rows, names, height):
     panel = np.full((max(height, PANEL + LINE * min(len(names), LEGEND)), PANEL, 3), 255, np.uint8)
     margin, side = 40, PANEL - 60
     cv2.rectangle(panel, (margin, 20), (margin + side, 20 + side), (0, 0, 0), 1)
-    for x, y, w, h, cls in rows:
+    for _x, _y, w, h, cls in rows:
         centre = (margin + round(w * side), 20 + side - round(h * side))
         cv2.circle(panel, centre, 2, colour(int(cls), len(names)), -1, cv2.LINE_AA)
     cv2.putText(panel, "box width (0..1 of the image)", (margin, 20 + side + 25), FONT, 0.45, (0, 0, 0), 1,
