@@ -61,7 +61,8 @@ def common(fn):
     fn = network_options(fn)
     fn = click.option("--engine", type=click.Choice(ENGINES), default=NetworkOptions.engine, show_default=True,
                       help="What runs the network: pydarknet's kernels (the only engine that trains), or its ONNX "
-                           "graph in ONNX Runtime or OpenVINO (their extras; --fast, --bf16: OpenVINO's precision).")(fn)
+                           "graph in ONNX Runtime or OpenVINO (their extras; --fast, --bf16 set OpenVINO's "
+                           "precision).")(fn)
     fn = click.option("--gpu", "gpu", is_flag=True, help="Run on the first CUDA GPU (the same as -gpus 0).")(fn)
     fn = click.option("-gpus", "-i", "gpus", metavar="N", default=None,
                       help="Run on CUDA GPU N, as darknet's -gpus/-i (needs the cuda extra) [the CPU]; train: one "

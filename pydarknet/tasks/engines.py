@@ -33,7 +33,7 @@ GRAPH_VERSION = 1   # bumped when the exporter's graph of a network changes: old
 
 
 def check_engine(engine, fast=None):
-    """`engine`, if one of options.ENGINES that can run with the products `fast` names; a DarknetError saying why not."""
+    """`engine`, if one of options.ENGINES that runs with the products `fast` names; a DarknetError saying why not."""
     engine_named(engine)
     if engine == "onnxruntime" and fast in ("bf16", "int16"):
         raise DarknetError(f"--{fast} is not ONNX Runtime's: it runs float32 (--engine openvino runs bf16, "
