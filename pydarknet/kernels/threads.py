@@ -37,3 +37,10 @@ def spin_briefly():
     the setting when Numba starts its threads (the first parallel kernel): later calls change nothing."""
     if _OWN_SPIN:
         os.environ["GOMP_SPINCOUNT"] = SHORT_SPIN
+
+
+def one_thread_here():
+    """This thread's parallel kernels run on it alone (Numba's thread count is the calling thread's): for threads
+    that work beside a forward pass, whose kernel threads would otherwise share the cores with a second team."""
+    import numba
+    numba.set_num_threads(1)

@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from ...files.image import ImageError
 from ...files.image_header import declared_size
-from ...kernels.threads import cores
+from ...kernels.threads import cores, one_thread_here
 from ..about import version_of
 from . import v2
 from .batcher import Batcher, Job
@@ -48,7 +48,10 @@ class Server:
     def __init__(self, models, settings, debug=False):
         self.models, self.settings, self.debug = models, settings, debug
         self.metrics = ServerMetrics()
-        self.decoding = ThreadPoolExecutor(max(2, cores()), thread_name_prefix="serve-decode")
+        # the decoding threads' kernels on their own thread each: a kernel team of their own beside the forward's
+        # would share the cores with it (the forward's threads then wait on each other at every layer)
+        self.decoding = ThreadPoolExecutor(max(2, cores()), thread_name_prefix="serve-decode",
+                                           initializer=one_thread_here)
         self.batchers = {name: Batcher(model, settings, self.metrics) for name, model in models.items()}
         self.ready = False
         self.draining = False
