@@ -54,7 +54,8 @@ def test_cpu_line_names_the_machine():
 
 def test_peers_lines_name_each_runtime_with_its_speed(capsys):
     """`make bench`'s peers block on the demo model: pydarknet --fast (--int16 where the CPU has VNNI, --bf16 where
-    it has AMX or an AMD core's avx512_bf16) against ONNX Runtime on the exported graph (the test extra has it),
+    it has AMX or an AMD core's avx512_bf16) and --engine onnxruntime (beside the same runtime alone) against ONNX
+    Runtime on the exported graph (the test extra has it),
     each row's milliseconds and GFLOP/s, and the ratio the --fast target is about; a runtime that is not
     installed, or a precision this CPU lacks, is a line saying why."""
     import re
@@ -69,9 +70,10 @@ def test_peers_lines_name_each_runtime_with_its_speed(capsys):
     out = capsys.readouterr().out.splitlines()
     gflop = sum(layer.flops() for layer in Network(cfg, quiet_unused=True).layers) / 1e9
     assert out[0] == f"peers shapes-tiny 160x160, {gflop:.2f} GFLOP, {numba.get_num_threads()} threads"
-    rows = {line[2:30].strip(): line[30:] for line in out[1:]}
+    rows = {line[2:33].strip(): line[33:] for line in out[1:]}
     assert {"pydarknet exact", "pydarknet --fast", "pydarknet --int16", "pydarknet --bf16", "opencv dnn",
-            "onnxruntime f32"} <= set(rows)
+            "onnxruntime f32", "pydarknet --engine onnxruntime"} <= set(rows)
+    assert re.search(r"GFLOP/s +\d+\.\d\dx onnxruntime f32 alone$", rows["pydarknet --engine onnxruntime"])
     for label, rest in rows.items():
         assert re.fullmatch(r" +\d+\.\d ms +\d+ GFLOP/s.*| unavailable: .+", rest), (label, rest)
     assert re.search(r"GFLOP/s +\d+\.\d\dx the faster float32 peer$", rows["pydarknet --fast"])
@@ -192,9 +194,9 @@ def test_fastest_lines_name_the_fastest_mode_and_its_ratio_to_each_peer():
                "tiny (Tiny Darknet)": {"pydarknet exact": 0.007, "pydarknet --fast": 0.006}}
     assert bench.fastest_lines("Some CPU", medians) == [
         "fastest pydarknet mode on Some CPU (the peers rows: its median / each peer's; lower is better):",
-        "  yolov3-tiny          --bf16      10.0 ms   0.42x opencv dnn, 0.62x onnxruntime f32, 0.50x openvino f32, "
-        "1.25x openvino default (bf16)",
-        "  tiny (Tiny Darknet)  --fast       6.0 ms   no peer ran"]
+        "  yolov3-tiny          --bf16                  10.0 ms   0.42x opencv dnn, 0.62x onnxruntime f32, "
+        "0.50x openvino f32, 1.25x openvino default (bf16)",
+        "  tiny (Tiny Darknet)  --fast                   6.0 ms   no peer ran"]
 
 
 # -- training: what `pydarknet train` prints ------------------------------------------------------------------------

@@ -263,6 +263,7 @@ def big_png_header(width, height):
     pytest.param(b"hello, world", {}, 400, "not an image", id="not-an-image"),
     pytest.param(IMAGES[0].read_bytes()[:3000], {}, 400, "truncated JPEG", id="truncated-jpeg"),
     pytest.param(big_png_header(30000, 30000), {}, 400, "--max-pixels", id="too-many-pixels"),
+    pytest.param(big_png_header(64, 48), {}, 400, "cannot load image", id="a-header-and-no-pixels"),
     pytest.param(b'{"inputs": [', {"Inference-Header-Content-Length": "12"}, 400, "malformed", id="malformed-json"),
     pytest.param(b'{"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], '
                  b'"parameters": {"binary_data_size": 999}}]}', {}, 400, "binary_data_size", id="protocol-broken"),

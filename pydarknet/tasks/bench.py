@@ -176,6 +176,7 @@ def bench_peers(name, cfg, weights, image, prepare, runs):
         if engines.installed(engine):
             on_engine = Network(cfg, quiet_unused=True)
             on_engine.load(weights)
+            on_engine.resize(x.shape[3], x.shape[2])   # as `prepare` sized the network (a classifier's resize_min)
             engines.use_engine(on_engine, engine)
             ours[f"pydarknet --engine {engine}"] = lambda on_engine=on_engine: on_engine.forward(x)
     times = dict(zip([*ours, *runners], median_times([*ours.values(), *runners.values()], runs)))
@@ -184,7 +185,7 @@ def bench_peers(name, cfg, weights, image, prepare, runs):
     default_label = next((label for label in times if "default" in label), None)
     default = times.get(default_label)
     for label, seconds in times.items():
-        line = f"  {label:<28} {seconds * 1000:8.1f} ms {flops / seconds / 1e9:7.0f} GFLOP/s"
+        line = f"  {label:<31} {seconds * 1000:8.1f} ms {flops / seconds / 1e9:7.0f} GFLOP/s"
         if label == "pydarknet --fast" and f32_peers:
             line += f"   {seconds / min(f32_peers):.2f}x the faster float32 peer"
         if label.removeprefix("pydarknet --") in products.REDUCED and default is not None:
@@ -194,7 +195,7 @@ def bench_peers(name, cfg, weights, image, prepare, runs):
             line += f"   {seconds / times[alone[label]]:.2f}x {alone[label]} alone"
         print(line, flush=True)
     for label, reason in missing.items():
-        print(f"  {label:<28} unavailable: {reason}", flush=True)
+        print(f"  {label:<31} unavailable: {reason}", flush=True)
     return times
 
 
@@ -394,7 +395,7 @@ def fastest_lines(cpu, medians):
         mode = min(ours, key=ours.get)
         peers = [f"{ours[mode] / seconds:.2f}x {label}" for label, seconds in times.items()
                  if not label.startswith("pydarknet ")]
-        lines.append(f"  {network:<20} {mode:<8} {ours[mode] * 1000:7.1f} ms   {', '.join(peers) or 'no peer ran'}")
+        lines.append(f"  {network:<20} {mode:<20} {ours[mode] * 1000:7.1f} ms   {', '.join(peers) or 'no peer ran'}")
     return lines
 
 

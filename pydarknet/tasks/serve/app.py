@@ -11,6 +11,7 @@ import hmac
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from starlette.applications import Starlette
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -20,7 +21,7 @@ from starlette.routing import Route
 
 from ...files.image import ImageError
 from ...files.image_header import declared_size
-from ...kernels.threads import cores, one_thread_here
+from ...kernels.threads import cores, kernel_threads_here
 from ..about import version_of
 from . import v2
 from .batcher import Batcher, Job
@@ -48,10 +49,7 @@ class Server:
     def __init__(self, models, settings, debug=False):
         self.models, self.settings, self.debug = models, settings, debug
         self.metrics = ServerMetrics()
-        # the decoding threads' kernels on their own thread each: a kernel team of their own beside the forward's
-        # would share the cores with it (the forward's threads then wait on each other at every layer)
-        self.decoding = ThreadPoolExecutor(max(2, cores()), thread_name_prefix="serve-decode",
-                                           initializer=one_thread_here)
+        self.decoding = ThreadPoolExecutor(max(2, cores()), thread_name_prefix="serve-decode")
         self.batchers = {name: Batcher(model, settings, self.metrics) for name, model in models.items()}
         self.ready = False
         self.draining = False
@@ -159,8 +157,11 @@ class Server:
             for name, data in images:
                 check_size(data, name, self.settings.max_pixels)
             loop = asyncio.get_running_loop()
-            prepared = await asyncio.gather(*[loop.run_in_executor(self.decoding, model.prepare, data, name,
-                                                                   options) for name, data in images])
+            if self.batchers[model.name].idle:   # decoded by the worker, on its kernel threads, as detect does
+                prepared = [partial(model.prepare, data, name, options) for name, data in images]
+            else:   # decoded beside the forward, a thread each (see decode)
+                prepared = await asyncio.gather(*[loop.run_in_executor(self.decoding, decode, model, data, name,
+                                                                       options) for name, data in images])
             jobs = [Job(p, options, loop.create_future(), loop) for p in prepared]
             if not self.batchers[model.name].submit(jobs):
                 raise Refused(503, f"model {model.name}'s queue is full ({self.settings.max_queue} images, "
@@ -191,6 +192,13 @@ async def answers(request, jobs, left, timeout):
         raise Refused(504, f"no answer within --timeout {timeout:g} s: the server is busier than it can answer")
     finally:
         gone.cancel()
+
+
+def decode(model, data, name, options):
+    """model.prepare in a decoding thread, beside the worker's forward pass: its kernels on this thread alone (a
+    kernel team of its own would share the cores with the forward's, whose threads then wait at every layer)."""
+    kernel_threads_here(1)
+    return model.prepare(data, name, options)
 
 
 def check_size(data, name, max_pixels):

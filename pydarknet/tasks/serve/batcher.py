@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 @dataclass(eq=False)
 class Job:
-    """One image of a request: its PreparedImage and RequestOptions, the asyncio future its result goes to, the
-    loop that future belongs to."""
+    """One image of a request: its PreparedImage (or what makes it: a function the worker calls first, for an image
+    that came to a model at rest) and RequestOptions, the asyncio future its result goes to, the loop that future
+    belongs to."""
     prepared: object
     options: object
     future: object
@@ -44,6 +45,7 @@ class Batcher:
         self.max_delay = settings.max_delay_ms / 1000
         self.metrics = metrics
         self.waiting = deque()
+        self.running = 0   # jobs in the forward pass now
         self.turn = threading.Condition()
         self.closed = False
         self.worker = threading.Thread(target=self._work, name=f"serve-{model.name}", daemon=True)
@@ -61,6 +63,11 @@ class Batcher:
             self.metrics.pending.labels(self.model.name).inc(len(jobs))
             self.turn.notify()
         return True
+
+    @property
+    def idle(self):
+        """Nothing waiting, nothing running."""
+        return not self.waiting and not self.running
 
     def close(self):
         """Stop the worker once the jobs queued are done."""
@@ -82,12 +89,26 @@ class Batcher:
                 if left <= 0:
                     break
                 self.turn.wait(left)
-            return [self.waiting.popleft() for _ in range(min(self.max_batch, len(self.waiting)))]
+            batch = [self.waiting.popleft() for _ in range(min(self.max_batch, len(self.waiting)))]
+            self.running = len(batch)
+            return batch
+
+    @staticmethod
+    def _prepared(job):
+        """Make the job's PreparedImage if it came as a function: False (the job settled with the error) if that
+        fails, as for an image that cannot be decoded."""
+        if callable(job.prepared):
+            try:
+                job.prepared = job.prepared()
+            except Exception as e:
+                job.settle(error=e)
+                return False
+        return True
 
     def _work(self):
         name = self.model.name
         while (batch := self._next_batch()) is not None:
-            live = [job for job in batch if not job.dropped]
+            live = [job for job in batch if not job.dropped and self._prepared(job)]
             started = time.perf_counter()
             for job in live:
                 self.metrics.queue_seconds.labels(name).observe(started - job.queued)
@@ -104,4 +125,5 @@ class Batcher:
                 for job in live:
                     job.settle(error=e)
             finally:
+                self.running = 0
                 self.metrics.pending.labels(name).dec(len(batch))
