@@ -23,7 +23,7 @@ import numpy as np
 from ..files.config import DarknetError
 from ..kernels.track import match_boxes
 
-R = TypeVar("R")   # a tasks.predict.DetectionResult (results/ may not import tasks/)
+R = TypeVar("R")   # a results.predictions.DetectionResult
 
 # LineCounter's hysteresis, as a fraction of the box: past detectors' frame-to-frame jitter of a box's centre (a few
 # percent of its size), well short of an object's way across the line.

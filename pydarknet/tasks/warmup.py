@@ -261,7 +261,7 @@ def evaluate(folder):
 def track_two_frames():
     """`demo -track`: a box continued from one frame to the next (the tracker's matching kernel)."""
     from ..results.track import Tracker
-    from .predict import Detection, DetectionResult
+    from ..results.predictions import Detection, DetectionResult
     tracker = Tracker()
     for x in (0.5, 0.51):
         frame = DetectionResult("frame", 100, 100, 0.0, boxes=[((x, 0.5, 0.2, 0.2), [(0, 0.9)])])
