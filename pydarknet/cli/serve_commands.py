@@ -27,7 +27,7 @@ DEFAULTS = ServeSettings()
 @click.option("--exit-timeout", type=float, default=None,
               help=f"Seconds a stop signal waits for the requests in flight [{DEFAULTS.exit_timeout:g}].")
 @click.option("--max-body", default=None, callback=lambda ctx, param, value: byte_size(value, "--max-body"),
-              help="Largest request body in bytes, or with K, M or G, then 413 [32M].")
+              help=f"Largest request body in bytes, or with K, M or G, then 413 [{DEFAULTS.max_body // 2**20}M].")
 @click.option("--max-pixels", type=int, default=None,
               help=f"Most pixels an image may declare, then 400 [{DEFAULTS.max_pixels}].")
 @click.option("--api-key", envvar="PYDARKNET_API_KEY", default=None,

@@ -39,8 +39,8 @@ def spin_briefly():
         os.environ["GOMP_SPINCOUNT"] = SHORT_SPIN
 
 
-def kernel_threads_here(count):
-    """This thread's parallel kernels run on `count` threads (Numba's thread count is the calling thread's): one for
-    work beside a forward pass, whose kernel threads would otherwise share the cores with a second team."""
+def one_kernel_thread_here():
+    """This thread's parallel kernels run on it alone (Numba's thread count is the calling thread's): for work
+    beside a forward pass, whose kernel threads would otherwise share the cores with a second team."""
     import numba
-    numba.set_num_threads(max(1, min(count, numba.config.NUMBA_NUM_THREADS)))
+    numba.set_num_threads(1)

@@ -395,13 +395,17 @@ class Classifier:
                  rgb: bool = False, strict: bool = False, engine: str | None = None):
         self.net = loaded_network(cfg, weights, network, darknet, fast, "classifier", device, strict, engine)
         self.networks = NetworkPool(self.net)   # for threads calling at once: each call its own network (and size)
-        outputs = int(np.prod(self.net.output_layer.out_shape))
-        self.names = default_names("imagenet1k.data", outputs) if names is None else names
+        self.names = default_names("imagenet1k.data", self.classes) if names is None else names
         self.preprocess = preprocess
         self.decoder = decoder
         self.rgb = rgb
         self.size = (self.net.w, self.net.h)
         self.resizable = not any(layer.type in FIXED_SIZE_LAYERS for layer in self.net.layers)
+
+    @property
+    def classes(self):
+        """The network's outputs: one probability a class."""
+        return int(np.prod(self.net.output_layer.out_shape))
 
     @property
     def engine(self):

@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from ...files.image import ImageError
 from ...files.image_header import declared_size
-from ...kernels.threads import cores, kernel_threads_here
+from ...kernels.threads import cores, one_kernel_thread_here
 from ..about import version_of
 from . import v2
 from .batcher import Batcher, Job
@@ -199,7 +199,7 @@ async def answers(request, jobs, left, timeout):
 def decode(model, data, name, options):
     """model.prepare in a decoding thread, beside the worker's forward pass: its kernels on this thread alone (a
     kernel team of its own would share the cores with the forward's, whose threads then wait at every layer)."""
-    kernel_threads_here(1)
+    one_kernel_thread_here()
     return model.prepare(data, name, options)
 
 

@@ -145,10 +145,7 @@ class ServedModel:
 
     @property
     def classes(self):
-        """A detector's classes; a classifier's outputs."""
-        if self.kind == "detector":
-            return self.predictor.classes
-        return int(np.prod(self.predictor.net.output_layer.out_shape))
+        return self.predictor.classes
 
     def tensors(self, results):
         """The v2 outputs of a request's results (see `outputs`): a detector's `detections`, each image's `detect
