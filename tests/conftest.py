@@ -71,6 +71,15 @@ def run_command(capsys, *argv):
     return end.value.code, out, err
 
 
+def bench_module(name):
+    """tools/bench/<name>.py, a developer benchmark (outside the package; the Makefile runs it from the repository
+    root), imported as `tools.bench.<name>`: the root joins the end of sys.path where pytest was started elsewhere."""
+    import importlib
+    if str(ROOT) not in sys.path:
+        sys.path.append(str(ROOT))
+    return importlib.import_module(f"tools.bench.{name}")
+
+
 def shared_path(*parts):
     """A path under ../shared, or skip the test saying what is missing."""
     path = SHARED.joinpath(*parts)

@@ -1,5 +1,7 @@
-"""pydarknet.tasks.bench's timing helper (the benchmark itself runs with `make bench`, never as a test)."""
-from pydarknet.tasks import bench
+"""tools/bench/peers.py's timing helper (the benchmark itself runs with `make bench`, never as a test)."""
+from conftest import bench_module
+
+bench = bench_module("peers")
 
 
 def test_median_times_alternates_and_keeps_missing_peers(monkeypatch):
@@ -148,7 +150,7 @@ def run_without_shared(tmp_path, *argv):
 
 
 def test_bench_without_weights_nor_network_is_one_error_line(tmp_path):
-    proc = run_without_shared(tmp_path, "-m", "pydarknet.tasks.bench")
+    proc = run_without_shared(tmp_path, "-m", "tools.bench")
     assert proc.returncode == 1 and proc.stdout == ""
     announce, error = proc.stderr.splitlines()
     assert announce.startswith("downloading yolov3-tiny.weights (35.4 MB) into ")

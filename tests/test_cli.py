@@ -253,7 +253,7 @@ def run_python(code, *args, path=()):
 
 def test_cffi_stays_importable_after_the_probe_is_skipped(probe_stubs):
     stubs, log = probe_stubs
-    code = ("from pydarknet.cli.startup import skip_numba_probes; skip_numba_probes(); "
+    code = ("from pydarknet.kernels.startup import skip_numba_probes; skip_numba_probes(); "
             "import numba.core.typing.cffi_utils as support; import cffi; "
             "print(support.SUPPORTED, cffi.FFI() is not None)")
     proc = run_python(code, path=[stubs])
@@ -263,7 +263,7 @@ def test_cffi_stays_importable_after_the_probe_is_skipped(probe_stubs):
 
 def test_numba_checks_each_cache_folder_once():
     """skip_numba_probes: Numba's check that a cache folder is writable runs once per folder, not per kernel."""
-    code = ("import tempfile; from unittest import mock; from pydarknet.cli.startup import skip_numba_probes; "
+    code = ("import tempfile; from unittest import mock; from pydarknet.kernels.startup import skip_numba_probes; "
             "skip_numba_probes(); skip_numba_probes(); "
             "made = mock.patch('tempfile.TemporaryFile', wraps=tempfile.TemporaryFile); files = made.start(); "
             "import pydarknet.kernels.nms, pydarknet.kernels.region; "
@@ -278,7 +278,7 @@ def test_numba_shortcuts_skip_what_numba_lacks():
     release that renamed it) that shortcut is skipped and the others still taken."""
     code = ("import numba.core.caching as caching; del caching.Cache._load_overload; "
             "del caching._CacheLocator.ensure_cache_path; "
-            "from pydarknet.cli.startup import skip_numba_probes; print(skip_numba_probes())")
+            "from pydarknet.kernels.startup import skip_numba_probes; print(skip_numba_probes())")
     proc = run_python(code)
     assert proc.stdout.strip() == "['blas', 'cffi', 'runtime']", proc.stderr[-500:]
 
@@ -287,7 +287,7 @@ def test_numbas_runtime_is_compiled_once_and_then_loaded():
     """skip_numba_probes: the LLVM half of Numba's runtime (35-40 ms to compile) is kept beside the cached
     kernels and loaded by the next command; with compiling it made impossible, a process still runs a kernel
     that allocates and compiles a new one that links the runtime. A damaged copy is compiled again and replaced."""
-    kernel = ("from pydarknet.cli.startup import skip_numba_probes, runtime_file; skip_numba_probes(); "
+    kernel = ("from pydarknet.kernels.startup import skip_numba_probes, runtime_file; skip_numba_probes(); "
               "from numba.core.registry import cpu_target; import numba, numpy as np; "
               "kept = runtime_file(cpu_target.target_context.codegen()); "
               "from pydarknet.kernels.activations import expf_array as k; print(k(np.zeros(3, np.float32)).sum()); "
@@ -310,7 +310,7 @@ def test_a_cached_kernel_loads_without_numbas_registries_and_a_compile_still_set
     and the rest, 100-160 ms) unimported; a kernel compiled afterwards in the same process still gets them."""
     kernel = "from pydarknet.kernels.activations import expf_array as k; print(k(np.zeros(3, np.float32)).sum()); "
     assert run_python("import numpy as np; " + kernel).returncode == 0   # in the cache
-    code = ("import sys, numpy as np, numba; from pydarknet.cli.startup import skip_numba_probes; "
+    code = ("import sys, numpy as np, numba; from pydarknet.kernels.startup import skip_numba_probes; "
             "skip_numba_probes(); " + kernel + "print(k.stats.cache_hits[k.signatures[0]], "
             "'numba.np.arraymath' in sys.modules); "
             "mean = numba.njit(lambda a: np.mean(a)); print(mean(np.arange(5.0)), 'numba.np.arraymath' in sys.modules)")

@@ -1,4 +1,4 @@
-"""A command's start-up and end (cli/startup.py, preload.py): the Numba versions and internals its shortcuts rely
+"""A command's start-up and end (kernels/startup.py, preload.py): the Numba versions and internals its shortcuts rely
 on, pinned so that a Numba upgrade fails here rather than quietly slowing every command; Numba imported without
 the packages a command never uses; the kernels recorded for the next run; an inference command's quick exit."""
 import importlib
@@ -14,10 +14,10 @@ import numba
 import pytest
 
 from conftest import ROOT
-from pydarknet.cli import startup
+from pydarknet.kernels import startup
 from pydarknet.tasks import preload, warmup
 
-# What the shortcuts (cli/startup.py) and preload.load_cached reach in Numba: (module, attribute, its parameters).
+# What the shortcuts (kernels/startup.py) and preload.load_cached reach in Numba: (module, attribute, its parameters).
 NUMBA_INTERNALS = [
     ("numba.core.caching", "_CacheLocator.ensure_cache_path", ["self"]),
     ("numba.core.caching", "_CacheLocator.get_cache_path", ["self"]),
@@ -45,7 +45,7 @@ def version(text):
 
 
 def test_numba_is_a_version_the_shortcuts_were_tested_on_and_pyproject_asks_for_those():
-    """NUMBA_TESTED (cli/startup.py) is the range pyproject.toml allows, and the installed Numba is in it: a
+    """NUMBA_TESTED (kernels/startup.py) is the range pyproject.toml allows, and the installed Numba is in it: a
     Numba outside it fails here first (then test the shortcuts on it and move both)."""
     first, last = startup.NUMBA_TESTED
     assert first <= version(numba.__version__) <= last, (numba.__version__, startup.NUMBA_TESTED)
@@ -104,7 +104,7 @@ def run_python(code, cwd=None):
 def test_every_shortcut_is_taken_on_this_numba():
     """Each shortcut skips itself where its internal is missing (test_cli's test_numba_shortcuts_skip_what_numba_lacks):
     on a tested Numba every one of them is taken."""
-    proc = run_python("from pydarknet.cli.startup import skip_numba_probes; print(skip_numba_probes())")
+    proc = run_python("from pydarknet.kernels.startup import skip_numba_probes; print(skip_numba_probes())")
     assert proc.stdout.strip() == str(list(startup.SHORTCUTS)), proc.stderr[-500:]
 
 
@@ -113,7 +113,7 @@ def test_numba_is_imported_without_scipy_and_pyyaml_which_stay_importable(tmp_pa
     start leaves both out (13 ms), and imports PyYAML where that file is, whose settings Numba then takes."""
     pytest.importorskip("scipy")
     pytest.importorskip("yaml")
-    code = ("import sys; from pydarknet.cli.startup import skip_numba_probes; skip_numba_probes(); "
+    code = ("import sys; from pydarknet.kernels.startup import skip_numba_probes; skip_numba_probes(); "
             "import numba; left_out = [name in sys.modules for name in ('scipy', 'yaml')]; "
             "import scipy, yaml; print(*left_out, numba.config.BOUNDSCHECK)")
     proc = run_python(code, cwd=tmp_path)
@@ -192,7 +192,7 @@ DETECT = [str(ROOT / name) for name in ("cfg/shapes.data", "cfg/shapes-tiny.cfg"
     ("thread", ["detector", "test", *DETECT, "-dont_show"], 0, False),
     ("", ["summary", str(ROOT / "cfg/shapes-tiny.cfg")], 0, False)])
 def test_an_inference_command_ends_its_process_after_the_exit_handlers(thread, args, status, quick, tmp_path):
-    """startup.end: `detector test` (QUICK_EXIT_COMMANDS) ends its process once Python's exit handlers have run and
+    """cli.end: `detector test` (cli.QUICK_EXIT_COMMANDS) ends its process once Python's exit handlers have run and
     its output is flushed, with the command's exit status (1: an image it could not read) and all its lines,
     skipping the rest of Python's end (35 ms after yolov3-tiny's detect). With another thread running, or for
     another command, the process ends as Python ends it."""

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import toy_detector_cfg
+from conftest import bench_module, toy_detector_cfg
 
 from pydarknet.cli import cli
 from pydarknet.files.weights import load_weights
@@ -264,9 +264,9 @@ def test_a_replica_in_a_job_of_one_trains_as_train_network_and_sends_its_paramet
     yolov4-tiny's and yolov4's are the trainable and non-trainable parameter counts their Keras ports report,
     6,056,606 + 6,208 and 64,363,101 + 66,304)."""
     from pydarknet.files.resources import shipped_root
-    from pydarknet.tasks.train.mpi_bench import buffer_bytes
     from pydarknet.tasks.train.replicas import Replicas
     from pydarknet.tasks.train.step import train_network
+    buffer_bytes = bench_module("mpi").buffer_bytes
     alone, together = (Network("toy.cfg", quiet_unused=True).initialize(1) for _ in range(2))
     alone.quiet = together.quiet = True
     group = AloneInAGroup()

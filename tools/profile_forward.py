@@ -27,7 +27,8 @@ from pydarknet.kernels import products
 from pydarknet.kernels.gemm import sgemm_darknet
 from pydarknet.network.network import Network
 from pydarknet.tasks.about import cpu_line
-from pydarknet.tasks.bench import SHARED, weights_file
+
+from bench.peers import SHARED, weights_file   # tools/bench/: this script's folder is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,11 +14,20 @@ import click
 
 from ..files.config import DarknetError, set_quiet
 from ..files.errors import Interrupted
+from ..kernels import startup
 from ..programs.images import Failures
 from ..tasks import stops
 from . import (classify_commands, dataset_commands, detect_commands, evaluate_commands, export_commands,
-               program_commands, serve_commands, startup, tool_commands, train_commands)
+               program_commands, serve_commands, tool_commands, train_commands)
 from .options import CONTEXT
+
+# The commands whose first word names a family (`detector map`).
+GROUPS = {"detector", "classifier", "export", "datasets"}
+# Commands that run no kernel: no compile listener for them.
+KERNEL_FREE_COMMANDS = {"--version", "download", "version", "summary", "print", "ops", "partial", "datasets"}
+# Commands that close every file they write before they return: their process may skip Python's own end
+# (kernels.startup.end).
+QUICK_EXIT_COMMANDS = {"detect", "detector test", "classify", "classifier predict"}
 
 
 class Group(click.Group):
@@ -140,7 +149,7 @@ def main(argv=None):
     try:
         run_command(sys.argv[1:])
     finally:
-        startup.end(sys.argv[1:], sys.exc_info()[1])
+        end(sys.argv[1:], sys.exc_info()[1])
 
 
 def run_command(argv):
@@ -148,11 +157,11 @@ def run_command(argv):
     runs = argv and not {"-h", "--help"} & set(argv)
     Failures.count = 0   # the exit status tells of this command's images, not an earlier main() call's
     if runs:
-        startup.start(argv)
+        startup.start()
     try:
         if runs:
             set_quiet("-q" in argv or "--quiet" in argv)   # before click reads -q: for the notice
-            startup.announce_first_compile(argv)
+            announce_first_compile(argv)
         cli.main(args=argv, prog_name="pydarknet", standalone_mode=False)
     except click.exceptions.Abort as e:
         if not isinstance(e.__context__, KeyboardInterrupt):
@@ -175,3 +184,26 @@ def run_command(argv):
             print(stops.stopped_line(), file=sys.stderr)
         sys.exit(getattr(e, "status", None) or stops.exit_status())
     sys.exit(1 if Failures.count else 0)
+
+
+def command(argv):
+    """The command `argv` runs: its first word, or two for a family's (`detector test`)."""
+    return " ".join(argv[:2] if argv[:1] and argv[0] in GROUPS else argv[:1])
+
+
+def announce_first_compile(argv):
+    """Say on stderr when Numba compiles pydarknet's kernels (a first run on this CPU): the command is slow once.
+    The timed figures leave the compile out (predict.timed_forward)."""
+    if argv[0] not in KERNEL_FREE_COMMANDS:
+        from ..tasks.warmup import announce_compiling
+        announce_compiling(command(argv))
+
+
+def end(argv, ending):
+    """The process's end, with `ending` (an exception) on its way: a command that loaded a network records the
+    kernels it ran, for the next one to load ahead (preload, only where the command imported it); one of
+    QUICK_EXIT_COMMANDS may then skip Python's own end (kernels.startup.end)."""
+    preload = sys.modules.get("pydarknet.tasks.preload")
+    if preload is not None:
+        preload.record_command()
+    startup.end(ending, quick=command(argv) in QUICK_EXIT_COMMANDS)

@@ -8,9 +8,8 @@ from pathlib import Path
 
 from ..files.config import DarknetError, note
 from ..files.config import default_data, load_names  # noqa: F401  (the commands import them from here)
-from ..files.resources import local_copy
 from ..tasks import preload
-from ..tasks.engines import engine_name, use_engine
+from ..tasks.engines import engine_name
 from ..tasks.options import NetworkOptions
 from ..tasks.stream import batch_results
 from .file_arguments import ArgumentsError, check_order
@@ -107,26 +106,24 @@ def load_network(cfg, weights, darknet=None, table=True, role=None, network_opti
     """Build and load a network, showing darknet's layer table on stderr as darknet does at load. A cfg or
     weights given as a URL is read through fsspec. `role`: "detector" or "classifier", checked before the
     weights are read (predict.check_role). `network_options`: the command's tasks.options.NetworkOptions (its
-    device, --strict and --engine; None: the CPU, not strict, pydarknet's own kernels)."""
+    device, --strict and --engine; None: the CPU, not strict, pydarknet's own kernels), as
+    tasks.predict.network_from_files takes them."""
     from ..kernels.products import backend
-    from ..network.network import Network
-    from ..tasks.predict import check_role
+    from ..tasks.predict import network_from_files
     check_order(cfg, weights)
     chosen = network_options or NetworkOptions()
-    own = chosen.engine == "numba"
-    net = Network(local_copy(cfg), darknet=darknet, strict=chosen.strict, device=chosen.device if own else None)
-    check_role(net, role)
-    if table:
-        note("\n".join(net.summary()))
-    net.load(local_copy(weights))
-    if own:
+    net = network_from_files(cfg, weights, darknet, chosen, role, show_table if table else None, urls=True)
+    if chosen.engine == "numba":
         preload.load_recorded(f"{Path(cfg).name} {backend()}")   # before the first pass is timed
         net.prepare()
-    else:
-        use_engine(net, chosen.engine, None, chosen.device)
     if table:
         note(net.darknet_line())
     return net
+
+
+def show_table(net):
+    """darknet's layer table on stderr, as darknet shows it while it loads a network."""
+    note("\n".join(net.summary()))
 
 
 def for_each_batch(images, prepare, run_batch, show, batch=1):

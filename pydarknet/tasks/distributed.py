@@ -145,9 +145,11 @@ class Model:
 
 
 def network(cfg, weights, names=None, darknet=None, engine="numba"):
-    from ..network.network import Network
-    from .engines import use_engine
-    return use_engine(Network(cfg, darknet=darknet).load(weights), engine)
+    """A worker's network for evaluate.py's per-image work (evaluation): predict.network_from_files's, run by
+    `engine`."""
+    from .options import NetworkOptions
+    from .predict import network_from_files
+    return network_from_files(cfg, weights, darknet, NetworkOptions(engine=engine))
 
 
 def built(model):

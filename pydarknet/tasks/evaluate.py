@@ -106,12 +106,14 @@ def _names(options, key, default, data_file):
 
 
 def _load_network(cfg, weights, network=None):
+    """`network` as given, else cfg's with the parameters of `weights` (predict.network_from_files), or as built
+    without weights."""
     if network is not None:
         return network
-    net = Network(cfg)
-    if weights:
-        net.load(weights)
-    return net
+    if not weights:
+        return Network(cfg)
+    from .predict import network_from_files
+    return network_from_files(cfg, weights)
 
 
 def _detector_classes(net, cfg):

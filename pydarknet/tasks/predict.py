@@ -40,7 +40,7 @@ from ..results.tiles import Tiles, cut, detect_tiles
 from ..results.track import Tracker
 from ..results.tree import hierarchy_predictions
 from .engines import engine_name, use_engine
-from .options import Preprocessing, Thresholds, class_set, given
+from .options import NetworkOptions, Preprocessing, Thresholds, class_set, given
 
 # What the API takes as an image: a path, a uint8 (h, w, 3) BGR (or RGB) array, darknet's float32 (3, h, w) image.
 Image = str | os.PathLike | np.ndarray
@@ -185,14 +185,36 @@ def check_role(net, role):
                            f"`pydarknet detect {net.cfg_path} WEIGHTS IMAGE`")
 
 
+def network_from_files(cfg, weights, darknet=None, options=None, role=None, built=None, urls=False):
+    """The network of `cfg` with the parameters of `weights`: the one way the commands, the Detector and Classifier,
+    the evaluations and a Dask worker load one. `darknet`: whose arithmetic to follow (Network's; None: from the
+    files). `options`: a NetworkOptions (None: its defaults): `strict`, Network's; `device`, where pydarknet's own
+    kernels run it (the network moves there before its weights are read); another `engine` runs it once loaded
+    (tasks.engines.use_engine, with the process's products). `role`: "detector" or "classifier", checked before
+    the weights are read (check_role). `built(net)`: called once the network is built, before its weights are read
+    (the commands show darknet's layer table there, as darknet does). `urls`: cfg and weights may be URLs (the
+    commands' arguments), each read through fsspec into a temporary copy, the weights once the cfg has built."""
+    from ..files.resources import local_copy
+    chosen = options or NetworkOptions()
+    own = chosen.engine == "numba"
+    net = Network(local_copy(cfg) if urls else cfg, darknet=darknet, strict=chosen.strict,
+                  device=chosen.device if own else None)
+    check_role(net, role)
+    if built is not None:
+        built(net)
+    net.load(local_copy(weights) if urls else weights)
+    if not own:
+        use_engine(net, chosen.engine, None, chosen.device)
+    return net
+
+
 def loaded_network(cfg, weights, network, darknet, fast, role, device=None, strict=False, engine=None):
-    """The network a Detector or Classifier (`role`) runs: `network` as given, else built from cfg (`strict`: see
-    Network) and weights; with the products `fast` names (products_name) as its own, unless `fast` is None; moved to
-    `device` ("cuda:0"; None: where it is) when given; run by `engine` (tasks.engines.use_engine; None: as it is)."""
+    """The network a Detector or Classifier (`role`) runs: `network` as given, else network_from_files's of cfg
+    (`strict`: see Network) and weights; with the products `fast` names (products_name) as its own, unless `fast` is
+    None; moved to `device` ("cuda:0"; None: where it is) when given; run by `engine` (tasks.engines.use_engine;
+    None: as it is)."""
     if network is None:
-        network = Network(cfg, darknet=darknet, strict=strict)
-        check_role(network, role)
-        network.load(weights)
+        network = network_from_files(cfg, weights, darknet, NetworkOptions(strict=strict), role)
     check_role(network, role)
     if fast is not None:
         from ..kernels.products import products_for

@@ -2,7 +2,7 @@
 
 Numba loads a cached kernel the first time it is called (5 to 25 ms each: unpickling it, parsing its bitcode,
 linking its machine code), which would otherwise fall inside darknet's "Predicted in"; Numba's own first load also
-set up its typing and lowering registries, which a command leaves to a compile (cli/startup.py).
+set up its typing and lowering registries, which a command leaves to a compile (kernels/startup.py).
 As a command's process ends it records the kernels it ran, by network (KERNELS_FILE beside the cached kernels,
 replaced by each run); the next command on that network loads them once its weights are read (`load_recorded`),
 while its first image decodes in the other thread, so that the timed pass finds them ready and the process's wall
@@ -16,7 +16,7 @@ one needs (and every later run would load them all again).
 
 Loading from the cache without compiling reaches into Numba's dispatcher (the steps of Dispatcher.compile's
 cache branch); where those internals are missing the kernels load as they are called.
-PYDARKNET_NUMBA_SHORTCUTS=0 turns it off with the other shortcuts (cli/startup.py).
+PYDARKNET_NUMBA_SHORTCUTS=0 turns it off with the other shortcuts (kernels/startup.py).
 """
 import os
 import pickle
@@ -40,8 +40,8 @@ def load_recorded(key):
 
 
 def record_command():
-    """The end of a command's process (cli.startup.end): record the kernels it ran under its network's key, or,
-    where it compiled some, forget them (the next run records what it calls). Only a command's process ends
+    """The end of a command's process (cli.end): record the kernels it ran under its network's key, or, where it
+    compiled some, forget them (the next run records what it calls). Only a command's process ends
     there: a test session or a script that runs commands in-process, whose kernels are not one network's,
     records nothing."""
     from .warmup import compiled_here

@@ -7,7 +7,7 @@ May import: the other tasks, network, results, kernels, files.
   (run.detection_dataset chooses by the network's darknet); augment.py: what the two pipelines share
 - replicas.py: -gpus's replicas in one process, their updates and rolling statistics averaged each step
 - mpi.py: one replica (or -gpus's several) an MPI rank, the same averaging over MPI, rank 0 the one writer, and
-  the faults of a rank; mpi_bench.py: make bench-mpi
+  the faults of a rank
 
 The network knows nothing of training: these functions take a network.
 """

@@ -2,7 +2,7 @@
 them): forward images/s at batch 1 and at batch 32, and training images/s (forward, backward and update) at
 batch 64 with the cfg's subdivisions. Prints the GPU's name first; without a GPU, one line saying so (exit 1).
 
-    python3 -m pydarknet.tasks.bench_gpu [--cfg cfg/yolov4-tiny.cfg] [--seconds 10]
+    python3 -m tools.bench.gpu [--cfg cfg/yolov4-tiny.cfg] [--seconds 10]
 """
 import argparse
 import sys
@@ -10,10 +10,10 @@ import time
 
 import numpy as np
 
-from ..files.config import DarknetError
-from ..files.resources import find_argument
-from ..network.network import Network
-from .train.step import train_network
+from pydarknet.files.config import DarknetError
+from pydarknet.files.resources import find_argument
+from pydarknet.network.network import Network
+from pydarknet.tasks.train.step import train_network
 
 
 def images_per_second(step, images, seconds):

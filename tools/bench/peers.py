@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-import pydarknet  # noqa: F401  (sets the thread-pool environment before numpy/numba start threads)
+import pydarknet
 from pydarknet.files import download
 from pydarknet.files.errors import DarknetError, install_hint
 from pydarknet.files.image import letterbox_image, load_image, resize_image, resize_min
@@ -427,7 +427,7 @@ def train_run(data, cfg, iterations, folder):
     """Run `pydarknet train`'s loop (train.run.TrainingRun: its loader threads, its step, its printed line) for
     `iterations`: the seconds each iteration's line printed, the seconds of each one's step (forward, backward,
     update) alone, and the network."""
-    from .train.run import TrainingRun
+    from pydarknet.tasks.train.run import TrainingRun
     printed = io.StringIO()
     run = TrainingRun(data, cfg, backup=Path(folder) / "backup", chart=False, out=printed, max_batches=iterations)
     run.net.quiet = True
@@ -458,8 +458,8 @@ def bench_train(name, data, cfg, runs, folder, reference=None):
 def main_train(args):
     import numba
 
-    from ..files.config import chatter
-    from ..files.datasets import write_shapes
+    from pydarknet.files.config import chatter
+    from pydarknet.files.datasets import write_shapes
     print(f"training: seconds per iteration as `pydarknet train` prints them (the wait for its loader's next batch, "
           f"forward, backward, update), median of iterations {SETTLE + 1}-{SETTLE + args.runs} (the first {SETTLE} "
           f"compile and fill the loader)\n  step: forward + backward + update alone in the same iterations; "
@@ -483,7 +483,8 @@ def main_train(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python3 -m tools.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", default=SHARED, type=Path,
                         help="the shared reference data, used where present: its models/ (else the download "
                              "cache's) and golden/map/shapes-tiny.cfg (darknet's training figure)")

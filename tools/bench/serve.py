@@ -18,10 +18,11 @@ import sys
 import threading
 import time
 
-from ...files.resources import find_file
-from ..about import cpu_line
-from ..bench import weights_file
-from .settings import ServeSettings
+from pydarknet.files.resources import find_file
+from pydarknet.tasks.about import cpu_line
+from pydarknet.tasks.serve.settings import ServeSettings
+
+from .peers import weights_file
 
 IMAGES = ("dog.jpg", "eagle.jpg", "person.jpg", "shapes.jpg")
 CLIENTS = (1, 4, 16)
@@ -93,7 +94,7 @@ def main(argv=None):
     bodies = [open(path, "rb").read() for path in paths]
     batch = ServeSettings().max_batch
     print(cpu_line())
-    from ..predict import Detector
+    from pydarknet.tasks.predict import Detector
     detector = Detector(str(cfg), str(weights))
     detector.detect_batch(paths[:batch])   # compiled, buffers sized
     server = subprocess.Popen([sys.executable, "-m", "pydarknet", "serve", str(cfg), str(weights), "--port", "0",

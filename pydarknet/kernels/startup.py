@@ -1,9 +1,10 @@
-"""A command's process start and end: what Numba's import, its first kernel's load and Python's end would cost.
+"""A process's start and end: what Numba's import, its first kernel's load and Python's end would cost.
 
 Five shortcuts reach into Numba's internals, as does preload.load_cached: NUMBA_TESTED names the Numba versions
 they were tested on, pyproject.toml bounds Numba to them, and tests/test_startup.py fails on a Numba outside them
 or one whose internals moved. At run time each shortcut checks that its internal is there and is skipped, leaving
-Numba's own slower path, when it is not; PYDARKNET_NUMBA_SHORTCUTS=0 skips them all.
+Numba's own slower path, when it is not; PYDARKNET_NUMBA_SHORTCUTS=0 skips them all. Which commands end quickly,
+and what a command records at its end, the command line decides (cli/__init__.py).
 """
 import atexit
 import gc
@@ -15,16 +16,10 @@ import threading
 
 # The first and the last Numba minor release that the shortcuts into its internals were tested on.
 NUMBA_TESTED = ((0, 58), (0, 68))
-# The commands whose first word names a family (`detector map`).
-GROUPS = {"detector", "classifier", "export", "datasets"}
-# Commands that run no kernel: no compile listener for them.
-KERNEL_FREE_COMMANDS = {"--version", "download", "version", "summary", "print", "ops", "partial", "datasets"}
-# Commands that close every file they write before they return: their process may skip Python's own end (end()).
-QUICK_EXIT_COMMANDS = {"detect", "detector test", "classify", "classifier predict"}
 
 
-def start(argv):
-    """Everything a command's process does before click parses `argv`."""
+def start():
+    """Everything a command's process does before it parses its arguments."""
     # A command's start creates Numba's hundred thousand long-lived objects: with Python's default threshold
     # (700) the collector walks them all twice on the way (85 ms); every 50000 new objects it runs 3 times.
     gc.set_threshold(50_000)
@@ -32,20 +27,16 @@ def start(argv):
         skip_numba_probes()
 
 
-def end(argv=(), ending=None):
-    """The process ends here, with `ending` (an exception) on its way: a command that loaded a network records the
-    kernels it ran, for the next one to load ahead (preload); Python's shutdown skips its garbage collection, which
-    walks Numba's and LLVM's objects for 0.25 s (the operating system frees the memory). One of QUICK_EXIT_COMMANDS
-    that exits, no other thread running, ends the process once the exit handlers have run and its output is
-    flushed: Python's end would go on to free every module's objects and LLVM's (35 ms after yolov3-tiny's
-    `detect` on a Sapphire Rapids Xeon)."""
-    preload = sys.modules.get("pydarknet.tasks.preload")
-    if preload is not None:
-        preload.record_command()
+def end(ending=None, quick=False):
+    """The process ends here, with `ending` (an exception) on its way: Python's shutdown skips its garbage
+    collection, which walks Numba's and LLVM's objects for 0.25 s (the operating system frees the memory). A
+    `quick` process (one that has closed every file it wrote) that exits, no other thread running, ends once the
+    exit handlers have run and its output is flushed: Python's end would go on to free every module's objects and
+    LLVM's (35 ms after yolov3-tiny's `detect` on a Sapphire Rapids Xeon)."""
     gc.freeze()
     status = getattr(ending, "code", "")
-    if isinstance(ending, SystemExit) and (status is None or isinstance(status, int)) and \
-            command(argv) in QUICK_EXIT_COMMANDS and threading.active_count() == 1:
+    if quick and isinstance(ending, SystemExit) and (status is None or isinstance(status, int)) and \
+            threading.active_count() == 1:
         atexit._run_exitfuncs()   # CPython's, unchanged since 3.0; tests/test_startup.py checks it is there
         try:
             sys.stdout.flush()
@@ -53,19 +44,6 @@ def end(argv=(), ending=None):
         except (OSError, ValueError, AttributeError):   # a closed pipe or stream: Python's end reports it as ever
             return
         os._exit(status or 0)
-
-
-def command(argv):
-    """The command `argv` runs: its first word, or two for a family's (`detector test`)."""
-    return " ".join(argv[:2] if argv[:1] and argv[0] in GROUPS else argv[:1])
-
-
-def announce_first_compile(argv):
-    """Say on stderr when Numba compiles pydarknet's kernels (a first run on this CPU): the command is slow once.
-    The timed figures leave the compile out (predict.timed_forward)."""
-    if argv[0] not in KERNEL_FREE_COMMANDS:
-        from ..tasks.warmup import announce_compiling
-        announce_compiling(command(argv))
 
 
 def skip_numba_probes():
@@ -214,7 +192,7 @@ def runtime_file(codegen):
     import llvmlite
     import numba
 
-    from ..tasks.warmup import cache_folder
+    from . import cache_folder
     key = repr((numba.__version__, llvmlite.__version__, codegen.magic_tuple()))
     return cache_folder() / f"numba-runtime-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pickle"
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ...files.resources import shipped_root
-from ..about import cpu_line
-from .replicas import AVERAGED
+from pydarknet.files.resources import shipped_root
+from pydarknet.tasks.about import cpu_line
+from pydarknet.tasks.train.replicas import AVERAGED
 
 NETWORK = "shapes-tiny.cfg"
 BUFFERS = (NETWORK, "yolov4-tiny.cfg", "yolov4.cfg")
@@ -33,7 +33,7 @@ ONE_THREAD = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_TH
 def buffer_bytes(cfg):
     """The bytes a step adds over the ranks (replicas.py's buffer): an update per trainable parameter and the
     rolling statistics, float32."""
-    from ...network.network import Network
+    from pydarknet.network.network import Network
     net = Network(cfg, quiet_unused=True)
     count = sum(getattr(layer, param).size for layer in net.layers if layer.trainable
                 for param, _, _ in layer.trainable if getattr(layer, param, None) is not None)
@@ -74,7 +74,7 @@ def bindings():
 
 def time_sums(sizes, repeat):
     """Rank 0's median seconds of Group.sum on a buffer of each size (run under mpiexec)."""
-    from .mpi import Group
+    from pydarknet.tasks.train.mpi import Group
     group = Group()
     for size in sizes:
         buffer = np.ones(size // 4, np.float32)
@@ -96,7 +96,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.sums is not None:
         return time_sums(args.sums, args.repeat)
-    from ...files.datasets import write_shapes
+    from pydarknet.files.datasets import write_shapes
     print(cpu_line())
     print(f"mpiexec -n 2 -bind-to core: {bindings()}")
     with tempfile.TemporaryDirectory() as folder:
@@ -109,7 +109,7 @@ def main(argv=None):
             seconds, images = timed_training(launcher, env, data, cfg, args.iterations, Path(folder) / str(i))
             print(f"  {name:32s} {seconds:8.3f} s an iteration, {images:4d} images: {images / seconds:7.1f} images/s")
     sizes = [buffer_bytes(shipped_root() / "cfg" / cfg) for cfg in BUFFERS]
-    done = subprocess.run([*mpiexec(2), sys.executable, "-m", "pydarknet.tasks.train.mpi_bench", "--repeat",
+    done = subprocess.run([*mpiexec(2), sys.executable, "-m", "tools.bench.mpi", "--repeat",
                            str(args.repeat), "--sums", *map(str, sizes)], capture_output=True, text=True, timeout=1800)
     if done.returncode:
         raise SystemExit(f"bench-mpi: the sums failed:\n{done.stderr}")
