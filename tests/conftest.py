@@ -1,10 +1,5 @@
-import os
-import shutil
 import signal
-import site
-import subprocess
 import sys
-import venv
 from pathlib import Path
 
 import pytest
@@ -71,13 +66,18 @@ def run_command(capsys, *argv):
     return end.value.code, out, err
 
 
-def bench_module(name):
-    """tools/bench/<name>.py, a developer benchmark (outside the package; the Makefile runs it from the repository
-    root), imported as `tools.bench.<name>`: the root joins the end of sys.path where pytest was started elsewhere."""
+def tool(name):
+    """tools/<name>.py, a developer tool outside the package (the Makefile runs them from the repository root),
+    imported as `tools.<name>`: the root joins the end of sys.path where pytest was started elsewhere."""
     import importlib
     if str(ROOT) not in sys.path:
         sys.path.append(str(ROOT))
-    return importlib.import_module(f"tools.bench.{name}")
+    return importlib.import_module(f"tools.{name}")
+
+
+def bench_module(name):
+    """tools/bench/<name>.py, a developer benchmark, imported as `tools.bench.<name>`."""
+    return tool(f"bench.{name}")
 
 
 def shared_path(*parts):
@@ -136,40 +136,12 @@ def installed(tmp_path_factory):
     """A fresh virtual environment (seeing the packages of the interpreter running the tests: numpy, numba,
     opencv, click) with the wheel built from this checkout installed in it, as a user installs pydarknet: (its bin
     folder, an empty working directory, environment). Built once for the tests that run the installed command
-    (test_install.py, test_readme.py)."""
+    (test_install.py, test_readme.py, test_shipped.py): with this environment's setuptools and Numba, which compile
+    the kernels the wheel carries (tools/fresh_install.py)."""
+    install = tool("fresh_install")
     base = tmp_path_factory.mktemp("install")
-    wheels = base / "wheels"
-    # with this environment's setuptools (pyproject.toml's build requirement), not an isolated one fetched from
-    # the package index: the suite needs no network. From a copy of the checkout: built in place, setuptools would
-    # leave its build/ folder there, whose stale files later wheels would pick up.
-    source = base / "source"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__", "tests",
-                                                               "*.nbi", "*.nbc"))
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                            "--no-index", "-w", str(wheels), str(source)], capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr
-    wheel = next(wheels.glob("pydarknet-*.whl"))
-    env_dir = base / "venv"
-    venv.create(env_dir, with_pip=False)
-    python = env_dir / "bin" / "python"
-    see_packages_of_this_interpreter(python)
-    install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
-                              str(wheel)], capture_output=True, text=True)
-    assert install.returncode == 0, install.stderr
+    bin_dir = install.fresh_environment(install.build_wheel(base / "wheels"), base / "venv")
     empty = base / "empty"
     empty.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env["NUMBA_CACHE_DIR"] = str(base / "numba-cache")  # the commands below share one compile of each kernel
-    return env_dir / "bin", empty, env
-
-
-def see_packages_of_this_interpreter(python):
-    """Put the site folders of the interpreter running the tests after the new environment's own, whatever it is:
-    a venv, a conda env, a --user install or the system's. (A venv's system_site_packages would show its *base*
-    interpreter's instead: inside a venv, numba would be missing.) As plain path lines: the .pth files in those
-    folders, an editable install of pydarknet among them, are not run, so the wheel is what imports."""
-    folders = site.getsitepackages() + ([site.getusersitepackages()] if site.ENABLE_USER_SITE else [])
-    target = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                            capture_output=True, text=True, check=True).stdout.strip()
-    with open(os.path.join(target, "_tests_see_the_running_interpreter.pth"), "w") as pth:
-        pth.write("".join(f"{folder}\n" for folder in folders if os.path.isdir(folder)))
+    # the commands below share one Numba cache (what the wheel lacks compiles once)
+    return bin_dir, empty, install.clean_environment(NUMBA_CACHE_DIR=str(base / "numba-cache"))

@@ -17,7 +17,8 @@ from conftest import ROOT
 from pydarknet.kernels import startup
 from pydarknet.tasks import preload, warmup
 
-# What the shortcuts (kernels/startup.py) and preload.load_cached reach in Numba: (module, attribute, its parameters).
+# What the shortcuts (kernels/startup.py), preload.load_cached and the wheel's kernels (kernels/shipped.py) reach in
+# Numba: (module, attribute, its parameters).
 NUMBA_INTERNALS = [
     ("numba.core.caching", "_CacheLocator.ensure_cache_path", ["self"]),
     ("numba.core.caching", "_CacheLocator.get_cache_path", ["self"]),
@@ -37,6 +38,10 @@ NUMBA_INTERNALS = [
     ("numba.core.codegen", "JITCodeLibrary.serialize_using_object_code", ["self"]),
     ("numba.core.cpu", "CPUContext.insert_user_function", ["self", "func", "fndesc", "libs"]),
     ("numba.core.dispatcher", "Dispatcher.add_overload", ["self", "cres"]),
+    ("numba.core.caching", "Cache._index_key", ["self", "sig", "codegen"]),
+    ("numba.core.caching", "CompileResultCacheImpl.rebuild", ["self", "target_context", "payload"]),
+    ("numba.core.caching", "_CacheLocator.get_suitable_cache_subpath", ["py_file"]),
+    ("numba.core.caching", "IndexDataCacheFile.__init__", ["self", "cache_path", "filename_base", "source_stamp"]),
 ]
 
 

@@ -1,10 +1,11 @@
 """A process's start and end: what Numba's import, its first kernel's load and Python's end would cost.
 
-Five shortcuts reach into Numba's internals, as does preload.load_cached: NUMBA_TESTED names the Numba versions
-they were tested on, pyproject.toml bounds Numba to them, and tests/test_startup.py fails on a Numba outside them
-or one whose internals moved. At run time each shortcut checks that its internal is there and is skipped, leaving
-Numba's own slower path, when it is not; PYDARKNET_NUMBA_SHORTCUTS=0 skips them all. Which commands end quickly,
-and what a command records at its end, the command line decides (cli/__init__.py).
+The shortcuts reach into Numba's internals, as do preload.load_cached and the wheel's kernels (shipped.py, taken
+here as one of them): NUMBA_TESTED names the Numba versions they were tested on, pyproject.toml bounds Numba to
+them, and tests/test_startup.py fails on a Numba outside them or one whose internals moved. At run time each
+shortcut checks that its internal is there and is skipped, leaving Numba's own slower path, when it is not;
+PYDARKNET_NUMBA_SHORTCUTS=0 skips them all. Which commands end quickly, and what a command records at its end, the
+command line decides (cli/__init__.py).
 """
 import atexit
 import gc
@@ -13,6 +14,8 @@ import os
 import pickle
 import sys
 import threading
+
+from . import shipped
 
 # The first and the last Numba minor release that the shortcuts into its internals were tested on.
 NUMBA_TESTED = ((0, 58), (0, 68))
@@ -225,4 +228,4 @@ def no_cffi_typing():
 
 SHORTCUTS = {"imports": numba_without_unused_imports, "cache folder": cache_check_once_per_folder,
              "blas": no_blas_probe, "cffi": no_cffi_typing, "registries": cached_loads_without_registries,
-             "runtime": runtime_from_cache}
+             "runtime": runtime_from_cache, "shipped kernels": shipped.install}

@@ -21,6 +21,7 @@ from typing import TextIO
 import numpy as np
 
 from ..files.config import DarknetError, read_cfg
+from ..kernels import shipped
 from ..kernels.products import using
 from .build import DARKNETS, build_layers, darknet_of, net_options
 from .parameters import Parameters
@@ -38,6 +39,7 @@ class Network(Passes, Parameters):
     def __init__(self, cfg_path: str | os.PathLike, quiet_unused: bool = False, darknet: str | None = None,
                  strict: bool = False, device: str | None = None):
         self.cfg_path = str(cfg_path)
+        shipped.install()   # a wheel's compiled kernels, for a script's first network as for a command's
         sections = read_cfg(self.cfg_path)
         if darknet not in (None,) + DARKNETS:
             raise DarknetError(f"darknet must be one of {', '.join(DARKNETS)}, not {darknet!r}")

@@ -35,6 +35,8 @@ FORWARD_CFGS = ["shapes-tiny", "yolov3-tiny", "yolov3-tiny-prn", "yolov2-tiny", 
                 "yolov7-tiny"]
 TRAIN_CFGS = ["shapes-tiny", "yolov2-tiny", "tiny", "yolov4-tiny", "yolo-fastest-1.1", "enet-coco",
               "yolov4-sam-mish-csp-reorg-bfm"]
+# The demo networks that the quick start trains: the training step a wheel carries compiled.
+DEMO_CFGS = ["shapes-tiny", "shapes-v4tiny"]
 # The layers and options no shipped cfg has.
 OTHER_LAYERS = """[net]
 batch=2
@@ -279,14 +281,15 @@ def tiles_and_heatmaps():
     paint_boxes(np.zeros((10, 20), np.float32), boxes.astype(np.int32), np.ones(2, np.float32))
 
 
-def fast_and_reduced_products():
-    """--fast's Winograd kernels, and --int16's and --bf16's (where the CPU has VNNI, the AMX tiles), which only
-    layers of a network at its full size take: yolov3-tiny and yolov4-tiny at 416 (F(4x4) in bands and in three
-    passes, F(2x2), the tiles in place), darknet53 at 256 (strided layers of 64 channels and more: the packed
+def fast_and_reduced_products(reduced=True):
+    """--fast's Winograd kernels, and (`reduced`) --int16's and --bf16's (where the CPU has VNNI, the AMX tiles),
+    which only layers of a network at its full size take: yolov3-tiny and yolov4-tiny at 416 (F(4x4) in bands and in
+    three passes, F(2x2), the tiles in place), darknet53 at 256 (strided layers of 64 channels and more: the packed
     tiles)."""
     from ..kernels import products
     from ..network.network import Network
-    for backend in ["fast"] + [name for name in products.REDUCED if products.reduced_unavailable(name) is None]:
+    backends = [name for name in products.REDUCED if reduced and products.reduced_unavailable(name) is None]
+    for backend in ["fast"] + backends:
         previous = products.set_backend(backend)
         try:
             for name in ("yolov3-tiny", "yolov4-tiny", "darknet53"):
@@ -296,34 +299,49 @@ def fast_and_reduced_products():
             products.set_backend(previous)
 
 
-def compile_jobs(folder, training=True):
-    """Functions that between them compile every kernel the commands use."""
+def compile_jobs(folder, training=True, portable=False):
+    """Functions that between them compile every kernel the commands use; `portable`, those a wheel carries
+    (compile_for_wheel): not the reduced-precision products, whose kernels take the CPU's own instructions (they
+    compile on the first use of --int16 or --bf16), and the training step of the demo networks only."""
     image = str(folder / "dog.jpg")
     other = folder / "other-layers.cfg"
     jobs = [lambda: decode_images(folder)]
     jobs += [lambda n=name, d=darknet: predict_with(shipped_cfg(n), d, image)
              for name in FORWARD_CFGS for darknet in ("pjreddie", "ab")]
     jobs += [lambda: evaluate(folder), lambda: small_network(other).forward(np.zeros((1, 3, 20, 20), np.float32)),
-             track_two_frames, tiles_and_heatmaps, fast_and_reduced_products]
+             track_two_frames, tiles_and_heatmaps, lambda: fast_and_reduced_products(reduced=not portable)]
     if training:
         from .train.step import train_network
-        jobs += [lambda n=name: train_step(shipped_cfg(n), folder) for name in TRAIN_CFGS]
+        jobs += [lambda n=name: train_step(shipped_cfg(n), folder) for name in (DEMO_CFGS if portable else TRAIN_CFGS)]
+    if training and not portable:
         jobs.append(lambda: train_network(small_network(other).initialize(0), np.ones((2, 3, 20, 20), np.float32),
                                           np.ones((2, 10), np.float32)))
     return jobs
 
 
-def compile_kernels(training=True, progress=None):
-    """Run every compile job (training ones too when `training`), reporting progress(done, total)."""
+def compile_kernels(training=True, progress=None, portable=False):
+    """Run every compile job (training ones too when `training`; compile_jobs' `portable` set), reporting
+    progress(done, total)."""
     with tempfile.TemporaryDirectory(prefix="pydarknet-compile-") as tmp:
         folder = Path(tmp)
         shutil.copy(find_file("data/dog.jpg", what="image"), folder / "dog.jpg")
         (folder / "dog.txt").write_text("0 0.5 0.5 0.4 0.6\n1 0.3 0.3 0.2 0.2\n")
         (folder / "other-layers.cfg").write_text(OTHER_LAYERS)
-        jobs = compile_jobs(folder, training)
+        jobs = compile_jobs(folder, training, portable)
         if progress is not None:
             progress(0, len(jobs))
         for done, job in enumerate(jobs, 1):
             job()
             if progress is not None:
                 progress(done, len(jobs))
+
+
+def compile_for_wheel(level, out):
+    """Compile the kernels a wheel carries (compile_jobs' `portable` set) and keep them in out/<level>/
+    (kernels.shipped.keep), in a process started with kernels.shipped.target_environment(level) and a
+    NUMBA_CACHE_DIR of its own (tools/backend/pydarknet_wheel.py)."""
+    import os
+
+    from ..kernels import shipped
+    compile_kernels(portable=True)
+    return shipped.keep(level, os.environ["NUMBA_CACHE_DIR"], out)
