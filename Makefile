@@ -1,6 +1,6 @@
 PYTHON ?= python3
 
-.PHONY: install test bench bench-avx2 demo demo-tiny bench-train bench-gpu bench-mpi bench-serve
+.PHONY: install test bench bench-avx2 demo demo-tiny bench-train bench-gpu bench-mpi bench-serve bench-cold
 
 install:
 	$(PYTHON) -m pip install -e '.[test]'
@@ -37,3 +37,6 @@ bench-mpi:     # the mpi extra: a training iteration on 1 and 2 MPI ranks here, 
 
 bench-serve:   # the serve extra: `pydarknet serve` under 1, 4 and 16 clients beside detect_batch's offline rate
 	$(PYTHON) -m tools.bench.serve
+
+bench-cold:    # a fresh install's first `detect` (the wheel built here, a new venv, empty caches) beside OpenCV's
+	$(PYTHON) -m tools.bench.cold

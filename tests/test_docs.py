@@ -19,8 +19,10 @@ ELSEWHERE = {
                                                           "with_the_two_commands_ci_runs)",
     ("README.md", "pydarknet detector test cfg/shapes.data cfg/shapes-v4tiny.cfg data/shapes-v4tiny.weights "
                   "data/shapes.jpg"): "test_readme.py::test_quick_start_runs_as_written",
-    ("README.md", "python3 -m pip wheel --no-deps . -w dist/        # writes dist/pydarknet-0.1.0-py3-none-any.whl"):
-        "test_install.py builds the wheel and installs it in a fresh environment",
+    ("README.md", "python3 -m pip wheel --no-deps . -w dist/        # a few minutes: it compiles the kernels the "
+                  "wheel carries"):
+        "conftest's `installed` builds the wheel and installs it in a fresh environment (test_install.py, "
+        "test_shipped.py)",
     ("README.md", "import cv2"): "test_darknet_module.py::test_the_readme_python_examples_print_what_they_say",
     ("docs/python.md", "import cv2"): "test_darknet_module.py::test_the_readme_python_examples_print_what_they_say",
     ("docs/python.md", "import random"): "test_darknet_module.py::test_the_readme_python_examples_print_what_they_"
@@ -29,7 +31,7 @@ ELSEWHERE = {
     ("docs/engines.md", "pip install -e '.[openvino]'      # or '.[onnx]' for ONNX Runtime"):
         "installs packages; test_engines.py runs --engine openvino and onnxruntime on the golden cases",
     ("docs/export.md", "pip install -e '.[onnx]'      # from a checkout; from a wheel: pip install "
-                       "'dist/pydarknet-0.1.0-py3-none-any.whl[onnx]'"):
+                       "'dist/pydarknet-0.1.0-<tags>.whl[onnx]'"):
         "installs packages; test_onnx.py exports and runs the graphs in ONNX Runtime",
     ("docs/export.md", "import json, numpy as np, onnxruntime"): "test_onnx.py runs postprocess on exported graphs",
     ("docs/serving.md", "pip install -e '.[serve]'     # Starlette, uvicorn, prometheus_client; from a wheel: "
