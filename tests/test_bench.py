@@ -201,7 +201,51 @@ def test_fastest_lines_name_the_fastest_mode_and_its_ratio_to_each_peer():
         "  tiny (Tiny Darknet)  --fast                   6.0 ms   no peer ran"]
 
 
-# -- where the time goes: the per-layer table ----------------------------------------------------------------------
+# -- the speed targets, and where the time goes when one is missed ----------------------------------------------
+def test_targets_say_which_hold_from_the_medians():
+    """The fastest of pydarknet's own modes (not an --engine row) against OpenVINO's default precision on an
+    AVX-512 CPU, --fast against the faster float32 peer; a peer that did not run leaves its target unchecked, saying
+    why, unless --fast is already slower than the one that ran."""
+    medians = {"yolov3-tiny": {"pydarknet exact": 0.020, "pydarknet --fast": 0.015, "pydarknet --int16": 0.012,
+                               "pydarknet --engine openvino": 0.005, "onnxruntime f32": 0.016, "openvino f32": 0.014,
+                               "openvino default (bf16)": 0.008},
+               "yolov4-tiny": {"pydarknet exact": 0.030, "pydarknet --fast": 0.020, "pydarknet --int16": 0.012,
+                               "onnxruntime f32": 0.025, "openvino f32": 0.021, "openvino default (f32)": 0.010},
+               "tiny": {"pydarknet exact": 0.007, "pydarknet --fast": 0.006, "onnxruntime f32": 0.0065}}
+    missing = {"tiny": {"openvino": "pip install 'pydarknet[bench]'"}}
+    verdicts = bench.targets(medians, missing, "avx512f")
+    fast = "target: --fast <= 1.0x the faster float32 peer (ONNX Runtime or OpenVINO f32):"
+    assert [verdict.line for verdict in verdicts] == [
+        "  yolov3-tiny          target: fastest mode <= 1.3x OpenVINO default: 1.50x (--int16 / openvino default "
+        "(bf16)), not held",
+        f"  yolov3-tiny          {fast} 1.07x (--fast / openvino f32), not held",
+        "  yolov4-tiny          target: fastest mode <= 1.3x OpenVINO default: 1.20x (--int16 / openvino default "
+        "(f32)), held",
+        f"  yolov4-tiny          {fast} 0.95x (--fast / openvino f32), held",
+        "  tiny                 target: fastest mode <= 1.3x OpenVINO default: cannot be checked: openvino did not "
+        "run (pip install 'pydarknet[bench]')",
+        f"  tiny                 {fast} 0.92x (--fast / onnxruntime f32), cannot be checked: openvino did not run "
+        "(pip install 'pydarknet[bench]')"]
+    assert [(v.network, v.mode, v.held) for v in verdicts] == [
+        ("yolov3-tiny", "--int16", False), ("yolov3-tiny", "--fast", False), ("yolov4-tiny", "--int16", True),
+        ("yolov4-tiny", "--fast", True), ("tiny", "--fast", None), ("tiny", "--fast", None)]
+
+
+def test_targets_without_avx512_or_peers():
+    """Without AVX-512 the first target is one line saying so; --fast slower than the only float32 peer that ran
+    misses the target whatever the other would do; no float32 peer at all: unchecked, each one's reason."""
+    medians = {"a": {"pydarknet exact": 0.02, "pydarknet --fast": 0.014, "onnxruntime f32": 0.010},
+               "b": {"pydarknet exact": 0.02, "pydarknet --fast": 0.014}}
+    missing = {"a": {"openvino": "not installed"}, "b": {"onnxruntime": "x", "openvino": "y"}}
+    assert [(v.line, v.held) for v in bench.targets(medians, missing, "avx2")] == [
+        ("  target: fastest mode <= 1.3x OpenVINO default: for CPUs with AVX-512, not checked (the kernels use avx2)",
+         None),
+        ("  a                    target: --fast <= 1.0x the faster float32 peer (ONNX Runtime or OpenVINO f32): "
+         "1.40x (--fast / onnxruntime f32), not held", False),
+        ("  b                    target: --fast <= 1.0x the faster float32 peer (ONNX Runtime or OpenVINO f32): "
+         "cannot be checked: onnxruntime did not run (x); openvino did not run (y)", None)]
+
+
 layers = bench_module("layers")
 
 
@@ -249,6 +293,21 @@ def test_time_layers_splits_each_layer_and_counts_its_bytes():
     assert (rows[16].type, rows[16].moved, rows[19].type, rows[19].moved) == ("route", 0, "route", 0)
     assert rows[18].passes == plane(32, 5, 5) + plane(32, 10, 10)   # the upsample
     assert all(row.moved >= row.passes for row in rows)
+
+
+def test_bench_layers_prints_one_table(tmp_path):
+    """`python3 -m tools.bench --layers NETWORK MODE`: the CPU line, then that network's table alone."""
+    from conftest import ROOT
+    saved_weights(ROOT / "cfg" / "tiny.cfg", tmp_path / "cache" / "tiny.weights")
+    proc = run_without_shared(tmp_path, "-m", "tools.bench", "--layers", "tiny", "fast", "--runs", "1")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("cpu: ") and lines[-1].startswith("total: layers ")
+    assert lines[1].startswith("layers of tiny (Tiny Darknet) 298x224 in --fast, ")
+    convolutions = [line.split() for line in lines if " convolutional " in line]
+    assert convolutions and all(float(row[4]) > 0 for row in convolutions)
+    wrong = run_without_shared(tmp_path, "-m", "tools.bench", "--layers", "tiny", "--fast")
+    assert wrong.returncode == 2 and "--layers" in wrong.stderr
 
 
 # -- training: what `pydarknet train` prints ------------------------------------------------------------------------
