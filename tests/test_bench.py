@@ -172,7 +172,7 @@ def test_profile_forward_finds_the_cached_weights_without_shared(tmp_path):
     proc = run_without_shared(tmp_path, "tools/profile_forward.py", "tiny", "--layers", "--runs", "1")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[1] == "== tiny" and lines[-1].startswith("total ") and "Traceback" not in proc.stderr
+    assert lines[1] == "== tiny" and lines[-1].startswith("total: layers ") and "Traceback" not in proc.stderr
 
 
 def test_profile_forward_times_every_kind_of_product(tmp_path, monkeypatch):
@@ -185,7 +185,7 @@ def test_profile_forward_times_every_kind_of_product(tmp_path, monkeypatch):
     proc = run_without_shared(tmp_path, "tools/profile_forward.py", "yolov3-tiny", "--layers", "--runs", "1")
     assert proc.returncode == 0, proc.stderr
     convolutions = [line.split() for line in proc.stdout.splitlines() if " convolutional " in line]
-    assert len(convolutions) == 13 and all(float(row[3]) > 0 for row in convolutions), proc.stdout
+    assert len(convolutions) == 13 and all(float(row[4]) > 0 for row in convolutions), proc.stdout
 
 
 # -- the summary: pydarknet's fastest mode against each peer -----------------------------------------------------
@@ -199,6 +199,115 @@ def test_fastest_lines_name_the_fastest_mode_and_its_ratio_to_each_peer():
         "  yolov3-tiny          --bf16                  10.0 ms   0.42x opencv dnn, 0.62x onnxruntime f32, "
         "0.50x openvino f32, 1.25x openvino default (bf16)",
         "  tiny (Tiny Darknet)  --fast                   6.0 ms   no peer ran"]
+
+
+# -- the speed targets, and where the time goes when one is missed ----------------------------------------------
+def test_targets_say_which_hold_from_the_medians():
+    """The fastest of pydarknet's own modes (not an --engine row) against OpenVINO's default precision on an
+    AVX-512 CPU, --fast against the faster float32 peer; a peer that did not run leaves its target unchecked, saying
+    why, unless --fast is already slower than the one that ran."""
+    medians = {"yolov3-tiny": {"pydarknet exact": 0.020, "pydarknet --fast": 0.015, "pydarknet --int16": 0.012,
+                               "pydarknet --engine openvino": 0.005, "onnxruntime f32": 0.016, "openvino f32": 0.014,
+                               "openvino default (bf16)": 0.008},
+               "yolov4-tiny": {"pydarknet exact": 0.030, "pydarknet --fast": 0.020, "pydarknet --int16": 0.012,
+                               "onnxruntime f32": 0.025, "openvino f32": 0.021, "openvino default (f32)": 0.010},
+               "tiny": {"pydarknet exact": 0.007, "pydarknet --fast": 0.006, "onnxruntime f32": 0.0065}}
+    missing = {"tiny": {"openvino": "pip install 'pydarknet[bench]'"}}
+    verdicts = bench.targets(medians, missing, "avx512f")
+    fast = "target: --fast <= 1.0x the faster float32 peer (ONNX Runtime or OpenVINO f32):"
+    assert [verdict.line for verdict in verdicts] == [
+        "  yolov3-tiny          target: fastest mode <= 1.3x OpenVINO default: 1.50x (--int16 / openvino default "
+        "(bf16)), not held",
+        f"  yolov3-tiny          {fast} 1.07x (--fast / openvino f32), not held",
+        "  yolov4-tiny          target: fastest mode <= 1.3x OpenVINO default: 1.20x (--int16 / openvino default "
+        "(f32)), held",
+        f"  yolov4-tiny          {fast} 0.95x (--fast / openvino f32), held",
+        "  tiny                 target: fastest mode <= 1.3x OpenVINO default: cannot be checked: openvino did not "
+        "run (pip install 'pydarknet[bench]')",
+        f"  tiny                 {fast} 0.92x (--fast / onnxruntime f32), cannot be checked: openvino did not run "
+        "(pip install 'pydarknet[bench]')"]
+    assert [(v.network, v.mode, v.held) for v in verdicts] == [
+        ("yolov3-tiny", "--int16", False), ("yolov3-tiny", "--fast", False), ("yolov4-tiny", "--int16", True),
+        ("yolov4-tiny", "--fast", True), ("tiny", "--fast", None), ("tiny", "--fast", None)]
+
+
+def test_targets_without_avx512_or_peers():
+    """Without AVX-512 the first target is one line saying so; --fast slower than the only float32 peer that ran
+    misses the target whatever the other would do; no float32 peer at all: unchecked, each one's reason."""
+    medians = {"a": {"pydarknet exact": 0.02, "pydarknet --fast": 0.014, "onnxruntime f32": 0.010},
+               "b": {"pydarknet exact": 0.02, "pydarknet --fast": 0.014}}
+    missing = {"a": {"openvino": "not installed"}, "b": {"onnxruntime": "x", "openvino": "y"}}
+    assert [(v.line, v.held) for v in bench.targets(medians, missing, "avx2")] == [
+        ("  target: fastest mode <= 1.3x OpenVINO default: for CPUs with AVX-512, not checked (the kernels use avx2)",
+         None),
+        ("  a                    target: --fast <= 1.0x the faster float32 peer (ONNX Runtime or OpenVINO f32): "
+         "1.40x (--fast / onnxruntime f32), not held", False),
+        ("  b                    target: --fast <= 1.0x the faster float32 peer (ONNX Runtime or OpenVINO f32): "
+         "cannot be checked: onnxruntime did not run (x); openvino did not run (y)", None)]
+
+
+layers = bench_module("layers")
+
+
+def test_layer_table_lines():
+    rows = [layers.LayerTime(0, "convolutional", (16, 416, 416), 0.005, 0.004, 40_000_000, 20_000_000),
+            layers.LayerTime(1, "maxpool", (16, 208, 208), 0.00005, 0.0, 0, 0),
+            layers.LayerTime(2, "yolo", (255, 13, 13), 0.0001, 0.0, 300_000, 300_000)]
+    lines = layers.table_lines("layers of x", rows, 0.0052)
+    assert lines[0] == "layers of x"
+    assert lines[1].startswith("  ms: the layer's forward; products: ") and lines[2].startswith("    ")
+    head = lines.index("layer type                  output      ms products    rest      MB rest MB   GB/s")
+    assert lines[head + 1:] == [
+        "    0 convolutional     16x416x416    5.00     4.00    1.00    40.0    20.0   20.0",
+        "    1 maxpool           16x208x208    0.05     0.00    0.05     0.0     0.0      -",
+        "    2 yolo               255x13x13    0.10     0.00    0.10     0.3     0.3    3.0",
+        "total: layers 5.15 ms (the whole forward 5.20 ms), products 4.00 ms, rest 1.15 ms (22%), 40.3 MB moved, "
+        "rest 20.3 MB at 17.7 GB/s"]
+    assert all(len(line) <= 120 for line in lines[:head])
+
+
+def test_time_layers_splits_each_layer_and_counts_its_bytes():
+    """shapes-tiny (yolov3-tiny's layers at 160 x 160) with the int16 products where the CPU has them: every
+    convolution's products timed; the bytes of each pass over the float32 planes (a max pool done in the
+    convolution's pass moves nothing of its own, the convolution writes it; int16's scaling is one more pass over
+    the output; a route of one source is a view, a concatenation written in place by its sources moves nothing)."""
+    import numpy as np
+    from conftest import ROOT
+    from pydarknet.kernels import products
+    from pydarknet.network.network import Network
+    net = Network(ROOT / "cfg/shapes-tiny.cfg", quiet_unused=True)
+    net.load(ROOT / "data/shapes-tiny.weights")
+    net.products = products.products_for("fast" if products.reduced_unavailable("int16") else "int16")
+    x = np.random.default_rng(0).random((1,) + net.input_shape, dtype=np.float32)
+    rows, forward = layers.time_layers(net, x, runs=1, warmup=1, quiet=0)
+    assert forward > 0 and [row.index for row in rows] == list(range(len(net.layers)))
+    assert all((row.products > 0) == (row.type == "convolutional") for row in rows)
+    plane = lambda c, h, w: 4 * c * h * w   # noqa: E731  (float32 bytes)
+    out0, pool1 = plane(16, 160, 160), plane(16, 80, 80)
+    assert rows[0].passes == 2 * out0 + pool1 and rows[1].passes == rows[1].moved == 0
+    planes = plane(3, 162, 162)   # conv_direct's padded copy of the 3-channel input, written and read
+    assert rows[0].moved == plane(3, 160, 160) + plane(16, 3, 9) + out0 + 2 * planes + rows[0].passes
+    scaled = 2 if net.products.name == "int16" else 1   # layer 2's 16 channels take the int16 products
+    assert rows[2].passes == 2 * scaled * plane(32, 80, 80) + plane(32, 40, 40)
+    assert (rows[15].type, rows[15].passes, rows[15].moved) == ("yolo", 2 * plane(24, 5, 5), 2 * plane(24, 5, 5))
+    assert (rows[16].type, rows[16].moved, rows[19].type, rows[19].moved) == ("route", 0, "route", 0)
+    assert rows[18].passes == plane(32, 5, 5) + plane(32, 10, 10)   # the upsample
+    assert all(row.moved >= row.passes for row in rows)
+
+
+def test_bench_layers_prints_one_table(tmp_path):
+    """`python3 -m tools.bench --layers NETWORK MODE`: the CPU line, then that network's table alone."""
+    from conftest import ROOT
+    saved_weights(ROOT / "cfg" / "tiny.cfg", tmp_path / "cache" / "tiny.weights")
+    proc = run_without_shared(tmp_path, "-m", "tools.bench", "--layers", "tiny", "fast", "--runs", "1")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("cpu: ") and lines[-1].startswith("total: layers ")
+    assert lines[1].startswith("layers of tiny (Tiny Darknet) 298x224 in --fast, ")
+    convolutions = [line.split() for line in lines if " convolutional " in line]
+    assert convolutions and all(float(row[4]) > 0 for row in convolutions)
+    wrong = run_without_shared(tmp_path, "-m", "tools.bench", "--layers", "tiny", "--fast")
+    assert wrong.returncode == 2 and "--layers" in wrong.stderr
 
 
 # -- training: what `pydarknet train` prints ------------------------------------------------------------------------

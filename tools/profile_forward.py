@@ -7,7 +7,8 @@ download`'s cache, fetched into it on first use (as `make bench`'s).
 
 Part 1: every convolution's product (filters x k by k x output positions), pydarknet's exact kernel and numpy's
 matmul (OpenBLAS) in turn, medians and their ratio. Part 2: each layer's forward time (median), split
-into the product and the rest for convolutions, and the forward's total outside the products.
+into its products and the rest, with the bytes each moves (tools/bench/layers.py's table, as `make bench` prints
+it for a missed target), in the products PYDARKNET_PRODUCTS names (darknet's exact ones by default).
 """
 import argparse
 import os
@@ -28,7 +29,8 @@ from pydarknet.kernels.gemm import sgemm_darknet
 from pydarknet.network.network import Network
 from pydarknet.tasks.about import cpu_line
 
-from bench.peers import SHARED, weights_file   # tools/bench/: this script's folder is on sys.path
+from bench.layers import table_lines, time_layers   # tools/bench/: this script's folder is on sys.path
+from bench.peers import SHARED, weights_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,57 +75,6 @@ def product_table(net, runs):
     print(f"{'all':>5} {'':>26} {total[0] * 1e3:9.2f} {total[1] * 1e3:8.2f} {total[0] / total[1]:6.2f}")
 
 
-# The convolutional layer's product entry points, one per kind of products (each timed whole: conv_image's time
-# includes packing the columns from the image, im2col's job otherwise; conv_bf16's and the int16 ones' rounding the
-# image; the Winograd ones' transforms).
-PRODUCTS = ("gemm_nn", "conv_image", "conv_winograd", "conv_bf16", "conv_int16", "conv_int16_winograd",
-            "depthwise_conv")
-
-
-def layer_table(net, x, runs):
-    """Per layer: median forward time, and for convolutions the time of its products (PRODUCTS patched)."""
-    spent = {}
-    import pydarknet.network.layers.convolutional as conv
-
-    def timing(inner):
-        def timed(*args):
-            start = time.perf_counter()
-            inner(*args)
-            spent[current[0]] = spent.get(current[0], 0.0) + time.perf_counter() - start
-        return timed
-
-    current = [None]
-    per_layer = [[] for _ in net.layers]
-    per_product = [[] for _ in net.layers]
-    originals = {name: getattr(conv, name) for name in PRODUCTS}
-    for name, product in originals.items():
-        setattr(conv, name, timing(product))
-    try:
-        for run in range(runs + 1):
-            h = x
-            for i, layer in enumerate(net.layers):
-                current[0] = i
-                spent.pop(i, None)
-                start = time.perf_counter()
-                h = layer.forward(h, net)
-                layer.output = h
-                if run:
-                    per_layer[i].append(time.perf_counter() - start)
-                    per_product[i].append(spent.get(i, 0.0))
-    finally:
-        for name, product in originals.items():
-            setattr(conv, name, product)
-    total = prod = 0.0
-    print(f"{'layer':>5} {'type':<14} {'ms':>7} {'product':>8} {'rest':>7}")
-    for i, layer in enumerate(net.layers):
-        t, p = statistics.median(per_layer[i]), statistics.median(per_product[i])
-        total += t
-        prod += p
-        print(f"{i:5d} {layer.type:<14} {t * 1e3:7.2f} {p * 1e3:8.2f} {(t - p) * 1e3:7.2f}")
-    print(f"total {total * 1e3:.1f} ms, products {prod * 1e3:.1f} ms, outside the products {(total - prod) * 1e3:.1f} ms "
-          f"({(total - prod) / total:.0%})")
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("nets", nargs="*", default=["yolov3-tiny", "yolov4-tiny"])
@@ -149,7 +100,9 @@ def main():
             product_table(net, args.runs)
         if not args.products:
             x = np.random.default_rng(1).random((1,) + net.input_shape, dtype=np.float32)
-            layer_table(net, x, args.runs)
+            rows, forward = time_layers(net, x, args.runs)
+            print("\n".join(table_lines(f"layers in {products.backend()} (a random input), medians of {args.runs} "
+                                         f"passes layer by layer, each in turn with a whole forward", rows, forward)))
     return 0
 
 

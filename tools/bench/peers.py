@@ -1,7 +1,10 @@
 """`make bench`: pydarknet against OpenCV's DNN module (which reads darknet files) on the same inputs, in one run;
 pydarknet's modes against OpenCV and the exported ONNX graphs in ONNX Runtime and OpenVINO (the `peers` lines,
 with each row's GFLOP/s and numpy's float32 matrix product on the same threads as the practical limit); it ends
-with a summary of the peers lines: per network, pydarknet's fastest mode on this CPU and its ratio to each peer.
+with a summary of the peers lines: per network, pydarknet's fastest mode on this CPU and its ratio to each peer;
+then which speed targets hold (the fastest mode at most 1.3x OpenVINO's default precision on AVX-512 CPUs, --fast
+at most 1.0x the faster float32 peer), and for each one missed, the per-layer table of that network and mode
+(tools/bench/layers.py: where the time goes). `--layers NETWORK MODE` prints that table alone.
 `make bench-train` (--train): seconds per training iteration as `pydarknet train` prints them, of three networks.
 
 Times are medians of repeated runs after warm-up; the ratio is pydarknet / OpenCV (lower is better); a stream's
@@ -17,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -28,7 +32,9 @@ from pydarknet.files.resources import CHECKOUT, shipped_root
 from pydarknet.kernels import products
 from pydarknet.network.network import Network
 from pydarknet.tasks import engines
-from pydarknet.tasks.about import cpu_line, cpu_model
+from pydarknet.tasks.about import cpu_line, cpu_model, vector_width
+
+from .layers import table_lines, time_layers
 
 SHARED = CHECKOUT.parent / "shared"   # the reference data, beside a checkout
 
@@ -150,7 +156,8 @@ def bench_peers(name, cfg, weights, image, prepare, runs):
     the exported graph in ONNX Runtime and OpenVINO, all in turn on the same input and threads: milliseconds,
     GFLOP/s of the network's multiply-adds, and the ratios the speed targets are about (--fast to the faster
     float32 peer on the export, --int16 and --bf16 to OpenVINO's default precision). Returns the medians,
-    {label: seconds}, pydarknet's as "pydarknet <mode>": the summary's figures, all from one block of turns."""
+    {label: seconds}, pydarknet's as "pydarknet <mode>": the summary's figures, all from one block of turns; and
+    what did not run, {name: why} (its runtime's name for a peer's rows: "onnxruntime", "openvino")."""
     import numba
 
     net = Network(cfg, quiet_unused=True)
@@ -196,7 +203,7 @@ def bench_peers(name, cfg, weights, image, prepare, runs):
         print(line, flush=True)
     for label, reason in missing.items():
         print(f"  {label:<31} unavailable: {reason}", flush=True)
-    return times
+    return times, missing
 
 
 def bench_decode(path, runs):
@@ -399,6 +406,95 @@ def fastest_lines(cpu, medians):
     return lines
 
 
+# -- the speed targets ---------------------------------------------------------------------------------------------
+FASTEST_TO_DEFAULT = 1.3   # the fastest mode: at most this times OpenVINO's default precision (on AVX-512 CPUs)
+FAST_TO_F32 = 1.0          # --fast: at most this times the faster float32 peer (ONNX Runtime f32 or OpenVINO f32)
+OWN_MODES = ("exact", "--fast", "--int16", "--bf16")   # pydarknet's own engine (not the --engine rows' runtimes)
+F32_PEERS = ("onnxruntime", "openvino")                # their rows: "<name> f32"
+
+
+class Target(NamedTuple):
+    """One target's verdict on one network: held True or False, None where it cannot be checked; mode: the
+    pydarknet mode it is about (the one whose per-layer table says where the time goes)."""
+    network: str
+    mode: str
+    held: bool | None
+    line: str
+
+
+def targets(medians, missing, vectors):
+    """The speed targets against the peers rows' medians, per network: the fastest of pydarknet's own modes
+    (OWN_MODES) at most FASTEST_TO_DEFAULT times OpenVINO's default precision, where the kernels use AVX-512
+    (`vectors`, about.vector_width's name: elsewhere one line says the target is not for this CPU); --fast at most
+    FAST_TO_F32 times the faster float32 peer on the export. medians: {network: {label: seconds}} (bench_peers's);
+    missing: {network: {name: why}}, what did not run (bench_peers's). A target whose peer did not run cannot be
+    checked, and its line says why, but where --fast is already slower than the one float32 peer that ran."""
+    verdicts = []
+    if vectors != "avx512f":
+        verdicts.append(Target(None, None, None, f"  target: fastest mode <= {FASTEST_TO_DEFAULT}x OpenVINO default: "
+                                                 f"for CPUs with AVX-512, not checked (the kernels use {vectors})"))
+    for network, times in medians.items():
+        why = missing.get(network, {})
+        ours = {label.removeprefix("pydarknet "): s for label, s in times.items()
+                if label.removeprefix("pydarknet ") in OWN_MODES}
+        if vectors == "avx512f":
+            mode = min(ours, key=ours.get)
+            head = f"  {network:<20} target: fastest mode <= {FASTEST_TO_DEFAULT}x OpenVINO default:"
+            default = next((label for label in times if label.startswith("openvino default")), None)
+            if default is None:
+                verdicts.append(Target(network, mode, None, f"{head} cannot be checked: openvino did not run "
+                                                            f"({why.get('openvino', 'no reason given')})"))
+            else:
+                ratio = ours[mode] / times[default]
+                verdicts.append(Target(network, mode, ratio <= FASTEST_TO_DEFAULT,
+                                       f"{head} {ratio:.2f}x ({mode} / {default}), {held(ratio, FASTEST_TO_DEFAULT)}"))
+        head = (f"  {network:<20} target: --fast <= {FAST_TO_F32}x the faster float32 peer (ONNX Runtime or "
+                f"OpenVINO f32):")
+        peers = {f"{name} f32": times[f"{name} f32"] for name in F32_PEERS if f"{name} f32" in times}
+        absent = "; ".join(f"{name} did not run ({why.get(name, 'no reason given')})" for name in F32_PEERS
+                           if f"{name} f32" not in times)
+        if not peers:
+            verdicts.append(Target(network, "--fast", None, f"{head} cannot be checked: {absent}"))
+            continue
+        peer = min(peers, key=peers.get)
+        ratio = ours["--fast"] / peers[peer]
+        if absent and ratio <= FAST_TO_F32:
+            verdicts.append(Target(network, "--fast", None, f"{head} {ratio:.2f}x (--fast / {peer}), cannot be "
+                                                            f"checked: {absent}"))
+        else:
+            verdicts.append(Target(network, "--fast", ratio <= FAST_TO_F32,
+                                   f"{head} {ratio:.2f}x (--fast / {peer}), {held(ratio, FAST_TO_F32)}"))
+    return verdicts
+
+
+def held(ratio, bound):
+    return "held" if ratio <= bound else "not held"
+
+
+LAYER_MODES = ("exact", "fast", "int16", "bf16")   # --layers' MODE
+
+
+def products_name(mode):
+    """The products (kernels.products' name) of a mode as the peers rows name it: "exact" or "--fast", ..."""
+    return "darknet" if mode == "exact" else mode.removeprefix("--")
+
+
+def bench_layers(name, cfg, weights, image, prepare, mode, runs):
+    """The per-layer table (tools/bench/layers.py) of the network in `mode` ("exact", "--fast", "--int16",
+    "--bf16"), on the peers rows' input and threads: medians of `runs` runs of its own."""
+    import numba
+
+    net = Network(cfg, quiet_unused=True)
+    net.load(weights)
+    net.products = products.products_for(products_name(mode))
+    x = prepare(load_image(image), net)[None]
+    rows, forward = time_layers(net, x, runs)
+    ran = "exact" if net.products.name == "darknet" else f"--{net.products.name}"
+    title = (f"layers of {name} {x.shape[3]}x{x.shape[2]} in {ran}, {numba.get_num_threads()} threads: medians of "
+             f"{runs} passes layer by layer, each in turn with a whole forward")
+    print("\n".join(table_lines(title, rows, forward)), flush=True)
+
+
 # -- training ---------------------------------------------------------------------------------------------------
 DARKNET_GOLDEN_TRAIN = 0.226   # s/iteration as darknet (AlexeyAB, CPU) printed it, golden/map/shapes-tiny.cfg, 2 cores
 PJREDDIE_GOLDEN_TRAIN = 0.245  # the same with pjreddie's darknet (../shared/README.md)
@@ -492,23 +588,39 @@ def main(argv=None):
                         help="fetch missing weights from BASE_URL/<file name> (as `pydarknet download --mirror`)")
     parser.add_argument("--runs", type=int, default=None, help="timed runs per case (default 15, training 10)")
     parser.add_argument("--train", action="store_true", help="time training iterations instead (make bench-train)")
+    parser.add_argument("--layers", nargs=2, metavar=("NETWORK", "MODE"),
+                        help=f"only the per-layer table of NETWORK ({', '.join(name for name, _, _ in NETWORKS)}) "
+                             f"in MODE ({', '.join(LAYER_MODES)})")
     args = parser.parse_args(argv)
     if args.train:
         args.runs = args.runs or 10
         return main_train(args)
     args.runs = args.runs or 15
+    if args.layers:
+        network, mode = args.layers
+        if network not in [name for name, _, _ in NETWORKS] or mode not in LAYER_MODES:
+            parser.error(f"--layers {network} {mode}: expected a network of "
+                         f"{', '.join(name for name, _, _ in NETWORKS)} and a mode of {', '.join(LAYER_MODES)}")
     try:
-        weights = {name: weights_file(name, args.shared, args.mirror) for name, _, _ in NETWORKS}
+        weights = {name: weights_file(name, args.shared, args.mirror) for name, _, _ in NETWORKS
+                   if not args.layers or name == args.layers[0]}
     except DarknetError as e:
         print(f"pydarknet: error: {e}", file=sys.stderr)
         return 1
     cfg, images = shipped_root() / "cfg", shipped_root() / "data"
     dog = images / "dog.jpg"
     print(cpu_line(), flush=True)
+    if args.layers:
+        network, mode = args.layers
+        label, prepare = next((label, prepare) for name, label, prepare in NETWORKS if name == network)
+        bench_layers(label, cfg / f"{network}.cfg", weights[network], dog, prepare,
+                     "exact" if mode == "exact" else f"--{mode}", args.runs)
+        return 0
     for name, label, prepare in NETWORKS:
         bench_forward(label, cfg / f"{name}.cfg", weights[name], dog, prepare, args.runs)
-    medians = {label: bench_peers(label, cfg / f"{name}.cfg", weights[name], dog, prepare, args.runs)
-               for name, label, prepare in NETWORKS}
+    peers = {label: bench_peers(label, cfg / f"{name}.cfg", weights[name], dog, prepare, args.runs)
+             for name, label, prepare in NETWORKS}
+    medians = {label: times for label, (times, _) in peers.items()}
     print(f"numpy float32 matmul 2048^3: {matmul_limit(args.runs):.0f} GFLOP/s", flush=True)
     yolo = cfg / "yolov3-tiny.cfg", weights["yolov3-tiny"]
     samples = [images / name for name in ("dog.jpg", "person.jpg", "eagle.jpg")]
@@ -519,6 +631,12 @@ def main(argv=None):
         bench_decode(big_jpeg(dog, folder), max(args.runs, 30))
         bench_detect_command(*yolo, dog, 5, folder)
     print("\n".join(fastest_lines(cpu_model(), medians)), flush=True)
+    verdicts = targets(medians, {label: missing for label, (_, missing) in peers.items()}, vector_width()[0])
+    print(f"speed targets on {cpu_model()} (the peers rows' medians; held where the ratio is at most the bound):")
+    print("\n".join(verdict.line for verdict in verdicts), flush=True)
+    for label, mode in dict.fromkeys((v.network, v.mode) for v in verdicts if v.held is False):
+        name, prepare = next((name, prepare) for name, row, prepare in NETWORKS if row == label)
+        bench_layers(label, cfg / f"{name}.cfg", weights[name], dog, prepare, mode, args.runs)
     return 0
 
 

@@ -1,0 +1,224 @@
+"""Where a forward pass's time goes, layer by layer, in the mode the network runs (its `products`, else the
+process's): each layer's median time, split into its products and the rest (the passes over memory between
+them), with an estimate of the bytes each part moves. `make bench` prints the table for a network and mode that
+misses a speed target, `python3 -m tools.bench --layers NETWORK MODE` prints it alone, and
+tools/profile_forward.py's per-layer part is this table in the process's mode.
+
+The products are the calls a [convolutional] or [connected] layer makes into kernels.products (PRODUCT_CALLS),
+each timed whole: so their time includes what those calls do inside them (the columns packed from the image, the
+Winograd transforms, the image rounded into int16 or bf16 words and copied into padded planes). Everything else a
+layer does is the rest: batch-norm, bias and activation, int16's scaling back to floats, pooling, upsampling,
+concatenation and the other layers' copies.
+"""
+import functools
+import statistics
+import textwrap
+import time
+from contextlib import contextmanager
+from typing import NamedTuple
+
+import numpy as np
+
+from pydarknet.kernels import gemm
+from pydarknet.kernels.products import using
+from pydarknet.network.layers import connected, convolutional
+from pydarknet.network.layers.base import same_memory
+
+# The product calls of each layer type, by the names its module calls them under.
+PRODUCT_CALLS = {"convolutional": (convolutional, ("gemm_nn", "conv_image", "conv_winograd", "conv_bf16", "conv_int16",
+                                                   "conv_int16_winograd", "depthwise_conv")),
+                 "connected": (connected, ("gemm_nn",))}
+QUIET = 0.02   # seconds before each timed pass (peers.QUIET: the threads of the pass before have gone to sleep)
+
+
+class LayerTime(NamedTuple):
+    """One layer's row: medians in seconds, estimates in bytes (see table_lines)."""
+    index: int
+    type: str
+    shape: tuple       # its output (channels, height, width)
+    seconds: float     # median of its forward
+    products: float    # median of its product calls' time in the same passes
+    moved: int         # bytes moved by the whole layer
+    passes: int        # bytes moved by its passes outside the products
+
+    @property
+    def rest(self):
+        return self.seconds - self.products
+
+
+class _Seen(NamedTuple):
+    """One layer in one pass layer by layer."""
+    seconds: float
+    products: float
+    given: np.ndarray       # its input
+    output: np.ndarray
+    written_before: bool    # its output written by the layer before (a max pool the convolution did)
+
+
+class _Recorder:
+    """What the layer being run spends in its product calls, and the scratch bytes they fill."""
+
+    def __init__(self, count):
+        self.layer = 0
+        self.seconds = [0.0] * count
+        self.scratch = [0] * count
+        self.calls = [set() for _ in range(count)]
+
+    def start(self, index):
+        self.layer = index
+        self.seconds[index], self.scratch[index], self.calls[index] = 0.0, 0, set()
+
+
+@contextmanager
+def _recording(recorder):
+    """PRODUCT_CALLS timed into `recorder` until the block ends, and the scratch the products fill counted: the
+    network's kept scratch (convolutional.scratch and aligned_scratch: Winograd's V and M, the int16 and bf16
+    words, the AMX copies) and conv_direct's zero-padded planes (gemm._phase_planes)."""
+    def timed(name, call):
+        def run(*args, **kwargs):
+            recorder.calls[recorder.layer].add(name)
+            start = time.perf_counter()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                recorder.seconds[recorder.layer] += time.perf_counter() - start
+        return run
+
+    def counted(call, filled):
+        def run(*args):
+            result = call(*args)
+            recorder.scratch[recorder.layer] += filled(args, result).nbytes
+            return result
+        return run
+
+    patches = [(module, name, timed(name, getattr(module, name)))
+               for module, names in PRODUCT_CALLS.values() for name in names]
+    patches += [(convolutional, name, counted(getattr(convolutional, name), lambda args, array: array))
+                for name in ("scratch", "aligned_scratch")]
+    patches.append((gemm, "_phase_planes", counted(gemm._phase_planes, lambda args, _: args[-1])))
+    originals = [(module, name, getattr(module, name)) for module, name, _ in patches]
+    try:
+        for module, name, patched in patches:
+            setattr(module, name, patched)
+        yield
+    finally:
+        for module, name, original in originals:
+            setattr(module, name, original)
+
+
+def _layered_pass(net, x, recorder):
+    """net's forward on x layer by layer, as Network.forward runs it: a _Seen per layer."""
+    seen = []
+    with using(net.products), _recording(recorder):
+        for i, layer in enumerate(net.layers):
+            written_before = getattr(layer, "pooled_from", None) is not None
+            recorder.start(i)
+            start = time.perf_counter()
+            out = layer.forward(x, net)
+            seconds = time.perf_counter() - start
+            layer.output = out
+            seen.append(_Seen(seconds, recorder.seconds[i], x, out, written_before))
+            x = out
+    return seen
+
+
+def layer_bytes(net, index, given, output, written_before, pooled, scratch, calls):
+    """(bytes the layer moves, bytes its passes outside the products move): an estimate by the float32 planes (and
+    the scratch arrays), each counted in full as if it went to memory and back (a plane still in the cache moves
+    less). A layer with products reads its input and weights, writes its output, writes and reads the scratch its
+    products fill; its passes after them read and write the output (batch-norm, bias, activation), once more for
+    int16's scaling back to floats, and write the max pool's output it pools into. Another layer reads its input
+    and the other layers it reads (a [route]: the parts it copies) and writes its output; it moves nothing where it
+    hands on a view of its input, or its output was written in place (written_before: a max pool done by the
+    convolution before; the parts of a [route] its sources wrote into it). pooled: the output of the max pool that
+    this layer's pass wrote, or None; scratch: the bytes of the scratch its products filled; calls: their names."""
+    layer = net.layers[index]
+    if layer.type in PRODUCT_CALLS:
+        passes = 2 * output.nbytes * (2 if "conv_int16" in calls else 1)
+        if pooled is not None:
+            passes += pooled.nbytes
+        weights = getattr(layer, "weights", None)
+        moved = given.nbytes + (0 if weights is None else weights.nbytes) + output.nbytes + 2 * scratch + passes
+        return moved, passes
+    if written_before:
+        return 0, 0
+    if layer.type == "route":
+        flat, start, copied = output.reshape(output.shape[0], -1), 0, 0
+        for part in layer.source_parts(net, output.shape[0], "output"):
+            if not same_memory(part, flat[:, start:start + part.shape[1]]):
+                copied += part.nbytes
+            start += part.shape[1]
+        return 2 * copied, 2 * copied
+    if np.may_share_memory(output, given):
+        return 0, 0
+    moved = given.nbytes + sum(net.layers[j].output.nbytes for j in layer.reads_layers) + output.nbytes
+    return moved, moved
+
+
+def time_layers(net, x, runs, warmup=2, quiet=QUIET):
+    """Each layer of net's forward on x (n, c, h, w), in net's products (its `products`, else the process's), on
+    the threads the kernels have: `runs` passes layer by layer, each in turn with a whole forward (Network.forward,
+    timed too), each pass `quiet` seconds after the one before, after `warmup` untimed rounds. Returns ([LayerTime],
+    the whole forward's median seconds)."""
+    count = len(net.layers)
+    recorder = _Recorder(count)
+    layers, products, whole = [[] for _ in range(count)], [[] for _ in range(count)], []
+    for run in range(warmup + runs):
+        time.sleep(quiet)
+        start = time.perf_counter()
+        net.forward(x)
+        seconds = time.perf_counter() - start
+        time.sleep(quiet)
+        seen = _layered_pass(net, x, recorder)
+        if run < warmup:
+            continue
+        whole.append(seconds)
+        for i, layer in enumerate(seen):
+            layers[i].append(layer.seconds)
+            products[i].append(layer.products)
+    rows = []
+    for i, (layer, this) in enumerate(zip(net.layers, seen)):
+        after = seen[i + 1] if i + 1 < count else None
+        pooled = after.output if after is not None and after.written_before else None
+        moved, passes = layer_bytes(net, i, this.given, this.output, this.written_before, pooled,
+                                    recorder.scratch[i], recorder.calls[i])
+        rows.append(LayerTime(i, layer.type, tuple(layer.out_shape), statistics.median(layers[i]),
+                              statistics.median(products[i]), moved, passes))
+    return rows, statistics.median(whole)
+
+
+COLUMNS = ("ms: the layer's forward; products: its product calls (the convolution's matrix product, Winograd or "
+           "reduced-precision call, with the packing, transforms and rounding into words they do inside); rest: ms "
+           "- products (batch-norm, bias, activation, pooling, copies: passes over memory)",
+           "MB: bytes moved, estimated by the float32 planes, each counted in full as if it went to memory: input "
+           "and weights read, output written, the products' scratch (Winograd's V and M, words, padded copies) "
+           "written and read, and the rest's passes; rest MB: the rest's passes alone (a product's output read and "
+           "written by bias and activation, and again by int16's scaling; the max pool it pools into written; "
+           "another layer's inputs read and output written, nothing for a view or an output written in place); "
+           "GB/s: rest MB / rest ms")
+
+
+def table_lines(title, rows, forward):
+    """The per-layer table: `title`, what the columns are, a line per LayerTime, and the total line (the sum of
+    the layers against the whole forward's median, `forward` seconds)."""
+    wrap = functools.partial(textwrap.wrap, width=118, initial_indent="  ", subsequent_indent="    ",
+                             break_on_hyphens=False)
+    lines = [title] + [line for text in COLUMNS for line in wrap(text)]
+    lines.append(f"{'layer':>5} {'type':<14} {'output':>13} {'ms':>7} {'products':>8} {'rest':>7} {'MB':>7} "
+                 f"{'rest MB':>7} {'GB/s':>6}")
+    for row in rows:
+        lines.append(f"{row.index:5d} {row.type:<14} {'x'.join(map(str, row.shape)):>13} {row.seconds * 1e3:7.2f} "
+                     f"{row.products * 1e3:8.2f} {row.rest * 1e3:7.2f} {row.moved / 1e6:7.1f} {row.passes / 1e6:7.1f} "
+                     f"{rate(row.passes, row.rest):>6}")
+    total = sum(row.seconds for row in rows)
+    products = sum(row.products for row in rows)
+    moved, passes = sum(row.moved for row in rows), sum(row.passes for row in rows)
+    lines.append(f"total: layers {total * 1e3:.2f} ms (the whole forward {forward * 1e3:.2f} ms), products "
+                 f"{products * 1e3:.2f} ms, rest {(total - products) * 1e3:.2f} ms ({(total - products) / total:.0%}), "
+                 f"{moved / 1e6:.1f} MB moved, rest {passes / 1e6:.1f} MB at {rate(passes, total - products)} GB/s")
+    return lines
+
+
+def rate(size, seconds):
+    """GB/s of `size` bytes in `seconds`, or "-" for no bytes or no time."""
+    return f"{size / seconds / 1e9:.1f}" if size and seconds > 0 else "-"
