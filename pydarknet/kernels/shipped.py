@@ -72,7 +72,7 @@ def versions():
 
 
 # -- loading ------------------------------------------------------------------------------------------------------
-_levels = {}    # {Numba's magic tuple: the level folder to load from, or None}
+_levels = {}    # {Numba's magic tuple: (the level's folder, the target it was compiled for), or None}
 _indexes = {}   # {index file: {key: data file name}}
 _loads = [0]    # kernels loaded from a cache in this process, Numba's or the wheel's (loads_so_far)
 
@@ -114,13 +114,13 @@ def load(cache, signature, target_context):
     """The shipped compilation of `cache`'s kernel for `signature`, rebuilt for `target_context`, else None."""
     try:
         source = Path(cache._py_func.__code__.co_filename).resolve()
-        folder = level_folder(target_context.codegen().magic_tuple())
-        if folder is None or PACKAGE not in source.parents:
+        level = shipped_level(target_context.codegen().magic_tuple())
+        if level is None or PACKAGE not in source.parents:
             return None
+        folder, compiled_for = level
         index = folder / source.parent.relative_to(PACKAGE) / cache._cache_file._index_name
-        sig, magic, code = cache._index_key(signature, target_context.codegen())
-        shipped_magic = tuple(json.loads((folder / MANIFEST).read_text())["magic"])
-        name = read_index(index).get((sig, shipped_magic, code))
+        sig, _, code = cache._index_key(signature, target_context.codegen())
+        name = read_index(index).get((sig, compiled_for, code))
         if name is None:
             return None
         return cache._impl.rebuild(target_context, pickle.loads((index.parent / name).read_bytes()))
@@ -128,9 +128,9 @@ def load(cache, signature, target_context):
         return None
 
 
-def level_folder(magic):
-    """The folder of the shipped level for Numba's target (triple, CPU name, features), or None: see the module's
-    docstring for when."""
+def shipped_level(magic):
+    """(folder, the magic tuple it was compiled for) of the shipped level for Numba's target `magic` (triple, CPU
+    name, features), or None: see the module's docstring for when."""
     if magic not in _levels:
         level = level_for(magic[2])
         _levels[magic] = None if level is None else usable(FOLDER / level, magic[0])
@@ -140,10 +140,11 @@ def level_folder(magic):
 def usable(folder, triple):
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError):
+        compiled_for = tuple(manifest["magic"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    same = manifest.get("versions") == versions() and manifest.get("magic", [None])[0] == triple
-    return folder if same and manifest.get("sources") == sources_digest() else None
+    same = manifest.get("versions") == versions() and compiled_for[0] == triple
+    return (folder, compiled_for) if same and manifest.get("sources") == sources_digest() else None
 
 
 def read_index(path):
