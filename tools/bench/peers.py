@@ -398,7 +398,10 @@ def fastest_lines(cpu, medians):
     pydarknet's modes labelled "pydarknet <mode>", the peers by their own names."""
     lines = [f"fastest pydarknet mode on {cpu} (the peers rows: its median / each peer's; lower is better):"]
     for network, times in medians.items():
-        ours = {label.removeprefix("pydarknet "): s for label, s in times.items() if label.startswith("pydarknet ")}
+        ours = {label.removeprefix("pydarknet "): s for label, s in times.items()
+                if label.removeprefix("pydarknet ") in OWN_MODES}   # not the --engine rows: those are the peers'
+        if not ours:
+            continue
         mode = min(ours, key=ours.get)
         peers = [f"{ours[mode] / seconds:.2f}x {label}" for label, seconds in times.items()
                  if not label.startswith("pydarknet ")]
