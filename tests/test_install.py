@@ -1,7 +1,9 @@
 """Installed the ordinary way (a wheel, not a checkout): the commands find the cfg/ and data/ files pydarknet
 ships, from an empty directory."""
+import os
 import subprocess
-
+import sys
+import tarfile
 
 from conftest import ROOT, SHARED
 
@@ -74,3 +76,20 @@ def test_import_darknet(installed):
     lines = proc.stdout.splitlines()
     assert lines[0].startswith(str(bin_dir.parent)) and lines[0].endswith("darknet/__init__.py")
     assert lines[1:] == ["", "Objects:", "triangle: 78.78%", "triangle: 79.18%"]
+
+
+def test_an_sdist_carries_its_build_backend_and_builds_a_wheel(tmp_path):
+    """pyproject.toml's backend lives in tools/backend/ (MANIFEST.in puts it in the sdist): a wheel builds from the
+    sdist; PYDARKNET_WHEEL_KERNELS=0 makes it the pure-Python wheel, without compiled kernels."""
+    backend = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, 'tools/backend'); "
+                              "import pydarknet_wheel; print(pydarknet_wheel.build_sdist(sys.argv[1]))", str(tmp_path)],
+                             cwd=ROOT, capture_output=True, text=True)
+    assert backend.returncode == 0, backend.stderr[-2000:]
+    sdist = tmp_path / backend.stdout.split()[-1]
+    with tarfile.open(sdist) as archive:
+        assert "pydarknet-0.1.0/tools/backend/pydarknet_wheel.py" in archive.getnames()
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                            "--no-index", "-w", str(tmp_path / "wheels"), str(sdist)], capture_output=True, text=True,
+                           env={**os.environ, "PYDARKNET_WHEEL_KERNELS": "0"})
+    assert build.returncode == 0, build.stderr[-2000:]
+    assert [p.name for p in (tmp_path / "wheels").iterdir()] == ["pydarknet-0.1.0-py3-none-any.whl"]
