@@ -167,8 +167,7 @@ def shipped_copy(installed, tmp_path):
     whether the kernel compiled."""
     folder = tmp_path / "compiled"
     shutil.copytree(compiled_folder(installed), folder)
-    for manifest in folder.glob(f"*/{shipped.MANIFEST}"):
-        manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "sources": shipped.sources_digest()}))
+    edit_manifests(folder, sources=shipped.sources_digest())
 
     def compiled(**env):
         cache = tmp_path / f"numba-{len(list(tmp_path.glob('numba-*')))}"

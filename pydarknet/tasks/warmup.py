@@ -9,6 +9,7 @@ NUMBA_CACHE_DIR when set.
 """
 import atexit
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -340,8 +341,6 @@ def compile_for_wheel(level, out):
     """Compile the kernels a wheel carries (compile_jobs' `portable` set) and keep them in out/<level>/
     (kernels.shipped.keep), in a process started with kernels.shipped.target_environment(level) and a
     NUMBA_CACHE_DIR of its own (tools/backend/pydarknet_wheel.py)."""
-    import os
-
     from ..kernels import shipped
     compile_kernels(portable=True)
     return shipped.keep(level, os.environ["NUMBA_CACHE_DIR"], out)
