@@ -13,6 +13,8 @@ from conftest import SHARED, shared_path
 from golden import layer_mismatch, or_skip, read_dets, run_case
 from pydarknet.files.image import letterbox_image, load_image, resize_image
 from pydarknet.kernels import products
+from pydarknet.kernels.activations import LEAKY
+from pydarknet.kernels.epilogue import NONE
 from pydarknet.network.network import Network
 from pydarknet.results.detections import network_detections, network_nms
 from test_detect_golden import DETECTOR_CASES, decoded_rows
@@ -129,7 +131,8 @@ def test_winograd(monkeypatch, channels, h, w, filters, pad, tile):
     exact = sgemm_image(weights, x, 0, 3, 1, pad, 1, out_h, out_w, np.empty((filters, out_h * out_w), np.float32))
     fast = np.full_like(exact, np.nan)
     scratch = {}
-    products.conv_winograd(transform_weights(weights, channels, tile), None, x, pad, out_h, out_w, fast,
+    up = products.pack_winograd(transform_weights(weights, channels, tile))
+    products.conv_winograd(up, x, pad, out_h, out_w, fast,
                            lambda name, size: scratch.setdefault(name, np.empty(size, np.float32)))
     error = np.abs(fast - exact).max() / np.abs(exact).max()
     assert error <= (1e-5 if tile == 2 else 5e-5), error
@@ -140,23 +143,38 @@ def test_winograd(monkeypatch, channels, h, w, filters, pad, tile):
 def test_winograd_bands_match_the_three_passes(channels, h, w, filters, pad, rows):
     """F(4x4) in bands of `rows` tile rows (each band from input to output on one thread, V and M in its
     cache) computes the three passes' sums bit for bit: the same transforms and product chains, on cut tiles,
-    a short last band and paddings 0-2."""
+    a short last band and paddings 0-2; and both finish their rows through the fused store (bias, leaky, a 2x2
+    pool) as the store's pass after the raw sums does."""
+    from pydarknet.kernels.epilogue import Store, apply
     from pydarknet.kernels.winograd import conv_bands4, padded_image, transform_weights
     rng = np.random.default_rng(channels + rows)
     x = rng.standard_normal((channels, h, w), dtype=np.float32)
     u = transform_weights(rng.standard_normal((filters, channels * 9), dtype=np.float32), channels, 4)
     out_h, out_w = h + 2 * pad - 2, w + 2 * pad - 2
     tiles_h, tiles_w = (out_h + 3) // 4, (out_w + 3) // 4
+    affine = rng.uniform(-.5, 1.5, (3, filters)).astype(np.float32)
+    stores = [Store(affine, LEAKY, np.full((filters, (out_h + 1) // 2, (out_w + 1) // 2), np.nan, np.float32))
+              for _ in range(2)]
     scratch = {}
-    three = np.full((filters, out_h * out_w), np.nan, np.float32)
-    products.conv_winograd(u, None, x, pad, out_h, out_w, three,
-                           lambda name, size: scratch.setdefault(name, np.empty(size, np.float32)))
+
+    def three_passes(store=None):
+        out = np.full((filters, out_h * out_w), np.nan, np.float32)
+        products.conv_winograd(products.pack_winograd(u), x, pad, out_h, out_w, out,
+                               lambda name, size: scratch.setdefault(name, np.empty(size, np.float32)),
+                               *(() if store is None else (store,)))
+        return out
+
+    three = three_passes()
     xp = np.full((channels, 4 * tiles_h + 2, 4 * tiles_w + 2), np.nan, np.float32)   # padded_image fills it all
     padded_image(x, pad, xp)
     work = np.full((numba.get_num_threads(), 36 * (channels + filters) * rows * tiles_w + 64), np.nan, np.float32)
     banded = np.full_like(three, np.nan)
-    conv_bands4(xp, products.pack_winograd(u), filters, out_h, out_w, rows, work, banded)
+    conv_bands4(xp, products.pack_winograd(u), filters, out_h, out_w, rows, work, banded, *NONE)
     assert np.array_equal(banded, three)
+    conv_bands4(xp, products.pack_winograd(u), filters, out_h, out_w, rows, work, banded, *stores[0])
+    apply(three, out_w, stores[1])
+    assert np.array_equal(banded, three) and np.array_equal(stores[0].pooled, stores[1].pooled)
+    assert np.array_equal(three_passes(stores[0]), three) and np.array_equal(stores[0].pooled, stores[1].pooled)
 
 
 @pytest.mark.parametrize("filters, channels, out, rows", [(64, 64, 104, 1), (32, 32, 104, 2), (32, 16, 208, 2),

@@ -1,10 +1,14 @@
 """Passes fused for speed at inference give the same bits as the layers run one by one: a [maxpool] right after a
-[convolutional] is computed in the convolution's last pass (Convolutional.normalize_activate)."""
+[convolutional] is computed in the convolution's last pass (Convolutional.normalize_activate), and in the fast modes
+batch-norm, bias, activation and a 2x2 pool as the products store each row (the fused plan's store,
+Convolutional.fused_store and kernels/epilogue.py)."""
 import numpy as np
 import pytest
 
-from pydarknet.kernels import pool as pool_kernels
+from pydarknet.kernels import pool as pool_kernels, products
+from pydarknet.kernels.activations import CODE
 from pydarknet.network.layers import maxpool as maxpool_layer
+from pydarknet.network.layers.convolutional import Convolutional
 from pydarknet.network.layers.maxpool import Maxpool
 from pydarknet.network.network import Network
 
@@ -93,3 +97,124 @@ def test_training_forward_pools_on_its_own(tmp_path, monkeypatch):
     x = np.random.default_rng(1).normal(0, 1, (1, 3, 29, 37)).astype(np.float32)
     net.forward_train(x, np.zeros((1, 0), np.float32))
     assert len(calls) == 3 and all(args[-1] for args in calls)   # keep_argmax
+
+
+# -- the fast modes' fused store (kernels/epilogue.py) -----------------------------------------------------------
+STORE_CFG = """[net]
+width=88
+height=41
+channels=3
+
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[maxpool]
+size=2
+stride=2
+
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=1
+pad=1
+activation=relu
+
+[maxpool]
+size=2
+stride=2
+
+[convolutional]
+batch_normalize=1
+filters=10
+size=1
+stride=1
+activation=leaky
+
+[convolutional]
+filters=12
+size=3
+stride=1
+pad=1
+activation=linear
+
+[convolutional]
+filters=12
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[maxpool]
+size=3
+stride=1
+
+[convolutional]
+filters=6
+size=3
+stride=2
+pad=1
+activation=logistic
+"""
+
+
+def store_network(tmp_path, darknet, products_name):
+    path = tmp_path / "store.cfg"
+    path.write_text(STORE_CFG)
+    net = Network(path, darknet=darknet).initialize(seed=5)
+    for layer in net.layers:   # batch-norm statistics other than 0/1, biases other than 0
+        rng = np.random.default_rng(layer.index)
+        if getattr(layer, "batch_normalize", 0):
+            layer.rolling_mean[:] = rng.normal(0, .5, layer.rolling_mean.shape)
+            layer.rolling_variance[:] = rng.uniform(.2, 2, layer.rolling_variance.shape)
+            layer.scales[:] = rng.uniform(.5, 1.5, layer.scales.shape)
+        if layer.type == "convolutional":
+            layer.biases[:] = rng.normal(0, .3, layer.biases.shape)
+    net.products = products.products_for(products_name)
+    return net
+
+
+@pytest.mark.parametrize("tile", [2, 4])
+@pytest.mark.parametrize("products_name", ["fast", "int16"])
+@pytest.mark.parametrize("darknet", ["pjreddie", "ab"])
+def test_the_fused_store_gives_the_pass_apart_bits(tmp_path, darknet, products_name, tile, monkeypatch):
+    """In the fast modes each convolution's batch-norm, bias and linear/leaky/relu, and a 2x2 stride-2 max pool
+    after it, are applied as the products store each row (conv_direct for the first layer, Winograd's output
+    transform, forced here for the 3x3 layers), or in a pass right after the products that do not store (the
+    1 x 1 layer): the same bits as the layers' own passes, for two images. The layer before the 3x3 stride-1 pool
+    and the logistic one keep their own passes."""
+    monkeypatch.setattr(products, "_fast_tile", lambda channels, out_h, out_w: tile)
+    net = store_network(tmp_path, darknet, products_name)
+    x = np.random.default_rng(0).normal(0, 1, (2, 3, 41, 88)).astype(np.float32)
+    stores = []
+    real = Convolutional.fused_store
+    monkeypatch.setattr(Convolutional, "fused_store", lambda *args: stores.append(real(*args)) or stores[-1])
+    net.forward(x)
+    fused = [layer.output.copy() for layer in net.layers]
+    assert [store is not None for store in stores] == [True, True, True, True, False, False]
+    assert [store.pooled.shape for store in stores[:2]] == [(2, 8, 21, 44), (2, 16, 11, 22)]
+
+    monkeypatch.setattr(Convolutional, "fused_store", lambda *args: None)
+    net.forward(x)
+    for layer, ours in zip(net.layers, fused):
+        np.testing.assert_array_equal(ours, layer.output, err_msg=f"layer {layer.index} {layer.type}")
+
+
+def test_no_store_in_the_exact_mode_or_training(tmp_path):
+    """Darknet's exact arithmetic and training keep their own passes; the fast modes' inference stores."""
+    net = store_network(tmp_path, "pjreddie", "darknet")
+    first = net.layers[0]
+
+    def store(products_name, train=False):
+        net.train = train
+        with products.using(products.products_for(products_name)):
+            return first.fused_store(net, 1, CODE["leaky"], first.inference_terms(net)[1:])
+
+    assert store("darknet") is None
+    assert store("fast", train=True) is None
+    assert store("fast").activation == CODE["leaky"]

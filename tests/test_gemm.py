@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 
 import pydarknet  # noqa: F401  (sets the threading layer before Numba starts its threads)
-from pydarknet.kernels.conv import im2col_batch
-from pydarknet.kernels.gemm import (conv_direct, copy_run, host_panel_width, sgemm_batch, sgemm_darknet,
-                                    sgemm_darknet_nt, sgemm_darknet_tn, sgemm_image)
+from pydarknet.kernels.activations import RELU
+from pydarknet.kernels.conv import conv_direct, im2col_batch
+from pydarknet.kernels.epilogue import Store, apply
+from pydarknet.kernels.gemm import (copy_run, host_panel_width, sgemm_darknet, sgemm_darknet_nt, sgemm_darknet_tn,
+                                    sgemm_image)
 
 
 def reference(A, B, C=None):
@@ -143,7 +145,7 @@ def test_rejects_bad_operands():
 ])
 def test_product_from_image(c, h, w, filters, size, stride, pad, dilation):
     """sgemm_image and conv_direct: the same bits as im2col then sgemm_darknet (channels 1.. of the image, not
-    0..), and the same as each other with fused multiply-adds."""
+    0..), and the same as each other with fused multiply-adds, and with the fused store."""
     rng = np.random.default_rng(c * h + w)
     x = rng.standard_normal((1, c + 2, h, w), dtype=np.float32)
     span = dilation * (size - 1) + 1
@@ -160,6 +162,14 @@ def test_product_from_image(c, h, w, filters, size, stride, pad, dilation):
     sgemm_image(A, x[0], 1, size, stride, pad, dilation, out_h, out_w, fused[0], fused=True)
     conv_direct(A, x[0], 1, size, stride, pad, dilation, out_h, out_w, fused[1], fused=True)
     assert same_bits(*fused)
+    # each output row finished as it is stored (the fast modes' fused store: affine, relu, a 2x2 pool): the bits of
+    # the store's pass after the raw sums
+    affine = rng.uniform(-1, 1, (3, filters)).astype(np.float32)
+    stores = [Store(affine, RELU, np.full((filters, (out_h + 1) // 2, (out_w + 1) // 2), np.nan, np.float32))
+              for _ in range(2)]
+    conv_direct(A, x[0], 1, size, stride, pad, dilation, out_h, out_w, fused[1], True, stores[0])
+    apply(fused[0], out_w, stores[1])
+    assert same_bits(*fused) and same_bits(stores[0].pooled, stores[1].pooled)
 
 
 @numba.njit
@@ -245,12 +255,20 @@ def test_fused_variant():
         np.testing.assert_allclose(C, A.astype(np.float64) @ B, rtol=0, atol=1e-5 * np.sqrt(K))
 
 
-def test_batch_of_products():
-    """sgemm_batch: each product the same bits as on its own (row blocks, panels and tails of each)."""
+def test_winograd_products_from_packed_weights():
+    """kernels.winograd.winograd_products (U packed once, V read in place, a position per task): each product the
+    same bits as sgemm_darknet's with fused multiply-adds on its own (row tiles of 6 and 4, panels and their tails,
+    two k blocks)."""
+    from pydarknet.kernels.products import pack_winograd
+    from pydarknet.kernels.winograd import winograd_products
     rng = np.random.default_rng(4)
     for count, M, K, N in ((16, 37, 300, 41), (3, 250, 45, 70), (2, 5, 7, 1)):
         A = rng.standard_normal((count, M, K), dtype=np.float32)
-        B = rng.standard_normal((count, K, N), dtype=np.float32)
-        C = sgemm_batch(A, B, np.full((count, M, N), np.nan, np.float32))
+        V = np.zeros(count * K * N + host_panel_width(), np.float32)
+        B = V[:count * K * N].reshape(count, K, N)
+        B[...] = rng.standard_normal((count, K, N), dtype=np.float32)
+        C = np.full((count, M, N), np.nan, np.float32)
+        winograd_products(pack_winograd(A), V, K, C)
         for q in range(count):
-            assert same_bits(C[q], reference(A[q], B[q])), (count, M, K, N, q)
+            own = sgemm_darknet(A[q], np.ascontiguousarray(B[q]), np.empty((M, N), np.float32), fused=True)
+            assert same_bits(C[q], own), (count, M, K, N, q)

@@ -486,6 +486,7 @@ def test_int16_non_finite_input_makes_non_finite_sums(reduced, bad):
 def test_int16_winograd_is_f2x2_on_the_rounded_transforms(reduced, channels, h, w, filters):
     """F(2x2, 3x3) in integers: U rounded per position and filter, V per position, their integer products
     scaled back exactly, then the output transform; within 1 % of the float convolution."""
+    from pydarknet.kernels.epilogue import NONE
     from pydarknet.kernels.winograd import transform_input2, transform_output2, transform_weights
     rng = np.random.default_rng(channels)
     x = rng.standard_normal((channels, h, w), dtype=np.float32)
@@ -502,10 +503,10 @@ def test_int16_winograd_is_f2x2_on_the_rounded_transforms(reduced, channels, h, 
         (qu, u_units), (qv, v_unit) = twelve_bits(u[p], True), twelve_bits(v[p], False)
         m[p] = (qu @ qv) * (u_units[:, None].astype(np.float32) * np.float32(v_unit))
     expected = np.empty_like(out)
-    transform_output2(m, tiles_w, h, w, expected)
+    transform_output2(m, tiles_w, h, w, expected, *NONE)
     assert np.abs(out - expected).max() <= 1e-6 * np.abs(expected).max()
     floats = np.empty_like(out)
-    transform_output2(np.einsum("pfc,pct->pft", u, v), tiles_w, h, w, floats)
+    transform_output2(np.einsum("pfc,pct->pft", u, v), tiles_w, h, w, floats, *NONE)
     assert np.abs(out - floats).max() <= 1e-2 * np.abs(floats).max()
     assert a.shape == (16, filters, (channels + 1) // 2)
 

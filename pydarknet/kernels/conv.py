@@ -1,14 +1,12 @@
 """Convolution around the matrix product: im2col before it, the fused batch-norm/bias/activation after it."""
-import math
-
 import numpy as np
 from numba import njit, prange
 
 from .activations import LEAKY, LINEAR, RELU, activate_row
-from .gemm import col_range, copy_run
+from .epilogue import NONE, POOL_BAND, affine_activate_row, affine_terms, inverse_deviation, store_rows
+from .gemm import col_range, copy_run, direct_operands, direct_row
 from .pool import maxpool_2x2, maxpool_plane, tiles_2x2
 
-POOL_BAND = 16   # rows normalized then pooled at a time (even: whole 2x2 windows); 416 wide, 26 KiB, in L1
 
 
 @njit(cache=True, parallel=True)
@@ -189,15 +187,43 @@ def depthwise_conv(x, weights, size, stride, pad, dilation, out):
                     row[xx] += weight * src[first + (xx - x0) * stride]
 
 
+STORE_BAND_BYTES = 256 << 10   # the output rows conv_direct finishes at a time: in a core's L2
+
+
+def conv_direct(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=False, store=NONE):
+    """C (M, out_h*out_w) = sgemm_image's product (the same chains, bit for bit) as a direct convolution, output
+    row by output row (kernels.gemm.direct_operands, direct_row), finished by `store` (kernels.epilogue) in bands
+    of rows still in the cache (STORE_BAND_BYTES, an even count for a pool's windows; finishing each row or pair
+    of rows alone cost more in calls than the pass apart). A and x may be int32 or uint32 words, as for
+    sgemm_image. Returns C."""
+    ap, planes, offs, wq = direct_operands(A, x, c0, size, stride, pad, dilation, out_h, out_w, C)
+    rows = max(2, STORE_BAND_BYTES // (4 * C.shape[0] * out_w) // 2 * 2) if store.affine.shape[1] else 1
+    _conv_direct(ap, planes, offs, stride, wq, out_h, out_w, rows, C, bool(fused), *store)
+    return C
+
+
+@njit(cache=True, parallel=True)
+def _conv_direct(ap, planes, offs, stride, wq, out_h, out_w, rows, C, fused, affine, activation, pooled):
+    """Each thread takes whole bands of `rows` output rows."""
+    M, K = C.shape[0], offs.size
+    Cf = C.reshape(-1)
+    for task in prange((out_h + rows - 1) // rows):
+        y0 = task * rows
+        y1 = min(out_h, y0 + rows)
+        for y in range(y0, y1):
+            direct_row(ap, M, K, planes, offs, stride, wq, y, out_w, Cf, fused)
+        for f in range(M if affine.shape[1] else 0):
+            store_rows(C[f, y0 * out_w:y1 * out_w].reshape(y1 - y0, out_w), y0, f, affine, activation, pooled)
+
+
 @njit(cache=True, parallel=True)
 def normalize_scale_bias_activate(x, mean, variance, scales, biases, activation, normalize, ab=False, fast=False):
     """x (n, c, spatial) in place: darknet's batch-norm at inference, then bias, then the activation.
 
-    Darknet divides by (sqrt(var) + .000001f) in double and rounds to float (`ab`: the AlexeyAB fork's
-    sqrt(var + .00001f)); multiplying by the double reciprocal rounds to the same float (the double error
-    is far below float's). Scale and bias are applied in float32 as darknet stores them. `fast` (the fast
-    products): for linear, leaky and relu, one float32 multiply-add per element and the activation in float32
-    (_affine_activate_row), not darknet's bits.
+    Darknet's division by the deviation (kernels.epilogue.inverse_deviation; `ab`: the AlexeyAB fork's); scale and
+    bias are applied in float32 as darknet stores them. `fast` (the fast products): for linear, leaky and relu, one
+    float32 multiply-add per element and the activation in float32 (kernels.epilogue's, as the fused store
+    computes it), not darknet's bits.
     """
     n, c, spatial = x.shape
     for k in prange(n * c):
@@ -231,19 +257,13 @@ def normalize_activate_maxpool(x, mean, variance, scales, biases, activation, no
 
 @njit(cache=True)
 def _normalize_activate_row(row, f, mean, variance, scales, biases, activation, normalize, ab, fast):
+    if fast and (activation == LINEAR or activation == LEAKY or activation == RELU):
+        center, scale, shift = affine_terms(f, mean, variance, scales, biases, normalize, ab)
+        affine_activate_row(row, center, scale, shift, activation)
+        return
     bias = biases[f]
     if normalize:
-        if ab:
-            inv = 1.0 / math.sqrt(np.float64(variance[f] + np.float32(0.00001)))
-        else:
-            inv = 1.0 / (math.sqrt(np.float64(variance[f])) + np.float64(np.float32(0.000001)))
-    if fast and (activation == LINEAR or activation == LEAKY or activation == RELU):
-        if normalize:   # (x - mean) then one multiply-add: mean folded into the shift would cancel
-            _affine_activate_row(row, mean[f], np.float32(scales[f] * inv), bias, activation)
-        else:
-            _affine_activate_row(row, np.float32(0.0), np.float32(1.0), bias, activation)
-        return
-    if normalize:
+        inv = inverse_deviation(variance[f], ab)
         m = mean[f]
         s = scales[f]
         for i in range(row.size):
@@ -253,23 +273,3 @@ def _normalize_activate_row(row, f, mean, variance, scales, biases, activation, 
         for i in range(row.size):
             row[i] += bias
     activate_row(row, activation)
-
-
-@njit(cache=True, fastmath={"contract"}, inline="always")
-def _affine_activate_row(row, center, scale, shift, activation):
-    """The fast products' pass: (row - center) * scale + shift (a subtraction and a fused multiply-add), then
-    leaky's 0.1 x or relu in float32. Darknet multiplies leaky's 0.1 in double and normalizes in double, which the
-    exact pass keeps; those conversions make it several times slower than this one."""
-    tenth = np.float32(0.1)
-    zero = np.float32(0.0)
-    if activation == LEAKY:
-        for i in range(row.size):
-            v = (row[i] - center) * scale + shift
-            row[i] = v if v > zero else tenth * v
-    elif activation == RELU:
-        for i in range(row.size):
-            v = (row[i] - center) * scale + shift
-            row[i] = v if v > zero else zero
-    else:
-        for i in range(row.size):
-            row[i] = (row[i] - center) * scale + shift

@@ -918,12 +918,12 @@ def _phase_planes(img, c0, pad, stride, hp, wq, planes):
         padded_run(flat, ((c0 + c) * h + iy) * w + ph + x0 * stride - pad, stride, planes, row, x0, x1, wq)
 
 
-@njit(cache=True, parallel=True)
-def _conv_direct(ap, M, K, planes, offs, stride, wq, out_h, out_w, Cf, fused):
-    """C (M, out_h*out_w) = A @ im2col, A packed by `_pack_a_whole`, B's step k for output (y, x) read in
-    place at planes[y*stride*wq + x + offs[k]]: the chains of `_gemm`, with no columns packed at all. Each
-    thread takes whole output rows; a panel of B (one k block of its taps) stays in L1 while every row tile
-    of A goes by."""
+@njit(cache=True)
+def direct_row(ap, M, K, planes, offs, stride, wq, y, out_w, Cf, fused):
+    """Output row y of C (M, out_h*out_w) = A @ im2col, A packed by `_pack_a_whole`, B's step k for output (y, x)
+    read in place at planes[y*stride*wq + x + offs[k]] (direct_operands): the chains of `_gemm`, with no columns
+    packed at all. A panel of B (one k block of its taps) stays in L1 while every row tile of A goes
+    by."""
     NR = _panel_width()
     lanes = NR // 2
     n6, n4 = _tiles(M)
@@ -931,29 +931,26 @@ def _conv_direct(ap, M, K, planes, offs, stride, wq, out_h, out_w, Cf, fused):
     rows = _tile_row(ntile, n6)
     nkb, kcb = _k_blocks(K)
     npan = (out_w + NR - 1) // NR
-    N = out_h * out_w
-    for y in prange(out_h):
-        for p in range(npan):
-            w = min(NR, out_w - p * NR)
-            boff = y * stride * wq + p * NR
-            for kb in range(nkb):
-                pc = kb * kcb
-                kc = min(kcb, K - pc)
-                for t in range(ntile):
-                    row = _tile_row(t, n6)
-                    h = min(M - row, 6 if t < n6 else 4)
-                    aoff = pc * rows + row * kc
-                    coff = row * N + y * out_w + p * NR
-                    if t < n6 and w > lanes:
-                        _micro6_offsets(ap, aoff, planes, boff, Cf, coff, N, h, w, kc, kb > 0, -1, fused, offs, pc)
-                    elif t < n6:
-                        _micro6_half_offsets(ap, aoff, planes, boff, Cf, coff, N, h, w, kc, kb > 0, -1, fused, offs,
-                                             pc)
-                    elif w > lanes:
-                        _micro4_offsets(ap, aoff, planes, boff, Cf, coff, N, h, w, kc, kb > 0, -1, fused, offs, pc)
-                    else:
-                        _micro4_half_offsets(ap, aoff, planes, boff, Cf, coff, N, h, w, kc, kb > 0, -1, fused, offs,
-                                             pc)
+    N = Cf.size // M
+    for p in range(npan):
+        w = min(NR, out_w - p * NR)
+        boff = y * stride * wq + p * NR
+        for kb in range(nkb):
+            pc = kb * kcb
+            kc = min(kcb, K - pc)
+            for t in range(ntile):
+                row = _tile_row(t, n6)
+                h = min(M - row, 6 if t < n6 else 4)
+                aoff = pc * rows + row * kc
+                coff = row * N + y * out_w + p * NR
+                if t < n6 and w > lanes:
+                    _micro6_offsets(ap, aoff, planes, boff, Cf, coff, N, h, w, kc, kb > 0, -1, fused, offs, pc)
+                elif t < n6:
+                    _micro6_half_offsets(ap, aoff, planes, boff, Cf, coff, N, h, w, kc, kb > 0, -1, fused, offs, pc)
+                elif w > lanes:
+                    _micro4_offsets(ap, aoff, planes, boff, Cf, coff, N, h, w, kc, kb > 0, -1, fused, offs, pc)
+                else:
+                    _micro4_half_offsets(ap, aoff, planes, boff, Cf, coff, N, h, w, kc, kb > 0, -1, fused, offs, pc)
 
 
 NO_IMAGE = {np.dtype(t): np.empty((0, 0, 0), t) for t in (np.float32, np.int32, np.uint32)}   # B is the flat operand
@@ -1016,11 +1013,12 @@ def sgemm_image(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=Fa
     return C
 
 
-def conv_direct(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=False):
-    """sgemm_image's product (the same chains, bit for bit) as a direct convolution: the image is copied once
-    into zero-padded planes split by column phase (`_phase_planes`), and the register tiles read each tap's
-    inputs from there (`_conv_direct`) instead of packing im2col's K x N columns. A and x may be int32 words,
-    or uint32 words, as for sgemm_image. Returns C."""
+def direct_operands(A, x, c0, size, stride, pad, dilation, out_h, out_w, C):
+    """The operands of a direct convolution (kernels.conv.conv_direct: sgemm_image's product, the same chains bit
+    for bit, row by row through direct_row): (ap, planes, offs, wq), A packed whole, and the image copied once into
+    zero-padded planes split by column phase (`_phase_planes`) with each tap's offset there, where the register
+    tiles read its inputs instead of packing im2col's K x N columns. A and x may be int32 words, or uint32 words, as
+    for sgemm_image."""
     _check_image("conv_direct", C, A, x)
     (M, K), (M2, N) = A.shape, C.shape
     cg = K // (size * size)
@@ -1035,21 +1033,7 @@ def conv_direct(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=Fa
     offs = ((c * stride + kx * dilation % stride) * hp + ky * dilation) * wq + kx * dilation // stride
     ap = np.empty(packed_a_size(M, K), A.dtype)
     _pack_a_whole(A.reshape(-1), K, 1, M, K, ap)
-    _conv_direct(ap, M, K, planes, offs.astype(np.int64), stride, wq, out_h, out_w, C.reshape(-1), bool(fused))
-    return C
-
-
-def sgemm_batch(A, B, C, fused=False):
-    """C[q] = A[q] @ B[q] for every q, A (count, M, K), B (count, K, N), C (count, M, N) float32 C-contiguous:
-    sgemm_darknet's chains, all the products in one parallel region (for many small products). Returns C."""
-    for x in (A, B, C):
-        if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 3 and x.flags.c_contiguous):
-            raise TypeError("sgemm_batch: operands must be 3-d C-contiguous float32 arrays")
-    (count, M, K), (count2, K2, N) = A.shape, B.shape
-    if count2 != count or K2 != K or C.shape != (count, M, N):
-        raise ValueError(f"sgemm_batch: shapes {A.shape} @ {B.shape} -> {C.shape} do not match")
-    gemm_flat(A.reshape(-1), K, 1, B.reshape(-1), N, 1, C.reshape(-1), M, N, K, fused=fused, count=count)
-    return C
+    return ap, planes, offs.astype(np.int64), wq
 
 
 def sgemm_darknet_tn(A, B, C, accumulate=False):

@@ -34,6 +34,7 @@ import platform
 import numpy as np
 from numba import njit, prange
 
+from .epilogue import NONE
 from .gemm import KC, gemm_flat, lanes_for
 from .winograd import transform_input2, transform_output2, transform_weights
 
@@ -210,11 +211,11 @@ def scale_rows(rows, factors):
             row[i] *= factor
 
 
-def conv_int16_winograd(a, units, x, pad, out_h, out_w, out, scratch):
+def conv_int16_winograd(a, units, x, pad, out_h, out_w, out, scratch, store=NONE):
     """out (filters, out_h*out_w) = the 3x3 stride-1 convolution of image x (c, h, w) by F(2x2, 3x3) with the
     12-bit U of `quantize_winograd_weights` (a, units): V in float32, rounded per position, 16 integer products
-    in one parallel region, each position's sums scaled back, then the output transform. scratch(name, shape,
-    dtype) gives kept arrays."""
+    in one parallel region, each position's sums scaled back, then the output transform, finished by `store`
+    (kernels.epilogue) as it stores. scratch(name, shape, dtype) gives kept arrays."""
     c = x.shape[0]
     positions, filters, pairs = a.shape
     tiles_w, tiles_h = (out_w + 1) // 2, (out_h + 1) // 2
@@ -228,4 +229,4 @@ def conv_int16_winograd(a, units, x, pad, out_h, out_w, out, scratch):
     gemm_flat(a.reshape(-1), pairs, 1, words.reshape(-1), tiles, 1, M.reshape(-1), filters, tiles, pairs,
               count=positions)
     scale_rows(M.reshape(positions * filters, tiles), (units * image_units[:, None]).reshape(-1))
-    transform_output2(M, tiles_w, out_h, out_w, out)
+    transform_output2(M, tiles_w, out_h, out_w, out, *store)

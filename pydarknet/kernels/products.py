@@ -47,8 +47,10 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from .gemm import (_F32, _I64, _data, _i64, _phis, conv_direct, gemm_flat, host_panel_width, pack_a_batch,
-                   packed_a_size, sgemm_batch, sgemm_darknet, sgemm_darknet_tn, sgemm_image)
+from .conv import conv_direct
+from .epilogue import NONE, apply
+from .gemm import (_F32, _I64, _data, _i64, _phis, gemm_flat, host_panel_width, pack_a_batch, packed_a_size,
+                   sgemm_darknet, sgemm_darknet_tn, sgemm_image)
 from .threads import spin_briefly
 
 BACKENDS = ("darknet", "blas", "fast", "int16", "bf16")
@@ -172,17 +174,18 @@ def packs_images():
 DIRECT_WEIGHTS_BYTES = 192 << 10   # conv_direct's every output row reads all of A: it must stay in L2
 
 
-def conv_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out):
+def conv_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, store=NONE):
     """out (m, out_h*out_w) = a (m, k) @ im2col(x[c0 : c0 + k/size^2]) for one image x (c, h, w) with the chain
-    kernel (see packs_images): the same floats as im2col then gemm_nn, without the column matrix. Layers whose
-    weights fit in a core's L2 (DIRECT_WEIGHTS_BYTES: the first layers of a network, few channels, large images)
-    read the taps straight from a padded copy of the image (gemm.conv_direct); the others pack the columns from
-    the image into the kernel's panels (gemm.sgemm_image), which pays where A is too large to read once per
-    output row."""
+    kernel (see packs_images): the same floats as im2col then gemm_nn, without the column matrix, then finished by
+    `store` (kernels.epilogue). Layers whose weights fit in a core's L2 (DIRECT_WEIGHTS_BYTES: the first layers of
+    a network, few channels, large images) read the taps straight from a padded copy of the image (conv.conv_direct,
+    which finishes each output row as it stores it); the others pack the columns from the image into the kernel's
+    panels (gemm.sgemm_image), which pays where A is too large to read once per output row."""
     if size > 1 and a.size * 4 <= DIRECT_WEIGHTS_BYTES:
-        conv_direct(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, fused=backend() in FUSED)
+        conv_direct(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, backend() in FUSED, store)
     else:
         sgemm_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, fused=backend() in FUSED)
+        apply(out, out_w, store)
 
 
 def winograd_tile(channels, size, stride, dilation, groups, out_h, out_w):
@@ -244,42 +247,43 @@ def _band_rows(filters, channels, out_h, out_w, lanes, threads):
 
 
 def pack_winograd(u):
-    """F(4x4)'s U (36, filters, channels) packed for conv_bands4's products (gemm.pack_a_batch), or None where
-    no image takes the bands (see winograd_bands)."""
+    """U (positions, filters, channels) of kernels.winograd.transform_weights packed for the products
+    (gemm.pack_a_batch): once per parameters, where packing each image's U in the product took 5-15 % of F(2x2)'s
+    products (yolov3-tiny's 1024-filter layer: 4.9 -> 4.6 ms)."""
     positions, filters, channels = u.shape
-    if positions != 36 or u.nbytes > BAND_U_BYTES:
-        return None
     up = np.empty((positions, packed_a_size(filters, channels)), np.float32)
     pack_a_batch(u, up)
     return up
 
 
-def conv_winograd(u, up, x, pad, out_h, out_w, out, scratch):
-    """out (filters, out_h*out_w) = the 3x3 stride-1 convolution of image x (c, h, w) whose Winograd weights
-    are u (kernels.winograd.transform_weights, for tiles of m x m: u has (m + 2)^2 rows), by F(m x m, 3x3):
-    (m + 2)^2 products through the chain kernel with fused multiply-adds, in three passes over the image or in
-    bands of it (winograd_bands; up: u packed by pack_winograd). scratch(name, floats) gives kept scratch
-    arrays."""
+def conv_winograd(up, x, pad, out_h, out_w, out, scratch, store=NONE):
+    """out (filters, out_h*out_w) = the 3x3 stride-1 convolution of image x (c, h, w) whose Winograd weights are
+    up (pack_winograd's, for tiles of m x m: (m + 2)^2 positions), by F(m x m, 3x3): (m + 2)^2 products through the
+    chain kernel with fused multiply-adds, in three passes over the image or in bands of it (winograd_bands), each
+    output row finished by `store` (kernels.epilogue) as the output transform stores it. scratch(name, floats)
+    gives kept scratch arrays."""
     from .winograd import (conv_bands4, padded_image, transform_input2, transform_input4, transform_output2,
-                           transform_output4)
-    positions, filters, channels = u.shape
+                           transform_output4, winograd_products)
+    positions, channels, filters = up.shape[0], x.shape[0], out.shape[0]
     m = 2 if positions == 16 else 4
     tiles_w = (out_w + m - 1) // m
     tiles_h = (out_h + m - 1) // m
-    rows = winograd_bands(filters, channels, out_h, out_w) if up is not None else 0
+    rows = winograd_bands(filters, channels, out_h, out_w) if m == 4 else 0
     if rows:
         xp = scratch("winograd_x", channels * (4 * tiles_h + 2) * (4 * tiles_w + 2))
         xp = xp.reshape(channels, 4 * tiles_h + 2, 4 * tiles_w + 2)
         padded_image(x, pad, xp)
         per_thread = 36 * (channels + filters) * rows * tiles_w + host_panel_width()
         work = scratch("winograd_work", numba.get_num_threads() * per_thread).reshape(-1, per_thread)
-        conv_bands4(xp, up, filters, out_h, out_w, rows, work, out)
+        conv_bands4(xp, up, filters, out_h, out_w, rows, work, out, *store)
         return
-    V = scratch("winograd_v", positions * channels * tiles_h * tiles_w).reshape(positions, channels, -1)
-    M = scratch("winograd_m", positions * filters * tiles_h * tiles_w).reshape(positions, filters, -1)
-    (transform_input2 if m == 2 else transform_input4)(x, pad, tiles_w, V)
-    sgemm_batch(u, V, M, fused=True)
-    (transform_output2 if m == 2 else transform_output4)(M, tiles_w, out_h, out_w, out)
+    tiles = tiles_h * tiles_w
+    V = scratch("winograd_v", positions * channels * tiles + host_panel_width())   # whole vectors past the end
+    M = scratch("winograd_m", positions * filters * tiles).reshape(positions, filters, tiles)
+    (transform_input2 if m == 2 else transform_input4)(x, pad, tiles_w, V[:positions * channels * tiles].reshape(
+        positions, channels, tiles))
+    winograd_products(up, V, channels, M)
+    (transform_output2 if m == 2 else transform_output4)(M, tiles_w, out_h, out_w, out, *store)
 
 
 INT16_CHANNELS = 16

@@ -20,6 +20,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from .epilogue import store_rows
 from .gemm import _panel_width, packed_product
 
 _2, _4, _5, _8 = np.float32(2), np.float32(4), np.float32(5), np.float32(8)
@@ -159,9 +160,10 @@ def _input_row4(plane, y0, col, V, c, t0):
 
 
 @njit(cache=True, parallel=True)
-def transform_output2(M, tiles_w, out_h, out_w, out):
+def transform_output2(M, tiles_w, out_h, out_w, out, affine, activation, pooled):
     """out (filters, out_h*out_w) = A^T m A for every tile's 4x4 m of M (16, filters, tiles): its 2x2
-    outputs, those inside the output. A^T runs over a row of tiles at once, then A along each tile's rows."""
+    outputs, those inside the output, finished by the store (affine, activation, pooled: kernels.epilogue's Store).
+    A^T runs over a row of tiles at once, then A along each tile's rows."""
     filters, tiles = M.shape[1], M.shape[2]
     tiles_h = tiles // tiles_w
     nchunk = _chunks(filters)
@@ -183,11 +185,11 @@ def transform_output2(M, tiles_w, out_h, out_w, out):
                     row = rows[i]
                     for tx in range(tiles_w):
                         row[2 * tx], row[2 * tx + 1] = _at2(a0[tx], a1[tx], a2[tx], a3[tx])
-                _store_rows(rows, 2 * ty, out_h, out_w, dst)
+                _store_rows(rows, 2 * ty, out_h, out_w, dst, f, affine, activation, pooled)
 
 
 @njit(cache=True, parallel=True)
-def transform_output4(M, tiles_w, out_h, out_w, out):
+def transform_output4(M, tiles_w, out_h, out_w, out, affine, activation, pooled):
     """transform_output2 for F(4x4, 3x3): M (36, filters, tiles), 4x4 outputs per tile."""
     filters, tiles = M.shape[1], M.shape[2]
     tiles_h = tiles // tiles_w
@@ -198,13 +200,15 @@ def transform_output4(M, tiles_w, out_h, out_w, out):
         rows = np.empty((4, 4 * tiles_w), np.float32)
         for f in range(q * filters // nchunk, (q + 1) * filters // nchunk):
             for ty in range(tiles_h):
-                _output_row4(Mf, f * tiles + ty * tiles_w, filters * tiles, s, rows, 4 * ty, out_h, out_w, out[f])
+                _output_row4(Mf, f * tiles + ty * tiles_w, filters * tiles, s, rows, 4 * ty, out_h, out_w, out[f], f,
+                             affine, activation, pooled)
 
 
 @njit(cache=True, inline="always")
-def _output_row4(Mf, q, stride, s, rows, y0, out_h, out_w, dst):
+def _output_row4(Mf, q, stride, s, rows, y0, out_h, out_w, dst, f, affine, activation, pooled):
     """A^T m A for a row of tiles (tile tx's m at Mf[q + p * stride + tx], position p): A^T over the row at
-    once (s), then A along each tile's rows (rows), stored to the output rows y0.. of dst (out_h*out_w).
+    once (s), then A along each tile's rows (rows), stored to the output rows y0.. of dst (out_h*out_w), filter
+    f's, through the store (affine, activation, pooled).
     (M is read flat: slices of it ran 25-30 % faster here than rows of a 3-d M.)"""
     tiles_w = s.shape[2]
     for j in range(6):
@@ -220,18 +224,33 @@ def _output_row4(Mf, q, stride, s, rows, y0, out_h, out_w, dst):
         for tx in range(tiles_w):
             x0 = 4 * tx
             row[x0], row[x0 + 1], row[x0 + 2], row[x0 + 3] = _at4(a0[tx], a1[tx], a2[tx], a3[tx], a4[tx], a5[tx])
-    _store_rows(rows, y0, out_h, out_w, dst)
+    _store_rows(rows, y0, out_h, out_w, dst, f, affine, activation, pooled)
 
 
 @njit(cache=True, inline="always")
-def _store_rows(rows, y0, out_h, out_w, dst):
+def _store_rows(rows, y0, out_h, out_w, dst, f, affine, activation, pooled):
     """The output rows y0.. of a row of tiles (rows: one per tile row, tiles side by side) into dst (out_h*out_w),
-    those inside the output."""
-    for i in range(min(rows.shape[0], out_h - y0)):
+    those inside the output, then finished there by filter f's store (kernels.epilogue.store_rows) while they are in
+    the cache."""
+    n = min(rows.shape[0], out_h - y0)
+    for i in range(n):
         row = rows[i]
         o = (y0 + i) * out_w
         for x in range(out_w):
             dst[o + x] = row[x]
+    store_rows(dst[y0 * out_w:(y0 + n) * out_w].reshape(n, out_w), y0, f, affine, activation, pooled)
+
+
+@njit(cache=True, parallel=True)
+def winograd_products(up, V, channels, M):
+    """M[p] = U[p] @ V[p] for every position p, U packed (products.pack_winograd), V (positions, channels, tiles)
+    flat with whole vectors past its end, M (positions, filters, tiles): a position per task, the chain kernel
+    with fused multiply-adds."""
+    positions, filters, tiles = M.shape
+    Mf = M.reshape(-1)
+    for p in prange(positions):
+        packed_product(up[p], V, p * channels * tiles, tiles, Mf, p * filters * tiles, tiles, filters, tiles, channels,
+                       True)
 
 
 @njit(cache=True, parallel=True)
@@ -242,11 +261,12 @@ def padded_image(x, pad, xp):
 
 
 @njit(cache=True, parallel=True)
-def conv_bands4(xp, up, filters, out_h, out_w, rows, work, out):
+def conv_bands4(xp, up, filters, out_h, out_w, rows, work, out, affine, activation, pooled):
     """out (filters, out_h*out_w) = F(4x4, 3x3) of the padded image xp (channels, 4 tiles_h + 2, 4 tiles_w + 2)
     in bands of `rows` tile rows, one band per task: transform_input4's V, the 36 products and
-    transform_output4's sums, with V (36, channels, band tiles) and M (36, filters, band tiles) in that thread's
-    part of work (threads, 36 * (channels + filters) * band tiles + NR floats: the products read whole vectors).
+    transform_output4's sums finished by the store (affine, activation, pooled: kernels.epilogue's Store), with
+    V (36, channels, band tiles) and M (36, filters, band tiles) in that thread's part of work (threads,
+    36 * (channels + filters) * band tiles + NR floats: the products read whole vectors).
     up is transform_weights' U packed by gemm.pack_a_batch. The same sums as the three passes, bit for bit."""
     channels, wp = xp.shape[0], xp.shape[2]
     NR = _panel_width()
@@ -271,4 +291,5 @@ def conv_bands4(xp, up, filters, out_h, out_w, rows, work, out):
                            True)
         for f in range(filters):
             for ty in range(ty0, ty1):
-                _output_row4(M, f * ld + (ty - ty0) * tiles_w, mstride, s, rows_out, 4 * ty, out_h, out_w, out[f])
+                _output_row4(M, f * ld + (ty - ty0) * tiles_w, mstride, s, rows_out, 4 * ty, out_h, out_w, out[f], f,
+                             affine, activation, pooled)

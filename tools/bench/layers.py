@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from pydarknet.kernels import gemm
+from pydarknet.kernels.epilogue import Store
 from pydarknet.kernels.products import using
 from pydarknet.network.layers import connected, convolutional
 from pydarknet.network.layers.base import same_memory
@@ -29,6 +30,7 @@ PRODUCT_CALLS = {"convolutional": (convolutional, ("gemm_nn", "conv_image", "con
                                                    "conv_int16_winograd", "depthwise_conv")),
                  "connected": (connected, ("gemm_nn",))}
 QUIET = 0.02   # seconds before each timed pass (peers.QUIET: the threads of the pass before have gone to sleep)
+STORED = "store"   # among a layer's calls: its products finished the output as they stored it (the fused plan)
 
 
 class LayerTime(NamedTuple):
@@ -77,6 +79,8 @@ def _recording(recorder):
     def timed(name, call):
         def run(*args, **kwargs):
             recorder.calls[recorder.layer].add(name)
+            if any(isinstance(a, Store) and a.affine.shape[1] for a in args):
+                recorder.calls[recorder.layer].add(STORED)
             start = time.perf_counter()
             try:
                 return call(*args, **kwargs)
@@ -127,19 +131,20 @@ def layer_bytes(net, index, given, output, written_before, pooled, scratch, call
     the scratch arrays), each counted in full as if it went to memory and back (a plane still in the cache moves
     less). A layer with products reads its input and weights, writes its output, writes and reads the scratch its
     products fill; its passes after them read and write the output (batch-norm, bias, activation), once more for
-    int16's scaling back to floats, and write the max pool's output it pools into. Another layer reads its input
+    int16's scaling back to floats, and write the max pool's output it pools into, unless its products stored
+    through the fused plan (calls has STORED: those passes are then the products', and the pool's output is counted
+    in what the layer moves, not in its passes). Another layer reads its input
     and the other layers it reads (a [route]: the parts it copies) and writes its output; it moves nothing where it
     hands on a view of its input, or its output was written in place (written_before: a max pool done by the
     convolution before; the parts of a [route] its sources wrote into it). pooled: the output of the max pool that
     this layer's pass wrote, or None; scratch: the bytes of the scratch its products filled; calls: their names."""
     layer = net.layers[index]
     if layer.type in PRODUCT_CALLS:
-        passes = 2 * output.nbytes * (2 if "conv_int16" in calls else 1)
-        if pooled is not None:
-            passes += pooled.nbytes
+        pool = 0 if pooled is None else pooled.nbytes
+        passes = 0 if STORED in calls else 2 * output.nbytes * (2 if "conv_int16" in calls else 1) + pool
         weights = getattr(layer, "weights", None)
         moved = given.nbytes + (0 if weights is None else weights.nbytes) + output.nbytes + 2 * scratch + passes
-        return moved, passes
+        return moved + (pool if STORED in calls else 0), passes
     if written_before:
         return 0, 0
     if layer.type == "route":
@@ -188,12 +193,15 @@ def time_layers(net, x, runs, warmup=2, quiet=QUIET):
 
 
 COLUMNS = ("ms: the layer's forward; products: its product calls (the convolution's matrix product, Winograd or "
-           "reduced-precision call, with the packing, transforms and rounding into words they do inside); rest: ms "
-           "- products (batch-norm, bias, activation, pooling, copies: passes over memory)",
+           "reduced-precision call, with the packing, transforms and rounding into words they do inside, and the "
+           "fast modes' fused store: batch-norm, bias, activation and a 2x2 max pool applied as they store each "
+           "row); rest: ms - products (the passes over memory the products did not fuse: batch-norm, bias, "
+           "activation, pooling, copies)",
            "MB: bytes moved, estimated by the float32 planes, each counted in full as if it went to memory: input "
            "and weights read, output written, the products' scratch (Winograd's V and M, words, padded copies) "
            "written and read, and the rest's passes; rest MB: the rest's passes alone (a product's output read and "
-           "written by bias and activation, and again by int16's scaling; the max pool it pools into written; "
+           "written by bias and activation, and again by int16's scaling; the max pool it pools into written; none "
+           "where the products stored through the fused plan; "
            "another layer's inputs read and output written, nothing for a view or an output written in place); "
            "GB/s: rest MB / rest ms")
 

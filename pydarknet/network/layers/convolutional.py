@@ -24,7 +24,9 @@ from ...kernels.activations import (ACROSS_CHANNELS, CODE as ACTIVATIONS, LINEAR
                                     activate_channels, fork_scalar)
 from ...kernels.conv import (col2im_batch, depthwise_conv, im2col_batch, im2col_t, normalize_activate_maxpool,
                              normalize_scale_bias_activate, pad_images)
+from ...kernels.epilogue import ACTIVATIONS as STORED_ACTIVATIONS, NO_POOL, NONE, Store, affine_table, apply
 from ...kernels.int16 import conv_int16_winograd, quantize_weights, quantize_winograd_weights, scale_rows
+from ...kernels.pool import tiles_2x2
 from ...kernels.products import (backend, bf16_kernel, conv_bf16, conv_image, conv_int16, conv_weight_gradient,
                                  conv_weight_gradient_image, conv_winograd, gemm_nn, gemm_tn, int16_kernel, pack_bf16,
                                  pack_winograd, packs_images, weight_gradient_from_image, weight_gradient_transposed,
@@ -269,7 +271,7 @@ class Convolutional(Layer):
     def product_form(self, weights, net):
         """Which products this layer's convolution runs, and `weights` in the form they take, kept on the layer
         until the parameters or the form change: ("bf16", (packed, kernel)) on the AMX tiles or vdpbf16ps,
-        ("int16", (quantized, units)), ("winograd", (u, packed u)) for F(tile x tile, 3x3) of the fast products,
+        ("int16", (quantized, units)), ("winograd", packed u) for F(tile x tile, 3x3) of the fast products,
         ("depthwise", None), or (None, None) for the products that read the weights as they are (gemm,
         conv_direct)."""
         c = self.in_shape[0]
@@ -290,15 +292,14 @@ class Convolutional(Layer):
                                                        lambda: quantize_winograd_weights(weights, c))
         tile = winograd_tile(cg, self.size, self.stride, d, g, *self.out_shape[1:])
         if tile:
-            def transform():
-                u = transform_weights(weights, cg, tile)
-                return u, pack_winograd(u)
-            return "winograd", self.kept_weights("_winograd", weights, tile, net, transform)
+            return "winograd", self.kept_weights("_winograd", weights, tile, net,
+                                                 lambda: pack_winograd(transform_weights(weights, cg, tile)))
         return None, None
 
-    def convolve(self, x, net, out=None, weights=None):
+    def convolve(self, x, net, out=None, weights=None, store=None):
         """The raw convolution sums (n, filters, out_h*out_w), before bias and batch-norm (into `out` if
-        given, else into the layer's output buffer), with the layer's weights or the given ones."""
+        given, else into the layer's output buffer), with the layer's weights or the given ones; with a `store`
+        (fused_store's), finished by it: by the products that store through it, else in a pass after them."""
         batch = x.shape[0]
         c, h, w = self.in_shape
         n, out_h, out_w = self.out_shape
@@ -310,39 +311,53 @@ class Convolutional(Layer):
             out = self.output_buffer(batch).reshape(batch, n, L)
         if weights is None:
             weights = self.weights
+        store = store or NONE
+
+        def image_store(b):
+            return store if not store.pooled.size else store._replace(pooled=store.pooled[b])
+
+        def finish():   # the store's own pass, for the products that do not store through it
+            for b in range(batch):
+                apply(out[b], out_w, image_store(b))
+            return out
+
         d = self.dilation
         pad = self.pad * d
         form, kept = self.product_form(weights, net)
         if form == "depthwise":   # one chain per output straight from the image, no columns
             depthwise_conv(x, weights, self.size, self.stride, pad, d, out.reshape(batch, n, L))
-            return out
+            return finish()
         if form == "bf16":   # the bf16 products (the AMX tiles or vdpbf16ps)
             a, kernel = kept
             for b in range(batch):
                 conv_bf16(a, kernel, n, x[b], self.size, self.stride, pad, d, out_h, out_w, out[b],
                           lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype))
-            return out
+            return finish()
         if form == "int16":   # the int16 products: integer sums, each filter's row then scaled to floats
             a, units = kept
             for b in range(batch):
                 scale = conv_int16(a, units, x[b], self.size, self.stride, pad, d, out_h, out_w, out[b],
                                   lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype))
                 scale_rows(out[b], scale)
-            return out
+            return finish()
         if form == "int16_winograd":   # F(2x2, 3x3) with the int16 products
             a, units = kept
             for b in range(batch):
                 conv_int16_winograd(a, units, x[b], pad, out_h, out_w, out[b],
-                                    lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype))
+                                    lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype), image_store(b))
             return out
         if form == "winograd":   # the fast products' Winograd F(tile x tile, 3x3)
-            u, up = kept
             for b in range(batch):
-                conv_winograd(u, up, x[b], pad, out_h, out_w, out[b], lambda name, size: scratch(net, name, size))
+                conv_winograd(kept, x[b], pad, out_h, out_w, out[b], lambda name, size: scratch(net, name, size),
+                              image_store(b))
             return out
         direct = self.size == 1 and self.stride == 1 and self.pad == 0
         wide = share_products(batch, L)
         packed = not wide and packs_images()
+        if g == 1 and packed and not direct:   # each image's columns straight into the product's panels
+            for b in range(batch):
+                conv_image(weights, x[b], 0, self.size, self.stride, pad, d, out_h, out_w, out[b], image_store(b))
+            return out
         chunk = chunk_images(batch, k * L)
         col = None if packed else net.workspace(k * L * chunk)
         for b0 in range(0, batch, chunk):
@@ -368,7 +383,7 @@ class Convolutional(Layer):
                 for b in range(b0, b1):
                     src = x[b, j * cg:(j + 1) * cg].reshape(cg, h * w) if direct else cols[b - b0]
                     gemm_nn(group, src, out[b, j * m:(j + 1) * m])
-        return out
+        return finish()
 
     def forward(self, x, net):
         code = ACTIVATIONS[self.activation]
@@ -385,34 +400,69 @@ class Convolutional(Layer):
             self.variance = np.empty(out.shape[1], np.float32)
             backward.batchnorm_train(self.bn_x, out, self.scales, self.biases, self.rolling_mean, self.rolling_variance,
                                      self.mean, self.variance, self.x_norm, inline, ab)
-        elif self.folds_batchnorm(net):
-            weights, biases = self.fused_parameters(net)
-            out = self.convolve(x, net, weights=weights)
-            self.normalize_activate(out, biases, biases, biases, biases, inline, False, net, code)
-        elif self.batch_normalize:
-            out = self.convolve(x, net)
-            if net.keep_for_backward:   # darknet keeps the raw sums; its backward then uses the rolling statistics
+        else:
+            weights, *terms = self.inference_terms(net)
+            store = self.fused_store(net, x.shape[0], inline, terms)
+            out = self.convolve(x, net, weights=weights, store=store)
+            if self.batch_normalize and net.keep_for_backward:
+                # darknet keeps the raw sums; its backward then uses the rolling statistics
                 self.bn_x, self.x_norm = batchnorm_buffers(self, out.shape)
                 self.bn_x[...] = out
                 self.x_norm.fill(0)
                 self.mean, self.variance = self.rolling_mean, self.rolling_variance
-            self.normalize_activate(out, self.rolling_mean, self.rolling_variance, self.scales, self.biases, inline,
-                                    True, net, code)
-        else:
-            out = self.convolve(x, net)
-            self.normalize_activate(out, self.biases, self.biases, self.biases, self.biases, inline, False, net, code)
+            if store is None:
+                self.normalize_activate(out, *terms, inline, net, code)
+            elif store.pooled.size:
+                self.next_pool(net).pooled_from = out
         finish_activation(self, out, code, net.train)
         return out.reshape((x.shape[0],) + self.out_shape)
 
-    def normalize_activate(self, out, mean, variance, scales, biases, inline, normalize, net, code):
-        """The inference pass after the product (batch-norm, bias, activation). When the next layer is a max
-        pool that can take it (Maxpool.pools_in_place), each channel is pooled in the same pass, while it is
-        still in the cache, and that layer's forward only hands its output on."""
-        ab = net.darknet == "ab"
-        fast = fast_inference(net)
+    def inference_terms(self, net):
+        """(weights, mean, variance, scales, biases, normalize) of the inference pass: the fork's batch-norm folded
+        into the weights and biases, else darknet's batch-norm at inference, else the biases alone."""
+        if self.folds_batchnorm(net):
+            weights, biases = self.fused_parameters(net)
+            return weights, biases, biases, biases, biases, False
+        if self.batch_normalize:
+            return self.weights, self.rolling_mean, self.rolling_variance, self.scales, self.biases, True
+        return self.weights, self.biases, self.biases, self.biases, self.biases, False
+
+    def next_pool(self, net):
+        """The [maxpool] after this layer that may pool its output as it is finished (Maxpool.pools_in_place), or
+        None."""
         index = self.index + 1
         pool = net.layers[index] if index < len(net.layers) and net.layers[self.index] is self else None
-        if pool is None or code in ACROSS_CHANNELS or not pool.pools_in_place(net):   # (see finish_activation)
+        return pool if pool is not None and pool.pools_in_place(net) else None
+
+    def fused_store(self, net, batch, inline, terms):
+        """This layer's part of the fused plan in the fast modes' inference (kernels.epilogue.Store): batch-norm,
+        bias and the activation applied as the products store each output row, and the [maxpool] after it filled
+        from those rows where its windows are 2x2 at stride 2 (the pool's forward then only hands that output on).
+        The per-filter terms are computed once per parameters. None where the pass runs apart: darknet's exact and
+        training arithmetic, an activation other than linear, leaky or relu, or another pool."""
+        if not fast_inference(net) or inline not in STORED_ACTIVATIONS:
+            return None
+        pool = self.next_pool(net)
+        pooled = NO_POOL
+        if pool is not None:
+            _, out_h, out_w = self.out_shape
+            _, oh, ow = pool.out_shape
+            if not tiles_2x2(out_h, out_w, oh, ow, pool.size, pool.stride_y, pool.stride_x, pool.padding):
+                return None
+            pooled = pool.output_buffer(batch)
+        affine = self.kept_weights("_affine", terms[3], "affine", net,
+                                   lambda: affine_table(*terms, net.darknet == "ab"))
+        return Store(affine, inline, pooled)
+
+    def normalize_activate(self, out, mean, variance, scales, biases, normalize, inline, net, code):
+        """The inference pass after the product (batch-norm, bias, activation), where the products did not store
+        through the fused plan. When the next layer is a max pool that can take it (Maxpool.pools_in_place), each
+        channel is pooled in the same pass, while it is still in the cache, and that layer's forward only hands its
+        output on."""
+        ab = net.darknet == "ab"
+        fast = fast_inference(net)
+        pool = self.next_pool(net)
+        if pool is None or code in ACROSS_CHANNELS:   # (see finish_activation)
             normalize_scale_bias_activate(out, mean, variance, scales, biases, inline, normalize, ab, fast)
             return
         pooled = pool.output_buffer(out.shape[0])

@@ -1,0 +1,115 @@
+"""The fast modes' fused store: what a convolution's products do to each output row as they store it, while the row
+is still in the core's cache, instead of a pass over the whole output afterwards.
+
+A `Store` is one layer's part of the fused plan (network/layers/convolutional.py builds it once per layer and
+parameters): batch-norm and bias as (x - center) * scale + shift per filter, then leaky, relu or nothing, and, where
+a 2x2 stride-2 [maxpool] follows, that pool of the rows just finished into the pool layer's output. The
+arithmetic is the fast modes' pass over the output (affine_activate_row, which kernels.conv's pass also runs), so
+fused or not, the floats are the same; darknet's exact pass never comes here.
+
+Products that store through it: conv_direct (the first layers), Winograd's output transforms (three passes, bands,
+and --int16's F(2x2)). Any other product stores its raw sums and `apply` runs the same arithmetic afterwards.
+"""
+import math
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit, prange
+
+from .activations import LEAKY, LINEAR, RELU
+from .pool import maxpool_2x2
+
+ACTIVATIONS = (LINEAR, LEAKY, RELU)   # those the store computes (one compare and a multiply)
+
+
+class Store(NamedTuple):
+    """One image's fused store: affine (3, filters) float32 rows center, scale, shift; activation (LINEAR, LEAKY or
+    RELU); pooled (filters, oh, ow), the 2x2 stride-2 max pool's output filled as rows are stored, or NO_POOL."""
+    affine: np.ndarray
+    activation: int
+    pooled: np.ndarray
+
+
+NO_POOL = np.zeros((0, 0, 0), np.float32)
+NONE = Store(np.zeros((3, 0), np.float32), LINEAR, NO_POOL)   # the raw sums stored as they are
+
+
+@njit(cache=True, inline="always")
+def inverse_deviation(variance, ab):
+    """1 / the deviation batch-norm divides by, in double as darknet divides: sqrt(var) + .000001 (`ab`: the fork's
+    sqrt(var + .00001)). Multiplying by it rounds to the same float as darknet's division (the double's error is
+    far below float's)."""
+    if ab:
+        return 1.0 / math.sqrt(np.float64(variance + np.float32(0.00001)))
+    return 1.0 / (math.sqrt(np.float64(variance)) + np.float64(np.float32(0.000001)))
+
+
+@njit(cache=True)
+def affine_terms(f, mean, variance, scales, biases, normalize, ab):
+    """(center, scale, shift) of filter f: darknet's batch-norm at inference and bias as one subtraction and one
+    multiply-add; without batch-norm (0, 1, bias). The mean is subtracted first, not folded into the shift, where
+    it would cancel."""
+    if not normalize:
+        return np.float32(0.0), np.float32(1.0), biases[f]
+    return mean[f], np.float32(scales[f] * inverse_deviation(variance[f], ab)), biases[f]
+
+
+@njit(cache=True)
+def affine_table(mean, variance, scales, biases, normalize, ab):
+    """affine_terms of every filter as a Store's affine rows (3, filters)."""
+    table = np.empty((3, biases.size), np.float32)
+    for f in range(biases.size):
+        table[0, f], table[1, f], table[2, f] = affine_terms(f, mean, variance, scales, biases, normalize, ab)
+    return table
+
+
+@njit(cache=True, fastmath={"contract"}, inline="always")
+def affine_activate_row(row, center, scale, shift, activation):
+    """row = activation((row - center) * scale + shift) in place: a subtraction and a fused multiply-add, then
+    leaky's 0.1 x or relu in float32. Darknet multiplies leaky's 0.1 in double and normalizes in double, which the
+    exact pass keeps; those conversions make it several times slower than this one."""
+    tenth = np.float32(0.1)
+    zero = np.float32(0.0)
+    if activation == LEAKY:
+        for i in range(row.size):
+            v = (row[i] - center) * scale + shift
+            row[i] = v if v > zero else tenth * v
+    elif activation == RELU:
+        for i in range(row.size):
+            v = (row[i] - center) * scale + shift
+            row[i] = v if v > zero else zero
+    else:
+        for i in range(row.size):
+            row[i] = (row[i] - center) * scale + shift
+
+
+@njit(cache=True, inline="always")
+def store_rows(rows, y0, f, affine, activation, pooled):
+    """Filter f's finished output rows (n, out_w), output rows y0.. of the layer: the affine and activation in
+    place, then, with a pool, the pool's rows from them (y0 even: whole windows; n odd only at the last row)."""
+    if affine.shape[1] == 0:
+        return
+    for i in range(rows.shape[0]):
+        affine_activate_row(rows[i], affine[0, f], affine[1, f], affine[2, f], activation)
+    if pooled.size:
+        maxpool_2x2(rows, pooled[f, y0 // 2:(y0 + rows.shape[0] + 1) // 2])
+
+
+POOL_BAND = 16   # rows finished then pooled at a time by `apply` (even); 416 wide, 26 KiB, in L1
+
+
+@njit(cache=True, parallel=True)
+def _apply(out, width, affine, activation, pooled):
+    filters = out.shape[0]
+    height = out.shape[1] // width
+    for f in prange(filters):
+        plane = out[f].reshape(height, width)
+        for y0 in range(0, height, POOL_BAND):
+            store_rows(plane[y0:y0 + POOL_BAND], y0, f, affine, activation, pooled)
+
+
+def apply(out, width, store):
+    """The store on one image's raw sums out (filters, out_h*out_w) of rows `width` wide, in a pass of its own:
+    for the products that do not store through it."""
+    if store.affine.shape[1]:
+        _apply(out, width, *store)
