@@ -256,19 +256,19 @@ def test_fused_variant():
 
 
 def test_winograd_products_from_packed_weights():
-    """kernels.winograd.winograd_products (U packed once, V read in place, a position per task): each product the
-    same bits as sgemm_darknet's with fused multiply-adds on its own (row tiles of 6 and 4, panels and their tails,
-    two k blocks)."""
+    """kernels.winograd.winograd_products (U packed once, V read in place, a position per task, rows of V and M
+    longer than the tiles they hold): each product the same bits as sgemm_darknet's with fused multiply-adds on its
+    own (row tiles of 6 and 4, panels and their tails, two k blocks), NaN past the tiles changing nothing."""
     from pydarknet.kernels.products import pack_winograd
     from pydarknet.kernels.winograd import winograd_products
     rng = np.random.default_rng(4)
-    for count, M, K, N in ((16, 37, 300, 41), (3, 250, 45, 70), (2, 5, 7, 1)):
+    for count, M, K, N, ld in ((16, 37, 300, 41, 48), (3, 250, 45, 70, 70), (2, 5, 7, 1, 16)):
         A = rng.standard_normal((count, M, K), dtype=np.float32)
-        V = np.zeros(count * K * N + host_panel_width(), np.float32)
-        B = V[:count * K * N].reshape(count, K, N)
+        V = np.full(count * K * ld + host_panel_width(), np.nan, np.float32)   # rows of ld, N of them used
+        B = V[:count * K * ld].reshape(count, K, ld)[:, :, :N]
         B[...] = rng.standard_normal((count, K, N), dtype=np.float32)
-        C = np.full((count, M, N), np.nan, np.float32)
-        winograd_products(pack_winograd(A), V, K, C)
+        C = np.full((count, M, ld), np.nan, np.float32)
+        winograd_products(pack_winograd(A), V, K, N, C)
         for q in range(count):
             own = sgemm_darknet(A[q], np.ascontiguousarray(B[q]), np.empty((M, N), np.float32), fused=True)
-            assert same_bits(C[q], own), (count, M, K, N, q)
+            assert same_bits(C[q, :, :N], own), (count, M, K, N, q)

@@ -256,6 +256,11 @@ def pack_winograd(u):
     return up
 
 
+# V's and M's rows of tiles start at whole cache lines (16 floats): for 13 x 13 outputs (49 tiles a row) the
+# products then ran 19 % faster (yolov3-tiny's 1024-filter layer 5.3 -> 4.3 ms), and no slower on other sizes.
+TILES_ALIGNED = 16
+
+
 def conv_winograd(up, x, pad, out_h, out_w, out, scratch, store=NONE):
     """out (filters, out_h*out_w) = the 3x3 stride-1 convolution of image x (c, h, w) whose Winograd weights are
     up (pack_winograd's, for tiles of m x m: (m + 2)^2 positions), by F(m x m, 3x3): (m + 2)^2 products through the
@@ -278,11 +283,12 @@ def conv_winograd(up, x, pad, out_h, out_w, out, scratch, store=NONE):
         conv_bands4(xp, up, filters, out_h, out_w, rows, work, out, *store)
         return
     tiles = tiles_h * tiles_w
-    V = scratch("winograd_v", positions * channels * tiles + host_panel_width())   # whole vectors past the end
-    M = scratch("winograd_m", positions * filters * tiles).reshape(positions, filters, tiles)
-    (transform_input2 if m == 2 else transform_input4)(x, pad, tiles_w, V[:positions * channels * tiles].reshape(
-        positions, channels, tiles))
-    winograd_products(up, V, channels, M)
+    ld = -(-tiles // TILES_ALIGNED) * TILES_ALIGNED
+    V = scratch("winograd_v", positions * channels * ld + host_panel_width())   # whole vectors past the end
+    M = scratch("winograd_m", positions * filters * ld).reshape(positions, filters, ld)
+    (transform_input2 if m == 2 else transform_input4)(x, pad, tiles_w, V[:positions * channels * ld].reshape(
+        positions, channels, ld))
+    winograd_products(up, V, channels, tiles, M)
     (transform_output2 if m == 2 else transform_output4)(M, tiles_w, out_h, out_w, out, *store)
 
 

@@ -95,11 +95,12 @@ def _padded_plane(plane, pad, buf):
 
 @njit(cache=True, parallel=True)
 def transform_input2(x, pad, tiles_w, V):
-    """V (16, channels, tiles) = B^T d B for the 4x4 patch d of every tile of x (channels, h, w), zeros outside
-    the image; tile t = (ty, tx) starts at input pixel (2 ty - pad, 2 tx - pad). B^T runs down each column of
-    a row of patches at once (rows of the padded plane, in vectors), then B along each patch's rows."""
-    channels, tiles = V.shape[1], V.shape[2]
-    tiles_h = tiles // tiles_w
+    """V (16, channels, tiles or more) = B^T d B for the 4x4 patch d of every tile of x (channels, h, w), zeros
+    outside the image; tile t = (ty, tx) starts at input pixel (2 ty - pad, 2 tx - pad), the tile rows those of the
+    3x3 convolution's output (h + 2 pad - 2 rows). B^T runs down each column of a row of patches at once (rows of
+    the padded plane, in vectors), then B along each patch's rows."""
+    channels = V.shape[1]
+    tiles_h = (x.shape[1] + 2 * pad - 1) // 2
     hp, wp = 2 * tiles_h + 2, 2 * tiles_w + 2
     nchunk = _chunks(channels)
     for q in prange(nchunk):
@@ -124,10 +125,10 @@ def transform_input2(x, pad, tiles_w, V):
 
 @njit(cache=True, parallel=True)
 def transform_input4(x, pad, tiles_w, V):
-    """transform_input2 for F(4x4, 3x3): V (36, channels, tiles) from the 6x6 patches starting at
+    """transform_input2 for F(4x4, 3x3): V (36, channels, tiles or more) from the 6x6 patches starting at
     (4 ty - pad, 4 tx - pad)."""
-    channels, tiles = V.shape[1], V.shape[2]
-    tiles_h = tiles // tiles_w
+    channels = V.shape[1]
+    tiles_h = (x.shape[1] + 2 * pad + 1) // 4
     hp, wp = 4 * tiles_h + 2, 4 * tiles_w + 2
     nchunk = _chunks(channels)
     for q in prange(nchunk):
@@ -161,11 +162,11 @@ def _input_row4(plane, y0, col, V, c, t0):
 
 @njit(cache=True, parallel=True)
 def transform_output2(M, tiles_w, out_h, out_w, out, affine, activation, pooled):
-    """out (filters, out_h*out_w) = A^T m A for every tile's 4x4 m of M (16, filters, tiles): its 2x2
+    """out (filters, out_h*out_w) = A^T m A for every tile's 4x4 m of M (16, filters, tiles or more): its 2x2
     outputs, those inside the output, finished by the store (affine, activation, pooled: kernels.epilogue's Store).
     A^T runs over a row of tiles at once, then A along each tile's rows."""
-    filters, tiles = M.shape[1], M.shape[2]
-    tiles_h = tiles // tiles_w
+    filters = M.shape[1]
+    tiles_h = (out_h + 1) // 2
     nchunk = _chunks(filters)
     for q in prange(nchunk):
         s = np.empty((2, 4, tiles_w), np.float32)
@@ -190,9 +191,9 @@ def transform_output2(M, tiles_w, out_h, out_w, out, affine, activation, pooled)
 
 @njit(cache=True, parallel=True)
 def transform_output4(M, tiles_w, out_h, out_w, out, affine, activation, pooled):
-    """transform_output2 for F(4x4, 3x3): M (36, filters, tiles), 4x4 outputs per tile."""
-    filters, tiles = M.shape[1], M.shape[2]
-    tiles_h = tiles // tiles_w
+    """transform_output2 for F(4x4, 3x3): M (36, filters, tiles or more), 4x4 outputs per tile."""
+    filters, ld = M.shape[1], M.shape[2]
+    tiles_h = (out_h + 3) // 4
     nchunk = _chunks(filters)
     Mf = M.reshape(-1)
     for q in prange(nchunk):
@@ -200,7 +201,7 @@ def transform_output4(M, tiles_w, out_h, out_w, out, affine, activation, pooled)
         rows = np.empty((4, 4 * tiles_w), np.float32)
         for f in range(q * filters // nchunk, (q + 1) * filters // nchunk):
             for ty in range(tiles_h):
-                _output_row4(Mf, f * tiles + ty * tiles_w, filters * tiles, s, rows, 4 * ty, out_h, out_w, out[f], f,
+                _output_row4(Mf, f * ld + ty * tiles_w, filters * ld, s, rows, 4 * ty, out_h, out_w, out[f], f,
                              affine, activation, pooled)
 
 
@@ -242,15 +243,14 @@ def _store_rows(rows, y0, out_h, out_w, dst, f, affine, activation, pooled):
 
 
 @njit(cache=True, parallel=True)
-def winograd_products(up, V, channels, M):
-    """M[p] = U[p] @ V[p] for every position p, U packed (products.pack_winograd), V (positions, channels, tiles)
-    flat with whole vectors past its end, M (positions, filters, tiles): a position per task, the chain kernel
-    with fused multiply-adds."""
-    positions, filters, tiles = M.shape
+def winograd_products(up, V, channels, tiles, M):
+    """M[p] = U[p] @ V[p] for every position p, U packed (products.pack_winograd), V (positions, channels, ld)
+    flat with whole vectors past its end, M (positions, filters, ld), the first `tiles` of each row of ld: a
+    position per task, the chain kernel with fused multiply-adds."""
+    positions, filters, ld = M.shape
     Mf = M.reshape(-1)
     for p in prange(positions):
-        packed_product(up[p], V, p * channels * tiles, tiles, Mf, p * filters * tiles, tiles, filters, tiles, channels,
-                       True)
+        packed_product(up[p], V, p * channels * ld, ld, Mf, p * filters * ld, ld, filters, tiles, channels, True)
 
 
 @njit(cache=True, parallel=True)
