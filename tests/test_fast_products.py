@@ -100,12 +100,12 @@ def test_cases_present():
 
 
 @pytest.mark.parametrize("panel, channels, out, tile", [
-    (32, 64, 104, 4), (32, 32, 104, 0), (32, 128, 26, 2), (32, 512, 13, 2), (32, 64, 26, 0),
+    (32, 64, 104, 4), (32, 32, 104, 4), (32, 31, 104, 0), (32, 128, 26, 2), (32, 512, 13, 2), (32, 64, 26, 0),
     (16, 64, 104, 4), (16, 32, 104, 4), (16, 16, 208, 4), (16, 8, 208, 0), (16, 128, 26, 4), (16, 16, 26, 4),
     (16, 8, 26, 0), (16, 32, 19, 2), (16, 128, 13, 2), (16, 16, 13, 0), (8, 16, 52, 4), (8, 32, 19, 2),
     (8, 31, 19, 0)])
 def test_winograd_tile_by_vector_width(monkeypatch, panel, channels, out, tile):
-    """F(4x4) from 64 channels on outputs of 40 x 40 and F(2x2) from 128 with AVX-512's 32-float panels; from 16
+    """F(4x4) from 32 channels on outputs of 40 x 40 and F(2x2) from 128 with AVX-512's 32-float panels; from 16
     channels on 20 x 20 and from 32 with narrower ones (AVX2's 16, SSE's 8)."""
     monkeypatch.setattr(products, "host_panel_width", lambda: panel)
     assert products.winograd_tile(channels, 3, 1, 1, 1, out, out) == tile
@@ -115,7 +115,7 @@ def test_winograd_tile_by_vector_width(monkeypatch, panel, channels, out, tile):
 
 @pytest.mark.parametrize("channels,h,w,filters,pad,tile", [
     (128, 13, 13, 70, 1, 2), (130, 10, 7, 33, 1, 2), (128, 9, 12, 5, 0, 2), (160, 26, 26, 40, 2, 2),
-    (64, 42, 41, 7, 1, 4), (96, 43, 50, 16, 0, 4), (64, 40, 38, 33, 2, 4)])
+    (64, 42, 41, 7, 1, 4), (96, 43, 50, 16, 0, 4), (64, 40, 38, 33, 2, 4), (32, 42, 40, 9, 1, 4)])
 def test_winograd(monkeypatch, channels, h, w, filters, pad, tile):
     """F(2x2, 3x3) and F(4x4, 3x3) against the exact product on odd and even output sizes (whole tiles and
     cut ones) and paddings 0-2: within float32 rounding of the sums (relative to the largest output; F(4x4)'s

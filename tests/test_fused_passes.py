@@ -7,7 +7,7 @@ import pytest
 
 from pydarknet.kernels import pool as pool_kernels, products
 from pydarknet.kernels.activations import CODE
-from pydarknet.network.layers import maxpool as maxpool_layer
+from pydarknet.network.layers import convolutional, maxpool as maxpool_layer
 from pydarknet.network.layers.convolutional import Convolutional
 from pydarknet.network.layers.maxpool import Maxpool
 from pydarknet.network.network import Network
@@ -188,7 +188,8 @@ def test_the_fused_store_gives_the_pass_apart_bits(tmp_path, darknet, products_n
     transform, forced here for the 3x3 layers), or in a pass right after the products that do not store (the
     1 x 1 layer): the same bits as the layers' own passes, for two images. The layer before the 3x3 stride-1 pool
     and the logistic one keep their own passes."""
-    monkeypatch.setattr(products, "_fast_tile", lambda channels, out_h, out_w: tile)
+    monkeypatch.setattr(convolutional, "winograd_tile",
+                        lambda channels, size, stride, dilation, groups, h, w: tile if (size, stride) == (3, 1) else 0)
     net = store_network(tmp_path, darknet, products_name)
     x = np.random.default_rng(0).normal(0, 1, (2, 3, 41, 88)).astype(np.float32)
     stores = []

@@ -18,11 +18,11 @@ Why 12 bits and not int8: the instruction costs the same for any value that fits
 by up to .095 and their boxes by .039 on the sample images, past the .02 and .01 docs/fidelity.md promises; 12 and 12
 bits moved them by at most .008 and .002 (1023 x 4095 and 4095 x 1023 by .010 and .007).
 
-Winograd's F(2x2, 3x3) in integers (`conv_int16_winograd`, for the layers where the fast products take it): U
-and V (kernels/winograd.py) are computed in float32 as the fast products do, then rounded to 12 bits, U per
-position and filter, V per position (its 16 positions differ in scale); each position's product is the integer
-one above, scaled back before the output transform. F(2x2)'s transforms only add and subtract (and halve the
-weights), so they add little to the rounding's error; F(4x4)'s, with coefficients up to 8, would.
+Winograd's F(2x2, 3x3) in integers (`conv_int16_winograd`, for the F(2x2) layers of products._fast_tile's words rule): U
+and V (kernels/winograd.py) are computed in float32 as the fast products do, then rounded to 12 bits, U per position and
+filter, V per position (its 16 positions differ in scale); each position's product is the integer one above, scaled back
+before the output transform. F(2x2)'s transforms only add and subtract (and halve the weights), so they add little to
+the rounding's error; F(4x4)'s, with coefficients up to 8, would.
 
 Word layout: weights (filters, channel pairs, ky, kx) and the image (channel pairs, h, w), the even channel in
 the low half, an odd channel count padded with a zero channel. im2col of the word image is then the B that the

@@ -190,13 +190,13 @@ def conv_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, store=N
 
 def winograd_tile(channels, size, stride, dilation, groups, out_h, out_w):
     """The output tile (m x m) of the Winograd transform a convolution goes through, or 0 for the products: with
-    the fast products, for stride-1 3x3 kernels, F(4x4, 3x3) on outputs of 40 x 40 or more over 64 channels or
-    more, F(2x2, 3x3) over 128 channels or more on smaller outputs; where the vectors are narrower than
-    AVX-512's, a quarter of those channel counts and F(4x4) from 20 x 20 (the products run at half the width
-    while the transforms cost the same). Elsewhere the transforms' passes over memory cost more than the
-    multiplications saved: F(4x4)'s scratch (36 positions x channels x tiles) leaves the cache on large outputs
-    of few channels, its 13 x 13 tiles would be a third padding, and short sums over few channels are cheap as
-    products anyway. The thresholds are measured per layer (docs/notes.md)."""
+    the fast products, for stride-1 3x3 kernels not taken by the reduced-precision products, F(4x4, 3x3) on
+    outputs of 40 x 40 or more from 32 channels, F(2x2, 3x3) from 128 channels on smaller outputs; where the
+    vectors are narrower than AVX-512's, F(4x4) from 16 channels on 20 x 20, F(2x2) from 32 (the products run at
+    half the width while the transforms cost the same). Elsewhere the direct products are as fast or faster: on
+    small outputs of many channels F(4x4)'s U, four times the weights, is read for few tiles (yolov3-tiny's
+    384-channel layer on 26 x 26: 3.7 ms against F(2x2)'s 2.8 within the network), short sums over few channels
+    are cheap as products anyway. The thresholds are measured per layer (docs/notes.md)."""
     if backend() not in FUSED or size != 3 or stride != 1 or dilation != 1 or groups != 1:
         return 0
     if bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w) or \
@@ -205,13 +205,14 @@ def winograd_tile(channels, size, stride, dilation, groups, out_h, out_w):
     return _fast_tile(channels, out_h, out_w)
 
 
-def _fast_tile(channels, out_h, out_w):
-    """winograd_tile's rule for a stride-1 3x3 convolution of the fast products."""
+def _fast_tile(channels, out_h, out_w, words=False):
+    """winograd_tile's rule for a stride-1 3x3 convolution of the fast products; `words`: the rule as it was when
+    --int16 and vdpbf16ps were measured against it (F(4x4) from 64 channels with AVX-512), by which _words_kernel
+    divides the layers between the integer F(2x2), the integer direct products and the fast F(4x4)."""
     wide = host_panel_width() >= 32
-    fewest = 64 if wide else 16
-    if min(out_h, out_w) >= (40 if wide else 20) and channels >= fewest:
+    if min(out_h, out_w) >= (40 if wide else 20) and channels >= ((64 if words else 32) if wide else 16):
         return 4
-    return 2 if channels >= 2 * fewest else 0
+    return 2 if channels >= (128 if wide else 32) else 0
 
 
 BAND_U_BYTES = 1 << 20      # F(4x4)'s U read by every band: at most this much
@@ -296,15 +297,14 @@ INT16_CHANNELS = 16
 
 
 def int16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
-    """How a convolution multiplies in integers with the int16 products: "winograd" (F(2x2, 3x3) on 12-bit U
-    and V, kernels/int16.py's conv_int16_winograd) where the fast products take F(2x2), "direct" (the integer
-    products on the image's words) for the other ungrouped kernels over 1 x 1 from INT16_CHANNELS input channels,
-    else None: the fast products, for grouped convolutions, the first layer's 3 channels (a pair and a half:
-    its float products are as fast), 1 x 1 kernels and the layers the fast products put through F(4x4).
-    With VNNI the integer products do twice an FMA's multiply-adds, but rounding an image to 12 bits is a pass
-    of its own, and F(4x4) does 4x fewer multiply-adds than the direct products (F(2x2) 2.25x): so 1 x 1 layers
-    gain nothing, and F(4x4) in integers doubles the largest move of a probability. --bf16 on vdpbf16ps takes
-    the same "winograd" layers (see bf16_kernel)."""
+    """How a convolution multiplies in integers with the int16 products: "winograd" (F(2x2, 3x3) on 12-bit U and V,
+    kernels/int16.py's conv_int16_winograd) on the F(2x2) layers of _fast_tile's words rule, "direct" (the integer
+    products on the image's words) for the other ungrouped kernels over 1 x 1 from INT16_CHANNELS input channels, else
+    None: the fast products, for grouped convolutions, the first layer's 3 channels (a pair and a half: its float
+    products are as fast), 1 x 1 kernels and the F(4x4) layers of _fast_tile's words rule. With VNNI the integer
+    products do twice an FMA's multiply-adds, but rounding an image to 12 bits is a pass of its own, and F(4x4) does 4x
+    fewer multiply-adds than the direct products (F(2x2) 2.25x): so 1 x 1 layers gain nothing, and F(4x4) in integers
+    doubles the largest move of a probability. --bf16 on vdpbf16ps takes the same "winograd" layers (bf16_kernel)."""
     if groups != 1 or size == 1:
         return None
     if backend() == "int16":
@@ -315,12 +315,11 @@ def int16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
 
 
 def _words_kernel(channels, size, stride, dilation, out_h, out_w, over_f4):
-    """int16_kernel's rule for an ungrouped kernel over 1 x 1, which vdpbf16ps's words follow too (bf16_kernel),
-    but for the layers the fast products take through F(4x4): they take `over_f4` ("direct", or None for the fast
-    products)."""
+    """int16_kernel's rule for an ungrouped kernel over 1 x 1, which vdpbf16ps's words follow too (bf16_kernel), but for
+    the F(4x4) layers of _fast_tile's words rule: they take `over_f4` ("direct", or None for the fast products)."""
     if channels < INT16_CHANNELS:
         return None
-    tile = _fast_tile(channels, out_h, out_w) if size == 3 and stride == 1 and dilation == 1 else 0
+    tile = _fast_tile(channels, out_h, out_w, words=True) if size == 3 and stride == 1 and dilation == 1 else 0
     return {0: "direct", 2: "winograd", 4: over_f4}.get(tile)
 
 
@@ -359,8 +358,8 @@ def bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
     stay in the cache: im2col's columns packed per block) from 64 channels. Where the tiles' k is mostly padding
     or the packing outweighs the products, the fast products are faster.
     With vdpbf16ps (bf16_engine() "dpbf16ps", kernels/bf16.py), which does VNNI's vpdpwssd's work:
-    int16_kernel's rule for kernels over 1 x 1, "direct" (bf16 words through gemm's drivers), including the
-    layers the fast products put through F(4x4), but where the fast products take F(2x2): those take
+    int16_kernel's rule for kernels over 1 x 1, "direct" (bf16 words through gemm's drivers), including
+    the F(4x4) layers of _fast_tile's words rule, but on its F(2x2) layers: those take
     int16_kernel's "winograd" (12-bit U and V), since F(2x2) on bf16 transforms moves the detections half as much
     again as bf16 weights and images do; and 1 x 1 kernels from BF16_POINTWISE_CHANNELS, as on the tiles.
     The per-layer measurements behind these rules are in docs/notes.md."""
