@@ -193,10 +193,10 @@ def winograd_tile(channels, size, stride, dilation, groups, out_h, out_w):
     the fast products, for stride-1 3x3 kernels not taken by the reduced-precision products, F(4x4, 3x3) on
     outputs of 40 x 40 or more from 32 channels, F(2x2, 3x3) from 128 channels on smaller outputs; where the
     vectors are narrower than AVX-512's, F(4x4) from 16 channels on 20 x 20, F(2x2) from 32 (the products run at
-    half the width while the transforms cost the same). Elsewhere the direct products are as fast or faster: on
-    small outputs of many channels F(4x4)'s U, four times the weights, is read for few tiles (yolov3-tiny's
-    384-channel layer on 26 x 26: 3.7 ms against F(2x2)'s 2.8 within the network), short sums over few channels
-    are cheap as products anyway. The thresholds are measured per layer (docs/notes.md)."""
+    half the width while the transforms cost the same). On smaller outputs F(4x4)'s U, four times the weights, is
+    read for few tiles (yolov3-tiny's 384-channel layer on 26 x 26: 3.7 ms against F(2x2)'s 2.8 within the
+    network); under those channel counts the direct products are as fast, short sums being cheap as products.
+    The thresholds are measured per layer within the networks (docs/notes.md)."""
     if backend() not in FUSED or size != 3 or stride != 1 or dilation != 1 or groups != 1:
         return 0
     if bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w) or \
@@ -250,7 +250,7 @@ def _band_rows(filters, channels, out_h, out_w, lanes, threads):
 def pack_winograd(u):
     """U (positions, filters, channels) of kernels.winograd.transform_weights packed for the products
     (gemm.pack_a_batch): once per parameters, where packing each image's U in the product took 5-15 % of F(2x2)'s
-    products (yolov3-tiny's 1024-filter layer: 4.9 -> 4.6 ms)."""
+    products alone (yolov3-tiny's 1024-filter layer: 4.9 -> 4.6 ms)."""
     positions, filters, channels = u.shape
     up = np.empty((positions, packed_a_size(filters, channels)), np.float32)
     pack_a_batch(u, up)
@@ -258,7 +258,8 @@ def pack_winograd(u):
 
 
 # V's and M's rows of tiles start at whole cache lines (16 floats): for 13 x 13 outputs (49 tiles a row) the
-# products then ran 19 % faster (yolov3-tiny's 1024-filter layer 5.3 -> 4.3 ms), and no slower on other sizes.
+# products alone ran 19 % faster (yolov3-tiny's 1024-filter layer 5.3 -> 4.3 ms), no slower on other sizes; within
+# the network that layer is bound by reading its U from L3 and stayed at 5.0-5.3 ms.
 TILES_ALIGNED = 16
 
 

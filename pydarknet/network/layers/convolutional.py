@@ -354,10 +354,7 @@ class Convolutional(Layer):
         direct = self.size == 1 and self.stride == 1 and self.pad == 0
         wide = share_products(batch, L)
         packed = not wide and packs_images()
-        if g == 1 and packed and not direct:   # each image's columns straight into the product's panels
-            for b in range(batch):
-                conv_image(weights, x[b], 0, self.size, self.stride, pad, d, out_h, out_w, out[b], image_store(b))
-            return out
+        stores = g == 1 and packed and not direct   # conv_image finishes an ungrouped layer's rows itself
         chunk = chunk_images(batch, k * L)
         col = None if packed else net.workspace(k * L * chunk)
         for b0 in range(0, batch, chunk):
@@ -375,7 +372,7 @@ class Convolutional(Layer):
                 if not direct and packed:   # each image's columns straight into the product's panels
                     for b in range(b0, b1):
                         conv_image(group, x[b], j * cg, self.size, self.stride, pad, d, out_h, out_w,
-                                   out[b, j * m:(j + 1) * m])
+                                   out[b, j * m:(j + 1) * m], image_store(b) if stores else NONE)
                     continue
                 if not direct:
                     cols = col[:k * count * L].reshape(count, k, L)
@@ -383,7 +380,7 @@ class Convolutional(Layer):
                 for b in range(b0, b1):
                     src = x[b, j * cg:(j + 1) * cg].reshape(cg, h * w) if direct else cols[b - b0]
                     gemm_nn(group, src, out[b, j * m:(j + 1) * m])
-        return finish()
+        return out if stores else finish()
 
     def forward(self, x, net):
         code = ACTIVATIONS[self.activation]
