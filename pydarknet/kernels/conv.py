@@ -2,8 +2,9 @@
 import numpy as np
 from numba import njit, prange
 
-from .activations import LEAKY, LINEAR, RELU, activate_row
-from .epilogue import NONE, POOL_BAND, affine_activate_row, affine_terms, inverse_deviation, store_rows
+from .activations import activate_row
+from .epilogue import (ACTIVATIONS as STORED_ACTIVATIONS, NONE, POOL_BAND, affine_activate_row, affine_terms,
+                       inverse_deviation, store_rows)
 from .gemm import col_range, copy_run, direct_operands, direct_row
 from .pool import maxpool_2x2, maxpool_plane, tiles_2x2
 
@@ -257,7 +258,7 @@ def normalize_activate_maxpool(x, mean, variance, scales, biases, activation, no
 
 @njit(cache=True)
 def _normalize_activate_row(row, f, mean, variance, scales, biases, activation, normalize, ab, fast):
-    if fast and (activation == LINEAR or activation == LEAKY or activation == RELU):
+    if fast and activation in STORED_ACTIVATIONS:
         center, scale, shift = affine_terms(f, mean, variance, scales, biases, normalize, ab)
         affine_activate_row(row, center, scale, shift, activation)
         return
