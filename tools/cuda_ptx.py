@@ -44,7 +44,8 @@ SIGNATURES = {
 def main():
     try:
         import numba_cuda  # noqa: F401  (numba's own numba.cuda, deprecated, lacks what this needs)
-        from numba import cuda
+        from pydarknet.network.cuda.backend import cuda_target
+        cuda = cuda_target()   # numba.cuda as the engine imports it (with its numpy 2.5 alias)
         import numba.cuda.dispatcher as dispatcher
         from numba.cuda.cudadrv import nvvm
         nvvm.NVVM()

@@ -15,8 +15,12 @@ from ...files.errors import install_hint
 from . import simulated
 
 
-def _numba_cuda():
+def cuda_target():
     """numba.cuda, or a DarknetError saying what is missing."""
+    if not hasattr(np, "row_stack"):
+        # numba-cuda (0.30.4, the newest) registers np.row_stack when its first kernel compiles; numpy 2.5
+        # removed that alias of vstack, and every launch failed with an AttributeError (seen on an H200)
+        np.row_stack = np.vstack
     try:
         from numba import cuda
     except ImportError as e:   # numba without its CUDA target (numba-cuda)
@@ -30,7 +34,7 @@ def device_count():
     if simulated():
         return 1
     try:
-        cuda = _numba_cuda()
+        cuda = cuda_target()
         return len(cuda.gpus) if cuda.is_available() else 0
     except Exception:   # a driver that fails to start counts as none
         return 0
@@ -57,7 +61,7 @@ class Backend:
             raise DarknetError(f"no CUDA GPU found: {reason}; drop -gpus/--gpu to run on the CPU")
         if not 0 <= index < count:
             raise DarknetError(f"no CUDA GPU found: GPU {index} asked for, {count} present (0..{count - 1})")
-        self.cuda = _numba_cuda()
+        self.cuda = cuda_target()
         from . import kernels   # compiled lazily by Numba, on first launch
         self.k = kernels
         self.index = index
