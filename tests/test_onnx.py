@@ -516,6 +516,14 @@ def test_metadata_and_node_names(tmp_path):
     assert {f"layer_{layer.index}_{layer.type}" for layer in net.layers} <= nodes
 
 
+def test_ir_version_is_the_least_the_opset_needs(tmp_path):
+    """Runtimes refuse an IR version newer than they know (ONNX Runtime 1.31 refused onnx 1.23's default, 14, on
+    an opset-17 graph): the export writes the least its opset needs, whatever onnx package made it."""
+    net, _ = random_network(tmp_path / "every.cfg", EVERY_LAYER)
+    assert export(net).ir_version == 8                 # opset 17, the default (onnx 1.12's IR)
+    assert export(net, opset=13).ir_version == 7
+
+
 def test_unsupported_layers_and_options_name_the_cfg_line(tmp_path, monkeypatch):
     (tmp_path / "tree.txt").write_text(TREE)
     net, _ = random_network(tmp_path / "classifier.cfg", CLASSIFIER.replace("crop_width=12\ncrop_height=12",

@@ -29,7 +29,7 @@ from .options import engine_named
 EXTRAS = {"onnxruntime": "onnx", "openvino": "openvino"}
 # OpenVINO's INFERENCE_PRECISION_HINT by pydarknet's mode (predict.products_name's values; None: the runtime's own).
 OPENVINO_PRECISIONS = {None: None, False: None, True: "f32", "bf16": "bf16"}
-GRAPH_VERSION = 1   # bumped when the exporter's graph of a network changes: older cached graphs are not read
+GRAPH_VERSION = 2   # bumped when the exporter's graph of a network changes: older cached graphs are not read
 
 
 def check_engine(engine, fast=None):

@@ -726,8 +726,12 @@ def export(net, path=None, opset=DEFAULT_OPSET, batch=1, decode=False, fp16=Fals
     graph = helper.make_graph(g.nodes, "darknet", inputs,
                               [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
                                for name, shape in shapes.items()], g.initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="pydarknet",
+    opsets = [helper.make_opsetid("", opset)]
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="pydarknet",
                               doc_string=f"{net.cfg_path}, exported by pydarknet")
+    # the least IR version the opset needs, not the onnx package's newest: runtimes refuse an IR version newer
+    # than they know (ONNX Runtime 1.31 refused onnx 1.23's 14 on an opset-17 graph)
+    model.ir_version = helper.find_min_ir_version_for(opsets)
     helper.set_model_props(model, metadata(net, outputs, decode, names))
     onnx.checker.check_model(model)
     if path is not None:   # whole or not at all, as every file a command writes
