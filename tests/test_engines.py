@@ -6,6 +6,7 @@ batches, the on-disk graph cache, the command line and the error lines."""
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -214,6 +215,25 @@ def test_onnxruntime_on_a_gpu_or_the_line_that_says_what_is_missing():
     assert on_gpu.net.device == "cuda:0"
     assert_close(on_gpu.detect(str(PHOTOS[0])), Detector(*map(str, SHAPES)).detect(str(PHOTOS[0])),
                  FAST_TOLERANCE, FAST_TOLERANCE)
+
+
+def test_a_cuda_provider_that_falls_back_to_the_cpu_is_an_error(monkeypatch):
+    """onnxruntime-gpu lists its CUDA provider even where NVIDIA's libraries do not load; the session then runs on
+    the CPU and says so only in ONNX Runtime's log: -gpus 0 says it in one line instead of running on the CPU."""
+    class Session:
+        def __init__(self, graph, options, providers):
+            assert providers == [("CUDAExecutionProvider", {"device_id": 0})]
+
+        def get_providers(self):
+            return ["CPUExecutionProvider"]
+
+    falling_back = SimpleNamespace(
+        SessionOptions=lambda: SimpleNamespace(add_session_config_entry=lambda key, value: None),
+        get_available_providers=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"],
+        InferenceSession=Session)
+    monkeypatch.setattr(engines, "runtime", lambda engine: falling_back)
+    with pytest.raises(DarknetError, match=r"CUDA provider did not start .*onnxruntime-gpu\[cuda,cudnn\]"):
+        engines.onnxruntime_runner(b"graph", 1, gpu=0)
 
 
 def test_openvino_takes_no_gpu():

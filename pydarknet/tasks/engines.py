@@ -16,8 +16,9 @@ import ctypes
 import hashlib
 import importlib
 import importlib.util
+import io
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 
 from ..files.config import DarknetError
@@ -74,7 +75,17 @@ def onnxruntime_runner(graph, threads, gpu=None):
     if gpu is not None:
         check_cuda_provider()
         providers = [("CUDAExecutionProvider", {"device_id": gpu})]
+        if hasattr(ort, "preload_dlls"):
+            # the provider has no path to NVIDIA's libraries where pip put them (onnxruntime-gpu[cuda,cudnn]):
+            # ONNX Runtime's own loader finds them there (its notes go to stdout)
+            with redirect_stdout(io.StringIO()):
+                ort.preload_dlls()
     session = ort.InferenceSession(graph, options, providers=providers)
+    if gpu is not None and "CUDAExecutionProvider" not in session.get_providers():
+        # ONNX Runtime falls back to the CPU when the provider's libraries do not load, and says so only in its log
+        raise DarknetError("--engine onnxruntime on a GPU: ONNX Runtime's CUDA provider did not start (its CUDA "
+                           "and cuDNN libraries did not load): pip install 'onnxruntime-gpu[cuda,cudnn]', or put "
+                           "NVIDIA's libraries on LD_LIBRARY_PATH")
     names = [output.name for output in session.get_outputs()]
     return lambda x: dict(zip(names, session.run(names, {"input": x})))
 
