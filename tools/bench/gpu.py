@@ -1,6 +1,8 @@
 """`make bench-gpu`: the GPU engine's speed on yolov4-tiny at 416x416 (random weights: speed does not depend on
-them): forward images/s at batch 1 and at batch 32, and training images/s (forward, backward and update) at
-batch 64 with the cfg's subdivisions. Prints the GPU's name first; without a GPU, one line saying so (exit 1).
+them): forward images/s at batch 1 and at batch 32, beside ONNX Runtime's CUDA provider on the same graph and
+batches where onnxruntime-gpu is installed (the peer a deployment would pick; both take and return host arrays),
+and training images/s (forward, backward and update) at batch 64 with the cfg's subdivisions. Prints the GPU's
+name first; without a GPU, one line saying so (exit 1).
 
     python3 -m tools.bench.gpu [--cfg cfg/yolov4-tiny.cfg] [--seconds 10]
 """
@@ -13,6 +15,7 @@ import numpy as np
 from pydarknet.files.config import DarknetError
 from pydarknet.files.resources import find_argument
 from pydarknet.network.network import Network
+from pydarknet.tasks.engines import use_engine
 from pydarknet.tasks.train.step import train_network
 
 
@@ -40,6 +43,11 @@ def main(argv=None):
         return 1
     be = net.engine.be
     print(f"GPU {args.gpu}: {be.name}; products: {'cuBLAS (CuPy)' if be.cupy is not None else 'our tiled kernel'}")
+    try:
+        peer = use_engine(Network(cfg, quiet_unused=True).initialize(0), "onnxruntime", True, f"cuda:{args.gpu}")
+    except DarknetError as e:
+        peer = None
+        print(f"(no peer row: {e})")
     rng = np.random.default_rng(0)
     for batch in (1, 32):
         x = rng.random((batch,) + net.input_shape, dtype=np.float32)
@@ -49,6 +57,10 @@ def main(argv=None):
             be.synchronize()
         rate = images_per_second(forward, batch, args.seconds)
         print(f"{cfg} {net.w}x{net.h} forward, batch {batch:2d}: {rate:8.1f} images/s")
+        if peer is not None:
+            peer_rate = images_per_second(lambda: peer.forward(x), batch, args.seconds)
+            print(f"    ONNX Runtime CUDA, batch {batch:2d}: {peer_rate:8.1f} images/s "
+                  f"(pydarknet {rate / peer_rate:.2f}x its rate)")
     train = Network(cfg, quiet_unused=True).initialize(0).to(f"cuda:{args.gpu}")
     train.quiet = True
     n = train.batch * train.subdivisions
