@@ -17,9 +17,10 @@ run on the CPU; the parameters come back to the layers' arrays after each update
 Not yet: pinned, overlapped input copies from the loader threads (each batch is copied in when it runs).
 
 Arithmetic: float32 as darknet's CUDA build (activations in float, batch-norm as the network's darknet does
-it on the CPU), so forward outputs match the CPU's exact path within the golden tolerance (1e-4 scaled), not
-bit for bit (other summation orders). Without a GPU, NUMBA_ENABLE_CUDASIM=1 runs the same kernels in Numba's
-simulator: that is how the tests check them (tests/test_cuda.py).
+it on the CPU), in other summation orders (cuBLAS's, the per-channel reductions'): forward outputs keep --fast's
+promise against darknet (1e-3 scaled; on an H200 the golden cases' worst was 1.67e-4), not its bits, and training
+leaves darknet's trajectory within a few steps, as any other order does. Without a GPU, NUMBA_ENABLE_CUDASIM=1
+runs the same kernels in Numba's simulator: that is how the tests check them in CI (tests/test_cuda.py).
 
 The command line's -gpus/-i/--gpu (cli.options.common) check their devices with `devices` and hand them down to
 the network the command builds (Network(..., device=...)): a device is a network's own, never the process's.
