@@ -15,7 +15,7 @@ if "numba.cuda" not in sys.modules and not ctypes.util.find_library("cuda"):
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
     numba.core.config.reload_config()
 
-from conftest import SHARED  # noqa: E402
+from conftest import SHARED, tool  # noqa: E402
 from golden import UNREPRODUCIBLE, case_paths, layer_mismatch, or_skip  # noqa: E402
 from test_fast_products import CASE_TOLERANCE, FAST_TOLERANCE  # noqa: E402
 from pydarknet.files.config import DarknetError  # noqa: E402
@@ -297,22 +297,6 @@ def test_gpus_without_a_gpu_is_one_line():
     assert len(errors) == 1 and errors[0].startswith("pydarknet: error: no CUDA GPU found: ")
 
 
-def one_step(case_dir, device=None, products_name="darknet"):
-    """A network of the case after one training step (on `device`, with `products_name`'s products on the CPU),
-    and its loss."""
-    from pydarknet.kernels import products
-    net = Network(case_dir / "net.cfg", quiet_unused=True).load(case_dir / "before.weights")
-    net.seen, net.quiet = 0, True
-    if device is not None:
-        net.to(device)
-    previous = products.set_backend(products_name)
-    try:
-        loss = float(train_network(net, np.load(case_dir / "x.npy"), np.load(case_dir / "y.npy")))
-    finally:
-        products.set_backend(previous)
-    return net, loss
-
-
 def parameter_error(net, ref):
     return max(scaled_error(ours, theirs) for a, b in zip(ref.layers, net.layers)
                for theirs, ours in zip(a.weight_arrays(), b.weight_arrays()))
@@ -339,6 +323,7 @@ def test_golden_training_ab_on_the_gpu(case):
     case_dir = SHARED / "golden" / "train_ab" / case
     if not case_dir.is_dir():
         pytest.skip(f"needs ../shared/golden/train_ab/{case}")
+    one_step = tool("cuda_train_diff").one_step
     exact, _ = one_step(case_dir)
     gpu, loss = one_step(case_dir, "cuda:0")
     want = float(printed_losses(case_dir)[0])

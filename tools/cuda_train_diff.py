@@ -24,7 +24,9 @@ def scaled(ours, ref):
     return float((np.abs(ours - ref) / np.maximum(1, np.abs(ref))).max())
 
 
-def one_step(case, products_name, device=None):
+def one_step(case, device=None, products_name="darknet"):
+    """The case's network after one training step (on `device`, with `products_name`'s products on the CPU),
+    and its loss."""
     net = Network(case / "net.cfg", quiet_unused=True).load(case / "before.weights")
     net.seen, net.quiet = 0, True
     if device is not None:
@@ -44,9 +46,9 @@ def device_delta(engine, index):
 
 def main(cases):
     for case in map(Path, cases):
-        exact, exact_loss = one_step(case, "darknet")
-        blas, blas_loss = one_step(case, "blas")
-        gpu, gpu_loss = one_step(case, "darknet", "cuda:0")
+        exact, exact_loss = one_step(case)
+        blas, blas_loss = one_step(case, products_name="blas")
+        gpu, gpu_loss = one_step(case, "cuda:0")
         e = gpu.engine
         print(f"{case.name}: loss exact {exact_loss!r}, blas {blas_loss!r}, gpu {gpu_loss!r}")
         print("layer type           on gpu  output   delta    params   | blas: output delta params")
