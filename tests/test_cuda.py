@@ -307,7 +307,7 @@ def parameter_error(net, ref):
         "open: on an H200 one step left layer 0's weights 2.4e-4 from the CPU's exact step, where BLAS's order "
         "on the CPU moves them 1.5e-7 and a 1-ulp change of every input pixel 2.1e-7; not yet localised "
         "(tools/cuda_train_diff.py says where, layer by layer, on a GPU)"))),
-    "yolov7-tiny_train", "yolov4_train"])
+    "yolov7-tiny_train", "yolov4_train", "ab_ops_train"])
 def test_golden_training_ab_on_the_gpu(case):
     """The AlexeyAB training goldens on a real GPU. cuBLAS's and the reductions' orders are not darknet's, and these
     networks turn a last-bit difference into percent-level drift within a few steps (the CPU with BLAS's products
@@ -316,7 +316,7 @@ def test_golden_training_ab_on_the_gpu(case):
     darknet's, and one step's parameters as near the CPU's exact step as another summation order brings them
     (10x the CPU's own BLAS-order step's scaled error, at least 1e-5). Measured on an H200: yolov4-tiny_train's
     first loss 1.7e-6; yolov7-tiny_train's step 8.5e-4 against its BLAS order's 2.9e-4 (bound 2.9e-3). ab_ops_train's
-    weighted shortcuts do not train on the device (test_weighted_shortcut_training_is_refused_in_one_line)."""
+    weighted shortcuts train through their CPU code (test_shortcut_of_several_inputs_trains_as_on_the_cpu)."""
     if simulated() or not HAVE_DEVICE:
         pytest.skip("needs a real CUDA GPU (the simulator is too slow for these networks)")
     from test_train_golden import printed_losses
@@ -333,19 +333,31 @@ def test_golden_training_ab_on_the_gpu(case):
 
 
 @needs_device
-def test_weighted_shortcut_training_is_refused_in_one_line(tmp_path):
-    """The fork's [shortcut] with weights (ab_ops_train's) runs forward on the device but has no device backward:
-    training it says so, naming the layer and the fix, before a step changes anything."""
+def test_shortcut_of_several_inputs_trains_as_on_the_cpu(tmp_path):
+    """The fork's [shortcut] with weights or several from= layers (ab_ops_train's) has no device counterpart: it
+    runs its CPU forward and backward on copies, the deltas of the layers it reads (the one before it among them)
+    copied back to the device. Two steps: the costs and every parameter (the shortcut's weights too) as on the
+    CPU (checked alike with per_feature/relu and without weights: the copies do not depend on them)."""
+    shortcut = "[shortcut]\nfrom=-3,-1\nweights_type=per_channel\nweights_normalization=softmax\nactivation=leaky\n"
     body = "\n".join([CONV.format(bn=1, filters=4, size=3, pad=1, act="leaky"),
                       CONV.format(bn=1, filters=4, size=3, pad=1, act="leaky"),
-                      "[shortcut]\nfrom=-2\nweights_type=per_channel\nweights_normalization=softmax\n"
-                      "activation=linear\n",
+                      CONV.format(bn=0, filters=4, size=1, pad=0, act="linear"),
+                      shortcut,
                       CONV.format(bn=0, filters=21, size=1, pad=0, act="linear"), YOLO])
-    net = tiny_network(tmp_path, body, 1).to("cuda:0")
-    net.quiet = True
-    before = [array.copy() for layer in net.layers for array in layer.weight_arrays()]
-    with pytest.raises(DarknetError, match=r"^layer 2 \(\[shortcut\] with these options\) cannot train on the "
-                                           r"GPU yet: train on the CPU \(drop -gpus/--gpu\)$"):
-        train_network(net, np.zeros((1, 3, 6, 6), np.float32), np.zeros((1, 450), np.float32))
-    after = [array for layer in net.layers for array in layer.weight_arrays()]
-    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+    cpu, gpu = tiny_network(tmp_path, body, 2), tiny_network(tmp_path, body, 2)
+    for net in (cpu, gpu):
+        net.quiet = True
+        net.layers[3].weights[:] = np.random.default_rng(8).normal(0, .5, net.layers[3].weights.shape)
+    assert cpu.layers[3].multilayer and not gpu.to("cuda:0").engine.on_device(gpu.layers[3])
+    x = np.random.default_rng(9).random((2, 3, 6, 6), dtype=np.float32)
+    truth = np.zeros((2, 90, 5), np.float32)
+    truth[:, 0] = [.3, .4, .2, .3, 1]
+    for _ in range(2):
+        expected = train_network(cpu, x, truth.reshape(2, -1))
+        assert abs(train_network(gpu, x, truth.reshape(2, -1)) - expected) <= TOLERANCE * max(1, abs(expected))
+    for a, b in zip(cpu.layers, gpu.layers):
+        for ref, ours in zip(a.weight_arrays(), b.weight_arrays()):
+            assert scaled_error(ours, ref) <= TOLERANCE, (a.index, a.type, ref.shape)
+    start = tiny_network(tmp_path, body, 2)
+    moved = [np.abs(a.weights - b.weights).max() for a, b in zip(gpu.layers[:4], start.layers[:4])]
+    assert min(moved) > 1e-5   # every layer up to the shortcut trained, the first through both of its paths

@@ -10,7 +10,9 @@ launches kernels (kernels.py, Numba CUDA) through the Backend (backend.py: the d
 launches, and the matrix product: cuBLAS through CuPy where it is installed, our tiled kernel otherwise).
 Outputs stay on the device between layers; only what the host reads (detections, class scores) comes back.
 A layer without a counterpart, or with options the counterpart does not take, runs its own CPU code on
-copies -- that is also how the loss layers ([yolo], [softmax]) train: their delta goes back to the device.
+copies -- that is also how the loss layers ([yolo], [softmax]) train: their delta goes back to the device;
+a layer that reads others (the fork's [shortcut] of several inputs or with weights) gets their outputs and
+deltas as copies too, and their deltas go back with its gradient added.
 In training, convolutional (batch-norm included), connected (without it), maxpool, route, shortcut
 (pjreddie's form), upsample and avgpool run forward, backward and the SGD update on the device; Adam updates
 run on the CPU; the parameters come back to the layers' arrays after each update (saving sees them).

@@ -11,7 +11,6 @@ weights or switching back to the CPU sees them.
 """
 import numpy as np
 
-from ...files.config import DarknetError
 from ..layers import COST_LAYER_TYPES
 from . import kernels as k
 from .layers import DEVICE_LAYERS
@@ -133,9 +132,6 @@ class Engine:
         net.truth = np.ascontiguousarray(truth, dtype=np.float32).reshape(batch, -1)
         self.input = x = self.be.to_device(x)
         for i, layer in enumerate(net.layers):
-            if not self.on_device(layer) and layer.reads_layers:   # its CPU backward would add to host deltas
-                raise DarknetError(f"layer {i} ([{layer.type}] with these options) cannot train on the GPU yet: "
-                                   "train on the CPU (drop -gpus/--gpu)")
             net.index = i
             layer.start_training(net)
             if self.on_device(layer):
@@ -170,15 +166,25 @@ class Engine:
             if self.on_device(layer):
                 DEVICE_LAYERS[layer.type].backward(layer, self)
                 continue
-            # the CPU's backward on copies; the previous delta comes back with this layer's gradient added
+            # the CPU's backward on copies; the previous delta, and those of the layers it reads (a [shortcut]
+            # of several inputs or with weights), come back with this layer's gradient added
             layer.delta = self.be.to_host(self.deltas[i])
             layer.output = self.host_output(i)
             net.input = self.be.to_host(self.prev_output(i))
             prev = self.prev_delta(i)
             net.delta = None if prev is None else self.be.to_host(prev)
+            sources = [net.layers[s] for s in layer.reads_layers if s != i - 1]   # i - 1's delta is net.delta
+            for source in sources:
+                source.output = self.host_output(source.index)
+                source.delta = self.be.to_host(self.deltas[source.index])
+            if i > 0 and i - 1 in layer.reads_layers:
+                net.layers[i - 1].output = self.host_output(i - 1)
+                net.layers[i - 1].delta = net.delta
             layer.backward(net)
             if prev is not None:
                 prev.copy_to_device(np.ascontiguousarray(net.delta.reshape(prev.shape)))
+            for source in sources:
+                self.deltas[source.index].copy_to_device(np.ascontiguousarray(source.delta))
             net.input = net.delta = None
 
     def update(self, args):
