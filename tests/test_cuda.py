@@ -285,6 +285,21 @@ def test_golden_forward_on_the_gpu(case_dir):
     assert layer_mismatch(net, case_dir, tolerance) is None, layer_mismatch(net, case_dir, tolerance)
 
 
+def test_numba_cuda_says_nothing_of_small_launches():
+    """numba-cuda warns of every launch of under 128 blocks (each small layer's: on an H200 the tests printed
+    dozens); cuda_target() turns that off unless the user set NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS."""
+    pytest.importorskip("numba_cuda", reason="needs numba-cuda (the cuda or test extra)")
+    code = ("from pydarknet.network.cuda.backend import cuda_target; cuda_target(); "
+            "from numba.cuda.core import config; print(config.CUDA_LOW_OCCUPANCY_WARNINGS)")
+    unset = ("NUMBA_ENABLE_CUDASIM", "NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          check=True).stdout.split() == ["0"]
+    env["NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS"] = "1"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          check=True).stdout.split() == ["1"]
+
+
 def test_gpus_without_a_gpu_is_one_line():
     """`-gpus 0` on a machine without a GPU (nor the simulator): one error line, exit 1, nothing read."""
     if ctypes.util.find_library("cuda"):

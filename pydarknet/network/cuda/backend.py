@@ -6,6 +6,7 @@ arrays share it through __cuda_array_interface__); otherwise, and always under t
 tile keeps the engine complete without CuPy.
 """
 import contextlib
+import os
 
 import numpy as np
 
@@ -21,6 +22,9 @@ def cuda_target():
         # numba-cuda (0.30.4, the newest) registers np.row_stack when its first kernel compiles; numpy 2.5
         # removed that alias of vstack, and every launch failed with an AttributeError (seen on an H200)
         np.row_stack = np.vstack
+    # a launch of under 128 blocks (every small layer's) warned of low occupancy, a note for a kernel's writer
+    # that reached the command's stderr (seen on an H200); a user's own setting wins
+    os.environ.setdefault("NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS", "0")
     try:
         from numba import cuda
     except ImportError as e:   # numba without its CUDA target (numba-cuda)
