@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pydarknet.files.config import DarknetError
 from pydarknet.kernels import products
 from pydarknet.network.network import Network
 from pydarknet.tasks.train.step import train_network
@@ -46,9 +47,13 @@ def device_delta(engine, index):
 
 def main(cases):
     for case in map(Path, cases):
+        try:   # the GPU's step first: without a GPU, one line and no CPU steps
+            gpu, gpu_loss = one_step(case, "cuda:0")
+        except DarknetError as e:
+            print(f"cuda_train_diff: {e}", file=sys.stderr)
+            return 1
         exact, exact_loss = one_step(case)
         blas, blas_loss = one_step(case, products_name="blas")
-        gpu, gpu_loss = one_step(case, "cuda:0")
         e = gpu.engine
         print(f"{case.name}: loss exact {exact_loss!r}, blas {blas_loss!r}, gpu {gpu_loss!r}")
         print("layer type           on gpu  output   delta    params   | blas: output delta params")
