@@ -11,8 +11,8 @@ A case folder holds net.cfg, before.weights, x.npy and y.npy (../shared/golden/t
 Why the statistics: darknet sums each channel's mean and variance in one float32 chain over the batch's pixels (a
 few units in the 5th digit off over 25,600 of them); the GPU's per-channel tree sums nearly exactly, and a few
 batch-normalised layers of near-constant channels amplify that difference through backward (on an H200,
-yolov4-tiny_train's step: the GPU and this emulation both moved layer 0's weights 2.4e-4 and gave the same loss to
-the last bit, where BLAS's products alone move them 1.5e-7).
+yolov4-tiny_train's step: the GPU and the CPU with tree-summed statistics both moved layer 0's weights 2.4e-4 from
+the exact step, where BLAS's products alone move them 1.5e-7).
 """
 import contextlib
 import sys
