@@ -42,6 +42,8 @@ NUMBA_INTERNALS = [
     ("numba.core.caching", "CompileResultCacheImpl.rebuild", ["self", "target_context", "payload"]),
     ("numba.core.caching", "_CacheLocator.get_suitable_cache_subpath", ["py_file"]),
     ("numba.core.caching", "IndexDataCacheFile.__init__", ["self", "cache_path", "filename_base", "source_stamp"]),
+    ("llvmlite.binding.ffi", "unregister_lock_callback", ["acq_fn", "rel_fn"]),
+    ("llvmlite.binding.ffi", "lib._lock.unregister", ["acq_fn", "rel_fn"]),
 ]
 
 
@@ -126,6 +128,16 @@ def test_numba_is_imported_without_scipy_and_pyyaml_which_stay_importable(tmp_pa
     (tmp_path / ".numba_config.yaml").write_text("boundscheck: 1\n")
     proc = run_python(code, cwd=tmp_path)
     assert proc.stdout.split() == ["False", "True", "1"], proc.stderr[-500:]
+
+
+def test_numbas_llvm_lock_events_are_left_out_and_a_compile_still_works():
+    """skip_numba_probes removes the two callbacks Numba runs around every call into LLVM (its event timers);
+    llvmlite's own lock stays, and a kernel still compiles and runs."""
+    code = ("from llvmlite.binding import ffi; import numba.core.base; before = len(ffi.lib._lock._cblist); "
+            "from pydarknet.kernels.startup import skip_numba_probes; skip_numba_probes(); import numba; "
+            "print(before, len(ffi.lib._lock._cblist), numba.njit(lambda n: n * 2)(21))")
+    proc = run_python(code)
+    assert proc.stdout.split() == ["1", "0", "42"], proc.stderr[-500:]
 
 
 class Clock:
