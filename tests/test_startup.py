@@ -43,6 +43,11 @@ NUMBA_INTERNALS = [
     ("numba.core.caching", "_CacheLocator.get_suitable_cache_subpath", ["py_file"]),
     ("numba.core.caching", "IndexDataCacheFile.__init__", ["self", "cache_path", "filename_base", "source_stamp"]),
     ("llvmlite.binding.ffi", "unregister_lock_callback", ["acq_fn", "rel_fn"]),
+    ("numba.core.codegen", "CPUCodeLibrary._unserialize", ["codegen", "state"]),
+    ("numba.core.codegen", "CPUCodeLibrary._get_module_for_linking", ["self"]),
+    ("numba.core.codegen", "CPUCodeLibrary._finalize_final_module", ["self"]),
+    ("numba.core.codegen", "CodeLibrary._set_compiled_object", ["self", "value"]),
+    ("numba.core.codegen", "Codegen.create_library", ["self", "name", "kwargs"]),
     ("llvmlite.binding.ffi", "lib._lock.unregister", ["acq_fn", "rel_fn"]),
 ]
 
@@ -138,6 +143,38 @@ def test_numbas_llvm_lock_events_are_left_out_and_a_compile_still_works():
             "print(before, len(ffi.lib._lock._cblist), numba.njit(lambda n: n * 2)(21))")
     proc = run_python(code)
     assert proc.stdout.split() == ["1", "0", "42"], proc.stderr[-500:]
+
+
+def test_a_cached_kernel_loads_without_parsing_its_ir_which_a_compile_still_links():
+    """skip_numba_probes: a kernel loaded from the cache keeps its IR unparsed (its symbols read from its machine
+    code), runs, and a new compile that inlines it parses the IR then and runs too."""
+    code = ("from pydarknet.kernels.startup import skip_numba_probes; skip_numba_probes(); import numba, numpy as np; "
+            "from pydarknet.kernels.activations import expf_array as k; x = np.zeros(3, np.float32); "
+            "print(k(x).sum()); library = k.overloads[k.signatures[0]].library; "
+            "print(library._shared_module is None, '_unparsed_ir' in vars(library)); "
+            "print(numba.njit(lambda a: k(a).sum() * 2)(x)); "
+            "print(library._shared_module is not None, '_unparsed_ir' in vars(library))")
+    import numpy as np
+    from pydarknet.kernels.activations import expf_array
+    expf_array(np.zeros(3, np.float32))   # in the cache
+    proc = run_python(code)
+    assert proc.stdout.split() == ["3.0", "True", "True", "6.0", "True", "False"], proc.stderr[-500:]
+
+
+def test_the_symbols_read_from_machine_code_are_the_functions_numba_lists():
+    """elf_defined_symbols on a compiled kernel's machine code: every function its IR defines, and nothing its IR
+    does not define (Numba's own list adds only private constants, which it never looks up); not ELF: None."""
+    import llvmlite.binding as llvm
+    import numpy as np
+    kernel = numba.njit(lambda a: np.sin(a).sum())
+    kernel(np.zeros(4))
+    _, kind, (code, ir) = kernel.overloads[kernel.signatures[0]].library.serialize_using_object_code()
+    module = llvm.parse_bitcode(ir)
+    functions = {f.name for f in module.functions if not f.is_declaration}
+    defined = functions | {g.name for g in module.global_variables if not g.is_declaration}
+    symbols = startup.elf_defined_symbols(code)
+    assert kind == "object" and functions and functions <= symbols <= defined
+    assert startup.elf_defined_symbols(b"MZ" + code[2:]) is None
 
 
 class Clock:
