@@ -313,6 +313,6 @@ def elf_defined_symbols(code):
 
 
 SHORTCUTS = {"imports": numba_without_unused_imports, "llvm lock events": no_llvm_lock_events,
-             "cache folder": cache_check_once_per_folder, "blas": no_blas_probe, "cffi": no_cffi_typing, "registries": cached_loads_without_registries,
-             "runtime": runtime_from_cache, "kernels without IR": cached_kernels_without_their_ir,
-             "shipped kernels": shipped.install}
+             "cache folder": cache_check_once_per_folder, "blas": no_blas_probe, "cffi": no_cffi_typing,
+             "registries": cached_loads_without_registries, "runtime": runtime_from_cache,
+             "kernels without IR": cached_kernels_without_their_ir, "shipped kernels": shipped.install}
