@@ -280,7 +280,8 @@ def test_numba_shortcuts_skip_what_numba_lacks():
             "del caching._CacheLocator.ensure_cache_path; "
             "from pydarknet.kernels.startup import skip_numba_probes; print(skip_numba_probes())")
     proc = run_python(code)
-    assert proc.stdout.strip() == "['llvm lock events', 'blas', 'cffi', 'runtime', 'kernels without IR']", proc.stderr[-500:]
+    taken = "['llvm lock events', 'blas', 'cffi', 'runtime', 'kernels without IR']"
+    assert proc.stdout.strip() == taken, proc.stderr[-500:]
 
 
 def test_numbas_runtime_is_compiled_once_and_then_loaded():
