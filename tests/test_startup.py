@@ -135,6 +135,19 @@ def test_numba_is_imported_without_scipy_and_pyyaml_which_stay_importable(tmp_pa
     assert proc.stdout.split() == ["False", "True", "1"], proc.stderr[-500:]
 
 
+def test_numba_is_imported_without_jitclass_operators_which_a_later_import_registers():
+    """skip_numba_probes imports Numba without numba.experimental.jitclass.overloads (13 ms): the module is not
+    left behind, and importing it afterwards registers jitclass's operators as usual."""
+    code = ("import sys; from pydarknet.kernels.startup import skip_numba_probes, JITCLASS_OVERLOADS; "
+            "skip_numba_probes(); import numba; from numba.experimental import jitclass; "
+            "print(JITCLASS_OVERLOADS in sys.modules); import numba.experimental.jitclass.overloads\n"
+            "@jitclass([('n', numba.int64)])\nclass Box:\n    def __init__(self, n):\n        self.n = n\n"
+            "    def __len__(self):\n        return self.n\n"
+            "print(numba.njit(lambda b: len(b))(Box(7)))")
+    proc = run_python(code)
+    assert proc.stdout.split() == ["False", "7"], proc.stderr[-500:]
+
+
 def test_numbas_llvm_lock_events_are_left_out_and_a_compile_still_works():
     """skip_numba_probes removes the two callbacks Numba runs around every call into LLVM (its event timers);
     llvmlite's own lock stays, and a kernel still compiles and runs."""
