@@ -5,7 +5,7 @@ from numba import njit, prange
 from .activations import activate_row
 from .epilogue import (ACTIVATIONS as STORED_ACTIVATIONS, NONE, POOL_BAND, affine_activate_row, affine_terms,
                        inverse_deviation, store_rows)
-from .gemm import col_range, copy_run, direct_operands, direct_row
+from .gemm import col_range, copy_run, direct_operands, direct_row, host_panel_width, phase_planes
 from .pool import maxpool_2x2, maxpool_plane, tiles_2x2
 
 
@@ -188,31 +188,37 @@ def depthwise_conv(x, weights, size, stride, pad, dilation, out):
                     row[xx] += weight * src[first + (xx - x0) * stride]
 
 
-STORE_BAND_BYTES = 256 << 10   # the output rows conv_direct finishes at a time: in a core's L2
+BAND_BYTES = 256 << 10   # the output rows conv_direct computes and finishes at a time: in a core's L2
 
 
 def conv_direct(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=False, store=NONE):
     """C (M, out_h*out_w) = sgemm_image's product (the same chains, bit for bit) as a direct convolution, output
-    row by output row (kernels.gemm.direct_operands, direct_row), finished by `store` (kernels.epilogue) in bands
-    of rows still in the cache (STORE_BAND_BYTES, an even count for a pool's windows; finishing each row or pair
-    of rows alone cost more in calls than the pass apart). A and x may be int32 or uint32 words, as for
+    row by output row (kernels.gemm.direct_operands, direct_row), in bands of rows (BAND_BYTES of output, an even
+    count for a pool's windows): each band copies the input rows it reads into padded planes of its own while
+    they are in the cache, and `store` (kernels.epilogue) finishes the band's rows (finishing each row or pair of
+    rows alone cost more in calls than the pass apart). A and x may be int32 or uint32 words, as for
     sgemm_image. Returns C."""
-    ap, planes, offs, wq = direct_operands(A, x, c0, size, stride, pad, dilation, out_h, out_w, C)
-    rows = max(2, STORE_BAND_BYTES // (4 * C.shape[0] * out_w) // 2 * 2) if store.affine.shape[1] else 1
-    _conv_direct(ap, planes, offs, stride, wq, out_h, out_w, rows, C, bool(fused), *store)
+    rows = min(out_h, max(2, BAND_BYTES // (4 * C.shape[0] * out_w) // 2 * 2))
+    ap, offs, hp, wq = direct_operands(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, rows)
+    cg = offs.size // (size * size)
+    words = (cg * stride * hp * wq, 2 * host_panel_width())   # a band's planes, then whole vectors past their end
+    _conv_direct(ap, x, c0, pad, offs, stride, words, hp, wq, out_h, out_w, rows, C, bool(fused), *store)
     return C
 
 
 @njit(cache=True, parallel=True)
-def _conv_direct(ap, planes, offs, stride, wq, out_h, out_w, rows, C, fused, affine, activation, pooled):
-    """Each thread takes whole bands of `rows` output rows."""
+def _conv_direct(ap, x, c0, pad, offs, stride, words, hp, wq, out_h, out_w, rows, C, fused, affine, activation, pooled):
+    """Each thread takes whole bands of `rows` output rows: their input's planes, then their products, then their
+    store."""
     M, K = C.shape[0], offs.size
     Cf = C.reshape(-1)
     for task in prange((out_h + rows - 1) // rows):
         y0 = task * rows
         y1 = min(out_h, y0 + rows)
+        planes = np.empty(words[0] + words[1], ap.dtype)
+        phase_planes(x, c0, pad, stride, y0 * stride, hp, wq, planes[:words[0]])
         for y in range(y0, y1):
-            direct_row(ap, M, K, planes, offs, stride, wq, y, out_w, Cf, fused)
+            direct_row(ap, M, K, planes, offs, stride, wq, y, y - y0, out_w, Cf, fused)
         for f in range(M if affine.shape[1] else 0):
             store_rows(C[f, y0 * out_w:y1 * out_w].reshape(y1 - y0, out_w), y0, f, affine, activation, pooled)
 

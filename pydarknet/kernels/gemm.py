@@ -898,32 +898,32 @@ def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused, i
                             _prefetch_span(Aq, i * a_rs + pc + kcb, min(kcb, K - pc - kcb))
 
 
-@njit(cache=True, parallel=True)
-def _phase_planes(img, c0, pad, stride, hp, wq, planes):
-    """The input of a direct convolution: planes[c, ph, yp, xq] = img[c0 + c, yp - pad, xq*stride + ph - pad]
-    (planes (cg, stride, hp, wq), flat), zero outside the image. Each phase ph holds every stride-th column, so
-    that a tap's inputs for consecutive output columns lie side by side."""
+@njit(cache=True, inline="always")
+def phase_planes(img, c0, pad, stride, y0, hp, wq, planes):
+    """The input of a direct convolution from image row y0 - pad on: planes[c, ph, yp, xq] =
+    img[c0 + c, y0 + yp - pad, xq*stride + ph - pad] (planes (cg, stride, hp, wq), flat), zero outside the image.
+    Each phase ph holds every stride-th column, so that a tap's inputs for consecutive output columns lie side by
+    side."""
     h, w = img.shape[1], img.shape[2]
     flat = img.reshape(-1)
-    for task in prange(planes.size // wq):   # row yp of plane q
+    for task in range(planes.size // wq):   # row yp of plane q
         q = task // hp
         yp = task - q * hp
         c = q // stride
         ph = q - c * stride
-        row = task * wq
-        iy = yp - pad
+        iy = y0 + yp - pad
         x0, x1 = col_range(ph, stride, pad, w, wq)
         if iy < 0 or iy >= h:
             x0, x1 = wq, wq
-        padded_run(flat, ((c0 + c) * h + iy) * w + ph + x0 * stride - pad, stride, planes, row, x0, x1, wq)
+        padded_run(flat, ((c0 + c) * h + iy) * w + ph + x0 * stride - pad, stride, planes, task * wq, x0, x1, wq)
 
 
 @njit(cache=True)
-def direct_row(ap, M, K, planes, offs, stride, wq, y, out_w, Cf, fused):
+def direct_row(ap, M, K, planes, offs, stride, wq, y, yp, out_w, Cf, fused):
     """Output row y of C (M, out_h*out_w) = A @ im2col, A packed by `_pack_a_whole`, B's step k for output (y, x)
-    read in place at planes[y*stride*wq + x + offs[k]] (direct_operands): the chains of `_gemm`, with no columns
-    packed at all. A panel of B (one k block of its taps) stays in L1 while every row tile of A goes
-    by."""
+    read in place at planes[yp*stride*wq + x + offs[k]] (direct_operands; yp: the row's place in the planes of its
+    band): the chains of `_gemm`, with no columns packed at all. A panel of B (one k block of its taps) stays in
+    L1 while every row tile of A goes by."""
     NR = _panel_width()
     lanes = NR // 2
     n6, n4 = _tiles(M)
@@ -934,7 +934,7 @@ def direct_row(ap, M, K, planes, offs, stride, wq, y, out_w, Cf, fused):
     N = Cf.size // M
     for p in range(npan):
         w = min(NR, out_w - p * NR)
-        boff = y * stride * wq + p * NR
+        boff = yp * stride * wq + p * NR
         for kb in range(nkb):
             pc = kb * kcb
             kc = min(kcb, K - pc)
@@ -1013,27 +1013,24 @@ def sgemm_image(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=Fa
     return C
 
 
-def direct_operands(A, x, c0, size, stride, pad, dilation, out_h, out_w, C):
-    """The operands of a direct convolution (kernels.conv.conv_direct: sgemm_image's product, the same chains bit
-    for bit, row by row through direct_row): (ap, planes, offs, wq), A packed whole, and the image copied once into
-    zero-padded planes split by column phase (`_phase_planes`) with each tap's offset there, where the register
-    tiles read its inputs instead of packing im2col's K x N columns. A and x may be int32 words, or uint32 words, as
-    for sgemm_image."""
+def direct_operands(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, rows):
+    """The operands of a direct convolution in bands of `rows` output rows (kernels.conv.conv_direct:
+    sgemm_image's product, the same chains bit for bit, row by row through direct_row): (ap, offs, hp, wq), A packed
+    whole, and each tap's offset in a band's zero-padded planes split by column phase (`phase_planes`, hp rows
+    of wq words), where the register tiles read its inputs instead of packing im2col's K x N columns. A and x may
+    be int32 words, or uint32 words, as for sgemm_image."""
     _check_image("conv_direct", C, A, x)
     (M, K), (M2, N) = A.shape, C.shape
-    cg = K // (size * size)
-    if M2 != M or N != out_h * out_w or K % (size * size) or c0 + cg > x.shape[0]:
+    if M2 != M or N != out_h * out_w or K % (size * size) or c0 + K // (size * size) > x.shape[0]:
         raise ValueError(f"conv_direct: A {A.shape}, C {C.shape} and image {x.shape} do not match")
     reach = (size - 1) * dilation + 1
-    hp = max(x.shape[1] + 2 * pad, (out_h - 1) * stride + reach)
+    hp = (rows - 1) * stride + reach
     wq = -(-max(x.shape[2] + 2 * pad, (out_w - 1) * stride + reach) // stride)
-    planes = np.empty(cg * stride * hp * wq + 2 * host_panel_width(), A.dtype)   # whole vectors past the end
-    _phase_planes(x, c0, pad, stride, hp, wq, planes[:cg * stride * hp * wq])
     c, ky, kx = np.divmod(np.arange(K), size * size)[0], np.arange(K) // size % size, np.arange(K) % size
     offs = ((c * stride + kx * dilation % stride) * hp + ky * dilation) * wq + kx * dilation // stride
     ap = np.empty(packed_a_size(M, K), A.dtype)
     _pack_a_whole(A.reshape(-1), K, 1, M, K, ap)
-    return ap, planes, offs.astype(np.int64), wq
+    return ap, offs.astype(np.int64), hp, wq
 
 
 def sgemm_darknet_tn(A, B, C, accumulate=False):

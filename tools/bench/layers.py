@@ -19,7 +19,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pydarknet.kernels import gemm
 from pydarknet.kernels.epilogue import Store
 from pydarknet.kernels.products import using
 from pydarknet.network.layers import connected, convolutional
@@ -75,7 +74,7 @@ class _Recorder:
 def _recording(recorder):
     """PRODUCT_CALLS timed into `recorder` until the block ends, and the scratch the products fill counted: the
     network's kept scratch (convolutional.scratch and aligned_scratch: Winograd's V and M, the int16 and bf16
-    words, the AMX copies) and conv_direct's zero-padded planes (gemm._phase_planes)."""
+    words, the AMX copies); conv_direct's zero-padded planes are a band's at a time, in the cache, and not counted."""
     def timed(name, call):
         def run(*args, **kwargs):
             recorder.calls[recorder.layer].add(name)
@@ -99,7 +98,6 @@ def _recording(recorder):
                for module, names in PRODUCT_CALLS.values() for name in names]
     patches += [(convolutional, name, counted(getattr(convolutional, name), lambda args, array: array))
                 for name in ("scratch", "aligned_scratch")]
-    patches.append((gemm, "_phase_planes", counted(gemm._phase_planes, lambda args, _: args[-1])))
     originals = [(module, name, getattr(module, name)) for module, name, _ in patches]
     try:
         for module, name, patched in patches:
