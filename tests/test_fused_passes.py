@@ -219,3 +219,69 @@ def test_no_store_in_the_exact_mode_or_training(tmp_path):
     assert store("darknet") is None
     assert store("fast", train=True) is None
     assert store("fast").activation == CODE["leaky"]
+
+
+ROUTE_POOL_CFG = """[net]
+width=36
+height=26
+channels=3
+
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[convolutional]
+batch_normalize=1
+filters=6
+size=1
+stride=1
+activation=leaky
+
+[route]
+layers=-1,-2
+
+[maxpool]
+size=2
+stride=2
+
+[convolutional]
+filters=4
+size=3
+stride=1
+pad=1
+activation=linear
+"""
+
+
+@pytest.mark.parametrize("products_name", ["fast", "int16"])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_a_pool_after_a_concatenation_is_filled_by_its_parts_stores(tmp_path, products_name, batch, monkeypatch):
+    """yolov4-tiny's CSP blocks: a 2x2 stride-2 [maxpool] after a [route] of two convolutions that write their
+    outputs into it in place (one image). Each convolution's store pools its own channels into the pool's output
+    (layer 1's to channels 0..5, layer 0's to 6..13) and the pool does not run; the same bits as the layers run
+    one by one. For two images the route copies, and the pool runs on its own."""
+    path = tmp_path / "route_pool.cfg"
+    path.write_text(ROUTE_POOL_CFG)
+    net = Network(path, darknet="ab").initialize(seed=7)
+    for layer in net.layers:
+        if getattr(layer, "batch_normalize", 0):
+            rng = np.random.default_rng(layer.index)
+            layer.rolling_mean[:] = rng.normal(0, .5, layer.rolling_mean.shape)
+            layer.rolling_variance[:] = rng.uniform(.2, 2, layer.rolling_variance.shape)
+    net.products = products.products_for(products_name)
+    x = np.random.default_rng(1).normal(0, 1, (batch, 3, 26, 36)).astype(np.float32)
+    calls = []
+    monkeypatch.setattr(maxpool_layer, "maxpool", lambda *args: calls.append(args) or pool_kernels.maxpool(*args))
+    net.forward(x)
+    fused = [layer.output.copy() for layer in net.layers]
+    assert len(calls) == (0 if batch == 1 else 1)
+    monkeypatch.setattr(Maxpool, "pools_in_place", lambda self, net: False)
+    net.forward(x)
+    assert len(calls) == (1 if batch == 1 else 2)
+    for layer, ours in zip(net.layers, fused):
+        np.testing.assert_array_equal(ours, layer.output, err_msg=f"layer {layer.index} {layer.type}")
+    assert np.abs(fused[3]).max() > 0.1

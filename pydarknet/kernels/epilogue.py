@@ -3,7 +3,8 @@ is still in the core's cache, instead of a pass over the whole output afterwards
 
 A `Store` is one layer's part of the fused plan (network/layers/convolutional.py builds it once per layer and
 parameters): batch-norm and bias as (x - center) * scale + shift per filter, then leaky, relu or nothing, and, where
-a 2x2 stride-2 [maxpool] follows, that pool of the rows just finished into the pool layer's output. The
+a 2x2 stride-2 [maxpool] follows (or follows the [route] the layer writes its output into), that pool of the rows
+just finished into the pool layer's output (its channels of it). The
 arithmetic is the fast modes' pass over the output (affine_activate_row, which kernels.conv's pass also runs), so
 fused or not, the floats are the same; darknet's exact pass never comes here.
 

@@ -113,7 +113,7 @@ def _layered_pass(net, x, recorder):
     seen = []
     with using(net.products), _recording(recorder):
         for i, layer in enumerate(net.layers):
-            written_before = getattr(layer, "pooled_from", None) is not None
+            written_before = bool(getattr(layer, "pooled_from", ()))
             recorder.start(i)
             start = time.perf_counter()
             out = layer.forward(x, net)
@@ -134,8 +134,8 @@ def layer_bytes(net, index, given, output, written_before, pooled, scratch, call
     in what the layer moves, not in its passes). Another layer reads its input
     and the other layers it reads (a [route]: the parts it copies) and writes its output; it moves nothing where it
     hands on a view of its input, or its output was written in place (written_before: a max pool done by the
-    convolution before; the parts of a [route] its sources wrote into it). pooled: the output of the max pool that
-    this layer's pass wrote, or None; scratch: the bytes of the scratch its products filled; calls: their names."""
+    convolutions before; the parts of a [route] its sources wrote into it). pooled: the part of a max pool's output
+    that this layer's pass wrote, or None; scratch: the bytes of the scratch its products filled; calls: their names."""
     layer = net.layers[index]
     if layer.type in PRODUCT_CALLS:
         pool = 0 if pooled is None else pooled.nbytes
@@ -181,8 +181,11 @@ def time_layers(net, x, runs, warmup=2, quiet=QUIET):
             products[i].append(layer.products)
     rows = []
     for i, (layer, this) in enumerate(zip(net.layers, seen)):
-        after = seen[i + 1] if i + 1 < count else None
-        pooled = after.output if after is not None and after.written_before else None
+        # the max pool this convolution pooled into: the next layer, or the one after the route it writes into
+        pool, first = layer.pool_target(net, x.shape[0]) if layer.type == "convolutional" else (None, 0)
+        pooled = None
+        if pool is not None and seen[pool.index].written_before:
+            pooled = seen[pool.index].output[:, first:first + layer.out_shape[0]]
         moved, passes = layer_bytes(net, i, this.given, this.output, this.written_before, pooled,
                                     recorder.scratch[i], recorder.calls[i])
         rows.append(LayerTime(i, layer.type, tuple(layer.out_shape), statistics.median(layers[i]),

@@ -152,6 +152,14 @@ UNSUPPORTED_OPTIONS = ("antialiasing", "sway", "rotate", "stretch", "stretch_swa
                        "assisted_excitation", "cbn", "coordconv", "grad_centr")
 
 
+def pool_after(layer, net):
+    """The layer after `layer` where it is a [maxpool] that a convolution may pool into as it finishes its output
+    (Maxpool.pools_in_place), else None."""
+    index = layer.index + 1
+    following = net.layers[index] if index < len(net.layers) and net.layers[layer.index] is layer else None
+    return following if following is not None and following.pools_in_place(net) else None
+
+
 class Convolutional(Layer):
     type = "convolutional"
     names = ("convolutional", "conv")
@@ -410,7 +418,8 @@ class Convolutional(Layer):
             if store is None:
                 self.normalize_activate(out, *terms, inline, net, code)
             elif store.pooled.size:
-                self.next_pool(net).pooled_from = out
+                pool, first = self.pool_target(net, x.shape[0])
+                pool.pooled_by(first, out)
         finish_activation(self, out, code, net.train)
         return out.reshape((x.shape[0],) + self.out_shape)
 
@@ -427,9 +436,20 @@ class Convolutional(Layer):
     def next_pool(self, net):
         """The [maxpool] after this layer that may pool its output as it is finished (Maxpool.pools_in_place), or
         None."""
-        index = self.index + 1
-        pool = net.layers[index] if index < len(net.layers) and net.layers[self.index] is self else None
-        return pool if pool is not None and pool.pools_in_place(net) else None
+        return pool_after(self, net)
+
+    def pool_target(self, net, batch):
+        """(pool, first channel) for the fused store: the [maxpool] that may pool this layer's output as the
+        products store it, and where that output starts among the pool's input channels: the next layer's, else
+        the pool after the [route] this layer writes its output into (its Slot: one image, in place); (None, 0)."""
+        pool = self.next_pool(net)
+        if pool is not None:
+            return pool, 0
+        slot = self.slot
+        if slot is None or batch != 1 or net.layers[self.index] is not self:
+            return None, 0
+        pool = pool_after(slot.route, net)
+        return (pool, slot.start // (self.out_shape[1] * self.out_shape[2])) if pool is not None else (None, 0)
 
     def fused_store(self, net, batch, inline, terms):
         """This layer's part of the fused plan in the fast modes' inference (kernels.epilogue.Store): batch-norm,
@@ -439,14 +459,14 @@ class Convolutional(Layer):
         training arithmetic, an activation other than linear, leaky or relu, or another pool."""
         if not fast_inference(net) or inline not in STORED_ACTIVATIONS:
             return None
-        pool = self.next_pool(net)
+        pool, first = self.pool_target(net, batch)
         pooled = NO_POOL
         if pool is not None:
-            _, out_h, out_w = self.out_shape
+            n, out_h, out_w = self.out_shape
             _, oh, ow = pool.out_shape
             if not tiles_2x2(out_h, out_w, oh, ow, pool.size, pool.stride_y, pool.stride_x, pool.padding):
                 return None
-            pooled = pool.output_buffer(batch)
+            pooled = pool.output_buffer(batch)[:, first:first + n]
         affine = self.kept_weights("_affine", terms[3], "affine", net,
                                    lambda: affine_table(*terms, net.darknet == "ab"))
         return Store(affine, inline, pooled)
@@ -465,7 +485,7 @@ class Convolutional(Layer):
         pooled = pool.output_buffer(out.shape[0])
         normalize_activate_maxpool(out, mean, variance, scales, biases, inline, normalize, ab, fast, self.out_shape[2],
                                    pool.size, pool.stride_y, pool.stride_x, pool.padding, pooled)
-        pool.pooled_from = out
+        pool.pooled_by(0, out)
 
     # -- training ------------------------------------------------------------------------------------------
     def backward(self, net):

@@ -58,17 +58,22 @@ class Maxpool(Layer):
         flops = s * s * c * oh * ow / 1e9
         return f"{name:<17s}{s:2d}x{s:2d}/{strides} {w:4d} x{h:4d} x{c:4d} -> {ow:4d} x{oh:4d} x{oc:4d} {flops:5.3f} BF"
 
-    pooled_from = None   # the convolution output that layer already pooled into ours (see pools_in_place)
+    pooled_from = ()   # (first channel, output) of each convolution that pooled into ours this pass (pools_in_place)
 
     def pools_in_place(self, net):
-        """Whether the convolution before may pool into this layer's output in its own last pass (inference,
-        a plain max pool); forward then only checks that it is handed that very output."""
+        """Whether the convolutions that make this layer's input may pool into its output in their own last pass
+        (inference, a plain max pool): the layer before, or in the fast modes' fused store the parts of the
+        [route] before that are written in place; forward then only checks that they made its whole input."""
         return not (net.train or net.keep_for_backward) and self.type == "maxpool" and not self.depth
+
+    def pooled_by(self, first, output):
+        """A convolution pooled its `output`, channels `first`.. of this layer's input, into this layer's output."""
+        self.pooled_from += ((first, output),)
 
     def forward(self, x, net):
         out = self.output_buffer(x.shape[0])
-        done, self.pooled_from = self.pooled_from, None
-        if done is not None and not net.train and done.size == x.size and same_memory(x, done.reshape(x.shape)):
+        done, self.pooled_from = self.pooled_from, ()
+        if done and not net.train and made_of(x, sorted(done, key=lambda part: part[0])):
             return out
         if net.train or net.keep_for_backward:   # where each maximum came from (int32, reused like the output)
             argmax = self.__dict__.get("_argmax")
@@ -103,3 +108,17 @@ class LocalAvgpool(Maxpool):
         prev = self.prev_delta(net)
         if prev is not None:
             backward.local_avgpool_backward(self.delta, self.size, self.stride_y, self.stride_x, self.padding, prev)
+
+
+def made_of(x, parts):
+    """Whether the arrays of `parts` ((first channel, array), by channel) are x's channels, its very memory, whole."""
+    batch, channels = x.shape[0], x.shape[1]
+    per_channel = x[0, 0].size
+    flat = x.reshape(batch, -1)
+    at = 0
+    for first, part in parts:
+        size = part.size // batch
+        if first != at or not same_memory(part.reshape(batch, size), flat[:, at * per_channel:at * per_channel + size]):
+            return False
+        at += size // per_channel
+    return at == channels
