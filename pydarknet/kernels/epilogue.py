@@ -99,18 +99,29 @@ def store_rows(rows, y0, f, affine, activation, pooled):
 POOL_BAND = 16   # rows finished then pooled at a time by `apply` (even); 416 wide, 26 KiB, in L1
 
 
+NO_FACTORS = np.zeros(0, np.float32)
+
+
 @njit(cache=True, parallel=True)
-def _apply(out, width, affine, activation, pooled):
+def _apply(out, width, factors, affine, activation, pooled):
     filters = out.shape[0]
     height = out.shape[1] // width
     for f in prange(filters):
         plane = out[f].reshape(height, width)
         for y0 in range(0, height, POOL_BAND):
-            store_rows(plane[y0:y0 + POOL_BAND], y0, f, affine, activation, pooled)
+            rows = plane[y0:y0 + POOL_BAND]
+            if factors.size:   # the int16 products' integer sums back to floats, in the cache
+                factor = factors[f]
+                for i in range(rows.shape[0]):
+                    row = rows[i]
+                    for x in range(width):
+                        row[x] *= factor
+            store_rows(rows, y0, f, affine, activation, pooled)
 
 
-def apply(out, width, store):
+def apply(out, width, store, factors=NO_FACTORS):
     """The store on one image's raw sums out (filters, out_h*out_w) of rows `width` wide, in a pass of its own:
-    for the products that do not store through it."""
+    for the products that do not store through it. `factors` (filters,): each filter's sums are multiplied by
+    its factor first, in the same pass (the int16 products' scale back to floats)."""
     if store.affine.shape[1]:
-        _apply(out, width, *store)
+        _apply(out, width, factors, *store)

@@ -30,6 +30,7 @@ PRODUCT_CALLS = {"convolutional": (convolutional, ("gemm_nn", "conv_image", "con
                  "connected": (connected, ("gemm_nn",))}
 QUIET = 0.02   # seconds before each timed pass (peers.QUIET: the threads of the pass before have gone to sleep)
 STORED = "store"   # among a layer's calls: its products finished the output as they stored it (the fused plan)
+SCALED = "scaled store"   # among a layer's calls: int16's scaling done in the store's pass (apply's factors)
 
 
 class LayerTime(NamedTuple):
@@ -98,6 +99,14 @@ def _recording(recorder):
                for module, names in PRODUCT_CALLS.values() for name in names]
     patches += [(convolutional, name, counted(getattr(convolutional, name), lambda args, array: array))
                 for name in ("scratch", "aligned_scratch")]
+    def scaling(call):
+        def run(out, width, store, *factors):
+            if factors and factors[0].size:
+                recorder.calls[recorder.layer].add(SCALED)
+            return call(out, width, store, *factors)
+        return run
+
+    patches.append((convolutional, "apply", scaling(convolutional.apply)))
     originals = [(module, name, getattr(module, name)) for module, name, _ in patches]
     try:
         for module, name, patched in patches:
@@ -129,17 +138,19 @@ def layer_bytes(net, index, given, output, written_before, pooled, scratch, call
     the scratch arrays), each counted in full as if it went to memory and back (a plane still in the cache moves
     less). A layer with products reads its input and weights, writes its output, writes and reads the scratch its
     products fill; its passes after them read and write the output (batch-norm, bias, activation), once more for
-    int16's scaling back to floats, and write the max pool's output it pools into, unless its products stored
-    through the fused plan (calls has STORED: those passes are then the products', and the pool's output is counted
-    in what the layer moves, not in its passes). Another layer reads its input
-    and the other layers it reads (a [route]: the parts it copies) and writes its output; it moves nothing where it
-    hands on a view of its input, or its output was written in place (written_before: a max pool done by the
-    convolutions before; the parts of a [route] its sources wrote into it). pooled: the part of a max pool's output
-    that this layer's pass wrote, or None; scratch: the bytes of the scratch its products filled; calls: their names."""
+    int16's scaling back to floats where the store's pass does not do it (calls has SCALED where it does), and
+    write the max pool's output it pools into, unless its products stored through the fused plan (calls has
+    STORED: those passes are then the products', and the pool's output is counted in what the layer moves, not in
+    its passes). Another layer reads its input and the other layers it reads (a [route]: the parts it copies) and
+    writes its output; it moves nothing where it hands on a view of its input, or its output was written in place
+    (written_before: a max pool done by the convolutions before; the parts of a [route] its sources wrote into it).
+    pooled: the part of a max pool's output that this layer's pass wrote, or None; scratch: the bytes of the
+    scratch its products filled; calls: their names."""
     layer = net.layers[index]
     if layer.type in PRODUCT_CALLS:
         pool = 0 if pooled is None else pooled.nbytes
-        passes = 0 if STORED in calls else 2 * output.nbytes * (2 if "conv_int16" in calls else 1) + pool
+        scalings = 2 if "conv_int16" in calls and SCALED not in calls else 1   # int16's scaling: a pass of its own
+        passes = 0 if STORED in calls else 2 * output.nbytes * scalings + pool
         weights = getattr(layer, "weights", None)
         moved = given.nbytes + (0 if weights is None else weights.nbytes) + output.nbytes + 2 * scratch + passes
         return moved + (pool if STORED in calls else 0), passes
@@ -201,8 +212,8 @@ COLUMNS = ("ms: the layer's forward; products: its product calls (the convolutio
            "MB: bytes moved, estimated by the float32 planes, each counted in full as if it went to memory: input "
            "and weights read, output written, the products' scratch (Winograd's V and M, words, padded copies) "
            "written and read, and the rest's passes; rest MB: the rest's passes alone (a product's output read and "
-           "written by bias and activation, and again by int16's scaling; the max pool it pools into written; none "
-           "where the products stored through the fused plan; "
+           "written by bias and activation, and again by int16's scaling where apart; the max pool it pools into "
+           "written; none where the products stored through the fused plan; "
            "another layer's inputs read and output written, nothing for a view or an output written in place); "
            "GB/s: rest MB / rest ms")
 

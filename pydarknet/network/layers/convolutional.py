@@ -345,9 +345,12 @@ class Convolutional(Layer):
             a, units = kept
             for b in range(batch):
                 scale = conv_int16(a, units, x[b], self.size, self.stride, pad, d, out_h, out_w, out[b],
-                                  lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype))
-                scale_rows(out[b], scale)
-            return finish()
+                                   lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype))
+                if store.affine.shape[1]:   # scaled in the store's pass
+                    apply(out[b], out_w, image_store(b), scale)
+                else:
+                    scale_rows(out[b], scale)
+            return out
         if form == "int16_winograd":   # F(2x2, 3x3) with the int16 products
             a, units = kept
             for b in range(batch):
