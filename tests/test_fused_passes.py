@@ -57,9 +57,9 @@ layers=-4
 """
 
 
-def network(tmp_path, darknet):
+def network(tmp_path, darknet, cfg=CFG):
     path = tmp_path / "pools.cfg"
-    path.write_text(CFG)
+    path.write_text(cfg)
     net = Network(path, darknet=darknet).initialize(seed=3)
     for layer in net.layers:   # batch-norm statistics other than 0/1, so normalising does something
         if getattr(layer, "batch_normalize", 0):
@@ -264,14 +264,7 @@ def test_a_pool_after_a_concatenation_is_filled_by_its_parts_stores(tmp_path, pr
     outputs into it in place (one image). Each convolution's store pools its own channels into the pool's output
     (layer 1's to channels 0..5, layer 0's to 6..13) and the pool does not run; the same bits as the layers run
     one by one. For two images the route copies, and the pool runs on its own."""
-    path = tmp_path / "route_pool.cfg"
-    path.write_text(ROUTE_POOL_CFG)
-    net = Network(path, darknet="ab").initialize(seed=7)
-    for layer in net.layers:
-        if getattr(layer, "batch_normalize", 0):
-            rng = np.random.default_rng(layer.index)
-            layer.rolling_mean[:] = rng.normal(0, .5, layer.rolling_mean.shape)
-            layer.rolling_variance[:] = rng.uniform(.2, 2, layer.rolling_variance.shape)
+    net = network(tmp_path, "ab", ROUTE_POOL_CFG)
     net.products = products.products_for(products_name)
     x = np.random.default_rng(1).normal(0, 1, (batch, 3, 26, 36)).astype(np.float32)
     calls = []
