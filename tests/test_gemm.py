@@ -6,6 +6,7 @@ import pytest
 
 import pydarknet  # noqa: F401  (sets the threading layer before Numba starts its threads)
 from pydarknet.kernels.activations import RELU
+from pydarknet.kernels import conv
 from pydarknet.kernels.conv import conv_direct, im2col_batch
 from pydarknet.kernels.epilogue import Store, apply
 from pydarknet.kernels.gemm import (copy_run, host_panel_width, sgemm_darknet, sgemm_darknet_nt, sgemm_darknet_tn,
@@ -143,9 +144,10 @@ def test_rejects_bad_operands():
     (2, 9, 70, 13, 3, 2, 1, 1),      # stride 2 over several panels, the last one part-filled
     (3, 12, 14, 6, 5, 3, 2, 1),      # stride 3: three column phases
 ])
-def test_product_from_image(c, h, w, filters, size, stride, pad, dilation):
+def test_product_from_image(c, h, w, filters, size, stride, pad, dilation, monkeypatch):
     """sgemm_image and conv_direct: the same bits as im2col then sgemm_darknet (channels 1.. of the image, not
-    0..), and the same as each other with fused multiply-adds, and with the fused store."""
+    0..), conv_direct in bands of two output rows too (each band's own planes of the input), and the same as each
+    other with fused multiply-adds, and with the fused store."""
     rng = np.random.default_rng(c * h + w)
     x = rng.standard_normal((1, c + 2, h, w), dtype=np.float32)
     span = dilation * (size - 1) + 1
@@ -158,6 +160,10 @@ def test_product_from_image(c, h, w, filters, size, stride, pad, dilation):
     assert same_bits(sgemm_image(A, x[0], 1, size, stride, pad, dilation, out_h, out_w, C), run(A, cols[0]))
     direct = np.full((filters, L), np.nan, np.float32)
     assert same_bits(conv_direct(A, x[0], 1, size, stride, pad, dilation, out_h, out_w, direct), C)
+    with monkeypatch.context() as narrow:
+        narrow.setattr(conv, "BAND_BYTES", 1)   # bands of two rows
+        banded = np.full((filters, L), np.nan, np.float32)
+        assert same_bits(conv_direct(A, x[0], 1, size, stride, pad, dilation, out_h, out_w, banded), C)
     fused = [np.full((filters, L), np.nan, np.float32) for _ in range(2)]
     sgemm_image(A, x[0], 1, size, stride, pad, dilation, out_h, out_w, fused[0], fused=True)
     conv_direct(A, x[0], 1, size, stride, pad, dilation, out_h, out_w, fused[1], fused=True)
