@@ -111,11 +111,7 @@ def _apply(out, width, factors, affine, activation, pooled):
         for y0 in range(0, height, POOL_BAND):
             rows = plane[y0:y0 + POOL_BAND]
             if factors.size:   # the int16 products' integer sums back to floats, in the cache
-                factor = factors[f]
-                for i in range(rows.shape[0]):
-                    row = rows[i]
-                    for x in range(width):
-                        row[x] *= factor
+                rows *= factors[f]
             store_rows(rows, y0, f, affine, activation, pooled)
 
 

@@ -178,7 +178,7 @@ class Engine:
                 source.output = self.host_output(source.index)
                 source.delta = self.be.to_host(self.deltas[source.index])
             if i > 0 and i - 1 in layer.reads_layers:
-                net.layers[i - 1].output = self.host_output(i - 1)
+                net.layers[i - 1].output = net.input.reshape(self.outputs[i - 1].shape)   # (copied above)
                 net.layers[i - 1].delta = net.delta
             layer.backward(net)
             if prev is not None:

@@ -436,16 +436,11 @@ class Convolutional(Layer):
             return self.weights, self.rolling_mean, self.rolling_variance, self.scales, self.biases, True
         return self.weights, self.biases, self.biases, self.biases, self.biases, False
 
-    def next_pool(self, net):
-        """The [maxpool] after this layer that may pool its output as it is finished (Maxpool.pools_in_place), or
-        None."""
-        return pool_after(self, net)
-
     def pool_target(self, net, batch):
         """(pool, first channel) for the fused store: the [maxpool] that may pool this layer's output as the
         products store it, and where that output starts among the pool's input channels: the next layer's, else
         the pool after the [route] this layer writes its output into (its Slot: one image, in place); (None, 0)."""
-        pool = self.next_pool(net)
+        pool = pool_after(self, net)
         if pool is not None:
             return pool, 0
         slot = self.slot
@@ -481,7 +476,7 @@ class Convolutional(Layer):
         output on."""
         ab = net.darknet == "ab"
         fast = fast_inference(net)
-        pool = self.next_pool(net)
+        pool = pool_after(self, net)
         if pool is None or code in ACROSS_CHANNELS:   # (see finish_activation)
             normalize_scale_bias_activate(out, mean, variance, scales, biases, inline, normalize, ab, fast)
             return
