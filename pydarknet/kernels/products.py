@@ -247,11 +247,28 @@ def _band_rows(filters, channels, out_h, out_w, lanes, threads):
     return best_rows
 
 
-def pack_winograd(u):
-    """U (positions, filters, channels) of kernels.winograd.transform_weights packed for the products
-    (gemm.pack_a_batch): once per parameters, where packing each image's U in the product took 5-15 % of F(2x2)'s
-    products alone (yolov3-tiny's 1024-filter layer: 4.9 -> 4.6 ms)."""
+def winograd_rows(tile, out_h, out_w):
+    """Whether F(tile x tile)'s products take the tiles as their rows and the filters as their columns (kernels.
+    winograd.winograd_products_rows) rather than the other way round: for F(2x2) on outputs whose tiles fill their
+    vectors badly as columns (13 x 13: 49 tiles in 64 columns, a quarter of every product wasted; as rows, 50 for
+    49). yolov3-tiny's 1024-filter layer: products 4.7 -> 3.8 ms."""
+    tiles = -(-out_h // tile) * -(-out_w // tile)
+    lanes = host_panel_width() // 2
+    return tile == 2 and -(-tiles // lanes) * lanes > 1.1 * tiles
+
+
+def pack_winograd(u, rows=False):
+    """U (positions, filters, channels) of kernels.winograd.transform_weights packed for the products, once per
+    parameters (packing each image's U in the product took 5-15 % of F(2x2)'s products alone): as their rows,
+    in gemm.pack_a_batch's tiles (positions, packed floats); with `rows` (winograd_rows), as their columns: U[p]^T in
+    panels of NR filters (positions, panels, channels, NR), zeros past the last filter."""
     positions, filters, channels = u.shape
+    if rows:
+        NR = host_panel_width()
+        panels = -(-filters // NR)
+        ut = np.zeros((positions, channels, panels * NR), np.float32)
+        ut[:, :, :filters] = u.transpose(0, 2, 1)
+        return np.ascontiguousarray(ut.reshape(positions, channels, panels, NR).transpose(0, 2, 1, 3))
     up = np.empty((positions, packed_a_size(filters, channels)), np.float32)
     pack_a_batch(u, up)
     return up
@@ -268,13 +285,28 @@ def conv_winograd(up, x, pad, out_h, out_w, out, scratch, store=NONE):
     up (pack_winograd's, for tiles of m x m: (m + 2)^2 positions), by F(m x m, 3x3): (m + 2)^2 products through the
     chain kernel with fused multiply-adds, in three passes over the image or in bands of it (winograd_bands), each
     output row finished by `store` (kernels.epilogue) as the output transform stores it. scratch(name, floats)
-    gives kept scratch arrays."""
-    from .winograd import (conv_bands4, padded_image, transform_input2, transform_input4, transform_output2,
-                           transform_output4, winograd_products)
+    gives kept scratch arrays. Weights packed with `rows` (pack_winograd's, 4-d) take the tiles as the products'
+    rows: the same sums, the same floats."""
+    from .winograd import (conv_bands4, padded_image, transform_input2, transform_input2_rows, transform_input4,
+                           transform_output2, transform_output2_rows, transform_output4, winograd_products,
+                           winograd_products_rows)
     positions, channels, filters = up.shape[0], x.shape[0], out.shape[0]
     m = 2 if positions == 16 else 4
     tiles_w = (out_w + m - 1) // m
     tiles_h = (out_h + m - 1) // m
+    if up.ndim == 4:   # the tiles as the rows: V^T (tiles, channels) packed, M^T (tiles, filters), channel-last
+        tiles = tiles_h * tiles_w
+        xt = scratch("winograd_xt", (2 * tiles_h + 2) * (2 * tiles_w + 2) * channels)
+        vt = scratch("winograd_vt", positions * tiles * channels).reshape(positions, tiles, channels)
+        transform_input2_rows(x, pad, xt.reshape(2 * tiles_h + 2, 2 * tiles_w + 2, channels), vt)
+        a = scratch("winograd_a", positions * packed_a_size(tiles, channels)).reshape(positions, -1)
+        pack_a_batch(vt, a)
+        mt = scratch("winograd_mt", positions * tiles * filters).reshape(positions, tiles, filters)
+        winograd_products_rows(a, up, mt)
+        yt = scratch("winograd_yt", 4 * tiles * filters).reshape(2 * tiles_h, 2 * tiles_w, filters)
+        transform_output2_rows(mt, yt, out_h, out_w, out)
+        apply(out, out_w, store)
+        return
     rows = winograd_bands(filters, channels, out_h, out_w) if m == 4 else 0
     if rows:
         xp = scratch("winograd_x", channels * (4 * tiles_h + 2) * (4 * tiles_w + 2))

@@ -14,7 +14,10 @@ M[p] (filters x tiles) = U[p] (filters x channels) @ V[p] (channels x tiles), do
 fused multiply-adds.
 
 For large images F(4x4) also runs in bands of tile rows (conv_bands4), each band from input to output on one
-thread: its V and M stay in that core's cache instead of going to memory and back between three passes.
+thread: its V and M stay in that core's cache instead of going to memory and back between three passes. On small
+images F(2x2) takes the tiles as the products' rows instead, M[p]^T = V[p]^T @ U[p]^T (products.winograd_rows:
+13 x 13's 49 tiles fill 50 rows of tiles but 64 vector columns), its transforms running over the channels and
+filters in vectors (transform_input2_rows, transform_output2_rows): the same sums, the same floats.
 """
 import numba
 import numpy as np
@@ -251,6 +254,81 @@ def winograd_products(up, V, channels, tiles, M):
     Mf = M.reshape(-1)
     for p in prange(positions):
         packed_product(up[p], V, p * channels * ld, ld, Mf, p * filters * ld, ld, filters, tiles, channels, True)
+
+
+@njit(cache=True, parallel=True)
+def transform_input2_rows(x, pad, xt, VT):
+    """transform_input2's V with the tiles as rows, VT (16, tiles, channels), the same floats: from the image made
+    channel-last and padded in xt (2 tiles_h + 2, 2 tiles_w + 2, channels), so that every step runs over the
+    channels in vectors (through a transposed view of V the same steps ran 3x as long)."""
+    channels, h, w = x.shape
+    hp, wp = xt.shape[0], xt.shape[1]
+    tiles_w = (wp - 2) // 2
+    for y in prange(hp):
+        iy = y - pad
+        for ix in range(wp):
+            xt[y, ix, :] = 0.0
+        if 0 <= iy < h:
+            for c in range(channels):
+                src = x[c, iy]
+                for ix in range(max(0, pad), min(wp, w + pad)):
+                    xt[y, ix, c] = src[ix - pad]
+    for t in prange(VT.shape[1]):
+        y0 = t // tiles_w * 2
+        x0 = (t - y0 // 2 * tiles_w) * 2
+        r0, r1, r2, r3 = xt[y0], xt[y0 + 1], xt[y0 + 2], xt[y0 + 3]
+        for c in range(channels):
+            c00, c10, c20, c30 = _bt2(r0[x0, c], r1[x0, c], r2[x0, c], r3[x0, c])
+            c01, c11, c21, c31 = _bt2(r0[x0 + 1, c], r1[x0 + 1, c], r2[x0 + 1, c], r3[x0 + 1, c])
+            c02, c12, c22, c32 = _bt2(r0[x0 + 2, c], r1[x0 + 2, c], r2[x0 + 2, c], r3[x0 + 2, c])
+            c03, c13, c23, c33 = _bt2(r0[x0 + 3, c], r1[x0 + 3, c], r2[x0 + 3, c], r3[x0 + 3, c])
+            VT[0, t, c], VT[1, t, c], VT[2, t, c], VT[3, t, c] = _bt2(c00, c01, c02, c03)
+            VT[4, t, c], VT[5, t, c], VT[6, t, c], VT[7, t, c] = _bt2(c10, c11, c12, c13)
+            VT[8, t, c], VT[9, t, c], VT[10, t, c], VT[11, t, c] = _bt2(c20, c21, c22, c23)
+            VT[12, t, c], VT[13, t, c], VT[14, t, c], VT[15, t, c] = _bt2(c30, c31, c32, c33)
+
+
+@njit(cache=True, parallel=True)
+def transform_output2_rows(MT, yt, out_h, out_w, out):
+    """transform_output2's sums (before any store) from M with the tiles as rows, MT (16, tiles, filters): each
+    tile's 2x2 outputs over the filters in vectors into yt (2 tiles_h, 2 tiles_w, filters), channel-last, then
+    copied into out (filters, out_h*out_w), those inside the output. The same floats."""
+    tiles_w = yt.shape[1] // 2
+    filters = MT.shape[2]
+    for t in prange(MT.shape[1]):
+        y0 = t // tiles_w * 2
+        x0 = (t - y0 // 2 * tiles_w) * 2
+        a, b = yt[y0], yt[y0 + 1]
+        for f in range(filters):
+            s00, s10 = _at2(MT[0, t, f], MT[4, t, f], MT[8, t, f], MT[12, t, f])
+            s01, s11 = _at2(MT[1, t, f], MT[5, t, f], MT[9, t, f], MT[13, t, f])
+            s02, s12 = _at2(MT[2, t, f], MT[6, t, f], MT[10, t, f], MT[14, t, f])
+            s03, s13 = _at2(MT[3, t, f], MT[7, t, f], MT[11, t, f], MT[15, t, f])
+            a[x0, f], a[x0 + 1, f] = _at2(s00, s01, s02, s03)
+            b[x0, f], b[x0 + 1, f] = _at2(s10, s11, s12, s13)
+    for f in prange(filters):
+        dst = out[f]
+        for y in range(out_h):
+            src = yt[y]
+            for x in range(out_w):
+                dst[y * out_w + x] = src[x, f]
+
+
+@njit(cache=True, parallel=True)
+def winograd_products_rows(a, up, MT):
+    """MT[p] (tiles, filters) = V[p]^T @ U[p]^T for every position p: winograd_products' sums with the tiles as the
+    rows, a (positions, packed) V^T packed by gemm.pack_a_batch, and the filters as the columns, up (positions,
+    panels, channels, NR) products.pack_winograd's U^T in panels: each element the same chain over the channels as
+    M[p]'s, so the same floats. A position's panel per task."""
+    positions, panels, channels, NR = up.shape
+    tiles, filters = MT.shape[1], MT.shape[2]
+    upf = up.reshape(-1)
+    MTf = MT.reshape(-1)
+    for task in prange(positions * panels):
+        p = task // panels
+        j = task - p * panels
+        packed_product(a[p], upf, (p * panels + j) * channels * NR, NR, MTf, p * tiles * filters + j * NR, filters,
+                       tiles, min(NR, filters - j * NR), channels, True)
 
 
 @njit(cache=True, parallel=True)

@@ -30,7 +30,7 @@ from ...kernels.pool import tiles_2x2
 from ...kernels.products import (backend, bf16_kernel, conv_bf16, conv_image, conv_int16, conv_weight_gradient,
                                  conv_weight_gradient_image, conv_winograd, gemm_nn, gemm_tn, int16_kernel, pack_bf16,
                                  pack_winograd, packs_images, weight_gradient_from_image, weight_gradient_transposed,
-                                 winograd_tile)
+                                 winograd_rows, winograd_tile)
 from ...kernels.winograd import transform_weights
 from .base import Layer, fast_inference, zeros
 
@@ -300,8 +300,9 @@ class Convolutional(Layer):
                                                        lambda: quantize_winograd_weights(weights, c))
         tile = winograd_tile(cg, self.size, self.stride, d, g, *self.out_shape[1:])
         if tile:
-            return "winograd", self.kept_weights("_winograd", weights, tile, net,
-                                                 lambda: pack_winograd(transform_weights(weights, cg, tile)))
+            rows = winograd_rows(tile, *self.out_shape[1:])
+            return "winograd", self.kept_weights("_winograd", weights, (tile, rows), net,
+                                                 lambda: pack_winograd(transform_weights(weights, cg, tile), rows))
         return None, None
 
     def convolve(self, x, net, out=None, weights=None, store=None):
