@@ -185,8 +185,8 @@ def store_network(tmp_path, darknet, products_name):
 def test_the_fused_store_gives_the_pass_apart_bits(tmp_path, darknet, products_name, tile, monkeypatch):
     """In the fast modes each convolution's batch-norm, bias and linear/leaky/relu, and a 2x2 stride-2 max pool
     after it, are applied as the products store each row (conv_direct for the first layer, Winograd's output
-    transform, forced here for the 3x3 layers), or in a pass right after the products that do not store (the
-    1 x 1 layer): the same bits as the layers' own passes, for two images. The layer before the 3x3 stride-1 pool
+    transform, forced here for the 3x3 layers) or each register tile (the chain kernel's, the 1 x 1 layer's):
+    the same bits as the layers' own passes, for two images. The layer before the 3x3 stride-1 pool
     and the logistic one keep their own passes."""
     monkeypatch.setattr(convolutional, "winograd_tile",
                         lambda channels, size, stride, dilation, groups, h, w: tile if (size, stride) == (3, 1) else 0)

@@ -217,6 +217,7 @@ t.test_transposed_variants_and_accumulate()
 for shape in ((37, 300, 41), (30, 45, 2100), (250, 600, 169)):
     t.test_larger_shapes(*shape)
 t.test_copy_run()
+t.test_tiles_finish_the_store()
 import pytest
 for case in ((3, 64, 70, 16, 3, 1, 1, 1), (4, 20, 9, 250, 3, 2, 1, 1), (30, 6, 40, 8, 3, 1, 1, 1)):
     with pytest.MonkeyPatch.context() as patch:
@@ -247,6 +248,32 @@ def test_other_vector_widths(target):
     result = subprocess.run([sys.executable, "-c", CHECK_TARGET.format(nr=nr)], cwd=root, capture_output=True,
                             text=True, env={**os.environ, **env, "PYTHONPATH": str(root)}, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_tiles_finish_the_store():
+    """With an activation the register tiles finish each row as they store it (batch-norm and bias as (x - center) *
+    scale + shift, then linear, leaky or relu): the floats of the store's pass after the raw sums (epilogue.apply),
+    on cut tiles, one and three k blocks (only the last one's sums are finished), darknet's chains and the fused
+    ones, a product and one from an image."""
+    from pydarknet.kernels.activations import LEAKY, LINEAR
+    rng = np.random.default_rng(11)
+    for M, K, N in ((13, 27, 77), (7, 600, 33), (64, 64, 1000)):
+        A, B = operands(rng, M, K, N)
+        affine = rng.uniform(-.5, 1.5, (3, M)).astype(np.float32)
+        for activation in (LINEAR, LEAKY, RELU):
+            store = Store(affine, activation, np.zeros((0, 0, 0), np.float32))
+            for fused in (False, True):
+                expected = sgemm_darknet(A, B, np.empty((M, N), np.float32), fused=fused)
+                apply(expected, N, store)
+                finished = sgemm_darknet(A, B, np.full((M, N), np.nan, np.float32), False, fused, affine, activation)
+                np.testing.assert_array_equal(finished, expected)
+    x = rng.standard_normal((5, 19, 23), dtype=np.float32)
+    A = rng.standard_normal((10, 45), dtype=np.float32)
+    affine = rng.uniform(-.5, 1.5, (3, 10)).astype(np.float32)
+    expected = sgemm_image(A, x, 0, 3, 1, 1, 1, 19, 23, np.empty((10, 437), np.float32), True)
+    apply(expected, 23, Store(affine, LEAKY, np.zeros((0, 0, 0), np.float32)))
+    finished = sgemm_image(A, x, 0, 3, 1, 1, 1, 19, 23, np.empty((10, 437), np.float32), True, affine, LEAKY)
+    np.testing.assert_array_equal(finished, expected)
 
 
 def test_fused_variant():

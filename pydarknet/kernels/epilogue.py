@@ -9,7 +9,9 @@ arithmetic is the fast modes' pass over the output (affine_activate_row, which k
 fused or not, the floats are the same; darknet's exact pass never comes here.
 
 Products that store through it: conv_direct (the first layers), Winograd's output transforms (three passes, bands,
-and --int16's F(2x2)). Any other product stores its raw sums and `apply` runs the same arithmetic afterwards.
+and --int16's F(2x2)), and the chain kernel's register tiles (1 x 1 layers and the packed columns of the larger
+ones: kernels.gemm's `_finished`, the affine and activation only, so not where a pool is to be filled). Any other
+product stores its raw sums and `apply` runs the same arithmetic afterwards.
 """
 import math
 from typing import NamedTuple
@@ -64,10 +66,10 @@ def affine_table(mean, variance, scales, biases, normalize, ab):
     return table
 
 
-@njit(cache=True, fastmath={"contract"}, inline="always")
+@njit(cache=True, inline="always")
 def affine_activate_row(row, center, scale, shift, activation):
-    """row = activation((row - center) * scale + shift) in place: a subtraction and a fused multiply-add, then
-    leaky's 0.1 x or relu in float32. Darknet multiplies leaky's 0.1 in double and normalizes in double, which the
+    """row = activation((row - center) * scale + shift) in place: a subtraction, a multiply and an add, each
+    rounded (the chain kernel's register tiles do the same: gemm._finished), then leaky's 0.1 x or relu in float32. Darknet multiplies leaky's 0.1 in double and normalizes in double, which the
     exact pass keeps; those conversions make it several times slower than this one."""
     tenth = np.float32(0.1)
     zero = np.float32(0.0)

@@ -234,8 +234,10 @@ def _make_micro(mr, nv, rows="packed"):
     def signature_of(ap, bp, c, offs=None):
         if not (_is_word_array(ap) and _is_word_array(bp) and ap.dtype == bp.dtype and _is_f32_array(c)):
             return None
-        extra = {"packed": [], "strided": [types.intp], "offsets": [offs, types.intp]}[rows]
+        extra = {"packed": [offs, types.intp, types.intp], "strided": [types.intp], "offsets": [offs, types.intp]}[rows]
         if rows == "offsets" and not (isinstance(offs, types.Array) and offs.dtype == types.int64):
+            return None
+        if rows == "packed" and not (isinstance(offs, types.Array) and offs.dtype == types.float32 and offs.ndim == 2):
             return None
         return types.void(ap, types.intp, bp, types.intp, c, types.intp, types.intp, types.intp, types.intp,
                           types.intp, types.boolean, types.intp, types.boolean, *extra)
@@ -428,6 +430,8 @@ def _make_micro(mr, nv, rows="packed"):
                     out_exact = k_loops(False, init)
                     exact_block = builder.block
             out = _phis(builder, (out_fused, fused_block), (out_exact, exact_block))
+        if rows == "packed":
+            out = _finished(context, builder, signature.args[13], *args[13:16], h_v, out, mr, nv)
         with builder.if_else(full, likely=True) as (then, otherwise):
             with then:
                 for n in range(n_acc):
@@ -455,7 +459,8 @@ def _make_micro(mr, nv, rows="packed"):
         return micro_offsets
 
     @intrinsic
-    def micro(typingctx, ap, a_off, bp, b_off, c, c_off, ldc, h, w, kc, load_c, next_c, fused):
+    def micro(typingctx, ap, a_off, bp, b_off, c, c_off, ldc, h, w, kc, load_c, next_c, fused, affine, row0,
+              activation):
         """For r < h, j < w, in order k = 0 .. kc-1:
 
             C[c_off + r*ldc + j] (from 0, or from its value if load_c) += A(r, k) * bp[b_off + k*NR + j]
@@ -465,8 +470,10 @@ def _make_micro(mr, nv, rows="packed"):
         rem = kc % 8 steps at ap[a_off + 8*mr*(kc // 8) + rem*r + kk]. If next_c >= 0 the rows of the next
         tile of C, at next_c, are prefetched: its load would otherwise stall the next call's k loop.
         With `fused` each step is one fused multiply-add instead (the fast products, not darknet's bits).
+        With `activation` >= 0 (LINEAR, LEAKY or RELU) the sums are finished as they are stored, row r by
+        affine's column row0 + r (kernels.epilogue's Store: see `_finished`); with -1 they are stored as they are.
         """
-        sig = signature_of(ap, bp, c)
+        sig = signature_of(ap, bp, c, affine)
         return None if sig is None else (sig, codegen)
 
     return micro
@@ -484,6 +491,41 @@ _micro6_offsets = _make_micro(6, 2, "offsets")
 _micro4_offsets = _make_micro(4, 2, "offsets")
 _micro6_half_offsets = _make_micro(6, 1, "offsets")
 _micro4_half_offsets = _make_micro(4, 1, "offsets")
+
+
+def _finished(context, builder, aty, affine, row0, activation, h, sums, mr, nv):
+    """The fused store's arithmetic (kernels.epilogue.affine_activate_row) on a register tile's finished sums, where
+    activation >= 0: (sum - center) * scale + shift, a subtraction, a multiply and an add, each rounded (as that
+    function runs, inlined into its callers), then leaky's 0.1 x below zero, relu's 0, or nothing (LINEAR): the
+    same floats. Center, scale and shift of tile row r are affine[0..2, row0 + r] (affine (3, M)), rows past h
+    reading row0's."""
+    from .activations import LEAKY, RELU
+    vec = sums[0].type
+    lanes = vec.count
+    table = context.make_array(aty)(context, builder, affine)
+    data, stride = table.data, builder.extract_value(table.shape, 1)
+    zero = ir.Constant(vec, [0.0] * lanes)
+    tenth = ir.Constant(vec, [float(np.float32(0.1))] * lanes)
+    undef = ir.Constant(vec, ir.Undefined)
+    bcast = ir.Constant(ir.VectorType(_I32, lanes), [0] * lanes)
+    entry = builder.block
+    with builder.if_then(builder.icmp_signed(">=", activation, _i64(0))):
+        leaky = builder.icmp_signed("==", activation, _i64(LEAKY))
+        relu = builder.icmp_signed("==", activation, _i64(RELU))
+        done = []
+        for r in range(mr):
+            row = builder.select(builder.icmp_signed("<", _i64(r), h), builder.add(row0, _i64(r)), row0)
+            center, scale, shift = (builder.shuffle_vector(builder.insert_element(
+                undef, builder.load(builder.gep(data, [builder.add(builder.mul(_i64(i), stride), row)])), _i32(0)),
+                undef, bcast) for i in range(3))
+            for v in range(nv):
+                x = builder.fadd(builder.fmul(builder.fsub(sums[r * nv + v], center), scale), shift)
+                above = builder.fcmp_ordered(">", x, zero)
+                x = builder.select(leaky, builder.select(above, x, builder.fmul(tenth, x)),
+                                   builder.select(relu, builder.select(above, x, zero), x))
+                done.append(x)
+        finished = builder.block
+    return _phis(builder, (done, finished), (sums, entry))
 
 
 def _make_copy(width):
@@ -796,14 +838,16 @@ def _pack_b_image(img, conv, N, k0, kc, p0, p1, dst, dst_off, p_stride):
 
 
 @njit(cache=True, parallel=True)
-def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused, img, conv, count):
+def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused, img, conv, count, affine, activation):
     """Flat operands: A[i, k] = Af[i*a_rs + k*a_ks], B[k, j] = Bf[k*b_ks + j*b_js], C[i, j] = Cf[i*N + j].
     nth is numba.get_num_threads(), asked by the caller (that call cannot be cached in compiled code).
     fused: fused multiply-adds (faster where the CPU multiplies and adds on the same units; not darknet's bits).
     img, conv: B is im2col of the image img instead (see `_pack_b_image`; Bf, b_ks and b_js unused), unless img
     is empty (NO_IMAGE).
     count: that many products at once (in one parallel region), A, B and C row-major and stacked: product q
-    reads Af[q*M*K:], Bf[q*K*N:] and writes Cf[q*M*N:]."""
+    reads Af[q*M*K:], Bf[q*K*N:] and writes Cf[q*M*N:].
+    affine, activation: with activation >= 0, C's rows finished by the fused store's arithmetic as the last k block's
+    tiles are stored (the micro-kernel's `activation`), else -1."""
     if M == 0 or N == 0:
         return
     if K == 0:
@@ -861,6 +905,7 @@ def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused, i
             pc = kb * kcb
             kc = min(kcb, K - pc)
             load = accumulate or kb > 0
+            finish = activation if kb == nkb - 1 else -1
             if wide:
                 abase = pc * rows
                 if img.size == 0:
@@ -885,13 +930,17 @@ def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused, i
                         nxt = -1
                     aoff = abase + (row - row0) * kc
                     if t < n6 and w > lanes:
-                        _micro6(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused)
+                        _micro6(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused, affine, row,
+                                finish)
                     elif t < n6:
-                        _micro6_half(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused)
+                        _micro6_half(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused, affine, row,
+                                     finish)
                     elif w > lanes:
-                        _micro4(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused)
+                        _micro4(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused, affine, row,
+                                finish)
                     else:
-                        _micro4_half(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused)
+                        _micro4_half(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused, affine, row,
+                                     finish)
                     if p == p1 - 1 and kb + 1 < nkb and a_ks == 1 and not wide:
                         # while the last panel computes, fetch the rows of A the next k block packs
                         for i in range(row, row + h):
@@ -957,13 +1006,16 @@ NO_IMAGE = {np.dtype(t): np.empty((0, 0, 0), t) for t in (np.float32, np.int32, 
 NO_CONV = (0, 0, 0, 0, 0, 0)
 
 
+NO_AFFINE = np.zeros((3, 0), np.float32)
+
+
 def gemm_flat(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate=False, nth=None, fused=False, img=None,
-              conv=None, count=1):
+              conv=None, count=1, affine=NO_AFFINE, activation=-1):
     """_gemm (see there) with every argument passed, of one type each: every product then runs the same
     compiled kernel, one load from Numba's cache per process instead of one per combination of defaults."""
     _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, bool(accumulate),
           numba.get_num_threads() if nth is None else nth, bool(fused), NO_IMAGE[Af.dtype] if img is None else img,
-          NO_CONV if conv is None else conv, count)
+          NO_CONV if conv is None else conv, count, affine, int(activation))
 
 
 def _check(name, C, *operands):
@@ -986,30 +1038,34 @@ def _check_image(name, C, A, x):
         raise TypeError(f"{name}: A must be 2-d and the image (c, h, w)")
 
 
-def sgemm_darknet(A, B, C, accumulate=False, fused=False):
+def sgemm_darknet(A, B, C, accumulate=False, fused=False, affine=NO_AFFINE, activation=-1):
     """C = A @ B for A (M, K), B (K, N), C (M, N), float32 C-contiguous, in darknet's exact order:
     C[i, j] = (...((0 + A[i,0]*B[0,j]) + A[i,1]*B[1,j]) + ...), each product rounded, no FMA.
     With accumulate the chains start from C's values instead of 0 (darknet's BETA = 1). With fused, the same
-    chains with a fused multiply-add per step (products.py's "fast" backend: not darknet's bits). Returns C."""
+    chains with a fused multiply-add per step (products.py's "fast" backend: not darknet's bits). With an
+    activation (LINEAR, LEAKY or RELU), row i finished as it is stored: (C - affine[0, i]) * affine[1, i] +
+    affine[2, i], activated (kernels.epilogue.affine_activate_row's floats). Returns C."""
     _check("sgemm_darknet", C, A, B)
     (M, K), (K2, N) = A.shape, B.shape
     if K2 != K or C.shape != (M, N):
         raise ValueError(f"sgemm_darknet: shapes {A.shape} @ {B.shape} -> {C.shape} do not match")
-    gemm_flat(A.reshape(-1), K, 1, B.reshape(-1), N, 1, C.reshape(-1), M, N, K, accumulate, fused=fused)
+    gemm_flat(A.reshape(-1), K, 1, B.reshape(-1), N, 1, C.reshape(-1), M, N, K, accumulate, fused=fused,
+              affine=affine, activation=activation)
     return C
 
 
-def sgemm_image(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=False):
+def sgemm_image(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=False, affine=NO_AFFINE,
+                activation=-1):
     """C = A @ im2col(x[c0 : c0 + K/size^2]) for one image x (c, h, w), A (M, K), C (M, out_h*out_w): the same
-    chains as sgemm_darknet on im2col's columns, packed straight from the image. A and x may instead be int32
-    words (kernels.int16: int16 pairs, whose products the tiles sum in int32) or uint32 words (kernels.bf16: bf16
-    pairs, vdpbf16ps's operands). Returns C."""
+    chains as sgemm_darknet on im2col's columns, packed straight from the image (finished as it is stored with an
+    activation, as sgemm_darknet's). A and x may instead be int32 words (kernels.int16: int16 pairs, whose products
+    the tiles sum in int32) or uint32 words (kernels.bf16: bf16 pairs, vdpbf16ps's operands). Returns C."""
     _check_image("sgemm_image", C, A, x)
     (M, K), (M2, N) = A.shape, C.shape
     if M2 != M or N != out_h * out_w or K % (size * size) or c0 + K // (size * size) > x.shape[0]:
         raise ValueError(f"sgemm_image: A {A.shape}, C {C.shape} and image {x.shape} do not match")
     gemm_flat(A.reshape(-1), K, 1, A.reshape(-1), 0, 0, C.reshape(-1), M, N, K, fused=fused, img=x,
-              conv=(c0, size, stride, pad, dilation, out_w))
+              conv=(c0, size, stride, pad, dilation, out_w), affine=affine, activation=activation)
     return C
 
 

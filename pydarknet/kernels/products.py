@@ -49,8 +49,8 @@ from numba.extending import intrinsic
 
 from .conv import conv_direct
 from .epilogue import NONE, apply
-from .gemm import (_F32, _I64, _data, _i64, _phis, gemm_flat, host_panel_width, pack_a_batch, packed_a_size,
-                   sgemm_darknet, sgemm_darknet_tn, sgemm_image)
+from .gemm import (NO_AFFINE, _F32, _I64, _data, _i64, _phis, gemm_flat, host_panel_width, pack_a_batch,
+                   packed_a_size, sgemm_darknet, sgemm_darknet_tn, sgemm_image)
 from .threads import spin_briefly
 
 BACKENDS = ("darknet", "blas", "fast", "int16", "bf16")
@@ -153,15 +153,29 @@ def backend():
     return _chosen().name
 
 
-def gemm_nn(a, b, out, accumulate=False):
-    """out = a @ b, or out += a @ b with accumulate (a (m, k), b (k, n), out (m, n), float32)."""
+def stored_by_tiles(store):
+    """(affine, activation) for the chain kernel's register tiles to finish `store` (kernels.epilogue's) as they
+    store their sums, or (NO_AFFINE, -1) where they cannot: no store, or a pool to fill (the store's own pass
+    does that). The floats are the pass's either way."""
+    if store.affine.shape[1] and not store.pooled.size:
+        return store.affine, store.activation
+    return NO_AFFINE, -1
+
+
+def gemm_nn(a, b, out, accumulate=False, store=NONE, width=0):
+    """out = a @ b, or out += a @ b with accumulate (a (m, k), b (k, n), out (m, n), float32), then finished by
+    `store` (kernels.epilogue; out's rows images `width` wide): by the register tiles as they store the sums
+    where they can (stored_by_tiles), else in a pass after them."""
     name = backend()
+    by_tiles = stored_by_tiles(store) if name != "blas" else (NO_AFFINE, -1)
     if name != "blas":
-        sgemm_darknet(a, b, out, accumulate, fused=name in FUSED)
+        sgemm_darknet(a, b, out, accumulate, name in FUSED, *by_tiles)
     elif accumulate:
         out += a @ b
     else:
         np.matmul(a, b, out=out)
+    if by_tiles[1] < 0:
+        apply(out, width, store)
 
 
 def packs_images():
@@ -180,11 +194,14 @@ def conv_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, store=N
     `store` (kernels.epilogue). Layers whose weights fit in a core's L2 (DIRECT_WEIGHTS_BYTES: the first layers of
     a network, few channels, large images) read the taps straight from a padded copy of the image (conv.conv_direct,
     which finishes each output row as it stores it); the others pack the columns from the image into the kernel's
-    panels (gemm.sgemm_image), which pays where A is too large to read once per output row."""
+    panels (gemm.sgemm_image, whose register tiles finish the store as they store their sums, but for a pool: see
+    stored_by_tiles), which pays where A is too large to read once per output row."""
     if size > 1 and a.size * 4 <= DIRECT_WEIGHTS_BYTES:
         conv_direct(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, backend() in FUSED, store)
-    else:
-        sgemm_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, fused=backend() in FUSED)
+        return
+    by_tiles = stored_by_tiles(store)
+    sgemm_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, backend() in FUSED, *by_tiles)
+    if by_tiles[1] < 0:
         apply(out, out_w, store)
 
 

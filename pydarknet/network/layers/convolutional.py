@@ -366,7 +366,7 @@ class Convolutional(Layer):
         direct = self.size == 1 and self.stride == 1 and self.pad == 0
         wide = share_products(batch, L)
         packed = not wide and packs_images()
-        stores = g == 1 and packed and not direct   # conv_image finishes an ungrouped layer's rows itself
+        stores = g == 1 and packed   # conv_image and gemm_nn finish an ungrouped layer's rows themselves
         chunk = chunk_images(batch, k * L)
         col = None if packed else net.workspace(k * L * chunk)
         for b0 in range(0, batch, chunk):
@@ -391,7 +391,8 @@ class Convolutional(Layer):
                     im2col_batch(x[b0:b1], j * cg, cg, self.size, self.stride, pad, cols, False, d)
                 for b in range(b0, b1):
                     src = x[b, j * cg:(j + 1) * cg].reshape(cg, h * w) if direct else cols[b - b0]
-                    gemm_nn(group, src, out[b, j * m:(j + 1) * m])
+                    gemm_nn(group, src, out[b, j * m:(j + 1) * m], store=image_store(b) if stores else NONE,
+                            width=out_w)
         return out if stores else finish()
 
     def forward(self, x, net):
