@@ -299,6 +299,22 @@ def test_time_layers_splits_each_layer_and_counts_its_bytes():
     assert all(row.moved >= row.passes for row in rows)
 
 
+def test_time_layers_counts_no_pass_where_the_register_tiles_store():
+    """With the fast products the 1 x 1 layers' register tiles finish the store (gemm_nn's `store`): their layers
+    count no pass of their own, as the convolutions that store row by row."""
+    import numpy as np
+    from conftest import ROOT
+    from pydarknet.kernels import products
+    from pydarknet.network.network import Network
+    net = Network(ROOT / "cfg/shapes-tiny.cfg", quiet_unused=True)
+    net.load(ROOT / "data/shapes-tiny.weights")
+    net.products = products.products_for("fast")
+    x = np.random.default_rng(0).random((1,) + net.input_shape, dtype=np.float32)
+    rows, _ = layers.time_layers(net, x, runs=1, warmup=1, quiet=0)
+    ones = [row for row, layer in zip(rows, net.layers) if layer.type == "convolutional" and layer.size == 1]
+    assert len(ones) == 4 and all(row.passes == 0 for row in ones)
+
+
 def test_bench_layers_prints_one_table(tmp_path):
     """`python3 -m tools.bench --layers NETWORK MODE`: the CPU line, then that network's table alone."""
     from conftest import ROOT

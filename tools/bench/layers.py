@@ -79,7 +79,7 @@ def _recording(recorder):
     def timed(name, call):
         def run(*args, **kwargs):
             recorder.calls[recorder.layer].add(name)
-            if any(isinstance(a, Store) and a.affine.shape[1] for a in args):
+            if any(isinstance(a, Store) and a.affine.shape[1] for a in (*args, *kwargs.values())):
                 recorder.calls[recorder.layer].add(STORED)
             start = time.perf_counter()
             try:
