@@ -54,13 +54,22 @@ def sort_files(arguments, slots, most=None):
     for role in slots:
         if role not in taken:
             if not files:
-                raise ArgumentsError(f"Missing argument '{METAVARS[role]}'.")
+                raise ArgumentsError(f"Missing argument '{METAVARS[role]}'{missing_why(role, arguments, taken)}.")
             taken[role] = files.pop(0)
             others.remove(taken[role])
     if most is not None and len(others) > most:
         raise ArgumentsError(f"Got unexpected extra argument ({' '.join(arguments[i] for i in others[most:])})")
     return NetworkFiles(arguments[taken["cfg"]], arguments[taken["weights"]],
                         arguments[taken["names"]] if "names" in taken else None, tuple(arguments[i] for i in others))
+
+
+def missing_why(role, arguments, taken):
+    """The likely slip behind a missing CFG where a .data or .names file was given: that file put where the
+    network's .cfg goes (`detect coco.data yolov3-tiny.weights`), as ": <file> gives ..."; else ""."""
+    if role != "cfg" or "names" not in taken:
+        return ""
+    names = arguments[taken["names"]]
+    return f": {names} gives the class names, not the network: give the .cfg as well, before the WEIGHTS"
 
 
 def check_order(cfg, weights):
