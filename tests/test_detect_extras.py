@@ -45,7 +45,8 @@ def test_files_that_cannot_be_told_apart_are_one_usage_line(capsys):
     assert code == 2 and err == "pydarknet: error: Missing argument 'WEIGHTS'. (see `pydarknet detector test --help`)\n"
     code, _, err = run(capsys, "detect", DATA, WEIGHTS, IMAGE)   # the .data where the cfg goes
     assert code == 2 and err == (f"pydarknet: error: Missing argument 'CFG': {DATA} gives the class names, not the "
-                                 "network: give the .cfg as well, before the WEIGHTS. (see `pydarknet detect --help`)\n")
+                                 "network: give the .cfg as well, before the WEIGHTS. "
+                                 "(see `pydarknet detect --help`)\n")
     code, _, err = run(capsys, "demo", CFG, WEIGHTS, "a.mp4", "b.mp4")
     assert code == 2 and err.startswith("pydarknet: error: Got unexpected extra argument (b.mp4)")
 
