@@ -69,8 +69,9 @@ def affine_table(mean, variance, scales, biases, normalize, ab):
 @njit(cache=True, inline="always")
 def affine_activate_row(row, center, scale, shift, activation):
     """row = activation((row - center) * scale + shift) in place: a subtraction, a multiply and an add, each
-    rounded (the chain kernel's register tiles do the same: gemm._finished), then leaky's 0.1 x or relu in float32. Darknet multiplies leaky's 0.1 in double and normalizes in double, which the
-    exact pass keeps; those conversions make it several times slower than this one."""
+    rounded (the chain kernel's register tiles do the same: gemm._finished), then leaky's 0.1 x or relu in float32.
+    Darknet multiplies leaky's 0.1 in double and normalizes in double, which the exact pass keeps; those conversions
+    make it several times slower than this one."""
     tenth = np.float32(0.1)
     zero = np.float32(0.0)
     if activation == LEAKY:
