@@ -21,10 +21,14 @@ filters in vectors (transform_input2_rows, transform_output2_rows): the same sum
 """
 import numba
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .epilogue import store_rows
-from .gemm import _panel_width, packed_product
+from .gemm import (_F32, _I32, _data, _i32, _i64, _lane_mask, _lanes, _masked_store, _panel_width, _splat_i64,
+                   packed_product)
 
 _2, _4, _5, _8 = np.float32(2), np.float32(4), np.float32(5), np.float32(8)
 G = {2: np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]]),
@@ -136,11 +140,65 @@ def transform_input4(x, pad, tiles_w, V):
     nchunk = _chunks(channels)
     for q in prange(nchunk):
         buf = np.empty((hp, wp), np.float32)
-        col = np.empty((6, wp), np.float32)
+        col = np.zeros((6, wp + 3 * _panel_width()), np.float32)   # whole vectors past each row: _bt4_along
         for c in range(q * channels // nchunk, (q + 1) * channels // nchunk):
             _padded_plane(x[c], pad, buf)
             for ty in range(tiles_h):
                 _input_row4(buf, 4 * ty, col, V, c, ty * tiles_w)
+
+
+def _joined(builder, a, b, n=None):
+    """Vectors a and b side by side, one vector of their lanes (the first n of them: all by default)."""
+    n = 2 * a.type.count if n is None else n
+    return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(_I32, n), list(range(n))))
+
+
+@intrinsic
+def _bt4_along(typingctx, col, v, v_off, v_stride, tiles):
+    """B along each tile's row, a vector of tiles at a time: for tile tx < tiles, its six columns col[4 tx ..
+    4 tx + 5] to v[v_off + k * v_stride + tx] (k = 0..5), _bt4's floats (the same operations in the same order, no
+    contraction). The columns are read whole vectors at a time, deinterleaved by shuffles (the loop over tiles
+    read them 4 floats apart, one at a time: 0.37 of F(4x4)'s 0.51 ms input transform on 64 channels at 104 x
+    104), so col holds 5 vectors from its last vector of tiles' start (the plane's width and 3 NR floats more: see
+    _input_row4's callers), zeros past the plane: lanes past `tiles` are computed from them and not stored
+    (uninitialized memory there made the pass 2.6x as slow: denormal floats take the CPU's slow path)."""
+    if not (isinstance(col, types.Array) and col.dtype == types.float32 and isinstance(v, types.Array)
+            and v.dtype == types.float32):
+        return None
+
+    def codegen(context, builder, signature, args):
+        col_v, v_v, v_off_v, stride_v, tiles_v = args
+        lanes = _lanes(context)
+        vec = ir.VectorType(_F32, lanes)
+        c0 = _data(context, builder, signature.args[0], col_v)
+        v0 = builder.gep(_data(context, builder, signature.args[1], v_v), [v_off_v])
+        four, five, two = (ir.Constant(vec, [float(k)] * lanes) for k in (4, 5, 2))
+        groups = builder.sdiv(builder.add(tiles_v, _i64(lanes - 1)), _i64(lanes))
+        with cgutils.for_range(builder, groups) as loop:
+            first = builder.mul(loop.index, _i64(lanes))
+            src = builder.gep(c0, [builder.mul(first, _i64(4))])
+            parts = [builder.load(builder.bitcast(builder.gep(src, [_i64(lanes * q)]), vec.as_pointer()), align=4)
+                     for q in range(5)]
+            four_wide = _joined(builder, _joined(builder, parts[0], parts[1]), _joined(builder, parts[2], parts[3]))
+            fifth = builder.shuffle_vector(parts[4], ir.Constant(vec, ir.Undefined), ir.Constant(
+                ir.VectorType(_I32, 4 * lanes), list(range(lanes)) + [lanes] * (3 * lanes)))
+            row = _joined(builder, four_wide, fifth, 5 * lanes)
+            d0, d1, d2, d3, d4, d5 = (builder.shuffle_vector(row, row, ir.Constant(
+                ir.VectorType(_I32, lanes), [k + 4 * j for j in range(lanes)])) for k in range(6))
+            a = builder.fsub(d4, builder.fmul(four, d2))
+            b = builder.fsub(d3, builder.fmul(four, d1))
+            c = builder.fsub(d4, d2)
+            e = builder.fmul(two, builder.fsub(d3, d1))
+            outs = (builder.fadd(builder.fsub(builder.fmul(four, d0), builder.fmul(five, d2)), d4),
+                    builder.fadd(a, b), builder.fsub(a, b), builder.fadd(c, e), builder.fsub(c, e),
+                    builder.fadd(builder.fsub(builder.fmul(four, d1), builder.fmul(five, d3)), d5))
+            on = _lane_mask(builder, 0, _splat_i64(builder, builder.sub(tiles_v, first), lanes))
+            for k, out in enumerate(outs):
+                dst = builder.gep(v0, [builder.add(builder.mul(_i64(k), stride_v), first)])
+                builder.call(_masked_store(builder, vec), [out, builder.bitcast(dst, vec.as_pointer()), _i32(4), on])
+        return context.get_dummy_value()
+
+    return types.void(col, v, types.intp, types.intp, types.intp), codegen
 
 
 @njit(cache=True, inline="always")
@@ -152,15 +210,10 @@ def _input_row4(plane, y0, col, V, c, t0):
     c0, c1, c2, c3, c4, c5 = col[0], col[1], col[2], col[3], col[4], col[5]
     for i in range(plane.shape[1]):
         c0[i], c1[i], c2[i], c3[i], c4[i], c5[i] = _bt4(r0[i], r1[i], r2[i], r3[i], r4[i], r5[i])
+    channels, ld = V.shape[1], V.shape[2]
+    Vf = V.reshape(-1)
     for i in range(6):
-        ci = col[i]
-        v0, v1, v2, v3, v4, v5 = (V[6 * i, c], V[6 * i + 1, c], V[6 * i + 2, c], V[6 * i + 3, c], V[6 * i + 4, c],
-                                  V[6 * i + 5, c])
-        for tx in range((plane.shape[1] - 2) // 4):
-            x0 = 4 * tx
-            t = t0 + tx
-            v0[t], v1[t], v2[t], v3[t], v4[t], v5[t] = _bt4(ci[x0], ci[x0 + 1], ci[x0 + 2], ci[x0 + 3], ci[x0 + 4],
-                                                            ci[x0 + 5])
+        _bt4_along(col[i], Vf, (6 * i * channels + c) * ld + t0, channels * ld, (plane.shape[1] - 2) // 4)
 
 
 @njit(cache=True, parallel=True)
@@ -358,7 +411,7 @@ def conv_bands4(xp, up, filters, out_h, out_w, rows, work, out, affine, activati
         V = work[numba.get_thread_id()]
         M = V[36 * vstride + NR:]
         V3 = V[:36 * vstride].reshape(36, channels, ld)
-        col = np.empty((6, wp), np.float32)
+        col = np.zeros((6, wp + 3 * NR), np.float32)   # whole vectors past each row: _bt4_along
         s = np.empty((4, 6, tiles_w), np.float32)
         rows_out = np.empty((4, 4 * tiles_w), np.float32)
         for c in range(channels):
