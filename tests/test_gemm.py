@@ -218,8 +218,9 @@ for shape in ((37, 300, 41), (30, 45, 2100), (250, 600, 169)):
     t.test_larger_shapes(*shape)
 t.test_copy_run()
 t.test_tiles_finish_the_store()
-t.test_winograd_input_transform4_is_bt4s_floats()
-t.test_winograd_output_transform4_is_at4s_floats()
+for m in (2, 4):
+    t.test_winograd_input_transform_is_bts_floats(m)
+    t.test_winograd_output_transform_is_ats_floats(m)
 import pytest
 for case in ((3, 64, 70, 16, 3, 1, 1, 1), (4, 20, 9, 250, 3, 2, 1, 1), (30, 6, 40, 8, 3, 1, 1, 1)):
     with pytest.MonkeyPatch.context() as patch:
@@ -278,54 +279,68 @@ def test_tiles_finish_the_store():
     np.testing.assert_array_equal(finished, expected)
 
 
-def test_winograd_input_transform4_is_bt4s_floats():
-    """F(4x4)'s input transform (its row pass a vector of tiles at a time, the columns deinterleaved by shuffles,
-    a last vector of tiles cut short) gives B^T d B as _bt4 computes it, columns then rows, each operation a
-    float32 one: the same floats as numpy's float32 arithmetic in that order (the bands run the same transform:
+def _bt(m, *d):
+    """Winograd's B^T along one axis, in numpy's float32 arithmetic in kernels.winograd's order (_bt2, _bt4)."""
+    f = np.float32
+    if m == 2:
+        d0, d1, d2, d3 = d
+        return [d0 - d2, d1 + d2, d2 - d1, d1 - d3]
+    d0, d1, d2, d3, d4, d5 = d
+    a, b, c, e = d4 - f(4) * d2, d3 - f(4) * d1, d4 - d2, f(2) * (d3 - d1)
+    return [f(4) * d0 - f(5) * d2 + d4, a + b, a - b, c + e, c - e, f(4) * d1 - f(5) * d3 + d5]
+
+
+def _at(m, *s):
+    """Winograd's A^T along one axis, as _bt (_at2, _at4)."""
+    f = np.float32
+    if m == 2:
+        m0, m1, m2, m3 = s
+        return [m0 + m1 + m2, m1 - m2 - m3]
+    m0, m1, m2, m3, m4, m5 = s
+    a, b, c, e = m1 + m2, m1 - m2, m3 + m4, m3 - m4
+    return [m0 + a + c, b + f(2) * e, a + f(4) * c, b + f(8) * e + m5]
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_winograd_input_transform_is_bts_floats(m):
+    """F(m x m)'s input transform (its pass along the tiles' rows a vector of tiles at a time, the columns
+    deinterleaved by shuffles, a last vector of tiles cut short) gives B^T d B, down the columns then along the
+    rows, each operation a float32 one: numpy's floats in that order (F(4x4)'s bands run the same transform:
     test_fast_products checks them against these three passes)."""
-    from pydarknet.kernels.winograd import transform_input4
-
-    def bt4(d0, d1, d2, d3, d4, d5):
-        f = np.float32
-        a, b, c, e = d4 - f(4) * d2, d3 - f(4) * d1, d4 - d2, f(2) * (d3 - d1)
-        return [f(4) * d0 - f(5) * d2 + d4, a + b, a - b, c + e, c - e, f(4) * d1 - f(5) * d3 + d5]
-
+    from pydarknet.kernels.winograd import transform_input2, transform_input4
+    n = m + 2
     rng = np.random.default_rng(17)
     for channels, h, w, pad in ((3, 83, 90, 0), (5, 41, 137, 1), (2, 12, 9, 2)):
         x = rng.standard_normal((channels, h, w), dtype=np.float32)
-        tiles_h, tiles_w = (h + 2 * pad + 1) // 4, (w + 2 * pad + 1) // 4
-        xp = np.zeros((channels, 4 * tiles_h + 2, 4 * tiles_w + 2), np.float32)
+        tiles_h, tiles_w = -(-(h + 2 * pad - 2) // m), -(-(w + 2 * pad - 2) // m)
+        xp = np.zeros((channels, m * tiles_h + 2, m * tiles_w + 2), np.float32)
         xp[:, pad:pad + h, pad:pad + w] = x
-        patches = np.lib.stride_tricks.sliding_window_view(xp, (6, 6), axis=(1, 2))[:, ::4, ::4]   # (c, ty, tx, 6, 6)
-        columns = bt4(*(patches[..., r, :] for r in range(6)))             # [i] (c, ty, tx, 6): B^T down the columns
-        expected = np.stack([v for i in range(6) for v in bt4(*(columns[i][..., j] for j in range(6)))])
-        V = np.full((36, channels, tiles_h * tiles_w), np.nan, np.float32)
-        transform_input4(x, pad, tiles_w, V)
-        np.testing.assert_array_equal(V, expected.reshape(36, channels, -1))
+        patches = np.lib.stride_tricks.sliding_window_view(xp, (n, n), axis=(1, 2))[:, ::m, ::m]   # (c, ty, tx, n, n)
+        columns = _bt(m, *(patches[..., r, :] for r in range(n)))        # [i] (c, ty, tx, n): B^T down the columns
+        expected = np.stack([v for i in range(n) for v in _bt(m, *(columns[i][..., j] for j in range(n)))])
+        V = np.full((n * n, channels, tiles_h * tiles_w), np.nan, np.float32)
+        (transform_input2 if m == 2 else transform_input4)(x, pad, tiles_w, V)
+        np.testing.assert_array_equal(V, expected.reshape(n * n, channels, -1))
 
 
-def test_winograd_output_transform4_is_at4s_floats():
-    """F(4x4)'s output transform (its second pass a vector of tiles at a time, the outputs interleaved by shuffles,
-    a last vector cut short) gives A^T m A as _at4 computes it, down the columns then along the rows, in float32:
-    numpy's floats in that order, cut to the output's size."""
+@pytest.mark.parametrize("m", [2, 4])
+def test_winograd_output_transform_is_ats_floats(m):
+    """F(m x m)'s output transform (its pass along the tiles' rows a vector of tiles at a time, the outputs
+    interleaved by shuffles, a last vector cut short) gives A^T m A, down the columns then along the rows, in
+    float32: numpy's floats in that order, cut to the output's size."""
     from pydarknet.kernels.epilogue import NONE
-    from pydarknet.kernels.winograd import transform_output4
-
-    def at4(m0, m1, m2, m3, m4, m5):
-        f = np.float32
-        a, b, c, e = m1 + m2, m1 - m2, m3 + m4, m3 - m4
-        return [m0 + a + c, b + f(2) * e, a + f(4) * c, b + f(8) * e + m5]
-
+    from pydarknet.kernels.winograd import transform_output2, transform_output4
+    n = m + 2
     rng = np.random.default_rng(19)
     for filters, out_h, out_w in ((3, 81, 88), (2, 41, 137), (4, 13, 11)):
-        tiles_h, tiles_w = (out_h + 3) // 4, (out_w + 3) // 4
-        M = rng.standard_normal((36, filters, tiles_h * tiles_w), dtype=np.float32)
-        m = M.reshape(36, filters, tiles_h, tiles_w)
-        down = [at4(*(m[6 * r + j] for r in range(6))) for j in range(6)]           # [j][i] (f, ty, tx)
-        rows = np.stack([np.stack(at4(*(down[j][i] for j in range(6))), -1) for i in range(4)], 2)   # (f, ty, i, tx, k)
-        expected = rows.reshape(filters, 4 * tiles_h, 4 * tiles_w)[:, :out_h, :out_w]
+        tiles_h, tiles_w = -(-out_h // m), -(-out_w // m)
+        M = rng.standard_normal((n * n, filters, tiles_h * tiles_w), dtype=np.float32)
+        sums = M.reshape(n * n, filters, tiles_h, tiles_w)
+        down = [_at(m, *(sums[n * r + j] for r in range(n))) for j in range(n)]          # [j][i] (f, ty, tx)
+        rows = np.stack([np.stack(_at(m, *(down[j][i] for j in range(n))), -1) for i in range(m)], 2)
+        expected = rows.reshape(filters, m * tiles_h, m * tiles_w)[:, :out_h, :out_w]   # rows: (f, ty, i, tx, k)
         out = np.full((filters, out_h * out_w), np.nan, np.float32)
-        transform_output4(M, tiles_w, out_h, out_w, out, *NONE)
+        (transform_output2 if m == 2 else transform_output4)(M, tiles_w, out_h, out_w, out, *NONE)
         np.testing.assert_array_equal(out.reshape(expected.shape), expected)
 
 

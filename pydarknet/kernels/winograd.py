@@ -106,13 +106,14 @@ def transform_input2(x, pad, tiles_w, V):
     outside the image; tile t = (ty, tx) starts at input pixel (2 ty - pad, 2 tx - pad), the tile rows those of the
     3x3 convolution's output (h + 2 pad - 2 rows). B^T runs down each column of a row of patches at once (rows of
     the padded plane, in vectors), then B along each patch's rows."""
-    channels = V.shape[1]
+    channels, ld = V.shape[1], V.shape[2]
+    Vf = V.reshape(-1)
     tiles_h = (x.shape[1] + 2 * pad - 1) // 2
     hp, wp = 2 * tiles_h + 2, 2 * tiles_w + 2
     nchunk = _chunks(channels)
     for q in prange(nchunk):
         buf = np.empty((hp, wp), np.float32)
-        col = np.empty((4, wp), np.float32)
+        col = np.zeros((4, wp + 3 * _panel_width()), np.float32)   # whole vectors past each row: _bt2_along
         for c in range(q * channels // nchunk, (q + 1) * channels // nchunk):
             _padded_plane(x[c], pad, buf)
             for ty in range(tiles_h):
@@ -120,14 +121,8 @@ def transform_input2(x, pad, tiles_w, V):
                 c0, c1, c2, c3 = col[0], col[1], col[2], col[3]
                 for i in range(wp):
                     c0[i], c1[i], c2[i], c3[i] = _bt2(r0[i], r1[i], r2[i], r3[i])
-                base = ty * tiles_w
                 for i in range(4):
-                    ci = col[i]
-                    v0, v1, v2, v3 = V[4 * i, c], V[4 * i + 1, c], V[4 * i + 2, c], V[4 * i + 3, c]
-                    for tx in range(tiles_w):
-                        x0 = 2 * tx
-                        t = base + tx
-                        v0[t], v1[t], v2[t], v3[t] = _bt2(ci[x0], ci[x0 + 1], ci[x0 + 2], ci[x0 + 3])
+                    _bt2_along(col[i], Vf, (4 * i * channels + c) * ld + ty * tiles_w, channels * ld, tiles_w)
 
 
 @njit(cache=True, parallel=True)
@@ -147,103 +142,109 @@ def transform_input4(x, pad, tiles_w, V):
                 _input_row4(buf, 4 * ty, col, V, c, ty * tiles_w)
 
 
-def _joined(builder, a, b, n=None):
-    """Vectors a and b side by side, one vector of their lanes (the first n of them: all by default)."""
-    n = 2 * a.type.count if n is None else n
-    return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(_I32, n), list(range(n))))
+def _concat(builder, vectors):
+    """The vectors' lanes side by side, as one vector."""
+    joined = vectors[0]
+    for vector in vectors[1:]:
+        lanes, n = vector.type.count, joined.type.count
+        wider = builder.shuffle_vector(vector, ir.Constant(vector.type, ir.Undefined),   # its lanes, then undefined
+                                       ir.Constant(ir.VectorType(_I32, n), list(range(lanes)) + [lanes] * (n - lanes)))
+        joined = builder.shuffle_vector(joined, wider, ir.Constant(ir.VectorType(_I32, n + lanes),
+                                                                   list(range(n)) + list(range(n, n + lanes))))
+    return joined
 
 
-@intrinsic
-def _bt4_along(typingctx, col, v, v_off, v_stride, tiles):
-    """B along each tile's row, a vector of tiles at a time: for tile tx < tiles, its six columns col[4 tx ..
-    4 tx + 5] to v[v_off + k * v_stride + tx] (k = 0..5), _bt4's floats (the same operations in the same order, no
-    contraction). The columns are read whole vectors at a time, deinterleaved by shuffles (the loop over tiles
-    read them 4 floats apart, one at a time: 0.37 of F(4x4)'s 0.51 ms input transform on 64 channels at 104 x
-    104), so col holds 5 vectors from its last vector of tiles' start (the plane's width and 3 NR floats more: see
-    _input_row4's callers), zeros past the plane: lanes past `tiles` are computed from them and not stored
-    (uninitialized memory there made the pass 2.6x as slow: denormal floats take the CPU's slow path)."""
-    if not (isinstance(col, types.Array) and col.dtype == types.float32 and isinstance(v, types.Array)
-            and v.dtype == types.float32):
-        return None
+def _lanes_of(builder, vector, picked):
+    """A vector of the given lanes of `vector`."""
+    return builder.shuffle_vector(vector, vector, ir.Constant(ir.VectorType(_I32, len(picked)), list(picked)))
 
+
+def _ir_bt2(builder, c, d0, d1, d2, d3):
+    return [builder.fsub(d0, d2), builder.fadd(d1, d2), builder.fsub(d2, d1), builder.fsub(d1, d3)]
+
+
+def _ir_at2(builder, c, m0, m1, m2, m3):
+    return [builder.fadd(builder.fadd(m0, m1), m2), builder.fsub(builder.fsub(m1, m2), m3)]
+
+
+def _ir_bt4(builder, c, d0, d1, d2, d3, d4, d5):
+    a = builder.fsub(d4, builder.fmul(c[4], d2))
+    b = builder.fsub(d3, builder.fmul(c[4], d1))
+    e = builder.fmul(c[2], builder.fsub(d3, d1))
+    c_ = builder.fsub(d4, d2)
+    return [builder.fadd(builder.fsub(builder.fmul(c[4], d0), builder.fmul(c[5], d2)), d4), builder.fadd(a, b),
+            builder.fsub(a, b), builder.fadd(c_, e), builder.fsub(c_, e),
+            builder.fadd(builder.fsub(builder.fmul(c[4], d1), builder.fmul(c[5], d3)), d5)]
+
+
+def _ir_at4(builder, c, m0, m1, m2, m3, m4, m5):
+    a, b, c_, e = builder.fadd(m1, m2), builder.fsub(m1, m2), builder.fadd(m3, m4), builder.fsub(m3, m4)
+    return [builder.fadd(builder.fadd(m0, a), c_), builder.fadd(b, builder.fmul(c[2], e)),
+            builder.fadd(a, builder.fmul(c[4], c_)), builder.fadd(builder.fadd(b, builder.fmul(c[8], e)), m5)]
+
+
+def _along(step, taps, arithmetic, outputs):
+    """One of the transforms along the tiles' rows as an intrinsic that takes a vector of tiles at a time (a loop
+    over the tiles reads or writes floats `step` apart, one tile at a time: 0.37 of F(4x4)'s 0.51 ms input
+    transform on 64 channels at 104 x 104). `arithmetic(builder, constants, *taps)`: the ir operations of _bt2,
+    _at2, _bt4 or _at4, in the same order (no contraction): the same floats as the scalar function.
+
+    outputs "rows": (src, dst, d_off, d_stride, tiles): tile tx's `taps` inputs src[step tx ..] (whole vectors
+    loaded, deinterleaved by shuffles), its outputs k to dst[d_off + k d_stride + tx]. outputs "interleaved":
+    (src, s_off, s_stride, dst, tiles): tile tx's inputs src[s_off + j s_stride + tx], its `step` outputs to
+    dst[step tx ..] (interleaved by shuffles, stored whole). Either way the last vector of tiles stores only the
+    lanes below `tiles` and the loads read whole vectors past the last tile: src must hold them, zeros (the lanes
+    past `tiles` compute on them; uninitialized memory made the pass 2.6x as slow: denormal floats)."""
     def codegen(context, builder, signature, args):
-        col_v, v_v, v_off_v, stride_v, tiles_v = args
         lanes = _lanes(context)
         vec = ir.VectorType(_F32, lanes)
-        c0 = _data(context, builder, signature.args[0], col_v)
-        v0 = builder.gep(_data(context, builder, signature.args[1], v_v), [v_off_v])
-        four, five, two = (ir.Constant(vec, [float(k)] * lanes) for k in (4, 5, 2))
-        groups = builder.sdiv(builder.add(tiles_v, _i64(lanes - 1)), _i64(lanes))
-        with cgutils.for_range(builder, groups) as loop:
+        constants = {k: ir.Constant(vec, [float(k)] * lanes) for k in (2, 4, 5, 8)}
+
+        def at(i, offset):   # a vector pointer into argument i's data
+            return builder.bitcast(builder.gep(_data(context, builder, signature.args[i], args[i]), [offset]),
+                                   vec.as_pointer())
+
+        def stored(value, pointer, mask):
+            builder.call(_masked_store(builder, vec), [value, pointer, _i32(4), mask])
+
+        tiles = args[4]
+        with cgutils.for_range(builder, builder.sdiv(builder.add(tiles, _i64(lanes - 1)), _i64(lanes))) as loop:
             first = builder.mul(loop.index, _i64(lanes))
-            src = builder.gep(c0, [builder.mul(first, _i64(4))])
-            parts = [builder.load(builder.bitcast(builder.gep(src, [_i64(lanes * q)]), vec.as_pointer()), align=4)
-                     for q in range(5)]
-            four_wide = _joined(builder, _joined(builder, parts[0], parts[1]), _joined(builder, parts[2], parts[3]))
-            fifth = builder.shuffle_vector(parts[4], ir.Constant(vec, ir.Undefined), ir.Constant(
-                ir.VectorType(_I32, 4 * lanes), list(range(lanes)) + [lanes] * (3 * lanes)))
-            row = _joined(builder, four_wide, fifth, 5 * lanes)
-            d0, d1, d2, d3, d4, d5 = (builder.shuffle_vector(row, row, ir.Constant(
-                ir.VectorType(_I32, lanes), [k + 4 * j for j in range(lanes)])) for k in range(6))
-            a = builder.fsub(d4, builder.fmul(four, d2))
-            b = builder.fsub(d3, builder.fmul(four, d1))
-            c = builder.fsub(d4, d2)
-            e = builder.fmul(two, builder.fsub(d3, d1))
-            outs = (builder.fadd(builder.fsub(builder.fmul(four, d0), builder.fmul(five, d2)), d4),
-                    builder.fadd(a, b), builder.fsub(a, b), builder.fadd(c, e), builder.fsub(c, e),
-                    builder.fadd(builder.fsub(builder.fmul(four, d1), builder.fmul(five, d3)), d5))
-            on = _lane_mask(builder, 0, _splat_i64(builder, builder.sub(tiles_v, first), lanes))
-            for k, out in enumerate(outs):
-                dst = builder.gep(v0, [builder.add(builder.mul(_i64(k), stride_v), first)])
-                builder.call(_masked_store(builder, vec), [out, builder.bitcast(dst, vec.as_pointer()), _i32(4), on])
+            left = _splat_i64(builder, builder.sub(tiles, first), lanes)
+            if outputs == "rows":   # args: src, dst, d_off, d_stride, tiles
+                start = builder.mul(first, _i64(step))
+                loads = -(-(step * (lanes - 1) + taps) // lanes)
+                row = _concat(builder, [builder.load(at(0, builder.add(start, _i64(lanes * q))), align=4)
+                                        for q in range(loads)])
+                taps_ = [_lanes_of(builder, row, [k + step * j for j in range(lanes)]) for k in range(taps)]
+                for k, out in enumerate(arithmetic(builder, constants, *taps_)):
+                    stored(out, at(1, builder.add(args[2], builder.add(builder.mul(_i64(k), args[3]), first))),
+                           _lane_mask(builder, 0, left))
+            else:   # args: src, s_off, s_stride, dst, tiles
+                inputs = [builder.load(at(0, builder.add(args[1], builder.add(builder.mul(_i64(j), args[2]), first))),
+                                       align=4) for j in range(taps)]
+                outs = _concat(builder, arithmetic(builder, constants, *inputs))
+                interleaved = _lanes_of(builder, outs, [k * lanes + j for j in range(lanes) for k in range(step)])
+                limit = _splat_i64(builder, builder.mul(builder.sub(tiles, first), _i64(step)), lanes)
+                start = builder.mul(first, _i64(step))
+                for q in range(step):
+                    stored(_lanes_of(builder, interleaved, range(q * lanes, (q + 1) * lanes)),
+                           at(3, builder.add(start, _i64(q * lanes))), _lane_mask(builder, q * lanes, limit))
         return context.get_dummy_value()
 
-    return types.void(col, v, types.intp, types.intp, types.intp), codegen
+    def typer(typingctx, a, b, c, d, e):
+        floats = [x for x in (a, b, c, d, e) if isinstance(x, types.Array)]
+        if len(floats) != 2 or any(x.dtype != types.float32 for x in floats):
+            return None
+        return types.void(a, b, c, d, e), codegen
+
+    return intrinsic(typer)
 
 
-@intrinsic
-def _at4_along(typingctx, s, s_off, s_stride, row, tiles):
-    """A along each tile's row, a vector of tiles at a time: for tile tx < tiles, its six sums s[s_off + j *
-    s_stride + tx] (j = 0..5) to its four outputs row[4 tx .. 4 tx + 3], _at4's floats (the same operations in the
-    same order, no contraction), interleaved by shuffles into whole vectors (the loop over tiles stored them 4
-    floats apart, one at a time). s holds a vector past each row of sums; lanes past `tiles` are not stored."""
-    if not (isinstance(s, types.Array) and s.dtype == types.float32 and isinstance(row, types.Array)
-            and row.dtype == types.float32):
-        return None
-
-    def codegen(context, builder, signature, args):
-        s_v, s_off_v, stride_v, row_v, tiles_v = args
-        lanes = _lanes(context)
-        vec = ir.VectorType(_F32, lanes)
-        s0 = builder.gep(_data(context, builder, signature.args[0], s_v), [s_off_v])
-        r0 = _data(context, builder, signature.args[3], row_v)
-        two, four, eight = (ir.Constant(vec, [float(k)] * lanes) for k in (2, 4, 8))
-        groups = builder.sdiv(builder.add(tiles_v, _i64(lanes - 1)), _i64(lanes))
-        interleave = ir.Constant(ir.VectorType(_I32, 4 * lanes),   # output 4 j + k is vector k's lane j
-                                 [k * lanes + j for j in range(lanes) for k in range(4)])
-        with cgutils.for_range(builder, groups) as loop:
-            first = builder.mul(loop.index, _i64(lanes))
-            m0, m1, m2, m3, m4, m5 = (builder.load(builder.bitcast(builder.gep(s0, [builder.add(
-                builder.mul(_i64(j), stride_v), first)]), vec.as_pointer()), align=4) for j in range(6))
-            a = builder.fadd(m1, m2)
-            b = builder.fsub(m1, m2)
-            c = builder.fadd(m3, m4)
-            e = builder.fsub(m3, m4)
-            outs = (builder.fadd(builder.fadd(m0, a), c), builder.fadd(b, builder.fmul(two, e)),
-                    builder.fadd(a, builder.fmul(four, c)), builder.fadd(builder.fadd(b, builder.fmul(eight, e)), m5))
-            joined = builder.shuffle_vector(_joined(builder, outs[0], outs[1]), _joined(builder, outs[2], outs[3]),
-                                            interleave)
-            limit = _splat_i64(builder, builder.mul(builder.sub(tiles_v, first), _i64(4)), lanes)
-            dst = builder.gep(r0, [builder.mul(first, _i64(4))])
-            for q in range(4):
-                part = builder.shuffle_vector(joined, joined, ir.Constant(ir.VectorType(_I32, lanes),
-                                                                          list(range(q * lanes, (q + 1) * lanes))))
-                builder.call(_masked_store(builder, vec), [part, builder.bitcast(builder.gep(dst, [_i64(q * lanes)]),
-                                                                                 vec.as_pointer()),
-                                                           _i32(4), _lane_mask(builder, q * lanes, limit)])
-        return context.get_dummy_value()
-
-    return types.void(s, types.intp, types.intp, row, types.intp), codegen
+_bt2_along = _along(2, 4, _ir_bt2, "rows")
+_at2_along = _along(2, 4, _ir_at2, "interleaved")
+_bt4_along = _along(4, 6, _ir_bt4, "rows")
+_at4_along = _along(4, 6, _ir_at4, "interleaved")
 
 
 @njit(cache=True, inline="always")
@@ -270,7 +271,8 @@ def transform_output2(M, tiles_w, out_h, out_w, out, affine, activation, pooled)
     tiles_h = (out_h + 1) // 2
     nchunk = _chunks(filters)
     for q in prange(nchunk):
-        s = np.empty((2, 4, tiles_w), np.float32)
+        s = np.zeros((2, 4, tiles_w + _panel_width()), np.float32)   # a vector past each row: _at2_along
+        sf = s.reshape(-1)
         rows = np.empty((2, 2 * tiles_w), np.float32)
         for f in range(q * filters // nchunk, (q + 1) * filters // nchunk):
             dst = out[f]
@@ -283,10 +285,7 @@ def transform_output2(M, tiles_w, out_h, out_w, out, affine, activation, pooled)
                         t = base + tx
                         s0[tx], s1[tx] = _at2(m0[t], m1[t], m2[t], m3[t])
                 for i in range(2):
-                    a0, a1, a2, a3 = s[i, 0], s[i, 1], s[i, 2], s[i, 3]
-                    row = rows[i]
-                    for tx in range(tiles_w):
-                        row[2 * tx], row[2 * tx + 1] = _at2(a0[tx], a1[tx], a2[tx], a3[tx])
+                    _at2_along(sf, 4 * i * s.shape[2], s.shape[2], rows[i], tiles_w)
                 _store_rows(rows, 2 * ty, out_h, out_w, dst, f, affine, activation, pooled)
 
 
