@@ -159,35 +159,38 @@ def _lanes_of(builder, vector, picked):
     return builder.shuffle_vector(vector, vector, ir.Constant(ir.VectorType(_I32, len(picked)), list(picked)))
 
 
-def _ir_bt2(builder, c, d0, d1, d2, d3):
-    return [builder.fsub(d0, d2), builder.fadd(d1, d2), builder.fsub(d2, d1), builder.fsub(d1, d3)]
+class _Vector:
+    """An ir vector of floats that Python's +, - and * (by another or by a float32 constant) turn into LLVM's fadd,
+    fsub and fmul, in the order Python evaluates them: the scalar transforms (_bt2.py_func, ...) written once, run
+    on vectors of tiles. (__array_ufunc__ = None: numpy's float32 * _Vector comes to __rmul__.)"""
+    __array_ufunc__ = None
+
+    def __init__(self, builder, value):
+        self.builder, self.value = builder, value
+
+    def _operand(self, other):
+        if isinstance(other, _Vector):
+            return other.value
+        return ir.Constant(self.value.type, [float(other)] * self.value.type.count)
+
+    def __add__(self, other):
+        return _Vector(self.builder, self.builder.fadd(self.value, self._operand(other)))
+
+    def __sub__(self, other):
+        return _Vector(self.builder, self.builder.fsub(self.value, self._operand(other)))
+
+    def __mul__(self, other):
+        return _Vector(self.builder, self.builder.fmul(self.value, self._operand(other)))
+
+    def __rmul__(self, other):
+        return _Vector(self.builder, self.builder.fmul(self._operand(other), self.value))
 
 
-def _ir_at2(builder, c, m0, m1, m2, m3):
-    return [builder.fadd(builder.fadd(m0, m1), m2), builder.fsub(builder.fsub(m1, m2), m3)]
-
-
-def _ir_bt4(builder, c, d0, d1, d2, d3, d4, d5):
-    a = builder.fsub(d4, builder.fmul(c[4], d2))
-    b = builder.fsub(d3, builder.fmul(c[4], d1))
-    e = builder.fmul(c[2], builder.fsub(d3, d1))
-    c_ = builder.fsub(d4, d2)
-    return [builder.fadd(builder.fsub(builder.fmul(c[4], d0), builder.fmul(c[5], d2)), d4), builder.fadd(a, b),
-            builder.fsub(a, b), builder.fadd(c_, e), builder.fsub(c_, e),
-            builder.fadd(builder.fsub(builder.fmul(c[4], d1), builder.fmul(c[5], d3)), d5)]
-
-
-def _ir_at4(builder, c, m0, m1, m2, m3, m4, m5):
-    a, b, c_, e = builder.fadd(m1, m2), builder.fsub(m1, m2), builder.fadd(m3, m4), builder.fsub(m3, m4)
-    return [builder.fadd(builder.fadd(m0, a), c_), builder.fadd(b, builder.fmul(c[2], e)),
-            builder.fadd(a, builder.fmul(c[4], c_)), builder.fadd(builder.fadd(b, builder.fmul(c[8], e)), m5)]
-
-
-def _along(step, taps, arithmetic, outputs):
+def _along(step, taps, transform, outputs):
     """One of the transforms along the tiles' rows as an intrinsic that takes a vector of tiles at a time (a loop
     over the tiles reads or writes floats `step` apart, one tile at a time: 0.37 of F(4x4)'s 0.51 ms input
-    transform on 64 channels at 104 x 104). `arithmetic(builder, constants, *taps)`: the ir operations of _bt2,
-    _at2, _bt4 or _at4, in the same order (no contraction): the same floats as the scalar function.
+    transform on 64 channels at 104 x 104). `transform`: _bt2, _at2, _bt4 or _at4, run on _Vectors: the same
+    operations in the same order (no contraction), so the same floats as the scalar function.
 
     outputs "rows": (src, dst, d_off, d_stride, tiles): tile tx's `taps` inputs src[step tx ..] (whole vectors
     loaded, deinterleaved by shuffles), its outputs k to dst[d_off + k d_stride + tx]. outputs "interleaved":
@@ -198,7 +201,9 @@ def _along(step, taps, arithmetic, outputs):
     def codegen(context, builder, signature, args):
         lanes = _lanes(context)
         vec = ir.VectorType(_F32, lanes)
-        constants = {k: ir.Constant(vec, [float(k)] * lanes) for k in (2, 4, 5, 8)}
+
+        def arithmetic(*values):
+            return [out.value for out in transform.py_func(*(_Vector(builder, value) for value in values))]
 
         def at(i, offset):   # a vector pointer into argument i's data
             return builder.bitcast(builder.gep(_data(context, builder, signature.args[i], args[i]), [offset]),
@@ -217,13 +222,13 @@ def _along(step, taps, arithmetic, outputs):
                 row = _concat(builder, [builder.load(at(0, builder.add(start, _i64(lanes * q))), align=4)
                                         for q in range(loads)])
                 taps_ = [_lanes_of(builder, row, [k + step * j for j in range(lanes)]) for k in range(taps)]
-                for k, out in enumerate(arithmetic(builder, constants, *taps_)):
+                for k, out in enumerate(arithmetic(*taps_)):
                     stored(out, at(1, builder.add(args[2], builder.add(builder.mul(_i64(k), args[3]), first))),
                            _lane_mask(builder, 0, left))
             else:   # args: src, s_off, s_stride, dst, tiles
                 inputs = [builder.load(at(0, builder.add(args[1], builder.add(builder.mul(_i64(j), args[2]), first))),
                                        align=4) for j in range(taps)]
-                outs = _concat(builder, arithmetic(builder, constants, *inputs))
+                outs = _concat(builder, arithmetic(*inputs))
                 interleaved = _lanes_of(builder, outs, [k * lanes + j for j in range(lanes) for k in range(step)])
                 limit = _splat_i64(builder, builder.mul(builder.sub(tiles, first), _i64(step)), lanes)
                 start = builder.mul(first, _i64(step))
@@ -241,10 +246,10 @@ def _along(step, taps, arithmetic, outputs):
     return intrinsic(typer)
 
 
-_bt2_along = _along(2, 4, _ir_bt2, "rows")
-_at2_along = _along(2, 4, _ir_at2, "interleaved")
-_bt4_along = _along(4, 6, _ir_bt4, "rows")
-_at4_along = _along(4, 6, _ir_at4, "interleaved")
+_bt2_along = _along(2, 4, _bt2, "rows")
+_at2_along = _along(2, 4, _at2, "interleaved")
+_bt4_along = _along(4, 6, _bt4, "rows")
+_at4_along = _along(4, 6, _at4, "interleaved")
 
 
 @njit(cache=True, inline="always")
