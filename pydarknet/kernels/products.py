@@ -167,13 +167,15 @@ def gemm_nn(a, b, out, accumulate=False, store=NONE, width=0):
     `store` (kernels.epilogue; out's rows images `width` wide): by the register tiles as they store the sums
     where they can (stored_by_tiles), else in a pass after them."""
     name = backend()
-    by_tiles = stored_by_tiles(store) if name != "blas" else (NO_AFFINE, -1)
-    if name != "blas":
-        sgemm_darknet(a, b, out, accumulate, name in FUSED, *by_tiles)
-    elif accumulate:
-        out += a @ b
-    else:
-        np.matmul(a, b, out=out)
+    if name == "blas":
+        if accumulate:
+            out += a @ b
+        else:
+            np.matmul(a, b, out=out)
+        apply(out, width, store)
+        return
+    by_tiles = stored_by_tiles(store)
+    sgemm_darknet(a, b, out, accumulate, name in FUSED, *by_tiles)
     if by_tiles[1] < 0:
         apply(out, width, store)
 
