@@ -100,13 +100,14 @@ def test_cases_present():
 
 
 @pytest.mark.parametrize("panel, channels, out, tile", [
-    (32, 64, 104, 4), (32, 32, 104, 4), (32, 31, 104, 0), (32, 128, 26, 2), (32, 512, 13, 2), (32, 64, 26, 0),
+    (32, 64, 104, 4), (32, 32, 104, 4), (32, 31, 104, 0), (32, 128, 26, 2), (32, 512, 13, 2), (32, 64, 26, 2),
+    (32, 32, 19, 2), (32, 31, 28, 0),
     (16, 64, 104, 4), (16, 32, 104, 4), (16, 16, 208, 4), (16, 8, 208, 0), (16, 128, 26, 4), (16, 16, 26, 4),
     (16, 8, 26, 0), (16, 32, 19, 2), (16, 128, 13, 2), (16, 16, 13, 0), (8, 16, 52, 4), (8, 32, 19, 2),
     (8, 31, 19, 0)])
 def test_winograd_tile_by_vector_width(monkeypatch, panel, channels, out, tile):
-    """F(4x4) from 32 channels on outputs of 40 x 40 and F(2x2) from 128 with AVX-512's 32-float panels; from 16
-    channels on 20 x 20 and from 32 with narrower ones (AVX2's 16, SSE's 8)."""
+    """F(4x4) from 32 channels on outputs of 40 x 40 and F(2x2) from 32 on smaller ones with AVX-512's 32-float
+    panels; F(4x4) from 16 channels on 20 x 20 and F(2x2) from 32 with narrower ones (AVX2's 16, SSE's 8)."""
     monkeypatch.setattr(products, "host_panel_width", lambda: panel)
     assert products.winograd_tile(channels, 3, 1, 1, 1, out, out) == tile
     assert products.winograd_tile(channels, 3, 2, 1, 1, out, out) == 0

@@ -210,12 +210,12 @@ def conv_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, store=N
 def winograd_tile(channels, size, stride, dilation, groups, out_h, out_w):
     """The output tile (m x m) of the Winograd transform a convolution goes through, or 0 for the products: with
     the fast products, for stride-1 3x3 kernels not taken by the reduced-precision products, F(4x4, 3x3) on
-    outputs of 40 x 40 or more from 32 channels, F(2x2, 3x3) from 128 channels on smaller outputs; where the
-    vectors are narrower than AVX-512's, F(4x4) from 16 channels on 20 x 20, F(2x2) from 32 (the products run at
-    half the width while the transforms cost the same). On smaller outputs F(4x4)'s U, four times the weights, is
-    read for few tiles (yolov3-tiny's 384-channel layer on 26 x 26: 3.7 ms against F(2x2)'s 2.8 within the
-    network); under those channel counts the direct products are as fast, short sums being cheap as products.
-    The thresholds are measured per layer within the networks (docs/notes.md)."""
+    outputs of 40 x 40 or more from 32 channels, F(2x2, 3x3) from 32 channels on smaller outputs; where the
+    vectors are narrower than AVX-512's, F(4x4) from 16 channels on 20 x 20 (the products run at half the width
+    while the transforms cost the same). On smaller outputs F(4x4)'s U, four times the weights, is read for few
+    tiles (yolov3-tiny's 384-channel layer on 26 x 26: 3.7 ms against F(2x2)'s 2.8 within the network); under
+    those channel counts the direct products are as fast, short sums being cheap as products. The thresholds are
+    measured per layer within the networks (docs/notes.md)."""
     if backend() not in FUSED or size != 3 or stride != 1 or dilation != 1 or groups != 1:
         return 0
     if bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w) or \
@@ -226,12 +226,13 @@ def winograd_tile(channels, size, stride, dilation, groups, out_h, out_w):
 
 def _fast_tile(channels, out_h, out_w, words=False):
     """winograd_tile's rule for a stride-1 3x3 convolution of the fast products; `words`: the rule as it was when
-    --int16 and vdpbf16ps were measured against it (F(4x4) from 64 channels with AVX-512), by which _words_kernel
-    divides the layers between the integer F(2x2), the integer direct products and the fast F(4x4)."""
+    --int16 and vdpbf16ps were measured against it (with AVX-512, F(4x4) from 64 channels and F(2x2) from 128), by
+    which _words_kernel divides the layers between the integer F(2x2), the integer direct products and the fast
+    F(4x4)."""
     wide = host_panel_width() >= 32
     if min(out_h, out_w) >= (40 if wide else 20) and channels >= ((64 if words else 32) if wide else 16):
         return 4
-    return 2 if channels >= (128 if wide else 32) else 0
+    return 2 if channels >= (128 if wide and words else 32) else 0
 
 
 BAND_U_BYTES = 1 << 20      # F(4x4)'s U read by every band: at most this much
