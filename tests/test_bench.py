@@ -1,4 +1,5 @@
 """tools/bench/peers.py's timing helper (the benchmark itself runs with `make bench`, never as a test)."""
+import pytest
 from conftest import bench_module
 
 bench = bench_module("peers")
@@ -265,6 +266,52 @@ def test_layer_table_lines():
         "total: layers 5.15 ms (the whole forward 5.20 ms), products 4.00 ms, rest 1.15 ms (22%), 40.3 MB moved, "
         "rest 20.3 MB at 17.7 GB/s"]
     assert all(len(line) <= 120 for line in lines[:head])
+
+
+def test_layer_table_lines_with_the_peer_beside_each_layer():
+    """The peer's column: its milliseconds per layer, "-" for a layer it fused into another, its sum at the end."""
+    rows = [layers.LayerTime(0, "convolutional", (16, 416, 416), 0.005, 0.004, 40_000_000, 20_000_000),
+            layers.LayerTime(1, "maxpool", (16, 208, 208), 0.00005, 0.0, 0, 0)]
+    lines = layers.table_lines("layers of x", rows, 0.0052, {0: 0.0031}, "ov f32")
+    head = lines.index("layer type                  output      ms products    rest      MB rest MB   GB/s     ov f32")
+    assert any(line.startswith("  ov f32: OpenVINO's own timing (PERF_COUNT)") for line in lines[1:head])
+    assert lines[head + 1:] == [
+        "    0 convolutional     16x416x416    5.00     4.00    1.00    40.0    20.0   20.0       3.10",
+        "    1 maxpool           16x208x208    0.05     0.00    0.05     0.0     0.0      -          -",
+        "total: layers 5.05 ms (the whole forward 5.20 ms), products 4.00 ms, rest 1.05 ms (21%), 40.0 MB moved, "
+        "rest 20.0 MB at 19.0 GB/s; ov f32 3.10 ms"]
+
+
+def test_per_layer_gives_each_node_to_the_layer_it_names_first():
+    """OpenVINO's node names in the exported graph: a layer's nodes summed, a reorder between two layers to the
+    first it names, nodes of no layer left out."""
+    timings = [("input_abcd_acdb_layer_0_convolutional/Conv", 0.5), ("layer_0_convolutional/Conv_3/WithoutBias", 2.0),
+               ("layer_3_maxpool/Pad_3", 0.25), ("layer_3_maxpool", 0.5),
+               ("layer_20_avgpool_acdb_abcd_layer_21_soft", 1.0), ("Result_1234", 9.0),
+               ("layer_21_softmax/Softmax_3", 0.125)]
+    assert layers.per_layer(timings) == {0: 2.5, 3: 0.75, 20: 1.0, 21: 0.125}
+
+
+def test_peer_layers_times_openvino_layer_by_layer():
+    """OpenVINO's own timing of shapes-tiny's exported graph, layer by layer: every convolution timed (none is
+    fused into another by OpenVINO), in about the time of its whole inference."""
+    import time
+
+    import numpy as np
+    from conftest import ROOT
+    from pydarknet.network.network import Network
+    from pydarknet.tasks import engines
+    if not engines.installed("openvino"):
+        pytest.skip("needs OpenVINO (the bench extra)")
+    net = Network(ROOT / "cfg/shapes-tiny.cfg", quiet_unused=True)
+    net.load(ROOT / "data/shapes-tiny.weights")
+    x = np.random.default_rng(0).random((1,) + net.input_shape, dtype=np.float32)
+    start = time.perf_counter()
+    timed = layers.peer_layers(net, x, runs=3, precision="f32", threads=1, warmup=1, quiet=0)
+    elapsed = time.perf_counter() - start
+    convolutions = {i for i, layer in enumerate(net.layers) if layer.type == "convolutional"}
+    assert convolutions <= set(timed) <= set(range(len(net.layers)))
+    assert all(timed[i] > 0 for i in convolutions) and sum(timed.values()) < elapsed
 
 
 def test_time_layers_splits_each_layer_and_counts_its_bytes():

@@ -90,16 +90,21 @@ def onnxruntime_runner(graph, threads, gpu=None):
     return lambda x: dict(zip(names, session.run(names, {"input": x})))
 
 
-def openvino_runner(path, threads, precision=None):
-    """run(x) -> the outputs, {name: array}, of the ONNX file `path` compiled by OpenVINO for the CPU on `threads`
-    threads, in `precision` ("f32", "bf16"; None: OpenVINO's default on this CPU)."""
+def openvino_compiled(path, threads, precision=None, profiled=False):
+    """The ONNX file `path` compiled by OpenVINO for the CPU on `threads` threads, in `precision` ("f32", "bf16";
+    None: OpenVINO's default on this CPU); `profiled`: its requests time every node (PERF_COUNT)."""
     ov = runtime("openvino")
     core = ov.Core()
-    settings = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+    settings = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": profiled}
     if precision is not None:
         settings["INFERENCE_PRECISION_HINT"] = precision
     with signal_stack_kept():
-        compiled = core.compile_model(core.read_model(str(path)), "CPU", settings)
+        return core.compile_model(core.read_model(str(path)), "CPU", settings)
+
+
+def openvino_runner(path, threads, precision=None):
+    """run(x) -> the outputs, {name: array}, of the ONNX file `path` compiled by OpenVINO (openvino_compiled)."""
+    compiled = openvino_compiled(path, threads, precision)
     request = compiled.create_infer_request()
 
     def run(x):

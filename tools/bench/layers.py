@@ -11,6 +11,7 @@ layer does is the rest: batch-norm, bias and activation, int16's scaling back to
 concatenation and the other layers' copies.
 """
 import functools
+import re
 import statistics
 import textwrap
 import time
@@ -23,6 +24,7 @@ from pydarknet.kernels.epilogue import Store
 from pydarknet.kernels.products import using
 from pydarknet.network.layers import connected, convolutional
 from pydarknet.network.layers.base import same_memory
+from pydarknet.tasks import engines
 
 # The product calls of each layer type, by the names its module calls them under.
 PRODUCT_CALLS = {"convolutional": (convolutional, ("gemm_nn", "conv_image", "conv_winograd", "conv_bf16", "conv_int16",
@@ -218,25 +220,71 @@ COLUMNS = ("ms: the layer's forward; products: its product calls (the convolutio
            "GB/s: rest MB / rest ms")
 
 
-def table_lines(title, rows, forward):
+PEER_COLUMN = ("{peer}: OpenVINO's own timing (PERF_COUNT) of the nodes of `pydarknet export onnx`'s graph that "
+               "compute the layer, medians of as many runs, each after the same pause; a layer it fused into another "
+               "shows nothing")
+
+
+def table_lines(title, rows, forward, peer=None, peer_name="ov f32"):
     """The per-layer table: `title`, what the columns are, a line per LayerTime, and the total line (the sum of
-    the layers against the whole forward's median, `forward` seconds)."""
+    the layers against the whole forward's median, `forward` seconds). With `peer` ({layer index: seconds},
+    peer_layers'), a last column `peer_name` beside each layer, and the peer's sum on the total line."""
     wrap = functools.partial(textwrap.wrap, width=118, initial_indent="  ", subsequent_indent="    ",
                              break_on_hyphens=False)
-    lines = [title] + [line for text in COLUMNS for line in wrap(text)]
-    lines.append(f"{'layer':>5} {'type':<14} {'output':>13} {'ms':>7} {'products':>8} {'rest':>7} {'MB':>7} "
-                 f"{'rest MB':>7} {'GB/s':>6}")
+    columns = COLUMNS if peer is None else COLUMNS + (PEER_COLUMN.format(peer=peer_name),)
+    lines = [title] + [line for text in columns for line in wrap(text)]
+    head = (f"{'layer':>5} {'type':<14} {'output':>13} {'ms':>7} {'products':>8} {'rest':>7} {'MB':>7} "
+            f"{'rest MB':>7} {'GB/s':>6}")
+    lines.append(head if peer is None else f"{head} {peer_name:>10}")
     for row in rows:
-        lines.append(f"{row.index:5d} {row.type:<14} {'x'.join(map(str, row.shape)):>13} {row.seconds * 1e3:7.2f} "
-                     f"{row.products * 1e3:8.2f} {row.rest * 1e3:7.2f} {row.moved / 1e6:7.1f} {row.passes / 1e6:7.1f} "
-                     f"{rate(row.passes, row.rest):>6}")
+        line = (f"{row.index:5d} {row.type:<14} {'x'.join(map(str, row.shape)):>13} {row.seconds * 1e3:7.2f} "
+                f"{row.products * 1e3:8.2f} {row.rest * 1e3:7.2f} {row.moved / 1e6:7.1f} {row.passes / 1e6:7.1f} "
+                f"{rate(row.passes, row.rest):>6}")
+        if peer is not None:
+            line += f" {peer[row.index] * 1e3:10.2f}" if row.index in peer else f" {'-':>10}"
+        lines.append(line)
     total = sum(row.seconds for row in rows)
     products = sum(row.products for row in rows)
     moved, passes = sum(row.moved for row in rows), sum(row.passes for row in rows)
     lines.append(f"total: layers {total * 1e3:.2f} ms (the whole forward {forward * 1e3:.2f} ms), products "
                  f"{products * 1e3:.2f} ms, rest {(total - products) * 1e3:.2f} ms ({(total - products) / total:.0%}), "
-                 f"{moved / 1e6:.1f} MB moved, rest {passes / 1e6:.1f} MB at {rate(passes, total - products)} GB/s")
+                 f"{moved / 1e6:.1f} MB moved, rest {passes / 1e6:.1f} MB at {rate(passes, total - products)} GB/s"
+                 + ("" if peer is None else f"; {peer_name} {sum(peer.values()) * 1e3:.2f} ms"))
     return lines
+
+
+LAYER_NODE = re.compile(r"layer_(\d+)_")   # the exporter names each node after its layer: layer_<index>_<type>...
+
+
+def per_layer(timings):
+    """{layer index: seconds} of a runtime's (node name, seconds) timings of `pydarknet export onnx`'s graph: each
+    node to the layer its name names first (a layout reorder between two layers to the one before it, the input's
+    to layer 0); nodes named after no layer are left out."""
+    found = {}
+    for name, seconds in timings:
+        match = LAYER_NODE.search(name)
+        if match:
+            index = int(match.group(1))
+            found[index] = found.get(index, 0.0) + seconds
+    return found
+
+
+def peer_layers(net, x, runs, precision, threads, warmup=2, quiet=QUIET):
+    """{layer index: median seconds} of OpenVINO's own timing of each layer's nodes (PERF_COUNT, per_layer) in
+    net's exported graph on x, compiled as the peers rows compile it (`precision` "f32", or None for its default)
+    on `threads` threads, each run `quiet` seconds after the one before, as time_layers' passes; None without
+    OpenVINO (the bench extra)."""
+    if not engines.installed("openvino"):
+        return None
+    compiled = engines.openvino_compiled(engines.graph_file(net), threads, precision, profiled=True)
+    request = compiled.create_infer_request()
+    seen = []
+    for run in range(warmup + runs):
+        time.sleep(quiet)
+        request.infer({0: x})
+        if run >= warmup:
+            seen.append(per_layer((node.node_name, node.real_time.total_seconds()) for node in request.profiling_info))
+    return {index: statistics.median(timings.get(index, 0.0) for timings in seen) for index in seen[0]}
 
 
 def rate(size, seconds):

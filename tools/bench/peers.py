@@ -34,7 +34,7 @@ from pydarknet.network.network import Network
 from pydarknet.tasks import engines
 from pydarknet.tasks.about import cpu_line, cpu_model, vector_width
 
-from .layers import table_lines, time_layers
+from .layers import peer_layers, table_lines, time_layers
 
 SHARED = CHECKOUT.parent / "shared"   # the reference data, beside a checkout
 
@@ -495,7 +495,10 @@ def bench_layers(name, cfg, weights, image, prepare, mode, runs):
     ran = "exact" if net.products.name == "darknet" else f"--{net.products.name}"
     title = (f"layers of {name} {x.shape[3]}x{x.shape[2]} in {ran}, {numba.get_num_threads()} threads: medians of "
              f"{runs} passes layer by layer, each in turn with a whole forward")
-    print("\n".join(table_lines(title, rows, forward)), flush=True)
+    # the peer the mode's target names: OpenVINO in float32 for the float32 modes, else in its default precision
+    precision = "f32" if ran in ("exact", "--fast") else None
+    peer = peer_layers(net, x, runs, precision, numba.get_num_threads())
+    print("\n".join(table_lines(title, rows, forward, peer, f"ov {precision or 'default'}")), flush=True)
 
 
 # -- training ---------------------------------------------------------------------------------------------------
