@@ -61,7 +61,7 @@ from numba.extending import intrinsic
 KC = 256          # longest k block: a KC x NR panel of B stays in L1 (32 KiB at NR = 32)
 MC_MAX = 240      # rows of A per row block: the packed block (MC_MAX x KC floats) stays in L2
 B_BLOCK = 32768   # floats of B a thread packs per k block when it owns all rows (128 KiB, in L2)
-WIDE_COLUMNS = 512  # per thread: at least this many columns and at most MC_MAX rows -> threads split columns
+WIDE_COLUMNS = 128  # per thread: at least this many columns and at most MC_MAX rows -> threads split columns
 
 _F32 = ir.FloatType()
 _I64 = ir.IntType(64)
