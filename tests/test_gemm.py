@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import pydarknet  # noqa: F401  (sets the threading layer before Numba starts its threads)
-from pydarknet.kernels.activations import RELU
+from pydarknet.kernels.activations import LEAKY, LINEAR, RELU
 from pydarknet.kernels import conv
 from pydarknet.kernels.conv import conv_direct, im2col_batch
 from pydarknet.kernels.epilogue import Store, apply
@@ -188,14 +188,18 @@ def test_product_from_image(c, h, w, filters, size, stride, pad, dilation, monke
     sgemm_image(A, x[0], 1, size, stride, pad, dilation, out_h, out_w, fused[0], fused=True)
     conv_direct(A, x[0], 1, size, stride, pad, dilation, out_h, out_w, fused[1], fused=True)
     assert same_bits(*fused)
-    # each output row finished as it is stored (the fast modes' fused store: affine, relu, a 2x2 pool): the bits of
-    # the store's pass after the raw sums
+    # each output row finished as it is stored (the fast modes' fused store: affine, activation, a 2x2 pool or
+    # none; by the register tiles on the last k block, the pool from each band): the bits of the store's pass after
+    # the raw sums
     affine = rng.uniform(-1, 1, (3, filters)).astype(np.float32)
-    stores = [Store(affine, RELU, np.full((filters, (out_h + 1) // 2, (out_w + 1) // 2), np.nan, np.float32))
-              for _ in range(2)]
-    conv_direct(A, x[0], 1, size, stride, pad, dilation, out_h, out_w, fused[1], True, stores[0])
-    apply(fused[0], out_w, stores[1])
-    assert same_bits(*fused) and same_bits(stores[0].pooled, stores[1].pooled)
+    sums = fused[0].copy()
+    for activation, pool in ((RELU, True), (LEAKY, False), (LINEAR, True)):
+        shape = (filters, (out_h + 1) // 2, (out_w + 1) // 2) if pool else (0, 0, 0)
+        stores = [Store(affine, activation, np.full(shape, np.nan, np.float32)) for _ in range(2)]
+        conv_direct(A, x[0], 1, size, stride, pad, dilation, out_h, out_w, fused[1], True, stores[0])
+        fused[0][...] = sums
+        apply(fused[0], out_w, stores[1])
+        assert same_bits(*fused) and same_bits(stores[0].pooled, stores[1].pooled)
 
 
 @numba.njit

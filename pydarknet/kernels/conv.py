@@ -4,7 +4,7 @@ from numba import njit, prange
 
 from .activations import activate_row
 from .epilogue import (ACTIVATIONS as STORED_ACTIVATIONS, NONE, POOL_BAND, affine_activate_row, affine_terms,
-                       inverse_deviation, store_rows)
+                       inverse_deviation, pool_rows)
 from .gemm import col_range, copy_run, direct_operands, direct_row, host_panel_width, phase_planes
 from .pool import maxpool_2x2, maxpool_plane, tiles_2x2
 
@@ -217,10 +217,11 @@ def _conv_direct(ap, x, c0, pad, offs, stride, words, hp, wq, out_h, out_w, rows
         y1 = min(out_h, y0 + rows)
         planes = np.empty(words[0] + words[1], ap.dtype)
         phase_planes(x, c0, pad, stride, y0 * stride, hp, wq, planes[:words[0]])
-        for y in range(y0, y1):
-            direct_row(ap, M, K, planes, offs, stride, wq, y, y - y0, out_w, Cf, fused)
-        for f in range(M if affine.shape[1] else 0):
-            store_rows(C[f, y0 * out_w:y1 * out_w].reshape(y1 - y0, out_w), y0, f, affine, activation, pooled)
+        for y in range(y0, y1):   # the register tiles finish the store (affine, activation) as they store
+            direct_row(ap, M, K, planes, offs, stride, wq, y, y - y0, out_w, Cf, fused, affine,
+                       activation if affine.shape[1] else -1)
+        for f in range(M if pooled.size else 0):
+            pool_rows(C[f, y0 * out_w:y1 * out_w].reshape(y1 - y0, out_w), y0, f, pooled)
 
 
 @njit(cache=True, parallel=True)

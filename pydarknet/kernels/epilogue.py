@@ -8,10 +8,11 @@ just finished into the pool layer's output (its channels of it). The
 arithmetic is the fast modes' pass over the output (affine_activate_row, which kernels.conv's pass also runs), so
 fused or not, the floats are the same; darknet's exact pass never comes here.
 
-Products that store through it: conv_direct (the first layers), Winograd's output transforms (three passes, bands,
-and --int16's F(2x2)), and the chain kernel's register tiles (1 x 1 layers and the packed columns of the larger
-ones: kernels.gemm's `_finished`, the affine and activation only, so not where a pool is to be filled). Any other
-product stores its raw sums and `apply` runs the same arithmetic afterwards.
+Products that store through it: Winograd's output transforms (three passes, bands, and --int16's F(2x2)), and the
+chain kernel's register tiles: conv_direct's (the first layers, which then fill the pool from each band of rows:
+`pool_rows`) and the packed ones (1 x 1 layers and the packed columns of the larger ones), kernels.gemm's
+`_finished`, the affine and activation only (the packed ones not where a pool is to be filled). Any other product
+stores its raw sums and `apply` runs the same arithmetic afterwards.
 """
 import math
 from typing import NamedTuple
@@ -90,11 +91,18 @@ def affine_activate_row(row, center, scale, shift, activation):
 @njit(cache=True, inline="always")
 def store_rows(rows, y0, f, affine, activation, pooled):
     """Filter f's finished output rows (n, out_w), output rows y0.. of the layer: the affine and activation in
-    place, then, with a pool, the pool's rows from them (y0 even: whole windows; n odd only at the last row)."""
+    place, then, with a pool, the pool's rows from them (pool_rows)."""
     if affine.shape[1] == 0:
         return
     for i in range(rows.shape[0]):
         affine_activate_row(rows[i], affine[0, f], affine[1, f], affine[2, f], activation)
+    pool_rows(rows, y0, f, pooled)
+
+
+@njit(cache=True, inline="always")
+def pool_rows(rows, y0, f, pooled):
+    """The pool's rows (pooled: the store's, or NO_POOL) from filter f's output rows (n, out_w) y0.., already
+    finished (y0 even: whole windows; n odd only at the last row)."""
     if pooled.size:
         maxpool_2x2(rows, pooled[f, y0 // 2:(y0 + rows.shape[0] + 1) // 2])
 

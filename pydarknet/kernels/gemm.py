@@ -226,18 +226,22 @@ def _make_micro(mr, nv, rows="packed"):
     steps k lie (`rows`): "packed", NR floats apart in a packed panel (NR a constant in the code); "strided",
     one more argument after fused, ldb, and the steps ldb floats apart; "offsets", two more, an int64 array
     offs and o_off, and step k at b_off + offs[o_off + k] (a convolution's taps in a padded image: see
-    `conv_direct`). Unpacked B is read in place a whole vector at a time, columns past w too, so bp holds nv
-    vectors from every step's start. With int32 ap and bp (int16 pairs: kernels/int16.py) the chains are int32
-    over the block, then converted and added to C's float32 values; with uint32 ones (bf16 pairs: kernels/bf16.py)
-    each step is a vdpbf16ps on C's float32 chains; `fused` is then ignored."""
+    `conv_direct`), then affine, row0 and activation as the packed tile's. Unpacked B is read in place a whole
+    vector at a time, columns past w too, so bp holds nv vectors from every step's start. With int32 ap and bp
+    (int16 pairs: kernels/int16.py) the chains are int32 over the block, then converted and added to C's float32
+    values; with uint32 ones (bf16 pairs: kernels/bf16.py) each step is a vdpbf16ps on C's float32 chains;
+    `fused` is then ignored."""
 
-    def signature_of(ap, bp, c, offs=None):
+    def signature_of(ap, bp, c, offs=None, affine=None):
         if not (_is_word_array(ap) and _is_word_array(bp) and ap.dtype == bp.dtype and _is_f32_array(c)):
             return None
-        extra = {"packed": [offs, types.intp, types.intp], "strided": [types.intp], "offsets": [offs, types.intp]}[rows]
+        extra = {"packed": [offs, types.intp, types.intp], "strided": [types.intp],
+                 "offsets": [offs, types.intp, affine, types.intp, types.intp]}[rows]
         if rows == "offsets" and not (isinstance(offs, types.Array) and offs.dtype == types.int64):
             return None
-        if rows == "packed" and not (isinstance(offs, types.Array) and offs.dtype == types.float32 and offs.ndim == 2):
+        table = offs if rows == "packed" else affine   # the store's (3, M) rows
+        if rows != "strided" and not (isinstance(table, types.Array) and table.dtype == types.float32
+                                      and table.ndim == 2):
             return None
         return types.void(ap, types.intp, bp, types.intp, c, types.intp, types.intp, types.intp, types.intp,
                           types.intp, types.boolean, types.intp, types.boolean, *extra)
@@ -430,8 +434,9 @@ def _make_micro(mr, nv, rows="packed"):
                     out_exact = k_loops(False, init)
                     exact_block = builder.block
             out = _phis(builder, (out_fused, fused_block), (out_exact, exact_block))
-        if rows == "packed":
-            out = _finished(context, builder, signature.args[13], *args[13:16], h_v, out, mr, nv)
+        if rows != "strided":   # the store's arguments: after fused, or after offs and o_off
+            first = 13 if rows == "packed" else 15
+            out = _finished(context, builder, signature.args[first], *args[first:first + 3], h_v, out, mr, nv)
         with builder.if_else(full, likely=True) as (then, otherwise):
             with then:
                 for n in range(n_acc):
@@ -452,8 +457,8 @@ def _make_micro(mr, nv, rows="packed"):
     if rows == "offsets":
         @intrinsic
         def micro_offsets(typingctx, ap, a_off, bp, b_off, c, c_off, ldc, h, w, kc, load_c, next_c, fused, offs,
-                          o_off):
-            sig = signature_of(ap, bp, c, offs)
+                          o_off, affine, row0, activation):
+            sig = signature_of(ap, bp, c, offs, affine)
             return None if sig is None else (sig, codegen)
 
         return micro_offsets
@@ -980,11 +985,12 @@ def phase_planes(img, c0, pad, stride, y0, hp, wq, planes):
 
 
 @njit(cache=True)
-def direct_row(ap, M, K, planes, offs, stride, wq, y, yp, out_w, Cf, fused):
+def direct_row(ap, M, K, planes, offs, stride, wq, y, yp, out_w, Cf, fused, affine, activation):
     """Output row y of C (M, out_h*out_w) = A @ im2col, A packed by `_pack_a_whole`, B's step k for output (y, x)
     read in place at planes[yp*stride*wq + x + offs[k]] (direct_operands; yp: the row's place in the planes of its
-    band): the chains of `_gemm`, with no columns packed at all. A panel of B (one k block of its taps) stays in
-    L1 while every row tile of A goes by."""
+    band): the chains of `_gemm`, with no columns packed at all, finished as they are stored where activation >= 0
+    (the store's affine rows and activation: see `micro`). A panel of B (one k block of its taps) stays in L1 while
+    every row tile of A goes by."""
     NR = _panel_width()
     lanes = NR // 2
     n6, n4 = _tiles(M)
@@ -999,19 +1005,24 @@ def direct_row(ap, M, K, planes, offs, stride, wq, y, yp, out_w, Cf, fused):
         for kb in range(nkb):
             pc = kb * kcb
             kc = min(kcb, K - pc)
+            finish = activation if kb == nkb - 1 else -1
             for t in range(ntile):
                 row = _tile_row(t, n6)
                 h = min(M - row, 6 if t < n6 else 4)
                 aoff = pc * rows + row * kc
                 coff = row * N + y * out_w + p * NR
                 if t < n6 and w > lanes:
-                    _micro6_offsets(ap, aoff, planes, boff, Cf, coff, N, h, w, kc, kb > 0, -1, fused, offs, pc)
+                    _micro6_offsets(ap, aoff, planes, boff, Cf, coff, N, h, w, kc, kb > 0, -1, fused, offs, pc,
+                                    affine, row, finish)
                 elif t < n6:
-                    _micro6_half_offsets(ap, aoff, planes, boff, Cf, coff, N, h, w, kc, kb > 0, -1, fused, offs, pc)
+                    _micro6_half_offsets(ap, aoff, planes, boff, Cf, coff, N, h, w, kc, kb > 0, -1, fused, offs, pc,
+                                         affine, row, finish)
                 elif w > lanes:
-                    _micro4_offsets(ap, aoff, planes, boff, Cf, coff, N, h, w, kc, kb > 0, -1, fused, offs, pc)
+                    _micro4_offsets(ap, aoff, planes, boff, Cf, coff, N, h, w, kc, kb > 0, -1, fused, offs, pc,
+                                    affine, row, finish)
                 else:
-                    _micro4_half_offsets(ap, aoff, planes, boff, Cf, coff, N, h, w, kc, kb > 0, -1, fused, offs, pc)
+                    _micro4_half_offsets(ap, aoff, planes, boff, Cf, coff, N, h, w, kc, kb > 0, -1, fused, offs, pc,
+                                         affine, row, finish)
 
 
 NO_IMAGE = {np.dtype(t): np.empty((0, 0, 0), t) for t in (np.float32, np.int32, np.uint32)}   # B is the flat operand
