@@ -195,9 +195,9 @@ def conv_direct(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=Fa
     """C (M, out_h*out_w) = sgemm_image's product (the same chains, bit for bit) as a direct convolution, output
     row by output row (kernels.gemm.direct_operands, direct_row), in bands of rows (BAND_BYTES of output, an even
     count for a pool's windows): each band copies the input rows it reads into padded planes of its own while
-    they are in the cache, and `store` (kernels.epilogue) finishes the band's rows (finishing each row or pair of
-    rows alone cost more in calls than the pass apart). A and x may be int32 or uint32 words, as for
-    sgemm_image. Returns C."""
+    they are in the cache; the register tiles finish `store`'s affine and activation (kernels.epilogue) as they
+    store, and its pool is filled from the band's rows (pooling each row or pair of rows alone cost more in calls
+    than the band's pass). A and x may be int32 or uint32 words, as for sgemm_image. Returns C."""
     rows = min(out_h, max(2, BAND_BYTES // (4 * C.shape[0] * out_w) // 2 * 2))
     ap, offs, hp, wq = direct_operands(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, rows)
     cg = offs.size // (size * size)
