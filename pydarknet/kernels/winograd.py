@@ -113,7 +113,7 @@ def transform_input2(x, pad, tiles_w, V):
     nchunk = _chunks(channels)
     for q in prange(nchunk):
         buf = np.empty((hp, wp), np.float32)
-        col = np.zeros((4, wp + 3 * _panel_width()), np.float32)   # whole vectors past each row: _bt2_along
+        col = _along_source(4, wp)
         for c in range(q * channels // nchunk, (q + 1) * channels // nchunk):
             _padded_plane(x[c], pad, buf)
             for ty in range(tiles_h):
@@ -135,7 +135,7 @@ def transform_input4(x, pad, tiles_w, V):
     nchunk = _chunks(channels)
     for q in prange(nchunk):
         buf = np.empty((hp, wp), np.float32)
-        col = np.zeros((6, wp + 3 * _panel_width()), np.float32)   # whole vectors past each row: _bt4_along
+        col = _along_source(6, wp)
         for c in range(q * channels // nchunk, (q + 1) * channels // nchunk):
             _padded_plane(x[c], pad, buf)
             for ty in range(tiles_h):
@@ -253,6 +253,14 @@ _at4_along = _along(4, 6, _at4, "interleaved")
 
 
 @njit(cache=True, inline="always")
+def _along_source(count, floats):
+    """`count` rows of zeros for a transform along the tiles' rows to read (_along's src): `floats` each (a padded
+    plane's width, or a row of tiles), then the whole vectors its loads reach past them, 3 NR floats at most
+    (F(4x4)'s input: 5 vectors from its last vector of tiles' start, 4 floats a tile)."""
+    return np.zeros((count, floats + 3 * _panel_width()), np.float32)
+
+
+@njit(cache=True, inline="always")
 def _input_row4(plane, y0, col, V, c, t0):
     """B^T d B for a row of tiles: the 6x6 patches in rows y0.. of the padded plane, tile tx's 36 values to
     V[p, c, t0 + tx] (position p). B^T runs down the patches' columns (col: 6 rows of the plane's width), then
@@ -276,7 +284,7 @@ def transform_output2(M, tiles_w, out_h, out_w, out, affine, activation, pooled)
     tiles_h = (out_h + 1) // 2
     nchunk = _chunks(filters)
     for q in prange(nchunk):
-        s = np.zeros((2, 4, tiles_w + _panel_width()), np.float32)   # a vector past each row: _at2_along
+        s = _along_source(8, tiles_w).reshape(2, 4, -1)
         sf = s.reshape(-1)
         rows = np.empty((2, 2 * tiles_w), np.float32)
         for f in range(q * filters // nchunk, (q + 1) * filters // nchunk):
@@ -302,7 +310,7 @@ def transform_output4(M, tiles_w, out_h, out_w, out, affine, activation, pooled)
     nchunk = _chunks(filters)
     Mf = M.reshape(-1)
     for q in prange(nchunk):
-        s = np.zeros((4, 6, tiles_w + _panel_width()), np.float32)   # a vector past each row: _at4_along
+        s = _along_source(24, tiles_w).reshape(4, 6, -1)
         rows = np.empty((4, 4 * tiles_w), np.float32)
         for f in range(q * filters // nchunk, (q + 1) * filters // nchunk):
             for ty in range(tiles_h):
@@ -457,8 +465,8 @@ def conv_bands4(xp, up, filters, out_h, out_w, rows, work, out, affine, activati
         V = work[numba.get_thread_id()]
         M = V[36 * vstride + NR:]
         V3 = V[:36 * vstride].reshape(36, channels, ld)
-        col = np.zeros((6, wp + 3 * NR), np.float32)   # whole vectors past each row: _bt4_along
-        s = np.zeros((4, 6, tiles_w + NR), np.float32)   # a vector past each row: _at4_along
+        col = _along_source(6, wp)
+        s = _along_source(24, tiles_w).reshape(4, 6, -1)
         rows_out = np.empty((4, 4 * tiles_w), np.float32)
         for c in range(channels):
             for ty in range(ty0, ty1):
