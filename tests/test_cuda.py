@@ -267,8 +267,8 @@ def test_golden_forward_on_the_gpu(case_dir):
     """Every golden forward case on a real GPU: each stored layer output within --fast's promise (1e-3 scaled;
     yolov3-spp_slim 5e-3): cuBLAS sums in its own order, and on the deep networks the differences grow past the
     exact path's 1e-4 as any other order's do (measured on an H200: darknet53_slim 1.04e-4, yolov3_slim 1.67e-4;
-    the CPU's BLAS order: 1.2e-4, 9.0e-4). The simulator would take hours over these networks: the tiny ones
-    above check the same kernels there."""
+    the CPU's BLAS order: 1.2e-4, 9.0e-4). The pass checked is a replay of the recorded one, on a new input. The
+    simulator would take hours over these networks: the tiny ones above check the same kernels there."""
     if simulated() or not HAVE_DEVICE:
         pytest.skip("needs a real CUDA GPU (the simulator is too slow for the golden networks)")
     if case_dir.name in UNREPRODUCIBLE:
@@ -278,7 +278,9 @@ def test_golden_forward_on_the_gpu(case_dir):
     x = np.load(case_dir / "input.npy")
     if x.shape != net.input_shape:
         net.resize(x.shape[2], x.shape[1])
-    net.to("cuda:0").engine.forward(x[None], every_layer=True)
+    engine = net.to("cuda:0").engine
+    engine.forward(x[None, :, ::-1].copy())   # records the pass (on another input), so that x's is replayed
+    engine.forward(x[None], every_layer=True)
     tolerance = CASE_TOLERANCE.get(case_dir.name, FAST_TOLERANCE)
     assert layer_mismatch(net, case_dir, tolerance) is None, layer_mismatch(net, case_dir, tolerance)
 
@@ -296,6 +298,136 @@ def test_numba_cuda_says_nothing_of_small_launches():
     env["NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS"] = "1"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                           check=True).stdout.split() == ["1"]
+
+
+def column_major(flat, offset, rows, columns, leading):
+    """The column-major rows x columns matrix at flat[offset:] with leading dimension `leading`, as cuBLAS reads it."""
+    item = flat.itemsize
+    return np.lib.stride_tricks.as_strided(flat[offset:], (rows, columns), (item, leading * item), writeable=True)
+
+
+def test_cublas_arguments_compute_the_row_major_product():
+    """backend.gemm_arguments, applied as cublasSgemmStridedBatched applies its arguments (column-major, each
+    matrix z at its base plus z times its batch stride), computes Backend.matmul's row-major product: plain and
+    transposed operands, a first dimension of 1 serving every z, and the views the layers pass (a group's filters,
+    a group's rows of the output)."""
+    from pydarknet.network.cuda.backend import elements, gemm_arguments
+    rng = np.random.default_rng(11)
+
+    def cublas(ops, sizes, strides, count, a, b, c, alpha, beta):
+        (op_first, op_second), (m, n, k), (lda, stride_a, ldb, stride_b, ldc, stride_c) = ops, sizes, strides
+        flats = [(array if array.base is None else array.base).reshape(-1) for array in (a, b, c)]
+        offsets = [(array.ctypes.data - flat.ctypes.data) // 4 for array, flat in zip((a, b, c), flats)]
+        for z in range(count):   # cuBLAS's first matrix is b, its second a
+            first = column_major(flats[1], offsets[1] + z * stride_b, *((k, m) if op_first else (m, k)), ldb)
+            second = column_major(flats[0], offsets[0] + z * stride_a, *((n, k) if op_second else (k, n)), lda)
+            out = column_major(flats[2], offsets[2] + z * stride_c, m, n, ldc)
+            out[...] = alpha * ((first.T if op_first else first) @ (second.T if op_second else second)) + beta * out
+
+    for count, m, n, k, trans_a, trans_b, shared in [(1, 5, 7, 3, False, False, "a"), (3, 4, 6, 5, False, False, "a"),
+                                                      (2, 3, 4, 5, True, False, None), (2, 6, 2, 3, False, True, "b"),
+                                                      (3, 2, 5, 4, True, True, None)]:
+        a = rng.random((1 if shared == "a" else count,) + ((k, m) if trans_a else (m, k)), dtype=np.float32)
+        b = rng.random((1 if shared == "b" else count,) + ((n, k) if trans_b else (k, n)), dtype=np.float32)
+        whole = rng.random((count, m + 3, n), dtype=np.float32)
+        c = whole[:, 2:2 + m]   # a group's rows of a larger output, as the grouped convolution passes
+        before = c.copy()
+        op_a, op_b = (a.transpose(0, 2, 1) if trans_a else a), (b.transpose(0, 2, 1) if trans_b else b)
+        cublas(*gemm_arguments(elements(a), elements(b), elements(c), trans_a, trans_b), a, b, c, 2.0, 0.5)
+        np.testing.assert_allclose(c, 2 * (op_a @ op_b) + 0.5 * before, rtol=1e-5)
+        assert np.array_equal(whole[:, :2], whole[:, :2]) and not np.shares_memory(c, whole[:, :2])
+    filters = rng.random((1, 12, 9), dtype=np.float32)[:, 4:8]   # group 1 of three's weights
+    columns = rng.random((2, 9, 5), dtype=np.float32)
+    out = np.zeros((2, 4, 5), np.float32)
+    cublas(*gemm_arguments(elements(filters), elements(columns), elements(out), False, False), filters, columns,
+           out, 1.0, 0.0)
+    np.testing.assert_allclose(out, filters @ columns, rtol=1e-5)
+
+
+class Rerun:
+    """Stands in for a CUDA graph where there is none (the simulator): launching runs the recorded pass again, on
+    the arrays bound when it was recorded, and leaves the engine's Python state as it was (a graph's launch runs
+    no Python)."""
+
+    def __init__(self, engine, run):
+        self.engine, self.run, self.launches = engine, run, 0
+
+    def launch(self):
+        saved = list(self.engine.outputs), self.engine.input
+        self.run()
+        self.engine.outputs[:], self.engine.input = saved
+        self.launches += 1
+
+
+def recorded(net, monkeypatch):
+    """net's engine with graphs on, each recording it makes listed: real graphs on a GPU with CuPy, Reruns else."""
+    engine, graphs = net.engine, []
+    record = engine.be.record if engine.be.records else (lambda run: Rerun(engine, run))
+
+    def listed(run):
+        graphs.append(record(run))
+        return graphs[-1]
+    monkeypatch.setattr(engine.be, "record", listed)
+    engine.graphs = True
+    return graphs
+
+
+@needs_device
+def test_recorded_passes_replay_what_launches_compute(tmp_path, monkeypatch):
+    """An inference pass is recorded on the first call for its input shape and parameters and replayed after:
+    every layer's output is what launching each kernel computes (the same kernels in the same order: bit for
+    bit), for a new input each call; a new batch size or new parameters record again; a training pass in between
+    (which puts other arrays in the outputs' places) leaves the replay reading and writing its own; a network with
+    a layer run on the host is launched pass by pass (a graph holds no host copies)."""
+    body = "\n".join([CONV.format(bn=1, filters=4, size=3, pad=1, act="leaky"), "[maxpool]\nsize=2\nstride=2\n",
+                      CONV.format(bn=1, filters=4, size=3, pad=1, act="mish"),
+                      "[shortcut]\nfrom=-2\nactivation=linear\n", "[route]\nlayers=-1,-3\n", "[upsample]\nstride=2\n",
+                      CONV.format(bn=0, filters=21, size=1, pad=0, act="linear"), YOLO])
+    net = tiny_network(tmp_path, body, 1).to("cuda:0")
+    rng = np.random.default_rng(12)
+    inputs = [rng.random((batch, 3, 6, 6), dtype=np.float32) for batch in (1, 1, 1, 2, 2)]
+
+    def launched(x):
+        net.engine.graphs = False
+        net.engine.forward(x, every_layer=True)
+        net.engine.graphs = True
+        return [layer.output.copy() for layer in net.layers]
+
+    def replayed(x):
+        net.engine.forward(x, every_layer=True)
+        return [layer.output for layer in net.layers]
+
+    expected = [launched(x) for x in inputs]
+    graphs = recorded(net, monkeypatch)
+    for i, x in enumerate(inputs):
+        for ours, ref in zip(replayed(x), expected[i]):
+            assert np.array_equal(ours, ref), i
+    assert len(graphs) == 2   # batch 1 (recorded on inputs[0]), batch 2 (on inputs[3])
+    if isinstance(graphs[0], Rerun):
+        assert [graph.launches for graph in graphs] == [2, 1]
+    net.engine.forward_train(inputs[0], np.tile([.3, .4, .2, .3, 1], (1, 90)).astype(np.float32))
+    net.train = False
+    for ours, ref in zip(replayed(inputs[4]), expected[4]):
+        assert np.array_equal(ours, ref)
+    assert len(graphs) == 2
+    net.layers[0].weights *= np.float32(1.5)
+    net.params_version += 1
+    new_weights = launched(inputs[1])
+    assert not np.array_equal(new_weights[-1], expected[1][-1])
+    replayed(inputs[0])
+    for ours, ref in zip(replayed(inputs[1]), new_weights):
+        assert np.array_equal(ours, ref)
+    assert len(graphs) == 3
+
+    several = "[shortcut]\nfrom=-3,-1\nweights_type=per_channel\nactivation=leaky\n"
+    host = tiny_network(tmp_path, "\n".join([CONV.format(bn=1, filters=4, size=3, pad=1, act="leaky"),
+                                             CONV.format(bn=0, filters=4, size=3, pad=1, act="leaky"),
+                                             CONV.format(bn=0, filters=4, size=1, pad=0, act="linear"), several]),
+                        1).to("cuda:0")
+    graphs = recorded(host, monkeypatch)
+    cpu, device = forward_both(host, inputs[0])
+    host.engine.forward(inputs[1])
+    assert graphs == [] and scaled_error(device[-1], cpu[-1]) <= TOLERANCE
 
 
 def test_gpus_without_a_gpu_is_one_line():

@@ -91,7 +91,7 @@ def worst_parameter(ours, ref):
 
 def device_delta(engine, index):
     delta = engine.deltas[index]
-    return delta.copy_to_host() if hasattr(delta, "copy_to_host") else delta
+    return engine.be.to_host(delta) if hasattr(delta, "copy_to_host") else delta
 
 
 def main(cases):

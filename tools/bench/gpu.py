@@ -1,8 +1,9 @@
 """`make bench-gpu`: the GPU engine's speed on yolov4-tiny at 416x416 (random weights: speed does not depend on
-them): forward images/s at batch 1 and at batch 32, beside ONNX Runtime's CUDA provider on the same graph and
-batches where onnxruntime-gpu is installed (the peer a deployment would pick; both take and return host arrays),
-and training images/s (forward, backward and update) at batch 64 with the cfg's subdivisions. Prints the GPU's
-name first; without a GPU, one line saying so (exit 1).
+them): forward images/s at batch 1 and at batch 32, each pass replayed from its CUDA graph (what the engine does)
+and launched kernel by kernel (what it did before, and does for networks with a layer on the host), beside ONNX
+Runtime's CUDA provider on the same graph and batches where onnxruntime-gpu is installed (the peer a deployment
+would pick; all take and return host arrays), and training images/s (forward, backward and update) at batch 64
+with the cfg's subdivisions. Prints the GPU's name first; without a GPU, one line saying so (exit 1).
 
     python3 -m tools.bench.gpu [--cfg cfg/yolov4-tiny.cfg] [--seconds 10]
 """
@@ -55,12 +56,17 @@ def main(argv=None):
         def forward():
             net.forward(x)
             be.synchronize()
-        rate = images_per_second(forward, batch, args.seconds)
-        print(f"{cfg} {net.w}x{net.h} forward, batch {batch:2d}: {rate:8.1f} images/s")
+        rates = {}
+        for graphs in (True, False):
+            net.engine.graphs = graphs and be.records
+            rates[graphs] = images_per_second(forward, batch, args.seconds)
+        print(f"{cfg} {net.w}x{net.h} forward, batch {batch:2d}: {rates[True]:8.1f} images/s "
+              f"({'one CUDA graph a pass' if be.records else 'no graphs here: launched'}); "
+              f"launched kernel by kernel {rates[False]:8.1f}")
         if peer is not None:
             peer_rate = images_per_second(lambda: peer.forward(x), batch, args.seconds)
             print(f"    ONNX Runtime CUDA, batch {batch:2d}: {peer_rate:8.1f} images/s "
-                  f"(pydarknet {rate / peer_rate:.2f}x its rate)")
+                  f"(pydarknet {rates[True] / peer_rate:.2f}x its rate)")
     train = Network(cfg, quiet_unused=True).initialize(0).to(f"cuda:{args.gpu}")
     train.quiet = True
     n = train.batch * train.subdivisions

@@ -1,12 +1,16 @@
-"""The device a network runs on: its arrays (Numba device arrays), the kernels' launches, and the matrix product.
+"""The device a network runs on: its arrays (Numba device arrays), the kernels' launches, the matrix product, and
+the recording of a pass as a CUDA graph.
 
-The product is CuPy's (cuBLAS) where CuPy imports and a real GPU is present, on the same memory (the
-arrays share it through __cuda_array_interface__); otherwise, and always under the simulator, our tiled kernel
-(kernels.gemm): cuBLAS is several times faster than a simple shared-memory tile on every recent GPU, and the
-tile keeps the engine complete without CuPy.
+Every copy, launch and product goes to the backend's one stream, so that a pass can be recorded (stream capture
+records what is queued on one stream) and so that nothing waits on another stream's work. The product is cuBLAS's
+(through CuPy's bindings, on the same memory: the arrays' pointers go straight to cublasSgemmStridedBatched) where
+CuPy imports and a real GPU is present; otherwise, and always under the simulator, our tiled kernel (kernels.gemm):
+cuBLAS is several times faster than a simple shared-memory tile on every recent GPU, and the tile keeps the engine
+complete without CuPy. Graphs need CuPy too (its stream capture).
 """
 import contextlib
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -72,6 +76,18 @@ class Backend:
         if not simulated():
             self.cuda.select_device(index)
         self.cupy = _cupy()
+        self.cupy_stream = None
+        with self.active():
+            if self.cupy is None:
+                self.stream = self.cuda.stream()
+            else:   # non-blocking: work on the legacy default stream (anyone's) neither waits nor breaks a capture
+                self.cupy_stream = self.cupy.cuda.Stream(non_blocking=True)
+                self.stream = self.cuda.external_stream(self.cupy_stream.ptr)
+
+    @property
+    def records(self):
+        """Whether record() can make graphs here (a real GPU with CuPy)."""
+        return self.cupy_stream is not None
 
     @contextlib.contextmanager
     def active(self):
@@ -82,6 +98,8 @@ class Backend:
                 stack.enter_context(self.cuda.gpus[self.index])
                 if self.cupy is not None:
                     stack.enter_context(self.cupy.cuda.Device(self.index))
+                if self.cupy_stream is not None:
+                    stack.enter_context(self.cupy_stream)
             yield
 
     @property
@@ -93,10 +111,17 @@ class Backend:
 
     # -- arrays ----------------------------------------------------------------------------------------------
     def to_device(self, array):
-        return self.cuda.to_device(np.ascontiguousarray(array, dtype=np.float32))
+        return self.cuda.to_device(np.ascontiguousarray(array, dtype=np.float32), stream=self.stream)
 
-    def to_host(self, array):
-        return array.copy_to_host()
+    def to_host(self, array, out=None):
+        """The device array's values in a new host array (or in `out`), once the work before has finished."""
+        out = array.copy_to_host(out, stream=self.stream)
+        self.stream.synchronize()
+        return out
+
+    def copy_in(self, target, array):
+        """The host array's values into the device array `target` (the same shape), in the stream's order."""
+        target.copy_to_device(np.ascontiguousarray(array, dtype=target.dtype), stream=self.stream)
 
     def empty(self, shape, dtype=np.float32):
         return self.cuda.device_array(tuple(shape), dtype)
@@ -107,33 +132,87 @@ class Backend:
         return array
 
     def synchronize(self):
-        self.cuda.synchronize()
+        self.stream.synchronize()
 
     # -- kernels ---------------------------------------------------------------------------------------------
     def launch(self, kernel, count, *args):
         """kernel over `count` threads (one per element), kernels.THREADS a block."""
         if count:
             threads = self.k.THREADS
-            kernel[(count + threads - 1) // threads, threads](*args)
+            kernel[(count + threads - 1) // threads, threads, self.stream](*args)
 
     def launch_channels(self, kernel, channels, *args):
         """kernel with one block of REDUCE_THREADS per channel (the per-channel sums)."""
         if channels:
-            kernel[channels, self.k.REDUCE_THREADS](*args)
+            kernel[channels, self.k.REDUCE_THREADS, self.stream](*args)
 
     def matmul(self, a, b, c, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
         """c[z] = alpha * op(a[z]) @ op(b[z]) + beta * c[z] on 3-d arrays (a or b with first dimension 1
-        serves every z): cuBLAS through CuPy where there is one, else kernels.gemm."""
+        serves every z): cuBLAS where CuPy is, else kernels.gemm."""
         if self.cupy is not None:
-            cp = self.cupy
-            ca, cb, cc = cp.asarray(a), cp.asarray(b), cp.asarray(c)
-            product = cp.matmul(ca.transpose(0, 2, 1) if trans_a else ca, cb.transpose(0, 2, 1) if trans_b else cb)
-            if beta == 0:
-                cc[...] = product * np.float32(alpha) if alpha != 1 else product
-            else:
-                cc *= np.float32(beta)
-                cc += product * np.float32(alpha) if alpha != 1 else product
+            from cupy_backends.cuda.libs import cublas
+            scalars = np.array([alpha, beta], np.float32)   # read by cuBLAS during the call (host pointer mode)
+            ops, sizes, (lda, stride_a, ldb, stride_b, ldc, stride_c), count = gemm_arguments(
+                *(elements(array) for array in (a, b, c)), trans_a, trans_b)
+            with self.cupy_stream:   # CuPy's binding gives the handle its current stream
+                cublas.sgemmStridedBatched(self.cupy.cuda.device.get_cublas_handle(), *ops, *sizes,
+                                           scalars.ctypes.data, pointer(b), ldb, stride_b,
+                                           pointer(a), lda, stride_a, scalars.ctypes.data + 4,
+                                           pointer(c), ldc, stride_c, count)
             return
         tile = self.k.TILE
         grid = ((c.shape[2] + tile - 1) // tile, (c.shape[1] + tile - 1) // tile, c.shape[0])
-        self.k.gemm[grid, (tile, tile)](trans_a, trans_b, np.float32(alpha), a, b, np.float32(beta), c)
+        self.k.gemm[grid, (tile, tile), self.stream](trans_a, trans_b, np.float32(alpha), a, b, np.float32(beta), c)
+
+    # -- graphs ----------------------------------------------------------------------------------------------
+    def record(self, run):
+        """run()'s copies, launches and products recorded as one CUDA graph instead of made (needs `records`):
+        the Graph makes them all again with one call. run() must neither allocate, copy from or to the host,
+        nor wait."""
+        stream = self.cupy_stream
+        with self.active():
+            stream.begin_capture()
+            try:
+                run()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    stream.end_capture()
+                raise
+            return Graph(stream.end_capture(), stream)
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A recorded pass (CuPy's cupy.cuda.Graph) and the stream it runs on."""
+    graph: object
+    stream: object
+
+    def launch(self):
+        self.graph.launch(stream=self.stream)
+
+
+def elements(array):
+    """(shape, strides in elements) of a device or host array."""
+    return array.shape, tuple(s // array.dtype.itemsize for s in array.strides)
+
+
+def pointer(array):
+    """The device address of the array's first element."""
+    return array.__cuda_array_interface__["data"][0]
+
+
+def gemm_arguments(a, b, c, trans_a, trans_b):
+    """cublasSgemmStridedBatched's arguments for the row-major c[z] = op(a[z]) @ op(b[z]), each of a, b, c given
+    as (shape, strides in elements) of a 3-d array whose rows are contiguous (a first dimension of 1 serves every
+    z): cuBLAS is column-major, and a row-major matrix read column-major is its transpose, so cuBLAS computes
+    c^T = op(b)^T op(a)^T with b passed first. Returns ((op for b, op for a), (n, m, k), (lda, stride_a, ldb,
+    stride_b, ldc, stride_c), batch count), the ops as cuBLAS numbers them (0 none, 1 transposed)."""
+    (count, m, n), k = c[0], (a[0][1] if trans_a else a[0][2])
+    for shape, strides in (a, b, c):
+        if shape[2] > 1 and strides[2] != 1:
+            raise ValueError(f"gemm_arguments: rows must be contiguous (shape {shape}, strides {strides})")
+
+    def leading_and_batch(shape, strides):
+        return max(strides[1], shape[2], 1), 0 if shape[0] == 1 else strides[0]
+    return ((int(trans_b), int(trans_a)), (n, m, k),
+            (*leading_and_batch(*a), *leading_and_batch(*b), *leading_and_batch(*c)), count)

@@ -8,7 +8,14 @@ sent back. That is how the loss layers train ([yolo]'s loss needs the truth boxe
 the device, and the rest of backward runs there. Parameters go to the device on first use and again whenever
 net.params_version changes; after each device update they come back into the layer's arrays, so saving the
 weights or switching back to the CPU sees them.
+
+An inference pass whose every layer runs on the device is recorded as one CUDA graph the first time it meets an
+input shape (after one pass made launch by launch, which compiles the kernels and allocates every array the graph
+then writes) and replayed whole after that, until the shape or the parameters change: at batch 1 a pass is some 150
+kernels and products of microseconds each, and launching each from Python cost more than running it.
 """
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..layers import COST_LAYER_TYPES
@@ -21,6 +28,16 @@ HOST_READS = frozenset({"yolo", "region", "detection", "softmax", "logistic", "c
 PARAMETERS = ("biases", "scales", "rolling_mean", "rolling_variance", "weights")
 
 
+@dataclass(frozen=True)
+class Recording:
+    """An inference pass as recorded: for this input shape and params_version, its backend.Graph (None: made
+    launch by launch), and the device arrays that graph reads (input) and writes (each layer's output)."""
+    key: tuple
+    graph: object
+    input: object
+    outputs: list
+
+
 class Engine:
     def __init__(self, net, backend):
         self.net, self.be = net, backend
@@ -30,6 +47,8 @@ class Engine:
         self._buffers = {}     # (layer index, name) -> device array
         self._params = {}      # (layer index, name) -> (params_version, device array)
         self._scratch = {}     # name -> device array shared by the layers (im2col's columns)
+        self.graphs = backend.records   # whether inference passes are recorded and replayed (where they can be)
+        self._recording = None   # the Recording of the last inference pass
 
     @property
     def device(self):
@@ -111,13 +130,45 @@ class Engine:
         """net.forward on the device: x (n, c, h, w) on the host; returns the output layer's output (host).
         The outputs the host reads (HOST_READS; with every_layer, all) are copied into layer.output."""
         net = self.net
-        self.input = x = self.be.to_device(x)
-        for layer in net.layers:
-            x = self.outputs[layer.index] = self._layer_forward(layer, x)
+        x = self._replayed(x) if self.graphs and not net.train else self._launched(x)
         for layer in net.layers:
             if every_layer or layer.type in HOST_READS or layer is net.output_layer:
                 layer.output = self.host_output(layer.index).reshape((x.shape[0],) + layer.out_shape)
         return net.output_layer.output
+
+    def _launched(self, x):
+        """Every layer's forward from the host input x, launch by launch; returns the last output (device)."""
+        self.input = self.be.to_device(x)
+        return self._layer_walk(self.input)
+
+    def _replayed(self, x):
+        """_launched's pass, replayed from its graph: recorded on the first pass with this input shape and these
+        parameters, where every layer runs on the device (a layer run on the host copies, which a graph cannot
+        hold: such networks are launched pass by pass)."""
+        key = (x.shape, self.net.params_version)
+        recording = self._recording
+        if recording is None or recording.key != key:
+            self._recording = None   # the old graph writes arrays that this pass may reallocate
+            out = self._launched(x)
+            graph = None
+            if all(self.on_device(layer) for layer in self.net.layers):
+                start = self.input
+                graph = self.be.record(lambda: self._layer_walk(start))
+            self._recording = Recording(key, graph, self.input, list(self.outputs))
+            return out
+        if recording.graph is None:
+            return self._launched(x)
+        # the arrays the graph reads and writes (a training pass in between may have put others in their places)
+        self.input, self.outputs[:] = recording.input, recording.outputs
+        self.be.copy_in(self.input, x)
+        recording.graph.launch()
+        return self.outputs[-1]
+
+    def _layer_walk(self, x):
+        """Each layer's forward in turn from the device input x; returns the last output."""
+        for layer in self.net.layers:
+            x = self.outputs[layer.index] = self._layer_forward(layer, x)
+        return x
 
     def forward_train(self, x, truth):
         with self.be.active():
@@ -182,9 +233,9 @@ class Engine:
                 net.layers[i - 1].delta = net.delta
             layer.backward(net)
             if prev is not None:
-                prev.copy_to_device(np.ascontiguousarray(net.delta.reshape(prev.shape)))
+                self.be.copy_in(prev, net.delta.reshape(prev.shape))
             for source in sources:
-                self.deltas[source.index].copy_to_device(np.ascontiguousarray(source.delta))
+                self.be.copy_in(self.deltas[source.index], source.delta)
             net.input = net.delta = None
 
     def update(self, args):
@@ -237,7 +288,7 @@ class Engine:
                 continue
             if key in self._buffers:
                 with self.be.active():
-                    self._buffers[key].copy_to_device(np.ascontiguousarray(values[update], np.float32))
+                    self.be.copy_in(self._buffers[key], values[update])
             else:
                 getattr(layer, update)[...] = values[update]
 
@@ -249,7 +300,7 @@ class Engine:
         """Every current device copy of a layer's parameter (rolling statistics included) into its array."""
         for (index, name), (version, array) in self._params.items():
             if name in PARAMETERS and version == self.net.params_version:
-                array.copy_to_host(getattr(self.net.layers[index], name))
+                self.be.to_host(array, out=getattr(self.net.layers[index], name))
 
     def _host_update(self, layer, args):
         """The CPU's update of one layer, with the updates the device accumulated for it."""
@@ -261,4 +312,4 @@ class Engine:
         for param, update, _ in layer.trainable:
             key = (layer.index, "updates:" + param)
             if key in self._buffers:
-                self._buffers[key].copy_to_device(getattr(layer, update))
+                self.be.copy_in(self._buffers[key], getattr(layer, update))
