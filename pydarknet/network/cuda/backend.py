@@ -3,12 +3,14 @@ the recording of a pass as a CUDA graph.
 
 Every copy, launch and product goes to the backend's one stream, so that a pass can be recorded (stream capture
 records what is queued on one stream) and so that nothing waits on another stream's work. The product is cuBLAS's
-(through CuPy's bindings, on the same memory: the arrays' pointers go straight to cublasSgemmStridedBatched) where
-CuPy imports and a real GPU is present; otherwise, and always under the simulator, our tiled kernel (kernels.gemm):
-cuBLAS is several times faster than a simple shared-memory tile on every recent GPU, and the tile keeps the engine
-complete without CuPy. Graphs need CuPy too (its stream capture).
+where CuPy imports and a real GPU is present (the library CuPy loads, called through ctypes on a handle of the
+backend's own bound to its stream, with the arrays' pointers: CuPy's bindings set the handle's stream on every
+call, and CuPy 14 refuses that while a stream records); otherwise, and always under the simulator, our tiled kernel
+(kernels.gemm): cuBLAS is several times faster than a simple shared-memory tile on every recent GPU, and the tile
+keeps the engine complete without CuPy. Graphs need CuPy too (its stream capture).
 """
 import contextlib
+import ctypes
 import os
 from dataclasses import dataclass
 
@@ -76,13 +78,14 @@ class Backend:
         if not simulated():
             self.cuda.select_device(index)
         self.cupy = _cupy()
-        self.cupy_stream = None
+        self.cupy_stream = self.cublas = None
         with self.active():
             if self.cupy is None:
                 self.stream = self.cuda.stream()
             else:   # non-blocking: work on the legacy default stream (anyone's) neither waits nor breaks a capture
                 self.cupy_stream = self.cupy.cuda.Stream(non_blocking=True)
                 self.stream = self.cuda.external_stream(self.cupy_stream.ptr)
+                self.cublas = Cublas(self.cupy, self.cupy_stream.ptr)
 
     @property
     def records(self):
@@ -149,16 +152,8 @@ class Backend:
     def matmul(self, a, b, c, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
         """c[z] = alpha * op(a[z]) @ op(b[z]) + beta * c[z] on 3-d arrays (a or b with first dimension 1
         serves every z): cuBLAS where CuPy is, else kernels.gemm."""
-        if self.cupy is not None:
-            from cupy_backends.cuda.libs import cublas
-            scalars = np.array([alpha, beta], np.float32)   # read by cuBLAS during the call (host pointer mode)
-            ops, sizes, (lda, stride_a, ldb, stride_b, ldc, stride_c), count = gemm_arguments(
-                *(elements(array) for array in (a, b, c)), trans_a, trans_b)
-            with self.cupy_stream:   # CuPy's binding gives the handle its current stream
-                cublas.sgemmStridedBatched(self.cupy.cuda.device.get_cublas_handle(), *ops, *sizes,
-                                           scalars.ctypes.data, pointer(b), ldb, stride_b,
-                                           pointer(a), lda, stride_a, scalars.ctypes.data + 4,
-                                           pointer(c), ldc, stride_c, count)
+        if self.cublas is not None:
+            self.cublas.gemm(a, b, c, trans_a, trans_b, alpha, beta)
             return
         tile = self.k.TILE
         grid = ((c.shape[2] + tile - 1) // tile, (c.shape[1] + tile - 1) // tile, c.shape[0])
@@ -179,6 +174,52 @@ class Backend:
                     stream.end_capture()
                 raise
             return Graph(stream.end_capture(), stream)
+
+
+class Cublas:
+    """cuBLAS's float32 strided-batched product on a handle of its own, bound to one stream: the library CuPy
+    loaded (found among the process's mappings), called through ctypes."""
+
+    def __init__(self, cupy, stream):
+        cupy.cuda.device.get_cublas_handle()   # CuPy loads cuBLAS
+        lib = ctypes.CDLL(_loaded("libcublas.so"))
+        self._destroy = lib.cublasDestroy_v2
+        self.handle = ctypes.c_void_p()
+        _check(lib.cublasCreate_v2(ctypes.byref(self.handle)), "cublasCreate")
+        _check(lib.cublasSetStream_v2(self.handle, ctypes.c_void_p(stream)), "cublasSetStream")
+        self._gemm = lib.cublasSgemmStridedBatched
+        size, pointer_, count = ctypes.c_int, ctypes.c_void_p, ctypes.c_longlong
+        self._gemm.argtypes = [pointer_, size, size, size, size, size, pointer_, pointer_, size, count, pointer_, size,
+                               count, pointer_, pointer_, size, count, size]
+
+    def gemm(self, a, b, c, trans_a, trans_b, alpha, beta):
+        """Backend.matmul's product (gemm_arguments says how)."""
+        scalars = np.array([alpha, beta], np.float32)   # read during the call (host pointer mode)
+        ops, sizes, (lda, stride_a, ldb, stride_b, ldc, stride_c), count = gemm_arguments(
+            *(elements(array) for array in (a, b, c)), trans_a, trans_b)
+        _check(self._gemm(self.handle, *ops, *sizes, scalars.ctypes.data, pointer(b), ldb, stride_b, pointer(a),
+                          lda, stride_a, scalars.ctypes.data + 4, pointer(c), ldc, stride_c, count),
+               "cublasSgemmStridedBatched")
+
+    def __del__(self):
+        with contextlib.suppress(Exception):
+            self._destroy(self.handle)
+
+
+def _loaded(name):
+    """The path of the shared library `name` (e.g. libcublas.so, any version) this process has loaded."""
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            fields = line.split(maxsplit=5)
+            if len(fields) == 6 and f"/{name}" in fields[5]:
+                return fields[5].strip()
+    raise DarknetError(f"no CUDA GPU found: CuPy loaded no {name} (the cuda extra's CuPy must match the CUDA "
+                       f"libraries); drop -gpus/--gpu to run on the CPU")
+
+
+def _check(status, call):
+    if status != 0:
+        raise DarknetError(f"{call} failed with cuBLAS status {status}")
 
 
 @dataclass(frozen=True)
