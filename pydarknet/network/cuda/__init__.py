@@ -6,8 +6,9 @@ the CPU arithmetic). `net.to("cuda:0")` gives the network an Engine (engine.py) 
 forward_train, backward and update hand over to it; `net.to("cpu")` takes it away. The engine walks the same
 layer list; for each layer type with a device counterpart (layers.py: one small class per type, the same
 operations as the CPU layer) it calls that, which reads the layer's options and the engine's device arrays and
-launches kernels (kernels.py, Numba CUDA) through the Backend (backend.py: the device, array allocation,
-launches, and the matrix product: cuBLAS through CuPy where it is installed, our tiled kernel otherwise).
+launches kernels (kernels.py, Numba CUDA) through the Backend (backend.py: the device, its one stream, array
+allocation, launches, the matrix product: cuBLAS where CuPy is installed, our tiled kernel otherwise; and the
+recording of a pass as a CUDA graph, which the engine replays for inference).
 Outputs stay on the device between layers; only what the host reads (detections, class scores) comes back.
 A layer without a counterpart, or with options the counterpart does not take, runs its own CPU code on
 copies -- that is also how the loss layers ([yolo], [softmax]) train: their delta goes back to the device;
