@@ -300,48 +300,66 @@ def test_numba_cuda_says_nothing_of_small_launches():
                           check=True).stdout.split() == ["1"]
 
 
-def column_major(flat, offset, rows, columns, leading):
-    """The column-major rows x columns matrix at flat[offset:] with leading dimension `leading`, as cuBLAS reads it."""
-    item = flat.itemsize
-    return np.lib.stride_tricks.as_strided(flat[offset:], (rows, columns), (item, leading * item), writeable=True)
+class HostArray:
+    """A host array as the backend sees a device array (shape, strides, dtype, __cuda_array_interface__'s address)."""
+
+    def __init__(self, array):
+        self.array, self.shape, self.strides, self.dtype = array, array.shape, array.strides, array.dtype
+        self.__cuda_array_interface__ = {"data": (array.ctypes.data, False)}
 
 
-def test_cublas_arguments_compute_the_row_major_product():
-    """backend.gemm_arguments, applied as cublasSgemmStridedBatched applies its arguments (column-major, each
-    matrix z at its base plus z times its batch stride), computes Backend.matmul's row-major product: plain and
-    transposed operands, a first dimension of 1 serving every z, and the views the layers pass (a group's filters,
-    a group's rows of the output)."""
-    from pydarknet.network.cuda.backend import elements, gemm_arguments
+def column_major(address, rows, columns, leading):
+    """The column-major float matrix at a host address with leading dimension `leading`, as cuBLAS reads it."""
+    flat = np.ctypeslib.as_array((ctypes.c_float * ((columns - 1) * leading + rows)).from_address(address))
+    return np.lib.stride_tricks.as_strided(flat, (rows, columns), (4, 4 * leading), writeable=True)
+
+
+def sgemm_strided_batched(handle, op_first, op_second, m, n, k, alpha, first, ld_first, stride_first, second,
+                          ld_second, stride_second, beta, out, ld_out, stride_out, count):
+    """cublasSgemmStridedBatched's arithmetic on host memory (column-major; alpha and beta by address)."""
+    alpha, beta = (ctypes.c_float.from_address(address).value for address in (alpha, beta))
+    for z in range(count):
+        a = column_major(first + 4 * z * stride_first, *((k, m) if op_first else (m, k)), ld_first)
+        b = column_major(second + 4 * z * stride_second, *((n, k) if op_second else (k, n)), ld_second)
+        c = column_major(out + 4 * z * stride_out, m, n, ld_out)
+        c[...] = alpha * ((a.T if op_first else a) @ (b.T if op_second else b)) + beta * c
+    return 0
+
+
+def test_cublas_calls_compute_the_row_major_products():
+    """Backend's cuBLAS calls (Cublas.gemm and gemm_sum: the arguments gemm_arguments gives, the addresses of
+    each image's matrices), applied as cublasSgemmStridedBatched applies them, compute Backend.matmul's row-major
+    product for plain and transposed operands, a first dimension of 1 serving every z and the views the layers
+    pass (a group's filters, a group's rows of the output), and matmul_sum's image-by-image sum."""
+    from pydarknet.network.cuda.backend import Cublas
+    cublas = Cublas.__new__(Cublas)
+    cublas.handle, cublas._gemm, cublas._destroy = None, sgemm_strided_batched, lambda handle: 0
     rng = np.random.default_rng(11)
-
-    def cublas(ops, sizes, strides, count, a, b, c, alpha, beta):
-        (op_first, op_second), (m, n, k), (lda, stride_a, ldb, stride_b, ldc, stride_c) = ops, sizes, strides
-        flats = [(array if array.base is None else array.base).reshape(-1) for array in (a, b, c)]
-        offsets = [(array.ctypes.data - flat.ctypes.data) // 4 for array, flat in zip((a, b, c), flats)]
-        for z in range(count):   # cuBLAS's first matrix is b, its second a
-            first = column_major(flats[1], offsets[1] + z * stride_b, *((k, m) if op_first else (m, k)), ldb)
-            second = column_major(flats[0], offsets[0] + z * stride_a, *((n, k) if op_second else (k, n)), lda)
-            out = column_major(flats[2], offsets[2] + z * stride_c, m, n, ldc)
-            out[...] = alpha * ((first.T if op_first else first) @ (second.T if op_second else second)) + beta * out
-
     for count, m, n, k, trans_a, trans_b, shared in [(1, 5, 7, 3, False, False, "a"), (3, 4, 6, 5, False, False, "a"),
                                                       (2, 3, 4, 5, True, False, None), (2, 6, 2, 3, False, True, "b"),
                                                       (3, 2, 5, 4, True, True, None)]:
         a = rng.random((1 if shared == "a" else count,) + ((k, m) if trans_a else (m, k)), dtype=np.float32)
         b = rng.random((1 if shared == "b" else count,) + ((n, k) if trans_b else (k, n)), dtype=np.float32)
         whole = rng.random((count, m + 3, n), dtype=np.float32)
-        c = whole[:, 2:2 + m]   # a group's rows of a larger output, as the grouped convolution passes
-        before = c.copy()
+        kept, c = whole.copy(), whole[:, 2:2 + m]   # a group's rows of a larger output, as grouped layers pass
         op_a, op_b = (a.transpose(0, 2, 1) if trans_a else a), (b.transpose(0, 2, 1) if trans_b else b)
-        cublas(*gemm_arguments(elements(a), elements(b), elements(c), trans_a, trans_b), a, b, c, 2.0, 0.5)
-        np.testing.assert_allclose(c, 2 * (op_a @ op_b) + 0.5 * before, rtol=1e-5)
-        assert np.array_equal(whole[:, :2], whole[:, :2]) and not np.shares_memory(c, whole[:, :2])
+        expected = 2 * (op_a @ op_b) + 0.5 * c
+        cublas.gemm(HostArray(a), HostArray(b), HostArray(c), trans_a, trans_b, 2.0, 0.5)
+        np.testing.assert_allclose(c, expected, rtol=1e-5)
+        assert np.array_equal(whole[:, :2], kept[:, :2]) and np.array_equal(whole[:, 2 + m:], kept[:, 2 + m:])
     filters = rng.random((1, 12, 9), dtype=np.float32)[:, 4:8]   # group 1 of three's weights
     columns = rng.random((2, 9, 5), dtype=np.float32)
     out = np.zeros((2, 4, 5), np.float32)
-    cublas(*gemm_arguments(elements(filters), elements(columns), elements(out), False, False), filters, columns,
-           out, 1.0, 0.0)
+    cublas.gemm(HostArray(filters), HostArray(columns), HostArray(out), False, False, 1.0, 0.0)
     np.testing.assert_allclose(out, filters @ columns, rtol=1e-5)
+    delta = rng.random((3, 8, 10), dtype=np.float32)[:, 2:6]   # a group's filters' deltas, 3 images
+    columns = rng.random((3, 7, 10), dtype=np.float32)
+    updates = rng.random((1, 9, 7), dtype=np.float32)
+    expected = updates[0, 5:9].copy()
+    for z in range(3):
+        expected += delta[z] @ columns[z].T
+    cublas.gemm_sum(HostArray(delta), HostArray(columns), HostArray(updates[:, 5:9]), False, True)
+    np.testing.assert_allclose(updates[0, 5:9], expected, rtol=1e-5)
 
 
 class Rerun:

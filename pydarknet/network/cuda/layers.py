@@ -159,8 +159,7 @@ class Convolutional(DeviceLayer):
         for j in range(g):
             col = self.columns(layer, x, e, j)
             d = delta[:, j * m:(j + 1) * m]
-            for b in range(batch):   # the images' gradients summed in order, as darknet
-                e.be.matmul(d[b:b + 1], col[b:b + 1], weight_updates[:, j * m:(j + 1) * m], trans_b=True, beta=1.0)
+            e.be.matmul_sum(d, col, weight_updates[:, j * m:(j + 1) * m], trans_b=True)   # image by image, as darknet
             if prev is None:
                 continue
             cols = e.scratch("columns", batch * kk * spatial).reshape(batch, kk, spatial)
