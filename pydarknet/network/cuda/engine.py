@@ -31,11 +31,14 @@ PARAMETERS = ("biases", "scales", "rolling_mean", "rolling_variance", "weights")
 @dataclass(frozen=True)
 class Recording:
     """An inference pass as recorded: for this input shape and params_version, its backend.Graph (None: made
-    launch by launch), and the device arrays that graph reads (input) and writes (each layer's output)."""
+    launch by launch), the device arrays that graph reads (input) and writes (each layer's output), and the
+    engine's count of replaced arrays then (a pass of another shape since, training's at another batch say, has
+    freed arrays the graph writes: it is recorded again)."""
     key: tuple
     graph: object
     input: object
     outputs: list
+    replaced: int
 
 
 class Engine:
@@ -49,6 +52,7 @@ class Engine:
         self._scratch = {}     # name -> device array shared by the layers (im2col's columns)
         self.graphs = backend.records   # whether inference passes are recorded and replayed (where they can be)
         self._recording = None   # the Recording of the last inference pass
+        self.replaced = 0        # how many kept device arrays were replaced by larger or other-shaped ones
 
     @property
     def device(self):
@@ -60,6 +64,7 @@ class Engine:
         key = (layer.index, name)
         array = self._buffers.get(key)
         if array is None or array.shape != tuple(shape) or array.dtype != np.dtype(dtype):
+            self.replaced += array is not None
             array = self._buffers[key] = self.be.empty(shape, dtype)
         return array
 
@@ -67,6 +72,7 @@ class Engine:
         """A flat device array shared by the layers, grown on demand (darknet's net.workspace)."""
         array = self._scratch.get(name)
         if array is None or array.size < size:
+            self.replaced += array is not None
             array = self._scratch[name] = self.be.empty((size,))
         return array[:size]
 
@@ -143,18 +149,18 @@ class Engine:
 
     def _replayed(self, x):
         """_launched's pass, replayed from its graph: recorded on the first pass with this input shape and these
-        parameters, where every layer runs on the device (a layer run on the host copies, which a graph cannot
-        hold: such networks are launched pass by pass)."""
+        parameters (again once an array it uses was replaced), where every layer runs on the device (a layer run
+        on the host copies, which a graph cannot hold: such networks are launched pass by pass)."""
         key = (x.shape, self.net.params_version)
         recording = self._recording
-        if recording is None or recording.key != key:
+        if recording is None or recording.key != key or recording.replaced != self.replaced:
             self._recording = None   # the old graph writes arrays that this pass may reallocate
             out = self._launched(x)
             graph = None
             if all(self.on_device(layer) for layer in self.net.layers):
                 start = self.input
                 graph = self.be.record(lambda: self._layer_walk(start))
-            self._recording = Recording(key, graph, self.input, list(self.outputs))
+            self._recording = Recording(key, graph, self.input, list(self.outputs), self.replaced)
             return out
         if recording.graph is None:
             return self._launched(x)
