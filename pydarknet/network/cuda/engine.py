@@ -11,8 +11,9 @@ weights or switching back to the CPU sees them.
 
 An inference pass whose every layer runs on the device is recorded as one CUDA graph the first time it meets an
 input shape (after one pass made launch by launch, which compiles the kernels and allocates every array the graph
-then writes) and replayed whole after that, until the shape or the parameters change: at batch 1 a pass is some 150
-kernels and products of microseconds each, and launching each from Python cost more than running it.
+then writes) and replayed whole after that, until the shape or the parameters change or another pass replaces an
+array it uses: at batch 1 a pass is some 150 kernels and products of microseconds each, and launching each from
+Python cost more than running it.
 """
 from dataclasses import dataclass
 
