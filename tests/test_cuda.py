@@ -362,6 +362,17 @@ def test_cublas_calls_compute_the_row_major_products():
     np.testing.assert_allclose(updates[0, 5:9], expected, rtol=1e-5)
 
 
+def test_cublas_is_found_among_the_loaded_libraries():
+    """The backend calls the cuBLAS that CuPy loaded, by its path among the process's mappings: a loaded library is
+    found whatever its version suffix, a missing one is the one-line "no CUDA GPU found" error."""
+    from pydarknet.network.cuda.backend import _loaded
+    if not Path("/proc/self/maps").is_file():
+        pytest.skip("no /proc/self/maps (not Linux)")
+    assert Path(_loaded("libc.so")).name.startswith("libc.so")
+    with pytest.raises(DarknetError, match="no CUDA GPU found: CuPy loaded no libnothing.so"):
+        _loaded("libnothing.so")
+
+
 class Rerun:
     """Stands in for a CUDA graph where there is none (the simulator): launching runs the recorded pass again, on
     the arrays bound when it was recorded, and leaves the engine's Python state as it was (a graph's launch runs

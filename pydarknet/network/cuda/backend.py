@@ -229,8 +229,9 @@ class Cublas:
 
 
 def _loaded(name):
-    """The path of the shared library `name` (e.g. libcublas.so, any version) this process has loaded."""
-    with open("/proc/self/maps") as maps:
+    """The path of the shared library `name` (e.g. libcublas.so, any version) this process has loaded (read from
+    Linux's /proc/self/maps)."""
+    with contextlib.suppress(OSError), open("/proc/self/maps") as maps:
         for line in maps:
             fields = line.split(maxsplit=5)
             if len(fields) == 6 and f"/{name}" in fields[5]:
