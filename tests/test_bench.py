@@ -395,3 +395,32 @@ def test_fixed_copy_trains_one_batch_at_the_cfg_size(tmp_path):
     net = Network(bench.fixed_copy(ROOT / "cfg" / "yolov3-tiny.cfg", 8, tmp_path), quiet_unused=True)
     assert (net.batch, net.subdivisions, net.w, net.h) == (8, 1, 416, 416)
     assert [layer.random for layer in net.layers if layer.type == "yolo"] == [0, 0]
+
+
+def test_gpu_bench_times_darknet_through_its_library():
+    """make bench-gpu's darknet row (--darknet libdarknet.so): the cfg's network loaded at the batch asked for with
+    no weights file, then network_predict_ptr on a buffer of batch x c x h x w floats, timed as the engine is
+    (a stand-in library here: the fork's CUDA build runs only on a GPU machine)."""
+    import ctypes
+    import time
+
+    import numpy as np
+    gpu = bench_module("gpu")
+    loads, inputs = [], []
+
+    def load_network_custom(cfg, weights, clear, batch):
+        loads.append((cfg, weights, clear, batch))
+        return 1234
+
+    def network_predict_ptr(net, pointer):
+        assert net == 1234
+        inputs.append(np.ctypeslib.as_array(pointer, (4 * 3 * 5 * 7,)).copy())
+        time.sleep(0.002)
+
+    library = type("Library", (), {})()
+    library.load_network_custom, library.network_predict_ptr = load_network_custom, network_predict_ptr
+    rate = gpu.darknet_forward(library, "cfg/x.cfg", (3, 5, 7), 4, 0.05)
+    assert loads == [(b"cfg/x.cfg", None, 0, 4)]
+    assert library.network_predict_ptr.argtypes == [ctypes.c_void_p, ctypes.POINTER(ctypes.c_float)]
+    assert len(inputs) >= 4 and np.array_equal(inputs[0], inputs[-1]) and 0 <= inputs[0].min() < inputs[0].max() < 1
+    assert 4 / 0.05 < rate <= 4 / 0.002   # batch images a call of at least 2 ms, in the 0.05 s asked for
