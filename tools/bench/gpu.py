@@ -10,8 +10,8 @@ subdivisions. Prints the GPU's name first; without a GPU, one line saying so (ex
 
     python3 -m tools.bench.gpu [--cfg cfg/yolov4-tiny.cfg] [--seconds 10] [--darknet PATH/libdarknet.so]
 """
-import ctypes
 import argparse
+import ctypes
 import sys
 import time
 
