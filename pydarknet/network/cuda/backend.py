@@ -101,8 +101,6 @@ class Backend:
                 stack.enter_context(self.cuda.gpus[self.index])
                 if self.cupy is not None:
                     stack.enter_context(self.cupy.cuda.Device(self.index))
-                if self.cupy_stream is not None:
-                    stack.enter_context(self.cupy_stream)
             yield
 
     @property
