@@ -93,11 +93,12 @@ def test_trained_detectors_in_the_engines_default_precision(engine, name, image)
 
 @pytest.mark.parametrize("engine", RUNTIMES)
 def test_a_classifier_on_an_engine_takes_each_image_size(engine, small_classifier):
-    """resize_min gives each image shape its own input size: a graph for each, the same classes."""
+    """resize_min gives each image shape its own input size: a graph for each, the same classes. In float32 (fast):
+    OpenVINO's default on a CPU with AMX or avx512_bf16 is bf16, whose promise is .02, not this test's subject."""
     from pydarknet.tasks.predict import Classifier
     data, cfg, weights = small_classifier
     exact = Classifier(cfg, weights)
-    other = Classifier(cfg, weights, engine=engine)
+    other = Classifier(cfg, weights, engine=engine, fast=True)
     for photo in PHOTOS:
         ours, theirs = other.classify(str(photo), top=3), exact.classify(str(photo), top=3)
         assert [c for c, _, _ in ours.predictions] == [c for c, _, _ in theirs.predictions]
