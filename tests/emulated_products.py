@@ -20,7 +20,7 @@ import numpy as np
 
 from pydarknet.kernels import amx, bf16, int16, products
 from pydarknet.kernels.conv import im2col_batch
-from pydarknet.kernels.epilogue import NONE
+from pydarknet.kernels.epilogue import NONE, apply
 from pydarknet.kernels.winograd import transform_input2, transform_output2, transform_weights
 from pydarknet.network.layers import convolutional
 
@@ -74,8 +74,9 @@ class Emulated:
         assert kernel in BF16_KERNELS, f"the emulation does not know the bf16 kernel {kernel!r}: teach it"
         return bf16_round(weights)
 
-    def conv_bf16(self, a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, out, scratch):
+    def conv_bf16(self, a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, out, scratch, store=NONE):
         out[...] = self.product(a, bf16_round(self.columns(x, size, stride, pad, dilation, out_h, out_w)))
+        apply(out, out_w, store)   # the store's arithmetic: the same floats, in the tiles' store or in a pass
 
     # --int16 (int16.quantize_weights, conv_int16; quantize_winograd_weights, conv_int16_winograd)
     def quantize_weights(self, weights, channels, size):

@@ -115,6 +115,42 @@ def test_amx_convolution_is_the_product_of_the_rounded_operands(bf16_products, c
     assert np.abs(out - expected).max() <= 2e-6 * np.abs(expected).max()
 
 
+@needs_amx
+@pytest.mark.parametrize("kernel,channels,h,w,filters,size,stride,pad,activation", [
+    ("shifted", 64, 26, 26, 40, 3, 1, 1, "leaky"), ("shifted", 33, 13, 17, 24, 3, 1, 1, "linear"),
+    ("shifted", 128, 5, 40, 255, 1, 1, 0, "relu"), ("phases", 64, 19, 21, 48, 3, 2, 1, "leaky"),
+    ("packed", 64, 16, 16, 36, 3, 3, 1, "leaky")])
+def test_the_tiles_store_is_the_pass_after_them_bit_for_bit(bf16_products, kernel, channels, h, w, filters, size,
+                                                              stride, pad, activation):
+    """The fused plan on the AMX tiles: batch-norm, bias and activation applied to each block of C as it is stored,
+    and the 2x2 pool after, give the bits of the raw sums finished by the store's own pass (epilogue.apply), on
+    whole and cut tiles of filters and pixels."""
+    from pydarknet.kernels.activations import CODE
+    from pydarknet.kernels.epilogue import NONE, Store, affine_table, apply
+    rng = np.random.default_rng(filters)
+    x = rng.standard_normal((channels, h, w), dtype=np.float32)
+    weights = rng.standard_normal((filters, channels * size * size), dtype=np.float32)
+    mean, scales, biases = rng.standard_normal((3, filters), dtype=np.float32)
+    variance = rng.uniform(.5, 2, filters).astype(np.float32)
+    out_h, out_w = (h + 2 * pad - size) // stride + 1, (w + 2 * pad - size) // stride + 1
+    a = products.pack_bf16(weights, channels, size, kernel)
+    results = []
+    for fused in (True, False):
+        pooled = np.full((filters, (out_h + 1) // 2, (out_w + 1) // 2), np.nan, np.float32)
+        store = Store(affine_table(mean, variance, scales, biases, True, False), CODE[activation], pooled)
+        out = np.full((filters, out_h * out_w), np.nan, np.float32)
+        kept = {}
+        products.conv_bf16(a, kernel, filters, x, size, stride, pad, 1, out_h, out_w, out,
+                           lambda name, shape, dtype: kept.setdefault(name, amx.aligned_zeros(shape, dtype)),
+                           store if fused else NONE)
+        if not fused:
+            apply(out, out_w, store)
+        results.append((out, pooled))
+    (out, pooled), (out_apart, pooled_apart) = results
+    assert not np.isnan(out).any() and not np.isnan(pooled).any()
+    assert np.array_equal(out, out_apart) and np.array_equal(pooled, pooled_apart)
+
+
 def four_phases(padded):
     """A padded image's four phases, as to_bf16_shifted's stride 2 reads them: plane (2 py + px) c + ch is rows
     2 i + py, columns 2 j + px of channel ch."""

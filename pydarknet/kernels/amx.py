@@ -21,7 +21,9 @@ bf16 tile of B (stored as 16 rows of k-pairs, "VNNI" order: B[k, j] and B[k + 1,
   (`to_bf16_padded`); each thread packs the im2col columns of its block of 32 output pixels into B's order
   and runs every row block of A over them while they are in its cache.
 - C's tiles go straight to the output where all their pixels and filters are outputs (conv_shifted: tile by
-  tile, each within one padded row; conv_image: a whole block), else through a thread's scratch.
+  tile, each within one padded row; conv_image: a whole block), else through a thread's scratch; the layer's
+  batch-norm, bias and activation (the fused plan's, kernels/epilogue.py) are applied to them there, while they
+  are in the core's cache.
 Rounding is to nearest, ties to even, as the CPU's own conversions (bf16.to_bf16, shared with the vdpbf16ps
 products). The sums are float32 in the tiles' order, not darknet's: this is the reduced-precision mode, within
 the tolerances docs/fidelity.md states.
@@ -46,6 +48,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .bf16 import to_bf16
+from .epilogue import store_block
 
 _I8 = ir.IntType(8)
 _I8P = _I8.as_pointer()
@@ -232,9 +235,11 @@ def to_bf16_padded(x, pad, out):
 
 
 @njit(cache=True, parallel=True)
-def conv_image(a, m, xp, channels, size, stride, dilation, out_h, out_w, out, config, b_work, c_work):
+def conv_image(a, m, xp, channels, size, stride, dilation, out_h, out_w, out, config, b_work, c_work, affine,
+               activation):
     """out (m, out_h*out_w) = the convolution of the padded bf16 image xp (to_bf16_padded) by the packed weights
-    a (pack_weights: m filters x channels*size*size), for any stride and dilation. Each thread packs the im2col
+    a (pack_weights: m filters x channels*size*size), for any stride and dilation, finished by the affine rows and
+    activation of a kernels.epilogue.Store as it is stored (none for affine (3, 0)). Each thread packs the im2col
     columns of its blocks of 32 output pixels into b_work[t] (k padded * 32 bf16, in B's order) and runs every
     row block of A over them; c_work (threads, 1024) float32 holds C at the edges."""
     rows_a, kp = a.shape[0] * 32, a.shape[1] * 32
@@ -299,6 +304,7 @@ def conv_image(a, m, xp, channels, size, stride, dilation, out_h, out_w, out, co
                     for i in range(min(32, m - r0)):
                         for j in range(cols):
                             out[r0 + i, p0 + j] = c[i * 32 + j]
+                store_block(out_flat, r0 * L + p0, L, min(32, m - r0), cols, r0, affine, activation)
 
 
 @njit(cache=True)
@@ -430,9 +436,10 @@ def phase_weights(w, channels, size):
 
 
 @njit(cache=True, parallel=True)
-def conv_shifted(a, m, size, xs, row, out_h, out_w, out, config, c_work, weights_outer):
+def conv_shifted(a, m, size, xs, row, out_h, out_w, out, config, c_work, weights_outer, affine, activation):
     """out (m, out_h*out_w) = the stride-1 size x size convolution of the image in xs (to_bf16_shifted, rows of
-    `row` pixels) by a (pack_weights_shifted). Output pixels are computed at their padded positions q = y row
+    `row` pixels) by a (pack_weights_shifted), finished tile by tile by the affine rows and activation of a
+    kernels.epilogue.Store (none for affine (3, 0)). Output pixels are computed at their padded positions q = y row
     + x, 32 at a time: for kernel position (ky, kx), B is the two groups of copy kx from q + ky row, read in
     place (no columns packed). Each of C's four 16 x 16 tiles lies within one padded row (row is a multiple of
     16): stored straight into out where its 16 pixels and 16 filters are all outputs, else through c_work (the
@@ -479,9 +486,10 @@ def conv_shifted(a, m, size, xs, row, out_h, out_w, out, config, c_work, weights
                 at = f * L + y * out_w + x
                 if filters == 16 and cols == 16:
                     _store_tile(out_flat, at, L, tile)
-                    continue
-                _store_tile(c, 0, 16, tile)
-                for i in range(filters):
-                    dst, src = out_flat[at + i * L:at + i * L + cols], c[i * 16:i * 16 + cols]
-                    for j in range(cols):
-                        dst[j] = src[j]
+                else:
+                    _store_tile(c, 0, 16, tile)
+                    for i in range(filters):
+                        dst, src = out_flat[at + i * L:at + i * L + cols], c[i * 16:i * 16 + cols]
+                        for j in range(cols):
+                            dst[j] = src[j]
+                store_block(out_flat, at, L, filters, cols, f, affine, activation)

@@ -11,8 +11,9 @@ fused or not, the floats are the same; darknet's exact pass never comes here.
 Products that store through it: Winograd's output transforms (three passes, bands, and --int16's F(2x2)), and the
 chain kernel's register tiles: conv_direct's (the first layers, which then fill the pool from each band of rows:
 `pool_rows`) and the packed ones (1 x 1 layers and the packed columns of the larger ones), kernels.gemm's
-`_finished`, the affine and activation only (the packed ones not where a pool is to be filled). Any other product
-stores its raw sums and `apply` runs the same arithmetic afterwards.
+`_finished`, the affine and activation only (the packed ones not where a pool is to be filled); and the bf16
+products on the AMX tiles, the affine and activation on each block of C as it is stored (`store_block`), the pool
+in a pass after (`pool`). Any other product stores its raw sums and `apply` runs the same arithmetic afterwards.
 """
 import math
 from typing import NamedTuple
@@ -107,6 +108,15 @@ def pool_rows(rows, y0, f, pooled):
         maxpool_2x2(rows, pooled[f, y0 // 2:(y0 + rows.shape[0] + 1) // 2])
 
 
+@njit(cache=True, inline="always")
+def store_block(out, at, ldc, filters, cols, f, affine, activation):
+    """The affine and activation on a block of a product's output just stored, `filters` rows (filters f..) of
+    `cols` outputs from out[at], rows ldc elements apart: the AMX tiles' C, while it is in the core's cache."""
+    for i in range(filters if affine.shape[1] else 0):
+        row = out[at + i * ldc:at + i * ldc + cols]
+        affine_activate_row(row, affine[0, f + i], affine[1, f + i], affine[2, f + i], activation)
+
+
 POOL_BAND = 16   # rows finished then pooled at a time by `apply` (even); 416 wide, 26 KiB, in L1
 
 
@@ -124,6 +134,19 @@ def _apply(out, width, factors, affine, activation, pooled):
             if factors.size:   # the int16 products' integer sums back to floats, in the cache
                 rows *= factors[f]
             store_rows(rows, y0, f, affine, activation, pooled)
+
+
+@njit(cache=True, parallel=True)
+def _pool(out, width, pooled):
+    for f in prange(out.shape[0]):
+        pool_rows(out[f].reshape(-1, width), 0, f, pooled)
+
+
+def pool(out, width, store):
+    """The store's pool alone, from one image's output (filters, out_h*out_w) in rows `width` wide that its products
+    finished as they stored it (store_block)."""
+    if store.affine.shape[1] and store.pooled.size:
+        _pool(out, width, store.pooled)
 
 
 def apply(out, width, store, factors=NO_FACTORS):

@@ -48,7 +48,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from .conv import conv_direct
-from .epilogue import NONE, apply
+from .epilogue import NONE, apply, pool
 from .gemm import (NO_AFFINE, _F32, _I64, _data, _i64, _phis, gemm_flat, host_panel_width, pack_a_batch,
                    packed_a_size, sgemm_darknet, sgemm_darknet_tn, sgemm_image)
 from .threads import spin_briefly
@@ -454,16 +454,20 @@ def pack_bf16(weights, channels, size, kernel):
     return bf16.pack_weights(weights, channels, size)
 
 
-def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, out, scratch):
+def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, out, scratch, store=NONE):
     """out (filters, out_h*out_w) = the convolution of image x (c, h, w) by a (pack_bf16) with its kernel: on the
-    AMX tiles ("shifted", "phases", "packed") or with vdpbf16ps ("direct"). scratch(name, shape, dtype) gives
+    AMX tiles ("shifted", "phases", "packed") or with vdpbf16ps ("direct"), finished by `store` (the fused plan's
+    kernels.epilogue.Store of this image): the tiles apply its affine and activation as they store C, its pool
+    follows in a pass; vdpbf16ps's sums get the whole store in a pass after. scratch(name, shape, dtype) gives
     kept arrays aligned to 64 bytes."""
     from . import amx, bf16
+    width = out_w
     if kernel == "direct":
         c, h, w = x.shape
         words = scratch("bf16_image", ((c + 1) // 2, h, w), np.uint32)
         bf16.image_words(x, words)
         conv_words(a, words, size, stride, pad, dilation, out_h, out_w, out)
+        apply(out, width, store)
         return
     if amx.unavailable():   # also what asks the system for the tiles: without that, the first tile load faults
         raise RuntimeError(f"the bf16 products: {amx.unavailable()}")
@@ -477,18 +481,21 @@ def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, 
         if kernel == "phases":   # stride 2 as stride 1 over the image's four phases (unpadded: pad is theirs)
             k = amx.phase_size(size)
             shape, row = amx.shifted_layout(4 * c, k, 0, out_w + k - 1, out_h)
-            width, stride, size = out_w + k - 1, 2, k
+            width_v, stride, size = out_w + k - 1, 2, k
         else:
             shape, row = amx.shifted_layout(c, size, pad, w, out_h)
-            width = row
+            width_v = row
         xs = scratch("amx_shifted", shape, np.uint16)
-        amx.to_bf16_shifted(x, pad, stride, size, width, row, xs)
-        amx.conv_shifted(a, filters, size, xs, row, out_h, out_w, out, config, c_work, a.nbytes > AMX_WEIGHTS_CACHED)
-        return
-    xp = scratch("amx_padded", (c + 1, h + 2 * pad, w + 2 * pad), np.uint16)
-    amx.to_bf16_padded(x, pad, xp)
-    b_work = scratch("amx_b", (threads, a.shape[1] * 1024), np.uint16)
-    amx.conv_image(a, filters, xp, c, size, stride, dilation, out_h, out_w, out, config, b_work, c_work)
+        amx.to_bf16_shifted(x, pad, stride, size, width_v, row, xs)
+        amx.conv_shifted(a, filters, size, xs, row, out_h, out_w, out, config, c_work, a.nbytes > AMX_WEIGHTS_CACHED,
+                         store.affine, store.activation)
+    else:
+        xp = scratch("amx_padded", (c + 1, h + 2 * pad, w + 2 * pad), np.uint16)
+        amx.to_bf16_padded(x, pad, xp)
+        b_work = scratch("amx_b", (threads, a.shape[1] * 1024), np.uint16)
+        amx.conv_image(a, filters, xp, c, size, stride, dilation, out_h, out_w, out, config, b_work, c_work,
+                       store.affine, store.activation)
+    pool(out, width, store)
 
 
 def gemm_tn(a, b, out, accumulate=False):

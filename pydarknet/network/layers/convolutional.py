@@ -340,8 +340,8 @@ class Convolutional(Layer):
             a, kernel = kept
             for b in range(batch):
                 conv_bf16(a, kernel, n, x[b], self.size, self.stride, pad, d, out_h, out_w, out[b],
-                          lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype))
-            return finish()
+                          lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype), image_store(b))
+            return out
         if form == "int16":   # the int16 products: integer sums, each filter's row then scaled to floats
             a, units = kept
             for b in range(batch):
