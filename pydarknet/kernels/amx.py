@@ -362,6 +362,7 @@ def to_bf16_shifted(x, pad, stride, size, width, row, out):
     for task in prange(slot_pairs * runs):
         pair, first = task // runs, task % runs * SHIFTED_ROWS
         line = np.zeros(row + 16, np.uint32)   # a row of V, and zeros past its end for the copies' last group
+        words_row = np.empty(w, np.uint32)
         phase, ch = 2 * pair // c, 2 * pair % c   # the even plane's (both planes' row: 2 c planes a pair of phases)
         dx = phase % stride - pad   # V's column j is x's column stride j + dx: columns j0 to j1 are in x
         j0, j1 = _columns_in_image(dx, stride, w, width)
@@ -376,10 +377,13 @@ def to_bf16_shifted(x, pad, stride, size, width, row, out):
                     for j in range(j1 - j0):
                         line[j0 + j] = (np.uint32(to_bf16(low[x0 + j]))
                                         | (np.uint32(to_bf16(high[x0 + j])) << np.uint32(16)))
-                else:
+                else:   # the row's words in order (contiguous: vectorised), then every other one
+                    n = min(2 * (j1 - j0), w - x0)
+                    for j in range(n):
+                        words_row[j] = (np.uint32(to_bf16(low[x0 + j]))
+                                        | (np.uint32(to_bf16(high[x0 + j])) << np.uint32(16)))
                     for j in range(j1 - j0):
-                        line[j0 + j] = (np.uint32(to_bf16(low[x0 + 2 * j]))
-                                        | (np.uint32(to_bf16(high[x0 + 2 * j])) << np.uint32(16)))
+                        line[j0 + j] = words_row[2 * j]
             else:   # an odd c: a phase's last channel beside the next phase's first, or beside a zero plane
                 line[:width] = 0
                 for parity in range(2):
