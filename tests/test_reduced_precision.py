@@ -134,12 +134,12 @@ def test_the_tiles_store_is_the_pass_after_them_bit_for_bit(bf16_products, kerne
     variance = rng.uniform(.5, 2, filters).astype(np.float32)
     out_h, out_w = (h + 2 * pad - size) // stride + 1, (w + 2 * pad - size) // stride + 1
     a = products.pack_bf16(weights, channels, size, kernel)
+    kept = {}
     results = []
     for fused in (True, False):
         pooled = np.full((filters, (out_h + 1) // 2, (out_w + 1) // 2), np.nan, np.float32)
         store = Store(affine_table(mean, variance, scales, biases, True, False), CODE[activation], pooled)
         out = np.full((filters, out_h * out_w), np.nan, np.float32)
-        kept = {}
         products.conv_bf16(a, kernel, filters, x, size, stride, pad, 1, out_h, out_w, out,
                            lambda name, shape, dtype: kept.setdefault(name, amx.aligned_zeros(shape, dtype)),
                            store if fused else NONE)
