@@ -461,13 +461,13 @@ def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, 
     follows in a pass; vdpbf16ps's sums get the whole store in a pass after. scratch(name, shape, dtype) gives
     kept arrays aligned to 64 bytes."""
     from . import amx, bf16
-    width = out_w
+    out_width = out_w   # (a 1 x 1 convolution below takes the image as one row)
     if kernel == "direct":
         c, h, w = x.shape
         words = scratch("bf16_image", ((c + 1) // 2, h, w), np.uint32)
         bf16.image_words(x, words)
         conv_words(a, words, size, stride, pad, dilation, out_h, out_w, out)
-        apply(out, width, store)
+        apply(out, out_width, store)
         return
     if amx.unavailable():   # also what asks the system for the tiles: without that, the first tile load faults
         raise RuntimeError(f"the bf16 products: {amx.unavailable()}")
@@ -481,12 +481,12 @@ def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, 
         if kernel == "phases":   # stride 2 as stride 1 over the image's four phases (unpadded: pad is theirs)
             k = amx.phase_size(size)
             shape, row = amx.shifted_layout(4 * c, k, 0, out_w + k - 1, out_h)
-            width_v, stride, size = out_w + k - 1, 2, k
+            width, stride, size = out_w + k - 1, 2, k
         else:
             shape, row = amx.shifted_layout(c, size, pad, w, out_h)
-            width_v = row
+            width = row
         xs = scratch("amx_shifted", shape, np.uint16)
-        amx.to_bf16_shifted(x, pad, stride, size, width_v, row, xs)
+        amx.to_bf16_shifted(x, pad, stride, size, width, row, xs)
         amx.conv_shifted(a, filters, size, xs, row, out_h, out_w, out, config, c_work, a.nbytes > AMX_WEIGHTS_CACHED,
                          store.affine, store.activation)
     else:
@@ -495,7 +495,7 @@ def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, 
         b_work = scratch("amx_b", (threads, a.shape[1] * 1024), np.uint16)
         amx.conv_image(a, filters, xp, c, size, stride, dilation, out_h, out_w, out, config, b_work, c_work,
                        store.affine, store.activation)
-    pool(out, width, store)
+    pool(out, out_width, store)
 
 
 def gemm_tn(a, b, out, accumulate=False):
