@@ -145,7 +145,7 @@ def _pool(out, width, pooled):
 def pool(out, width, store):
     """The store's pool alone, from one image's output (filters, out_h*out_w) in rows `width` wide that its products
     finished as they stored it (store_block)."""
-    if store.affine.shape[1] and store.pooled.size:
+    if store.pooled.size:
         _pool(out, width, store.pooled)
 
 

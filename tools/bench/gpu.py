@@ -58,8 +58,12 @@ def main(argv=None):
     cfg = find_argument(args.cfg or "cfg/yolov4-tiny.cfg")
     try:
         net = Network(cfg, quiet_unused=True).initialize(0).to(f"cuda:{args.gpu}")
+        darknet = args.darknet and ctypes.CDLL(args.darknet)
     except DarknetError as e:
         print(f"bench-gpu: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"bench-gpu: --darknet {args.darknet}: cannot load it ({e})", file=sys.stderr)
         return 1
     be = net.engine.be
     print(f"GPU {args.gpu}: {be.name}; products: {'cuBLAS (CuPy)' if be.cupy is not None else 'our tiled kernel'}")
@@ -86,8 +90,8 @@ def main(argv=None):
             peer_rate = images_per_second(lambda: peer.forward(x), batch, args.seconds)
             print(f"    ONNX Runtime CUDA, batch {batch:2d}: {peer_rate:8.1f} images/s "
                   f"(pydarknet {rates[True] / peer_rate:.2f}x its rate)")
-        if args.darknet:
-            darknet_rate = darknet_forward(ctypes.CDLL(args.darknet), cfg, net.input_shape, batch, args.seconds)
+        if darknet:
+            darknet_rate = darknet_forward(darknet, cfg, net.input_shape, batch, args.seconds)
             print(f"    darknet ({args.darknet}), batch {batch:2d}: {darknet_rate:8.1f} images/s "
                   f"(pydarknet {rates[True] / darknet_rate:.2f}x its rate)")
     train = Network(cfg, quiet_unused=True).initialize(0).to(f"cuda:{args.gpu}")
