@@ -33,11 +33,14 @@ needs_device = pytest.mark.skipif(not HAVE_DEVICE, reason="no CUDA GPU, and numb
 TOLERANCE = 1e-4   # scaled, as the golden forward tests
 ROOT = Path(__file__).resolve().parent.parent
 
+# The images' side: the simulator runs each GPU thread as a Python thread, a product's in about 3 ms, so
+# the tiny networks' products are kept to a few blocks of threads (4 x 4 pixels: half the blocks of 6 x 6).
+SIDE = 4
 NET = """[net]
 batch={batch}
 subdivisions={subdivisions}
-width=6
-height=6
+width={side}
+height={side}
 channels=3
 learning_rate=0.01
 momentum=0.9
@@ -50,7 +53,7 @@ YOLO = "[yolo]\nmask=0,1,2\nanchors=2,3, 4,5, 6,7\nclasses=2\nnum=3\n"
 def tiny_network(tmp_path, body, batch, seed=1, subdivisions=1):
     """A network from `body` with random parameters (batch-norm statistics spread so that nothing saturates)."""
     cfg = tmp_path / "tiny.cfg"
-    cfg.write_text(NET.format(batch=batch, subdivisions=subdivisions) + body)
+    cfg.write_text(NET.format(batch=batch, subdivisions=subdivisions, side=SIDE) + body)
     net = Network(cfg, quiet_unused=True).initialize(0)
     rng = np.random.default_rng(seed)
     for layer in net.layers:
@@ -111,7 +114,7 @@ def test_detector_forward_matches_cpu(tmp_path, darknet):
                       YOLO])
     net = tiny_network(tmp_path, body, 1)
     net.darknet = darknet
-    x = np.random.default_rng(2).random((1, 3, 6, 6), dtype=np.float32)
+    x = np.random.default_rng(2).random((1, 3, SIDE, SIDE), dtype=np.float32)
     cpu, device = forward_both(net, x)
     for layer, ours, ref in zip(net.layers, device, cpu):
         assert scaled_error(ours, ref) <= TOLERANCE, (layer.index, layer.type)
@@ -128,7 +131,7 @@ def test_classifier_forward_matches_cpu(tmp_path):
                       "[connected]\noutput=5\nbatch_normalize=1\nactivation=tanh\n",
                       "[softmax]\ngroups=1\n"])
     net = tiny_network(tmp_path, body, 2)
-    x = np.random.default_rng(3).random((2, 3, 6, 6), dtype=np.float32)
+    x = np.random.default_rng(3).random((2, 3, SIDE, SIDE), dtype=np.float32)
     cpu, device = forward_both(net, x)
     for layer, ours, ref in zip(net.layers, device, cpu):
         assert scaled_error(ours, ref) <= TOLERANCE, (layer.index, layer.type)
@@ -150,7 +153,7 @@ def test_training_step_matches_cpu(tmp_path):
     cpu, gpu = tiny_network(tmp_path, body, 2), tiny_network(tmp_path, body, 2)
     cpu.quiet = gpu.quiet = True
     gpu.to("cuda:0")
-    x = np.random.default_rng(4).random((2, 3, 6, 6), dtype=np.float32)
+    x = np.random.default_rng(4).random((2, 3, SIDE, SIDE), dtype=np.float32)
     truth = np.zeros((2, 90, 5), np.float32)
     truth[0, 0] = [.3, .4, .2, .3, 1]
     truth[1, 0] = [.6, .5, .4, .2, 0]
@@ -177,7 +180,7 @@ def test_classifier_training_step_matches_cpu(tmp_path):
                       "[softmax]\ngroups=1\n"])
     cpu, gpu = tiny_network(tmp_path, body, 2), tiny_network(tmp_path, body, 2)
     gpu.to("cuda:0")
-    x = np.random.default_rng(7).random((2, 3, 6, 6), dtype=np.float32)
+    x = np.random.default_rng(7).random((2, 3, SIDE, SIDE), dtype=np.float32)
     truth = np.array([[0, 1, 0], [1, 0, 0]], np.float32)
     expected = train_network(cpu, x, truth)
     assert abs(train_network(gpu, x, truth) - expected) <= TOLERANCE * max(1, abs(expected))
@@ -218,7 +221,7 @@ def replicas_against_one(tmp_path, devices, steps):
     single = tiny_network(single_dir, REPLICA_BODY, count, subdivisions=count)
     replicas = Replicas(tiny_network(replica_dir, REPLICA_BODY, 1), devices)
     single.quiet = replicas.lead.quiet = True
-    x = np.random.default_rng(5).random((count, 3, 6, 6), dtype=np.float32)
+    x = np.random.default_rng(5).random((count, 3, SIDE, SIDE), dtype=np.float32)
     truth = np.zeros((count, 90, 5), np.float32)
     truth[:, 0] = [.3, .4, .2, .3, 1]
     truth[-1, 0] = [.6, .5, .4, .2, 0]
@@ -415,7 +418,7 @@ def test_recorded_passes_replay_what_launches_compute(tmp_path, monkeypatch):
                       CONV.format(bn=0, filters=21, size=1, pad=0, act="linear"), YOLO])
     net = tiny_network(tmp_path, body, 1).to("cuda:0")
     rng = np.random.default_rng(12)
-    inputs = [rng.random((batch, 3, 6, 6), dtype=np.float32) for batch in (2, 1, 1)]
+    inputs = [rng.random((batch, 3, SIDE, SIDE), dtype=np.float32) for batch in (2, 1, 1)]
 
     def launched(x):
         net.engine.graphs = False
@@ -548,7 +551,7 @@ def test_shortcut_of_several_inputs_trains_as_on_the_cpu(tmp_path):
         net.quiet = True
         net.layers[3].weights[:] = np.random.default_rng(8).normal(0, .5, net.layers[3].weights.shape)
     assert cpu.layers[3].multilayer and not gpu.to("cuda:0").engine.on_device(gpu.layers[3])
-    x = np.random.default_rng(9).random((2, 3, 6, 6), dtype=np.float32)
+    x = np.random.default_rng(9).random((2, 3, SIDE, SIDE), dtype=np.float32)
     truth = np.zeros((2, 90, 5), np.float32)
     truth[:, 0] = [.3, .4, .2, .3, 1]
     for _ in range(2):
