@@ -259,22 +259,40 @@ TARGETS = {"portable": ({"NUMBA_CPU_NAME": "generic"}, 8, None),
                      "+sse4.2,+popcnt,+avx,+avx2,+fma,+f16c,+bmi,+bmi2,+lzcnt,+movbe,-avx512f"}, 16, "avx2")}
 
 
-@pytest.mark.parametrize("target", sorted(TARGETS))
-def test_other_vector_widths(target):
-    """The 8-float (AVX2) and 4-float (portable) tiles, compiled for those CPUs in a subprocess: the same bits."""
+@pytest.fixture(scope="module")
+def target_checks():
+    """Each target's check (CHECK_TARGET, minutes of compiling) started at once, a process each, so that they
+    compile side by side: target -> the process, or why it cannot run here."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
     import llvmlite.binding as llvm
-    env, nr, needs = TARGETS[target]
-    if needs and not llvm.get_host_cpu_features().get(needs):
-        pytest.skip(f"this CPU has no {needs}")
     root = Path(__file__).resolve().parent.parent
-    result = subprocess.run([sys.executable, "-c", CHECK_TARGET.format(nr=nr)], cwd=root, capture_output=True,
-                            text=True, env={**os.environ, **env, "PYTHONPATH": str(root)}, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
+    checks = {}
+    for target, (env, nr, needs) in TARGETS.items():
+        if needs and not llvm.get_host_cpu_features().get(needs):
+            checks[target] = f"this CPU has no {needs}"
+            continue
+        checks[target] = subprocess.Popen([sys.executable, "-c", CHECK_TARGET.format(nr=nr)], cwd=root, text=True,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                          env={**os.environ, **env, "PYTHONPATH": str(root)})
+    yield checks
+    for check in checks.values():
+        if not isinstance(check, str) and check.poll() is None:
+            check.kill()
+            check.wait()
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_other_vector_widths(target, target_checks):
+    """The 8-float (AVX2) and 4-float (portable) tiles, compiled for those CPUs in a subprocess: the same bits."""
+    check = target_checks[target]
+    if isinstance(check, str):
+        pytest.skip(check)
+    _, stderr = check.communicate(timeout=900)
+    assert check.returncode == 0, stderr[-3000:]
 
 
 def test_tiles_finish_the_store():
