@@ -1,5 +1,7 @@
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -131,16 +133,35 @@ def small_classifier(tmp_path_factory):
     return [str(folder / name) for name in ("small.data", "small.cfg", "small.weights")]
 
 
+WHEEL = {}   # the session's wheel build (tools/fresh_install.WheelBuild), started at collection, and its folder
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Start building the wheel that `installed` installs as soon as a collected test needs it: the build (minutes
+    of compiling, a process per CPU level) then runs, at a low priority, beside the tests before the first that
+    installs it, on the core they mostly leave idle."""
+    if not (WHEEL or config.option.collectonly) and any("installed" in item.fixturenames for item in items):
+        WHEEL["folder"] = Path(tempfile.mkdtemp(prefix="pydarknet-wheel-"))
+        WHEEL["build"] = tool("fresh_install").WheelBuild(WHEEL["folder"], niceness=19)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if WHEEL:
+        WHEEL["build"].stop()
+        shutil.rmtree(WHEEL["folder"], ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def installed(tmp_path_factory):
     """A fresh virtual environment (seeing the packages of the interpreter running the tests: numpy, numba,
     opencv, click) with the wheel built from this checkout installed in it, as a user installs pydarknet: (its bin
     folder, an empty working directory, environment). Built once for the tests that run the installed command
     (test_install.py, test_readme.py, test_shipped.py): with this environment's setuptools and Numba, which compile
-    the kernels the wheel carries (tools/fresh_install.py)."""
+    the kernels the wheel carries (tools/fresh_install.py; the build started at collection)."""
     install = tool("fresh_install")
     base = tmp_path_factory.mktemp("install")
-    bin_dir = install.fresh_environment(install.build_wheel(base / "wheels"), base / "venv")
+    build = WHEEL.get("build") or install.WheelBuild(base / "wheels")
+    bin_dir = install.fresh_environment(build.wait(), base / "venv")
     empty = base / "empty"
     empty.mkdir()
     # the commands below share one Numba cache (what the wheel lacks compiles once)

@@ -2,9 +2,11 @@
 suite (tests/conftest.py's `installed`) and `make bench-cold` (tools/bench/cold.py)."""
 import os
 import shutil
+import signal
 import site
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
@@ -13,19 +15,42 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def build_wheel(into, root=ROOT):
     """The wheel of the checkout at `root`, built into the folder `into` with this environment's setuptools and
-    Numba (no isolated environment fetched from the package index: no network needed). From a copy of the
-    checkout: built in place, setuptools would leave its build/ folder there, whose stale files later wheels would
-    pick up. Returns its path."""
-    into = Path(into)
-    source = into / "source"
-    shutil.copytree(root, source, ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__", "tests",
-                                                               "*.nbi", "*.nbc"))
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                            "--no-index", "-w", str(into), str(source)], capture_output=True, text=True)
-    if build.returncode != 0:
-        raise RuntimeError(f"the wheel did not build:\n{build.stdout[-3000:]}{build.stderr[-3000:]}")
-    shutil.rmtree(source)
-    return next(into.glob("pydarknet-*.whl"))
+    Numba (no isolated environment fetched from the package index: no network needed). Returns its path."""
+    return WheelBuild(into, root).wait()
+
+
+class WheelBuild:
+    """build_wheel in the background: started here, `wait()` returns the wheel's path. From a copy of the checkout
+    (built in place, setuptools would leave its build/ folder there, whose stale files later wheels would pick up).
+    `niceness` lowers the build's priority (its processes inherit it): the suite starts it at collection, so that
+    its minutes of compiling (a process per CPU level) run on the cores the tests before its first user leave idle,
+    without taking them from those tests."""
+
+    def __init__(self, into, root=ROOT, niceness=0):
+        self.into = Path(into)
+        self.source = self.into / "source"
+        shutil.copytree(root, self.source, ignore=shutil.ignore_patterns(
+            ".git", "build", "*.egg-info", "__pycache__", "tests", "*.nbi", "*.nbc"))
+        self.log = tempfile.TemporaryFile("w+")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index", "-w",
+             str(self.into), str(self.source)], stdout=self.log, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True, preexec_fn=(lambda: os.nice(niceness)) if niceness else None)
+
+    def wait(self):
+        with self.log:
+            if self.process.wait() != 0:
+                self.log.seek(0)
+                raise RuntimeError(f"the wheel did not build:\n{self.log.read()[-6000:]}")
+        shutil.rmtree(self.source)
+        return next(self.into.glob("pydarknet-*.whl"))
+
+    def stop(self):
+        """End the build and every process it started (a session interrupted before its wheel was used)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.log.close()
 
 
 def fresh_environment(wheel, folder):
