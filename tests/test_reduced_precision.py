@@ -159,13 +159,15 @@ def four_phases(padded):
 
 @pytest.mark.parametrize("channels,h,w,size,pad,stride", [
     (64, 20, 19, 3, 1, 1), (33, 7, 30, 3, 1, 1), (31, 9, 8, 2, 0, 1), (7, 5, 9, 5, 2, 1), (128, 1, 96, 1, 0, 1),
-    (16, 9, 20, 3, 1, 1), (32, 12, 14, 3, 1, 2), (9, 11, 9, 3, 1, 2), (16, 10, 13, 4, 1, 2), (3, 8, 10, 3, 1, 2)])
+    (16, 9, 20, 3, 1, 1), (32, 12, 14, 3, 1, 2), (9, 11, 9, 3, 1, 2), (16, 10, 13, 4, 1, 2), (3, 8, 10, 3, 1, 2),
+    (2, 9, 11, 3, 1, 2), (4, 6, 7, 3, 1, 2), (6, 7, 12, 3, 1, 2)])
 def test_amx_shifted_copies_are_the_rounded_padded_image(channels, h, w, size, pad, stride):
     """amx.to_bf16_shifted's layout against numpy's, on every CPU: copy kx, group g, channel pair, position i holds
     the padded image's row g // (row / 16), column 16 (g % (row / 16)) + i + kx (zero past the row), both
     channels of the pair rounded to bf16, the even one first; zero for a missing odd channel and the pairs
     that pad the channels to 32. With stride 2, the channels are the padded image's four phases (phase (py, px)
-    of channel ch: its rows 2 i + py, columns 2 j + px), a stride-2 convolution's input for conv_shifted."""
+    of channel ch: its rows 2 i + py, columns 2 j + px), a stride-2 convolution's input for conv_shifted (an even
+    count's two column phases rounded together: with padding pairs, with two kernel columns to a copy)."""
     rng = np.random.default_rng(channels + w)
     x = rng.standard_normal((channels, h, w), dtype=np.float32)
     out_h, out_w = (h + 2 * pad - size) // stride + 1, (w + 2 * pad - size) // stride + 1

@@ -336,6 +336,49 @@ def _columns_in_image(dx, stride, w, width):
     return max(0, -(dx // stride)), max(0, min(width, (w - dx + stride - 1) // stride))
 
 
+@njit(cache=True, inline="always")
+def _round_words(low, high, out):
+    """out[j] = the word of bf16 of low[j] (its low half) and of high[j] (contiguous: vectorised)."""
+    for j in range(len(out)):
+        out[j] = np.uint32(to_bf16(low[j])) | (np.uint32(to_bf16(high[j])) << np.uint32(16))
+
+
+@njit(cache=True, inline="always")
+def _every_other(doubles, parity, out):
+    """out[j] = word 2 j + parity of a row of words seen as 64-bit doubles: split by shifts, which vectorise
+    (reading the words two apart took gathers)."""
+    shift = np.uint64(32 * parity)
+    for j in range(len(out)):
+        out[j] = np.uint32((doubles[j] >> shift) & np.uint64(0xFFFFFFFF))
+
+
+@njit(cache=True)
+def _even_column_pair(task, c):
+    """The pair of planes that task `task` of a stride-2 to_bf16_shifted rounds, with the other column phase's
+    pair c / 2 after it (c even): the pairs of phases 0 and 2 (the even columns), then the padding pairs."""
+    half = c // 2
+    if task < half:
+        return task
+    if task < c:
+        return task + half
+    return task + c
+
+
+@njit(cache=True, inline="always")
+def _copy_pieces(words, line, py, pair, size, slots, slot_pairs, copies, groups, pairs, per_row):
+    """Row py of V's pair of planes `pair`, in line, into each copy's groups of to_bf16_shifted's out (words)."""
+    for kx in range(copies * slots):
+        for g in range(py * per_row, min(groups, (py + 1) * per_row)):
+            at = ((kx // slots * groups + g) * pairs + kx % slots * slot_pairs + pair) * 16
+            if kx >= size:   # the zero column that completes the last copy
+                words[at:at + 16] = 0
+                continue
+            src_at = (g - py * per_row) * 16 + kx
+            piece, source = words[at:at + 16], line[src_at:src_at + 16]
+            for j in range(16):
+                piece[j] = source[j]
+
+
 @njit(cache=True, parallel=True)
 def to_bf16_shifted(x, pad, stride, size, width, row, out):
     """out[kx, g, pair, i, parity] = the bf16 of plane 2 pair + parity of the image V at row position
@@ -348,7 +391,8 @@ def to_bf16_shifted(x, pad, stride, size, width, row, out):
     phases, unpadded: plane (2 py + px) c + ch is row 2 i + py, column 2 j + px of channel ch (a stride-2
     convolution is a stride-1 one of them, by phase_weights' kernel).
     Each task rounds a row of a pair of planes once into `line` and copies the copies' 16-word pieces from it:
-    rounding per copy cost twice as much."""
+    rounding per copy cost twice as much. With stride 2 (c even) a task rounds x's row once for both column
+    phases (pair and pair + c / 2) and takes every other word for each: a task a phase rounded each row twice."""
     c, h, w = x.shape
     copies, groups, pairs = out.shape[:3]
     planes = c * stride * stride
@@ -359,11 +403,31 @@ def to_bf16_shifted(x, pad, stride, size, width, row, out):
     per_row = row // 16
     rows = -(-groups // per_row)
     runs = -(-rows // SHIFTED_ROWS)
-    for task in prange(slot_pairs * runs):
+    both = stride == 2 and c % 2 == 0   # both column phases of a row from one rounding
+    tasks = slot_pairs - c if both else slot_pairs
+    for task in prange(tasks * runs):
         pair, first = task // runs, task % runs * SHIFTED_ROWS
+        if both:
+            pair = _even_column_pair(pair, c)
         line = np.zeros(row + 16, np.uint32)   # a row of V, and zeros past its end for the copies' last group
-        words_row = np.empty(w, np.uint32)
+        words_row = np.zeros(2 * width if stride == 2 else 0, np.uint32)   # stride 2: a row of x as words
+        doubles = words_row.view(np.uint64)
         phase, ch = 2 * pair // c, 2 * pair % c   # the even plane's (both planes' row: 2 c planes a pair of phases)
+        if both:   # x's row as words from its column -pad (zeros around x's n columns), each phase every other one
+            n = max(0, min(w, 2 * width - pad))
+            for py in range(first, min(rows, first + SHIFTED_ROWS)):
+                iy = 2 * py + phase // 2 - pad
+                in_image = 2 * pair < planes and 0 <= iy < h
+                if in_image:
+                    _round_words(bits[ch, iy, :n], bits[ch + 1, iy, :n], words_row[pad:pad + n])
+                for parity in range(2 if 2 * pair < planes else 1):
+                    if in_image:
+                        _every_other(doubles, parity, line[:width])
+                    else:
+                        line[:width] = 0
+                    _copy_pieces(words, line, py, pair + parity * (c // 2), size, slots, slot_pairs, copies, groups,
+                                 pairs, per_row)
+            continue
         dx = phase % stride - pad   # V's column j is x's column stride j + dx: columns j0 to j1 are in x
         j0, j1 = _columns_in_image(dx, stride, w, width)
         x0 = stride * j0 + dx
@@ -371,19 +435,12 @@ def to_bf16_shifted(x, pad, stride, size, width, row, out):
             iy = stride * py + phase // stride - pad
             if 2 * pair >= planes or iy < 0 or iy >= h:   # (a padding row: few)
                 line[:width] = 0
-            elif ch + 1 < c:   # both planes of one phase (c even: always)
-                low, high = bits[ch, iy], bits[ch + 1, iy]
-                if stride == 1:   # contiguous: vectorised
-                    for j in range(j1 - j0):
-                        line[j0 + j] = (np.uint32(to_bf16(low[x0 + j]))
-                                        | (np.uint32(to_bf16(high[x0 + j])) << np.uint32(16)))
-                else:   # the row's words in order (contiguous: vectorised), then every other one
-                    n = min(2 * (j1 - j0), w - x0)
-                    for j in range(n):
-                        words_row[j] = (np.uint32(to_bf16(low[x0 + j]))
-                                        | (np.uint32(to_bf16(high[x0 + j])) << np.uint32(16)))
-                    for j in range(j1 - j0):
-                        line[j0 + j] = words_row[2 * j]
+            elif ch + 1 < c and stride == 1:   # both planes of the pair: the row's columns j0 to j1
+                _round_words(bits[ch, iy, x0:x0 + j1 - j0], bits[ch + 1, iy, x0:x0 + j1 - j0], line[j0:j1])
+            elif ch + 1 < c:   # (an odd c's stride 2) the row's words in order, then every other one
+                m = min(2 * (j1 - j0), w - x0)
+                _round_words(bits[ch, iy, x0:x0 + m], bits[ch + 1, iy, x0:x0 + m], words_row[:m])
+                _every_other(doubles, 0, line[j0:j1])
             else:   # an odd c: a phase's last channel beside the next phase's first, or beside a zero plane
                 line[:width] = 0
                 for parity in range(2):
@@ -395,16 +452,7 @@ def to_bf16_shifted(x, pad, stride, size, width, row, out):
                         oj0, oj1 = _columns_in_image(odx, stride, w, width)
                         for j in range(oj0, oj1):
                             line[j] |= np.uint32(to_bf16(src[stride * j + odx])) << np.uint32(16 * parity)
-            for kx in range(copies * slots):
-                for g in range(py * per_row, min(groups, (py + 1) * per_row)):
-                    at = ((kx // slots * groups + g) * pairs + kx % slots * slot_pairs + pair) * 16
-                    if kx >= size:   # the zero column that completes the last copy
-                        words[at:at + 16] = 0
-                        continue
-                    src_at = (g - py * per_row) * 16 + kx
-                    piece, source = words[at:at + 16], line[src_at:src_at + 16]
-                    for j in range(16):
-                        piece[j] = source[j]
+            _copy_pieces(words, line, py, pair, size, slots, slot_pairs, copies, groups, pairs, per_row)
 
 
 def pack_weights_shifted(w, channels, size):
