@@ -49,6 +49,9 @@ NUMBA_INTERNALS = [
     ("numba.core.codegen", "CodeLibrary._set_compiled_object", ["self", "value"]),
     ("numba.core.codegen", "Codegen.create_library", ["self", "name", "kwargs"]),
     ("llvmlite.binding.ffi", "lib._lock.unregister", ["acq_fn", "rel_fn"]),
+    ("numba.np.numpy_support", "from_dtype", ["dtype"]),
+    ("numba.np.numpy_support", "map_layout", ["val"]),
+    ("numba.core.typing.typeof", "_typeof_ndarray", ["val", "c"]),
 ]
 
 
@@ -156,6 +159,29 @@ def test_numbas_llvm_lock_events_are_left_out_and_a_compile_still_works():
             "print(before, len(ffi.lib._lock._cblist), numba.njit(lambda n: n * 2)(21))")
     proc = run_python(code)
     assert proc.stdout.split() == ["1", "0", "42"], proc.stderr[-500:]
+
+
+def test_arrays_are_typed_as_numba_types_them_without_importing_numpy_ma():
+    """skip_numba_probes: a plain array is typed without importing numpy.ma (10-40 ms), to the type Numba's own
+    typing gives (layouts, read-only, record, datetime and object dtypes); a masked array and a dtype Numba lacks
+    still get Numba's errors; a kernel still runs on an array typed so."""
+    code = ("import sys, numpy as np, numba; from numba.core.typing.typeof import typeof_impl\n"
+            "numbas = typeof_impl.dispatch(np.ndarray)\n"
+            "from pydarknet.kernels.startup import skip_numba_probes; skip_numba_probes()\n"
+            "ro = np.zeros(3); ro.flags.writeable = False\n"
+            "arrays = [np.zeros((2, 3), np.float32), np.zeros((2, 3), order='F'), np.zeros((4, 4), np.uint16)[::2],"
+            " ro, np.zeros(2, [('a', np.int32), ('b', np.float64)]), np.zeros(2, 'M8[s]'), np.zeros((0, 5)),"
+            " np.zeros(2, object)]\n"
+            "ours = [numba.typeof(a) for a in arrays]\n"
+            "print('numpy.ma' in sys.modules, numba.njit(lambda a: a.sum())(arrays[0]) == 0)\n"
+            "print(ours == [numbas(a, None) for a in arrays])\n"
+            "for bad in (np.ma.masked_array([1, 2]), np.zeros(2, np.longdouble)):\n"
+            "    try:\n"
+            "        numba.typeof(bad)\n"
+            "    except (numba.core.errors.NumbaTypeError, numba.core.errors.NumbaValueError, ValueError) as e:\n"
+            "        print(type(e).__name__)\n")
+    proc = run_python(code)
+    assert proc.stdout.split() == ["False", "True", "True", "NumbaTypeError", "NumbaValueError"], proc.stderr[-500:]
 
 
 def test_a_cached_kernel_loads_without_parsing_its_ir_which_a_compile_still_links():
