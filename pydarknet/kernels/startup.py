@@ -259,6 +259,37 @@ def no_llvm_lock_events():
     return True
 
 
+def environments_without_their_modules():
+    """A cached kernel's environment (the constants its machine code raises errors with) names the module its code
+    came from, and Numba imports that module as it loads the kernel, to give the environment its globals: a
+    kernel that allocates (np.zeros, np.empty) imports numba.np.arrayobj and with it Numba's unicode support,
+    24-40 ms of yolov3-tiny's `detect` on an Intel Xeon with 2 cores. Compiled nopython code reads only the
+    constants (globals are for object mode, which pydarknet's kernels never use), so the environment of a module
+    not imported yet gets globals naming the module alone; a module already imported gives its own, as in Numba."""
+    try:
+        from numba.core import environment
+    except ImportError:
+        return False
+    numbas_rebuild = environment._rebuild_env
+    if getattr(numbas_rebuild, "without_modules", False):
+        return True
+    if not all(hasattr(environment, name) for name in ("Environment", "lookup_environment")):
+        return False
+
+    def rebuild_env(modname, consts, env_name):
+        if modname in sys.modules or environment.lookup_environment(env_name) is not None:
+            return numbas_rebuild(modname, consts, env_name)
+        env = environment.Environment({"__name__": modname})
+        env.consts[:] = consts
+        env.env_name = env_name
+        environment.Environment._memo[env_name] = env
+        return env
+
+    rebuild_env.without_modules = True
+    environment._rebuild_env = rebuild_env
+    return True
+
+
 def arrays_typed_without_numpy_ma():
     """Numba types an array argument (each new kind of array, at its first call) after checking that it is not a
     numpy.ma.MaskedArray, and that check imports numpy.ma: 11-40 ms of yolov3-tiny's `detect` on an Intel Xeon
@@ -364,4 +395,5 @@ SHORTCUTS = {"imports": numba_without_unused_imports, "llvm lock events": no_llv
              "cache folder": cache_check_once_per_folder, "blas": no_blas_probe, "cffi": no_cffi_typing,
              "registries": cached_loads_without_registries, "runtime": runtime_from_cache,
              "kernels without IR": cached_kernels_without_their_ir,
-             "arrays without numpy.ma": arrays_typed_without_numpy_ma, "shipped kernels": shipped.install}
+             "arrays without numpy.ma": arrays_typed_without_numpy_ma,
+             "environments without modules": environments_without_their_modules, "shipped kernels": shipped.install}
