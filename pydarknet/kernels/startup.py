@@ -292,7 +292,7 @@ def environments_without_their_modules():
 
 def arrays_typed_without_numpy_ma():
     """Numba types an array argument (each new kind of array, at its first call) after checking that it is not a
-    numpy.ma.MaskedArray, and that check imports numpy.ma: 11-40 ms of yolov3-tiny's `detect` on an Intel Xeon
+    numpy.ma.MaskedArray, and that check imports numpy.ma: 11-42 ms of yolov3-tiny's `detect` on an Intel Xeon
     with 2 cores, in the thread that decodes the image, holding the interpreter's lock that the network's load
     needs. An array whose type is exactly numpy.ndarray, not masked, is typed here as Numba types it, without the
     import; any other (a subclass: masked, a memmap) and a dtype Numba lacks go to Numba's own typing."""
