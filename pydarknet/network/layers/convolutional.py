@@ -17,6 +17,8 @@ The AlexeyAB fork's options: `dilation` (taps that many pixels apart, the paddin
 batch-norm arithmetic when net.darknet is "ab": sqrt(var + .00001) and, at inference with
 net.fuse_batchnorm, the batch-norm folded into the weights and biases as its fuse_conv_batchnorm does.
 """
+import math
+
 import numpy as np
 
 from ...kernels import backward
@@ -66,7 +68,7 @@ def aligned_scratch(net, key, shape, dtype):
     (the AMX tiles' rows load at a third of the speed across cache lines)."""
     from ...kernels.amx import aligned_zeros
     buffers = net.__dict__.setdefault("_aligned_scratch", {})
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     array = buffers.get((key, dtype))
     if array is None or array.size < size:
         array = buffers[(key, dtype)] = aligned_zeros((size,), dtype)
