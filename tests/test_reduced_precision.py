@@ -96,29 +96,35 @@ def reference(weights, x, size, stride, pad, dilation, out_h, out_w):
     (13, 12, 9, 20, 5, 1, 2, 1)])
 def test_amx_convolution_is_the_product_of_the_rounded_operands(bf16_products, channels, h, w, filters, size,
                                                                stride, pad, dilation):
-    """Every kernel (stride 1: in place from shifted copies; stride 2: the same over the image's phases; other
-    strides and dilations: packed columns), on whole and cut tiles of filters and pixels, odd channel counts and
-    paddings: within float32 summation of the exact products of the rounded operands (relative to the largest
-    output)."""
+    """Every kernel (stride 1: in place from shifted copies, or with the image as A in channel blocks; stride 2:
+    shifted copies of the image's phases; other strides and dilations: packed columns), on whole and cut tiles of
+    filters and pixels, odd channel counts and paddings: within float32 summation of the exact products of the
+    rounded operands (relative to the largest output). Stride 1's two layouts sum in the same order: the same
+    bits, but for 16 channels or fewer, where a shifted copy holds two kernel columns."""
     rng = np.random.default_rng(channels * h + filters)
     x = rng.standard_normal((channels, h, w), dtype=np.float32)
     weights = rng.standard_normal((filters, channels * size * size), dtype=np.float32)
     out_h = (h + 2 * pad - dilation * (size - 1) - 1) // stride + 1
     out_w = (w + 2 * pad - dilation * (size - 1) - 1) // stride + 1
-    kernel = "packed" if dilation > 1 or stride > 2 else ("shifted", "phases")[stride - 1]   # whatever the rule
-    out = np.full((filters, out_h * out_w), np.nan, np.float32)
-    kept = {}
-    products.conv_bf16(products.pack_bf16(weights, channels, size, kernel), kernel, filters, x, size, stride, pad,
-                       dilation, out_h, out_w, out,
-                       lambda name, shape, dtype: kept.setdefault(name, amx.aligned_zeros(shape, dtype)))
     expected = reference(weights, x, size, stride, pad, dilation, out_h, out_w)
-    assert np.abs(out - expected).max() <= 2e-6 * np.abs(expected).max()
+    kernels = ("packed",) if dilation > 1 or stride > 2 else (("shifted", "blocked"), ("phases",))[stride - 1]
+    outs, kept = [], {}
+    for kernel in kernels:   # whatever the rule
+        out = np.full((filters, out_h * out_w), np.nan, np.float32)
+        products.conv_bf16(products.pack_bf16(weights, channels, size, kernel), kernel, filters, x, size, stride,
+                           pad, dilation, out_h, out_w, out,
+                           lambda name, shape, dtype: kept.setdefault(name, amx.aligned_zeros(shape, dtype)))
+        assert np.abs(out - expected).max() <= 2e-6 * np.abs(expected).max(), kernel
+        outs.append(out)
+    if len(outs) == 2 and channels > 16:
+        assert np.array_equal(*outs)
 
 
 @needs_amx
 @pytest.mark.parametrize("kernel,channels,h,w,filters,size,stride,pad,activation", [
     ("shifted", 64, 26, 26, 40, 3, 1, 1, "leaky"), ("shifted", 33, 13, 17, 24, 3, 1, 1, "linear"),
-    ("shifted", 128, 5, 40, 255, 1, 1, 0, "relu"), ("phases", 64, 19, 21, 48, 3, 2, 1, "leaky"),
+    ("shifted", 128, 5, 40, 255, 1, 1, 0, "relu"), ("blocked", 128, 13, 17, 40, 3, 1, 1, "leaky"),
+    ("blocked", 40, 9, 35, 70, 3, 1, 1, "relu"), ("phases", 64, 19, 21, 48, 3, 2, 1, "leaky"),
     ("packed", 64, 16, 16, 36, 3, 3, 1, "leaky")])
 def test_the_tiles_store_is_the_pass_after_them_bit_for_bit(bf16_products, kernel, channels, h, w, filters, size,
                                                               stride, pad, activation):
@@ -195,6 +201,35 @@ def test_amx_shifted_copies_are_the_rounded_padded_image(channels, h, w, size, p
     out = np.full(shape, 0xFFFF, np.uint16)
     amx.to_bf16_shifted(x, pad, stride, kernel, row if stride == 1 else width, row, out)
     assert np.array_equal((out.astype(np.uint32) << 16).view(np.float32), expected)
+
+
+@pytest.mark.parametrize("channels,filters,h,w,size,pad", [
+    (64, 40, 9, 20, 3, 1), (33, 32, 7, 30, 3, 1), (7, 16, 5, 9, 5, 2), (31, 70, 9, 8, 2, 0), (128, 33, 1, 96, 1, 0)])
+def test_amx_blocked_image_and_weights_are_the_rounded_operands(channels, filters, h, w, size, pad):
+    """amx.to_bf16_blocked's and pack_weights_blocked's layouts against numpy's, on every CPU: block cb, row y,
+    column x, lane i of the image holds the padded image's channel 32 cb + i at (y, x), rounded to bf16, zero past
+    the channels and around the image (the rows that the last block of output positions reads too; the columns to
+    a multiple of 16); block (fb, ky, kx, cb, half) of the weights, row p, column j, parity e holds filter
+    32 fb + 16 half + j's weight of channel 32 cb + 2 p + e at (ky, kx), zero past the filters and channels."""
+    rng = np.random.default_rng(channels + w)
+    x = rng.standard_normal((channels, h, w), dtype=np.float32)
+    out_h = h + 2 * pad - size + 1
+    shape, wp = amx.blocked_layout(channels, size, pad, w, out_h)
+    blocks, rows = shape[:2]
+    assert shape == (-(-channels // 32), rows, wp, 32) and wp % 16 == 0 and wp >= w + 2 * pad
+    assert rows * wp >= -(-out_h * wp // 32) * 32 + (size - 1) * (wp + 1)   # what conv_blocked's A tiles read
+    padded = np.zeros((blocks * 32, rows, wp), np.float32)
+    padded[:channels, pad:pad + h, pad:pad + w] = bf16_round(x)
+    out = np.full(shape, 0xFFFF, np.uint16)
+    amx.to_bf16_blocked(x, pad, out)
+    as_floats = (out.astype(np.uint32) << 16).view(np.float32)
+    assert np.array_equal(as_floats, padded.reshape(blocks, 32, rows, wp).transpose(0, 2, 3, 1))
+    weights = rng.standard_normal((filters, channels * size * size), dtype=np.float32)
+    full = np.zeros((-(-filters // 32) * 32, blocks * 32, size, size), np.float32)
+    full[:filters, :channels] = bf16_round(weights).reshape(filters, channels, size, size)
+    b = amx.pack_weights_blocked(weights, channels, size)
+    expected = full.reshape(-1, 2, 16, blocks, 16, 2, size, size).transpose(0, 6, 7, 3, 1, 4, 2, 5)
+    assert np.array_equal((b.astype(np.uint32) << 16).view(np.float32), expected)
 
 
 def test_stride_2_weights_over_the_phases_make_the_same_convolution():
@@ -339,8 +374,9 @@ def test_few_channels_and_groups_keep_the_fast_products(monkeypatch):
     """On the tiles: the first layers (3 to 31 channels: the tiles' k would be mostly padding, and Yolo-Fastest's
     small layers lose too much precision) but for stride-1 kernels over 1 x 1 of exactly 16 channels (two kernel
     columns to a step of k), 1 x 1 ones under 128 channels, strides over 2 under 64 channels (their
-    columns' packing outweighs the products) and grouped convolutions are not tiled; stride 2 runs over the
-    image's phases under 512 channels, on packed columns from there; with any other backend nothing is."""
+    columns' packing outweighs the products) and grouped convolutions are not tiled; stride 1 over 1 x 1 takes
+    the image in channel blocks from 128 channels, else shifted copies; stride 2 runs over the image's phases
+    under 512 channels, on packed columns from there; with any other backend nothing is."""
     monkeypatch.setattr(amx, "unavailable", lambda: None)   # the rule, wherever the tiles are
     previous = products.set_backend("bf16")
     try:
@@ -348,6 +384,8 @@ def test_few_channels_and_groups_keep_the_fast_products(monkeypatch):
         assert [takes_bf16(c) for c in (3, 15, 16, 17, 31, 32)] == [None, None, "shifted", None, None, "shifted"]
         assert [takes_bf16(16, size=1), takes_bf16(16, size=5), takes_bf16(16, stride=2)] == [None, "shifted", None]
         assert [takes_bf16(c, size=1) for c in (64, 127, 128)] == [None, None, "shifted"]
+        assert [takes_bf16(c) for c in (127, 128, 512)] == ["shifted", "blocked", "blocked"]
+        assert [takes_bf16(128, size=2), takes_bf16(256, size=1)] == ["blocked", "shifted"]
         assert [takes_bf16(c, stride=2) for c in (31, 32, 511, 512)] == [None, "phases", "phases", "packed"]
         assert [takes_bf16(c, stride=3) for c in (63, 64)] == [None, "packed"]
         assert takes_bf16(64, size=1, stride=2) == "packed"

@@ -14,7 +14,12 @@ bf16 tile of B (stored as 16 rows of k-pairs, "VNNI" order: B[k, j] and B[k + 1,
   (`to_bf16_shifted`). Output pixels are then computed at their padded positions and B, for each kernel
   position, is read in place: its tiles start at whole 64-byte groups, so nothing is packed per block. An image
   of 16 channels or fewer has two kernel columns in a copy, so that a 32-long step of k is not half padding.
-- Stride 2 (the same kernel): the stride-1 convolution of the padded image's four phases (every other row and
+- Stride 1 over 1 x 1 from 128 channels (`conv_blocked`): the tiles' roles swapped, the image is A, rounded
+  once per layer into blocks of 32 channels with each pixel's channels side by side (`to_bf16_blocked`), so that
+  a kernel column's shift moves A's rows by whole 64-byte rows and one copy serves every column; the weights are
+  B (`pack_weights_blocked`). C's tiles come out pixels x filters and are turned around on their way to the
+  output. Rounding one copy instead of three outweighs that from 128 channels.
+- Stride 2 (conv_shifted): the stride-1 convolution of the padded image's four phases (every other row and
   column from each of the four starts) by a kernel of half the size (`phase_weights`), which
   `to_bf16_shifted` reads straight from the image.
 - Other strides and dilations (`conv_image`): the image is rounded to bf16 with its border
@@ -453,6 +458,115 @@ def to_bf16_shifted(x, pad, stride, size, width, row, out):
                         for j in range(oj0, oj1):
                             line[j] |= np.uint32(to_bf16(src[stride * j + odx])) << np.uint32(16 * parity)
             _copy_pieces(words, line, py, pair, size, slots, slot_pairs, copies, groups, pairs, per_row)
+
+
+def blocked_layout(channels, size, pad, w, out_h):
+    """The shape of to_bf16_blocked's output for an image of `channels` x ? x w and a stride-1 size x size kernel,
+    (blocks of 32 channels, rows, wp, 32), and wp: the padded row (w + 2 pad) rounded up to 16 pixels, so that each
+    of C's tiles (16 output positions) lies within one row. Its rows are those conv_blocked's blocks of 32 output
+    positions read: the padded image's, and zeros below."""
+    wp = -(-(w + 2 * pad) // 16) * 16
+    read = -(-(out_h * wp) // 32) * 32 + (size - 1) * (wp + 1)   # positions 0 .. read - 1
+    return (-(-channels // 32), -(-read // wp), wp, 32), wp
+
+
+@njit(cache=True, parallel=True)
+def to_bf16_blocked(x, pad, out):
+    """out[cb, y, x, i] = the bf16 of channel 32 cb + i of image x (c, h, w) at row y - pad, column x - pad; zero
+    outside the image and past its channels: each pixel's 32 channels side by side, a row of conv_blocked's A
+    tile. All of out is written (it may be scratch that another layout used), a row of a block a task."""
+    c, h, w = x.shape
+    blocks, rows = out.shape[:2]
+    bits = x.view(np.uint32)
+    for task in prange(blocks * rows):
+        cb, y = task // rows, task % rows
+        row = out[cb, y]
+        iy = y - pad
+        if iy < 0 or iy >= h:
+            row[:, :] = 0
+            continue
+        row[:pad, :] = 0
+        row[pad + w:, :] = 0
+        n = min(32, c - 32 * cb)
+        for ix in range(w):
+            pixel = row[pad + ix]
+            for i in range(n):
+                pixel[i] = to_bf16(bits[32 * cb + i, iy, ix])
+            for i in range(n, 32):
+                pixel[i] = 0
+
+
+@njit(cache=True)
+def _pack_blocked(w, b):
+    bits = w.view(np.uint32)
+    for f in range(w.shape[0]):
+        for ch in range(w.shape[1]):
+            for ky in range(w.shape[2]):
+                for kx in range(w.shape[3]):
+                    word = to_bf16(bits[f, ch, ky, kx])
+                    b[f // 32, ky, kx, ch // 32, f % 32 // 16, ch % 32 // 2, f % 16, ch % 2] = word
+
+
+def pack_weights_blocked(w, channels, size):
+    """The weights (filters, channels*size*size, darknet's order) as conv_blocked's B: bf16, zero-padded, in blocks
+    (filter blocks of 32, ky, kx, channel blocks of 32, 2 halves of 16 filters, 16 channel pairs, 16 filters, 2):
+    each half a B tile of 1 KiB in VNNI order (a channel pair's two weights of a filter side by side)."""
+    m = w.shape[0]
+    b = aligned_zeros((-(-m // 32), size, size, -(-channels // 32), 2, 16, 16, 2), np.uint16)
+    _pack_blocked(np.ascontiguousarray(w, dtype=np.float32).reshape(m, channels, size, size), b)
+    return b
+
+
+@njit(cache=True, parallel=True)
+def conv_blocked(b, m, xb, wp, out_h, out_w, out, config, c_work, weights_outer, affine, activation):
+    """out (m, out_h*out_w) = the stride-1 size x size convolution of the image in xb (to_bf16_blocked, rows of wp
+    pixels) by b (pack_weights_blocked), finished tile by tile by the affine rows and activation of a
+    kernels.epilogue.Store (none for affine (3, 0)). The tiles' roles are conv_shifted's swapped: A is the image,
+    32 output positions q = y wp + x at a time (two tiles of 16 pixels, each pixel a row of its 32 channels), B
+    the weights. For kernel position (ky, kx), A's rows start at pixel q + ky wp + kx, a whole 64-byte row further
+    per pixel: every tile row stays within a cache line without a copy of the image per kernel column. C's tiles
+    are pixels x filters: each goes through c_work into the output's rows (16 filters' planes), the columns past
+    out_w dropped, and gets the store there while it is in the core's cache. The work is shared out as
+    conv_shifted's (weights_outer: filter block by filter block)."""
+    filter_blocks, size = b.shape[0], b.shape[1]
+    channel_blocks, rows = xb.shape[:2]
+    blocks = -(-(out_h * wp) // 32)
+    items = blocks * filter_blocks
+    threads = c_work.shape[0]
+    per = (items + threads - 1) // threads
+    L = out_h * out_w
+    b_flat = b.reshape(-1)
+    xb_flat = xb.reshape(-1)
+    out_flat = out.reshape(-1)
+    per_filter_block = size * size * channel_blocks * 1024
+    for t in prange(threads):
+        _tile_config(config)
+        c = c_work[t]
+        for item in range(t * per, min(items, (t + 1) * per)):
+            if weights_outer:
+                fb, block = item // blocks, item % blocks
+            else:
+                block, fb = item // filter_blocks, item % filter_blocks
+            q0 = block * 32
+            _zero_c()
+            for ky in range(size):
+                for kx in range(size):
+                    for cb in range(channel_blocks):
+                        b_at = fb * per_filter_block + ((ky * size + kx) * channel_blocks + cb) * 1024
+                        _step(xb_flat, (cb * rows * wp + q0 + ky * wp + kx) * 32, 32, b_flat, b_at, 512, 32)
+            for tile in range(4):
+                q, f = q0 + 16 * (tile // 2), fb * 32 + 16 * (tile % 2)
+                y = q // wp
+                x = q - y * wp
+                filters, cols = min(16, m - f), min(16, out_w - x)
+                if y >= out_h or filters <= 0 or cols <= 0:
+                    continue
+                _store_tile(c, 0, 16, tile)
+                at = f * L + y * out_w + x
+                for i in range(filters):
+                    for j in range(cols):
+                        out_flat[at + i * L + j] = c[j * 16 + i]
+                store_block(out_flat, at, L, filters, cols, f, affine, activation)
 
 
 def pack_weights_shifted(w, channels, size):

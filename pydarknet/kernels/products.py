@@ -400,6 +400,7 @@ def conv_int16(a, units, x, size, stride, pad, dilation, out_h, out_w, out, scra
 
 BF16_CHANNELS = 32
 BF16_POINTWISE_CHANNELS = 128   # 1 x 1 kernels take the bf16 products from this many channels
+BF16_BLOCKED_CHANNELS = 128   # stride-1 kernels over 1 x 1 take the image in channel blocks on the tiles from here
 
 
 def bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
@@ -409,6 +410,9 @@ def bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
     move a probability past the .02 docs/fidelity.md promises), except stride-1 kernels over 1 x 1 of exactly 16
     channels, where two kernel columns' channels fill a step of k ("shifted", amx.shifted_slots); "shifted"
     (stride 1: B read in place from shifted copies of the image; 1 x 1 kernels from BF16_POINTWISE_CHANNELS),
+    "blocked" (stride 1 over 1 x 1 from BF16_BLOCKED_CHANNELS: the image as A, one copy in blocks of 32 channels,
+    where rounding three copies cost more than turning C's tiles around; under it, and for 1 x 1 kernels, whose
+    rounding into blocks has few rows to share out, "shifted" was as fast or faster),
     "phases" (stride 2 under 512 channels: "shifted" over the image's four phases, with a kernel of half the
     size), "packed" (other strides and dilations, and stride 2 from 512 channels, whose phase weights no longer
     stay in the cache: im2col's columns packed per block) from 64 channels. Where the tiles' k is mostly padding
@@ -430,6 +434,8 @@ def bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
         return None if kernel == "winograd" else kernel   # int16_kernel's
     if channels < BF16_CHANNELS:
         return None
+    if stride == 1 and dilation == 1 and size > 1 and channels >= BF16_BLOCKED_CHANNELS:
+        return "blocked"
     if stride == 1 and dilation == 1:
         return "shifted" if channels >= (BF16_POINTWISE_CHANNELS if size == 1 else 32) else None
     if stride == 2 and dilation == 1 and size > 1 and channels < 512:
@@ -447,6 +453,8 @@ def pack_bf16(weights, channels, size, kernel):
     from . import amx, bf16
     if kernel == "shifted":
         return amx.pack_weights_shifted(weights, channels, size)
+    if kernel == "blocked":
+        return amx.pack_weights_blocked(weights, channels, size)
     if kernel == "phases":
         return amx.pack_weights_shifted(amx.phase_weights(weights, channels, size), 4 * channels, amx.phase_size(size))
     if kernel == "packed":
@@ -475,9 +483,16 @@ def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, 
     threads = numba.get_num_threads()
     config = amx.TILE_CONFIG
     c_work = scratch("amx_c", (threads, 1024), np.float32)
-    if kernel in ("shifted", "phases"):
-        if size == 1 and pad == 0:   # a 1 x 1 convolution: the image as one row, so its blocks span image rows
-            x, h, w, out_h, out_w = x.reshape(c, 1, h * w), 1, h * w, 1, h * w
+    if size == 1 and pad == 0 and kernel in ("shifted", "blocked"):
+        # a 1 x 1 convolution: the image as one row, so that its blocks span image rows
+        x, h, w, out_h, out_w = x.reshape(c, 1, h * w), 1, h * w, 1, h * w
+    if kernel == "blocked":
+        shape, wp = amx.blocked_layout(c, size, pad, w, out_h)
+        xb = scratch("amx_blocked", shape, np.uint16)
+        amx.to_bf16_blocked(x, pad, xb)
+        amx.conv_blocked(a, filters, xb, wp, out_h, out_w, out, config, c_work, a.nbytes > AMX_WEIGHTS_CACHED,
+                         store.affine, store.activation)
+    elif kernel in ("shifted", "phases"):
         if kernel == "phases":   # stride 2 as stride 1 over the image's four phases (unpadded: pad is theirs)
             k = amx.phase_size(size)
             shape, row = amx.shifted_layout(4 * c, k, 0, out_w + k - 1, out_h)
