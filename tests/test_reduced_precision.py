@@ -124,8 +124,8 @@ def test_amx_convolution_is_the_product_of_the_rounded_operands(bf16_products, c
 @pytest.mark.parametrize("kernel,channels,h,w,filters,size,stride,pad,activation", [
     ("shifted", 64, 26, 26, 40, 3, 1, 1, "leaky"), ("shifted", 33, 13, 17, 24, 3, 1, 1, "linear"),
     ("shifted", 128, 5, 40, 255, 1, 1, 0, "relu"), ("blocked", 128, 13, 17, 40, 3, 1, 1, "leaky"),
-    ("blocked", 40, 9, 35, 70, 3, 1, 1, "relu"), ("phases", 64, 19, 21, 48, 3, 2, 1, "leaky"),
-    ("packed", 64, 16, 16, 36, 3, 3, 1, "leaky")])
+    ("blocked", 40, 9, 35, 70, 3, 1, 1, "relu"), ("blocked", 33, 13, 17, 24, 3, 1, 1, "linear"),
+    ("phases", 64, 19, 21, 48, 3, 2, 1, "leaky"), ("packed", 64, 16, 16, 36, 3, 3, 1, "leaky")])
 def test_the_tiles_store_is_the_pass_after_them_bit_for_bit(bf16_products, kernel, channels, h, w, filters, size,
                                                               stride, pad, activation):
     """The fused plan on the AMX tiles: batch-norm, bias and activation applied to each block of C as it is stored,
@@ -375,17 +375,16 @@ def test_few_channels_and_groups_keep_the_fast_products(monkeypatch):
     small layers lose too much precision) but for stride-1 kernels over 1 x 1 of exactly 16 channels (two kernel
     columns to a step of k), 1 x 1 ones under 128 channels, strides over 2 under 64 channels (their
     columns' packing outweighs the products) and grouped convolutions are not tiled; stride 1 over 1 x 1 takes
-    the image in channel blocks from 128 channels, else shifted copies; stride 2 runs over the image's phases
-    under 512 channels, on packed columns from there; with any other backend nothing is."""
+    the image in channel blocks (16 channels and 1 x 1 kernels: shifted copies); stride 2 runs over the image's
+    phases under 512 channels, on packed columns from there; with any other backend nothing is."""
     monkeypatch.setattr(amx, "unavailable", lambda: None)   # the rule, wherever the tiles are
     previous = products.set_backend("bf16")
     try:
         assert products.bf16_engine() == "amx"
-        assert [takes_bf16(c) for c in (3, 15, 16, 17, 31, 32)] == [None, None, "shifted", None, None, "shifted"]
+        assert [takes_bf16(c) for c in (3, 15, 16, 17, 31, 32)] == [None, None, "shifted", None, None, "blocked"]
         assert [takes_bf16(16, size=1), takes_bf16(16, size=5), takes_bf16(16, stride=2)] == [None, "shifted", None]
         assert [takes_bf16(c, size=1) for c in (64, 127, 128)] == [None, None, "shifted"]
-        assert [takes_bf16(c) for c in (127, 128, 512)] == ["shifted", "blocked", "blocked"]
-        assert [takes_bf16(128, size=2), takes_bf16(256, size=1)] == ["blocked", "shifted"]
+        assert [takes_bf16(c, size=s) for c, s in ((64, 3), (512, 3), (32, 2), (40, 5))] == ["blocked"] * 4
         assert [takes_bf16(c, stride=2) for c in (31, 32, 511, 512)] == [None, "phases", "phases", "packed"]
         assert [takes_bf16(c, stride=3) for c in (63, 64)] == [None, "packed"]
         assert takes_bf16(64, size=1, stride=2) == "packed"

@@ -9,16 +9,16 @@ bf16 tile of B (stored as 16 rows of k-pairs, "VNNI" order: B[k, j] and B[k + 1,
 - A, the weights (filters, k), are rounded to bf16 once per parameters, padded with zeros to multiples of 32
   rows and columns and stored in 32 x 32 blocks (`pack_weights`; for stride 1 with k ordered kernel position
   first, `pack_weights_shifted`).
-- Stride 1 (`conv_shifted`, most layers): the image is rounded to bf16 once per layer in B's order, channel
-  pairs side by side, in padded rows of a multiple of 16 pixels, one copy per kernel column offset
+- Stride 1 (`conv_shifted`: 1 x 1 kernels, and 16 channels): the image is rounded to bf16 once per layer in
+  B's order, channel pairs side by side, in padded rows of a multiple of 16 pixels, one copy per kernel column offset
   (`to_bf16_shifted`). Output pixels are then computed at their padded positions and B, for each kernel
   position, is read in place: its tiles start at whole 64-byte groups, so nothing is packed per block. An image
   of 16 channels or fewer has two kernel columns in a copy, so that a 32-long step of k is not half padding.
-- Stride 1 over 1 x 1 from 128 channels (`conv_blocked`): the tiles' roles swapped, the image is A, rounded
+- Stride 1 over 1 x 1 from 32 channels (`conv_blocked`): the tiles' roles swapped, the image is A, rounded
   once per layer into blocks of 32 channels with each pixel's channels side by side (`to_bf16_blocked`), so that
-  a kernel column's shift moves A's rows by whole 64-byte rows and one copy serves every column; the weights are
-  B (`pack_weights_blocked`). C's tiles come out pixels x filters and are turned around on their way to the
-  output. Rounding one copy instead of three outweighs that from 128 channels.
+  a kernel column's shift moves A's rows by whole 64-byte rows and one copy serves every column, where
+  to_bf16_shifted writes one per column; the weights are B (`pack_weights_blocked`). C's tiles come out pixels x
+  filters and are turned around in vector registers on their way to the output (`_store_turned`).
 - Stride 2 (conv_shifted): the stride-1 convolution of the padded image's four phases (every other row and
   column from each of the four starts) by a kernel of half the size (`phase_weights`), which
   `to_bf16_shifted` reads straight from the image.
@@ -26,9 +26,9 @@ bf16 tile of B (stored as 16 rows of k-pairs, "VNNI" order: B[k, j] and B[k + 1,
   (`to_bf16_padded`); each thread packs the im2col columns of its block of 32 output pixels into B's order
   and runs every row block of A over them while they are in its cache.
 - C's tiles go straight to the output where all their pixels and filters are outputs (conv_shifted: tile by
-  tile, each within one padded row; conv_image: a whole block), else through a thread's scratch; the layer's
-  batch-norm, bias and activation (the fused plan's, kernels/epilogue.py) are applied to them there, while they
-  are in the core's cache.
+  tile, each within one padded row; conv_image: a whole block), else through a thread's scratch (conv_blocked:
+  every tile, to be turned around); the layer's batch-norm, bias and activation (the fused plan's,
+  kernels/epilogue.py) are applied to them there, while they are in the core's cache.
 Rounding is to nearest, ties to even, as the CPU's own conversions (bf16.to_bf16, shared with the vdpbf16ps
 products). The sums are float32 in the tiles' order, not darknet's: this is the reduced-precision mode, within
 the tolerances docs/fidelity.md states.
@@ -53,6 +53,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .bf16 import to_bf16
+from .activations import LEAKY, RELU
 from .epilogue import store_block
 
 _I8 = ir.IntType(8)
@@ -179,6 +180,76 @@ def _store_tile(typingctx, c, c_at, ldc, tile):
         builder.position_at_end(done)
         return context.get_dummy_value()
     return types.void(c, types.intp, types.intp, types.intp), codegen
+
+
+_F32 = ir.FloatType()
+_I32 = ir.IntType(32)
+_ROW = ir.VectorType(_F32, 16)
+
+
+def _block_swap(d, high):
+    """The two-source shuffle that makes row i (high: row i + d) of a stage of a 16 x 16 transpose from rows i and
+    i + d: the d x d blocks off the diagonal of each 2d x 2d block swapped (rows d = 8, 4, 2, 1 apart, in turn)."""
+    return ir.Constant(ir.VectorType(_I32, 16), [p + d * high if not p & d else 16 + p - d * (not high)
+                                                  for p in range(16)])
+
+
+def _splat(builder, value):
+    one = builder.insert_element(ir.Constant(_ROW, ir.Undefined), value, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(_I32, 16), [0] * 16))
+
+
+@intrinsic
+def _store_turned(typingctx, c, out, at, ldc, filters, cols, affine, f, activation):
+    """C's tile in c (16 pixels x 16 filters, rows of 16 floats) into the output's planes: filter f + i's `cols`
+    pixels at out[at + i ldc] for i < filters, finished as they go by the affine rows and activation of a
+    kernels.epilogue.Store (none for affine (3, 0)). The tile is turned around in vector registers (four stages
+    of 16 two-source shuffles) and each filter's row finished there and written with one masked store: the
+    arithmetic of epilogue.affine_activate_row, a subtraction, a multiply and an add each rounded, then leaky's
+    0.1 x or relu, so the bits are store_block's (tests/test_reduced_precision.py holds them to the pass after)."""
+    def codegen(context, builder, signature, args):
+        c_, out_, at_, ldc_, filters_, cols_, affine_, f_, activation_ = args
+        rows = [builder.load(builder.bitcast(_at(context, builder, signature.args[0], c_, ir.Constant(_I64, 16 * j)),
+                                             _ROW.as_pointer()), align=4) for j in range(16)]
+        for d in (8, 4, 2, 1):
+            turned = list(rows)
+            for i in range(16):
+                if not i & d:
+                    turned[i] = builder.shuffle_vector(rows[i], rows[i + d], _block_swap(d, False))
+                    turned[i + d] = builder.shuffle_vector(rows[i], rows[i + d], _block_swap(d, True))
+            rows = turned
+        lanes = builder.sub(builder.shl(ir.Constant(_I64, 1), cols_), ir.Constant(_I64, 1))
+        lanes = builder.bitcast(builder.trunc(lanes, ir.IntType(16)), ir.VectorType(ir.IntType(1), 16))
+        pointer = "p0" if str(_ROW.as_pointer()) == "ptr" else "p0v16f32"   # (llvmlite's opaque or typed pointers)
+        store = _declare(builder, f"llvm.masked.store.v16f32.{pointer}", [_ROW, _ROW.as_pointer(), _I32, lanes.type])
+        terms = cgutils.create_struct_proxy(signature.args[6])(context, builder, value=affine_)
+        count = builder.extract_value(terms.shape, 1)   # filters in the affine rows: 0 for none
+        zero = ir.Constant(_ROW, [0.0] * 16)
+        tenth = _splat(builder, ir.Constant(_F32, float(np.float32(0.1))))
+        leaky = builder.icmp_signed("==", activation_, ir.Constant(activation_.type, LEAKY))
+        relu = builder.icmp_signed("==", activation_, ir.Constant(activation_.type, RELU))
+        for i in range(16):
+            with builder.if_then(builder.icmp_signed("<", ir.Constant(_I64, i), filters_)):
+                target = builder.bitcast(_at(context, builder, signature.args[1], out_,
+                                             builder.add(at_, builder.mul(ldc_, ir.Constant(_I64, i)))),
+                                         _ROW.as_pointer())
+                with builder.if_else(builder.icmp_signed(">", count, ir.Constant(_I64, 0))) as (finish, raw):
+                    with finish:
+                        filter_ = builder.add(f_, ir.Constant(_I64, i))
+                        center, scale, shift = (
+                            _splat(builder, builder.load(builder.bitcast(
+                                _at(context, builder, signature.args[6], affine_,
+                                    builder.add(builder.mul(count, ir.Constant(_I64, r)), filter_)),
+                                _F32.as_pointer()))) for r in range(3))
+                        v = builder.fadd(builder.fmul(builder.fsub(rows[i], center), scale), shift)
+                        positive = builder.fcmp_ordered(">", v, zero)
+                        v = builder.select(leaky, builder.select(positive, v, builder.fmul(tenth, v)),
+                                           builder.select(relu, builder.select(positive, v, zero), v))
+                        builder.call(store, [v, target, ir.Constant(_I32, 4), lanes])
+                    with raw:
+                        builder.call(store, [rows[i], target, ir.Constant(_I32, 4), lanes])
+        return context.get_dummy_value()
+    return types.void(c, out, types.intp, types.intp, types.intp, types.intp, affine, types.intp, types.intp), codegen
 
 
 def tile_config():
@@ -470,29 +541,31 @@ def blocked_layout(channels, size, pad, w, out_h):
     return (-(-channels // 32), -(-read // wp), wp, 32), wp
 
 
+BLOCKED_RUN = 128   # pixels of a row a task of to_bf16_blocked rounds (a 1 x 1 layer's image is one long row)
+
+
 @njit(cache=True, parallel=True)
 def to_bf16_blocked(x, pad, out):
     """out[cb, y, x, i] = the bf16 of channel 32 cb + i of image x (c, h, w) at row y - pad, column x - pad; zero
     outside the image and past its channels: each pixel's 32 channels side by side, a row of conv_blocked's A
-    tile. All of out is written (it may be scratch that another layout used), a row of a block a task."""
+    tile. All of out is written (it may be scratch that another layout used), a run of BLOCKED_RUN pixels of a
+    row of a block a task."""
     c, h, w = x.shape
-    blocks, rows = out.shape[:2]
+    blocks, rows, wp = out.shape[:3]
+    runs = -(-wp // BLOCKED_RUN)
     bits = x.view(np.uint32)
-    for task in prange(blocks * rows):
-        cb, y = task // rows, task % rows
+    for task in prange(blocks * rows * runs):
+        cb, y, run = task // (rows * runs), task // runs % rows, task % runs
         row = out[cb, y]
         iy = y - pad
-        if iy < 0 or iy >= h:
-            row[:, :] = 0
-            continue
-        row[:pad, :] = 0
-        row[pad + w:, :] = 0
-        n = min(32, c - 32 * cb)
-        for ix in range(w):
-            pixel = row[pad + ix]
-            for i in range(n):
+        n = min(32, c - 32 * cb) if 0 <= iy < h else 0   # channels of the image in this row's block
+        for px in range(run * BLOCKED_RUN, min(wp, (run + 1) * BLOCKED_RUN)):
+            pixel = row[px]
+            ix = px - pad
+            inside = n if 0 <= ix < w else 0
+            for i in range(inside):
                 pixel[i] = to_bf16(bits[32 * cb + i, iy, ix])
-            for i in range(n, 32):
+            for i in range(inside, 32):
                 pixel[i] = 0
 
 
@@ -526,8 +599,8 @@ def conv_blocked(b, m, xb, wp, out_h, out_w, out, config, c_work, weights_outer,
     the weights. For kernel position (ky, kx), A's rows start at pixel q + ky wp + kx, a whole 64-byte row further
     per pixel: every tile row stays within a cache line without a copy of the image per kernel column. C's tiles
     are pixels x filters: each goes through c_work into the output's rows (16 filters' planes), the columns past
-    out_w dropped, and gets the store there while it is in the core's cache. The work is shared out as
-    conv_shifted's (weights_outer: filter block by filter block)."""
+    out_w dropped, finished by the store on the way (_store_turned). The work is shared out as conv_shifted's
+    (weights_outer: filter block by filter block)."""
     filter_blocks, size = b.shape[0], b.shape[1]
     channel_blocks, rows = xb.shape[:2]
     blocks = -(-(out_h * wp) // 32)
@@ -562,11 +635,7 @@ def conv_blocked(b, m, xb, wp, out_h, out_w, out, config, c_work, weights_outer,
                 if y >= out_h or filters <= 0 or cols <= 0:
                     continue
                 _store_tile(c, 0, 16, tile)
-                at = f * L + y * out_w + x
-                for i in range(filters):
-                    for j in range(cols):
-                        out_flat[at + i * L + j] = c[j * 16 + i]
-                store_block(out_flat, at, L, filters, cols, f, affine, activation)
+                _store_turned(c, out_flat, f * L + y * out_w + x, L, filters, cols, affine, f, activation)
 
 
 def pack_weights_shifted(w, channels, size):

@@ -400,7 +400,6 @@ def conv_int16(a, units, x, size, stride, pad, dilation, out_h, out_w, out, scra
 
 BF16_CHANNELS = 32
 BF16_POINTWISE_CHANNELS = 128   # 1 x 1 kernels take the bf16 products from this many channels
-BF16_BLOCKED_CHANNELS = 128   # stride-1 kernels over 1 x 1 take the image in channel blocks on the tiles from here
 
 
 def bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
@@ -409,10 +408,9 @@ def bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
     On the AMX tiles: None under BF16_CHANNELS channels (Yolo-Fastest's 16- and 24-channel 1 x 1 layers would
     move a probability past the .02 docs/fidelity.md promises), except stride-1 kernels over 1 x 1 of exactly 16
     channels, where two kernel columns' channels fill a step of k ("shifted", amx.shifted_slots); "shifted"
-    (stride 1: B read in place from shifted copies of the image; 1 x 1 kernels from BF16_POINTWISE_CHANNELS),
-    "blocked" (stride 1 over 1 x 1 from BF16_BLOCKED_CHANNELS: the image as A, one copy in blocks of 32 channels,
-    where rounding three copies cost more than turning C's tiles around; under it, and for 1 x 1 kernels, whose
-    rounding into blocks has few rows to share out, "shifted" was as fast or faster),
+    (1 x 1 kernels from BF16_POINTWISE_CHANNELS: B read in place from a copy of the image), "blocked" (other
+    stride-1 kernels: the image as A, in blocks of 32 channels, one copy where "shifted" rounds one per kernel
+    column; for 1 x 1 kernels, whose one copy is as cheap, rounding into blocks was the slower),
     "phases" (stride 2 under 512 channels: "shifted" over the image's four phases, with a kernel of half the
     size), "packed" (other strides and dilations, and stride 2 from 512 channels, whose phase weights no longer
     stay in the cache: im2col's columns packed per block) from 64 channels. Where the tiles' k is mostly padding
@@ -434,10 +432,10 @@ def bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
         return None if kernel == "winograd" else kernel   # int16_kernel's
     if channels < BF16_CHANNELS:
         return None
-    if stride == 1 and dilation == 1 and size > 1 and channels >= BF16_BLOCKED_CHANNELS:
+    if stride == 1 and dilation == 1 and size > 1:
         return "blocked"
     if stride == 1 and dilation == 1:
-        return "shifted" if channels >= (BF16_POINTWISE_CHANNELS if size == 1 else 32) else None
+        return "shifted" if channels >= BF16_POINTWISE_CHANNELS else None
     if stride == 2 and dilation == 1 and size > 1 and channels < 512:
         return "phases"
     return "packed" if channels >= 64 else None
