@@ -204,15 +204,19 @@ def test_amx_shifted_copies_are_the_rounded_padded_image(channels, h, w, size, p
 
 
 @pytest.mark.parametrize("channels,filters,h,w,size,pad", [
-    (64, 40, 9, 20, 3, 1), (33, 32, 7, 30, 3, 1), (7, 16, 5, 9, 5, 2), (31, 70, 9, 8, 2, 0), (128, 33, 1, 96, 1, 0)])
+    (64, 40, 9, 20, 3, 1), (33, 32, 7, 30, 3, 1), (7, 16, 5, 9, 5, 2), (31, 70, 9, 8, 2, 0), (128, 33, 1, 96, 1, 0),
+    (35, 16, 3, 150, 3, 1)])
 def test_amx_blocked_image_and_weights_are_the_rounded_operands(channels, filters, h, w, size, pad):
     """amx.to_bf16_blocked's and pack_weights_blocked's layouts against numpy's, on every CPU: block cb, row y,
-    column x, lane i of the image holds the padded image's channel 32 cb + i at (y, x), rounded to bf16, zero past
-    the channels and around the image (the rows that the last block of output positions reads too; the columns to
-    a multiple of 16); block (fb, ky, kx, cb, half) of the weights, row p, column j, parity e holds filter
-    32 fb + 16 half + j's weight of channel 32 cb + 2 p + e at (ky, kx), zero past the filters and channels."""
+    column x, lane i of the image holds the padded image's channel 32 cb + i at (y, x), rounded to bf16 (a third of
+    the values halfway between two: to the even one), zero past the channels and around the image (the rows that
+    the last block of output positions reads too; the columns to a multiple of 16); block (fb, ky, kx, cb, half)
+    of the weights, row p, column j, parity e holds filter 32 fb + 16 half + j's weight of channel 32 cb + 2 p + e
+    at (ky, kx), zero past the filters and channels."""
     rng = np.random.default_rng(channels + w)
     x = rng.standard_normal((channels, h, w), dtype=np.float32)
+    ties = x.view(np.uint32)[:, :, ::3]   # halfway between two bf16: to the even one, either way
+    ties[...] = ties & 0xFFFF0000 | 0x8000
     out_h = h + 2 * pad - size + 1
     shape, wp = amx.blocked_layout(channels, size, pad, w, out_h)
     blocks, rows = shape[:2]

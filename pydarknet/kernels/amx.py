@@ -199,6 +199,84 @@ def _splat(builder, value):
     return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(_I32, 16), [0] * 16))
 
 
+_WORDS = ir.VectorType(_I32, 16)
+
+
+def _turn(builder, rows):
+    """16 vectors of 16 (a 16 x 16 block by rows) turned around: four stages of two-source shuffles."""
+    for d in (8, 4, 2, 1):
+        turned = list(rows)
+        for i in range(16):
+            if not i & d:
+                turned[i] = builder.shuffle_vector(rows[i], rows[i + d], _block_swap(d, False))
+                turned[i + d] = builder.shuffle_vector(rows[i], rows[i + d], _block_swap(d, True))
+        rows = turned
+    return rows
+
+
+def _lanes(builder, count):
+    """The mask of lanes 0 .. count - 1 of 16."""
+    ones = builder.sub(builder.shl(ir.Constant(_I64, 1), count), ir.Constant(_I64, 1))
+    return builder.bitcast(builder.trunc(ones, ir.IntType(16)), ir.VectorType(ir.IntType(1), 16))
+
+
+def _masked(builder, op, vector):
+    """llvm.masked.load or llvm.masked.store of a vector like `vector` (its type, 16 lanes)."""
+    pointer = "p0" if str(vector.as_pointer()) == "ptr" else f"p0v16{'f32' if vector.element == _F32 else 'i32'}"
+    suffix = f"v16{'f32' if vector.element == _F32 else 'i32'}.{pointer}"
+    mask = ir.VectorType(ir.IntType(1), 16)
+    if op == "load":
+        return _declare_returning(builder, f"llvm.masked.load.{suffix}", vector,
+                                  [vector.as_pointer(), _I32, mask, vector])
+    return _declare(builder, f"llvm.masked.store.{suffix}", [vector, vector.as_pointer(), _I32, mask])
+
+
+def _declare_returning(builder, name, result, args):
+    try:
+        return builder.module.get_global(name)
+    except KeyError:
+        return ir.Function(builder.module, ir.FunctionType(result, args), name)
+
+
+@intrinsic
+def _round_turned(typingctx, bits, at, plane, channels, count, words, words_at):
+    """`count` (<= 16) pixels of `channels` (<= 32) planes, rounded to bf16 and turned around into pixel rows of
+    32 channels: words[words_at + 16 j + p] = the bf16 of plane 2 p (low half) and plane 2 p + 1 (high half) at
+    pixel j, the planes bits[at + i plane + j] (float32 bits), zero past `channels`. Each plane's 16 pixels are one
+    masked vector load, rounded as bf16.to_bf16 rounds (to nearest, ties to even, in integers: the same bits), two
+    planes joined into words, the 16 x 16 words turned around in registers: element by element, the reads 32
+    planes apart are each a load of its own."""
+    def codegen(context, builder, signature, args):
+        bits_, at_, plane_, channels_, count_, words_, words_at_ = args
+        lanes = _lanes(builder, count_)
+        none = ir.Constant(ir.VectorType(ir.IntType(1), 16), [0] * 16)
+        zero = ir.Constant(_WORDS, [0] * 16)
+        load = _masked(builder, "load", _WORDS)
+        rounded = []
+        for i in range(32):
+            source = builder.bitcast(_at(context, builder, signature.args[0], bits_,
+                                         builder.add(at_, builder.mul(plane_, ir.Constant(_I64, i)))),
+                                     _WORDS.as_pointer())
+            present = builder.select(builder.icmp_signed("<", ir.Constant(_I64, i), channels_), lanes, none)
+            v = builder.call(load, [source, ir.Constant(_I32, 4), present, zero])
+            odd = builder.and_(builder.lshr(v, _splat_i32(builder, 16)), _splat_i32(builder, 1))
+            rounded.append(builder.lshr(builder.add(builder.add(v, _splat_i32(builder, 0x7FFF)), odd),
+                                        _splat_i32(builder, 16)))
+        pairs = [builder.or_(rounded[2 * p], builder.shl(rounded[2 * p + 1], _splat_i32(builder, 16)))
+                 for p in range(16)]
+        for j, row in enumerate(_turn(builder, pairs)):
+            with builder.if_then(builder.icmp_signed("<", ir.Constant(_I64, j), count_)):
+                target = _at(context, builder, signature.args[5], words_,
+                             builder.add(words_at_, ir.Constant(_I64, 16 * j)))
+                builder.store(row, builder.bitcast(target, _WORDS.as_pointer()), align=4)
+        return context.get_dummy_value()
+    return types.void(bits, types.intp, types.intp, types.intp, types.intp, words, types.intp), codegen
+
+
+def _splat_i32(builder, value):
+    return ir.Constant(_WORDS, [value] * 16)
+
+
 @intrinsic
 def _store_turned(typingctx, c, out, at, ldc, filters, cols, affine, f, activation):
     """C's tile in c (16 pixels x 16 filters, rows of 16 floats) into the output's planes: filter f + i's `cols`
@@ -211,17 +289,9 @@ def _store_turned(typingctx, c, out, at, ldc, filters, cols, affine, f, activati
         c_, out_, at_, ldc_, filters_, cols_, affine_, f_, activation_ = args
         rows = [builder.load(builder.bitcast(_at(context, builder, signature.args[0], c_, ir.Constant(_I64, 16 * j)),
                                              _ROW.as_pointer()), align=4) for j in range(16)]
-        for d in (8, 4, 2, 1):
-            turned = list(rows)
-            for i in range(16):
-                if not i & d:
-                    turned[i] = builder.shuffle_vector(rows[i], rows[i + d], _block_swap(d, False))
-                    turned[i + d] = builder.shuffle_vector(rows[i], rows[i + d], _block_swap(d, True))
-            rows = turned
-        lanes = builder.sub(builder.shl(ir.Constant(_I64, 1), cols_), ir.Constant(_I64, 1))
-        lanes = builder.bitcast(builder.trunc(lanes, ir.IntType(16)), ir.VectorType(ir.IntType(1), 16))
-        pointer = "p0" if str(_ROW.as_pointer()) == "ptr" else "p0v16f32"   # (llvmlite's opaque or typed pointers)
-        store = _declare(builder, f"llvm.masked.store.v16f32.{pointer}", [_ROW, _ROW.as_pointer(), _I32, lanes.type])
+        rows = _turn(builder, rows)
+        lanes = _lanes(builder, cols_)
+        store = _masked(builder, "store", _ROW)
         terms = cgutils.create_struct_proxy(signature.args[6])(context, builder, value=affine_)
         count = builder.extract_value(terms.shape, 1)   # filters in the affine rows: 0 for none
         zero = ir.Constant(_ROW, [0.0] * 16)
@@ -549,24 +619,23 @@ def to_bf16_blocked(x, pad, out):
     """out[cb, y, x, i] = the bf16 of channel 32 cb + i of image x (c, h, w) at row y - pad, column x - pad; zero
     outside the image and past its channels: each pixel's 32 channels side by side, a row of conv_blocked's A
     tile. All of out is written (it may be scratch that another layout used), a run of BLOCKED_RUN pixels of a
-    row of a block a task."""
+    row of a block a task, the image's pixels 16 at a time (_round_turned)."""
     c, h, w = x.shape
     blocks, rows, wp = out.shape[:3]
     runs = -(-wp // BLOCKED_RUN)
-    bits = x.view(np.uint32)
+    bits = x.reshape(-1).view(np.uint32)
+    words = out.reshape(-1).view(np.uint32)
     for task in prange(blocks * rows * runs):
         cb, y, run = task // (rows * runs), task // runs % rows, task % runs
-        row = out[cb, y]
+        x0, x1 = run * BLOCKED_RUN, min(wp, (run + 1) * BLOCKED_RUN)
         iy = y - pad
-        n = min(32, c - 32 * cb) if 0 <= iy < h else 0   # channels of the image in this row's block
-        for px in range(run * BLOCKED_RUN, min(wp, (run + 1) * BLOCKED_RUN)):
-            pixel = row[px]
-            ix = px - pad
-            inside = n if 0 <= ix < w else 0
-            for i in range(inside):
-                pixel[i] = to_bf16(bits[32 * cb + i, iy, ix])
-            for i in range(inside, 32):
-                pixel[i] = 0
+        first, last = (max(x0, pad), min(x1, pad + w)) if 0 <= iy < h else (x1, x1)   # the image's pixels
+        line = words[((cb * rows + y) * wp) * 16:((cb * rows + y + 1) * wp) * 16]
+        line[x0 * 16:max(x0, first) * 16] = 0
+        line[max(x0, last) * 16:x1 * 16] = 0
+        for px in range(first, last, 16):
+            _round_turned(bits, (32 * cb * h + iy) * w + px - pad, h * w, min(32, c - 32 * cb),
+                          min(16, last - px), words, ((cb * rows + y) * wp + px) * 16)
 
 
 @njit(cache=True)
