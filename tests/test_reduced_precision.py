@@ -96,8 +96,8 @@ def reference(weights, x, size, stride, pad, dilation, out_h, out_w):
     (13, 12, 9, 20, 5, 1, 2, 1)])
 def test_amx_convolution_is_the_product_of_the_rounded_operands(bf16_products, channels, h, w, filters, size,
                                                                stride, pad, dilation):
-    """Every kernel (stride 1: in place from shifted copies, or with the image as A in channel blocks; stride 2:
-    shifted copies of the image's phases; other strides and dilations: packed columns), on whole and cut tiles of
+    """Every kernel (strides 1 and 2: with the image as A in channel blocks; stride 1: in place from shifted
+    copies too; other strides and dilations: packed columns), on whole and cut tiles of
     filters and pixels, odd channel counts and paddings: within float32 summation of the exact products of the
     rounded operands (relative to the largest output). Stride 1's two layouts sum in the same order: the same
     bits, but for 16 channels or fewer, where a shifted copy holds two kernel columns."""
@@ -107,7 +107,7 @@ def test_amx_convolution_is_the_product_of_the_rounded_operands(bf16_products, c
     out_h = (h + 2 * pad - dilation * (size - 1) - 1) // stride + 1
     out_w = (w + 2 * pad - dilation * (size - 1) - 1) // stride + 1
     expected = reference(weights, x, size, stride, pad, dilation, out_h, out_w)
-    kernels = ("packed",) if dilation > 1 or stride > 2 else (("shifted", "blocked"), ("phases",))[stride - 1]
+    kernels = ("packed",) if dilation > 1 or stride > 2 else (("shifted", "blocked"), ("blocked",))[stride - 1]
     outs, kept = [], {}
     for kernel in kernels:   # whatever the rule
         out = np.full((filters, out_h * out_w), np.nan, np.float32)
@@ -125,7 +125,7 @@ def test_amx_convolution_is_the_product_of_the_rounded_operands(bf16_products, c
     ("shifted", 64, 26, 26, 40, 3, 1, 1, "leaky"), ("shifted", 33, 13, 17, 24, 3, 1, 1, "linear"),
     ("shifted", 128, 5, 40, 255, 1, 1, 0, "relu"), ("blocked", 128, 13, 17, 40, 3, 1, 1, "leaky"),
     ("blocked", 40, 9, 35, 70, 3, 1, 1, "relu"), ("blocked", 33, 13, 17, 24, 3, 1, 1, "linear"),
-    ("phases", 64, 19, 21, 48, 3, 2, 1, "leaky"), ("packed", 64, 16, 16, 36, 3, 3, 1, "leaky")])
+    ("blocked", 64, 19, 21, 48, 3, 2, 1, "leaky"), ("packed", 64, 16, 16, 36, 3, 3, 1, "leaky")])
 def test_the_tiles_store_is_the_pass_after_them_bit_for_bit(bf16_products, kernel, channels, h, w, filters, size,
                                                               stride, pad, activation):
     """The fused plan on the AMX tiles: batch-norm, bias and activation applied to each block of C as it is stored,
@@ -157,56 +157,40 @@ def test_the_tiles_store_is_the_pass_after_them_bit_for_bit(bf16_products, kerne
     assert np.array_equal(out, out_apart) and np.array_equal(pooled, pooled_apart)
 
 
-def four_phases(padded):
-    """A padded image's four phases, as to_bf16_shifted's stride 2 reads them: plane (2 py + px) c + ch is rows
-    2 i + py, columns 2 j + px of channel ch."""
-    return np.concatenate([padded[:, py::2, px::2] for py in range(2) for px in range(2)])
-
-
-@pytest.mark.parametrize("channels,h,w,size,pad,stride", [
-    (64, 20, 19, 3, 1, 1), (33, 7, 30, 3, 1, 1), (31, 9, 8, 2, 0, 1), (7, 5, 9, 5, 2, 1), (128, 1, 96, 1, 0, 1),
-    (16, 9, 20, 3, 1, 1), (32, 12, 14, 3, 1, 2), (9, 11, 9, 3, 1, 2), (16, 10, 13, 4, 1, 2), (3, 8, 10, 3, 1, 2),
-    (2, 9, 11, 3, 1, 2), (4, 6, 7, 3, 1, 2), (6, 7, 12, 3, 1, 2)])
-def test_amx_shifted_copies_are_the_rounded_padded_image(channels, h, w, size, pad, stride):
+@pytest.mark.parametrize("channels,h,w,size,pad", [
+    (64, 20, 19, 3, 1), (33, 7, 30, 3, 1), (31, 9, 8, 2, 0), (7, 5, 9, 5, 2), (128, 1, 96, 1, 0), (16, 9, 20, 3, 1)])
+def test_amx_shifted_copies_are_the_rounded_padded_image(channels, h, w, size, pad):
     """amx.to_bf16_shifted's layout against numpy's, on every CPU: copy kx, group g, channel pair, position i holds
     the padded image's row g // (row / 16), column 16 (g % (row / 16)) + i + kx (zero past the row), both
     channels of the pair rounded to bf16, the even one first; zero for a missing odd channel and the pairs
-    that pad the channels to 32. With stride 2, the channels are the padded image's four phases (phase (py, px)
-    of channel ch: its rows 2 i + py, columns 2 j + px), a stride-2 convolution's input for conv_shifted (an even
-    count's two column phases rounded together: with padding pairs, with two kernel columns to a copy)."""
+    that pad the channels to 32 (with two kernel columns to a copy for 16 channels or fewer)."""
     rng = np.random.default_rng(channels + w)
     x = rng.standard_normal((channels, h, w), dtype=np.float32)
-    out_h, out_w = (h + 2 * pad - size) // stride + 1, (w + 2 * pad - size) // stride + 1
-    padded = np.zeros((channels, (h + 2 * pad) // 2 * 2 + 64, (w + 2 * pad) // 2 * 2 + 64), np.float32)   # even
+    out_h = h + 2 * pad - size + 1
+    padded = np.zeros((channels, h + 2 * pad + 64, w + 2 * pad + 64), np.float32)
     padded[:, pad:pad + h, pad:pad + w] = bf16_round(x)
-    if stride == 1:
-        image, width, kernel = padded, w + 2 * pad, size
-        shape, row = amx.shifted_layout(channels, size, pad, w, out_h)
-    else:
-        kernel = amx.phase_size(size)
-        width = out_w + kernel - 1
-        image = four_phases(padded)
-        shape, row = amx.shifted_layout(4 * channels, kernel, 0, width, out_h)
+    shape, row = amx.shifted_layout(channels, size, pad, w, out_h)
     copies, groups, pairs = shape[:3]
-    slots = 2 if len(image) <= 16 else 1   # kernel columns per copy: two where 16 channels or fewer fill half of k
-    assert copies == -(-kernel // slots)
+    slots = 2 if channels <= 16 else 1   # kernel columns per copy: two where 16 channels or fewer fill half of k
+    assert copies == -(-size // slots)
     slot_pairs = pairs // slots
     rows = -(-groups // (row // 16))
-    planes = np.zeros((2 * slot_pairs, rows, row + kernel), np.float32)   # V's rows, then zeros past their end
-    planes[:len(image), :, :width] = image[:, :rows, :width]
+    width = w + 2 * pad
+    planes = np.zeros((2 * slot_pairs, rows, row + size), np.float32)   # V's rows, then zeros past their end
+    planes[:channels, :, :width] = padded[:, :rows, :width]
     columns = [planes[:, :, kx:kx + row].reshape(slot_pairs, 2, -1)[:, :, :groups * 16]
-               .reshape(slot_pairs, 2, groups, 16).transpose(2, 0, 3, 1) if kx < kernel
+               .reshape(slot_pairs, 2, groups, 16).transpose(2, 0, 3, 1) if kx < size
                else np.zeros((groups, slot_pairs, 16, 2), np.float32) for kx in range(copies * slots)]
     expected = np.stack([np.concatenate(columns[c * slots:(c + 1) * slots], axis=1) for c in range(copies)])
     out = np.full(shape, 0xFFFF, np.uint16)
-    amx.to_bf16_shifted(x, pad, stride, kernel, row if stride == 1 else width, row, out)
+    amx.to_bf16_shifted(x, pad, size, row, out)
     assert np.array_equal((out.astype(np.uint32) << 16).view(np.float32), expected)
 
 
-@pytest.mark.parametrize("channels,filters,h,w,size,pad", [
-    (64, 40, 9, 20, 3, 1), (33, 32, 7, 30, 3, 1), (7, 16, 5, 9, 5, 2), (31, 70, 9, 8, 2, 0), (128, 33, 1, 96, 1, 0),
-    (35, 16, 3, 150, 3, 1)])
-def test_amx_blocked_image_and_weights_are_the_rounded_operands(channels, filters, h, w, size, pad):
+@pytest.mark.parametrize("channels,filters,h,w,size,pad,stride", [
+    (64, 40, 9, 20, 3, 1, 1), (33, 32, 7, 30, 3, 1, 1), (7, 16, 5, 9, 5, 2, 1), (31, 70, 9, 8, 2, 0, 1),
+    (128, 33, 1, 96, 1, 0, 1), (35, 16, 3, 150, 3, 1, 1), (32, 64, 20, 21, 3, 1, 2), (40, 24, 9, 40, 4, 1, 2)])
+def test_amx_blocked_image_and_weights_are_the_rounded_operands(channels, filters, h, w, size, pad, stride):
     """amx.to_bf16_blocked's and pack_weights_blocked's layouts against numpy's, on every CPU: block cb, row y,
     column x, lane i of the image holds the padded image's channel 32 cb + i at (y, x), rounded to bf16 (a third of
     the values halfway between two: to the even one), zero past the channels and around the image (the rows that
@@ -217,11 +201,13 @@ def test_amx_blocked_image_and_weights_are_the_rounded_operands(channels, filter
     x = rng.standard_normal((channels, h, w), dtype=np.float32)
     ties = x.view(np.uint32)[:, :, ::3]   # halfway between two bf16: to the even one, either way
     ties[...] = ties & 0xFFFF0000 | 0x8000
-    out_h = h + 2 * pad - size + 1
-    shape, wp = amx.blocked_layout(channels, size, pad, w, out_h)
+    out_h, out_w = (h + 2 * pad - size) // stride + 1, (w + 2 * pad - size) // stride + 1
+    shape, wp, wq = amx.blocked_layout(channels, size, stride, pad, w, out_h, out_w)
     blocks, rows = shape[:2]
     assert shape == (-(-channels // 32), rows, wp, 32) and wp % 16 == 0 and wp >= w + 2 * pad
-    assert rows * wp >= -(-out_h * wp // 32) * 32 + (size - 1) * (wp + 1)   # what conv_blocked's A tiles read
+    assert wq % 16 == 0 and wq >= out_w
+    last = -(-out_h * wq // 32) * 32 - 1   # what conv_blocked's A tiles read, the grid's junk positions too
+    assert rows * wp >= (stride * (last // wq) + size - 1) * wp + stride * (last % wq) + size
     padded = np.zeros((blocks * 32, rows, wp), np.float32)
     padded[:channels, pad:pad + h, pad:pad + w] = bf16_round(x)
     out = np.full(shape, 0xFFFF, np.uint16)
@@ -234,25 +220,6 @@ def test_amx_blocked_image_and_weights_are_the_rounded_operands(channels, filter
     b = amx.pack_weights_blocked(weights, channels, size)
     expected = full.reshape(-1, 2, 16, blocks, 16, 2, size, size).transpose(0, 6, 7, 3, 1, 4, 2, 5)
     assert np.array_equal((b.astype(np.uint32) << 16).view(np.float32), expected)
-
-
-def test_stride_2_weights_over_the_phases_make_the_same_convolution():
-    """amx.phase_weights, on every CPU: the stride-1 convolution of the padded image's four phases by them is the
-    stride-2 convolution of the image (3x3 and 4x4 kernels, in float64)."""
-    rng = np.random.default_rng(5)
-    for channels, h, w, filters, size, pad in [(5, 9, 11, 3, 3, 1), (3, 6, 7, 2, 4, 1)]:
-        x = rng.standard_normal((channels, h, w))
-        weights = rng.standard_normal((filters, channels * size * size))
-        out_h, out_w = (h + 2 * pad - size) // 2 + 1, (w + 2 * pad - size) // 2 + 1
-        padded = np.zeros((channels, (h + 2 * pad) // 2 * 2 + 8, (w + 2 * pad) // 2 * 2 + 8))
-        padded[:, pad:pad + h, pad:pad + w] = x
-        k = amx.phase_size(size)
-        phases = four_phases(padded)
-        over_phases = amx.phase_weights(weights, channels, size).reshape(filters, 4 * channels, k, k)
-        for y, x_ in [(0, 0), (out_h - 1, out_w - 1), (1, out_w // 2)]:
-            direct = np.einsum("mcij,cij->m", weights.reshape(filters, channels, size, size),
-                               padded[:, 2 * y:2 * y + size, 2 * x_:2 * x_ + size])
-            assert np.allclose(np.einsum("mcij,cij->m", over_phases, phases[:, y:y + k, x_:x_ + k]), direct)
 
 
 def bf16_halves(words):
@@ -379,8 +346,8 @@ def test_few_channels_and_groups_keep_the_fast_products(monkeypatch):
     small layers lose too much precision) but for stride-1 kernels over 1 x 1 of exactly 16 channels (two kernel
     columns to a step of k), 1 x 1 ones under 128 channels, strides over 2 under 64 channels (their
     columns' packing outweighs the products) and grouped convolutions are not tiled; stride 1 over 1 x 1 takes
-    the image in channel blocks (16 channels and 1 x 1 kernels: shifted copies); stride 2 runs over the image's
-    phases under 512 channels, on packed columns from there; with any other backend nothing is."""
+    the image in channel blocks (16 channels and 1 x 1 kernels: shifted copies), and so does stride 2; with any
+    other backend nothing is."""
     monkeypatch.setattr(amx, "unavailable", lambda: None)   # the rule, wherever the tiles are
     previous = products.set_backend("bf16")
     try:
@@ -389,7 +356,7 @@ def test_few_channels_and_groups_keep_the_fast_products(monkeypatch):
         assert [takes_bf16(16, size=1), takes_bf16(16, size=5), takes_bf16(16, stride=2)] == [None, "shifted", None]
         assert [takes_bf16(c, size=1) for c in (64, 127, 128)] == [None, None, "shifted"]
         assert [takes_bf16(c, size=s) for c, s in ((64, 3), (512, 3), (32, 2), (40, 5))] == ["blocked"] * 4
-        assert [takes_bf16(c, stride=2) for c in (31, 32, 511, 512)] == [None, "phases", "phases", "packed"]
+        assert [takes_bf16(c, stride=2) for c in (31, 32, 511, 512)] == [None, "blocked", "blocked", "blocked"]
         assert [takes_bf16(c, stride=3) for c in (63, 64)] == [None, "packed"]
         assert takes_bf16(64, size=1, stride=2) == "packed"
         assert takes_bf16(64, groups=2) is None
@@ -461,7 +428,7 @@ def test_bf16_runs_on_the_tiles_else_on_vdpbf16ps(monkeypatch, capsys, tiles, do
     previous = products.set_backend("bf16")
     try:
         assert products.backend() == "bf16" and products.bf16_engine() == engine
-        assert products.bf16_kernel(64, 3, 2, 1, 1, 52, 52) == {"amx": "phases", "dpbf16ps": "direct"}[engine]
+        assert products.bf16_kernel(64, 3, 2, 1, 1, 52, 52) == {"amx": "blocked", "dpbf16ps": "direct"}[engine]
     finally:
         products.set_backend(previous)
     assert "Warning" not in capsys.readouterr().err

@@ -14,14 +14,11 @@ bf16 tile of B (stored as 16 rows of k-pairs, "VNNI" order: B[k, j] and B[k + 1,
   (`to_bf16_shifted`). Output pixels are then computed at their padded positions and B, for each kernel
   position, is read in place: its tiles start at whole 64-byte groups, so nothing is packed per block. An image
   of 16 channels or fewer has two kernel columns in a copy, so that a 32-long step of k is not half padding.
-- Stride 1 over 1 x 1 from 32 channels (`conv_blocked`): the tiles' roles swapped, the image is A, rounded
+- Stride 1 over 1 x 1 from 32 channels, and stride 2 (`conv_blocked`): the tiles' roles swapped, the image is A, rounded
   once per layer into blocks of 32 channels with each pixel's channels side by side (`to_bf16_blocked`), so that
   a kernel column's shift moves A's rows by whole 64-byte rows and one copy serves every column, where
   to_bf16_shifted writes one per column; the weights are B (`pack_weights_blocked`). C's tiles come out pixels x
   filters and are turned around in vector registers on their way to the output (`_store_turned`).
-- Stride 2 (conv_shifted): the stride-1 convolution of the padded image's four phases (every other row and
-  column from each of the four starts) by a kernel of half the size (`phase_weights`), which
-  `to_bf16_shifted` reads straight from the image.
 - Other strides and dilations (`conv_image`): the image is rounded to bf16 with its border
   (`to_bf16_padded`); each thread packs the im2col columns of its block of 32 output pixels into B's order
   and runs every row block of A over them while they are in its cache.
@@ -123,25 +120,25 @@ def _zero_c(typingctx):
 
 
 @intrinsic
-def _step(typingctx, a, a_at, lda, b, b_at, b_next, ldb):
-    """C += A . B for one 32-long step of k: A's two tiles are rows a_at.. and 16 rows below (rows lda elements
-    apart), B's two tiles (columns 0-15 and 16-31, in VNNI order: 16 k-pair rows of 16 x 2 bf16, ldb elements
-    apart) at b_at and b_at + b_next."""
+def _step(typingctx, a, a_at, a_next, lda, b, b_at, b_next, ldb):
+    """C += A . B for one 32-long step of k: A's two tiles (rows 0-15 and 16-31, each 16 rows lda elements apart)
+    at a_at and a_at + a_next, B's two tiles (columns 0-15 and 16-31, in VNNI order: 16 k-pair rows of 16 x 2
+    bf16, ldb elements apart) at b_at and b_at + b_next."""
     def codegen(context, builder, signature, args):
-        a_, a_at_, lda_, b_, b_at_, b_next_, ldb_ = args
+        a_, a_at_, a_next_, lda_, b_, b_at_, b_next_, ldb_ = args
         load = _declare(builder, "llvm.x86.tileloadd64", [_I8, _I8P, _I64])
         dot = _declare(builder, "llvm.x86.tdpbf16ps", [_I8, _I8, _I8])
         two = ir.Constant(_I64, 2)
-        below = builder.add(a_at_, builder.mul(lda_, ir.Constant(_I64, 16)))
+        below = builder.add(a_at_, a_next_)
         builder.call(load, [_tile(4), _at(context, builder, signature.args[0], a_, a_at_), builder.mul(lda_, two)])
         builder.call(load, [_tile(5), _at(context, builder, signature.args[0], a_, below), builder.mul(lda_, two)])
         for t, offset in ((6, ir.Constant(_I64, 0)), (7, b_next_)):
-            at = _at(context, builder, signature.args[3], b_, builder.add(b_at_, offset))
+            at = _at(context, builder, signature.args[4], b_, builder.add(b_at_, offset))
             builder.call(load, [_tile(t), at, builder.mul(ldb_, two)])
         for c, (ta, tb) in enumerate(((4, 6), (4, 7), (5, 6), (5, 7))):
             builder.call(dot, [_tile(c), _tile(ta), _tile(tb)])
         return context.get_dummy_value()
-    return types.void(a, types.intp, types.intp, b, types.intp, types.intp, types.intp), codegen
+    return types.void(a, types.intp, types.intp, types.intp, b, types.intp, types.intp, types.intp), codegen
 
 
 @intrinsic
@@ -442,7 +439,7 @@ def conv_image(a, m, xp, channels, size, stride, dilation, out_h, out_w, out, co
             for r0 in range(0, rows_a, 32):
                 _zero_c()
                 for s in range(kp // 32):
-                    _step(a_flat, (r0 // 32 * (kp // 32) + s) * 1024, 32, b, s * 1024, 32, 64)
+                    _step(a_flat, (r0 // 32 * (kp // 32) + s) * 1024, 512, 32, b, s * 1024, 32, 64)
                 if r0 + 32 <= m and cols == 32:
                     _store_c(out_flat, r0 * L + p0, L)
                 else:
@@ -475,39 +472,11 @@ def shifted_layout(channels, size, pad, w, out_h):
 SHIFTED_ROWS = 8   # padded rows per task of to_bf16_shifted: enough tasks for the threads, each a channel pair's run
 
 
-@njit(cache=True)
-def _columns_in_image(dx, stride, w, width):
-    """The columns j0 to j1 (of `width`) of a row of to_bf16_shifted's V whose image column stride j + dx is in
-    0 to w."""
-    return max(0, -(dx // stride)), max(0, min(width, (w - dx + stride - 1) // stride))
-
-
 @njit(cache=True, inline="always")
 def _round_words(low, high, out):
     """out[j] = the word of bf16 of low[j] (its low half) and of high[j] (contiguous: vectorised)."""
     for j in range(len(out)):
         out[j] = np.uint32(to_bf16(low[j])) | (np.uint32(to_bf16(high[j])) << np.uint32(16))
-
-
-@njit(cache=True, inline="always")
-def _every_other(doubles, parity, out):
-    """out[j] = word 2 j + parity of a row of words seen as 64-bit doubles: split by shifts, which vectorise
-    (reading the words two apart took gathers)."""
-    shift = np.uint64(32 * parity)
-    for j in range(len(out)):
-        out[j] = np.uint32((doubles[j] >> shift) & np.uint64(0xFFFFFFFF))
-
-
-@njit(cache=True)
-def _even_column_pair(task, c):
-    """The pair of planes that task `task` of a stride-2 to_bf16_shifted rounds, with the other column phase's
-    pair c / 2 after it (c even): the pairs of phases 0 and 2 (the even columns), then the padding pairs."""
-    half = c // 2
-    if task < half:
-        return task
-    if task < c:
-        return task + half
-    return task + c
 
 
 @njit(cache=True, inline="always")
@@ -526,89 +495,50 @@ def _copy_pieces(words, line, py, pair, size, slots, slot_pairs, copies, groups,
 
 
 @njit(cache=True, parallel=True)
-def to_bf16_shifted(x, pad, stride, size, width, row, out):
-    """out[kx, g, pair, i, parity] = the bf16 of plane 2 pair + parity of the image V at row position
+def to_bf16_shifted(x, pad, size, row, out):
+    """out[kx, g, pair, i, parity] = the bf16 of channel 2 pair + parity of the image V at row position
     16 (g % (row / 16)) + i + kx of row g // (row / 16), for the kernel's `size` columns kx (with two columns to a
     copy, shifted_slots: column kx is out[kx // 2, g, 8 (kx % 2) + pair], a missing last column zeros): one
-    copy per column offset kx of the kernel, in groups
-    of 16 positions whose channel pairs follow each other, so that a B tile (16 pairs x 16 positions) is 1 KiB in
-    one piece (see conv_shifted). V is image x (c, h, w) zero-padded by pad, in rows of `row` positions of which
-    the first `width` are its columns (zero past them), for stride 1; for stride 2, the padded image's four
-    phases, unpadded: plane (2 py + px) c + ch is row 2 i + py, column 2 j + px of channel ch (a stride-2
-    convolution is a stride-1 one of them, by phase_weights' kernel).
-    Each task rounds a row of a pair of planes once into `line` and copies the copies' 16-word pieces from it:
-    rounding per copy cost twice as much. With stride 2 (c even) a task rounds x's row once for both column
-    phases (pair and pair + c / 2) and takes every other word for each: a task a phase rounded each row twice."""
+    copy per column offset kx of the kernel, in groups of 16 positions whose channel pairs follow each other, so
+    that a B tile (16 pairs x 16 positions) is 1 KiB in one piece (see conv_shifted). V is image x (c, h, w)
+    zero-padded by pad, in rows of `row` positions (zero past the padded image's columns).
+    Each task rounds a row of a pair of channels once into `line` and copies the copies' 16-word pieces from it:
+    rounding per copy cost twice as much."""
     c, h, w = x.shape
     copies, groups, pairs = out.shape[:3]
-    planes = c * stride * stride
-    slots = shifted_slots(planes)
+    slots = shifted_slots(c)
     slot_pairs = pairs // slots   # the image's pairs, padded, in each column's slot
     bits = x.view(np.uint32)
-    words = out.reshape(-1).view(np.uint32)   # a pair of planes' two bf16 as one word: low half the even plane
+    words = out.reshape(-1).view(np.uint32)   # a pair of channels' two bf16 as one word: low half the even one
     per_row = row // 16
     rows = -(-groups // per_row)
     runs = -(-rows // SHIFTED_ROWS)
-    both = stride == 2 and c % 2 == 0   # both column phases of a row from one rounding
-    tasks = slot_pairs - c if both else slot_pairs
-    for task in prange(tasks * runs):
+    for task in prange(slot_pairs * runs):
         pair, first = task // runs, task % runs * SHIFTED_ROWS
-        if both:
-            pair = _even_column_pair(pair, c)
         line = np.zeros(row + 16, np.uint32)   # a row of V, and zeros past its end for the copies' last group
-        words_row = np.zeros(2 * width if stride == 2 else 0, np.uint32)   # stride 2: a row of x as words
-        doubles = words_row.view(np.uint64)
-        phase, ch = 2 * pair // c, 2 * pair % c   # the even plane's (both planes' row: 2 c planes a pair of phases)
-        if both:   # x's row as words from its column -pad (zeros around x's n columns), each phase every other one
-            n = max(0, min(w, 2 * width - pad))
-            for py in range(first, min(rows, first + SHIFTED_ROWS)):
-                iy = 2 * py + phase // 2 - pad
-                in_image = 2 * pair < planes and 0 <= iy < h
-                if in_image:
-                    _round_words(bits[ch, iy, :n], bits[ch + 1, iy, :n], words_row[pad:pad + n])
-                for parity in range(2 if 2 * pair < planes else 1):
-                    if in_image:
-                        _every_other(doubles, parity, line[:width])
-                    else:
-                        line[:width] = 0
-                    _copy_pieces(words, line, py, pair + parity * (c // 2), size, slots, slot_pairs, copies, groups,
-                                 pairs, per_row)
-            continue
-        dx = phase % stride - pad   # V's column j is x's column stride j + dx: columns j0 to j1 are in x
-        j0, j1 = _columns_in_image(dx, stride, w, width)
-        x0 = stride * j0 + dx
+        ch = 2 * pair
         for py in range(first, min(rows, first + SHIFTED_ROWS)):
-            iy = stride * py + phase // stride - pad
-            if 2 * pair >= planes or iy < 0 or iy >= h:   # (a padding row: few)
-                line[:width] = 0
-            elif ch + 1 < c and stride == 1:   # both planes of the pair: the row's columns j0 to j1
-                _round_words(bits[ch, iy, x0:x0 + j1 - j0], bits[ch + 1, iy, x0:x0 + j1 - j0], line[j0:j1])
-            elif ch + 1 < c:   # (an odd c's stride 2) the row's words in order, then every other one
-                m = min(2 * (j1 - j0), w - x0)
-                _round_words(bits[ch, iy, x0:x0 + m], bits[ch + 1, iy, x0:x0 + m], words_row[:m])
-                _every_other(doubles, 0, line[j0:j1])
-            else:   # an odd c: a phase's last channel beside the next phase's first, or beside a zero plane
-                line[:width] = 0
-                for parity in range(2):
-                    plane = 2 * pair + parity
-                    other, och = plane // c, plane % c
-                    odx = other % stride - pad
-                    if plane < planes:
-                        src = bits[och, iy]
-                        oj0, oj1 = _columns_in_image(odx, stride, w, width)
-                        for j in range(oj0, oj1):
-                            line[j] |= np.uint32(to_bf16(src[stride * j + odx])) << np.uint32(16 * parity)
+            iy = py - pad
+            if ch >= c or iy < 0 or iy >= h:   # (a padding row or pair: few)
+                line[:row] = 0
+            elif ch + 1 < c:   # the row's columns pad to pad + w (the others stay zero)
+                _round_words(bits[ch, iy], bits[ch + 1, iy], line[pad:pad + w])
+            else:   # an odd c's last channel, beside a zero plane
+                for j in range(w):
+                    line[pad + j] = np.uint32(to_bf16(bits[ch, iy, j]))
             _copy_pieces(words, line, py, pair, size, slots, slot_pairs, copies, groups, pairs, per_row)
 
 
-def blocked_layout(channels, size, pad, w, out_h):
-    """The shape of to_bf16_blocked's output for an image of `channels` x ? x w and a stride-1 size x size kernel,
-    (blocks of 32 channels, rows, wp, 32), and wp: the padded row (w + 2 pad) rounded up to 16 pixels, so that each
-    of C's tiles (16 output positions) lies within one row. Its rows are those conv_blocked's blocks of 32 output
+def blocked_layout(channels, size, stride, pad, w, out_h, out_w):
+    """The shape of to_bf16_blocked's output for an image of `channels` x ? x w and a size x size kernel at
+    `stride`, (blocks of 32 channels, rows, wp, 32); wp, the padded row (w + 2 pad) rounded up to 16 pixels; and wq,
+    the output's row (out_w) rounded up to 16, the rows of conv_blocked's grid of output positions, so that each of
+    C's tiles (16 output positions) lies within one row. Its rows are those conv_blocked's blocks of 32 output
     positions read: the padded image's, and zeros below."""
-    wp = -(-(w + 2 * pad) // 16) * 16
-    read = -(-(out_h * wp) // 32) * 32 + (size - 1) * (wp + 1)   # positions 0 .. read - 1
-    return (-(-channels // 32), -(-read // wp), wp, 32), wp
+    wp, wq = -(-(w + 2 * pad) // 16) * 16, -(-out_w // 16) * 16
+    last = -(-(out_h * wq) // 32) * 32 - 1   # the last position of the grid
+    read = (stride * (last // wq) + size - 1) * wp + stride * (last % wq) + size   # positions 0 .. read - 1
+    return (-(-channels // 32), -(-read // wp), wp, 32), wp, wq
 
 
 BLOCKED_RUN = 128   # pixels of a row a task of to_bf16_blocked rounds (a 1 x 1 layer's image is one long row)
@@ -659,20 +589,28 @@ def pack_weights_blocked(w, channels, size):
     return b
 
 
+@njit(cache=True, inline="always")
+def _image_at(q, wq, stride, wp, ky, kx):
+    """The pixel of the padded image (in rows of wp) that kernel position (ky, kx) reads for output position q of a
+    grid in rows of wq."""
+    y = q // wq
+    return (stride * y + ky) * wp + stride * (q - y * wq) + kx
+
+
 @njit(cache=True, parallel=True)
-def conv_blocked(b, m, xb, wp, out_h, out_w, out, config, c_work, weights_outer, affine, activation):
-    """out (m, out_h*out_w) = the stride-1 size x size convolution of the image in xb (to_bf16_blocked, rows of wp
-    pixels) by b (pack_weights_blocked), finished tile by tile by the affine rows and activation of a
+def conv_blocked(b, m, xb, wp, wq, stride, out_h, out_w, out, config, c_work, weights_outer, affine, activation):
+    """out (m, out_h*out_w) = the size x size convolution at `stride` of the image in xb (to_bf16_blocked, rows of
+    wp pixels) by b (pack_weights_blocked), finished tile by tile by the affine rows and activation of a
     kernels.epilogue.Store (none for affine (3, 0)). The tiles' roles are conv_shifted's swapped: A is the image,
-    32 output positions q = y wp + x at a time (two tiles of 16 pixels, each pixel a row of its 32 channels), B
-    the weights. For kernel position (ky, kx), A's rows start at pixel q + ky wp + kx, a whole 64-byte row further
-    per pixel: every tile row stays within a cache line without a copy of the image per kernel column. C's tiles
-    are pixels x filters: each goes through c_work into the output's rows (16 filters' planes), the columns past
-    out_w dropped, finished by the store on the way (_store_turned). The work is shared out as conv_shifted's
-    (weights_outer: filter block by filter block)."""
+    32 output positions q = y wq + x at a time (two tiles of 16 pixels, each pixel a row of its 32 channels), B
+    the weights. For kernel position (ky, kx), A's tile rows are pixels (stride y + ky, stride x + kx) of the
+    padded image, `stride` whole 64-byte rows apart: every tile row lies within a cache line, with no copy of the
+    image per kernel column or phase. C's tiles are pixels x filters: each goes through c_work into the output's
+    rows (16 filters' planes), the columns past out_w dropped, finished by the store on the way (_store_turned).
+    The work is shared out as conv_shifted's (weights_outer: filter block by filter block)."""
     filter_blocks, size = b.shape[0], b.shape[1]
     channel_blocks, rows = xb.shape[:2]
-    blocks = -(-(out_h * wp) // 32)
+    blocks = -(-(out_h * wq) // 32)
     items = blocks * filter_blocks
     threads = c_work.shape[0]
     per = (items + threads - 1) // threads
@@ -693,13 +631,15 @@ def conv_blocked(b, m, xb, wp, out_h, out_w, out, config, c_work, weights_outer,
             _zero_c()
             for ky in range(size):
                 for kx in range(size):
+                    at = _image_at(q0, wq, stride, wp, ky, kx)
+                    below = _image_at(q0 + 16, wq, stride, wp, ky, kx) - at   # (the next row of the grid, or on)
                     for cb in range(channel_blocks):
                         b_at = fb * per_filter_block + ((ky * size + kx) * channel_blocks + cb) * 1024
-                        _step(xb_flat, (cb * rows * wp + q0 + ky * wp + kx) * 32, 32, b_flat, b_at, 512, 32)
+                        _step(xb_flat, (cb * rows * wp + at) * 32, below * 32, 32 * stride, b_flat, b_at, 512, 32)
             for tile in range(4):
                 q, f = q0 + 16 * (tile // 2), fb * 32 + 16 * (tile % 2)
-                y = q // wp
-                x = q - y * wp
+                y = q // wq
+                x = q - y * wq
                 filters, cols = min(16, m - f), min(16, out_w - x)
                 if y >= out_h or filters <= 0 or cols <= 0:
                     continue
@@ -717,26 +657,6 @@ def pack_weights_shifted(w, channels, size):
     by_position = np.zeros((m, size, -(-size // slots) * slots, padded), np.float32)
     by_position[:, :, :size, :channels] = w.reshape(m, channels, size, size).transpose(0, 2, 3, 1)
     return pack_weights(by_position.reshape(m, -1))
-
-
-def phase_size(size):
-    """The kernel size of a stride-2 size x size convolution rewritten over the image's four phases."""
-    return (size + 1) // 2
-
-
-def phase_weights(w, channels, size):
-    """The weights (filters, channels*size*size) of a stride-2 convolution as those of the stride-1 convolution
-    of its input's four phases (to_bf16_shifted with stride 2: plane (2 py + px) c + ch is row 2 i + py, column
-    2 j + px of the padded channel ch): (filters, 4 channels * k * k), k = phase_size(size); tap (a, b) of plane
-    (2 py + px) c + ch is tap (2 a + py, 2 b + px) of channel ch, zero past the kernel."""
-    m, k = len(w), phase_size(size)
-    full = np.asarray(w, np.float32).reshape(m, channels, size, size)
-    taps = np.zeros((m, 2, 2, channels, k, k), np.float32)
-    for py in range(2):
-        for px in range(2):
-            part = full[:, :, py::2, px::2]
-            taps[:, py, px, :, :part.shape[2], :part.shape[3]] = part
-    return taps.reshape(m, 4 * channels * k * k)
 
 
 @njit(cache=True, parallel=True)
@@ -779,7 +699,7 @@ def conv_shifted(a, m, size, xs, row, out_h, out_w, out, config, c_work, weights
                     a_at = (r0 // 32 * (kp // 32) + (ky * copies + kx) * steps) * 1024
                     b_at = (kx * groups + (q0 + ky * row) // 16) * group
                     for s in range(steps):
-                        _step(a_flat, a_at + s * 1024, 32, xs_flat, b_at + s * 512, group, 32)
+                        _step(a_flat, a_at + s * 1024, 512, 32, xs_flat, b_at + s * 512, group, 32)
             for tile in range(4):
                 f, q = r0 + 16 * (tile // 2), q0 + 16 * (tile % 2)
                 y = q // row

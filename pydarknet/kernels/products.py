@@ -407,14 +407,13 @@ def bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
     every other backend).
     On the AMX tiles: None under BF16_CHANNELS channels (Yolo-Fastest's 16- and 24-channel 1 x 1 layers would
     move a probability past the .02 docs/fidelity.md promises), except stride-1 kernels over 1 x 1 of exactly 16
-    channels, where two kernel columns' channels fill a step of k ("shifted", amx.shifted_slots); "shifted"
-    (1 x 1 kernels from BF16_POINTWISE_CHANNELS: B read in place from a copy of the image), "blocked" (other
-    stride-1 kernels: the image as A, in blocks of 32 channels, one copy where "shifted" rounds one per kernel
-    column; for 1 x 1 kernels, whose one copy is as cheap, rounding into blocks was the slower),
-    "phases" (stride 2 under 512 channels: "shifted" over the image's four phases, with a kernel of half the
-    size), "packed" (other strides and dilations, and stride 2 from 512 channels, whose phase weights no longer
-    stay in the cache: im2col's columns packed per block) from 64 channels. Where the tiles' k is mostly padding
-    or the packing outweighs the products, the fast products are faster.
+    channels, where two kernel columns' channels fill a step of k ("shifted", amx.shifted_slots); "blocked"
+    (kernels over 1 x 1 at strides 1 and 2: the image as A, in blocks of 32 channels, one copy where "shifted"
+    rounds one per kernel column, and stride 2 reads every other pixel where the image's four phases made 16/9
+    as many products), "shifted" (1 x 1 kernels from BF16_POINTWISE_CHANNELS: B read in place from one copy of
+    the image, which rounding into blocks was slower than), "packed" (other strides and dilations: im2col's
+    columns packed per block) from 64 channels. Where the tiles' k is mostly padding or the packing outweighs the
+    products, the fast products are faster.
     With vdpbf16ps (bf16_engine() "dpbf16ps", kernels/bf16.py), which does VNNI's vpdpwssd's work:
     int16_kernel's rule for kernels over 1 x 1, "direct" (bf16 words through gemm's drivers), including
     the F(4x4) layers of _fast_tile's words rule, but on its F(2x2) layers: those take
@@ -432,12 +431,10 @@ def bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
         return None if kernel == "winograd" else kernel   # int16_kernel's
     if channels < BF16_CHANNELS:
         return None
-    if stride == 1 and dilation == 1 and size > 1:
+    if stride <= 2 and dilation == 1 and size > 1:
         return "blocked"
     if stride == 1 and dilation == 1:
         return "shifted" if channels >= BF16_POINTWISE_CHANNELS else None
-    if stride == 2 and dilation == 1 and size > 1 and channels < 512:
-        return "phases"
     return "packed" if channels >= 64 else None
 
 
@@ -453,8 +450,6 @@ def pack_bf16(weights, channels, size, kernel):
         return amx.pack_weights_shifted(weights, channels, size)
     if kernel == "blocked":
         return amx.pack_weights_blocked(weights, channels, size)
-    if kernel == "phases":
-        return amx.pack_weights_shifted(amx.phase_weights(weights, channels, size), 4 * channels, amx.phase_size(size))
     if kernel == "packed":
         return amx.pack_weights(weights)
     return bf16.pack_weights(weights, channels, size)
@@ -462,7 +457,7 @@ def pack_bf16(weights, channels, size, kernel):
 
 def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, out, scratch, store=NONE):
     """out (filters, out_h*out_w) = the convolution of image x (c, h, w) by a (pack_bf16) with its kernel: on the
-    AMX tiles ("shifted", "phases", "packed") or with vdpbf16ps ("direct"), finished by `store` (the fused plan's
+    AMX tiles ("blocked", "shifted", "packed") or with vdpbf16ps ("direct"), finished by `store` (the fused plan's
     kernels.epilogue.Store of this image): the tiles apply its affine and activation as they store C, its pool
     follows in a pass; vdpbf16ps's sums get the whole store in a pass after. scratch(name, shape, dtype) gives
     kept arrays aligned to 64 bytes."""
@@ -481,25 +476,19 @@ def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, 
     threads = numba.get_num_threads()
     config = amx.TILE_CONFIG
     c_work = scratch("amx_c", (threads, 1024), np.float32)
-    if size == 1 and pad == 0 and kernel in ("shifted", "blocked"):
+    if size == 1 and pad == 0 and kernel == "shifted":
         # a 1 x 1 convolution: the image as one row, so that its blocks span image rows
         x, h, w, out_h, out_w = x.reshape(c, 1, h * w), 1, h * w, 1, h * w
     if kernel == "blocked":
-        shape, wp = amx.blocked_layout(c, size, pad, w, out_h)
+        shape, wp, wq = amx.blocked_layout(c, size, stride, pad, w, out_h, out_w)
         xb = scratch("amx_blocked", shape, np.uint16)
         amx.to_bf16_blocked(x, pad, xb)
-        amx.conv_blocked(a, filters, xb, wp, out_h, out_w, out, config, c_work, a.nbytes > AMX_WEIGHTS_CACHED,
-                         store.affine, store.activation)
-    elif kernel in ("shifted", "phases"):
-        if kernel == "phases":   # stride 2 as stride 1 over the image's four phases (unpadded: pad is theirs)
-            k = amx.phase_size(size)
-            shape, row = amx.shifted_layout(4 * c, k, 0, out_w + k - 1, out_h)
-            width, stride, size = out_w + k - 1, 2, k
-        else:
-            shape, row = amx.shifted_layout(c, size, pad, w, out_h)
-            width = row
+        amx.conv_blocked(a, filters, xb, wp, wq, stride, out_h, out_w, out, config, c_work,
+                         a.nbytes > AMX_WEIGHTS_CACHED, store.affine, store.activation)
+    elif kernel == "shifted":
+        shape, row = amx.shifted_layout(c, size, pad, w, out_h)
         xs = scratch("amx_shifted", shape, np.uint16)
-        amx.to_bf16_shifted(x, pad, stride, size, width, row, xs)
+        amx.to_bf16_shifted(x, pad, size, row, xs)
         amx.conv_shifted(a, filters, size, xs, row, out_h, out_w, out, config, c_work, a.nbytes > AMX_WEIGHTS_CACHED,
                          store.affine, store.activation)
     else:
