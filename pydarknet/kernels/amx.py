@@ -81,11 +81,11 @@ def unavailable():
     return None
 
 
-def _declare(builder, name, args):
+def _declare(builder, name, args, result=ir.VoidType()):
     try:
         return builder.module.get_global(name)
     except KeyError:
-        return ir.Function(builder.module, ir.FunctionType(ir.VoidType(), args), name)
+        return ir.Function(builder.module, ir.FunctionType(result, args), name)
 
 
 def _at(context, builder, aty, array, offset):
@@ -223,16 +223,8 @@ def _masked(builder, op, vector):
     suffix = f"v16{'f32' if vector.element == _F32 else 'i32'}.{pointer}"
     mask = ir.VectorType(ir.IntType(1), 16)
     if op == "load":
-        return _declare_returning(builder, f"llvm.masked.load.{suffix}", vector,
-                                  [vector.as_pointer(), _I32, mask, vector])
+        return _declare(builder, f"llvm.masked.load.{suffix}", [vector.as_pointer(), _I32, mask, vector], vector)
     return _declare(builder, f"llvm.masked.store.{suffix}", [vector, vector.as_pointer(), _I32, mask])
-
-
-def _declare_returning(builder, name, result, args):
-    try:
-        return builder.module.get_global(name)
-    except KeyError:
-        return ir.Function(builder.module, ir.FunctionType(result, args), name)
 
 
 @intrinsic
@@ -590,6 +582,17 @@ def pack_weights_blocked(w, channels, size):
 
 
 @njit(cache=True, inline="always")
+def _work_item(item, blocks, filter_blocks, weights_outer):
+    """(block of 32 output positions, block of 32 filters) of work item `item`: the filter blocks of a block of
+    positions in turn (its image tiles stay in the core's cache while every filter goes by), or with
+    `weights_outer` the position blocks of a filter block in turn (weights larger than the cache are then read
+    from memory once, not once per block of positions)."""
+    if weights_outer:
+        return item % blocks, item // blocks
+    return item // filter_blocks, item % filter_blocks
+
+
+@njit(cache=True, inline="always")
 def _image_at(q, wq, stride, wp, ky, kx):
     """The pixel of the padded image (in rows of wp) that kernel position (ky, kx) reads for output position q of a
     grid in rows of wq."""
@@ -607,7 +610,7 @@ def conv_blocked(b, m, xb, wp, wq, stride, out_h, out_w, out, config, c_work, we
     padded image, `stride` whole 64-byte rows apart: every tile row lies within a cache line, with no copy of the
     image per kernel column or phase. C's tiles are pixels x filters: each goes through c_work into the output's
     rows (16 filters' planes), the columns past out_w dropped, finished by the store on the way (_store_turned).
-    The work is shared out as conv_shifted's (weights_outer: filter block by filter block)."""
+    The work is shared out in runs of items (_work_item; weights_outer: filter block by filter block)."""
     filter_blocks, size = b.shape[0], b.shape[1]
     channel_blocks, rows = xb.shape[:2]
     blocks = -(-(out_h * wq) // 32)
@@ -623,10 +626,7 @@ def conv_blocked(b, m, xb, wp, wq, stride, out_h, out_w, out, config, c_work, we
         _tile_config(config)
         c = c_work[t]
         for item in range(t * per, min(items, (t + 1) * per)):
-            if weights_outer:
-                fb, block = item // blocks, item % blocks
-            else:
-                block, fb = item // filter_blocks, item % filter_blocks
+            block, fb = _work_item(item, blocks, filter_blocks, weights_outer)
             q0 = block * 32
             _zero_c()
             for ky in range(size):
@@ -688,11 +688,8 @@ def conv_shifted(a, m, size, xs, row, out_h, out_w, out, config, c_work, weights
         _tile_config(config)
         c = c_work[t]
         for item in range(t * per, min(items, (t + 1) * per)):
-            if weights_outer:
-                r0, block = item // blocks * 32, item % blocks
-            else:
-                block, r0 = item // filter_blocks, item % filter_blocks * 32
-            q0 = block * 32
+            block, fb = _work_item(item, blocks, filter_blocks, weights_outer)
+            q0, r0 = block * 32, fb * 32
             _zero_c()
             for ky in range(size):
                 for kx in range(copies):
