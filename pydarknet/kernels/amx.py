@@ -6,9 +6,9 @@ bf16 tile of B (stored as 16 rows of k-pairs, "VNNI" order: B[k, j] and B[k + 1,
 2 x 2 C tiles (32 filters x 32 output pixels) in tmm0-3, and for each 32-long step of k loads two A tiles
 (tmm4-5) and two B tiles (tmm6-7) and multiplies all four pairs.
 
-- A, the weights (filters, k), are rounded to bf16 once per parameters, padded with zeros to multiples of 32
-  rows and columns and stored in 32 x 32 blocks (`pack_weights`; for stride 1 with k ordered kernel position
-  first, `pack_weights_shifted`).
+- A, the weights (filters, k) of conv_shifted and conv_image, are rounded to bf16 once per parameters, padded
+  with zeros to multiples of 32 rows and columns and stored in 32 x 32 blocks (`pack_weights`; for stride 1 with
+  k ordered kernel position first, `pack_weights_shifted`).
 - Stride 1 (`conv_shifted`: 1 x 1 kernels, and 16 channels): the image is rounded to bf16 once per layer in
   B's order, channel pairs side by side, in padded rows of a multiple of 16 pixels, one copy per kernel column offset
   (`to_bf16_shifted`). Output pixels are then computed at their padded positions and B, for each kernel
@@ -181,7 +181,8 @@ def _store_tile(typingctx, c, c_at, ldc, tile):
 
 _F32 = ir.FloatType()
 _I32 = ir.IntType(32)
-_ROW = ir.VectorType(_F32, 16)
+_ROW = ir.VectorType(_F32, 16)     # 16 floats
+_WORDS = ir.VectorType(_I32, 16)   # 16 words
 
 
 def _block_swap(d, high):
@@ -196,7 +197,8 @@ def _splat(builder, value):
     return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(_I32, 16), [0] * 16))
 
 
-_WORDS = ir.VectorType(_I32, 16)
+def _splat_i32(builder, value):
+    return ir.Constant(_WORDS, [value] * 16)
 
 
 def _turn(builder, rows):
@@ -219,8 +221,8 @@ def _lanes(builder, count):
 
 def _masked(builder, op, vector):
     """llvm.masked.load or llvm.masked.store of a vector like `vector` (its type, 16 lanes)."""
-    pointer = "p0" if str(vector.as_pointer()) == "ptr" else f"p0v16{'f32' if vector.element == _F32 else 'i32'}"
-    suffix = f"v16{'f32' if vector.element == _F32 else 'i32'}.{pointer}"
+    kind = "v16f32" if vector.element == _F32 else "v16i32"
+    suffix = f"{kind}.{'p0' if str(vector.as_pointer()) == 'ptr' else 'p0' + kind}"   # (opaque or typed pointers)
     mask = ir.VectorType(ir.IntType(1), 16)
     if op == "load":
         return _declare(builder, f"llvm.masked.load.{suffix}", [vector.as_pointer(), _I32, mask, vector], vector)
@@ -260,10 +262,6 @@ def _round_turned(typingctx, bits, at, plane, channels, count, words, words_at):
                 builder.store(row, builder.bitcast(target, _WORDS.as_pointer()), align=4)
         return context.get_dummy_value()
     return types.void(bits, types.intp, types.intp, types.intp, types.intp, words, types.intp), codegen
-
-
-def _splat_i32(builder, value):
-    return ir.Constant(_WORDS, [value] * 16)
 
 
 @intrinsic
@@ -533,7 +531,7 @@ def blocked_layout(channels, size, stride, pad, w, out_h, out_w):
     return (-(-channels // 32), -(-read // wp), wp, 32), wp, wq
 
 
-BLOCKED_RUN = 128   # pixels of a row a task of to_bf16_blocked rounds (a 1 x 1 layer's image is one long row)
+BLOCKED_RUN = 128   # pixels of a row a task of to_bf16_blocked rounds (a wide row is several tasks)
 
 
 @njit(cache=True, parallel=True)

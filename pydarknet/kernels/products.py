@@ -476,9 +476,6 @@ def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, 
     threads = numba.get_num_threads()
     config = amx.TILE_CONFIG
     c_work = scratch("amx_c", (threads, 1024), np.float32)
-    if size == 1 and pad == 0 and kernel == "shifted":
-        # a 1 x 1 convolution: the image as one row, so that its blocks span image rows
-        x, h, w, out_h, out_w = x.reshape(c, 1, h * w), 1, h * w, 1, h * w
     if kernel == "blocked":
         shape, wp, wq = amx.blocked_layout(c, size, stride, pad, w, out_h, out_w)
         xb = scratch("amx_blocked", shape, np.uint16)
@@ -486,6 +483,8 @@ def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, 
         amx.conv_blocked(a, filters, xb, wp, wq, stride, out_h, out_w, out, config, c_work,
                          a.nbytes > AMX_WEIGHTS_CACHED, store.affine, store.activation)
     elif kernel == "shifted":
+        if size == 1 and pad == 0:   # a 1 x 1 convolution: the image as one row, so its blocks span image rows
+            x, h, w, out_h, out_w = x.reshape(c, 1, h * w), 1, h * w, 1, h * w
         shape, row = amx.shifted_layout(c, size, pad, w, out_h)
         xs = scratch("amx_shifted", shape, np.uint16)
         amx.to_bf16_shifted(x, pad, size, row, xs)
