@@ -74,7 +74,8 @@ class Emulated:
         assert kernel in BF16_KERNELS, f"the emulation does not know the bf16 kernel {kernel!r}: teach it"
         return bf16_round(weights)
 
-    def conv_bf16(self, a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, out, scratch, store=NONE):
+    def conv_bf16(self, a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, out, scratch, store=NONE,
+                  pooled_only=False):   # (the output is written either way)
         out[...] = self.product(a, bf16_round(self.columns(x, size, stride, pad, dilation, out_h, out_w)))
         apply(out, out_w, store)   # the store's arithmetic: the same floats, in the tiles' store or in a pass
 

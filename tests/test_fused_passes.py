@@ -257,6 +257,48 @@ activation=linear
 """
 
 
+POOLED_CFG = """[net]
+width=32
+height=32
+channels=3
+
+[convolutional]
+filters=8
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[maxpool]
+size=2
+stride=2
+
+[convolutional]
+filters=8
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[maxpool]
+size=2
+stride=2
+
+[route]
+layers=-2
+"""
+
+
+def test_only_a_convolution_that_its_pool_alone_reads_may_leave_its_output_unwritten(tmp_path):
+    """The tiles may leave a convolution's output unwritten where they pool it (amx.conv_blocked's pooled_only):
+    where the [maxpool] after it reads it and no other layer does. yolov3-tiny's first pools; not a convolution
+    a [route] also reads, nor one whose next layer is not a pool (ROUTE_POOL_CFG's, feeding the route)."""
+    net = network(tmp_path, "pjreddie", POOLED_CFG)
+    assert [net.layers[i].read_by_its_pool_alone(net) for i in (0, 2)] == [True, False]
+    net = network(tmp_path, "ab", ROUTE_POOL_CFG)
+    assert [net.layers[i].read_by_its_pool_alone(net) for i in (0, 1, 4)] == [False, False, False]
+
+
 @pytest.mark.parametrize("products_name", ["fast", "int16"])
 @pytest.mark.parametrize("batch", [1, 2])
 def test_a_pool_after_a_concatenation_is_filled_by_its_parts_stores(tmp_path, products_name, batch, monkeypatch):

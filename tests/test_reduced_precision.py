@@ -129,8 +129,9 @@ def test_amx_convolution_is_the_product_of_the_rounded_operands(bf16_products, c
 def test_the_tiles_store_is_the_pass_after_them_bit_for_bit(bf16_products, kernel, channels, h, w, filters, size,
                                                               stride, pad, activation):
     """The fused plan on the AMX tiles: batch-norm, bias and activation applied to each block of C as it is stored,
-    and the 2x2 pool after, give the bits of the raw sums finished by the store's own pass (epilogue.apply), on
-    whole and cut tiles of filters and pixels."""
+    and the 2x2 pool after (the blocked kernel's in its store, over odd rows and columns too), give the bits of the
+    raw sums finished by the store's own pass (epilogue.apply), on whole and cut tiles of filters and pixels; the
+    blocked kernel's with the output left unwritten (pooled_only) too."""
     from pydarknet.kernels.activations import CODE
     from pydarknet.kernels.epilogue import NONE, Store, affine_table, apply
     rng = np.random.default_rng(filters)
@@ -155,6 +156,12 @@ def test_the_tiles_store_is_the_pass_after_them_bit_for_bit(bf16_products, kerne
     (out, pooled), (out_apart, pooled_apart) = results
     assert not np.isnan(out).any() and not np.isnan(pooled).any()
     assert np.array_equal(out, out_apart) and np.array_equal(pooled, pooled_apart)
+    if kernel == "blocked":   # an output only the pool reads: the pool's alone is written
+        out[...], pooled[...] = np.nan, np.nan
+        products.conv_bf16(a, kernel, filters, x, size, stride, pad, 1, out_h, out_w, out,
+                           lambda name, shape, dtype: kept.setdefault(name, amx.aligned_zeros(shape, dtype)),
+                           store._replace(pooled=pooled), pooled_only=True)
+        assert np.isnan(out).all() and np.array_equal(pooled, pooled_apart)
 
 
 @pytest.mark.parametrize("channels,h,w,size,pad", [

@@ -25,7 +25,9 @@ bf16 tile of B (stored as 16 rows of k-pairs, "VNNI" order: B[k, j] and B[k + 1,
 - C's tiles go straight to the output where all their pixels and filters are outputs (conv_shifted: tile by
   tile, each within one padded row; conv_image: a whole block), else through a thread's scratch (conv_blocked:
   every tile, to be turned around); the layer's batch-norm, bias and activation (the fused plan's,
-  kernels/epilogue.py) are applied to them there, while they are in the core's cache.
+  kernels/epilogue.py) are applied to them there, while they are in the core's cache. conv_blocked's blocks are
+  16 columns of two output rows, so that it also takes the 2x2 max pool after the layer there (and, where only
+  the pool reads the layer's output, writes the pool's alone).
 Rounding is to nearest, ties to even, as the CPU's own conversions (bf16.to_bf16, shared with the vdpbf16ps
 products). The sums are float32 in the tiles' order, not darknet's: this is the reduced-precision mode, within
 the tolerances docs/fidelity.md states.
@@ -309,6 +311,47 @@ def _store_turned(typingctx, c, out, at, ldc, filters, cols, affine, f, activati
     return types.void(c, out, types.intp, types.intp, types.intp, types.intp, affine, types.intp, types.intp), codegen
 
 
+@intrinsic
+def _pool_stored(typingctx, out, top, bottom, ldc, filters, cols, pooled, pooled_at, pooled_ld):
+    """The 2x2 stride-2 max pool of `filters` output rows just stored (in the core's cache): filter i's `cols`
+    (<= 16) pixels from out[top + i ldc] and, the window's second row, out[bottom + i ldc] (top again where there
+    is none), into (cols + 1) // 2 elements of pooled[pooled_at + i pooled_ld]. pool.maxpool_2x2's arithmetic in
+    vector registers: each window's running maximum from -FLT_MAX, its four pixels taken in darknet's order, each
+    replacing the maximum only if greater; a column past the row's end is -FLT_MAX, which never does."""
+    def codegen(context, builder, signature, args):
+        out_, top_, bottom_, ldc_, filters_, cols_, pooled_, pooled_at_, pooled_ld_ = args
+        load = _masked(builder, "load", _ROW)
+        store = _masked(builder, "store", _ROW)
+        lowest = ir.Constant(_ROW, [float(-np.finfo(np.float32).max)] * 16)
+        lanes = _lanes(builder, cols_)
+        windows = _lanes(builder, builder.sdiv(builder.add(cols_, ir.Constant(_I64, 1)), ir.Constant(_I64, 2)))
+        pooled_flat = cgutils.create_struct_proxy(signature.args[6])(context, builder, value=pooled_).data
+        even = ir.Constant(ir.VectorType(_I32, 16), [2 * j % 16 for j in range(16)])
+        odd = ir.Constant(ir.VectorType(_I32, 16), [(2 * j + 1) % 16 for j in range(16)])
+
+        def row(at):
+            source = builder.bitcast(_at(context, builder, signature.args[0], out_, at), _ROW.as_pointer())
+            return builder.call(load, [source, ir.Constant(_I32, 4), lanes, lowest])
+
+        def larger(v, m):
+            return builder.select(builder.fcmp_ordered(">", v, m), v, m)
+
+        for i in range(16):
+            with builder.if_then(builder.icmp_signed("<", ir.Constant(_I64, i), filters_)):
+                step = builder.mul(ldc_, ir.Constant(_I64, i))
+                r0, r1 = row(builder.add(top_, step)), row(builder.add(bottom_, step))
+                m = larger(builder.shuffle_vector(r0, r0, even), lowest)
+                m = larger(builder.shuffle_vector(r0, r0, odd), m)
+                m = larger(builder.shuffle_vector(r1, r1, even), m)
+                m = larger(builder.shuffle_vector(r1, r1, odd), m)
+                at = builder.add(pooled_at_, builder.mul(pooled_ld_, ir.Constant(_I64, i)))
+                target = builder.bitcast(builder.gep(pooled_flat, [at]), _ROW.as_pointer())
+                builder.call(store, [m, target, ir.Constant(_I32, 4), windows])
+        return context.get_dummy_value()
+    return types.void(out, types.intp, types.intp, types.intp, types.intp, types.intp, pooled, types.intp,
+                      types.intp), codegen
+
+
 def tile_config():
     """The 64-byte tile configuration: palette 1, tiles 0-7 of 16 rows x 64 bytes."""
     config = np.zeros(64, np.uint8)
@@ -523,10 +566,10 @@ def blocked_layout(channels, size, stride, pad, w, out_h, out_w):
     """The shape of to_bf16_blocked's output for an image of `channels` x ? x w and a size x size kernel at
     `stride`, (blocks of 32 channels, rows, wp, 32); wp, the padded row (w + 2 pad) rounded up to 16 pixels; and wq,
     the output's row (out_w) rounded up to 16, the rows of conv_blocked's grid of output positions, so that each of
-    C's tiles (16 output positions) lies within one row. Its rows are those conv_blocked's blocks of 32 output
-    positions read: the padded image's, and zeros below."""
+    C's tiles (16 output positions) lies within one row. Its rows are those conv_blocked's blocks of output
+    positions (16 columns of two rows) read: the padded image's, and zeros below."""
     wp, wq = -(-(w + 2 * pad) // 16) * 16, -(-out_w // 16) * 16
-    last = -(-(out_h * wq) // 32) * 32 - 1   # the last position of the grid
+    last = (-(-out_h // 2) * 2) * wq - 1   # the last position of the grid (an even number of rows)
     read = (stride * (last // wq) + size - 1) * wp + stride * (last % wq) + size   # positions 0 .. read - 1
     return (-(-channels // 32), -(-read // wp), wp, 32), wp, wq
 
@@ -598,20 +641,35 @@ def _image_at(q, wq, stride, wp, ky, kx):
     return (stride * y + ky) * wp + stride * (q - y * wq) + kx
 
 
+@njit(cache=True, inline="always")
+def _rows_at(pooled_only, half, row, f, L, y, out_w, x):
+    """Where conv_blocked finishes the rows of C's tile of filter half `half` and grid row `row` of its block
+    (output row y, filters f.., columns x..): the output's planes, or with pooled_only c_work past C's tile."""
+    if pooled_only:
+        return 256 + half * 512 + row * 256
+    return f * L + y * out_w + x
+
+
 @njit(cache=True, parallel=True)
-def conv_blocked(b, m, xb, wp, wq, stride, out_h, out_w, out, config, c_work, weights_outer, affine, activation):
+def conv_blocked(b, m, xb, wp, wq, stride, out_h, out_w, out, config, c_work, weights_outer, affine, activation,
+                 pooled, pooled_only):
     """out (m, out_h*out_w) = the size x size convolution at `stride` of the image in xb (to_bf16_blocked, rows of
-    wp pixels) by b (pack_weights_blocked), finished tile by tile by the affine rows and activation of a
-    kernels.epilogue.Store (none for affine (3, 0)). The tiles' roles are conv_shifted's swapped: A is the image,
-    32 output positions q = y wq + x at a time (two tiles of 16 pixels, each pixel a row of its 32 channels), B
-    the weights. For kernel position (ky, kx), A's tile rows are pixels (stride y + ky, stride x + kx) of the
-    padded image, `stride` whole 64-byte rows apart: every tile row lies within a cache line, with no copy of the
-    image per kernel column or phase. C's tiles are pixels x filters: each goes through c_work into the output's
-    rows (16 filters' planes), the columns past out_w dropped, finished by the store on the way (_store_turned).
-    The work is shared out in runs of items (_work_item; weights_outer: filter block by filter block)."""
+    wp pixels) by b (pack_weights_blocked), finished tile by tile by a kernels.epilogue.Store's affine rows and
+    activation (none for affine (3, 0)) and its 2x2 max pool into `pooled` (none for NO_POOL). The tiles' roles are
+    conv_shifted's swapped: A is the image, 16 output columns of two output rows at a time (a tile of 16 pixels a
+    row, each pixel a row of its 32 channels; q = y wq + x, grid rows wq wide), B the weights. For kernel position
+    (ky, kx), A's tile rows are pixels (stride y + ky, stride x + kx) of the padded image, `stride` whole 64-byte
+    rows apart: every tile row lies within a cache line, with no copy of the image per kernel column or phase.
+    C's tiles are pixels x filters: each goes through c_work into the output's rows (16 filters' planes), the
+    columns past out_w dropped, finished by the store on the way (_store_turned); then the pool's windows over
+    the two rows (_pool_stored), while they are in the core's cache; with `pooled_only` (an output no other
+    layer reads) the finished rows go to c_work past C's tile instead of the output (c_work: 1280 floats a
+    thread), so that only the pool's output is written. The work is shared out in runs of items (_work_item;
+    weights_outer: filter block by filter block)."""
     filter_blocks, size = b.shape[0], b.shape[1]
     channel_blocks, rows = xb.shape[:2]
-    blocks = -(-(out_h * wq) // 32)
+    across = wq // 16   # blocks of a pair of grid rows
+    blocks = -(-out_h // 2) * across
     items = blocks * filter_blocks
     threads = c_work.shape[0]
     per = (items + threads - 1) // threads
@@ -620,29 +678,40 @@ def conv_blocked(b, m, xb, wp, wq, stride, out_h, out_w, out, config, c_work, we
     xb_flat = xb.reshape(-1)
     out_flat = out.reshape(-1)
     per_filter_block = size * size * channel_blocks * 1024
+    p_h, p_w = pooled.shape[1:]
+    pooled_flat = pooled.reshape(-1)
     for t in prange(threads):
         _tile_config(config)
         c = c_work[t]
         for item in range(t * per, min(items, (t + 1) * per)):
             block, fb = _work_item(item, blocks, filter_blocks, weights_outer)
-            q0 = block * 32
+            y0, x = block // across * 2, block % across * 16
+            q0 = y0 * wq + x
             _zero_c()
             for ky in range(size):
                 for kx in range(size):
                     at = _image_at(q0, wq, stride, wp, ky, kx)
-                    below = _image_at(q0 + 16, wq, stride, wp, ky, kx) - at   # (the next row of the grid, or on)
+                    below = _image_at(q0 + wq, wq, stride, wp, ky, kx) - at   # (the grid's next row)
                     for cb in range(channel_blocks):
                         b_at = fb * per_filter_block + ((ky * size + kx) * channel_blocks + cb) * 1024
                         _step(xb_flat, (cb * rows * wp + at) * 32, below * 32, 32 * stride, b_flat, b_at, 512, 32)
+            f0, cols = fb * 32, min(16, out_w - x)
+            rows_to, ld = (c, 16) if pooled_only else (out_flat, L)   # where the finished rows go
             for tile in range(4):
-                q, f = q0 + 16 * (tile // 2), fb * 32 + 16 * (tile % 2)
-                y = q // wq
-                x = q - y * wq
-                filters, cols = min(16, m - f), min(16, out_w - x)
-                if y >= out_h or filters <= 0 or cols <= 0:
+                y, half = y0 + tile // 2, tile % 2
+                f = f0 + 16 * half
+                filters = min(16, m - f)
+                if y >= out_h or filters <= 0:
                     continue
                 _store_tile(c, 0, 16, tile)
-                _store_turned(c, out_flat, f * L + y * out_w + x, L, filters, cols, affine, f, activation)
+                at = _rows_at(pooled_only, half, tile // 2, f, L, y, out_w, x)
+                _store_turned(c, rows_to, at, ld, filters, cols, affine, f, activation)
+            for half in range(2 if pooled.size else 0):   # the windows of the two rows just finished
+                at = _rows_at(pooled_only, half, 0, f0 + 16 * half, L, y0, out_w, x)
+                below = (_rows_at(pooled_only, half, 1, f0 + 16 * half, L, y0 + 1, out_w, x) - at
+                         if y0 + 1 < out_h else 0)
+                _pool_stored(rows_to, at, at + below, ld, min(16, m - f0 - 16 * half), cols, pooled_flat,
+                             ((f0 + 16 * half) * p_h + y0 // 2) * p_w + x // 2, p_h * p_w)
 
 
 def pack_weights_shifted(w, channels, size):

@@ -455,12 +455,14 @@ def pack_bf16(weights, channels, size, kernel):
     return bf16.pack_weights(weights, channels, size)
 
 
-def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, out, scratch, store=NONE):
+def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, out, scratch, store=NONE,
+              pooled_only=False):
     """out (filters, out_h*out_w) = the convolution of image x (c, h, w) by a (pack_bf16) with its kernel: on the
     AMX tiles ("blocked", "shifted", "packed") or with vdpbf16ps ("direct"), finished by `store` (the fused plan's
-    kernels.epilogue.Store of this image): the tiles apply its affine and activation as they store C, its pool
-    follows in a pass; vdpbf16ps's sums get the whole store in a pass after. scratch(name, shape, dtype) gives
-    kept arrays aligned to 64 bytes."""
+    kernels.epilogue.Store of this image): the tiles apply its affine and activation as they store C; the blocked
+    kernel its pool too (with `pooled_only`, for an output that only the pool reads, it then leaves `out`
+    unwritten), the others' pool follows in a pass; vdpbf16ps's sums get the whole store in a pass after.
+    scratch(name, shape, dtype) gives kept arrays aligned to 64 bytes."""
     from . import amx, bf16
     out_width = out_w   # (a 1 x 1 convolution below takes the image as one row)
     if kernel == "direct":
@@ -475,14 +477,15 @@ def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, 
     c, h, w = x.shape
     threads = numba.get_num_threads()
     config = amx.TILE_CONFIG
-    c_work = scratch("amx_c", (threads, 1024), np.float32)
+    c_work = scratch("amx_c", (threads, 2048), np.float32)
     if kernel == "blocked":
         shape, wp, wq = amx.blocked_layout(c, size, stride, pad, w, out_h, out_w)
         xb = scratch("amx_blocked", shape, np.uint16)
         amx.to_bf16_blocked(x, pad, xb)
         amx.conv_blocked(a, filters, xb, wp, wq, stride, out_h, out_w, out, config, c_work,
-                         a.nbytes > AMX_WEIGHTS_CACHED, store.affine, store.activation)
-    elif kernel == "shifted":
+                         a.nbytes > AMX_WEIGHTS_CACHED, *store, pooled_only and store.pooled.size > 0)
+        return
+    if kernel == "shifted":
         if size == 1 and pad == 0:   # a 1 x 1 convolution: the image as one row, so its blocks span image rows
             x, h, w, out_h, out_w = x.reshape(c, 1, h * w), 1, h * w, 1, h * w
         shape, row = amx.shifted_layout(c, size, pad, w, out_h)

@@ -340,9 +340,11 @@ class Convolutional(Layer):
             return finish()
         if form == "bf16":   # the bf16 products (the AMX tiles or vdpbf16ps)
             a, kernel = kept
+            pooled_only = self.read_by_its_pool_alone(net)
             for b in range(batch):
                 conv_bf16(a, kernel, n, x[b], self.size, self.stride, pad, d, out_h, out_w, out[b],
-                          lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype), image_store(b))
+                          lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype), image_store(b),
+                          pooled_only)
             return out
         if form == "int16":   # the int16 products: integer sums, each filter's row then scaled to floats
             a, units = kept
@@ -452,6 +454,16 @@ class Convolutional(Layer):
             return None, 0
         pool = pool_after(slot.route, net)
         return (pool, slot.start // (self.out_shape[1] * self.out_shape[2])) if pool is not None else (None, 0)
+
+    def read_by_its_pool_alone(self, net):
+        """Whether the [maxpool] after this layer, pooling in place, is the only layer that reads its output (no
+        [route] or [shortcut] names it): where the products pool as they store (the fused store's pool), they may
+        then leave the output itself unwritten, and the pool's forward only hands its own on. Whether other
+        layers name it is kept on the layer per network size (its layers do not change after the build)."""
+        named = self.__dict__.get("_named")
+        if named is None or named[0] != len(net.layers):
+            named = self._named = (len(net.layers), any(self.index in layer.reads_layers for layer in net.layers))
+        return not named[1] and pool_after(self, net) is not None
 
     def fused_store(self, net, batch, inline, terms):
         """This layer's part of the fused plan in the fast modes' inference (kernels.epilogue.Store): batch-norm,
