@@ -109,9 +109,9 @@ def test_winograd_tile_by_vector_width(monkeypatch, panel, channels, out, tile):
     """F(4x4) from 32 channels on outputs of 40 x 40 and F(2x2) from 32 on smaller ones with AVX-512's 32-float
     panels; F(4x4) from 16 channels on 20 x 20 and F(2x2) from 32 with narrower ones (AVX2's 16, SSE's 8)."""
     monkeypatch.setattr(products, "host_panel_width", lambda: panel)
-    assert products.winograd_tile(channels, 3, 1, 1, 1, out, out) == tile
-    assert products.winograd_tile(channels, 3, 2, 1, 1, out, out) == 0
-    assert products.winograd_tile(channels, 1, 1, 1, 1, out, out) == 0
+    assert products.winograd_tile(channels, channels, 3, 1, 1, 1, out, out) == tile
+    assert products.winograd_tile(channels, channels, 3, 2, 1, 1, out, out) == 0
+    assert products.winograd_tile(channels, channels, 1, 1, 1, 1, out, out) == 0
 
 
 @pytest.mark.parametrize("channels,h,w,filters,pad,tile", [
@@ -128,7 +128,7 @@ def test_winograd(monkeypatch, channels, h, w, filters, pad, tile):
     x = rng.standard_normal((channels, h, w), dtype=np.float32)
     weights = rng.standard_normal((filters, channels * 9), dtype=np.float32)
     out_h, out_w = h + 2 * pad - 2, w + 2 * pad - 2
-    assert products.winograd_tile(channels, 3, 1, 1, 1, out_h, out_w) == tile
+    assert products.winograd_tile(channels, channels, 3, 1, 1, 1, out_h, out_w) == tile
     exact = sgemm_image(weights, x, 0, 3, 1, pad, 1, out_h, out_w, np.empty((filters, out_h * out_w), np.float32))
     fast = np.full_like(exact, np.nan)
     scratch = {}

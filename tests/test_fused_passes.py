@@ -189,7 +189,8 @@ def test_the_fused_store_gives_the_pass_apart_bits(tmp_path, darknet, products_n
     the same bits as the layers' own passes, for two images. The layer before the 3x3 stride-1 pool
     and the logistic one keep their own passes."""
     monkeypatch.setattr(convolutional, "winograd_tile",
-                        lambda channels, size, stride, dilation, groups, h, w: tile if (size, stride) == (3, 1) else 0)
+                        lambda channels, filters, size, stride, dilation, groups, h, w: tile if (size, stride) == (3, 1)
+                        else 0)
     net = store_network(tmp_path, darknet, products_name)
     x = np.random.default_rng(0).normal(0, 1, (2, 3, 41, 88)).astype(np.float32)
     stores = []

@@ -344,23 +344,24 @@ def test_dpbf16ps_reads_and_writes_denormals_as_zero():
     assert exact[0, 0] > 1e-25 and exact[1, 1] > 1e-41
 
 
-def takes_bf16(channels, size=3, stride=1, groups=1, out=26):
-    return products.bf16_kernel(channels, size, stride, 1, groups, out, out)
+def takes_bf16(channels, size=3, stride=1, groups=1, out=26, filters=64):
+    return products.bf16_kernel(channels, filters, size, stride, 1, groups, out, out)
 
 
 def test_few_channels_and_groups_keep_the_fast_products(monkeypatch):
     """On the tiles: the first layers (3 to 31 channels: the tiles' k would be mostly padding, and Yolo-Fastest's
-    small layers lose too much precision) but for stride-1 kernels over 1 x 1 of exactly 16 channels (two kernel
-    columns to a step of k), 1 x 1 ones under 128 channels, strides over 2 under 64 channels (their
-    columns' packing outweighs the products) and grouped convolutions are not tiled; stride 1 over 1 x 1 takes
-    the image in channel blocks (16 channels and 1 x 1 kernels: shifted copies), and so does stride 2; with any
-    other backend nothing is."""
+    small layers lose too much precision) but for stride-1 kernels over 1 x 1 of exactly 16 channels, 1 x 1 ones
+    under 128 channels, strides over 2 under 64 channels (their columns' packing outweighs the products) and
+    grouped convolutions are not tiled; stride 1 over 1 x 1 takes the image in channel blocks (16 channels into
+    up to 32 filters too, padded; into more, and 1 x 1 kernels: shifted copies, two kernel columns of 16 channels
+    to a step of k), and so does stride 2; with any other backend nothing is."""
     monkeypatch.setattr(amx, "unavailable", lambda: None)   # the rule, wherever the tiles are
     previous = products.set_backend("bf16")
     try:
         assert products.bf16_engine() == "amx"
         assert [takes_bf16(c) for c in (3, 15, 16, 17, 31, 32)] == [None, None, "shifted", None, None, "blocked"]
         assert [takes_bf16(16, size=1), takes_bf16(16, size=5), takes_bf16(16, stride=2)] == [None, "shifted", None]
+        assert [takes_bf16(16, filters=f) for f in (16, 32, 33)] == ["blocked", "blocked", "shifted"]
         assert [takes_bf16(c, size=1) for c in (64, 127, 128)] == [None, None, "shifted"]
         assert [takes_bf16(c, size=s) for c, s in ((64, 3), (512, 3), (32, 2), (40, 5))] == ["blocked"] * 4
         assert [takes_bf16(c, stride=2) for c in (31, 32, 511, 512)] == [None, "blocked", "blocked", "blocked"]
@@ -395,8 +396,8 @@ def test_dpbf16ps_takes_int16s_layers_and_1x1_ones_from_128_channels(monkeypatch
         assert [products.int16_kernel(64, 3, 1, 1, 1, 104, 104), products.int16_kernel(64, 3, 2, 1, 1, 52, 52),
                 products.int16_kernel(256, 1, 1, 1, 1, 13, 13)] == [None, None, None]   # bf16's own
         assert takes_bf16(64, stride=2, out=104) == "direct"
-        assert products.winograd_tile(512, 3, 1, 1, 1, 13, 13) == 0
-        assert products.winograd_tile(64, 3, 1, 1, 1, 104, 104) == 0
+        assert products.winograd_tile(512, 512, 3, 1, 1, 1, 13, 13) == 0
+        assert products.winograd_tile(64, 64, 3, 1, 1, 1, 104, 104) == 0
     finally:
         products.set_backend(previous)
 
@@ -435,7 +436,7 @@ def test_bf16_runs_on_the_tiles_else_on_vdpbf16ps(monkeypatch, capsys, tiles, do
     previous = products.set_backend("bf16")
     try:
         assert products.backend() == "bf16" and products.bf16_engine() == engine
-        assert products.bf16_kernel(64, 3, 2, 1, 1, 52, 52) == {"amx": "blocked", "dpbf16ps": "direct"}[engine]
+        assert products.bf16_kernel(64, 64, 3, 2, 1, 1, 52, 52) == {"amx": "blocked", "dpbf16ps": "direct"}[engine]
     finally:
         products.set_backend(previous)
     assert "Warning" not in capsys.readouterr().err
@@ -589,8 +590,8 @@ def test_int16_takes_ungrouped_convolutions_over_1x1_from_16_channels_and_f2x2_b
         assert takes(64, out=104) is None             # F(4x4): the fast products'
         assert takes(128, out=26) == takes(512, out=13) == "winograd"   # F(2x2), in integers
         assert takes(64, stride=2, out=104) == "direct"                 # no Winograd for strides
-        assert products.winograd_tile(512, 3, 1, 1, 1, 13, 13) == 0     # the int16 layers take no float Winograd
-        assert products.winograd_tile(64, 3, 1, 1, 1, 104, 104) == 4    # the others keep the fast products'
+        assert products.winograd_tile(512, 512, 3, 1, 1, 1, 13, 13) == 0     # the int16 layers take no float Winograd
+        assert products.winograd_tile(64, 64, 3, 1, 1, 1, 104, 104) == 4    # the others keep the fast products'
     finally:
         products.set_backend("fast")
     assert products.int16_kernel(64, 3, 1, 1, 1, 13, 13) is None
@@ -813,8 +814,8 @@ def takes_reduced_products(layer):
     if layer.type != "convolutional":
         return False
     channels = layer.in_shape[0] // layer.groups
-    return bool(products.bf16_kernel(channels, layer.size, layer.stride, layer.dilation, layer.groups,
-                                      *layer.out_shape[1:])
+    return bool(products.bf16_kernel(channels, layer.filters // layer.groups, layer.size, layer.stride,
+                                      layer.dilation, layer.groups, *layer.out_shape[1:])
                 or products.int16_kernel(channels, layer.size, layer.stride, layer.dilation, layer.groups,
                                          *layer.out_shape[1:]))
 

@@ -210,7 +210,7 @@ def conv_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, store=N
         apply(out, out_w, store)
 
 
-def winograd_tile(channels, size, stride, dilation, groups, out_h, out_w):
+def winograd_tile(channels, filters, size, stride, dilation, groups, out_h, out_w):
     """The output tile (m x m) of the Winograd transform a convolution goes through, or 0 for the products: with
     the fast products, for stride-1 3x3 kernels not taken by the reduced-precision products, F(4x4, 3x3) on
     outputs of 40 x 40 or more from 32 channels, F(2x2, 3x3) from 32 channels on smaller outputs; where the
@@ -221,7 +221,7 @@ def winograd_tile(channels, size, stride, dilation, groups, out_h, out_w):
     measured per layer within the networks (docs/notes.md)."""
     if backend() not in FUSED or size != 3 or stride != 1 or dilation != 1 or groups != 1:
         return 0
-    if bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w) or \
+    if bf16_kernel(channels, filters, size, stride, dilation, groups, out_h, out_w) or \
             int16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
         return 0
     return _fast_tile(channels, out_h, out_w)
@@ -400,14 +400,17 @@ def conv_int16(a, units, x, size, stride, pad, dilation, out_h, out_w, out, scra
 
 BF16_CHANNELS = 32
 BF16_POINTWISE_CHANNELS = 128   # 1 x 1 kernels take the bf16 products from this many channels
+BF16_PADDED_FILTERS = 32   # 16-channel kernels into this many filters or fewer take the blocked kernel, padded
 
 
-def bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
-    """The kernel a convolution takes with the bf16 products, or None for the fast products (also for groups and
-    every other backend).
+def bf16_kernel(channels, filters, size, stride, dilation, groups, out_h, out_w):
+    """The kernel a convolution of `channels` (per group) into `filters` takes with the bf16 products, or None for
+    the fast products (also for groups and every other backend).
     On the AMX tiles: None under BF16_CHANNELS channels (Yolo-Fastest's 16- and 24-channel 1 x 1 layers would
     move a probability past the .02 docs/fidelity.md promises), except stride-1 kernels over 1 x 1 of exactly 16
-    channels, where two kernel columns' channels fill a step of k ("shifted", amx.shifted_slots); "blocked"
+    channels: "blocked" (half of each step of k padding) into up to BF16_PADDED_FILTERS filters, where rounding
+    the image into the shifted copies cost more than the padding, else "shifted", where two kernel columns'
+    channels fill a step of k (amx.shifted_slots); "blocked"
     (kernels over 1 x 1 at strides 1 and 2: the image as A, in blocks of 32 channels, one copy where "shifted"
     rounds one per kernel column, and stride 2 reads every other pixel where the image's four phases made 16/9
     as many products), "shifted" (1 x 1 kernels from BF16_POINTWISE_CHANNELS: B read in place from one copy of
@@ -423,7 +426,7 @@ def bf16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
     if backend() != "bf16" or groups != 1:
         return None
     if _chosen().bf16_engine == "amx" and channels == 16 and stride == 1 and dilation == 1 and size > 1:
-        return "shifted"   # two kernel columns' 16 channels fill a step of the tiles' k (amx.shifted_slots)
+        return "blocked" if filters <= BF16_PADDED_FILTERS else "shifted"
     if _chosen().bf16_engine == "dpbf16ps":
         if size == 1:
             return "direct" if channels >= BF16_POINTWISE_CHANNELS else None

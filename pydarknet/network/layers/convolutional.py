@@ -289,7 +289,7 @@ class Convolutional(Layer):
         cg = c // g
         if g == c == self.out_shape[0]:
             return "depthwise", None
-        kernel = bf16_kernel(cg, self.size, self.stride, d, g, *self.out_shape[1:])
+        kernel = bf16_kernel(cg, self.filters // g, self.size, self.stride, d, g, *self.out_shape[1:])
         if kernel:
             return "bf16", (self.kept_weights("_bf16", weights, kernel, net,
                                               lambda: pack_bf16(weights, c, self.size, kernel)), kernel)
@@ -300,7 +300,7 @@ class Convolutional(Layer):
         if int16 == "winograd":
             return "int16_winograd", self.kept_weights("_int16", weights, int16, net,
                                                        lambda: quantize_winograd_weights(weights, c))
-        tile = winograd_tile(cg, self.size, self.stride, d, g, *self.out_shape[1:])
+        tile = winograd_tile(cg, self.filters // g, self.size, self.stride, d, g, *self.out_shape[1:])
         if tile:
             rows = winograd_rows(tile, *self.out_shape[1:])
             return "winograd", self.kept_weights("_winograd", weights, (tile, rows), net,
