@@ -352,9 +352,9 @@ def test_few_channels_and_groups_keep_the_fast_products(monkeypatch):
     """On the tiles: the first layers (3 to 31 channels: the tiles' k would be mostly padding, and Yolo-Fastest's
     small layers lose too much precision) but for stride-1 kernels over 1 x 1 of exactly 16 channels, 1 x 1 ones
     under 128 channels, strides over 2 under 64 channels (their columns' packing outweighs the products) and
-    grouped convolutions are not tiled; stride 1 over 1 x 1 takes the image in channel blocks (16 channels into
-    up to 32 filters too, padded; into more, and 1 x 1 kernels: shifted copies, two kernel columns of 16 channels
-    to a step of k), and so does stride 2; with any other backend nothing is."""
+    grouped convolutions are not tiled; strides 1 and 2 take the image in channel blocks, 1 x 1 kernels from 128
+    channels and 16 channels into up to 32 filters too (padded; into more: shifted copies, two kernel columns of
+    16 channels to a step of k); with any other backend nothing is."""
     monkeypatch.setattr(amx, "unavailable", lambda: None)   # the rule, wherever the tiles are
     previous = products.set_backend("bf16")
     try:
@@ -362,11 +362,11 @@ def test_few_channels_and_groups_keep_the_fast_products(monkeypatch):
         assert [takes_bf16(c) for c in (3, 15, 16, 17, 31, 32)] == [None, None, "shifted", None, None, "blocked"]
         assert [takes_bf16(16, size=1), takes_bf16(16, size=5), takes_bf16(16, stride=2)] == [None, "shifted", None]
         assert [takes_bf16(16, filters=f) for f in (16, 32, 33)] == ["blocked", "blocked", "shifted"]
-        assert [takes_bf16(c, size=1) for c in (64, 127, 128)] == [None, None, "shifted"]
+        assert [takes_bf16(c, size=1) for c in (64, 127, 128)] == [None, None, "blocked"]
         assert [takes_bf16(c, size=s) for c, s in ((64, 3), (512, 3), (32, 2), (40, 5))] == ["blocked"] * 4
         assert [takes_bf16(c, stride=2) for c in (31, 32, 511, 512)] == [None, "blocked", "blocked", "blocked"]
         assert [takes_bf16(c, stride=3) for c in (63, 64)] == [None, "packed"]
-        assert takes_bf16(64, size=1, stride=2) == "packed"
+        assert takes_bf16(64, size=1, stride=2) == takes_bf16(128, size=1, stride=2) == "packed"
         assert takes_bf16(64, groups=2) is None
         products.set_backend("fast")
         assert takes_bf16(64) is None

@@ -9,16 +9,17 @@ bf16 tile of B (stored as 16 rows of k-pairs, "VNNI" order: B[k, j] and B[k + 1,
 - A, the weights (filters, k) of conv_shifted and conv_image, are rounded to bf16 once per parameters, padded
   with zeros to multiples of 32 rows and columns and stored in 32 x 32 blocks (`pack_weights`; for stride 1 with
   k ordered kernel position first, `pack_weights_shifted`).
-- Stride 1 (`conv_shifted`: 1 x 1 kernels, and 16 channels): the image is rounded to bf16 once per layer in
+- Stride 1 over 16 channels into many filters (`conv_shifted`): the image is rounded to bf16 once per layer in
   B's order, channel pairs side by side, in padded rows of a multiple of 16 pixels, one copy per kernel column offset
   (`to_bf16_shifted`). Output pixels are then computed at their padded positions and B, for each kernel
   position, is read in place: its tiles start at whole 64-byte groups, so nothing is packed per block. An image
   of 16 channels or fewer has two kernel columns in a copy, so that a 32-long step of k is not half padding.
-- Stride 1 over 1 x 1 from 32 channels, and stride 2 (`conv_blocked`): the tiles' roles swapped, the image is A, rounded
-  once per layer into blocks of 32 channels with each pixel's channels side by side (`to_bf16_blocked`), so that
-  a kernel column's shift moves A's rows by whole 64-byte rows and one copy serves every column, where
-  to_bf16_shifted writes one per column; the weights are B (`pack_weights_blocked`). C's tiles come out pixels x
-  filters and are turned around in vector registers on their way to the output (`_store_turned`).
+- The others at strides 1 and 2 (`conv_blocked`: kernels over 1 x 1, and 1 x 1 kernels at stride 1): the tiles'
+  roles swapped, the image is A, rounded once per layer into blocks of 32 channels with each pixel's channels side
+  by side (`to_bf16_blocked`), so that a kernel column's shift moves A's rows by whole 64-byte rows and one copy
+  serves every column, where to_bf16_shifted writes one per column; the weights are B (`pack_weights_blocked`).
+  C's tiles come out pixels x filters and are turned around in vector registers on their way to the output
+  (`_store_turned`).
 - Other strides and dilations (`conv_image`): the image is rounded to bf16 with its border
   (`to_bf16_padded`); each thread packs the im2col columns of its block of 32 output pixels into B's order
   and runs every row block of A over them while they are in its cache.

@@ -410,13 +410,12 @@ def bf16_kernel(channels, filters, size, stride, dilation, groups, out_h, out_w)
     move a probability past the .02 docs/fidelity.md promises), except stride-1 kernels over 1 x 1 of exactly 16
     channels: "blocked" (half of each step of k padding) into up to BF16_PADDED_FILTERS filters, where rounding
     the image into the shifted copies cost more than the padding, else "shifted", where two kernel columns'
-    channels fill a step of k (amx.shifted_slots); "blocked"
-    (kernels over 1 x 1 at strides 1 and 2: the image as A, in blocks of 32 channels, one copy where "shifted"
-    rounds one per kernel column, and stride 2 reads every other pixel where the image's four phases made 16/9
-    as many products), "shifted" (1 x 1 kernels from BF16_POINTWISE_CHANNELS: B read in place from one copy of
-    the image, which rounding into blocks was slower than), "packed" (other strides and dilations: im2col's
-    columns packed per block) from 64 channels. Where the tiles' k is mostly padding or the packing outweighs the
-    products, the fast products are faster.
+    channels fill a step of k (amx.shifted_slots); "blocked" (kernels over 1 x 1 at strides 1 and 2, and 1 x 1
+    kernels at stride 1 from BF16_POINTWISE_CHANNELS: the image as A, in blocks of 32 channels, one copy where
+    "shifted" rounds one per kernel column, stride 2 reading every other pixel where the image's four phases made
+    16/9 as many products, and the rounding into blocks vectorised where the shifted copy's was not), "packed"
+    (other strides and dilations: im2col's columns packed per block) from 64 channels. Where the tiles' k is
+    mostly padding or the packing outweighs the products, the fast products are faster.
     With vdpbf16ps (bf16_engine() "dpbf16ps", kernels/bf16.py), which does VNNI's vpdpwssd's work:
     int16_kernel's rule for kernels over 1 x 1, "direct" (bf16 words through gemm's drivers), including
     the F(4x4) layers of _fast_tile's words rule, but on its F(2x2) layers: those take
@@ -436,8 +435,8 @@ def bf16_kernel(channels, filters, size, stride, dilation, groups, out_h, out_w)
         return None
     if stride <= 2 and dilation == 1 and size > 1:
         return "blocked"
-    if stride == 1 and dilation == 1:
-        return "shifted" if channels >= BF16_POINTWISE_CHANNELS else None
+    if stride == 1 and dilation == 1:   # 1 x 1
+        return "blocked" if channels >= BF16_POINTWISE_CHANNELS else None
     return "packed" if channels >= 64 else None
 
 
@@ -467,13 +466,12 @@ def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, 
     unwritten), the others' pool follows in a pass; vdpbf16ps's sums get the whole store in a pass after.
     scratch(name, shape, dtype) gives kept arrays aligned to 64 bytes."""
     from . import amx, bf16
-    out_width = out_w   # (a 1 x 1 convolution below takes the image as one row)
     if kernel == "direct":
         c, h, w = x.shape
         words = scratch("bf16_image", ((c + 1) // 2, h, w), np.uint32)
         bf16.image_words(x, words)
         conv_words(a, words, size, stride, pad, dilation, out_h, out_w, out)
-        apply(out, out_width, store)
+        apply(out, out_w, store)
         return
     if amx.unavailable():   # also what asks the system for the tiles: without that, the first tile load faults
         raise RuntimeError(f"the bf16 products: {amx.unavailable()}")
@@ -489,8 +487,6 @@ def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, 
                          a.nbytes > AMX_WEIGHTS_CACHED, *store, pooled_only and store.pooled.size > 0)
         return
     if kernel == "shifted":
-        if size == 1 and pad == 0:   # a 1 x 1 convolution: the image as one row, so its blocks span image rows
-            x, h, w, out_h, out_w = x.reshape(c, 1, h * w), 1, h * w, 1, h * w
         shape, row = amx.shifted_layout(c, size, pad, w, out_h)
         xs = scratch("amx_shifted", shape, np.uint16)
         amx.to_bf16_shifted(x, pad, size, row, xs)
@@ -502,7 +498,7 @@ def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, 
         b_work = scratch("amx_b", (threads, a.shape[1] * 1024), np.uint16)
         amx.conv_image(a, filters, xp, c, size, stride, dilation, out_h, out_w, out, config, b_work, c_work,
                        store.affine, store.activation)
-    pool(out, out_width, store)
+    pool(out, out_w, store)
 
 
 def gemm_tn(a, b, out, accumulate=False):
