@@ -56,6 +56,7 @@ def run_case(case_dir, shared, engine=None):
     float32 (tasks.engines.RuntimeEngine; its graphs cached in the test session's folder)."""
     info, cfg, weights = case_paths(case_dir, shared)
     net = Network(cfg, quiet_unused=True)
+    net.every_output = True   # every layer's output is compared
     net.load(weights)
     x = np.load(case_dir / "input.npy")
     if x.shape != net.input_shape:  # resize_min cases: darknet resized the network to the image

@@ -15,6 +15,7 @@ CASES = sorted(p for p in (SHARED / "golden" / "forward_ab").glob("*") if p.is_d
 def run_ab_case(case_dir):
     info, cfg, weights = case_paths(case_dir, SHARED)
     net = Network(cfg, quiet_unused=True)
+    net.every_output = True   # every layer's output is compared
     net.load(weights)
     net.fuse_batchnorm = bool(info["fuse_batchnorm"])
     prepare = letterbox_image if info["preprocess"] == "letterbox" else resize_image

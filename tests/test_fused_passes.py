@@ -192,6 +192,7 @@ def test_the_fused_store_gives_the_pass_apart_bits(tmp_path, darknet, products_n
                         lambda channels, filters, size, stride, dilation, groups, h, w: tile if (size, stride) == (3, 1)
                         else 0)
     net = store_network(tmp_path, darknet, products_name)
+    net.every_output = True   # every layer's output is compared
     x = np.random.default_rng(0).normal(0, 1, (2, 3, 41, 88)).astype(np.float32)
     stores = []
     real = Convolutional.fused_store
@@ -291,13 +292,35 @@ layers=-2
 
 
 def test_only_a_convolution_that_its_pool_alone_reads_may_leave_its_output_unwritten(tmp_path):
-    """The tiles may leave a convolution's output unwritten where they pool it (amx.conv_blocked's pooled_only):
-    where the [maxpool] after it reads it and no other layer does. yolov3-tiny's first pools; not a convolution
-    a [route] also reads, nor one whose next layer is not a pool (ROUTE_POOL_CFG's, feeding the route)."""
+    """The products that pool as they store may leave a convolution's output unwritten (their pooled_only): where
+    the [maxpool] after it reads it and no other layer does, and the network keeps not every output.
+    yolov3-tiny's first pools; not a convolution a [route] also reads, nor one whose next layer is not a pool
+    (ROUTE_POOL_CFG's, feeding the route)."""
     net = network(tmp_path, "pjreddie", POOLED_CFG)
-    assert [net.layers[i].read_by_its_pool_alone(net) for i in (0, 2)] == [True, False]
+    assert [net.layers[i].may_skip_output(net) for i in (0, 2)] == [True, False]
+    net.every_output = True
+    assert not net.layers[0].may_skip_output(net)
     net = network(tmp_path, "ab", ROUTE_POOL_CFG)
-    assert [net.layers[i].read_by_its_pool_alone(net) for i in (0, 1, 4)] == [False, False, False]
+    assert [net.layers[i].may_skip_output(net) for i in (0, 1, 4)] == [False, False, False]
+
+
+def test_a_first_layer_that_its_pool_alone_reads_writes_the_pools_output_alone(tmp_path):
+    """--fast's direct convolution of a first layer (conv_direct: 3 channels, 112 outputs wide) with its pool in
+    the store: where only the pool reads the layer's output, each band's rows go to a scratch band and the output
+    is left as it was (NaN here); the pool's output and the rest of the network are the same bits as with every
+    output kept."""
+    net = network(tmp_path, "pjreddie", POOLED_CFG.replace("width=32", "width=112"))
+    net.products = products.products_for("fast")
+    x = np.random.default_rng(2).normal(0, 1, (1, 3, 32, 112)).astype(np.float32)
+    net.every_output = True
+    net.forward(x)
+    kept = [layer.output.copy() for layer in net.layers]
+    net.every_output = False
+    net.layers[0].output[...] = np.nan
+    net.forward(x)
+    assert np.isnan(net.layers[0].output).all() and not np.isnan(kept[0]).any()
+    for layer, ours in zip(net.layers[1:], kept[1:]):
+        np.testing.assert_array_equal(layer.output, ours, err_msg=f"layer {layer.index} {layer.type}")
 
 
 @pytest.mark.parametrize("products_name", ["fast", "int16"])

@@ -191,37 +191,43 @@ def depthwise_conv(x, weights, size, stride, pad, dilation, out):
 BAND_BYTES = 256 << 10   # the output rows conv_direct computes and finishes at a time: in a core's L2
 
 
-def conv_direct(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=False, store=NONE):
+def conv_direct(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=False, store=NONE, pooled_only=False):
     """C (M, out_h*out_w) = sgemm_image's product (the same chains, bit for bit) as a direct convolution, output
     row by output row (kernels.gemm.direct_operands, direct_row), in bands of rows (BAND_BYTES of output, an even
     count for a pool's windows): each band copies the input rows it reads into padded planes of its own while
     they are in the cache; the register tiles finish `store`'s affine and activation (kernels.epilogue) as they
     store, and its pool is filled from the band's rows (pooling each row or pair of rows alone cost more in calls
-    than the band's pass). A and x may be int32 or uint32 words, as for sgemm_image. Returns C."""
+    than the band's pass). With `pooled_only` (an output only the pool reads) and a pool, each band's rows go to
+    a scratch band of their own and only the pool's output is written. A and x may be int32 or uint32 words, as
+    for sgemm_image. Returns C."""
     rows = min(out_h, max(2, BAND_BYTES // (4 * C.shape[0] * out_w) // 2 * 2))
     ap, offs, hp, wq = direct_operands(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, rows)
     cg = offs.size // (size * size)
     words = (cg * stride * hp * wq, 2 * host_panel_width())   # a band's planes, then whole vectors past their end
-    _conv_direct(ap, x, c0, pad, offs, stride, words, hp, wq, out_h, out_w, rows, C, bool(fused), *store)
+    _conv_direct(ap, x, c0, pad, offs, stride, words, hp, wq, out_h, out_w, rows, C, bool(fused), *store,
+                 bool(pooled_only) and store.pooled.size > 0)
     return C
 
 
 @njit(cache=True, parallel=True)
-def _conv_direct(ap, x, c0, pad, offs, stride, words, hp, wq, out_h, out_w, rows, C, fused, affine, activation, pooled):
+def _conv_direct(ap, x, c0, pad, offs, stride, words, hp, wq, out_h, out_w, rows, C, fused, affine, activation, pooled,
+                 pooled_only):
     """Each thread takes whole bands of `rows` output rows: their input's planes, then their products, then their
-    store."""
+    store (pooled_only: into a band of its own, only the pool read from it)."""
     M, K = C.shape[0], offs.size
-    Cf = C.reshape(-1)
     for task in prange((out_h + rows - 1) // rows):
         y0 = task * rows
         y1 = min(out_h, y0 + rows)
         planes = np.empty(words[0] + words[1], ap.dtype)
         phase_planes(x, c0, pad, stride, y0 * stride, hp, wq, planes[:words[0]])
+        band = np.empty((M, rows * out_w), C.dtype) if pooled_only else C   # (rows: its output's rows)
+        first = 0 if pooled_only else y0
+        Cf = band.reshape(-1)
         for y in range(y0, y1):   # the register tiles finish the store (affine, activation) as they store
-            direct_row(ap, M, K, planes, offs, stride, wq, y, y - y0, out_w, Cf, fused, affine,
+            direct_row(ap, M, K, planes, offs, stride, wq, y - y0 + first, y - y0, out_w, Cf, fused, affine,
                        activation if affine.shape[1] else -1)
         for f in range(M if pooled.size else 0):
-            pool_rows(C[f, y0 * out_w:y1 * out_w].reshape(y1 - y0, out_w), y0, f, pooled)
+            pool_rows(band[f, first * out_w:(first + y1 - y0) * out_w].reshape(y1 - y0, out_w), y0, f, pooled)
 
 
 @njit(cache=True, parallel=True)

@@ -191,7 +191,7 @@ DIRECT_WEIGHTS_BYTES = 192 << 10   # conv_direct's every output row reads all of
 DIRECT_PANELS = 3   # conv_direct's output rows at least this many panels wide (see conv_image)
 
 
-def conv_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, store=NONE):
+def conv_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, store=NONE, pooled_only=False):
     """out (m, out_h*out_w) = a (m, k) @ im2col(x[c0 : c0 + k/size^2]) for one image x (c, h, w) with the chain
     kernel (see packs_images): the same floats as im2col then gemm_nn, without the column matrix, then finished by
     `store` (kernels.epilogue). Layers whose weights fit in a core's L2 (DIRECT_WEIGHTS_BYTES: the first layers of
@@ -202,7 +202,7 @@ def conv_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, store=N
     narrower than DIRECT_PANELS panels: conv_direct's tiles go row by row, and a 75-wide row's 32 + 32 + 16
     columns took Tiny Darknet's 16 -> 128-channel layers 0.70 ms each against the packed columns' 0.55."""
     if size > 1 and a.size * 4 <= DIRECT_WEIGHTS_BYTES and out_w >= DIRECT_PANELS * host_panel_width():
-        conv_direct(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, backend() in FUSED, store)
+        conv_direct(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, backend() in FUSED, store, pooled_only)
         return
     by_tiles = stored_by_tiles(store)
     sgemm_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, backend() in FUSED, *by_tiles)

@@ -55,6 +55,8 @@ class Network(Passes, Parameters):
         self.seen = 0
         self.train = False
         self.keep_for_backward = False   # inference arithmetic, but keep what backward needs (see input_gradient)
+        self.every_output = False   # True: every layer's output written in the fast modes too (their fused plan
+                                    # leaves unwritten an output that only the pool after it reads)
         self.t = 0              # updates done (Adam's step counter, darknet's net->t)
         self.cost = np.float32(0)
         self.truth = None       # the truth of the batch being trained on (darknet's net.truth)

@@ -338,9 +338,9 @@ class Convolutional(Layer):
         if form == "depthwise":   # one chain per output straight from the image, no columns
             depthwise_conv(x, weights, self.size, self.stride, pad, d, out.reshape(batch, n, L))
             return finish()
+        pooled_only = self.may_skip_output(net)   # (where the store pools: the output may go unwritten)
         if form == "bf16":   # the bf16 products (the AMX tiles or vdpbf16ps)
             a, kernel = kept
-            pooled_only = self.read_by_its_pool_alone(net)
             for b in range(batch):
                 conv_bf16(a, kernel, n, x[b], self.size, self.stride, pad, d, out_h, out_w, out[b],
                           lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype), image_store(b),
@@ -388,7 +388,7 @@ class Convolutional(Layer):
                 if not direct and packed:   # each image's columns straight into the product's panels
                     for b in range(b0, b1):
                         conv_image(group, x[b], j * cg, self.size, self.stride, pad, d, out_h, out_w,
-                                   out[b, j * m:(j + 1) * m], image_store(b) if stores else NONE)
+                                   out[b, j * m:(j + 1) * m], image_store(b) if stores else NONE, pooled_only)
                     continue
                 if not direct:
                     cols = col[:k * count * L].reshape(count, k, L)
@@ -455,15 +455,16 @@ class Convolutional(Layer):
         pool = pool_after(slot.route, net)
         return (pool, slot.start // (self.out_shape[1] * self.out_shape[2])) if pool is not None else (None, 0)
 
-    def read_by_its_pool_alone(self, net):
-        """Whether the [maxpool] after this layer, pooling in place, is the only layer that reads its output (no
-        [route] or [shortcut] names it): where the products pool as they store (the fused store's pool), they may
-        then leave the output itself unwritten, and the pool's forward only hands its own on. Whether other
-        layers name it is kept on the layer per network size (its layers do not change after the build)."""
+    def may_skip_output(self, net):
+        """Whether the products, where they pool as they store (the fused store's pool), may leave this layer's
+        output unwritten: the [maxpool] after it, pooling in place, is the only layer that reads it (no [route] or
+        [shortcut] names it), and the network does not keep every output (net.every_output). The pool's forward
+        then only hands its own on. Whether other layers name it is kept on the layer per network size (its
+        layers do not change after the build)."""
         named = self.__dict__.get("_named")
         if named is None or named[0] != len(net.layers):
             named = self._named = (len(net.layers), any(self.index in layer.reads_layers for layer in net.layers))
-        return not named[1] and pool_after(self, net) is not None
+        return not named[1] and not net.every_output and pool_after(self, net) is not None
 
     def fused_store(self, net, batch, inline, terms):
         """This layer's part of the fused plan in the fast modes' inference (kernels.epilogue.Store): batch-norm,
