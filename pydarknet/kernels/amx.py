@@ -55,6 +55,7 @@ from numba.extending import intrinsic
 from .bf16 import to_bf16
 from .activations import LEAKY, RELU
 from .epilogue import store_block
+from .pool import FLT_MAX
 
 _I8 = ir.IntType(8)
 _I8P = _I8.as_pointer()
@@ -323,10 +324,9 @@ def _pool_stored(typingctx, out, top, bottom, ldc, filters, cols, pooled, pooled
         out_, top_, bottom_, ldc_, filters_, cols_, pooled_, pooled_at_, pooled_ld_ = args
         load = _masked(builder, "load", _ROW)
         store = _masked(builder, "store", _ROW)
-        lowest = ir.Constant(_ROW, [float(-np.finfo(np.float32).max)] * 16)
+        lowest = ir.Constant(_ROW, [-float(FLT_MAX)] * 16)
         lanes = _lanes(builder, cols_)
         windows = _lanes(builder, builder.sdiv(builder.add(cols_, ir.Constant(_I64, 1)), ir.Constant(_I64, 2)))
-        pooled_flat = cgutils.create_struct_proxy(signature.args[6])(context, builder, value=pooled_).data
         even = ir.Constant(ir.VectorType(_I32, 16), [2 * j % 16 for j in range(16)])
         odd = ir.Constant(ir.VectorType(_I32, 16), [(2 * j + 1) % 16 for j in range(16)])
 
@@ -346,7 +346,7 @@ def _pool_stored(typingctx, out, top, bottom, ldc, filters, cols, pooled, pooled
                 m = larger(builder.shuffle_vector(r1, r1, even), m)
                 m = larger(builder.shuffle_vector(r1, r1, odd), m)
                 at = builder.add(pooled_at_, builder.mul(pooled_ld_, ir.Constant(_I64, i)))
-                target = builder.bitcast(builder.gep(pooled_flat, [at]), _ROW.as_pointer())
+                target = builder.bitcast(_at(context, builder, signature.args[6], pooled_, at), _ROW.as_pointer())
                 builder.call(store, [m, target, ir.Constant(_I32, 4), windows])
         return context.get_dummy_value()
     return types.void(out, types.intp, types.intp, types.intp, types.intp, types.intp, pooled, types.intp,

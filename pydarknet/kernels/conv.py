@@ -197,15 +197,15 @@ def conv_direct(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=Fa
     count for a pool's windows): each band copies the input rows it reads into padded planes of its own while
     they are in the cache; the register tiles finish `store`'s affine and activation (kernels.epilogue) as they
     store, and its pool is filled from the band's rows (pooling each row or pair of rows alone cost more in calls
-    than the band's pass). With `pooled_only` (an output only the pool reads) and a pool, each band's rows go to
-    a scratch band of their own and only the pool's output is written. A and x may be int32 or uint32 words, as
-    for sgemm_image. Returns C."""
+    than the band's pass). With `pooled_only` (given only with a pool, for an output only the pool reads), each
+    band's rows go to a scratch band of their own and only the pool's output is written. A and x may be int32 or
+    uint32 words, as for sgemm_image. Returns C."""
     rows = min(out_h, max(2, BAND_BYTES // (4 * C.shape[0] * out_w) // 2 * 2))
     ap, offs, hp, wq = direct_operands(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, rows)
     cg = offs.size // (size * size)
     words = (cg * stride * hp * wq, 2 * host_panel_width())   # a band's planes, then whole vectors past their end
     _conv_direct(ap, x, c0, pad, offs, stride, words, hp, wq, out_h, out_w, rows, C, bool(fused), *store,
-                 bool(pooled_only) and store.pooled.size > 0)
+                 bool(pooled_only))
     return C
 
 

@@ -462,9 +462,9 @@ def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, 
     """out (filters, out_h*out_w) = the convolution of image x (c, h, w) by a (pack_bf16) with its kernel: on the
     AMX tiles ("blocked", "shifted", "packed") or with vdpbf16ps ("direct"), finished by `store` (the fused plan's
     kernels.epilogue.Store of this image): the tiles apply its affine and activation as they store C; the blocked
-    kernel its pool too (with `pooled_only`, for an output that only the pool reads, it then leaves `out`
-    unwritten), the others' pool follows in a pass; vdpbf16ps's sums get the whole store in a pass after.
-    scratch(name, shape, dtype) gives kept arrays aligned to 64 bytes."""
+    kernel its pool too (with `pooled_only`, given only with a pool, for an output that only the pool reads, it
+    then leaves `out` unwritten), the others' pool follows in a pass; vdpbf16ps's sums get the whole store in a
+    pass after. scratch(name, shape, dtype) gives kept arrays aligned to 64 bytes."""
     from . import amx, bf16
     if kernel == "direct":
         c, h, w = x.shape
@@ -484,7 +484,7 @@ def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, 
         xb = scratch("amx_blocked", shape, np.uint16)
         amx.to_bf16_blocked(x, pad, xb)
         amx.conv_blocked(a, filters, xb, wp, wq, stride, out_h, out_w, out, config, c_work,
-                         a.nbytes > AMX_WEIGHTS_CACHED, *store, pooled_only and store.pooled.size > 0)
+                         a.nbytes > AMX_WEIGHTS_CACHED, *store, pooled_only)
         return
     if kernel == "shifted":
         shape, row = amx.shifted_layout(c, size, pad, w, out_h)

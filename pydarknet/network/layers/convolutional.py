@@ -338,7 +338,7 @@ class Convolutional(Layer):
         if form == "depthwise":   # one chain per output straight from the image, no columns
             depthwise_conv(x, weights, self.size, self.stride, pad, d, out.reshape(batch, n, L))
             return finish()
-        pooled_only = self.may_skip_output(net)   # (where the store pools: the output may go unwritten)
+        pooled_only = bool(store.pooled.size) and self.may_skip_output(net)   # the store pools: may skip the output
         if form == "bf16":   # the bf16 products (the AMX tiles or vdpbf16ps)
             a, kernel = kept
             for b in range(batch):
