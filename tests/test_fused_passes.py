@@ -291,6 +291,58 @@ def test_a_first_layer_that_its_pool_alone_reads_writes_the_pools_output_alone(t
         np.testing.assert_array_equal(layer.output, ours, err_msg=f"layer {layer.index} {layer.type}")
 
 
+@pytest.mark.parametrize("products_name", ["fast", "darknet"])
+def test_a_layers_plan_is_kept_until_the_network_changes(tmp_path, products_name):
+    """A convolution decides its pass once (Convolutional.plan: its products, store, pool and output array) and
+    keeps that plan while Network.plan_key stays the same. After another batch size, other products, new
+    parameters or a resize, the pass runs a plan made for them: every layer gives a fresh network's bits. A replica
+    starts without plans (theirs hold views of the first network's buffers: ROUTE_POOL_CFG's convolutions write into
+    the route's output)."""
+    other_products = "darknet" if products_name == "fast" else "fast"
+
+    def run(x, name=products_name, seed=None, size=None, net=None):
+        if net is None:
+            net = network(tmp_path / "fresh", "ab", ROUTE_POOL_CFG)
+            if seed is not None:
+                net.initialize(seed=seed)
+            if size is not None:
+                net.resize(*size)
+        net.products = products.products_for(name)
+        net.forward(x)
+        return [layer.output.copy() for layer in net.layers]
+
+    def assert_same(outputs, expected):
+        for i, (ours, theirs) in enumerate(zip(outputs, expected)):
+            np.testing.assert_array_equal(ours, theirs, err_msg=f"layer {i}")
+
+    (tmp_path / "fresh").mkdir()
+    net = network(tmp_path, "ab", ROUTE_POOL_CFG)
+    rng = np.random.default_rng(4)
+    one, two = (rng.normal(0, 1, (batch, 3, 26, 36)).astype(np.float32) for batch in (1, 2))
+    run(one, net=net)
+    plans = dict(net.plans)
+    assert len(plans) == 3   # the three convolutions
+    assert_same(run(one, net=net), run(one))
+    assert all(net.plans[key] is plan for key, plan in plans.items())
+    assert_same(run(two, net=net), run(two))
+    assert_same(run(one, net=net), run(one))
+    assert_same(run(one, other_products, net=net), run(one, other_products))
+    assert_same(run(one, net=net), run(one))
+    new = network(tmp_path / "fresh", "ab", ROUTE_POOL_CFG).initialize(seed=9)
+    new.save(tmp_path / "new.weights")
+    net.load(tmp_path / "new.weights")
+    assert_same(run(one, net=net), run(one, seed=9))
+    replica = net.replica()
+    assert replica.plans == {}
+    kept = [layer.output.copy() for layer in net.layers]
+    assert_same(run(two, net=replica), run(two, seed=9))
+    assert_same(run(one, net=replica), run(one, seed=9))
+    assert_same([layer.output for layer in net.layers], kept)
+    small = one[:, :, :20, :28].copy()
+    net.resize(28, 20)
+    assert_same(run(small, net=net), run(small, seed=9, size=(28, 20)))
+
+
 @pytest.mark.parametrize("products_name", ["fast", "int16"])
 @pytest.mark.parametrize("batch", [1, 2])
 def test_a_pool_after_a_concatenation_is_filled_by_its_parts_stores(tmp_path, products_name, batch, monkeypatch):
@@ -307,6 +359,7 @@ def test_a_pool_after_a_concatenation_is_filled_by_its_parts_stores(tmp_path, pr
     fused = [layer.output.copy() for layer in net.layers]
     assert len(calls) == (0 if batch == 1 else 1)
     monkeypatch.setattr(Maxpool, "pools_in_place", lambda self, net: False)
+    net.plans.clear()   # the layers' plans were made with the pools in place
     net.forward(x)
     assert len(calls) == (1 if batch == 1 else 2)
     for layer, ours in zip(net.layers, fused):

@@ -144,13 +144,14 @@ def using(chosen):
         _in_this_thread.chosen = previous
 
 
-def _chosen():
+def chosen():
+    """The Products in force in this thread (using's, else the process's)."""
     return _in_this_thread.chosen or _PROCESS
 
 
 def backend():
     """The name of the products in force in this thread (using's, else the process's)."""
-    return _chosen().name
+    return chosen().name
 
 
 def stored_by_tiles(store):
@@ -365,7 +366,7 @@ def int16_kernel(channels, size, stride, dilation, groups, out_h, out_w):
         return None
     if backend() == "int16":
         return _words_kernel(channels, size, stride, dilation, out_h, out_w, None)
-    if backend() == "bf16" and _chosen().bf16_engine == "dpbf16ps":
+    if backend() == "bf16" and chosen().bf16_engine == "dpbf16ps":
         return "winograd" if _words_kernel(channels, size, stride, dilation, out_h, out_w, None) == "winograd" else None
     return None
 
@@ -424,9 +425,9 @@ def bf16_kernel(channels, filters, size, stride, dilation, groups, out_h, out_w)
     The per-layer measurements behind these rules are in docs/notes.md."""
     if backend() != "bf16" or groups != 1:
         return None
-    if _chosen().bf16_engine == "amx" and channels == 16 and stride == 1 and dilation == 1 and size > 1:
+    if chosen().bf16_engine == "amx" and channels == 16 and stride == 1 and dilation == 1 and size > 1:
         return "blocked" if filters <= BF16_PADDED_FILTERS else "shifted"
-    if _chosen().bf16_engine == "dpbf16ps":
+    if chosen().bf16_engine == "dpbf16ps":
         if size == 1:
             return "direct" if channels >= BF16_POINTWISE_CHANNELS else None
         kernel = _words_kernel(channels, size, stride, dilation, out_h, out_w, "direct")

@@ -69,6 +69,7 @@ class Network(Passes, Parameters):
         self.engine = None      # the GPU engine (see `to`), or a runtime's (tasks.engines): what runs its forward
         self.lock = threading.RLock()   # held around a forward and the reading of its outputs (the docstring)
         self.products = None    # its own kernels.products.Products for inference (None: the process's)
+        self.plans = {}         # id(layer) -> the layer's plan of its pass (see plan_key); a replica starts without
         build_layers(self, sections[1:])
         if not quiet_unused:
             for section in sections:
@@ -114,6 +115,7 @@ class Network(Passes, Parameters):
         with self.lock:   # not in the middle of another thread's forward
             shared = {id(array): array for layer in self.layers for array in layer.weight_arrays()}
             shared[id(self.lock)] = threading.RLock()
+            shared[id(self.plans)] = {}   # (a plan holds views of this network's buffers)
             return copy.deepcopy(self, shared)
 
     def resize(self, w: int, h: int) -> None:

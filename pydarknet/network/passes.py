@@ -6,7 +6,7 @@ import numpy as np
 
 from ..files.config import DarknetError
 from ..files.image import check_given
-from ..kernels.products import using
+from ..kernels.products import chosen, using
 from .layers import COST_LAYER_TYPES
 
 
@@ -119,6 +119,13 @@ class Passes:
         if getattr(self, "_workspace", None) is None or self._workspace.size < size:
             self._workspace = np.empty(size, np.float32)
         return self._workspace[:size]
+
+    def plan_key(self, batch):
+        """What the layers' plans of a pass of `batch` images depend on besides the layers themselves (see
+        layers.convolutional.Plan): the input size, the parameters' version, the products in force, training or
+        inference and what the network keeps. A plan is remade when it changes."""
+        return (batch, self.input_shape, self.params_version, chosen(), self.train, self.keep_for_backward,
+                self.every_output, self.fuse_batchnorm, self.darknet)
 
     @property
     def output_layer(self):

@@ -18,6 +18,7 @@ batch-norm arithmetic when net.darknet is "ab": sqrt(var + .00001) and, at infer
 net.fuse_batchnorm, the batch-norm folded into the weights and biases as its fuse_conv_batchnorm does.
 """
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -160,6 +161,25 @@ def pool_after(layer, net):
     index = layer.index + 1
     following = net.layers[index] if index < len(net.layers) and net.layers[layer.index] is layer else None
     return following if following is not None and following.pools_in_place(net) else None
+
+
+class Plan(NamedTuple):
+    """A convolution's pass as decided for one state of its network (Network.plan_key): made on the first pass and
+    kept, so that the passes after it run the products without deciding them again (the deciding took longer than
+    the products of the small layers of Tiny Darknet in --bf16)."""
+    key: tuple
+    activation: int        # the layer's activation (its code)
+    inline: int            # the activation applied as the output is written (inline_activation's)
+    weights: np.ndarray    # what the products multiply: the layer's weights, or the fork's with batch-norm folded
+    terms: list | None     # (mean, variance, scales, biases, normalize) of the pass after the products
+    store: Store | None    # fused_store's, finishing the products' output as they store it
+    stores: tuple          # the store of each image (its own part of the pool's output), NONE without a store
+    form: str | None       # product_form's products and the weights in their form
+    kept: object
+    pooled_only: bool      # the store pools and the output is left unwritten (may_skip_output)
+    pool: Layer | None     # the [maxpool] the store fills, from channel `first` of its input
+    first: int
+    out: np.ndarray        # the output, (batch, filters, out_h*out_w)
 
 
 class Convolutional(Layer):
@@ -307,10 +327,10 @@ class Convolutional(Layer):
                                                  lambda: pack_winograd(transform_weights(weights, cg, tile), rows))
         return None, None
 
-    def convolve(self, x, net, out=None, weights=None, store=None):
-        """The raw convolution sums (n, filters, out_h*out_w), before bias and batch-norm (into `out` if
-        given, else into the layer's output buffer), with the layer's weights or the given ones; with a `store`
-        (fused_store's), finished by it: by the products that store through it, else in a pass after them."""
+    def convolve(self, x, net, plan, out=None):
+        """The raw convolution sums (n, filters, out_h*out_w), before bias and batch-norm, with the plan's weights
+        and products (into `out` if given, else into the plan's output); with the plan's store, finished by it: by
+        the products that store through it, else in a pass after them."""
         batch = x.shape[0]
         c, h, w = self.in_shape
         n, out_h, out_w = self.out_shape
@@ -319,31 +339,25 @@ class Convolutional(Layer):
         m, cg = n // g, c // g
         k = cg * self.size * self.size
         if out is None:
-            out = self.output_buffer(batch).reshape(batch, n, L)
-        if weights is None:
-            weights = self.weights
-        store = store or NONE
-
-        def image_store(b):
-            return store if not store.pooled.size else store._replace(pooled=store.pooled[b])
+            out = plan.out
+        weights, stores, pooled_only = plan.weights, plan.stores, plan.pooled_only
 
         def finish():   # the store's own pass, for the products that do not store through it
             for b in range(batch):
-                apply(out[b], out_w, image_store(b))
+                apply(out[b], out_w, stores[b])
             return out
 
         d = self.dilation
         pad = self.pad * d
-        form, kept = self.product_form(weights, net)
+        form, kept = plan.form, plan.kept
         if form == "depthwise":   # one chain per output straight from the image, no columns
             depthwise_conv(x, weights, self.size, self.stride, pad, d, out.reshape(batch, n, L))
             return finish()
-        pooled_only = bool(store.pooled.size) and self.may_skip_output(net)   # the store pools: may skip the output
         if form == "bf16":   # the bf16 products (the AMX tiles or vdpbf16ps)
             a, kernel = kept
             for b in range(batch):
                 conv_bf16(a, kernel, n, x[b], self.size, self.stride, pad, d, out_h, out_w, out[b],
-                          lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype), image_store(b),
+                          lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype), stores[b],
                           pooled_only)
             return out
         if form == "int16":   # the int16 products: integer sums, each filter's row then scaled to floats
@@ -351,8 +365,8 @@ class Convolutional(Layer):
             for b in range(batch):
                 scale = conv_int16(a, units, x[b], self.size, self.stride, pad, d, out_h, out_w, out[b],
                                    lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype))
-                if store.affine.shape[1]:   # scaled in the store's pass
-                    apply(out[b], out_w, image_store(b), scale)
+                if stores[b].affine.shape[1]:   # scaled in the store's pass
+                    apply(out[b], out_w, stores[b], scale)
                 else:
                     scale_rows(out[b], scale)
             return out
@@ -360,17 +374,17 @@ class Convolutional(Layer):
             a, units = kept
             for b in range(batch):
                 conv_int16_winograd(a, units, x[b], pad, out_h, out_w, out[b],
-                                    lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype), image_store(b))
+                                    lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype), stores[b])
             return out
         if form == "winograd":   # the fast products' Winograd F(tile x tile, 3x3)
             for b in range(batch):
                 conv_winograd(kept, x[b], pad, out_h, out_w, out[b], lambda name, size: scratch(net, name, size),
-                              image_store(b))
+                              stores[b])
             return out
         direct = self.size == 1 and self.stride == 1 and self.pad == 0
         wide = share_products(batch, L)
         packed = not wide and packs_images()
-        stores = g == 1 and packed   # conv_image and gemm_nn finish an ungrouped layer's rows themselves
+        fused = g == 1 and packed   # conv_image and gemm_nn finish an ungrouped layer's rows themselves
         chunk = chunk_images(batch, k * L)
         col = None if packed else net.workspace(k * L * chunk)
         for b0 in range(0, batch, chunk):
@@ -388,49 +402,70 @@ class Convolutional(Layer):
                 if not direct and packed:   # each image's columns straight into the product's panels
                     for b in range(b0, b1):
                         conv_image(group, x[b], j * cg, self.size, self.stride, pad, d, out_h, out_w,
-                                   out[b, j * m:(j + 1) * m], image_store(b) if stores else NONE, pooled_only)
+                                   out[b, j * m:(j + 1) * m], stores[b] if fused else NONE, pooled_only)
                     continue
                 if not direct:
                     cols = col[:k * count * L].reshape(count, k, L)
                     im2col_batch(x[b0:b1], j * cg, cg, self.size, self.stride, pad, cols, False, d)
                 for b in range(b0, b1):
                     src = x[b, j * cg:(j + 1) * cg].reshape(cg, h * w) if direct else cols[b - b0]
-                    gemm_nn(group, src, out[b, j * m:(j + 1) * m], store=image_store(b) if stores else NONE,
+                    gemm_nn(group, src, out[b, j * m:(j + 1) * m], store=stores[b] if fused else NONE,
                             width=out_w)
-        return out if stores else finish()
+        return out if fused else finish()
 
     def forward(self, x, net):
-        code = ACTIVATIONS[self.activation]
-        ab = net.darknet == "ab"
-        inline = inline_activation(code, net.train)
-        if ab:   # the fork's convolution activates element by element with its float activate()
-            inline = fork_scalar(inline)
+        batch = x.shape[0]
+        plan = self.plan(net, batch)
         if self.batch_normalize and net.train:
             # the raw sums go to bn_x (which the backward pass keeps), the activations to the output
-            out = self.output_buffer(x.shape[0]).reshape(x.shape[0], self.out_shape[0], -1)
+            out = self.output_buffer(batch).reshape(batch, self.out_shape[0], -1)
             self.bn_x, self.x_norm = batchnorm_buffers(self, out.shape)
-            self.convolve(x, net, self.bn_x)
+            self.convolve(x, net, plan, self.bn_x)
             self.mean = np.empty(out.shape[1], np.float32)
             self.variance = np.empty(out.shape[1], np.float32)
             backward.batchnorm_train(self.bn_x, out, self.scales, self.biases, self.rolling_mean, self.rolling_variance,
-                                     self.mean, self.variance, self.x_norm, inline, ab)
+                                     self.mean, self.variance, self.x_norm, plan.inline, net.darknet == "ab")
         else:
-            weights, *terms = self.inference_terms(net)
-            store = self.fused_store(net, x.shape[0], inline, terms)
-            out = self.convolve(x, net, weights=weights, store=store)
+            out = self.convolve(x, net, plan)
             if self.batch_normalize and net.keep_for_backward:
                 # darknet keeps the raw sums; its backward then uses the rolling statistics
                 self.bn_x, self.x_norm = batchnorm_buffers(self, out.shape)
                 self.bn_x[...] = out
                 self.x_norm.fill(0)
                 self.mean, self.variance = self.rolling_mean, self.rolling_variance
-            if store is None:
-                self.normalize_activate(out, *terms, inline, net, code)
-            elif store.pooled.size:
-                pool, first = self.pool_target(net, x.shape[0])
-                pool.pooled_by(first, out)
-        finish_activation(self, out, code, net.train)
-        return out.reshape((x.shape[0],) + self.out_shape)
+            if plan.store is None:
+                self.normalize_activate(out, *plan.terms, plan.inline, net, plan.activation)
+            elif plan.pool is not None:
+                plan.pool.pooled_by(plan.first, out)
+        finish_activation(self, out, plan.activation, net.train)
+        return out.reshape((batch,) + self.out_shape)
+
+    def plan(self, net, batch):
+        """This layer's Plan for a pass of `batch` images, kept in net.plans while net.plan_key stays the same."""
+        key = net.plan_key(batch)
+        plan = net.plans.get(id(self))
+        if plan is None or plan.key != key:
+            plan = net.plans[id(self)] = self.make_plan(key, net, batch)
+        return plan
+
+    def make_plan(self, key, net, batch):
+        code = ACTIVATIONS[self.activation]
+        inline = inline_activation(code, net.train)
+        if net.darknet == "ab":   # the fork's convolution activates element by element with its float activate()
+            inline = fork_scalar(inline)
+        if self.batch_normalize and net.train:   # the raw sums, then batch-norm with the batch's statistics
+            weights, terms, store = self.weights, None, None
+        else:
+            weights, *terms = self.inference_terms(net)
+            store = self.fused_store(net, batch, inline, terms)
+        form, kept = self.product_form(weights, net)
+        pooled = store is not None and store.pooled.size
+        pool, first = self.pool_target(net, batch) if pooled else (None, 0)
+        stores = tuple(NONE if store is None else store._replace(pooled=store.pooled[b]) if pooled else store
+                       for b in range(batch))
+        out = self.output_buffer(batch).reshape(batch, self.filters, -1)
+        return Plan(key, code, inline, weights, terms, store, stores, form, kept,
+                    bool(pooled) and self.may_skip_output(net), pool, first, out)
 
     def inference_terms(self, net):
         """(weights, mean, variance, scales, biases, normalize) of the inference pass: the fork's batch-norm folded
