@@ -343,6 +343,22 @@ def test_a_layers_plan_is_kept_until_the_network_changes(tmp_path, products_name
     assert_same(run(small, net=net), run(small, seed=9, size=(28, 20)))
 
 
+def test_a_plans_scratch_is_asked_for_once_and_kept(tmp_path):
+    """kept_scratch: the network's aligned scratch array of that name, shape and dtype, asked for once and then the
+    same array on every call; one the network's scratch outgrows (a later layer's bigger ask) stays the plan's, apart
+    from the bigger one."""
+    net = network(tmp_path, "pjreddie")
+    first, second = convolutional.kept_scratch(net), convolutional.kept_scratch(net)
+    small = first("words", (3, 4), np.uint16)
+    assert small.shape == (3, 4) and small.dtype == np.uint16 and small.ctypes.data % 64 == 0
+    assert first("words", (3, 4), np.uint16) is small
+    assert first("words", (3, 4), np.float32) is not small
+    big = second("words", (50, 40), np.uint16)
+    assert big.ctypes.data % 64 == 0 and not np.shares_memory(big, small)
+    assert first("words", (3, 4), np.uint16) is small
+    assert second("words", (2, 2), np.uint16).ctypes.data == big.ctypes.data   # the network's, grown
+
+
 @pytest.mark.parametrize("products_name", ["fast", "int16"])
 @pytest.mark.parametrize("batch", [1, 2])
 def test_a_pool_after_a_concatenation_is_filled_by_its_parts_stores(tmp_path, products_name, batch, monkeypatch):

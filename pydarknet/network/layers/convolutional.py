@@ -76,6 +76,21 @@ def aligned_scratch(net, key, shape, dtype):
     return array[:size].reshape(shape)
 
 
+def kept_scratch(net):
+    """A plan's scratch(name, shape, dtype): aligned_scratch's arrays, each asked for once and then kept by name,
+    shape and dtype for the plan's passes (asking took longer than the products of small layers). One the network's
+    scratch later outgrows stays the plan's."""
+    arrays = {}
+
+    def scratch(name, shape, dtype):
+        key = (name, shape, dtype)
+        array = arrays.get(key)
+        if array is None:
+            array = arrays[key] = aligned_scratch(net, name, shape, dtype)
+        return array
+    return scratch
+
+
 def batchnorm_forward_train(layer, out, activation, net):
     """Batch-norm with the batch's statistics, then `activation`, on out (batch, channels, spatial) in place;
     keeps what the backward pass needs on the layer: bn_x (the input), x_norm, mean, variance."""
@@ -180,6 +195,7 @@ class Plan(NamedTuple):
     pool: Layer | None     # the [maxpool] the store fills, from channel `first` of its input
     first: int
     out: np.ndarray        # the output, (batch, filters, out_h*out_w)
+    scratch: object        # kept_scratch's, for the products' scratch arrays
 
 
 class Convolutional(Layer):
@@ -356,15 +372,13 @@ class Convolutional(Layer):
         if form == "bf16":   # the bf16 products (the AMX tiles or vdpbf16ps)
             a, kernel = kept
             for b in range(batch):
-                conv_bf16(a, kernel, n, x[b], self.size, self.stride, pad, d, out_h, out_w, out[b],
-                          lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype), stores[b],
-                          pooled_only)
+                conv_bf16(a, kernel, n, x[b], self.size, self.stride, pad, d, out_h, out_w, out[b], plan.scratch,
+                          stores[b], pooled_only)
             return out
         if form == "int16":   # the int16 products: integer sums, each filter's row then scaled to floats
             a, units = kept
             for b in range(batch):
-                scale = conv_int16(a, units, x[b], self.size, self.stride, pad, d, out_h, out_w, out[b],
-                                   lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype))
+                scale = conv_int16(a, units, x[b], self.size, self.stride, pad, d, out_h, out_w, out[b], plan.scratch)
                 if stores[b].affine.shape[1]:   # scaled in the store's pass
                     apply(out[b], out_w, stores[b], scale)
                 else:
@@ -373,13 +387,12 @@ class Convolutional(Layer):
         if form == "int16_winograd":   # F(2x2, 3x3) with the int16 products
             a, units = kept
             for b in range(batch):
-                conv_int16_winograd(a, units, x[b], pad, out_h, out_w, out[b],
-                                    lambda name, shape, dtype: aligned_scratch(net, name, shape, dtype), stores[b])
+                conv_int16_winograd(a, units, x[b], pad, out_h, out_w, out[b], plan.scratch, stores[b])
             return out
         if form == "winograd":   # the fast products' Winograd F(tile x tile, 3x3)
             for b in range(batch):
-                conv_winograd(kept, x[b], pad, out_h, out_w, out[b], lambda name, size: scratch(net, name, size),
-                              stores[b])
+                conv_winograd(kept, x[b], pad, out_h, out_w, out[b],
+                              lambda name, size: plan.scratch(name, (size,), np.float32), stores[b])
             return out
         direct = self.size == 1 and self.stride == 1 and self.pad == 0
         wide = share_products(batch, L)
@@ -465,7 +478,7 @@ class Convolutional(Layer):
                        for b in range(batch))
         out = self.output_buffer(batch).reshape(batch, self.filters, -1)
         return Plan(key, code, inline, weights, terms, store, stores, form, kept,
-                    bool(pooled) and self.may_skip_output(net), pool, first, out)
+                    bool(pooled) and self.may_skip_output(net), pool, first, out, kept_scratch(net))
 
     def inference_terms(self, net):
         """(weights, mean, variance, scales, biases, normalize) of the inference pass: the fork's batch-norm folded
