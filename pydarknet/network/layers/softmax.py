@@ -49,7 +49,14 @@ class Softmax(Layer):
         return f"softmax                                        {self.inputs:4d}"
 
     def runs(self, batch):
-        """(starts, sizes, stride, temperature) of every softmax run over the flat batch."""
+        """(starts, sizes, stride, temperature) of every softmax run over the flat batch, kept on the layer for
+        the batch and input size last asked about."""
+        kept = self.__dict__.get("_runs")
+        if kept is None or kept[0] != (batch, self.in_shape, self.temperature):
+            kept = self._runs = ((batch, self.in_shape, self.temperature), self.find_runs(batch))
+        return kept[1]
+
+    def find_runs(self, batch):
         if self.tree is not None:
             t = self.tree
             return run_starts(batch, self.inputs, t.group_offset), np.tile(t.group_size, batch), 1, self.temperature
