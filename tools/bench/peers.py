@@ -85,15 +85,15 @@ def opencv_net(cfg, weights, winograd=True):
     return run
 
 
-def with_products(backend, fn):
-    """fn run with the given products backend (darknet's exact order, or fast), the previous one restored."""
-    def run():
-        previous = products.set_backend(backend)
-        try:
-            fn()
-        finally:
-            products.set_backend(previous)
-    return run
+def mode_forward(cfg, weights, x, name):
+    """The forward on x of a network of its own that runs the products `name` (its Network.products), as a user's
+    Detector in one mode runs it: one network taking every mode in turn would make its layers' plans again at every
+    turn (Convolutional.plan)."""
+    net = Network(cfg, quiet_unused=True)
+    net.load(weights)
+    net.resize(x.shape[3], x.shape[2])   # as `prepare` sized the first network (a classifier's resize_min)
+    net.products = products.products_for(name)
+    return lambda: net.forward(x)
 
 
 def bench_forward(name, cfg, weights, image, prepare, runs):
@@ -104,10 +104,9 @@ def bench_forward(name, cfg, weights, image, prepare, runs):
     net.load(weights)
     x = prepare(load_image(image), net)[None]
     peer, direct = opencv_net(cfg, weights), opencv_net(cfg, weights, winograd=False)
-    forward = lambda: net.forward(x)  # noqa: E731
     exact, fast, theirs, theirs_direct = median_times(
-        [with_products("darknet", forward), with_products("fast", forward), (lambda: peer(x)) if peer else None,
-         (lambda: direct(x)) if direct else None], runs)
+        [mode_forward(cfg, weights, x, "darknet"), mode_forward(cfg, weights, x, "fast"),
+         (lambda: peer(x)) if peer else None, (lambda: direct(x)) if direct else None], runs)
     report(f"forward {name} {x.shape[3]}x{x.shape[2]}", exact, theirs, theirs_direct)
     report(f"forward {name} --fast", fast, theirs)
 
@@ -171,12 +170,12 @@ def bench_peers(name, cfg, weights, image, prepare, runs):
         runners = {"opencv dnn": lambda: opencv(x), **runners}
     else:
         missing["opencv dnn"] = "needs opencv-python-headless<5 with the dnn module"
-    ours = {"pydarknet exact": with_products("darknet", lambda: net.forward(x)),
-            "pydarknet --fast": with_products("fast", lambda: net.forward(x))}
+    ours = {"pydarknet exact": mode_forward(cfg, weights, x, "darknet"),
+            "pydarknet --fast": mode_forward(cfg, weights, x, "fast")}
     for precision in products.REDUCED:
         why = products.reduced_unavailable(precision)
         if why is None:
-            ours[f"pydarknet --{precision}"] = with_products(precision, lambda: net.forward(x))
+            ours[f"pydarknet --{precision}"] = mode_forward(cfg, weights, x, precision)
         else:
             missing[f"pydarknet --{precision}"] = why
     for engine in ("onnxruntime", "openvino"):   # the runtimes behind pydarknet's forward (tasks/engines.py)
