@@ -343,6 +343,21 @@ def test_a_layers_plan_is_kept_until_the_network_changes(tmp_path, products_name
     assert_same(run(small, net=net), run(small, seed=9, size=(28, 20)))
 
 
+def test_a_pool_keeps_its_answer_only_for_the_same_arrays(tmp_path):
+    """Maxpool.made_of: whether the convolutions' pooled parts are its input's memory, whole; kept for the same input
+    and parts (the plans hand over the same arrays pass after pass), looked at again for any other."""
+    net = network(tmp_path, "ab", ROUTE_POOL_CFG)
+    pool = net.layers[3]
+    x = np.zeros((1, 14, 26, 36), np.float32)
+    parts = ((0, x[:, :6]), (6, x[:, 6:]))
+    assert pool.made_of(x, parts) and pool.made_of(x, parts)
+    assert not pool.made_of(x.copy(), parts)
+    assert not pool.made_of(x, ((0, x[:, :6]), (6, x[:, 6:].copy())))
+    assert not pool.made_of(x, ((0, parts[0][1]), (7, parts[1][1])))
+    assert not pool.made_of(x, parts[:1])
+    assert pool.made_of(x, parts)
+
+
 def test_a_plans_scratch_is_asked_for_once_and_kept(tmp_path):
     """kept_scratch: the network's aligned scratch array of that name, shape and dtype, asked for once and then the
     same array on every call; one the network's scratch outgrows (a later layer's bigger ask) stays the plan's, apart

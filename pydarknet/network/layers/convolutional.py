@@ -195,6 +195,7 @@ class Plan(NamedTuple):
     pool: Layer | None     # the [maxpool] the store fills, from channel `first` of its input
     first: int
     out: np.ndarray        # the output, (batch, filters, out_h*out_w)
+    output: np.ndarray     # the same, (batch, filters, out_h, out_w): what the pass returns, the same array each time
     scratch: object        # kept_scratch's, for the products' scratch arrays
 
 
@@ -431,7 +432,7 @@ class Convolutional(Layer):
         plan = self.plan(net, batch)
         if self.batch_normalize and net.train:
             # the raw sums go to bn_x (which the backward pass keeps), the activations to the output
-            out = self.output_buffer(batch).reshape(batch, self.out_shape[0], -1)
+            out = plan.out
             self.bn_x, self.x_norm = batchnorm_buffers(self, out.shape)
             self.convolve(x, net, plan, self.bn_x)
             self.mean = np.empty(out.shape[1], np.float32)
@@ -451,7 +452,7 @@ class Convolutional(Layer):
             elif plan.pool is not None:
                 plan.pool.pooled_by(plan.first, out)
         finish_activation(self, out, plan.activation, net.train)
-        return out.reshape((batch,) + self.out_shape)
+        return plan.output
 
     def plan(self, net, batch):
         """This layer's Plan for a pass of `batch` images, kept in net.plans while net.plan_key stays the same."""
@@ -476,9 +477,10 @@ class Convolutional(Layer):
         pool, first = self.pool_target(net, batch) if pooled else (None, 0)
         stores = tuple(NONE if store is None else store._replace(pooled=store.pooled[b]) if pooled else store
                        for b in range(batch))
-        out = self.output_buffer(batch).reshape(batch, self.filters, -1)
+        output = self.output_buffer(batch)
         return Plan(key, code, inline, weights, terms, store, stores, form, kept,
-                    bool(pooled) and self.may_skip_output(net), pool, first, out, kept_scratch(net))
+                    bool(pooled) and self.may_skip_output(net), pool, first, output.reshape(batch, self.filters, -1),
+                    output, kept_scratch(net))
 
     def inference_terms(self, net):
         """(weights, mean, variance, scales, biases, normalize) of the inference pass: the fork's batch-norm folded
