@@ -69,15 +69,16 @@ class Emulated:
         im2col_batch(np.ascontiguousarray(x, np.float32)[None], 0, c, size, stride, pad, cols, False, dilation)
         return cols[0]
 
-    # --bf16 (products.pack_bf16, conv_bf16): every kernel multiplies the rounded weights by the rounded image
+    # --bf16 (products.pack_bf16, bf16_convolution): every kernel multiplies the rounded weights by the rounded image
     def pack_bf16(self, weights, channels, size, kernel):
         assert kernel in BF16_KERNELS, f"the emulation does not know the bf16 kernel {kernel!r}: teach it"
         return bf16_round(weights)
 
-    def conv_bf16(self, a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, out, scratch, store=NONE,
-                  pooled_only=False):   # (the output is written either way)
-        out[...] = self.product(a, bf16_round(self.columns(x, size, stride, pad, dilation, out_h, out_w)))
-        apply(out, out_w, store)   # the store's arithmetic: the same floats, in the tiles' store or in a pass
+    def bf16_convolution(self, a, kernel, filters, shape, size, stride, pad, dilation, out_h, out_w, scratch):
+        def convolve(x, out, store, pooled_only):   # (the output is written either way)
+            out[...] = self.product(a, bf16_round(self.columns(x, size, stride, pad, dilation, out_h, out_w)))
+            apply(out, out_w, store)   # the store's arithmetic: the same floats, in the tiles' store or in a pass
+        return convolve
 
     # --int16 (int16.quantize_weights, conv_int16; quantize_winograd_weights, conv_int16_winograd)
     def quantize_weights(self, weights, channels, size):
@@ -111,7 +112,7 @@ def emulate(engine, monkeypatch):
     monkeypatch.setattr(bf16, "unavailable", lambda: None)
     monkeypatch.setattr(int16, "unavailable", lambda: None)
     emulated = Emulated()
-    for name in ("pack_bf16", "conv_bf16", "quantize_weights", "conv_int16", "quantize_winograd_weights",
+    for name in ("pack_bf16", "bf16_convolution", "quantize_weights", "conv_int16", "quantize_winograd_weights",
                  "conv_int16_winograd"):
         monkeypatch.setattr(convolutional, name, getattr(emulated, name))
     products.set_backend("int16" if engine == "int16" else "bf16")

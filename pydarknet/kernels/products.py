@@ -465,41 +465,59 @@ def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, 
     kernels.epilogue.Store of this image): the tiles apply its affine and activation as they store C; the blocked
     kernel its pool too (with `pooled_only`, given only with a pool, for an output that only the pool reads, it
     then leaves `out` unwritten), the others' pool follows in a pass; vdpbf16ps's sums get the whole store in a
-    pass after. scratch(name, shape, dtype) gives kept arrays aligned to 64 bytes."""
+    pass after. scratch(name, shape, dtype) gives kept arrays aligned to 64 bytes. (bf16_convolution's, made and
+    run at once.)"""
+    bf16_convolution(a, kernel, filters, x.shape, size, stride, pad, dilation, out_h, out_w, scratch)(
+        x, out, store, pooled_only)
+
+
+def bf16_convolution(a, kernel, filters, shape, size, stride, pad, dilation, out_h, out_w, scratch):
+    """conv_bf16 for images of `shape` (c, h, w), decided once: returns convolve(x, out, store, pooled_only),
+    which runs only the kernels (the rounding of x into the kernel's layout, then the products), with the layout,
+    the scratch arrays and the work's split among Numba's threads fixed here. A convolution's plan keeps it."""
     from . import amx, bf16
+    c, h, w = shape
     if kernel == "direct":
-        c, h, w = x.shape
         words = scratch("bf16_image", ((c + 1) // 2, h, w), np.uint32)
-        bf16.image_words(x, words)
-        conv_words(a, words, size, stride, pad, dilation, out_h, out_w, out)
-        apply(out, out_w, store)
-        return
+
+        def convolve(x, out, store, pooled_only):
+            bf16.image_words(x, words)
+            conv_words(a, words, size, stride, pad, dilation, out_h, out_w, out)
+            apply(out, out_w, store)
+        return convolve
     if amx.unavailable():   # also what asks the system for the tiles: without that, the first tile load faults
         raise RuntimeError(f"the bf16 products: {amx.unavailable()}")
-    c, h, w = x.shape
-    threads = numba.get_num_threads()
     config = amx.TILE_CONFIG
-    c_work = scratch("amx_c", (threads, 2048), np.float32)
+    c_work = scratch("amx_c", (numba.get_num_threads(), 2048), np.float32)
+    outer = a.nbytes > AMX_WEIGHTS_CACHED
     if kernel == "blocked":
-        shape, wp, wq = amx.blocked_layout(c, size, stride, pad, w, out_h, out_w)
-        xb = scratch("amx_blocked", shape, np.uint16)
-        amx.to_bf16_blocked(x, pad, xb)
-        amx.conv_blocked(a, filters, xb, wp, wq, stride, out_h, out_w, out, config, c_work,
-                         a.nbytes > AMX_WEIGHTS_CACHED, *store, pooled_only)
-        return
+        layout, wp, wq = amx.blocked_layout(c, size, stride, pad, w, out_h, out_w)
+        xb = scratch("amx_blocked", layout, np.uint16)
+
+        def convolve(x, out, store, pooled_only):
+            amx.to_bf16_blocked(x, pad, xb)
+            amx.conv_blocked(a, filters, xb, wp, wq, stride, out_h, out_w, out, config, c_work, outer, *store,
+                             pooled_only)
+        return convolve
     if kernel == "shifted":
-        shape, row = amx.shifted_layout(c, size, pad, w, out_h)
-        xs = scratch("amx_shifted", shape, np.uint16)
-        amx.to_bf16_shifted(x, pad, size, row, xs)
-        amx.conv_shifted(a, filters, size, xs, row, out_h, out_w, out, config, c_work, a.nbytes > AMX_WEIGHTS_CACHED,
-                         store.affine, store.activation)
-    else:
-        xp = scratch("amx_padded", (c + 1, h + 2 * pad, w + 2 * pad), np.uint16)
+        layout, row = amx.shifted_layout(c, size, pad, w, out_h)
+        xs = scratch("amx_shifted", layout, np.uint16)
+
+        def convolve(x, out, store, pooled_only):
+            amx.to_bf16_shifted(x, pad, size, row, xs)
+            amx.conv_shifted(a, filters, size, xs, row, out_h, out_w, out, config, c_work, outer, store.affine,
+                             store.activation)
+            pool(out, out_w, store)
+        return convolve
+    xp = scratch("amx_padded", (c + 1, h + 2 * pad, w + 2 * pad), np.uint16)
+    b_work = scratch("amx_b", (c_work.shape[0], a.shape[1] * 1024), np.uint16)
+
+    def convolve(x, out, store, pooled_only):
         amx.to_bf16_padded(x, pad, xp)
-        b_work = scratch("amx_b", (threads, a.shape[1] * 1024), np.uint16)
         amx.conv_image(a, filters, xp, c, size, stride, dilation, out_h, out_w, out, config, b_work, c_work,
                        store.affine, store.activation)
-    pool(out, out_w, store)
+        pool(out, out_w, store)
+    return convolve
 
 
 def gemm_tn(a, b, out, accumulate=False):

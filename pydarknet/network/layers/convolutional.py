@@ -30,7 +30,7 @@ from ...kernels.conv import (col2im_batch, depthwise_conv, im2col_batch, im2col_
 from ...kernels.epilogue import ACTIVATIONS as STORED_ACTIVATIONS, NO_POOL, NONE, Store, affine_table, apply
 from ...kernels.int16 import conv_int16_winograd, quantize_weights, quantize_winograd_weights, scale_rows
 from ...kernels.pool import tiles_2x2
-from ...kernels.products import (backend, bf16_kernel, conv_bf16, conv_image, conv_int16, conv_weight_gradient,
+from ...kernels.products import (backend, bf16_convolution, bf16_kernel, conv_image, conv_int16, conv_weight_gradient,
                                  conv_weight_gradient_image, conv_winograd, gemm_nn, gemm_tn, int16_kernel, pack_bf16,
                                  pack_winograd, packs_images, weight_gradient_from_image, weight_gradient_transposed,
                                  winograd_rows, winograd_tile)
@@ -189,8 +189,8 @@ class Plan(NamedTuple):
     terms: list | None     # (mean, variance, scales, biases, normalize) of the pass after the products
     store: Store | None    # fused_store's, finishing the products' output as they store it
     stores: tuple          # the store of each image (its own part of the pool's output), NONE without a store
-    form: str | None       # product_form's products and the weights in their form
-    kept: object
+    form: str | None       # product_form's products and the weights in their form; for "bf16", its
+    kept: object           # convolution of one image with its layout and scratch decided (bf16_convolution)
     pooled_only: bool      # the store pools and the output is left unwritten (may_skip_output)
     pool: Layer | None     # the [maxpool] the store fills, from channel `first` of its input
     first: int
@@ -370,11 +370,9 @@ class Convolutional(Layer):
         if form == "depthwise":   # one chain per output straight from the image, no columns
             depthwise_conv(x, weights, self.size, self.stride, pad, d, out.reshape(batch, n, L))
             return finish()
-        if form == "bf16":   # the bf16 products (the AMX tiles or vdpbf16ps)
-            a, kernel = kept
+        if form == "bf16":   # the bf16 products (the AMX tiles or vdpbf16ps), as the plan prepared them
             for b in range(batch):
-                conv_bf16(a, kernel, n, x[b], self.size, self.stride, pad, d, out_h, out_w, out[b], plan.scratch,
-                          stores[b], pooled_only)
+                kept(x[b], out[b], stores[b], pooled_only)
             return out
         if form == "int16":   # the int16 products: integer sums, each filter's row then scaled to floats
             a, units = kept
@@ -473,6 +471,11 @@ class Convolutional(Layer):
             weights, *terms = self.inference_terms(net)
             store = self.fused_store(net, batch, inline, terms)
         form, kept = self.product_form(weights, net)
+        scratch = kept_scratch(net)
+        if form == "bf16":   # its kernels' layout and scratch decided here, once
+            n, out_h, out_w = self.out_shape
+            kept = bf16_convolution(*kept, n, self.in_shape, self.size, self.stride, self.pad * self.dilation,
+                                    self.dilation, out_h, out_w, scratch)
         pooled = store is not None and store.pooled.size
         pool, first = self.pool_target(net, batch) if pooled else (None, 0)
         stores = tuple(NONE if store is None else store._replace(pooled=store.pooled[b]) if pooled else store
@@ -480,7 +483,7 @@ class Convolutional(Layer):
         output = self.output_buffer(batch)
         return Plan(key, code, inline, weights, terms, store, stores, form, kept,
                     bool(pooled) and self.may_skip_output(net), pool, first, output.reshape(batch, self.filters, -1),
-                    output, kept_scratch(net))
+                    output, scratch)
 
     def inference_terms(self, net):
         """(weights, mean, variance, scales, biases, normalize) of the inference pass: the fork's batch-norm folded
