@@ -310,44 +310,60 @@ def conv_winograd(up, x, pad, out_h, out_w, out, scratch, store=NONE):
     chain kernel with fused multiply-adds, in three passes over the image or in bands of it (winograd_bands), each
     output row finished by `store` (kernels.epilogue) as the output transform stores it. scratch(name, floats)
     gives kept scratch arrays. Weights packed with `rows` (pack_winograd's, 4-d) take the tiles as the products'
-    rows: the same sums, the same floats."""
+    rows: the same sums, the same floats. (winograd_convolution's, made and run at once.)"""
+    winograd_convolution(up, x.shape[0], out.shape[0], pad, out_h, out_w, scratch)(x, out, store)
+
+
+def winograd_convolution(up, channels, filters, pad, out_h, out_w, scratch):
+    """conv_winograd for images of `channels`, decided once: returns convolve(x, out, store), which runs only the
+    transforms and the products, with the tiles, the bands, the scratch arrays and the work's split among Numba's
+    threads fixed here. A convolution's plan keeps it."""
     from .winograd import (conv_bands4, padded_image, transform_input2, transform_input2_rows, transform_input4,
                            transform_output2, transform_output2_rows, transform_output4, winograd_products,
                            winograd_products_rows)
-    positions, channels, filters = up.shape[0], x.shape[0], out.shape[0]
+    positions = up.shape[0]
     m = 2 if positions == 16 else 4
     tiles_w = (out_w + m - 1) // m
     tiles_h = (out_h + m - 1) // m
+    tiles = tiles_h * tiles_w
     if up.ndim == 4:   # the tiles as the rows: V^T (tiles, channels) packed, M^T (tiles, filters), channel-last
-        tiles = tiles_h * tiles_w
         xt = scratch("winograd_xt", (2 * tiles_h + 2) * (2 * tiles_w + 2) * channels)
+        xt = xt.reshape(2 * tiles_h + 2, 2 * tiles_w + 2, channels)
         vt = scratch("winograd_vt", positions * tiles * channels).reshape(positions, tiles, channels)
-        transform_input2_rows(x, pad, xt.reshape(2 * tiles_h + 2, 2 * tiles_w + 2, channels), vt)
         a = scratch("winograd_a", positions * packed_a_size(tiles, channels)).reshape(positions, -1)
-        pack_a_batch(vt, a)
         mt = scratch("winograd_mt", positions * tiles * filters).reshape(positions, tiles, filters)
-        winograd_products_rows(a, up, mt)
         yt = scratch("winograd_yt", 4 * tiles * filters).reshape(2 * tiles_h, 2 * tiles_w, filters)
-        transform_output2_rows(mt, yt, out_h, out_w, out)
-        apply(out, out_w, store)
-        return
+
+        def convolve(x, out, store):
+            transform_input2_rows(x, pad, xt, vt)
+            pack_a_batch(vt, a)
+            winograd_products_rows(a, up, mt)
+            transform_output2_rows(mt, yt, out_h, out_w, out)
+            apply(out, out_w, store)
+        return convolve
     rows = winograd_bands(filters, channels, out_h, out_w) if m == 4 else 0
     if rows:
         xp = scratch("winograd_x", channels * (4 * tiles_h + 2) * (4 * tiles_w + 2))
         xp = xp.reshape(channels, 4 * tiles_h + 2, 4 * tiles_w + 2)
-        padded_image(x, pad, xp)
         per_thread = 36 * (channels + filters) * rows * tiles_w + host_panel_width()
         work = scratch("winograd_work", numba.get_num_threads() * per_thread).reshape(-1, per_thread)
-        conv_bands4(xp, up, filters, out_h, out_w, rows, work, out, *store)
-        return
-    tiles = tiles_h * tiles_w
+
+        def convolve(x, out, store):
+            padded_image(x, pad, xp)
+            conv_bands4(xp, up, filters, out_h, out_w, rows, work, out, *store)
+        return convolve
     ld = -(-tiles // TILES_ALIGNED) * TILES_ALIGNED
     V = scratch("winograd_v", positions * channels * ld + host_panel_width())   # whole vectors past the end
     M = scratch("winograd_m", positions * filters * ld).reshape(positions, filters, ld)
-    (transform_input2 if m == 2 else transform_input4)(x, pad, tiles_w, V[:positions * channels * ld].reshape(
-        positions, channels, ld))
-    winograd_products(up, V, channels, tiles, M)
-    (transform_output2 if m == 2 else transform_output4)(M, tiles_w, out_h, out_w, out, *store)
+    images = V[:positions * channels * ld].reshape(positions, channels, ld)
+    transform_input = transform_input2 if m == 2 else transform_input4
+    transform_output = transform_output2 if m == 2 else transform_output4
+
+    def convolve(x, out, store):
+        transform_input(x, pad, tiles_w, images)
+        winograd_products(up, V, channels, tiles, M)
+        transform_output(M, tiles_w, out_h, out_w, out, *store)
+    return convolve
 
 
 INT16_CHANNELS = 16

@@ -31,9 +31,9 @@ from ...kernels.epilogue import ACTIVATIONS as STORED_ACTIVATIONS, NO_POOL, NONE
 from ...kernels.int16 import conv_int16_winograd, quantize_weights, quantize_winograd_weights, scale_rows
 from ...kernels.pool import tiles_2x2
 from ...kernels.products import (backend, bf16_convolution, bf16_kernel, conv_image, conv_int16, conv_weight_gradient,
-                                 conv_weight_gradient_image, conv_winograd, gemm_nn, gemm_tn, int16_kernel, pack_bf16,
+                                 conv_weight_gradient_image, gemm_nn, gemm_tn, int16_kernel, pack_bf16,
                                  pack_winograd, packs_images, weight_gradient_from_image, weight_gradient_transposed,
-                                 winograd_rows, winograd_tile)
+                                 winograd_convolution, winograd_rows, winograd_tile)
 from ...kernels.winograd import transform_weights
 from .base import Layer, fast_inference, zeros
 
@@ -189,8 +189,8 @@ class Plan(NamedTuple):
     terms: list | None     # (mean, variance, scales, biases, normalize) of the pass after the products
     store: Store | None    # fused_store's, finishing the products' output as they store it
     stores: tuple          # the store of each image (its own part of the pool's output), NONE without a store
-    form: str | None       # product_form's products and the weights in their form; for "bf16", its
-    kept: object           # convolution of one image with its layout and scratch decided (bf16_convolution)
+    form: str | None       # product_form's products and the weights in their form; for "bf16" and "winograd",
+    kept: object           # its convolution of one image, layout and scratch decided (bf16_, winograd_convolution)
     pooled_only: bool      # the store pools and the output is left unwritten (may_skip_output)
     pool: Layer | None     # the [maxpool] the store fills, from channel `first` of its input
     first: int
@@ -388,10 +388,9 @@ class Convolutional(Layer):
             for b in range(batch):
                 conv_int16_winograd(a, units, x[b], pad, out_h, out_w, out[b], plan.scratch, stores[b])
             return out
-        if form == "winograd":   # the fast products' Winograd F(tile x tile, 3x3)
+        if form == "winograd":   # the fast products' Winograd F(tile x tile, 3x3), as the plan prepared it
             for b in range(batch):
-                conv_winograd(kept, x[b], pad, out_h, out_w, out[b],
-                              lambda name, size: plan.scratch(name, (size,), np.float32), stores[b])
+                kept(x[b], out[b], stores[b])
             return out
         direct = self.size == 1 and self.stride == 1 and self.pad == 0
         wide = share_products(batch, L)
@@ -472,10 +471,13 @@ class Convolutional(Layer):
             store = self.fused_store(net, batch, inline, terms)
         form, kept = self.product_form(weights, net)
         scratch = kept_scratch(net)
+        n, out_h, out_w = self.out_shape
         if form == "bf16":   # its kernels' layout and scratch decided here, once
-            n, out_h, out_w = self.out_shape
             kept = bf16_convolution(*kept, n, self.in_shape, self.size, self.stride, self.pad * self.dilation,
                                     self.dilation, out_h, out_w, scratch)
+        if form == "winograd":   # the same
+            kept = winograd_convolution(kept, self.in_shape[0], n, self.pad, out_h, out_w,
+                                        lambda name, size: scratch(name, (size,), np.float32))
         pooled = store is not None and store.pooled.size
         pool, first = self.pool_target(net, batch) if pooled else (None, 0)
         stores = tuple(NONE if store is None else store._replace(pooled=store.pooled[b]) if pooled else store
