@@ -99,8 +99,11 @@ class Yolo(Layer):
     def forward(self, x, net):
         """The logistic on x, y, objectness and class scores (none at all with new_coords=1: the convolution
         before already applied it), then x, y stretched by scale_x_y about the cell's centre: s*x - (s-1)/2.
-        With the fast products (not training) a vectorised logistic (kernels.activations.logistic_fast)."""
-        out = x.copy()
+        With the fast products (not training) a vectorised logistic (kernels.activations.logistic_fast). The
+        output is the layer's buffer, rewritten by the next pass (a copy of a large head's input in fresh memory
+        cost its pages' first touch every pass)."""
+        out = self.output_buffer(x.shape[0])
+        out[...] = x
         grid = out.reshape(x.shape[0], self.n, self.classes + 5, -1)
         shift = np.float32(-0.5 * np.float64(self.scale_x_y - np.float32(1)))
         if fast_inference(net):
