@@ -321,10 +321,12 @@ def test_a_layers_plan_is_kept_until_the_network_changes(tmp_path, products_name
     one, two = (rng.normal(0, 1, (batch, 3, 26, 36)).astype(np.float32) for batch in (1, 2))
     run(one, net=net)
     plans = dict(net.plans)
-    assert len(plans) == 3   # the three convolutions
+    assert sum(isinstance(plan, convolutional.Plan) for plan in plans.values()) == 3   # the three convolutions'
     assert_same(run(one, net=net), run(one))
     assert all(net.plans[key] is plan for key, plan in plans.items())
     assert_same(run(two, net=net), run(two))
+    swapped = two[::-1].copy()   # (for two images the route copies its parts, and the pool runs: every pass)
+    assert_same(run(swapped, net=net), run(swapped))
     assert_same(run(one, net=net), run(one))
     assert_same(run(one, other_products, net=net), run(one, other_products))
     assert_same(run(one, net=net), run(one))
@@ -350,12 +352,12 @@ def test_a_pool_keeps_its_answer_only_for_the_same_arrays(tmp_path):
     pool = net.layers[3]
     x = np.zeros((1, 14, 26, 36), np.float32)
     parts = ((0, x[:, :6]), (6, x[:, 6:]))
-    assert pool.made_of(x, parts) and pool.made_of(x, parts)
-    assert not pool.made_of(x.copy(), parts)
-    assert not pool.made_of(x, ((0, x[:, :6]), (6, x[:, 6:].copy())))
-    assert not pool.made_of(x, ((0, parts[0][1]), (7, parts[1][1])))
-    assert not pool.made_of(x, parts[:1])
-    assert pool.made_of(x, parts)
+    assert pool.made_of(x, parts, net) and pool.made_of(x, parts, net)
+    assert not pool.made_of(x.copy(), parts, net)
+    assert not pool.made_of(x, ((0, x[:, :6]), (6, x[:, 6:].copy())), net)
+    assert not pool.made_of(x, ((0, parts[0][1]), (7, parts[1][1])), net)
+    assert not pool.made_of(x, parts[:1], net)
+    assert pool.made_of(x, parts, net)
 
 
 def test_a_plans_scratch_is_asked_for_once_and_kept(tmp_path):

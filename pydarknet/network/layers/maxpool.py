@@ -70,23 +70,23 @@ class Maxpool(Layer):
         """A convolution pooled its `output`, channels `first`.. of this layer's input, into this layer's output."""
         self.pooled_from += ((first, output),)
 
-    def made_of(self, x, parts):
+    def made_of(self, x, parts, net):
         """Whether `parts` (pooled_by's, this pass) are x's channels, its very memory, whole (made_of). The answer is
-        kept for the same arrays, which the convolutions' plans hand over pass after pass: looking at the memory
-        took longer than some layers' products."""
-        kept = self.__dict__.get("_made_of")
+        kept as the layer's plan in net.plans for the same arrays, which the convolutions' plans hand over pass
+        after pass: looking at the memory took longer than some layers' products."""
+        kept = net.plans.get(id(self))
         if kept is not None and kept[0] is x and len(kept[1]) == len(parts) and all(
                 first == other and array is theirs for (first, array), (other, theirs) in zip(kept[1], parts)):
             return True
         if not made_of(x, sorted(parts, key=lambda part: part[0])):
             return False
-        self._made_of = (x, parts)
+        net.plans[id(self)] = (x, parts)
         return True
 
     def forward(self, x, net):
         out = self.output_buffer(x.shape[0])
         done, self.pooled_from = self.pooled_from, ()
-        if done and not net.train and self.made_of(x, done):
+        if done and not net.train and self.made_of(x, done, net):
             return out
         if net.train or net.keep_for_backward:   # where each maximum came from (int32, reused like the output)
             argmax = self.__dict__.get("_argmax")
