@@ -135,11 +135,12 @@ def test_rejects_bad_operands():
 @pytest.mark.parametrize("filters, out_w, direct", [(8, 96, True), (8, 95, False), (520, 96, False)])
 def test_conv_image_reads_the_image_in_place_for_small_weights_and_wide_rows(monkeypatch, filters, out_w, direct):
     """products.conv_image's choice with AVX-512's 32-float panels: conv_direct where the weights fit its L2 budget
-    and the rows are at least three panels wide, else the columns packed from the image; the same bits either way."""
+    and the rows are at least three panels wide (its direct_convolution), else the columns packed from the image;
+    the same bits either way."""
     from pydarknet.kernels import products
     monkeypatch.setattr(products, "host_panel_width", lambda: 32)
     chosen = []
-    for name in ("conv_direct", "sgemm_image"):
+    for name in ("direct_convolution", "sgemm_image"):
         monkeypatch.setattr(products, name, lambda *args, name=name, call=getattr(products, name):
                             chosen.append(name) or call(*args))
     rng = np.random.default_rng(out_w)
@@ -148,7 +149,7 @@ def test_conv_image_reads_the_image_in_place_for_small_weights_and_wide_rows(mon
     out = np.full((filters, 5 * out_w), np.nan, np.float32)
     with products.using(products.products_for("fast")):
         products.conv_image(A, x, 0, 3, 1, 1, 1, 5, out_w, out)
-    assert chosen == ["conv_direct" if direct else "sgemm_image"]
+    assert chosen == ["direct_convolution" if direct else "sgemm_image"]
     assert same_bits(out, sgemm_image(A, x, 0, 3, 1, 1, 1, 5, out_w, np.empty_like(out), True))
 
 

@@ -5,7 +5,8 @@ from numba import njit, prange
 from .activations import activate_row
 from .epilogue import (ACTIVATIONS as STORED_ACTIVATIONS, NONE, POOL_BAND, affine_activate_row, affine_terms,
                        inverse_deviation, pool_rows)
-from .gemm import col_range, copy_run, direct_operands, direct_row, host_panel_width, phase_planes
+from .gemm import (check_image_product, col_range, copy_run, direct_operands, direct_row, host_panel_width,
+                   phase_planes)
 from .pool import maxpool_2x2, maxpool_plane, tiles_2x2
 
 
@@ -199,14 +200,24 @@ def conv_direct(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=Fa
     store, and its pool is filled from the band's rows (pooling each row or pair of rows alone cost more in calls
     than the band's pass). With `pooled_only` (given only with a pool, for an output only the pool reads), each
     band's rows go to a scratch band of their own and only the pool's output is written. A and x may be int32 or
-    uint32 words, as for sgemm_image. Returns C."""
-    rows = min(out_h, max(2, BAND_BYTES // (4 * C.shape[0] * out_w) // 2 * 2))
-    ap, offs, hp, wq = direct_operands(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, rows)
+    uint32 words, as for sgemm_image. Returns C. (direct_convolution's, made and run at once.)"""
+    check_image_product("conv_direct", C, A, x, c0, size, out_h, out_w)
+    direct_convolution(A, x.shape, c0, size, stride, pad, dilation, out_h, out_w, fused)(x, C, store, pooled_only)
+    return C
+
+
+def direct_convolution(A, shape, c0, size, stride, pad, dilation, out_h, out_w, fused=False):
+    """conv_direct for images of `shape` (c, h, w), decided once: returns convolve(x, C, store, pooled_only), which
+    runs only the kernel, with A packed, the taps' offsets and the bands fixed here. A convolution's plan keeps it."""
+    rows = min(out_h, max(2, BAND_BYTES // (4 * A.shape[0] * out_w) // 2 * 2))
+    ap, offs, hp, wq = direct_operands(A, shape, c0, size, stride, pad, dilation, out_h, out_w, rows)
     cg = offs.size // (size * size)
     words = (cg * stride * hp * wq, 2 * host_panel_width())   # a band's planes, then whole vectors past their end
-    _conv_direct(ap, x, c0, pad, offs, stride, words, hp, wq, out_h, out_w, rows, C, bool(fused), *store,
-                 bool(pooled_only))
-    return C
+
+    def convolve(x, C, store, pooled_only):
+        _conv_direct(ap, x, c0, pad, offs, stride, words, hp, wq, out_h, out_w, rows, C, bool(fused), *store,
+                     bool(pooled_only))
+    return convolve
 
 
 @njit(cache=True, parallel=True)

@@ -1049,9 +1049,9 @@ def _check(name, C, *operands):
         raise ValueError(f"{name}: C is read-only")
 
 
-def _check_image(name, C, A, x):
+def check_image_product(name, C, A, x, c0, size, out_h, out_w):
     """C float32; A and the image x (c, h, w) both float32, both int32 words of int16 pairs (kernels.int16) or
-    both uint32 words of bf16 pairs (kernels.bf16)."""
+    both uint32 words of bf16 pairs (kernels.bf16); A (M, K) with K taps of channels c0.. of x, C (M, out_h*out_w)."""
     _check(name, C)
     for operand in (A, x):
         if not (isinstance(operand, np.ndarray) and operand.dtype in (np.float32, np.int32, np.uint32)
@@ -1059,6 +1059,9 @@ def _check_image(name, C, A, x):
             raise TypeError(f"{name}: A and the image must be C-contiguous, both float32, int32 or uint32 words")
     if A.ndim != 2 or x.ndim != 3:
         raise TypeError(f"{name}: A must be 2-d and the image (c, h, w)")
+    (M, K), (M2, N) = A.shape, C.shape
+    if M2 != M or N != out_h * out_w or K % (size * size) or c0 + K // (size * size) > x.shape[0]:
+        raise ValueError(f"{name}: A {A.shape}, C {C.shape} and image {x.shape} do not match")
 
 
 def sgemm_darknet(A, B, C, accumulate=False, fused=False, affine=NO_AFFINE, activation=-1):
@@ -1083,28 +1086,23 @@ def sgemm_image(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=Fa
     chains as sgemm_darknet on im2col's columns, packed straight from the image (finished as it is stored with an
     activation, as sgemm_darknet's). A and x may instead be int32 words (kernels.int16: int16 pairs, whose products
     the tiles sum in int32) or uint32 words (kernels.bf16: bf16 pairs, vdpbf16ps's operands). Returns C."""
-    _check_image("sgemm_image", C, A, x)
-    (M, K), (M2, N) = A.shape, C.shape
-    if M2 != M or N != out_h * out_w or K % (size * size) or c0 + K // (size * size) > x.shape[0]:
-        raise ValueError(f"sgemm_image: A {A.shape}, C {C.shape} and image {x.shape} do not match")
+    check_image_product("sgemm_image", C, A, x, c0, size, out_h, out_w)
+    (M, K), N = A.shape, C.shape[1]
     gemm_flat(A.reshape(-1), K, 1, A.reshape(-1), 0, 0, C.reshape(-1), M, N, K, fused=fused, img=x,
               conv=(c0, size, stride, pad, dilation, out_w), affine=affine, activation=activation)
     return C
 
 
-def direct_operands(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, rows):
-    """The operands of a direct convolution in bands of `rows` output rows (kernels.conv.conv_direct:
-    sgemm_image's product, the same chains bit for bit, row by row through direct_row): (ap, offs, hp, wq), A packed
-    whole, and each tap's offset in a band's zero-padded planes split by column phase (`phase_planes`, hp rows
-    of wq words), where the register tiles read its inputs instead of packing im2col's K x N columns. A and x may
-    be int32 words, or uint32 words, as for sgemm_image."""
-    _check_image("conv_direct", C, A, x)
-    (M, K), (M2, N) = A.shape, C.shape
-    if M2 != M or N != out_h * out_w or K % (size * size) or c0 + K // (size * size) > x.shape[0]:
-        raise ValueError(f"conv_direct: A {A.shape}, C {C.shape} and image {x.shape} do not match")
+def direct_operands(A, shape, c0, size, stride, pad, dilation, out_h, out_w, rows):
+    """The operands of a direct convolution of images of `shape` (c, h, w) in bands of `rows` output rows
+    (kernels.conv.conv_direct: sgemm_image's product, the same chains bit for bit, row by row through direct_row):
+    (ap, offs, hp, wq), A packed whole, and each tap's offset in a band's zero-padded planes split by column phase
+    (`phase_planes`, hp rows of wq words), where the register tiles read its inputs instead of packing im2col's
+    K x N columns. A may be int32 words, or uint32 words, as for sgemm_image."""
+    M, K = A.shape
     reach = (size - 1) * dilation + 1
     hp = (rows - 1) * stride + reach
-    wq = -(-max(x.shape[2] + 2 * pad, (out_w - 1) * stride + reach) // stride)
+    wq = -(-max(shape[2] + 2 * pad, (out_w - 1) * stride + reach) // stride)
     c, ky, kx = np.divmod(np.arange(K), size * size)[0], np.arange(K) // size % size, np.arange(K) % size
     offs = ((c * stride + kx * dilation % stride) * hp + ky * dilation) * wq + kx * dilation // stride
     ap = np.empty(packed_a_size(M, K), A.dtype)

@@ -47,10 +47,10 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from .conv import conv_direct
+from .conv import direct_convolution
 from .epilogue import NONE, apply, pool
-from .gemm import (NO_AFFINE, _F32, _I64, _data, _i64, _phis, gemm_flat, host_panel_width, pack_a_batch,
-                   packed_a_size, sgemm_darknet, sgemm_darknet_tn, sgemm_image)
+from .gemm import (NO_AFFINE, _F32, _I64, _data, _i64, _phis, check_image_product, gemm_flat, host_panel_width,
+                   pack_a_batch, packed_a_size, sgemm_darknet, sgemm_darknet_tn, sgemm_image)
 from .threads import spin_briefly
 
 BACKENDS = ("darknet", "blas", "fast", "int16", "bf16")
@@ -201,14 +201,26 @@ def conv_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, store=N
     panels (gemm.sgemm_image, whose register tiles finish the store as they store their sums, but for a pool: see
     stored_by_tiles), which pays where A is too large to read once per output row, or where the rows are
     narrower than DIRECT_PANELS panels: conv_direct's tiles go row by row, and a 75-wide row's 32 + 32 + 16
-    columns took Tiny Darknet's 16 -> 128-channel layers 0.70 ms each against the packed columns' 0.55."""
+    columns took Tiny Darknet's 16 -> 128-channel layers 0.70 ms each against the packed columns' 0.55.
+    (image_convolution's, made and run at once.)"""
+    check_image_product("conv_image", out, a, x, c0, size, out_h, out_w)
+    image_convolution(a, x.shape, c0, size, stride, pad, dilation, out_h, out_w)(x, out, store, pooled_only)
+
+
+def image_convolution(a, shape, c0, size, stride, pad, dilation, out_h, out_w):
+    """conv_image for images of `shape` (c, h, w) with the products in force, decided once: returns
+    convolve(x, out, store, pooled_only), for conv_direct with A packed and the taps' offsets fixed here
+    (conv.direct_convolution). A convolution's plan keeps it."""
+    fused = backend() in FUSED
     if size > 1 and a.size * 4 <= DIRECT_WEIGHTS_BYTES and out_w >= DIRECT_PANELS * host_panel_width():
-        conv_direct(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, backend() in FUSED, store, pooled_only)
-        return
-    by_tiles = stored_by_tiles(store)
-    sgemm_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, backend() in FUSED, *by_tiles)
-    if by_tiles[1] < 0:
-        apply(out, out_w, store)
+        return direct_convolution(a, shape, c0, size, stride, pad, dilation, out_h, out_w, fused)
+
+    def convolve(x, out, store, pooled_only):
+        by_tiles = stored_by_tiles(store)
+        sgemm_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, fused, *by_tiles)
+        if by_tiles[1] < 0:
+            apply(out, out_w, store)
+    return convolve
 
 
 def winograd_tile(channels, filters, size, stride, dilation, groups, out_h, out_w):
