@@ -471,6 +471,8 @@ class Convolutional(Layer):
         return plan
 
     def make_plan(self, key, net, batch):
+        """The Plan of a pass of `batch` images in the network's state `key`: what forward would otherwise decide on
+        every pass (the products and their weights, the store and its pool, the output arrays)."""
         code = ACTIVATIONS[self.activation]
         inline = inline_activation(code, net.train)
         if net.darknet == "ab":   # the fork's convolution activates element by element with its float activate()
