@@ -27,9 +27,12 @@ from pydarknet.network.layers.base import same_memory
 from pydarknet.tasks import engines
 
 # The product calls of each layer type, by the names its module calls them under.
-PRODUCT_CALLS = {"convolutional": (convolutional, ("gemm_nn", "conv_image", "conv_winograd", "conv_bf16", "conv_int16",
-                                                   "conv_int16_winograd", "depthwise_conv")),
+PRODUCT_CALLS = {"convolutional": (convolutional, ("gemm_nn", "conv_image", "image_convolution", "winograd_convolution",
+                                                   "bf16_convolution", "conv_int16", "conv_int16_winograd",
+                                                   "depthwise_conv")),
                  "connected": (connected, ("gemm_nn",))}
+# Of those, the ones that make a convolution for a layer's plan to keep (Convolutional.plan): what they return is timed.
+PREPARED = ("image_convolution", "winograd_convolution", "bf16_convolution")
 QUIET = 0.02   # seconds before each timed pass (peers.QUIET: the threads of the pass before have gone to sleep)
 STORED = "store"   # among a layer's calls: its products finished the output as they stored it (the fused plan)
 SCALED = "scaled store"   # among a layer's calls: int16's scaling done in the store's pass (apply's factors)
@@ -65,19 +68,20 @@ class _Recorder:
     def __init__(self, count):
         self.layer = 0
         self.seconds = [0.0] * count
-        self.scratch = [0] * count
+        self.scratch = [0] * count   # (asked for as each layer's plan is made: kept from pass to pass)
         self.calls = [set() for _ in range(count)]
 
     def start(self, index):
         self.layer = index
-        self.seconds[index], self.scratch[index], self.calls[index] = 0.0, 0, set()
+        self.seconds[index], self.calls[index] = 0.0, set()
 
 
 @contextmanager
 def _recording(recorder):
-    """PRODUCT_CALLS timed into `recorder` until the block ends, and the scratch the products fill counted: the
-    network's kept scratch (convolutional.scratch and aligned_scratch: Winograd's V and M, the int16 and bf16
-    words, the AMX copies); conv_direct's zero-padded planes are a band's at a time, in the cache, and not counted."""
+    """PRODUCT_CALLS timed into `recorder` until the block ends (for PREPARED, the convolutions they make, which the
+    plans made meanwhile keep), and the scratch the products fill counted as the plans ask for it: the network's
+    kept scratch (convolutional.scratch and aligned_scratch: Winograd's V and M, the int16 and bf16 words, the AMX
+    copies); conv_direct's zero-padded planes are a band's at a time, in the cache, and not counted."""
     def timed(name, call):
         def run(*args, **kwargs):
             recorder.calls[recorder.layer].add(name)
@@ -97,7 +101,10 @@ def _recording(recorder):
             return result
         return run
 
-    patches = [(module, name, timed(name, getattr(module, name)))
+    def prepared(name, make):
+        return lambda *args: timed(name, make(*args))
+
+    patches = [(module, name, (prepared if name in PREPARED else timed)(name, getattr(module, name)))
                for module, names in PRODUCT_CALLS.values() for name in names]
     patches += [(convolutional, name, counted(getattr(convolutional, name), lambda args, array: array))
                 for name in ("scratch", "aligned_scratch")]
@@ -120,7 +127,8 @@ def _recording(recorder):
 
 
 def _layered_pass(net, x, recorder):
-    """net's forward on x layer by layer, as Network.forward runs it: a _Seen per layer."""
+    """net's forward on x layer by layer, as Network.forward runs it: a _Seen per layer. net is a replica of the
+    network Network.forward times, whose plans keep the timed convolutions (_recording's)."""
     seen = []
     with using(net.products), _recording(recorder):
         for i, layer in enumerate(net.layers):
@@ -178,6 +186,7 @@ def time_layers(net, x, runs, warmup=2, quiet=QUIET):
     the whole forward's median seconds)."""
     count = len(net.layers)
     recorder = _Recorder(count)
+    layered = net.replica()   # its own plans, made with the timed products (_recording)
     layers, products, whole = [[] for _ in range(count)], [[] for _ in range(count)], []
     for run in range(warmup + runs):
         time.sleep(quiet)
@@ -185,7 +194,7 @@ def time_layers(net, x, runs, warmup=2, quiet=QUIET):
         net.forward(x)
         seconds = time.perf_counter() - start
         time.sleep(quiet)
-        seen = _layered_pass(net, x, recorder)
+        seen = _layered_pass(layered, x, recorder)
         if run < warmup:
             continue
         whole.append(seconds)
@@ -193,13 +202,13 @@ def time_layers(net, x, runs, warmup=2, quiet=QUIET):
             layers[i].append(layer.seconds)
             products[i].append(layer.products)
     rows = []
-    for i, (layer, this) in enumerate(zip(net.layers, seen)):
+    for i, (layer, this) in enumerate(zip(layered.layers, seen)):   # (the arrays seen are the replica's)
         # the max pool this convolution pooled into: the next layer, or the one after the route it writes into
-        pool, first = layer.pool_target(net, x.shape[0]) if layer.type == "convolutional" else (None, 0)
+        pool, first = layer.pool_target(layered, x.shape[0]) if layer.type == "convolutional" else (None, 0)
         pooled = None
         if pool is not None and seen[pool.index].written_before:
             pooled = seen[pool.index].output[:, first:first + layer.out_shape[0]]
-        moved, passes = layer_bytes(net, i, this.given, this.output, this.written_before, pooled,
+        moved, passes = layer_bytes(layered, i, this.given, this.output, this.written_before, pooled,
                                     recorder.scratch[i], recorder.calls[i])
         rows.append(LayerTime(i, layer.type, tuple(layer.out_shape), statistics.median(layers[i]),
                               statistics.median(products[i]), moved, passes))

@@ -19,7 +19,6 @@ IOU_KINDS = ("mse", "iou", "giou", "diou", "ciou")
 class Yolo(Layer):
     type = "yolo"
     names = ("yolo",)
-    keeps_output = False   # a copy of its input
 
     def __init__(self, section, in_shape, net, index):
         s = self.section = section
