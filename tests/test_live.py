@@ -356,40 +356,42 @@ print(min(sizes.values()), len(sizes))
 """
 
 
-def frame_intervals(detector, clip, clients):
-    """The seconds between consecutive detected frames of one run over the clip with `clients` reading its streams
-    from another process; the bytes the least-fed client read and the clients that read."""
+def serving_share(detector, clip, clients):
+    """One run over the clip with `clients` reading its streams from another process: the CPU time of the server's
+    thread over that of the rest of this process (the detection) from the first frame to the last; the bytes the
+    least-fed client read and the clients that read."""
     live = LiveOutput(str(clip), mjpeg_port=free_port(), json_port=free_port())
     page, fork = live.server.ports["-mjpeg_port"], live.server.ports["-json_port"]
     routes = [f"{page}:/stream"] * (clients // 2) + [f"{fork}:/"] * (clients // 4) + \
              [f"{fork}:/events"] * (clients - clients // 2 - clients // 4)
-    readers = subprocess.Popen([sys.executable, "-c", CLIENTS, *routes], stdout=subprocess.PIPE, text=True) \
-        if clients else None
+    readers = subprocess.Popen([sys.executable, "-c", CLIENTS, *routes], stdout=subprocess.PIPE, text=True)
     give_up = time.monotonic() + DEADLINE
     while sum(live.server.watching(c) for c in ("mjpeg", "json", "events")) < clients:
         assert time.monotonic() < give_up
         time.sleep(0.01)
-    times = []
-    run_demo(detector, Video(clip), lambda *shown: times.append(time.perf_counter()), thresholds=Thresholds(0.25),
-             listeners=[live], tracker=Tracker())
-    least, connected = map(int, readers.communicate(timeout=DEADLINE)[0].split()) if clients else (0, 0)
-    return list(np.diff(times)), least, connected
+    server_clock = time.pthread_getcpuclockid(live.server.thread.ident)
+    marks = []   # (server's CPU seconds, process's CPU seconds) as each frame is shown
+    run_demo(detector, Video(clip), lambda *shown: marks.append((time.clock_gettime(server_clock),
+                                                                 time.process_time())),
+             thresholds=Thresholds(0.25), listeners=[live], tracker=Tracker())
+    least, connected = map(int, readers.communicate(timeout=DEADLINE)[0].split())
+    (server_from, process_from), (server_to, process_to) = marks[0], marks[-1]
+    serving = server_to - server_from
+    return serving / (process_to - process_from - serving), least, connected
 
 
 def test_twenty_clients_keep_the_detection_rate(clip, detector):
-    """20 clients on the three streams for the whole clip, against none: eight pairs of runs, one of each, back to
-    back. A run's rate is that of its quicker frames (the 10th percentile of the time between two frames); a pair's
-    ratio is the watched run's rate over the lone run's, and the median pair must keep 90 %. Pairing and the median
-    are for a shared machine: its quiet or busy spells (a run is a third of a second) move both runs of a pair, and
-    one pair's lucky spell moves the median of eight no more than one place, while a cost of serving the clients
-    lowers every pair."""
-    ratios = []
-    for _ in range(8):
-        alone = 1 / np.percentile(frame_intervals(detector, clip, 0)[0], 10)
-        intervals, least, connected = frame_intervals(detector, clip, 20)
-        ratios.append(1 / np.percentile(intervals, 10) / alone)
+    """20 clients on the three streams for the whole clip: the server's thread may take at most a tenth of the CPU
+    time the detection takes (three runs, their median). That is the rate the clients cost where the detection keeps
+    every core busy (CI's two); with a core to spare they cost none, since publishing never waits for a client.
+    Measured as CPU time in the run rather than as frame rates of separate runs, which a shared machine's quiet and
+    busy spells move by more than the cost itself (pairs of runs gave 0.77-1.18 for a cost of 5 %)."""
+    shares = []
+    for _ in range(3):
+        share, least, connected = serving_share(detector, clip, 20)
         assert connected == 20 and least > 1000   # every client read the streams to their end
-    assert np.median(ratios) >= 0.9, ratios
+        shares.append(share)
+    assert np.median(shares) <= 0.1, shares
 
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
