@@ -123,6 +123,7 @@ def test_amx_convolution_is_the_product_of_the_rounded_operands(bf16_products, c
 @needs_amx
 @pytest.mark.parametrize("kernel,channels,h,w,filters,size,stride,pad,activation", [
     ("shifted", 64, 26, 26, 40, 3, 1, 1, "leaky"), ("shifted", 33, 13, 17, 24, 3, 1, 1, "linear"),
+    ("shifted", 16, 11, 23, 40, 3, 1, 1, "leaky"),
     ("shifted", 128, 5, 40, 255, 1, 1, 0, "relu"), ("blocked", 128, 13, 17, 40, 3, 1, 1, "leaky"),
     ("blocked", 40, 9, 35, 70, 3, 1, 1, "relu"), ("blocked", 33, 13, 17, 24, 3, 1, 1, "linear"),
     ("blocked", 64, 19, 21, 48, 3, 2, 1, "leaky"), ("packed", 64, 16, 16, 36, 3, 3, 1, "leaky")])

@@ -23,10 +23,10 @@ bf16 tile of B (stored as 16 rows of k-pairs, "VNNI" order: B[k, j] and B[k + 1,
 - Other strides and dilations (`conv_image`): the image is rounded to bf16 with its border
   (`to_bf16_padded`); each thread packs the im2col columns of its block of 32 output pixels into B's order
   and runs every row block of A over them while they are in its cache.
-- C's tiles go straight to the output where all their pixels and filters are outputs (conv_shifted: tile by
-  tile, each within one padded row; conv_image: a whole block), else through a thread's scratch (conv_blocked:
-  every tile, to be turned around); the layer's batch-norm, bias and activation (the fused plan's,
-  kernels/epilogue.py) are applied to them there, while they are in the core's cache. conv_blocked's blocks are
+- Each of C's tiles goes through a thread's scratch (1 KiB, in L1) into vector registers, where the layer's
+  batch-norm, bias and activation (the fused plan's, kernels/epilogue.py) finish each filter's row before one
+  masked store writes it to the output (`_store_rows`; conv_blocked's are turned around first, `_store_turned`).
+  conv_blocked's blocks are
   16 columns of two output rows, so that it also takes the 2x2 max pool after the layer there (and, where only
   the pool reads the layer's output, writes the pool's alone).
 Rounding is to nearest, ties to even, as the CPU's own conversions (bf16.to_bf16, shared with the vdpbf16ps
@@ -54,7 +54,6 @@ from numba.extending import intrinsic
 
 from .bf16 import to_bf16
 from .activations import LEAKY, RELU
-from .epilogue import store_block
 from .pool import FLT_MAX
 
 _I8 = ir.IntType(8)
@@ -143,22 +142,6 @@ def _step(typingctx, a, a_at, a_next, lda, b, b_at, b_next, ldb):
             builder.call(dot, [_tile(c), _tile(ta), _tile(tb)])
         return context.get_dummy_value()
     return types.void(a, types.intp, types.intp, types.intp, b, types.intp, types.intp, types.intp), codegen
-
-
-@intrinsic
-def _store_c(typingctx, c, c_at, ldc):
-    """C's 32 x 32 floats into c from element c_at, rows ldc elements apart."""
-    def codegen(context, builder, signature, args):
-        c_, c_at_, ldc_ = args
-        store = _declare(builder, "llvm.x86.tilestored64", [_I8, _I8P, _I64])
-        row_bytes = builder.mul(ldc_, ir.Constant(_I64, 4))
-        below = builder.mul(ldc_, ir.Constant(_I64, 16))
-        for t, offset in enumerate((ir.Constant(_I64, 0), ir.Constant(_I64, 16), below,
-                                    builder.add(below, ir.Constant(_I64, 16)))):
-            at = _at(context, builder, signature.args[0], c_, builder.add(c_at_, offset))
-            builder.call(store, [_tile(t), at, row_bytes])
-        return context.get_dummy_value()
-    return types.void(c, types.intp, types.intp), codegen
 
 
 @intrinsic
@@ -268,19 +251,14 @@ def _round_turned(typingctx, bits, at, plane, channels, count, words, words_at):
     return types.void(bits, types.intp, types.intp, types.intp, types.intp, words, types.intp), codegen
 
 
-@intrinsic
-def _store_turned(typingctx, c, out, at, ldc, filters, cols, affine, f, activation):
-    """C's tile in c (16 pixels x 16 filters, rows of 16 floats) into the output's planes: filter f + i's `cols`
-    pixels at out[at + i ldc] for i < filters, finished as they go by the affine rows and activation of a
-    kernels.epilogue.Store (none for affine (3, 0)). The tile is turned around in vector registers (four stages
-    of 16 two-source shuffles) and each filter's row finished there and written with one masked store: the
-    arithmetic of epilogue.affine_activate_row, a subtraction, a multiply and an add each rounded, then leaky's
-    0.1 x or relu, so the bits are store_block's (tests/test_reduced_precision.py holds them to the pass after)."""
+def _finish_tile(turn):
+    """The codegen of _store_rows (turn False) and _store_turned (turn True)."""
     def codegen(context, builder, signature, args):
         c_, out_, at_, ldc_, filters_, cols_, affine_, f_, activation_ = args
         rows = [builder.load(builder.bitcast(_at(context, builder, signature.args[0], c_, ir.Constant(_I64, 16 * j)),
                                              _ROW.as_pointer()), align=4) for j in range(16)]
-        rows = _turn(builder, rows)
+        if turn:
+            rows = _turn(builder, rows)
         lanes = _lanes(builder, cols_)
         store = _masked(builder, "store", _ROW)
         terms = cgutils.create_struct_proxy(signature.args[6])(context, builder, value=affine_)
@@ -310,7 +288,27 @@ def _store_turned(typingctx, c, out, at, ldc, filters, cols, affine, f, activati
                     with raw:
                         builder.call(store, [rows[i], target, ir.Constant(_I32, 4), lanes])
         return context.get_dummy_value()
-    return types.void(c, out, types.intp, types.intp, types.intp, types.intp, affine, types.intp, types.intp), codegen
+    return codegen
+
+
+@intrinsic
+def _store_rows(typingctx, c, out, at, ldc, filters, cols, affine, f, activation):
+    """C's tile in c (16 filters x 16 pixels, rows of 16 floats) into the output's planes: filter f + i's `cols`
+    pixels at out[at + i ldc] for i < filters, finished as they go by the affine rows and activation of a
+    kernels.epilogue.Store (none for affine (3, 0)): each filter's row finished in a vector register and written
+    with one masked store. The arithmetic is epilogue.affine_activate_row's, a subtraction, a multiply and an add
+    each rounded, then leaky's 0.1 x or relu, so the bits are the fast modes' pass's (tests/test_reduced_precision.py
+    holds them to it). Scalar code finishing the tile's rows took a third of conv_shifted's time."""
+    return types.void(c, out, types.intp, types.intp, types.intp, types.intp, affine, types.intp, types.intp), \
+        _finish_tile(turn=False)
+
+
+@intrinsic
+def _store_turned(typingctx, c, out, at, ldc, filters, cols, affine, f, activation):
+    """_store_rows of C's tile stored pixels x filters (16 pixels x 16 filters, rows of 16 floats): the tile is
+    turned around in vector registers first (four stages of 16 two-source shuffles)."""
+    return types.void(c, out, types.intp, types.intp, types.intp, types.intp, affine, types.intp, types.intp), \
+        _finish_tile(turn=True)
 
 
 @intrinsic
@@ -418,7 +416,7 @@ def conv_image(a, m, xp, channels, size, stride, dilation, out_h, out_w, out, co
     a (pack_weights: m filters x channels*size*size), for any stride and dilation, finished by the affine rows and
     activation of a kernels.epilogue.Store as it is stored (none for affine (3, 0)). Each thread packs the im2col
     columns of its blocks of 32 output pixels into b_work[t] (k padded * 32 bf16, in B's order) and runs every
-    row block of A over them; c_work (threads, 1024) float32 holds C at the edges."""
+    row block of A over them; c_work (threads, 1024) float32 holds each of C's tiles on its way (_store_rows)."""
     rows_a, kp = a.shape[0] * 32, a.shape[1] * 32
     k = channels * size * size
     L = out_h * out_w
@@ -474,14 +472,12 @@ def conv_image(a, m, xp, channels, size, stride, dilation, out_h, out_w, out, co
                 _zero_c()
                 for s in range(kp // 32):
                     _step(a_flat, (r0 // 32 * (kp // 32) + s) * 1024, 512, 32, b, s * 1024, 32, 64)
-                if r0 + 32 <= m and cols == 32:
-                    _store_c(out_flat, r0 * L + p0, L)
-                else:
-                    _store_c(c, 0, 32)
-                    for i in range(min(32, m - r0)):
-                        for j in range(cols):
-                            out[r0 + i, p0 + j] = c[i * 32 + j]
-                store_block(out_flat, r0 * L + p0, L, min(32, m - r0), cols, r0, affine, activation)
+                for tile in range(4):
+                    f, q = r0 + 16 * (tile // 2), p0 + 16 * (tile % 2)
+                    if f < m and q - p0 < cols:
+                        _store_tile(c, 0, 16, tile)
+                        _store_rows(c, out_flat, f * L + q, L, min(16, m - f), min(16, cols - (q - p0)), affine, f,
+                                    activation)
 
 
 @njit(cache=True)
@@ -732,13 +728,12 @@ def conv_shifted(a, m, size, xs, row, out_h, out_w, out, config, c_work, weights
     """out (m, out_h*out_w) = the stride-1 size x size convolution of the image in xs (to_bf16_shifted, rows of
     `row` pixels) by a (pack_weights_shifted), finished tile by tile by the affine rows and activation of a
     kernels.epilogue.Store (none for affine (3, 0)). Output pixels are computed at their padded positions q = y row
-    + x, 32 at a time: for kernel position (ky, kx), B is the two groups of copy kx from q + ky row, read in
-    place (no columns packed). Each of C's four 16 x 16 tiles lies within one padded row (row is a multiple of
-    16): stored straight into out where its 16 pixels and 16 filters are all outputs, else through c_work (the
-    last group of a row, the last filters), the columns past out_w dropped. The work is 32 filters x 32 pixels
-    at a time, shared out in runs: block of pixels by block (each block's B stays in the core's cache while
-    every filter goes by), or with `weights_outer`, filter block by filter block (for weights larger than the
-    cache: each block of A is then read from memory once, not once per block of pixels)."""
+    + x, 32 at a time: for kernel position (ky, kx), B is the two groups of copy kx from q + ky row, read in place
+    (no columns packed). Each of C's four 16 x 16 tiles lies within one padded row (row is a multiple of 16): it
+    goes through c_work into out (_store_rows), the columns past out_w and the filters past m dropped. The work is
+    32 filters x 32 pixels at a time, shared out in runs: block of pixels by block (each block's B stays in the
+    core's cache while every filter goes by), or with `weights_outer`, filter block by filter block (for weights
+    larger than the cache: each block of A is then read from memory once, not once per block of pixels)."""
     rows_a, kp = a.shape[0] * 32, a.shape[1] * 32
     copies, groups, pairs = xs.shape[:3]   # (a copy: one kernel column, or two, shifted_slots)
     steps = pairs // 16
@@ -772,13 +767,5 @@ def conv_shifted(a, m, size, xs, row, out_h, out_w, out, config, c_work, weights
                 filters, cols = min(16, m - f), min(16, out_w - x)
                 if y >= out_h or filters <= 0 or cols <= 0:
                     continue
-                at = f * L + y * out_w + x
-                if filters == 16 and cols == 16:
-                    _store_tile(out_flat, at, L, tile)
-                else:
-                    _store_tile(c, 0, 16, tile)
-                    for i in range(filters):
-                        dst, src = out_flat[at + i * L:at + i * L + cols], c[i * 16:i * 16 + cols]
-                        for j in range(cols):
-                            dst[j] = src[j]
-                store_block(out_flat, at, L, filters, cols, f, affine, activation)
+                _store_tile(c, 0, 16, tile)
+                _store_rows(c, out_flat, f * L + y * out_w + x, L, filters, cols, affine, f, activation)

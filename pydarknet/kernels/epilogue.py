@@ -12,8 +12,9 @@ Products that store through it: Winograd's output transforms (three passes, band
 chain kernel's register tiles: conv_direct's (the first layers, which then fill the pool from each band of rows:
 `pool_rows`) and the packed ones (1 x 1 layers and the packed columns of the larger ones), kernels.gemm's
 `_finished`, the affine and activation only (the packed ones not where a pool is to be filled); and the bf16
-products on the AMX tiles, the affine and activation on each block of C as it is stored (`store_block`), the pool
-in a pass after (`pool`). Any other product stores its raw sums and `apply` runs the same arithmetic afterwards.
+products on the AMX tiles, the affine and activation on each of C's tiles as it is stored (kernels/amx.py's
+`_store_rows`, the same arithmetic in vector registers), the pool in a pass after (`pool`) but for conv_blocked's.
+Any other product stores its raw sums and `apply` runs the same arithmetic afterwards.
 """
 import math
 from typing import NamedTuple
@@ -108,15 +109,6 @@ def pool_rows(rows, y0, f, pooled):
         maxpool_2x2(rows, pooled[f, y0 // 2:(y0 + rows.shape[0] + 1) // 2])
 
 
-@njit(cache=True, inline="always")
-def store_block(out, at, ldc, filters, cols, f, affine, activation):
-    """The affine and activation on a block of a product's output just stored, `filters` rows (filters f..) of
-    `cols` outputs from out[at], rows ldc elements apart: the AMX tiles' C, while it is in the core's cache."""
-    for i in range(filters if affine.shape[1] else 0):
-        row = out[at + i * ldc:at + i * ldc + cols]
-        affine_activate_row(row, affine[0, f + i], affine[1, f + i], affine[2, f + i], activation)
-
-
 POOL_BAND = 16   # rows finished then pooled at a time by `apply` (even); 416 wide, 26 KiB, in L1
 
 
@@ -144,7 +136,7 @@ def _pool(out, width, pooled):
 
 def pool(out, width, store):
     """The store's pool alone, from one image's output (filters, out_h*out_w) in rows `width` wide that its products
-    finished as they stored it (store_block)."""
+    finished as they stored it (amx._store_rows)."""
     if store.pooled.size:
         _pool(out, width, store.pooled)
 
