@@ -25,7 +25,7 @@ from pydarknet.kernels.winograd import transform_input2, transform_output2, tran
 from pydarknet.network.layers import convolutional
 
 ENGINES = ("amx", "dpbf16ps", "int16")
-BF16_KERNELS = ("blocked", "shifted", "packed", "direct")   # products.bf16_kernel's: one product, four layouts
+BF16_KERNELS = ("blocked", "packed", "direct")   # products.bf16_kernel's: one product, three layouts
 # How far the emulation may be from the hardware, taken off the promise. Against the hardware: the float32 order
 # (numpy's) gave 0.4327 and 0.4527 for the yolov4-tiny candidate that the tiles and vdpbf16ps (F(2x2) then on bf16
 # transforms) put at 0.4325 and 0.4527 on a Sapphire Rapids Xeon (issue 50), and the int16 emulation is the

@@ -96,35 +96,28 @@ def reference(weights, x, size, stride, pad, dilation, out_h, out_w):
     (13, 12, 9, 20, 5, 1, 2, 1)])
 def test_amx_convolution_is_the_product_of_the_rounded_operands(bf16_products, channels, h, w, filters, size,
                                                                stride, pad, dilation):
-    """Every kernel (strides 1 and 2: with the image as A in channel blocks; stride 1: in place from shifted
-    copies too; other strides and dilations: packed columns), on whole and cut tiles of
+    """Every kernel (strides 1 and 2: with the image as A in channel blocks, pixels of 16 channels with two kernel
+    columns a step for 16 channels or fewer; other strides and dilations: packed columns), on whole and cut tiles of
     filters and pixels, odd channel counts and paddings: within float32 summation of the exact products of the
-    rounded operands (relative to the largest output). Stride 1's two layouts sum in the same order: the same
-    bits, but for 16 channels or fewer, where a shifted copy holds two kernel columns."""
+    rounded operands (relative to the largest output)."""
     rng = np.random.default_rng(channels * h + filters)
     x = rng.standard_normal((channels, h, w), dtype=np.float32)
     weights = rng.standard_normal((filters, channels * size * size), dtype=np.float32)
     out_h = (h + 2 * pad - dilation * (size - 1) - 1) // stride + 1
     out_w = (w + 2 * pad - dilation * (size - 1) - 1) // stride + 1
     expected = reference(weights, x, size, stride, pad, dilation, out_h, out_w)
-    kernels = ("packed",) if dilation > 1 or stride > 2 else (("shifted", "blocked"), ("blocked",))[stride - 1]
-    outs, kept = [], {}
-    for kernel in kernels:   # whatever the rule
-        out = np.full((filters, out_h * out_w), np.nan, np.float32)
-        products.conv_bf16(products.pack_bf16(weights, channels, size, kernel), kernel, filters, x, size, stride,
-                           pad, dilation, out_h, out_w, out,
-                           lambda name, shape, dtype: kept.setdefault(name, amx.aligned_zeros(shape, dtype)))
-        assert np.abs(out - expected).max() <= 2e-6 * np.abs(expected).max(), kernel
-        outs.append(out)
-    if len(outs) == 2 and channels > 16:
-        assert np.array_equal(*outs)
+    kernel = "packed" if dilation > 1 or stride > 2 else "blocked"   # whatever the rule
+    out, kept = np.full((filters, out_h * out_w), np.nan, np.float32), {}
+    products.conv_bf16(products.pack_bf16(weights, channels, size, kernel), kernel, filters, x, size, stride,
+                       pad, dilation, out_h, out_w, out,
+                       lambda name, shape, dtype: kept.setdefault(name, amx.aligned_zeros(shape, dtype)))
+    assert np.abs(out - expected).max() <= 2e-6 * np.abs(expected).max(), kernel
 
 
 @needs_amx
 @pytest.mark.parametrize("kernel,channels,h,w,filters,size,stride,pad,activation", [
-    ("shifted", 64, 26, 26, 40, 3, 1, 1, "leaky"), ("shifted", 33, 13, 17, 24, 3, 1, 1, "linear"),
-    ("shifted", 16, 11, 23, 40, 3, 1, 1, "leaky"),
-    ("shifted", 128, 5, 40, 255, 1, 1, 0, "relu"), ("blocked", 128, 13, 17, 40, 3, 1, 1, "leaky"),
+    ("blocked", 16, 11, 23, 40, 3, 1, 1, "leaky"), ("blocked", 16, 10, 19, 24, 3, 1, 1, "relu"),
+    ("blocked", 128, 5, 40, 255, 1, 1, 0, "relu"), ("blocked", 128, 13, 17, 40, 3, 1, 1, "leaky"),
     ("blocked", 40, 9, 35, 70, 3, 1, 1, "relu"), ("blocked", 33, 13, 17, 24, 3, 1, 1, "linear"),
     ("blocked", 64, 19, 21, 48, 3, 2, 1, "leaky"), ("packed", 64, 16, 16, 36, 3, 3, 1, "leaky")])
 def test_the_tiles_store_is_the_pass_after_them_bit_for_bit(bf16_products, kernel, channels, h, w, filters, size,
@@ -165,69 +158,46 @@ def test_the_tiles_store_is_the_pass_after_them_bit_for_bit(bf16_products, kerne
         assert np.isnan(out).all() and np.array_equal(pooled, pooled_apart)
 
 
-@pytest.mark.parametrize("channels,h,w,size,pad", [
-    (64, 20, 19, 3, 1), (33, 7, 30, 3, 1), (31, 9, 8, 2, 0), (7, 5, 9, 5, 2), (128, 1, 96, 1, 0), (16, 9, 20, 3, 1)])
-def test_amx_shifted_copies_are_the_rounded_padded_image(channels, h, w, size, pad):
-    """amx.to_bf16_shifted's layout against numpy's, on every CPU: copy kx, group g, channel pair, position i holds
-    the padded image's row g // (row / 16), column 16 (g % (row / 16)) + i + kx (zero past the row), both
-    channels of the pair rounded to bf16, the even one first; zero for a missing odd channel and the pairs
-    that pad the channels to 32 (with two kernel columns to a copy for 16 channels or fewer)."""
-    rng = np.random.default_rng(channels + w)
-    x = rng.standard_normal((channels, h, w), dtype=np.float32)
-    out_h = h + 2 * pad - size + 1
-    padded = np.zeros((channels, h + 2 * pad + 64, w + 2 * pad + 64), np.float32)
-    padded[:, pad:pad + h, pad:pad + w] = bf16_round(x)
-    shape, row = amx.shifted_layout(channels, size, pad, w, out_h)
-    copies, groups, pairs = shape[:3]
-    slots = 2 if channels <= 16 else 1   # kernel columns per copy: two where 16 channels or fewer fill half of k
-    assert copies == -(-size // slots)
-    slot_pairs = pairs // slots
-    rows = -(-groups // (row // 16))
-    width = w + 2 * pad
-    planes = np.zeros((2 * slot_pairs, rows, row + size), np.float32)   # V's rows, then zeros past their end
-    planes[:channels, :, :width] = padded[:, :rows, :width]
-    columns = [planes[:, :, kx:kx + row].reshape(slot_pairs, 2, -1)[:, :, :groups * 16]
-               .reshape(slot_pairs, 2, groups, 16).transpose(2, 0, 3, 1) if kx < size
-               else np.zeros((groups, slot_pairs, 16, 2), np.float32) for kx in range(copies * slots)]
-    expected = np.stack([np.concatenate(columns[c * slots:(c + 1) * slots], axis=1) for c in range(copies)])
-    out = np.full(shape, 0xFFFF, np.uint16)
-    amx.to_bf16_shifted(x, pad, size, row, out)
-    assert np.array_equal((out.astype(np.uint32) << 16).view(np.float32), expected)
-
-
 @pytest.mark.parametrize("channels,filters,h,w,size,pad,stride", [
     (64, 40, 9, 20, 3, 1, 1), (33, 32, 7, 30, 3, 1, 1), (7, 16, 5, 9, 5, 2, 1), (31, 70, 9, 8, 2, 0, 1),
-    (128, 33, 1, 96, 1, 0, 1), (35, 16, 3, 150, 3, 1, 1), (32, 64, 20, 21, 3, 1, 2), (40, 24, 9, 40, 4, 1, 2)])
+    (128, 33, 1, 96, 1, 0, 1), (35, 16, 3, 150, 3, 1, 1), (32, 64, 20, 21, 3, 1, 2), (40, 24, 9, 40, 4, 1, 2),
+    (16, 40, 9, 30, 3, 1, 1), (16, 24, 11, 21, 3, 1, 2), (12, 8, 6, 14, 2, 0, 1)])
 def test_amx_blocked_image_and_weights_are_the_rounded_operands(channels, filters, h, w, size, pad, stride):
     """amx.to_bf16_blocked's and pack_weights_blocked's layouts against numpy's, on every CPU: block cb, row y,
-    column x, lane i of the image holds the padded image's channel 32 cb + i at (y, x), rounded to bf16 (a third of
-    the values halfway between two: to the even one), zero past the channels and around the image (the rows that
-    the last block of output positions reads too; the columns to a multiple of 16); block (fb, ky, kx, cb, half)
-    of the weights, row p, column j, parity e holds filter 32 fb + 16 half + j's weight of channel 32 cb + 2 p + e
-    at (ky, kx), zero past the filters and channels."""
+    column x, lane i of the image holds the padded image's channel n cb + i at (y, x) (n = 32, or 16 for 16
+    channels or fewer), rounded to bf16 (a third of the values halfway between two: to the even one), zero past
+    the channels and around the image (the rows that the last block of output positions reads too; the columns to
+    a multiple of 16, and at least one past the image where a step of k pairs two kernel columns, whose odd last
+    one reads it); block (fb, ky, kx, cb, half) of the weights, row p, column j, parity e holds filter
+    32 fb + 16 half + j's weight of channel n cb + 2 p + e at (ky, kx) (with n = 16: channel 2 (p - 8) + e at
+    (ky, 2 kx + 1) for p from 8), zero past the filters, channels and kernel columns."""
     rng = np.random.default_rng(channels + w)
     x = rng.standard_normal((channels, h, w), dtype=np.float32)
     ties = x.view(np.uint32)[:, :, ::3]   # halfway between two bf16: to the even one, either way
     ties[...] = ties & 0xFFFF0000 | 0x8000
     out_h, out_w = (h + 2 * pad - size) // stride + 1, (w + 2 * pad - size) // stride + 1
     shape, wp, wq = amx.blocked_layout(channels, size, stride, pad, w, out_h, out_w)
+    n = 16 if channels <= 16 else 32
+    paired = 32 // n   # kernel columns a step of k
+    columns = -(-size // paired)
+    reach = columns * paired   # the columns a row of output positions reads, the zero one too
     blocks, rows = shape[:2]
-    assert shape == (-(-channels // 32), rows, wp, 32) and wp % 16 == 0 and wp >= w + 2 * pad
+    assert shape == (-(-channels // n), rows, wp, n) and wp % 16 == 0 and wp >= w + 2 * pad + reach - size
     assert wq % 16 == 0 and wq >= out_w
     last = -(-out_h * wq // 32) * 32 - 1   # what conv_blocked's A tiles read, the grid's junk positions too
-    assert rows * wp >= (stride * (last // wq) + size - 1) * wp + stride * (last % wq) + size
-    padded = np.zeros((blocks * 32, rows, wp), np.float32)
+    assert rows * wp >= (stride * (last // wq) + size - 1) * wp + stride * (last % wq) + reach
+    padded = np.zeros((blocks * n, rows, wp), np.float32)
     padded[:channels, pad:pad + h, pad:pad + w] = bf16_round(x)
     out = np.full(shape, 0xFFFF, np.uint16)
     amx.to_bf16_blocked(x, pad, out)
     as_floats = (out.astype(np.uint32) << 16).view(np.float32)
-    assert np.array_equal(as_floats, padded.reshape(blocks, 32, rows, wp).transpose(0, 2, 3, 1))
+    assert np.array_equal(as_floats, padded.reshape(blocks, n, rows, wp).transpose(0, 2, 3, 1))
     weights = rng.standard_normal((filters, channels * size * size), dtype=np.float32)
-    full = np.zeros((-(-filters // 32) * 32, blocks * 32, size, size), np.float32)
-    full[:filters, :channels] = bf16_round(weights).reshape(filters, channels, size, size)
+    full = np.zeros((-(-filters // 32) * 32, blocks * n, size, reach), np.float32)
+    full[:filters, :channels, :, :size] = bf16_round(weights).reshape(filters, channels, size, size)
     b = amx.pack_weights_blocked(weights, channels, size)
-    expected = full.reshape(-1, 2, 16, blocks, 16, 2, size, size).transpose(0, 6, 7, 3, 1, 4, 2, 5)
-    assert np.array_equal((b.astype(np.uint32) << 16).view(np.float32), expected)
+    expected = full.reshape(-1, 2, 16, blocks, n // 2, 2, size, columns, paired).transpose(0, 6, 7, 3, 1, 8, 4, 2, 5)
+    assert np.array_equal((b.astype(np.uint32) << 16).view(np.float32), expected.reshape(b.shape))
 
 
 def bf16_halves(words):
@@ -354,15 +324,15 @@ def test_few_channels_and_groups_keep_the_fast_products(monkeypatch):
     small layers lose too much precision) but for stride-1 kernels over 1 x 1 of exactly 16 channels, 1 x 1 ones
     under 128 channels, strides over 2 under 64 channels (their columns' packing outweighs the products) and
     grouped convolutions are not tiled; strides 1 and 2 take the image in channel blocks, 1 x 1 kernels from 128
-    channels and 16 channels into up to 32 filters too (padded; into more: shifted copies, two kernel columns of
-    16 channels to a step of k); with any other backend nothing is."""
+    channels and 16 channels too (in pixels of 16 channels, two kernel columns to a step of k, whatever the
+    filters); with any other backend nothing is."""
     monkeypatch.setattr(amx, "unavailable", lambda: None)   # the rule, wherever the tiles are
     previous = products.set_backend("bf16")
     try:
         assert products.bf16_engine() == "amx"
-        assert [takes_bf16(c) for c in (3, 15, 16, 17, 31, 32)] == [None, None, "shifted", None, None, "blocked"]
-        assert [takes_bf16(16, size=1), takes_bf16(16, size=5), takes_bf16(16, stride=2)] == [None, "shifted", None]
-        assert [takes_bf16(16, filters=f) for f in (16, 32, 33)] == ["blocked", "blocked", "shifted"]
+        assert [takes_bf16(c) for c in (3, 15, 16, 17, 31, 32)] == [None, None, "blocked", None, None, "blocked"]
+        assert [takes_bf16(16, size=1), takes_bf16(16, size=5), takes_bf16(16, stride=2)] == [None, "blocked", None]
+        assert [takes_bf16(16, filters=f) for f in (16, 32, 33, 128)] == ["blocked"] * 4
         assert [takes_bf16(c, size=1) for c in (64, 127, 128)] == [None, None, "blocked"]
         assert [takes_bf16(c, size=s) for c, s in ((64, 3), (512, 3), (32, 2), (40, 5))] == ["blocked"] * 4
         assert [takes_bf16(c, stride=2) for c in (31, 32, 511, 512)] == [None, "blocked", "blocked", "blocked"]

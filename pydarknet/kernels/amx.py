@@ -6,29 +6,22 @@ bf16 tile of B (stored as 16 rows of k-pairs, "VNNI" order: B[k, j] and B[k + 1,
 2 x 2 C tiles (32 filters x 32 output pixels) in tmm0-3, and for each 32-long step of k loads two A tiles
 (tmm4-5) and two B tiles (tmm6-7) and multiplies all four pairs.
 
-- A, the weights (filters, k) of conv_shifted and conv_image, are rounded to bf16 once per parameters, padded
-  with zeros to multiples of 32 rows and columns and stored in 32 x 32 blocks (`pack_weights`; for stride 1 with
-  k ordered kernel position first, `pack_weights_shifted`).
-- Stride 1 over 16 channels into many filters (`conv_shifted`): the image is rounded to bf16 once per layer in
-  B's order, channel pairs side by side, in padded rows of a multiple of 16 pixels, one copy per kernel column offset
-  (`to_bf16_shifted`). Output pixels are then computed at their padded positions and B, for each kernel
-  position, is read in place: its tiles start at whole 64-byte groups, so nothing is packed per block. An image
-  of 16 channels or fewer has two kernel columns in a copy, so that a 32-long step of k is not half padding.
-- The others at strides 1 and 2 (`conv_blocked`: kernels over 1 x 1, and 1 x 1 kernels at stride 1): the tiles'
-  roles swapped, the image is A, rounded once per layer into blocks of 32 channels with each pixel's channels side
-  by side (`to_bf16_blocked`), so that a kernel column's shift moves A's rows by whole 64-byte rows and one copy
-  serves every column, where to_bf16_shifted writes one per column; the weights are B (`pack_weights_blocked`).
-  C's tiles come out pixels x filters and are turned around in vector registers on their way to the output
-  (`_store_turned`).
-- Other strides and dilations (`conv_image`): the image is rounded to bf16 with its border
-  (`to_bf16_padded`); each thread packs the im2col columns of its block of 32 output pixels into B's order
-  and runs every row block of A over them while they are in its cache.
+- Strides 1 and 2 (`conv_blocked`: kernels over 1 x 1, and 1 x 1 kernels at stride 1): the image is A, rounded
+  once per layer into blocks of 32 channels with each pixel's channels side by side (`to_bf16_blocked`), so that
+  a kernel column's shift moves A's rows by whole 64-byte rows and one copy serves every column. An image of 16
+  channels or fewer is rounded in pixels of 16 channels: a tile row of 64 bytes is then two neighbouring pixels,
+  and a step of k two kernel columns, where 32-channel pixels would make it half padding. The weights are B
+  (`pack_weights_blocked`). C's tiles come out pixels x filters and are turned around in vector registers on
+  their way to the output (`_store_turned`).
+- Other strides and dilations (`conv_image`): A is the weights (filters, k), rounded to bf16 once per parameters,
+  padded with zeros to multiples of 32 rows and columns and stored in 32 x 32 blocks (`pack_weights`); the image
+  is rounded to bf16 with its border (`to_bf16_padded`); each thread packs the im2col columns of its block of 32
+  output pixels into B's order and runs every row block of A over them while they are in its cache.
 - Each of C's tiles goes through a thread's scratch (1 KiB, in L1) into vector registers, where the layer's
   batch-norm, bias and activation (the fused plan's, kernels/epilogue.py) finish each filter's row before one
   masked store writes it to the output (`_store_rows`; conv_blocked's are turned around first, `_store_turned`).
-  conv_blocked's blocks are
-  16 columns of two output rows, so that it also takes the 2x2 max pool after the layer there (and, where only
-  the pool reads the layer's output, writes the pool's alone).
+  conv_blocked's blocks are 16 columns of two output rows, so that it also takes the 2x2 max pool after the
+  layer there (and, where only the pool reads the layer's output, writes the pool's alone).
 Rounding is to nearest, ties to even, as the CPU's own conversions (bf16.to_bf16, shared with the vdpbf16ps
 products). The sums are float32 in the tiles' order, not darknet's: this is the reduced-precision mode, within
 the tolerances docs/fidelity.md states.
@@ -217,15 +210,16 @@ def _masked(builder, op, vector):
 
 
 @intrinsic
-def _round_turned(typingctx, bits, at, plane, channels, count, words, words_at):
-    """`count` (<= 16) pixels of `channels` (<= 32) planes, rounded to bf16 and turned around into pixel rows of
-    32 channels: words[words_at + 16 j + p] = the bf16 of plane 2 p (low half) and plane 2 p + 1 (high half) at
-    pixel j, the planes bits[at + i plane + j] (float32 bits), zero past `channels`. Each plane's 16 pixels are one
+def _round_turned(typingctx, bits, at, plane, channels, count, words, words_at, width):
+    """`count` (<= 16) pixels of `channels` (<= 2 width) planes, rounded to bf16 and turned around into pixel rows
+    of `width` (16 or 8) words: words[words_at + width j + p] = the bf16 of plane 2 p (low half) and plane 2 p + 1
+    (high half) at pixel j, the planes bits[at + i plane + j] (float32 bits), zero past `channels`. Each plane's 16
+    pixels are one
     masked vector load, rounded as bf16.to_bf16 rounds (to nearest, ties to even, in integers: the same bits), two
     planes joined into words, the 16 x 16 words turned around in registers: element by element, the reads 32
     planes apart are each a load of its own."""
     def codegen(context, builder, signature, args):
-        bits_, at_, plane_, channels_, count_, words_, words_at_ = args
+        bits_, at_, plane_, channels_, count_, words_, words_at_, width_ = args
         lanes = _lanes(builder, count_)
         none = ir.Constant(ir.VectorType(ir.IntType(1), 16), [0] * 16)
         zero = ir.Constant(_WORDS, [0] * 16)
@@ -242,13 +236,16 @@ def _round_turned(typingctx, bits, at, plane, channels, count, words, words_at):
                                         _splat_i32(builder, 16)))
         pairs = [builder.or_(rounded[2 * p], builder.shl(rounded[2 * p + 1], _splat_i32(builder, 16)))
                  for p in range(16)]
+        store = _masked(builder, "store", _WORDS)
+        row_lanes = _lanes(builder, width_)
         for j, row in enumerate(_turn(builder, pairs)):
             with builder.if_then(builder.icmp_signed("<", ir.Constant(_I64, j), count_)):
                 target = _at(context, builder, signature.args[5], words_,
-                             builder.add(words_at_, ir.Constant(_I64, 16 * j)))
-                builder.store(row, builder.bitcast(target, _WORDS.as_pointer()), align=4)
+                             builder.add(words_at_, builder.mul(width_, ir.Constant(_I64, j))))
+                builder.call(store, [row, builder.bitcast(target, _WORDS.as_pointer()), ir.Constant(_I32, 4),
+                                     row_lanes])
         return context.get_dummy_value()
-    return types.void(bits, types.intp, types.intp, types.intp, types.intp, words, types.intp), codegen
+    return types.void(bits, types.intp, types.intp, types.intp, types.intp, words, types.intp, types.intp), codegen
 
 
 def _finish_tile(turn):
@@ -298,7 +295,8 @@ def _store_rows(typingctx, c, out, at, ldc, filters, cols, affine, f, activation
     kernels.epilogue.Store (none for affine (3, 0)): each filter's row finished in a vector register and written
     with one masked store. The arithmetic is epilogue.affine_activate_row's, a subtraction, a multiply and an add
     each rounded, then leaky's 0.1 x or relu, so the bits are the fast modes' pass's (tests/test_reduced_precision.py
-    holds them to it). Scalar code finishing the tile's rows took a third of conv_shifted's time."""
+    holds them to it). Scalar code finishing the tile's rows took a third of the time of a kernel storing C
+    filters x pixels."""
     return types.void(c, out, types.intp, types.intp, types.intp, types.intp, affine, types.intp, types.intp), \
         _finish_tile(turn=False)
 
@@ -480,95 +478,32 @@ def conv_image(a, m, xp, channels, size, stride, dilation, out_h, out_w, out, co
                                     activation)
 
 
-@njit(cache=True)
-def shifted_slots(channels):
-    """Kernel columns side by side in a group's 16 channel pairs of to_bf16_shifted's layout: two for an image of
-    16 channels or fewer (column kx in pairs 8 (kx % 2) on of copy kx // 2, so that a step of the tiles' k, 32
-    long, is two columns' channels rather than one column's padded to 32), else one."""
-    return 2 if channels <= 16 else 1
+def pixel_channels(channels):
+    """The channels of a pixel in to_bf16_blocked's layout: 32, or 16 for an image of 16 channels or fewer, whose
+    tile rows (64 bytes) are then two neighbouring pixels: a step of the tiles' k is two kernel columns, not one
+    column's 16 channels and 16 of padding."""
+    return 16 if channels <= 16 else 32
 
 
-def shifted_layout(channels, size, pad, w, out_h):
-    """The shape of to_bf16_shifted's output for an image of `channels` x ? x w and a stride-1 size x size
-    kernel, (copies, groups of 16 positions, channel pairs, 16, 2), and its row width: the padded row
-    (w + 2 pad) rounded up to 16 pixels, so that a kernel row's reads start at a group. A copy holds
-    shifted_slots(channels) kernel columns."""
-    row = -(-(w + 2 * pad) // 16) * 16
-    blocks = -(-(out_h * row) // 32)
-    copies = -(-size // shifted_slots(channels))
-    return (copies, 2 * blocks + (size - 1) * row // 16, -(-channels // 32) * 16, 16, 2), row
-
-
-SHIFTED_ROWS = 8   # padded rows per task of to_bf16_shifted: enough tasks for the threads, each a channel pair's run
-
-
-@njit(cache=True, inline="always")
-def _round_words(low, high, out):
-    """out[j] = the word of bf16 of low[j] (its low half) and of high[j] (contiguous: vectorised)."""
-    for j in range(len(out)):
-        out[j] = np.uint32(to_bf16(low[j])) | (np.uint32(to_bf16(high[j])) << np.uint32(16))
-
-
-@njit(cache=True, inline="always")
-def _copy_pieces(words, line, py, pair, size, slots, slot_pairs, copies, groups, pairs, per_row):
-    """Row py of V's pair of planes `pair`, in line, into each copy's groups of to_bf16_shifted's out (words)."""
-    for kx in range(copies * slots):
-        for g in range(py * per_row, min(groups, (py + 1) * per_row)):
-            at = ((kx // slots * groups + g) * pairs + kx % slots * slot_pairs + pair) * 16
-            if kx >= size:   # the zero column that completes the last copy
-                words[at:at + 16] = 0
-                continue
-            src_at = (g - py * per_row) * 16 + kx
-            piece, source = words[at:at + 16], line[src_at:src_at + 16]
-            for j in range(16):
-                piece[j] = source[j]
-
-
-@njit(cache=True, parallel=True)
-def to_bf16_shifted(x, pad, size, row, out):
-    """out[kx, g, pair, i, parity] = the bf16 of channel 2 pair + parity of the image V at row position
-    16 (g % (row / 16)) + i + kx of row g // (row / 16), for the kernel's `size` columns kx (with two columns to a
-    copy, shifted_slots: column kx is out[kx // 2, g, 8 (kx % 2) + pair], a missing last column zeros): one
-    copy per column offset kx of the kernel, in groups of 16 positions whose channel pairs follow each other, so
-    that a B tile (16 pairs x 16 positions) is 1 KiB in one piece (see conv_shifted). V is image x (c, h, w)
-    zero-padded by pad, in rows of `row` positions (zero past the padded image's columns).
-    Each task rounds a row of a pair of channels once into `line` and copies the copies' 16-word pieces from it:
-    rounding per copy cost twice as much."""
-    c, h, w = x.shape
-    copies, groups, pairs = out.shape[:3]
-    slots = shifted_slots(c)
-    slot_pairs = pairs // slots   # the image's pairs, padded, in each column's slot
-    bits = x.view(np.uint32)
-    words = out.reshape(-1).view(np.uint32)   # a pair of channels' two bf16 as one word: low half the even one
-    per_row = row // 16
-    rows = -(-groups // per_row)
-    runs = -(-rows // SHIFTED_ROWS)
-    for task in prange(slot_pairs * runs):
-        pair, first = task // runs, task % runs * SHIFTED_ROWS
-        line = np.zeros(row + 16, np.uint32)   # a row of V, and zeros past its end for the copies' last group
-        ch = 2 * pair
-        for py in range(first, min(rows, first + SHIFTED_ROWS)):
-            iy = py - pad
-            if ch >= c or iy < 0 or iy >= h:   # (a padding row or pair: few)
-                line[:row] = 0
-            elif ch + 1 < c:   # the row's columns pad to pad + w (the others stay zero)
-                _round_words(bits[ch, iy], bits[ch + 1, iy], line[pad:pad + w])
-            else:   # an odd c's last channel, beside a zero plane
-                for j in range(w):
-                    line[pad + j] = np.uint32(to_bf16(bits[ch, iy, j]))
-            _copy_pieces(words, line, py, pair, size, slots, slot_pairs, copies, groups, pairs, per_row)
+def kernel_columns(channels, size):
+    """The kernel columns of conv_blocked's steps of k (pack_weights_blocked's third axis): each column, or pairs of
+    columns (pixel_channels 16), the last of an odd size paired with a column of zero weights."""
+    return size if pixel_channels(channels) == 32 else -(-size // 2)
 
 
 def blocked_layout(channels, size, stride, pad, w, out_h, out_w):
     """The shape of to_bf16_blocked's output for an image of `channels` x ? x w and a size x size kernel at
-    `stride`, (blocks of 32 channels, rows, wp, 32); wp, the padded row (w + 2 pad) rounded up to 16 pixels; and wq,
-    the output's row (out_w) rounded up to 16, the rows of conv_blocked's grid of output positions, so that each of
-    C's tiles (16 output positions) lies within one row. Its rows are those conv_blocked's blocks of output
-    positions (16 columns of two rows) read: the padded image's, and zeros below."""
-    wp, wq = -(-(w + 2 * pad) // 16) * 16, -(-out_w // 16) * 16
+    `stride`, (blocks of pixel_channels, rows, wp, pixel_channels); wp, the padded row (w + 2 pad, and the column
+    a kernel of paired columns reads past its last: zero) rounded up to 16 pixels; and wq, the output's row (out_w)
+    rounded up to 16, the rows of conv_blocked's grid of output positions, so that each of C's tiles (16 output
+    positions) lies within one row. Its rows are those conv_blocked's blocks of output positions (16 columns of
+    two rows) read: the padded image's, and zeros below."""
+    per_pixel = pixel_channels(channels)
+    reach = kernel_columns(channels, size) * 32 // per_pixel   # the kernel's columns, and the zero one if paired
+    wp, wq = -(-(w + 2 * pad + reach - size) // 16) * 16, -(-out_w // 16) * 16
     last = (-(-out_h // 2) * 2) * wq - 1   # the last position of the grid (an even number of rows)
-    read = (stride * (last // wq) + size - 1) * wp + stride * (last % wq) + size   # positions 0 .. read - 1
-    return (-(-channels // 32), -(-read // wp), wp, 32), wp, wq
+    read = (stride * (last // wq) + size - 1) * wp + stride * (last % wq) + reach   # positions 0 .. read - 1
+    return (-(-channels // per_pixel), -(-read // wp), wp, per_pixel), wp, wq
 
 
 BLOCKED_RUN = 128   # pixels of a row a task of to_bf16_blocked rounds (a wide row is several tasks)
@@ -576,12 +511,14 @@ BLOCKED_RUN = 128   # pixels of a row a task of to_bf16_blocked rounds (a wide r
 
 @njit(cache=True, parallel=True)
 def to_bf16_blocked(x, pad, out):
-    """out[cb, y, x, i] = the bf16 of channel 32 cb + i of image x (c, h, w) at row y - pad, column x - pad; zero
-    outside the image and past its channels: each pixel's 32 channels side by side, a row of conv_blocked's A
-    tile. All of out is written (it may be scratch that another layout used), a run of BLOCKED_RUN pixels of a
-    row of a block a task, the image's pixels 16 at a time (_round_turned)."""
+    """out[cb, y, x, i] = the bf16 of channel n cb + i of image x (c, h, w) at row y - pad, column x - pad; zero
+    outside the image and past its channels: each pixel's n channels side by side (n = out.shape[3],
+    pixel_channels), conv_blocked's A tiles' rows. All of out is written (it may be scratch that another layout
+    used), a run of BLOCKED_RUN pixels of a row of a block a task, the image's pixels 16 at a time
+    (_round_turned)."""
     c, h, w = x.shape
-    blocks, rows, wp = out.shape[:3]
+    blocks, rows, wp, n = out.shape
+    per = n // 2   # words a pixel
     runs = -(-wp // BLOCKED_RUN)
     bits = x.reshape(-1).view(np.uint32)
     words = out.reshape(-1).view(np.uint32)
@@ -590,32 +527,36 @@ def to_bf16_blocked(x, pad, out):
         x0, x1 = run * BLOCKED_RUN, min(wp, (run + 1) * BLOCKED_RUN)
         iy = y - pad
         first, last = (max(x0, pad), min(x1, pad + w)) if 0 <= iy < h else (x1, x1)   # the image's pixels
-        line = words[((cb * rows + y) * wp) * 16:((cb * rows + y + 1) * wp) * 16]
-        line[x0 * 16:max(x0, first) * 16] = 0
-        line[max(x0, last) * 16:x1 * 16] = 0
+        line = words[((cb * rows + y) * wp) * per:((cb * rows + y + 1) * wp) * per]
+        line[x0 * per:max(x0, first) * per] = 0
+        line[max(x0, last) * per:x1 * per] = 0
         for px in range(first, last, 16):
-            _round_turned(bits, (32 * cb * h + iy) * w + px - pad, h * w, min(32, c - 32 * cb),
-                          min(16, last - px), words, ((cb * rows + y) * wp + px) * 16)
+            _round_turned(bits, (n * cb * h + iy) * w + px - pad, h * w, min(n, c - n * cb),
+                          min(16, last - px), words, ((cb * rows + y) * wp + px) * per, per)
 
 
 @njit(cache=True)
-def _pack_blocked(w, b):
+def _pack_blocked(w, n, b):
     bits = w.view(np.uint32)
+    paired = 32 // n   # kernel columns a step
     for f in range(w.shape[0]):
         for ch in range(w.shape[1]):
             for ky in range(w.shape[2]):
                 for kx in range(w.shape[3]):
                     word = to_bf16(bits[f, ch, ky, kx])
-                    b[f // 32, ky, kx, ch // 32, f % 32 // 16, ch % 32 // 2, f % 16, ch % 2] = word
+                    b[f // 32, ky, kx // paired, ch // n, f % 32 // 16, kx % paired * n // 2 + ch % n // 2, f % 16,
+                      ch % 2] = word
 
 
 def pack_weights_blocked(w, channels, size):
     """The weights (filters, channels*size*size, darknet's order) as conv_blocked's B: bf16, zero-padded, in blocks
-    (filter blocks of 32, ky, kx, channel blocks of 32, 2 halves of 16 filters, 16 channel pairs, 16 filters, 2):
-    each half a B tile of 1 KiB in VNNI order (a channel pair's two weights of a filter side by side)."""
+    (filter blocks of 32, ky, kernel_columns, channel blocks of pixel_channels, 2 halves of 16 filters, 16 channel
+    pairs, 16 filters, 2): each half a B tile of 1 KiB in VNNI order (a channel pair's two weights of a filter side
+    by side); with 16 channels a pixel, pairs 0-7 are a column's and 8-15 the next column's."""
     m = w.shape[0]
-    b = aligned_zeros((-(-m // 32), size, size, -(-channels // 32), 2, 16, 16, 2), np.uint16)
-    _pack_blocked(np.ascontiguousarray(w, dtype=np.float32).reshape(m, channels, size, size), b)
+    n = pixel_channels(channels)
+    b = aligned_zeros((-(-m // 32), size, kernel_columns(channels, size), -(-channels // n), 2, 16, 16, 2), np.uint16)
+    _pack_blocked(np.ascontiguousarray(w, dtype=np.float32).reshape(m, channels, size, size), n, b)
     return b
 
 
@@ -652,19 +593,19 @@ def conv_blocked(b, m, xb, wp, wq, stride, out_h, out_w, out, config, c_work, we
                  pooled, pooled_only):
     """out (m, out_h*out_w) = the size x size convolution at `stride` of the image in xb (to_bf16_blocked, rows of
     wp pixels) by b (pack_weights_blocked), finished tile by tile by a kernels.epilogue.Store's affine rows and
-    activation (none for affine (3, 0)) and its 2x2 max pool into `pooled` (none for NO_POOL). The tiles' roles are
-    conv_shifted's swapped: A is the image, 16 output columns of two output rows at a time (a tile of 16 pixels a
-    row, each pixel a row of its 32 channels; q = y wq + x, grid rows wq wide), B the weights. For kernel position
-    (ky, kx), A's tile rows are pixels (stride y + ky, stride x + kx) of the padded image, `stride` whole 64-byte
-    rows apart: every tile row lies within a cache line, with no copy of the image per kernel column or phase.
-    C's tiles are pixels x filters: each goes through c_work into the output's rows (16 filters' planes), the
-    columns past out_w dropped, finished by the store on the way (_store_turned); then the pool's windows over
-    the two rows (_pool_stored), while they are in the core's cache; with `pooled_only` (an output no other
-    layer reads) the finished rows go to c_work past C's tile instead of the output (c_work: 1280 floats a
-    thread), so that only the pool's output is written. The work is shared out in runs of items (_work_item;
-    weights_outer: filter block by filter block)."""
-    filter_blocks, size = b.shape[0], b.shape[1]
-    channel_blocks, rows = xb.shape[:2]
+    activation (none for affine (3, 0)) and its 2x2 max pool into `pooled` (none for NO_POOL). A is the image, 16
+    output columns of two output rows at a time (a tile of 16 pixels a row, each pixel a row of 32 channels, or of
+    two neighbouring pixels' 16; q = y wq + x, grid rows wq wide), B the weights. For kernel position (ky, kx) (kx
+    even with pixels of 16 channels: the step is columns kx and kx + 1), A's tile rows are pixels (stride y + ky,
+    stride x + kx) of the padded image, `stride` pixels apart: no copy of the image per kernel column or phase. C's
+    tiles are pixels x filters: each goes through c_work into the output's rows (16 filters' planes), the columns
+    past out_w dropped, finished by the store on the way (_store_turned); then the pool's windows over the two rows
+    (_pool_stored), while they are in the core's cache; with `pooled_only` (an output no other layer reads) the
+    finished rows go to c_work past C's tile instead of the output (c_work: 1280 floats a thread), so that only the
+    pool's output is written. The work is shared out in runs of items (_work_item; weights_outer: filter block by
+    filter block)."""
+    filter_blocks, size, columns = b.shape[:3]
+    channel_blocks, rows, _, n = xb.shape   # n channels a pixel: kernel columns 32 // n a step
     across = wq // 16   # blocks of a pair of grid rows
     blocks = -(-out_h // 2) * across
     items = blocks * filter_blocks
@@ -674,7 +615,7 @@ def conv_blocked(b, m, xb, wp, wq, stride, out_h, out_w, out, config, c_work, we
     b_flat = b.reshape(-1)
     xb_flat = xb.reshape(-1)
     out_flat = out.reshape(-1)
-    per_filter_block = size * size * channel_blocks * 1024
+    per_filter_block = size * columns * channel_blocks * 1024
     p_h, p_w = pooled.shape[1:]
     pooled_flat = pooled.reshape(-1)
     for t in prange(threads):
@@ -686,12 +627,12 @@ def conv_blocked(b, m, xb, wp, wq, stride, out_h, out_w, out, config, c_work, we
             q0 = y0 * wq + x
             _zero_c()
             for ky in range(size):
-                for kx in range(size):
-                    at = _image_at(q0, wq, stride, wp, ky, kx)
-                    below = _image_at(q0 + wq, wq, stride, wp, ky, kx) - at   # (the grid's next row)
+                for kx in range(columns):
+                    at = _image_at(q0, wq, stride, wp, ky, kx * 32 // n)
+                    below = _image_at(q0 + wq, wq, stride, wp, ky, kx * 32 // n) - at   # (the grid's next row)
                     for cb in range(channel_blocks):
-                        b_at = fb * per_filter_block + ((ky * size + kx) * channel_blocks + cb) * 1024
-                        _step(xb_flat, (cb * rows * wp + at) * 32, below * 32, 32 * stride, b_flat, b_at, 512, 32)
+                        b_at = fb * per_filter_block + ((ky * columns + kx) * channel_blocks + cb) * 1024
+                        _step(xb_flat, (cb * rows * wp + at) * n, below * n, n * stride, b_flat, b_at, 512, 32)
             f0, cols = fb * 32, min(16, out_w - x)
             rows_to, ld = (c, 16) if pooled_only else (out_flat, L)   # where the finished rows go
             for tile in range(4):
@@ -709,63 +650,3 @@ def conv_blocked(b, m, xb, wp, wq, stride, out_h, out_w, out, config, c_work, we
                          if y0 + 1 < out_h else 0)
                 _pool_stored(rows_to, at, at + below, ld, min(16, m - f0 - 16 * half), cols, pooled_flat,
                              ((f0 + 16 * half) * p_h + y0 // 2) * p_w + x // 2, p_h * p_w)
-
-
-def pack_weights_shifted(w, channels, size):
-    """The weights (filters, channels*size*size, darknet's order) for conv_shifted: k ordered kernel row, then
-    column, then channel, the channels padded to 32 per column (to 16 where two columns share a copy,
-    shifted_slots, and a zero column completing the last copy); filters padded to 32; bf16."""
-    m = w.shape[0]
-    slots = shifted_slots(channels)
-    padded = -(-channels // 32) * 32 // slots
-    by_position = np.zeros((m, size, -(-size // slots) * slots, padded), np.float32)
-    by_position[:, :, :size, :channels] = w.reshape(m, channels, size, size).transpose(0, 2, 3, 1)
-    return pack_weights(by_position.reshape(m, -1))
-
-
-@njit(cache=True, parallel=True)
-def conv_shifted(a, m, size, xs, row, out_h, out_w, out, config, c_work, weights_outer, affine, activation):
-    """out (m, out_h*out_w) = the stride-1 size x size convolution of the image in xs (to_bf16_shifted, rows of
-    `row` pixels) by a (pack_weights_shifted), finished tile by tile by the affine rows and activation of a
-    kernels.epilogue.Store (none for affine (3, 0)). Output pixels are computed at their padded positions q = y row
-    + x, 32 at a time: for kernel position (ky, kx), B is the two groups of copy kx from q + ky row, read in place
-    (no columns packed). Each of C's four 16 x 16 tiles lies within one padded row (row is a multiple of 16): it
-    goes through c_work into out (_store_rows), the columns past out_w and the filters past m dropped. The work is
-    32 filters x 32 pixels at a time, shared out in runs: block of pixels by block (each block's B stays in the
-    core's cache while every filter goes by), or with `weights_outer`, filter block by filter block (for weights
-    larger than the cache: each block of A is then read from memory once, not once per block of pixels)."""
-    rows_a, kp = a.shape[0] * 32, a.shape[1] * 32
-    copies, groups, pairs = xs.shape[:3]   # (a copy: one kernel column, or two, shifted_slots)
-    steps = pairs // 16
-    blocks = -(-(out_h * row) // 32)
-    filter_blocks = rows_a // 32
-    items = blocks * filter_blocks
-    threads = c_work.shape[0]
-    per = (items + threads - 1) // threads
-    L = out_h * out_w
-    a_flat = a.reshape(-1)
-    xs_flat = xs.reshape(-1)
-    out_flat = out.reshape(-1)
-    group = pairs * 32   # elements per group of 16 positions
-    for t in prange(threads):
-        _tile_config(config)
-        c = c_work[t]
-        for item in range(t * per, min(items, (t + 1) * per)):
-            block, fb = _work_item(item, blocks, filter_blocks, weights_outer)
-            q0, r0 = block * 32, fb * 32
-            _zero_c()
-            for ky in range(size):
-                for kx in range(copies):
-                    a_at = (r0 // 32 * (kp // 32) + (ky * copies + kx) * steps) * 1024
-                    b_at = (kx * groups + (q0 + ky * row) // 16) * group
-                    for s in range(steps):
-                        _step(a_flat, a_at + s * 1024, 512, 32, xs_flat, b_at + s * 512, group, 32)
-            for tile in range(4):
-                f, q = r0 + 16 * (tile // 2), q0 + 16 * (tile % 2)
-                y = q // row
-                x = q - y * row
-                filters, cols = min(16, m - f), min(16, out_w - x)
-                if y >= out_h or filters <= 0 or cols <= 0:
-                    continue
-                _store_tile(c, 0, 16, tile)
-                _store_rows(c, out_flat, f * L + y * out_w + x, L, filters, cols, affine, f, activation)

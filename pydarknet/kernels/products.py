@@ -429,7 +429,6 @@ def conv_int16(a, units, x, size, stride, pad, dilation, out_h, out_w, out, scra
 
 BF16_CHANNELS = 32
 BF16_POINTWISE_CHANNELS = 128   # 1 x 1 kernels take the bf16 products from this many channels
-BF16_PADDED_FILTERS = 32   # 16-channel kernels into this many filters or fewer take the blocked kernel, padded
 
 
 def bf16_kernel(channels, filters, size, stride, dilation, groups, out_h, out_w):
@@ -437,14 +436,12 @@ def bf16_kernel(channels, filters, size, stride, dilation, groups, out_h, out_w)
     the fast products (also for groups and every other backend).
     On the AMX tiles: None under BF16_CHANNELS channels (Yolo-Fastest's 16- and 24-channel 1 x 1 layers would
     move a probability past the .02 docs/fidelity.md promises), except stride-1 kernels over 1 x 1 of exactly 16
-    channels: "blocked" (half of each step of k padding) into up to BF16_PADDED_FILTERS filters, where rounding
-    the image into the shifted copies cost more than the padding, else "shifted", where two kernel columns'
-    channels fill a step of k (amx.shifted_slots); "blocked" (kernels over 1 x 1 at strides 1 and 2, and 1 x 1
-    kernels at stride 1 from BF16_POINTWISE_CHANNELS: the image as A, in blocks of 32 channels, one copy where
-    "shifted" rounds one per kernel column, stride 2 reading every other pixel where the image's four phases made
-    16/9 as many products, and the rounding into blocks vectorised where the shifted copy's was not), "packed"
-    (other strides and dilations: im2col's columns packed per block) from 64 channels. Where the tiles' k is
-    mostly padding or the packing outweighs the products, the fast products are faster.
+    channels: "blocked", in pixels of 16 channels, two kernel columns a step of k (amx.pixel_channels); "blocked"
+    (kernels over 1 x 1 at strides 1 and 2, and 1 x 1 kernels at stride 1 from BF16_POINTWISE_CHANNELS: the image
+    as A, in blocks of 32 channels, one copy for every kernel column, stride 2 reading every other pixel where the
+    image's four phases made 16/9 as many products), "packed" (other strides and dilations: im2col's columns
+    packed per block) from 64 channels. Where the tiles' k is mostly padding or the packing outweighs the
+    products, the fast products are faster.
     With vdpbf16ps (bf16_engine() "dpbf16ps", kernels/bf16.py), which does VNNI's vpdpwssd's work:
     int16_kernel's rule for kernels over 1 x 1, "direct" (bf16 words through gemm's drivers), including
     the F(4x4) layers of _fast_tile's words rule, but on its F(2x2) layers: those take
@@ -454,7 +451,7 @@ def bf16_kernel(channels, filters, size, stride, dilation, groups, out_h, out_w)
     if backend() != "bf16" or groups != 1:
         return None
     if chosen().bf16_engine == "amx" and channels == 16 and stride == 1 and dilation == 1 and size > 1:
-        return "blocked" if filters <= BF16_PADDED_FILTERS else "shifted"
+        return "blocked"
     if chosen().bf16_engine == "dpbf16ps":
         if size == 1:
             return "direct" if channels >= BF16_POINTWISE_CHANNELS else None
@@ -469,7 +466,7 @@ def bf16_kernel(channels, filters, size, stride, dilation, groups, out_h, out_w)
     return "packed" if channels >= 64 else None
 
 
-# Packed bf16 weights larger than this are run filter block by filter block (amx.conv_shifted's weights_outer): a
+# Packed bf16 weights larger than this are run filter block by filter block (amx.conv_blocked's weights_outer): a
 # core's L2 (2 MiB on the Xeons with AMX) holds them with a block of pixels beside.
 AMX_WEIGHTS_CACHED = 1 << 20
 
@@ -477,8 +474,6 @@ AMX_WEIGHTS_CACHED = 1 << 20
 def pack_bf16(weights, channels, size, kernel):
     """A convolution's weights (filters, channels*size*size) for its bf16 kernel (see bf16_kernel)."""
     from . import amx, bf16
-    if kernel == "shifted":
-        return amx.pack_weights_shifted(weights, channels, size)
     if kernel == "blocked":
         return amx.pack_weights_blocked(weights, channels, size)
     if kernel == "packed":
@@ -489,7 +484,7 @@ def pack_bf16(weights, channels, size, kernel):
 def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, out, scratch, store=NONE,
               pooled_only=False):
     """out (filters, out_h*out_w) = the convolution of image x (c, h, w) by a (pack_bf16) with its kernel: on the
-    AMX tiles ("blocked", "shifted", "packed") or with vdpbf16ps ("direct"), finished by `store` (the fused plan's
+    AMX tiles ("blocked", "packed") or with vdpbf16ps ("direct"), finished by `store` (the fused plan's
     kernels.epilogue.Store of this image): the tiles apply its affine and activation as they store C; the blocked
     kernel its pool too (with `pooled_only`, given only with a pool, for an output that only the pool reads, it
     then leaves `out` unwritten), the others' pool follows in a pass; vdpbf16ps's sums get the whole store in a
@@ -526,16 +521,6 @@ def bf16_convolution(a, kernel, filters, shape, size, stride, pad, dilation, out
             amx.to_bf16_blocked(x, pad, xb)
             amx.conv_blocked(a, filters, xb, wp, wq, stride, out_h, out_w, out, config, c_work, outer, *store,
                              pooled_only)
-        return convolve
-    if kernel == "shifted":
-        layout, row = amx.shifted_layout(c, size, pad, w, out_h)
-        xs = scratch("amx_shifted", layout, np.uint16)
-
-        def convolve(x, out, store, pooled_only):
-            amx.to_bf16_shifted(x, pad, size, row, xs)
-            amx.conv_shifted(a, filters, size, xs, row, out_h, out_w, out, config, c_work, outer, store.affine,
-                             store.activation)
-            pool(out, out_w, store)
         return convolve
     xp = scratch("amx_padded", (c + 1, h + 2 * pad, w + 2 * pad), np.uint16)
     b_work = scratch("amx_b", (c_work.shape[0], a.shape[1] * 1024), np.uint16)
