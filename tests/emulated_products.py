@@ -74,10 +74,19 @@ class Emulated:
         assert kernel in BF16_KERNELS, f"the emulation does not know the bf16 kernel {kernel!r}: teach it"
         return bf16_round(weights)
 
-    def bf16_convolution(self, a, kernel, filters, shape, size, stride, pad, dilation, out_h, out_w, scratch):
-        def convolve(x, out, store, pooled_only):   # (the output is written either way)
+    def bf16_convolution(self, a, kernel, filters, shape, size, stride, pad, dilation, out_h, out_w, scratch,
+                         rounded=False):
+        c, h, w = shape
+
+        def convolve(x, out, store, pooled_only, words=None):   # (the output is written either way)
+            if rounded:   # the blocked kernel's layout, as the layer before filled it: back to planes
+                blocks, rows, wp, n = x.shape
+                x = (x.astype(np.uint32) << 16).view(np.float32).transpose(0, 3, 1, 2).reshape(blocks * n, rows, wp)
+                x = x[:c, pad:pad + h, pad:pad + w]
             out[...] = self.product(a, bf16_round(self.columns(x, size, stride, pad, dilation, out_h, out_w)))
             apply(out, out_w, store)   # the store's arithmetic: the same floats, in the tiles' store or in a pass
+            if words is not None:   # the blocked kernel's hand-over: the next layer's input, rounded in its layout
+                amx.to_bf16_blocked(out.reshape(filters, out_h, out_w), words[1], words[0])
         return convolve
 
     # --int16 (int16.quantize_weights, conv_int16; quantize_winograd_weights, conv_int16_winograd)

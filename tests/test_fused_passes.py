@@ -5,10 +5,11 @@ Convolutional.fused_store and kernels/epilogue.py)."""
 import numpy as np
 import pytest
 
-from pydarknet.kernels import pool as pool_kernels, products
+from emulated_products import emulate
+from pydarknet.kernels import amx, pool as pool_kernels, products
 from pydarknet.kernels.activations import CODE
 from pydarknet.network.layers import convolutional, maxpool as maxpool_layer
-from pydarknet.network.layers.convolutional import Convolutional
+from pydarknet.network.layers.convolutional import Convolutional, Plan
 from pydarknet.network.layers.maxpool import Maxpool
 from pydarknet.network.network import Network
 
@@ -398,3 +399,113 @@ def test_a_pool_after_a_concatenation_is_filled_by_its_parts_stores(tmp_path, pr
     for layer, ours in zip(net.layers, fused):
         np.testing.assert_array_equal(ours, layer.output, err_msg=f"layer {layer.index} {layer.type}")
     assert np.abs(fused[3]).max() > 0.1
+
+
+HAND_OVER_CFG = """[net]
+width=45
+height=22
+channels=3
+
+[convolutional]
+filters=16
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[convolutional]
+batch_normalize=1
+filters=40
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[convolutional]
+filters=130
+size=3
+stride=2
+pad=1
+activation=relu
+
+[convolutional]
+batch_normalize=1
+filters=16
+size=1
+stride=1
+activation=linear
+
+[convolutional]
+filters=33
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[convolutional]
+batch_normalize=1
+filters=32
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[route]
+layers=-1,-2
+"""
+
+
+@pytest.mark.parametrize("engine", [
+    pytest.param("amx", marks=pytest.mark.skipif(amx.unavailable() is not None,
+                                                 reason=f"no AMX here: {amx.unavailable()}")), "emulated-amx"])
+def test_a_tiled_layer_hands_its_output_on_in_the_next_layers_layout(tmp_path, engine, monkeypatch):
+    """--bf16 on the AMX tiles: a convolution on the blocked kernel whose output only the next convolution reads,
+    that one on the blocked kernel too, rounds its output into the next one's input as it stores its tiles
+    (Convolutional.hands_over: 16-channel pixels after 16 filters, 32 after 40, 130 and partial blocks of filters)
+    and leaves its float32 output unwritten. The layers that write theirs give the bits of every layer writing its
+    output for the next to round: one image, two, one again. The layer a [route] names writes its own; where the
+    network keeps every output, every layer does. Emulated: the layout's rounding and the plan's plumbing on every
+    CPU."""
+    previous = products.backend()
+    if engine == "amx":
+        products.set_backend("bf16")
+    else:
+        emulate("amx", monkeypatch)
+    try:
+        path = tmp_path / "hand.cfg"
+        path.write_text(HAND_OVER_CFG)
+        net = Network(path).initialize(seed=7)
+        for layer in net.layers:   # batch-norm statistics other than 0/1, biases other than 0
+            rng = np.random.default_rng(layer.index)
+            if getattr(layer, "batch_normalize", 0):
+                layer.rolling_mean[:] = rng.normal(0, .5, layer.rolling_mean.shape)
+                layer.rolling_variance[:] = rng.uniform(.2, 2, layer.rolling_variance.shape)
+            if layer.type == "convolutional":
+                layer.biases[:] = rng.normal(0, .3, layer.biases.shape)
+        images = [np.random.default_rng(seed).normal(0, 1, (batch, 3, 22, 45)).astype(np.float32)
+                  for seed, batch in ((0, 1), (1, 2), (2, 1))]
+        written = (0, 4, 5, 6)
+
+        def passes():   # the written outputs of each pass, and the layers that hand theirs over
+            outputs = []
+            for x in images:
+                net.forward(x)
+                outputs.append([net.layers[i].output.copy() for i in written])
+            plans = [net.plans.get(id(layer)) for layer in net.layers]
+            return outputs, [i for i, plan in enumerate(plans) if isinstance(plan, Plan) and plan.words_out is not None]
+
+        handed, handing = passes()
+        assert handing == [1, 2, 3]
+        real = Convolutional.hands_over
+        monkeypatch.setattr(Convolutional, "hands_over", lambda *args: (None, 0))
+        net.plans.clear()
+        apart, none = passes()
+        assert none == []
+        for ours, theirs in zip(handed, apart):
+            for i, a, b in zip(written, ours, theirs):
+                np.testing.assert_array_equal(a, b, err_msg=f"layer {i}")
+        monkeypatch.setattr(Convolutional, "hands_over", real)
+        net.every_output = True
+        assert passes()[1] == []
+    finally:
+        products.set_backend(previous)

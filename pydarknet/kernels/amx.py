@@ -21,7 +21,9 @@ bf16 tile of B (stored as 16 rows of k-pairs, "VNNI" order: B[k, j] and B[k + 1,
   batch-norm, bias and activation (the fused plan's, kernels/epilogue.py) finish each filter's row before one
   masked store writes it to the output (`_store_rows`; conv_blocked's are turned around first, `_store_turned`).
   conv_blocked's blocks are 16 columns of two output rows, so that it also takes the 2x2 max pool after the
-  layer there (and, where only the pool reads the layer's output, writes the pool's alone).
+  layer there (and, where only the pool reads the layer's output, writes the pool's alone). Where only the next
+  convolution reads the layer's output and it takes conv_blocked too, the finished tiles go, rounded, straight
+  into that layer's input in its layout (`_store_words`): no float32 planes written, read back and rounded.
 Rounding is to nearest, ties to even, as the CPU's own conversions (bf16.to_bf16, shared with the vdpbf16ps
 products). The sums are float32 in the tiles' order, not darknet's: this is the reduced-precision mode, within
 the tolerances docs/fidelity.md states.
@@ -248,22 +250,36 @@ def _round_turned(typingctx, bits, at, plane, channels, count, words, words_at, 
     return types.void(bits, types.intp, types.intp, types.intp, types.intp, words, types.intp, types.intp), codegen
 
 
+def _finish(builder, v, center, scale, shift, activation):
+    """v (16 floats) finished as epilogue.affine_activate_row finishes a row: (v - center) * scale + shift, each
+    rounded, then leaky's 0.1 x or relu (`activation`, the Store's code) in float32."""
+    zero = ir.Constant(_ROW, [0.0] * 16)
+    tenth = _splat(builder, ir.Constant(_F32, float(np.float32(0.1))))
+    leaky = builder.icmp_signed("==", activation, ir.Constant(activation.type, LEAKY))
+    relu = builder.icmp_signed("==", activation, ir.Constant(activation.type, RELU))
+    v = builder.fadd(builder.fmul(builder.fsub(v, center), scale), shift)
+    positive = builder.fcmp_ordered(">", v, zero)
+    return builder.select(leaky, builder.select(positive, v, builder.fmul(tenth, v)),
+                          builder.select(relu, builder.select(positive, v, zero), v))
+
+
+def _tile_rows(context, builder, signature, c):
+    """The 16 rows of 16 floats of C's tile in c (signature.args[0])."""
+    return [builder.load(builder.bitcast(_at(context, builder, signature.args[0], c, ir.Constant(_I64, 16 * j)),
+                                         _ROW.as_pointer()), align=4) for j in range(16)]
+
+
 def _finish_tile(turn):
     """The codegen of _store_rows (turn False) and _store_turned (turn True)."""
     def codegen(context, builder, signature, args):
         c_, out_, at_, ldc_, filters_, cols_, affine_, f_, activation_ = args
-        rows = [builder.load(builder.bitcast(_at(context, builder, signature.args[0], c_, ir.Constant(_I64, 16 * j)),
-                                             _ROW.as_pointer()), align=4) for j in range(16)]
+        rows = _tile_rows(context, builder, signature, c_)
         if turn:
             rows = _turn(builder, rows)
         lanes = _lanes(builder, cols_)
         store = _masked(builder, "store", _ROW)
         terms = cgutils.create_struct_proxy(signature.args[6])(context, builder, value=affine_)
         count = builder.extract_value(terms.shape, 1)   # filters in the affine rows: 0 for none
-        zero = ir.Constant(_ROW, [0.0] * 16)
-        tenth = _splat(builder, ir.Constant(_F32, float(np.float32(0.1))))
-        leaky = builder.icmp_signed("==", activation_, ir.Constant(activation_.type, LEAKY))
-        relu = builder.icmp_signed("==", activation_, ir.Constant(activation_.type, RELU))
         for i in range(16):
             with builder.if_then(builder.icmp_signed("<", ir.Constant(_I64, i), filters_)):
                 target = builder.bitcast(_at(context, builder, signature.args[1], out_,
@@ -277,10 +293,7 @@ def _finish_tile(turn):
                                 _at(context, builder, signature.args[6], affine_,
                                     builder.add(builder.mul(count, ir.Constant(_I64, r)), filter_)),
                                 _F32.as_pointer()))) for r in range(3))
-                        v = builder.fadd(builder.fmul(builder.fsub(rows[i], center), scale), shift)
-                        positive = builder.fcmp_ordered(">", v, zero)
-                        v = builder.select(leaky, builder.select(positive, v, builder.fmul(tenth, v)),
-                                           builder.select(relu, builder.select(positive, v, zero), v))
+                        v = _finish(builder, rows[i], center, scale, shift, activation_)
                         builder.call(store, [v, target, ir.Constant(_I32, 4), lanes])
                     with raw:
                         builder.call(store, [rows[i], target, ir.Constant(_I32, 4), lanes])
@@ -307,6 +320,47 @@ def _store_turned(typingctx, c, out, at, ldc, filters, cols, affine, f, activati
     turned around in vector registers first (four stages of 16 two-source shuffles)."""
     return types.void(c, out, types.intp, types.intp, types.intp, types.intp, affine, types.intp, types.intp), \
         _finish_tile(turn=True)
+
+
+@intrinsic
+def _store_words(typingctx, c, words, at, step, cols, filters, affine, f, activation):
+    """C's tile in c (16 pixels x 16 filters, rows of 16 floats) as the next layer's input: pixel j's filters
+    f .. f + 15, finished as _store_turned finishes them (the affine rows and activation of a
+    kernels.epilogue.Store: affine (3, 0) for none), rounded to bf16 as _round_turned rounds and paired into 8 words
+    (the even filter in the low half; zero past `filters`), at words[at + step j] for j < cols: to_bf16_blocked's
+    layout, with the bits to_bf16_blocked would give from the output this tile would have stored."""
+    def codegen(context, builder, signature, args):
+        c_, words_, at_, step_, cols_, filters_, affine_, f_, activation_ = args
+        rows = _tile_rows(context, builder, signature, c_)
+        terms = cgutils.create_struct_proxy(signature.args[6])(context, builder, value=affine_)
+        count = builder.extract_value(terms.shape, 1)   # filters in the affine rows: 0 for none
+        finished = builder.icmp_signed(">", count, ir.Constant(_I64, 0))
+        present = _lanes(builder, filters_)
+        none = ir.Constant(ir.VectorType(ir.IntType(1), 16), [0] * 16)
+        zero = ir.Constant(_ROW, [0.0] * 16)
+        load = _masked(builder, "load", _ROW)
+        terms_at = [builder.add(builder.mul(count, ir.Constant(_I64, r)), f_) for r in range(3)]   # affine[r, f]
+        center, scale, shift = (builder.call(load, [
+            builder.bitcast(_at(context, builder, signature.args[6], affine_, at), _ROW.as_pointer()),
+            ir.Constant(_I32, 4), builder.select(finished, present, none), zero]) for at in terms_at)
+        even = ir.Constant(ir.VectorType(_I32, 8), list(range(0, 16, 2)))
+        odd = ir.Constant(ir.VectorType(_I32, 8), list(range(1, 16, 2)))
+        for j in range(16):
+            with builder.if_then(builder.icmp_signed("<", ir.Constant(_I64, j), cols_)):
+                v = builder.select(finished, _finish(builder, rows[j], center, scale, shift, activation_), rows[j])
+                bits = builder.bitcast(builder.select(present, v, zero), _WORDS)
+                low = builder.and_(builder.lshr(bits, _splat_i32(builder, 16)), _splat_i32(builder, 1))
+                rounded = builder.lshr(builder.add(builder.add(bits, _splat_i32(builder, 0x7FFF)), low),
+                                       _splat_i32(builder, 16))
+                pairs = builder.or_(builder.shuffle_vector(rounded, rounded, even),
+                                    builder.shl(builder.shuffle_vector(rounded, rounded, odd),
+                                                ir.Constant(ir.VectorType(_I32, 8), [16] * 8)))
+                target = _at(context, builder, signature.args[1], words_,
+                             builder.add(at_, builder.mul(step_, ir.Constant(_I64, j))))
+                builder.store(pairs, builder.bitcast(target, ir.VectorType(_I32, 8).as_pointer()), align=4)
+        return context.get_dummy_value()
+    return types.void(c, words, types.intp, types.intp, types.intp, types.intp, affine, types.intp, types.intp), \
+        codegen
 
 
 @intrinsic
@@ -506,6 +560,8 @@ def blocked_layout(channels, size, stride, pad, w, out_h, out_w):
     return (-(-channels // per_pixel), -(-read // wp), wp, per_pixel), wp, wq
 
 
+NO_WORDS = np.zeros((0, 0, 0, 32), np.uint16)   # conv_blocked's words when it writes its output
+
 BLOCKED_RUN = 128   # pixels of a row a task of to_bf16_blocked rounds (a wide row is several tasks)
 
 
@@ -590,7 +646,7 @@ def _rows_at(pooled_only, half, row, f, L, y, out_w, x):
 
 @njit(cache=True, parallel=True)
 def conv_blocked(b, m, xb, wp, wq, stride, out_h, out_w, out, config, c_work, weights_outer, affine, activation,
-                 pooled, pooled_only):
+                 pooled, pooled_only, words, words_pad):
     """out (m, out_h*out_w) = the size x size convolution at `stride` of the image in xb (to_bf16_blocked, rows of
     wp pixels) by b (pack_weights_blocked), finished tile by tile by a kernels.epilogue.Store's affine rows and
     activation (none for affine (3, 0)) and its 2x2 max pool into `pooled` (none for NO_POOL). A is the image, 16
@@ -602,8 +658,10 @@ def conv_blocked(b, m, xb, wp, wq, stride, out_h, out_w, out, config, c_work, we
     past out_w dropped, finished by the store on the way (_store_turned); then the pool's windows over the two rows
     (_pool_stored), while they are in the core's cache; with `pooled_only` (an output no other layer reads) the
     finished rows go to c_work past C's tile instead of the output (c_work: 1280 floats a thread), so that only the
-    pool's output is written. The work is shared out in runs of items (_work_item; weights_outer: filter block by
-    filter block)."""
+    pool's output is written. With `words` (not NO_WORDS: the next layer's input in to_bf16_blocked's layout,
+    padded by words_pad), the finished tiles go there instead, rounded to bf16 (_store_words), and the output is
+    left unwritten. The work is shared out in runs of items (_work_item; weights_outer: filter block by filter
+    block)."""
     filter_blocks, size, columns = b.shape[:3]
     channel_blocks, rows, _, n = xb.shape   # n channels a pixel: kernel columns 32 // n a step
     across = wq // 16   # blocks of a pair of grid rows
@@ -618,6 +676,9 @@ def conv_blocked(b, m, xb, wp, wq, stride, out_h, out_w, out, config, c_work, we
     per_filter_block = size * columns * channel_blocks * 1024
     p_h, p_w = pooled.shape[1:]
     pooled_flat = pooled.reshape(-1)
+    words_flat = words.reshape(-1).view(np.uint32)
+    _, words_rows, words_wp, words_n = words.shape
+    half_n = words_n // 2   # words a pixel
     for t in prange(threads):
         _tile_config(config)
         c = c_work[t]
@@ -642,6 +703,10 @@ def conv_blocked(b, m, xb, wp, wq, stride, out_h, out_w, out, config, c_work, we
                 if y >= out_h or filters <= 0:
                     continue
                 _store_tile(c, 0, 16, tile)
+                if words.size:
+                    at = ((f // words_n * words_rows + y + words_pad) * words_wp + x + words_pad) * half_n
+                    _store_words(c, words_flat, at + f % words_n // 2, half_n, cols, filters, affine, f, activation)
+                    continue
                 at = _rows_at(pooled_only, half, tile // 2, f, L, y, out_w, x)
                 _store_turned(c, rows_to, at, ld, filters, cols, affine, f, activation)
             for half in range(2 if pooled.size else 0):   # the windows of the two rows just finished

@@ -494,10 +494,13 @@ def conv_bf16(a, kernel, filters, x, size, stride, pad, dilation, out_h, out_w, 
         x, out, store, pooled_only)
 
 
-def bf16_convolution(a, kernel, filters, shape, size, stride, pad, dilation, out_h, out_w, scratch):
+def bf16_convolution(a, kernel, filters, shape, size, stride, pad, dilation, out_h, out_w, scratch, rounded=False):
     """conv_bf16 for images of `shape` (c, h, w), decided once: returns convolve(x, out, store, pooled_only),
     which runs only the kernels (the rounding of x into the kernel's layout, then the products), with the layout,
-    the scratch arrays and the work's split among Numba's threads fixed here. A convolution's plan keeps it."""
+    the scratch arrays and the work's split among Numba's threads fixed here. A convolution's plan keeps it.
+    The blocked kernel's convolve also takes `words`, (array, pad): the next layer's input in its layout
+    (amx.blocked_layout of that layer), which the store fills, rounded, instead of `out`; and with `rounded`, its
+    x is the image already in its own layout (filled so by the layer before), not rounded again."""
     from . import amx, bf16
     c, h, w = shape
     if kernel == "direct":
@@ -515,12 +518,13 @@ def bf16_convolution(a, kernel, filters, shape, size, stride, pad, dilation, out
     outer = a.nbytes > AMX_WEIGHTS_CACHED
     if kernel == "blocked":
         layout, wp, wq = amx.blocked_layout(c, size, stride, pad, w, out_h, out_w)
-        xb = scratch("amx_blocked", layout, np.uint16)
+        xb = None if rounded else scratch("amx_blocked", layout, np.uint16)
 
-        def convolve(x, out, store, pooled_only):
-            amx.to_bf16_blocked(x, pad, xb)
-            amx.conv_blocked(a, filters, xb, wp, wq, stride, out_h, out_w, out, config, c_work, outer, *store,
-                             pooled_only)
+        def convolve(x, out, store, pooled_only, words=(amx.NO_WORDS, 0)):
+            if not rounded:
+                amx.to_bf16_blocked(x, pad, xb)
+            amx.conv_blocked(a, filters, x if rounded else xb, wp, wq, stride, out_h, out_w, out, config, c_work,
+                             outer, *store, pooled_only, *words)
         return convolve
     xp = scratch("amx_padded", (c + 1, h + 2 * pad, w + 2 * pad), np.uint16)
     b_work = scratch("amx_b", (c_work.shape[0], a.shape[1] * 1024), np.uint16)
@@ -531,6 +535,15 @@ def bf16_convolution(a, kernel, filters, shape, size, stride, pad, dilation, out
                        store.affine, store.activation)
         pool(out, out_w, store)
     return convolve
+
+
+def blocked_input(batch, shape, size, stride, pad, out_h, out_w):
+    """Zeros in the blocked bf16 kernel's layout (amx.blocked_layout) for `batch` images of `shape` (c, h, w) and a
+    size x size kernel at `stride`: a layer's input that the layer before fills as it stores its products
+    (bf16_convolution's words), 64-byte aligned. Only the image's pixels are written: the padding stays zero."""
+    from . import amx
+    c, h, w = shape
+    return amx.aligned_zeros((batch, *amx.blocked_layout(c, size, stride, pad, w, out_h, out_w)[0]), np.uint16)
 
 
 def gemm_tn(a, b, out, accumulate=False):

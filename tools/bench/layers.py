@@ -102,7 +102,7 @@ def _recording(recorder):
         return run
 
     def prepared(name, make):
-        return lambda *args: timed(name, make(*args))
+        return lambda *args, **kwargs: timed(name, make(*args, **kwargs))
 
     patches = [(module, name, (prepared if name in PREPARED else timed)(name, getattr(module, name)))
                for module, names in PRODUCT_CALLS.values() for name in names]

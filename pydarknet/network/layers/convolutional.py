@@ -13,6 +13,10 @@ the same floats as image by image). The weight gradient is summed image by image
 The training forward keeps the raw sums in bn_x and writes the activations to the output buffer; the
 backward applies the activation's gradient inside batch-norm's backward pass.
 
+In the fast modes' inference a layer's pass is decided once per state of the network (Plan, make_plan): the
+products, the fused store (batch-norm, bias, activation and a 2x2 pool applied as the products store), and, on the
+AMX tiles, whether the layer hands its output to the next convolution in that one's bf16 layout (hands_over).
+
 The AlexeyAB fork's options: `dilation` (taps that many pixels apart, the padding scaled with them) and its
 batch-norm arithmetic when net.darknet is "ab": sqrt(var + .00001) and, at inference with
 net.fuse_batchnorm, the batch-norm folded into the weights and biases as its fuse_conv_batchnorm does.
@@ -30,9 +34,9 @@ from ...kernels.conv import (col2im_batch, depthwise_conv, im2col_batch, im2col_
 from ...kernels.epilogue import ACTIVATIONS as STORED_ACTIVATIONS, NO_POOL, NONE, Store, affine_table, apply
 from ...kernels.int16 import conv_int16_winograd, quantize_weights, quantize_winograd_weights, scale_rows
 from ...kernels.pool import tiles_2x2
-from ...kernels.products import (backend, bf16_convolution, bf16_kernel, conv_image, conv_int16, conv_weight_gradient,
-                                 conv_weight_gradient_image, gemm_nn, gemm_tn, image_convolution, int16_kernel,
-                                 pack_bf16, pack_winograd, packs_images, weight_gradient_from_image,
+from ...kernels.products import (backend, bf16_convolution, bf16_kernel, blocked_input, conv_image, conv_int16,
+                                 conv_weight_gradient, conv_weight_gradient_image, gemm_nn, gemm_tn, image_convolution,
+                                 int16_kernel, pack_bf16, pack_winograd, packs_images, weight_gradient_from_image,
                                  weight_gradient_transposed, winograd_convolution, winograd_rows, winograd_tile)
 from ...kernels.winograd import transform_weights
 from .base import Layer, fast_inference, zeros
@@ -197,6 +201,9 @@ class Plan(NamedTuple):
     out: np.ndarray        # the output, (batch, filters, out_h*out_w)
     output: np.ndarray     # the same, (batch, filters, out_h, out_w): what the pass returns, the same array each time
     scratch: object        # kept_scratch's, for the products' scratch arrays
+    words_in: np.ndarray | None    # the input in the blocked bf16 kernel's layout, filled by the layer before
+    words_out: np.ndarray | None   # the next layer's words_in, filled instead of the output (hands_over)
+    words_pad: int                 # the next layer's padding, in words_out
 
 
 class Convolutional(Layer):
@@ -326,7 +333,7 @@ class Convolutional(Layer):
         cg = c // g
         if g == c == self.out_shape[0]:
             return "depthwise", None
-        kernel = bf16_kernel(cg, self.filters // g, self.size, self.stride, d, g, *self.out_shape[1:])
+        kernel = self.bf16_products()
         if kernel:
             return "bf16", (self.kept_weights("_bf16", weights, kernel, net,
                                               lambda: pack_bf16(weights, c, self.size, kernel)), kernel)
@@ -343,6 +350,14 @@ class Convolutional(Layer):
             return "winograd", self.kept_weights("_winograd", weights, (tile, rows), net,
                                                  lambda: pack_winograd(transform_weights(weights, cg, tile), rows))
         return None, None
+
+    def bf16_products(self):
+        """The kernel of the bf16 products this layer takes in the products in force (products.bf16_kernel), or
+        None: for other products, and depthwise layers."""
+        c, g = self.in_shape[0], self.groups
+        if g == c == self.out_shape[0]:
+            return None
+        return bf16_kernel(c // g, self.filters // g, self.size, self.stride, self.dilation, g, *self.out_shape[1:])
 
     def image_products(self, batch):
         """Whether convolve's products read the columns straight from each image (conv_image, for a whole layer:
@@ -378,8 +393,12 @@ class Convolutional(Layer):
             depthwise_conv(x, weights, self.size, self.stride, pad, d, out.reshape(batch, n, L))
             return finish()
         if form == "bf16":   # the bf16 products (the AMX tiles or vdpbf16ps), as the plan prepared them
+            images = x if plan.words_in is None else plan.words_in   # (rounded by the layer before as it stored)
             for b in range(batch):
-                kept(x[b], out[b], stores[b], pooled_only)
+                if plan.words_out is None:
+                    kept(images[b], out[b], stores[b], pooled_only)
+                else:   # rounded into the next layer's input instead of the output
+                    kept(images[b], out[b], stores[b], pooled_only, (plan.words_out[b], plan.words_pad))
             return out
         if form == "int16":   # the int16 products: integer sums, each filter's row then scaled to floats
             a, units = kept
@@ -468,6 +487,8 @@ class Convolutional(Layer):
         plan = net.plans.get(id(self))
         if plan is None or plan.key != key:
             plan = net.plans[id(self)] = self.make_plan(key, net, batch)
+            following = self.index + 1 < len(net.layers) and net.layers[self.index + 1]
+            net.plans.pop(id(following), None)   # made again after this one: it may read what this one hands over
         return plan
 
     def make_plan(self, key, net, batch):
@@ -485,9 +506,10 @@ class Convolutional(Layer):
         form, kept = self.product_form(weights, net)
         scratch = kept_scratch(net)
         n, out_h, out_w = self.out_shape
+        words_in, (words_out, words_pad) = self.handed_over(net, key), self.hands_over(net, batch, form, kept, store)
         if form == "bf16":   # its kernels' layout and scratch decided here, once
             kept = bf16_convolution(*kept, n, self.in_shape, self.size, self.stride, self.pad * self.dilation,
-                                    self.dilation, out_h, out_w, scratch)
+                                    self.dilation, out_h, out_w, scratch, rounded=words_in is not None)
         if form == "winograd":   # the same
             kept = winograd_convolution(kept, self.in_shape[0], n, self.pad, out_h, out_w,
                                         lambda name, size: scratch(name, (size,), np.float32))
@@ -501,7 +523,7 @@ class Convolutional(Layer):
         output = self.output_buffer(batch)
         return Plan(key, code, inline, weights, terms, store, stores, form, kept,
                     bool(pooled) and self.may_skip_output(net), pool, first, output.reshape(batch, self.filters, -1),
-                    output, scratch)
+                    output, scratch, words_in, words_out, words_pad)
 
     def inference_terms(self, net):
         """(weights, mean, variance, scales, biases, normalize) of the inference pass: the fork's batch-norm folded
@@ -532,10 +554,37 @@ class Convolutional(Layer):
         [shortcut] names it), and the network does not keep every output (net.every_output). The pool's forward
         then only hands its own on. Whether other layers name it is kept on the layer per network size (its
         layers do not change after the build)."""
+        return not self.named_by_others(net) and not net.every_output and pool_after(self, net) is not None
+
+    def named_by_others(self, net):
+        """Whether a [route] or [shortcut] names this layer (reads its output). Kept on the layer per network
+        size (its layers do not change after the build)."""
         named = self.__dict__.get("_named")
         if named is None or named[0] != len(net.layers):
             named = self._named = (len(net.layers), any(self.index in layer.reads_layers for layer in net.layers))
-        return not named[1] and not net.every_output and pool_after(self, net) is not None
+        return named[1]
+
+    def hands_over(self, net, batch, form, kept, store):
+        """(words, pad): the next layer's input in the blocked bf16 kernel's layout (batch, ...), padded by `pad`,
+        that this layer's blocked kernel fills as it stores, rounded, instead of its output (which is then left
+        unwritten), so that the next layer neither reads float32 planes nor rounds them again; (None, 0) unless
+        both layers take the blocked kernel, this one's store pools nothing, only the next layer reads its output
+        (no [route] or [shortcut] names it) and the network keeps no output (every_output, keep_for_backward)."""
+        following = net.layers[self.index + 1] if self.index + 1 < len(net.layers) else None
+        if (form != "bf16" or kept[1] != "blocked" or store is None or store.pooled.size or net.every_output
+                or net.keep_for_backward or net.layers[self.index] is not self or following is None
+                or following.type != "convolutional" or following.bf16_products() != "blocked"
+                or self.named_by_others(net)):
+            return None, 0
+        pad = following.pad * following.dilation
+        return blocked_input(batch, following.in_shape, following.size, following.stride, pad,
+                             *following.out_shape[1:]), pad
+
+    def handed_over(self, net, key):
+        """The input the layer before fills for this one in the blocked kernel's layout (its plan's words_out,
+        see hands_over), or None."""
+        previous = net.plans.get(id(net.layers[self.index - 1])) if self.index else None
+        return previous.words_out if isinstance(previous, Plan) and previous.key == key else None
 
     def fused_store(self, net, batch, inline, terms):
         """This layer's part of the fused plan in the fast modes' inference (kernels.epilogue.Store): batch-norm,
