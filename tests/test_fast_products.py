@@ -269,7 +269,9 @@ def test_the_fast_logistic_is_within_two_float32_steps_of_the_exact_one():
 
 @pytest.mark.parametrize("name", ["shapes-tiny", "shapes-v4tiny"])
 def test_yolo_layers_take_the_fast_logistic_with_the_fast_products_only(name):
-    """pjreddie's and the fork's [yolo] layers (their exact logistics are the golden tests')."""
+    """pjreddie's and the fork's [yolo] layers (their exact logistics are the golden tests'): the fast products'
+    one pass (kernels.activations.yolo_fast) against logistic_fast on each anchor's rows then the scaling, one
+    image and two, and with the fork's new_coords (no logistic: the scaling alone)."""
     from conftest import ROOT
     from pydarknet.kernels.activations import logistic_fast
     net = Network(ROOT / "cfg" / f"{name}.cfg", quiet_unused=True)
@@ -277,18 +279,22 @@ def test_yolo_layers_take_the_fast_logistic_with_the_fast_products_only(name):
     x = resize_image(load_image(ROOT / "data" / "shapes.jpg"), net.w, net.h)[None]
     yolos = [i for i, layer in enumerate(net.layers) if layer.type == "yolo"]
     assert yolos
-    net.forward(x)
+    net.forward(np.concatenate([x, x[:, :, ::-1]]))
     for i in yolos:
-        layer, raw = net.layers[i], net.layers[i - 1].output
-        expected = raw.copy().reshape(layer.n, layer.classes + 5, -1)
-        for rows in (expected[:, 0:2], expected[:, 4:]):
-            flat = np.ascontiguousarray(rows).reshape(-1)
-            logistic_fast(flat)
-            rows[...] = flat.reshape(rows.shape)
-        if layer.scale_x_y != 1:   # x, y stretched about the cell's centre, as the layer does
-            expected[:, 0:2] *= np.float32(layer.scale_x_y)
-            expected[:, 0:2] += np.float32(-.5 * np.float64(np.float32(layer.scale_x_y) - np.float32(1)))
-        assert np.array_equal(layer.forward(raw, net).reshape(expected.shape), expected)
+        layer, raw = net.layers[i], net.layers[i - 1].output.copy()
+        for new_coords in (0, 1):
+            layer.new_coords = new_coords
+            expected = raw.copy().reshape(2, layer.n, layer.classes + 5, -1)
+            for rows in (expected[:, :, 0:2], expected[:, :, 4:]) if not new_coords else ():
+                flat = np.ascontiguousarray(rows).reshape(-1)
+                logistic_fast(flat)
+                rows[...] = flat.reshape(rows.shape)
+            if layer.scale_x_y != 1:   # x, y stretched about the cell's centre, as the layer does
+                expected[:, :, 0:2] *= np.float32(layer.scale_x_y)
+                expected[:, :, 0:2] += np.float32(-.5 * np.float64(np.float32(layer.scale_x_y) - np.float32(1)))
+            assert np.array_equal(layer.forward(raw, net).reshape(expected.shape), expected)
+            assert np.array_equal(layer.forward(raw[1:], net).reshape(expected[1:].shape), expected[1:])
+        layer.new_coords = 0
         products.set_backend("darknet")
         assert not np.array_equal(layer.forward(raw, net).reshape(expected.shape), expected)
         products.set_backend("fast")

@@ -489,6 +489,24 @@ _EXP_POLY = (F32(1.9875691500e-4), F32(1.3981999507e-3), F32(8.3334519073e-3), F
              F32(1.6666665459e-1), F32(5.0000001201e-1))
 
 
+@njit(cache=True, inline="always")
+def _logistic_run(part):
+    """logistic_fast on one contiguous run, in place."""
+    p0, p1, p2, p3, p4, p5 = _EXP_POLY
+    bits = np.empty(part.size, np.int32)
+    for i in range(part.size):
+        t = -part[i]
+        t = F32(88.0) if t > F32(88.0) else t
+        t = F32(-87.0) if t < F32(-87.0) else t
+        k = np.floor(t * _LOG2E + F32(0.5))
+        r = t - k * _LN2_HIGH - k * _LN2_LOW
+        part[i] = F32(1.0) + r + r * r * (((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5)
+        bits[i] = (np.int32(k) + np.int32(127)) << np.int32(23)
+    powers = bits.view(np.float32)
+    for i in range(part.size):
+        part[i] = F32(1.0) / (F32(1.0) + part[i] * powers[i])
+
+
 @njit(cache=True, parallel=True)
 def logistic_fast(x):
     """In place on a flat float32 array: 1/(1 + e^-x) with the e^ above, for the fast products. darknet's
@@ -497,18 +515,29 @@ def logistic_fast(x):
     loop) that the second reads as float32: k is clamped to float32's normal exponents, so e^-x is at most
     2.4e38 and the logistic 4e-39 at least; a NaN stays NaN."""
     chunk = ACTIVATION_CHUNK
-    p0, p1, p2, p3, p4, p5 = _EXP_POLY
     for c in prange((x.size + chunk - 1) // chunk):
-        part = x[c * chunk:min(x.size, (c + 1) * chunk)]
-        bits = np.empty(part.size, np.int32)
-        for i in range(part.size):
-            t = -part[i]
-            t = F32(88.0) if t > F32(88.0) else t
-            t = F32(-87.0) if t < F32(-87.0) else t
-            k = np.floor(t * _LOG2E + F32(0.5))
-            r = t - k * _LN2_HIGH - k * _LN2_LOW
-            part[i] = F32(1.0) + r + r * r * (((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5)
-            bits[i] = (np.int32(k) + np.int32(127)) << np.int32(23)
-        powers = bits.view(np.float32)
-        for i in range(part.size):
-            part[i] = F32(1.0) / (F32(1.0) + part[i] * powers[i])
+        _logistic_run(x[c * chunk:min(x.size, (c + 1) * chunk)])
+
+
+@njit(cache=True, parallel=True)
+def yolo_fast(x, out, cells, squash, scale, shift):
+    """[yolo]'s forward at inference with the fast products, in one parallel pass: x (anchors, entries * cells),
+    each anchor's rows, copied into out; with `squash` (not the fork's new_coords) logistic_fast's logistic on x,
+    y, objectness and the class scores (entries 0, 1 and 4 on); then, for scale != 1, x and y scaled about the
+    cell's centre (x scale, then + shift, each rounded). The same floats as those steps one call each, which made
+    six calls and a copy a head, each call waking the threads."""
+    anchors, size = x.shape
+    chunk = ACTIVATION_CHUNK
+    runs = (size + chunk - 1) // chunk
+    for task in prange(anchors * runs):
+        a, lo = task // runs, task % runs * chunk
+        hi = min(size, lo + chunk)
+        row = out[a]
+        row[lo:hi] = x[a, lo:hi]
+        for first, last in ((0, 2 * cells), (4 * cells, size)):
+            if squash and max(lo, first) < min(hi, last):
+                _logistic_run(row[max(lo, first):min(hi, last)])
+        if scale != F32(1.0):
+            for i in range(lo, min(hi, 2 * cells)):
+                v = row[i] * scale
+                row[i] = v + shift

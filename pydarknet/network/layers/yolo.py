@@ -7,7 +7,7 @@ import numpy as np
 
 from ...files.config import DarknetError
 from ...kernels import backward, loss
-from ...kernels.activations import LOGISTIC, activate_array, logistic_array32, logistic_fast
+from ...kernels.activations import LOGISTIC, activate_array, logistic_array32, yolo_fast
 from ...results.boxes import Detections, correct_boxes
 from .base import Layer, delta_cost, fast_inference, full, printf_f, ratio
 
@@ -98,16 +98,19 @@ class Yolo(Layer):
     def forward(self, x, net):
         """The logistic on x, y, objectness and class scores (none at all with new_coords=1: the convolution
         before already applied it), then x, y stretched by scale_x_y about the cell's centre: s*x - (s-1)/2.
-        With the fast products (not training) a vectorised logistic (kernels.activations.logistic_fast). The
-        output is the layer's buffer, rewritten by the next pass (a copy of a large head's input in fresh memory
-        cost its pages' first touch every pass)."""
+        With the fast products (not training) a vectorised logistic, the copy and the scaling in one parallel
+        pass (kernels.activations.yolo_fast). The output is the layer's buffer, rewritten by the next pass (a copy
+        of a large head's input in fresh memory cost its pages' first touch every pass)."""
         out = self.output_buffer(x.shape[0])
-        out[...] = x
-        grid = out.reshape(x.shape[0], self.n, self.classes + 5, -1)
         shift = np.float32(-0.5 * np.float64(self.scale_x_y - np.float32(1)))
         if fast_inference(net):
-            logistic = logistic_fast
-        elif net.darknet == "ab":
+            rows = x.shape[0] * self.n
+            yolo_fast(x.reshape(rows, -1), out.reshape(rows, -1), x.shape[2] * x.shape[3], not self.new_coords,
+                      self.scale_x_y, shift)
+            return out
+        out[...] = x
+        grid = out.reshape(x.shape[0], self.n, self.classes + 5, -1)
+        if net.darknet == "ab":
             logistic = logistic_array32
         else:
             def logistic(rows):
