@@ -164,10 +164,10 @@ activation=logistic
 """
 
 
-def store_network(tmp_path, darknet, products_name):
+def store_network(tmp_path, darknet, products_name, cfg=STORE_CFG, seed=5):
     path = tmp_path / "store.cfg"
-    path.write_text(STORE_CFG)
-    net = Network(path, darknet=darknet).initialize(seed=5)
+    path.write_text(cfg)
+    net = Network(path, darknet=darknet).initialize(seed=seed)
     for layer in net.layers:   # batch-norm statistics other than 0/1, biases other than 0
         rng = np.random.default_rng(layer.index)
         if getattr(layer, "batch_normalize", 0):
@@ -467,21 +467,10 @@ def test_a_tiled_layer_hands_its_output_on_in_the_next_layers_layout(tmp_path, e
     network keeps every output, every layer does. Emulated: the layout's rounding and the plan's plumbing on every
     CPU."""
     previous = products.backend()
-    if engine == "amx":
-        products.set_backend("bf16")
-    else:
+    if engine == "emulated-amx":   # (the network's own products are --bf16's either way)
         emulate("amx", monkeypatch)
     try:
-        path = tmp_path / "hand.cfg"
-        path.write_text(HAND_OVER_CFG)
-        net = Network(path).initialize(seed=7)
-        for layer in net.layers:   # batch-norm statistics other than 0/1, biases other than 0
-            rng = np.random.default_rng(layer.index)
-            if getattr(layer, "batch_normalize", 0):
-                layer.rolling_mean[:] = rng.normal(0, .5, layer.rolling_mean.shape)
-                layer.rolling_variance[:] = rng.uniform(.2, 2, layer.rolling_variance.shape)
-            if layer.type == "convolutional":
-                layer.biases[:] = rng.normal(0, .3, layer.biases.shape)
+        net = store_network(tmp_path, "pjreddie", "bf16", HAND_OVER_CFG, seed=7)
         images = [np.random.default_rng(seed).normal(0, 1, (batch, 3, 22, 45)).astype(np.float32)
                   for seed, batch in ((0, 1), (1, 2), (2, 1))]
         written = (0, 4, 5, 6)
