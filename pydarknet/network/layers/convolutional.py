@@ -487,8 +487,8 @@ class Convolutional(Layer):
         plan = net.plans.get(id(self))
         if plan is None or plan.key != key:
             plan = net.plans[id(self)] = self.make_plan(key, net, batch)
-            following = self.index + 1 < len(net.layers) and net.layers[self.index + 1]
-            net.plans.pop(id(following), None)   # made again after this one: it may read what this one hands over
+            if self.index + 1 < len(net.layers):   # made again after this one: it may read what this hands over
+                net.plans.pop(id(net.layers[self.index + 1]), None)
         return plan
 
     def make_plan(self, key, net, batch):
@@ -551,9 +551,8 @@ class Convolutional(Layer):
     def may_skip_output(self, net):
         """Whether the products, where they pool as they store (the fused store's pool), may leave this layer's
         output unwritten: the [maxpool] after it, pooling in place, is the only layer that reads it (no [route] or
-        [shortcut] names it), and the network does not keep every output (net.every_output). The pool's forward
-        then only hands its own on. Whether other layers name it is kept on the layer per network size (its
-        layers do not change after the build)."""
+        [shortcut] names it: named_by_others), and the network does not keep every output (net.every_output). The
+        pool's forward then only hands its own on."""
         return not self.named_by_others(net) and not net.every_output and pool_after(self, net) is not None
 
     def named_by_others(self, net):
