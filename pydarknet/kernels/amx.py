@@ -195,6 +195,13 @@ def _turn(builder, rows):
     return rows
 
 
+def _to_bf16(builder, bits):
+    """16 float32 bits (words) -> their bf16 in the low halves: bf16.to_bf16's rounding (to nearest, ties to even,
+    in integers), vector-wide."""
+    odd = builder.and_(builder.lshr(bits, _splat_i32(builder, 16)), _splat_i32(builder, 1))
+    return builder.lshr(builder.add(builder.add(bits, _splat_i32(builder, 0x7FFF)), odd), _splat_i32(builder, 16))
+
+
 def _lanes(builder, count):
     """The mask of lanes 0 .. count - 1 of 16."""
     ones = builder.sub(builder.shl(ir.Constant(_I64, 1), count), ir.Constant(_I64, 1))
@@ -233,9 +240,7 @@ def _round_turned(typingctx, bits, at, plane, channels, count, words, words_at, 
                                      _WORDS.as_pointer())
             present = builder.select(builder.icmp_signed("<", ir.Constant(_I64, i), channels_), lanes, none)
             v = builder.call(load, [source, ir.Constant(_I32, 4), present, zero])
-            odd = builder.and_(builder.lshr(v, _splat_i32(builder, 16)), _splat_i32(builder, 1))
-            rounded.append(builder.lshr(builder.add(builder.add(v, _splat_i32(builder, 0x7FFF)), odd),
-                                        _splat_i32(builder, 16)))
+            rounded.append(_to_bf16(builder, v))
         pairs = [builder.or_(rounded[2 * p], builder.shl(rounded[2 * p + 1], _splat_i32(builder, 16)))
                  for p in range(16)]
         store = _masked(builder, "store", _WORDS)
@@ -324,11 +329,11 @@ def _store_turned(typingctx, c, out, at, ldc, filters, cols, affine, f, activati
 
 @intrinsic
 def _store_words(typingctx, c, words, at, step, cols, filters, affine, f, activation):
-    """C's tile in c (16 pixels x 16 filters, rows of 16 floats) as the next layer's input: pixel j's filters
-    f .. f + 15, finished as _store_turned finishes them (the affine rows and activation of a
-    kernels.epilogue.Store: affine (3, 0) for none), rounded to bf16 as _round_turned rounds and paired into 8 words
-    (the even filter in the low half; zero past `filters`), at words[at + step j] for j < cols: to_bf16_blocked's
-    layout, with the bits to_bf16_blocked would give from the output this tile would have stored."""
+    """C's tile in c (16 pixels x 16 filters, rows of 16 floats) as the next layer's input: pixel j's filters f .. f
+    + 15, finished as _store_turned finishes them (the affine rows and activation of a kernels.epilogue.Store:
+    affine (3, 0) for none), rounded to bf16 as _round_turned rounds them (_to_bf16) and paired into 8 words (the
+    even filter in the low half; zero past `filters`), at words[at + step j] for j < cols: to_bf16_blocked's layout,
+    with the bits to_bf16_blocked would give from the output this tile would have stored."""
     def codegen(context, builder, signature, args):
         c_, words_, at_, step_, cols_, filters_, affine_, f_, activation_ = args
         rows = _tile_rows(context, builder, signature, c_)
@@ -348,10 +353,7 @@ def _store_words(typingctx, c, words, at, step, cols, filters, affine, f, activa
         for j in range(16):
             with builder.if_then(builder.icmp_signed("<", ir.Constant(_I64, j), cols_)):
                 v = builder.select(finished, _finish(builder, rows[j], center, scale, shift, activation_), rows[j])
-                bits = builder.bitcast(builder.select(present, v, zero), _WORDS)
-                low = builder.and_(builder.lshr(bits, _splat_i32(builder, 16)), _splat_i32(builder, 1))
-                rounded = builder.lshr(builder.add(builder.add(bits, _splat_i32(builder, 0x7FFF)), low),
-                                       _splat_i32(builder, 16))
+                rounded = _to_bf16(builder, builder.bitcast(builder.select(present, v, zero), _WORDS))
                 pairs = builder.or_(builder.shuffle_vector(rounded, rounded, even),
                                     builder.shl(builder.shuffle_vector(rounded, rounded, odd),
                                                 ir.Constant(ir.VectorType(_I32, 8), [16] * 8)))
