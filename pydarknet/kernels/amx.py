@@ -107,6 +107,28 @@ def _tile_config(typingctx, config):
 
 
 @intrinsic
+def _prefetch_rows(typingctx, a, at, ld, rows, length):
+    """Ask for the cache lines of `rows` rows of `length` elements (ld elements apart) of a from element `at`, for
+    writing (prefetchw), so that the stores that follow find them in the core's cache."""
+    def codegen(context, builder, signature, args):
+        a_, at_, ld_, rows_, length_ = args
+        fetch = _declare(builder, "llvm.prefetch.p0", [_I8P, ir.IntType(32), ir.IntType(32), ir.IntType(32)])
+        i32 = ir.IntType(32)
+        lines = builder.udiv(builder.add(length_, ir.Constant(_I64, 15)), ir.Constant(_I64, 16))
+        last = builder.sub(length_, ir.Constant(_I64, 1))
+        with cgutils.for_range(builder, rows_) as loop:
+            row = builder.add(at_, builder.mul(loop.index, ld_))
+            with cgutils.for_range(builder, lines) as line:   # 16 elements of 4 bytes a line, and the last one
+                builder.call(fetch, [_at(context, builder, signature.args[0], a_,
+                                         builder.add(row, builder.mul(line.index, ir.Constant(_I64, 16)))),
+                                     ir.Constant(i32, 1), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+            builder.call(fetch, [_at(context, builder, signature.args[0], a_, builder.add(row, last)),
+                                 ir.Constant(i32, 1), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+    return types.void(a, types.intp, types.intp, types.intp, types.intp), codegen
+
+
+@intrinsic
 def _zero_c(typingctx):
     """C's four tiles to zero."""
     def codegen(context, builder, signature, args):
@@ -663,7 +685,8 @@ def conv_blocked(b, m, xb, wp, wq, stride, out_h, out_w, out, config, c_work, we
     pool's output is written. With `words` (not NO_WORDS: the next layer's input in to_bf16_blocked's layout,
     padded by words_pad), the finished tiles go there instead, rounded to bf16 (_store_words), and the output is
     left unwritten. The work is shared out in runs of items (_work_item; weights_outer: filter block by filter
-    block)."""
+    block). Each item first asks for the output lines it will store (_prefetch_rows), which a pass finds cold: they
+    arrive while its steps run instead of stalling the stores."""
     filter_blocks, size, columns = b.shape[:3]
     channel_blocks, rows, _, n = xb.shape   # n channels a pixel: kernel columns 32 // n a step
     across = wq // 16   # blocks of a pair of grid rows
@@ -687,7 +710,10 @@ def conv_blocked(b, m, xb, wp, wq, stride, out_h, out_w, out, config, c_work, we
         for item in range(t * per, min(items, (t + 1) * per)):
             block, fb = _work_item(item, blocks, filter_blocks, weights_outer)
             y0, x = block // across * 2, block % across * 16
-            q0 = y0 * wq + x
+            q0, f0 = y0 * wq + x, fb * 32
+            if not pooled_only and not words.size:   # the rows this item stores, fetched while its steps run
+                for r in range(min(2, out_h - y0)):
+                    _prefetch_rows(out_flat, f0 * L + (y0 + r) * out_w + x, L, min(32, m - f0), min(16, out_w - x))
             _zero_c()
             for ky in range(size):
                 for kx in range(columns):
@@ -696,7 +722,7 @@ def conv_blocked(b, m, xb, wp, wq, stride, out_h, out_w, out, config, c_work, we
                     for cb in range(channel_blocks):
                         b_at = fb * per_filter_block + ((ky * columns + kx) * channel_blocks + cb) * 1024
                         _step(xb_flat, (cb * rows * wp + at) * n, below * n, n * stride, b_flat, b_at, 512, 32)
-            f0, cols = fb * 32, min(16, out_w - x)
+            cols = min(16, out_w - x)
             rows_to, ld = (c, 16) if pooled_only else (out_flat, L)   # where the finished rows go
             for tile in range(4):
                 y, half = y0 + tile // 2, tile % 2
