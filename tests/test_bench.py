@@ -362,6 +362,48 @@ def test_time_layers_counts_no_pass_where_the_register_tiles_store():
     assert len(ones) == 4 and all(row.passes == 0 for row in ones)
 
 
+@pytest.mark.parametrize("engine", ["amx", "emulated-amx"])
+def test_time_layers_counts_the_words_a_layer_hands_over(tmp_path, engine, monkeypatch):
+    """--bf16 on the tiles: a convolution that hands its output over (Convolutional.hands_over) is counted as
+    writing the next layer's bf16 words, not its float32 output, and the layer handed them as reading those words,
+    not its float32 input, and rounding nothing: against the same network with the hand-over off, each
+    convolution's bytes differ by exactly that."""
+    import numpy as np
+    from emulated_products import emulate
+    from test_fused_passes import HAND_OVER_CFG, store_network
+    from pydarknet.kernels import amx, products
+    from pydarknet.network.layers.convolutional import Convolutional
+    if engine == "amx" and amx.unavailable():
+        pytest.skip(f"no AMX here: {amx.unavailable()}")
+    previous = products.backend()
+    if engine == "emulated-amx":
+        emulate("amx", monkeypatch)
+    try:
+        net = store_network(tmp_path, "pjreddie", "bf16", HAND_OVER_CFG, seed=7)
+        x = np.random.default_rng(0).normal(0, 1, (1, 3, 22, 45)).astype(np.float32)
+        handing, _ = layers.time_layers(net, x, runs=1, warmup=1, quiet=0)
+        monkeypatch.setattr(Convolutional, "hands_over", lambda *args: (None, 0))
+        net.plans.clear()
+        apart, _ = layers.time_layers(net, x, runs=1, warmup=1, quiet=0)
+    finally:
+        products.set_backend(previous)
+
+    def words(layer):   # the bytes of its input in the blocked kernel's layout
+        shape = layer.in_shape, layer.size, layer.stride, layer.pad, *layer.out_shape[1:]
+        return products.blocked_input(1, *shape).nbytes
+
+    # the tiles' kernel rounds an input it is not handed into a scratch copy, written and read; the emulation
+    # rounds without the kernel's scratch (emulated_products)
+    copy = 2 if engine == "amx" else 0
+    expected = [0, 0, 0, 0, 0, 0, 0]
+    for i in (1, 2, 3):   # HAND_OVER_CFG's layers 1-3 hand theirs to layers 2-4
+        after = net.layers[i + 1]
+        expected[i] += words(after) - 4 * int(np.prod(net.layers[i].out_shape))
+        expected[i + 1] += words(after) - 4 * int(np.prod(after.in_shape)) - copy * words(after)
+    assert [a.moved - b.moved for a, b in zip(handing, apart)] == expected
+    assert expected[2] < 0 and [row.passes for row in handing] == [row.passes for row in apart]
+
+
 def test_bench_layers_prints_one_table(tmp_path):
     """`python3 -m tools.bench --layers NETWORK MODE`: the CPU line, then that network's table alone."""
     from conftest import ROOT

@@ -154,15 +154,21 @@ def layer_bytes(net, index, given, output, written_before, pooled, scratch, call
     its passes). Another layer reads its input and the other layers it reads (a [route]: the parts it copies) and
     writes its output; it moves nothing where it hands on a view of its input, or its output was written in place
     (written_before: a max pool done by the convolutions before; the parts of a [route] its sources wrote into it).
+    A convolution that hands its output over (its plan's words_out, Convolutional.hands_over) writes the next
+    layer's bf16 words instead of its output, and that layer reads them (words_in), not the float32 planes.
     pooled: the part of a max pool's output that this layer's pass wrote, or None; scratch: the bytes of the
     scratch its products filled; calls: their names."""
     layer = net.layers[index]
     if layer.type in PRODUCT_CALLS:
+        plan = net.plans.get(id(layer))
+        words_in, words_out = getattr(plan, "words_in", None), getattr(plan, "words_out", None)
+        read = given.nbytes if words_in is None else words_in.nbytes
+        written = output.nbytes if words_out is None else words_out.nbytes
         pool = 0 if pooled is None else pooled.nbytes
         scalings = 2 if "conv_int16" in calls and SCALED not in calls else 1   # int16's scaling: a pass of its own
         passes = 0 if STORED in calls else 2 * output.nbytes * scalings + pool
         weights = getattr(layer, "weights", None)
-        moved = given.nbytes + (0 if weights is None else weights.nbytes) + output.nbytes + 2 * scratch + passes
+        moved = read + (0 if weights is None else weights.nbytes) + written + 2 * scratch + passes
         return moved + (pool if STORED in calls else 0), passes
     if written_before:
         return 0, 0
@@ -221,7 +227,8 @@ COLUMNS = ("ms: the layer's forward; products: its product calls (the convolutio
            "row); rest: ms - products (the passes over memory the products did not fuse: batch-norm, bias, "
            "activation, pooling, copies)",
            "MB: bytes moved, estimated by the float32 planes, each counted in full as if it went to memory: input "
-           "and weights read, output written, the products' scratch (Winograd's V and M, words, padded copies) "
+           "and weights read, output written (the next layer's bf16 words where the layer hands them over, which "
+           "that layer reads), the products' scratch (Winograd's V and M, words, padded copies) "
            "written and read, and the rest's passes; rest MB: the rest's passes alone (a product's output read and "
            "written by bias and activation, and again by int16's scaling where apart; the max pool it pools into "
            "written; none where the products stored through the fused plan; "
