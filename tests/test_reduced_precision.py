@@ -322,8 +322,8 @@ def takes_bf16(channels, size=3, stride=1, groups=1, out=26, filters=64):
 def test_few_channels_and_groups_keep_the_fast_products(monkeypatch):
     """On the tiles: the first layers (3 to 31 channels: the tiles' k would be mostly padding, and Yolo-Fastest's
     small layers lose too much precision) but for stride-1 kernels over 1 x 1 of exactly 16 channels, 1 x 1 ones
-    under 128 channels, strides over 2 under 64 channels (their columns' packing outweighs the products) and
-    grouped convolutions are not tiled; strides 1 and 2 take the image in channel blocks, 1 x 1 kernels from 128
+    under 64 channels, strides over 2 under 64 channels (their columns' packing outweighs the products) and
+    grouped convolutions are not tiled; strides 1 and 2 take the image in channel blocks, 1 x 1 kernels from 64
     channels and 16 channels too (in pixels of 16 channels, two kernel columns to a step of k, whatever the
     filters); with any other backend nothing is."""
     monkeypatch.setattr(amx, "unavailable", lambda: None)   # the rule, wherever the tiles are
@@ -333,7 +333,7 @@ def test_few_channels_and_groups_keep_the_fast_products(monkeypatch):
         assert [takes_bf16(c) for c in (3, 15, 16, 17, 31, 32)] == [None, None, "blocked", None, None, "blocked"]
         assert [takes_bf16(16, size=1), takes_bf16(16, size=5), takes_bf16(16, stride=2)] == [None, "blocked", None]
         assert [takes_bf16(16, filters=f) for f in (16, 32, 33, 128)] == ["blocked"] * 4
-        assert [takes_bf16(c, size=1) for c in (64, 127, 128)] == [None, None, "blocked"]
+        assert [takes_bf16(c, size=1) for c in (48, 63, 64, 128)] == [None, None, "blocked", "blocked"]
         assert [takes_bf16(c, size=s) for c, s in ((64, 3), (512, 3), (32, 2), (40, 5))] == ["blocked"] * 4
         assert [takes_bf16(c, stride=2) for c in (31, 32, 511, 512)] == [None, "blocked", "blocked", "blocked"]
         assert [takes_bf16(c, stride=3) for c in (63, 64)] == [None, "packed"]

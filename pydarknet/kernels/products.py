@@ -428,7 +428,8 @@ def conv_int16(a, units, x, size, stride, pad, dilation, out_h, out_w, out, scra
 
 
 BF16_CHANNELS = 32
-BF16_POINTWISE_CHANNELS = 128   # 1 x 1 kernels take the bf16 products from this many channels
+BF16_POINTWISE_CHANNELS = 128   # 1 x 1 kernels take vdpbf16ps's bf16 products from this many channels
+AMX_POINTWISE_CHANNELS = 64     # and the tiles' (from 32, Yolo-Fastest's dog moved .0235: past the .02 promised)
 
 
 def bf16_kernel(channels, filters, size, stride, dilation, groups, out_h, out_w):
@@ -437,7 +438,7 @@ def bf16_kernel(channels, filters, size, stride, dilation, groups, out_h, out_w)
     On the AMX tiles: None under BF16_CHANNELS channels (Yolo-Fastest's 16- and 24-channel 1 x 1 layers would
     move a probability past the .02 docs/fidelity.md promises), except stride-1 kernels over 1 x 1 of exactly 16
     channels: "blocked", in pixels of 16 channels, two kernel columns a step of k (amx.pixel_channels); "blocked"
-    (kernels over 1 x 1 at strides 1 and 2, and 1 x 1 kernels at stride 1 from BF16_POINTWISE_CHANNELS: the image
+    (kernels over 1 x 1 at strides 1 and 2, and 1 x 1 kernels at stride 1 from AMX_POINTWISE_CHANNELS: the image
     as A, in blocks of 32 channels, one copy for every kernel column, stride 2 reading every other pixel where the
     image's four phases made 16/9 as many products), "packed" (other strides and dilations: im2col's columns
     packed per block) from 64 channels. Where the tiles' k is mostly padding or the packing outweighs the
@@ -446,7 +447,7 @@ def bf16_kernel(channels, filters, size, stride, dilation, groups, out_h, out_w)
     int16_kernel's rule for kernels over 1 x 1, "direct" (bf16 words through gemm's drivers), including
     the F(4x4) layers of _fast_tile's words rule, but on its F(2x2) layers: those take
     int16_kernel's "winograd" (12-bit U and V), since F(2x2) on bf16 transforms moves the detections half as much
-    again as bf16 weights and images do; and 1 x 1 kernels from BF16_POINTWISE_CHANNELS, as on the tiles.
+    again as bf16 weights and images do; and 1 x 1 kernels from BF16_POINTWISE_CHANNELS.
     The per-layer measurements behind these rules are in docs/notes.md."""
     if backend() != "bf16" or groups != 1:
         return None
@@ -462,7 +463,7 @@ def bf16_kernel(channels, filters, size, stride, dilation, groups, out_h, out_w)
     if stride <= 2 and dilation == 1 and size > 1:
         return "blocked"
     if stride == 1 and dilation == 1:   # 1 x 1
-        return "blocked" if channels >= BF16_POINTWISE_CHANNELS else None
+        return "blocked" if channels >= AMX_POINTWISE_CHANNELS else None
     return "packed" if channels >= 64 else None
 
 
