@@ -108,22 +108,19 @@ def _tile_config(typingctx, config):
 
 @intrinsic
 def _prefetch_rows(typingctx, a, at, ld, rows, length):
-    """Ask for the cache lines of `rows` rows of `length` elements (ld elements apart) of a from element `at`, for
-    writing (prefetchw), so that the stores that follow find them in the core's cache."""
+    """Ask for the cache lines of `rows` rows of `length` (<= 16) elements (ld elements apart) of a from element
+    `at`, for writing (prefetchw), so that the stores that follow find them in the core's cache: each row's first
+    and last element (a row of 16 floats spans at most two lines)."""
     def codegen(context, builder, signature, args):
         a_, at_, ld_, rows_, length_ = args
-        fetch = _declare(builder, "llvm.prefetch.p0", [_I8P, ir.IntType(32), ir.IntType(32), ir.IntType(32)])
         i32 = ir.IntType(32)
-        lines = builder.udiv(builder.add(length_, ir.Constant(_I64, 15)), ir.Constant(_I64, 16))
+        fetch = _declare(builder, "llvm.prefetch.p0", [_I8P, i32, i32, i32])
+        write, keep, data = ir.Constant(i32, 1), ir.Constant(i32, 3), ir.Constant(i32, 1)
         last = builder.sub(length_, ir.Constant(_I64, 1))
         with cgutils.for_range(builder, rows_) as loop:
             row = builder.add(at_, builder.mul(loop.index, ld_))
-            with cgutils.for_range(builder, lines) as line:   # 16 elements of 4 bytes a line, and the last one
-                builder.call(fetch, [_at(context, builder, signature.args[0], a_,
-                                         builder.add(row, builder.mul(line.index, ir.Constant(_I64, 16)))),
-                                     ir.Constant(i32, 1), ir.Constant(i32, 3), ir.Constant(i32, 1)])
-            builder.call(fetch, [_at(context, builder, signature.args[0], a_, builder.add(row, last)),
-                                 ir.Constant(i32, 1), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+            for offset in (row, builder.add(row, last)):
+                builder.call(fetch, [_at(context, builder, signature.args[0], a_, offset), write, keep, data])
         return context.get_dummy_value()
     return types.void(a, types.intp, types.intp, types.intp, types.intp), codegen
 
