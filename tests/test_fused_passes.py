@@ -204,6 +204,64 @@ def test_the_fused_store_gives_the_pass_apart_bits(tmp_path, darknet, products_n
     assert [store.pooled.shape for store in stores[:2]] == [(2, 8, 21, 44), (2, 16, 11, 22)]
 
     monkeypatch.setattr(Convolutional, "fused_store", lambda *args: None)
+    net.plans.clear()   # the layers' plans were made with the stores
+    net.forward(x)
+    for layer, ours in zip(net.layers, fused):
+        np.testing.assert_array_equal(ours, layer.output, err_msg=f"layer {layer.index} {layer.type}")
+
+
+DEPTHWISE_CFG = """[net]
+width=37
+height=30
+channels=8
+
+[convolutional]
+batch_normalize=1
+filters=8
+groups=8
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[maxpool]
+size=2
+stride=2
+
+[convolutional]
+batch_normalize=1
+filters=8
+groups=8
+size=3
+stride=2
+pad=1
+activation=relu
+
+[convolutional]
+filters=8
+groups=8
+size=5
+stride=1
+pad=1
+activation=linear
+"""
+
+
+@pytest.mark.parametrize("darknet", ["pjreddie", "ab"])
+def test_a_depthwise_layer_stores_the_pass_apart_bits(tmp_path, darknet, monkeypatch):
+    """Depthwise layers (kernels.conv.depthwise_conv) finish each band of rows as they store it, and fill the 2x2
+    pool after them: the same bits as the passes apart, for two images, at strides 1 and 2 and a 5 x 5 kernel."""
+    net = store_network(tmp_path, darknet, "fast", DEPTHWISE_CFG)
+    net.every_output = True
+    x = np.random.default_rng(1).normal(0, 1, (2, 8, 30, 37)).astype(np.float32)
+    stores = []
+    real = Convolutional.fused_store
+    monkeypatch.setattr(Convolutional, "fused_store", lambda *args: stores.append(real(*args)) or stores[-1])
+    net.forward(x)
+    fused = [layer.output.copy() for layer in net.layers]
+    assert [store.pooled.shape for store in stores] == [(2, 8, 15, 19), (0, 0, 0), (0, 0, 0)]
+    monkeypatch.setattr(Convolutional, "fused_store", lambda *args: None)
+    net.plans.clear()   # the layers' plans were made with the stores
     net.forward(x)
     for layer, ours in zip(net.layers, fused):
         np.testing.assert_array_equal(ours, layer.output, err_msg=f"layer {layer.index} {layer.type}")
