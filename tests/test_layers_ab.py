@@ -129,7 +129,8 @@ def test_depthwise_is_the_product_path_bit_for_bit(size, stride, pad, dilation, 
     span = dilation * (size - 1) + 1
     oh, ow = (13 + 2 * pad * dilation - span) // stride + 1, (11 + 2 * pad * dilation - span) // stride + 1
     out = np.empty((2, 6, oh * ow), np.float32)
-    depthwise_conv(x, weights, size, stride, pad * dilation, dilation, out)
+    for b in range(2):
+        depthwise_conv(x[b], weights, size, stride, pad * dilation, dilation, out[b])
     cols = np.empty((2, size * size, oh * ow), np.float32)
     for ch in range(6):
         im2col_batch(x, ch, 1, size, stride, pad * dilation, cols, False, dilation)

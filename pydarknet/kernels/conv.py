@@ -1,4 +1,5 @@
 """Convolution around the matrix product: im2col before it, the fused batch-norm/bias/activation after it."""
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -155,38 +156,87 @@ def col2im_batch(col, wide, size, stride, pad, im, c0, dilation=1):
                         dst[first + xx * stride] += src_row[s0 + xx]
 
 
-@njit(cache=True, parallel=True)
-def depthwise_conv(x, weights, size, stride, pad, dilation, out):
-    """Depthwise convolution (groups = channels = filters): out (n, c, out_h*out_w) = each channel of x
-    (n, c, h, w) convolved with its own size x size kernel (weights (c, size*size)), `pad` pixels of padding.
+DEPTHWISE_BAND = 4096   # floats of a depthwise band's sums (16 KiB): they and the taps' runs stay in L1
+
+
+def depthwise_conv(x, weights, size, stride, pad, dilation, out, store=NONE):
+    """Depthwise convolution (groups = channels = filters) of one image: out (c, out_h*out_w) = each channel of x
+    (c, h, w) convolved with its own size x size kernel (weights (c, size*size)), `pad` pixels of padding; then
+    `store` (kernels.epilogue: the fast modes' affine, activation and pool, applied to each band of rows as it is
+    finished; NONE for the raw sums).
 
     The same floats as darknet's im2col + gemm for a one-filter group: every output is a float32 chain over the
-    taps in kernel order, each product rounded. Taps that fall on the padding are left out: their products are
-    zeros, and adding a zero never changes a float32 chain that starts at +0. Walking tap by tap over whole
-    output rows keeps that order while the row loop vectorises."""
-    n, c, h, w = x.shape
-    out_h = (h + 2 * pad - dilation * (size - 1) - 1) // stride + 1
-    out_w = (w + 2 * pad - dilation * (size - 1) - 1) // stride + 1
-    for task in prange(n * c):
-        b = task // c
-        ch = task % c
-        plane = x[b, ch]
-        dst = out[b, ch]
-        dst[:] = 0.0
-        for tap in range(size * size):
-            weight = weights[ch, tap]
-            kx = tap % size * dilation
-            ky = tap // size * dilation
-            x0, x1 = col_range(kx, stride, pad, w, out_w)
-            first = kx + x0 * stride - pad
-            for y in range(out_h):
-                iy = ky + y * stride - pad
-                if iy < 0 or iy >= h:
-                    continue
-                src = plane[iy]
-                row = dst[y * out_w:(y + 1) * out_w]
-                for xx in range(x0, x1):
-                    row[xx] += weight * src[first + (xx - x0) * stride]
+    taps in kernel order, each product rounded, the padding's taps included as darknet's columns include them
+    (their products are zeros, and adding a zero never changes a chain that starts at +0). Each channel is first
+    split into stride x stride phase planes, zero-padded, so that a tap's inputs for a band of output rows are one
+    contiguous run: the chains are then long vector loops over L1 (short runs per output row, indexed from a
+    computed start, kept Numba's negative-index check in the loop and ran 5-9x slower: docs/notes.md)."""
+    _depthwise(x, weights, size, stride, pad, dilation, out, numba.get_num_threads(), *store)
+
+
+@njit(cache=True, parallel=True)
+def _depthwise(x, weights, size, stride, pad, dilation, out, nth, affine, activation, pooled):
+    """nth: numba.get_num_threads(), asked by the caller (that call cannot be cached in compiled code)."""
+    c, h, w = x.shape
+    span = dilation * (size - 1)
+    out_h = (h + 2 * pad - span - 1) // stride + 1
+    out_w = (w + 2 * pad - span - 1) // stride + 1
+    reach = span // stride   # a tap's farthest shift within its phase plane
+    hq, wq = out_h + reach, out_w + reach   # a phase plane: every row and column an output reads
+    plane = hq * wq
+    rows = max(1, min(out_h, DEPTHWISE_BAND // wq))
+    # zeros once: every channel writes the image's same places; the padding and the runs' slack stay zero
+    planes = np.zeros((nth, stride * stride * plane + reach), np.float32)
+    sums = np.empty((nth, rows * wq), np.float32)
+    for ch in prange(c):
+        tid = numba.get_thread_id()
+        q = planes[tid]
+        _phase_split(x[ch], pad, stride, hq, wq, q)
+        dst = out[ch]
+        acc = sums[tid]
+        for y0 in range(0, out_h, rows):
+            n = min(rows, out_h - y0)
+            run = acc[:n * wq]
+            run[:] = 0.0
+            for tap in range(size * size):
+                ky, kx = tap // size * dilation, tap % size * dilation
+                first = (ky % stride * stride + kx % stride) * plane + (y0 + ky // stride) * wq + kx // stride
+                taps = q[first:first + n * wq]
+                weight = weights[ch, tap]
+                for t in range(n * wq):
+                    run[t] += weight * taps[t]
+            for y in range(n):
+                row = dst[(y0 + y) * out_w:(y0 + y + 1) * out_w]
+                row[:] = acc[y * wq:y * wq + out_w]
+                if affine.shape[1]:
+                    affine_activate_row(row, affine[0, ch], affine[1, ch], affine[2, ch], activation)
+        pool_rows(dst.reshape(out_h, out_w), 0, ch, pooled)
+
+
+@njit(cache=True, inline="always")
+def _phase_split(img, pad, stride, hq, wq, q):
+    """q[(py*stride + px)*hq*wq + i*wq + j] = img[i*stride + py - pad, j*stride + px - pad] for the pixels of the
+    image (i < hq, j < wq); the rest of q is left as it is (zeros)."""
+    h, w = img.shape
+    for yy in range(h):
+        i, py = divmod(yy + pad, stride)
+        if i >= hq:
+            break
+        src = img[yy]
+        for px in range(stride):
+            x0 = (px - pad) % stride   # the first column of this phase
+            j0 = (x0 + pad) // stride
+            n = min(wq - j0, (w - x0 + stride - 1) // stride)
+            if n <= 0:
+                continue
+            base = ((py * stride + px) * hq + i) * wq + j0
+            dst = q[base:base + n]
+            if stride == 1:
+                dst[:] = src[:n]
+            else:
+                part = src[x0:]
+                for t in range(n):
+                    dst[t] = part[t * stride]
 
 
 BAND_BYTES = 256 << 10   # the output rows conv_direct computes and finishes at a time: in a core's L2

@@ -389,9 +389,10 @@ class Convolutional(Layer):
         d = self.dilation
         pad = self.pad * d
         form, kept = plan.form, plan.kept
-        if form == "depthwise":   # one chain per output straight from the image, no columns
-            depthwise_conv(x, weights, self.size, self.stride, pad, d, out.reshape(batch, n, L))
-            return finish()
+        if form == "depthwise":   # one chain per output straight from the image, no columns, finished as it stores
+            for b in range(batch):
+                depthwise_conv(x[b], weights, self.size, self.stride, pad, d, out[b], stores[b])
+            return out
         if form == "bf16":   # the bf16 products (the AMX tiles or vdpbf16ps), as the plan prepared them
             images = x if plan.words_in is None else plan.words_in   # (rounded by the layer before as it stored)
             for b in range(batch):
