@@ -146,23 +146,25 @@ def maxpool_reference(x, size, stride, pad):
 @pytest.mark.parametrize("size, stride, pad, h, w",
                          [(2, 2, 1, 7, 8), (2, 2, 1, 8, 10), (2, 2, 1, 9, 7), (2, 2, 0, 7, 8), (2, 1, 1, 7, 8),
                           (3, 2, 2, 7, 8),
-                          (3, 1, 2, 7, 8), (2, 2, 3, 7, 8), (5, 3, 4, 7, 8)])
+                          (3, 1, 2, 7, 8), (2, 2, 3, 7, 8), (5, 3, 4, 7, 8), (13, 1, 12, 10, 10), (9, 1, 8, 9, 11)])
 def test_maxpool_training_path(size, stride, pad, h, w):
     """(2, 2, 1) is the inference's 2x2 path (kernels/pool.py maxpool_2x2), on odd sizes too: the windows past
-    the last row or column."""
+    the last row or column; (13, 1, 12) and (9, 1, 8) an SPP block's, whose windows pass the image's edges.
+    Bit for bit: of +0 and -0 in one window, the first in darknet's order is the maximum."""
     rng = np.random.default_rng(4)
     n, c = 2, 3
     x = rng.integers(0, 4, size=(n, c, h, w)).astype(F32)   # many ties: the first maximum must win
+    x[(x == 0) & (rng.random(x.shape) < .5)] = -0.0
     x[0, 0] = -FLT_MAX
     x[1, 1, :4, :4] = [[np.nan, 1, -np.inf, -np.inf], [2, np.nan, -np.inf, -np.inf], [np.nan] * 4, [np.nan] * 4]
     want, want_arg = maxpool_reference(x, size, stride, pad)
     out = np.empty(want.shape, F32)
     arg = np.empty(want.shape, np.int32)
     maxpool(x, size, stride, stride, pad, out, arg, True)
-    assert np.array_equal(out, want) and np.array_equal(arg, want_arg)
+    assert np.array_equal(out.view(np.int32), want.view(np.int32)) and np.array_equal(arg, want_arg)
     fast = np.empty(want.shape, F32)
     maxpool(x, size, stride, stride, pad, fast, np.empty((0, 0, 0, 0), np.int32), False)
-    assert np.array_equal(fast, want)
+    assert np.array_equal(fast.view(np.int32), want.view(np.int32))
     delta = rng.normal(size=want.shape).astype(F32)
     prev = np.zeros(x.shape, F32)
     maxpool_backward(delta, arg, prev)

@@ -348,8 +348,8 @@ def normalize_activate_maxpool(x, mean, variance, scales, biases, activation, no
                 maxpool_2x2(plane[r0:r1], pooled[k // c, k % c, r0 // 2:(r1 + 1) // 2])
             continue
         _normalize_activate_row(row, k % c, mean, variance, scales, biases, activation, normalize, ab, fast)
-        taps = np.empty(pooled.shape[3], np.float32)
-        maxpool_plane(plane, size, stride_y, stride_x, pad, pooled[k // c, k % c], taps)
+        across = np.empty((height + 1, pooled.shape[3]), np.float32)
+        maxpool_plane(plane, size, stride_y, stride_x, pad, pooled[k // c, k % c], across)
 
 
 @njit(cache=True)

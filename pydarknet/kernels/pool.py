@@ -22,8 +22,8 @@ def maxpool(x, size, stride_y, stride_x, pad, out, argmax, keep_argmax):
         return
     n, c = x.shape[0], x.shape[1]
     for k in prange(n * c):
-        taps = np.empty(out.shape[3], np.float32)
-        maxpool_plane(x[k // c, k % c], size, stride_y, stride_x, pad, out[k // c, k % c], taps)
+        across = np.empty((x.shape[2] + 1, out.shape[3]), np.float32)
+        maxpool_plane(x[k // c, k % c], size, stride_y, stride_x, pad, out[k // c, k % c], across)
 
 
 @njit(cache=True, inline="always")
@@ -33,37 +33,43 @@ def _larger(v, m):
 
 
 @njit(cache=True)
-def maxpool_plane(plane, size, stride_y, stride_x, pad, out, taps):
-    """One channel of maxpool: plane (h, w) -> out (oh, ow). taps: scratch of ow floats, one tap of every window
-    of an output row side by side."""
+def maxpool_plane(plane, size, stride_y, stride_x, pad, out, across):
+    """One channel of maxpool: plane (h, w) -> out (oh, ow). across: scratch (h + 1, ow): each input row's maxima
+    over every window's columns (its last row, one tap of every window side by side), then each output row the
+    maximum of its window's rows of those. Taking rows then columns picks what darknet's walk over each window,
+    row by row, picks: the largest value, and of equal ones (+0 and -0) the first in that walk, since each step
+    keeps the first of equals. It reads each row once per window column instead of once per window."""
     h, w = plane.shape
     oh, ow = out.shape
     offset = -(pad // 2)
     if tiles_2x2(h, w, oh, ow, size, stride_y, stride_x, pad):
         maxpool_2x2(plane, out)
         return
+    taps = across[h]
+    for y in range(h):
+        arow, irow = across[y], plane[y]
+        arow[:] = -FLT_MAX
+        for dx in range(size):
+            # output columns j whose input column offset + j*stride + dx is inside [0, w)
+            j0 = min(ow, max(0, -((offset + dx) // stride_x)))
+            j1 = max(j0, min(ow, (w - 1 - offset - dx) // stride_x + 1))
+            first = offset + dx + j0 * stride_x
+            if stride_x <= 2:   # a vector copy (see copy_run), then a loop from 0 that vectorizes
+                copy_run(irow, first, stride_x, taps, 0, j1 - j0)
+            else:
+                for j in range(j1 - j0):
+                    taps[j] = irow[first + j * stride_x]
+            dst = arow[j0:j1]
+            for j in range(j1 - j0):
+                dst[j] = _larger(taps[j], dst[j])
     for i in range(oh):
         orow = out[i]
         y0 = offset + i * stride_y
         orow[:] = -FLT_MAX
-        for dy in range(size):
-            y = y0 + dy
-            if y < 0 or y >= h:
-                continue
-            irow = plane[y]
-            for dx in range(size):
-                # output columns j whose input column offset + j*stride + dx is inside [0, w)
-                j0 = min(ow, max(0, -((offset + dx) // stride_x)))
-                j1 = max(j0, min(ow, (w - 1 - offset - dx) // stride_x + 1))
-                first = offset + dx + j0 * stride_x
-                if stride_x <= 2:   # a vector copy (see copy_run), then a loop from 0 that vectorizes
-                    copy_run(irow, first, stride_x, taps, 0, j1 - j0)
-                else:
-                    for j in range(j1 - j0):
-                        taps[j] = irow[first + j * stride_x]
-                dst = orow[j0:j1]
-                for j in range(j1 - j0):
-                    dst[j] = _larger(taps[j], dst[j])
+        for y in range(max(0, y0), min(h, y0 + size)):
+            arow = across[y]
+            for j in range(ow):
+                orow[j] = _larger(arow[j], orow[j])
 
 
 @njit(cache=True, inline="always")
