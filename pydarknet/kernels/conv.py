@@ -200,11 +200,10 @@ def _depthwise(x, weights, size, stride, pad, dilation, out, nth, affine, activa
             run[:] = 0.0
             for tap in range(0, size * size, 3):   # three taps a pass: fewer loads and stores of the sums
                 _add_taps(run, q, weights[ch], tap, min(3, size * size - tap), size, stride, dilation, plane, wq, y0)
+            if affine.shape[1]:   # the whole band at once (its columns past out_w too, left behind)
+                affine_activate_row(run, affine[0, ch], affine[1, ch], affine[2, ch], activation)
             for y in range(n):
-                row = dst[(y0 + y) * out_w:(y0 + y + 1) * out_w]
-                row[:] = acc[y * wq:y * wq + out_w]
-                if affine.shape[1]:
-                    affine_activate_row(row, affine[0, ch], affine[1, ch], affine[2, ch], activation)
+                dst[(y0 + y) * out_w:(y0 + y + 1) * out_w] = acc[y * wq:y * wq + out_w]
         pool_rows(dst.reshape(out_h, out_w), 0, ch, pooled)
 
 
