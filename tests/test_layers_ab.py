@@ -117,17 +117,21 @@ def test_dilation(tmp_path, size, stride, dilation, groups):
     check_network(net, x, rng)
 
 
-@pytest.mark.parametrize("size, stride, pad, dilation", [(3, 1, 1, 1), (3, 2, 1, 1), (5, 1, 2, 1), (3, 1, 1, 2),
-                                                       (3, 2, 0, 1)])
-def test_depthwise_is_the_product_path_bit_for_bit(size, stride, pad, dilation, darknet_products):
-    """Depthwise layers skip im2col; with darknet's exact products each output is still the same float chain."""
+@pytest.mark.parametrize("size, stride, pad, dilation, h, w", [
+    (3, 1, 1, 1, 13, 11), (3, 2, 1, 1, 13, 11), (5, 1, 2, 1, 13, 11), (3, 1, 1, 2, 13, 11), (3, 2, 0, 1, 13, 11),
+    (5, 1, 1, 1, 13, 11), (3, 1, 1, 1, 70, 64), (3, 2, 1, 1, 70, 64), (3, 1, 1, 1, 5, 1)])
+def test_depthwise_is_the_product_path_bit_for_bit(size, stride, pad, dilation, h, w, darknet_products):
+    """Depthwise layers skip im2col; with darknet's exact products each output is still the same float chain:
+    through the kernel column copies (stride 1, the image's size, a small plane) and the phase planes (the rest:
+    strides, other paddings, planes over a band, in bands of rows)."""
     from pydarknet.kernels.conv import depthwise_conv, im2col_batch
     from pydarknet.kernels.products import gemm_nn
     rng = np.random.default_rng(7)
-    x = rng.normal(size=(2, 6, 13, 11)).astype(np.float32)
+    x = rng.normal(size=(2, 6, h, w)).astype(np.float32)
+    x[x < -1.2] = 0.0   # zeros, and -0 products, among the taps
     weights = rng.normal(size=(6, size * size)).astype(np.float32)
     span = dilation * (size - 1) + 1
-    oh, ow = (13 + 2 * pad * dilation - span) // stride + 1, (11 + 2 * pad * dilation - span) // stride + 1
+    oh, ow = (h + 2 * pad * dilation - span) // stride + 1, (w + 2 * pad * dilation - span) // stride + 1
     out = np.empty((2, 6, oh * ow), np.float32)
     for b in range(2):
         depthwise_conv(x[b], weights, size, stride, pad * dilation, dilation, out[b])

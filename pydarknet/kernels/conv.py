@@ -168,70 +168,103 @@ def depthwise_conv(x, weights, size, stride, pad, dilation, out, store=NONE):
     The same floats as darknet's im2col + gemm for a one-filter group: every output is a float32 chain over the
     taps in kernel order, each product rounded, the padding's taps included as darknet's columns include them
     (their products are zeros, and adding a zero never changes a chain that starts at +0). Each channel is first
-    split into stride x stride phase planes, zero-padded, so that a tap's inputs for a band of output rows are one
-    contiguous run: the chains are then long vector loops over L1 (short runs per output row, indexed from a
-    computed start, kept Numba's negative-index check in the loop and ran 5-9x slower: docs/notes.md)."""
-    _depthwise(x, weights, size, stride, pad, dilation, out, numba.get_num_threads(), *store)
+    copied into zero-padded planes from which a tap's inputs for a band of output rows are one contiguous run, so
+    that the chains are long vector loops over L1 (short runs per output row, indexed from a computed start, kept
+    Numba's negative-index check in the loop and ran 5-9x slower: docs/notes.md):
+    - stride 1 and the output the image's size, on a plane of at most a band: one copy of the image per kernel
+      column, the columns a shift would wrap into zeroed, and the sums straight into the output (`by_column`);
+    - else the stride x stride phase planes of the image (every stride-th row and column), the sums of each band
+      copied into the output's rows after."""
+    x = np.ascontiguousarray(x)   # (the copies read each channel as one run)
+    c, h, w = x.shape
+    span = dilation * (size - 1)
+    by_column = stride == 1 and 2 * pad == span and pad < w and h * w <= DEPTHWISE_BAND
+    _depthwise(x, weights, size, stride, pad, dilation, out, by_column, numba.get_num_threads(), *store)
 
 
 @njit(cache=True, parallel=True)
-def _depthwise(x, weights, size, stride, pad, dilation, out, nth, affine, activation, pooled):
+def _depthwise(x, weights, size, stride, pad, dilation, out, by_column, nth, affine, activation, pooled):
     """nth: numba.get_num_threads(), asked by the caller (that call cannot be cached in compiled code)."""
     c, h, w = x.shape
     span = dilation * (size - 1)
     out_h = (h + 2 * pad - span - 1) // stride + 1
     out_w = (w + 2 * pad - span - 1) // stride + 1
-    reach = span // stride   # a tap's farthest shift within its phase plane
-    hq, wq = out_h + reach, out_w + reach   # a phase plane: every row and column an output reads
-    plane = hq * wq
-    rows = max(1, min(out_h, DEPTHWISE_BAND // wq))
+    reach = span // stride   # a tap's farthest shift within its plane
+    if by_column:   # `size` copies of the image, `pad` rows and columns of zeros around
+        planes, wq, plane = size, w, (h + 2 * pad) * w + 2 * pad
+    else:   # a phase plane: every row and column an output reads
+        planes, wq, plane = stride * stride, out_w + reach, (out_h + reach) * (out_w + reach)
+    rows = out_h if by_column else max(1, min(out_h, DEPTHWISE_BAND // wq))
     # zeros once: every channel writes the image's same places; the padding and the runs' slack stay zero
-    planes = np.zeros((nth, stride * stride * plane + reach), np.float32)
-    sums = np.empty((nth, rows * wq), np.float32)
+    copies = np.zeros((nth, planes * plane + reach), np.float32)
+    sums = np.empty((nth, 0 if by_column else rows * wq), np.float32)
     for ch in prange(c):
         tid = numba.get_thread_id()
-        q = planes[tid]
-        _phase_split(x[ch], pad, stride, hq, wq, q)
+        q = copies[tid]
+        if by_column:
+            _column_copies(x[ch], size, pad, dilation, plane, q)
+        else:
+            _phase_split(x[ch], pad, stride, out_h + reach, wq, q)
         dst = out[ch]
-        acc = sums[tid]
         for y0 in range(0, out_h, rows):
             n = min(rows, out_h - y0)
-            run = acc[:n * wq]
+            run = dst[:n * wq] if by_column else sums[tid, :n * wq]
             run[:] = 0.0
             for tap in range(0, size * size, 3):   # three taps a pass: fewer loads and stores of the sums
-                _add_taps(run, q, weights[ch], tap, min(3, size * size - tap), size, stride, dilation, plane, wq, y0)
-            if affine.shape[1]:   # the whole band at once (its columns past out_w too, left behind)
+                _add_taps(run, q, weights[ch], tap, min(3, size * size - tap), size, stride, dilation, plane, wq, y0,
+                          by_column)
+            if affine.shape[1]:   # the whole band at once (with the phase planes, its columns past out_w too)
                 affine_activate_row(run, affine[0, ch], affine[1, ch], affine[2, ch], activation)
-            for y in range(n):
-                dst[(y0 + y) * out_w:(y0 + y + 1) * out_w] = acc[y * wq:y * wq + out_w]
+            for y in range(0 if by_column else n):
+                dst[(y0 + y) * out_w:(y0 + y + 1) * out_w] = run[y * wq:y * wq + out_w]
         pool_rows(dst.reshape(out_h, out_w), 0, ch, pooled)
 
 
 @njit(cache=True, inline="always")
-def _tap_run(q, tap, size, stride, dilation, plane, wq, y0, m):
-    """The `m` inputs of `tap` for the sums of a band from output row y0 (a run of its phase plane in q)."""
+def _tap_run(q, tap, size, stride, dilation, plane, wq, y0, m, by_column):
+    """The `m` inputs of `tap` for the sums of a band from output row y0: a run of its plane in q (its kernel
+    column's copy, or its phase plane)."""
     ky, kx = tap // size * dilation, tap % size * dilation
-    first = (ky % stride * stride + kx % stride) * plane + (y0 + ky // stride) * wq + kx // stride
+    which = tap % size if by_column else ky % stride * stride + kx % stride
+    first = which * plane + (y0 + ky // stride) * wq + kx // stride
     return q[first:first + m]
 
 
 @njit(cache=True, inline="always")
-def _add_taps(run, q, w, tap, k, size, stride, dilation, plane, wq, y0):
+def _add_taps(run, q, w, tap, k, size, stride, dilation, plane, wq, y0, by_column):
     """run += the products of taps tap..tap+k-1 (k <= 3), added one by one in the taps' order."""
     m = run.size
-    a = _tap_run(q, tap, size, stride, dilation, plane, wq, y0, m)
+    a = _tap_run(q, tap, size, stride, dilation, plane, wq, y0, m, by_column)
     if k == 1:
         for t in range(m):
             run[t] += w[tap] * a[t]
         return
-    b = _tap_run(q, tap + 1, size, stride, dilation, plane, wq, y0, m)
+    b = _tap_run(q, tap + 1, size, stride, dilation, plane, wq, y0, m, by_column)
     if k == 2:
         for t in range(m):
             run[t] = (run[t] + w[tap] * a[t]) + w[tap + 1] * b[t]
         return
-    c = _tap_run(q, tap + 2, size, stride, dilation, plane, wq, y0, m)
+    c = _tap_run(q, tap + 2, size, stride, dilation, plane, wq, y0, m, by_column)
     for t in range(m):
         run[t] = ((run[t] + w[tap] * a[t]) + w[tap + 1] * b[t]) + w[tap + 2] * c[t]
+
+
+@njit(cache=True, inline="always")
+def _column_copies(img, size, pad, dilation, plane, q):
+    """Copy kx (one per kernel column) of the image at q[kx * plane + pad * w + pad:], rows `w` wide: pixel (y, x)
+    then lies where output (y, x) reads it through a tap of column kx shifted by kx*dilation - pad, and the
+    columns that shift carries past an edge into the next or previous row (never read otherwise) are zeros.
+    The rest of q is left as it is (zeros)."""
+    h, w = img.shape
+    src = img.reshape(-1)
+    for kx in range(size):
+        shift = kx * dilation - pad
+        dst = q[kx * plane + pad * w + pad:kx * plane + pad * w + pad + h * w]
+        dst[:] = src
+        lo, hi = (w + shift, w) if shift < 0 else (0, shift)
+        for y in range(h):
+            for x in range(lo, hi):
+                dst[y * w + x] = 0.0
 
 
 @njit(cache=True, inline="always")
