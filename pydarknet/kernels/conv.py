@@ -284,11 +284,10 @@ def _phase_split(img, pad, stride, hq, wq, q):
             if n <= 0:
                 continue
             base = ((py * stride + px) * hq + i) * wq + j0
-            dst = q[base:base + n]
-            if stride == 1:
-                dst[:] = src[:n]
+            if stride <= 2:   # a vector copy (see copy_run)
+                copy_run(src, x0, stride, q, base, n)
             else:
-                part = src[x0:]
+                dst, part = q[base:base + n], src[x0:]
                 for t in range(n):
                     dst[t] = part[t * stride]
 
