@@ -360,9 +360,9 @@ def resized_min(im, net):
 
 # The networks timed, by their names in the download table: the row's name and how each prepares an image (as
 # its darknet's detect or classify does: pjreddie's letterbox, the fork's plain resize, the classifier's
-# shorter side).
+# shorter side). Yolo-Fastest stands for the mobile networks: depthwise layers, residual adds, an SPP block.
 NETWORKS = (("yolov3-tiny", "yolov3-tiny", letterboxed), ("tiny", "tiny (Tiny Darknet)", resized_min),
-            ("yolov4-tiny", "yolov4-tiny", plain_resized))
+            ("yolov4-tiny", "yolov4-tiny", plain_resized), ("yolo-fastest-1.1", "Yolo-Fastest 1.1", plain_resized))
 
 
 def weights_file(name, shared=SHARED, mirror=None):
