@@ -193,21 +193,27 @@ def test_the_fused_store_gives_the_pass_apart_bits(tmp_path, darknet, products_n
                         lambda channels, filters, size, stride, dilation, groups, h, w: tile if (size, stride) == (3, 1)
                         else 0)
     net = store_network(tmp_path, darknet, products_name)
-    net.every_output = True   # every layer's output is compared
     x = np.random.default_rng(0).normal(0, 1, (2, 3, 41, 88)).astype(np.float32)
+    stores = stored_as_apart(net, x, monkeypatch)
+    assert [store is not None for store in stores] == [True, True, True, True, False, False]
+    assert [store.pooled.shape for store in stores[:2]] == [(2, 8, 21, 44), (2, 16, 11, 22)]
+
+
+def stored_as_apart(net, x, monkeypatch):
+    """Check that net's forward on x gives every layer's output bit for bit with the fused plan's stores and with
+    the passes apart (fused_store None, the plans made again); return the stores the fused forward's plans took."""
+    net.every_output = True   # every layer's output is compared
     stores = []
     real = Convolutional.fused_store
     monkeypatch.setattr(Convolutional, "fused_store", lambda *args: stores.append(real(*args)) or stores[-1])
     net.forward(x)
     fused = [layer.output.copy() for layer in net.layers]
-    assert [store is not None for store in stores] == [True, True, True, True, False, False]
-    assert [store.pooled.shape for store in stores[:2]] == [(2, 8, 21, 44), (2, 16, 11, 22)]
-
     monkeypatch.setattr(Convolutional, "fused_store", lambda *args: None)
     net.plans.clear()   # the layers' plans were made with the stores
     net.forward(x)
     for layer, ours in zip(net.layers, fused):
         np.testing.assert_array_equal(ours, layer.output, err_msg=f"layer {layer.index} {layer.type}")
+    return stores
 
 
 DEPTHWISE_CFG = """[net]
@@ -252,19 +258,9 @@ def test_a_depthwise_layer_stores_the_pass_apart_bits(tmp_path, darknet, monkeyp
     """Depthwise layers (kernels.conv.depthwise_conv) finish each band of rows as they store it, and fill the 2x2
     pool after them: the same bits as the passes apart, for two images, at strides 1 and 2 and a 5 x 5 kernel."""
     net = store_network(tmp_path, darknet, "fast", DEPTHWISE_CFG)
-    net.every_output = True
     x = np.random.default_rng(1).normal(0, 1, (2, 8, 30, 37)).astype(np.float32)
-    stores = []
-    real = Convolutional.fused_store
-    monkeypatch.setattr(Convolutional, "fused_store", lambda *args: stores.append(real(*args)) or stores[-1])
-    net.forward(x)
-    fused = [layer.output.copy() for layer in net.layers]
+    stores = stored_as_apart(net, x, monkeypatch)
     assert [store.pooled.shape for store in stores] == [(2, 8, 15, 19), (0, 0, 0), (0, 0, 0)]
-    monkeypatch.setattr(Convolutional, "fused_store", lambda *args: None)
-    net.plans.clear()   # the layers' plans were made with the stores
-    net.forward(x)
-    for layer, ours in zip(net.layers, fused):
-        np.testing.assert_array_equal(ours, layer.output, err_msg=f"layer {layer.index} {layer.type}")
 
 
 def test_no_store_in_the_exact_mode_or_training(tmp_path):
