@@ -195,9 +195,10 @@ def _depthwise(x, weights, size, stride, pad, dilation, out, by_column, nth, aff
     else:   # a phase plane: every row and column an output reads
         planes, wq, plane = stride * stride, out_w + reach, (out_h + reach) * (out_w + reach)
     rows = out_h if by_column else max(1, min(out_h, DEPTHWISE_BAND // wq))
-    # zeros once: every channel writes the image's same places; the padding and the runs' slack stay zero
-    copies = np.zeros((nth, planes * plane + reach), np.float32)
-    sums = np.empty((nth, 0 if by_column else rows * wq), np.float32)
+    # zeros once: every channel writes the image's same places; the padding and the runs' slack stay zero. Each
+    # thread's rows end in a cache line of their own that it never writes (small planes: no line shared).
+    copies = np.zeros((nth, _own_lines(planes * plane + reach)), np.float32)
+    sums = np.empty((nth, _own_lines(0 if by_column else rows * wq)), np.float32)
     for ch in prange(c):
         tid = numba.get_thread_id()
         q = copies[tid]
@@ -218,6 +219,13 @@ def _depthwise(x, weights, size, stride, pad, dilation, out, by_column, nth, aff
             for y in range(0 if by_column else n):
                 dst[(y0 + y) * out_w:(y0 + y + 1) * out_w] = run[y * wq:y * wq + out_w]
         pool_rows(dst.reshape(out_h, out_w), 0, ch, pooled)
+
+
+@njit(cache=True, inline="always")
+def _own_lines(n):
+    """A thread's row of n floats rounded up to whole 64-byte lines, and one line more, never written: the rows of
+    the threads side by side then share no line that either writes, wherever the array starts."""
+    return (n + 15) // 16 * 16 + 16
 
 
 @njit(cache=True, inline="always")
