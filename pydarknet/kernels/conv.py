@@ -7,7 +7,7 @@ from .activations import activate_row
 from .epilogue import (ACTIVATIONS as STORED_ACTIVATIONS, NONE, POOL_BAND, affine_activate_row, affine_terms,
                        inverse_deviation, pool_rows)
 from .gemm import (check_image_product, col_range, copy_run, direct_operands, direct_row, host_panel_width,
-                   phase_planes)
+                   padded_run, phase_planes)
 from .pool import maxpool_2x2, maxpool_plane, tiles_2x2
 
 
@@ -291,13 +291,7 @@ def _phase_split(img, pad, stride, hq, wq, q):
             n = min(wq - j0, (w - x0 + stride - 1) // stride)
             if n <= 0:
                 continue
-            base = ((py * stride + px) * hq + i) * wq + j0
-            if stride <= 2:   # a vector copy (see copy_run)
-                copy_run(src, x0, stride, q, base, n)
-            else:
-                dst, part = q[base:base + n], src[x0:]
-                for t in range(n):
-                    dst[t] = part[t * stride]
+            padded_run(src, x0, stride, q, ((py * stride + px) * hq + i) * wq + j0, 0, n, n)
 
 
 BAND_BYTES = 256 << 10   # the output rows conv_direct computes and finishes at a time: in a core's L2
