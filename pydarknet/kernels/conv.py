@@ -199,6 +199,7 @@ def _depthwise(x, weights, size, stride, pad, dilation, out, by_column, nth, aff
     # thread's rows end in a cache line of their own that it never writes (small planes: no line shared).
     copies = np.zeros((nth, _own_lines(planes * plane + reach)), np.float32)
     sums = np.empty((nth, _own_lines(0 if by_column else rows * wq)), np.float32)
+    starts = _tap_starts(size, stride, dilation, plane, wq, by_column)
     for ch in prange(c):
         tid = numba.get_thread_id()
         q = copies[tid]
@@ -212,8 +213,7 @@ def _depthwise(x, weights, size, stride, pad, dilation, out, by_column, nth, aff
             run = dst[:n * wq] if by_column else sums[tid, :n * wq]
             run[:] = 0.0
             for tap in range(0, size * size, 3):   # three taps a pass: fewer loads and stores of the sums
-                _add_taps(run, q, weights[ch], tap, min(3, size * size - tap), size, stride, dilation, plane, wq, y0,
-                          by_column)
+                _add_taps(run, q, weights[ch], tap, min(3, size * size - tap), starts, y0 * wq)
             if affine.shape[1]:   # the whole band at once (with the phase planes, its columns past out_w too)
                 affine_activate_row(run, affine[0, ch], affine[1, ch], affine[2, ch], activation)
             for y in range(0 if by_column else n):
@@ -228,31 +228,35 @@ def _own_lines(n):
     return (n + 15) // 16 * 16 + 16
 
 
-@njit(cache=True, inline="always")
-def _tap_run(q, tap, size, stride, dilation, plane, wq, y0, m, by_column):
-    """The `m` inputs of `tap` for the sums of a band from output row y0: a run of its plane in q (its kernel
-    column's copy, or its phase plane)."""
-    ky, kx = tap // size * dilation, tap % size * dilation
-    which = tap % size if by_column else ky % stride * stride + kx % stride
-    first = which * plane + (y0 + ky // stride) * wq + kx // stride
-    return q[first:first + m]
+@njit(cache=True)
+def _tap_starts(size, stride, dilation, plane, wq, by_column):
+    """Where each tap's run starts in q for the band from output row 0 (a band from row y0 starts y0 * wq
+    later): in its kernel column's copy, or in its phase plane. Worked out once per layer, not per band: the
+    divisions by the stride cost more than a small channel's sums."""
+    starts = np.empty(size * size, np.int64)
+    for tap in range(size * size):
+        ky, kx = tap // size * dilation, tap % size * dilation
+        which = tap % size if by_column else ky % stride * stride + kx % stride
+        starts[tap] = which * plane + ky // stride * wq + kx // stride
+    return starts
 
 
 @njit(cache=True, inline="always")
-def _add_taps(run, q, w, tap, k, size, stride, dilation, plane, wq, y0, by_column):
-    """run += the products of taps tap..tap+k-1 (k <= 3), added one by one in the taps' order."""
+def _add_taps(run, q, w, tap, k, starts, offset):
+    """run += the products of taps tap..tap+k-1 (k <= 3), added one by one in the taps' order; tap t's inputs
+    are the run of q from starts[t] + offset."""
     m = run.size
-    a = _tap_run(q, tap, size, stride, dilation, plane, wq, y0, m, by_column)
+    a = q[starts[tap] + offset:starts[tap] + offset + m]
     if k == 1:
         for t in range(m):
             run[t] += w[tap] * a[t]
         return
-    b = _tap_run(q, tap + 1, size, stride, dilation, plane, wq, y0, m, by_column)
+    b = q[starts[tap + 1] + offset:starts[tap + 1] + offset + m]
     if k == 2:
         for t in range(m):
             run[t] = (run[t] + w[tap] * a[t]) + w[tap + 1] * b[t]
         return
-    c = _tap_run(q, tap + 2, size, stride, dilation, plane, wq, y0, m, by_column)
+    c = q[starts[tap + 2] + offset:starts[tap + 2] + offset + m]
     for t in range(m):
         run[t] = ((run[t] + w[tap] * a[t]) + w[tap + 1] * b[t]) + w[tap + 2] * c[t]
 
@@ -278,20 +282,24 @@ def _column_copies(img, size, pad, dilation, plane, q):
 @njit(cache=True, inline="always")
 def _phase_split(img, pad, stride, hq, wq, q):
     """q[(py*stride + px)*hq*wq + i*wq + j] = img[i*stride + py - pad, j*stride + px - pad] for the pixels of the
-    image (i < hq, j < wq); the rest of q is left as it is (zeros)."""
+    image (i < hq, j < wq); the rest of q is left as it is (zeros). Each phase's columns are worked out once and
+    its rows followed without dividing (a division per row cost more than copying a row of a small image)."""
     h, w = img.shape
-    for yy in range(h):
-        i, py = divmod(yy + pad, stride)
-        if i >= hq:
-            break
-        src = img[yy]
-        for px in range(stride):
-            x0 = (px - pad) % stride   # the first column of this phase
-            j0 = (x0 + pad) // stride
-            n = min(wq - j0, (w - x0 + stride - 1) // stride)
-            if n <= 0:
-                continue
-            padded_run(src, x0, stride, q, ((py * stride + px) * hq + i) * wq + j0, 0, n, n)
+    src = img.reshape(-1)
+    for px in range(stride):
+        x0 = (px - pad) % stride   # the first column of this phase
+        j0 = (x0 + pad) // stride
+        n = min(wq - j0, (w - x0 + stride - 1) // stride)
+        if n <= 0:
+            continue
+        i, py = divmod(pad, stride)   # where image row 0 goes
+        for yy in range(h):
+            if i >= hq:
+                break
+            padded_run(src, yy * w + x0, stride, q, ((py * stride + px) * hq + i) * wq + j0, 0, n, n)
+            py += 1
+            if py == stride:
+                py, i = 0, i + 1
 
 
 BAND_BYTES = 256 << 10   # the output rows conv_direct computes and finishes at a time: in a core's L2
