@@ -256,11 +256,17 @@ activation=linear
 @pytest.mark.parametrize("darknet", ["pjreddie", "ab"])
 def test_a_depthwise_layer_stores_the_pass_apart_bits(tmp_path, darknet, monkeypatch):
     """Depthwise layers (kernels.conv.depthwise_conv) finish each band of rows as they store it, and fill the 2x2
-    pool after them: the same bits as the passes apart, for two images, at strides 1 and 2 and a 5 x 5 kernel."""
+    pool after them: the same bits as the passes apart, for two images, at strides 1 and 2 and a 5 x 5 kernel;
+    their chains are the fast products' (FMAs) in the fast mode, darknet's in training."""
     net = store_network(tmp_path, darknet, "fast", DEPTHWISE_CFG)
     x = np.random.default_rng(1).normal(0, 1, (2, 8, 30, 37)).astype(np.float32)
     stores = stored_as_apart(net, x, monkeypatch)
     assert [store.pooled.shape for store in stores] == [(2, 8, 15, 19), (0, 0, 0), (0, 0, 0)]
+    depthwise = [layer for layer in net.layers if layer.type == "convolutional"]
+    with products.using(net.products):
+        assert [layer.product_form(layer.weights, net) for layer in depthwise] == [("depthwise", True)] * 3
+        net.train = True
+        assert [layer.product_form(layer.weights, net) for layer in depthwise] == [("depthwise", False)] * 3
 
 
 def test_no_store_in_the_exact_mode_or_training(tmp_path):

@@ -120,12 +120,15 @@ def test_dilation(tmp_path, size, stride, dilation, groups):
 @pytest.mark.parametrize("size, stride, pad, dilation, h, w", [
     (3, 1, 1, 1, 13, 11), (3, 2, 1, 1, 13, 11), (5, 1, 2, 1, 13, 11), (3, 1, 1, 2, 13, 11), (3, 2, 0, 1, 13, 11),
     (5, 1, 1, 1, 13, 11), (3, 1, 1, 1, 70, 64), (3, 2, 1, 1, 70, 64), (3, 1, 1, 1, 5, 1)])
-def test_depthwise_is_the_product_path_bit_for_bit(size, stride, pad, dilation, h, w, darknet_products):
-    """Depthwise layers skip im2col; with darknet's exact products each output is still the same float chain:
-    through the kernel column copies (stride 1, the image's size, a small plane) and the phase planes (the rest:
-    strides, other paddings, planes over a band, in bands of rows)."""
+@pytest.mark.parametrize("products", ["darknet", "fast"])
+def test_depthwise_is_the_product_path_bit_for_bit(size, stride, pad, dilation, h, w, products):
+    """Depthwise layers skip im2col; each output is still the same float chain as the products' on im2col's
+    columns: darknet's exact chains, or with the fast products (`fused`) the same chains of FMAs: through the
+    kernel column copies (stride 1, the image's size, a small plane) and the phase planes (the rest: strides,
+    other paddings, planes over a band, in bands of rows), 3 x 3 kernels in one pass and 5 x 5 three taps a pass."""
     from pydarknet.kernels.conv import depthwise_conv, im2col_batch
-    from pydarknet.kernels.products import gemm_nn
+    from pydarknet.kernels.products import Products, gemm_nn, using
+    fused = products == "fast"
     rng = np.random.default_rng(7)
     x = rng.normal(size=(2, 6, h, w)).astype(np.float32)
     x[x < -1.2] = 0.0   # zeros, and -0 products, among the taps
@@ -134,14 +137,19 @@ def test_depthwise_is_the_product_path_bit_for_bit(size, stride, pad, dilation, 
     oh, ow = (h + 2 * pad * dilation - span) // stride + 1, (w + 2 * pad * dilation - span) // stride + 1
     out = np.empty((2, 6, oh * ow), np.float32)
     for b in range(2):
-        depthwise_conv(x[b], weights, size, stride, pad * dilation, dilation, out[b])
+        depthwise_conv(x[b], weights, size, stride, pad * dilation, dilation, out[b], fused=fused)
     cols = np.empty((2, size * size, oh * ow), np.float32)
+    other = np.empty((oh * ow), np.float32)   # the other products' chains: not these bits
     for ch in range(6):
         im2col_batch(x, ch, 1, size, stride, pad * dilation, cols, False, dilation)
         for b in range(2):
             want = np.empty((1, oh * ow), np.float32)
-            gemm_nn(weights[ch:ch + 1], cols[b], want)
+            with using(Products(products)):
+                gemm_nn(weights[ch:ch + 1], cols[b], want)
             assert np.array_equal(out[b, ch], want[0]), (b, ch)
+    with using(Products("darknet" if fused else "fast")):
+        gemm_nn(weights[5:], cols[1], other[None])
+    assert size == 1 or w == 1 or not np.array_equal(out[1, 5], other)
 
 
 def test_dilation_must_fit(tmp_path):

@@ -6,7 +6,7 @@ from numba import njit, prange
 from .activations import activate_row
 from .epilogue import (ACTIVATIONS as STORED_ACTIVATIONS, NONE, POOL_BAND, affine_activate_row, affine_terms,
                        inverse_deviation, pool_rows)
-from .gemm import (check_image_product, col_range, copy_run, direct_operands, direct_row, host_panel_width,
+from .gemm import (check_image_product, col_range, copy_run, direct_operands, direct_row, host_panel_width, mul_add,
                    padded_run, phase_planes)
 from .pool import maxpool_2x2, maxpool_plane, tiles_2x2
 
@@ -159,7 +159,7 @@ def col2im_batch(col, wide, size, stride, pad, im, c0, dilation=1):
 DEPTHWISE_BAND = 4096   # floats of a depthwise band's sums (16 KiB): they and the taps' runs stay in L1
 
 
-def depthwise_conv(x, weights, size, stride, pad, dilation, out, store=NONE):
+def depthwise_conv(x, weights, size, stride, pad, dilation, out, store=NONE, fused=False):
     """Depthwise convolution (groups = channels = filters) of one image: out (c, out_h*out_w) = each channel of x
     (c, h, w) convolved with its own size x size kernel (weights (c, size*size)), `pad` pixels of padding; then
     `store` (kernels.epilogue: the fast modes' affine, activation and pool, applied to each band of rows as it is
@@ -167,7 +167,9 @@ def depthwise_conv(x, weights, size, stride, pad, dilation, out, store=NONE):
 
     The same floats as darknet's im2col + gemm for a one-filter group: every output is a float32 chain over the
     taps in kernel order, each product rounded, the padding's taps included as darknet's columns include them
-    (their products are zeros, and adding a zero never changes a chain that starts at +0). Each channel is first
+    (their products are zeros, and adding a zero never changes a chain that starts at +0); with `fused` (the fast
+    modes) the same chains, each step one FMA. A 3 x 3 kernel's nine taps go in one pass over a band, other
+    kernels' three at a time (fewer partial sums stored and loaded again). Each channel is first
     copied into zero-padded planes from which a tap's inputs for a band of output rows are one contiguous run, so
     that the chains are long vector loops over L1 (short runs per output row, indexed from a computed start, kept
     Numba's negative-index check in the loop and ran 5-9x slower: docs/notes.md):
@@ -179,11 +181,11 @@ def depthwise_conv(x, weights, size, stride, pad, dilation, out, store=NONE):
     c, h, w = x.shape
     span = dilation * (size - 1)
     by_column = stride == 1 and 2 * pad == span and pad < w and h * w <= DEPTHWISE_BAND
-    _depthwise(x, weights, size, stride, pad, dilation, out, by_column, numba.get_num_threads(), *store)
+    _depthwise(x, weights, size, stride, pad, dilation, out, by_column, bool(fused), numba.get_num_threads(), *store)
 
 
 @njit(cache=True, parallel=True)
-def _depthwise(x, weights, size, stride, pad, dilation, out, by_column, nth, affine, activation, pooled):
+def _depthwise(x, weights, size, stride, pad, dilation, out, by_column, fused, nth, affine, activation, pooled):
     """nth: numba.get_num_threads(), asked by the caller (that call cannot be cached in compiled code)."""
     c, h, w = x.shape
     span = dilation * (size - 1)
@@ -211,9 +213,12 @@ def _depthwise(x, weights, size, stride, pad, dilation, out, by_column, nth, aff
         for y0 in range(0, out_h, rows):
             n = min(rows, out_h - y0)
             run = dst[:n * wq] if by_column else sums[tid, :n * wq]
-            run[:] = 0.0
-            for tap in range(0, size * size, 3):   # three taps a pass: fewer loads and stores of the sums
-                _add_taps(run, q, weights[ch], tap, min(3, size * size - tap), starts, y0 * wq)
+            if size == 3:   # all nine taps in one pass: no partial sums stored and loaded again
+                _nine_taps(run, q, weights[ch], starts, y0 * wq, fused)
+            else:   # three taps a pass
+                run[:] = 0.0
+                for tap in range(0, size * size, 3):
+                    _add_taps(run, q, weights[ch], tap, min(3, size * size - tap), starts, y0 * wq, fused)
             if affine.shape[1]:   # the whole band at once (with the phase planes, its columns past out_w too)
                 affine_activate_row(run, affine[0, ch], affine[1, ch], affine[2, ch], activation)
             for y in range(0 if by_column else n):
@@ -242,23 +247,48 @@ def _tap_starts(size, stride, dilation, plane, wq, by_column):
 
 
 @njit(cache=True, inline="always")
-def _add_taps(run, q, w, tap, k, starts, offset):
-    """run += the products of taps tap..tap+k-1 (k <= 3), added one by one in the taps' order; tap t's inputs
-    are the run of q from starts[t] + offset."""
+def _tap_inputs(q, starts, tap, offset, m):
+    """The m inputs of `tap` for a band whose first output is `offset` floats into the planes: a run of q."""
+    first = starts[tap] + offset
+    return q[first:first + m]
+
+
+@njit(cache=True, inline="always")
+def _add_taps(run, q, w, tap, k, starts, offset, fused):
+    """run += the products of taps tap..tap+k-1 (k <= 3), added one by one in the taps' order."""
     m = run.size
-    a = q[starts[tap] + offset:starts[tap] + offset + m]
+    a = _tap_inputs(q, starts, tap, offset, m)
     if k == 1:
         for t in range(m):
-            run[t] += w[tap] * a[t]
+            run[t] = mul_add(w[tap], a[t], run[t], fused)
         return
-    b = q[starts[tap + 1] + offset:starts[tap + 1] + offset + m]
+    b = _tap_inputs(q, starts, tap + 1, offset, m)
     if k == 2:
         for t in range(m):
-            run[t] = (run[t] + w[tap] * a[t]) + w[tap + 1] * b[t]
+            run[t] = mul_add(w[tap + 1], b[t], mul_add(w[tap], a[t], run[t], fused), fused)
         return
-    c = q[starts[tap + 2] + offset:starts[tap + 2] + offset + m]
+    c = _tap_inputs(q, starts, tap + 2, offset, m)
     for t in range(m):
-        run[t] = ((run[t] + w[tap] * a[t]) + w[tap + 1] * b[t]) + w[tap + 2] * c[t]
+        run[t] = mul_add(w[tap + 2], c[t], mul_add(w[tap + 1], b[t], mul_add(w[tap], a[t], run[t], fused), fused),
+                         fused)
+
+
+@njit(cache=True, inline="always")
+def _nine_taps(run, q, w, starts, offset, fused):
+    """run = the chains of a 3 x 3 kernel from +0, its nine taps in order, in one pass."""
+    m = run.size
+    a0, a1, a2 = _tap_inputs(q, starts, 0, offset, m), _tap_inputs(q, starts, 1, offset, m), \
+        _tap_inputs(q, starts, 2, offset, m)
+    a3, a4, a5 = _tap_inputs(q, starts, 3, offset, m), _tap_inputs(q, starts, 4, offset, m), \
+        _tap_inputs(q, starts, 5, offset, m)
+    a6, a7, a8 = _tap_inputs(q, starts, 6, offset, m), _tap_inputs(q, starts, 7, offset, m), \
+        _tap_inputs(q, starts, 8, offset, m)
+    w0, w1, w2, w3, w4, w5, w6, w7, w8 = w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8]
+    zero = np.float32(0.0)
+    for t in range(m):
+        s = mul_add(w2, a2[t], mul_add(w1, a1[t], mul_add(w0, a0[t], zero, fused), fused), fused)
+        s = mul_add(w5, a5[t], mul_add(w4, a4[t], mul_add(w3, a3[t], s, fused), fused), fused)
+        run[t] = mul_add(w8, a8[t], mul_add(w7, a7[t], mul_add(w6, a6[t], s, fused), fused), fused)
 
 
 @njit(cache=True, inline="always")

@@ -568,6 +568,24 @@ _copy_panel_row = _make_copy(None)
 
 
 @intrinsic
+def fma32(typingctx, a, b, c):
+    """a * b + c in float32, rounded once (llvm.fma.f32): a loop of them vectorizes into the CPU's FMA instructions
+    (the fast products' multiply-adds outside the register tiles)."""
+    sig = types.float32(types.float32, types.float32, types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.call(_declare(builder, "llvm.fma.f32", _F32, [_F32] * 3), args)
+
+    return sig, codegen
+
+
+@njit(cache=True, inline="always")
+def mul_add(w, x, s, fused):
+    """s + w * x: the product rounded, then the sum (darknet's), or with fused one FMA."""
+    return fma32(w, x, s) if fused else s + w * x
+
+
+@intrinsic
 def copy_run(typingctx, src, s_off, s_step, dst, d_off, n):
     """dst[d_off + t] = src[s_off + t*s_step] for t < n (not overlapping; s_step 1 or 2), a vector at a time,
     the last one masked: the copies of im2col and of the packing from an image. (A loop over numpy indices

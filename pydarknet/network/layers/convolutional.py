@@ -326,13 +326,13 @@ class Convolutional(Layer):
         """Which products this layer's convolution runs, and `weights` in the form they take, kept on the layer
         until the parameters or the form change: ("bf16", (packed, kernel)) on the AMX tiles or vdpbf16ps,
         ("int16", (quantized, units)), ("winograd", packed u) for F(tile x tile, 3x3) of the fast products,
-        ("depthwise", None), or (None, None) for the products that read the weights as they are (gemm,
-        conv_direct)."""
+        ("depthwise", whether its chains fuse each multiply-add: in the fast modes' inference), or (None, None) for
+        the products that read the weights as they are (gemm, conv_direct)."""
         c = self.in_shape[0]
         g, d = self.groups, self.dilation
         cg = c // g
         if g == c == self.out_shape[0]:
-            return "depthwise", None
+            return "depthwise", fast_inference(net)
         kernel = self.bf16_products()
         if kernel:
             return "bf16", (self.kept_weights("_bf16", weights, kernel, net,
@@ -391,7 +391,7 @@ class Convolutional(Layer):
         form, kept = plan.form, plan.kept
         if form == "depthwise":   # one chain per output straight from the image, no columns, finished as it stores
             for b in range(batch):
-                depthwise_conv(x[b], weights, self.size, self.stride, pad, d, out[b], stores[b])
+                depthwise_conv(x[b], weights, self.size, self.stride, pad, d, out[b], stores[b], kept)
             return out
         if form == "bf16":   # the bf16 products (the AMX tiles or vdpbf16ps), as the plan prepared them
             images = x if plan.words_in is None else plan.words_in   # (rounded by the layer before as it stored)
