@@ -36,6 +36,7 @@ from ...kernels.int16 import conv_int16_winograd, quantize_weights, quantize_win
 from ...kernels.pool import tiles_2x2
 from ...kernels.products import (backend, bf16_convolution, bf16_kernel, blocked_input, conv_image, conv_int16,
                                  conv_weight_gradient, conv_weight_gradient_image, gemm_nn, gemm_tn, image_convolution,
+                                 pointwise_convolution,
                                  int16_kernel, pack_bf16, pack_winograd, packs_images, weight_gradient_from_image,
                                  weight_gradient_transposed, winograd_convolution, winograd_rows, winograd_tile)
 from ...kernels.winograd import transform_weights
@@ -194,7 +195,8 @@ class Plan(NamedTuple):
     store: Store | None    # fused_store's, finishing the products' output as they store it
     stores: tuple          # the store of each image (its own part of the pool's output), NONE without a store
     form: str | None       # product_form's products and the weights in their form; for "bf16", "winograd" and
-    kept: object           # "image", its convolution of one image, decided (bf16_, winograd_, image_convolution)
+    kept: object           # "image" and "pointwise", its convolution of one image, decided (bf16_, winograd_,
+                           # image_ and pointwise_convolution)
     pooled_only: bool      # the store pools and the output is left unwritten (may_skip_output)
     pool: Layer | None     # the [maxpool] the store fills, from channel `first` of its input
     first: int
@@ -360,11 +362,14 @@ class Convolutional(Layer):
         return bf16_kernel(c // g, self.filters // g, self.size, self.stride, self.dilation, g, *self.out_shape[1:])
 
     def image_products(self, batch):
-        """Whether convolve's products read the columns straight from each image (conv_image, for a whole layer:
-        no groups) rather than from im2col's columns or as a matrix product of a 1 x 1 layer's image."""
+        """Whether convolve's products go image by image with the chain kernel for a whole layer (no groups, no
+        products shared by a chunk's images): then "pointwise" where the layer is a matrix product of the image
+        (1 x 1, stride 1, no padding), else "image" (conv_image: the columns read straight from the image);
+        None for im2col's columns and gemm_nn."""
         n, out_h, out_w = self.out_shape
-        pointwise = self.size == 1 and self.stride == 1 and self.pad == 0
-        return self.groups == 1 and not pointwise and not share_products(batch, out_h * out_w) and packs_images()
+        if self.groups > 1 or share_products(batch, out_h * out_w) or not packs_images():
+            return None
+        return "pointwise" if self.size == 1 and self.stride == 1 and self.pad == 0 else "image"
 
     def convolve(self, x, net, plan, out=None):
         """The raw convolution sums (n, filters, out_h*out_w), before bias and batch-norm, with the plan's weights
@@ -422,6 +427,10 @@ class Convolutional(Layer):
         if form == "image":   # conv_image's products, as the plan prepared them
             for b in range(batch):
                 kept(x[b], out[b], stores[b], pooled_only)
+            return out
+        if form == "pointwise":   # a 1 x 1 layer's product of each image, as the plan prepared it
+            for b in range(batch):
+                kept(x[b], out[b], stores[b])
             return out
         direct = self.size == 1 and self.stride == 1 and self.pad == 0
         wide = share_products(batch, L)
@@ -514,9 +523,12 @@ class Convolutional(Layer):
         if form == "winograd":   # the same
             kept = winograd_convolution(kept, self.in_shape[0], n, self.pad, out_h, out_w,
                                         lambda name, size: scratch(name, (size,), np.float32))
-        if form is None and self.image_products(batch):   # the chain kernel's, from the image
+        by_image = self.image_products(batch) if form is None else None
+        if by_image == "image":   # the chain kernel's, from the image
             form, kept = "image", image_convolution(weights, self.in_shape, 0, self.size, self.stride,
                                                     self.pad * self.dilation, self.dilation, out_h, out_w)
+        elif by_image == "pointwise":
+            form, kept = "pointwise", pointwise_convolution(weights, out_w)
         pooled = store is not None and store.pooled.size
         pool, first = self.pool_target(net, batch) if pooled else (None, 0)
         stores = tuple(NONE if store is None else store._replace(pooled=store.pooled[b]) if pooled else store
