@@ -72,6 +72,7 @@ scaled_error = tool("cuda_train_diff").scaled   # |ours - ref| / max(1, |ref|), 
 def forward_both(net, x):
     """Every layer's output on the CPU and on the device: (cpu outputs, device outputs)."""
     net.to("cpu")
+    net.every_output = True   # (an inference pass's outputs share memory otherwise: network/outputs.py)
     net.forward(x)
     cpu = [layer.output.copy() for layer in net.layers]
     net.to("cuda:0")

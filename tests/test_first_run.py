@@ -184,6 +184,7 @@ def test_the_first_pass_writes_into_outputs_the_command_touched_before_it(monkey
     import numpy as np
 
     from pydarknet.kernels import pool as kernels
+    from pydarknet.network import outputs
     from pydarknet.network.layers import base
     from pydarknet.network.layers import maxpool as maxpool_layer
     from pydarknet.network.network import Network
@@ -206,6 +207,7 @@ def test_the_first_pass_writes_into_outputs_the_command_touched_before_it(monkey
     counting, pooled_alone = CountingNumpy(), []
     with monkeypatch.context() as patch:
         patch.setattr(base, "np", counting)
+        patch.setattr(outputs, "np", counting)
         patch.setattr(maxpool_layer, "maxpool", lambda *args: pooled_alone.append(args) or kernels.maxpool(*args))
         output = net.forward(x).copy()
     assert counting.made == 0
@@ -216,8 +218,11 @@ def test_the_first_pass_writes_into_outputs_the_command_touched_before_it(monkey
     unprepared.load(weights)
     with monkeypatch.context() as patch:
         patch.setattr(base, "np", counting)
+        patch.setattr(outputs, "np", counting)
         assert np.array_equal(unprepared.forward(x), output)
-    assert counting.made >= sum(layer.keeps_output and layer.slot is None for layer in net.layers)
+    own = sum(layer.keeps_output and layer.slot is None and layer.shared_output is None for layer in net.layers)
+    shared = {id(layer.shared_output.base) for layer in net.layers if layer.shared_output is not None}
+    assert shared and counting.made >= own + len(shared)
 
 
 def test_the_compile_notice_waits_for_seconds_of_compiling_and_names_the_last_measure(tmp_path, monkeypatch,

@@ -8,6 +8,7 @@ import pytest
 from emulated_products import emulate
 from pydarknet.kernels import amx, pool as pool_kernels, products
 from pydarknet.kernels.activations import CODE
+from pydarknet.network import passes
 from pydarknet.network.layers import convolutional, maxpool as maxpool_layer
 from pydarknet.network.layers.convolutional import Convolutional, Plan
 from pydarknet.network.layers.maxpool import Maxpool
@@ -333,11 +334,12 @@ def test_only_a_convolution_that_its_pool_alone_reads_may_leave_its_output_unwri
     assert [net.layers[i].may_skip_output(net) for i in (0, 1, 4)] == [False, False, False]
 
 
-def test_a_first_layer_that_its_pool_alone_reads_writes_the_pools_output_alone(tmp_path):
+def test_a_first_layer_that_its_pool_alone_reads_writes_the_pools_output_alone(tmp_path, monkeypatch):
     """--fast's direct convolution of a first layer (conv_direct: 3 channels, 112 outputs wide) with its pool in
     the store: where only the pool reads the layer's output, each band's rows go to a scratch band and the output
     is left as it was (NaN here); the pool's output and the rest of the network are the same bits as with every
-    output kept."""
+    output kept. (Every output its own array here, without the memory plan, whose later layers write over them.)"""
+    monkeypatch.setattr(passes, "shared_outputs", lambda net, batch: {})
     net = network(tmp_path, "pjreddie", CFG.replace("width=37", "width=112"))
     net.products = products.products_for("fast")
     x = np.random.default_rng(2).normal(0, 1, (1, 3, 29, 112)).astype(np.float32)

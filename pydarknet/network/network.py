@@ -89,6 +89,9 @@ class Network(Passes, Parameters):
         from .cuda import engine_for, parse_device
         index = parse_device(device)
         self.engine = None if index is None else engine_for(self, index)
+        self.plans.pop("outputs", None)   # the CPU pass's memory plan: made again for it (network/outputs.py)
+        for layer in self.layers:
+            layer.shared_output = None
         return self
 
     @property
@@ -101,6 +104,8 @@ class Network(Passes, Parameters):
         first touched), so that a timed pass times the pass alone. The operating system's first touch of fresh
         memory took 10-20 ms of yolov3-tiny's first pass (33 MB of outputs) on a Zen 3 EPYC."""
         with using(self.products):
+            if self.engine is None:
+                self.share_outputs(1)   # the outputs' memory as the pass will have it (network/outputs.py)
             for layer in self.layers:
                 layer.prepare(self)
                 if self.engine is None and layer.keeps_output:

@@ -8,6 +8,7 @@ from ..files.config import DarknetError
 from ..files.image import check_given
 from ..kernels.products import chosen, using
 from .layers import COST_LAYER_TYPES
+from .outputs import shared_outputs
 
 
 class Passes:
@@ -36,10 +37,21 @@ class Passes:
                                f"{self.input_shape}")
         if self.engine is not None:
             return self.engine.forward(x)
+        self.share_outputs(x.shape[0])
         for layer in self.layers:
             x = layer.forward(x, self)
             layer.output = x
         return self.output_layer.output
+
+    def share_outputs(self, batch):
+        """Give the layers their outputs' memory for a pass of `batch` images (outputs.shared_outputs), once per
+        state of the network (plan_key: the layers' plans hold these arrays)."""
+        key = self.plan_key(batch)
+        if self.plans.get("outputs") != key:
+            arrays = shared_outputs(self, batch)
+            for layer in self.layers:
+                layer.shared_output = arrays.get(layer.index)
+            self.plans["outputs"] = key
 
     # training's passes (pydarknet.tasks.train runs them: step.train_network)
     def forward_train(self, x, truth):
@@ -50,6 +62,7 @@ class Passes:
             return self.engine.forward_train(x, truth)
         batch = x.shape[0]
         self.train = True
+        self.share_outputs(batch)   # (none in training)
         self.truth = np.ascontiguousarray(truth, dtype=np.float32).reshape(batch, -1)
         self._train_input = x
         for i, layer in enumerate(self.layers):
@@ -77,6 +90,7 @@ class Passes:
         Returns the input's delta."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         self.train, self.keep_for_backward, self.truth = False, True, None
+        self.share_outputs(x.shape[0])   # (none for a backward pass)
         self._train_input = x
         try:
             for i, layer in enumerate(self.layers):

@@ -131,6 +131,7 @@ def _layered_pass(net, x, recorder):
     network Network.forward times, whose plans keep the timed convolutions (_recording's)."""
     seen = []
     with using(net.products), _recording(recorder):
+        net.share_outputs(x.shape[0])   # the outputs' memory as the forward's (network/outputs.py)
         for i, layer in enumerate(net.layers):
             written_before = bool(getattr(layer, "pooled_from", ()))
             recorder.start(i)

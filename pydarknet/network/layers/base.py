@@ -23,6 +23,7 @@ class Layer:
     type = "layer"          # darknet's name for the layer type (as `get_layer_string` spells it)
     reads_layers = ()       # indices of earlier layers whose output this layer reads besides its input
     slot = None             # its part of a concatenating route's output, where it writes (route.Slot)
+    shared_output = None    # its output array in memory it shares with others' in inference (network/outputs.py)
     keeps_output = True     # its forward writes one image's output to output_buffer(1), not a view or copy of its input
 
     def __init__(self, section, in_shape, net, index):
@@ -50,7 +51,11 @@ class Layer:
     def output_buffer(self, batch, shape=None, dtype=np.float32):
         """This layer's output array, reused from call to call as darknet reuses l.output: fresh memory
         costs a page fault per 4 KiB on first touch, which made big layers 2x slower. For one image, a layer
-        that a concatenating route hosts writes in its part of the route's output instead (route.Slot)."""
+        that a concatenating route hosts writes in its part of the route's output instead (route.Slot); in an
+        inference pass, many layers' outputs share memory (shared_output: network/outputs.py)."""
+        shared = self.shared_output
+        if shared is not None and shape is None and dtype == np.float32 and shared.shape[0] == batch:
+            return shared
         shape = (batch,) + tuple(self.out_shape if shape is None else shape)
         if batch == 1 and self.slot is not None:
             hosted = self.slot.array(shape, dtype)
