@@ -176,31 +176,55 @@ def depthwise_conv(x, weights, size, stride, pad, dilation, out, store=NONE, fus
     - stride 1 and the output the image's size, on a plane of at most a band: one copy of the image per kernel
       column, the columns a shift would wrap into zeroed, and the sums straight into the output (`by_column`);
     - else the stride x stride phase planes of the image (every stride-th row and column), the sums of each band
-      copied into the output's rows after."""
-    x = np.ascontiguousarray(x)   # (the copies read each channel as one run)
-    c, h, w = x.shape
-    span = dilation * (size - 1)
-    by_column = stride == 1 and 2 * pad == span and pad < w and h * w <= DEPTHWISE_BAND
-    _depthwise(x, weights, size, stride, pad, dilation, out, by_column, bool(fused), numba.get_num_threads(), *store)
+      copied into the output's rows after.
+    (depthwise_convolution's, made and run at once.)"""
+    depthwise_convolution(x.shape, size, stride, pad, dilation, fused)(x, weights, out, store)
 
 
-@njit(cache=True, parallel=True)
-def _depthwise(x, weights, size, stride, pad, dilation, out, by_column, fused, nth, affine, activation, pooled):
-    """nth: numba.get_num_threads(), asked by the caller (that call cannot be cached in compiled code)."""
-    c, h, w = x.shape
+def depthwise_convolution(shape, size, stride, pad, dilation, fused=False):
+    """depthwise_conv for images of `shape` (c, h, w), decided once: returns convolve(x, weights, out, store), with
+    each thread's copies made and zeroed here, once: a pass writes the image's places in them, never their padding
+    (zeroing them in every pass took 7-15 us of Yolo-Fastest's larger layers). A convolution's plan keeps it."""
+    c, h, w = shape
+    by_column = stride == 1 and 2 * pad == dilation * (size - 1) and pad < w and h * w <= DEPTHWISE_BAND
+    copy_size, sums_size = _depthwise_layout(h, w, size, stride, pad, dilation, by_column)[-2:]
+    scratch = []
+
+    def convolve(x, weights, out, store):
+        threads = numba.get_num_threads()
+        if not scratch or scratch[0].shape[0] < threads:   # each thread's rows: end in a cache line of their own
+            scratch[:] = np.zeros((threads, copy_size), np.float32), np.empty((threads, sums_size), np.float32)
+        _depthwise(np.ascontiguousarray(x), weights, size, stride, pad, dilation, out, by_column, bool(fused),
+                   *scratch, *store)   # (the copies read each channel as one run)
+    return convolve
+
+
+@njit(cache=True)
+def _depthwise_layout(h, w, size, stride, pad, dilation, by_column):
+    """(out_h, out_w, reach, planes, wq, plane, rows, a thread's copies, its sums) of a depthwise convolution of
+    h x w images: reach, a tap's farthest shift within its plane; the planes of a channel's copies, each `plane`
+    floats in rows wq wide; rows, the output rows of a band; the floats of a thread's copies and sums (_own_lines)."""
     span = dilation * (size - 1)
     out_h = (h + 2 * pad - span - 1) // stride + 1
     out_w = (w + 2 * pad - span - 1) // stride + 1
-    reach = span // stride   # a tap's farthest shift within its plane
+    reach = span // stride
     if by_column:   # `size` copies of the image, `pad` rows and columns of zeros around
         planes, wq, plane = size, w, (h + 2 * pad) * w + 2 * pad
     else:   # a phase plane: every row and column an output reads
         planes, wq, plane = stride * stride, out_w + reach, (out_h + reach) * (out_w + reach)
     rows = out_h if by_column else max(1, min(out_h, DEPTHWISE_BAND // wq))
-    # zeros once: every channel writes the image's same places; the padding and the runs' slack stay zero. Each
-    # thread's rows end in a cache line of their own that it never writes (small planes: no line shared).
-    copies = np.zeros((nth, _own_lines(planes * plane + reach)), np.float32)
-    sums = np.empty((nth, _own_lines(0 if by_column else rows * wq)), np.float32)
+    return (out_h, out_w, reach, planes, wq, plane, rows, _own_lines(planes * plane + reach),
+            _own_lines(0 if by_column else rows * wq))
+
+
+@njit(cache=True, parallel=True)
+def _depthwise(x, weights, size, stride, pad, dilation, out, by_column, fused, copies, sums, affine, activation,
+               pooled):
+    """copies: zeros but for the image's places, which every channel writes again (so the padding and the runs'
+    slack stay zero); copies and sums a row per thread (at least numba.get_num_threads())."""
+    c, h, w = x.shape
+    out_h, out_w, reach, planes, wq, plane, rows, _, _ = _depthwise_layout(h, w, size, stride, pad, dilation,
+                                                                           by_column)
     starts = _tap_starts(size, stride, dilation, plane, wq, by_column)
     for ch in prange(c):
         tid = numba.get_thread_id()

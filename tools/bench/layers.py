@@ -29,10 +29,11 @@ from pydarknet.tasks import engines
 # The product calls of each layer type, by the names its module calls them under.
 PRODUCT_CALLS = {"convolutional": (convolutional, ("gemm_nn", "conv_image", "image_convolution",
                                                    "pointwise_convolution", "winograd_convolution", "bf16_convolution",
-                                                   "conv_int16", "conv_int16_winograd", "depthwise_conv")),
+                                                   "conv_int16", "conv_int16_winograd", "depthwise_convolution")),
                  "connected": (connected, ("gemm_nn",))}
 # Of those, the ones that make a convolution for a layer's plan to keep (Convolutional.plan): what they return is timed.
-PREPARED = ("image_convolution", "pointwise_convolution", "winograd_convolution", "bf16_convolution")
+PREPARED = ("image_convolution", "pointwise_convolution", "winograd_convolution", "bf16_convolution",
+            "depthwise_convolution")
 QUIET = 0.02   # seconds before each timed pass (peers.QUIET: the threads of the pass before have gone to sleep)
 STORED = "store"   # among a layer's calls: its products finished the output as they stored it (the fused plan)
 SCALED = "scaled store"   # among a layer's calls: int16's scaling done in the store's pass (apply's factors)

@@ -29,7 +29,7 @@ import numpy as np
 from ...kernels import backward
 from ...kernels.activations import (ACROSS_CHANNELS, CODE as ACTIVATIONS, LINEAR, NEEDS_INPUT, activate_array,
                                     activate_channels, fork_scalar)
-from ...kernels.conv import (col2im_batch, depthwise_conv, im2col_batch, im2col_t, normalize_activate_maxpool,
+from ...kernels.conv import (col2im_batch, depthwise_convolution, im2col_batch, im2col_t, normalize_activate_maxpool,
                              normalize_scale_bias_activate, pad_images)
 from ...kernels.epilogue import ACTIVATIONS as STORED_ACTIVATIONS, NO_POOL, NONE, Store, affine_table, apply
 from ...kernels.int16 import conv_int16_winograd, quantize_weights, quantize_winograd_weights, scale_rows
@@ -195,8 +195,8 @@ class Plan(NamedTuple):
     store: Store | None    # fused_store's, finishing the products' output as they store it
     stores: tuple          # the store of each image (its own part of the pool's output), NONE without a store
     form: str | None       # product_form's products and the weights in their form; for "bf16", "winograd" and
-    kept: object           # "image" and "pointwise", its convolution of one image, decided (bf16_, winograd_,
-                           # image_ and pointwise_convolution)
+    kept: object           # "image", "pointwise" and "depthwise", its convolution of one image, decided (bf16_,
+                           # winograd_, image_, pointwise_ and depthwise_convolution)
     pooled_only: bool      # the store pools and the output is left unwritten (may_skip_output)
     pool: Layer | None     # the [maxpool] the store fills, from channel `first` of its input
     first: int
@@ -396,7 +396,7 @@ class Convolutional(Layer):
         form, kept = plan.form, plan.kept
         if form == "depthwise":   # one chain per output straight from the image, no columns, finished as it stores
             for b in range(batch):
-                depthwise_conv(x[b], weights, self.size, self.stride, pad, d, out[b], stores[b], kept)
+                kept(x[b], weights, out[b], stores[b])
             return out
         if form == "bf16":   # the bf16 products (the AMX tiles or vdpbf16ps), as the plan prepared them
             images = x if plan.words_in is None else plan.words_in   # (rounded by the layer before as it stored)
@@ -523,6 +523,9 @@ class Convolutional(Layer):
         if form == "winograd":   # the same
             kept = winograd_convolution(kept, self.in_shape[0], n, self.pad, out_h, out_w,
                                         lambda name, size: scratch(name, (size,), np.float32))
+        if form == "depthwise":   # its copies made once
+            kept = depthwise_convolution(self.in_shape, self.size, self.stride, self.pad * self.dilation,
+                                         self.dilation, kept)
         by_image = self.image_products(batch) if form is None else None
         if by_image == "image":   # the chain kernel's, from the image
             form, kept = "image", image_convolution(weights, self.in_shape, 0, self.size, self.stride,
