@@ -36,9 +36,9 @@ from ...kernels.int16 import conv_int16_winograd, quantize_weights, quantize_win
 from ...kernels.pool import tiles_2x2
 from ...kernels.products import (backend, bf16_convolution, bf16_kernel, blocked_input, conv_image, conv_int16,
                                  conv_weight_gradient, conv_weight_gradient_image, gemm_nn, gemm_tn, image_convolution,
-                                 pointwise_convolution,
-                                 int16_kernel, pack_bf16, pack_winograd, packs_images, weight_gradient_from_image,
-                                 weight_gradient_transposed, winograd_convolution, winograd_rows, winograd_tile)
+                                 int16_kernel, pack_bf16, pack_winograd, packs_images, pointwise_convolution,
+                                 weight_gradient_from_image, weight_gradient_transposed, winograd_convolution,
+                                 winograd_rows, winograd_tile)
 from ...kernels.winograd import transform_weights
 from .base import Layer, fast_inference, zeros
 
