@@ -70,7 +70,8 @@ class Network(Passes, Parameters):
         self.lock = threading.RLock()   # held around a forward and the reading of its outputs (the docstring)
         self.products = None    # its own kernels.products.Products for inference (None: the process's)
         self.plans = {}         # id(layer) -> its plan of the pass (convolutional.Plan; a pool's parts), kept while
-                                # it holds; a replica starts without (they hold views of these buffers)
+                                # it holds, and "outputs" -> the plan_key the outputs' memory was planned for
+                                # (share_outputs); a replica starts without (they hold views of these buffers)
         build_layers(self, sections[1:])
         if not quiet_unused:
             for section in sections:

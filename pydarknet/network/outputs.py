@@ -4,7 +4,7 @@ Darknet gives every layer an output array of its own, and so did pydarknet: Yolo
 a pass at 320 x 320, so that each layer's output left the core's cache before the layer after the next read it
 back. In inference most outputs are read only by the next layer or a few after it (a [route] or [shortcut] naming
 it), so, as the runtimes do, an output whose last reader has run hands its array on to a later layer's output:
-Yolo-Fastest then writes into 8 arrays instead of 131.
+Yolo-Fastest's 100 outputs that may share then take 4 arrays.
 
 An output keeps an array of its own (shared_outputs gives None for it) where someone may read it after the pass or
 where another layer writes it: the network's output layer and the detection layers (read by the caller), a layer
