@@ -243,6 +243,8 @@ for shape in ((37, 300, 41), (30, 45, 2100), (250, 600, 169)):
     t.test_larger_shapes(*shape)
 t.test_copy_run()
 t.test_tiles_finish_the_store()
+for name in ("darknet", "fast"):
+    t.test_pointwise_product_reads_the_image_in_place(name)
 for m in (2, 4):
     t.test_winograd_input_transform_is_bts_floats(m)
     t.test_winograd_output_transform_is_ats_floats(m)
@@ -320,6 +322,50 @@ def test_tiles_finish_the_store():
     apply(expected, 23, Store(affine, LEAKY, np.zeros((0, 0, 0), np.float32)))
     finished = sgemm_image(A, x, 0, 3, 1, 1, 1, 19, 23, np.empty((10, 437), np.float32), True, affine, LEAKY)
     np.testing.assert_array_equal(finished, expected)
+
+
+def guarded(floats):
+    """A float32 array of `floats` ending where the process's memory stops being readable (a page mapped without
+    access after it): a kernel reading past its end stops the process (SIGSEGV) instead of reading garbage."""
+    import ctypes
+    import mmap
+    page = mmap.PAGESIZE
+    size = -(-floats * 4 // page) * page
+    memory = mmap.mmap(-1, size + page)
+    start = ctypes.addressof(ctypes.c_char.from_buffer(memory))
+    assert ctypes.CDLL(None).mprotect(ctypes.c_void_p(start + size), page, 0) == 0   # PROT_NONE
+    return np.frombuffer(memory, np.float32, floats, size - floats * 4)
+
+
+@pytest.mark.parametrize("name", ["darknet", "fast"])
+def test_pointwise_product_reads_the_image_in_place(name):
+    """products.pointwise_convolution (gemm.pointwise_product: A packed once, the image read in place as B, no panel
+    of it packed): gemm_nn's product and store, bit for bit, on row tiles of 6 and 4, whole panels, a last narrower
+    one (copied: read in place, its last step's vectors would run past the image) and images narrower than a
+    panel, one and two k blocks, on one thread and on all. Each image ends where readable memory does."""
+    from pydarknet.kernels.epilogue import NONE
+    from pydarknet.kernels.products import gemm_nn, pointwise_convolution, products_for, using
+    rng = np.random.default_rng(12)
+    NR = host_panel_width()
+    threads = numba.get_num_threads()
+    for M, K, h, w in ((16, 128, 4, 2 * NR), (13, 27, 7, 11), (37, 300, 3, NR + 5), (4, 8, 1, 3), (48, 8, 40, 40),
+                       (9, 600, 2, NR)):
+        A = rng.standard_normal((M, K), dtype=np.float32)
+        x = guarded(K * h * w).reshape(K, h, w)
+        x[...] = rng.standard_normal((K, h, w), dtype=np.float32)
+        affine = rng.uniform(-.5, 1.5, (3, M)).astype(np.float32)
+        for store in (NONE, Store(affine, LEAKY, np.zeros((0, 0, 0), np.float32))):
+            for nth in sorted({1, threads}):
+                numba.set_num_threads(nth)
+                try:
+                    with using(products_for(name)):
+                        expected = np.empty((M, h * w), np.float32)
+                        gemm_nn(A, x.reshape(K, -1), expected, store=store, width=w)
+                        got = np.full((M, h * w), np.nan, np.float32)
+                        pointwise_convolution(A, w)(x, got, store)
+                finally:
+                    numba.set_num_threads(threads)
+                assert same_bits(got, expected), (M, K, h, w, store is NONE, nth)
 
 
 def _bt(m, *d):

@@ -226,8 +226,8 @@ def _make_micro(mr, nv, rows="packed"):
     steps k lie (`rows`): "packed", NR floats apart in a packed panel (NR a constant in the code); "strided",
     one more argument after fused, ldb, and the steps ldb floats apart; "offsets", two more, an int64 array
     offs and o_off, and step k at b_off + offs[o_off + k] (a convolution's taps in a padded image: see
-    `conv_direct`), then affine, row0 and activation as the packed tile's. Unpacked B is read in place a whole
-    vector at a time, columns past w too, so bp holds nv vectors from every step's start. With int32 ap and bp
+    `conv_direct`); each then takes affine, row0 and activation as the packed tile's. Unpacked B is read in place
+    a whole vector at a time, columns past w too, so bp holds nv vectors from every step's start. With int32 ap and bp
     (int16 pairs: kernels/int16.py) the chains are int32 over the block, then converted and added to C's float32
     values; with uint32 ones (bf16 pairs: kernels/bf16.py) each step is a vdpbf16ps on C's float32 chains;
     `fused` is then ignored."""
@@ -235,13 +235,12 @@ def _make_micro(mr, nv, rows="packed"):
     def signature_of(ap, bp, c, offs=None, affine=None):
         if not (_is_word_array(ap) and _is_word_array(bp) and ap.dtype == bp.dtype and _is_f32_array(c)):
             return None
-        extra = {"packed": [offs, types.intp, types.intp], "strided": [types.intp],
+        extra = {"packed": [offs, types.intp, types.intp], "strided": [types.intp, affine, types.intp, types.intp],
                  "offsets": [offs, types.intp, affine, types.intp, types.intp]}[rows]
         if rows == "offsets" and not (isinstance(offs, types.Array) and offs.dtype == types.int64):
             return None
         table = offs if rows == "packed" else affine   # the store's (3, M) rows
-        if rows != "strided" and not (isinstance(table, types.Array) and table.dtype == types.float32
-                                      and table.ndim == 2):
+        if not (isinstance(table, types.Array) and table.dtype == types.float32 and table.ndim == 2):
             return None
         return types.void(ap, types.intp, bp, types.intp, c, types.intp, types.intp, types.intp, types.intp,
                           types.intp, types.boolean, types.intp, types.boolean, *extra)
@@ -434,9 +433,8 @@ def _make_micro(mr, nv, rows="packed"):
                     out_exact = k_loops(False, init)
                     exact_block = builder.block
             out = _phis(builder, (out_fused, fused_block), (out_exact, exact_block))
-        if rows != "strided":   # the store's arguments: after fused, or after offs and o_off
-            first = 13 if rows == "packed" else 15
-            out = _finished(context, builder, signature.args[first], *args[first:first + 3], h_v, out, mr, nv)
+        first = {"packed": 13, "strided": 14, "offsets": 15}[rows]   # the store's arguments: after fused, ldb or o_off
+        out = _finished(context, builder, signature.args[first], *args[first:first + 3], h_v, out, mr, nv)
         with builder.if_else(full, likely=True) as (then, otherwise):
             with then:
                 for n in range(n_acc):
@@ -449,8 +447,9 @@ def _make_micro(mr, nv, rows="packed"):
 
     if rows == "strided":
         @intrinsic
-        def micro_strided(typingctx, ap, a_off, bp, b_off, c, c_off, ldc, h, w, kc, load_c, next_c, fused, ldb):
-            sig = signature_of(ap, bp, c)
+        def micro_strided(typingctx, ap, a_off, bp, b_off, c, c_off, ldc, h, w, kc, load_c, next_c, fused, ldb,
+                          affine, row0, activation):
+            sig = signature_of(ap, bp, c, None, affine)
             return None if sig is None else (sig, codegen)
 
         return micro_strided
@@ -756,6 +755,33 @@ def packed_a_size(M, K):
     return (6 * n6 + 4 * n4) * K
 
 
+@njit(cache=True, inline="always")
+def _strided_panel(ap, a_off, bp, b_off, ldb, Cf, c_off, ldc, M, w, kc, load, fused, affine, activation):
+    """Every row tile of C's panel at Cf[c_off] (M rows ldc floats apart, w <= NR columns) over one k block of kc
+    steps: A's block packed by `_pack_a_whole` from ap[a_off], B's steps read in place ldb floats apart from
+    bp[b_off], the chains from C's values if load, finished as they are stored where activation >= 0 (see
+    `micro`)."""
+    lanes = _panel_width() // 2
+    n6, n4 = _tiles(M)
+    for t in range(n6 + n4):
+        row = _tile_row(t, n6)
+        h = min(M - row, 6 if t < n6 else 4)
+        aoff = a_off + row * kc
+        coff = c_off + row * ldc
+        if t < n6 and w > lanes:
+            _micro6_strided(ap, aoff, bp, b_off, Cf, coff, ldc, h, w, kc, load, -1, fused, ldb, affine, row,
+                            activation)
+        elif t < n6:
+            _micro6_half_strided(ap, aoff, bp, b_off, Cf, coff, ldc, h, w, kc, load, -1, fused, ldb, affine, row,
+                                 activation)
+        elif w > lanes:
+            _micro4_strided(ap, aoff, bp, b_off, Cf, coff, ldc, h, w, kc, load, -1, fused, ldb, affine, row,
+                            activation)
+        else:
+            _micro4_half_strided(ap, aoff, bp, b_off, Cf, coff, ldc, h, w, kc, load, -1, fused, ldb, affine, row,
+                                 activation)
+
+
 @njit(cache=True)
 def packed_product(ap, bp, b_off, ldb, Cf, c_off, ldc, M, N, K, fused):
     """C = A @ B on one thread, A (M, K) packed by `_pack_a_whole` in ap, B (K, N) read in place: B[k, j] at
@@ -763,7 +789,6 @@ def packed_product(ap, bp, b_off, ldb, Cf, c_off, ldc, M, N, K, fused):
     at Cf[c_off + i * ldc + j]. The same chains as `_gemm`'s (one FMA per step if fused). For B already in
     the cache: a packed copy would cost more than it saves."""
     NR = _panel_width()
-    lanes = NR // 2
     n6, n4 = _tiles(M)
     rows = _tile_row(n6 + n4, n6)
     nkb, kcb = _k_blocks(K)
@@ -771,21 +796,39 @@ def packed_product(ap, bp, b_off, ldb, Cf, c_off, ldc, M, N, K, fused):
         pc = kb * kcb
         kc = min(kcb, K - pc)
         for p in range((N + NR - 1) // NR):
+            _strided_panel(ap, pc * rows, bp, b_off + pc * ldb + p * NR, ldb, Cf, c_off + p * NR, ldc, M,
+                           min(NR, N - p * NR), kc, kb > 0, fused, NO_AFFINE, -1)
+
+
+@njit(cache=True, parallel=True)
+def pointwise_product(ap, Bf, Cf, M, N, K, nth, fused, affine, activation):
+    """C (M, N) = A @ B, A packed by `_pack_a_whole` in ap, B (K, N) row-major read in place: `_gemm`'s chains,
+    finished as they are stored where activation >= 0 (affine and activation: see `micro`), without packing B.
+    For a 1 x 1 convolution (filters by pixels), whose few rows multiply each float of B a few times only: packing
+    B costs about as much as the products there. nth threads take runs of whole panels (`_gemm`'s wide split);
+    a last panel narrower than NR is copied with zeros past N (read in place, its last step's vectors would run
+    past B's end)."""
+    NR = _panel_width()
+    npan = (N + NR - 1) // NR
+    n6, n4 = _tiles(M)
+    rows = _tile_row(n6 + n4, n6)
+    nkb, kcb = _k_blocks(K)
+    edge = np.empty((nth, kcb * NR), Bf.dtype)
+    for task in prange(nth):
+        tid = numba.get_thread_id()
+        for p in range(task * npan // nth, (task + 1) * npan // nth):
             w = min(NR, N - p * NR)
-            boff = b_off + pc * ldb + p * NR
-            for t in range(n6 + n4):
-                row = _tile_row(t, n6)
-                h = min(M - row, 6 if t < n6 else 4)
-                aoff = pc * rows + row * kc
-                coff = c_off + row * ldc + p * NR
-                if t < n6 and w > lanes:
-                    _micro6_strided(ap, aoff, bp, boff, Cf, coff, ldc, h, w, kc, kb > 0, -1, fused, ldb)
-                elif t < n6:
-                    _micro6_half_strided(ap, aoff, bp, boff, Cf, coff, ldc, h, w, kc, kb > 0, -1, fused, ldb)
-                elif w > lanes:
-                    _micro4_strided(ap, aoff, bp, boff, Cf, coff, ldc, h, w, kc, kb > 0, -1, fused, ldb)
+            for kb in range(nkb):
+                pc = kb * kcb
+                kc = min(kcb, K - pc)
+                finish = activation if kb == nkb - 1 else -1
+                if w == NR:
+                    _strided_panel(ap, pc * rows, Bf, pc * N + p * NR, N, Cf, p * NR, N, M, w, kc, kb > 0, fused,
+                                   affine, finish)
                 else:
-                    _micro4_half_strided(ap, aoff, bp, boff, Cf, coff, ldc, h, w, kc, kb > 0, -1, fused, ldb)
+                    _pack_b(Bf, N, 1, N, pc, kc, p, p + 1, edge[tid], 0, kc * NR)
+                    _strided_panel(ap, pc * rows, edge[tid], 0, NR, Cf, p * NR, N, M, w, kc, kb > 0, fused,
+                                   affine, finish)
 
 
 @njit(cache=True)
