@@ -342,7 +342,8 @@ def test_pointwise_product_reads_the_image_in_place(name):
     """products.pointwise_convolution (gemm.pointwise_product: A packed once, the image read in place as B, no panel
     of it packed): gemm_nn's product and store, bit for bit, on row tiles of 6 and 4, whole panels, a last narrower
     one (copied: read in place, its last step's vectors would run past the image) and images narrower than a
-    panel, one and two k blocks, on one thread and on all. Each image ends where readable memory does."""
+    panel, one and two k blocks, on one thread and on all, with and without a residual added as the sums are
+    stored (a [shortcut]'s: the store's floats, then the add). Each image ends where readable memory does."""
     from pydarknet.kernels.epilogue import NONE
     from pydarknet.kernels.products import gemm_nn, pointwise_convolution, products_for, using
     rng = np.random.default_rng(12)
@@ -354,6 +355,7 @@ def test_pointwise_product_reads_the_image_in_place(name):
         x = guarded(K * h * w).reshape(K, h, w)
         x[...] = rng.standard_normal((K, h, w), dtype=np.float32)
         affine = rng.uniform(-.5, 1.5, (3, M)).astype(np.float32)
+        residual = rng.standard_normal((M, h * w), dtype=np.float32)
         for store in (NONE, Store(affine, LEAKY, np.zeros((0, 0, 0), np.float32))):
             for nth in sorted({1, threads}):
                 numba.set_num_threads(nth)
@@ -361,11 +363,15 @@ def test_pointwise_product_reads_the_image_in_place(name):
                     with using(products_for(name)):
                         expected = np.empty((M, h * w), np.float32)
                         gemm_nn(A, x.reshape(K, -1), expected, store=store, width=w)
+                        convolve = pointwise_convolution(A, w)
                         got = np.full((M, h * w), np.nan, np.float32)
-                        pointwise_convolution(A, w)(x, got, store)
+                        convolve(x, got, store)
+                        added = np.full((M, h * w), np.nan, np.float32)
+                        convolve(x, added, store, residual)
                 finally:
                     numba.set_num_threads(threads)
                 assert same_bits(got, expected), (M, K, h, w, store is NONE, nth)
+                assert same_bits(added, expected + residual), (M, K, h, w, store is NONE, nth)
 
 
 def _bt(m, *d):

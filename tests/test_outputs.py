@@ -8,7 +8,7 @@ import pytest
 from pydarknet.files.resources import shipped_root
 from pydarknet.kernels import products
 from pydarknet.network.network import Network
-from pydarknet.network.outputs import lives
+from pydarknet.network.outputs import Residual, lives, residuals_in_place
 
 NETWORKS = ["yolo-fastest-1.1", "yolov3-tiny", "yolov4-tiny", "tiny", "enet-coco"]
 
@@ -52,7 +52,7 @@ def test_no_output_is_overwritten_while_it_is_read(name):
     fills, a route's part a layer writes into) keep arrays of their own."""
     net = network(name, "fast")
     net.forward(np.zeros((1,) + net.input_shape, np.float32))
-    last = lives(net.layers)
+    last = lives(net.layers, residuals_in_place(net))
     shared = [layer for layer in net.layers if layer.shared_output is not None]
     for a in shared:
         for b in shared:
@@ -99,3 +99,149 @@ def test_replicas_share_no_memory_across_threads():
     for a in net.layers:
         if a.shared_output is not None:
             assert not any(np.shares_memory(a.shared_output, b.output) for b in copy.layers if b.output is not None)
+
+
+RESIDUALS_CFG = """
+[net]
+width=16
+height=16
+channels=3
+
+# 0
+[convolutional]
+filters=8
+size=3
+pad=1
+batch_normalize=1
+activation=leaky
+
+# 1: a 1 x 1 layer the shortcut after it is added in (the fast modes' store)
+[convolutional]
+filters=8
+size=1
+batch_normalize=1
+activation=linear
+
+# 2
+[shortcut]
+from=0
+activation=linear
+
+# 3: a 3 x 3 layer: the shortcut adds in place
+[convolutional]
+filters=8
+size=3
+pad=1
+batch_normalize=1
+activation=leaky
+
+# 4
+[shortcut]
+from=2
+activation=linear
+
+# 5: through a dropout
+[convolutional]
+filters=8
+size=1
+activation=linear
+
+# 6
+[dropout]
+probability=.1
+
+# 7
+[shortcut]
+from=4
+activation=linear
+
+# 8
+[convolutional]
+filters=8
+size=1
+activation=linear
+
+# 9: leaky after the add: apart
+[shortcut]
+from=7
+activation=leaky
+
+# 10: read by the route too: apart
+[convolutional]
+filters=8
+size=1
+activation=linear
+
+# 11
+[shortcut]
+from=9
+activation=linear
+
+# 12
+[route]
+layers=10,11
+
+# 13
+[convolutional]
+filters=8
+size=1
+activation=linear
+
+# 14: pjreddie's beta: apart
+[shortcut]
+from=11
+beta=.5
+activation=linear
+
+# 15: a linear [shortcut] from the layer it adds to: apart
+[convolutional]
+filters=8
+size=1
+activation=linear
+
+# 16
+[dropout]
+probability=.1
+
+# 17
+[shortcut]
+from=15
+activation=linear
+
+# 18
+[convolutional]
+filters=4
+size=1
+activation=linear
+"""
+
+
+@pytest.mark.parametrize("products_name", ["darknet", "fast", "int16"])
+def test_residuals_added_in_place(tmp_path, products_name):
+    """A plain [shortcut] (one from=, linear, alpha = beta = 1) adds its residual into its input's array and hands it
+    on, where nothing else reads that input: after a 1 x 1 layer whose register tiles finish the store (the fast
+    modes) the products' store adds it, elsewhere the shortcut, in place; through a dropout too. Apart: an
+    activation after the add, pjreddie's beta, an input a route reads too, a residual that is the input's own
+    writer. The network's output: the bits of a pass where every layer keeps its own."""
+    cfg = tmp_path / "residuals.cfg"
+    cfg.write_text(RESIDUALS_CFG)
+
+    def net_of(every_output):
+        net = Network(cfg, quiet_unused=True).initialize(seed=5)
+        net.products = products.products_for(products_name)
+        net.every_output = every_output
+        return net
+    shared, kept = net_of(False), net_of(True)
+    rng = np.random.default_rng(6)
+    for _ in range(2):
+        x = rng.standard_normal((1,) + kept.input_shape, dtype=np.float32)
+        np.testing.assert_array_equal(shared.forward(x), kept.forward(x))
+    assert {layer.index: layer.in_place for layer in shared.layers if layer.in_place is not None} == {
+        2: Residual(1, 0), 4: Residual(3, 2), 7: Residual(5, 4)}
+    assert all(layer.in_place is None for layer in kept.layers)
+    with products.using(shared.products):
+        stored = {layer.index for layer in shared.layers if layer.type == "convolutional"
+                  and layer.plan(shared, 1).residual is not None}
+    assert stored == (set() if products_name == "darknet" else {1, 5})
+    # the sum is handed on: the writer's array is the shortcut's output
+    assert shared.layers[2].output is shared.layers[1].output

@@ -226,17 +226,21 @@ def _make_micro(mr, nv, rows="packed"):
     steps k lie (`rows`): "packed", NR floats apart in a packed panel (NR a constant in the code); "strided",
     one more argument after fused, ldb, and the steps ldb floats apart; "offsets", two more, an int64 array
     offs and o_off, and step k at b_off + offs[o_off + k] (a convolution's taps in a padded image: see
-    `conv_direct`); each then takes affine, row0 and activation as the packed tile's. Unpacked B is read in place
+    `conv_direct`); each then takes affine, row0 and activation as the packed tile's, and "strided" a residual
+    after them (a float32 array shaped as C, or empty for none) added to the finished sums. Unpacked B is read in place
     a whole vector at a time, columns past w too, so bp holds nv vectors from every step's start. With int32 ap and bp
     (int16 pairs: kernels/int16.py) the chains are int32 over the block, then converted and added to C's float32
     values; with uint32 ones (bf16 pairs: kernels/bf16.py) each step is a vdpbf16ps on C's float32 chains;
     `fused` is then ignored."""
 
-    def signature_of(ap, bp, c, offs=None, affine=None):
+    def signature_of(ap, bp, c, offs=None, affine=None, residual=None):
         if not (_is_word_array(ap) and _is_word_array(bp) and ap.dtype == bp.dtype and _is_f32_array(c)):
             return None
-        extra = {"packed": [offs, types.intp, types.intp], "strided": [types.intp, affine, types.intp, types.intp],
+        extra = {"packed": [offs, types.intp, types.intp],
+                 "strided": [types.intp, affine, types.intp, types.intp, residual],
                  "offsets": [offs, types.intp, affine, types.intp, types.intp]}[rows]
+        if rows == "strided" and not (_is_f32_array(residual) and residual.ndim == 1):
+            return None
         if rows == "offsets" and not (isinstance(offs, types.Array) and offs.dtype == types.int64):
             return None
         table = offs if rows == "packed" else affine   # the store's (3, M) rows
@@ -435,6 +439,19 @@ def _make_micro(mr, nv, rows="packed"):
             out = _phis(builder, (out_fused, fused_block), (out_exact, exact_block))
         first = {"packed": 13, "strided": 14, "offsets": 15}[rows]   # the store's arguments: after fused, ldb or o_off
         out = _finished(context, builder, signature.args[first], *args[first:first + 3], h_v, out, mr, nv)
+        if rows == "strided":   # the residual, where one is given: read where C's tile lies in C
+            residual = context.make_array(signature.args[17])(context, builder, args[17])
+            entry = builder.block
+            with builder.if_then(builder.icmp_signed(">", residual.nitems, _i64(0))):
+                r0 = builder.gep(residual.data, [c_off_v])
+                added = []
+                for n, m in enumerate(edge_masks()):
+                    r, v = divmod(n, nv)
+                    ptr = _vec_ptr(builder, builder.gep(r0, [builder.mul(ldc_v, _i64(r))]), lanes * v, vec)
+                    value = builder.call(_masked_load(builder, vec), [ptr, _i32(4), m, zero])
+                    added.append(builder.fadd(out[n], value))
+                with_residual = builder.block
+            out = _phis(builder, (added, with_residual), (out, entry))
         with builder.if_else(full, likely=True) as (then, otherwise):
             with then:
                 for n in range(n_acc):
@@ -448,8 +465,8 @@ def _make_micro(mr, nv, rows="packed"):
     if rows == "strided":
         @intrinsic
         def micro_strided(typingctx, ap, a_off, bp, b_off, c, c_off, ldc, h, w, kc, load_c, next_c, fused, ldb,
-                          affine, row0, activation):
-            sig = signature_of(ap, bp, c, None, affine)
+                          affine, row0, activation, residual):
+            sig = signature_of(ap, bp, c, None, affine, residual)
             return None if sig is None else (sig, codegen)
 
         return micro_strided
@@ -756,11 +773,11 @@ def packed_a_size(M, K):
 
 
 @njit(cache=True, inline="always")
-def _strided_panel(ap, a_off, bp, b_off, ldb, Cf, c_off, ldc, M, w, kc, load, fused, affine, activation):
+def _strided_panel(ap, a_off, bp, b_off, ldb, Cf, c_off, ldc, M, w, kc, load, fused, affine, activation, residual):
     """Every row tile of C's panel at Cf[c_off] (M rows ldc floats apart, w <= NR columns) over one k block of kc
     steps: A's block packed by `_pack_a_whole` from ap[a_off], B's steps read in place ldb floats apart from
     bp[b_off], the chains from C's values if load, finished as they are stored where activation >= 0 (see
-    `micro`)."""
+    `micro`), then residual's values where C's lie added, unless residual is empty."""
     lanes = _panel_width() // 2
     n6, n4 = _tiles(M)
     for t in range(n6 + n4):
@@ -770,16 +787,16 @@ def _strided_panel(ap, a_off, bp, b_off, ldb, Cf, c_off, ldc, M, w, kc, load, fu
         coff = c_off + row * ldc
         if t < n6 and w > lanes:
             _micro6_strided(ap, aoff, bp, b_off, Cf, coff, ldc, h, w, kc, load, -1, fused, ldb, affine, row,
-                            activation)
+                            activation, residual)
         elif t < n6:
             _micro6_half_strided(ap, aoff, bp, b_off, Cf, coff, ldc, h, w, kc, load, -1, fused, ldb, affine, row,
-                                 activation)
+                                 activation, residual)
         elif w > lanes:
             _micro4_strided(ap, aoff, bp, b_off, Cf, coff, ldc, h, w, kc, load, -1, fused, ldb, affine, row,
-                            activation)
+                            activation, residual)
         else:
             _micro4_half_strided(ap, aoff, bp, b_off, Cf, coff, ldc, h, w, kc, load, -1, fused, ldb, affine, row,
-                                 activation)
+                                 activation, residual)
 
 
 @njit(cache=True)
@@ -797,17 +814,17 @@ def packed_product(ap, bp, b_off, ldb, Cf, c_off, ldc, M, N, K, fused):
         kc = min(kcb, K - pc)
         for p in range((N + NR - 1) // NR):
             _strided_panel(ap, pc * rows, bp, b_off + pc * ldb + p * NR, ldb, Cf, c_off + p * NR, ldc, M,
-                           min(NR, N - p * NR), kc, kb > 0, fused, NO_AFFINE, -1)
+                           min(NR, N - p * NR), kc, kb > 0, fused, NO_AFFINE, -1, NO_RESIDUAL)
 
 
 @njit(cache=True, parallel=True)
-def pointwise_product(ap, Bf, Cf, M, N, K, nth, fused, affine, activation):
+def pointwise_product(ap, Bf, Cf, M, N, K, nth, fused, affine, activation, residual):
     """C (M, N) = A @ B, A packed by `_pack_a_whole` in ap, B (K, N) row-major read in place: `_gemm`'s chains,
-    finished as they are stored where activation >= 0 (affine and activation: see `micro`), without packing B.
-    For a 1 x 1 convolution (filters by pixels), whose few rows multiply each float of B a few times only: packing
-    B costs about as much as the products there. nth threads take runs of whole panels (`_gemm`'s wide split);
-    a last panel narrower than NR is copied with zeros past N (read in place, its last step's vectors would run
-    past B's end)."""
+    finished as they are stored where activation >= 0 (affine and activation: see `micro`), then residual (M, N,
+    flat; empty for none) added: a [shortcut]'s add in the same store. Without packing B: for a 1 x 1 convolution
+    (filters by pixels), whose few rows multiply each float of B a few times only, packing B costs about as much as
+    the products. nth threads take runs of whole panels (`_gemm`'s wide split); a last panel narrower than NR is
+    copied with zeros past N (read in place, its last step's vectors would run past B's end)."""
     NR = _panel_width()
     npan = (N + NR - 1) // NR
     n6, n4 = _tiles(M)
@@ -821,14 +838,16 @@ def pointwise_product(ap, Bf, Cf, M, N, K, nth, fused, affine, activation):
             for kb in range(nkb):
                 pc = kb * kcb
                 kc = min(kcb, K - pc)
-                finish = activation if kb == nkb - 1 else -1
+                last = kb == nkb - 1
+                finish = activation if last else -1
+                added = residual if last else NO_RESIDUAL
                 if w == NR:
                     _strided_panel(ap, pc * rows, Bf, pc * N + p * NR, N, Cf, p * NR, N, M, w, kc, kb > 0, fused,
-                                   affine, finish)
+                                   affine, finish, added)
                 else:
                     _pack_b(Bf, N, 1, N, pc, kc, p, p + 1, edge[tid], 0, kc * NR)
                     _strided_panel(ap, pc * rows, edge[tid], 0, NR, Cf, p * NR, N, M, w, kc, kb > 0, fused,
-                                   affine, finish)
+                                   affine, finish, added)
 
 
 @njit(cache=True)
@@ -1091,6 +1110,7 @@ NO_CONV = (0, 0, 0, 0, 0, 0)
 
 
 NO_AFFINE = np.zeros((3, 0), np.float32)
+NO_RESIDUAL = np.zeros(0, np.float32)   # the strided tiles' store adds no residual
 
 
 def gemm_flat(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate=False, nth=None, fused=False, img=None,

@@ -49,8 +49,9 @@ from numba.extending import intrinsic
 
 from .conv import direct_convolution
 from .epilogue import NONE, apply, pool
-from .gemm import (NO_AFFINE, _F32, _I64, _data, _i64, _phis, check_image_product, gemm_flat, host_panel_width,
-                   pack_a_batch, packed_a_size, pointwise_product, sgemm_darknet, sgemm_darknet_tn, sgemm_image)
+from .gemm import (NO_AFFINE, NO_RESIDUAL, _F32, _I64, _data, _i64, _phis, check_image_product, gemm_flat,
+                   host_panel_width, pack_a_batch, packed_a_size, pointwise_product, sgemm_darknet, sgemm_darknet_tn,
+                   sgemm_image)
 from .threads import spin_briefly
 
 BACKENDS = ("darknet", "blas", "fast", "int16", "bf16")
@@ -225,21 +226,24 @@ def image_convolution(a, shape, c0, size, stride, pad, dilation, out_h, out_w):
 
 def pointwise_convolution(a, out_w):
     """gemm_nn for a 1 x 1 convolution (stride 1, no padding) of one image with the products in force, decided
-    once: returns convolve(x, out, store): out (m, pixels) = a (m, k) @ the image x (k, h, w) as a (k, pixels)
-    matrix, finished by `store` (out's rows images out_w wide) as gemm_nn finishes it, the same floats. A
-    convolution's plan keeps it with its weights packed (gemm.pointwise_product): the pass then goes straight to
-    the kernel, which reads the image in place."""
+    once: returns convolve(x, out, store, residual=NO_RESIDUAL): out (m, pixels) = a (m, k) @ the image x (k, h, w)
+    as a (k, pixels) matrix, finished by `store` (out's rows images out_w wide) as gemm_nn finishes it, the same
+    floats, then `residual` (m, pixels) added (a [shortcut] after the layer: layers/shortcut.py), as the register
+    tiles store it where they finish the store. A convolution's plan keeps it with its weights packed
+    (gemm.pointwise_product): the pass then goes straight to the kernel, which reads the image in place."""
     fused = backend() in FUSED
     m, k = a.shape
     packed = np.empty((1, packed_a_size(m, k)), np.float32)
     pack_a_batch(np.ascontiguousarray(a, np.float32).reshape(1, m, k), packed)
 
-    def convolve(x, out, store):
+    def convolve(x, out, store, residual=NO_RESIDUAL):
         affine, activation = stored_by_tiles(store)
         pointwise_product(packed[0], x.reshape(-1), out.reshape(-1), m, out.shape[1], k, numba.get_num_threads(),
-                          fused, affine, activation)
+                          fused, affine, activation, residual.reshape(-1) if activation >= 0 else NO_RESIDUAL)
         if activation < 0:
             apply(out, out_w, store)
+            if residual.size:
+                out += residual.reshape(out.shape)
     return convolve
 
 

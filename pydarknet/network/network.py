@@ -92,7 +92,7 @@ class Network(Passes, Parameters):
         self.engine = None if index is None else engine_for(self, index)
         self.plans.pop("outputs", None)   # the CPU pass's memory plan: made again for it (network/outputs.py)
         for layer in self.layers:
-            layer.shared_output = None
+            layer.shared_output = layer.in_place = layer.residual_after = None
         return self
 
     @property
@@ -109,7 +109,7 @@ class Network(Passes, Parameters):
                 self.share_outputs(1)   # the outputs' memory as the pass will have it (network/outputs.py)
             for layer in self.layers:
                 layer.prepare(self)
-                if self.engine is None and layer.keeps_output:
+                if self.engine is None and layer.keeps_output and layer.in_place is None:
                     layer.output_buffer(1).fill(0)
 
     def replica(self) -> Network:

@@ -8,7 +8,7 @@ from ..files.config import DarknetError
 from ..files.image import check_given
 from ..kernels.products import chosen, using
 from .layers import COST_LAYER_TYPES
-from .outputs import shared_outputs
+from .outputs import residuals_in_place, shared_outputs
 
 
 class Passes:
@@ -44,13 +44,16 @@ class Passes:
         return self.output_layer.output
 
     def share_outputs(self, batch):
-        """Give the layers their outputs' memory for a pass of `batch` images (outputs.shared_outputs), once per
-        state of the network (plan_key: the layers' plans hold these arrays)."""
+        """Give the layers their outputs' memory for a pass of `batch` images (outputs.shared_outputs) and the
+        residuals added in place (outputs.residuals_in_place), once per state of the network (plan_key: the layers'
+        plans hold these arrays and follow these sums)."""
         key = self.plan_key(batch)
         if self.plans.get("outputs") != key:
-            arrays = shared_outputs(self, batch)
+            arrays, sums = shared_outputs(self, batch), residuals_in_place(self)
+            written = {residual.writer: residual.source for residual in sums.values()}
             for layer in self.layers:
                 layer.shared_output = arrays.get(layer.index)
+                layer.in_place, layer.residual_after = sums.get(layer.index), written.get(layer.index)
             self.plans["outputs"] = key
 
     # training's passes (pydarknet.tasks.train runs them: step.train_network)

@@ -24,6 +24,9 @@ class Layer:
     reads_layers = ()       # indices of earlier layers whose output this layer reads besides its input
     slot = None             # its part of a concatenating route's output, where it writes (route.Slot)
     shared_output = None    # its output array in memory it shares with others' in inference (network/outputs.py)
+    hands_input_on = False  # in inference its output is its input's array, untouched (a dropout)
+    in_place = None         # in inference, a [shortcut] adding to its input's array: its outputs.Residual
+    residual_after = None   # in inference, the layer whose output a [shortcut] after it adds to its output
     keeps_output = True     # its forward writes one image's output to output_buffer(1), not a view or copy of its input
 
     def __init__(self, section, in_shape, net, index):
@@ -43,6 +46,11 @@ class Layer:
 
     def prepare(self, net):
         """Once per parameters, what the first inference pass would otherwise do on the way (Network.prepare)."""
+
+    def residual_in_place(self):
+        """The layer whose output this layer could add to its input's array in place, handing that array on as its
+        output, where nothing else reads the input (network/outputs.py): a plain residual [shortcut]; else None."""
+        return None
 
     def pools_in_place(self, net):
         """Whether the convolution before this layer may compute its output for it (a max pool: see Maxpool)."""

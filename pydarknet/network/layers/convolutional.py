@@ -32,13 +32,14 @@ from ...kernels.activations import (ACROSS_CHANNELS, CODE as ACTIVATIONS, LINEAR
 from ...kernels.conv import (col2im_batch, depthwise_convolution, im2col_batch, im2col_t, normalize_activate_maxpool,
                              normalize_scale_bias_activate, pad_images)
 from ...kernels.epilogue import ACTIVATIONS as STORED_ACTIVATIONS, NO_POOL, NONE, Store, affine_table, apply
+from ...kernels.gemm import NO_RESIDUAL
 from ...kernels.int16 import conv_int16_winograd, quantize_weights, quantize_winograd_weights, scale_rows
 from ...kernels.pool import tiles_2x2
 from ...kernels.products import (backend, bf16_convolution, bf16_kernel, blocked_input, conv_image, conv_int16,
                                  conv_weight_gradient, conv_weight_gradient_image, gemm_nn, gemm_tn, image_convolution,
                                  int16_kernel, pack_bf16, pack_winograd, packs_images, pointwise_convolution,
-                                 weight_gradient_from_image, weight_gradient_transposed, winograd_convolution,
-                                 winograd_rows, winograd_tile)
+                                 stored_by_tiles, weight_gradient_from_image, weight_gradient_transposed,
+                                 winograd_convolution, winograd_rows, winograd_tile)
 from ...kernels.winograd import transform_weights
 from .base import Layer, fast_inference, zeros
 
@@ -206,6 +207,7 @@ class Plan(NamedTuple):
     words_in: np.ndarray | None    # the input in the blocked bf16 kernel's layout, filled by the layer before
     words_out: np.ndarray | None   # the next layer's words_in, filled instead of the output (hands_over)
     words_pad: int                 # the next layer's padding, in words_out
+    residual: int | None   # the layer whose output the 1 x 1 products' store adds (the [shortcut] after it)
 
 
 class Convolutional(Layer):
@@ -429,8 +431,9 @@ class Convolutional(Layer):
                 kept(x[b], out[b], stores[b], pooled_only)
             return out
         if form == "pointwise":   # a 1 x 1 layer's product of each image, as the plan prepared it
+            added = None if plan.residual is None else net.layers[plan.residual].output.reshape(out.shape)
             for b in range(batch):
-                kept(x[b], out[b], stores[b])
+                kept(x[b], out[b], stores[b], NO_RESIDUAL if added is None else added[b])
             return out
         direct = self.size == 1 and self.stride == 1 and self.pad == 0
         wide = share_products(batch, L)
@@ -537,9 +540,19 @@ class Convolutional(Layer):
         stores = tuple(NONE if store is None else store._replace(pooled=store.pooled[b]) if pooled else store
                        for b in range(batch))
         output = self.output_buffer(batch)
+        residual = self.residual_added(form, store, code, inline)
         return Plan(key, code, inline, weights, terms, store, stores, form, kept,
                     bool(pooled) and self.may_skip_output(net), pool, first, output.reshape(batch, self.filters, -1),
-                    output, scratch, words_in, words_out, words_pad)
+                    output, scratch, words_in, words_out, words_pad, residual)
+
+    def residual_added(self, form, store, code, inline):
+        """The layer whose output this layer's store adds to its sums, or None: the residual of a [shortcut] after
+        it that adds in place (residual_after: network/outputs.py), for the 1 x 1 products whose register tiles
+        finish the whole store (the shortcut then only hands the sum on). The same floats: the shortcut adds the
+        finished output and its residual, once, as the tiles do."""
+        if form != "pointwise" or store is None or stored_by_tiles(store)[1] < 0 or code != inline:
+            return None
+        return self.residual_after
 
     def inference_terms(self, net):
         """(weights, mean, variance, scales, biases, normalize) of the inference pass: the fork's batch-norm folded

@@ -9,6 +9,7 @@ class Dropout(Layer):
     type = "dropout"
     names = ("dropout",)
     keeps_output = False   # hands its input on (changed in place while training)
+    hands_input_on = True
 
     def __init__(self, section, in_shape, net, index):
         self.section, self.index = section, index

@@ -11,10 +11,10 @@ with .0001 added to the sum).
 import numpy as np
 
 from ...kernels import backward
-from ...kernels.activations import CODE as ACTIVATIONS, activate_array, expf_array, fork_scalar
+from ...kernels.activations import CODE as ACTIVATIONS, LINEAR, activate_array, expf_array, fork_scalar
 from ...kernels.resample import shortcut
 from .base import Layer
-from .convolutional import activation_gradient, finish_activation, inline_activation, parse_activation
+from .convolutional import Convolutional, activation_gradient, finish_activation, inline_activation, parse_activation
 
 WEIGHTS_TYPES = {"none": "none", "per_feature": "per_feature", "per_layer": "per_feature",
                  "per_channel": "per_channel"}
@@ -84,6 +84,7 @@ class Shortcut(Layer):
     def setup(self, in_shape, net):
         c, h, w = self.in_shape = self.out_shape = tuple(in_shape)
         self.need_image_input()
+        self.source_shape = net.layers[self.source].out_shape
         if self.weights is not None and self.weights_type == "per_channel" and self.weights.shape[1] != c:
             raise self.error(f"cannot take {c} channels: its per_channel weights were made for "
                              f"{self.weights.shape[1]}")
@@ -93,6 +94,14 @@ class Shortcut(Layer):
                     _, h2, w2 = net.layers[i].out_shape
                     raise self.error(f"layer {i} is {w2} x {h2}, the input {w} x {h}: several from= layers or "
                                      "weights need the same width and height", "from")
+
+    def residual_in_place(self):
+        """The `from` layer of a plain residual, out = x + from (one from= layer of the input's shape, alpha and beta
+        1, linear: darknet's arithmetic gives that sum's floats), which may be added to x in place, or by the
+        convolution before as it stores x (network/outputs.py); else None."""
+        plain = (not self.multilayer and self.alpha == 1 and self.beta == 1 and self.activation == "linear"
+                 and self.source_shape == self.out_shape)
+        return self.source if plain else None
 
     def weight_arrays(self, transpose=False, loading=False):
         return [] if self.weights is None else [self.weights]
@@ -143,6 +152,11 @@ class Shortcut(Layer):
             out[:, :common] += add
 
     def forward(self, x, net):
+        if self.in_place is not None:   # x: its writer's own array, read by this layer alone (network/outputs.py)
+            writer = net.layers[self.in_place.writer]
+            if not (isinstance(writer, Convolutional) and writer.plan(net, x.shape[0]).residual is not None):
+                shortcut(x, net.layers[self.source].output, np.float32(1), np.float32(1), LINEAR, x)
+            return x
         out = self.output_buffer(x.shape[0])
         code = ACTIVATIONS[self.activation]
         inline = inline_activation(code, net.train)
