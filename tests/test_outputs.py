@@ -101,119 +101,41 @@ def test_replicas_share_no_memory_across_threads():
             assert not any(np.shares_memory(a.shared_output, b.output) for b in copy.layers if b.output is not None)
 
 
-RESIDUALS_CFG = """
-[net]
-width=16
-height=16
-channels=3
+def section(kind, **options):
+    """A cfg section's text."""
+    return f"[{kind}]\n" + "".join(f"{key.rstrip('_')}={value}\n" for key, value in options.items())
 
-# 0
-[convolutional]
-filters=8
-size=3
-pad=1
-batch_normalize=1
-activation=leaky
 
-# 1: a 1 x 1 layer the shortcut after it is added in (the fast modes' store)
-[convolutional]
-filters=8
-size=1
-batch_normalize=1
-activation=linear
+def pointwise(**options):
+    return section("convolutional", filters=8, size=1, activation="linear", **options)
 
-# 2
-[shortcut]
-from=0
-activation=linear
 
-# 3: a 3 x 3 layer: the shortcut adds in place
-[convolutional]
-filters=8
-size=3
-pad=1
-batch_normalize=1
-activation=leaky
+def residual(source, **options):
+    return section("shortcut", from_=source, activation="linear", **options)
 
-# 4
-[shortcut]
-from=2
-activation=linear
 
-# 5: through a dropout
-[convolutional]
-filters=8
-size=1
-activation=linear
-
-# 6
-[dropout]
-probability=.1
-
-# 7
-[shortcut]
-from=4
-activation=linear
-
-# 8
-[convolutional]
-filters=8
-size=1
-activation=linear
-
-# 9: leaky after the add: apart
-[shortcut]
-from=7
-activation=leaky
-
-# 10: read by the route too: apart
-[convolutional]
-filters=8
-size=1
-activation=linear
-
-# 11
-[shortcut]
-from=9
-activation=linear
-
-# 12
-[route]
-layers=10,11
-
-# 13
-[convolutional]
-filters=8
-size=1
-activation=linear
-
-# 14: pjreddie's beta: apart
-[shortcut]
-from=11
-beta=.5
-activation=linear
-
-# 15: a linear [shortcut] from the layer it adds to: apart
-[convolutional]
-filters=8
-size=1
-activation=linear
-
-# 16
-[dropout]
-probability=.1
-
-# 17
-[shortcut]
-from=15
-activation=linear
-
-# 18
-[convolutional]
-filters=4
-size=1
-activation=linear
-"""
+RESIDUALS_CFG = "\n".join([
+    section("net", width=16, height=16, channels=3),
+    section("convolutional", filters=8, size=3, pad=1, batch_normalize=1, activation="leaky"),   # 0
+    pointwise(batch_normalize=1),                # 1: a 1 x 1 layer: the store adds 2's residual (the fast modes)
+    residual(0),                                 # 2
+    section("convolutional", filters=8, size=3, pad=1, batch_normalize=1, activation="leaky"),   # 3: 3 x 3
+    residual(2),                                 # 4: the shortcut adds in place
+    pointwise(),                                 # 5
+    section("dropout", probability=.1),          # 6
+    residual(4),                                 # 7: through the dropout
+    pointwise(),                                 # 8
+    section("shortcut", from_=7, activation="leaky"),   # 9: leaky after the add: apart
+    pointwise(),                                 # 10: read by the route too
+    residual(9),                                 # 11: apart
+    section("route", layers="10,11"),            # 12
+    pointwise(),                                 # 13
+    residual(11, beta=.5),                       # 14: pjreddie's beta: apart
+    pointwise(),                                 # 15
+    section("dropout", probability=.1),          # 16
+    residual(15),                                # 17: its residual is its input's own writer: apart
+    section("convolutional", filters=4, size=1, activation="linear"),   # 18: linear, so that nothing saturates
+])
 
 
 @pytest.mark.parametrize("products_name", ["darknet", "fast", "int16"])
