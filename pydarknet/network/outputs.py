@@ -20,14 +20,13 @@ from typing import NamedTuple
 import numpy as np
 
 
-def shared_outputs(net, batch):
+def shared_outputs(net, batch, sums):
     """{layer index: its output array for a pass of `batch` images}, for the layers whose output shares memory
-    with others' (the arrays of layers whose lives do not overlap are the same memory); empty where nothing is
-    shared (see the module's docstring)."""
+    with others' (the arrays of layers whose lives do not overlap are the same memory), the residuals added in place
+    being `sums` (residuals_in_place's); empty where nothing is shared (see the module's docstring)."""
     if net.train or net.keep_for_backward or net.every_output:
         return {}
     layers = net.layers
-    sums = residuals_in_place(net)
     last = lives(layers, sums)
     arrays, free, held = {}, [], []   # held: (last reader, array) of the outputs alive
     for index, layer in enumerate(layers):

@@ -49,7 +49,8 @@ class Passes:
         plans hold these arrays and follow these sums)."""
         key = self.plan_key(batch)
         if self.plans.get("outputs") != key:
-            arrays, sums = shared_outputs(self, batch), residuals_in_place(self)
+            sums = residuals_in_place(self)
+            arrays = shared_outputs(self, batch, sums)
             written = {residual.writer: residual.source for residual in sums.values()}
             for layer in self.layers:
                 layer.shared_output = arrays.get(layer.index)

@@ -38,8 +38,8 @@ from ...kernels.pool import tiles_2x2
 from ...kernels.products import (backend, bf16_convolution, bf16_kernel, blocked_input, conv_image, conv_int16,
                                  conv_weight_gradient, conv_weight_gradient_image, gemm_nn, gemm_tn, image_convolution,
                                  int16_kernel, pack_bf16, pack_winograd, packs_images, pointwise_convolution,
-                                 stored_by_tiles, weight_gradient_from_image, weight_gradient_transposed,
-                                 winograd_convolution, winograd_rows, winograd_tile)
+                                 weight_gradient_from_image, weight_gradient_transposed, winograd_convolution,
+                                 winograd_rows, winograd_tile)
 from ...kernels.winograd import transform_weights
 from .base import Layer, fast_inference, zeros
 
@@ -547,10 +547,11 @@ class Convolutional(Layer):
 
     def residual_added(self, form, store, code, inline):
         """The layer whose output this layer's store adds to its sums, or None: the residual of a [shortcut] after
-        it that adds in place (residual_after: network/outputs.py), for the 1 x 1 products whose register tiles
-        finish the whole store (the shortcut then only hands the sum on). The same floats: the shortcut adds the
-        finished output and its residual, once, as the tiles do."""
-        if form != "pointwise" or store is None or stored_by_tiles(store)[1] < 0 or code != inline:
+        it that adds in place (residual_after: network/outputs.py), for the 1 x 1 products where the fused store
+        finishes the whole output (no batch-norm pass or activation after it; the shortcut then only hands the sum
+        on; no pool can follow: the shortcut does). The same floats: the shortcut adds the finished output and its
+        residual, once, as pointwise_convolution does."""
+        if form != "pointwise" or store is None or code != inline:
             return None
         return self.residual_after
 
