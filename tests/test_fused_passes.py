@@ -339,7 +339,7 @@ def test_a_first_layer_that_its_pool_alone_reads_writes_the_pools_output_alone(t
     the store: where only the pool reads the layer's output, each band's rows go to a scratch band and the output
     is left as it was (NaN here); the pool's output and the rest of the network are the same bits as with every
     output kept. (Every output its own array here, without the memory plan, whose later layers write over them.)"""
-    monkeypatch.setattr(passes, "shared_outputs", lambda net, batch: {})
+    monkeypatch.setattr(passes, "shared_outputs", lambda net, batch, sums: {})
     net = network(tmp_path, "pjreddie", CFG.replace("width=37", "width=112"))
     net.products = products.products_for("fast")
     x = np.random.default_rng(2).normal(0, 1, (1, 3, 29, 112)).astype(np.float32)
