@@ -3,7 +3,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .activations import activate_row
+from .activations import FAST_ACTIVATIONS, LINEAR, activate_fast, activate_row
 from .epilogue import (ACTIVATIONS as STORED_ACTIVATIONS, NONE, POOL_BAND, affine_activate_row, affine_terms,
                        inverse_deviation, pool_rows)
 from .gemm import (check_image_product, col_range, copy_run, direct_operands, direct_row, host_panel_width, mul_add,
@@ -416,7 +416,7 @@ def normalize_scale_bias_activate(x, mean, variance, scales, biases, activation,
     Darknet's division by the deviation (kernels.epilogue.inverse_deviation; `ab`: the AlexeyAB fork's); scale and
     bias are applied in float32 as darknet stores them. `fast` (the fast products): for linear, leaky and relu, one
     float32 multiply-add per element and the activation in float32 (kernels.epilogue's, as the fused store
-    computes it), not darknet's bits.
+    computes it), for mish and swish the same multiply-add then activations.activate_fast; not darknet's bits.
     """
     n, c, spatial = x.shape
     for k in prange(n * c):
@@ -450,9 +450,12 @@ def normalize_activate_maxpool(x, mean, variance, scales, biases, activation, no
 
 @njit(cache=True)
 def _normalize_activate_row(row, f, mean, variance, scales, biases, activation, normalize, ab, fast):
-    if fast and activation in STORED_ACTIVATIONS:
+    if fast and (activation in STORED_ACTIVATIONS or activation in FAST_ACTIVATIONS):
         center, scale, shift = affine_terms(f, mean, variance, scales, biases, normalize, ab)
-        affine_activate_row(row, center, scale, shift, activation)
+        stored = activation in STORED_ACTIVATIONS
+        affine_activate_row(row, center, scale, shift, activation if stored else LINEAR)
+        if not stored:
+            activate_fast(row, activation)
         return
     bias = biases[f]
     if normalize:
