@@ -269,8 +269,8 @@ def test_the_fast_logistic_is_within_two_float32_steps_of_the_exact_one():
 
 def test_the_fast_mish_and_swish_are_within_three_float32_steps_of_the_exact_ones():
     """activate_fast against mish and swish in float64 (measured: 2.43 and 1.71 steps at worst); past the e^'s
-    range, as the fork's: x * 0 below -87, x above 20 for mish."""
-    from pydarknet.kernels.activations import MISH, SWISH, activate_fast
+    range, as the fork's: x * 0 below -87, x above 20 for mish; its logistic is logistic_fast's."""
+    from pydarknet.kernels.activations import FORK_FLOAT, LOGISTIC, MISH, SWISH, activate_fast, logistic_fast
     x = np.linspace(-87, 87, 1_000_001, dtype=np.float32)
     wide = x.astype(np.float64)
     for code, exact in ((MISH, wide * np.tanh(np.log1p(np.exp(wide)))), (SWISH, wide / (1 + np.exp(-wide)))):
@@ -281,12 +281,18 @@ def test_the_fast_mish_and_swish_are_within_three_float32_steps_of_the_exact_one
         activate_fast(extremes, code)
         assert np.isnan(extremes[[0, 2]]).all() and list(extremes[[1, 3, 6]]) == [np.inf, 1e30, 21]
         assert extremes[4] == 0 and np.signbit(extremes[4]) and extremes[5] == 0 and extremes[7] == 0
+    for code in (LOGISTIC, LOGISTIC + FORK_FLOAT):   # (the fork's code for it in a convolution)
+        y, expected = x.copy(), x.copy()
+        activate_fast(y, code)
+        logistic_fast(expected)
+        assert np.array_equal(y, expected)
 
 
-@pytest.mark.parametrize("code", ["mish", "swish"])
+@pytest.mark.parametrize("code", ["mish", "swish", "logistic"])
 def test_the_pass_after_the_fast_products_takes_the_fast_mish_and_swish(code):
     """A convolution's pass after the products (batch-norm, bias, activation) in the fast modes: the affine's
-    multiply-add, then activate_fast; darknet's exact pass otherwise (the fork's libm mish and swish, which differ)."""
+    multiply-add, then activate_fast; darknet's exact pass otherwise (its libm mish, swish and logistic, which
+    differ)."""
     from pydarknet.kernels.activations import CODE, LINEAR, activate_fast
     from pydarknet.kernels.conv import normalize_scale_bias_activate
     from pydarknet.kernels.epilogue import affine_activate_row, affine_terms

@@ -507,27 +507,28 @@ def _exp_parts(x, sign, high, mantissas, bits):
 
 
 @njit(cache=True, inline="always")
-def _logistic_run(part):
-    """logistic_fast on one contiguous run, in place."""
-    bits = np.empty(part.size, np.int32)
+def _logistic_run(part, bits):
+    """logistic_fast on one contiguous run, in place; bits: int32 scratch, at least part's size."""
     _exp_parts(part, F32(-1.0), F32(88.0), part, bits)
     powers = bits.view(np.float32)
     for i in range(part.size):
         part[i] = F32(1.0) / (F32(1.0) + part[i] * powers[i])
 
 
-FAST_ACTIVATIONS = (MISH, SWISH)   # computed by the fast modes with the e^ above (activate_fast)
+# Computed by the fast modes with the e^ above (activate_fast); the logistic as pjreddie's and the fork's code it.
+FAST_ACTIVATIONS = (MISH, SWISH, LOGISTIC, LOGISTIC + FORK_FLOAT)
 
 
 @njit(cache=True, error_model="numpy")
 def activate_fast(x, a):
-    """Mish or swish in place on a flat float32 array as the fast modes compute them, with the vectorised e^
-    above: swish x / (1 + e^-x); mish x * n(n + 2) / (n(n + 2) + 2), n = e^x (tanh(log(1 + n)) without the log
-    and the tanh; n from e^20 on, where the fork's softplus is x and tanh 1, gives x). Within a few ulps of
-    the fork's, whose libm calls per element no loop vectorises: yolov4's `--fast` forward spent 0.43 of its 0.64
-    s in them (2 threads, the Xeon without AMX in docs/performance.md). A kernel of its own, called per row, as
-    activate_others is (compiled once); error_model="numpy": Python's check of each division by zero (never,
-    here) kept the loops scalar."""
+    """Mish, swish or the logistic in place on a flat float32 array as the fast modes compute them, with the
+    vectorised e^ above: the logistic as logistic_fast; swish x / (1 + e^-x); mish x * n(n + 2) / (n(n + 2) + 2),
+    n = e^x (tanh(log(1 + n)) without the log and the tanh; n from e^20 on, where the fork's softplus is x and
+    tanh 1, gives x); below x = -87 (where the e^ stops) swish and mish are x * 0, as the fork's are from about -89
+    and -17. Within a few ulps of float64's elsewhere; the fork's libm calls per element, which no loop
+    vectorises, took 0.43 s of yolov4's 0.64-s `--fast` forward (2 threads, the Xeon without AMX in
+    docs/performance.md). A kernel of its own, called per row, as activate_others is (compiled once);
+    error_model="numpy": Python's check of each division by zero (never, here) kept the loops scalar."""
     chunk = ACTIVATION_CHUNK
     mantissas = np.empty(min(chunk, x.size), np.float32)
     bits = np.empty(min(chunk, x.size), np.int32)
@@ -542,11 +543,13 @@ def activate_fast(x, a):
                 q = n * (n + F32(2.0))
                 v = part[i]
                 part[i] = v * (q / (q + F32(2.0))) if v >= LOWEST_EXP else v * F32(0.0)
-        else:
+        elif a == SWISH:
             _exp_parts(part, F32(-1.0), F32(88.0), m, bits)
             for i in range(part.size):
                 v = part[i]
                 part[i] = v / (F32(1.0) + m[i] * powers[i]) if v >= LOWEST_EXP else v * F32(0.0)
+        else:
+            _logistic_run(part, bits)
 
 
 @njit(cache=True, parallel=True)
@@ -558,7 +561,8 @@ def logistic_fast(x):
     2.4e38 and the logistic 4e-39 at least; a NaN stays NaN."""
     chunk = ACTIVATION_CHUNK
     for c in prange((x.size + chunk - 1) // chunk):
-        _logistic_run(x[c * chunk:min(x.size, (c + 1) * chunk)])
+        part = x[c * chunk:min(x.size, (c + 1) * chunk)]
+        _logistic_run(part, np.empty(part.size, np.int32))
 
 
 @njit(cache=True, parallel=True)
@@ -578,7 +582,8 @@ def yolo_fast(x, out, cells, squash, scale, shift):
         row[lo:hi] = x[a, lo:hi]
         for first, last in ((0, 2 * cells), (4 * cells, size)):
             if squash and max(lo, first) < min(hi, last):
-                _logistic_run(row[max(lo, first):min(hi, last)])
+                part = row[max(lo, first):min(hi, last)]
+                _logistic_run(part, np.empty(part.size, np.int32))
         if scale != F32(1.0):
             for i in range(lo, min(hi, 2 * cells)):
                 v = row[i] * scale
