@@ -209,3 +209,73 @@ def test_a_level_the_cpu_lacks_features_of_is_never_loaded(shipped_copy):
         shutil.rmtree(folder / "x86-64-v3")
         assert compiled(**HASWELL)
         assert not compiled()
+
+
+@pytest.mark.parametrize("in_tree", [False, True])
+def test_numbas_cache_of_the_package_is_dropped_when_the_kernels_sources_change(tmp_path, monkeypatch, in_tree):
+    """shipped.fresh: Numba's per-file stamp misses a callee changed in another file (a kernel compiles its callees
+    into itself); the package's index files go when a file of kernels/ or files/ changed since the record, and
+    stay while none did (a change to the commands' files included). NUMBA_CACHE_DIR's layout (a folder per source
+    folder, side by side) and the in-tree one (each source folder's __pycache__); another package's untouched."""
+    from types import SimpleNamespace
+
+    from numba.core.caching import _CacheLocator
+
+    from pydarknet.kernels import IMPORTED
+    package = tmp_path / "pydarknet"
+    for name in ("kernels/conv.py", "kernels/activations.py", "files/image.py", "cli/options.py", "__init__.py"):
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        (package / name).write_text("")
+    monkeypatch.setattr(shipped, "PACKAGE", package)
+    base = package / "__pycache__" if in_tree else tmp_path / "numba"
+
+    def where(folder):
+        return folder / "__pycache__" if in_tree else base / _CacheLocator.get_suitable_cache_subpath(
+            str(folder / "any.py"))
+
+    namespace = {}
+    exec(compile("def kernel(): pass", str(package / "kernels" / "conv.py"), "exec"), namespace)
+    cache = SimpleNamespace(_py_func=namespace["kernel"], _cache_path=str(where(package / "kernels")))
+    folders = [package, package / "kernels", package / "files", package / "cli"]
+    theirs = tmp_path / "numba" / "elsewhere_0" / "theirs.nbi"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_bytes(b"")
+
+    def indexed():
+        return sorted(str(p.relative_to(tmp_path)) for folder in folders for p in where(folder).glob("*.nbi"))
+
+    def compiled(by_this_process=False):   # an index file in each folder's cache, as Numba writes one a kernel
+        for folder in folders:
+            where(folder).mkdir(parents=True, exist_ok=True)
+            (where(folder) / "k.nbi").write_bytes(b"")
+            if not by_this_process:   # by an earlier one
+                os.utime(where(folder) / "k.nbi", (IMPORTED - 60, IMPORTED - 60))
+        return indexed()
+
+    def first_load():   # a process's first load from the cache
+        monkeypatch.setattr(shipped, "_fresh", [])
+        shipped.fresh(cache)
+
+    def touch(name):
+        stat = os.stat(package / name)
+        os.utime(package / name, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10 ** 9))
+
+    compiled()
+    first_load()   # no record yet: what is there may be stale
+    assert indexed() == [] and (base / shipped.RECORD).is_file()
+    kept = compiled()
+    first_load()
+    touch("cli/options.py")
+    first_load()
+    assert indexed() == kept and len(kept) == 4
+    touch("files/image.py")
+    first_load()
+    assert indexed() == [] and theirs.exists()
+    compiled()
+    (package / "kernels" / "activations.py").write_text("x = 1")
+    first_load()
+    assert indexed() == []
+    ours = compiled(by_this_process=True)   # compiled from these sources before the first load (an image decoded)
+    touch("kernels/conv.py")
+    first_load()
+    assert indexed() == ours

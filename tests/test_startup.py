@@ -218,9 +218,7 @@ def test_a_cached_kernel_loads_without_parsing_its_ir_which_a_compile_still_link
             "print(library._shared_module is None, '_unparsed_ir' in vars(library)); "
             "print(numba.njit(lambda a: k(a).sum() * 2)(x)); "
             "print(library._shared_module is not None, '_unparsed_ir' in vars(library))")
-    import numpy as np
-    from pydarknet.kernels.activations import expf_array
-    expf_array(np.zeros(3, np.float32))   # in the cache
+    assert run_python(code).returncode == 0   # in the cache (this process may hold it from before a stale index went)
     proc = run_python(code)
     assert proc.stdout.split() == ["3.0", "True", "True", "6.0", "True", "False"], proc.stderr[-500:]
 

@@ -6,6 +6,9 @@ loading their cached compilations cost every inference command 6 ms of start-up.
 modules and call `backward.axpy(...)`, so naming a function does not load it."""
 import importlib.util
 import sys
+import time
+
+IMPORTED = time.time()   # before any kernel of the package compiles: what this process's Numba writes is newer
 
 
 def _on_first_use(name):
