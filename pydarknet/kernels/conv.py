@@ -416,7 +416,8 @@ def normalize_scale_bias_activate(x, mean, variance, scales, biases, activation,
     Darknet's division by the deviation (kernels.epilogue.inverse_deviation; `ab`: the AlexeyAB fork's); scale and
     bias are applied in float32 as darknet stores them. `fast` (the fast products): for linear, leaky and relu, one
     float32 multiply-add per element and the activation in float32 (kernels.epilogue's, as the fused store
-    computes it), for mish and swish the same multiply-add then activations.activate_fast; not darknet's bits.
+    computes it), for mish, swish and the logistic the same multiply-add then activations.activate_fast; not
+    darknet's bits.
     """
     n, c, spatial = x.shape
     for k in prange(n * c):
