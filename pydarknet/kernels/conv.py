@@ -451,9 +451,9 @@ def normalize_activate_maxpool(x, mean, variance, scales, biases, activation, no
 
 @njit(cache=True)
 def _normalize_activate_row(row, f, mean, variance, scales, biases, activation, normalize, ab, fast):
-    if fast and (activation in STORED_ACTIVATIONS or activation in FAST_ACTIVATIONS):
+    stored = activation in STORED_ACTIVATIONS
+    if fast and (stored or activation in FAST_ACTIVATIONS):
         center, scale, shift = affine_terms(f, mean, variance, scales, biases, normalize, ab)
-        stored = activation in STORED_ACTIVATIONS
         affine_activate_row(row, center, scale, shift, activation if stored else LINEAR)
         if not stored:
             activate_fast(row, activation)
