@@ -339,10 +339,11 @@ def guarded(floats):
 
 @pytest.mark.parametrize("name", ["darknet", "fast"])
 def test_pointwise_product_reads_the_image_in_place(name):
-    """products.pointwise_convolution (gemm.pointwise_product: A packed once, the image read in place as B, no panel
-    of it packed): gemm_nn's product and store, bit for bit, on row tiles of 6 and 4, whole panels, a last narrower
-    one (copied: read in place, its last step's vectors would run past the image) and images narrower than a
-    panel, one and two k blocks, on one thread and on all, with and without a residual added as the sums are
+    """products.pointwise_convolution (gemm.pointwise_product: A packed once, the image read in place as B, or its
+    panels packed in groups per k block for long sums of many rows and wide planes): gemm_nn's product and store,
+    bit for bit, on row tiles of 6 and 4, whole panels, a last narrower one (copied where B is read in place: its
+    last step's vectors would run past the image) and images narrower than a panel, one to three k blocks, whole
+    and partial groups of panels, on one thread and on all, with and without a residual added as the sums are
     stored (a [shortcut]'s: the store's floats, then the add). Each image ends where readable memory does."""
     from pydarknet.kernels.epilogue import NONE
     from pydarknet.kernels.products import gemm_nn, pointwise_convolution, products_for, using
@@ -350,7 +351,7 @@ def test_pointwise_product_reads_the_image_in_place(name):
     NR = host_panel_width()
     threads = numba.get_num_threads()
     for M, K, h, w in ((16, 128, 4, 2 * NR), (13, 27, 7, 11), (37, 300, 3, NR + 5), (4, 8, 1, 3), (48, 8, 40, 40),
-                       (9, 600, 2, NR)):
+                       (9, 600, 2, NR), (130, 590, 3, 4 * NR + 7), (32, 64, 128, 257)):
         A = rng.standard_normal((M, K), dtype=np.float32)
         x = guarded(K * h * w).reshape(K, h, w)
         x[...] = rng.standard_normal((K, h, w), dtype=np.float32)

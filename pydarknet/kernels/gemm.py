@@ -817,37 +817,62 @@ def packed_product(ap, bp, b_off, ldb, Cf, c_off, ldc, M, N, K, fused):
                            min(NR, N - p * NR), kc, kb > 0, fused, NO_AFFINE, -1, NO_RESIDUAL)
 
 
+@njit(cache=True, inline="always")
+def _pointwise_group(M, N, K, kcb, NR):
+    """Panels of B that pointwise_product packs together per k block (B_BLOCK floats at most), or 0 where it
+    reads B in place. Read in place, each step of an AVX-512 panel is 128 bytes of an image row (three cache lines
+    where unaligned), N floats from the last: with long sums, or planes so wide that the rows fall on few of the
+    first-level cache's sets (N = 208 x 208: 4 of 64), the panel's lines stop staying in that cache. Packed from
+    128 rows and 128 steps, and on planes of 32768 pixels or more from 32 rows and 64 steps; elsewhere, and with
+    narrower vectors (panels of 64 bytes, which stay), the copy costs more than it saves. Measured one kernel
+    against the other in one process, 2 threads, on the Xeon without AMX (time packed / in place, M x K x N):
+    128 x 256 x 2704 0.62, 512 x 1024 x 169 0.82, 64 x 64 x 43264 0.83, 128 x 128 x 10816 0.99; 64 x 64 x 10816
+    1.10, 32 x 128 x 784 1.3 (left in place); compiled for AVX2 on the same CPU 0.95-1.07."""
+    if NR >= 32 and ((M >= 128 and K >= 128) or (N >= 32768 and M >= 32 and K >= 64)):
+        return max(1, B_BLOCK // (kcb * NR))
+    return 0
+
+
 @njit(cache=True, parallel=True)
 def pointwise_product(ap, Bf, Cf, M, N, K, nth, fused, affine, activation, residual):
-    """C (M, N) = A @ B, A packed by `_pack_a_whole` in ap, B (K, N) row-major read in place: `_gemm`'s chains,
-    finished as they are stored where activation >= 0 (affine and activation: see `micro`), then residual (M, N,
-    flat; empty for none) added: a [shortcut]'s add in the same store. Without packing B: for a 1 x 1 convolution
-    (filters by pixels), whose few rows multiply each float of B a few times only, packing B costs about as much as
-    the products. nth threads take runs of whole panels (`_gemm`'s wide split); a last panel narrower than NR is
-    copied with zeros past N (read in place, its last step's vectors would run past B's end)."""
+    """C (M, N) = A @ B, A packed by `_pack_a_whole` in ap, B (K, N) row-major: `_gemm`'s chains, finished as
+    they are stored where activation >= 0 (affine and activation: see `micro`), then residual (M, N, flat; empty
+    for none) added: a [shortcut]'s add in the same store. For a 1 x 1 convolution (filters by pixels). nth
+    threads take runs of whole panels (`_gemm`'s wide split), packing groups of them per k block where that pays
+    (`_pointwise_group`: long sums of many rows, wide planes), else reading B in place (few rows multiply each
+    float of B a few times only: packing would cost about as much as the products); read in place, a last panel
+    narrower than NR is copied with zeros past N (its last step's vectors would run past B's end)."""
     NR = _panel_width()
     npan = (N + NR - 1) // NR
     n6, n4 = _tiles(M)
     rows = _tile_row(n6 + n4, n6)
     nkb, kcb = _k_blocks(K)
-    edge = np.empty((nth, kcb * NR), Bf.dtype)
+    group = _pointwise_group(M, N, K, kcb, NR)
+    packed = np.empty((nth, max(1, group) * kcb * NR), Bf.dtype)
     for task in prange(nth):
         tid = numba.get_thread_id()
-        for p in range(task * npan // nth, (task + 1) * npan // nth):
-            w = min(NR, N - p * NR)
+        first, end = task * npan // nth, (task + 1) * npan // nth
+        for p0 in range(first, end, max(1, group)):
+            p1 = min(end, p0 + max(1, group))
             for kb in range(nkb):
                 pc = kb * kcb
                 kc = min(kcb, K - pc)
                 last = kb == nkb - 1
                 finish = activation if last else -1
                 added = residual if last else NO_RESIDUAL
-                if w == NR:
-                    _strided_panel(ap, pc * rows, Bf, pc * N + p * NR, N, Cf, p * NR, N, M, w, kc, kb > 0, fused,
-                                   affine, finish, added)
-                else:
-                    _pack_b(Bf, N, 1, N, pc, kc, p, p + 1, edge[tid], 0, kc * NR)
-                    _strided_panel(ap, pc * rows, edge[tid], 0, NR, Cf, p * NR, N, M, w, kc, kb > 0, fused,
-                                   affine, finish, added)
+                if group:
+                    _pack_b(Bf, N, 1, N, pc, kc, p0, p1, packed[tid], 0, kc * NR)
+                for p in range(p0, p1):
+                    w = min(NR, N - p * NR)
+                    if group:
+                        panel, at, step = packed[tid], (p - p0) * kc * NR, NR
+                    elif w < NR:
+                        _pack_b(Bf, N, 1, N, pc, kc, p, p + 1, packed[tid], 0, kc * NR)
+                        panel, at, step = packed[tid], 0, NR
+                    else:
+                        panel, at, step = Bf, pc * N + p * NR, N
+                    _strided_panel(ap, pc * rows, panel, at, step, Cf, p * NR, N, M, w, kc, kb > 0, fused, affine,
+                                   finish, added)
 
 
 @njit(cache=True)
