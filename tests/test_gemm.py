@@ -60,6 +60,8 @@ def test_random_small_shapes():
     (7, 513, 17),      # three k blocks of 171 (8-step groups plus a tail of 3)
     (250, 600, 169),   # two row blocks sharing B packed once
     (30, 45, 2100),    # few rows, many columns: threads split the panels
+    (300, 600, 700),   # up to WIDE_ROWS rows, many columns: the threads split the panels too, all of A shared
+    (530, 300, 700),   # more rows: row blocks, B packed once
     (128, 256, 169),   # yolov3-tiny
     (255, 512, 169),   # yolov3-tiny
     (16, 27, 20000),   # yolov3-tiny's first layer, narrower

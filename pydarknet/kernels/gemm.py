@@ -31,7 +31,8 @@ the separate rounding of each product are fixed. The kernel uses exactly that fr
   row block go by. Between blocks the chains wait in C and the next block reloads them, which is exact;
 * B copied into NR-column panels (zero-padded on the right) and each row block of A into the tiles'
   order, so the tile reads both contiguously; C is only loaded and stored at the tile edges (masked);
-* threads own disjoint tiles of C: row blocks when B is shared by many rows, column panels when M is small.
+* threads own disjoint tiles of C: runs of column panels where A has at most WIDE_ROWS rows and B many columns,
+  else row blocks of A, B packed whole first and shared.
 
 Variants: `sgemm_darknet` (C = A B), `sgemm_darknet_tn` (C = A^T B, darknet's gemm_tn) and
 `sgemm_darknet_nt` (C = A B^T, darknet's gemm_nt) differ only in the strides used to pack A and B. With
@@ -61,7 +62,13 @@ from numba.extending import intrinsic
 KC = 256          # longest k block: a KC x NR panel of B stays in L1 (32 KiB at NR = 32)
 MC_MAX = 240      # rows of A per row block: the packed block (MC_MAX x KC floats) stays in L2
 B_BLOCK = 32768   # floats of B a thread packs per k block when it owns all rows (128 KiB, in L2)
-WIDE_COLUMNS = 128  # per thread: at least this many columns and at most MC_MAX rows -> threads split columns
+WIDE_COLUMNS = 128  # per thread: at least this many columns and at most WIDE_ROWS rows -> threads split columns
+# Rows of A up to which the threads split B's columns (each packing its panels per k block, in L2, and reading all
+# of A's k block: WIDE_ROWS x KC floats, 512 KiB) rather than A's row blocks after packing all of B (K x N floats,
+# megabytes, through L3): 256 x 1152 x 2704 (yolov4's stride-2 layer at 416) 0.78x its time in --fast, 0.88x
+# exact; 256 x 2304 x 676 0.89x and 0.95x; 512 rows 0.93-1.0x (the Xeon without AMX, 2 threads; compiled for AVX2
+# there 0.86-0.98x).
+WIDE_ROWS = 512
 
 _F32 = ir.FloatType()
 _I64 = ir.IntType(64)
@@ -982,7 +989,7 @@ def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused, i
     n6, n4 = _tiles(M)
     ntile = n6 + n4
     nkb, kcb = _k_blocks(K)
-    wide = count == 1 and M <= MC_MAX and N >= WIDE_COLUMNS * nth
+    wide = count == 1 and M <= WIDE_ROWS and N >= WIDE_COLUMNS * nth
     rows = _tile_row(ntile, n6)         # M rounded up to whole tiles
     if wide:
         # few rows and many columns: a task owns all rows and a run of panels of B, packed per k block;
