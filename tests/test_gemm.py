@@ -246,7 +246,7 @@ for shape in ((37, 300, 41), (30, 45, 2100), (250, 600, 169)):
 t.test_copy_run()
 t.test_tiles_finish_the_store()
 for name in ("darknet", "fast"):
-    t.test_pointwise_product_reads_the_image_in_place(name)
+    t.test_pointwise_product_reads_the_image_in_place_or_packed(name)
 for m in (2, 4):
     t.test_winograd_input_transform_is_bts_floats(m)
     t.test_winograd_output_transform_is_ats_floats(m)
@@ -340,7 +340,7 @@ def guarded(floats):
 
 
 @pytest.mark.parametrize("name", ["darknet", "fast"])
-def test_pointwise_product_reads_the_image_in_place(name):
+def test_pointwise_product_reads_the_image_in_place_or_packed(name):
     """products.pointwise_convolution (gemm.pointwise_product: A packed once, the image read in place as B, or its
     panels packed in groups per k block for long sums of many rows and wide planes): gemm_nn's product and store,
     bit for bit, on row tiles of 6 and 4, whole panels, a last narrower one (copied where B is read in place: its

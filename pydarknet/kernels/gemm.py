@@ -855,12 +855,13 @@ def pointwise_product(ap, Bf, Cf, M, N, K, nth, fused, affine, activation, resid
     rows = _tile_row(n6 + n4, n6)
     nkb, kcb = _k_blocks(K)
     group = _pointwise_group(M, N, K, kcb, NR)
-    packed = np.empty((nth, max(1, group) * kcb * NR), Bf.dtype)
+    run = max(1, group)   # panels per pass over the k blocks
+    packed = np.empty((nth, run * kcb * NR), Bf.dtype)
     for task in prange(nth):
         tid = numba.get_thread_id()
         first, end = task * npan // nth, (task + 1) * npan // nth
-        for p0 in range(first, end, max(1, group)):
-            p1 = min(end, p0 + max(1, group))
+        for p0 in range(first, end, run):
+            p1 = min(end, p0 + run)
             for kb in range(nkb):
                 pc = kb * kcb
                 kc = min(kcb, K - pc)
