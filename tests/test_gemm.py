@@ -211,15 +211,17 @@ def copy(src, s_off, step, dst, d_off, n):
 
 
 def test_copy_run():
-    """The vector copy of im2col: every length around the vector widths, strides 1 and 2, nothing written past n."""
-    src = np.arange(100, dtype=np.float32)
+    """The vector copy of im2col: every length around the vector widths and past the long runs' first line, from
+    every place in a line, strides 1 and 2, nothing written before d_off or past n."""
+    src = np.arange(300, dtype=np.float32)
     for step in (1, 2):
-        for n in range(0, 40):
-            dst = np.full(45, -1, np.float32)
-            copy(src, 3, step, dst, 2, n)
-            want = np.full(45, -1, np.float32)
-            want[2:2 + n] = src[3:3 + step * n:step]
-            assert np.array_equal(dst, want), (step, n)
+        for n in list(range(0, 40)) + list(range(60, 70)) + [129, 144]:
+            for d_off in range(17):
+                dst = np.full(170, -1, np.float32)
+                copy(src, 3, step, dst, d_off, n)
+                want = np.full(170, -1, np.float32)
+                want[d_off:d_off + n] = src[3:3 + step * n:step]
+                assert np.array_equal(dst, want), (step, n, d_off)
 
 
 def test_vector_width_from_features():

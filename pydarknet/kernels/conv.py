@@ -1,13 +1,18 @@
 """Convolution around the matrix product: im2col before it, the fused batch-norm/bias/activation after it."""
 import numba
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .activations import FAST_ACTIVATIONS, LINEAR, activate_fast, activate_row
 from .epilogue import (ACTIVATIONS as STORED_ACTIVATIONS, NONE, POOL_BAND, affine_activate_row, affine_terms,
                        inverse_deviation, pool_rows)
-from .gemm import (check_image_product, col_range, copy_run, direct_operands, direct_row, host_panel_width, mul_add,
-                   padded_run, phase_planes)
+from .gemm import (_F32, _I32, _data, _fma, _finished, _i32, _i64, _is_f32_array, _lane_mask, _lanes, _masked_load,
+                   _masked_store, _splat_i64, _vec_ptr, check_image_product, col_range, copy_run, direct_operands,
+                   direct_row, host_panel_width, padded_run, phase_planes)
+from .amx import aligned_zeros
 from .pool import maxpool_2x2, maxpool_plane, tiles_2x2
 
 
@@ -157,6 +162,7 @@ def col2im_batch(col, wide, size, stride, pad, im, c0, dilation=1):
 
 
 DEPTHWISE_BAND = 4096   # floats of a depthwise band's sums (16 KiB): they and the taps' runs stay in L1
+TAP_BLOCK = 4           # vectors of a depthwise run's outputs whose chains go through the taps together
 
 
 def depthwise_conv(x, weights, size, stride, pad, dilation, out, store=NONE, fused=False):
@@ -168,13 +174,14 @@ def depthwise_conv(x, weights, size, stride, pad, dilation, out, store=NONE, fus
     The same floats as darknet's im2col + gemm for a one-filter group: every output is a float32 chain over the
     taps in kernel order, each product rounded, the padding's taps included as darknet's columns include them
     (their products are zeros, and adding a zero never changes a chain that starts at +0); with `fused` (the fast
-    modes) the same chains, each step one FMA. A 3 x 3 kernel's nine taps go in one pass over a band, other
-    kernels' three at a time (fewer partial sums stored and loaded again). Each channel is first
-    copied into zero-padded planes from which a tap's inputs for a band of output rows are one contiguous run, so
-    that the chains are long vector loops over L1 (short runs per output row, indexed from a computed start, kept
-    Numba's negative-index check in the loop and ran 5-9x slower: docs/notes.md):
+    modes) the same chains, each step one FMA. Each channel is first copied into zero-padded planes from which a
+    tap's inputs for a band of output rows are one contiguous run, and `tap_chains` takes a few vectors of
+    outputs through all the taps in registers and stores them finished (short runs per output row, indexed from a
+    computed start, kept Numba's negative-index check in the loop and ran 5-9x slower: docs/notes.md):
     - stride 1 and the output the image's size, on a plane of at most a band: one copy of the image per kernel
-      column, the columns a shift would wrap into zeroed, and the sums straight into the output (`by_column`);
+      column, shifted so that every tap of a kernel row reads from the same place in a line (a tap's run starts
+      on a line where ky * dilation * w is a multiple of 16), the columns a shift would wrap into zeroed, and the
+      sums straight into the output (`by_column`);
     - else the stride x stride phase planes of the image (every stride-th row and column), the sums of each band
       copied into the output's rows after.
     (depthwise_convolution's, made and run at once.)"""
@@ -192,8 +199,9 @@ def depthwise_convolution(shape, size, stride, pad, dilation, fused=False):
 
     def convolve(x, weights, out, store):
         threads = numba.get_num_threads()
-        if not scratch or scratch[0].shape[0] < threads:   # each thread's rows: end in a cache line of their own
-            scratch[:] = np.zeros((threads, copy_size), np.float32), np.empty((threads, sums_size), np.float32)
+        if not scratch or scratch[0].shape[0] < threads:   # each thread's rows: whole 64-byte lines of their own
+            scratch[:] = (aligned_zeros((threads, copy_size), np.float32),
+                          aligned_zeros((threads, sums_size), np.float32))
         _depthwise(np.ascontiguousarray(x), weights, size, stride, pad, dilation, out, by_column, bool(fused),
                    *scratch, *store)   # (the copies read each channel as one run)
     return convolve
@@ -208,8 +216,8 @@ def _depthwise_layout(h, w, size, stride, pad, dilation, by_column):
     out_h = (h + 2 * pad - span - 1) // stride + 1
     out_w = (w + 2 * pad - span - 1) // stride + 1
     reach = span // stride
-    if by_column:   # `size` copies of the image, `pad` rows and columns of zeros around
-        planes, wq, plane = size, w, (h + 2 * pad) * w + 2 * pad
+    if by_column:   # `size` copies of the image, `pad` rows and columns of zeros around, each on whole lines
+        planes, wq, plane = size, w, _own_lines((h + 2 * pad) * w + 2 * pad) - 16
     else:   # a phase plane: every row and column an output reads
         planes, wq, plane = stride * stride, out_w + reach, (out_h + reach) * (out_w + reach)
     rows = out_h if by_column else max(1, min(out_h, DEPTHWISE_BAND // wq))
@@ -226,6 +234,7 @@ def _depthwise(x, weights, size, stride, pad, dilation, out, by_column, fused, c
     out_h, out_w, reach, planes, wq, plane, rows, _, _ = _depthwise_layout(h, w, size, stride, pad, dilation,
                                                                            by_column)
     starts = _tap_starts(size, stride, dilation, plane, wq, by_column)
+    finish = activation if affine.shape[1] else -1
     for ch in prange(c):
         tid = numba.get_thread_id()
         q = copies[tid]
@@ -237,16 +246,10 @@ def _depthwise(x, weights, size, stride, pad, dilation, out, by_column, fused, c
         for y0 in range(0, out_h, rows):
             n = min(rows, out_h - y0)
             run = dst[:n * wq] if by_column else sums[tid, :n * wq]
-            if size == 3:   # all nine taps in one pass: no partial sums stored and loaded again
-                _nine_taps(run, q, weights[ch], starts, y0 * wq, fused)
-            else:   # three taps a pass
-                run[:] = 0.0
-                for tap in range(0, size * size, 3):
-                    _add_taps(run, q, weights[ch], tap, min(3, size * size - tap), starts, y0 * wq, fused)
-            if affine.shape[1]:   # the whole band at once (with the phase planes, its columns past out_w too)
-                affine_activate_row(run, affine[0, ch], affine[1, ch], affine[2, ch], activation)
+            # (with the phase planes, the band's columns past out_w too)
+            tap_chains(run, q, starts, weights[ch], y0 * wq, fused, affine, ch, finish)
             for y in range(0 if by_column else n):
-                dst[(y0 + y) * out_w:(y0 + y + 1) * out_w] = run[y * wq:y * wq + out_w]
+                copy_run(run, y * wq, 1, dst, (y0 + y) * out_w, out_w)
         if pooled.size:   # (without a pool, the reshape alone took 5 of 39 us on 224 x 10 x 10, one thread)
             pool_rows(dst.reshape(out_h, out_w), 0, ch, pooled)
 
@@ -261,77 +264,103 @@ def _own_lines(n):
 @njit(cache=True)
 def _tap_starts(size, stride, dilation, plane, wq, by_column):
     """Where each tap's run starts in q for the band from output row 0 (a band from row y0 starts y0 * wq
-    later): in its kernel column's copy, or in its phase plane. Worked out once per layer, not per band: the
-    divisions by the stride cost more than a small channel's sums."""
+    later): in its kernel column's copy (which the copy's shift makes the same place for every tap of a kernel
+    row), or in its phase plane. Worked out once per layer, not per band: the divisions by the stride cost more
+    than a small channel's sums."""
     starts = np.empty(size * size, np.int64)
     for tap in range(size * size):
         ky, kx = tap // size * dilation, tap % size * dilation
-        which = tap % size if by_column else ky % stride * stride + kx % stride
-        starts[tap] = which * plane + ky // stride * wq + kx // stride
+        if by_column:
+            starts[tap] = tap % size * plane + ky * wq
+        else:
+            starts[tap] = (ky % stride * stride + kx % stride) * plane + ky // stride * wq + kx // stride
     return starts
 
 
-@njit(cache=True, inline="always")
-def _tap_inputs(q, starts, tap, offset, m):
-    """The m inputs of `tap` for a band whose first output is `offset` floats into the planes: a run of q."""
-    first = starts[tap] + offset
-    return q[first:first + m]
+@intrinsic
+def tap_chains(typingctx, run, q, starts, weights, offset, fused, affine, row, activation):
+    """run[t] = the chain over the taps k = 0 .. starts.size - 1 in order, from +0: s = s + weights[k] * q[starts[k]
+    + offset + t], each product rounded (darknet's), or with `fused` one FMA; then, where activation >= 0, finished
+    by the store's affine column `row` and activation as it is stored (kernels.gemm._finished, the arithmetic of
+    epilogue.affine_activate_row). TAP_BLOCK vectors of outputs go through all the taps in registers, the last
+    vectors one at a time, the very last masked: no partial sums stored and loaded again, and q never read past a
+    run's end."""
+    if not (_is_f32_array(run) and _is_f32_array(q) and _is_f32_array(weights) and _is_f32_array(affine)):
+        return None
+    sig = types.void(run, q, starts, weights, types.intp, types.boolean, affine, types.intp, types.intp)
 
+    def codegen(context, builder, signature, args):
+        run_v, q_v, starts_v, weights_v, offset_v, fused_v, affine_v, row_v, activation_v = args
+        lanes = _lanes(context)
+        vec = ir.VectorType(_F32, lanes)
+        zero = ir.Constant(vec, [0.0] * lanes)
+        undef = ir.Constant(vec, ir.Undefined)
+        run_a = context.make_array(signature.args[0])(context, builder, run_v)
+        starts_a = context.make_array(signature.args[2])(context, builder, starts_v)
+        q0 = builder.gep(_data(context, builder, signature.args[1], q_v), [offset_v])
+        w0 = _data(context, builder, signature.args[3], weights_v)
+        m = run_a.nitems
+        sums = [cgutils.alloca_once(builder, vec) for _ in range(TAP_BLOCK)]   # (registers, once optimized)
 
-@njit(cache=True, inline="always")
-def _add_taps(run, q, w, tap, k, starts, offset, fused):
-    """run += the products of taps tap..tap+k-1 (k <= 3), added one by one in the taps' order."""
-    m = run.size
-    a = _tap_inputs(q, starts, tap, offset, m)
-    if k == 1:
-        for t in range(m):
-            run[t] = mul_add(w[tap], a[t], run[t], fused)
-        return
-    b = _tap_inputs(q, starts, tap + 1, offset, m)
-    if k == 2:
-        for t in range(m):
-            run[t] = mul_add(w[tap + 1], b[t], mul_add(w[tap], a[t], run[t], fused), fused)
-        return
-    c = _tap_inputs(q, starts, tap + 2, offset, m)
-    for t in range(m):
-        run[t] = mul_add(w[tap + 2], c[t], mul_add(w[tap + 1], b[t], mul_add(w[tap], a[t], run[t], fused), fused),
-                         fused)
+        def chains(i, nv, mask):
+            """Outputs i .. i + nv * lanes - 1 (with `mask`, one vector's lanes of it)."""
+            for s in sums[:nv]:
+                builder.store(zero, s)
+            with cgutils.for_range(builder, starts_a.nitems) as tap:
+                start = builder.load(builder.gep(starts_a.data, [tap.index]))
+                wt = builder.load(builder.gep(w0, [tap.index]))
+                wt = builder.shuffle_vector(builder.insert_element(undef, wt, _i32(0)), undef,
+                                            ir.Constant(ir.VectorType(_I32, lanes), [0] * lanes))
+                first = builder.gep(q0, [builder.add(start, i)])
+                inputs = [_vec_ptr(builder, first, j * lanes, vec) for j in range(nv)]
+                inputs = [builder.load(p, align=4) if mask is None else
+                          builder.call(_masked_load(builder, vec), [p, _i32(4), mask, zero]) for p in inputs]
+                with builder.if_else(fused_v) as (then, otherwise):
+                    with then:
+                        for s, x in zip(sums, inputs):
+                            builder.store(builder.call(_fma(builder, vec), [wt, x, builder.load(s)]), s)
+                    with otherwise:
+                        for s, x in zip(sums, inputs):
+                            builder.store(builder.fadd(builder.load(s), builder.fmul(wt, x)), s)
+            done = _finished(context, builder, signature.args[6], affine_v, row_v, activation_v, _i64(1),
+                             [builder.load(s) for s in sums[:nv]], 1, nv)
+            for j, value in enumerate(done):
+                out = _vec_ptr(builder, builder.gep(run_a.data, [i]), j * lanes, vec)
+                if mask is None:
+                    builder.store(value, out, align=4)
+                else:
+                    builder.call(_masked_store(builder, vec), [value, out, _i32(4), mask])
 
+        blocks = builder.mul(builder.sdiv(m, _i64(TAP_BLOCK * lanes)), _i64(TAP_BLOCK * lanes))
+        whole = builder.mul(builder.sdiv(m, _i64(lanes)), _i64(lanes))
+        with cgutils.for_range_slice(builder, _i64(0), blocks, _i64(TAP_BLOCK * lanes)) as (i, _):
+            chains(i, TAP_BLOCK, None)
+        with cgutils.for_range_slice(builder, blocks, whole, _i64(lanes)) as (i, _):
+            chains(i, 1, None)
+        with builder.if_then(builder.icmp_signed("<", whole, m)):
+            chains(whole, 1, _lane_mask(builder, 0, _splat_i64(builder, builder.sub(m, whole), lanes)))
+        return context.get_dummy_value()
 
-@njit(cache=True, inline="always")
-def _nine_taps(run, q, w, starts, offset, fused):
-    """run = the chains of a 3 x 3 kernel from +0, its nine taps in order, in one pass."""
-    m = run.size
-    a0, a1, a2 = _tap_inputs(q, starts, 0, offset, m), _tap_inputs(q, starts, 1, offset, m), \
-        _tap_inputs(q, starts, 2, offset, m)
-    a3, a4, a5 = _tap_inputs(q, starts, 3, offset, m), _tap_inputs(q, starts, 4, offset, m), \
-        _tap_inputs(q, starts, 5, offset, m)
-    a6, a7, a8 = _tap_inputs(q, starts, 6, offset, m), _tap_inputs(q, starts, 7, offset, m), \
-        _tap_inputs(q, starts, 8, offset, m)
-    w0, w1, w2, w3, w4, w5, w6, w7, w8 = w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8]
-    zero = np.float32(0.0)
-    for t in range(m):
-        s = mul_add(w2, a2[t], mul_add(w1, a1[t], mul_add(w0, a0[t], zero, fused), fused), fused)
-        s = mul_add(w5, a5[t], mul_add(w4, a4[t], mul_add(w3, a3[t], s, fused), fused), fused)
-        run[t] = mul_add(w8, a8[t], mul_add(w7, a7[t], mul_add(w6, a6[t], s, fused), fused), fused)
+    return sig, codegen
 
 
 @njit(cache=True, inline="always")
 def _column_copies(img, size, pad, dilation, plane, q):
-    """Copy kx (one per kernel column) of the image at q[kx * plane + pad * w + pad:], rows `w` wide: pixel (y, x)
-    then lies where output (y, x) reads it through a tap of column kx shifted by kx*dilation - pad, and the
-    columns that shift carries past an edge into the next or previous row (never read otherwise) are zeros.
-    The rest of q is left as it is (zeros)."""
+    """Copy kx (one per kernel column) of the image at q[kx * plane + pad * w + pad - kx * dilation:], rows `w`
+    wide: pixel (y, x) then lies where output (y, x) reads it through tap (ky, kx) from
+    q[kx * plane + ky * dilation * w] (`_tap_starts`), and the columns that the tap's shift kx*dilation - pad
+    carries past an edge into the next or previous row (never read otherwise) are zeros. The rest of q is left as
+    it is (zeros)."""
     h, w = img.shape
     src = img.reshape(-1)
     for kx in range(size):
         shift = kx * dilation - pad
-        dst = q[kx * plane + pad * w + pad:kx * plane + pad * w + pad + h * w]
-        dst[:] = src
+        first = kx * plane + pad * w - shift
+        copy_run(src, 0, 1, q, first, h * w)
         lo, hi = (w + shift, w) if shift < 0 else (0, shift)
         for y in range(h):
             for x in range(lo, hi):
-                dst[y * w + x] = 0.0
+                q[first + y * w + x] = 0.0
 
 
 @njit(cache=True, inline="always")

@@ -611,9 +611,10 @@ def mul_add(w, x, s, fused):
 @intrinsic
 def copy_run(typingctx, src, s_off, s_step, dst, d_off, n):
     """dst[d_off + t] = src[s_off + t*s_step] for t < n (not overlapping; s_step 1 or 2), a vector at a time,
-    the last one masked: the copies of im2col and of the packing from an image. (A loop over numpy indices
-    checks each index for wraparound, which keeps LLVM from vectorizing it; at stride 2 that loop ran at
-    about one float per ns.) Stride 2 loads twice the floats and keeps the even ones."""
+    the last one masked (and a long run's first, up to dst's next 64-byte line): the copies of im2col, of the
+    packing from an image and of the depthwise planes. (A loop over numpy indices checks each index for
+    wraparound, which keeps LLVM from vectorizing it; at stride 2 that loop ran at about one float per ns.)
+    Stride 2 loads twice the floats and keeps the even ones."""
     if not (_is_word_array(src) and _is_word_array(dst) and src.dtype == dst.dtype):
         return None
     sig = types.void(src, types.intp, types.intp, dst, types.intp, types.intp)
@@ -626,26 +627,50 @@ def copy_run(typingctx, src, s_off, s_step, dst, d_off, n):
         s0 = builder.gep(_data(context, builder, signature.args[0], src_v), [s_off_v])
         d0 = builder.gep(_data(context, builder, signature.args[3], dst_v), [d_off_v])
         evens = ir.Constant(ir.VectorType(_I32, lanes), list(range(0, 2 * lanes, 2)))
-        with cgutils.for_range_slice(builder, _i64(0), n_v, _i64(lanes)) as (i, _):
-            left = builder.sub(n_v, i)
-            m = _lane_mask(builder, 0, _splat_i64(builder, left, lanes))
+
+        def copy_vector(i, left):
+            """Floats i .. i + lanes - 1, or with `left` (their count, at most lanes) the first `left` of them."""
+            m = None if left is None else _lane_mask(builder, 0, _splat_i64(builder, left, lanes))
             with builder.if_else(builder.icmp_signed("==", s_step_v, _i64(1)), likely=True) as (one, two):
                 with one:
                     sp = builder.bitcast(builder.gep(s0, [i]), vec.as_pointer())
-                    x1 = builder.call(_masked_load(builder, vec), [sp, _i32(4), m, ir.Constant(vec, None)])
+                    x1 = builder.load(sp, align=4) if m is None else builder.call(
+                        _masked_load(builder, vec), [sp, _i32(4), m, ir.Constant(vec, None)])
                     block1 = builder.block
                 with two:   # floats 2t for t < left: the first 2*left - 1 of the pair
                     sp = builder.bitcast(builder.gep(s0, [builder.mul(i, _i64(2))]), pair.as_pointer())
-                    m2 = _lane_mask(builder, 0, _splat_i64(builder, builder.sub(builder.mul(left, _i64(2)), _i64(1)),
-                                                           2 * lanes))
-                    both = builder.call(_masked_load(builder, pair), [sp, _i32(4), m2, ir.Constant(pair, None)])
+                    if m is None:   # (a vector before the last: the pair's last float is the next one's first)
+                        both = builder.load(sp, align=4)
+                    else:
+                        m2 = _lane_mask(builder, 0, _splat_i64(builder, builder.sub(builder.mul(left, _i64(2)),
+                                                                                    _i64(1)), 2 * lanes))
+                        both = builder.call(_masked_load(builder, pair), [sp, _i32(4), m2, ir.Constant(pair, None)])
                     x2 = builder.shuffle_vector(both, both, evens)
                     block2 = builder.block
             x = builder.phi(vec)
             x.add_incoming(x1, block1)
             x.add_incoming(x2, block2)
             dp = builder.bitcast(builder.gep(d0, [i]), vec.as_pointer())
-            builder.call(_masked_store(builder, vec), [x, dp, _i32(4), m])
+            if m is None:
+                builder.store(x, dp, align=4)
+            else:
+                builder.call(_masked_store(builder, vec), [x, dp, _i32(4), m])
+
+        # A long run first copies the floats up to dst's next 64-byte line alone, so that its other stores are
+        # whole lines (a store across two lines cost the copy 1.6-1.9x its time); then every vector but the last
+        # whole, the last (1 .. lanes floats) masked (a mask worked out per vector took four instructions on one
+        # port, a broadcast, two compares and a merge, and ran the copy at a third of its speed).
+        misaligned = builder.urem(builder.udiv(builder.ptrtoint(d0, _I64), _i64(4)), _i64(lanes))
+        head = builder.select(builder.icmp_signed(">=", n_v, _i64(4 * lanes)),
+                              builder.urem(builder.sub(_i64(lanes), misaligned), _i64(lanes)), _i64(0))
+        with builder.if_then(builder.icmp_signed(">", head, _i64(0))):
+            copy_vector(_i64(0), head)
+        last = builder.add(head, builder.mul(builder.sdiv(builder.sub(builder.sub(n_v, head), _i64(1)),
+                                                          _i64(lanes)), _i64(lanes)))
+        with cgutils.for_range_slice(builder, head, last, _i64(lanes)) as (i, _):
+            copy_vector(i, None)
+        with builder.if_then(builder.icmp_signed(">", n_v, head)):
+            copy_vector(last, builder.sub(n_v, last))
         return context.get_dummy_value()
 
     return sig, codegen
