@@ -162,6 +162,9 @@ def col2im_batch(col, wide, size, stride, pad, im, c0, dilation=1):
 
 
 DEPTHWISE_BAND = 4096   # floats of a depthwise band's sums (16 KiB): they and the taps' runs stay in L1
+# floats of a band's input rows in one kernel-column copy: the copies (24 KiB for 3 x 3) stay in L1 beside the
+# image and output rows streaming through (bands of 4096 floats, 48 KiB of copies, took 1.2-1.3x as long)
+COLUMN_BAND = 2048
 TAP_BLOCK = 4           # vectors of a depthwise run's outputs whose chains go through the taps together
 
 
@@ -178,10 +181,10 @@ def depthwise_conv(x, weights, size, stride, pad, dilation, out, store=NONE, fus
     tap's inputs for a band of output rows are one contiguous run, and `tap_chains` takes a few vectors of
     outputs through all the taps in registers and stores them finished (short runs per output row, indexed from a
     computed start, kept Numba's negative-index check in the loop and ran 5-9x slower: docs/notes.md):
-    - stride 1 and the output the image's size, on a plane of at most a band: one copy of the image per kernel
-      column, shifted so that every tap of a kernel row reads from the same place in a line (a tap's run starts
-      on a line where ky * dilation * w is a multiple of 16), the columns a shift would wrap into zeroed, and the
-      sums straight into the output (`by_column`);
+    - stride 1 and the output the image's size: in bands of output rows, one copy per kernel column of the
+      image rows the band reads, shifted so that every tap of a kernel row reads from the same place in a line
+      (a tap's run starts on a line where ky * dilation * w is a multiple of 16), the columns a shift would wrap
+      into zeroed, and the sums straight into the output (`by_column`);
     - else the stride x stride phase planes of the image (every stride-th row and column), the sums of each band
       copied into the output's rows after.
     (depthwise_convolution's, made and run at once.)"""
@@ -193,7 +196,7 @@ def depthwise_convolution(shape, size, stride, pad, dilation, fused=False):
     each thread's copies made and zeroed here, once: a pass writes the image's places in them, never their padding
     (zeroing them in every pass took 7-15 us of Yolo-Fastest's larger layers). A convolution's plan keeps it."""
     c, h, w = shape
-    by_column = stride == 1 and 2 * pad == dilation * (size - 1) and pad < w and h * w <= DEPTHWISE_BAND
+    by_column = stride == 1 and 2 * pad == dilation * (size - 1) and pad < w and (2 * pad + 1) * w <= COLUMN_BAND
     copy_size, sums_size = _depthwise_layout(h, w, size, stride, pad, dilation, by_column)[-2:]
     scratch = []
 
@@ -216,11 +219,13 @@ def _depthwise_layout(h, w, size, stride, pad, dilation, by_column):
     out_h = (h + 2 * pad - span - 1) // stride + 1
     out_w = (w + 2 * pad - span - 1) // stride + 1
     reach = span // stride
-    if by_column:   # `size` copies of the image, `pad` rows and columns of zeros around, each on whole lines
-        planes, wq, plane = size, w, _own_lines((h + 2 * pad) * w + 2 * pad) - 16
+    if by_column:   # `size` copies of a band's input rows, `pad` rows and columns of zeros around, on whole lines
+        wq = w
+        rows = min(out_h, COLUMN_BAND // w - 2 * pad)
+        planes, plane = size, _own_lines((rows + 2 * pad) * w + 2 * pad) - 16
     else:   # a phase plane: every row and column an output reads
         planes, wq, plane = stride * stride, out_w + reach, (out_h + reach) * (out_w + reach)
-    rows = out_h if by_column else max(1, min(out_h, DEPTHWISE_BAND // wq))
+        rows = max(1, min(out_h, DEPTHWISE_BAND // wq))
     return (out_h, out_w, reach, planes, wq, plane, rows, _own_lines(planes * plane + reach),
             _own_lines(0 if by_column else rows * wq))
 
@@ -238,17 +243,18 @@ def _depthwise(x, weights, size, stride, pad, dilation, out, by_column, fused, c
     for ch in prange(c):
         tid = numba.get_thread_id()
         q = copies[tid]
-        if by_column:
-            _column_copies(x[ch], size, pad, dilation, plane, q)
-        else:
+        if not by_column:
             _phase_split(x[ch], pad, stride, out_h + reach, wq, q)
         dst = out[ch]
         for y0 in range(0, out_h, rows):
             n = min(rows, out_h - y0)
-            run = dst[:n * wq] if by_column else sums[tid, :n * wq]
-            # (with the phase planes, the band's columns past out_w too)
+            if by_column:   # the band's copies, and its sums straight into its output rows
+                _column_copies(x[ch], size, pad, dilation, plane, q, y0, n, rows < out_h)
+                tap_chains(dst[y0 * w:(y0 + n) * w], q, starts, weights[ch], 0, fused, affine, ch, finish)
+                continue
+            run = sums[tid, :n * wq]   # (the band's columns past out_w too)
             tap_chains(run, q, starts, weights[ch], y0 * wq, fused, affine, ch, finish)
-            for y in range(0 if by_column else n):
+            for y in range(n):
                 copy_run(run, y * wq, 1, dst, (y0 + y) * out_w, out_w)
         if pooled.size:   # (without a pool, the reshape alone took 5 of 39 us on 224 x 10 x 10, one thread)
             pool_rows(dst.reshape(out_h, out_w), 0, ch, pooled)
@@ -284,7 +290,8 @@ def tap_chains(typingctx, run, q, starts, weights, offset, fused, affine, row, a
     by the store's affine column `row` and activation as it is stored (kernels.gemm._finished, the arithmetic of
     epilogue.affine_activate_row). TAP_BLOCK vectors of outputs go through all the taps in registers, the last
     vectors one at a time, the very last masked: no partial sums stored and loaded again, and q never read past a
-    run's end."""
+    run's end. (The loads bound it: blocks of 6 and 8 vectors took as long on one thread, a last block of masked
+    vectors longer on small planes.)"""
     if not (_is_f32_array(run) and _is_f32_array(q) and _is_f32_array(weights) and _is_f32_array(affine)):
         return None
     sig = types.void(run, q, starts, weights, types.intp, types.boolean, affine, types.intp, types.intp)
@@ -345,20 +352,26 @@ def tap_chains(typingctx, run, q, starts, weights, offset, fused, affine, row, a
 
 
 @njit(cache=True, inline="always")
-def _column_copies(img, size, pad, dilation, plane, q):
-    """Copy kx (one per kernel column) of the image at q[kx * plane + pad * w + pad - kx * dilation:], rows `w`
-    wide: pixel (y, x) then lies where output (y, x) reads it through tap (ky, kx) from
-    q[kx * plane + ky * dilation * w] (`_tap_starts`), and the columns that the tap's shift kx*dilation - pad
-    carries past an edge into the next or previous row (never read otherwise) are zeros. The rest of q is left as
-    it is (zeros)."""
+def _column_copies(img, size, pad, dilation, plane, q, y0, n, banded):
+    """The copies of output rows y0 .. y0 + n - 1's band: copy kx (one per kernel column) of the image rows it
+    reads, pixel (y, x) at q[kx * plane + pad * w - shift + (y - y0) * w + x], shift = kx * dilation - pad: where
+    output (y, x) reads it through tap (ky, kx) from q[kx * plane + ky * dilation * w] (`_tap_starts`), and the
+    columns that the shift carries past an edge into the next or previous row are zeros. With `banded` (more
+    than one band), the places a tap reads above and below the image are zeroed too (another band's rows may lie
+    there); one band's never change (zeros)."""
     h, w = img.shape
     src = img.reshape(-1)
+    top, bottom = max(0, y0 - pad), min(h, y0 + n + pad)   # the image rows the band reads
     for kx in range(size):
         shift = kx * dilation - pad
-        first = kx * plane + pad * w - shift
-        copy_run(src, 0, 1, q, first, h * w)
+        first = kx * plane + pad * w - shift + (top - y0) * w
+        last = first + (bottom - top) * w
+        copy_run(src, top * w, 1, q, first, (bottom - top) * w)
+        if banded:
+            q[kx * plane:first] = 0.0
+            q[last:kx * plane + (n + 2 * pad) * w] = 0.0
         lo, hi = (w + shift, w) if shift < 0 else (0, shift)
-        for y in range(h):
+        for y in range(bottom - top):
             for x in range(lo, hi):
                 q[first + y * w + x] = 0.0
 
