@@ -26,6 +26,7 @@ from emulated_products import ORDER_MARGIN, bf16_round, emulate
 from golden import read_dets, run_case
 from pydarknet.files.image import letterbox_image, load_image, resize_image
 from pydarknet.kernels import amx, bf16, int16, products
+from pydarknet.kernels.aligned import aligned_zeros
 from pydarknet.kernels.conv import im2col_batch
 from pydarknet.network.network import Network
 from pydarknet.results.detections import network_detections, network_nms
@@ -110,7 +111,7 @@ def test_amx_convolution_is_the_product_of_the_rounded_operands(bf16_products, c
     out, kept = np.full((filters, out_h * out_w), np.nan, np.float32), {}
     products.conv_bf16(products.pack_bf16(weights, channels, size, kernel), kernel, filters, x, size, stride,
                        pad, dilation, out_h, out_w, out,
-                       lambda name, shape, dtype: kept.setdefault(name, amx.aligned_zeros(shape, dtype)))
+                       lambda name, shape, dtype: kept.setdefault(name, aligned_zeros(shape, dtype)))
     assert np.abs(out - expected).max() <= 2e-6 * np.abs(expected).max(), kernel
 
 
@@ -142,7 +143,7 @@ def test_the_tiles_store_is_the_pass_after_them_bit_for_bit(bf16_products, kerne
         store = Store(affine_table(mean, variance, scales, biases, True, False), CODE[activation], pooled)
         out = np.full((filters, out_h * out_w), np.nan, np.float32)
         products.conv_bf16(a, kernel, filters, x, size, stride, pad, 1, out_h, out_w, out,
-                           lambda name, shape, dtype: kept.setdefault(name, amx.aligned_zeros(shape, dtype)),
+                           lambda name, shape, dtype: kept.setdefault(name, aligned_zeros(shape, dtype)),
                            store if fused else NONE)
         if not fused:
             apply(out, out_w, store)
@@ -153,7 +154,7 @@ def test_the_tiles_store_is_the_pass_after_them_bit_for_bit(bf16_products, kerne
     if kernel == "blocked":   # an output only the pool reads: the pool's alone is written
         out[...], pooled[...] = np.nan, np.nan
         products.conv_bf16(a, kernel, filters, x, size, stride, pad, 1, out_h, out_w, out,
-                           lambda name, shape, dtype: kept.setdefault(name, amx.aligned_zeros(shape, dtype)),
+                           lambda name, shape, dtype: kept.setdefault(name, aligned_zeros(shape, dtype)),
                            store._replace(pooled=pooled), pooled_only=True)
         assert np.isnan(out).all() and np.array_equal(pooled, pooled_apart)
 
@@ -295,7 +296,7 @@ def test_dpbf16ps_convolution_is_the_emulated_instruction(channels, h, w, filter
     out = np.full((filters, out_h * out_w), np.nan, np.float32)
     kept = {}
     products.conv_bf16(a, "direct", filters, x, size, stride, pad, dilation, out_h, out_w, out,
-                       lambda name, shape, dtype: kept.setdefault(name, amx.aligned_zeros(shape, dtype)))
+                       lambda name, shape, dtype: kept.setdefault(name, aligned_zeros(shape, dtype)))
     emulated = dpbf16ps_emulated(a, word_columns(kept["bf16_image"], size, stride, pad, dilation, out_h, out_w))
     assert np.abs(out - emulated).max() <= DPBF16PS_TOLERANCE * np.abs(emulated).max()
     expected = reference(weights, x, size, stride, pad, dilation, out_h, out_w)

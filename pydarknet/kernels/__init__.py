@@ -1,4 +1,4 @@
-"""The Numba kernels: every loop over pixels, boxes or weights; threads.py and startup.py, the threads and start.
+"""The Numba kernels: every loop over pixels, boxes or weights; threads, start-up, arrays on whole cache lines.
 May import: files.
 
 The training kernels (`backward`, `loss`: about 60 of them) are imported on first use, when a layer first trains:

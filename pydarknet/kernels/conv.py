@@ -12,7 +12,7 @@ from .epilogue import (ACTIVATIONS as STORED_ACTIVATIONS, NONE, POOL_BAND, affin
 from .gemm import (_F32, _I32, _data, _fma, _finished, _i32, _i64, _is_f32_array, _lane_mask, _lanes, _masked_load,
                    _masked_store, _splat_i64, _vec_ptr, check_image_product, col_range, copy_run, direct_operands,
                    direct_row, host_panel_width, padded_run, phase_planes)
-from .amx import aligned_zeros
+from .aligned import aligned_zeros
 from .pool import maxpool_2x2, maxpool_plane, tiles_2x2
 
 

@@ -47,6 +47,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
+from .aligned import aligned_zeros
 from .conv import direct_convolution
 from .epilogue import NONE, apply, pool
 from .gemm import (NO_AFFINE, NO_RESIDUAL, _F32, _I64, _data, _i64, _phis, check_image_product, gemm_flat,
@@ -568,7 +569,7 @@ def blocked_input(batch, shape, size, stride, pad, out_h, out_w):
     (bf16_convolution's words), 64-byte aligned. Only the image's pixels are written: the padding stays zero."""
     from . import amx
     c, h, w = shape
-    return amx.aligned_zeros((batch, *amx.blocked_layout(c, size, stride, pad, w, out_h, out_w)[0]), np.uint16)
+    return aligned_zeros((batch, *amx.blocked_layout(c, size, stride, pad, w, out_h, out_w)[0]), np.uint16)
 
 
 def gemm_tn(a, b, out, accumulate=False):

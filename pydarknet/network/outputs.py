@@ -19,6 +19,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..kernels.aligned import aligned_zeros
+
 
 def shared_outputs(net, batch, sums):
     """{layer index: its output array for a pass of `batch` images}, for the layers whose output shares memory
@@ -37,7 +39,7 @@ def shared_outputs(net, batch, sums):
             continue
         size = batch * int(np.prod(layer.out_shape))
         fits = [k for k, array in enumerate(free) if array.size >= size]
-        array = free.pop(min(fits, key=lambda k: free[k].size)) if fits else np.empty(size, np.float32)
+        array = free.pop(min(fits, key=lambda k: free[k].size)) if fits else aligned_zeros(size)
         held.append((last[index], array))
         arrays[index] = array[:size].reshape((batch,) + tuple(layer.out_shape))
     return arrays

@@ -15,6 +15,7 @@ import numpy as np
 
 from ...files.config import CfgError, DarknetError
 from ...kernels import backward
+from ...kernels.aligned import aligned_zeros
 from ...kernels.products import FUSED, backend
 from .update import update_layer
 
@@ -73,7 +74,7 @@ class Layer:
         key = (shape, np.dtype(dtype).str)
         if key not in buffers:
             buffers.clear()
-            buffers[key] = np.empty(shape, dtype)
+            buffers[key] = aligned_zeros(shape, dtype)
         return buffers[key]
 
     # -- training -------------------------------------------------------------------------------------------

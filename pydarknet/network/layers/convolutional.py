@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ...kernels import backward
+from ...kernels.aligned import aligned_zeros
 from ...kernels.activations import (ACROSS_CHANNELS, CODE as ACTIVATIONS, LINEAR, NEEDS_INPUT, activate_array,
                                     activate_channels, fork_scalar)
 from ...kernels.conv import (col2im_batch, depthwise_convolution, im2col_batch, im2col_t, normalize_activate_maxpool,
@@ -73,7 +74,6 @@ def scratch(net, key, size):
 def aligned_scratch(net, key, shape, dtype):
     """A scratch array of the network's as `scratch`, of any dtype and at an address that is a multiple of 64
     (the AMX tiles' rows load at a third of the speed across cache lines)."""
-    from ...kernels.amx import aligned_zeros
     buffers = net.__dict__.setdefault("_aligned_scratch", {})
     size = math.prod(shape)
     array = buffers.get((key, dtype))
