@@ -7,12 +7,12 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .activations import FAST_ACTIVATIONS, LINEAR, activate_fast, activate_row
+from .aligned import aligned_zeros
 from .epilogue import (ACTIVATIONS as STORED_ACTIVATIONS, NONE, POOL_BAND, affine_activate_row, affine_terms,
                        inverse_deviation, pool_rows)
 from .gemm import (_F32, _I32, _data, _fma, _finished, _i32, _i64, _is_f32_array, _lane_mask, _lanes, _masked_load,
                    _masked_store, _splat_i64, _vec_ptr, check_image_product, col_range, copy_run, direct_operands,
                    direct_row, host_panel_width, padded_run, phase_planes)
-from .aligned import aligned_zeros
 from .pool import maxpool_2x2, maxpool_plane, tiles_2x2
 
 
@@ -161,7 +161,7 @@ def col2im_batch(col, wide, size, stride, pad, im, c0, dilation=1):
                         dst[first + xx * stride] += src_row[s0 + xx]
 
 
-DEPTHWISE_BAND = 4096   # floats of a depthwise band's sums (16 KiB): they and the taps' runs stay in L1
+DEPTHWISE_BAND = 4096   # floats of a phase-plane band's sums (16 KiB): they and the taps' runs stay in L1
 # floats of a band's input rows in one kernel-column copy: the copies (24 KiB for 3 x 3) stay in L1 beside the
 # image and output rows streaming through (bands of 4096 floats, 48 KiB of copies, took 1.2-1.3x as long)
 COLUMN_BAND = 2048
@@ -233,8 +233,9 @@ def _depthwise_layout(h, w, size, stride, pad, dilation, by_column):
 @njit(cache=True, parallel=True)
 def _depthwise(x, weights, size, stride, pad, dilation, out, by_column, fused, copies, sums, affine, activation,
                pooled):
-    """copies: zeros but for the image's places, which every channel writes again (so the padding and the runs'
-    slack stay zero); copies and sums a row per thread (at least numba.get_num_threads())."""
+    """copies: zeros but for the image's places, which every channel writes again, and where the kernel-column
+    copies go in several bands, the places above and below the image, which each band zeroes (so the padding and
+    the runs' slack read zeros); copies and sums a row per thread (at least numba.get_num_threads())."""
     c, h, w = x.shape
     out_h, out_w, reach, planes, wq, plane, rows, _, _ = _depthwise_layout(h, w, size, stride, pad, dilation,
                                                                            by_column)
