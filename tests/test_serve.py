@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, takes_ctrl_c
 from test_stops import DEADLINE, ENV
 
 http = pytest.importorskip("tritonclient.http", reason="the serve tests need the test extra's tritonclient[http]")
@@ -35,7 +35,7 @@ class Served:
     def __init__(self, *args, folder=ROOT):
         self.process = subprocess.Popen([sys.executable, "-m", "pydarknet", "serve", "--port", "0", *map(str, args)],
                                         cwd=folder, env=ENV, text=True, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE)
+                                        stderr=subprocess.PIPE, preexec_fn=takes_ctrl_c)
         self.log = []
         threading.Thread(target=lambda: self.log.extend(self.process.stderr), daemon=True).start()
         ready = self._ready_line()
