@@ -49,6 +49,7 @@ from numba.extending import intrinsic
 
 from .aligned import aligned_zeros
 from .bf16 import to_bf16
+from .gemm import _splat
 from .activations import LEAKY, RELU
 from .pool import FLT_MAX
 
@@ -194,11 +195,6 @@ def _block_swap(d, high):
                                                   for p in range(16)])
 
 
-def _splat(builder, value):
-    one = builder.insert_element(ir.Constant(_ROW, ir.Undefined), value, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(_I32, 16), [0] * 16))
-
-
 def _splat_i32(builder, value):
     return ir.Constant(_WORDS, [value] * 16)
 
@@ -279,7 +275,7 @@ def _finish(builder, v, center, scale, shift, activation):
     """v (16 floats) finished as epilogue.affine_activate_row finishes a row: (v - center) * scale + shift, each
     rounded, then leaky's 0.1 x or relu (`activation`, the Store's code) in float32."""
     zero = ir.Constant(_ROW, [0.0] * 16)
-    tenth = _splat(builder, ir.Constant(_F32, float(np.float32(0.1))))
+    tenth = _splat(builder, ir.Constant(_F32, float(np.float32(0.1))), 16)
     leaky = builder.icmp_signed("==", activation, ir.Constant(activation.type, LEAKY))
     relu = builder.icmp_signed("==", activation, ir.Constant(activation.type, RELU))
     v = builder.fadd(builder.fmul(builder.fsub(v, center), scale), shift)
@@ -317,7 +313,7 @@ def _finish_tile(turn):
                             _splat(builder, builder.load(builder.bitcast(
                                 _at(context, builder, signature.args[6], affine_,
                                     builder.add(builder.mul(count, ir.Constant(_I64, r)), filter_)),
-                                _F32.as_pointer()))) for r in range(3))
+                                _F32.as_pointer())), 16) for r in range(3))
                         v = _finish(builder, rows[i], center, scale, shift, activation_)
                         builder.call(store, [v, target, ir.Constant(_I32, 4), lanes])
                     with raw:

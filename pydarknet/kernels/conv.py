@@ -10,8 +10,8 @@ from .activations import FAST_ACTIVATIONS, LINEAR, activate_fast, activate_row
 from .aligned import aligned_zeros
 from .epilogue import (ACTIVATIONS as STORED_ACTIVATIONS, NONE, POOL_BAND, affine_activate_row, affine_terms,
                        inverse_deviation, pool_rows)
-from .gemm import (_F32, _I32, _data, _fma, _finished, _i32, _i64, _is_f32_array, _lane_mask, _lanes, _masked_load,
-                   _masked_store, _splat_i64, _vec_ptr, check_image_product, col_range, copy_run, direct_operands,
+from .gemm import (_F32, _data, _fma, _finished, _i32, _i64, _is_f32_array, _lane_mask, _lanes, _masked_load,
+                   _masked_store, _splat, _vec_ptr, check_image_product, col_range, copy_run, direct_operands,
                    direct_row, host_panel_width, padded_run, phase_planes)
 from .pool import maxpool_2x2, maxpool_plane, tiles_2x2
 
@@ -302,7 +302,6 @@ def tap_chains(typingctx, run, q, starts, weights, offset, fused, affine, row, a
         lanes = _lanes(context)
         vec = ir.VectorType(_F32, lanes)
         zero = ir.Constant(vec, [0.0] * lanes)
-        undef = ir.Constant(vec, ir.Undefined)
         run_a = context.make_array(signature.args[0])(context, builder, run_v)
         starts_a = context.make_array(signature.args[2])(context, builder, starts_v)
         q0 = builder.gep(_data(context, builder, signature.args[1], q_v), [offset_v])
@@ -317,8 +316,7 @@ def tap_chains(typingctx, run, q, starts, weights, offset, fused, affine, row, a
             with cgutils.for_range(builder, starts_a.nitems) as tap:
                 start = builder.load(builder.gep(starts_a.data, [tap.index]))
                 wt = builder.load(builder.gep(w0, [tap.index]))
-                wt = builder.shuffle_vector(builder.insert_element(undef, wt, _i32(0)), undef,
-                                            ir.Constant(ir.VectorType(_I32, lanes), [0] * lanes))
+                wt = _splat(builder, wt, lanes)
                 first = builder.gep(q0, [builder.add(start, i)])
                 inputs = [_vec_ptr(builder, first, j * lanes, vec) for j in range(nv)]
                 inputs = [builder.load(p, align=4) if mask is None else
@@ -346,7 +344,7 @@ def tap_chains(typingctx, run, q, starts, weights, offset, fused, affine, row, a
         with cgutils.for_range_slice(builder, blocks, whole, _i64(lanes)) as (i, _):
             chains(i, 1, None)
         with builder.if_then(builder.icmp_signed("<", whole, m)):
-            chains(whole, 1, _lane_mask(builder, 0, _splat_i64(builder, builder.sub(m, whole), lanes)))
+            chains(whole, 1, _lane_mask(builder, 0, _splat(builder, builder.sub(m, whole), lanes)))
         return context.get_dummy_value()
 
     return sig, codegen

@@ -211,10 +211,11 @@ def _prefetch(builder):
     return _declare(builder, "llvm.prefetch.p0", ir.VoidType(), [_I8P, _I32, _I32, _I32])
 
 
-def _splat_i64(builder, value, n):
-    vec = ir.VectorType(_I64, n)
-    v = builder.insert_element(ir.Constant(vec, ir.Undefined), value, _i32(0))
-    return builder.shuffle_vector(v, ir.Constant(vec, ir.Undefined), ir.Constant(ir.VectorType(_I32, n), [0] * n))
+def _splat(builder, value, n):
+    """<n x value's type>: value in every lane (an insert into lane 0 and a broadcast shuffle)."""
+    undef = ir.Constant(ir.VectorType(value.type, n), ir.Undefined)
+    return builder.shuffle_vector(builder.insert_element(undef, value, _i32(0)), undef,
+                                  ir.Constant(ir.VectorType(_I32, n), [0] * n))
 
 
 def _lane_mask(builder, first, limit_splat):
@@ -281,8 +282,6 @@ def _make_micro(mr, nv, rows="packed"):
         cdata = _data(context, builder, signature.args[4], c_v)
         c0 = builder.gep(cdata, [c_off_v])
         zero = ir.Constant(vec, [0.0] * lanes)
-        undef = ir.Constant(vec, ir.Undefined)
-        bcast = ir.Constant(ir.VectorType(_I32, lanes), [0] * lanes)
 
         with builder.if_then(builder.icmp_signed(">=", next_v, _i64(0))):
             n0 = builder.gep(cdata, [next_v])
@@ -299,7 +298,7 @@ def _make_micro(mr, nv, rows="packed"):
 
         def edge_masks():
             """Lanes of the tile inside C (built where used: live across the k loop they would spill)."""
-            w_splat = _splat_i64(builder, w_v, lanes)
+            w_splat = _splat(builder, w_v, lanes)
             on, off = ir.Constant(_mask_type(vec), [1] * lanes), ir.Constant(_mask_type(vec), [0] * lanes)
             masks = []
             for r in range(mr):
@@ -333,7 +332,7 @@ def _make_micro(mr, nv, rows="packed"):
                 new = []
                 for r in range(mr):
                     a = builder.load(a_ptr(r), align=4)
-                    splat = builder.shuffle_vector(builder.insert_element(undef, a, _i32(0)), undef, bcast)
+                    splat = _splat(builder, a, lanes)
                     for v in range(nv):
                         q = acc[r * nv + v]
                         new.append(builder.call(_fma(builder, vec), [splat, bvec[v], q]) if fma else
@@ -348,9 +347,7 @@ def _make_micro(mr, nv, rows="packed"):
             def a_word(a_ptr, r, pair_type):
                 """Row r's word pair of A at this k in every lane, as `pair_type`."""
                 a = builder.load(a_ptr(r), align=4)
-                splat = builder.shuffle_vector(builder.insert_element(ir.Constant(words, ir.Undefined), a, _i32(0)),
-                                               ir.Constant(words, ir.Undefined), bcast)
-                return builder.bitcast(splat, pair_type)
+                return builder.bitcast(_splat(builder, a, lanes), pair_type)
 
             def step_pairs(acc, bk, a_ptr):
                 """One k of word pairs: acc[r][v] (int32 lanes) + a(r).lo * b[v].lo + a(r).hi * b[v].hi, the
@@ -534,8 +531,6 @@ def _finished(context, builder, aty, affine, row0, activation, h, sums, mr, nv):
     data, stride = table.data, builder.extract_value(table.shape, 1)
     zero = ir.Constant(vec, [0.0] * lanes)
     tenth = ir.Constant(vec, [float(np.float32(0.1))] * lanes)
-    undef = ir.Constant(vec, ir.Undefined)
-    bcast = ir.Constant(ir.VectorType(_I32, lanes), [0] * lanes)
     entry = builder.block
     with builder.if_then(builder.icmp_signed(">=", activation, _i64(0))):
         leaky = builder.icmp_signed("==", activation, _i64(LEAKY))
@@ -543,9 +538,8 @@ def _finished(context, builder, aty, affine, row0, activation, h, sums, mr, nv):
         done = []
         for r in range(mr):
             row = builder.select(builder.icmp_signed("<", _i64(r), h), builder.add(row0, _i64(r)), row0)
-            center, scale, shift = (builder.shuffle_vector(builder.insert_element(
-                undef, builder.load(builder.gep(data, [builder.add(builder.mul(_i64(i), stride), row)])), _i32(0)),
-                undef, bcast) for i in range(3))
+            center, scale, shift = (_splat(builder, builder.load(
+                builder.gep(data, [builder.add(builder.mul(_i64(i), stride), row)])), lanes) for i in range(3))
             for v in range(nv):
                 x = builder.fadd(builder.fmul(builder.fsub(sums[r * nv + v], center), scale), shift)
                 above = builder.fcmp_ordered(">", x, zero)
@@ -575,7 +569,7 @@ def _make_copy(width):
                     builder.store(builder.load(_vec_ptr(builder, s0, 0, vec), align=4), _vec_ptr(builder, d0, 0, vec),
                                   align=4)
                 with otherwise:
-                    m = _lane_mask(builder, 0, _splat_i64(builder, w_v, vec.count))
+                    m = _lane_mask(builder, 0, _splat(builder, w_v, vec.count))
                     x = builder.call(_masked_load(builder, vec), [_vec_ptr(builder, s0, 0, vec), _i32(4), m,
                                                                   ir.Constant(vec, None)])
                     builder.store(x, _vec_ptr(builder, d0, 0, vec), align=4)
@@ -630,7 +624,7 @@ def copy_run(typingctx, src, s_off, s_step, dst, d_off, n):
 
         def copy_vector(i, left):
             """Floats i .. i + lanes - 1, or with `left` (their count, at most lanes) the first `left` of them."""
-            m = None if left is None else _lane_mask(builder, 0, _splat_i64(builder, left, lanes))
+            m = None if left is None else _lane_mask(builder, 0, _splat(builder, left, lanes))
             with builder.if_else(builder.icmp_signed("==", s_step_v, _i64(1)), likely=True) as (one, two):
                 with one:
                     sp = builder.bitcast(builder.gep(s0, [i]), vec.as_pointer())
@@ -642,7 +636,7 @@ def copy_run(typingctx, src, s_off, s_step, dst, d_off, n):
                     if m is None:   # (a vector before the last: the pair's last float is the next one's first)
                         both = builder.load(sp, align=4)
                     else:
-                        m2 = _lane_mask(builder, 0, _splat_i64(builder, builder.sub(builder.mul(left, _i64(2)),
+                        m2 = _lane_mask(builder, 0, _splat(builder, builder.sub(builder.mul(left, _i64(2)),
                                                                                     _i64(1)), 2 * lanes))
                         both = builder.call(_masked_load(builder, pair), [sp, _i32(4), m2, ir.Constant(pair, None)])
                     x2 = builder.shuffle_vector(both, both, evens)

@@ -27,7 +27,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .epilogue import store_rows
-from .gemm import (_F32, _I32, _data, _i32, _i64, _lane_mask, _lanes, _masked_store, _panel_width, _splat_i64,
+from .gemm import (_F32, _I32, _data, _i32, _i64, _lane_mask, _lanes, _masked_store, _panel_width, _splat,
                    packed_product)
 
 _2, _4, _5, _8 = np.float32(2), np.float32(4), np.float32(5), np.float32(8)
@@ -215,7 +215,7 @@ def _along(step, taps, transform, outputs):
         tiles = args[4]
         with cgutils.for_range(builder, builder.sdiv(builder.add(tiles, _i64(lanes - 1)), _i64(lanes))) as loop:
             first = builder.mul(loop.index, _i64(lanes))
-            left = _splat_i64(builder, builder.sub(tiles, first), lanes)
+            left = _splat(builder, builder.sub(tiles, first), lanes)
             if outputs == "rows":   # args: src, dst, d_off, d_stride, tiles
                 start = builder.mul(first, _i64(step))
                 loads = -(-(step * (lanes - 1) + taps) // lanes)
@@ -230,7 +230,7 @@ def _along(step, taps, transform, outputs):
                                        align=4) for j in range(taps)]
                 outs = _concat(builder, arithmetic(*inputs))
                 interleaved = _lanes_of(builder, outs, [k * lanes + j for j in range(lanes) for k in range(step)])
-                limit = _splat_i64(builder, builder.mul(builder.sub(tiles, first), _i64(step)), lanes)
+                limit = _splat(builder, builder.mul(builder.sub(tiles, first), _i64(step)), lanes)
                 start = builder.mul(first, _i64(step))
                 for q in range(step):
                     stored(_lanes_of(builder, interleaved, range(q * lanes, (q + 1) * lanes)),
