@@ -6,6 +6,7 @@ import numpy as np
 
 from ..files.config import DarknetError
 from ..files.image import check_given
+from ..kernels.placement import placed
 from ..kernels.products import chosen, using
 from .layers import COST_LAYER_TYPES
 from .outputs import residuals_in_place, shared_outputs
@@ -38,9 +39,10 @@ class Passes:
         if self.engine is not None:
             return self.engine.forward(x)
         self.share_outputs(x.shape[0])
-        for layer in self.layers:
-            x = layer.forward(x, self)
-            layer.output = x
+        with placed():   # the kernel threads each on a core of its own
+            for layer in self.layers:
+                x = layer.forward(x, self)
+                layer.output = x
         return self.output_layer.output
 
     def share_outputs(self, batch):

@@ -1,0 +1,129 @@
+"""The kernel threads' placement during a pass (kernels/placement.py): where the team fills the process's cores,
+each of its threads runs on a core of its own through the pass and the caller gets its own affinity back after it;
+elsewhere nothing is pinned."""
+import os
+import sys
+import threading
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from pydarknet.kernels import placement
+from pydarknet.network.network import Network
+
+placing = pytest.mark.skipif(placement.team_cores() is None,
+                             reason="the kernel threads are not placed here: not Linux, OpenMP's threads bound by the "
+                                    "user, or fewer kernel threads than cores (NUMBA_NUM_THREADS), or one core")
+
+
+def single_core_threads():
+    """{core: count} of this process's threads allowed on exactly one core."""
+    found = {}
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        try:
+            allowed = os.sched_getaffinity(int(task.name))
+        except OSError:   # a thread that ended meanwhile
+            continue
+        if len(allowed) == 1:
+            found[min(allowed)] = found.get(min(allowed), 0) + 1
+    return found
+
+
+@pytest.fixture
+def released():
+    placement.release_team()
+    assert single_core_threads() == {}
+    yield
+    placement.release_team()
+
+
+@placing
+def test_a_pass_runs_the_caller_on_the_first_core_and_each_kernel_thread_on_its_own(released):
+    cores, own = placement.team_cores(), os.sched_getaffinity(0)
+    with placement.placed():
+        assert os.sched_getaffinity(0) == {cores[0]}
+        inside = single_core_threads()
+    assert os.sched_getaffinity(0) == own
+    assert inside == {core: 1 for core in cores}   # the caller and one kernel thread on each of the others
+    assert single_core_threads() == {core: 1 for core in cores[1:]}   # the kernel threads stay placed
+    placement.release_team()
+    assert single_core_threads() == {}
+
+
+@placing
+def test_a_forward_is_placed(released):
+    """Network.forward runs its layers placed; the caller's affinity is its own again after it (also when a layer
+    fails)."""
+    net = Network(ROOT / "cfg" / "shapes-tiny.cfg", quiet_unused=True).initialize(seed=1)
+    seen = []
+    first = net.layers[0]
+    forward = first.forward
+
+    def watched(x, network):
+        seen.append(os.sched_getaffinity(0))
+        return forward(x, network)
+    first.forward = watched
+    own = os.sched_getaffinity(0)
+    net.forward(np.zeros((1,) + net.input_shape, np.float32))
+    assert seen == [{placement.team_cores()[0]}] and os.sched_getaffinity(0) == own
+
+    def failing(x, network):
+        raise ValueError("a layer's failure")
+    first.forward = failing
+    with pytest.raises(ValueError):
+        net.forward(np.zeros((1,) + net.input_shape, np.float32))
+    assert os.sched_getaffinity(0) == own
+
+
+@placing
+def test_a_smaller_team_is_not_placed(released):
+    """A thread whose kernels run on fewer threads than the cores (numba.set_num_threads, as several processes
+    sharing the machine do) runs as the scheduler places it."""
+    own = os.sched_getaffinity(0)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(threads - 1)
+    try:
+        assert placement.team_cores() is None
+        with placement.placed():
+            assert os.sched_getaffinity(0) == own
+            assert single_core_threads() == {}
+    finally:
+        numba.set_num_threads(threads)
+
+
+@placing
+@pytest.mark.parametrize("variable,value", [("OMP_PROC_BIND", "close"), ("OMP_PLACES", "cores"),
+                                            ("GOMP_CPU_AFFINITY", "0-1")])
+def test_the_users_binding_wins(released, monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    assert placement.team_cores() is None
+    with placement.placed():
+        assert single_core_threads() == {}
+
+
+@placing
+def test_each_calling_thread_places_its_own_team(released):
+    """Numba's OpenMP teams are per calling thread: a second thread's pass binds its own team beside the first
+    thread's (placed already) and gives the thread its affinity back."""
+    cores = placement.team_cores()
+    with placement.placed():
+        pass
+    seen = {}
+
+    def other():
+        own = os.sched_getaffinity(0)
+        with placement.placed():
+            seen["inside"] = os.sched_getaffinity(0), single_core_threads()
+        seen["after"] = os.sched_getaffinity(0) == own
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert seen == {"inside": ({cores[0]}, {cores[0]: 1, **{core: 2 for core in cores[1:]}}), "after": True}
+
+
+def test_nothing_is_placed_outside_linux(monkeypatch):
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert placement.team_cores() is None
