@@ -104,24 +104,55 @@ def test_the_users_binding_wins(released, monkeypatch, variable, value):
         assert single_core_threads() == {}
 
 
+def in_a_thread(call):
+    """call() in a thread of its own: its result."""
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(value=call()))
+    thread.start()
+    thread.join()
+    return result["value"]
+
+
 @placing
 def test_each_calling_thread_places_its_own_team(released):
-    """Numba's OpenMP teams are per calling thread: a second thread's pass binds its own team beside the first
-    thread's (placed already) and gives the thread its affinity back."""
+    """Numba's OpenMP teams are per calling thread: a pass from a second thread binds that thread's team instead of
+    the first's, and gives the thread its affinity back."""
     cores = placement.team_cores()
     with placement.placed():
         pass
-    seen = {}
 
     def other():
         own = os.sched_getaffinity(0)
         with placement.placed():
+            inside = os.sched_getaffinity(0), single_core_threads()
+        return inside, os.sched_getaffinity(0) == own
+    assert in_a_thread(other) == (({cores[0]}, {core: 1 for core in cores}), True)
+
+
+@placing
+def test_a_second_pass_at_once_lets_every_thread_go(released):
+    """While one pass runs placed, another thread's pass starts: both run as the scheduler places them (two teams
+    bound to the same cores shared them badly), and each thread has its own affinity after its pass."""
+    own, cores = os.sched_getaffinity(0), placement.team_cores()
+    go, done, seen = threading.Event(), threading.Event(), {}
+
+    def other():   # started before the pass: a thread started within one would inherit the caller's one core
+        go.wait()
+        with placement.placed():
             seen["inside"] = os.sched_getaffinity(0), single_core_threads()
-        seen["after"] = os.sched_getaffinity(0) == own
+        done.set()
     thread = threading.Thread(target=other)
     thread.start()
+    with placement.placed():
+        assert single_core_threads() != {}
+        go.set()
+        done.wait()
+        assert seen["inside"] == (own, {})
+        assert os.sched_getaffinity(0) == own and single_core_threads() == {}
     thread.join()
-    assert seen == {"inside": ({cores[0]}, {cores[0]: 1, **{core: 2 for core in cores[1:]}}), "after": True}
+    assert os.sched_getaffinity(0) == own
+    with placement.placed():   # alone again: placed again
+        assert os.sched_getaffinity(0) == {cores[0]}
 
 
 def test_nothing_is_placed_outside_linux(monkeypatch):

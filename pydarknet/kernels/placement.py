@@ -7,47 +7,47 @@ shared that core until the next load balance (a 4 ms tick), and the placement re
 Darknet's --fast forward took 17 ms instead of 7 in stretches of dozens of passes, a pause before each (make
 bench's, a stream's frames, a server's requests). With each thread on its own core, every pass took 7 ms.
 
-So where the calling thread's team has as many threads as the process has cores (the usual case), `placed()` runs
-a pass with the caller on the first core and kernel thread t on core t: the kernel threads are pinned once (they
-only ever run kernels), the caller only for the pass, its own affinity given back after it (threads it starts
-later are not confined). Nothing is pinned where the team is smaller (several processes share the machine:
-mpiexec's replicas, Dask's workers, `numba.set_num_threads`), where the user binds OpenMP's threads
-(OMP_PROC_BIND, OMP_PLACES, GOMP_CPU_AFFINITY), outside Linux, or under another threading layer than OpenMP's.
+So where the calling thread's team has as many threads as the process has cores (the usual case) and no other pass
+is running, `placed()` runs the pass with the caller on the first core and kernel thread t on core t. The kernel
+threads stay bound after the pass (they only ever run kernels; binding them again would cost a call per thread
+and pass); the caller only for the pass, its own affinity given back after it (threads it starts later are not
+confined). When a second pass starts meanwhile (a threaded server's), every thread is let go: two teams bound to
+the same cores ran yolov4-tiny from 4 threads at 15.2-16.3 images/s against 17.3-17.8 free. Nothing is pinned
+where the team is smaller (several processes share the machine: mpiexec's replicas, Dask's workers,
+`numba.set_num_threads`), where the user binds OpenMP's threads (OMP_PROC_BIND, OMP_PLACES, GOMP_CPU_AFFINITY),
+outside Linux, or under another threading layer than OpenMP's.
 """
+import ctypes
+import functools
 import os
 import sys
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 
 import numba
 import numpy as np
 from numba import njit, prange, types
 
 USER_BINDING = ("OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY")
-_SET_AFFINITY = types.ExternalFunction("sched_setaffinity", types.intc(types.intc, types.intp, types.intp))
-_pinned = threading.local()   # per calling thread (as Numba's teams are): the cores its team was bound to, and whether
+_GETTID = types.ExternalFunction("gettid", types.intc())
 
 
 @njit(cache=True, parallel=True)
-def _bind_team(masks, bound):
-    """Kernel thread t (t > 0; 0 is the caller, left as it is) bound to the CPU set of masks[t] (the bits of
-    sched_setaffinity's mask); bound[t] = 1 where that succeeded. One iteration a thread: Numba's schedule splits
-    the team's size among the team evenly."""
-    for _ in prange(masks.shape[0]):
-        t = numba.get_thread_id()
-        if t > 0:
-            bound[t] = _SET_AFFINITY(0, masks.shape[1] * 8, masks[t].ctypes.data) == 0
+def _thread_ids(ids):
+    """ids[t] = the system's id of the calling thread's kernel thread t (0: the caller). One iteration a thread:
+    Numba's schedule splits the team's size among the team evenly."""
+    for _ in prange(ids.size):
+        ids[numba.get_thread_id()] = _GETTID()
 
 
-def _bind(cpu_sets):
-    """Bind the calling thread's kernel thread t to cpu_sets[t] (t >= 1); whether every one was."""
-    masks = np.zeros((len(cpu_sets), max(max(s) for s in cpu_sets) // 64 + 1), np.uint64)
-    for t, cpus in enumerate(cpu_sets):
-        for cpu in cpus:
-            masks[t, cpu // 64] |= np.uint64(1) << np.uint64(cpu % 64)
-    bound = np.zeros(len(cpu_sets), np.uint8)
-    _bind_team(masks, bound)
-    return bool(bound[1:].all())
+@functools.cache
+def _has_gettid():
+    """Whether the C library has gettid (glibc since 2.30), which the kernel above calls."""
+    try:
+        return hasattr(ctypes.CDLL(None), "gettid")
+    except OSError:
+        return False
 
 
 def team_cores():
@@ -57,32 +57,92 @@ def team_cores():
         return None
     threads = numba.get_num_threads()   # (starts Numba's threads, which chooses the layer)
     cores = sorted(os.sched_getaffinity(0))
-    if threads < 2 or threads != len(cores) or numba.threading_layer() != "omp":
+    if threads < 2 or threads != len(cores) or numba.threading_layer() != "omp" or not _has_gettid():
         return None
     return cores
+
+
+class _Placement:
+    """The passes running in this process, and the one team bound: {"caller": threading ident, "cores", "ids":
+    its threads' system ids (the caller's first), "own": the caller's affinity while its pass runs, else None}."""
+
+    def __init__(self):
+        self.lock, self.running, self.bound = threading.Lock(), 0, None
+        self.teams = threading.local()   # this thread's team: (size, system ids)
+
+    def start(self):
+        """A pass starts on this thread: place its team if it runs alone, else let every thread go."""
+        with self.lock:
+            self.running += 1
+            cores = team_cores() if self.running == 1 else None
+            if cores is None:
+                self.release()
+                return
+            me = threading.get_ident()
+            if not (self.bound and self.bound["caller"] == me and self.bound["cores"] == cores):
+                self.release()
+                ids = self.team_ids(len(cores))
+                if ids is None:
+                    return
+                self.bound = {"caller": me, "cores": cores, "ids": ids, "own": None}
+                try:
+                    for tid, core in zip(ids[1:], cores[1:]):
+                        os.sched_setaffinity(tid, {core})
+                except OSError:   # a kernel thread ended (OpenMP made the team anew): find it again next pass
+                    self.teams.ids = None
+                    self.release()
+                    return
+            self.bound["own"] = os.sched_getaffinity(0)
+            os.sched_setaffinity(0, {cores[0]})
+
+    def end(self):
+        """This thread's pass ends: it gets its own affinity back."""
+        with self.lock:
+            self.running -= 1
+            if self.bound and self.bound["caller"] == threading.get_ident() and self.bound["own"] is not None:
+                os.sched_setaffinity(0, self.bound["own"])
+                self.bound["own"] = None
+
+    def release(self):
+        """Let the bound team's threads run on any of the process's cores (its caller on its own affinity)."""
+        bound, self.bound = self.bound, None
+        if bound is None:
+            return
+        for tid, cores in [(bound["ids"][0], bound["own"])] + [(tid, bound["cores"]) for tid in bound["ids"][1:]]:
+            try:
+                if cores is not None and Path(f"/proc/self/task/{tid}").exists():
+                    os.sched_setaffinity(tid, cores)
+            except OSError:   # the thread ended meanwhile
+                pass
+
+    def team_ids(self, size):
+        """The system ids of this thread's team of `size` (the caller's first), or None where the kernel did not
+        give one a thread."""
+        known = getattr(self.teams, "ids", None)
+        if known is None or len(known) != size:
+            ids = np.zeros(size, np.int32)
+            _thread_ids(ids)
+            known = self.teams.ids = [int(i) for i in ids] if len(set(ids)) == size and ids.all() else []
+        return known or None
+
+
+_placement = _Placement()
 
 
 @contextmanager
 def placed():
     """A pass of parallel kernels on this thread with each of its team's threads on a core of its own (where
-    team_cores says so; else as the scheduler places them)."""
-    cores = team_cores()
-    if cores is not None and getattr(_pinned, "cores", None) != cores:
-        _pinned.cores, _pinned.bound = cores, _bind([[core] for core in cores])
-    if cores is None or not _pinned.bound:
-        yield
-        return
-    own = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {cores[0]})
+    team_cores says so and no other pass runs; else as the scheduler places them)."""
+    _placement.start()
     try:
         yield
     finally:
-        os.sched_setaffinity(0, own)
+        _placement.end()
 
 
 def release_team():
-    """Let this thread's kernel threads run on any of the process's cores again (as before their first placed
-    pass)."""
-    cores = sorted(os.sched_getaffinity(0))
-    _bind([cores] * numba.get_num_threads())
-    _pinned.cores = None
+    """Let the kernel threads bound by a placed pass run on any of the process's cores again. (Also what compiles
+    the kernel that finds the threads, for a wheel: a pass runs it only where the team fills the cores.)"""
+    with _placement.lock:
+        _placement.release()
+    _thread_ids(np.zeros(numba.get_num_threads(), np.int32))
