@@ -1,21 +1,21 @@
-"""Where the kernel threads run during a pass: each on a core of its own, where they fill the process's cores.
+"""Where the kernel threads run: each on a core of its own, where they fill the process's cores.
 
 Numba's OpenMP threads sleep between passes (threads.py: after GOMP_SPINCOUNT rounds). The first parallel kernel of
 a pass after a pause wakes them from the calling thread, and Linux places a woken thread near whatever woke it: on
 a 2-core virtual machine the caller woke (from its timer) on the core the kernel thread had slept on, the two then
 shared that core until the next load balance (a 4 ms tick), and the placement repeated pass after pass: Tiny
 Darknet's --fast forward took 17 ms instead of 7 in stretches of dozens of passes, a pause before each (make
-bench's, a stream's frames, a server's requests). With each thread on its own core, every pass took 7 ms.
+bench's, a stream's frames, a server's requests).
 
-So where the calling thread's team has as many threads as the process has cores (the usual case) and no other pass
-is running, `placed()` runs the pass with the caller on the first core and kernel thread t on core t. The kernel
-threads stay bound after the pass (they only ever run kernels; binding them again would cost a call per thread
-and pass); the caller only for the pass, its own affinity given back after it (threads it starts later are not
-confined). When a second pass starts meanwhile (a threaded server's), every thread is let go: two teams bound to
-the same cores ran yolov4-tiny from 4 threads at 15.2-16.3 images/s against 17.3-17.8 free. Nothing is pinned
-where the team is smaller (several processes share the machine: mpiexec's replicas, Dask's workers,
-`numba.set_num_threads`), where the user binds OpenMP's threads (OMP_PROC_BIND, OMP_PLACES, GOMP_CPU_AFFINITY),
-outside Linux, or under another threading layer than OpenMP's.
+So where the calling thread's team has as many threads as the process has cores (the usual case) and its pass runs
+alone, kernel thread t is bound to core t (t >= 1, the cores sorted), leaving the first to the caller: a forward
+every 30 ms, 7.6 ms on average instead of 10.2. They stay bound after the pass (they only ever run kernels). The
+caller is left free: binding it too for the pass measured 6.5-6.9 ms, but a thread started within a pass (a
+library's pool, started lazily) would keep its one core for good. When a second pass starts meanwhile (a threaded
+server's), the bound threads are let go: two teams bound to the same cores ran yolov4-tiny from 4 threads at
+15.2-16.3 images/s against 17.3-17.8 free. Nothing is bound where the team is smaller (several processes share the
+machine: mpiexec's replicas, Dask's workers, `numba.set_num_threads`), where the user binds OpenMP's threads
+(OMP_PROC_BIND, OMP_PLACES, GOMP_CPU_AFFINITY), outside Linux, or under another threading layer than OpenMP's.
 """
 import ctypes
 import functools
@@ -51,8 +51,8 @@ def _has_gettid():
 
 
 def team_cores():
-    """The cores of a placed pass on this thread, sorted (the caller's first, then kernel thread t's), or None
-    where nothing is pinned (see the module's docstring)."""
+    """The process's cores where this thread's passes are placed, sorted (kernel thread t's is the t-th), or None
+    where nothing is bound (see the module's docstring)."""
     if not sys.platform.startswith("linux") or any(name in os.environ for name in USER_BINDING):
         return None
     threads = numba.get_num_threads()   # (starts Numba's threads, which chooses the layer)
@@ -63,12 +63,12 @@ def team_cores():
 
 
 class _Placement:
-    """The passes running in this process, and the one team bound: {"caller": threading ident, "cores", "ids":
-    its threads' system ids (the caller's first), "own": the caller's affinity while its pass runs, else None}."""
+    """The passes running in this process, and the one team whose kernel threads are bound: {"caller": the
+    threading ident of the thread whose team it is, "cores", "ids": the team's system ids, the caller's first}."""
 
     def __init__(self):
         self.lock, self.running, self.bound = threading.Lock(), 0, None
-        self.teams = threading.local()   # this thread's team: (size, system ids)
+        self.teams = threading.local()   # this thread's team's system ids (`ids`), found once
 
     def start(self):
         """A pass starts on this thread: place its team if it runs alone, else let every thread go."""
@@ -84,34 +84,28 @@ class _Placement:
                 ids = self.team_ids(len(cores))
                 if ids is None:
                     return
-                self.bound = {"caller": me, "cores": cores, "ids": ids, "own": None}
+                self.bound = {"caller": me, "cores": cores, "ids": ids}
                 try:
                     for tid, core in zip(ids[1:], cores[1:]):
+                        if not Path(f"/proc/self/task/{tid}").exists():
+                            raise ProcessLookupError(tid)
                         os.sched_setaffinity(tid, {core})
                 except OSError:   # a kernel thread ended (OpenMP made the team anew): find it again next pass
                     self.teams.ids = None
                     self.release()
                     return
-            self.bound["own"] = os.sched_getaffinity(0)
-            os.sched_setaffinity(0, {cores[0]})
 
     def end(self):
-        """This thread's pass ends: it gets its own affinity back."""
         with self.lock:
             self.running -= 1
-            if self.bound and self.bound["caller"] == threading.get_ident() and self.bound["own"] is not None:
-                os.sched_setaffinity(0, self.bound["own"])
-                self.bound["own"] = None
 
     def release(self):
-        """Let the bound team's threads run on any of the process's cores (its caller on its own affinity)."""
+        """Let the bound team's kernel threads run on any of the process's cores again."""
         bound, self.bound = self.bound, None
-        if bound is None:
-            return
-        for tid, cores in [(bound["ids"][0], bound["own"])] + [(tid, bound["cores"]) for tid in bound["ids"][1:]]:
+        for tid in bound["ids"][1:] if bound else ():
             try:
-                if cores is not None and Path(f"/proc/self/task/{tid}").exists():
-                    os.sched_setaffinity(tid, cores)
+                if Path(f"/proc/self/task/{tid}").exists():   # (an id of this process's, not a reused one)
+                    os.sched_setaffinity(tid, bound["cores"])
             except OSError:   # the thread ended meanwhile
                 pass
 
@@ -131,8 +125,8 @@ _placement = _Placement()
 
 @contextmanager
 def placed():
-    """A pass of parallel kernels on this thread with each of its team's threads on a core of its own (where
-    team_cores says so and no other pass runs; else as the scheduler places them)."""
+    """A pass of parallel kernels on this thread with each of its team's kernel threads on a core of its own
+    (where team_cores says so and no other pass runs; else as the scheduler places them)."""
     _placement.start()
     try:
         yield
