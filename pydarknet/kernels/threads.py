@@ -12,10 +12,6 @@ only when pydarknet is imported first); a value the user set wins.
   hold, so `spin_briefly` keeps SHORT_SPIN rounds (about 0.1 ms).
 - OpenBLAS's own idle threads spin 2^28 cycles (about 0.1 s) after each product, taking the cores from every
   Numba loop that follows: 2^18 cycles (about 90 us) instead.
-- Numba's thread count is its default (the cores this process may use) written out: Numba works its default out
-  again from the calling thread's affinity whenever its configuration is reloaded (a compile after a NUMBA_
-  variable changed), and within a pass that thread runs on one core (placement.py): it would then find 1 and
-  refuse to go on ("Cannot set NUMBA_NUM_THREADS to a different value once the threads have been launched").
 The timings behind these choices are in docs/notes.md.
 """
 import os
@@ -29,7 +25,6 @@ def configure():
     os.environ.setdefault("NUMBA_THREADING_LAYER_PRIORITY", "omp tbb workqueue")
     os.environ.setdefault("GOMP_SPINCOUNT", SHORT_SPIN if os.environ.get("PYDARKNET_PRODUCTS") == "blas" else SPIN)
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "18")
-    os.environ.setdefault("NUMBA_NUM_THREADS", str(cores()))
 
 
 def cores():
