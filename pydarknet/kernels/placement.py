@@ -68,7 +68,6 @@ class _Placement:
 
     def __init__(self):
         self.lock, self.running, self.bound = threading.Lock(), 0, None
-        self.teams = threading.local()   # this thread's team's system ids (`ids`), found once
 
     def start(self):
         """A pass starts on this thread: place its team if it runs alone, else let every thread go."""
@@ -81,7 +80,7 @@ class _Placement:
             me = threading.get_ident()
             if not (self.bound and self.bound["caller"] == me and self.bound["cores"] == cores):
                 self.release()
-                ids = self.team_ids(len(cores))
+                ids = thread_ids()
                 if ids is None:
                     return
                 self.bound = {"caller": me, "cores": cores, "ids": ids}
@@ -91,7 +90,7 @@ class _Placement:
                             raise ProcessLookupError(tid)
                         os.sched_setaffinity(tid, {core})
                 except OSError:   # a kernel thread ended (OpenMP made the team anew): find it again next pass
-                    self.teams.ids = None
+                    _team.ids = None
                     self.release()
                     return
 
@@ -109,18 +108,22 @@ class _Placement:
             except OSError:   # the thread ended meanwhile
                 pass
 
-    def team_ids(self, size):
-        """The system ids of this thread's team of `size` (the caller's first), or None where the kernel did not
-        give one a thread."""
-        known = getattr(self.teams, "ids", None)
-        if known is None or len(known) != size:
-            ids = np.zeros(size, np.int32)
-            _thread_ids(ids)
-            known = self.teams.ids = [int(i) for i in ids] if len(set(ids)) == size and ids.all() else []
-        return known or None
-
 
 _placement = _Placement()
+_team = threading.local()   # this thread's team's system ids (`ids`), found once
+
+
+def thread_ids():
+    """The system ids of this thread's team of kernel threads (the caller's first), found once per team size, or
+    None where the kernel did not give each one a thread. (A wheel's warm-up calls it: a pass runs the kernel only
+    where the team fills the cores.)"""
+    size = numba.get_num_threads()
+    known = getattr(_team, "ids", None)
+    if known is None or len(known) != size:
+        ids = np.zeros(size, np.int32)
+        _thread_ids(ids)
+        known = _team.ids = [int(i) for i in ids] if len(set(ids)) == size and ids.all() else []
+    return known or None
 
 
 @contextmanager
@@ -135,8 +138,6 @@ def placed():
 
 
 def release_team():
-    """Let the kernel threads bound by a placed pass run on any of the process's cores again. (Also what compiles
-    the kernel that finds the threads, for a wheel: a pass runs it only where the team fills the cores.)"""
+    """Let the kernel threads bound by a placed pass run on any of the process's cores again."""
     with _placement.lock:
         _placement.release()
-    _thread_ids(np.zeros(numba.get_num_threads(), np.int32))

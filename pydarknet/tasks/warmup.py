@@ -304,7 +304,7 @@ def compile_jobs(folder, training=True, portable=False):
     """Functions that between them compile every kernel the commands use; `portable`, those a wheel carries
     (compile_for_wheel): not the reduced-precision products, whose kernels take the CPU's own instructions (they
     compile on the first use of --int16 or --bf16), and the training step of the demo networks only."""
-    from ..kernels.placement import release_team
+    from ..kernels.placement import thread_ids
     image = str(folder / "dog.jpg")
     other = folder / "other-layers.cfg"
     jobs = [lambda: decode_images(folder)]
@@ -312,7 +312,7 @@ def compile_jobs(folder, training=True, portable=False):
              for name in FORWARD_CFGS for darknet in ("pjreddie", "ab")]
     jobs += [lambda: evaluate(folder), lambda: small_network(other).forward(np.zeros((1, 3, 20, 20), np.float32)),
              track_two_frames, tiles_and_heatmaps, lambda: fast_and_reduced_products(reduced=not portable),
-             release_team]   # the placement's kernel, which a pass runs only where its threads fill the cores
+             thread_ids]   # the placement's kernel, which a pass runs only where its threads fill the cores
     if training:
         from .train.step import train_network
         jobs += [lambda n=name: train_step(shipped_cfg(n), folder) for name in (DEMO_CFGS if portable else TRAIN_CFGS)]
