@@ -375,8 +375,7 @@ def winograd_convolution(up, channels, filters, pad, out_h, out_w, scratch):
             transform_input2_rows(x, pad, xt, vt)
             pack_a_batch(vt, a)
             winograd_products_rows(a, up, mt)
-            transform_output2_rows(mt, yt, out_h, out_w, out)
-            apply(out, out_w, store)
+            transform_output2_rows(mt, yt, out_h, out_w, out, *store)
         return convolve
     rows = winograd_bands(filters, channels, out_h, out_w) if m == 4 else 0
     if rows:

@@ -396,10 +396,11 @@ def transform_input2_rows(x, pad, xt, VT):
 
 
 @njit(cache=True, parallel=True)
-def transform_output2_rows(MT, yt, out_h, out_w, out):
-    """transform_output2's sums (before any store) from M with the tiles as rows, MT (16, tiles, filters): each
-    tile's 2x2 outputs over the filters in vectors into yt (2 tiles_h, 2 tiles_w, filters), channel-last, then
-    copied into out (filters, out_h*out_w), those inside the output. The same floats."""
+def transform_output2_rows(MT, yt, out_h, out_w, out, affine, activation, pooled):
+    """transform_output2 from M with the tiles as rows, MT (16, tiles, filters): each tile's 2x2 outputs over the
+    filters in vectors into yt (2 tiles_h, 2 tiles_w, filters), channel-last, then copied into out (filters,
+    out_h*out_w), those inside the output, each filter's plane finished by the store (affine, activation, pooled:
+    kernels.epilogue's Store) while it is in the cache. The same floats."""
     tiles_w = yt.shape[1] // 2
     filters = MT.shape[2]
     for t in prange(MT.shape[1]):
@@ -419,6 +420,7 @@ def transform_output2_rows(MT, yt, out_h, out_w, out):
             src = yt[y]
             for x in range(out_w):
                 dst[y * out_w + x] = src[x, f]
+        store_rows(dst.reshape(out_h, out_w), 0, f, affine, activation, pooled)
 
 
 @njit(cache=True, parallel=True)
