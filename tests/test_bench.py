@@ -20,7 +20,28 @@ def test_median_times_alternates_and_keeps_missing_peers(monkeypatch):
     ours, missing, theirs = bench.median_times([taking("a", 2.0), None, taking("b", 0.5)], runs=3, warmup=1)
     assert (ours, missing, theirs) == (2.0, None, 0.5)
     # one warm-up round, then three timed rounds in turn, each run after the pools' spin has ended
-    assert calls == ["a", "b"] + ["quiet 0.02", "a", "quiet 0.02", "b"] * 3
+    assert calls[:2] == ["a", "b"]
+    rounds = [calls[2 + 4 * r:6 + 4 * r] for r in range(3)]
+    assert len(calls) == 14 and all(sorted(r) == ["a", "b", "quiet 0.02", "quiet 0.02"] for r in rounds)
+    assert all(r[0] == r[2] == "quiet 0.02" for r in rounds)
+
+
+def test_median_times_varies_which_runner_goes_before_each(monkeypatch):
+    """In a fixed order each runner would always follow the same one (whose weights evict its own from the
+    caches): every round takes a new order, the same in every bench run (seeded)."""
+    monkeypatch.setattr(bench.time, "sleep", lambda seconds: None)
+
+    def sequence():
+        calls = []
+        bench.median_times([lambda name=name: calls.append(name) for name in "abcd"], runs=15, warmup=0)
+        return calls
+
+    calls = sequence()
+    assert sorted(calls) == sorted("abcd" * 15)
+    assert all(sorted(calls[4 * r:4 * r + 4]) == list("abcd") for r in range(15))
+    before = {name: {calls[i - 1] for i in range(1, len(calls)) if calls[i] == name} - {name} for name in "abcd"}
+    assert all(len(others) == 3 for others in before.values()), before
+    assert sequence() == calls
 
 
 def test_report_line(capsys):

@@ -14,6 +14,7 @@ reference data is beside the checkout, else from `pydarknet download`'s cache, f
 import argparse
 import io
 import os
+import random
 import re
 import statistics
 import sys
@@ -48,15 +49,19 @@ QUIET = 0.02   # seconds between runs: longer than the spin of any idle pool (py
 
 def median_times(fns, runs, warmup=2, quiet=QUIET):
     """Median seconds of each function (None for a missing one), their runs taken in turn so that a busy spell
-    of the machine weighs on all of them alike. Each run starts `quiet` seconds after the one before, when the
-    threads it left spinning have left the cores to the next (whose own threads have then gone to sleep)."""
+    of the machine weighs on all of them alike, each round in a new order (a seeded shuffle): which runner ran just
+    before moves a forward as much as the pause does (its weights evict the next one's from the caches; docs/notes.md,
+    the eighth session), and in a fixed order each function would always follow the same one. Each run starts
+    `quiet` seconds after the one before, when the threads it left spinning have left the cores to the next (whose
+    own threads have then gone to sleep)."""
     present = [fn for fn in fns if fn is not None]
     for _ in range(warmup):
         for fn in present:
             fn()
     times = {fn: [] for fn in present}
+    rounds = random.Random(0)
     for _ in range(runs):
-        for fn in present:
+        for fn in rounds.sample(present, len(present)):
             time.sleep(quiet)
             start = time.perf_counter()
             fn()
