@@ -86,7 +86,7 @@ class _Placement:
                 self.bound = {"caller": me, "cores": cores, "ids": ids}
                 try:
                     for tid, core in zip(ids[1:], cores[1:]):
-                        if not Path(f"/proc/self/task/{tid}").exists():
+                        if not _ours(tid):
                             raise ProcessLookupError(tid)
                         os.sched_setaffinity(tid, {core})
                 except OSError:   # a kernel thread ended (OpenMP made the team anew): find it again next pass
@@ -103,10 +103,15 @@ class _Placement:
         bound, self.bound = self.bound, None
         for tid in bound["ids"][1:] if bound else ():
             try:
-                if Path(f"/proc/self/task/{tid}").exists():   # (an id of this process's, not a reused one)
+                if _ours(tid):
                     os.sched_setaffinity(tid, bound["cores"])
             except OSError:   # the thread ended meanwhile
                 pass
+
+
+def _ours(tid):
+    """Whether the system's thread id `tid` is still a thread of this process's (not an id reused after it ended)."""
+    return Path(f"/proc/self/task/{tid}").exists()
 
 
 _placement = _Placement()
