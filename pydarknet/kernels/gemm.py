@@ -54,7 +54,7 @@ import functools
 
 import numba
 import numpy as np
-from llvmlite import ir
+from llvmlite import binding, ir
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -178,11 +178,18 @@ def _pmaddwd(builder, lanes):
     return _declare(builder, name, ir.VectorType(_I32, lanes), [halves, halves])
 
 
-def _dpwssd(builder, lanes):
-    """vpdpwssd (AVX-VNNI, AVX512-VNNI): lanes int32 sums + the sums of adjacent int16 products, in one."""
-    halves = ir.VectorType(ir.IntType(16), 2 * lanes)
+def _dpwssd(builder, lanes, acc, a, b):
+    """acc + the sums of adjacent int16 products of a and b (vectors of 2*lanes int16), lanes int32: one vpdpwssd
+    (AVX512-VNNI at 16 lanes, AVX-VNNI's VEX form at 8), written as the instruction itself. Through its intrinsic,
+    LLVM's machine combiner split 420 of the chain kernel's 450 back into vpmaddwd and vpaddd on Intel's cores
+    (their machine model makes the add's 1 cycle, not the instruction's 5, the sum's chain), twice the
+    instructions where the register tiles' 12 sums already hide the latency."""
+    binding.initialize_native_asmparser()   # (Numba's code generator reads no assembly of its own)
     words = ir.VectorType(_I32, lanes)
-    return _declare(builder, f"llvm.x86.avx512.vpdpwssd.{32 * lanes}", words, [words, halves, halves])
+    halves = ir.VectorType(ir.IntType(16), 2 * lanes)
+    form = "vpdpwssd" if lanes == 16 else "{vex} vpdpwssd"
+    return builder.asm(ir.FunctionType(words, [words, halves, halves]), form + " $3, $2, $0", "=v,0,v,v",
+                       [acc, a, b], False)
 
 
 class _BFloat(ir.Type):
@@ -358,7 +365,7 @@ def _make_micro(mr, nv, rows="packed"):
                     splat = a_word(a_ptr, r, halves)
                     for v in range(nv):
                         if vnni:   # the multiply and the add in one instruction, into the sum's register
-                            new.append(builder.call(_dpwssd(builder, lanes), [acc[r * nv + v], splat, bvec[v]]))
+                            new.append(_dpwssd(builder, lanes, acc[r * nv + v], splat, bvec[v]))
                             continue
                         total = builder.add(acc[r * nv + v], builder.call(_pmaddwd(builder, lanes), [splat, bvec[v]]))
                         # an empty asm holding each sum: integer adds may be regrouped, and LLVM's pairing of two

@@ -7,8 +7,8 @@
 - The products are summed in int32 by the chain kernel's register tiles (gemm._make_micro on int32 arrays):
   each 32-bit word holds two int16, adjacent channels, and one instruction multiplies the halves of two words
   and adds both products to a 32-bit lane: with AVX-VNNI or AVX512-VNNI one vpdpwssd, the sum's add included,
-  twice a float32 FMA's multiply-adds per lane (LLVM's machine model for Intel's cores splits some of a chain's
-  back into the two below); elsewhere pmaddwd (AVX2, AVX-512BW) and an add.
+  twice a float32 FMA's multiply-adds per lane (written as the instruction itself: gemm._dpwssd); elsewhere
+  pmaddwd (AVX2, AVX-512BW) and an add.
 - The sums of a k block (at most gemm.KC words, 2 KC products) cannot overflow int32: 2 x 256 x 2047 x 2047
   < 2^31. Blocks are added in float32; the caller multiplies each filter's sums by its unit times the image's
   (returned by `conv_int16`).
