@@ -89,16 +89,23 @@ class Emulated:
                 amx.to_bf16_blocked(out.reshape(filters, out_h, out_w), words[1], words[0])
         return convolve
 
-    # --int16 (int16.quantize_weights, conv_int16; quantize_winograd_weights, conv_int16_winograd)
+    # --int16 (int16.quantize_weights, int16_convolution; quantize_winograd_weights, conv_int16_winograd)
     def quantize_weights(self, weights, channels, size):
         q, units = twelve_bits(weights, 1, divide=True)
         return q, units[:, 0].astype(np.float32)
 
-    def conv_int16(self, a, units, x, size, stride, pad, dilation, out_h, out_w, out, scratch):
-        q, unit = twelve_bits(x, None)
-        out[...] = (a @ self.columns(q.astype(np.float32), size, stride, pad, dilation, out_h, out_w)
-                    .astype(np.float64)).astype(np.float32)   # integers below 2^53: exact in any order
-        return units * np.float32(unit.item())
+    def int16_convolution(self, a, units, shape, size, stride, pad, dilation, out_h, out_w, scratch):
+        def convolve(x, out, store, pooled_only):   # (the output is written either way)
+            q, unit = twelve_bits(x, None)
+            out[...] = (a @ self.columns(q.astype(np.float32), size, stride, pad, dilation, out_h, out_w)
+                        .astype(np.float64)).astype(np.float32)   # integers below 2^53: exact in any order
+            factors = units * np.float32(unit.item())
+            if store.affine.shape[1]:   # the factors first, then the store's arithmetic (epilogue.store_rows)
+                store.affine[3] = factors
+                apply(out, out_w, store)
+            else:
+                out *= factors[:, None]
+        return convolve
 
     def quantize_winograd_weights(self, weights, channels):
         q, units = twelve_bits(transform_weights(weights, channels, 2), 2, divide=True)   # per position and filter
@@ -121,8 +128,8 @@ def emulate(engine, monkeypatch):
     monkeypatch.setattr(bf16, "unavailable", lambda: None)
     monkeypatch.setattr(int16, "unavailable", lambda: None)
     emulated = Emulated()
-    for name in ("pack_bf16", "bf16_convolution", "quantize_weights", "conv_int16", "quantize_winograd_weights",
-                 "conv_int16_winograd"):
+    for name in ("pack_bf16", "bf16_convolution", "quantize_weights", "int16_convolution",
+                 "quantize_winograd_weights", "conv_int16_winograd"):
         monkeypatch.setattr(convolutional, name, getattr(emulated, name))
     products.set_backend("int16" if engine == "int16" else "bf16")
     assert products.backend() == ("int16" if engine == "int16" else "bf16")

@@ -30,8 +30,10 @@ ACTIVATIONS = (LINEAR, LEAKY, RELU)   # those the store computes (one compare an
 
 
 class Store(NamedTuple):
-    """One image's fused store: affine (3, filters) float32 rows center, scale, shift; activation (LINEAR, LEAKY or
-    RELU); pooled (filters, oh, ow), the 2x2 stride-2 max pool's output filled as rows are stored, or NO_POOL."""
+    """One image's fused store: affine (3, filters) float32 rows center, scale, shift, or (4, filters) with each
+    filter's factor in row 3, by which its sums are multiplied first (the int16 products' integer sums back to
+    floats: `with_factors`); activation (LINEAR, LEAKY or RELU); pooled (filters, oh, ow), the 2x2 stride-2 max
+    pool's output filled as rows are stored, or NO_POOL."""
     affine: np.ndarray
     activation: int
     pooled: np.ndarray
@@ -39,6 +41,12 @@ class Store(NamedTuple):
 
 NO_POOL = np.zeros((0, 0, 0), np.float32)
 NONE = Store(np.zeros((3, 0), np.float32), LINEAR, NO_POOL)   # the raw sums stored as they are
+
+
+def with_factors(store):
+    """`store` with a row of factors (affine's row 3, ones until the products fill it), in an affine of its own:
+    each image's products write theirs."""
+    return store._replace(affine=np.vstack((store.affine, np.ones((1, store.affine.shape[1]), np.float32))))
 
 
 @njit(cache=True, inline="always")
@@ -93,11 +101,13 @@ def affine_activate_row(row, center, scale, shift, activation):
 
 @njit(cache=True, inline="always")
 def store_rows(rows, y0, f, affine, activation, pooled):
-    """Filter f's finished output rows (n, out_w), output rows y0.. of the layer: the affine and activation in
-    place, then, with a pool, the pool's rows from them (pool_rows)."""
+    """Filter f's finished output rows (n, out_w), output rows y0.. of the layer: the factor (where affine has one),
+    the affine and activation in place, then, with a pool, the pool's rows from them (pool_rows)."""
     if affine.shape[1] == 0:
         return
     for i in range(rows.shape[0]):
+        if affine.shape[0] > 3:
+            rows[i] *= affine[3, f]
         affine_activate_row(rows[i], affine[0, f], affine[1, f], affine[2, f], activation)
     pool_rows(rows, y0, f, pooled)
 
@@ -113,20 +123,14 @@ def pool_rows(rows, y0, f, pooled):
 POOL_BAND = 16   # rows finished then pooled at a time by `apply` (even); 416 wide, 26 KiB, in L1
 
 
-NO_FACTORS = np.zeros(0, np.float32)
-
-
 @njit(cache=True, parallel=True)
-def _apply(out, width, factors, affine, activation, pooled):
+def _apply(out, width, affine, activation, pooled):
     filters = out.shape[0]
     height = out.shape[1] // width
     for f in prange(filters):
         plane = out[f].reshape(height, width)
         for y0 in range(0, height, POOL_BAND):
-            rows = plane[y0:y0 + POOL_BAND]
-            if factors.size:   # the int16 products' integer sums back to floats, in the cache
-                rows *= factors[f]
-            store_rows(rows, y0, f, affine, activation, pooled)
+            store_rows(plane[y0:y0 + POOL_BAND], y0, f, affine, activation, pooled)
 
 
 @njit(cache=True, parallel=True)
@@ -142,9 +146,8 @@ def pool(out, width, store):
         _pool(out, width, store.pooled)
 
 
-def apply(out, width, store, factors=NO_FACTORS):
+def apply(out, width, store):
     """The store on one image's raw sums out (filters, out_h*out_w) of rows `width` wide, in a pass of its own:
-    for the products that do not store through it. `factors` (filters,): each filter's sums are multiplied by
-    its factor first, in the same pass (the int16 products' scale back to floats)."""
+    for the products that do not store through it."""
     if store.affine.shape[1]:
-        _apply(out, width, factors, *store)
+        _apply(out, width, *store)

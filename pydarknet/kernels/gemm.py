@@ -449,7 +449,7 @@ def _make_micro(mr, nv, rows="packed"):
                     exact_block = builder.block
             out = _phis(builder, (out_fused, fused_block), (out_exact, exact_block))
         first = {"packed": 13, "strided": 14, "offsets": 15}[rows]   # the store's arguments: after fused, ldb or o_off
-        out = _finished(context, builder, signature.args[first], *args[first:first + 3], h_v, out, mr, nv)
+        out = _finished(context, builder, signature.args[first], *args[first:first + 3], h_v, out, mr, nv, pairs)
         if rows == "strided":   # the residual, where one is given: read where C's tile lies in C
             residual = context.make_array(signature.args[17])(context, builder, args[17])
             entry = builder.block
@@ -525,12 +525,13 @@ _micro6_half_offsets = _make_micro(6, 1, "offsets")
 _micro4_half_offsets = _make_micro(4, 1, "offsets")
 
 
-def _finished(context, builder, aty, affine, row0, activation, h, sums, mr, nv):
+def _finished(context, builder, aty, affine, row0, activation, h, sums, mr, nv, factored=False):
     """The fused store's arithmetic (kernels.epilogue.affine_activate_row) on a register tile's finished sums, where
     activation >= 0: (sum - center) * scale + shift, a subtraction, a multiply and an add, each rounded (as that
     function runs, inlined into its callers), then leaky's 0.1 x below zero, relu's 0, or nothing (LINEAR): the
     same floats. Center, scale and shift of tile row r are affine[0..2, row0 + r] (affine (3, M)), rows past h
-    reading row0's."""
+    reading row0's. `factored` (the int16 products): each sum is first multiplied by its row's factor,
+    affine[3, row0 + r] where affine has that row (epilogue.store_rows's order)."""
     from .activations import LEAKY, RELU
     vec = sums[0].type
     lanes = vec.count
@@ -542,13 +543,20 @@ def _finished(context, builder, aty, affine, row0, activation, h, sums, mr, nv):
     with builder.if_then(builder.icmp_signed(">=", activation, _i64(0))):
         leaky = builder.icmp_signed("==", activation, _i64(LEAKY))
         relu = builder.icmp_signed("==", activation, _i64(RELU))
+        if factored:
+            has_factors = builder.icmp_signed(">", builder.extract_value(table.shape, 0), _i64(3))
         done = []
         for r in range(mr):
             row = builder.select(builder.icmp_signed("<", _i64(r), h), builder.add(row0, _i64(r)), row0)
             center, scale, shift = (_splat(builder, builder.load(
                 builder.gep(data, [builder.add(builder.mul(_i64(i), stride), row)])), lanes) for i in range(3))
+            if factored:   # (row 0's address where there is no factor row: a float read, then not used)
+                at = builder.select(has_factors, builder.add(builder.mul(_i64(3), stride), row), row)
+                factor = builder.select(has_factors, builder.load(builder.gep(data, [at])), ir.Constant(_F32, 1.0))
+                factor = _splat(builder, factor, lanes)
             for v in range(nv):
-                x = builder.fadd(builder.fmul(builder.fsub(sums[r * nv + v], center), scale), shift)
+                x = builder.fmul(sums[r * nv + v], factor) if factored else sums[r * nv + v]
+                x = builder.fadd(builder.fmul(builder.fsub(x, center), scale), shift)
                 above = builder.fcmp_ordered(">", x, zero)
                 x = builder.select(leaky, builder.select(above, x, builder.fmul(tenth, x)),
                                    builder.select(relu, builder.select(above, x, zero), x))

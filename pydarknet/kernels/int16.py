@@ -10,8 +10,8 @@
   twice a float32 FMA's multiply-adds per lane (written as the instruction itself: gemm._dpwssd); elsewhere
   pmaddwd (AVX2, AVX-512BW) and an add.
 - The sums of a k block (at most gemm.KC words, 2 KC products) cannot overflow int32: 2 x 256 x 2047 x 2047
-  < 2^31. Blocks are added in float32; the caller multiplies each filter's sums by its unit times the image's
-  (returned by `conv_int16`).
+  < 2^31. Blocks are added in float32, then each filter's sums are multiplied by its unit times the image's as
+  the output is stored (products.int16_convolution).
 
 Why 12 bits and not int8: the instruction costs the same for any value that fits 16 bits, and int8 weights
 (per output channel, the image in 16 bits) moved yolov3-tiny's, yolov4-tiny's and Yolo-Fastest's probabilities
@@ -158,19 +158,6 @@ def image_words(x, words):
     unit = peak / IMAGE_LEVELS if peak > 0 else 1.0
     _round_pairs(x, np.float32(1.0 / unit), words)
     return unit
-
-
-def conv_int16(a, units, x, size, stride, pad, dilation, out_h, out_w, out, scratch, conv_words):
-    """out (filters, out_h*out_w) = the convolution of image x (c, h, w) by the words a (quantize_weights), as
-    int32 sums per k block added in float32, in units of `units` times the image's: returns those units (filters,)
-    float32, by which the caller multiplies each filter's row. conv_words: the product of word weights and a word
-    image (products.conv_words, which picks between gemm's drivers); scratch(name, shape, dtype) gives kept
-    arrays."""
-    c, h, w = x.shape
-    words = scratch("int16_image", ((c + 1) // 2, h, w), np.int32)
-    unit = image_words(x, words)
-    conv_words(a, words, size, stride, pad, dilation, out_h, out_w, out)
-    return units * np.float32(unit)
 
 
 def quantize_winograd_weights(weights, channels):

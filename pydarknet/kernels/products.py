@@ -444,11 +444,27 @@ def conv_words(a, words, size, stride, pad, dilation, out_h, out_w, out):
         conv_image(a, words, 0, size, stride, pad, dilation, out_h, out_w, out)
 
 
-def conv_int16(a, units, x, size, stride, pad, dilation, out_h, out_w, out, scratch):
-    """out (filters, out_h*out_w) = the convolution of image x (c, h, w) by the 12-bit weights a, units
-    (int16.quantize_weights), in units of the returned (filters,) float32 (kernels/int16.py)."""
-    from .int16 import conv_int16 as convolve
-    return convolve(a, units, x, size, stride, pad, dilation, out_h, out_w, out, scratch, conv_words)
+def int16_convolution(a, units, shape, size, stride, pad, dilation, out_h, out_w, scratch):
+    """The int16 products of images of `shape` (c, h, w) by the 12-bit weights a, units (int16.quantize_weights),
+    decided once: returns convolve(x, out, store, pooled_only), which rounds x to 12-bit words (int16.image_words)
+    and multiplies them with the chain kernel (image_convolution on the words). Each filter's integer sums become
+    floats by its factor, units times the image's unit: in the store (its affine made by epilogue.with_factors:
+    the register tiles or the store's pass multiply by it first), or, without a store, in a pass of their own.
+    scratch(name, shape, dtype) gives kept arrays. A convolution's plan keeps it."""
+    from .int16 import image_words, scale_rows
+    c, h, w = shape
+    words = scratch("int16_image", ((c + 1) // 2, h, w), np.int32)
+    product = image_convolution(a, words.shape, 0, size, stride, pad, dilation, out_h, out_w)
+
+    def convolve(x, out, store, pooled_only):
+        factors = units * np.float32(image_words(x, words))
+        if store.affine.shape[1]:
+            store.affine[3] = factors
+            product(words, out, store, pooled_only)
+        else:
+            product(words, out, store, False)
+            scale_rows(out, factors)
+    return convolve
 
 
 BF16_CHANNELS = 32

@@ -7,8 +7,8 @@ tools/profile_forward.py's per-layer part is this table in the process's mode.
 The products are the calls a [convolutional] or [connected] layer makes into kernels.products (PRODUCT_CALLS),
 each timed whole: so their time includes what those calls do inside them (the columns packed from the image, the
 Winograd transforms, the image rounded into int16 or bf16 words and copied into padded planes). Everything else a
-layer does is the rest: batch-norm, bias and activation, int16's scaling back to floats, pooling, upsampling,
-concatenation and the other layers' copies.
+layer does is the rest: batch-norm, bias and activation, pooling, upsampling, concatenation and the other layers'
+copies.
 """
 import functools
 import re
@@ -29,14 +29,14 @@ from pydarknet.tasks import engines
 # The product calls of each layer type, by the names its module calls them under.
 PRODUCT_CALLS = {"convolutional": (convolutional, ("gemm_nn", "conv_image", "image_convolution",
                                                    "pointwise_convolution", "winograd_convolution", "bf16_convolution",
-                                                   "conv_int16", "conv_int16_winograd", "depthwise_convolution")),
+                                                   "int16_convolution", "conv_int16_winograd",
+                                                   "depthwise_convolution")),
                  "connected": (connected, ("gemm_nn",))}
 # Of those, the ones that make a convolution for a layer's plan to keep (Convolutional.plan): what they return is timed.
 PREPARED = ("image_convolution", "pointwise_convolution", "winograd_convolution", "bf16_convolution",
-            "depthwise_convolution")
+            "int16_convolution", "depthwise_convolution")
 QUIET = 0.02   # seconds before each timed pass (peers.QUIET: the threads of the pass before have gone to sleep)
 STORED = "store"   # among a layer's calls: its products finished the output as they stored it (the fused plan)
-SCALED = "scaled store"   # among a layer's calls: int16's scaling done in the store's pass (apply's factors)
 
 
 class LayerTime(NamedTuple):
@@ -109,14 +109,6 @@ def _recording(recorder):
                for module, names in PRODUCT_CALLS.values() for name in names]
     patches += [(convolutional, name, counted(getattr(convolutional, name), lambda args, array: array))
                 for name in ("scratch", "aligned_scratch")]
-    def scaling(call):
-        def run(out, width, store, *factors):
-            if factors and factors[0].size:
-                recorder.calls[recorder.layer].add(SCALED)
-            return call(out, width, store, *factors)
-        return run
-
-    patches.append((convolutional, "apply", scaling(convolutional.apply)))
     originals = [(module, name, getattr(module, name)) for module, name, _ in patches]
     try:
         for module, name, patched in patches:
@@ -149,8 +141,7 @@ def layer_bytes(net, index, given, output, written_before, pooled, scratch, call
     """(bytes the layer moves, bytes its passes outside the products move): an estimate by the float32 planes (and
     the scratch arrays), each counted in full as if it went to memory and back (a plane still in the cache moves
     less). A layer with products reads its input and weights, writes its output, writes and reads the scratch its
-    products fill; its passes after them read and write the output (batch-norm, bias, activation), once more for
-    int16's scaling back to floats where the store's pass does not do it (calls has SCALED where it does), and
+    products fill; its passes after them read and write the output (batch-norm, bias, activation) and
     write the max pool's output it pools into, unless its products stored through the fused plan (calls has
     STORED: those passes are then the products', and the pool's output is counted in what the layer moves, not in
     its passes). Another layer reads its input and the other layers it reads (a [route]: the parts it copies) and
@@ -167,8 +158,7 @@ def layer_bytes(net, index, given, output, written_before, pooled, scratch, call
         read = given.nbytes if words_in is None else words_in.nbytes
         written = output.nbytes if words_out is None else words_out.nbytes
         pool = 0 if pooled is None else pooled.nbytes
-        scalings = 2 if "conv_int16" in calls and SCALED not in calls else 1   # int16's scaling: a pass of its own
-        passes = 0 if STORED in calls else 2 * output.nbytes * scalings + pool
+        passes = 0 if STORED in calls else 2 * output.nbytes + pool
         weights = getattr(layer, "weights", None)
         moved = read + (0 if weights is None else weights.nbytes) + written + 2 * scratch + passes
         return moved + (pool if STORED in calls else 0), passes
@@ -232,7 +222,7 @@ COLUMNS = ("ms: the layer's forward; products: its product calls (the convolutio
            "and weights read, output written (the next layer's bf16 words where the layer hands them over, which "
            "that layer reads), the products' scratch (Winograd's V and M, words, padded copies) "
            "written and read, and the rest's passes; rest MB: the rest's passes alone (a product's output read and "
-           "written by bias and activation, and again by int16's scaling where apart; the max pool it pools into "
+           "written by bias and activation; the max pool it pools into "
            "written; none where the products stored through the fused plan; "
            "another layer's inputs read and output written, nothing for a view or an output written in place); "
            "GB/s: rest MB / rest ms")

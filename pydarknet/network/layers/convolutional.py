@@ -32,15 +32,16 @@ from ...kernels.activations import (ACROSS_CHANNELS, CODE as ACTIVATIONS, LINEAR
                                     activate_channels, fork_scalar)
 from ...kernels.conv import (col2im_batch, depthwise_convolution, im2col_batch, im2col_t, normalize_activate_maxpool,
                              normalize_scale_bias_activate, pad_images)
-from ...kernels.epilogue import ACTIVATIONS as STORED_ACTIVATIONS, NO_POOL, NONE, Store, affine_table, apply
+from ...kernels.epilogue import (ACTIVATIONS as STORED_ACTIVATIONS, NO_POOL, NONE, Store, affine_table, apply,
+                                 with_factors)
 from ...kernels.gemm import NO_RESIDUAL
-from ...kernels.int16 import conv_int16_winograd, quantize_weights, quantize_winograd_weights, scale_rows
+from ...kernels.int16 import conv_int16_winograd, quantize_weights, quantize_winograd_weights
 from ...kernels.pool import tiles_2x2
-from ...kernels.products import (backend, bf16_convolution, bf16_kernel, blocked_input, conv_image, conv_int16,
+from ...kernels.products import (backend, bf16_convolution, bf16_kernel, blocked_input, conv_image,
                                  conv_weight_gradient, conv_weight_gradient_image, gemm_nn, gemm_tn, image_convolution,
-                                 int16_kernel, pack_bf16, pack_winograd, packs_images, pointwise_convolution,
-                                 weight_gradient_from_image, weight_gradient_transposed, winograd_convolution,
-                                 winograd_rows, winograd_tile)
+                                 int16_convolution, int16_kernel, pack_bf16, pack_winograd, packs_images,
+                                 pointwise_convolution, weight_gradient_from_image, weight_gradient_transposed,
+                                 winograd_convolution, winograd_rows, winograd_tile)
 from ...kernels.winograd import transform_weights
 from .base import Layer, fast_inference, zeros
 
@@ -194,10 +195,11 @@ class Plan(NamedTuple):
     weights: np.ndarray    # what the products multiply: the layer's weights, or the fork's with batch-norm folded
     terms: list | None     # (mean, variance, scales, biases, normalize) of the pass after the products
     store: Store | None    # fused_store's, finishing the products' output as they store it
-    stores: tuple          # the store of each image (its own part of the pool's output), NONE without a store
-    form: str | None       # product_form's products and the weights in their form; for "bf16", "winograd" and
+    stores: tuple          # the store of each image (its own part of the pool's output; for the int16 products its
+                           # own factors: epilogue.with_factors), NONE without a store
+    form: str | None       # product_form's products and the weights in their form; for "bf16", "winograd", "int16",
     kept: object           # "image", "pointwise" and "depthwise", its convolution of one image, decided (bf16_,
-                           # winograd_, image_, pointwise_ and depthwise_convolution)
+                           # winograd_, int16_, image_, pointwise_ and depthwise_convolution)
     pooled_only: bool      # the store pools and the output is left unwritten (may_skip_output)
     pool: Layer | None     # the [maxpool] the store fills, from channel `first` of its input
     first: int
@@ -408,15 +410,6 @@ class Convolutional(Layer):
                 else:   # rounded into the next layer's input instead of the output
                     kept(images[b], out[b], stores[b], pooled_only, (plan.words_out[b], plan.words_pad))
             return out
-        if form == "int16":   # the int16 products: integer sums, each filter's row then scaled to floats
-            a, units = kept
-            for b in range(batch):
-                scale = conv_int16(a, units, x[b], self.size, self.stride, pad, d, out_h, out_w, out[b], plan.scratch)
-                if stores[b].affine.shape[1]:   # scaled in the store's pass
-                    apply(out[b], out_w, stores[b], scale)
-                else:
-                    scale_rows(out[b], scale)
-            return out
         if form == "int16_winograd":   # F(2x2, 3x3) with the int16 products
             a, units = kept
             for b in range(batch):
@@ -426,7 +419,7 @@ class Convolutional(Layer):
             for b in range(batch):
                 kept(x[b], out[b], stores[b])
             return out
-        if form == "image":   # conv_image's products, as the plan prepared them
+        if form in ("image", "int16"):   # conv_image's or the int16 products, as the plan prepared them
             for b in range(batch):
                 kept(x[b], out[b], stores[b], pooled_only)
             return out
@@ -529,6 +522,9 @@ class Convolutional(Layer):
         if form == "depthwise":   # its copies made once
             kept = depthwise_convolution(self.in_shape, self.size, self.stride, self.pad * self.dilation,
                                          self.dilation, kept)
+        if form == "int16":   # the chain kernel on the image's words, decided once
+            kept = int16_convolution(*kept, self.in_shape, self.size, self.stride, self.pad * self.dilation,
+                                     self.dilation, out_h, out_w, scratch)
         by_image = self.image_products(batch) if form is None else None
         if by_image == "image":   # the chain kernel's, from the image
             form, kept = "image", image_convolution(weights, self.in_shape, 0, self.size, self.stride,
@@ -539,6 +535,8 @@ class Convolutional(Layer):
         pool, first = self.pool_target(net, batch) if pooled else (None, 0)
         stores = tuple(NONE if store is None else store._replace(pooled=store.pooled[b]) if pooled else store
                        for b in range(batch))
+        if form == "int16" and store is not None:   # each image's factors (its sums back to floats) in its store
+            stores = tuple(with_factors(image_store) for image_store in stores)
         output = self.output_buffer(batch)
         residual = self.residual_added(form, store, code, inline)
         return Plan(key, code, inline, weights, terms, store, stores, form, kept,
