@@ -434,8 +434,8 @@ def _words_kernel(channels, size, stride, dilation, out_h, out_w, over_f4):
 
 def conv_words(a, words, size, stride, pad, dilation, out_h, out_w, out):
     """out (filters, out_h*out_w) = the product of weights a (filters, pairs*size*size) and the im2col of an image
-    (pairs, h, w), both in words of two channels (kernels/int16.py's int16 pairs, kernels/bf16.py's bf16 pairs):
-    gemm's flat product for 1 x 1 kernels, else conv_image's."""
+    (pairs, h, w), both in words of two channels (kernels/bf16.py's bf16 pairs, for vdpbf16ps; the int16 products
+    keep theirs in int16_convolution): gemm's flat product for 1 x 1 kernels, else conv_image's."""
     filters, k = a.shape
     if size == 1 and stride == 1 and pad == 0:
         L = words.shape[1] * words.shape[2]
