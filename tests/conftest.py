@@ -136,6 +136,14 @@ def small_classifier(tmp_path_factory):
 WHEEL = {}   # the session's wheel build (tools/fresh_install.WheelBuild), started at collection, and its folder
 
 
+def pytest_configure(config):
+    """Numba's cache of the kernels checked against their sources (kernels/shipped.py's `fresh`) from the session's
+    first kernel, not from its first Network: in the editable tree a test that calls kernels directly, run first
+    after an edit to gemm.py alone, loaded conv.py's `_conv_direct` with the old register tile inlined."""
+    from pydarknet.kernels import shipped
+    shipped.install()
+
+
 def pytest_collection_modifyitems(session, config, items):
     """Start building the wheel that `installed` installs as soon as a collected test needs it: the build (minutes
     of compiling, a process per CPU level) then runs, at a low priority, beside the tests before the first that
