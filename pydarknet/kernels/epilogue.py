@@ -106,9 +106,9 @@ def store_rows(rows, y0, f, affine, activation, pooled):
     the affine and activation in place, then, with a pool, the pool's rows from them (pool_rows)."""
     if affine.shape[1] == 0:
         return
+    if affine.shape[0] > 3:
+        rows *= affine[3, f]
     for i in range(rows.shape[0]):
-        if affine.shape[0] > 3:
-            rows[i] *= affine[3, f]
         affine_activate_row(rows[i], affine[0, f], affine[1, f], affine[2, f], activation)
     pool_rows(rows, y0, f, pooled)
 
