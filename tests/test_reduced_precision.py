@@ -81,6 +81,12 @@ def bf16_products():
     products.set_backend(previous)
 
 
+def scratch_in(kept):
+    """A plan's scratch(name, shape, dtype) for products called outside a network: each name's array made once (on
+    a cache line, as the plans' are) and kept in the dict `kept`."""
+    return lambda name, shape, dtype: kept.setdefault(name, aligned_zeros(shape, dtype))
+
+
 def reference(weights, x, size, stride, pad, dilation, out_h, out_w):
     """The convolution of the bf16-rounded operands, summed in float64."""
     c = x.shape[0]
@@ -111,8 +117,7 @@ def test_amx_convolution_is_the_product_of_the_rounded_operands(bf16_products, c
     kernel = "packed" if dilation > 1 or stride > 2 else "blocked"   # whatever the rule
     out, kept = np.full((filters, out_h * out_w), np.nan, np.float32), {}
     products.conv_bf16(products.pack_bf16(weights, channels, size, kernel), kernel, filters, x, size, stride,
-                       pad, dilation, out_h, out_w, out,
-                       lambda name, shape, dtype: kept.setdefault(name, aligned_zeros(shape, dtype)))
+                       pad, dilation, out_h, out_w, out, scratch_in(kept))
     assert np.abs(out - expected).max() <= 2e-6 * np.abs(expected).max(), kernel
 
 
@@ -144,7 +149,7 @@ def test_the_tiles_store_is_the_pass_after_them_bit_for_bit(bf16_products, kerne
         store = Store(affine_table(mean, variance, scales, biases, True, False), CODE[activation], pooled)
         out = np.full((filters, out_h * out_w), np.nan, np.float32)
         products.conv_bf16(a, kernel, filters, x, size, stride, pad, 1, out_h, out_w, out,
-                           lambda name, shape, dtype: kept.setdefault(name, aligned_zeros(shape, dtype)),
+                           scratch_in(kept),
                            store if fused else NONE)
         if not fused:
             apply(out, out_w, store)
@@ -155,7 +160,7 @@ def test_the_tiles_store_is_the_pass_after_them_bit_for_bit(bf16_products, kerne
     if kernel == "blocked":   # an output only the pool reads: the pool's alone is written
         out[...], pooled[...] = np.nan, np.nan
         products.conv_bf16(a, kernel, filters, x, size, stride, pad, 1, out_h, out_w, out,
-                           lambda name, shape, dtype: kept.setdefault(name, aligned_zeros(shape, dtype)),
+                           scratch_in(kept),
                            store._replace(pooled=pooled), pooled_only=True)
         assert np.isnan(out).all() and np.array_equal(pooled, pooled_apart)
 
@@ -297,7 +302,7 @@ def test_dpbf16ps_convolution_is_the_emulated_instruction(channels, h, w, filter
     out = np.full((filters, out_h * out_w), np.nan, np.float32)
     kept = {}
     products.conv_bf16(a, "direct", filters, x, size, stride, pad, dilation, out_h, out_w, out,
-                       lambda name, shape, dtype: kept.setdefault(name, aligned_zeros(shape, dtype)))
+                       scratch_in(kept))
     emulated = dpbf16ps_emulated(a, word_columns(kept["bf16_image"], size, stride, pad, dilation, out_h, out_w))
     assert np.abs(out - emulated).max() <= DPBF16PS_TOLERANCE * np.abs(emulated).max()
     expected = reference(weights, x, size, stride, pad, dilation, out_h, out_w)
@@ -481,19 +486,14 @@ def test_int16_convolution_is_the_product_of_the_rounded_operands(reduced, chann
     assert np.array_equal(halves.transpose(0, 1, 4, 2, 3).reshape(filters, -1)[:, :channels * size * size], qw)
     assert np.allclose(units, w_units, rtol=1e-7, atol=0)
     out = np.full((filters, out_h * out_w), np.nan, np.float32)
-    convolve = products.int16_convolution(a, units, x.shape, size, stride, pad, dilation, out_h, out_w, kept_arrays())
+    convolve = products.int16_convolution(a, units, x.shape, size, stride, pad, dilation, out_h, out_w,
+                                          scratch_in({}))
     convolve(x, out, NONE, False)
     qx, x_unit = twelve_bits(x, False)
     cols = np.empty((1, channels * size * size, out_h * out_w), np.float32)
     im2col_batch(qx.astype(np.float32)[None], 0, channels, size, stride, pad, cols, False, dilation)
     sums = (qw @ cols[0].astype(np.int64)) * (w_units[:, None] * x_unit)   # times the units
     assert np.abs(out - sums).max() <= 2e-6 * np.abs(sums).max()
-
-
-def kept_arrays():
-    """A plan's scratch(name, shape, dtype) for products called outside a network: each name's array kept."""
-    kept = {}
-    return lambda name, shape, dtype: kept.setdefault(name, np.zeros(shape, dtype))
 
 
 @needs_pmaddwd
@@ -513,7 +513,7 @@ def test_int16_store_gives_the_pass_floats(reduced, channels, h, w, filters, poo
     affine = np.stack([rng.standard_normal(filters), rng.random(filters) + .5, rng.standard_normal(filters)])
     a, units = int16.quantize_weights(weights, channels, 3)
     pools = [np.full((filters, h // 2, w // 2), np.nan, np.float32) if pool else NO_POOL for _ in range(2)]
-    convolve = products.int16_convolution(a, units, x.shape, 3, 1, 1, 1, h, w, kept_arrays())
+    convolve = products.int16_convolution(a, units, x.shape, 3, 1, 1, 1, h, w, scratch_in({}))
     stored, passed = (np.full((filters, h * w), np.nan, np.float32) for _ in range(2))
     convolve(x, stored, with_factors(Store(affine.astype(np.float32), LEAKY, pools[0])), False)
     convolve(x, passed, NONE, False)
@@ -533,7 +533,7 @@ def test_int16_non_finite_input_makes_non_finite_sums(reduced, bad):
     weights = np.ones((8, 32 * 9), np.float32)
     a, units = int16.quantize_weights(weights, 32, 3)
     out = np.zeros((8, 81), np.float32)
-    products.int16_convolution(a, units, x.shape, 3, 1, 1, 1, 9, 9, kept_arrays())(x, out, NONE, False)
+    products.int16_convolution(a, units, x.shape, 3, 1, 1, 1, 9, 9, scratch_in({}))(x, out, NONE, False)
     assert np.isnan(out).all()
 
 
@@ -549,7 +549,7 @@ def test_int16_winograd_is_f2x2_on_the_rounded_transforms(reduced, channels, h, 
     weights = rng.standard_normal((filters, channels * 9), dtype=np.float32)
     a, units = int16.quantize_winograd_weights(weights, channels)
     out = np.full((filters, h * w), np.nan, np.float32)
-    int16.conv_int16_winograd(a, units, x, 1, h, w, out, lambda name, shape, dtype: np.zeros(shape, dtype))
+    int16.conv_int16_winograd(a, units, x, 1, h, w, out, scratch_in({}))
     tiles_w = (w + 1) // 2
     u = transform_weights(weights, channels, 2)
     v = np.zeros((16, channels, tiles_w * ((h + 1) // 2)), np.float32)
@@ -575,7 +575,7 @@ def test_int16_winograd_non_finite_input_makes_non_finite_outputs(reduced, bad):
     x[5, 6, 6] = bad
     a, units = int16.quantize_winograd_weights(np.ones((8, 32 * 9), np.float32), 32)
     out = np.zeros((8, 169), np.float32)
-    int16.conv_int16_winograd(a, units, x, 1, 13, 13, out, lambda name, shape, dtype: np.zeros(shape, dtype))
+    int16.conv_int16_winograd(a, units, x, 1, 13, 13, out, scratch_in({}))
     assert not np.isfinite(out).any()
 
 
