@@ -81,14 +81,42 @@ def test_a_detector_on_an_engine_batches_and_answers_as_pydarknet(engine):
 @pytest.mark.parametrize("engine", RUNTIMES)
 @pytest.mark.parametrize("name,image", [("yolov4-tiny", "dog.jpg"), ("yolov3-tiny", "person.jpg")])
 def test_trained_detectors_in_the_engines_default_precision(engine, name, image):
-    """No precision flag: ONNX Runtime's float32, OpenVINO's default on this CPU (bf16 where it has AMX or
-    avx512_bf16: held to --bf16's promise, .02 in probability, .01 in box)."""
+    """No precision flag: ONNX Runtime's float32, OpenVINO's precision on this CPU (bf16 where it has AMX or bf16
+    pays on avx512_bf16: held to --bf16's promise, .02 in probability, .01 in box)."""
     from pydarknet.tasks.predict import Detector
     cfg, weights = ROOT / "cfg" / f"{name}.cfg", shared_path("models", f"{name}.weights")
     reference = Detector(str(cfg), str(weights), fast=False).detect(shared_path("images", image))
     found = Detector(str(cfg), str(weights), engine=engine).detect(shared_path("images", image))
-    reduced = engine == "openvino" and engines.openvino_default_precision() != "f32"
+    precision = engines.openvino_precision(None) or engines.openvino_default_precision()
+    reduced = engine == "openvino" and precision != "f32"
     assert_close(found, reference, .02 if reduced else FAST_TOLERANCE, .01 if reduced else FAST_TOLERANCE)
+
+
+@pytest.mark.parametrize("default,bf16_engine,chosen", [
+    ("bf16", None, "f32"),   # an Intel core without usable AMX tiles: OpenVINO's bf16 takes 1.4-1.6x its float32 time
+    ("bf16", "amx", None), ("bf16", "dpbf16ps", None), ("f32", None, None)])
+def test_openvino_with_no_mode_runs_bf16_only_where_it_pays(monkeypatch, default, bf16_engine, chosen):
+    """With no mode OpenVINO runs its default precision (None), but float32 where that default is bf16 and
+    pydarknet's own --bf16 would run as --fast; the modes name theirs."""
+    monkeypatch.setattr(engines, "openvino_default_precision", lambda: default)
+    monkeypatch.setattr(engines.products, "bf16_engine", lambda: bf16_engine)
+    assert engines.openvino_precision(None) == engines.openvino_precision(False) == chosen
+    assert (engines.openvino_precision(True), engines.openvino_precision("bf16")) == ("f32", "bf16")
+
+
+@pytest.mark.skipif(not engines.installed("openvino"), reason="needs OpenVINO: pip install -e '.[openvino]'")
+def test_a_detector_on_openvino_compiles_in_the_chosen_precision(monkeypatch):
+    """What the Detector hands OpenVINO is openvino_precision's choice on this CPU, per mode."""
+    from pydarknet.tasks.predict import Detector
+    asked, compiled = [], engines.openvino_compiled
+
+    def compiling(path, threads, precision=None):
+        asked.append(precision)
+        return compiled(path, threads, precision)
+    monkeypatch.setattr(engines, "openvino_compiled", compiling)
+    for fast in (None, True):
+        Detector(str(SHAPES[0]), str(SHAPES[1]), engine="openvino", fast=fast).detect(str(PHOTOS[0]))
+    assert asked == [engines.openvino_precision(None), "f32"]
 
 
 @pytest.mark.parametrize("engine", RUNTIMES)

@@ -7,8 +7,9 @@ layers' `output`, where results.detections and the Classifier read them after py
 output format, flag and command works unchanged. `numba` (pydarknet's own) is the default and the only engine that
 trains.
 
-Precision: ONNX Runtime runs float32 (the --fast promise). OpenVINO runs its default precision on this CPU (bf16
-where the CPU has AMX or avx512_bf16), float32 under --fast, bf16 under --bf16. The graph is exported once per
+Precision: ONNX Runtime runs float32 (the --fast promise). OpenVINO runs float32 under --fast, bf16 under --bf16,
+and otherwise its default precision on this CPU (bf16 where the CPU has AMX or avx512_bf16), except where bf16 is
+slower than float32 here (openvino_precision). The graph is exported once per
 network and input size and cached on disk, beside the kernel cache, under a key of the cfg's text and the
 parameters' bytes: a second start reads it.
 """
@@ -24,12 +25,11 @@ from pathlib import Path
 from ..files.config import DarknetError
 from ..files.errors import install_hint
 from ..files.weights import atomic_write
+from ..kernels import products
 from ..kernels.threads import cores
 from .options import engine_named
 
 EXTRAS = {"onnxruntime": "onnx", "openvino": "openvino"}
-# OpenVINO's INFERENCE_PRECISION_HINT by pydarknet's mode (predict.products_name's values; None: the runtime's own).
-OPENVINO_PRECISIONS = {None: None, False: None, True: "f32", "bf16": "bf16"}
 GRAPH_VERSION = 2   # bumped when the exporter's graph of a network changes: older cached graphs are not read
 
 
@@ -140,6 +140,19 @@ def openvino_default_precision():
     return str(runtime("openvino").Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name())
 
 
+def openvino_precision(fast):
+    """OpenVINO's INFERENCE_PRECISION_HINT for pydarknet's mode `fast` (predict.products_name's values): "f32"
+    under --fast, "bf16" under --bf16; with no mode, None (OpenVINO's default on this CPU), but "f32" where that
+    default is bf16 on a CPU whose bf16 products are slower than its float32 ones, where pydarknet's own --bf16 runs
+    as --fast (products.bf16_engine: an Intel core without usable AMX tiles runs vdpbf16ps at half an FMA's rate).
+    There OpenVINO picks bf16 all the same, for 1.4-1.6x its float32 time (the Xeon of docs/engines.md)."""
+    if fast is True or fast == "bf16":
+        return "f32" if fast is True else "bf16"
+    if products.bf16_engine() is None and openvino_default_precision() == "bf16":
+        return "f32"
+    return None
+
+
 def graph_key(net):
     """The cache key of a network's graph at its current input size: its cfg's text, its darknet, its input shape
     and its parameters' bytes."""
@@ -187,8 +200,7 @@ def use_engine(net, engine, fast=None, device=None):
     if engine == "numba":
         return net.to(device) if device is not None else net
     if fast is None:
-        from ..kernels.products import backend
-        fast = {"darknet": None, "fast": True}.get(backend(), backend())
+        fast = {"darknet": None, "fast": True}.get(products.backend(), products.backend())
     net.engine = RuntimeEngine(net, engine, fast, parse_device(device))
     return net
 
@@ -221,7 +233,7 @@ class RuntimeEngine:
             if self.name == "onnxruntime":
                 self.runners[size] = onnxruntime_runner(str(path), cores(), self.gpu)
             else:
-                self.runners[size] = openvino_runner(path, cores(), OPENVINO_PRECISIONS[self.fast])
+                self.runners[size] = openvino_runner(path, cores(), openvino_precision(self.fast))
         return self.runners[size]
 
     def forward(self, x):

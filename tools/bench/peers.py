@@ -195,13 +195,16 @@ def bench_peers(name, cfg, weights, image, prepare, runs):
     f32_peers = [t for label, t in times.items() if label.endswith("f32")]
     default_label = next((label for label in times if "default" in label), None)
     default = times.get(default_label)
+    # what `--engine openvino` runs with no mode: OpenVINO's default, or float32 where its bf16 does not pay
+    plain_f32 = engines.installed("openvino") and engines.openvino_precision(None) == "f32"
+    openvino_alone = "openvino f32" if plain_f32 else default_label
     for label, seconds in times.items():
         line = f"  {label:<31} {seconds * 1000:8.1f} ms {flops / seconds / 1e9:7.0f} GFLOP/s"
         if label == "pydarknet --fast" and f32_peers:
             line += f"   {seconds / min(f32_peers):.2f}x the faster float32 peer"
         if label.removeprefix("pydarknet --") in products.REDUCED and default is not None:
             line += f"   {seconds / default:.2f}x openvino's default"
-        alone = {"pydarknet --engine onnxruntime": "onnxruntime f32", "pydarknet --engine openvino": default_label}
+        alone = {"pydarknet --engine onnxruntime": "onnxruntime f32", "pydarknet --engine openvino": openvino_alone}
         if alone.get(label) in times:
             line += f"   {seconds / times[alone[label]]:.2f}x {alone[label]} alone"
         print(line, flush=True)
