@@ -420,12 +420,14 @@ def test_bf16_runs_on_the_tiles_else_on_vdpbf16ps(monkeypatch, capsys, tiles, do
     assert "Warning" not in capsys.readouterr().err
 
 
-def test_on_intels_cores_bf16_without_the_tiles_is_the_fast_products(monkeypatch, capsys):
+@pytest.mark.parametrize("vnni,hint", [(None, " (--int16, on this CPU's VNNI, is faster)"), ("no VNNI", "")])
+def test_on_intels_cores_bf16_without_the_tiles_is_the_fast_products(monkeypatch, capsys, vnni, hint):
     """vdpbf16ps at half an FMA's rate (Sapphire Rapids) would make --bf16 slower than --fast: one warning saying
-    so and how to run it anyway, then the fast products."""
+    so and how to run it anyway, then the fast products; it names --int16 where the CPU runs that (VNNI)."""
     monkeypatch.setattr(amx, "unavailable", lambda: NO_TILES)
     monkeypatch.setattr(bf16, "unavailable", lambda: None)
     monkeypatch.setattr(bf16, "slower_than_fma", lambda: True)
+    monkeypatch.setattr(int16, "unavailable", lambda: vnni)
     previous = products.set_backend("bf16")
     try:
         assert products.backend() == "fast" and products.bf16_engine() is None
@@ -433,7 +435,7 @@ def test_on_intels_cores_bf16_without_the_tiles_is_the_fast_products(monkeypatch
         products.set_backend(previous)
     assert capsys.readouterr().err.strip() == (
         f"Warning: --bf16: {NO_TILES} (AMX), and Intel's cores run vdpbf16ps at half an FMA's rate, slower than the "
-        "--fast products (PYDARKNET_AMX=off runs it anyway); using the --fast products")
+        f"--fast products (PYDARKNET_AMX=off runs it anyway); using the --fast products{hint}")
 
 
 @pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="no /proc/cpuinfo to read the CPU's vendor from")
