@@ -145,7 +145,7 @@ def openvino_precision(fast):
     under --fast, "bf16" under --bf16; with no mode, None (OpenVINO's default on this CPU), but "f32" where that
     default is bf16 on a CPU whose bf16 products are slower than its float32 ones, where pydarknet's own --bf16 runs
     as --fast (products.bf16_engine: an Intel core without usable AMX tiles runs vdpbf16ps at half an FMA's rate).
-    There OpenVINO picks bf16 all the same, for 1.4-1.6x its float32 time (the Xeon of docs/engines.md)."""
+    There OpenVINO picks bf16 all the same, for 1.2-1.7x its float32 time (the Xeon of docs/engines.md)."""
     if fast is True or fast == "bf16":
         return "f32" if fast is True else "bf16"
     if products.bf16_engine() is None and openvino_default_precision() == "bf16":
