@@ -223,8 +223,15 @@ def test_embed_clips_and_rgbgr():
 
 
 def test_byte_to_float_equals_darknets_double_division():
+    """Every byte's float, as the planes of an interleaved image (any channel order) get it, is darknet's
+    (float)byte / 255. in double, rounded to float32."""
     b = np.arange(256)
     assert np.array_equal((b / 255.0).astype(np.float32), b.astype(np.float32) / np.float32(255))
+    pixels = np.stack([b, 255 - b, b[::-1]], axis=1).astype(np.uint8).reshape(16, 16, 3)
+    for order in ([0, 1, 2], [2, 1, 0], [0, 0, 0]):
+        planes = I._unit_planes(pixels.transpose(2, 0, 1), np.array(order, np.int64))
+        expected = (pixels[:, :, order].transpose(2, 0, 1) / 255.0).astype(np.float32)
+        assert planes.dtype == np.float32 and np.array_equal(planes.view(np.uint32), expected.view(np.uint32))
 
 
 # ---------------------------------------------------------------------------------------------------------
