@@ -38,8 +38,6 @@ __all__ = [
     "to_bgr8", "from_bgr8", "save_image",
 ]
 
-_F255 = np.float32(255)
-
 
 class ImageError(DarknetError, ValueError):
     """An image file that cannot be read: missing, unreadable, corrupt or empty."""
