@@ -11,6 +11,7 @@ import threading
 from itertools import islice
 
 from ..files.errors import DarknetError
+from ..kernels.threads import one_kernel_thread_here
 
 _END = object()
 
@@ -89,9 +90,11 @@ class FirstAhead:
 
 def prefetch(items, ahead):
     """The items of the iterable `items`, in order, produced up to `ahead` items in advance by a background
-    thread. An exception raised by `items` is raised here, where its item would have come. The first item is
-    produced in the calling thread (it settles Numba's threading layer); `ahead` 0 keeps them all there.
-    When this generator is closed early, a generator `items` is closed too, by the thread that runs it."""
+    thread, whose parallel kernels run on it alone (one_kernel_thread_here: a kernel team of its own would share
+    the cores with the forward's, whose threads then wait at every layer). An exception raised by `items` is raised
+    here, where its item would have come. The first item is produced in the calling thread (it settles Numba's
+    threading layer); `ahead` 0 keeps them all there. When this generator is closed early, a generator `items` is
+    closed too, by the thread that runs it."""
     items = iter(items)
     ready = queue.Queue(maxsize=max(ahead, 1))
     stop = threading.Event()
@@ -108,6 +111,7 @@ def prefetch(items, ahead):
         return False
 
     def produce():
+        one_kernel_thread_here()
         try:
             for item in items:
                 if not offer((item, None)):
