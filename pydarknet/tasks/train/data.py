@@ -37,6 +37,7 @@ from ...files.config import DarknetError, warn
 from ...files.image import center_crop_image, make_image
 from ...files.labels import label_path, read_labels
 from ...kernels import augment as K
+from ...kernels.threads import one_kernel_thread_here
 from .augment import (correct_boxes, load_training_image, naming, nonzero, rand_scale, rand_uniform,
                       randomize_boxes)
 
@@ -283,6 +284,7 @@ def _make_batch(dataset, batch_size, seeds, task):
 
 
 def _thread_worker(dataset, batch_size, seeds, tasks, results, stop):
+    one_kernel_thread_here()   # its kernels on this thread alone: a team of its own would take the step's cores
     while not stop.is_set():
         task = tasks.get()
         if task is None:
