@@ -9,9 +9,8 @@ trains.
 
 Precision: ONNX Runtime runs float32 (the --fast promise). OpenVINO runs float32 under --fast, bf16 under --bf16,
 and otherwise its default precision on this CPU (bf16 where the CPU has AMX or avx512_bf16), except where bf16 is
-slower than float32 here (openvino_precision). The graph is exported once per
-network and input size and cached on disk, beside the kernel cache, under a key of the cfg's text and the
-parameters' bytes: a second start reads it.
+slower than float32 here (openvino_precision). The graph is exported once per network and input size and cached on
+disk, beside the kernel cache, under a key of the cfg's text and the parameters' bytes: a second start reads it.
 """
 import ctypes
 import hashlib
@@ -146,8 +145,10 @@ def openvino_precision(fast):
     default is bf16 on a CPU whose bf16 products are slower than its float32 ones, where pydarknet's own --bf16 runs
     as --fast (products.bf16_engine: an Intel core without usable AMX tiles runs vdpbf16ps at half an FMA's rate).
     There OpenVINO picks bf16 all the same, for 1.2-1.7x its float32 time (the Xeon of docs/engines.md)."""
-    if fast is True or fast == "bf16":
-        return "f32" if fast is True else "bf16"
+    if fast is True:
+        return "f32"
+    if fast == "bf16":
+        return "bf16"
     if products.bf16_engine() is None and openvino_default_precision() == "bf16":
         return "f32"
     return None

@@ -507,8 +507,10 @@ def bench_layers(name, cfg, weights, image, prepare, mode, runs):
              f"{runs} passes layer by layer, each in turn with a whole forward")
     # the peer the mode's target names: OpenVINO in float32 for the float32 modes, else in its faster precision
     # here (engines.openvino_precision's choice with no mode; None: its default)
-    precision = "f32" if ran in ("exact", "--fast") else \
-        engines.openvino_precision(None) if engines.installed("openvino") else None
+    if ran in ("exact", "--fast"):
+        precision = "f32"
+    else:
+        precision = engines.openvino_precision(None) if engines.installed("openvino") else None
     peer = peer_layers(net, x, runs, precision, numba.get_num_threads())
     print("\n".join(table_lines(title, rows, forward, peer, f"ov {precision or 'default'}")), flush=True)
 
