@@ -87,8 +87,8 @@ def test_trained_detectors_in_the_engines_default_precision(engine, name, image)
     cfg, weights = ROOT / "cfg" / f"{name}.cfg", shared_path("models", f"{name}.weights")
     reference = Detector(str(cfg), str(weights), fast=False).detect(shared_path("images", image))
     found = Detector(str(cfg), str(weights), engine=engine).detect(shared_path("images", image))
-    precision = engines.openvino_precision(None) or engines.openvino_default_precision()
-    reduced = engine == "openvino" and precision != "f32"
+    reduced = engine == "openvino" and (engines.openvino_precision(None) or
+                                        engines.openvino_default_precision()) != "f32"
     assert_close(found, reference, .02 if reduced else FAST_TOLERANCE, .01 if reduced else FAST_TOLERANCE)
 
 
