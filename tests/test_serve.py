@@ -405,6 +405,32 @@ def test_a_stop_signal_answers_the_requests_in_flight_then_exits_0(number, expec
     assert any("stopped" in line for line in served.log)
 
 
+def test_a_request_is_in_flight_until_its_answer_is_sent():
+    """What a stop drains: a request counts from its arrival until the last byte of its answer is handed to the
+    connection, not only while its endpoint runs (a stop that waited for the endpoints alone closed connections
+    whose answers were not yet sent)."""
+    import asyncio
+
+    from pydarknet.tasks.serve.app import Server
+    from pydarknet.tasks.serve.settings import ServeSettings
+    server = Server({}, ServeSettings(log_requests=False))
+    counts = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        counts.append((message["type"], server.in_flight))
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": "/v2/health/live", "raw_path": b"/v2/health/live", "root_path": "", "query_string": b"",
+             "headers": [], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8080)}
+    try:
+        asyncio.run(server.app(scope, receive, send))
+    finally:
+        server.close()
+    assert counts == [("http.response.start", 1), ("http.response.body", 1)] and server.in_flight == 0
+
+
 def test_the_request_log_has_one_line_per_request(server):
     count = len(server.log)
     request(f"{server.url}/detect", IMAGES[0].read_bytes())

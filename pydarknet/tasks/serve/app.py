@@ -58,6 +58,7 @@ class Server:
         self.in_flight = 0
         self.app = Starlette(routes=self.routes())
         self.app.add_middleware(RequestLog, server=self)
+        self.app.add_middleware(Counted, server=self)
 
     def close(self):
         for batcher in self.batchers.values():
@@ -154,7 +155,6 @@ class Server:
             raise Refused(400, f"{len(images)} images in one request: this server takes at most "
                                f"{self.settings.max_batch} (--max-batch)")
         started = time.perf_counter()
-        self.in_flight += 1
         try:
             for name, data in images:
                 check_size(data, name, self.settings.max_pixels)
@@ -172,8 +172,6 @@ class Server:
             return await answers(request, jobs, left, self.settings.timeout)
         except ImageError as e:
             raise Refused(400, str(e)) from None
-        finally:
-            self.in_flight -= 1
 
 
 async def answers(request, jobs, left, timeout):
@@ -279,6 +277,24 @@ def answering(server, endpoint, open_route):
             if request.scope.get("model") is not None and request.method == "POST":
                 server.metrics.requests.labels(request.scope["model"], outcome).inc()
     return route
+
+
+class Counted:
+    """ASGI middleware: `server.in_flight` counts the HTTP requests from their arrival until their answer's last
+    byte is handed to the connection, so that a stop drains what clients still wait for (an endpoint that has
+    returned has not yet been answered)."""
+
+    def __init__(self, app, server):
+        self.app, self.server = app, server
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        self.server.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.server.in_flight -= 1
 
 
 class RequestLog:
