@@ -275,6 +275,13 @@ def test_targets_without_avx512_or_peers():
          "cannot be checked: onnxruntime did not run (x); openvino did not run (y)", None)]
 
 
+def test_the_start_up_target_sets_the_whole_command_against_the_opencv_script():
+    assert bench.command_target(0.50, 0.40, 15) == (
+        "  detect command       target: the whole process <= 1.3x the OpenCV DNN script: 1.25x (500 / 400 ms, "
+        "medians of 15 runs each), held")
+    assert bench.command_target(0.60, 0.40, 15).endswith("1.50x (600 / 400 ms, medians of 15 runs each), not held")
+
+
 layers = bench_module("layers")
 
 

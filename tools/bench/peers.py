@@ -3,8 +3,9 @@ pydarknet's modes against OpenCV and the exported ONNX graphs in ONNX Runtime an
 with each row's GFLOP/s and numpy's float32 matrix product on the same threads as the practical limit); it ends
 with a summary of the peers lines: per network, pydarknet's fastest mode on this CPU and its ratio to each peer;
 then which speed targets hold (the fastest mode at most 1.3x OpenVINO's faster precision on AVX-512 CPUs, --fast
-at most 1.0x the faster float32 peer), and for each one missed, the per-layer table of that network and mode
-(tools/bench/layers.py: where the time goes). `--layers NETWORK MODE` prints that table alone.
+at most 1.0x the faster float32 peer, the whole `detect` process at most 1.3x the OpenCV script's), and for each
+forward target missed, the per-layer table of that network and mode (tools/bench/layers.py: where the time goes).
+`--layers NETWORK MODE` prints that table alone.
 `make bench-train` (--train): seconds per training iteration as `pydarknet train` prints them, of three networks.
 
 Times are medians of repeated runs after warm-up; the ratio is pydarknet / OpenCV (lower is better); a stream's
@@ -253,8 +254,9 @@ cv2.imwrite("predictions.jpg", im)
 
 
 def bench_detect_command(cfg, weights, image, runs, folder):
-    """Whole-process wall time of `pydarknet detect` (warm Numba cache) and of the same job in OpenCV DNN; and of
-    darknet C's `detector test` when DARKNET_BIN names a build (run in its own folder, for its data/labels)."""
+    """Whole-process wall time of `pydarknet detect` (warm Numba cache) and of the same job in OpenCV DNN, medians
+    of `runs` runs of each taking turns, printed and returned (ours, theirs); and of darknet C's `detector test`
+    when DARKNET_BIN names a build (run in its own folder, for its data/labels)."""
     import subprocess
     ours_cmd = [sys.executable, "-m", "pydarknet", "detect", str(cfg), str(weights), str(image), "-q"]
     theirs_cmd = [sys.executable, "-c", OPENCV_DETECT, str(cfg), str(weights), str(image)]
@@ -274,6 +276,7 @@ def bench_detect_command(cfg, weights, image, runs, folder):
     if c is not None:
         print(f"{'command: darknet C detector test':<38} darknet   {c * 1000:8.1f} ms   pydarknet / darknet "
               f"{ours / c:5.2f}x", flush=True)
+    return ours, theirs
 
 
 STREAM_IMAGES = 64
@@ -419,6 +422,7 @@ def fastest_lines(cpu, medians):
 # -- the speed targets ---------------------------------------------------------------------------------------------
 FASTEST_TO_OPENVINO = 1.3   # the fastest mode: at most this times OpenVINO's faster precision (on AVX-512 CPUs)
 FAST_TO_F32 = 1.0           # --fast: at most this times the faster float32 peer (ONNX Runtime f32 or OpenVINO f32)
+COMMAND_TO_OPENCV = 1.3     # the whole `detect` process: at most this times the OpenCV DNN script's
 OWN_MODES = ("exact", "--fast", "--int16", "--bf16")   # pydarknet's own engine (not the --engine rows' runtimes)
 F32_PEERS = ("onnxruntime", "openvino")                # their rows: "<name> f32"
 
@@ -478,6 +482,16 @@ def targets(medians, missing, vectors):
             verdicts.append(Target(network, "--fast", ratio <= FAST_TO_F32,
                                    f"{head} {ratio:.2f}x (--fast / {peer}), {held(ratio, FAST_TO_F32)}"))
     return verdicts
+
+
+def command_target(ours, theirs, runs):
+    """The start-up target's line: the whole `detect` process of yolov3-tiny on one image (warm caches) at most
+    COMMAND_TO_OPENCV times the OpenCV DNN script doing the same job, from bench_detect_command's medians of
+    `runs` runs each."""
+    ratio = ours / theirs
+    return (f"  {'detect command':<20} target: the whole process <= {COMMAND_TO_OPENCV}x the OpenCV DNN script: "
+            f"{ratio:.2f}x ({ours * 1000:.0f} / {theirs * 1000:.0f} ms, medians of {runs} runs each), "
+            f"{held(ratio, COMMAND_TO_OPENCV)}")
 
 
 def held(ratio, bound):
@@ -649,11 +663,12 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as folder:
         bench_decode(dog, max(args.runs, 30))
         bench_decode(big_jpeg(dog, folder), max(args.runs, 30))
-        bench_detect_command(*yolo, dog, 5, folder)
+        command = bench_detect_command(*yolo, dog, args.runs, folder)
     print("\n".join(fastest_lines(cpu_model(), medians)), flush=True)
     verdicts = targets(medians, {label: missing for label, (_, missing) in peers.items()}, vector_width()[0])
     print(f"speed targets on {cpu_model()} (the peers rows' medians; held where the ratio is at most the bound):")
     print("\n".join(verdict.line for verdict in verdicts), flush=True)
+    print(command_target(*command, args.runs), flush=True)
     for label, mode in dict.fromkeys((v.network, v.mode) for v in verdicts if v.held is False):
         name, prepare = next((name, prepare) for name, row, prepare in NETWORKS if row == label)
         bench_layers(label, cfg / f"{name}.cfg", weights[name], dog, prepare, mode, args.runs)
