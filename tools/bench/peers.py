@@ -195,16 +195,15 @@ def bench_peers(name, cfg, weights, image, prepare, runs):
     print(f"peers {name} {x.shape[3]}x{x.shape[2]}, {flops / 1e9:.2f} GFLOP, {threads} threads", flush=True)
     f32_peers = [t for label, t in times.items() if label.endswith("f32")]
     default_label = next((label for label in times if "default" in label), None)
-    openvino = [t for label, t in times.items() if label.startswith("openvino ")]
+    openvino = faster_openvino(times)
     # what `--engine openvino` runs with no mode: OpenVINO's default, or float32 where its bf16 does not pay
-    plain_f32 = engines.installed("openvino") and engines.openvino_precision(None) == "f32"
-    openvino_alone = "openvino f32" if plain_f32 else default_label
+    openvino_alone = "openvino f32" if openvino_plain_precision() == "f32" else default_label
     for label, seconds in times.items():
         line = f"  {label:<31} {seconds * 1000:8.1f} ms {flops / seconds / 1e9:7.0f} GFLOP/s"
         if label == "pydarknet --fast" and f32_peers:
             line += f"   {seconds / min(f32_peers):.2f}x the faster float32 peer"
         if label.removeprefix("pydarknet --") in products.REDUCED and openvino:
-            line += f"   {seconds / min(openvino):.2f}x openvino's faster precision"
+            line += f"   {seconds / times[openvino]:.2f}x openvino's faster precision"
         alone = {"pydarknet --engine onnxruntime": "onnxruntime f32", "pydarknet --engine openvino": openvino_alone}
         if alone.get(label) in times:
             line += f"   {seconds / times[alone[label]]:.2f}x {alone[label]} alone"
@@ -212,6 +211,18 @@ def bench_peers(name, cfg, weights, image, prepare, runs):
     for label, reason in missing.items():
         print(f"  {label:<31} unavailable: {reason}", flush=True)
     return times, missing
+
+
+def faster_openvino(times):
+    """The label of OpenVINO's faster row among a network's peers medians ({label: seconds}): its default precision
+    or float32; None where OpenVINO did not run."""
+    return min((label for label in times if label.startswith("openvino ")), key=times.get, default=None)
+
+
+def openvino_plain_precision():
+    """The precision `--engine openvino` asks OpenVINO for with no mode on this CPU (engines.openvino_precision;
+    None: its default), None where OpenVINO is not installed."""
+    return engines.openvino_precision(None) if engines.installed("openvino") else None
 
 
 def bench_decode(path, runs):
@@ -456,13 +467,12 @@ def targets(medians, missing, vectors):
         if vectors == "avx512f":
             mode = min(ours, key=ours.get)
             head = f"  {network:<20} target: fastest mode <= {FASTEST_TO_OPENVINO}x OpenVINO:"
-            openvino = {label: s for label, s in times.items() if label.startswith("openvino ")}
-            if not openvino:
+            peer = faster_openvino(times)
+            if peer is None:
                 verdicts.append(Target(network, mode, None, f"{head} cannot be checked: openvino did not run "
                                                             f"({why.get('openvino', 'no reason given')})"))
             else:
-                peer = min(openvino, key=openvino.get)
-                ratio = ours[mode] / openvino[peer]
+                ratio = ours[mode] / times[peer]
                 verdicts.append(Target(network, mode, ratio <= FASTEST_TO_OPENVINO,
                                        f"{head} {ratio:.2f}x ({mode} / {peer}), {held(ratio, FASTEST_TO_OPENVINO)}"))
         head = (f"  {network:<20} target: --fast <= {FAST_TO_F32}x the faster float32 peer (ONNX Runtime or "
@@ -521,10 +531,7 @@ def bench_layers(name, cfg, weights, image, prepare, mode, runs):
              f"{runs} passes layer by layer, each in turn with a whole forward")
     # the peer the mode's target names: OpenVINO in float32 for the float32 modes, else in its faster precision
     # here (engines.openvino_precision's choice with no mode; None: its default)
-    if ran in ("exact", "--fast"):
-        precision = "f32"
-    else:
-        precision = engines.openvino_precision(None) if engines.installed("openvino") else None
+    precision = "f32" if ran in ("exact", "--fast") else openvino_plain_precision()
     peer = peer_layers(net, x, runs, precision, numba.get_num_threads())
     print("\n".join(table_lines(title, rows, forward, peer, f"ov {precision or 'default'}")), flush=True)
 
