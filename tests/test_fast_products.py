@@ -227,7 +227,7 @@ def test_winograd_bands_rule(monkeypatch, filters, channels, out, rows):
     fewest vector columns: 64 + 64 channels fit one row of 26 tiles; 32 + 32 fit two (52 tiles: 56 columns,
     7 % wasted, against 6 of 32 for one row); two rows of 20 tiles fill five vectors exactly."""
     monkeypatch.setattr(products, "host_panel_width", lambda: 16)
-    monkeypatch.setattr(products.numba, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(products, "kernel_threads", lambda: 2)
     assert products.winograd_bands(filters, channels, out, out) == rows
 
 

@@ -408,6 +408,71 @@ def test_a_layers_plan_is_kept_until_the_network_changes(tmp_path, products_name
     assert_same(run(small, net=net), run(small, seed=9, size=(28, 20)))
 
 
+THREADS_CFG = """[net]
+width=84
+height=10
+channels=32
+
+[convolutional]
+filters=32
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[convolutional]
+filters=32
+groups=32
+size=3
+stride=1
+pad=1
+activation=relu
+
+[convolutional]
+filters=16
+size=1
+stride=1
+activation=linear
+"""
+
+
+def test_a_plan_is_made_again_for_another_count_of_kernel_threads(tmp_path):
+    """The plans split their work and size their scratch for the calling thread's team of kernel threads (the
+    depthwise copies, Winograd's bands, the 1 x 1 products' split): after numba.set_num_threads the pass runs plans
+    made for the new count (Network.plan_key has kernels.placement.kernel_threads), a fresh network's bits."""
+    import numba
+    from pydarknet.kernels.placement import kernel_threads
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one kernel thread only: NUMBA_NUM_THREADS is 1")
+    x = np.random.default_rng(5).normal(0, 1, (1, 32, 10, 84)).astype(np.float32)
+    (tmp_path / "fresh").mkdir()
+
+    def run(net):
+        net.products = products.products_for("fast")
+        net.forward(x)
+        return [layer.output.copy() for layer in net.layers]
+
+    before = numba.get_num_threads()
+    net = network(tmp_path, "ab", THREADS_CFG)
+    try:
+        numba.set_num_threads(1)
+        assert kernel_threads() == 1
+        one = run(net)
+        plans = dict(net.plans)
+        assert [plan.form for plan in plans.values() if isinstance(plan, Plan)] == ["winograd", "depthwise",
+                                                                                    "pointwise"]
+        numba.set_num_threads(2)
+        assert kernel_threads() == 2
+        two = run(net)
+        assert all(net.plans[key] is not plan for key, plan in plans.items() if isinstance(plan, Plan))
+        for ours, theirs in zip(two, run(network(tmp_path / "fresh", "ab", THREADS_CFG))):
+            np.testing.assert_array_equal(ours, theirs)
+        for ours, theirs in zip(one, two):
+            np.testing.assert_array_equal(ours, theirs)
+    finally:
+        numba.set_num_threads(before)
+
+
 def test_a_pool_keeps_its_answer_only_for_the_same_arrays(tmp_path):
     """Maxpool.made_of: whether the convolutions' pooled parts are its input's memory, whole; kept for the same input
     and parts (the plans hand over the same arrays pass after pass), looked at again for any other."""

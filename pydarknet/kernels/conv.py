@@ -14,6 +14,7 @@ from .gemm import (_F32, _data, _fma, _finished, _i32, _i64, _is_f32_array, _lan
                    _masked_store, _splat, _vec_ptr, check_image_product, col_range, copy_run, direct_operands,
                    direct_row, host_panel_width, padded_run, phase_planes)
 from .pool import maxpool_2x2, maxpool_plane, tiles_2x2
+from .placement import kernel_threads
 
 
 
@@ -192,21 +193,20 @@ def depthwise_conv(x, weights, size, stride, pad, dilation, out, store=NONE, fus
 
 
 def depthwise_convolution(shape, size, stride, pad, dilation, fused=False):
-    """depthwise_conv for images of `shape` (c, h, w), decided once: returns convolve(x, weights, out, store), with
-    each thread's copies made and zeroed here, once: a pass writes the image's places in them, never their padding
-    (zeroing them in every pass took 7-15 us of Yolo-Fastest's larger layers). A convolution's plan keeps it."""
+    """depthwise_conv for images of `shape` (c, h, w), decided once for the calling thread's kernel threads:
+    returns convolve(x, weights, out, store), with each thread's copies made and zeroed here, once: a pass writes the
+    image's places in them, never their padding (zeroing them in every pass took 7-15 us of Yolo-Fastest's larger
+    layers). A convolution's plan keeps it (and is made again for another count of threads: Network.plan_key)."""
     c, h, w = shape
     by_column = stride == 1 and 2 * pad == dilation * (size - 1) and pad < w and (2 * pad + 1) * w <= COLUMN_BAND
     copy_size, sums_size = _depthwise_layout(h, w, size, stride, pad, dilation, by_column)[-2:]
-    scratch = []
+    threads, fused = kernel_threads(), bool(fused)
+    # each thread's rows: whole 64-byte lines of their own
+    copies, sums = aligned_zeros((threads, copy_size), np.float32), aligned_zeros((threads, sums_size), np.float32)
 
     def convolve(x, weights, out, store):
-        threads = numba.get_num_threads()
-        if not scratch or scratch[0].shape[0] < threads:   # each thread's rows: whole 64-byte lines of their own
-            scratch[:] = (aligned_zeros((threads, copy_size), np.float32),
-                          aligned_zeros((threads, sums_size), np.float32))
-        _depthwise(np.ascontiguousarray(x), weights, size, stride, pad, dilation, out, by_column, bool(fused),
-                   *scratch, *store)   # (the copies read each channel as one run)
+        _depthwise(np.ascontiguousarray(x), weights, size, stride, pad, dilation, out, by_column, fused, copies,
+                   sums, *store)   # (the copies read each channel as one run)
     return convolve
 
 
@@ -235,7 +235,7 @@ def _depthwise(x, weights, size, stride, pad, dilation, out, by_column, fused, c
                pooled):
     """copies: zeros but for the image's places, which every channel writes again, and where the kernel-column
     copies go in several bands, the places above and below the image, which each band zeroes (so the padding and
-    the runs' slack read zeros); copies and sums a row per thread (at least numba.get_num_threads())."""
+    the runs' slack read zeros); copies and sums a row per thread (at least kernel_threads())."""
     c, h, w = x.shape
     out_h, out_w, reach, planes, wq, plane, rows, _, _ = _depthwise_layout(h, w, size, stride, pad, dilation,
                                                                            by_column)

@@ -59,6 +59,8 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .placement import kernel_threads
+
 KC = 256          # longest k block: a KC x NR panel of B stays in L1 (32 KiB at NR = 32)
 MC_MAX = 240      # rows of A per row block: the packed block (MC_MAX x KC floats) stays in L2
 B_BLOCK = 32768   # floats of B a thread packs per k block when it owns all rows (128 KiB, in L2)
@@ -1185,7 +1187,7 @@ def gemm_flat(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate=False, nth
     """_gemm (see there) with every argument passed, of one type each: every product then runs the same
     compiled kernel, one load from Numba's cache per process instead of one per combination of defaults."""
     _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, bool(accumulate),
-          numba.get_num_threads() if nth is None else nth, bool(fused), NO_IMAGE[Af.dtype] if img is None else img,
+          kernel_threads() if nth is None else nth, bool(fused), NO_IMAGE[Af.dtype] if img is None else img,
           NO_CONV if conv is None else conv, count, affine, int(activation))
 
 

@@ -41,7 +41,6 @@ import threading
 from contextlib import contextmanager
 from typing import NamedTuple
 
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
@@ -53,6 +52,7 @@ from .epilogue import NONE, apply, pool
 from .gemm import (NO_AFFINE, NO_RESIDUAL, _F32, _I64, _data, _i64, _phis, check_image_product, gemm_flat,
                    host_panel_width, pack_a_batch, packed_a_size, pointwise_product, sgemm_darknet, sgemm_darknet_tn,
                    sgemm_image)
+from .placement import kernel_threads
 from .threads import spin_briefly
 
 BACKENDS = ("darknet", "blas", "fast", "int16", "bf16")
@@ -238,10 +238,11 @@ def pointwise_convolution(a, out_w):
     m, k = a.shape
     packed = np.empty((1, packed_a_size(m, k)), np.float32)
     pack_a_batch(np.ascontiguousarray(a, np.float32).reshape(1, m, k), packed)
+    threads = kernel_threads()   # (a plan is made again for another count: Network.plan_key)
 
     def convolve(x, out, store, residual=NO_RESIDUAL):
         affine, activation = stored_by_tiles(store)
-        pointwise_product(packed[0], x.reshape(-1), out.reshape(-1), m, out.shape[1], k, numba.get_num_threads(),
+        pointwise_product(packed[0], x.reshape(-1), out.reshape(-1), m, out.shape[1], k, threads,
                           fused, affine, activation, residual.reshape(-1) if activation >= 0 else NO_RESIDUAL)
         if activation < 0:
             apply(out, out_w, store)
@@ -289,7 +290,7 @@ def winograd_bands(filters, channels, out_h, out_w):
     BAND_U_BYTES, which every band reads; on narrower images the three passes are faster.
     The rows: as many as fit BAND_BYTES, those that waste the fewest vector columns of the products (a band's
     tiles are its product's columns) and share them most evenly among the threads."""
-    return _band_rows(filters, channels, out_h, out_w, host_panel_width() // 2, numba.get_num_threads())
+    return _band_rows(filters, channels, out_h, out_w, host_panel_width() // 2, kernel_threads())
 
 
 @functools.cache    # asked for every image through every such layer
@@ -384,7 +385,7 @@ def winograd_convolution(up, channels, filters, pad, out_h, out_w, scratch):
         xp = scratch("winograd_x", channels * (4 * tiles_h + 2) * (4 * tiles_w + 2))
         xp = xp.reshape(channels, 4 * tiles_h + 2, 4 * tiles_w + 2)
         per_thread = 36 * (channels + filters) * rows * tiles_w + host_panel_width()
-        work = scratch("winograd_work", numba.get_num_threads() * per_thread).reshape(-1, per_thread)
+        work = scratch("winograd_work", kernel_threads() * per_thread).reshape(-1, per_thread)
 
         def convolve(x, out, store):
             padded_image(x, pad, xp)
@@ -557,7 +558,7 @@ def bf16_convolution(a, kernel, filters, shape, size, stride, pad, dilation, out
     if amx.unavailable():   # also what asks the system for the tiles: without that, the first tile load faults
         raise RuntimeError(f"the bf16 products: {amx.unavailable()}")
     config = amx.TILE_CONFIG
-    c_work = scratch("amx_c", (numba.get_num_threads(), 2048), np.float32)
+    c_work = scratch("amx_c", (kernel_threads(), 2048), np.float32)
     outer = a.nbytes > AMX_WEIGHTS_CACHED
     if kernel == "blocked":
         layout, wp, wq = amx.blocked_layout(c, size, stride, pad, w, out_h, out_w)
@@ -670,8 +671,7 @@ def conv_weight_gradient(delta, cols, out):
             out += grad
         return
     k = out.shape[1]
-    import numba
-    threads = numba.get_num_threads()
+    threads = kernel_threads()
     path = _nt_path(m, k, L)
     if path == "rows":
         _nt_lanes_rows(delta, cols, out, *_lane_blocks(m, k), 2048)
@@ -698,8 +698,7 @@ def conv_weight_gradient(delta, cols, out):
 def _lane_blocks(m, k):
     """Blocks of the result (rows, columns) for the lane tile paths: at most 32 x 32, whole tiles, and narrowed
     until there are enough tasks for the threads."""
-    import numba
-    threads = numba.get_num_threads()
+    threads = kernel_threads()
     rows = min(-(-m // TILE_R) * TILE_R, 32)
     width = min(-(-k // TILE_S) * TILE_S, 32)
     while (-(-m // rows)) * (-(-k // width)) < 2 * threads and width > TILE_S:

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..files.config import DarknetError
 from ..files.image import check_given
-from ..kernels.placement import placed
+from ..kernels.placement import kernel_threads, placed
 from ..kernels.products import chosen, using
 from .layers import COST_LAYER_TYPES
 from .outputs import residuals_in_place, shared_outputs
@@ -142,10 +142,11 @@ class Passes:
 
     def plan_key(self, batch):
         """What the layers' plans of a pass of `batch` images depend on besides the layers themselves (see
-        layers.convolutional.Plan): the input size, the parameters' version, the products in force, training or
-        inference and what the network keeps. A plan is remade when it changes."""
-        return (batch, self.input_shape, self.params_version, chosen(), self.train, self.keep_for_backward,
-                self.every_output, self.fuse_batchnorm, self.darknet)
+        layers.convolutional.Plan): the input size, the parameters' version, the products in force and the kernel
+        threads they split their work among (kernels.placement.kernel_threads: the plans' scratch has a part for each),
+        training or inference and what the network keeps. A plan is remade when it changes."""
+        return (batch, self.input_shape, self.params_version, chosen(), kernel_threads(), self.train,
+                self.keep_for_backward, self.every_output, self.fuse_batchnorm, self.darknet)
 
     @property
     def output_layer(self):

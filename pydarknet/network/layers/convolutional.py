@@ -188,7 +188,8 @@ def pool_after(layer, net):
 class Plan(NamedTuple):
     """A convolution's pass as decided for one state of its network (Network.plan_key): made on the first pass and
     kept, so that the passes after it run the products without deciding them again (the deciding took longer than
-    the products of the small layers of Tiny Darknet in --bf16)."""
+    the products of the small layers of Tiny Darknet in --bf16, and a fifth of Yolo-Fastest's 1 x 1 layers' time at
+    small sizes)."""
     key: tuple
     activation: int        # the layer's activation (its code)
     inline: int            # the activation applied as the output is written (inline_activation's)
@@ -197,18 +198,15 @@ class Plan(NamedTuple):
     store: Store | None    # fused_store's, finishing the products' output as they store it
     stores: tuple          # the store of each image (its own part of the pool's output; for the int16 products its
                            # own factors: epilogue.with_factors), NONE without a store
-    form: str | None       # product_form's products and the weights in their form; for "bf16", "winograd", "int16",
-    kept: object           # "image", "pointwise" and "depthwise", its convolution of one image, decided (bf16_,
-                           # winograd_, int16_, image_, pointwise_ and depthwise_convolution)
+    form: str | None       # the products: product_form's, or image_products' ("image", "pointwise"), or None
+    convolve: object       # convolve(x, out): the pass's products into out, finished by the stores (convolution's)
     pooled_only: bool      # the store pools and the output is left unwritten (may_skip_output)
     pool: Layer | None     # the [maxpool] the store fills, from channel `first` of its input
     first: int
     out: np.ndarray        # the output, (batch, filters, out_h*out_w)
     output: np.ndarray     # the same, (batch, filters, out_h, out_w): what the pass returns, the same array each time
-    scratch: object        # kept_scratch's, for the products' scratch arrays
     words_in: np.ndarray | None    # the input in the blocked bf16 kernel's layout, filled by the layer before
     words_out: np.ndarray | None   # the next layer's words_in, filled instead of the output (hands_over)
-    words_pad: int                 # the next layer's padding, in words_out
     residual: int | None   # the layer whose output the 1 x 1 products' store adds (the [shortcut] after it)
 
 
@@ -375,90 +373,111 @@ class Convolutional(Layer):
             return None
         return "pointwise" if self.size == 1 and self.stride == 1 and self.pad == 0 else "image"
 
-    def convolve(self, x, net, plan, out=None):
-        """The raw convolution sums (n, filters, out_h*out_w), before bias and batch-norm, with the plan's weights
-        and products (into `out` if given, else into the plan's output); with the plan's store, finished by it: by
-        the products that store through it, else in a pass after them."""
-        batch = x.shape[0]
+    def convolution(self, net, batch, form, kept, weights, stores, pooled_only, scratch, words, residual):
+        """A plan's `convolve(x, out)`: the raw convolution sums of a pass of `batch` images into out (batch,
+        filters, out_h*out_w), before bias and batch-norm, with the plan's weights and products (form, kept: see
+        Plan); with its stores, finished by them: by the products that store through them, else in a pass after
+        them. Decided here, once a plan: deciding on every pass took 1.4 of the 8 us of Yolo-Fastest's 1 x 1 layers
+        at small sizes."""
+        c, h, w = self.in_shape
+        n, out_h, out_w = self.out_shape
+        pad = self.pad * self.dilation
+        if form == "depthwise":   # one chain per output straight from the image, no columns, finished as it stores
+            def convolve(x, out):
+                for b in range(batch):
+                    kept(x[b], weights, out[b], stores[b])
+                return out
+            return convolve
+        if form == "bf16":   # the bf16 products (the AMX tiles or vdpbf16ps), as the plan prepared them
+            words_in, words_out, words_pad = words
+
+            def convolve(x, out):
+                images = x if words_in is None else words_in   # (rounded by the layer before as it stored)
+                for b in range(batch):
+                    if words_out is None:
+                        kept(images[b], out[b], stores[b], pooled_only)
+                    else:   # rounded into the next layer's input instead of the output
+                        kept(images[b], out[b], stores[b], pooled_only, (words_out[b], words_pad))
+                return out
+            return convolve
+        if form == "int16_winograd":   # F(2x2, 3x3) with the int16 products
+            a, units = kept
+
+            def convolve(x, out):
+                for b in range(batch):
+                    conv_int16_winograd(a, units, x[b], pad, out_h, out_w, out[b], scratch, stores[b])
+                return out
+            return convolve
+        if form == "winograd":   # the fast products' Winograd F(tile x tile, 3x3), as the plan prepared it
+            def convolve(x, out):
+                for b in range(batch):
+                    kept(x[b], out[b], stores[b])
+                return out
+            return convolve
+        if form in ("image", "int16"):   # conv_image's or the int16 products, as the plan prepared them
+            def convolve(x, out):
+                for b in range(batch):
+                    kept(x[b], out[b], stores[b], pooled_only)
+                return out
+            return convolve
+        if form == "pointwise":   # a 1 x 1 layer's product of each image, as the plan prepared it
+            def convolve(x, out):
+                added = None if residual is None else net.layers[residual].output.reshape(out.shape)
+                for b in range(batch):
+                    kept(x[b], out[b], stores[b], NO_RESIDUAL if added is None else added[b])
+                return out
+            return convolve
+        return self.columns_convolution(net, batch, weights, stores, pooled_only)
+
+    def columns_convolution(self, net, batch, weights, stores, pooled_only):
+        """convolution's for the layers without a product form of their own (groups, training, the exact products
+        and BLAS): im2col's columns (or, with the chain kernel, the image packed straight into its panels) and
+        gemm_nn, group by group, in chunks of images."""
         c, h, w = self.in_shape
         n, out_h, out_w = self.out_shape
         L = out_h * out_w
         g = self.groups
         m, cg = n // g, c // g
         k = cg * self.size * self.size
-        if out is None:
-            out = plan.out
-        weights, stores, pooled_only = plan.weights, plan.stores, plan.pooled_only
-
-        def finish():   # the store's own pass, for the products that do not store through it
-            for b in range(batch):
-                apply(out[b], out_w, stores[b])
-            return out
-
         d = self.dilation
         pad = self.pad * d
-        form, kept = plan.form, plan.kept
-        if form == "depthwise":   # one chain per output straight from the image, no columns, finished as it stores
-            for b in range(batch):
-                kept(x[b], weights, out[b], stores[b])
-            return out
-        if form == "bf16":   # the bf16 products (the AMX tiles or vdpbf16ps), as the plan prepared them
-            images = x if plan.words_in is None else plan.words_in   # (rounded by the layer before as it stored)
-            for b in range(batch):
-                if plan.words_out is None:
-                    kept(images[b], out[b], stores[b], pooled_only)
-                else:   # rounded into the next layer's input instead of the output
-                    kept(images[b], out[b], stores[b], pooled_only, (plan.words_out[b], plan.words_pad))
-            return out
-        if form == "int16_winograd":   # F(2x2, 3x3) with the int16 products
-            a, units = kept
-            for b in range(batch):
-                conv_int16_winograd(a, units, x[b], pad, out_h, out_w, out[b], plan.scratch, stores[b])
-            return out
-        if form == "winograd":   # the fast products' Winograd F(tile x tile, 3x3), as the plan prepared it
-            for b in range(batch):
-                kept(x[b], out[b], stores[b])
-            return out
-        if form in ("image", "int16"):   # conv_image's or the int16 products, as the plan prepared them
-            for b in range(batch):
-                kept(x[b], out[b], stores[b], pooled_only)
-            return out
-        if form == "pointwise":   # a 1 x 1 layer's product of each image, as the plan prepared it
-            added = None if plan.residual is None else net.layers[plan.residual].output.reshape(out.shape)
-            for b in range(batch):
-                kept(x[b], out[b], stores[b], NO_RESIDUAL if added is None else added[b])
-            return out
         direct = self.size == 1 and self.stride == 1 and self.pad == 0
         wide = share_products(batch, L)
         packed = not wide and packs_images()
         fused = g == 1 and packed   # conv_image and gemm_nn finish an ungrouped layer's rows themselves
         chunk = chunk_images(batch, k * L)
-        col = None if packed else net.workspace(k * L * chunk)
-        for b0 in range(0, batch, chunk):
-            b1 = min(batch, b0 + chunk)
-            count = b1 - b0
-            for j in range(g):
-                group = weights[j * m:(j + 1) * m]
-                if wide:   # the chunk's columns side by side: one product, then each image's block to its place
-                    cols = col[:k * count * L].reshape(k, count, L)
-                    im2col_batch(x[b0:b1], j * cg, cg, self.size, self.stride, pad, cols, True, d)
-                    res = scratch(net, "conv_out", m * count * L).reshape(m, count * L)
-                    gemm_nn(group, cols.reshape(k, count * L), res)
-                    out[b0:b1, j * m:(j + 1) * m] = res.reshape(m, count, L).transpose(1, 0, 2)
-                    continue
-                if not direct and packed:   # each image's columns straight into the product's panels
+
+        def convolve(x, out):
+            col = None if packed else net.workspace(k * L * chunk)
+            for b0 in range(0, batch, chunk):
+                b1 = min(batch, b0 + chunk)
+                count = b1 - b0
+                for j in range(g):
+                    group = weights[j * m:(j + 1) * m]
+                    if wide:   # the chunk's columns side by side: one product, then each image's block to its place
+                        cols = col[:k * count * L].reshape(k, count, L)
+                        im2col_batch(x[b0:b1], j * cg, cg, self.size, self.stride, pad, cols, True, d)
+                        res = scratch(net, "conv_out", m * count * L).reshape(m, count * L)
+                        gemm_nn(group, cols.reshape(k, count * L), res)
+                        out[b0:b1, j * m:(j + 1) * m] = res.reshape(m, count, L).transpose(1, 0, 2)
+                        continue
+                    if not direct and packed:   # each image's columns straight into the product's panels
+                        for b in range(b0, b1):
+                            conv_image(group, x[b], j * cg, self.size, self.stride, pad, d, out_h, out_w,
+                                       out[b, j * m:(j + 1) * m], stores[b] if fused else NONE, pooled_only)
+                        continue
+                    if not direct:
+                        cols = col[:k * count * L].reshape(count, k, L)
+                        im2col_batch(x[b0:b1], j * cg, cg, self.size, self.stride, pad, cols, False, d)
                     for b in range(b0, b1):
-                        conv_image(group, x[b], j * cg, self.size, self.stride, pad, d, out_h, out_w,
-                                   out[b, j * m:(j + 1) * m], stores[b] if fused else NONE, pooled_only)
-                    continue
-                if not direct:
-                    cols = col[:k * count * L].reshape(count, k, L)
-                    im2col_batch(x[b0:b1], j * cg, cg, self.size, self.stride, pad, cols, False, d)
-                for b in range(b0, b1):
-                    src = x[b, j * cg:(j + 1) * cg].reshape(cg, h * w) if direct else cols[b - b0]
-                    gemm_nn(group, src, out[b, j * m:(j + 1) * m], store=stores[b] if fused else NONE,
-                            width=out_w)
-        return out if fused else finish()
+                        src = x[b, j * cg:(j + 1) * cg].reshape(cg, h * w) if direct else cols[b - b0]
+                        gemm_nn(group, src, out[b, j * m:(j + 1) * m], store=stores[b] if fused else NONE,
+                                width=out_w)
+            if not fused:   # the store's own pass, for the products that do not store through it
+                for b in range(batch):
+                    apply(out[b], out_w, stores[b])
+            return out
+        return convolve
 
     def forward(self, x, net):
         batch = x.shape[0]
@@ -467,13 +486,13 @@ class Convolutional(Layer):
             # the raw sums go to bn_x (which the backward pass keeps), the activations to the output
             out = plan.out
             self.bn_x, self.x_norm = batchnorm_buffers(self, out.shape)
-            self.convolve(x, net, plan, self.bn_x)
+            plan.convolve(x, self.bn_x)
             self.mean = np.empty(out.shape[1], np.float32)
             self.variance = np.empty(out.shape[1], np.float32)
             backward.batchnorm_train(self.bn_x, out, self.scales, self.biases, self.rolling_mean, self.rolling_variance,
                                      self.mean, self.variance, self.x_norm, plan.inline, net.darknet == "ab")
         else:
-            out = self.convolve(x, net, plan)
+            out = plan.convolve(x, plan.out)
             if self.batch_normalize and net.keep_for_backward:
                 # darknet keeps the raw sums; its backward then uses the rolling statistics
                 self.bn_x, self.x_norm = batchnorm_buffers(self, out.shape)
@@ -539,9 +558,11 @@ class Convolutional(Layer):
             stores = tuple(with_factors(image_store) for image_store in stores)
         output = self.output_buffer(batch)
         residual = self.residual_added(form, store, code, inline)
-        return Plan(key, code, inline, weights, terms, store, stores, form, kept,
-                    bool(pooled) and self.may_skip_output(net), pool, first, output.reshape(batch, self.filters, -1),
-                    output, scratch, words_in, words_out, words_pad, residual)
+        pooled_only = bool(pooled) and self.may_skip_output(net)
+        convolve = self.convolution(net, batch, form, kept, weights, stores, pooled_only, scratch,
+                                    (words_in, words_out, words_pad), residual)
+        return Plan(key, code, inline, weights, terms, store, stores, form, convolve, pooled_only, pool, first,
+                    output.reshape(batch, self.filters, -1), output, words_in, words_out, residual)
 
     def residual_added(self, form, store, code, inline):
         """The layer whose output this layer's store adds to its sums, or None: the residual of a [shortcut] after
