@@ -379,8 +379,7 @@ class Convolutional(Layer):
         Plan); with its stores, finished by them: by the products that store through them, else in a pass after
         them. Decided here, once a plan: deciding on every pass took 1.4 of the 8 us of Yolo-Fastest's 1 x 1 layers
         at small sizes."""
-        c, h, w = self.in_shape
-        n, out_h, out_w = self.out_shape
+        _, out_h, out_w = self.out_shape
         pad = self.pad * self.dilation
         if form == "depthwise":   # one chain per output straight from the image, no columns, finished as it stores
             def convolve(x, out):
