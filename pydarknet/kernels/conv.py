@@ -312,8 +312,9 @@ def tap_chains(typingctx, run, q, starts, weights, offset, fused, affine, row, a
         m = run_a.nitems
         sums = [cgutils.alloca_once(builder, vec) for _ in range(TAP_BLOCK)]   # (registers, once optimized)
 
-        def store(i, nv, mask, sums):
-            done = _finished(context, builder, signature.args[6], affine_v, row_v, activation_v, _i64(1), sums, 1,
+        def store(i, nv, mask, chained):
+            """Outputs i .. (see chains): the finished sums `chained`, one vector each."""
+            done = _finished(context, builder, signature.args[6], affine_v, row_v, activation_v, _i64(1), chained, 1,
                              nv)
             for j, value in enumerate(done):
                 out = _vec_ptr(builder, builder.gep(run_a.data, [i]), j * lanes, vec)
