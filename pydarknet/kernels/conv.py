@@ -293,8 +293,8 @@ def tap_chains(typingctx, run, q, starts, weights, offset, fused, affine, row, a
     epilogue.affine_activate_row). TAP_BLOCK vectors of outputs go through all the taps in registers, the last
     vectors one at a time, the very last masked: no partial sums stored and loaded again, and q never read past a
     run's end. (The loads bound it: blocks of 6 and 8 vectors took as long on one thread, a last block of masked
-    vectors longer on small planes.) A 3 x 3 kernel's (UNROLLED_TAPS) weights are broadcast and its taps' starts
-    found once for the whole run, its taps unrolled and `fused` decided once: the same chains, 5-10 % faster than
+    vectors longer on small planes.) `fused` is decided once for the run, and a 3 x 3 kernel's (UNROLLED_TAPS)
+    weights are broadcast and its taps' starts found once, its taps unrolled: the same chains, 5-10 % faster than
     reading each tap's start and weight again for every block."""
     if not (_is_f32_array(run) and _is_f32_array(q) and _is_f32_array(weights) and _is_f32_array(affine)):
         return None
@@ -328,33 +328,34 @@ def tap_chains(typingctx, run, q, starts, weights, offset, fused, affine, row, a
             return [builder.load(p, align=4) if mask is None else
                     builder.call(_masked_load(builder, vec), [p, _i32(4), mask, zero]) for p in pointers]
 
-        def chains(i, nv, mask):
-            """Outputs i .. i + nv * lanes - 1 (with `mask`, one vector's lanes of it)."""
-            for s in sums[:nv]:
-                builder.store(zero, s)
-            with cgutils.for_range(builder, starts_a.nitems) as tap:
-                start = builder.load(builder.gep(starts_a.data, [tap.index]))
-                wt = builder.load(builder.gep(w0, [tap.index]))
-                wt = _splat(builder, wt, lanes)
-                inputs = load(builder.gep(q0, [builder.add(start, i)]), nv, mask)
-                with builder.if_else(fused_v) as (then, otherwise):
-                    with then:
-                        for s, x in zip(sums, inputs):
-                            builder.store(builder.call(_fma(builder, vec), [wt, x, builder.load(s)]), s)
-                    with otherwise:
-                        for s, x in zip(sums, inputs):
-                            builder.store(builder.fadd(builder.load(s), builder.fmul(wt, x)), s)
-            store(i, nv, mask, [builder.load(s) for s in sums[:nv]])
+        def step(s, wt, x, fused):
+            """s + wt * x: one FMA (fused), else the product rounded, then the sum (darknet's)."""
+            return builder.call(_fma(builder, vec), [wt, x, s]) if fused else builder.fadd(s, builder.fmul(wt, x))
 
-        def unrolled_chains(taps, fused):
+        def chains(fused):
+            """Outputs i .. i + nv * lanes - 1 (with `mask`, one vector's lanes of it), through the taps' loop."""
+            def run(i, nv, mask):
+                for s in sums[:nv]:
+                    builder.store(zero, s)
+                with cgutils.for_range(builder, starts_a.nitems) as tap:
+                    start = builder.load(builder.gep(starts_a.data, [tap.index]))
+                    wt = _splat(builder, builder.load(builder.gep(w0, [tap.index])), lanes)
+                    inputs = load(builder.gep(q0, [builder.add(start, i)]), nv, mask)
+                    for s, x in zip(sums, inputs):
+                        builder.store(step(builder.load(s), wt, x, fused), s)
+                store(i, nv, mask, [builder.load(s) for s in sums[:nv]])
+            return run
+
+        def unrolled_chains(fused):
             """chains for UNROLLED_TAPS taps, their weights broadcast and their runs' starts found once for the
-            whole run (taps: (first input, weight) each), `fused` decided once: the same chains, in registers."""
+            whole run: the same chains, in registers."""
+            taps = [(builder.gep(q0, [builder.load(builder.gep(starts_a.data, [_i64(k)]))]),
+                     _splat(builder, builder.load(builder.gep(w0, [_i64(k)])), lanes)) for k in range(UNROLLED_TAPS)]
+
             def run(i, nv, mask):
                 acc = [zero] * nv
                 for first, wt in taps:
-                    inputs = load(builder.gep(first, [i]), nv, mask)
-                    acc = [builder.call(_fma(builder, vec), [wt, x, s]) if fused else
-                           builder.fadd(s, builder.fmul(wt, x)) for s, x in zip(acc, inputs)]
+                    acc = [step(s, wt, x, fused) for s, x in zip(acc, load(builder.gep(first, [i]), nv, mask))]
                 store(i, nv, mask, acc)
             return run
 
@@ -368,18 +369,15 @@ def tap_chains(typingctx, run, q, starts, weights, offset, fused, affine, row, a
             with builder.if_then(builder.icmp_signed("<", whole, m)):
                 chains_of(whole, 1, _lane_mask(builder, 0, _splat(builder, builder.sub(m, whole), lanes)))
 
-        with builder.if_else(builder.icmp_signed("==", starts_a.nitems, _i64(UNROLLED_TAPS))) as (then, otherwise):
-            with then:
-                taps = [(builder.gep(q0, [builder.load(builder.gep(starts_a.data, [_i64(k)]))]),
-                         _splat(builder, builder.load(builder.gep(w0, [_i64(k)])), lanes))
-                        for k in range(UNROLLED_TAPS)]
-                with builder.if_else(fused_v) as (fma, rounded):
-                    with fma:
-                        over_the_run(unrolled_chains(taps, True))
-                    with rounded:
-                        over_the_run(unrolled_chains(taps, False))
-            with otherwise:
-                over_the_run(chains)
+        unrolled = builder.icmp_signed("==", starts_a.nitems, _i64(UNROLLED_TAPS))
+        with builder.if_else(fused_v) as (fma, rounded):   # fused decided once for the run
+            for branch, fused in ((fma, True), (rounded, False)):
+                with branch:
+                    with builder.if_else(unrolled) as (then, otherwise):
+                        with then:
+                            over_the_run(unrolled_chains(fused))
+                        with otherwise:
+                            over_the_run(chains(fused))
         return context.get_dummy_value()
 
     return sig, codegen

@@ -375,10 +375,11 @@ class Convolutional(Layer):
 
     def convolution(self, net, batch, form, kept, weights, stores, pooled_only, scratch, words, residual):
         """A plan's `convolve(x, out)`: the raw convolution sums of a pass of `batch` images into out (batch,
-        filters, out_h*out_w), before bias and batch-norm, with the plan's weights and products (form, kept: see
-        Plan); with its stores, finished by them: by the products that store through them, else in a pass after
-        them. Decided here, once a plan: deciding on every pass took 1.4 of the 8 us of Yolo-Fastest's 1 x 1 layers
-        at small sizes."""
+        filters, out_h*out_w), before bias and batch-norm, with the plan's weights and products: `form` and `kept`,
+        its convolution of one image as make_plan prepared it (bf16_, winograd_, int16_, image_, pointwise_ or
+        depthwise_convolution's; for "int16_winograd" its weights and units); with its stores, finished by them: by
+        the products that store through them, else in a pass after them. Decided here, once a plan: deciding on every
+        pass took 1.4 of the 8 us of Yolo-Fastest's 1 x 1 layers at small sizes."""
         _, out_h, out_w = self.out_shape
         pad = self.pad * self.dilation
         if form == "depthwise":   # one chain per output straight from the image, no columns, finished as it stores
