@@ -20,7 +20,7 @@ import numpy as np
 
 from pydarknet.kernels import amx, bf16, int16, products
 from pydarknet.kernels.conv import im2col_batch
-from pydarknet.kernels.epilogue import NONE, apply
+from pydarknet.kernels.epilogue import NO_RESIDUAL_PLANES, NONE, apply
 from pydarknet.kernels.winograd import transform_input2, transform_output2, transform_weights
 from pydarknet.network.layers import convolutional
 
@@ -111,13 +111,14 @@ class Emulated:
         q, units = twelve_bits(transform_weights(weights, channels, 2), 2, divide=True)   # per position and filter
         return q, units[..., 0].astype(np.float32)
 
-    def conv_int16_winograd(self, a, units, x, pad, out_h, out_w, out, scratch, store=NONE):
+    def conv_int16_winograd(self, a, units, x, pad, out_h, out_w, out, scratch, store=NONE,
+                            residual=NO_RESIDUAL_PLANES):
         tiles_w = (out_w + 1) // 2
         V = np.zeros((16, x.shape[0], tiles_w * ((out_h + 1) // 2)), np.float32)
         transform_input2(x, pad, tiles_w, V)
         q, image_units = twelve_bits(V, (1, 2))   # per position
         M = (a @ q).astype(np.float32) * (units * image_units[:, :, 0].astype(np.float32))[:, :, None]
-        transform_output2(M, tiles_w, out_h, out_w, out, *store)
+        transform_output2(M, tiles_w, out_h, out_w, out, *store, residual)
 
 
 def emulate(engine, monkeypatch):

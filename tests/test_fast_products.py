@@ -185,8 +185,8 @@ def test_winograd_bands_match_the_three_passes(channels, h, w, filters, pad, row
     """F(4x4) in bands of `rows` tile rows (each band from input to output on one thread, V and M in its
     cache) computes the three passes' sums bit for bit: the same transforms and product chains, on cut tiles,
     a short last band and paddings 0-2; and both finish their rows through the fused store (bias, leaky, a 2x2
-    pool) as the store's pass after the raw sums does."""
-    from pydarknet.kernels.epilogue import Store, apply
+    pool; or bias, leaky and a [shortcut]'s residual) as the store's pass after the raw sums does."""
+    from pydarknet.kernels.epilogue import NO_POOL, NO_RESIDUAL_PLANES, Store, apply
     from pydarknet.kernels.winograd import conv_bands4, padded_image, transform_weights
     rng = np.random.default_rng(channels + rows)
     x = rng.standard_normal((channels, h, w), dtype=np.float32)
@@ -210,12 +210,19 @@ def test_winograd_bands_match_the_three_passes(channels, h, w, filters, pad, row
     padded_image(x, pad, xp)
     work = np.full((numba.get_num_threads(), 36 * (channels + filters) * rows * tiles_w + 64), np.nan, np.float32)
     banded = np.full_like(three, np.nan)
-    conv_bands4(xp, products.pack_winograd(u), filters, out_h, out_w, rows, work, banded, *NONE)
+    conv_bands4(xp, products.pack_winograd(u), filters, out_h, out_w, rows, work, banded, *NONE, NO_RESIDUAL_PLANES)
     assert np.array_equal(banded, three)
-    conv_bands4(xp, products.pack_winograd(u), filters, out_h, out_w, rows, work, banded, *stores[0])
+    conv_bands4(xp, products.pack_winograd(u), filters, out_h, out_w, rows, work, banded, *stores[0],
+                NO_RESIDUAL_PLANES)
     apply(three, out_w, stores[1])
     assert np.array_equal(banded, three) and np.array_equal(stores[0].pooled, stores[1].pooled)
     assert np.array_equal(three_passes(stores[0]), three) and np.array_equal(stores[0].pooled, stores[1].pooled)
+    residual = rng.standard_normal((filters, out_h, out_w), dtype=np.float32)
+    store = Store(affine, LEAKY, NO_POOL)
+    conv_bands4(xp, products.pack_winograd(u), filters, out_h, out_w, rows, work, banded, *store, residual)
+    three = three_passes()
+    apply(three, out_w, store)
+    assert np.array_equal(banded, three + residual.reshape(three.shape))
 
 
 @pytest.mark.parametrize("filters, channels, out, rows", [(64, 64, 104, 1), (32, 32, 104, 2), (32, 16, 208, 2),

@@ -428,7 +428,7 @@ def test_winograd_output_transform_is_ats_floats(m):
     """F(m x m)'s output transform (its pass along the tiles' rows a vector of tiles at a time, the outputs
     interleaved by shuffles, a last vector cut short) gives A^T m A, down the columns then along the rows, in
     float32: numpy's floats in that order, cut to the output's size."""
-    from pydarknet.kernels.epilogue import NONE
+    from pydarknet.kernels.epilogue import NO_RESIDUAL_PLANES, NONE
     from pydarknet.kernels.winograd import transform_output2, transform_output4
     n = m + 2
     rng = np.random.default_rng(19)
@@ -440,7 +440,7 @@ def test_winograd_output_transform_is_ats_floats(m):
         rows = np.stack([np.stack(_at(m, *(down[j][i] for j in range(n))), -1) for i in range(m)], 2)
         expected = rows.reshape(filters, m * tiles_h, m * tiles_w)[:, :out_h, :out_w]   # rows: (f, ty, i, tx, k)
         out = np.full((filters, out_h * out_w), np.nan, np.float32)
-        (transform_output2 if m == 2 else transform_output4)(M, tiles_w, out_h, out_w, out, *NONE)
+        (transform_output2 if m == 2 else transform_output4)(M, tiles_w, out_h, out_w, out, *NONE, NO_RESIDUAL_PLANES)
         np.testing.assert_array_equal(out.reshape(expected.shape), expected)
 
 

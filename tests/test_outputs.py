@@ -167,3 +167,58 @@ def test_residuals_added_in_place(tmp_path, products_name):
     assert stored == (set() if products_name == "darknet" else {1, 5})
     # the sum is handed on: the writer's array is the shortcut's output
     assert shared.layers[2].output is shared.layers[1].output
+
+
+def block(filters, **options):
+    """A 3 x 3 convolution with batch-norm and leaky, then a [shortcut] adding the output two layers back."""
+    return section("convolutional", filters=filters, size=3, pad=1, batch_normalize=1, activation="leaky",
+                   **options) + residual(-2)
+
+
+WINOGRAD_RESIDUALS_CFG = "\n".join([
+    section("net", width=104, height=104, channels=3),
+    section("convolutional", filters=32, size=3, pad=1, activation="leaky"),   # 0
+    block(32),                                   # 1, 2: F(4x4) in bands (104 x 104: 26 tiles a row)
+    section("maxpool", size=2, stride=2),        # 3
+    block(32),                                   # 4, 5: F(4x4)'s three passes (52 x 52) with AVX-512
+    section("maxpool", size=2, stride=2),        # 6
+    block(32),                                   # 7, 8: F(2x2)'s three passes (26 x 26) with AVX-512
+    section("maxpool", size=2, stride=2),        # 9
+    block(32),                                   # 10, 11: F(2x2) with the tiles as rows (13 x 13)
+    section("convolutional", filters=128, size=1, activation="linear"),   # 12
+    block(128),                                  # 13, 14: F(2x2), --int16's in integers
+    section("convolutional", filters=4, size=1, activation="linear"),   # 15
+])
+
+
+@pytest.mark.parametrize("products_name", ["fast", "int16"])
+def test_winograd_stores_add_the_residual(tmp_path, products_name):
+    """A plain [shortcut] after a 3 x 3 layer of Winograd's products (F(4x4) in bands and in three passes, F(2x2) in
+    three passes and with the tiles as rows, --int16's F(2x2)): the output transform adds the residual as it stores
+    each row, after batch-norm and leaky, and the shortcut only hands the sum on; the network's output the bits of a
+    pass where every layer keeps its own. (--int16 takes its direct integer products for the 32-channel layers with
+    AVX-512: their shortcuts add apart.)"""
+    cfg = tmp_path / "winograd_residuals.cfg"
+    cfg.write_text(WINOGRAD_RESIDUALS_CFG)
+
+    def net_of(every_output):
+        net = Network(cfg, quiet_unused=True).initialize(seed=7)
+        net.products = products.products_for(products_name)
+        net.every_output = every_output
+        return net
+    shared, kept = net_of(False), net_of(True)
+    rng = np.random.default_rng(8)
+    for _ in range(2):
+        x = rng.standard_normal((1,) + kept.input_shape, dtype=np.float32)
+        np.testing.assert_array_equal(shared.forward(x), kept.forward(x))
+    with products.using(shared.products):
+        plans = {layer.index: layer.plan(shared, 1) for layer in shared.layers if layer.type == "convolutional"}
+        assert products.winograd_bands(32, 32, 104, 104) > 0   # layer 1 takes the bands
+    writers = {1, 4, 7, 10, 13}
+    assert {index for index, plan in plans.items() if plan.residual is not None} == {
+        index for index in writers if plans[index].form in ("winograd", "int16_winograd")}
+    if products_name == "fast":
+        assert {plans[index].form for index in writers} == {"winograd"}
+    else:
+        assert plans[13].form == "int16_winograd"
+    assert shared.layers[14].output is shared.layers[13].output   # the sum handed on

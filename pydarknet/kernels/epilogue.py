@@ -4,7 +4,9 @@ is still in the core's cache, instead of a pass over the whole output afterwards
 A `Store` is one layer's part of the fused plan (network/layers/convolutional.py builds it once per layer and
 parameters): batch-norm and bias as (x - center) * scale + shift per filter, then leaky, relu or nothing, and, where
 a 2x2 stride-2 [maxpool] follows (or follows the [route] the layer writes its output into), that pool of the rows
-just finished into the pool layer's output (its channels of it). The
+just finished into the pool layer's output (its channels of it). Where a plain residual [shortcut] follows, the
+store's rows also take its residual, given beside the store per pass (`residual`: the planes of the layer it adds,
+which only exist once that layer has run), added after the activation as the shortcut adds it. The
 arithmetic is the fast modes' pass over the output (affine_activate_row, which kernels.conv's pass also runs), so
 fused or not, the floats are the same; darknet's exact pass never comes here.
 
@@ -41,6 +43,7 @@ class Store(NamedTuple):
 
 
 NO_POOL = np.zeros((0, 0, 0), np.float32)
+NO_RESIDUAL_PLANES = np.zeros((0, 0, 0), np.float32)   # no residual added by store_rows (gemm's NO_RESIDUAL is flat)
 NONE = Store(np.zeros((3, 0), np.float32), LINEAR, NO_POOL)   # the raw sums stored as they are
 
 
@@ -101,15 +104,20 @@ def affine_activate_row(row, center, scale, shift, activation):
 
 
 @njit(cache=True, inline="always")
-def store_rows(rows, y0, f, affine, activation, pooled):
+def store_rows(rows, y0, f, affine, activation, pooled, residual):
     """Filter f's finished output rows (n, out_w), output rows y0.. of the layer: the factor (where affine has one),
-    the affine and activation in place, then, with a pool, the pool's rows from them (pool_rows)."""
+    the affine and activation in place, then the residual's rows added (residual (filters, out_h, out_w), or
+    NO_RESIDUAL_PLANES), then, with a pool, the pool's rows from them (pool_rows)."""
     if affine.shape[1] == 0:
         return
     if affine.shape[0] > 3:
         rows *= affine[3, f]
     for i in range(rows.shape[0]):
         affine_activate_row(rows[i], affine[0, f], affine[1, f], affine[2, f], activation)
+        if residual.size:   # (element by element: a view per row cost more than the add on 13-wide rows)
+            row, y = rows[i], y0 + i
+            for x in range(row.size):
+                row[x] += residual[f, y, x]
     pool_rows(rows, y0, f, pooled)
 
 
@@ -125,13 +133,13 @@ POOL_BAND = 16   # rows finished then pooled at a time by `apply` (even); 416 wi
 
 
 @njit(cache=True, parallel=True)
-def _apply(out, width, affine, activation, pooled):
+def _apply(out, width, affine, activation, pooled, residual):
     filters = out.shape[0]
     height = out.shape[1] // width
     for f in prange(filters):
         plane = out[f].reshape(height, width)
         for y0 in range(0, height, POOL_BAND):
-            store_rows(plane[y0:y0 + POOL_BAND], y0, f, affine, activation, pooled)
+            store_rows(plane[y0:y0 + POOL_BAND], y0, f, affine, activation, pooled, residual)
 
 
 @njit(cache=True, parallel=True)
@@ -147,8 +155,11 @@ def pool(out, width, store):
         _pool(out, width, store.pooled)
 
 
-def apply(out, width, store):
+def apply(out, width, store, residual=NO_RESIDUAL_PLANES):
     """The store on one image's raw sums out (filters, out_h*out_w) of rows `width` wide, in a pass of its own:
-    for the products that do not store through it."""
+    for the products that do not store through it; `residual` (filters, out_h, out_w) added as store_rows adds it
+    (to the raw sums where the store is NONE)."""
     if store.affine.shape[1]:
-        _apply(out, width, *store)
+        _apply(out, width, *store, residual)
+    elif residual.size:
+        out += residual.reshape(out.shape)

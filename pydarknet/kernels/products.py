@@ -48,7 +48,7 @@ from numba.extending import intrinsic
 
 from .aligned import aligned_zeros
 from .conv import direct_convolution
-from .epilogue import NONE, apply, pool
+from .epilogue import NO_RESIDUAL_PLANES, NONE, apply, pool
 from .gemm import (NO_AFFINE, NO_RESIDUAL, _F32, _I64, _data, _i64, _phis, check_image_product, gemm_flat,
                    host_panel_width, pack_a_batch, packed_a_size, pointwise_product, sgemm_darknet, sgemm_darknet_tn,
                    sgemm_image)
@@ -245,9 +245,7 @@ def pointwise_convolution(a, out_w):
         pointwise_product(packed[0], x.reshape(-1), out.reshape(-1), m, out.shape[1], k, threads,
                           fused, affine, activation, residual.reshape(-1) if activation >= 0 else NO_RESIDUAL)
         if activation < 0:
-            apply(out, out_w, store)
-            if residual.size:
-                out += residual.reshape(out.shape)
+            apply(out, out_w, store, residual.reshape(m, -1, out_w) if residual.size else NO_RESIDUAL_PLANES)
     return convolve
 
 
@@ -355,9 +353,10 @@ def conv_winograd(up, x, pad, out_h, out_w, out, scratch, store=NONE):
 
 
 def winograd_convolution(up, channels, filters, pad, out_h, out_w, scratch):
-    """conv_winograd for images of `channels`, decided once: returns convolve(x, out, store), which runs only the
-    transforms and the products, with the tiles, the bands, the scratch arrays and the work's split among Numba's
-    threads fixed here. A convolution's plan keeps it."""
+    """conv_winograd for images of `channels`, decided once: returns convolve(x, out, store, residual), which runs
+    only the transforms and the products, with the tiles, the bands, the scratch arrays and the work's split among
+    Numba's threads fixed here; its output transform finishes the store and adds `residual` (filters, out_h, out_w;
+    a [shortcut] after the layer: layers/shortcut.py) as it stores each row. A convolution's plan keeps it."""
     from .winograd import (conv_bands4, padded_image, transform_input2, transform_input2_rows, transform_input4,
                            transform_output2, transform_output2_rows, transform_output4, winograd_products,
                            winograd_products_rows)
@@ -374,11 +373,11 @@ def winograd_convolution(up, channels, filters, pad, out_h, out_w, scratch):
         mt = scratch("winograd_mt", positions * tiles * filters).reshape(positions, tiles, filters)
         yt = scratch("winograd_yt", 4 * tiles * filters).reshape(2 * tiles_h, 2 * tiles_w, filters)
 
-        def convolve(x, out, store):
+        def convolve(x, out, store, residual=NO_RESIDUAL_PLANES):
             transform_input2_rows(x, pad, xt, vt)
             pack_a_batch(vt, a)
             winograd_products_rows(a, up, mt)
-            transform_output2_rows(mt, yt, out_h, out_w, out, *store)
+            transform_output2_rows(mt, yt, out_h, out_w, out, *store, residual)
         return convolve
     rows = winograd_bands(filters, channels, out_h, out_w) if m == 4 else 0
     if rows:
@@ -387,9 +386,9 @@ def winograd_convolution(up, channels, filters, pad, out_h, out_w, scratch):
         per_thread = 36 * (channels + filters) * rows * tiles_w + host_panel_width()
         work = scratch("winograd_work", kernel_threads() * per_thread).reshape(-1, per_thread)
 
-        def convolve(x, out, store):
+        def convolve(x, out, store, residual=NO_RESIDUAL_PLANES):
             padded_image(x, pad, xp)
-            conv_bands4(xp, up, filters, out_h, out_w, rows, work, out, *store)
+            conv_bands4(xp, up, filters, out_h, out_w, rows, work, out, *store, residual)
         return convolve
     ld = -(-tiles // TILES_ALIGNED) * TILES_ALIGNED
     V = scratch("winograd_v", positions * channels * ld + host_panel_width())   # whole vectors past the end
@@ -398,10 +397,10 @@ def winograd_convolution(up, channels, filters, pad, out_h, out_w, scratch):
     transform_input = transform_input2 if m == 2 else transform_input4
     transform_output = transform_output2 if m == 2 else transform_output4
 
-    def convolve(x, out, store):
+    def convolve(x, out, store, residual=NO_RESIDUAL_PLANES):
         transform_input(x, pad, tiles_w, images)
         winograd_products(up, V, channels, tiles, M)
-        transform_output(M, tiles_w, out_h, out_w, out, *store)
+        transform_output(M, tiles_w, out_h, out_w, out, *store, residual)
     return convolve
 
 

@@ -276,9 +276,10 @@ def _input_row4(plane, y0, col, V, c, t0):
 
 
 @njit(cache=True, parallel=True)
-def transform_output2(M, tiles_w, out_h, out_w, out, affine, activation, pooled):
+def transform_output2(M, tiles_w, out_h, out_w, out, affine, activation, pooled, residual):
     """out (filters, out_h*out_w) = A^T m A for every tile's 4x4 m of M (16, filters, tiles or more): its 2x2
-    outputs, those inside the output, finished by the store (affine, activation, pooled: kernels.epilogue's Store).
+    outputs, those inside the output, finished by the store (affine, activation, pooled: kernels.epilogue's Store;
+    residual: the planes store_rows adds, or NO_RESIDUAL_PLANES).
     A^T runs over a row of tiles at once, then A along each tile's rows."""
     filters = M.shape[1]
     tiles_h = (out_h + 1) // 2
@@ -299,11 +300,11 @@ def transform_output2(M, tiles_w, out_h, out_w, out, affine, activation, pooled)
                         s0[tx], s1[tx] = _at2(m0[t], m1[t], m2[t], m3[t])
                 for i in range(2):
                     _at2_along(sf, 4 * i * s.shape[2], s.shape[2], rows[i], tiles_w)
-                _store_rows(rows, 2 * ty, out_h, out_w, dst, f, affine, activation, pooled)
+                _store_rows(rows, 2 * ty, out_h, out_w, dst, f, affine, activation, pooled, residual)
 
 
 @njit(cache=True, parallel=True)
-def transform_output4(M, tiles_w, out_h, out_w, out, affine, activation, pooled):
+def transform_output4(M, tiles_w, out_h, out_w, out, affine, activation, pooled, residual):
     """transform_output2 for F(4x4, 3x3): M (36, filters, tiles or more), 4x4 outputs per tile."""
     filters, ld = M.shape[1], M.shape[2]
     tiles_h = (out_h + 3) // 4
@@ -315,14 +316,15 @@ def transform_output4(M, tiles_w, out_h, out_w, out, affine, activation, pooled)
         for f in range(q * filters // nchunk, (q + 1) * filters // nchunk):
             for ty in range(tiles_h):
                 _output_row4(Mf, f * ld + ty * tiles_w, filters * ld, s, rows, 4 * ty, out_h, out_w, out[f], f,
-                             affine, activation, pooled)
+                             affine, activation, pooled, residual)
 
 
 @njit(cache=True, inline="always")
-def _output_row4(Mf, q, stride, s, rows, y0, out_h, out_w, dst, f, affine, activation, pooled):
+def _output_row4(Mf, q, stride, s, rows, y0, out_h, out_w, dst, f, affine, activation, pooled, residual):
     """A^T m A for a row of tiles (tile tx's m at Mf[q + p * stride + tx], position p): A^T over the row at
     once (s: (4, 6, tiles or more), zeros past the tiles), then A along each tile's rows (rows (4, 4 tiles)), stored
-    to the output rows y0.. of dst (out_h*out_w), filter f's, through the store (affine, activation, pooled).
+    to the output rows y0.. of dst (out_h*out_w), filter f's, through the store (affine, activation, pooled,
+    residual).
     (M is read flat: slices of it ran 25-30 % faster here than rows of a 3-d M.)"""
     tiles_w = rows.shape[1] // 4
     for j in range(6):
@@ -335,11 +337,11 @@ def _output_row4(Mf, q, stride, s, rows, y0, out_h, out_w, dst, f, affine, activ
     sf = s.reshape(-1)
     for i in range(4):
         _at4_along(sf, 6 * i * s.shape[2], s.shape[2], rows[i], tiles_w)
-    _store_rows(rows, y0, out_h, out_w, dst, f, affine, activation, pooled)
+    _store_rows(rows, y0, out_h, out_w, dst, f, affine, activation, pooled, residual)
 
 
 @njit(cache=True, inline="always")
-def _store_rows(rows, y0, out_h, out_w, dst, f, affine, activation, pooled):
+def _store_rows(rows, y0, out_h, out_w, dst, f, affine, activation, pooled, residual):
     """The output rows y0.. of a row of tiles (rows: one per tile row, tiles side by side) into dst (out_h*out_w),
     those inside the output, then finished there by filter f's store (kernels.epilogue.store_rows) while they are in
     the cache."""
@@ -349,7 +351,7 @@ def _store_rows(rows, y0, out_h, out_w, dst, f, affine, activation, pooled):
         o = (y0 + i) * out_w
         for x in range(out_w):
             dst[o + x] = row[x]
-    store_rows(dst[y0 * out_w:(y0 + n) * out_w].reshape(n, out_w), y0, f, affine, activation, pooled)
+    store_rows(dst[y0 * out_w:(y0 + n) * out_w].reshape(n, out_w), y0, f, affine, activation, pooled, residual)
 
 
 @njit(cache=True, parallel=True)
@@ -396,11 +398,11 @@ def transform_input2_rows(x, pad, xt, VT):
 
 
 @njit(cache=True, parallel=True)
-def transform_output2_rows(MT, yt, out_h, out_w, out, affine, activation, pooled):
+def transform_output2_rows(MT, yt, out_h, out_w, out, affine, activation, pooled, residual):
     """transform_output2 from M with the tiles as rows, MT (16, tiles, filters): each tile's 2x2 outputs over the
     filters in vectors into yt (2 tiles_h, 2 tiles_w, filters), channel-last, then copied into out (filters,
-    out_h*out_w), those inside the output, each filter's plane finished by the store (affine, activation, pooled:
-    kernels.epilogue's Store) while it is in the cache. The same floats."""
+    out_h*out_w), those inside the output, each filter's plane finished by the store (affine, activation, pooled,
+    residual: as transform_output2's) while it is in the cache. The same floats."""
     tiles_w = yt.shape[1] // 2
     filters = MT.shape[2]
     for t in prange(MT.shape[1]):
@@ -420,7 +422,7 @@ def transform_output2_rows(MT, yt, out_h, out_w, out, affine, activation, pooled
             src = yt[y]
             for x in range(out_w):
                 dst[y * out_w + x] = src[x, f]
-        store_rows(dst.reshape(out_h, out_w), 0, f, affine, activation, pooled)
+        store_rows(dst.reshape(out_h, out_w), 0, f, affine, activation, pooled, residual)
 
 
 @njit(cache=True, parallel=True)
@@ -448,11 +450,11 @@ def padded_image(x, pad, xp):
 
 
 @njit(cache=True, parallel=True)
-def conv_bands4(xp, up, filters, out_h, out_w, rows, work, out, affine, activation, pooled):
+def conv_bands4(xp, up, filters, out_h, out_w, rows, work, out, affine, activation, pooled, residual):
     """out (filters, out_h*out_w) = F(4x4, 3x3) of the padded image xp (channels, 4 tiles_h + 2, 4 tiles_w + 2)
     in bands of `rows` tile rows, one band per task: transform_input4's V, the 36 products and
-    transform_output4's sums finished by the store (affine, activation, pooled: kernels.epilogue's Store), with
-    V (36, channels, band tiles) and M (36, filters, band tiles) in that thread's part of work (threads,
+    transform_output4's sums finished by the store (affine, activation, pooled, residual: as transform_output2's),
+    with V (36, channels, band tiles) and M (36, filters, band tiles) in that thread's part of work (threads,
     36 * (channels + filters) * band tiles + NR floats: the products read whole vectors).
     up is transform_weights' U packed by gemm.pack_a_batch. The same sums as the three passes, bit for bit."""
     channels, wp = xp.shape[0], xp.shape[2]
@@ -479,4 +481,4 @@ def conv_bands4(xp, up, filters, out_h, out_w, rows, work, out, affine, activati
         for f in range(filters):
             for ty in range(ty0, ty1):
                 _output_row4(M, f * ld + (ty - ty0) * tiles_w, mstride, s, rows_out, 4 * ty, out_h, out_w, out[f], f,
-                             affine, activation, pooled)
+                             affine, activation, pooled, residual)

@@ -32,9 +32,8 @@ from ...kernels.activations import (ACROSS_CHANNELS, CODE as ACTIVATIONS, LINEAR
                                     activate_channels, fork_scalar)
 from ...kernels.conv import (col2im_batch, depthwise_convolution, im2col_batch, im2col_t, normalize_activate_maxpool,
                              normalize_scale_bias_activate, pad_images)
-from ...kernels.epilogue import (ACTIVATIONS as STORED_ACTIVATIONS, NO_POOL, NONE, Store, affine_table, apply,
-                                 with_factors)
-from ...kernels.gemm import NO_RESIDUAL
+from ...kernels.epilogue import (ACTIVATIONS as STORED_ACTIVATIONS, NO_POOL, NO_RESIDUAL_PLANES, NONE, Store,
+                                 affine_table, apply, with_factors)
 from ...kernels.int16 import conv_int16_winograd, quantize_weights, quantize_winograd_weights
 from ...kernels.pool import tiles_2x2
 from ...kernels.products import (backend, bf16_convolution, bf16_kernel, blocked_input, conv_image,
@@ -47,6 +46,7 @@ from .base import Layer, fast_inference, zeros
 
 CHUNK_FLOATS = 1 << 21  # im2col columns per chunk of images (8 MiB; a single image may take more)
 WIDE_BELOW = 1024       # output positions per image under which a chunk's images share one product
+RESIDUAL_FORMS = ("pointwise", "winograd", "int16_winograd")   # the products whose store adds a [shortcut]'s residual
 
 
 def share_products(batch, spatial):
@@ -207,7 +207,7 @@ class Plan(NamedTuple):
     output: np.ndarray     # the same, (batch, filters, out_h, out_w): what the pass returns, the same array each time
     words_in: np.ndarray | None    # the input in the blocked bf16 kernel's layout, filled by the layer before
     words_out: np.ndarray | None   # the next layer's words_in, filled instead of the output (hands_over)
-    residual: int | None   # the layer whose output the 1 x 1 products' store adds (the [shortcut] after it)
+    residual: int | None   # the layer whose output the products' store adds (the [shortcut] after it: residual_added)
 
 
 class Convolutional(Layer):
@@ -382,6 +382,14 @@ class Convolutional(Layer):
         pass took 1.4 of the 8 us of Yolo-Fastest's 1 x 1 layers at small sizes."""
         _, out_h, out_w = self.out_shape
         pad = self.pad * self.dilation
+        no_residual = (NO_RESIDUAL_PLANES,) * batch
+
+        def residual_planes():
+            """Each image's residual planes (filters, out_h, out_w) for the store to add (residual_added's layer's
+            output, read as the pass runs: its array of this pass), else none."""
+            if residual is None:
+                return no_residual
+            return net.layers[residual].output.reshape(batch, self.filters, out_h, out_w)
         if form == "depthwise":   # one chain per output straight from the image, no columns, finished as it stores
             def convolve(x, out):
                 for b in range(batch):
@@ -404,14 +412,16 @@ class Convolutional(Layer):
             a, units = kept
 
             def convolve(x, out):
+                added = residual_planes()
                 for b in range(batch):
-                    conv_int16_winograd(a, units, x[b], pad, out_h, out_w, out[b], scratch, stores[b])
+                    conv_int16_winograd(a, units, x[b], pad, out_h, out_w, out[b], scratch, stores[b], added[b])
                 return out
             return convolve
         if form == "winograd":   # the fast products' Winograd F(tile x tile, 3x3), as the plan prepared it
             def convolve(x, out):
+                added = residual_planes()
                 for b in range(batch):
-                    kept(x[b], out[b], stores[b])
+                    kept(x[b], out[b], stores[b], added[b])
                 return out
             return convolve
         if form in ("image", "int16"):   # conv_image's or the int16 products, as the plan prepared them
@@ -422,9 +432,9 @@ class Convolutional(Layer):
             return convolve
         if form == "pointwise":   # a 1 x 1 layer's product of each image, as the plan prepared it
             def convolve(x, out):
-                added = None if residual is None else net.layers[residual].output.reshape(out.shape)
+                added = residual_planes()
                 for b in range(batch):
-                    kept(x[b], out[b], stores[b], NO_RESIDUAL if added is None else added[b])
+                    kept(x[b], out[b], stores[b], added[b])
                 return out
             return convolve
         return self.columns_convolution(net, batch, weights, stores, pooled_only)
@@ -566,11 +576,11 @@ class Convolutional(Layer):
 
     def residual_added(self, form, store, code, inline):
         """The layer whose output this layer's store adds to its sums, or None: the residual of a [shortcut] after
-        it that adds in place (residual_after: network/outputs.py), for the 1 x 1 products where the fused store
-        finishes the whole output (no batch-norm pass or activation after it; the shortcut then only hands the sum
-        on; no pool can follow: the shortcut does). The same floats: the shortcut adds the finished output and its
-        residual, once, as pointwise_convolution does."""
-        if form != "pointwise" or store is None or code != inline:
+        it that adds in place (residual_after: network/outputs.py), for the products whose fused store finishes the
+        whole output (no batch-norm pass or activation after it; the shortcut then only hands the sum on; no pool
+        can follow: the shortcut does): the 1 x 1 products and Winograd's (the fast products' and --int16's). The
+        same floats: the shortcut adds the finished output and its residual, once, as they do."""
+        if form not in RESIDUAL_FORMS or store is None or code != inline:
             return None
         return self.residual_after
 
