@@ -10,12 +10,12 @@ which only exist once that layer has run), added after the activation as the sho
 arithmetic is the fast modes' pass over the output (affine_activate_row, which kernels.conv's pass also runs), so
 fused or not, the floats are the same; darknet's exact pass never comes here.
 
-Products that store through it: Winograd's output transforms (three passes, bands, and --int16's F(2x2)), and the
-chain kernel's register tiles: conv_direct's (the first layers, which then fill the pool from each band of rows:
-`pool_rows`) and the packed ones (1 x 1 layers and the packed columns of the larger ones), kernels.gemm's
-`_finished`, the affine and activation only (the packed ones not where a pool is to be filled), for the int16
-products' words too (each filter's factor first); the depthwise
-layers' chains (kernels.conv.tap_chains, through the same `_finished`, the pool from each channel after); and the bf16
+Products that store through it: Winograd's output transforms (three passes, bands, tiles as rows and --int16's
+F(2x2); the residual too), and the chain kernel's register tiles: conv_direct's (the first layers, which then fill the
+pool from each band of rows: `pool_rows`) and the packed ones (1 x 1 layers, which add the residual too, and the
+packed columns of the larger ones), kernels.gemm's `_finished`, the affine and activation only (the packed ones not
+where a pool is to be filled), for the int16 products' words too (each filter's factor first); the depthwise layers'
+chains (kernels.conv.tap_chains, through the same `_finished`, the pool from each channel after); and the bf16
 products on the AMX tiles, the affine and activation on each of C's tiles as it is stored (kernels/amx.py's
 `_store_rows`, the same arithmetic in vector registers), the pool in a pass after (`pool`) but for conv_blocked's.
 Any other product stores its raw sums and `apply` runs the same arithmetic afterwards.

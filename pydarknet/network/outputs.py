@@ -13,8 +13,9 @@ fills (pools_in_place), a layer whose output is not its own array (keeps_output 
 training, for a backward pass (keep_for_backward) or where every output is kept (every_output).
 
 In the same passes a plain residual [shortcut] adds its `from` layer's output to its input's array in place and
-hands that array on as its output (residuals_in_place), where nothing else reads its input: the 1 x 1 convolution
-before it then adds the residual as it stores its sums (layers/convolutional.py), and no pass over the sum is left."""
+hands that array on as its output (residuals_in_place), where nothing else reads its input: a convolution before it
+whose products finish the store (1 x 1 products, Winograd's) then adds the residual as it stores its sums
+(layers/convolutional.py residual_added), and no pass over the sum is left."""
 from typing import NamedTuple
 
 import numpy as np
