@@ -117,10 +117,10 @@ def residual(source, **options):
 RESIDUALS_CFG = "\n".join([
     section("net", width=16, height=16, channels=3),
     section("convolutional", filters=8, size=3, pad=1, batch_normalize=1, activation="leaky"),   # 0
-    pointwise(batch_normalize=1),                # 1: a 1 x 1 layer: the store adds 2's residual (the fast modes)
+    pointwise(batch_normalize=1),                # 1: a 1 x 1 layer: its pass adds 2's residual
     residual(0),                                 # 2
     section("convolutional", filters=8, size=3, pad=1, batch_normalize=1, activation="leaky"),   # 3: 3 x 3
-    residual(2),                                 # 4: the shortcut adds in place
+    residual(2),                                 # 4: the shortcut adds in place (exact: 3's pass)
     pointwise(),                                 # 5
     section("dropout", probability=.1),          # 6
     residual(4),                                 # 7: through the dropout
@@ -142,7 +142,8 @@ RESIDUALS_CFG = "\n".join([
 def test_residuals_added_in_place(tmp_path, products_name):
     """A plain [shortcut] (one from=, linear, alpha = beta = 1) adds its residual into its input's array and hands it
     on, where nothing else reads that input: after a 1 x 1 layer whose register tiles finish the store (the fast
-    modes) the products' store adds it, elsewhere the shortcut, in place; through a dropout too. Apart: an
+    modes) the products' store adds it, in the exact mode the pass of batch-norm and activation, elsewhere the
+    shortcut, in place; through a dropout too. Apart: an
     activation after the add, pjreddie's beta, an input a route reads too, a residual that is the input's own
     writer. The network's output: the bits of a pass where every layer keeps its own."""
     cfg = tmp_path / "residuals.cfg"
@@ -164,15 +165,15 @@ def test_residuals_added_in_place(tmp_path, products_name):
     with products.using(shared.products):
         stored = {layer.index for layer in shared.layers if layer.type == "convolutional"
                   and layer.plan(shared, 1).residual is not None}
-    assert stored == (set() if products_name == "darknet" else {1, 5})
+    assert stored == ({1, 3, 5} if products_name == "darknet" else {1, 5})
     # the sum is handed on: the writer's array is the shortcut's output
     assert shared.layers[2].output is shared.layers[1].output
 
 
-def block(filters, **options):
-    """A 3 x 3 convolution with batch-norm and leaky, then a [shortcut] adding the output two layers back."""
-    return section("convolutional", filters=filters, size=3, pad=1, batch_normalize=1, activation="leaky",
-                   **options) + residual(-2)
+def block(filters, activation="leaky"):
+    """A 3 x 3 convolution with batch-norm, then a [shortcut] adding the output two layers back."""
+    return section("convolutional", filters=filters, size=3, pad=1, batch_normalize=1,
+                   activation=activation) + residual(-2)
 
 
 WINOGRAD_RESIDUALS_CFG = "\n".join([
@@ -187,17 +188,19 @@ WINOGRAD_RESIDUALS_CFG = "\n".join([
     block(32),                                   # 10, 11: F(2x2) with the tiles as rows (13 x 13)
     section("convolutional", filters=128, size=1, activation="linear"),   # 12
     block(128),                                  # 13, 14: F(2x2), --int16's in integers
-    section("convolutional", filters=4, size=1, activation="linear"),   # 15
+    block(128, "mish"),                          # 15, 16: mish: the pass after the products adds it
+    section("convolutional", filters=4, size=1, activation="linear"),   # 17
 ])
 
 
-@pytest.mark.parametrize("products_name", ["fast", "int16"])
-def test_winograd_stores_add_the_residual(tmp_path, products_name):
+@pytest.mark.parametrize("products_name", ["darknet", "fast", "int16"])
+def test_3x3_layers_add_the_residual_as_they_finish(tmp_path, products_name):
     """A plain [shortcut] after a 3 x 3 layer of Winograd's products (F(4x4) in bands and in three passes, F(2x2) in
     three passes and with the tiles as rows, --int16's F(2x2)): the output transform adds the residual as it stores
-    each row, after batch-norm and leaky, and the shortcut only hands the sum on; the network's output the bits of a
-    pass where every layer keeps its own. (--int16 takes its direct integer products for the 32-channel layers with
-    AVX-512: their shortcuts add apart.)"""
+    each row, after batch-norm and leaky, and the shortcut only hands the sum on; after the exact products, and
+    after mish, the pass of batch-norm and activation adds it. The network's output: the bits of a pass where every
+    layer keeps its own. (--int16 takes its direct integer products for the 32-channel layers with AVX-512: their
+    shortcuts add apart.)"""
     cfg = tmp_path / "winograd_residuals.cfg"
     cfg.write_text(WINOGRAD_RESIDUALS_CFG)
 
@@ -214,11 +217,14 @@ def test_winograd_stores_add_the_residual(tmp_path, products_name):
     with products.using(shared.products):
         plans = {layer.index: layer.plan(shared, 1) for layer in shared.layers if layer.type == "convolutional"}
         assert products.winograd_bands(32, 32, 104, 104) > 0   # layer 1 takes the bands
-    writers = {1, 4, 7, 10, 13}
+    writers = {1, 4, 7, 10, 13, 15}
     assert {index for index, plan in plans.items() if plan.residual is not None} == {
-        index for index in writers if plans[index].form in ("winograd", "int16_winograd")}
-    if products_name == "fast":
-        assert {plans[index].form for index in writers} == {"winograd"}
+        index for index in writers if plans[index].store is None or plans[index].form in ("winograd", "int16_winograd")}
+    if products_name == "darknet":
+        assert all(plans[index].store is None for index in writers)
+    elif products_name == "fast":
+        assert {plans[index].form for index in writers} == {"winograd"} and plans[15].store is None
     else:
         assert plans[13].form == "int16_winograd"
+    assert 15 in {index for index, plan in plans.items() if plan.residual is not None}
     assert shared.layers[14].output is shared.layers[13].output   # the sum handed on

@@ -8,8 +8,8 @@ from numba.extending import intrinsic
 
 from .activations import FAST_ACTIVATIONS, LINEAR, activate_fast, activate_row
 from .aligned import aligned_zeros
-from .epilogue import (ACTIVATIONS as STORED_ACTIVATIONS, NONE, POOL_BAND, affine_activate_row, affine_terms,
-                       inverse_deviation, pool_rows)
+from .epilogue import (ACTIVATIONS as STORED_ACTIVATIONS, NO_RESIDUAL_PLANES, NONE, POOL_BAND, affine_activate_row,
+                       affine_terms, inverse_deviation, pool_rows)
 from .gemm import (_F32, _data, _fma, _finished, _i32, _i64, _is_f32_array, _lane_mask, _lanes, _masked_load,
                    _masked_store, _splat, _vec_ptr, check_image_product, col_range, copy_run, direct_operands,
                    direct_row, host_panel_width, padded_run, phase_planes)
@@ -483,9 +483,10 @@ def _conv_direct(ap, x, c0, pad, offs, stride, words, hp, wq, out_h, out_w, rows
             pool_rows(band[f, first * out_w:(first + y1 - y0) * out_w].reshape(y1 - y0, out_w), y0, f, pooled)
 
 
-@njit(cache=True, parallel=True)
-def normalize_scale_bias_activate(x, mean, variance, scales, biases, activation, normalize, ab=False, fast=False):
-    """x (n, c, spatial) in place: darknet's batch-norm at inference, then bias, then the activation.
+def normalize_scale_bias_activate(x, mean, variance, scales, biases, activation, normalize, ab=False, fast=False,
+                                  residual=NO_RESIDUAL_PLANES):
+    """x (n, c, spatial) in place: darknet's batch-norm at inference, then bias, then the activation, then
+    `residual` (n, c, spatial: a plain [shortcut]'s other input, as the shortcut adds it) where one is given.
 
     Darknet's division by the deviation (kernels.epilogue.inverse_deviation; `ab`: the AlexeyAB fork's); scale and
     bias are applied in float32 as darknet stores them. `fast` (the fast products): for linear, leaky and relu, one
@@ -493,10 +494,19 @@ def normalize_scale_bias_activate(x, mean, variance, scales, biases, activation,
     computes it), for mish, swish and the logistic the same multiply-add then activations.activate_fast; not
     darknet's bits.
     """
+    _normalize_scale_bias_activate(x, mean, variance, scales, biases, activation, normalize, ab, fast, residual)
+
+
+@njit(cache=True, parallel=True)
+def _normalize_scale_bias_activate(x, mean, variance, scales, biases, activation, normalize, ab, fast, residual):
     n, c, spatial = x.shape
     for k in prange(n * c):
-        _normalize_activate_row(x[k // c, k % c], k % c, mean, variance, scales, biases, activation, normalize, ab,
-                                fast)
+        row = x[k // c, k % c]
+        _normalize_activate_row(row, k % c, mean, variance, scales, biases, activation, normalize, ab, fast)
+        if residual.size:
+            added = residual[k // c, k % c]
+            for i in range(row.size):
+                row[i] += added[i]
 
 
 @njit(cache=True, parallel=True)

@@ -378,18 +378,11 @@ class Convolutional(Layer):
         filters, out_h*out_w), before bias and batch-norm, with the plan's weights and products: `form` and `kept`,
         its convolution of one image as make_plan prepared it (bf16_, winograd_, int16_, image_, pointwise_ or
         depthwise_convolution's; for "int16_winograd" its weights and units); with its stores, finished by them: by
-        the products that store through them, else in a pass after them. Decided here, once a plan: deciding on every
-        pass took 1.4 of the 8 us of Yolo-Fastest's 1 x 1 layers at small sizes."""
+        the products that store through them, else in a pass after them; `residual`, the layer whose output the
+        stores add (None where the pass after the products adds it: residual_added). Decided here, once a plan:
+        deciding on every pass took 1.4 of the 8 us of Yolo-Fastest's 1 x 1 layers at small sizes."""
         _, out_h, out_w = self.out_shape
         pad = self.pad * self.dilation
-        no_residual = (NO_RESIDUAL_PLANES,) * batch
-
-        def residual_planes():
-            """Each image's residual planes (filters, out_h, out_w) for the store to add (residual_added's layer's
-            output, read as the pass runs: its array of this pass), else none."""
-            if residual is None:
-                return no_residual
-            return net.layers[residual].output.reshape(batch, self.filters, out_h, out_w)
         if form == "depthwise":   # one chain per output straight from the image, no columns, finished as it stores
             def convolve(x, out):
                 for b in range(batch):
@@ -412,14 +405,14 @@ class Convolutional(Layer):
             a, units = kept
 
             def convolve(x, out):
-                added = residual_planes()
+                added = self.residual_planes(net, residual, batch)
                 for b in range(batch):
                     conv_int16_winograd(a, units, x[b], pad, out_h, out_w, out[b], scratch, stores[b], added[b])
                 return out
             return convolve
         if form == "winograd":   # the fast products' Winograd F(tile x tile, 3x3), as the plan prepared it
             def convolve(x, out):
-                added = residual_planes()
+                added = self.residual_planes(net, residual, batch)
                 for b in range(batch):
                     kept(x[b], out[b], stores[b], added[b])
                 return out
@@ -432,7 +425,7 @@ class Convolutional(Layer):
             return convolve
         if form == "pointwise":   # a 1 x 1 layer's product of each image, as the plan prepared it
             def convolve(x, out):
-                added = residual_planes()
+                added = self.residual_planes(net, residual, batch)
                 for b in range(batch):
                     kept(x[b], out[b], stores[b], added[b])
                 return out
@@ -510,7 +503,8 @@ class Convolutional(Layer):
                 self.x_norm.fill(0)
                 self.mean, self.variance = self.rolling_mean, self.rolling_variance
             if plan.store is None:
-                self.normalize_activate(out, *plan.terms, plan.inline, net, plan.activation)
+                added = self.residual_planes(net, plan.residual, batch).reshape(batch, self.filters, -1)
+                self.normalize_activate(out, *plan.terms, plan.inline, net, plan.activation, added)
             elif plan.pool is not None:
                 plan.pool.pooled_by(plan.first, out)
         finish_activation(self, out, plan.activation, net.train)
@@ -570,19 +564,29 @@ class Convolutional(Layer):
         residual = self.residual_added(form, store, code, inline)
         pooled_only = bool(pooled) and self.may_skip_output(net)
         convolve = self.convolution(net, batch, form, kept, weights, stores, pooled_only, scratch,
-                                    (words_in, words_out, words_pad), residual)
+                                    (words_in, words_out, words_pad), None if store is None else residual)
         return Plan(key, code, inline, weights, terms, store, stores, form, convolve, pooled_only, pool, first,
                     output.reshape(batch, self.filters, -1), output, words_in, words_out, residual)
 
     def residual_added(self, form, store, code, inline):
-        """The layer whose output this layer's store adds to its sums, or None: the residual of a [shortcut] after
-        it that adds in place (residual_after: network/outputs.py), for the products whose fused store finishes the
-        whole output (no batch-norm pass or activation after it; the shortcut then only hands the sum on; no pool
-        can follow: the shortcut does): the 1 x 1 products and Winograd's (the fast products' and --int16's). The
-        same floats: the shortcut adds the finished output and its residual, once, as they do."""
-        if form not in RESIDUAL_FORMS or store is None or code != inline:
+        """The layer whose output this layer's pass adds to its own, or None: the residual of a [shortcut] after it
+        that adds in place (residual_after: network/outputs.py), where the pass finishes the whole output (no
+        activation after it; the shortcut then only hands the sum on; no pool can follow: the shortcut does): by the
+        fused store of the products that take it (the 1 x 1 products and Winograd's: RESIDUAL_FORMS), or, without a
+        store (the exact mode; mish, swish and the logistic), by the pass of batch-norm and activation after the
+        products (normalize_activate). The same floats: the shortcut adds the finished output and its residual,
+        once, as they do."""
+        if code != inline or (store is not None and form not in RESIDUAL_FORMS):
             return None
         return self.residual_after
+
+    def residual_planes(self, net, residual, batch):
+        """The output of layer `residual` (the plan's: residual_added's) as (batch, filters, out_h, out_w), read as
+        the pass runs (that layer's array of this pass); for none, (batch, 0, 0, 0): each image's planes empty, as
+        NO_RESIDUAL_PLANES."""
+        if residual is None:
+            return np.empty((batch, 0, 0, 0), np.float32)
+        return net.layers[residual].output.reshape((batch,) + tuple(self.out_shape))
 
     def inference_terms(self, net):
         """(weights, mean, variance, scales, biases, normalize) of the inference pass: the fork's batch-norm folded
@@ -664,16 +668,18 @@ class Convolutional(Layer):
                                    lambda: affine_table(*terms, net.darknet == "ab"))
         return Store(affine, inline, pooled)
 
-    def normalize_activate(self, out, mean, variance, scales, biases, normalize, inline, net, code):
+    def normalize_activate(self, out, mean, variance, scales, biases, normalize, inline, net, code,
+                           residual=NO_RESIDUAL_PLANES):
         """The inference pass after the product (batch-norm, bias, activation), where the products did not store
-        through the fused plan. When the next layer is a max pool that can take it (Maxpool.pools_in_place), each
-        channel is pooled in the same pass, while it is still in the cache, and that layer's forward only hands its
-        output on."""
+        through the fused plan, `residual` (out's shape) added after the activation (residual_added). When the next
+        layer is a max pool that can take it (Maxpool.pools_in_place), each channel is pooled in the same pass, while
+        it is still in the cache, and that layer's forward only hands its output on (no residual then: a shortcut
+        follows the layer where one is given)."""
         ab = net.darknet == "ab"
         fast = fast_inference(net)
         pool = pool_after(self, net)
         if pool is None or code in ACROSS_CHANNELS:   # (see finish_activation)
-            normalize_scale_bias_activate(out, mean, variance, scales, biases, inline, normalize, ab, fast)
+            normalize_scale_bias_activate(out, mean, variance, scales, biases, inline, normalize, ab, fast, residual)
             return
         pooled = pool.output_buffer(out.shape[0])
         normalize_activate_maxpool(out, mean, variance, scales, biases, inline, normalize, ab, fast, self.out_shape[2],
