@@ -138,6 +138,24 @@ RESIDUALS_CFG = "\n".join([
 ])
 
 
+def shared_and_kept(cfg, text, products_name, seed):
+    """(shared, kept): the network of cfg `text` in products `products_name`, its outputs' memory planned and one
+    keeping every layer's output, initialized alike; two passes of each on the same inputs give the same bits."""
+    cfg.write_text(text)
+
+    def net_of(every_output):
+        net = Network(cfg, quiet_unused=True).initialize(seed=seed)
+        net.products = products.products_for(products_name)
+        net.every_output = every_output
+        return net
+    shared, kept = net_of(False), net_of(True)
+    rng = np.random.default_rng(seed + 1)
+    for _ in range(2):
+        x = rng.standard_normal((1,) + kept.input_shape, dtype=np.float32)
+        np.testing.assert_array_equal(shared.forward(x), kept.forward(x))
+    return shared, kept
+
+
 @pytest.mark.parametrize("products_name", ["darknet", "fast", "int16"])
 def test_residuals_added_in_place(tmp_path, products_name):
     """A plain [shortcut] (one from=, linear, alpha = beta = 1) adds its residual into its input's array and hands it
@@ -146,19 +164,7 @@ def test_residuals_added_in_place(tmp_path, products_name):
     shortcut, in place; through a dropout too. Apart: an
     activation after the add, pjreddie's beta, an input a route reads too, a residual that is the input's own
     writer. The network's output: the bits of a pass where every layer keeps its own."""
-    cfg = tmp_path / "residuals.cfg"
-    cfg.write_text(RESIDUALS_CFG)
-
-    def net_of(every_output):
-        net = Network(cfg, quiet_unused=True).initialize(seed=5)
-        net.products = products.products_for(products_name)
-        net.every_output = every_output
-        return net
-    shared, kept = net_of(False), net_of(True)
-    rng = np.random.default_rng(6)
-    for _ in range(2):
-        x = rng.standard_normal((1,) + kept.input_shape, dtype=np.float32)
-        np.testing.assert_array_equal(shared.forward(x), kept.forward(x))
+    shared, kept = shared_and_kept(tmp_path / "residuals.cfg", RESIDUALS_CFG, products_name, 5)
     assert {layer.index: layer.in_place for layer in shared.layers if layer.in_place is not None} == {
         2: Residual(1, 0), 4: Residual(3, 2), 7: Residual(5, 4)}
     assert all(layer.in_place is None for layer in kept.layers)
@@ -201,19 +207,7 @@ def test_3x3_layers_add_the_residual_as_they_finish(tmp_path, products_name):
     after mish, the pass of batch-norm and activation adds it. The network's output: the bits of a pass where every
     layer keeps its own. (--int16 takes its direct integer products for the 32-channel layers with AVX-512: their
     shortcuts add apart.)"""
-    cfg = tmp_path / "winograd_residuals.cfg"
-    cfg.write_text(WINOGRAD_RESIDUALS_CFG)
-
-    def net_of(every_output):
-        net = Network(cfg, quiet_unused=True).initialize(seed=7)
-        net.products = products.products_for(products_name)
-        net.every_output = every_output
-        return net
-    shared, kept = net_of(False), net_of(True)
-    rng = np.random.default_rng(8)
-    for _ in range(2):
-        x = rng.standard_normal((1,) + kept.input_shape, dtype=np.float32)
-        np.testing.assert_array_equal(shared.forward(x), kept.forward(x))
+    shared, kept = shared_and_kept(tmp_path / "winograd_residuals.cfg", WINOGRAD_RESIDUALS_CFG, products_name, 7)
     with products.using(shared.products):
         plans = {layer.index: layer.plan(shared, 1) for layer in shared.layers if layer.type == "convolutional"}
         assert products.winograd_bands(32, 32, 104, 104) > 0   # layer 1 takes the bands
