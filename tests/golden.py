@@ -51,12 +51,14 @@ def case_paths(case_dir, shared):
     return info, resolve(info["cfg"]), resolve(info["weights"])
 
 
-def run_case(case_dir, shared, engine=None):
+def run_case(case_dir, shared, engine=None, every_output=True):
     """Load the case's network, feed input.npy, return (net, info). `engine`: run the forward on that runtime in
-    float32 (tasks.engines.RuntimeEngine; its graphs cached in the test session's folder)."""
+    float32 (tasks.engines.RuntimeEngine; its graphs cached in the test session's folder). `every_output`: each
+    layer keeps its own output, to be compared; else the pass plans its memory as a user's does (shared outputs,
+    residuals added in place), and only the outputs the caller reads stay."""
     info, cfg, weights = case_paths(case_dir, shared)
     net = Network(cfg, quiet_unused=True)
-    net.every_output = True   # every layer's output is compared
+    net.every_output = every_output
     net.load(weights)
     x = np.load(case_dir / "input.npy")
     if x.shape != net.input_shape:  # resize_min cases: darknet resized the network to the image
