@@ -8,8 +8,8 @@ from numba.extending import intrinsic
 
 from .activations import FAST_ACTIVATIONS, LINEAR, activate_fast, activate_row
 from .aligned import aligned_zeros
-from .epilogue import (ACTIVATIONS as STORED_ACTIVATIONS, NO_RESIDUAL_PLANES, NONE, POOL_BAND, affine_activate_row,
-                       affine_terms, inverse_deviation, pool_rows)
+from .epilogue import (ACTIVATIONS as STORED_ACTIVATIONS, NO_RESIDUAL_PLANES, NONE, POOL_BAND, add_residual_row,
+                       affine_activate_row, affine_terms, inverse_deviation, pool_rows)
 from .gemm import (_F32, _data, _fma, _finished, _i32, _i64, _is_f32_array, _lane_mask, _lanes, _masked_load,
                    _masked_store, _splat, _vec_ptr, check_image_product, col_range, copy_run, direct_operands,
                    direct_row, host_panel_width, padded_run, phase_planes)
@@ -504,9 +504,7 @@ def _normalize_scale_bias_activate(x, mean, variance, scales, biases, activation
         row = x[k // c, k % c]
         _normalize_activate_row(row, k % c, mean, variance, scales, biases, activation, normalize, ab, fast)
         if residual.size:
-            added = residual[k // c, k % c]
-            for i in range(row.size):
-                row[i] += added[i]
+            add_residual_row(row, residual, k // c, k % c)
 
 
 @njit(cache=True, parallel=True)

@@ -114,11 +114,17 @@ def store_rows(rows, y0, f, affine, activation, pooled, residual):
         rows *= affine[3, f]
     for i in range(rows.shape[0]):
         affine_activate_row(rows[i], affine[0, f], affine[1, f], affine[2, f], activation)
-        if residual.size:   # (element by element: a view per row cost more than the add on 13-wide rows)
-            row, y = rows[i], y0 + i
-            for x in range(row.size):
-                row[x] += residual[f, y, x]
+        if residual.size:
+            add_residual_row(rows[i], residual, f, y0 + i)
     pool_rows(rows, y0, f, pooled)
+
+
+@njit(cache=True, inline="always")
+def add_residual_row(row, residual, i, j):
+    """row += residual[i, j] (a [shortcut]'s other input, residual 3-d), element by element: a view of the
+    residual's row cost more than the add on 13-wide rows."""
+    for x in range(row.size):
+        row[x] += residual[i, j, x]
 
 
 @njit(cache=True, inline="always")

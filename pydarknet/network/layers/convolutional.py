@@ -383,6 +383,11 @@ class Convolutional(Layer):
         deciding on every pass took 1.4 of the 8 us of Yolo-Fastest's 1 x 1 layers at small sizes."""
         _, out_h, out_w = self.out_shape
         pad = self.pad * self.dilation
+        no_residual = (NO_RESIDUAL_PLANES,) * batch
+
+        def added_planes():
+            """Each image's planes for the stores to add, read as the pass runs; none without a residual."""
+            return no_residual if residual is None else self.residual_planes(net, residual, batch)
         if form == "depthwise":   # one chain per output straight from the image, no columns, finished as it stores
             def convolve(x, out):
                 for b in range(batch):
@@ -405,14 +410,14 @@ class Convolutional(Layer):
             a, units = kept
 
             def convolve(x, out):
-                added = self.residual_planes(net, residual, batch)
+                added = added_planes()
                 for b in range(batch):
                     conv_int16_winograd(a, units, x[b], pad, out_h, out_w, out[b], scratch, stores[b], added[b])
                 return out
             return convolve
         if form == "winograd":   # the fast products' Winograd F(tile x tile, 3x3), as the plan prepared it
             def convolve(x, out):
-                added = self.residual_planes(net, residual, batch)
+                added = added_planes()
                 for b in range(batch):
                     kept(x[b], out[b], stores[b], added[b])
                 return out
@@ -425,7 +430,7 @@ class Convolutional(Layer):
             return convolve
         if form == "pointwise":   # a 1 x 1 layer's product of each image, as the plan prepared it
             def convolve(x, out):
-                added = self.residual_planes(net, residual, batch)
+                added = added_planes()
                 for b in range(batch):
                     kept(x[b], out[b], stores[b], added[b])
                 return out
@@ -503,7 +508,8 @@ class Convolutional(Layer):
                 self.x_norm.fill(0)
                 self.mean, self.variance = self.rolling_mean, self.rolling_variance
             if plan.store is None:
-                added = self.residual_planes(net, plan.residual, batch).reshape(batch, self.filters, -1)
+                added = NO_RESIDUAL_PLANES if plan.residual is None else \
+                    self.residual_planes(net, plan.residual, batch).reshape(out.shape)
                 self.normalize_activate(out, *plan.terms, plan.inline, net, plan.activation, added)
             elif plan.pool is not None:
                 plan.pool.pooled_by(plan.first, out)
@@ -582,10 +588,7 @@ class Convolutional(Layer):
 
     def residual_planes(self, net, residual, batch):
         """The output of layer `residual` (the plan's: residual_added's) as (batch, filters, out_h, out_w), read as
-        the pass runs (that layer's array of this pass); for none, (batch, 0, 0, 0): each image's planes empty, as
-        NO_RESIDUAL_PLANES."""
-        if residual is None:
-            return np.empty((batch, 0, 0, 0), np.float32)
+        the pass runs (that layer's array of this pass)."""
         return net.layers[residual].output.reshape((batch,) + tuple(self.out_shape))
 
     def inference_terms(self, net):
