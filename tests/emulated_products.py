@@ -95,14 +95,14 @@ class Emulated:
         return q, units[:, 0].astype(np.float32)
 
     def int16_convolution(self, a, units, shape, size, stride, pad, dilation, out_h, out_w, scratch):
-        def convolve(x, out, store, pooled_only):   # (the output is written either way)
+        def convolve(x, out, store, pooled_only, residual=NO_RESIDUAL_PLANES):   # (the output is written either way)
             q, unit = twelve_bits(x, None)
             out[...] = (a @ self.columns(q.astype(np.float32), size, stride, pad, dilation, out_h, out_w)
                         .astype(np.float64)).astype(np.float32)   # integers below 2^53: exact in any order
             factors = units * np.float32(unit.item())
             if store.affine.shape[1]:   # the factors first, then the store's arithmetic (epilogue.store_rows)
                 store.affine[3] = factors
-                apply(out, out_w, store)
+                apply(out, out_w, store, residual)
             else:
                 out *= factors[:, None]
         return convolve

@@ -120,7 +120,7 @@ RESIDUALS_CFG = "\n".join([
     pointwise(batch_normalize=1),                # 1: a 1 x 1 layer: its pass adds 2's residual
     residual(0),                                 # 2
     section("convolutional", filters=8, size=3, pad=1, batch_normalize=1, activation="leaky"),   # 3: 3 x 3
-    residual(2),                                 # 4: the shortcut adds in place (exact: 3's pass)
+    residual(2),                                 # 4: 3's store adds it (the packed columns' tiles; exact: its pass)
     pointwise(),                                 # 5
     section("dropout", probability=.1),          # 6
     residual(4),                                 # 7: through the dropout
@@ -159,9 +159,9 @@ def shared_and_kept(cfg, text, products_name, seed):
 @pytest.mark.parametrize("products_name", ["darknet", "fast", "int16"])
 def test_residuals_added_in_place(tmp_path, products_name):
     """A plain [shortcut] (one from=, linear, alpha = beta = 1) adds its residual into its input's array and hands it
-    on, where nothing else reads that input: after a 1 x 1 layer whose register tiles finish the store (the fast
-    modes) the products' store adds it, in the exact mode the pass of batch-norm and activation, elsewhere the
-    shortcut, in place; through a dropout too. Apart: an
+    on, where nothing else reads that input: after a layer whose register tiles finish the store (the fast modes:
+    the 1 x 1 products, the columns packed from the image) the products' store adds it, in the exact mode the pass
+    of batch-norm and activation; through a dropout too. Apart: an
     activation after the add, pjreddie's beta, an input a route reads too, a residual that is the input's own
     writer. The network's output: the bits of a pass where every layer keeps its own."""
     shared, kept = shared_and_kept(tmp_path / "residuals.cfg", RESIDUALS_CFG, products_name, 5)
@@ -171,7 +171,7 @@ def test_residuals_added_in_place(tmp_path, products_name):
     with products.using(shared.products):
         stored = {layer.index for layer in shared.layers if layer.type == "convolutional"
                   and layer.plan(shared, 1).residual is not None}
-    assert stored == ({1, 3, 5} if products_name == "darknet" else {1, 5})
+    assert stored == {1, 3, 5}
     # the sum is handed on: the writer's array is the shortcut's output
     assert shared.layers[2].output is shared.layers[1].output
 
@@ -185,40 +185,43 @@ def block(filters, activation="leaky"):
 WINOGRAD_RESIDUALS_CFG = "\n".join([
     section("net", width=104, height=104, channels=3),
     section("convolutional", filters=32, size=3, pad=1, activation="leaky"),   # 0
-    block(32),                                   # 1, 2: F(4x4) in bands (104 x 104: 26 tiles a row)
-    section("maxpool", size=2, stride=2),        # 3
-    block(32),                                   # 4, 5: F(4x4)'s three passes (52 x 52) with AVX-512
-    section("maxpool", size=2, stride=2),        # 6
-    block(32),                                   # 7, 8: F(2x2)'s three passes (26 x 26) with AVX-512
-    section("maxpool", size=2, stride=2),        # 9
-    block(32),                                   # 10, 11: F(2x2) with the tiles as rows (13 x 13)
-    section("convolutional", filters=128, size=1, activation="linear"),   # 12
-    block(128),                                  # 13, 14: F(2x2), --int16's in integers
-    block(128, "mish"),                          # 15, 16: mish: the pass after the products adds it
-    section("convolutional", filters=4, size=1, activation="linear"),   # 17
+    section("convolutional", filters=16, size=1, activation="linear"),   # 1
+    block(16),                                   # 2, 3: the direct products' tiles (16 channels, 104 wide)
+    section("convolutional", filters=32, size=1, activation="linear"),   # 4
+    block(32),                                   # 5, 6: F(4x4) in bands (104 x 104: 26 tiles a row)
+    section("maxpool", size=2, stride=2),        # 7
+    block(32),                                   # 8, 9: F(4x4)'s three passes (52 x 52) with AVX-512
+    section("maxpool", size=2, stride=2),        # 10
+    block(32),                                   # 11, 12: F(2x2)'s three passes (26 x 26) with AVX-512
+    section("maxpool", size=2, stride=2),        # 13
+    block(32),                                   # 14, 15: F(2x2) with the tiles as rows (13 x 13)
+    section("convolutional", filters=128, size=1, activation="linear"),   # 16
+    block(128),                                  # 17, 18: F(2x2), --int16's in integers
+    block(128, "mish"),                          # 19, 20: mish: the pass after the products adds it
+    section("convolutional", filters=4, size=1, activation="linear"),   # 21
 ])
 
 
 @pytest.mark.parametrize("products_name", ["darknet", "fast", "int16"])
 def test_3x3_layers_add_the_residual_as_they_finish(tmp_path, products_name):
-    """A plain [shortcut] after a 3 x 3 layer of Winograd's products (F(4x4) in bands and in three passes, F(2x2) in
-    three passes and with the tiles as rows, --int16's F(2x2)): the output transform adds the residual as it stores
-    each row, after batch-norm and leaky, and the shortcut only hands the sum on; after the exact products, and
-    after mish, the pass of batch-norm and activation adds it. The network's output: the bits of a pass where every
-    layer keeps its own. (--int16 takes its direct integer products for the 32-channel layers with AVX-512: their
-    shortcuts add apart.)"""
+    """A plain [shortcut] after a 3 x 3 layer of the direct products (their register tiles reading the image's
+    padded planes; --int16's on words) or of Winograd's (F(4x4) in bands and in three passes, F(2x2) in three passes
+    and with the tiles as rows, --int16's F(2x2)): the tiles or the output transform add the residual as they store,
+    after batch-norm and leaky, and the shortcut only hands the sum on; after the exact products, and after mish,
+    the pass of batch-norm and activation adds it. The network's output: the bits of a pass where every layer keeps
+    its own. (--int16 takes its direct integer products for the 32-channel layers with AVX-512.)"""
     shared, kept = shared_and_kept(tmp_path / "winograd_residuals.cfg", WINOGRAD_RESIDUALS_CFG, products_name, 7)
     with products.using(shared.products):
         plans = {layer.index: layer.plan(shared, 1) for layer in shared.layers if layer.type == "convolutional"}
-        assert products.winograd_bands(32, 32, 104, 104) > 0   # layer 1 takes the bands
-    writers = {1, 4, 7, 10, 13, 15}
-    assert {index for index, plan in plans.items() if plan.residual is not None} == {
-        index for index in writers if plans[index].store is None or plans[index].form in ("winograd", "int16_winograd")}
+        assert products.winograd_bands(32, 32, 104, 104) > 0   # layer 5 takes the bands
+    writers = {2, 5, 8, 11, 14, 17, 19}
+    assert {index for index, plan in plans.items() if plan.residual is not None} == writers
+    forms = {index: plans[index].form for index in writers}
     if products_name == "darknet":
         assert all(plans[index].store is None for index in writers)
     elif products_name == "fast":
-        assert {plans[index].form for index in writers} == {"winograd"} and plans[15].store is None
+        assert forms == {2: "image", 19: "winograd", **dict.fromkeys((5, 8, 11, 14, 17), "winograd")}
+        assert plans[19].store is None
     else:
-        assert plans[13].form == "int16_winograd"
-    assert 15 in {index for index, plan in plans.items() if plan.residual is not None}
-    assert shared.layers[14].output is shared.layers[13].output   # the sum handed on
+        assert forms[2] == forms[5] == "int16" and forms[17] == "int16_winograd"
+    assert shared.layers[18].output is shared.layers[17].output   # the sum handed on

@@ -644,7 +644,7 @@ import numba, numpy as np
 from pydarknet.kernels import gemm, int16
 @numba.njit
 def tile(ap, bp, c):
-    gemm._micro6(ap, 0, bp, 0, c, 0, 32, 6, 32, 64, False, -1, False, gemm.NO_AFFINE, 0, -1)
+    gemm._micro6(ap, 0, bp, 0, c, 0, 32, 6, 32, 64, False, -1, False, gemm.NO_AFFINE, 0, -1, gemm.NO_RESIDUAL)
 print(int16.unavailable())
 tile.compile((numba.int32[::1], numba.int32[::1], numba.float32[::1]))
 print(tile.inspect_asm(tile.signatures[0]))

@@ -11,8 +11,8 @@ from .aligned import aligned_zeros
 from .epilogue import (ACTIVATIONS as STORED_ACTIVATIONS, NO_RESIDUAL_PLANES, NONE, POOL_BAND, add_residual_row,
                        affine_activate_row, affine_terms, inverse_deviation, pool_rows)
 from .gemm import (_F32, _data, _fma, _finished, _i32, _i64, _is_f32_array, _lane_mask, _lanes, _masked_load,
-                   _masked_store, _splat, _vec_ptr, check_image_product, col_range, copy_run, direct_operands,
-                   direct_row, host_panel_width, padded_run, phase_planes)
+                   _masked_store, _splat, _vec_ptr, NO_RESIDUAL, check_image_product, col_range, copy_run,
+                   direct_operands, direct_row, host_panel_width, padded_run, phase_planes)
 from .pool import maxpool_2x2, maxpool_plane, tiles_2x2
 from .placement import kernel_threads
 
@@ -434,39 +434,43 @@ def _phase_split(img, pad, stride, hq, wq, q):
 BAND_BYTES = 256 << 10   # the output rows conv_direct computes and finishes at a time: in a core's L2
 
 
-def conv_direct(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=False, store=NONE, pooled_only=False):
+def conv_direct(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=False, store=NONE, pooled_only=False,
+                residual=NO_RESIDUAL_PLANES):
     """C (M, out_h*out_w) = sgemm_image's product (the same chains, bit for bit) as a direct convolution, output
     row by output row (kernels.gemm.direct_operands, direct_row), in bands of rows (BAND_BYTES of output, an even
     count for a pool's windows): each band copies the input rows it reads into padded planes of its own while
     they are in the cache; the register tiles finish `store`'s affine and activation (kernels.epilogue) as they
     store, and its pool is filled from the band's rows (pooling each row or pair of rows alone cost more in calls
     than the band's pass). With `pooled_only` (given only with a pool, for an output only the pool reads), each
-    band's rows go to a scratch band of their own and only the pool's output is written. A and x may be int32 or
-    uint32 words, as for sgemm_image. Returns C. (direct_convolution's, made and run at once.)"""
+    band's rows go to a scratch band of their own and only the pool's output is written. Where the store finishes
+    the sums, `residual` (M, out_h, out_w; a [shortcut] after the layer) is added as the tiles store them. A and x
+    may be int32 or uint32 words, as for sgemm_image. Returns C. (direct_convolution's, made and run at once.)"""
     check_image_product("conv_direct", C, A, x, c0, size, out_h, out_w)
-    direct_convolution(A, x.shape, c0, size, stride, pad, dilation, out_h, out_w, fused)(x, C, store, pooled_only)
+    direct_convolution(A, x.shape, c0, size, stride, pad, dilation, out_h, out_w, fused)(x, C, store, pooled_only,
+                                                                                          residual)
     return C
 
 
 def direct_convolution(A, shape, c0, size, stride, pad, dilation, out_h, out_w, fused=False):
-    """conv_direct for images of `shape` (c, h, w), decided once: returns convolve(x, C, store, pooled_only), which
-    runs only the kernel, with A packed, the taps' offsets and the bands fixed here. A convolution's plan keeps it."""
+    """conv_direct for images of `shape` (c, h, w), decided once: returns convolve(x, C, store, pooled_only,
+    residual), which runs only the kernel, with A packed, the taps' offsets and the bands fixed here. A convolution's
+    plan keeps it."""
     rows = min(out_h, max(2, BAND_BYTES // (4 * A.shape[0] * out_w) // 2 * 2))
     ap, offs, hp, wq = direct_operands(A, shape, c0, size, stride, pad, dilation, out_h, out_w, rows)
     cg = offs.size // (size * size)
     words = (cg * stride * hp * wq, 2 * host_panel_width())   # a band's planes, then whole vectors past their end
 
-    def convolve(x, C, store, pooled_only):
+    def convolve(x, C, store, pooled_only, residual=NO_RESIDUAL_PLANES):
         _conv_direct(ap, x, c0, pad, offs, stride, words, hp, wq, out_h, out_w, rows, C, bool(fused), *store,
-                     bool(pooled_only))
+                     bool(pooled_only), residual.reshape(-1) if store.affine.shape[1] else NO_RESIDUAL)
     return convolve
 
 
 @njit(cache=True, parallel=True)
 def _conv_direct(ap, x, c0, pad, offs, stride, words, hp, wq, out_h, out_w, rows, C, fused, affine, activation, pooled,
-                 pooled_only):
+                 pooled_only, residual):
     """Each thread takes whole bands of `rows` output rows: their input's planes, then their products, then their
-    store (pooled_only: into a band of its own, only the pool read from it)."""
+    store (pooled_only: into a band of its own, only the pool read from it), residual (C's shape, flat) added."""
     M, K = C.shape[0], offs.size
     for task in prange((out_h + rows - 1) // rows):
         y0 = task * rows
@@ -478,7 +482,7 @@ def _conv_direct(ap, x, c0, pad, offs, stride, words, hp, wq, out_h, out_w, rows
         Cf = band.reshape(-1)
         for y in range(y0, y1):   # the register tiles finish the store (affine, activation) as they store
             direct_row(ap, M, K, planes, offs, stride, wq, y - y0 + first, y - y0, out_w, Cf, fused, affine,
-                       activation if affine.shape[1] else -1)
+                       activation if affine.shape[1] else -1, residual)
         for f in range(M if pooled.size else 0):
             pool_rows(band[f, first * out_w:(first + y1 - y0) * out_w].reshape(y1 - y0, out_w), y0, f, pooled)
 

@@ -243,8 +243,8 @@ def _make_micro(mr, nv, rows="packed"):
     steps k lie (`rows`): "packed", NR floats apart in a packed panel (NR a constant in the code); "strided",
     one more argument after fused, ldb, and the steps ldb floats apart; "offsets", two more, an int64 array
     offs and o_off, and step k at b_off + offs[o_off + k] (a convolution's taps in a padded image: see
-    `conv_direct`); each then takes affine, row0 and activation as the packed tile's, and "strided" a residual
-    after them (a float32 array shaped as C, or empty for none) added to the finished sums. Unpacked B is read in place
+    `conv_direct`); each then takes affine, row0 and activation as the packed tile's, and a residual after them (a
+    float32 array shaped as C, or empty for none) added to the finished sums. Unpacked B is read in place
     a whole vector at a time, columns past w too, so bp holds nv vectors from every step's start. With int32 ap and bp
     (int16 pairs: kernels/int16.py) the chains are int32 over the block, then converted and added to C's float32
     values; with uint32 ones (bf16 pairs: kernels/bf16.py) each step is a vdpbf16ps on C's float32 chains;
@@ -253,10 +253,10 @@ def _make_micro(mr, nv, rows="packed"):
     def signature_of(ap, bp, c, offs=None, affine=None, residual=None):
         if not (_is_word_array(ap) and _is_word_array(bp) and ap.dtype == bp.dtype and _is_f32_array(c)):
             return None
-        extra = {"packed": [offs, types.intp, types.intp],
+        extra = {"packed": [offs, types.intp, types.intp, residual],
                  "strided": [types.intp, affine, types.intp, types.intp, residual],
-                 "offsets": [offs, types.intp, affine, types.intp, types.intp]}[rows]
-        if rows == "strided" and not (_is_f32_array(residual) and residual.ndim == 1):
+                 "offsets": [offs, types.intp, affine, types.intp, types.intp, residual]}[rows]
+        if not (_is_f32_array(residual) and residual.ndim == 1):
             return None
         if rows == "offsets" and not (isinstance(offs, types.Array) and offs.dtype == types.int64):
             return None
@@ -452,19 +452,19 @@ def _make_micro(mr, nv, rows="packed"):
             out = _phis(builder, (out_fused, fused_block), (out_exact, exact_block))
         first = {"packed": 13, "strided": 14, "offsets": 15}[rows]   # the store's arguments: after fused, ldb or o_off
         out = _finished(context, builder, signature.args[first], *args[first:first + 3], h_v, out, mr, nv, pairs)
-        if rows == "strided":   # the residual, where one is given: read where C's tile lies in C
-            residual = context.make_array(signature.args[17])(context, builder, args[17])
-            entry = builder.block
-            with builder.if_then(builder.icmp_signed(">", residual.nitems, _i64(0))):
-                r0 = builder.gep(residual.data, [c_off_v])
-                added = []
-                for n, m in enumerate(edge_masks()):
-                    r, v = divmod(n, nv)
-                    ptr = _vec_ptr(builder, builder.gep(r0, [builder.mul(ldc_v, _i64(r))]), lanes * v, vec)
-                    value = builder.call(_masked_load(builder, vec), [ptr, _i32(4), m, zero])
-                    added.append(builder.fadd(out[n], value))
-                with_residual = builder.block
-            out = _phis(builder, (added, with_residual), (out, entry))
+        # the residual, where one is given (after the store's arguments): read where C's tile lies in C
+        residual = context.make_array(signature.args[first + 3])(context, builder, args[first + 3])
+        entry = builder.block
+        with builder.if_then(builder.icmp_signed(">", residual.nitems, _i64(0))):
+            r0 = builder.gep(residual.data, [c_off_v])
+            added = []
+            for n, m in enumerate(edge_masks()):
+                r, v = divmod(n, nv)
+                ptr = _vec_ptr(builder, builder.gep(r0, [builder.mul(ldc_v, _i64(r))]), lanes * v, vec)
+                value = builder.call(_masked_load(builder, vec), [ptr, _i32(4), m, zero])
+                added.append(builder.fadd(out[n], value))
+            with_residual = builder.block
+        out = _phis(builder, (added, with_residual), (out, entry))
         with builder.if_else(full, likely=True) as (then, otherwise):
             with then:
                 for n in range(n_acc):
@@ -486,15 +486,15 @@ def _make_micro(mr, nv, rows="packed"):
     if rows == "offsets":
         @intrinsic
         def micro_offsets(typingctx, ap, a_off, bp, b_off, c, c_off, ldc, h, w, kc, load_c, next_c, fused, offs,
-                          o_off, affine, row0, activation):
-            sig = signature_of(ap, bp, c, offs, affine)
+                          o_off, affine, row0, activation, residual):
+            sig = signature_of(ap, bp, c, offs, affine, residual)
             return None if sig is None else (sig, codegen)
 
         return micro_offsets
 
     @intrinsic
     def micro(typingctx, ap, a_off, bp, b_off, c, c_off, ldc, h, w, kc, load_c, next_c, fused, affine, row0,
-              activation):
+              activation, residual):
         """For r < h, j < w, in order k = 0 .. kc-1:
 
             C[c_off + r*ldc + j] (from 0, or from its value if load_c) += A(r, k) * bp[b_off + k*NR + j]
@@ -506,8 +506,9 @@ def _make_micro(mr, nv, rows="packed"):
         With `fused` each step is one fused multiply-add instead (the fast products, not darknet's bits).
         With `activation` >= 0 (LINEAR, LEAKY or RELU) the sums are finished as they are stored, row r by
         affine's column row0 + r (kernels.epilogue's Store: see `_finished`); with -1 they are stored as they are.
+        Then residual's values where C's lie are added (a [shortcut] after the layer), unless residual is empty.
         """
-        sig = signature_of(ap, bp, c, affine)
+        sig = signature_of(ap, bp, c, affine, residual=residual)
         return None if sig is None else (sig, codegen)
 
     return micro
@@ -1004,7 +1005,8 @@ def _pack_runs(flat, h, w, c0, size, stride, pad, dilation, out_w, k0, kc, runs,
 
 
 @njit(cache=True, parallel=True)
-def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused, img, conv, count, affine, activation):
+def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused, img, conv, count, affine, activation,
+          residual):
     """Flat operands: A[i, k] = Af[i*a_rs + k*a_ks], B[k, j] = Bf[k*b_ks + j*b_js], C[i, j] = Cf[i*N + j].
     nth is numba.get_num_threads(), asked by the caller (that call cannot be cached in compiled code).
     fused: fused multiply-adds (faster where the CPU multiplies and adds on the same units; not darknet's bits).
@@ -1013,7 +1015,8 @@ def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused, i
     count: that many products at once (in one parallel region), A, B and C row-major and stacked: product q
     reads Af[q*M*K:], Bf[q*K*N:] and writes Cf[q*M*N:].
     affine, activation: with activation >= 0, C's rows finished by the fused store's arithmetic as the last k block's
-    tiles are stored (the micro-kernel's `activation`), else -1."""
+    tiles are stored (the micro-kernel's `activation`), else -1; then residual (M, N, flat; empty for none, and
+    for count > 1) added as they are stored."""
     if M == 0 or N == 0:
         return
     if K == 0:
@@ -1072,6 +1075,7 @@ def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused, i
             kc = min(kcb, K - pc)
             load = accumulate or kb > 0
             finish = activation if kb == nkb - 1 else -1
+            added = residual if kb == nkb - 1 else NO_RESIDUAL
             if wide:
                 abase = pc * rows
                 if img.size == 0:
@@ -1097,16 +1101,16 @@ def _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate, nth, fused, i
                     aoff = abase + (row - row0) * kc
                     if t < n6 and w > lanes:
                         _micro6(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused, affine, row,
-                                finish)
+                                finish, added)
                     elif t < n6:
                         _micro6_half(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused, affine, row,
-                                     finish)
+                                     finish, added)
                     elif w > lanes:
                         _micro4(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused, affine, row,
-                                finish)
+                                finish, added)
                     else:
                         _micro4_half(ap, aoff, bp, boff, Cq, row * N + jj, N, h, w, kc, load, nxt, fused, affine, row,
-                                     finish)
+                                     finish, added)
                     if p == p1 - 1 and kb + 1 < nkb and a_ks == 1 and not wide:
                         # while the last panel computes, fetch the rows of A the next k block packs
                         for i in range(row, row + h):
@@ -1134,11 +1138,12 @@ def phase_planes(img, c0, pad, stride, y0, hp, wq, planes):
 
 
 @njit(cache=True)
-def direct_row(ap, M, K, planes, offs, stride, wq, y, yp, out_w, Cf, fused, affine, activation):
+def direct_row(ap, M, K, planes, offs, stride, wq, y, yp, out_w, Cf, fused, affine, activation, residual):
     """Output row y of C (M, out_h*out_w) = A @ im2col, A packed by `_pack_a_whole`, B's step k for output (y, x)
     read in place at planes[yp*stride*wq + x + offs[k]] (direct_operands; yp: the row's place in the planes of its
     band): the chains of `_gemm`, with no columns packed at all, finished as they are stored where activation >= 0
-    (the store's affine rows and activation: see `micro`). A panel of B (one k block of its taps) stays in L1 while
+    (the store's affine rows and activation: see `micro`), then residual (shaped as C, flat; empty for none) added.
+    A panel of B (one k block of its taps) stays in L1 while
     every row tile of A goes by."""
     NR = _panel_width()
     lanes = NR // 2
@@ -1155,6 +1160,7 @@ def direct_row(ap, M, K, planes, offs, stride, wq, y, yp, out_w, Cf, fused, affi
             pc = kb * kcb
             kc = min(kcb, K - pc)
             finish = activation if kb == nkb - 1 else -1
+            added = residual if kb == nkb - 1 else NO_RESIDUAL
             for t in range(ntile):
                 row = _tile_row(t, n6)
                 h = min(M - row, 6 if t < n6 else 4)
@@ -1162,16 +1168,16 @@ def direct_row(ap, M, K, planes, offs, stride, wq, y, yp, out_w, Cf, fused, affi
                 coff = row * N + y * out_w + p * NR
                 if t < n6 and w > lanes:
                     _micro6_offsets(ap, aoff, planes, boff, Cf, coff, N, h, w, kc, kb > 0, -1, fused, offs, pc,
-                                    affine, row, finish)
+                                    affine, row, finish, added)
                 elif t < n6:
                     _micro6_half_offsets(ap, aoff, planes, boff, Cf, coff, N, h, w, kc, kb > 0, -1, fused, offs, pc,
-                                         affine, row, finish)
+                                         affine, row, finish, added)
                 elif w > lanes:
                     _micro4_offsets(ap, aoff, planes, boff, Cf, coff, N, h, w, kc, kb > 0, -1, fused, offs, pc,
-                                    affine, row, finish)
+                                    affine, row, finish, added)
                 else:
                     _micro4_half_offsets(ap, aoff, planes, boff, Cf, coff, N, h, w, kc, kb > 0, -1, fused, offs, pc,
-                                         affine, row, finish)
+                                         affine, row, finish, added)
 
 
 NO_IMAGE = {np.dtype(t): np.empty((0, 0, 0), t) for t in (np.float32, np.int32, np.uint32)}   # B is the flat operand
@@ -1179,16 +1185,16 @@ NO_CONV = (0, 0, 0, 0, 0, 0)
 
 
 NO_AFFINE = np.zeros((3, 0), np.float32)
-NO_RESIDUAL = np.zeros(0, np.float32)   # the strided tiles' store adds no residual
+NO_RESIDUAL = np.zeros(0, np.float32)   # the tiles' store adds no residual
 
 
 def gemm_flat(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, accumulate=False, nth=None, fused=False, img=None,
-              conv=None, count=1, affine=NO_AFFINE, activation=-1):
+              conv=None, count=1, affine=NO_AFFINE, activation=-1, residual=NO_RESIDUAL):
     """_gemm (see there) with every argument passed, of one type each: every product then runs the same
     compiled kernel, one load from Numba's cache per process instead of one per combination of defaults."""
     _gemm(Af, a_rs, a_ks, Bf, b_ks, b_js, Cf, M, N, K, bool(accumulate),
           kernel_threads() if nth is None else nth, bool(fused), NO_IMAGE[Af.dtype] if img is None else img,
-          NO_CONV if conv is None else conv, count, affine, int(activation))
+          NO_CONV if conv is None else conv, count, affine, int(activation), residual)
 
 
 def _check(name, C, *operands):
@@ -1231,15 +1237,16 @@ def sgemm_darknet(A, B, C, accumulate=False, fused=False, affine=NO_AFFINE, acti
 
 
 def sgemm_image(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=False, affine=NO_AFFINE,
-                activation=-1):
+                activation=-1, residual=NO_RESIDUAL):
     """C = A @ im2col(x[c0 : c0 + K/size^2]) for one image x (c, h, w), A (M, K), C (M, out_h*out_w): the same
     chains as sgemm_darknet on im2col's columns, packed straight from the image (finished as it is stored with an
-    activation, as sgemm_darknet's). A and x may instead be int32 words (kernels.int16: int16 pairs, whose products
-    the tiles sum in int32) or uint32 words (kernels.bf16: bf16 pairs, vdpbf16ps's operands). Returns C."""
+    activation, as sgemm_darknet's, then `residual`, shaped as C, flat, added where one is given). A and x may
+    instead be int32 words (kernels.int16: int16 pairs, whose products the tiles sum in int32) or uint32 words
+    (kernels.bf16: bf16 pairs, vdpbf16ps's operands). Returns C."""
     check_image_product("sgemm_image", C, A, x, c0, size, out_h, out_w)
     (M, K), N = A.shape, C.shape[1]
     gemm_flat(A.reshape(-1), K, 1, A.reshape(-1), 0, 0, C.reshape(-1), M, N, K, fused=fused, img=x,
-              conv=(c0, size, stride, pad, dilation, out_w), affine=affine, activation=activation)
+              conv=(c0, size, stride, pad, dilation, out_w), affine=affine, activation=activation, residual=residual)
     return C
 
 

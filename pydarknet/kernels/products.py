@@ -213,17 +213,20 @@ def conv_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, store=N
 
 def image_convolution(a, shape, c0, size, stride, pad, dilation, out_h, out_w):
     """conv_image for images of `shape` (c, h, w) with the products in force, decided once: returns
-    convolve(x, out, store, pooled_only), for conv_direct with A packed and the taps' offsets fixed here
-    (conv.direct_convolution). A convolution's plan keeps it."""
+    convolve(x, out, store, pooled_only, residual=NO_RESIDUAL_PLANES), for conv_direct with A packed and the taps'
+    offsets fixed here (conv.direct_convolution), else the columns packed from the image; `residual` (filters, out_h,
+    out_w; a [shortcut] after the layer) added as the register tiles finish the store (with a pool after the layer
+    there is none). A convolution's plan keeps it."""
     fused = backend() in FUSED
     if size > 1 and a.size * 4 <= DIRECT_WEIGHTS_BYTES and out_w >= DIRECT_PANELS * host_panel_width():
         return direct_convolution(a, shape, c0, size, stride, pad, dilation, out_h, out_w, fused)
 
-    def convolve(x, out, store, pooled_only):
-        by_tiles = stored_by_tiles(store)
-        sgemm_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, fused, *by_tiles)
-        if by_tiles[1] < 0:
-            apply(out, out_w, store)
+    def convolve(x, out, store, pooled_only, residual=NO_RESIDUAL_PLANES):
+        affine, activation = stored_by_tiles(store)
+        sgemm_image(a, x, c0, size, stride, pad, dilation, out_h, out_w, out, fused, affine, activation,
+                    residual.reshape(-1) if activation >= 0 else NO_RESIDUAL)
+        if activation < 0:
+            apply(out, out_w, store, residual)
     return convolve
 
 
@@ -448,21 +451,22 @@ def conv_words(a, words, size, stride, pad, dilation, out_h, out_w, out):
 
 def int16_convolution(a, units, shape, size, stride, pad, dilation, out_h, out_w, scratch):
     """The int16 products of images of `shape` (c, h, w) by the 12-bit weights a, units (int16.quantize_weights),
-    decided once: returns convolve(x, out, store, pooled_only), which rounds x to 12-bit words (int16.image_words)
-    and multiplies them with the chain kernel (image_convolution on the words). Each filter's integer sums become
-    floats by its factor, units times the image's unit: in the store (its affine made by epilogue.with_factors:
-    the register tiles or the store's pass multiply by it first), or, without a store, in a pass of their own.
-    scratch(name, shape, dtype) gives kept arrays. A convolution's plan keeps it."""
+    decided once: returns convolve(x, out, store, pooled_only, residual=NO_RESIDUAL_PLANES), which rounds x to
+    12-bit words (int16.image_words) and multiplies them with the chain kernel (image_convolution on the words).
+    Each filter's integer sums become floats by its factor, units times the image's unit: in the store (its affine
+    made by epilogue.with_factors: the register tiles or the store's pass multiply by it first, then add
+    `residual`), or, without a store, in a pass of their own. scratch(name, shape, dtype) gives kept arrays. A
+    convolution's plan keeps it."""
     from .int16 import image_words, scale_rows
     c, h, w = shape
     words = scratch("int16_image", ((c + 1) // 2, h, w), np.int32)
     product = image_convolution(a, words.shape, 0, size, stride, pad, dilation, out_h, out_w)
 
-    def convolve(x, out, store, pooled_only):
+    def convolve(x, out, store, pooled_only, residual=NO_RESIDUAL_PLANES):
         factors = units * np.float32(image_words(x, words))
         if store.affine.shape[1]:
             store.affine[3] = factors
-            product(words, out, store, pooled_only)
+            product(words, out, store, pooled_only, residual)
         else:
             product(words, out, store, False)
             scale_rows(out, factors)

@@ -46,7 +46,8 @@ from .base import Layer, fast_inference, zeros
 
 CHUNK_FLOATS = 1 << 21  # im2col columns per chunk of images (8 MiB; a single image may take more)
 WIDE_BELOW = 1024       # output positions per image under which a chunk's images share one product
-RESIDUAL_FORMS = ("pointwise", "winograd", "int16_winograd")   # the products whose store adds a [shortcut]'s residual
+# the products whose store adds a [shortcut]'s residual: every form with a fused store but the AMX tiles and depthwise
+RESIDUAL_FORMS = ("pointwise", "winograd", "int16_winograd", "image", "int16")
 
 
 def share_products(batch, spatial):
@@ -424,8 +425,9 @@ class Convolutional(Layer):
             return convolve
         if form in ("image", "int16"):   # conv_image's or the int16 products, as the plan prepared them
             def convolve(x, out):
+                added = added_planes()
                 for b in range(batch):
-                    kept(x[b], out[b], stores[b], pooled_only)
+                    kept(x[b], out[b], stores[b], pooled_only, added[b])
                 return out
             return convolve
         if form == "pointwise":   # a 1 x 1 layer's product of each image, as the plan prepared it
@@ -578,7 +580,7 @@ class Convolutional(Layer):
         """The layer whose output this layer's pass adds to its own, or None: the residual of a [shortcut] after it
         that adds in place (residual_after: network/outputs.py), where the pass finishes the whole output (no
         activation after it; the shortcut then only hands the sum on; no pool can follow: the shortcut does): by the
-        fused store of the products that take it (the 1 x 1 products and Winograd's: RESIDUAL_FORMS), or, without a
+        fused store of the products that take it (the register tiles and Winograd's: RESIDUAL_FORMS), or, without a
         store (the exact mode; mish, swish and the logistic), by the pass of batch-norm and activation after the
         products (normalize_activate). The same floats: the shortcut adds the finished output and its residual,
         once, as they do."""
