@@ -170,7 +170,7 @@ def test_conv_image_reads_the_image_in_place_for_small_weights_and_wide_rows(mon
 def test_product_from_image(c, h, w, filters, size, stride, pad, dilation, monkeypatch):
     """sgemm_image and conv_direct: the same bits as im2col then sgemm_darknet (channels 1.. of the image, not
     0..), conv_direct in bands of two output rows too (each band's own planes of the input), and the same as each
-    other with fused multiply-adds, and with the fused store."""
+    other with fused multiply-adds, and with the fused store, a residual added after it."""
     rng = np.random.default_rng(c * h + w)
     x = rng.standard_normal((1, c + 2, h, w), dtype=np.float32)
     span = dilation * (size - 1) + 1
@@ -203,6 +203,16 @@ def test_product_from_image(c, h, w, filters, size, stride, pad, dilation, monke
         fused[0][...] = sums
         apply(fused[0], out_w, stores[1])
         assert same_bits(*fused) and same_bits(stores[0].pooled, stores[1].pooled)
+    # a [shortcut]'s residual added after the activation as the tiles store (no pool: the shortcut follows), by the
+    # direct tiles and the packed columns' alike
+    residual = rng.standard_normal((filters, out_h, out_w), dtype=np.float32)
+    store = Store(affine, LEAKY, np.zeros((0, 0, 0), np.float32))
+    conv_direct(A, x[0], 1, size, stride, pad, dilation, out_h, out_w, fused[1], True, store, residual=residual)
+    packed = sgemm_image(A, x[0], 1, size, stride, pad, dilation, out_h, out_w, np.empty_like(C), True, affine, LEAKY,
+                         residual.reshape(-1))
+    fused[0][...] = sums
+    apply(fused[0], out_w, store, residual)
+    assert same_bits(*fused) and same_bits(packed, fused[0])
 
 
 @numba.njit
