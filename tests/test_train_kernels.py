@@ -145,11 +145,12 @@ def maxpool_reference(x, size, stride, pad):
 
 @pytest.mark.parametrize("size, stride, pad, h, w",
                          [(2, 2, 1, 7, 8), (2, 2, 1, 8, 10), (2, 2, 1, 9, 7), (2, 2, 0, 7, 8), (2, 1, 1, 7, 8),
-                          (3, 2, 2, 7, 8),
+                          (2, 2, 1, 5, 33), (2, 2, 1, 4, 64), (2, 2, 1, 5, 75), (3, 2, 2, 7, 8),
                           (3, 1, 2, 7, 8), (2, 2, 3, 7, 8), (5, 3, 4, 7, 8), (13, 1, 12, 10, 10), (9, 1, 8, 9, 11)])
 def test_maxpool_training_path(size, stride, pad, h, w):
     """(2, 2, 1) is the inference's 2x2 path (kernels/pool.py maxpool_2x2), on odd sizes too: the windows past
-    the last row or column; (13, 1, 12) and (9, 1, 8) an SPP block's, whose windows pass the image's edges.
+    the last row or column, and rows of one, two and more vectors of windows and a part of one (33, 64 and 75
+    wide); (13, 1, 12) and (9, 1, 8) an SPP block's, whose windows pass the image's edges.
     Bit for bit: of +0 and -0 in one window, the first in darknet's order is the maximum."""
     rng = np.random.default_rng(4)
     n, c = 2, 3
@@ -175,6 +176,19 @@ def test_maxpool_training_path(size, stride, pad, h, w):
             if j >= 0:
                 flat[j] += d
     assert np.array_equal(prev, ref)
+
+
+def test_maxpool_2x2_reads_rows_by_their_stride():
+    """maxpool_2x2 on a plane whose rows lie further apart than its width (a part of a wider array), into rows of
+    a wider array too: each row where its stride puts it, nothing written past the output's columns."""
+    from pydarknet.kernels.pool import maxpool_2x2
+    rng = np.random.default_rng(5)
+    wide = rng.standard_normal((9, 80), dtype=F32)
+    target = np.full((5, 50), 7, F32)
+    maxpool_2x2(wide[:, 3:72], target[:, 1:36])
+    want, _ = maxpool_reference(np.ascontiguousarray(wide[:, 3:72])[None, None], 2, 2, 1)
+    assert np.array_equal(target[:, 1:36], want[0, 0])
+    assert (target[:, :1] == 7).all() and (target[:, 36:] == 7).all()
 
 
 # -- batch-norm -------------------------------------------------------------------------------------------------

@@ -9,11 +9,11 @@ from numba.extending import intrinsic
 from .activations import FAST_ACTIVATIONS, LINEAR, activate_fast, activate_row
 from .aligned import aligned_zeros
 from .epilogue import (ACTIVATIONS as STORED_ACTIVATIONS, NO_RESIDUAL_PLANES, NONE, POOL_BAND, add_residual_row,
-                       affine_activate_row, affine_terms, inverse_deviation, pool_rows)
+                       affine_activate_row, affine_terms, inverse_deviation, pool_rows, pool_rows_at)
 from .gemm import (_F32, _data, _fma, _finished, _i32, _i64, _is_f32_array, _lane_mask, _lanes, _masked_load,
                    _masked_store, _splat, _vec_ptr, NO_RESIDUAL, check_image_product, col_range, copy_run,
                    direct_operands, direct_row, host_panel_width, padded_run, phase_planes)
-from .pool import maxpool_2x2, maxpool_plane, tiles_2x2
+from .pool import maxpool_plane, pool_windows, tiles_2x2
 from .placement import kernel_threads
 
 
@@ -484,7 +484,7 @@ def _conv_direct(ap, x, c0, pad, offs, stride, words, hp, wq, out_h, out_w, rows
             direct_row(ap, M, K, planes, offs, stride, wq, y - y0 + first, y - y0, out_w, Cf, fused, affine,
                        activation if affine.shape[1] else -1, residual)
         for f in range(M if pooled.size else 0):
-            pool_rows(band[f, first * out_w:(first + y1 - y0) * out_w].reshape(y1 - y0, out_w), y0, f, pooled)
+            pool_rows_at(band, f * band.shape[1] + first * out_w, out_w, y1 - y0, out_w, y0, f, pooled)
 
 
 def normalize_scale_bias_activate(x, mean, variance, scales, biases, activation, normalize, ab=False, fast=False,
@@ -528,7 +528,9 @@ def normalize_activate_maxpool(x, mean, variance, scales, biases, activation, no
                 r1 = min(height, r0 + POOL_BAND)
                 _normalize_activate_row(row[r0 * width:r1 * width], k % c, mean, variance, scales, biases,
                                         activation, normalize, ab, fast)
-                maxpool_2x2(plane[r0:r1], pooled[k // c, k % c, r0 // 2:(r1 + 1) // 2])
+                strides = pooled.strides   # (in bytes: this channel's pool rows from r0 // 2)
+                to = ((k // c) * strides[0] + (k % c) * strides[1] + r0 // 2 * strides[2]) // 4
+                pool_windows(row, r0 * width, width, r1 - r0, width, pooled, to, strides[2] // 4, (r1 - r0 + 1) // 2)
             continue
         _normalize_activate_row(row, k % c, mean, variance, scales, biases, activation, normalize, ab, fast)
         across = np.empty((height + 1, pooled.shape[3]), np.float32)

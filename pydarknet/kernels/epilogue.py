@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 from .activations import LEAKY, LINEAR, RELU
-from .pool import maxpool_2x2
+from .pool import pool_windows
 
 ACTIVATIONS = (LINEAR, LEAKY, RELU)   # those the store computes (one compare and a multiply)
 
@@ -131,8 +131,16 @@ def add_residual_row(row, residual, i, j):
 def pool_rows(rows, y0, f, pooled):
     """The pool's rows (pooled: the store's, or NO_POOL) from filter f's output rows (n, out_w) y0.., already
     finished (y0 even: whole windows; n odd only at the last row)."""
+    pool_rows_at(rows, 0, rows.strides[0] // 4, rows.shape[0], rows.shape[1], y0, f, pooled)
+
+
+@njit(cache=True, inline="always")
+def pool_rows_at(src, at, step, n, width, y0, f, pooled):
+    """pool_rows from the n rows `width` wide at src's element at (flat, rows `step` apart): pool.pool_windows
+    into the pool's rows of filter f, from y0 // 2 on."""
     if pooled.size:
-        maxpool_2x2(rows, pooled[f, y0 // 2:(y0 + rows.shape[0] + 1) // 2])
+        to = f * (pooled.strides[0] // 4) + y0 // 2 * (pooled.strides[1] // 4)
+        pool_windows(src, at, step, n, width, pooled, to, pooled.strides[1] // 4, (n + 1) // 2)
 
 
 POOL_BAND = 16   # rows finished then pooled at a time by `apply` (even); 416 wide, 26 KiB, in L1
