@@ -1143,8 +1143,7 @@ def direct_row(ap, M, K, planes, offs, stride, wq, y, yp, out_w, Cf, fused, affi
     read in place at planes[yp*stride*wq + x + offs[k]] (direct_operands; yp: the row's place in the planes of its
     band): the chains of `_gemm`, with no columns packed at all, finished as they are stored where activation >= 0
     (the store's affine rows and activation: see `micro`), then residual (shaped as C, flat; empty for none) added.
-    A panel of B (one k block of its taps) stays in L1 while
-    every row tile of A goes by."""
+    A panel of B (one k block of its taps) stays in L1 while every row tile of A goes by."""
     NR = _panel_width()
     lanes = NR // 2
     n6, n4 = _tiles(M)
