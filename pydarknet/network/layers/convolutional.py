@@ -416,7 +416,7 @@ class Convolutional(Layer):
                     conv_int16_winograd(a, units, x[b], pad, out_h, out_w, out[b], scratch, stores[b], added[b])
                 return out
             return convolve
-        if form == "winograd":   # the fast products' Winograd F(tile x tile, 3x3), as the plan prepared it
+        if form in ("winograd", "pointwise"):   # Winograd F(tile x tile, 3x3) or a 1 x 1 layer's product, as planned
             def convolve(x, out):
                 added = added_planes()
                 for b in range(batch):
@@ -428,13 +428,6 @@ class Convolutional(Layer):
                 added = added_planes()
                 for b in range(batch):
                     kept(x[b], out[b], stores[b], pooled_only, added[b])
-                return out
-            return convolve
-        if form == "pointwise":   # a 1 x 1 layer's product of each image, as the plan prepared it
-            def convolve(x, out):
-                added = added_planes()
-                for b in range(batch):
-                    kept(x[b], out[b], stores[b], added[b])
                 return out
             return convolve
         return self.columns_convolution(net, batch, weights, stores, pooled_only)
