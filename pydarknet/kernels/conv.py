@@ -12,7 +12,7 @@ from .epilogue import (ACTIVATIONS as STORED_ACTIVATIONS, NO_RESIDUAL_PLANES, NO
                        affine_activate_row, affine_terms, inverse_deviation, pool_rows, pool_rows_at)
 from .gemm import (_F32, _data, _fma, _finished, _i32, _i64, _is_f32_array, _lane_mask, _lanes, _masked_load,
                    _masked_store, _splat, _vec_ptr, NO_RESIDUAL, check_image_product, col_range, copy_run,
-                   direct_operands, direct_row, host_panel_width, padded_run, phase_planes)
+                   direct_groups, direct_operands, direct_row, host_panel_width, padded_run, phase_planes)
 from .pool import maxpool_plane, pool_windows, tiles_2x2
 from .placement import kernel_threads
 
@@ -480,9 +480,10 @@ def _conv_direct(ap, x, c0, pad, offs, stride, words, hp, wq, out_h, out_w, rows
         band = np.empty((M, rows * out_w), C.dtype) if pooled_only else C   # (rows: its output's rows)
         first = 0 if pooled_only else y0
         Cf = band.reshape(-1)
-        for y in range(y0, y1):   # the register tiles finish the store (affine, activation) as they store
-            direct_row(ap, M, K, planes, offs, stride, wq, y - y0 + first, y - y0, out_w, Cf, fused, affine,
-                       activation if affine.shape[1] else -1, residual)
+        for group in range(direct_groups(M)):   # a group's filters through the band, then the next group's
+            for y in range(y0, y1):   # the register tiles finish the store (affine, activation) as they store
+                direct_row(ap, M, K, planes, offs, stride, wq, y - y0 + first, y - y0, out_w, Cf, fused, affine,
+                           activation if affine.shape[1] else -1, residual, group)
         for f in range(M if pooled.size else 0):
             pool_rows_at(band, f * band.shape[1] + first * out_w, out_w, y1 - y0, out_w, y0, f, pooled)
 

@@ -1137,18 +1137,34 @@ def phase_planes(img, c0, pad, stride, y0, hp, wq, planes):
         padded_run(flat, ((c0 + c) * h + iy) * w + ph + x0 * stride - pad, stride, planes, task * wq, x0, x1, wq)
 
 
+# Row tiles (48 filters) in a group of direct_row: conv_direct takes a group through a band's rows before the next,
+# so that each filter's part of the band is stored in one run (a row of every filter at a time stored 128 filters'
+# lines a part each, rows of 75 floats straddling lines, and stalled on the output's cold lines).
+DIRECT_TILES = 8
+
+
 @njit(cache=True)
-def direct_row(ap, M, K, planes, offs, stride, wq, y, yp, out_w, Cf, fused, affine, activation, residual):
-    """Output row y of C (M, out_h*out_w) = A @ im2col, A packed by `_pack_a_whole`, B's step k for output (y, x)
-    read in place at planes[yp*stride*wq + x + offs[k]] (direct_operands; yp: the row's place in the planes of its
-    band): the chains of `_gemm`, with no columns packed at all, finished as they are stored where activation >= 0
-    (the store's affine rows and activation: see `micro`), then residual (shaped as C, flat; empty for none) added.
-    A panel of B (one k block of its taps) stays in L1 while every row tile of A goes by."""
+def direct_groups(M):
+    """The groups of direct_row's row tiles covering M filters."""
+    n6, n4 = _tiles(M)
+    return (n6 + n4 + DIRECT_TILES - 1) // DIRECT_TILES
+
+
+@njit(cache=True)
+def direct_row(ap, M, K, planes, offs, stride, wq, y, yp, out_w, Cf, fused, affine, activation, residual, group):
+    """Output row y of C (M, out_h*out_w) = A @ im2col for the filters of row tile group `group` (DIRECT_TILES
+    tiles of A: see direct_groups), A packed by `_pack_a_whole`, B's step k for output (y, x) read in place at
+    planes[yp*stride*wq + x + offs[k]] (direct_operands; yp: the row's place in the planes of its band): the chains
+    of `_gemm`, with no columns packed at all, finished as they are stored where activation >= 0 (the store's
+    affine rows and activation: see `micro`), then residual (shaped as C, flat; empty for none) added. A panel of
+    B (one k block of its taps) stays in L1 while the group's row tiles of A go by."""
     NR = _panel_width()
     lanes = NR // 2
     n6, n4 = _tiles(M)
     ntile = n6 + n4
     rows = _tile_row(ntile, n6)
+    t0 = group * DIRECT_TILES
+    t1 = min(ntile, t0 + DIRECT_TILES)
     nkb, kcb = _k_blocks(K)
     npan = (out_w + NR - 1) // NR
     N = Cf.size // M
@@ -1160,7 +1176,7 @@ def direct_row(ap, M, K, planes, offs, stride, wq, y, yp, out_w, Cf, fused, affi
             kc = min(kcb, K - pc)
             finish = activation if kb == nkb - 1 else -1
             added = residual if kb == nkb - 1 else NO_RESIDUAL
-            for t in range(ntile):
+            for t in range(t0, t1):
                 row = _tile_row(t, n6)
                 h = min(M - row, 6 if t < n6 else 4)
                 aoff = pc * rows + row * kc
