@@ -370,7 +370,7 @@ def test_pointwise_product_reads_the_image_in_place_or_packed(name):
         x = guarded(K * h * w).reshape(K, h, w)
         x[...] = rng.standard_normal((K, h, w), dtype=np.float32)
         affine = rng.uniform(-.5, 1.5, (3, M)).astype(np.float32)
-        residual = rng.standard_normal((M, h * w), dtype=np.float32)
+        residual = rng.standard_normal((M, h, w), dtype=np.float32)
         for store in (NONE, Store(affine, LEAKY, np.zeros((0, 0, 0), np.float32))):
             for nth in sorted({1, threads}):
                 numba.set_num_threads(nth)
@@ -386,7 +386,7 @@ def test_pointwise_product_reads_the_image_in_place_or_packed(name):
                 finally:
                     numba.set_num_threads(threads)
                 assert same_bits(got, expected), (M, K, h, w, store is NONE, nth)
-                assert same_bits(added, expected + residual), (M, K, h, w, store is NONE, nth)
+                assert same_bits(added, expected + residual.reshape(M, -1)), (M, K, h, w, store is NONE, nth)
 
 
 def _bt(m, *d):
