@@ -118,7 +118,7 @@ class Emulated:
         transform_input2(x, pad, tiles_w, V)
         q, image_units = twelve_bits(V, (1, 2))   # per position
         M = (a @ q).astype(np.float32) * (units * image_units[:, :, 0].astype(np.float32))[:, :, None]
-        transform_output2(M, tiles_w, out_h, out_w, out, *store, residual)
+        transform_output2(M, tiles_w, out_h, out_w, out, *store, residual, False)
 
 
 def emulate(engine, monkeypatch):

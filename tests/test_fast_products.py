@@ -185,7 +185,8 @@ def test_winograd_bands_match_the_three_passes(channels, h, w, filters, pad, row
     """F(4x4) in bands of `rows` tile rows (each band from input to output on one thread, V and M in its
     cache) computes the three passes' sums bit for bit: the same transforms and product chains, on cut tiles,
     a short last band and paddings 0-2; and both finish their rows through the fused store (bias, leaky, a 2x2
-    pool; or bias, leaky and a [shortcut]'s residual) as the store's pass after the raw sums does."""
+    pool; or bias, leaky and a [shortcut]'s residual) as the store's pass after the raw sums does; with
+    pooled_only (an output only the pool reads) both write the pool's output alone, the output left as it was."""
     from pydarknet.kernels.epilogue import NO_POOL, NO_RESIDUAL_PLANES, Store, apply
     from pydarknet.kernels.winograd import conv_bands4, padded_image, transform_weights
     rng = np.random.default_rng(channels + rows)
@@ -198,11 +199,11 @@ def test_winograd_bands_match_the_three_passes(channels, h, w, filters, pad, row
               for _ in range(2)]
     scratch = {}
 
-    def three_passes(store=None):
-        out = np.full((filters, out_h * out_w), np.nan, np.float32)
-        products.conv_winograd(products.pack_winograd(u), x, pad, out_h, out_w, out,
-                               lambda name, size: scratch.setdefault(name, np.empty(size, np.float32)),
-                               *(() if store is None else (store,)))
+    def three_passes(store=NONE, out=None, pooled_only=False):
+        out = np.full((filters, out_h * out_w), np.nan, np.float32) if out is None else out
+        products.winograd_convolution(products.pack_winograd(u), channels, filters, pad, out_h, out_w,
+                                      lambda name, size: scratch.setdefault(name, np.empty(size, np.float32)))(
+            x, out, store, pooled_only)
         return out
 
     three = three_passes()
@@ -210,16 +211,24 @@ def test_winograd_bands_match_the_three_passes(channels, h, w, filters, pad, row
     padded_image(x, pad, xp)
     work = np.full((numba.get_num_threads(), 36 * (channels + filters) * rows * tiles_w + 64), np.nan, np.float32)
     banded = np.full_like(three, np.nan)
-    conv_bands4(xp, products.pack_winograd(u), filters, out_h, out_w, rows, work, banded, *NONE, NO_RESIDUAL_PLANES)
+    conv_bands4(xp, products.pack_winograd(u), filters, out_h, out_w, rows, work, banded, *NONE, NO_RESIDUAL_PLANES,
+                False)
     assert np.array_equal(banded, three)
     conv_bands4(xp, products.pack_winograd(u), filters, out_h, out_w, rows, work, banded, *stores[0],
-                NO_RESIDUAL_PLANES)
+                NO_RESIDUAL_PLANES, False)
     apply(three, out_w, stores[1])
     assert np.array_equal(banded, three) and np.array_equal(stores[0].pooled, stores[1].pooled)
     assert np.array_equal(three_passes(stores[0]), three) and np.array_equal(stores[0].pooled, stores[1].pooled)
+    for pooled_only in (lambda out: conv_bands4(xp, products.pack_winograd(u), filters, out_h, out_w, rows, work,
+                                                out, *stores[0], NO_RESIDUAL_PLANES, True),
+                        lambda out: three_passes(stores[0], out, True)):
+        stores[0].pooled[...] = np.nan
+        unwritten = np.full_like(three, np.nan)
+        pooled_only(unwritten)
+        assert np.isnan(unwritten).all() and np.array_equal(stores[0].pooled, stores[1].pooled)
     residual = rng.standard_normal((filters, out_h, out_w), dtype=np.float32)
     store = Store(affine, LEAKY, NO_POOL)
-    conv_bands4(xp, products.pack_winograd(u), filters, out_h, out_w, rows, work, banded, *store, residual)
+    conv_bands4(xp, products.pack_winograd(u), filters, out_h, out_w, rows, work, banded, *store, residual, False)
     three = three_passes()
     apply(three, out_w, store)
     assert np.array_equal(banded, three + residual.reshape(three.shape))

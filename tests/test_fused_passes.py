@@ -354,6 +354,40 @@ def test_a_first_layer_that_its_pool_alone_reads_writes_the_pools_output_alone(t
         np.testing.assert_array_equal(layer.output, ours, err_msg=f"layer {layer.index} {layer.type}")
 
 
+@pytest.mark.parametrize("form, tile, bands", [("winograd", 2, 0), ("winograd", 4, 0), ("winograd", 4, 2),
+                                               ("int16_winograd", 0, 0)])
+def test_a_winograd_layer_that_its_pool_alone_reads_writes_the_pools_output_alone(tmp_path, form, tile, bands,
+                                                                                  monkeypatch):
+    """Winograd's output transforms with the pool in the store (F(2x2); F(4x4) in three passes and in bands;
+    --int16's F(2x2)): where only the pool reads a layer's output, each row of tiles is finished and pooled where
+    the transform left it and the output is left as it was (NaN here); the pools' outputs and the rest of the
+    network are the same bits as with every output kept."""
+    monkeypatch.setattr(passes, "shared_outputs", lambda net, batch, sums: {})
+    square = lambda size, stride: (size, stride) == (3, 1)   # noqa: E731
+    monkeypatch.setattr(convolutional, "winograd_tile",
+                        lambda channels, filters, size, stride, dilation, groups, h, w: tile if square(size, stride)
+                        else 0)
+    monkeypatch.setattr(convolutional, "int16_kernel",
+                        lambda channels, size, stride, dilation, groups, h, w: "winograd" if square(size, stride)
+                        and form == "int16_winograd" else None)
+    monkeypatch.setattr(products, "winograd_bands", lambda *args: bands)
+    net = store_network(tmp_path, "pjreddie", "int16" if form == "int16_winograd" else "fast")
+    x = np.random.default_rng(4).normal(0, 1, (1, 3, 41, 88)).astype(np.float32)
+    net.every_output = True
+    net.forward(x)
+    kept = [layer.output.copy() for layer in net.layers]
+    net.every_output = False
+    for i in (0, 2):   # the 3 x 3 layers a 2x2 pool alone reads
+        net.layers[i].output[...] = np.nan
+    net.forward(x)
+    assert [net.plans[id(net.layers[i])].form for i in (0, 2)] == [form, form]
+    assert [net.plans[id(net.layers[i])].pooled_only for i in (0, 2)] == [True, True]
+    assert np.isnan(net.layers[0].output).all() and np.isnan(net.layers[2].output).all()
+    for layer, ours in zip(net.layers, kept):
+        if layer.index not in (0, 2):
+            np.testing.assert_array_equal(layer.output, ours, err_msg=f"layer {layer.index} {layer.type}")
+
+
 @pytest.mark.parametrize("products_name", ["fast", "darknet"])
 def test_a_layers_plan_is_kept_until_the_network_changes(tmp_path, products_name):
     """A convolution decides its pass once (Convolutional.plan: its products, store, pool and output array) and

@@ -561,10 +561,10 @@ def test_int16_winograd_is_f2x2_on_the_rounded_transforms(reduced, channels, h, 
         (qu, u_units), (qv, v_unit) = twelve_bits(u[p], True), twelve_bits(v[p], False)
         m[p] = (qu @ qv) * (u_units[:, None].astype(np.float32) * np.float32(v_unit))
     expected = np.empty_like(out)
-    transform_output2(m, tiles_w, h, w, expected, *NONE, NO_RESIDUAL_PLANES)
+    transform_output2(m, tiles_w, h, w, expected, *NONE, NO_RESIDUAL_PLANES, False)
     assert np.abs(out - expected).max() <= 1e-6 * np.abs(expected).max()
     floats = np.empty_like(out)
-    transform_output2(np.einsum("pfc,pct->pft", u, v), tiles_w, h, w, floats, *NONE, NO_RESIDUAL_PLANES)
+    transform_output2(np.einsum("pfc,pct->pft", u, v), tiles_w, h, w, floats, *NONE, NO_RESIDUAL_PLANES, False)
     assert np.abs(out - floats).max() <= 1e-2 * np.abs(floats).max()
     assert a.shape == (16, filters, (channels + 1) // 2)
 

@@ -198,12 +198,13 @@ def scale_rows(rows, factors):
             row[i] *= factor
 
 
-def conv_int16_winograd(a, units, x, pad, out_h, out_w, out, scratch, store=NONE, residual=NO_RESIDUAL_PLANES):
+def conv_int16_winograd(a, units, x, pad, out_h, out_w, out, scratch, store=NONE, residual=NO_RESIDUAL_PLANES,
+                        pooled_only=False):
     """out (filters, out_h*out_w) = the 3x3 stride-1 convolution of image x (c, h, w) by F(2x2, 3x3) with the
     12-bit U of `quantize_winograd_weights` (a, units): V in float32, rounded per position, 16 integer products
     in one parallel region, each position's sums scaled back, then the output transform, finished by `store`
-    (kernels.epilogue) as it stores, `residual` added (as winograd_convolution's). scratch(name, shape, dtype) gives
-    kept arrays."""
+    (kernels.epilogue) as it stores, `residual` added, out left unwritten with `pooled_only` (as
+    winograd_convolution's). scratch(name, shape, dtype) gives kept arrays."""
     c = x.shape[0]
     positions, filters, pairs = a.shape
     tiles_w, tiles_h = (out_w + 1) // 2, (out_h + 1) // 2
@@ -217,4 +218,4 @@ def conv_int16_winograd(a, units, x, pad, out_h, out_w, out, scratch, store=NONE
     gemm_flat(a.reshape(-1), pairs, 1, words.reshape(-1), tiles, 1, M.reshape(-1), filters, tiles, pairs,
               count=positions)
     scale_rows(M.reshape(positions * filters, tiles), (units * image_units[:, None]).reshape(-1))
-    transform_output2(M, tiles_w, out_h, out_w, out, *store, residual)
+    transform_output2(M, tiles_w, out_h, out_w, out, *store, residual, bool(pooled_only))

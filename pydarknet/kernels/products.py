@@ -356,10 +356,13 @@ def conv_winograd(up, x, pad, out_h, out_w, out, scratch, store=NONE):
 
 
 def winograd_convolution(up, channels, filters, pad, out_h, out_w, scratch):
-    """conv_winograd for images of `channels`, decided once: returns convolve(x, out, store, residual), which runs
-    only the transforms and the products, with the tiles, the bands, the scratch arrays and the work's split among
-    Numba's threads fixed here; its output transform finishes the store and adds `residual` (filters, out_h, out_w;
-    a [shortcut] after the layer: layers/shortcut.py) as it stores each row. A convolution's plan keeps it."""
+    """conv_winograd for images of `channels`, decided once: returns convolve(x, out, store, pooled_only=False,
+    residual=NO_RESIDUAL_PLANES), which runs only the transforms and the products, with the tiles, the bands, the
+    scratch arrays and the work's split among Numba's threads fixed here; its output transform finishes the store
+    and adds `residual` (filters, out_h, out_w; a [shortcut] after the layer: layers/shortcut.py) as it stores each
+    row. With `pooled_only` (given only with a pool, for an output only the pool reads), the transforms by tile
+    rows (not the tiles-as-rows form) leave out unwritten and write only the pool's output. A convolution's plan
+    keeps it."""
     from .winograd import (conv_bands4, padded_image, transform_input2, transform_input2_rows, transform_input4,
                            transform_output2, transform_output2_rows, transform_output4, winograd_products,
                            winograd_products_rows)
@@ -376,7 +379,7 @@ def winograd_convolution(up, channels, filters, pad, out_h, out_w, scratch):
         mt = scratch("winograd_mt", positions * tiles * filters).reshape(positions, tiles, filters)
         yt = scratch("winograd_yt", 4 * tiles * filters).reshape(2 * tiles_h, 2 * tiles_w, filters)
 
-        def convolve(x, out, store, residual=NO_RESIDUAL_PLANES):
+        def convolve(x, out, store, pooled_only=False, residual=NO_RESIDUAL_PLANES):
             transform_input2_rows(x, pad, xt, vt)
             pack_a_batch(vt, a)
             winograd_products_rows(a, up, mt)
@@ -389,9 +392,9 @@ def winograd_convolution(up, channels, filters, pad, out_h, out_w, scratch):
         per_thread = 36 * (channels + filters) * rows * tiles_w + host_panel_width()
         work = scratch("winograd_work", kernel_threads() * per_thread).reshape(-1, per_thread)
 
-        def convolve(x, out, store, residual=NO_RESIDUAL_PLANES):
+        def convolve(x, out, store, pooled_only=False, residual=NO_RESIDUAL_PLANES):
             padded_image(x, pad, xp)
-            conv_bands4(xp, up, filters, out_h, out_w, rows, work, out, *store, residual)
+            conv_bands4(xp, up, filters, out_h, out_w, rows, work, out, *store, residual, bool(pooled_only))
         return convolve
     ld = -(-tiles // TILES_ALIGNED) * TILES_ALIGNED
     V = scratch("winograd_v", positions * channels * ld + host_panel_width())   # whole vectors past the end
@@ -400,10 +403,10 @@ def winograd_convolution(up, channels, filters, pad, out_h, out_w, scratch):
     transform_input = transform_input2 if m == 2 else transform_input4
     transform_output = transform_output2 if m == 2 else transform_output4
 
-    def convolve(x, out, store, residual=NO_RESIDUAL_PLANES):
+    def convolve(x, out, store, pooled_only=False, residual=NO_RESIDUAL_PLANES):
         transform_input(x, pad, tiles_w, images)
         winograd_products(up, V, channels, tiles, M)
-        transform_output(M, tiles_w, out_h, out_w, out, *store, residual)
+        transform_output(M, tiles_w, out_h, out_w, out, *store, residual, bool(pooled_only))
     return convolve
 
 

@@ -276,10 +276,11 @@ def _input_row4(plane, y0, col, V, c, t0):
 
 
 @njit(cache=True, parallel=True)
-def transform_output2(M, tiles_w, out_h, out_w, out, affine, activation, pooled, residual):
+def transform_output2(M, tiles_w, out_h, out_w, out, affine, activation, pooled, residual, pooled_only):
     """out (filters, out_h*out_w) = A^T m A for every tile's 4x4 m of M (16, filters, tiles or more): its 2x2
     outputs, those inside the output, finished by the store (affine, activation, pooled: kernels.epilogue's Store;
-    residual: the planes store_rows adds, or NO_RESIDUAL_PLANES).
+    residual: the planes store_rows adds, or NO_RESIDUAL_PLANES); with `pooled_only` (given only with a pool, for
+    an output only the pool reads) out is left unwritten and only the pool's output written (_store_rows).
     A^T runs over a row of tiles at once, then A along each tile's rows."""
     filters = M.shape[1]
     tiles_h = (out_h + 1) // 2
@@ -300,11 +301,11 @@ def transform_output2(M, tiles_w, out_h, out_w, out, affine, activation, pooled,
                         s0[tx], s1[tx] = _at2(m0[t], m1[t], m2[t], m3[t])
                 for i in range(2):
                     _at2_along(sf, 4 * i * s.shape[2], s.shape[2], rows[i], tiles_w)
-                _store_rows(rows, 2 * ty, out_h, out_w, dst, f, affine, activation, pooled, residual)
+                _store_rows(rows, 2 * ty, out_h, out_w, dst, f, affine, activation, pooled, residual, pooled_only)
 
 
 @njit(cache=True, parallel=True)
-def transform_output4(M, tiles_w, out_h, out_w, out, affine, activation, pooled, residual):
+def transform_output4(M, tiles_w, out_h, out_w, out, affine, activation, pooled, residual, pooled_only):
     """transform_output2 for F(4x4, 3x3): M (36, filters, tiles or more), 4x4 outputs per tile."""
     filters, ld = M.shape[1], M.shape[2]
     tiles_h = (out_h + 3) // 4
@@ -316,15 +317,16 @@ def transform_output4(M, tiles_w, out_h, out_w, out, affine, activation, pooled,
         for f in range(q * filters // nchunk, (q + 1) * filters // nchunk):
             for ty in range(tiles_h):
                 _output_row4(Mf, f * ld + ty * tiles_w, filters * ld, s, rows, 4 * ty, out_h, out_w, out[f], f,
-                             affine, activation, pooled, residual)
+                             affine, activation, pooled, residual, pooled_only)
 
 
 @njit(cache=True, inline="always")
-def _output_row4(Mf, q, stride, s, rows, y0, out_h, out_w, dst, f, affine, activation, pooled, residual):
+def _output_row4(Mf, q, stride, s, rows, y0, out_h, out_w, dst, f, affine, activation, pooled, residual,
+                 pooled_only):
     """A^T m A for a row of tiles (tile tx's m at Mf[q + p * stride + tx], position p): A^T over the row at
     once (s: (4, 6, tiles or more), zeros past the tiles), then A along each tile's rows (rows (4, 4 tiles)), stored
     to the output rows y0.. of dst (out_h*out_w), filter f's, through the store (affine, activation, pooled,
-    residual).
+    residual; _store_rows, pooled_only).
     (M is read flat: slices of it ran 25-30 % faster here than rows of a 3-d M.)"""
     tiles_w = rows.shape[1] // 4
     for j in range(6):
@@ -337,15 +339,20 @@ def _output_row4(Mf, q, stride, s, rows, y0, out_h, out_w, dst, f, affine, activ
     sf = s.reshape(-1)
     for i in range(4):
         _at4_along(sf, 6 * i * s.shape[2], s.shape[2], rows[i], tiles_w)
-    _store_rows(rows, y0, out_h, out_w, dst, f, affine, activation, pooled, residual)
+    _store_rows(rows, y0, out_h, out_w, dst, f, affine, activation, pooled, residual, pooled_only)
 
 
 @njit(cache=True, inline="always")
-def _store_rows(rows, y0, out_h, out_w, dst, f, affine, activation, pooled, residual):
+def _store_rows(rows, y0, out_h, out_w, dst, f, affine, activation, pooled, residual, pooled_only):
     """The output rows y0.. of a row of tiles (rows: one per tile row, tiles side by side) into dst (out_h*out_w),
     those inside the output, then finished there by filter f's store (kernels.epilogue.store_rows) while they are in
-    the cache."""
+    the cache. With `pooled_only` (only the store's pool reads the output) they are finished where they are and
+    pooled from there, and dst is left as it was: the output's planes, often larger than a core's L2, are neither
+    written nor read again."""
     n = min(rows.shape[0], out_h - y0)
+    if pooled_only:
+        store_rows(rows[:n, :out_w], y0, f, affine, activation, pooled, residual)
+        return
     for i in range(n):
         row = rows[i]
         o = (y0 + i) * out_w
@@ -450,12 +457,12 @@ def padded_image(x, pad, xp):
 
 
 @njit(cache=True, parallel=True)
-def conv_bands4(xp, up, filters, out_h, out_w, rows, work, out, affine, activation, pooled, residual):
+def conv_bands4(xp, up, filters, out_h, out_w, rows, work, out, affine, activation, pooled, residual, pooled_only):
     """out (filters, out_h*out_w) = F(4x4, 3x3) of the padded image xp (channels, 4 tiles_h + 2, 4 tiles_w + 2)
     in bands of `rows` tile rows, one band per task: transform_input4's V, the 36 products and
-    transform_output4's sums finished by the store (affine, activation, pooled, residual: as transform_output2's),
-    with V (36, channels, band tiles) and M (36, filters, band tiles) in that thread's part of work (threads,
-    36 * (channels + filters) * band tiles + NR floats: the products read whole vectors).
+    transform_output4's sums finished by the store (affine, activation, pooled, residual, pooled_only: as
+    transform_output2's), with V (36, channels, band tiles) and M (36, filters, band tiles) in that thread's part
+    of work (threads, 36 * (channels + filters) * band tiles + NR floats: the products read whole vectors).
     up is transform_weights' U packed by gemm.pack_a_batch. The same sums as the three passes, bit for bit."""
     channels, wp = xp.shape[0], xp.shape[2]
     NR = _panel_width()
@@ -481,4 +488,4 @@ def conv_bands4(xp, up, filters, out_h, out_w, rows, work, out, affine, activati
         for f in range(filters):
             for ty in range(ty0, ty1):
                 _output_row4(M, f * ld + (ty - ty0) * tiles_w, mstride, s, rows_out, 4 * ty, out_h, out_w, out[f], f,
-                             affine, activation, pooled, residual)
+                             affine, activation, pooled, residual, pooled_only)

@@ -413,17 +413,18 @@ class Convolutional(Layer):
             def convolve(x, out):
                 added = added_planes()
                 for b in range(batch):
-                    conv_int16_winograd(a, units, x[b], pad, out_h, out_w, out[b], scratch, stores[b], added[b])
+                    conv_int16_winograd(a, units, x[b], pad, out_h, out_w, out[b], scratch, stores[b], added[b],
+                                        pooled_only)
                 return out
             return convolve
-        if form in ("winograd", "pointwise"):   # Winograd F(tile x tile, 3x3) or a 1 x 1 layer's product, as planned
+        if form == "pointwise":   # a 1 x 1 layer's product, as planned
             def convolve(x, out):
                 added = added_planes()
                 for b in range(batch):
                     kept(x[b], out[b], stores[b], added[b])
                 return out
             return convolve
-        if form in ("image", "int16"):   # conv_image's or the int16 products, as the plan prepared them
+        if form in ("image", "int16", "winograd"):   # conv_image's, the int16 products or Winograd's, as planned
             def convolve(x, out):
                 added = added_planes()
                 for b in range(batch):
