@@ -112,13 +112,13 @@ class Emulated:
         return q, units[..., 0].astype(np.float32)
 
     def conv_int16_winograd(self, a, units, x, pad, out_h, out_w, out, scratch, store=NONE,
-                            residual=NO_RESIDUAL_PLANES):
+                            residual=NO_RESIDUAL_PLANES, pooled_only=False):
         tiles_w = (out_w + 1) // 2
         V = np.zeros((16, x.shape[0], tiles_w * ((out_h + 1) // 2)), np.float32)
         transform_input2(x, pad, tiles_w, V)
         q, image_units = twelve_bits(V, (1, 2))   # per position
         M = (a @ q).astype(np.float32) * (units * image_units[:, :, 0].astype(np.float32))[:, :, None]
-        transform_output2(M, tiles_w, out_h, out_w, out, *store, residual, False)
+        transform_output2(M, tiles_w, out_h, out_w, out, *store, residual, bool(pooled_only))
 
 
 def emulate(engine, monkeypatch):

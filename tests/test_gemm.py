@@ -450,7 +450,8 @@ def test_winograd_output_transform_is_ats_floats(m):
         rows = np.stack([np.stack(_at(m, *(down[j][i] for j in range(n))), -1) for i in range(m)], 2)
         expected = rows.reshape(filters, m * tiles_h, m * tiles_w)[:, :out_h, :out_w]   # rows: (f, ty, i, tx, k)
         out = np.full((filters, out_h * out_w), np.nan, np.float32)
-        (transform_output2 if m == 2 else transform_output4)(M, tiles_w, out_h, out_w, out, *NONE, NO_RESIDUAL_PLANES)
+        (transform_output2 if m == 2 else transform_output4)(M, tiles_w, out_h, out_w, out, *NONE, NO_RESIDUAL_PLANES,
+                                                             False)
         np.testing.assert_array_equal(out.reshape(expected.shape), expected)
 
 
