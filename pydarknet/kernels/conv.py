@@ -439,12 +439,14 @@ def conv_direct(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=Fa
     """C (M, out_h*out_w) = sgemm_image's product (the same chains, bit for bit) as a direct convolution, output
     row by output row (kernels.gemm.direct_operands, direct_row), in bands of rows (BAND_BYTES of output, an even
     count for a pool's windows): each band copies the input rows it reads into padded planes of its own while
-    they are in the cache; the register tiles finish `store`'s affine and activation (kernels.epilogue) as they
-    store, and its pool is filled from the band's rows (pooling each row or pair of rows alone cost more in calls
-    than the band's pass). With `pooled_only` (given only with a pool, for an output only the pool reads), each
-    band's rows go to a scratch band of their own and only the pool's output is written. Where the store finishes
-    the sums, `residual` (M, out_h, out_w; a [shortcut] after the layer) is added as the tiles store them. A and x
-    may be int32 or uint32 words, as for sgemm_image. Returns C. (direct_convolution's, made and run at once.)"""
+    they are in the cache, then takes its filters a group at a time through all its rows (direct_groups: each
+    filter's part of the band stored in one run); the register tiles finish `store`'s affine and activation
+    (kernels.epilogue) as they store, and its pool is filled from the band's rows (pooling each row or pair of rows
+    alone cost more in calls than the band's pass). With `pooled_only` (given only with a pool, for an output only
+    the pool reads), each band's rows go to a scratch band of their own and only the pool's output is written.
+    Where the store finishes the sums, `residual` (M, out_h, out_w; a [shortcut] after the layer) is added as the
+    tiles store them. A and x may be int32 or uint32 words, as for sgemm_image. Returns C. (direct_convolution's,
+    made and run at once.)"""
     check_image_product("conv_direct", C, A, x, c0, size, out_h, out_w)
     direct_convolution(A, x.shape, c0, size, stride, pad, dilation, out_h, out_w, fused)(x, C, store, pooled_only,
                                                                                           residual)
