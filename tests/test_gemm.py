@@ -382,7 +382,7 @@ def test_pointwise_product_reads_the_image_in_place_or_packed(name):
                         got = np.full((M, h * w), np.nan, np.float32)
                         convolve(x, got, store)
                         added = np.full((M, h * w), np.nan, np.float32)
-                        convolve(x, added, store, residual)
+                        convolve(x, added, store, residual=residual)
                 finally:
                     numba.set_num_threads(threads)
                 assert same_bits(got, expected), (M, K, h, w, store is NONE, nth)

@@ -232,10 +232,12 @@ def image_convolution(a, shape, c0, size, stride, pad, dilation, out_h, out_w):
 
 def pointwise_convolution(a, out_w):
     """gemm_nn for a 1 x 1 convolution (stride 1, no padding) of one image with the products in force, decided
-    once: returns convolve(x, out, store, residual=NO_RESIDUAL_PLANES): out (m, pixels) = a (m, k) @ the image x
-    (k, h, w) as a (k, pixels) matrix, finished by `store` (out's rows images out_w wide) as gemm_nn finishes it,
-    the same floats, then `residual` (m, h, w) added (a [shortcut] after the layer: layers/shortcut.py), as the
-    register tiles store it where they finish the store. A convolution's plan keeps it with its weights packed
+    once: returns convolve(x, out, store, pooled_only=False, residual=NO_RESIDUAL_PLANES): out (m, pixels) = a (m, k)
+    @ the image x (k, h, w) as a (k, pixels) matrix, finished by `store` (out's rows images out_w wide) as gemm_nn
+    finishes it, the same floats, then `residual` (m, h, w) added (a [shortcut] after the layer:
+    layers/shortcut.py), as the register tiles store it where they finish the store. The output is always written
+    (a pool after it runs its pass from there), so `pooled_only` changes nothing: it is taken as the other forms'
+    convolve take it. A convolution's plan keeps it with its weights packed
     (gemm.pointwise_product): the pass then goes straight to the kernel, which reads the image in place."""
     fused = backend() in FUSED
     m, k = a.shape
@@ -243,7 +245,7 @@ def pointwise_convolution(a, out_w):
     pack_a_batch(np.ascontiguousarray(a, np.float32).reshape(1, m, k), packed)
     threads = kernel_threads()   # (a plan is made again for another count: Network.plan_key)
 
-    def convolve(x, out, store, residual=NO_RESIDUAL_PLANES):
+    def convolve(x, out, store, pooled_only=False, residual=NO_RESIDUAL_PLANES):
         affine, activation = stored_by_tiles(store)
         pointwise_product(packed[0], x.reshape(-1), out.reshape(-1), m, out.shape[1], k, threads,
                           fused, affine, activation, residual.reshape(-1) if activation >= 0 else NO_RESIDUAL)

@@ -417,14 +417,7 @@ class Convolutional(Layer):
                                         pooled_only)
                 return out
             return convolve
-        if form == "pointwise":   # a 1 x 1 layer's product, as planned
-            def convolve(x, out):
-                added = added_planes()
-                for b in range(batch):
-                    kept(x[b], out[b], stores[b], added[b])
-                return out
-            return convolve
-        if form in ("image", "int16", "winograd"):   # conv_image's, the int16 products or Winograd's, as planned
+        if form in ("image", "int16", "winograd", "pointwise"):   # the convolution of one image the plan prepared
             def convolve(x, out):
                 added = added_planes()
                 for b in range(batch):
