@@ -1,6 +1,6 @@
 """The kernel threads' placement during a pass (kernels/placement.py): where the team fills the process's cores and
-the pass runs alone, each kernel thread is bound to a core of its own, the first left to the caller, whose own
-affinity is never touched; elsewhere nothing is bound."""
+the pass runs alone, each kernel thread is bound to a core of its own, the first left to the caller, which keeps its
+own affinity (moved to that first core where a pass finds it on another); elsewhere nothing is bound."""
 import os
 import sys
 import threading
@@ -49,6 +49,22 @@ def test_a_pass_binds_each_kernel_thread_to_a_core_of_its_own(released):
     assert single_core_threads() == {core: 1 for core in cores[1:]}   # they stay bound
     placement.release_team()
     assert single_core_threads() == {}
+
+
+@placing
+def test_a_pass_moves_its_caller_off_a_kernel_threads_core(released):
+    """Another library's threads can leave the caller on the core kernel thread 1 is bound to: the pass moves it to
+    the first core, its affinity as it was."""
+    cores, own = placement.team_cores(), os.sched_getaffinity(0)
+    with placement.placed():
+        pass
+    os.sched_setaffinity(0, {cores[1]})   # as another pool's work had left it: on core 1, free to run anywhere
+    os.sched_setaffinity(0, own)
+    assert placement._current_core() == cores[1]
+    with placement.placed():
+        assert placement._current_core() == cores[0]
+        assert os.sched_getaffinity(0) == own
+        assert single_core_threads() == {core: 1 for core in cores[1:]}
 
 
 @placing

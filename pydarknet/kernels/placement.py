@@ -10,11 +10,14 @@ bench's, a stream's frames, a server's requests).
 So where the calling thread's team has as many threads as the process has cores (the usual case) and its pass runs
 alone, kernel thread t is bound to core t (t >= 1, the cores sorted), leaving the first to the caller: a forward
 every 30 ms, 7.6 ms on average instead of 10.2. They stay bound after the pass (they only ever run kernels). The
-caller is left free: binding it too for the pass measured 6.5-6.9 ms, but a thread started within a pass (a
-library's pool, started lazily) would keep its one core for good. When a second pass starts meanwhile (a threaded
-server's), the bound threads are let go: two teams bound to the same cores ran yolov4-tiny from 4 threads at
-15.2-16.3 images/s against 17.3-17.8 free. Nothing is bound where the team is smaller (several processes share the
-machine: mpiexec's replicas, Dask's workers, `numba.set_num_threads`), where the user binds OpenMP's threads
+caller keeps the affinity it has: binding it too for the pass measured 6.5-6.9 ms, but a thread started within a
+pass (a library's pool, started lazily) would keep its one core for good. But a pass that finds the caller on a
+kernel thread's core moves it to the first: another library's threads had left it there (right after an ONNX
+Runtime session's run, a third of Tiny Darknet's --fast forwards took 11-23 ms instead of 7.3, the caller and
+kernel thread 1 sharing core 1 while core 0 idled, until a load balance). When a second pass starts meanwhile (a
+threaded server's), the bound threads are let go: two teams bound to the same cores ran yolov4-tiny from 4 threads
+at 15.2-16.3 images/s against 17.3-17.8 free. Nothing is bound where the team is smaller (several processes share
+the machine: mpiexec's replicas, Dask's workers, `numba.set_num_threads`), where the user binds OpenMP's threads
 (OMP_PROC_BIND, OMP_PLACES, GOMP_CPU_AFFINITY), outside Linux, or under another threading layer than OpenMP's.
 """
 import ctypes
@@ -52,12 +55,18 @@ def _thread_ids(ids):
 
 
 @functools.cache
-def _has_gettid():
-    """Whether the C library has gettid (glibc since 2.30), which the kernel above calls."""
+def _libc():
+    """The C library, or None where it cannot be loaded."""
     try:
-        return hasattr(ctypes.CDLL(None), "gettid")
+        return ctypes.CDLL(None)
     except OSError:
-        return False
+        return None
+
+
+@functools.cache
+def _has_thread_calls():
+    """Whether the C library has gettid (glibc since 2.30), which the kernel above calls, and sched_getcpu."""
+    return _libc() is not None and hasattr(_libc(), "gettid") and hasattr(_libc(), "sched_getcpu")
 
 
 def team_cores():
@@ -67,7 +76,7 @@ def team_cores():
         return None
     threads = numba.get_num_threads()   # (starts Numba's threads, which chooses the layer)
     cores = sorted(os.sched_getaffinity(0))
-    if threads < 2 or threads != len(cores) or numba.threading_layer() != "omp" or not _has_gettid():
+    if threads < 2 or threads != len(cores) or numba.threading_layer() != "omp" or not _has_thread_calls():
         return None
     return cores
 
@@ -103,6 +112,7 @@ class _Placement:
                     _team.ids = None
                     self.release()
                     return
+            _to_own_core(cores)
 
     def end(self):
         with self.lock:
@@ -117,6 +127,20 @@ class _Placement:
                     os.sched_setaffinity(tid, bound["cores"])
             except OSError:   # the thread ended meanwhile
                 pass
+
+
+def _to_own_core(cores):
+    """Move the calling thread to the core left to it, the first, where the pass finds it on a bound kernel
+    thread's (see the module's docstring); its affinity stays the one it had, `cores`: set to that core and back,
+    which leaves it running there."""
+    if _current_core() != cores[0]:
+        os.sched_setaffinity(0, {cores[0]})
+        os.sched_setaffinity(0, cores)
+
+
+def _current_core():
+    """The core the calling thread runs on."""
+    return _libc().sched_getcpu()
 
 
 def _ours(tid):
