@@ -12,12 +12,12 @@ alone, kernel thread t is bound to core t (t >= 1, the cores sorted), leaving th
 every 30 ms, 7.6 ms on average instead of 10.2. They stay bound after the pass (they only ever run kernels). The
 caller keeps the affinity it has: binding it too for the pass measured 6.5-6.9 ms, but a thread started within a
 pass (a library's pool, started lazily) would keep its one core for good. But a pass that finds the caller on a
-kernel thread's core moves it to the first: another library's threads had left it there (right after an ONNX
-Runtime session's run, a third of Tiny Darknet's --fast forwards took 11-23 ms instead of 7.3, the caller and
-kernel thread 1 sharing core 1 while core 0 idled, until a load balance). When a second pass starts meanwhile (a
-threaded server's), the bound threads are let go: two teams bound to the same cores ran yolov4-tiny from 4 threads
-at 15.2-16.3 images/s against 17.3-17.8 free. Nothing is bound where the team is smaller (several processes share
-the machine: mpiexec's replicas, Dask's workers, `numba.set_num_threads`), where the user binds OpenMP's threads
+kernel thread's core moves it to the first: another library's threads had left it there (right after an ONNX Runtime
+session's run, a third to half of Tiny Darknet's --fast forwards took 10-25 ms instead of 7.3, the caller and kernel
+thread 1 sharing core 1 while core 0 idled, until a load balance). When a second pass starts meanwhile (a threaded
+server's), the bound threads are let go: two teams bound to the same cores ran yolov4-tiny from 4 threads at
+15.2-16.3 images/s against 17.3-17.8 free. Nothing is bound where the team is smaller (several processes share the
+machine: mpiexec's replicas, Dask's workers, `numba.set_num_threads`), where the user binds OpenMP's threads
 (OMP_PROC_BIND, OMP_PLACES, GOMP_CPU_AFFINITY), outside Linux, or under another threading layer than OpenMP's.
 """
 import ctypes
