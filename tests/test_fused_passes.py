@@ -5,6 +5,7 @@ Convolutional.fused_store and kernels/epilogue.py)."""
 import numpy as np
 import pytest
 
+from conftest import ROOT
 from emulated_products import emulate
 from pydarknet.kernels import amx, pool as pool_kernels, products
 from pydarknet.kernels.activations import CODE
@@ -422,7 +423,7 @@ def test_a_layers_plan_is_kept_until_the_network_changes(tmp_path, products_name
     assert_same(run(one, net=net), run(one))
     assert all(net.plans[key] is plan for key, plan in plans.items())
     assert_same(run(two, net=net), run(two))
-    swapped = two[::-1].copy()   # (for two images the route copies its parts, and the pool runs: every pass)
+    swapped = two[::-1].copy()   # (each pass writes the route's parts and the pool again, for two images too)
     assert_same(run(swapped, net=net), run(swapped))
     assert_same(run(one, net=net), run(one))
     assert_same(run(one, other_products, net=net), run(one, other_products))
@@ -542,9 +543,10 @@ def test_a_plans_scratch_is_asked_for_once_and_kept(tmp_path):
 @pytest.mark.parametrize("batch", [1, 2])
 def test_a_pool_after_a_concatenation_is_filled_by_its_parts_stores(tmp_path, products_name, batch, monkeypatch):
     """yolov4-tiny's CSP blocks: a 2x2 stride-2 [maxpool] after a [route] of two convolutions that write their
-    outputs into it in place (one image). Each convolution's store pools its own channels into the pool's output
-    (layer 1's to channels 0..5, layer 0's to 6..13) and the pool does not run; the same bits as the layers run
-    one by one. For two images the route copies, and the pool runs on its own."""
+    outputs into it in place, each image's in its run of the route's (a batch's too: the layers reading them
+    read them image by image). Each convolution's store pools its own channels into the pool's output (layer 1's
+    to channels 0..5, layer 0's to 6..13) and the pool does not run; the same bits as the layers run one by
+    one."""
     net = network(tmp_path, "ab", ROUTE_POOL_CFG)
     net.products = products.products_for(products_name)
     x = np.random.default_rng(1).normal(0, 1, (batch, 3, 26, 36)).astype(np.float32)
@@ -552,11 +554,13 @@ def test_a_pool_after_a_concatenation_is_filled_by_its_parts_stores(tmp_path, pr
     monkeypatch.setattr(maxpool_layer, "maxpool", lambda *args: calls.append(args) or pool_kernels.maxpool(*args))
     net.forward(x)
     fused = [layer.output.copy() for layer in net.layers]
-    assert len(calls) == (0 if batch == 1 else 1)
+    assert calls == []
+    route = net.layers[2]
+    assert all(np.shares_memory(net.layers[i].output, route.output) for i in (0, 1))
     monkeypatch.setattr(Maxpool, "pools_in_place", lambda self, net: False)
     net.plans.clear()   # the layers' plans were made with the pools in place
     net.forward(x)
-    assert len(calls) == (1 if batch == 1 else 2)
+    assert len(calls) == 1
     for layer, ours in zip(net.layers, fused):
         np.testing.assert_array_equal(ours, layer.output, err_msg=f"layer {layer.index} {layer.type}")
     assert np.abs(fused[3]).max() > 0.1
@@ -659,3 +663,28 @@ def test_a_tiled_layer_hands_its_output_on_in_the_next_layers_layout(tmp_path, e
         assert passes()[1] == []
     finally:
         products.set_backend(previous)
+
+
+@pytest.mark.parametrize("products_name", ["fast", "int16"])
+def test_a_batch_of_yolov4_tiny_is_each_image_on_its_own(products_name):
+    """yolov4-tiny's CSP blocks for a batch: the convolutions write each image's output in its run of the
+    [route]s' outputs, the groups' routes hand views on to the convolutions reading them, and the pools after the
+    concatenations are filled by the parts' stores (route.Slot, base.read_by_image). Every image's detections'
+    inputs are those of a pass of that image alone, bit for bit."""
+    net = Network(ROOT / "cfg" / "yolov4-tiny.cfg", quiet_unused=True).initialize(seed=5)
+    alone = Network(ROOT / "cfg" / "yolov4-tiny.cfg", quiet_unused=True).initialize(seed=5)
+    for each in (net, alone):
+        each.resize(96, 64)
+        each.products = products.products_for(products_name)
+    x = np.random.default_rng(2).random((3, 3, 64, 96), np.float32)
+    net.forward(x)
+    routes = [layer for layer in net.layers if layer.type == "route"]
+    hosted = [layer for layer in net.layers if layer.slot is not None
+              and np.shares_memory(layer.output, layer.slot.route.output)]
+    assert len(hosted) == 12 and all(np.shares_memory(route.output, net.layers[route.reads_layers[0]].output)
+                                     for route in routes if route.groups == 2)
+    heads = [layer.index for layer in net.layers if layer.type == "yolo"]
+    for b in range(3):
+        alone.forward(x[b:b + 1])
+        for i in heads:
+            np.testing.assert_array_equal(net.layers[i].output[b], alone.layers[i].output[0], err_msg=f"{b} {i}")

@@ -5,6 +5,7 @@ import pytest
 
 from pydarknet.files.config import CfgError
 from pydarknet.files.weights import save_weights
+from pydarknet.kernels import products
 from pydarknet.kernels.activations import CODE, activate, activate_channels
 from pydarknet.kernels.backward import gradient_channels, gradient_from_input
 from test_gradients import check_network, make_net, randomize
@@ -243,18 +244,32 @@ def test_route_groups(tmp_path):
 
 
 @pytest.mark.parametrize("batch", [1, 2])
-def test_route_of_one_layers_group_is_a_view_of_one_image(tmp_path, batch):
+@pytest.mark.parametrize("read_by", ["caller", "convolution"])
+@pytest.mark.parametrize("training", [False, True])
+def test_route_of_one_layers_group_is_a_view_where_read_image_by_image(tmp_path, batch, read_by, training):
     """yolov4-tiny's CSP split (one layer, groups=2 group_id=1): for one image its channels lie in one run of
-    the layer's output, and the route hands that on without a copy; for a batch it copies (a view would not be
-    contiguous). The values are the group either way."""
+    the layer's output, and the route hands that on without a copy; for a batch too where, in inference, a
+    convolution reads it (one image at a time); else, where the caller reads it or while training, it copies (a
+    view would not be contiguous). The values are the group either way."""
     rng = np.random.default_rng(8)
+    after = "[convolutional]\nfilters=2\nsize=1\nactivation=linear\n" if read_by == "convolution" else ""
     net = make_net(tmp_path, 3, 2, 4, batch, "[convolutional]\nfilters=6\nsize=1\nactivation=linear\n"
-                                             "[route]\nlayers=-1\ngroups=2\ngroup_id=1\n")
+                                             "[route]\nlayers=-1\ngroups=2\ngroup_id=1\n" + after)
     randomize(net, rng)
-    net.forward(rng.normal(size=(batch, 4, 2, 3)).astype(np.float32))
-    conv, route = net.layers
-    assert route.output.flags.c_contiguous and np.array_equal(route.output, conv.output[:, 3:])
-    assert np.shares_memory(route.output, conv.output) == (batch == 1)
+    net.train = training
+    x = rng.normal(size=(batch, 4, 2, 3)).astype(np.float32)
+    net.forward(x)
+    conv, route = net.layers[:2]
+    viewed = batch == 1 or (read_by == "convolution" and not training)
+    assert np.array_equal(route.output, conv.output[:, 3:])
+    assert np.shares_memory(route.output, conv.output) == viewed
+    assert route.output.flags.c_contiguous == (batch == 1 or not viewed)
+    if after:   # the convolution reads each image's run: its output as from a copy
+        reference = make_net(tmp_path, 3, 2, 3, 1, "[convolutional]\nfilters=2\nsize=1\nactivation=linear\n")
+        reference.layers[0].weights[...], reference.layers[0].biases[...] = net.layers[2].weights, net.layers[2].biases
+        for b in range(batch):
+            assert np.array_equal(net.layers[2].output[b], reference.forward(np.ascontiguousarray(
+                conv.output[b:b + 1, 3:]))[0])
 
 
 CONCATENATIONS = ("[convolutional]\nfilters=4\nsize=1\nactivation=linear\n"              # 0
@@ -266,27 +281,35 @@ CONCATENATIONS = ("[convolutional]\nfilters=4\nsize=1\nactivation=linear\n"     
 
 @pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("training", [False, True])
-def test_concatenated_layers_write_into_the_route_for_one_image(tmp_path, batch, training):
+@pytest.mark.parametrize("mode", ["darknet", "fast"])
+def test_concatenated_layers_write_into_the_route(tmp_path, batch, training, mode):
     """yolov4-tiny's concatenations: for one image each source writes its output in its part of the route's
     output and the route copies nothing; a layer in two concatenations is in place in the first and copied by
-    the second. A batch, and training (where a layer may change its input in place), copy every source. The
-    values are those of a network that copies everything (two of the image: its first)."""
+    the second. For a batch too in the fast modes, whose fused store writes each image's output in its run of the
+    route's (the layers reading it read it image by image); a batch in the exact mode, and training (where a layer
+    may change its input in place), copy every source. The values are those of a network that copies everything
+    (two of the image: its first)."""
     rng = np.random.default_rng(9)
     x = rng.normal(size=(1, 4, 3, 5)).astype(np.float32)
     copying = make_net(tmp_path, 5, 3, 4, 2, CONCATENATIONS)
     randomize(copying, np.random.default_rng(10))
+    copying.products = products.products_for(mode)
+    copying.train = training
     copying.forward(np.concatenate([x, x]))
     net = make_net(tmp_path, 5, 3, 4, batch, CONCATENATIONS)
     randomize(net, np.random.default_rng(10))
+    net.products = products.products_for(mode)
     net.train = training
     net.forward(np.concatenate([x] * batch))
     for layer, reference in zip(net.layers, copying.layers):
         assert np.array_equal(layer.output[0], reference.output[0]), layer.index
     first, second, route, third, last = net.layers
-    in_place = batch == 1 and not training
+    in_place = not training and (batch == 1 or mode == "fast")
     assert [np.shares_memory(layer.output, route.output) for layer in (first, second)] == [in_place] * 2
     assert np.shares_memory(third.output, last.output) == in_place
     assert not np.shares_memory(first.output, last.output)
+    if batch == 2:   # each image's values where they belong
+        assert np.array_equal(route.output[1], route.output[0]) and np.array_equal(last.output[1], last.output[0])
 
 
 def test_a_resize_gives_the_concatenated_layers_their_new_places(tmp_path):

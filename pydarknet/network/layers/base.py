@@ -28,7 +28,7 @@ class Layer:
     hands_input_on = False  # in inference its output is its input's array, untouched (a dropout)
     in_place = None         # in inference, a [shortcut] adding to its input's array: its outputs.Residual
     residual_after = None   # in inference, the layer whose output a [shortcut] after it adds to its output
-    keeps_output = True     # its forward writes one image's output to output_buffer(1), not a view or copy of its input
+    keeps_output = True     # its forward writes its output to output_buffer, not a view or copy of its input
 
     def __init__(self, section, in_shape, net, index):
         self.section = section
@@ -57,16 +57,18 @@ class Layer:
         """Whether the convolution before this layer may compute its output for it (a max pool: see Maxpool)."""
         return False
 
-    def output_buffer(self, batch, shape=None, dtype=np.float32):
+    def output_buffer(self, batch, shape=None, dtype=np.float32, by_image=False):
         """This layer's output array, reused from call to call as darknet reuses l.output: fresh memory
-        costs a page fault per 4 KiB on first touch, which made big layers 2x slower. For one image, a layer
-        that a concatenating route hosts writes in its part of the route's output instead (route.Slot); in an
-        inference pass, many layers' outputs share memory (shared_output: network/outputs.py)."""
+        costs a page fault per 4 KiB on first touch, which made big layers 2x slower. For one image, or for a
+        batch where the layer writes its output image by image and its readers read it so (`by_image`: the
+        caller's promise, see Convolutional.reads_by_image), a layer that a concatenating route hosts writes in its
+        part of the route's output instead (route.Slot); in an inference pass, many layers' outputs share memory
+        (shared_output: network/outputs.py)."""
         shared = self.shared_output
         if shared is not None and shape is None and dtype == np.float32 and shared.shape[0] == batch:
             return shared
         shape = (batch,) + tuple(self.out_shape if shape is None else shape)
-        if batch == 1 and self.slot is not None:
+        if self.slot is not None and (batch == 1 or by_image):
             hosted = self.slot.array(shape, dtype)
             if hosted is not None:
                 return hosted
@@ -229,6 +231,25 @@ def printf_f(value):
     if value != value:
         return "-nan"
     return f"{value:f}"
+
+
+def read_by_image(layer, net, also=None):
+    """Whether every layer that reads `layer`'s output reads it image by image (or is `also`), so that the output
+    of a batch may be a view whose images are runs of a larger array, each contiguous, not the whole (route.Slot):
+    a convolution (its products take an image at a time), a [route] that concatenates or takes a group (it
+    copies what is not in place); not the network's output, which the caller reads. Kept on the layer per network
+    size (its layers do not change after the build)."""
+    kept = layer.__dict__.get("_read_by_image")
+    if kept is not None and kept[:2] == (len(net.layers), also):
+        return kept[2]
+    following = net.layers[layer.index + 1] if layer.index + 1 < len(net.layers) else None
+    readers = [other for other in net.layers if layer.index in other.reads_layers]
+    if following is not None and following.type != "route":   # (a route reads the layers it names)
+        readers.append(following)
+    found = layer is not net.output_layer and all(other.type == "convolutional" or other is also or
+                (other.type == "route" and (len(other.reads_layers) > 1 or other.groups != 1)) for other in readers)
+    layer._read_by_image = (len(net.layers), also, found)
+    return found
 
 
 def same_memory(a, b):

@@ -42,7 +42,7 @@ from ...kernels.products import (backend, bf16_convolution, bf16_kernel, blocked
                                  pointwise_convolution, weight_gradient_from_image, weight_gradient_transposed,
                                  winograd_convolution, winograd_rows, winograd_tile)
 from ...kernels.winograd import transform_weights
-from .base import Layer, fast_inference, zeros
+from .base import Layer, fast_inference, read_by_image, zeros
 
 CHUNK_FLOATS = 1 << 21  # im2col columns per chunk of images (8 MiB; a single image may take more)
 WIDE_BELOW = 1024       # output positions per image under which a chunk's images share one product
@@ -445,6 +445,7 @@ class Convolutional(Layer):
         chunk = chunk_images(batch, k * L)
 
         def convolve(x, out):
+            x = np.ascontiguousarray(x)   # (a batch's images may be runs of a route's output: reads_by_image)
             col = None if packed else net.workspace(k * L * chunk)
             for b0 in range(0, batch, chunk):
                 b1 = min(batch, b0 + chunk)
@@ -555,7 +556,7 @@ class Convolutional(Layer):
                        for b in range(batch))
         if form == "int16" and store is not None:   # each image's factors (its sums back to floats) in its store
             stores = tuple(with_factors(image_store) for image_store in stores)
-        output = self.output_buffer(batch)
+        output = self.output_buffer(batch, by_image=store is not None and self.reads_by_image(net))
         residual = self.residual_added(form, store, code, inline)
         pooled_only = bool(pooled) and self.may_skip_output(net)
         convolve = self.convolution(net, batch, form, kept, weights, stores, pooled_only, scratch,
@@ -593,12 +594,13 @@ class Convolutional(Layer):
     def pool_target(self, net, batch):
         """(pool, first channel) for the fused store: the [maxpool] that may pool this layer's output as the
         products store it, and where that output starts among the pool's input channels: the next layer's, else
-        the pool after the [route] this layer writes its output into (its Slot: one image, in place); (None, 0)."""
+        the pool after the [route] this layer writes its output into (its Slot, in place: for a batch, where
+        reads_by_image); (None, 0)."""
         pool = pool_after(self, net)
         if pool is not None:
             return pool, 0
         slot = self.slot
-        if slot is None or batch != 1 or net.layers[self.index] is not self:
+        if slot is None or net.layers[self.index] is not self or (batch != 1 and not self.reads_by_image(net)):
             return None, 0
         pool = pool_after(slot.route, net)
         return (pool, slot.start // (self.out_shape[1] * self.out_shape[2])) if pool is not None else (None, 0)
@@ -609,6 +611,12 @@ class Convolutional(Layer):
         [shortcut] names it: named_by_others), and the network does not keep every output (net.every_output). The
         pool's forward then only hands its own on."""
         return not self.named_by_others(net) and not net.every_output and pool_after(self, net) is not None
+
+    def reads_by_image(self, net):
+        """Whether the layers reading this layer's output read it image by image (base.read_by_image), the
+        [maxpool] after it too (which the fused store fills): with the fused store, which writes it image by image,
+        a batch's output is then hosted by the [route] that concatenates it (make_plan)."""
+        return read_by_image(self, net, pool_after(self, net))
 
     def named_by_others(self, net):
         """Whether a [route] or [shortcut] names this layer (reads its output). Kept on the layer per network

@@ -3,15 +3,18 @@
 The AlexeyAB fork's `groups=N group_id=K` takes only part K of N of each input (its channels
 K*c/N .. (K+1)*c/N - 1): the CSP blocks of yolov4-tiny split a feature map this way.
 
-For one image, a concatenation's sources write their outputs straight into their parts of the route's output
-(a Slot each, given at setup to the layers no earlier route hosts), so that the route copies only what is not
-in place already: yolov4-tiny's concatenations copied 1.6 ms of a 37 ms forward on a Zen 3 EPYC. Not while
-training, where a layer may change its input in place (dropout) and the sources' outputs must stay their own."""
+A concatenation's sources write their outputs straight into their parts of the route's output (a Slot each,
+given at setup to the layers no earlier route hosts), so that the route copies only what is not in place
+already: yolov4-tiny's concatenations copied 1.6 ms of a 37 ms forward on a Zen 3 EPYC. For one image every
+source may; for a batch, where a source's part is a run per image, only the convolutions whose fused store writes
+them image by image and whose readers read them so (Convolutional.reads_by_image): yolov4-tiny's concatenations
+copied 19.7 ms of a 189 ms forward of 8 images. Not while training, where a layer may change its input in place
+(dropout) and the sources' outputs must stay their own."""
 import math
 
 import numpy as np
 
-from .base import Layer, same_memory
+from .base import Layer, read_by_image, same_memory
 
 
 class Route(Layer):
@@ -64,7 +67,7 @@ class Route(Layer):
 
     @property
     def keeps_output(self):
-        """One source (or one image's group of its channels) is handed on as a view (forward)."""
+        """One source (or a group of its channels where forward finds it may) is handed on as a view."""
         return len(self.reads_layers) > 1
 
     def describe(self):
@@ -86,8 +89,10 @@ class Route(Layer):
     def forward(self, x, net):
         batch = x.shape[0]
         parts = self.source_parts(net, batch, "output")
-        if len(parts) == 1 and (self.groups == 1 or parts[0].flags.c_contiguous):
-            # one source (or one image's group of its channels, which lie side by side): a view, not a copy
+        if len(parts) == 1 and (self.groups == 1 or parts[0].flags.c_contiguous or (
+                not (net.train or net.keep_for_backward) and read_by_image(self, net))):
+            # one source, or a group of its channels: a view, not a copy, where each image's group lies in one run
+            # (one image) or, in inference, the readers read one image at a time (backward passes take the batch)
             return parts[0].reshape((batch,) + self.out_shape)
         out = self.output_buffer(batch)
         flat = out.reshape(batch, -1)
@@ -110,14 +115,17 @@ class Route(Layer):
 
 
 class Slot:
-    """A source layer's part of a route's output for one image: elements start .. start + size of it."""
+    """A source layer's part of a route's output: elements start .. start + size of each image's."""
 
     def __init__(self, route, start, size, net):
         self.route, self.start, self.size, self.net = route, start, size, net
 
     def array(self, shape, dtype):
-        """The part as an array of `shape`, or None where the layer keeps an output of its own: while training,
+        """The part as an array of `shape` (batch, ...): for a batch, a view whose images are runs of the route's
+        output, each contiguous, not the whole; None where the layer keeps an output of its own: while training,
         for another dtype or another size (a layer's scratch)."""
-        if self.net.train or np.dtype(dtype) != np.float32 or math.prod(shape) != self.size:
+        batch = shape[0]
+        if self.net.train or np.dtype(dtype) != np.float32 or math.prod(shape[1:]) != self.size:
             return None
-        return self.route.output_buffer(1).reshape(-1)[self.start:self.start + self.size].reshape(shape)
+        images = self.route.output_buffer(batch).reshape(batch, -1)
+        return images[:, self.start:self.start + self.size].reshape(shape)
