@@ -146,11 +146,14 @@ def maxpool_reference(x, size, stride, pad):
 @pytest.mark.parametrize("size, stride, pad, h, w",
                          [(2, 2, 1, 7, 8), (2, 2, 1, 8, 10), (2, 2, 1, 9, 7), (2, 2, 0, 7, 8), (2, 1, 1, 7, 8),
                           (2, 2, 1, 5, 33), (2, 2, 1, 4, 64), (2, 2, 1, 5, 75), (3, 2, 2, 7, 8),
-                          (3, 1, 2, 7, 8), (2, 2, 3, 7, 8), (5, 3, 4, 7, 8), (13, 1, 12, 10, 10), (9, 1, 8, 9, 11)])
+                          (3, 1, 2, 7, 8), (2, 2, 3, 7, 8), (5, 3, 4, 7, 8), (13, 1, 12, 10, 10), (9, 1, 8, 9, 11),
+                          (5, 1, 0, 9, 12), (4, 1, 3, 6, 9), (6, 1, 5, 4, 20), (3, 1, 2, 4, 40), (7, 1, 2, 8, 5)])
 def test_maxpool_training_path(size, stride, pad, h, w):
     """(2, 2, 1) is the inference's 2x2 path (kernels/pool.py maxpool_2x2), on odd sizes too: the windows past
     the last row or column, and rows of one, two and more vectors of windows and a part of one (33, 64 and 75
-    wide); (13, 1, 12) and (9, 1, 8) an SPP block's, whose windows pass the image's edges.
+    wide); (13, 1, 12) and (9, 1, 8) an SPP block's, whose windows pass the image's edges; the other stride-1
+    cases the inference's runs by doubling (_maxpool_stride1): no padding, even sizes, windows taller than the
+    image, padding on one side only.
     Bit for bit: of +0 and -0 in one window, the first in darknet's order is the maximum."""
     rng = np.random.default_rng(4)
     n, c = 2, 3

@@ -13,7 +13,7 @@ from .epilogue import (ACTIVATIONS as STORED_ACTIVATIONS, NO_RESIDUAL_PLANES, NO
 from .gemm import (_F32, _data, _fma, _finished, _i32, _i64, _is_f32_array, _lane_mask, _lanes, _masked_load,
                    _masked_store, _splat, _vec_ptr, NO_RESIDUAL, check_image_product, col_range, copy_run,
                    direct_groups, direct_operands, direct_row, host_panel_width, padded_run, phase_planes)
-from .pool import maxpool_plane, pool_windows, tiles_2x2
+from .pool import maxpool_plane, pool_scratch, pool_windows, tiles_2x2
 from .placement import kernel_threads
 
 
@@ -536,7 +536,7 @@ def normalize_activate_maxpool(x, mean, variance, scales, biases, activation, no
                 pool_windows(row, r0 * width, width, r1 - r0, width, pooled, to, strides[2] // 4, (r1 - r0 + 1) // 2)
             continue
         _normalize_activate_row(row, k % c, mean, variance, scales, biases, activation, normalize, ab, fast)
-        across = np.empty((height + 1, pooled.shape[3]), np.float32)
+        across = pool_scratch(height, pooled.shape[2], pooled.shape[3], size)
         maxpool_plane(plane, size, stride_y, stride_x, pad, pooled[k // c, k % c], across)
 
 

@@ -9,6 +9,7 @@ from .gemm import (_F32, _I32, _data, _i32, _is_f32_array, _lane_mask, _lanes, _
                    _panel_width, _splat, _vec_ptr, copy_run)
 
 FLT_MAX = np.float32(3.4028234663852886e38)
+POOL_PARTS = 64   # maxpool's channels go in this many parts, a scratch each (not one a channel)
 
 
 @njit(cache=True, parallel=True)
@@ -24,9 +25,11 @@ def maxpool(x, size, stride_y, stride_x, pad, out, argmax, keep_argmax):
         _maxpool_argmax(x, size, stride_y, stride_x, pad, out, argmax)
         return
     n, c = x.shape[0], x.shape[1]
-    for k in prange(n * c):
-        across = np.empty((x.shape[2] + 1, out.shape[3]), np.float32)
-        maxpool_plane(x[k // c, k % c], size, stride_y, stride_x, pad, out[k // c, k % c], across)
+    parts = min(n * c, POOL_PARTS)
+    for part in prange(parts):
+        across = pool_scratch(x.shape[2], out.shape[2], out.shape[3], size)
+        for k in range(part * n * c // parts, (part + 1) * n * c // parts):
+            maxpool_plane(x[k // c, k % c], size, stride_y, stride_x, pad, out[k // c, k % c], across)
 
 
 @njit(cache=True, inline="always")
@@ -36,17 +39,27 @@ def _larger(v, m):
 
 
 @njit(cache=True)
+def pool_scratch(h, oh, ow, size):
+    """maxpool_plane's scratch for planes of h rows pooled into oh x ow by windows of size x size."""
+    return np.empty((max(h + 1, oh + size + 1), ow + size - 1), np.float32)
+
+
+@njit(cache=True)
 def maxpool_plane(plane, size, stride_y, stride_x, pad, out, across):
-    """One channel of maxpool: plane (h, w) -> out (oh, ow). across: scratch (h + 1, ow): each input row's maxima
-    over every window's columns (its last row, one tap of every window side by side), then each output row the
-    maximum of its window's rows of those. Taking rows then columns picks what darknet's walk over each window,
-    row by row, picks: the largest value, and of equal ones (+0 and -0) the first in that walk, since each step
-    keeps the first of equals. It reads each row once per window column instead of once per window."""
+    """One channel of maxpool: plane (h, w) -> out (oh, ow). across: scratch (pool_scratch): each input row's
+    maxima over every window's columns (its last row, one tap of every window side by side), then each output row
+    the maximum of its window's rows of those. Taking rows then columns picks what darknet's walk over each
+    window, row by row, picks: the largest value, and of equal ones (+0 and -0) the first in that walk, since each
+    step keeps the first of equals. It reads each row once per window column instead of once per window; at
+    stride 1 (the SPP blocks' 5 x 5 to 13 x 13), fewer times still (`_maxpool_stride1`)."""
     h, w = plane.shape
     oh, ow = out.shape
     offset = -(pad // 2)
     if tiles_2x2(h, w, oh, ow, size, stride_y, stride_x, pad):
         maxpool_2x2(plane, out)
+        return
+    if stride_y == 1 and stride_x == 1 and size > 2:
+        _maxpool_stride1(plane, size, offset, out, across)
         return
     taps = across[h]
     for y in range(h):
@@ -73,6 +86,72 @@ def maxpool_plane(plane, size, stride_y, stride_x, pad, out, across):
             arow = across[y]
             for j in range(ow):
                 orow[j] = _larger(arow[j], orow[j])
+
+
+@njit(cache=True)
+def _maxpool_stride1(plane, size, offset, out, rows):
+    """maxpool_plane at stride 1: the maxima of runs of `size` taken by doubling, first along each row (rows[t],
+    of the rows the windows cover from `offset`, becomes each window's maximum in that row), then down the
+    columns, in place: a run of 2d is the larger of its two runs of d, and a run of `size` the larger of the two
+    runs of the largest such d that cover it (overlapping). Each step keeps the earlier of equals, so the result is
+    the first maximum in darknet's walk, as in maxpool_plane; values no greater than -FLT_MAX (NaN, -inf) are
+    -FLT_MAX first, as darknet's walk from -FLT_MAX never takes them. log2(size) + 1 passes instead of `size`.
+    A row's runs go back and forth between two lines of the scratch: a line read and written a few floats apart
+    kept the loop scalar."""
+    h, w = plane.shape
+    oh, ow = out.shape
+    covered = oh + size - 1
+    span = ow + size - 1
+    half = 1
+    while 2 * half <= size:
+        half *= 2
+    first, last = min(max(-offset, 0), span), min(max(w - offset, 0), span)
+    for t in range(covered):
+        y = offset + t
+        row = rows[t]
+        if y < 0 or y >= h:
+            row[:ow] = -FLT_MAX
+            continue
+        line = rows[covered]
+        line[:first] = -FLT_MAX
+        inside, image = line[first:last], plane[y, offset + first:offset + last]
+        for u in range(last - first):
+            inside[u] = _larger(image[u], -FLT_MAX)
+        line[last:] = -FLT_MAX
+        runs, other, d = covered, covered + 1, 1   # (the lines holding this row's runs, and the next ones)
+        while d < half:
+            _run_pairs(rows[runs], d, rows[other], span - 2 * d + 1)
+            runs, other, d = other, runs, 2 * d
+        _run_pairs(rows[runs], size - half, row, ow)
+    d = 1
+    while d < half:
+        for t in range(covered - 2 * d + 1):
+            _larger_into(rows[t], rows[t + d], ow)
+        d *= 2
+    for i in range(oh):
+        _larger_rows(rows[i], rows[i + size - half], out[i], ow)
+
+
+@njit(cache=True, inline="always")
+def _run_pairs(line, d, dst, n):
+    """dst[u] = the larger of line[u + d] and line[u], the earlier of equals, for u < n. (Indexed by the loop's
+    own counter, on a slice: indexing line by u + d kept Numba's negative-index check, and the loop scalar.)"""
+    _larger_rows(line, line[d:d + n], dst, n)
+
+
+@njit(cache=True, inline="always")
+def _larger_into(earlier, later, n):
+    """earlier[j] = the larger of later[j] and earlier[j], the earlier of equals, for j < n. (One array read and
+    written: as _larger_rows with dst the same memory, the loop stayed scalar.)"""
+    for j in range(n):
+        earlier[j] = _larger(later[j], earlier[j])
+
+
+@njit(cache=True, inline="always")
+def _larger_rows(earlier, later, dst, n):
+    """dst[j] = the larger of later[j] and earlier[j], the earlier of equals, for j < n."""
+    for j in range(n):
+        dst[j] = _larger(later[j], earlier[j])
 
 
 @njit(cache=True, inline="always")
