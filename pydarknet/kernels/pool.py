@@ -51,7 +51,7 @@ def maxpool_plane(plane, size, stride_y, stride_x, pad, out, across):
     the maximum of its window's rows of those. Taking rows then columns picks what darknet's walk over each
     window, row by row, picks: the largest value, and of equal ones (+0 and -0) the first in that walk, since each
     step keeps the first of equals. It reads each row once per window column instead of once per window; at
-    stride 1 (the SPP blocks' 5 x 5 to 13 x 13), fewer times still (`_maxpool_stride1`)."""
+    stride 1 for windows from 3 x 3 (the SPP blocks' 5 x 5 to 13 x 13), fewer times still (`_maxpool_stride1`)."""
     h, w = plane.shape
     oh, ow = out.shape
     offset = -(pad // 2)
