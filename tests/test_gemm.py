@@ -433,6 +433,25 @@ def test_winograd_input_transform_is_bts_floats(m):
         np.testing.assert_array_equal(V, expected.reshape(n * n, channels, -1))
 
 
+def test_winograd_input_transform_takes_each_positions_peaks():
+    """F(2x2)'s input transform with `peaks` (the int16 products' rounding) gives the same V and each position's
+    largest |value| of each channel, as float32 bits: an infinity, or a NaN (above it), where V holds one."""
+    from pydarknet.kernels.winograd import transform_input2
+    rng = np.random.default_rng(23)
+    for channels, h, w, pad in ((5, 41, 137, 1), (33, 13, 13, 1), (2, 12, 9, 0)):
+        x = rng.standard_normal((channels, h, w), dtype=np.float32)
+        x[0, 5, 6], x[1, 3, 4] = np.nan, np.inf
+        tiles_h, tiles_w = -(-(h + 2 * pad - 2) // 2), -(-(w + 2 * pad - 2) // 2)
+        V, alone = (np.full((16, channels, tiles_h * tiles_w), np.nan, np.float32) for _ in range(2))
+        peaks = np.full((16, channels), -1, np.int32)
+        transform_input2(x, pad, tiles_w, V, peaks)
+        transform_input2(x, pad, tiles_w, alone)
+        np.testing.assert_array_equal(V, alone)
+        np.testing.assert_array_equal(peaks.view(np.float32), np.abs(V).max(axis=2))
+        peak = peaks.view(np.float32)
+        assert np.isnan(peak[:, 0]).any() and np.isinf(peak[:, 1]).any() and np.isfinite(peak[:, 2:]).all()
+
+
 @pytest.mark.parametrize("m", [2, 4])
 def test_winograd_output_transform_is_ats_floats(m):
     """F(m x m)'s output transform (its pass along the tiles' rows a vector of tiles at a time, the outputs
@@ -453,6 +472,12 @@ def test_winograd_output_transform_is_ats_floats(m):
         (transform_output2 if m == 2 else transform_output4)(M, tiles_w, out_h, out_w, out, *NONE, NO_RESIDUAL_PLANES,
                                                              False)
         np.testing.assert_array_equal(out.reshape(expected.shape), expected)
+        if m == 2:   # each position's sums of each filter scaled as they are read: M scaled first, the same floats
+            scales = rng.uniform(-2, 2, (16, filters)).astype(np.float32)
+            scaled = np.full_like(out, np.nan)
+            transform_output2(M, tiles_w, out_h, out_w, scaled, *NONE, NO_RESIDUAL_PLANES, False, scales)
+            transform_output2(M * scales[:, :, None], tiles_w, out_h, out_w, out, *NONE, NO_RESIDUAL_PLANES, False)
+            np.testing.assert_array_equal(scaled, out)
 
 
 def test_fused_variant():

@@ -21,7 +21,7 @@ bits moved them by at most .008 and .002 (1023 x 4095 and 4095 x 1023 by .010 an
 Winograd's F(2x2, 3x3) in integers (`conv_int16_winograd`, for the F(2x2) layers of products._fast_tile's words rule): U
 and V (kernels/winograd.py) are computed in float32 as the fast products do, then rounded to 12 bits, U per position and
 filter, V per position (its 16 positions differ in scale); each position's product is the integer one above, scaled back
-before the output transform. F(2x2)'s transforms only add and subtract (and halve the weights), so they add little to
+as the output transform reads it. F(2x2)'s transforms only add and subtract (and halve the weights), so they add little to
 the rounding's error; F(4x4)'s, with coefficients up to 8, would.
 
 Word layout: weights (filters, channel pairs, ky, kx) and the image (channel pairs, h, w), the even channel in
@@ -36,7 +36,7 @@ from numba import njit, prange
 
 from .epilogue import NO_RESIDUAL_PLANES, NONE
 from .gemm import KC, gemm_flat, lanes_for
-from .winograd import transform_input2, transform_output2, transform_weights
+from .winograd import peak_bits, transform_input2, transform_output2, transform_weights
 
 WEIGHT_LEVELS = 2047     # 12 bits
 IMAGE_LEVELS = 2047
@@ -102,14 +102,8 @@ def pair_words(halves):
 
 @njit(cache=True, inline="always")
 def _peak(values):
-    """The largest |value| of a contiguous float32 array, an infinity or a NaN where it holds one: the largest
-    of the values' bits without their sign, an integer maximum, which vectorises (a float one waits on each
-    comparison and skips NaNs) and puts the infinities and NaNs above every finite value."""
-    bits = values.view(np.int32)
-    top = np.int32(0)
-    for i in range(bits.size):
-        top = max(top, bits[i] & np.int32(0x7FFFFFFF))
-    return np.array([top], np.int32).view(np.float32)[0]
+    """The largest |value| of a contiguous float32 array (or of winograd.peak_bits's bits), as a float32."""
+    return np.array([peak_bits(values)], np.int32).view(np.float32)[0]
 
 
 @njit(cache=True, inline="always")
@@ -128,7 +122,7 @@ def _round_pair(channels, q, start, scale, words):
 
 @njit(cache=True, parallel=True)
 def _peaks(flat, parts):
-    """parts[p] = the largest |value| of the p-th of len(parts) runs of flat (see _peak)."""
+    """parts[p] = the largest |value| of the p-th of len(parts) runs of flat (_peak)."""
     n = flat.size
     for p in prange(parts.size):
         parts[p] = _peak(flat[p * n // parts.size:(p + 1) * n // parts.size])
@@ -169,18 +163,19 @@ def quantize_winograd_weights(weights, channels):
 
 
 @njit(cache=True, parallel=True)
-def _round_positions(V, units, words):
+def _round_positions(V, peaks, units, words):
     """words (positions, pairs, tiles) int32 = V (positions, channels, tiles) in units of each position's
-    largest |value| / IMAGE_LEVELS, channel 2q in word q's low half and 2q + 1 in its high half (a missing
-    last channel 0); the units go to units (positions,). A position holding a NaN or an infinity gets words 0
-    and the unit NaN: its sums come out NaN, as the float products' would."""
+    largest |value| / IMAGE_LEVELS (the largest of its channels' `peaks`, (positions, channels), winograd.peak_bits's
+    bits), channel 2q in word q's low half and 2q + 1 in its high half (a missing last channel 0); the units go to
+    units (positions,). A position holding a NaN or an infinity gets words 0 and the unit NaN: its sums come out
+    NaN, as the float products' would."""
     for p in prange(V.shape[0]):
-        peak = _peak(V[p].ravel())
-        if not np.isfinite(peak):
+        top = _peak(peaks[p])
+        if not np.isfinite(top):
             units[p] = np.float32(np.nan)
             words[p] = 0
             continue
-        unit = np.float64(peak) / IMAGE_LEVELS if peak > 0 else 1.0   # as image_words's
+        unit = np.float64(top) / IMAGE_LEVELS if top > 0 else 1.0   # as image_words's
         units[p] = unit
         scale = np.float32(1.0 / unit)
         for q in range(words.shape[1]):
@@ -201,21 +196,23 @@ def scale_rows(rows, factors):
 def conv_int16_winograd(a, units, x, pad, out_h, out_w, out, scratch, store=NONE, residual=NO_RESIDUAL_PLANES,
                         pooled_only=False):
     """out (filters, out_h*out_w) = the 3x3 stride-1 convolution of image x (c, h, w) by F(2x2, 3x3) with the
-    12-bit U of `quantize_winograd_weights` (a, units): V in float32, rounded per position, 16 integer products
-    in one parallel region, each position's sums scaled back, then the output transform, finished by `store`
-    (kernels.epilogue) as it stores, `residual` added, out left unwritten with `pooled_only` (as
-    winograd_convolution's). scratch(name, shape, dtype) gives kept arrays."""
+    12-bit U of `quantize_winograd_weights` (a, units): V in float32 (each position's peaks taken by the input
+    transform), rounded per position, 16 integer products in one parallel region, then the output transform,
+    which scales each position's sums back as it reads them and is finished by `store` (kernels.epilogue) as it
+    stores, `residual` added, out left unwritten with `pooled_only` (as winograd_convolution's). scratch(name,
+    shape, dtype) gives kept arrays."""
     c = x.shape[0]
     positions, filters, pairs = a.shape
     tiles_w, tiles_h = (out_w + 1) // 2, (out_h + 1) // 2
     tiles = tiles_w * tiles_h
     V = scratch("winograd_v", (positions, c, tiles), np.float32)
-    transform_input2(x, pad, tiles_w, V)
+    peaks = scratch("winograd_peaks", (positions, c), np.int32)
+    transform_input2(x, pad, tiles_w, V, peaks)
     words = scratch("int16_winograd_v", (positions, pairs, tiles), np.int32)
     image_units = np.empty(positions, np.float32)
-    _round_positions(V, image_units, words)
+    _round_positions(V, peaks, image_units, words)
     M = scratch("winograd_m", (positions, filters, tiles), np.float32)
     gemm_flat(a.reshape(-1), pairs, 1, words.reshape(-1), tiles, 1, M.reshape(-1), filters, tiles, pairs,
               count=positions)
-    scale_rows(M.reshape(positions * filters, tiles), (units * image_units[:, None]).reshape(-1))
-    transform_output2(M, tiles_w, out_h, out_w, out, *store, residual, bool(pooled_only))
+    transform_output2(M, tiles_w, out_h, out_w, out, *store, residual, bool(pooled_only),
+                      units * image_units[:, None])

@@ -100,12 +100,27 @@ def _padded_plane(plane, pad, buf):
             dst[hi:] = 0.0
 
 
+@njit(cache=True, inline="always")
+def peak_bits(values):
+    """The largest |value| of a float32 array's contiguous run (or of such bits), as its bits in an int32: those of
+    the values without their sign, whose integer order is the magnitudes' with the infinities and NaNs above every
+    finite value; their integer maximum vectorises (a float one waits on each comparison and skips NaNs)."""
+    bits = values.view(np.int32)
+    top = np.int32(0)
+    for i in range(bits.size):
+        top = max(top, bits[i] & np.int32(0x7FFFFFFF))
+    return top
+
+
 @njit(cache=True, parallel=True)
-def transform_input2(x, pad, tiles_w, V):
+def transform_input2(x, pad, tiles_w, V, peaks=None):
     """V (16, channels, tiles or more) = B^T d B for the 4x4 patch d of every tile of x (channels, h, w), zeros
     outside the image; tile t = (ty, tx) starts at input pixel (2 ty - pad, 2 tx - pad), the tile rows those of the
     3x3 convolution's output (h + 2 pad - 2 rows). B^T runs down each column of a row of patches at once (rows of
-    the padded plane, in vectors), then B along each patch's rows."""
+    the padded plane, in vectors), then B along each patch's rows. With `peaks` (16, channels) int32, each
+    position's largest |value| of each channel goes there (its bits: `peak_bits`), taken while the channel's V is in
+    the cache: the int16 products round V per position (int16.conv_int16_winograd), and a pass of their own to find
+    its peaks read all of V once more."""
     channels, ld = V.shape[1], V.shape[2]
     Vf = V.reshape(-1)
     tiles_h = (x.shape[1] + 2 * pad - 1) // 2
@@ -123,6 +138,10 @@ def transform_input2(x, pad, tiles_w, V):
                     c0[i], c1[i], c2[i], c3[i] = _bt2(r0[i], r1[i], r2[i], r3[i])
                 for i in range(4):
                     _bt2_along(col[i], Vf, (4 * i * channels + c) * ld + ty * tiles_w, channels * ld, tiles_w)
+            if peaks is not None:
+                for p in range(16):
+                    start = (p * channels + c) * ld
+                    peaks[p, c] = peak_bits(Vf[start:start + tiles_h * tiles_w])
 
 
 @njit(cache=True, parallel=True)
@@ -276,12 +295,15 @@ def _input_row4(plane, y0, col, V, c, t0):
 
 
 @njit(cache=True, parallel=True)
-def transform_output2(M, tiles_w, out_h, out_w, out, affine, activation, pooled, residual, pooled_only):
+def transform_output2(M, tiles_w, out_h, out_w, out, affine, activation, pooled, residual, pooled_only,
+                      scales=None):
     """out (filters, out_h*out_w) = A^T m A for every tile's 4x4 m of M (16, filters, tiles or more): its 2x2
     outputs, those inside the output, finished by the store (affine, activation, pooled: kernels.epilogue's Store;
     residual: the planes store_rows adds, or NO_RESIDUAL_PLANES); with `pooled_only` (given only with a pool, for
     an output only the pool reads) out is left unwritten and only the pool's output written (_store_rows).
-    A^T runs over a row of tiles at once, then A along each tile's rows."""
+    With `scales` (16, filters), each position's sums of each filter are multiplied by its scale as they are read
+    (the int16 products' integer sums back to floats: int16.conv_int16_winograd), the same floats as a pass over
+    M before. A^T runs over a row of tiles at once, then A along each tile's rows."""
     filters = M.shape[1]
     tiles_h = (out_h + 1) // 2
     nchunk = _chunks(filters)
@@ -296,9 +318,15 @@ def transform_output2(M, tiles_w, out_h, out_w, out, affine, activation, pooled,
                 for j in range(4):
                     m0, m1, m2, m3 = M[j, f], M[4 + j, f], M[8 + j, f], M[12 + j, f]
                     s0, s1 = s[0, j], s[1, j]
-                    for tx in range(tiles_w):
-                        t = base + tx
-                        s0[tx], s1[tx] = _at2(m0[t], m1[t], m2[t], m3[t])
+                    if scales is None:
+                        for tx in range(tiles_w):
+                            t = base + tx
+                            s0[tx], s1[tx] = _at2(m0[t], m1[t], m2[t], m3[t])
+                    else:
+                        k0, k1, k2, k3 = scales[j, f], scales[4 + j, f], scales[8 + j, f], scales[12 + j, f]
+                        for tx in range(tiles_w):
+                            t = base + tx
+                            s0[tx], s1[tx] = _at2(m0[t] * k0, m1[t] * k1, m2[t] * k2, m3[t] * k3)
                 for i in range(2):
                     _at2_along(sf, 4 * i * s.shape[2], s.shape[2], rows[i], tiles_w)
                 _store_rows(rows, 2 * ty, out_h, out_w, dst, f, affine, activation, pooled, residual, pooled_only)
