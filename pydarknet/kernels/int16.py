@@ -21,8 +21,8 @@ bits moved them by at most .008 and .002 (1023 x 4095 and 4095 x 1023 by .010 an
 Winograd's F(2x2, 3x3) in integers (`conv_int16_winograd`, for the F(2x2) layers of products._fast_tile's words rule): U
 and V (kernels/winograd.py) are computed in float32 as the fast products do, then rounded to 12 bits, U per position and
 filter, V per position (its 16 positions differ in scale); each position's product is the integer one above, scaled back
-as the output transform reads it. F(2x2)'s transforms only add and subtract (and halve the weights), so they add little to
-the rounding's error; F(4x4)'s, with coefficients up to 8, would.
+as the output transform reads it. F(2x2)'s transforms only add and subtract (and halve the weights), so they add little
+to the rounding's error; F(4x4)'s, with coefficients up to 8, would.
 
 Word layout: weights (filters, channel pairs, ky, kx) and the image (channel pairs, h, w), the even channel in
 the low half, an odd channel count padded with a zero channel. im2col of the word image is then the B that the
