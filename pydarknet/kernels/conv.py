@@ -477,7 +477,9 @@ def _conv_direct(ap, x, c0, pad, offs, stride, words, hp, wq, out_h, out_w, rows
     for task in prange((out_h + rows - 1) // rows):
         y0 = task * rows
         y1 = min(out_h, y0 + rows)
-        planes = np.empty(words[0] + words[1], ap.dtype)
+        raw = np.empty(words[0] + words[1] + 16, ap.dtype)   # (4-byte words)
+        start = (-raw.ctypes.data % 64) // 4   # the planes on a cache line (direct_operands)
+        planes = raw[start:start + words[0] + words[1]]
         phase_planes(x, c0, pad, stride, y0 * stride, hp, wq, planes[:words[0]])
         band = np.empty((M, rows * out_w), C.dtype) if pooled_only else C   # (rows: its output's rows)
         first = 0 if pooled_only else y0

@@ -1270,11 +1270,16 @@ def direct_operands(A, shape, c0, size, stride, pad, dilation, out_h, out_w, row
     (kernels.conv.conv_direct: sgemm_image's product, the same chains bit for bit, row by row through direct_row):
     (ap, offs, hp, wq), A packed whole, and each tap's offset in a band's zero-padded planes split by column phase
     (`phase_planes`, hp rows of wq words), where the register tiles read its inputs instead of packing im2col's
-    K x N columns. A may be int32 words, or uint32 words, as for sgemm_image."""
+    K x N columns. wq is whole vectors, so that in planes starting on a cache line (conv_direct's) the taps of a
+    kernel's first column (both first columns at stride 2) read whole lines: a vector load that straddles two lines
+    costs two (the direct products of yolov4-tiny's 32 -> 64 stride-2 layer and of Tiny Darknet's 16 -> 128 layers
+    0.93-0.95x their time). A may be int32 words, or uint32 words, as for sgemm_image."""
     M, K = A.shape
     reach = (size - 1) * dilation + 1
     hp = (rows - 1) * stride + reach
     wq = -(-max(shape[2] + 2 * pad, (out_w - 1) * stride + reach) // stride)
+    lanes = host_panel_width() // 2
+    wq = -(-wq // lanes) * lanes
     c, ky, kx = np.divmod(np.arange(K), size * size)[0], np.arange(K) // size % size, np.arange(K) % size
     offs = ((c * stride + kx * dilation % stride) * hp + ky * dilation) * wq + kx * dilation // stride
     ap = np.empty(packed_a_size(M, K), A.dtype)
