@@ -318,15 +318,12 @@ def transform_output2(M, tiles_w, out_h, out_w, out, affine, activation, pooled,
                 for j in range(4):
                     m0, m1, m2, m3 = M[j, f], M[4 + j, f], M[8 + j, f], M[12 + j, f]
                     s0, s1 = s[0, j], s[1, j]
-                    if scales is None:
-                        for tx in range(tiles_w):
-                            t = base + tx
-                            s0[tx], s1[tx] = _at2(m0[t], m1[t], m2[t], m3[t])
-                    else:
+                    k0 = k1 = k2 = k3 = np.float32(1.0)   # (a product by 1 is exact)
+                    if scales is not None:
                         k0, k1, k2, k3 = scales[j, f], scales[4 + j, f], scales[8 + j, f], scales[12 + j, f]
-                        for tx in range(tiles_w):
-                            t = base + tx
-                            s0[tx], s1[tx] = _at2(m0[t] * k0, m1[t] * k1, m2[t] * k2, m3[t] * k3)
+                    for tx in range(tiles_w):
+                        t = base + tx
+                        s0[tx], s1[tx] = _at2(m0[t] * k0, m1[t] * k1, m2[t] * k2, m3[t] * k3)
                 for i in range(2):
                     _at2_along(sf, 4 * i * s.shape[2], s.shape[2], rows[i], tiles_w)
                 _store_rows(rows, 2 * ty, out_h, out_w, dst, f, affine, activation, pooled, residual, pooled_only)
