@@ -456,37 +456,38 @@ def conv_direct(A, x, c0, size, stride, pad, dilation, out_h, out_w, C, fused=Fa
 def direct_convolution(A, shape, c0, size, stride, pad, dilation, out_h, out_w, fused=False):
     """conv_direct for images of `shape` (c, h, w), decided once: returns convolve(x, C, store, pooled_only,
     residual), which runs only the kernel, with A packed, the taps' offsets and the bands fixed here. A convolution's
-    plan keeps it."""
+    plan keeps it (and is made again for another count of threads: Network.plan_key), with each thread's planes
+    made here, on a cache line (direct_operands)."""
     rows = min(out_h, max(2, BAND_BYTES // (4 * A.shape[0] * out_w) // 2 * 2))
     ap, offs, hp, wq = direct_operands(A, shape, c0, size, stride, pad, dilation, out_h, out_w, rows)
     cg = offs.size // (size * size)
-    words = (cg * stride * hp * wq, 2 * host_panel_width())   # a band's planes, then whole vectors past their end
+    words = cg * stride * hp * wq   # a band's planes, then whole vectors past their end:
+    planes = aligned_zeros((kernel_threads(), words + 2 * host_panel_width()), ap.dtype)
 
     def convolve(x, C, store, pooled_only, residual=NO_RESIDUAL_PLANES):
-        _conv_direct(ap, x, c0, pad, offs, stride, words, hp, wq, out_h, out_w, rows, C, bool(fused), *store,
+        _conv_direct(ap, x, c0, pad, offs, stride, planes, words, hp, wq, out_h, out_w, rows, C, bool(fused), *store,
                      bool(pooled_only), residual.reshape(-1) if store.affine.shape[1] else NO_RESIDUAL)
     return convolve
 
 
 @njit(cache=True, parallel=True)
-def _conv_direct(ap, x, c0, pad, offs, stride, words, hp, wq, out_h, out_w, rows, C, fused, affine, activation, pooled,
-                 pooled_only, residual):
-    """Each thread takes whole bands of `rows` output rows: their input's planes, then their products, then their
-    store (pooled_only: into a band of its own, only the pool read from it), residual (C's shape, flat) added."""
+def _conv_direct(ap, x, c0, pad, offs, stride, planes, words, hp, wq, out_h, out_w, rows, C, fused, affine,
+                 activation, pooled, pooled_only, residual):
+    """Each thread takes whole bands of `rows` output rows: their input's planes (the first `words` of its row of
+    planes), then their products, then their store (pooled_only: into a band of its own, only the pool read from
+    it), residual (C's shape, flat) added."""
     M, K = C.shape[0], offs.size
     for task in prange((out_h + rows - 1) // rows):
         y0 = task * rows
         y1 = min(out_h, y0 + rows)
-        raw = np.empty(words[0] + words[1] + 16, ap.dtype)   # (4-byte words)
-        start = (-raw.ctypes.data % 64) // 4   # the planes on a cache line (direct_operands)
-        planes = raw[start:start + words[0] + words[1]]
-        phase_planes(x, c0, pad, stride, y0 * stride, hp, wq, planes[:words[0]])
+        own = planes[numba.get_thread_id()]
+        phase_planes(x, c0, pad, stride, y0 * stride, hp, wq, own[:words])
         band = np.empty((M, rows * out_w), C.dtype) if pooled_only else C   # (rows: its output's rows)
         first = 0 if pooled_only else y0
         Cf = band.reshape(-1)
         for group in range(direct_groups(M)):   # a group's filters through the band, then the next group's
             for y in range(y0, y1):   # the register tiles finish the store (affine, activation) as they store
-                direct_row(ap, M, K, planes, offs, stride, wq, y - y0 + first, y - y0, out_w, Cf, fused, affine,
+                direct_row(ap, M, K, own, offs, stride, wq, y - y0 + first, y - y0, out_w, Cf, fused, affine,
                            activation if affine.shape[1] else -1, residual, group)
         for f in range(M if pooled.size else 0):
             pool_rows_at(band, f * band.shape[1] + first * out_w, out_w, y1 - y0, out_w, y0, f, pooled)
