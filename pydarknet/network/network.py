@@ -72,6 +72,7 @@ class Network(Passes, Parameters):
         self.plans = {}         # id(layer) -> its plan of the pass (convolutional.Plan; a pool's parts), kept while
                                 # it holds, and "outputs" -> the plan_key the outputs' memory was planned for
                                 # (share_outputs); a replica starts without (they hold views of these buffers)
+        self.pass_key = None    # the plan_key of the pass running (Network.passing), else None
         build_layers(self, sections[1:])
         if not quiet_unused:
             for section in sections:

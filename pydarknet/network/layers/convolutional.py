@@ -508,7 +508,9 @@ class Convolutional(Layer):
 
     def plan(self, net, batch):
         """This layer's Plan for a pass of `batch` images, kept in net.plans while net.plan_key stays the same."""
-        key = net.plan_key(batch)
+        key = net.pass_key   # (the pass's, taken once: Network.passing)
+        if key is None or key[0] != batch:   # outside a pass, or a recurrent layer's steps
+            key = net.plan_key(batch)
         plan = net.plans.get(id(self))
         if plan is None or plan.key != key:
             plan = net.plans[id(self)] = self.make_plan(key, net, batch)
