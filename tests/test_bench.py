@@ -26,6 +26,30 @@ def test_median_times_alternates_and_keeps_missing_peers(monkeypatch):
     assert all(r[0] == r[2] == "quiet 0.02" for r in rounds)
 
 
+def test_each_paused_run_is_followed_by_a_streak_back_to_back(monkeypatch):
+    """paused_and_streamed: each turn is one run after the pause, then `streak` runs back to back (a stream's pace),
+    each kind with medians of its own; without a streak, median_times's figures alone."""
+    clock = [0.0]
+    calls = []
+    durations = {"a": iter([9.0, 9.0] + [5.0, 2.0, 2.0] * 3), "b": iter([1.0, 1.0] + [1.0, 0.5, 0.5] * 3)}
+
+    def taking(name):
+        def fn():
+            calls.append(name)
+            clock[0] += next(durations[name])
+        return fn
+
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(bench.time, "sleep", lambda seconds: calls.append("quiet"))
+    paused, streamed = bench.paused_and_streamed([taking("a"), None, taking("b")], runs=3, streak=2, warmup=2)
+    assert paused == [5.0, None, 1.0] and streamed == [2.0, None, 0.5]
+    assert calls[:4] == ["a", "b", "a", "b"] and len(calls) == 4 + 3 * 8   # two warm-up rounds, three timed
+    for r in range(3):
+        first, second = calls[4 + 8 * r:8 + 8 * r], calls[8 + 8 * r:12 + 8 * r]
+        assert first[0] == second[0] == "quiet" and {first[1], second[1]} == {"a", "b"}
+        assert first[1:] == [first[1]] * 3 and second[1:] == [second[1]] * 3
+
+
 def test_median_times_varies_which_runner_goes_before_each(monkeypatch):
     """In a fixed order each runner would always follow the same one (whose weights evict its own from the
     caches): every round takes a new order, the same in every bench run (seeded)."""
@@ -77,9 +101,9 @@ def test_cpu_line_names_the_machine():
 
 
 def test_peers_lines_name_each_runtime_with_its_speed(capsys):
-    """`make bench`'s peers block on the demo model: pydarknet --fast (--int16 where the CPU has VNNI, --bf16 where
-    it has AMX or an AMD core's avx512_bf16) and --engine onnxruntime (beside the same runtime alone) against ONNX
-    Runtime on the exported graph (the test extra has it),
+    """`make bench`'s peers blocks (after a pause, then back to back) on the demo model: pydarknet --fast (--int16
+    where the CPU has VNNI, --bf16 where it has AMX or an AMD core's avx512_bf16) and --engine onnxruntime (beside the
+    same runtime alone) against ONNX Runtime on the exported graph (the test extra has it),
     each row's milliseconds and GFLOP/s, and the ratio the --fast target is about; a runtime that is not
     installed, or a precision this CPU lacks, is a line saying why."""
     import re
@@ -93,8 +117,13 @@ def test_peers_lines_name_each_runtime_with_its_speed(capsys):
                       bench.letterboxed, runs=1)
     out = capsys.readouterr().out.splitlines()
     gflop = sum(layer.flops() for layer in Network(cfg, quiet_unused=True).layers) / 1e9
-    assert out[0] == f"peers shapes-tiny 160x160, {gflop:.2f} GFLOP, {numba.get_num_threads()} threads"
-    rows = {line[2:33].strip(): line[33:] for line in out[1:]}
+    head = f"peers shapes-tiny 160x160, {gflop:.2f} GFLOP, {numba.get_num_threads()} threads"
+    second = out.index(f"{head}, back to back (3 forwards after each of the runs above)")
+    assert out[0] == head and 1 < second < len(out) - 1
+    paused = {line[2:33].strip(): line[33:] for line in out[1:second]}
+    rows = {line[2:33].strip(): line[33:] for line in out[second + 1:]}   # and the lines of what did not run
+    assert set(paused) | {label for label, rest in rows.items() if "unavailable" in rest} == set(rows)
+    assert all(re.fullmatch(r" +\d+\.\d ms +\d+ GFLOP/s.*", rest) for rest in paused.values())
     assert {"pydarknet exact", "pydarknet --fast", "pydarknet --int16", "pydarknet --bf16", "opencv dnn",
             "onnxruntime f32", "pydarknet --engine onnxruntime"} <= set(rows)
     assert re.search(r"GFLOP/s +\d+\.\d\dx onnxruntime f32 alone$", rows["pydarknet --engine onnxruntime"])

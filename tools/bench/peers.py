@@ -1,10 +1,11 @@
 """`make bench`: pydarknet against OpenCV's DNN module (which reads darknet files) on the same inputs, in one run;
 pydarknet's modes against OpenCV and the exported ONNX graphs in ONNX Runtime and OpenVINO (the `peers` lines,
-with each row's GFLOP/s and numpy's float32 matrix product on the same threads as the practical limit); it ends
-with a summary of the peers lines: per network, pydarknet's fastest mode on this CPU and its ratio to each peer;
-then which speed targets hold (the fastest mode at most 1.3x OpenVINO's faster precision on AVX-512 CPUs, --fast
-at most 1.0x the faster float32 peer, the whole `detect` process at most 1.3x the OpenCV script's), and for each
-forward target missed, the per-layer table of that network and mode (tools/bench/layers.py: where the time goes).
+with each row's GFLOP/s and numpy's float32 matrix product on the same threads as the practical limit), each
+forward timed after a pause and back to back (a stream's pace); it ends with a summary of the peers lines: per
+network and timing, pydarknet's fastest mode on this CPU and its ratio to each peer; then which speed targets hold
+in each timing (the fastest mode at most 1.3x OpenVINO's faster precision on AVX-512 CPUs, --fast at most 1.0x the
+faster float32 peer, the whole `detect` process at most 1.3x the OpenCV script's), and for each forward target
+missed, the per-layer table of that network and mode (tools/bench/layers.py: where the time goes).
 `--layers NETWORK MODE` prints that table alone.
 `make bench-train` (--train): seconds per training iteration as `pydarknet train` prints them, of three networks.
 
@@ -55,19 +56,33 @@ def median_times(fns, runs, warmup=2, quiet=QUIET):
     the eighth session), and in a fixed order each function would always follow the same one. Each run starts
     `quiet` seconds after the one before, when the threads it left spinning have left the cores to the next (whose
     own threads have then gone to sleep)."""
+    return paused_and_streamed(fns, runs, 0, warmup, quiet)[0]
+
+
+STREAK = 3   # forwards back to back after each paused one (bench_peers)
+PAUSED, STREAMED = "after a pause", "back to back"   # the two timings of the summary and the targets
+
+
+def paused_and_streamed(fns, runs, streak, warmup=2, quiet=QUIET):
+    """median_times's medians, and with `streak`, each function's medians of the `streak` runs it makes back to
+    back right after each of its paused ones (None without): a stream's pace, its own threads still spinning and
+    its data in the caches. The two differ by runtime: after 20 ms idle, Tiny Darknet's --fast forward took 6.5
+    against 6.0 ms back to back, OpenVINO's 7.6 against 5.2, ONNX Runtime's 10.8 against 6.3 (this Xeon)."""
     present = [fn for fn in fns if fn is not None]
     for _ in range(warmup):
         for fn in present:
             fn()
-    times = {fn: [] for fn in present}
+    paused, streamed = {fn: [] for fn in present}, {fn: [] for fn in present}
     rounds = random.Random(0)
     for _ in range(runs):
         for fn in rounds.sample(present, len(present)):
             time.sleep(quiet)
-            start = time.perf_counter()
-            fn()
-            times[fn].append(time.perf_counter() - start)
-    return [statistics.median(times[fn]) if fn is not None else None for fn in fns]
+            for times in [paused[fn]] + [streamed[fn]] * streak:
+                start = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - start)
+    return ([statistics.median(paused[fn]) if fn is not None else None for fn in fns],
+            [statistics.median(streamed[fn]) if fn is not None and streak else None for fn in fns])
 
 
 def opencv_net(cfg, weights, winograd=True):
@@ -160,9 +175,10 @@ def bench_peers(name, cfg, weights, image, prepare, runs):
     """pydarknet's modes (the exact products, --fast, --int16, --bf16) against OpenCV DNN on the darknet files and
     the exported graph in ONNX Runtime and OpenVINO, all in turn on the same input and threads: milliseconds,
     GFLOP/s of the network's multiply-adds, and the ratios the speed targets are about (--fast to the faster
-    float32 peer on the export, --int16 and --bf16 to OpenVINO's faster precision). Returns the medians,
-    {label: seconds}, pydarknet's as "pydarknet <mode>": the summary's figures, all from one block of turns; and
-    what did not run, {name: why} (its runtime's name for a peer's rows: "onnxruntime", "openvino")."""
+    float32 peer on the export, --int16 and --bf16 to OpenVINO's faster precision), each after a pause and back to
+    back (paused_and_streamed: two blocks of lines). Returns the medians of each, {label: seconds}, pydarknet's as
+    "pydarknet <mode>": the summary's figures, all from one block of turns; and what did not run, {name: why} (its
+    runtime's name for a peer's rows: "onnxruntime", "openvino")."""
     import numba
 
     net = Network(cfg, quiet_unused=True)
@@ -191,8 +207,20 @@ def bench_peers(name, cfg, weights, image, prepare, runs):
             on_engine.resize(x.shape[3], x.shape[2])   # as `prepare` sized the network (a classifier's resize_min)
             engines.use_engine(on_engine, engine)
             ours[f"pydarknet --engine {engine}"] = lambda on_engine=on_engine: on_engine.forward(x)
-    times = dict(zip([*ours, *runners], median_times([*ours.values(), *runners.values()], runs)))
-    print(f"peers {name} {x.shape[3]}x{x.shape[2]}, {flops / 1e9:.2f} GFLOP, {threads} threads", flush=True)
+    paused, streamed = paused_and_streamed([*ours.values(), *runners.values()], runs, STREAK)
+    times, back_to_back = dict(zip([*ours, *runners], paused)), dict(zip([*ours, *runners], streamed))
+    head = f"peers {name} {x.shape[3]}x{x.shape[2]}, {flops / 1e9:.2f} GFLOP, {threads} threads"
+    peer_lines(head, times, flops)
+    peer_lines(f"{head}, back to back ({STREAK} forwards after each of the runs above)", back_to_back, flops)
+    for label, reason in missing.items():
+        print(f"  {label:<31} unavailable: {reason}", flush=True)
+    return times, back_to_back, missing
+
+
+def peer_lines(head, times, flops):
+    """bench_peers's block of one way of timing: `head`, then a row per runner, its ms, GFLOP/s and the ratios the
+    targets are about."""
+    print(head, flush=True)
     f32_peers = [t for label, t in times.items() if label.endswith("f32")]
     default_label = next((label for label in times if "default" in label), None)
     openvino = faster_openvino(times)
@@ -208,9 +236,6 @@ def bench_peers(name, cfg, weights, image, prepare, runs):
         if alone.get(label) in times:
             line += f"   {seconds / times[alone[label]]:.2f}x {alone[label]} alone"
         print(line, flush=True)
-    for label, reason in missing.items():
-        print(f"  {label:<31} unavailable: {reason}", flush=True)
-    return times, missing
 
 
 def faster_openvino(times):
@@ -661,7 +686,9 @@ def main(argv=None):
         bench_forward(label, cfg / f"{name}.cfg", weights[name], dog, prepare, args.runs)
     peers = {label: bench_peers(label, cfg / f"{name}.cfg", weights[name], dog, prepare, args.runs)
              for name, label, prepare in NETWORKS}
-    medians = {label: times for label, (times, _) in peers.items()}
+    missing = {label: why for label, (_, _, why) in peers.items()}
+    timings = {PAUSED: {label: times for label, (times, _, _) in peers.items()},
+               STREAMED: {label: times for label, (_, times, _) in peers.items()}}
     print(f"numpy float32 matmul 2048^3: {matmul_limit(args.runs):.0f} GFLOP/s", flush=True)
     yolo = cfg / "yolov3-tiny.cfg", weights["yolov3-tiny"]
     samples = [images / name for name in ("dog.jpg", "person.jpg", "eagle.jpg")]
@@ -671,12 +698,17 @@ def main(argv=None):
         bench_decode(dog, max(args.runs, 30))
         bench_decode(big_jpeg(dog, folder), max(args.runs, 30))
         command = bench_detect_command(*yolo, dog, args.runs, folder)
-    print("\n".join(fastest_lines(cpu_model(), medians)), flush=True)
-    verdicts = targets(medians, {label: missing for label, (_, missing) in peers.items()}, vector_width()[0])
-    print(f"speed targets on {cpu_model()} (the peers rows' medians; held where the ratio is at most the bound):")
-    print("\n".join(verdict.line for verdict in verdicts), flush=True)
+    missed = []
+    for timing, medians in timings.items():
+        print("\n".join(fastest_lines(f"{cpu_model()}, {timing}", medians)), flush=True)
+    for timing, medians in timings.items():
+        verdicts = targets(medians, missing, vector_width()[0])
+        print(f"speed targets on {cpu_model()}, {timing} (the peers rows' medians; held where the ratio is at most "
+              f"the bound):")
+        print("\n".join(verdict.line for verdict in verdicts), flush=True)
+        missed += [(v.network, v.mode) for v in verdicts if v.held is False]
     print(command_target(*command, args.runs), flush=True)
-    for label, mode in dict.fromkeys((v.network, v.mode) for v in verdicts if v.held is False):
+    for label, mode in dict.fromkeys(missed):
         name, prepare = next((name, prepare) for name, row, prepare in NETWORKS if row == label)
         bench_layers(label, cfg / f"{name}.cfg", weights[name], dog, prepare, mode, args.runs)
     return 0
