@@ -358,14 +358,16 @@ def test_pointwise_product_reads_the_image_in_place_or_packed(name):
     bit for bit, on row tiles of 6 and 4, whole panels, a last narrower one (copied where B is read in place: its
     last step's vectors would run past the image) and images narrower than a panel, one to three k blocks, whole
     and partial groups of panels, on one thread and on all, with and without a residual added as the sums are
-    stored (a [shortcut]'s: the store's floats, then the add). Each image ends where readable memory does."""
+    stored (a [shortcut]'s: the store's floats, then the add), planes whose rows are not whole lines apart read
+    in_place_span's steps at a time (k blocks of 150 and 174 steps in two spans). Each image ends where readable
+    memory does."""
     from pydarknet.kernels.epilogue import NONE
     from pydarknet.kernels.products import gemm_nn, pointwise_convolution, products_for, using
     rng = np.random.default_rng(12)
     NR = host_panel_width()
     threads = numba.get_num_threads()
     for M, K, h, w in ((16, 128, 4, 2 * NR), (13, 27, 7, 11), (37, 300, 3, NR + 5), (4, 8, 1, 3), (48, 8, 40, 40),
-                       (9, 600, 2, NR), (130, 590, 3, 4 * NR + 7), (32, 64, 128, 257)):
+                       (9, 600, 2, NR), (130, 590, 3, 4 * NR + 7), (32, 64, 128, 257), (20, 520, 5, 2 * NR + 3)):
         A = rng.standard_normal((M, K), dtype=np.float32)
         x = guarded(K * h * w).reshape(K, h, w)
         x[...] = rng.standard_normal((K, h, w), dtype=np.float32)

@@ -817,30 +817,53 @@ def packed_a_size(M, K):
 
 
 @njit(cache=True, inline="always")
-def _strided_panel(ap, a_off, bp, b_off, ldb, Cf, c_off, ldc, M, w, kc, load, fused, affine, activation, residual):
+def _strided_panel(ap, a_off, bp, b_off, ldb, Cf, c_off, ldc, M, w, kc, load, fused, affine, activation, residual,
+                   span):
     """Every row tile of C's panel at Cf[c_off] (M rows ldc floats apart, w <= NR columns) over one k block of kc
     steps: A's block packed by `_pack_a_whole` from ap[a_off], B's steps read in place ldb floats apart from
     bp[b_off], the chains from C's values if load, finished as they are stored where activation >= 0 (see
-    `micro`), then residual's values where C's lie added, unless residual is empty."""
+    `micro`), then residual's values where C's lie added, unless residual is empty. The tiles go through `span`
+    steps (a multiple of 8, or kc) at a time: the panel's lines of those steps stay in L1 while every tile reads
+    them (in_place_span)."""
     lanes = _panel_width() // 2
     n6, n4 = _tiles(M)
-    for t in range(n6 + n4):
-        row = _tile_row(t, n6)
-        h = min(M - row, 6 if t < n6 else 4)
-        aoff = a_off + row * kc
-        coff = c_off + row * ldc
-        if t < n6 and w > lanes:
-            _micro6_strided(ap, aoff, bp, b_off, Cf, coff, ldc, h, w, kc, load, -1, fused, ldb, affine, row,
-                            activation, residual)
-        elif t < n6:
-            _micro6_half_strided(ap, aoff, bp, b_off, Cf, coff, ldc, h, w, kc, load, -1, fused, ldb, affine, row,
-                                 activation, residual)
-        elif w > lanes:
-            _micro4_strided(ap, aoff, bp, b_off, Cf, coff, ldc, h, w, kc, load, -1, fused, ldb, affine, row,
-                            activation, residual)
-        else:
-            _micro4_half_strided(ap, aoff, bp, b_off, Cf, coff, ldc, h, w, kc, load, -1, fused, ldb, affine, row,
-                                 activation, residual)
+    for s in range(0, kc, span):
+        ks = min(span, kc - s)
+        last = s + ks == kc
+        finish = activation if last else -1
+        added = residual if last else NO_RESIDUAL
+        for t in range(n6 + n4):
+            row = _tile_row(t, n6)
+            mr = 6 if t < n6 else 4
+            h = min(M - row, mr)
+            aoff = a_off + row * kc + s * mr   # (a tile's steps lie 8 at a time, mr rows of each: step s at s * mr)
+            coff = c_off + row * ldc
+            boff = b_off + s * ldb
+            more = load or s > 0
+            if t < n6 and w > lanes:
+                _micro6_strided(ap, aoff, bp, boff, Cf, coff, ldc, h, w, ks, more, -1, fused, ldb, affine, row,
+                                finish, added)
+            elif t < n6:
+                _micro6_half_strided(ap, aoff, bp, boff, Cf, coff, ldc, h, w, ks, more, -1, fused, ldb, affine, row,
+                                     finish, added)
+            elif w > lanes:
+                _micro4_strided(ap, aoff, bp, boff, Cf, coff, ldc, h, w, ks, more, -1, fused, ldb, affine, row,
+                                finish, added)
+            else:
+                _micro4_half_strided(ap, aoff, bp, boff, Cf, coff, ldc, h, w, ks, more, -1, fused, ldb, affine, row,
+                                     finish, added)
+
+
+IN_PLACE_SPAN = 128   # steps of an unaligned panel read in place that the tiles take at a time
+
+
+@njit(cache=True, inline="always")
+def in_place_span(ldb, kc):
+    """_strided_panel's span for a panel of B read in place with rows ldb floats apart: where the rows are not
+    whole 64-byte lines apart, an AVX-512 panel's row (128 bytes) spans three lines, not two, and kc = KC steps
+    (48 KiB) would not stay in L1 while the tiles read them: IN_PLACE_SPAN steps at a time (Tiny Darknet's 256 -> 32
+    1 x 1 layer on 28 x 38 alone 105 -> 70 us, 2 threads); else all kc (narrower panels' rows span two lines)."""
+    return kc if _panel_width() < 32 or ldb % 16 == 0 else min(kc, IN_PLACE_SPAN)
 
 
 @njit(cache=True)
@@ -858,7 +881,7 @@ def packed_product(ap, bp, b_off, ldb, Cf, c_off, ldc, M, N, K, fused):
         kc = min(kcb, K - pc)
         for p in range((N + NR - 1) // NR):
             _strided_panel(ap, pc * rows, bp, b_off + pc * ldb + p * NR, ldb, Cf, c_off + p * NR, ldc, M,
-                           min(NR, N - p * NR), kc, kb > 0, fused, NO_AFFINE, -1, NO_RESIDUAL)
+                           min(NR, N - p * NR), kc, kb > 0, fused, NO_AFFINE, -1, NO_RESIDUAL, in_place_span(ldb, kc))
 
 
 @njit(cache=True, inline="always")
@@ -917,7 +940,7 @@ def pointwise_product(ap, Bf, Cf, M, N, K, nth, fused, affine, activation, resid
                     else:
                         panel, at, step = Bf, pc * N + p * NR, N
                     _strided_panel(ap, pc * rows, panel, at, step, Cf, p * NR, N, M, w, kc, kb > 0, fused, affine,
-                                   finish, added)
+                                   finish, added, in_place_span(step, kc))
 
 
 @njit(cache=True)
