@@ -121,14 +121,15 @@ def test_dilation(tmp_path, size, stride, dilation, groups):
 @pytest.mark.parametrize("size, stride, pad, dilation, h, w", [
     (3, 1, 1, 1, 13, 11), (3, 2, 1, 1, 13, 11), (5, 1, 2, 1, 13, 11), (3, 1, 1, 2, 13, 11), (3, 2, 0, 1, 13, 11),
     (5, 1, 1, 1, 13, 11), (3, 1, 1, 1, 70, 64), (3, 2, 1, 1, 70, 64), (3, 1, 1, 1, 5, 1), (3, 1, 1, 1, 150, 64),
-    (3, 1, 1, 2, 70, 64), (5, 1, 2, 1, 70, 64)])
+    (3, 1, 1, 2, 70, 64), (5, 1, 2, 1, 70, 64), (3, 1, 1, 1, 40, 40), (5, 1, 2, 1, 7, 30)])
 @pytest.mark.parametrize("products", ["darknet", "fast"])
 def test_depthwise_is_the_product_path_bit_for_bit(size, stride, pad, dilation, h, w, products):
     """Depthwise layers skip im2col; each output is still the same float chain as the products' on im2col's
-    columns: darknet's exact chains, or with the fast products (`fused`) the same chains of FMAs: through the
-    kernel column copies (stride 1, the image's size: one band, or 70 and 150 rows of 64 in three and five, each
-    band's copies zeroed above and below where another band's rows lie) and the phase planes (the rest: strides,
-    other paddings, in bands of rows)."""
+    columns: darknet's exact chains, or with the fast products (`fused`) the same chains of FMAs: read from the
+    image in place with each tap's lanes masked off where it falls in the padding (stride 1, the image's size, at
+    most MASKED_PLANE pixels: 13 x 11, 7 x 30, 5 x 1), through the kernel column copies (larger: one band, or 70
+    and 150 rows of 64 in three and five, each band's copies zeroed above and below where another band's rows lie)
+    and the phase planes (the rest: strides, other paddings, in bands of rows)."""
     from pydarknet.kernels.conv import depthwise_conv, im2col_batch
     from pydarknet.kernels.products import Products, gemm_nn, using
     fused = products == "fast"

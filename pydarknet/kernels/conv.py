@@ -10,8 +10,8 @@ from .activations import FAST_ACTIVATIONS, LINEAR, activate_fast, activate_row
 from .aligned import aligned_zeros
 from .epilogue import (ACTIVATIONS as STORED_ACTIVATIONS, NO_RESIDUAL_PLANES, NONE, POOL_BAND, add_residual_row,
                        affine_activate_row, affine_terms, inverse_deviation, pool_rows, pool_rows_at)
-from .gemm import (_F32, _data, _fma, _finished, _i32, _i64, _is_f32_array, _lane_mask, _lanes, _masked_load,
-                   _masked_store, _splat, _vec_ptr, NO_RESIDUAL, check_image_product, col_range, copy_run,
+from .gemm import (_F32, _data, _fma, _finished, _i32, _i64, _is_f32_array, _lane_mask, _lanes, _mask_type,
+                   _masked_load, _masked_store, _splat, _vec_ptr, NO_RESIDUAL, check_image_product, col_range, copy_run,
                    direct_groups, direct_operands, direct_row, host_panel_width, padded_run, phase_planes)
 from .pool import maxpool_plane, pool_scratch, pool_windows, tiles_2x2
 from .placement import kernel_threads
@@ -183,6 +183,9 @@ def depthwise_conv(x, weights, size, stride, pad, dilation, out, store=NONE, fus
     tap's inputs for a band of output rows are one contiguous run, and `tap_chains` takes a few vectors of
     outputs through all the taps in registers and stores them finished (short runs per output row, indexed from a
     computed start, kept Numba's negative-index check in the loop and ran 5-9x slower: docs/notes.md):
+    - stride 1, the output the image's size, planes of at most MASKED_PLANE pixels: no copies; each tap reads the
+      plane in place, its lanes that fall in the padding masked off (masked_tap_chains: the copies were a third
+      to a half of these layers' time, each channel's too short to pay for them);
     - stride 1 and the output the image's size: in bands of output rows, one copy per kernel column of the
       image rows the band reads, shifted so that every tap of a kernel row reads from the same place in a line
       (a tap's run starts on a line where ky * dilation * w is a multiple of 16), the columns a shift would wrap
@@ -199,9 +202,16 @@ def depthwise_convolution(shape, size, stride, pad, dilation, fused=False):
     image's places in them, never their padding (zeroing them in every pass took 7-15 us of Yolo-Fastest's larger
     layers). A convolution's plan keeps it (and is made again for another count of threads: Network.plan_key)."""
     c, h, w = shape
-    by_column = stride == 1 and 2 * pad == dilation * (size - 1) and pad < w and (2 * pad + 1) * w <= COLUMN_BAND
-    copy_size, sums_size = _depthwise_layout(h, w, size, stride, pad, dilation, by_column)[-2:]
+    same = stride == 1 and 2 * pad == dilation * (size - 1) and pad < w
     threads, fused = kernel_threads(), bool(fused)
+    if same and h * w <= MASKED_PLANE:   # small planes: the taps read the image in place, no copies
+        masks, shifts = _tap_masks(h, w, size, pad, dilation, host_panel_width() // 2)
+
+        def convolve(x, weights, out, store):
+            _depthwise_in_place(np.ascontiguousarray(x), weights, out, masks, shifts, fused, *store)
+        return convolve
+    by_column = same and (2 * pad + 1) * w <= COLUMN_BAND
+    copy_size, sums_size = _depthwise_layout(h, w, size, stride, pad, dilation, by_column)[-2:]
     # each thread's rows: whole 64-byte lines of their own
     copies, sums = aligned_zeros((threads, copy_size), np.float32), aligned_zeros((threads, sums_size), np.float32)
 
@@ -209,6 +219,26 @@ def depthwise_convolution(shape, size, stride, pad, dilation, fused=False):
         _depthwise(np.ascontiguousarray(x), weights, size, stride, pad, dilation, out, by_column, fused, copies,
                    sums, *store)   # (the copies read each channel as one run)
     return convolve
+
+
+# Pixels of a plane up to which a stride-1 depthwise layer reads it in place (masked_tap_chains). Alone, 2 threads,
+# this Xeon, --fast with its store, in place against the column copies: 224 x 10 x 10 11.8 against 15.7 us,
+# 136 x 20 x 20 15.7 / 19.6, 120 x 20 x 20 (5 x 5) 28.1 / 49.7, 32 x 32 x 32 10.2 / 11.4; 96 x 40 x 40 the same
+# (35.9 / 36.0), and darknet's exact chains there 3 % slower (38.6 / 37.6).
+MASKED_PLANE = 1024
+
+
+@njit(cache=True, parallel=True)
+def _depthwise_in_place(x, weights, out, masks, shifts, fused, affine, activation, pooled):
+    """depthwise_convolution's small planes: each channel's sums straight from its plane (masked_tap_chains), then
+    its pool."""
+    c, h, w = x.shape
+    finish = activation if affine.shape[1] else -1
+    for ch in prange(c):
+        dst = out[ch]
+        masked_tap_chains(dst, x[ch].reshape(-1), shifts, masks, weights[ch], fused, affine, ch, finish)
+        if pooled.size:
+            pool_rows(dst.reshape(h, w), 0, ch, pooled)
 
 
 @njit(cache=True)
@@ -381,6 +411,96 @@ def tap_chains(typingctx, run, q, starts, weights, offset, fused, affine, row, a
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@intrinsic
+def masked_tap_chains(typingctx, run, x, shifts, masks, weights, fused, affine, row, activation):
+    """run[t] = tap_chains' chain over the taps k in order, from +0, read from the image plane x in place: s = s +
+    weights[k] * x[t + shifts[k]] where bit t % lanes of masks[k, t // lanes] is on, the product of a zero (the
+    padding) where it is off, that lane of x not read (the same chain: a zero product added to a sum from +0
+    changes nothing); finished as tap_chains finishes it. masks (taps, vectors of run) int32: _tap_masks's. TAP_BLOCK
+    vectors go through the taps together, then the last one by one, the very last stored masked."""
+    if not (_is_f32_array(run) and _is_f32_array(x) and _is_f32_array(weights) and _is_f32_array(affine)):
+        return None
+    sig = types.void(run, x, shifts, masks, weights, types.boolean, affine, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        run_v, x_v, shifts_v, masks_v, weights_v, fused_v, affine_v, row_v, activation_v = args
+        lanes = _lanes(context)
+        vec = ir.VectorType(_F32, lanes)
+        bits_type = ir.IntType(lanes)
+        zero = ir.Constant(vec, [0.0] * lanes)
+        run_a = context.make_array(signature.args[0])(context, builder, run_v)
+        shifts_a = context.make_array(signature.args[2])(context, builder, shifts_v)
+        masks_a = context.make_array(signature.args[3])(context, builder, masks_v)
+        x0 = _data(context, builder, signature.args[1], x_v)
+        w0 = _data(context, builder, signature.args[4], weights_v)
+        m = run_a.nitems
+        vectors = builder.extract_value(masks_a.shape, 1)
+        sums = [cgutils.alloca_once(builder, vec) for _ in range(TAP_BLOCK)]   # (registers, once optimized)
+
+        def chains(v, nv, fused, last):
+            """Vectors v .. v + nv - 1 of run through every tap; `last`: the run's last vector, stored masked."""
+            for s in sums[:nv]:
+                builder.store(zero, s)
+            with cgutils.for_range(builder, shifts_a.nitems) as tap:
+                k = tap.index
+                wt = _splat(builder, builder.load(builder.gep(w0, [k])), lanes)
+                first = builder.gep(x0, [builder.add(builder.load(builder.gep(shifts_a.data, [k])),
+                                                     builder.mul(v, _i64(lanes)))])
+                for j, s in enumerate(sums[:nv]):
+                    word = builder.load(builder.gep(masks_a.data, [builder.add(builder.mul(k, vectors),
+                                                                               builder.add(v, _i64(j)))]))
+                    mask = builder.bitcast(builder.trunc(word, bits_type), _mask_type(vec))
+                    x = builder.call(_masked_load(builder, vec), [_vec_ptr(builder, first, j * lanes, vec), _i32(4),
+                                                                   mask, zero])
+                    acc = builder.load(s)
+                    builder.store(builder.call(_fma(builder, vec), [wt, x, acc]) if fused else
+                                  builder.fadd(acc, builder.fmul(wt, x)), s)
+            done = _finished(context, builder, signature.args[6], affine_v, row_v, activation_v, _i64(1),
+                             [builder.load(s) for s in sums[:nv]], 1, nv)
+            for j, value in enumerate(done):
+                out = _vec_ptr(builder, builder.gep(run_a.data, [builder.mul(v, _i64(lanes))]), j * lanes, vec)
+                if last:
+                    left = builder.sub(m, builder.mul(v, _i64(lanes)))
+                    builder.call(_masked_store(builder, vec), [value, out, _i32(4),
+                                                               _lane_mask(builder, 0, _splat(builder, left, lanes))])
+                else:
+                    builder.store(value, out, align=4)
+
+        whole = builder.sdiv(m, _i64(lanes))   # vectors of run stored whole
+        blocks = builder.mul(builder.sdiv(whole, _i64(TAP_BLOCK)), _i64(TAP_BLOCK))
+        with builder.if_else(fused_v) as (fma, rounded):   # fused decided once for the run
+            for branch, fused in ((fma, True), (rounded, False)):
+                with branch:
+                    with cgutils.for_range_slice(builder, _i64(0), blocks, _i64(TAP_BLOCK)) as (v, _):
+                        chains(v, TAP_BLOCK, fused, False)
+                    with cgutils.for_range_slice(builder, blocks, whole, _i64(1)) as (v, _):
+                        chains(v, 1, fused, False)
+                    with builder.if_then(builder.icmp_signed("<", builder.mul(whole, _i64(lanes)), m)):
+                        chains(whole, 1, fused, True)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=True)
+def _tap_masks(h, w, size, pad, dilation, lanes):
+    """masked_tap_chains's masks of a stride-1 depthwise convolution of h x w planes to h x w outputs: bit l of
+    masks[k, v] on where output t = v * lanes + l lies in the plane and its tap k's input (the output's row and
+    column moved by ky * dilation - pad and kx * dilation - pad) inside the image; and each tap's shift in the plane."""
+    n = h * w
+    vectors = (n + lanes - 1) // lanes
+    masks = np.zeros((size * size, vectors), np.int32)
+    shifts = np.empty(size * size, np.int64)
+    for k in range(size * size):
+        dy, dx = k // size * dilation - pad, k % size * dilation - pad
+        shifts[k] = dy * w + dx
+        for t in range(n):
+            y, x = t // w, t % w
+            if 0 <= y + dy < h and 0 <= x + dx < w:
+                masks[k, t // lanes] |= np.int32(1) << np.int32(t % lanes)
+    return masks, shifts
 
 
 @njit(cache=True, inline="always")
