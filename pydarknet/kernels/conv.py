@@ -198,9 +198,10 @@ def depthwise_conv(x, weights, size, stride, pad, dilation, out, store=NONE, fus
 
 def depthwise_convolution(shape, size, stride, pad, dilation, fused=False):
     """depthwise_conv for images of `shape` (c, h, w), decided once for the calling thread's kernel threads:
-    returns convolve(x, weights, out, store), with each thread's copies made and zeroed here, once: a pass writes the
-    image's places in them, never their padding (zeroing them in every pass took 7-15 us of Yolo-Fastest's larger
-    layers). A convolution's plan keeps it (and is made again for another count of threads: Network.plan_key)."""
+    returns convolve(x, weights, out, store), with the small planes' tap masks made here, else each thread's copies
+    made and zeroed here, once: a pass writes the image's places in them, never their padding (zeroing them in every
+    pass took 7-15 us of Yolo-Fastest's larger layers). A convolution's plan keeps it (and is made again for another
+    count of threads: Network.plan_key)."""
     c, h, w = shape
     same = stride == 1 and 2 * pad == dilation * (size - 1) and pad < w
     threads, fused = kernel_threads(), bool(fused)
