@@ -237,7 +237,7 @@ def _depthwise_in_place(x, weights, out, masks, shifts, fused, affine, activatio
     finish = activation if affine.shape[1] else -1
     for ch in prange(c):
         dst = out[ch]
-        masked_tap_chains(dst, x[ch].reshape(-1), shifts, masks, weights[ch], fused, affine, ch, finish)
+        masked_tap_chains(dst, x[ch].reshape(-1), shifts, weights[ch], 0, fused, affine, ch, finish, masks)
         if pooled.size:
             pool_rows(dst.reshape(h, w), 0, ch, pooled)
 
@@ -327,12 +327,27 @@ def tap_chains(typingctx, run, q, starts, weights, offset, fused, affine, row, a
     vectors longer on small planes.) `fused` is decided once for the run, and a 3 x 3 kernel's (UNROLLED_TAPS)
     weights are broadcast and its taps' starts found once, its taps unrolled: the same chains, 5-10 % faster than
     reading each tap's start and weight again for every block."""
+    return _tap_chains(run, q, starts, weights, affine, ())
+
+
+@intrinsic
+def masked_tap_chains(typingctx, run, q, starts, weights, offset, fused, affine, row, activation, masks):
+    """tap_chains with masks (taps, vectors of run) int32 (_tap_masks's): tap k's input for output t read only where
+    bit t % lanes of masks[k, t // lanes] is on, a zero elsewhere (the padding's: a zero product added to a sum from
+    +0 changes nothing, so the chains are the same), those lanes of q not read: q is then the image plane itself,
+    not copies of it."""
+    return _tap_chains(run, q, starts, weights, affine, (masks,))
+
+
+def _tap_chains(run, q, starts, weights, affine, masks):
+    """tap_chains's signature and code, and masked_tap_chains's (masks: the type of its masks, or ())."""
+    masked = bool(masks)
     if not (_is_f32_array(run) and _is_f32_array(q) and _is_f32_array(weights) and _is_f32_array(affine)):
         return None
-    sig = types.void(run, q, starts, weights, types.intp, types.boolean, affine, types.intp, types.intp)
+    sig = types.void(run, q, starts, weights, types.intp, types.boolean, affine, types.intp, types.intp, *masks)
 
     def codegen(context, builder, signature, args):
-        run_v, q_v, starts_v, weights_v, offset_v, fused_v, affine_v, row_v, activation_v = args
+        run_v, q_v, starts_v, weights_v, offset_v, fused_v, affine_v, row_v, activation_v = args[:9]
         lanes = _lanes(context)
         vec = ir.VectorType(_F32, lanes)
         zero = ir.Constant(vec, [0.0] * lanes)
@@ -342,6 +357,9 @@ def tap_chains(typingctx, run, q, starts, weights, offset, fused, affine, row, a
         w0 = _data(context, builder, signature.args[3], weights_v)
         m = run_a.nitems
         sums = [cgutils.alloca_once(builder, vec) for _ in range(TAP_BLOCK)]   # (registers, once optimized)
+        if masked:
+            masks_a = context.make_array(signature.args[9])(context, builder, args[9])
+            vectors = builder.extract_value(masks_a.shape, 1)
 
         def store(i, nv, mask, chained):
             """Outputs i .. (see chains): the finished sums `chained`, one vector each."""
@@ -354,8 +372,16 @@ def tap_chains(typingctx, run, q, starts, weights, offset, fused, affine, row, a
                 else:
                     builder.call(_masked_store(builder, vec), [value, out, _i32(4), mask])
 
-        def load(first, nv, mask):
+        def load(first, nv, mask, k=None, i=None):
+            """nv vectors of inputs from q's `first`; `mask`: the run's last vector's lanes; masked, tap k's inputs
+            of outputs i .. (the table's lanes)."""
             pointers = [_vec_ptr(builder, first, j * lanes, vec) for j in range(nv)]
+            if masked:   # (none past the run's end)
+                at = builder.add(builder.mul(k, vectors), builder.sdiv(i, _i64(lanes)))
+                words = [builder.load(builder.gep(masks_a.data, [builder.add(at, _i64(j))])) for j in range(nv)]
+                lanes_on = [builder.bitcast(builder.trunc(w, ir.IntType(lanes)), _mask_type(vec)) for w in words]
+                return [builder.call(_masked_load(builder, vec), [p, _i32(4), on, zero])
+                        for p, on in zip(pointers, lanes_on)]
             return [builder.load(p, align=4) if mask is None else
                     builder.call(_masked_load(builder, vec), [p, _i32(4), mask, zero]) for p in pointers]
 
@@ -371,7 +397,7 @@ def tap_chains(typingctx, run, q, starts, weights, offset, fused, affine, row, a
                 with cgutils.for_range(builder, starts_a.nitems) as tap:
                     start = builder.load(builder.gep(starts_a.data, [tap.index]))
                     wt = _splat(builder, builder.load(builder.gep(w0, [tap.index])), lanes)
-                    inputs = load(builder.gep(q0, [builder.add(start, i)]), nv, mask)
+                    inputs = load(builder.gep(q0, [builder.add(start, i)]), nv, mask, tap.index, i)
                     for s, x in zip(sums, inputs):
                         builder.store(step(builder.load(s), wt, x, fused), s)
                 store(i, nv, mask, [builder.load(s) for s in sums[:nv]])
@@ -404,82 +430,14 @@ def tap_chains(typingctx, run, q, starts, weights, offset, fused, affine, row, a
         with builder.if_else(fused_v) as (fma, rounded):   # fused decided once for the run
             for branch, fused in ((fma, True), (rounded, False)):
                 with branch:
+                    if masked:   # the taps' loop (unrolled, 36 mask words a block: 20 x 20 planes 1.1x as long)
+                        over_the_run(chains(fused))
+                        continue
                     with builder.if_else(unrolled) as (then, otherwise):
                         with then:
                             over_the_run(unrolled_chains(fused))
                         with otherwise:
                             over_the_run(chains(fused))
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-@intrinsic
-def masked_tap_chains(typingctx, run, x, shifts, masks, weights, fused, affine, row, activation):
-    """run[t] = tap_chains' chain over the taps k in order, from +0, read from the image plane x in place: s = s +
-    weights[k] * x[t + shifts[k]] where bit t % lanes of masks[k, t // lanes] is on, the product of a zero (the
-    padding) where it is off, that lane of x not read (the same chain: a zero product added to a sum from +0
-    changes nothing); finished as tap_chains finishes it. masks (taps, vectors of run) int32: _tap_masks's. TAP_BLOCK
-    vectors go through the taps together, then the last one by one, the very last stored masked."""
-    if not (_is_f32_array(run) and _is_f32_array(x) and _is_f32_array(weights) and _is_f32_array(affine)):
-        return None
-    sig = types.void(run, x, shifts, masks, weights, types.boolean, affine, types.intp, types.intp)
-
-    def codegen(context, builder, signature, args):
-        run_v, x_v, shifts_v, masks_v, weights_v, fused_v, affine_v, row_v, activation_v = args
-        lanes = _lanes(context)
-        vec = ir.VectorType(_F32, lanes)
-        bits_type = ir.IntType(lanes)
-        zero = ir.Constant(vec, [0.0] * lanes)
-        run_a = context.make_array(signature.args[0])(context, builder, run_v)
-        shifts_a = context.make_array(signature.args[2])(context, builder, shifts_v)
-        masks_a = context.make_array(signature.args[3])(context, builder, masks_v)
-        x0 = _data(context, builder, signature.args[1], x_v)
-        w0 = _data(context, builder, signature.args[4], weights_v)
-        m = run_a.nitems
-        vectors = builder.extract_value(masks_a.shape, 1)
-        sums = [cgutils.alloca_once(builder, vec) for _ in range(TAP_BLOCK)]   # (registers, once optimized)
-
-        def chains(v, nv, fused, last):
-            """Vectors v .. v + nv - 1 of run through every tap; `last`: the run's last vector, stored masked."""
-            for s in sums[:nv]:
-                builder.store(zero, s)
-            with cgutils.for_range(builder, shifts_a.nitems) as tap:
-                k = tap.index
-                wt = _splat(builder, builder.load(builder.gep(w0, [k])), lanes)
-                first = builder.gep(x0, [builder.add(builder.load(builder.gep(shifts_a.data, [k])),
-                                                     builder.mul(v, _i64(lanes)))])
-                for j, s in enumerate(sums[:nv]):
-                    word = builder.load(builder.gep(masks_a.data, [builder.add(builder.mul(k, vectors),
-                                                                               builder.add(v, _i64(j)))]))
-                    mask = builder.bitcast(builder.trunc(word, bits_type), _mask_type(vec))
-                    x = builder.call(_masked_load(builder, vec), [_vec_ptr(builder, first, j * lanes, vec), _i32(4),
-                                                                   mask, zero])
-                    acc = builder.load(s)
-                    builder.store(builder.call(_fma(builder, vec), [wt, x, acc]) if fused else
-                                  builder.fadd(acc, builder.fmul(wt, x)), s)
-            done = _finished(context, builder, signature.args[6], affine_v, row_v, activation_v, _i64(1),
-                             [builder.load(s) for s in sums[:nv]], 1, nv)
-            for j, value in enumerate(done):
-                out = _vec_ptr(builder, builder.gep(run_a.data, [builder.mul(v, _i64(lanes))]), j * lanes, vec)
-                if last:
-                    left = builder.sub(m, builder.mul(v, _i64(lanes)))
-                    builder.call(_masked_store(builder, vec), [value, out, _i32(4),
-                                                               _lane_mask(builder, 0, _splat(builder, left, lanes))])
-                else:
-                    builder.store(value, out, align=4)
-
-        whole = builder.sdiv(m, _i64(lanes))   # vectors of run stored whole
-        blocks = builder.mul(builder.sdiv(whole, _i64(TAP_BLOCK)), _i64(TAP_BLOCK))
-        with builder.if_else(fused_v) as (fma, rounded):   # fused decided once for the run
-            for branch, fused in ((fma, True), (rounded, False)):
-                with branch:
-                    with cgutils.for_range_slice(builder, _i64(0), blocks, _i64(TAP_BLOCK)) as (v, _):
-                        chains(v, TAP_BLOCK, fused, False)
-                    with cgutils.for_range_slice(builder, blocks, whole, _i64(1)) as (v, _):
-                        chains(v, 1, fused, False)
-                    with builder.if_then(builder.icmp_signed("<", builder.mul(whole, _i64(lanes)), m)):
-                        chains(whole, 1, fused, True)
         return context.get_dummy_value()
 
     return sig, codegen
